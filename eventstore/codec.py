@@ -1,0 +1,205 @@
+"""The one place BSON values cross into and out of the event model.
+
+Stored documents and the hashed (canonical) form share one layout, `event_doc`,
+so what is stored is exactly what is verified. Datetimes are UTC at millisecond
+precision, as MongoDB stores them; a naive datetime read back (mongomock, or a
+client without `tz_aware`) is taken as UTC.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from bson import Binary, Decimal128, Int64, ObjectId, Regex, Timestamp
+from bson.json_util import RELAXED_JSON_OPTIONS, JSONMode, JSONOptions
+
+from eventstore.model import SCHEMA_VERSION, Checkpoint, Event, Head
+
+# Extended JSON for ndjson input: canonical and relaxed are both accepted;
+# datetimes come back aware (UTC).
+EXTJSON_OPTIONS: JSONOptions = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True, tzinfo=UTC)
+
+
+def utc_ms(value: datetime) -> datetime:
+    """`value` as an aware UTC datetime truncated to milliseconds (MongoDB's precision)."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def as_utc(value: Any) -> Any:
+    """A datetime made aware UTC; other values unchanged."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def event_doc(event: Event, *, with_hashes: bool = True) -> dict[str, Any]:
+    """The stored BSON document of an event, fields in canonical order.
+
+    Without hashes it is the input of the entity hash (see `chain.py`).
+    """
+    doc: dict[str, Any] = {
+        "_id": event.id,
+        "seq": Int64(event.seq),
+        "stream": event.stream,
+        "entity_id": event.entity_id,
+        "entity_key": event.entity_key,
+        "version": Int64(event.version),
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "cluster_time": event.cluster_time,
+        "recorded_at": event.recorded_at,
+        "document": event.document,
+        "changes": event.changes,
+        "before": event.before,
+        "changed_fields": event.changed_fields,
+        "actor": event.actor,
+        "inferred": event.inferred,
+        "txn": event.txn,
+        "prev_hash": event.prev_hash,
+        "schema": event.schema,
+    }
+    if with_hashes:
+        doc["hash"] = event.hash
+        doc["log_hash"] = event.log_hash
+    return doc
+
+
+def event_from_doc(doc: dict[str, Any]) -> Event:
+    """The event a stored document holds (tolerant of fields added later)."""
+    return Event(
+        id=doc["_id"],
+        seq=int(doc["seq"]),
+        stream=doc["stream"],
+        entity_id=doc.get("entity_id"),
+        entity_key=doc["entity_key"],
+        version=int(doc["version"]),
+        type=doc["type"],
+        occurred_at=as_utc(doc["occurred_at"]),
+        cluster_time=doc.get("cluster_time"),
+        recorded_at=as_utc(doc["recorded_at"]),
+        document=doc.get("document"),
+        changes=doc.get("changes"),
+        before=doc.get("before"),
+        changed_fields=list(doc.get("changed_fields") or []),
+        actor=doc.get("actor"),
+        inferred=bool(doc.get("inferred", False)),
+        txn=doc.get("txn"),
+        prev_hash=doc.get("prev_hash", ""),
+        hash=doc.get("hash", ""),
+        log_hash=doc.get("log_hash", ""),
+        schema=int(doc.get("schema", SCHEMA_VERSION)),
+    )
+
+
+def head_doc(head: Head) -> dict[str, Any]:
+    """A head as a BSON sub-document."""
+    return {"seq": Int64(head.seq), "log_hash": head.log_hash}
+
+
+def head_from_doc(doc: dict[str, Any] | None) -> Head:
+    """A head from its sub-document (empty log when absent)."""
+    if not doc:
+        return Head()
+    return Head(seq=int(doc["seq"]), log_hash=str(doc["log_hash"]))
+
+
+def checkpoint_doc(cp: Checkpoint) -> dict[str, Any]:
+    """A checkpoint as stored (the resume token is kept whole)."""
+    return {
+        "_id": cp.name,
+        "token": cp.token,
+        "start_at": cp.start_at,
+        "last_cluster_time": cp.last_cluster_time,
+        "phase": cp.phase,
+        "epoch": cp.epoch,
+        "gap_from": cp.gap_from,
+        "head": head_doc(cp.head),
+        "updated_at": cp.updated_at,
+    }
+
+
+def checkpoint_from_doc(doc: dict[str, Any]) -> Checkpoint:
+    """A checkpoint from its stored document."""
+    return Checkpoint(
+        name=doc["_id"],
+        token=doc.get("token"),
+        start_at=doc.get("start_at"),
+        last_cluster_time=doc.get("last_cluster_time"),
+        phase=doc.get("phase", "streaming"),
+        epoch=doc.get("epoch"),
+        gap_from=doc.get("gap_from"),
+        head=head_from_doc(doc.get("head")),
+        updated_at=as_utc(doc.get("updated_at")),
+    )
+
+
+def timestamp_str(ts: Timestamp | None) -> str:
+    """A cluster time as `<seconds>.<increment>` (used in derived event ids)."""
+    if ts is None:
+        return "0.0"
+    return f"{ts.time}.{ts.inc}"
+
+
+def to_jsonable(value: Any) -> Any:
+    """A BSON value as plain JSON data for people and the API.
+
+    ObjectId -> hex, datetime -> RFC 3339 UTC with milliseconds, Decimal128 ->
+    string, Timestamp -> {t, i}, binary -> base64, UUID -> its string.
+    """
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, str, float)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, Decimal128):
+        return str(value.to_decimal())
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Timestamp):
+        return {"t": value.time, "i": value.inc}
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Binary):
+        if value.subtype == 4:
+            return str(value.as_uuid())
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, Regex):
+        return {"$regex": value.pattern, "$options": value.flags}
+    return str(value)
+
+
+def rfc3339(value: datetime) -> str:
+    """`2026-11-26T14:03:00.123Z`: UTC, milliseconds."""
+    value = utc_ms(value)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+__all__ = [
+    "EXTJSON_OPTIONS",
+    "RELAXED_JSON_OPTIONS",
+    "as_utc",
+    "checkpoint_doc",
+    "checkpoint_from_doc",
+    "event_doc",
+    "event_from_doc",
+    "head_doc",
+    "head_from_doc",
+    "rfc3339",
+    "timestamp_str",
+    "to_jsonable",
+    "utc_ms",
+]

@@ -1,0 +1,103 @@
+"""Entity keys: the strings that address entities in URLs and on the command line (pure).
+
+`entity_key(id)` is for people: ObjectId -> 24 hex, str -> itself, int -> digits,
+anything else -> `json:<canonical Extended JSON>`. It is not unique across types.
+`typed_key(id)` is unique per BSON value: `oid:`, `int:`, `str:` or `json:`.
+A bare key is resolved against the entities that exist (see `candidates`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from bson import ObjectId, json_util
+from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS
+
+_HEX24 = re.compile(r"[0-9a-fA-F]{24}")
+_INT = re.compile(r"-?[0-9]+")
+_TYPED_PREFIXES = ("oid:", "int:", "str:", "json:")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class InvalidKey(ValueError):
+    """A key that cannot name any entity (malformed typed key)."""
+
+
+def _canonical_json(value: Any) -> str:
+    return json_util.dumps(value, json_options=CANONICAL_JSON_OPTIONS, separators=(",", ":"))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def entity_key(entity_id: Any) -> str:
+    """The human key of an `_id` (DESIGN.md "Entity keys")."""
+    if isinstance(entity_id, ObjectId):
+        return str(entity_id)
+    if isinstance(entity_id, str):
+        return entity_id
+    if _is_int(entity_id):
+        return str(int(entity_id))
+    return "json:" + _canonical_json(entity_id)
+
+
+def typed_key(entity_id: Any) -> str:
+    """The unambiguous key of an `_id`: `oid:<hex>`, `int:<digits>`, `str:<text>`, `json:<ext>`."""
+    if isinstance(entity_id, ObjectId):
+        return f"oid:{entity_id}"
+    if isinstance(entity_id, str):
+        return f"str:{entity_id}"
+    if _is_int(entity_id):
+        return f"int:{int(entity_id)}"
+    return "json:" + _canonical_json(entity_id)
+
+
+def parse_typed(key: str) -> Any:
+    """The `_id` a typed key names. Raises `InvalidKey` for a malformed one."""
+    prefix, _, rest = key.partition(":")
+    if prefix == "oid":
+        if not _HEX24.fullmatch(rest):
+            raise InvalidKey(f"oid: needs 24 hexadecimal digits, got {rest!r}")
+        return ObjectId(rest)
+    if prefix == "int":
+        if not _INT.fullmatch(rest) or not _INT64_MIN <= int(rest) <= _INT64_MAX:
+            raise InvalidKey(f"int: needs a 64-bit integer, got {rest!r}")
+        return int(rest)
+    if prefix == "str":
+        return rest
+    if prefix == "json":
+        try:
+            return json_util.loads(rest, json_options=CANONICAL_JSON_OPTIONS)
+        except (ValueError, TypeError) as exc:
+            raise InvalidKey(f"json: needs Extended JSON: {exc}") from exc
+    raise InvalidKey(f"not a typed key: {key!r}")
+
+
+def is_typed(key: str) -> bool:
+    """True when the key carries an explicit type prefix."""
+    return key.startswith(_TYPED_PREFIXES)
+
+
+def candidates(key: str) -> list[Any]:
+    """Every `_id` a key may name, most specific first.
+
+    A typed key names exactly one value. A bare key may name a string, an
+    ObjectId (24 hex) or an integer (digits); the caller keeps those that exist
+    and reports an ambiguity when more than one does.
+    """
+    if is_typed(key):
+        return [parse_typed(key)]
+    found: list[Any] = [key]
+    if _HEX24.fullmatch(key):
+        found.append(ObjectId(key))
+    if _INT.fullmatch(key) and _INT64_MIN <= int(key) <= _INT64_MAX:
+        found.append(int(key))
+    return found
+
+
+def relaxed_json(value: Any) -> Any:
+    """`value` as relaxed Extended JSON, as a JSON-ready Python value ({"$oid": ...}, 42, "abc")."""
+    return json.loads(json_util.dumps(value, json_options=RELAXED_JSON_OPTIONS))

@@ -1,0 +1,234 @@
+"""The event model: stored events, MongoDB change events and small value types (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+from bson import Timestamp
+
+SCHEMA_VERSION: Final = 1
+
+# Entity event types (past tense, stored in the data; never rename).
+CREATED: Final = "created"
+UPDATED: Final = "updated"
+REPLACED: Final = "replaced"
+DELETED: Final = "deleted"
+SNAPSHOT: Final = "snapshot"
+# Stream event types.
+GAP: Final = "gap"
+DROPPED: Final = "dropped"
+RENAMED: Final = "renamed"
+
+ENTITY_TYPES: Final = frozenset({CREATED, UPDATED, REPLACED, DELETED, SNAPSHOT})
+STREAM_TYPES: Final = frozenset({GAP, DROPPED, RENAMED})
+EVENT_TYPES: Final = ENTITY_TYPES | STREAM_TYPES
+# Types after which the entity has a document.
+LIVE_TYPES: Final = frozenset({CREATED, UPDATED, REPLACED, SNAPSHOT})
+
+# The reserved entity key of the per-stream pseudo-entity (gap, dropped, renamed).
+STREAM_KEY: Final = "$stream"
+# Its entity_id: null, which no captured document can carry in the same stream
+# together with a real null `_id` without the operator noticing.
+STREAM_ENTITY_ID: Final = None
+
+# The hash an entity's first event chains from, and the log's first event too.
+GENESIS_HASH: Final = "0" * 64
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored event: immutable, ordered by `seq`, chained per entity and globally.
+
+    Field order is the canonical order used for hashing (see `chain.py`).
+    """
+
+    id: str
+    seq: int
+    stream: str
+    entity_id: Any
+    entity_key: str
+    version: int
+    type: str
+    occurred_at: datetime
+    cluster_time: Timestamp | None
+    recorded_at: datetime
+    document: dict[str, Any] | None = None
+    changes: dict[str, Any] | None = None
+    before: dict[str, Any] | None = None
+    changed_fields: list[str] = []
+    actor: Any = None
+    inferred: bool = False
+    txn: dict[str, Any] | None = None
+    prev_hash: str = GENESIS_HASH
+    hash: str = ""
+    log_hash: str = ""
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def is_stream_event(self) -> bool:
+        """True for gap, dropped and renamed events of the `$stream` pseudo-entity."""
+        return self.entity_key == STREAM_KEY and self.type in STREAM_TYPES
+
+
+class Head(msgspec.Struct, frozen=True, kw_only=True):
+    """The newest position of the log: its `seq` and `log_hash` (seq 0 = empty)."""
+
+    seq: int = 0
+    log_hash: str = GENESIS_HASH
+
+
+class EntityHead(msgspec.Struct, frozen=True, kw_only=True):
+    """The newest event of one entity: what the next event chains from."""
+
+    stream: str
+    entity_id: Any
+    entity_key: str
+    version: int
+    hash: str
+    type: str
+
+    @property
+    def exists(self) -> bool:
+        """True when the entity has a document after its newest event."""
+        return self.type in LIVE_TYPES
+
+
+class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a consumer stands.
+
+    For the ingester: the whole resume token (opaque) and the log head it covers.
+    `phase` is "snapshot" while an initial snapshot (or a re-snapshot after a gap)
+    is being recorded with `epoch` as its start cluster time, "streaming" after.
+    """
+
+    name: str
+    token: dict[str, Any] | None = None
+    start_at: Timestamp | None = None
+    last_cluster_time: Timestamp | None = None
+    phase: str = "streaming"
+    epoch: Timestamp | None = None
+    gap_from: Timestamp | None = None
+    head: Head = Head()
+    updated_at: datetime | None = None
+
+
+class Lease(msgspec.Struct, frozen=True, kw_only=True):
+    """Who holds a role, until when."""
+
+    role: str
+    owner: str
+    expires_at: datetime
+
+
+class ResumePoint(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a change source starts; at most one field is set (MongoDB requires it)."""
+
+    resume_after: dict[str, Any] | None = None
+    start_after: dict[str, Any] | None = None
+    start_at_operation_time: Timestamp | None = None
+
+
+class ChangeBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """Changes read from a source in one round trip, and the token after them.
+
+    `resume_token` is the postBatchResumeToken (or the last change's token): saving
+    it after the batch is stored lets an idle stream advance without changes.
+    """
+
+    changes: list[dict[str, Any]]
+    resume_token: dict[str, Any] | None
+    cluster_time: Timestamp | None = None
+
+
+class TruncatedArray(msgspec.Struct, frozen=True, kw_only=True):
+    """`{field, newSize}`: the array at `field` was cut to its first `newSize` elements."""
+
+    field: str
+    newSize: int
+
+
+class UpdateDescription(msgspec.Struct, frozen=True, kw_only=True):
+    """What an `update` change did, as MongoDB reports it."""
+
+    updatedFields: dict[str, Any] = {}
+    removedFields: list[str] = []
+    truncatedArrays: list[TruncatedArray] = []
+    disambiguatedPaths: dict[str, list[str | int]] | None = None
+
+
+class Namespace(msgspec.Struct, frozen=True, kw_only=True):
+    """`ns`: database and (absent for dropDatabase) collection."""
+
+    db: str
+    coll: str | None = None
+
+
+class ChangeEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A MongoDB change event. Unknown fields are ignored, unknown types kept as strings."""
+
+    token: dict[str, Any]
+    operationType: str
+    clusterTime: Timestamp | None = None
+    wallTime: datetime | None = None
+    ns: Namespace | None = None
+    documentKey: dict[str, Any] | None = None
+    fullDocument: dict[str, Any] | None = None
+    fullDocumentBeforeChange: dict[str, Any] | None = None
+    updateDescription: UpdateDescription | None = None
+    to: Namespace | None = None
+    lsid: dict[str, Any] | None = None
+    txnNumber: int | None = None
+
+    @property
+    def token_id(self) -> str:
+        """The resume token's `_data` string: the change's identity."""
+        data = self.token.get("_data")
+        if isinstance(data, str):
+            return data
+        raise ValueError(f"resume token without a string _data: {self.token!r}")
+
+    @classmethod
+    def from_bson(cls, doc: dict[str, Any]) -> ChangeEvent:
+        """Build from a decoded change document (as the driver or a feed yields it)."""
+        token = doc.get("_id")
+        if not isinstance(token, dict):
+            raise ValueError("change event without a resume token (_id)")
+        op = doc.get("operationType")
+        if not isinstance(op, str):
+            raise ValueError("change event without an operationType")
+        ns = doc.get("ns")
+        to = doc.get("to")
+        ud = doc.get("updateDescription")
+        txn_number = doc.get("txnNumber")
+        return cls(
+            token=token,
+            operationType=op,
+            clusterTime=doc.get("clusterTime"),
+            wallTime=doc.get("wallTime"),
+            ns=Namespace(db=ns.get("db", ""), coll=ns.get("coll"))
+            if isinstance(ns, dict)
+            else None,
+            documentKey=doc.get("documentKey"),
+            fullDocument=doc.get("fullDocument"),
+            fullDocumentBeforeChange=doc.get("fullDocumentBeforeChange"),
+            updateDescription=_update_description(ud) if isinstance(ud, dict) else None,
+            to=Namespace(db=to.get("db", ""), coll=to.get("coll"))
+            if isinstance(to, dict)
+            else None,
+            lsid=doc.get("lsid"),
+            txnNumber=int(txn_number) if txn_number is not None else None,
+        )
+
+
+def _update_description(ud: dict[str, Any]) -> UpdateDescription:
+    truncated = [
+        TruncatedArray(field=str(t["field"]), newSize=int(t["newSize"]))
+        for t in ud.get("truncatedArrays") or []
+    ]
+    return UpdateDescription(
+        updatedFields=dict(ud.get("updatedFields") or {}),
+        removedFields=list(ud.get("removedFields") or []),
+        truncatedArrays=truncated,
+        disambiguatedPaths=ud.get("disambiguatedPaths"),
+    )

@@ -1,0 +1,185 @@
+"""The ports: what the service needs from storage, change sources and time.
+
+Each storage port has a `mongo` adapter (PyMongo Async; runs unchanged on
+mongomock-motor) and a `memory` adapter (plain Python with real indexes); one
+contract suite per port runs over both (tests/integration/contract_*).
+Every write accepts an optional `session` so a caller can group writes in a
+transaction where the server has them; adapters pass it to the driver only when
+it is not None (mongomock refuses the keyword).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from bson import Timestamp
+
+from eventstore.model import ChangeBatch, Checkpoint, EntityHead, Event, Head, Lease, ResumePoint
+
+
+class LogConflict(Exception):
+    """An append collided with a different event at the same `seq` or entity version.
+
+    Only one ingester holds the lease, so this means a second writer or a bug:
+    the batch is refused whole rather than leaving a hole or a fork.
+    """
+
+
+class EventLog(Protocol):
+    """The immutable, seq-ordered event log. Nothing here updates or deletes an event."""
+
+    async def ensure_indexes(self) -> None:
+        """Create the unique indexes (`_id`, `seq`, (`stream`, `entity_id`, `version`)) and the rest."""
+
+    async def append(self, events: Sequence[Event], *, session: Any = None) -> int:
+        """Store a batch in `seq` order; events whose `id` is already stored are skipped.
+
+        Returns how many were inserted. Raises `LogConflict` when a different
+        event already holds one of the batch's `seq` or (stream, entity_id, version).
+        """
+        ...
+
+    async def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of these event ids are already stored (one query)."""
+        ...
+
+    async def entity_heads(self, stream: str, entity_ids: Sequence[Any]) -> dict[str, EntityHead]:
+        """The newest event of each of these entities that has one, keyed by typed key (one query)."""
+        ...
+
+    async def live_entities(self, stream: str) -> list[EntityHead]:
+        """Every entity of the stream whose newest event leaves it with a document."""
+        ...
+
+    async def existing_entity_ids(self, stream: str, candidates: Sequence[Any]) -> list[Any]:
+        """Which of these `_id` values have events in the stream (for resolving bare keys)."""
+        ...
+
+    async def read_entity(
+        self,
+        stream: str,
+        entity_id: Any,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """One entity's events with `from_version <= version <= to_version`, in version order."""
+        ...
+
+    async def read(self, *, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+        """Events with `seq > after_seq`, in `seq` order, at most `limit`."""
+        ...
+
+    async def head(self) -> Head:
+        """The newest event's `seq` and `log_hash` (seq 0 when empty)."""
+        ...
+
+
+class Checkpoints(Protocol):
+    """Named positions of consumers (the ingester's resume token and head)."""
+
+    async def get(self, name: str) -> Checkpoint | None:
+        """The checkpoint, or None before the first one."""
+        ...
+
+    async def put(self, checkpoint: Checkpoint, *, session: Any = None) -> None:
+        """Store (replace) a checkpoint."""
+        ...
+
+
+class Leases(Protocol):
+    """One lease per role, taken and renewed with compare-and-set."""
+
+    async def acquire(self, role: str, owner: str, *, now: datetime, ttl: float) -> Lease | None:
+        """Take or renew the role if it is free, expired, or already `owner`'s; else None."""
+        ...
+
+    async def release(self, role: str, owner: str) -> bool:
+        """Give the role up if `owner` holds it; True when it did."""
+        ...
+
+    async def get(self, role: str) -> Lease | None:
+        """The current lease of a role (possibly expired), or None."""
+        ...
+
+
+class Store(Protocol):
+    """The storage ports of one deployment, and its transaction support."""
+
+    events: EventLog
+    checkpoints: Checkpoints
+    leases: Leases
+
+    @property
+    def transactions(self) -> bool:
+        """True when `transaction()` gives a real multi-document transaction."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        """A context yielding a session inside a transaction, or None where there is none."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class Clock(Protocol):
+    """Time, passed in: domain code never reads the wall clock itself."""
+
+    def now(self) -> datetime:
+        """The current UTC time (aware)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait (a fake clock advances instead)."""
+        ...
+
+
+class HistoryLost(Exception):
+    """The resume point has left the source's history (MongoDB error 286)."""
+
+
+class SourceError(Exception):
+    """The source cannot be read (unreachable, unsupported, malformed input)."""
+
+
+class ChangeStream(Protocol):
+    """An open stream of changes."""
+
+    async def next_batch(self) -> ChangeBatch | None:
+        """The next batch; an empty one while idle (with the advanced token); None at the end.
+
+        Raises `HistoryLost` when the resume point is gone.
+        """
+        ...
+
+
+class ChangeSource(Protocol):
+    """Where changes come from: a MongoDB change stream, the memory feed, a file."""
+
+    @property
+    def can_snapshot(self) -> bool:
+        """True when the source can list the current documents (initial snapshot, gaps)."""
+        ...
+
+    @property
+    def finite(self) -> bool:
+        """True for sources that end (a file); the ingester stops after the last batch."""
+        ...
+
+    async def cluster_time(self) -> Timestamp:
+        """The source's current cluster time (a snapshot's epoch)."""
+        ...
+
+    def scan(self, collection: str, *, batch_size: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """The current documents of a captured collection, in batches."""
+        ...
+
+    def watch(self, resume: ResumePoint | None) -> AbstractAsyncContextManager[ChangeStream]:
+        """Open the change stream at a resume point (None: from now)."""
+        ...
