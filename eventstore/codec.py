@@ -118,6 +118,7 @@ def checkpoint_doc(cp: Checkpoint) -> dict[str, Any]:
         "phase": cp.phase,
         "epoch": cp.epoch,
         "gap_from": cp.gap_from,
+        "invalidated": cp.invalidated,
         "head": head_doc(cp.head),
         "updated_at": cp.updated_at,
     }
@@ -133,6 +134,7 @@ def checkpoint_from_doc(doc: dict[str, Any]) -> Checkpoint:
         phase=doc.get("phase", "streaming"),
         epoch=doc.get("epoch"),
         gap_from=doc.get("gap_from"),
+        invalidated=bool(doc.get("invalidated", False)),
         head=head_from_doc(doc.get("head")),
         updated_at=as_utc(doc.get("updated_at")),
     )

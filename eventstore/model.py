@@ -109,6 +109,7 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
     phase: str = "streaming"
     epoch: Timestamp | None = None
     gap_from: Timestamp | None = None
+    invalidated: bool = False
     head: Head = Head()
     updated_at: datetime | None = None
 

@@ -1,0 +1,427 @@
+"""The ingester: a change source -> the event log, exactly once, in one dense order.
+
+Invariants:
+- The checkpoint (resume token + head) is written only after the batch it covers
+  is stored, in the same transaction where the server has transactions.
+- A re-delivered change finds its id stored and is skipped without consuming a
+  `seq` or a `version`; derived events have deterministic ids for the same reason.
+- Only the lease holder writes; the unique `seq` index fences a stalled former
+  holder (its append conflicts and it goes back to standby).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from eventstore.capture import DDL_TYPES, OP_TO_TYPE, Capture, gap_id, snapshot_id, timestamp_time
+from eventstore.keys import typed_key
+from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
+from eventstore.model import (
+    DROPPED,
+    GAP,
+    RENAMED,
+    STREAM_KEY,
+    ChangeBatch,
+    ChangeEvent,
+    Checkpoint,
+    Event,
+    ResumePoint,
+)
+from eventstore.ports import ChangeSource, Clock, HistoryLost, LogConflict, Store
+from eventstore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class IngestStats(msgspec.Struct, kw_only=True):
+    """What an ingester run did."""
+
+    recorded: int = 0
+    changes_seen: int = 0
+    duplicates_skipped: int = 0
+    filtered: int = 0
+    unknown_skipped: int = 0
+    batches: int = 0
+    snapshots: int = 0
+    gaps: int = 0
+    seconds: float = 0.0
+    caught_up: bool = False
+
+    @property
+    def rate(self) -> float:
+        """Events recorded per second of the run."""
+        return self.recorded / self.seconds if self.seconds > 0 else 0.0
+
+
+class Ingester:
+    """Captures changes of `settings.collections` into the log, holding `ingester:<source db>`."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        source: ChangeSource,
+        settings: Settings,
+        clock: Clock,
+        owner: str | None = None,
+        on_batch: Callable[[IngestStats], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.settings = settings
+        self.clock = clock
+        self.name = settings.ingester_role
+        self.lease = LeaseKeeper(
+            store.leases,
+            self.name,
+            owner or default_owner(),
+            ttl=settings.lease_seconds,
+            clock=clock,
+        )
+        self.stats = IngestStats()
+        self._on_batch = on_batch
+        self._capture: Capture | None = None
+
+    async def run(
+        self, *, until_idle: bool = False, stop: asyncio.Event | None = None
+    ) -> IngestStats:
+        """Capture until `stop` is set, the source ends, or (until_idle) nothing is pending."""
+        started = time.perf_counter()
+        try:
+            while not (stop and stop.is_set()):
+                if not await self.lease.acquire(stop):
+                    break
+                try:
+                    if await self._work(until_idle=until_idle, stop=stop):
+                        break
+                except (LeaseLost, LogConflict) as exc:
+                    log.warning("stopping capture, another instance took over: %s", exc)
+                    self._capture = None
+                    self.lease.held = False
+        finally:
+            self.stats.seconds = time.perf_counter() - started
+            await self.lease.release()
+        return self.stats
+
+    # -- the main loop -----------------------------------------------------------------------
+    async def _work(self, *, until_idle: bool, stop: asyncio.Event | None) -> bool:
+        """Capture while holding the lease; True when finished (not when the lease was lost)."""
+        cp = await self.store.checkpoints.get(self.name)
+        self._capture = Capture(self.settings, await self.store.events.head())
+        if cp is None:
+            cp = Checkpoint(name=self.name, head=self._capture.head, updated_at=self.clock.now())
+            if self.source.can_snapshot:
+                epoch = await self.source.cluster_time()
+                cp = msgspec.structs.replace(cp, phase="snapshot", epoch=epoch)
+                await self.store.checkpoints.put(cp)
+        while not (stop and stop.is_set()):
+            if cp.phase == "snapshot":
+                cp = await self._snapshot(cp)
+            try:
+                outcome, cp = await self._stream(cp, until_idle=until_idle, stop=stop)
+            except HistoryLost as exc:
+                log.error(
+                    "change stream history lost (%s): recording a gap and re-snapshotting", exc
+                )
+                cp = await self._record_gap(cp)
+                continue
+            if outcome != "invalidated":
+                return True
+        return True
+
+    async def _stream(
+        self, cp: Checkpoint, *, until_idle: bool, stop: asyncio.Event | None
+    ) -> tuple[str, Checkpoint]:
+        async with self.source.watch(_resume_point(cp)) as stream:
+            while not (stop and stop.is_set()):
+                await self.lease.keep()
+                batch = await stream.next_batch()
+                if batch is None:
+                    self.stats.caught_up = True
+                    return "ended", cp
+                cp, invalidated = await self._ingest(batch, cp)
+                if invalidated:
+                    return "invalidated", cp
+                if not batch.changes:
+                    self.stats.caught_up = True
+                    if until_idle:
+                        return "idle", cp
+        return "stopped", cp
+
+    async def _ingest(self, batch: ChangeBatch, cp: Checkpoint) -> tuple[Checkpoint, bool]:
+        """Record one batch and its checkpoint; True when the stream was invalidated."""
+        capture = self._require_capture()
+        now = self.clock.now()
+        changes = [ChangeEvent.from_bson(raw) for raw in batch.changes]
+        self.stats.changes_seen += len(changes)
+        existing = await self._existing(changes)
+        await self._load_heads(capture, changes)
+        last_ct = cp.last_cluster_time
+        token = cp.token
+        invalidated = False
+        for change in changes:
+            last_ct = change.clusterTime or last_ct
+            token = change.token
+            op = change.operationType
+            stream = capture.stream_of(change)
+            if capture.wants(change):
+                if change.token_id in existing or capture.is_pending(change.token_id):
+                    self.stats.duplicates_skipped += 1
+                else:
+                    capture.entity_change(change, now=now)
+            elif op == "drop" and stream is not None:
+                if "dropped:" + change.token_id not in existing:
+                    await self._record_drop(capture, change, stream, now)
+            elif op == "rename" and stream is not None:
+                if "renamed:" + change.token_id not in existing:
+                    to = change.to
+                    capture.stream_event(
+                        stream,
+                        RENAMED,
+                        event_id="renamed:" + change.token_id,
+                        payload={"to": {"db": to.db, "coll": to.coll} if to else None},
+                        cluster_time=change.clusterTime,
+                        occurred_at=_when(change, now),
+                        now=now,
+                    )
+            elif op == "invalidate":
+                invalidated = True
+                break
+            elif op in OP_TO_TYPE or op in DDL_TYPES or op in ("dropDatabase", "drop", "rename"):
+                self.stats.filtered += 1
+            else:
+                log.warning("skipping a change of unknown type %r", op)
+                self.stats.unknown_skipped += 1
+        if not invalidated and batch.resume_token is not None:
+            token = batch.resume_token
+        events = capture.take()
+        new_cp = msgspec.structs.replace(
+            cp,
+            token=token,
+            last_cluster_time=last_ct,
+            invalidated=invalidated,
+            head=capture.head,
+            updated_at=now,
+            phase="streaming",
+        )
+        if events or new_cp.token != cp.token or invalidated:
+            await self._commit(events, new_cp)
+        self.stats.batches += 1
+        if self._on_batch is not None:
+            self._on_batch(self.stats)
+        return new_cp, invalidated
+
+    async def _record_drop(
+        self, capture: Capture, change: ChangeEvent, stream: str, now: datetime
+    ) -> None:
+        """A dropped collection: an inferred deletion per live entity, then the `dropped` event.
+
+        The stream event comes last, so finding it stored means every deletion is too.
+        """
+        assert change.clusterTime is not None
+        for entity_id in await self._live(capture, stream):
+            capture.inferred_delete(
+                stream,
+                entity_id,
+                marker=change.clusterTime,
+                cluster_time=change.clusterTime,
+                occurred_at=_when(change, now),
+                now=now,
+            )
+        capture.stream_event(
+            stream,
+            DROPPED,
+            event_id="dropped:" + change.token_id,
+            payload={},
+            cluster_time=change.clusterTime,
+            occurred_at=_when(change, now),
+            now=now,
+        )
+
+    # -- snapshots and gaps ----------------------------------------------------------------
+    async def _snapshot(self, cp: Checkpoint) -> Checkpoint:
+        """Record every current document as a `snapshot` at `cp.epoch`, then stream from it.
+
+        After a gap (`cp.gap_from` set), entities live before and absent now get an
+        inferred deletion. Ids are deterministic, so a crash mid-way re-runs cleanly.
+        """
+        capture = self._require_capture()
+        assert cp.epoch is not None
+        epoch = cp.epoch
+        at = timestamp_time(epoch)
+        for stream in self.settings.collections:
+            seen: set[str] = set()
+            async for docs in self.source.scan(stream, batch_size=self.settings.batch_size):
+                await self.lease.keep()
+                now = self.clock.now()
+                ids = [snapshot_id(epoch, stream, d["_id"]) for d in docs]
+                existing = await self.store.events.existing_ids(ids)
+                entity_ids = [d["_id"] for d in docs]
+                missing = capture.needs_heads(stream, entity_ids)
+                if missing:
+                    found = await self.store.events.entity_heads(stream, missing)
+                    capture.add_heads(stream, missing, found)
+                for doc, event_id in zip(docs, ids, strict=True):
+                    seen.add(typed_key(doc["_id"]))
+                    if event_id not in existing:
+                        capture.snapshot(stream, doc, epoch=epoch, occurred_at=at, now=now)
+                        self.stats.snapshots += 1
+                cp = msgspec.structs.replace(cp, head=capture.head, updated_at=now)
+                await self._commit(capture.take(), cp)
+            if cp.gap_from is not None:
+                now = self.clock.now()
+                live = await self._live(capture, stream)
+                gone = [eid for eid in live if typed_key(eid) not in seen]
+                for entity_id in gone:
+                    capture.inferred_delete(
+                        stream, entity_id, marker=epoch, cluster_time=epoch, occurred_at=at, now=now
+                    )
+                # Entities deleted before a crash are no longer live: nothing is recorded twice.
+                events = capture.take()
+                cp = msgspec.structs.replace(cp, head=capture.head, updated_at=now)
+                await self._commit(events, cp)
+        done = msgspec.structs.replace(
+            cp,
+            phase="streaming",
+            start_at=epoch,
+            token=None,
+            invalidated=False,
+            last_cluster_time=epoch,
+            gap_from=None,
+            head=capture.head,
+            updated_at=self.clock.now(),
+        )
+        await self.store.checkpoints.put(done)
+        return done
+
+    async def _record_gap(self, cp: Checkpoint) -> Checkpoint:
+        """History lost: a `gap` event per stream, then a re-snapshot at a new epoch."""
+        capture = self._require_capture()
+        epoch = await self.source.cluster_time()
+        gap_from = cp.last_cluster_time or cp.start_at or epoch
+        now = self.clock.now()
+        ids = [gap_id(stream, gap_from) for stream in self.settings.collections]
+        existing = await self.store.events.existing_ids(ids)
+        for stream, event_id in zip(self.settings.collections, ids, strict=True):
+            missing = capture.needs_heads(stream, [None])
+            if missing:
+                capture.add_heads(
+                    stream, missing, await self.store.events.entity_heads(stream, missing)
+                )
+            if event_id in existing:
+                continue
+            capture.stream_event(
+                stream,
+                GAP,
+                event_id=event_id,
+                payload={
+                    "from": gap_from,
+                    "to": epoch,
+                    "from_time": timestamp_time(gap_from),
+                    "to_time": timestamp_time(epoch),
+                },
+                cluster_time=epoch,
+                occurred_at=timestamp_time(epoch),
+                now=now,
+            )
+        self.stats.gaps += 1
+        new_cp = msgspec.structs.replace(
+            cp,
+            phase="snapshot",
+            epoch=epoch,
+            gap_from=gap_from,
+            token=None,
+            invalidated=False,
+            head=capture.head,
+            updated_at=now,
+        )
+        await self._commit(capture.take(), new_cp)
+        return new_cp
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _require_capture(self) -> Capture:
+        assert self._capture is not None, "capture state is set up by _work"
+        return self._capture
+
+    async def _existing(self, changes: Sequence[ChangeEvent]) -> set[str]:
+        """Which ids these changes would record are stored already (one query)."""
+        ids: list[str] = []
+        for c in changes:
+            if c.operationType in OP_TO_TYPE:
+                ids.append(c.token_id)
+            elif c.operationType in ("drop", "rename"):
+                ids.append(("dropped:" if c.operationType == "drop" else "renamed:") + c.token_id)
+        return await self.store.events.existing_ids(ids) if ids else set()
+
+    async def _load_heads(self, capture: Capture, changes: Sequence[ChangeEvent]) -> None:
+        """Load the heads of entities not cached yet: one query per stream in the batch."""
+        by_stream: dict[str, list[Any]] = {}
+        for c in changes:
+            if capture.wants(c):
+                assert c.ns is not None and c.ns.coll is not None and c.documentKey is not None
+                by_stream.setdefault(c.ns.coll, []).append(c.documentKey["_id"])
+            elif c.operationType in ("drop", "rename") and capture.stream_of(c) is not None:
+                assert c.ns is not None and c.ns.coll is not None
+                by_stream.setdefault(c.ns.coll, []).append(None)
+        for stream, entity_ids in by_stream.items():
+            missing = capture.needs_heads(stream, entity_ids)
+            if missing:
+                found = await self.store.events.entity_heads(stream, missing)
+                capture.add_heads(stream, missing, found)
+
+    async def _live(self, capture: Capture, stream: str) -> list[Any]:
+        """Entities of a stream that have a document: the store's view updated by this batch."""
+        stored = await self.store.events.live_entities(stream)
+        capture.add_known_heads(stored)
+        live = {typed_key(h.entity_id): h.entity_id for h in stored}
+        for tk, head in capture.cached_heads(stream).items():
+            if head is None or head.entity_key == STREAM_KEY:
+                continue
+            if head.exists:
+                live[tk] = head.entity_id
+            else:
+                live.pop(tk, None)
+        return list(live.values())
+
+    async def _commit(self, events: list[Event], cp: Checkpoint) -> None:
+        """Store a batch, then its checkpoint (one transaction where the server has them)."""
+        capture = self._require_capture()
+        try:
+            async with self.store.transaction() as session:
+                if events:
+                    await self.store.events.append(events, session=session)
+                await self.store.checkpoints.put(cp, session=session)
+        except BaseException:
+            # What was built is unknown to be stored: reload heads before going on.
+            capture.forget()
+            raise
+        self.stats.recorded += len(events)
+
+
+def _resume_point(cp: Checkpoint) -> ResumePoint | None:
+    """Where to reopen the stream: after the token (startAfter past an invalidate), or at a time."""
+    if cp.token is not None:
+        if cp.invalidated:
+            return ResumePoint(start_after=cp.token)
+        return ResumePoint(resume_after=cp.token)
+    if cp.start_at is not None:
+        return ResumePoint(start_at_operation_time=cp.start_at)
+    return None
+
+
+def _when(change: ChangeEvent, now: datetime) -> datetime:
+    if change.wallTime is not None:
+        return change.wallTime
+    if change.clusterTime is not None:
+        return timestamp_time(change.clusterTime)
+    return now
+
+
+__all__ = ["IngestStats", "Ingester"]

@@ -1,0 +1,60 @@
+"""Entity keys: bare and typed forms (DESIGN.md "Entity keys")."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from bson import Binary, Decimal128, Int64, ObjectId
+
+from eventstore.keys import InvalidKey, candidates, entity_key, parse_typed, relaxed_json, typed_key
+
+OID = ObjectId("64b7f0c2a1b2c3d4e5f60718")
+
+
+@pytest.mark.parametrize(
+    ("entity_id", "key", "typed"),
+    [
+        (OID, "64b7f0c2a1b2c3d4e5f60718", "oid:64b7f0c2a1b2c3d4e5f60718"),
+        ("ORD-1", "ORD-1", "str:ORD-1"),
+        ("a/b c", "a/b c", "str:a/b c"),
+        (42, "42", "int:42"),
+        (Int64(2**40), str(2**40), f"int:{2**40}"),
+        (-7, "-7", "int:-7"),
+        (Decimal128("1.5"), 'json:{"$numberDecimal":"1.5"}', 'json:{"$numberDecimal":"1.5"}'),
+        ({"shop": 1, "n": "x"}, 'json:{"shop":{"$numberInt":"1"},"n":"x"}', None),
+        (True, "json:true", "json:true"),
+    ],
+)
+def test_keys_of_each_id_type(entity_id: object, key: str, typed: str | None) -> None:
+    assert entity_key(entity_id) == key
+    assert typed_key(entity_id) == (typed or key)
+
+
+def test_typed_keys_round_trip_to_the_same_bson_value() -> None:
+    uid = Binary.from_uuid(uuid.UUID("12345678-1234-5678-1234-567812345678"))
+    for value in [OID, "x", 42, Decimal128("9.99"), {"a": 1, "b": [1, "2"]}, uid]:
+        back = parse_typed(typed_key(value))
+        assert back == value
+        assert type(back) is type(value) or isinstance(value, int)
+
+
+def test_bare_key_candidates_cover_every_type_it_may_name() -> None:
+    assert candidates("42") == ["42", 42]
+    assert candidates("64b7f0c2a1b2c3d4e5f60718") == ["64b7f0c2a1b2c3d4e5f60718", OID]
+    assert candidates("ORD-1") == ["ORD-1"]
+    assert candidates("int:42") == [42]
+    assert candidates("str:42") == ["42"]
+    assert candidates("oid:64b7f0c2a1b2c3d4e5f60718") == [OID]
+
+
+@pytest.mark.parametrize("bad", ["oid:xyz", "int:4.2", "int:99999999999999999999", "json:{nope"])
+def test_malformed_typed_keys_are_refused_with_a_reason(bad: str) -> None:
+    with pytest.raises(InvalidKey):
+        parse_typed(bad)
+
+
+def test_relaxed_json_keeps_the_type_visible() -> None:
+    assert relaxed_json(OID) == {"$oid": "64b7f0c2a1b2c3d4e5f60718"}
+    assert relaxed_json(42) == 42
+    assert relaxed_json("abc") == "abc"
