@@ -1,0 +1,184 @@
+"""The ndjson change source: Extended JSON lines, filtering, batches, malformed lines, resuming, stdin."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import Decimal128, Int64, ObjectId, Timestamp, json_util
+from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS
+
+from eventstore.model import ChangeEvent, ResumePoint
+from eventstore.ports import ChangeStream, HistoryLost, SourceError
+from eventstore.sources.ndjson import NdjsonChangeSource
+
+WHEN = datetime(2026, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
+OID = ObjectId("65f0c0ffee0000000000abcd")
+
+
+def change(n: int, coll: str = "orders", op: str = "insert", db: str = "legacy") -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "_id": {"_data": f"82{n:032X}"},
+        "operationType": op,
+        "clusterTime": Timestamp(1_700_000_000, n),
+        "wallTime": WHEN,
+        "ns": {"db": db, "coll": coll},
+        "documentKey": {"_id": n},
+    }
+    if op == "insert":
+        doc["fullDocument"] = {"_id": n, "total": Decimal128("9.99"), "big": Int64(2**40)}
+    return doc
+
+
+def lines(*changes: dict[str, Any], canonical: bool = False) -> str:
+    options = CANONICAL_JSON_OPTIONS if canonical else RELAXED_JSON_OPTIONS
+    return "".join(json_util.dumps(c, json_options=options) + "\n" for c in changes)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "changes.ndjson"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def batches(stream: ChangeStream) -> list[list[dict[str, Any]]]:
+    out = []
+    while (batch := await stream.next_batch()) is not None:
+        out.append(batch.changes)
+    return out
+
+
+def keys(changes: list[dict[str, Any]]) -> list[Any]:
+    return [c["documentKey"]["_id"] for c in changes]
+
+
+@pytest.mark.parametrize("canonical", [True, False])
+async def test_canonical_and_relaxed_extended_json_parse_to_bson_values(
+    tmp_path: Path, canonical: bool
+) -> None:
+    first = change(1)
+    first["fullDocument"]["ref"] = OID
+    path = write(tmp_path, lines(first, canonical=canonical))
+    async with NdjsonChangeSource(path, collections=["orders"]).watch(None) as stream:
+        [[got]] = await batches(stream)
+    assert got == first
+    assert isinstance(got["clusterTime"], Timestamp)
+    assert got["wallTime"] == WHEN and got["wallTime"].tzinfo is not None
+    assert isinstance(got["fullDocument"]["total"], Decimal128)
+    assert got["fullDocument"]["big"] == 2**40
+    assert ChangeEvent.from_bson(got).token_id == f"82{1:032X}"
+
+
+async def test_batches_skip_blank_lines_and_end_with_none(tmp_path: Path) -> None:
+    text = "\n" + lines(change(1), change(2)) + "   \n\n" + lines(change(3), change(4), change(5))
+    source = NdjsonChangeSource(write(tmp_path, text), collections=["orders"], batch_size=2)
+    async with source.watch(None) as stream:
+        first = await stream.next_batch()
+        assert first is not None and first.resume_token == first.changes[-1]["_id"]
+        rest = await batches(stream)
+    assert [keys(first.changes)] + [keys(b) for b in rest] == [[1, 2], [3, 4], [5]]
+
+
+async def test_only_captured_collections_and_database_events_pass(tmp_path: Path) -> None:
+    text = lines(
+        change(1),
+        change(2, coll="carts"),
+        change(3, op="drop"),
+        {
+            "_id": {"_data": "82" + "0" * 31 + "4"},
+            "operationType": "dropDatabase",
+            "ns": {"db": "legacy"},
+        },
+        {"_id": {"_data": "82" + "0" * 31 + "5"}, "operationType": "invalidate"},
+        {"_id": {"_data": "82" + "0" * 31 + "6"}, "operationType": "futureThing"},
+    )
+    source = NdjsonChangeSource(write(tmp_path, text), collections=["orders"])
+    async with source.watch(None) as stream:
+        batch = await stream.next_batch()
+        assert batch is not None
+        assert await stream.next_batch() is None
+    ops = [c["operationType"] for c in batch.changes]
+    assert ops == ["insert", "drop", "dropDatabase", "invalidate"]
+    # The position moved past the filtered last line.
+    assert batch.resume_token == {"_data": "82" + "0" * 31 + "6"}
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("{not json", "not valid Extended JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"operationType": "insert"}', "no resume token"),
+        ('{"_id": {"_data": 5}, "operationType": "insert"}', "no resume token"),
+        ('{"_id": {"_data": "8201"}}', "no operationType"),
+    ],
+)
+async def test_a_malformed_line_fails_after_the_lines_before_it(
+    tmp_path: Path, bad: str, message: str
+) -> None:
+    text = lines(change(1), change(2), change(3)) + "\n" + bad + "\n" + lines(change(9))
+    source = NdjsonChangeSource(write(tmp_path, text), collections=["orders"], batch_size=2)
+    async with source.watch(None) as stream:
+        assert keys((await stream.next_batch()).changes) == [1, 2]  # type: ignore[union-attr]
+        assert keys((await stream.next_batch()).changes) == [3]  # type: ignore[union-attr]
+        with pytest.raises(SourceError, match=rf"^line 5: {message}"):
+            await stream.next_batch()
+        with pytest.raises(SourceError, match=r"^line 5"):
+            await stream.next_batch()  # nothing after it is ever returned
+
+
+async def test_a_malformed_first_line_fails_at_once(tmp_path: Path) -> None:
+    source = NdjsonChangeSource(
+        write(tmp_path, "oops\n" + lines(change(1))), collections=["orders"]
+    )
+    async with source.watch(None) as stream:
+        with pytest.raises(SourceError, match=r"^line 1: "):
+            await stream.next_batch()
+
+
+async def test_resume_skips_through_the_token_line(tmp_path: Path) -> None:
+    path = write(tmp_path, lines(*(change(n) for n in range(1, 6))))
+    source = NdjsonChangeSource(path, collections=["orders"])
+    for resume in (
+        ResumePoint(resume_after={"_data": f"82{3:032X}"}),
+        ResumePoint(start_after={"_data": f"82{3:032X}"}),
+        ResumePoint(start_at_operation_time=Timestamp(1_700_000_000, 4)),
+    ):
+        async with source.watch(resume) as stream:
+            assert [keys(b) for b in await batches(stream)] == [[4, 5]]
+
+
+async def test_resume_token_not_in_the_file_is_history_lost(tmp_path: Path) -> None:
+    source = NdjsonChangeSource(write(tmp_path, lines(change(1))), collections=["orders"])
+    async with source.watch(ResumePoint(resume_after={"_data": "82FF"})) as stream:
+        with pytest.raises(HistoryLost):
+            await stream.next_batch()
+
+
+async def test_dash_reads_standard_input() -> None:
+    stdin = io.StringIO(lines(change(1), change(2, coll="carts"), change(3)))
+    source = NdjsonChangeSource("-", collections=["orders"], stdin=stdin)
+    async with source.watch(None) as stream:
+        assert [keys(b) for b in await batches(stream)] == [[1, 3]]
+
+
+async def test_missing_file_is_a_source_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.ndjson"
+    with pytest.raises(SourceError, match=r"nope\.ndjson"):
+        async with NdjsonChangeSource(missing, collections=["orders"]).watch(None):
+            pass
+
+
+async def test_a_file_cannot_be_snapshotted(tmp_path: Path) -> None:
+    source = NdjsonChangeSource(write(tmp_path, ""), collections=["orders"])
+    assert source.finite and not source.can_snapshot
+    with pytest.raises(SourceError, match="snapshot"):
+        await source.cluster_time()
+    with pytest.raises(SourceError, match="snapshot"):
+        async for _ in source.scan("orders"):
+            pass
+    async with source.watch(None) as stream:
+        assert await stream.next_batch() is None
