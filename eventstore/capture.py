@@ -176,6 +176,7 @@ class Capture:
             version=event.version,
             hash=event.hash,
             type=event.type,
+            actor=event.actor,
         )
         self.pending.append(event)
         self._pending_ids.add(event.id)
@@ -196,15 +197,14 @@ class Capture:
         before = change.fullDocumentBeforeChange
         if before is not None:
             before = redact_document(before, redactions)
+        prev = self._heads.get((stream, typed_key(entity_id)))
         if type_ in (CREATED, REPLACED):
-            source_doc = change.fullDocument or {}
-            actor = source_doc.get(actor_field)
-            document = redact_document(source_doc, redactions)
+            document = redact_document(change.fullDocument or {}, redactions)
+            actor = _field(document, actor_field)
             changed = list(document)
         elif type_ == UPDATED:
             ud = change.updateDescription
             updated = dict(ud.updatedFields) if ud else {}
-            actor = updated.get(actor_field)
             updated_r = redact_updated_fields(updated, redactions)
             removed = list(ud.removedFields) if ud else []
             truncated = [
@@ -218,10 +218,11 @@ class Capture:
             if ud is not None and ud.disambiguatedPaths:
                 changes["disambiguatedPaths"] = ud.disambiguatedPaths
             changed = [*updated_r, *removed, *(t.field for t in (ud.truncatedArrays if ud else []))]
-        elif change.fullDocumentBeforeChange is not None:  # deleted: the removed document
-            actor = change.fullDocumentBeforeChange.get(actor_field)
-        if isinstance(actor, (dict, list)):
-            actor = None  # an actor is a name or an id, never a structure
+            actor = _updated_actor(updated_r, removed, actor_field, prev.actor if prev else None)
+        elif before is not None:  # deleted: the removed document, as the pre-image shows it
+            actor = _field(before, actor_field)
+        elif prev is not None:  # deleted: the removed document, as the log last saw it
+            actor = prev.actor
         txn = None
         if change.lsid is not None:
             txn = {"lsid": change.lsid, "txnNumber": change.txnNumber}
@@ -263,9 +264,7 @@ class Capture:
             recorded_at=now,
             document=document,
             changed_fields=list(document),
-            actor=doc.get(self._settings.actor_field)
-            if not isinstance(doc.get(self._settings.actor_field), (dict, list))
-            else None,
+            actor=_field(document, self._settings.actor_field),
         )
 
     def inferred_delete(
@@ -315,6 +314,31 @@ class Capture:
             document=payload,
             inferred=inferred,
         )
+
+
+def _field(doc: dict[str, Any] | None, path: str) -> Any:
+    """The value at a dotted path of a document, if it is a name or an id (never a structure)."""
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return None if isinstance(value, (dict, list)) else value
+
+
+def _updated_actor(updated: dict[str, Any], removed: list[str], field: str, previous: Any) -> Any:
+    """ACTOR_FIELD after an update: set by it, removed by it, or unchanged (the previous one)."""
+    if field in updated:
+        value = updated[field]
+        return None if isinstance(value, (dict, list)) else value
+    parts = field.split(".")
+    for n in range(1, len(parts)):
+        parent = ".".join(parts[:n])
+        if parent in updated:
+            return _field(updated[parent], ".".join(parts[n:]))
+    if any(field == r or field.startswith(r + ".") for r in removed):
+        return None
+    return previous
 
 
 def snapshot_id(epoch: Timestamp, stream: str, entity_id: Any) -> str:

@@ -21,8 +21,11 @@ class SystemClock:
 class FakeClock:
     """A clock that only moves when told to (or when someone sleeps on it)."""
 
-    def __init__(self, start: datetime | None = None) -> None:
+    def __init__(self, start: datetime | None = None, *, advance_on_sleep: bool = True) -> None:
         self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        # With several tasks on one clock, a sleeper must not move everyone's time:
+        # then sleeping only yields briefly and the test advances the clock itself.
+        self._advance_on_sleep = advance_on_sleep
 
     def now(self) -> datetime:
         """The fake current time."""
@@ -33,6 +36,9 @@ class FakeClock:
         self._now += timedelta(seconds=seconds)
 
     async def sleep(self, seconds: float) -> None:
-        """Advance instead of waiting, then let other tasks run."""
-        self.advance(seconds)
-        await asyncio.sleep(0)
+        """Advance instead of waiting (or only yield, see above), then let other tasks run."""
+        if self._advance_on_sleep:
+            self.advance(seconds)
+            await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(0.001)

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+from bson import Timestamp
 
 from eventstore.capture import DDL_TYPES, OP_TO_TYPE, Capture, gap_id, snapshot_id, timestamp_time
 from eventstore.keys import typed_key
@@ -88,6 +89,10 @@ class Ingester:
         self.stats = IngestStats()
         self._on_batch = on_batch
         self._capture: Capture | None = None
+        # True from (re)opening the stream until a batch holds a change not yet stored:
+        # appends are ordered, so the log holds a prefix of what follows the
+        # checkpoint, and once one change is new every later one is too.
+        self._redelivery_possible = True
 
     async def run(
         self, *, until_idle: bool = False, stop: asyncio.Event | None = None
@@ -106,7 +111,7 @@ class Ingester:
                     self._capture = None
                     self.lease.held = False
         finally:
-            self.stats.seconds = time.perf_counter() - started
+            self.stats.seconds += time.perf_counter() - started
             await self.lease.release()
         return self.stats
 
@@ -139,6 +144,7 @@ class Ingester:
     async def _stream(
         self, cp: Checkpoint, *, until_idle: bool, stop: asyncio.Event | None
     ) -> tuple[str, Checkpoint]:
+        self._redelivery_possible = True
         async with self.source.watch(_resume_point(cp)) as stream:
             while not (stop and stop.is_set()):
                 await self.lease.keep()
@@ -287,10 +293,12 @@ class Ingester:
                 events = capture.take()
                 cp = msgspec.structs.replace(cp, head=capture.head, updated_at=now)
                 await self._commit(events, cp)
+        # The scan ran after `epoch` was taken, so it saw every change at or before it:
+        # streaming starts at the next tick and records no change twice.
         done = msgspec.structs.replace(
             cp,
             phase="streaming",
-            start_at=epoch,
+            start_at=Timestamp(epoch.time, epoch.inc + 1),
             token=None,
             invalidated=False,
             last_cluster_time=epoch,
@@ -351,14 +359,21 @@ class Ingester:
         return self._capture
 
     async def _existing(self, changes: Sequence[ChangeEvent]) -> set[str]:
-        """Which ids these changes would record are stored already (one query)."""
+        """Which ids these changes would record are stored already (one query, while needed)."""
+        if not self._redelivery_possible:
+            return set()
         ids: list[str] = []
         for c in changes:
             if c.operationType in OP_TO_TYPE:
                 ids.append(c.token_id)
             elif c.operationType in ("drop", "rename"):
                 ids.append(("dropped:" if c.operationType == "drop" else "renamed:") + c.token_id)
-        return await self.store.events.existing_ids(ids) if ids else set()
+        if not ids:
+            return set()
+        found = await self.store.events.existing_ids(ids)
+        if len(found) < len(set(ids)):
+            self._redelivery_possible = False
+        return found
 
     async def _load_heads(self, capture: Capture, changes: Sequence[ChangeEvent]) -> None:
         """Load the heads of entities not cached yet: one query per stream in the batch."""

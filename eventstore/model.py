@@ -87,6 +87,9 @@ class EntityHead(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     hash: str
     type: str
+    # ACTOR_FIELD of the document after this event: an update that leaves the
+    # field alone (MongoDB omits unchanged values) keeps the previous actor.
+    actor: Any = None
 
     @property
     def exists(self) -> bool:

@@ -1,0 +1,177 @@
+"""The `eventstore` command: the composition root.
+
+Exit codes: 0 success, 1 error (bad input, unreachable server, unknown entity),
+2 verification found tampering. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TextIO
+
+from eventstore.settings import SETTING_NAMES, Settings, SettingsError, load
+
+EXIT_OK, EXIT_ERROR, EXIT_TAMPERED = 0, 1, 2
+
+# Settings every command accepts as flags (`--source-db` <-> EVENTSTORE_SOURCE_DB).
+_SETTING_HELP = {
+    "uri": "MongoDB URI (mongodb://, mongodb+srv://) or memory://",
+    "source": "where changes come from: mongo, simulator, ndjson:PATH (- = stdin)",
+    "source_db": "database whose collections are captured (default shop)",
+    "store_db": "database holding events and state (default eventstore)",
+    "collections": "captured collections, comma-separated (default orders)",
+    "operations": "captured operation types, comma-separated (default all)",
+    "redact": "field paths removed before storage; path:mask keeps a fixed mask",
+    "actor_field": "document field naming who made the change (default updatedBy)",
+    "pre_images": "off, when-available or required (default off)",
+    "snapshot_every": "entity snapshot interval in versions (default 100)",
+    "batch_size": "most changes per ingest batch (default 1000)",
+    "lease_seconds": "lease time for the ingester and each projection (default 10)",
+    "server_timeout_ms": "server selection timeout in ms (default 5000)",
+    "admin_key": "bearer key for /v1/admin (prefer EVENTSTORE_ADMIN_KEY)",
+    "read_keys": "comma-separated bearer keys for /v1 reads",
+}
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 1."""
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (also EVENTSTORE_<NAME> variables)")
+    for name in SETTING_NAMES:
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest="setting_" + name,
+            metavar="VALUE",
+            help=_SETTING_HELP[name],
+        )
+
+
+def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from the environment with this command's flags on top."""
+    overrides = {name: getattr(args, "setting_" + name, None) for name in SETTING_NAMES}
+    return load(environ, overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="eventstore",
+        description="An immutable, hash-chained audit log and event store for MongoDB.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("migrate", help="create collections, validators, indexes and roles")
+    _add_settings(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser("ingest", help="capture changes into the event log")
+    _add_settings(p)
+    p.add_argument("--until-idle", action="store_true", help="stop once nothing is pending")
+    _add_workload(p)
+
+    p = sub.add_parser("demo", help="capture a simulated order workload in memory and report")
+    p.add_argument("--orders", type=_nonneg_int, default=200, help="initial orders (default 200)")
+    p.add_argument(
+        "--changes", type=_nonneg_int, default=2000, help="changes after them (default 2000)"
+    )
+    p.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser
+
+
+def _add_workload(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("simulator (with --source simulator)")
+    g.add_argument("--orders", type=_nonneg_int, default=100, help="initial orders (default 100)")
+    g.add_argument(
+        "--rate",
+        type=_nonneg_float,
+        default=5.0,
+        help="changes per second after them; 0 = stop (default 5)",
+    )
+    g.add_argument(
+        "--seed", type=int, default=None, help="workload seed (same seed, same operations)"
+    )
+
+
+def _nonneg_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {n}")
+    return n
+
+
+def _nonneg_float(value: str) -> float:
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not n >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
+    return n
+
+
+def _command(name: str) -> Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]]:
+    from eventstore import commands
+
+    return getattr(commands, "cmd_" + name.replace("-", "_"))  # type: ignore[no-any-return]
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    """Run a command; returns (and, as the console script, exits with) its code."""
+    out = out or sys.stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return asyncio.run(_run(_command(args.command), args, out))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except (CliError, SettingsError) as exc:
+        print(f"eventstore: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+async def _run(
+    command: Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]],
+    args: argparse.Namespace,
+    out: TextIO,
+) -> int:
+    from eventstore.errors import user_message
+
+    try:
+        return await command(args, out)
+    except (CliError, SettingsError):
+        raise
+    except Exception as exc:
+        message = user_message(exc)
+        if message is None:
+            raise
+        raise CliError(message) from exc
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGINT/SIGTERM set `stop` so work ends cleanly (checkpoints stored, leases released)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, stop.set)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

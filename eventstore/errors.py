@@ -1,0 +1,44 @@
+"""Turning expected failures into one clear line for people (never a traceback, never a key)."""
+
+from __future__ import annotations
+
+import re
+
+from pymongo import errors as pymongo_errors
+
+from eventstore.ports import HistoryLost, LogConflict, SourceError
+from eventstore.settings import SettingsError
+
+_CREDENTIALS = re.compile(r"(mongodb(?:\+srv)?://)[^@/\s]+@")
+
+
+def scrub(text: str) -> str:
+    """Remove credentials from any MongoDB URI in a message."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+def user_message(exc: BaseException) -> str | None:
+    """The message to show for an expected failure, or None for a bug (let it surface)."""
+    from eventstore.storage import StoreError
+
+    if isinstance(exc, (SourceError, StoreError, SettingsError)):
+        return scrub(str(exc))
+    if isinstance(exc, HistoryLost):
+        return scrub(f"the resume point is no longer in the source's history: {exc}")
+    if isinstance(exc, LogConflict):
+        return scrub(f"another writer changed the log: {exc}")
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file: {exc.filename}"
+    if isinstance(exc, OSError):
+        return scrub(str(exc))
+    if isinstance(exc, pymongo_errors.ServerSelectionTimeoutError):
+        return "cannot reach MongoDB (server selection timed out); check the URI and that the server is up"
+    if isinstance(exc, (pymongo_errors.ConfigurationError, pymongo_errors.InvalidURI)):
+        return scrub(f"bad MongoDB URI or options: {exc}")
+    if isinstance(exc, pymongo_errors.OperationFailure):
+        return scrub(
+            f"MongoDB refused an operation (code {exc.code}): {(exc.details and exc.details.get('errmsg')) or exc}"
+        )
+    if isinstance(exc, pymongo_errors.PyMongoError):
+        return scrub(f"MongoDB error: {exc}")
+    return None

@@ -1,0 +1,54 @@
+"""CPU per event of the ingest core (change -> sealed event, store excluded) vs bson round trip."""
+
+from __future__ import annotations
+
+import time
+
+import bson
+
+from eventstore.capture import Capture
+from eventstore.model import ChangeEvent, Head
+from eventstore.settings import Settings
+from tests.benchmarks.harness import Row, ratio
+from tests.benchmarks.workload import START, changes
+
+N = 10_000
+
+
+def _floor(batch: list[dict]) -> float:  # type: ignore[type-arg]
+    start = time.process_time()
+    for c in batch:
+        bson.decode(bson.encode(c))
+    return (time.process_time() - start) / len(batch) * 1e6
+
+
+def _core(batch: list[dict]) -> float:  # type: ignore[type-arg]
+    capture = Capture(Settings(), Head())
+    start = time.process_time()
+    for n, raw in enumerate(batch):
+        change = ChangeEvent.from_bson(raw)
+        if n == 0 or capture.needs_heads("orders", [raw["documentKey"]["_id"]]):
+            capture.add_heads("orders", [raw["documentKey"]["_id"]], {})
+        capture.entity_change(change, now=START)
+        if len(capture.pending) >= 1000:
+            capture.take()
+    return (time.process_time() - start) / len(batch) * 1e6
+
+
+def run() -> list[Row]:
+    """Best of three runs of each, same changes, same process."""
+    batch = changes(N)
+    floor = min(_floor(batch) for _ in range(3))
+    core = min(_core(batch) for _ in range(3))
+    r = ratio(core, floor)
+    return [
+        Row(
+            "ingest core CPU per event",
+            core,
+            "µs",
+            floor,
+            r,
+            "<= 25 µs and <= 4x bson encode+decode",
+            core <= 25 and r is not None and r <= 4,
+        ),
+    ]

@@ -1,0 +1,180 @@
+"""The ingester end to end on the memory feed, over both store adapters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import Decimal128
+
+from eventstore.clock import FakeClock
+from eventstore.model import Event
+from eventstore.ports import Store
+from eventstore.sources.memory import MemoryChangeFeed
+from eventstore.sources.simulator import Simulator
+from tests.integration.ingest_helpers import (
+    ROLE,
+    all_events,
+    assert_log_intact,
+    feed_changes,
+    ingester,
+    start_from_the_beginning,
+)
+
+
+def by_key(events: list[Event], key: str) -> list[Event]:
+    return [e for e in events if e.entity_key == key]
+
+
+async def test_first_start_snapshots_existing_documents_then_streams(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": "A", "status": "pending", "updatedBy": "alice"})
+    await orders.insert_one({"_id": "B", "status": "paid", "updatedBy": "bob"})
+    await ingester(store, feed, clock).run(until_idle=True)
+    await orders.update_one({"_id": "A"}, {"$set": {"status": "paid", "updatedBy": "carol"}})
+    await orders.delete_one({"_id": "B"})
+    await ingester(store, feed, clock).run(until_idle=True)
+
+    events = await assert_log_intact(store)
+    assert [(e.entity_key, e.version, e.type, e.actor) for e in events] == [
+        ("A", 1, "snapshot", "alice"),
+        ("B", 1, "snapshot", "bob"),
+        ("A", 2, "updated", "carol"),
+        ("B", 2, "deleted", "bob"),  # the removed document's updatedBy
+    ]
+    assert events[0].document == {"_id": "A", "status": "pending", "updatedBy": "alice"}
+    assert events[0].id.startswith("snapshot:")
+    assert events[2].changes is not None
+    assert events[2].changes["updatedFields"] == {"status": "paid", "updatedBy": "carol"}
+    assert events[2].changed_fields == ["status", "updatedBy"]
+
+
+async def test_every_change_is_recorded_once_in_stream_order(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    await Simulator(feed, seed=3, clock=clock).run(orders=15, changes=120, rate=0)
+    stats = await ingester(store, feed, clock, batch_size=25).run(until_idle=True)
+
+    events = await assert_log_intact(store)
+    changes = feed_changes(feed)
+    assert [e.id for e in events] == [c["_id"]["_data"] for c in changes]
+    assert stats.recorded == len(changes) and stats.duplicates_skipped == 0
+    assert stats.batches >= len(changes) // 25
+
+
+async def test_redelivered_changes_consume_no_seq_or_version(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    await Simulator(feed, seed=4, clock=clock).run(orders=5, changes=30, rate=0)
+    await ingester(store, feed, clock).run(until_idle=True)
+    before = await all_events(store)
+    await start_from_the_beginning(store)  # the checkpoint goes back: everything is re-delivered
+    stats = await ingester(store, feed, clock, batch_size=7).run(until_idle=True)
+    assert stats.recorded == 0 and stats.duplicates_skipped == len(before)
+    await feed.collection("orders").insert_one({"_id": "new", "updatedBy": "eve"})
+    await ingester(store, feed, clock).run(until_idle=True)
+    after = await assert_log_intact(store)
+    assert after[:-1] == before
+    assert (after[-1].seq, after[-1].entity_key, after[-1].version) == (len(before) + 1, "new", 1)
+
+
+async def test_idle_stream_saves_its_advancing_resume_token(store: Store, clock: FakeClock) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await feed.collection("orders").insert_one({"_id": 1})
+    await ingester(store, feed, clock).run(until_idle=True)
+    first = await store.checkpoints.get(ROLE)
+    # Changes elsewhere in the database advance the stream's token without captured events.
+    for n in range(3):
+        await feed.collection("carts").insert_one({"_id": n})
+    stats = await ingester(store, feed, clock).run(until_idle=True)
+    second = await store.checkpoints.get(ROLE)
+    assert first is not None and second is not None
+    assert stats.recorded == 0
+    assert second.token is not None and second.token != first.token
+    assert second.token == feed.current_token()
+    assert second.head == first.head
+
+
+async def test_filters_and_redaction_apply_before_hashing(store: Store, clock: FakeClock) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    orders = feed.collection("orders")
+    await orders.insert_one(
+        {"_id": 1, "customer": {"email": "a@b.c", "name": "Ann"}, "card": "4111"}
+    )
+    await orders.update_one({"_id": 1}, {"$set": {"customer.email": "x@y.z", "status": "paid"}})
+    await feed.collection("users").insert_one({"_id": 9})
+    await orders.delete_one({"_id": 1})
+    run = ingester(
+        store,
+        feed,
+        clock,
+        operations=("insert", "update"),
+        redact=_redact("customer.email", "card:****"),
+    )
+    stats = await run.run(until_idle=True)
+    events = await assert_log_intact(store)
+    assert [e.type for e in events] == ["created", "updated"]
+    assert events[0].document == {"_id": 1, "customer": {"name": "Ann"}, "card": "****"}
+    assert events[1].changes is not None
+    assert events[1].changes["updatedFields"] == {"status": "paid"}
+    # the delete is filtered here; `users` never reaches the ingester (the stream's $match)
+    assert stats.filtered == 1
+
+
+def _redact(*specs: str) -> Any:
+    from eventstore.settings import _redactions
+
+    return _redactions(",".join(specs))
+
+
+async def test_transactions_are_recorded_with_their_session(store: Store, clock: FakeClock) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    async with feed.transaction():
+        await feed.collection("orders").insert_one({"_id": "t1", "total": Decimal128("5")})
+        await feed.collection("orders").insert_one({"_id": "t2", "total": Decimal128("6")})
+    await ingester(store, feed, clock).run(until_idle=True)
+    events = await assert_log_intact(store)
+    assert len(events) == 2
+    assert events[0].txn is not None and events[0].txn == events[1].txn
+    assert events[0].cluster_time == events[1].cluster_time
+    assert int(events[0].txn["txnNumber"]) >= 1
+
+
+async def test_unknown_operation_types_are_skipped_not_fatal(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    await feed.collection("orders").insert_one({"_id": 1})
+    feed.inject(
+        {"operationType": "reshardBlockingFutureThing", "ns": {"db": "shop", "coll": "orders"}}
+    )
+    feed.inject({"operationType": "createIndexes", "ns": {"db": "shop", "coll": "orders"}})
+    await feed.collection("orders").insert_one({"_id": 2})
+    stats = await ingester(store, feed, clock).run(until_idle=True)
+    events = await assert_log_intact(store)
+    assert [e.entity_key for e in events] == ["1", "2"]
+    assert stats.unknown_skipped == 1 and stats.filtered == 1
+
+
+async def test_actor_is_the_resulting_documents_even_when_unchanged(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": 1, "status": "pending", "updatedBy": "alice"})
+    # alice writes again: MongoDB leaves the unchanged updatedBy out of updatedFields
+    await orders.update_one({"_id": 1}, {"$set": {"status": "paid", "updatedBy": "alice"}})
+    await orders.update_one({"_id": 1}, {"$unset": {"updatedBy": ""}})
+    await ingester(store, feed, clock).run(until_idle=True)
+    events = await assert_log_intact(store)
+    assert [e.actor for e in events] == ["alice", "alice", None]

@@ -1,0 +1,115 @@
+"""Gaps (history lost), drops, renames, dropDatabase and invalidate, through the memory feed."""
+
+from __future__ import annotations
+
+from eventstore.clock import FakeClock
+from eventstore.model import STREAM_KEY
+from eventstore.ports import Store
+from eventstore.sources.memory import MemoryChangeFeed
+from tests.integration.ingest_helpers import ROLE, all_events, assert_log_intact, ingester
+
+
+async def test_history_lost_records_a_gap_resnapshots_and_infers_deletions(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    for n in range(1, 5):
+        await orders.insert_one({"_id": n, "status": "pending", "updatedBy": "alice"})
+    await ingester(store, feed, clock).run(until_idle=True)
+    before = await store.checkpoints.get(ROLE)
+    # while the ingester is down: changes it never sees, then the oplog rolls over
+    await orders.update_one({"_id": 1}, {"$set": {"status": "paid"}})
+    await orders.delete_one({"_id": 2})
+    await orders.insert_one({"_id": 5, "status": "pending"})
+    await orders.delete_one({"_id": 3})
+    feed.forget_before(None)
+    stats = await ingester(store, feed, clock).run(until_idle=True)
+    await orders.update_one({"_id": 5}, {"$set": {"status": "paid"}})
+    await ingester(store, feed, clock).run(until_idle=True)
+
+    events = await assert_log_intact(store)
+    after_gap = events[4:]
+    gap = after_gap[0]
+    assert (gap.type, gap.entity_key, gap.stream) == ("gap", STREAM_KEY, "orders")
+    assert before is not None and gap.document is not None
+    assert gap.document["from"] == before.last_cluster_time
+    assert gap.document["to"] > gap.document["from"]
+    assert gap.id == f"gap:orders:{before.last_cluster_time.time}.{before.last_cluster_time.inc}"
+    assert stats.gaps == 1
+    resnap = [(e.entity_key, e.version, e.type) for e in after_gap[1:]]
+    assert resnap == [
+        ("1", 2, "snapshot"),
+        ("4", 2, "snapshot"),
+        ("5", 1, "snapshot"),
+        ("2", 2, "deleted"),
+        ("3", 2, "deleted"),
+        ("5", 2, "updated"),
+    ]
+    assert after_gap[1].document == {"_id": 1, "status": "paid", "updatedBy": "alice"}
+    inferred = [e for e in after_gap if e.type == "deleted"]
+    assert all(e.inferred and e.id.startswith("inferred:") for e in inferred)
+    assert all(not e.inferred for e in after_gap if e.type != "deleted")
+
+
+async def test_drop_records_dropped_and_infers_deletion_of_live_entities(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    await ingester(store, feed, clock).run(until_idle=True)
+    for n in (1, 2, 3):
+        await orders.insert_one({"_id": n})
+    await orders.delete_one({"_id": 2})
+    await feed.drop_collection("orders")
+    await orders.insert_one({"_id": 1, "again": True})
+    await ingester(store, feed, clock).run(until_idle=True)
+    events = await assert_log_intact(store)
+    assert [(e.entity_key, e.version, e.type, e.inferred) for e in events] == [
+        ("1", 1, "created", False),
+        ("2", 1, "created", False),
+        ("3", 1, "created", False),
+        ("2", 2, "deleted", False),
+        ("1", 2, "deleted", True),
+        ("3", 2, "deleted", True),
+        (STREAM_KEY, 1, "dropped", False),
+        ("1", 3, "created", False),  # a re-created id continues its version sequence
+    ]
+
+
+async def test_rename_away_records_renamed_with_the_new_name(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    await feed.collection("orders").insert_one({"_id": 1})
+    await feed.rename_collection("orders", "orders_archive")
+    await feed.collection("orders_archive").insert_one({"_id": 2})  # not captured
+    await ingester(store, feed, clock).run(until_idle=True)
+    events = await assert_log_intact(store)
+    assert [e.type for e in events] == ["created", "renamed"]
+    assert events[1].document == {"to": {"db": "shop", "coll": "orders_archive"}}
+
+
+async def test_drop_database_then_invalidate_continues_with_start_after(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    await feed.collection("orders").insert_one({"_id": 1})
+    await feed.drop_database()
+    await feed.collection("orders").insert_one({"_id": 2})
+    run = ingester(store, feed, clock)
+    await run.run(until_idle=True)
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is not None and not cp.invalidated  # reopened with startAfter and went on
+    events = await assert_log_intact(store)
+    assert [(e.entity_key, e.type) for e in events] == [
+        ("1", "created"),
+        ("1", "deleted"),
+        (STREAM_KEY, "dropped"),
+        ("2", "created"),
+    ]
+    # a restart after that resumes normally: nothing twice
+    await ingester(store, feed, clock).run(until_idle=True)
+    assert len(await all_events(store)) == 4
