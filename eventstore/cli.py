@@ -128,11 +128,18 @@ def _command(name: str) -> Callable[[argparse.Namespace, TextIO], Coroutine[Any,
     return getattr(commands, "cmd_" + name.replace("-", "_"))  # type: ignore[no-any-return]
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
-    """Run a command; returns (and, as the console script, exits with) its code."""
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, store: Any = None
+) -> int:
+    """Run a command; returns (and, as the console script, exits with) its code.
+
+    `store`: an already open store to use instead of the URI's (in-process use
+    and tests, e.g. a pre-populated memory store); it is left open.
+    """
     out = out or sys.stdout
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.store = store
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

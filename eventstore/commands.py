@@ -83,10 +83,14 @@ def build_source(
 
 
 @contextlib.asynccontextmanager
-async def opened_store(settings: Settings) -> AsyncIterator[Store]:
-    """The store of `URI`, closed afterwards."""
+async def opened_store(settings: Settings, args: argparse.Namespace) -> AsyncIterator[Store]:
+    """The store of `URI` (or the one given to `main`), closed afterwards if opened here."""
     from eventstore.storage import open_store
 
+    given = getattr(args, "store", None)
+    if given is not None:
+        yield given
+        return
     store = await open_store(settings)
     try:
         yield store
@@ -122,7 +126,7 @@ async def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
     clock = SystemClock()
     stop = asyncio.Event()
     install_stop_signals(stop)
-    async with opened_store(settings) as store:
+    async with opened_store(settings, args) as store:
         await store.events.ensure_indexes()
         wiring = build_source(settings, store, clock, args)
         ingester = Ingester(
@@ -164,7 +168,7 @@ async def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
     from eventstore.migrate import migrate
     from eventstore.mongo.store import MongoStore
 
-    async with opened_store(settings) as store:
+    async with opened_store(settings, args) as store:
         assert isinstance(store, MongoStore)
         report = await migrate(store.client, settings)
     if args.json:
