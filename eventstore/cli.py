@@ -122,10 +122,22 @@ def _nonneg_float(value: str) -> float:
     return n
 
 
-def _command(name: str) -> Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]]:
-    from eventstore import commands
+# Modules holding `cmd_<name>` coroutines, imported only when a command runs.
+_COMMAND_MODULES = ("eventstore.commands", "eventstore.commands_history")
 
-    return getattr(commands, "cmd_" + name.replace("-", "_"))  # type: ignore[no-any-return]
+
+def _command(name: str) -> Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]]:
+    import importlib
+
+    attr = "cmd_" + name.replace("-", "_")
+    for module_name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, attr):
+            return getattr(module, attr)  # type: ignore[no-any-return]
+    raise CliError(f"unknown command {name!r}")
 
 
 def main(
