@@ -140,9 +140,7 @@ def _command(name: str) -> Callable[[argparse.Namespace, TextIO], Coroutine[Any,
     raise CliError(f"unknown command {name!r}")
 
 
-def main(
-    argv: Sequence[str] | None = None, *, out: TextIO | None = None, store: Any = None
-) -> int:
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, store: Any = None) -> int:
     """Run a command; returns (and, as the console script, exits with) its code.
 
     `store`: an already open store to use instead of the URI's (in-process use
