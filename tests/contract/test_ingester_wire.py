@@ -187,7 +187,7 @@ async def test_batch_and_checkpoint_commit_in_one_transaction(
     assert update["autocommit"] is False and "startTransaction" not in update
     assert update["updates"][0]["u"]["token"] == token(3)
     commits = scripted.named("committransaction")
-    assert [c["txnNumber"] for c in commits][0] == insert["txnNumber"]
+    assert next(c["txnNumber"] for c in commits) == insert["txnNumber"]
     assert stream_opened_with(scripted, 0) == {"resumeAfter": token(1)}
 
 

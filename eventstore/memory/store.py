@@ -1,0 +1,36 @@
+"""The in-process store behind `memory://`: every port in plain Python."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from eventstore.memory.checkpoints import MemoryCheckpoints
+from eventstore.memory.eventlog import MemoryEventLog
+from eventstore.memory.leases import MemoryLeases
+from eventstore.ports import Checkpoints, EventLog, Leases
+
+
+class MemoryStore:
+    """The `Store` port in memory: no transactions (none are needed in one process)."""
+
+    def __init__(self) -> None:
+        # Typed as the ports: the Store protocol's attributes are invariant.
+        self.events: EventLog = MemoryEventLog()
+        self.checkpoints: Checkpoints = MemoryCheckpoints()
+        self.leases: Leases = MemoryLeases()
+        # Same attribute as MongoStore: what this store cannot do (nothing here).
+        self.degraded: list[str] = []
+
+    @property
+    def transactions(self) -> bool:
+        """False: writes are not grouped (each write is atomic in one process)."""
+        return False
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """No transaction: yields None, which every adapter write accepts as its session."""
+        yield None
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,12 @@
+"""MongoDB collection names of the store database, defined once."""
+
+from __future__ import annotations
+
+from typing import Final
+
+EVENTS: Final = "events"
+CHECKPOINTS: Final = "checkpoints"
+SNAPSHOTS: Final = "snapshots"
+LEASES: Final = "leases"
+MIGRATIONS: Final = "migrations"
+JOBS: Final = "jobs"

@@ -1,0 +1,271 @@
+"""The event log on MongoDB (PyMongo Async; runs unchanged on mongomock-motor)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
+from typing import Any, Final
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from eventstore.codec import event_doc, event_from_doc
+from eventstore.keys import typed_key
+from eventstore.model import LIVE_TYPES, STREAM_KEY, EntityHead, Event, Head
+from eventstore.mongo import compat
+from eventstore.mongo.collections import EVENTS
+from eventstore.ports import LogConflict
+
+# (keys, options) of every index of `events`; migrations create the same ones.
+INDEXES: Final[tuple[tuple[list[tuple[str, int]], dict[str, Any]], ...]] = (
+    ([("seq", ASCENDING)], {"unique": True}),
+    ([("stream", ASCENDING), ("entity_id", ASCENDING), ("version", ASCENDING)], {"unique": True}),
+    ([("stream", ASCENDING), ("occurred_at", ASCENDING)], {}),
+    ([("changed_fields", ASCENDING)], {}),
+    ([("actor", ASCENDING)], {}),
+    ([("type", ASCENDING)], {}),
+    ([("stream", ASCENDING), ("entity_key", ASCENDING)], {}),
+)
+_HEAD_FIELDS: Final = ("stream", "entity_id", "entity_key", "version", "hash", "type", "actor")
+# Newest version first: the unique (stream, entity_id, version) index read backwards.
+_NEWEST_FIRST: Final = {"stream": -1, "entity_id": -1, "version": -1}
+_NEWEST_PER_ENTITY: Final = {
+    "$group": {"_id": "$entity_id", **{f: {"$first": f"${f}"} for f in _HEAD_FIELDS}}
+}
+_DUPLICATE_KEY: Final = 11000
+
+
+def _entity_head(doc: Mapping[str, Any]) -> EntityHead:
+    return EntityHead(
+        stream=doc["stream"],
+        entity_id=doc["entity_id"],
+        entity_key=doc["entity_key"],
+        version=int(doc["version"]),
+        hash=doc["hash"],
+        type=doc["type"],
+        actor=doc.get("actor"),
+    )
+
+
+def _check_batch_order(events: Sequence[Event]) -> None:
+    """Refuse a batch whose `seq` values are not consecutive (a batch is one run of the log)."""
+    for before, after in pairwise(events):
+        if after.seq != before.seq + 1:
+            raise LogConflict(
+                f"batch is not one run of the log: seq {after.seq} follows seq {before.seq}"
+            )
+
+
+def _first_write_error(exc: BulkWriteError) -> Mapping[str, Any]:
+    """The (only, the insert being ordered) write error of a bulk write."""
+    errors = (exc.details or {}).get("writeErrors") or []
+    if not errors:
+        raise exc
+    first: Mapping[str, Any] = errors[0]
+    return first
+
+
+def _duplicate_index(error: Mapping[str, Any]) -> str:
+    """Which unique index a duplicate-key write error names, for messages.
+
+    The server gives `keyPattern`; mongomock-motor puts it in `errmsg` only, and
+    nothing at all for a duplicate `_id`.
+    """
+    pattern = error.get("keyPattern")
+    if isinstance(pattern, Mapping):
+        return ", ".join(pattern)
+    message = str(error.get("errmsg", ""))
+    if "version" in message:
+        return "stream, entity_id, version"
+    if "seq" in message:
+        return "seq"
+    return "_id"
+
+
+class MongoEventLog:
+    """The `EventLog` port on a MongoDB database (collection `events`)."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._coll = db[EVENTS]
+        # The newest seq this instance knows of: a hint that spares a head query
+        # per append. A wrong hint costs one query, never a wrong answer.
+        self._head_hint: int | None = None
+
+    async def ensure_indexes(self) -> None:
+        """Create the unique indexes on `seq` and (stream, entity_id, version), and the rest."""
+        for keys, options in INDEXES:
+            await self._coll.create_index(keys, **options)
+
+    async def append(self, events: Sequence[Event], *, session: Any = None) -> int:
+        """Store the new events with one `insert_many`; all or nothing when one conflicts."""
+        if not events:
+            return 0
+        _check_batch_order(events)
+        if events[0].seq != (self._head_hint or 0) + 1:
+            await self._check_continues(events[0].id, events[0].seq, session)
+        inserted: list[dict[str, Any]] = []
+        pending = [event_doc(e) for e in events]
+        while pending:
+            try:
+                await self._coll.insert_many(pending, ordered=True, **compat.session_kw(session))
+            except BulkWriteError as exc:
+                # Ordered: the writes before the failing one are stored.
+                failed = int(_first_write_error(exc)["index"])
+                inserted.extend(pending[:failed])
+                pending = await self._after_error(exc, pending[failed:], inserted, session)
+            else:
+                inserted.extend(pending)
+                pending = []
+        if inserted:
+            self._head_hint = int(inserted[-1]["seq"])
+        return len(inserted)
+
+    async def _after_error(
+        self,
+        exc: BulkWriteError,
+        rest: list[dict[str, Any]],
+        inserted: list[dict[str, Any]],
+        session: Any,
+    ) -> list[dict[str, Any]]:
+        """What is left to insert after a write error whose write was already recorded.
+
+        Anything else undoes this call's inserts and raises: the batch is refused whole.
+        """
+        error = _first_write_error(exc)
+        if getattr(session, "in_transaction", False):
+            # The server aborted the transaction: nothing of the batch is stored.
+            raise LogConflict(
+                f"write error in a transaction ({error.get('code')}); the batch was rolled back"
+            ) from exc
+        if error.get("code") != _DUPLICATE_KEY:
+            await self._undo(inserted, session)
+            raise exc
+        # One query for the whole rest: a re-delivered batch costs three commands, not one per event.
+        stored = await self.existing_ids([d["_id"] for d in rest], session=session)
+        first = rest[0]
+        if first["_id"] not in stored:
+            await self._undo(inserted, session)
+            raise LogConflict(
+                f"event {first['_id']} (seq {first['seq']}, {first['stream']}/"
+                f"{first['entity_key']} version {first['version']}) collides with a stored "
+                f"event on the unique index ({_duplicate_index(error)})"
+            ) from exc
+        remaining = [d for d in rest if d["_id"] not in stored]
+        if remaining:
+            # Already-recorded events consume no seq: the next new one must still follow on.
+            if inserted:
+                expected = int(inserted[-1]["seq"]) + 1
+                if int(remaining[0]["seq"]) != expected:
+                    await self._undo(inserted, session)
+                    raise LogConflict(
+                        f"event {remaining[0]['_id']} has seq {remaining[0]['seq']} "
+                        f"where the log continues at {expected}"
+                    )
+            else:
+                await self._check_continues(remaining[0]["_id"], int(remaining[0]["seq"]), session)
+        return remaining
+
+    async def _check_continues(self, event_id: str, seq: int, session: Any) -> None:
+        """Refuse a batch whose first new event would leave a hole after the stored head."""
+        head = await self._read_head(session)
+        if seq > head.seq + 1:
+            raise LogConflict(
+                f"event {event_id} has seq {seq} where the log continues at {head.seq + 1}"
+            )
+
+    async def _undo(self, inserted: list[dict[str, Any]], session: Any) -> None:
+        """Remove this call's own inserts of a refused batch (the only delete in the log)."""
+        self._head_hint = None
+        if inserted:
+            ids = [d["_id"] for d in inserted]
+            await self._coll.delete_many({"_id": {"$in": ids}}, **compat.session_kw(session))
+
+    async def existing_ids(self, ids: Sequence[str], *, session: Any = None) -> set[str]:
+        """Which of these event ids are stored (one query)."""
+        if not ids:
+            return set()
+        cursor = self._coll.find(
+            {"_id": {"$in": list(ids)}}, {"_id": 1}, **compat.session_kw(session)
+        )
+        return {doc["_id"] for doc in await cursor.to_list(None)}
+
+    async def entity_heads(self, stream: str, entity_ids: Sequence[Any]) -> dict[str, EntityHead]:
+        """The newest event of each entity that has one, keyed by typed key (one aggregate)."""
+        if not entity_ids:
+            return {}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"stream": stream, "entity_id": {"$in": list(entity_ids)}}},
+            {"$sort": _NEWEST_FIRST},
+            _NEWEST_PER_ENTITY,
+        ]
+        docs = await compat.aggregate_list(self._coll, pipeline)
+        return {typed_key(doc["entity_id"]): _entity_head(doc) for doc in docs}
+
+    async def live_entities(self, stream: str) -> list[EntityHead]:
+        """Entities whose newest event leaves a document, ordered by typed key."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"stream": stream, "entity_key": {"$ne": STREAM_KEY}}},
+            {"$sort": _NEWEST_FIRST},
+            _NEWEST_PER_ENTITY,
+            {"$match": {"type": {"$in": sorted(LIVE_TYPES)}}},
+        ]
+        docs = await compat.aggregate_list(self._coll, pipeline)
+        heads = [_entity_head(doc) for doc in docs]
+        return sorted(heads, key=lambda h: typed_key(h.entity_id))
+
+    async def existing_entity_ids(self, stream: str, candidates: Sequence[Any]) -> list[Any]:
+        """The candidates that have events in the stream, as stored, in the candidates' order."""
+        if not candidates:
+            return []
+        # `$in` keeps BSON types apart: int 42 is not "42", an ObjectId is not its hex.
+        found = await self._coll.distinct(
+            "entity_id", {"stream": stream, "entity_id": {"$in": list(candidates)}}
+        )
+        stored = {typed_key(value): value for value in found}
+        ordered: dict[str, Any] = {}
+        for candidate in candidates:
+            tk = typed_key(candidate)
+            if tk in stored:
+                ordered.setdefault(tk, stored[tk])
+        return list(ordered.values())
+
+    async def read_entity(
+        self,
+        stream: str,
+        entity_id: Any,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """One entity's events in the version range, in version order."""
+        if limit is not None and limit <= 0:
+            return []  # the driver reads limit 0 as "no limit"
+        versions: dict[str, int] = {"$gte": from_version}
+        if to_version is not None:
+            versions["$lte"] = to_version
+        cursor = self._coll.find({"stream": stream, "entity_id": entity_id, "version": versions})
+        cursor = cursor.sort("version", ASCENDING)
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        return [event_from_doc(doc) for doc in await cursor.to_list(None)]
+
+    async def read(self, *, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+        """Events after a position, in seq order."""
+        if limit <= 0:
+            return []
+        cursor = self._coll.find({"seq": {"$gt": after_seq}}).sort("seq", ASCENDING).limit(limit)
+        return [event_from_doc(doc) for doc in await cursor.to_list(None)]
+
+    async def head(self) -> Head:
+        """The newest event's position (seq 0 when empty)."""
+        return await self._read_head(None)
+
+    async def _read_head(self, session: Any) -> Head:
+        doc = await self._coll.find_one(
+            {}, {"seq": 1, "log_hash": 1}, sort=[("seq", -1)], **compat.session_kw(session)
+        )
+        head = Head() if doc is None else Head(seq=int(doc["seq"]), log_hash=doc["log_hash"])
+        self._head_hint = head.seq
+        return head

@@ -1,0 +1,86 @@
+"""The store on a MongoDB deployment: every adapter over one database, and its transactions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.asynchronous.mongo_client import AsyncMongoClient
+from pymongo.errors import OperationFailure
+
+from eventstore.mongo import compat
+from eventstore.mongo.checkpoints import MongoCheckpoints
+from eventstore.mongo.eventlog import MongoEventLog
+from eventstore.mongo.leases import MongoLeases
+from eventstore.ports import Checkpoints, EventLog, Leases
+
+
+class MongoStore:
+    """The `Store` port on MongoDB (PyMongo Async, or mongomock-motor in tests).
+
+    Transactions are off until `detect()` finds a replica set or a sharded
+    cluster with sessions; what the deployment cannot do is listed in `degraded`.
+    """
+
+    def __init__(
+        self, client: AsyncMongoClient[dict[str, Any]], db_name: str, *, owns_client: bool = False
+    ) -> None:
+        self.client = client
+        self.db: AsyncDatabase[dict[str, Any]] = client[db_name]
+        # Typed as the ports: the Store protocol's attributes are invariant.
+        self.events: EventLog = MongoEventLog(self.db)
+        self.checkpoints: Checkpoints = MongoCheckpoints(self.db)
+        self.leases: Leases = MongoLeases(self.db)
+        self.degraded: list[str] = []
+        self._transactions = False
+        self._owns_client = owns_client
+
+    @property
+    def transactions(self) -> bool:
+        """True when `transaction()` gives a real multi-document transaction."""
+        return self._transactions
+
+    async def detect(self) -> None:
+        """Ask the deployment once (`hello`) whether it has transactions; record what it lacks."""
+        self.degraded.clear()
+        self._transactions = False
+        try:
+            hello = await self.client.admin.command("hello")
+        except NotImplementedError:  # mongomock answers `ping` only
+            self.degraded.append(
+                "transactions unavailable: server did not answer hello (mongomock)"
+            )
+            return
+        except OperationFailure as exc:
+            self.degraded.append(f"transactions unavailable: hello failed ({exc.code})")
+            return
+        clustered = "setName" in hello or hello.get("msg") == "isdbgrid"
+        sessions = hello.get("logicalSessionTimeoutMinutes") is not None
+        self._transactions = clustered and sessions
+        if not clustered:
+            self.degraded.append(
+                "transactions unavailable: a standalone server (not a replica set or "
+                "sharded cluster); each batch and its checkpoint are written separately"
+            )
+        elif not sessions:
+            self.degraded.append("transactions unavailable: the server has no logical sessions")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A session inside a transaction (committed on exit, aborted on error), or None."""
+        if not self._transactions:
+            yield None
+            return
+        # The session is entered first, so `session` is bound when the transaction starts.
+        async with (
+            self.client.start_session() as session,
+            await session.start_transaction(),
+        ):
+            yield session
+
+    async def close(self) -> None:
+        """Close the client when this store opened it."""
+        if self._owns_client:
+            await compat.close_client(self.client)

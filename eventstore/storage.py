@@ -1,0 +1,101 @@
+"""Opening the store a URI names: `memory://` in process, `mongodb://` / `mongodb+srv://` on a server."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from pymongo import AsyncMongoClient
+from pymongo.errors import (
+    ConfigurationError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
+
+from eventstore.memory.store import MemoryStore
+from eventstore.mongo.store import MongoStore
+from eventstore.ports import Store
+from eventstore.settings import Settings
+
+_AUTH_FAILED = 18
+
+
+class StoreError(Exception):
+    """The store cannot be opened; the message names the problem, never a password."""
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with its credentials replaced by `***`."""
+    scheme, sep, rest = uri.partition("://")
+    # The last "@" anywhere: an unescaped "@", "/" or "?" in a password never shows.
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return uri
+    return f"{scheme}://***@{rest[at + 1 :]}"
+
+
+def _secrets(uri: str) -> list[str]:
+    rest = uri.partition("://")[2]
+    userinfo = rest[: rest.rfind("@")] if "@" in rest else ""
+    password = userinfo.partition(":")[2]
+    found = {userinfo, password, unquote(userinfo), unquote(password)} - {""}
+    return sorted(found, key=len, reverse=True)
+
+
+def _detail(exc: BaseException, uri: str) -> str:
+    """The driver's message without credentials (withheld when they cannot be cut out cleanly)."""
+    text = str(exc).split(", Timeout:")[0]  # drop the topology dump of a selection timeout
+    for secret in _secrets(uri):
+        if secret in text:
+            if len(secret) < 4:
+                return "details withheld: they contain credentials"
+            text = text.replace(secret, "***")
+    return text
+
+
+async def open_store(settings: Settings) -> Store:
+    """The store of `settings.uri`; a MongoStore has already asked the server what it supports."""
+    uri = settings.uri
+    if uri is None:
+        raise StoreError("no URI: set EVENTSTORE_URI or --uri")
+    if uri.startswith("memory://"):
+        return MemoryStore()
+    shown = redact_uri(uri)
+    if not uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise StoreError(f"unsupported URI {shown}: use mongodb://, mongodb+srv:// or memory://")
+    try:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            uri,
+            tz_aware=True,
+            serverSelectionTimeoutMS=settings.server_timeout_ms,
+            connectTimeoutMS=settings.server_timeout_ms,
+            appname="eventstore",
+        )
+    except (ConfigurationError, ValueError, TypeError) as exc:  # InvalidURI is a ConfigurationError
+        raise StoreError(f"bad MongoDB URI {shown}: {_detail(exc, uri)}") from None
+    store = MongoStore(client, settings.store_db, owns_client=True)
+    try:
+        await store.detect()
+    except PyMongoError as exc:
+        await store.close()
+        raise _open_error(exc, uri, settings.server_timeout_ms) from None
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+def _open_error(exc: PyMongoError, uri: str, timeout_ms: int) -> StoreError:
+    """The StoreError for a failure while first talking to the server."""
+    shown = redact_uri(uri)
+    if isinstance(exc, ServerSelectionTimeoutError):
+        return StoreError(
+            f"cannot reach MongoDB at {shown}: no server answered within {timeout_ms} ms "
+            f"({_detail(exc, uri)})"
+        )
+    if isinstance(exc, ConfigurationError):
+        return StoreError(f"bad MongoDB URI {shown}: {_detail(exc, uri)}")
+    if isinstance(exc, OperationFailure) and exc.code == _AUTH_FAILED:
+        return StoreError(f"authentication failed at {shown}: check the user name and password")
+    return StoreError(f"MongoDB at {shown} failed: {_detail(exc, uri)}")

@@ -1,0 +1,103 @@
+"""Builders of sealed events for tests: real hashes, dense seq and versions when you want them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import Decimal128, Timestamp
+
+from eventstore.chain import seal
+from eventstore.keys import entity_key, typed_key
+from eventstore.model import (
+    CREATED,
+    GENESIS_HASH,
+    REPLACED,
+    SNAPSHOT,
+    STREAM_KEY,
+    STREAM_TYPES,
+    UPDATED,
+    Event,
+    Head,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+_DOCUMENT_TYPES = {CREATED, REPLACED, SNAPSHOT}
+
+
+def make_event(
+    *,
+    seq: int,
+    entity_id: Any,
+    version: int,
+    type: str | None = None,
+    stream: str = "orders",
+    id: str | None = None,
+    prev_hash: str = GENESIS_HASH,
+    prev_log_hash: str = GENESIS_HASH,
+    **fields: Any,
+) -> Event:
+    """One sealed event; `type` defaults to created (version 1) or updated.
+
+    Times follow `seq` at millisecond precision (what MongoDB keeps), so an
+    event reads back equal from every adapter. Stream types (gap, ...) belong
+    to the `$stream` pseudo-entity. `fields` override any other Event field.
+    """
+    kind = type or (CREATED if version == 1 else UPDATED)
+    stream_event = kind in STREAM_TYPES
+    key = STREAM_KEY if stream_event else entity_key(entity_id)
+    at = T0 + timedelta(seconds=seq)
+    values: dict[str, Any] = {
+        "id": id or f"ev:{stream}:{typed_key(entity_id)}:{version}",
+        "seq": seq,
+        "stream": stream,
+        "entity_id": None if stream_event else entity_id,
+        "entity_key": key,
+        "version": version,
+        "type": kind,
+        "occurred_at": at,
+        "cluster_time": Timestamp(int(at.timestamp()), 1),
+        "recorded_at": at + timedelta(milliseconds=1),
+        "actor": "alice",
+    }
+    if kind in _DOCUMENT_TYPES:
+        values["document"] = {"_id": entity_id, "status": "pending", "total": Decimal128("9.90")}
+    elif kind == UPDATED:
+        values["changes"] = {
+            "updatedFields": {"status": f"v{version}"},
+            "removedFields": [],
+            "truncatedArrays": [],
+        }
+        values["changed_fields"] = ["status"]
+    values.update(fields)
+    return seal(Event(**values), prev_hash=prev_hash, prev_log_hash=prev_log_hash)
+
+
+class LogBuilder:
+    """Builds a valid log one event at a time: dense seq, dense versions, both chains linked."""
+
+    def __init__(self) -> None:
+        self.head = Head()
+        self._entities: dict[tuple[str, str], tuple[int, str]] = {}
+
+    def next(self, entity_id: Any, type: str | None = None, **kw: Any) -> Event:
+        """The next event of `entity_id` (None with a stream type: the `$stream` pseudo-entity)."""
+        stream = kw.get("stream", "orders")
+        key = (stream, typed_key(entity_id))
+        version, prev_hash = self._entities.get(key, (0, GENESIS_HASH))
+        event = make_event(
+            seq=self.head.seq + 1,
+            entity_id=entity_id,
+            version=version + 1,
+            type=type,
+            prev_hash=prev_hash,
+            prev_log_hash=self.head.log_hash,
+            **kw,
+        )
+        self._entities[key] = (event.version, event.hash)
+        self.head = Head(seq=event.seq, log_hash=event.log_hash)
+        return event
+
+    def many(self, *entity_ids: Any) -> list[Event]:
+        """The next event of each entity, in order."""
+        return [self.next(entity_id) for entity_id in entity_ids]

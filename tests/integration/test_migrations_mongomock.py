@@ -1,0 +1,111 @@
+"""Migrations on mongomock-motor: what it cannot do is skipped with the reason, and runs are idempotent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from mongomock_motor import AsyncMongoMockClient
+
+from eventstore.clock import FakeClock
+from eventstore.migrate import MigrationReport, migrate
+from eventstore.settings import Settings
+
+SETTINGS = Settings(uri="mongodb://localhost")
+NOT_ON_MONGOMOCK = "needs a real MongoDB server (NotImplementedError: "
+
+
+def reasons(report: MigrationReport) -> dict[str, str]:
+    return {step.name: str(step.reason) for step in report.steps if step.status == "skipped"}
+
+
+async def test_migrations_skip_what_mongomock_lacks_and_apply_the_rest() -> None:
+    client: Any = AsyncMongoMockClient(tz_aware=True)
+    clock = FakeClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+
+    report = await migrate(client, SETTINGS, clock=clock)
+
+    assert report.real_server is False
+    assert report.applied == ["m0002_create_event_indexes", "m0003_create_state_collections"]
+    skipped = reasons(report)
+    assert list(skipped) == [
+        "m0001_create_events_collection",
+        "m0004_enable_pre_images",
+        "m0005_create_writer_role",
+    ]
+    assert skipped["m0001_create_events_collection"].startswith(NOT_ON_MONGOMOCK)
+    assert skipped["m0004_enable_pre_images"] == "PRE_IMAGES is off"
+    assert skipped["m0005_create_writer_role"].startswith(NOT_ON_MONGOMOCK)
+    assert str(report).splitlines() == [
+        f"skipped m0001_create_events_collection: {skipped['m0001_create_events_collection']}",
+        "applied m0002_create_event_indexes",
+        "applied m0003_create_state_collections",
+        "skipped m0004_enable_pre_images: PRE_IMAGES is off",
+        f"skipped m0005_create_writer_role: {skipped['m0005_create_writer_role']}",
+        "2 applied, 3 skipped, 0 already applied",
+    ]
+
+    db = client["eventstore"]
+    indexes = await db["events"].index_information()
+    assert indexes["seq_1"]["unique"] is True
+    assert indexes["stream_1_entity_id_1_version_1"]["unique"] is True
+    assert {"stream_1_occurred_at_1", "changed_fields_1", "actor_1", "type_1"} <= set(indexes)
+    assert {"checkpoints", "snapshots", "leases", "jobs"} <= set(await db.list_collection_names())
+    records = await db["migrations"].find({}, {"_id": 1, "applied_at": 1}).to_list(None)
+    assert sorted(r["_id"] for r in records) == report.applied
+    assert all(r["applied_at"] == clock.now() for r in records)
+
+
+async def test_running_migrations_twice_applies_nothing_new() -> None:
+    client: Any = AsyncMongoMockClient(tz_aware=True)
+    first = await migrate(client, SETTINGS)
+
+    second = await migrate(client, SETTINGS)
+
+    assert second.applied == []
+    assert second.already_applied == first.applied
+    assert second.skipped == first.skipped
+    assert await client["eventstore"]["migrations"].count_documents({}) == len(first.applied)
+
+
+async def test_a_store_database_can_be_migrated_directly() -> None:
+    client: Any = AsyncMongoMockClient(tz_aware=True)
+    db = client["audit"]
+    settings = Settings(uri="mongodb://localhost", pre_images="when-available")
+
+    report = await migrate(db, settings)
+
+    assert report.applied == ["m0002_create_event_indexes", "m0003_create_state_collections"]
+    # The source database (SOURCE_DB) is reached through the store database's client.
+    assert reasons(report)["m0004_enable_pre_images"].startswith(NOT_ON_MONGOMOCK)
+    assert "jobs" in await db.list_collection_names()
+    assert await client["eventstore"].list_collection_names() == []
+
+
+def test_a_report_serializes_to_json_shapes() -> None:
+    report = msgspec.convert(
+        {
+            "real_server": True,
+            "steps": [
+                {"name": "m0001_create_events_collection", "status": "applied"},
+                {
+                    "name": "m0004_enable_pre_images",
+                    "status": "skipped",
+                    "reason": "PRE_IMAGES is off",
+                },
+            ],
+        },
+        MigrationReport,
+    )
+    assert msgspec.to_builtins(report) == {
+        "real_server": True,
+        "steps": [
+            {"name": "m0001_create_events_collection", "status": "applied", "reason": None},
+            {
+                "name": "m0004_enable_pre_images",
+                "status": "skipped",
+                "reason": "PRE_IMAGES is off",
+            },
+        ],
+    }

@@ -1,0 +1,207 @@
+"""Opening a store, and what it says about transactions (mongomock, and a scripted server)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from mockupdb import Matcher, MockupDB
+from pymongo import AsyncMongoClient
+
+from eventstore.memory.store import MemoryStore
+from eventstore.model import Checkpoint
+from eventstore.mongo.store import MongoStore
+from eventstore.ports import Store
+from eventstore.settings import Settings
+from eventstore.storage import StoreError, open_store, redact_uri
+from tests.integration.conftest import open_test_store
+
+PASSWORD = "s3cret-pw"
+HELLO: dict[str, Any] = {
+    "ismaster": True,
+    "isWritablePrimary": True,
+    "maxWireVersion": 21,
+    "minWireVersion": 0,
+}
+REPLICA_SET = {**HELLO, "setName": "rs0", "hosts": [], "logicalSessionTimeoutMinutes": 30}
+
+
+class Recorder(Matcher):  # type: ignore[misc]
+    """Matches the named commands and keeps each request, so an autoresponder can answer them."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__()
+        self.names = names
+        self.seen: list[dict[str, Any]] = []
+
+    def matches(self, *args: Any, **kwargs: Any) -> bool:
+        request = args[0] if args else None
+        name = getattr(request, "command_name", None)
+        if name in self.names:
+            self.seen.append(dict(request.doc))
+            return True
+        return False
+
+
+@pytest.fixture
+def server() -> Iterator[MockupDB]:
+    """A scripted MongoDB that answers the handshake; `server.hello` sets what `hello` says."""
+    mock = MockupDB(auto_ismaster=REPLICA_SET)
+    mock.run()
+    # Closing a client ends its implicit sessions: answer that, whatever the test scripts.
+    mock.autoresponds(Recorder("endSessions"))
+    try:
+        yield mock
+    finally:
+        mock.stop()
+
+
+@pytest.fixture
+async def client(server: MockupDB) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    """A real PyMongo Async client of the scripted server."""
+    real: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        server.uri, directConnection=True, serverSelectionTimeoutMS=2000
+    )
+    try:
+        yield real
+    finally:
+        await real.close()
+
+
+async def test_adapters_without_transactions_yield_no_session(store: Store) -> None:
+    assert store.transactions is False
+
+    async with store.transaction() as session:
+        assert session is None
+
+
+async def test_mongomock_store_says_why_it_has_no_transactions() -> None:
+    store = await open_test_store("mongo")
+
+    assert isinstance(store, MongoStore)
+    assert store.degraded == ["transactions unavailable: server did not answer hello (mongomock)"]
+    await store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("hello", "transactions", "degraded"),
+    [
+        (REPLICA_SET, True, []),
+        ({**HELLO, "msg": "isdbgrid", "logicalSessionTimeoutMinutes": 30}, True, []),
+        ({**HELLO, "logicalSessionTimeoutMinutes": 30}, False, ["a standalone server"]),
+        ({**HELLO, "setName": "rs0", "hosts": []}, False, ["no logical sessions"]),
+    ],
+)
+async def test_detect_reads_transactions_from_hello(
+    server: MockupDB,
+    client: AsyncMongoClient[dict[str, Any]],
+    hello: dict[str, Any],
+    transactions: bool,
+    degraded: list[str],
+) -> None:
+    server.autoresponds("hello", hello)
+    store = MongoStore(client, "eventstore")
+
+    await store.detect()
+
+    assert store.transactions is transactions
+    assert len(store.degraded) == len(degraded)
+    for reason, part in zip(store.degraded, degraded, strict=True):
+        assert reason.startswith("transactions unavailable: ") and part in reason
+
+
+@pytest.mark.slow
+async def test_transaction_commits_the_writes_made_with_its_session(
+    server: MockupDB, client: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    server.autoresponds("hello", REPLICA_SET)
+    writes = Recorder("update", "commitTransaction", "abortTransaction")
+    server.autoresponds(writes, {"ok": 1, "n": 1, "nModified": 1})
+    store = MongoStore(client, "eventstore")
+    await store.detect()
+
+    async with store.transaction() as session:
+        assert session is not None
+        await store.checkpoints.put(Checkpoint(name="ingester:shop"), session=session)
+
+    update, commit = writes.seen
+    assert update["update"] == "checkpoints"
+    assert update["startTransaction"] is True and update["autocommit"] is False
+    assert update["lsid"] == commit["lsid"] and update["txnNumber"] == commit["txnNumber"]
+    assert "commitTransaction" in commit
+
+
+@pytest.mark.slow
+async def test_transaction_aborts_when_its_body_fails(
+    server: MockupDB, client: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    server.autoresponds("hello", REPLICA_SET)
+    writes = Recorder("update", "commitTransaction", "abortTransaction")
+    server.autoresponds(writes, {"ok": 1, "n": 1, "nModified": 1})
+    store = MongoStore(client, "eventstore")
+    await store.detect()
+
+    with pytest.raises(RuntimeError, match="boom"):
+        async with store.transaction() as session:
+            await store.checkpoints.put(Checkpoint(name="ingester:shop"), session=session)
+            raise RuntimeError("boom")
+
+    assert [next(iter(w)) for w in writes.seen] == ["update", "abortTransaction"]
+
+
+async def test_memory_uri_opens_the_in_process_store() -> None:
+    store = await open_store(Settings(uri="memory://"))
+
+    assert isinstance(store, MemoryStore)
+    assert store.transactions is False
+
+
+async def test_missing_uri_is_a_clear_error() -> None:
+    with pytest.raises(StoreError, match="no URI: set EVENTSTORE_URI or --uri"):
+        await open_store(Settings())
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"mongodb://admin:{PASSWORD}@db.example:notaport/",
+        f"mongodb+srv://admin:{PASSWORD}@db.example:27017/",
+        f"postgres://admin:{PASSWORD}@db.example/",
+    ],
+)
+async def test_bad_uri_is_a_clear_error_without_the_password(uri: str) -> None:
+    with pytest.raises(StoreError) as raised:
+        await open_store(Settings(uri=uri))
+
+    message = str(raised.value)
+    assert PASSWORD not in message
+    assert "***@db.example" in message
+
+
+async def test_unreachable_server_is_a_clear_error_without_the_password() -> None:
+    # A name that never resolves (RFC 2606), not a refused port: PyMongo 4.20 leaks the
+    # socket of a connect attempt that close() cancels, and warnings are errors here.
+    uri = f"mongodb://admin:{PASSWORD}@db.example.invalid:27017/"
+
+    with pytest.raises(StoreError) as raised:
+        await open_store(Settings(uri=uri, server_timeout_ms=150))
+
+    message = str(raised.value)
+    assert message.startswith("cannot reach MongoDB at mongodb://***@db.example.invalid:27017/")
+    assert "150 ms" in message
+    assert PASSWORD not in message
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("mongodb://u:p@h1,h2/db?x=1", "mongodb://***@h1,h2/db?x=1"),
+        ("mongodb://u:p/a?b@h/db", "mongodb://***@h/db"),
+        ("mongodb+srv://u%40x:p%2F@cluster.example", "mongodb+srv://***@cluster.example"),
+        ("mongodb://h:27017/db", "mongodb://h:27017/db"),
+    ],
+)
+def test_redact_uri_hides_the_credentials(uri: str, shown: str) -> None:
+    assert redact_uri(uri) == shown
