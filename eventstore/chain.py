@@ -74,7 +74,7 @@ def verify_entity(events: Iterable[Event]) -> EntityVerdict:
     expected_version = 1
     for event in events:
         checked += 1
-        problem = _entity_problem(event, expected_version, prev)
+        problem = entity_problem(event, expected_version, prev)
         if problem is not None:
             return EntityVerdict(
                 valid=False,
@@ -89,7 +89,7 @@ def verify_entity(events: Iterable[Event]) -> EntityVerdict:
     return EntityVerdict(valid=True, events_checked=checked)
 
 
-def _entity_problem(event: Event, expected_version: int, prev: str) -> str | None:
+def entity_problem(event: Event, expected_version: int, prev: str) -> str | None:
     if event.version > expected_version:
         return f"missing version {expected_version} (next stored is {event.version})"
     if event.version < expected_version:

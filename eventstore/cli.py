@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from eventstore.settings import SETTING_NAMES, Settings, SettingsError, load
 
@@ -43,6 +43,14 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit code 1."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 1 (bad input): exit 2 is reserved for tampering."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"eventstore: error: {message}\n")
+
+
 def _add_settings(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (also EVENTSTORE_<NAME> variables)")
     for name in SETTING_NAMES:
@@ -62,12 +70,14 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = Non
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="eventstore",
         description="An immutable, hash-chained audit log and event store for MongoDB.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
 
     p = sub.add_parser("migrate", help="create collections, validators, indexes and roles")
     _add_settings(p)
@@ -77,6 +87,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p)
     p.add_argument("--until-idle", action="store_true", help="stop once nothing is pending")
     _add_workload(p)
+
+    p = sub.add_parser("history", help="an entity's events with field-level diffs")
+    _add_settings(p)
+    p.add_argument("stream")
+    p.add_argument("key", help="entity key (bare, or typed: oid:, int:, str:, json:)")
+    p.add_argument("--from-version", type=_positive_int, default=1)
+    p.add_argument("--to-version", type=_positive_int, default=None)
+    p.add_argument("--limit", type=_positive_int, default=100)
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+
+    p = sub.add_parser("state", help="an entity as it was at a time or version")
+    _add_settings(p)
+    p.add_argument("stream")
+    p.add_argument("key")
+    p.add_argument("--at", help="RFC 3339 time with a zone, e.g. 2026-11-26T14:03:00Z")
+    p.add_argument("--version", type=_positive_int, default=None)
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+
+    p = sub.add_parser("diff", help="what changed between two versions, field by field")
+    _add_settings(p)
+    p.add_argument("stream")
+    p.add_argument("key")
+    p.add_argument("from_version", type=_positive_int)
+    p.add_argument("to_version", type=_positive_int)
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+
+    p = sub.add_parser("verify", help="recompute the hash chains (exit 2 on tampering)")
+    _add_settings(p)
+    p.add_argument("stream", nargs="?")
+    p.add_argument("key", nargs="?")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--head", action="store_true", help="print the log head to keep elsewhere")
+    g.add_argument("--against-head", metavar="FILE", help="verify the log against an exported head")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
 
     p = sub.add_parser("demo", help="capture a simulated order workload in memory and report")
     p.add_argument("--orders", type=_nonneg_int, default=200, help="initial orders (default 200)")
@@ -100,6 +144,13 @@ def _add_workload(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--seed", type=int, default=None, help="workload seed (same seed, same operations)"
     )
+
+
+def _positive_int(value: str) -> int:
+    n = _nonneg_int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {n}")
+    return n
 
 
 def _nonneg_int(value: str) -> int:

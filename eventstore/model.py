@@ -236,3 +236,20 @@ def _update_description(ud: dict[str, Any]) -> UpdateDescription:
         truncatedArrays=truncated,
         disambiguatedPaths=ud.get("disambiguatedPaths"),
     )
+
+
+class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """An entity's folded state right after `version` (a cache of the log, never the truth).
+
+    `event_hash` is the hash of the event at `version`: a snapshot that no longer
+    matches the log is ignored, never trusted.
+    """
+
+    stream: str
+    entity_id: Any
+    entity_key: str
+    version: int
+    occurred_at: datetime
+    exists: bool
+    document: dict[str, Any] | None = None
+    event_hash: str = ""

@@ -17,7 +17,16 @@ from typing import Any, Protocol
 
 from bson import Timestamp
 
-from eventstore.model import ChangeBatch, Checkpoint, EntityHead, Event, Head, Lease, ResumePoint
+from eventstore.model import (
+    ChangeBatch,
+    Checkpoint,
+    EntityHead,
+    EntitySnapshot,
+    Event,
+    Head,
+    Lease,
+    ResumePoint,
+)
 
 
 class LogConflict(Exception):
@@ -107,12 +116,35 @@ class Leases(Protocol):
         ...
 
 
+class Snapshots(Protocol):
+    """Entity states every SNAPSHOT_EVERY versions: any point in time costs two queries."""
+
+    async def ensure_indexes(self) -> None:
+        """Create the unique (stream, entity_id, version) index."""
+
+    async def put_many(self, snapshots: Sequence[EntitySnapshot], *, session: Any = None) -> None:
+        """Store snapshots; one already stored for the same entity and version is kept."""
+        ...
+
+    async def latest(
+        self,
+        stream: str,
+        entity_id: Any,
+        *,
+        max_version: int | None = None,
+        at: datetime | None = None,
+    ) -> EntitySnapshot | None:
+        """The newest snapshot with `version <= max_version` and `occurred_at <= at` (one query)."""
+        ...
+
+
 class Store(Protocol):
     """The storage ports of one deployment, and its transaction support."""
 
     events: EventLog
     checkpoints: Checkpoints
     leases: Leases
+    snapshots: Snapshots
 
     @property
     def transactions(self) -> bool:

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from eventstore.memory.checkpoints import MemoryCheckpoints
 from eventstore.memory.eventlog import MemoryEventLog
 from eventstore.memory.leases import MemoryLeases
-from eventstore.ports import Checkpoints, EventLog, Leases
+from eventstore.memory.snapshots import MemorySnapshots
+from eventstore.ports import Checkpoints, EventLog, Leases, Snapshots
 
 
 class MemoryStore:
@@ -19,6 +20,7 @@ class MemoryStore:
         self.events: EventLog = MemoryEventLog()
         self.checkpoints: Checkpoints = MemoryCheckpoints()
         self.leases: Leases = MemoryLeases()
+        self.snapshots: Snapshots = MemorySnapshots()
         # Same attribute as MongoStore: what this store cannot do (nothing here).
         self.degraded: list[str] = []
 

@@ -14,7 +14,8 @@ from eventstore.mongo import compat
 from eventstore.mongo.checkpoints import MongoCheckpoints
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.leases import MongoLeases
-from eventstore.ports import Checkpoints, EventLog, Leases
+from eventstore.mongo.snapshots import MongoSnapshots
+from eventstore.ports import Checkpoints, EventLog, Leases, Snapshots
 
 
 class MongoStore:
@@ -33,6 +34,7 @@ class MongoStore:
         self.events: EventLog = MongoEventLog(self.db)
         self.checkpoints: Checkpoints = MongoCheckpoints(self.db)
         self.leases: Leases = MongoLeases(self.db)
+        self.snapshots: Snapshots = MongoSnapshots(self.db)
         self.degraded: list[str] = []
         self._transactions = False
         self._owns_client = owns_client

@@ -1,0 +1,123 @@
+"""The JSON shapes of DESIGN.md, shared by the CLI (`--json`) and the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventstore.chain import EntityVerdict, LogVerdict
+from eventstore.codec import rfc3339, to_jsonable
+from eventstore.diff import FieldChange
+from eventstore.history import EntityState, HistoryPage, StreamVerdict
+from eventstore.keys import relaxed_json
+from eventstore.model import Event, Head
+
+
+def event_json(event: Event, changes: list[FieldChange] | None = None) -> dict[str, Any]:
+    """An event: entity_id as relaxed Extended JSON, times RFC 3339 UTC with ms."""
+    out: dict[str, Any] = {
+        "seq": event.seq,
+        "id": event.id,
+        "stream": event.stream,
+        "entity_key": event.entity_key,
+        "entity_id": relaxed_json(event.entity_id),
+        "version": event.version,
+        "type": event.type,
+        "occurred_at": rfc3339(event.occurred_at),
+        "recorded_at": rfc3339(event.recorded_at),
+        "actor": to_jsonable(event.actor),
+        "inferred": event.inferred,
+        "document": to_jsonable(event.document),
+        "changes": to_jsonable(event.changes),
+        "before": to_jsonable(event.before),
+        "changed_fields": list(event.changed_fields),
+        "txn": to_jsonable(event.txn),
+        "hash": event.hash,
+        "prev_hash": event.prev_hash,
+        "log_hash": event.log_hash,
+    }
+    if changes is not None:
+        out["diff"] = changes_json(changes)
+    return out
+
+
+def changes_json(changes: list[FieldChange]) -> list[dict[str, Any]]:
+    """A field-level diff: [{path, op, before, after}]."""
+    return [
+        {"path": c.path, "op": c.op, "before": to_jsonable(c.before), "after": to_jsonable(c.after)}
+        for c in changes
+    ]
+
+
+def history_json(page: HistoryPage) -> dict[str, Any]:
+    """{stream, entity_key, events, next}."""
+    return {
+        "stream": page.stream,
+        "entity_key": page.entity_key,
+        "events": [event_json(e, d) for e, d in page.events],
+        "next": page.next,
+    }
+
+
+def state_json(state: EntityState) -> dict[str, Any]:
+    """{stream, entity_key, version, as_of, exists, uncertain, gap, document}."""
+    return {
+        "stream": state.stream,
+        "entity_key": state.entity_key,
+        "version": state.version,
+        "as_of": rfc3339(state.as_of),
+        "exists": state.exists,
+        "uncertain": state.uncertain,
+        "gap": {"from": rfc3339(state.gap.from_), "to": rfc3339(state.gap.to)}
+        if state.gap
+        else None,
+        "document": to_jsonable(state.document),
+        "findings": [
+            {"version": f.version, "kind": f.kind, "detail": f.detail} for f in state.findings
+        ],
+    }
+
+
+def diff_json(from_version: int, to_version: int, changes: list[FieldChange]) -> dict[str, Any]:
+    """{from_version, to_version, changes}."""
+    return {
+        "from_version": from_version,
+        "to_version": to_version,
+        "changes": changes_json(changes),
+    }
+
+
+def head_json(head: Head) -> dict[str, Any]:
+    """{seq, log_hash}: what `verify --head` exports."""
+    return {"seq": head.seq, "log_hash": head.log_hash}
+
+
+def entity_verdict_json(v: EntityVerdict) -> dict[str, Any]:
+    """{valid, events_checked, first_invalid_version, reason}."""
+    return {
+        "valid": v.valid,
+        "events_checked": v.events_checked,
+        "first_invalid_version": v.first_invalid_version,
+        "reason": v.reason,
+    }
+
+
+def stream_verdict_json(v: StreamVerdict) -> dict[str, Any]:
+    """{valid, entities_checked, events_checked, invalid}."""
+    return {
+        "valid": v.valid,
+        "entities_checked": v.entities_checked,
+        "events_checked": v.events_checked,
+        "invalid": v.invalid,
+    }
+
+
+def log_verdict_json(v: LogVerdict) -> dict[str, Any]:
+    """{valid, events_checked, first_invalid_seq, reason, head, head_matches}."""
+    return {
+        "valid": v.valid,
+        "events_checked": v.events_checked,
+        "first_invalid_seq": v.first_invalid_seq,
+        "reason": v.reason,
+        "head": head_json(v.head),
+        "head_matches": v.head_matches,
+    }
