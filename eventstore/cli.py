@@ -199,7 +199,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, store:
     """
     out = out or sys.stdout
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors (1) and --help (0) return like any command
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     args.store = store
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
