@@ -173,6 +173,23 @@ async def test_skipped_event_cannot_leave_a_hole(store: Store, log: LogBuilder) 
     assert await store.events.existing_ids([after.id]) == set()
 
 
+async def test_recorded_event_given_a_new_seq_cannot_leave_a_hole(
+    store: Store, log: LogBuilder
+) -> None:
+    stored = log.next("a")
+    await store.events.append([stored])
+    # A re-delivered change numbered again (seq 2), then a new one at seq 3:
+    # skipping the first leaves seq 2 empty.
+    again = make_event(seq=2, entity_id="a", version=1)
+    fresh = make_event(seq=3, entity_id="b", version=1)
+    assert again.id == stored.id
+
+    with pytest.raises(LogConflict):
+        await store.events.append([again, fresh])
+
+    assert await store.events.read() == [stored]
+
+
 async def test_recorded_event_consumes_no_seq(store: Store, log: LogBuilder) -> None:
     first = log.many("a", "b")
     await store.events.append(first)
