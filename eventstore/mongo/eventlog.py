@@ -27,7 +27,7 @@ INDEXES: Final[tuple[tuple[list[tuple[str, int]], dict[str, Any]], ...]] = (
     ([("type", ASCENDING)], {}),
     ([("stream", ASCENDING), ("entity_key", ASCENDING)], {}),
 )
-_HEAD_FIELDS: Final = ("stream", "entity_id", "entity_key", "version", "hash", "type")
+_HEAD_FIELDS: Final = ("stream", "entity_id", "entity_key", "version", "hash", "type", "actor")
 # Newest version first: the unique (stream, entity_id, version) index read backwards.
 _NEWEST_FIRST: Final = {"stream": -1, "entity_id": -1, "version": -1}
 _NEWEST_PER_ENTITY: Final = {
@@ -44,6 +44,7 @@ def _entity_head(doc: Mapping[str, Any]) -> EntityHead:
         version=int(doc["version"]),
         hash=doc["hash"],
         type=doc["type"],
+        actor=doc.get("actor"),
     )
 
 
@@ -97,7 +98,7 @@ class MongoEventLog:
             await self._coll.create_index(keys, **options)
 
     async def append(self, events: Sequence[Event], *, session: Any = None) -> int:
-        """Store the new events with one `insert_many`; all or nothing when one conflicts."""
+        """Store the new events with one `insert_many`; a conflict keeps the valid prefix and raises."""
         if not events:
             return 0
         _check_batch_order(events)
@@ -129,7 +130,9 @@ class MongoEventLog:
     ) -> list[dict[str, Any]]:
         """What is left to insert after a write error whose write was already recorded.
 
-        Anything else undoes this call's inserts and raises: the batch is refused whole.
+        Anything else raises `LogConflict`. Events are never deleted, not even this
+        call's own: the writes before the failing one are a valid continuation of
+        the log (the unique indexes admitted each), so the log stays dense and chained.
         """
         error = _first_write_error(exc)
         if getattr(session, "in_transaction", False):
@@ -138,13 +141,13 @@ class MongoEventLog:
                 f"write error in a transaction ({error.get('code')}); the batch was rolled back"
             ) from exc
         if error.get("code") != _DUPLICATE_KEY:
-            await self._undo(inserted, session)
+            self._head_hint = None
             raise exc
         # One query for the whole rest: a re-delivered batch costs three commands, not one per event.
         stored = await self.existing_ids([d["_id"] for d in rest], session=session)
         first = rest[0]
         if first["_id"] not in stored:
-            await self._undo(inserted, session)
+            self._head_hint = None
             raise LogConflict(
                 f"event {first['_id']} (seq {first['seq']}, {first['stream']}/"
                 f"{first['entity_key']} version {first['version']}) collides with a stored "
@@ -156,7 +159,7 @@ class MongoEventLog:
             if inserted:
                 expected = int(inserted[-1]["seq"]) + 1
                 if int(remaining[0]["seq"]) != expected:
-                    await self._undo(inserted, session)
+                    self._head_hint = None
                     raise LogConflict(
                         f"event {remaining[0]['_id']} has seq {remaining[0]['seq']} "
                         f"where the log continues at {expected}"
@@ -172,13 +175,6 @@ class MongoEventLog:
             raise LogConflict(
                 f"event {event_id} has seq {seq} where the log continues at {head.seq + 1}"
             )
-
-    async def _undo(self, inserted: list[dict[str, Any]], session: Any) -> None:
-        """Remove this call's own inserts of a refused batch (the only delete in the log)."""
-        self._head_hint = None
-        if inserted:
-            ids = [d["_id"] for d in inserted]
-            await self._coll.delete_many({"_id": {"$in": ids}}, **compat.session_kw(session))
 
     async def existing_ids(self, ids: Sequence[str], *, session: Any = None) -> set[str]:
         """Which of these event ids are stored (one query)."""
