@@ -87,7 +87,7 @@ class Ingester:
             clock=clock,
         )
         self.stats = IngestStats()
-        self._on_batch = on_batch
+        self.on_batch = on_batch
         self._capture: Capture | None = None
         # True from (re)opening the stream until a batch holds a change not yet stored:
         # appends are ordered, so the log holds a prefix of what follows the
@@ -220,8 +220,8 @@ class Ingester:
         if events or new_cp.token != cp.token or invalidated:
             await self._commit(events, new_cp)
         self.stats.batches += 1
-        if self._on_batch is not None:
-            self._on_batch(self.stats)
+        if self.on_batch is not None:
+            self.on_batch(self.stats)
         return new_cp, invalidated
 
     async def _record_drop(
