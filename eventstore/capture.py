@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
 
-import msgspec
 from bson import Timestamp
 
 from eventstore import chain
@@ -231,7 +230,7 @@ class Capture:
             stream=stream,
             entity_id=entity_id,
             type_=type_,
-            occurred_at=_occurred_at(change, now),
+            occurred_at=occurred_at_of(change, now),
             cluster_time=change.clusterTime,
             recorded_at=now,
             document=document,
@@ -351,7 +350,7 @@ def gap_id(stream: str, gap_from: Timestamp | None) -> str:
     return f"gap:{stream}:{timestamp_str(gap_from)}"
 
 
-def _occurred_at(change: ChangeEvent, now: datetime) -> datetime:
+def occurred_at_of(change: ChangeEvent, now: datetime) -> datetime:
     """`wallTime`, else `clusterTime`'s seconds, else the time it was recorded."""
     if change.wallTime is not None:
         return change.wallTime
@@ -363,8 +362,3 @@ def _occurred_at(change: ChangeEvent, now: datetime) -> datetime:
 def timestamp_time(ts: Timestamp) -> datetime:
     """A cluster time's wall-clock second (UTC)."""
     return ts.as_datetime()
-
-
-def with_changes(event: Event, **fields: Any) -> Event:
-    """A copy of an event with fields replaced (tests, upcasting)."""
-    return msgspec.structs.replace(event, **fields)

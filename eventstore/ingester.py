@@ -21,7 +21,15 @@ from typing import Any
 import msgspec
 from bson import Timestamp
 
-from eventstore.capture import DDL_TYPES, OP_TO_TYPE, Capture, gap_id, snapshot_id, timestamp_time
+from eventstore.capture import (
+    DDL_TYPES,
+    OP_TO_TYPE,
+    Capture,
+    gap_id,
+    occurred_at_of,
+    snapshot_id,
+    timestamp_time,
+)
 from eventstore.keys import typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
 from eventstore.model import (
@@ -194,7 +202,7 @@ class Ingester:
                         event_id="renamed:" + change.token_id,
                         payload={"to": {"db": to.db, "coll": to.coll} if to else None},
                         cluster_time=change.clusterTime,
-                        occurred_at=_when(change, now),
+                        occurred_at=occurred_at_of(change, now),
                         now=now,
                     )
             elif op == "invalidate":
@@ -238,7 +246,7 @@ class Ingester:
                 entity_id,
                 marker=change.clusterTime,
                 cluster_time=change.clusterTime,
-                occurred_at=_when(change, now),
+                occurred_at=occurred_at_of(change, now),
                 now=now,
             )
         capture.stream_event(
@@ -247,7 +255,7 @@ class Ingester:
             event_id="dropped:" + change.token_id,
             payload={},
             cluster_time=change.clusterTime,
-            occurred_at=_when(change, now),
+            occurred_at=occurred_at_of(change, now),
             now=now,
         )
 
@@ -429,14 +437,3 @@ def _resume_point(cp: Checkpoint) -> ResumePoint | None:
     if cp.start_at is not None:
         return ResumePoint(start_at_operation_time=cp.start_at)
     return None
-
-
-def _when(change: ChangeEvent, now: datetime) -> datetime:
-    if change.wallTime is not None:
-        return change.wallTime
-    if change.clusterTime is not None:
-        return timestamp_time(change.clusterTime)
-    return now
-
-
-__all__ = ["IngestStats", "Ingester"]
