@@ -1,0 +1,289 @@
+"""The order read models: pure `apply(rows, change) -> writes` (no I/O).
+
+A `Change` is an event with the entity's state just before and just after it
+(an `updated` event carries only the changed fields; counting by status needs
+the old status too). Every row remembers the last `seq` applied to it, so
+applying a change twice changes nothing.
+
+Money is Decimal128 in and out, added as Decimal with 34 digits; never a float.
+Real shops' orders are untidy: a missing or malformed field never fails a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Context, Decimal, InvalidOperation
+from typing import Any, Final
+
+import msgspec
+from bson import Decimal128
+
+from eventstore.codec import as_utc
+from eventstore.model import Event
+
+# Statuses in which an order's total counts as revenue (paid and what follows payment).
+PAID_STATUSES: Final = frozenset({"paid", "shipped", "delivered"})
+_MONEY = Context(prec=34)
+_ZERO = Decimal(0)
+
+
+class Change(msgspec.Struct, frozen=True, kw_only=True):
+    """An event and the entity's state just before and just after it."""
+
+    event: Event
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class Write(msgspec.Struct, frozen=True, kw_only=True):
+    """Upsert `row` under `key` (None deletes the row)."""
+
+    key: str
+    row: dict[str, Any] | None
+
+
+Rows = Mapping[str, dict[str, Any]]
+
+
+class Projection(msgspec.Struct, frozen=True, kw_only=True):
+    """A read model: its name, its collection, which rows a change touches, and apply."""
+
+    name: str
+    collection: str
+    keys: Callable[[Change], list[str]]
+    apply: Callable[[Rows, Change], list[Write]]
+
+
+# -- reading untidy documents ---------------------------------------------------------------
+def money(value: Any) -> Decimal:
+    """A total as Decimal (Decimal128, int or numeric string); anything else counts as 0."""
+    if isinstance(value, Decimal128):
+        value = value.to_decimal()
+    if isinstance(value, bool):
+        return _ZERO
+    if isinstance(value, (int, Decimal)):
+        return Decimal(value)
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            return _ZERO
+    return _ZERO
+
+
+def dec128(value: Decimal) -> Decimal128:
+    """Decimal -> Decimal128 (34 significant digits)."""
+    return Decimal128(_MONEY.create_decimal(value))
+
+
+def _text(doc: Mapping[str, Any] | None, field: str) -> str | None:
+    value = doc.get(field) if doc else None
+    return value if isinstance(value, str) else None
+
+
+def _customer(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    value = doc.get("customer") if doc else None
+    return value if isinstance(value, dict) else None
+
+
+def _customer_id(doc: Mapping[str, Any] | None) -> str | None:
+    customer = _customer(doc)
+    cid = customer.get("id") if customer else None
+    return str(cid) if cid is not None and not isinstance(cid, (dict, list)) else None
+
+
+def _paid(doc: Mapping[str, Any] | None) -> bool:
+    return _text(doc, "status") in PAID_STATUSES
+
+
+def _fresh(rows: Rows, key: str, seq: int) -> bool:
+    """True unless the row already has this change (idempotency)."""
+    row = rows.get(key)
+    return row is None or int(row.get("seq", 0)) < seq
+
+
+def _day(when: datetime) -> str:
+    day: str = as_utc(when).strftime("%Y-%m-%d")
+    return day
+
+
+# -- order_summary ----------------------------------------------------------------------------
+def _summary_keys(change: Change) -> list[str]:
+    return [change.event.entity_key]
+
+
+def _summary_apply(rows: Rows, change: Change) -> list[Write]:
+    e = change.event
+    if not _fresh(rows, e.entity_key, e.seq):
+        return []
+    doc = change.after if change.after is not None else change.before
+    old = rows.get(e.entity_key) or {}
+    row: dict[str, Any] = {
+        "entity_key": e.entity_key,
+        "number": _text(doc, "number"),
+        "customer": _customer(doc),
+        "status": _text(doc, "status"),
+        "items": doc.get("items") if doc and isinstance(doc.get("items"), list) else [],
+        "total": dec128(money(doc.get("total") if doc else None)),
+        "currency": _text(doc, "currency"),
+        "created_at": old.get("created_at") or _created_at(doc, e),
+        "updated_at": e.occurred_at,
+        "version": e.version,
+        "deleted": change.after is None,
+        "seq": e.seq,
+    }
+    return [Write(key=e.entity_key, row=row)]
+
+
+def _created_at(doc: Mapping[str, Any] | None, e: Event) -> datetime:
+    value = doc.get("createdAt") if doc else None
+    return as_utc(value) if isinstance(value, datetime) else e.occurred_at
+
+
+# -- orders_by_status -------------------------------------------------------------------------
+def _status_keys(change: Change) -> list[str]:
+    keys = [_text(change.before, "status"), _text(change.after, "status")]
+    return sorted({k for k in keys if k is not None})
+
+
+def _status_apply(rows: Rows, change: Change) -> list[Write]:
+    e = change.event
+    old = _text(change.before, "status") if change.before is not None else None
+    new = _text(change.after, "status") if change.after is not None else None
+    if old == new:
+        return []
+    out = []
+    for status, delta in ((old, -1), (new, +1)):
+        if status is None or not _fresh(rows, status, e.seq):
+            continue
+        count = int((rows.get(status) or {}).get("count", 0)) + delta
+        out.append(Write(key=status, row={"status": status, "count": count, "seq": e.seq}))
+    return out
+
+
+# -- revenue_by_day and customer_totals share the money rule -----------------------------------
+def revenue_deltas(change: Change) -> list[tuple[str, Decimal, int]]:
+    """(currency, amount, orders) to add on the change's day.
+
+    An order adds its total when it becomes paid; leaving the paid statuses
+    (cancellation) subtracts what it had added; a total or currency changed
+    while paid adjusts; deleting a document changes no revenue.
+    """
+    before, after = change.before, change.after
+    if after is None:
+        return []
+    was, now = _paid(before), _paid(after)
+    out: list[tuple[str, Decimal, int]] = []
+    if was:
+        out.append((_text(before, "currency") or "?", -money(before.get("total")), -1))  # type: ignore[union-attr]
+    if now:
+        out.append((_text(after, "currency") or "?", money(after.get("total")), +1))
+    merged: dict[str, tuple[Decimal, int]] = {}
+    for currency, amount, orders in out:
+        a, o = merged.get(currency, (_ZERO, 0))
+        merged[currency] = (a + amount, o + orders)
+    return [(c, a, o) for c, (a, o) in merged.items() if a != 0 or o != 0]
+
+
+def _revenue_keys(change: Change) -> list[str]:
+    day = _day(change.event.occurred_at)
+    return [f"{day}:{currency}" for currency, _, _ in revenue_deltas(change)]
+
+
+def _revenue_apply(rows: Rows, change: Change) -> list[Write]:
+    e = change.event
+    day = _day(e.occurred_at)
+    out = []
+    for currency, amount, orders in revenue_deltas(change):
+        key = f"{day}:{currency}"
+        if not _fresh(rows, key, e.seq):
+            continue
+        row = rows.get(key) or {}
+        out.append(
+            Write(
+                key=key,
+                row={
+                    "day": day,
+                    "currency": currency,
+                    "revenue": dec128(money(row.get("revenue")) + amount),
+                    "orders": int(row.get("orders", 0)) + orders,
+                    "seq": e.seq,
+                },
+            )
+        )
+    return out
+
+
+def _customer_keys(change: Change) -> list[str]:
+    ids = {_customer_id(change.before), _customer_id(change.after)}
+    return sorted(i for i in ids if i is not None)
+
+
+def _customer_apply(rows: Rows, change: Change) -> list[Write]:
+    """Orders placed and lifetime spend (paid net of cancellations) per customer id."""
+    e = change.event
+    before_id, after_id = _customer_id(change.before), _customer_id(change.after)
+    touched: dict[str, dict[str, Any]] = {}
+
+    def row_of(cid: str) -> dict[str, Any]:
+        if cid not in touched:
+            old = rows.get(cid) or {}
+            touched[cid] = {
+                "customer": cid,
+                "name": old.get("name"),
+                "orders": int(old.get("orders", 0)),
+                "lifetime_spend": money(old.get("lifetime_spend")),
+                "last_order_at": old.get("last_order_at"),
+            }
+        return touched[cid]
+
+    if change.after is not None and after_id is not None:
+        row = row_of(after_id)
+        name = (_customer(change.after) or {}).get("name")
+        if isinstance(name, str):
+            row["name"] = name
+        if change.before is None or before_id != after_id:  # a new order for this customer
+            row["orders"] += 1
+            placed = _created_at(change.after, e)
+            if row["last_order_at"] is None or placed > as_utc(row["last_order_at"]):
+                row["last_order_at"] = placed
+        if before_id is not None and before_id != after_id:
+            row_of(before_id)["orders"] -= 1
+    was, now = _paid(change.before), _paid(change.after)
+    if change.after is not None:
+        if was and before_id is not None:
+            row_of(before_id)["lifetime_spend"] -= money(change.before.get("total"))  # type: ignore[union-attr]
+        if now and after_id is not None:
+            row_of(after_id)["lifetime_spend"] += money(change.after.get("total"))
+    out = []
+    for cid, row in touched.items():
+        if _fresh(rows, cid, e.seq):
+            out.append(
+                Write(
+                    key=cid,
+                    row={**row, "lifetime_spend": dec128(row["lifetime_spend"]), "seq": e.seq},
+                )
+            )
+    return out
+
+
+ORDER_SUMMARY: Final = Projection(
+    name="order_summary", collection="rm_order_summary", keys=_summary_keys, apply=_summary_apply
+)
+ORDERS_BY_STATUS: Final = Projection(
+    name="orders_by_status",
+    collection="rm_orders_by_status",
+    keys=_status_keys,
+    apply=_status_apply,
+)
+REVENUE_BY_DAY: Final = Projection(
+    name="revenue_by_day", collection="rm_revenue_by_day", keys=_revenue_keys, apply=_revenue_apply
+)
+CUSTOMER_TOTALS: Final = Projection(
+    name="customer_totals",
+    collection="rm_customer_totals",
+    keys=_customer_keys,
+    apply=_customer_apply,
+)
+ORDER_PROJECTIONS: Final = (ORDER_SUMMARY, ORDERS_BY_STATUS, REVENUE_BY_DAY, CUSTOMER_TOTALS)

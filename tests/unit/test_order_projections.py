@@ -1,0 +1,218 @@
+"""The order read models' pure apply: against direct computations, and idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from bson import Decimal128
+
+from eventstore.capture import Capture
+from eventstore.clock import FakeClock
+from eventstore.fold import Fold
+from eventstore.model import ChangeEvent, Event, Head
+from eventstore.settings import Settings
+from eventstore.sources.memory import MemoryChangeFeed
+from eventstore.sources.simulator import Simulator
+from projections.orders import (
+    CUSTOMER_TOTALS,
+    ORDER_PROJECTIONS,
+    ORDER_SUMMARY,
+    ORDERS_BY_STATUS,
+    PAID_STATUSES,
+    REVENUE_BY_DAY,
+    Change,
+    Projection,
+    money,
+)
+
+T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def run(
+    projection: Projection, changes: list[Change], *, twice: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Apply changes to an in-memory table, as the runner will (optionally each twice)."""
+    table: dict[str, dict[str, Any]] = {}
+    for change in changes:
+        for _ in range(2 if twice else 1):
+            keys = projection.keys(change)
+            rows = {k: table[k] for k in keys if k in table}
+            for w in projection.apply(rows, change):
+                assert w.key in keys, (projection.name, w.key, keys)
+                if w.row is None:
+                    table.pop(w.key, None)
+                else:
+                    table[w.key] = w.row
+    return table
+
+
+def changes_of(events: list[Event]) -> list[Change]:
+    states: dict[str, Fold] = {}
+    out = []
+    for e in events:
+        f = states.setdefault(e.entity_key, Fold())
+        before = f.state
+        after = f.apply(e)
+        out.append(Change(event=e, before=before, after=after))
+    return out
+
+
+def simulated() -> tuple[list[Change], list[dict[str, Any]]]:
+    async def go() -> tuple[list[Event], list[dict[str, Any]]]:
+        clock = FakeClock(T0)
+        feed = MemoryChangeFeed(clock=clock)
+        sim = Simulator(feed, seed=21, clock=clock)
+        await sim.create_orders(25)
+        for _ in range(400):
+            clock.advance(60 * 37)  # changes spread over several days
+            await sim.step()
+        capture = Capture(Settings(), Head())
+        events = []
+        for p in range(1, feed.position + 1):
+            entry = feed.entry_at(p)
+            assert entry is not None
+            change = ChangeEvent.from_bson(entry.event)
+            key = change.documentKey["_id"] if change.documentKey else None
+            if capture.needs_heads("orders", [key]):
+                capture.add_heads("orders", [key], {})
+            events.append(capture.entity_change(change, now=clock.now()))
+        return events, await feed.collection("orders").find({})
+
+    events, final = asyncio.run(go())
+    return changes_of(events), final
+
+
+def test_incremental_models_equal_direct_computations_from_final_documents() -> None:
+    changes, final = simulated()
+    assert len(changes) > 400
+    summary = run(ORDER_SUMMARY, changes)
+    live = {r["entity_key"]: r for r in summary.values() if not r["deleted"]}
+    assert {str(d["_id"]) for d in final} == set(live)
+    for d in final:
+        row = live[str(d["_id"])]
+        assert (row["status"], row["number"], row["currency"], row["items"]) == (
+            d["status"],
+            d["number"],
+            d["currency"],
+            d["items"],
+        )
+        assert row["total"] == d["total"] and isinstance(row["total"], Decimal128)
+
+    by_status = run(ORDERS_BY_STATUS, changes)
+    expected = Counter(d["status"] for d in final)
+    assert {k: r["count"] for k, r in by_status.items() if r["count"]} == dict(expected)
+
+    customers = run(CUSTOMER_TOTALS, changes)
+    names = {d["customer"]["id"]: d["customer"]["name"] for d in final}
+    for cid, name in names.items():
+        assert customers[cid]["name"] == name
+
+
+def test_revenue_equals_an_independent_computation_from_the_log() -> None:
+    changes, _ = simulated()
+    # independently: per order, what it currently counts for; every event books the difference
+    counted: dict[str, tuple[str, Decimal] | None] = {}
+    book: dict[str, Decimal] = Counter()  # type: ignore[assignment]
+    for c in changes:
+        if c.after is None:  # deleting a document changes no revenue
+            continue
+        now = (
+            (c.after.get("currency"), money(c.after.get("total")))
+            if c.after.get("status") in PAID_STATUSES
+            else None
+        )
+        was = counted.get(c.event.entity_key)
+        if c.before is None:
+            was = None
+        day = c.event.occurred_at.strftime("%Y-%m-%d")
+        if was is not None:
+            book[f"{day}:{was[0]}"] -= was[1]
+        if now is not None:
+            book[f"{day}:{now[0]}"] += now[1]
+        counted[c.event.entity_key] = now  # type: ignore[assignment]
+    revenue = run(REVENUE_BY_DAY, changes)
+    got = {k: r["revenue"].to_decimal() for k, r in revenue.items()}
+    assert {k: v for k, v in got.items() if v} == {k: v for k, v in book.items() if v}
+    assert len(got) >= 3  # spread over several days
+
+
+def test_redelivering_every_change_changes_nothing() -> None:
+    changes, _ = simulated()
+    for projection in ORDER_PROJECTIONS:
+        assert run(projection, changes, twice=True) == run(projection, changes), projection.name
+
+
+def ev(seq: int, version: int, type_: str, at: datetime) -> Event:
+    return Event(
+        id=str(seq),
+        seq=seq,
+        stream="orders",
+        entity_id="o1",
+        entity_key="o1",
+        version=version,
+        type=type_,
+        occurred_at=at,
+        cluster_time=None,
+        recorded_at=at,
+    )
+
+
+def order(status: str, total: str = "10.00", currency: str = "EUR", **extra: Any) -> dict[str, Any]:
+    return {
+        "_id": "o1",
+        "status": status,
+        "total": Decimal128(total),
+        "currency": currency,
+        "customer": {"id": "c1", "name": "Ann"},
+        **extra,
+    }
+
+
+def test_cancel_delete_and_adjustment_follow_the_rules() -> None:
+    d1, d2, d3, d4 = (T0 + timedelta(days=n) for n in range(4))
+    seq = [
+        Change(event=ev(1, 1, "created", d1), before=None, after=order("pending")),
+        Change(event=ev(2, 2, "updated", d1), before=order("pending"), after=order("paid")),
+        Change(
+            event=ev(3, 3, "updated", d2), before=order("paid"), after=order("shipped", "12.50")
+        ),
+        Change(
+            event=ev(4, 4, "updated", d3),
+            before=order("shipped", "12.50"),
+            after=order("cancelled", "12.50"),
+        ),
+        Change(event=ev(5, 5, "deleted", d4), before=order("cancelled", "12.50"), after=None),
+    ]
+    revenue = run(REVENUE_BY_DAY, seq)
+    assert {k: (str(r["revenue"]), r["orders"]) for k, r in revenue.items()} == {
+        "2026-11-26:EUR": ("10.00", 1),
+        "2026-11-27:EUR": ("2.50", 0),
+        "2026-11-28:EUR": ("-12.50", -1),
+    }
+    customers = run(CUSTOMER_TOTALS, seq)
+    assert customers["c1"]["orders"] == 1 and str(customers["c1"]["lifetime_spend"]) == "0.00"
+    by_status = run(ORDERS_BY_STATUS, seq)
+    assert {k: r["count"] for k, r in by_status.items()} == {
+        "pending": 0,
+        "paid": 0,
+        "shipped": 0,
+        "cancelled": 0,
+    }
+    summary = run(ORDER_SUMMARY, seq)
+    assert summary["o1"]["deleted"] is True and summary["o1"]["version"] == 5
+
+
+def test_untidy_documents_never_fail_a_row() -> None:
+    odd = {"_id": "o1", "status": "paid", "total": "abc", "customer": "not a document"}
+    out = {
+        p.name: run(p, [Change(event=ev(1, 1, "created", T0), before=None, after=odd)])
+        for p in ORDER_PROJECTIONS
+    }
+    assert out["order_summary"]["o1"]["total"] == Decimal128("0")
+    assert out["order_summary"]["o1"]["customer"] is None
+    assert out["revenue_by_day"]["2026-11-26:?"]["orders"] == 1
+    assert out["customer_totals"] == {}
