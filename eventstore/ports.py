@@ -10,7 +10,7 @@ it is not None (mongomock refuses the keyword).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -138,6 +138,42 @@ class Snapshots(Protocol):
         ...
 
 
+class ReadModels(Protocol):
+    """Read-model rows by collection and key; a rebuild fills a fresh collection, then swaps it in."""
+
+    async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The rows with these keys that exist (one query)."""
+        ...
+
+    async def write(
+        self,
+        collection: str,
+        writes: Sequence[tuple[str, dict[str, Any] | None]],
+        *,
+        session: Any = None,
+    ) -> None:
+        """Upsert (or, for None, delete) rows by key in one bulk write."""
+        ...
+
+    async def query(
+        self, collection: str, *, filters: Mapping[str, Any], limit: int, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows matching equality filters, in key order, after a key."""
+        ...
+
+    async def swap(self, building: str, live: str) -> None:
+        """Replace `live` by `building` in one rename (readers see the old rows or the new)."""
+        ...
+
+    async def drop(self, collection: str) -> None:
+        """Remove a collection (a rebuild's leftovers)."""
+        ...
+
+    async def collections(self) -> list[str]:
+        """The read-model collections that exist."""
+        ...
+
+
 class Store(Protocol):
     """The storage ports of one deployment, and its transaction support."""
 
@@ -145,6 +181,7 @@ class Store(Protocol):
     checkpoints: Checkpoints
     leases: Leases
     snapshots: Snapshots
+    read_models: ReadModels
 
     @property
     def transactions(self) -> bool:

@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from eventstore.memory.checkpoints import MemoryCheckpoints
 from eventstore.memory.eventlog import MemoryEventLog
 from eventstore.memory.leases import MemoryLeases
+from eventstore.memory.readmodels import MemoryReadModels
 from eventstore.memory.snapshots import MemorySnapshots
-from eventstore.ports import Checkpoints, EventLog, Leases, Snapshots
+from eventstore.ports import Checkpoints, EventLog, Leases, ReadModels, Snapshots
 
 
 class MemoryStore:
@@ -21,6 +22,7 @@ class MemoryStore:
         self.checkpoints: Checkpoints = MemoryCheckpoints()
         self.leases: Leases = MemoryLeases()
         self.snapshots: Snapshots = MemorySnapshots()
+        self.read_models: ReadModels = MemoryReadModels()
         # Same attribute as MongoStore: what this store cannot do (nothing here).
         self.degraded: list[str] = []
 

@@ -14,8 +14,9 @@ from eventstore.mongo import compat
 from eventstore.mongo.checkpoints import MongoCheckpoints
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.leases import MongoLeases
+from eventstore.mongo.readmodels import MongoReadModels
 from eventstore.mongo.snapshots import MongoSnapshots
-from eventstore.ports import Checkpoints, EventLog, Leases, Snapshots
+from eventstore.ports import Checkpoints, EventLog, Leases, ReadModels, Snapshots
 
 
 class MongoStore:
@@ -35,6 +36,7 @@ class MongoStore:
         self.checkpoints: Checkpoints = MongoCheckpoints(self.db)
         self.leases: Leases = MongoLeases(self.db)
         self.snapshots: Snapshots = MongoSnapshots(self.db)
+        self.read_models: ReadModels = MongoReadModels(self.db)
         self.degraded: list[str] = []
         self._transactions = False
         self._owns_client = owns_client
