@@ -1,0 +1,266 @@
+"""The projector: follows the log in `seq` order from each projection's checkpoint.
+
+Per batch: read a page of events, fold each entity's state before and after
+(from a bounded cache, backed by the history service), apply the projection
+(pure), then one bulk write of the rows and the checkpoint (in one transaction
+where the server has them). Rows keep the last `seq` applied, so a crash
+between the two writes never double-counts.
+
+A rebuild replays the whole log into a fresh collection and swaps it in with
+one rename; readers see the old model or the new, never a mix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+
+from eventstore.fold import Fold
+from eventstore.history import History
+from eventstore.keys import typed_key
+from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
+from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head
+from eventstore.ports import Clock, Store
+from projections.orders import Change, Projection
+
+log = logging.getLogger(__name__)
+
+FOLLOWING: Final = "following"
+REBUILDING: Final = "rebuilding"
+STOPPED: Final = "stopped"
+FAILED: Final = "failed"
+BUILDING_SUFFIX: Final = "__rebuild"
+
+
+class RunnerStatus(msgspec.Struct, kw_only=True):
+    """What the API and CLI show of a projection."""
+
+    name: str
+    position: int = 0
+    state: str = STOPPED
+    rebuilt_at: datetime | None = None
+    failed_seq: int | None = None
+    error: str | None = None
+
+
+class RebuildProgress(msgspec.Struct, kw_only=True):
+    """A rebuild's progress: events processed of the log's total."""
+
+    processed: int = 0
+    total: int = 0
+    seconds: float = 0.0
+
+
+class StateCache:
+    """Entity states by (stream, typed key), least recently used dropped first."""
+
+    def __init__(self, history: History, *, size: int = 10_000) -> None:
+        self._history = history
+        self._size = size
+        self._states: OrderedDict[tuple[str, str], tuple[int, dict[str, Any] | None]] = (
+            OrderedDict()
+        )
+
+    async def change(self, event: Event) -> Change:
+        """The event with the entity's state just before and just after it."""
+        key = (event.stream, typed_key(event.entity_id))
+        cached = self._states.get(key)
+        if cached is not None and cached[0] == event.version - 1:
+            before = cached[1]
+        elif event.version == 1:
+            before = None
+        else:
+            state = await self._history.state_of(
+                event.stream, event.entity_id, version=event.version - 1
+            )
+            before = state.document
+        after = Fold(before, version=event.version - 1).apply(event)
+        self._states[key] = (event.version, after)
+        self._states.move_to_end(key)
+        while len(self._states) > self._size:
+            self._states.popitem(last=False)
+        return Change(event=event, before=before, after=after)
+
+    def clear(self) -> None:
+        """Forget every state (a rebuild starts from nothing)."""
+        self._states.clear()
+
+
+class ProjectionRunner:
+    """Runs one projection from its checkpoint, holding `projection:<name>`."""
+
+    def __init__(
+        self,
+        store: Store,
+        projection: Projection,
+        *,
+        clock: Clock,
+        history: History | None = None,
+        batch_size: int = 1000,
+        lease_seconds: float = 10.0,
+        owner: str | None = None,
+        poll_seconds: float = 0.05,
+    ) -> None:
+        self.store = store
+        self.projection = projection
+        self.clock = clock
+        self.history = history or History(store)
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.role = f"projection:{projection.name}"
+        self.lease = LeaseKeeper(
+            store.leases, self.role, owner or default_owner(), ttl=lease_seconds, clock=clock
+        )
+        self.cache = StateCache(self.history)
+        self.status = RunnerStatus(name=projection.name)
+
+    # -- following -----------------------------------------------------------------------------
+    async def position(self) -> int:
+        """The last seq applied (the checkpoint)."""
+        cp = await self.store.checkpoints.get(self.role)
+        return cp.head.seq if cp is not None else 0
+
+    async def step(self, collection: str | None = None, *, after: int | None = None) -> int:
+        """Apply the next page of events; returns how many events it covered (0 = caught up)."""
+        target = collection or self.projection.collection
+        start = await self.position() if after is None else after
+        events = await self.store.events.read(after_seq=start, limit=self.batch_size)
+        if not events:
+            return 0
+        changes = [await self.cache.change(e) for e in events if e.type not in STREAM_TYPES]
+        needed = sorted({k for c in changes for k in self.projection.keys(c)})
+        rows: dict[str, dict[str, Any] | None] = dict(
+            await self.store.read_models.get_many(target, needed)
+        )
+        pending: dict[str, dict[str, Any] | None] = {}
+        for change in changes:
+            keys = self.projection.keys(change)
+            view = {k: r for k in keys if (r := rows.get(k)) is not None}
+            try:
+                writes = self.projection.apply(view, change)
+            except Exception as exc:
+                self.status.state = FAILED
+                self.status.failed_seq = change.event.seq
+                self.status.error = f"{type(exc).__name__}: {exc}"
+                raise ProjectionFailed(self.projection.name, change.event.seq, exc) from exc
+            for w in writes:
+                rows[w.key] = w.row
+                pending[w.key] = w.row
+        last = events[-1]
+        cp = Checkpoint(
+            name=self.role,
+            head=Head(seq=last.seq, log_hash=last.log_hash),
+            updated_at=self.clock.now(),
+        )
+        async with self.store.transaction() as session:
+            if pending:
+                await self.store.read_models.write(target, list(pending.items()), session=session)
+            if collection is None:
+                await self.store.checkpoints.put(cp, session=session)
+        self.status.position = last.seq
+        return len(events)
+
+    async def catch_up(self) -> int:
+        """Take the lease, apply pages until the log's end, give the lease back; events covered."""
+        if not await self.lease.try_acquire():
+            raise LeaseLost(f"{self.role} is held by another instance")
+        try:
+            total = 0
+            while n := await self.step():
+                total += n
+                await self.lease.keep()
+            return total
+        finally:
+            await self.lease.release()
+
+    async def rebuild_now(
+        self, on_progress: Callable[[RebuildProgress], None] | None = None
+    ) -> RebuildProgress:
+        """Take the lease, rebuild, give the lease back (when no instance runs the projection)."""
+        if not await self.lease.try_acquire():
+            raise LeaseLost(f"{self.role} is held by another instance")
+        try:
+            return await self.rebuild(on_progress)
+        finally:
+            await self.lease.release()
+
+    async def run(
+        self, *, stop: asyncio.Event | None = None, until_caught_up: bool = False
+    ) -> None:
+        """Follow the log while holding the lease (a standby waits); a failing apply stops this one."""
+        try:
+            while not (stop and stop.is_set()):
+                if not await self.lease.acquire(stop):
+                    return
+                self.status.state = FOLLOWING
+                self.status.position = await self.position()
+                try:
+                    while not (stop and stop.is_set()):
+                        await self.lease.keep()
+                        if await self.step() == 0:
+                            if until_caught_up:
+                                return
+                            await self.clock.sleep(self.poll_seconds)
+                except LeaseLost:
+                    log.warning("projection %s: lease lost, standing by", self.projection.name)
+        finally:
+            if self.status.state != FAILED:
+                self.status.state = STOPPED
+            await self.lease.release()
+
+    # -- rebuilding ----------------------------------------------------------------------------
+    async def rebuild(
+        self, on_progress: Callable[[RebuildProgress], None] | None = None
+    ) -> RebuildProgress:
+        """Replay the whole log into a fresh collection, swap it in, move the checkpoint.
+
+        Call while holding the lease (`run` and the job runner do). A crash leaves
+        the live model untouched; the fresh collection is dropped on the next start.
+        """
+        building = self.projection.collection + BUILDING_SUFFIX
+        await self.store.read_models.drop(building)
+        self.status.state = REBUILDING
+        self.cache.clear()
+        progress = RebuildProgress(total=(await self.store.events.head()).seq)
+        started = time.perf_counter()
+        position = 0
+        while n := await self.step(building, after=position):
+            position += n  # seq is dense: n events after `position` end at position + n
+            progress.processed = position
+            progress.seconds = time.perf_counter() - started
+            progress.total = max(progress.total, position)
+            await self.lease.keep()
+            if on_progress is not None:
+                on_progress(progress)
+        head = await self.store.events.read(after_seq=position - 1, limit=1) if position else []
+        await self.store.read_models.swap(building, self.projection.collection)
+        log_hash = head[0].log_hash if head else Head().log_hash
+        await self.store.checkpoints.put(
+            Checkpoint(
+                name=self.role,
+                head=Head(seq=position, log_hash=log_hash),
+                updated_at=self.clock.now(),
+            )
+        )
+        self.cache.clear()
+        self.status.rebuilt_at = self.clock.now()
+        self.status.position = position
+        self.status.state = FOLLOWING
+        progress.seconds = time.perf_counter() - started
+        return progress
+
+
+class ProjectionFailed(Exception):
+    """A projection's apply raised: only that projection stops."""
+
+    def __init__(self, name: str, seq: int, cause: BaseException) -> None:
+        super().__init__(f"projection {name} failed at seq {seq}: {type(cause).__name__}: {cause}")
+        self.name = name
+        self.seq = seq
