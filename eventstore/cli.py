@@ -122,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--against-head", metavar="FILE", help="verify the log against an exported head")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
+    p = sub.add_parser("project", help="run the projector (each projection holds its own lease)")
+    _add_settings(p)
+    p.add_argument("--until-caught-up", action="store_true", help="stop at the log's end")
+
+    p = sub.add_parser("projections", help="projection status, or rebuild from the whole log")
+    _add_settings(p)
+    p.add_argument("action", choices=["status", "rebuild"])
+    p.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild")
+    p.add_argument("--all", action="store_true", help="rebuild every projection")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = sub.add_parser("demo", help="capture a simulated order workload in memory and report")
     p.add_argument("--orders", type=_nonneg_int, default=200, help="initial orders (default 200)")
     p.add_argument(
@@ -174,7 +185,11 @@ def _nonneg_float(value: str) -> float:
 
 
 # Modules holding `cmd_<name>` coroutines, imported only when a command runs.
-_COMMAND_MODULES = ("eventstore.commands", "eventstore.commands_history")
+_COMMAND_MODULES = (
+    "eventstore.commands",
+    "eventstore.commands_history",
+    "eventstore.commands_projections",
+)
 
 
 def _command(name: str) -> Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]]:

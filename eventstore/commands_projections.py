@@ -1,0 +1,134 @@
+"""The CLI's projection commands: project, projections status, projections rebuild."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any, TextIO
+
+from eventstore.cli import EXIT_OK, CliError, install_stop_signals, settings_from
+from eventstore.clock import SystemClock
+from eventstore.commands import opened_store
+from eventstore.leasing import LeaseLost
+from eventstore.ports import Store
+
+
+def _projections(names: list[str] | None) -> list[Any]:
+    from projections.orders import ORDER_PROJECTIONS
+
+    if not names:
+        return list(ORDER_PROJECTIONS)
+    known = {p.name: p for p in ORDER_PROJECTIONS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise CliError(f"unknown projection {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def _runner(store: Store, projection: Any, args: argparse.Namespace) -> Any:
+    from projections.runner import ProjectionRunner
+
+    settings = settings_from(args)
+    return ProjectionRunner(
+        store,
+        projection,
+        clock=SystemClock(),
+        lease_seconds=settings.lease_seconds,
+        batch_size=settings.batch_size,
+    )
+
+
+async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
+    """`eventstore project`: run every projection, each holding its own lease."""
+    settings = settings_from(args)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    async with opened_store(settings, args) as store:
+        runners = [_runner(store, p, args) for p in _projections(None)]
+        results = await asyncio.gather(
+            *(r.run(stop=stop, until_caught_up=args.until_caught_up) for r in runners),
+            return_exceptions=True,
+        )
+        for runner, result in zip(runners, results, strict=True):
+            state = runner.status
+            line = f"{state.name}: position {state.position}, {state.state}"
+            if isinstance(result, Exception):
+                line += f" ({result})"
+            print(line, file=out)
+    return EXIT_OK
+
+
+async def cmd_projections(args: argparse.Namespace, out: TextIO) -> int:
+    """`eventstore projections status | rebuild NAME | --all`."""
+    settings = settings_from(args)
+    async with opened_store(settings, args) as store:
+        if args.action == "status":
+            return await _status(store, args, out)
+        names = None if args.all else args.names
+        if not names and not args.all:
+            raise CliError("name a projection to rebuild, or --all")
+        for projection in _projections(names):
+            runner = _runner(store, projection, args)
+            bar = ProgressBar(projection.name)
+            try:
+                progress = await runner.rebuild_now(on_progress=bar)
+            except LeaseLost:
+                raise CliError(
+                    f"{projection.name} is being run by another instance; stop it or let it finish"
+                ) from None
+            bar.done(progress)
+            print(
+                f"{projection.name}: rebuilt from {progress.processed} events in {progress.seconds:.2f}s",
+                file=out,
+            )
+    return EXIT_OK
+
+
+async def _status(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+    head = (await store.events.head()).seq
+    rows = []
+    for projection in _projections(None):
+        cp = await store.checkpoints.get(f"projection:{projection.name}")
+        lease = await store.leases.get(f"projection:{projection.name}")
+        position = cp.head.seq if cp else 0
+        rows.append(
+            {
+                "name": projection.name,
+                "position": position,
+                "lag": head - position,
+                "held_by": lease.owner if lease else None,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows), file=out)
+    else:
+        for r in rows:
+            print(f"{r['name']:<18} position {r['position']:>9}  lag {r['lag']:>9}", file=out)
+    return EXIT_OK
+
+
+class ProgressBar:
+    """`name [#####.....] processed/total events, rate/s, ETA` on stderr."""
+
+    def __init__(self, name: str, stream: TextIO | None = None) -> None:
+        self.name = name
+        self.stream = stream or sys.stderr
+
+    def __call__(self, p: Any) -> None:
+        total = max(p.total, 1)
+        filled = int(30 * min(p.processed / total, 1))
+        rate = p.processed / p.seconds if p.seconds > 0 else 0.0
+        eta = (p.total - p.processed) / rate if rate > 0 else 0.0
+        print(
+            f"\r{self.name} [{'#' * filled}{'.' * (30 - filled)}] {p.processed}/{p.total} events, "
+            f"{rate:,.0f}/s, ETA {eta:.0f}s",
+            end="",
+            file=self.stream,
+            flush=True,
+        )
+
+    def done(self, p: Any) -> None:
+        self(p)
+        print(file=self.stream)

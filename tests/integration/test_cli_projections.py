@@ -1,0 +1,51 @@
+"""project / projections status / projections rebuild, in-process on a pre-populated memory store."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from eventstore.cli import main
+from tests.integration.test_cli_history import populated
+
+
+def run(store: object, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    return main([*argv, "--uri", "memory://"], out=out, store=store), out.getvalue()
+
+
+def test_project_status_and_rebuild(capsys: pytest.CaptureFixture[str]) -> None:
+    store = populated()
+    code, out = run(store, "projections", "status", "--json")
+    assert code == 0 and {r["name"]: r["lag"] for r in json.loads(out)} == {
+        "order_summary": 4,
+        "orders_by_status": 4,
+        "revenue_by_day": 4,
+        "customer_totals": 4,
+    }
+    code, out = run(store, "project", "--until-caught-up")
+    assert code == 0 and "order_summary: position 4" in out
+    code, out = run(store, "projections", "status", "--json")
+    assert all(r["lag"] == 0 for r in json.loads(out))
+    code, out = run(store, "projections", "rebuild", "orders_by_status")
+    err = capsys.readouterr().err
+    assert code == 0 and "orders_by_status: rebuilt from 4 events" in out
+    assert "[##############################] 4/4 events" in err
+    rows = store.read_models._tables["rm_orders_by_status"]  # type: ignore[attr-defined]
+    assert {k: r["count"] for k, r in rows.items()} == {"pending": 1, "shipped": 1, "paid": 0}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["projections", "rebuild"], "--all"),
+        (["projections", "rebuild", "nope"], "unknown projection"),
+    ],
+)
+def test_bad_projection_requests_exit_1(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run(populated(), *argv)
+    assert code == 1 and message in capsys.readouterr().err
