@@ -11,8 +11,7 @@ from typing import Any, TextIO
 from eventstore.cli import EXIT_OK, CliError, install_stop_signals, settings_from
 from eventstore.clock import SystemClock
 from eventstore.commands import opened_store
-from eventstore.leasing import LeaseLost
-from eventstore.ports import Store
+from eventstore.ports import JobConflict, Store
 
 
 def _projections(names: list[str] | None) -> list[Any]:
@@ -70,20 +69,29 @@ async def cmd_projections(args: argparse.Namespace, out: TextIO) -> int:
         if not names and not args.all:
             raise CliError("name a projection to rebuild, or --all")
         for projection in _projections(names):
-            runner = _runner(store, projection, args)
-            bar = ProgressBar(projection.name)
-            try:
-                progress = await runner.rebuild_now(on_progress=bar)
-            except LeaseLost:
-                raise CliError(
-                    f"{projection.name} is being run by another instance; stop it or let it finish"
-                ) from None
-            bar.done(progress)
-            print(
-                f"{projection.name}: rebuilt from {progress.processed} events in {progress.seconds:.2f}s",
-                file=out,
-            )
+            await _rebuild(store, _runner(store, projection, args), out)
     return EXIT_OK
+
+
+async def _rebuild(store: Store, runner: Any, out: TextIO) -> None:
+    """Request a rebuild: run it here if nobody runs the projection, else follow the holder's job."""
+    from projections.runner import RebuildProgress, request_rebuild
+
+    bar = ProgressBar(runner.projection.name)
+    try:
+        job = await request_rebuild(runner, on_progress=bar)
+    except JobConflict as exc:
+        raise CliError(str(exc)) from None
+    while job.active:  # another instance holds the lease and runs the job between batches
+        bar(RebuildProgress(processed=job.processed, total=job.total, seconds=0.0))
+        await asyncio.sleep(0.5)
+        job = await store.jobs.get(job.job) or job
+    bar.done(RebuildProgress(processed=job.processed, total=job.total))
+    if job.state == "failed":
+        raise CliError(f"rebuild of {runner.projection.name} failed: {job.error}")
+    print(
+        f"{runner.projection.name}: rebuilt from {job.processed} events (job {job.job})", file=out
+    )
 
 
 async def _status(store: Store, args: argparse.Namespace, out: TextIO) -> int:

@@ -253,3 +253,25 @@ class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True):
     exists: bool
     document: dict[str, Any] | None = None
     event_hash: str = ""
+
+
+JOB_STATES: Final = ("queued", "running", "succeeded", "failed")
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """A requested rebuild of one projection, and its progress."""
+
+    job: str
+    projection: str
+    state: str = "queued"
+    processed: int = 0
+    total: int = 0
+    requested_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Queued or running: a second request for the projection is refused meanwhile."""
+        return self.state in ("queued", "running")

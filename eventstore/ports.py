@@ -24,6 +24,7 @@ from eventstore.model import (
     EntitySnapshot,
     Event,
     Head,
+    Job,
     Lease,
     ResumePoint,
 )
@@ -174,6 +175,30 @@ class ReadModels(Protocol):
         ...
 
 
+class JobConflict(Exception):
+    """A rebuild of this projection is already queued or running."""
+
+
+class Jobs(Protocol):
+    """Rebuild requests: at most one active (queued or running) per projection."""
+
+    async def create(self, job: Job) -> None:
+        """Record a queued job; raises `JobConflict` while another is active for the projection."""
+        ...
+
+    async def get(self, job_id: str) -> Job | None:
+        """A job by id."""
+        ...
+
+    async def active(self, projection: str) -> Job | None:
+        """The queued or running job of a projection, if any."""
+        ...
+
+    async def update(self, job: Job) -> None:
+        """Store a job's new state and progress."""
+        ...
+
+
 class Store(Protocol):
     """The storage ports of one deployment, and its transaction support."""
 
@@ -182,6 +207,7 @@ class Store(Protocol):
     leases: Leases
     snapshots: Snapshots
     read_models: ReadModels
+    jobs: Jobs
 
     @property
     def transactions(self) -> bool:

@@ -13,8 +13,10 @@ one rename; readers see the old model or the new, never a mix.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
@@ -26,7 +28,7 @@ from eventstore.fold import Fold
 from eventstore.history import History
 from eventstore.keys import typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
-from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head
+from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head, Job
 from eventstore.ports import Clock, Store
 from projections.orders import Change, Projection
 
@@ -181,7 +183,7 @@ class ProjectionRunner:
             await self.lease.release()
 
     async def rebuild_now(
-        self, on_progress: Callable[[RebuildProgress], None] | None = None
+        self, on_progress: Callable[[RebuildProgress], object] | None = None
     ) -> RebuildProgress:
         """Take the lease, rebuild, give the lease back (when no instance runs the projection)."""
         if not await self.lease.try_acquire():
@@ -204,6 +206,10 @@ class ProjectionRunner:
                 try:
                     while not (stop and stop.is_set()):
                         await self.lease.keep()
+                        job = await self.store.jobs.active(self.projection.name)
+                        if job is not None and job.state == "queued":
+                            await self.run_job(job)
+                            continue
                         if await self.step() == 0:
                             if until_caught_up:
                                 return
@@ -217,7 +223,7 @@ class ProjectionRunner:
 
     # -- rebuilding ----------------------------------------------------------------------------
     async def rebuild(
-        self, on_progress: Callable[[RebuildProgress], None] | None = None
+        self, on_progress: Callable[[RebuildProgress], object] | None = None
     ) -> RebuildProgress:
         """Replay the whole log into a fresh collection, swap it in, move the checkpoint.
 
@@ -238,7 +244,9 @@ class ProjectionRunner:
             progress.total = max(progress.total, position)
             await self.lease.keep()
             if on_progress is not None:
-                on_progress(progress)
+                reported = on_progress(progress)
+                if inspect.isawaitable(reported):
+                    await reported
         head = await self.store.events.read(after_seq=position - 1, limit=1) if position else []
         await self.store.read_models.swap(building, self.projection.collection)
         log_hash = head[0].log_hash if head else Head().log_hash
@@ -255,6 +263,70 @@ class ProjectionRunner:
         self.status.state = FOLLOWING
         progress.seconds = time.perf_counter() - started
         return progress
+
+    async def run_job(
+        self, job: Job, on_progress: Callable[[RebuildProgress], object] | None = None
+    ) -> Job:
+        """Run a requested rebuild (holding the lease), reporting progress in the job."""
+        now = self.clock.now()
+        job = msgspec.structs.replace(job, state="running", started_at=now)
+        await self.store.jobs.update(job)
+        last_report = time.monotonic()
+
+        async def report(p: RebuildProgress) -> None:
+            nonlocal job, last_report
+            job = msgspec.structs.replace(job, processed=p.processed, total=p.total)
+            if on_progress is not None:
+                on_progress(p)
+            if time.monotonic() - last_report >= 0.5:  # progress costs a write per half second
+                last_report = time.monotonic()
+                await self.store.jobs.update(job)
+
+        try:
+            progress = await self.rebuild(report)
+        except Exception as exc:
+            job = msgspec.structs.replace(
+                job,
+                state="failed",
+                finished_at=self.clock.now(),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            await self.store.jobs.update(job)
+            raise
+        job = msgspec.structs.replace(
+            job,
+            state="succeeded",
+            processed=progress.processed,
+            total=progress.total,
+            finished_at=self.clock.now(),
+        )
+        await self.store.jobs.update(job)
+        return job
+
+
+async def request_rebuild(
+    runner: ProjectionRunner,
+    *,
+    job_id: str | None = None,
+    on_progress: Callable[[RebuildProgress], object] | None = None,
+) -> Job:
+    """Record a rebuild request; run it here when no instance holds the projection's lease.
+
+    Raises `JobConflict` while a rebuild of the projection is queued or running.
+    Returns the job as recorded (queued when another instance will run it).
+    """
+    job = Job(
+        job=job_id or uuid.uuid4().hex,
+        projection=runner.projection.name,
+        requested_at=runner.clock.now(),
+    )
+    await runner.store.jobs.create(job)
+    if not await runner.lease.try_acquire():
+        return job  # the holder picks it up between batches
+    try:
+        return await runner.run_job(job, on_progress)
+    finally:
+        await runner.lease.release()
 
 
 class ProjectionFailed(Exception):

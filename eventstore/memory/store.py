@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 
 from eventstore.memory.checkpoints import MemoryCheckpoints
 from eventstore.memory.eventlog import MemoryEventLog
+from eventstore.memory.jobs import MemoryJobs
 from eventstore.memory.leases import MemoryLeases
 from eventstore.memory.readmodels import MemoryReadModels
 from eventstore.memory.snapshots import MemorySnapshots
-from eventstore.ports import Checkpoints, EventLog, Leases, ReadModels, Snapshots
+from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots
 
 
 class MemoryStore:
@@ -23,6 +24,7 @@ class MemoryStore:
         self.leases: Leases = MemoryLeases()
         self.snapshots: Snapshots = MemorySnapshots()
         self.read_models: ReadModels = MemoryReadModels()
+        self.jobs: Jobs = MemoryJobs()
         # Same attribute as MongoStore: what this store cannot do (nothing here).
         self.degraded: list[str] = []
 

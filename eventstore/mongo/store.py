@@ -13,10 +13,11 @@ from pymongo.errors import OperationFailure
 from eventstore.mongo import compat
 from eventstore.mongo.checkpoints import MongoCheckpoints
 from eventstore.mongo.eventlog import MongoEventLog
+from eventstore.mongo.jobs import MongoJobs
 from eventstore.mongo.leases import MongoLeases
 from eventstore.mongo.readmodels import MongoReadModels
 from eventstore.mongo.snapshots import MongoSnapshots
-from eventstore.ports import Checkpoints, EventLog, Leases, ReadModels, Snapshots
+from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots
 
 
 class MongoStore:
@@ -37,6 +38,7 @@ class MongoStore:
         self.leases: Leases = MongoLeases(self.db)
         self.snapshots: Snapshots = MongoSnapshots(self.db)
         self.read_models: ReadModels = MongoReadModels(self.db)
+        self.jobs: Jobs = MongoJobs(self.db)
         self.degraded: list[str] = []
         self._transactions = False
         self._owns_client = owns_client

@@ -151,3 +151,44 @@ async def test_a_failing_apply_stops_only_that_projection(store: Store, clock: F
     healthy = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock)
     await healthy.run(until_caught_up=True)
     assert await healthy.position() == (await store.events.head()).seq
+
+
+async def test_rebuild_requests_are_jobs_run_by_the_lease_holder_or_the_requester(
+    store: Store,
+) -> None:
+    import asyncio
+
+    from eventstore.ports import JobConflict
+    from projections.runner import request_rebuild
+    from tests.integration.ingest_helpers import wait_until
+
+    clock = FakeClock(advance_on_sleep=False)
+    await workload(store, clock, seed=12, changes=30)
+    head = (await store.events.head()).seq
+
+    # nobody runs the projection: the requester takes the lease and runs the job itself
+    alone = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="cli")
+    job = await request_rebuild(alone, job_id="j1")
+    assert (job.state, job.processed, job.total) == ("succeeded", head, head)
+    assert job.started_at is not None and job.finished_at is not None
+    assert await store.leases.get(alone.role) is None  # given back
+
+    # an instance follows the projection: a request is queued and that instance runs it
+    holder = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="server")
+    stop = asyncio.Event()
+    task = asyncio.create_task(holder.run(stop=stop))
+    await wait_until(lambda: holder.status.state == "following")
+    requester = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="cli")
+    queued = await request_rebuild(requester, job_id="j2")
+    assert queued.state == "queued"
+    with pytest.raises(JobConflict):
+        await request_rebuild(requester, job_id="j3")
+    for _ in range(400):
+        done = await store.jobs.get("j2")
+        if done is not None and done.state == "succeeded":
+            break
+        await asyncio.sleep(0.005)
+    assert done is not None and done.state == "succeeded" and done.processed == head
+    assert holder.status.rebuilt_at is not None
+    stop.set()
+    await task
