@@ -109,6 +109,7 @@ class ProjectionRunner:
         lease_seconds: float = 10.0,
         owner: str | None = None,
         poll_seconds: float = 0.05,
+        max_poll_seconds: float = 1.0,
     ) -> None:
         self.store = store
         self.projection = projection
@@ -116,6 +117,7 @@ class ProjectionRunner:
         self.history = history or History(store)
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        self.max_poll_seconds = max_poll_seconds
         self.role = f"projection:{projection.name}"
         self.lease = LeaseKeeper(
             store.leases, self.role, owner or default_owner(), ttl=lease_seconds, clock=clock
@@ -203,6 +205,8 @@ class ProjectionRunner:
                     return
                 self.status.state = FOLLOWING
                 self.status.position = await self.position()
+                await self._recover()
+                idle = self.poll_seconds
                 try:
                     while not (stop and stop.is_set()):
                         await self.lease.keep()
@@ -213,13 +217,32 @@ class ProjectionRunner:
                         if await self.step() == 0:
                             if until_caught_up:
                                 return
-                            await self.clock.sleep(self.poll_seconds)
+                            # Idle: back off up to max_poll_seconds; new events reset it.
+                            await self.clock.sleep(idle)
+                            idle = min(idle * 2, self.max_poll_seconds)
+                        else:
+                            idle = self.poll_seconds
                 except LeaseLost:
                     log.warning("projection %s: lease lost, standing by", self.projection.name)
         finally:
             if self.status.state != FAILED:
                 self.status.state = STOPPED
             await self.lease.release()
+
+    async def _recover(self) -> None:
+        """On taking the lease: drop a crashed rebuild's leftovers, re-queue its job.
+
+        The live model was never touched by it (rebuilds write a fresh collection).
+        """
+        await self.store.read_models.drop(self.projection.collection + BUILDING_SUFFIX)
+        job = await self.store.jobs.active(self.projection.name)
+        if job is not None and job.state == "running":
+            log.warning(
+                "projection %s: re-queuing job %s of a stopped instance",
+                self.projection.name,
+                job.job,
+            )
+            await self.store.jobs.update(msgspec.structs.replace(job, state="queued", processed=0))
 
     # -- rebuilding ----------------------------------------------------------------------------
     async def rebuild(

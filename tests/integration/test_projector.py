@@ -192,3 +192,95 @@ async def test_rebuild_requests_are_jobs_run_by_the_lease_holder_or_the_requeste
     assert holder.status.rebuilt_at is not None
     stop.set()
     await task
+
+
+async def test_a_crash_mid_rebuild_leaves_the_live_model_and_is_cleaned_and_rerun(
+    store: Store,
+) -> None:
+    import asyncio
+
+    import msgspec
+
+    from eventstore.model import Job
+    from projections.runner import BUILDING_SUFFIX
+    from tests.integration.ingest_helpers import wait_until
+
+    clock = FakeClock(advance_on_sleep=False)
+    await workload(store, clock, seed=13, changes=40)
+    live = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, batch_size=7)
+    await live.catch_up()
+    before = await rows(store, ORDERS_BY_STATUS)
+
+    crashing = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, batch_size=7, owner="dies")
+    await crashing.lease.try_acquire()
+    await store.jobs.create(Job(job="j1", projection=ORDERS_BY_STATUS.name))
+    await store.jobs.update(msgspec.structs.replace((await store.jobs.get("j1")), state="running"))  # type: ignore[arg-type]
+    calls = 0
+
+    def die(_: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("killed mid-rebuild")
+
+    with pytest.raises(RuntimeError):
+        await crashing.rebuild(die)
+    assert await rows(store, ORDERS_BY_STATUS) == before  # readers still see the old model
+    assert ORDERS_BY_STATUS.collection + BUILDING_SUFFIX in await store.read_models.collections()
+
+    # the dead instance's lease expires; the next holder cleans up and runs the job again
+    clock.advance(11)
+    successor = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="next")
+    stop = asyncio.Event()
+    task = asyncio.create_task(successor.run(stop=stop))
+    for _ in range(400):
+        job = await store.jobs.get("j1")
+        if job is not None and job.state == "succeeded":
+            break
+        await asyncio.sleep(0.005)
+    assert job is not None and job.state == "succeeded"
+    await wait_until(lambda: successor.status.rebuilt_at is not None)
+    stop.set()
+    await task
+    assert (
+        ORDERS_BY_STATUS.collection + BUILDING_SUFFIX not in await store.read_models.collections()
+    )
+    assert await rows(store, ORDERS_BY_STATUS) == before
+
+
+async def test_a_standby_projector_takes_over_when_the_holder_dies(store: Store) -> None:
+    import asyncio
+
+    from tests.integration.ingest_helpers import wait_until
+
+    clock = FakeClock(advance_on_sleep=False)
+    feed, sim = await workload(store, clock, seed=14, changes=20)
+    first = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="first", batch_size=4)
+    second = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="second", batch_size=4)
+    stop = asyncio.Event()
+    t1 = asyncio.create_task(first.run(stop=stop))
+    await wait_until(lambda: first.status.state == "following")
+    t2 = asyncio.create_task(second.run(stop=stop))
+    head = (await store.events.head()).seq
+    await wait_until(lambda: first.status.position == head)
+    assert second.status.state != "following"
+    # the holder dies without giving its lease back; more events arrive meanwhile
+    first.lease.release = _noop  # type: ignore[method-assign]
+    t1.cancel()
+    await asyncio.gather(t1, return_exceptions=True)
+    for _ in range(15):
+        clock.advance(60)
+        await sim.step()
+    await ingester(store, feed, clock).run(until_idle=True)
+    clock.advance(11)
+    new_head = (await store.events.head()).seq
+    await wait_until(lambda: second.status.position == new_head)
+    stop.set()
+    await t2
+    incremental = await rows(store, ORDERS_BY_STATUS)
+    await ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock).rebuild_now()
+    assert await rows(store, ORDERS_BY_STATUS) == incremental
+
+
+async def _noop() -> None:
+    return None
