@@ -284,3 +284,30 @@ async def test_a_standby_projector_takes_over_when_the_holder_dies(store: Store)
 
 async def _noop() -> None:
     return None
+
+
+async def test_rebuild_while_the_ingester_appends_then_catches_up(store: Store) -> None:
+    import asyncio
+
+    clock = FakeClock(advance_on_sleep=False)
+    feed, sim = await workload(store, clock, seed=15, changes=40)
+    writer_done = asyncio.Event()
+
+    async def keep_appending() -> None:
+        for _ in range(6):
+            for _ in range(5):
+                clock.advance(60)
+                await sim.step()
+            await ingester(store, feed, clock).run(until_idle=True)
+            await asyncio.sleep(0)
+        writer_done.set()
+
+    runner = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, batch_size=2)
+    writing = asyncio.create_task(keep_appending())
+    progress = await runner.rebuild_now()
+    await writing
+    assert progress.processed <= (await store.events.head()).seq
+    await runner.catch_up()  # after the swap, the projection catches up from the rebuilt position
+    caught_up = await rows(store, ORDERS_BY_STATUS)
+    await ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock).rebuild_now()
+    assert await rows(store, ORDERS_BY_STATUS) == caught_up
