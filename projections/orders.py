@@ -77,6 +77,11 @@ def dec128(value: Decimal) -> Decimal128:
     return Decimal128(_MONEY.create_decimal(value))
 
 
+def _as_money(value: Any) -> Decimal128:
+    """A stored total as Decimal128: kept as is when it already is one (no round trip)."""
+    return value if isinstance(value, Decimal128) else dec128(money(value))
+
+
 def _text(doc: Mapping[str, Any] | None, field: str) -> str | None:
     value = doc.get(field) if doc else None
     return value if isinstance(value, str) else None
@@ -125,7 +130,7 @@ def _summary_apply(rows: Rows, change: Change) -> list[Write]:
         "customer": _customer(doc),
         "status": _text(doc, "status"),
         "items": doc.get("items") if doc and isinstance(doc.get("items"), list) else [],
-        "total": dec128(money(doc.get("total") if doc else None)),
+        "total": _as_money(doc.get("total") if doc else None),
         "currency": _text(doc, "currency"),
         "created_at": old.get("created_at") or _created_at(doc, e),
         "updated_at": e.occurred_at,
