@@ -95,9 +95,14 @@ async def _rebuild(store: Store, runner: Any, out: TextIO) -> None:
 
 
 async def _status(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+    from projections.runner import STATE_COLLECTION
+
     head = (await store.events.head()).seq
+    names = [p.name for p in _projections(None)]
+    states = await store.read_models.get_many(STATE_COLLECTION, names)
     rows = []
     for projection in _projections(None):
+        recorded = states.get(projection.name, {})
         cp = await store.checkpoints.get(f"projection:{projection.name}")
         lease = await store.leases.get(f"projection:{projection.name}")
         position = cp.head.seq if cp else 0
@@ -106,6 +111,10 @@ async def _status(store: Store, args: argparse.Namespace, out: TextIO) -> int:
                 "name": projection.name,
                 "position": position,
                 "lag": head - position,
+                "state": recorded.get("state", "stopped"),
+                "rebuilt_at": _iso(recorded.get("rebuilt_at")),
+                "failed_seq": recorded.get("failed_seq"),
+                "error": recorded.get("error"),
                 "held_by": lease.owner if lease else None,
             }
         )
@@ -113,8 +122,19 @@ async def _status(store: Store, args: argparse.Namespace, out: TextIO) -> int:
         print(json.dumps(rows), file=out)
     else:
         for r in rows:
-            print(f"{r['name']:<18} position {r['position']:>9}  lag {r['lag']:>9}", file=out)
+            line = (
+                f"{r['name']:<18} {r['state']:<10} position {r['position']:>9}  lag {r['lag']:>9}"
+            )
+            if r["error"]:
+                line += f"  failed at seq {r['failed_seq']}: {r['error']}"
+            print(line, file=out)
     return EXIT_OK
+
+
+def _iso(value: Any) -> str | None:
+    from eventstore.codec import rfc3339
+
+    return rfc3339(value) if value is not None and not isinstance(value, str) else value
 
 
 class ProgressBar:

@@ -39,6 +39,8 @@ REBUILDING: Final = "rebuilding"
 STOPPED: Final = "stopped"
 FAILED: Final = "failed"
 BUILDING_SUFFIX: Final = "__rebuild"
+# Where runners record their status (a ReadModels collection of one row per projection).
+STATE_COLLECTION: Final = "projection_states"
 
 
 class RunnerStatus(msgspec.Struct, kw_only=True):
@@ -153,6 +155,7 @@ class ProjectionRunner:
                 self.status.state = FAILED
                 self.status.failed_seq = change.event.seq
                 self.status.error = f"{type(exc).__name__}: {exc}"
+                await self.publish()
                 raise ProjectionFailed(self.projection.name, change.event.seq, exc) from exc
             for w in writes:
                 rows[w.key] = w.row
@@ -205,7 +208,9 @@ class ProjectionRunner:
                     return
                 self.status.state = FOLLOWING
                 self.status.position = await self.position()
+                self.status.failed_seq = self.status.error = None
                 await self._recover()
+                await self.publish()
                 idle = self.poll_seconds
                 try:
                     while not (stop and stop.is_set()):
@@ -227,7 +232,19 @@ class ProjectionRunner:
         finally:
             if self.status.state != FAILED:
                 self.status.state = STOPPED
+                if self.lease.held:
+                    try:
+                        await self.publish()
+                    except Exception:  # the store may be what failed; the lease still goes back
+                        log.warning(
+                            "projection %s: could not record its state", self.projection.name
+                        )
             await self.lease.release()
+
+    async def publish(self) -> None:
+        """Record this projection's status where every instance's API and CLI can read it."""
+        row = msgspec.to_builtins(self.status, builtin_types=(datetime,))
+        await self.store.read_models.write(STATE_COLLECTION, [(self.projection.name, row)])
 
     async def _recover(self) -> None:
         """On taking the lease: drop a crashed rebuild's leftovers, re-queue its job.
@@ -256,6 +273,7 @@ class ProjectionRunner:
         building = self.projection.collection + BUILDING_SUFFIX
         await self.store.read_models.drop(building)
         self.status.state = REBUILDING
+        await self.publish()
         self.cache.clear()
         progress = RebuildProgress(total=(await self.store.events.head()).seq)
         started = time.perf_counter()
@@ -284,6 +302,7 @@ class ProjectionRunner:
         self.status.rebuilt_at = self.clock.now()
         self.status.position = position
         self.status.state = FOLLOWING
+        await self.publish()
         progress.seconds = time.perf_counter() - started
         return progress
 

@@ -28,11 +28,15 @@ def test_project_status_and_rebuild(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run(store, "project", "--until-caught-up")
     assert code == 0 and "order_summary: position 4" in out
     code, out = run(store, "projections", "status", "--json")
-    assert all(r["lag"] == 0 for r in json.loads(out))
+    assert all(r["lag"] == 0 and r["state"] == "stopped" for r in json.loads(out))
     code, out = run(store, "projections", "rebuild", "orders_by_status")
     err = capsys.readouterr().err
     assert code == 0 and "orders_by_status: rebuilt from 4 events" in out
     assert "[##############################] 4/4 events" in err
+    code, out = run(store, "projections", "status", "--json")
+    rebuilt = {r["name"]: r["rebuilt_at"] for r in json.loads(out)}
+    assert rebuilt["orders_by_status"] is not None and rebuilt["orders_by_status"].endswith("Z")
+    assert rebuilt["order_summary"] is None
     rows = store.read_models._tables["rm_orders_by_status"]  # type: ignore[attr-defined]
     assert {k: r["count"] for k, r in rows.items()} == {"pending": 1, "shipped": 1, "paid": 0}
 

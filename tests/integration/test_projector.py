@@ -147,6 +147,9 @@ async def test_a_failing_apply_stops_only_that_projection(store: Store, clock: F
         await runner.run(until_caught_up=True)
     assert (runner.status.state, runner.status.failed_seq) == (FAILED, 7)
     assert runner.status.error == "ValueError: bad row"
+    recorded = await store.read_models.get_many("projection_states", ["broken"])
+    assert (recorded["broken"]["state"], recorded["broken"]["failed_seq"]) == ("failed", 7)
+    assert recorded["broken"]["error"] == "ValueError: bad row"
     assert await runner.position() == 6  # the batches before the failing one are kept
     healthy = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock)
     await healthy.run(until_caught_up=True)
