@@ -25,9 +25,11 @@ element by element; an array that shrank gets a `truncatedArrays` entry plus
 element paths for the kept elements that changed; appended elements are
 reported by index. A sub-document or array whose diff would be at least as
 large (BSON bytes) as its new value is reported whole; an empty array before
-therefore always comes out whole. When the whole diff is larger than the new
-document, MongoDB logs a replacement: `describe_update` returns None and the
-feed emits a `replace` event.
+therefore always comes out whole. Paths cannot move a field, so a sub-document
+whose fields changed order (beyond removals and fields added at the end) is
+reported whole, and such a document is a replacement. When the whole diff is
+larger than the new document, MongoDB logs a replacement: `describe_update`
+returns None and the feed emits a `replace` event.
 
 Every description carries `disambiguatedPaths` (as streams opened with
 `showExpandedEvents` do), `{}` when no path is ambiguous: a reported path is
@@ -38,7 +40,7 @@ its entry lists the real components, ints for array indices, strings for names.
 from __future__ import annotations
 
 import copy
-import math
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -67,15 +69,19 @@ _PUSH_MODIFIERS: Final = ("$position", "$slice", "$sort")
 
 
 def same_value(a: Any, b: Any) -> bool:
-    """BSON-like equality: types must match (1 != 1.0 != True) and sub-document field order counts."""
+    """BSON-like equality: types must match (1 != 1.0 != True) and sub-document field order counts.
+
+    Doubles compare by their bits, as MongoDB compares a stored value with its update
+    (a write of -0.0 over 0.0 is not a no-op; NaN equals the same NaN).
+    """
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
         return list(a) == list(b) and all(same_value(a[k], b[k]) for k in a)
     if isinstance(a, list):
         return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and math.isnan(a):
-        return math.isnan(b)
+    if isinstance(a, float):
+        return struct.pack("<d", a) == struct.pack("<d", b)
     return bool(a == b)
 
 
@@ -163,6 +169,8 @@ def describe_update(
 def _structural(
     before: Mapping[str, Any], after: Mapping[str, Any], *, truncate: bool
 ) -> dict[str, Any] | None:
+    if not _keeps_order(before, after):
+        return None  # paths cannot move a top-level field: a replace
     entries, size = _diff_doc((), dict(before), dict(after), truncate)
     if size > _size(dict(after)):
         return None
@@ -287,6 +295,8 @@ def _diff_value(path: Path, b: Any, a: Any, truncate: bool) -> tuple[list[_Entry
     new_size = _size(a)
     whole = [_Entry("u", path, a)], 2 + name + new_size
     if isinstance(b, dict) and isinstance(a, dict):
+        if not _keeps_order(b, a):
+            return whole  # paths cannot move a field: a reordered sub-document is reported whole
         entries, size = _diff_doc(path, b, a, truncate)
     elif isinstance(b, list) and isinstance(a, list):
         if len(a) < len(b) and not truncate:
@@ -298,6 +308,15 @@ def _diff_value(path: Path, b: Any, a: Any, truncate: bool) -> tuple[list[_Entry
     if not entries or size >= new_size:
         return whole
     return entries, 3 + name + size
+
+
+def _keeps_order(b: Mapping[str, Any], a: Mapping[str, Any]) -> bool:
+    """True when `a`'s fields are `b`'s kept ones in their order, then the new ones.
+
+    That is the only order replaying set and removed paths onto `b` can produce.
+    """
+    kept = [k for k in b if k in a]
+    return list(a) == kept + [k for k in a if k not in b]
 
 
 def _diff_doc(
