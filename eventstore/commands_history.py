@@ -1,14 +1,21 @@
-"""The CLI's point-in-time commands: history, state, diff, verify."""
+"""The CLI's point-in-time commands: history, state, diff, verify.
+
+Readable tables by default, the JSON of DESIGN.md with `--json`. Exit 1 for a
+question that cannot be answered as asked (unknown stream, entity or version,
+ambiguous key, malformed time); exit 2 when verification finds tampering.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from eventstore.cli import EXIT_ERROR, EXIT_OK, EXIT_TAMPERED, CliError, settings_from
+from eventstore.cli import EXIT_OK, EXIT_TAMPERED, CliError, settings_from
 from eventstore.commands import opened_store
 from eventstore.history import History, HistoryError
 from eventstore.model import Head
@@ -22,23 +29,34 @@ from eventstore.render import (
     stream_verdict_json,
 )
 
+# RFC 3339 date-time; the zone is optional here only so that its absence gets its own message.
+_RFC3339 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})(?P<frac>\.\d+)?"
+    r"(?P<zone>[Zz]|[+-]\d{2}:\d{2})?"
+)
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+# How many changed paths a history row names before "+N more".
+_PATHS_SHOWN = 6
+
 
 def parse_time(text: str) -> datetime:
-    """An RFC 3339 time with a zone; a time without one is refused (it would be a guess)."""
+    """An RFC 3339 time with a zone (`2026-11-26T14:03:00.123Z`, `...+01:00`).
+
+    A time without a zone is refused: it would be a guess at the zone.
+    """
+    m = _RFC3339.fullmatch(text.strip())
+    if m is None:
+        raise CliError(
+            f"not an RFC 3339 time: {text!r} (e.g. 2026-11-26T14:03:00Z or 2026-11-26T15:03:00+01:00)"
+        )
+    if m["zone"] is None:
+        raise CliError(f"the time {text!r} has no zone: add Z (UTC) or an offset such as +01:00")
+    frac = (m["frac"] or ".0")[1:7].ljust(6, "0")  # beyond microseconds is below MongoDB's ms
+    zone = "+00:00" if m["zone"] in ("Z", "z") else m["zone"]
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise CliError(f"not an RFC 3339 time: {text!r} (e.g. 2026-11-26T14:03:00Z)") from None
-    if value.tzinfo is None:
-        raise CliError(f"the time {text!r} has no zone: add Z or an offset such as +01:00")
-    return value
-
-
-def _history(args: argparse.Namespace, store: Any) -> History:
-    settings = settings_from(args)
-    return History(
-        store, snapshot_every=settings.snapshot_every, head_checkpoint=settings.ingester_role
-    )
+        return datetime.fromisoformat(f"{m['date']}T{m['time']}.{frac}{zone}")
+    except ValueError as exc:
+        raise CliError(f"not a valid time: {text!r} ({exc})") from None
 
 
 def _emit(data: dict[str, Any], args: argparse.Namespace, out: TextIO, text: str) -> None:
@@ -48,17 +66,22 @@ def _emit(data: dict[str, Any], args: argparse.Namespace, out: TextIO, text: str
         print(text, file=out)
 
 
-async def _guarded(args: argparse.Namespace, out: TextIO, body: Any) -> int:
+async def _guarded(args: argparse.Namespace, body: Callable[[History], Awaitable[int]]) -> int:
+    """Run `body` on the history service of the URI's store; its refusals exit 1."""
     settings = settings_from(args)
     async with opened_store(settings, args) as store:
         try:
-            return int(await body(_history(args, store)))
+            return await body(History.from_settings(store, settings))
         except HistoryError as exc:
             raise CliError(str(exc)) from None
 
 
+def _scalar(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
 async def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
-    """`eventstore history STREAM KEY`."""
+    """`eventstore history STREAM KEY [--from-version N] [--to-version N] [--limit N]`."""
 
     async def body(h: History) -> int:
         page = await h.history(
@@ -70,23 +93,27 @@ async def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         )
         data = history_json(page)
         lines = [
-            f"{'ver':>4}  {'seq':>7}  {'occurred_at':<24}  {'type':<9}  {'actor':<16}  changes"
+            f"{data['stream']}/{data['entity_key']}",
+            f"{'ver':>5}  {'seq':>8}  {'occurred_at':<24}  {'type':<9}  {'actor':<16}  changes",
         ]
         for ev in data["events"]:
-            changed = ", ".join(f"{d['path']} ({d['op']})" for d in ev["diff"][:6])
-            if len(ev["diff"]) > 6:
-                changed += f", +{len(ev['diff']) - 6} more"
-            mark = " (inferred)" if ev["inferred"] else ""
+            diff = ev["diff"]
+            changed = ", ".join(f"{d['path']} ({d['op']})" for d in diff[:_PATHS_SHOWN])
+            if len(diff) > _PATHS_SHOWN:
+                changed += f", +{len(diff) - _PATHS_SHOWN} more"
+            mark = " [inferred]" if ev["inferred"] else ""
             lines.append(
-                f"{ev['version']:>4}  {ev['seq']:>7}  {ev['occurred_at']:<24}  {ev['type']:<9}  "
-                f"{ev['actor'] or '-'!s:<16}  {changed}{mark}"
+                f"{ev['version']:>5}  {ev['seq']:>8}  {ev['occurred_at']:<24}  {ev['type']:<9}  "
+                f"{_scalar(ev['actor']):<16}  {changed or '-'}{mark}"
             )
+        if not data["events"]:
+            lines.append("(no events in that range)")
         if data["next"]:
             lines.append(f"(more: --from-version {int(data['next']) + 1})")
         _emit(data, args, out, "\n".join(lines))
         return EXIT_OK
 
-    return await _guarded(args, out, body)
+    return await _guarded(args, body)
 
 
 async def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
@@ -98,83 +125,121 @@ async def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
     async def body(h: History) -> int:
         state = await h.state(args.stream, args.key, at=at, version=args.version)
         data = state_json(state)
-        text = [f"{state.stream}/{state.entity_key} version {state.version} as of {data['as_of']}"]
-        if state.uncertain and data["gap"]:
+        text = [
+            f"{state.stream}/{state.entity_key}  version {state.version}  as of {data['as_of']}"
+        ]
+        if data["gap"] is not None:
             text.append(
-                f"UNCERTAIN: inside a gap from {data['gap']['from']} to {data['gap']['to']}"
+                f"UNCERTAIN: the time falls inside a gap in the record "
+                f"({data['gap']['from']} to {data['gap']['to']}): changes then were not observed"
             )
-        text.append(
-            json.dumps(data["document"], indent=2, ensure_ascii=False)
-            if state.exists
-            else "(deleted)"
-        )
+        for f in data["findings"]:
+            text.append(f"finding at version {f['version']} ({f['kind']}): {f['detail']}")
+        if state.exists:
+            text.append(json.dumps(data["document"], indent=2, ensure_ascii=False))
+        else:
+            text.append("(no document: deleted at or before this version)")
         _emit(data, args, out, "\n".join(text))
         return EXIT_OK
 
-    return await _guarded(args, out, body)
+    return await _guarded(args, body)
 
 
 async def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
     """`eventstore diff STREAM KEY FROM TO`."""
 
     async def body(h: History) -> int:
-        changes = await h.diff(args.stream, args.key, args.from_version, args.to_version)
-        data = diff_json(args.from_version, args.to_version, changes)
-        rows = [
-            f"{c['op']:<8} {c['path']}: {json.dumps(c['before'])} -> {json.dumps(c['after'])}"
+        result = await h.diff(args.stream, args.key, args.from_version, args.to_version)
+        data = diff_json(result)
+        rows = [f"{args.stream}/{args.key}: version {result.from_version} -> {result.to_version}"]
+        rows += [
+            f"  {c['op']:<8} {c['path']}: "
+            f"{json.dumps(c['before'], ensure_ascii=False)} -> {json.dumps(c['after'], ensure_ascii=False)}"
             for c in data["changes"]
         ]
-        _emit(data, args, out, "\n".join(rows) or "(no differences)")
+        if not data["changes"]:
+            rows.append("  (no differences)")
+        _emit(data, args, out, "\n".join(rows))
         return EXIT_OK
 
-    return await _guarded(args, out, body)
+    return await _guarded(args, body)
 
 
 async def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     """`eventstore verify [STREAM [KEY]] [--head | --against-head FILE]`; exit 2 on tampering."""
-    against: Head | None = None
-    if args.against_head is not None:
-        against = _read_head(Path(args.against_head))
+    if (args.head or args.against_head is not None) and args.stream is not None:
+        flag = "--head" if args.head else "--against-head"
+        raise CliError(f"{flag} is about the whole log: give it without STREAM or KEY")
+    against = _read_head(Path(args.against_head)) if args.against_head is not None else None
 
     async def body(h: History) -> int:
         if args.head:
-            head = await h.store.events.head()
-            print(json.dumps(head_json(head)), file=out)
+            # Always JSON: it is meant to be kept elsewhere and given back to --against-head.
+            print(json.dumps(head_json(await h.store.events.head())), file=out)
             return EXIT_OK
         if args.key is not None:
             v = await h.verify_entity(args.stream, args.key)
             data = entity_verdict_json(v)
-            text = f"{args.stream}/{args.key}: {'valid' if v.valid else 'INVALID'}, {v.events_checked} events checked"
+            text = (
+                f"{args.stream}/{args.key}: {'valid' if v.valid else 'TAMPERED'}, "
+                f"{v.events_checked} events checked"
+            )
             if not v.valid:
-                text += f"; first invalid version {v.first_invalid_version}: {v.reason}"
+                text += f"\n  first invalid version {v.first_invalid_version}: {v.reason}"
         elif args.stream is not None:
             sv = await h.verify_stream(args.stream)
             data = stream_verdict_json(sv)
-            text = f"{args.stream}: {'valid' if sv.valid else 'INVALID'}, {sv.entities_checked} entities, {sv.events_checked} events checked"
+            text = (
+                f"{args.stream}: {'valid' if sv.valid else 'TAMPERED'}, "
+                f"{sv.entities_checked} entities, {sv.events_checked} events checked"
+            )
             for bad in sv.invalid:
-                text += f"\n  {bad['entity_key']}: first invalid version {bad['first_invalid_version']}: {bad['reason']}"
+                text += (
+                    f"\n  {bad.entity_key}: first invalid version "
+                    f"{bad.first_invalid_version}: {bad.reason}"
+                )
         else:
             lv = await h.verify_log(against)
             data = log_verdict_json(lv)
-            text = f"log: {'valid' if lv.valid else 'INVALID'}, {lv.events_checked} events checked, head seq {lv.head.seq}"
-            if lv.head_matches is not None:
-                text += f", head {'matches' if lv.head_matches else 'DOES NOT MATCH'}"
+            source = "the exported head" if against is not None else "the recorded head"
+            text = (
+                f"log: {'valid' if lv.valid else 'TAMPERED'}, {lv.events_checked} events checked, "
+                f"head seq {lv.head.seq}"
+            )
+            if lv.head_matches is None:
+                text += " (no recorded head: truncation of the newest events cannot be checked)"
+            else:
+                text += f", {source} {'matches' if lv.head_matches else 'DOES NOT MATCH'}"
             if not lv.valid:
                 text += f"\n  first invalid seq {lv.first_invalid_seq}: {lv.reason}"
         _emit(data, args, out, text)
         return EXIT_OK if data["valid"] else EXIT_TAMPERED
 
-    return await _guarded(args, out, body)
+    return await _guarded(args, body)
 
 
 def _read_head(path: Path) -> Head:
+    """A head exported by `verify --head`: {seq, log_hash}."""
     try:
-        data = json.loads(path.read_text())
-        return Head(seq=int(data["seq"]), log_hash=str(data["log_hash"]))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CliError(f"no such file: {path}") from None
-    except (ValueError, KeyError, TypeError):
-        raise CliError(f"{path} is not an exported head (JSON with seq and log_hash)") from None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the head in {path}: {exc}") from None
+    seq = data.get("seq") if isinstance(data, dict) else None
+    log_hash = data.get("log_hash") if isinstance(data, dict) else None
+    if (
+        not isinstance(seq, int)
+        or isinstance(seq, bool)
+        or seq < 0
+        or not isinstance(log_hash, str)
+        or not _HEX64.fullmatch(log_hash)
+    ):
+        raise CliError(
+            f"{path} is not an exported head: expected JSON {{seq, log_hash}} as "
+            "`eventstore verify --head` prints it"
+        )
+    return Head(seq=seq, log_hash=log_hash)
 
 
-__all__ = ["EXIT_ERROR", "cmd_diff", "cmd_history", "cmd_state", "cmd_verify", "parse_time"]
+__all__ = ["cmd_diff", "cmd_history", "cmd_state", "cmd_verify", "parse_time"]

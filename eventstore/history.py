@@ -1,34 +1,77 @@
 """Point in time: entity histories, state at a time or version, diffs, verification.
 
-Any reconstruction costs at most two store queries whatever the history length:
-the newest snapshot at or before the target, then the events after it. Snapshots
-are laid lazily (every `snapshot_every` versions) by the reads that fold past them.
+Any reconstruction costs at most two store queries, whatever the history length:
+the newest snapshot at or before the target, then one `read_entity` range from
+it. Snapshots are a cache of the log laid by the reads themselves: a read that
+folds past a multiple of `snapshot_every` stores the state there, linked to the
+next one (`next_version`), so that
+
+- a version target reads the events from the snapshot to that version (fewer
+  than `snapshot_every` once the snapshots are laid);
+- a time target whose snapshot knows its successor reads only up to it (the
+  successor's own event included, to confirm from the log that the target lies
+  before it); the newest snapshot has no successor, so the rest of the entity
+  is read once and the snapshots it passes are laid;
+- a snapshot is used only when the log's event at its version has the hash it
+  recorded; otherwise it is ignored and the entity folded from its first event
+  (a third query, only for a snapshot that no longer matches the log).
+
+Times: one entity's `occurred_at` is taken not to go back as versions grow (the
+wallTimes of successive writes to one document). `at` is compared at
+millisecond precision, MongoDB's; the state at `at` is the one after the
+newest version with `occurred_at <= at`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Any, Final
 
 import msgspec
 
-from eventstore.chain import EntityVerdict, LogVerdict, LogVerifier, entity_problem, verify_entity
-from eventstore.codec import utc_ms
+from eventstore import verification
+from eventstore.capture import timestamp_time
+from eventstore.chain import EntityVerdict, LogVerdict
+from eventstore.codec import rfc3339, utc_ms
 from eventstore.diff import FieldChange, diff
 from eventstore.fold import Finding, Fold
-from eventstore.keys import InvalidKey, candidates, typed_key
-from eventstore.model import GAP, GENESIS_HASH, STREAM_ENTITY_ID, EntitySnapshot, Event, Head
+from eventstore.keys import InvalidKey, candidates, entity_key, typed_key
+from eventstore.model import (
+    GAP,
+    GENESIS_HASH,
+    STREAM_ENTITY_ID,
+    STREAM_KEY,
+    EntitySnapshot,
+    Event,
+    Head,
+)
 from eventstore.ports import Store
+from eventstore.settings import Settings
+from eventstore.verification import InvalidEntity, StreamVerdict
 
-_GAP_CACHE_SECONDS = 5.0
+# The most events one history page holds.
+MAX_LIMIT: Final = 1000
+# How many findings a state carries (the first ones: the earliest divergence matters most).
+FINDINGS_KEPT: Final = 100
+# Events per read when verifying or laying snapshots over a whole entity.
+_PAGE: Final = 1000
+# The time of the version-0 snapshot: before any `at` a caller can give.
+_GENESIS_TIME: Final = datetime(1, 1, 1, tzinfo=UTC)
 
 
 class HistoryError(Exception):
     """A question the log cannot answer as asked (the CLI exits 1, the API answers 4xx)."""
 
     status = 400
+
+
+class UnknownStream(HistoryError):
+    """The stream is not captured and holds no such entity."""
+
+    status = 404
 
 
 class UnknownEntity(HistoryError):
@@ -48,7 +91,7 @@ class AmbiguousKey(HistoryError):
 
 
 class NoState(HistoryError):
-    """The entity had no state yet at that point."""
+    """The entity had no recorded state yet at that time."""
 
     status = 404
 
@@ -66,14 +109,14 @@ class ImpossibleRange(HistoryError):
 
 
 class Gap(msgspec.Struct, frozen=True):
-    """A stretch of time whose changes were not observed."""
+    """A stretch of time whose changes were not observed (bounds included)."""
 
     from_: datetime = msgspec.field(name="from")
     to: datetime
 
 
 class EntityState(msgspec.Struct, frozen=True, kw_only=True):
-    """The DESIGN.md state shape (+ findings of the fold)."""
+    """The DESIGN.md state shape, and the findings of the fold up to that version."""
 
     stream: str
     entity_key: str
@@ -86,157 +129,361 @@ class EntityState(msgspec.Struct, frozen=True, kw_only=True):
     findings: list[Finding] = []
 
 
+class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One event of a history and its field-level diff (the state before it to the state after)."""
+
+    event: Event
+    diff: list[FieldChange]
+
+
 class HistoryPage(msgspec.Struct, frozen=True, kw_only=True):
-    """A page of an entity's events, each with its field-level diff."""
+    """A page of an entity's events; `next` is the cursor of the following page, or None."""
 
     stream: str
     entity_key: str
-    events: list[tuple[Event, list[FieldChange]]]
+    events: list[HistoryEntry]
     next: str | None
 
 
-class StreamVerdict(msgspec.Struct, frozen=True, kw_only=True):
-    """Verification of every entity of a stream."""
+class VersionDiff(msgspec.Struct, frozen=True, kw_only=True):
+    """What changed between two versions of an entity, field by field."""
 
-    valid: bool
-    entities_checked: int
-    events_checked: int
-    invalid: list[dict[str, Any]]
+    from_version: int
+    to_version: int
+    changes: list[FieldChange]
+
+
+def _continues(base: EntitySnapshot, events: Sequence[Event]) -> bool:
+    """True when the log read from `base` starts where the snapshot says it was taken."""
+    if not events:
+        return False
+    first = events[0]
+    if base.version == 0:
+        return first.version == 1 and first.prev_hash == base.event_hash
+    return first.version == base.version and first.hash == base.event_hash
+
+
+class _Folding:
+    """Folds one entity's events from a base snapshot (or nothing), laying snapshots as it goes.
+
+    A multiple of `every` is laid when it lies after the base and before
+    `lay_below` (a later snapshot known to exist). Laid snapshots are linked in
+    a chain: base (or a version-0 snapshot) -> each laid one -> `lay_below`.
+    """
+
+    def __init__(self, base: EntitySnapshot | None, every: int, lay_below: int | None) -> None:
+        self.base_version = base.version if base is not None else 0
+        self.fold = Fold(base.document if base is not None else None, version=self.base_version)
+        self.prior = msgspec.convert(base.findings, list[Finding]) if base is not None else []
+        self.every = every
+        self.lay_below = lay_below
+        self.head = base
+        self.laid: list[EntitySnapshot] = []
+
+    def findings(self, upto: int | None = None) -> list[Finding]:
+        found = self.prior + self.fold.findings
+        if upto is not None:
+            found = [f for f in found if f.version <= upto]
+        return found[:FINDINGS_KEPT]
+
+    def apply(self, event: Event) -> None:
+        self.fold.apply(event)
+        v = event.version
+        if (
+            v % self.every == 0
+            and v > self.base_version
+            and (self.lay_below is None or v < self.lay_below)
+            and not event.is_stream_event
+        ):
+            self.laid.append(
+                EntitySnapshot(
+                    stream=event.stream,
+                    entity_id=event.entity_id,
+                    entity_key=event.entity_key,
+                    version=v,
+                    occurred_at=event.occurred_at,
+                    exists=self.fold.state is not None,
+                    document=self.fold.state,
+                    event_hash=event.hash,
+                    findings=[msgspec.to_builtins(f) for f in self.findings()],
+                )
+            )
+
+    def lays_after(self, version: int, last: int) -> bool:
+        """True when folding on from `version` to `last` would lay a snapshot."""
+        due = (version // self.every + 1) * self.every
+        return due <= last and (self.lay_below is None or due < self.lay_below)
+
+    def take_writes(self) -> list[EntitySnapshot]:
+        """The snapshots to store for what was laid since the last call, links set."""
+        if not self.laid:
+            return []
+        first = self.laid[0]
+        head = self.head or EntitySnapshot(
+            stream=first.stream,
+            entity_id=first.entity_id,
+            entity_key=first.entity_key,
+            version=0,
+            occurred_at=_GENESIS_TIME,
+            exists=False,
+            event_hash=GENESIS_HASH,
+        )
+        chain = [head, *self.laid]
+        out = [msgspec.structs.replace(a, next_version=b.version) for a, b in pairwise(chain)]
+        out.append(msgspec.structs.replace(self.laid[-1], next_version=self.lay_below))
+        self.head = self.laid[-1]
+        self.laid = []
+        return out
 
 
 class History:
-    """Reads the log to answer point-in-time questions; writes only snapshots."""
+    """Reads the log to answer point-in-time questions; writes only snapshots (a cache)."""
 
     def __init__(
-        self, store: Store, *, snapshot_every: int = 100, head_checkpoint: str = "ingester:shop"
+        self,
+        store: Store,
+        *,
+        snapshot_every: int = 100,
+        streams: Iterable[str] = (),
+        head_checkpoint: str = "ingester:shop",
+        gap_cache_seconds: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if snapshot_every < 1:
+            raise ValueError("snapshot_every must be 1 or more")
         self.store = store
         self.snapshot_every = snapshot_every
+        # The captured streams: a key not found in another stream names an unknown stream.
+        self.streams = frozenset(streams)
+        # The checkpoint whose head `verify_log` checks truncation against.
         self.head_checkpoint = head_checkpoint
+        self._gap_cache_seconds = gap_cache_seconds
+        self._monotonic = monotonic
         self._gaps: dict[str, tuple[float, list[Gap]]] = {}
+
+    @classmethod
+    def from_settings(cls, store: Store, settings: Settings) -> History:
+        """The history service of a deployment: its interval, streams and ingester checkpoint."""
+        return cls(
+            store,
+            snapshot_every=settings.snapshot_every,
+            streams=settings.collections,
+            head_checkpoint=settings.ingester_role,
+        )
 
     # -- keys --------------------------------------------------------------------------------
     async def resolve(self, stream: str, key: str) -> Any:
         """The `_id` a key names in a stream (typed keys exactly; bare keys by what exists)."""
-        try:
-            options = candidates(key)
-        except InvalidKey as exc:
-            raise HistoryError(str(exc)) from None
+        options = self._candidates(key)
         found = await self.store.events.existing_entity_ids(stream, options)
         if not found:
-            raise UnknownEntity(f"no entity {key!r} in stream {stream!r}")
+            raise self._unknown(stream, key)
         if len(found) > 1:
-            typed = [typed_key(f) for f in found]
+            typed = sorted(typed_key(f) for f in found)
             raise AmbiguousKey(
-                f"{key!r} names several entities in {stream!r}: use one of {', '.join(typed)}",
+                f"{key!r} names {len(found)} entities in {stream!r}: use one of {', '.join(typed)}",
                 typed,
             )
         return found[0]
+
+    def _candidates(self, key: str) -> list[Any]:
+        if key == STREAM_KEY:
+            return [STREAM_ENTITY_ID]
+        try:
+            return candidates(key)
+        except InvalidKey as exc:
+            raise HistoryError(str(exc)) from None
+
+    async def _target(self, stream: str, key: str) -> Any:
+        """The `_id` to read: a key that can name one value only costs no lookup (the read confirms it)."""
+        options = self._candidates(key)
+        if len(options) == 1:
+            return options[0]
+        return await self.resolve(stream, key)
+
+    def _unknown(self, stream: str, key: str) -> HistoryError:
+        if self.streams and stream not in self.streams:
+            captured = ", ".join(sorted(self.streams))
+            return UnknownStream(
+                f"unknown stream {stream!r} (captured: {captured}), and no entity {key!r} in it"
+            )
+        return UnknownEntity(f"no entity {key!r} in stream {stream!r}")
 
     # -- state -------------------------------------------------------------------------------
     async def state(
         self, stream: str, key: str, *, at: datetime | None = None, version: int | None = None
     ) -> EntityState:
-        """The entity as it was at a time or a version (neither: now)."""
-        entity_id = await self.resolve(stream, key)
-        return await self.state_of(stream, entity_id, at=at, version=version)
+        """The entity as it was at a time or a version (neither: its latest state)."""
+        entity_id = await self._target(stream, key)
+        return await self._state(stream, entity_id, key, at=at, version=version)
 
     async def state_of(
         self, stream: str, entity_id: Any, *, at: datetime | None = None, version: int | None = None
     ) -> EntityState:
-        """The reconstruction itself: two queries (snapshot, then the events after it)."""
+        """The state of an entity given by its `_id` (two queries)."""
+        return await self._state(stream, entity_id, entity_key(entity_id), at=at, version=version)
+
+    async def _state(
+        self,
+        stream: str,
+        entity_id: Any,
+        key: str,
+        *,
+        at: datetime | None,
+        version: int | None,
+    ) -> EntityState:
         if at is not None and version is not None:
             raise HistoryError("give a time or a version, not both")
         if version is not None and version < 1:
             raise UnknownVersion(f"versions start at 1, got {version}")
-        limit_at = utc_ms(at) if at is not None else None
-        snap = await self.store.snapshots.latest(
-            stream, entity_id, max_version=version, at=limit_at
-        )
-        start = snap.version + 1 if snap else 1
-        events = await self.store.events.read_entity(
-            stream, entity_id, from_version=start, to_version=version
-        )
-        if limit_at is not None:
-            events = [e for e in events if e.occurred_at <= limit_at]
-        if snap is not None and events and events[0].prev_hash != snap.event_hash:
-            # The snapshot does not chain into the log (edited or stale): never trust it.
-            snap = None
-            events = await self.store.events.read_entity(stream, entity_id, to_version=version)
-            if limit_at is not None:
-                events = [e for e in events if e.occurred_at <= limit_at]
-        if snap is None and not events:
-            if version is not None:
-                raise UnknownVersion(f"version {version} does not exist")
-            raise NoState(
-                f"the entity had no state yet at {at.isoformat() if at else 'that point'}"
-            )
-        reached = events[-1].version if events else snap.version if snap else 0
-        if version is not None and reached != version:
-            raise UnknownVersion(f"version {version} does not exist")
-        folder = Fold(snap.document if snap else None, version=snap.version if snap else 0)
-        due: list[EntitySnapshot] = []
-        for event in events:
-            folder.apply(event)
-            if event.version % self.snapshot_every == 0:
-                due.append(self._snapshot(event, folder.state))
-        if due:
-            await self.store.snapshots.put_many(due)
-        if events:
-            last = events[-1]
-            as_of, exists, key = last.occurred_at, last.type != "deleted", last.entity_key
+        at_ms = utc_ms(at) if at is not None else None
+        events_port, snaps = self.store.events, self.store.snapshots
+
+        base = await snaps.latest(stream, entity_id, max_version=version, at=at_ms)
+        link = base.next_version if base is not None else None
+        upper: int | None
+        lay_below: int | None
+        if version is not None:
+            # No snapshot lies in (base, version]: a link at or below it is stale.
+            upper = version
+            lay_below = link if link is not None and link > version else None
+        elif at_ms is not None and link is not None:
+            upper = lay_below = link
         else:
-            assert snap is not None
-            as_of, exists, key = snap.occurred_at, snap.exists, snap.entity_key
-        gap = await self._gap_at(stream, limit_at) if limit_at is not None else None
+            upper = lay_below = None
+        start = max(base.version, 1) if base is not None else 1
+        events = await events_port.read_entity(
+            stream, entity_id, from_version=start, to_version=upper
+        )
+        if base is not None and not _continues(base, events):
+            # The snapshot does not match the log (edited, or the log was): never trust it.
+            base, lay_below = None, None
+            upper = version
+            events = await events_port.read_entity(stream, entity_id, to_version=upper)
+        if not events:
+            raise self._unknown(stream, key)
+        if events[0].entity_key == STREAM_KEY:
+            raise HistoryError(
+                f"{STREAM_KEY} is the stream's own record (gaps, drops, renames): "
+                "it has a history, not a state"
+            )
+        if (
+            at_ms is not None
+            and upper is not None
+            and events[-1].version == upper
+            and events[-1].occurred_at <= at_ms
+        ):
+            # The linked snapshot's own event is not after `at` after all: read on.
+            more = await events_port.read_entity(stream, entity_id, from_version=upper + 1)
+            events = [*events, *more]
+            lay_below = None
+
+        base_version = base.version if base is not None else 0
+        if version is not None:
+            target = version
+            if events[-1].version < version:
+                raise UnknownVersion(
+                    f"{key!r} has no version {version}: its latest is {events[-1].version}"
+                )
+        elif at_ms is not None:
+            target = base_version
+            for e in events:
+                if e.occurred_at <= at_ms and e.version > target:
+                    target = e.version
+        else:
+            target = events[-1].version
+
+        folding = _Folding(base, self.snapshot_every, lay_below)
+        state = base.document if base is not None else None
+        target_event = events[0] if events[0].version == target else None
+        for event in events:
+            if event.version <= base_version:
+                continue  # the snapshot's own event: its state is the snapshot's
+            folding.apply(event)
+            if event.version == target:
+                state, target_event = folding.fold.state, event
+            if event.version >= target and not folding.lays_after(
+                event.version, events[-1].version
+            ):
+                break  # what is left would lay no snapshot: folding it is wasted
+        await snaps.put_many(folding.take_writes())
+
+        gap = await self._gap_at(stream, at_ms) if at_ms is not None else None
+        if target_event is None:
+            assert at_ms is not None  # only a time can come before the first event
+            note = (
+                f"; it falls inside a gap in the record ({rfc3339(gap.from_)} to {rfc3339(gap.to)})"
+                if gap
+                else ""
+            )
+            raise NoState(
+                f"{key!r} has no recorded state at {rfc3339(at_ms)}: its first event is at "
+                f"{rfc3339(events[0].occurred_at)}{note}"
+            )
         return EntityState(
             stream=stream,
-            entity_key=key,
-            version=folder.version,
-            as_of=as_of,
-            exists=exists,
+            entity_key=target_event.entity_key,
+            version=target,
+            as_of=target_event.occurred_at,
+            exists=state is not None,
             uncertain=gap is not None,
             gap=gap,
-            document=folder.state if exists else None,
-            findings=folder.findings,
-        )
-
-    def _snapshot(self, event: Event, state: dict[str, Any] | None) -> EntitySnapshot:
-        return EntitySnapshot(
-            stream=event.stream,
-            entity_id=event.entity_id,
-            entity_key=event.entity_key,
-            version=event.version,
-            occurred_at=event.occurred_at,
-            exists=state is not None and event.type != "deleted",
             document=state,
-            event_hash=event.hash,
+            findings=folding.findings(upto=target),
         )
 
     async def ensure_snapshots(self, stream: str, entity_id: Any) -> int:
-        """Lay every missing snapshot of an entity; returns how many versions it has."""
-        latest = await self.store.events.read_entity(stream, entity_id)
-        if not latest:
-            return 0
-        await self.state_of(stream, entity_id, version=latest[-1].version)
-        return latest[-1].version
+        """Lay every missing snapshot after the newest one, reading in pages; returns the latest version.
+
+        (Holes below the newest snapshot, left by a changed interval, stay: reads
+        across them remain exact, only longer.)
+        """
+        base = await self.store.snapshots.latest(stream, entity_id)
+        start = max(base.version, 1) if base is not None else 1
+        events = await self.store.events.read_entity(
+            stream, entity_id, from_version=start, limit=_PAGE
+        )
+        if base is not None and not _continues(base, events):
+            base = None
+            events = await self.store.events.read_entity(stream, entity_id, limit=_PAGE)
+        folding = _Folding(base, self.snapshot_every, None)
+        latest = 0
+        while events:
+            for event in events:
+                if event.version > folding.base_version:
+                    folding.apply(event)
+            latest = events[-1].version
+            await self.store.snapshots.put_many(folding.take_writes())
+            if len(events) < _PAGE:
+                break
+            events = await self.store.events.read_entity(
+                stream, entity_id, from_version=latest + 1, limit=_PAGE
+            )
+        return latest
 
     async def _gap_at(self, stream: str, at: datetime) -> Gap | None:
-        """The recorded gap of the stream holding `at`, if any (gaps are few and cached)."""
+        """The recorded gap of the stream holding `at`, if any (gaps are few: cached a while)."""
+        now = self._monotonic()
         cached = self._gaps.get(stream)
-        if cached is None or time.monotonic() - cached[0] > _GAP_CACHE_SECONDS:
-            events = await self.store.events.read_entity(stream, STREAM_ENTITY_ID)
-            gaps = [
-                Gap(from_=utc_ms(e.document["from_time"]), to=utc_ms(e.document["to_time"]))
-                for e in events
-                if e.type == GAP and e.document and "from_time" in e.document
-            ]
-            cached = (time.monotonic(), gaps)
+        if cached is None or now - cached[0] > self._gap_cache_seconds:
+            cached = (now, await self._read_gaps(stream))
             self._gaps[stream] = cached
         for gap in cached[1]:
             if gap.from_ <= at <= gap.to:
                 return gap
         return None
+
+    async def _read_gaps(self, stream: str) -> list[Gap]:
+        gaps: list[Gap] = []
+        for e in await self.store.events.read_entity(stream, STREAM_ENTITY_ID):
+            if not e.is_stream_event or e.type != GAP or not e.document:
+                continue
+            doc = e.document
+            start = doc.get("from_time") or (doc.get("from") and timestamp_time(doc["from"]))
+            end = doc.get("to_time") or (doc.get("to") and timestamp_time(doc["to"]))
+            if isinstance(start, datetime) and isinstance(end, datetime):
+                gaps.append(Gap(from_=utc_ms(start), to=utc_ms(end)))
+        return gaps
 
     # -- history and diff --------------------------------------------------------------------
     async def history(
@@ -249,105 +496,115 @@ class History:
         limit: int = 100,
         after: str | None = None,
     ) -> HistoryPage:
-        """A page of the entity's events in version order, each with its diff."""
-        entity_id = await self.resolve(stream, key)
-        start = from_version
-        if after is not None:
-            try:
-                start = max(start, int(after) + 1)
-            except ValueError:
-                raise HistoryError(f"malformed page cursor {after!r}") from None
+        """A page of the entity's events in version order, each with its field-level diff.
+
+        Two queries: the newest snapshot before the page, then the events from it
+        to one past the page (to know whether another page follows).
+        """
+        if not 1 <= limit <= MAX_LIMIT:
+            raise HistoryError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+        if from_version < 1:
+            raise HistoryError(f"versions start at 1, got from_version {from_version}")
         if to_version is not None and from_version > to_version:
             raise ImpossibleRange(f"from_version {from_version} is after to_version {to_version}")
+        start = from_version
+        if after is not None:
+            if not after.isdecimal():
+                raise HistoryError(f"malformed page cursor {after!r}")
+            start = max(start, int(after) + 1)
+        entity_id = await self._target(stream, key)
+        end = start + limit if to_version is None else min(start + limit, to_version)
+
+        base = await self.store.snapshots.latest(stream, entity_id, max_version=start - 1)
+        link = base.next_version if base is not None else None
+        lay_below = link if link is not None and link > start - 1 else None
+        first = max(base.version, 1) if base is not None else 1
         events = await self.store.events.read_entity(
-            stream, entity_id, from_version=start, to_version=to_version, limit=limit + 1
+            stream, entity_id, from_version=first, to_version=end
         )
-        more = len(events) > limit
-        events = events[:limit]
-        before: dict[str, Any] | None = None
-        if events and events[0].version > 1:
-            prior = await self.state_of(stream, entity_id, version=events[0].version - 1)
-            before = prior.document
-        folder = Fold(before, version=events[0].version - 1 if events else 0)
-        out: list[tuple[Event, list[FieldChange]]] = []
+        if base is not None and not _continues(base, events):
+            base, lay_below = None, None
+            events = await self.store.events.read_entity(stream, entity_id, to_version=end)
+        if not events:
+            raise self._unknown(stream, key)
+
+        folding = _Folding(base, self.snapshot_every, lay_below)
+        page: list[HistoryEntry] = []
         for event in events:
-            old = folder.state
-            new = folder.apply(event)
-            out.append((event, diff(old, new)))
+            if event.version <= folding.base_version:
+                continue
+            before = folding.fold.state
+            folding.apply(event)
+            if start <= event.version < start + limit:
+                page.append(HistoryEntry(event=event, diff=diff(before, folding.fold.state)))
+        await self.store.snapshots.put_many(folding.take_writes())
+        more = bool(page) and events[-1].version >= start + limit
         return HistoryPage(
             stream=stream,
-            entity_key=events[0].entity_key if events else key,
-            events=out,
-            next=str(events[-1].version) if more and events else None,
+            entity_key=events[0].entity_key,
+            events=page,
+            next=str(page[-1].event.version) if more else None,
         )
 
-    async def diff(
-        self, stream: str, key: str, from_version: int, to_version: int
-    ) -> list[FieldChange]:
-        """What changed, field by field, between two versions."""
+    async def diff(self, stream: str, key: str, from_version: int, to_version: int) -> VersionDiff:
+        """What changed, field by field, from one version to another (two reconstructions)."""
+        if from_version < 1 or to_version < 1:
+            raise UnknownVersion(f"versions start at 1, got {min(from_version, to_version)}")
         if from_version > to_version:
             raise ImpossibleRange(f"from_version {from_version} is after to_version {to_version}")
-        entity_id = await self.resolve(stream, key)
-        a = await self.state_of(stream, entity_id, version=from_version)
-        b = await self.state_of(stream, entity_id, version=to_version)
-        return diff(a.document, b.document)
+        entity_id = await self._target(stream, key)
+        a = await self._state(stream, entity_id, key, at=None, version=from_version)
+        b = (
+            a
+            if to_version == from_version
+            else await self._state(stream, entity_id, key, at=None, version=to_version)
+        )
+        return VersionDiff(
+            from_version=from_version, to_version=to_version, changes=diff(a.document, b.document)
+        )
 
     # -- verification ------------------------------------------------------------------------
     async def verify_entity(self, stream: str, key: str) -> EntityVerdict:
-        """Recompute one entity's chain; the first bad version is named."""
-        entity_id = await self.resolve(stream, key)
-        return verify_entity(await self.store.events.read_entity(stream, entity_id))
+        """Recompute one entity's chain, page by page; the first bad version is named."""
+        entity_id = await self._target(stream, key)
+        verdict = await verification.verify_entity(self.store.events, stream, entity_id, page=_PAGE)
+        if verdict is None:
+            raise self._unknown(stream, key)
+        return verdict
 
     async def verify_stream(self, stream: str) -> StreamVerdict:
-        """Recompute every entity chain of a stream in one pass along seq."""
-        last: dict[str, tuple[int, str]] = {}  # typed key -> (version, hash) verified so far
-        bad: dict[str, dict[str, Any]] = {}
-        checked = 0
-        async for event in self._all_events():
-            if event.stream != stream:
-                continue
-            checked += 1
-            tk = typed_key(event.entity_id)
-            if tk in bad:
-                continue
-            version, prev = last.get(tk, (0, GENESIS_HASH))
-            problem = entity_problem(event, version + 1, prev)
-            if problem is not None:
-                first = version + 1 if event.version > version + 1 else event.version
-                bad[tk] = {
-                    "entity_key": event.entity_key,
-                    "first_invalid_version": first,
-                    "reason": problem,
-                }
-            else:
-                last[tk] = (event.version, event.hash)
-        return StreamVerdict(
-            valid=not bad,
-            entities_checked=len(set(last) | set(bad)),
-            events_checked=checked,
-            invalid=list(bad.values()),
-        )
+        """Recompute every entity chain of a stream in one pass along `seq` (read in pages)."""
+        verdict = await verification.verify_stream(self.store.events, stream, page=_PAGE)
+        if verdict.events_checked == 0 and self.streams and stream not in self.streams:
+            raise UnknownStream(
+                f"unknown stream {stream!r} (captured: {', '.join(sorted(self.streams))})"
+            )
+        return verdict
 
     async def verify_log(self, expected_head: Head | None = None) -> LogVerdict:
-        """Recompute both chains along seq, against a given head or the ingester's recorded one."""
+        """Recompute both chains along `seq`, against a given head or the one the ingester recorded."""
         if expected_head is None:
             cp = await self.store.checkpoints.get(self.head_checkpoint)
             expected_head = cp.head if cp is not None else None
-        verifier = LogVerifier(expected_head)
-        async for event in self._all_events():
-            verifier.feed(event)
-            if verifier.failed:
-                break
-        return verifier.verdict()
+        return await verification.verify_log(self.store.events, expected_head, page=_PAGE)
 
-    async def _all_events(self, page: int = 1000) -> AsyncIterator[Event]:
-        after = 0
-        while True:
-            events = await self.store.events.read(after_seq=after, limit=page)
-            if not events:
-                return
-            for e in events:
-                yield e
-            after = events[-1].seq
-            if len(events) < page:
-                return
+
+__all__ = [
+    "FINDINGS_KEPT",
+    "MAX_LIMIT",
+    "AmbiguousKey",
+    "EntityState",
+    "Gap",
+    "History",
+    "HistoryEntry",
+    "HistoryError",
+    "HistoryPage",
+    "ImpossibleRange",
+    "InvalidEntity",
+    "NoState",
+    "StreamVerdict",
+    "UnknownEntity",
+    "UnknownStream",
+    "UnknownVersion",
+    "VersionDiff",
+]

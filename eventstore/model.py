@@ -242,7 +242,13 @@ class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """An entity's folded state right after `version` (a cache of the log, never the truth).
 
     `event_hash` is the hash of the event at `version`: a snapshot that no longer
-    matches the log is ignored, never trusted.
+    matches the log is ignored, never trusted. Version 0 is the state before the
+    first event (no document; `event_hash` is GENESIS_HASH), laid only to carry
+    `next_version`. `next_version` names a later snapshot of the same entity when
+    one is known, so a time older than that snapshot's needs only the events in
+    between. `findings` are those of the fold up to `version` (`{version, kind,
+    detail}`), so a state folded from a snapshot reports what a fold from the
+    first event would.
     """
 
     stream: str
@@ -253,6 +259,8 @@ class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True):
     exists: bool
     document: dict[str, Any] | None = None
     event_hash: str = ""
+    next_version: int | None = None
+    findings: list[dict[str, Any]] = []
 
 
 JOB_STATES: Final = ("queued", "running", "succeeded", "failed")

@@ -118,13 +118,21 @@ class Leases(Protocol):
 
 
 class Snapshots(Protocol):
-    """Entity states every SNAPSHOT_EVERY versions: any point in time costs two queries."""
+    """Entity states every SNAPSHOT_EVERY versions: any point in time costs two queries.
+
+    A cache of the log, laid by readers: the fold is deterministic, so writing a
+    snapshot again stores the same state (and heals one that stopped matching).
+    """
 
     async def ensure_indexes(self) -> None:
         """Create the unique (stream, entity_id, version) index."""
 
     async def put_many(self, snapshots: Sequence[EntitySnapshot], *, session: Any = None) -> None:
-        """Store snapshots; one already stored for the same entity and version is kept."""
+        """Store (or replace) snapshots, one per entity and version.
+
+        `next_version` only ever moves down: a stored link is kept unless the new
+        snapshot names a nearer later snapshot, and a snapshot without one keeps it.
+        """
         ...
 
     async def latest(
@@ -135,7 +143,10 @@ class Snapshots(Protocol):
         max_version: int | None = None,
         at: datetime | None = None,
     ) -> EntitySnapshot | None:
-        """The newest snapshot with `version <= max_version` and `occurred_at <= at` (one query)."""
+        """The newest snapshot with `version <= max_version` and `occurred_at <= at` (one query).
+
+        Its document is read-only, like every folded state (the memory adapter shares it).
+        """
         ...
 
 

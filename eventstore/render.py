@@ -7,9 +7,10 @@ from typing import Any
 from eventstore.chain import EntityVerdict, LogVerdict
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.diff import FieldChange
-from eventstore.history import EntityState, HistoryPage, StreamVerdict
+from eventstore.history import EntityState, HistoryPage, VersionDiff
 from eventstore.keys import relaxed_json
 from eventstore.model import Event, Head
+from eventstore.verification import StreamVerdict
 
 
 def event_json(event: Event, changes: list[FieldChange] | None = None) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def history_json(page: HistoryPage) -> dict[str, Any]:
     return {
         "stream": page.stream,
         "entity_key": page.entity_key,
-        "events": [event_json(e, d) for e, d in page.events],
+        "events": [event_json(entry.event, entry.diff) for entry in page.events],
         "next": page.next,
     }
 
@@ -77,12 +78,12 @@ def state_json(state: EntityState) -> dict[str, Any]:
     }
 
 
-def diff_json(from_version: int, to_version: int, changes: list[FieldChange]) -> dict[str, Any]:
+def diff_json(d: VersionDiff) -> dict[str, Any]:
     """{from_version, to_version, changes}."""
     return {
-        "from_version": from_version,
-        "to_version": to_version,
-        "changes": changes_json(changes),
+        "from_version": d.from_version,
+        "to_version": d.to_version,
+        "changes": changes_json(d.changes),
     }
 
 
@@ -107,7 +108,14 @@ def stream_verdict_json(v: StreamVerdict) -> dict[str, Any]:
         "valid": v.valid,
         "entities_checked": v.entities_checked,
         "events_checked": v.events_checked,
-        "invalid": v.invalid,
+        "invalid": [
+            {
+                "entity_key": bad.entity_key,
+                "first_invalid_version": bad.first_invalid_version,
+                "reason": bad.reason,
+            }
+            for bad in v.invalid
+        ],
     }
 
 

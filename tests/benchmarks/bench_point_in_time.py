@@ -1,9 +1,13 @@
-"""State at any version: snapshots + a bounded fold vs folding from the first event (memory adapters)."""
+"""State at any version: snapshots + a bounded fold vs folding from the first event (memory adapters).
+
+One order with 10,000 update events. The same 100 random versions are
+reconstructed both ways in one run; every read of the EventLog and Snapshots
+ports is counted. The same is done for 100 random times (`at`).
+"""
 
 from __future__ import annotations
 
 import random
-import statistics
 import time
 from datetime import timedelta
 from typing import Any
@@ -21,27 +25,37 @@ from tests.benchmarks.workload import START, order
 
 UPDATES = 10_000
 SAMPLES = 100
+SNAPSHOT_EVERY = 100
+# Every read method of the two ports (a reconstruction may use any of them).
+_READS = {
+    "events": (
+        "read_entity",
+        "read",
+        "existing_entity_ids",
+        "existing_ids",
+        "entity_heads",
+        "live_entities",
+        "head",
+    ),
+    "snapshots": ("latest",),
+}
 
 
-async def _entity_with_history(store: MemoryStore) -> Any:
+async def _entity_with_history(store: MemoryStore) -> ObjectId:
+    """One order: inserted, then UPDATES updates one second apart (status, a quantity, who, when)."""
     rng = random.Random(5)
     oid = ObjectId()
     capture = Capture(Settings(), Head())
     capture.add_heads("orders", [oid], {})
     base = {"ns": {"db": "shop", "coll": "orders"}, "documentKey": {"_id": oid}}
-    doc = order(rng, 1, oid, START)
-    capture.entity_change(
-        ChangeEvent.from_bson(
-            {
-                **base,
-                "_id": {"_data": "0"},
-                "operationType": "insert",
-                "fullDocument": doc,
-                "wallTime": START,
-            }
-        ),
-        now=START,
-    )
+    insert = {
+        **base,
+        "_id": {"_data": "0"},
+        "operationType": "insert",
+        "fullDocument": order(rng, 1, oid, START),
+        "wallTime": START,
+    }
+    capture.entity_change(ChangeEvent.from_bson(insert), now=START)
     for n in range(1, UPDATES + 1):
         at = START + timedelta(seconds=n)
         fields = {
@@ -68,91 +82,122 @@ async def _entity_with_history(store: MemoryStore) -> Any:
     return oid
 
 
+class _Counter:
+    """Counts the store reads: wraps every read method of the EventLog and Snapshots ports."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.queries = 0
+        for port_name, names in _READS.items():
+            port = getattr(store, port_name)
+            for name in names:
+                setattr(port, name, self._counted(getattr(port, name)))
+
+    def _counted(self, fn: Any) -> Any:
+        async def wrapper(*a: Any, **kw: Any) -> Any:
+            self.queries += 1
+            return await fn(*a, **kw)
+
+        return wrapper
+
+
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
 
 
+def _rows(label: str, fast: list[float], slow: list[float], most: int) -> list[Row]:
+    fast_p50, fast_p99 = _pct(fast, 0.5) * 1e3, _pct(fast, 0.99) * 1e3
+    slow_p50, slow_p99 = _pct(slow, 0.5) * 1e3, _pct(slow, 0.99) * 1e3
+    speedup = slow_p50 / fast_p50
+    return [
+        Row(
+            f"{label}, p50 (snapshots)",
+            fast_p50,
+            "ms",
+            slow_p50,
+            ratio(fast_p50, slow_p50),
+            "-",
+            None,
+        ),
+        Row(
+            f"{label}, p99 (snapshots)",
+            fast_p99,
+            "ms",
+            slow_p99,
+            ratio(fast_p99, slow_p99),
+            "-",
+            None,
+        ),
+        Row(f"{label}: speedup at p50", speedup, "x", 1.0, speedup, ">= 50x", speedup >= 50),
+        Row(
+            f"{label}: store queries per reconstruction (max of {SAMPLES})",
+            float(most),
+            "queries",
+            None,
+            None,
+            "<= 2",
+            most <= 2,
+        ),
+    ]
+
+
 async def run() -> list[Row]:
-    """Same entity, same random versions, both ways, in one run."""
+    """Same entity, same random targets, both ways, in one run."""
     store = MemoryStore()
     oid = await _entity_with_history(store)
-    history = History(store, snapshot_every=100)
+    all_events = await store.events.read_entity("orders", oid)
+    history = History(store, snapshot_every=SNAPSHOT_EVERY)
+    started = time.perf_counter()
     await history.ensure_snapshots("orders", oid)
-    versions = random.Random(9).sample(range(1, UPDATES + 2), SAMPLES)
+    laying = time.perf_counter() - started
+    rng = random.Random(9)
+    versions = rng.sample(range(1, UPDATES + 2), SAMPLES)
+    times = [
+        all_events[v - 1].occurred_at + timedelta(milliseconds=rng.randrange(1000))
+        for v in versions
+    ]
+    read_entity = store.events.read_entity  # the baseline reads unwrapped
+    await history.state_of("orders", oid, at=times[0])  # the stream's gaps: read once, cached
+    counter = _Counter(store)
 
-    queries = 0
-    real_latest, real_read = store.snapshots.latest, store.events.read_entity
-
-    async def latest(*a: Any, **kw: Any) -> Any:
-        nonlocal queries
-        queries += 1
-        return await real_latest(*a, **kw)
-
-    async def read_entity(*a: Any, **kw: Any) -> Any:
-        nonlocal queries
-        queries += 1
-        return await real_read(*a, **kw)
-
-    store.snapshots.latest = latest  # type: ignore[method-assign]
-    store.events.read_entity = read_entity  # type: ignore[method-assign]
-
-    with_snap: list[float] = []
-    most_queries = 0
+    by_version: list[float] = []
+    most_by_version = 0
     for v in versions:
-        queries = 0
+        counter.queries = 0
         t = time.perf_counter()
         state = await history.state_of("orders", oid, version=v)
-        with_snap.append(time.perf_counter() - t)
-        most_queries = max(most_queries, queries)
+        by_version.append(time.perf_counter() - t)
+        most_by_version = max(most_by_version, counter.queries)
+        assert state.version == v
+
+    by_time: list[float] = []
+    most_by_time = 0
+    for v, at in zip(versions, times, strict=True):
+        counter.queries = 0
+        t = time.perf_counter()
+        state = await history.state_of("orders", oid, at=at)
+        by_time.append(time.perf_counter() - t)
+        most_by_time = max(most_by_time, counter.queries)
         assert state.version == v
 
     from_first: list[float] = []
     for v in versions:
         t = time.perf_counter()
-        events = await real_read("orders", oid, from_version=1, to_version=v)
+        events = await read_entity("orders", oid, from_version=1, to_version=v)
         result = fold(events)
         from_first.append(time.perf_counter() - t)
         assert result.version == v
 
-    snap_p50, snap_p99 = _pct(with_snap, 0.5) * 1e3, _pct(with_snap, 0.99) * 1e3
-    full_p50, full_p99 = _pct(from_first, 0.5) * 1e3, _pct(from_first, 0.99) * 1e3
-    speedup = statistics.mean(from_first) / statistics.mean(with_snap)
     return [
+        *_rows("state at a version", by_version, from_first, most_by_version),
+        *_rows("state at a time", by_time, from_first, most_by_time),
         Row(
-            "state at a version, p50 (snapshots)",
-            snap_p50,
+            f"laying every snapshot of {UPDATES:,} versions once (ensure_snapshots)",
+            laying * 1e3,
             "ms",
-            full_p50,
-            ratio(snap_p50, full_p50),
+            None,
+            None,
             "-",
             None,
-        ),
-        Row(
-            "state at a version, p99 (snapshots)",
-            snap_p99,
-            "ms",
-            full_p99,
-            ratio(snap_p99, full_p99),
-            "-",
-            None,
-        ),
-        Row(
-            "point-in-time speedup from snapshots (mean)",
-            speedup,
-            "x",
-            1.0,
-            speedup,
-            ">= 50x",
-            speedup >= 50,
-        ),
-        Row(
-            "store queries per reconstruction (max of 100)",
-            float(most_queries),
-            "queries",
-            None,
-            None,
-            "<= 2",
-            most_queries <= 2,
         ),
     ]

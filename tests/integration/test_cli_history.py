@@ -1,4 +1,10 @@
-"""history / state / diff / verify as a user runs them, in-process on a pre-populated memory store."""
+"""history / state / diff / verify as a user runs them, in-process on pre-populated stores.
+
+The log is written by the ingester over the memory feed. Tampering is done the
+way someone with write access to the database could: on the memory store by
+reaching into its structures, on the mongo store (mongomock) with raw edits of
+the `events` collection.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +12,62 @@ import asyncio
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
+from bson import ObjectId
 
+from eventstore.chain import seal
 from eventstore.cli import main
 from eventstore.clock import FakeClock
+from eventstore.codec import event_doc
 from eventstore.keys import typed_key
 from eventstore.memory.eventlog import MemoryEventLog
 from eventstore.memory.store import MemoryStore
-from eventstore.model import Event
+from eventstore.model import GENESIS_HASH, Checkpoint, Event, Head
+from eventstore.mongo.collections import EVENTS
+from eventstore.mongo.store import MongoStore
+from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
-from tests.integration.ingest_helpers import all_events, ingester, start_from_the_beginning
+from tests.integration.conftest import open_test_store
+from tests.integration.ingest_helpers import ROLE, all_events, ingester, start_from_the_beginning
 
 URI = ["--uri", "memory://"]
+OID = ObjectId("65f000000000000000000042")
+EVENT_KEYS = [
+    "seq",
+    "id",
+    "stream",
+    "entity_key",
+    "entity_id",
+    "version",
+    "type",
+    "occurred_at",
+    "recorded_at",
+    "actor",
+    "inferred",
+    "document",
+    "changes",
+    "before",
+    "changed_fields",
+    "txn",
+    "hash",
+    "prev_hash",
+    "log_hash",
+    "diff",
+]
 
 
-def populated() -> MemoryStore:
-    async def build() -> MemoryStore:
+def populated(kind: str = "memory", *, twins: bool = False) -> Any:
+    """seq 1: ORD-1 created, 2: ORD-2 created, 3: ORD-1 paid, 4: ORD-1 shipped.
+
+    With `twins`, then orders with `_id` 42 and "42" (one bare key, two entities).
+    """
+
+    async def build() -> Store:
         clock = FakeClock()
-        store = MemoryStore()
+        store = await open_test_store(kind)
         feed = MemoryChangeFeed(clock=clock)
         await start_from_the_beginning(store)
         orders = feed.collection("orders")
@@ -37,47 +79,50 @@ def populated() -> MemoryStore:
             await orders.update_one(
                 {"_id": "ORD-1"}, {"$set": {"status": status, "updatedBy": "bob"}}
             )
+        if twins:
+            clock.advance(1)
+            await orders.insert_one({"_id": 42, "status": "pending"})
+            await orders.insert_one({"_id": "42", "status": "pending"})
         await ingester(store, feed, clock).run(until_idle=True)
         return store
 
     return asyncio.run(build())
 
 
-def run(store: MemoryStore, *argv: str) -> tuple[int, str]:
+def run(store: Any, *argv: str) -> tuple[int, str]:
     out = io.StringIO()
     return main([*argv, *URI], out=out, store=store), out.getvalue()
 
 
 def test_history_state_and_diff_print_the_design_json() -> None:
-    store = populated()
+    store = populated(twins=True)
     code, out = run(store, "history", "orders", "ORD-1", "--json")
     data = json.loads(out)
-    assert (
-        code == 0
-        and data["stream"] == "orders"
-        and data["entity_key"] == "ORD-1"
-        and data["next"] is None
+    assert code == 0 and (data["stream"], data["entity_key"], data["next"]) == (
+        "orders",
+        "ORD-1",
+        None,
     )
-    assert [(e["version"], e["type"], e["actor"]) for e in data["events"]] == [
-        (1, "created", "alice"),
-        (2, "updated", "bob"),
-        (3, "updated", "bob"),
+    assert list(data) == ["stream", "entity_key", "events", "next"]
+    assert [list(e) for e in data["events"]] == [EVENT_KEYS] * 3
+    assert [(e["seq"], e["version"], e["type"], e["actor"]) for e in data["events"]] == [
+        (1, 1, "created", "alice"),
+        (3, 2, "updated", "bob"),
+        (4, 3, "updated", "bob"),
     ]
-    assert data["events"][1]["diff"][0] == {
-        "path": "status",
-        "op": "changed",
-        "before": "pending",
-        "after": "paid",
-    }
-    assert (
-        data["events"][0]["occurred_at"].endswith("Z") and data["events"][0]["entity_id"] == "ORD-1"
-    )
+    second = data["events"][1]
+    assert second["diff"] == [
+        {"path": "status", "op": "changed", "before": "pending", "after": "paid"},
+        {"path": "updatedBy", "op": "changed", "before": "alice", "after": "bob"},
+    ]
+    assert second["changes"]["updatedFields"] == {"status": "paid", "updatedBy": "bob"}
+    assert second["occurred_at"] == "2026-01-01T00:00:03.000Z"
+    assert second["entity_id"] == "ORD-1" and second["document"] is None
+    assert len(second["hash"]) == 64 and second["prev_hash"] == data["events"][0]["hash"]
 
-    at = data["events"][1]["occurred_at"]
-    code, out = run(store, "state", "orders", "ORD-1", "--at", at, "--json")
+    code, out = run(store, "state", "orders", "ORD-1", "--at", second["occurred_at"], "--json")
     state = json.loads(out)
-    assert code == 0 and state["version"] == 2 and state["document"]["status"] == "paid"
-    assert set(state) >= {
+    assert code == 0 and list(state)[:8] == [
         "stream",
         "entity_key",
         "version",
@@ -86,7 +131,19 @@ def test_history_state_and_diff_print_the_design_json() -> None:
         "uncertain",
         "gap",
         "document",
-    }
+    ]
+    assert (state["version"], state["as_of"], state["exists"], state["uncertain"]) == (
+        2,
+        "2026-01-01T00:00:03.000Z",
+        True,
+        False,
+    )
+    assert state["gap"] is None and state["document"]["status"] == "paid"
+    # one millisecond earlier, in another zone: version 1
+    code, out = run(
+        store, "state", "orders", "ORD-1", "--at", "2026-01-01T01:00:02.999+01:00", "--json"
+    )
+    assert code == 0 and json.loads(out)["version"] == 1
 
     code, out = run(store, "diff", "orders", "ORD-1", "1", "3", "--json")
     assert code == 0 and json.loads(out) == {
@@ -97,38 +154,105 @@ def test_history_state_and_diff_print_the_design_json() -> None:
             {"path": "updatedBy", "op": "changed", "before": "alice", "after": "bob"},
         ],
     }
+    code, out = run(store, "state", "orders", "int:42", "--json")
+    assert code == 0 and json.loads(out)["document"] == {"_id": 42, "status": "pending"}
 
-    code, out = run(store, "history", "orders", "ORD-1")
-    assert code == 0 and "status (changed)" in out and "bob" in out
+
+def test_the_tables_are_readable() -> None:
+    store = populated()
+    code, out = run(store, "history", "orders", "ORD-1", "--limit", "2")
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == "orders/ORD-1"
+    assert lines[1].split() == ["ver", "seq", "occurred_at", "type", "actor", "changes"]
+    assert lines[3].split()[:5] == ["2", "3", "2026-01-01T00:00:03.000Z", "updated", "bob"]
+    assert "status (changed), updatedBy (changed)" in lines[3]
+    assert lines[-1] == "(more: --from-version 3)"
+
+    code, out = run(store, "state", "orders", "ORD-1", "--version", "2")
+    assert code == 0 and out.splitlines()[0] == (
+        "orders/ORD-1  version 2  as of 2026-01-01T00:00:03.000Z"
+    )
+    assert json.loads("\n".join(out.splitlines()[1:]))["status"] == "paid"
+
+    code, out = run(store, "diff", "orders", "ORD-1", "2", "3")
+    assert code == 0 and out.splitlines() == [
+        "orders/ORD-1: version 2 -> 3",
+        '  changed  status: "paid" -> "shipped"',
+    ]
+    code, out = run(store, "diff", "orders", "ORD-1", "3", "3")
+    assert code == 0 and "(no differences)" in out
+
+    code, out = run(store, "verify")
+    assert code == 0 and out.startswith("log: valid, 4 events checked, head seq 4")
+    assert "the recorded head matches" in out
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["state", "orders", "ORD-1", "--at", "2026-01-01T00:00:02"], "no zone"),
-        (["state", "orders", "ORD-1", "--at", "yesterday"], "RFC 3339"),
-        (["state", "orders", "ORD-9"], "no entity"),
-        (["state", "orders", "ORD-1", "--version", "9"], "version 9"),
+        (["state", "orders", "ORD-1", "--at", "2026-01-01T00:00:02"], "has no zone"),
+        (["state", "orders", "ORD-1", "--at", "yesterday"], "not an RFC 3339 time"),
+        (["state", "orders", "ORD-1", "--at", "2026-02-30T00:00:00Z"], "not a valid time"),
+        (["state", "orders", "ORD-1", "--at", "2025-12-31T23:59:59Z"], "no recorded state"),
+        (["state", "orders", "ORD-9"], "no entity 'ORD-9' in stream 'orders'"),
+        (["state", "refunds", "ORD-1"], "unknown stream 'refunds'"),
+        (["state", "orders", "42"], "use one of int:42, str:42"),
+        (["history", "orders", "42"], "use one of int:42, str:42"),
+        (["state", "orders", "ORD-1", "--version", "9"], "has no version 9: its latest is 3"),
+        (["state", "orders", "ORD-1", "--version", "0"], "must be 1 or more"),
         (
             ["state", "orders", "ORD-1", "--version", "2", "--at", "2026-01-01T00:00:02Z"],
             "not both",
         ),
-        (["diff", "orders", "ORD-1", "3", "1"], "after"),
+        (["diff", "orders", "ORD-1", "3", "1"], "from_version 3 is after to_version 1"),
+        (["diff", "orders", "ORD-1", "1", "7"], "no version 7"),
+        (["history", "orders", "ORD-1", "--from-version", "3", "--to-version", "2"], "after"),
+        (["history", "orders", "ORD-1", "--limit", "5000"], "limit must be between"),
         (["state", "orders", "oid:nothex"], "24 hexadecimal"),
         (["state", "orders"], "required"),
+        (["verify", "orders", "--head"], "about the whole log"),
+        (["verify", "--against-head", "/nonexistent/head.json"], "no such file"),
+        (["verify", "orders", "ORD-9"], "no entity 'ORD-9'"),
+        (["verify", "refunds"], "unknown stream 'refunds'"),
     ],
 )
-def test_bad_questions_exit_1_with_a_clear_message(
+def test_questions_that_cannot_be_answered_exit_1_with_a_clear_message(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _ = run(populated(), *argv)
+    code, out = run(populated(twins=True), *argv)
     err = capsys.readouterr().err
-    assert code == 1 and message in err and "Traceback" not in err
+    assert code == 1 and message in err and "Traceback" not in err and out == ""
 
 
-def test_verify_a_clean_log_entity_and_stream_and_export_the_head(tmp_path: Path) -> None:
-    store = populated()
-    assert run(store, "verify", "orders", "ORD-1")[0] == 0
+def test_a_malformed_exported_head_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = tmp_path / "head.json"
+    head.write_text('{"seq": "4"}')
+    assert run(populated(), "verify", "--against-head", str(head))[0] == 1
+    assert "is not an exported head" in capsys.readouterr().err
+
+
+def test_without_a_uri_the_commands_say_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["state", "orders", "ORD-1"], out=io.StringIO()) == 1
+    assert "no URI" in capsys.readouterr().err
+    # memory:// without a given store is an empty in-process log
+    assert main(["state", "orders", "ORD-1", *URI], out=io.StringIO()) == 1
+    assert "no entity 'ORD-1'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["memory", "mongo"])
+def test_verify_a_clean_log_entity_and_stream_and_export_the_head(
+    kind: str, tmp_path: Path
+) -> None:
+    store = populated(kind)
+    code, out = run(store, "verify", "orders", "ORD-1", "--json")
+    assert code == 0 and json.loads(out) == {
+        "valid": True,
+        "events_checked": 3,
+        "first_invalid_version": None,
+        "reason": None,
+    }
     code, out = run(store, "verify", "orders", "--json")
     assert code == 0 and json.loads(out) == {
         "valid": True,
@@ -138,40 +262,41 @@ def test_verify_a_clean_log_entity_and_stream_and_export_the_head(tmp_path: Path
     }
     code, out = run(store, "verify", "--json")
     verdict = json.loads(out)
-    assert (
-        code == 0
-        and verdict["valid"]
-        and verdict["head_matches"] is True
-        and verdict["head"]["seq"] == 4
-    )
+    assert code == 0 and verdict["valid"] and verdict["head_matches"] is True
+    assert verdict["head"]["seq"] == 4 and verdict["first_invalid_seq"] is None
     code, out = run(store, "verify", "--head")
+    assert code == 0 and json.loads(out) == verdict["head"]
     (tmp_path / "head.json").write_text(out)
-    assert json.loads(out) == verdict["head"]
-    assert run(store, "verify", "--against-head", str(tmp_path / "head.json"))[0] == 0
+    code, out = run(store, "verify", "--against-head", str(tmp_path / "head.json"))
+    assert code == 0 and "the exported head matches" in out
 
 
-def tamper(store: MemoryStore, change: str) -> None:
-    """Edit the memory log behind the service's back, the way an attacker with write access could."""
+# -- tampering ------------------------------------------------------------------------------
+
+
+def memory_tamper(store: MemoryStore, change: str) -> None:
+    """Edit the memory log behind the service's back: rebuild its structures from edited events."""
     events = asyncio.run(all_events(store))
-    if change == "byte":
-        events[2] = msgspec.structs.replace(events[2], actor="mallory")
+    if change == "byte":  # "paid" -> "pair": one byte of seq 3's stored data
+        e = events[2]
+        assert e.changes is not None
+        fields = {**e.changes["updatedFields"], "status": "pair"}
+        events[2] = msgspec.structs.replace(e, changes={**e.changes, "updatedFields": fields})
     elif change == "delete-middle":
-        del events[1]
-    elif change == "truncate":
+        del events[2]
+    elif change in ("truncate", "truncate-and-rewind"):
         del events[-1]
     elif change == "forge":
-        forged = msgspec.structs.replace(events[1], id="forged", seq=2)
-        events.insert(1, forged)
-        events = [
-            msgspec.structs.replace(e, seq=i + 1) if i > 1 else e for i, e in enumerate(events)
-        ]
+        events = [*events[:2], forged(events[1]), *events[2:]]
+        events = [msgspec.structs.replace(e, seq=i + 1) for i, e in enumerate(events)]
+    elif change == "forge-and-rewrite":
+        events = resealed([*events[:2], forged(events[1]), *events[2:]])
     elif change == "swap":
-        events[1], events[2] = events[2], events[1]
-    store.events = raw_log(events)
-
-
-def raw_log(events: list[Event]) -> MemoryEventLog:
-    """A memory log holding exactly these events, bypassing every check (as a raw edit would)."""
+        a, b = events[1], events[2]
+        events[1], events[2] = (
+            msgspec.structs.replace(b, seq=a.seq),
+            msgspec.structs.replace(a, seq=b.seq),
+        )
     log = MemoryEventLog()
     for e in events:
         tk = typed_key(e.entity_id)
@@ -181,27 +306,189 @@ def raw_log(events: list[Event]) -> MemoryEventLog:
         log._entities.setdefault(e.stream, set()).add(tk)
     for entity in log._by_entity.values():
         entity.sort(key=lambda e: e.version)
-    return log
+    store.events = log
+    if change == "truncate-and-rewind":
+        asyncio.run(_rewind_checkpoint(store, events[-1]))
 
 
-@pytest.mark.parametrize(
-    ("change", "first_seq"),
-    [("byte", 3), ("delete-middle", 2), ("truncate", 4), ("forge", 2), ("swap", 2)],
-)
-def test_tampering_is_named_and_exits_2(change: str, first_seq: int, tmp_path: Path) -> None:
-    store = populated()
+def mongo_tamper(store: MongoStore, change: str) -> None:
+    """Edit the `events` collection directly, as a user with write access could."""
+
+    async def edit() -> None:
+        events = store.db[EVENTS]
+        old = await all_events(store)
+        if change == "byte":
+            await events.update_one({"seq": 3}, {"$set": {"changes.updatedFields.status": "pair"}})
+        elif change == "delete-middle":
+            await events.delete_one({"seq": 3})
+        elif change in ("truncate", "truncate-and-rewind"):
+            await events.delete_one({"seq": 4})
+        elif change == "forge":
+            before = await store.events.read(after_seq=1, limit=1)
+            for seq in range(4, 2, -1):  # make room: seq is unique
+                await events.update_one({"seq": seq}, {"$set": {"seq": seq + 1}})
+            await events.insert_one(event_doc(forged(before[0])))
+        elif change == "forge-and-rewrite":
+            rewritten = resealed([*old[:2], forged(old[1]), *old[2:]])
+            await events.delete_many({})
+            await events.insert_many([event_doc(e) for e in rewritten])
+        elif change == "swap":
+            await events.update_one({"seq": 2}, {"$set": {"seq": -2}})
+            await events.update_one({"seq": 3}, {"$set": {"seq": 2}})
+            await events.update_one({"seq": -2}, {"$set": {"seq": 3}})
+        if change == "truncate-and-rewind":
+            newest = await store.events.read(after_seq=2, limit=1)
+            await _rewind_checkpoint(store, newest[0])
+
+    asyncio.run(edit())
+
+
+def forged(previous: Event) -> Event:
+    """A well-formed event of an order that never existed, sealed to follow `previous` in the log."""
+    event = Event(
+        id="forged",
+        seq=previous.seq + 1,
+        stream="orders",
+        entity_id="ORD-9",
+        entity_key="ORD-9",
+        version=1,
+        type="created",
+        occurred_at=previous.occurred_at,
+        cluster_time=None,
+        recorded_at=previous.recorded_at,
+        document={"_id": "ORD-9", "status": "paid", "updatedBy": "mallory"},
+        actor="mallory",
+    )
+    return seal(event, prev_hash=GENESIS_HASH, prev_log_hash=previous.log_hash)
+
+
+def resealed(events: list[Event]) -> list[Event]:
+    """The events renumbered and every hash recomputed: a whole rewrite of the log."""
+    out: list[Event] = []
+    entity: dict[tuple[str, str], str] = {}
+    for n, e in enumerate(events, start=1):
+        key = (e.stream, typed_key(e.entity_id))
+        prev_log = out[-1].log_hash if out else GENESIS_HASH
+        sealed = seal(
+            msgspec.structs.replace(e, seq=n),
+            prev_hash=entity.get(key, GENESIS_HASH),
+            prev_log_hash=prev_log,
+        )
+        entity[key] = sealed.hash
+        out.append(sealed)
+    return out
+
+
+async def _rewind_checkpoint(store: Store, newest: Event) -> None:
+    """Also move the recorded head back, hiding the truncation from the checkpoint."""
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is not None
+    head = Head(seq=newest.seq, log_hash=newest.log_hash)
+    await store.checkpoints.put(Checkpoint(name=ROLE, token=cp.token, head=head))
+
+
+# change -> (first invalid seq of the log, words of its reason, ORD-1's verdict
+# (first invalid version, words) or None when its chain holds, the stream's invalid entities).
+# seq is part of what is hashed, so renumbering events (to insert or swap) breaks each one moved.
+TAMPERING = {
+    "byte": (
+        3,
+        "hash of seq 3 does not match its content",
+        (2, "hash of version 2"),
+        [("ORD-1", 2)],
+    ),
+    "delete-middle": (3, "seq 3 missing (found seq 4)", (2, "missing version 2"), [("ORD-1", 2)]),
+    "truncate": (4, "truncated", None, []),
+    # the forged event itself is well sealed: the events pushed along by it are not
+    "forge": (
+        4,
+        "hash of seq 4 does not match its content",
+        (2, "hash of version 2"),
+        [("ORD-1", 2)],
+    ),
+    # every hash recomputed: only the head recorded (or exported) before tells
+    "forge-and-rewrite": (4, "log_hash at seq 4 differs from the recorded head", None, []),
+    "swap": (
+        2,
+        "hash of seq 2 does not match its content",
+        (2, "hash of version 2"),
+        [("ORD-1", 2), ("ORD-2", 1)],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", ["memory", "mongo"])
+@pytest.mark.parametrize("change", list(TAMPERING))
+def test_tampering_is_named_and_exits_2(kind: str, change: str, tmp_path: Path) -> None:
+    first_seq, reason, entity, invalid = TAMPERING[change]
+    store = populated(kind)
     _, head = run(store, "verify", "--head")
     (tmp_path / "head.json").write_text(head)
-    tamper(store, change)
+    if kind == "memory":
+        memory_tamper(store, change)
+    else:
+        mongo_tamper(store, change)
+
     code, out = run(store, "verify", "--json")
     verdict = json.loads(out)
-    assert code == 2 and verdict["valid"] is False
-    assert verdict["first_invalid_seq"] == first_seq, verdict
-    assert verdict["reason"]
+    assert code == 2 and verdict["valid"] is False, verdict
+    assert verdict["first_invalid_seq"] == first_seq and reason in verdict["reason"], verdict
     code, out = run(store, "verify", "--against-head", str(tmp_path / "head.json"), "--json")
     assert code == 2 and json.loads(out)["valid"] is False
-    if change == "byte":
-        code, out = run(store, "verify", "orders", "ORD-1", "--json")
-        assert code == 2 and json.loads(out)["first_invalid_version"] == 2
-        code, out = run(store, "verify", "orders", "--json")
-        assert code == 2 and json.loads(out)["invalid"][0]["entity_key"] == "ORD-1"
+    code, out = run(store, "verify")
+    assert code == 2 and "TAMPERED" in out and f"first invalid seq {first_seq}" in out
+
+    code, out = run(store, "verify", "orders", "ORD-1", "--json")
+    if entity is None:
+        assert code == 0 and json.loads(out)["valid"]
+    else:
+        version, words = entity
+        bad = json.loads(out)
+        assert code == 2 and bad["first_invalid_version"] == version and words in bad["reason"]
+    code, out = run(store, "verify", "orders", "--json")
+    stream = json.loads(out)
+    assert code == (2 if invalid else 0) and stream["valid"] is not bool(invalid)
+    assert [(i["entity_key"], i["first_invalid_version"]) for i in stream["invalid"]] == invalid
+
+
+@pytest.mark.parametrize("kind", ["memory", "mongo"])
+def test_a_truncation_hidden_from_the_checkpoint_is_caught_by_the_exported_head(
+    kind: str, tmp_path: Path
+) -> None:
+    store = populated(kind)
+    _, head = run(store, "verify", "--head")
+    (tmp_path / "head.json").write_text(head)
+    if kind == "memory":
+        memory_tamper(store, "truncate-and-rewind")
+    else:
+        mongo_tamper(store, "truncate-and-rewind")
+    code, out = run(store, "verify", "--json")
+    assert code == 0 and json.loads(out)["head"]["seq"] == 3  # the checkpoint was rewound too
+    code, out = run(store, "verify", "--against-head", str(tmp_path / "head.json"), "--json")
+    verdict = json.loads(out)
+    assert code == 2 and verdict["head_matches"] is False
+    assert verdict["first_invalid_seq"] == 4 and "truncated" in verdict["reason"]
+    code, out = run(store, "verify", "--against-head", str(tmp_path / "head.json"))
+    assert code == 2 and "the exported head DOES NOT MATCH" in out
+
+
+def test_an_object_id_and_its_hex_string_are_told_apart(capsys: pytest.CaptureFixture[str]) -> None:
+    async def build() -> MemoryStore:
+        clock = FakeClock()
+        store = MemoryStore()
+        feed = MemoryChangeFeed(clock=clock)
+        await start_from_the_beginning(store)
+        await feed.collection("orders").insert_one({"_id": OID, "by": "oid"})
+        await feed.collection("orders").insert_one({"_id": str(OID), "by": "str"})
+        await ingester(store, feed, clock).run(until_idle=True)
+        return store
+
+    store = asyncio.run(build())
+    code, _ = run(store, "state", "orders", str(OID))
+    assert code == 1 and f"use one of oid:{OID}, str:{OID}" in capsys.readouterr().err
+    code, out = run(store, "state", "orders", f"oid:{OID}", "--json")
+    assert code == 0 and json.loads(out)["document"] == {"_id": str(OID), "by": "oid"}
+    code, out = run(store, "history", "orders", f"oid:{OID}", "--json")
+    assert code == 0 and json.loads(out)["events"][0]["entity_id"] == {"$oid": str(OID)}
+    code, out = run(store, "history", "orders", f"str:{OID}", "--json")
+    assert json.loads(out)["events"][0]["entity_id"] == str(OID)

@@ -1,0 +1,287 @@
+"""What a reconstruction costs: store reads counted, snapshots laid lazily, snapshots never trusted blindly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from eventstore.fold import fold
+from eventstore.history import History
+from eventstore.model import GENESIS_HASH, EntitySnapshot, Event
+from eventstore.ports import Store
+from tests.helpers import LogBuilder
+
+T0 = datetime(2026, 5, 1, 12, tzinfo=UTC)
+# Every read method of the two ports a reconstruction may use.
+READS = {
+    "events": (
+        "read_entity",
+        "read",
+        "existing_entity_ids",
+        "existing_ids",
+        "entity_heads",
+        "live_entities",
+        "head",
+    ),
+    "snapshots": ("latest",),
+}
+
+
+class CountingReads:
+    """Counts the store reads (queries) and the events they return."""
+
+    def __init__(self, store: Store) -> None:
+        self.queries = 0
+        self.events_read = 0
+        self.names: list[str] = []
+        for port_name, methods in READS.items():
+            port = getattr(store, port_name)
+            for name in methods:
+                setattr(port, name, self._counted(name, getattr(port, name)))
+
+    def _counted(self, name: str, fn: Any) -> Any:
+        async def wrapper(*a: Any, **kw: Any) -> Any:
+            self.queries += 1
+            self.names.append(name)
+            result = await fn(*a, **kw)
+            if name == "read_entity":
+                self.events_read += len(result)
+            return result
+
+        return wrapper
+
+    def reset(self) -> None:
+        self.queries = self.events_read = 0
+        self.names = []
+
+
+def at(n: int) -> datetime:
+    """The time of version n in `entity`'s log: one second apart."""
+    return T0 + timedelta(seconds=n)
+
+
+def build(versions: int, entity_id: Any = 1) -> list[Event]:
+    """One entity's `versions` events: created, then `n` counting up, one second apart."""
+    log = LogBuilder()
+    events = [log.next(entity_id, occurred_at=at(1), document={"_id": entity_id, "n": 1})]
+    for v in range(2, versions + 1):
+        changes = {"updatedFields": {"n": v}, "removedFields": [], "truncatedArrays": []}
+        events.append(log.next(entity_id, occurred_at=at(v), changes=changes))
+    return events
+
+
+async def entity(store: Store, versions: int, entity_id: Any = 1) -> list[Event]:
+    """`build`, stored."""
+    events = build(versions, entity_id)
+    await store.events.append(events)
+    return events
+
+
+async def chain(store: Store, entity_id: Any = 1) -> list[tuple[int, int | None]]:
+    """(version, next_version) of every stored snapshot of the entity, newest first."""
+    out: list[tuple[int, int | None]] = []
+    bound: int | None = None
+    while (s := await store.snapshots.latest("orders", entity_id, max_version=bound)) is not None:
+        out.append((s.version, s.next_version))
+        if s.version == 0:
+            break
+        bound = s.version - 1
+    return out
+
+
+async def test_a_version_costs_two_queries_cold_or_warm(store: Store) -> None:
+    await entity(store, 60)
+    h = History(store, snapshot_every=10)
+    counter = CountingReads(store)
+    cold = await h.state("orders", "int:1", version=60)
+    assert cold.document == {"_id": 1, "n": 60}
+    assert (counter.queries, counter.names) == (2, ["latest", "read_entity"])
+    # the cold read laid every tenth version, linked from a version-0 snapshot
+    counter.reset()
+    assert await chain(store) == [
+        (60, None),
+        (50, 60),
+        (40, 50),
+        (30, 40),
+        (20, 30),
+        (10, 20),
+        (0, 10),
+    ]
+    for version in (7, 10, 33, 47, 60):
+        counter.reset()
+        state = await h.state("orders", "int:1", version=version)
+        assert state.document == {"_id": 1, "n": version}
+        assert counter.queries == 2
+        assert counter.events_read <= 10  # from the snapshot's own event to the target
+
+
+async def test_a_time_costs_two_queries_and_reads_at_most_one_interval(store: Store) -> None:
+    await entity(store, 95)
+    h = History(store, snapshot_every=10)
+    await h.state("orders", "int:1", at=at(1))  # reads the stream's gaps once (cached)
+    counter = CountingReads(store)
+    # no snapshots yet: the rest of the entity is read once, and the snapshots laid
+    first = await h.state("orders", "int:1", at=at(23) + timedelta(milliseconds=500))
+    assert (first.version, first.document) == (23, {"_id": 1, "n": 23})
+    assert counter.queries == 2
+    for version in (1, 9, 10, 11, 44, 90, 94, 95):
+        for t in (at(version), at(version) + timedelta(milliseconds=999)):
+            counter.reset()
+            state = await h.state("orders", "int:1", at=t)
+            assert (state.version, state.as_of) == (version, at(version))
+            assert state.document == {"_id": 1, "n": version}
+            assert counter.queries == 2, (version, counter.names)
+            # between two snapshots: up to and including the next one's event
+            assert counter.events_read <= 11
+    counter.reset()
+    future = await h.state("orders", "int:1", at=at(10_000))
+    assert future.version == 95 and counter.queries == 2 and counter.events_read <= 6
+
+
+async def test_a_key_that_can_name_one_value_costs_no_lookup(store: Store) -> None:
+    await entity(store, 30, entity_id="ORD-1")
+    h = History(store, snapshot_every=10)
+    await h.state("orders", "ORD-1")
+    counter = CountingReads(store)
+    await h.state("orders", "ORD-1", version=25)
+    assert counter.queries == 2
+    counter.reset()
+    page = await h.history("orders", "str:ORD-1", from_version=21, limit=5)
+    assert [e.event.version for e in page.events] == [21, 22, 23, 24, 25] and page.next == "25"
+    assert counter.queries == 2 and counter.events_read <= 16
+
+
+async def test_a_bare_key_that_may_name_several_types_is_looked_up_first(store: Store) -> None:
+    await entity(store, 12, entity_id=42)
+    h = History(store, snapshot_every=10)
+    counter = CountingReads(store)
+    assert (await h.state("orders", "42", version=12)).document == {"_id": 42, "n": 12}
+    assert counter.names == ["existing_entity_ids", "latest", "read_entity"]
+
+
+async def test_new_events_extend_the_snapshot_chain(store: Store) -> None:
+    events = build(41)
+    await store.events.append(events[:25])
+    h = History(store, snapshot_every=10)
+    assert await h.ensure_snapshots("orders", 1) == 25
+    assert await chain(store) == [(20, None), (10, 20), (0, 10)]
+    await store.events.append(events[25:])
+    latest = await h.state("orders", "int:1")
+    assert latest.document == {"_id": 1, "n": 41}
+    assert await chain(store) == [(40, None), (30, 40), (20, 30), (10, 20), (0, 10)]
+    await h.state("orders", "int:1", at=at(1))  # the stream's gaps, read once and cached
+    counter = CountingReads(store)
+    assert (await h.state("orders", "int:1", at=at(35))).version == 35
+    assert counter.queries == 2 and counter.events_read <= 11
+
+
+async def test_a_snapshot_that_does_not_match_the_log_is_ignored_and_healed(
+    store: Store,
+) -> None:
+    await entity(store, 30)
+    h = History(store, snapshot_every=10)
+    await h.ensure_snapshots("orders", 1)
+    forged = EntitySnapshot(
+        stream="orders",
+        entity_id=1,
+        entity_key="1",
+        version=20,
+        occurred_at=at(20),
+        exists=True,
+        document={"_id": 1, "n": "forged"},
+        event_hash="f" * 64,
+    )
+    await store.snapshots.put_many([forged])
+    counter = CountingReads(store)
+    state = await h.state("orders", "int:1", version=25)
+    assert state.document == {"_id": 1, "n": 25}
+    assert counter.queries == 3  # the snapshot, its range, then the whole entity
+    healed = await store.snapshots.latest("orders", 1, max_version=20)
+    assert healed is not None and healed.document == {"_id": 1, "n": 20}
+    assert healed.event_hash != forged.event_hash
+    counter.reset()
+    assert (await h.state("orders", "int:1", version=25)).document == {"_id": 1, "n": 25}
+    assert counter.queries == 2
+
+
+async def test_a_link_to_a_snapshot_that_is_gone_does_not_mislead_a_time(store: Store) -> None:
+    events = await entity(store, 30)
+    # snapshot 10 says snapshot 20 exists; it does not (removed by an operator, say)
+    state10 = fold(events[:10]).state
+    await store.snapshots.put_many(
+        [
+            EntitySnapshot(
+                stream="orders",
+                entity_id=1,
+                entity_key="1",
+                version=10,
+                occurred_at=at(10),
+                exists=True,
+                document=state10,
+                event_hash=events[9].hash,
+                next_version=20,
+            )
+        ]
+    )
+    h = History(store, snapshot_every=10)
+    state = await h.state("orders", "int:1", at=at(27))
+    assert (state.version, state.document) == (27, {"_id": 1, "n": 27})
+
+
+async def test_a_changed_interval_keeps_every_answer_exact(store: Store) -> None:
+    events = await entity(store, 50)
+    await History(store, snapshot_every=10).ensure_snapshots("orders", 1)
+    h = History(store, snapshot_every=4)
+    for v in (3, 13, 27, 44, 50):
+        assert (await h.state("orders", "int:1", version=v)).document == fold(events[:v]).state
+        assert (await h.state("orders", "int:1", at=at(v))).version == v
+
+
+async def test_the_version_zero_snapshot_records_the_genesis(store: Store) -> None:
+    await entity(store, 10)
+    await History(store, snapshot_every=5).state("orders", "int:1")
+    genesis = await store.snapshots.latest("orders", 1, max_version=0)
+    assert genesis is not None
+    assert (genesis.exists, genesis.document, genesis.event_hash, genesis.next_version) == (
+        False,
+        None,
+        GENESIS_HASH,
+        5,
+    )
+
+
+@pytest.mark.parametrize("every", [1, 3])
+async def test_deleted_states_are_snapshotted_as_deleted(store: Store, every: int) -> None:
+    log = LogBuilder()
+    events = [log.next("D"), log.next("D", type="deleted"), log.next("D", **_doc("again"))]
+    await store.events.append(events)
+    h = History(store, snapshot_every=every)
+    await h.ensure_snapshots("orders", "D")
+    for v, exists in ((1, True), (2, False), (3, True)):
+        state = await h.state("orders", "D", version=v)
+        assert (state.exists, state.document is not None) == (exists, exists)
+
+
+def _doc(status: str) -> dict[str, Any]:
+    return {"type": "created", "document": {"_id": "D", "status": status}}
+
+
+async def test_the_gaps_of_a_stream_are_read_once_while_fresh(store: Store) -> None:
+    await entity(store, 5)
+    now = [100.0]
+    h = History(store, gap_cache_seconds=5.0, monotonic=lambda: now[0])
+    counter = CountingReads(store)
+    await h.state("orders", "int:1", at=at(3))
+    assert counter.names == ["latest", "read_entity", "read_entity"]  # the last: `$stream`
+    counter.reset()
+    await h.state("orders", "int:1", at=at(4))
+    assert counter.queries == 2
+    now[0] += 6  # stale: a gap recorded since would be missed, so read again
+    counter.reset()
+    await h.state("orders", "int:1", at=at(4))
+    assert counter.queries == 3
+    counter.reset()
+    await h.state("orders", "int:1", version=2)  # a version is never inside a gap
+    assert counter.queries == 2
