@@ -93,9 +93,26 @@ async def opened_store(settings: Settings, args: argparse.Namespace) -> AsyncIte
         return
     store = await open_store(settings)
     try:
+        await _ensure_indexes(store)
         yield store
     finally:
         await store.close()
+
+
+async def _ensure_indexes(store: Store) -> None:
+    """Create the event and snapshot indexes if missing (idempotent; `migrate` does it too).
+
+    A user without the createIndex privilege (a read-only auditor) gets a warning, not an error.
+    """
+    from pymongo.errors import OperationFailure
+
+    try:
+        await store.events.ensure_indexes()
+        await store.snapshots.ensure_indexes()
+    except OperationFailure as exc:
+        log.warning(
+            "could not create indexes (code %s); run `eventstore migrate` as an admin", exc.code
+        )
 
 
 class Progress:
