@@ -19,8 +19,12 @@ def scrub(text: str) -> str:
 
 def user_message(exc: BaseException) -> str | None:
     """The message to show for an expected failure, or None for a bug (let it surface)."""
+    from eventstore.migrate import MigrationError
     from eventstore.storage import StoreError
 
+    if isinstance(exc, MigrationError):
+        done = str(exc.report).strip()
+        return scrub(f"migration failed: {exc}" + (f"\n{done}" if done else ""))
     if isinstance(exc, (SourceError, StoreError, SettingsError)):
         return scrub(str(exc))
     if isinstance(exc, HistoryLost):

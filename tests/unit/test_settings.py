@@ -56,3 +56,18 @@ def test_keys_never_show_in_the_settings_repr() -> None:
     s = load({"EVENTSTORE_ADMIN_KEY": "s3cret-admin", "EVENTSTORE_READ_KEYS": "r1,r2"})
     assert s.admin_key == "s3cret-admin"
     assert "s3cret" not in repr(s) and "r1" not in repr(s)
+
+
+def test_a_failed_migration_is_one_clear_message() -> None:
+    from eventstore.errors import user_message
+    from eventstore.migrate import MigrationError, MigrationReport
+
+    message = user_message(
+        MigrationError(
+            "m0001_create_events_collection: not authorized",
+            MigrationReport(real_server=True, steps=[]),
+        )
+    )
+    assert message is not None and message.startswith(
+        "migration failed: m0001_create_events_collection"
+    )
