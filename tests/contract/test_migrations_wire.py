@@ -12,7 +12,7 @@ from bson import Int64
 from mockupdb import MockupDB, Request
 from pymongo import AsyncMongoClient
 
-from eventstore.migrate import MigrationContext, MigrationError, migrate
+from eventstore.migrate import MigrationContext, MigrationError, load_steps, migrate
 from eventstore.model import EVENT_TYPES
 from eventstore.settings import Settings
 from migrations import (
@@ -31,6 +31,8 @@ ALL_STEPS = [
     "m0004_enable_pre_images",
     "m0005_create_writer_role",
 ]
+# Runs whose every step is asserted take these; later steps have their own tests.
+OWN_STEPS = [step for step in load_steps() if step.name in ALL_STEPS]
 EVENT_FIELDS = [
     "_id",
     "seq",
@@ -238,7 +240,7 @@ def replica_set(mockup: MockupDB) -> ReplicaSet:
 
 async def test_a_full_run_applies_every_step_once(client: Client, replica_set: ReplicaSet) -> None:
     settings = Settings(uri="mongodb://localhost", pre_images="when-available")
-    first = await migrate(client, settings)
+    first = await migrate(client, settings, steps=OWN_STEPS)
 
     assert first.real_server is True
     assert first.applied == ALL_STEPS
@@ -271,7 +273,7 @@ async def test_a_full_run_applies_every_step_once(client: Client, replica_set: R
     ]
 
     replica_set.clear()
-    second = await migrate(client, settings)
+    second = await migrate(client, settings, steps=OWN_STEPS)
 
     assert second.applied == []
     assert second.already_applied == ALL_STEPS
@@ -330,7 +332,7 @@ async def test_the_writer_role_is_skipped_when_the_user_may_not_create_roles(
 ) -> None:
     replica_set.failures["rolesInfo"] = (13, "not authorized on eventstore to execute command")
 
-    report = await migrate(client, Settings(uri="mongodb://localhost"))
+    report = await migrate(client, Settings(uri="mongodb://localhost"), steps=OWN_STEPS)
 
     assert report.applied == ALL_STEPS[:3]
     assert report.skipped == ["m0004_enable_pre_images", "m0005_create_writer_role"]
@@ -341,3 +343,14 @@ async def test_the_writer_role_is_skipped_when_the_user_may_not_create_roles(
     )
     assert lines[5] == "3 applied, 2 skipped, 0 already applied"
     assert "m0005_create_writer_role" not in replica_set.records
+
+
+async def test_a_default_run_takes_every_step_of_the_package_in_order(
+    client: Client, replica_set: ReplicaSet
+) -> None:
+    report = await migrate(client, Settings(uri="mongodb://localhost"))
+
+    names = [step.name for step in report.steps]
+    assert names == sorted(names)
+    assert names == [step.name for step in load_steps()]
+    assert names[: len(ALL_STEPS)] == ALL_STEPS

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import warnings
 from typing import Any
 
 import pytest
@@ -266,23 +268,37 @@ def closed_port() -> int:
     return port
 
 
-async def test_an_unreachable_server_is_a_source_error_without_credentials() -> None:
-    port = closed_port()
+async def unreachable_messages(port: int) -> list[str]:
+    """What opening a stream and asking the time say when nothing listens (messages only:
+    keeping the exceptions would keep the client's frames, and its sockets, alive)."""
     client: Client = AsyncMongoClient(
         f"mongodb://alice:s3cret@127.0.0.1:{port}/?directConnection=true",
         serverSelectionTimeoutMS=150,
     )
     source = make_source(client)
+    messages = []
     try:
-        with pytest.raises(SourceError) as opening:
-            await read_batches(source, None, 1)
-        with pytest.raises(SourceError) as timing:
-            await source.cluster_time()
+        for attempt in (lambda: read_batches(source, None, 1), source.cluster_time):
+            try:
+                await attempt()
+            except SourceError as exc:
+                messages.append(str(exc))
     finally:
         await client.close()
+    return messages
+
+
+async def test_an_unreachable_server_is_a_source_error_without_credentials() -> None:
+    port = closed_port()
+    with warnings.catch_warnings():
+        # PyMongo 4.20 leaves the raw socket of a monitor connect cancelled by close()
+        # to the garbage collector (PYTHON-5867): collect it here, not in a later test.
+        warnings.simplefilter("ignore", ResourceWarning)
+        messages = await unreachable_messages(port)
+        gc.collect()
+
     expected = f"cannot reach MongoDB at 127.0.0.1:{port} within 150 ms"
-    assert str(opening.value) == expected
-    assert str(timing.value) == expected
+    assert messages == [expected, expected]
 
 
 @pytest.mark.parametrize(

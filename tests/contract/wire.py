@@ -47,10 +47,15 @@ def housekeeping(request: Request) -> bool:
 
 def stop_quickly(server: MockupDB) -> None:
     """Stop the server without waiting out its accept loop's one-second poll."""
-    # The accept loop checks `_stopped` after each select(); a connection wakes it.
+    # The accept loop checks `_stopped` before each select(); a connection made after
+    # setting it wakes a select() in progress, so the thread ends promptly. Joining it
+    # before stop() closes the listening socket keeps select() off a closed descriptor.
     server._stopped = True
     with contextlib.suppress(OSError):
         socket.create_connection(server.address, timeout=0.5).close()
+    accept_thread = server._accept_thread
+    if accept_thread is not None:
+        accept_thread.join(2)
     server.stop()
 
 

@@ -9,11 +9,13 @@ import msgspec
 from mongomock_motor import AsyncMongoMockClient
 
 from eventstore.clock import FakeClock
-from eventstore.migrate import MigrationReport, migrate
+from eventstore.migrate import MigrationReport, load_steps, migrate
 from eventstore.settings import Settings
 
 SETTINGS = Settings(uri="mongodb://localhost")
 NOT_ON_MONGOMOCK = "needs a real MongoDB server (NotImplementedError: "
+# The steps these tests assert on one by one; later steps have their own tests.
+OWN_STEPS = [step for step in load_steps() if step.name < "m0006"]
 
 
 def reasons(report: MigrationReport) -> dict[str, str]:
@@ -24,7 +26,7 @@ async def test_migrations_skip_what_mongomock_lacks_and_apply_the_rest() -> None
     client: Any = AsyncMongoMockClient(tz_aware=True)
     clock = FakeClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
 
-    report = await migrate(client, SETTINGS, clock=clock)
+    report = await migrate(client, SETTINGS, steps=OWN_STEPS, clock=clock)
 
     assert report.real_server is False
     assert report.applied == ["m0002_create_event_indexes", "m0003_create_state_collections"]
@@ -59,13 +61,25 @@ async def test_migrations_skip_what_mongomock_lacks_and_apply_the_rest() -> None
 
 async def test_running_migrations_twice_applies_nothing_new() -> None:
     client: Any = AsyncMongoMockClient(tz_aware=True)
-    first = await migrate(client, SETTINGS)
+    first = await migrate(client, SETTINGS, steps=OWN_STEPS)
 
-    second = await migrate(client, SETTINGS)
+    second = await migrate(client, SETTINGS, steps=OWN_STEPS)
 
     assert second.applied == []
     assert second.already_applied == first.applied
     assert second.skipped == first.skipped
+    assert await client["eventstore"]["migrations"].count_documents({}) == len(first.applied)
+
+
+async def test_the_whole_package_runs_twice_without_applying_anything_new() -> None:
+    client: Any = AsyncMongoMockClient(tz_aware=True)
+    first = await migrate(client, SETTINGS)
+
+    second = await migrate(client, SETTINGS)
+
+    assert [step.name for step in first.steps] == [step.name for step in load_steps()]
+    assert second.applied == []
+    assert second.already_applied == first.applied
     assert await client["eventstore"]["migrations"].count_documents({}) == len(first.applied)
 
 
@@ -74,7 +88,7 @@ async def test_a_store_database_can_be_migrated_directly() -> None:
     db = client["audit"]
     settings = Settings(uri="mongodb://localhost", pre_images="when-available")
 
-    report = await migrate(db, settings)
+    report = await migrate(db, settings, steps=OWN_STEPS)
 
     assert report.applied == ["m0002_create_event_indexes", "m0003_create_state_collections"]
     # The source database (SOURCE_DB) is reached through the store database's client.
