@@ -67,29 +67,49 @@ class LogVerdict(msgspec.Struct, frozen=True, kw_only=True):
     head_matches: bool | None = None
 
 
-def verify_entity(events: Iterable[Event]) -> EntityVerdict:
-    """Check one entity's events (in version order): dense versions, links, hashes."""
-    checked = 0
-    prev = GENESIS_HASH
-    expected_version = 1
-    for event in events:
-        checked += 1
-        problem = entity_problem(event, expected_version, prev)
+class EntityChecker:
+    """Checks one entity's events in version order, one at a time (pages of any size)."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self._prev = GENESIS_HASH
+        self._expected = 1
+        self.failure: EntityVerdict | None = None
+
+    def feed(self, event: Event) -> bool:
+        """Check the next event; False once the chain is broken (later events are ignored)."""
+        if self.failure is not None:
+            return False
+        self.checked += 1
+        problem = entity_problem(event, self._expected, self._prev)
         if problem is not None:
-            return EntityVerdict(
+            first = self._expected if event.version > self._expected else event.version
+            self.failure = EntityVerdict(
                 valid=False,
-                events_checked=checked,
-                first_invalid_version=expected_version
-                if problem.startswith("missing")
-                else event.version,
+                events_checked=self.checked,
+                first_invalid_version=first,
                 reason=problem,
             )
-        prev = event.hash
-        expected_version += 1
-    return EntityVerdict(valid=True, events_checked=checked)
+            return False
+        self._prev, self._expected = event.hash, self._expected + 1
+        return True
+
+    def verdict(self) -> EntityVerdict:
+        """The result so far."""
+        return self.failure or EntityVerdict(valid=True, events_checked=self.checked)
+
+
+def verify_entity(events: Iterable[Event]) -> EntityVerdict:
+    """Check one entity's events (in version order): dense versions, links, hashes."""
+    checker = EntityChecker()
+    for event in events:
+        if not checker.feed(event):
+            break
+    return checker.verdict()
 
 
 def entity_problem(event: Event, expected_version: int, prev: str) -> str | None:
+    """Why `event` cannot follow (expected_version - 1, prev), or None when it does."""
     if event.version > expected_version:
         return f"missing version {expected_version} (next stored is {event.version})"
     if event.version < expected_version:
@@ -190,6 +210,7 @@ class LogVerifier:
 
 
 __all__ = [
+    "EntityChecker",
     "EntityVerdict",
     "LogVerdict",
     "LogVerifier",

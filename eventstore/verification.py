@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import msgspec
 
-from eventstore.chain import EntityVerdict, LogVerdict, LogVerifier, entity_problem
+from eventstore.chain import EntityChecker, EntityVerdict, LogVerdict, LogVerifier, entity_problem
 from eventstore.keys import typed_key
 from eventstore.model import GENESIS_HASH, Event, Head
 from eventstore.ports import EventLog
@@ -42,27 +42,17 @@ async def verify_entity(
     log: EventLog, stream: str, entity_id: Any, *, page: int = PAGE
 ) -> EntityVerdict | None:
     """Recompute one entity's chain in pages of versions; None when it has no events."""
-    checked, prev, expected = 0, GENESIS_HASH, 1
+    checker = EntityChecker()
     next_from = 1
     while True:
         events = await log.read_entity(stream, entity_id, from_version=next_from, limit=page)
         for event in events:
-            checked += 1
-            problem = entity_problem(event, expected, prev)
-            if problem is not None:
-                return EntityVerdict(
-                    valid=False,
-                    events_checked=checked,
-                    first_invalid_version=expected if event.version > expected else event.version,
-                    reason=problem,
-                )
-            prev, expected = event.hash, expected + 1
+            if not checker.feed(event):
+                return checker.verdict()
         if len(events) < page:
             break
         next_from = events[-1].version + 1
-    if checked == 0:
-        return None
-    return EntityVerdict(valid=True, events_checked=checked)
+    return checker.verdict() if checker.checked else None
 
 
 async def verify_stream(log: EventLog, stream: str, *, page: int = PAGE) -> StreamVerdict:
