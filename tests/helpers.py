@@ -101,3 +101,42 @@ class LogBuilder:
     def many(self, *entity_ids: Any) -> list[Event]:
         """The next event of each entity, in order."""
         return [self.next(entity_id) for entity_id in entity_ids]
+
+
+# The event JSON shape of DESIGN.md, in order (+ diff in histories).
+EVENT_KEYS = [
+    "seq",
+    "id",
+    "stream",
+    "entity_key",
+    "entity_id",
+    "version",
+    "type",
+    "occurred_at",
+    "recorded_at",
+    "actor",
+    "inferred",
+    "document",
+    "changes",
+    "before",
+    "changed_fields",
+    "txn",
+    "hash",
+    "prev_hash",
+    "log_hash",
+    "diff",
+]
+
+# Every read method of the two ports a reconstruction may use (counted in tests and benchmarks).
+READS = {
+    "events": (
+        "read_entity",
+        "read",
+        "existing_entity_ids",
+        "existing_ids",
+        "entity_heads",
+        "live_entities",
+        "head",
+    ),
+    "snapshots": ("latest",),
+}

@@ -22,23 +22,11 @@ from eventstore.model import ChangeEvent, Head
 from eventstore.settings import Settings
 from tests.benchmarks.harness import Row, ratio
 from tests.benchmarks.workload import START, order
+from tests.helpers import READS
 
 UPDATES = 10_000
 SAMPLES = 100
 SNAPSHOT_EVERY = 100
-# Every read method of the two ports (a reconstruction may use any of them).
-_READS = {
-    "events": (
-        "read_entity",
-        "read",
-        "existing_entity_ids",
-        "existing_ids",
-        "entity_heads",
-        "live_entities",
-        "head",
-    ),
-    "snapshots": ("latest",),
-}
 
 
 async def _entity_with_history(store: MemoryStore) -> ObjectId:
@@ -87,7 +75,7 @@ class _Counter:
 
     def __init__(self, store: MemoryStore) -> None:
         self.queries = 0
-        for port_name, names in _READS.items():
+        for port_name, names in READS.items():
             port = getattr(store, port_name)
             for name in names:
                 setattr(port, name, self._counted(getattr(port, name)))

@@ -30,33 +30,12 @@ from eventstore.mongo.collections import EVENTS
 from eventstore.mongo.store import MongoStore
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
+from tests.helpers import EVENT_KEYS
 from tests.integration.conftest import open_test_store
 from tests.integration.ingest_helpers import ROLE, all_events, ingester, start_from_the_beginning
 
 URI = ["--uri", "memory://"]
 OID = ObjectId("65f000000000000000000042")
-EVENT_KEYS = [
-    "seq",
-    "id",
-    "stream",
-    "entity_key",
-    "entity_id",
-    "version",
-    "type",
-    "occurred_at",
-    "recorded_at",
-    "actor",
-    "inferred",
-    "document",
-    "changes",
-    "before",
-    "changed_fields",
-    "txn",
-    "hash",
-    "prev_hash",
-    "log_hash",
-    "diff",
-]
 
 
 def populated(kind: str = "memory", *, twins: bool = False) -> Any:

@@ -11,22 +11,9 @@ from eventstore.fold import fold
 from eventstore.history import History
 from eventstore.model import GENESIS_HASH, EntitySnapshot, Event
 from eventstore.ports import Store
-from tests.helpers import LogBuilder
+from tests.helpers import READS, LogBuilder
 
 T0 = datetime(2026, 5, 1, 12, tzinfo=UTC)
-# Every read method of the two ports a reconstruction may use.
-READS = {
-    "events": (
-        "read_entity",
-        "read",
-        "existing_entity_ids",
-        "existing_ids",
-        "entity_heads",
-        "live_entities",
-        "head",
-    ),
-    "snapshots": ("latest",),
-}
 
 
 class CountingReads:

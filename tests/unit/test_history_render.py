@@ -33,7 +33,7 @@ from eventstore.render import (
     state_json,
     stream_verdict_json,
 )
-from tests.helpers import make_event
+from tests.helpers import EVENT_KEYS, make_event
 
 OID = ObjectId("65f000000000000000000007")
 T = datetime(2026, 11, 26, 14, 3, 0, 123456, tzinfo=UTC)
@@ -58,28 +58,7 @@ def test_an_event_renders_every_field_as_plain_json() -> None:
         cluster_time=Timestamp(1_800_000_000, 3),
     )
     out = event_json(event, [FieldChange(path="total", op="changed", before=1, after=2)])
-    assert list(out) == [
-        "seq",
-        "id",
-        "stream",
-        "entity_key",
-        "entity_id",
-        "version",
-        "type",
-        "occurred_at",
-        "recorded_at",
-        "actor",
-        "inferred",
-        "document",
-        "changes",
-        "before",
-        "changed_fields",
-        "txn",
-        "hash",
-        "prev_hash",
-        "log_hash",
-        "diff",
-    ]
+    assert list(out) == EVENT_KEYS
     assert out["entity_id"] == {"$oid": str(OID)} and out["entity_key"] == str(OID)
     assert out["occurred_at"] == "2026-11-26T14:03:00.123Z"
     assert out["recorded_at"] == "2026-11-26T14:03:01.123Z"
