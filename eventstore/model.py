@@ -97,6 +97,47 @@ class EntityHead(msgspec.Struct, frozen=True, kw_only=True):
         return self.type in LIVE_TYPES
 
 
+class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """An audit query over the log; every given criterion must hold (AND).
+
+    `entity_ids` (an entity's `_id`, resolved from its key by the caller) needs
+    `stream`. `types` matches any of them. `field` matches events whose
+    `changed_fields` hold that dotted path or a path beneath it (`customer`
+    matches `customer.email`, never `customerNote`). `since` is inclusive and
+    `until` exclusive, both on `occurred_at`.
+    """
+
+    stream: str | None = None
+    entity_ids: tuple[Any, ...] | None = None
+    types: tuple[str, ...] = ()
+    field: str | None = None
+    actor: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
+    """One stream at a glance: entities (not counting `$stream`), events, newest event."""
+
+    stream: str
+    entities: int
+    events: int
+    last_seq: int
+    last_event_at: datetime | None
+
+
+class EntitySummary(msgspec.Struct, frozen=True, kw_only=True):
+    """An entity's newest event, for listing a stream's entities most recently changed first."""
+
+    entity_key: str
+    entity_id: Any
+    version: int
+    exists: bool
+    last_type: str
+    last_event_at: datetime
+    last_seq: int
+
+
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
     """Where a consumer stands.
 

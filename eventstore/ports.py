@@ -22,11 +22,14 @@ from eventstore.model import (
     Checkpoint,
     EntityHead,
     EntitySnapshot,
+    EntitySummary,
     Event,
+    EventQuery,
     Head,
     Job,
     Lease,
     ResumePoint,
+    StreamStats,
 )
 
 
@@ -86,6 +89,37 @@ class EventLog(Protocol):
 
     async def head(self) -> Head:
         """The newest event's `seq` and `log_hash` (seq 0 when empty)."""
+        ...
+
+    async def query(self, q: EventQuery, *, after_seq: int = 0, limit: int = 100) -> list[Event]:
+        """Events matching the audit query with `seq > after_seq`, in `seq` order, at most `limit`.
+
+        Served by indexes (stream/entity, type, changed_fields, actor, occurred_at), never a
+        scan of the whole log per page; the mongo adapter bounds each query with `maxTimeMS`.
+        """
+        ...
+
+    async def streams(self) -> list[StreamStats]:
+        """Every stream that has events, by name."""
+        ...
+
+    async def entities(
+        self, stream: str, *, limit: int, before_seq: int | None = None
+    ) -> list[EntitySummary]:
+        """The stream's entities (not `$stream`), most recently changed first.
+
+        Ordered by the `seq` of each entity's newest event, descending; `before_seq`
+        (the `last_seq` of a previous page's last item) continues after that page.
+        """
+        ...
+
+    async def wait_for_append(self, after_seq: int, timeout: float) -> bool:
+        """Wait until the log holds an event with `seq > after_seq`, or `timeout` seconds pass.
+
+        True when it does. Wakes on the append itself where it can (the memory
+        adapter's condition; a change stream on `events` where the server has
+        one), otherwise polls with a bounded back-off; never busy-waits.
+        """
         ...
 
 
