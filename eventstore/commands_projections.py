@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any, TextIO
 
+import msgspec
+
 from eventstore.cli import EXIT_OK, CliError, install_stop_signals, settings_from
 from eventstore.clock import SystemClock
 from eventstore.commands import opened_store
@@ -95,29 +97,17 @@ async def _rebuild(store: Store, runner: Any, out: TextIO) -> None:
 
 
 async def _status(store: Store, args: argparse.Namespace, out: TextIO) -> int:
-    from projections.runner import STATE_COLLECTION
+    from eventstore.codec import rfc3339
+    from projections.status import projection_statuses
 
-    head = (await store.events.head()).seq
-    names = [p.name for p in _projections(None)]
-    states = await store.read_models.get_many(STATE_COLLECTION, names)
-    rows = []
-    for projection in _projections(None):
-        recorded = states.get(projection.name, {})
-        cp = await store.checkpoints.get(f"projection:{projection.name}")
-        lease = await store.leases.get(f"projection:{projection.name}")
-        position = cp.head.seq if cp else 0
-        rows.append(
-            {
-                "name": projection.name,
-                "position": position,
-                "lag": head - position,
-                "state": recorded.get("state", "stopped"),
-                "rebuilt_at": _iso(recorded.get("rebuilt_at")),
-                "failed_seq": recorded.get("failed_seq"),
-                "error": recorded.get("error"),
-                "held_by": lease.owner if lease else None,
-            }
-        )
+    statuses = await projection_statuses(store, _projections(None))
+    rows = [
+        {
+            **msgspec.structs.asdict(s),
+            "rebuilt_at": rfc3339(s.rebuilt_at) if s.rebuilt_at else None,
+        }
+        for s in statuses
+    ]
     if args.json:
         print(json.dumps(rows), file=out)
     else:
@@ -129,12 +119,6 @@ async def _status(store: Store, args: argparse.Namespace, out: TextIO) -> int:
                 line += f"  failed at seq {r['failed_seq']}: {r['error']}"
             print(line, file=out)
     return EXIT_OK
-
-
-def _iso(value: Any) -> str | None:
-    from eventstore.codec import rfc3339
-
-    return rfc3339(value) if value is not None and not isinstance(value, str) else value
 
 
 class ProgressBar:

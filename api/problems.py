@@ -1,0 +1,143 @@
+"""Errors as `application/problem+json` (RFC 9457): never a stack trace, never a key.
+
+Every failure a client can cause maps to a 4xx with `type`, `title`, `status`
+and `detail`; a failure of the database maps to 503. Anything else is a bug: it
+is logged with its traceback server-side and answered with a bare 500 problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any, Final
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from pymongo.errors import PyMongoError
+
+from eventstore.errors import scrub
+from eventstore.history import AmbiguousKey, HistoryError
+from eventstore.ports import JobConflict
+
+log = logging.getLogger("eventstore.api")
+
+PROBLEM_JSON: Final = "application/problem+json"
+TYPE_BASE: Final = "https://eventstore.dev/problems/"
+
+
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An RFC 9457 problem document (plus `typed_keys` for an ambiguous key, `errors` for validation)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    typed_keys: list[str] | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class ApiError(Exception):
+    """A client error with its status; `headers` go on the response (e.g. WWW-Authenticate)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        kind: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.kind = kind
+        self.headers = headers or {}
+
+
+def bad_request(detail: str) -> ApiError:
+    return ApiError(400, detail, kind="bad-request")
+
+
+def not_found(detail: str) -> ApiError:
+    return ApiError(404, detail, kind="not-found")
+
+
+def _slug(status: int) -> str:
+    return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    kind: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[Problem]:
+    """The problem+json response for a status and a human-readable detail."""
+    body = Problem(
+        type=TYPE_BASE + (kind or _slug(status)),
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=scrub(detail),
+        **extra,
+    )
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Problem]:
+    return problem(exc.status, exc.detail, kind=exc.kind, headers=exc.headers)
+
+
+def _history_error(_: Request[Any, Any, Any], exc: HistoryError) -> Response[Problem]:
+    if isinstance(exc, AmbiguousKey):
+        return problem(409, str(exc), kind="ambiguous-key", typed_keys=exc.typed_keys)
+    return problem(exc.status, str(exc), kind=type(exc).__name__.lower())
+
+
+def _job_conflict(_: Request[Any, Any, Any], exc: JobConflict) -> Response[Problem]:
+    return problem(409, str(exc), kind="rebuild-active")
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+    errors = exc.extra if isinstance(exc.extra, list) else None
+    parts = [
+        f"{e.get('key') or e.get('source')}: {e.get('message')}"
+        for e in (errors or [])
+        if isinstance(e, dict)
+    ]
+    detail = "; ".join(parts) or "the request is malformed"
+    clean = [
+        {k: v for k, v in e.items() if k in ("key", "message", "source")}
+        for e in (errors or [])
+        if isinstance(e, dict)
+    ]
+    return problem(400, detail, kind="bad-request", errors=clean or None)
+
+
+def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code if 400 <= exc.status_code < 600 else 500
+    headers = dict(exc.headers or {})
+    return problem(status, str(exc.detail or HTTPStatus(status).phrase), headers=headers)
+
+
+def _database(request: Request[Any, Any, Any], exc: PyMongoError) -> Response[Problem]:
+    log.warning("database error on %s %s: %s", request.method, request.url.path, scrub(str(exc)))
+    return problem(503, "the database is unavailable; try again shortly", kind="unavailable")
+
+
+def _bug(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "an internal error occurred; it has been logged", kind="internal")
+
+
+EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
+    ApiError: _api_error,
+    HistoryError: _history_error,
+    JobConflict: _job_conflict,
+    ValidationException: _validation,
+    HTTPException: _http,
+    PyMongoError: _database,
+    Exception: _bug,
+}

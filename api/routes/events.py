@@ -1,0 +1,252 @@
+"""The audit query over the whole log, its exports (NDJSON, CSV), and the live tail (SSE)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.params import Parameter
+from litestar.response import Stream
+from litestar.response.sse import ServerSentEvent, ServerSentEventMessage
+
+from api.params import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor, int_cursor, parse_time
+from api.problems import ApiError, bad_request
+from api.schemas import EventOut, EventsPage
+from api.services import Services
+from eventstore import render
+from eventstore.codec import rfc3339, to_jsonable
+from eventstore.model import EVENT_TYPES, Event, EventQuery
+
+NDJSON: Final = "application/x-ndjson"
+CSV: Final = "text/csv"
+CSV_COLUMNS: Final = (
+    "seq",
+    "occurred_at",
+    "stream",
+    "entity_key",
+    "version",
+    "type",
+    "actor",
+    "changed_fields",
+)
+# Events per read while exporting or tailing (memory stays constant whatever the result size).
+EXPORT_PAGE: Final = 500
+HEARTBEAT_SECONDS: Final = 15.0
+
+Text = Annotated[str | None, Parameter(max_length=512)]
+
+
+async def _query(
+    services: Services,
+    stream: str | None,
+    entity: str | None,
+    types: list[str] | None,
+    field: str | None,
+    actor: str | None,
+    since: str | None,
+    until: str | None,
+) -> EventQuery:
+    if entity is not None and stream is None:
+        raise bad_request("`entity` needs `stream` (entity keys are per stream)")
+    unknown = sorted(set(types or ()) - EVENT_TYPES)
+    if unknown:
+        raise bad_request(
+            f"unknown event type {', '.join(unknown)} (known: {', '.join(sorted(EVENT_TYPES))})"
+        )
+    for name, value in (("stream", stream), ("field", field), ("actor", actor)):
+        if value is not None and not value.strip():
+            raise bad_request(f"`{name}` is empty")
+    start, end = parse_time("since", since), parse_time("until", until)
+    if start is not None and end is not None and start > end:
+        raise ApiError(422, f"since {since} is after until {until}", kind="impossible-range")
+    entity_ids = None
+    if entity is not None and stream is not None:
+        entity_ids = (await services.history.resolve(stream, entity),)
+    return EventQuery(
+        stream=stream,
+        entity_ids=entity_ids,
+        types=tuple(types or ()),
+        field=field,
+        actor=actor,
+        since=start,
+        until=end,
+    )
+
+
+def _wants(request: Request[Any, Any, Any]) -> str | None:
+    accept = request.headers.get("accept", "")
+    for media in (NDJSON, CSV):
+        if media in accept:
+            return media
+    return None
+
+
+@get(
+    "/events",
+    summary="Audit query over the log, in seq order (NDJSON or CSV export by Accept)",
+    description=(
+        "Criteria combine with AND. `type` may repeat. `field` matches that dotted path and any "
+        "path beneath it. `since` is inclusive, `until` exclusive, on `occurred_at`. With "
+        "`Accept: application/x-ndjson` or `text/csv` every match is streamed."
+    ),
+)
+async def query_events(
+    request: Request[Any, Any, Any],
+    services: Services,
+    stream: Text = None,
+    entity: Text = None,
+    types: Annotated[list[str] | None, Parameter(query="type")] = None,
+    field: Text = None,
+    actor: Text = None,
+    since: Annotated[str | None, Parameter(max_length=64)] = None,
+    until: Annotated[str | None, Parameter(max_length=64)] = None,
+    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    after: Annotated[str | None, Parameter(max_length=200)] = None,
+) -> EventsPage | Response[Any]:
+    q = await _query(services, stream, entity, types, field, actor, since, until)
+    start = int_cursor("events", after) or 0
+    media = _wants(request)
+    if media is not None:
+        rows = _export(services, q, start, media)
+        name = "events.ndjson" if media == NDJSON else "events.csv"
+        return Stream(
+            rows,
+            media_type=media if media == NDJSON else f"{CSV}; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{name}"'},
+        )
+    found = await services.store.events.query(q, after_seq=start, limit=limit + 1)
+    more = len(found) > limit
+    found = found[:limit]
+    return EventsPage(
+        events=[msgspec.convert(render.event_json(e), EventOut) for e in found],
+        next=encode_cursor("events", found[-1].seq) if more and found else None,
+    )
+
+
+async def _matches(services: Services, q: EventQuery, start: int) -> AsyncIterator[list[Event]]:
+    after = start
+    while True:
+        page = await services.store.events.query(q, after_seq=after, limit=EXPORT_PAGE)
+        if not page:
+            return
+        yield page
+        if len(page) < EXPORT_PAGE:
+            return
+        after = page[-1].seq
+
+
+def _csv_row(e: Event) -> list[Any]:
+    actor = to_jsonable(e.actor)
+    return [
+        e.seq,
+        rfc3339(e.occurred_at),
+        e.stream,
+        e.entity_key,
+        e.version,
+        e.type,
+        "" if actor is None else actor if isinstance(actor, str) else json.dumps(actor),
+        " ".join(e.changed_fields),
+    ]
+
+
+async def _export(
+    services: Services, q: EventQuery, start: int, media: str
+) -> AsyncIterator[bytes]:
+    encoder = msgspec.json.Encoder()
+    if media == CSV:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(CSV_COLUMNS)
+        yield buffer.getvalue().encode()
+    async for page in _matches(services, q, start):
+        if media == NDJSON:
+            yield b"".join(encoder.encode(render.event_json(e)) + b"\n" for e in page)
+        else:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\r\n")
+            writer.writerows(_csv_row(e) for e in page)
+            yield buffer.getvalue().encode()
+
+
+@get(
+    "/events/live",
+    summary="Live tail as Server-Sent Events (id = seq, event = type, data = the event)",
+    description=(
+        "Starts after `after` (a seq), else after `Last-Event-ID`, else at the head. A comment "
+        "heartbeat is sent every 15 s while idle. Unbounded unless `limit` (events) or "
+        "`timeout` (seconds) is given."
+    ),
+    opt={"skip_schema_fuzz": True},
+)
+async def live_events(
+    request: Request[Any, Any, Any],
+    services: Services,
+    stream: Text = None,
+    after: Annotated[int | None, Parameter(ge=0, le=2**62)] = None,
+    limit: Annotated[int | None, Parameter(ge=1, le=10**9)] = None,
+    seconds: Annotated[float | None, Parameter(query="timeout", gt=0, le=86400)] = None,
+    last_event_id: Annotated[str | None, Parameter(header="last-event-id")] = None,
+) -> ServerSentEvent:
+    start = after
+    if start is None and last_event_id is not None:
+        if not last_event_id.strip().isdecimal():
+            raise bad_request("Last-Event-ID must be an event's seq")
+        start = int(last_event_id.strip())
+    if start is None:
+        start = (await services.store.events.head()).seq
+    q = EventQuery(stream=stream)
+    heartbeat = getattr(services, "heartbeat_seconds", HEARTBEAT_SECONDS)
+    return ServerSentEvent(
+        _tail(services, q, start, limit=limit, seconds=seconds, heartbeat=heartbeat)
+    )
+
+
+async def _tail(
+    services: Services,
+    q: EventQuery,
+    start: int,
+    *,
+    limit: int | None,
+    seconds: float | None,
+    heartbeat: float,
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Events after `start` as they are appended; a heartbeat comment while idle."""
+    log = services.store.events
+    deadline = None if seconds is None else time.monotonic() + seconds
+    sent = 0
+    emitted = start
+    encoder = msgspec.json.Encoder()
+    while True:
+        # The head is read before the query: an append after it wakes the wait below.
+        head = (await log.head()).seq
+        page = await log.query(q, after_seq=emitted, limit=EXPORT_PAGE)
+        for e in page:
+            yield ServerSentEventMessage(
+                data=encoder.encode(render.event_json(e)).decode(), event=e.type, id=e.seq
+            )
+            emitted = e.seq
+            sent += 1
+            if limit is not None and sent >= limit:
+                return
+        if page:
+            continue
+        wait = heartbeat
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                return
+        if not await log.wait_for_append(max(head, emitted), wait):
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            yield ServerSentEventMessage(comment="heartbeat")
+
+
+ROUTES: list[Any] = [query_events, live_events]
+
+__all__ = ["ROUTES"]

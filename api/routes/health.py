@@ -1,0 +1,49 @@
+"""Liveness, readiness and Prometheus metrics (outside `/v1`: no key needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response, get
+
+from api.metrics import log_lines, projection_lines
+from api.schemas import HealthOut
+from api.services import Services
+from projections.status import projection_statuses
+
+
+@get("/health/live", summary="The process is up", opt={"no_metrics": True})
+async def live() -> HealthOut:
+    return HealthOut(status="live", detail="the process is up")
+
+
+@get(
+    "/health/ready",
+    summary="200 once the database answers (and, where this process captures, it has caught up)",
+    responses=None,
+)
+async def ready(services: Services) -> Response[HealthOut]:
+    ok, detail = await services.ready()
+    return Response(
+        HealthOut(status="ready" if ok else "not ready", detail=detail),
+        status_code=200 if ok else 503,
+    )
+
+
+@get("/metrics", summary="Prometheus text metrics", media_type="text/plain; version=0.0.4")
+async def metrics(services: Services) -> str:
+    lines = services.metrics.request_lines()
+    if services.connected:
+        store = services.store
+        head = await store.events.head()
+        cp = await store.checkpoints.get(services.settings.ingester_role)
+        updated = cp.updated_at if cp is not None else None
+        lag = (services.clock.now() - updated).total_seconds() if updated is not None else None
+        lines += log_lines(head.seq, lag, updated)
+        statuses = await projection_statuses(store, list(services.projections.values()))
+        lines += projection_lines((s.name, s.position, s.lag, s.state) for s in statuses)
+    lines.append(f"eventstore_up {int(services.connected)}")
+    return "\n".join(lines) + "\n"
+
+
+ROUTES: list[Any] = [live, ready, metrics]

@@ -1,0 +1,204 @@
+"""Read models: status, rows (filtered, paged), one row; admin: rebuild jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+from litestar import Request, get, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from api.params import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    decode_cursor,
+    encode_cursor,
+    parse_time,
+    path_value,
+)
+from api.problems import ApiError, bad_request, not_found
+from api.schemas import JobCreated, JobOut, ProjectionOut, RowsPage
+from api.services import Services
+from eventstore.codec import rfc3339, to_jsonable
+from projections.status import projection_statuses
+
+
+def _text(name: str, value: str) -> str:
+    return value
+
+
+def _flag(name: str, value: str) -> bool:
+    if value in ("true", "false"):
+        return value == "true"
+    raise bad_request(f"{name}: {value!r} is not true or false")
+
+
+def _time(name: str, value: str) -> datetime:
+    parsed = parse_time(name, value)
+    assert parsed is not None
+    return parsed
+
+
+NUMERIC: Final = None
+# The row fields of each projection (its API contract), in order, and how a filter
+# value is read for the non-numeric ones (None: numeric, not filterable).
+ROW_FIELDS: Final[dict[str, dict[str, Callable[[str, str], Any] | None]]] = {
+    "order_summary": {
+        "entity_key": _text,
+        "number": _text,
+        "customer": NUMERIC,
+        "status": _text,
+        "items": NUMERIC,
+        "total": NUMERIC,
+        "currency": _text,
+        "created_at": _time,
+        "updated_at": _time,
+        "version": NUMERIC,
+        "deleted": _flag,
+    },
+    "orders_by_status": {"status": _text, "count": NUMERIC},
+    "revenue_by_day": {"day": _text, "currency": _text, "revenue": NUMERIC, "orders": NUMERIC},
+    "customer_totals": {
+        "customer": _text,
+        "name": _text,
+        "orders": NUMERIC,
+        "lifetime_spend": NUMERIC,
+        "last_order_at": _time,
+    },
+}
+# Each row's key, from its fields (the cursor of a page is its last row's key).
+ROW_KEY: Final[dict[str, Callable[[dict[str, Any]], Any]]] = {
+    "order_summary": lambda r: r.get("entity_key"),
+    "orders_by_status": lambda r: r.get("status"),
+    "revenue_by_day": lambda r: f"{r.get('day')}:{r.get('currency')}",
+    "customer_totals": lambda r: r.get("customer"),
+}
+# order_summary's `customer` is a sub-document: filtering on it is not offered.
+RESERVED: Final = frozenset({"limit", "after"})
+
+
+def _stored_key(row: dict[str, Any]) -> Any:
+    return row.get("_id")
+
+
+def _fields(name: str) -> dict[str, Callable[[str, str], Any] | None]:
+    return ROW_FIELDS.get(name, {})
+
+
+def _row(name: str, row: dict[str, Any]) -> dict[str, Any]:
+    fields = _fields(name) or {k: None for k in row if k not in ("seq", "_id")}
+    return {f: to_jsonable(row.get(f)) for f in fields}
+
+
+@get("/projections", summary="Every projection: position, lag, state, last rebuild, failure")
+async def list_projections(services: Services) -> list[ProjectionOut]:
+    statuses = await projection_statuses(services.store, list(services.projections.values()))
+    return [
+        ProjectionOut(
+            name=s.name,
+            position=s.position,
+            lag=s.lag,
+            state=s.state,
+            rebuilt_at=rfc3339(s.rebuilt_at) if s.rebuilt_at else None,
+            failed_seq=s.failed_seq,
+            error=s.error,
+        )
+        for s in statuses
+    ]
+
+
+@get(
+    "/projections/{name:str}",
+    summary="A read model's rows in key order, with equality filters on its non-numeric fields",
+    description="Any non-numeric row field is a filter: `?status=paid&currency=EUR`.",
+    opt={"free_query": True},
+)
+async def projection_rows(
+    request: Request[Any, Any, Any],
+    services: Services,
+    name: str,
+    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    after: Annotated[str | None, Parameter(max_length=600)] = None,
+) -> RowsPage:
+    name = path_value(name)
+    projection = services.projection(name)
+    fields = _fields(name)
+    filters: dict[str, Any] = {}
+    for field, values in request.query_params.dict().items():
+        if field in RESERVED:
+            continue
+        if field not in fields:
+            usable = ", ".join(f for f, parse in fields.items() if parse is not None)
+            raise bad_request(
+                f"{name} has no row field {field!r} (filters: {usable}, limit, after)"
+            )
+        parse = fields[field]
+        if parse is None:
+            raise bad_request(f"{field} is numeric: it cannot be filtered on")
+        if len(values) > 1:
+            raise bad_request(f"{field} is given {len(values)} times; give it once")
+        filters[field] = parse(field, values[0])
+    start = decode_cursor(f"rows-{name}", after)
+    rows = await services.store.read_models.query(
+        projection.collection, filters=filters, limit=limit + 1, after=start
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    key_of = ROW_KEY.get(name, _stored_key)
+    last_key = key_of(rows[-1]) if rows else None
+    return RowsPage(
+        items=[_row(name, r) for r in rows],
+        next=encode_cursor(f"rows-{name}", str(last_key))
+        if more and last_key is not None
+        else None,
+    )
+
+
+@get("/projections/{name:str}/{key:str}", summary="One row of a read model, by its key")
+async def projection_row(services: Services, name: str, key: str) -> dict[str, Any]:
+    name, key = path_value(name), path_value(key)
+    projection = services.projection(name)
+    found = await services.store.read_models.get_many(projection.collection, [key])
+    if key not in found:
+        raise not_found(f"no row {key!r} in {name}")
+    return _row(name, found[key])
+
+
+@post(
+    "/projections/{name:str}/rebuild",
+    status_code=HTTP_202_ACCEPTED,
+    summary="Request a rebuild (run by the lease holder, or here when nobody holds the lease)",
+)
+async def rebuild(services: Services, name: str) -> JobCreated:
+    job = await services.request_rebuild(path_value(name))
+    return JobCreated(job=job.job)
+
+
+def _when(value: datetime | None) -> str | None:
+    return rfc3339(value) if value is not None else None
+
+
+@get("/jobs/{job:str}", summary="A rebuild job's state and progress")
+async def get_job(services: Services, job: str) -> JobOut:
+    found = await services.store.jobs.get(path_value(job))
+    if found is None:
+        raise not_found(f"no job {path_value(job)!r}")
+    return JobOut(
+        job=found.job,
+        projection=found.projection,
+        state=found.state,
+        processed=found.processed,
+        total=found.total,
+        requested_at=_when(found.requested_at),
+        started_at=_when(found.started_at),
+        finished_at=_when(found.finished_at),
+        error=found.error,
+    )
+
+
+ROUTES: list[Any] = [list_projections, projection_rows, projection_row]
+ADMIN_ROUTES: list[Any] = [rebuild, get_job]
+
+__all__ = ["ADMIN_ROUTES", "ROUTES", "ApiError"]

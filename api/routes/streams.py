@@ -1,0 +1,204 @@
+"""Streams and entities: listing, history, point in time, diff, verification."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import get
+from litestar.params import Parameter
+
+from api.params import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    encode_cursor,
+    int_cursor,
+    parse_time,
+    path_value,
+)
+from api.problems import ApiError, bad_request
+from api.schemas import (
+    DiffOut,
+    EntitiesPage,
+    EntityOut,
+    EntityVerdictOut,
+    HistoryOut,
+    LogVerdictOut,
+    StateOut,
+    StreamOut,
+    StreamVerdictOut,
+)
+from api.services import Services
+from eventstore import render
+from eventstore.codec import rfc3339
+from eventstore.history import UnknownStream
+from eventstore.keys import relaxed_json
+from eventstore.model import Head
+
+Limit = Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description=f"page size, 1..{MAX_LIMIT}")]
+After = Annotated[
+    str | None, Parameter(description="the `next` value of the previous page", max_length=200)
+]
+Version = Annotated[int, Parameter(ge=1, le=2**62)]
+
+
+@get("/streams", summary="Every captured stream with its counts")
+async def list_streams(services: Services) -> list[StreamOut]:
+    stats = await services.store.events.streams()
+    return [
+        StreamOut(
+            stream=s.stream,
+            entities=s.entities,
+            events=s.events,
+            last_seq=s.last_seq,
+            last_event_at=rfc3339(s.last_event_at) if s.last_event_at else None,
+        )
+        for s in stats
+    ]
+
+
+async def _known_stream(services: Services, stream: str) -> None:
+    captured = services.settings.collections
+    if stream in captured:
+        return
+    names = {s.stream for s in await services.store.events.streams()}
+    if stream not in names:
+        raise UnknownStream(
+            f"unknown stream {stream!r} (captured: {', '.join(sorted(set(captured) | names))})"
+        )
+
+
+@get("/streams/{stream:str}/entities", summary="A stream's entities, most recently changed first")
+async def list_entities(
+    services: Services,
+    stream: str,
+    limit: Limit = DEFAULT_LIMIT,
+    after: After = None,
+) -> EntitiesPage:
+    stream = path_value(stream)
+    before = int_cursor("entities", after)
+    await _known_stream(services, stream)
+    rows = await services.store.events.entities(stream, limit=limit + 1, before_seq=before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return EntitiesPage(
+        items=[
+            EntityOut(
+                entity_key=r.entity_key,
+                entity_id=relaxed_json(r.entity_id),
+                version=r.version,
+                exists=r.exists,
+                last_type=r.last_type,
+                last_event_at=rfc3339(r.last_event_at),
+            )
+            for r in rows
+        ],
+        next=encode_cursor("entities", rows[-1].last_seq) if more and rows else None,
+    )
+
+
+ENTITY = "/streams/{stream:str}/entities/{key:str}"
+
+
+@get(ENTITY + "/history", summary="An entity's events in version order, each with its diff")
+async def entity_history(
+    services: Services,
+    stream: str,
+    key: str,
+    from_version: Version = 1,
+    to_version: Version | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    after: After = None,
+) -> HistoryOut:
+    version = int_cursor("history", after)
+    page = await services.history.history(
+        path_value(stream),
+        path_value(key),
+        from_version=from_version,
+        to_version=to_version,
+        limit=limit,
+        after=None if version is None else str(version),
+    )
+    body = render.history_json(page)
+    if page.next is not None:
+        body["next"] = encode_cursor("history", page.next)
+    return msgspec.convert(body, HistoryOut)
+
+
+@get(ENTITY + "/state", summary="The entity at a time or a version (neither: now)")
+async def entity_state(
+    services: Services,
+    stream: str,
+    key: str,
+    at: Annotated[
+        str | None, Parameter(description="RFC 3339 time with a zone", max_length=64)
+    ] = None,
+    version: Version | None = None,
+) -> StateOut:
+    if at is not None and version is not None:
+        raise bad_request("give `at` or `version`, not both")
+    when = parse_time("at", at)
+    state = await services.history.state(
+        path_value(stream), path_value(key), at=when, version=version
+    )
+    return msgspec.convert(render.state_json(state), StateOut)
+
+
+@get(ENTITY + "/diff", summary="What changed between two versions, field by field")
+async def entity_diff(
+    services: Services,
+    stream: str,
+    key: str,
+    from_version: Version,
+    to_version: Version,
+) -> DiffOut:
+    d = await services.history.diff(path_value(stream), path_value(key), from_version, to_version)
+    return msgspec.convert(render.diff_json(d), DiffOut)
+
+
+@get(ENTITY + "/verify", summary="Recompute one entity's hash chain")
+async def verify_entity(services: Services, stream: str, key: str) -> EntityVerdictOut:
+    verdict = await services.history.verify_entity(path_value(stream), path_value(key))
+    return msgspec.convert(render.entity_verdict_json(verdict), EntityVerdictOut)
+
+
+@get("/streams/{stream:str}/verify", summary="Recompute every entity chain of a stream")
+async def verify_stream(services: Services, stream: str) -> StreamVerdictOut:
+    stream = path_value(stream)
+    await _known_stream(services, stream)
+    verdict = await services.history.verify_stream(stream)
+    return msgspec.convert(render.stream_verdict_json(verdict), StreamVerdictOut)
+
+
+HEX64 = r"^[0-9a-f]{64}$"
+
+
+@get(
+    "/verify", summary="Recompute the global chain along seq, against the recorded or a given head"
+)
+async def verify_log(
+    services: Services,
+    head_seq: Annotated[int | None, Parameter(ge=0, le=2**62)] = None,
+    head_hash: Annotated[str | None, Parameter(max_length=128)] = None,
+) -> LogVerdictOut:
+    if (head_seq is None) != (head_hash is None):
+        raise bad_request("give both head_seq and head_hash (as `eventstore verify --head` prints)")
+    expected: Head | None = None
+    if head_seq is not None and head_hash is not None:
+        expected = Head(seq=head_seq, log_hash=head_hash)
+    verdict = await services.history.verify_log(expected)
+    return msgspec.convert(render.log_verdict_json(verdict), LogVerdictOut)
+
+
+ROUTES: list[Any] = [
+    list_streams,
+    list_entities,
+    entity_history,
+    entity_state,
+    entity_diff,
+    verify_entity,
+    verify_stream,
+    verify_log,
+]
+
+__all__ = ["ROUTES", "ApiError"]

@@ -1,0 +1,178 @@
+"""Response bodies: the JSON shapes of DESIGN.md as msgspec Structs (they are the OpenAPI schema).
+
+Values are already JSON-ready where BSON has no JSON form (`eventstore.render`):
+`entity_id` relaxed Extended JSON, other ObjectIds hex, times RFC 3339 UTC with
+milliseconds, Decimal128 as a string, binary as base64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class FieldChangeOut(msgspec.Struct, kw_only=True):
+    path: str
+    op: str
+    before: Any = None
+    after: Any = None
+
+
+class EventOut(msgspec.Struct, kw_only=True):
+    seq: int
+    id: str
+    stream: str
+    entity_key: str
+    entity_id: Any
+    version: int
+    type: str
+    occurred_at: str
+    recorded_at: str
+    actor: Any
+    inferred: bool
+    document: dict[str, Any] | None
+    changes: dict[str, Any] | None
+    before: dict[str, Any] | None
+    changed_fields: list[str]
+    txn: dict[str, Any] | None
+    hash: str
+    prev_hash: str
+    log_hash: str
+
+
+class HistoryEventOut(EventOut, kw_only=True):
+    diff: list[FieldChangeOut]
+
+
+class HistoryOut(msgspec.Struct, kw_only=True):
+    stream: str
+    entity_key: str
+    events: list[HistoryEventOut]
+    next: str | None
+
+
+class EventsPage(msgspec.Struct, kw_only=True):
+    events: list[EventOut]
+    next: str | None
+
+
+class GapOut(msgspec.Struct, kw_only=True):
+    from_: str = msgspec.field(name="from")
+    to: str
+
+
+class FindingOut(msgspec.Struct, kw_only=True):
+    version: int
+    kind: str
+    detail: str
+
+
+class StateOut(msgspec.Struct, kw_only=True):
+    stream: str
+    entity_key: str
+    version: int
+    as_of: str
+    exists: bool
+    uncertain: bool
+    gap: GapOut | None
+    document: dict[str, Any] | None
+    findings: list[FindingOut] = []
+
+
+class DiffOut(msgspec.Struct, kw_only=True):
+    from_version: int
+    to_version: int
+    changes: list[FieldChangeOut]
+
+
+class StreamOut(msgspec.Struct, kw_only=True):
+    stream: str
+    entities: int
+    events: int
+    last_seq: int
+    last_event_at: str | None
+
+
+class EntityOut(msgspec.Struct, kw_only=True):
+    entity_key: str
+    entity_id: Any
+    version: int
+    exists: bool
+    last_type: str
+    last_event_at: str
+
+
+class EntitiesPage(msgspec.Struct, kw_only=True):
+    items: list[EntityOut]
+    next: str | None
+
+
+class EntityVerdictOut(msgspec.Struct, kw_only=True):
+    valid: bool
+    events_checked: int
+    first_invalid_version: int | None
+    reason: str | None
+
+
+class InvalidEntityOut(msgspec.Struct, kw_only=True):
+    entity_key: str
+    first_invalid_version: int | None
+    reason: str | None
+
+
+class StreamVerdictOut(msgspec.Struct, kw_only=True):
+    valid: bool
+    entities_checked: int
+    events_checked: int
+    invalid: list[InvalidEntityOut]
+
+
+class HeadOut(msgspec.Struct, kw_only=True):
+    seq: int
+    log_hash: str
+
+
+class LogVerdictOut(msgspec.Struct, kw_only=True):
+    valid: bool
+    events_checked: int
+    first_invalid_seq: int | None
+    reason: str | None
+    head: HeadOut
+    head_matches: bool | None
+
+
+class ProjectionOut(msgspec.Struct, kw_only=True):
+    name: str
+    position: int
+    lag: int
+    state: str
+    rebuilt_at: str | None
+    failed_seq: int | None
+    error: str | None
+
+
+class RowsPage(msgspec.Struct, kw_only=True):
+    items: list[dict[str, Any]]
+    next: str | None
+
+
+class JobCreated(msgspec.Struct, kw_only=True):
+    job: str
+
+
+class JobOut(msgspec.Struct, kw_only=True):
+    job: str
+    projection: str
+    state: str
+    processed: int
+    total: int
+    requested_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+
+
+class HealthOut(msgspec.Struct, kw_only=True):
+    status: str
+    detail: str

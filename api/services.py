@@ -1,0 +1,171 @@
+"""What the routes work with: the store, the history service, the projections, readiness.
+
+One `Services` per app, created by the plugin at startup (nothing connects at
+import). When the database cannot be reached at startup the app still serves:
+`/health/live` answers, `/health/ready` and the `/v1` routes answer 503 while a
+background task keeps trying to connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+from api.metrics import Metrics
+from api.problems import ApiError
+from eventstore.clock import SystemClock
+from eventstore.history import History
+from eventstore.model import Job
+from eventstore.ports import Clock, JobConflict, Store
+from eventstore.settings import Settings
+from eventstore.storage import StoreError, open_store
+from projections.orders import ORDER_PROJECTIONS, Projection
+
+log = logging.getLogger("eventstore.api")
+
+RETRY_SECONDS: Final = 2.0
+
+
+class Services:
+    """The app's dependencies; `store` is None until the database has been reached."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        projections: Sequence[Projection] = ORDER_PROJECTIONS,
+        caught_up: Callable[[], bool] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.projections = {p.name: p for p in projections}
+        self.metrics = Metrics()
+        # Where this process captures: True once the ingester has caught up (readiness).
+        self.caught_up = caught_up
+        self._store = store
+        self._owns_store = store is None
+        self._history: History | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connecting: asyncio.Task[None] | None = None
+        self.started = time.time()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the store, or keep trying in the background when the database is away."""
+        if self._store is not None:
+            return
+        try:
+            self._store = await open_store(self.settings)
+        except StoreError as exc:
+            log.warning("database not reachable yet (%s); retrying every %ss", exc, RETRY_SECONDS)
+            self._connecting = asyncio.create_task(self._connect_later())
+
+    async def _connect_later(self) -> None:
+        while self._store is None:
+            await asyncio.sleep(RETRY_SECONDS)
+            try:
+                self._store = await open_store(self.settings)
+                log.info("database reached")
+            except StoreError:
+                continue
+
+    async def stop(self) -> None:
+        """Cancel background work (rebuilds started here resume on another instance) and close."""
+        tasks = [*self._tasks, *([self._connecting] if self._connecting else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._store is not None and self._owns_store:
+            await self._store.close()
+            self._store = None
+
+    # -- access ------------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        """The store; 503 while the database has not been reached."""
+        if self._store is None:
+            raise ApiError(503, "the database is not reachable yet", kind="unavailable")
+        return self._store
+
+    @property
+    def connected(self) -> bool:
+        return self._store is not None
+
+    @property
+    def history(self) -> History:
+        if self._history is None:
+            self._history = History.from_settings(self.store, self.settings)
+        return self._history
+
+    def projection(self, name: str) -> Projection:
+        """A projection by name; 404 listing the known ones."""
+        found = self.projections.get(name)
+        if found is None:
+            known = ", ".join(self.projections)
+            raise ApiError(404, f"unknown projection {name!r} (known: {known})", kind="not-found")
+        return found
+
+    async def ready(self) -> tuple[bool, str]:
+        """Readiness: the database answers, and a capturing process has caught up once."""
+        if self._store is None:
+            return False, "the database is not reachable yet"
+        try:
+            await self._store.events.head()
+        except Exception as exc:  # any failure to read means not ready
+            return False, f"the database does not answer ({type(exc).__name__})"
+        if self.caught_up is not None and not self.caught_up():
+            return False, "the ingester has not caught up with the source yet"
+        return True, "ready"
+
+    # -- rebuilds ----------------------------------------------------------------------------
+    async def request_rebuild(self, name: str) -> Job:
+        """Record a rebuild job; run it here, in the background, when nobody holds the lease.
+
+        Raises `JobConflict` (409) while a rebuild of the projection is queued or running.
+        """
+        from projections.runner import ProjectionRunner
+
+        projection = self.projection(name)
+        runner = ProjectionRunner(
+            self.store,
+            projection,
+            clock=self.clock,
+            history=self.history,
+            batch_size=self.settings.batch_size,
+            lease_seconds=self.settings.lease_seconds,
+        )
+        job = Job(job=uuid.uuid4().hex, projection=name, requested_at=self.clock.now())
+        await self.store.jobs.create(job)
+        if await runner.lease.try_acquire():
+            self.spawn(self._run_job(runner, job))
+        return job
+
+    async def _run_job(self, runner: Any, job: Job) -> None:
+        try:
+            await runner.run_job(job)
+        except Exception:
+            log.exception("rebuild job %s of %s failed", job.job, job.projection)
+        finally:
+            await runner.lease.release()
+
+    def spawn(self, work: Awaitable[Any]) -> None:
+        """Run work in the background, kept until it ends (cancelled at shutdown)."""
+
+        async def wrapped() -> Any:
+            return await work
+
+        task = asyncio.ensure_future(wrapped())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+__all__ = ["JobConflict", "Services"]
