@@ -133,14 +133,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="rebuild every projection")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("demo", help="capture a simulated order workload in memory and report")
+    p = sub.add_parser("run", help="capture, project and serve the API in one process")
+    _add_settings(p)
+    _add_listen(p)
+    _add_workload(p)
+
+    p = sub.add_parser(
+        "demo", help="the whole service on memory:// with simulated order traffic (serves the API)"
+    )
+    _add_settings(p)
+    _add_listen(p)
     p.add_argument("--orders", type=_nonneg_int, default=200, help="initial orders (default 200)")
     p.add_argument(
-        "--changes", type=_nonneg_int, default=2000, help="changes after them (default 2000)"
+        "--rate",
+        type=_nonneg_float,
+        default=5.0,
+        help="changes per second after them; 0 = stop after the orders (default 5)",
     )
     p.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="do not serve: capture --orders and --changes as fast as possible and report",
+    )
+    p.add_argument(
+        "--changes", type=_nonneg_int, default=2000, help="with --report: changes (default 2000)"
+    )
+    p.add_argument("--json", action="store_true", help="with --report: print the summary as JSON")
     return parser
+
+
+def _add_listen(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("HTTP")
+    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    g.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
+
+
+def _port(value: str) -> int:
+    n = _nonneg_int(value)
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {n}")
+    return n
 
 
 def _add_workload(p: argparse.ArgumentParser) -> None:
@@ -189,6 +222,7 @@ _COMMAND_MODULES = (
     "eventstore.commands",
     "eventstore.commands_history",
     "eventstore.commands_projections",
+    "eventstore.commands_run",
 )
 
 

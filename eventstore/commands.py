@@ -196,7 +196,11 @@ async def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    """`eventstore demo`: a simulated order workload captured into memory, then a report."""
+    """`eventstore demo`: serve the whole service on memory://; with --report, capture and report."""
+    if not args.report:
+        from eventstore.commands_run import serve_demo
+
+        return await serve_demo(args, out)
     from eventstore.memory.store import MemoryStore
     from eventstore.sources.memory import MemoryChangeFeed
     from eventstore.sources.simulator import Simulator

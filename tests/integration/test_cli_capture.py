@@ -41,7 +41,7 @@ def write_ndjson(path: Path, *, changes: int = 40, bad_line: int | None = None) 
 
 
 def test_demo_reports_a_verified_capture() -> None:
-    code, out = run("demo", "--orders", "5", "--changes", "60", "--json")
+    code, out = run("demo", "--report", "--orders", "5", "--changes", "60", "--json")
     summary = json.loads(out)
     assert code == 0
     assert summary["events"] == summary["changes"] >= 65

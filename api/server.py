@@ -1,0 +1,64 @@
+"""Serving an app in this process with uvicorn: SIGINT/SIGTERM stop it gracefully, exit 0.
+
+uvicorn re-raises a caught signal after its graceful shutdown (so the process
+dies by it); a service that stopped cleanly should instead return and exit 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Generator
+from typing import Any, TextIO
+
+import uvicorn
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, with signals that only ask it to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+            self._captured_signals.clear()
+
+
+def json_access_log(stream: TextIO | None = None) -> None:
+    """One bare JSON line per request (the app's `eventstore.access` logger) on `stream`."""
+    access = logging.getLogger("eventstore.access")
+    if any(getattr(h, "_eventstore_access", False) for h in access.handlers):
+        return
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler._eventstore_access = True  # type: ignore[attr-defined]
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+
+
+def server(app: Any, *, host: str, port: int, **config: Any) -> GracefulServer:
+    """A server for `app` with the access log off (the app logs one JSON line per request)."""
+    return GracefulServer(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            access_log=False,
+            log_config=None,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            **config,
+        )
+    )

@@ -1,0 +1,115 @@
+"""`eventstore run` (ingester, projector and API in one process) and the serving `demo`.
+
+The API's lifespan starts and stops the workers (api.workers): SIGINT/SIGTERM
+stop taking work, leave the checkpoints stored with each batch, release the
+leases and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import secrets
+import sys
+from typing import Any, TextIO
+from urllib.parse import quote
+
+import msgspec
+
+from eventstore.cli import EXIT_OK, CliError, settings_from
+from eventstore.clock import SystemClock
+from eventstore.commands import build_source, opened_store
+from eventstore.settings import Settings
+
+
+async def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    """`eventstore run`: capture, project and serve the API, until SIGINT/SIGTERM."""
+    settings = settings_from(args)
+    await serve_all(settings, args, out)
+    return EXIT_OK
+
+
+async def serve_all(
+    settings: Settings, args: argparse.Namespace, out: TextIO, *, banner: Any = None
+) -> None:
+    """Open the store, wire the source, and serve the API with the workers in its lifespan."""
+    from api import create_app
+    from api.server import json_access_log, server
+    from api.workers import Workers
+
+    clock = SystemClock()
+    async with opened_store(settings, args) as store:
+        wiring = build_source(settings, store, clock, args)
+        workers = Workers(store, settings, wiring.source, clock=clock, workload=wiring.workload)
+        app = create_app(settings, store=store, clock=clock, caught_up=workers.caught_up)
+
+        async def start_workers() -> None:
+            await workers.start()
+            if banner is not None:
+                app.services.spawn(banner(store))
+
+        async def stop_workers() -> None:
+            await workers.stop()
+
+        app.on_startup.append(start_workers)
+        app.on_shutdown.append(stop_workers)
+        json_access_log(sys.stderr)
+        srv = server(app, host=args.host, port=args.port)
+        await srv.serve()
+        if not srv.started:
+            raise CliError(
+                f"could not serve on {args.host}:{args.port} (is the port in use? see the log above)"
+            )
+        if workers.failure is not None:
+            raise CliError(f"capture failed: {workers.failure}")
+
+
+async def serve_demo(args: argparse.Namespace, out: TextIO) -> int:
+    """`eventstore demo`: `run` on memory:// with the simulator, printing where to look."""
+    settings = settings_from(args)
+    overrides: dict[str, Any] = {"uri": "memory://", "source": "simulator"}
+    generated = None
+    if not settings.admin_key:
+        generated = secrets.token_urlsafe(24)
+        overrides["admin_key"] = generated
+    settings = msgspec.structs.replace(settings, **overrides)
+    base = f"http://{_display_host(args.host)}:{args.port}"
+    lines = [
+        f"eventstore demo: serving {base} (Ctrl-C to stop)",
+        f"  API docs       {base}/schema",
+        f"  OpenAPI        {base}/schema/openapi.json",
+    ]
+    if importlib.util.find_spec("api.explorer") is not None:
+        lines.insert(2, f"  explorer       {base}/explorer")
+    if generated is not None:
+        lines.append(
+            f"  admin key      {generated}  (generated; set EVENTSTORE_ADMIN_KEY to choose)"
+        )
+    print("\n".join(lines), file=out, flush=True)
+
+    async def example(store: Any) -> None:
+        stream = settings.collections[0]
+        seen = 0
+        while True:
+            found = await store.events.entities(stream, limit=1)
+            if found:
+                key = found[0].entity_key
+                path_key = quote(key, safe="")
+                print(
+                    f"  example order  {base}/v1/streams/{stream}/entities/{path_key}/history",
+                    file=out,
+                    flush=True,
+                )
+                return
+            await store.events.wait_for_append(seen, 1.0)
+            seen = (await store.events.head()).seq
+
+    await serve_all(settings, args, out, banner=example)
+    return EXIT_OK
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+
+
+__all__ = ["cmd_run", "serve_demo"]
