@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +28,17 @@ def utc_ms(value: datetime) -> datetime:
     """`value` as an aware UTC datetime truncated to milliseconds (MongoDB's precision)."""
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def ceil_ms(value: datetime) -> datetime:
+    """`value` as an aware UTC datetime rounded up to the millisecond.
+
+    A time bound compared with stored (millisecond) times keeps its meaning this
+    way: `t >= x` and `t < x` hold exactly when they hold for `ceil_ms(x)`.
+    """
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    below = value.microsecond % 1000
+    return value if not below else value + timedelta(microseconds=1000 - below)
 
 
 def as_utc(value: Any) -> Any:
@@ -194,6 +205,7 @@ __all__ = [
     "EXTJSON_OPTIONS",
     "RELAXED_JSON_OPTIONS",
     "as_utc",
+    "ceil_ms",
     "checkpoint_doc",
     "checkpoint_from_doc",
     "event_doc",

@@ -113,7 +113,7 @@ class EventLog(Protocol):
         """
         ...
 
-    async def wait_for_append(self, after_seq: int, timeout: float) -> bool:
+    async def wait_for_append(self, after_seq: int, timeout: float) -> bool:  # noqa: ASYNC109
         """Wait until the log holds an event with `seq > after_seq`, or `timeout` seconds pass.
 
         True when it does. Wakes on the append itself where it can (the memory

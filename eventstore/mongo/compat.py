@@ -3,12 +3,16 @@
 - `aggregate`: PyMongo Async returns a coroutine of a cursor; mongomock-motor the cursor.
 - `session=`: mongomock refuses the keyword even when it is None.
 - `close`: a coroutine on `AsyncMongoClient`, a plain method on mongomock's client.
+- `watch`: a coroutine of a change stream in PyMongo Async; mongomock-motor has none.
 """
 
 from __future__ import annotations
 
 import inspect
 from typing import Any
+
+from pymongo.asynchronous.change_stream import AsyncChangeStream
+from pymongo.asynchronous.collection import AsyncCollection
 
 
 async def aggregate_list(
@@ -32,3 +36,18 @@ async def close_client(client: Any) -> None:
     result = client.close()
     if inspect.isawaitable(result):
         await result
+
+
+async def watch(
+    collection: Any, pipeline: list[dict[str, Any]], **kw: Any
+) -> AsyncChangeStream[dict[str, Any]]:
+    """Open a change stream on a collection (the `aggregate` is sent before this returns).
+
+    Raises `NotImplementedError` where the collection cannot have one: mongomock-motor
+    (whose `watch` is a sub-collection named `watch`). A server without change streams
+    (a standalone) answers the `aggregate` with an `OperationFailure` instead.
+    """
+    if not isinstance(collection, AsyncCollection):
+        raise NotImplementedError(f"{type(collection).__name__} has no change streams")
+    stream: AsyncChangeStream[dict[str, Any]] = await collection.watch(pipeline, **kw)
+    return stream

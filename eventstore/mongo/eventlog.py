@@ -2,37 +2,66 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any, Final
 
+from bson import Int64
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
-from eventstore.codec import event_doc, event_from_doc
+from eventstore.codec import as_utc, ceil_ms, event_doc, event_from_doc
 from eventstore.keys import typed_key
-from eventstore.model import LIVE_TYPES, STREAM_KEY, EntityHead, Event, Head
+from eventstore.model import (
+    LIVE_TYPES,
+    STREAM_KEY,
+    EntityHead,
+    EntitySummary,
+    Event,
+    EventQuery,
+    Head,
+    StreamStats,
+)
 from eventstore.mongo import compat
 from eventstore.mongo.collections import EVENTS
 from eventstore.ports import LogConflict
 
+log = logging.getLogger(__name__)
+
 # (keys, options) of every index of `events`; migrations create the same ones.
+# The audit query's indexes end in `seq`, so a page by type, field or actor is
+# read in seq order after `after_seq` (`changed_fields` is multikey).
 INDEXES: Final[tuple[tuple[list[tuple[str, int]], dict[str, Any]], ...]] = (
     ([("seq", ASCENDING)], {"unique": True}),
     ([("stream", ASCENDING), ("entity_id", ASCENDING), ("version", ASCENDING)], {"unique": True}),
     ([("stream", ASCENDING), ("occurred_at", ASCENDING)], {}),
-    ([("changed_fields", ASCENDING)], {}),
-    ([("actor", ASCENDING)], {}),
-    ([("type", ASCENDING)], {}),
+    ([("stream", ASCENDING), ("seq", ASCENDING)], {}),
+    ([("occurred_at", ASCENDING)], {}),
+    ([("changed_fields", ASCENDING), ("seq", ASCENDING)], {}),
+    ([("actor", ASCENDING), ("seq", ASCENDING)], {}),
+    ([("type", ASCENDING), ("seq", ASCENDING)], {}),
     ([("stream", ASCENDING), ("entity_key", ASCENDING)], {}),
 )
+# The server-side bound of one audit query page (maxTimeMS).
+QUERY_MAX_TIME_MS: Final = 5000
+# Waiting for an append without a change stream: head polls 50 ms apart, doubling to 1 s.
+POLL_FIRST: Final = 0.05
+POLL_MAX: Final = 1.0
+# Change-stream `aggregate` errors meaning "not here": a standalone server (40573),
+# a server that does not know the stage (40324), a user without the changeStream action (13).
+_NO_CHANGE_STREAM: Final = frozenset({13, 40324, 40573})
 _HEAD_FIELDS: Final = ("stream", "entity_id", "entity_key", "version", "hash", "type", "actor")
 # Newest version first: the unique (stream, entity_id, version) index read backwards.
 _NEWEST_FIRST: Final = {"stream": -1, "entity_id": -1, "version": -1}
 _NEWEST_PER_ENTITY: Final = {
     "$group": {"_id": "$entity_id", **{f: {"$first": f"${f}"} for f in _HEAD_FIELDS}}
 }
+# The fields of an entity's newest event that `entities` lists.
+_SUMMARY_FIELDS: Final = ("entity_id", "entity_key", "version", "type", "occurred_at", "seq")
 _DUPLICATE_KEY: Final = 11000
 
 
@@ -45,6 +74,46 @@ def _entity_head(doc: Mapping[str, Any]) -> EntityHead:
         hash=doc["hash"],
         type=doc["type"],
         actor=doc.get("actor"),
+    )
+
+
+def audit_filter(q: EventQuery, *, after_seq: int = 0) -> dict[str, Any]:
+    """The `find` filter of an audit query page (every criterion ANDed, `seq > after_seq`)."""
+    if q.entity_ids is not None and q.stream is None:
+        raise ValueError("an audit query by entity needs the stream")
+    found: dict[str, Any] = {}
+    if q.stream is not None:
+        found["stream"] = q.stream
+    if q.entity_ids is not None:
+        # `$in` keeps BSON types apart: int 42 is not "42".
+        found["entity_id"] = {"$in": list(q.entity_ids)}
+    if q.types:
+        found["type"] = {"$in": sorted(set(q.types))}
+    if q.field is not None:
+        # The path itself or one beneath it: an anchored prefix, which the index bounds.
+        found["changed_fields"] = {"$regex": f"^{re.escape(q.field)}(\\.|$)"}
+    if q.actor is not None:
+        found["actor"] = q.actor
+    if q.since is not None or q.until is not None:
+        window: dict[str, Any] = {}
+        if q.since is not None:
+            window["$gte"] = ceil_ms(q.since)
+        if q.until is not None:
+            window["$lt"] = ceil_ms(q.until)
+        found["occurred_at"] = window
+    found["seq"] = {"$gt": Int64(max(after_seq, 0))}
+    return found
+
+
+def _entity_summary(doc: Mapping[str, Any]) -> EntitySummary:
+    return EntitySummary(
+        entity_key=doc["entity_key"],
+        entity_id=doc["entity_id"],
+        version=int(doc["version"]),
+        exists=doc["type"] in LIVE_TYPES,
+        last_type=doc["type"],
+        last_event_at=as_utc(doc["occurred_at"]),
+        last_seq=int(doc["seq"]),
     )
 
 
@@ -86,11 +155,18 @@ def _duplicate_index(error: Mapping[str, Any]) -> str:
 class MongoEventLog:
     """The `EventLog` port on a MongoDB database (collection `events`)."""
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], *, query_max_time_ms: int = QUERY_MAX_TIME_MS
+    ) -> None:
+        if query_max_time_ms < 1:
+            raise ValueError("query_max_time_ms must be at least 1")
         self._coll = db[EVENTS]
+        self._query_max_time_ms = query_max_time_ms
         # The newest seq this instance knows of: a hint that spares a head query
         # per append. A wrong hint costs one query, never a wrong answer.
         self._head_hint: int | None = None
+        # Whether `events` can be watched: None until the first wait tries.
+        self._change_streams: bool | None = None
 
     async def ensure_indexes(self) -> None:
         """Create the unique indexes on `seq` and (stream, entity_id, version), and the rest."""
@@ -264,3 +340,149 @@ class MongoEventLog:
         head = Head() if doc is None else Head(seq=int(doc["seq"]), log_hash=doc["log_hash"])
         self._head_hint = head.seq
         return head
+
+    async def query(self, q: EventQuery, *, after_seq: int = 0, limit: int = 100) -> list[Event]:
+        """One `find` in seq order, bounded by `maxTimeMS` (raises `ExecutionTimeout` past it).
+
+        The planner picks the index: (stream, entity_id, version), (type, seq),
+        (changed_fields, seq), (actor, seq), (occurred_at) or (stream, seq). A
+        field prefix spans several keys of the multikey index, so its matches
+        may be sorted in memory: `maxTimeMS` bounds that too.
+        """
+        if limit <= 0:
+            return []  # the driver reads limit 0 as "no limit"
+        cursor = (
+            self._coll.find(audit_filter(q, after_seq=after_seq))
+            .sort("seq", ASCENDING)
+            .limit(limit)
+            .max_time_ms(self._query_max_time_ms)
+        )
+        return [event_from_doc(doc) for doc in await cursor.to_list(None)]
+
+    async def streams(self) -> list[StreamStats]:
+        """One aggregate over the whole log (newest first along the seq index): O(events).
+
+        An entity is counted by its one version-1 event.
+        """
+        pipeline: list[dict[str, Any]] = [
+            {"$sort": {"seq": -1}},
+            {
+                "$group": {
+                    "_id": "$stream",
+                    "events": {"$sum": 1},
+                    "entities": {
+                        "$sum": {
+                            "$cond": [
+                                {
+                                    "$and": [
+                                        {"$eq": ["$version", 1]},
+                                        # $literal: "$stream" would name the field.
+                                        {"$ne": ["$entity_key", {"$literal": STREAM_KEY}]},
+                                    ]
+                                },
+                                1,
+                                0,
+                            ]
+                        }
+                    },
+                    "last_seq": {"$first": "$seq"},
+                    "last_event_at": {"$first": "$occurred_at"},
+                }
+            },
+            {"$sort": {"_id": 1}},
+        ]
+        docs = await compat.aggregate_list(self._coll, pipeline)
+        return [
+            StreamStats(
+                stream=doc["_id"],
+                entities=int(doc["entities"]),
+                events=int(doc["events"]),
+                last_seq=int(doc["last_seq"]),
+                last_event_at=as_utc(doc["last_event_at"]),
+            )
+            for doc in docs
+        ]
+
+    async def entities(
+        self, stream: str, *, limit: int, before_seq: int | None = None
+    ) -> list[EntitySummary]:
+        """One aggregate: the newest event of each entity, then the page by seq descending.
+
+        It reads every event of the stream (along the (stream, entity_id, version)
+        index) for each page: O(events of the stream), fine for a listing, not a hot path.
+        """
+        if limit <= 0:
+            return []
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"stream": stream, "entity_key": {"$ne": STREAM_KEY}}},
+            {"$sort": _NEWEST_FIRST},
+            {
+                "$group": {
+                    "_id": "$entity_id",
+                    **{f: {"$first": f"${f}"} for f in _SUMMARY_FIELDS},
+                }
+            },
+        ]
+        if before_seq is not None:
+            pipeline.append({"$match": {"seq": {"$lt": Int64(before_seq)}}})
+        pipeline += [{"$sort": {"seq": -1}}, {"$limit": limit}]
+        docs = await compat.aggregate_list(self._coll, pipeline)
+        return [_entity_summary(doc) for doc in docs]
+
+    async def wait_for_append(self, after_seq: int, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait on a change stream of `events` where the server has one, else poll the head.
+
+        The stream is opened before the head is checked, so an insert in between
+        is not missed. Where watching fails for want of support (mongomock-motor;
+        a standalone server, error 40573), that is remembered and the head is
+        polled 50 ms, 100 ms, ... up to 1 s apart, within the timeout.
+        """
+        if timeout <= 0:
+            return (await self.head()).seq > after_seq
+        deadline = asyncio.get_running_loop().time() + timeout
+        if self._change_streams is not False:
+            try:
+                return await self._wait_watching(after_seq, deadline)
+            except NotImplementedError as exc:
+                self._no_change_streams(str(exc))
+            except OperationFailure as exc:
+                if exc.code not in _NO_CHANGE_STREAM:
+                    raise
+                self._no_change_streams(f"the server refused one (code {exc.code})")
+        return await self._wait_polling(after_seq, deadline)
+
+    def _no_change_streams(self, reason: str) -> None:
+        self._change_streams = False
+        log.info("waiting for appends by polling the head: no change stream on events (%s)", reason)
+
+    async def _wait_watching(self, after_seq: int, deadline: float) -> bool:
+        loop = asyncio.get_running_loop()
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"operationType": "insert", "fullDocument.seq": {"$gt": Int64(after_seq)}}},
+            {"$project": {"fullDocument.seq": 1}},
+        ]
+        wait_ms = max(round((deadline - loop.time()) * 1000), 1)
+        stream = await compat.watch(self._coll, pipeline, max_await_time_ms=wait_ms)
+        self._change_streams = True
+        async with stream:
+            if (await self.head()).seq > after_seq:
+                return True
+            while stream.alive:
+                if await stream.try_next() is not None:
+                    return True
+                if loop.time() >= deadline:
+                    return False
+        # The stream ended (the collection was dropped or renamed): poll for the rest.
+        return await self._wait_polling(after_seq, deadline)
+
+    async def _wait_polling(self, after_seq: int, deadline: float) -> bool:
+        loop = asyncio.get_running_loop()
+        delay = POLL_FIRST
+        while True:
+            if (await self.head()).seq > after_seq:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, POLL_MAX)

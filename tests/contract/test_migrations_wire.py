@@ -266,9 +266,11 @@ async def test_a_full_run_applies_every_step_once(client: Client, replica_set: R
         ("seq_1", True),
         ("stream_1_entity_id_1_version_1", True),
         ("stream_1_occurred_at_1", False),
-        ("changed_fields_1", False),
-        ("actor_1", False),
-        ("type_1", False),
+        ("stream_1_seq_1", False),
+        ("occurred_at_1", False),
+        ("changed_fields_1_seq_1", False),
+        ("actor_1_seq_1", False),
+        ("type_1_seq_1", False),
         ("stream_1_entity_key_1", False),
     ]
 

@@ -117,12 +117,14 @@ def test_the_demo_serves_the_whole_api_and_stops_cleanly_on_sigterm(
         job = accepted.json()["job"]
         done = wait_for(
             lambda: (
-                j := http.get(
-                    f"/v1/admin/jobs/{job}", headers={"authorization": f"Bearer {ADMIN}"}
-                ).json()
-            )["state"]
-            == "succeeded"
-            and j
+                (
+                    j := http.get(
+                        f"/v1/admin/jobs/{job}", headers={"authorization": f"Bearer {ADMIN}"}
+                    ).json()
+                )["state"]
+                == "succeeded"
+                and j
+            )
         )
         assert done["processed"] == done["total"] == head
 
