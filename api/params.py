@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+import hashlib
+import weakref
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import unquote
 
 from litestar import Request
+from litestar.enums import ParamType
 from litestar.handlers import BaseRouteHandler
+from litestar.params import ParameterKwarg
 
 from api.problems import bad_request
 
@@ -24,6 +28,18 @@ MAX_LIMIT: Final = 1000
 def encode_cursor(kind: str, value: str | int) -> str:
     """An opaque page cursor for a listing `kind`."""
     return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
+
+
+def listing(kind: str, *parts: str) -> str:
+    """The cursor kind of one listing of `kind` (a stream's entities, an entity's history).
+
+    A cursor carries it, so a `next` of one stream or entity is refused by another
+    instead of silently starting another listing part-way.
+    """
+    if not parts:
+        return kind
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:12]
+    return f"{kind}.{digest}"
 
 
 def decode_cursor(kind: str, cursor: str | None) -> str | None:
@@ -62,7 +78,10 @@ def parse_time(name: str, value: str | None) -> datetime | None:
         ) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise bad_request(f"{name}: {value!r} has no time zone; add `Z` or an offset like +01:00")
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 lies before the first representable instant
+        raise bad_request(f"{name}: {value!r} is out of range once in UTC") from None
 
 
 def path_value(value: str) -> str:
@@ -70,18 +89,34 @@ def path_value(value: str) -> str:
     return unquote(value) if "%" in value else value
 
 
-def _declared(handler: BaseRouteHandler) -> set[str]:
+# Handler arguments Litestar fills from the connection itself, never from the query.
+_RESERVED: Final = frozenset(
+    {"request", "socket", "scope", "state", "headers", "cookies", "query", "body", "data"}
+    | {"receive", "send"}
+)
+
+
+def _declared(handler: BaseRouteHandler, path_params: set[str]) -> frozenset[str]:
+    """The query parameters a handler takes: not its path parameters, dependencies or reserved names."""
     names: set[str] = set()
+    dependencies = set(handler.resolve_dependencies())
     for name, param in handler.parsed_fn_signature.parameters.items():
-        kwarg = param.kwarg_definition
-        alias = getattr(kwarg, "query", None)
-        if getattr(kwarg, "header", None) or getattr(kwarg, "cookie", None):
+        if name in dependencies or name in _RESERVED:
             continue
-        names.add(alias or name)
-    return names
+        kwarg = param.kwarg_definition
+        if isinstance(kwarg, ParameterKwarg):
+            if kwarg.param_type is ParamType.QUERY and name not in path_params:
+                names.add(kwarg.name or kwarg.query or name)
+            continue  # a header, cookie or path parameter
+        if name not in path_params:
+            names.add(name)
+    return frozenset(names)
 
 
-_ALLOWED_CACHE: dict[int, frozenset[str]] = {}
+# Per handler (weakly: apps built and dropped, as in tests, must not leave ids to be reused).
+_ALLOWED_CACHE: weakref.WeakKeyDictionary[BaseRouteHandler, frozenset[str]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
@@ -92,12 +127,12 @@ async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
     handler = request.route_handler
     if handler.opt.get("free_query"):
         return
-    allowed = _ALLOWED_CACHE.get(id(handler))
+    allowed = _ALLOWED_CACHE.get(handler)
     if allowed is None:
-        allowed = _ALLOWED_CACHE[id(handler)] = frozenset(_declared(handler))
+        allowed = _ALLOWED_CACHE[handler] = _declared(handler, set(request.path_params))
     unknown = sorted(set(request.query_params.keys()) - allowed)
     if unknown:
-        known = ", ".join(sorted(allowed - {"request", "services", "state"})) or "none"
+        known = ", ".join(sorted(allowed)) or "none"
         raise bad_request(
             f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(unknown)} (this endpoint takes: {known})"

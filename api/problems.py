@@ -8,6 +8,7 @@ is logged with its traceback server-side and answered with a bare 500 problem.
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -90,10 +91,17 @@ def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Problem]:
     return problem(exc.status, exc.detail, kind=exc.kind, headers=exc.headers)
 
 
+def _kind(exc: HistoryError) -> str | None:
+    """`UnknownEntity` -> `unknown-entity`; the plain HistoryError takes its status's slug."""
+    if type(exc) is HistoryError:
+        return None
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", type(exc).__name__).lower()
+
+
 def _history_error(_: Request[Any, Any, Any], exc: HistoryError) -> Response[Problem]:
     if isinstance(exc, AmbiguousKey):
         return problem(409, str(exc), kind="ambiguous-key", typed_keys=exc.typed_keys)
-    return problem(exc.status, str(exc), kind=type(exc).__name__.lower())
+    return problem(exc.status, str(exc), kind=_kind(exc))
 
 
 def _job_conflict(_: Request[Any, Any, Any], exc: JobConflict) -> Response[Problem]:
@@ -107,7 +115,10 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
         for e in (errors or [])
         if isinstance(e, dict)
     ]
-    detail = "; ".join(parts) or "the request is malformed"
+    # Without per-field errors Litestar says what is wrong in the detail
+    # ("Missing required query parameter 'x' for path /..."): keep the first part.
+    said = str(exc.detail or "").split(" for path ", 1)[0].strip()
+    detail = "; ".join(parts) or said or "the request is malformed"
     clean = [
         {k: v for k, v in e.items() if k in ("key", "message", "source")}
         for e in (errors or [])

@@ -14,7 +14,9 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
+
+from litestar.di import NamedDependency
 
 from api.metrics import Metrics
 from api.problems import ApiError
@@ -150,8 +152,14 @@ class Services:
         return job
 
     async def _run_job(self, runner: Any, job: Job) -> None:
+        from projections.runner import STOPPED
+
         try:
             await runner.run_job(job)
+            # Nobody follows the projection after a rebuild run here (a projector would
+            # have held the lease): say so, while still holding the lease.
+            runner.status.state = STOPPED
+            await runner.publish()
         except Exception:
             log.exception("rebuild job %s of %s failed", job.job, job.projection)
         finally:
@@ -168,4 +176,7 @@ class Services:
         task.add_done_callback(self._tasks.discard)
 
 
-__all__ = ["JobConflict", "Services"]
+# What handlers declare to receive the app's `Services` (injected by name: `services`).
+ServicesDep: TypeAlias = NamedDependency[Services]
+
+__all__ = ["JobConflict", "Services", "ServicesDep"]

@@ -11,18 +11,20 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Request, Response, get
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 from litestar.response.sse import ServerSentEvent, ServerSentEventMessage
 
 from api.params import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor, int_cursor, parse_time
 from api.problems import ApiError, bad_request
 from api.schemas import EventOut, EventsPage
-from api.services import Services
+from api.services import Services, ServicesDep
 from eventstore import render
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.model import EVENT_TYPES, Event, EventQuery
+from eventstore.ports import EventLog
 
+JSON: Final = "application/json"
 NDJSON: Final = "application/x-ndjson"
 CSV: Final = "text/csv"
 CSV_COLUMNS: Final = (
@@ -39,7 +41,7 @@ CSV_COLUMNS: Final = (
 EXPORT_PAGE: Final = 500
 HEARTBEAT_SECONDS: Final = 15.0
 
-Text = Annotated[str | None, Parameter(max_length=512)]
+Text = Annotated[str | None, QueryParameter(max_length=512)]
 
 
 async def _query(
@@ -80,11 +82,11 @@ async def _query(
 
 
 def _wants(request: Request[Any, Any, Any]) -> str | None:
-    accept = request.headers.get("accept", "")
-    for media in (NDJSON, CSV):
-        if media in accept:
-            return media
-    return None
+    """The export the client prefers by its `Accept` (quality values honoured), else None (JSON)."""
+    if "accept" not in request.headers:
+        return None
+    best = request.accept.best_match([JSON, NDJSON, CSV], default=JSON)
+    return best if best in (NDJSON, CSV) else None
 
 
 @get(
@@ -98,27 +100,39 @@ def _wants(request: Request[Any, Any, Any]) -> str | None:
 )
 async def query_events(
     request: Request[Any, Any, Any],
-    services: Services,
+    services: ServicesDep,
     stream: Text = None,
     entity: Text = None,
-    types: Annotated[list[str] | None, Parameter(query="type")] = None,
+    types: Annotated[
+        list[str] | None, QueryParameter(name="type", description="an event type; may repeat")
+    ] = None,
     field: Text = None,
     actor: Text = None,
-    since: Annotated[str | None, Parameter(max_length=64)] = None,
-    until: Annotated[str | None, Parameter(max_length=64)] = None,
-    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    after: Annotated[str | None, Parameter(max_length=200)] = None,
+    since: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    until: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    after: Annotated[str | None, QueryParameter(max_length=200)] = None,
 ) -> EventsPage | Response[Any]:
     q = await _query(services, stream, entity, types, field, actor, since, until)
     start = int_cursor("events", after) or 0
     media = _wants(request)
     if media is not None:
-        rows = _export(services, q, start, media)
+        # The first page is read before the response starts: an unreachable database
+        # is a 503 problem, not a stream that breaks after a 200.
+        log = services.store.events
+        first = await log.query(q, after_seq=start, limit=EXPORT_PAGE)
+        rows = _export(log, q, first, media)
         name = "events.ndjson" if media == NDJSON else "events.csv"
+        content_type = media if media == NDJSON else f"{CSV}; charset=utf-8"
+        # The content type goes in the headers too: the route's JSON media type
+        # would otherwise take precedence over the Stream's own.
         return Stream(
             rows,
-            media_type=media if media == NDJSON else f"{CSV}; charset=utf-8",
-            headers={"content-disposition": f'attachment; filename="{name}"'},
+            media_type=content_type,
+            headers={
+                "content-type": content_type,
+                "content-disposition": f'attachment; filename="{name}"',
+            },
         )
     found = await services.store.events.query(q, after_seq=start, limit=limit + 1)
     more = len(found) > limit
@@ -129,16 +143,14 @@ async def query_events(
     )
 
 
-async def _matches(services: Services, q: EventQuery, start: int) -> AsyncIterator[list[Event]]:
-    after = start
-    while True:
-        page = await services.store.events.query(q, after_seq=after, limit=EXPORT_PAGE)
-        if not page:
-            return
+async def _matches(log: EventLog, q: EventQuery, first: list[Event]) -> AsyncIterator[list[Event]]:
+    """`first` (the first page of matches), then the following pages until the last."""
+    page = first
+    while page:
         yield page
         if len(page) < EXPORT_PAGE:
             return
-        after = page[-1].seq
+        page = await log.query(q, after_seq=page[-1].seq, limit=EXPORT_PAGE)
 
 
 def _csv_row(e: Event) -> list[Any]:
@@ -156,7 +168,7 @@ def _csv_row(e: Event) -> list[Any]:
 
 
 async def _export(
-    services: Services, q: EventQuery, start: int, media: str
+    log: EventLog, q: EventQuery, first: list[Event], media: str
 ) -> AsyncIterator[bytes]:
     encoder = msgspec.json.Encoder()
     if media == CSV:
@@ -164,7 +176,7 @@ async def _export(
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
         yield buffer.getvalue().encode()
-    async for page in _matches(services, q, start):
+    async for page in _matches(log, q, first):
         if media == NDJSON:
             yield b"".join(encoder.encode(render.event_json(e)) + b"\n" for e in page)
         else:
@@ -186,13 +198,15 @@ async def _export(
 )
 async def live_events(
     request: Request[Any, Any, Any],
-    services: Services,
+    services: ServicesDep,
     stream: Text = None,
-    after: Annotated[int | None, Parameter(ge=0, le=2**62)] = None,
-    limit: Annotated[int | None, Parameter(ge=1, le=10**9)] = None,
-    seconds: Annotated[float | None, Parameter(query="timeout", gt=0, le=86400)] = None,
-    last_event_id: Annotated[str | None, Parameter(header="last-event-id")] = None,
+    after: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
+    limit: Annotated[int | None, QueryParameter(ge=1, le=10**9)] = None,
+    seconds: Annotated[float | None, QueryParameter(name="timeout", gt=0, le=86400)] = None,
+    last_event_id: Annotated[str | None, HeaderParameter(name="last-event-id")] = None,
 ) -> ServerSentEvent:
+    if stream is not None and not stream.strip():
+        raise bad_request("`stream` is empty")
     start = after
     if start is None and last_event_id is not None:
         if not last_event_id.strip().isdecimal():
@@ -202,13 +216,13 @@ async def live_events(
         start = (await services.store.events.head()).seq
     q = EventQuery(stream=stream)
     heartbeat = getattr(services, "heartbeat_seconds", HEARTBEAT_SECONDS)
-    return ServerSentEvent(
-        _tail(services, q, start, limit=limit, seconds=seconds, heartbeat=heartbeat)
-    )
+    # The log is resolved before the response starts: no database is a 503 problem.
+    log = services.store.events
+    return ServerSentEvent(_tail(log, q, start, limit=limit, seconds=seconds, heartbeat=heartbeat))
 
 
 async def _tail(
-    services: Services,
+    log: EventLog,
     q: EventQuery,
     start: int,
     *,
@@ -216,11 +230,16 @@ async def _tail(
     seconds: float | None,
     heartbeat: float,
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """Events after `start` as they are appended; a heartbeat comment while idle."""
-    log = services.store.events
+    """Events after `start` as they are appended; a heartbeat comment after `heartbeat` quiet seconds.
+
+    `seconds` bounds the whole connection (a backlog included), `limit` the events sent.
+    Appends to other streams wake the wait but do not count as output: a filtered
+    tail still gets its heartbeat.
+    """
     deadline = None if seconds is None else time.monotonic() + seconds
     sent = 0
     emitted = start
+    quiet_since = time.monotonic()
     encoder = msgspec.json.Encoder()
     while True:
         # The head is read before the query: an append after it wakes the wait below.
@@ -234,17 +253,21 @@ async def _tail(
             sent += 1
             if limit is not None and sent >= limit:
                 return
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return
         if page:
+            quiet_since = now
             continue
-        wait = heartbeat
+        if now - quiet_since >= heartbeat:
+            # A comment line only: with a (default, empty) data line, EventSource would
+            # dispatch an empty message event for every heartbeat.
+            yield ServerSentEventMessage(comment="heartbeat", data=None)
+            quiet_since = now
+        wait = heartbeat - (now - quiet_since)
         if deadline is not None:
-            wait = min(wait, deadline - time.monotonic())
-            if wait <= 0:
-                return
-        if not await log.wait_for_append(max(head, emitted), wait):
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            yield ServerSentEventMessage(comment="heartbeat")
+            wait = min(wait, deadline - now)
+        await log.wait_for_append(max(head, emitted), wait)
 
 
 ROUTES: list[Any] = [query_events, live_events]

@@ -8,7 +8,7 @@ from litestar import Response, get
 
 from api.metrics import log_lines, projection_lines
 from api.schemas import HealthOut
-from api.services import Services
+from api.services import ServicesDep
 from projections.status import projection_statuses
 
 
@@ -22,7 +22,7 @@ async def live() -> HealthOut:
     summary="200 once the database answers (and, where this process captures, it has caught up)",
     responses=None,
 )
-async def ready(services: Services) -> Response[HealthOut]:
+async def ready(services: ServicesDep) -> Response[HealthOut]:
     ok, detail = await services.ready()
     return Response(
         HealthOut(status="ready" if ok else "not ready", detail=detail),
@@ -31,7 +31,7 @@ async def ready(services: Services) -> Response[HealthOut]:
 
 
 @get("/metrics", summary="Prometheus text metrics", media_type="text/plain; version=0.0.4")
-async def metrics(services: Services) -> str:
+async def metrics(services: ServicesDep) -> str:
     lines = services.metrics.request_lines()
     if services.connected:
         store = services.store

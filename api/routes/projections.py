@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Final
 
 from litestar import Request, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from api.params import (
@@ -20,7 +20,7 @@ from api.params import (
 )
 from api.problems import ApiError, bad_request, not_found
 from api.schemas import JobCreated, JobOut, ProjectionOut, RowsPage
-from api.services import Services
+from api.services import ServicesDep
 from eventstore.codec import rfc3339, to_jsonable
 from projections.status import projection_statuses
 
@@ -93,7 +93,7 @@ def _row(name: str, row: dict[str, Any]) -> dict[str, Any]:
 
 
 @get("/projections", summary="Every projection: position, lag, state, last rebuild, failure")
-async def list_projections(services: Services) -> list[ProjectionOut]:
+async def list_projections(services: ServicesDep) -> list[ProjectionOut]:
     statuses = await projection_statuses(services.store, list(services.projections.values()))
     return [
         ProjectionOut(
@@ -117,10 +117,10 @@ async def list_projections(services: Services) -> list[ProjectionOut]:
 )
 async def projection_rows(
     request: Request[Any, Any, Any],
-    services: Services,
-    name: str,
-    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    after: Annotated[str | None, Parameter(max_length=600)] = None,
+    services: ServicesDep,
+    name: FromPath[str],
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    after: Annotated[str | None, QueryParameter(max_length=600)] = None,
 ) -> RowsPage:
     name = path_value(name)
     projection = services.projection(name)
@@ -157,7 +157,9 @@ async def projection_rows(
 
 
 @get("/projections/{name:str}/{key:str}", summary="One row of a read model, by its key")
-async def projection_row(services: Services, name: str, key: str) -> dict[str, Any]:
+async def projection_row(
+    services: ServicesDep, name: FromPath[str], key: FromPath[str]
+) -> dict[str, Any]:
     name, key = path_value(name), path_value(key)
     projection = services.projection(name)
     found = await services.store.read_models.get_many(projection.collection, [key])
@@ -171,7 +173,7 @@ async def projection_row(services: Services, name: str, key: str) -> dict[str, A
     status_code=HTTP_202_ACCEPTED,
     summary="Request a rebuild (run by the lease holder, or here when nobody holds the lease)",
 )
-async def rebuild(services: Services, name: str) -> JobCreated:
+async def rebuild(services: ServicesDep, name: FromPath[str]) -> JobCreated:
     job = await services.request_rebuild(path_value(name))
     return JobCreated(job=job.job)
 
@@ -181,7 +183,7 @@ def _when(value: datetime | None) -> str | None:
 
 
 @get("/jobs/{job:str}", summary="A rebuild job's state and progress")
-async def get_job(services: Services, job: str) -> JobOut:
+async def get_job(services: ServicesDep, job: FromPath[str]) -> JobOut:
     found = await services.store.jobs.get(path_value(job))
     if found is None:
         raise not_found(f"no job {path_value(job)!r}")

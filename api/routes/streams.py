@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
+from bson.errors import BSONError
 from litestar import get
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from api.params import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     encode_cursor,
     int_cursor,
+    listing,
     parse_time,
     path_value,
 )
@@ -28,22 +30,26 @@ from api.schemas import (
     StreamOut,
     StreamVerdictOut,
 )
-from api.services import Services
+from api.services import Services, ServicesDep
 from eventstore import render
 from eventstore.codec import rfc3339
 from eventstore.history import UnknownStream
-from eventstore.keys import relaxed_json
+from eventstore.keys import InvalidKey, parse_typed, relaxed_json
 from eventstore.model import Head
 
-Limit = Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description=f"page size, 1..{MAX_LIMIT}")]
+Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"page size, 1..{MAX_LIMIT}")]
 After = Annotated[
-    str | None, Parameter(description="the `next` value of the previous page", max_length=200)
+    str | None,
+    QueryParameter(description="the `next` value of the previous page", max_length=200),
 ]
-Version = Annotated[int, Parameter(ge=1, le=2**62)]
+Version = Annotated[int, QueryParameter(ge=1, le=2**62)]
+# (The constraint goes on the whole optional type: on `Version | None` it would be lost.)
+MaybeVersion = Annotated[int | None, QueryParameter(ge=1, le=2**62)]
+Path = FromPath[str]
 
 
 @get("/streams", summary="Every captured stream with its counts")
-async def list_streams(services: Services) -> list[StreamOut]:
+async def list_streams(services: ServicesDep) -> list[StreamOut]:
     stats = await services.store.events.streams()
     return [
         StreamOut(
@@ -70,13 +76,14 @@ async def _known_stream(services: Services, stream: str) -> None:
 
 @get("/streams/{stream:str}/entities", summary="A stream's entities, most recently changed first")
 async def list_entities(
-    services: Services,
-    stream: str,
+    services: ServicesDep,
+    stream: Path,
     limit: Limit = DEFAULT_LIMIT,
     after: After = None,
 ) -> EntitiesPage:
     stream = path_value(stream)
-    before = int_cursor("entities", after)
+    kind = listing("entities", stream)
+    before = int_cursor(kind, after)
     await _known_stream(services, stream)
     rows = await services.store.events.entities(stream, limit=limit + 1, before_seq=before)
     more = len(rows) > limit
@@ -93,27 +100,48 @@ async def list_entities(
             )
             for r in rows
         ],
-        next=encode_cursor("entities", rows[-1].last_seq) if more and rows else None,
+        next=encode_cursor(kind, rows[-1].last_seq) if more and rows else None,
     )
 
 
 ENTITY = "/streams/{stream:str}/entities/{key:str}"
 
 
+def entity_key_param(value: str) -> str:
+    """An entity key from the path; 400 for a `json:` key no Extended JSON parser accepts.
+
+    (`keys.parse_typed` lets a few malformed forms escape as other errors: a `$date`
+    out of range, nesting deeper than the parser's recursion limit.)
+    """
+    key = path_value(value)
+    if key.startswith("json:"):
+        try:
+            parse_typed(key)
+        except InvalidKey:
+            pass  # the history service reports it, with its reason
+        except (BSONError, RecursionError, OverflowError, ValueError, TypeError) as exc:
+            raise bad_request(
+                f"json: needs Extended JSON of a BSON value ({type(exc).__name__})"
+            ) from None
+    return key
+
+
 @get(ENTITY + "/history", summary="An entity's events in version order, each with its diff")
 async def entity_history(
-    services: Services,
-    stream: str,
-    key: str,
+    services: ServicesDep,
+    stream: Path,
+    key: Path,
     from_version: Version = 1,
-    to_version: Version | None = None,
+    to_version: MaybeVersion = None,
     limit: Limit = DEFAULT_LIMIT,
     after: After = None,
 ) -> HistoryOut:
-    version = int_cursor("history", after)
+    stream, key = path_value(stream), entity_key_param(key)
+    kind = listing("history", stream, key)
+    version = int_cursor(kind, after)
     page = await services.history.history(
-        path_value(stream),
-        path_value(key),
+        stream,
+        key,
         from_version=from_version,
         to_version=to_version,
         limit=limit,
@@ -121,49 +149,51 @@ async def entity_history(
     )
     body = render.history_json(page)
     if page.next is not None:
-        body["next"] = encode_cursor("history", page.next)
+        body["next"] = encode_cursor(kind, page.next)
     return msgspec.convert(body, HistoryOut)
 
 
 @get(ENTITY + "/state", summary="The entity at a time or a version (neither: now)")
 async def entity_state(
-    services: Services,
-    stream: str,
-    key: str,
+    services: ServicesDep,
+    stream: Path,
+    key: Path,
     at: Annotated[
-        str | None, Parameter(description="RFC 3339 time with a zone", max_length=64)
+        str | None, QueryParameter(description="RFC 3339 time with a zone", max_length=64)
     ] = None,
-    version: Version | None = None,
+    version: MaybeVersion = None,
 ) -> StateOut:
     if at is not None and version is not None:
         raise bad_request("give `at` or `version`, not both")
     when = parse_time("at", at)
     state = await services.history.state(
-        path_value(stream), path_value(key), at=when, version=version
+        path_value(stream), entity_key_param(key), at=when, version=version
     )
     return msgspec.convert(render.state_json(state), StateOut)
 
 
 @get(ENTITY + "/diff", summary="What changed between two versions, field by field")
 async def entity_diff(
-    services: Services,
-    stream: str,
-    key: str,
+    services: ServicesDep,
+    stream: Path,
+    key: Path,
     from_version: Version,
     to_version: Version,
 ) -> DiffOut:
-    d = await services.history.diff(path_value(stream), path_value(key), from_version, to_version)
+    d = await services.history.diff(
+        path_value(stream), entity_key_param(key), from_version, to_version
+    )
     return msgspec.convert(render.diff_json(d), DiffOut)
 
 
 @get(ENTITY + "/verify", summary="Recompute one entity's hash chain")
-async def verify_entity(services: Services, stream: str, key: str) -> EntityVerdictOut:
-    verdict = await services.history.verify_entity(path_value(stream), path_value(key))
+async def verify_entity(services: ServicesDep, stream: Path, key: Path) -> EntityVerdictOut:
+    verdict = await services.history.verify_entity(path_value(stream), entity_key_param(key))
     return msgspec.convert(render.entity_verdict_json(verdict), EntityVerdictOut)
 
 
 @get("/streams/{stream:str}/verify", summary="Recompute every entity chain of a stream")
-async def verify_stream(services: Services, stream: str) -> StreamVerdictOut:
+async def verify_stream(services: ServicesDep, stream: Path) -> StreamVerdictOut:
     stream = path_value(stream)
     await _known_stream(services, stream)
     verdict = await services.history.verify_stream(stream)
@@ -177,9 +207,9 @@ HEX64 = r"^[0-9a-f]{64}$"
     "/verify", summary="Recompute the global chain along seq, against the recorded or a given head"
 )
 async def verify_log(
-    services: Services,
-    head_seq: Annotated[int | None, Parameter(ge=0, le=2**62)] = None,
-    head_hash: Annotated[str | None, Parameter(max_length=128)] = None,
+    services: ServicesDep,
+    head_seq: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
+    head_hash: Annotated[str | None, QueryParameter(max_length=128)] = None,
 ) -> LogVerdictOut:
     if (head_seq is None) != (head_hash is None):
         raise bad_request("give both head_seq and head_hash (as `eventstore verify --head` prints)")

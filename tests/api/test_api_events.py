@@ -1,0 +1,391 @@
+"""GET /v1/events: the audit query, its filters, paging, and its NDJSON and CSV exports.
+
+Every expectation is computed from `audit_log.events` by the small filter below,
+never from the API's own code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from eventstore.clock import FakeClock
+from eventstore.model import Event
+from eventstore.sources.memory import MemoryChangeFeed
+from tests.api.conftest import AppFactory, AuditLog
+from tests.integration.conftest import open_test_store
+from tests.integration.ingest_helpers import all_events, ingester, start_from_the_beginning
+
+Params = list[tuple[str, str]]
+CSV_HEADER = "seq,occurred_at,stream,entity_key,version,type,actor,changed_fields"
+
+
+def stamp(when: datetime) -> str:
+    """RFC 3339 UTC with milliseconds, written here rather than borrowed from the codec."""
+    utc = when.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def expected(events: Sequence[Event], params: Params) -> list[Event]:
+    """The matches of an audit query, by a plain scan of the whole log."""
+    one = {k: v for k, v in params if k != "type"}
+    types = {v for k, v in params if k == "type"}
+    since = datetime.fromisoformat(one["since"]) if "since" in one else None
+    until = datetime.fromisoformat(one["until"]) if "until" in one else None
+    field = one.get("field")
+    out = []
+    for e in events:
+        if "stream" in one and e.stream != one["stream"]:
+            continue
+        if "entity" in one and e.entity_key != one["entity"]:
+            continue
+        if types and e.type not in types:
+            continue
+        if field is not None and not any(
+            f == field or f.startswith(field + ".") for f in e.changed_fields
+        ):
+            continue
+        if "actor" in one and e.actor != one["actor"]:
+            continue
+        if since is not None and e.occurred_at < since:
+            continue
+        if until is not None and e.occurred_at >= until:
+            continue
+        out.append(e)
+    return out
+
+
+def resolve(audit_log: AuditLog, params: Params) -> Params:
+    """`@x2` stands for the time of ORD-X's version 2 (copied from the event)."""
+    return [(k, stamp(audit_log.times[v[1:]]) if v.startswith("@") else v) for k, v in params]
+
+
+async def walk(
+    client: AsyncTestClient[Any], params: Params, limit: int = 7
+) -> list[dict[str, Any]]:
+    """Every page of a query; asserts page sizes and that `next` ends the walk."""
+    seen: list[dict[str, Any]] = []
+    after: str | None = None
+    for _ in range(1000):
+        query = [*params, ("limit", str(limit))] + ([("after", after)] if after else [])
+        r = await client.get("/v1/events", params=tuple(query))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert set(body) == {"events", "next"}
+        assert len(body["events"]) <= limit
+        seen.extend(body["events"])
+        after = body["next"]
+        if after is None:
+            return seen
+        assert isinstance(after, str)
+        assert len(body["events"]) == limit
+    raise AssertionError("the walk never ended")
+
+
+def assert_same(got: list[dict[str, Any]], want: list[Event]) -> None:
+    """The API's events are exactly the expected ones, in seq order, with their values."""
+    assert [g["seq"] for g in got] == [e.seq for e in want]
+    for g, e in zip(got, want, strict=True):
+        assert g["id"] == e.id
+        assert g["stream"] == e.stream
+        assert g["entity_key"] == e.entity_key
+        assert g["version"] == e.version
+        assert g["type"] == e.type
+        assert g["actor"] == e.actor
+        assert g["changed_fields"] == list(e.changed_fields)
+        assert g["occurred_at"] == stamp(e.occurred_at)
+        assert g["recorded_at"] == stamp(e.recorded_at)
+        assert g["inferred"] is e.inferred
+        assert (g["hash"], g["prev_hash"], g["log_hash"]) == (e.hash, e.prev_hash, e.log_hash)
+
+
+SINGLE: list[Params] = [
+    [("stream", "orders")],
+    [("stream", "orders"), ("entity", "ORD-X")],
+    [("type", "deleted")],
+    [("type", "created"), ("type", "replaced")],
+    [("field", "status")],
+    [("field", "customer")],
+    [("field", "items.0")],
+    [("actor", "bob")],
+    [("since", "@x2")],
+    [("until", "@x2")],
+]
+COMBINED: list[Params] = [
+    [("stream", "orders"), ("actor", "alice"), ("type", "updated")],
+    [("field", "status"), ("actor", "bob"), ("type", "updated"), ("type", "created")],
+    [("since", "@x2"), ("until", "@x4")],
+    [("stream", "orders"), ("entity", "ORD-X"), ("since", "@x2"), ("until", "@x4")],
+    [("field", "customer"), ("since", "@x1")],
+    [("stream", "orders"), ("type", "updated"), ("actor", "carol"), ("field", "items")],
+    [("stream", "orders"), ("type", "deleted"), ("actor", "carol")],
+]
+
+
+def label(params: Params) -> str:
+    return "&".join(f"{k}={v}" for k, v in params) or "(all)"
+
+
+@pytest.mark.parametrize("cases", [SINGLE, COMBINED], ids=["each-filter-alone", "combined"])
+async def test_filters_walked_in_pages_of_seven(
+    client: AsyncTestClient[Any], audit_log: AuditLog, cases: list[Params]
+) -> None:
+    for params in cases:
+        params = resolve(audit_log, params)
+        want = expected(audit_log.events, params)
+        assert want, f"{label(params)} must match something"
+        assert len(want) < len(audit_log.events) or params == [("stream", "orders")]
+        assert_same(await walk(client, params), want)
+
+
+async def test_filters_narrow_and_are_exact(audit_log: AuditLog) -> None:
+    """Sanity of the cases: each filter removes events, and the known entity's facts hold."""
+    events = audit_log.events
+    assert len(expected(events, [("actor", "bob")])) < len(events)
+    x = [e.seq for e in audit_log.of("ORD-X")]
+    assert [
+        e.seq for e in expected(events, resolve(audit_log, [("since", "@x2"), ("until", "@x4")]))
+    ] == x[1:3]
+
+
+async def test_the_whole_log_in_seq_order_exactly_once(
+    client: AsyncTestClient[Any], audit_log: AuditLog
+) -> None:
+    got = await walk(client, [], limit=7)
+    assert [g["seq"] for g in got] == list(range(1, len(audit_log.events) + 1))
+    assert_same(got, audit_log.events)
+
+
+async def test_default_page_and_next_at_the_end(
+    client: AsyncTestClient[Any], audit_log: AuditLog
+) -> None:
+    r = await client.get("/v1/events")
+    body = r.json()
+    assert [e["seq"] for e in body["events"]] == list(range(1, 101))
+    assert body["next"] is not None
+    # exactly as many matches as the limit: a full last page with next null
+    x = audit_log.of("ORD-X")
+    r = await client.get("/v1/events", params={"stream": "orders", "entity": "ORD-X", "limit": 4})
+    assert [e["seq"] for e in r.json()["events"]] == [e.seq for e in x]
+    assert r.json()["next"] is None
+    r = await client.get("/v1/events", params={"stream": "orders", "entity": "ORD-X", "limit": 3})
+    assert r.json()["next"] is not None
+    r = await client.get(
+        "/v1/events",
+        params={"stream": "orders", "entity": "ORD-X", "limit": 3, "after": r.json()["next"]},
+    )
+    assert [e["seq"] for e in r.json()["events"]] == [x[3].seq]
+    assert r.json()["next"] is None
+
+
+async def test_entity_values_and_typed_keys(
+    client: AsyncTestClient[Any], audit_log: AuditLog
+) -> None:
+    r = await client.get("/v1/events", params={"stream": "orders", "entity": "ORD-X"})
+    assert [e["entity_id"] for e in r.json()["events"]] == ["ORD-X"] * 4
+    assert [e["actor"] for e in r.json()["events"]] == ["alice", "alice", "bob", "bob"]
+    # the bare key 42 names two entities: 409 listing the typed keys
+    r = await client.get("/v1/events", params={"stream": "orders", "entity": "42"})
+    assert r.status_code == 409
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert set(r.json()["typed_keys"]) >= {"int:42", "str:42"}
+    r = await client.get("/v1/events", params={"stream": "orders", "entity": "int:42"})
+    assert r.status_code == 200
+    (only,) = r.json()["events"]
+    assert only["entity_id"] == 42
+    assert only["actor"] == "carol"
+    r = await client.get("/v1/events", params={"stream": "orders", "entity": "a/b"})
+    assert [e["entity_id"] for e in r.json()["events"]] == ["a/b"]
+    r = await client.get("/v1/events", params={"stream": "orders", "entity": "no-such-order"})
+    assert r.status_code == 404
+    oid = next(e for e in audit_log.events if len(e.entity_key) == 24)
+    r = await client.get("/v1/events", params={"stream": "orders", "entity": oid.entity_key})
+    assert r.json()["events"][0]["entity_id"] == {"$oid": oid.entity_key}
+
+
+async def test_times_with_an_offset(client: AsyncTestClient[Any], audit_log: AuditLog) -> None:
+    """`since` given as +01:00 means the same instant as its Z form (a `+` survives the URL)."""
+    x2 = audit_log.times["x2"].astimezone(timezone(timedelta(hours=1)))
+    r = await client.get("/v1/events", params={"since": x2.isoformat()})
+    assert r.status_code == 200, r.text
+    want = expected(audit_log.events, [("since", stamp(audit_log.times["x2"]))])
+    assert [e["seq"] for e in r.json()["events"]] == [e.seq for e in want]
+
+
+async def test_field_is_a_path_prefix_never_a_string_prefix(make_app: AppFactory) -> None:
+    """`customer` matches `customer.email`, never `customerNote`."""
+    clock = FakeClock()
+    store = await open_test_store("memory")
+    try:
+        feed = MemoryChangeFeed(clock=clock)
+        await start_from_the_beginning(store)
+        coll = feed.collection("orders")
+        await coll.insert_one(
+            {"_id": "o1", "customer": {"name": "A", "email": "a@x"}, "customerNote": "hi"}
+        )
+        for update in (
+            {"customer.email": "b@x"},
+            {"customerNote": "bye"},
+            {"customer.name": "B", "customerNote": "again"},
+            {"customers": 3},
+        ):
+            clock.advance(1)
+            await coll.update_one({"_id": "o1"}, {"$set": update})
+        await ingester(store, feed, clock).run(until_idle=True)
+        events = await all_events(store)
+        async with AsyncTestClient(make_app(store)) as client:
+            for field, versions in (
+                ("customer", [1, 2, 4]),
+                ("customer.email", [2]),
+                ("customerNote", [1, 3, 4]),
+                ("customers", [5]),
+                ("cust", []),
+                ("customer.em", []),
+            ):
+                got = await walk(client, [("field", field)], limit=2)
+                assert [g["version"] for g in got] == versions, field
+                assert [g["seq"] for g in got] == [
+                    e.seq for e in expected(events, [("field", field)])
+                ]
+    finally:
+        await store.close()
+
+
+BAD_QUERIES: list[tuple[str, int]] = [
+    ("entity=ORD-X", 400),  # entity needs stream
+    ("since=2026-01-01T00:05:00Z&until=2026-01-01T00:04:00Z", 422),
+    ("since=2026-01-01T00:05:00", 400),  # no zone
+    ("until=2026-01-01T00:05:00", 400),
+    ("since=yesterday", 400),
+    ("type=deleted&type=removed", 400),
+    ("actr=bob", 400),  # a misspelled filter must not widen the query
+    ("stream=orders&Actor=bob", 400),
+    ("limit=0", 400),
+    ("limit=1001", 400),
+    ("limit=ten", 400),
+    ("after=not-a-cursor", 400),
+    ("stream=", 400),
+]
+
+
+async def test_bad_queries_are_problems(client: AsyncTestClient[Any]) -> None:
+    for (query, status), accept in itertools.product(
+        BAD_QUERIES, ("application/json", "application/x-ndjson", "text/csv")
+    ):
+        r = await client.get(f"/v1/events?{query}", headers={"accept": accept})
+        assert r.status_code == status, (query, accept, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        body = r.json()
+        assert body["status"] == status
+        assert {"type", "title", "detail"} <= set(body)
+
+
+async def test_since_equal_to_until_is_empty(
+    client: AsyncTestClient[Any], audit_log: AuditLog
+) -> None:
+    t = stamp(audit_log.times["x2"])
+    r = await client.get("/v1/events", params={"since": t, "until": t})
+    assert r.status_code == 200
+    assert r.json() == {"events": [], "next": None}
+
+
+async def test_a_cursor_of_another_listing_is_refused(client: AsyncTestClient[Any]) -> None:
+    r = await client.get("/v1/streams/orders/entities", params={"limit": 1})
+    assert r.json()["next"] is not None
+    r = await client.get("/v1/events", params={"after": r.json()["next"]})
+    assert r.status_code == 400
+
+
+# -- exports ----------------------------------------------------------------------------------
+EXPORTS: list[Params] = [
+    [],
+    [("actor", "bob"), ("type", "updated")],
+    [("field", "customer"), ("since", "@x1")],
+    [("stream", "orders"), ("entity", "ORD-X")],
+    [("type", "gap")],  # nothing matches: a header-only CSV, an empty NDJSON
+]
+
+
+async def test_ndjson_export_equals_the_pages(
+    client: AsyncTestClient[Any], audit_log: AuditLog
+) -> None:
+    for params in map(partial(resolve, audit_log), EXPORTS):
+        await _check_ndjson(client, audit_log, params)
+
+
+async def _check_ndjson(client: AsyncTestClient[Any], audit_log: AuditLog, params: Params) -> None:
+    r = await client.get(
+        "/v1/events", params=tuple(params), headers={"accept": "application/x-ndjson"}
+    )
+    assert r.status_code == 200
+    assert r.headers["content-type"].split(";")[0] == "application/x-ndjson"
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    assert r.text == "" or r.text.endswith("\n")
+    assert lines == await walk(client, params, limit=7)
+    assert_same(lines, expected(audit_log.events, params))
+
+
+async def test_csv_export_has_one_row_per_match(
+    client: AsyncTestClient[Any], audit_log: AuditLog
+) -> None:
+    for params in map(partial(resolve, audit_log), EXPORTS):
+        await _check_csv(client, audit_log, params)
+
+
+async def _check_csv(client: AsyncTestClient[Any], audit_log: AuditLog, params: Params) -> None:
+    r = await client.get("/v1/events", params=tuple(params), headers={"accept": "text/csv"})
+    assert r.status_code == 200
+    assert r.headers["content-type"].split(";")[0] == "text/csv"
+    assert r.text.splitlines()[0] == CSV_HEADER
+    rows = list(csv.reader(io.StringIO(r.text)))
+    want = expected(audit_log.events, params)
+    assert rows[1:] == [
+        [
+            str(e.seq),
+            stamp(e.occurred_at),
+            e.stream,
+            e.entity_key,
+            str(e.version),
+            e.type,
+            "" if e.actor is None else str(e.actor),
+            " ".join(e.changed_fields),
+        ]
+        for e in want
+    ]
+    pages = await walk(client, params, limit=7)
+    assert [int(row[0]) for row in rows[1:]] == [p["seq"] for p in pages]
+
+
+async def test_export_starts_after_a_cursor(
+    client: AsyncTestClient[Any], audit_log: AuditLog
+) -> None:
+    first = (await client.get("/v1/events", params={"limit": 10})).json()
+    r = await client.get(
+        "/v1/events", params={"after": first["next"]}, headers={"accept": "application/x-ndjson"}
+    )
+    seqs = [json.loads(line)["seq"] for line in r.text.splitlines()]
+    assert seqs == list(range(11, len(audit_log.events) + 1))
+
+
+async def test_accept_prefers_by_quality(client: AsyncTestClient[Any]) -> None:
+    """A client that prefers JSON gets JSON even when it also accepts CSV."""
+    r = await client.get(
+        "/v1/events", params={"limit": 2}, headers={"accept": "application/json, text/csv;q=0.5"}
+    )
+    assert r.headers["content-type"].startswith("application/json")
+    assert len(r.json()["events"]) == 2
+    r = await client.get(
+        "/v1/events", params={"limit": 2}, headers={"accept": "text/csv, application/json;q=0.5"}
+    )
+    assert r.headers["content-type"].startswith("text/csv")
+    r = await client.get("/v1/events", params={"limit": 2}, headers={"accept": "*/*"})
+    assert r.headers["content-type"].startswith("application/json")
