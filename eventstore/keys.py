@@ -71,7 +71,9 @@ def parse_typed(key: str) -> Any:
     if prefix == "json":
         try:
             return json_util.loads(rest, json_options=CANONICAL_JSON_OPTIONS)
-        except (ValueError, TypeError) as exc:
+        except RecursionError:
+            raise InvalidKey("json: the value is nested too deeply") from None
+        except Exception as exc:  # any value bson cannot build (overflow, bad decimal, ...)
             raise InvalidKey(f"json: needs Extended JSON: {exc}") from exc
     raise InvalidKey(f"not a typed key: {key!r}")
 

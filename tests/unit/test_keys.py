@@ -48,7 +48,18 @@ def test_bare_key_candidates_cover_every_type_it_may_name() -> None:
     assert candidates("oid:64b7f0c2a1b2c3d4e5f60718") == [OID]
 
 
-@pytest.mark.parametrize("bad", ["oid:xyz", "int:4.2", "int:99999999999999999999", "json:{nope"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "oid:xyz",
+        "int:4.2",
+        "int:99999999999999999999",
+        "json:{nope",
+        'json:{"$date":1e30}',
+        'json:{"$numberDecimal":"x"}',
+        "json:" + "[" * 5000 + "]" * 5000,
+    ],
+)
 def test_malformed_typed_keys_are_refused_with_a_reason(bad: str) -> None:
     with pytest.raises(InvalidKey):
         parse_typed(bad)
