@@ -5,28 +5,40 @@ app's lifespan. The app keeps `%2F` inside a path segment (an `_id` with a `/`)
 from splitting the segment: before routing, each segment of the raw path is
 decoded with `%` and `/` kept escaped, and handlers decode their path values once
 (`api.params.path_value`).
+
+The OpenAPI document lists, on each operation, every problem+json answer it
+can give (`problem_responses`), so a client (or a fuzzer) can rely on it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import importlib.util
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import unquote
 
 from litestar import Litestar, Router
 from litestar.config.app import AppConfig
-from litestar.openapi import OpenAPIConfig
+from litestar.connection import ASGIConnection
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Schema
+from litestar.openapi.spec.enums import OpenAPIType
 from litestar.plugins import InitPluginProtocol
-from litestar.types import Message
+from litestar.types import HTTPDisconnectEvent, Message, ReceiveMessage
 
 from api.auth import admin_guard, read_guard
 from api.params import refuse_unknown_parameters
-from api.problems import EXCEPTION_HANDLERS
+from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
 from api.routes import events, health, projections, streams
+from api.schemas import EventsPage, HealthOut
 from api.services import Services
 from eventstore.ports import Clock, Store
 from eventstore.settings import Settings
@@ -37,6 +49,109 @@ access_log = logging.getLogger("eventstore.access")
 # The most bytes a POST body may carry (admin requests carry none).
 MAX_BODY: Final = 64 * 1024
 VERSION: Final = "1.0.0"
+
+
+# -- the error responses in the OpenAPI document ------------------------------------------------
+# Every problem+json answer a client can meet is documented on the operations that give it
+# (RFC 9457 bodies, `api.problems.Problem`), so the document is the whole contract.
+PROBLEM_CAUSES: Final[dict[int, str]] = {
+    400: "Malformed or unknown query parameters, a value out of range, `at` with `version`, "
+    "a time without a zone, a cursor of another listing",
+    401: "A key is needed (`Authorization: Bearer <key>`) or the one given is not valid",
+    403: "Admin is disabled (no ADMIN_KEY) or a read key was used on /v1/admin",
+    404: "Unknown stream, entity, version, projection, row or job, or no state yet",
+    409: "An ambiguous bare key (`typed_keys` lists the typed keys to use) "
+    "or a rebuild already queued or running",
+    422: "Well-formed but impossible: from_version after to_version, since after until",
+    503: "The database is not reachable; try again shortly",
+}
+# Every /v1 read: bad query, missing or wrong key (when READ_KEYS is set), database away.
+V1_PROBLEMS: Final = (400, 401, 503)
+ADMIN_PROBLEMS: Final = (400, 401, 403, 404, 503)
+# What an operation adds to its router's set, by handler name.
+ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
+    "list_entities": (404,),
+    "entity_history": (404, 409, 422),
+    "entity_state": (404, 409),
+    "entity_diff": (404, 409, 422),
+    "verify_entity": (404, 409),
+    "verify_stream": (404,),
+    "query_events": (404, 409, 422),
+    "projection_rows": (404,),
+    "projection_row": (404,),
+    "rebuild": (409,),
+}
+
+
+def problem_responses(codes: Iterable[int]) -> dict[int, ResponseSpec]:
+    """`responses=` of a handler: an application/problem+json body for each status."""
+    return {
+        code: ResponseSpec(
+            data_container=Problem,
+            media_type=PROBLEM_JSON,
+            description=f"{HTTPStatus(code).phrase}: {PROBLEM_CAUSES[code]}",
+            generate_examples=False,
+        )
+        for code in sorted(set(codes))
+    }
+
+
+def _text(description: str) -> OpenAPIMediaType:
+    return OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, description=description))
+
+
+@dataclass
+class EventsOperation(Operation):
+    """`GET /v1/events`: the same query answers NDJSON or CSV by `Accept`."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        content = getattr(ok, "content", None)
+        if isinstance(content, dict):
+            content["application/x-ndjson"] = _text("one event JSON per line, every match")
+            content["text/csv"] = _text("one row per event, every match, with a header row")
+
+
+def _documented(handlers: Iterable[Any], base: Iterable[int]) -> list[Any]:
+    """Copies of `handlers` whose OpenAPI operations list their problem responses."""
+    documented = []
+    for handler in handlers:
+        name = getattr(handler, "handler_name", "")
+        extra: dict[int, ResponseSpec] = {}
+        if name == "query_events":
+            extra[200] = ResponseSpec(EventsPage, description="A page of events in seq order")
+        if name == "live_events":
+            extra[200] = ResponseSpec(
+                str, media_type="text/event-stream", description="Server-Sent Events"
+            )
+        if name == "ready":
+            extra[503] = ResponseSpec(HealthOut, description="Not ready: `detail` says why")
+        codes = (*base, *ROUTE_PROBLEMS.get(name, ()))
+        clone = copy.copy(handler)
+        clone.responses = {**problem_responses(codes), **extra, **(handler.responses or {})}
+        if name == "query_events":
+            clone.operation_class = EventsOperation
+        documented.append(clone)
+    return documented
+
+
+# The guards only compare keys: as coroutines they run on the event loop (Litestar runs a
+# plain function guard in its thread pool, a thread hop on every request).
+async def _read_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: Any) -> None:
+    read_guard(connection, handler)
+
+
+async def _admin_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: Any) -> None:
+    admin_guard(connection, handler)
+
+
+def _explorer_routes(given: Sequence[Any]) -> list[Any]:
+    """The web explorer's page and assets (`api.explorer`), unless the caller passes them."""
+    if importlib.util.find_spec("api.explorer") is None:
+        return []
+    from api import explorer
+
+    return [route for route in explorer.ROUTES if route not in given]
 
 
 class EventStorePlugin(InitPluginProtocol):
@@ -83,29 +198,63 @@ def _route_template(scope: Any) -> str:
     return str(scope.get("path_template") or "unmatched")
 
 
+_DISCONNECT: Final[HTTPDisconnectEvent] = {"type": "http.disconnect"}
+
+
 class EventStoreApp(Litestar):
-    """Litestar with segment-preserving paths, request metrics and one JSON access-log line."""
+    """Litestar with segment-preserving paths, request metrics and one JSON access-log line.
+
+    `drain()` (the server calls it when asked to stop) ends open streams (the live
+    tail) as if their clients had gone, so a stop does not wait for them.
+    """
 
     services: Services
+    _draining: asyncio.Event | None = None
+
+    def drain(self) -> None:
+        """Tell streaming responses in flight that the client is gone (call on the app's loop)."""
+        if self._draining is None:
+            self._draining = asyncio.Event()
+        self._draining.set()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        if self._draining is None:
+            self._draining = asyncio.Event()
+        draining = self._draining
+
+        async def receiving() -> ReceiveMessage:
+            # Only streaming responses wait on receive() for the rest of a request.
+            if draining.is_set():
+                return _DISCONNECT
+            message = asyncio.ensure_future(receive())
+            stop = asyncio.ensure_future(draining.wait())
+            await asyncio.wait((message, stop), return_when=asyncio.FIRST_COMPLETED)
+            (stop if message.done() else message).cancel()
+            return message.result() if message.done() else _DISCONNECT
+
         raw = scope.get("raw_path")
         if raw and b"%" in raw:
             scope = {**scope, "path": _router_path(raw.split(b"?", 1)[0])}
         started = time.perf_counter()
         status = 500
+        open_body = False  # a response started and not finished
 
         async def sending(message: Message) -> None:
-            nonlocal status
+            nonlocal status, open_body
             if message["type"] == "http.response.start":
                 status = message["status"]
+                open_body = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                open_body = False
             await send(message)
 
         try:
-            await super().__call__(scope, receive, sending)
+            await super().__call__(scope, receiving, sending)
+            if open_body and draining.is_set():  # a stream cut short by drain(): end it cleanly
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             seconds = time.perf_counter() - started
             route = _route_template(scope)
@@ -145,12 +294,24 @@ def create_app(
     )
     v1 = Router(
         "/v1",
-        route_handlers=[*streams.ROUTES, *events.ROUTES, *projections.ROUTES],
-        guards=[read_guard],
+        route_handlers=_documented(
+            [*streams.ROUTES, *events.ROUTES, *projections.ROUTES], V1_PROBLEMS
+        ),
+        guards=[_read_guard],
     )
-    admin = Router("/v1/admin", route_handlers=projections.ADMIN_ROUTES, guards=[admin_guard])
+    admin = Router(
+        "/v1/admin",
+        route_handlers=_documented(projections.ADMIN_ROUTES, ADMIN_PROBLEMS),
+        guards=[_admin_guard],
+    )
     app = EventStoreApp(
-        route_handlers=[v1, admin, *health.ROUTES, *extra_routes],
+        route_handlers=[
+            v1,
+            admin,
+            *_documented(health.ROUTES, (400,)),
+            *_explorer_routes(extra_routes),
+            *extra_routes,
+        ],
         plugins=[EventStorePlugin(services)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=refuse_unknown_parameters,

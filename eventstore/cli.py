@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="rebuild every projection")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = sub.add_parser("serve", help="serve the HTTP API (one JSON access line per request)")
+    _add_settings(p)
+    _add_listen(p)
+    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
+
     p = sub.add_parser("run", help="capture, project and serve the API in one process")
     _add_settings(p)
     _add_listen(p)
@@ -223,6 +228,7 @@ _COMMAND_MODULES = (
     "eventstore.commands_history",
     "eventstore.commands_projections",
     "eventstore.commands_run",
+    "eventstore.commands_serve",
 )
 
 

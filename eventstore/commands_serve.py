@@ -1,0 +1,178 @@
+"""`eventstore serve`: the API under uvicorn, one JSON access line per request on stderr.
+
+The socket is bound here, before uvicorn starts, so a port in use or a bad
+address is one clear line and exit 1. With `--workers 1` the app is built in
+this process (over the store given to `main`, if any); with more, uvicorn's
+supervisor starts that many processes, each building its app with
+`api.factory:app_from_env` from `EVENTSTORE_*` variables (the CLI's setting
+flags are passed down as those variables). SIGINT/SIGTERM stop gracefully, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import os
+import socket
+from types import FrameType
+from typing import Any, Final, TextIO
+
+from eventstore.cli import EXIT_OK, CliError, settings_from
+from eventstore.settings import PREFIX, SETTING_NAMES, Settings
+
+log = logging.getLogger("eventstore.serve")
+
+FACTORY: Final = "api.factory:app_from_env"
+# Seconds requests still open at a stop get to finish before they are cancelled. With one
+# worker, live tails end at once (`EventStoreApp.drain`); with several, they take the grace.
+GRACE_SECONDS: Final = 5
+
+
+def logging_config(verbose: bool = False) -> dict[str, Any]:
+    """Diagnostics on stderr as the CLI writes them; the access log as bare JSON lines on stderr.
+
+    A `dictConfig` dict: uvicorn applies it in this process and in every worker.
+    uvicorn's own access log is switched off (`access_log=False`).
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+            "json": {"format": "%(message)s"},
+        },
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stderr",
+            },
+            "access": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "eventstore.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            "uvicorn": {"level": "INFO"},
+        },
+        "root": {"handlers": ["stderr"], "level": "DEBUG" if verbose else "INFO"},
+    }
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A bound TCP socket (uvicorn listens on it); CliError naming the problem otherwise."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise CliError(
+            f"cannot listen on {host}:{port}: unknown address ({exc.strerror})"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise CliError(f"cannot listen on {host}:{port}: {reason}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _export_settings(args: argparse.Namespace) -> None:
+    """The setting flags given on the command line, as EVENTSTORE_* variables for the workers."""
+    for name in SETTING_NAMES:
+        value = getattr(args, "setting_" + name, None)
+        if value is not None:
+            os.environ[PREFIX + name.upper()] = value
+
+
+def _check(settings: Settings, args: argparse.Namespace) -> None:
+    if settings.uri is None and args.store is None:
+        raise CliError(
+            "serve needs a database: give --uri (mongodb://, mongodb+srv:// or memory://) "
+            "or set EVENTSTORE_URI"
+        )
+    if args.workers < 1:
+        raise CliError(f"--workers must be 1 or more, got {args.workers}")
+    if args.workers > 1 and (settings.is_memory or args.store is not None):
+        raise CliError(
+            "memory:// lives inside one process: serve it with --workers 1 "
+            "(several workers need a mongodb:// URI)"
+        )
+
+
+async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    """`eventstore serve`: the API only (no capture, no projector), until SIGINT/SIGTERM."""
+    import uvicorn
+
+    settings = settings_from(args)
+    _check(settings, args)
+    sock = bind(args.host, args.port)
+    try:
+        host, port = sock.getsockname()[:2]
+        common: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "log_config": logging_config(getattr(args, "verbose", False)),
+            "access_log": False,
+            "lifespan": "on",
+            "timeout_graceful_shutdown": GRACE_SECONDS,
+        }
+        shown = f"[{host}]" if ":" in host else host
+        log.info("serving http://%s:%s with %d worker(s)", shown, port, args.workers)
+        if args.workers == 1:
+            await _serve_here(settings, args, sock, common)
+        else:
+            _export_settings(args)
+            config = uvicorn.Config(FACTORY, factory=True, workers=args.workers, **common)
+            _supervise(config, sock)
+    finally:
+        sock.close()
+    return EXIT_OK
+
+
+async def _serve_here(
+    settings: Settings, args: argparse.Namespace, sock: socket.socket, common: dict[str, Any]
+) -> None:
+    import uvicorn
+
+    from api import create_app
+    from api.server import GracefulServer
+
+    app = create_app(settings, store=args.store)
+    loop = asyncio.get_running_loop()
+
+    class Server(GracefulServer):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            loop.call_soon_threadsafe(app.drain)  # open live tails end now, not after the grace
+
+    server = Server(uvicorn.Config(app, **common))
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit:  # uvicorn exits when the app's startup fails; it has logged why
+        raise CliError("the API did not start (see the log above)") from None
+    if not server.started:
+        raise CliError("the API did not start (see the log above)")
+
+
+def _supervise(config: Any, sock: socket.socket) -> None:
+    """uvicorn's supervisor: starts the workers, restarts one that dies, stops on SIGINT/SIGTERM."""
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise CliError("a worker did not start (see the log above)")
+
+
+__all__ = ["bind", "cmd_serve", "logging_config"]
