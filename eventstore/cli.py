@@ -300,4 +300,8 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m eventstore.cli` runs this file as a second module: use the real one,
+    # whose CliError the command modules raise.
+    from eventstore.cli import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,7 @@
+"""`python -m eventstore`: the CLI."""
+
+import sys
+
+from eventstore.cli import main
+
+sys.exit(main())
