@@ -20,6 +20,7 @@ from litestar.di import NamedDependency
 
 from api.metrics import Metrics
 from api.problems import ApiError
+from api.rendered import RenderedHistory
 from eventstore.clock import SystemClock
 from eventstore.history import History
 from eventstore.model import Job
@@ -49,6 +50,7 @@ class Services:
         self.clock = clock or SystemClock()
         self.projections = {p.name: p for p in projections}
         self.metrics = Metrics()
+        self.rendered = RenderedHistory()
         # Where this process captures: True once the ingester has caught up (readiness).
         self.caught_up = caught_up
         self._store = store

@@ -12,7 +12,7 @@ import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from bson import Binary, Decimal128, Int64, ObjectId, Regex, Timestamp
 from bson.json_util import RELAXED_JSON_OPTIONS, JSONMode, JSONOptions
@@ -164,11 +164,31 @@ def to_jsonable(value: Any) -> Any:
     ObjectId -> hex, datetime -> RFC 3339 UTC with milliseconds, Decimal128 ->
     string, Timestamp -> {t, i}, binary -> base64, UUID -> its string.
     """
+    kind = type(value)
+    if kind is str or kind is bool or kind is float or value is None:
+        return value
+    if kind is dict:
+        return {
+            (k if type(k) is str else str(k)): (
+                v if type(v) in _PLAIN or v is None else to_jsonable(v)
+            )
+            for k, v in value.items()
+        }
+    if kind is list or kind is tuple:
+        return [v if type(v) in _PLAIN or v is None else to_jsonable(v) for v in value]
+    return _to_jsonable_other(value)
+
+
+# Values that are their own JSON form (`bool` before `int`: exact types only).
+_PLAIN: Final = frozenset({str, bool, float, int})
+
+
+def _to_jsonable_other(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, str, float)):
+    if isinstance(value, (bool, str, float)):
         return value
     if isinstance(value, int):
         return int(value)
@@ -197,8 +217,12 @@ def to_jsonable(value: Any) -> Any:
 
 def rfc3339(value: datetime) -> str:
     """`2026-11-26T14:03:00.123Z`: UTC, milliseconds."""
-    value = utc_ms(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(UTC)
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
+        f"{value.minute:02d}:{value.second:02d}.{value.microsecond // 1000:03d}Z"
+    )
 
 
 __all__ = [

@@ -115,6 +115,10 @@ def _entry(op: Op, parts: tuple[Part, ...], before: Any, after: Any) -> FieldCha
 
 
 def _diff_value(a: Any, b: Any, parts: tuple[Part, ...], out: list[FieldChange]) -> None:
+    if a is b:
+        # The fold copies on write: a subtree an event left alone is the same object on
+        # both sides, so a diff costs the changed paths, not the document.
+        return
     if isinstance(a, dict) and isinstance(b, dict):
         _diff_doc(a, b, parts, out)
     elif isinstance(a, list) and isinstance(b, list):

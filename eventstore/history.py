@@ -25,6 +25,7 @@ newest version with `occurred_at <= at`.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -58,6 +59,8 @@ MAX_LIMIT: Final = 1000
 FINDINGS_KEPT: Final = 100
 # Events per read when verifying or laying snapshots over a whole entity.
 _PAGE: Final = 1000
+# How many folded states a History keeps in memory (events never change, so they never go stale).
+FOLDED_KEPT: Final = 10_000
 # The time of the version-0 snapshot: before any `at` a caller can give.
 _GENESIS_TIME: Final = datetime(1, 1, 1, tzinfo=UTC)
 
@@ -236,6 +239,25 @@ class _Folding:
         return out
 
 
+def _page_range(
+    from_version: int, to_version: int | None, limit: int, after: str | None
+) -> tuple[int, int]:
+    """A history page's first version, and the last version to read (one past the page)."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise HistoryError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    if from_version < 1:
+        raise HistoryError(f"versions start at 1, got from_version {from_version}")
+    if to_version is not None and from_version > to_version:
+        raise ImpossibleRange(f"from_version {from_version} is after to_version {to_version}")
+    start = from_version
+    if after is not None:
+        if not after.isdecimal():
+            raise HistoryError(f"malformed page cursor {after!r}")
+        start = max(start, int(after) + 1)
+    end = start + limit if to_version is None else min(start + limit, to_version)
+    return start, end
+
+
 class History:
     """Reads the log to answer point-in-time questions; writes only snapshots (a cache)."""
 
@@ -260,6 +282,10 @@ class History:
         self._gap_cache_seconds = gap_cache_seconds
         self._monotonic = monotonic
         self._gaps: dict[str, tuple[float, list[Gap]]] = {}
+        # Folded states by (stream, typed key, version, that version's event hash), LRU.
+        self._folded: OrderedDict[
+            tuple[str, str, int, str], tuple[dict[str, Any] | None, list[Finding]]
+        ] = OrderedDict()
 
     @classmethod
     def from_settings(cls, store: Store, settings: Settings) -> History:
@@ -396,6 +422,25 @@ class History:
         folding = _Folding(base, self.snapshot_every, lay_below)
         state = base.document if base is not None else None
         target_event = events[0] if events[0].version == target else None
+        findings: list[Finding] | None = None
+        # A state folded before (same entity, version and event hash) is not folded again,
+        # unless this fold would lay a snapshot.
+        memo = None
+        i = target - events[0].version
+        if (
+            target > base_version
+            and 0 <= i < len(events)
+            and events[i].version == target
+            and not folding.lays_after(base_version, events[-1].version)
+        ):
+            # Trusted like a snapshot: by the hash of the event at its version.
+            memo = (stream, typed_key(entity_id), target, events[i].hash)
+            hit = self._folded.get(memo)
+            if hit is not None:
+                self._folded.move_to_end(memo)
+                state, findings = hit
+                target_event = events[i]
+                events = []
         for event in events:
             if event.version <= base_version:
                 continue  # the snapshot's own event: its state is the snapshot's
@@ -407,6 +452,12 @@ class History:
             ):
                 break  # what is left would lay no snapshot: folding it is wasted
         await snaps.put_many(folding.take_writes())
+        if findings is None:
+            findings = folding.findings(upto=target)
+            if memo is not None:
+                self._folded[memo] = (state, findings)
+                if len(self._folded) > FOLDED_KEPT:
+                    self._folded.popitem(last=False)
 
         gap = await self._gap_at(stream, at_ms) if at_ms is not None else None
         if target_event is None:
@@ -429,7 +480,7 @@ class History:
             uncertain=gap is not None,
             gap=gap,
             document=state,
-            findings=folding.findings(upto=target),
+            findings=findings,
         )
 
     async def ensure_snapshots(self, stream: str, entity_id: Any) -> int:
@@ -501,19 +552,8 @@ class History:
         Two queries: the newest snapshot before the page, then the events from it
         to one past the page (to know whether another page follows).
         """
-        if not 1 <= limit <= MAX_LIMIT:
-            raise HistoryError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-        if from_version < 1:
-            raise HistoryError(f"versions start at 1, got from_version {from_version}")
-        if to_version is not None and from_version > to_version:
-            raise ImpossibleRange(f"from_version {from_version} is after to_version {to_version}")
-        start = from_version
-        if after is not None:
-            if not after.isdecimal():
-                raise HistoryError(f"malformed page cursor {after!r}")
-            start = max(start, int(after) + 1)
+        start, end = _page_range(from_version, to_version, limit, after)
         entity_id = await self._target(stream, key)
-        end = start + limit if to_version is None else min(start + limit, to_version)
 
         base = await self.store.snapshots.latest(stream, entity_id, max_version=start - 1)
         link = base.next_version if base is not None else None
@@ -545,6 +585,29 @@ class History:
             events=page,
             next=str(page[-1].event.version) if more else None,
         )
+
+    async def page_events(
+        self,
+        stream: str,
+        key: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> tuple[list[Event], bool]:
+        """The events `history` would put on this page, without folding (one query).
+
+        With whether another page follows. An empty list says nothing about the
+        entity (unknown, or a page past its end): ask `history` then.
+        """
+        start, end = _page_range(from_version, to_version, limit, after)
+        entity_id = await self._target(stream, key)
+        events = await self.store.events.read_entity(
+            stream, entity_id, from_version=start, to_version=end
+        )
+        page = [e for e in events if e.version < start + limit]
+        return page, bool(page) and events[-1].version >= start + limit
 
     async def diff(self, stream: str, key: str, from_version: int, to_version: int) -> VersionDiff:
         """What changed, field by field, from one version to another (two reconstructions)."""

@@ -139,18 +139,30 @@ async def entity_history(
     stream, key = path_value(stream), entity_key_param(key)
     kind = listing("history", stream, key)
     version = int_cursor(kind, after)
-    page = await services.history.history(
-        stream,
-        key,
-        from_version=from_version,
-        to_version=to_version,
-        limit=limit,
-        after=None if version is None else str(version),
+    window: dict[str, Any] = {
+        "from_version": from_version,
+        "to_version": to_version,
+        "limit": limit,
+        "after": None if version is None else str(version),
+    }
+    # Rendered entries are cached (events never change): a page whose events are all
+    # known costs one read and no fold.
+    events, more = await services.history.page_events(stream, key, **window)
+    cached = services.rendered.get_all(events) if events else None
+    if cached is not None:
+        return HistoryOut(
+            stream=stream,
+            entity_key=events[0].entity_key,
+            events=cached,
+            next=encode_cursor(kind, events[-1].version) if more else None,
+        )
+    page = await services.history.history(stream, key, **window)
+    return HistoryOut(
+        stream=page.stream,
+        entity_key=page.entity_key,
+        events=services.rendered.render(page.events),
+        next=encode_cursor(kind, page.next) if page.next is not None else None,
     )
-    body = render.history_json(page)
-    if page.next is not None:
-        body["next"] = encode_cursor(kind, page.next)
-    return msgspec.convert(body, HistoryOut)
 
 
 @get(ENTITY + "/state", summary="The entity at a time or a version (neither: now)")
