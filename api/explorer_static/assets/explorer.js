@@ -1,0 +1,1465 @@
+/* eventstore explorer: a single page over the public /v1 API (read only; no build step).
+ *
+ * Views (the URL fragment keeps the state, so links can be shared and Back works):
+ *   #/                                  entities: open one, recently changed, live feed
+ *   #/entity/<stream>/<key>[?v=N|?at=T] one entity: verify badge, time travel, timeline
+ *   #/query?<filters>                   the audit query, paged, with exports
+ *   #/projections                       read models: status, rebuilds, charts
+ *
+ * Live updates read /v1/events/live with fetch() (not EventSource, which cannot send
+ * an Authorization header). When the API answers 401 the page asks for a read key and
+ * keeps it in sessionStorage; the admin key for a rebuild is asked for each time and
+ * never stored. Nothing here modifies events.
+ */
+(function () {
+  'use strict';
+
+  const KEY_STORAGE = 'eventstore.explorer.readKey';
+  const EVENT_TYPES = ['created', 'updated', 'replaced', 'deleted', 'snapshot', 'gap', 'dropped', 'renamed'];
+  const STREAM_EVENT_TYPES = ['gap', 'dropped', 'renamed'];
+  const STREAM_KEY = '$stream';
+  const HISTORY_PAGE = 500;
+  const RECENT_PAGE = 25;
+  const FEED_MAX = 30;
+  const STATUS_COLORS = {
+    pending: '#8a94a3', paid: '#1f5fbf', shipped: '#6b3fa0', delivered: '#1a7f37', cancelled: '#b42318',
+  };
+  const SERIES_COLORS = ['#1f5fbf', '#d9822b', '#1a7f37', '#6b3fa0', '#b42318', '#0f8b8d'];
+
+  // -- small helpers ---------------------------------------------------------------------------
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+
+  /** An element with attributes (`class`, `dataset`, `on*` handlers, others) and children. */
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === 'class') node.className = value;
+      else if (name === 'dataset') Object.assign(node.dataset, value);
+      else if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
+      else if (name === 'text') node.textContent = value;
+      else node.setAttribute(name, value === true ? '' : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const enc = encodeURIComponent;
+
+  function debounce(fn, ms) {
+    let timer = null;
+    return (...args) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => fn(...args), ms);
+    };
+  }
+
+  /** RFC 3339 UTC (as the API gives) → "2026-11-26 14:03:00.123Z"; local time in the title. */
+  function timeEl(iso, cls) {
+    if (!iso) return h('span', { class: 'muted' }, '—');
+    const local = new Date(iso);
+    return h('time', { datetime: iso, class: cls, title: isNaN(local) ? null : 'local: ' + local.toLocaleString() },
+      iso.replace('T', ' '));
+  }
+
+  /** A value of a document or a diff, readably: strings quoted, structures as compact JSON. */
+  function fmt(value) {
+    if (value === undefined) return '—';
+    const text = JSON.stringify(value);
+    return text === undefined ? String(value) : text;
+  }
+
+  function fmtValueEl(value) {
+    const text = fmt(value);
+    const short = text.length > 240 ? text.slice(0, 237) + '…' : text;
+    return h('span', { title: short !== text ? text : null }, short);
+  }
+
+  function actorText(actor) {
+    if (actor === null || actor === undefined) return 'unknown actor';
+    return typeof actor === 'string' ? actor : JSON.stringify(actor);
+  }
+
+  function plural(n, word) {
+    return `${n.toLocaleString('en')} ${word}${n === 1 ? '' : 's'}`;
+  }
+
+  /** `datetime-local` value (read as UTC) → RFC 3339 with Z; '' → null. */
+  function inputToIso(value) {
+    if (!value) return null;
+    let v = value;
+    if (/^\d{4}-\d\d-\d\dT\d\d:\d\d$/.test(v)) v += ':00';
+    return v + 'Z';
+  }
+
+  /** RFC 3339 (UTC) → the `datetime-local` form. */
+  function isoToInput(iso) {
+    return iso ? iso.replace(/Z$/, '').replace(/\+00:00$/, '') : '';
+  }
+
+  // -- errors and the alert bar ----------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, problem) {
+      super(problem && problem.detail ? problem.detail : `HTTP ${status}`);
+      this.status = status;
+      this.problem = problem || {};
+    }
+  }
+
+  function showError(err) {
+    if (err && err.name === 'AbortError') return;
+    const text = err instanceof ApiError
+      ? `${err.problem.title || 'Error'} (${err.status}): ${err.message}`
+      : String(err && err.message ? err.message : err);
+    $('#alert-text').textContent = text;
+    $('#alert').hidden = false;
+  }
+
+  function clearError() {
+    $('#alert').hidden = true;
+  }
+
+  // -- the API ---------------------------------------------------------------------------------
+  function readKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORAGE);
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function setReadKey(key) {
+    try {
+      if (key) sessionStorage.setItem(KEY_STORAGE, key);
+      else sessionStorage.removeItem(KEY_STORAGE);
+    } catch (_) { /* storage disabled: the key lasts as long as this page */ }
+    memoryKey = key || null;
+    $('#key-button').textContent = key ? 'Read key ✓' : 'Read key';
+  }
+  let memoryKey = null;
+
+  function url(path, params) {
+    const qs = new URLSearchParams();
+    for (const [name, value] of Object.entries(params || {})) {
+      if (value === null || value === undefined || value === '') continue;
+      if (Array.isArray(value)) value.forEach((v) => qs.append(name, v));
+      else qs.append(name, String(value));
+    }
+    const query = qs.toString();
+    return path + (query ? '?' + query : '');
+  }
+
+  async function problemOf(res) {
+    try {
+      return await res.json();
+    } catch (_) {
+      return { detail: res.statusText };
+    }
+  }
+
+  /**
+   * A request to the API. A 401 on a read asks for a read key (once for all requests that
+   * meet it) and tries again; `admin` sends that key instead and never asks.
+   */
+  async function api(path, options) {
+    const opts = options || {};
+    for (let attempt = 0; ; attempt += 1) {
+      const headers = new Headers({ Accept: opts.accept || 'application/json' });
+      const key = opts.admin || readKey() || memoryKey;
+      if (key) headers.set('Authorization', 'Bearer ' + key);
+      const res = await fetch(url(path, opts.params), {
+        method: opts.method || 'GET', headers, cache: 'no-store', signal: opts.signal,
+      });
+      if (res.status === 401 && !opts.admin && attempt < 3) {
+        const problem = await problemOf(res);
+        if (await askReadKey(key ? 'The key was not accepted: ' + problem.detail : problem.detail)) continue;
+        throw new ApiError(401, problem);
+      }
+      if (!res.ok) throw new ApiError(res.status, await problemOf(res));
+      return opts.raw ? res : res.json();
+    }
+  }
+
+  /** Every page of a `{items|events, next}` listing (bounded by `max` rows). */
+  async function allPages(path, params, field, max) {
+    const rows = [];
+    let after = null;
+    do {
+      const page = await api(path, { params: { ...params, limit: 1000, after } });
+      rows.push(...page[field]);
+      after = page.next;
+    } while (after && rows.length < (max || 20000));
+    return rows;
+  }
+
+  // -- the read key dialog ---------------------------------------------------------------------
+  let keyPrompt = null;
+
+  function askReadKey(reason) {
+    if (keyPrompt) return keyPrompt;
+    const dialog = $('#key-dialog');
+    $('#key-reason').textContent = (reason ? reason + ' ' : '') +
+      'The key is kept in this tab only (session storage) and sent as Authorization: Bearer ….';
+    $('#key-input').value = '';
+    keyPrompt = new Promise((resolve) => {
+      dialog.addEventListener('close', function done() {
+        dialog.removeEventListener('close', done);
+        keyPrompt = null;
+        const key = $('#key-input').value.trim();
+        if (dialog.returnValue === 'ok' && key) {
+          setReadKey(key);
+          resolve(true);
+        } else {
+          resolve(false);
+        }
+      });
+    });
+    dialog.returnValue = '';
+    dialog.showModal();
+    $('#key-input').focus();
+    return keyPrompt;
+  }
+
+  // -- application state ----------------------------------------------------------------------
+  const app = {
+    streams: [],
+    stream: null,
+    view: null,
+    projections: null, // names, once loaded
+    recent: { items: [], next: null },
+    entity: null,
+    query: null,
+    projTimer: null,
+  };
+
+  // -- streams ---------------------------------------------------------------------------------
+  async function loadStreams() {
+    app.streams = await api('/v1/streams');
+    const names = app.streams.map((s) => s.stream);
+    for (const select of [$('#stream-select'), $('#q-stream')]) {
+      const keep = select.value;
+      const any = select.id === 'q-stream';
+      select.replaceChildren(
+        ...(any ? [h('option', { value: '' }, 'any')] : []),
+        ...names.map((n) => h('option', { value: n }, n)),
+      );
+      if (names.includes(keep) || (any && keep === '')) select.value = keep;
+    }
+    if (!app.stream || !names.includes(app.stream)) app.stream = names[0] || null;
+    if (app.stream) $('#stream-select').value = app.stream;
+    renderStreamInfo();
+    return app.streams;
+  }
+
+  function renderStreamInfo() {
+    const s = app.streams.find((x) => x.stream === app.stream);
+    $('#stream-info').textContent = s
+      ? `${s.entities.toLocaleString('en')} ${s.entities === 1 ? 'entity' : 'entities'} · ${plural(s.events, 'event')}`
+      : 'no events recorded yet';
+  }
+
+  const refreshStreams = debounce(() => loadStreams().catch(() => {}), 1500);
+
+  function headSeq() {
+    return app.streams.reduce((m, s) => Math.max(m, s.last_seq || 0), 0);
+  }
+
+  // -- routing ---------------------------------------------------------------------------------
+  function parseRoute() {
+    const raw = location.hash.replace(/^#/, '') || '/';
+    const cut = raw.indexOf('?');
+    const path = cut < 0 ? raw : raw.slice(0, cut);
+    const params = new URLSearchParams(cut < 0 ? '' : raw.slice(cut + 1));
+    const parts = path.split('/').filter(Boolean).map((p) => {
+      try { return decodeURIComponent(p); } catch (_) { return p; }
+    });
+    if (parts[0] === 'entity' && parts.length >= 3) {
+      return { view: 'entities', stream: parts[1], key: parts.slice(2).join('/'), params };
+    }
+    if (parts[0] === 'query') return { view: 'query', params };
+    if (parts[0] === 'projections') return { view: 'projections', params };
+    return { view: 'entities', params };
+  }
+
+  function entityHash(stream, key, version) {
+    return `#/entity/${enc(stream)}/${enc(key)}` + (version ? `?v=${version}` : '');
+  }
+
+  function setView(view) {
+    app.view = view;
+    for (const section of $$('.view')) section.hidden = section.dataset.view !== view;
+    for (const link of $$('[data-nav]')) {
+      if (link.dataset.nav === view) link.setAttribute('aria-current', 'page');
+      else link.removeAttribute('aria-current');
+    }
+    if (view === 'projections') startProjections();
+    else stopProjections();
+  }
+
+  async function route() {
+    const r = parseRoute();
+    setView(r.view);
+    try {
+      if (r.view === 'entities') {
+        if (r.stream && r.stream !== app.stream && app.streams.some((s) => s.stream === r.stream)) {
+          app.stream = r.stream;
+          $('#stream-select').value = r.stream;
+          renderStreamInfo();
+          loadRecent(true);
+        }
+        if (r.key) {
+          const version = parseInt(r.params.get('v') || '', 10) || null;
+          const at = r.params.get('at');
+          const e = app.entity;
+          if (!e || e.stream !== r.stream || e.key !== r.key) await openEntity(r.stream, r.key, { version, at });
+          else if (at) await showAt(at);
+          else if (version && version !== e.selected) {
+            e.follow = false;
+            await showVersion(version);
+          }
+        } else {
+          closeEntity();
+        }
+      } else if (r.view === 'query') {
+        fillQueryForm(r.params);
+        if ([...r.params.keys()].length) await runQuery(null);
+      }
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  // -- recently changed entities ---------------------------------------------------------------
+  async function loadRecent(reset) {
+    if (!app.stream) {
+      $('#recent-list').replaceChildren();
+      return;
+    }
+    const stream = app.stream;
+    const after = reset ? null : app.recent.next;
+    const page = await api(`/v1/streams/${enc(stream)}/entities`, { params: { limit: RECENT_PAGE, after } });
+    if (stream !== app.stream) return;
+    app.recent.items = reset ? page.items : app.recent.items.concat(page.items);
+    app.recent.next = page.next;
+    renderRecent();
+  }
+
+  function recentItem(item, flash) {
+    const current = app.entity && app.entity.stream === app.stream && app.entity.key === item.entity_key;
+    const gone = !item.exists;
+    return h('li', { dataset: { key: item.entity_key, version: item.version }, class: (gone ? 'gone' : '') + (flash ? ' flash' : '') },
+      h('a', { href: entityHash(app.stream, item.entity_key), 'aria-current': current ? 'true' : null },
+        h('span', { class: 'key' }, item.entity_key === STREAM_KEY ? '$stream (the stream’s own record)' : item.entity_key),
+        h('span', { class: `badge t-${item.last_type}` }, item.last_type),
+        h('span', { class: 'meta' }, `v${item.version} · `, timeEl(item.last_event_at), gone ? ' · deleted' : '')));
+  }
+
+  function renderRecent(flashKey) {
+    const list = $('#recent-list');
+    list.replaceChildren(...app.recent.items.map((it) => recentItem(it, it.entity_key === flashKey)));
+    if (!app.recent.items.length) list.append(h('li', { class: 'muted small' }, 'No entities yet.'));
+    $('#recent-more').hidden = !app.recent.next;
+  }
+
+  function recentOnEvent(e) {
+    if (e.stream !== app.stream) return;
+    const items = app.recent.items.filter((it) => it.entity_key !== e.entity_key);
+    items.unshift({
+      entity_key: e.entity_key,
+      entity_id: e.entity_id,
+      version: e.version,
+      exists: e.entity_key === STREAM_KEY ? true : e.type !== 'deleted',
+      last_type: e.type,
+      last_event_at: e.occurred_at,
+    });
+    app.recent.items = items;
+    renderRecent(e.entity_key);
+  }
+
+  // -- the live feed ---------------------------------------------------------------------------
+  function feedOnEvent(e) {
+    const list = $('#live-feed');
+    $('#feed-empty').hidden = true;
+    list.prepend(h('li', { dataset: { seq: e.seq, key: e.entity_key, stream: e.stream }, class: 'flash' },
+      h('span', { class: 'muted' }, `#${e.seq}`),
+      h('span', { class: `badge t-${e.type}` }, e.type),
+      h('a', { href: entityHash(e.stream, e.entity_key, e.entity_key === STREAM_KEY ? null : e.version) },
+        `${e.stream}/${e.entity_key}`),
+      h('span', { class: 'muted' }, `v${e.version} · ${actorText(e.actor)}`)));
+    while (list.children.length > FEED_MAX) list.lastElementChild.remove();
+  }
+
+  // -- live updates (SSE read with fetch) ------------------------------------------------------
+  const live = { after: 0, paused: false, controller: null, running: false };
+
+  function setLiveState(stateName, label) {
+    const button = $('#live-toggle');
+    button.dataset.state = stateName;
+    button.setAttribute('aria-pressed', stateName === 'paused' ? 'false' : 'true');
+    $('#live-label').textContent = label;
+  }
+
+  /** Reads Server-Sent Events from a fetch body; calls `onEvent({id, event, data})`. */
+  async function readSse(body, onEvent) {
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    let data = [];
+    let type = 'message';
+    let id = null;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      for (;;) {
+        const m = /\r\n|\r|\n/.exec(buffer);
+        if (!m) break;
+        if (m[0] === '\r' && m.index === buffer.length - 1) break; // a \r\n split across chunks
+        const line = buffer.slice(0, m.index);
+        buffer = buffer.slice(m.index + m[0].length);
+        if (line === '') {
+          if (data.length) onEvent({ id, event: type, data: data.join('\n') });
+          data = [];
+          type = 'message';
+          continue;
+        }
+        if (line[0] === ':') continue; // a heartbeat comment
+        const colon = line.indexOf(':');
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const val = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+        if (field === 'data') data.push(val);
+        else if (field === 'event') type = val;
+        else if (field === 'id') id = val;
+      }
+    }
+  }
+
+  async function liveLoop() {
+    if (live.running) return;
+    live.running = true;
+    let delay = 500;
+    try {
+      while (!live.paused) {
+        live.controller = new AbortController();
+        setLiveState('connecting', 'connecting…');
+        try {
+          const res = await api('/v1/events/live', {
+            params: { after: live.after }, accept: 'text/event-stream', raw: true, signal: live.controller.signal,
+          });
+          setLiveState('open', 'live');
+          document.body.dataset.live = 'open';
+          delay = 500;
+          await readSse(res.body, (msg) => {
+            let event;
+            try { event = JSON.parse(msg.data); } catch (_) { return; }
+            if (typeof event.seq === 'number' && event.seq > live.after) {
+              live.after = event.seq;
+              onLiveEvent(event);
+            }
+          });
+        } catch (err) {
+          if (live.paused || (err && err.name === 'AbortError')) break;
+          if (err instanceof ApiError && err.status === 401) {
+            setLiveState('retry', 'needs a key');
+            break;
+          }
+        }
+        document.body.dataset.live = 'retry';
+        if (live.paused) break;
+        setLiveState('retry', 'reconnecting…');
+        await sleep(delay);
+        delay = Math.min(delay * 2, 10000);
+      }
+    } finally {
+      live.running = false;
+      if (live.paused) setLiveState('paused', 'paused');
+    }
+  }
+
+  function onLiveEvent(e) {
+    feedOnEvent(e);
+    recentOnEvent(e);
+    entityOnEvent(e);
+    refreshStreams();
+    if (app.view === 'projections') refreshProjectionsSoon();
+  }
+
+  function toggleLive() {
+    if (live.paused) {
+      live.paused = false;
+      liveLoop();
+    } else {
+      live.paused = true;
+      if (live.controller) live.controller.abort();
+      setLiveState('paused', 'paused');
+    }
+  }
+
+  // -- one entity: loading ---------------------------------------------------------------------
+  let entityToken = 0;
+
+  function closeEntity() {
+    app.entity = null;
+    entityToken += 1;
+    $('#entity').hidden = true;
+    $('#entity-empty').hidden = false;
+    renderRecent();
+  }
+
+  /** A typed key, or a bare key that looks like one an entity could have. */
+  function looksLikeKey(text) {
+    return /^(oid|int|str|json):/.test(text) || /^[0-9a-fA-F]{24}$/.test(text) || /^-?\d+$/.test(text);
+  }
+
+  /** The open form: a key, or (when the order_summary read model has it) an order number. */
+  async function openFromForm(text) {
+    const stream = app.stream;
+    if (!stream || !text) return;
+    let key = text;
+    if (!looksLikeKey(text) && (await projectionNames()).includes('order_summary')) {
+      const found = await api('/v1/projections/order_summary', { params: { number: text, limit: 2 } });
+      if (found.items.length === 1 && found.items[0].entity_key) key = found.items[0].entity_key;
+    }
+    location.hash = entityHash(stream, key);
+  }
+
+  async function projectionNames() {
+    if (!app.projections) app.projections = (await api('/v1/projections')).map((p) => p.name);
+    return app.projections;
+  }
+
+  async function openEntity(stream, key, opts) {
+    const token = ++entityToken;
+    const base = `/v1/streams/${enc(stream)}/entities/${enc(key)}`;
+    let loaded = null;
+    const e = {
+      stream, key, base, token,
+      events: [], // version order
+      older: false, // older events exist that are not loaded
+      markers: [],
+      latest: null,
+      selected: null,
+      follow: !(opts && (opts.version || opts.at)),
+      // Live events for this entity wait until it is loaded, then apply in order.
+      chain: new Promise((resolve) => { loaded = resolve; }),
+      isStream: key === STREAM_KEY,
+    };
+    app.entity = e;
+    try {
+      await loadEntity(e, opts);
+    } finally {
+      loaded();
+    }
+  }
+
+  async function loadEntity(e, opts) {
+    const { stream, key, base, token } = e;
+    clearError();
+    $('#entity-empty').hidden = true;
+    $('#entity').hidden = false;
+    $('#entity').dataset.key = key;
+    $('#entity').dataset.loaded = 'false';
+    $('#entity-title').textContent = e.isStream ? `${stream} · $stream` : key;
+    $('#entity-sub').textContent = `stream ${stream} · loading…`;
+    $('#timeline').replaceChildren();
+    $('#state-doc').replaceChildren();
+    $('#state-json').textContent = '';
+    delete $('#state-json').dataset.version;
+    delete $('#state-json').dataset.key;
+    $('#travel-flags').replaceChildren();
+    $('#state-removed').replaceChildren();
+    $('#travel').hidden = e.isStream;
+    $('#exists-badge').textContent = '';
+    $('#entity-query-link').href = '#/query?' + new URLSearchParams({ stream, entity: key }).toString();
+    $('#entity-api-link').href = `${base}/history`;
+    renderRecent();
+
+    // The newest version (one fold), then the newest page of its history.
+    let latestState = null;
+    if (!e.isStream) latestState = await api(`${base}/state`);
+    if (token !== entityToken) return;
+    const latestVersion = latestState ? latestState.version : null;
+    const from = latestVersion ? Math.max(1, latestVersion - HISTORY_PAGE + 1) : 1;
+    const [events] = await Promise.all([
+      historyFrom(e, from, null),
+      loadVerify(e),
+      loadMarkers(e),
+    ]);
+    if (token !== entityToken) return;
+    e.events = events;
+    e.older = events.length > 0 && events[0].version > 1;
+    e.latest = events.length ? events[events.length - 1].version : latestVersion;
+    renderEntityHead(e);
+    renderTimeline(e);
+    $('#entity').dataset.loaded = 'true';
+    if (e.isStream) return;
+    setupSlider(e);
+    if (opts && opts.at) await showAt(opts.at);
+    else {
+      const version = (opts && opts.version) || e.latest;
+      const fresh = latestState && latestState.version === version ? latestState : null;
+      await showVersion(version, { state: fresh });
+    }
+  }
+
+  /** The entity's events from `from` (to `to`, else the newest), every page. */
+  async function historyFrom(e, from, to) {
+    const events = [];
+    let after = null;
+    do {
+      const page = await api(`${e.base}/history`, {
+        params: { from_version: from, to_version: to, limit: HISTORY_PAGE, after },
+      });
+      events.push(...page.events);
+      after = page.next;
+    } while (after);
+    return events;
+  }
+
+  async function loadVerify(e) {
+    const badge = $('#verify-badge');
+    badge.className = 'badge';
+    badge.textContent = 'verifying…';
+    try {
+      const v = await api(`${e.base}/verify`);
+      if (app.entity !== e) return;
+      e.verify = v;
+      badge.dataset.valid = String(v.valid);
+      if (v.valid) {
+        badge.className = 'badge ok';
+        badge.textContent = `✔ chain verified · ${plural(v.events_checked, 'event')}`;
+        badge.title = 'Every event hash was recomputed from the event and the previous hash.';
+      } else {
+        badge.className = 'badge bad';
+        badge.textContent = `✘ tampered at version ${v.first_invalid_version}`;
+        badge.title = v.reason || '';
+      }
+    } catch (err) {
+      if (app.entity !== e) return;
+      badge.className = 'badge warn';
+      badge.textContent = 'verify unavailable';
+      badge.title = err.message;
+    }
+  }
+
+  const reverifySoon = debounce((e) => { if (app.entity === e) loadVerify(e); }, 800);
+
+  /** The stream's own events (gaps, drops, renames): shown where they fall on the timeline. */
+  async function loadMarkers(e) {
+    const rows = await allPages('/v1/events', { stream: e.stream, type: STREAM_EVENT_TYPES }, 'events', 5000);
+    e.markers = rows;
+    e.gaps = rows.filter((r) => r.type === 'gap').map((r) => {
+      const doc = r.document || {};
+      return {
+        seq: r.seq,
+        from: typeof doc.from_time === 'string' ? doc.from_time : r.occurred_at,
+        to: typeof doc.to_time === 'string' ? doc.to_time : r.occurred_at,
+      };
+    });
+    return rows;
+  }
+
+  function renderEntityHead(e) {
+    const last = e.events[e.events.length - 1];
+    const first = e.events[0];
+    const sub = [`stream ${e.stream}`];
+    if (last) {
+      sub.push(plural(e.latest, 'version'));
+      if (!e.older && first) sub.push(`first ${first.occurred_at.replace('T', ' ')}`);
+      sub.push(`last ${last.occurred_at.replace('T', ' ')} by ${actorText(last.actor)}`);
+    }
+    $('#entity-sub').textContent = sub.join(' · ');
+    const badge = $('#exists-badge');
+    if (e.isStream || !last) {
+      badge.textContent = '';
+      badge.className = 'badge';
+      badge.hidden = true;
+    } else {
+      badge.hidden = false;
+      const deleted = last.type === 'deleted';
+      badge.className = 'badge ' + (deleted ? 'bad' : 'info');
+      badge.textContent = deleted ? (last.inferred ? 'deleted (inferred)' : 'deleted') : 'exists';
+    }
+    $('#entity-title').textContent = e.isStream
+      ? `${e.stream} · $stream`
+      : documentTitle(e) || e.key;
+  }
+
+  function documentTitle(e) {
+    for (let i = e.events.length - 1; i >= 0; i -= 1) {
+      const doc = e.events[i].document;
+      if (doc && typeof doc.number === 'string') return `${doc.number} · ${e.key}`;
+    }
+    return null;
+  }
+
+  // -- one entity: the timeline ----------------------------------------------------------------
+  function diffTable(diff) {
+    return h('table', { class: 'diff' },
+      h('tbody', {}, diff.map((c) => h('tr', { class: `op-${c.op}`, dataset: { path: c.path, op: c.op } },
+        h('td', { class: 'path' }, c.path),
+        h('td', { class: 'op' }, c.op),
+        h('td', { class: 'val before' }, c.op === 'added' ? h('span', { class: 'muted' }, '—') : fmtValueEl(c.before)),
+        h('td', { class: 'arrow', 'aria-hidden': 'true' }, '→'),
+        h('td', { class: 'val after' }, c.op === 'removed' ? h('span', { class: 'muted' }, '—') : fmtValueEl(c.after))))));
+  }
+
+  function eventNote(ev, prev) {
+    if (ev.type === 'deleted') {
+      return ev.inferred
+        ? 'Deleted — inferred, not observed: the entity was absent after a gap in the record or a dropped collection.'
+        : 'Deleted: the document was removed.';
+    }
+    if (ev.type === 'created' && prev && prev.type === 'deleted') return `Re-created after the deletion at version ${prev.version}.`;
+    if (ev.type === 'created' && ev.version > 1) return 'Re-created.';
+    if (ev.type === 'replaced') return 'The whole document was replaced; the changes below compare it with the previous version.';
+    if (ev.type === 'snapshot') return 'Snapshot: the document as found when capture started (or restarted after a gap).';
+    if (ev.inferred) return 'Inferred, not observed: derived by the service.';
+    return null;
+  }
+
+  function eventItem(ev, prev, opts) {
+    const diff = ev.diff || [];
+    const travel = !opts.isStream;
+    const recreated = ev.type === 'created' && ev.version > 1;
+    const classes = ['ev', `ev-${ev.type}`];
+    if (ev.inferred) classes.push('ev-inferred');
+    if (opts.flash) classes.push('flash');
+    if (opts.selected) classes.push('selected');
+    const note = eventNote(ev, prev);
+    let body;
+    if (!diff.length) {
+      body = ev.type === 'updated' ? h('p', { class: 'ev-note muted' }, 'No field changed.') : null;
+    } else if (['created', 'snapshot', 'deleted'].includes(ev.type) && diff.length > 4) {
+      const what = ev.type === 'deleted' ? 'removed' : 'set';
+      body = h('details', { class: 'ev-more' }, h('summary', {}, `${plural(diff.length, 'field')} ${what}`), diffTable(diff));
+    } else {
+      body = diffTable(diff);
+    }
+    const streamPayload = opts.isStream && ev.document
+      ? h('pre', { class: 'hashes' }, JSON.stringify(ev.document)) : null;
+    return h('li', {
+      class: classes.join(' '),
+      dataset: { version: ev.version, seq: ev.seq, type: ev.type, actor: actorText(ev.actor), inferred: String(ev.inferred) },
+    },
+    h('div', { class: 'ev-head' },
+      h('span', { class: 'ver' }, `v${ev.version}`),
+      h('span', { class: `badge t-${ev.type}` }, ev.type),
+      ev.inferred ? h('span', { class: 'badge warn', title: 'Derived by the service, not observed' }, 'inferred') : null,
+      recreated ? h('span', { class: 'badge ok' }, 're-created') : null,
+      timeEl(ev.occurred_at),
+      h('span', {}, 'by ', h('span', { class: 'actor' }, actorText(ev.actor))),
+      h('span', { class: 'seq' }, `seq ${ev.seq}`),
+      travel ? h('button', {
+        type: 'button', class: 'ghost small travel-to', 'aria-label': `Show the document at version ${ev.version}`,
+        onclick: () => { app.entity.follow = false; showVersion(ev.version); $('#travel').scrollIntoView({ block: 'start' }); },
+      }, `Show v${ev.version}`) : null),
+    note ? h('p', { class: 'ev-note' + (ev.type === 'deleted' ? ' error' : '') }, note) : null,
+    body,
+    streamPayload,
+    h('details', { class: 'ev-more' }, h('summary', {}, 'Event details'),
+      h('p', { class: 'hashes' },
+        `id ${ev.id}`, h('br'),
+        `recorded ${ev.recorded_at}`, h('br'),
+        `hash ${ev.hash}`, h('br'),
+        `prev_hash ${ev.prev_hash}`, h('br'),
+        `log_hash ${ev.log_hash}`,
+        ev.txn ? [h('br'), `txn ${JSON.stringify(ev.txn)}`] : null)));
+  }
+
+  function markerItem(m) {
+    const doc = m.document || {};
+    let title;
+    let text;
+    if (m.type === 'gap') {
+      title = 'Gap in the record';
+      text = `Changes between ${String(doc.from_time || '?').replace('T', ' ')} and ${String(doc.to_time || m.occurred_at).replace('T', ' ')} were not captured (the change stream could not resume). States inside it are uncertain.`;
+    } else if (m.type === 'dropped') {
+      title = 'Collection dropped';
+      text = 'The captured collection was dropped; live entities were marked deleted (inferred).';
+    } else {
+      title = 'Collection renamed';
+      text = `The captured collection was renamed${doc.to ? ' to ' + fmt(doc.to) : ''}.`;
+    }
+    return h('li', { class: `gap-marker`, dataset: { seq: m.seq, type: m.type }, role: 'note' },
+      h('div', { class: 'ev-head' },
+        h('span', { class: `badge t-${m.type}` }, m.type),
+        h('strong', {}, title),
+        timeEl(m.occurred_at),
+        h('span', { class: 'seq' }, `seq ${m.seq}`)),
+      h('p', { class: 'ev-note' }, text));
+  }
+
+  function renderTimeline(e, flashFrom) {
+    const list = $('#timeline');
+    const items = [];
+    const first = e.events[0];
+    const last = e.events[e.events.length - 1];
+    const deletedAtEnd = last && last.type === 'deleted';
+    const markers = e.isStream ? [] : e.markers.filter((m) => first && m.seq > first.seq && (!deletedAtEnd || m.seq < last.seq));
+    let mi = markers.length - 1;
+    for (let i = e.events.length - 1; i >= 0; i -= 1) {
+      const ev = e.events[i];
+      while (mi >= 0 && markers[mi].seq > ev.seq) items.push(markerItem(markers[mi--]));
+      items.push(eventItem(ev, e.events[i - 1], {
+        isStream: e.isStream, flash: flashFrom && ev.version >= flashFrom, selected: ev.version === e.selected,
+      }));
+    }
+    list.replaceChildren(...items);
+    const loaded = e.events.length;
+    $('#timeline-count').textContent = e.older
+      ? `${plural(loaded, 'event')} shown of ${e.latest}` : plural(loaded, 'event');
+    $('#timeline-more').hidden = !e.older;
+  }
+
+  async function loadOlder() {
+    const e = app.entity;
+    if (!e || !e.older || !e.events.length) return;
+    const oldest = e.events[0].version;
+    const from = Math.max(1, oldest - HISTORY_PAGE);
+    const older = await historyFrom(e, from, oldest - 1);
+    if (app.entity !== e) return;
+    e.events = older.concat(e.events);
+    e.older = from > 1;
+    renderTimeline(e);
+    renderEntityHead(e);
+  }
+
+  /** A live event: append it (and whatever came before it) to the open entity. */
+  function entityOnEvent(ev) {
+    const e = app.entity;
+    if (!e) return;
+    if (ev.stream === e.stream && STREAM_EVENT_TYPES.includes(ev.type) && !e.isStream) {
+      e.markers.push(ev);
+      if (ev.type === 'gap') loadMarkers(e).then(() => renderTimeline(e)).catch(() => {});
+      else renderTimeline(e);
+    }
+    if (ev.stream !== e.stream || ev.entity_key !== e.key) return;
+    e.chain = e.chain.then(async () => {
+      if (app.entity !== e) return;
+      const have = e.latest || 0;
+      if (ev.version <= have) return;
+      const added = await historyFrom(e, have + 1, null);
+      if (app.entity !== e || !added.length) return;
+      const known = new Set(e.events.map((x) => x.version));
+      e.events.push(...added.filter((x) => !known.has(x.version)));
+      e.latest = e.events[e.events.length - 1].version;
+      renderEntityHead(e);
+      renderTimeline(e, have + 1);
+      reverifySoon(e);
+      if (!e.isStream) {
+        setupSlider(e);
+        if (e.follow) await showVersion(e.latest);
+        else updateWhen(e);
+      }
+    }).catch(showError);
+  }
+
+  // -- one entity: time travel -----------------------------------------------------------------
+  let stateToken = 0;
+
+  function setupSlider(e) {
+    const slider = $('#travel-slider');
+    const first = e.events.length ? e.events[0].version : 1;
+    slider.min = String(e.older ? 1 : first);
+    slider.max = String(e.latest || 1);
+    slider.disabled = (e.latest || 1) <= 1;
+  }
+
+  function eventOf(e, version) {
+    return e.events.find((x) => x.version === version) || null;
+  }
+
+  /** The gaps that fall within this version's lifetime (until the next version, or now). */
+  function gapsDuring(e, version) {
+    const ev = eventOf(e, version);
+    if (!ev || !e.gaps || !e.gaps.length) return [];
+    const next = eventOf(e, version + 1);
+    const start = ev.occurred_at;
+    const end = next ? next.occurred_at : null;
+    return e.gaps.filter((g) => g.to >= start && (end === null || g.from <= end));
+  }
+
+  function updateWhen(e, st) {
+    const v = e.selected;
+    const ev = eventOf(e, v);
+    $('#travel-version').textContent = `${v} of ${e.latest}`;
+    const parts = [];
+    if (ev) {
+      parts.push(`${ev.type} at ${ev.occurred_at.replace('T', ' ')} by ${actorText(ev.actor)}`);
+    }
+    if (st && st.as_of && (!ev || st.as_of !== ev.occurred_at)) parts.push(`as of ${st.as_of.replace('T', ' ')}`);
+    if (v === e.latest) parts.push('latest version');
+    $('#travel-when').textContent = parts.join(' · ');
+  }
+
+  async function showVersion(version, opts) {
+    const e = app.entity;
+    if (!e || e.isStream) return;
+    const v = Math.max(1, Math.min(version, e.latest || version));
+    e.selected = v;
+    $('#travel-slider').value = String(v);
+    updateWhen(e);
+    markSelected(e);
+    const token = ++stateToken;
+    const st = (opts && opts.state) || await api(`${e.base}/state`, { params: { version: v } });
+    if (token !== stateToken || app.entity !== e) return;
+    await renderState(e, st, null);
+    history.replaceState(null, '', entityHash(e.stream, e.key, v === e.latest && e.follow ? null : v));
+  }
+
+  async function showAt(iso) {
+    const e = app.entity;
+    if (!e || e.isStream) return;
+    const first = e.older ? null : e.events[0];
+    if (first && iso < first.occurred_at) {
+      flags([{ cls: 'info', text: `No state at ${iso.replace('T', ' ')}: the first event is at ${first.occurred_at.replace('T', ' ')}.` }]);
+      return;
+    }
+    const token = ++stateToken;
+    const st = await api(`${e.base}/state`, { params: { at: iso } });
+    if (token !== stateToken || app.entity !== e) return;
+    e.follow = false;
+    e.selected = st.version;
+    $('#travel-slider').value = String(st.version);
+    updateWhen(e, st);
+    markSelected(e);
+    await renderState(e, st, iso);
+    history.replaceState(null, '', entityHash(e.stream, e.key) + `?at=${enc(iso)}`);
+  }
+
+  function markSelected(e) {
+    for (const li of $$('#timeline > li.ev')) {
+      li.classList.toggle('selected', Number(li.dataset.version) === e.selected);
+    }
+  }
+
+  function flags(list) {
+    $('#travel-flags').replaceChildren(...list.map((f) => h('p', { class: `flag ${f.cls}`, role: f.cls === 'info' ? null : 'status' }, f.text)));
+  }
+
+  /** The changes that made version `v` (from the loaded timeline, else from /diff). */
+  async function changesOf(e, v) {
+    const ev = eventOf(e, v);
+    if (ev) return ev.diff || [];
+    if (v <= 1) return [];
+    const d = await api(`${e.base}/diff`, { params: { from_version: v - 1, to_version: v } });
+    return d.changes;
+  }
+
+  async function renderState(e, st, at) {
+    const v = st.version;
+    const ev = eventOf(e, v);
+    let changes = [];
+    try {
+      changes = await changesOf(e, v);
+    } catch (_) { /* highlighting is a help, not a must */ }
+    if (app.entity !== e) return;
+    const list = [];
+    if (!st.exists) {
+      list.push({ cls: 'bad', text: `Deleted: at version ${v} the entity has no document${ev && ev.inferred ? ' (the deletion was inferred, not observed)' : ''}.` });
+    }
+    if (st.uncertain) {
+      const gap = st.gap ? ` (${String(st.gap.from).replace('T', ' ')} to ${String(st.gap.to).replace('T', ' ')})` : '';
+      list.push({ cls: 'warn', text: `Uncertain: ${at ? at.replace('T', ' ') : 'this moment'} falls inside a gap in the record${gap}; changes made then were not captured, so the document may have differed.` });
+    } else {
+      const during = gapsDuring(e, v);
+      if (during.length) {
+        const g = during[0];
+        list.push({ cls: 'warn', text: `Uncertain: a gap in the record (${g.from.replace('T', ' ')} to ${g.to.replace('T', ' ')}) falls within this version's lifetime; changes made during it were not captured.` });
+      }
+    }
+    for (const f of st.findings || []) {
+      list.push({ cls: 'info', text: `Finding at version ${f.version} (${f.kind}): ${f.detail}` });
+    }
+    const creation = ev && (ev.type === 'created' || ev.type === 'snapshot');
+    if (creation && st.exists) list.push({ cls: 'info', text: `${ev.type === 'snapshot' ? 'Snapshot' : 'Created'} at this version: every field is new.` });
+    flags(list);
+    const doc = $('#state-doc');
+    const json = $('#state-json');
+    doc.dataset.version = String(v);
+    doc.dataset.uncertain = String(Boolean(st.uncertain || list.some((f) => f.cls === 'warn')));
+    const changed = new Set(creation ? [] : changes.filter((c) => c.op !== 'removed').map((c) => c.path));
+    doc.replaceChildren(st.document ? tree(st.document, '', changed) : h('p', { class: 'muted' }, 'No document at this version.'));
+    const removed = changes.filter((c) => c.op === 'removed' && !(ev && ev.type === 'deleted'));
+    $('#state-removed').replaceChildren(...(removed.length ? [
+      h('p', { class: 'small' }, 'Removed in this version:'),
+      h('ul', { class: 'removed-list' }, removed.map((c) => h('li', {}, `${c.path} (was ${fmt(c.before)})`))),
+    ] : []));
+    json.textContent = JSON.stringify(st.document, null, 2);
+    json.dataset.version = String(v);
+    json.dataset.key = e.key;
+    $('#travel-at').value = isoToInput(at || st.as_of);
+    document.body.dataset.stateVersion = String(v);
+  }
+
+  /** A document as a nested list; `changed` paths are highlighted, their parents marked. */
+  function tree(value, path, changed) {
+    const entries = Array.isArray(value) ? value.map((v, i) => [String(i), v]) : Object.entries(value);
+    return h('ul', {}, entries.map(([k, v]) => {
+      const p = path ? `${path}.${k}` : k;
+      const isChanged = changed.has(p);
+      let within = false;
+      if (!isChanged) for (const c of changed) if (c.startsWith(p + '.')) { within = true; break; }
+      const label = Array.isArray(value) ? `[${k}]` : k;
+      const nested = v !== null && typeof v === 'object';
+      return h('li', { class: (isChanged ? 'changed' : '') + (within ? ' within' : ''), dataset: { path: p }, title: isChanged ? 'changed in this version' : null },
+        h('span', { class: 'mark' }),
+        h('span', { class: 'k' }, label), ': ',
+        nested
+          ? [h('span', { class: 'muted' }, Array.isArray(v) ? `[${v.length}]` : '{…}'), tree(v, p, changed)]
+          : h('span', { class: `v v-${v === null ? 'null' : typeof v === 'boolean' ? 'bool' : typeof v}` }, fmt(v)),
+        isChanged ? h('span', { class: 'sr-only' }, ' (changed in this version)') : null);
+    }));
+  }
+
+  // -- the audit query -------------------------------------------------------------------------
+  function queryParamsFromForm() {
+    const f = $('#query-form');
+    const types = $$('#q-types input:checked').map((i) => i.value);
+    return {
+      stream: f.stream.value || null,
+      entity: f.entity.value.trim() || null,
+      type: types.length ? types : null,
+      field: f.field.value.trim() || null,
+      actor: f.actor.value.trim() || null,
+      since: inputToIso(f.since.value),
+      until: inputToIso(f.until.value),
+    };
+  }
+
+  function fillQueryForm(params) {
+    const f = $('#query-form');
+    if (params.has('stream') && ![...f.stream.options].some((o) => o.value === params.get('stream'))) {
+      f.stream.append(h('option', { value: params.get('stream') }, params.get('stream')));
+    }
+    f.stream.value = params.get('stream') || '';
+    f.entity.value = params.get('entity') || '';
+    f.field.value = params.get('field') || '';
+    f.actor.value = params.get('actor') || '';
+    f.since.value = isoToInput(params.get('since'));
+    f.until.value = isoToInput(params.get('until'));
+    if (params.get('limit')) f.limit.value = params.get('limit');
+    const types = params.getAll('type');
+    for (const box of $$('#q-types input')) box.checked = types.includes(box.value);
+  }
+
+  function queryHash(params) {
+    return '#/query?' + new URLSearchParams(url('', { ...params, limit: $('#q-limit').value }).slice(1)).toString();
+  }
+
+  async function runQuery(cursor, direction) {
+    const params = queryParamsFromForm();
+    if (params.entity && !params.stream) {
+      showError('Pick the stream of the entity: entity keys are per stream.');
+      return;
+    }
+    const limit = Number($('#q-limit').value) || 50;
+    if (!app.query || !direction) app.query = { params, cursors: [null], page: 0, next: null };
+    const q = app.query;
+    if (direction === 'next') {
+      q.cursors.push(cursor);
+      q.page += 1;
+    } else if (direction === 'prev') {
+      q.cursors.pop();
+      q.page -= 1;
+    }
+    const after = q.cursors[q.cursors.length - 1];
+    $('#results-summary').textContent = 'Searching…';
+    const page = await api('/v1/events', { params: { ...q.params, limit, after } });
+    if (app.query !== q) return;
+    q.next = page.next;
+    renderResults(page.events, q, limit);
+    $('#export-curl').textContent = curlFor(q.params, 'text/csv');
+  }
+
+  function renderResults(events, q, limit) {
+    const body = $('#results tbody');
+    body.replaceChildren(...events.map((e) => h('tr', { dataset: { seq: e.seq } },
+      h('td', { class: 'mono' }, e.seq),
+      h('td', { class: 'mono' }, timeEl(e.occurred_at)),
+      h('td', {}, e.stream),
+      h('td', { class: 'mono' }, h('a', { href: entityHash(e.stream, e.entity_key, e.entity_key === STREAM_KEY ? null : e.version) }, e.entity_key)),
+      h('td', {}, e.version),
+      h('td', {}, h('span', { class: `badge t-${e.type}` }, e.type), e.inferred ? h('span', { class: 'badge warn' }, 'inferred') : null),
+      h('td', {}, actorText(e.actor)),
+      h('td', { class: 'fields' }, (e.changed_fields || []).join(', ')))));
+    if (!events.length) body.append(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No events match.')));
+    const first = q.page * limit + 1;
+    $('#results-summary').textContent = events.length
+      ? `Events ${first.toLocaleString('en')}–${(first + events.length - 1).toLocaleString('en')} in seq order${q.next ? '; more follow' : ''}.`
+      : 'No events match.';
+    $('#page-label').textContent = `page ${q.page + 1}`;
+    $('#page-prev').disabled = q.page === 0;
+    $('#page-next').disabled = !q.next;
+  }
+
+  function curlFor(params, accept) {
+    const key = readKey() || memoryKey;
+    return `curl -H 'Accept: ${accept}'` + (key ? ` -H "Authorization: Bearer $EVENTSTORE_KEY"` : '') +
+      ` '${location.origin}${url('/v1/events', params)}'`;
+  }
+
+  async function exportAs(accept, filename) {
+    const params = (app.query && app.query.params) || queryParamsFromForm();
+    if (params.entity && !params.stream) {
+      showError('Pick the stream of the entity: entity keys are per stream.');
+      return;
+    }
+    const button = accept === 'text/csv' ? $('#export-csv') : $('#export-ndjson');
+    button.disabled = true;
+    try {
+      const res = await api('/v1/events', { params, accept, raw: true });
+      const blob = await res.blob();
+      const href = URL.createObjectURL(blob);
+      const a = h('a', { href, download: filename, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(href), 10000);
+      $('#results-summary').textContent = `Exported ${filename} (${blob.size.toLocaleString('en')} bytes, every match).`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // -- projections -----------------------------------------------------------------------------
+  const charts = { status: null, revenue: null };
+  let job = null; // { name, id, key }
+
+  function startProjections() {
+    if (app.projTimer) return;
+    refreshProjections();
+    app.projTimer = setInterval(refreshProjections, 3000);
+  }
+
+  function stopProjections() {
+    clearInterval(app.projTimer);
+    app.projTimer = null;
+  }
+
+  const refreshProjectionsSoon = debounce(() => refreshProjections(), 700);
+
+  let refreshing = false;
+  async function refreshProjections() {
+    if (refreshing) return;
+    refreshing = true;
+    try {
+      const list = await api('/v1/projections');
+      app.projections = list.map((p) => p.name);
+      renderProjections(list);
+      await renderCharts(app.projections);
+      $('#proj-updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+    } catch (err) {
+      showError(err);
+    } finally {
+      refreshing = false;
+    }
+  }
+
+  function stateBadge(s) {
+    const cls = s === 'failed' ? 'bad' : s === 'following' || s === 'caught up' ? 'ok' : s === 'rebuilding' ? 'info' : 'warn';
+    return h('span', { class: `badge ${cls}` }, s);
+  }
+
+  function renderProjections(list) {
+    const running = job && !['succeeded', 'failed'].includes(job.state);
+    $('#projections tbody').replaceChildren(...list.map((p) => h('tr', { dataset: { name: p.name, state: p.state } },
+      h('td', { class: 'mono' }, p.name),
+      h('td', {}, stateBadge(p.state)),
+      h('td', { class: 'mono' }, p.position.toLocaleString('en')),
+      h('td', { class: 'mono' }, p.lag > 0 ? h('span', { class: 'badge warn' }, p.lag.toLocaleString('en')) : '0'),
+      h('td', {}, timeEl(p.rebuilt_at)),
+      h('td', { class: 'err' }, p.error ? `${p.failed_seq !== null ? `at seq ${p.failed_seq}: ` : ''}${p.error}` : ''),
+      h('td', {}, h('button', {
+        type: 'button', class: 'ghost small rebuild', disabled: running ? true : null,
+        'aria-label': `Rebuild ${p.name}`, onclick: () => askRebuild(p.name),
+      }, 'Rebuild…')))));
+  }
+
+  async function rows(name) {
+    return allPages(`/v1/projections/${enc(name)}`, {}, 'items', 20000);
+  }
+
+  function chartBase(extra) {
+    return {
+      responsive: true,
+      maintainAspectRatio: false,
+      animation: { duration: 250 },
+      plugins: { legend: { display: true, position: 'bottom' } },
+      scales: { y: { beginAtZero: true } },
+      ...extra,
+    };
+  }
+
+  function drawChart(which, canvasId, config) {
+    const existing = charts[which];
+    if (existing) {
+      existing.data.labels = config.data.labels;
+      existing.data.datasets.forEach((ds, i) => {
+        if (config.data.datasets[i]) ds.data = config.data.datasets[i].data;
+      });
+      if (existing.data.datasets.length !== config.data.datasets.length) {
+        existing.data.datasets = config.data.datasets;
+      }
+      existing.update();
+      return;
+    }
+    charts[which] = new window.Chart($(canvasId), config);
+  }
+
+  async function renderCharts(names) {
+    if (!window.Chart) return;
+    const statusCard = $('#chart-status').closest('.chart-card');
+    const revenueCard = $('#chart-revenue').closest('.chart-card');
+    statusCard.hidden = !names.includes('orders_by_status');
+    revenueCard.hidden = !names.includes('revenue_by_day');
+    if (!statusCard.hidden) {
+      const byStatus = (await rows('orders_by_status')).filter((r) => typeof r.count === 'number');
+      const order = Object.keys(STATUS_COLORS);
+      byStatus.sort((a, b) => (order.indexOf(a.status) + 1 || 99) - (order.indexOf(b.status) + 1 || 99));
+      $('#chart-status-empty').hidden = byStatus.length > 0;
+      drawChart('status', '#chart-status', {
+        type: 'bar',
+        data: {
+          labels: byStatus.map((r) => r.status),
+          datasets: [{
+            label: 'live orders',
+            data: byStatus.map((r) => r.count),
+            backgroundColor: byStatus.map((r) => STATUS_COLORS[r.status] || '#0f8b8d'),
+          }],
+        },
+        options: chartBase({
+          plugins: { legend: { display: false } },
+          scales: { y: { beginAtZero: true, ticks: { precision: 0 } } },
+        }),
+      });
+      $('#chart-status').dataset.points = String(byStatus.length);
+    }
+    if (!revenueCard.hidden) {
+      const revenue = await rows('revenue_by_day');
+      const days = [...new Set(revenue.map((r) => r.day))].sort();
+      const currencies = [...new Set(revenue.map((r) => r.currency))].sort();
+      $('#chart-revenue-empty').hidden = revenue.length > 0;
+      drawChart('revenue', '#chart-revenue', {
+        type: 'bar',
+        data: {
+          labels: days,
+          datasets: currencies.map((cur, i) => ({
+            label: cur,
+            data: days.map((d) => {
+              const row = revenue.find((r) => r.day === d && r.currency === cur);
+              return row ? Number(row.revenue) : 0;
+            }),
+            backgroundColor: SERIES_COLORS[i % SERIES_COLORS.length],
+          })),
+        },
+        options: chartBase({
+          plugins: {
+            legend: { display: true, position: 'bottom' },
+            tooltip: {
+              callbacks: {
+                label: (ctx) => {
+                  const row = revenue.find((r) => r.day === days[ctx.dataIndex] && r.currency === ctx.dataset.label);
+                  return `${ctx.dataset.label} ${row ? row.revenue : 0} (${row ? plural(row.orders, 'order') : '0 orders'})`;
+                },
+              },
+            },
+          },
+        }),
+      });
+      $('#chart-revenue').dataset.points = String(revenue.length);
+    }
+  }
+
+  function askRebuild(name) {
+    const dialog = $('#rebuild-dialog');
+    dialog.dataset.name = name;
+    $('#rebuild-title').textContent = `Rebuild ${name}`;
+    $('#rebuild-error').hidden = true;
+    $('#admin-key').value = '';
+    dialog.returnValue = '';
+    dialog.showModal();
+    $('#admin-key').focus();
+  }
+
+  async function submitRebuild(event) {
+    const dialog = $('#rebuild-dialog');
+    const submitter = event.submitter;
+    if (submitter && submitter.value !== 'ok') return;
+    event.preventDefault();
+    const name = dialog.dataset.name;
+    const key = $('#admin-key').value;
+    const error = $('#rebuild-error');
+    error.hidden = true;
+    $('#rebuild-ok').disabled = true;
+    try {
+      const created = await api(`/v1/admin/projections/${enc(name)}/rebuild`, { method: 'POST', admin: key });
+      dialog.close('ok');
+      followJob(name, created.job, key);
+    } catch (err) {
+      error.textContent = err instanceof ApiError && err.status === 409
+        ? `A rebuild of ${name} is already queued or running.`
+        : err.message;
+      error.hidden = false;
+    } finally {
+      $('#rebuild-ok').disabled = false;
+    }
+  }
+
+  async function followJob(name, id, key) {
+    job = { name, id, state: 'queued' };
+    const box = $('#job');
+    box.hidden = false;
+    box.dataset.job = id;
+    $('#job-title').textContent = `Rebuild of ${name} · job ${id}`;
+    for (;;) {
+      let j;
+      try {
+        j = await api(`/v1/admin/jobs/${enc(id)}`, { admin: key });
+      } catch (err) {
+        $('#job-detail').textContent = `Cannot follow the job: ${err.message}`;
+        break;
+      }
+      job.state = j.state;
+      box.dataset.state = j.state;
+      const badge = $('#job-state');
+      badge.textContent = j.state;
+      badge.className = 'badge ' + (j.state === 'succeeded' ? 'ok' : j.state === 'failed' ? 'bad' : 'info');
+      const progress = $('#job-progress');
+      progress.max = Math.max(j.total, 1);
+      progress.value = j.state === 'succeeded' ? progress.max : j.processed;
+      const pct = j.total ? Math.round((100 * j.processed) / j.total) : (j.state === 'succeeded' ? 100 : 0);
+      $('#job-detail').textContent = `${j.processed.toLocaleString('en')} of ${j.total.toLocaleString('en')} events (${pct}%)` +
+        (j.started_at ? ` · started ${j.started_at.replace('T', ' ')}` : '') +
+        (j.finished_at ? ` · finished ${j.finished_at.replace('T', ' ')}` : '') +
+        (j.error ? ` · error: ${j.error}` : '');
+      if (j.state === 'succeeded' || j.state === 'failed') break;
+      await sleep(400);
+    }
+    refreshProjections();
+  }
+
+  // -- wiring ----------------------------------------------------------------------------------
+  function wire() {
+    $('#alert-close').addEventListener('click', clearError);
+    $('#live-toggle').addEventListener('click', toggleLive);
+    $('#key-button').addEventListener('click', () => askReadKey('').then((ok) => { if (ok) start(); }));
+    $('#key-forget').addEventListener('click', () => {
+      setReadKey(null);
+      $('#key-dialog').close('cancel');
+    });
+    $('#stream-select').addEventListener('change', (ev) => {
+      app.stream = ev.target.value;
+      renderStreamInfo();
+      loadRecent(true).catch(showError);
+      if (app.entity && app.entity.stream !== app.stream) location.hash = '#/';
+    });
+    $('#open-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      openFromForm($('#open-key').value.trim()).catch(showError);
+    });
+    $('#recent-refresh').addEventListener('click', () => loadRecent(true).catch(showError));
+    $('#recent-more').addEventListener('click', () => loadRecent(false).catch(showError));
+    $('#timeline-more').addEventListener('click', () => loadOlder().catch(showError));
+
+    const slider = $('#travel-slider');
+    const fromSlider = debounce(() => {
+      const e = app.entity;
+      if (!e) return;
+      const v = Number(slider.value);
+      e.follow = v === e.latest;
+      showVersion(v).catch(showError);
+    }, 120);
+    slider.addEventListener('input', () => {
+      const e = app.entity;
+      if (!e) return;
+      // Moved off the latest version: live events no longer move the slider.
+      e.follow = Number(slider.value) === e.latest;
+      $('#travel-version').textContent = `${slider.value} of ${e.latest}`;
+      fromSlider();
+    });
+    $('#travel-at-go').addEventListener('click', () => {
+      const iso = inputToIso($('#travel-at').value);
+      if (iso) showAt(iso).catch(showError);
+    });
+    $('#travel-at').addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter') $('#travel-at-go').click();
+    });
+    $('#travel-latest').addEventListener('click', () => {
+      const e = app.entity;
+      if (!e) return;
+      e.follow = true;
+      showVersion(e.latest).catch(showError);
+    });
+
+    const types = $('#q-types');
+    types.replaceChildren(...EVENT_TYPES.map((t) => h('label', {},
+      h('input', { type: 'checkbox', name: 'type', value: t }), h('span', { class: `badge t-${t}` }, t))));
+    $('#query-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      clearError();
+      const params = queryParamsFromForm();
+      const hash = queryHash(params);
+      if (location.hash === hash) runQuery(null).catch(showError);
+      else location.hash = hash;
+    });
+    $('#query-form').addEventListener('reset', () => setTimeout(() => {
+      $('#results tbody').replaceChildren();
+      $('#results-summary').textContent = '';
+      app.query = null;
+    }));
+    $('#page-next').addEventListener('click', () => {
+      if (app.query && app.query.next) runQuery(app.query.next, 'next').catch(showError);
+    });
+    $('#page-prev').addEventListener('click', () => {
+      if (app.query && app.query.page > 0) runQuery(null, 'prev').catch(showError);
+    });
+    $('#export-csv').addEventListener('click', () => exportAs('text/csv', 'events.csv').catch(showError));
+    $('#export-ndjson').addEventListener('click', () => exportAs('application/x-ndjson', 'events.ndjson').catch(showError));
+    $('#rebuild-form').addEventListener('submit', submitRebuild);
+    for (const button of $$('dialog [data-close]')) {
+      button.addEventListener('click', () => button.closest('dialog').close('cancel'));
+    }
+
+    window.addEventListener('hashchange', () => {
+      clearError();
+      route();
+    });
+  }
+
+  let started = false;
+  async function start() {
+    try {
+      await loadStreams();
+    } catch (err) {
+      showError(err);
+      return;
+    }
+    // The recent list first, then the live tail from the head read before it: an event
+    // recorded in between is in both, and applying it twice changes nothing.
+    const head = headSeq();
+    await loadRecent(true).catch(showError);
+    if (!started) {
+      started = true;
+      live.after = head;
+      liveLoop();
+    } else if (!live.running && !live.paused) {
+      liveLoop();
+    }
+    await route();
+    document.body.dataset.ready = 'true';
+  }
+
+  document.addEventListener('DOMContentLoaded', () => {
+    memoryKey = readKey();
+    setReadKey(memoryKey);
+    wire();
+    start();
+  });
+})();
