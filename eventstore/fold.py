@@ -82,14 +82,16 @@ class _Missing:
 
 
 _MISSING: Final = _Missing()
+_CONTAINERS: Final = (dict, list)
+_NO_PATHS: Final[Mapping[str, Sequence[Part]]] = {}
 
 
 def _clone(value: Any) -> Any:
     """A copy of the containers in `value` (scalars are immutable and shared)."""
     if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
+        return {k: _clone(v) if isinstance(v, _CONTAINERS) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [_clone(v) for v in value]
+        return [_clone(v) if isinstance(v, _CONTAINERS) else v for v in value]
     return value
 
 
@@ -135,16 +137,44 @@ def _parts(path: str, disambiguated: Mapping[str, Sequence[Part]]) -> tuple[Sequ
     return path.split("."), False
 
 
+# A path component as `set` walks it: (the component as given, the field name it names in a
+# sub-document or None, the array index it names in an array or None).
+Step = tuple[Part, str | None, int | None]
+# Plans of paths split on ".", by path: the same few paths recur in every event of a stream.
+_PLANS: dict[str, tuple[Step, ...]] = {}
+_MAX_PLANS: Final = 4096
+
+
+def _plan(path: str, disambiguated: Mapping[str, Sequence[Part]]) -> tuple[Step, ...]:
+    """How `set` walks `path`: `disambiguatedPaths` components exactly, else split on "."."""
+    given = disambiguated.get(path)
+    if given is not None:
+        # exact: a string only names a field, an int only indexes an array
+        return tuple(
+            (p, p, None) if isinstance(p, str) else (p, None, p if p >= 0 else None) for p in given
+        )
+    plan = _PLANS.get(path)
+    if plan is None:
+        # a numeric component indexes an array, and names a field of a sub-document
+        plan = tuple(
+            (p, p, int(p) if p.isascii() and p.isdigit() else None) for p in path.split(".")
+        )
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[path] = plan
+    return plan
+
+
 class _Writer:
-    """Copy-on-write edits of one document."""
+    """Copy-on-write edits of one document (`doc`: a copy this apply owns)."""
 
     __slots__ = ("conflicts", "doc", "owned")
 
-    def __init__(self, doc: Mapping[str, Any]) -> None:
-        self.doc: dict[str, Any] = dict(doc)
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
         # Containers created by this apply, edited in place from then on. Keyed by
         # id and kept alive here, so an id cannot be reused during the apply.
-        self.owned: dict[int, Any] = {id(self.doc): self.doc}
+        self.owned: dict[int, Any] = {id(doc): doc}
         self.conflicts: list[str] = []
 
     def _own(self, parent: Any, key: str | int) -> Any:
@@ -192,40 +222,61 @@ class _Writer:
             self.owned[id(cut)] = cut
             self._parent(keys)[keys[-1]] = cut
 
-    def set(self, path: str, parts: Sequence[Part], exact: bool, value: Any) -> None:
-        if not parts:
+    def set(self, path: str, plan: tuple[Step, ...], value: Any) -> None:
+        if not plan:
             self.conflicts.append(f"updatedFields {path!r}: empty path")
             return
         node: Any = self.doc
-        last = len(parts) - 1
+        owned = self.owned
+        key: str | int
+        last = len(plan) - 1
         for i in range(last):
-            key = _resolve(node, parts[i], exact)
-            if key is None:
-                self.conflicts.append(f"updatedFields {path!r}: no {parts[i]!r} in {_kind(node)}")
-                return
-            child = _get(node, key)
+            part, name, index = plan[i]
+            # `node` is this apply's copy: a dict or a list
+            if isinstance(node, dict):
+                if name is None:
+                    self.conflicts.append(f"updatedFields {path!r}: no {part!r} in {_kind(node)}")
+                    return
+                key = name
+                child = node.get(name, _MISSING)
+            else:
+                if index is None:
+                    self.conflicts.append(f"updatedFields {path!r}: no {part!r} in {_kind(node)}")
+                    return
+                key = index
+                child = node[index] if index < len(node) else _MISSING
             if child is _MISSING:
                 # MongoDB creates the missing sub-documents, whatever the components look like
-                rest = parts[i + 1 :]
-                if any(isinstance(p, int) for p in rest):
+                rest = plan[i + 1 :]
+                if any(isinstance(p, int) for p, _, _ in rest):
                     self.conflicts.append(f"updatedFields {path!r}: array index into nothing")
                     return
                 new = _clone(value)
-                for p in reversed(rest):
+                for p, _, _ in reversed(rest):
                     new = {p: new}
                 if not _put(node, key, new):
                     self.conflicts.append(f"updatedFields {path!r}: index {key} too far")
                 return
-            if not isinstance(child, (dict, list)):
-                self.conflicts.append(f"updatedFields {path!r}: {_kind(child)} at {parts[i]!r}")
+            if not isinstance(child, _CONTAINERS):
+                self.conflicts.append(f"updatedFields {path!r}: {_kind(child)} at {part!r}")
                 return
-            node = self._own(node, key)
-        key = _resolve(node, parts[last], exact)
-        if key is None:
-            self.conflicts.append(f"updatedFields {path!r}: no {parts[last]!r} in {_kind(node)}")
-            return
-        if not _put(node, key, _clone(value)):
-            self.conflicts.append(f"updatedFields {path!r}: index {key} too far")
+            if id(child) not in owned:  # copy-on-write: the first edit below it copies it
+                child = dict(child) if isinstance(child, dict) else list(child)
+                owned[id(child)] = child
+                node[key] = child
+            node = child
+        part, name, index = plan[last]
+        if isinstance(value, _CONTAINERS):
+            value = _clone(value)
+        if isinstance(node, dict):
+            if name is None:
+                self.conflicts.append(f"updatedFields {path!r}: no {part!r} in {_kind(node)}")
+            else:
+                node[name] = value
+        elif index is None:
+            self.conflicts.append(f"updatedFields {path!r}: no {part!r} in {_kind(node)}")
+        elif not _put(node, index, value):
+            self.conflicts.append(f"updatedFields {path!r}: index {index} too far")
 
     def remove(self, parts: Sequence[Part], exact: bool) -> None:
         # $unset never fails: a path that is not there (or runs through a scalar) is a no-op
@@ -256,21 +307,24 @@ def apply_update(
     Paths that cannot be applied are skipped and, when `conflicts` is given,
     described there.
     """
-    writer = _Writer(doc)
-    disambiguated: Mapping[str, Sequence[Part]] = changes.get("disambiguatedPaths") or {}
+    new = dict(doc)
+    writer = _Writer(new)
+    disambiguated: Mapping[str, Sequence[Part]] = changes.get("disambiguatedPaths") or _NO_PATHS
     for t in changes.get("truncatedArrays") or ():
         path = t["field"]
         parts, exact = _parts(path, disambiguated)
         writer.truncate(path, parts, exact, max(int(t["newSize"]), 0))
-    for path, value in (changes.get("updatedFields") or {}).items():
-        parts, exact = _parts(path, disambiguated)
-        writer.set(path, parts, exact, value)
+    for path, value in (changes.get("updatedFields") or _NO_PATHS).items():
+        if "." in path or path in disambiguated:
+            writer.set(path, _plan(path, disambiguated), value)
+        else:  # a top-level field (the usual case): what `set` does with one component
+            new[path] = _clone(value) if isinstance(value, _CONTAINERS) else value
     for path in changes.get("removedFields") or ():
         parts, exact = _parts(path, disambiguated)
         writer.remove(parts, exact)
     if conflicts is not None:
         conflicts.extend(writer.conflicts)
-    return writer.doc
+    return new
 
 
 def apply_event(
@@ -283,10 +337,7 @@ def apply_event(
     kind = event.type
     if findings is not None and event.before is not None:
         _check_pre_image(state, event, findings)
-    if kind in (CREATED, REPLACED, SNAPSHOT):
-        document: dict[str, Any] = _clone(event.document or {})
-        return document
-    if kind == UPDATED:
+    if kind == UPDATED:  # the usual event first
         # The update description is the truth; an update's full document never is.
         if state is None:
             state = {}
@@ -303,6 +354,9 @@ def apply_event(
             detail = "; ".join(conflicts)
             findings.append(Finding(version=event.version, kind=PATH_CONFLICT, detail=detail))
         return new
+    if kind in (CREATED, REPLACED, SNAPSHOT):
+        document: dict[str, Any] = _clone(event.document or {})
+        return document
     if kind == DELETED:
         return None
     if kind not in STREAM_TYPES and findings is not None:

@@ -12,8 +12,9 @@ Real shops' orders are untidy: a missing or malformed field never fails a row.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Context, Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any, Final
 
 import msgspec
@@ -26,18 +27,25 @@ from eventstore.model import Event
 PAID_STATUSES: Final = frozenset({"paid", "shipped", "delivered"})
 _MONEY = Context(prec=34)
 _ZERO = Decimal(0)
+# An absent document, read as one without fields (never edited).
+_NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
-class Change(msgspec.Struct, frozen=True, kw_only=True):
-    """An event and the entity's state just before and just after it."""
+class Change(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """An event and the entity's state just before and just after it.
+
+    Both states are shared with the runner's cache and with each other (the fold
+    is copy-on-write): read them, never edit them. (`gc=False`: a change is never
+    part of a reference cycle, so the garbage collector need not track one per event.)
+    """
 
     event: Event
     before: dict[str, Any] | None
     after: dict[str, Any] | None
 
 
-class Write(msgspec.Struct, frozen=True, kw_only=True):
-    """Upsert `row` under `key` (None deletes the row)."""
+class Write(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Upsert `row` under `key` (None deletes the row). Never part of a reference cycle."""
 
     key: str
     row: dict[str, Any] | None
@@ -55,11 +63,40 @@ class Projection(msgspec.Struct, frozen=True, kw_only=True):
     apply: Callable[[Rows, Change], list[Write]]
 
 
+# -- money: Decimal128 <-> Decimal -----------------------------------------------------------
+# Decimal128.to_decimal and Decimal128(Decimal) are slow (pure Python, bit by bit), and the
+# same Decimal128 objects come back event after event: the fold shares a document's total
+# from version to version, and a row's sum is the object this module made. Conversions are
+# remembered by object (the entry keeps its object alive, so an id is never reused
+# meanwhile); a bounded cache, cleared whole when full.
+_DECIMALS: dict[int, tuple[Decimal128, Decimal]] = {}
+_MAX_DECIMALS: Final = 32_768
+_BIAS: Final = 6176  # the Decimal128 exponent bias
+_MAX_EXPONENT: Final = 6111  # beyond it, a 34-digit Decimal128 needs clamping: left to bson
+_LOW_BITS: Final = (1 << 64) - 1
+
+
+def _remember(value: Decimal128, decimal: Decimal) -> None:
+    if len(_DECIMALS) >= _MAX_DECIMALS:
+        _DECIMALS.clear()
+    _DECIMALS[id(value)] = (value, decimal)
+
+
+def _to_decimal(value: Decimal128) -> Decimal:
+    """`value.to_decimal()`, converted once per object."""
+    known = _DECIMALS.get(id(value))
+    if known is not None and known[0] is value:
+        return known[1]
+    decimal = value.to_decimal()
+    _remember(value, decimal)
+    return decimal
+
+
 # -- reading untidy documents ---------------------------------------------------------------
 def money(value: Any) -> Decimal:
     """A total as Decimal (Decimal128, int or numeric string); anything else counts as 0."""
     if isinstance(value, Decimal128):
-        value = value.to_decimal()
+        return _to_decimal(value)
     if isinstance(value, bool):
         return _ZERO
     if isinstance(value, (int, Decimal)):
@@ -73,8 +110,20 @@ def money(value: Any) -> Decimal:
 
 
 def dec128(value: Decimal) -> Decimal128:
-    """Decimal -> Decimal128 (34 significant digits)."""
-    return Decimal128(_MONEY.create_decimal(value))
+    """Decimal -> Decimal128 (34 significant digits), bit for bit what `Decimal128()` makes."""
+    rounded = _MONEY.create_decimal(value)
+    if rounded.is_finite():
+        sign, _, exponent = rounded.as_tuple()
+        assert isinstance(exponent, int)  # finite
+        if -_BIAS <= exponent <= _MAX_EXPONENT:
+            # BID: sign, biased exponent, then the coefficient (< 10**34 < 2**113) in 113 bits
+            coefficient = abs(int(_MONEY.scaleb(rounded, -exponent)))
+            high = (sign << 63) | ((exponent + _BIAS) << 49) | (coefficient >> 64)
+            # (high, low): the form bson's own Decimal128.from_bid builds with
+            out = Decimal128((high, coefficient & _LOW_BITS))  # type: ignore[arg-type]
+            _remember(out, rounded)
+            return out
+    return Decimal128(rounded)
 
 
 def _as_money(value: Any) -> Decimal128:
@@ -108,8 +157,18 @@ def _fresh(rows: Rows, key: str, seq: int) -> bool:
     return row is None or int(row.get("seq", 0)) < seq
 
 
+_DAYS: dict[date, str] = {}
+
+
 def _day(when: datetime) -> str:
-    day: str = as_utc(when).strftime("%Y-%m-%d")
+    """The day of a time (a naive one is UTC), `YYYY-MM-DD`; remembered: events share few days."""
+    on = as_utc(when).date()
+    day = _DAYS.get(on)
+    if day is None:
+        day = on.strftime("%Y-%m-%d")
+        if len(_DAYS) >= 4096:
+            _DAYS.clear()
+        _DAYS[on] = day
     return day
 
 
@@ -120,25 +179,31 @@ def _summary_keys(change: Change) -> list[str]:
 
 def _summary_apply(rows: Rows, change: Change) -> list[Write]:
     e = change.event
-    if not _fresh(rows, e.entity_key, e.seq):
-        return []
-    doc = change.after if change.after is not None else change.before
-    old = rows.get(e.entity_key) or {}
+    key = e.entity_key
+    old = rows.get(key)
+    if old is not None and int(old.get("seq", 0)) >= e.seq:
+        return []  # already applied
+    after = change.after
+    doc = after if after is not None else (change.before or _NOTHING)
+    get = doc.get
+    number, customer, status = get("number"), get("customer"), get("status")
+    items, total, currency = get("items"), get("total"), get("currency")
+    created = old.get("created_at") if old is not None else None
     row: dict[str, Any] = {
-        "entity_key": e.entity_key,
-        "number": _text(doc, "number"),
-        "customer": _customer(doc),
-        "status": _text(doc, "status"),
-        "items": doc.get("items") if doc and isinstance(doc.get("items"), list) else [],
-        "total": _as_money(doc.get("total") if doc else None),
-        "currency": _text(doc, "currency"),
-        "created_at": old.get("created_at") or _created_at(doc, e),
+        "entity_key": key,
+        "number": number if isinstance(number, str) else None,
+        "customer": customer if isinstance(customer, dict) else None,
+        "status": status if isinstance(status, str) else None,
+        "items": items if isinstance(items, list) else [],
+        "total": total if isinstance(total, Decimal128) else dec128(money(total)),
+        "currency": currency if isinstance(currency, str) else None,
+        "created_at": created or _created_at(doc, e),
         "updated_at": e.occurred_at,
         "version": e.version,
-        "deleted": change.after is None,
+        "deleted": after is None,
         "seq": e.seq,
     }
-    return [Write(key=e.entity_key, row=row)]
+    return [Write(key=key, row=row)]
 
 
 def _created_at(doc: Mapping[str, Any] | None, e: Event) -> datetime:
@@ -175,6 +240,19 @@ def revenue_deltas(change: Change) -> list[tuple[str, Decimal, int]]:
     (cancellation) subtracts what it had added; a total or currency changed
     while paid adjusts; deleting a document changes no revenue.
     """
+    global _last_deltas
+    last = _last_deltas  # keys() then apply() ask for the same change's deltas in turn
+    if last[0] is change:
+        return list(last[1])
+    out = _revenue_deltas(change)
+    _last_deltas = (change, out)
+    return list(out)
+
+
+_last_deltas: tuple[Change | None, list[tuple[str, Decimal, int]]] = (None, [])
+
+
+def _revenue_deltas(change: Change) -> list[tuple[str, Decimal, int]]:
     before, after = change.before, change.after
     if after is None:
         return []

@@ -7,7 +7,9 @@ where the server has them). Rows keep the last `seq` applied, so a crash
 between the two writes never double-counts.
 
 A rebuild replays the whole log into a fresh collection and swaps it in with
-one rename; readers see the old model or the new, never a mix.
+one rename; readers see the old model or the new, never a mix. Nobody else
+writes that collection, so a rebuild keeps the rows it wrote in memory (bounded)
+instead of reading them back, and folds and applies each event in turn.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 import msgspec
+from bson import ObjectId
 
-from eventstore.fold import Fold
+from eventstore.fold import apply_event
 from eventstore.history import History
 from eventstore.keys import typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
@@ -55,41 +58,98 @@ class RunnerStatus(msgspec.Struct, kw_only=True):
 
 
 class RebuildProgress(msgspec.Struct, kw_only=True):
-    """A rebuild's progress: events processed of the log's total."""
+    """A rebuild's progress: events processed of the log's total, rows written so far."""
 
     processed: int = 0
     total: int = 0
     seconds: float = 0.0
+    written: int = 0
+
+
+def _state_key(event: Event) -> tuple[str, Any, str]:
+    """The cache key of an event's entity: unique per BSON `_id` value, as `typed_key` is.
+
+    ObjectId and str ids (nearly all of them) are keyed by the event's entity key
+    (the 24 hex digits, the string itself) and their type, which `typed_key` would
+    spell as a prefix; other ids by their typed key.
+    """
+    cls = event.entity_id.__class__
+    if cls is ObjectId or cls is str:
+        return (event.stream, cls, event.entity_key)
+    return (event.stream, None, typed_key(event.entity_id))
 
 
 class StateCache:
-    """Entity states by (stream, typed key), least recently used dropped first."""
+    """Entity states by entity, least recently used dropped first.
+
+    A state is shared, never copied: the fold is copy-on-write, so the state
+    after an event shares its untouched sub-objects with the state before it,
+    and both stay valid. Projections read states and must never edit them.
+    """
 
     def __init__(self, history: History, *, size: int = 10_000) -> None:
         self._history = history
         self._size = size
-        self._states: OrderedDict[tuple[str, str], tuple[int, dict[str, Any] | None]] = (
-            OrderedDict()
-        )
+        # key -> [version, state after that version] (one list per entity, updated in place)
+        self._states: OrderedDict[tuple[str, Any, str], list[Any]] = OrderedDict()
+
+    def fold(self, event: Event) -> Change | None:
+        """The change of an entity event, when the state before it is known without I/O.
+
+        None when it is not (the state must be read from history: `change`).
+        """
+        key = _state_key(event)
+        version = event.version
+        entry = self._states.get(key)
+        before: dict[str, Any] | None
+        if entry is not None and entry[0] == version - 1:
+            before = entry[1]
+        elif version == 1:
+            before = None
+        else:
+            return None
+        return self._fold(key, entry, before, event)
 
     async def change(self, event: Event) -> Change:
         """The event with the entity's state just before and just after it."""
-        key = (event.stream, typed_key(event.entity_id))
-        cached = self._states.get(key)
-        if cached is not None and cached[0] == event.version - 1:
-            before = cached[1]
-        elif event.version == 1:
-            before = None
+        folded = self.fold(event)
+        if folded is not None:
+            return folded
+        key = _state_key(event)
+        state = await self._history.state_of(
+            event.stream, event.entity_id, version=event.version - 1
+        )
+        return self._fold(key, self._states.get(key), state.document, event)
+
+    async def changes(self, events: Sequence[Event]) -> list[Change]:
+        """Each entity event with the entity's states just before and just after it.
+
+        Stream events (gap, dropped, renamed) change no entity and are left out.
+        """
+        fold = self.fold
+        out: list[Change] = []
+        for event in events:
+            if event.type not in STREAM_TYPES:
+                out.append(fold(event) or await self.change(event))
+        return out
+
+    def _fold(
+        self,
+        key: tuple[str, Any, str],
+        entry: list[Any] | None,
+        before: dict[str, Any] | None,
+        event: Event,
+    ) -> Change:
+        # What Fold(before).apply(event) gives, without the findings nobody reads here.
+        after = apply_event(before, event)
+        if entry is None:
+            states = self._states
+            states[key] = [event.version, after]
+            if len(states) > self._size:
+                states.popitem(last=False)
         else:
-            state = await self._history.state_of(
-                event.stream, event.entity_id, version=event.version - 1
-            )
-            before = state.document
-        after = Fold(before, version=event.version - 1).apply(event)
-        self._states[key] = (event.version, after)
-        self._states.move_to_end(key)
-        while len(self._states) > self._size:
-            self._states.popitem(last=False)
+            entry[0], entry[1] = event.version, after
+            self._states.move_to_end(key)
         return Change(event=event, before=before, after=after)
 
     def clear(self) -> None:
@@ -112,6 +172,7 @@ class ProjectionRunner:
         owner: str | None = None,
         poll_seconds: float = 0.05,
         max_poll_seconds: float = 1.0,
+        rebuild_rows: int = 50_000,
     ) -> None:
         self.store = store
         self.projection = projection
@@ -120,6 +181,8 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.max_poll_seconds = max_poll_seconds
+        # How many rows a rebuild keeps in memory between batches (see `rebuild`).
+        self.rebuild_rows = rebuild_rows
         self.role = f"projection:{projection.name}"
         self.lease = LeaseKeeper(
             store.leases, self.role, owner or default_owner(), ttl=lease_seconds, clock=clock
@@ -133,33 +196,22 @@ class ProjectionRunner:
         cp = await self.store.checkpoints.get(self.role)
         return cp.head.seq if cp is not None else 0
 
-    async def step(self, collection: str | None = None, *, after: int | None = None) -> int:
+    async def step(self) -> int:
         """Apply the next page of events; returns how many events it covered (0 = caught up)."""
-        target = collection or self.projection.collection
-        start = await self.position() if after is None else after
-        events = await self.store.events.read(after_seq=start, limit=self.batch_size)
+        target = self.projection.collection
+        events = await self.store.events.read(
+            after_seq=await self.position(), limit=self.batch_size
+        )
         if not events:
             return 0
-        changes = [await self.cache.change(e) for e in events if e.type not in STREAM_TYPES]
-        needed = sorted({k for c in changes for k in self.projection.keys(c)})
+        changes = await self.cache.changes(events)
+        keys_of = self.projection.keys
+        keys = [keys_of(c) for c in changes]
+        needed = sorted({k for ks in keys for k in ks})
         rows: dict[str, dict[str, Any] | None] = dict(
             await self.store.read_models.get_many(target, needed)
         )
-        pending: dict[str, dict[str, Any] | None] = {}
-        for change in changes:
-            keys = self.projection.keys(change)
-            view = {k: r for k in keys if (r := rows.get(k)) is not None}
-            try:
-                writes = self.projection.apply(view, change)
-            except Exception as exc:
-                self.status.state = FAILED
-                self.status.failed_seq = change.event.seq
-                self.status.error = f"{type(exc).__name__}: {exc}"
-                await self.publish()
-                raise ProjectionFailed(self.projection.name, change.event.seq, exc) from exc
-            for w in writes:
-                rows[w.key] = w.row
-                pending[w.key] = w.row
+        pending = await self._apply(changes, rows, keys)
         last = events[-1]
         cp = Checkpoint(
             name=self.role,
@@ -169,10 +221,54 @@ class ProjectionRunner:
         async with self.store.transaction() as session:
             if pending:
                 await self.store.read_models.write(target, list(pending.items()), session=session)
-            if collection is None:
-                await self.store.checkpoints.put(cp, session=session)
+            await self.store.checkpoints.put(cp, session=session)
         self.status.position = last.seq
         return len(events)
+
+    async def _apply(
+        self,
+        source: Iterable[Change | Event],
+        rows: dict[str, dict[str, Any] | None],
+        keys: list[list[str]] | None = None,
+    ) -> dict[str, dict[str, Any] | None]:
+        """Apply changes in order onto `rows` (updated in place); the rows written, by key.
+
+        `source` holds changes, or events folded here one at a time (so each state
+        before is released as soon as its change is applied); `keys` are the
+        changes' keys when already known. `rows` holds every row they touch (None
+        or no entry: no row). Each apply sees only the rows of its own keys. A
+        failing apply stops the projection (FAILED).
+        """
+        projection = self.projection
+        keys_of, apply = projection.keys, projection.apply
+        fold = self.cache.fold
+        pending: dict[str, dict[str, Any] | None] = {}
+        get = rows.get
+        for i, item in enumerate(source):
+            if isinstance(item, Change):
+                change = item
+            elif item.type in STREAM_TYPES:
+                continue
+            else:
+                change = fold(item) or await self.cache.change(item)
+            touched = keys_of(change) if keys is None else keys[i]
+            if len(touched) == 1:  # the usual case, without a comprehension
+                key = touched[0]
+                row = get(key)
+                view = {key: row} if row is not None else {}
+            else:
+                view = {k: r for k in touched if (r := get(k)) is not None}
+            try:
+                writes = apply(view, change)
+            except Exception as exc:
+                self.status.state = FAILED
+                self.status.failed_seq = change.event.seq
+                self.status.error = f"{type(exc).__name__}: {exc}"
+                await self.publish()
+                raise ProjectionFailed(projection.name, change.event.seq, exc) from exc
+            for w in writes:
+                rows[w.key] = pending[w.key] = w.row
+        return pending
 
     async def catch_up(self) -> int:
         """Take the lease, apply pages until the log's end, give the lease back; events covered."""
@@ -269,6 +365,11 @@ class ProjectionRunner:
 
         Call while holding the lease (`run` and the job runner do). A crash leaves
         the live model untouched; the fresh collection is dropped on the next start.
+
+        Each batch's rows are written to the fresh collection in one bulk write, as
+        the projector does; nobody else writes that collection, so the rows written
+        are also kept in memory (up to `rebuild_rows`) and never read back. Past
+        the bound they are forgotten and read back as batches need them.
         """
         building = self.projection.collection + BUILDING_SUFFIX
         await self.store.read_models.drop(building)
@@ -277,10 +378,32 @@ class ProjectionRunner:
         self.cache.clear()
         progress = RebuildProgress(total=(await self.store.events.head()).seq)
         started = time.perf_counter()
-        position = 0
-        while n := await self.step(building, after=position):
-            position += n  # seq is dense: n events after `position` end at position + n
+        keys_of = self.projection.keys
+        # The fresh collection's rows as written (None: deleted, or known absent).
+        rows: dict[str, dict[str, Any] | None] = {}
+        complete = True  # `rows` holds every row of `building` (it started empty)
+        position, log_hash = 0, Head().log_hash
+        while events := await self.store.events.read(after_seq=position, limit=self.batch_size):
+            if complete:  # no row to read: fold and apply each event in turn
+                pending = await self._apply(events, rows)
+            else:
+                changes = await self.cache.changes(events)
+                keys = [keys_of(c) for c in changes]
+                missing = sorted({k for ks in keys for k in ks if k not in rows})
+                if missing:
+                    found = await self.store.read_models.get_many(building, missing)
+                    for k in missing:
+                        rows[k] = found.get(k)
+                pending = await self._apply(changes, rows, keys)
+            if pending:
+                await self.store.read_models.write(building, list(pending.items()))
+            if len(rows) > self.rebuild_rows:
+                rows.clear()
+                complete = False
+            last = events[-1]
+            position, log_hash = last.seq, last.log_hash
             progress.processed = position
+            progress.written += len(pending)
             progress.seconds = time.perf_counter() - started
             progress.total = max(progress.total, position)
             await self.lease.keep()
@@ -288,9 +411,8 @@ class ProjectionRunner:
                 reported = on_progress(progress)
                 if inspect.isawaitable(reported):
                     await reported
-        head = await self.store.events.read(after_seq=position - 1, limit=1) if position else []
+        rows.clear()
         await self.store.read_models.swap(building, self.projection.collection)
-        log_hash = head[0].log_hash if head else Head().log_hash
         await self.store.checkpoints.put(
             Checkpoint(
                 name=self.role,

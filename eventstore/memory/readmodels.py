@@ -7,7 +7,11 @@ from typing import Any
 
 
 class MemoryReadModels:
-    """The `ReadModels` port over dicts (rows are copied in and out)."""
+    """The `ReadModels` port over dicts (rows are copied in and out).
+
+    A table holds each row as written, without its key; reads add `_id` to the
+    copies they return (a write, the frequent side, copies the row once).
+    """
 
     def __init__(self) -> None:
         self._tables: dict[str, dict[str, dict[str, Any]]] = {}
@@ -15,7 +19,7 @@ class MemoryReadModels:
     async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The rows with these keys that exist."""
         table = self._tables.get(collection, {})
-        return {k: dict(table[k]) for k in keys if k in table}
+        return {k: {"_id": k, **table[k]} for k in keys if k in table}
 
     async def write(
         self,
@@ -30,7 +34,7 @@ class MemoryReadModels:
             if row is None:
                 table.pop(key, None)
             else:
-                table[key] = {"_id": key, **row}
+                table[key] = row.copy()
 
     async def query(
         self, collection: str, *, filters: Mapping[str, Any], limit: int, after: str | None = None
@@ -42,8 +46,10 @@ class MemoryReadModels:
             if after is not None and key <= after:
                 continue
             row = table[key]
-            if all(row.get(f) == v for f, v in filters.items()):
-                out.append(dict(row))
+            if all(
+                (row.get(f, key) if f == "_id" else row.get(f)) == v for f, v in filters.items()
+            ):
+                out.append({"_id": key, **row})
                 if len(out) >= limit:
                     break
         return out

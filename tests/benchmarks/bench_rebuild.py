@@ -1,11 +1,17 @@
 """Projection rebuild throughput (100,000 events, memory adapters) next to the raw floor.
 
-The floor reads the same events and writes the same number of rows with no
-projection logic (no fold, no apply), in the same run.
+The floor reads the same events from the same store in the same batches and
+writes, batch by batch, exactly as many rows as the rebuild wrote for that batch
+(one bulk write per batch, as the rebuild), with no projection logic: no fold, no
+apply. Its rows are `{"seq": n}`, keyed by the events' entity keys.
+
+Both are measured in the same run, each the best of `RUNS` (a collection first,
+so neither pays for the other's garbage); the figures are events per second.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 
 from eventstore.capture import Capture
@@ -14,11 +20,13 @@ from eventstore.memory.store import MemoryStore
 from eventstore.model import ChangeEvent, Head
 from eventstore.settings import Settings
 from projections.orders import ORDER_SUMMARY
-from projections.runner import ProjectionRunner
+from projections.runner import ProjectionRunner, RebuildProgress
 from tests.benchmarks.harness import Row, ratio
 from tests.benchmarks.workload import START, changes
 
 EVENTS = 100_000
+BATCH = 1000
+RUNS = 3
 
 
 async def _log() -> MemoryStore:
@@ -37,29 +45,57 @@ async def _log() -> MemoryStore:
     return store
 
 
-async def _floor(store: MemoryStore, batch: int) -> tuple[float, int]:
+async def _rebuild(store: MemoryStore) -> tuple[float, list[int]]:
+    """Seconds of one rebuild of `order_summary`, and the rows it wrote per batch."""
+    per_batch: list[int] = []
+    so_far = 0
+
+    def count(p: RebuildProgress) -> None:  # called after each batch
+        nonlocal so_far
+        per_batch.append(p.written - so_far)
+        so_far = p.written
+
+    runner = ProjectionRunner(store, ORDER_SUMMARY, clock=SystemClock(), batch_size=BATCH)
+    gc.collect()
+    progress = await runner.rebuild_now(count)
+    assert progress.processed == EVENTS and sum(per_batch) == progress.written
+    return progress.seconds, per_batch
+
+
+async def _floor(store: MemoryStore, per_batch: list[int]) -> tuple[float, int]:
+    """Seconds to read the log in the same batches and write `per_batch[i]` rows for batch i."""
+    await store.read_models.drop("rm_floor")
+    gc.collect()
     started = time.perf_counter()
-    after, written = 0, 0
-    while events := await store.events.read(after_seq=after, limit=batch):
-        await store.read_models.write("rm_floor", [(e.entity_key, {"seq": e.seq}) for e in events])
-        written += len(events)
+    after, written, i = 0, 0, 0
+    while events := await store.events.read(after_seq=after, limit=BATCH):
+        rows = per_batch[i] if i < len(per_batch) else 0
+        await store.read_models.write(
+            "rm_floor", [(e.entity_key, {"seq": e.seq}) for e in events[:rows]]
+        )
+        written += rows
         after = events[-1].seq
+        i += 1
     return time.perf_counter() - started, written
 
 
 async def run() -> list[Row]:
-    """Rebuild `order_summary` from 100,000 events, then the floor, same store."""
+    """Rebuild `order_summary` from 100,000 events, then the floor, same store (best of RUNS)."""
     store = await _log()
-    runner = ProjectionRunner(store, ORDER_SUMMARY, clock=SystemClock(), batch_size=1000)
-    progress = await runner.rebuild_now()
-    assert progress.processed == EVENTS
-    floor_seconds, written = await _floor(store, 1000)
-    rebuild_rate = EVENTS / progress.seconds
-    floor_rate = written / floor_seconds
+    rebuild_seconds = floor_seconds = float("inf")
+    for _ in range(RUNS):
+        seconds, per_batch = await _rebuild(store)
+        rebuild_seconds = min(rebuild_seconds, seconds)
+        seconds, written = await _floor(store, per_batch)
+        assert written == sum(per_batch)
+        floor_seconds = min(floor_seconds, seconds)
+    rebuild_rate = EVENTS / rebuild_seconds
+    floor_rate = EVENTS / floor_seconds
     r = ratio(rebuild_rate, floor_rate)
     return [
         Row(
-            "projection rebuild throughput (100k events)",
+            f"projection rebuild throughput (100k events; floor: same reads, same {written:,} "
+            "row writes, no fold/apply)",
             rebuild_rate,
             "events/s",
             floor_rate,

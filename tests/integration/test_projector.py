@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 
 from eventstore.clock import FakeClock
+from eventstore.model import Checkpoint
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
 from projections.orders import ORDER_PROJECTIONS, ORDERS_BY_STATUS, Projection
-from projections.runner import FAILED, ProjectionFailed, ProjectionRunner
+from projections.runner import FAILED, ProjectionFailed, ProjectionRunner, StateCache
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 
 
@@ -56,6 +57,28 @@ async def test_incremental_models_equal_a_rebuild_and_survive_redelivery(
         # a rebuild from scratch gives the same model
         await ProjectionRunner(store, projection, clock=clock, batch_size=50).rebuild_now()
         assert await rows(store, projection) == incremental, projection.name
+
+
+async def test_rebuilds_and_catch_ups_past_their_memory_bounds_give_the_same_model(
+    store: Store, clock: FakeClock
+) -> None:
+    # rows forgotten past `rebuild_rows` are read back; states past the cache come from history
+    await workload(store, clock, seed=16)
+    for projection in ORDER_PROJECTIONS:
+        await ProjectionRunner(store, projection, clock=clock, batch_size=13).rebuild_now()
+        expected = await rows(store, projection)
+        assert expected, projection.name
+        tight = ProjectionRunner(store, projection, clock=clock, batch_size=13, rebuild_rows=2)
+        tight.cache = StateCache(tight.history, size=2)
+        progress = await tight.rebuild_now()
+        assert await rows(store, projection) == expected, projection.name
+        assert progress.written > 0
+        follower = ProjectionRunner(store, projection, clock=clock, batch_size=13)
+        follower.cache = StateCache(follower.history, size=2)
+        await store.read_models.drop(projection.collection)
+        await store.checkpoints.put(Checkpoint(name=follower.role))
+        await follower.catch_up()
+        assert await rows(store, projection) == expected, projection.name
 
 
 async def test_a_crash_between_rows_and_checkpoint_never_double_counts(

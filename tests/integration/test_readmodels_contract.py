@@ -33,6 +33,9 @@ async def test_query_filters_pages_in_key_order(store: Store) -> None:
     rest = await rm.query(C, filters={"status": "paid"}, limit=10, after="k3")
     assert [r["_id"] for r in rest] == ["k5"]
     assert len(await rm.query(C, filters={}, limit=100)) == 7
+    assert await rm.query(C, filters={"_id": "k3"}, limit=10) == [
+        {"_id": "k3", "status": "paid", "n": 3}
+    ]
 
 
 async def test_swap_replaces_the_live_model_whole(store: Store) -> None:

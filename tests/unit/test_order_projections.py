@@ -8,16 +8,22 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from bson import Decimal128
+import pytest
+from bson import Decimal128, Int64, ObjectId
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eventstore.capture import Capture
 from eventstore.clock import FakeClock
 from eventstore.fold import Fold
+from eventstore.history import History
+from eventstore.memory.store import MemoryStore
 from eventstore.model import ChangeEvent, Event, Head
 from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
 from projections.orders import (
+    _MONEY,
     CUSTOMER_TOTALS,
     ORDER_PROJECTIONS,
     ORDER_SUMMARY,
@@ -26,8 +32,12 @@ from projections.orders import (
     REVENUE_BY_DAY,
     Change,
     Projection,
+    _day,
+    dec128,
     money,
 )
+from projections.runner import StateCache
+from tests.helpers import LogBuilder
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -216,3 +226,64 @@ def test_untidy_documents_never_fail_a_row() -> None:
     assert out["order_summary"]["o1"]["customer"] is None
     assert out["revenue_by_day"]["2026-11-26:?"]["orders"] == 1
     assert out["customer_totals"] == {}
+
+
+# -- the runner's state cache and the money conversions ------------------------------------------
+
+
+def test_the_state_cache_keeps_ids_of_different_types_apart() -> None:
+    oid = ObjectId("65a1b2c3d4e5f60718293a4b")
+    ids: list[Any] = [oid, str(oid), 5, "5", {"a": 1}, True]
+    log = LogBuilder()
+    events = [log.next(i, document={"n": n}) for n, i in enumerate(ids)]
+    events += [
+        log.next(i, changes={"updatedFields": {"m": n}, "removedFields": [], "truncatedArrays": []})
+        for n, i in enumerate(ids)
+    ]
+    # Int64(5) is the int 5 (one typed key): its event continues that entity's versions
+    events.append(log.next(Int64(5), changes={"updatedFields": {"k": 1}, "removedFields": []}))
+    cache = StateCache(History(MemoryStore()))
+    changes = asyncio.run(cache.changes(events))
+    for n, change in enumerate(changes[len(ids) : 2 * len(ids)]):
+        assert change.before == {"n": n} and change.after == {"n": n, "m": n}
+    assert changes[-1].before == {"n": 2, "m": 2} and changes[-1].after == {"n": 2, "m": 2, "k": 1}
+
+
+_DECIMALS = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.builds(
+        lambda c, e, s: Decimal((s, tuple(int(d) for d in str(c)), e)),
+        st.integers(0, 10**40),
+        st.integers(-6200, 6200),
+        st.integers(0, 1),
+    ),
+)
+
+
+@given(_DECIMALS)
+def test_dec128_is_bit_for_bit_what_bson_makes_and_money_reads_it_back(value: Decimal) -> None:
+    rounded = _MONEY.create_decimal(value)
+    try:
+        expected = Decimal128(rounded)
+    except ArithmeticError as exc:
+        with pytest.raises(type(exc)):
+            dec128(value)
+        return
+    got = dec128(value)
+    assert got.bid == expected.bid, value
+    if not rounded.is_nan():
+        assert money(got).as_tuple() == expected.to_decimal().as_tuple()
+
+
+def test_money_of_a_decimal128_is_its_decimal_every_time() -> None:
+    values = [Decimal128("12.50"), Decimal128("-0.00"), Decimal128("1E+6144"), Decimal128("NaN")]
+    for _ in range(2):  # converted, then remembered
+        for v in values:
+            got, expected = money(v), v.to_decimal()
+            assert got.as_tuple() == expected.as_tuple() or (got.is_nan() and expected.is_nan())
+
+
+def test_days_are_the_utc_calendar_day() -> None:
+    for when in (T0, T0.replace(tzinfo=None), T0 + timedelta(hours=20), datetime(999, 1, 2)):
+        for _ in range(2):
+            assert _day(when) == when.replace(tzinfo=when.tzinfo or UTC).strftime("%Y-%m-%d")
