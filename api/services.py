@@ -154,18 +154,13 @@ class Services:
         return job
 
     async def _run_job(self, runner: Any, job: Job) -> None:
-        from projections.runner import STOPPED
-
         try:
             await runner.run_job(job)
-            # Nobody follows the projection after a rebuild run here (a projector would
-            # have held the lease): say so, while still holding the lease.
-            runner.status.state = STOPPED
-            await runner.publish()
         except Exception:
             log.exception("rebuild job %s of %s failed", job.job, job.projection)
         finally:
-            await runner.lease.release()
+            # Nobody follows the projection after a rebuild run here: it says `stopped`.
+            await runner.hand_back()
 
     def spawn(self, work: Awaitable[Any]) -> None:
         """Run work in the background, kept until it ends (cancelled at shutdown)."""

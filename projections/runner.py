@@ -292,7 +292,17 @@ class ProjectionRunner:
         try:
             return await self.rebuild(on_progress)
         finally:
-            await self.lease.release()
+            await self.hand_back()
+
+    async def hand_back(self) -> None:
+        """Give the lease back after a rebuild run here: nobody follows the projection now."""
+        if self.lease.held and self.status.state != FAILED:
+            self.status.state = STOPPED
+            try:
+                await self.publish()
+            except Exception:  # the store may be what failed; the lease still goes back
+                log.warning("projection %s: could not record its state", self.projection.name)
+        await self.lease.release()
 
     async def run(
         self, *, stop: asyncio.Event | None = None, until_caught_up: bool = False
@@ -318,8 +328,13 @@ class ProjectionRunner:
                         if await self.step() == 0:
                             if until_caught_up:
                                 return
-                            # Idle: back off up to max_poll_seconds; new events reset it.
-                            await self.clock.sleep(idle)
+                            # Idle: wait for an append (the log wakes us: a change stream on
+                            # `events`, or the in-process condition), at most `idle` seconds, so
+                            # the lease is renewed and a job queued elsewhere is seen; the bound
+                            # backs off to max_poll_seconds and new events reset it.
+                            head = self.status.position
+                            if not await self.store.events.wait_for_append(head, idle):
+                                await self.clock.sleep(0)
                             idle = min(idle * 2, self.max_poll_seconds)
                         else:
                             idle = self.poll_seconds
@@ -490,7 +505,7 @@ async def request_rebuild(
     try:
         return await runner.run_job(job, on_progress)
     finally:
-        await runner.lease.release()
+        await runner.hand_back()
 
 
 class ProjectionFailed(Exception):

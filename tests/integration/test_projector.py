@@ -337,3 +337,34 @@ async def test_rebuild_while_the_ingester_appends_then_catches_up(store: Store) 
     caught_up = await rows(store, ORDERS_BY_STATUS)
     await ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock).rebuild_now()
     assert await rows(store, ORDERS_BY_STATUS) == caught_up
+
+
+async def test_an_idle_projector_wakes_on_the_append_not_on_a_poll(store: Store) -> None:
+    """With polls 30 s apart, new events are still applied at once: the log wakes the runner."""
+    import asyncio
+    import time
+
+    from tests.integration.ingest_helpers import wait_until
+
+    clock = FakeClock(advance_on_sleep=False)
+    feed, sim = await workload(store, clock, seed=21, changes=10)
+    runner = ProjectionRunner(
+        store, ORDERS_BY_STATUS, clock=clock, poll_seconds=30.0, max_poll_seconds=30.0
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop=stop))
+    head = (await store.events.head()).seq
+    await wait_until(lambda: runner.status.position == head)
+    await asyncio.sleep(0.05)  # idle now, waiting on the log
+    for _ in range(3):
+        clock.advance(60)
+        await sim.step()
+    started = time.monotonic()
+    await ingester(store, feed, clock).run(until_idle=True)
+    new_head = (await store.events.head()).seq
+    assert new_head > head
+    await wait_until(lambda: runner.status.position == new_head, seconds=5)
+    assert time.monotonic() - started < 5  # far below the 30 s poll
+    stop.set()
+    task.cancel()  # the idle wait has a 30 s bound; stopping need not wait for it
+    await asyncio.gather(task, return_exceptions=True)
