@@ -18,9 +18,10 @@ from types import MappingProxyType
 from typing import Any, Final
 
 import msgspec
-from bson import Decimal128
+from bson import Decimal128, ObjectId
 
 from eventstore.codec import as_utc
+from eventstore.keys import typed_key
 from eventstore.model import Event
 
 # Statuses in which an order's total counts as revenue (paid and what follows payment).
@@ -173,13 +174,26 @@ def _day(when: datetime) -> str:
 
 
 # -- order_summary ----------------------------------------------------------------------------
+def summary_key(e: Event) -> str:
+    """An order's row key: its typed key (`oid:<hex>`, `str:ORD-1`, `int:42`), unique per `_id`.
+
+    The bare entity key is not: the string "42" and the integer 42 share it.
+    """
+    cls = e.entity_id.__class__
+    if cls is ObjectId:
+        return "oid:" + e.entity_key
+    if cls is str:
+        return "str:" + e.entity_key
+    return typed_key(e.entity_id)
+
+
 def _summary_keys(change: Change) -> list[str]:
-    return [change.event.entity_key]
+    return [summary_key(change.event)]
 
 
 def _summary_apply(rows: Rows, change: Change) -> list[Write]:
     e = change.event
-    key = e.entity_key
+    key = summary_key(e)
     old = rows.get(key)
     if old is not None and int(old.get("seq", 0)) >= e.seq:
         return []  # already applied
@@ -190,7 +204,7 @@ def _summary_apply(rows: Rows, change: Change) -> list[Write]:
     items, total, currency = get("items"), get("total"), get("currency")
     created = old.get("created_at") if old is not None else None
     row: dict[str, Any] = {
-        "entity_key": key,
+        "entity_key": e.entity_key,
         "number": number if isinstance(number, str) else None,
         "customer": customer if isinstance(customer, dict) else None,
         "status": status if isinstance(status, str) else None,

@@ -20,8 +20,10 @@ from api.params import (
 )
 from api.problems import ApiError, bad_request, not_found
 from api.schemas import JobCreated, JobOut, ProjectionOut, RowsPage
-from api.services import ServicesDep
+from api.services import Services, ServicesDep
 from eventstore.codec import rfc3339, to_jsonable
+from eventstore.history import AmbiguousKey
+from eventstore.keys import InvalidKey, candidates, typed_key
 from projections.status import projection_statuses
 
 
@@ -70,7 +72,7 @@ ROW_FIELDS: Final[dict[str, dict[str, Callable[[str, str], Any] | None]]] = {
 }
 # Each row's key, from its fields (the cursor of a page is its last row's key).
 ROW_KEY: Final[dict[str, Callable[[dict[str, Any]], Any]]] = {
-    "order_summary": lambda r: r.get("entity_key"),
+    "order_summary": lambda r: r.get("_id"),
     "orders_by_status": lambda r: r.get("status"),
     "revenue_by_day": lambda r: f"{r.get('day')}:{r.get('currency')}",
     "customer_totals": lambda r: r.get("customer"),
@@ -162,10 +164,31 @@ async def projection_row(
 ) -> dict[str, Any]:
     name, key = path_value(name), path_value(key)
     projection = services.projection(name)
+    if name == "order_summary":
+        key = await _order_row_key(services, projection.collection, key)
     found = await services.store.read_models.get_many(projection.collection, [key])
     if key not in found:
         raise not_found(f"no row {key!r} in {name}")
     return _row(name, found[key])
+
+
+async def _order_row_key(services: Services, collection: str, key: str) -> str:
+    """An order_summary row by entity key, bare or typed, resolved as entity keys are.
+
+    Rows are keyed by typed key; a bare key naming two rows ("42" and 42) is a 409.
+    """
+    try:
+        options = [typed_key(v) for v in candidates(key)]
+    except InvalidKey as exc:
+        raise bad_request(str(exc)) from None
+    if len(options) == 1:
+        return options[0]
+    found = sorted(await services.store.read_models.get_many(collection, options))
+    if len(found) > 1:
+        raise AmbiguousKey(
+            f"{key!r} names {len(found)} orders: use one of {', '.join(found)}", found
+        )
+    return found[0] if found else options[0]
 
 
 @post(

@@ -52,7 +52,7 @@ class Final:
 
 
 def fold_log(events: list[Event]) -> tuple[dict[str, Final], list[dict[str, Any]]]:
-    """Per entity_key its final facts; and the last document of every life of every entity."""
+    """Per typed key (the row key) its final facts; and the last document of every life."""
     finals: dict[str, Final] = {}
     folds: dict[tuple[str, str], Fold] = {}
     lives: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -67,7 +67,9 @@ def fold_log(events: list[Event]) -> tuple[dict[str, Final], list[dict[str, Any]
             else:
                 lives[key][-1] = after
         document = after if after is not None else before
-        finals[e.entity_key] = Final(last=e, document=document or {}, deleted=after is None)
+        finals[typed_key(e.entity_id)] = Final(
+            last=e, document=document or {}, deleted=after is None
+        )
     return finals, [doc for docs in lives.values() for doc in docs]
 
 
@@ -182,14 +184,10 @@ async def test_order_summary_rows_equal_the_folded_log(
 ) -> None:
     finals, _ = fold_log(projected.events)
     got = await rows(pclient, "order_summary")
-    assert [r["entity_key"] for r in got] == sorted(finals)  # key order, each once
-    source = {
-        str(d["_id"]): d
-        for d in await projected.feed.collection("orders").find({})
-        if not isinstance(d["_id"], int)  # the row "42" is shared by int 42 and "42"
-    }
-    for row in got:
-        key = row["entity_key"]
+    # typed-key order, each entity once (42 and "42" are two rows)
+    assert [r["entity_key"] for r in got] == [finals[k].last.entity_key for k in sorted(finals)]
+    source = {typed_key(d["_id"]): d for d in await projected.feed.collection("orders").find({})}
+    for row, key in zip(got, sorted(finals), strict=True):
         assert set(row) == {
             "entity_key",
             "number",
@@ -203,8 +201,6 @@ async def test_order_summary_rows_equal_the_folded_log(
             "version",
             "deleted",
         }
-        if key == "42":
-            continue
         final = finals[key]
         doc = final.document
         assert row["deleted"] is final.deleted, key
@@ -276,15 +272,18 @@ async def test_equality_filters(pclient: AsyncTestClient[Any], projected: AuditL
                 and f.document.get("currency") == "EUR"
             },
         ),
-        ({"number": "ORD-X"}, {"ORD-X"}),
-        ({"entity_key": "a/b"}, {"a/b"}),
+        ({"number": "ORD-X"}, {"str:ORD-X"}),
+        ({"entity_key": "a/b"}, {"str:a/b"}),
         ({"status": "no-such-status"}, set()),
     ):
         assert want or params == {"status": "no-such-status"}, f"{params} must match rows"
         got = await rows(pclient, "order_summary", params, limit=3)
-        assert [r["entity_key"] for r in got] == sorted(want), params
+        assert [r["entity_key"] for r in got] == [
+            finals[k].last.entity_key for k in sorted(want)
+        ], params
         # the filtered rows are the very rows of the unfiltered listing
-        assert got == [r for r in everything if r["entity_key"] in want]
+        keys = [k for k in sorted(finals)]
+        assert got == [r for r, k in zip(everything, keys, strict=True) if k in want]
     # a time field compares instants: the Z form and an offset form are the same filter
     created = stamp(projected.times["x1"])
     for value in (created, projected.times["x1"].astimezone().isoformat()):
@@ -443,7 +442,9 @@ async def test_rebuild_job_runs_to_success(make_app: AppFactory) -> None:
                 assert RFC3339.match(done[when]), done
             assert done["requested_at"] <= done["started_at"] <= done["finished_at"]
             got = await rows(client, "order_summary")
-            assert [r["entity_key"] for r in got] == sorted(finals)
+            assert [r["entity_key"] for r in got] == [
+                finals[k].last.entity_key for k in sorted(finals)
+            ]
             status = {s["name"]: s for s in (await client.get("/v1/projections")).json()}
             assert (status["order_summary"]["position"], status["order_summary"]["lag"]) == (
                 head,
@@ -515,3 +516,17 @@ async def test_admin_errors(make_app: AppFactory, projected: AuditLog) -> None:
     async with AsyncTestClient(make_app(projected.store)) as client:  # admin disabled
         r = await client.post("/v1/admin/projections/order_summary/rebuild", headers=ADMIN)
         assert r.status_code == 403
+
+
+async def test_order_rows_are_per_entity_and_a_bare_key_naming_two_is_409(
+    pclient: AsyncTestClient[Any],
+) -> None:
+    both = await pclient.get("/v1/projections/order_summary/42")
+    assert both.status_code == 409
+    assert both.headers["content-type"].startswith("application/problem+json")
+    assert both.json()["typed_keys"] == ["int:42", "str:42"]
+    for typed in ("int:42", "str:42"):
+        row = await pclient.get(f"/v1/projections/order_summary/{typed}")
+        assert row.status_code == 200 and row.json()["entity_key"] == "42"
+    assert (await pclient.get("/v1/projections/order_summary/oid:zz")).status_code == 400
+    assert (await pclient.get("/v1/projections/order_summary/int:43")).status_code == 404

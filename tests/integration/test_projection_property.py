@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventstore.clock import FakeClock
+from eventstore.keys import typed_key
 from eventstore.memory.store import MemoryStore
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
@@ -36,7 +37,7 @@ async def _check(seed: int, orders: int, steps: int, batch: int) -> None:
     incremental = {p.name: await _rows(store, p.collection) for p in ORDER_PROJECTIONS}
     final = await feed.collection("orders").find({})
     live = {k: r for k, r in incremental[ORDER_SUMMARY.name].items() if not r["deleted"]}
-    assert set(live) == {str(d["_id"]) for d in final}
+    assert set(live) == {typed_key(d["_id"]) for d in final}  # rows are keyed by typed key
     counts = {k: r["count"] for k, r in incremental[ORDERS_BY_STATUS.name].items() if r["count"]}
     assert counts == dict(Counter(d["status"] for d in final))
     for r in runners:

@@ -213,7 +213,7 @@ def test_cancel_delete_and_adjustment_follow_the_rules() -> None:
         "cancelled": 0,
     }
     summary = run(ORDER_SUMMARY, seq)
-    assert summary["o1"]["deleted"] is True and summary["o1"]["version"] == 5
+    assert summary["str:o1"]["deleted"] is True and summary["str:o1"]["version"] == 5
 
 
 def test_untidy_documents_never_fail_a_row() -> None:
@@ -222,8 +222,8 @@ def test_untidy_documents_never_fail_a_row() -> None:
         p.name: run(p, [Change(event=ev(1, 1, "created", T0), before=None, after=odd)])
         for p in ORDER_PROJECTIONS
     }
-    assert out["order_summary"]["o1"]["total"] == Decimal128("0")
-    assert out["order_summary"]["o1"]["customer"] is None
+    assert out["order_summary"]["str:o1"]["total"] == Decimal128("0")
+    assert out["order_summary"]["str:o1"]["customer"] is None
     assert out["revenue_by_day"]["2026-11-26:?"]["orders"] == 1
     assert out["customer_totals"] == {}
 
