@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from pymongo.errors import PyMongoError
+from pymongo.errors import ExecutionTimeout, PyMongoError
 
 from eventstore.errors import scrub
 from eventstore.history import AmbiguousKey, HistoryError
@@ -138,6 +138,16 @@ def _database(request: Request[Any, Any, Any], exc: PyMongoError) -> Response[Pr
     return problem(503, "the database is unavailable; try again shortly", kind="unavailable")
 
 
+def _too_long(request: Request[Any, Any, Any], exc: ExecutionTimeout) -> Response[Problem]:
+    log.warning("query time limit hit on %s %s", request.method, request.url.path)
+    return problem(
+        503,
+        "the query ran into the server's time limit (maxTimeMS): narrow it "
+        "(a stream, an entity, types or a time range) or page with a smaller limit",
+        kind="query-timeout",
+    )
+
+
 def _bug(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "an internal error occurred; it has been logged", kind="internal")
@@ -149,6 +159,7 @@ EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
     JobConflict: _job_conflict,
     ValidationException: _validation,
     HTTPException: _http,
+    ExecutionTimeout: _too_long,
     PyMongoError: _database,
     Exception: _bug,
 }

@@ -270,6 +270,7 @@ class History:
         head_checkpoint: str = "ingester:shop",
         gap_cache_seconds: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
+        remember: int = FOLDED_KEPT,
     ) -> None:
         if snapshot_every < 1:
             raise ValueError("snapshot_every must be 1 or more")
@@ -282,7 +283,9 @@ class History:
         self._gap_cache_seconds = gap_cache_seconds
         self._monotonic = monotonic
         self._gaps: dict[str, tuple[float, list[Gap]]] = {}
-        # Folded states by (stream, typed key, version, that version's event hash), LRU.
+        # Folded states by (stream, typed key, version, that version's event hash), LRU;
+        # at most `remember` (0: none, every state is reconstructed from the store).
+        self.remember = remember
         self._folded: OrderedDict[
             tuple[str, str, int, str], tuple[dict[str, Any] | None, list[Finding]]
         ] = OrderedDict()
@@ -454,9 +457,9 @@ class History:
         await snaps.put_many(folding.take_writes())
         if findings is None:
             findings = folding.findings(upto=target)
-            if memo is not None:
+            if memo is not None and self.remember > 0:
                 self._folded[memo] = (state, findings)
-                if len(self._folded) > FOLDED_KEPT:
+                if len(self._folded) > self.remember:
                     self._folded.popitem(last=False)
 
         gap = await self._gap_at(stream, at_ms) if at_ms is not None else None

@@ -391,7 +391,7 @@ class MongoEventLog:
             },
             {"$sort": {"_id": 1}},
         ]
-        docs = await compat.aggregate_list(self._coll, pipeline)
+        docs = await compat.aggregate_list(self._coll, pipeline, maxTimeMS=self._query_max_time_ms)
         return [
             StreamStats(
                 stream=doc["_id"],
@@ -426,7 +426,7 @@ class MongoEventLog:
         if before_seq is not None:
             pipeline.append({"$match": {"seq": {"$lt": Int64(before_seq)}}})
         pipeline += [{"$sort": {"seq": -1}}, {"$limit": limit}]
-        docs = await compat.aggregate_list(self._coll, pipeline)
+        docs = await compat.aggregate_list(self._coll, pipeline, maxTimeMS=self._query_max_time_ms)
         return [_entity_summary(doc) for doc in docs]
 
     async def wait_for_append(self, after_seq: int, timeout: float) -> bool:  # noqa: ASYNC109

@@ -389,3 +389,22 @@ async def test_accept_prefers_by_quality(client: AsyncTestClient[Any]) -> None:
     assert r.headers["content-type"].startswith("text/csv")
     r = await client.get("/v1/events", params={"limit": 2}, headers={"accept": "*/*"})
     assert r.headers["content-type"].startswith("application/json")
+
+
+async def test_a_query_past_the_servers_time_limit_is_a_503_problem(make_app: Any) -> None:
+    from pymongo.errors import ExecutionTimeout
+
+    from eventstore.memory.store import MemoryStore
+
+    store = MemoryStore()
+
+    async def too_long(*_: Any, **__: Any) -> Any:
+        raise ExecutionTimeout("operation exceeded time limit", code=50)
+
+    store.events.query = too_long  # type: ignore[method-assign]
+    async with AsyncTestClient(make_app(store)) as client:
+        r = await client.get("/v1/events", params={"field": "status"})
+    assert r.status_code == 503
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["type"].endswith("/query-timeout") and "maxTimeMS" in body["detail"]

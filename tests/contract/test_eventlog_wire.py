@@ -81,6 +81,18 @@ async def test_a_query_past_its_time_limit_raises(client: Client, wire: Wire) ->
         await wire.result(querying)
 
 
+@pytest.mark.parametrize("listing", ["streams", "entities"])
+async def test_listings_are_bounded_by_max_time(client: Client, wire: Wire, listing: str) -> None:
+    log = event_log(client)
+    call = log.streams() if listing == "streams" else log.entities("orders", limit=5)
+    listing_task = asyncio.create_task(call)
+    aggregate = await wire.receives("aggregate")
+    aggregate.replies(first_batch([], post_batch=None, ns=NS, cursor_id=Int64(0)))
+    assert await wire.result(listing_task) == []
+    assert aggregate.doc["aggregate"] == "events"
+    assert aggregate.doc["maxTimeMS"] == 750
+
+
 async def test_wait_watches_events_before_checking_the_head_and_wakes_on_an_insert(
     client: Client, wire: Wire
 ) -> None:
