@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from pymongo.errors import DuplicateKeyError
@@ -29,6 +29,11 @@ def _job(doc: dict[str, Any]) -> Job:
     return Job(job=doc["_id"], **fields)
 
 
+# At most one active (queued or running) job per projection: `active` holds its name while
+# the job is active and is absent otherwise (unique and sparse). Migrations use it too.
+ACTIVE_INDEX: Final = "active"
+
+
 class MongoJobs:
     """The `Jobs` port over the `jobs` collection."""
 
@@ -38,7 +43,7 @@ class MongoJobs:
 
     async def _index(self) -> None:
         if not self._indexed:
-            await self._coll.create_index("active", unique=True, sparse=True)
+            await self._coll.create_index(ACTIVE_INDEX, unique=True, sparse=True)
             self._indexed = True
 
     async def create(self, job: Job) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from bson import Int64
 from pymongo import ASCENDING, DESCENDING, UpdateOne
@@ -14,6 +14,9 @@ from eventstore.codec import as_utc, utc_ms
 from eventstore.model import EntitySnapshot
 from eventstore.mongo import compat
 from eventstore.mongo.collections import SNAPSHOTS
+
+# Unique (stream, entity_id, version): one snapshot per entity and version (migrations use it too).
+INDEX: Final = [("stream", ASCENDING), ("entity_id", ASCENDING), ("version", ASCENDING)]
 
 _DUPLICATE_KEY = 11000
 
@@ -62,9 +65,7 @@ class MongoSnapshots:
 
     async def ensure_indexes(self) -> None:
         """Unique (stream, entity_id, version): one snapshot per entity and version."""
-        await self._coll.create_index(
-            [("stream", ASCENDING), ("entity_id", ASCENDING), ("version", ASCENDING)], unique=True
-        )
+        await self._coll.create_index(INDEX, unique=True)
 
     async def put_many(self, snapshots: Sequence[EntitySnapshot], *, session: Any = None) -> None:
         """Upsert snapshots in one bulk write (unordered)."""

@@ -184,6 +184,9 @@ class ReplicaSet:
         self.failures: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
 
+    # What listIndexes answers: a store m0002 indexed before m0006 existed.
+    event_indexes = ("_id_", "seq_1", "changed_fields_1", "actor_1", "type_1")
+
     def commands(self) -> list[str]:
         with self._lock:
             return [f"{db}.{name}" for db, name, _ in self.log]
@@ -228,7 +231,15 @@ class ReplicaSet:
             return bool(request.replies(empty))
         if name == "rolesInfo":
             return bool(request.replies({"roles": []}))
-        return bool(request.replies())  # create, createIndexes, collMod, createRole
+        if name == "listIndexes":
+            found = first_batch(
+                [{"v": 2, "key": {n.rsplit("_", 1)[0]: 1}, "name": n} for n in self.event_indexes],
+                post_batch=None,
+                ns=f"{db}.{request.doc['listIndexes']}",
+                cursor_id=Int64(0),
+            )
+            return bool(request.replies(found))
+        return bool(request.replies())  # create, createIndexes, collMod, createRole, dropIndexes
 
 
 @pytest.fixture
@@ -356,3 +367,21 @@ async def test_a_default_run_takes_every_step_of_the_package_in_order(
     assert names == sorted(names)
     assert names == [step.name for step in load_steps()]
     assert names[: len(ALL_STEPS)] == ALL_STEPS
+
+
+async def test_the_query_index_step_creates_every_index_and_drops_the_superseded_ones(
+    client: Client, replica_set: ReplicaSet
+) -> None:
+    step = [s for s in load_steps() if s.name == "m0006_create_query_and_state_indexes"]
+    report = await migrate(client, Settings(uri="mongodb://localhost"), steps=step)
+
+    assert report.applied == ["m0006_create_query_and_state_indexes"]
+    created = {
+        c["createIndexes"]: [i["name"] for i in c["indexes"]]
+        for c in replica_set.sent("createIndexes")
+    }
+    assert "changed_fields_1_seq_1" in created["events"] and "type_1_seq_1" in created["events"]
+    assert created["snapshots"] == ["stream_1_entity_id_1_version_1"]
+    assert created["jobs"] == ["active_1"]
+    dropped = [c["index"] for c in replica_set.sent("dropIndexes")]
+    assert dropped == ["changed_fields_1", "actor_1", "type_1"]
