@@ -6,19 +6,38 @@ dies by it); a service that stopped cleanly should instead return and exit 0.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Generator
+from types import FrameType
 from typing import Any, TextIO
 
 import uvicorn
 
 
 class GracefulServer(uvicorn.Server):
-    """uvicorn's server, with signals that only ask it to stop."""
+    """uvicorn's server, with signals that only ask it to stop.
+
+    On the signal, an app with a `drain()` (EventStoreApp) is told at once, so open
+    live tails end now rather than holding the shutdown for its grace period.
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets=sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        drain = getattr(self.config.app, "drain", None)
+        if drain is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(drain)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:

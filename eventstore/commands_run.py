@@ -30,38 +30,51 @@ async def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def serve_all(
-    settings: Settings, args: argparse.Namespace, out: TextIO, *, banner: Any = None
+    settings: Settings,
+    args: argparse.Namespace,
+    out: TextIO,
+    *,
+    banner: Any = None,
+    on_bound: Any = None,
 ) -> None:
     """Open the store, wire the source, and serve the API with the workers in its lifespan."""
     from api import create_app
     from api.server import json_access_log, server
     from api.workers import Workers
+    from eventstore.commands_serve import bind
 
     clock = SystemClock()
-    async with opened_store(settings, args) as store:
-        wiring = build_source(settings, store, clock, args)
-        workers = Workers(store, settings, wiring.source, clock=clock, workload=wiring.workload)
-        app = create_app(settings, store=store, clock=clock, caught_up=workers.caught_up)
+    sock = bind(args.host, args.port)  # a port in use is one clear line, before anything starts
+    if on_bound is not None:
+        on_bound()
+    try:
+        async with opened_store(settings, args) as store:
+            wiring = build_source(settings, store, clock, args)
+            workers = Workers(store, settings, wiring.source, clock=clock, workload=wiring.workload)
+            app = create_app(settings, store=store, clock=clock, caught_up=workers.caught_up)
 
-        async def start_workers() -> None:
-            await workers.start()
-            if banner is not None:
-                app.services.spawn(banner(store))
+            async def start_workers() -> None:
+                await workers.start()
+                if banner is not None:
+                    app.services.spawn(banner(store))
 
-        async def stop_workers() -> None:
-            await workers.stop()
+            async def stop_workers() -> None:
+                await workers.stop()
 
-        app.on_startup.append(start_workers)
-        app.on_shutdown.append(stop_workers)
-        json_access_log(sys.stderr)
-        srv = server(app, host=args.host, port=args.port)
-        await srv.serve()
-        if not srv.started:
-            raise CliError(
-                f"could not serve on {args.host}:{args.port} (is the port in use? see the log above)"
-            )
-        if workers.failure is not None:
-            raise CliError(f"capture failed: {workers.failure}")
+            app.on_startup.append(start_workers)
+            app.on_shutdown.append(stop_workers)
+            json_access_log(sys.stderr)
+            srv = server(app, host=args.host, port=args.port)
+            try:
+                await srv.serve(sockets=[sock])
+            except SystemExit:  # uvicorn exits when the app's startup fails; it has logged why
+                raise CliError("the service did not start (see the log above)") from None
+            if not srv.started:
+                raise CliError("the service did not start (see the log above)")
+            if workers.failure is not None:
+                raise CliError(f"capture failed: {workers.failure}")
+    finally:
+        sock.close()
 
 
 async def serve_demo(args: argparse.Namespace, out: TextIO) -> int:
@@ -85,7 +98,9 @@ async def serve_demo(args: argparse.Namespace, out: TextIO) -> int:
         lines.append(
             f"  admin key      {generated}  (generated; set EVENTSTORE_ADMIN_KEY to choose)"
         )
-    print("\n".join(lines), file=out, flush=True)
+
+    def announce() -> None:
+        print("\n".join(lines), file=out, flush=True)
 
     async def example(store: Any) -> None:
         stream = settings.collections[0]
@@ -104,7 +119,7 @@ async def serve_demo(args: argparse.Namespace, out: TextIO) -> int:
             await store.events.wait_for_append(seen, 1.0)
             seen = (await store.events.head()).seq
 
-    await serve_all(settings, args, out, banner=example)
+    await serve_all(settings, args, out, banner=example, on_bound=announce)
     return EXIT_OK
 
 

@@ -11,12 +11,10 @@ flags are passed down as those variables). SIGINT/SIGTERM stop gracefully, exit 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import errno
 import logging
 import os
 import socket
-from types import FrameType
 from typing import Any, Final, TextIO
 
 from eventstore.cli import EXIT_OK, CliError, settings_from
@@ -148,14 +146,7 @@ async def _serve_here(
     from api.server import GracefulServer
 
     app = create_app(settings, store=args.store)
-    loop = asyncio.get_running_loop()
-
-    class Server(GracefulServer):
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            super().handle_exit(sig, frame)
-            loop.call_soon_threadsafe(app.drain)  # open live tails end now, not after the grace
-
-    server = Server(uvicorn.Config(app, **common))
+    server = GracefulServer(uvicorn.Config(app, **common))
     try:
         await server.serve(sockets=[sock])
     except SystemExit:  # uvicorn exits when the app's startup fails; it has logged why

@@ -160,3 +160,24 @@ def test_the_demo_prints_a_generated_admin_key_that_works() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
+
+
+def test_a_port_in_use_is_one_line_and_exit_1() -> None:
+    import socket as sockets
+
+    with sockets.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "eventstore", "demo", "--port", str(port), "--rate", "0"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"eventstore: error: cannot listen on 127.0.0.1:{port}: the port is in use"
+    )
+    assert "Traceback" not in done.stderr and "serving" not in done.stdout
