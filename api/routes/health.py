@@ -12,7 +12,7 @@ from api.services import ServicesDep
 from projections.status import projection_statuses
 
 
-@get("/health/live", summary="The process is up", opt={"no_metrics": True})
+@get("/health/live", summary="The process is up")
 async def live() -> HealthOut:
     return HealthOut(status="live", detail="the process is up")
 

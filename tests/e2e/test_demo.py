@@ -3,60 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.processes import EVENTSTORE, ROOT, clean_env, kill, start, stop, wait_for
+
 ADMIN = "e2e-admin-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Any, seconds: float = 20.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("not reached in time")
-
-
-def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "eventstore.cli", *args, "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=15)
-    return proc.returncode, out, err
 
 
 @pytest.fixture
@@ -67,9 +23,7 @@ def demo() -> Iterator[tuple[subprocess.Popen[str], str]]:
     try:
         yield proc, base
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        kill(proc)
 
 
 def test_the_demo_serves_the_whole_api_and_stops_cleanly_on_sigterm(
@@ -128,7 +82,7 @@ def test_the_demo_serves_the_whole_api_and_stops_cleanly_on_sigterm(
         )
         assert done["processed"] == done["total"] == head
 
-    code, out, err = stop(proc)
+    code, out, err, _ = stop(proc)
     assert code == 0, err[-2000:]
     assert f"{base}/schema" in out
     assert re.search(rf"{re.escape(base)}/v1/streams/orders/entities/\S+/history", out)
@@ -138,8 +92,7 @@ def test_the_demo_serves_the_whole_api_and_stops_cleanly_on_sigterm(
 
 
 def test_the_demo_prints_a_generated_admin_key_that_works() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "EVENTSTORE_ADMIN_KEY"}
-    proc, base = start("demo", "--orders", "2", "--rate", "0", env=env)
+    proc, base = start("demo", "--orders", "2", "--rate", "0")  # no EVENTSTORE_ADMIN_KEY
     try:
         assert proc.stdout is not None
         key = None
@@ -154,12 +107,10 @@ def test_the_demo_prints_a_generated_admin_key_that_works() -> None:
             assert job.status_code == 404  # authorised: the job is unknown
             wrong = http.get("/v1/admin/jobs/nope", headers={"authorization": "Bearer nope"})
             assert wrong.status_code == 401
-        code, _, _ = stop(proc)
+        code, _, _, _ = stop(proc)
         assert code == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        kill(proc)
 
 
 def test_a_port_in_use_is_one_line_and_exit_1() -> None:
@@ -170,8 +121,9 @@ def test_a_port_in_use_is_one_line_and_exit_1() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "eventstore", "demo", "--port", str(port), "--rate", "0"],
+            [*EVENTSTORE, "demo", "--port", str(port), "--rate", "0"],
             cwd=ROOT,
+            env=clean_env(),
             capture_output=True,
             text=True,
             timeout=30,

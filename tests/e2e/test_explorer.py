@@ -16,9 +16,7 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -35,13 +33,13 @@ from api import create_app
 from eventstore.clock import FakeClock
 from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
+from tests.e2e.processes import EVENTSTORE, ROOT, clean_env, free_port
 from tests.integration.conftest import open_test_store
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize
 
-ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts" / "explorer"
 ADMIN = "explorer-admin-key"
 READ = "explorer-read-key"
@@ -57,7 +55,6 @@ CHROMIUM_ARGS = [
 ]
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
-EVENTSTORE = [sys.executable, "-c", "import sys; from eventstore.cli import main; sys.exit(main())"]
 
 
 def chromium_path() -> str | None:
@@ -88,23 +85,16 @@ def require_browser() -> str:
 
 
 # -- the demo ---------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Demo:
     """`eventstore demo` in a subprocess, and a client of its API."""
 
     def __init__(self, *args: str, env: dict[str, str]) -> None:
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSTORE_")}
         self.proc = subprocess.Popen(
             [*EVENTSTORE, "demo", *args, "--port", str(port)],
             cwd=ROOT,
-            env={**clean, "PYTHONUNBUFFERED": "1", **env},
+            env=clean_env(**env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -19,13 +19,12 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.test_demo import ROOT, start, stop, wait_for
+from tests.e2e.processes import EVENTSTORE, ROOT, clean_env, kill, start, stop, wait_for
 from tests.integration.test_cli_capture import write_ndjson
 
 README = ROOT / "README.md"
@@ -78,8 +77,9 @@ def test_one_shot_commands_run_as_written(tmp_path: Path) -> None:
     for line in lines:
         argv = shlex.split(line)
         done = subprocess.run(
-            [sys.executable, "-m", "eventstore.cli", *argv[1:]],
+            [*EVENTSTORE, *argv[1:]],
             cwd=tmp_path,
+            env=clean_env(),
             capture_output=True,
             text=True,
             timeout=60,
@@ -102,12 +102,10 @@ def test_server_commands_serve_and_stop_cleanly(tmp_path: Path) -> None:
             with httpx.Client(base_url=base, timeout=10) as http:
                 wait_for(lambda: http.get("/health/ready").status_code == 200)
                 assert http.get("/v1/streams").json()[0]["events"] > 0
-            code, _, err = stop(proc)
+            code, _, err, _ = stop(proc)
             assert code == 0, err[-2000:]
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate(timeout=10)
+            kill(proc)
 
 
 @pytest.mark.skipif(
@@ -146,5 +144,5 @@ def test_the_curl_examples_work_against_the_demo(tmp_path: Path) -> None:
         assert (tmp_path / "events.csv").read_text().startswith("seq,occurred_at,stream")
         assert "eventstore_events_total" in done.stdout
     finally:
-        code, _, err = stop(proc)
+        code, _, err, _ = stop(proc)
         assert code == 0, err[-2000:]

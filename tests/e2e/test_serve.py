@@ -3,56 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from api.factory import app_from_env
-
-ROOT = Path(__file__).resolve().parents[2]
-STOP_SECONDS = 8.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without EVENTSTORE_* settings (the test gives its own)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSTORE_")}
-    return {**env, "PYTHONUNBUFFERED": "1", **extra}
-
-
-# The `eventstore` console script (or what it runs). Not `python -m eventstore.cli`: there the
-# CLI module runs as `__main__`, a second copy whose `CliError` the commands do not raise.
-SCRIPT = Path(sys.executable).with_name("eventstore")
-EVENTSTORE = (
-    [str(SCRIPT)]
-    if SCRIPT.exists()
-    else [sys.executable, "-c", "import sys; from eventstore.cli import main; sys.exit(main())"]
-)
+from tests.e2e.processes import STOP_SECONDS, free_port, kill, launch, stop
 
 
 def serve(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*EVENTSTORE, "serve", *args],
-        cwd=ROOT,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return launch("serve", *args)
 
 
 def wait_until_live(http: httpx.Client, proc: subprocess.Popen[str], seconds: float = 30) -> None:
@@ -69,13 +35,6 @@ def wait_until_live(http: httpx.Client, proc: subprocess.Popen[str], seconds: fl
     raise AssertionError("serve did not answer /health/live in time")
 
 
-def stop(proc: subprocess.Popen[str]) -> tuple[int, str, str, float]:
-    started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=STOP_SECONDS)
-    return proc.returncode, out, err, time.monotonic() - started
-
-
 def access_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
@@ -87,9 +46,7 @@ def served() -> Iterator[tuple[subprocess.Popen[str], str]]:
     try:
         yield proc, f"http://127.0.0.1:{port}"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        kill(proc)
 
 
 def test_serve_answers_logs_one_json_line_per_request_and_stops_cleanly_on_sigterm(
@@ -195,9 +152,7 @@ def test_serve_with_workers_builds_each_app_from_the_settings_flags() -> None:
         assert "serve-read-key" not in out + err
         assert len(access_lines(out + err)) >= 9
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        kill(proc)
 
 
 def test_the_factory_builds_an_app_from_the_environment_without_connecting(
