@@ -26,7 +26,7 @@ def _accept_sort(method: Any) -> Any:
 
 
 # Test-side compatibility patch (TEST_DOUBLES.md): the production bulk_write path runs unchanged.
-_builder = mongomock.collection.BulkOperationBuilder
+_builder: Any = mongomock.collection.BulkOperationBuilder
 if not getattr(_builder, "_accepts_sort", False):
     _builder.add_replace = _accept_sort(_builder.add_replace)
     _builder.add_update = _accept_sort(_builder.add_update)

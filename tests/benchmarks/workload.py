@@ -14,7 +14,7 @@ ACTORS = ["alice", "bob", "carol", "dave", "checkout-service"]
 
 def order(rng: random.Random, n: int, oid: ObjectId, at: datetime) -> dict[str, Any]:
     """An order document as DESIGN.md describes it."""
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "sku": f"SKU-{rng.randrange(500):04d}",
             "name": f"Item {k}",

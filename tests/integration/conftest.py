@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from mongomock_motor import AsyncMongoMockClient
@@ -22,7 +23,9 @@ async def open_test_store(kind: str) -> Store:
     if kind == "memory":
         store = MemoryStore()
     else:
-        mongo = MongoStore(AsyncMongoMockClient(), "eventstore_test", owns_client=True)
+        # mongomock-motor stands in for PyMongo's async client (TEST_DOUBLES.md)
+        client: Any = AsyncMongoMockClient()
+        mongo = MongoStore(client, "eventstore_test", owns_client=True)
         await mongo.detect()
         store = mongo
     await store.events.ensure_indexes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from bson import Binary, Timestamp
 
@@ -72,10 +73,11 @@ async def test_checkpoints_are_independent_by_name(store: Store) -> None:
 
 
 async def test_stored_checkpoint_does_not_change_with_the_callers_token(store: Store) -> None:
-    token = {"_data": "01", "extra": {"n": 1}}
+    extra = {"n": 1}
+    token: dict[str, Any] = {"_data": "01", "extra": extra}
     await store.checkpoints.put(Checkpoint(name="c", token=token))
 
-    token["extra"]["n"] = 2
+    extra["n"] = 2
 
     found = await store.checkpoints.get("c")
     assert found is not None and found.token == {"_data": "01", "extra": {"n": 1}}

@@ -39,7 +39,7 @@ def test_project_status_and_rebuild(capsys: pytest.CaptureFixture[str]) -> None:
     assert {r["name"]: r["state"] for r in json.loads(out)}["orders_by_status"] == "stopped"
     assert rebuilt["orders_by_status"] is not None and rebuilt["orders_by_status"].endswith("Z")
     assert rebuilt["order_summary"] is None
-    rows = store.read_models._tables["rm_orders_by_status"]  # type: ignore[attr-defined]
+    rows = store.read_models._tables["rm_orders_by_status"]
     assert {k: r["count"] for k, r in rows.items()} == {"pending": 1, "shipped": 1, "paid": 0}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -119,7 +119,7 @@ async def capture(
         faults = Faults(at, after)
         with pytest.raises(Crash):
             await ingester(
-                FaultyStore(store, faults),
+                cast(Store, FaultyStore(store, faults)),  # the ports the ingester uses
                 feed,
                 clock,
                 batch_size=BATCH,

@@ -36,7 +36,7 @@ class Recorder(Matcher):  # type: ignore[misc]
         self.seen: list[dict[str, Any]] = []
 
     def matches(self, *args: Any, **kwargs: Any) -> bool:
-        request = args[0] if args else None
+        request: Any = args[0] if args else None
         name = getattr(request, "command_name", None)
         if name in self.names:
             self.seen.append(dict(request.doc))
