@@ -130,3 +130,15 @@ def test_a_report_serializes_to_json_shapes() -> None:
             },
         ],
     }
+
+
+async def test_the_workers_step_creates_the_collection_and_is_idempotent() -> None:
+    client: Any = AsyncMongoMockClient(tz_aware=True)
+    step = [s for s in load_steps() if s.name == "m0008_create_workers_collection"]
+
+    first = await migrate(client, SETTINGS, steps=step)
+    await client["eventstore"]["migrations"].delete_many({})  # as if never recorded
+    again = await migrate(client, SETTINGS, steps=step)
+
+    assert first.applied == again.applied == ["m0008_create_workers_collection"]
+    assert "workers" in await client["eventstore"].list_collection_names()
