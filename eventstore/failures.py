@@ -78,7 +78,9 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def _codes(exc: pymongo_errors.OperationFailure) -> list[int]:
     """Every server error code an operation failure carries (bulk writes carry several)."""
-    codes = [exc.code] if exc.code is not None else []
+    # A bulk write's own code (65, "multiple errors") says nothing: its items do.
+    bulk = isinstance(exc, pymongo_errors.BulkWriteError)
+    codes = [exc.code] if exc.code is not None and not bulk else []
     details = exc.details if isinstance(exc.details, dict) else {}
     for key in ("writeErrors", "writeConcernErrors"):
         for item in details.get(key) or ():
