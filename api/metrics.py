@@ -14,7 +14,7 @@ from typing import Final
 
 # Latency histogram bounds, seconds (Prometheus' default buckets).
 BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-STATES: Final = ("following", "rebuilding", "stopped", "failed")
+STATES: Final = ("running", "rebuilding", "standby", "retrying", "stopped", "failed")
 
 
 class Metrics:

@@ -13,8 +13,9 @@ from typing import Any
 import msgspec
 
 from eventstore.ports import Store
+from eventstore.worker_state import STOPPED
 from projections.orders import Projection
-from projections.runner import STATE_COLLECTION, STOPPED
+from projections.runner import STATE_COLLECTION
 
 
 class ProjectionStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -1163,7 +1163,7 @@
   }
 
   function stateBadge(s) {
-    const cls = s === 'failed' ? 'bad' : s === 'following' || s === 'caught up' ? 'ok' : s === 'rebuilding' ? 'info' : 'warn';
+    const cls = s === 'failed' ? 'bad' : s === 'running' || s === 'caught up' ? 'ok' : s === 'rebuilding' ? 'info' : 'warn';
     return h('span', { class: `badge ${cls}` }, s);
   }
 
