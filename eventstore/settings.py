@@ -46,6 +46,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     server_timeout_ms: int = 5000
     admin_key: str | None = None
     read_keys: tuple[str, ...] = ()
+    # Seconds this process's capture may retry before readiness answers 503.
+    unhealthy_after: float = 30.0
 
     def __repr__(self) -> str:  # keys never appear in logs or errors
         shown = {f: getattr(self, f) for f in self.__struct_fields__}
@@ -168,6 +170,7 @@ _PARSERS: Final[dict[str, Any]] = {
     "server_timeout_ms": _positive_int("SERVER_TIMEOUT_MS"),
     "admin_key": lambda v: v or None,
     "read_keys": _csv,
+    "unhealthy_after": _positive_float("UNHEALTHY_AFTER"),
 }
 
 SETTING_NAMES: Final = tuple(_PARSERS)
