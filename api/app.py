@@ -37,11 +37,12 @@ from litestar.types import HTTPDisconnectEvent, Message, ReceiveMessage
 from api.auth import admin_guard, read_guard
 from api.params import refuse_unknown_parameters
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
-from api.routes import events, health, projections, streams
-from api.schemas import EventsPage, HealthOut
+from api.routes import events, health, projections, streams, workers
+from api.schemas import EventsPage, NotReady
 from api.services import Services
 from eventstore.ports import Clock, Store
 from eventstore.settings import Settings
+from eventstore.supervisor import Supervisor
 from projections.orders import ORDER_PROJECTIONS, Projection
 
 access_log = logging.getLogger("eventstore.access")
@@ -59,9 +60,9 @@ PROBLEM_CAUSES: Final[dict[int, str]] = {
     "a time without a zone, a cursor of another listing",
     401: "A key is needed (`Authorization: Bearer <key>`) or the one given is not valid",
     403: "Admin is disabled (no ADMIN_KEY) or a read key was used on /v1/admin",
-    404: "Unknown stream, entity, version, projection, row or job, or no state yet",
-    409: "An ambiguous bare key (`typed_keys` lists the typed keys to use) "
-    "or a rebuild already queued or running",
+    404: "Unknown stream, entity, version, projection, row, job or worker, or no state yet",
+    409: "An ambiguous bare key (`typed_keys` lists the typed keys to use), "
+    "a rebuild already queued or running, or a worker that is not failed or stopped",
     422: "Well-formed but impossible: from_version after to_version, since after until",
     503: "The database is not reachable; try again shortly",
 }
@@ -80,6 +81,7 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "projection_rows": (404,),
     "projection_row": (404,),
     "rebuild": (409,),
+    "restart_worker": (409,),
 }
 
 
@@ -125,7 +127,14 @@ def _documented(handlers: Iterable[Any], base: Iterable[int]) -> list[Any]:
                 str, media_type="text/event-stream", description="Server-Sent Events"
             )
         if name == "ready":
-            extra[503] = ResponseSpec(HealthOut, description="Not ready: `detail` says why")
+            extra[503] = ResponseSpec(
+                NotReady,
+                media_type=PROBLEM_JSON,
+                description="Not ready (type .../not-ready): the database is unreachable, or this "
+                "process's capture is failed or retrying longer than UNHEALTHY_AFTER, or has not "
+                "caught up once; `detail` says why, `workers` lists this process's workers",
+                generate_examples=False,
+            )
         codes = (*base, *ROUTE_PROBLEMS.get(name, ()))
         clone = copy.copy(handler)
         clone.responses = {**problem_responses(codes), **extra, **(handler.responses or {})}
@@ -281,27 +290,39 @@ def create_app(
     clock: Clock | None = None,
     projections_: Sequence[Projection] = ORDER_PROJECTIONS,
     caught_up: Callable[[], bool] | None = None,
+    supervisor: Supervisor | None = None,
+    capture: str | None = None,
     debug: bool = False,
     extra_routes: Sequence[Any] = (),
 ) -> EventStoreApp:
     """The API app; pass `store` to serve an already open store (tests, `run`), else it opens one.
 
     `caught_up` tells readiness whether this process's ingester has caught up once
-    (None: this process does not capture).
+    (None: this process does not capture). `supervisor` runs this process's workers
+    (`run`; the app makes its own for rebuilds otherwise) and `capture` names the
+    capture worker whose failure, or retrying past UNHEALTHY_AFTER, makes it unready.
     """
     services = Services(
-        settings, store=store, clock=clock, projections=projections_, caught_up=caught_up
+        settings,
+        store=store,
+        clock=clock,
+        projections=projections_,
+        caught_up=caught_up,
+        supervisor=supervisor,
+        capture=capture,
     )
     v1 = Router(
         "/v1",
         route_handlers=_documented(
-            [*streams.ROUTES, *events.ROUTES, *projections.ROUTES], V1_PROBLEMS
+            [*streams.ROUTES, *events.ROUTES, *projections.ROUTES, *workers.ROUTES], V1_PROBLEMS
         ),
         guards=[_read_guard],
     )
     admin = Router(
         "/v1/admin",
-        route_handlers=_documented(projections.ADMIN_ROUTES, ADMIN_PROBLEMS),
+        route_handlers=_documented(
+            [*projections.ADMIN_ROUTES, *workers.ADMIN_ROUTES], ADMIN_PROBLEMS
+        ),
         guards=[_admin_guard],
     )
     app = EventStoreApp(

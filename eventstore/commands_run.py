@@ -51,7 +51,14 @@ async def serve_all(
         async with opened_store(settings, args) as store:
             wiring = build_source(settings, store, clock, args)
             workers = Workers(store, settings, wiring.source, clock=clock, workload=wiring.workload)
-            app = create_app(settings, store=store, clock=clock, caught_up=workers.caught_up)
+            app = create_app(
+                settings,
+                store=store,
+                clock=clock,
+                caught_up=workers.caught_up,
+                supervisor=workers.supervisor,
+                capture=workers.capture.name,
+            )
 
             async def start_workers() -> None:
                 await workers.start()

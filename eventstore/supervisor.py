@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -200,6 +200,7 @@ class Supervisor:
         max_delay: float = 30.0,
         rng_seed: int | None = None,
         on_change: Callable[[WorkerRecord], None] | None = None,
+        publish_every: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.clock = clock
         self.instance = instance
@@ -210,6 +211,9 @@ class Supervisor:
         self.max_delay = max_delay
         self.rng_seed = rng_seed
         self.on_change = on_change
+        # The refresh cadence of the stored states runs on real time: a fake clock that
+        # advances on sleep must not be driven by it (the records' times use `clock`).
+        self._publish_every = publish_every
         self.stopping = asyncio.Event()
         self._workers: dict[str, Supervised] = {}
         self._publisher: asyncio.Task[None] | None = None
@@ -250,7 +254,10 @@ class Supervisor:
 
     async def sleep(self, seconds: float) -> None:
         """Wait on the clock, or less when the supervisor stops meanwhile."""
-        sleeping = asyncio.ensure_future(self.clock.sleep(seconds))
+        await self._interruptible(self.clock.sleep(seconds))
+
+    async def _interruptible(self, waiting: Awaitable[None]) -> None:
+        sleeping = asyncio.ensure_future(waiting)
         stopped = asyncio.ensure_future(self.stopping.wait())
         try:
             await asyncio.wait((sleeping, stopped), return_when=asyncio.FIRST_COMPLETED)
@@ -267,8 +274,8 @@ class Supervisor:
         self.started = True
         for supervised in self._workers.values():
             self._launch(supervised)
-        if self.store is not None:
-            self._publisher = asyncio.create_task(self._publish_loop(), name="worker-states")
+        # Publishes once a store is set (an app may reach its database later).
+        self._publisher = asyncio.create_task(self._publish_loop(), name="worker-states")
 
     async def restart(self, name: str) -> Supervised:
         """Start a failed (or stopped) worker again; KeyError when unknown, ValueError when running."""
@@ -367,4 +374,4 @@ class Supervisor:
                 if not failing:
                     log.warning("could not record worker states: %s", describe(exc, self.secrets))
                 failing = True
-            await self.sleep(interval)
+            await self._interruptible(self._publish_every(interval))

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Response, get
 
 from api.metrics import log_lines, projection_lines
+from api.problems import problem
 from api.schemas import HealthOut
 from api.services import ServicesDep
 from projections.status import projection_statuses
@@ -19,15 +20,14 @@ async def live() -> HealthOut:
 
 @get(
     "/health/ready",
-    summary="200 once the database answers (and, where this process captures, it has caught up)",
+    summary="200 while the database answers and this process's capture (if any) is healthy",
     responses=None,
 )
-async def ready(services: ServicesDep) -> Response[HealthOut]:
+async def ready(services: ServicesDep) -> Response[Any]:
     ok, detail = await services.ready()
-    return Response(
-        HealthOut(status="ready" if ok else "not ready", detail=detail),
-        status_code=200 if ok else 503,
-    )
+    if ok:
+        return Response(HealthOut(status="ready", detail=detail))
+    return problem(503, detail, kind="not-ready", workers=services.local_workers())
 
 
 @get("/metrics", summary="Prometheus text metrics", media_type="text/plain; version=0.0.4")
