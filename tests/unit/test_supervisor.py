@@ -5,63 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 
 import pytest
 from pymongo.errors import AutoReconnect, OperationFailure
 
 from eventstore.clock import FakeClock
 from eventstore.memory.workers import MemoryWorkers
-from eventstore.supervisor import Progress, Supervisor, WorkerContext
+from eventstore.supervisor import Supervisor, WorkerContext
 from eventstore.worker_state import FAILED, RETRYING, RUNNING, STOPPED
-
-
-class SleepRecordingClock(FakeClock):
-    """A fake clock that keeps every sleep's length (the back-off), advancing by it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.slept: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        await super().sleep(seconds)
-
-
-class ScriptedWorker:
-    """Fails with the given exceptions in turn, then runs (reporting healthy) until stopped."""
-
-    def __init__(self, name: str, failures: list[BaseException], *, kind: str = "capture") -> None:
-        self.name = name
-        self.kind = kind
-        self.failures = list(failures)
-        self.runs = 0
-        self.closed = False
-        self.running = asyncio.Event()
-
-    async def run(self, ctx: WorkerContext) -> None:
-        self.runs += 1
-        ctx.report(RUNNING)
-        if self.failures:
-            raise self.failures.pop(0)
-        ctx.healthy()
-        self.running.set()
-        await ctx.stop.wait()
-
-    async def progress(self) -> Progress:
-        return Progress(position=self.runs, lag=0)
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-async def until(condition: Callable[[], bool], *, turns: int = 10_000) -> None:
-    """Let other tasks run until the condition holds (bounded: a hang fails the test)."""
-    for _ in range(turns):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")
+from tests.supervision import ScriptedWorker, SleepRecordingClock, until
 
 
 def supervisor(clock: FakeClock, **kwargs: object) -> Supervisor:

@@ -1,0 +1,62 @@
+"""Test doubles for supervision: a scripted worker, a fake clock that records back-off sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from eventstore.clock import FakeClock
+from eventstore.supervisor import Progress, WorkerContext
+from eventstore.worker_state import RUNNING
+
+
+class SleepRecordingClock(FakeClock):
+    """A fake clock that keeps every sleep's length (the back-off), advancing by it."""
+
+    def __init__(self, *, advance_on_sleep: bool = True) -> None:
+        super().__init__(advance_on_sleep=advance_on_sleep)
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        """Record the wait, then behave as the fake clock does."""
+        self.slept.append(seconds)
+        await super().sleep(seconds)
+
+
+class ScriptedWorker:
+    """Fails with the given exceptions in turn, then runs (reporting healthy) until stopped."""
+
+    def __init__(self, name: str, failures: list[BaseException], *, kind: str = "capture") -> None:
+        self.name = name
+        self.kind = kind
+        self.failures = list(failures)
+        self.runs = 0
+        self.closed = False
+        self.running = asyncio.Event()
+
+    async def run(self, ctx: WorkerContext) -> None:
+        """Report running, fail with the next scripted error if any, else work until stopped."""
+        self.runs += 1
+        ctx.report(RUNNING)
+        if self.failures:
+            raise self.failures.pop(0)
+        ctx.healthy()
+        self.running.set()
+        await ctx.stop.wait()
+
+    async def progress(self) -> Progress:
+        """The number of runs as position: a value the tests can tell apart."""
+        return Progress(position=self.runs, lag=0)
+
+    async def close(self) -> None:
+        """Remember it was closed."""
+        self.closed = True
+
+
+async def until(condition: Callable[[], bool], *, seconds: float = 5.0) -> None:
+    """Let other tasks run until the condition holds (bounded: a hang fails the test)."""
+    for _ in range(int(seconds / 0.002)):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("condition never held")
