@@ -12,6 +12,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
 
+from eventstore.worker_state import CAPTURE, WorkerRecord
+from eventstore.worker_state import STATES as WORKER_STATES
+
 # Latency histogram bounds, seconds (Prometheus' default buckets).
 BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STATES: Final = ("running", "rebuilding", "standby", "retrying", "stopped", "failed")
@@ -110,4 +113,38 @@ def projection_lines(rows: Iterable[tuple[str, int, int, str]]) -> list[str]:
             lines.append(
                 f'eventstore_projection_state{{projection="{name}",state="{s}"}} {int(s == state)}'
             )
+    return lines
+
+
+def worker_lines(records: Iterable[WorkerRecord]) -> list[str]:
+    """This process's workers: a 0/1 gauge per state, restarts, and capture's lag in seconds."""
+    records = list(records)
+    lines = [
+        "# HELP eventstore_worker_state 1 for the worker's current state.",
+        "# TYPE eventstore_worker_state gauge",
+    ]
+    for r in records:
+        for s in WORKER_STATES:
+            lines.append(
+                f'eventstore_worker_state{{worker="{_esc(r.name)}",state="{s}"}} {int(s == r.state)}'
+            )
+    lines += [
+        "# HELP eventstore_worker_restarts_total Times the supervisor started a worker again.",
+        "# TYPE eventstore_worker_restarts_total counter",
+        *(
+            f'eventstore_worker_restarts_total{{worker="{_esc(r.name)}"}} {r.restarts}'
+            for r in records
+        ),
+    ]
+    lags = [r for r in records if r.kind == CAPTURE and r.lag_seconds is not None]
+    if lags:
+        lines += [
+            "# HELP eventstore_capture_lag_seconds Now minus the cluster time of the last stored "
+            "change (0 while idle).",
+            "# TYPE eventstore_capture_lag_seconds gauge",
+            *(
+                f'eventstore_capture_lag_seconds{{worker="{_esc(r.name)}"}} {r.lag_seconds:.3f}'
+                for r in lags
+            ),
+        ]
     return lines

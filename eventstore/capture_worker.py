@@ -42,6 +42,7 @@ class CaptureWorker:
         self.caught_up_once = False
         self._workload_task: asyncio.Task[None] | None = None
         self._ctx: WorkerContext | None = None
+        self._on_batch_before = ingester.on_batch  # e.g. the CLI's progress line
         ingester.on_batch = self._on_batch
         ingester.lease.observer = self._on_lease
 
@@ -55,6 +56,8 @@ class CaptureWorker:
         return self.caught_up_once or not self.ingester.lease.held
 
     def _on_batch(self, stats: IngestStats) -> None:
+        if self._on_batch_before is not None:
+            self._on_batch_before(stats)
         if self._ctx is not None:
             self._ctx.healthy()
 
@@ -63,7 +66,11 @@ class CaptureWorker:
             self._ctx.report(state)
 
     async def run(self, ctx: WorkerContext) -> None:
-        """Catch up (first run only), then follow until stopped; `follow=False` ends when idle."""
+        """Catch up (first run only), then follow until stopped.
+
+        With `follow=False` it ends once idle instead; with a workload as well, it
+        waits for the workload to end and then captures what it wrote.
+        """
         self._ctx = ctx
         stop = ctx.stop
         if not self.caught_up_once:
@@ -77,9 +84,18 @@ class CaptureWorker:
                 await self.on_caught_up()
             if self.workload is not None and self._workload_task is None:
                 self._workload_task = asyncio.create_task(self.workload(), name="workload")
-            if not self.follow:
+        if self.follow:
+            await self.ingester.run(stop=stop)
+            return
+        task = self._workload_task
+        if task is not None and not task.done():
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if stop.is_set():
                 return
-        await self.ingester.run(stop=stop)
+        if task is not None:
+            await self.ingester.run(until_idle=True, stop=stop)  # what the workload wrote
 
     async def progress(self) -> Progress:
         """The log's head as position; lag in events unknown (a change stream has no count)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -138,35 +137,43 @@ class Progress:
 
 
 async def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
-    """`eventstore ingest`: capture until stopped (or idle with --until-idle)."""
+    """`eventstore ingest`: capture until stopped (or idle with --until-idle), supervised.
+
+    Transient failures are retried from the checkpoint; a fatal one ends the command
+    with one line and exit 1.
+    """
+    from eventstore.capture_worker import CaptureWorker
+    from eventstore.leasing import default_owner
+    from eventstore.worker_state import FAILED
+
     settings = settings_from(args)
     clock = SystemClock()
-    stop = asyncio.Event()
-    install_stop_signals(stop)
     async with opened_store(settings, args) as store:
         await store.events.ensure_indexes()
         wiring = build_source(settings, store, clock, args)
+        owner = default_owner()
         ingester = Ingester(
             store=store,
             source=wiring.source,
             settings=settings,
             clock=clock,
+            owner=owner,
             on_batch=Progress("ingest"),
         )
-        workload: asyncio.Task[None] | None = None
+        # Capture starts first, so the workload is recorded as changes.
+        capture = CaptureWorker(ingester, follow=not args.until_idle, workload=wiring.workload)
+        supervisor = supervisor_of(settings, store, clock, owner)
+        install_stop_signals(supervisor.stopping)
+        supervisor.add(capture)
+        await supervisor.start()
         try:
-            if wiring.workload is not None:
-                # Capture starts first, so the workload is recorded as changes.
-                await ingester.run(until_idle=True, stop=stop)
-                workload = asyncio.create_task(wiring.workload())
-                if args.until_idle:
-                    await workload  # a finite workload, then drain it
-            stats = await ingester.run(until_idle=args.until_idle, stop=stop)
+            await supervisor.wait(capture.name)
         finally:
-            if workload is not None and not workload.done():
-                workload.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await workload
+            await supervisor.stop()
+        supervised = supervisor.get(capture.name)
+        if supervised is not None and supervised.state == FAILED:
+            raise CliError(f"capture failed: {supervised.last_error}")
+    stats = ingester.stats
     print(
         f"recorded {stats.recorded} events from {stats.changes_seen} changes "
         f"({stats.duplicates_skipped} already recorded, {stats.filtered} filtered) "
@@ -174,6 +181,19 @@ async def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
         file=out,
     )
     return EXIT_OK
+
+
+def supervisor_of(settings: Settings, store: Store, clock: Clock, instance: str) -> Any:
+    """The supervisor of a command's workers, recording their states in the store."""
+    from eventstore.supervisor import Supervisor
+
+    return Supervisor(
+        clock=clock,
+        instance=instance,
+        lease_seconds=settings.lease_seconds,
+        workers=store.workers,
+        secrets=[k for k in (settings.admin_key, *settings.read_keys) if k],
+    )
 
 
 async def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:

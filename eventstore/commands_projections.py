@@ -28,7 +28,9 @@ def _projections(names: list[str] | None) -> list[Any]:
     return [known[n] for n in names]
 
 
-def _runner(store: Store, projection: Any, args: argparse.Namespace) -> Any:
+def _runner(
+    store: Store, projection: Any, args: argparse.Namespace, owner: str | None = None
+) -> Any:
     from projections.runner import ProjectionRunner
 
     settings = settings_from(args)
@@ -38,26 +40,46 @@ def _runner(store: Store, projection: Any, args: argparse.Namespace) -> Any:
         clock=SystemClock(),
         lease_seconds=settings.lease_seconds,
         batch_size=settings.batch_size,
+        owner=owner,
     )
 
 
 async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
-    """`eventstore project`: run every projection, each holding its own lease."""
+    """`eventstore project`: run every projection, each holding its own lease, supervised.
+
+    Transient failures are retried from each checkpoint; when a projection fails
+    fatally the others go on, and the command ends with exit 1 once they stop.
+    """
+    from eventstore.commands import supervisor_of
+    from eventstore.leasing import default_owner
+    from eventstore.worker_state import FAILED
+    from projections.worker import ProjectionWorker
+
     settings = settings_from(args)
-    stop = asyncio.Event()
-    install_stop_signals(stop)
+    owner = default_owner()
     async with opened_store(settings, args) as store:
-        runners = [_runner(store, p, args) for p in _projections(None)]
-        results = await asyncio.gather(
-            *(r.run(stop=stop, until_caught_up=args.until_caught_up) for r in runners),
-            return_exceptions=True,
-        )
-        for runner, result in zip(runners, results, strict=True):
+        supervisor = supervisor_of(settings, store, SystemClock(), owner)
+        install_stop_signals(supervisor.stopping)
+        runners = [_runner(store, p, args, owner) for p in _projections(None)]
+        workers = [ProjectionWorker(r, until_caught_up=args.until_caught_up) for r in runners]
+        for worker in workers:
+            supervisor.add(worker)
+        await supervisor.start()
+        try:
+            await asyncio.gather(*(supervisor.wait(w.name) for w in workers))
+        finally:
+            await supervisor.stop()
+        failed = []
+        for runner, worker in zip(runners, workers, strict=True):
+            supervised = supervisor.get(worker.name)
             state = runner.status
             line = f"{state.name}: position {state.position}, {state.state}"
-            if isinstance(result, Exception):
-                line += f" ({result})"
+            if supervised is not None and supervised.state == FAILED:
+                line += f" ({supervised.last_error})"
+                failed.append(f"{state.name}: {supervised.last_error}")
             print(line, file=out)
+    if failed:
+        raise CliError(f"projection failed: {failed[0]}")
     return EXIT_OK
 
 

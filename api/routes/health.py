@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Response, get
 
-from api.metrics import log_lines, projection_lines
+from api.metrics import log_lines, projection_lines, worker_lines
 from api.problems import problem
 from api.schemas import HealthOut
 from api.services import ServicesDep
@@ -42,6 +42,7 @@ async def metrics(services: ServicesDep) -> str:
         lines += log_lines(head.seq, lag, updated)
         statuses = await projection_statuses(store, list(services.projections.values()))
         lines += projection_lines((s.name, s.position, s.lag, s.state) for s in statuses)
+    lines += worker_lines(await services.supervisor.records())
     lines.append(f"eventstore_up {int(services.connected)}")
     return "\n".join(lines) + "\n"
 
