@@ -89,6 +89,12 @@ class Workers:
         supervised = self.supervisor.get(self.capture.name)
         return supervised.failure if supervised is not None else None
 
+    @property
+    def failed_error(self) -> str | None:
+        """Capture's fatal error as shown everywhere (credentials and keys scrubbed)."""
+        supervised = self.supervisor.get(self.capture.name)
+        return supervised.last_error if supervised is not None and self.failure else None
+
     async def start(self) -> None:
         """Start capturing and projecting in the background."""
         await self.supervisor.start()

@@ -10,38 +10,19 @@ from typing import Any, TextIO
 
 import msgspec
 
-from eventstore.cli import EXIT_OK, CliError, install_stop_signals, settings_from
-from eventstore.clock import SystemClock
-from eventstore.commands import opened_store
+from eventstore.cli.bootstrap import Service, open_service
+from eventstore.cli.common import EXIT_OK, CliError, install_stop_signals, settings_from
 from eventstore.ports import JobConflict, Store
 
 
-def _projections(names: list[str] | None) -> list[Any]:
-    from projections.orders import ORDER_PROJECTIONS
-
+def _projections(service: Service, names: list[str] | None) -> list[Any]:
     if not names:
-        return list(ORDER_PROJECTIONS)
-    known = {p.name: p for p in ORDER_PROJECTIONS}
+        return list(service.projections)
+    known = {p.name: p for p in service.projections}
     unknown = [n for n in names if n not in known]
     if unknown:
         raise CliError(f"unknown projection {', '.join(unknown)}; known: {', '.join(known)}")
     return [known[n] for n in names]
-
-
-def _runner(
-    store: Store, projection: Any, args: argparse.Namespace, owner: str | None = None
-) -> Any:
-    from projections.runner import ProjectionRunner
-
-    settings = settings_from(args)
-    return ProjectionRunner(
-        store,
-        projection,
-        clock=SystemClock(),
-        lease_seconds=settings.lease_seconds,
-        batch_size=settings.batch_size,
-        owner=owner,
-    )
 
 
 async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
@@ -50,17 +31,16 @@ async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
     Transient failures are retried from each checkpoint; when a projection fails
     fatally the others go on, and the command ends with exit 1 once they stop.
     """
-    from eventstore.commands import supervisor_of
     from eventstore.leasing import default_owner
     from eventstore.worker_state import FAILED
     from projections.worker import ProjectionWorker
 
     settings = settings_from(args)
     owner = default_owner()
-    async with opened_store(settings, args) as store:
-        supervisor = supervisor_of(settings, store, SystemClock(), owner)
+    async with open_service(settings, store=args.store) as service:
+        supervisor = service.supervisor(owner)
         install_stop_signals(supervisor.stopping)
-        runners = [_runner(store, p, args, owner) for p in _projections(None)]
+        runners = [service.runner(p, owner=owner) for p in _projections(service, None)]
         workers = [ProjectionWorker(r, until_caught_up=args.until_caught_up) for r in runners]
         for worker in workers:
             supervisor.add(worker)
@@ -86,14 +66,14 @@ async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
 async def cmd_projections(args: argparse.Namespace, out: TextIO) -> int:
     """`eventstore projections status | rebuild NAME | --all`."""
     settings = settings_from(args)
-    async with opened_store(settings, args) as store:
+    async with open_service(settings, store=args.store) as service:
         if args.action == "status":
-            return await _status(store, args, out)
+            return await _status(service, args, out)
         names = None if args.all else args.names
         if not names and not args.all:
             raise CliError("name a projection to rebuild, or --all")
-        for projection in _projections(names):
-            await _rebuild(store, _runner(store, projection, args), out)
+        for projection in _projections(service, names):
+            await _rebuild(service.store, service.runner(projection), out)
     return EXIT_OK
 
 
@@ -118,11 +98,11 @@ async def _rebuild(store: Store, runner: Any, out: TextIO) -> None:
     )
 
 
-async def _status(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+async def _status(service: Service, args: argparse.Namespace, out: TextIO) -> int:
     from eventstore.codec import rfc3339
     from projections.status import projection_statuses
 
-    statuses = await projection_statuses(store, _projections(None))
+    statuses = await projection_statuses(service.store, _projections(service, None))
     rows = [
         {
             **msgspec.structs.asdict(s),

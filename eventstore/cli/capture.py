@@ -1,0 +1,80 @@
+"""The capture commands: `ingest` (the ingester alone) and `migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TextIO
+
+import msgspec
+
+from eventstore.cli.bootstrap import WorkloadOptions, open_service
+from eventstore.cli.common import EXIT_OK, CliError, Progress, install_stop_signals, settings_from
+
+
+def workload_options(args: argparse.Namespace) -> WorkloadOptions:
+    """The simulator's `--orders`, `--rate` and `--seed` of a command."""
+    return WorkloadOptions(
+        orders=getattr(args, "orders", 100),
+        rate=getattr(args, "rate", 5.0),
+        seed=getattr(args, "seed", None),
+    )
+
+
+async def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
+    """`eventstore ingest`: capture until stopped (or idle with --until-idle), supervised.
+
+    Transient failures are retried from the checkpoint; a fatal one ends the command
+    with one line and exit 1.
+    """
+    from eventstore.capture_worker import CaptureWorker
+    from eventstore.leasing import default_owner
+    from eventstore.worker_state import FAILED
+
+    settings = settings_from(args)
+    async with open_service(
+        settings, store=args.store, capture=True, workload=workload_options(args)
+    ) as service:
+        await service.store.events.ensure_indexes()
+        owner = default_owner()
+        ingester = service.ingester(on_batch=Progress("ingest"), owner=owner)
+        # Capture starts first, so the workload is recorded as changes.
+        capture = CaptureWorker(ingester, follow=not args.until_idle, workload=service.workload)
+        supervisor = service.supervisor(owner)
+        install_stop_signals(supervisor.stopping)
+        supervisor.add(capture)
+        await supervisor.start()
+        try:
+            await supervisor.wait(capture.name)
+        finally:
+            await supervisor.stop()
+        supervised = supervisor.get(capture.name)
+        if supervised is not None and supervised.state == FAILED:
+            raise CliError(f"capture failed: {supervised.last_error}")
+    stats = ingester.stats
+    print(
+        f"recorded {stats.recorded} events from {stats.changes_seen} changes "
+        f"({stats.duplicates_skipped} already recorded, {stats.filtered} filtered) "
+        f"in {stats.seconds:.2f}s",
+        file=out,
+    )
+    return EXIT_OK
+
+
+async def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
+    """`eventstore migrate`: collections, validators, indexes, pre-images, the writer role."""
+    settings = settings_from(args)
+    if settings.is_memory:
+        print("memory:// keeps everything in this process: nothing to migrate", file=out)
+        return EXIT_OK
+    from eventstore.migrate import migrate
+    from eventstore.mongo.store import MongoStore
+
+    async with open_service(settings, store=args.store) as service:
+        assert isinstance(service.store, MongoStore)
+        report = await migrate(service.store.client, settings)
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(report)), file=out)
+    else:
+        print(str(report), file=out)
+    return EXIT_OK
