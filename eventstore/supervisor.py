@@ -26,6 +26,7 @@ from typing import Protocol
 
 import msgspec
 
+from eventstore.errors import user_message
 from eventstore.failures import FATAL, Backoff, classify, describe
 from eventstore.ports import Clock, Workers
 from eventstore.worker_state import (
@@ -168,7 +169,11 @@ class Supervised:
                 error = describe(exc, supervisor.secrets)
                 if classify(exc) == FATAL:
                     self.failure = exc
-                    log.error("worker %s failed: %s", self.name, error, exc_info=exc)
+                    # A bug gets its traceback in the log; an expected failure one line.
+                    bug = user_message(exc) is None
+                    log.error(
+                        "worker %s failed: %s", self.name, error, exc_info=exc if bug else None
+                    )
                     self.set_state(FAILED, error)
                     return
                 if stop.is_set():
