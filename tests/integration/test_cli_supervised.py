@@ -86,7 +86,10 @@ def test_project_exits_1_when_a_projection_fails_fatally_and_the_others_finish(
     code, out = run("project", "--until-caught-up", "--uri", "memory://", store=store)
     err = capsys.readouterr().err
     assert code == 1
-    assert "eventstore: error: projection failed: order_summary: OperationFailure: not authorized" in err
+    assert (
+        "eventstore: error: projection failed: order_summary: OperationFailure: not authorized"
+        in err
+    )
     lines = dict(line.split(": ", 1) for line in out.splitlines())
     assert lines["order_summary"].startswith("position 0, ")
     for name in ("orders_by_status", "revenue_by_day", "customer_totals"):
