@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="rebuild every projection")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = sub.add_parser("status", help="every instance's background workers (as GET /v1/workers)")
+    _add_settings(p)
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+
     p = sub.add_parser("serve", help="serve the HTTP API (one JSON access line per request)")
     _add_settings(p)
     _add_listen(p)
