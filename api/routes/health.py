@@ -40,7 +40,9 @@ async def metrics(services: ServicesDep) -> str:
         updated = cp.updated_at if cp is not None else None
         lag = (services.clock.now() - updated).total_seconds() if updated is not None else None
         lines += log_lines(head.seq, lag, updated)
-        statuses = await projection_statuses(store, list(services.projections.values()))
+        statuses = await projection_statuses(
+            store, list(services.projections.values()), await services.worker_records()
+        )
         lines += projection_lines((s.name, s.position, s.lag, s.state) for s in statuses)
     lines += worker_lines(await services.supervisor.records())
     lines.append(f"eventstore_up {int(services.connected)}")

@@ -100,9 +100,12 @@ async def _rebuild(store: Store, runner: Any, out: TextIO) -> None:
 
 async def _status(service: Service, args: argparse.Namespace, out: TextIO) -> int:
     from eventstore.codec import rfc3339
+    from eventstore.worker_state import shown
     from projections.status import projection_statuses
 
-    statuses = await projection_statuses(service.store, _projections(service, None))
+    now, lease = service.clock.now(), service.settings.lease_seconds
+    workers = [shown(w, now=now, lease_seconds=lease) for w in await service.store.workers.all()]
+    statuses = await projection_statuses(service.store, _projections(service, None), workers)
     rows = [
         {
             **msgspec.structs.asdict(s),
