@@ -699,3 +699,41 @@ def test_gaps_inferred_deletions_and_uncertain_states_are_marked(
     assert p.locator("#exists-badge").inner_text() == "deleted (inferred)"
     shot(p, "inferred")
     console.assert_clean()
+
+
+def test_a_banner_says_when_capture_is_not_running(demo: Demo, page: tuple[Page, Console]) -> None:
+    p, console = page
+    workers = demo.get("/v1/workers")
+    assert [w["state"] for w in workers if w["kind"] == "capture"] == ["running"]
+    p.goto(f"{demo.base}/explorer")
+    p.wait_for_function("() => document.getElementById('capture-banner').dataset.state")
+    assert p.locator("#capture-banner").get_attribute("data-state") == "capturing"
+    assert p.locator("#capture-banner").is_hidden()
+
+    # The same instance as the API would show it after an authorization error.
+    failed = [
+        {
+            **w,
+            "state": "failed",
+            "last_error": "SourceError: MongoDB refused the change stream (code 13)",
+        }
+        if w["kind"] == "capture"
+        else w
+        for w in workers
+    ]
+    p.route("**/v1/workers", lambda route: route.fulfill(json=failed))
+    p.reload()
+    p.wait_for_function(
+        "() => document.getElementById('capture-banner').dataset.state === 'failed'"
+    )
+    banner = p.locator("#capture-banner")
+    assert banner.is_visible()
+    assert banner.inner_text().startswith("Capture failed. ingester:shop on ")
+    assert "MongoDB refused the change stream (code 13)" in banner.inner_text()
+    shot(p, "capture-failed-banner")
+
+    p.route("**/v1/workers", lambda route: route.fulfill(json=[]))
+    p.reload()
+    p.wait_for_function("() => document.getElementById('capture-banner').dataset.state === 'none'")
+    assert banner.inner_text().startswith("No instance is capturing.")
+    console.assert_clean()
