@@ -7,6 +7,9 @@ Invariants:
   `seq` or a `version`; derived events have deterministic ids for the same reason.
 - Only the lease holder writes; the unique `seq` index fences a stalled former
   holder (its append conflicts and it goes back to standby).
+- A change that cannot be interpreted is never skipped silently (BAD_INPUT): it
+  stops capture after everything before it is stored, or is recorded in its place
+  as a `rejected` event whose deterministic id makes a re-read record it once.
 """
 
 from __future__ import annotations
