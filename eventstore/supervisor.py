@@ -169,11 +169,9 @@ class Supervised:
                 error = describe(exc, supervisor.secrets)
                 if classify(exc) == FATAL:
                     self.failure = exc
-                    # A bug gets its traceback in the log; an expected failure one line.
-                    bug = user_message(exc) is None
-                    log.error(
-                        "worker %s failed: %s", self.name, error, exc_info=exc if bug else None
-                    )
+                    # An expected failure is the state-change line alone; a bug adds its traceback.
+                    if user_message(exc) is None:
+                        log.error("worker %s failed: %s", self.name, error, exc_info=exc)
                     self.set_state(FAILED, error)
                     return
                 if stop.is_set():

@@ -240,7 +240,7 @@ async def test_an_authorization_error_on_the_change_stream_fails_capture_only(
         assert entry is not None and entry.state == FAILED and entry.restarts == 0
         assert len(primary.streams) == 1  # not retried
         assert entry.last_error == (
-            "SourceError: MongoDB refused the change stream (code 13): "
+            "MongoDB refused the change stream (code 13): "
             "not authorized on shop to execute command { aggregate: 1 }"
         )
         assert await store.leases.get(ROLE) is None  # released for a standby

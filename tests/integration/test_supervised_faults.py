@@ -272,7 +272,7 @@ async def test_a_conflict_while_the_lease_is_ours_fails_capture_at_once_without_
     await asyncio.wait_for(sup.wait(worker.name), 5)
     entry = sup.get(ROLE)
     assert entry is not None and entry.state == FAILED and entry.restarts == 0
-    assert entry.last_error == "LogConflict: seq 1 holds a different event"
+    assert entry.last_error == "another writer changed the log: seq 1 holds a different event"
     assert store.faults.calls["events.append"] == 1  # not retried: no hot loop
     assert await inner.leases.get(ROLE) is None  # released for a standby
     assert await inner.events.head() == (await MemoryStore().events.head())
