@@ -207,7 +207,8 @@ async def test_a_rebuild_run_here_is_a_supervised_worker(make_app: Any) -> None:
         states: list[str] = []
 
         def done() -> bool:
-            states.append(app.services.supervisor.get("rebuild:order_summary").state)  # type: ignore[union-attr]
+            rebuild = app.services.supervisor.get("rebuild:order_summary")
+            states.append(rebuild.state if rebuild is not None else "absent")
             return states[-1] == "stopped"
 
         await until(done)
