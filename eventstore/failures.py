@@ -61,10 +61,6 @@ RETRYABLE_LABELS: Final = frozenset(
 )
 
 
-class TransientError(Exception):
-    """Raised by code that knows its failure is temporary (e.g. the lease store is unreachable)."""
-
-
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """The exception and its causes (`raise ... from`), outermost first, without cycles."""
     seen: set[int] = set()
@@ -103,8 +99,6 @@ def _labels(exc: pymongo_errors.PyMongoError) -> set[str]:
 
 def _classify_one(exc: BaseException) -> Classification | None:
     """The verdict for one exception of a chain, or None when it says nothing itself."""
-    if isinstance(exc, TransientError):
-        return TRANSIENT
     if isinstance(exc, pymongo_errors.ConfigurationError):  # InvalidURI is one
         return FATAL
     if isinstance(exc, pymongo_errors.OperationFailure):

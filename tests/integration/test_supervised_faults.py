@@ -12,7 +12,7 @@ import asyncio
 from typing import Any
 
 import httpx
-from pymongo.errors import AutoReconnect, WTimeoutError
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError, WTimeoutError
 
 from api import create_app
 from eventstore.capture_worker import CaptureWorker
@@ -277,3 +277,20 @@ async def test_a_conflict_while_the_lease_is_ours_fails_capture_at_once_without_
     assert await inner.leases.get(ROLE) is None  # released for a standby
     assert await inner.events.head() == (await MemoryStore().events.head())
     await sup.stop()
+
+
+async def test_an_unreachable_lease_store_is_retried_like_any_connection_failure() -> None:
+    clock = FakeClock(advance_on_sleep=False)
+    feed = await feed_with_orders(clock, orders=4, changes=10)
+    expected = await reference_log(feed, clock)
+    inner = MemoryStore()
+    await start_from_the_beginning(inner)
+    store = FaultyStore(inner)
+    store.faults.plan("leases.acquire", *[ServerSelectionTimeoutError("no servers")] * 3)
+    sup, worker = supervised_capture(store, feed, clock)
+    await sup.start()
+    await asyncio.wait_for(sup.wait(worker.name), 10)
+    await sup.stop()
+    entry = sup.get(ROLE)
+    assert entry is not None and entry.state == STOPPED and entry.restarts == 3
+    assert fingerprint(await all_events(inner)) == fingerprint(expected)

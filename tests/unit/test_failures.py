@@ -19,7 +19,7 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from eventstore.failures import FATAL, TRANSIENT, Backoff, TransientError, classify, describe
+from eventstore.failures import FATAL, TRANSIENT, Backoff, classify, describe
 from eventstore.leasing import LeaseLost
 from eventstore.ports import LogConflict, SourceError
 
@@ -43,7 +43,6 @@ from eventstore.ports import LogConflict, SourceError
         BulkWriteError(
             {"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "wtimeout"}]}
         ),
-        TransientError("the lease store is unreachable"),
     ],
 )
 def test_transient_failures_are_retried(exc: Exception) -> None:
