@@ -35,6 +35,7 @@ from litestar.plugins import InitPluginProtocol
 from litestar.types import HTTPDisconnectEvent, Message, ReceiveMessage
 
 from api.auth import admin_guard, read_guard
+from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
 from api.routes import events, health, projections, streams
@@ -172,6 +173,8 @@ class EventStorePlugin(InitPluginProtocol):
 
         async def shutdown(app: Litestar) -> None:
             await services.stop()
+            # This process's share of the live gauges (worker states) ends with its app.
+            services.metrics.process_ended()
 
         from litestar.di import Provide
 
@@ -281,16 +284,23 @@ def create_app(
     clock: Clock | None = None,
     projections_: Sequence[Projection] = ORDER_PROJECTIONS,
     caught_up: Callable[[], bool] | None = None,
+    metrics: Metrics | None = None,
     debug: bool = False,
     extra_routes: Sequence[Any] = (),
 ) -> EventStoreApp:
     """The API app; pass `store` to serve an already open store (tests, `run`), else it opens one.
 
     `caught_up` tells readiness whether this process's ingester has caught up once
-    (None: this process does not capture).
+    (None: this process does not capture). `metrics`: the figures the app reports (pass
+    the one the background workers' supervisor reports to; a new one by default).
     """
     services = Services(
-        settings, store=store, clock=clock, projections=projections_, caught_up=caught_up
+        settings,
+        store=store,
+        clock=clock,
+        projections=projections_,
+        caught_up=caught_up,
+        metrics=metrics,
     )
     v1 = Router(
         "/v1",

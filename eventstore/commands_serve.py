@@ -11,6 +11,7 @@ flags are passed down as those variables). SIGINT/SIGTERM stop gracefully, exit 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
@@ -127,11 +128,13 @@ async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         shown = f"[{host}]" if ":" in host else host
         log.info("serving http://%s:%s with %d worker(s)", shown, port, args.workers)
         if args.workers == 1:
+            shared_metrics_dir(None)
             await _serve_here(settings, args, sock, common)
         else:
             _export_settings(args)
             config = uvicorn.Config(FACTORY, factory=True, workers=args.workers, **common)
-            _supervise(config, sock)
+            with shared_metrics_dir(args.workers):
+                _supervise(config, sock)
     finally:
         sock.close()
     return EXIT_OK
@@ -155,15 +158,83 @@ async def _serve_here(
         raise CliError("the API did not start (see the log above)")
 
 
+def shared_metrics_dir(workers: int | None) -> contextlib.AbstractContextManager[Any]:
+    """The metrics' shared directory, clean before any worker counts anything.
+
+    With several workers (`workers`): `PROMETHEUS_MULTIPROC_DIR` or a temporary
+    directory (removed at the end), where each worker writes its figures and any of
+    them reads everyone's. In one process (`workers` None), only a directory the
+    operator set is emptied of an earlier run's files (this process's prometheus_client
+    may already have decided to keep its values in memory). A directory that cannot
+    be made is one CliError.
+    """
+    from api.metrics import MULTIPROC_ENV, clean_shared_dir, shared_dir
+
+    try:
+        if workers is None:
+            clean_shared_dir()
+            return contextlib.nullcontext()
+        return shared_dir()
+    except OSError as exc:
+        where = os.environ.get(MULTIPROC_ENV, "a temporary directory")
+        raise CliError(f"{MULTIPROC_ENV}: cannot use {where}: {exc.strerror or exc}") from None
+
+
 def _supervise(config: Any, sock: socket.socket) -> None:
     """uvicorn's supervisor: starts the workers, restarts one that dies, stops on SIGINT/SIGTERM."""
     from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
 
-    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor = _supervisor(config, sock)
     supervisor.run()
     if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
         raise CliError("a worker did not start (see the log above)")
+
+
+def _supervisor(config: Any, sock: socket.socket) -> Any:
+    """uvicorn's `Multiprocess`, telling the metrics each time one of its workers has ended.
+
+    A worker that ends normally drops its own live gauges at shutdown; one that was
+    killed or crashed cannot, so the supervisor does it once it sees the process gone
+    (uvicorn checks its workers every half second), and for all of them when it stops.
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    from api.metrics import process_ended
+
+    class Supervisor(Multiprocess):
+        def __init__(self, config: Any, sockets: list[socket.socket]) -> None:
+            super().__init__(config, sockets=sockets)
+            self.seen: set[int] = set()  # the workers alive at the last look
+
+        def _pids(self, *, alive: bool) -> set[int]:
+            return {
+                p.pid
+                for p in self.processes
+                if p.pid is not None and (not alive or p.process.is_alive())
+            }
+
+        def _reap(self) -> None:
+            alive = self._pids(alive=True)
+            for pid in self.seen - alive:
+                process_ended(pid)
+            self.seen = alive
+
+        def keep_subprocess_alive(self) -> None:
+            super().keep_subprocess_alive()
+            self._reap()
+
+        def handle_signals(self) -> None:  # SIGHUP restarts all, SIGTTOU retires one
+            super().handle_signals()
+            self._reap()
+
+        def run(self) -> None:
+            try:
+                super().run()
+            finally:  # every worker has been joined
+                for pid in self.seen | self._pids(alive=False):
+                    process_ended(pid)
+
+    return Supervisor(config, sockets=[sock])
 
 
 __all__ = ["bind", "cmd_serve", "logging_config"]
