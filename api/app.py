@@ -242,8 +242,18 @@ class EventStoreApp(Litestar):
         if raw and b"%" in raw:
             scope = {**scope, "path": _router_path(raw.split(b"?", 1)[0])}
         started = time.perf_counter()
+        self.services.metrics.started()
         status = 500
         open_body = False  # a response started and not finished
+        took: list[float] = []  # the request's duration, once counted
+
+        def count() -> float:
+            """Count the request once (in the metrics), with its status and duration."""
+            if not took:
+                took.append(time.perf_counter() - started)
+                route = _route_template(scope)
+                self.services.metrics.observe(scope["method"], route, status, took[0])
+            return took[0]
 
         async def sending(message: Message) -> None:
             nonlocal status, open_body
@@ -252,6 +262,9 @@ class EventStoreApp(Litestar):
                 open_body = True
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 open_body = False
+                # Counted before the client can have the whole response: a scrape made
+                # after a response, on any worker, includes it.
+                count()
             await send(message)
 
         try:
@@ -259,9 +272,8 @@ class EventStoreApp(Litestar):
             if open_body and draining.is_set():  # a stream cut short by drain(): end it cleanly
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            seconds = time.perf_counter() - started
+            seconds = count()
             route = _route_template(scope)
-            self.services.metrics.observe(scope["method"], route, status, seconds)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     json.dumps(

@@ -103,6 +103,14 @@ class Metrics:
             buckets=BUCKETS,
             registry=registry,
         )
+        # Across processes: the sum over live processes (a killed worker's share is
+        # dropped by the process that started it, see `process_ended`).
+        self.in_flight = Gauge(
+            "eventstore_http_requests_in_flight",
+            "HTTP requests being answered (open live streams included).",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
         # Across processes: how many live processes have this worker in this state (a
         # worker name runs in one process at a time, so 1 for its current state).
         self.worker_states = Gauge(
@@ -128,8 +136,13 @@ class Metrics:
         )
 
     # -- what the middleware and the supervisor call -------------------------------------
+    def started(self) -> None:
+        """One more request in flight (`observe` ends it)."""
+        self.in_flight.inc()
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one finished request (route: the matched template, bounded cardinality)."""
+        self.in_flight.dec()
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
