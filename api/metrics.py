@@ -76,9 +76,17 @@ def multiprocess_values() -> bool:
 class Metrics:
     """The figures a process counts: requests and latency; background workers' states.
 
-    One per app (`Services.metrics`). The supervisor of background workers reports
-    through `worker_state`, `worker_restarted` and `capture_lag`; the app's
-    middleware through `observe`; `/metrics` renders with `exposition`.
+    One per app (`Services.metrics`); the app's middleware reports through `started`
+    and `observe`, `/metrics` renders with `exposition`.
+
+    For the supervisor of background workers: build one `Metrics()`, pass it to
+    `create_app(..., metrics=metrics)` and to the supervisor, which calls
+    `worker_state(name, state)` on every state change (name: the lease role,
+    `ingester:shop`; state: one of `WORKER_STATES`), `worker_restarted(name)` on
+    each restart, and `capture_lag(name, seconds)` each time it measures the lag.
+    Thread-safe; cheap (a memory-mapped write in multiprocess mode). A process that
+    ends drops its share of the worker gauges (`process_ended`): its app does it at
+    shutdown, `serve`'s parent for a worker that was killed.
     """
 
     def __init__(self) -> None:
