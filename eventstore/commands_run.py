@@ -41,10 +41,10 @@ async def serve_all(
     from api import create_app
     from api.server import json_access_log, server
     from api.workers import Workers
-    from eventstore.commands_serve import bind, shared_metrics_dir
+    from eventstore.commands_serve import bind, clean_metrics_dir
 
     clock = SystemClock()
-    shared_metrics_dir(None)  # an operator's PROMETHEUS_MULTIPROC_DIR: no earlier run's counts
+    clean_metrics_dir()  # an operator's PROMETHEUS_MULTIPROC_DIR: no earlier run's counts
     sock = bind(args.host, args.port)  # a port in use is one clear line, before anything starts
     if on_bound is not None:
         on_bound()

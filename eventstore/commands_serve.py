@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any, Final, TextIO
 
 from eventstore.cli import EXIT_OK, CliError, settings_from
@@ -110,34 +111,42 @@ def _check(settings: Settings, args: argparse.Namespace) -> None:
 
 async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     """`eventstore serve`: the API only (no capture, no projector), until SIGINT/SIGTERM."""
-    import uvicorn
-
     settings = settings_from(args)
     _check(settings, args)
     sock = bind(args.host, args.port)
     try:
-        host, port = sock.getsockname()[:2]
-        common: dict[str, Any] = {
-            "host": host,
-            "port": port,
-            "log_config": logging_config(getattr(args, "verbose", False)),
-            "access_log": False,
-            "lifespan": "on",
-            "timeout_graceful_shutdown": GRACE_SECONDS,
-        }
-        shown = f"[{host}]" if ":" in host else host
-        log.info("serving http://%s:%s with %d worker(s)", shown, port, args.workers)
-        if args.workers == 1:
-            shared_metrics_dir(None)
-            await _serve_here(settings, args, sock, common)
-        else:
-            _export_settings(args)
-            config = uvicorn.Config(FACTORY, factory=True, workers=args.workers, **common)
-            with shared_metrics_dir(args.workers):
-                _supervise(config, sock)
+        with contextlib.ExitStack() as stack:
+            # The metrics' directory is ready (or its problem reported) before any worker.
+            if args.workers == 1:
+                clean_metrics_dir()
+            else:
+                stack.enter_context(shared_metrics_dir())
+            await _serve(settings, args, sock)
     finally:
         sock.close()
     return EXIT_OK
+
+
+async def _serve(settings: Settings, args: argparse.Namespace, sock: socket.socket) -> None:
+    import uvicorn
+
+    host, port = sock.getsockname()[:2]
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": logging_config(getattr(args, "verbose", False)),
+        "access_log": False,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": GRACE_SECONDS,
+    }
+    shown = f"[{host}]" if ":" in host else host
+    log.info("serving http://%s:%s with %d worker(s)", shown, port, args.workers)
+    if args.workers == 1:
+        await _serve_here(settings, args, sock, common)
+    else:
+        _export_settings(args)
+        config = uvicorn.Config(FACTORY, factory=True, workers=args.workers, **common)
+        _supervise(config, sock)
 
 
 async def _serve_here(
@@ -158,25 +167,41 @@ async def _serve_here(
         raise CliError("the API did not start (see the log above)")
 
 
-def shared_metrics_dir(workers: int | None) -> contextlib.AbstractContextManager[Any]:
-    """The metrics' shared directory, clean before any worker counts anything.
+def clean_metrics_dir() -> None:
+    """One process: empty a `PROMETHEUS_MULTIPROC_DIR` the operator set of an earlier run's files.
 
-    With several workers (`workers`): `PROMETHEUS_MULTIPROC_DIR` or a temporary
-    directory (removed at the end), where each worker writes its figures and any of
-    them reads everyone's. In one process (`workers` None), only a directory the
-    operator set is emptied of an earlier run's files (this process's prometheus_client
-    may already have decided to keep its values in memory). A directory that cannot
-    be made is one CliError.
+    (This process's prometheus_client decided at import whether it keeps its values in
+    such a directory; without the variable they stay in memory.) CliError if unusable.
     """
-    from api.metrics import MULTIPROC_ENV, clean_shared_dir, shared_dir
+    from api.metrics import clean_shared_dir
+
+    with _metrics_dir_errors():
+        clean_shared_dir()
+
+
+@contextlib.contextmanager
+def shared_metrics_dir() -> Iterator[None]:
+    """Several workers: a clean directory where each writes its figures and all read everyone's.
+
+    `PROMETHEUS_MULTIPROC_DIR` (emptied of an earlier run's files), else a temporary
+    directory named to the workers in that variable and removed at the end.
+    """
+    from api.metrics import shared_dir
+
+    with contextlib.ExitStack() as stack:
+        with _metrics_dir_errors():
+            stack.enter_context(shared_dir())
+        yield
+
+
+@contextlib.contextmanager
+def _metrics_dir_errors() -> Iterator[None]:
+    from api.metrics import MULTIPROC_ENV
 
     try:
-        if workers is None:
-            clean_shared_dir()
-            return contextlib.nullcontext()
-        return shared_dir()
+        yield
     except OSError as exc:
-        where = os.environ.get(MULTIPROC_ENV, "a temporary directory")
+        where = os.environ.get(MULTIPROC_ENV) or "a temporary directory"
         raise CliError(f"{MULTIPROC_ENV}: cannot use {where}: {exc.strerror or exc}") from None
 
 

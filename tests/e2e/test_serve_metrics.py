@@ -315,3 +315,26 @@ def test_serve_with_workers_and_no_directory_given_uses_a_temporary_one_and_remo
     finally:
         client.http.close()
         end(proc)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_unusable_metrics_directory_is_one_line_and_exit_1(workers: str, tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    uri = "memory://" if workers == "1" else "mongodb://127.0.0.1:1/"
+    proc = launch(
+        "serve",
+        "--uri",
+        uri,
+        "--workers",
+        workers,
+        "--port",
+        str(free_port()),
+        env={"PROMETHEUS_MULTIPROC_DIR": str(not_a_dir)},
+    )
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert err.strip().splitlines() == [
+        f"eventstore: error: PROMETHEUS_MULTIPROC_DIR: cannot use {not_a_dir}: File exists"
+    ]
+    assert "Traceback" not in err
