@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from litestar.testing import AsyncTestClient
 from prometheus_client import values
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,6 +28,8 @@ from api.metrics import (
     process_ended,
     shared_dir,
 )
+from eventstore.cli.bootstrap import open_service
+from tests.api.conftest import settings as api_settings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 REQUESTS = "eventstore_http_requests_total"
@@ -40,7 +43,11 @@ FIGURES = LogFigures(
 
 def scrape(metrics: Metrics, figures: LogFigures | None = None, *, up: bool = True) -> Samples:
     """The exposition, parsed by prometheus_client's own parser (so: valid text)."""
-    text = metrics.exposition(figures, up=up).decode()
+    return parse(metrics.exposition(figures, up=up).decode())
+
+
+def parse(text: str) -> Samples:
+    """Every sample of a Prometheus text page, each once."""
     out: Samples = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -279,3 +286,23 @@ def test_shared_dir_uses_and_cleans_the_directory_given(
         (tmp_path / "counter_8.db").write_bytes(b"x")
     assert os.environ[MULTIPROC_ENV] == str(tmp_path)
     assert (tmp_path / "counter_8.db").exists()  # this run's counts stay for a last look
+
+
+# -- the composition root ------------------------------------------------------------------
+async def test_what_the_supervisor_reports_to_the_service_shows_on_its_apps_metrics() -> None:
+    async with open_service(api_settings(uri="memory://")) as service:
+        app = service.app()
+        assert app.services.metrics is service.metrics
+        service.metrics.worker_state("ingester:shop", "retrying")
+        service.metrics.worker_restarted("ingester:shop")
+        service.metrics.capture_lag("ingester:shop", 12.0)
+        async with AsyncTestClient(app) as client:
+            r = await client.get("/metrics")
+    assert r.status_code == 200
+    found = parse(r.text)
+    state = "eventstore_worker_state"
+    assert get(found, state, worker="ingester:shop", state="retrying") == 1
+    assert get(found, state, worker="ingester:shop", state="running") == 0
+    assert get(found, "eventstore_worker_restarts_total", worker="ingester:shop") == 1
+    assert get(found, "eventstore_capture_lag_seconds", worker="ingester:shop") == 12
+    assert get(found, "eventstore_up") == 1
