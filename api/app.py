@@ -35,6 +35,7 @@ from litestar.plugins import InitPluginProtocol
 from litestar.types import HTTPDisconnectEvent, Message, ReceiveMessage
 
 from api.auth import admin_guard, read_guard
+from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
 from api.routes import events, health, projections, streams, workers
@@ -181,6 +182,8 @@ class EventStorePlugin(InitPluginProtocol):
 
         async def shutdown(app: Litestar) -> None:
             await services.stop()
+            # This process's share of the live gauges (worker states) ends with its app.
+            services.metrics.process_ended()
 
         from litestar.di import Provide
 
@@ -248,8 +251,18 @@ class EventStoreApp(Litestar):
         if raw and b"%" in raw:
             scope = {**scope, "path": _router_path(raw.split(b"?", 1)[0])}
         started = time.perf_counter()
+        self.services.metrics.started()
         status = 500
         open_body = False  # a response started and not finished
+        took: list[float] = []  # the request's duration, once counted
+
+        def count() -> float:
+            """Count the request once (in the metrics), with its status and duration."""
+            if not took:
+                took.append(time.perf_counter() - started)
+                route = _route_template(scope)
+                self.services.metrics.observe(scope["method"], route, status, took[0])
+            return took[0]
 
         async def sending(message: Message) -> None:
             nonlocal status, open_body
@@ -258,6 +271,9 @@ class EventStoreApp(Litestar):
                 open_body = True
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 open_body = False
+                # Counted before the client can have the whole response: a scrape made
+                # after a response, on any worker, includes it.
+                count()
             await send(message)
 
         try:
@@ -265,9 +281,8 @@ class EventStoreApp(Litestar):
             if open_body and draining.is_set():  # a stream cut short by drain(): end it cleanly
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            seconds = time.perf_counter() - started
+            seconds = count()
             route = _route_template(scope)
-            self.services.metrics.observe(scope["method"], route, status, seconds)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     json.dumps(
@@ -292,6 +307,7 @@ def create_app(
     caught_up: Callable[[], bool] | None = None,
     supervisor: Supervisor | None = None,
     capture: str | None = None,
+    metrics: Metrics | None = None,
     debug: bool = False,
     extra_routes: Sequence[Any] = (),
 ) -> EventStoreApp:
@@ -301,6 +317,8 @@ def create_app(
     (None: this process does not capture). `supervisor` runs this process's workers
     (`run`; the app makes its own for rebuilds otherwise) and `capture` names the
     capture worker whose failure, or retrying past UNHEALTHY_AFTER, makes it unready.
+    `metrics`: the figures the app reports (pass the one the background workers'
+    supervisor reports to; a new one by default).
     """
     services = Services(
         settings,
@@ -310,6 +328,7 @@ def create_app(
         caught_up=caught_up,
         supervisor=supervisor,
         capture=capture,
+        metrics=metrics,
     )
     v1 = Router(
         "/v1",

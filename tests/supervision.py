@@ -60,3 +60,14 @@ async def until(condition: Callable[[], bool], *, seconds: float = 5.0) -> None:
             return
         await asyncio.sleep(0.002)
     raise AssertionError("condition never held")
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """One sample's value from a Prometheus text page (prometheus_client's parser), or None."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None

@@ -21,6 +21,7 @@ from mockupdb import MockupDB, Request
 from pymongo import AsyncMongoClient
 
 from api import create_app
+from api.metrics import Metrics
 from eventstore.capture_worker import CaptureWorker
 from eventstore.clock import FakeClock
 from eventstore.ingester import Ingester
@@ -34,6 +35,7 @@ from projections.orders import ORDER_SUMMARY
 from projections.runner import ProjectionRunner
 from projections.worker import ProjectionWorker
 from tests.contract.wire import CURSOR_ID, HELLO, change, stop_quickly, token
+from tests.supervision import metric
 
 ROLE = "ingester:shop"
 SERVER_TIMEOUT_MS = 200
@@ -138,11 +140,16 @@ async def clients() -> AsyncIterator[list[AsyncMongoClient[dict[str, Any]]]]:
 
 
 def capture_of(
-    store: MemoryStore, client: AsyncMongoClient[dict[str, Any]], clock: FakeClock
+    store: MemoryStore,
+    client: AsyncMongoClient[dict[str, Any]],
+    clock: FakeClock,
+    metrics: Metrics | None = None,
 ) -> tuple[Supervisor, CaptureWorker]:
     source = MongoChangeSource(client, source_db="shop", collections=["orders"], max_await_ms=10)
     ingester = Ingester(store=store, source=source, settings=SETTINGS, clock=clock, owner="here")
-    supervisor = Supervisor(clock=clock, instance="here", lease_seconds=10, rng_seed=5)
+    supervisor = Supervisor(
+        clock=clock, instance="here", lease_seconds=10, rng_seed=5, metrics=metrics
+    )
     worker = CaptureWorker(ingester, follow=False)
     supervisor.add(worker)
     return supervisor, worker
@@ -216,7 +223,8 @@ async def test_an_authorization_error_on_the_change_stream_fails_capture_only(
     store = await streaming_store()
     await store.events.append(await earlier.events.read(limit=100))
     clock = FakeClock(advance_on_sleep=False)
-    supervisor, worker = capture_of(store, client, clock)
+    metrics = Metrics()
+    supervisor, worker = capture_of(store, client, clock, metrics)
     runner = ProjectionRunner(store, ORDER_SUMMARY, clock=clock, lease_seconds=10, owner="here")
     supervisor.add(ProjectionWorker(runner))
     app = create_app(
@@ -226,6 +234,7 @@ async def test_an_authorization_error_on_the_change_stream_fails_capture_only(
         supervisor=supervisor,
         capture=worker.name,
         caught_up=worker.caught_up,
+        metrics=metrics,
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
@@ -256,8 +265,11 @@ async def test_an_authorization_error_on_the_change_stream_fails_capture_only(
         assert r.status_code == 200 and len(r.json()["events"]) == 5
         states = {w["name"]: w["state"] for w in (await http.get("/v1/workers")).json()}
         assert states == {ROLE: "failed", "projection:order_summary": "running"}
-        metrics = (await http.get("/metrics")).text
-        assert f'eventstore_worker_state{{worker="{ROLE}",state="failed"}} 1' in metrics
+        page = (await http.get("/metrics")).text
+        assert metric(page, "eventstore_worker_state", worker=ROLE, state="failed") == 1
+        assert metric(page, "eventstore_worker_restarts_total", worker=ROLE) == 0
+        projection_state = {"worker": "projection:order_summary", "state": "running"}
+        assert metric(page, "eventstore_worker_state", **projection_state) == 1
         r = await http.get("/v1/projections/order_summary")
         assert r.status_code == 200
         await supervisor.stop()

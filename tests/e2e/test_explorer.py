@@ -36,6 +36,7 @@ from eventstore.sources.memory import MemoryChangeFeed
 from tests.e2e.processes import EVENTSTORE, ROOT, clean_env, free_port
 from tests.integration.conftest import open_test_store
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+from tests.supervision import metric
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize
@@ -705,6 +706,10 @@ def test_a_banner_says_when_capture_is_not_running(demo: Demo, page: tuple[Page,
     p, console = page
     workers = demo.get("/v1/workers")
     assert [w["state"] for w in workers if w["kind"] == "capture"] == ["running"]
+    # The composition root hands the supervisor the app's metrics.
+    scraped = demo.http.get("/metrics").text
+    assert metric(scraped, "eventstore_worker_state", worker="ingester:shop", state="running") == 1
+    assert metric(scraped, "eventstore_worker_restarts_total", worker="ingester:shop") == 0
     p.goto(f"{demo.base}/explorer")
     p.wait_for_function("() => document.getElementById('capture-banner').dataset.state")
     assert p.locator("#capture-banner").get_attribute("data-state") == "capturing"
