@@ -35,7 +35,7 @@ from projections.orders import ORDER_SUMMARY
 from projections.runner import ProjectionRunner
 from projections.worker import ProjectionWorker
 from tests.contract.wire import CURSOR_ID, HELLO, change, stop_quickly, token
-from tests.supervision import metric
+from tests.supervision import GatedClock, metric
 
 ROLE = "ingester:shop"
 SERVER_TIMEOUT_MS = 200
@@ -144,11 +144,21 @@ def capture_of(
     client: AsyncMongoClient[dict[str, Any]],
     clock: FakeClock,
     metrics: Metrics | None = None,
+    *,
+    supervisor_clock: FakeClock | None = None,
 ) -> tuple[Supervisor, CaptureWorker]:
+    """Capture until idle, supervised; `supervisor_clock` (default `clock`) times the back-off.
+
+    The ingester's `clock` stamps `recorded_at`, which the hashes cover: compared runs share it.
+    """
     source = MongoChangeSource(client, source_db="shop", collections=["orders"], max_await_ms=10)
     ingester = Ingester(store=store, source=source, settings=SETTINGS, clock=clock, owner="here")
     supervisor = Supervisor(
-        clock=clock, instance="here", lease_seconds=10, rng_seed=5, metrics=metrics
+        clock=supervisor_clock or clock,
+        instance="here",
+        lease_seconds=10,
+        rng_seed=5,
+        metrics=metrics,
     )
     worker = CaptureWorker(ingester, follow=False)
     supervisor.add(worker)
@@ -189,8 +199,42 @@ async def test_the_server_vanishing_mid_getmore_is_survived_from_the_last_token(
     reference, _, _ = await captured(servers, clients, FlakyPrimary())
     outage = 2 * SERVER_TIMEOUT_MS / 1000
     primary = FlakyPrimary(outage=outage)
+    client = await client_of(serve(servers, primary))
+    clients.append(client)
+    store = await streaming_store()
+    backoff = GatedClock()
+    metrics = Metrics()
+    supervisor, worker = capture_of(
+        store, client, FakeClock(advance_on_sleep=False), metrics, supervisor_clock=backoff
+    )
+    seen: list[str] = []
+    supervisor.on_change = lambda record: seen.append(record.state)
+    app = create_app(
+        SETTINGS,
+        store=store,
+        clock=backoff,
+        supervisor=supervisor,
+        capture=ROLE,
+        caught_up=worker.caught_up,
+        metrics=metrics,
+    )
+    first_backoff = backoff.hold(1)
     started = time.monotonic()
-    store, supervisor, seen = await captured(servers, clients, primary)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        await supervisor.start()
+        # Meanwhile (held in the first back-off), the service says what is happening.
+        await asyncio.wait_for(first_backoff.wait(), 10)
+        [listed] = (await http.get("/v1/workers")).json()
+        assert (listed["state"], listed["restarts"]) == ("retrying", 1)
+        assert "cannot reach MongoDB" in listed["last_error"]
+        assert (await http.get("/health/ready")).status_code == 200  # not past UNHEALTHY_AFTER
+        page = (await http.get("/metrics")).text
+        assert metric(page, "eventstore_worker_state", worker=ROLE, state="retrying") == 1
+        assert metric(page, "eventstore_worker_restarts_total", worker=ROLE) == 1
+        backoff.release(1)
+        await asyncio.wait_for(supervisor.wait(worker.name), 15)
+        await supervisor.stop()
 
     assert time.monotonic() - started >= outage  # it did wait the outage out
     entry = supervisor.get(ROLE)

@@ -38,7 +38,7 @@ from tests.integration.ingest_helpers import (
     settings,
     start_from_the_beginning,
 )
-from tests.supervision import metric
+from tests.supervision import GatedClock, metric
 
 
 def fingerprint(events: list[Event]) -> list[tuple[Any, ...]]:
@@ -61,34 +61,6 @@ async def reference_log(feed: MemoryChangeFeed, clock: FakeClock) -> list[Event]
     await start_from_the_beginning(store)
     await ingester(store, feed, clock, batch_size=10).run(until_idle=True)
     return await assert_log_intact(store)
-
-
-class GatedClock(FakeClock):
-    """Advances on each sleep by its length (recorded); the n-th sleep may be held by the test."""
-
-    def __init__(self) -> None:
-        super().__init__(advance_on_sleep=True)
-        self.slept: list[float] = []
-        self.holds: dict[int, asyncio.Event] = {}
-        self.reached: dict[int, asyncio.Event] = {}
-
-    def hold(self, n: int) -> asyncio.Event:
-        """Hold the n-th sleep (1-based) after advancing; returns the event that signals it."""
-        self.holds[n] = asyncio.Event()
-        self.reached[n] = asyncio.Event()
-        return self.reached[n]
-
-    def release(self, n: int) -> None:
-        self.holds[n].set()
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        n = len(self.slept)
-        self.advance(seconds)
-        if n in self.holds:
-            self.reached[n].set()
-            await self.holds[n].wait()
-        await asyncio.sleep(0)
 
 
 def supervised_capture(
@@ -120,9 +92,9 @@ def supervised_capture(
 
 
 async def test_not_primary_on_the_events_insert_is_retried_with_no_duplicate_and_no_hole() -> None:
-    clock = FakeClock(advance_on_sleep=False)
-    feed = await feed_with_orders(clock)
-    expected = await reference_log(feed, clock)
+    still = FakeClock(advance_on_sleep=False)
+    feed = await feed_with_orders(still)
+    expected = await reference_log(feed, still)
 
     inner = MemoryStore()
     await start_from_the_beginning(inner)
@@ -132,17 +104,41 @@ async def test_not_primary_on_the_events_insert_is_retried_with_no_duplicate_and
     store.faults.plan("events.append", not_primary(), when=lambda _: _third(store.faults))
     store.faults.plan("events.append", not_primary(), after=True)
     seen: list[str] = []
-    sup, worker = supervised_capture(store, feed, clock)
+    backoff = GatedClock()
+    metrics = Metrics()
+    sup, worker = supervised_capture(store, feed, backoff, capture_clock=still, metrics=metrics)
     sup.on_change = lambda r: seen.append(r.state)
-    await sup.start()
-    await asyncio.wait_for(sup.wait(worker.name), 10)
-    await sup.stop()
+    app = create_app(
+        settings(),
+        store=store,
+        clock=backoff,
+        supervisor=sup,
+        capture=worker.name,
+        caught_up=worker.caught_up,
+        metrics=metrics,
+    )
+    held = backoff.hold(2)  # the back-off after the write that landed unacknowledged
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        await sup.start()
+        await asyncio.wait_for(held.wait(), 10)
+        [listed] = (await client.get("/v1/workers")).json()
+        assert (listed["state"], listed["restarts"]) == ("retrying", 2)
+        assert listed["last_error"] == (
+            "NotPrimaryError: not primary, full error: "
+            "{'ok': 0, 'code': 10107, 'codeName': 'NotWritablePrimary'}"
+        )
+        assert (await client.get("/health/ready")).status_code == 200  # a blip, not unhealthy
+        page = (await client.get("/metrics")).text
+        assert metric(page, "eventstore_worker_restarts_total", worker=ROLE) == 2
+        backoff.release(2)
+        await asyncio.wait_for(sup.wait(worker.name), 10)
+        await sup.stop()
 
     entry = sup.get(ROLE)
     assert entry is not None and entry.state == STOPPED
     assert store.faults.raised["events.append"] == 2 and store.faults.pending("events.append") == 0
     assert entry.restarts == 2
-    assert entry.last_error is not None and entry.last_error.startswith("NotPrimaryError")
     assert seen.count(RETRYING) == 2 and FAILED not in seen
     assert fingerprint(await assert_log_intact(inner)) == fingerprint(expected)
 
@@ -240,12 +236,33 @@ async def test_a_projection_write_failing_transiently_resumes_from_its_checkpoin
     store.faults.plan("read_models.write", AutoReconnect("reset"), after=True, when=rows)
     store.faults.plan("read_models.write", AutoReconnect("reset again"), after=True, when=rows)
     runner = ProjectionRunner(store, ORDER_SUMMARY, clock=clock, batch_size=25, lease_seconds=10)
-    sup = Supervisor(clock=clock, instance="here", lease_seconds=10, rng_seed=2)
+    backoff = GatedClock()
+    metrics = Metrics()
+    sup = Supervisor(clock=backoff, instance="here", lease_seconds=10, rng_seed=2, metrics=metrics)
     worker = ProjectionWorker(runner, until_caught_up=True)
     sup.add(worker)
-    await sup.start()
-    await asyncio.wait_for(sup.wait(worker.name), 10)
-    await sup.stop()
+    app = create_app(settings(), store=store, clock=backoff, supervisor=sup, metrics=metrics)
+    held = backoff.hold(1)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        await sup.start()
+        await asyncio.wait_for(held.wait(), 10)
+        # A projection's trouble shows everywhere but readiness.
+        [listed] = (await client.get("/v1/workers")).json()
+        assert (listed["name"], listed["state"]) == ("projection:order_summary", "retrying")
+        assert listed["last_error"].startswith("WTimeoutError: waiting for replication")
+        status = {p["name"]: p for p in (await client.get("/v1/projections")).json()}
+        assert status["order_summary"]["state"] == "retrying"
+        assert status["order_summary"]["error"].startswith("WTimeoutError")
+        assert (await client.get("/health/ready")).status_code == 200
+        page = (await client.get("/metrics")).text
+        worker_state = {"worker": "projection:order_summary", "state": "retrying"}
+        assert metric(page, "eventstore_worker_state", **worker_state) == 1
+        projection_state = {"projection": "order_summary", "state": "retrying"}
+        assert metric(page, "eventstore_projection_state", **projection_state) == 1
+        backoff.release(1)
+        await asyncio.wait_for(sup.wait(worker.name), 10)
+        await sup.stop()
 
     entry = sup.get("projection:order_summary")
     assert entry is not None and entry.state == STOPPED and entry.restarts == 3
