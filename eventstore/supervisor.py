@@ -40,6 +40,9 @@ from eventstore.worker_state import (
 
 log = logging.getLogger("eventstore.workers")
 
+# How long a stopping supervisor waits to remove its records from the store.
+REMOVE_SECONDS = 2.0
+
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
     """Where a worker is: its position (a seq), events behind, seconds behind (None: unknown)."""
@@ -252,6 +255,7 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self._workers: dict[str, Supervised] = {}
         self._publisher: asyncio.Task[None] | None = None
+        self._published = False  # records of this instance may be stored (removed at stop)
         self.started = False
 
     # -- workers -----------------------------------------------------------------------------
@@ -360,12 +364,13 @@ class Supervisor:
             self._publisher.cancel()
             with contextlib.suppress(BaseException):
                 await self._publisher
-        if self.store is not None:
-            # A cleanly stopped instance runs no worker: its records go (a crashed one's go stale).
+        if self.store is not None and self._published:
+            # A cleanly stopped instance runs no worker: its records go (a crashed one's go
+            # stale). Bounded: a database that does not answer must not hold the shutdown.
             try:
-                await self.store.remove(self.instance)
+                await asyncio.wait_for(self.store.remove(self.instance), REMOVE_SECONDS)
             except Exception as exc:
-                log.warning("could not remove this instance's worker states: %s", exc)
+                log.warning("could not remove this instance's worker states: %r", exc)
 
     # -- what it says ------------------------------------------------------------------------
     async def records(self) -> list[WorkerRecord]:
@@ -401,9 +406,10 @@ class Supervisor:
         return None
 
     async def publish(self) -> None:
-        """Write this instance's records to the store now."""
-        if self.store is not None:
+        """Write this instance's records to the store now (nothing while it has no worker)."""
+        if self.store is not None and self._workers:
             await self.store.put(await self.records())
+            self._published = True
 
     async def _publish_loop(self) -> None:
         interval = max(self.lease_seconds / 2, 0.01)
