@@ -36,6 +36,7 @@ _SETTING_HELP = {
     "server_timeout_ms": "server selection timeout in ms (default 5000)",
     "admin_key": "bearer key for /v1/admin (prefer EVENTSTORE_ADMIN_KEY)",
     "read_keys": "comma-separated bearer keys for /v1 reads",
+    "cors_origins": "origins allowed to call the API from a browser, comma-separated, or *",
 }
 
 

@@ -7,6 +7,7 @@ setting is a clear error before anything connects.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -46,6 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     server_timeout_ms: int = 5000
     admin_key: str | None = None
     read_keys: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # keys never appear in logs or errors
         shown = {f: getattr(self, f) for f in self.__struct_fields__}
@@ -152,6 +154,25 @@ def _nonempty(name: str) -> Any:
     return parse
 
 
+# A browser's `Origin`: scheme, host (a name or a bracketed IPv6 address) and an optional port.
+_ORIGIN: Final = re.compile(
+    r"https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?", re.ASCII
+)
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    """`*`, or origins `scheme://host[:port]` (no path, query or trailing slash)."""
+    origins = _csv(value)
+    if origins == ("*",):
+        return origins
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise SettingsError(
+                f"CORS_ORIGINS takes * or origins like https://example.com[:port], got {origin!r}"
+            )
+    return origins
+
+
 _PARSERS: Final[dict[str, Any]] = {
     "uri": _uri,
     "source": _source,
@@ -168,6 +189,7 @@ _PARSERS: Final[dict[str, Any]] = {
     "server_timeout_ms": _positive_int("SERVER_TIMEOUT_MS"),
     "admin_key": lambda v: v or None,
     "read_keys": _csv,
+    "cors_origins": _origins,
 }
 
 SETTING_NAMES: Final = tuple(_PARSERS)
