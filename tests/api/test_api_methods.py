@@ -36,7 +36,7 @@ QUERIES: Final = {"/v1/events/live": {"after": "0", "limit": "1"}}
 # Bodies that change between two requests (the request counters in /metrics).
 VOLATILE: Final = {"/metrics"}
 AUTH: Final = {"Authorization": f"Bearer {ADMIN_KEY}"}
-ACCEPTS: Final = (
+ACCEPTS: Final[tuple[dict[str, str], ...]] = (
     {"Accept-Encoding": "br, gzip"},
     {"Accept-Encoding": "gzip", "Accept": "text/csv"},
     {"Accept": "application/x-ndjson"},
