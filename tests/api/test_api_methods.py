@@ -209,3 +209,36 @@ async def test_unknown_paths_are_404_problems_for_every_method(client: httpx.Asy
         assert response.status_code == 404, method
         if method != "HEAD":
             assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_openapi_declares_the_bearer_keys_and_which_operations_need_them(
+    log: AuditLog,
+) -> None:
+    """The docs page has an Authorize button: the keys are security schemes, used where needed."""
+    for read_keys, reads_need_a_key in (((READ_KEY,), True), ((), False)):
+        app = create_app(settings(admin_key=ADMIN_KEY, read_keys=read_keys), store=log.store)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            doc = (await c.get("/schema/openapi.json")).json()
+        schemes = doc["components"]["securitySchemes"]
+        assert {k: (v["type"], v["scheme"]) for k, v in schemes.items()} == {
+            "readKey": ("http", "bearer"),
+            "adminKey": ("http", "bearer"),
+        }
+        paths = doc["paths"]
+        admin = paths["/v1/admin/projections/{name}/rebuild"]["post"]
+        assert admin["security"] == [{"adminKey": []}]
+        assert paths["/v1/admin/jobs/{job}"]["get"]["security"] == [{"adminKey": []}]
+        reads = [
+            op
+            for path, item in paths.items()
+            if path.startswith("/v1/") and "/admin/" not in path
+            for op in item.values()
+        ]
+        assert len(reads) >= 12
+        for op in reads:
+            if reads_need_a_key:
+                assert op["security"] == [{"readKey": []}, {"adminKey": []}]
+            else:
+                assert "security" not in op
+        assert "security" not in paths["/health/ready"]["get"]
