@@ -55,6 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.bad_input not in BAD_INPUT_POLICIES:
             raise SettingsError(_bad_input_message(self.bad_input))
+        _check_origins(self.cors_origins)
 
     def __repr__(self) -> str:  # keys never appear in logs or errors
         shown = {f: getattr(self, f) for f in self.__struct_fields__}
@@ -178,16 +179,20 @@ _ORIGIN: Final = re.compile(
 )
 
 
-def _origins(value: str) -> tuple[str, ...]:
-    """`*`, or origins `scheme://host[:port]` (no path, query or trailing slash)."""
-    origins = _csv(value)
+def _check_origins(origins: tuple[str, ...]) -> None:
+    """`*` alone, or origins `scheme://host[:port]` (no path, query or trailing slash)."""
     if origins == ("*",):
-        return origins
+        return
     for origin in origins:
         if not _ORIGIN.fullmatch(origin):
             raise SettingsError(
                 f"CORS_ORIGINS takes * or origins like https://example.com[:port], got {origin!r}"
             )
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    origins = _csv(value)
+    _check_origins(origins)
     return origins
 
 

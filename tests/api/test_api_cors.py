@@ -10,7 +10,7 @@ import pytest
 
 from api import create_app
 from api.cors import REQUEST_HEADERS
-from eventstore.settings import SettingsError, load
+from eventstore.settings import Settings, SettingsError, load
 from tests.api.conftest import ADMIN_KEY, READ_KEY, AuditLog, settings
 
 LISTED: Final = "https://audit.example.com"
@@ -138,3 +138,5 @@ def test_the_setting_is_validated_and_read_from_the_environment() -> None:
             load({"EVENTSTORE_CORS_ORIGINS": bad})
     flagged = load({"EVENTSTORE_CORS_ORIGINS": LISTED}, {"cors_origins": OTHER})
     assert flagged.cors_origins == (OTHER,)
+    with pytest.raises(SettingsError, match="CORS_ORIGINS"):
+        Settings(cors_origins=("https://a.example/",))  # checked however Settings is built
