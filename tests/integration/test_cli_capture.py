@@ -113,8 +113,11 @@ def test_a_malformed_line_stops_with_its_number_and_keeps_what_came_before(
         ),
         (["ingest", "--source", "simulator"], "no URI"),
         (["ingest", "--uri", "mongodb://user:pw@:bad:port/"], "URI"),
-        (["ingest", "--uri", "postgres://x"], "URI must start with"),
-        (["ingest", "--uri", "memory://", "--batch-size", "0"], "BATCH_SIZE"),
+        (["ingest", "--uri", "postgres://x"], "--uri must start with"),
+        (
+            ["ingest", "--uri", "memory://", "--batch-size", "0"],
+            "--batch-size must be at least 1, got 0",
+        ),
         (["migrate", "--uri", "mongodb://h1,h2/?directConnection=true"], "URI"),
     ],
 )
