@@ -6,9 +6,9 @@ runs: the ingester, the projection runners, the background workers, the API app.
 Every command (`run`, `serve`, `demo`, `ingest`, `project`, …) and the tests build
 the service here; nothing else wires layers together.
 
-Where the background workers are created and started: `Service.workers()` (and
-`Service.app()`, which starts and stops them in the app's lifespan). A supervisor
-plugs in there.
+Where the background workers are created and started: `Service.build_workers()`
+creates them, and `build_app(..., workers=)` (through `Service.build_app()`) starts and
+stops them in the app's lifespan. A supervisor plugs in there.
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ async def _ensure_indexes(store: Store) -> None:
 
 
 class Service:
-    """The running service: settings, clock, store, and (when it captures) the source.
+    """The running service: settings, clock, store, the source (when it captures), and,
+    once built, its background `workers` and its API `app`.
 
     Built by `open_service`; what a command runs is taken from it.
     """
@@ -164,7 +165,8 @@ class Service:
         self.clock = clock
         self.wiring = wiring
         self.projections = list(projections_) if projections_ is not None else projections()
-        self.running: Workers | None = None
+        self.workers: Workers | None = None
+        self.app: EventStoreApp | None = None
 
     @property
     def source(self) -> ChangeSource:
@@ -207,11 +209,11 @@ class Service:
             owner=owner,
         )
 
-    def workers(self, *, owner: str | None = None) -> Workers:
+    def build_workers(self, *, owner: str | None = None) -> Workers:
         """The background workers of `run`: the ingester (and workload) and every projection."""
         from api.workers import Workers
 
-        self.running = Workers(
+        self.workers = Workers(
             self.store,
             self.settings,
             self.source,
@@ -220,21 +222,18 @@ class Service:
             projections=self.projections,
             owner=owner,
         )
-        return self.running
+        return self.workers
 
-    def app(
-        self,
-        *,
-        workers: Workers | None = None,
-        on_started: Callable[[EventStoreApp], None] | None = None,
+    def build_app(
+        self, *, on_started: Callable[[EventStoreApp], None] | None = None
     ) -> EventStoreApp:
-        """The API app over this store; `workers` start and stop in its lifespan."""
+        """The API app over this store; the workers built so far start and stop in its lifespan."""
         app = build_app(
             self.settings,
             store=self.store,
             clock=self.clock,
             projections_=self.projections,
-            workers=workers,
+            workers=self.workers,
         )
         if on_started is not None:
 
@@ -242,6 +241,7 @@ class Service:
                 on_started(app)
 
             app.on_startup.append(started)
+        self.app = app
         return app
 
 
