@@ -15,6 +15,8 @@ import msgspec
 PREFIX: Final = "EVENTSTORE_"
 OPERATION_TYPES: Final = ("insert", "update", "replace", "delete")
 PRE_IMAGE_MODES: Final = ("off", "when-available", "required")
+# What capture does with a change it cannot interpret (eventstore.badinput).
+BAD_INPUT_POLICIES: Final = ("stop", "record")
 
 
 class SettingsError(ValueError):
@@ -54,6 +56,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redact: tuple[Redaction, ...] = ()
     actor_field: str = "updatedBy"
     pre_images: str = "off"
+    bad_input: str = "stop"
     snapshot_every: int = 100
     batch_size: int = 1000
     lease_seconds: float = 10.0
@@ -170,6 +173,12 @@ def _check_pre_images(value: Any) -> str | None:
     return f"takes one of {', '.join(PRE_IMAGE_MODES)}, got {value!r}"
 
 
+def _check_bad_input(value: Any) -> str | None:
+    if value in BAD_INPUT_POLICIES:
+        return None
+    return f"takes one of {', '.join(BAD_INPUT_POLICIES)}, got {value!r}"
+
+
 _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "uri": _check_uri,
     "source": _check_source,
@@ -180,6 +189,7 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "redact": _check_redact,
     "actor_field": _text,
     "pre_images": _check_pre_images,
+    "bad_input": _check_bad_input,
     "snapshot_every": _at_least_one,
     "batch_size": _at_least_one,
     "lease_seconds": _seconds,
@@ -232,6 +242,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "redact": _redactions,
     "actor_field": str.strip,
     "pre_images": str,
+    "bad_input": lambda v: v.strip().lower(),
     "snapshot_every": _whole,
     "batch_size": _whole,
     "lease_seconds": _number,

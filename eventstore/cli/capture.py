@@ -49,7 +49,8 @@ async def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
                     await workload
     print(
         f"recorded {stats.recorded} events from {stats.changes_seen} changes "
-        f"({stats.duplicates_skipped} already recorded, {stats.filtered} filtered) "
+        f"({stats.duplicates_skipped} already recorded, {stats.filtered} filtered, "
+        f"{stats.rejected} rejected) "
         f"in {stats.seconds:.2f}s",
         file=out,
     )

@@ -103,6 +103,7 @@ def test_a_failed_migration_is_one_clear_message() -> None:
         ({"redact": (Redaction("a..b"),)}, "REDACT has a malformed path: 'a..b'"),
         ({"redact": ("customer.email",)}, "REDACT must be a list of field paths"),
         ({"pre_images": "sometimes"}, "PRE_IMAGES takes one of off, when-available, required"),
+        ({"bad_input": "skip"}, "BAD_INPUT takes one of stop, record, got 'skip'"),
         ({"admin_key": ""}, "ADMIN_KEY must not be empty"),
         ({"read_keys": ("k1", " ")}, "READ_KEYS must be a list of non-empty names"),
     ],
