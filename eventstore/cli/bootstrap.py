@@ -145,10 +145,10 @@ async def _ensure_indexes(store: Store) -> None:
 
 
 class Service:
-    """The running service: settings, clock, store, the source (when it captures), and,
-    once built, its background `workers` and its API `app`.
+    """The running service: settings, clock, store, source, and its workers and app once built.
 
-    Built by `open_service`; what a command runs is taken from it.
+    `open_service` builds it (with a source when the command captures); what a
+    command runs is taken from it.
     """
 
     def __init__(
