@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +92,23 @@ def test_app_from_env_refuses_a_bad_variable(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("EVENTSTORE_BATCH_SIZE", "0")
     with pytest.raises(SettingsError, match=r"^EVENTSTORE_BATCH_SIZE must be at least 1, got 0$"):
         app_from_env()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "eventstore"],
+        [sys.executable, "-m", "eventstore.cli"],
+        [str(Path(sys.executable).parent / "eventstore")],
+    ],
+)
+def test_every_entry_point_runs_the_cli(command: list[str], tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*command, "verify", "--uri", "memory://", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["valid"] is True
