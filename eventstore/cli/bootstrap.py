@@ -6,9 +6,9 @@ runs: the ingester, the projection runners, the background workers, the API app.
 Every command (`run`, `serve`, `demo`, `ingest`, `project`, …) and the tests build
 the service here; nothing else wires layers together.
 
-Where the background workers are created and started: `Service.build_workers()`
-creates them, and `build_app(..., workers=)` (through `Service.build_app()`) starts and
-stops them in the app's lifespan. A supervisor plugs in there.
+Where the background workers are created and started: `Service.workers()` (and
+`Service.app()`, which starts and stops them in the app's lifespan). A supervisor
+plugs in there.
 """
 
 from __future__ import annotations
@@ -145,10 +145,9 @@ async def _ensure_indexes(store: Store) -> None:
 
 
 class Service:
-    """The running service: settings, clock, store, source, and its workers and app once built.
+    """The running service: settings, clock, store, and (when it captures) the source.
 
-    `open_service` builds it (with a source when the command captures); what a
-    command runs is taken from it.
+    Built by `open_service`; what a command runs is taken from it.
     """
 
     def __init__(
@@ -165,8 +164,7 @@ class Service:
         self.clock = clock
         self.wiring = wiring
         self.projections = list(projections_) if projections_ is not None else projections()
-        self.workers: Workers | None = None
-        self.app: EventStoreApp | None = None
+        self.running: Workers | None = None
 
     @property
     def source(self) -> ChangeSource:
@@ -209,11 +207,11 @@ class Service:
             owner=owner,
         )
 
-    def build_workers(self, *, owner: str | None = None) -> Workers:
+    def workers(self, *, owner: str | None = None) -> Workers:
         """The background workers of `run`: the ingester (and workload) and every projection."""
         from api.workers import Workers
 
-        self.workers = Workers(
+        self.running = Workers(
             self.store,
             self.settings,
             self.source,
@@ -222,18 +220,21 @@ class Service:
             projections=self.projections,
             owner=owner,
         )
-        return self.workers
+        return self.running
 
-    def build_app(
-        self, *, on_started: Callable[[EventStoreApp], None] | None = None
+    def app(
+        self,
+        *,
+        workers: Workers | None = None,
+        on_started: Callable[[EventStoreApp], None] | None = None,
     ) -> EventStoreApp:
-        """The API app over this store; the workers built so far start and stop in its lifespan."""
+        """The API app over this store; `workers` start and stop in its lifespan."""
         app = build_app(
             self.settings,
             store=self.store,
             clock=self.clock,
             projections_=self.projections,
-            workers=self.workers,
+            workers=workers,
         )
         if on_started is not None:
 
@@ -241,7 +242,6 @@ class Service:
                 on_started(app)
 
             app.on_startup.append(started)
-        self.app = app
         return app
 
 

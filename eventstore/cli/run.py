@@ -47,14 +47,14 @@ async def serve_all(
         async with open_service(
             settings, store=args.store, capture=True, workload=workload_options(args)
         ) as service:
-            workers = service.build_workers()
+            workers = service.workers()
             store = service.store
 
             def started(app: Any) -> None:
                 if banner is not None:
                     app.services.spawn(banner(store))
 
-            app = service.build_app(on_started=started)
+            app = service.app(workers=workers, on_started=started)
             srv = server(app, host=args.host, port=args.port)
             try:
                 await srv.serve(sockets=[sock])

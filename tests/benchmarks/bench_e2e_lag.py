@@ -120,8 +120,7 @@ async def service_lags() -> list[float]:
     store = MemoryStore()
     source = feed.source(["orders"], batch_size=1000)
     service = Service(settings, store, clock=SystemClock(), wiring=Wiring(source=source))
-    service.build_workers()
-    app = service.build_app()
+    app = service.app(workers=service.workers())
     server = GracefulServer(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
     )

@@ -34,9 +34,9 @@ async def test_a_simulated_service_captures_projects_and_serves_through_its_app(
             "revenue_by_day",
             "customer_totals",
         ]
-        workers = service.build_workers()
-        app = service.build_app()
-        assert service.workers is workers and service.app is app
+        workers = service.workers()
+        app = service.app(workers=workers)
+        assert service.running is workers
         async with AsyncTestClient(app) as http:  # the lifespan starts the workers
             for _ in range(200):
                 ready = await http.get("/health/ready")

@@ -1,7 +1,7 @@
 """High availability of `eventstore run`: two instances on one database, the capturing one dies.
 
 Both instances start the ingester and every projection (the workers the composition
-root builds: `eventstore.cli.bootstrap.Service.build_workers`);
+root builds: `eventstore.cli.bootstrap.Service.workers`);
 leases decide who works. The first instance is killed mid-backlog without
 releasing anything (as a crashed process would); the standby takes over when the
 leases expire and finishes: every change recorded exactly once, dense seq and
@@ -37,7 +37,7 @@ SETTINGS = Settings(uri="memory://", source="simulator", lease_seconds=0.2, batc
 def instance(store: MemoryStore, feed: MemoryChangeFeed, owner: str) -> Workers:
     source = feed.source(["orders"], batch_size=SETTINGS.batch_size, max_await=0.01)
     service = Service(SETTINGS, store, clock=SystemClock(), wiring=Wiring(source=source))
-    return service.build_workers(owner=owner)
+    return service.workers(owner=owner)
 
 
 class Crash(BaseException):
