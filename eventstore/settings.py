@@ -204,18 +204,31 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-def _whole(value: str) -> int | str:
-    try:
-        return int(value)
-    except ValueError:
-        return value  # the check names it: "must be a whole number, got 'x'"
+# The string forms of numbers and names. A text that is not a number is passed on as
+# it is: the setting's check names it ("must be a whole number, got 'x'"), as it does
+# a number out of range. (`name` keeps the parser tables readable.)
+def _positive_int(name: str) -> Callable[[str], int | str]:
+    def parse(value: str) -> int | str:
+        try:
+            return int(value)
+        except ValueError:
+            return value
+
+    return parse
 
 
-def _number(value: str) -> float | str:
-    try:
-        return float(value)
-    except ValueError:
-        return value
+def _positive_float(name: str) -> Callable[[str], float | str]:
+    def parse(value: str) -> float | str:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+    return parse
+
+
+def _nonempty(name: str) -> Callable[[str], str]:
+    return str.strip
 
 
 def _operations(value: str) -> tuple[str, ...]:
@@ -235,18 +248,18 @@ def _redactions(value: str) -> tuple[Redaction, ...]:
 _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "uri": str,
     "source": str,
-    "source_db": str.strip,
-    "store_db": str.strip,
+    "source_db": _nonempty("SOURCE_DB"),
+    "store_db": _nonempty("STORE_DB"),
     "collections": _csv,
     "operations": _operations,
     "redact": _redactions,
-    "actor_field": str.strip,
+    "actor_field": _nonempty("ACTOR_FIELD"),
     "pre_images": str,
     "bad_input": lambda v: v.strip().lower(),
-    "snapshot_every": _whole,
-    "batch_size": _whole,
-    "lease_seconds": _number,
-    "server_timeout_ms": _whole,
+    "snapshot_every": _positive_int("SNAPSHOT_EVERY"),
+    "batch_size": _positive_int("BATCH_SIZE"),
+    "lease_seconds": _positive_float("LEASE_SECONDS"),
+    "server_timeout_ms": _positive_int("SERVER_TIMEOUT_MS"),
     "admin_key": lambda v: v or None,
     "read_keys": _csv,
 }

@@ -132,6 +132,8 @@ def test_decoding_settings_checks_them_too() -> None:
 
 
 def test_every_setting_has_a_check() -> None:
+    missing = set(Settings.__struct_fields__) - set(_CHECKS)
+    assert not missing, f"add a check to eventstore.settings._CHECKS for {sorted(missing)}"
     assert set(_CHECKS) == set(Settings.__struct_fields__)
 
 
