@@ -48,7 +48,7 @@ async def test_a_simulated_service_captures_projects_and_serves_through_its_app(
             # 5 created orders and 20 changes, each one event
             assert streams[0]["stream"] == "orders" and streams[0]["events"] == 25
             assert workers.ingester.lease.held
-        assert workers.stopping.is_set()  # the lifespan stopped them
+        assert not workers.ingester.lease.held  # the lifespan stopped them: lease released
         assert (await service.store.events.head()).seq == 25
 
 
