@@ -24,6 +24,8 @@ from eventstore.settings import Settings
 
 log = logging.getLogger(__name__)
 
+REPORT_CHANGES = 2000  # `demo --report` without --changes
+
 
 class Wiring(msgspec.Struct, kw_only=True):
     """A source and the background work it needs (the simulator's writes)."""
@@ -72,9 +74,10 @@ def build_source(
     simulator = Simulator(feed, seed=getattr(args, "seed", None) or 0, clock=clock)
     orders = getattr(args, "orders", 100)
     rate = getattr(args, "rate", 5.0)
+    changes = getattr(args, "changes", None)  # None: the traffic goes on until stopped
 
     async def workload() -> None:
-        await simulator.run(orders=orders, rate=rate)
+        await simulator.run(orders=orders, changes=changes, rate=rate)
 
     return Wiring(
         source=feed.source(list(settings.collections), batch_size=settings.batch_size),
@@ -206,6 +209,7 @@ async def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     from eventstore.sources.simulator import Simulator
 
     settings = Settings(uri="memory://", source="simulator")
+    changes = REPORT_CHANGES if args.changes is None else args.changes
     clock = SystemClock()
     store = MemoryStore()
     await store.events.ensure_indexes()
@@ -221,10 +225,10 @@ async def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     # workload arrives as a backlog of changes rather than as a final snapshot.
     await ingester.run(until_idle=True)
     print(
-        f"simulating {args.orders} orders and {args.changes} changes (seed {args.seed})...",
+        f"simulating {args.orders} orders and {changes} changes (seed {args.seed})...",
         file=sys.stderr,
     )
-    await simulator.run(orders=args.orders, changes=args.changes, rate=0)
+    await simulator.run(orders=args.orders, changes=changes, rate=0)
     # The rate is the backlog's: from here, not counting the simulation or the first snapshot.
     progress = Progress("demo")
     ingester.on_batch = progress

@@ -33,12 +33,15 @@ from datetime import datetime
 from typing import Any, Final
 
 import mongomock
+from bson import Decimal128, Int64, ObjectId
 from mongomock import filtering, helpers
 from pymongo.errors import DuplicateKeyError
 
 from eventstore.codec import utc_ms
 
 Doc = dict[str, Any]
+# Values `normalized` returns as they are (exact types: subclasses take the slow path).
+_PLAIN: Final = frozenset({str, int, float, bool, type(None), bytes, ObjectId, Decimal128, Int64})
 
 # mongomock's untyped helpers, typed once here (the very functions its collections use).
 _applies: Final[Callable[[Mapping[str, Any], Mapping[str, Any]], bool]] = filtering.filter_applies
@@ -48,12 +51,19 @@ _hashdict: Final[Callable[[Mapping[str, Any]], Hashable]] = helpers.hashdict
 
 def normalized(value: Any) -> Any:
     """A value as PyMongo with `tz_aware=True` returns it: plain dicts, aware UTC datetimes (ms)."""
+    kind = type(value)
+    if kind is dict:  # the common cases first: ABC checks are slow and this runs on every write
+        return {str(k): normalized(v) for k, v in value.items()}
+    if kind is list:
+        return [normalized(v) for v in value]
+    if kind in _PLAIN:
+        return value
+    if isinstance(value, datetime):
+        return utc_ms(value)
     if isinstance(value, Mapping):
         return {str(k): normalized(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [normalized(v) for v in value]
-    if isinstance(value, datetime):
-        return utc_ms(value)
     return value
 
 
@@ -66,9 +76,12 @@ def id_key(value: Any) -> Hashable:
     """The key of an `_id` in a collection, as mongomock keys its store (1 and 1.0 are one key)."""
     if isinstance(value, dict):
         return _hashdict(value)
-    if isinstance(value, Hashable):
-        return value
-    return ("unhashable", repr(value))  # not a valid _id (MongoDB refuses arrays); never equal
+    try:
+        hash(value)
+    except TypeError:
+        return ("unhashable", repr(value))  # not a valid _id (MongoDB refuses arrays)
+    key: Hashable = value
+    return key
 
 
 def addressed_ids(filter: Mapping[str, Any]) -> list[Any] | None:

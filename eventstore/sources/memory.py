@@ -264,6 +264,11 @@ class MemoryChangeFeed:
         """
         self.history.forget_before(token)
 
+    @property
+    def horizon(self) -> int:
+        """The newest forgotten position (0: nothing forgotten)."""
+        return self.history.horizon
+
     def entry_at(self, position: int) -> FeedEntry | None:
         """The remembered change at a position, or None."""
         return self.history.entry_at(position)
