@@ -15,6 +15,8 @@ import msgspec
 PREFIX: Final = "EVENTSTORE_"
 OPERATION_TYPES: Final = ("insert", "update", "replace", "delete")
 PRE_IMAGE_MODES: Final = ("off", "when-available", "required")
+# What capture does with a change it cannot interpret (eventstore.badinput).
+BAD_INPUT_POLICIES: Final = ("stop", "record")
 
 
 class SettingsError(ValueError):
@@ -40,12 +42,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redact: tuple[Redaction, ...] = ()
     actor_field: str = "updatedBy"
     pre_images: str = "off"
+    bad_input: str = "stop"
     snapshot_every: int = 100
     batch_size: int = 1000
     lease_seconds: float = 10.0
     server_timeout_ms: int = 5000
     admin_key: str | None = None
     read_keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.bad_input not in BAD_INPUT_POLICIES:
+            raise SettingsError(_bad_input_message(self.bad_input))
 
     def __repr__(self) -> str:  # keys never appear in logs or errors
         shown = {f: getattr(self, f) for f in self.__struct_fields__}
@@ -124,6 +131,17 @@ def _pre_images(value: str) -> str:
     return value
 
 
+def _bad_input_message(value: object) -> str:
+    return f"BAD_INPUT takes one of {', '.join(BAD_INPUT_POLICIES)}, got {value!r}"
+
+
+def _bad_input(value: str) -> str:
+    policy = value.strip().lower()
+    if policy not in BAD_INPUT_POLICIES:
+        raise SettingsError(_bad_input_message(value))
+    return policy
+
+
 def _source(value: str) -> str:
     if value in ("mongo", "simulator") or (value.startswith("ndjson:") and len(value) > 7):
         return value
@@ -162,6 +180,7 @@ _PARSERS: Final[dict[str, Any]] = {
     "redact": _redactions,
     "actor_field": _nonempty("ACTOR_FIELD"),
     "pre_images": _pre_images,
+    "bad_input": _bad_input,
     "snapshot_every": _positive_int("SNAPSHOT_EVERY"),
     "batch_size": _positive_int("BATCH_SIZE"),
     "lease_seconds": _positive_float("LEASE_SECONDS"),

@@ -61,6 +61,11 @@ class MemoryChangeSource:
         self.max_await = max_await
 
     @property
+    def name(self) -> str:
+        """`memory`: the in-process change feed."""
+        return "memory"
+
+    @property
     def can_snapshot(self) -> bool:
         """True: the current documents can be listed."""
         return True

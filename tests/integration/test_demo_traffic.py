@@ -6,9 +6,11 @@ import argparse
 import asyncio
 from datetime import UTC, datetime
 
-from eventstore.cli import build_parser
+from eventstore.cli.bootstrap import build_source
+from eventstore.cli.capture import workload_options
+from eventstore.cli.demo import REPORT_CHANGES
+from eventstore.cli.parser import build_parser
 from eventstore.clock import FakeClock
-from eventstore.commands import REPORT_CHANGES, build_source
 from eventstore.memory.store import MemoryStore
 from eventstore.settings import Settings
 from eventstore.sources.memory_stream import MemoryChangeSource
@@ -36,7 +38,7 @@ def test_changes_is_unlimited_by_default_and_the_report_keeps_its_own_default() 
 async def test_the_serving_workload_stops_after_changes() -> None:
     clock = FakeClock(START)  # every paced step sleeps on it: each step moves updatedAt
     args = demo_args("--orders", "4", "--changes", "25", "--rate", "5", "--seed", "2")
-    wiring = build_source(SETTINGS, MemoryStore(), clock, args)
+    wiring = build_source(SETTINGS, MemoryStore(), clock, workload_options(args))
     assert wiring.workload is not None
     await asyncio.wait_for(wiring.workload(), timeout=10)
     assert feed_position(wiring.source) == 4 + 25
@@ -46,7 +48,7 @@ async def test_the_serving_workload_stops_after_changes() -> None:
 async def test_without_changes_the_serving_workload_goes_on() -> None:
     clock = FakeClock(START)
     args = demo_args("--orders", "4", "--rate", "5", "--seed", "2")
-    wiring = build_source(SETTINGS, MemoryStore(), clock, args)
+    wiring = build_source(SETTINGS, MemoryStore(), clock, workload_options(args))
     assert wiring.workload is not None
     task = asyncio.create_task(wiring.workload())
     try:
