@@ -142,7 +142,8 @@ def test_the_demo_stops_the_traffic_after_changes_and_keeps_serving() -> None:
     try:
         with httpx.Client(base_url=base, timeout=10) as http:
             wait_for(lambda: http.get("/health/ready").status_code == 200)
-            wait_for(lambda: http.get("/v1/streams").json()[0]["last_seq"] == 25)
+            # An empty list until the first event is stored.
+            wait_for(lambda: (r := http.get("/v1/streams").json()) and r[0]["last_seq"] == 25)
             time.sleep(1.0)  # another 100 changes, were the traffic still on
             assert http.get("/v1/streams").json()[0]["last_seq"] == 25
             assert http.get("/v1/verify").json()["valid"] is True
