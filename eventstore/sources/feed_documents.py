@@ -167,10 +167,8 @@ class FeedDocuments:
                 out.append(doc)
                 if len(out) == limit:
                     break
-        if not docs:
-            _applies(
-                spec, {}
-            )  # an invalid filter fails even with nothing to match, as in mongomock
+        if not docs:  # an invalid filter fails even with nothing to match, as in mongomock
+            _applies(spec, {})
         return out
 
     def find(
