@@ -35,6 +35,7 @@ from litestar.plugins import InitPluginProtocol
 from litestar.types import HTTPDisconnectEvent, Message, ReceiveMessage
 
 from api.auth import admin_guard, read_guard
+from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
 from api.routes import events, health, projections, streams
@@ -172,6 +173,8 @@ class EventStorePlugin(InitPluginProtocol):
 
         async def shutdown(app: Litestar) -> None:
             await services.stop()
+            # This process's share of the live gauges (worker states) ends with its app.
+            services.metrics.process_ended()
 
         from litestar.di import Provide
 
@@ -239,8 +242,18 @@ class EventStoreApp(Litestar):
         if raw and b"%" in raw:
             scope = {**scope, "path": _router_path(raw.split(b"?", 1)[0])}
         started = time.perf_counter()
+        self.services.metrics.started()
         status = 500
         open_body = False  # a response started and not finished
+        took: list[float] = []  # the request's duration, once counted
+
+        def count() -> float:
+            """Count the request once (in the metrics), with its status and duration."""
+            if not took:
+                took.append(time.perf_counter() - started)
+                route = _route_template(scope)
+                self.services.metrics.observe(scope["method"], route, status, took[0])
+            return took[0]
 
         async def sending(message: Message) -> None:
             nonlocal status, open_body
@@ -249,6 +262,9 @@ class EventStoreApp(Litestar):
                 open_body = True
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 open_body = False
+                # Counted before the client can have the whole response: a scrape made
+                # after a response, on any worker, includes it.
+                count()
             await send(message)
 
         try:
@@ -256,9 +272,8 @@ class EventStoreApp(Litestar):
             if open_body and draining.is_set():  # a stream cut short by drain(): end it cleanly
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            seconds = time.perf_counter() - started
+            seconds = count()
             route = _route_template(scope)
-            self.services.metrics.observe(scope["method"], route, status, seconds)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     json.dumps(
@@ -281,16 +296,23 @@ def create_app(
     clock: Clock | None = None,
     projections_: Sequence[Projection] = ORDER_PROJECTIONS,
     caught_up: Callable[[], bool] | None = None,
+    metrics: Metrics | None = None,
     debug: bool = False,
     extra_routes: Sequence[Any] = (),
 ) -> EventStoreApp:
     """The API app; pass `store` to serve an already open store (tests, `run`), else it opens one.
 
     `caught_up` tells readiness whether this process's ingester has caught up once
-    (None: this process does not capture).
+    (None: this process does not capture). `metrics`: the figures the app reports (pass
+    the one the background workers' supervisor reports to; a new one by default).
     """
     services = Services(
-        settings, store=store, clock=clock, projections=projections_, caught_up=caught_up
+        settings,
+        store=store,
+        clock=clock,
+        projections=projections_,
+        caught_up=caught_up,
+        metrics=metrics,
     )
     v1 = Router(
         "/v1",
