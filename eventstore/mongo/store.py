@@ -15,9 +15,18 @@ from eventstore.mongo.checkpoints import MongoCheckpoints
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.jobs import MongoJobs
 from eventstore.mongo.leases import MongoLeases
+from eventstore.mongo.merkle import MongoMerkleTree
 from eventstore.mongo.readmodels import MongoReadModels
 from eventstore.mongo.snapshots import MongoSnapshots
-from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots
+from eventstore.ports import (
+    Checkpoints,
+    EventLog,
+    Jobs,
+    Leases,
+    MerkleTree,
+    ReadModels,
+    Snapshots,
+)
 
 
 class MongoStore:
@@ -40,6 +49,7 @@ class MongoStore:
         self.snapshots: Snapshots = MongoSnapshots(self.db)
         self.read_models: ReadModels = MongoReadModels(self.db)
         self.jobs: Jobs = MongoJobs(self.db)
+        self.merkle: MerkleTree = MongoMerkleTree(self.db)
         self.degraded: list[str] = []
         self._transactions = False
         self._owns_client = owns_client
