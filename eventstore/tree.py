@@ -78,6 +78,10 @@ class LogTree:
         await self.catch_up()
         return self.size
 
+    def reset(self) -> None:
+        """Forget the frontier: the next use reloads it from the store and catches up."""
+        self._frontier = None
+
     async def catch_up(self) -> None:
         """Add every stored event the tree lacks, a page at a time."""
         frontier = await self._require()
@@ -114,8 +118,17 @@ class LogTree:
             if event.seq != frontier.size + 1:
                 raise ValueError(f"seq {event.seq} does not follow tree size {frontier.size}")
             created.extend(frontier.append(event_leaf(event)))
-        # Nodes first, then the size that covers them (the port's invariant).
-        await self.merkle.put_nodes(created, size=frontier.size)
+        # Nodes first, then the size that covers them (the port's invariant). A failed
+        # write leaves the frontier ahead of the store: forget it, reload next time.
+        try:
+            await self.merkle.put_nodes(created, size=frontier.size)
+        except BaseException:
+            self.reset()
+            raise
+
+    async def ensure_open(self) -> None:
+        """Open the tree unless it is open."""
+        await self._require()
 
     async def _require(self) -> Frontier:
         if self._frontier is None:

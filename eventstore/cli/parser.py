@@ -27,6 +27,12 @@ _SETTING_HELP = {
     "server_timeout_ms": "server selection timeout in ms (default 5000)",
     "admin_key": "bearer key for /v1/admin (prefer EVENTSTORE_ADMIN_KEY)",
     "read_keys": "comma-separated bearer keys for /v1 reads",
+    "signing_key": "private key file (eventstore keygen) signing checkpoints; mode 0600",
+    "log_origin": "origin line of checkpoints (default eventstore/<store db>)",
+    "checkpoint_interval": "seconds between checkpoints while appending (default 1)",
+    "signer_state": "file with the last signed size and root (default <signing key>.state)",
+    "publish_checkpoints": "comma-separated dir:PATH or http(s):// targets of signed checkpoints",
+    "witnesses": "comma-separated URL=VERIFIER_KEY of C2SP tlog-witnesses",
 }
 
 

@@ -27,7 +27,8 @@ GO_TEXT = (
     "then you don't know what your problem is.\n"
 )
 GO_NOTE = (
-    GO_TEXT + "\n— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+    GO_TEXT
+    + "\n— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
 )
 # From SINKS_AND_PROOFS.md (published in the C2SP signed-note specification).
 C2SP_VKEY = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
@@ -93,7 +94,12 @@ def test_checkpoint_text_round_trips_and_malformed_ones_are_refused() -> None:
     assert text == f"eventstore/shop\n42\n{base64.b64encode(root).decode()}\n"
     assert parse_checkpoint(text) == ("eventstore/shop", 42, root)
     assert parse_checkpoint(text + "ext\n") == ("eventstore/shop", 42, root)
-    for bad in (text[:-1], "o\n042\nAAAA\n", "o\n-1\n" + text.split("\n")[2] + "\n", "o\n1\nAAAA\n"):
+    for bad in (
+        text[:-1],
+        "o\n042\nAAAA\n",
+        "o\n-1\n" + text.split("\n")[2] + "\n",
+        "o\n1\nAAAA\n",
+    ):
         with pytest.raises(NoteError):
             parse_checkpoint(bad)
 
