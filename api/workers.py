@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from eventstore.badinput import BadChange
+from eventstore.checkpointing import Checkpointer
 from eventstore.ingester import Ingester
 from eventstore.ports import ChangeSource, Clock, Store
 from eventstore.settings import Settings
@@ -43,12 +44,18 @@ class Workers:
         projections: Sequence[Projection] = ORDER_PROJECTIONS,
         owner: str | None = None,
         on_caught_up: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.ingester = Ingester(
-            store=store, source=source, settings=settings, clock=clock, owner=owner
+            store=store,
+            source=source,
+            settings=settings,
+            clock=clock,
+            owner=owner,
+            checkpointer=checkpointer,
         )
         self.runners = [
             ProjectionRunner(

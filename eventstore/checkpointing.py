@@ -16,8 +16,9 @@ from datetime import datetime
 from eventstore.merkle import ProofFailed, verify_consistency
 from eventstore.model import Event, TreeCheckpoint
 from eventstore.notes import Signer, checkpoint_text, sign_note
-from eventstore.ports import Clock, MerkleTree
-from eventstore.signing import SignerState, read_state, root_b64, write_state
+from eventstore.ports import Clock, EventLog, MerkleTree
+from eventstore.settings import Settings
+from eventstore.signing import SignerState, load_signer, read_state, root_b64, write_state
 from eventstore.tree import LogTree, consistency_proof
 
 log = logging.getLogger(__name__)
@@ -155,3 +156,24 @@ class Checkpointer:
                 f"the tree of {size} events does not extend the signed tree of {state.size}"
                 f" ({exc}): the log was rewritten; refusing to sign"
             ) from exc
+
+
+def checkpointer_for(
+    store_merkle: MerkleTree,
+    events: EventLog,
+    settings: Settings,
+    clock: Clock,
+    *,
+    on_checkpoint: OnCheckpoint | None = None,
+) -> Checkpointer:
+    """The checkpointer the settings ask for (SettingsError for an unusable key file)."""
+    signer = load_signer(settings.signing_key) if settings.signing_key else None
+    return Checkpointer(
+        LogTree(store_merkle, events),
+        origin=settings.origin,
+        clock=clock,
+        interval=settings.checkpoint_interval,
+        signer=signer,
+        state_path=settings.signer_state_path,
+        on_checkpoint=on_checkpoint,
+    )

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from eventstore.checkpointing import Checkpointer, checkpointer_for
 from eventstore.cli.common import CliError
 from eventstore.clock import SystemClock
 from eventstore.ingester import Ingester, IngestStats
@@ -207,7 +208,12 @@ class Service:
             clock=self.clock,
             on_batch=on_batch,
             owner=owner,
+            checkpointer=self.checkpointer(),
         )
+
+    def checkpointer(self) -> Checkpointer:
+        """The Merkle tree and checkpoints kept by whoever captures (SettingsError: bad key)."""
+        return checkpointer_for(self.store.merkle, self.store.events, self.settings, self.clock)
 
     def runner(self, projection: Projection, *, owner: str | None = None) -> ProjectionRunner:
         """The runner of one projection (follow, rebuild) over the store."""
@@ -234,6 +240,7 @@ class Service:
             workload=self.workload,
             projections=self.projections,
             owner=owner,
+            checkpointer=self.checkpointer(),
         )
         return self.running
 
