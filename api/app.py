@@ -38,7 +38,7 @@ from api.auth import admin_guard, read_guard
 from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
-from api.routes import events, health, projections, streams
+from api.routes import events, health, projections, proofs, streams
 from api.schemas import EventsPage, HealthOut
 from api.services import Services
 from eventstore.ports import Clock, Store
@@ -60,10 +60,12 @@ PROBLEM_CAUSES: Final[dict[int, str]] = {
     "a time without a zone, a cursor of another listing",
     401: "A key is needed (`Authorization: Bearer <key>`) or the one given is not valid",
     403: "Admin is disabled (no ADMIN_KEY) or a read key was used on /v1/admin",
-    404: "Unknown stream, entity, version, projection, row or job, or no state yet",
+    404: "Unknown stream, entity, version, projection, row or job, or no state yet; "
+    "no checkpoint (of that size) made yet",
     409: "An ambiguous bare key (`typed_keys` lists the typed keys to use) "
     "or a rebuild already queued or running",
-    422: "Well-formed but impossible: from_version after to_version, since after until",
+    422: "Well-formed but impossible: from_version after to_version, since after until; "
+    "a proof's seq or sizes beyond the tree or out of order",
     503: "The database is not reachable; try again shortly",
 }
 # Every /v1 read: bad query, missing or wrong key (when READ_KEYS is set), database away.
@@ -81,6 +83,10 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "projection_rows": (404,),
     "projection_row": (404,),
     "rebuild": (409,),
+    "get_checkpoint": (404,),
+    "inclusion_proof": (404, 422),
+    "consistency_proof": (404, 422),
+    "event_proof": (404, 422),
 }
 
 
@@ -317,10 +323,12 @@ def create_app(
     v1 = Router(
         "/v1",
         route_handlers=_documented(
-            [*streams.ROUTES, *events.ROUTES, *projections.ROUTES], V1_PROBLEMS
+            [*streams.ROUTES, *events.ROUTES, *projections.ROUTES, *proofs.ROUTES], V1_PROBLEMS
         ),
         guards=[_read_guard],
     )
+    # Checkpoints and proofs reveal only hashes: public, whatever READ_KEYS says.
+    public = Router("/v1", route_handlers=_documented(proofs.PUBLIC_ROUTES, (400, 503)), guards=[])
     admin = Router(
         "/v1/admin",
         route_handlers=_documented(projections.ADMIN_ROUTES, ADMIN_PROBLEMS),
@@ -329,6 +337,7 @@ def create_app(
     app = EventStoreApp(
         route_handlers=[
             v1,
+            public,
             admin,
             *_documented(health.ROUTES, (400,)),
             *_explorer_routes(extra_routes),
