@@ -70,6 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    p = sub.add_parser("keygen", help="write a checkpoint signing key; print its verifier key")
+    p.add_argument("name", help="key name (no '+', spaces or newlines), e.g. log.example.com")
+    p.add_argument("--out", required=True, help="private key file to create (mode 0600)")
+
+    p = sub.add_parser("proof", help="the self-contained proof file of one event")
+    _add_settings(p)
+    p.add_argument("seq", type=_positive_int)
+    p.add_argument("--size", type=_positive_int, default=None, help="checkpoint size (latest)")
+    p.add_argument("--out", default=None, help="write the file here instead of stdout")
+
+    p = sub.add_parser("verify-proof", help="check a proof file offline (no database)")
+    p.add_argument("file", help="the proof file (- = stdin)")
+    p.add_argument("--key", required=True, help="the log's verifier key")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
     p = sub.add_parser("ingest", help="capture changes into the event log")
     _add_settings(p)
     p.add_argument("--until-idle", action="store_true", help="stop once nothing is pending")

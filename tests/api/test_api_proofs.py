@@ -4,57 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
 
-from eventstore.checkpointing import Checkpointer
-from eventstore.clock import FakeClock
 from eventstore.memory.store import MemoryStore
 from eventstore.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
-from eventstore.model import Event
 from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
 from eventstore.proofs import verify_proof_file
-from eventstore.tree import LogTree, event_leaf
+from eventstore.tree import event_leaf
 from tests.api.conftest import READ_KEY, AppFactory
-from tests.helpers import LogBuilder
+from tests.merkle_helpers import Signed, signed_log
 
 AUTH = {"Authorization": f"Bearer {READ_KEY}"}
-
-
-@dataclass
-class Signed:
-    store: MemoryStore
-    signer: Signer
-    events: list[Event]
-    sizes: list[int]
-
-
-async def signed_log(tmp_path: Path, sizes: tuple[int, ...] = (5, 13, 21)) -> Signed:
-    store = MemoryStore()
-    builder = LogBuilder()
-    signer = Signer.generate("log.test")
-    clock = FakeClock()
-    cp = Checkpointer(
-        LogTree(store.merkle, store.events),
-        origin="eventstore/test",
-        clock=clock,
-        signer=signer,
-        state_path=str(tmp_path / "state"),
-    )
-    await cp.open()
-    events: list[Event] = []
-    for size in sizes:
-        batch = [builder.next(f"o{i % 4}") for i in range(len(events), size)]
-        await store.events.append(batch)
-        events += batch
-        await cp.after_batch(batch)
-        clock.advance(2)
-        await cp.idle()
-    return Signed(store, signer, events, list(sizes))
 
 
 @pytest.fixture
