@@ -135,6 +135,6 @@ def test_go_refuses_a_forged_or_altered_checkpoint(goverify: Path, signed: Signe
 
     forger = Signer.generate(signed.signer.name)
     forged = sign_note(good.split("\n\n")[0] + "\n", forger)
-    for note in (altered_size, altered_root, forged):
-        assert check(goverify, {"vkey": vkey, "note": note})["note"] != "ok"
+    for bad in (altered_size, altered_root, forged):
+        assert check(goverify, {"vkey": vkey, "note": bad})["note"] != "ok"
     assert check(goverify, {"vkey": vkey, "note": good})["note"] == "ok"
