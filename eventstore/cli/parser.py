@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--head", action="store_true", help="print the log head to keep elsewhere")
     g.add_argument("--against-head", metavar="FILE", help="verify the log against an exported head")
+    g.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="hold the log to a saved signed checkpoint (needs --key)",
+    )
+    p.add_argument("--key", dest="key_", metavar="VERIFIER_KEY", help="the log's verifier key")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
     p = sub.add_parser("project", help="run the projector (each projection holds its own lease)")
