@@ -33,6 +33,7 @@ _SETTING_HELP = {
     "signer_state": "file with the last signed size and root (default <signing key>.state)",
     "publish_checkpoints": "comma-separated dir:PATH or http(s):// targets of signed checkpoints",
     "witnesses": "comma-separated URL=VERIFIER_KEY of C2SP tlog-witnesses",
+    "cors_origins": "origins allowed to call the API from a browser, comma-separated, or *",
 }
 
 
@@ -161,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         type=_nonneg_float,
         default=5.0,
-        help="changes per second after them; 0 = stop after the orders (default 5)",
+        help="changes per second after them (default 5); 0 = unpaced: --changes as fast "
+        "as they go, or none without --changes",
     )
     p.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     p.add_argument(
@@ -170,7 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not serve: capture --orders and --changes as fast as possible and report",
     )
     p.add_argument(
-        "--changes", type=_nonneg_int, default=2000, help="with --report: changes (default 2000)"
+        "--changes",
+        type=_nonneg_int,
+        default=None,
+        help="stop the traffic after this many changes and keep serving "
+        "(default: unlimited; with --report: 2000)",
     )
     p.add_argument("--json", action="store_true", help="with --report: print the summary as JSON")
     return parser
