@@ -44,6 +44,10 @@ def _command(name: str) -> Command:
         from eventstore.cli import proofs
 
         module = proofs
+    elif name == "monitor":
+        from eventstore.cli import monitor
+
+        module = monitor
     elif name == "run":
         from eventstore.cli import run
 

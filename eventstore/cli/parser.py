@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, help="the log's verifier key")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
+    p = sub.add_parser("monitor", help="watch a service's signed checkpoints (exit 2 on a fork)")
+    p.add_argument("url", help="the service's base URL, e.g. https://audit.example.com")
+    p.add_argument("--key", required=True, help="the log's verifier key")
+    p.add_argument("--state", required=True, help="directory keeping the checkpoints seen")
+    p.add_argument("--read-key", default=None, help="bearer key, if the service needs one")
+    p.add_argument("--interval", type=_nonneg_float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--once", action="store_true", help="check once; exit 2 on evidence")
+
     p = sub.add_parser("ingest", help="capture changes into the event log")
     _add_settings(p)
     p.add_argument("--until-idle", action="store_true", help="stop once nothing is pending")
