@@ -21,6 +21,7 @@ from eventstore.badinput import BadChange
 from eventstore.checkpointing import Checkpointer
 from eventstore.ingester import Ingester
 from eventstore.ports import ChangeSource, Clock, Store
+from eventstore.publishing import Publisher
 from eventstore.settings import Settings
 from projections.orders import ORDER_PROJECTIONS, Projection
 from projections.runner import ProjectionRunner
@@ -45,6 +46,7 @@ class Workers:
         owner: str | None = None,
         on_caught_up: Callable[[], Coroutine[Any, Any, None]] | None = None,
         checkpointer: Checkpointer | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -69,6 +71,8 @@ class Workers:
             for p in projections
         ]
         self.workload = workload
+        # Publication never blocks capture: its own task, retrying on its own.
+        self.publisher = publisher
         self.on_caught_up = on_caught_up
         self.stopping = asyncio.Event()
         self._caught_up_once = False
@@ -86,6 +90,10 @@ class Workers:
             asyncio.create_task(r.run(stop=self.stopping), name=f"projection:{r.projection.name}")
             for r in self.runners
         ]
+        if self.publisher is not None:
+            self._tasks.append(
+                asyncio.create_task(self.publisher.run(self.stopping), name="checkpoint-publisher")
+            )
 
     async def _capture(self) -> None:
         workload: asyncio.Task[None] | None = None

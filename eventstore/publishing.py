@@ -218,3 +218,29 @@ class Publisher:
             witness.size = checkpoint.size
             return
         raise DeliveryFailed("the witness keeps naming another size")
+
+
+async def http_post(url: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+    """POST with the standard library (in a thread; 15 s timeout; redirects are failures)."""
+    import urllib.error
+    import urllib.request
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(_NoRedirect)
+
+    def send() -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": content_type}
+        )
+        try:
+            with opener.open(request, timeout=15) as response:
+                return int(response.status), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise DeliveryFailed(f"{url}: {exc}") from exc
+
+    return await asyncio.to_thread(send)

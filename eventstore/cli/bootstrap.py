@@ -25,6 +25,7 @@ from eventstore.cli.common import CliError
 from eventstore.clock import SystemClock
 from eventstore.ingester import Ingester, IngestStats
 from eventstore.ports import ChangeSource, Clock, Store
+from eventstore.publishing import Publisher, http_post
 from eventstore.settings import Settings, load
 
 if TYPE_CHECKING:
@@ -211,9 +212,21 @@ class Service:
             checkpointer=self.checkpointer(),
         )
 
-    def checkpointer(self) -> Checkpointer:
+    def checkpointer(self, publisher: Publisher | None = None) -> Checkpointer:
         """The Merkle tree and checkpoints kept by whoever captures (SettingsError: bad key)."""
-        return checkpointer_for(self.store.merkle, self.store.events, self.settings, self.clock)
+        return checkpointer_for(
+            self.store.merkle,
+            self.store.events,
+            self.settings,
+            self.clock,
+            on_checkpoint=publisher.offer if publisher is not None else None,
+        )
+
+    def publisher(self) -> Publisher | None:
+        """The worker publishing signed checkpoints and asking witnesses, if any are set."""
+        return Publisher.from_settings(
+            self.store.merkle, self.settings, post=http_post, clock=self.clock
+        )
 
     def runner(self, projection: Projection, *, owner: str | None = None) -> ProjectionRunner:
         """The runner of one projection (follow, rebuild) over the store."""
@@ -232,6 +245,7 @@ class Service:
         """The background workers of `run`: the ingester (and workload) and every projection."""
         from api.workers import Workers
 
+        publisher = self.publisher()
         self.running = Workers(
             self.store,
             self.settings,
@@ -240,7 +254,8 @@ class Service:
             workload=self.workload,
             projections=self.projections,
             owner=owner,
-            checkpointer=self.checkpointer(),
+            checkpointer=self.checkpointer(publisher),
+            publisher=publisher,
         )
         return self.running
 
