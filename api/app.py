@@ -96,6 +96,7 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "inclusion_proof": (404, 422),
     "consistency_proof": (404, 422),
     "event_proof": (404, 422),
+    "entity_proof": (404, 409, 422),
 }
 
 
