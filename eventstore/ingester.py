@@ -147,7 +147,7 @@ class Ingester:
         cp = await self.store.checkpoints.get(self.name)
         if self.checkpointer is not None:
             # Another instance may have extended the tree while this one stood by.
-            await self.checkpointer.open()
+            await self.checkpointer.open(heartbeat=self.lease.keep)
         self._capture = Capture(self.settings, await self.store.events.head())
         if cp is None:
             cp = Checkpoint(name=self.name, head=self._capture.head, updated_at=self.clock.now())
