@@ -29,7 +29,9 @@ from eventstore.model import TreeCheckpoint
 from eventstore.notes import NoteError, Verifier, split_note, verify_cosignature
 from eventstore.ports import Clock, MerkleTree
 from eventstore.settings import Settings
+from eventstore.supervisor import Progress, WorkerContext
 from eventstore.tree import consistency_proof
+from eventstore.worker_state import RUNNING
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,9 @@ class TargetStatus(msgspec.Struct, kw_only=True):
 
 
 class DeliveryFailed(Exception):
-    """This target did not take the checkpoint; it is retried."""
+    """This target did not take the checkpoint; it is retried (a transient failure)."""
+
+    transient = True
 
 
 def write_to_dir(path: Path, checkpoint: TreeCheckpoint, note: str) -> None:
@@ -146,6 +150,14 @@ class Publisher:
                 status.delivered = checkpoint.size
                 status.last_error = None
         return done
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Until a new checkpoint is offered or `stop` is set."""
+        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        self._wake.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop`, retrying failed targets with back-off."""
@@ -244,3 +256,43 @@ async def http_post(url: str, body: bytes, content_type: str) -> tuple[int, byte
             raise DeliveryFailed(f"{url}: {exc}") from exc
 
     return await asyncio.to_thread(send)
+
+
+PUBLISH: Final = "publish"
+
+
+class PublisherWorker:
+    """The publisher under the supervisor: a pass that leaves a target behind raises
+    `DeliveryFailed`, so the supervisor shows it `retrying` (with the error) in
+    /v1/workers and runs it again after its back-off; nothing is lost in between."""
+
+    kind = PUBLISH
+
+    def __init__(self, publisher: Publisher, origin: str) -> None:
+        self.publisher = publisher
+        self._name = f"publish:{origin}"
+
+    @property
+    def name(self) -> str:
+        """`publish:<origin>`."""
+        return self._name
+
+    async def run(self, ctx: WorkerContext) -> None:
+        """Deliver whenever a checkpoint is offered, until stopped; raise when a target fails."""
+        ctx.report(RUNNING)
+        while not ctx.stop.is_set():
+            if not await self.publisher.deliver():
+                failing = [s for s in self.publisher.status() if s.last_error]
+                raise DeliveryFailed(
+                    "; ".join(f"{s.target}: {s.last_error}" for s in failing) or "not delivered"
+                )
+            ctx.healthy()
+            await self.publisher.wait(ctx.stop)
+
+    async def progress(self) -> Progress:
+        """The smallest tree size every target has."""
+        delivered = [s.delivered for s in self.publisher.status()]
+        return Progress(position=min(delivered) if delivered else None)
+
+    async def close(self) -> None:
+        """Nothing outlives a run."""

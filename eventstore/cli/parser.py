@@ -33,6 +33,7 @@ _SETTING_HELP = {
     "signer_state": "file with the last signed size and root (default <signing key>.state)",
     "publish_checkpoints": "comma-separated dir:PATH or http(s):// targets of signed checkpoints",
     "witnesses": "comma-separated URL=VERIFIER_KEY of C2SP tlog-witnesses",
+    "unhealthy_after": "seconds capture may retry before /health/ready answers 503 (default 30)",
     "cors_origins": "origins allowed to call the API from a browser, comma-separated, or *",
 }
 
@@ -149,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild")
     p.add_argument("--all", action="store_true", help="rebuild every projection")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("status", help="every instance's background workers (as GET /v1/workers)")
+    _add_settings(p)
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
 
     p = sub.add_parser("serve", help="serve the HTTP API (one JSON access line per request)")
     _add_settings(p)

@@ -12,6 +12,7 @@ from eventstore.memory.leases import MemoryLeases
 from eventstore.memory.merkle import MemoryMerkleTree
 from eventstore.memory.readmodels import MemoryReadModels
 from eventstore.memory.snapshots import MemorySnapshots
+from eventstore.memory.workers import MemoryWorkers
 from eventstore.ports import (
     Checkpoints,
     EventLog,
@@ -20,6 +21,7 @@ from eventstore.ports import (
     MerkleTree,
     ReadModels,
     Snapshots,
+    Workers,
 )
 
 
@@ -35,6 +37,7 @@ class MemoryStore:
         self.read_models: ReadModels = MemoryReadModels()
         self.jobs: Jobs = MemoryJobs()
         self.merkle: MerkleTree = MemoryMerkleTree()
+        self.workers: Workers = MemoryWorkers()
         # Same attribute as MongoStore: what this store cannot do (nothing here).
         self.degraded: list[str] = []
 

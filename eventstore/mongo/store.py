@@ -18,6 +18,7 @@ from eventstore.mongo.leases import MongoLeases
 from eventstore.mongo.merkle import MongoMerkleTree
 from eventstore.mongo.readmodels import MongoReadModels
 from eventstore.mongo.snapshots import MongoSnapshots
+from eventstore.mongo.workers import MongoWorkers
 from eventstore.ports import (
     Checkpoints,
     EventLog,
@@ -26,6 +27,7 @@ from eventstore.ports import (
     MerkleTree,
     ReadModels,
     Snapshots,
+    Workers,
 )
 
 
@@ -50,6 +52,7 @@ class MongoStore:
         self.read_models: ReadModels = MongoReadModels(self.db)
         self.jobs: Jobs = MongoJobs(self.db)
         self.merkle: MerkleTree = MongoMerkleTree(self.db)
+        self.workers: Workers = MongoWorkers(self.db)
         self.degraded: list[str] = []
         self._transactions = False
         self._owns_client = owns_client

@@ -11,8 +11,10 @@ from litestar.testing import AsyncTestClient
 from api import create_app
 from eventstore.clock import FakeClock
 from eventstore.notes import Verifier, open_note, split_note, verify_cosignature
-from eventstore.publishing import Publisher, Witness
+from eventstore.publishing import Publisher, PublisherWorker, Witness
 from eventstore.settings import Settings
+from eventstore.supervisor import Supervisor
+from eventstore.worker_state import RETRYING, RUNNING
 from tests.merkle_helpers import Signed, signed_log
 from tests.witness import SpecWitness
 
@@ -132,3 +134,30 @@ async def test_a_witness_refuses_a_proof_that_does_not_hold(signed: Signed) -> N
     assert (
         witness.add_checkpoint(f"old 0\n\n{cp21.note.split(chr(10) * 2)[0]}\n".encode())[0] == 403
     )
+
+
+async def test_the_supervised_publisher_shows_retrying_then_catches_up(
+    signed: Signed, tmp_path: Path
+) -> None:
+    witness = SpecWitness("witness.test", signed.signer.verifier_key())
+    net = Net(witness, statuses=[503, 503])
+    p = publisher(signed, net, tmp_path, witness)
+    supervisor = Supervisor(
+        clock=FakeClock(), instance="test", lease_seconds=1.0, first_delay=0.01, max_delay=0.02
+    )
+    supervised = supervisor.add(PublisherWorker(p, "eventstore/test"))
+    seen: list[tuple[str, str | None]] = []
+    await supervisor.start()
+    try:
+        await offer(p, signed, 21)
+        for _ in range(400):
+            seen.append((supervised.state, supervised.last_error))
+            mirror = next(s for s in p.status() if s.target == "https://mirror.test/cp")
+            if mirror.delivered == 21 and supervised.state == RUNNING:
+                break
+            await asyncio.sleep(0.005)
+    finally:
+        await supervisor.stop(1.0)
+    assert any(state == RETRYING and "503" in str(error) for state, error in seen)
+    assert mirror.delivered == 21 and supervised.restarts >= 1
+    assert supervised.worker.name == "publish:eventstore/test"
