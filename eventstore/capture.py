@@ -8,7 +8,8 @@ change it does not record (filtered, duplicate, DDL, unknown type).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Final
 
@@ -22,6 +23,7 @@ from eventstore.model import (
     CREATED,
     DELETED,
     DROPPED,
+    ERASED,
     GAP,
     GENESIS_HASH,
     REJECTED,
@@ -56,6 +58,11 @@ DDL_TYPES: Final = frozenset(
 )
 
 
+def random_salt() -> bytes:
+    """A fresh random salt for one event (from the OS's CSPRNG)."""
+    return os.urandom(chain.SALT_BYTES)
+
+
 class Capture:
     """Builds sealed events in `seq` order from changes, derived events and snapshots.
 
@@ -64,7 +71,12 @@ class Capture:
     per batch) with `needs_heads` / `add_heads` before building.
     """
 
-    def __init__(self, settings: Settings, head: Head) -> None:
+    def __init__(
+        self, settings: Settings, head: Head, *, salts: Callable[[], bytes] = random_salt
+    ) -> None:
+        # `salts` gives each new event its SALT_BYTES random salt (COMMIT_SCHEME):
+        # injected so tests can be deterministic.
+        self._salts = salts
         self._settings = settings
         self._collections = frozenset(settings.collections)
         self._operations = frozenset(settings.operations)
@@ -168,6 +180,7 @@ class Capture:
             draft,
             prev_hash=prev.hash if prev else GENESIS_HASH,
             prev_log_hash=self.head.log_hash,
+            salt=self._salts(),
         )
         self.head = Head(seq=event.seq, log_hash=event.log_hash)
         self._heads[(stream, tk)] = EntityHead(
@@ -303,7 +316,7 @@ class Capture:
         inferred: bool = False,
     ) -> Event:
         """A `gap`, `dropped`, `renamed` or `rejected` event of the stream's `$stream` pseudo-entity."""
-        assert type_ in (GAP, DROPPED, RENAMED, REJECTED)
+        assert type_ in (GAP, DROPPED, RENAMED, REJECTED, ERASED)
         return self._append(
             event_id=event_id,
             stream=stream,

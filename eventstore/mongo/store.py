@@ -12,6 +12,7 @@ from pymongo.errors import OperationFailure
 
 from eventstore.mongo import compat
 from eventstore.mongo.checkpoints import MongoCheckpoints
+from eventstore.mongo.erasures import MongoErasures
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.jobs import MongoJobs
 from eventstore.mongo.leases import MongoLeases
@@ -20,6 +21,7 @@ from eventstore.mongo.readmodels import MongoReadModels
 from eventstore.mongo.snapshots import MongoSnapshots
 from eventstore.ports import (
     Checkpoints,
+    Erasures,
     EventLog,
     Jobs,
     Leases,
@@ -50,6 +52,7 @@ class MongoStore:
         self.read_models: ReadModels = MongoReadModels(self.db)
         self.jobs: Jobs = MongoJobs(self.db)
         self.merkle: MerkleTree = MongoMerkleTree(self.db)
+        self.erasures: Erasures = MongoErasures(self.db)
         self.degraded: list[str] = []
         self._transactions = False
         self._owns_client = owns_client
