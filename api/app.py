@@ -38,7 +38,7 @@ from api.auth import admin_guard, read_guard
 from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
-from api.routes import events, health, projections, streams
+from api.routes import erasures, events, health, projections, streams
 from api.schemas import EventsPage, HealthOut
 from api.services import Services
 from eventstore.ports import Clock, Store
@@ -323,7 +323,9 @@ def create_app(
     )
     admin = Router(
         "/v1/admin",
-        route_handlers=_documented(projections.ADMIN_ROUTES, ADMIN_PROBLEMS),
+        route_handlers=_documented(
+            [*projections.ADMIN_ROUTES, *erasures.ADMIN_ROUTES], ADMIN_PROBLEMS
+        ),
         guards=[_admin_guard],
     )
     app = EventStoreApp(

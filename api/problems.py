@@ -17,6 +17,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from pymongo.errors import ExecutionTimeout, PyMongoError
 
+from eventstore.erasure import ErasureRefused
 from eventstore.errors import scrub
 from eventstore.history import (
     AmbiguousKey,
@@ -114,6 +115,7 @@ HISTORY_STATUS: Final[dict[type[HistoryError], int]] = {
     NoState: 404,
     UnknownVersion: 404,
     ImpossibleRange: 422,
+    ErasureRefused: 409,
 }
 
 

@@ -108,11 +108,18 @@ class EntitiesPage(msgspec.Struct, kw_only=True):
     next: str | None
 
 
+class ErasedEventOut(msgspec.Struct, kw_only=True):
+    seq: int
+    version: int
+    erased_by: int
+
+
 class EntityVerdictOut(msgspec.Struct, kw_only=True):
     valid: bool
     events_checked: int
     first_invalid_version: int | None
     reason: str | None
+    erased: list[ErasedEventOut] = []
 
 
 class InvalidEntityOut(msgspec.Struct, kw_only=True):
@@ -126,6 +133,7 @@ class StreamVerdictOut(msgspec.Struct, kw_only=True):
     entities_checked: int
     events_checked: int
     invalid: list[InvalidEntityOut]
+    events_erased: int = 0
 
 
 class HeadOut(msgspec.Struct, kw_only=True):
@@ -140,6 +148,7 @@ class LogVerdictOut(msgspec.Struct, kw_only=True):
     reason: str | None
     head: HeadOut
     head_matches: bool | None
+    events_erased: int = 0
 
 
 class ProjectionOut(msgspec.Struct, kw_only=True):

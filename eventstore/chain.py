@@ -120,12 +120,14 @@ class EntityChecker:
         self._expected = 1
         self.failure: EntityVerdict | None = None
         self.erased: list[ErasedEvent] = []
+        self.entity_key: str | None = None
 
     def feed(self, event: Event) -> bool:
         """Check the next event; False once the chain is broken (later events are ignored)."""
         if self.failure is not None:
             return False
         self.checked += 1
+        self.entity_key = event.entity_key
         problem = entity_problem(event, self._expected, self._prev)
         if problem is not None:
             first = self._expected if event.version > self._expected else event.version
@@ -221,6 +223,11 @@ class ErasureClaims:
     def __init__(self) -> None:
         self._pending: dict[int, list[Event]] = {}
         self.count = 0
+        self._by_stream: dict[str, int] = {}
+
+    def count_in(self, stream: str) -> int:
+        """How many erased events of `stream` were seen."""
+        return self._by_stream.get(stream, 0)
 
     def feed(self, event: Event) -> list[tuple[Event, str]]:
         """Record `event`'s claim and settle those naming it; returns the unbacked ones."""
@@ -230,6 +237,7 @@ class ErasureClaims:
                 bad.append((claimant, _unbacked(claimant)))
         if event.erased_by is not None and event.salt is None:
             self.count += 1
+            self._by_stream[event.stream] = self._by_stream.get(event.stream, 0) + 1
             self._pending.setdefault(event.erased_by, []).append(event)
         return bad
 

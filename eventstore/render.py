@@ -93,17 +93,20 @@ def head_json(head: Head) -> dict[str, Any]:
 
 
 def entity_verdict_json(v: EntityVerdict) -> dict[str, Any]:
-    """{valid, events_checked, first_invalid_version, reason}."""
+    """{valid, events_checked, first_invalid_version, reason, erased}."""
     return {
         "valid": v.valid,
         "events_checked": v.events_checked,
         "first_invalid_version": v.first_invalid_version,
         "reason": v.reason,
+        "erased": [
+            {"seq": e.seq, "version": e.version, "erased_by": e.erased_by} for e in v.erased
+        ],
     }
 
 
 def stream_verdict_json(v: StreamVerdict) -> dict[str, Any]:
-    """{valid, entities_checked, events_checked, invalid}."""
+    """{valid, entities_checked, events_checked, invalid, events_erased}."""
     return {
         "valid": v.valid,
         "entities_checked": v.entities_checked,
@@ -116,11 +119,12 @@ def stream_verdict_json(v: StreamVerdict) -> dict[str, Any]:
             }
             for bad in v.invalid
         ],
+        "events_erased": v.events_erased,
     }
 
 
 def log_verdict_json(v: LogVerdict) -> dict[str, Any]:
-    """{valid, events_checked, first_invalid_seq, reason, head, head_matches}."""
+    """{valid, events_checked, first_invalid_seq, reason, head, head_matches, events_erased}."""
     return {
         "valid": v.valid,
         "events_checked": v.events_checked,
@@ -128,4 +132,5 @@ def log_verdict_json(v: LogVerdict) -> dict[str, Any]:
         "reason": v.reason,
         "head": head_json(v.head),
         "head_matches": v.head_matches,
+        "events_erased": v.events_erased,
     }

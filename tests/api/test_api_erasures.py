@@ -1,0 +1,88 @@
+"""Admin erasure requests over HTTP: status codes, the request's state, erasure end to end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from tests.api.conftest import ADMIN_KEY, READ_KEY, AppFactory, build_log
+from tests.integration.ingest_helpers import all_events, ingester
+
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}", "Eventstore-Actor": "dpo@example.org"}
+URL = "/v1/admin/erasures"
+BODY = {"stream": "orders", "entity_key": "ORD-X", "reason": "GDPR art. 17 request #12"}
+
+
+async def test_an_erasure_is_accepted_carried_out_by_capture_and_reported(
+    make_app: AppFactory,
+) -> None:
+    log = await build_log("memory", orders=3, changes=6)
+    try:
+        async with AsyncTestClient(make_app(log.store, admin_key=ADMIN_KEY)) as client:
+            r = await client.post(URL, json=BODY, headers=ADMIN)
+            assert r.status_code == 202, r.text
+            assert set(r.json()) == {"request"}
+            request = r.json()["request"]
+            r = await client.get(f"/v1/admin/requests/{request}", headers=ADMIN)
+            assert r.status_code == 200
+            assert (r.json()["state"], r.json()["seq"], r.json()["events_erased"]) == (
+                "queued",
+                None,
+                None,
+            )
+            # The capturing instance carries it out between batches.
+            await ingester(log.store, log.feed, log.clock).run(until_idle=True)
+            r = await client.get(f"/v1/admin/requests/{request}", headers=ADMIN)
+            events = await all_events(log.store)
+            erased = events[-1]
+            assert erased.type == "erased"
+            assert (r.json()["state"], r.json()["seq"], r.json()["events_erased"]) == (
+                "done",
+                erased.seq,
+                4,
+            )
+            assert erased.document is not None and erased.document["actor"] == "dpo@example.org"
+            # Again: nothing new, and it says so.
+            r = await client.post(URL, json=BODY, headers=ADMIN)
+            assert r.status_code == 200, r.text
+            assert r.json()["already_erased"] is True and r.json()["request"] == request
+            # verify: still valid, the erased events reported as erased with the erased seq.
+            r = await client.get("/v1/streams/orders/entities/ORD-X/verify")
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["valid"] is True
+            assert [e["erased_by"] for e in body["erased"]] == [erased.seq] * 4
+            r = await client.get("/v1/verify")
+            assert r.json()["valid"] is True and r.json()["events_erased"] == 4
+    finally:
+        await log.store.close()
+
+
+async def test_status_codes(make_app: AppFactory) -> None:
+    log = await build_log("memory", orders=3, changes=6)
+    try:
+        app = make_app(log.store, admin_key=ADMIN_KEY, read_keys=(READ_KEY,))
+        async with AsyncTestClient(app) as client:
+            cases: list[tuple[dict[str, Any], dict[str, str], int]] = [
+                (BODY, {"Eventstore-Actor": "dpo"}, 401),  # no key
+                (BODY, {"authorization": f"Bearer {READ_KEY}", "Eventstore-Actor": "dpo"}, 403),
+                (BODY, {"authorization": f"Bearer {ADMIN_KEY}"}, 400),  # no actor header
+                ({**BODY, "entity_key": "nope"}, ADMIN, 404),
+                ({**BODY, "entity_key": "42"}, ADMIN, 409),  # 42 and "42"
+                ({**BODY, "entity_key": "$stream"}, ADMIN, 409),
+                ({"stream": "orders", "entity_key": "ORD-X"}, ADMIN, 400),  # no reason
+                ({**BODY, "extra": 1}, ADMIN, 400),
+                ({**BODY, "reason": "   "}, ADMIN, 400),
+            ]
+            for body, headers, status in cases:
+                r = await client.post(URL, json=body, headers=headers)
+                assert r.status_code == status, (body, headers, r.text)
+                assert r.headers["content-type"].startswith("application/problem+json")
+            r = await client.post(URL, content=b"{not json", headers=ADMIN)
+            assert r.status_code == 400
+            r = await client.get("/v1/admin/requests/nope", headers=ADMIN)
+            assert r.status_code == 404
+            assert await log.store.erasures.queued() == []
+    finally:
+        await log.store.close()
