@@ -114,7 +114,7 @@ class ErasedEventOut(msgspec.Struct, kw_only=True):
     erased_by: int
 
 
-class EntityVerdictOut(msgspec.Struct, kw_only=True):
+class EntityVerdictOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     valid: bool
     events_checked: int
     first_invalid_version: int | None
@@ -128,7 +128,7 @@ class InvalidEntityOut(msgspec.Struct, kw_only=True):
     reason: str | None
 
 
-class StreamVerdictOut(msgspec.Struct, kw_only=True):
+class StreamVerdictOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     valid: bool
     entities_checked: int
     events_checked: int
@@ -141,7 +141,7 @@ class HeadOut(msgspec.Struct, kw_only=True):
     log_hash: str
 
 
-class LogVerdictOut(msgspec.Struct, kw_only=True):
+class LogVerdictOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     valid: bool
     events_checked: int
     first_invalid_seq: int | None

@@ -58,8 +58,8 @@ DDL_TYPES: Final = frozenset(
 )
 
 
-def random_salt() -> bytes:
-    """A fresh random salt for one event (from the OS's CSPRNG)."""
+def random_salt(event_id: str) -> bytes:
+    """A fresh random salt for one event (from the OS's CSPRNG; the id is not used)."""
     return os.urandom(chain.SALT_BYTES)
 
 
@@ -72,10 +72,10 @@ class Capture:
     """
 
     def __init__(
-        self, settings: Settings, head: Head, *, salts: Callable[[], bytes] = random_salt
+        self, settings: Settings, head: Head, *, salts: Callable[[str], bytes] = random_salt
     ) -> None:
-        # `salts` gives each new event its SALT_BYTES random salt (COMMIT_SCHEME):
-        # injected so tests can be deterministic.
+        # `salts(event_id)` gives each new event its SALT_BYTES random salt
+        # (COMMIT_SCHEME): injected so tests can be deterministic.
         self._salts = salts
         self._settings = settings
         self._collections = frozenset(settings.collections)
@@ -180,7 +180,7 @@ class Capture:
             draft,
             prev_hash=prev.hash if prev else GENESIS_HASH,
             prev_log_hash=self.head.log_hash,
-            salt=self._salts(),
+            salt=self._salts(event_id),
         )
         self.head = Head(seq=event.seq, log_hash=event.log_hash)
         self._heads[(stream, tk)] = EntityHead(

@@ -204,7 +204,12 @@ def payload_problem(event: Event, name: str) -> str | None:
         ok = payload_commit(event, event.salt) == event.commit
     except ValueError:
         ok = False
-    return None if ok else f"payload of {name} does not match its commit"
+    # Worded as for the old scheme: the hashed content (through its commit) was altered.
+    return (
+        None
+        if ok
+        else f"hash of {name} does not match its content (payload differs from its commit)"
+    )
 
 
 def erasure_names(erased: Event, stream: str, entity_key: str) -> bool:

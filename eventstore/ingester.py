@@ -38,6 +38,7 @@ from eventstore.capture import (
     Capture,
     gap_id,
     occurred_at_of,
+    random_salt,
     snapshot_id,
     timestamp_time,
 )
@@ -100,6 +101,7 @@ class Ingester:
         owner: str | None = None,
         on_batch: Callable[[IngestStats], None] | None = None,
         checkpointer: Checkpointer | None = None,
+        salts: Callable[[str], bytes] = random_salt,
     ) -> None:
         self.store = store
         self.source = source
@@ -117,6 +119,8 @@ class Ingester:
         self.on_batch = on_batch
         # The Merkle tree and its checkpoints, kept by whoever captures (README "Verifiable log").
         self.checkpointer = checkpointer
+        # Each event's salt (random; tests pass a deterministic one).
+        self._salts = salts
         self._capture: Capture | None = None
         # True from (re)opening the stream until a batch holds a change not yet stored:
         # appends are ordered, so the log holds a prefix of what follows the
@@ -151,7 +155,7 @@ class Ingester:
         if self.checkpointer is not None:
             # Another instance may have extended the tree while this one stood by.
             await self.checkpointer.open()
-        self._capture = Capture(self.settings, await self.store.events.head())
+        self._capture = Capture(self.settings, await self.store.events.head(), salts=self._salts)
         if cp is None:
             cp = Checkpoint(name=self.name, head=self._capture.head, updated_at=self.clock.now())
             if self.source.can_snapshot:

@@ -93,20 +93,25 @@ def head_json(head: Head) -> dict[str, Any]:
 
 
 def entity_verdict_json(v: EntityVerdict) -> dict[str, Any]:
-    """{valid, events_checked, first_invalid_version, reason, erased}."""
-    return {
+    """{valid, events_checked, first_invalid_version, reason} and, once erased, `erased`.
+
+    A log without erasures renders exactly as before erasure existed.
+    """
+    out: dict[str, Any] = {
         "valid": v.valid,
         "events_checked": v.events_checked,
         "first_invalid_version": v.first_invalid_version,
         "reason": v.reason,
-        "erased": [
-            {"seq": e.seq, "version": e.version, "erased_by": e.erased_by} for e in v.erased
-        ],
     }
+    if v.erased:
+        out["erased"] = [
+            {"seq": e.seq, "version": e.version, "erased_by": e.erased_by} for e in v.erased
+        ]
+    return out
 
 
 def stream_verdict_json(v: StreamVerdict) -> dict[str, Any]:
-    """{valid, entities_checked, events_checked, invalid, events_erased}."""
+    """{valid, entities_checked, events_checked, invalid} and, once erased, `events_erased`."""
     return {
         "valid": v.valid,
         "entities_checked": v.entities_checked,
@@ -119,12 +124,11 @@ def stream_verdict_json(v: StreamVerdict) -> dict[str, Any]:
             }
             for bad in v.invalid
         ],
-        "events_erased": v.events_erased,
-    }
+    } | ({"events_erased": v.events_erased} if v.events_erased else {})
 
 
 def log_verdict_json(v: LogVerdict) -> dict[str, Any]:
-    """{valid, events_checked, first_invalid_seq, reason, head, head_matches, events_erased}."""
+    """{valid, events_checked, first_invalid_seq, reason, head, head_matches} (+ `events_erased`)."""
     return {
         "valid": v.valid,
         "events_checked": v.events_checked,
@@ -132,5 +136,4 @@ def log_verdict_json(v: LogVerdict) -> dict[str, Any]:
         "reason": v.reason,
         "head": head_json(v.head),
         "head_matches": v.head_matches,
-        "events_erased": v.events_erased,
-    }
+    } | ({"events_erased": v.events_erased} if v.events_erased else {})

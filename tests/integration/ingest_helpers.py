@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -26,8 +27,13 @@ def settings(**kw: Any) -> Settings:
     return Settings(**base)
 
 
+def fixed_salt(event_id: str) -> bytes:
+    """A deterministic salt per event id, so runs that record the same changes match byte for byte."""
+    return hashlib.sha256(b"test salt " + event_id.encode()).digest()
+
+
 def ingester(store: Store, feed: MemoryChangeFeed, clock: FakeClock, **kw: Any) -> Ingester:
-    """An ingester of the feed's `orders` (and whatever COLLECTIONS says)."""
+    """An ingester of the feed's `orders` (and whatever COLLECTIONS says); deterministic salts."""
     owner = kw.pop("owner", None)
     s = settings(**kw)
     return Ingester(
@@ -38,6 +44,7 @@ def ingester(store: Store, feed: MemoryChangeFeed, clock: FakeClock, **kw: Any) 
         settings=s,
         clock=clock,
         owner=owner,
+        salts=fixed_salt,
     )
 
 

@@ -186,4 +186,6 @@ async def test_a_payload_deleted_without_erasure_is_tampering(
     verifier = LogVerifier()
     verifier.feed(altered)
     verdict = verifier.verdict()
-    assert verdict.reason == f"payload of seq {victim.seq} does not match its commit"
+    assert verdict.reason == (
+        f"hash of seq {victim.seq} does not match its content (payload differs from its commit)"
+    )
