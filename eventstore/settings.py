@@ -7,6 +7,7 @@ setting is a clear error before anything connects.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -79,6 +80,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signer_state: str | None = None
     publish_checkpoints: tuple[str, ...] = ()
     witnesses: tuple[Witness, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # keys never appear in logs or errors
         shown = {f: getattr(self, f) for f in self.__struct_fields__}
@@ -241,6 +243,24 @@ def _check_witnesses(value: Any) -> str | None:
     return None
 
 
+# A browser's `Origin`: scheme, host (a name or a bracketed IPv6 address) and an optional port.
+_ORIGIN: Final = re.compile(
+    r"https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?", re.ASCII
+)
+
+
+def _check_origins(value: Any) -> str | None:
+    """`*` alone, or origins `scheme://host[:port]` (no path, query or trailing slash)."""
+    if _texts(value) is not None:
+        return f"takes * or origins like https://example.com[:port], got {value!r}"
+    if tuple(value) == ("*",):
+        return None
+    for origin in value:
+        if not _ORIGIN.fullmatch(origin):
+            return f"takes * or origins like https://example.com[:port], got {origin!r}"
+    return None
+
+
 _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "uri": _check_uri,
     "source": _check_source,
@@ -264,6 +284,7 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "signer_state": _optional_text,
     "publish_checkpoints": _check_publish,
     "witnesses": _check_witnesses,
+    "cors_origins": _check_origins,
 }
 
 
@@ -344,6 +365,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "signer_state": lambda v: v.strip() or None,
     "publish_checkpoints": _csv,
     "witnesses": _witnesses,
+    "cors_origins": _csv,
 }
 
 SETTING_NAMES: Final = tuple(_PARSERS)

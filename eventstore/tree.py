@@ -170,3 +170,13 @@ async def consistency_proof(merkle: MerkleTree, first: int, second: int) -> list
     """RFC 9162 consistency proof between sizes `first` and `second`, from one node query."""
     plan = consistency_plan(first, second)
     return plan.assemble(await _fetch(merkle, second, plan.node_ids()))
+
+
+async def leaf_and_inclusion(
+    merkle: MerkleTree, index: int, size: int
+) -> tuple[bytes, list[bytes]]:
+    """The stored leaf hash of `index` and its inclusion proof in tree `size`: one node query."""
+    plan = inclusion_plan(index, size)
+    ids = plan.node_ids() | {(0, index)}
+    nodes = await _fetch(merkle, size, ids)
+    return nodes[(0, index)], plan.assemble(nodes)

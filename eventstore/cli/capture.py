@@ -15,11 +15,12 @@ from eventstore.cli.common import EXIT_OK, Progress, install_stop_signals, setti
 
 
 def workload_options(args: argparse.Namespace) -> WorkloadOptions:
-    """The simulator's `--orders`, `--rate` and `--seed` of a command."""
+    """The simulator's `--orders`, `--rate`, `--seed` and `--changes` (None: unlimited) of a command."""
     return WorkloadOptions(
         orders=getattr(args, "orders", 100),
         rate=getattr(args, "rate", 5.0),
         seed=getattr(args, "seed", None),
+        changes=getattr(args, "changes", None),
     )
 
 

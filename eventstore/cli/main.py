@@ -40,6 +40,10 @@ def _command(name: str) -> Command:
         from eventstore.cli import projections
 
         module = projections
+    elif name in ("keygen", "proof", "verify-proof"):
+        from eventstore.cli import proofs
+
+        module = proofs
     elif name == "run":
         from eventstore.cli import run
 

@@ -33,6 +33,7 @@ _SETTING_HELP = {
     "signer_state": "file with the last signed size and root (default <signing key>.state)",
     "publish_checkpoints": "comma-separated dir:PATH or http(s):// targets of signed checkpoints",
     "witnesses": "comma-separated URL=VERIFIER_KEY of C2SP tlog-witnesses",
+    "cors_origins": "origins allowed to call the API from a browser, comma-separated, or *",
 }
 
 
@@ -69,6 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="create collections, validators, indexes and roles")
     _add_settings(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser("keygen", help="write a checkpoint signing key; print its verifier key")
+    p.add_argument("name", help="key name (no '+', spaces or newlines), e.g. log.example.com")
+    p.add_argument("--out", required=True, help="private key file to create (mode 0600)")
+
+    p = sub.add_parser("proof", help="the self-contained proof file of one event")
+    _add_settings(p)
+    p.add_argument("seq", type=_positive_int)
+    p.add_argument("--size", type=_positive_int, default=None, help="checkpoint size (latest)")
+    p.add_argument("--out", default=None, help="write the file here instead of stdout")
+
+    p = sub.add_parser("verify-proof", help="check a proof file offline (no database)")
+    p.add_argument("file", help="the proof file (- = stdin)")
+    p.add_argument("--key", required=True, help="the log's verifier key")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
     p = sub.add_parser("ingest", help="capture changes into the event log")
     _add_settings(p)
@@ -107,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--head", action="store_true", help="print the log head to keep elsewhere")
     g.add_argument("--against-head", metavar="FILE", help="verify the log against an exported head")
+    g.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="hold the log to a saved signed checkpoint (needs --key)",
+    )
+    p.add_argument("--key", dest="key_", metavar="VERIFIER_KEY", help="the log's verifier key")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
     p = sub.add_parser("project", help="run the projector (each projection holds its own lease)")
@@ -140,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         type=_nonneg_float,
         default=5.0,
-        help="changes per second after them; 0 = stop after the orders (default 5)",
+        help="changes per second after them (default 5); 0 = unpaced: --changes as fast "
+        "as they go, or none without --changes",
     )
     p.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     p.add_argument(
@@ -149,7 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not serve: capture --orders and --changes as fast as possible and report",
     )
     p.add_argument(
-        "--changes", type=_nonneg_int, default=2000, help="with --report: changes (default 2000)"
+        "--changes",
+        type=_nonneg_int,
+        default=None,
+        help="stop the traffic after this many changes and keep serving "
+        "(default: unlimited; with --report: 2000)",
     )
     p.add_argument("--json", action="store_true", help="with --report: print the summary as JSON")
     return parser
