@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 
 from eventstore.chain import LogVerifier
+from eventstore.checkpointing import Checkpointer
 from eventstore.clock import FakeClock
 from eventstore.erasure import ErasureRefused, request_erasure
 from eventstore.history import AmbiguousKey, History, UnknownEntity
-from eventstore.merkle import leaf_hash, root_of
+from eventstore.merkle import leaf_hash, root_of, verify_consistency
 from eventstore.model import COMMIT_SCHEME, ERASED, PAYLOAD_SCHEME, Event
+from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
 from eventstore.ports import Store
+from eventstore.proofs import event_proof, verify_proof_file
 from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
+from eventstore.tree import LogTree, consistency_proof, event_leaf
 from eventstore.verification import verify_entity, verify_log, verify_stream
 from tests.integration.ingest_helpers import all_events, assert_log_intact, ingester
 
@@ -189,3 +195,64 @@ async def test_a_payload_deleted_without_erasure_is_tampering(
     assert verdict.reason == (
         f"hash of seq {victim.seq} does not match its content (payload differs from its commit)"
     )
+
+
+async def test_erasure_keeps_every_signed_checkpoint_and_proof_valid(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    signer = Signer.generate("erasure.test")
+    verifier = Verifier.parse(signer.verifier_key())
+    cp = Checkpointer(
+        LogTree(store.merkle, store.events, page=7),
+        origin="eventstore/test",
+        clock=clock,
+        signer=signer,
+        state_path=str(tmp_path / "state"),
+    )
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": "A", "email": "ann@example.org"})
+    await orders.insert_one({"_id": "B", "email": "bob@example.org"})
+    run = ingester(store, feed, clock)
+    run.checkpointer = cp
+    await run.run(until_idle=True)
+    await orders.update_one({"_id": "A"}, {"$set": {"email": "ann@new.example"}})
+    clock.advance(5)
+    run = ingester(store, feed, clock)
+    run.checkpointer = cp
+    await run.run(until_idle=True)
+    before = await all_events(store)
+    old_checkpoint = await store.merkle.checkpoint()
+    assert old_checkpoint is not None and old_checkpoint.signed
+    old_size = old_checkpoint.size
+    assert old_size == len(before)
+    old_proofs = {
+        e.seq: msgspec.json.encode(await event_proof(store, e.seq, old_size)) for e in before
+    }
+
+    await erase(store, "A", clock)
+    clock.advance(5)
+    run = ingester(store, feed, clock)
+    run.checkpointer = cp
+    await run.run(until_idle=True)
+
+    after = await all_events(store)
+    assert after[-1].type == ERASED and after[0].document is None
+    # Every proof file made before the erasure still verifies offline, and so do new ones.
+    for seq, data in old_proofs.items():
+        verdict = verify_proof_file(data, verifier)
+        assert verdict.valid, (seq, verdict.reason)
+        renewed = msgspec.json.encode(await event_proof(store, seq, old_size))
+        assert renewed == data
+    latest = await store.merkle.checkpoint()
+    assert latest is not None and latest.size == len(after) and latest.signed
+    for e in before:
+        fresh = msgspec.json.encode(await event_proof(store, e.seq, latest.size))
+        assert verify_proof_file(fresh, verifier).valid
+    # The new tree extends the old checkpoint: consistency proof and root recomputed from hashes.
+    _, _, old_root = parse_checkpoint(open_note(old_checkpoint.note, verifier))
+    _, _, new_root = parse_checkpoint(open_note(latest.note, verifier))
+    proof = await consistency_proof(store.merkle, old_size, latest.size)
+    verify_consistency(old_size, latest.size, old_root, new_root, proof)
+    assert root_of([event_leaf(e) for e in after[:old_size]]) == old_root
+    assert (await verify_log(store.events, None)).valid
