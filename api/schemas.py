@@ -39,6 +39,12 @@ class EventOut(msgspec.Struct, kw_only=True):
     hash: str
     prev_hash: str
     log_hash: str
+    # 1: the hash covers the payload; 2: a salted commitment of it (erasable).
+    hash_scheme: int = 1
+    salt: str | None = None
+    commit: str | None = None
+    erased: bool = False
+    erased_by: int | None = None
 
 
 class HistoryEventOut(EventOut, kw_only=True):
@@ -78,6 +84,7 @@ class StateOut(msgspec.Struct, kw_only=True):
     gap: GapOut | None
     document: dict[str, Any] | None
     findings: list[FindingOut] = []
+    erased: bool = False
 
 
 class DiffOut(msgspec.Struct, kw_only=True):

@@ -35,6 +35,11 @@ def event_json(event: Event, changes: list[FieldChange] | None = None) -> dict[s
         "hash": event.hash,
         "prev_hash": event.prev_hash,
         "log_hash": event.log_hash,
+        "hash_scheme": event.hash_scheme,
+        "salt": event.salt,
+        "commit": event.commit,
+        "erased": event.erased,
+        "erased_by": event.erased_by,
     }
     if changes is not None:
         out["diff"] = changes_json(changes)
@@ -75,6 +80,7 @@ def state_json(state: EntityState) -> dict[str, Any]:
         "findings": [
             {"version": f.version, "kind": f.kind, "detail": f.detail} for f in state.findings
         ],
+        "erased": state.erased,
     }
 
 

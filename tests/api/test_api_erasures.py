@@ -55,6 +55,32 @@ async def test_an_erasure_is_accepted_carried_out_by_capture_and_reported(
             assert [e["erased_by"] for e in body["erased"]] == [erased.seq] * 4
             r = await client.get("/v1/verify")
             assert r.json()["valid"] is True and r.json()["events_erased"] == 4
+            # state and history of an erased version: erased, no document, no salt.
+            entity = "/v1/streams/orders/entities/ORD-X"
+            for query in ("", "?version=1", "?version=4"):
+                r = await client.get(f"{entity}/state{query}")
+                assert r.status_code == 200, r.text
+                state = r.json()
+                assert (state["erased"], state["document"], state["exists"]) == (True, None, True)
+            r = await client.get(f"{entity}/history")
+            assert r.status_code == 200, r.text
+            history = r.json()["events"]
+            assert [
+                (e["version"], e["erased"], e["erased_by"], e["document"], e["changes"], e["salt"])
+                for e in history
+            ] == [(v, True, erased.seq, None, None, None) for v in (1, 2, 3, 4)]
+            assert all(e["hash_scheme"] == 2 and len(e["commit"]) == 64 for e in history)
+            assert all(e["diff"] == [] for e in history)
+            assert "xavier" not in r.text.lower()
+            # Another entity keeps its data, salt and commit.
+            r = await client.get("/v1/streams/orders/entities/a%2Fb/history")
+            [other] = r.json()["events"]
+            assert other["erased"] is False and other["document"]["_id"] == "a/b"
+            assert other["salt"] is not None and len(other["salt"]) == 64
+            # The erased record is a stream event like any other.
+            r = await client.get("/v1/streams/orders/entities/$stream/history")
+            record = r.json()["events"][-1]
+            assert record["type"] == "erased" and record["document"]["entity_key"] == "ORD-X"
     finally:
         await log.store.close()
 
