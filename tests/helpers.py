@@ -124,6 +124,11 @@ EVENT_KEYS = [
     "hash",
     "prev_hash",
     "log_hash",
+    "hash_scheme",
+    "salt",
+    "commit",
+    "erased",
+    "erased_by",
     "diff",
 ]
 
