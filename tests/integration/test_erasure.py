@@ -7,13 +7,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from eventstore.chain import LogVerifier
+from eventstore.chain import LogVerifier, seal
 from eventstore.checkpointing import Checkpointer
 from eventstore.clock import FakeClock
 from eventstore.erasure import ErasureRefused, request_erasure
 from eventstore.history import AmbiguousKey, History, UnknownEntity
+from eventstore.memory.store import MemoryStore
 from eventstore.merkle import leaf_hash, root_of, verify_consistency
-from eventstore.model import COMMIT_SCHEME, ERASED, PAYLOAD_SCHEME, Event
+from eventstore.model import COMMIT_SCHEME, ERASED, GENESIS_HASH, PAYLOAD_SCHEME, Event
 from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
 from eventstore.ports import Store
 from eventstore.proofs import event_proof, verify_proof_file
@@ -140,18 +141,13 @@ async def test_old_scheme_events_refuse_erasure(store: Store, clock: FakeClock) 
     await captured(store, clock)
     events = await all_events(store)
     # A log written before erasure existed: same events sealed under PAYLOAD_SCHEME.
-    from eventstore import chain
-    from eventstore.memory.store import MemoryStore
-
     old_store = MemoryStore()
     prev: dict[str, str] = {}
-    log_hash = chain.GENESIS_HASH
+    log_hash = GENESIS_HASH
     old: list[Event] = []
     for e in events:
         plain = msgspec.structs.replace(e, hash_scheme=PAYLOAD_SCHEME, salt=None, commit=None)
-        sealed = chain.seal(
-            plain, prev_hash=prev.get(e.entity_key, chain.GENESIS_HASH), prev_log_hash=log_hash
-        )
+        sealed = seal(plain, prev_hash=prev.get(e.entity_key, GENESIS_HASH), prev_log_hash=log_hash)
         prev[e.entity_key], log_hash = sealed.hash, sealed.log_hash
         old.append(sealed)
     await old_store.events.append(old)
