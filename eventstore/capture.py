@@ -58,9 +58,31 @@ DDL_TYPES: Final = frozenset(
 )
 
 
+class _SaltPool:
+    """Salts cut from larger reads of the OS's CSPRNG (one system call per 256 events)."""
+
+    def __init__(self, per_read: int = 256) -> None:
+        self._size = chain.SALT_BYTES * per_read
+        self._buffer = b""
+        self._at = 0
+
+    def take(self) -> bytes:
+        if self._at >= len(self._buffer):
+            self._buffer, self._at = os.urandom(self._size), 0
+        salt = self._buffer[self._at : self._at + chain.SALT_BYTES]
+        self._at += chain.SALT_BYTES
+        return salt
+
+
+_POOL = _SaltPool()
+
+
 def random_salt(event_id: str) -> bytes:
-    """A fresh random salt for one event (from the OS's CSPRNG; the id is not used)."""
-    return os.urandom(chain.SALT_BYTES)
+    """A fresh random salt for one event (from the OS's CSPRNG; the id is not used).
+
+    Each salt is used once: the pool never hands out the same bytes twice.
+    """
+    return _POOL.take()
 
 
 class Capture:
@@ -72,10 +94,15 @@ class Capture:
     """
 
     def __init__(
-        self, settings: Settings, head: Head, *, salts: Callable[[str], bytes] = random_salt
+        self,
+        settings: Settings,
+        head: Head,
+        *,
+        salts: Callable[[str], bytes] | None = random_salt,
     ) -> None:
         # `salts(event_id)` gives each new event its SALT_BYTES random salt
-        # (COMMIT_SCHEME): injected so tests can be deterministic.
+        # (COMMIT_SCHEME): injected so tests can be deterministic. None seals under
+        # PAYLOAD_SCHEME, as before erasure existed (for tests and benchmarks only).
         self._salts = salts
         self._settings = settings
         self._collections = frozenset(settings.collections)
@@ -180,7 +207,7 @@ class Capture:
             draft,
             prev_hash=prev.hash if prev else GENESIS_HASH,
             prev_log_hash=self.head.log_hash,
-            salt=self._salts(event_id),
+            salt=None if self._salts is None else self._salts(event_id),
         )
         self.head = Head(seq=event.seq, log_hash=event.log_hash)
         self._heads[(stream, tk)] = EntityHead(

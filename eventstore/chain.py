@@ -68,14 +68,23 @@ def seal(event: Event, *, prev_hash: str, prev_log_hash: str, salt: bytes | None
     With a `salt` (SALT_BYTES random bytes) it is sealed under COMMIT_SCHEME;
     without, under PAYLOAD_SCHEME (the scheme of logs written before erasure).
     """
-    linked = msgspec.structs.replace(event, prev_hash=prev_hash, hash="", log_hash="")
-    if salt is not None:
+    if salt is None:
+        linked = msgspec.structs.replace(event, prev_hash=prev_hash, hash="", log_hash="")
+    else:
         if len(salt) != SALT_BYTES:
             raise ValueError(f"a salt has {SALT_BYTES} bytes, not {len(salt)}")
+        # One copy: the commitment needs only the payload, which the copy keeps as is.
+        commit = hashlib.sha256(salt + bson.encode(payload_doc(event))).hexdigest()
         linked = msgspec.structs.replace(
-            linked, hash_scheme=COMMIT_SCHEME, salt=salt.hex(), erased_by=None
+            event,
+            prev_hash=prev_hash,
+            hash="",
+            log_hash="",
+            hash_scheme=COMMIT_SCHEME,
+            salt=salt.hex(),
+            commit=commit,
+            erased_by=None,
         )
-        linked = msgspec.structs.replace(linked, commit=payload_commit(linked, linked.salt or ""))
     h = entity_hash(linked)
     return msgspec.structs.replace(linked, hash=h, log_hash=next_log_hash(prev_log_hash, h))
 

@@ -90,11 +90,30 @@ def event_doc(event: Event, *, with_hashes: bool = True) -> dict[str, Any]:
 
 def committed_doc(event: Event) -> dict[str, Any]:
     """The input of a COMMIT_SCHEME event's hash: `event_doc` without hashes, with the
-    payload (document, changes, before) and the salt left out; `commit` stands for them."""
-    doc = event_doc(event, with_hashes=False)
-    for name in ("document", "changes", "before", "salt"):
-        del doc[name]
-    return doc
+    payload (document, changes, before) and the salt left out; `commit` stands for them.
+
+    Built directly (same order as `event_doc`): it is computed for every event captured.
+    """
+    return {
+        "_id": event.id,
+        "seq": Int64(event.seq),
+        "stream": event.stream,
+        "entity_id": event.entity_id,
+        "entity_key": event.entity_key,
+        "version": Int64(event.version),
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "cluster_time": event.cluster_time,
+        "recorded_at": event.recorded_at,
+        "changed_fields": event.changed_fields,
+        "actor": event.actor,
+        "inferred": event.inferred,
+        "txn": event.txn,
+        "prev_hash": event.prev_hash,
+        "schema": event.schema,
+        "hash_scheme": event.hash_scheme,
+        "commit": event.commit,
+    }
 
 
 def payload_doc(event: Event) -> dict[str, Any]:
