@@ -17,10 +17,10 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from pymongo.errors import ExecutionTimeout, PyMongoError
 
-from eventstore.erasure import ErasureRefused
 from eventstore.errors import scrub
 from eventstore.history import (
     AmbiguousKey,
+    ErasureRefused,
     HistoryError,
     ImpossibleRange,
     NoState,

@@ -17,7 +17,7 @@ from typing import Final
 
 import msgspec
 
-from eventstore.history import History, HistoryError
+from eventstore.history import ErasureRefused, History, HistoryError
 from eventstore.model import COMMIT_SCHEME, PAYLOAD_SCHEME, STREAM_KEY, ErasureRequest
 from eventstore.ports import Store
 
@@ -25,10 +25,6 @@ from eventstore.ports import Store
 PAGE: Final = 1000
 MAX_REASON: Final = 2000
 MAX_ACTOR: Final = 200
-
-
-class ErasureRefused(HistoryError):
-    """The entity cannot be erased (old hash scheme, the stream pseudo-entity): 409."""
 
 
 class ErasureOutcome(msgspec.Struct, frozen=True, kw_only=True):

@@ -90,6 +90,10 @@ class AmbiguousKey(HistoryError):
         self.typed_keys = typed_keys
 
 
+class ErasureRefused(HistoryError):
+    """An entity that cannot be erased (events of the old hash scheme, the `$stream` record)."""
+
+
 class NoState(HistoryError):
     """The entity had no recorded state yet at that time."""
 
