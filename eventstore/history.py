@@ -443,6 +443,7 @@ class History:
 
         erased_state = _erased_state(stream, events, target)
         if erased_state is not None:
+            self._forget(stream, entity_id)
             return erased_state
         folding = _Folding(base, self.snapshot_every, lay_below)
         state = base.document if base is not None else None
@@ -507,6 +508,12 @@ class History:
             document=state,
             findings=findings,
         )
+
+    def _forget(self, stream: str, entity_id: Any) -> None:
+        """Drop the remembered states of an entity met erased (they hold its data)."""
+        tk = typed_key(entity_id)
+        for memo in [m for m in self._folded if m[0] == stream and m[1] == tk]:
+            del self._folded[memo]
 
     async def ensure_snapshots(self, stream: str, entity_id: Any) -> int:
         """Lay every missing snapshot after the newest one, reading in pages; returns the latest version.
