@@ -56,6 +56,7 @@ class Workers:
             clock=clock,
             owner=owner,
             checkpointer=checkpointer,
+            entity_rows=[p.collection for p in projections if p.per_entity],
         )
         self.runners = [
             ProjectionRunner(

@@ -102,6 +102,7 @@ class Ingester:
         on_batch: Callable[[IngestStats], None] | None = None,
         checkpointer: Checkpointer | None = None,
         salts: Callable[[str], bytes] = random_salt,
+        entity_rows: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.source = source
@@ -121,6 +122,8 @@ class Ingester:
         self.checkpointer = checkpointer
         # Each event's salt (random; tests pass a deterministic one).
         self._salts = salts
+        # Read-model collections whose rows are one entity's, by typed key: an erasure deletes them.
+        self._entity_rows = tuple(entity_rows)
         self._capture: Capture | None = None
         # True from (re)opening the stream until a batch holds a change not yet stored:
         # appends are ordered, so the log holds a prefix of what follows the
@@ -504,6 +507,8 @@ class Ingester:
             restamp=earlier,
         )
         await self.store.snapshots.purge_entity(request.stream, request.entity_id)
+        for collection in self._entity_rows:
+            await self.store.read_models.write(collection, [(typed_key(request.entity_id), None)])
         capture.stream_event(
             request.stream,
             ERASED,

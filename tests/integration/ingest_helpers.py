@@ -35,6 +35,7 @@ def fixed_salt(event_id: str) -> bytes:
 def ingester(store: Store, feed: MemoryChangeFeed, clock: FakeClock, **kw: Any) -> Ingester:
     """An ingester of the feed's `orders` (and whatever COLLECTIONS says); deterministic salts."""
     owner = kw.pop("owner", None)
+    entity_rows = kw.pop("entity_rows", ())
     s = settings(**kw)
     return Ingester(
         store=store,
@@ -45,6 +46,7 @@ def ingester(store: Store, feed: MemoryChangeFeed, clock: FakeClock, **kw: Any) 
         clock=clock,
         owner=owner,
         salts=fixed_salt,
+        entity_rows=entity_rows,
     )
 
 

@@ -14,7 +14,14 @@ from eventstore.erasure import ErasureRefused, request_erasure
 from eventstore.history import AmbiguousKey, History, UnknownEntity
 from eventstore.memory.store import MemoryStore
 from eventstore.merkle import leaf_hash, root_of, verify_consistency
-from eventstore.model import COMMIT_SCHEME, ERASED, GENESIS_HASH, PAYLOAD_SCHEME, Event
+from eventstore.model import (
+    COMMIT_SCHEME,
+    ERASED,
+    GENESIS_HASH,
+    PAYLOAD_SCHEME,
+    EntitySnapshot,
+    Event,
+)
 from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
 from eventstore.ports import Store
 from eventstore.proofs import event_proof, verify_proof_file
@@ -63,8 +70,27 @@ async def test_erasure_removes_payload_and_salt_and_every_hash_still_verifies(
     feed = await captured(store, clock)
     before = await all_events(store)
     assert all(e.hash_scheme == COMMIT_SCHEME and e.salt and e.commit for e in before)
+    # What was derived from A: a read-model row and a snapshot.
+    rows = [("str:A", {"email": "ann@new.example"}), ("str:B", {"email": "bob@example.org"})]
+    await store.read_models.write("rm_order_summary", rows)
+    a_last = [e for e in before if e.entity_key == "A"][-1]
+    snapshot = EntitySnapshot(
+        stream="orders",
+        entity_id="A",
+        entity_key="A",
+        version=a_last.version,
+        occurred_at=a_last.occurred_at,
+        exists=True,
+        document={"_id": "A", "email": "ann@new.example"},
+        event_hash=a_last.hash,
+    )
+    await store.snapshots.put_many([snapshot])
+    assert await store.snapshots.latest("orders", "A") is not None
     request_id = await erase(store, "A", clock)
-    await ingester(store, feed, clock).run(until_idle=True)
+    await ingester(store, feed, clock, entity_rows=["rm_order_summary"]).run(until_idle=True)
+    left = await store.read_models.get_many("rm_order_summary", ["str:A", "str:B"])
+    assert list(left) == ["str:B"]
+    assert await store.snapshots.latest("orders", "A") is None
 
     after = await assert_log_intact(store)
     erased = after[-1]
