@@ -20,8 +20,9 @@ class MemoryErasures:
         return self._requests.get(request_id)
 
     async def queued(self) -> list[ErasureRequest]:
-        """The queued requests, oldest first."""
-        return [r for r in self._requests.values() if r.state == "queued"]
+        """The queued requests, oldest first (by requested_at, as the mongo adapter sorts)."""
+        queued = [r for r in self._requests.values() if r.state == "queued"]
+        return sorted(queued, key=lambda r: (r.requested_at is not None, r.requested_at or 0))
 
     async def done_for(self, stream: str, entity_key: str) -> ErasureRequest | None:
         """The newest carried-out request for this entity."""

@@ -213,12 +213,15 @@ class MemoryEventLog:
     async def erase_payloads(
         self, stream: str, entity_id: Any, *, erased_by: int, restamp: int | None = None
     ) -> int:
-        """Replace the entity's unerased COMMIT_SCHEME events before `erased_by` by erased copies."""
+        """Replace the entity's unerased COMMIT_SCHEME events before `erased_by` by erased copies
+        (and those an unrecorded attempt stamped with `restamp`)."""
         key = (stream, typed_key(entity_id))
         entity = self._by_entity.get(key, [])
         erased = 0
         for i, event in enumerate(entity):
-            if event.hash_scheme != COMMIT_SCHEME or event.salt is None or event.seq >= erased_by:
+            if event.hash_scheme != COMMIT_SCHEME or event.seq >= erased_by:
+                continue
+            if event.salt is None and (restamp is None or event.erased_by != restamp):
                 continue
             gone = msgspec.structs.replace(
                 event, document=None, changes=None, before=None, salt=None, erased_by=erased_by
