@@ -19,7 +19,7 @@ from eventstore.notes import Signer, checkpoint_text, sign_note
 from eventstore.ports import Clock, EventLog, MerkleTree
 from eventstore.settings import Settings
 from eventstore.signing import SignerState, load_signer, read_state, root_b64, write_state
-from eventstore.tree import LogTree, consistency_proof
+from eventstore.tree import Heartbeat, LogTree, consistency_proof
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ class Checkpointer:
         """The stored tree."""
         return self.tree.merkle
 
-    async def open(self) -> None:
+    async def open(self, heartbeat: Heartbeat | None = None) -> None:
         """Load (or build) the tree; remember the latest stored checkpoint's size."""
-        await self.tree.open()
+        await self.tree.open(heartbeat)
         latest = await self.merkle.checkpoint()
         self._last_size = latest.size if latest else None
 

@@ -34,6 +34,7 @@ from eventstore.model import (
     StreamStats,
     TreeCheckpoint,
 )
+from eventstore.worker_state import WorkerRecord
 
 
 class LogConflict(Exception):
@@ -326,6 +327,22 @@ class MerkleTree(Protocol):
         """Add a witness's cosignature line to the checkpoint of `size` (once)."""
 
 
+class Workers(Protocol):
+    """Every instance's worker states (one record per instance and worker), for status views."""
+
+    async def put(self, records: Sequence[WorkerRecord]) -> None:
+        """Store (replace) these records, each by its instance and name."""
+        ...
+
+    async def all(self) -> list[WorkerRecord]:
+        """Every stored record, by name then instance."""
+        ...
+
+    async def remove(self, instance: str) -> None:
+        """Forget an instance's records (it stopped cleanly: it runs no worker any more)."""
+        ...
+
+
 class Store(Protocol):
     """The storage ports of one deployment, and its transaction support."""
 
@@ -337,6 +354,7 @@ class Store(Protocol):
     jobs: Jobs
     merkle: MerkleTree
     erasures: Erasures
+    workers: Workers
 
     @property
     def transactions(self) -> bool:

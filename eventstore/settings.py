@@ -80,6 +80,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signer_state: str | None = None
     publish_checkpoints: tuple[str, ...] = ()
     witnesses: tuple[Witness, ...] = ()
+    # Seconds this process's capture may retry before readiness answers 503.
+    unhealthy_after: float = 30.0
     cors_origins: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # keys never appear in logs or errors
@@ -285,6 +287,7 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "publish_checkpoints": _check_publish,
     "witnesses": _check_witnesses,
     "cors_origins": _check_origins,
+    "unhealthy_after": _seconds,
 }
 
 
@@ -365,6 +368,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "signer_state": lambda v: v.strip() or None,
     "publish_checkpoints": _csv,
     "witnesses": _witnesses,
+    "unhealthy_after": _positive_float("UNHEALTHY_AFTER"),
     "cors_origins": _csv,
 }
 

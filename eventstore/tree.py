@@ -10,7 +10,7 @@ log's events on `open`, in pages, with progress.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from eventstore.merkle import (
     EMPTY_ROOT,
@@ -28,6 +28,7 @@ from eventstore.ports import EventLog, MerkleTree
 
 log = logging.getLogger(__name__)
 
+Heartbeat = Callable[[], Awaitable[None]]
 Progress = Callable[[int, int], None]
 """Called with (tree size, log size) while a tree is being built from the log."""
 
@@ -67,22 +68,26 @@ class LogTree:
         """The current root."""
         return self._frontier.root() if self._frontier else EMPTY_ROOT
 
-    async def open(self) -> int:
-        """Load the frontier from the store, then catch up with the log; returns the size."""
+    async def open(self, heartbeat: Heartbeat | None = None) -> int:
+        """Load the frontier from the store, then catch up with the log; returns the size.
+
+        `heartbeat` is awaited after each page of a long build (the ingester keeps its
+        lease with it).
+        """
         size = await self.merkle.size()
         nodes = await self.merkle.get_nodes(Frontier.ids(size))
         try:
             self._frontier = Frontier.from_store(size, nodes)
         except KeyError as exc:
             raise TreeMissing(f"the stored tree of size {size} lacks node {exc}") from exc
-        await self.catch_up()
+        await self.catch_up(heartbeat)
         return self.size
 
     def reset(self) -> None:
         """Forget the frontier: the next use reloads it from the store and catches up."""
         self._frontier = None
 
-    async def catch_up(self) -> None:
+    async def catch_up(self, heartbeat: Heartbeat | None = None) -> None:
         """Add every stored event the tree lacks, a page at a time."""
         frontier = await self._require()
         target = (await self.events.head()).seq
@@ -97,6 +102,8 @@ class LogTree:
             await self._add(batch)
             if self.progress is not None:
                 self.progress(frontier.size, target)
+            if heartbeat is not None:
+                await heartbeat()
             log.info("building the Merkle tree: %d of %d events", frontier.size, target)
         log.info("Merkle tree built: %d events added, size %d", frontier.size - start, target)
 

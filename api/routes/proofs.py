@@ -12,9 +12,11 @@ import msgspec
 from litestar import Response, get
 from litestar.params import FromPath, QueryParameter
 
+from api.params import DEFAULT_LIMIT, encode_cursor, int_cursor, listing, path_value
 from api.problems import ApiError
+from api.routes.streams import After, Limit, entity_key_param
 from api.services import ServicesDep
-from eventstore import proofs
+from eventstore import proofs, render
 from eventstore.merkle import ProofError
 
 NOTE_TYPE: Final = "text/plain"  # Litestar adds "; charset=utf-8"
@@ -84,5 +86,66 @@ async def event_proof(
     return out
 
 
+# Entity events read per query while looking for the newest one inside the tree.
+_SCAN: Final = 1000
+
+
+@get(
+    "/streams/{stream:str}/entities/{key:str}/proof",
+    summary="An entity's events up to its newest one in tree `size`, with that event's inclusion proof",
+)
+async def entity_proof(
+    services: ServicesDep,
+    stream: FromPath[str],
+    key: FromPath[str],
+    size: Size = None,
+    limit: Limit = DEFAULT_LIMIT,
+    after: After = None,
+) -> dict[str, Any]:
+    stream, key = path_value(stream), entity_key_param(key)
+    kind = listing("proof", stream, key)
+    after_version = int_cursor(kind, after)
+    try:
+        checkpoint = await proofs.checkpoint_at(services.store, size)
+    except proofs.NoCheckpoint as exc:
+        raise ApiError(404, str(exc), kind="not-found") from exc
+    n = checkpoint.size
+    # The newest event of the entity inside the tree (versions and seqs grow together).
+    newest = None
+    cursor: str | None = None
+    while True:
+        events, more = await services.history.page_events(stream, key, limit=_SCAN, after=cursor)
+        if not events and cursor is None:
+            await services.history.history(stream, key, limit=1)  # 404 / 409 as history says
+        inside = [e for e in events if e.seq <= n]
+        newest = inside[-1] if inside else newest
+        if not more or len(inside) < len(events):
+            break
+        cursor = str(events[-1].version)
+    if newest is None:
+        raise ApiError(404, f"the entity has no event in the tree of {n} events", kind="not-found")
+    page, more = await services.history.page_events(
+        stream,
+        key,
+        to_version=newest.version,
+        limit=limit,
+        after=None if after_version is None else str(after_version),
+    )
+    try:
+        proof = await proofs.inclusion(services.store, newest.seq, n)
+    except ProofError as exc:
+        raise _unprocessable(exc) from exc
+    return {
+        "stream": stream,
+        "entity_key": newest.entity_key,
+        "tree_size": n,
+        "checkpoint": proofs.full_note(checkpoint),
+        "newest": {"seq": newest.seq, "version": newest.version, "hash": newest.hash},
+        "proof": proof,
+        "events": [render.event_json(e) for e in page],
+        "next": encode_cursor(kind, page[-1].version) if more and page else None,
+    }
+
+
 PUBLIC_ROUTES: list[Any] = [get_checkpoint, inclusion_proof, consistency_proof]
-ROUTES: list[Any] = [event_proof]
+ROUTES: list[Any] = [event_proof, entity_proof]

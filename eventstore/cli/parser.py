@@ -33,6 +33,7 @@ _SETTING_HELP = {
     "signer_state": "file with the last signed size and root (default <signing key>.state)",
     "publish_checkpoints": "comma-separated dir:PATH or http(s):// targets of signed checkpoints",
     "witnesses": "comma-separated URL=VERIFIER_KEY of C2SP tlog-witnesses",
+    "unhealthy_after": "seconds capture may retry before /health/ready answers 503 (default 30)",
     "cors_origins": "origins allowed to call the API from a browser, comma-separated, or *",
 }
 
@@ -85,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="the proof file (- = stdin)")
     p.add_argument("--key", required=True, help="the log's verifier key")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
+    p = sub.add_parser("monitor", help="watch a service's signed checkpoints (exit 2 on a fork)")
+    p.add_argument("url", help="the service's base URL, e.g. https://audit.example.com")
+    p.add_argument("--key", required=True, help="the log's verifier key")
+    p.add_argument("--state", required=True, help="directory keeping the checkpoints seen")
+    p.add_argument("--read-key", default=None, help="bearer key, if the service needs one")
+    p.add_argument("--interval", type=_nonneg_float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--once", action="store_true", help="check once; exit 2 on evidence")
 
     p = sub.add_parser("ingest", help="capture changes into the event log")
     _add_settings(p)
@@ -152,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild")
     p.add_argument("--all", action="store_true", help="rebuild every projection")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("status", help="every instance's background workers (as GET /v1/workers)")
+    _add_settings(p)
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
 
     p = sub.add_parser("serve", help="serve the HTTP API (one JSON access line per request)")
     _add_settings(p)

@@ -13,6 +13,7 @@ from eventstore.memory.leases import MemoryLeases
 from eventstore.memory.merkle import MemoryMerkleTree
 from eventstore.memory.readmodels import MemoryReadModels
 from eventstore.memory.snapshots import MemorySnapshots
+from eventstore.memory.workers import MemoryWorkers
 from eventstore.ports import (
     Checkpoints,
     Erasures,
@@ -22,6 +23,7 @@ from eventstore.ports import (
     MerkleTree,
     ReadModels,
     Snapshots,
+    Workers,
 )
 
 
@@ -38,6 +40,7 @@ class MemoryStore:
         self.jobs: Jobs = MemoryJobs()
         self.merkle: MerkleTree = MemoryMerkleTree()
         self.erasures: Erasures = MemoryErasures()
+        self.workers: Workers = MemoryWorkers()
         # Same attribute as MongoStore: what this store cannot do (nothing here).
         self.degraded: list[str] = []
 

@@ -19,6 +19,7 @@ from eventstore.mongo.leases import MongoLeases
 from eventstore.mongo.merkle import MongoMerkleTree
 from eventstore.mongo.readmodels import MongoReadModels
 from eventstore.mongo.snapshots import MongoSnapshots
+from eventstore.mongo.workers import MongoWorkers
 from eventstore.ports import (
     Checkpoints,
     Erasures,
@@ -28,6 +29,7 @@ from eventstore.ports import (
     MerkleTree,
     ReadModels,
     Snapshots,
+    Workers,
 )
 
 
@@ -53,6 +55,7 @@ class MongoStore:
         self.jobs: Jobs = MongoJobs(self.db)
         self.merkle: MerkleTree = MongoMerkleTree(self.db)
         self.erasures: Erasures = MongoErasures(self.db)
+        self.workers: Workers = MongoWorkers(self.db)
         self.degraded: list[str] = []
         self._transactions = False
         self._owns_client = owns_client

@@ -131,3 +131,32 @@ async def test_the_proof_file_needs_a_read_key_and_verifies_offline(
     for status, path in ((404, "/v1/events/99/proof"), (422, "/v1/events/14/proof?size=13")):
         assert (await keyed.get(path, headers=AUTH)).status_code == status
     assert (await keyed.get("/v1/events/7/proof?size=14", headers=AUTH)).status_code == 404
+
+
+async def test_an_entity_history_comes_with_the_proof_of_its_newest_event_in_the_tree(
+    signed: Signed, keyed: Any
+) -> None:
+    path = "/v1/streams/orders/entities/o1/proof"
+    assert (await keyed.get(path, params={"size": 13})).status_code == 401
+    r = await keyed.get(path, params={"size": 13, "limit": 2}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    # o1's events are seq 2, 6, 10 (in the tree of 13), then 14, 18 (beyond it).
+    assert body["newest"]["seq"] == 10 and body["tree_size"] == 13
+    assert [e["seq"] for e in body["events"]] == [2, 6]
+    more = await keyed.get(path, params={"size": 13, "after": body["next"]}, headers=AUTH)
+    events = body["events"] + more.json()["events"]
+    assert [e["seq"] for e in events] == [2, 6, 10] and more.json()["next"] is None
+    # The history chains back from the proven event: each prev_hash is the previous hash.
+    assert [e["prev_hash"] for e in events[1:]] == [e["hash"] for e in events[:-1]]
+    leaves = [event_leaf(e) for e in signed.events]
+    proof = body["proof"]
+    assert leaf_hash(bytes.fromhex(events[-1]["hash"])) == base64.b64decode(proof["leaf_hash"])
+    verify_inclusion(leaves[9], 9, 13, b64d(proof["hashes"]), root_of(leaves[:13]))
+    latest = (await keyed.get(path, headers=AUTH)).json()
+    assert latest["newest"]["seq"] == 18 and latest["tree_size"] == 21
+    for params, status in (({"size": 14}, 404), ({"after": "bad"}, 400), ({"limit": 0}, 400)):
+        assert (await keyed.get(path, params=params, headers=AUTH)).status_code == status
+    assert (
+        await keyed.get("/v1/streams/orders/entities/zz/proof", headers=AUTH)
+    ).status_code == 404

@@ -135,8 +135,9 @@ def test_stop_records_the_50_before_the_bad_line_none_after_and_keeps_serving(
         assert verdict["valid"] is True and verdict["events_checked"] == 50
         assert http.get("/v1/events", params={"type": "rejected"}).json()["events"] == []
     log = running.log()
+    # One line: the capture worker's change of state to `failed`, with the error.
     errors = [row for row in log.splitlines() if "ndjson: line 51:" in row]
-    assert len(errors) == 1 and "capture stopped" in errors[0]
+    assert len(errors) == 1 and '"state": "failed"' in errors[0], errors
     assert "Traceback" not in log
     # The failure is the exit status when the operator stops it.
     assert running.stop() == 1

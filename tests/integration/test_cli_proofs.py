@@ -86,6 +86,8 @@ def test_proof_then_verify_proof_offline(tmp_path: Path) -> None:
         bad.write_text(content if isinstance(content, str) else json.dumps(content))
         code, out = run("verify-proof", str(bad), "--key", vkey)
         assert code == 2 and out.startswith("INVALID"), name
+    code, out = run("verify-proof", str(tmp_path / "unsigned.json"), "--key", vkey)
+    assert code == 2 and "unsigned" in out
     other = Signer.generate("log.test").verifier_key()
     assert run("verify-proof", str(proof), "--key", other)[0] == 2
     # Unreadable file or malformed key: 1.

@@ -83,8 +83,14 @@ async def test_a_log_written_before_the_tree_gets_it_built_at_start_with_progres
     await store.events.append(events)
     seen: list[tuple[int, int]] = []
     tree = LogTree(store.merkle, store.events, page=16, progress=lambda a, b: seen.append((a, b)))
-    assert await tree.open() == 40
+    beats: list[int] = []
+
+    async def heartbeat() -> None:
+        beats.append(tree.size)
+
+    assert await tree.open(heartbeat) == 40
     assert seen == [(16, 40), (32, 40), (40, 40)]
+    assert beats == [16, 32, 40]  # the ingester keeps its lease through a long build
     assert await root_at(store.merkle, 40) == root_of([event_leaf(e) for e in events])
     # A restart continues from the stored frontier: nothing is rebuilt.
     more = [log.next("o9") for _ in range(3)]
