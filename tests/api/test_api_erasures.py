@@ -82,10 +82,18 @@ async def test_an_erasure_is_accepted_carried_out_by_capture_and_reported(
             [other] = r.json()["events"]
             assert other["erased"] is False and other["document"]["_id"] == "a/b"
             assert other["salt"] is not None and len(other["salt"]) == 64
-            # The erased record is a stream event like any other.
+            # The erased record is a stream event like any other: in the stream's own
+            # history, in audit queries and in the live tail consumers follow.
             r = await client.get("/v1/streams/orders/entities/$stream/history")
             record = r.json()["events"][-1]
             assert record["type"] == "erased" and record["document"]["entity_key"] == "ORD-X"
+            r = await client.get("/v1/events", params={"type": "erased"})
+            assert [e["seq"] for e in r.json()["events"]] == [erased.seq]
+            r = await client.get(
+                "/v1/events/live", params={"after": erased.seq - 1, "limit": 1, "timeout": 0.05}
+            )
+            assert r.status_code == 200 and f"id: {erased.seq}" in r.text
+            assert "event: erased" in r.text
     finally:
         await log.store.close()
 
