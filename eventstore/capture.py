@@ -77,12 +77,23 @@ class _SaltPool:
 _POOL = _SaltPool()
 
 
-def random_salt(event_id: str) -> bytes:
-    """A fresh random salt for one event (from the OS's CSPRNG; the id is not used).
+def os_salt(event_id: str) -> bytes:
+    """A fresh random salt from the OS's CSPRNG (the id is not used).
 
     Each salt is used once: the pool never hands out the same bytes twice.
     """
     return _POOL.take()
+
+
+# Where `random_salt` takes salts from: the OS, except in the test suite, which
+# swaps in a deterministic source so that two runs of one workload match byte
+# for byte (tests/conftest.py).
+salt_source: Callable[[str], bytes] = os_salt
+
+
+def random_salt(event_id: str) -> bytes:
+    """The salt of a new event (from `salt_source`: the OS's CSPRNG in production)."""
+    return salt_source(event_id)
 
 
 class Capture:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from eventstore.model import Checkpoint, Event
 from eventstore.ports import Store
 from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
+from tests.helpers import fixed_salt
 
 ROLE = "ingester:shop"
 
@@ -25,11 +25,6 @@ def settings(**kw: Any) -> Settings:
     base: dict[str, Any] = {"uri": "memory://", "source": "simulator", "lease_seconds": 10.0}
     base.update(kw)
     return Settings(**base)
-
-
-def fixed_salt(event_id: str) -> bytes:
-    """A deterministic salt per event id, so runs that record the same changes match byte for byte."""
-    return hashlib.sha256(b"test salt " + event_id.encode()).digest()
 
 
 def ingester(store: Store, feed: MemoryChangeFeed, clock: FakeClock, **kw: Any) -> Ingester:
