@@ -142,16 +142,20 @@ async def test_the_supervised_publisher_shows_retrying_then_catches_up(
     witness = SpecWitness("witness.test", signed.signer.verifier_key())
     net = Net(witness, statuses=[503, 503])
     p = publisher(signed, net, tmp_path, witness)
+    seen: list[tuple[str, str | None]] = []
     supervisor = Supervisor(
-        clock=FakeClock(), instance="test", lease_seconds=1.0, first_delay=0.01, max_delay=0.02
+        clock=FakeClock(),
+        instance="test",
+        lease_seconds=1.0,
+        first_delay=0.01,
+        max_delay=0.02,
+        on_change=lambda r: seen.append((r.state, r.last_error)),  # every state change
     )
     supervised = supervisor.add(PublisherWorker(p, "eventstore/test"))
-    seen: list[tuple[str, str | None]] = []
     await supervisor.start()
     try:
         await offer(p, signed, 21)
         for _ in range(400):
-            seen.append((supervised.state, supervised.last_error))
             mirror = next(s for s in p.status() if s.target == "https://mirror.test/cp")
             if mirror.delivered == 21 and supervised.state == RUNNING:
                 break
