@@ -19,6 +19,7 @@ from pymongo.errors import NotPrimaryError
 
 from eventstore.ports import (
     Checkpoints,
+    Erasures,
     EventLog,
     Jobs,
     Leases,
@@ -125,6 +126,7 @@ class FaultyStore:
         self.jobs = cast(Jobs, _Faulty(inner.jobs, "jobs", f))
         self.workers = cast(WorkerStates, _Faulty(inner.workers, "workers", f))
         self.merkle = cast(MerkleTree, _Faulty(inner.merkle, "merkle", f))
+        self.erasures = cast(Erasures, _Faulty(inner.erasures, "erasures", f))
 
     @property
     def transactions(self) -> bool:

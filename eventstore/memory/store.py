@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from eventstore.memory.checkpoints import MemoryCheckpoints
+from eventstore.memory.erasures import MemoryErasures
 from eventstore.memory.eventlog import MemoryEventLog
 from eventstore.memory.jobs import MemoryJobs
 from eventstore.memory.leases import MemoryLeases
@@ -15,6 +16,7 @@ from eventstore.memory.snapshots import MemorySnapshots
 from eventstore.memory.workers import MemoryWorkers
 from eventstore.ports import (
     Checkpoints,
+    Erasures,
     EventLog,
     Jobs,
     Leases,
@@ -37,6 +39,7 @@ class MemoryStore:
         self.read_models: ReadModels = MemoryReadModels()
         self.jobs: Jobs = MemoryJobs()
         self.merkle: MerkleTree = MemoryMerkleTree()
+        self.erasures: Erasures = MemoryErasures()
         self.workers: Workers = MemoryWorkers()
         # Same attribute as MongoStore: what this store cannot do (nothing here).
         self.degraded: list[str] = []

@@ -12,6 +12,7 @@ from pymongo.errors import OperationFailure
 
 from eventstore.mongo import compat
 from eventstore.mongo.checkpoints import MongoCheckpoints
+from eventstore.mongo.erasures import MongoErasures
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.jobs import MongoJobs
 from eventstore.mongo.leases import MongoLeases
@@ -21,6 +22,7 @@ from eventstore.mongo.snapshots import MongoSnapshots
 from eventstore.mongo.workers import MongoWorkers
 from eventstore.ports import (
     Checkpoints,
+    Erasures,
     EventLog,
     Jobs,
     Leases,
@@ -52,6 +54,7 @@ class MongoStore:
         self.read_models: ReadModels = MongoReadModels(self.db)
         self.jobs: Jobs = MongoJobs(self.db)
         self.merkle: MerkleTree = MongoMerkleTree(self.db)
+        self.erasures: Erasures = MongoErasures(self.db)
         self.workers: Workers = MongoWorkers(self.db)
         self.degraded: list[str] = []
         self._transactions = False
