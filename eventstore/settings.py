@@ -43,6 +43,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     actor_field: str = "updatedBy"
     pre_images: str = "off"
     bad_input: str = "stop"
+    # Your own projections: `module:attribute` names (projections.plugins).
+    projections: tuple[str, ...] = ()
     snapshot_every: int = 100
     batch_size: int = 1000
     lease_seconds: float = 10.0
@@ -142,6 +144,15 @@ def _bad_input(value: str) -> str:
     return policy
 
 
+def _plugin_specs(value: str) -> tuple[str, ...]:
+    specs = _csv(value)
+    for spec in specs:
+        module, sep, attribute = spec.partition(":")
+        if not sep or not module.strip() or not attribute.strip():
+            raise SettingsError(f"PROJECTIONS takes module:attribute,...; got {spec!r}")
+    return specs
+
+
 def _source(value: str) -> str:
     if value in ("mongo", "simulator") or (value.startswith("ndjson:") and len(value) > 7):
         return value
@@ -181,6 +192,7 @@ _PARSERS: Final[dict[str, Any]] = {
     "actor_field": _nonempty("ACTOR_FIELD"),
     "pre_images": _pre_images,
     "bad_input": _bad_input,
+    "projections": _plugin_specs,
     "snapshot_every": _positive_int("SNAPSHOT_EVERY"),
     "batch_size": _positive_int("BATCH_SIZE"),
     "lease_seconds": _positive_float("LEASE_SECONDS"),

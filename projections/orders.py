@@ -11,18 +11,21 @@ Real shops' orders are untidy: a missing or malformed field never fails a row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Context, Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, Final
 
-import msgspec
 from bson import Decimal128, ObjectId
 
 from eventstore.codec import as_utc
 from eventstore.keys import typed_key
 from eventstore.model import Event
+from projections.api import Change as Change  # re-exported: the runner's and tests' import
+from projections.api import Projection as Projection
+from projections.api import Rows as Rows
+from projections.api import Write as Write
 
 # Statuses in which an order's total counts as revenue (paid and what follows payment).
 PAID_STATUSES: Final = frozenset({"paid", "shipped", "delivered"})
@@ -30,38 +33,6 @@ _MONEY = Context(prec=34)
 _ZERO = Decimal(0)
 # An absent document, read as one without fields (never edited).
 _NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
-
-
-class Change(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """An event and the entity's state just before and just after it.
-
-    Both states are shared with the runner's cache and with each other (the fold
-    is copy-on-write): read them, never edit them. (`gc=False`: a change is never
-    part of a reference cycle, so the garbage collector need not track one per event.)
-    """
-
-    event: Event
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-
-
-class Write(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """Upsert `row` under `key` (None deletes the row). Never part of a reference cycle."""
-
-    key: str
-    row: dict[str, Any] | None
-
-
-Rows = Mapping[str, dict[str, Any]]
-
-
-class Projection(msgspec.Struct, frozen=True, kw_only=True):
-    """A read model: its name, its collection, which rows a change touches, and apply."""
-
-    name: str
-    collection: str
-    keys: Callable[[Change], list[str]]
-    apply: Callable[[Rows, Change], list[Write]]
 
 
 # -- money: Decimal128 <-> Decimal -----------------------------------------------------------
@@ -366,21 +337,31 @@ def _customer_apply(rows: Rows, change: Change) -> list[Write]:
 
 
 ORDER_SUMMARY: Final = Projection(
-    name="order_summary", collection="rm_order_summary", keys=_summary_keys, apply=_summary_apply
+    name="order_summary",
+    collection="rm_order_summary",
+    keys=_summary_keys,
+    apply=_summary_apply,
+    tracks_seq=True,
 )
 ORDERS_BY_STATUS: Final = Projection(
     name="orders_by_status",
     collection="rm_orders_by_status",
     keys=_status_keys,
     apply=_status_apply,
+    tracks_seq=True,
 )
 REVENUE_BY_DAY: Final = Projection(
-    name="revenue_by_day", collection="rm_revenue_by_day", keys=_revenue_keys, apply=_revenue_apply
+    name="revenue_by_day",
+    collection="rm_revenue_by_day",
+    keys=_revenue_keys,
+    apply=_revenue_apply,
+    tracks_seq=True,
 )
 CUSTOMER_TOTALS: Final = Projection(
     name="customer_totals",
     collection="rm_customer_totals",
     keys=_customer_keys,
     apply=_customer_apply,
+    tracks_seq=True,
 )
 ORDER_PROJECTIONS: Final = (ORDER_SUMMARY, ORDERS_BY_STATUS, REVENUE_BY_DAY, CUSTOMER_TOTALS)

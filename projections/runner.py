@@ -34,7 +34,8 @@ from eventstore.keys import typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
 from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head, Job
 from eventstore.ports import Clock, Store
-from projections.orders import Change, Projection
+from projections.api import Change, Projection
+from projections.idempotent import guarded
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,8 @@ class ProjectionRunner:
             store.leases, self.role, owner or default_owner(), ttl=lease_seconds, clock=clock
         )
         self.cache = StateCache(self.history)
+        # What `_apply` calls: the projection's apply, each change applied to a row once.
+        self.apply = guarded(projection)
         self.status = RunnerStatus(name=projection.name)
 
     # -- following -----------------------------------------------------------------------------
@@ -241,7 +244,7 @@ class ProjectionRunner:
         failing apply stops the projection (FAILED).
         """
         projection = self.projection
-        keys_of, apply = projection.keys, projection.apply
+        keys_of, apply = projection.keys, self.apply
         fold = self.cache.fold
         pending: dict[str, dict[str, Any] | None] = {}
         get = rows.get

@@ -90,7 +90,7 @@ def _fields(name: str) -> dict[str, Callable[[str, str], Any] | None]:
 
 
 def _row(name: str, row: dict[str, Any]) -> dict[str, Any]:
-    fields = _fields(name) or {k: None for k in row if k not in ("seq", "_id")}
+    fields = _fields(name) or {k: None for k in row if k not in ("seq", "_seq", "_id")}
     return {f: to_jsonable(row.get(f)) for f in fields}
 
 

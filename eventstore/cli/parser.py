@@ -21,6 +21,7 @@ _SETTING_HELP = {
     "actor_field": "document field naming who made the change (default updatedBy)",
     "pre_images": "off, when-available or required (default off)",
     "bad_input": "a change that cannot be interpreted: stop capture, or record it as rejected (default stop)",
+    "projections": "your own projections, module:attribute,... (see the README)",
     "snapshot_every": "entity snapshot interval in versions (default 100)",
     "batch_size": "most changes per ingest batch (default 1000)",
     "lease_seconds": "lease time for the ingester and each projection (default 10)",

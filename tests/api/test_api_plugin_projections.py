@@ -1,0 +1,52 @@
+"""A plugin projection over the API: listed in status, rebuilt by the admin API, its rows
+(with `_seq` kept out) and one row by key, equal to the direct computation from the log."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from eventstore.cli.bootstrap import build_app
+from tests.api.conftest import ADMIN_KEY, build_log, settings
+from tests.api.test_api_projections import _until_done
+from tests.integration.test_plugin_projections import per_actor_day, readme_example
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+async def test_a_plugin_is_listed_rebuilt_and_served_like_a_built_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "api_shop_projections.py").write_text(readme_example())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "api_shop_projections", raising=False)
+    log = await build_log("memory", orders=5, changes=30)
+    app = build_app(
+        settings(admin_key=ADMIN_KEY, projections=("api_shop_projections:EVENTS_PER_ACTOR",)),
+        store=log.store,
+    )
+    expected = per_actor_day(log.events)
+    async with AsyncTestClient(app) as client:
+        listed = {s["name"]: s for s in (await client.get("/v1/projections")).json()}
+        assert listed["events_per_actor"]["position"] == 0
+        r = await client.post("/v1/admin/projections/events_per_actor/rebuild", headers=ADMIN)
+        assert r.status_code == 202, r.text
+        done = await _until_done(client, r.json()["job"])
+        assert done["state"] == "succeeded" and done["projection"] == "events_per_actor"
+        r = await client.get("/v1/projections/events_per_actor", params={"limit": 1000})
+        assert r.status_code == 200, r.text
+        items: list[dict[str, Any]] = r.json()["items"]
+        assert {f"{i['day']}:{i['actor']}": i["events"] for i in items} == expected
+        assert all(set(i) == {"day", "actor", "events"} for i in items)
+        key = sorted(expected)[0]
+        one = await client.get(f"/v1/projections/events_per_actor/{key}")
+        assert one.status_code == 200 and one.json()["events"] == expected[key]
+        missing = await client.get("/v1/projections/events_per_actor/1999-01-01:nobody")
+        assert missing.status_code == 404
+        status = {s["name"]: s for s in (await client.get("/v1/projections")).json()}
+        assert status["events_per_actor"]["lag"] == 0
+        assert status["events_per_actor"]["rebuilt_at"] is not None
