@@ -150,6 +150,9 @@ class ProjectionOut(msgspec.Struct, kw_only=True):
     rebuilt_at: str | None
     failed_seq: int | None
     error: str | None
+    rebuild_needed: bool = False
+    problems: int = 0
+    orders_without_customer: int | None = None
 
 
 class RowsPage(msgspec.Struct, kw_only=True):

@@ -6,7 +6,9 @@ setting is a clear error before anything connects.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -15,6 +17,18 @@ import msgspec
 PREFIX: Final = "EVENTSTORE_"
 OPERATION_TYPES: Final = ("insert", "update", "replace", "delete")
 PRE_IMAGE_MODES: Final = ("off", "when-available", "required")
+# The inputs of the order read models, and the document path each is read from by default.
+ORDER_FIELDS: Final = {
+    "status": "status",
+    "total": "total",
+    "currency": "currency",
+    "customer_id": "customer.id",
+    "customer_name": "customer.name",
+    "number": "number",
+    "created_at": "createdAt",
+    "items": "items",
+}
+DEFAULT_PAID_STATUSES: Final = ("paid", "shipped", "delivered")
 # What capture does with a change it cannot interpret (eventstore.badinput).
 BAD_INPUT_POLICIES: Final = ("stop", "record")
 
@@ -45,6 +59,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     bad_input: str = "stop"
     # Your own projections: `module:attribute` names (projections.plugins).
     projections: tuple[str, ...] = ()
+    # The order read models: the stream they read, their inputs' paths (only those
+    # given; the rest keep ORDER_FIELDS' defaults), the statuses whose totals count.
+    order_stream: str = "orders"
+    order_fields: tuple[tuple[str, str], ...] = ()
+    paid_statuses: tuple[str, ...] = DEFAULT_PAID_STATUSES
     snapshot_every: int = 100
     batch_size: int = 1000
     lease_seconds: float = 10.0
@@ -55,6 +74,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.bad_input not in BAD_INPUT_POLICIES:
             raise SettingsError(_bad_input_message(self.bad_input))
+        for name, path in self.order_fields:
+            _check_order_field(name, path)
+
+    @property
+    def order_paths(self) -> dict[str, str]:
+        """Every order input's document path: ORDER_FIELDS with `order_fields` on top."""
+        return {**ORDER_FIELDS, **dict(self.order_fields)}
 
     def __repr__(self) -> str:  # keys never appear in logs or errors
         shown = {f: getattr(self, f) for f in self.__struct_fields__}
@@ -153,6 +179,54 @@ def _plugin_specs(value: str) -> tuple[str, ...]:
     return specs
 
 
+_PATH_PART: Final = re.compile(r"^[^.$\x00\s][^.\x00]*$")
+
+
+def _check_order_field(name: str, path: object) -> None:
+    if name not in ORDER_FIELDS:
+        raise SettingsError(
+            f"ORDER_FIELDS has an unknown key {name!r} (keys: {', '.join(ORDER_FIELDS)})"
+        )
+    if not isinstance(path, str) or not all(_PATH_PART.match(p) for p in path.split(".")):
+        raise SettingsError(
+            f"ORDER_FIELDS {name}: {path!r} is not a document path (like total or customer.id)"
+        )
+
+
+def _order_fields(value: str) -> tuple[tuple[str, str], ...]:
+    """A JSON object of input -> path, or `@FILE` holding one."""
+    text = value.strip()
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise SettingsError(f"ORDER_FIELDS: cannot read {text[1:]!r}: {exc.strerror}") from None
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise SettingsError(f"ORDER_FIELDS is not a JSON object: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise SettingsError("ORDER_FIELDS must be a JSON object of input name -> document path")
+    for name, path in parsed.items():
+        _check_order_field(name, path)
+    return tuple(sorted(parsed.items()))
+
+
+def _stream_name(value: str) -> str:
+    name = value.strip()
+    if not name or "$" in name or "\x00" in name:
+        raise SettingsError(f"ORDER_STREAM must be a collection name, got {value!r}")
+    return name
+
+
+def _statuses(value: str) -> tuple[str, ...]:
+    names = _csv(value)
+    if not names:
+        raise SettingsError("PAID_STATUSES needs at least one status")
+    return names
+
+
 def _source(value: str) -> str:
     if value in ("mongo", "simulator") or (value.startswith("ndjson:") and len(value) > 7):
         return value
@@ -193,6 +267,9 @@ _PARSERS: Final[dict[str, Any]] = {
     "pre_images": _pre_images,
     "bad_input": _bad_input,
     "projections": _plugin_specs,
+    "order_stream": _stream_name,
+    "order_fields": _order_fields,
+    "paid_statuses": _statuses,
     "snapshot_every": _positive_int("SNAPSHOT_EVERY"),
     "batch_size": _positive_int("BATCH_SIZE"),
     "lease_seconds": _positive_float("LEASE_SECONDS"),

@@ -54,7 +54,9 @@ class Projection(msgspec.Struct, frozen=True, kw_only=True):
     (optional) combines two partial rows of one key, computed from disjoint sets
     of entities (a partitioned rebuild). `tracks_seq` is for the built-in order
     projections only, which keep their own `seq` field: the runner then leaves
-    idempotency to them.
+    idempotency to them. `config` (optional): what the rows depend on beyond the
+    log, as text (the order models' field mapping); when it differs from the one a
+    projection's rows were built with, its status says `rebuild needed`.
     """
 
     name: str
@@ -63,6 +65,7 @@ class Projection(msgspec.Struct, frozen=True, kw_only=True):
     apply: Apply
     merge: Merge | None = None
     tracks_seq: bool = False
+    config: str = ""
 
 
 __all__ = ["SEQ_FIELD", "Change", "Keys", "Merge", "Projection", "Rows", "Write"]

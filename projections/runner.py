@@ -57,6 +57,10 @@ class RunnerStatus(msgspec.Struct, kw_only=True):
     rebuilt_at: datetime | None = None
     failed_seq: int | None = None
     error: str | None = None
+    # The projection's `config` its rows were built with (None: not known).
+    built_with: str | None = None
+    # Problem records written (values the rows counted as 0: projections.money).
+    problems: int = 0
 
 
 class RebuildProgress(msgspec.Struct, kw_only=True):
@@ -270,8 +274,13 @@ class ProjectionRunner:
                 self.status.error = f"{type(exc).__name__}: {exc}"
                 await self.publish()
                 raise ProjectionFailed(projection.name, change.event.seq, exc) from exc
+            seq = change.event.seq
             for w in writes:
-                rows[w.key] = pending[w.key] = w.row
+                rows[w.key] = pending[w.key] = row = w.row
+                if row is not None and (found := row.get("problems")):
+                    self.status.problems += sum(
+                        1 for p in found if isinstance(p, dict) and p.get("seq") == seq
+                    )
         return pending
 
     async def catch_up(self) -> int:
@@ -319,8 +328,10 @@ class ProjectionRunner:
                 self.status.state = FOLLOWING
                 self.status.position = await self.position()
                 self.status.failed_seq = self.status.error = None
+                await self._recall()
                 await self._recover()
                 await self.publish()
+                published_problems = self.status.problems
                 idle = self.poll_seconds
                 try:
                     while not (stop and stop.is_set()):
@@ -342,6 +353,9 @@ class ProjectionRunner:
                             idle = min(idle * 2, self.max_poll_seconds)
                         else:
                             idle = self.poll_seconds
+                            if self.status.problems != published_problems:
+                                published_problems = self.status.problems
+                                await self.publish()
                 except LeaseLost:
                     log.warning("projection %s: lease lost, standing by", self.projection.name)
         finally:
@@ -360,6 +374,22 @@ class ProjectionRunner:
         """Record this projection's status where every instance's API and CLI can read it."""
         row = msgspec.to_builtins(self.status, builtin_types=(datetime,))
         await self.store.read_models.write(STATE_COLLECTION, [(self.projection.name, row)])
+
+    async def _recall(self) -> None:
+        """Take over what the last runner recorded: the rows' config, the problems counted.
+
+        An empty model (position 0) is about to be built with this projection's config.
+        """
+        recorded = (
+            await self.store.read_models.get_many(STATE_COLLECTION, [self.projection.name])
+        ).get(self.projection.name, {})
+        built_with = recorded.get("built_with")
+        self.status.built_with = built_with if isinstance(built_with, str) else None
+        problems = recorded.get("problems")
+        self.status.problems = problems if isinstance(problems, int) else 0
+        if self.status.position == 0:
+            self.status.built_with = self.projection.config
+            self.status.problems = 0
 
     async def _recover(self) -> None:
         """On taking the lease: drop a crashed rebuild's leftovers, re-queue its job.
@@ -408,10 +438,14 @@ class ProjectionRunner:
         """
         building = self.projection.collection + BUILDING_SUFFIX
         await self.store.read_models.drop(building)
+        self.status.position = await self.position()
+        await self._recall()  # what the live rows were built with, while they are served
         self.status.state = REBUILDING
         await self.publish()
         self.cache.clear()
         progress = RebuildProgress(total=(await self.store.events.head()).seq)
+        # The live rows' count stays shown until the swap; the rebuild counts its own.
+        live_problems, self.status.problems = self.status.problems, 0
         started = time.perf_counter()
         keys_of = self.projection.keys
         # The fresh collection's rows as written (None: deleted, or known absent).
@@ -447,6 +481,7 @@ class ProjectionRunner:
                 if inspect.isawaitable(reported):
                     await reported
         rows.clear()
+        problems, self.status.problems = self.status.problems, live_problems
         await self.store.read_models.swap(building, self.projection.collection)
         await self.store.checkpoints.put(
             Checkpoint(
@@ -458,6 +493,8 @@ class ProjectionRunner:
         self.cache.clear()
         self.status.rebuilt_at = self.clock.now()
         self.status.position = position
+        self.status.built_with = self.projection.config
+        self.status.problems = problems
         self.status.state = FOLLOWING
         await self.publish()
         progress.seconds = time.perf_counter() - started

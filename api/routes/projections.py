@@ -24,6 +24,7 @@ from api.services import Services, ServicesDep
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.history import AmbiguousKey
 from eventstore.keys import InvalidKey, candidates, typed_key
+from projections.orders import NO_CUSTOMER
 from projections.status import projection_statuses
 
 
@@ -59,15 +60,26 @@ ROW_FIELDS: Final[dict[str, dict[str, Callable[[str, str], Any] | None]]] = {
         "updated_at": _time,
         "version": NUMERIC,
         "deleted": _flag,
+        "problems": NUMERIC,
+        "problems_dropped": NUMERIC,
     },
     "orders_by_status": {"status": _text, "count": NUMERIC},
-    "revenue_by_day": {"day": _text, "currency": _text, "revenue": NUMERIC, "orders": NUMERIC},
+    "revenue_by_day": {
+        "day": _text,
+        "currency": _text,
+        "revenue": NUMERIC,
+        "orders": NUMERIC,
+        "problems": NUMERIC,
+        "problems_dropped": NUMERIC,
+    },
     "customer_totals": {
         "customer": _text,
         "name": _text,
         "orders": NUMERIC,
         "lifetime_spend": NUMERIC,
         "last_order_at": _time,
+        "problems": NUMERIC,
+        "problems_dropped": NUMERIC,
     },
 }
 # Each row's key, from its fields (the cursor of a page is its last row's key).
@@ -106,6 +118,9 @@ async def list_projections(services: ServicesDep) -> list[ProjectionOut]:
             rebuilt_at=rfc3339(s.rebuilt_at) if s.rebuilt_at else None,
             failed_seq=s.failed_seq,
             error=s.error,
+            rebuild_needed=s.rebuild_needed,
+            problems=s.problems,
+            orders_without_customer=s.orders_without_customer,
         )
         for s in statuses
     ]
@@ -143,6 +158,8 @@ async def projection_rows(
             raise bad_request(f"{field} is given {len(values)} times; give it once")
         filters[field] = parse(field, values[0])
     start = decode_cursor(f"rows-{name}", after)
+    if name == "customer_totals" and start is None:
+        start = NO_CUSTOMER  # the orders without a customer id: counted in the status instead
     rows = await services.store.read_models.query(
         projection.collection, filters=filters, limit=limit + 1, after=start
     )

@@ -60,10 +60,12 @@ def projections(settings: Settings | None = None) -> list[Projection]:
     Yours come from `PROJECTIONS` and the entry-point group `eventstore.projections`;
     one that cannot be used is a CliError naming it (nothing runs).
     """
-    from projections.orders import ORDER_PROJECTIONS
+    from projections.orders import ORDER_PROJECTIONS, OrderSchema, order_projections
     from projections.plugins import PluginError, load_plugins
 
-    builtin = list(ORDER_PROJECTIONS)
+    builtin = list(
+        order_projections(OrderSchema.from_settings(settings)) if settings else ORDER_PROJECTIONS
+    )
     try:
         plugins = load_plugins(settings.projections if settings else (), builtin=builtin)
     except PluginError as exc:

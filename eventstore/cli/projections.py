@@ -101,6 +101,12 @@ async def _status(service: Service, args: argparse.Namespace, out: TextIO) -> in
             )
             if r["error"]:
                 line += f"  failed at seq {r['failed_seq']}: {r['error']}"
+            if r["rebuild_needed"]:
+                line += "  rebuild needed (built with another ORDER_* mapping)"
+            if r["problems"]:
+                line += f"  {r['problems']} values not money (counted as 0; see the rows' problems)"
+            if r["orders_without_customer"]:
+                line += f"  {r['orders_without_customer']} orders without a customer id"
             print(line, file=out)
     return EXIT_OK
 
