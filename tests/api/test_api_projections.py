@@ -23,7 +23,15 @@ from api import create_app
 from eventstore.fold import Fold
 from eventstore.keys import typed_key
 from eventstore.model import Event
-from projections.orders import ORDER_PROJECTIONS, ORDER_SUMMARY, Change, Projection, Write
+from projections.orders import (
+    ORDER_PROJECTIONS,
+    ORDER_SUMMARY,
+    Change,
+    OrderSchema,
+    Projection,
+    Write,
+    order_projections,
+)
 from projections.runner import ProjectionRunner
 from tests.api.conftest import ADMIN_KEY, AppFactory, AuditLog, build_log, settings
 
@@ -544,3 +552,23 @@ async def test_order_rows_are_per_entity_and_a_bare_key_naming_two_is_409(
         assert row.status_code == 200 and row.json()["entity_key"] == "42"
     assert (await pclient.get("/v1/projections/order_summary/oid:zz")).status_code == 400
     assert (await pclient.get("/v1/projections/order_summary/int:43")).status_code == 404
+
+
+async def test_problems_and_rebuild_needed_show_in_metrics(
+    projected: AuditLog, make_app: AppFactory
+) -> None:
+    async with AsyncTestClient(make_app(projected.store)) as client:
+        text = (await client.get("/metrics")).text
+    # ORD-X, paid without a total: one problem in each model that counts money
+    assert 'eventstore_projection_problems{projection="order_summary"} 1.0' in text
+    assert 'eventstore_projection_problems{projection="revenue_by_day"} 1.0' in text
+    assert 'eventstore_projection_problems{projection="orders_by_status"} 0.0' in text
+    assert 'eventstore_projection_rebuild_needed{projection="order_summary"} 0.0' in text
+    # the same rows under another mapping must be rebuilt
+    mapped = order_projections(OrderSchema(stream="purchases"))
+    app = create_app(settings(), store=projected.store, projections_=mapped)
+    async with AsyncTestClient(app) as client:
+        text = (await client.get("/metrics")).text
+        status = {s["name"]: s for s in (await client.get("/v1/projections")).json()}
+    assert 'eventstore_projection_rebuild_needed{projection="order_summary"} 1.0' in text
+    assert all(status[n]["rebuild_needed"] for n in NAMES)
