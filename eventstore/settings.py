@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -34,7 +34,21 @@ BAD_INPUT_POLICIES: Final = ("stop", "record")
 
 
 class SettingsError(ValueError):
-    """A setting has a value that cannot work."""
+    """A setting has a value that cannot work: one line naming the setting.
+
+    `setting` is the field (`snapshot_every`) and `problem` what is wrong with its
+    value, when the error is about one setting; `load` names the variable or flag.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None, problem: str = "") -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.problem = problem
+
+
+def _invalid(name: str, problem: str) -> SettingsError:
+    """The error about one setting, named as the documentation names it (`SNAPSHOT_EVERY`)."""
+    return SettingsError(f"{name.upper()} {problem}", setting=name, problem=problem)
 
 
 class Redaction(msgspec.Struct, frozen=True):
@@ -71,23 +85,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_key: str | None = None
     read_keys: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
-        if self.bad_input not in BAD_INPUT_POLICIES:
-            raise SettingsError(_bad_input_message(self.bad_input))
-        for name, path in self.order_fields:
-            _check_order_field(name, path)
-
-    @property
-    def order_paths(self) -> dict[str, str]:
-        """Every order input's document path: ORDER_FIELDS with `order_fields` on top."""
-        return {**ORDER_FIELDS, **dict(self.order_fields)}
-
     def __repr__(self) -> str:  # keys never appear in logs or errors
         shown = {f: getattr(self, f) for f in self.__struct_fields__}
         for secret in ("admin_key", "read_keys"):
             if shown[secret]:
                 shown[secret] = "***"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    def __post_init__(self) -> None:
+        """Every value is checked whenever a Settings is built (from code, the environment, a copy)."""
+        for name, check in _CHECKS.items():
+            problem = check(getattr(self, name))
+            if problem is not None:
+                raise _invalid(name, problem)
+
+    @property
+    def order_paths(self) -> dict[str, str]:
+        """Every order input's document path: ORDER_FIELDS with `order_fields` on top."""
+        return {**ORDER_FIELDS, **dict(self.order_fields)}
 
     @property
     def is_memory(self) -> bool:
@@ -100,176 +115,247 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return f"ingester:{self.source_db}"
 
 
-# name -> parser of its string form (environment or CLI)
+# -- checks of typed values: None when fine, else what is wrong (after the setting's name) --------
+_URI_SCHEMES: Final = ("mongodb://", "mongodb+srv://", "memory://")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _at_least_one(value: Any) -> str | None:
+    if not _is_int(value):
+        return f"must be a whole number, got {value!r}"
+    return None if value >= 1 else f"must be at least 1, got {value}"
+
+
+def _seconds(value: Any) -> str | None:
+    if not (_is_int(value) or isinstance(value, float)):
+        return f"must be a number of seconds, got {value!r}"
+    return None if 0 < value < float("inf") else f"must be more than 0, got {value}"
+
+
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return "must not be empty"
+    return None
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _texts(value: Any) -> str | None:
+    if not isinstance(value, (tuple, list)) or not all(
+        isinstance(v, str) and v.strip() for v in value
+    ):
+        return f"must be a list of non-empty names, got {value!r}"
+    return None
+
+
+def _check_uri(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.startswith(_URI_SCHEMES)):
+        return None
+    return "must start with mongodb://, mongodb+srv:// or memory://"
+
+
+def _check_source(value: Any) -> str | None:
+    if value in ("mongo", "simulator") or (
+        isinstance(value, str) and value.startswith("ndjson:") and len(value) > 7
+    ):
+        return None
+    return f"takes mongo, simulator or ndjson:PATH, got {value!r}"
+
+
+def _check_collections(value: Any) -> str | None:
+    if isinstance(value, (tuple, list)) and not value:
+        return "needs at least one collection name"
+    return _texts(value)
+
+
+def _check_operations(value: Any) -> str | None:
+    if not isinstance(value, (tuple, list)):
+        return f"must be a list of operation types, got {value!r}"
+    unknown = [str(op) for op in value if op not in OPERATION_TYPES]
+    if unknown or not value:
+        return f"takes {', '.join(OPERATION_TYPES)} or all; unknown: {', '.join(unknown)}"
+    return None
+
+
+def _check_redact(value: Any) -> str | None:
+    if not isinstance(value, (tuple, list)):
+        return f"must be a list of field paths, got {value!r}"
+    for r in value:
+        if not isinstance(r, Redaction):
+            return f"must be a list of field paths, got {r!r}"
+        if not r.path or any(not c for c in r.path.split(".")):
+            return f"has a malformed path: {r.path!r}"
+    return None
+
+
+def _check_pre_images(value: Any) -> str | None:
+    if value in PRE_IMAGE_MODES:
+        return None
+    return f"takes one of {', '.join(PRE_IMAGE_MODES)}, got {value!r}"
+
+
+def _check_bad_input(value: Any) -> str | None:
+    if value in BAD_INPUT_POLICIES:
+        return None
+    return f"takes one of {', '.join(BAD_INPUT_POLICIES)}, got {value!r}"
+
+
+def _check_plugins(value: Any) -> str | None:
+    problem = _texts(value)
+    if problem is not None:
+        return problem
+    for spec in value:
+        module, sep, attribute = spec.partition(":")
+        if not sep or not module.strip() or not attribute.strip():
+            return f"takes module:attribute,...; got {spec!r}"
+    return None
+
+
+_PATH_PART: Final = re.compile(r"^[^.$\x00\s][^.\x00]*$")
+
+
+class _Unreadable(msgspec.Struct, frozen=True):
+    """An ORDER_FIELDS text that could not be read: what its check reports."""
+
+    problem: str
+
+
+def _check_order_fields(value: Any) -> str | None:
+    if isinstance(value, _Unreadable):
+        return value.problem
+    if not isinstance(value, (tuple, list)):
+        return f"must be a JSON object of input name -> document path, got {value!r}"
+    for pair in value:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            return f"must map input names to document paths, got {pair!r}"
+        name, path = pair
+        if name not in ORDER_FIELDS:
+            return f"has an unknown key {name!r} (keys: {', '.join(ORDER_FIELDS)})"
+        if not isinstance(path, str) or not all(_PATH_PART.match(p) for p in path.split(".")):
+            return f"{name}: {path!r} is not a document path (like total or customer.id)"
+    return None
+
+
+def _check_stream(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip() or "$" in value or "\x00" in value:
+        return f"must be a collection name, got {value!r}"
+    return None
+
+
+def _check_statuses(value: Any) -> str | None:
+    if isinstance(value, (tuple, list)) and not value:
+        return "needs at least one status"
+    return _texts(value)
+
+
+_CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
+    "uri": _check_uri,
+    "source": _check_source,
+    "source_db": _text,
+    "store_db": _text,
+    "collections": _check_collections,
+    "operations": _check_operations,
+    "redact": _check_redact,
+    "actor_field": _text,
+    "pre_images": _check_pre_images,
+    "bad_input": _check_bad_input,
+    "projections": _check_plugins,
+    "order_stream": _check_stream,
+    "order_fields": _check_order_fields,
+    "paid_statuses": _check_statuses,
+    "snapshot_every": _at_least_one,
+    "batch_size": _at_least_one,
+    "lease_seconds": _seconds,
+    "server_timeout_ms": _at_least_one,
+    "admin_key": _optional_text,
+    "read_keys": _texts,
+}
+
+
+# -- parsers of the string forms (environment, CLI): types only, the checks above do the rest --
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-def _positive_int(name: str) -> Any:
-    def parse(value: str) -> int:
+# The string forms of numbers and names. A text that is not a number is passed on as
+# it is: the setting's check names it ("must be a whole number, got 'x'"), as it does
+# a number out of range. (`name` keeps the parser tables readable.)
+def _positive_int(name: str) -> Callable[[str], int | str]:
+    def parse(value: str) -> int | str:
         try:
-            number = int(value)
+            return int(value)
         except ValueError:
-            raise SettingsError(f"{name} must be a whole number, got {value!r}") from None
-        if number < 1:
-            raise SettingsError(f"{name} must be at least 1, got {number}")
-        return number
+            return value
 
     return parse
 
 
-def _positive_float(name: str) -> Any:
-    def parse(value: str) -> float:
+def _positive_float(name: str) -> Callable[[str], float | str]:
+    def parse(value: str) -> float | str:
         try:
-            number = float(value)
+            return float(value)
         except ValueError:
-            raise SettingsError(f"{name} must be a number of seconds, got {value!r}") from None
-        if not number > 0:
-            raise SettingsError(f"{name} must be more than 0, got {value}")
-        return number
+            return value
 
     return parse
+
+
+def _nonempty(name: str) -> Callable[[str], str]:
+    return str.strip
 
 
 def _operations(value: str) -> tuple[str, ...]:
-    ops = _csv(value)
     if value.strip().lower() == "all":
         return OPERATION_TYPES
-    unknown = [op for op in ops if op not in OPERATION_TYPES]
-    if unknown or not ops:
-        raise SettingsError(
-            f"OPERATIONS takes {', '.join(OPERATION_TYPES)} or all; unknown: {', '.join(unknown)}"
-        )
-    return ops
+    return _csv(value)
 
 
 def _redactions(value: str) -> tuple[Redaction, ...]:
     found = []
     for part in _csv(value):
         path, sep, mask = part.partition(":")
-        if not path or any(not c for c in path.split(".")):
-            raise SettingsError(f"REDACT has a malformed path: {part!r}")
         found.append(Redaction(path, mask if sep else None))
     return tuple(found)
 
 
-def _pre_images(value: str) -> str:
-    if value not in PRE_IMAGE_MODES:
-        raise SettingsError(f"PRE_IMAGES takes one of {', '.join(PRE_IMAGE_MODES)}, got {value!r}")
-    return value
-
-
-def _bad_input_message(value: object) -> str:
-    return f"BAD_INPUT takes one of {', '.join(BAD_INPUT_POLICIES)}, got {value!r}"
-
-
-def _bad_input(value: str) -> str:
-    policy = value.strip().lower()
-    if policy not in BAD_INPUT_POLICIES:
-        raise SettingsError(_bad_input_message(value))
-    return policy
-
-
-def _plugin_specs(value: str) -> tuple[str, ...]:
-    specs = _csv(value)
-    for spec in specs:
-        module, sep, attribute = spec.partition(":")
-        if not sep or not module.strip() or not attribute.strip():
-            raise SettingsError(f"PROJECTIONS takes module:attribute,...; got {spec!r}")
-    return specs
-
-
-_PATH_PART: Final = re.compile(r"^[^.$\x00\s][^.\x00]*$")
-
-
-def _check_order_field(name: str, path: object) -> None:
-    if name not in ORDER_FIELDS:
-        raise SettingsError(
-            f"ORDER_FIELDS has an unknown key {name!r} (keys: {', '.join(ORDER_FIELDS)})"
-        )
-    if not isinstance(path, str) or not all(_PATH_PART.match(p) for p in path.split(".")):
-        raise SettingsError(
-            f"ORDER_FIELDS {name}: {path!r} is not a document path (like total or customer.id)"
-        )
-
-
-def _order_fields(value: str) -> tuple[tuple[str, str], ...]:
-    """A JSON object of input -> path, or `@FILE` holding one."""
+def _order_fields(value: str) -> Any:
+    """A JSON object of input -> path, or `@FILE` holding one, as (input, path) pairs."""
     text = value.strip()
     if text.startswith("@"):
         try:
             with open(text[1:], encoding="utf-8") as f:
                 text = f.read()
         except OSError as exc:
-            raise SettingsError(f"ORDER_FIELDS: cannot read {text[1:]!r}: {exc.strerror}") from None
+            return _Unreadable(f"cannot read {text[1:]!r}: {exc.strerror}")
     try:
         parsed = json.loads(text)
     except ValueError as exc:
-        raise SettingsError(f"ORDER_FIELDS is not a JSON object: {exc}") from None
+        return _Unreadable(f"is not a JSON object: {exc}")
     if not isinstance(parsed, dict):
-        raise SettingsError("ORDER_FIELDS must be a JSON object of input name -> document path")
-    for name, path in parsed.items():
-        _check_order_field(name, path)
+        return text  # the check names it
     return tuple(sorted(parsed.items()))
 
 
-def _stream_name(value: str) -> str:
-    name = value.strip()
-    if not name or "$" in name or "\x00" in name:
-        raise SettingsError(f"ORDER_STREAM must be a collection name, got {value!r}")
-    return name
-
-
-def _statuses(value: str) -> tuple[str, ...]:
-    names = _csv(value)
-    if not names:
-        raise SettingsError("PAID_STATUSES needs at least one status")
-    return names
-
-
-def _source(value: str) -> str:
-    if value in ("mongo", "simulator") or (value.startswith("ndjson:") and len(value) > 7):
-        return value
-    raise SettingsError(f"SOURCE takes mongo, simulator or ndjson:PATH, got {value!r}")
-
-
-def _uri(value: str) -> str:
-    if value.startswith(("mongodb://", "mongodb+srv://", "memory://")):
-        return value
-    raise SettingsError("URI must start with mongodb://, mongodb+srv:// or memory://")
-
-
-def _collections(value: str) -> tuple[str, ...]:
-    names = _csv(value)
-    if not names:
-        raise SettingsError("COLLECTIONS needs at least one collection name")
-    return names
-
-
-def _nonempty(name: str) -> Any:
-    def parse(value: str) -> str:
-        if not value.strip():
-            raise SettingsError(f"{name} must not be empty")
-        return value.strip()
-
-    return parse
-
-
-_PARSERS: Final[dict[str, Any]] = {
-    "uri": _uri,
-    "source": _source,
+_PARSERS: Final[dict[str, Callable[[str], Any]]] = {
+    "uri": str,
+    "source": str,
     "source_db": _nonempty("SOURCE_DB"),
     "store_db": _nonempty("STORE_DB"),
-    "collections": _collections,
+    "collections": _csv,
     "operations": _operations,
     "redact": _redactions,
     "actor_field": _nonempty("ACTOR_FIELD"),
-    "pre_images": _pre_images,
-    "bad_input": _bad_input,
-    "projections": _plugin_specs,
-    "order_stream": _stream_name,
+    "pre_images": str,
+    "bad_input": lambda v: v.strip().lower(),
+    "projections": _csv,
+    "order_stream": str.strip,
     "order_fields": _order_fields,
-    "paid_statuses": _statuses,
+    "paid_statuses": _csv,
     "snapshot_every": _positive_int("SNAPSHOT_EVERY"),
     "batch_size": _positive_int("BATCH_SIZE"),
     "lease_seconds": _positive_float("LEASE_SECONDS"),
@@ -284,13 +370,28 @@ SETTING_NAMES: Final = tuple(_PARSERS)
 def load(
     environ: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None
 ) -> Settings:
-    """Settings from the environment, then from overrides (CLI flags; None = not given)."""
+    """Settings from the environment, then from overrides (CLI flags; None = not given).
+
+    A bad value is a SettingsError naming the variable (`EVENTSTORE_BATCH_SIZE`) or the
+    flag (`--batch-size`) it came from.
+    """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
     for name, parse in _PARSERS.items():
         raw = env.get(PREFIX + name.upper())
+        origin[name] = PREFIX + name.upper()
         if overrides is not None and overrides.get(name) is not None:
             raw = overrides[name]
+            origin[name] = "--" + name.replace("_", "-")
         if raw is not None and (raw != "" or name == "admin_key"):
             values[name] = parse(raw)
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except SettingsError as exc:
+        if exc.setting is None or exc.setting not in origin:
+            raise
+        where = origin[exc.setting]
+        raise SettingsError(
+            f"{where} {exc.problem}", setting=exc.setting, problem=exc.problem
+        ) from None

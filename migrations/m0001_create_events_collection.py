@@ -9,7 +9,8 @@ from pymongo.errors import OperationFailure
 
 from eventstore.migrate import MigrationContext
 from eventstore.mongo.collections import EVENTS
-from migrations import NAMESPACE_EXISTS
+
+from . import NAMESPACE_EXISTS
 
 _INTEGER: Final = {"bsonType": ["long", "int"], "minimum": 1}
 _STRING: Final = {"bsonType": "string"}

@@ -16,9 +16,10 @@ from pymongo.errors import OperationFailure
 
 from eventstore.migrate import MigrationContext
 from eventstore.mongo.collections import EVENTS
-from migrations import NAMESPACE_NOT_FOUND
-from migrations.m0001_create_events_collection import OPTIONS as M0001_OPTIONS
-from migrations.m0001_create_events_collection import TYPES as M0001_TYPES
+
+from . import NAMESPACE_NOT_FOUND
+from .m0001_create_events_collection import OPTIONS as M0001_OPTIONS
+from .m0001_create_events_collection import TYPES as M0001_TYPES
 
 TYPES: Final = tuple(sorted((*M0001_TYPES, "rejected")))
 

@@ -136,9 +136,15 @@ def test_bad_input_record_records_a_malformed_line_as_rejected_and_goes_on(
         ),
         (["ingest", "--source", "simulator"], "no URI"),
         (["ingest", "--uri", "mongodb://user:pw@:bad:port/"], "URI"),
-        (["ingest", "--uri", "postgres://x"], "URI must start with"),
-        (["ingest", "--uri", "memory://", "--batch-size", "0"], "BATCH_SIZE"),
-        (["ingest", "--uri", "memory://", "--bad-input", "skip"], "BAD_INPUT takes one of"),
+        (["ingest", "--uri", "postgres://x"], "--uri must start with"),
+        (
+            ["ingest", "--uri", "memory://", "--batch-size", "0"],
+            "--batch-size must be at least 1, got 0",
+        ),
+        (
+            ["ingest", "--uri", "memory://", "--bad-input", "skip"],
+            "--bad-input takes one of stop, record, got 'skip'",
+        ),
         (["migrate", "--uri", "mongodb://h1,h2/?directConnection=true"], "URI"),
     ],
 )

@@ -401,7 +401,7 @@ def test_a_malformed_projections_setting_is_a_settings_error(
 ) -> None:
     argv = ["projections", "status", "--uri", "memory://", "--projections", "no_colon"]
     assert main(argv, out=io.StringIO()) == 1
-    assert "PROJECTIONS takes module:attribute" in capsys.readouterr().err
+    assert "--projections takes module:attribute" in capsys.readouterr().err
 
 
 def test_builtin_projections_keep_their_own_seq() -> None:

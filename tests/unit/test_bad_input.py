@@ -219,7 +219,9 @@ def test_bad_input_is_a_validated_setting() -> None:
     assert Settings().bad_input == "stop"
     assert load({"EVENTSTORE_BAD_INPUT": "record"}).bad_input == "record"
     assert load({}, {"bad_input": "Record"}).bad_input == "record"
-    with pytest.raises(SettingsError, match=r"^BAD_INPUT takes one of stop, record, got 'skip'$"):
+    with pytest.raises(
+        SettingsError, match=r"^EVENTSTORE_BAD_INPUT takes one of stop, record, got 'skip'$"
+    ):
         load({"EVENTSTORE_BAD_INPUT": "skip"})
     with pytest.raises(SettingsError, match="BAD_INPUT"):
         Settings(bad_input="ignore")

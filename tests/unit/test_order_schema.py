@@ -7,6 +7,7 @@ import io
 import json
 import math
 import random
+import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -297,27 +298,29 @@ def test_order_fields_from_json_or_a_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value", "message"),
+    ("name", "value", "problem"),
     [
-        ("ORDER_FIELDS", '{"amount": "total"}', "ORDER_FIELDS has an unknown key 'amount'"),
-        ("ORDER_FIELDS", '{"total": "a..b"}', "ORDER_FIELDS total: 'a..b' is not a document path"),
-        ("ORDER_FIELDS", '{"total": "$amount"}', "is not a document path"),
-        ("ORDER_FIELDS", '{"total": ""}', "is not a document path"),
-        ("ORDER_FIELDS", '{"total": 5}', "ORDER_FIELDS total: 5 is not a document path"),
-        ("ORDER_FIELDS", "[1, 2]", "ORDER_FIELDS must be a JSON object"),
-        ("ORDER_FIELDS", "total=amount", "ORDER_FIELDS is not a JSON object"),
-        ("ORDER_FIELDS", "@/no/such/file.json", "ORDER_FIELDS: cannot read '/no/such/file.json'"),
-        ("PAID_STATUSES", " , ", "PAID_STATUSES needs at least one status"),
-        ("ORDER_STREAM", "a$b", "ORDER_STREAM must be a collection name"),
+        ("ORDER_FIELDS", '{"amount": "total"}', "has an unknown key 'amount'"),
+        ("ORDER_FIELDS", '{"total": "a..b"}', "total: 'a..b' is not a document path"),
+        ("ORDER_FIELDS", '{"total": "$amount"}', "total: '$amount' is not a document path"),
+        ("ORDER_FIELDS", '{"total": ""}', "total: '' is not a document path"),
+        ("ORDER_FIELDS", '{"total": 5}', "total: 5 is not a document path"),
+        ("ORDER_FIELDS", "[1, 2]", "must be a JSON object of input name -> document path"),
+        ("ORDER_FIELDS", "total=amount", "is not a JSON object"),
+        ("ORDER_FIELDS", "@/no/such/file.json", "cannot read '/no/such/file.json'"),
+        ("PAID_STATUSES", " , ", "needs at least one status"),
+        ("ORDER_STREAM", "a$b", "must be a collection name"),
+        ("PROJECTIONS", "no_colon", "takes module:attribute,...; got 'no_colon'"),
     ],
 )
-def test_a_bad_order_setting_is_one_clear_error(
-    name: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+def test_a_bad_order_setting_is_one_clear_error_naming_it(
+    name: str, value: str, problem: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SettingsError, match=__import__("re").escape(message)):
+    with pytest.raises(SettingsError, match=re.escape(f"EVENTSTORE_{name} {problem}")):
         load({f"EVENTSTORE_{name}": value})
     flag = "--" + name.lower().replace("_", "-")
     argv = ["projections", "status", "--uri", "memory://", flag, value]
     assert main(argv, out=io.StringIO()) == 1
     err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"{flag} {problem}" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
