@@ -174,6 +174,15 @@ class JobOut(msgspec.Struct, kw_only=True):
     started_at: str | None
     finished_at: str | None
     error: str | None
+    workers: int = 1
+    partitions: list[PartitionOut] = []
+
+
+class PartitionOut(msgspec.Struct, kw_only=True):
+    index: int
+    state: str
+    processed: int
+    total: int
 
 
 class HealthOut(msgspec.Struct, kw_only=True):

@@ -31,7 +31,7 @@ from eventstore.fold import apply_event
 from eventstore.history import History
 from eventstore.keys import typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
-from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head, Job
+from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head, Job, Partition
 from eventstore.ports import Clock, Store
 from projections.api import Change, Projection
 from projections.idempotent import guarded
@@ -196,6 +196,8 @@ class ProjectionRunner:
         # What `_apply` calls: the projection's apply, each change applied to a row once.
         self.apply = guarded(projection)
         self.status = RunnerStatus(name=projection.name)
+        # Partitioned rebuilds fork worker processes (False: the partitions run in-process).
+        self.processes = True
 
     # -- following -----------------------------------------------------------------------------
     async def position(self) -> int:
@@ -407,7 +409,11 @@ class ProjectionRunner:
 
     # -- rebuilding ----------------------------------------------------------------------------
     async def rebuild(
-        self, on_progress: Callable[[RebuildProgress], object] | None = None
+        self,
+        on_progress: Callable[[RebuildProgress], object] | None = None,
+        *,
+        workers: int = 1,
+        on_partitions: Callable[[list[Partition]], object] | None = None,
     ) -> RebuildProgress:
         """Replay the whole log into a fresh collection, swap it in, move the checkpoint.
 
@@ -418,6 +424,10 @@ class ProjectionRunner:
         the projector does; nobody else writes that collection, so the rows written
         are also kept in memory (up to `rebuild_rows`) and never read back. Past
         the bound they are forgotten and read back as batches need them.
+
+        With `workers` > 1 (and a projection with `merge`), the entities are split
+        into that many partitions folded by as many processes
+        (`projections.partitioned`); `on_partitions` hears their states.
         """
         building = self.projection.collection + BUILDING_SUFFIX
         await self.store.read_models.drop(building)
@@ -426,6 +436,16 @@ class ProjectionRunner:
         self.status.state = REBUILDING
         await self.publish()
         self.cache.clear()
+        if workers > 1:
+            from projections.partitioned import rebuild_partitioned
+
+            return await rebuild_partitioned(
+                self,
+                workers,
+                on_progress=on_progress,
+                on_partitions=on_partitions,
+                processes=self.processes,
+            )
         progress = RebuildProgress(total=(await self.store.events.head()).seq)
         # The live rows' count stays shown until the swap; the rebuild counts its own.
         live_problems, self.status.problems = self.status.problems, 0
@@ -483,6 +503,39 @@ class ProjectionRunner:
         progress.seconds = time.perf_counter() - started
         return progress
 
+    async def install(
+        self,
+        rows: dict[str, dict[str, Any]],
+        head: Head,
+        progress: RebuildProgress,
+        started: float,
+    ) -> RebuildProgress:
+        """Write rows computed elsewhere (a partitioned rebuild) as the model at `head`, swap it in."""
+        building = self.projection.collection + BUILDING_SUFFIX
+        items = list(rows.items())
+        problems = 0
+        for _, row in items:
+            found = row.get("problems")
+            if isinstance(found, list):
+                problems += len(found) + int(row.get("problems_dropped", 0) or 0)
+        for start in range(0, len(items), self.batch_size):
+            await self.store.read_models.write(
+                building, list(items[start : start + self.batch_size])
+            )
+            await self.lease.keep()
+        await self.store.read_models.swap(building, self.projection.collection)
+        await self.store.checkpoints.put(
+            Checkpoint(name=self.role, head=head, updated_at=self.clock.now())
+        )
+        self.status.rebuilt_at = self.clock.now()
+        self.status.position = head.seq
+        self.status.built_with = self.projection.config
+        self.status.problems = problems
+        self.status.state = FOLLOWING
+        await self.publish()
+        progress.seconds = time.perf_counter() - started
+        return progress
+
     async def run_job(
         self, job: Job, on_progress: Callable[[RebuildProgress], object] | None = None
     ) -> Job:
@@ -501,8 +554,22 @@ class ProjectionRunner:
                 last_report = time.monotonic()
                 await self.store.jobs.update(job)
 
+        def partitions(states: list[Partition]) -> None:
+            nonlocal job
+            job = msgspec.structs.replace(job, partitions=states)
+
+        workers = job.workers
+        if workers > 1 and self.projection.merge is None:
+            log.warning(
+                "projection %s has no merge: rebuilding it with one worker", self.projection.name
+            )
+            workers = 1
+            job = msgspec.structs.replace(job, workers=1)
         try:
-            progress = await self.rebuild(report)
+            if workers > 1:
+                progress = await self.rebuild(report, workers=workers, on_partitions=partitions)
+            else:
+                progress = await self.rebuild(report)
         except Exception as exc:
             job = msgspec.structs.replace(
                 job,
@@ -528,6 +595,7 @@ async def request_rebuild(
     *,
     job_id: str | None = None,
     on_progress: Callable[[RebuildProgress], object] | None = None,
+    workers: int = 1,
 ) -> Job:
     """Record a rebuild request; run it here when no instance holds the projection's lease.
 
@@ -538,6 +606,7 @@ async def request_rebuild(
         job=job_id or uuid.uuid4().hex,
         projection=runner.projection.name,
         requested_at=runner.clock.now(),
+        workers=workers,
     )
     await runner.store.jobs.create(job)
     if not await runner.lease.try_acquire():

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Final
 
+import msgspec
 from litestar import Request, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
@@ -19,7 +20,7 @@ from api.params import (
     path_value,
 )
 from api.problems import ApiError, bad_request, not_found
-from api.schemas import JobCreated, JobOut, ProjectionOut, RowsPage
+from api.schemas import JobCreated, JobOut, PartitionOut, ProjectionOut, RowsPage
 from api.services import Services, ServicesDep
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.history import AmbiguousKey
@@ -213,9 +214,33 @@ async def _order_row_key(services: Services, collection: str, key: str) -> str:
     status_code=HTTP_202_ACCEPTED,
     summary="Request a rebuild (run by the lease holder, or here when nobody holds the lease)",
 )
-async def rebuild(services: ServicesDep, name: FromPath[str]) -> JobCreated:
-    job = await services.request_rebuild(path_value(name))
+async def rebuild(
+    request: Request[Any, Any, Any], services: ServicesDep, name: FromPath[str]
+) -> JobCreated:
+    workers = _workers(await request.body())
+    job = await services.request_rebuild(path_value(name), workers=workers)
     return JobCreated(job=job.job)
+
+
+MAX_WORKERS: Final = 16
+
+
+def _workers(body: bytes) -> int:
+    """The optional body `{"workers": N}` (1-16, default 1): the partitions of the rebuild."""
+    if not body.strip():
+        return 1
+    try:
+        parsed = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise bad_request('the body must be JSON: {"workers": N}') from None
+    if not isinstance(parsed, dict) or set(parsed) - {"workers"}:
+        raise bad_request('the body takes only {"workers": N}')
+    workers = parsed.get("workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool):
+        raise bad_request(f"workers must be a whole number from 1 to {MAX_WORKERS}")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise bad_request(f"workers must be from 1 to {MAX_WORKERS}, got {workers}")
+    return workers
 
 
 def _when(value: datetime | None) -> str | None:
@@ -237,6 +262,11 @@ async def get_job(services: ServicesDep, job: FromPath[str]) -> JobOut:
         started_at=_when(found.started_at),
         finished_at=_when(found.finished_at),
         error=found.error,
+        workers=found.workers,
+        partitions=[
+            PartitionOut(index=p.index, state=p.state, processed=p.processed, total=p.total)
+            for p in found.partitions
+        ],
     )
 
 

@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["status", "rebuild"])
     p.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild")
     p.add_argument("--all", action="store_true", help="rebuild every projection")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="rebuild with N processes, each folding a share of the entities (1-16, default 1)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("serve", help="serve the HTTP API (one JSON access line per request)")

@@ -50,3 +50,35 @@ async def test_a_plugin_is_listed_rebuilt_and_served_like_a_built_in(
         status = {s["name"]: s for s in (await client.get("/v1/projections")).json()}
         assert status["events_per_actor"]["lag"] == 0
         assert status["events_per_actor"]["rebuilt_at"] is not None
+
+
+async def test_the_admin_api_rebuilds_with_workers_and_shows_the_partitions() -> None:
+    log = await build_log("memory", orders=8, changes=60)
+    app = build_app(settings(admin_key=ADMIN_KEY), store=log.store)
+    url = "/v1/admin/projections/revenue_by_day/rebuild"
+    async with AsyncTestClient(app) as client:
+        for body, detail in [
+            (b'{"workers": 0}', "workers must be from 1 to 16, got 0"),
+            (b'{"workers": 17}', "workers must be from 1 to 16, got 17"),
+            (b'{"workers": "2"}', "workers must be a whole number from 1 to 16"),
+            (b'{"workers": true}', "workers must be a whole number from 1 to 16"),
+            (b'{"threads": 2}', 'the body takes only {"workers": N}'),
+            (b"[2]", 'the body takes only {"workers": N}'),
+            (b"{", 'the body must be JSON: {"workers": N}'),
+        ]:
+            r = await client.post(url, headers=ADMIN, content=body)
+            assert r.status_code == 400, (body, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["detail"] == detail
+        r = await client.post(url, headers=ADMIN, json={"workers": 2})
+        assert r.status_code == 202, r.text
+        done = await _until_done(client, r.json()["job"])
+        assert done["state"] == "succeeded" and done["workers"] == 2, done
+        assert [p["index"] for p in done["partitions"]] == [0, 1]
+        assert all(p["state"] == "succeeded" for p in done["partitions"])
+        assert sum(p["total"] for p in done["partitions"]) == log.events[-1].seq
+        # an empty body is one worker, as before
+        r = await client.post(url, headers=ADMIN)
+        assert r.status_code == 202
+        done = await _until_done(client, r.json()["job"])
+        assert done["state"] == "succeeded" and done["workers"] == 1 and done["partitions"] == []

@@ -1,0 +1,253 @@
+"""Partitioned rebuilds: N processes each fold a share of the entities, their rows merged.
+
+The entities are split by a stable hash of their identity (stream, type and key of
+the `_id`: `partition_of`), so every event of an entity lands in one partition and
+is folded there in seq order. Each partition applies the projection to its own
+entities' changes only (`fold_partition`, pure) and returns its partial rows; rows of
+the same key from several partitions are combined with the projection's `merge`, in
+partition order (`merge_partitions`). The result is written to the fresh collection
+and swapped in with one rename, as a one-worker rebuild is.
+
+Processes: the log's events are read once by the parent; the partitions run in
+forked worker processes that inherit them (nothing is pickled but the rows coming
+back). Where fork is unavailable, or with `processes=False`, they run in-process one
+after another (the same result; tests use it).
+
+A partition's entity states are all kept in memory while it folds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import multiprocessing
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any, Final
+
+from bson import ObjectId
+
+from eventstore.fold import apply_event
+from eventstore.keys import typed_key
+from eventstore.model import STREAM_TYPES, Event, Partition
+from projections.api import SEQ_FIELD, Change, Projection
+from projections.idempotent import guarded
+
+if TYPE_CHECKING:
+    from projections.runner import ProjectionRunner, RebuildProgress
+
+MAX_WORKERS: Final = 16
+Rows = dict[str, dict[str, Any] | None]
+
+
+class NoMerge(ValueError):
+    """Several workers asked for a projection without `merge`."""
+
+
+def entity_identity(event: Event) -> str:
+    """The stable text naming an event's entity: stream, and the typed key of its `_id`."""
+    cls = event.entity_id.__class__
+    if cls is ObjectId:
+        return f"{event.stream}\x00oid:{event.entity_key}"
+    if cls is str:
+        return f"{event.stream}\x00str:{event.entity_key}"
+    return f"{event.stream}\x00{typed_key(event.entity_id)}"
+
+
+def partition_of(event: Event, partitions: int) -> int:
+    """The partition of an event's entity: the same in every process and on every run (crc32)."""
+    if partitions == 1:
+        return 0
+    return zlib.crc32(entity_identity(event).encode("utf-8", "surrogatepass")) % partitions
+
+
+def split(events: Sequence[Event], partitions: int) -> list[list[Event]]:
+    """The entity events of each partition, in seq order (stream events belong to none)."""
+    out: list[list[Event]] = [[] for _ in range(partitions)]
+    for e in events:
+        if e.type not in STREAM_TYPES:
+            out[partition_of(e, partitions)].append(e)
+    return out
+
+
+def fold_partition(projection: Projection, events: Sequence[Event]) -> Rows:
+    """Fold these events (one partition's, in seq order) and apply the projection: its rows.
+
+    Pure. Rows deleted by the projection are None.
+    """
+    keys_of, apply = projection.keys, guarded(projection)
+    states: dict[str, tuple[int, dict[str, Any] | None]] = {}
+    rows: Rows = {}
+    get = rows.get
+    for e in events:
+        if e.type in STREAM_TYPES:
+            continue
+        who = entity_identity(e)
+        known = states.get(who)
+        before = known[1] if known is not None and e.version > 1 else None
+        after = apply_event(before, e)
+        states[who] = (e.version, after)
+        change = Change(event=e, before=before, after=after)
+        view = {k: r for k in keys_of(change) if (r := get(k)) is not None}
+        for w in apply(view, change):
+            rows[w.key] = w.row
+    return rows
+
+
+def merge_partitions(projection: Projection, parts: Sequence[Rows]) -> dict[str, dict[str, Any]]:
+    """The rows of all partitions, those of one key combined with `merge` (in partition order)."""
+    merge = projection.merge
+    out: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for key, row in part.items():
+            if row is None:
+                continue
+            have = out.get(key)
+            if have is None:
+                out[key] = row
+                continue
+            if merge is None:
+                raise NoMerge(f"{projection.name} has no merge: rebuild it with one worker")
+            merged = merge(key, have, row)
+            if not projection.tracks_seq:  # the runner's own field: the newest change applied
+                merged = {**merged, SEQ_FIELD: max(have.get(SEQ_FIELD, 0), row.get(SEQ_FIELD, 0))}
+            out[key] = merged
+    return out
+
+
+# -- running partitions in processes --------------------------------------------------------
+# What forked workers inherit: the projection and each partition's events (set before the
+# pool forks; never pickled).
+_INHERITED: dict[str, Any] = {}
+
+
+def _run_inherited(index: int) -> Rows:
+    projection: Projection = _INHERITED["projection"]
+    events: list[list[Event]] = _INHERITED["parts"]
+    return fold_partition(projection, events[index])
+
+
+def can_fork() -> bool:
+    """True where worker processes can be forked (Linux, BSD): partitions run in parallel."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+async def run_partitions(
+    projection: Projection,
+    parts: list[list[Event]],
+    *,
+    processes: bool = True,
+    on_done: Callable[[int], object] | None = None,
+) -> list[Rows]:
+    """Each partition's rows, computed in its own process (or in-process), in partition order."""
+    if not processes or len(parts) == 1 or not can_fork():
+        out = []
+        for index, part in enumerate(parts):
+            out.append(fold_partition(projection, part))
+            if on_done is not None:
+                on_done(index)
+            await asyncio.sleep(0)
+        return out
+    _INHERITED.update(projection=projection, parts=parts)
+    loop = asyncio.get_running_loop()
+    try:
+        with ProcessPoolExecutor(
+            max_workers=len(parts), mp_context=multiprocessing.get_context("fork")
+        ) as pool:
+            futures = [loop.run_in_executor(pool, _run_inherited, i) for i in range(len(parts))]
+            if on_done is not None:
+                for i, future in enumerate(futures):
+                    future.add_done_callback(_report_done(on_done, i))
+            return list(await asyncio.gather(*futures))
+    finally:
+        _INHERITED.clear()
+
+
+def _report_done(on_done: Callable[[int], object], index: int) -> Callable[[Any], None]:
+    def report(future: Any) -> None:
+        if not future.cancelled() and future.exception() is None:
+            on_done(index)
+
+    return report
+
+
+async def rebuild_partitioned(
+    runner: ProjectionRunner,
+    workers: int,
+    *,
+    on_progress: Callable[[RebuildProgress], object] | None = None,
+    on_partitions: Callable[[list[Partition]], object] | None = None,
+    processes: bool = True,
+) -> RebuildProgress:
+    """The runner's projection rebuilt by `workers` partitions; the same rows as one worker."""
+    from projections.runner import RebuildProgress
+
+    projection = runner.projection
+    if projection.merge is None:
+        raise NoMerge(f"{projection.name} has no merge: rebuild it with one worker")
+    store = runner.store
+    started = time.perf_counter()
+    head = await store.events.head()
+    progress = RebuildProgress(total=head.seq)
+    events: list[Event] = []
+    position = 0
+    while position < head.seq and (
+        batch := await store.events.read(after_seq=position, limit=runner.batch_size)
+    ):
+        batch = [e for e in batch if e.seq <= head.seq]
+        if not batch:
+            break
+        events += batch
+        position = batch[-1].seq
+        await runner.lease.keep()
+    parts = split(events, workers)
+    del events
+    partitions = [
+        Partition(index=i, state="running", processed=0, total=len(p)) for i, p in enumerate(parts)
+    ]
+    if on_partitions is not None:
+        on_partitions(list(partitions))
+
+    def done(index: int) -> None:
+        partitions[index] = Partition(
+            index=index, state="succeeded", processed=len(parts[index]), total=len(parts[index])
+        )
+        if on_partitions is not None:
+            on_partitions(list(partitions))
+
+    try:
+        results = await run_partitions(projection, parts, processes=processes, on_done=done)
+    except BaseException:
+        for i, p in enumerate(partitions):
+            if p.state != "succeeded":
+                partitions[i] = Partition(index=i, state="failed", processed=0, total=p.total)
+        if on_partitions is not None:
+            on_partitions(list(partitions))
+        raise
+    progress.processed = head.seq
+    progress.seconds = time.perf_counter() - started
+    if on_progress is not None:
+        reported = on_progress(progress)
+        if inspect.isawaitable(reported):
+            await reported
+    rows = merge_partitions(projection, results)
+    del results
+    await runner.lease.keep()
+    progress.written = len(rows)
+    progress.processed = head.seq
+    return await runner.install(rows, head, progress, started)
+
+
+__all__ = [
+    "MAX_WORKERS",
+    "NoMerge",
+    "entity_identity",
+    "fold_partition",
+    "merge_partitions",
+    "partition_of",
+    "rebuild_partitioned",
+    "run_partitions",
+    "split",
+]
