@@ -74,6 +74,12 @@ def dec128(value: Decimal) -> Decimal128:
     return Decimal128(rounded)
 
 
+def finite128(value: Decimal128) -> bool:
+    """True unless a Decimal128 is NaN or an infinity (read from its bits: no conversion)."""
+    # BID: the combination field's top bits 11110 (infinity) or 11111 (NaN) follow the sign
+    return (int.from_bytes(value.bid[8:], "little") >> 58) & 0x1E != 0x1E
+
+
 # -- reading a value as money ---------------------------------------------------------------
 def read_money(value: Any) -> tuple[Decimal, str | None]:
     """(amount, None) for money; (0, reason) for anything else (see the module's rules)."""
@@ -143,6 +149,7 @@ __all__ = [
     "WRONG_TYPE",
     "ZERO",
     "dec128",
+    "finite128",
     "money",
     "problem",
     "read_money",

@@ -38,6 +38,7 @@ from projections.money import _MONEY as _MONEY  # re-exported for the tests
 from projections.money import (
     MISSING,
     ZERO,
+    finite128,
     problem,
     read_money,
     shown,
@@ -293,7 +294,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
         number, status = r.number(doc), r.status(doc)
         items, value, currency = r.items(doc), r.total(doc), r.currency(doc)
         created = old.get("created_at") if old is not None else None
-        if value.__class__ is Decimal128 and value.to_decimal().is_finite():
+        if value.__class__ is Decimal128 and finite128(value):
             total, reason = value, None
         else:
             amount, reason = read_money(value)
