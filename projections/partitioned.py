@@ -118,15 +118,15 @@ def merge_partitions(projection: Projection, parts: Sequence[Rows]) -> dict[str,
 
 
 # -- running partitions in processes --------------------------------------------------------
-# What forked workers inherit: the projection and each partition's events (set before the
-# pool forks; never pickled).
-_INHERITED: dict[str, Any] = {}
+# What forked workers inherit, by rebuild: the projection and each partition's events (set
+# before the pool forks; never pickled). Several rebuilds of one process each have their own.
+_INHERITED: dict[int, tuple[Projection, list[list[Event]]]] = {}
+_NEXT: list[int] = [0]
 
 
-def _run_inherited(index: int) -> Rows:
-    projection: Projection = _INHERITED["projection"]
-    events: list[list[Event]] = _INHERITED["parts"]
-    return fold_partition(projection, events[index])
+def _run_inherited(token: int, index: int) -> Rows:
+    projection, parts = _INHERITED[token]
+    return fold_partition(projection, parts[index])
 
 
 def can_fork() -> bool:
@@ -150,19 +150,23 @@ async def run_partitions(
                 on_done(index)
             await asyncio.sleep(0)
         return out
-    _INHERITED.update(projection=projection, parts=parts)
+    _NEXT[0] += 1
+    token = _NEXT[0]
+    _INHERITED[token] = (projection, parts)
     loop = asyncio.get_running_loop()
     try:
         with ProcessPoolExecutor(
             max_workers=len(parts), mp_context=multiprocessing.get_context("fork")
         ) as pool:
-            futures = [loop.run_in_executor(pool, _run_inherited, i) for i in range(len(parts))]
+            futures = [
+                loop.run_in_executor(pool, _run_inherited, token, i) for i in range(len(parts))
+            ]
             if on_done is not None:
                 for i, future in enumerate(futures):
                     future.add_done_callback(_report_done(on_done, i))
             return list(await asyncio.gather(*futures))
     finally:
-        _INHERITED.clear()
+        del _INHERITED[token]
 
 
 def _report_done(on_done: Callable[[int], object], index: int) -> Callable[[Any], None]:
