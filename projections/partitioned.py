@@ -19,24 +19,19 @@ A partition's entity states are all kept in memory while it folds.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import multiprocessing
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from bson import ObjectId
 
 from eventstore.fold import apply_event
 from eventstore.keys import typed_key
-from eventstore.model import STREAM_TYPES, Event, Partition
+from eventstore.model import STREAM_TYPES, Event
 from projections.api import SEQ_FIELD, Change, Projection
 from projections.idempotent import guarded
-
-if TYPE_CHECKING:
-    from projections.runner import ProjectionRunner, RebuildProgress
 
 MAX_WORKERS: Final = 16
 Rows = dict[str, dict[str, Any] | None]
@@ -177,73 +172,6 @@ def _report_done(on_done: Callable[[int], object], index: int) -> Callable[[Any]
     return report
 
 
-async def rebuild_partitioned(
-    runner: ProjectionRunner,
-    workers: int,
-    *,
-    on_progress: Callable[[RebuildProgress], object] | None = None,
-    on_partitions: Callable[[list[Partition]], object] | None = None,
-    processes: bool = True,
-) -> RebuildProgress:
-    """The runner's projection rebuilt by `workers` partitions; the same rows as one worker."""
-    from projections.runner import RebuildProgress
-
-    projection = runner.projection
-    if projection.merge is None:
-        raise NoMerge(f"{projection.name} has no merge: rebuild it with one worker")
-    store = runner.store
-    started = time.perf_counter()
-    head = await store.events.head()
-    progress = RebuildProgress(total=head.seq)
-    events: list[Event] = []
-    position = 0
-    while position < head.seq and (
-        batch := await store.events.read(after_seq=position, limit=runner.batch_size)
-    ):
-        batch = [e for e in batch if e.seq <= head.seq]
-        if not batch:
-            break
-        events += batch
-        position = batch[-1].seq
-        await runner.lease.keep()
-    parts = split(events, workers)
-    del events
-    partitions = [
-        Partition(index=i, state="running", processed=0, total=len(p)) for i, p in enumerate(parts)
-    ]
-    if on_partitions is not None:
-        on_partitions(list(partitions))
-
-    def done(index: int) -> None:
-        partitions[index] = Partition(
-            index=index, state="succeeded", processed=len(parts[index]), total=len(parts[index])
-        )
-        if on_partitions is not None:
-            on_partitions(list(partitions))
-
-    try:
-        results = await run_partitions(projection, parts, processes=processes, on_done=done)
-    except BaseException:
-        for i, p in enumerate(partitions):
-            if p.state != "succeeded":
-                partitions[i] = Partition(index=i, state="failed", processed=0, total=p.total)
-        if on_partitions is not None:
-            on_partitions(list(partitions))
-        raise
-    progress.processed = head.seq
-    progress.seconds = time.perf_counter() - started
-    if on_progress is not None:
-        reported = on_progress(progress)
-        if inspect.isawaitable(reported):
-            await reported
-    rows = merge_partitions(projection, results)
-    del results
-    await runner.lease.keep()
-    progress.written = len(rows)
-    progress.processed = head.seq
-    return await runner.install(rows, head, progress, started)
-
-
 __all__ = [
     "MAX_WORKERS",
     "NoMerge",
@@ -251,7 +179,6 @@ __all__ = [
     "fold_partition",
     "merge_partitions",
     "partition_of",
-    "rebuild_partitioned",
     "run_partitions",
     "split",
 ]

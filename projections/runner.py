@@ -35,6 +35,7 @@ from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head, Job, Partiti
 from eventstore.ports import Clock, Store
 from projections.api import Change, Projection
 from projections.idempotent import guarded
+from projections.partitioned import NoMerge, merge_partitions, run_partitions, split
 
 log = logging.getLogger(__name__)
 
@@ -437,8 +438,6 @@ class ProjectionRunner:
         await self.publish()
         self.cache.clear()
         if workers > 1:
-            from projections.partitioned import rebuild_partitioned
-
             return await rebuild_partitioned(
                 self,
                 workers,
@@ -588,6 +587,76 @@ class ProjectionRunner:
         )
         await self.store.jobs.update(job)
         return job
+
+
+async def rebuild_partitioned(
+    runner: ProjectionRunner,
+    workers: int,
+    *,
+    on_progress: Callable[[RebuildProgress], object] | None = None,
+    on_partitions: Callable[[list[Partition]], object] | None = None,
+    processes: bool = True,
+) -> RebuildProgress:
+    """The runner's projection rebuilt by `workers` partitions; the same rows as one worker.
+
+    The log is read once, up to the head when it starts; each partition is folded in
+    a worker process (`projections.partitioned`); the merged rows are installed as a
+    one-worker rebuild installs them.
+    """
+    projection = runner.projection
+    if projection.merge is None:
+        raise NoMerge(f"{projection.name} has no merge: rebuild it with one worker")
+    store = runner.store
+    started = time.perf_counter()
+    head = await store.events.head()
+    progress = RebuildProgress(total=head.seq)
+    events: list[Event] = []
+    position = 0
+    while position < head.seq and (
+        batch := await store.events.read(after_seq=position, limit=runner.batch_size)
+    ):
+        batch = [e for e in batch if e.seq <= head.seq]
+        if not batch:
+            break
+        events += batch
+        position = batch[-1].seq
+        await runner.lease.keep()
+    parts = split(events, workers)
+    del events
+    partitions = [
+        Partition(index=i, state="running", processed=0, total=len(p)) for i, p in enumerate(parts)
+    ]
+    if on_partitions is not None:
+        on_partitions(list(partitions))
+
+    def done(index: int) -> None:
+        partitions[index] = Partition(
+            index=index, state="succeeded", processed=len(parts[index]), total=len(parts[index])
+        )
+        if on_partitions is not None:
+            on_partitions(list(partitions))
+
+    try:
+        results = await run_partitions(projection, parts, processes=processes, on_done=done)
+    except BaseException:
+        for i, p in enumerate(partitions):
+            if p.state != "succeeded":
+                partitions[i] = Partition(index=i, state="failed", processed=0, total=p.total)
+        if on_partitions is not None:
+            on_partitions(list(partitions))
+        raise
+    progress.processed = head.seq
+    progress.seconds = time.perf_counter() - started
+    if on_progress is not None:
+        reported = on_progress(progress)
+        if inspect.isawaitable(reported):
+            await reported
+    rows = merge_partitions(projection, results)
+    del results
+    await runner.lease.keep()
+    progress.written = len(rows)
+    progress.processed = head.seq
+    return await runner.install(rows, head, progress, started)
 
 
 async def request_rebuild(

@@ -21,8 +21,8 @@ from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
 from projections import Change, Projection, Write
 from projections.orders import ORDER_PROJECTIONS
-from projections.partitioned import NoMerge, partition_of, rebuild_partitioned, split
-from projections.runner import ProjectionRunner, request_rebuild
+from projections.partitioned import NoMerge, partition_of, split
+from projections.runner import ProjectionRunner, rebuild_partitioned, request_rebuild
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 from tests.integration.test_plugin_projections import per_actor_day, readme_example
 
