@@ -44,6 +44,7 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     detail: str
     typed_keys: list[str] | None = None
     errors: list[dict[str, Any]] | None = None
+    workers: list[dict[str, Any]] | None = None
 
 
 class ApiError(Exception):

@@ -188,3 +188,34 @@ class PartitionOut(msgspec.Struct, kw_only=True):
 class HealthOut(msgspec.Struct, kw_only=True):
     status: str
     detail: str
+
+
+class WorkerOut(msgspec.Struct, kw_only=True):
+    """A background worker of one instance (`GET /v1/workers`, `eventstore status --json`)."""
+
+    name: str
+    kind: str
+    instance: str
+    state: str
+    since: str
+    restarts: int
+    last_error: str | None
+    position: int | None
+    lag: int | None
+    lag_seconds: float | None
+
+
+class WorkerStateOut(msgspec.Struct, kw_only=True):
+    name: str
+    state: str
+    last_error: str | None
+
+
+class NotReady(msgspec.Struct, kw_only=True):
+    """`/health/ready`'s 503: a problem document with this process's workers."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    workers: list[WorkerStateOut]

@@ -115,6 +115,18 @@ class Ingester:
         # appends are ordered, so the log holds a prefix of what follows the
         # checkpoint, and once one change is new every later one is too.
         self._redelivery_possible = True
+        # The cluster time of the newest change stored, and whether the last batch was empty
+        # (caught up): how far capture is behind in time (`lag_seconds`).
+        self.last_cluster_time: Timestamp | None = None
+        self.idle = False
+
+    def lag_seconds(self, now: datetime) -> float | None:
+        """Now minus the cluster time of the last stored resume point; 0 while idle, None before."""
+        if self.idle:
+            return 0.0
+        if self.last_cluster_time is None:
+            return None
+        return max((now - timestamp_time(self.last_cluster_time)).total_seconds(), 0.0)
 
     async def run(
         self, *, until_idle: bool = False, stop: asyncio.Event | None = None
@@ -128,7 +140,16 @@ class Ingester:
                 try:
                     if await self._work(until_idle=until_idle, stop=stop):
                         break
-                except (LeaseLost, LogConflict) as exc:
+                except LeaseLost as exc:
+                    log.warning("stopping capture, another instance took over: %s", exc)
+                    self._capture = None
+                    self.lease.held = False
+                except LogConflict as exc:
+                    # A stalled former holder is fenced by the unique indexes: it finds the
+                    # lease taken and stands by. While the lease is still ours, nobody else
+                    # may have written: the conflict is a bug, and retrying it would loop.
+                    if await self.lease.is_ours():
+                        raise
                     log.warning("stopping capture, another instance took over: %s", exc)
                     self._capture = None
                     self.lease.held = False
@@ -266,6 +287,8 @@ class Ingester:
         )
         if events or new_cp.token != cp.token or invalidated:
             await self._commit(events, new_cp)
+        self.last_cluster_time = last_ct
+        self.idle = not batch.changes
         self.stats.batches += 1
         if self.on_batch is not None:
             self.on_batch(self.stats)

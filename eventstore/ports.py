@@ -31,6 +31,7 @@ from eventstore.model import (
     ResumePoint,
     StreamStats,
 )
+from eventstore.worker_state import WorkerRecord
 
 
 class LogConflict(Exception):
@@ -244,6 +245,22 @@ class Jobs(Protocol):
         ...
 
 
+class Workers(Protocol):
+    """Every instance's worker states (one record per instance and worker), for status views."""
+
+    async def put(self, records: Sequence[WorkerRecord]) -> None:
+        """Store (replace) these records, each by its instance and name."""
+        ...
+
+    async def all(self) -> list[WorkerRecord]:
+        """Every stored record, by name then instance."""
+        ...
+
+    async def remove(self, instance: str) -> None:
+        """Forget an instance's records (it stopped cleanly: it runs no worker any more)."""
+        ...
+
+
 class Store(Protocol):
     """The storage ports of one deployment, and its transaction support."""
 
@@ -253,6 +270,7 @@ class Store(Protocol):
     snapshots: Snapshots
     read_models: ReadModels
     jobs: Jobs
+    workers: Workers
 
     @property
     def transactions(self) -> bool:

@@ -84,6 +84,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     server_timeout_ms: int = 5000
     admin_key: str | None = None
     read_keys: tuple[str, ...] = ()
+    # Seconds this process's capture may retry before readiness answers 503.
+    unhealthy_after: float = 30.0
+    cors_origins: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # keys never appear in logs or errors
         shown = {f: getattr(self, f) for f in self.__struct_fields__}
@@ -253,6 +256,24 @@ def _check_statuses(value: Any) -> str | None:
     return _texts(value)
 
 
+# A browser's `Origin`: scheme, host (a name or a bracketed IPv6 address) and an optional port.
+_ORIGIN: Final = re.compile(
+    r"https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?", re.ASCII
+)
+
+
+def _check_origins(value: Any) -> str | None:
+    """`*` alone, or origins `scheme://host[:port]` (no path, query or trailing slash)."""
+    if _texts(value) is not None:
+        return f"takes * or origins like https://example.com[:port], got {value!r}"
+    if tuple(value) == ("*",):
+        return None
+    for origin in value:
+        if not _ORIGIN.fullmatch(origin):
+            return f"takes * or origins like https://example.com[:port], got {origin!r}"
+    return None
+
+
 _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "uri": _check_uri,
     "source": _check_source,
@@ -274,6 +295,8 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "server_timeout_ms": _at_least_one,
     "admin_key": _optional_text,
     "read_keys": _texts,
+    "cors_origins": _check_origins,
+    "unhealthy_after": _seconds,
 }
 
 
@@ -362,6 +385,8 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "server_timeout_ms": _positive_int("SERVER_TIMEOUT_MS"),
     "admin_key": lambda v: v or None,
     "read_keys": _csv,
+    "unhealthy_after": _positive_float("UNHEALTHY_AFTER"),
+    "cors_origins": _csv,
 }
 
 SETTING_NAMES: Final = tuple(_PARSERS)

@@ -7,8 +7,9 @@ Every command (`run`, `serve`, `demo`, `ingest`, `project`, …) and the tests b
 the service here; nothing else wires layers together.
 
 Where the background workers are created and started: `Service.workers()` (and
-`Service.app()`, which starts and stops them in the app's lifespan). A supervisor
-plugs in there.
+`Service.app()`, which starts and stops them in the app's lifespan), all under one
+supervisor (`Service.supervisor()`, eventstore.supervisor), which the app's
+readiness, `/v1/workers` and `/metrics` read.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from eventstore.clock import SystemClock
 from eventstore.ingester import Ingester, IngestStats
 from eventstore.ports import ChangeSource, Clock, Store
 from eventstore.settings import Settings, load
+from eventstore.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from api.app import EventStoreApp
@@ -234,10 +236,24 @@ class Service:
             owner=owner,
         )
 
+    def supervisor(self, instance: str) -> Supervisor:
+        """The supervisor of this process's workers, recording their states in the store."""
+        settings = self.settings
+        return Supervisor(
+            clock=self.clock,
+            instance=instance,
+            lease_seconds=settings.lease_seconds,
+            workers=self.store.workers,
+            secrets=[k for k in (settings.admin_key, *settings.read_keys) if k],
+            metrics=self.metrics,
+        )
+
     def workers(self, *, owner: str | None = None) -> Workers:
         """The background workers of `run`: the ingester (and workload) and every projection."""
         from api.workers import Workers
+        from eventstore.leasing import default_owner
 
+        instance = owner or default_owner()
         self.running = Workers(
             self.store,
             self.settings,
@@ -245,7 +261,8 @@ class Service:
             clock=self.clock,
             workload=self.workload,
             projections=self.projections,
-            owner=owner,
+            owner=instance,
+            supervisor=self.supervisor(instance),
         )
         return self.running
 
@@ -310,6 +327,8 @@ def build_app(
         clock=clock,
         projections_=projections_ if projections_ is not None else projections(settings),
         caught_up=workers.caught_up if workers is not None else None,
+        supervisor=workers.supervisor if workers is not None else None,
+        capture=workers.capture.name if workers is not None else None,
         metrics=metrics,
     )
     if workers is not None:

@@ -44,6 +44,10 @@ def _command(name: str) -> Command:
         from eventstore.cli import run
 
         module = run
+    elif name == "status":
+        from eventstore.cli import status
+
+        module = status
     elif name == "serve":
         from eventstore.cli import serve
 

@@ -31,6 +31,8 @@ _SETTING_HELP = {
     "server_timeout_ms": "server selection timeout in ms (default 5000)",
     "admin_key": "bearer key for /v1/admin (prefer EVENTSTORE_ADMIN_KEY)",
     "read_keys": "comma-separated bearer keys for /v1 reads",
+    "unhealthy_after": "seconds capture may retry before /health/ready answers 503 (default 30)",
+    "cors_origins": "origins allowed to call the API from a browser, comma-separated, or *",
 }
 
 
@@ -125,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = sub.add_parser("status", help="every instance's background workers (as GET /v1/workers)")
+    _add_settings(p)
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+
     p = sub.add_parser("serve", help="serve the HTTP API (one JSON access line per request)")
     _add_settings(p)
     _add_listen(p)
@@ -145,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         type=_nonneg_float,
         default=5.0,
-        help="changes per second after them; 0 = stop after the orders (default 5)",
+        help="changes per second after them (default 5); 0 = unpaced: --changes as fast "
+        "as they go, or none without --changes",
     )
     p.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     p.add_argument(
@@ -154,7 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not serve: capture --orders and --changes as fast as possible and report",
     )
     p.add_argument(
-        "--changes", type=_nonneg_int, default=2000, help="with --report: changes (default 2000)"
+        "--changes",
+        type=_nonneg_int,
+        default=None,
+        help="stop the traffic after this many changes and keep serving "
+        "(default: unlimited; with --report: 2000)",
     )
     p.add_argument("--json", action="store_true", help="with --report: print the summary as JSON")
     return parser

@@ -11,7 +11,8 @@ from eventstore.memory.jobs import MemoryJobs
 from eventstore.memory.leases import MemoryLeases
 from eventstore.memory.readmodels import MemoryReadModels
 from eventstore.memory.snapshots import MemorySnapshots
-from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots
+from eventstore.memory.workers import MemoryWorkers
+from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots, Workers
 
 
 class MemoryStore:
@@ -25,6 +26,7 @@ class MemoryStore:
         self.snapshots: Snapshots = MemorySnapshots()
         self.read_models: ReadModels = MemoryReadModels()
         self.jobs: Jobs = MemoryJobs()
+        self.workers: Workers = MemoryWorkers()
         # Same attribute as MongoStore: what this store cannot do (nothing here).
         self.degraded: list[str] = []
 

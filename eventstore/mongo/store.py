@@ -17,7 +17,8 @@ from eventstore.mongo.jobs import MongoJobs
 from eventstore.mongo.leases import MongoLeases
 from eventstore.mongo.readmodels import MongoReadModels
 from eventstore.mongo.snapshots import MongoSnapshots
-from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots
+from eventstore.mongo.workers import MongoWorkers
+from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots, Workers
 
 
 class MongoStore:
@@ -40,6 +41,7 @@ class MongoStore:
         self.snapshots: Snapshots = MongoSnapshots(self.db)
         self.read_models: ReadModels = MongoReadModels(self.db)
         self.jobs: Jobs = MongoJobs(self.db)
+        self.workers: Workers = MongoWorkers(self.db)
         self.degraded: list[str] = []
         self._transactions = False
         self._owns_client = owns_client

@@ -390,6 +390,16 @@ async def test_the_query_index_step_creates_every_index_and_drops_the_superseded
     assert dropped == ["changed_fields_1", "actor_1", "type_1"]
 
 
+async def test_the_workers_step_creates_the_collection_once(
+    client: Client, replica_set: ReplicaSet
+) -> None:
+    step = [s for s in load_steps() if s.name == "m0008_create_workers_collection"]
+    report = await migrate(client, Settings(uri="mongodb://localhost"), steps=step)
+
+    assert report.applied == ["m0008_create_workers_collection"]
+    assert [c["create"] for c in replica_set.sent("create")] == ["workers"]
+
+
 async def test_rejected_events_are_allowed_by_collmod_of_the_whole_validator(
     client: Client, wire: Wire
 ) -> None:

@@ -23,11 +23,12 @@ from eventstore.clock import FakeClock
 from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head
 from eventstore.ports import Store
 from eventstore.settings import Settings
+from eventstore.worker_state import FAILED
 from projections import Change, Projection, Write
 from projections.orders import ORDER_PROJECTIONS, ORDER_SUMMARY
 from projections.plugins import GROUP, PluginError, load_plugins
 from projections.reserved import store_collection_names
-from projections.runner import FAILED, ProjectionFailed, ProjectionRunner
+from projections.runner import ProjectionFailed, ProjectionRunner
 from tests.integration.test_cli_history import populated
 from tests.integration.test_projector import workload
 
@@ -216,9 +217,14 @@ def test_a_failing_plugin_shows_failed_in_projections_status(
     store = populated()
     argv = ["--uri", "memory://", "--projections", "failing_plugin:FAILING"]
     out = io.StringIO()
-    assert main(["project", "--until-caught-up", *argv], out=out, store=store) == 0
-    assert "failing: position 0, failed (projection failing failed at seq 3" in out.getvalue()
+    # the supervised projector: the failing plugin ends the command with exit 1, the rest caught up
+    assert main(["project", "--until-caught-up", *argv], out=out, store=store) == 1
+    assert "failing: position 0, failed (ProjectionFailed: projection failing failed at seq 3" in (
+        out.getvalue()
+    )
     assert "order_summary: position 4, stopped" in out.getvalue()
+    err = capsys.readouterr().err
+    assert "projection failed: failing: ProjectionFailed" in err and "Traceback" not in err
     out = io.StringIO()
     assert main(["projections", "status", *argv], out=out, store=store) == 0
     line = next(x for x in out.getvalue().splitlines() if x.startswith("failing "))

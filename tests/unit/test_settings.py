@@ -24,6 +24,7 @@ def test_defaults_match_the_design() -> None:
     )
     assert (s.lease_seconds, s.server_timeout_ms) == (10.0, 5000)
     assert s.admin_key is None and s.read_keys == ()
+    assert s.unhealthy_after == 30.0
 
 
 def test_environment_is_read_and_flags_override_it() -> None:
@@ -31,6 +32,13 @@ def test_environment_is_read_and_flags_override_it() -> None:
     s = load(env, {"source_db": "flagdb", "collections": None})
     assert s.source_db == "flagdb"
     assert s.collections == ("orders", "refunds")
+
+
+def test_unhealthy_after_is_read_from_its_variable_and_flag() -> None:
+    assert load({"EVENTSTORE_UNHEALTHY_AFTER": "2.5"}).unhealthy_after == 2.5
+    assert load({}, {"unhealthy_after": "45"}).unhealthy_after == 45.0
+    with pytest.raises(SettingsError, match="UNHEALTHY_AFTER"):
+        Settings(unhealthy_after=0)  # checked whenever a Settings is built, not only when read
 
 
 def test_redaction_paths_and_masks() -> None:
@@ -48,6 +56,8 @@ def test_redaction_paths_and_masks() -> None:
         ("EVENTSTORE_URI", "http://x", "mongodb://"),
         ("EVENTSTORE_SOURCE", "kafka", "SOURCE"),
         ("EVENTSTORE_REDACT", "a..b", "REDACT"),
+        ("EVENTSTORE_UNHEALTHY_AFTER", "soon", "UNHEALTHY_AFTER must be a number"),
+        ("EVENTSTORE_UNHEALTHY_AFTER", "0", "UNHEALTHY_AFTER must be more than 0"),
     ],
 )
 def test_bad_values_are_clear_errors(name: str, value: str, message: str) -> None:

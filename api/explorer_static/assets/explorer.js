@@ -1166,7 +1166,7 @@
   }
 
   function stateBadge(s) {
-    const cls = s === 'failed' ? 'bad' : s === 'following' || s === 'caught up' ? 'ok' : s === 'rebuilding' ? 'info' : 'warn';
+    const cls = s === 'failed' ? 'bad' : s === 'running' || s === 'caught up' ? 'ok' : s === 'rebuilding' ? 'info' : 'warn';
     return h('span', { class: `badge ${cls}` }, s);
   }
 
@@ -1447,6 +1447,47 @@
     });
   }
 
+  // -- capture health ----------------------------------------------------------------------------
+  // A banner while no instance is capturing, or capture is failed or retrying (GET /v1/workers).
+  const CAPTURE_POLL_MS = 5000;
+
+  function captureTrouble(workers) {
+    const captures = workers.filter((w) => w.kind === 'capture');
+    const running = captures.filter((w) => w.state === 'running');
+    const failed = captures.find((w) => w.state === 'failed');
+    const retrying = captures.find((w) => w.state === 'retrying');
+    const other = running.length ? ' Another instance is capturing.' : '';
+    if (failed) {
+      return { state: 'failed', title: 'Capture failed',
+        text: `${failed.name} on ${failed.instance} since ${failed.since}: ${failed.last_error || 'no error recorded'}. ` +
+          'Fix the cause, then restart it (POST /v1/admin/workers/{name}/restart).' + other };
+    }
+    if (retrying) {
+      return { state: 'retrying', title: 'Capture is retrying',
+        text: `${retrying.name} on ${retrying.instance} (${plural(retrying.restarts, 'restart')}): ` +
+          `${retrying.last_error || 'no error recorded'}.` + other };
+    }
+    if (!running.length) {
+      return { state: 'none', title: 'No instance is capturing',
+        text: 'Changes to the source are not being recorded: start `eventstore run` or `eventstore ingest`.' };
+    }
+    return null;
+  }
+
+  async function checkCapture() {
+    let trouble;
+    try {
+      trouble = captureTrouble(await api('/v1/workers'));
+    } catch (_) {
+      return; // the API says why elsewhere (the alert); keep the last verdict
+    }
+    const banner = $('#capture-banner');
+    banner.hidden = !trouble;
+    banner.dataset.state = trouble ? trouble.state : 'capturing';
+    $('#capture-title').textContent = trouble ? trouble.title + '.' : '';
+    $('#capture-text').textContent = trouble ? trouble.text : '';
+  }
+
   let started = false;
   async function start() {
     try {
@@ -1463,6 +1504,8 @@
       started = true;
       live.after = head;
       liveLoop();
+      checkCapture();
+      setInterval(checkCapture, CAPTURE_POLL_MS);
     } else if (!live.running && !live.paused) {
       liveLoop();
     }
