@@ -82,3 +82,41 @@ async def test_the_admin_api_rebuilds_with_workers_and_shows_the_partitions() ->
         assert r.status_code == 202
         done = await _until_done(client, r.json()["job"])
         assert done["state"] == "succeeded" and done["workers"] == 1 and done["partitions"] == []
+
+
+async def test_a_running_service_supervises_and_follows_a_plugin_like_a_built_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from eventstore.cli.bootstrap import WorkloadOptions, open_service
+    from eventstore.settings import Settings
+
+    (tmp_path / "run_shop.py").write_text(readme_example())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "run_shop", raising=False)
+    simulated = Settings(
+        uri="memory://",
+        source="simulator",
+        lease_seconds=1.0,
+        projections=("run_shop:EVENTS_PER_ACTOR",),
+    )
+    workload = WorkloadOptions(orders=5, changes=20, rate=0, seed=3)
+    async with open_service(simulated, capture=True, workload=workload) as service:
+        workers = service.workers()
+        async with AsyncTestClient(service.app(workers=workers)) as http:
+            for _ in range(300):
+                status = {s["name"]: s for s in (await http.get("/v1/projections")).json()}
+                mine = status["events_per_actor"]
+                if mine["position"] >= 25 and mine["lag"] == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert mine["position"] == 25 and mine["state"] == "running", mine
+            listed = {w["name"]: w for w in (await http.get("/v1/workers")).json()}
+            assert listed["projection:events_per_actor"]["state"] == "running"
+            assert listed["projection:events_per_actor"]["kind"] == "projection"
+            items = (await http.get("/v1/projections/events_per_actor")).json()["items"]
+            events = await service.store.events.read(after_seq=0, limit=1000)
+            assert {f"{i['day']}:{i['actor']}": i["events"] for i in items} == per_actor_day(events)
+            metrics = (await http.get("/metrics")).text
+            assert 'eventstore_projection_position{projection="events_per_actor"} 25.0' in metrics
