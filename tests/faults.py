@@ -17,7 +17,16 @@ from typing import Any, cast
 
 from pymongo.errors import NotPrimaryError
 
-from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots, Store
+from eventstore.ports import (
+    Checkpoints,
+    EventLog,
+    Jobs,
+    Leases,
+    MerkleTree,
+    ReadModels,
+    Snapshots,
+    Store,
+)
 from eventstore.ports import Workers as WorkerStates
 
 
@@ -115,6 +124,7 @@ class FaultyStore:
         self.read_models = cast(ReadModels, _Faulty(inner.read_models, "read_models", f))
         self.jobs = cast(Jobs, _Faulty(inner.jobs, "jobs", f))
         self.workers = cast(WorkerStates, _Faulty(inner.workers, "workers", f))
+        self.merkle = cast(MerkleTree, _Faulty(inner.merkle, "merkle", f))
 
     @property
     def transactions(self) -> bool:

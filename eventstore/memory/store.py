@@ -9,10 +9,20 @@ from eventstore.memory.checkpoints import MemoryCheckpoints
 from eventstore.memory.eventlog import MemoryEventLog
 from eventstore.memory.jobs import MemoryJobs
 from eventstore.memory.leases import MemoryLeases
+from eventstore.memory.merkle import MemoryMerkleTree
 from eventstore.memory.readmodels import MemoryReadModels
 from eventstore.memory.snapshots import MemorySnapshots
 from eventstore.memory.workers import MemoryWorkers
-from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots, Workers
+from eventstore.ports import (
+    Checkpoints,
+    EventLog,
+    Jobs,
+    Leases,
+    MerkleTree,
+    ReadModels,
+    Snapshots,
+    Workers,
+)
 
 
 class MemoryStore:
@@ -26,6 +36,7 @@ class MemoryStore:
         self.snapshots: Snapshots = MemorySnapshots()
         self.read_models: ReadModels = MemoryReadModels()
         self.jobs: Jobs = MemoryJobs()
+        self.merkle: MerkleTree = MemoryMerkleTree()
         self.workers: Workers = MemoryWorkers()
         # Same attribute as MongoStore: what this store cannot do (nothing here).
         self.degraded: list[str] = []
