@@ -1,4 +1,4 @@
-"""Shared test settings: hypothesis profiles (HYPOTHESIS_PROFILE=ci|dev, default dev)."""
+"""Shared test settings: hypothesis profiles (HYPOTHESIS_PROFILE=ci|dev|mutation, default dev)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from hypothesis import settings
 # Modest example counts: the mongo adapters run on mongomock, which scans on every write.
 settings.register_profile("ci", max_examples=100, deadline=None, print_blob=True)
 settings.register_profile("dev", max_examples=25, deadline=None)
+# `make mutate` runs the selected tests once per mutant: few, reproducible examples, no
+# example database shared between mutants (a mutant's failures must not replay in the next).
+settings.register_profile(
+    "mutation", max_examples=10, deadline=None, derandomize=True, database=None
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
