@@ -340,6 +340,32 @@ def test_exact_array_index_into_a_sub_document_is_reported() -> None:
     assert conflicts == ["updatedFields 'a.0': no 0 in a sub-document"]
 
 
+def test_an_exact_field_name_never_indexes_an_array_when_removing() -> None:
+    doc = {"a": [1, 2], "b": {"1": "kept"}}
+    # "1" from disambiguatedPaths is a field name: an array has none, so $unset does nothing
+    changes = ch(removed=["a.1"], disambiguated={"a.1": ["a", "1"]})
+    assert apply_update(doc, changes) == {"a": [1, 2], "b": {"1": "kept"}}
+    # the same path split on "." indexes the array (the element's place is kept, as null)
+    assert apply_update(doc, ch(removed=["a.1"])) == {"a": [1, None], "b": {"1": "kept"}}
+    # and an exact index never names a field of a sub-document
+    changes = ch(removed=["b.1"], disambiguated={"b.1": ["b", 1]})
+    assert apply_update(doc, changes) == doc
+    assert apply_update(doc, ch(removed=["b.1"])) == {"a": [1, 2], "b": {}}
+
+
+def test_an_exact_field_name_never_indexes_an_array_when_truncating() -> None:
+    doc = {"a": [[1, 2, 3], [4]]}
+    conflicts: list[str] = []
+    changes = ch(truncated=[("a.0", 1)], disambiguated={"a.0": ["a", "0"]})
+    assert apply_update(doc, changes, conflicts=conflicts) == doc
+    assert conflicts == ["truncatedArrays 'a.0': no such array"]
+    # the same path split on "." cuts the first element's array
+    assert apply_update(doc, ch(truncated=[("a.0", 1)])) == {"a": [[1], [4]]}
+    # an exact index does cut it
+    changes = ch(truncated=[("a.0", 1)], disambiguated={"a.0": ["a", 0]})
+    assert apply_update(doc, changes) == {"a": [[1], [4]]}
+
+
 def test_truncation_of_something_that_is_not_an_array_is_reported() -> None:
     conflicts: list[str] = []
     changes = ch(truncated=[("missing", 1), ("s", 0)])
