@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import eventstore.history as history_module
 from eventstore.fold import fold
 from eventstore.history import History
 from eventstore.model import GENESIS_HASH, EntitySnapshot, Event
@@ -162,6 +163,90 @@ async def test_new_events_extend_the_snapshot_chain(store: Store) -> None:
     counter = CountingReads(store)
     assert (await h.state("orders", "int:1", at=at(35))).version == 35
     assert counter.queries == 2 and counter.events_read <= 11
+
+
+async def test_ensure_snapshots_reads_only_what_follows_the_newest_snapshot(store: Store) -> None:
+    events = build(41)
+    await store.events.append(events[:25])
+    h = History(store, snapshot_every=10)
+    counter = CountingReads(store)
+    assert await h.ensure_snapshots("orders", 1) == 25
+    assert counter.names == ["latest", "read_entity"] and counter.events_read == 25
+    await store.events.append(events[25:])
+    counter.reset()
+    assert await h.ensure_snapshots("orders", 1) == 41
+    # from the newest snapshot's own event (20) on: 22 events, not 41
+    assert counter.names == ["latest", "read_entity"] and counter.events_read == 22
+    assert await chain(store) == [(40, None), (30, 40), (20, 30), (10, 20), (0, 10)]
+    for v in (20, 30, 40):
+        laid = await store.snapshots.latest("orders", 1, max_version=v)
+        assert laid is not None and laid.document == fold(events[:v]).state
+        assert laid.event_hash == events[v - 1].hash
+    counter.reset()
+    assert await h.ensure_snapshots("orders", 1) == 41  # nothing new: nothing laid
+    assert counter.events_read == 2
+
+
+async def test_ensure_snapshots_reads_in_pages(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_module, "_PAGE", 7)
+    events = await entity(store, 21)  # three full pages: the fourth read finds nothing
+    h = History(store, snapshot_every=5)
+    counter = CountingReads(store)
+    assert await h.ensure_snapshots("orders", 1) == 21
+    assert counter.names == ["latest"] + ["read_entity"] * 4 and counter.events_read == 21
+    assert await chain(store) == [(20, None), (15, 20), (10, 15), (5, 10), (0, 5)]
+    for v in (5, 10, 15, 20):
+        laid = await store.snapshots.latest("orders", 1, max_version=v)
+        assert laid is not None and laid.document == fold(events[:v]).state
+
+
+async def test_ensure_snapshots_continues_from_a_deleted_state_without_refolding_it(
+    store: Store,
+) -> None:
+    log = LogBuilder()
+    events = [log.next("D"), log.next("D", type="deleted"), log.next("D", **_doc("again"))]
+    events.append(log.next("D"))
+    await store.events.append(events[:2])
+    h = History(store, snapshot_every=2)
+    assert await h.ensure_snapshots("orders", "D") == 2
+    await store.events.append(events[2:])
+    assert await h.ensure_snapshots("orders", "D") == 4
+    laid = await store.snapshots.latest("orders", "D", max_version=4)
+    assert laid is not None and laid.version == 4
+    assert (laid.document, laid.findings) == (fold(events).state, fold(events).findings)
+    assert laid.findings == []
+
+
+async def test_ensure_snapshots_of_an_entity_without_events_lays_nothing(store: Store) -> None:
+    await entity(store, 3)
+    assert await History(store, snapshot_every=2).ensure_snapshots("orders", 2) == 0
+    assert await chain(store, 2) == []
+
+
+async def test_a_forged_version_zero_snapshot_is_not_trusted(store: Store) -> None:
+    events = await entity(store, 12)
+    forged = EntitySnapshot(
+        stream="orders",
+        entity_id=1,
+        entity_key="1",
+        version=0,
+        occurred_at=at(0),
+        exists=True,
+        document={"_id": 1, "n": "forged"},
+        event_hash="f" * 64,
+        findings=[{"version": 0, "kind": "forged", "detail": "planted"}],
+    )
+    await store.snapshots.put_many([forged])
+    h = History(store, snapshot_every=5)
+    assert await h.ensure_snapshots("orders", 1) == 12
+    for v in (5, 10):
+        laid = await store.snapshots.latest("orders", 1, max_version=v)
+        assert laid is not None and laid.document == fold(events[:v]).state
+        assert laid.findings == []
+    state = await h.state("orders", "int:1", version=12)
+    assert (state.document, state.findings) == ({"_id": 1, "n": 12}, [])
 
 
 async def test_a_snapshot_that_does_not_match_the_log_is_ignored_and_healed(
