@@ -215,7 +215,7 @@ async def test_ensure_snapshots_continues_from_a_deleted_state_without_refolding
     assert await h.ensure_snapshots("orders", "D") == 4
     laid = await store.snapshots.latest("orders", "D", max_version=4)
     assert laid is not None and laid.version == 4
-    assert (laid.document, laid.findings) == (fold(events).state, fold(events).findings)
+    assert laid.document == fold(events).state and fold(events).findings == []
     assert laid.findings == []
 
 
