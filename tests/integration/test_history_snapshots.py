@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 import eventstore.history as history_module
+from eventstore.diff import FieldChange
 from eventstore.fold import fold
-from eventstore.history import History
+from eventstore.history import History, UnknownStream
 from eventstore.model import GENESIS_HASH, EntitySnapshot, Event
 from eventstore.ports import Store
 from tests.helpers import READS, LogBuilder
@@ -350,10 +351,95 @@ async def test_the_gaps_of_a_stream_are_read_once_while_fresh(store: Store) -> N
     counter.reset()
     await h.state("orders", "int:1", at=at(4))
     assert counter.queries == 2
-    now[0] += 6  # stale: a gap recorded since would be missed, so read again
+    now[0] += 5  # exactly the cache's time: still fresh
+    counter.reset()
+    await h.state("orders", "int:1", at=at(4))
+    assert counter.queries == 2
+    now[0] += 1  # stale: a gap recorded since would be missed, so read again
     counter.reset()
     await h.state("orders", "int:1", at=at(4))
     assert counter.queries == 3
     counter.reset()
     await h.state("orders", "int:1", version=2)  # a version is never inside a gap
     assert counter.queries == 2
+
+
+async def test_history_pages_lay_snapshots_below_the_next_existing_one(store: Store) -> None:
+    events = await entity(store, 41)
+    h = History(store, snapshot_every=10)
+    await h.ensure_snapshots("orders", 1)
+    links = [(40, None), (30, 40), (20, 30), (10, 20), (0, 10)]
+    assert await chain(store) == links
+    counter = CountingReads(store)
+    page = await h.history("orders", "int:1", from_version=21, limit=15)
+    assert [e.event.version for e in page.events] == list(range(21, 36)) and page.next == "35"
+    # from snapshot 20 (its own event) to one past the page; nothing laid again
+    assert counter.names == ["latest", "read_entity"] and counter.events_read == 17
+    assert await chain(store) == links
+    assert (
+        page.events[0].diff
+        == [FieldChange(path="n", op="changed", before=20, after=21, parts=("n",))]
+        and page.events[0].event == events[20]
+    )
+
+
+async def test_history_pages_lay_the_missing_snapshots_they_fold_through(store: Store) -> None:
+    await entity(store, 41)
+    h = History(store, snapshot_every=10)
+    page = await h.history("orders", "int:1", from_version=31, limit=5)
+    assert [e.event.version for e in page.events] == [31, 32, 33, 34, 35]
+    assert await chain(store) == [(30, None), (20, 30), (10, 20), (0, 10)]
+    laid = await store.snapshots.latest("orders", 1, max_version=30)
+    assert laid is not None and laid.document == {"_id": 1, "n": 30}
+
+
+async def test_a_history_page_past_a_forged_snapshot_is_folded_from_the_first_event(
+    store: Store,
+) -> None:
+    events = await entity(store, 30)
+    forged = EntitySnapshot(
+        stream="orders",
+        entity_id=1,
+        entity_key="1",
+        version=20,
+        occurred_at=at(20),
+        exists=True,
+        document={"_id": 1, "n": "forged"},
+        event_hash="f" * 64,
+    )
+    await store.snapshots.put_many([forged])
+    h = History(store, snapshot_every=10)
+    page = await h.history("orders", "int:1", from_version=21, limit=3)
+    assert [e.event for e in page.events] == events[20:23]
+    assert page.events[0].diff == [
+        FieldChange(path="n", op="changed", before=20, after=21, parts=("n",))
+    ]
+    healed = await store.snapshots.latest("orders", 1, max_version=20)
+    assert healed is not None and healed.document == {"_id": 1, "n": 20}
+
+
+async def test_a_history_page_holds_a_hundred_events_unless_told(store: Store) -> None:
+    await entity(store, 150)
+    page = await History(store).history("orders", "int:1")
+    assert len(page.events) == 100 and page.next == "100"
+
+
+async def test_verification_through_history_reads_in_its_pages(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_module, "_PAGE", 4)
+    await entity(store, 9)
+    h = History(store, streams=["orders", "shipments"])
+    counter = CountingReads(store)
+    assert (await h.verify_entity("orders", "int:1")).events_checked == 9
+    assert counter.names == ["read_entity"] * 3
+    counter.reset()
+    stream = await h.verify_stream("orders")
+    assert (stream.valid, stream.events_checked) == (True, 9)
+    assert counter.names == ["read"] * 3
+    counter.reset()
+    assert (await h.verify_log()).events_checked == 9
+    assert counter.names == ["read"] * 3
+    with pytest.raises(UnknownStream) as unknown:
+        await h.verify_stream("refunds")
+    assert str(unknown.value) == "unknown stream 'refunds' (captured: orders, shipments)"
