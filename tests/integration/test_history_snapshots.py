@@ -371,8 +371,17 @@ async def test_history_pages_lay_snapshots_below_the_next_existing_one(store: St
     links = [(40, None), (30, 40), (20, 30), (10, 20), (0, 10)]
     assert await chain(store) == links
     counter = CountingReads(store)
+    written: list[EntitySnapshot] = []
+    put_many = store.snapshots.put_many
+
+    async def counted(snapshots: Any, *, session: Any = None) -> None:
+        written.extend(snapshots)
+        await put_many(snapshots, session=session)
+
+    store.snapshots.put_many = counted  # type: ignore[method-assign]
     page = await h.history("orders", "int:1", from_version=21, limit=15)
     assert [e.event.version for e in page.events] == list(range(21, 36)) and page.next == "35"
+    assert written == []  # snapshot 30 exists: not laid again
     # from snapshot 20 (its own event) to one past the page; nothing laid again
     assert counter.names == ["latest", "read_entity"] and counter.events_read == 17
     assert await chain(store) == links
