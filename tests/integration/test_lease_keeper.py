@@ -182,3 +182,32 @@ def test_default_owner_names_the_host_and_process_and_is_unique() -> None:
     assert (host, pid) == (socket.gethostname(), str(os.getpid()))
     assert len(suffix) == 8 and int(suffix, 16) >= 0
     assert first != second
+
+
+async def test_a_fresh_keeper_holds_nothing_and_its_first_keep_takes_the_lease(
+    store: Store, clock: FakeClock
+) -> None:
+    fresh = keeper(store, "fresh", clock)
+    before = fresh.held
+    await fresh.keep()  # never renewed: renews (takes) at once
+    assert (before, fresh.held) == (False, True)
+    assert (await store.leases.get(ROLE)).owner == "fresh"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("ttl", "late", "waited"),
+    [
+        (10.0, 2.0, 10.0),  # polls every quarter lease: 2, 4.5, 7, 9.5, then 12 (expired at 10)
+        (0.02, 0.0, 0.02),  # a tiny lease: every 10 ms at least, not more
+    ],
+)
+async def test_a_standby_polls_every_quarter_of_the_lease(
+    store: Store, ttl: float, late: float, waited: float
+) -> None:
+    clock = FakeClock()
+    holder = keeper(store, "holder", clock, ttl=ttl)
+    assert await holder.try_acquire()
+    clock.advance(late)
+    start = clock.now()
+    assert await keeper(store, "standby", clock, ttl=ttl).acquire() is True
+    assert (clock.now() - start).total_seconds() == pytest.approx(waited)
