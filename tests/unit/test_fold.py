@@ -6,6 +6,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from bson import Decimal128
 
 from eventstore.fold import (
@@ -670,3 +671,41 @@ def test_an_unknown_event_type_leaves_the_state_with_a_finding() -> None:
     assert result.state == {"a": 1}
     assert result.version == 2
     assert [(f.version, f.kind) for f in result.findings] == [(2, UNKNOWN_TYPE)]
+
+
+@pytest.mark.parametrize(("differing", "more"), [(10, ""), (11, " (+1 more)"), (13, " (+3 more)")])
+def test_a_pre_image_mismatch_names_ten_paths_at_most(differing: int, more: str) -> None:
+    names = [f"f{i:02d}" for i in range(differing)]
+    state = {name: 0 for name in names}
+    result = fold([ev(2, DELETED, before={name: 1 for name in names})], dict(state), version=1)
+    assert result.findings == [
+        Finding(
+            version=2,
+            kind=PRE_IMAGE_MISMATCH,
+            detail="the pre-image differs from the folded state at: "
+            + ", ".join(names[:10])
+            + more,
+        )
+    ]
+
+
+def test_fold_continues_from_the_version_its_state_is_at() -> None:
+    state = {"_id": 7, "status": "pending"}
+    step = ev(6, UPDATED, changes=ch(updated={"status": "paid"}))
+    result = fold([step], dict(state), version=5)
+    assert (result.state, result.version, result.findings) == (
+        {"_id": 7, "status": "paid"},
+        6,
+        [],
+    )
+    skipped = fold([ev(7, UPDATED, changes=ch(updated={"status": "paid"}))], state, version=5)
+    assert skipped.findings == [
+        Finding(version=7, kind=UNEXPECTED_VERSION, detail="expected version 6, got 7")
+    ]
+
+
+def test_removing_an_element_of_a_nested_array_keeps_its_place() -> None:
+    doc = {"a": {"b": [1, 2, 3]}, "c": [[1, 2], [3]]}
+    changes = ch(removed=["a.b.1", "c.0.0"])
+    assert apply_update(doc, changes) == {"a": {"b": [1, None, 3]}, "c": [[None, 2], [3]]}
+    assert doc == {"a": {"b": [1, 2, 3]}, "c": [[1, 2], [3]]}  # the input is not changed
