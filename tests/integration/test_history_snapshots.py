@@ -10,7 +10,7 @@ import pytest
 import eventstore.history as history_module
 from eventstore.diff import FieldChange
 from eventstore.fold import fold
-from eventstore.history import History, UnknownStream
+from eventstore.history import History, HistoryError, UnknownStream, UnknownVersion
 from eventstore.model import GENESIS_HASH, EntitySnapshot, Event
 from eventstore.ports import Store
 from tests.helpers import READS, LogBuilder
@@ -452,3 +452,30 @@ async def test_verification_through_history_reads_in_its_pages(
     with pytest.raises(UnknownStream) as unknown:
         await h.verify_stream("refunds")
     assert str(unknown.value) == "unknown stream 'refunds' (captured: orders, shipments)"
+
+
+async def test_page_events_and_history_name_a_bad_page(store: Store) -> None:
+    await entity(store, 150)
+    h = History(store)
+    events, more = await h.page_events("orders", "int:1")
+    assert [e.version for e in events] == list(range(1, 101)) and more is True
+    for kw, message in (
+        ({"limit": 0}, f"limit must be between 1 and {history_module.MAX_LIMIT}, got 0"),
+        ({"from_version": 0}, "versions start at 1, got from_version 0"),
+        ({"after": "x1"}, "malformed page cursor 'x1'"),
+    ):
+        for read in (h.page_events, h.history):
+            with pytest.raises(HistoryError) as bad:
+                await read("orders", "int:1", **kw)
+            assert str(bad.value) == message
+
+
+async def test_state_of_an_id_at_a_time_or_a_version(store: Store) -> None:
+    await entity(store, 12)
+    h = History(store, snapshot_every=5)
+    assert (await h.state_of("orders", 1, at=at(7))).version == 7
+    assert (await h.state_of("orders", 1, version=3)).document == {"_id": 1, "n": 3}
+    assert (await h.state_of("orders", 1)).version == 12
+    with pytest.raises(UnknownVersion) as missing:
+        await h.state_of("orders", 1, version=13)
+    assert str(missing.value) == "'1' has no version 13: its latest is 12"
