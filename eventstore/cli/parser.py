@@ -1,23 +1,13 @@
-"""The `eventstore` command: the composition root.
-
-Exit codes: 0 success, 1 error (bad input, unreachable server, unknown entity),
-2 verification found tampering. Errors are one line on stderr, never a traceback.
-"""
+"""The `eventstore` command line: every command, its arguments and its setting flags."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import logging
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import NoReturn
 
-from eventstore.settings import SETTING_NAMES, Settings, SettingsError, load
-
-EXIT_OK, EXIT_ERROR, EXIT_TAMPERED = 0, 1, 2
+from eventstore.cli.common import EXIT_ERROR
+from eventstore.settings import SETTING_NAMES
 
 # Settings every command accepts as flags (`--source-db` <-> EVENTSTORE_SOURCE_DB).
 _SETTING_HELP = {
@@ -30,17 +20,15 @@ _SETTING_HELP = {
     "redact": "field paths removed before storage; path:mask keeps a fixed mask",
     "actor_field": "document field naming who made the change (default updatedBy)",
     "pre_images": "off, when-available or required (default off)",
+    "bad_input": "a change that cannot be interpreted: stop capture, or record it as rejected (default stop)",
     "snapshot_every": "entity snapshot interval in versions (default 100)",
     "batch_size": "most changes per ingest batch (default 1000)",
     "lease_seconds": "lease time for the ingester and each projection (default 10)",
     "server_timeout_ms": "server selection timeout in ms (default 5000)",
     "admin_key": "bearer key for /v1/admin (prefer EVENTSTORE_ADMIN_KEY)",
     "read_keys": "comma-separated bearer keys for /v1 reads",
+    "cors_origins": "origins allowed to call the API from a browser, comma-separated, or *",
 }
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,12 +48,6 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
             metavar="VALUE",
             help=_SETTING_HELP[name],
         )
-
-
-def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
-    """Settings from the environment with this command's flags on top."""
-    overrides = {name: getattr(args, "setting_" + name, None) for name in SETTING_NAMES}
-    return load(environ, overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         type=_nonneg_float,
         default=5.0,
-        help="changes per second after them; 0 = stop after the orders (default 5)",
+        help="changes per second after them (default 5); 0 = unpaced: --changes as fast "
+        "as they go, or none without --changes",
     )
     p.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     p.add_argument(
@@ -162,7 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not serve: capture --orders and --changes as fast as possible and report",
     )
     p.add_argument(
-        "--changes", type=_nonneg_int, default=2000, help="with --report: changes (default 2000)"
+        "--changes",
+        type=_nonneg_int,
+        default=None,
+        help="stop the traffic after this many changes and keep serving "
+        "(default: unlimited; with --report: 2000)",
     )
     p.add_argument("--json", action="store_true", help="with --report: print the summary as JSON")
     return parser
@@ -220,88 +207,3 @@ def _nonneg_float(value: str) -> float:
     if not n >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
     return n
-
-
-# Modules holding `cmd_<name>` coroutines, imported only when a command runs.
-_COMMAND_MODULES = (
-    "eventstore.commands",
-    "eventstore.commands_history",
-    "eventstore.commands_projections",
-    "eventstore.commands_run",
-    "eventstore.commands_serve",
-)
-
-
-def _command(name: str) -> Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]]:
-    import importlib
-
-    attr = "cmd_" + name.replace("-", "_")
-    for module_name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        if hasattr(module, attr):
-            return getattr(module, attr)  # type: ignore[no-any-return]
-    raise CliError(f"unknown command {name!r}")
-
-
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, store: Any = None) -> int:
-    """Run a command; returns (and, as the console script, exits with) its code.
-
-    `store`: an already open store to use instead of the URI's (in-process use
-    and tests, e.g. a pre-populated memory store); it is left open.
-    """
-    out = out or sys.stdout
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # usage errors (1) and --help (0) return like any command
-        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
-    args.store = store
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return asyncio.run(_run(_command(args.command), args, out))
-    except KeyboardInterrupt:
-        return EXIT_OK
-    except (CliError, SettingsError) as exc:
-        print(f"eventstore: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-
-
-async def _run(
-    command: Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]],
-    args: argparse.Namespace,
-    out: TextIO,
-) -> int:
-    from eventstore.errors import user_message
-
-    try:
-        return await command(args, out)
-    except (CliError, SettingsError):
-        raise
-    except Exception as exc:
-        message = user_message(exc)
-        if message is None:
-            raise
-        raise CliError(message) from exc
-
-
-def install_stop_signals(stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM set `stop` so work ends cleanly (checkpoints stored, leases released)."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(sig, stop.set)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    # `python -m eventstore.cli` runs this file as a second module: use the real one,
-    # whose CliError the command modules raise.
-    from eventstore.cli import main as _main
-
-    sys.exit(_main())
