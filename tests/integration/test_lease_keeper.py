@@ -70,6 +70,9 @@ async def test_a_lease_renewed_late_is_lost_to_the_second_owner(
         await holder.keep()
     assert holder.held is False
     assert (await store.leases.get(ROLE)).owner == "rival"  # type: ignore[union-attr]
+    # a lost lease is never kept silently: asked again at once, it is still lost
+    with pytest.raises(LeaseLost, match=ROLE):
+        await holder.keep()
 
 
 async def test_a_lease_just_short_of_its_time_still_holds(store: Store, clock: FakeClock) -> None:
