@@ -11,8 +11,10 @@ import eventstore.history as history_module
 from eventstore.diff import FieldChange
 from eventstore.fold import fold
 from eventstore.history import History, HistoryError, UnknownStream, UnknownVersion
+from eventstore.memory.store import MemoryStore
 from eventstore.model import GENESIS_HASH, EntitySnapshot, Event
 from eventstore.ports import Store
+from eventstore.settings import Settings
 from tests.helpers import READS, LogBuilder
 
 T0 = datetime(2026, 5, 1, 12, tzinfo=UTC)
@@ -479,3 +481,58 @@ async def test_state_of_an_id_at_a_time_or_a_version(store: Store) -> None:
     with pytest.raises(UnknownVersion) as missing:
         await h.state_of("orders", 1, version=13)
     assert str(missing.value) == "'1' has no version 13: its latest is 12"
+
+
+async def test_a_state_writes_no_snapshot_that_exists_already(store: Store) -> None:
+    await entity(store, 41)
+    h = History(store, snapshot_every=10)
+    await h.ensure_snapshots("orders", 1)
+    written: list[EntitySnapshot] = []
+    put_many = store.snapshots.put_many
+
+    async def counted(snapshots: Any, *, session: Any = None) -> None:
+        written.extend(snapshots)
+        await put_many(snapshots, session=session)
+
+    store.snapshots.put_many = counted  # type: ignore[method-assign]
+    for v in (25, 35, 41):
+        assert (await h.state("orders", "int:1", version=v)).document == {"_id": 1, "n": v}
+    assert (await h.state("orders", "int:1", at=at(33))).version == 33
+    assert written == []
+    assert await chain(store) == [(40, None), (30, 40), (20, 30), (10, 20), (0, 10)]
+
+
+async def test_a_state_reports_the_findings_up_to_its_version(store: Store) -> None:
+    log = LogBuilder()
+    events = [log.next(1, document={"_id": 1, "n": 1})]
+    # version 2 carries a pre-image the fold does not have: a finding at version 2
+    changes = {"updatedFields": {"n": 2}, "removedFields": [], "truncatedArrays": []}
+    events.append(log.next(1, changes=changes, before={"_id": 1, "n": 99}))
+    events.append(log.next(1, changes={**changes, "updatedFields": {"n": 3}}))
+    await store.events.append(events)
+    h = History(store, snapshot_every=100)
+    assert (await h.state("orders", "int:1", version=1)).findings == []
+    at2 = await h.state("orders", "int:1", version=2)
+    assert [(f.version, f.kind) for f in at2.findings] == [(2, "pre_image_mismatch")]
+    assert [f.version for f in (await h.state("orders", "int:1")).findings] == [2]
+
+
+async def test_a_state_asked_badly_says_why(store: Store) -> None:
+    await entity(store, 3)
+    h = History(store)
+    with pytest.raises(HistoryError) as both:
+        await h.state("orders", "int:1", at=at(2), version=2)
+    assert str(both.value) == "give a time or a version, not both"
+    with pytest.raises(UnknownVersion) as zero:
+        await h.state("orders", "int:1", version=0)
+    assert str(zero.value) == "versions start at 1, got 0"
+
+
+def test_the_history_of_a_deployment_takes_its_settings() -> None:
+    settings = Settings(uri="memory://", snapshot_every=7, collections=("orders", "refunds"))
+    h = History.from_settings(MemoryStore(), settings)
+    assert (h.snapshot_every, sorted(h.streams), h.head_checkpoint) == (
+        7,
+        ["orders", "refunds"],
+        settings.ingester_role,
+    )
