@@ -192,3 +192,18 @@ def test_the_entity_checker_names_the_first_invalid_version(
             break
     verdict = checker.verdict()
     assert (verdict.valid, verdict.first_invalid_version, verdict.reason) == (False, first, reason)
+
+
+async def test_a_stream_names_an_entity_broken_at_its_first_event() -> None:
+    b = LogBuilder()
+    a1, a2, c1 = b.next("A"), b.next("A"), b.next("C")
+    verdict = await verify_stream(StoredLog([a2, c1]), "orders")  # A's version 1 is gone
+    assert [(i.entity_key, i.first_invalid_version, i.reason) for i in verdict.invalid] == [
+        ("A", 1, "missing version 1 (next stored is 2)")
+    ]
+    assert (verdict.entities_checked, verdict.events_checked) == (2, 2)
+    forged = rehashed(a1, actor="mallory")
+    verdict = await verify_stream(
+        StoredLog([msgspec.structs.replace(forged, hash="0" * 64)]), "orders"
+    )
+    assert [(i.entity_key, i.first_invalid_version) for i in verdict.invalid] == [("A", 1)]
