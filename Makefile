@@ -39,7 +39,7 @@ bench: $(STAMP)
 # then the per-module report (exit 1 below the target).
 MUTATION_STAMP := $(VENV)/.installed-mutation
 MODULES ?=
-MUTANT_GLOBS := $(foreach m,$(MODULES),$(subst /,.,$(m:.py=)).*)
+MUTANT_GLOBS := $(foreach m,$(MODULES),'$(subst /,.,$(m:.py=)).*')
 
 $(MUTATION_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,mutation]'
