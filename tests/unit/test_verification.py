@@ -207,3 +207,16 @@ async def test_a_stream_names_an_entity_broken_at_its_first_event() -> None:
         StoredLog([msgspec.structs.replace(forged, hash="0" * 64)]), "orders"
     )
     assert [(i.entity_key, i.first_invalid_version) for i in verdict.invalid] == [("A", 1)]
+
+
+async def test_a_stream_reads_on_past_the_later_events_of_a_broken_entity() -> None:
+    b = LogBuilder()
+    events = [b.next(e) for e in ("A", "A", "A", "A", "B", "B")]
+    events[2] = msgspec.structs.replace(events[2], actor="mallory")  # A's version 3 edited
+    events[5] = msgspec.structs.replace(events[5], actor="mallory")  # B's version 2 edited
+    verdict = await verify_stream(StoredLog(events), "orders")
+    assert [(i.entity_key, i.first_invalid_version) for i in verdict.invalid] == [
+        ("A", 3),
+        ("B", 2),
+    ]
+    assert (verdict.entities_checked, verdict.events_checked) == (2, 6)
