@@ -46,12 +46,13 @@ from api.disconnect import CLIENT_CLOSED, ClientWatch
 from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
-from api.routes import events, health, projections, streams
-from api.schemas import EventsPage, HealthOut
+from api.routes import erasures, events, health, projections, proofs, streams, workers
+from api.schemas import EventsPage, NotReady
 from api.services import Services
 from api.surface import http_surface
 from eventstore.ports import Clock, Store
 from eventstore.settings import Settings
+from eventstore.supervisor import Supervisor
 from projections.orders import ORDER_PROJECTIONS, Projection
 
 access_log = logging.getLogger("eventstore.access")
@@ -69,10 +70,12 @@ PROBLEM_CAUSES: Final[dict[int, str]] = {
     "a time without a zone, a cursor of another listing",
     401: "A key is needed (`Authorization: Bearer <key>`) or the one given is not valid",
     403: "Admin is disabled (no ADMIN_KEY) or a read key was used on /v1/admin",
-    404: "Unknown stream, entity, version, projection, row or job, or no state yet",
-    409: "An ambiguous bare key (`typed_keys` lists the typed keys to use) "
-    "or a rebuild already queued or running",
-    422: "Well-formed but impossible: from_version after to_version, since after until",
+    404: "Unknown stream, entity, version, projection, row, job or worker, or no state yet; "
+    "no checkpoint (of that size) made yet",
+    409: "An ambiguous bare key (`typed_keys` lists the typed keys to use), "
+    "a rebuild already queued or running, or a worker that is not failed or stopped",
+    422: "Well-formed but impossible: from_version after to_version, since after until; "
+    "a proof's seq or sizes beyond the tree or out of order",
     503: "The database is not reachable; try again shortly",
 }
 # Every /v1 read: bad query, missing or wrong key (when READ_KEYS is set), database away.
@@ -90,6 +93,12 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "projection_rows": (404,),
     "projection_row": (404,),
     "rebuild": (409,),
+    "get_checkpoint": (404,),
+    "inclusion_proof": (404, 422),
+    "consistency_proof": (404, 422),
+    "event_proof": (404, 422),
+    "entity_proof": (404, 409, 422),
+    "restart_worker": (409,),
 }
 
 
@@ -152,7 +161,14 @@ def _documented(handlers: Iterable[Any], base: Iterable[int]) -> list[Any]:
                 str, media_type="text/event-stream", description="Server-Sent Events"
             )
         if name == "ready":
-            extra[503] = ResponseSpec(HealthOut, description="Not ready: `detail` says why")
+            extra[503] = ResponseSpec(
+                NotReady,
+                media_type=PROBLEM_JSON,
+                description="Not ready (type .../not-ready): the database is unreachable, or this "
+                "process's capture is failed or retrying longer than UNHEALTHY_AFTER, or has not "
+                "caught up once; `detail` says why, `workers` lists this process's workers",
+                generate_examples=False,
+            )
         codes = (*base, *ROUTE_PROBLEMS.get(name, ()))
         clone = copy.copy(handler)
         clone.responses = {**problem_responses(codes), **extra, **(handler.responses or {})}
@@ -322,6 +338,8 @@ def create_app(
     clock: Clock | None = None,
     projections_: Sequence[Projection] = ORDER_PROJECTIONS,
     caught_up: Callable[[], bool] | None = None,
+    supervisor: Supervisor | None = None,
+    capture: str | None = None,
     metrics: Metrics | None = None,
     debug: bool = False,
     extra_routes: Sequence[Any] = (),
@@ -329,8 +347,11 @@ def create_app(
     """The API app; pass `store` to serve an already open store (tests, `run`), else it opens one.
 
     `caught_up` tells readiness whether this process's ingester has caught up once
-    (None: this process does not capture). `metrics`: the figures the app reports (pass
-    the one the background workers' supervisor reports to; a new one by default).
+    (None: this process does not capture). `supervisor` runs this process's workers
+    (`run`; the app makes its own for rebuilds otherwise) and `capture` names the
+    capture worker whose failure, or retrying past UNHEALTHY_AFTER, makes it unready.
+    `metrics`: the figures the app reports (pass the one the background workers'
+    supervisor reports to; a new one by default).
     """
     services = Services(
         settings,
@@ -338,25 +359,40 @@ def create_app(
         clock=clock,
         projections=projections_,
         caught_up=caught_up,
+        supervisor=supervisor,
+        capture=capture,
         metrics=metrics,
     )
     v1 = Router(
         "/v1",
         route_handlers=_documented(
-            [*streams.ROUTES, *events.ROUTES, *projections.ROUTES], V1_PROBLEMS
+            [
+                *streams.ROUTES,
+                *events.ROUTES,
+                *projections.ROUTES,
+                *workers.ROUTES,
+                *proofs.ROUTES,
+            ],
+            V1_PROBLEMS,
         ),
         guards=[_read_guard],
         security=READ_SECURITY if settings.read_keys else None,
     )
+    # Checkpoints and proofs reveal only hashes: public, whatever READ_KEYS says.
+    public = Router("/v1", route_handlers=_documented(proofs.PUBLIC_ROUTES, (400, 503)), guards=[])
     admin = Router(
         "/v1/admin",
-        route_handlers=_documented(projections.ADMIN_ROUTES, ADMIN_PROBLEMS),
+        route_handlers=_documented(
+            [*projections.ADMIN_ROUTES, *workers.ADMIN_ROUTES, *erasures.ADMIN_ROUTES],
+            ADMIN_PROBLEMS,
+        ),
         guards=[_admin_guard],
         security=ADMIN_SECURITY,
     )
     app = EventStoreApp(
         route_handlers=[
             v1,
+            public,
             admin,
             *_documented(health.ROUTES, (400,)),
             *_explorer_routes(extra_routes),

@@ -44,24 +44,26 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
+from eventstore.worker_state import STATES
+
 # The variable prometheus_client reads (at import) to keep its values in shared files.
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 # The text format generate_latest writes (the server adds `charset=utf-8`).
 CONTENT_TYPE: Final = "text/plain; version=0.0.4"
 # Latency histogram bounds, seconds (Prometheus' default buckets).
 BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-PROJECTION_STATES: Final = ("following", "rebuilding", "stopped", "failed")
-# The worker-state vocabulary (issue 11: the same everywhere a worker's state is shown).
-WORKER_STATES: Final = (
-    "starting",
+# A projection's states: the workers' vocabulary (eventstore.worker_state) plus `rebuilding`.
+PROJECTION_STATES: Final = (
     "running",
+    "rebuilding",
+    "starting",
     "retrying",
     "standby",
-    "paused",
-    "disabled",
-    "failed",
     "stopped",
+    "failed",
 )
+# The worker-state vocabulary (issue 11: the same everywhere a worker's state is shown).
+WORKER_STATES: Final = STATES
 
 
 def multiprocess_values() -> bool:
@@ -160,6 +162,10 @@ class Metrics:
             raise ValueError(f"unknown worker state {state!r} (known: {', '.join(WORKER_STATES)})")
         for s in WORKER_STATES:
             self.worker_states.labels(worker, s).set(int(s == state))
+
+    def worker_added(self, worker: str) -> None:
+        """A worker is supervised here: its restart counter exists (at 0) from now on."""
+        self.worker_restarts.labels(worker)
 
     def worker_restarted(self, worker: str) -> None:
         """Count one restart of `worker`."""

@@ -20,6 +20,7 @@ from pymongo.errors import ExecutionTimeout, PyMongoError
 from eventstore.errors import scrub
 from eventstore.history import (
     AmbiguousKey,
+    ErasureRefused,
     HistoryError,
     ImpossibleRange,
     NoState,
@@ -44,6 +45,7 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     detail: str
     typed_keys: list[str] | None = None
     errors: list[dict[str, Any]] | None = None
+    workers: list[dict[str, Any]] | None = None
 
 
 class ApiError(Exception):
@@ -114,6 +116,7 @@ HISTORY_STATUS: Final[dict[type[HistoryError], int]] = {
     NoState: 404,
     UnknownVersion: 404,
     ImpossibleRange: 422,
+    ErasureRefused: 409,
 }
 
 

@@ -23,10 +23,13 @@ from api.problems import ApiError
 from api.rendered import RenderedHistory
 from eventstore.clock import SystemClock
 from eventstore.history import History
+from eventstore.leasing import default_owner
 from eventstore.model import Job
 from eventstore.ports import Clock, JobConflict, Store
 from eventstore.settings import Settings
 from eventstore.storage import StoreError, open_store
+from eventstore.supervisor import Supervisor
+from eventstore.worker_state import WorkerRecord, shown
 from projections.orders import ORDER_PROJECTIONS, Projection
 
 log = logging.getLogger("eventstore.api")
@@ -45,6 +48,8 @@ class Services:
         clock: Clock | None = None,
         projections: Sequence[Projection] = ORDER_PROJECTIONS,
         caught_up: Callable[[], bool] | None = None,
+        supervisor: Supervisor | None = None,
+        capture: str | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
@@ -54,6 +59,17 @@ class Services:
         self.rendered = RenderedHistory()
         # Where this process captures: True once the ingester has caught up (readiness).
         self.caught_up = caught_up
+        # This process's background workers (rebuilds requested here run under it too), and
+        # the name of its capture worker, whose trouble takes readiness down (None: no capture).
+        self._owns_supervisor = supervisor is None
+        self.supervisor = supervisor or Supervisor(
+            clock=self.clock,
+            instance=default_owner(),
+            lease_seconds=settings.lease_seconds,
+            secrets=[k for k in (settings.admin_key, *settings.read_keys) if k],
+            metrics=self.metrics,
+        )
+        self.capture = capture
         self._store = store
         self._owns_store = store is None
         self._history: History | None = None
@@ -64,19 +80,29 @@ class Services:
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Open the store, or keep trying in the background when the database is away."""
+        if self._owns_supervisor:
+            await self.supervisor.start()
         if self._store is not None:
+            self._connected()
             return
         try:
             self._store = await open_store(self.settings)
+            self._connected()
         except StoreError as exc:
             log.warning("database not reachable yet (%s); retrying every %ss", exc, RETRY_SECONDS)
             self._connecting = asyncio.create_task(self._connect_later())
+
+    def _connected(self) -> None:
+        """The store is open: the supervisor this app owns records its workers' states there."""
+        if self._owns_supervisor and self._store is not None:
+            self.supervisor.store = self._store.workers
 
     async def _connect_later(self) -> None:
         while self._store is None:
             await asyncio.sleep(RETRY_SECONDS)
             try:
                 self._store = await open_store(self.settings)
+                self._connected()
                 log.info("database reached")
             except StoreError:
                 continue
@@ -89,6 +115,8 @@ class Services:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        if self._owns_supervisor:
+            await self.supervisor.stop()
         if self._store is not None and self._owns_store:
             await self._store.close()
             self._store = None
@@ -120,16 +148,50 @@ class Services:
         return found
 
     async def ready(self) -> tuple[bool, str]:
-        """Readiness: the database answers, and a capturing process has caught up once."""
+        """Readiness: the database answers, and this process's capture (if any) is healthy.
+
+        Capture is unhealthy when failed, or retrying longer than UNHEALTHY_AFTER; a
+        capturing process is ready once it has caught up with the source once. Other
+        workers' trouble (a projection) never makes the process unready.
+        """
         if self._store is None:
             return False, "the database is not reachable yet"
         try:
             await self._store.events.head()
         except Exception as exc:  # any failure to read means not ready
             return False, f"the database does not answer ({type(exc).__name__})"
+        if self.capture is not None:
+            trouble = self.supervisor.trouble(self.capture, self.settings.unhealthy_after)
+            if trouble is not None:
+                return False, trouble
         if self.caught_up is not None and not self.caught_up():
             return False, "the ingester has not caught up with the source yet"
         return True, "ready"
+
+    def local_workers(self) -> list[dict[str, Any]]:
+        """`[{name, state, last_error}]` of this process's workers (the readiness body)."""
+        return [
+            {"name": s.name, "state": s.state, "last_error": s.last_error}
+            for s in self.supervisor.workers
+        ]
+
+    async def worker_records(self) -> list[WorkerRecord]:
+        """Every instance's workers: this one's live, the others' as stored (or `stale`)."""
+        mine = await self.supervisor.records()
+        instance = self.supervisor.instance
+        others: list[WorkerRecord] = []
+        if self._store is not None:
+            try:
+                stored = await self._store.workers.all()
+            except Exception as exc:  # the database is away: this instance still knows its own
+                log.warning("could not read other instances' worker states: %s", exc)
+                stored = []
+            now = self.clock.now()
+            lease = self.settings.lease_seconds
+            others = [
+                shown(r, now=now, lease_seconds=lease) for r in stored if r.instance != instance
+            ]
+        return sorted([*mine, *others], key=lambda r: (r.name, r.instance))
 
     # -- rebuilds ----------------------------------------------------------------------------
     async def request_rebuild(self, name: str) -> Job:
@@ -151,17 +213,10 @@ class Services:
         job = Job(job=uuid.uuid4().hex, projection=name, requested_at=self.clock.now())
         await self.store.jobs.create(job)
         if await runner.lease.try_acquire():
-            self.spawn(self._run_job(runner, job))
-        return job
+            from projections.worker import RebuildWorker
 
-    async def _run_job(self, runner: Any, job: Job) -> None:
-        try:
-            await runner.run_job(job)
-        except Exception:
-            log.exception("rebuild job %s of %s failed", job.job, job.projection)
-        finally:
-            # Nobody follows the projection after a rebuild run here: it says `stopped`.
-            await runner.hand_back()
+            self.supervisor.add(RebuildWorker(runner, job))
+        return job
 
     def spawn(self, work: Awaitable[Any]) -> None:
         """Run work in the background, kept until it ends (cancelled at shutdown)."""

@@ -1,32 +1,38 @@
-"""The background work of `eventstore run`: the ingester and the projector, in the API's lifespan.
+"""The background work of `eventstore run`: the ingester and the projections, under one supervisor.
 
 Every instance starts both; leases decide who works (DESIGN.md "Leases"): one
 instance captures and one runs each projection, the others stand by and take
-over when a holder's lease expires. On stop: no new batches, checkpoints are
-already stored with each batch, leases are released.
+over when a holder's lease expires. A transient failure is retried from the
+checkpoint, a fatal one leaves that worker `failed` (eventstore.supervisor). On
+stop: no new batches, checkpoints are already stored with each batch, leases
+are released.
 
 Readiness: a standby is ready when the database answers; the capturing instance
-once its ingester has caught up with the source (`caught_up`).
+once its ingester has caught up with the source, and while capture is neither
+failed nor retrying longer than UNHEALTHY_AFTER.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from eventstore.badinput import BadChange
+from eventstore.capture_worker import CaptureWorker, Workload
+from eventstore.checkpointing import Checkpointer
 from eventstore.ingester import Ingester
+from eventstore.leasing import default_owner
 from eventstore.ports import ChangeSource, Clock, Store
+from eventstore.publishing import Publisher, PublisherWorker
 from eventstore.settings import Settings
+from eventstore.supervisor import Supervisor
 from projections.orders import ORDER_PROJECTIONS, Projection
 from projections.runner import ProjectionRunner
+from projections.worker import ProjectionWorker
 
-log = logging.getLogger("eventstore.run")
 
-Workload = Callable[[], Coroutine[Any, Any, None]]
+def secrets_of(settings: Settings) -> tuple[str, ...]:
+    """The configured keys, never to appear in a worker's error."""
+    return tuple(k for k in (settings.admin_key, *settings.read_keys) if k)
 
 
 class Workers:
@@ -43,13 +49,32 @@ class Workers:
         projections: Sequence[Projection] = ORDER_PROJECTIONS,
         owner: str | None = None,
         on_caught_up: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        supervisor: Supervisor | None = None,
+        checkpointer: Checkpointer | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.ingester = Ingester(
-            store=store, source=source, settings=settings, clock=clock, owner=owner
+        self.owner = owner or default_owner()
+        self.supervisor = supervisor or Supervisor(
+            clock=clock,
+            instance=self.owner,
+            lease_seconds=settings.lease_seconds,
+            workers=store.workers,
+            secrets=secrets_of(settings),
         )
+        self.ingester = Ingester(
+            store=store,
+            source=source,
+            settings=settings,
+            clock=clock,
+            owner=self.owner,
+            checkpointer=checkpointer,
+            entity_rows=[p.collection for p in projections if p.per_entity],
+        )
+        self.capture = CaptureWorker(self.ingester, workload=workload, on_caught_up=on_caught_up)
+        self.supervisor.add(self.capture)
         self.runners = [
             ProjectionRunner(
                 store,
@@ -57,65 +82,37 @@ class Workers:
                 clock=clock,
                 batch_size=settings.batch_size,
                 lease_seconds=settings.lease_seconds,
-                owner=owner,
+                owner=self.owner,
             )
             for p in projections
         ]
-        self.workload = workload
-        self.on_caught_up = on_caught_up
-        self.stopping = asyncio.Event()
-        self._caught_up_once = False
-        self._tasks: list[asyncio.Task[Any]] = []
-        self.failure: BaseException | None = None
+        for runner in self.runners:
+            self.supervisor.add(ProjectionWorker(runner))
+        # Publication never blocks capture: a worker of its own, retried by the supervisor.
+        self.publisher = publisher
+        if publisher is not None:
+            self.supervisor.add(PublisherWorker(publisher, settings.origin))
 
     def caught_up(self) -> bool:
         """Readiness of capture: caught up once, or standing by (another instance captures)."""
-        return self._caught_up_once or not self.ingester.lease.held
+        return self.capture.caught_up()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why capture failed fatally, if it did."""
+        supervised = self.supervisor.get(self.capture.name)
+        return supervised.failure if supervised is not None else None
+
+    @property
+    def failed_error(self) -> str | None:
+        """Capture's fatal error as shown everywhere (credentials and keys scrubbed)."""
+        supervised = self.supervisor.get(self.capture.name)
+        return supervised.last_error if supervised is not None and self.failure else None
 
     async def start(self) -> None:
         """Start capturing and projecting in the background."""
-        self._tasks = [asyncio.create_task(self._capture(), name="ingester")]
-        self._tasks += [
-            asyncio.create_task(r.run(stop=self.stopping), name=f"projection:{r.projection.name}")
-            for r in self.runners
-        ]
-
-    async def _capture(self) -> None:
-        workload: asyncio.Task[None] | None = None
-        try:
-            await self.ingester.run(until_idle=True, stop=self.stopping)
-            if self.stopping.is_set():
-                return
-            self._caught_up_once = True
-            log.info("capture caught up at seq %s", (await self.store.events.head()).seq)
-            if self.on_caught_up is not None:
-                await self.on_caught_up()
-            if self.workload is not None:
-                workload = asyncio.create_task(self.workload(), name="workload")
-            await self.ingester.run(stop=self.stopping)
-        except BadChange as exc:  # expected, and fatal: one line naming source and position
-            self.failure = exc
-            log.error("capture stopped at a change it cannot interpret: %s", exc)
-        except Exception as exc:
-            self.failure = exc
-            log.exception("capture stopped")
-        finally:
-            if workload is not None and not workload.done():
-                workload.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await workload
+        await self.supervisor.start()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking work and wait (bounded) for batches in flight; leases are released."""
-        self.stopping.set()
-        if not self._tasks:
-            return
-        done, pending = await asyncio.wait(self._tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(BaseException):
-                await task
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                log.warning("%s ended with %r", task.get_name(), task.exception())
+        await self.supervisor.stop(grace)

@@ -7,9 +7,11 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from eventstore.ports import Clock, Leases
+from eventstore.worker_state import RUNNING, STANDBY
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ class LeaseKeeper:
         self.clock = clock
         self._renewed_at: datetime | None = None
         self.held = False
+        # Told `standby` when waiting for the lease and `running` once it is held (supervision).
+        self.observer: Callable[[str], None] | None = None
 
     async def try_acquire(self) -> bool:
         """Take or renew the lease once; True when held."""
@@ -54,8 +58,12 @@ class LeaseKeeper:
             if await self.try_acquire():
                 if announced:
                     log.info("took over %s", self.role)
+                if self.observer is not None:
+                    self.observer(RUNNING)
                 return True
             if not announced:
+                if self.observer is not None:
+                    self.observer(STANDBY)
                 current = await self.leases.get(self.role)
                 holder = current.owner if current else "another instance"
                 log.info("standing by: %s is held by %s", self.role, holder)
@@ -70,6 +78,13 @@ class LeaseKeeper:
             return
         if not await self.try_acquire():
             raise LeaseLost(f"lost the lease {self.role}")
+
+    async def is_ours(self) -> bool:
+        """True when the stored lease is this owner's and not expired (asks the lease store)."""
+        lease = await self.leases.get(self.role)
+        return (
+            lease is not None and lease.owner == self.owner and lease.expires_at > self.clock.now()
+        )
 
     async def release(self) -> None:
         """Give the lease back so a standby can take over at once."""

@@ -10,19 +10,21 @@ it is not None (mongomock refuses the keyword).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
 from bson import Timestamp
 
+from eventstore.merkle import NodeId
 from eventstore.model import (
     ChangeBatch,
     Checkpoint,
     EntityHead,
     EntitySnapshot,
     EntitySummary,
+    ErasureRequest,
     Event,
     EventQuery,
     Head,
@@ -30,7 +32,9 @@ from eventstore.model import (
     Lease,
     ResumePoint,
     StreamStats,
+    TreeCheckpoint,
 )
+from eventstore.worker_state import WorkerRecord
 
 
 class LogConflict(Exception):
@@ -42,7 +46,11 @@ class LogConflict(Exception):
 
 
 class EventLog(Protocol):
-    """The immutable, seq-ordered event log. Nothing here updates or deletes an event."""
+    """The immutable, seq-ordered event log.
+
+    Events are never updated, except that an erasure removes payload and salt
+    (`erase_payloads`), and is itself recorded (an `erased` event). Nothing deletes one.
+    """
 
     async def ensure_indexes(self) -> None:
         """Create the unique indexes (`_id`, `seq`, (`stream`, `entity_id`, `version`)) and the rest."""
@@ -52,6 +60,19 @@ class EventLog(Protocol):
 
         Returns how many were inserted. Raises `LogConflict` when a different
         event already holds one of the batch's `seq` or (stream, entity_id, version).
+        """
+        ...
+
+    async def erase_payloads(
+        self, stream: str, entity_id: Any, *, erased_by: int, restamp: int | None = None
+    ) -> int:
+        """Remove document, changes, before and salt of the entity's COMMIT_SCHEME events
+        before seq `erased_by` that still have them, and set their `erased_by`.
+
+        `restamp`: events already erased with `erased_by == restamp` (an attempt whose
+        `erased` event was never stored) are stamped again with `erased_by`. Returns
+        how many events it changed. Hashes, seq and every other field stay as they
+        are, so every chain still verifies.
         """
         ...
 
@@ -183,6 +204,10 @@ class Snapshots(Protocol):
         """
         ...
 
+    async def purge_entity(self, stream: str, entity_id: Any) -> int:
+        """Delete every snapshot of one entity (an erasure); returns how many."""
+        ...
+
 
 class ReadModels(Protocol):
     """Read-model rows by collection and key; a rebuild fills a fresh collection, then swaps it in."""
@@ -244,6 +269,80 @@ class Jobs(Protocol):
         ...
 
 
+class Erasures(Protocol):
+    """Erasure requests, in the order they were made (the capturing instance carries them out)."""
+
+    async def create(self, request: ErasureRequest) -> None:
+        """Store a new (queued) request."""
+
+    async def get(self, request_id: str) -> ErasureRequest | None:
+        """A request by id."""
+        ...
+
+    async def queued(self) -> list[ErasureRequest]:
+        """The queued requests, oldest first."""
+        ...
+
+    async def done_for(self, stream: str, entity_key: str) -> ErasureRequest | None:
+        """The newest carried-out request for this entity, if any."""
+        ...
+
+    async def update(self, request: ErasureRequest) -> None:
+        """Replace a request's record."""
+
+
+class MerkleTree(Protocol):
+    """The stored Merkle tree: complete subtree nodes by (level, index), its size, checkpoints.
+
+    Nodes are written before the size that covers them, so every node of the tree
+    of `size()` leaves is stored; nodes beyond it (a crash between the two writes)
+    are rewritten, with the same hashes, when the tree grows again.
+    """
+
+    queries: int  # node reads served: a proof must cost exactly one
+
+    async def ensure_indexes(self) -> None:
+        """Create what the adapter needs (idempotent)."""
+
+    async def size(self) -> int:
+        """How many leaves the stored tree covers (0 before the first)."""
+        ...
+
+    async def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]], *, size: int) -> None:
+        """Store complete nodes (level, index, hash), then record the tree size."""
+
+    async def get_nodes(self, ids: Collection[NodeId]) -> dict[NodeId, bytes]:
+        """The stored nodes among `ids`, in one query."""
+        ...
+
+    async def add_checkpoint(self, checkpoint: TreeCheckpoint) -> bool:
+        """Store a checkpoint; False (and nothing changes) when one of that size exists."""
+        ...
+
+    async def checkpoint(self, size: int | None = None) -> TreeCheckpoint | None:
+        """The checkpoint made at `size`, or the latest one when `size` is None."""
+        ...
+
+    async def add_cosignature(self, size: int, line: str) -> None:
+        """Add a witness's cosignature line to the checkpoint of `size` (once)."""
+
+
+class Workers(Protocol):
+    """Every instance's worker states (one record per instance and worker), for status views."""
+
+    async def put(self, records: Sequence[WorkerRecord]) -> None:
+        """Store (replace) these records, each by its instance and name."""
+        ...
+
+    async def all(self) -> list[WorkerRecord]:
+        """Every stored record, by name then instance."""
+        ...
+
+    async def remove(self, instance: str) -> None:
+        """Forget an instance's records (it stopped cleanly: it runs no worker any more)."""
+        ...
+
+
 class Store(Protocol):
     """The storage ports of one deployment, and its transaction support."""
 
@@ -253,6 +352,9 @@ class Store(Protocol):
     snapshots: Snapshots
     read_models: ReadModels
     jobs: Jobs
+    merkle: MerkleTree
+    erasures: Erasures
+    workers: Workers
 
     @property
     def transactions(self) -> bool:

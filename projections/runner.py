@@ -33,14 +33,13 @@ from eventstore.keys import typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
 from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head, Job
 from eventstore.ports import Clock, Store
+from eventstore.worker_state import FAILED, RUNNING, STOPPED
 from projections.orders import Change, Projection
 
 log = logging.getLogger(__name__)
 
-FOLLOWING: Final = "following"
+# The workers' vocabulary (eventstore.worker_state), plus `rebuilding`.
 REBUILDING: Final = "rebuilding"
-STOPPED: Final = "stopped"
-FAILED: Final = "failed"
 BUILDING_SUFFIX: Final = "__rebuild"
 # Where runners record their status (a ReadModels collection of one row per projection).
 STATE_COLLECTION: Final = "projection_states"
@@ -189,6 +188,8 @@ class ProjectionRunner:
         )
         self.cache = StateCache(self.history)
         self.status = RunnerStatus(name=projection.name)
+        # Called after each page applied, or found none (the log answered): supervision.
+        self.on_step: Callable[[], None] | None = None
 
     # -- following -----------------------------------------------------------------------------
     async def position(self) -> int:
@@ -312,7 +313,7 @@ class ProjectionRunner:
             while not (stop and stop.is_set()):
                 if not await self.lease.acquire(stop):
                     return
-                self.status.state = FOLLOWING
+                self.status.state = RUNNING
                 self.status.position = await self.position()
                 self.status.failed_seq = self.status.error = None
                 await self._recover()
@@ -325,7 +326,10 @@ class ProjectionRunner:
                         if job is not None and job.state == "queued":
                             await self.run_job(job)
                             continue
-                        if await self.step() == 0:
+                        applied = await self.step()
+                        if self.on_step is not None:
+                            self.on_step()
+                        if applied == 0:
                             if until_caught_up:
                                 return
                             # Idle: wait for an append (the log wakes us: a change stream on
@@ -438,7 +442,7 @@ class ProjectionRunner:
         self.cache.clear()
         self.status.rebuilt_at = self.clock.now()
         self.status.position = position
-        self.status.state = FOLLOWING
+        self.status.state = RUNNING
         await self.publish()
         progress.seconds = time.perf_counter() - started
         return progress

@@ -13,8 +13,17 @@ from typing import Any
 import msgspec
 
 from eventstore.ports import Store
+from eventstore.worker_state import (
+    FAILED,
+    RETRYING,
+    RUNNING,
+    STANDBY,
+    STARTING,
+    STOPPED,
+    WorkerRecord,
+)
 from projections.orders import Projection
-from projections.runner import STATE_COLLECTION, STOPPED
+from projections.runner import STATE_COLLECTION
 
 
 class ProjectionStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,10 +50,37 @@ def _time(value: Any) -> datetime | None:
     return None
 
 
+def supervised_state(
+    recorded: str, error: str | None, workers: Sequence[WorkerRecord]
+) -> tuple[str, str | None]:
+    """A projection's state and error, given the runner's record and its workers' states.
+
+    The runner records `running`, `rebuilding`, `stopped` or `failed` (a failing apply);
+    while no instance runs it, its supervised workers say why: one `retrying` (a transient
+    failure), `failed` (a fatal one, with its error), `starting` or `standby`.
+    """
+    states = {w.state for w in workers}
+    if RUNNING in states or not workers:
+        return recorded, error
+    for state in (RETRYING, FAILED, STARTING, STANDBY):
+        if state in states:
+            if recorded == FAILED:  # the runner's own record says more (the seq that failed)
+                return recorded, error
+            worker = next(w for w in workers if w.state == state)
+            return state, error or worker.last_error
+    return recorded, error
+
+
 async def projection_statuses(
-    store: Store, projections: Sequence[Projection]
+    store: Store,
+    projections: Sequence[Projection],
+    workers: Sequence[WorkerRecord] = (),
 ) -> list[ProjectionStatus]:
-    """One status per projection, in the order given (one read per state document)."""
+    """One status per projection, in the order given (one read per state document).
+
+    `workers`: every instance's worker records (stale ones marked); a projection no
+    instance runs shows what its workers say (`retrying`, `failed`, `standby`).
+    """
     head = (await store.events.head()).seq
     recorded = await store.read_models.get_many(STATE_COLLECTION, [p.name for p in projections])
     out: list[ProjectionStatus] = []
@@ -54,15 +90,20 @@ async def projection_statuses(
         cp = await store.checkpoints.get(role)
         lease = await store.leases.get(role)
         position = cp.head.seq if cp is not None else 0
+        state, error = supervised_state(
+            str(row.get("state") or STOPPED),
+            row.get("error"),
+            [w for w in workers if w.name == role],
+        )
         out.append(
             ProjectionStatus(
                 name=projection.name,
                 position=position,
                 lag=max(head - position, 0),
-                state=str(row.get("state") or STOPPED),
+                state=state,
                 rebuilt_at=_time(row.get("rebuilt_at")),
                 failed_seq=row.get("failed_seq"),
-                error=row.get("error"),
+                error=error,
                 held_by=lease.owner if lease is not None else None,
             )
         )

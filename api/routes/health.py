@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Response, get
 
 from api.metrics import CONTENT_TYPE, LogFigures, ProjectionFigures
+from api.problems import problem
 from api.schemas import HealthOut
 from api.services import Services, ServicesDep
 from projections.status import projection_statuses
@@ -19,19 +20,21 @@ async def live() -> HealthOut:
 
 @get(
     "/health/ready",
-    summary="200 once the database answers (and, where this process captures, it has caught up)",
+    summary="200 while the database answers and this process's capture (if any) is healthy",
     responses=None,
 )
-async def ready(services: ServicesDep) -> Response[HealthOut]:
+async def ready(services: ServicesDep) -> Response[Any]:
     ok, detail = await services.ready()
-    return Response(
-        HealthOut(status="ready" if ok else "not ready", detail=detail),
-        status_code=200 if ok else 503,
-    )
+    if ok:
+        return Response(HealthOut(status="ready", detail=detail))
+    return problem(503, detail, kind="not-ready", workers=services.local_workers())
 
 
 @get("/metrics", summary="Prometheus text metrics", media_type=CONTENT_TYPE)
 async def metrics(services: ServicesDep) -> Response[bytes]:
+    # This process's workers: states and restarts are reported as they change; the
+    # capture lag is measured now (the supervisor reports it to `services.metrics`).
+    await services.supervisor.records()
     figures = await log_figures(services) if services.connected else None
     body = services.metrics.exposition(figures, up=services.connected)
     return Response(body, media_type=CONTENT_TYPE)
@@ -44,7 +47,9 @@ async def log_figures(services: Services) -> LogFigures:
     cp = await store.checkpoints.get(services.settings.ingester_role)
     updated = cp.updated_at if cp is not None else None
     lag = (services.clock.now() - updated).total_seconds() if updated is not None else None
-    statuses = await projection_statuses(store, list(services.projections.values()))
+    statuses = await projection_statuses(
+        store, list(services.projections.values()), await services.worker_records()
+    )
     return LogFigures(
         head_seq=head.seq,
         ingest_lag_seconds=lag,

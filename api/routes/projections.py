@@ -96,7 +96,9 @@ def _row(name: str, row: dict[str, Any]) -> dict[str, Any]:
 
 @get("/projections", summary="Every projection: position, lag, state, last rebuild, failure")
 async def list_projections(services: ServicesDep) -> list[ProjectionOut]:
-    statuses = await projection_statuses(services.store, list(services.projections.values()))
+    statuses = await projection_statuses(
+        services.store, list(services.projections.values()), await services.worker_records()
+    )
     return [
         ProjectionOut(
             name=s.name,

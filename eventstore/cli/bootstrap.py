@@ -7,8 +7,9 @@ Every command (`run`, `serve`, `demo`, `ingest`, `project`, …) and the tests b
 the service here; nothing else wires layers together.
 
 Where the background workers are created and started: `Service.workers()` (and
-`Service.app()`, which starts and stops them in the app's lifespan). A supervisor
-plugs in there.
+`Service.app()`, which starts and stops them in the app's lifespan), all under one
+supervisor (`Service.supervisor()`, eventstore.supervisor), which the app's
+readiness, `/v1/workers` and `/metrics` read.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from eventstore.checkpointing import Checkpointer, checkpointer_for
 from eventstore.cli.common import CliError
 from eventstore.clock import SystemClock
 from eventstore.ingester import Ingester, IngestStats
 from eventstore.ports import ChangeSource, Clock, Store
+from eventstore.publishing import Publisher, http_post
 from eventstore.settings import Settings, load
+from eventstore.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from api.app import EventStoreApp
@@ -207,6 +211,24 @@ class Service:
             clock=self.clock,
             on_batch=on_batch,
             owner=owner,
+            checkpointer=self.checkpointer(),
+            entity_rows=[p.collection for p in self.projections if p.per_entity],
+        )
+
+    def checkpointer(self, publisher: Publisher | None = None) -> Checkpointer:
+        """The Merkle tree and checkpoints kept by whoever captures (SettingsError: bad key)."""
+        return checkpointer_for(
+            self.store.merkle,
+            self.store.events,
+            self.settings,
+            self.clock,
+            on_checkpoint=publisher.offer if publisher is not None else None,
+        )
+
+    def publisher(self) -> Publisher | None:
+        """The worker publishing signed checkpoints and asking witnesses, if any are set."""
+        return Publisher.from_settings(
+            self.store.merkle, self.settings, post=http_post, clock=self.clock
         )
 
     def runner(self, projection: Projection, *, owner: str | None = None) -> ProjectionRunner:
@@ -222,10 +244,25 @@ class Service:
             owner=owner,
         )
 
+    def supervisor(self, instance: str) -> Supervisor:
+        """The supervisor of this process's workers, recording their states in the store."""
+        settings = self.settings
+        return Supervisor(
+            clock=self.clock,
+            instance=instance,
+            lease_seconds=settings.lease_seconds,
+            workers=self.store.workers,
+            secrets=[k for k in (settings.admin_key, *settings.read_keys) if k],
+            metrics=self.metrics,
+        )
+
     def workers(self, *, owner: str | None = None) -> Workers:
         """The background workers of `run`: the ingester (and workload) and every projection."""
         from api.workers import Workers
+        from eventstore.leasing import default_owner
 
+        publisher = self.publisher()
+        instance = owner or default_owner()
         self.running = Workers(
             self.store,
             self.settings,
@@ -233,7 +270,10 @@ class Service:
             clock=self.clock,
             workload=self.workload,
             projections=self.projections,
-            owner=owner,
+            owner=instance,
+            supervisor=self.supervisor(instance),
+            checkpointer=self.checkpointer(publisher),
+            publisher=publisher,
         )
         return self.running
 
@@ -298,6 +338,8 @@ def build_app(
         clock=clock,
         projections_=projections_ if projections_ is not None else projections(),
         caught_up=workers.caught_up if workers is not None else None,
+        supervisor=workers.supervisor if workers is not None else None,
+        capture=workers.capture.name if workers is not None else None,
         metrics=metrics,
     )
     if workers is not None:

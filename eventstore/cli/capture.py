@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 from typing import TextIO
 
 import msgspec
 
 from eventstore.cli.bootstrap import WorkloadOptions, open_service
-from eventstore.cli.common import EXIT_OK, Progress, install_stop_signals, settings_from
+from eventstore.cli.common import EXIT_OK, CliError, Progress, install_stop_signals, settings_from
 
 
 def workload_options(args: argparse.Namespace) -> WorkloadOptions:
@@ -25,29 +23,36 @@ def workload_options(args: argparse.Namespace) -> WorkloadOptions:
 
 
 async def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
-    """`eventstore ingest`: capture until stopped (or idle with --until-idle)."""
+    """`eventstore ingest`: capture until stopped (or idle with --until-idle), supervised.
+
+    Transient failures are retried from the checkpoint; a fatal one ends the command
+    with one line and exit 1.
+    """
+    from eventstore.capture_worker import CaptureWorker
+    from eventstore.leasing import default_owner
+    from eventstore.worker_state import FAILED
+
     settings = settings_from(args)
-    stop = asyncio.Event()
-    install_stop_signals(stop)
     async with open_service(
         settings, store=args.store, capture=True, workload=workload_options(args)
     ) as service:
         await service.store.events.ensure_indexes()
-        ingester = service.ingester(on_batch=Progress("ingest"))
-        workload: asyncio.Task[None] | None = None
+        owner = default_owner()
+        ingester = service.ingester(on_batch=Progress("ingest"), owner=owner)
+        # Capture starts first, so the workload is recorded as changes.
+        capture = CaptureWorker(ingester, follow=not args.until_idle, workload=service.workload)
+        supervisor = service.supervisor(owner)
+        install_stop_signals(supervisor.stopping)
+        supervisor.add(capture)
+        await supervisor.start()
         try:
-            if service.workload is not None:
-                # Capture starts first, so the workload is recorded as changes.
-                await ingester.run(until_idle=True, stop=stop)
-                workload = asyncio.create_task(service.workload())
-                if args.until_idle:
-                    await workload  # a finite workload, then drain it
-            stats = await ingester.run(until_idle=args.until_idle, stop=stop)
+            await supervisor.wait(capture.name)
         finally:
-            if workload is not None and not workload.done():
-                workload.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await workload
+            await supervisor.stop()
+        supervised = supervisor.get(capture.name)
+        if supervised is not None and supervised.state == FAILED:
+            raise CliError(f"capture failed: {supervised.last_error}")
+    stats = ingester.stats
     print(
         f"recorded {stats.recorded} events from {stats.changes_seen} changes "
         f"({stats.duplicates_skipped} already recorded, {stats.filtered} filtered, "

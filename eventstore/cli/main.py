@@ -40,10 +40,26 @@ def _command(name: str) -> Command:
         from eventstore.cli import projections
 
         module = projections
+    elif name in ("keygen", "proof", "verify-proof"):
+        from eventstore.cli import proofs
+
+        module = proofs
+    elif name == "erase":
+        from eventstore.cli import erase
+
+        module = erase
+    elif name == "monitor":
+        from eventstore.cli import monitor
+
+        module = monitor
     elif name == "run":
         from eventstore.cli import run
 
         module = run
+    elif name == "status":
+        from eventstore.cli import status
+
+        module = status
     elif name == "serve":
         from eventstore.cli import serve
 

@@ -32,22 +32,40 @@ def _projections(service: Service, names: list[str] | None) -> list[Any]:
 
 
 async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
-    """`eventstore project`: run every projection, each holding its own lease."""
+    """`eventstore project`: run every projection, each holding its own lease, supervised.
+
+    Transient failures are retried from each checkpoint; when a projection fails
+    fatally the others go on, and the command ends with exit 1 once they stop.
+    """
+    from eventstore.leasing import default_owner
+    from eventstore.worker_state import FAILED
+    from projections.worker import ProjectionWorker
+
     settings = settings_from(args)
-    stop = asyncio.Event()
-    install_stop_signals(stop)
+    owner = default_owner()
     async with open_service(settings, store=args.store) as service:
-        runners = [service.runner(p) for p in _projections(service, None)]
-        results = await asyncio.gather(
-            *(r.run(stop=stop, until_caught_up=args.until_caught_up) for r in runners),
-            return_exceptions=True,
-        )
-        for runner, result in zip(runners, results, strict=True):
+        supervisor = service.supervisor(owner)
+        install_stop_signals(supervisor.stopping)
+        runners = [service.runner(p, owner=owner) for p in _projections(service, None)]
+        workers = [ProjectionWorker(r, until_caught_up=args.until_caught_up) for r in runners]
+        for worker in workers:
+            supervisor.add(worker)
+        await supervisor.start()
+        try:
+            await asyncio.gather(*(supervisor.wait(w.name) for w in workers))
+        finally:
+            await supervisor.stop()
+        failed = []
+        for runner, worker in zip(runners, workers, strict=True):
+            supervised = supervisor.get(worker.name)
             state = runner.status
             line = f"{state.name}: position {state.position}, {state.state}"
-            if isinstance(result, Exception):
-                line += f" ({result})"
+            if supervised is not None and supervised.state == FAILED:
+                line += f" ({supervised.last_error})"
+                failed.append(f"{state.name}: {supervised.last_error}")
             print(line, file=out)
+    if failed:
+        raise CliError(f"projection failed: {failed[0]}")
     return EXIT_OK
 
 
@@ -89,9 +107,12 @@ async def _rebuild(store: Store, runner: Any, out: TextIO) -> None:
 
 async def _status(service: Service, args: argparse.Namespace, out: TextIO) -> int:
     from eventstore.codec import rfc3339
+    from eventstore.worker_state import shown
     from projections.status import projection_statuses
 
-    statuses = await projection_statuses(service.store, _projections(service, None))
+    now, lease = service.clock.now(), service.settings.lease_seconds
+    workers = [shown(w, now=now, lease_seconds=lease) for w in await service.store.workers.all()]
+    statuses = await projection_statuses(service.store, _projections(service, None), workers)
     rows = [
         {
             **msgspec.structs.asdict(s),

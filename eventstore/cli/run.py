@@ -64,7 +64,7 @@ async def serve_all(
             if not srv.started:
                 raise CliError("the service did not start (see the log above)")
             if workers.failure is not None:
-                raise CliError(f"capture failed: {workers.failure}")
+                raise CliError(f"capture failed: {workers.failed_error}")
     finally:
         sock.close()
 

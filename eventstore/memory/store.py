@@ -6,12 +6,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from eventstore.memory.checkpoints import MemoryCheckpoints
+from eventstore.memory.erasures import MemoryErasures
 from eventstore.memory.eventlog import MemoryEventLog
 from eventstore.memory.jobs import MemoryJobs
 from eventstore.memory.leases import MemoryLeases
+from eventstore.memory.merkle import MemoryMerkleTree
 from eventstore.memory.readmodels import MemoryReadModels
 from eventstore.memory.snapshots import MemorySnapshots
-from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots
+from eventstore.memory.workers import MemoryWorkers
+from eventstore.ports import (
+    Checkpoints,
+    Erasures,
+    EventLog,
+    Jobs,
+    Leases,
+    MerkleTree,
+    ReadModels,
+    Snapshots,
+    Workers,
+)
 
 
 class MemoryStore:
@@ -25,6 +38,9 @@ class MemoryStore:
         self.snapshots: Snapshots = MemorySnapshots()
         self.read_models: ReadModels = MemoryReadModels()
         self.jobs: Jobs = MemoryJobs()
+        self.merkle: MerkleTree = MemoryMerkleTree()
+        self.erasures: Erasures = MemoryErasures()
+        self.workers: Workers = MemoryWorkers()
         # Same attribute as MongoStore: what this store cannot do (nothing here).
         self.degraded: list[str] = []
 

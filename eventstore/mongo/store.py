@@ -12,12 +12,25 @@ from pymongo.errors import OperationFailure
 
 from eventstore.mongo import compat
 from eventstore.mongo.checkpoints import MongoCheckpoints
+from eventstore.mongo.erasures import MongoErasures
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.jobs import MongoJobs
 from eventstore.mongo.leases import MongoLeases
+from eventstore.mongo.merkle import MongoMerkleTree
 from eventstore.mongo.readmodels import MongoReadModels
 from eventstore.mongo.snapshots import MongoSnapshots
-from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots
+from eventstore.mongo.workers import MongoWorkers
+from eventstore.ports import (
+    Checkpoints,
+    Erasures,
+    EventLog,
+    Jobs,
+    Leases,
+    MerkleTree,
+    ReadModels,
+    Snapshots,
+    Workers,
+)
 
 
 class MongoStore:
@@ -40,6 +53,9 @@ class MongoStore:
         self.snapshots: Snapshots = MongoSnapshots(self.db)
         self.read_models: ReadModels = MongoReadModels(self.db)
         self.jobs: Jobs = MongoJobs(self.db)
+        self.merkle: MerkleTree = MongoMerkleTree(self.db)
+        self.erasures: Erasures = MongoErasures(self.db)
+        self.workers: Workers = MongoWorkers(self.db)
         self.degraded: list[str] = []
         self._transactions = False
         self._owns_client = owns_client

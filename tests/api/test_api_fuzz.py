@@ -361,7 +361,9 @@ def test_generated_requests_get_documented_answers_and_no_5xx_without_keys(
     tally = fuzz(app, known)
     _assert_clean(tally, server_errors, "fuzz without keys", MIN_OPEN)
     # the 2xx paths were reached, not only the errors
-    assert sum(n for (_, s), n in tally.statuses.items() if s < 300) >= 100
+    assert (
+        sum(n for (_, s), n in tally.statuses.items() if s < 300) >= 60 * SCALE
+    )  # ~100-130 seen at 40 examples per operation
 
 
 def test_generated_requests_get_documented_answers_and_no_5xx_with_keys(
@@ -374,7 +376,9 @@ def test_generated_requests_get_documented_answers_and_no_5xx_with_keys(
     tally = fuzz(app, known, share=KEYED_SHARE, auth=auth)
     _assert_clean(tally, server_errors, "fuzz with keys", MIN_KEYED)
     admin = {s for (op, s) in tally.statuses if "/v1/admin/" in op}
-    assert {200, 202} & admin and {401, 403} <= admin, tally.table()
+    # Admin work was reached and refused; which refusal (401 or a read key's 403) depends on the
+    # draw at this budget: tests/api/test_api_auth.py pins each one.
+    assert {200, 202} & admin and {401, 403} & admin, tally.table()
 
 
 def test_every_schemathesis_phase_finds_no_5xx_without_keys(

@@ -48,7 +48,8 @@ async def test_not_ready_until_the_ingester_caught_up(audit_log: AuditLog) -> No
     async with AsyncTestClient(app) as client:
         r = await client.get("/health/ready")
         assert r.status_code == 503
-        assert r.json()["status"] == "not ready"
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["type"].endswith("/not-ready") and r.json()["status"] == 503
         assert "caught up" in r.json()["detail"]
         assert (await client.get("/health/live")).status_code == 200
         caught_up = True
@@ -63,7 +64,8 @@ async def test_without_a_database_reads_answer_503_never_500() -> None:
         assert (await client.get("/health/live")).status_code == 200
         r = await client.get("/health/ready")
         assert r.status_code == 503
-        assert r.json()["status"] == "not ready"
+        assert r.json()["type"].endswith("/not-ready")
+        assert r.json()["detail"] == "the database is not reachable yet"
         for path in (
             "/v1/events",
             "/v1/events?stream=orders&entity=ORD-X",

@@ -37,7 +37,7 @@ FIGURES = LogFigures(
     head_seq=7,
     ingest_lag_seconds=1.5,
     last_checkpoint=datetime(2026, 1, 2, tzinfo=UTC),
-    projections=[ProjectionFigures("order_summary", 5, 2, "following")],
+    projections=[ProjectionFigures("order_summary", 5, 2, "running")],
 )
 
 
@@ -99,7 +99,7 @@ def test_the_store_figures_and_up() -> None:
     assert get(found, "eventstore_projection_position", projection="order_summary") == 5
     assert get(found, "eventstore_projection_lag_events", projection="order_summary") == 2
     state = "eventstore_projection_state"
-    assert get(found, state, projection="order_summary", state="following") == 1
+    assert get(found, state, projection="order_summary", state="running") == 1
     for other in ("rebuilding", "stopped", "failed"):
         assert get(found, state, projection="order_summary", state=other) == 0
     assert get(found, "eventstore_up") == 1

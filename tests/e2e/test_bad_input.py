@@ -134,9 +134,17 @@ def test_stop_records_the_50_before_the_bad_line_none_after_and_keeps_serving(
         verdict = http.get("/v1/verify").json()
         assert verdict["valid"] is True and verdict["events_checked"] == 50
         assert http.get("/v1/events", params={"type": "rejected"}).json()["events"] == []
+        # It says the truth: not ready, and the capture worker failed with the error.
+        ready = http.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.headers["content-type"].startswith("application/problem+json")
+        capture = [w for w in http.get("/v1/workers").json() if w["kind"] == "capture"]
+        assert len(capture) == 1 and capture[0]["state"] == "failed", capture
+        assert "ndjson: line 51: not valid JSON" in capture[0]["last_error"]
     log = running.log()
+    # One line: the capture worker's change of state to `failed`, with the error.
     errors = [row for row in log.splitlines() if "ndjson: line 51:" in row]
-    assert len(errors) == 1 and "capture stopped" in errors[0]
+    assert len(errors) == 1 and '"state": "failed"' in errors[0], errors
     assert "Traceback" not in log
     # The failure is the exit status when the operator stops it.
     assert running.stop() == 1

@@ -36,6 +36,7 @@ from eventstore.sources.memory import MemoryChangeFeed
 from tests.e2e.processes import EVENTSTORE, ROOT, clean_env, free_port
 from tests.integration.conftest import open_test_store
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+from tests.supervision import metric
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize
@@ -698,6 +699,48 @@ def test_gaps_inferred_deletions_and_uncertain_states_are_marked(
     p.wait_for_function("() => document.getElementById('state-json').dataset.key === 'G-3'")
     assert p.locator("#exists-badge").inner_text() == "deleted (inferred)"
     shot(p, "inferred")
+    console.assert_clean()
+
+
+def test_a_banner_says_when_capture_is_not_running(demo: Demo, page: tuple[Page, Console]) -> None:
+    p, console = page
+    workers = demo.get("/v1/workers")
+    assert [w["state"] for w in workers if w["kind"] == "capture"] == ["running"]
+    # The composition root hands the supervisor the app's metrics.
+    scraped = demo.http.get("/metrics").text
+    assert metric(scraped, "eventstore_worker_state", worker="ingester:shop", state="running") == 1
+    assert metric(scraped, "eventstore_worker_restarts_total", worker="ingester:shop") == 0
+    p.goto(f"{demo.base}/explorer")
+    p.wait_for_function("() => document.getElementById('capture-banner').dataset.state")
+    assert p.locator("#capture-banner").get_attribute("data-state") == "capturing"
+    assert p.locator("#capture-banner").is_hidden()
+
+    # The same instance as the API would show it after an authorization error.
+    failed = [
+        {
+            **w,
+            "state": "failed",
+            "last_error": "MongoDB refused the change stream (code 13)",
+        }
+        if w["kind"] == "capture"
+        else w
+        for w in workers
+    ]
+    p.route("**/v1/workers", lambda route: route.fulfill(json=failed))
+    p.reload()
+    p.wait_for_function(
+        "() => document.getElementById('capture-banner').dataset.state === 'failed'"
+    )
+    banner = p.locator("#capture-banner")
+    assert banner.is_visible()
+    assert banner.inner_text().startswith("Capture failed. ingester:shop on ")
+    assert "MongoDB refused the change stream (code 13)" in banner.inner_text()
+    shot(p, "capture-failed-banner")
+
+    p.route("**/v1/workers", lambda route: route.fulfill(json=[]))
+    p.reload()
+    p.wait_for_function("() => document.getElementById('capture-banner').dataset.state === 'none'")
+    assert banner.inner_text().startswith("No instance is capturing.")
     console.assert_clean()
 
 

@@ -99,8 +99,9 @@ def test_a_malformed_line_stops_with_its_number_and_keeps_what_came_before(
     )
     err = capsys.readouterr().err
     assert code == 1
+    # The supervised capture worker failed (fatal, not retried): the same line `run` gives.
     assert err.splitlines()[-1] == (
-        "eventstore: error: capture stopped at a change it cannot interpret: "
+        "eventstore: error: capture failed: "
         "ndjson: line 4: not valid JSON (Expecting property name enclosed in double quotes, "
         "line 1 column 53)"
     )

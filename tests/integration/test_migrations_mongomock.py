@@ -137,6 +137,18 @@ def test_a_report_serializes_to_json_shapes() -> None:
     }
 
 
+async def test_the_workers_step_creates_the_collection_and_is_idempotent() -> None:
+    client: Any = AsyncMongoMockClient(tz_aware=True)
+    step = [s for s in load_steps() if s.name == "m0008_create_workers_collection"]
+
+    first = await migrate(client, SETTINGS, steps=step)
+    await client["eventstore"]["migrations"].delete_many({})  # as if never recorded
+    again = await migrate(client, SETTINGS, steps=step)
+
+    assert first.applied == again.applied == ["m0008_create_workers_collection"]
+    assert "workers" in await client["eventstore"].list_collection_names()
+
+
 async def test_the_rejected_type_step_is_skipped_on_mongomock_and_tried_again_later() -> None:
     client: Any = AsyncMongoMockClient(tz_aware=True)
     step = [s for s in load_steps() if s.name == "m0007_allow_rejected_events"]

@@ -11,8 +11,9 @@ from eventstore.model import Checkpoint
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
+from eventstore.worker_state import FAILED
 from projections.orders import ORDER_PROJECTIONS, ORDERS_BY_STATUS, Projection
-from projections.runner import FAILED, ProjectionFailed, ProjectionRunner, StateCache
+from projections.runner import ProjectionFailed, ProjectionRunner, StateCache
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 
 
@@ -241,7 +242,7 @@ async def test_rebuild_requests_are_jobs_run_by_the_lease_holder_or_the_requeste
     holder = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="server")
     stop = asyncio.Event()
     task = asyncio.create_task(holder.run(stop=stop))
-    await wait_until(lambda: holder.status.state == "following")
+    await wait_until(lambda: holder.status.state == "running")
     requester = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="cli")
     queued = await request_rebuild(requester, job_id="j2")
     assert queued.state == "queued"
@@ -325,11 +326,11 @@ async def test_a_standby_projector_takes_over_when_the_holder_dies(store: Store)
     second = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="second", batch_size=4)
     stop = asyncio.Event()
     t1 = asyncio.create_task(first.run(stop=stop))
-    await wait_until(lambda: first.status.state == "following")
+    await wait_until(lambda: first.status.state == "running")
     t2 = asyncio.create_task(second.run(stop=stop))
     head = (await store.events.head()).seq
     await wait_until(lambda: first.status.position == head)
-    assert second.status.state != "following"
+    assert second.status.state != "running"
     # the holder dies without giving its lease back; more events arrive meanwhile
     first.lease.release = _noop  # type: ignore[method-assign]
     t1.cancel()

@@ -53,8 +53,9 @@ def crash(workers: Workers) -> None:
     keepers: list[Any] = [workers.ingester.lease, *(r.lease for r in workers.runners)]
     for keeper in keepers:
         keeper.release = keep_it
-    for task in workers._tasks:
-        if task is not asyncio.current_task():
+    for supervised in workers.supervisor.workers:
+        task = supervised.task
+        if task is not None and task is not asyncio.current_task():
             task.cancel()
 
 
@@ -84,18 +85,21 @@ async def test_a_standby_takes_over_capture_and_projections_with_exactly_once_ef
     await wait_until(lambda: first.ingester.lease.held)
     second = instance(store, feed, "second")
     await second.start()
-    assert not second.ingester.lease.held and second.caught_up()  # a ready standby
+    await wait_until(second.caught_up)  # a ready standby, once it found the lease taken
+    assert not second.ingester.lease.held
 
     await wait_until(lambda: batches >= 5)
-    for task in first._tasks:  # the dead instance's tasks have ended (collect their outcome)
-        with contextlib.suppress(Crash, asyncio.CancelledError):
-            await task
+    # The dead instance's tasks have ended (collect their outcome).
+    for supervised in first.supervisor.workers:
+        if supervised.task is not None:
+            with contextlib.suppress(Crash, asyncio.CancelledError):
+                await supervised.task
     at_crash = await head_seq(store)
     assert 0 < at_crash < changes
-    assert not second._caught_up_once  # the standby has not worked yet
+    assert not second.capture.caught_up_once  # the standby has not worked yet
 
     await wait_until(lambda: second.ingester.lease.held, seconds=5)
-    await wait_until(lambda: second._caught_up_once, seconds=10)
+    await wait_until(lambda: second.capture.caught_up_once, seconds=10)
     head = (await store.events.head()).seq
     await wait_until(lambda: all(r.status.position == head for r in second.runners), seconds=10)
     await second.stop()
@@ -124,7 +128,7 @@ async def test_stop_releases_the_leases_for_an_immediate_takeover() -> None:
     await start_from_the_beginning(store)
     first = instance(store, feed, "first")
     await first.start()
-    await wait_until(lambda: first._caught_up_once)
+    await wait_until(lambda: first.capture.caught_up_once)
     await first.stop()
     lease = await store.leases.get("ingester:shop")
     assert lease is None or lease.owner != "first" or lease.expires_at < SystemClock().now()

@@ -24,6 +24,7 @@ def test_defaults_match_the_design() -> None:
     )
     assert (s.lease_seconds, s.server_timeout_ms) == (10.0, 5000)
     assert s.admin_key is None and s.read_keys == ()
+    assert s.unhealthy_after == 30.0
 
 
 def test_environment_is_read_and_flags_override_it() -> None:
@@ -31,6 +32,13 @@ def test_environment_is_read_and_flags_override_it() -> None:
     s = load(env, {"source_db": "flagdb", "collections": None})
     assert s.source_db == "flagdb"
     assert s.collections == ("orders", "refunds")
+
+
+def test_unhealthy_after_is_read_from_its_variable_and_flag() -> None:
+    assert load({"EVENTSTORE_UNHEALTHY_AFTER": "2.5"}).unhealthy_after == 2.5
+    assert load({}, {"unhealthy_after": "45"}).unhealthy_after == 45.0
+    with pytest.raises(SettingsError, match="UNHEALTHY_AFTER"):
+        Settings(unhealthy_after=0)  # checked whenever a Settings is built, not only when read
 
 
 def test_redaction_paths_and_masks() -> None:
@@ -48,6 +56,8 @@ def test_redaction_paths_and_masks() -> None:
         ("EVENTSTORE_URI", "http://x", "mongodb://"),
         ("EVENTSTORE_SOURCE", "kafka", "SOURCE"),
         ("EVENTSTORE_REDACT", "a..b", "REDACT"),
+        ("EVENTSTORE_UNHEALTHY_AFTER", "soon", "UNHEALTHY_AFTER must be a number"),
+        ("EVENTSTORE_UNHEALTHY_AFTER", "0", "UNHEALTHY_AFTER must be more than 0"),
     ],
 )
 def test_bad_values_are_clear_errors(name: str, value: str, message: str) -> None:
@@ -191,3 +201,42 @@ def test_the_cli_prints_a_bad_variable_as_one_line_and_exits_1(
     assert main(["verify", "--uri", "memory://"]) == 1
     err = capsys.readouterr().err
     assert err == "eventstore: error: EVENTSTORE_SNAPSHOT_EVERY must be at least 1, got 0\n"
+
+
+def test_verifiable_log_settings_parse_and_default() -> None:
+    from eventstore.notes import COSIGNATURE, Signer
+    from eventstore.settings import Witness, load
+
+    wkey = Signer.generate("w.example", kind=COSIGNATURE).verifier_key()
+    s = load(
+        {
+            "EVENTSTORE_SIGNING_KEY": "/k/log.key",
+            "EVENTSTORE_CHECKPOINT_INTERVAL": "0.5",
+            "EVENTSTORE_PUBLISH_CHECKPOINTS": "dir:/srv/cp, https://example.org/cp",
+            "EVENTSTORE_WITNESSES": f"https://w.example/={wkey}",
+        }
+    )
+    assert s.origin == "eventstore/eventstore"
+    assert s.signer_state_path == "/k/log.key.state"
+    assert s.checkpoint_interval == 0.5
+    assert s.publish_checkpoints == ("dir:/srv/cp", "https://example.org/cp")
+    assert s.witnesses == (Witness("https://w.example/", wkey),)
+    assert Settings(log_origin="o", signer_state="/s").origin == "o"
+    assert Settings().signer_state_path is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"EVENTSTORE_CHECKPOINT_INTERVAL": "0"}, "CHECKPOINT_INTERVAL must be more than 0"),
+        ({"EVENTSTORE_PUBLISH_CHECKPOINTS": "ftp://x"}, "PUBLISH_CHECKPOINTS takes dir:PATH"),
+        ({"EVENTSTORE_PUBLISH_CHECKPOINTS": "dir:"}, "PUBLISH_CHECKPOINTS takes dir:PATH"),
+        ({"EVENTSTORE_WITNESSES": "https://w=not-a-key"}, "WITNESSES has a malformed verifier"),
+        ({"EVENTSTORE_WITNESSES": "w=a+b+c"}, "WITNESSES takes URL=VERIFIER_KEY"),
+    ],
+)
+def test_bad_verifiable_log_settings_are_refused(environ: dict[str, str], message: str) -> None:
+    from eventstore.settings import load
+
+    with pytest.raises(SettingsError, match=message):
+        load(environ)

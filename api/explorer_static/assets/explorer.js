@@ -15,8 +15,8 @@
   'use strict';
 
   const KEY_STORAGE = 'eventstore.explorer.readKey';
-  const EVENT_TYPES = ['created', 'updated', 'replaced', 'deleted', 'snapshot', 'gap', 'dropped', 'renamed', 'rejected'];
-  const STREAM_EVENT_TYPES = ['gap', 'dropped', 'renamed', 'rejected'];
+  const EVENT_TYPES = ['created', 'updated', 'replaced', 'deleted', 'snapshot', 'gap', 'dropped', 'renamed', 'rejected', 'erased'];
+  const STREAM_EVENT_TYPES = ['gap', 'dropped', 'renamed', 'rejected', 'erased'];
   const STREAM_KEY = '$stream';
   const HISTORY_PAGE = 500;
   const RECENT_PAGE = 25;
@@ -729,11 +729,14 @@
     const recreated = ev.type === 'created' && ev.version > 1;
     const classes = ['ev', `ev-${ev.type}`];
     if (ev.inferred) classes.push('ev-inferred');
+    if (ev.erased) classes.push('ev-erased');
     if (opts.flash) classes.push('flash');
     if (opts.selected) classes.push('selected');
     const note = eventNote(ev, prev);
     let body;
-    if (!diff.length) {
+    if (ev.erased) {
+      body = h('p', { class: 'ev-note erased' }, `Erased: this event's data was removed by the erasure recorded at seq ${ev.erased_by}. Its hashes still verify.`);
+    } else if (!diff.length) {
       body = ev.type === 'updated' ? h('p', { class: 'ev-note muted' }, 'No field changed.') : null;
     } else if (['created', 'snapshot', 'deleted'].includes(ev.type) && diff.length > 4) {
       const what = ev.type === 'deleted' ? 'removed' : 'set';
@@ -745,12 +748,13 @@
       ? h('pre', { class: 'hashes' }, JSON.stringify(ev.document)) : null;
     return h('li', {
       class: classes.join(' '),
-      dataset: { version: ev.version, seq: ev.seq, type: ev.type, actor: actorText(ev.actor), inferred: String(ev.inferred) },
+      dataset: { version: ev.version, seq: ev.seq, type: ev.type, actor: actorText(ev.actor), inferred: String(ev.inferred), erased: String(Boolean(ev.erased)) },
     },
     h('div', { class: 'ev-head' },
       h('span', { class: 'ver' }, `v${ev.version}`),
       h('span', { class: `badge t-${ev.type}` }, ev.type),
       ev.inferred ? h('span', { class: 'badge warn', title: 'Derived by the service, not observed' }, 'inferred') : null,
+      ev.erased ? h('span', { class: 'badge bad', title: `Data removed by the erasure at seq ${ev.erased_by}` }, 'erased') : null,
       recreated ? h('span', { class: 'badge ok' }, 're-created') : null,
       timeEl(ev.occurred_at),
       h('span', {}, 'by ', h('span', { class: 'actor' }, actorText(ev.actor))),
@@ -782,6 +786,9 @@
     } else if (m.type === 'dropped') {
       title = 'Collection dropped';
       text = 'The captured collection was dropped; live entities were marked deleted (inferred).';
+    } else if (m.type === 'erased') {
+      title = 'Entity erased';
+      text = `The data of every event of ${fmt(doc.entity_key)} (${String(doc.events_erased ?? '?')} events) was erased at the request of ${fmt(doc.actor)}: ${String(doc.reason || '?')}. The events' hashes still verify.`;
     } else if (m.type === 'rejected') {
       title = 'Change rejected';
       text = `A change from the source could not be interpreted and was not applied to any entity (${String(doc.source || '?')}, ${String(doc.position || '?')}: ${String(doc.reason || '?')}). Its input's SHA-256 is ${String(doc.sha256 || '?')}.`;
@@ -964,7 +971,9 @@
     } catch (_) { /* highlighting is a help, not a must */ }
     if (app.entity !== e) return;
     const list = [];
-    if (!st.exists) {
+    if (st.erased) {
+      list.push({ cls: 'bad', text: `Erased: the data of this entity up to version ${v} was removed by an erasure; its state cannot be shown.` });
+    } else if (!st.exists) {
       list.push({ cls: 'bad', text: `Deleted: at version ${v} the entity has no document${ev && ev.inferred ? ' (the deletion was inferred, not observed)' : ''}.` });
     }
     if (st.uncertain) {
@@ -988,7 +997,8 @@
     doc.dataset.version = String(v);
     doc.dataset.uncertain = String(Boolean(st.uncertain || list.some((f) => f.cls === 'warn')));
     const changed = new Set(creation ? [] : changes.filter((c) => c.op !== 'removed').map((c) => c.path));
-    doc.replaceChildren(st.document ? tree(st.document, '', changed) : h('p', { class: 'muted' }, 'No document at this version.'));
+    doc.dataset.erased = String(Boolean(st.erased));
+    doc.replaceChildren(st.document ? tree(st.document, '', changed) : h('p', { class: 'muted' }, st.erased ? 'Erased: no document.' : 'No document at this version.'));
     const removed = changes.filter((c) => c.op === 'removed' && !(ev && ev.type === 'deleted'));
     $('#state-removed').replaceChildren(...(removed.length ? [
       h('p', { class: 'small' }, 'Removed in this version:'),
@@ -1166,7 +1176,7 @@
   }
 
   function stateBadge(s) {
-    const cls = s === 'failed' ? 'bad' : s === 'following' || s === 'caught up' ? 'ok' : s === 'rebuilding' ? 'info' : 'warn';
+    const cls = s === 'failed' ? 'bad' : s === 'running' || s === 'caught up' ? 'ok' : s === 'rebuilding' ? 'info' : 'warn';
     return h('span', { class: `badge ${cls}` }, s);
   }
 
@@ -1436,6 +1446,47 @@
     });
   }
 
+  // -- capture health ----------------------------------------------------------------------------
+  // A banner while no instance is capturing, or capture is failed or retrying (GET /v1/workers).
+  const CAPTURE_POLL_MS = 5000;
+
+  function captureTrouble(workers) {
+    const captures = workers.filter((w) => w.kind === 'capture');
+    const running = captures.filter((w) => w.state === 'running');
+    const failed = captures.find((w) => w.state === 'failed');
+    const retrying = captures.find((w) => w.state === 'retrying');
+    const other = running.length ? ' Another instance is capturing.' : '';
+    if (failed) {
+      return { state: 'failed', title: 'Capture failed',
+        text: `${failed.name} on ${failed.instance} since ${failed.since}: ${failed.last_error || 'no error recorded'}. ` +
+          'Fix the cause, then restart it (POST /v1/admin/workers/{name}/restart).' + other };
+    }
+    if (retrying) {
+      return { state: 'retrying', title: 'Capture is retrying',
+        text: `${retrying.name} on ${retrying.instance} (${plural(retrying.restarts, 'restart')}): ` +
+          `${retrying.last_error || 'no error recorded'}.` + other };
+    }
+    if (!running.length) {
+      return { state: 'none', title: 'No instance is capturing',
+        text: 'Changes to the source are not being recorded: start `eventstore run` or `eventstore ingest`.' };
+    }
+    return null;
+  }
+
+  async function checkCapture() {
+    let trouble;
+    try {
+      trouble = captureTrouble(await api('/v1/workers'));
+    } catch (_) {
+      return; // the API says why elsewhere (the alert); keep the last verdict
+    }
+    const banner = $('#capture-banner');
+    banner.hidden = !trouble;
+    banner.dataset.state = trouble ? trouble.state : 'capturing';
+    $('#capture-title').textContent = trouble ? trouble.title + '.' : '';
+    $('#capture-text').textContent = trouble ? trouble.text : '';
+  }
+
   let started = false;
   async function start() {
     try {
@@ -1452,6 +1503,8 @@
       started = true;
       live.after = head;
       liveLoop();
+      checkCapture();
+      setInterval(checkCapture, CAPTURE_POLL_MS);
     } else if (!live.running && !live.paused) {
       liveLoop();
     }

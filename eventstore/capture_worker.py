@@ -1,0 +1,121 @@
+"""The ingester as a supervised worker: catch up once, then follow, from the checkpoint each run.
+
+Readiness of capture needs it to have caught up with the source once (or to
+stand by while another instance captures). A simulated workload, when given,
+starts after that first catch-up and outlives retries; it stops with `close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from eventstore.ingester import Ingester, IngestStats
+from eventstore.supervisor import Progress, WorkerContext
+from eventstore.worker_state import CAPTURE, STANDBY
+
+log = logging.getLogger("eventstore.run")
+
+Workload = Callable[[], Coroutine[Any, Any, None]]
+
+
+class CaptureWorker:
+    """Runs an `Ingester` under the supervisor (name: its lease role, `ingester:<db>`)."""
+
+    kind = CAPTURE
+
+    def __init__(
+        self,
+        ingester: Ingester,
+        *,
+        follow: bool = True,
+        workload: Workload | None = None,
+        on_caught_up: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        self.ingester = ingester
+        self.follow = follow
+        self.workload = workload
+        self.on_caught_up = on_caught_up
+        self.caught_up_once = False
+        # True while another instance holds the capture lease and this one waits for it.
+        self.standing_by = False
+        self._workload_task: asyncio.Task[None] | None = None
+        self._ctx: WorkerContext | None = None
+        self._on_batch_before = ingester.on_batch  # e.g. the CLI's progress line
+        ingester.on_batch = self._on_batch
+        ingester.lease.observer = self._on_lease
+
+    @property
+    def name(self) -> str:
+        """The ingester's lease role."""
+        return self.ingester.name
+
+    def caught_up(self) -> bool:
+        """Readiness of capture: caught up once, or standing by (another instance captures).
+
+        Before its first attempt at the lease this instance may be the one to capture: not yet.
+        """
+        return self.caught_up_once or self.standing_by
+
+    def _on_batch(self, stats: IngestStats) -> None:
+        if self._on_batch_before is not None:
+            self._on_batch_before(stats)
+        if self._ctx is not None:
+            self._ctx.healthy()
+
+    def _on_lease(self, state: str) -> None:
+        self.standing_by = state == STANDBY
+        if self._ctx is not None:
+            self._ctx.report(state)
+
+    async def run(self, ctx: WorkerContext) -> None:
+        """Catch up (first run only), then follow until stopped.
+
+        With `follow=False` it ends once idle instead; with a workload as well, it
+        waits for the workload to end and then captures what it wrote.
+        """
+        self._ctx = ctx
+        stop = ctx.stop
+        if not self.caught_up_once:
+            await self.ingester.run(until_idle=True, stop=stop)
+            if stop.is_set():
+                return
+            self.caught_up_once = True
+            head = await self.ingester.store.events.head()
+            log.info("capture caught up at seq %s", head.seq)
+            if self.on_caught_up is not None:
+                await self.on_caught_up()
+            if self.workload is not None and self._workload_task is None:
+                self._workload_task = asyncio.create_task(self.workload(), name="workload")
+        if self.follow:
+            await self.ingester.run(stop=stop)
+            return
+        task = self._workload_task
+        if task is not None and not task.done():
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if stop.is_set():
+                return
+        if task is not None:
+            await self.ingester.run(until_idle=True, stop=stop)  # what the workload wrote
+
+    async def progress(self) -> Progress:
+        """The log's head as position; lag in events unknown (a change stream has no count)."""
+        head = await self.ingester.store.events.head()
+        return Progress(
+            position=head.seq,
+            lag=None,
+            lag_seconds=self.ingester.lag_seconds(self.ingester.clock.now()),
+        )
+
+    async def close(self) -> None:
+        """Stop the workload, if any."""
+        task = self._workload_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

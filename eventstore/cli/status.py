@@ -1,0 +1,56 @@
+"""`eventstore status`: every instance's background workers, as `GET /v1/workers` shows them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TextIO
+
+import msgspec
+
+from eventstore.cli.bootstrap import open_service
+from eventstore.cli.common import EXIT_OK, settings_from
+from eventstore.worker_state import shown
+
+COLUMNS = ("name", "kind", "instance", "state", "since", "restarts", "position", "lag", "lag_s")
+
+
+async def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the stored worker states (stale ones marked), a table or `--json`."""
+    from api.routes.workers import worker_out
+
+    settings = settings_from(args)
+    async with open_service(settings, store=args.store) as service:
+        now = service.clock.now()
+        records = [
+            shown(r, now=now, lease_seconds=settings.lease_seconds)
+            for r in await service.store.workers.all()
+        ]
+    workers = [worker_out(r) for r in records]
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(workers)), file=out)
+        return EXIT_OK
+    if not workers:
+        print("no worker states recorded: no instance runs workers on this store", file=out)
+        return EXIT_OK
+    rows = [
+        (
+            w.name,
+            w.kind,
+            w.instance,
+            w.state,
+            w.since,
+            str(w.restarts),
+            "-" if w.position is None else str(w.position),
+            "-" if w.lag is None else str(w.lag),
+            "-" if w.lag_seconds is None else f"{w.lag_seconds:.1f}",
+        )
+        for w in workers
+    ]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+    print("  ".join(c.upper().ljust(n) for c, n in zip(COLUMNS, widths, strict=True)), file=out)
+    for row, w in zip(rows, workers, strict=True):
+        print("  ".join(v.ljust(n) for v, n in zip(row, widths, strict=True)).rstrip(), file=out)
+        if w.last_error:
+            print(f"    last error: {w.last_error}", file=out)
+    return EXIT_OK

@@ -1,0 +1,224 @@
+"""`/v1/workers`, restarting a failed worker, and readiness under supervision.
+
+The app runs in the test client's own thread and loop: the tests poll, never await its events.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+from pymongo.errors import AutoReconnect, OperationFailure
+
+from api import create_app
+from eventstore.clock import FakeClock
+from eventstore.memory.store import MemoryStore
+from eventstore.supervisor import Supervisor
+from eventstore.worker_state import RUNNING, STANDBY, WorkerRecord
+from tests.api.conftest import ADMIN_KEY, READ_KEY, settings
+from tests.supervision import ScriptedWorker, until
+
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+READ = {"authorization": f"Bearer {READ_KEY}"}
+
+
+def supervised_app(
+    store: MemoryStore, clock: FakeClock, *workers: ScriptedWorker, **kw: Any
+) -> tuple[Any, Supervisor]:
+    s = settings(admin_key=ADMIN_KEY, read_keys=(READ_KEY,), lease_seconds=10, **kw)
+    sup = Supervisor(
+        clock=clock,
+        instance="here:1",
+        lease_seconds=10,
+        workers=store.workers,
+        secrets=[ADMIN_KEY, READ_KEY],
+        rng_seed=3,
+    )
+    for w in workers:
+        sup.add(w)
+    app = create_app(s, store=store, clock=clock, supervisor=sup, capture="ingester:shop")
+
+    async def start() -> None:
+        await sup.start()
+
+    async def stop() -> None:
+        await sup.stop()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
+    return app, sup
+
+
+async def test_workers_lists_every_instance_with_stale_ones_marked() -> None:
+    clock = FakeClock(advance_on_sleep=False)
+    store = MemoryStore()
+    other = WorkerRecord(
+        name="ingester:shop",
+        kind="capture",
+        instance="there:2",
+        state=STANDBY,
+        since=clock.now(),
+        updated_at=clock.now(),
+    )
+    gone = WorkerRecord(
+        name="projection:order_summary",
+        kind="projection",
+        instance="gone:3",
+        state=RUNNING,
+        since=clock.now() - timedelta(minutes=5),
+        updated_at=clock.now() - timedelta(seconds=31),
+        position=12,
+        lag=3,
+    )
+    await store.workers.put([other, gone])
+    capture = ScriptedWorker("ingester:shop", [])
+    app, _ = supervised_app(store, clock, capture)
+    async with AsyncTestClient(app) as client:
+        await until(capture.running.is_set)
+        assert (await client.get("/v1/workers")).status_code == 401  # read keys apply
+        r = await client.get("/v1/workers", headers=READ)
+        assert r.status_code == 200
+        body = r.json()
+        assert [(w["name"], w["instance"], w["state"]) for w in body] == [
+            ("ingester:shop", "here:1", "running"),
+            ("ingester:shop", "there:2", "standby"),
+            ("projection:order_summary", "gone:3", "stale"),
+        ]
+        assert set(body[0]) == {
+            "name",
+            "kind",
+            "instance",
+            "state",
+            "since",
+            "restarts",
+            "last_error",
+            "position",
+            "lag",
+            "lag_seconds",
+        }
+        assert body[0]["kind"] == "capture" and body[0]["position"] == 1
+        assert body[0]["since"] == "2026-01-01T00:00:00.000Z"
+        assert (body[2]["position"], body[2]["lag"]) == (12, 3)
+
+
+async def test_a_failed_capture_makes_the_process_unready_until_restarted() -> None:
+    clock = FakeClock(advance_on_sleep=False)
+    store = MemoryStore()
+    capture = ScriptedWorker(
+        "ingester:shop",
+        [OperationFailure(f"not authorized; uri mongodb://u:pw@db key {ADMIN_KEY}", 13)],
+    )
+    projection = ScriptedWorker(
+        "projection:order_summary", [ValueError("a bug in apply")], kind="projection"
+    )
+    app, sup = supervised_app(store, clock, capture, projection)
+    async with AsyncTestClient(app) as client:
+        await until(lambda: all(s.state == "failed" for s in sup.workers))
+        r = await client.get("/health/ready")
+        assert r.status_code == 503
+        assert r.headers["content-type"].startswith("application/problem+json")
+        body = r.json()
+        error = "OperationFailure: not authorized; uri mongodb://***@db key ***"
+        assert body["type"].endswith("/not-ready")
+        assert body["detail"] == f"ingester:shop failed: {error}"
+        assert body["workers"] == [
+            {"name": "ingester:shop", "state": "failed", "last_error": error},
+            {
+                "name": "projection:order_summary",
+                "state": "failed",
+                "last_error": "ValueError: a bug in apply",
+            },
+        ]
+        assert (await client.get("/health/live")).status_code == 200
+        listed = (await client.get("/v1/workers", headers=READ)).json()
+        assert [w["last_error"] for w in listed] == [error, "ValueError: a bug in apply"]
+        assert ADMIN_KEY not in str(listed) and "pw@" not in str(listed)
+
+        path = "/v1/admin/workers/ingester:shop/restart"
+        assert (await client.post(path)).status_code == 401
+        assert (await client.post(path, headers=READ)).status_code == 403
+        r = await client.post(path, headers=ADMIN)
+        assert r.status_code == 200, r.text
+        assert r.json()["restarts"] == 1
+        await until(capture.running.is_set)
+        assert (await client.get("/health/ready")).status_code == 200
+        # A projection's failure never takes readiness down.
+        assert sup.get("projection:order_summary").state == "failed"  # type: ignore[union-attr]
+
+        r = await client.post(path, headers=ADMIN)
+        assert r.status_code == 409 and "running" in r.json()["detail"]
+        r = await client.post("/v1/admin/workers/projection:nope/restart", headers=ADMIN)
+        assert r.status_code == 404
+        assert r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_worker_of_another_instance_is_restarted_there() -> None:
+    clock = FakeClock(advance_on_sleep=False)
+    store = MemoryStore()
+    await store.workers.put(
+        [
+            WorkerRecord(
+                name="projection:order_summary",
+                kind="projection",
+                instance="there:2",
+                state="failed",
+                since=clock.now(),
+                updated_at=clock.now(),
+            )
+        ]
+    )
+    app, _ = supervised_app(store, clock)
+    async with AsyncTestClient(app) as client:
+        r = await client.post("/v1/admin/workers/projection:order_summary/restart", headers=ADMIN)
+        assert r.status_code == 409
+        assert "there:2" in r.json()["detail"]
+
+
+async def test_capture_retrying_past_unhealthy_after_is_unready_then_ready_again() -> None:
+    clock = FakeClock(advance_on_sleep=False)
+    store = MemoryStore()
+    capture = ScriptedWorker("ingester:shop", [AutoReconnect("connection refused")] * 10_000)
+    app, sup = supervised_app(store, clock, capture, unhealthy_after=5)
+    async with AsyncTestClient(app) as client:
+        await until(lambda: capture.runs > 2)
+        assert (await client.get("/health/ready")).status_code == 200  # not for long yet
+        clock.advance(5.5)
+        r = await client.get("/health/ready")
+        assert r.status_code == 503
+        assert r.json()["detail"].startswith("ingester:shop has been retrying for 6s")
+        assert r.json()["workers"][0]["state"] in ("retrying", "starting", "running")
+        capture.failures.clear()
+        await until(capture.running.is_set)
+        assert (await client.get("/health/ready")).status_code == 200
+        entry = sup.get("ingester:shop")
+        assert entry is not None and entry.restarts == capture.runs - 1
+
+
+async def test_a_rebuild_run_here_is_a_supervised_worker(make_app: Any) -> None:
+    from tests.api.conftest import build_log
+
+    log = await build_log("memory", orders=3, changes=6)
+    app = make_app(log.store, admin_key=ADMIN_KEY)
+    async with AsyncTestClient(app) as client:
+        r = await client.post("/v1/admin/projections/order_summary/rebuild", headers=ADMIN)
+        assert r.status_code == 202
+        job = r.json()["job"]
+        states: list[str] = []
+
+        def done() -> bool:
+            rebuild = app.services.supervisor.get("rebuild:order_summary")
+            states.append(rebuild.state if rebuild is not None else "absent")
+            return states[-1] == "stopped"
+
+        await until(done)
+        found = (await client.get(f"/v1/admin/jobs/{job}", headers=ADMIN)).json()
+        assert found["state"] == "succeeded" and found["processed"] == log.events[-1].seq
+        [worker] = (await client.get("/v1/workers")).json()
+        assert (worker["name"], worker["kind"], worker["state"]) == (
+            "rebuild:order_summary",
+            "rebuild",
+            "stopped",
+        )
+        assert worker["position"] == log.events[-1].seq and worker["lag"] == 0
+    await log.store.close()

@@ -1,0 +1,83 @@
+"""`eventstore status`: the stored worker states of every instance, as a table or JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+from eventstore.cli import main
+from eventstore.memory.store import MemoryStore
+from eventstore.worker_state import WorkerRecord
+
+
+def run(store: MemoryStore, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    return main(["status", "--uri", "memory://", *argv], out=out, store=store), out.getvalue()
+
+
+def test_status_shows_every_instance_and_marks_stale_ones() -> None:
+    store = MemoryStore()
+    now = datetime.now(UTC)
+    asyncio.run(
+        store.workers.put(
+            [
+                WorkerRecord(
+                    name="ingester:shop",
+                    kind="capture",
+                    instance="a:1",
+                    state="retrying",
+                    since=now,
+                    restarts=3,
+                    last_error="AutoReconnect: connection refused",
+                    position=40,
+                    lag_seconds=2.25,
+                    updated_at=now,
+                ),
+                WorkerRecord(
+                    name="projection:order_summary",
+                    kind="projection",
+                    instance="b:2",
+                    state="running",
+                    since=now - timedelta(hours=1),
+                    position=38,
+                    lag=2,
+                    updated_at=now - timedelta(seconds=31),  # 3 x LEASE_SECONDS (10) ago
+                ),
+            ]
+        )
+    )
+    code, out = run(store, "--json")
+    assert code == 0
+    body = json.loads(out)
+    assert [(w["name"], w["instance"], w["state"]) for w in body] == [
+        ("ingester:shop", "a:1", "retrying"),
+        ("projection:order_summary", "b:2", "stale"),
+    ]
+    assert body[0]["last_error"] == "AutoReconnect: connection refused"
+    assert (body[0]["lag"], body[0]["lag_seconds"], body[1]["lag"]) == (None, 2.25, 2)
+
+    code, out = run(store)
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0].split() == [
+        "NAME",
+        "KIND",
+        "INSTANCE",
+        "STATE",
+        "SINCE",
+        "RESTARTS",
+        "POSITION",
+        "LAG",
+        "LAG_S",
+    ]
+    assert lines[1].split()[:4] == ["ingester:shop", "capture", "a:1", "retrying"]
+    assert lines[1].split()[5:] == ["3", "40", "-", "2.2"]
+    assert lines[2] == "    last error: AutoReconnect: connection refused"
+    assert lines[3].split()[3] == "stale"
+
+
+def test_status_of_a_store_without_workers_says_so() -> None:
+    code, out = run(MemoryStore())
+    assert code == 0 and out.startswith("no worker states recorded")

@@ -1,0 +1,136 @@
+"""Failure classification and back-off: what is retried, what stops a worker, how long it waits."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    ConfigurationError,
+    DuplicateKeyError,
+    InvalidURI,
+    NetworkTimeout,
+    NotPrimaryError,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+    WriteError,
+    WTimeoutError,
+)
+
+from eventstore.failures import FATAL, TRANSIENT, Backoff, classify, describe
+from eventstore.leasing import LeaseLost
+from eventstore.ports import LogConflict, SourceError
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        AutoReconnect("connection reset"),
+        NetworkTimeout("timed out"),
+        NotPrimaryError("not primary", {"code": 10107, "errmsg": "not primary"}),
+        ServerSelectionTimeoutError("no servers"),
+        WTimeoutError("waiting for replication timed out", 64, {"code": 64}),
+        OperationFailure("stepped down", 189),
+        OperationFailure("interrupted at shutdown", 11600),
+        OperationFailure("stale config", 13388),
+        OperationFailure("retry change stream", 234),
+        WriteError("not writable primary", 10107),
+        OperationFailure(
+            "labelled", 99999, {"code": 99999, "errorLabels": ["ResumableChangeStreamError"]}
+        ),
+        BulkWriteError(
+            {"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "wtimeout"}]}
+        ),
+    ],
+)
+def test_transient_failures_are_retried(exc: Exception) -> None:
+    assert classify(exc) == TRANSIENT
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OperationFailure("not authorized on shop to execute command", 13),
+        OperationFailure("Authentication failed.", 18),
+        # An auth failure is fatal even when the server labels the operation retryable.
+        OperationFailure("no", 13, {"code": 13, "errorLabels": ["RetryableWriteError"]}),
+        ConfigurationError("bad option"),
+        InvalidURI("mongodb://"),
+        DuplicateKeyError("E11000", 11000),
+        OperationFailure("unknown code", 2),
+        BulkWriteError({"writeErrors": [{"code": 11000}], "writeConcernErrors": []}),
+        LogConflict("seq 5 holds a different event"),
+        LeaseLost("lost"),
+        ValueError("a bug"),
+        KeyError("another bug"),
+    ],
+)
+def test_fatal_and_unclassified_failures_stop_the_worker(exc: Exception) -> None:
+    assert classify(exc) == FATAL
+
+
+def test_a_wrapped_driver_error_is_judged_by_its_cause() -> None:
+    def wrapped(cause: Exception) -> SourceError:
+        try:
+            raise SourceError("cannot reach MongoDB") from cause
+        except SourceError as exc:
+            return exc
+
+    assert classify(wrapped(ServerSelectionTimeoutError("x"))) == TRANSIENT
+    assert classify(wrapped(OperationFailure("not authorized", 13))) == FATAL
+    assert classify(SourceError("ndjson: line 3: not JSON")) == FATAL
+
+
+def test_backoff_doubles_from_first_to_its_cap_with_bounded_jitter() -> None:
+    backoff = Backoff(first=0.1, cap=30.0, jitter=0.5, rng=random.Random(7))
+    ceilings, delays = [], []
+    for _ in range(12):
+        ceilings.append(backoff.ceiling)
+        delays.append(backoff.delay())
+    assert ceilings == [min(30.0, 0.1 * 2**i) for i in range(12)]
+    assert ceilings[-1] == 30.0 and ceilings[8] == 25.6
+    assert all(c * 0.5 <= d <= c for c, d in zip(ceilings, delays, strict=True))
+    assert len(set(delays)) == len(delays)  # jittered: no two instances retry in lockstep
+    backoff.reset()
+    assert backoff.ceiling == 0.1
+
+
+def test_backoff_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        Backoff(first=0, cap=1)
+    with pytest.raises(ValueError):
+        Backoff(first=1, cap=2, jitter=1.5)
+
+
+def test_describe_scrubs_credentials_and_configured_keys() -> None:
+    exc = ServerSelectionTimeoutError(
+        "mongodb://admin:s3cret@db1:27017 unreachable; key sk-ADMIN-123; bob:pw@db2:27017"
+    )
+    text = describe(exc, ["sk-ADMIN-123"])
+    assert text == (
+        "ServerSelectionTimeoutError: mongodb://***@db1:27017 unreachable; key ***; ***@db2:27017"
+    )
+
+
+def test_a_bad_change_under_the_stop_policy_is_fatal_even_when_chained() -> None:
+    from eventstore.badinput import BadChange
+
+    bad = BadChange("ndjson", "line 51", "no resume token (_id._data)")
+    assert classify(bad) == FATAL
+    try:
+        raise bad from ValueError("Expecting property name")
+    except BadChange as chained:
+        assert classify(chained) == FATAL
+    assert describe(bad) == "ndjson: line 51: no resume token (_id._data)"
+
+
+def test_the_services_own_errors_read_as_written_and_a_conflict_says_so() -> None:
+    assert describe(SourceError("cannot reach MongoDB at db:27017 within 200 ms")) == (
+        "cannot reach MongoDB at db:27017 within 200 ms"
+    )
+    assert describe(LogConflict("seq 5 holds a different event")) == (
+        "another writer changed the log: seq 5 holds a different event"
+    )
+    assert describe(ValueError("a bug")) == "ValueError: a bug"

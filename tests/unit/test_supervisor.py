@@ -1,0 +1,166 @@
+"""The supervisor: transient failures retried with back-off, fatal ones stop only their worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+from pymongo.errors import AutoReconnect, OperationFailure
+
+from eventstore.clock import FakeClock
+from eventstore.memory.workers import MemoryWorkers
+from eventstore.supervisor import Supervisor, WorkerContext
+from eventstore.worker_state import FAILED, RETRYING, RUNNING, STOPPED
+from tests.supervision import ScriptedWorker, SleepRecordingClock, until
+
+
+def supervisor(clock: FakeClock, **kwargs: object) -> Supervisor:
+    return Supervisor(
+        clock=clock,
+        instance="host:1:abc",
+        lease_seconds=10,
+        rng_seed=1,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_transient_failures_are_retried_with_growing_capped_backoff() -> None:
+    clock = SleepRecordingClock()
+    sup = supervisor(clock)
+    worker = ScriptedWorker("ingester:shop", [AutoReconnect("gone")] * 10)
+    sup.add(worker)
+    await sup.start()
+    await asyncio.wait_for(worker.running.wait(), 5)
+
+    entry = sup.get("ingester:shop")
+    assert entry is not None
+    assert worker.runs == 11 and entry.restarts == 10 and entry.state == RUNNING
+    # 0.1 s doubling to the 30 s cap, each jittered down by at most half.
+    ceilings = [min(30.0, 0.1 * 2**i) for i in range(10)]
+    assert len(clock.slept) == 10
+    assert all(c / 2 <= d <= c for c, d in zip(ceilings, clock.slept, strict=True))
+    assert clock.slept[-1] > 15.0  # at the cap
+    assert entry.last_error == "AutoReconnect: gone"
+    assert entry.trouble_since is None  # healthy again
+    await sup.stop()
+    assert entry.state == STOPPED and worker.closed
+
+
+async def test_a_fatal_failure_stops_only_that_worker_until_restarted() -> None:
+    clock = SleepRecordingClock()
+    sup = supervisor(clock, secrets=["adminkey"])
+    bad = ScriptedWorker("ingester:shop", [OperationFailure("not authorized (key adminkey)", 13)])
+    good = ScriptedWorker("projection:order_summary", [], kind="projection")
+    sup.add(bad)
+    sup.add(good)
+    await sup.start()
+    await asyncio.wait_for(sup.wait("ingester:shop"), 5)
+    await asyncio.wait_for(good.running.wait(), 5)
+
+    failed = sup.get("ingester:shop")
+    assert failed is not None and failed.state == FAILED and bad.runs == 1
+    assert failed.last_error == "OperationFailure: not authorized (key ***)"
+    assert clock.slept == []  # not retried
+    assert sup.trouble("ingester:shop", 30) == (
+        "ingester:shop failed: OperationFailure: not authorized (key ***)"
+    )
+    assert sup.get("projection:order_summary").state == RUNNING  # type: ignore[union-attr]
+
+    with pytest.raises(ValueError):
+        await sup.restart("projection:order_summary")  # running: nothing to restart
+    with pytest.raises(KeyError):
+        await sup.restart("projection:nope")
+    restarted = await sup.restart("ingester:shop")
+    await asyncio.wait_for(bad.running.wait(), 5)
+    assert restarted.state == RUNNING and restarted.restarts == 1 and bad.runs == 2
+    assert sup.trouble("ingester:shop", 30) is None
+    await sup.stop()
+
+
+async def test_a_bug_is_fatal_not_retried_forever() -> None:
+    clock = SleepRecordingClock()
+    sup = supervisor(clock)
+    worker = ScriptedWorker("projection:p", [ZeroDivisionError("division by zero")] * 100)
+    sup.add(worker)
+    await sup.start()
+    await asyncio.wait_for(sup.wait("projection:p"), 5)
+    assert worker.runs == 1 and sup.get("projection:p").state == FAILED  # type: ignore[union-attr]
+    await sup.stop()
+
+
+async def test_retrying_past_unhealthy_after_is_trouble_until_healthy_again() -> None:
+    clock = FakeClock(advance_on_sleep=False)
+    sup = supervisor(clock)
+    gate = asyncio.Event()
+
+    class Flaky(ScriptedWorker):
+        async def run(self, ctx: WorkerContext) -> None:
+            self.runs += 1
+            if not gate.is_set():
+                raise AutoReconnect("connection refused")
+            ctx.report(RUNNING)
+            ctx.healthy()
+            self.running.set()
+            await ctx.stop.wait()
+
+    worker = Flaky("ingester:shop", [])
+    sup.add(worker)
+    await sup.start()
+    entry = sup.get("ingester:shop")
+    assert entry is not None
+    await until(lambda: entry.state == RETRYING)
+    assert sup.trouble("ingester:shop", 30) is None
+    clock.advance(29)
+    assert sup.trouble("ingester:shop", 30) is None
+    clock.advance(2)
+    assert sup.trouble("ingester:shop", 30) == (
+        "ingester:shop has been retrying for 31s: AutoReconnect: connection refused"
+    )
+    gate.set()
+    await asyncio.wait_for(worker.running.wait(), 5)
+    assert sup.trouble("ingester:shop", 30) is None
+    await sup.stop()
+
+
+async def test_each_state_change_is_one_json_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="eventstore.workers")
+    sup = supervisor(SleepRecordingClock())
+    worker = ScriptedWorker("ingester:shop", [AutoReconnect("blip")])
+    sup.add(worker)
+    await sup.start()
+    await asyncio.wait_for(worker.running.wait(), 5)
+    await sup.stop()
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
+    assert [(line["previous"], line["state"]) for line in lines] == [
+        ("stopped", "starting"),
+        ("starting", "running"),
+        ("running", "retrying"),
+        ("retrying", "starting"),
+        ("starting", "running"),
+        ("running", "stopped"),
+    ]
+    assert lines[2]["error"] == "AutoReconnect: blip" and lines[2]["worker"] == "ingester:shop"
+    assert {line["instance"] for line in lines} == {"host:1:abc"}
+
+
+async def test_states_are_published_and_removed_on_a_clean_stop() -> None:
+    clock = FakeClock(advance_on_sleep=False)
+    store = MemoryWorkers()
+    sup = supervisor(clock, workers=store)
+    worker = ScriptedWorker("projection:order_summary", [], kind="projection")
+    sup.add(worker)
+    await sup.start()
+    await asyncio.wait_for(worker.running.wait(), 5)
+    await sup.publish()
+    [record] = await store.all()
+    assert (record.name, record.kind, record.instance, record.state) == (
+        "projection:order_summary",
+        "projection",
+        "host:1:abc",
+        RUNNING,
+    )
+    assert (record.position, record.lag, record.restarts, record.last_error) == (1, 0, 0, None)
+    await sup.stop()
+    assert await store.all() == []
