@@ -18,7 +18,7 @@ import msgspec
 import pytest
 from bson import Int64, ObjectId
 
-from eventstore.chain import entity_hash, next_log_hash, seal
+from eventstore.chain import entity_hash, next_log_hash, payload_commit, seal
 from eventstore.cli import main
 from eventstore.clock import FakeClock
 from eventstore.codec import event_doc
@@ -349,6 +349,8 @@ def rewritten(events: list[Event], change: str) -> list[Event] | None:
         assert e.changes is not None
         fields = {**e.changes["updatedFields"], "status": "pair"}
         edited = msgspec.structs.replace(e, changes={**e.changes, "updatedFields": fields})
+        if edited.salt:  # the payload's commitment recomputed too, as a tamperer would
+            edited = msgspec.structs.replace(edited, commit=payload_commit(edited, edited.salt))
         return [*events[:2], msgspec.structs.replace(edited, hash=entity_hash(edited)), *events[3:]]
     if change == "log-hash":
         other = next_log_hash(GENESIS_HASH, "not the hash of seq 1")
@@ -361,6 +363,7 @@ def rewritten(events: list[Event], change: str) -> list[Event] | None:
             msgspec.structs.replace(first, document=document),
             prev_hash=GENESIS_HASH,
             prev_log_hash=GENESIS_HASH,
+            salt=bytes.fromhex(first.salt) if first.salt else None,
         )
         out = [resealed_first]
         for e in events[1:]:
