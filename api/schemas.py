@@ -148,6 +148,17 @@ class HeadOut(msgspec.Struct, kw_only=True):
     log_hash: str
 
 
+class CheckpointCheckOut(msgspec.Struct, kw_only=True):
+    """The latest stored checkpoint held to the events (its signature named, not checked)."""
+
+    size: int
+    root: str
+    signed: bool
+    signed_by: str | None
+    matches: bool
+    reason: str
+
+
 class LogVerdictOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     valid: bool
     events_checked: int
@@ -155,6 +166,8 @@ class LogVerdictOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     reason: str | None
     head: HeadOut
     head_matches: bool | None
+    # null before the first checkpoint (required: always encoded, null included).
+    checkpoint: CheckpointCheckOut | None
     events_erased: int = 0
 
 

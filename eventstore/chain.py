@@ -107,6 +107,22 @@ class EntityVerdict(msgspec.Struct, frozen=True, kw_only=True):
     erased: list[ErasedEvent] = []
 
 
+class CheckpointCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole log held to the latest stored checkpoint (no key: the signature is not checked).
+
+    `matches` is True when the root of the first `size` events, recomputed from
+    their hashes, is the checkpoint's root; `signed_by` names the signature's key
+    (`name+keyid hex`) as the note claims it, None for an unsigned checkpoint.
+    """
+
+    size: int
+    root: str
+    signed: bool
+    signed_by: str | None = None
+    matches: bool
+    reason: str
+
+
 class LogVerdict(msgspec.Struct, frozen=True, kw_only=True):
     """Verification of the whole log along `seq`."""
 
@@ -118,6 +134,8 @@ class LogVerdict(msgspec.Struct, frozen=True, kw_only=True):
     head_matches: bool | None = None
     # Events whose payload an erasure removed, each backed by its `erased` event.
     events_erased: int = 0
+    # The latest stored checkpoint, held to the events (None: none made yet, or not asked).
+    checkpoint: CheckpointCheck | None = None
 
 
 class EntityChecker:
@@ -374,6 +392,7 @@ class LogVerifier:
 
 __all__ = [
     "SALT_BYTES",
+    "CheckpointCheck",
     "EntityChecker",
     "EntityVerdict",
     "ErasedEvent",

@@ -13,8 +13,10 @@ import base64
 
 import msgspec
 
+from eventstore.chain import CheckpointCheck
 from eventstore.merkle import Frontier, ProofError, ProofFailed, verify_consistency
-from eventstore.notes import NoteError, Verifier, open_note, parse_checkpoint
+from eventstore.model import TreeCheckpoint
+from eventstore.notes import NoteError, Verifier, open_note, parse_checkpoint, split_note
 from eventstore.ports import Store
 from eventstore.tree import consistency_proof, event_leaf
 
@@ -105,4 +107,60 @@ async def verify_checkpoint(
         " extends it",
         log_size=log_size,
         latest_checkpoint=latest.size if latest else None,
+    )
+
+
+def stored_checkpoint_check(
+    checkpoint: TreeCheckpoint, recomputed: bytes | None, log_size: int
+) -> CheckpointCheck:
+    """The latest stored checkpoint held to the events: `recomputed` is the root of its size.
+
+    `recomputed` comes from the events' own hashes (None when the log has fewer
+    events). The note's own size and root must be the stored ones as well: a
+    stored root rewritten beside an untouched note is tampering too. Without a
+    verifier key the signature is named as the note claims it, not checked.
+    """
+    signed_by: str | None = None
+    note_problem: str | None = None
+    try:
+        text = checkpoint.note
+        if checkpoint.signed:
+            text, sigs = split_note(checkpoint.note)
+            if sigs:
+                signed_by = f"{sigs[0][0]}+{sigs[0][1][:4].hex()}"
+        _, size, root = parse_checkpoint(text)
+        if size != checkpoint.size or base64.b64encode(root).decode() != checkpoint.root:
+            note_problem = "its note names another size or root than the one stored with it"
+    except NoteError as exc:
+        note_problem = f"its note is unreadable ({exc})"
+    if checkpoint.signed and signed_by is None and note_problem is None:
+        note_problem = "it is recorded as signed but its note carries no signature"
+    base = CheckpointCheck(
+        size=checkpoint.size,
+        root=checkpoint.root,
+        signed=checkpoint.signed,
+        signed_by=signed_by,
+        matches=False,
+        reason="",
+    )
+    replace = msgspec.structs.replace
+    if note_problem is not None:
+        return replace(base, reason=f"the latest checkpoint ({checkpoint.size}): {note_problem}")
+    if recomputed is None:
+        return replace(
+            base,
+            reason=f"the log has {log_size} events, fewer than the latest checkpoint's"
+            f" {checkpoint.size}: events were removed",
+        )
+    if base64.b64encode(recomputed).decode() != checkpoint.root:
+        return replace(
+            base,
+            reason=f"the root of the first {checkpoint.size} events, recomputed from their"
+            " hashes, is not the latest checkpoint's: events were rewritten",
+        )
+    how = f"signed by {signed_by}" if signed_by else "unsigned (no signing key)"
+    return replace(
+        base,
+        matches=True,
+        reason=f"the first {checkpoint.size} events have the root of the latest checkpoint ({how})",
     )

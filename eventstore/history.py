@@ -685,11 +685,14 @@ class History:
         return verdict
 
     async def verify_log(self, expected_head: Head | None = None) -> LogVerdict:
-        """Recompute both chains along `seq`, against a given head or the one the ingester recorded."""
+        """Both chains along `seq`, against a given head or the recorded one; and the latest checkpoint."""
         if expected_head is None:
             cp = await self.store.checkpoints.get(self.head_checkpoint)
             expected_head = cp.head if cp is not None else None
-        return await verification.verify_log(self.store.events, expected_head, page=_PAGE)
+        latest = await self.store.merkle.checkpoint()
+        return await verification.verify_log(
+            self.store.events, expected_head, page=_PAGE, checkpoint=latest
+        )
 
 
 __all__ = [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from eventstore.chain import EntityVerdict, LogVerdict
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.diff import FieldChange
@@ -134,7 +136,10 @@ def stream_verdict_json(v: StreamVerdict) -> dict[str, Any]:
 
 
 def log_verdict_json(v: LogVerdict) -> dict[str, Any]:
-    """{valid, events_checked, first_invalid_seq, reason, head, head_matches} (+ `events_erased`)."""
+    """{valid, events_checked, first_invalid_seq, reason, head, head_matches, checkpoint} (+ `events_erased`).
+
+    `checkpoint` is the latest stored checkpoint held to the events, null before the first.
+    """
     return {
         "valid": v.valid,
         "events_checked": v.events_checked,
@@ -142,4 +147,5 @@ def log_verdict_json(v: LogVerdict) -> dict[str, Any]:
         "reason": v.reason,
         "head": head_json(v.head),
         "head_matches": v.head_matches,
+        "checkpoint": msgspec.to_builtins(v.checkpoint) if v.checkpoint is not None else None,
     } | ({"events_erased": v.events_erased} if v.events_erased else {})

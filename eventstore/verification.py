@@ -21,9 +21,12 @@ from eventstore.chain import (
     entity_problem,
     erasure_names,
 )
+from eventstore.checkpoint_audit import stored_checkpoint_check
 from eventstore.keys import typed_key
-from eventstore.model import GENESIS_HASH, Event, Head
+from eventstore.merkle import Frontier
+from eventstore.model import GENESIS_HASH, Event, Head, TreeCheckpoint
 from eventstore.ports import EventLog
+from eventstore.tree import event_leaf
 
 # Events per read.
 PAGE: Final = 1000
@@ -144,14 +147,42 @@ def _unbacked(
     last.pop(tk, None)
 
 
-async def verify_log(log: EventLog, expected_head: Head | None, *, page: int = PAGE) -> LogVerdict:
-    """Recompute both chains along `seq`; the log must pass through `expected_head` (if given)."""
+async def verify_log(
+    log: EventLog,
+    expected_head: Head | None,
+    *,
+    page: int = PAGE,
+    checkpoint: TreeCheckpoint | None = None,
+) -> LogVerdict:
+    """Recompute both chains along `seq`; the log must pass through `expected_head` (if given).
+
+    With the latest stored `checkpoint`, the root of its size is recomputed from
+    the events' hashes in the same pass (never from stored tree nodes, which a
+    rewrite could leave untouched); a root that differs makes the log invalid.
+    """
     verifier = LogVerifier(expected_head)
+    frontier = Frontier()
+    want = checkpoint.size if checkpoint is not None else 0
+    at_size: bytes | None = frontier.root() if checkpoint is not None and want == 0 else None
     async for event in all_events(log, page=page):
         verifier.feed(event)
-        if verifier.failed:
+        if frontier.size < want:
+            if event.seq != frontier.size + 1:
+                want = 0  # the log skips a seq: no root of that size (the chains report it)
+            else:
+                frontier.append(event_leaf(event))
+                if frontier.size == want:
+                    at_size = frontier.root()
+        if verifier.failed and frontier.size >= want:
             break
-    return verifier.verdict()
+    verdict = verifier.verdict()
+    if checkpoint is None:
+        return verdict
+    check = stored_checkpoint_check(checkpoint, at_size, verdict.head.seq)
+    replace = msgspec.structs.replace
+    if check.matches or not verdict.valid:
+        return replace(verdict, checkpoint=check)
+    return replace(verdict, valid=False, reason=check.reason, checkpoint=check)
 
 
 async def all_events(log: EventLog, *, page: int = PAGE) -> AsyncIterator[Event]:

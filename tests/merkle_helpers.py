@@ -30,8 +30,13 @@ class Signed:
     sizes: list[int]
 
 
-async def signed_log(tmp_path: Path, sizes: tuple[int, ...] = (5, 13, 21)) -> Signed:
-    """A log with a signed checkpoint at each of `sizes` (events of four entities)."""
+async def signed_log(
+    tmp_path: Path, sizes: tuple[int, ...] = (5, 13, 21), *, sign: bool = True
+) -> Signed:
+    """A log with a signed checkpoint at each of `sizes` (events of four entities).
+
+    With `sign=False` the checkpoints are made unsigned, as without a signing key.
+    """
     store = MemoryStore()
     builder = LogBuilder()
     signer = Signer.generate("log.test")
@@ -40,8 +45,8 @@ async def signed_log(tmp_path: Path, sizes: tuple[int, ...] = (5, 13, 21)) -> Si
         LogTree(store.merkle, store.events),
         origin="eventstore/test",
         clock=clock,
-        signer=signer,
-        state_path=str(tmp_path / "state"),
+        signer=signer if sign else None,
+        state_path=str(tmp_path / "state") if sign else None,
     )
     await cp.open()
     events: list[Event] = []

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from eventstore.chain import CheckpointCheck
 from eventstore.checkpoint_audit import verify_checkpoint
 from eventstore.cli.bootstrap import open_service
 from eventstore.cli.common import EXIT_OK, EXIT_TAMPERED, CliError, settings_from
@@ -219,12 +220,27 @@ async def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
                 text += " (no recorded head: truncation of the newest events cannot be checked)"
             else:
                 text += f", {source} {'matches' if lv.head_matches else 'DOES NOT MATCH'}"
-            if not lv.valid:
+            text += "\n" + checkpoint_line(lv.checkpoint)
+            if not lv.valid and lv.first_invalid_seq is not None:
                 text += f"\n  first invalid seq {lv.first_invalid_seq}: {lv.reason}"
+            elif not lv.valid:
+                text += f"\n  {lv.reason}"
         _emit(data, args, out, text)
         return EXIT_OK if data["valid"] else EXIT_TAMPERED
 
     return await _guarded(args, body)
+
+
+def checkpoint_line(check: CheckpointCheck | None) -> str:
+    """`checkpoint: size 120, unsigned (no signing key)` / `signed by <name>` / `none yet`."""
+    if check is None:
+        return "checkpoint: none yet"
+    if not check.signed:
+        how = "unsigned (no signing key)"
+    else:
+        how = f"signed by {check.signed_by or 'an unreadable signature'}"
+    line = f"checkpoint: size {check.size}, {how}"
+    return line + (", the events match it" if check.matches else ", DOES NOT MATCH the events")
 
 
 async def _verify_checkpoint(args: argparse.Namespace, out: TextIO) -> int:

@@ -698,6 +698,7 @@ async def test_verify_log_against_the_recorded_head(client: Client, audit_log: A
         "reason": None,
         "head": {"seq": last.seq, "log_hash": last.log_hash},
         "head_matches": True,
+        "checkpoint": None,  # the fixture log was never checkpointed
     }
 
 

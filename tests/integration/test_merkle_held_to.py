@@ -70,9 +70,20 @@ def test_a_rewritten_event_with_recomputed_chains_and_head_is_caught(
             await rebuild_tree(signed.store)
 
     asyncio.run(attack())
-    # The chains alone now verify: the attacker recomputed them and the head.
     code, body = run("verify", store=signed.store)
-    assert code == 0 and body["valid"] is True
+    if rebuild:
+        # The chains, the head and the stored tree were all redone and the stored checkpoints
+        # dropped: plain verify has nothing left to hold the log to; the saved note does.
+        assert code == 0 and body["valid"] is True and body["checkpoint"] is None
+    else:
+        # The chains and the head verify (recomputed), but the latest stored checkpoint's
+        # root, recomputed from the events' hashes, does not: plain verify catches it.
+        assert code == 2 and body["valid"] is False and body["head_matches"] is True
+        assert body["first_invalid_seq"] is None
+        assert "events were rewritten" in str(body["reason"])
+        check = body["checkpoint"]
+        assert isinstance(check, dict)
+        assert (check["size"], check["signed"], check["matches"]) == (21, True, False)
     code, body = verify(signed, note)
     assert code == 2 and body["valid"] is False
     assert "rewritten" in str(body["checkpoint"])
@@ -91,7 +102,9 @@ def test_a_truncated_log_with_a_rewritten_head_is_caught(signed: Signed, tmp_pat
     note = saved(signed, 13, tmp_path / "cp")
     asyncio.run(replace_log(signed.store, signed.events[:10]))
     code, body = run("verify", store=signed.store)
-    assert code == 0  # the recorded head was rewritten to match
+    # The recorded head was rewritten to match; the stored checkpoint (21) still counts.
+    assert code == 2 and body["head_matches"] is True
+    assert "fewer than the latest checkpoint's 21: events were removed" in str(body["reason"])
     code, body = verify(signed, note)
     assert code == 2 and "fewer than the checkpoint's 13" in str(body["checkpoint"])
 

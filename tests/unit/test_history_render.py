@@ -154,6 +154,7 @@ def test_state_history_diff_and_verdict_shapes() -> None:
         "reason": "truncated",
         "head": {"seq": 5, "log_hash": "a" * 64},
         "head_matches": False,
+        "checkpoint": None,
     }
 
 

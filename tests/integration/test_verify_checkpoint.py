@@ -1,0 +1,130 @@
+"""Plain `eventstore verify` holds the whole log to the latest stored checkpoint and says how.
+
+Without a key the checkpoints are unsigned and verify says so; with one it names the key;
+before the first checkpoint it says none was made. A root of the checkpoint's size that the
+events' hashes no longer give (a rewritten event, chains and head recomputed) is tampering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+
+import msgspec
+
+from eventstore.cli import main
+from eventstore.memory.store import MemoryStore
+from eventstore.merkle import Frontier
+from eventstore.signing import root_b64
+from eventstore.tree import event_leaf
+from tests.merkle_helpers import Signed, replace_log, rewrite_event, signed_log
+
+
+def run(*argv: str, store: object) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main([*argv, "--uri", "memory://"], out=out, store=store)
+    return code, out.getvalue()
+
+
+def run_json(store: object) -> tuple[int, dict[str, object]]:
+    code, text = run("verify", "--json", store=store)
+    body = json.loads(text)
+    assert isinstance(body, dict)
+    return code, body
+
+
+def test_an_unsigned_checkpoint_is_reported_unsigned(tmp_path: Path) -> None:
+    log = asyncio.run(signed_log(tmp_path, sign=False))
+    code, body = run_json(log.store)
+    assert code == 0 and body["valid"] is True
+    check = body["checkpoint"]
+    assert isinstance(check, dict)
+    latest = asyncio.run(log.store.merkle.checkpoint())
+    assert latest is not None
+    assert check == {
+        "size": 21,
+        "root": latest.root,
+        "signed": False,
+        "signed_by": None,
+        "matches": True,
+        "reason": "the first 21 events have the root of the latest checkpoint"
+        " (unsigned (no signing key))",
+    }
+    code, text = run("verify", store=log.store)
+    assert code == 0
+    assert "checkpoint: size 21, unsigned (no signing key), the events match it" in text
+
+
+def test_a_signed_checkpoint_names_its_key(tmp_path: Path) -> None:
+    log = asyncio.run(signed_log(tmp_path))
+    key_id = log.signer.verifier_key().split("+")[1]
+    code, body = run_json(log.store)
+    assert code == 0 and body["valid"] is True
+    check = body["checkpoint"]
+    assert isinstance(check, dict)
+    assert (check["size"], check["signed"], check["signed_by"], check["matches"]) == (
+        21,
+        True,
+        f"log.test+{key_id}",
+        True,
+    )
+    code, text = run("verify", store=log.store)
+    assert code == 0
+    assert f"checkpoint: size 21, signed by log.test+{key_id}, the events match it" in text
+
+
+def test_no_checkpoint_yet(tmp_path: Path) -> None:
+    log = asyncio.run(signed_log(tmp_path))
+    empty = MemoryStore()
+    asyncio.run(replace_log(empty, log.events))
+    code, body = run_json(empty)
+    assert code == 0 and body["valid"] is True and body["checkpoint"] is None
+    code, text = run("verify", store=empty)
+    assert code == 0 and "checkpoint: none yet" in text
+
+
+def test_a_rewritten_event_with_recomputed_chains_and_head_is_caught(tmp_path: Path) -> None:
+    for sign in (False, True):
+        (tmp_path / str(sign)).mkdir()
+        log = asyncio.run(signed_log(tmp_path / str(sign), sign=sign))
+        assert asyncio.run(log.store.merkle.checkpoint()) is not None
+        asyncio.run(replace_log(log.store, rewrite_event(log.events, 7)))
+        code, body = run_json(log.store)
+        # The chains verify and the rewritten head matches: only the stored checkpoint catches it.
+        assert code == 2 and body["valid"] is False, sign
+        assert body["head_matches"] is True and body["first_invalid_seq"] is None
+        assert "recomputed from their hashes, is not the latest checkpoint's" in str(body["reason"])
+        check = body["checkpoint"]
+        assert isinstance(check, dict) and check["matches"] is False and check["signed"] is sign
+        code, text = run("verify", store=log.store)
+        assert code == 2 and "log: TAMPERED" in text
+        assert ", DOES NOT MATCH the events" in text
+        assert "events were rewritten" in text
+
+
+def test_a_stored_root_rewritten_beside_its_note_is_caught(tmp_path: Path) -> None:
+    log = asyncio.run(signed_log(tmp_path, sign=False))
+    forged = asyncio.run(replace_log_and_checkpoint(log))
+    code, body = run_json(log.store)
+    assert code == 2 and body["valid"] is False
+    assert "its note names another size or root than the one stored with it" in str(body["reason"])
+    check = body["checkpoint"]
+    assert isinstance(check, dict) and check["root"] == forged and check["matches"] is False
+
+
+async def replace_log_and_checkpoint(log: Signed) -> str:
+    """Rewrite event 7 (chains, head) and the latest stored checkpoint's root, not its note."""
+    events = rewrite_event(log.events, 7)
+    await replace_log(log.store, events)
+    frontier = Frontier()
+    for e in events:
+        frontier.append(event_leaf(e))
+    merkle = log.store.merkle
+    latest = await merkle.checkpoint()
+    assert latest is not None
+    forged = root_b64(frontier.root())
+    # The memory adapter keeps checkpoints by size: swap the latest for one with the new root.
+    merkle._checkpoints[latest.size] = msgspec.structs.replace(latest, root=forged)
+    return forged
