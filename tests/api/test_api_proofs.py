@@ -16,7 +16,7 @@ from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
 from eventstore.proofs import verify_proof_file
 from eventstore.tree import event_leaf
 from tests.api.conftest import READ_KEY, AppFactory
-from tests.merkle_helpers import Signed, signed_log
+from tests.merkle_helpers import Signed, replace_log, rewrite_event, signed_log
 
 AUTH = {"Authorization": f"Bearer {READ_KEY}"}
 
@@ -160,3 +160,47 @@ async def test_an_entity_history_comes_with_the_proof_of_its_newest_event_in_the
     assert (
         await keyed.get("/v1/streams/orders/entities/zz/proof", headers=AUTH)
     ).status_code == 404
+
+
+async def test_verify_reports_the_latest_checkpoint_and_catches_a_rewrite_through_it(
+    signed: Signed, keyed: Any
+) -> None:
+    key_id = signed.signer.verifier_key().split("+")[1]
+    r = await keyed.get("/v1/verify", headers=AUTH)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["valid"] is True
+    latest = await signed.store.merkle.checkpoint()
+    assert latest is not None
+    assert body["checkpoint"] == {
+        "size": 21,
+        "root": latest.root,
+        "signed": True,
+        "signed_by": f"log.test+{key_id}",
+        "matches": True,
+        "reason": f"the first 21 events have the root of the latest checkpoint"
+        f" (signed by log.test+{key_id})",
+    }
+    # A rewritten event, chains and recorded head recomputed: the stored checkpoint catches it.
+    await replace_log(signed.store, rewrite_event(signed.events, 7))
+    body = (await keyed.get("/v1/verify", headers=AUTH)).json()
+    assert body["valid"] is False and body["head_matches"] is True
+    assert body["checkpoint"]["matches"] is False
+    assert "events were rewritten" in body["reason"]
+
+
+async def test_verify_says_an_unsigned_checkpoint_is_unsigned_and_none_before_the_first(
+    tmp_path: Path, make_app: AppFactory
+) -> None:
+    unsigned = await signed_log(tmp_path, sign=False)
+    async with AsyncTestClient(make_app(unsigned.store)) as c:
+        check = (await c.get("/v1/verify")).json()["checkpoint"]
+        assert (check["size"], check["signed"], check["signed_by"], check["matches"]) == (
+            21,
+            False,
+            None,
+            True,
+        )
+    async with AsyncTestClient(make_app(MemoryStore())) as c:
+        body = (await c.get("/v1/verify")).json()
+        assert body["valid"] is True and body["checkpoint"] is None
