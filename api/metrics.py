@@ -145,6 +145,16 @@ class Metrics:
             registry=registry,
         )
 
+        # Across processes: 1 while a live process runs the worker with a standing problem.
+        self.worker_problems = Gauge(
+            "eventstore_worker_problem",
+            "1 while a background worker runs on with a standing problem, shown as its"
+            " last_error in /v1/workers (e.g. capture whose checkpoints the key refuses to sign).",
+            ("worker",),
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+
     # -- what the middleware and the supervisor call -------------------------------------
     def started(self) -> None:
         """One more request in flight (`observe` ends it)."""
@@ -174,6 +184,10 @@ class Metrics:
     def capture_lag(self, worker: str, seconds: float) -> None:
         """Record the capture lag of `worker` (a capture worker's name, `ingester:<source>`)."""
         self.capture_lags.labels(worker).set(max(seconds, 0.0))
+
+    def worker_problem(self, worker: str, standing: bool) -> None:
+        """Record whether `worker` runs on with a standing problem."""
+        self.worker_problems.labels(worker).set(int(standing))
 
     # -- scraping ------------------------------------------------------------------------
     def collector(self) -> Collector:

@@ -47,6 +47,8 @@ class CaptureWorker:
         self._on_batch_before = ingester.on_batch  # e.g. the CLI's progress line
         ingester.on_batch = self._on_batch
         ingester.lease.observer = self._on_lease
+        if ingester.checkpointer is not None:
+            ingester.checkpointer.on_refused = self._on_signing_refused
 
     @property
     def name(self) -> str:
@@ -66,6 +68,11 @@ class CaptureWorker:
         if self._ctx is not None:
             self._ctx.healthy()
 
+    def _on_signing_refused(self, reason: str | None) -> None:
+        """A refused signature (rollback or fork) is this worker's standing problem until over."""
+        if self._ctx is not None:
+            self._ctx.problem(None if reason is None else f"checkpoint signing refused: {reason}")
+
     def _on_lease(self, state: str) -> None:
         self.standing_by = state == STANDBY
         if self._ctx is not None:
@@ -78,6 +85,9 @@ class CaptureWorker:
         waits for the workload to end and then captures what it wrote.
         """
         self._ctx = ctx
+        checkpointer = self.ingester.checkpointer
+        if checkpointer is not None and checkpointer.refused is not None:
+            self._on_signing_refused(checkpointer.refused)  # refused before this run
         stop = ctx.stop
         if not self.caught_up_once:
             await self.ingester.run(until_idle=True, stop=stop)

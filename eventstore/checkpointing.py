@@ -24,6 +24,8 @@ from eventstore.tree import Heartbeat, LogTree, consistency_proof
 log = logging.getLogger(__name__)
 
 OnCheckpoint = Callable[[TreeCheckpoint], Awaitable[None]]
+OnRefused = Callable[[str | None], None]
+"""Told why signing is refused, and None once a checkpoint is signed again."""
 
 
 class SigningRefused(Exception):
@@ -56,6 +58,8 @@ class Checkpointer:
         self._last_at: datetime | None = None
         self._last_size: int | None = None
         self.refused: str | None = None  # why the last signing was refused, if it was
+        # Told when signing starts being refused and when it is over (the capture worker).
+        self.on_refused: OnRefused | None = None
 
     @property
     def merkle(self) -> MerkleTree:
@@ -93,11 +97,18 @@ class Checkpointer:
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, SigningRefused):
-            self.refused = str(exc)
+            self._refusal(str(exc))
             log.error("checkpoint not signed: %s", exc)
         else:
             self.tree.reset()
             log.warning("Merkle tree not extended (caught up with the next batch): %r", exc)
+
+    def _refusal(self, reason: str | None) -> None:
+        if reason == self.refused:
+            return
+        self.refused = reason
+        if self.on_refused is not None:
+            self.on_refused(reason)
 
     async def make(self) -> TreeCheckpoint | None:
         """Make, sign (with a key), store and hand on a checkpoint of the current tree."""
@@ -125,6 +136,8 @@ class Checkpointer:
         )
         await self.merkle.add_checkpoint(checkpoint)
         self._last_size = size
+        if self.signer is not None:
+            self._refusal(None)  # this tree extends the signed one again
         log.debug("checkpoint %d %s", size, checkpoint.root)
         if self.on_checkpoint is not None:
             await self.on_checkpoint(checkpoint)

@@ -71,6 +71,10 @@ class WorkerMetrics(Protocol):
         """The capture worker's lag, in seconds."""
         ...
 
+    def worker_problem(self, worker: str, standing: bool) -> None:
+        """`worker` runs on with a standing problem (True), or no longer (False)."""
+        ...
+
 
 class WorkerContext:
     """What a running worker is handed: the stop signal and a way to say how it is doing."""
@@ -86,6 +90,10 @@ class WorkerContext:
     def healthy(self) -> None:
         """The worker made progress (a batch went through): the back-off starts over."""
         self._supervised.healthy()
+
+    def problem(self, error: str | None) -> None:
+        """A standing problem the worker runs on through (shown as `last_error`); None: over."""
+        self._supervised.set_problem(error)
 
 
 class Worker(Protocol):
@@ -130,6 +138,8 @@ class Supervised:
         self.trouble_since: datetime | None = None
         self.task: asyncio.Task[None] | None = None
         self.progress = Progress()
+        # A problem the worker reported and runs on through (its state stays); None: none.
+        self.problem: str | None = None
 
     @property
     def name(self) -> str:
@@ -160,6 +170,28 @@ class Supervised:
             logging.WARNING if state in (FAILED, RETRYING) else logging.INFO,
             json.dumps(line),
         )
+        self.supervisor.changed(self)
+
+    def set_problem(self, error: str | None) -> None:
+        """Report (or clear) a standing problem: `last_error`, a metric and a log line on change."""
+        if error == self.problem:
+            return
+        previous, self.problem = self.problem, error
+        if error is not None:
+            self.last_error = error
+        elif self.last_error == previous:
+            self.last_error = None
+        metrics = self.supervisor.metrics
+        if metrics is not None:
+            metrics.worker_problem(self.name, error is not None)
+        line = {
+            "worker": self.name,
+            "kind": self.worker.kind,
+            "instance": self.supervisor.instance,
+            "state": self.state,
+            "problem": error,
+        }
+        log.log(logging.ERROR if error is not None else logging.INFO, json.dumps(line))
         self.supervisor.changed(self)
 
     def count_restart(self) -> None:

@@ -306,3 +306,11 @@ async def test_what_the_supervisor_reports_to_the_service_shows_on_its_apps_metr
     assert get(found, "eventstore_worker_restarts_total", worker="ingester:shop") == 1
     assert get(found, "eventstore_capture_lag_seconds", worker="ingester:shop") == 12
     assert get(found, "eventstore_up") == 1
+
+
+def test_a_workers_standing_problem_is_a_gauge() -> None:
+    metrics = Metrics()
+    metrics.worker_problem("ingester:shop", True)
+    assert get(scrape(metrics), "eventstore_worker_problem", worker="ingester:shop") == 1
+    metrics.worker_problem("ingester:shop", False)
+    assert get(scrape(metrics), "eventstore_worker_problem", worker="ingester:shop") == 0
