@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 
 from eventstore.cli import main
+from eventstore.memory.merkle import MemoryMerkleTree
 from eventstore.memory.store import MemoryStore
 from eventstore.merkle import Frontier
 from eventstore.signing import root_b64
@@ -122,6 +123,7 @@ async def replace_log_and_checkpoint(log: Signed) -> str:
     for e in events:
         frontier.append(event_leaf(e))
     merkle = log.store.merkle
+    assert isinstance(merkle, MemoryMerkleTree)
     latest = await merkle.checkpoint()
     assert latest is not None
     forged = root_b64(frontier.root())
