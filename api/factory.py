@@ -1,20 +1,20 @@
-"""`app_from_env`: the app from `EVENTSTORE_*` settings, for uvicorn's `factory=True`.
+"""`api.factory:app_from_env`, kept for `uvicorn --factory api.factory:app_from_env`.
 
-`eventstore serve --workers N` (N > 1) points each worker process at
-`api.factory:app_from_env`; the same works directly:
-`uvicorn --factory api.factory:app_from_env --workers 4`. Nothing connects here:
-the app opens its store in its lifespan.
+The app is built by the composition root (`eventstore.cli.bootstrap.app_from_env`);
+this module only forwards to it (the one import from api/ into the root that the
+import-linter contracts allow).
 """
 
 from __future__ import annotations
 
-from api.app import EventStoreApp, create_app
-from eventstore.settings import load
+from api.app import EventStoreApp
 
 
 def app_from_env() -> EventStoreApp:
     """A new app over the store `EVENTSTORE_URI` names (a SettingsError for a bad setting)."""
-    return create_app(load())
+    from eventstore.cli.bootstrap import app_from_env as build
+
+    return build()
 
 
 __all__ = ["app_from_env"]

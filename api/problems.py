@@ -18,7 +18,15 @@ from litestar.exceptions import HTTPException, ValidationException
 from pymongo.errors import ExecutionTimeout, PyMongoError
 
 from eventstore.errors import scrub
-from eventstore.history import AmbiguousKey, HistoryError
+from eventstore.history import (
+    AmbiguousKey,
+    HistoryError,
+    ImpossibleRange,
+    NoState,
+    UnknownEntity,
+    UnknownStream,
+    UnknownVersion,
+)
 from eventstore.ports import JobConflict
 
 log = logging.getLogger("eventstore.api")
@@ -98,10 +106,29 @@ def _kind(exc: HistoryError) -> str | None:
     return re.sub(r"(?<!^)(?=[A-Z])", "-", type(exc).__name__).lower()
 
 
+# The HTTP status of each refusal of the history service (the core knows no HTTP).
+HISTORY_STATUS: Final[dict[type[HistoryError], int]] = {
+    UnknownStream: 404,
+    UnknownEntity: 404,
+    AmbiguousKey: 409,
+    NoState: 404,
+    UnknownVersion: 404,
+    ImpossibleRange: 422,
+}
+
+
+def history_status(exc: HistoryError) -> int:
+    """The status of a history refusal: its class's, or its nearest base's; 400 otherwise."""
+    for cls in type(exc).__mro__:
+        if cls in HISTORY_STATUS:
+            return HISTORY_STATUS[cls]
+    return 400
+
+
 def _history_error(_: Request[Any, Any, Any], exc: HistoryError) -> Response[Problem]:
     if isinstance(exc, AmbiguousKey):
         return problem(409, str(exc), kind="ambiguous-key", typed_keys=exc.typed_keys)
-    return problem(exc.status, str(exc), kind=_kind(exc))
+    return problem(history_status(exc), str(exc), kind=_kind(exc))
 
 
 def _job_conflict(_: Request[Any, Any, Any], exc: JobConflict) -> Response[Problem]:

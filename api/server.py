@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Generator
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
 import uvicorn
 
@@ -52,19 +50,6 @@ class GracefulServer(uvicorn.Server):
             for sig, handler in original.items():
                 signal.signal(sig, handler)
             self._captured_signals.clear()
-
-
-def json_access_log(stream: TextIO | None = None) -> None:
-    """One bare JSON line per request (the app's `eventstore.access` logger) on `stream`."""
-    access = logging.getLogger("eventstore.access")
-    if any(getattr(h, "_eventstore_access", False) for h in access.handlers):
-        return
-    handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler._eventstore_access = True  # type: ignore[attr-defined]
-    access.addHandler(handler)
-    access.setLevel(logging.INFO)
-    access.propagate = False
 
 
 def server(app: Any, *, host: str, port: int, **config: Any) -> GracefulServer:

@@ -66,27 +66,23 @@ _GENESIS_TIME: Final = datetime(1, 1, 1, tzinfo=UTC)
 
 
 class HistoryError(Exception):
-    """A question the log cannot answer as asked (the CLI exits 1, the API answers 4xx)."""
+    """A question the log cannot answer as asked (the CLI exits 1, the API answers 4xx).
 
-    status = 400
+    Each subclass names a kind of refusal; its HTTP status is the API's business
+    (`api.problems.HISTORY_STATUS`).
+    """
 
 
 class UnknownStream(HistoryError):
     """The stream is not captured and holds no such entity."""
 
-    status = 404
-
 
 class UnknownEntity(HistoryError):
     """No entity of the stream has this key."""
 
-    status = 404
-
 
 class AmbiguousKey(HistoryError):
     """A bare key names entities of several `_id` types."""
-
-    status = 409
 
     def __init__(self, message: str, typed_keys: list[str]) -> None:
         super().__init__(message)
@@ -96,19 +92,13 @@ class AmbiguousKey(HistoryError):
 class NoState(HistoryError):
     """The entity had no recorded state yet at that time."""
 
-    status = 404
-
 
 class UnknownVersion(HistoryError):
     """The entity has no such version."""
 
-    status = 404
-
 
 class ImpossibleRange(HistoryError):
     """A well-formed range that cannot hold (from after to)."""
-
-    status = 422
 
 
 class Gap(msgspec.Struct, frozen=True):

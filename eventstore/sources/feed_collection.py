@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -19,8 +19,16 @@ from pymongo import ReturnDocument
 from eventstore.codec import utc_ms
 from eventstore.sources.update_description import describe_update, same_value
 
-if TYPE_CHECKING:
-    from eventstore.sources.memory import MemoryChangeFeed
+
+class FeedRecorder(Protocol):
+    """What a collection needs of its feed (`MemoryChangeFeed` is the one)."""
+
+    client: Any
+    db_name: str
+
+    def _emit(
+        self, coll: str | None, body: dict[str, Any], *, before: dict[str, Any] | None
+    ) -> None: ...
 
 
 def normalized(value: Any) -> Any:
@@ -52,7 +60,7 @@ def _pinned(filter: Mapping[str, Any], doc_id: Any) -> dict[str, Any]:
 class FeedCollection:
     """A captured collection: the write methods record change events, the reads pass through."""
 
-    def __init__(self, feed: MemoryChangeFeed, name: str) -> None:
+    def __init__(self, feed: FeedRecorder, name: str) -> None:
         self._feed = feed
         self.name = name
 

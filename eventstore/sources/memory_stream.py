@@ -15,7 +15,7 @@ import copy
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from bson import Timestamp
 
@@ -23,7 +23,7 @@ from eventstore.model import ChangeBatch, ResumePoint
 from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, SourceError
 
 if TYPE_CHECKING:
-    from eventstore.sources.memory import MemoryChangeFeed
+    from eventstore.sources.feed_collection import FeedCollection
 
 _TOKEN: Final = re.compile(r"^82([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{16})$")
 IMAGE_OPS: Final = frozenset({"update", "replace", "delete"})
@@ -61,12 +61,33 @@ class FeedEntry:
         self.image = image
 
 
+class FeedHistory(Protocol):
+    """What a stream reads of the memory change feed (`MemoryChangeFeed` is the one)."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def horizon(self) -> int: ...
+    @property
+    def horizon_time(self) -> Timestamp | None: ...
+    @property
+    def latest_time(self) -> Timestamp: ...
+    @property
+    def changed(self) -> asyncio.Event: ...
+    def current_token(self) -> dict[str, Any]: ...
+    def cluster_time(self) -> Timestamp: ...
+    def entry_at(self, position: int) -> FeedEntry | None: ...
+    def is_invalidate(self, position: int) -> bool: ...
+    def first_at_or_after(self, at: Timestamp) -> int: ...
+    def collection(self, name: str) -> FeedCollection: ...
+
+
 class MemoryChangeSource:
     """The feed as a `ChangeSource`: snapshots from mongomock, changes from the feed's history."""
 
     def __init__(
         self,
-        feed: MemoryChangeFeed,
+        feed: FeedHistory,
         collections: Iterable[str],
         *,
         pre_images: str = "off",

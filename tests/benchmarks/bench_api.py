@@ -107,7 +107,8 @@ async def _serve() -> None:
 
     from api import create_app
     from api.server import GracefulServer
-    from eventstore.commands_serve import bind, logging_config
+    from eventstore.cli.logs import logging_config
+    from eventstore.cli.serve import bind
     from eventstore.settings import Settings
 
     store = await _store()

@@ -3,7 +3,7 @@
 Next to its floor measured in the same run: the same writes at the same rate
 until a bare consumer of the feed (one change stream, nothing else) has them.
 The service side is `eventstore run` in this process: the ingester and the
-projector (api.workers) and the API served by uvicorn on loopback; every 10th
+projector (the composition root's workers) and the API served by uvicorn on loopback; every 10th
 write is polled for (1 ms apart) with GET .../history?from_version=<its version>.
 Target: p99 <= 50 ms at 500 changes/s.
 """
@@ -108,9 +108,8 @@ async def service_lags() -> list[float]:
     """Write -> visible in GET /v1/streams/orders/entities/{key}/history, in ms."""
     import uvicorn
 
-    from api import create_app
     from api.server import GracefulServer
-    from api.workers import Workers
+    from eventstore.cli.bootstrap import Service, Wiring
     from eventstore.clock import SystemClock
     from eventstore.memory.store import MemoryStore
     from eventstore.settings import Settings
@@ -119,15 +118,9 @@ async def service_lags() -> list[float]:
     settings = Settings(uri="memory://", source="simulator")
     feed = MemoryChangeFeed()
     store = MemoryStore()
-    clock = SystemClock()
-    workers = Workers(store, settings, feed.source(["orders"], batch_size=1000), clock=clock)
-    app = create_app(settings, store=store, clock=clock, caught_up=workers.caught_up)
-    app.on_startup.append(workers.start)
-
-    async def stop_workers() -> None:
-        await workers.stop()
-
-    app.on_shutdown.append(stop_workers)
+    source = feed.source(["orders"], batch_size=1000)
+    service = Service(settings, store, clock=SystemClock(), wiring=Wiring(source=source))
+    app = service.app(workers=service.workers())
     server = GracefulServer(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
     )

@@ -1,6 +1,7 @@
 """High availability of `eventstore run`: two instances on one database, the capturing one dies.
 
-Both instances start the ingester and every projection (api.workers.Workers);
+Both instances start the ingester and every projection (the workers the composition
+root builds: `eventstore.cli.bootstrap.Service.workers`);
 leases decide who works. The first instance is killed mid-backlog without
 releasing anything (as a crashed process would); the standby takes over when the
 leases expire and finishes: every change recorded exactly once, dense seq and
@@ -15,6 +16,7 @@ import contextlib
 from typing import Any
 
 from api.workers import Workers
+from eventstore.cli.bootstrap import Service, Wiring
 from eventstore.clock import SystemClock
 from eventstore.memory.store import MemoryStore
 from eventstore.settings import Settings
@@ -34,7 +36,8 @@ SETTINGS = Settings(uri="memory://", source="simulator", lease_seconds=0.2, batc
 
 def instance(store: MemoryStore, feed: MemoryChangeFeed, owner: str) -> Workers:
     source = feed.source(["orders"], batch_size=SETTINGS.batch_size, max_await=0.01)
-    return Workers(store, SETTINGS, source, clock=SystemClock(), owner=owner)
+    service = Service(SETTINGS, store, clock=SystemClock(), wiring=Wiring(source=source))
+    return service.workers(owner=owner)
 
 
 class Crash(BaseException):

@@ -10,8 +10,8 @@ import pytest
 from bson import Binary, Decimal128, Int64, ObjectId, Timestamp
 
 from eventstore.chain import EntityVerdict, LogVerdict
-from eventstore.cli import CliError
-from eventstore.commands_history import parse_time
+from eventstore.cli.common import CliError
+from eventstore.cli.history import parse_time
 from eventstore.diff import FieldChange
 from eventstore.fold import Finding
 from eventstore.history import (

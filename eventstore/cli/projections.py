@@ -10,35 +10,19 @@ from typing import Any, TextIO
 
 import msgspec
 
-from eventstore.cli import EXIT_OK, CliError, install_stop_signals, settings_from
-from eventstore.clock import SystemClock
-from eventstore.commands import opened_store
+from eventstore.cli.bootstrap import Service, open_service
+from eventstore.cli.common import EXIT_OK, CliError, install_stop_signals, settings_from
 from eventstore.ports import JobConflict, Store
 
 
-def _projections(names: list[str] | None) -> list[Any]:
-    from projections.orders import ORDER_PROJECTIONS
-
+def _projections(service: Service, names: list[str] | None) -> list[Any]:
     if not names:
-        return list(ORDER_PROJECTIONS)
-    known = {p.name: p for p in ORDER_PROJECTIONS}
+        return list(service.projections)
+    known = {p.name: p for p in service.projections}
     unknown = [n for n in names if n not in known]
     if unknown:
         raise CliError(f"unknown projection {', '.join(unknown)}; known: {', '.join(known)}")
     return [known[n] for n in names]
-
-
-def _runner(store: Store, projection: Any, args: argparse.Namespace) -> Any:
-    from projections.runner import ProjectionRunner
-
-    settings = settings_from(args)
-    return ProjectionRunner(
-        store,
-        projection,
-        clock=SystemClock(),
-        lease_seconds=settings.lease_seconds,
-        batch_size=settings.batch_size,
-    )
 
 
 async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
@@ -46,8 +30,8 @@ async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_from(args)
     stop = asyncio.Event()
     install_stop_signals(stop)
-    async with opened_store(settings, args) as store:
-        runners = [_runner(store, p, args) for p in _projections(None)]
+    async with open_service(settings, store=args.store) as service:
+        runners = [service.runner(p) for p in _projections(service, None)]
         results = await asyncio.gather(
             *(r.run(stop=stop, until_caught_up=args.until_caught_up) for r in runners),
             return_exceptions=True,
@@ -64,14 +48,14 @@ async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
 async def cmd_projections(args: argparse.Namespace, out: TextIO) -> int:
     """`eventstore projections status | rebuild NAME | --all`."""
     settings = settings_from(args)
-    async with opened_store(settings, args) as store:
+    async with open_service(settings, store=args.store) as service:
         if args.action == "status":
-            return await _status(store, args, out)
+            return await _status(service, args, out)
         names = None if args.all else args.names
         if not names and not args.all:
             raise CliError("name a projection to rebuild, or --all")
-        for projection in _projections(names):
-            await _rebuild(store, _runner(store, projection, args), out)
+        for projection in _projections(service, names):
+            await _rebuild(service.store, service.runner(projection), out)
     return EXIT_OK
 
 
@@ -96,11 +80,11 @@ async def _rebuild(store: Store, runner: Any, out: TextIO) -> None:
     )
 
 
-async def _status(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+async def _status(service: Service, args: argparse.Namespace, out: TextIO) -> int:
     from eventstore.codec import rfc3339
     from projections.status import projection_statuses
 
-    statuses = await projection_statuses(store, _projections(None))
+    statuses = await projection_statuses(service.store, _projections(service, None))
     rows = [
         {
             **msgspec.structs.asdict(s),

@@ -4,7 +4,7 @@ The socket is bound here, before uvicorn starts, so a port in use or a bad
 address is one clear line and exit 1. With `--workers 1` the app is built in
 this process (over the store given to `main`, if any); with more, uvicorn's
 supervisor starts that many processes, each building its app with
-`api.factory:app_from_env` from `EVENTSTORE_*` variables (the CLI's setting
+`eventstore.cli.bootstrap:app_from_env` from `EVENTSTORE_*` variables (the CLI's setting
 flags are passed down as those variables). SIGINT/SIGTERM stop gracefully, exit 0.
 """
 
@@ -17,48 +17,17 @@ import os
 import socket
 from typing import Any, Final, TextIO
 
-from eventstore.cli import EXIT_OK, CliError, settings_from
+from eventstore.cli.bootstrap import build_app
+from eventstore.cli.common import EXIT_OK, CliError, settings_from
+from eventstore.cli.logs import logging_config
 from eventstore.settings import PREFIX, SETTING_NAMES, Settings
 
 log = logging.getLogger("eventstore.serve")
 
-FACTORY: Final = "api.factory:app_from_env"
+FACTORY: Final = "eventstore.cli.bootstrap:app_from_env"
 # Seconds requests still open at a stop get to finish before they are cancelled. With one
 # worker, live tails end at once (`EventStoreApp.drain`); with several, they take the grace.
 GRACE_SECONDS: Final = 5
-
-
-def logging_config(verbose: bool = False) -> dict[str, Any]:
-    """Diagnostics on stderr as the CLI writes them; the access log as bare JSON lines on stderr.
-
-    A `dictConfig` dict: uvicorn applies it in this process and in every worker.
-    uvicorn's own access log is switched off (`access_log=False`).
-    """
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {
-            "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-            "json": {"format": "%(message)s"},
-        },
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "plain",
-                "stream": "ext://sys.stderr",
-            },
-            "access": {
-                "class": "logging.StreamHandler",
-                "formatter": "json",
-                "stream": "ext://sys.stderr",
-            },
-        },
-        "loggers": {
-            "eventstore.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
-            "uvicorn": {"level": "INFO"},
-        },
-        "root": {"handlers": ["stderr"], "level": "DEBUG" if verbose else "INFO"},
-    }
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -142,10 +111,9 @@ async def _serve_here(
 ) -> None:
     import uvicorn
 
-    from api import create_app
     from api.server import GracefulServer
 
-    app = create_app(settings, store=args.store)
+    app = build_app(settings, store=args.store)
     server = GracefulServer(uvicorn.Config(app, **common))
     try:
         await server.serve(sockets=[sock])
@@ -166,4 +134,4 @@ def _supervise(config: Any, sock: socket.socket) -> None:
         raise CliError("a worker did not start (see the log above)")
 
 
-__all__ = ["bind", "cmd_serve", "logging_config"]
+__all__ = ["bind", "cmd_serve"]

@@ -15,8 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from eventstore.cli import EXIT_OK, EXIT_TAMPERED, CliError, settings_from
-from eventstore.commands import opened_store
+from eventstore.cli.bootstrap import open_service
+from eventstore.cli.common import EXIT_OK, EXIT_TAMPERED, CliError, settings_from
 from eventstore.history import History, HistoryError
 from eventstore.model import Head
 from eventstore.render import (
@@ -69,9 +69,9 @@ def _emit(data: dict[str, Any], args: argparse.Namespace, out: TextIO, text: str
 async def _guarded(args: argparse.Namespace, body: Callable[[History], Awaitable[int]]) -> int:
     """Run `body` on the history service of the URI's store; its refusals exit 1."""
     settings = settings_from(args)
-    async with opened_store(settings, args) as store:
+    async with open_service(settings, store=args.store) as service:
         try:
-            return await body(History.from_settings(store, settings))
+            return await body(History.from_settings(service.store, settings))
         except HistoryError as exc:
             raise CliError(str(exc)) from None
 

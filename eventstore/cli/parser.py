@@ -1,23 +1,13 @@
-"""The `eventstore` command: the composition root.
-
-Exit codes: 0 success, 1 error (bad input, unreachable server, unknown entity),
-2 verification found tampering. Errors are one line on stderr, never a traceback.
-"""
+"""The `eventstore` command line: every command, its arguments and its setting flags."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import logging
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import NoReturn
 
-from eventstore.settings import SETTING_NAMES, Settings, SettingsError, load
-
-EXIT_OK, EXIT_ERROR, EXIT_TAMPERED = 0, 1, 2
+from eventstore.cli.common import EXIT_ERROR
+from eventstore.settings import SETTING_NAMES
 
 # Settings every command accepts as flags (`--source-db` <-> EVENTSTORE_SOURCE_DB).
 _SETTING_HELP = {
@@ -39,10 +29,6 @@ _SETTING_HELP = {
 }
 
 
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 1."""
-
-
 class _Parser(argparse.ArgumentParser):
     """Usage errors exit 1 (bad input): exit 2 is reserved for tampering."""
 
@@ -60,12 +46,6 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
             metavar="VALUE",
             help=_SETTING_HELP[name],
         )
-
-
-def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
-    """Settings from the environment with this command's flags on top."""
-    overrides = {name: getattr(args, "setting_" + name, None) for name in SETTING_NAMES}
-    return load(environ, overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,88 +200,3 @@ def _nonneg_float(value: str) -> float:
     if not n >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
     return n
-
-
-# Modules holding `cmd_<name>` coroutines, imported only when a command runs.
-_COMMAND_MODULES = (
-    "eventstore.commands",
-    "eventstore.commands_history",
-    "eventstore.commands_projections",
-    "eventstore.commands_run",
-    "eventstore.commands_serve",
-)
-
-
-def _command(name: str) -> Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]]:
-    import importlib
-
-    attr = "cmd_" + name.replace("-", "_")
-    for module_name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        if hasattr(module, attr):
-            return getattr(module, attr)  # type: ignore[no-any-return]
-    raise CliError(f"unknown command {name!r}")
-
-
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, store: Any = None) -> int:
-    """Run a command; returns (and, as the console script, exits with) its code.
-
-    `store`: an already open store to use instead of the URI's (in-process use
-    and tests, e.g. a pre-populated memory store); it is left open.
-    """
-    out = out or sys.stdout
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # usage errors (1) and --help (0) return like any command
-        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
-    args.store = store
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return asyncio.run(_run(_command(args.command), args, out))
-    except KeyboardInterrupt:
-        return EXIT_OK
-    except (CliError, SettingsError) as exc:
-        print(f"eventstore: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-
-
-async def _run(
-    command: Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]],
-    args: argparse.Namespace,
-    out: TextIO,
-) -> int:
-    from eventstore.errors import user_message
-
-    try:
-        return await command(args, out)
-    except (CliError, SettingsError):
-        raise
-    except Exception as exc:
-        message = user_message(exc)
-        if message is None:
-            raise
-        raise CliError(message) from exc
-
-
-def install_stop_signals(stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM set `stop` so work ends cleanly (checkpoints stored, leases released)."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(sig, stop.set)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    # `python -m eventstore.cli` runs this file as a second module: use the real one,
-    # whose CliError the command modules raise.
-    from eventstore.cli import main as _main
-
-    sys.exit(_main())

@@ -1,8 +1,8 @@
 """`eventstore run` (ingester, projector and API in one process) and the serving `demo`.
 
-The API's lifespan starts and stops the workers (api.workers): SIGINT/SIGTERM
-stop taking work, leave the checkpoints stored with each batch, release the
-leases and exit 0.
+The service comes from the composition root (`bootstrap`); the API's lifespan starts
+and stops its workers: SIGINT/SIGTERM stop taking work, leave the checkpoints stored
+with each batch, release the leases and exit 0.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import secrets
-import sys
 from typing import Any, TextIO
 from urllib.parse import quote
 
 import msgspec
 
-from eventstore.cli import EXIT_OK, CliError, settings_from
-from eventstore.clock import SystemClock
-from eventstore.commands import build_source, opened_store
+from eventstore.cli.bootstrap import open_service
+from eventstore.cli.capture import workload_options
+from eventstore.cli.common import EXIT_OK, CliError, settings_from
+from eventstore.cli.serve import bind
 from eventstore.settings import Settings
 
 
@@ -37,33 +37,24 @@ async def serve_all(
     banner: Any = None,
     on_bound: Any = None,
 ) -> None:
-    """Open the store, wire the source, and serve the API with the workers in its lifespan."""
-    from api import create_app
-    from api.server import json_access_log, server
-    from api.workers import Workers
-    from eventstore.commands_serve import bind
+    """Open the service, and serve the API with the workers in its lifespan."""
+    from api.server import server
 
-    clock = SystemClock()
     sock = bind(args.host, args.port)  # a port in use is one clear line, before anything starts
     if on_bound is not None:
         on_bound()
     try:
-        async with opened_store(settings, args) as store:
-            wiring = build_source(settings, store, clock, args)
-            workers = Workers(store, settings, wiring.source, clock=clock, workload=wiring.workload)
-            app = create_app(settings, store=store, clock=clock, caught_up=workers.caught_up)
+        async with open_service(
+            settings, store=args.store, capture=True, workload=workload_options(args)
+        ) as service:
+            workers = service.workers()
+            store = service.store
 
-            async def start_workers() -> None:
-                await workers.start()
+            def started(app: Any) -> None:
                 if banner is not None:
                     app.services.spawn(banner(store))
 
-            async def stop_workers() -> None:
-                await workers.stop()
-
-            app.on_startup.append(start_workers)
-            app.on_shutdown.append(stop_workers)
-            json_access_log(sys.stderr)
+            app = service.app(workers=workers, on_started=started)
             srv = server(app, host=args.host, port=args.port)
             try:
                 await srv.serve(sockets=[sock])

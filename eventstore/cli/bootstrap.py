@@ -1,0 +1,304 @@
+"""The composition root: the running service, built from settings in one place.
+
+`open_service(settings)` opens the store (or takes one given), builds the change
+source `SOURCE` names and hands back a `Service`; from it a command takes what it
+runs: the ingester, the projection runners, the background workers, the API app.
+Every command (`run`, `serve`, `demo`, `ingest`, `project`, …) and the tests build
+the service here; nothing else wires layers together.
+
+Where the background workers are created and started: `Service.workers()` (and
+`Service.app()`, which starts and stops them in the app's lifespan). A supervisor
+plugs in there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from eventstore.cli.common import CliError
+from eventstore.clock import SystemClock
+from eventstore.ingester import Ingester, IngestStats
+from eventstore.ports import ChangeSource, Clock, Store
+from eventstore.settings import Settings, load
+
+if TYPE_CHECKING:
+    from api.app import EventStoreApp
+    from api.workers import Workers
+    from projections.orders import Projection
+    from projections.runner import ProjectionRunner
+
+log = logging.getLogger("eventstore.bootstrap")
+
+Workload = Callable[[], Coroutine[Any, Any, None]]
+
+
+class WorkloadOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """The simulator's traffic (with `SOURCE=simulator`): initial orders, then changes at a rate."""
+
+    orders: int = 100
+    rate: float = 5.0
+    seed: int | None = None
+    changes: int | None = None
+
+
+class Wiring(msgspec.Struct, kw_only=True):
+    """A source and the background work it needs (the simulator's writes)."""
+
+    source: ChangeSource
+    workload: Workload | None = None
+
+
+def projections() -> list[Projection]:
+    """The projections this service runs (the order read models)."""
+    from projections.orders import ORDER_PROJECTIONS
+
+    return list(ORDER_PROJECTIONS)
+
+
+def build_source(
+    settings: Settings, store: Store, clock: Clock, workload: WorkloadOptions | None = None
+) -> Wiring:
+    """The change source named by `SOURCE` (errors before anything runs)."""
+    kind = settings.source
+    if kind == "mongo":
+        if settings.is_memory or settings.uri is None:
+            raise CliError(
+                "the mongo source needs a mongodb:// URI (memory:// has no change streams); "
+                "use --source simulator or --source ndjson:FILE with memory://"
+            )
+        from eventstore.mongo.store import MongoStore
+        from eventstore.sources.mongo import MongoChangeSource
+
+        assert isinstance(store, MongoStore)
+        return Wiring(
+            source=MongoChangeSource(
+                store.client,
+                source_db=settings.source_db,
+                collections=list(settings.collections),
+                pre_images=settings.pre_images,
+                batch_size=settings.batch_size,
+            )
+        )
+    if kind.startswith("ndjson:"):
+        from eventstore.sources.ndjson import NdjsonChangeSource
+
+        path = kind.removeprefix("ndjson:")
+        return Wiring(
+            source=NdjsonChangeSource(
+                path, collections=list(settings.collections), batch_size=settings.batch_size
+            )
+        )
+    from eventstore.sources.memory import MemoryChangeFeed
+    from eventstore.sources.simulator import Simulator
+
+    options = workload or WorkloadOptions()
+    feed = MemoryChangeFeed(db_name=settings.source_db, clock=clock)
+    simulator = Simulator(feed, seed=options.seed or 0, clock=clock)
+
+    async def run_workload() -> None:
+        if options.changes is None:
+            await simulator.run(orders=options.orders, rate=options.rate)
+        else:
+            await simulator.run(orders=options.orders, changes=options.changes, rate=options.rate)
+
+    return Wiring(
+        source=feed.source(list(settings.collections), batch_size=settings.batch_size),
+        workload=run_workload,
+    )
+
+
+@contextlib.asynccontextmanager
+async def opened_store(settings: Settings, given: Store | None = None) -> AsyncIterator[Store]:
+    """The store of `URI` (or the one given), closed afterwards if opened here."""
+    from eventstore.storage import open_store
+
+    if given is not None:
+        yield given
+        return
+    store = await open_store(settings)
+    try:
+        await _ensure_indexes(store)
+        yield store
+    finally:
+        await store.close()
+
+
+async def _ensure_indexes(store: Store) -> None:
+    """Create the event and snapshot indexes if missing (idempotent; `migrate` does it too).
+
+    A user without the createIndex privilege (a read-only auditor) gets a warning, not an error.
+    """
+    from pymongo.errors import OperationFailure
+
+    try:
+        await store.events.ensure_indexes()
+        await store.snapshots.ensure_indexes()
+    except OperationFailure as exc:
+        log.warning(
+            "could not create indexes (code %s); run `eventstore migrate` as an admin", exc.code
+        )
+
+
+class Service:
+    """The running service: settings, clock, store, and (when it captures) the source.
+
+    Built by `open_service`; what a command runs is taken from it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Clock,
+        wiring: Wiring | None = None,
+        projections_: Sequence[Projection] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.wiring = wiring
+        self.projections = list(projections_) if projections_ is not None else projections()
+        self.running: Workers | None = None
+
+    @property
+    def source(self) -> ChangeSource:
+        """The change source (a CliError when the service was opened without one)."""
+        if self.wiring is None:
+            raise CliError("this command captures nothing: it has no change source")
+        return self.wiring.source
+
+    @property
+    def workload(self) -> Workload | None:
+        """The simulator's traffic, when `SOURCE=simulator`."""
+        return self.wiring.workload if self.wiring is not None else None
+
+    def ingester(
+        self,
+        *,
+        on_batch: Callable[[IngestStats], None] | None = None,
+        owner: str | None = None,
+    ) -> Ingester:
+        """The ingester of the source into the store."""
+        return Ingester(
+            store=self.store,
+            source=self.source,
+            settings=self.settings,
+            clock=self.clock,
+            on_batch=on_batch,
+            owner=owner,
+        )
+
+    def runner(self, projection: Projection, *, owner: str | None = None) -> ProjectionRunner:
+        """The runner of one projection (follow, rebuild) over the store."""
+        from projections.runner import ProjectionRunner
+
+        return ProjectionRunner(
+            self.store,
+            projection,
+            clock=self.clock,
+            batch_size=self.settings.batch_size,
+            lease_seconds=self.settings.lease_seconds,
+            owner=owner,
+        )
+
+    def workers(self, *, owner: str | None = None) -> Workers:
+        """The background workers of `run`: the ingester (and workload) and every projection."""
+        from api.workers import Workers
+
+        self.running = Workers(
+            self.store,
+            self.settings,
+            self.source,
+            clock=self.clock,
+            workload=self.workload,
+            projections=self.projections,
+            owner=owner,
+        )
+        return self.running
+
+    def app(
+        self,
+        *,
+        workers: Workers | None = None,
+        on_started: Callable[[EventStoreApp], None] | None = None,
+    ) -> EventStoreApp:
+        """The API app over this store; `workers` start and stop in its lifespan."""
+        app = build_app(
+            self.settings,
+            store=self.store,
+            clock=self.clock,
+            projections_=self.projections,
+            workers=workers,
+        )
+        if on_started is not None:
+
+            async def started() -> None:
+                on_started(app)
+
+            app.on_startup.append(started)
+        return app
+
+
+@contextlib.asynccontextmanager
+async def open_service(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    capture: bool = False,
+    workload: WorkloadOptions | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[Service]:
+    """The service of `settings`: the store opened (or `store`), the source built if `capture`."""
+    clock = clock or SystemClock()
+    async with opened_store(settings, store) as opened:
+        wiring = build_source(settings, opened, clock, workload) if capture else None
+        yield Service(settings, opened, clock=clock, wiring=wiring)
+
+
+def build_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    projections_: Sequence[Projection] | None = None,
+    workers: Workers | None = None,
+) -> EventStoreApp:
+    """The API app; with `store` None it opens the store in its lifespan (and keeps retrying)."""
+    from api.app import create_app
+
+    app = create_app(
+        settings,
+        store=store,
+        clock=clock,
+        projections_=projections_ if projections_ is not None else projections(),
+        caught_up=workers.caught_up if workers is not None else None,
+    )
+    if workers is not None:
+        running = workers
+
+        async def start_workers() -> None:
+            await running.start()
+
+        async def stop_workers() -> None:
+            await running.stop()
+
+        app.on_startup.append(start_workers)
+        app.on_shutdown.append(stop_workers)
+    return app
+
+
+def app_from_env() -> EventStoreApp:
+    """A new app over the store `EVENTSTORE_URI` names, for uvicorn's `factory=True`.
+
+    `eventstore serve --workers N` (N > 1) points each worker process here; the same
+    works directly: `uvicorn --factory eventstore.cli.bootstrap:app_from_env`. Nothing
+    connects here: the app opens its store in its lifespan. A bad setting raises SettingsError.
+    (uvicorn configures logging in each worker: `serve` passes `logs.logging_config()`.)
+    """
+    return build_app(load())

@@ -1,0 +1,60 @@
+"""What every command shares: exit codes, the one-line error, settings from flags, stop signals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING, Final, TextIO
+
+from eventstore.settings import SETTING_NAMES, Settings, load
+
+if TYPE_CHECKING:
+    from eventstore.ingester import IngestStats
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_TAMPERED: Final = 2
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 1."""
+
+
+def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from the environment with this command's flags on top."""
+    overrides = {name: getattr(args, "setting_" + name, None) for name in SETTING_NAMES}
+    return load(environ, overrides)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGINT/SIGTERM set `stop` so work ends cleanly (checkpoints stored, leases released)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, stop.set)
+
+
+class Progress:
+    """One line on stderr every few seconds while long work runs."""
+
+    def __init__(self, label: str, every: float = 2.0, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.every = every
+        self.stream = stream or sys.stderr
+        self._last = time.monotonic()
+        self._started = self._last
+
+    def __call__(self, stats: IngestStats) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            rate = stats.recorded / max(now - self._started, 1e-9)
+            print(
+                f"{self.label}: {stats.recorded} events recorded, {rate:,.0f}/s",
+                file=self.stream,
+                flush=True,
+            )
