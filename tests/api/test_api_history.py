@@ -23,11 +23,15 @@ from bson import Decimal128, ObjectId
 from litestar.testing import AsyncTestClient
 
 from api.app import EventStoreApp
+from eventstore.clock import FakeClock
 from eventstore.diff import diff
 from eventstore.fold import fold
 from eventstore.model import DELETED, Event
+from eventstore.sources.memory import MemoryChangeFeed
 from tests.api.conftest import AppFactory, AuditLog
 from tests.helpers import EVENT_KEYS
+from tests.integration.conftest import open_test_store
+from tests.integration.ingest_helpers import all_events, ingester, start_from_the_beginning
 
 Client = AsyncTestClient[Any]
 
@@ -510,6 +514,40 @@ async def test_state_at_a_time(client: Client, audit_log: AuditLog, version: int
     ):
         body = ok(await client.get(f"{X}/state", params={"at": when}))
         check_state(body, events, version)
+
+
+async def test_state_at_exactly_a_gaps_bounds_is_uncertain(make_app: AppFactory) -> None:
+    # A log with a gap in its record (the change stream's history lost twice).
+    clock = FakeClock()
+    store = await open_test_store("memory")
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": "G", "s": "a"})
+    clock.advance(1)
+    await orders.update_one({"_id": "G"}, {"$set": {"s": "b"}})
+    await ingester(store, feed, clock).run(until_idle=True)
+    clock.advance(5)
+    await orders.update_one({"_id": "G"}, {"$set": {"s": "lost"}})
+    feed.forget_before(None)
+    clock.advance(5)
+    await orders.update_one({"_id": "G"}, {"$set": {"s": "c"}})
+    feed.forget_before(None)
+    await ingester(store, feed, clock).run(until_idle=True)
+    gap = next(e for e in await all_events(store) if e.type == "gap")
+    assert gap.document is not None
+    start, end = gap.document["from_time"], gap.document["to_time"]
+    url = f"{ENTITIES}/G/state"
+    async with AsyncTestClient(make_app(store)) as c:
+        for at, seen in ((start, "b"), (end, "c")):
+            body = ok(await c.get(url, params={"at": ms(at)}))
+            assert body["uncertain"] is True, at
+            assert body["gap"] == {"from": ms(start), "to": ms(end)}
+            assert body["document"] == {"_id": "G", "s": seen}
+        for at in (start - timedelta(milliseconds=1), end + timedelta(milliseconds=1)):
+            body = ok(await c.get(url, params={"at": ms(at)}))
+            assert (body["uncertain"], body["gap"]) == (False, None), at
+    await store.close()
 
 
 async def test_state_at_a_time_far_ahead_is_the_latest(client: Client, audit_log: AuditLog) -> None:

@@ -232,6 +232,39 @@ async def test_a_time_inside_a_gap_is_uncertain_and_says_where_the_gap_is(
         await h.state("orders", STREAM_KEY)
 
 
+async def test_a_gap_holds_its_bounds_exactly(store: Store, clock: FakeClock) -> None:
+    # Both bounds are inside the gap (inclusive); one millisecond outside either is not.
+    feed = await write(
+        store,
+        clock,
+        [o("insert_one", {"_id": 1, "s": "a"}), o("update_one", {"_id": 1}, {"$set": {"s": "b"}})],
+    )
+    clock.advance(5)
+    await feed.collection("orders").update_one({"_id": 1}, {"$set": {"s": "lost"}})
+    feed.forget_before(None)
+    clock.advance(5)
+    await feed.collection("orders").update_one({"_id": 1}, {"$set": {"s": "c"}})
+    feed.forget_before(None)
+    await ingester(store, feed, clock).run(until_idle=True)
+    gap = next(e for e in await all_events(store) if e.type == GAP)
+    assert gap.document is not None
+    start = gap.document["from_time"].replace(tzinfo=UTC)
+    end = gap.document["to_time"].replace(tzinfo=UTC)
+    assert start < end
+    h = History(store)
+    # at `from`: the last state observed before the gap; at `to`: the re-snapshot's
+    for at, seen in ((start, "b"), (end, "c")):
+        state = await h.state("orders", "int:1", at=at)
+        assert state.uncertain is True, at
+        assert state.gap is not None and (state.gap.from_, state.gap.to) == (start, end)
+        assert state.document == {"_id": 1, "s": seen}
+    before = await h.state("orders", "int:1", at=start - MS)
+    assert (before.uncertain, before.gap, before.document) == (False, None, {"_id": 1, "s": "a"})
+    after = await h.state("orders", "int:1", at=end + MS)
+    assert (after.uncertain, after.gap) == (False, None)
+    assert after.document == {"_id": 1, "s": "c"}
+
+
 async def test_history_pages_carry_field_diffs(store: Store, clock: FakeClock) -> None:
     await write(store, clock, LIFE)
     h = History(store, snapshot_every=2)

@@ -129,19 +129,24 @@ def load_module(module: str) -> list[Mutant]:
     spans = json.loads((MUTANTS / (module + ".spans")).read_text("utf-8"))["spans"]
     source = (MUTANTS / module).read_text("utf-8").splitlines()
     out = []
-    for name, code in meta["exit_code_by_key"].items():
+    seen: Counter[tuple[str, str]] = Counter()
+    for name, code in sorted(meta["exit_code_by_key"].items(), key=lambda kv: _order(kv[0])):
         generated = name.rsplit(".", 1)[1]
+        function = function_of(generated.rsplit("__mutmut_", 1)[0])
+        line = mutated_line(source, spans, generated)
+        # the same text made twice in one function (`return True` for two returns): numbered
+        seen[(function, line)] += 1
+        if seen[(function, line)] > 1:
+            line = f"{line} ({seen[(function, line)]})"
         status = "not checked" if code is None else STATUS.get(code, "suspicious")
-        out.append(
-            Mutant(
-                name=name,
-                module=module,
-                function=function_of(generated.rsplit("__mutmut_", 1)[0]),
-                line=mutated_line(source, spans, generated),
-                status=status,
-            )
-        )
+        out.append(Mutant(name=name, module=module, function=function, line=line, status=status))
     return out
+
+
+def _order(name: str) -> tuple[str, int]:
+    """mutmut's order: by function, then by mutant number (which follows the source)."""
+    base, _, number = name.rpartition("__mutmut_")
+    return base, int(number)
 
 
 def equivalent_entries(text: str) -> dict[str, list[tuple[str, str]]]:

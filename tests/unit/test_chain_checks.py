@@ -145,3 +145,65 @@ def test_a_version_skipped_along_seq_is_named_with_the_version_due() -> None:
     verdict = verify_log([events[0], renumbered])
     assert (verdict.valid, verdict.first_invalid_seq) == (False, 2)
     assert verdict.reason == "seq 2 breaks the chain of orders/A: version 3 where 2 was due"
+
+
+# -- whole log: dense seq --------------------------------------------------------------------
+
+
+def test_a_missing_seq_and_a_repeated_seq_are_told_apart() -> None:
+    e1, e2, e3 = log_of("A", "B", "A")
+    missing = verify_log([e1, e3])
+    assert (missing.first_invalid_seq, missing.reason) == (2, "seq 2 missing (found seq 3)")
+    repeated = verify_log([e1, e2, e2])
+    assert (repeated.first_invalid_seq, repeated.reason) == (
+        2,
+        "seq 3 duplicated or reordered (found seq 2)",
+    )
+    assert missing.events_checked == 2 and repeated.events_checked == 3
+    assert missing.head == head_of([e1]) and repeated.head == head_of([e1, e2])
+
+
+# -- whole log: against a recorded head ------------------------------------------------------
+
+
+def test_the_verdict_against_a_recorded_head() -> None:
+    events = log_of("A", "B", "A", "B")
+    # an empty head (nothing recorded yet) matches any log
+    empty = verify_log(events, Head())
+    assert (empty.valid, empty.head_matches, empty.first_invalid_seq, empty.reason) == (
+        True,
+        True,
+        None,
+        None,
+    )
+    assert empty.head == head_of(events) and empty.events_checked == 4
+    # the log may have grown past the head: it passes through it
+    grown = verify_log(events, head_of(events[:2]))
+    assert (grown.valid, grown.head_matches, grown.reason) == (True, True, None)
+    # no head given: nothing to match
+    assert verify_log(events).head_matches is None and verify_log(events).valid
+    # truncated: the log ends before the head
+    short = verify_log(events[:3], head_of(events))
+    assert (short.valid, short.head_matches, short.first_invalid_seq) == (False, False, 4)
+    assert short.reason == "log ends at seq 3 but the recorded head is seq 4: truncated"
+    # passing through the head's seq with another log_hash
+    other = Head(seq=2, log_hash=events[0].log_hash)
+    off = verify_log(events, other)
+    assert (off.valid, off.head_matches, off.first_invalid_seq) == (False, False, 2)
+    assert off.reason == "log_hash at seq 2 differs from the recorded head"
+    assert off.head == head_of(events)
+
+
+def test_a_break_after_the_recorded_head_still_says_whether_the_head_matched() -> None:
+    events = log_of("A", "B", "A", "B")
+    broken = [*events[:3], msgspec.structs.replace(events[3], log_hash=events[2].log_hash)]
+    after = verify_log(broken, head_of(events[:2]))
+    assert (after.valid, after.head_matches, after.first_invalid_seq) == (False, True, 4)
+    assert after.reason == "log_hash of seq 4 does not chain from seq 3"
+    before = verify_log(broken, head_of(events))
+    assert (before.valid, before.head_matches, before.first_invalid_seq) == (False, False, 4)
+    assert before.reason == "log_hash of seq 4 does not chain from seq 3"
+    # once broken, later events are not examined
+    five = log_of("A", "B", "A", "B", "A")
+    cut = [five[0], msgspec.structs.replace(five[1], log_hash=five[0].log_hash), *five[2:]]
+    assert verify_log(cut).events_checked == 2
