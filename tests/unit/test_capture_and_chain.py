@@ -171,3 +171,100 @@ def test_wants_only_captured_collections_and_operations(op: str) -> None:
         }
     )
     assert cap.wants(other) is False
+
+
+def test_snapshots_inferred_deletions_and_stream_events_say_where_they_came_from() -> None:
+    """Derived events: deterministic ids, the cluster time and times given, chained per entity."""
+    cap = Capture(load({"EVENTSTORE_REDACT": "customer.email"}), Head())
+    cap.add_heads("orders", [OID, None], {})
+    epoch, marker, ct = Timestamp(1_700_000_100, 3), Timestamp(1_700_000_200, 1), Timestamp(9, 2)
+    at = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+    doc = {"_id": OID, "status": "paid", "updatedBy": "erin", "customer": {"email": "e@x", "n": 1}}
+    snap = cap.snapshot("orders", doc, epoch=epoch, occurred_at=at, now=NOW)
+    assert snap.id == f"snapshot:1700000100.3:orders:oid:{OID}"
+    assert (snap.seq, snap.version, snap.type, snap.inferred) == (1, 1, "snapshot", False)
+    assert (snap.cluster_time, snap.occurred_at) == (epoch, at)
+    assert snap.recorded_at == datetime(2026, 11, 26, 14, 3, 0, 123000, tzinfo=UTC)
+    assert snap.document == {
+        "_id": OID,
+        "status": "paid",
+        "updatedBy": "erin",
+        "customer": {"n": 1},
+    }
+    assert snap.changed_fields == ["_id", "status", "updatedBy", "customer"]
+    assert snap.actor == "erin"
+
+    gone = cap.inferred_delete(
+        "orders", OID, marker=marker, cluster_time=ct, occurred_at=at, now=NOW
+    )
+    assert gone.id == f"inferred:1700000200.1:orders:oid:{OID}"
+    assert (gone.seq, gone.version, gone.type, gone.inferred) == (2, 2, "deleted", True)
+    assert (gone.cluster_time, gone.occurred_at, gone.prev_hash) == (ct, at, snap.hash)
+    assert gone.document is None and gone.changed_fields == []
+
+    dropped = cap.stream_event(
+        "orders", "dropped", event_id="d", payload={}, cluster_time=ct, occurred_at=at, now=NOW
+    )
+    renamed = cap.stream_event(
+        "orders",
+        "renamed",
+        event_id="r",
+        payload={"to": {"db": "shop", "coll": "old_orders"}},
+        cluster_time=None,
+        occurred_at=at,
+        now=NOW,
+        inferred=True,
+    )
+    assert (dropped.entity_id, dropped.entity_key, dropped.version) == (None, "$stream", 1)
+    assert (dropped.cluster_time, dropped.document, dropped.inferred) == (ct, {}, False)
+    assert (renamed.entity_key, renamed.version, renamed.prev_hash) == ("$stream", 2, dropped.hash)
+    assert renamed.document == {"to": {"db": "shop", "coll": "old_orders"}}
+    assert (renamed.cluster_time, renamed.inferred, renamed.seq) == (None, True, 4)
+    assert [e.id for e in cap.take()] == [snap.id, gone.id, "d", "r"]
+    assert verify_entity([snap, gone]).valid
+
+
+def updated(
+    n: int, set_: dict[str, object] | None = None, unset: list[str] | None = None
+) -> ChangeEvent:
+    return change(
+        n,
+        "update",
+        updateDescription={
+            "updatedFields": set_ or {},
+            "removedFields": unset or [],
+            "truncatedArrays": [],
+        },
+    )
+
+
+def test_a_nested_actor_field_is_followed_through_sets_removals_and_deletes() -> None:
+    """ACTOR_FIELD `meta.by`: set, set through its parent, removed, or else unchanged; never a structure."""
+    cap = Capture(load({"EVENTSTORE_ACTOR_FIELD": "meta.by"}), Head())
+    cap.add_heads("orders", [OID, 7, 8], {})
+    steps = [
+        change(1, "insert", fullDocument={"_id": OID, "meta": {"by": "alice"}}),
+        updated(2, {"status": "paid"}),
+        updated(3, {"meta.by": "bob"}),
+        updated(4, {"meta": {"by": "carol", "at": 1}}),
+        updated(5, {"meta.by": {"name": "dave"}}),
+        updated(6, {"meta.by": "erin"}),
+        updated(7, {"meta": {"at": 2}}),
+        updated(8, {"meta.by": "frank"}),
+        updated(9, unset=["meta.b", "meta.byline"]),
+        updated(10, unset=["meta"]),
+        updated(11, {"meta.by": "gina"}),
+        updated(12, {"meta": "flat"}),
+        updated(13, {"meta.by": "hal"}),
+        updated(14, unset=["meta.by"]),
+        updated(15, {"meta.by": "ivy"}),
+        change(16, "delete"),
+        change(17, "insert", _id=7, fullDocument={"_id": 7, "meta": {"by": ["x"]}}),
+        change(18, "insert", _id=8, fullDocument={"_id": 8, "meta": "flat"}),
+        change(19, "delete", _id=8, fullDocumentBeforeChange={"_id": 8, "meta": {"by": "jo"}}),
+    ]
+    actors = [cap.entity_change(c, now=NOW).actor for c in steps]
+    assert actors == [
+        *("alice", "alice", "bob", "carol", None, "erin", None, "frank", "frank", None),
+        *("gina", None, "hal", None, "ivy", "ivy", None, None, "jo"),
+    ]
