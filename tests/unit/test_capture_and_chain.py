@@ -268,3 +268,52 @@ def test_a_nested_actor_field_is_followed_through_sets_removals_and_deletes() ->
         *("alice", "alice", "bob", "carol", None, "erin", None, "frank", "frank", None),
         *("gina", None, "hal", None, "ivy", "ivy", None, None, "jo"),
     ]
+
+
+def test_an_update_records_its_whole_description_and_times_fall_back_in_order() -> None:
+    """Truncations and disambiguated paths are kept; occurred_at is wallTime, else the
+    cluster time's second, else the time recorded; redacted fields are left out, of the
+    pre-image too; no session, no txn."""
+    cap = Capture(load({"EVENTSTORE_REDACT": "card"}), Head())
+    cap.add_heads("orders", [OID], {})
+    cap.entity_change(change(1, "insert", fullDocument={"_id": OID, "card": "4111"}), now=NOW)
+    upd = cap.entity_change(
+        change(
+            2,
+            "update",
+            wallTime=None,
+            updateDescription={
+                "updatedFields": {"items.0": "x", "card": "4242"},
+                "removedFields": ["note"],
+                "truncatedArrays": [{"field": "tags", "newSize": 1}],
+                "disambiguatedPaths": {"items.0": ["items", "0"]},
+            },
+        ),
+        now=NOW,
+    )
+    assert upd.changes == {
+        "updatedFields": {"items.0": "x"},
+        "removedFields": ["note"],
+        "truncatedArrays": [{"field": "tags", "newSize": 1}],
+        "disambiguatedPaths": {"items.0": ["items", "0"]},
+    }
+    assert upd.changed_fields == ["items.0", "note", "tags"]
+    assert upd.occurred_at == datetime(2023, 11, 14, 22, 13, 22, tzinfo=UTC)  # 1_700_000_002 s
+    assert upd.txn is None and upd.document is None and upd.before is None
+    gone = cap.entity_change(
+        change(
+            3,
+            "delete",
+            wallTime=None,
+            clusterTime=None,
+            fullDocumentBeforeChange={"_id": OID, "card": "4242", "n": 1},
+        ),
+        now=NOW,
+    )
+    assert (
+        gone.occurred_at == gone.recorded_at == datetime(2026, 11, 26, 14, 3, 0, 123000, tzinfo=UTC)
+    )
+    assert gone.cluster_time is None and gone.before == {"_id": OID, "n": 1}
+    assert gone.changes is None and gone.document is None and gone.changed_fields == []
+    back = cap.entity_change(change(4, "replace", fullDocument=None), now=NOW)
+    assert (back.version, back.type, back.document, back.changed_fields) == (4, "replaced", {}, [])
