@@ -11,7 +11,7 @@ from bson import Decimal128, ObjectId, Timestamp
 from eventstore.capture import Capture
 from eventstore.chain import LogVerifier, entity_hash, verify_entity
 from eventstore.codec import event_doc, event_from_doc
-from eventstore.model import GENESIS_HASH, ChangeEvent, Event, Head
+from eventstore.model import GENESIS_HASH, ChangeEvent, EntityHead, Event, Head
 from eventstore.settings import load
 
 NOW = datetime(2026, 11, 26, 14, 3, 0, 123456, tzinfo=UTC)
@@ -258,6 +258,7 @@ def test_a_nested_actor_field_is_followed_through_sets_removals_and_deletes() ->
         updated(13, {"meta.by": "hal"}),
         updated(14, unset=["meta.by"]),
         updated(15, {"meta.by": "ivy"}),
+        updated(15, {"": {"meta": {"by": "zed"}}}),  # an empty field name is no parent
         change(16, "delete"),
         change(17, "insert", _id=7, fullDocument={"_id": 7, "meta": {"by": ["x"]}}),
         change(18, "insert", _id=8, fullDocument={"_id": 8, "meta": "flat"}),
@@ -266,7 +267,7 @@ def test_a_nested_actor_field_is_followed_through_sets_removals_and_deletes() ->
     actors = [cap.entity_change(c, now=NOW).actor for c in steps]
     assert actors == [
         *("alice", "alice", "bob", "carol", None, "erin", None, "frank", "frank", None),
-        *("gina", None, "hal", None, "ivy", "ivy", None, None, "jo"),
+        *("gina", None, "hal", None, "ivy", "ivy", "ivy", None, None, "jo"),
     ]
 
 
@@ -317,3 +318,21 @@ def test_an_update_records_its_whole_description_and_times_fall_back_in_order() 
     assert gone.changes is None and gone.document is None and gone.changed_fields == []
     back = cap.entity_change(change(4, "replace", fullDocument=None), now=NOW)
     assert (back.version, back.type, back.document, back.changed_fields) == (4, "replaced", {}, [])
+
+
+def test_needs_heads_names_each_uncached_entity_once_per_stream() -> None:
+    """Heads are cached per stream and typed key: 1 and "1" differ, a repeat is asked once."""
+    cap = Capture(load({"EVENTSTORE_COLLECTIONS": "orders,users"}), Head())
+    assert cap.needs_heads("orders", [1, 1, OID, "1", OID, 1]) == [1, OID, "1"]
+    head = EntityHead(
+        stream="orders", entity_id=1, entity_key="1", version=4, hash="h" * 64, type="updated"
+    )
+    cap.add_heads("orders", [1, OID], {"int:1": head})
+    assert cap.needs_heads("orders", [1, OID, 2, 2]) == [2]
+    assert cap.needs_heads("users", [1]) == [1]
+    assert cap.cached_heads("orders") == {"int:1": head, f"oid:{OID}": None}
+    assert cap.cached_heads("users") == {}
+    e = cap.entity_change(change(9, "delete", _id=1), now=NOW)
+    assert (e.version, e.prev_hash) == (5, "h" * 64)
+    cap.forget()
+    assert cap.needs_heads("orders", [1]) == [1] and cap.take() == []
