@@ -7,6 +7,7 @@ events, times and BSON values rendered by the small independent helpers below.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -32,6 +33,7 @@ from tests.api.conftest import AppFactory, AuditLog
 from tests.helpers import EVENT_KEYS
 from tests.integration.conftest import open_test_store
 from tests.integration.ingest_helpers import all_events, ingester, start_from_the_beginning
+from tests.integration.test_cli_history import TAMPERING, memory_tamper, populated
 
 Client = AsyncTestClient[Any]
 
@@ -723,6 +725,31 @@ async def test_verify_log_against_a_given_head(client: Client, audit_log: AuditL
     )
     assert ahead["head_matches"] is False
     assert ahead["head"] == {"seq": last.seq, "log_hash": last.log_hash}
+
+
+@pytest.mark.parametrize("change", ["relink", "log-hash", "reseal-first"])
+def test_verify_names_a_tampering_only_one_check_can_see(make_app: AppFactory, change: str) -> None:
+    # The three cases of tests/unit/test_chain_checks.py, on a store behind the API.
+    store = populated("memory")  # built and tampered with on their own event loops
+    memory_tamper(store, change)
+    asyncio.run(_verify_tampered(make_app(store), change))
+
+
+async def _verify_tampered(app: EventStoreApp, change: str) -> None:
+    first_seq, reason, entity, invalid = TAMPERING[change]
+    async with AsyncTestClient(app) as c:
+        log = ok(await c.get("/v1/verify"))
+        assert (log["valid"], log["first_invalid_seq"]) == (False, first_seq)
+        assert reason in log["reason"]
+        one = ok(await c.get(f"{ENTITIES}/ORD-1/verify"))
+        if entity is None:
+            assert one["valid"] is True
+        else:
+            assert (one["valid"], one["first_invalid_version"]) == (False, entity[0])
+            assert entity[1] in one["reason"]
+        stream = ok(await c.get("/v1/streams/orders/verify"))
+        assert stream["valid"] is not bool(invalid)
+        assert [(i["entity_key"], i["first_invalid_version"]) for i in stream["invalid"]] == invalid
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,25 @@ async def test_a_standby_waits_until_the_lease_expires_then_takes_over(
     assert messages == [f"standing by: {ROLE} is held by holder", f"took over {ROLE}"]
 
 
+async def test_a_standby_that_cannot_see_the_holder_says_so(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    holder, standby = keeper(store, "holder", clock), keeper(store, "standby", clock)
+    assert await holder.try_acquire()
+
+    async def vanished(role: str) -> None:  # the holder's lease read back as gone
+        return None
+
+    store.leases.get = vanished  # type: ignore[method-assign]
+    with caplog.at_level(logging.INFO, logger="eventstore.leasing"):
+        assert await standby.acquire() is True
+    assert [r.getMessage() for r in caplog.records] == [
+        f"standing by: {ROLE} is held by another instance",
+        f"took over {ROLE}",
+    ]
+
+
 async def test_a_free_lease_is_taken_at_once_without_standing_by(
     store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
