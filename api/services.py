@@ -45,11 +45,12 @@ class Services:
         clock: Clock | None = None,
         projections: Sequence[Projection] = ORDER_PROJECTIONS,
         caught_up: Callable[[], bool] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.projections = {p.name: p for p in projections}
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
         self.rendered = RenderedHistory()
         # Where this process captures: True once the ingester has caught up (readiness).
         self.caught_up = caught_up

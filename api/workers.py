@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from eventstore.badinput import BadChange
 from eventstore.ingester import Ingester
 from eventstore.ports import ChangeSource, Clock, Store
 from eventstore.settings import Settings
@@ -92,6 +93,9 @@ class Workers:
             if self.workload is not None:
                 workload = asyncio.create_task(self.workload(), name="workload")
             await self.ingester.run(stop=self.stopping)
+        except BadChange as exc:  # expected, and fatal: one line naming source and position
+            self.failure = exc
+            log.error("capture stopped at a change it cannot interpret: %s", exc)
         except Exception as exc:
             self.failure = exc
             log.exception("capture stopped")

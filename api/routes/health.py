@@ -6,9 +6,9 @@ from typing import Any
 
 from litestar import Response, get
 
-from api.metrics import log_lines, projection_lines
+from api.metrics import CONTENT_TYPE, LogFigures, ProjectionFigures
 from api.schemas import HealthOut
-from api.services import ServicesDep
+from api.services import Services, ServicesDep
 from projections.status import projection_statuses
 
 
@@ -30,20 +30,27 @@ async def ready(services: ServicesDep) -> Response[HealthOut]:
     )
 
 
-@get("/metrics", summary="Prometheus text metrics", media_type="text/plain; version=0.0.4")
-async def metrics(services: ServicesDep) -> str:
-    lines = services.metrics.request_lines()
-    if services.connected:
-        store = services.store
-        head = await store.events.head()
-        cp = await store.checkpoints.get(services.settings.ingester_role)
-        updated = cp.updated_at if cp is not None else None
-        lag = (services.clock.now() - updated).total_seconds() if updated is not None else None
-        lines += log_lines(head.seq, lag, updated)
-        statuses = await projection_statuses(store, list(services.projections.values()))
-        lines += projection_lines((s.name, s.position, s.lag, s.state) for s in statuses)
-    lines.append(f"eventstore_up {int(services.connected)}")
-    return "\n".join(lines) + "\n"
+@get("/metrics", summary="Prometheus text metrics", media_type=CONTENT_TYPE)
+async def metrics(services: ServicesDep) -> Response[bytes]:
+    figures = await log_figures(services) if services.connected else None
+    body = services.metrics.exposition(figures, up=services.connected)
+    return Response(body, media_type=CONTENT_TYPE)
+
+
+async def log_figures(services: Services) -> LogFigures:
+    """What this scrape reads from the store (read here, by the scraping process only)."""
+    store = services.store
+    head = await store.events.head()
+    cp = await store.checkpoints.get(services.settings.ingester_role)
+    updated = cp.updated_at if cp is not None else None
+    lag = (services.clock.now() - updated).total_seconds() if updated is not None else None
+    statuses = await projection_statuses(store, list(services.projections.values()))
+    return LogFigures(
+        head_seq=head.seq,
+        ingest_lag_seconds=lag,
+        last_checkpoint=updated,
+        projections=[ProjectionFigures(s.name, s.position, s.lag, s.state) for s in statuses],
+    )
 
 
 ROUTES: list[Any] = [live, ready, metrics]

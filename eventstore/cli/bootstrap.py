@@ -28,6 +28,7 @@ from eventstore.settings import Settings, load
 
 if TYPE_CHECKING:
     from api.app import EventStoreApp
+    from api.metrics import Metrics
     from api.workers import Workers
     from projections.orders import Projection
     from projections.runner import ProjectionRunner
@@ -165,6 +166,20 @@ class Service:
         self.wiring = wiring
         self.projections = list(projections_) if projections_ is not None else projections()
         self.running: Workers | None = None
+        self._metrics: Metrics | None = None
+
+    @property
+    def metrics(self) -> Metrics:
+        """The figures this process reports on `/metrics` (one `Metrics`, made on first use).
+
+        The app counts its requests there; the background workers' supervisor reports
+        their states, restarts and the capture lag there (`Metrics.worker_state`, ...).
+        """
+        if self._metrics is None:
+            from api.metrics import Metrics
+
+            self._metrics = Metrics()
+        return self._metrics
 
     @property
     def source(self) -> ChangeSource:
@@ -235,6 +250,7 @@ class Service:
             clock=self.clock,
             projections_=self.projections,
             workers=workers,
+            metrics=self.metrics,
         )
         if on_started is not None:
 
@@ -268,8 +284,12 @@ def build_app(
     clock: Clock | None = None,
     projections_: Sequence[Projection] | None = None,
     workers: Workers | None = None,
+    metrics: Metrics | None = None,
 ) -> EventStoreApp:
-    """The API app; with `store` None it opens the store in its lifespan (and keeps retrying)."""
+    """The API app; with `store` None it opens the store in its lifespan (and keeps retrying).
+
+    `metrics`: what the app reports on `/metrics` (a new `Metrics` by default).
+    """
     from api.app import create_app
 
     app = create_app(
@@ -278,6 +298,7 @@ def build_app(
         clock=clock,
         projections_=projections_ if projections_ is not None else projections(),
         caught_up=workers.caught_up if workers is not None else None,
+        metrics=metrics,
     )
     if workers is not None:
         running = workers

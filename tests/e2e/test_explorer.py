@@ -699,3 +699,53 @@ def test_gaps_inferred_deletions_and_uncertain_states_are_marked(
     assert p.locator("#exists-badge").inner_text() == "deleted (inferred)"
     shot(p, "inferred")
     console.assert_clean()
+
+
+async def log_with_a_rejected_change() -> Any:
+    """Order 1 created, then a change of `orders` that cannot be interpreted (recorded as
+    `rejected`, BAD_INPUT=record), then order 1 updated."""
+    import tempfile
+
+    from eventstore.ingester import Ingester
+    from eventstore.sources.ndjson import NdjsonChangeSource
+    from tests.integration.test_ingester_bad_input import NO_UPDATE_DESCRIPTION, line
+
+    store = await open_test_store("memory")
+    settings = Settings(uri="memory://", source="ndjson:-", lease_seconds=5.0, bad_input="record")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "changes.ndjson"
+        path.write_text("\n".join([line(1), NO_UPDATE_DESCRIPTION, line(2)]) + "\n")
+        source = NdjsonChangeSource(path, collections=settings.collections)
+        await Ingester(store=store, source=source, settings=settings, clock=FakeClock()).run(
+            until_idle=True
+        )
+    return create_app(settings, store=store)
+
+
+@pytest.fixture(scope="module")
+def rejected_server(chromium: str) -> Iterator[InProcessServer]:
+    server = InProcessServer(log_with_a_rejected_change)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_rejected_change_is_marked_where_it_fell_on_the_timeline(
+    rejected_server: InProcessServer, page: tuple[Page, Console]
+) -> None:
+    p, _ = page
+    base = rejected_server.base
+    p.goto(f"{base}/explorer#/entity/orders/1")
+    p.wait_for_function("() => document.getElementById('state-json').dataset.key === '1'")
+    p.wait_for_selector("#timeline > li.gap-marker[data-type='rejected']")
+    order = p.eval_on_selector_all(
+        "#timeline > li",
+        "els => els.map(e => e.classList.contains('gap-marker') ? e.dataset.type : e.dataset.version)",
+    )
+    assert order == ["2", "rejected", "1"]
+    marker = p.locator("#timeline > li.gap-marker").inner_text()
+    assert "Change rejected" in marker
+    assert "ndjson, line 2: update without updateDescription" in marker
+    shot(p, "rejected")

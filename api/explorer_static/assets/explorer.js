@@ -15,8 +15,8 @@
   'use strict';
 
   const KEY_STORAGE = 'eventstore.explorer.readKey';
-  const EVENT_TYPES = ['created', 'updated', 'replaced', 'deleted', 'snapshot', 'gap', 'dropped', 'renamed'];
-  const STREAM_EVENT_TYPES = ['gap', 'dropped', 'renamed'];
+  const EVENT_TYPES = ['created', 'updated', 'replaced', 'deleted', 'snapshot', 'gap', 'dropped', 'renamed', 'rejected'];
+  const STREAM_EVENT_TYPES = ['gap', 'dropped', 'renamed', 'rejected'];
   const STREAM_KEY = '$stream';
   const HISTORY_PAGE = 500;
   const RECENT_PAGE = 25;
@@ -649,7 +649,7 @@
 
   const reverifySoon = debounce((e) => { if (app.entity === e) loadVerify(e); }, 800);
 
-  /** The stream's own events (gaps, drops, renames): shown where they fall on the timeline. */
+  /** The stream's own events (gaps, drops, renames, rejected changes): shown where they fall on the timeline. */
   async function loadMarkers(e) {
     const rows = await allPages('/v1/events', { stream: e.stream, type: STREAM_EVENT_TYPES }, 'events', 5000);
     e.markers = rows;
@@ -782,6 +782,9 @@
     } else if (m.type === 'dropped') {
       title = 'Collection dropped';
       text = 'The captured collection was dropped; live entities were marked deleted (inferred).';
+    } else if (m.type === 'rejected') {
+      title = 'Change rejected';
+      text = `A change from the source could not be interpreted and was not applied to any entity (${String(doc.source || '?')}, ${String(doc.position || '?')}: ${String(doc.reason || '?')}). Its input's SHA-256 is ${String(doc.sha256 || '?')}.`;
     } else {
       title = 'Collection renamed';
       text = `The captured collection was renamed${doc.to ? ' to ' + fmt(doc.to) : ''}.`;
