@@ -336,3 +336,24 @@ def test_needs_heads_names_each_uncached_entity_once_per_stream() -> None:
     assert (e.version, e.prev_hash) == (5, "h" * 64)
     cap.forget()
     assert cap.needs_heads("orders", [1]) == [1] and cap.take() == []
+
+
+def test_an_update_without_description_and_a_delete_without_any_actor() -> None:
+    """No updateDescription: an empty change; a delete with no pre-image and no head: no actor."""
+    cap = Capture(load({}), Head())
+    cap.add_heads("orders", [OID, 7], {})
+    bare = cap.entity_change(change(1, "update"), now=NOW)
+    assert bare.changes == {"updatedFields": {}, "removedFields": [], "truncatedArrays": []}
+    assert (bare.changed_fields, bare.actor, bare.before) == ([], None, None)
+    gone = cap.entity_change(change(2, "delete", _id=7), now=NOW)
+    assert (gone.actor, gone.before, gone.version) == (None, None, 1)
+    elsewhere = ChangeEvent.from_bson(
+        {
+            "_id": {"_data": "9"},
+            "operationType": "delete",
+            "ns": {"db": "shop", "coll": "users"},
+            "documentKey": {"_id": 1},
+        }
+    )
+    with pytest.raises(AssertionError):  # the caller asks `wants` first
+        cap.entity_change(elsewhere, now=NOW)
