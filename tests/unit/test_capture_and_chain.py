@@ -357,3 +357,13 @@ def test_an_update_without_description_and_a_delete_without_any_actor() -> None:
     )
     with pytest.raises(AssertionError):  # the caller asks `wants` first
         cap.entity_change(elsewhere, now=NOW)
+
+
+def test_a_three_part_actor_field_is_found_under_either_parent() -> None:
+    cap = Capture(load({"EVENTSTORE_ACTOR_FIELD": "a.b.c"}), Head())
+    cap.add_heads("orders", [OID], {})
+    cap.entity_change(change(1, "insert", fullDocument={"_id": OID}), now=NOW)
+    by_middle = cap.entity_change(updated(2, {"a.b": {"c": "x"}}), now=NOW)
+    by_top = cap.entity_change(updated(3, {"a": {"b": {"c": "y"}}}), now=NOW)
+    assert (by_middle.actor, by_top.actor) == ("x", "y")
+    assert by_top.cluster_time == Timestamp(1_700_000_003, 1)
