@@ -296,3 +296,35 @@ def test_days_are_the_utc_calendar_day() -> None:
     for when in (T0, T0.replace(tzinfo=None), T0 + timedelta(hours=20), datetime(999, 1, 2)):
         for _ in range(2):
             assert _day(when) == when.replace(tzinfo=when.tzinfo or UTC).strftime("%Y-%m-%d")
+
+
+def test_the_state_cache_keeps_the_most_recently_used_states_up_to_its_size() -> None:
+    """`fold` answers without I/O only for a cached state of the version just before;
+    past `size` entities the least recently used is forgotten and read back from history."""
+    log = LogBuilder()
+
+    def upd(entity: str, n: int) -> Event:
+        return log.next(
+            entity, changes={"updatedFields": {"n": n}, "removedFields": [], "truncatedArrays": []}
+        )
+
+    a1 = log.next("a", document={"n": 1})
+    b1 = log.next("b", document={"n": 1})
+    a2 = upd("a", 2)
+    c1 = log.next("c", document={"n": 1})
+    b2, a3, c2, a4 = upd("b", 2), upd("a", 3), upd("c", 2), upd("a", 4)
+    store = MemoryStore()
+    asyncio.run(store.events.append([a1, b1, a2, c1, b2, a3, c2, a4]))
+    cache = StateCache(History(store), size=2)
+    assert cache.fold(a1) == Change(event=a1, before=None, after={"n": 1})
+    assert cache.fold(b1) is not None
+    assert cache.fold(a3) is None  # not the version after the cached one
+    assert cache.fold(a2) == Change(event=a2, before={"n": 1}, after={"n": 2})  # a used last
+    assert cache.fold(c1) is not None  # a third entity: b, the least recently used, goes
+    assert cache.fold(b2) is None
+    assert cache.fold(a3) is not None and cache.fold(c2) is not None
+    # b read back from history; a, now the least recently used, goes
+    assert asyncio.run(cache.change(b2)) == Change(event=b2, before={"n": 1}, after={"n": 2})
+    assert cache.fold(a4) is None
+    cache.clear()
+    assert cache.fold(c2) is None and cache.fold(b2) is None
