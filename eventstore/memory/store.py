@@ -11,8 +11,20 @@ from eventstore.memory.jobs import MemoryJobs
 from eventstore.memory.leases import MemoryLeases
 from eventstore.memory.readmodels import MemoryReadModels
 from eventstore.memory.snapshots import MemorySnapshots
+from eventstore.memory.subscriptions import MemoryAdminActions, MemoryDeliveries, MemorySubscriptions
 from eventstore.memory.workers import MemoryWorkers
-from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots, Workers
+from eventstore.ports import (
+    AdminActions,
+    Checkpoints,
+    Deliveries,
+    EventLog,
+    Jobs,
+    Leases,
+    ReadModels,
+    Snapshots,
+    Subscriptions,
+    Workers,
+)
 
 
 class MemoryStore:
@@ -27,6 +39,9 @@ class MemoryStore:
         self.read_models: ReadModels = MemoryReadModels()
         self.jobs: Jobs = MemoryJobs()
         self.workers: Workers = MemoryWorkers()
+        self.subscriptions: Subscriptions = MemorySubscriptions()
+        self.deliveries: Deliveries = MemoryDeliveries()
+        self.admin_actions: AdminActions = MemoryAdminActions()
         # Same attribute as MongoStore: what this store cannot do (nothing here).
         self.degraded: list[str] = []
 

@@ -17,8 +17,20 @@ from eventstore.mongo.jobs import MongoJobs
 from eventstore.mongo.leases import MongoLeases
 from eventstore.mongo.readmodels import MongoReadModels
 from eventstore.mongo.snapshots import MongoSnapshots
+from eventstore.mongo.subscriptions import MongoAdminActions, MongoDeliveries, MongoSubscriptions
 from eventstore.mongo.workers import MongoWorkers
-from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots, Workers
+from eventstore.ports import (
+    AdminActions,
+    Checkpoints,
+    Deliveries,
+    EventLog,
+    Jobs,
+    Leases,
+    ReadModels,
+    Snapshots,
+    Subscriptions,
+    Workers,
+)
 
 
 class MongoStore:
@@ -41,6 +53,9 @@ class MongoStore:
         self.read_models: ReadModels = MongoReadModels(self.db)
         self.jobs: Jobs = MongoJobs(self.db)
         self.workers: Workers = MongoWorkers(self.db)
+        self.subscriptions: Subscriptions = MongoSubscriptions(self.db)
+        self.deliveries: Deliveries = MongoDeliveries(self.db)
+        self.admin_actions: AdminActions = MongoAdminActions(self.db)
         self.degraded: list[str] = []
         self._transactions = False
         self._owns_client = owns_client
