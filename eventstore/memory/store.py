@@ -11,7 +11,11 @@ from eventstore.memory.jobs import MemoryJobs
 from eventstore.memory.leases import MemoryLeases
 from eventstore.memory.readmodels import MemoryReadModels
 from eventstore.memory.snapshots import MemorySnapshots
-from eventstore.memory.subscriptions import MemoryAdminActions, MemoryDeliveries, MemorySubscriptions
+from eventstore.memory.subscriptions import (
+    MemoryAdminActions,
+    MemoryDeliveries,
+    MemorySubscriptions,
+)
 from eventstore.memory.workers import MemoryWorkers
 from eventstore.ports import (
     AdminActions,

@@ -63,9 +63,7 @@ class MongoSubscriptions:
 
     async def patch(self, name: str, fields: Mapping[str, Any]) -> bool:
         """Set top-level fields."""
-        values = {
-            k: utc_ms(v) if isinstance(v, datetime) else v for k, v in dict(fields).items()
-        }
+        values = {k: utc_ms(v) if isinstance(v, datetime) else v for k, v in dict(fields).items()}
         result = await self._coll.update_one({"_id": name}, {"$set": values})
         return bool(result.matched_count)
 

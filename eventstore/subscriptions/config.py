@@ -153,7 +153,7 @@ def _start(check: _Check, key: str, value: Any) -> Start:
     if not isinstance(value, dict) or len(value) != 1:
         check.malformed(key, 'expected "latest", "earliest", {"seq": N} or {"time": RFC3339}')
         return Start()
-    (field, v), = value.items()
+    ((field, v),) = value.items()
     if field == "seq":
         if not _is_int(v):
             check.malformed(f"{key}.seq", "expected an integer")
@@ -195,7 +195,7 @@ def _secret(check: _Check, key: str, value: Any) -> None:
             check.bad(key, "a secret may not be empty")
         return
     if isinstance(value, dict) and len(value) == 1:
-        (kind, where), = value.items()
+        ((kind, where),) = value.items()
         if kind in ("env", "file") and isinstance(where, str) and where:
             if kind == "env" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", where):
                 check.bad(f"{key}.env", "not an environment variable name")
@@ -241,7 +241,9 @@ def _url(check: _Check, key: str, value: Any, schemes: tuple[str, ...]) -> None:
         return
     split = urlsplit(templates.render(parts, dict.fromkeys(templates.PLACEHOLDERS, "x")))
     if split.scheme not in schemes:
-        check.bad(key, f"unsupported URL scheme {split.scheme or '(none)'!r}: use {'/'.join(schemes)}")
+        check.bad(
+            key, f"unsupported URL scheme {split.scheme or '(none)'!r}: use {'/'.join(schemes)}"
+        )
     elif not split.hostname:
         check.bad(key, "the URL names no host")
 
@@ -409,10 +411,10 @@ def to_doc(config: SubscriptionConfig) -> dict[str, Any]:
     return {
         "name": config.name,
         "sink": config.sink,
-        "filter": msgspec.to_builtins(config.filter),
+        "filter": {k: list(v) for k, v in msgspec.structs.asdict(config.filter).items()},
         "start": start_json(config.start),
         "lanes": config.lanes,
-        "retry": msgspec.to_builtins(config.retry),
+        "retry": {"delays_s": list(config.retry.delays_s), "jitter": config.retry.jitter},
     }
 
 
@@ -464,9 +466,9 @@ def keep_secrets(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, A
             h: (old["headers"].get(h, v) if v == MASK else v) for h, v in out["headers"].items()
         }
     url, old_url = out.get("url"), old.get("url")
-    if isinstance(url, str) and isinstance(old_url, str) and f":{MASK}@" in url:
-        if _mask_url(old_url) == url:
-            out["url"] = old_url
+    masked = isinstance(url, str) and f":{MASK}@" in url
+    if masked and isinstance(old_url, str) and _mask_url(old_url) == url:
+        out["url"] = old_url
     return out
 
 

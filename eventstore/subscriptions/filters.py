@@ -42,9 +42,8 @@ def admits(f: Filter, event: Event) -> bool:
     if f.streams and event.stream not in f.streams:
         return False
     special = event.type == SNAPSHOT or event.entity_key == STREAM_KEY
-    if special or f.types:
-        if event.type not in f.types:
-            return False
+    if (special or f.types) and event.type not in f.types:
+        return False
     if f.actors and not (_actor_names(event.actor) & set(f.actors)):
         return False
     if f.fields and event.type == UPDATED:
