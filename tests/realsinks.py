@@ -135,6 +135,8 @@ class Receiver:
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         self.invalid = 0  # requests whose signature did not verify
+        # Seconds each verified request waits before its answer (or a function of its payload).
+        self.delay: float | Callable[[dict[str, Any]], float] = 0.0
         self.rule: Rule = lambda payload: (200, {})
         self._server: asyncio.Server | None = None
 
@@ -186,6 +188,9 @@ class Receiver:
             self.invalid += 1
             return 400, {}
         self.attempts.append(headers["webhook-id"])
+        delay = self.delay(json.loads(body)) if callable(self.delay) else self.delay
+        if delay:
+            await asyncio.sleep(delay)
         answer = self.rule(payload)
         if answer is None:
             await asyncio.sleep(3600)  # hang: the client's timeout ends it

@@ -8,6 +8,7 @@ carried out here at once (a replay needs a sink and waits for a delivering one).
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -32,9 +33,12 @@ class NotFound(KeyError):
     """No subscription (or parked event) of that name."""
 
 
+_SEQUENCE = itertools.count()
+
+
 def action_id(at: datetime) -> str:
-    """A sortable, unique id for a trail entry: its time, then randomness."""
-    return f"{at.strftime('%Y%m%dT%H%M%S.%f')}-{uuid.uuid4().hex[:12]}"
+    """A sortable, unique id for a trail entry: its time, this process's count, randomness."""
+    return f"{at.strftime('%Y%m%dT%H%M%S.%f')}-{next(_SEQUENCE):010d}-{uuid.uuid4().hex[:8]}"
 
 
 def _stream_target(sink: Mapping[str, Any]) -> tuple[Any, str] | None:

@@ -276,8 +276,8 @@ class SubscriptionWorker:
                     continue
                 if now >= self.sink_until:
                     self.sink_until = None
-            if self.state != RUNNING and self.sink_until is None:
-                self._report(RUNNING)
+            if self.state not in (RUNNING, RETRYING):
+                self._report(RUNNING)  # after a standby, a pause or a disabling
             await self._fill()
             self._wake_due(now)
             if self.sink_until is None:
@@ -419,6 +419,8 @@ class SubscriptionWorker:
                 self._requeue(rest, strict)
             break
         if settled:
+            if self.state == RETRYING:
+                self._report(RUNNING)  # the sink took a delivery again
             self.backoff.reset()
             if self._ctx is not None:
                 self._ctx.healthy()
