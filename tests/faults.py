@@ -17,7 +17,18 @@ from typing import Any, cast
 
 from pymongo.errors import NotPrimaryError
 
-from eventstore.ports import Checkpoints, EventLog, Jobs, Leases, ReadModels, Snapshots, Store
+from eventstore.ports import (
+    AdminActions,
+    Checkpoints,
+    Deliveries,
+    EventLog,
+    Jobs,
+    Leases,
+    ReadModels,
+    Snapshots,
+    Store,
+    Subscriptions,
+)
 from eventstore.ports import Workers as WorkerStates
 
 
@@ -115,6 +126,9 @@ class FaultyStore:
         self.read_models = cast(ReadModels, _Faulty(inner.read_models, "read_models", f))
         self.jobs = cast(Jobs, _Faulty(inner.jobs, "jobs", f))
         self.workers = cast(WorkerStates, _Faulty(inner.workers, "workers", f))
+        self.subscriptions = cast(Subscriptions, _Faulty(inner.subscriptions, "subscriptions", f))
+        self.deliveries = cast(Deliveries, _Faulty(inner.deliveries, "deliveries", f))
+        self.admin_actions = cast(AdminActions, _Faulty(inner.admin_actions, "admin_actions", f))
 
     @property
     def transactions(self) -> bool:

@@ -29,7 +29,9 @@ async def test_every_matching_event_reaches_the_receiver_each_entity_in_order(
         return 200, {}
 
     receiver.rule = rule
-    await h.subscribe("hooks", {"sink": webhook(receiver), "lanes": 3, "retry": {"delays_s": [1, 1]}})
+    await h.subscribe(
+        "hooks", {"sink": webhook(receiver), "lanes": 3, "retry": {"delays_s": [1, 1]}}
+    )
     await h.start(h.worker("hooks"))
     try:
         await until(lambda: len(receiver.ids) == 15)
