@@ -31,7 +31,7 @@ from eventstore.model import (
     ResumePoint,
     StreamStats,
 )
-from eventstore.subscriptions.records import AdminAction, ParkedEvent, SubscriptionRecord
+from eventstore.subscription_records import AdminAction, ParkedEvent, SubscriptionRecord
 from eventstore.worker_state import WorkerRecord
 
 

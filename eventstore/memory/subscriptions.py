@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from eventstore.codec import utc_ms
-from eventstore.subscriptions.records import AdminAction, ParkedEvent, SubscriptionRecord
+from eventstore.subscription_records import AdminAction, ParkedEvent, SubscriptionRecord
 
 
 def _ms(record: SubscriptionRecord) -> SubscriptionRecord:

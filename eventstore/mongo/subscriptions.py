@@ -16,7 +16,7 @@ from eventstore.mongo.collections import (
     SUBSCRIPTION_SETTLED,
     SUBSCRIPTIONS,
 )
-from eventstore.subscriptions.records import AdminAction, ParkedEvent, SubscriptionRecord
+from eventstore.subscription_records import AdminAction, ParkedEvent, SubscriptionRecord
 
 T = TypeVar("T", bound=msgspec.Struct)
 _TIMES = ("created_at", "updated_at", "last_delivery_at", "parked_at", "at")

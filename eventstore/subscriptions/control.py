@@ -18,10 +18,10 @@ import msgspec
 
 from eventstore.codec import rfc3339
 from eventstore.ports import Clock, Store
+from eventstore.subscription_records import AdminAction, ParkedEvent, SubscriptionRecord
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions import positions, templates
 from eventstore.subscriptions.delivery import SubscriptionWorker, new_command
-from eventstore.subscriptions.records import AdminAction, ParkedEvent, SubscriptionRecord
 from eventstore.worker_state import DISABLED, PAUSED, STOPPED, WorkerRecord, shown
 
 UNKNOWN_ACTOR: Final = "unknown"

@@ -38,10 +38,10 @@ from eventstore.leasing import LeaseKeeper, LeaseLost
 from eventstore.model import Event
 from eventstore.ports import Clock, Store
 from eventstore.render import event_json
+from eventstore.subscription_records import ParkedEvent, SubscriptionRecord
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions import positions
 from eventstore.subscriptions.filters import admits
-from eventstore.subscriptions.records import ParkedEvent, SubscriptionRecord
 from eventstore.subscriptions.sinks.base import (
     ALREADY,
     GONE,
