@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from eventstore.model import Event
 from eventstore.subscriptions import templates
 from eventstore.subscriptions.config import Filter
 from eventstore.subscriptions.filters import admits, fields_match, related
 from tests.helpers import make_event
 
 
-def updated(*changed: str, **kw: object) -> object:
+def updated(*changed: str, **kw: object) -> Event:
     return make_event(seq=2, entity_id="o1", version=2, changed_fields=list(changed), **kw)
 
 
