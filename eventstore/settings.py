@@ -48,6 +48,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     read_keys: tuple[str, ...] = ()
     # Seconds this process's capture may retry before readiness answers 503.
     unhealthy_after: float = 30.0
+    # A JSON file of subscriptions applied at start (created or updated by name).
+    subscriptions: str | None = None
 
     def __repr__(self) -> str:  # keys never appear in logs or errors
         shown = {f: getattr(self, f) for f in self.__struct_fields__}
@@ -171,6 +173,7 @@ _PARSERS: Final[dict[str, Any]] = {
     "admin_key": lambda v: v or None,
     "read_keys": _csv,
     "unhealthy_after": _positive_float("UNHEALTHY_AFTER"),
+    "subscriptions": _nonempty("SUBSCRIPTIONS"),
 }
 
 SETTING_NAMES: Final = tuple(_PARSERS)

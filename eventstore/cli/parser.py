@@ -27,6 +27,7 @@ _SETTING_HELP = {
     "admin_key": "bearer key for /v1/admin (prefer EVENTSTORE_ADMIN_KEY)",
     "read_keys": "comma-separated bearer keys for /v1 reads",
     "unhealthy_after": "seconds capture may retry before /health/ready answers 503 (default 30)",
+    "subscriptions": "JSON file of subscriptions applied at start (created or updated by name)",
 }
 
 

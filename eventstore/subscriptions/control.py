@@ -47,7 +47,7 @@ def _stream_target(sink: Mapping[str, Any]) -> tuple[Any, str] | None:
     return cfg.redis_address(sink.get("url")), str(sink.get("stream"))
 
 
-def _may_collide(a: str, b: str) -> bool:
+def may_collide(a: str, b: str) -> bool:
     """True when two stream templates could name the same key (same text, or one's literal matches)."""
     if a == b:
         return True
@@ -137,7 +137,7 @@ class SubscriptionAdmin:
             theirs = _stream_target(other.config.get("sink", {}))
             if theirs is None or theirs[0] != target[0]:
                 continue
-            if _may_collide(target[1], theirs[1]):
+            if may_collide(target[1], theirs[1]):
                 raise cfg.ConfigError(
                     [
                         {

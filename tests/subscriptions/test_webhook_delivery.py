@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.realsinks import SECRET, Receiver, seqs_by_entity
-from tests.subscribing import Harness, until
+from tests.subscribing import Harness, until, until_async
 
 
 def webhook(receiver: Receiver, **kw: Any) -> dict[str, Any]:
@@ -52,3 +52,55 @@ async def test_every_matching_event_reaches_the_receiver_each_entity_in_order(
     }
     assert receiver.invalid == 0
     assert await h.position("hooks") == 17
+
+
+async def test_reset_to_a_seq_and_to_a_time_replays_from_there_with_the_same_ids(
+    receiver: Receiver,
+) -> None:
+    h = Harness()
+    for _ in range(3):
+        await h.append("a", "b")  # seqs 1..6, recorded 1 s apart (tests.helpers)
+    await h.subscribe("hooks", {"sink": webhook(receiver)})
+    await h.start(h.worker("hooks"))
+    try:
+        await until(lambda: len(receiver.ids) == 6)
+        first_run = list(receiver.ids)
+        await h.admin.reset("hooks", {"seq": 4}, actor="ops")
+        await until(lambda: len(receiver.ids) == 9)
+        events = await h.store.events.read(after_seq=1, limit=1)  # seq 2
+        at = events[0].recorded_at.isoformat()
+        await h.admin.reset("hooks", {"time": at}, actor="ops")
+        await until(lambda: len(receiver.ids) == 14)
+    finally:
+        await h.stop()
+    assert receiver.ids[6:9] == ["hooks-4", "hooks-5", "hooks-6"]
+    assert receiver.ids[9:] == ["hooks-2", "hooks-3", "hooks-4", "hooks-5", "hooks-6"]
+    assert set(receiver.ids) == set(first_run)  # the same ids as the first time
+    actions, _ = await h.admin.actions(after=None, limit=10)
+    assert [(a.action, a.details) for a in actions[1:]] == [
+        ("reset", {"start": {"seq": 4}}),
+        ("reset", {"start": {"time": events[0].recorded_at.isoformat().replace("+00:00", "Z")}}),
+    ]
+
+
+async def test_a_filter_delivers_only_changes_of_the_named_field(receiver: Receiver) -> None:
+    h = Harness()
+    await h.subscribe(
+        "emails", {"sink": webhook(receiver), "filter": {"fields": ["customer.email"]}}
+    )
+    await h.append("a")  # created: passes
+    await h.append("a", changed_fields=["status"])
+    await h.append("a", changed_fields=["customer"])
+    await h.append("a", changed_fields=["customer.email.verified", "status"])
+    await h.append(None, type="gap")  # stream-level: only when types names it
+    await h.start(h.worker("emails"))
+    try:
+        await until(lambda: len(receiver.ids) == 3)
+        await until_async(lambda: _at(h, 5))
+    finally:
+        await h.stop()
+    assert receiver.ids == ["emails-1", "emails-3", "emails-4"]
+
+
+async def _at(h: Harness, position: int) -> bool:
+    return await h.position("emails") == position
