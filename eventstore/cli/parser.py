@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="rebuild every projection")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    from eventstore.cli.subscriptions import add_parser as add_subscriptions
+
+    add_subscriptions(sub, _add_settings)
+
     p = sub.add_parser("status", help="every instance's background workers (as GET /v1/workers)")
     _add_settings(p)
     p.add_argument("--json", action="store_true", help="print the API's JSON")
