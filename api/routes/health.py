@@ -10,6 +10,7 @@ from api.metrics import log_lines, projection_lines, worker_lines
 from api.problems import problem
 from api.schemas import HealthOut
 from api.services import ServicesDep
+from api.subscription_metrics import subscription_metric_lines
 from projections.status import projection_statuses
 
 
@@ -44,6 +45,7 @@ async def metrics(services: ServicesDep) -> str:
             store, list(services.projections.values()), await services.worker_records()
         )
         lines += projection_lines((s.name, s.position, s.lag, s.state) for s in statuses)
+        lines += await subscription_metric_lines(services)
     lines += worker_lines(await services.supervisor.records())
     lines.append(f"eventstore_up {int(services.connected)}")
     return "\n".join(lines) + "\n"

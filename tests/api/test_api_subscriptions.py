@@ -181,3 +181,17 @@ async def test_pause_resume_reset_parked_replay_skip_and_delete_are_in_the_trail
     ]
     assert trail[4]["details"] == {"seq": 3, "stream": "orders", "entity_key": "a"}
     assert set(trail[0]) == {"id", "at", "actor", "action", "target", "details"}
+
+
+async def test_metrics_show_each_subscription(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    c, store = client
+    await c.put(f"{BASE}/hooks", json={"sink": HOOK, "start": "earliest"}, headers=ADMIN)
+    await store.subscriptions.patch("hooks", {"delivered": 7, "failed_attempts": 2})
+    text = (await c.get("/metrics")).text
+    assert 'eventstore_subscription_delivered_total{subscription="hooks"} 7' in text
+    assert 'eventstore_subscription_failures_total{subscription="hooks"} 2' in text
+    assert 'eventstore_subscription_lag_events{subscription="hooks"} 4' in text
+    assert 'eventstore_subscription_parked{subscription="hooks"} 0' in text
+    assert 'eventstore_subscription_state{subscription="hooks",state="stopped"} 1' in text
