@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from api.subscription_access import admin_of
 from eventstore.worker_state import STATES
 
 
@@ -75,8 +76,6 @@ def subscription_lines(statuses: Iterable[dict[str, Any]]) -> list[str]:
 
 async def subscription_metric_lines(services: Any) -> list[str]:
     """Every stored subscription's series (none when there are none)."""
-    from api.routes.subscriptions import admin_of
-
     records = await services.store.subscriptions.all()
     if not records:
         return []

@@ -18,32 +18,17 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from api.params import path_value
 from api.problems import ApiError, bad_request, not_found, problem
 from api.services import ServicesDep
+from api.subscription_access import admin_of
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions.control import (
     NotFound,
-    SubscriptionAdmin,
     action_json,
     parked_json,
     record_json,
 )
-from eventstore.subscriptions.manager import MANAGER, SubscriptionManager
 
 ACTOR_HEADER: Final = "eventstore-actor"
 MAX_ACTOR: Final = 200
-
-
-def admin_of(services: Any) -> SubscriptionAdmin:
-    """The subscription operations over the app's store (nudging this instance's workers)."""
-    supervised = services.supervisor.get(MANAGER)
-    worker = supervised.worker if supervised is not None else None
-    nudge = worker.nudge if isinstance(worker, SubscriptionManager) else None
-    return SubscriptionAdmin(
-        services.store,
-        clock=services.clock,
-        owner=services.supervisor.instance,
-        lease_seconds=services.settings.lease_seconds,
-        nudge=nudge,
-    )
 
 
 def actor_of(request: Request[Any, Any, Any]) -> str | None:
