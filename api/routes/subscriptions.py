@@ -22,6 +22,7 @@ from api.subscription_access import admin_of
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions.control import (
     NotFound,
+    SubscriptionAdmin,
     action_json,
     parked_json,
     record_json,
