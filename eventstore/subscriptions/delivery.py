@@ -27,7 +27,7 @@ import logging
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -88,6 +88,7 @@ class SubscriptionWorker:
         wall_clock: Clock | None = None,
         sink_factory: SinkFactory | None = None,
         read_batch: int = 500,
+        entity_batch: int = 64,
         window: int = 5000,
         strict_batch: int = 500,
         poll_s: float = 1.0,
@@ -103,6 +104,7 @@ class SubscriptionWorker:
         self.wall_clock = wall_clock or clock
         self.sink_factory = sink_factory or (lambda c: build_sink(c, clock=self.wall_clock))
         self.read_batch = read_batch
+        self.entity_batch = entity_batch
         self.window = window
         self.strict_batch = strict_batch
         self.poll_s = poll_s
@@ -112,6 +114,10 @@ class SubscriptionWorker:
         self.lease = LeaseKeeper(store.leases, self.name, owner, ttl=lease_seconds, clock=clock)
         self.lease.observer = self._report
         self.wake = asyncio.Event()
+        # Set whenever the loop has something to look at: a delivery ended, an append, a nudge.
+        self._kick = asyncio.Event()
+        self._read = asyncio.Event()
+        self._more = True
         self._ctx: WorkerContext | None = None
         self._reset_state()
         self.sink: Sink | None = None
@@ -130,6 +136,11 @@ class SubscriptionWorker:
         self.state = state
         if self._ctx is not None:
             self._ctx.report(state)
+
+    def nudge(self) -> None:
+        """Look at the subscription's record now (an operator changed it)."""
+        self.wake.set()
+        self._kick.set()
 
     async def progress(self) -> Progress:
         """The checkpoint, the events behind it, and how old the oldest unsettled one is."""
@@ -253,6 +264,33 @@ class SubscriptionWorker:
             self.sink = self.sink_factory(self.config)
 
     async def _loop(self, stop: asyncio.Event) -> None:
+        watcher = asyncio.ensure_future(self._watch_appends())
+        stopping = asyncio.ensure_future(self._kick_on(stop))
+        try:
+            await self._steps(stop)
+        finally:
+            for t in (watcher, stopping):
+                t.cancel()
+            # asyncio.wait: a cancellation of this task itself is not swallowed.
+            await _settled((watcher, stopping))
+
+    async def _kick_on(self, event: asyncio.Event) -> None:
+        await event.wait()
+        self._kick.set()
+
+    async def _watch_appends(self) -> None:
+        """Kick the loop when events are appended past what it has read."""
+        while True:
+            seen = self.read_pos
+            if await self.store.events.wait_for_append(seen, timeout=self.poll_s):
+                self._more = True
+                self._kick.set()
+                while self.read_pos == seen:
+                    self._read.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._read.wait(), timeout=self.poll_s)
+
+    async def _steps(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         last_poll = loop.time()
         while not stop.is_set():
@@ -287,13 +325,14 @@ class SubscriptionWorker:
     # -- reading ------------------------------------------------------------------------------
     async def _fill(self) -> None:
         room = self.window - self.buffered
-        if room <= 0:
+        if room <= 0 or not self._more:
             return
-        events = await self.store.events.read(
-            after_seq=self.read_pos, limit=min(room, self.read_batch)
-        )
+        limit = min(room, self.read_batch)
+        events = await self.store.events.read(after_seq=self.read_pos, limit=limit)
+        self._more = len(events) == limit
         if not events:
             return
+        self._read.set()
         assert self.config is not None
         strict = self.sink is not None and self.sink.strict
         to_park: list[ParkedEvent] = []
@@ -335,48 +374,54 @@ class SubscriptionWorker:
         if sink.strict:
             if self.inflight or not self.line:
                 return
-            batch = [self.line[i] for i in range(min(self.strict_batch, len(self.line)))]
-            self._start(sink, batch)
+            first = [self.line[i] for i in range(min(self.strict_batch, len(self.line)))]
+            self._start(sink, first)
             return
+        # Each lane takes the heads of several ready entities (never two events of one entity):
+        # the sink delivers them one after the other, so at most `lanes` are in flight.
         while len(self.inflight) < self.config.lanes and self.ready:
-            entity = self.ready.popleft()
-            queue = self.queues.get(entity)
-            if not queue:
-                continue
-            self._start(sink, [queue[0]])
+            free = self.config.lanes - len(self.inflight)
+            size = max(1, min(self.entity_batch, -(-len(self.ready) // free)))
+            batch: list[Event] = []
+            while self.ready and len(batch) < size:
+                queue = self.queues.get(self.ready.popleft())
+                if queue:
+                    batch.append(queue[0])
+            if batch:
+                self._start(sink, batch)
 
     def _start(self, sink: Sink, events: list[Event]) -> None:
         deliveries = [self._delivery(e) for e in events]
         task = asyncio.ensure_future(sink.deliver(deliveries))
+        task.add_done_callback(lambda _: self._kick.set())
         self.inflight[task] = events
 
     async def _wait(self) -> None:
         """Until a delivery ends, a retry is due, the operator nudges, or new events arrive."""
-        waits: set[asyncio.Future[Any]] = set(self.inflight)
-        timers: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.wake.wait())]
-        due = self._next_due()
-        if due is not None and (self.sink_until is None or self.inflight):
-            timers.append(asyncio.ensure_future(self._sleep(max(due, 0.0))))
-        if self.sink_until is not None:
-            pause = (self.sink_until - self.clock.now()).total_seconds()
-            timers.append(asyncio.ensure_future(self._sleep(max(pause, 0.0))))
-        if self.buffered < self.window:
-            # New events (of other entities) are read while deliveries and retries wait.
-            timers.append(
-                asyncio.ensure_future(
-                    self.store.events.wait_for_append(self.read_pos, timeout=self.poll_s)
-                )
-            )
-        elif not self.inflight and due is None and self.sink_until is None:
-            timers.append(asyncio.ensure_future(asyncio.sleep(0)))
-        try:
-            _done, _ = await asyncio.wait(waits | set(timers), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in timers:
-                t.cancel()
-            for t in timers:
-                with contextlib.suppress(BaseException):
-                    await t
+        if not self._kick.is_set() and not (self._more and self.buffered < self.window):
+            timeout: float | None = None
+            due = self._next_due()
+            if due is not None and (self.sink_until is None or self.inflight):
+                timeout = max(due, 0.0)
+            if self.sink_until is not None:
+                pause = max((self.sink_until - self.clock.now()).total_seconds(), 0.0)
+                timeout = pause if timeout is None else min(timeout, pause)
+            if timeout is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), timeout=self.poll_s)
+            else:
+                waits = [
+                    asyncio.ensure_future(self._kick.wait()),
+                    asyncio.ensure_future(self._sleep(timeout)),
+                ]
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for t in waits:
+                        t.cancel()
+                    # asyncio.wait: a cancellation of this task itself is not swallowed.
+                    await _settled(waits)
+        self._kick.clear()
         for task in [t for t in self.inflight if t.done()]:
             events = self.inflight.pop(task)
             try:
@@ -389,9 +434,10 @@ class SubscriptionWorker:
         strict = self.sink is not None and self.sink.strict
         now = self.clock.now()
         settled: list[int] = []
+        back: list[Event] = []  # to go out again, in their order
         for i, e in enumerate(events):
             if i >= len(outcomes):  # the sink stopped early: the rest goes out again
-                self._requeue(e, strict)
+                back.append(e)
                 continue
             outcome = outcomes[i]
             if outcome.settled:
@@ -408,16 +454,19 @@ class SubscriptionWorker:
             self.last_error = outcome.detail
             if outcome.status == GONE:
                 await self._disable(outcome.detail or "the receiver answered 410 Gone")
-                self._requeue(e, strict)
+                back.append(e)
             elif outcome.status == SINK_FAILED or strict:
                 # A strict sink never parks: any failure backs off the whole subscription.
                 self._back_off(outcome, now)
-                self._requeue(e, strict)
+                back.append(e)
             else:
                 await self._event_failed(e, outcome, now)
-            for rest in events[i + 1 :]:
-                self._requeue(rest, strict)
+                if not strict:
+                    continue  # a batch holds one event per entity: the others stand alone
+            back.extend(events[i + 1 :])
             break
+        for e in reversed(back):
+            self._requeue(e, strict)
         if settled:
             if self.state == RETRYING:
                 self._report(RUNNING)  # the sink took a delivery again
@@ -672,9 +721,8 @@ class SubscriptionWorker:
         tasks = list(self.inflight)
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(BaseException):
-                await t
+        # asyncio.wait: a cancellation of this task itself is not swallowed.
+        await _settled(tasks)
         strict = self.sink is not None and self.sink.strict
         for events in self.inflight.values():
             for e in events:
@@ -728,3 +776,10 @@ class SubscriptionWorker:
 def new_command(action: str, **fields: Any) -> dict[str, Any]:
     """An operator command for the delivering instance, with a unique id."""
     return {"id": uuid.uuid4().hex, "action": action, **fields}
+
+
+async def _settled(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Wait for cancelled tasks to end (their own outcome ignored; ours propagates)."""
+    pending = [t for t in tasks]
+    if pending:
+        await asyncio.wait(pending)

@@ -9,9 +9,8 @@ by itself; a failed one stays failed until restarted (never restarted silently).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
 from eventstore.ports import Clock, Store
 from eventstore.subscriptions import positions
@@ -53,7 +52,7 @@ class SubscriptionManager:
         """A subscription changed: its worker looks now, and the list is read again."""
         worker = self.workers.get(name)
         if worker is not None:
-            worker.wake.set()
+            worker.nudge()
         self._wake.set()
 
     async def sync(self) -> None:
@@ -90,9 +89,8 @@ class SubscriptionManager:
             finally:
                 for w in waits:
                     w.cancel()
-                for w in waits:
-                    with contextlib.suppress(BaseException):
-                        await w
+                # asyncio.wait: a cancellation of this task itself is not swallowed.
+                await _settled(waits)
 
     async def progress(self) -> Progress:
         """How many subscriptions are stored (as position)."""
@@ -100,3 +98,10 @@ class SubscriptionManager:
 
     async def close(self) -> None:
         """Nothing outlives a run."""
+
+
+async def _settled(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Wait for cancelled tasks to end (their own outcome ignored; ours propagates)."""
+    pending = [t for t in tasks]
+    if pending:
+        await asyncio.wait(pending)
