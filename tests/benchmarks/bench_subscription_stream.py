@@ -33,7 +33,11 @@ async def _bare(url: str, bodies: list[bytes]) -> float:
             pipe = client.pipeline(transaction=False)
             for seq in range(i + 1, min(i + BATCH, len(bodies)) + 1):
                 pipe.xadd(
-                    "bare", {"event": bodies[seq - 1]}, id=f"{seq}-0", maxlen=1_000_000, approximate=True
+                    "bare",
+                    {"event": bodies[seq - 1]},
+                    id=f"{seq}-0",
+                    maxlen=1_000_000,
+                    approximate=True,
                 )
             await pipe.execute()
         return len(bodies) / (time.perf_counter() - started)
@@ -50,7 +54,8 @@ async def _engine(url: str) -> tuple[float, list[bytes]]:
         await h.store.events.append(events[i : i + 5000])
     bodies = [msgspec.json.encode(event_json(e)) for e in events]
     await h.subscribe(
-        "bench", {"sink": {"kind": "redis-stream", "url": url, "stream": "engine", "maxlen": 1_000_000}}
+        "bench",
+        {"sink": {"kind": "redis-stream", "url": url, "stream": "engine", "maxlen": 1_000_000}},
     )
     worker = h.worker("bench", strict_batch=BATCH, read_batch=5000, window=20_000)
     started = time.perf_counter()
