@@ -29,17 +29,27 @@ from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import OpenAPIMediaType, Operation, Schema
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    Operation,
+    Reference,
+    Schema,
+    SecurityScheme,
+)
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.plugins import InitPluginProtocol
-from litestar.types import HTTPDisconnectEvent, Message, ReceiveMessage
+from litestar.types import ASGIApp, Message
 
 from api.auth import admin_guard, read_guard
+from api.disconnect import CLIENT_CLOSED, ClientWatch
+from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
 from api.routes import events, health, projections, streams, subscriptions, workers
 from api.schemas import EventsPage, NotReady
 from api.services import Services
+from api.surface import http_surface
 from eventstore.ports import Clock, Store
 from eventstore.settings import Settings
 from eventstore.supervisor import Supervisor
@@ -88,6 +98,23 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "put_subscription": (422,),
     "reset_subscription": (422,),
 }
+
+
+# The bearer keys, so the docs page has an Authorize button (`api.auth` checks them).
+SECURITY_SCHEMES: Final[dict[str, SecurityScheme | Reference]] = {
+    "readKey": SecurityScheme(
+        type="http",
+        scheme="bearer",
+        description="A key of READ_KEYS (needed for /v1 reads only when READ_KEYS is set)",
+    ),
+    "adminKey": SecurityScheme(
+        type="http",
+        scheme="bearer",
+        description="ADMIN_KEY: /v1/admin; it reads /v1 too",
+    ),
+}
+READ_SECURITY: Final[list[dict[str, list[str]]]] = [{"readKey": []}, {"adminKey": []}]
+ADMIN_SECURITY: Final[list[dict[str, list[str]]]] = [{"adminKey": []}]
 
 
 def problem_responses(codes: Iterable[int]) -> dict[int, ResponseSpec]:
@@ -186,6 +213,8 @@ class EventStorePlugin(InitPluginProtocol):
 
         async def shutdown(app: Litestar) -> None:
             await services.stop()
+            # This process's share of the live gauges (worker states) ends with its app.
+            services.metrics.process_ended()
 
         from litestar.di import Provide
 
@@ -212,17 +241,18 @@ def _route_template(scope: Any) -> str:
     return str(scope.get("path_template") or "unmatched")
 
 
-_DISCONNECT: Final[HTTPDisconnectEvent] = {"type": "http.disconnect"}
-
-
 class EventStoreApp(Litestar):
     """Litestar with segment-preserving paths, request metrics and one JSON access-log line.
+
+    Requests pass `surface` (CORS, OPTIONS/HEAD/405, compression) on their way in. A
+    client that disconnects before its answer is counted and logged as 499.
 
     `drain()` (the server calls it when asked to stop) ends open streams (the live
     tail) as if their clients had gone, so a stop does not wait for them.
     """
 
     services: Services
+    surface: ASGIApp  # api.surface: CORS, methods and compression around Litestar
     _draining: asyncio.Event | None = None
 
     def drain(self) -> None:
@@ -238,41 +268,52 @@ class EventStoreApp(Litestar):
         if self._draining is None:
             self._draining = asyncio.Event()
         draining = self._draining
-
-        async def receiving() -> ReceiveMessage:
-            # Only streaming responses wait on receive() for the rest of a request.
-            if draining.is_set():
-                return _DISCONNECT
-            message = asyncio.ensure_future(receive())
-            stop = asyncio.ensure_future(draining.wait())
-            await asyncio.wait((message, stop), return_when=asyncio.FIRST_COMPLETED)
-            (stop if message.done() else message).cancel()
-            return message.result() if message.done() else _DISCONNECT
-
+        # The client's messages, read one ahead: a client gone before its answer is a 499.
+        watch = ClientWatch(receive, draining)
         raw = scope.get("raw_path")
         if raw and b"%" in raw:
             scope = {**scope, "path": _router_path(raw.split(b"?", 1)[0])}
         started = time.perf_counter()
+        self.services.metrics.started()
         status = 500
         open_body = False  # a response started and not finished
+        dropped = False  # the client left before the answer: nobody reads it
+        took: list[float] = []  # the request's duration, once counted
+
+        def count() -> float:
+            """Count the request once (in the metrics), with its status and duration."""
+            if not took:
+                took.append(time.perf_counter() - started)
+                route = _route_template(scope)
+                self.services.metrics.observe(scope["method"], route, status, took[0])
+            return took[0]
 
         async def sending(message: Message) -> None:
-            nonlocal status, open_body
+            nonlocal status, open_body, dropped
             if message["type"] == "http.response.start":
-                status = message["status"]
-                open_body = True
+                dropped = watch.gone.is_set()
+                status = CLIENT_CLOSED if dropped else message["status"]
+                open_body = not dropped
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 open_body = False
-            await send(message)
+                # Counted before the client can have the whole response: a scrape made
+                # after a response, on any worker, includes it.
+                count()
+            if not dropped:
+                await send(message)
 
         try:
-            await super().__call__(scope, receiving, sending)
+            await watch.settle()
+            if watch.gone.is_set():  # gone before anything ran: run nothing
+                status = CLIENT_CLOSED
+            else:
+                await self.surface(scope, watch.receive, sending)
             if open_body and draining.is_set():  # a stream cut short by drain(): end it cleanly
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            seconds = time.perf_counter() - started
+            await watch.close()
+            seconds = count()
             route = _route_template(scope)
-            self.services.metrics.observe(scope["method"], route, status, seconds)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     json.dumps(
@@ -297,6 +338,7 @@ def create_app(
     caught_up: Callable[[], bool] | None = None,
     supervisor: Supervisor | None = None,
     capture: str | None = None,
+    metrics: Metrics | None = None,
     debug: bool = False,
     extra_routes: Sequence[Any] = (),
 ) -> EventStoreApp:
@@ -306,6 +348,8 @@ def create_app(
     (None: this process does not capture). `supervisor` runs this process's workers
     (`run`; the app makes its own for rebuilds otherwise) and `capture` names the
     capture worker whose failure, or retrying past UNHEALTHY_AFTER, makes it unready.
+    `metrics`: the figures the app reports (pass the one the background workers'
+    supervisor reports to; a new one by default).
     """
     services = Services(
         settings,
@@ -315,6 +359,7 @@ def create_app(
         caught_up=caught_up,
         supervisor=supervisor,
         capture=capture,
+        metrics=metrics,
     )
     v1 = Router(
         "/v1",
@@ -322,6 +367,7 @@ def create_app(
             [*streams.ROUTES, *events.ROUTES, *projections.ROUTES, *workers.ROUTES], V1_PROBLEMS
         ),
         guards=[_read_guard],
+        security=READ_SECURITY if settings.read_keys else None,
     )
     admin = Router(
         "/v1/admin",
@@ -330,6 +376,7 @@ def create_app(
             ADMIN_PROBLEMS,
         ),
         guards=[_admin_guard],
+        security=ADMIN_SECURITY,
     )
     app = EventStoreApp(
         route_handlers=[
@@ -347,10 +394,12 @@ def create_app(
             title="eventstore: audit log and event store for MongoDB",
             version=VERSION,
             path="/schema",
+            components=Components(security_schemes=SECURITY_SCHEMES),
             render_plugins=[SwaggerRenderPlugin(path="/"), RedocRenderPlugin()],
         ),
         debug=debug,
         logging_config=None,
     )
     app.services = services
+    app.surface = http_surface(app, settings.cors_origins)
     return app

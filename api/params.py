@@ -127,7 +127,10 @@ async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
     handler = request.route_handler
     if handler.opt.get("free_query"):
         return
-    allowed = _ALLOWED_CACHE.get(handler)
+    try:
+        allowed = _ALLOWED_CACHE.get(handler)
+    except TypeError:  # a handler without weak references (Litestar's own OPTIONS handler)
+        allowed = _declared(handler, set(request.path_params))
     if allowed is None:
         allowed = _ALLOWED_CACHE[handler] = _declared(handler, set(request.path_params))
     unknown = sorted(set(request.query_params.keys()) - allowed)

@@ -50,11 +50,12 @@ class Services:
         caught_up: Callable[[], bool] | None = None,
         supervisor: Supervisor | None = None,
         capture: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.projections = {p.name: p for p in projections}
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
         self.rendered = RenderedHistory()
         # Where this process captures: True once the ingester has caught up (readiness).
         self.caught_up = caught_up
@@ -66,6 +67,7 @@ class Services:
             instance=default_owner(),
             lease_seconds=settings.lease_seconds,
             secrets=[k for k in (settings.admin_key, *settings.read_keys) if k],
+            metrics=self.metrics,
         )
         self.capture = capture
         self._store = store

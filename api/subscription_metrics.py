@@ -59,7 +59,8 @@ def subscription_lines(statuses: Iterable[dict[str, Any]]) -> list[str]:
     rows = list(statuses)
     lines: list[str] = []
     for metric, kind, text, field in SERIES:
-        lines += [f"# HELP {metric} {text}", f"# TYPE {metric} {kind}"]
+        family = metric.removesuffix("_total") if kind == "counter" else metric
+        lines += [f"# HELP {family} {text}", f"# TYPE {family} {kind}"]
         lines += [f'{metric}{{subscription="{_esc(r["name"])}"}} {r[field]}' for r in rows]
     lines += [
         "# HELP eventstore_subscription_state 1 for the subscription's current state.",

@@ -15,6 +15,7 @@ from typing import Any, Final
 from bson import Timestamp
 
 from eventstore import chain
+from eventstore.badinput import Rejection
 from eventstore.codec import timestamp_str, utc_ms
 from eventstore.keys import entity_key, typed_key
 from eventstore.model import (
@@ -23,6 +24,7 @@ from eventstore.model import (
     DROPPED,
     GAP,
     GENESIS_HASH,
+    REJECTED,
     RENAMED,
     REPLACED,
     SNAPSHOT,
@@ -300,8 +302,8 @@ class Capture:
         now: datetime,
         inferred: bool = False,
     ) -> Event:
-        """A `gap`, `dropped` or `renamed` event of the stream's `$stream` pseudo-entity."""
-        assert type_ in (GAP, DROPPED, RENAMED)
+        """A `gap`, `dropped`, `renamed` or `rejected` event of the stream's `$stream` pseudo-entity."""
+        assert type_ in (GAP, DROPPED, RENAMED, REJECTED)
         return self._append(
             event_id=event_id,
             stream=stream,
@@ -312,6 +314,21 @@ class Capture:
             recorded_at=now,
             document=payload,
             inferred=inferred,
+        )
+
+    def rejected(self, rejection: Rejection, *, now: datetime) -> Event:
+        """A `rejected` event in the place of a change that cannot be interpreted."""
+        occurred = rejection.wall_time
+        if occurred is None and rejection.cluster_time is not None:
+            occurred = timestamp_time(rejection.cluster_time)
+        return self.stream_event(
+            rejection.stream,
+            REJECTED,
+            event_id=rejection.event_id,
+            payload=rejection.document,
+            cluster_time=rejection.cluster_time,
+            occurred_at=occurred or now,
+            now=now,
         )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from eventstore.ingester import Ingester, IngestStats
 from eventstore.supervisor import Progress, WorkerContext
-from eventstore.worker_state import CAPTURE
+from eventstore.worker_state import CAPTURE, STANDBY
 
 log = logging.getLogger("eventstore.run")
 
@@ -40,6 +40,8 @@ class CaptureWorker:
         self.workload = workload
         self.on_caught_up = on_caught_up
         self.caught_up_once = False
+        # True while another instance holds the capture lease and this one waits for it.
+        self.standing_by = False
         self._workload_task: asyncio.Task[None] | None = None
         self._ctx: WorkerContext | None = None
         self._on_batch_before = ingester.on_batch  # e.g. the CLI's progress line
@@ -52,8 +54,11 @@ class CaptureWorker:
         return self.ingester.name
 
     def caught_up(self) -> bool:
-        """Readiness of capture: caught up once, or standing by (another instance captures)."""
-        return self.caught_up_once or not self.ingester.lease.held
+        """Readiness of capture: caught up once, or standing by (another instance captures).
+
+        Before its first attempt at the lease this instance may be the one to capture: not yet.
+        """
+        return self.caught_up_once or self.standing_by
 
     def _on_batch(self, stats: IngestStats) -> None:
         if self._on_batch_before is not None:
@@ -62,6 +67,7 @@ class CaptureWorker:
             self._ctx.healthy()
 
     def _on_lease(self, state: str) -> None:
+        self.standing_by = state == STANDBY
         if self._ctx is not None:
             self._ctx.report(state)
 

@@ -6,6 +6,7 @@ import re
 
 from pymongo import errors as pymongo_errors
 
+from eventstore.badinput import BadChange
 from eventstore.ports import HistoryLost, LogConflict, SourceError
 from eventstore.settings import SettingsError
 
@@ -25,6 +26,8 @@ def user_message(exc: BaseException) -> str | None:
     if isinstance(exc, MigrationError):
         done = str(exc.report).strip()
         return scrub(f"migration failed: {exc}" + (f"\n{done}" if done else ""))
+    if isinstance(exc, BadChange):
+        return scrub(f"capture stopped at a change it cannot interpret: {exc}")
     if isinstance(exc, (SourceError, StoreError, SettingsError)):
         return scrub(str(exc))
     if isinstance(exc, HistoryLost):

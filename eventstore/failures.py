@@ -21,7 +21,8 @@ from typing import Final, Literal
 
 from pymongo import errors as pymongo_errors
 
-from eventstore.errors import scrub
+from eventstore.errors import scrub, user_message
+from eventstore.ports import HistoryLost, LogConflict
 
 TRANSIENT: Final = "transient"
 FATAL: Final = "fatal"
@@ -58,10 +59,6 @@ FATAL_CODES: Final = frozenset({13, 18, 8000, 31})  # Unauthorized, Authenticati
 RETRYABLE_LABELS: Final = frozenset(
     {"RetryableWriteError", "ResumableChangeStreamError", "TransientTransactionError"}
 )
-
-
-class TransientError(Exception):
-    """Raised by code that knows its failure is temporary (e.g. the lease store is unreachable)."""
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -102,8 +99,6 @@ def _labels(exc: pymongo_errors.PyMongoError) -> set[str]:
 
 def _classify_one(exc: BaseException) -> Classification | None:
     """The verdict for one exception of a chain, or None when it says nothing itself."""
-    if isinstance(exc, TransientError):
-        return TRANSIENT
     if isinstance(exc, pymongo_errors.ConfigurationError):  # InvalidURI is one
         return FATAL
     if isinstance(exc, pymongo_errors.OperationFailure):
@@ -185,8 +180,19 @@ class Backoff:
 
 
 def describe(exc: BaseException, secrets: Iterable[str] = ()) -> str:
-    """`Type: message` of an error, credentials in URIs and every configured key removed."""
-    text = f"{type(exc).__name__}: {exc}"
+    """An error as workers show it, credentials in URIs and every configured key removed.
+
+    The service's own errors are written for people and name what and where
+    (`ndjson: line 51: not valid JSON`); a conflict says it is one. Any other
+    error (the driver's, a bug) reads `Type: message`.
+    """
+    if type(exc).__module__.startswith("eventstore.") and str(exc):
+        if isinstance(exc, (LogConflict, HistoryLost)):
+            text = user_message(exc) or str(exc)
+        else:
+            text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
     text = scrub(text)
     for secret in secrets:
         if secret:

@@ -383,7 +383,7 @@ class History:
             raise self._unknown(stream, key)
         if events[0].entity_key == STREAM_KEY:
             raise HistoryError(
-                f"{STREAM_KEY} is the stream's own record (gaps, drops, renames): "
+                f"{STREAM_KEY} is the stream's own record (gaps, drops, renames, rejected changes): "
                 "it has a history, not a state"
             )
         if (

@@ -7,6 +7,9 @@ Invariants:
   `seq` or a `version`; derived events have deterministic ids for the same reason.
 - Only the lease holder writes; the unique `seq` index fences a stalled former
   holder (its append conflicts and it goes back to standby).
+- A change that cannot be interpreted is never skipped silently (BAD_INPUT): it
+  stops capture after everything before it is stored, or is recorded in its place
+  as a `rejected` event whose deterministic id makes a re-read record it once.
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ from typing import Any
 import msgspec
 from bson import Timestamp
 
+from eventstore.badinput import (
+    RECORD,
+    Rejection,
+    problem,
+    raw_sha256,
+    stream_position,
+    token_of,
+)
 from eventstore.capture import (
     DDL_TYPES,
     OP_TO_TYPE,
@@ -36,6 +47,8 @@ from eventstore.model import (
     DROPPED,
     GAP,
     RENAMED,
+    SOURCE_STREAM,
+    STREAM_ENTITY_ID,
     STREAM_KEY,
     ChangeBatch,
     ChangeEvent,
@@ -57,6 +70,7 @@ class IngestStats(msgspec.Struct, kw_only=True):
     duplicates_skipped: int = 0
     filtered: int = 0
     unknown_skipped: int = 0
+    rejected: int = 0
     batches: int = 0
     snapshots: int = 0
     gaps: int = 0
@@ -191,17 +205,40 @@ class Ingester:
         return "stopped", cp
 
     async def _ingest(self, batch: ChangeBatch, cp: Checkpoint) -> tuple[Checkpoint, bool]:
-        """Record one batch and its checkpoint; True when the stream was invalidated."""
+        """Record one batch and its checkpoint; True when the stream was invalidated.
+
+        A change that cannot be interpreted becomes a `rejected` event in its place
+        (BAD_INPUT=record), or (stop) ends the batch: what came before it is stored
+        and checkpointed, then `BadChange` is raised and nothing after it is read.
+        """
         capture = self._require_capture()
         now = self.clock.now()
-        changes = [ChangeEvent.from_bson(raw) for raw in batch.changes]
-        self.stats.changes_seen += len(changes)
-        existing = await self._existing(changes)
-        await self._load_heads(capture, changes)
+        items = self._interpret(batch, cp)
+        bad: Rejection | None = None
+        if self.settings.bad_input != RECORD:
+            for i, item in enumerate(items):
+                if isinstance(item, Rejection):
+                    bad, items = item, items[:i]
+                    break
+        self.stats.changes_seen += len(items)
+        existing = await self._existing(items)
+        await self._load_heads(capture, items)
         last_ct = cp.last_cluster_time
         token = cp.token
         invalidated = False
-        for change in changes:
+        for item in items:
+            if isinstance(item, Rejection):
+                # In its place in the order; the position advances past it as for a good change.
+                last_ct = item.cluster_time or last_ct
+                token = item.token or token
+                log.warning("rejected a change that cannot be interpreted: %s", item.error())
+                if item.event_id in existing or capture.is_pending(item.event_id):
+                    self.stats.duplicates_skipped += 1
+                else:
+                    capture.rejected(item, now=now)
+                    self.stats.rejected += 1
+                continue
+            change = item
             last_ct = change.clusterTime or last_ct
             token = change.token
             op = change.operationType
@@ -234,7 +271,9 @@ class Ingester:
             else:
                 log.warning("skipping a change of unknown type %r", op)
                 self.stats.unknown_skipped += 1
-        if not invalidated and batch.resume_token is not None:
+        if invalidated:
+            bad = None  # the stream restarts after the invalidate and reads what follows again
+        elif bad is None and batch.resume_token is not None:
             token = batch.resume_token
         events = capture.take()
         new_cp = msgspec.structs.replace(
@@ -253,7 +292,58 @@ class Ingester:
         self.stats.batches += 1
         if self.on_batch is not None:
             self.on_batch(self.stats)
+        if bad is not None:
+            raise bad.error()
         return new_cp, invalidated
+
+    def _interpret(self, batch: ChangeBatch, cp: Checkpoint) -> list[ChangeEvent | Rejection]:
+        """Each change of the batch as a `ChangeEvent`, or as a `Rejection` when it cannot be one.
+
+        A change is placed by the source's origin (`line 51`) when it gives one, else
+        after the resume token (or cluster time) the capture stood at before it.
+        """
+        collections = frozenset(self.settings.collections)
+        operations = frozenset(self.settings.operations)
+        origins = batch.origins
+        at_token, at_time = cp.token, cp.last_cluster_time
+        out: list[ChangeEvent | Rejection] = []
+        for i, raw in enumerate(batch.changes):
+            origin = origins[i] if origins is not None else None
+            found = (
+                (SOURCE_STREAM, origin.unreadable)
+                if origin is not None and origin.unreadable is not None
+                else problem(raw, collections=collections, operations=operations)
+            )
+            token = token_of(raw)
+            cluster_time = raw.get("clusterTime")
+            if not isinstance(cluster_time, Timestamp):
+                cluster_time = None
+            if found is None:
+                try:
+                    out.append(ChangeEvent.from_bson(raw))
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    # Not judged above (not a change the service records), yet unreadable.
+                    kind = type(exc).__name__
+                    found = (SOURCE_STREAM, f"cannot be read as a change event ({kind})")
+            if found is not None:
+                wall_time = raw.get("wallTime")
+                out.append(
+                    Rejection(
+                        source=self.source.name,
+                        position=origin.position
+                        if origin is not None
+                        else stream_position(at_token, at_time),
+                        reason=found[1],
+                        sha256=origin.sha256 if origin is not None else raw_sha256(raw),
+                        stream=found[0],
+                        token=token,
+                        cluster_time=cluster_time,
+                        wall_time=wall_time if isinstance(wall_time, datetime) else None,
+                    )
+                )
+            at_token = token or at_token
+            at_time = cluster_time or at_time
+        return out
 
     async def _record_drop(
         self, capture: Capture, change: ChangeEvent, stream: str, now: datetime
@@ -389,13 +479,15 @@ class Ingester:
         assert self._capture is not None, "capture state is set up by _work"
         return self._capture
 
-    async def _existing(self, changes: Sequence[ChangeEvent]) -> set[str]:
+    async def _existing(self, changes: Sequence[ChangeEvent | Rejection]) -> set[str]:
         """Which ids these changes would record are stored already (one query, while needed)."""
         if not self._redelivery_possible:
             return set()
         ids: list[str] = []
         for c in changes:
-            if c.operationType in OP_TO_TYPE:
+            if isinstance(c, Rejection):
+                ids.append(c.event_id)
+            elif c.operationType in OP_TO_TYPE:
                 ids.append(c.token_id)
             elif c.operationType in ("drop", "rename"):
                 ids.append(("dropped:" if c.operationType == "drop" else "renamed:") + c.token_id)
@@ -406,11 +498,15 @@ class Ingester:
             self._redelivery_possible = False
         return found
 
-    async def _load_heads(self, capture: Capture, changes: Sequence[ChangeEvent]) -> None:
+    async def _load_heads(
+        self, capture: Capture, changes: Sequence[ChangeEvent | Rejection]
+    ) -> None:
         """Load the heads of entities not cached yet: one query per stream in the batch."""
         by_stream: dict[str, list[Any]] = {}
         for c in changes:
-            if capture.wants(c):
+            if isinstance(c, Rejection):
+                by_stream.setdefault(c.stream, []).append(STREAM_ENTITY_ID)
+            elif capture.wants(c):
                 assert c.ns is not None and c.ns.coll is not None and c.documentKey is not None
                 by_stream.setdefault(c.ns.coll, []).append(c.documentKey["_id"])
             elif c.operationType in ("drop", "rename") and capture.stream_of(c) is not None:

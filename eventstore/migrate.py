@@ -6,6 +6,11 @@ Each step is a module `migrations/mNNNN_<verb>_<object>.py` with
 fingerprint changed runs again. A step raises `Skip` when it has nothing to do or
 may not run here; skipped steps are not recorded, so a later run tries again.
 
+The steps are this distribution's own: the `migrations` directory installed beside
+`eventstore`, loaded under a private module name (`_eventstore_migrations`), never
+whatever `migrations` package comes first on `sys.path` (another project's, in the
+directory the command runs from). Steps import their package relatively (`from . import`).
+
 Against a real server (it answers `hello`) a failing step stops the run with
 `MigrationError`. A server that lacks what a step needs (mongomock-motor: no
 collection options, `command()` answers only `ping`) gets the step reported as
@@ -15,10 +20,14 @@ skipped, with the reason, and the run goes on.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 import re
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Final
 
 import msgspec
@@ -37,6 +46,8 @@ SKIPPED: Final = "skipped"
 ALREADY_APPLIED: Final = "already-applied"
 
 _STEP_NAME: Final = re.compile(r"^m\d{4}_[a-z0-9_]+$")
+# The name our migrations package is loaded under: no other distribution claims it.
+PACKAGE: Final = "_eventstore_migrations"
 
 
 class Skip(Exception):
@@ -118,15 +129,42 @@ class MigrationReport(msgspec.Struct, frozen=True, kw_only=True):
         return "\n".join(lines)
 
 
+def migrations_dir() -> Path:
+    """The `migrations` directory of this distribution: beside the `eventstore` package."""
+    return Path(__file__).resolve().parents[1] / "migrations"
+
+
+def _package() -> ModuleType:
+    """Our migrations package, loaded once from `migrations_dir()` under the private name."""
+    loaded = sys.modules.get(PACKAGE)
+    if loaded is not None:
+        return loaded
+    directory = migrations_dir()
+    init = directory / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        PACKAGE, init, submodule_search_locations=[str(directory)]
+    )
+    if spec is None or spec.loader is None or not init.is_file():
+        raise RuntimeError(f"this installation has no migrations: {init} is missing")
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[PACKAGE] = package  # before running it, as importing a package does
+    try:
+        spec.loader.exec_module(package)
+    except BaseException:
+        del sys.modules[PACKAGE]
+        raise
+    return package
+
+
 def load_steps() -> list[Step]:
-    """The steps of the `migrations` package, in number order (imported here, not at import time)."""
-    package = importlib.import_module("migrations")
+    """Our steps, in number order (imported here, not at import time)."""
+    package = _package()
     names = sorted(
         info.name for info in pkgutil.iter_modules(package.__path__) if _STEP_NAME.match(info.name)
     )
     steps = []
     for name in names:
-        module = importlib.import_module(f"migrations.{name}")
+        module = importlib.import_module(f"{PACKAGE}.{name}")
         steps.append(
             Step(name=name, up=module.up, fingerprint=getattr(module, "fingerprint", None))
         )

@@ -20,15 +20,20 @@ SNAPSHOT: Final = "snapshot"
 GAP: Final = "gap"
 DROPPED: Final = "dropped"
 RENAMED: Final = "renamed"
+# A change from the source that could not be interpreted, recorded in its place
+# (EVENTSTORE_BAD_INPUT=record); its document says where it was and why, never what it held.
+REJECTED: Final = "rejected"
 
 ENTITY_TYPES: Final = frozenset({CREATED, UPDATED, REPLACED, DELETED, SNAPSHOT})
-STREAM_TYPES: Final = frozenset({GAP, DROPPED, RENAMED})
+STREAM_TYPES: Final = frozenset({GAP, DROPPED, RENAMED, REJECTED})
 EVENT_TYPES: Final = ENTITY_TYPES | STREAM_TYPES
 # Types after which the entity has a document.
 LIVE_TYPES: Final = frozenset({CREATED, UPDATED, REPLACED, SNAPSHOT})
 
-# The reserved entity key of the per-stream pseudo-entity (gap, dropped, renamed).
+# The reserved entity key of the per-stream pseudo-entity (gap, dropped, renamed, rejected).
 STREAM_KEY: Final = "$stream"
+# The stream of a rejected change whose collection cannot be told (a line that is not JSON).
+SOURCE_STREAM: Final = "$source"
 # Its entity_id: null, which no captured document can carry in the same stream
 # together with a real null `_id` without the operator noticing.
 STREAM_ENTITY_ID: Final = None
@@ -67,7 +72,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def is_stream_event(self) -> bool:
-        """True for gap, dropped and renamed events of the `$stream` pseudo-entity."""
+        """True for gap, dropped, renamed and rejected events of the `$stream` pseudo-entity."""
         return self.entity_key == STREAM_KEY and self.type in STREAM_TYPES
 
 
@@ -174,16 +179,32 @@ class ResumePoint(msgspec.Struct, frozen=True, kw_only=True):
     start_at_operation_time: Timestamp | None = None
 
 
+class Origin(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one change of a batch came from, for a source that can say more than the change.
+
+    `position` names it in the source (`line 51`), `sha256` is the hash of its raw
+    input (the line's bytes). `unreadable` says why the input is no change at all
+    (not JSON); its slot in `ChangeBatch.changes` then holds an empty document.
+    """
+
+    position: str
+    sha256: str
+    unreadable: str | None = None
+
+
 class ChangeBatch(msgspec.Struct, frozen=True, kw_only=True):
     """Changes read from a source in one round trip, and the token after them.
 
     `resume_token` is the postBatchResumeToken (or the last change's token): saving
     it after the batch is stored lets an idle stream advance without changes.
+    `origins`, when given, has one entry per change (a file source's line numbers);
+    without it a change is placed by the resume tokens around it.
     """
 
     changes: list[dict[str, Any]]
     resume_token: dict[str, Any] | None
     cluster_time: Timestamp | None = None
+    origins: list[Origin] | None = None
 
 
 class TruncatedArray(msgspec.Struct, frozen=True, kw_only=True):

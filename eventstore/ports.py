@@ -407,6 +407,11 @@ class ChangeSource(Protocol):
     """Where changes come from: a MongoDB change stream, the memory feed, a file."""
 
     @property
+    def name(self) -> str:
+        """The source's name in messages and `rejected` events: `mongo`, `memory`, `ndjson`."""
+        ...
+
+    @property
     def can_snapshot(self) -> bool:
         """True when the source can list the current documents (initial snapshot, gaps)."""
         ...

@@ -7,7 +7,8 @@ setting is a clear error before anything connects.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -15,10 +16,26 @@ import msgspec
 PREFIX: Final = "EVENTSTORE_"
 OPERATION_TYPES: Final = ("insert", "update", "replace", "delete")
 PRE_IMAGE_MODES: Final = ("off", "when-available", "required")
+# What capture does with a change it cannot interpret (eventstore.badinput).
+BAD_INPUT_POLICIES: Final = ("stop", "record")
 
 
 class SettingsError(ValueError):
-    """A setting has a value that cannot work."""
+    """A setting has a value that cannot work: one line naming the setting.
+
+    `setting` is the field (`snapshot_every`) and `problem` what is wrong with its
+    value, when the error is about one setting; `load` names the variable or flag.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None, problem: str = "") -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.problem = problem
+
+
+def _invalid(name: str, problem: str) -> SettingsError:
+    """The error about one setting, named as the documentation names it (`SNAPSHOT_EVERY`)."""
+    return SettingsError(f"{name.upper()} {problem}", setting=name, problem=problem)
 
 
 class Redaction(msgspec.Struct, frozen=True):
@@ -40,6 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redact: tuple[Redaction, ...] = ()
     actor_field: str = "updatedBy"
     pre_images: str = "off"
+    bad_input: str = "stop"
     snapshot_every: int = 100
     batch_size: int = 1000
     lease_seconds: float = 10.0
@@ -50,6 +68,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     unhealthy_after: float = 30.0
     # A JSON file of subscriptions applied at start (created or updated by name).
     subscriptions: str | None = None
+    cors_origins: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # keys never appear in logs or errors
         shown = {f: getattr(self, f) for f in self.__struct_fields__}
@@ -57,6 +76,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if shown[secret]:
                 shown[secret] = "***"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    def __post_init__(self) -> None:
+        """Every value is checked whenever a Settings is built (from code, the environment, a copy)."""
+        for name, check in _CHECKS.items():
+            problem = check(getattr(self, name))
+            if problem is not None:
+                raise _invalid(name, problem)
 
     @property
     def is_memory(self) -> bool:
@@ -69,103 +95,193 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return f"ingester:{self.source_db}"
 
 
-# name -> parser of its string form (environment or CLI)
+# -- checks of typed values: None when fine, else what is wrong (after the setting's name) --------
+_URI_SCHEMES: Final = ("mongodb://", "mongodb+srv://", "memory://")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _at_least_one(value: Any) -> str | None:
+    if not _is_int(value):
+        return f"must be a whole number, got {value!r}"
+    return None if value >= 1 else f"must be at least 1, got {value}"
+
+
+def _seconds(value: Any) -> str | None:
+    if not (_is_int(value) or isinstance(value, float)):
+        return f"must be a number of seconds, got {value!r}"
+    return None if 0 < value < float("inf") else f"must be more than 0, got {value}"
+
+
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return "must not be empty"
+    return None
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _texts(value: Any) -> str | None:
+    if not isinstance(value, (tuple, list)) or not all(
+        isinstance(v, str) and v.strip() for v in value
+    ):
+        return f"must be a list of non-empty names, got {value!r}"
+    return None
+
+
+def _check_uri(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.startswith(_URI_SCHEMES)):
+        return None
+    return "must start with mongodb://, mongodb+srv:// or memory://"
+
+
+def _check_source(value: Any) -> str | None:
+    if value in ("mongo", "simulator") or (
+        isinstance(value, str) and value.startswith("ndjson:") and len(value) > 7
+    ):
+        return None
+    return f"takes mongo, simulator or ndjson:PATH, got {value!r}"
+
+
+def _check_collections(value: Any) -> str | None:
+    if isinstance(value, (tuple, list)) and not value:
+        return "needs at least one collection name"
+    return _texts(value)
+
+
+def _check_operations(value: Any) -> str | None:
+    if not isinstance(value, (tuple, list)):
+        return f"must be a list of operation types, got {value!r}"
+    unknown = [str(op) for op in value if op not in OPERATION_TYPES]
+    if unknown or not value:
+        return f"takes {', '.join(OPERATION_TYPES)} or all; unknown: {', '.join(unknown)}"
+    return None
+
+
+def _check_redact(value: Any) -> str | None:
+    if not isinstance(value, (tuple, list)):
+        return f"must be a list of field paths, got {value!r}"
+    for r in value:
+        if not isinstance(r, Redaction):
+            return f"must be a list of field paths, got {r!r}"
+        if not r.path or any(not c for c in r.path.split(".")):
+            return f"has a malformed path: {r.path!r}"
+    return None
+
+
+def _check_pre_images(value: Any) -> str | None:
+    if value in PRE_IMAGE_MODES:
+        return None
+    return f"takes one of {', '.join(PRE_IMAGE_MODES)}, got {value!r}"
+
+
+def _check_bad_input(value: Any) -> str | None:
+    if value in BAD_INPUT_POLICIES:
+        return None
+    return f"takes one of {', '.join(BAD_INPUT_POLICIES)}, got {value!r}"
+
+
+# A browser's `Origin`: scheme, host (a name or a bracketed IPv6 address) and an optional port.
+_ORIGIN: Final = re.compile(
+    r"https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?", re.ASCII
+)
+
+
+def _check_origins(value: Any) -> str | None:
+    """`*` alone, or origins `scheme://host[:port]` (no path, query or trailing slash)."""
+    if _texts(value) is not None:
+        return f"takes * or origins like https://example.com[:port], got {value!r}"
+    if tuple(value) == ("*",):
+        return None
+    for origin in value:
+        if not _ORIGIN.fullmatch(origin):
+            return f"takes * or origins like https://example.com[:port], got {origin!r}"
+    return None
+
+
+_CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
+    "uri": _check_uri,
+    "source": _check_source,
+    "source_db": _text,
+    "store_db": _text,
+    "collections": _check_collections,
+    "operations": _check_operations,
+    "redact": _check_redact,
+    "actor_field": _text,
+    "pre_images": _check_pre_images,
+    "bad_input": _check_bad_input,
+    "snapshot_every": _at_least_one,
+    "batch_size": _at_least_one,
+    "lease_seconds": _seconds,
+    "server_timeout_ms": _at_least_one,
+    "admin_key": _optional_text,
+    "read_keys": _texts,
+    "cors_origins": _check_origins,
+    "unhealthy_after": _seconds,
+}
+
+
+# -- parsers of the string forms (environment, CLI): types only, the checks above do the rest --
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-def _positive_int(name: str) -> Any:
-    def parse(value: str) -> int:
+# The string forms of numbers and names. A text that is not a number is passed on as
+# it is: the setting's check names it ("must be a whole number, got 'x'"), as it does
+# a number out of range. (`name` keeps the parser tables readable.)
+def _positive_int(name: str) -> Callable[[str], int | str]:
+    def parse(value: str) -> int | str:
         try:
-            number = int(value)
+            return int(value)
         except ValueError:
-            raise SettingsError(f"{name} must be a whole number, got {value!r}") from None
-        if number < 1:
-            raise SettingsError(f"{name} must be at least 1, got {number}")
-        return number
+            return value
 
     return parse
 
 
-def _positive_float(name: str) -> Any:
-    def parse(value: str) -> float:
+def _positive_float(name: str) -> Callable[[str], float | str]:
+    def parse(value: str) -> float | str:
         try:
-            number = float(value)
+            return float(value)
         except ValueError:
-            raise SettingsError(f"{name} must be a number of seconds, got {value!r}") from None
-        if not number > 0:
-            raise SettingsError(f"{name} must be more than 0, got {value}")
-        return number
+            return value
 
     return parse
+
+
+def _nonempty(name: str) -> Callable[[str], str]:
+    return str.strip
 
 
 def _operations(value: str) -> tuple[str, ...]:
-    ops = _csv(value)
     if value.strip().lower() == "all":
         return OPERATION_TYPES
-    unknown = [op for op in ops if op not in OPERATION_TYPES]
-    if unknown or not ops:
-        raise SettingsError(
-            f"OPERATIONS takes {', '.join(OPERATION_TYPES)} or all; unknown: {', '.join(unknown)}"
-        )
-    return ops
+    return _csv(value)
 
 
 def _redactions(value: str) -> tuple[Redaction, ...]:
     found = []
     for part in _csv(value):
         path, sep, mask = part.partition(":")
-        if not path or any(not c for c in path.split(".")):
-            raise SettingsError(f"REDACT has a malformed path: {part!r}")
         found.append(Redaction(path, mask if sep else None))
     return tuple(found)
 
 
-def _pre_images(value: str) -> str:
-    if value not in PRE_IMAGE_MODES:
-        raise SettingsError(f"PRE_IMAGES takes one of {', '.join(PRE_IMAGE_MODES)}, got {value!r}")
-    return value
-
-
-def _source(value: str) -> str:
-    if value in ("mongo", "simulator") or (value.startswith("ndjson:") and len(value) > 7):
-        return value
-    raise SettingsError(f"SOURCE takes mongo, simulator or ndjson:PATH, got {value!r}")
-
-
-def _uri(value: str) -> str:
-    if value.startswith(("mongodb://", "mongodb+srv://", "memory://")):
-        return value
-    raise SettingsError("URI must start with mongodb://, mongodb+srv:// or memory://")
-
-
-def _collections(value: str) -> tuple[str, ...]:
-    names = _csv(value)
-    if not names:
-        raise SettingsError("COLLECTIONS needs at least one collection name")
-    return names
-
-
-def _nonempty(name: str) -> Any:
-    def parse(value: str) -> str:
-        if not value.strip():
-            raise SettingsError(f"{name} must not be empty")
-        return value.strip()
-
-    return parse
-
-
-_PARSERS: Final[dict[str, Any]] = {
-    "uri": _uri,
-    "source": _source,
+_PARSERS: Final[dict[str, Callable[[str], Any]]] = {
+    "uri": str,
+    "source": str,
     "source_db": _nonempty("SOURCE_DB"),
     "store_db": _nonempty("STORE_DB"),
-    "collections": _collections,
+    "collections": _csv,
     "operations": _operations,
     "redact": _redactions,
     "actor_field": _nonempty("ACTOR_FIELD"),
-    "pre_images": _pre_images,
+    "pre_images": str,
+    "bad_input": lambda v: v.strip().lower(),
     "snapshot_every": _positive_int("SNAPSHOT_EVERY"),
     "batch_size": _positive_int("BATCH_SIZE"),
     "lease_seconds": _positive_float("LEASE_SECONDS"),
@@ -174,6 +290,7 @@ _PARSERS: Final[dict[str, Any]] = {
     "read_keys": _csv,
     "unhealthy_after": _positive_float("UNHEALTHY_AFTER"),
     "subscriptions": _nonempty("SUBSCRIPTIONS"),
+    "cors_origins": _csv,
 }
 
 SETTING_NAMES: Final = tuple(_PARSERS)
@@ -182,13 +299,28 @@ SETTING_NAMES: Final = tuple(_PARSERS)
 def load(
     environ: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None
 ) -> Settings:
-    """Settings from the environment, then from overrides (CLI flags; None = not given)."""
+    """Settings from the environment, then from overrides (CLI flags; None = not given).
+
+    A bad value is a SettingsError naming the variable (`EVENTSTORE_BATCH_SIZE`) or the
+    flag (`--batch-size`) it came from.
+    """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
     for name, parse in _PARSERS.items():
         raw = env.get(PREFIX + name.upper())
+        origin[name] = PREFIX + name.upper()
         if overrides is not None and overrides.get(name) is not None:
             raw = overrides[name]
+            origin[name] = "--" + name.replace("_", "-")
         if raw is not None and (raw != "" or name == "admin_key"):
             values[name] = parse(raw)
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except SettingsError as exc:
+        if exc.setting is None or exc.setting not in origin:
+            raise
+        where = origin[exc.setting]
+        raise SettingsError(
+            f"{where} {exc.problem}", setting=exc.setting, problem=exc.problem
+        ) from None

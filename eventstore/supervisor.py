@@ -30,6 +30,7 @@ from eventstore.errors import user_message
 from eventstore.failures import FATAL, Backoff, classify, describe
 from eventstore.ports import Clock, Workers
 from eventstore.worker_state import (
+    CAPTURE,
     FAILED,
     RETRYING,
     STARTING,
@@ -39,6 +40,9 @@ from eventstore.worker_state import (
 
 log = logging.getLogger("eventstore.workers")
 
+# How long a stopping supervisor waits to remove its records from the store.
+REMOVE_SECONDS = 2.0
+
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
     """Where a worker is: its position (a seq), events behind, seconds behind (None: unknown)."""
@@ -46,6 +50,26 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
     position: int | None = None
     lag: int | None = None
     lag_seconds: float | None = None
+
+
+class WorkerMetrics(Protocol):
+    """Where the supervisor reports its workers (the API's `Metrics` is one)."""
+
+    def worker_state(self, worker: str, state: str) -> None:
+        """`worker` is now in `state`."""
+        ...
+
+    def worker_added(self, worker: str) -> None:
+        """`worker` is supervised here (its restart count starts at 0)."""
+        ...
+
+    def worker_restarted(self, worker: str) -> None:
+        """`worker` was started again."""
+        ...
+
+    def capture_lag(self, worker: str, seconds: float) -> None:
+        """The capture worker's lag, in seconds."""
+        ...
 
 
 class WorkerContext:
@@ -119,6 +143,9 @@ class Supervised:
             return
         previous, self.state = self.state, state
         self.since = self.supervisor.clock.now()
+        metrics = self.supervisor.metrics
+        if metrics is not None:
+            metrics.worker_state(self.name, state)
         line = {
             "worker": self.name,
             "kind": self.worker.kind,
@@ -134,6 +161,12 @@ class Supervised:
             json.dumps(line),
         )
         self.supervisor.changed(self)
+
+    def count_restart(self) -> None:
+        """One more start of the worker (after a transient failure, or by `restart`)."""
+        self.restarts += 1
+        if self.supervisor.metrics is not None:
+            self.supervisor.metrics.worker_restarted(self.name)
 
     def healthy(self) -> None:
         self.backoff.reset()
@@ -169,11 +202,9 @@ class Supervised:
                 error = describe(exc, supervisor.secrets)
                 if classify(exc) == FATAL:
                     self.failure = exc
-                    # A bug gets its traceback in the log; an expected failure one line.
-                    bug = user_message(exc) is None
-                    log.error(
-                        "worker %s failed: %s", self.name, error, exc_info=exc if bug else None
-                    )
+                    # An expected failure is the state-change line alone; a bug adds its traceback.
+                    if user_message(exc) is None:
+                        log.error("worker %s failed: %s", self.name, error, exc_info=exc)
                     self.set_state(FAILED, error)
                     return
                 if stop.is_set():
@@ -182,7 +213,7 @@ class Supervised:
                 if self.trouble_since is None:
                     self.trouble_since = now
                 delay = self.backoff.delay()
-                self.restarts += 1
+                self.count_restart()
                 self.set_state(RETRYING, error)
                 await supervisor.sleep(delay)
                 continue
@@ -205,6 +236,7 @@ class Supervisor:
         max_delay: float = 30.0,
         rng_seed: int | None = None,
         on_change: Callable[[WorkerRecord], None] | None = None,
+        metrics: WorkerMetrics | None = None,
         publish_every: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.clock = clock
@@ -216,12 +248,14 @@ class Supervisor:
         self.max_delay = max_delay
         self.rng_seed = rng_seed
         self.on_change = on_change
+        self.metrics = metrics
         # The refresh cadence of the stored states runs on real time: a fake clock that
         # advances on sleep must not be driven by it (the records' times use `clock`).
         self._publish_every = publish_every
         self.stopping = asyncio.Event()
         self._workers: dict[str, Supervised] = {}
         self._publisher: asyncio.Task[None] | None = None
+        self._published = False  # records of this instance may be stored (removed at stop)
         self.started = False
 
     # -- workers -----------------------------------------------------------------------------
@@ -236,6 +270,8 @@ class Supervisor:
         backoff = Backoff(first=self.first_delay, cap=self.max_delay, rng=rng)
         supervised = Supervised(self, worker, backoff)
         self._workers[worker.name] = supervised
+        if self.metrics is not None:
+            self.metrics.worker_added(worker.name)
         if self.started:
             self._launch(supervised)
         return supervised
@@ -295,7 +331,7 @@ class Supervisor:
             )
         if self.stopping.is_set():
             raise ValueError("the supervisor is stopping")
-        supervised.restarts += 1
+        supervised.count_restart()
         supervised.failure = None
         supervised.healthy()
         self._launch(supervised)
@@ -328,12 +364,13 @@ class Supervisor:
             self._publisher.cancel()
             with contextlib.suppress(BaseException):
                 await self._publisher
-        if self.store is not None:
-            # A cleanly stopped instance runs no worker: its records go (a crashed one's go stale).
+        if self.store is not None and self._published:
+            # A cleanly stopped instance runs no worker: its records go (a crashed one's go
+            # stale). Bounded: a database that does not answer must not hold the shutdown.
             try:
-                await self.store.remove(self.instance)
+                await asyncio.wait_for(self.store.remove(self.instance), REMOVE_SECONDS)
             except Exception as exc:
-                log.warning("could not remove this instance's worker states: %s", exc)
+                log.warning("could not remove this instance's worker states: %r", exc)
 
     # -- what it says ------------------------------------------------------------------------
     async def records(self) -> list[WorkerRecord]:
@@ -344,7 +381,14 @@ class Supervisor:
                 supervised.progress = await supervised.worker.progress()
             except Exception as exc:  # the store may be away: the state is still true
                 log.debug("progress of %s unavailable: %s", supervised.name, exc)
-            out.append(supervised.record())
+            record = supervised.record()
+            if (
+                self.metrics is not None
+                and record.kind == CAPTURE
+                and record.lag_seconds is not None
+            ):
+                self.metrics.capture_lag(record.name, record.lag_seconds)
+            out.append(record)
         return out
 
     def trouble(self, name: str, unhealthy_after: float) -> str | None:
@@ -362,9 +406,10 @@ class Supervisor:
         return None
 
     async def publish(self) -> None:
-        """Write this instance's records to the store now."""
-        if self.store is not None:
+        """Write this instance's records to the store now (nothing while it has no worker)."""
+        if self.store is not None and self._workers:
             await self.store.put(await self.records())
+            self._published = True
 
     async def _publish_loop(self) -> None:
         interval = max(self.lease_seconds / 2, 0.01)

@@ -9,7 +9,8 @@ from pymongo.errors import CollectionInvalid, OperationFailure
 
 from eventstore.migrate import MigrationContext
 from eventstore.mongo.collections import CHECKPOINTS, JOBS, LEASES, SNAPSHOTS
-from migrations import NAMESPACE_EXISTS
+
+from . import NAMESPACE_EXISTS
 
 STATE_COLLECTIONS: Final = (CHECKPOINTS, SNAPSHOTS, LEASES, JOBS)
 

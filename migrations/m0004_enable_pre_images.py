@@ -8,7 +8,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from eventstore.migrate import MigrationContext, Skip
-from migrations import NAMESPACE_NOT_FOUND
+
+from . import NAMESPACE_NOT_FOUND
 
 PRE_AND_POST_IMAGES: Final = {"changeStreamPreAndPostImages": {"enabled": True}}
 

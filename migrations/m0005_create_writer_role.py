@@ -9,7 +9,8 @@ from pymongo.errors import OperationFailure
 
 from eventstore.migrate import MigrationContext, Skip
 from eventstore.mongo.collections import CHECKPOINTS, EVENTS, JOBS, LEASES, SNAPSHOTS
-from migrations import UNAUTHORIZED
+
+from . import UNAUTHORIZED
 
 ROLE: Final = "eventstoreWriter"
 # Codes a server has used for "role already exists" (a concurrent createRole).

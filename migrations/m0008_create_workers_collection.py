@@ -9,7 +9,8 @@ from pymongo.errors import CollectionInvalid, OperationFailure
 
 from eventstore.migrate import MigrationContext
 from eventstore.mongo.collections import WORKERS
-from migrations import NAMESPACE_EXISTS
+
+from . import NAMESPACE_EXISTS
 
 
 async def up(db: AsyncDatabase[Any], ctx: MigrationContext) -> None:

@@ -15,7 +15,6 @@ instead of reading them back, and folds and applies each event in turn.
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
 import logging
 import time
@@ -379,22 +378,6 @@ class ProjectionRunner:
 
     # -- rebuilding ----------------------------------------------------------------------------
     async def rebuild(
-        self, on_progress: Callable[[RebuildProgress], object] | None = None
-    ) -> RebuildProgress:
-        """Replay the whole log into a fresh collection, swap it in, move the checkpoint.
-
-        The objects alive when it starts (a memory log's events, caches) are frozen
-        out of the garbage collector's full passes meanwhile (`gc.freeze`): a rebuild
-        allocates steadily, and walking an unchanged log again on every full pass was
-        a third of its time. They are unfrozen (collectable again) when it ends.
-        """
-        gc.freeze()
-        try:
-            return await self._rebuild(on_progress)
-        finally:
-            gc.unfreeze()
-
-    async def _rebuild(
         self, on_progress: Callable[[RebuildProgress], object] | None = None
     ) -> RebuildProgress:
         """Replay the whole log into a fresh collection, swap it in, move the checkpoint.

@@ -39,11 +39,19 @@ class ProjectionWorker:
         await self.runner.run(stop=ctx.stop, until_caught_up=self.until_caught_up)
 
     async def progress(self) -> Progress:
-        """The checkpoint's seq and the events between it and the log's head."""
+        """The checkpoint's seq, the events between it and the head, and how long the oldest
+        of those has waited (since it was recorded; 0 when caught up)."""
         store = self.runner.store
         head = (await store.events.head()).seq
         position = await self.runner.position()
-        return Progress(position=position, lag=max(head - position, 0))
+        lag = max(head - position, 0)
+        seconds = 0.0
+        if lag:
+            oldest = await store.events.read(after_seq=position, limit=1)
+            if oldest:
+                waited = self.runner.clock.now() - oldest[0].recorded_at
+                seconds = max(waited.total_seconds(), 0.0)
+        return Progress(position=position, lag=lag, lag_seconds=seconds)
 
     async def close(self) -> None:
         """Nothing outlives a run."""

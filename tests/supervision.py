@@ -23,6 +23,36 @@ class SleepRecordingClock(FakeClock):
         await super().sleep(seconds)
 
 
+class GatedClock(FakeClock):
+    """Advances on each sleep by its length (recorded); the n-th sleep may be held by the test."""
+
+    def __init__(self) -> None:
+        super().__init__(advance_on_sleep=True)
+        self.slept: list[float] = []
+        self.holds: dict[int, asyncio.Event] = {}
+        self.reached: dict[int, asyncio.Event] = {}
+
+    def hold(self, n: int) -> asyncio.Event:
+        """Hold the n-th sleep (1-based) after advancing; returns the event that signals it."""
+        self.holds[n] = asyncio.Event()
+        self.reached[n] = asyncio.Event()
+        return self.reached[n]
+
+    def release(self, n: int) -> None:
+        """Let the n-th sleep return."""
+        self.holds[n].set()
+
+    async def sleep(self, seconds: float) -> None:
+        """Record, advance, and wait while the test holds this sleep."""
+        self.slept.append(seconds)
+        n = len(self.slept)
+        self.advance(seconds)
+        if n in self.holds:
+            self.reached[n].set()
+            await self.holds[n].wait()
+        await asyncio.sleep(0)
+
+
 class ScriptedWorker:
     """Fails with the given exceptions in turn, then runs (reporting healthy) until stopped."""
 
@@ -60,3 +90,14 @@ async def until(condition: Callable[[], bool], *, seconds: float = 5.0) -> None:
             return
         await asyncio.sleep(0.002)
     raise AssertionError("condition never held")
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """One sample's value from a Prometheus text page (prometheus_client's parser), or None."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None

@@ -15,6 +15,7 @@ from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 from litestar.response.sse import ServerSentEvent, ServerSentEventMessage
 
+from api.methods import is_head
 from api.params import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor, int_cursor, parse_time
 from api.problems import ApiError, bad_request
 from api.schemas import EventOut, EventsPage
@@ -118,10 +119,11 @@ async def query_events(
     media = _wants(request)
     if media is not None:
         # The first page is read before the response starts: an unreachable database
-        # is a 503 problem, not a stream that breaks after a 200.
+        # is a 503 problem, not a stream that breaks after a 200. A HEAD reads nothing.
         log = services.store.events
-        first = await log.query(q, after_seq=start, limit=EXPORT_PAGE)
-        rows = _export(log, q, first, media)
+        head = is_head(request)
+        first = [] if head else await log.query(q, after_seq=start, limit=EXPORT_PAGE)
+        rows = _nothing() if head else _export(log, q, first, media)
         name = "events.ndjson" if media == NDJSON else "events.csv"
         content_type = media if media == NDJSON else f"{CSV}; charset=utf-8"
         # The content type goes in the headers too: the route's JSON media type
@@ -141,6 +143,12 @@ async def query_events(
         events=[msgspec.convert(render.event_json(e), EventOut) for e in found],
         next=encode_cursor("events", found[-1].seq) if more and found else None,
     )
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    """The body of a HEAD of an export: none."""
+    for _ in ():
+        yield b""
 
 
 async def _matches(log: EventLog, q: EventQuery, first: list[Event]) -> AsyncIterator[list[Event]]:
@@ -212,6 +220,8 @@ async def live_events(
         if not last_event_id.strip().isdecimal():
             raise bad_request("Last-Event-ID must be an event's seq")
         start = int(last_event_id.strip())
+    if is_head(request):  # the headers only: no tail, no query
+        return ServerSentEvent(_no_events())
     if start is None:
         start = (await services.store.events.head()).seq
     q = EventQuery(stream=stream)
@@ -219,6 +229,11 @@ async def live_events(
     # The log is resolved before the response starts: no database is a 503 problem.
     log = services.store.events
     return ServerSentEvent(_tail(log, q, start, limit=limit, seconds=seconds, heartbeat=heartbeat))
+
+
+async def _no_events() -> AsyncIterator[ServerSentEventMessage]:
+    for _ in ():
+        yield ServerSentEventMessage()
 
 
 async def _tail(

@@ -6,10 +6,10 @@ from typing import Any
 
 from litestar import Response, get
 
-from api.metrics import log_lines, projection_lines, worker_lines
+from api.metrics import CONTENT_TYPE, LogFigures, ProjectionFigures
 from api.problems import problem
 from api.schemas import HealthOut
-from api.services import ServicesDep
+from api.services import Services, ServicesDep
 from api.subscription_metrics import subscription_metric_lines
 from projections.status import projection_statuses
 
@@ -31,24 +31,37 @@ async def ready(services: ServicesDep) -> Response[Any]:
     return problem(503, detail, kind="not-ready", workers=services.local_workers())
 
 
-@get("/metrics", summary="Prometheus text metrics", media_type="text/plain; version=0.0.4")
-async def metrics(services: ServicesDep) -> str:
-    lines = services.metrics.request_lines()
+@get("/metrics", summary="Prometheus text metrics", media_type=CONTENT_TYPE)
+async def metrics(services: ServicesDep) -> Response[bytes]:
+    # This process's workers: states and restarts are reported as they change; the
+    # capture lag is measured now (the supervisor reports it to `services.metrics`).
+    await services.supervisor.records()
+    figures = await log_figures(services) if services.connected else None
+    body = services.metrics.exposition(figures, up=services.connected)
     if services.connected:
-        store = services.store
-        head = await store.events.head()
-        cp = await store.checkpoints.get(services.settings.ingester_role)
-        updated = cp.updated_at if cp is not None else None
-        lag = (services.clock.now() - updated).total_seconds() if updated is not None else None
-        lines += log_lines(head.seq, lag, updated)
-        statuses = await projection_statuses(
-            store, list(services.projections.values()), await services.worker_records()
-        )
-        lines += projection_lines((s.name, s.position, s.lag, s.state) for s in statuses)
-        lines += await subscription_metric_lines(services)
-    lines += worker_lines(await services.supervisor.records())
-    lines.append(f"eventstore_up {int(services.connected)}")
-    return "\n".join(lines) + "\n"
+        # Each stored subscription's series, read from the store at this scrape.
+        extra = await subscription_metric_lines(services)
+        if extra:
+            body = body.rstrip(b"\n") + b"\n" + "\n".join(extra).encode() + b"\n"
+    return Response(body, media_type=CONTENT_TYPE)
+
+
+async def log_figures(services: Services) -> LogFigures:
+    """What this scrape reads from the store (read here, by the scraping process only)."""
+    store = services.store
+    head = await store.events.head()
+    cp = await store.checkpoints.get(services.settings.ingester_role)
+    updated = cp.updated_at if cp is not None else None
+    lag = (services.clock.now() - updated).total_seconds() if updated is not None else None
+    statuses = await projection_statuses(
+        store, list(services.projections.values()), await services.worker_records()
+    )
+    return LogFigures(
+        head_seq=head.seq,
+        ingest_lag_seconds=lag,
+        last_checkpoint=updated,
+        projections=[ProjectionFigures(s.name, s.position, s.lag, s.state) for s in statuses],
+    )
 
 
 ROUTES: list[Any] = [live, ready, metrics]

@@ -30,6 +30,7 @@ from eventstore.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from api.app import EventStoreApp
+    from api.metrics import Metrics
     from api.workers import Workers
     from eventstore.subscriptions.manager import SubscriptionManager
     from projections.orders import Projection
@@ -168,6 +169,20 @@ class Service:
         self.wiring = wiring
         self.projections = list(projections_) if projections_ is not None else projections()
         self.running: Workers | None = None
+        self._metrics: Metrics | None = None
+
+    @property
+    def metrics(self) -> Metrics:
+        """The figures this process reports on `/metrics` (one `Metrics`, made on first use).
+
+        The app counts its requests there; the background workers' supervisor reports
+        their states, restarts and the capture lag there (`Metrics.worker_state`, ...).
+        """
+        if self._metrics is None:
+            from api.metrics import Metrics
+
+            self._metrics = Metrics()
+        return self._metrics
 
     @property
     def source(self) -> ChangeSource:
@@ -219,6 +234,7 @@ class Service:
             lease_seconds=settings.lease_seconds,
             workers=self.store.workers,
             secrets=[k for k in (settings.admin_key, *settings.read_keys) if k],
+            metrics=self.metrics,
         )
 
     def workers(self, *, owner: str | None = None) -> Workers:
@@ -289,6 +305,7 @@ class Service:
             clock=self.clock,
             projections_=self.projections,
             workers=workers,
+            metrics=self.metrics,
         )
         if on_started is not None:
 
@@ -322,8 +339,12 @@ def build_app(
     clock: Clock | None = None,
     projections_: Sequence[Projection] | None = None,
     workers: Workers | None = None,
+    metrics: Metrics | None = None,
 ) -> EventStoreApp:
-    """The API app; with `store` None it opens the store in its lifespan (and keeps retrying)."""
+    """The API app; with `store` None it opens the store in its lifespan (and keeps retrying).
+
+    `metrics`: what the app reports on `/metrics` (a new `Metrics` by default).
+    """
     from api.app import create_app
 
     app = create_app(
@@ -334,6 +355,7 @@ def build_app(
         caught_up=workers.caught_up if workers is not None else None,
         supervisor=workers.supervisor if workers is not None else None,
         capture=workers.capture.name if workers is not None else None,
+        metrics=metrics,
     )
     if workers is not None:
         running = workers

@@ -13,11 +13,12 @@ from eventstore.cli.common import EXIT_OK, CliError, Progress, install_stop_sign
 
 
 def workload_options(args: argparse.Namespace) -> WorkloadOptions:
-    """The simulator's `--orders`, `--rate` and `--seed` of a command."""
+    """The simulator's `--orders`, `--rate`, `--seed` and `--changes` (None: unlimited) of a command."""
     return WorkloadOptions(
         orders=getattr(args, "orders", 100),
         rate=getattr(args, "rate", 5.0),
         seed=getattr(args, "seed", None),
+        changes=getattr(args, "changes", None),
     )
 
 
@@ -54,7 +55,8 @@ async def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
     stats = ingester.stats
     print(
         f"recorded {stats.recorded} events from {stats.changes_seen} changes "
-        f"({stats.duplicates_skipped} already recorded, {stats.filtered} filtered) "
+        f"({stats.duplicates_skipped} already recorded, {stats.filtered} filtered, "
+        f"{stats.rejected} rejected) "
         f"in {stats.seconds:.2f}s",
         file=out,
     )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final, TextIO
 
 from eventstore.settings import SETTING_NAMES, Settings, load
@@ -58,3 +60,19 @@ class Progress:
                 file=self.stream,
                 flush=True,
             )
+
+
+@contextlib.contextmanager
+def frozen_gc() -> Iterator[None]:
+    """The objects alive now are left out of the garbage collector's full passes meanwhile.
+
+    For a command that runs one long, allocation-heavy job in its own process (a
+    projection rebuild): walking an unchanged log again on every full pass was a
+    third of a rebuild's time. `gc.freeze` is process-wide, so only a command may
+    use it, never library code that shares a process (the API, `run`). Unfrozen after.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

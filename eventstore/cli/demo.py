@@ -22,6 +22,8 @@ from eventstore.memory.store import MemoryStore
 from eventstore.ports import Store
 from eventstore.settings import Settings
 
+REPORT_CHANGES = 2000  # `demo --report` without --changes (serving: unlimited)
+
 
 async def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     """`eventstore demo`: serve the whole service on memory://; with --report, capture and report."""
@@ -30,22 +32,28 @@ async def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
         return await serve_demo(args, out)
     settings = Settings(uri="memory://", source="simulator")
-    workload = WorkloadOptions(orders=args.orders, changes=args.changes, rate=0, seed=args.seed)
+    changes = REPORT_CHANGES if args.changes is None else args.changes
+    workload = WorkloadOptions(orders=args.orders, changes=changes, rate=0, seed=args.seed)
     async with open_service(settings, store=MemoryStore(), capture=True, workload=workload) as svc:
         await svc.store.events.ensure_indexes()
         assert svc.workload is not None  # the simulator's
-        return await _report(svc.store, svc.ingester(), svc.workload, args, out)
+        return await _report(svc.store, svc.ingester(), svc.workload, changes, args, out)
 
 
 async def _report(
-    store: Store, ingester: Ingester, workload: Workload, args: argparse.Namespace, out: TextIO
+    store: Store,
+    ingester: Ingester,
+    workload: Workload,
+    changes: int,
+    args: argparse.Namespace,
+    out: TextIO,
 ) -> int:
     """Capture the whole simulated workload as one backlog, then print the summary."""
     # Start capturing first (the initial snapshot of an empty shop), so the whole
     # workload arrives as a backlog of changes rather than as a final snapshot.
     await ingester.run(until_idle=True)
     print(
-        f"simulating {args.orders} orders and {args.changes} changes (seed {args.seed})...",
+        f"simulating {args.orders} orders and {changes} changes (seed {args.seed})...",
         file=sys.stderr,
     )
     await workload()

@@ -20,6 +20,7 @@ _SETTING_HELP = {
     "redact": "field paths removed before storage; path:mask keeps a fixed mask",
     "actor_field": "document field naming who made the change (default updatedBy)",
     "pre_images": "off, when-available or required (default off)",
+    "bad_input": "a change that cannot be interpreted: stop capture, or record it as rejected (default stop)",
     "snapshot_every": "entity snapshot interval in versions (default 100)",
     "batch_size": "most changes per ingest batch (default 1000)",
     "lease_seconds": "lease time for the ingester and each projection (default 10)",
@@ -28,6 +29,7 @@ _SETTING_HELP = {
     "read_keys": "comma-separated bearer keys for /v1 reads",
     "unhealthy_after": "seconds capture may retry before /health/ready answers 503 (default 30)",
     "subscriptions": "JSON file of subscriptions applied at start (created or updated by name)",
+    "cors_origins": "origins allowed to call the API from a browser, comma-separated, or *",
 }
 
 
@@ -143,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         type=_nonneg_float,
         default=5.0,
-        help="changes per second after them; 0 = stop after the orders (default 5)",
+        help="changes per second after them (default 5); 0 = unpaced: --changes as fast "
+        "as they go, or none without --changes",
     )
     p.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     p.add_argument(
@@ -152,7 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not serve: capture --orders and --changes as fast as possible and report",
     )
     p.add_argument(
-        "--changes", type=_nonneg_int, default=2000, help="with --report: changes (default 2000)"
+        "--changes",
+        type=_nonneg_int,
+        default=None,
+        help="stop the traffic after this many changes and keep serving "
+        "(default: unlimited; with --report: 2000)",
     )
     p.add_argument("--json", action="store_true", help="with --report: print the summary as JSON")
     return parser

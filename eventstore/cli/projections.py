@@ -11,7 +11,13 @@ from typing import Any, TextIO
 import msgspec
 
 from eventstore.cli.bootstrap import Service, open_service
-from eventstore.cli.common import EXIT_OK, CliError, install_stop_signals, settings_from
+from eventstore.cli.common import (
+    EXIT_OK,
+    CliError,
+    frozen_gc,
+    install_stop_signals,
+    settings_from,
+)
 from eventstore.ports import JobConflict, Store
 
 
@@ -83,7 +89,8 @@ async def _rebuild(store: Store, runner: Any, out: TextIO) -> None:
 
     bar = ProgressBar(runner.projection.name)
     try:
-        job = await request_rebuild(runner, on_progress=bar)
+        with frozen_gc():  # this process does nothing else meanwhile
+            job = await request_rebuild(runner, on_progress=bar)
     except JobConflict as exc:
         raise CliError(str(exc)) from None
     while job.active:  # another instance holds the lease and runs the job between batches

@@ -18,7 +18,7 @@ import msgspec
 from eventstore.cli.bootstrap import open_service
 from eventstore.cli.capture import workload_options
 from eventstore.cli.common import EXIT_OK, CliError, settings_from
-from eventstore.cli.serve import bind
+from eventstore.cli.serve import bind, clean_metrics_dir
 from eventstore.settings import Settings
 
 
@@ -40,6 +40,7 @@ async def serve_all(
     """Open the service, and serve the API with the workers in its lifespan."""
     from api.server import server
 
+    clean_metrics_dir()  # an operator's PROMETHEUS_MULTIPROC_DIR: no earlier run's counts
     sock = bind(args.host, args.port)  # a port in use is one clear line, before anything starts
     if on_bound is not None:
         on_bound()

@@ -11,10 +11,12 @@ flags are passed down as those variables). SIGINT/SIGTERM stop gracefully, exit 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any, Final, TextIO
 
 from eventstore.cli.bootstrap import build_app
@@ -78,32 +80,42 @@ def _check(settings: Settings, args: argparse.Namespace) -> None:
 
 async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     """`eventstore serve`: the API only (no capture, no projector), until SIGINT/SIGTERM."""
-    import uvicorn
-
     settings = settings_from(args)
     _check(settings, args)
     sock = bind(args.host, args.port)
     try:
-        host, port = sock.getsockname()[:2]
-        common: dict[str, Any] = {
-            "host": host,
-            "port": port,
-            "log_config": logging_config(getattr(args, "verbose", False)),
-            "access_log": False,
-            "lifespan": "on",
-            "timeout_graceful_shutdown": GRACE_SECONDS,
-        }
-        shown = f"[{host}]" if ":" in host else host
-        log.info("serving http://%s:%s with %d worker(s)", shown, port, args.workers)
-        if args.workers == 1:
-            await _serve_here(settings, args, sock, common)
-        else:
-            _export_settings(args)
-            config = uvicorn.Config(FACTORY, factory=True, workers=args.workers, **common)
-            _supervise(config, sock)
+        with contextlib.ExitStack() as stack:
+            # The metrics' directory is ready (or its problem reported) before any worker.
+            if args.workers == 1:
+                clean_metrics_dir()
+            else:
+                stack.enter_context(shared_metrics_dir())
+            await _serve(settings, args, sock)
     finally:
         sock.close()
     return EXIT_OK
+
+
+async def _serve(settings: Settings, args: argparse.Namespace, sock: socket.socket) -> None:
+    import uvicorn
+
+    host, port = sock.getsockname()[:2]
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": logging_config(getattr(args, "verbose", False)),
+        "access_log": False,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": GRACE_SECONDS,
+    }
+    shown = f"[{host}]" if ":" in host else host
+    log.info("serving http://%s:%s with %d worker(s)", shown, port, args.workers)
+    if args.workers == 1:
+        await _serve_here(settings, args, sock, common)
+    else:
+        _export_settings(args)
+        config = uvicorn.Config(FACTORY, factory=True, workers=args.workers, **common)
+        _supervise(config, sock)
 
 
 async def _serve_here(
@@ -123,15 +135,99 @@ async def _serve_here(
         raise CliError("the API did not start (see the log above)")
 
 
+def clean_metrics_dir() -> None:
+    """One process: empty a `PROMETHEUS_MULTIPROC_DIR` the operator set of an earlier run's files.
+
+    (This process's prometheus_client decided at import whether it keeps its values in
+    such a directory; without the variable they stay in memory.) CliError if unusable.
+    """
+    from api.metrics import clean_shared_dir
+
+    with _metrics_dir_errors():
+        clean_shared_dir()
+
+
+@contextlib.contextmanager
+def shared_metrics_dir() -> Iterator[None]:
+    """Several workers: a clean directory where each writes its figures and all read everyone's.
+
+    `PROMETHEUS_MULTIPROC_DIR` (emptied of an earlier run's files), else a temporary
+    directory named to the workers in that variable and removed at the end.
+    """
+    from api.metrics import shared_dir
+
+    with contextlib.ExitStack() as stack:
+        with _metrics_dir_errors():
+            stack.enter_context(shared_dir())
+        yield
+
+
+@contextlib.contextmanager
+def _metrics_dir_errors() -> Iterator[None]:
+    from api.metrics import MULTIPROC_ENV
+
+    try:
+        yield
+    except OSError as exc:
+        where = os.environ.get(MULTIPROC_ENV) or "a temporary directory"
+        raise CliError(f"{MULTIPROC_ENV}: cannot use {where}: {exc.strerror or exc}") from None
+
+
 def _supervise(config: Any, sock: socket.socket) -> None:
     """uvicorn's supervisor: starts the workers, restarts one that dies, stops on SIGINT/SIGTERM."""
     from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
 
-    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor = _supervisor(config, sock)
     supervisor.run()
     if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
         raise CliError("a worker did not start (see the log above)")
 
 
-__all__ = ["bind", "cmd_serve"]
+def _supervisor(config: Any, sock: socket.socket) -> Any:
+    """uvicorn's `Multiprocess`, telling the metrics each time one of its workers has ended.
+
+    A worker that ends normally drops its own live gauges at shutdown; one that was
+    killed or crashed cannot, so the supervisor does it once it sees the process gone
+    (uvicorn checks its workers every half second), and for all of them when it stops.
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    from api.metrics import process_ended
+
+    class Supervisor(Multiprocess):
+        def __init__(self, config: Any, sockets: list[socket.socket]) -> None:
+            super().__init__(config, sockets=sockets)
+            self.seen: set[int] = set()  # the workers alive at the last look
+
+        def _pids(self, *, alive: bool) -> set[int]:
+            return {
+                p.pid
+                for p in self.processes
+                if p.pid is not None and (not alive or p.process.is_alive())
+            }
+
+        def _reap(self) -> None:
+            alive = self._pids(alive=True)
+            for pid in self.seen - alive:
+                process_ended(pid)
+            self.seen = alive
+
+        def keep_subprocess_alive(self) -> None:
+            super().keep_subprocess_alive()
+            self._reap()
+
+        def handle_signals(self) -> None:  # SIGHUP restarts all, SIGTTOU retires one
+            super().handle_signals()
+            self._reap()
+
+        def run(self) -> None:
+            try:
+                super().run()
+            finally:  # every worker has been joined
+                for pid in self.seen | self._pids(alive=False):
+                    process_ended(pid)
+
+    return Supervisor(config, sockets=[sock])
+
+
+__all__ = ["bind", "clean_metrics_dir", "cmd_serve", "shared_metrics_dir"]

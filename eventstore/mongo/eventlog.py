@@ -12,7 +12,7 @@ from typing import Any, Final
 from bson import Int64
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError
 
 from eventstore.codec import as_utc, ceil_ms, event_doc, event_from_doc
 from eventstore.keys import typed_key
@@ -27,6 +27,7 @@ from eventstore.model import (
     StreamStats,
 )
 from eventstore.mongo import compat
+from eventstore.mongo.append_watch import AppendWatcher
 from eventstore.mongo.collections import EVENTS
 from eventstore.ports import LogConflict
 
@@ -51,9 +52,6 @@ QUERY_MAX_TIME_MS: Final = 5000
 # Waiting for an append without a change stream: head polls 50 ms apart, doubling to 1 s.
 POLL_FIRST: Final = 0.05
 POLL_MAX: Final = 1.0
-# Change-stream `aggregate` errors meaning "not here": a standalone server (40573),
-# a server that does not know the stage (40324), a user without the changeStream action (13).
-_NO_CHANGE_STREAM: Final = frozenset({13, 40324, 40573})
 _HEAD_FIELDS: Final = ("stream", "entity_id", "entity_key", "version", "hash", "type", "actor")
 # Newest version first: the unique (stream, entity_id, version) index read backwards.
 _NEWEST_FIRST: Final = {"stream": -1, "entity_id": -1, "version": -1}
@@ -165,8 +163,8 @@ class MongoEventLog:
         # The newest seq this instance knows of: a hint that spares a head query
         # per append. A wrong hint costs one query, never a wrong answer.
         self._head_hint: int | None = None
-        # Whether `events` can be watched: None until the first wait tries.
-        self._change_streams: bool | None = None
+        # One change stream per event log wakes every waiting live tail.
+        self.watcher = AppendWatcher(self._coll, self._head_seq)
 
     async def ensure_indexes(self) -> None:
         """Create the unique indexes on `seq` and (stream, entity_id, version), and the rest."""
@@ -430,50 +428,28 @@ class MongoEventLog:
         return [_entity_summary(doc) for doc in docs]
 
     async def wait_for_append(self, after_seq: int, timeout: float) -> bool:  # noqa: ASYNC109
-        """Wait on a change stream of `events` where the server has one, else poll the head.
+        """Wait on the log's one shared change stream of `events`, else poll the head.
 
-        The stream is opened before the head is checked, so an insert in between
-        is not missed. Where watching fails for want of support (mongomock-motor;
-        a standalone server, error 40573), that is remembered and the head is
-        polled 50 ms, 100 ms, ... up to 1 s apart, within the timeout.
+        Every waiter of this log shares one watcher (`AppendWatcher`), started on
+        the first wait and stopped by `close`. Where watching fails for want of
+        support (mongomock-motor; a standalone server, error 40573), that is
+        remembered and the head is polled 50 ms, 100 ms, ... up to 1 s apart,
+        within the timeout.
         """
         if timeout <= 0:
             return (await self.head()).seq > after_seq
         deadline = asyncio.get_running_loop().time() + timeout
-        if self._change_streams is not False:
-            try:
-                return await self._wait_watching(after_seq, deadline)
-            except NotImplementedError as exc:
-                self._no_change_streams(str(exc))
-            except OperationFailure as exc:
-                if exc.code not in _NO_CHANGE_STREAM:
-                    raise
-                self._no_change_streams(f"the server refused one (code {exc.code})")
+        watched = await self.watcher.wait(after_seq, deadline)
+        if watched is not None:
+            return watched
         return await self._wait_polling(after_seq, deadline)
 
-    def _no_change_streams(self, reason: str) -> None:
-        self._change_streams = False
-        log.info("waiting for appends by polling the head: no change stream on events (%s)", reason)
+    async def _head_seq(self) -> int:
+        return (await self.head()).seq
 
-    async def _wait_watching(self, after_seq: int, deadline: float) -> bool:
-        loop = asyncio.get_running_loop()
-        pipeline: list[dict[str, Any]] = [
-            {"$match": {"operationType": "insert", "fullDocument.seq": {"$gt": Int64(after_seq)}}},
-            {"$project": {"fullDocument.seq": 1}},
-        ]
-        wait_ms = max(round((deadline - loop.time()) * 1000), 1)
-        stream = await compat.watch(self._coll, pipeline, max_await_time_ms=wait_ms)
-        self._change_streams = True
-        async with stream:
-            if (await self.head()).seq > after_seq:
-                return True
-            while stream.alive:
-                if await stream.try_next() is not None:
-                    return True
-                if loop.time() >= deadline:
-                    return False
-        # The stream ended (the collection was dropped or renamed): poll for the rest.
-        return await self._wait_polling(after_seq, deadline)
+    async def close(self) -> None:
+        """Stop the shared change stream (the store closes the log with itself)."""
+        await self.watcher.close()
 
     async def _wait_polling(self, after_seq: int, deadline: float) -> bool:
         loop = asyncio.get_running_loop()

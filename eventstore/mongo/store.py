@@ -46,7 +46,8 @@ class MongoStore:
         self.client = client
         self.db: AsyncDatabase[dict[str, Any]] = client[db_name]
         # Typed as the ports: the Store protocol's attributes are invariant.
-        self.events: EventLog = MongoEventLog(self.db)
+        self._events = MongoEventLog(self.db)
+        self.events: EventLog = self._events
         self.checkpoints: Checkpoints = MongoCheckpoints(self.db)
         self.leases: Leases = MongoLeases(self.db)
         self.snapshots: Snapshots = MongoSnapshots(self.db)
@@ -104,6 +105,7 @@ class MongoStore:
             yield session
 
     async def close(self) -> None:
-        """Close the client when this store opened it."""
+        """Stop the event log's change stream; close the client when this store opened it."""
+        await self._events.close()
         if self._owns_client:
             await compat.close_client(self.client)

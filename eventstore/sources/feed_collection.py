@@ -1,72 +1,37 @@
-"""A collection of the memory change feed: mongomock-motor writes that record MongoDB change events.
+"""A collection of the memory change feed: the write methods record MongoDB's change events.
 
-Each write reads the affected documents before, performs the write with
-mongomock, reads them after, and hands the feed one change per document that
-changed (none for a no-op, as MongoDB writes no oplog entry for one).
-Invariant: mongomock-motor's coroutines never suspend, so a write and its
-before/after reads are not interleaved with other writes of the same feed.
+Each write finds the documents it addresses (by key when its filter names the
+`_id`, so a write costs the same whatever the collection's size), applies itself
+to each one with mongomock's semantics (`FeedDocuments`), and hands the feed one
+change per document that changed (none for a no-op, as MongoDB writes no oplog
+entry for one). Invariant: nothing here suspends between reading a document and
+recording its change, so the writes of one feed are never interleaved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 
-from eventstore.codec import utc_ms
+from eventstore.sources.feed_documents import Doc, FeedDocuments, normalized, normalized_doc
 from eventstore.sources.update_description import describe_update, same_value
 
-
-class FeedRecorder(Protocol):
-    """What a collection needs of its feed (`MemoryChangeFeed` is the one)."""
-
-    client: Any
-    db_name: str
-
-    def _emit(
-        self, coll: str | None, body: dict[str, Any], *, before: dict[str, Any] | None
-    ) -> None: ...
-
-
-def normalized(value: Any) -> Any:
-    """A document as PyMongo with `tz_aware=True` returns it: plain dicts, aware UTC datetimes (ms)."""
-    if isinstance(value, Mapping):
-        return {str(k): normalized(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [normalized(v) for v in value]
-    if isinstance(value, datetime):
-        return utc_ms(value)
-    return value
-
-
-def normalized_doc(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """`normalized` for a whole document."""
-    return {str(k): normalized(v) for k, v in doc.items()}
-
-
-def _pinned(filter: Mapping[str, Any], doc_id: Any) -> dict[str, Any]:
-    """The filter narrowed to one matched document (top-level conditions AND together).
-
-    Keeps the original conditions so positional (`items.$.qty`) updates still work.
-    """
-    if "_id" in filter:
-        return dict(filter)
-    return {**filter, "_id": doc_id}
+# Records one change: (collection, change body without _id/clusterTime/wallTime, document before).
+Recorder = Callable[[str, dict[str, Any], Doc | None], None]
 
 
 class FeedCollection:
     """A captured collection: the write methods record change events, the reads pass through."""
 
-    def __init__(self, feed: FeedRecorder, name: str) -> None:
-        self._feed = feed
+    def __init__(self, documents: FeedDocuments, name: str, *, db_name: str, record: Recorder):
+        self._documents = documents
+        self._record_change = record
+        self.db_name = db_name
         self.name = name
-
-    @property
-    def _col(self) -> Any:
-        return self._feed.client[self._feed.db_name][self.name]
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -91,115 +56,118 @@ class FeedCollection:
         limit: int = 0,
     ) -> list[dict[str, Any]]:
         """The matching documents as a list."""
-        cursor = self._col.find(dict(filter or {}), projection)
-        if sort:
-            cursor = cursor.sort(list(sort))
-        if skip:
-            cursor = cursor.skip(skip)
-        if limit:
-            cursor = cursor.limit(limit)
-        return [normalized_doc(doc) for doc in await cursor.to_list(None)]
+        return self._documents.find(
+            self.name, filter or {}, projection, sort=sort, skip=skip, limit=limit
+        )
 
     async def count_documents(self, filter: Mapping[str, Any] | None = None) -> int:
         """How many documents match."""
-        return int(await self._col.count_documents(dict(filter or {})))
+        return self._documents.count(self.name, filter or {})
 
-    async def _raw(self, filter: Mapping[str, Any], sort: Any = None) -> list[dict[str, Any]]:
-        cursor = self._col.find(dict(filter))
-        if sort:
-            cursor = cursor.sort(list(sort))
-        return list(await cursor.to_list(None))
-
-    async def _raw_one(self, filter: Mapping[str, Any], sort: Any = None) -> dict[str, Any] | None:
-        cursor = self._col.find(dict(filter))
-        if sort:
-            cursor = cursor.sort(list(sort))
-        docs = await cursor.limit(1).to_list(None)
-        return dict(docs[0]) if docs else None
+    def _first(self, filter: Mapping[str, Any], sort: Any = None) -> Doc | None:
+        """The stored document a one-document write addresses (the first in `sort` order)."""
+        if not sort:
+            found = self._documents.matching(self.name, filter, limit=1)
+            return found[0] if found else None
+        firsts = self._documents.find(self.name, filter, {"_id": 1}, sort=sort, limit=1)
+        if not firsts:
+            return None
+        found = self._documents.matching(self.name, {"_id": firsts[0]["_id"]}, limit=1)
+        return found[0] if found else None
 
     # -- writes ----------------------------------------------------------------------------------
 
-    async def insert_one(self, document: dict[str, Any]) -> Any:
+    async def insert_one(self, document: dict[str, Any]) -> InsertOneResult:
         """Insert a document: an `insert` event with its `fullDocument`."""
-        result = await self._col.insert_one(document)
-        await self._inserted([result.inserted_id])
-        return result
+        stored = self._documents.insert(self.name, document)
+        self._record("insert", None, stored)
+        return InsertOneResult(stored["_id"], acknowledged=True)
 
     async def insert_many(
         self, documents: Sequence[dict[str, Any]], *, ordered: bool = True
-    ) -> Any:
+    ) -> InsertManyResult:
         """Insert documents: one `insert` event per inserted document, in order.
 
-        On a duplicate key the documents that were inserted still get their events.
+        On a duplicate key the documents that were inserted still get their events;
+        BulkWriteError says which failed (as PyMongo's and mongomock's do).
         """
-        for doc in documents:
-            doc.setdefault("_id", ObjectId())  # as PyMongo does, so partial inserts are known
-        ids = [doc["_id"] for doc in documents]
-        existing = {_key(d["_id"]) for d in await self._raw({"_id": {"$in": ids}})}
-        try:
-            return await self._col.insert_many(list(documents), ordered=ordered)
-        finally:
-            now = {_key(d["_id"]) for d in await self._raw({"_id": {"$in": ids}})}
-            await self._inserted([i for i in ids if _key(i) in now and _key(i) not in existing])
+        if not documents:
+            raise TypeError("documents must be a non-empty list")
+        ids: list[Any] = []
+        errors: list[dict[str, Any]] = []
+        for index, document in enumerate(documents):
+            try:
+                stored = self._documents.insert(self.name, document)
+            except DuplicateKeyError as exc:
+                errors.append({"index": index, "code": 11000, "errmsg": str(exc), "op": document})
+                if ordered:
+                    break
+                continue
+            self._record("insert", None, stored)
+            ids.append(stored["_id"])
+        if errors:
+            raise BulkWriteError({"writeErrors": errors, "nInserted": len(ids)})
+        return InsertManyResult(ids, acknowledged=True)
 
     async def update_one(
         self, filter: Mapping[str, Any], update: Any, *, upsert: bool = False
     ) -> Any:
         """Update the first match: an `update` event (a `replace` where MongoDB would log one)."""
-        before = await self._raw_one(filter)
-        if before is None:
-            result = await self._col.update_one(dict(filter), update, upsert=upsert)
-            if result.upserted_id is not None:
-                await self._inserted([result.upserted_id])
-            return result
-        result = await self._col.update_one(_pinned(filter, before["_id"]), update)
-        await self._updated(before, update)
-        return result
+        return self._update(self._first(filter), filter, update, upsert=upsert)
 
     async def update_many(
         self, filter: Mapping[str, Any], update: Any, *, upsert: bool = False
-    ) -> Any:
+    ) -> UpdateResult:
         """Update every match: one event per changed document, in natural order."""
-        befores = await self._raw(filter)
-        result = await self._col.update_many(dict(filter), update, upsert=upsert)
+        befores = self._documents.matching(self.name, filter)
+        if not befores:
+            result = self._update(None, filter, update, upsert=upsert)
+            return UpdateResult(
+                {
+                    "n": 1 if result.upserted_id is not None else 0,
+                    "nModified": 0,
+                    "upserted": result.upserted_id,
+                },
+                acknowledged=True,
+            )
+        modified = 0
         for before in befores:
-            await self._updated(before, update)
-        if not befores and result.upserted_id is not None:
-            await self._inserted([result.upserted_id])
-        return result
+            result = self._update(before, filter, update, upsert=False)
+            modified += result.modified_count
+        return UpdateResult({"n": len(befores), "nModified": modified}, acknowledged=True)
 
     async def replace_one(
         self, filter: Mapping[str, Any], replacement: Mapping[str, Any], *, upsert: bool = False
     ) -> Any:
         """Replace the first match: a `replace` event with the new `fullDocument`."""
-        before = await self._raw_one(filter)
-        if before is None:
-            result = await self._col.replace_one(dict(filter), dict(replacement), upsert=upsert)
-            if result.upserted_id is not None:
-                await self._inserted([result.upserted_id])
+        before = self._first(filter)
+        result, after = self._documents.update(
+            self.name, before, filter, dict(replacement), upsert=upsert, replace=True
+        )
+        if after is None:
             return result
-        result = await self._col.replace_one(_pinned(filter, before["_id"]), dict(replacement))
-        after = await self._raw_one({"_id": before["_id"]})
-        if after is not None and not same_value(normalized(before), normalized(after)):
+        if before is None:
+            self._record("insert", None, after)
+        elif not same_value(normalized(before), normalized(after)):
             self._record("replace", before, after)
         return result
 
-    async def delete_one(self, filter: Mapping[str, Any]) -> Any:
+    async def delete_one(self, filter: Mapping[str, Any]) -> DeleteResult:
         """Delete the first match: a `delete` event (documentKey only)."""
-        before = await self._raw_one(filter)
+        before = self._first(filter)
         if before is None:
-            return await self._col.delete_one(dict(filter))
-        result = await self._col.delete_one({"_id": before["_id"]})
+            return DeleteResult({"n": 0}, acknowledged=True)
+        self._documents.delete(self.name, before)
         self._record("delete", before, None)
-        return result
+        return DeleteResult({"n": 1}, acknowledged=True)
 
-    async def delete_many(self, filter: Mapping[str, Any]) -> Any:
+    async def delete_many(self, filter: Mapping[str, Any]) -> DeleteResult:
         """Delete every match: one `delete` event per document, in natural order."""
-        befores = await self._raw(filter)
-        result = await self._col.delete_many({"_id": {"$in": [b["_id"] for b in befores]}})
+        befores = self._documents.matching(self.name, filter)
         for before in befores:
+            self._documents.delete(self.name, before)
             self._record("delete", before, None)
-        return result
+        return DeleteResult({"n": len(befores)}, acknowledged=True)
 
     async def find_one_and_update(
         self,
@@ -212,17 +180,12 @@ class FeedCollection:
         return_document: bool = ReturnDocument.BEFORE,
     ) -> dict[str, Any] | None:
         """Update the first match (in `sort` order) and return it before or after the update."""
-        before = await self._raw_one(filter, sort)
+        before = self._first(filter, sort)
+        result = self._update(before, filter, update, upsert=upsert)
         if before is None:
-            result = await self._col.update_one(dict(filter), update, upsert=upsert)
-            if result.upserted_id is None:
+            if result.upserted_id is None or return_document != ReturnDocument.AFTER:
                 return None
-            await self._inserted([result.upserted_id])
-            if return_document == ReturnDocument.AFTER:
-                return await self.find_one({"_id": result.upserted_id}, projection)
-            return None
-        await self._col.update_one(_pinned(filter, before["_id"]), update)
-        await self._updated(before, update)
+            return await self.find_one({"_id": result.upserted_id}, projection)
         if return_document == ReturnDocument.AFTER:
             return await self.find_one({"_id": before["_id"]}, projection)
         if projection is None:
@@ -231,30 +194,31 @@ class FeedCollection:
 
     # -- events ----------------------------------------------------------------------------------
 
-    async def _inserted(self, ids: Sequence[Any]) -> None:
-        for doc_id in ids:
-            after = await self._raw_one({"_id": doc_id})
-            if after is not None:
-                self._record("insert", None, after)
-
-    async def _updated(self, before: dict[str, Any], update: Any) -> None:
-        after = await self._raw_one({"_id": before["_id"]})
+    def _update(
+        self, before: Doc | None, filter: Mapping[str, Any], update: Any, *, upsert: bool
+    ) -> Any:
+        """Apply an update to `before` (None: nothing matched) and record what it changed."""
+        result, after = self._documents.update(self.name, before, filter, update, upsert=upsert)
         if after is None:
-            return
+            return result
+        if before is None:
+            self._record("insert", None, after)  # an upsert
+            return result
         old, new = normalized(before), normalized(after)
         if same_value(old, new):
-            return  # a no-op writes no oplog entry, so no event
+            return result  # a no-op writes no oplog entry, so no event
         description = describe_update(old, new, update)
         if description is None:
             self._record("replace", before, after)
         else:
             self._record("update", before, after, description=description)
+        return result
 
     def _record(
         self,
         op: str,
-        before: dict[str, Any] | None,
-        after: dict[str, Any] | None,
+        before: Doc | None,
+        after: Doc | None,
         *,
         description: dict[str, Any] | None = None,
     ) -> None:
@@ -263,23 +227,14 @@ class FeedCollection:
         body: dict[str, Any] = {"operationType": op}
         if op in ("insert", "replace"):
             body["fullDocument"] = normalized(after)
-        body["ns"] = {"db": self._feed.db_name, "coll": self.name}
-        body["documentKey"] = {"_id": doc["_id"]}
+        body["ns"] = {"db": self.db_name, "coll": self.name}
+        body["documentKey"] = {"_id": normalized(doc["_id"])}
         if description is not None:
             body["updateDescription"] = description
-        self._feed._emit(self.name, body, before=before)
+        self._record_change(self.name, body, before)
 
 
-def _key(value: Any) -> Any:
-    """A hashable stand-in for an `_id` (documents and lists are not hashable)."""
-    try:
-        hash(value)
-    except TypeError:
-        return repr(value)
-    return (type(value).__name__, value)
-
-
-def _project(doc: dict[str, Any], projection: Any) -> dict[str, Any]:
+def _project(doc: Doc, projection: Any) -> dict[str, Any]:
     fields = projection if isinstance(projection, Mapping) else dict.fromkeys(projection, 1)
     include = [k for k, v in fields.items() if v and k != "_id"]
     out: dict[str, Any] = {}
@@ -292,4 +247,4 @@ def _project(doc: dict[str, Any], projection: Any) -> dict[str, Any]:
     return normalized_doc(out)
 
 
-__all__ = ["FeedCollection", "normalized", "normalized_doc"]
+__all__ = ["FeedCollection", "Recorder", "normalized", "normalized_doc"]

@@ -1,4 +1,4 @@
-"""The memory change feed: mongomock-motor collections whose writes are recorded as MongoDB change events.
+"""The memory change feed: collections held by `_id` whose writes are recorded as MongoDB change events.
 
 Tests and the demo write through `MemoryChangeFeed.collection(name)`; every
 write appends the change events MongoDB would produce (CHANGE_EVENTS.md), and
@@ -6,14 +6,15 @@ write appends the change events MongoDB would produce (CHANGE_EVENTS.md), and
 resuming, a history horizon and idle resume tokens, like a change stream on
 the source database opened with `showExpandedEvents` (see memory_stream.py).
 
-History is a list of changes, oldest first, with dense positions from 1; the
-oldest ones can be forgotten (`forget_before`, `history_limit`), as an oplog
-rolls over.
+The documents are held by `_id` (feed_documents.py) and each write is applied
+with mongomock's semantics to the one document it addresses, so a write by
+`_id` costs the same at any collection size. History is a list of changes,
+oldest first, with dense positions from 1 (feed_history.py); the oldest ones
+can be forgotten (`forget_before`, `history_limit`), as an oplog rolls over.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import copy
 import hashlib
@@ -28,58 +29,43 @@ from bson import Binary, Int64, Timestamp
 from eventstore.clock import SystemClock
 from eventstore.codec import utc_ms
 from eventstore.ports import Clock, SourceError
-from eventstore.sources.feed_collection import FeedCollection, normalized
-from eventstore.sources.memory_stream import (
+from eventstore.sources.feed_collection import FeedCollection
+from eventstore.sources.feed_documents import Doc, FeedDocuments, normalized
+from eventstore.sources.feed_history import (
     DATABASE_OPS,
     IMAGE_OPS,
     FeedEntry,
-    MemoryChangeSource,
-    MemoryChangeStream,
+    FeedHistory,
     make_token,
     token_position,
 )
+from eventstore.sources.memory_stream import MemoryChangeSource, MemoryChangeStream
 
 
 class _Txn:
     """Writes of an open transaction: their changes wait for the commit; `undo` rolls back."""
 
     def __init__(self) -> None:
-        self.changes: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
-        self.undo: list[tuple[str, str, Any, dict[str, Any] | None]] = []
+        self.changes: list[tuple[str, dict[str, Any], Doc | None]] = []
+        self.undo: list[tuple[str, str, Any, Doc | None]] = []
 
 
 class MemoryChangeFeed:
-    """An in-process change feed over mongomock-motor collections of one database."""
+    """An in-process change feed over the collections of one database."""
 
     def __init__(
         self,
-        client: Any = None,
         *,
         db_name: str = "shop",
         clock: Clock | None = None,
         history_limit: int | None = None,
     ) -> None:
-        if client is None:
-            from mongomock_motor import AsyncMongoMockClient  # only the memory feed uses it
-
-            client = AsyncMongoMockClient(tz_aware=True)
-        if history_limit is not None and history_limit < 1:
-            raise ValueError("history_limit must be at least 1")
-        self.client: Any = client
         self.db_name = db_name
         self.clock: Clock = clock or SystemClock()
-        # History: entries[i].position == lost_through + 1 + i (dense, oldest first).
-        self._entries: list[FeedEntry] = []
-        self._position = 0
-        self._lost_through = 0
-        self._lost_time: Timestamp | None = None
-        self._history_limit = history_limit
-        self._last_time = Timestamp(0, 0)
-        self._last_token: dict[str, Any] | None = None
-        self._invalidates: set[int] = set()
+        self.documents = FeedDocuments()
+        self.history = FeedHistory(self.clock, limit=history_limit)
         self._pre_images: set[str] = set()
         self._uuids: dict[str, Binary] = {}
-        self._changed = asyncio.Event()
         self._txn: contextvars.ContextVar[_Txn | None] = contextvars.ContextVar(
             f"memory-feed-txn-{id(self)}", default=None
         )
@@ -93,7 +79,7 @@ class MemoryChangeFeed:
 
     def collection(self, name: str) -> FeedCollection:
         """A collection whose writes are recorded."""
-        return FeedCollection(self, name)
+        return FeedCollection(self.documents, name, db_name=self.db_name, record=self._emit)
 
     def enable_pre_images(self, name: str, enabled: bool = True) -> None:
         """Keep pre-images of the collection's later writes (`changeStreamPreAndPostImages`)."""
@@ -104,14 +90,13 @@ class MemoryChangeFeed:
 
     async def collection_names(self) -> list[str]:
         """The database's collections, sorted."""
-        return sorted(await self.client[self.db_name].list_collection_names())
+        return self.documents.names()
 
     async def drop_collection(self, name: str) -> bool:
         """Drop a collection: a `drop` event. False (and no event) when it does not exist."""
         self._check_ddl()
-        if name not in await self.collection_names():
+        if not self.documents.drop(name):
             return False
-        await self.client[self.db_name].drop_collection(name)
         self._emit(name, {"operationType": "drop", "ns": self._ns(name)}, before=None)
         self._forget_collection(name)
         return True
@@ -119,7 +104,7 @@ class MemoryChangeFeed:
     async def rename_collection(self, old: str, new: str, *, drop_target: bool = False) -> None:
         """Rename a collection: a `rename` event with `to` (and `operationDescription`)."""
         self._check_ddl()
-        names = await self.collection_names()
+        names = self.documents.names()
         if old not in names:
             raise SourceError(f"cannot rename {self.db_name}.{old}: no such collection")
         if new in names and not drop_target:
@@ -129,7 +114,7 @@ class MemoryChangeFeed:
         description: dict[str, Any] = {"to": self._ns(new)}
         if new in names:
             description["dropTarget"] = self._uuid(new)
-        await self.client[self.db_name][old].rename(new, dropTarget=drop_target)
+        self.documents.rename(old, new)
         body = {
             "operationType": "rename",
             "ns": self._ns(old),
@@ -146,8 +131,8 @@ class MemoryChangeFeed:
     async def drop_database(self) -> None:
         """Drop the database: a `drop` per collection, `dropDatabase`, then `invalidate`."""
         self._check_ddl()
-        names = await self.collection_names()
-        await self.client.drop_database(self.db_name)
+        names = self.documents.names()
+        self.documents.drop_all()
         for name in names:
             self._emit(name, {"operationType": "drop", "ns": self._ns(name)}, before=None)
             self._forget_collection(name)
@@ -189,20 +174,17 @@ class MemoryChangeFeed:
         if not txn.changes:
             return
         self._txn_number += 1
-        when, wall = self._tick(), utc_ms(self.clock.now())  # one commit: one time for all
+        when, wall = self.history.tick(), utc_ms(self.clock.now())  # one commit: one time for all
         extra = {"lsid": copy.deepcopy(self._lsid), "txnNumber": Int64(self._txn_number)}
         for coll, body, before in txn.changes:
             self._append(coll, {**body, **extra}, before=before, cluster_time=when, wall_time=wall)
 
     async def _roll_back(self, txn: _Txn) -> None:
         for op, coll, doc_id, before in reversed(txn.undo):
-            col = self.client[self.db_name][coll]
             if op == "insert":
-                await col.delete_one({"_id": doc_id})
-            elif op == "delete" and before is not None:
-                await col.insert_one(before)
-            elif before is not None:
-                await col.replace_one({"_id": doc_id}, before)
+                self.documents.delete(coll, {"_id": doc_id})
+            elif before is not None:  # a delete, update or replace: the document as it was
+                self.documents.restore(coll, before)
 
     def _check_ddl(self) -> None:
         if self._txn.get() is not None:
@@ -210,9 +192,7 @@ class MemoryChangeFeed:
 
     # -- recording ---------------------------------------------------------------------------------
 
-    def _emit(
-        self, coll: str | None, body: dict[str, Any], *, before: dict[str, Any] | None
-    ) -> None:
+    def _emit(self, coll: str | None, body: dict[str, Any], before: Doc | None) -> None:
         """Record one change of a write (held back while this task's transaction is open)."""
         txn = self._txn.get()
         if txn is None:
@@ -227,46 +207,21 @@ class MemoryChangeFeed:
         coll: str | None,
         body: Mapping[str, Any],
         *,
-        before: dict[str, Any] | None,
+        before: Doc | None,
         cluster_time: Timestamp | None = None,
         wall_time: datetime | None = None,
         with_uuid: bool = True,
     ) -> dict[str, Any]:
-        position = self._position + 1
-        when = cluster_time or self._tick()
-        token = make_token(when, position)
-        event: dict[str, Any] = {
-            "_id": token,
-            "operationType": body["operationType"],
-            "clusterTime": when,
-            "wallTime": wall_time or utc_ms(self.clock.now()),
-        }
-        if with_uuid and coll and body["operationType"] not in DATABASE_OPS:
-            event["collectionUUID"] = self._uuid(coll)
-        event.update((k, v) for k, v in body.items() if k != "operationType")
-        op = event["operationType"]
+        op = body["operationType"]
         image = None
         if op in IMAGE_OPS and before is not None and coll in self._pre_images:
             image = normalized(before)
-        self._entries.append(FeedEntry(position, event, image))
-        self._position = position
-        self._last_token = token
-        if op == "invalidate":
-            self._invalidates.add(position)
-        if self._history_limit is not None and len(self._entries) > self._history_limit:
-            self._drop_oldest(len(self._entries) - self._history_limit)
-        self._changed.set()  # wake waiting streams; the next waiters get a fresh event
-        self._changed = asyncio.Event()
-        return token
-
-    def _tick(self) -> Timestamp:
-        """The next clusterTime: strictly increasing, seconds from the clock."""
-        seconds = int(self.clock.now().timestamp())
-        if seconds > self._last_time.time:
-            self._last_time = Timestamp(seconds, 1)
-        else:
-            self._last_time = Timestamp(self._last_time.time, self._last_time.inc + 1)
-        return self._last_time
+        uuid_ = None
+        if with_uuid and coll and op not in DATABASE_OPS:
+            uuid_ = self._uuid(coll)
+        return self.history.append(
+            body, image=image, uuid=uuid_, cluster_time=cluster_time, wall_time=wall_time
+        )
 
     def inject(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Append a raw change (any operationType); its token, clusterTime and wallTime are assigned."""
@@ -287,77 +242,36 @@ class MemoryChangeFeed:
     @property
     def last_token(self) -> dict[str, Any] | None:
         """The newest change's resume token (None before the first change)."""
-        return dict(self._last_token) if self._last_token else None
+        return self.history.last_token
 
     @property
     def position(self) -> int:
         """How many changes were recorded."""
-        return self._position
+        return self.history.position
 
     def current_token(self) -> dict[str, Any]:
         """A token at the feed's current position (what an idle stream reports)."""
-        return self.last_token or make_token(Timestamp(0, 0), 0)
+        return self.history.current_token()
 
     def cluster_time(self) -> Timestamp:
         """The current cluster time: never before the newest change's, never going back."""
-        now = Timestamp(int(self.clock.now().timestamp()), 0)
-        if now > self._last_time:
-            self._last_time = now
-        return self._last_time
+        return self.history.cluster_time()
 
     def forget_before(self, token: Mapping[str, Any] | None = None) -> None:
         """Drop history before `token` (None: everything before the newest change), as an oplog rolls over.
 
         Resuming after a token older than the horizon raises `HistoryLost`.
         """
-        keep = self._position if token is None else min(token_position(token), self._position)
-        count = keep - (self._lost_through + 1)
-        if count > 0:
-            self._drop_oldest(count)
-
-    def _drop_oldest(self, count: int) -> None:
-        self._lost_time = self._entries[count - 1].event.get("clusterTime")
-        self._lost_through = self._entries[count - 1].position
-        del self._entries[:count]
-        self._invalidates = {p for p in self._invalidates if p > self._lost_through}
-
-    # -- what streams read -----------------------------------------------------------------------
+        self.history.forget_before(token)
 
     @property
     def horizon(self) -> int:
         """The newest forgotten position (0: nothing forgotten)."""
-        return self._lost_through
-
-    @property
-    def horizon_time(self) -> Timestamp | None:
-        """The clusterTime of the newest forgotten change (None: nothing forgotten)."""
-        return self._lost_time
-
-    @property
-    def latest_time(self) -> Timestamp:
-        """The newest cluster time handed out."""
-        return self._last_time
-
-    @property
-    def changed(self) -> asyncio.Event:
-        """Set at the next recorded change."""
-        return self._changed
+        return self.history.horizon
 
     def entry_at(self, position: int) -> FeedEntry | None:
         """The remembered change at a position, or None."""
-        index = position - self._lost_through - 1
-        return self._entries[index] if 0 <= index < len(self._entries) else None
-
-    def is_invalidate(self, position: int) -> bool:
-        """True when the change at the position is a remembered `invalidate`."""
-        return position in self._invalidates
-
-    def first_at_or_after(self, at: Timestamp) -> int:
-        """The position of the first remembered change at or after `at` (position + 1 if none)."""
-        for entry in self._entries:
-            if entry.event["clusterTime"] >= at:
-                return entry.position
-        return self._position + 1
+        return self.history.entry_at(position)
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -371,11 +285,17 @@ class MemoryChangeFeed:
     ) -> MemoryChangeSource:
         """A change source over these collections (`pre_images`: off, whenAvailable, required)."""
         return MemoryChangeSource(
-            self, collections, pre_images=pre_images, batch_size=batch_size, max_await=max_await
+            self.history,
+            self.documents,
+            collections,
+            pre_images=pre_images,
+            batch_size=batch_size,
+            max_await=max_await,
         )
 
 
 __all__ = [
+    "FeedEntry",
     "MemoryChangeFeed",
     "MemoryChangeSource",
     "MemoryChangeStream",

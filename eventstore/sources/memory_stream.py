@@ -1,33 +1,33 @@
-"""Reading the memory change feed: resume tokens, the `ChangeSource` and its open streams.
+"""Reading the memory change feed: the `ChangeSource` and its open streams.
 
-Resume tokens are `{"_data": "82" + clusterTime (16 hex) + position (16 hex)}`:
-fixed width upper-case hex, so string order is time order. Position n is the
-n-th change of the feed (0 = before the first); a stream at position n goes on
-with change n + 1. An idle stream reports the token of the feed's newest change
-of any collection (its postBatchResumeToken), so its position advances while
-other collections are written.
+A stream is a position in the feed's history (feed_history.py); an idle stream
+reports the token of the feed's newest change of any collection (its
+postBatchResumeToken), so its position advances while other collections are
+written. Snapshots list the documents (feed_documents.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from bson import Timestamp
 
 from eventstore.model import ChangeBatch, ResumePoint
 from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, SourceError
+from eventstore.sources.feed_documents import FeedDocuments
+from eventstore.sources.feed_history import (
+    DATABASE_OPS,
+    IMAGE_OPS,
+    FeedEntry,
+    FeedHistory,
+    make_token,
+    token_position,
+)
 
-if TYPE_CHECKING:
-    from eventstore.sources.feed_collection import FeedCollection
-
-_TOKEN: Final = re.compile(r"^82([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{16})$")
-IMAGE_OPS: Final = frozenset({"update", "replace", "delete"})
-DATABASE_OPS: Final = frozenset({"dropDatabase", "invalidate"})
 PRE_IMAGE_MODES: Final = {
     "off": "off",
     "whenAvailable": "whenAvailable",
@@ -36,58 +36,13 @@ PRE_IMAGE_MODES: Final = {
 }
 
 
-def make_token(cluster_time: Timestamp, position: int) -> dict[str, Any]:
-    """The resume token of the change at `position` (position 0, time 0: before any change)."""
-    return {"_data": f"82{cluster_time.time:08X}{cluster_time.inc:08X}{position:016X}"}
-
-
-def token_position(token: Mapping[str, Any] | None) -> int:
-    """The feed position a resume token stands for; SourceError for a token of another kind."""
-    data = token.get("_data") if isinstance(token, Mapping) else None
-    match = _TOKEN.match(data) if isinstance(data, str) else None
-    if match is None:
-        raise SourceError(f"not a resume token of the memory change feed: {token!r}")
-    return int(match.group(3), 16)
-
-
-class FeedEntry:
-    """One recorded change; `image` is the pre-image when the collection kept one."""
-
-    __slots__ = ("event", "image", "position")
-
-    def __init__(self, position: int, event: dict[str, Any], image: dict[str, Any] | None) -> None:
-        self.position = position
-        self.event = event
-        self.image = image
-
-
-class FeedHistory(Protocol):
-    """What a stream reads of the memory change feed (`MemoryChangeFeed` is the one)."""
-
-    @property
-    def position(self) -> int: ...
-    @property
-    def horizon(self) -> int: ...
-    @property
-    def horizon_time(self) -> Timestamp | None: ...
-    @property
-    def latest_time(self) -> Timestamp: ...
-    @property
-    def changed(self) -> asyncio.Event: ...
-    def current_token(self) -> dict[str, Any]: ...
-    def cluster_time(self) -> Timestamp: ...
-    def entry_at(self, position: int) -> FeedEntry | None: ...
-    def is_invalidate(self, position: int) -> bool: ...
-    def first_at_or_after(self, at: Timestamp) -> int: ...
-    def collection(self, name: str) -> FeedCollection: ...
-
-
 class MemoryChangeSource:
-    """The feed as a `ChangeSource`: snapshots from mongomock, changes from the feed's history."""
+    """The feed as a `ChangeSource`: snapshots of its documents, changes from its history."""
 
     def __init__(
         self,
-        feed: FeedHistory,
+        history: FeedHistory,
+        documents: FeedDocuments,
         collections: Iterable[str],
         *,
         pre_images: str = "off",
@@ -98,11 +53,17 @@ class MemoryChangeSource:
             raise ValueError(f"pre_images takes off, whenAvailable or required, got {pre_images!r}")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        self.feed = feed
+        self.history = history
+        self.documents = documents
         self.collections = frozenset(collections)
         self.pre_images = PRE_IMAGE_MODES[pre_images]
         self.batch_size = batch_size
         self.max_await = max_await
+
+    @property
+    def name(self) -> str:
+        """`memory`: the in-process change feed."""
+        return "memory"
 
     @property
     def can_snapshot(self) -> bool:
@@ -116,13 +77,13 @@ class MemoryChangeSource:
 
     async def cluster_time(self) -> Timestamp:
         """The feed's current cluster time."""
-        return self.feed.cluster_time()
+        return self.history.cluster_time()
 
     async def scan(
         self, collection: str, batch_size: int = 1000
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """The collection's current documents sorted by `_id`, read at once, in batches."""
-        docs = await self.feed.collection(collection).find({}, sort=[("_id", 1)])
+        docs = self.documents.find(collection, {}, sort=[("_id", 1)])
         step = max(1, batch_size)
         for start in range(0, len(docs), step):
             yield docs[start : start + step]
@@ -142,7 +103,7 @@ class MemoryChangeStream:
 
     def __init__(self, source: MemoryChangeSource, resume: ResumePoint | None) -> None:
         self._source = source
-        self._feed = source.feed
+        self._feed = source.history
         self._error: Exception | None = None
         self._closed = False
         # Invariant: _token is the token of position _position (the last change examined).

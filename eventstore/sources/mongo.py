@@ -11,8 +11,9 @@ from bson import Timestamp
 from pymongo import ASCENDING
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
-from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, InvalidOperation, OperationFailure, PyMongoError
 
+from eventstore.badinput import BadChange, stream_position
 from eventstore.model import ChangeBatch, ResumePoint
 from eventstore.ports import HistoryLost, SourceError
 from eventstore.settings import PRE_IMAGE_MODES
@@ -94,12 +95,18 @@ class MongoChangeStream:
         self._stream = stream
         self._client = client
         self._batch_size = batch_size
+        self._bad: BadChange | None = None
 
     async def next_batch(self) -> ChangeBatch | None:
         """What the driver has (up to `batch_size`), or an empty batch with the advanced token.
 
         None once the stream is closed (after an `invalidate`): reopen with `start_after`.
+        A change without a resume token raises `BadChange` whatever the BAD_INPUT policy
+        (the changes before it are returned first): the driver closes the stream on it,
+        and reopening after the last good token would deliver it again.
         """
+        if self._bad is not None:
+            raise self._bad
         if not self._stream.alive:
             return None
         changes: list[dict[str, Any]] = []
@@ -113,13 +120,22 @@ class MongoChangeStream:
                 changes.append(change)
                 if not _buffered(self._stream):
                     break
+        except InvalidOperation as exc:
+            if "resume token is missing" not in str(exc):
+                raise source_error(self._client, exc) from exc
+            at = self._stream.resume_token  # the driver's token is still the last good change's
+            self._bad = BadChange("mongo", stream_position(at, None), "no resume token (_id)")
+            if not changes:
+                raise self._bad from None
         except PyMongoError as exc:
             raise source_error(self._client, exc) from exc
         # The driver's token is the last change's `_id`, or the postBatchResumeToken
         # once a server batch is drained (also after an empty getMore): saving it after
         # the batch is stored is how an idle stream keeps its place in the oplog.
         token = self._stream.resume_token
-        return ChangeBatch(changes=changes, resume_token=dict(token) if token is not None else None)
+        return ChangeBatch(
+            changes=changes, resume_token=dict(token) if isinstance(token, Mapping) else None
+        )
 
     async def close(self) -> None:
         """Close the cursor; a failure here loses nothing (the server times cursors out)."""
@@ -186,6 +202,11 @@ class MongoChangeSource:
         self._pre_images = pre_images
         self._batch_size = batch_size
         self._max_await_ms = max_await_ms
+
+    @property
+    def name(self) -> str:
+        """`mongo`: a MongoDB change stream."""
+        return "mongo"
 
     @property
     def can_snapshot(self) -> bool:

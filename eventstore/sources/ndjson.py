@@ -1,13 +1,16 @@
 """Change events from a file: MongoDB Extended JSON (canonical or relaxed), one change per line.
 
-`-` reads standard input. Blank lines are ignored. A malformed line stops the
-stream with `SourceError("line N: ...")`, but only after every valid line
-before it has been returned: nothing before it is lost, nothing after it is read.
+`-` reads standard input. Blank lines are ignored. Every change comes with its
+origin (`line N` and the SHA-256 of the line's bytes without its line ending); a
+line that is not a JSON object (or not UTF-8) is passed on as unreadable, in its
+place, and the ingester applies EVENTSTORE_BAD_INPUT to it as to any change it
+cannot interpret.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
@@ -15,10 +18,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
+import msgspec
 from bson import Timestamp, json_util
 
+from eventstore.badinput import DATA_OPS, collection_of, sha256_hex, token_of
 from eventstore.codec import EXTJSON_OPTIONS
-from eventstore.model import ChangeBatch, ResumePoint
+from eventstore.model import ChangeBatch, Origin, ResumePoint
 from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, SourceError
 
 DATABASE_OPS: Final = frozenset({"dropDatabase", "invalidate"})
@@ -43,6 +48,11 @@ class NdjsonChangeSource:
         self.collections = frozenset(collections)
         self.batch_size = batch_size
         self._stdin = stdin
+
+    @property
+    def name(self) -> str:
+        """`ndjson`: a file of change events."""
+        return "ndjson"
 
     @property
     def can_snapshot(self) -> bool:
@@ -79,7 +89,10 @@ class NdjsonChangeSource:
             yield NdjsonChangeStream(self, self._stdin or sys.stdin, resume)
             return
         try:
-            handle = await asyncio.to_thread(open, self.path, encoding="utf-8-sig")
+            # surrogateescape: a line that is not UTF-8 is one bad line, not an unreadable file
+            handle = await asyncio.to_thread(
+                open, self.path, encoding="utf-8-sig", errors="surrogateescape"
+            )
         except FileNotFoundError:
             raise SourceError(f"change file not found: {self.path}") from None
         except OSError as exc:
@@ -116,10 +129,11 @@ class NdjsonChangeStream:
             self._start_at = resume.start_at_operation_time
 
     async def next_batch(self) -> ChangeBatch | None:
-        """Up to batch_size matching changes; None at the end of the file."""
+        """Up to batch_size matching changes (unreadable lines included); None at the end."""
         if self._error is not None:
             raise self._error
         changes: list[dict[str, Any]] = []
+        origins: list[Origin] = []
         examined = False
         while len(changes) < self._source.batch_size:
             line = await self._next_line()
@@ -131,33 +145,34 @@ class NdjsonChangeStream:
                     raise self._error
                 break
             number, text = line
-            try:
-                change = _parse(number, text)
-            except SourceError as exc:
-                self._error = exc
-                if changes or examined:
-                    break  # deliver what came before the bad line first
-                raise
+            change, origin = _parse(number, text)
             if self._skipping(change):
                 continue
             examined = True
-            self._token = change["_id"]
+            token = token_of(change)
+            if token is not None:
+                self._token = token
             if isinstance(change.get("clusterTime"), Timestamp):
                 self._cluster_time = change["clusterTime"]
-            if self._matches(change):
+            if origin.unreadable is not None or self._matches(change):
                 changes.append(change)
+                origins.append(origin)
         if not changes and not examined:
             return None
         return ChangeBatch(
-            changes=changes, resume_token=self._token, cluster_time=self._cluster_time
+            changes=changes,
+            resume_token=self._token,
+            cluster_time=self._cluster_time,
+            origins=origins,
         )
 
     def _skipping(self, change: dict[str, Any]) -> bool:
-        """True while the change is at or before the resume point."""
+        """True while the line is at or before the resume point."""
         if self._skip_to is not None:
-            if change["_id"]["_data"] == self._skip_to:
+            token = token_of(change)
+            if token is not None and token["_data"] == self._skip_to:
                 self._skip_to = None
-                self._token = change["_id"]
+                self._token = token
             return True
         if self._start_at is not None:
             at = change.get("clusterTime")
@@ -167,11 +182,18 @@ class NdjsonChangeStream:
         return False
 
     def _matches(self, change: dict[str, Any]) -> bool:
-        # As the change stream's $match: ns.coll among the collections, or a database-level event.
-        if change["operationType"] in DATABASE_OPS:
+        """As the change stream's $match: ns.coll among the collections, or a database-level event.
+
+        A change without a collection passes when the ingester must judge it: no
+        resume token, no operation type, or a data change without its `ns.coll`.
+        """
+        op = change.get("operationType")
+        if op in DATABASE_OPS:
             return True
-        ns = change.get("ns")
-        return isinstance(ns, dict) and ns.get("coll") in self._source.collections
+        coll = collection_of(change)
+        if coll is not None:
+            return coll in self._source.collections
+        return token_of(change) is None or not isinstance(op, str) or op in DATA_OPS
 
     async def _next_line(self) -> tuple[int, str] | None:
         """The next non-blank line with its 1-based number, or None at the end."""
@@ -205,20 +227,26 @@ def _read_lines(handle: IO[Any], count: int) -> list[Any]:
     return lines
 
 
-def _parse(number: int, text: str) -> dict[str, Any]:
-    """One change from one line; SourceError("line N: ...") when it is not one."""
+def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
+    """One line as a change and its origin; an unreadable line is `{}` with the reason."""
+    line = text.rstrip("\r\n")
+    raw = line.encode("utf-8", "surrogateescape")
+    origin = Origin(position=f"line {number}", sha256=sha256_hex(raw))
     try:
-        change = json_util.loads(text, json_options=EXTJSON_OPTIONS)
-    except Exception as exc:  # json and bson raise several types for bad input
-        raise SourceError(f"line {number}: not valid Extended JSON ({exc})") from None
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return {}, msgspec.structs.replace(origin, unreadable="not valid UTF-8")
+    try:
+        change = json_util.loads(line, json_options=EXTJSON_OPTIONS)
+    except json.JSONDecodeError as exc:  # where, never what: the input is not repeated
+        where = f"line 1 column {exc.colno}" if exc.lineno == 1 else f"at char {exc.pos}"
+        reason = f"not valid JSON ({exc.msg}, {where})"
+        return {}, msgspec.structs.replace(origin, unreadable=reason)
+    except Exception:  # bson raises several types for malformed Extended JSON values
+        return {}, msgspec.structs.replace(origin, unreadable="not valid Extended JSON")
     if not isinstance(change, dict):
-        raise SourceError(f"line {number}: not a JSON object")
-    token = change.get("_id")
-    if not isinstance(token, dict) or not isinstance(token.get("_data"), str):
-        raise SourceError(f"line {number}: no resume token (_id._data)")
-    if not isinstance(change.get("operationType"), str):
-        raise SourceError(f"line {number}: no operationType")
-    return change
+        return {}, msgspec.structs.replace(origin, unreadable="not a JSON object")
+    return change, origin
 
 
 if TYPE_CHECKING:  # the type checker proves the port is implemented

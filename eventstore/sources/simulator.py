@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -21,6 +21,7 @@ from bson import Decimal128, ObjectId
 
 from eventstore.codec import utc_ms
 from eventstore.ports import Clock
+from eventstore.sources.feed_documents import id_key
 from eventstore.sources.memory import MemoryChangeFeed
 
 ACTORS: Final = ("alice", "bob", "carol", "dave", "erin", "checkout-service")
@@ -76,8 +77,46 @@ class Operation(msgspec.Struct, frozen=True):
     number: str
 
 
+class IdPool:
+    """A set of order ids with O(1) add, remove and pick-by-index (removal moves the last id in)."""
+
+    def __init__(self) -> None:
+        self._ids: list[Any] = []
+        self._index: dict[Hashable, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, order_id: Any) -> bool:
+        return id_key(order_id) in self._index
+
+    def __getitem__(self, index: int) -> Any:
+        return self._ids[index]
+
+    def add(self, order_id: Any) -> None:
+        """Add an id (no-op when present)."""
+        key = id_key(order_id)
+        if key not in self._index:
+            self._index[key] = len(self._ids)
+            self._ids.append(order_id)
+
+    def discard(self, order_id: Any) -> None:
+        """Remove an id if present."""
+        index = self._index.pop(id_key(order_id), None)
+        if index is None:
+            return
+        last = self._ids.pop()
+        if index < len(self._ids):
+            self._ids[index] = last
+            self._index[id_key(last)] = index
+
+
 class Simulator:
-    """Writes orders and their life cycle through a `MemoryChangeFeed` collection."""
+    """Writes orders and their life cycle through a `MemoryChangeFeed` collection.
+
+    Each step costs the same whatever the number of orders: the open and finished
+    orders are `IdPool`s and every write addresses its order by `_id`.
+    """
 
     def __init__(
         self,
@@ -91,8 +130,8 @@ class Simulator:
         self.clock: Clock = clock or feed.clock
         self.orders = feed.collection(collection)
         self._rng = random.Random(seed)
-        self._active: list[Any] = []  # ids of orders not in a terminal status, oldest first
-        self._done: list[Any] = []  # ids of delivered or cancelled orders
+        self._active = IdPool()  # ids of orders not in a terminal status
+        self._done = IdPool()  # ids of delivered or cancelled orders
         self._next_number: int | None = None
         self._customers = [self._customer(i) for i in range(1, CUSTOMERS + 1)]
         self.steps = 0
@@ -110,7 +149,7 @@ class Simulator:
         self.steps += 1
         if not self._active or self._rng.random() < NEW_ORDER_CHANCE:
             return await self._create()
-        pool = self._active if self._done == [] or self._rng.random() < 0.9 else self._done
+        pool = self._active if not self._done or self._rng.random() < 0.9 else self._done
         order_id = pool[self._rng.randrange(len(pool))]
         order = await self.orders.find_one({"_id": order_id})
         if order is None:  # removed behind our back: forget it
@@ -159,13 +198,12 @@ class Simulator:
             number = str(doc.get("number", ""))
             if number.startswith("ORD-") and number[4:].isdigit():
                 highest = max(highest, int(number[4:]))
-            (self._done if doc.get("status") in TERMINAL else self._active).append(doc["_id"])
+            (self._done if doc.get("status") in TERMINAL else self._active).add(doc["_id"])
         self._next_number = highest + 1
 
     def _discard(self, order_id: Any) -> None:
-        for pool in (self._active, self._done):
-            if order_id in pool:
-                pool.remove(order_id)
+        self._active.discard(order_id)
+        self._done.discard(order_id)
 
     def _stamp(self) -> dict[str, Any]:
         return {"updatedAt": self._now(), "updatedBy": self._rng.choice(ACTORS)}
@@ -195,7 +233,7 @@ class Simulator:
             "updatedBy": self._rng.choice(ACTORS),
         }
         await self.orders.insert_one(doc)
-        self._active.append(doc["_id"])
+        self._active.add(doc["_id"])
         return Operation("create", number)
 
     async def _add_item(self, order: Mapping[str, Any]) -> None:
@@ -245,7 +283,7 @@ class Simulator:
         )
         if status in TERMINAL:
             self._discard(order["_id"])
-            self._done.append(order["_id"])
+            self._done.add(order["_id"])
 
     async def _pay(self, order: Mapping[str, Any]) -> None:
         await self._status(order, "paid")
@@ -321,4 +359,4 @@ def total_of(items: Sequence[Mapping[str, Any]]) -> Decimal128:
     return Decimal128(total.quantize(Decimal("0.01")))
 
 
-__all__ = ["Operation", "Simulator", "total_of"]
+__all__ = ["IdPool", "Operation", "Simulator", "total_of"]

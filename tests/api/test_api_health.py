@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from litestar.testing import AsyncTestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from api import create_app
 from projections.orders import ORDER_SUMMARY
@@ -13,23 +13,17 @@ from projections.runner import ProjectionRunner
 from tests.api.conftest import ADMIN_KEY, AppFactory, AuditLog, build_log, settings
 
 UNREACHABLE = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200"
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})? (\S+)$')
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 NAMES = ("order_summary", "orders_by_status", "revenue_by_day", "customer_totals")
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Prometheus text exposition: every sample by (name, labels); checks each line's form."""
+    """Prometheus text exposition, parsed by prometheus_client's parser: every sample once."""
     out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("# HELP ") or line.startswith("# TYPE "):
-            continue
-        m = SAMPLE.match(line)
-        assert m, f"not a Prometheus sample: {line!r}"
-        labels = frozenset(LABEL.findall(m.group(2) or ""))
-        key = (m.group(1), labels)
-        assert key not in out, f"duplicate sample {line!r}"
-        out[key] = float(m.group(3))
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = (s.name, frozenset(s.labels.items()))
+            assert key not in out, f"duplicate sample {key}"
+            out[key] = s.value
     return out
 
 
@@ -149,6 +143,7 @@ async def test_metrics(make_app: AppFactory) -> None:
             == 0
         )
         assert value(found, "eventstore_up") == 1
+        assert value(found, "eventstore_http_requests_in_flight") == 1  # the scrape itself
         assert "eventstore_ingest_lag_seconds" in r.text
         assert "# TYPE eventstore_http_requests_total counter" in r.text
     finally:

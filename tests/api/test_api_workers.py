@@ -193,3 +193,32 @@ async def test_capture_retrying_past_unhealthy_after_is_unready_then_ready_again
         assert (await client.get("/health/ready")).status_code == 200
         entry = sup.get("ingester:shop")
         assert entry is not None and entry.restarts == capture.runs - 1
+
+
+async def test_a_rebuild_run_here_is_a_supervised_worker(make_app: Any) -> None:
+    from tests.api.conftest import build_log
+
+    log = await build_log("memory", orders=3, changes=6)
+    app = make_app(log.store, admin_key=ADMIN_KEY)
+    async with AsyncTestClient(app) as client:
+        r = await client.post("/v1/admin/projections/order_summary/rebuild", headers=ADMIN)
+        assert r.status_code == 202
+        job = r.json()["job"]
+        states: list[str] = []
+
+        def done() -> bool:
+            rebuild = app.services.supervisor.get("rebuild:order_summary")
+            states.append(rebuild.state if rebuild is not None else "absent")
+            return states[-1] == "stopped"
+
+        await until(done)
+        found = (await client.get(f"/v1/admin/jobs/{job}", headers=ADMIN)).json()
+        assert found["state"] == "succeeded" and found["processed"] == log.events[-1].seq
+        [worker] = (await client.get("/v1/workers")).json()
+        assert (worker["name"], worker["kind"], worker["state"]) == (
+            "rebuild:order_summary",
+            "rebuild",
+            "stopped",
+        )
+        assert worker["position"] == log.events[-1].seq and worker["lag"] == 0
+    await log.store.close()

@@ -78,6 +78,7 @@ def answer(request: Request) -> bool:
 class ListSource:
     """A change source over prebuilt changes (the backlog), in batches."""
 
+    name = "list"
     can_snapshot = False
     finite = True
 

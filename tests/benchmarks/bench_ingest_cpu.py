@@ -6,6 +6,7 @@ import time
 
 import bson
 
+from eventstore.badinput import problem
 from eventstore.capture import Capture
 from eventstore.model import ChangeEvent, Head
 from eventstore.settings import Settings
@@ -35,13 +36,35 @@ def _core(batch: list[dict]) -> float:  # type: ignore[type-arg]
     return (time.process_time() - start) / len(batch) * 1e6
 
 
+def _judge(batch: list[dict]) -> float:  # type: ignore[type-arg]
+    """The bad-input check every change gets before it is captured (BAD_INPUT)."""
+    settings = Settings()
+    collections, operations = frozenset(settings.collections), frozenset(settings.operations)
+    start = time.process_time()
+    for raw in batch:
+        if problem(raw, collections=collections, operations=operations) is not None:
+            raise AssertionError("the workload's changes are all well formed")
+    return (time.process_time() - start) / len(batch) * 1e6
+
+
 def run() -> list[Row]:
     """Best of three runs of each, same changes, same process."""
     batch = changes(N)
     floor = min(_floor(batch) for _ in range(3))
     core = min(_core(batch) for _ in range(3))
+    judge = min(_judge(batch) for _ in range(3))
     r = ratio(core, floor)
+    share = ratio(judge, core)
     return [
+        Row(
+            "bad-input check CPU per change",
+            judge,
+            "µs",
+            core,
+            share,
+            "<= 0.1x the ingest core per event",
+            share is not None and share <= 0.1,
+        ),
         Row(
             "ingest core CPU per event",
             core,

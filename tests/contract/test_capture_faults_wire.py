@@ -21,6 +21,7 @@ from mockupdb import MockupDB, Request
 from pymongo import AsyncMongoClient
 
 from api import create_app
+from api.metrics import Metrics
 from eventstore.capture_worker import CaptureWorker
 from eventstore.clock import FakeClock
 from eventstore.ingester import Ingester
@@ -34,6 +35,7 @@ from projections.orders import ORDER_SUMMARY
 from projections.runner import ProjectionRunner
 from projections.worker import ProjectionWorker
 from tests.contract.wire import CURSOR_ID, HELLO, change, stop_quickly, token
+from tests.supervision import GatedClock, metric
 
 ROLE = "ingester:shop"
 SERVER_TIMEOUT_MS = 200
@@ -138,11 +140,26 @@ async def clients() -> AsyncIterator[list[AsyncMongoClient[dict[str, Any]]]]:
 
 
 def capture_of(
-    store: MemoryStore, client: AsyncMongoClient[dict[str, Any]], clock: FakeClock
+    store: MemoryStore,
+    client: AsyncMongoClient[dict[str, Any]],
+    clock: FakeClock,
+    metrics: Metrics | None = None,
+    *,
+    supervisor_clock: FakeClock | None = None,
 ) -> tuple[Supervisor, CaptureWorker]:
+    """Capture until idle, supervised; `supervisor_clock` (default `clock`) times the back-off.
+
+    The ingester's `clock` stamps `recorded_at`, which the hashes cover: compared runs share it.
+    """
     source = MongoChangeSource(client, source_db="shop", collections=["orders"], max_await_ms=10)
     ingester = Ingester(store=store, source=source, settings=SETTINGS, clock=clock, owner="here")
-    supervisor = Supervisor(clock=clock, instance="here", lease_seconds=10, rng_seed=5)
+    supervisor = Supervisor(
+        clock=supervisor_clock or clock,
+        instance="here",
+        lease_seconds=10,
+        rng_seed=5,
+        metrics=metrics,
+    )
     worker = CaptureWorker(ingester, follow=False)
     supervisor.add(worker)
     return supervisor, worker
@@ -182,8 +199,45 @@ async def test_the_server_vanishing_mid_getmore_is_survived_from_the_last_token(
     reference, _, _ = await captured(servers, clients, FlakyPrimary())
     outage = 2 * SERVER_TIMEOUT_MS / 1000
     primary = FlakyPrimary(outage=outage)
+    client = await client_of(serve(servers, primary))
+    clients.append(client)
+    store = await streaming_store()
+    backoff = GatedClock()
+    metrics = Metrics()
+    supervisor, worker = capture_of(
+        store, client, FakeClock(advance_on_sleep=False), metrics, supervisor_clock=backoff
+    )
+    seen: list[str] = []
+    supervisor.on_change = lambda record: seen.append(record.state)
+    app = create_app(
+        SETTINGS,
+        store=store,
+        clock=backoff,
+        supervisor=supervisor,
+        capture=ROLE,
+        caught_up=worker.caught_up,
+        metrics=metrics,
+    )
+    first_backoff = backoff.hold(1)
     started = time.monotonic()
-    store, supervisor, seen = await captured(servers, clients, primary)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        await supervisor.start()
+        # Meanwhile (held in the first back-off), the service says what is happening.
+        await asyncio.wait_for(first_backoff.wait(), 10)
+        [listed] = (await http.get("/v1/workers")).json()
+        assert (listed["state"], listed["restarts"]) == ("retrying", 1)
+        assert "cannot reach MongoDB" in listed["last_error"]
+        # Not ready only because the first catch-up is not done (not past UNHEALTHY_AFTER).
+        r = await http.get("/health/ready")
+        assert r.status_code == 503
+        assert r.json()["detail"] == "the ingester has not caught up with the source yet"
+        page = (await http.get("/metrics")).text
+        assert metric(page, "eventstore_worker_state", worker=ROLE, state="retrying") == 1
+        assert metric(page, "eventstore_worker_restarts_total", worker=ROLE) == 1
+        backoff.release(1)
+        await asyncio.wait_for(supervisor.wait(worker.name), 15)
+        await supervisor.stop()
 
     assert time.monotonic() - started >= outage  # it did wait the outage out
     entry = supervisor.get(ROLE)
@@ -216,7 +270,8 @@ async def test_an_authorization_error_on_the_change_stream_fails_capture_only(
     store = await streaming_store()
     await store.events.append(await earlier.events.read(limit=100))
     clock = FakeClock(advance_on_sleep=False)
-    supervisor, worker = capture_of(store, client, clock)
+    metrics = Metrics()
+    supervisor, worker = capture_of(store, client, clock, metrics)
     runner = ProjectionRunner(store, ORDER_SUMMARY, clock=clock, lease_seconds=10, owner="here")
     supervisor.add(ProjectionWorker(runner))
     app = create_app(
@@ -226,6 +281,7 @@ async def test_an_authorization_error_on_the_change_stream_fails_capture_only(
         supervisor=supervisor,
         capture=worker.name,
         caught_up=worker.caught_up,
+        metrics=metrics,
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
@@ -240,7 +296,7 @@ async def test_an_authorization_error_on_the_change_stream_fails_capture_only(
         assert entry is not None and entry.state == FAILED and entry.restarts == 0
         assert len(primary.streams) == 1  # not retried
         assert entry.last_error == (
-            "SourceError: MongoDB refused the change stream (code 13): "
+            "MongoDB refused the change stream (code 13): "
             "not authorized on shop to execute command { aggregate: 1 }"
         )
         assert await store.leases.get(ROLE) is None  # released for a standby
@@ -256,8 +312,11 @@ async def test_an_authorization_error_on_the_change_stream_fails_capture_only(
         assert r.status_code == 200 and len(r.json()["events"]) == 5
         states = {w["name"]: w["state"] for w in (await http.get("/v1/workers")).json()}
         assert states == {ROLE: "failed", "projection:order_summary": "running"}
-        metrics = (await http.get("/metrics")).text
-        assert f'eventstore_worker_state{{worker="{ROLE}",state="failed"}} 1' in metrics
+        page = (await http.get("/metrics")).text
+        assert metric(page, "eventstore_worker_state", worker=ROLE, state="failed") == 1
+        assert metric(page, "eventstore_worker_restarts_total", worker=ROLE) == 0
+        projection_state = {"worker": "projection:order_summary", "state": "running"}
+        assert metric(page, "eventstore_worker_state", **projection_state) == 1
         r = await http.get("/v1/projections/order_summary")
         assert r.status_code == 200
         await supervisor.stop()

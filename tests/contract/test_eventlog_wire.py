@@ -1,9 +1,11 @@
 """The mongo event log on the wire: the audit query's `find`, and waiting for appends
-by a change stream on `events` or, where the server has none, by polling the head."""
+by the log's one shared change stream on `events` or, where the server has none, by
+polling the head."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
@@ -14,17 +16,30 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from eventstore.model import EventQuery
+from eventstore.mongo.append_watch import WATCH_AWAIT_MS
 from eventstore.mongo.eventlog import MongoEventLog
+from eventstore.mongo.store import MongoStore
 from tests.contract.wire import Wire, first_batch, next_batch, token
 
 Client = AsyncMongoClient[dict[str, Any]]
+MakeLog = Callable[[Client], MongoEventLog]
 NS = "eventstore.events"
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 1, 2, tzinfo=UTC)
 
 
-def event_log(client: Client) -> MongoEventLog:
-    return MongoEventLog(client["eventstore"], query_max_time_ms=750)
+@pytest.fixture
+async def event_log(client: Client) -> AsyncIterator[MakeLog]:
+    """Makes event logs on the client; each is closed (its watcher stopped) after the test."""
+    made: list[MongoEventLog] = []
+
+    def make(on: Client) -> MongoEventLog:
+        made.append(MongoEventLog(on["eventstore"], query_max_time_ms=750))
+        return made[-1]
+
+    yield make
+    for log in made:
+        await log.close()
 
 
 def head_reply(seq: int | None) -> dict[str, Any]:
@@ -39,7 +54,7 @@ def inserted(seq: int) -> dict[str, Any]:
 
 
 async def test_a_query_is_one_find_in_seq_order_bounded_by_max_time(
-    client: Client, wire: Wire
+    client: Client, wire: Wire, event_log: MakeLog
 ) -> None:
     q = EventQuery(
         stream="orders",
@@ -73,7 +88,9 @@ async def test_a_query_is_one_find_in_seq_order_bounded_by_max_time(
     assert find.doc["maxTimeMS"] == 750
 
 
-async def test_a_query_past_its_time_limit_raises(client: Client, wire: Wire) -> None:
+async def test_a_query_past_its_time_limit_raises(
+    client: Client, wire: Wire, event_log: MakeLog
+) -> None:
     querying = asyncio.create_task(event_log(client).query(EventQuery(field="status")))
     (await wire.receives("find")).command_err(code=50, errmsg="operation exceeded time limit")
 
@@ -82,7 +99,9 @@ async def test_a_query_past_its_time_limit_raises(client: Client, wire: Wire) ->
 
 
 @pytest.mark.parametrize("listing", ["streams", "entities"])
-async def test_listings_are_bounded_by_max_time(client: Client, wire: Wire, listing: str) -> None:
+async def test_listings_are_bounded_by_max_time(
+    client: Client, wire: Wire, listing: str, event_log: MakeLog
+) -> None:
     log = event_log(client)
     call = log.streams() if listing == "streams" else log.entities("orders", limit=5)
     listing_task = asyncio.create_task(call)
@@ -94,7 +113,7 @@ async def test_listings_are_bounded_by_max_time(client: Client, wire: Wire, list
 
 
 async def test_wait_watches_events_before_checking_the_head_and_wakes_on_an_insert(
-    client: Client, wire: Wire
+    client: Client, wire: Wire, event_log: MakeLog
 ) -> None:
     waiting = asyncio.create_task(event_log(client).wait_for_append(3, 5))
     # The stream is opened first, so an insert after the head check is not missed.
@@ -108,19 +127,20 @@ async def test_wait_watches_events_before_checking_the_head_and_wakes_on_an_inse
     assert await wire.result(waiting) is True
     assert aggregate.namespace == "eventstore"
     assert aggregate.doc["aggregate"] == "events"
+    # One stream for every waiter: all inserts, whatever position each waiter is at.
     assert aggregate.doc["pipeline"] == [
         {"$changeStream": {}},
-        {"$match": {"operationType": "insert", "fullDocument.seq": {"$gt": 3}}},
+        {"$match": {"operationType": "insert"}},
         {"$project": {"fullDocument.seq": 1}},
     ]
     assert head.doc["find"] == "events"
     assert head.doc["sort"] == {"seq": -1}
     assert getmore.doc["collection"] == "events"
-    assert 0 < getmore.doc["maxTimeMS"] <= 5000  # the getMore waits at most the timeout
+    assert getmore.doc["maxTimeMS"] == WATCH_AWAIT_MS  # the shared stream's await
 
 
 async def test_wait_returns_at_once_when_the_head_is_already_past(
-    client: Client, wire: Wire
+    client: Client, wire: Wire, event_log: MakeLog
 ) -> None:
     waiting = asyncio.create_task(event_log(client).wait_for_append(3, 5))
     (await wire.receives("aggregate")).replies(first_batch([], post_batch=token(1), ns=NS))
@@ -129,20 +149,19 @@ async def test_wait_returns_at_once_when_the_head_is_already_past(
     assert await wire.result(waiting) is True
 
 
-async def test_wait_on_a_quiet_stream_ends_false_at_the_timeout(client: Client, wire: Wire) -> None:
+async def test_wait_on_a_quiet_stream_ends_false_at_the_timeout(
+    client: Client, wire: Wire, event_log: MakeLog
+) -> None:
     waiting = asyncio.create_task(event_log(client).wait_for_append(3, 0.3))
     (await wire.receives("aggregate")).replies(first_batch([], post_batch=token(1), ns=NS))
     (await wire.receives("find")).replies(head_reply(3))
-    getmore = await wire.receives("getMore")
-    await asyncio.sleep(0.35)  # the server waits maxTimeMS, then answers: nothing
-    getmore.replies(next_batch([], post_batch=token(2), ns=NS))
+    await wire.receives("getMore")  # the server waits maxTimeMS; the waiter's time runs out first
 
     assert await wire.result(waiting) is False
-    assert getmore.doc["maxTimeMS"] <= 300
 
 
 async def test_wait_polls_the_head_with_a_back_off_where_change_streams_are_refused(
-    client: Client, wire: Wire
+    client: Client, wire: Wire, event_log: MakeLog
 ) -> None:
     log = event_log(client)
     loop = asyncio.get_running_loop()
@@ -167,7 +186,9 @@ async def test_wait_polls_the_head_with_a_back_off_where_change_streams_are_refu
     assert await wire.result(again) is True
 
 
-async def test_polling_gives_up_at_the_timeout(client: Client, wire: Wire) -> None:
+async def test_polling_gives_up_at_the_timeout(
+    client: Client, wire: Wire, event_log: MakeLog
+) -> None:
     waiting = asyncio.create_task(event_log(client).wait_for_append(0, 0.12))
     (await wire.receives("aggregate")).command_err(
         code=40573, errmsg="The $changeStream stage is only supported on replica sets"
@@ -179,10 +200,92 @@ async def test_polling_gives_up_at_the_timeout(client: Client, wire: Wire) -> No
     assert await wire.result(waiting) is False
 
 
-async def test_other_change_stream_errors_are_raised(client: Client, wire: Wire) -> None:
+async def test_other_change_stream_errors_are_raised(
+    client: Client, wire: Wire, event_log: MakeLog
+) -> None:
     waiting = asyncio.create_task(event_log(client).wait_for_append(0, 5))
     (await wire.receives("aggregate")).command_err(code=2, errmsg="BadValue")
 
     with pytest.raises(OperationFailure) as raised:
         await wire.result(waiting)
     assert raised.value.code == 2
+
+
+# -- one change stream per event log, shared by every waiter -----------------------------------
+
+
+async def test_concurrent_waiters_open_exactly_one_change_stream(
+    client: Client, wire: Wire, event_log: MakeLog
+) -> None:
+    log = event_log(client)
+    positions = [0, 2, 3, 3, 4, 5, 5, 6]
+    waiters = [asyncio.create_task(log.wait_for_append(p, 5)) for p in positions]
+    aggregate = await wire.receives("aggregate")  # one aggregate for all eight waiters
+    aggregate.replies(first_batch([], post_batch=token(1), ns=NS))
+    (await wire.receives("find")).replies(head_reply(3))
+    # The head (3) answers the waiters behind it at once; the others wait on the stream.
+    await asyncio.sleep(0.05)
+    assert [w.done() for w in waiters] == [True, True, False, False, False, False, False, False]
+    (await wire.receives("getMore")).replies(next_batch([inserted(4)], post_batch=None, ns=NS))
+    (await wire.receives("getMore")).replies(
+        next_batch([inserted(5), inserted(6), inserted(7)], post_batch=None, ns=NS)
+    )
+    assert [await wire.result(w) for w in waiters] == [True] * len(positions)
+
+    # Later waiters join the same stream: the next request is its getMore, not an aggregate.
+    later = [asyncio.create_task(log.wait_for_append(7, 5)) for _ in range(3)]
+    getmore = await wire.receives("getMore")
+    assert getmore.doc["getMore"] == aggregate_cursor_id()
+    getmore.replies(next_batch([inserted(8)], post_batch=None, ns=NS))
+    assert [await wire.result(w) for w in later] == [True, True, True]
+    assert log.watcher.watching
+
+
+def aggregate_cursor_id() -> Int64:
+    """The cursor id `first_batch` gives the change stream (every getMore continues it)."""
+    return Int64(first_batch([], post_batch=None)["cursor"]["id"])
+
+
+async def test_a_waiter_that_times_out_leaves_the_stream_to_the_others(
+    client: Client, wire: Wire, event_log: MakeLog
+) -> None:
+    log = event_log(client)
+    patient = asyncio.create_task(log.wait_for_append(3, 5))
+    hasty = asyncio.create_task(log.wait_for_append(3, 0.1))
+    (await wire.receives("aggregate")).replies(first_batch([], post_batch=token(1), ns=NS))
+    (await wire.receives("find")).replies(head_reply(3))
+    getmore = await wire.receives("getMore")
+    assert await wire.result(hasty) is False
+    assert not patient.done()
+    getmore.replies(next_batch([inserted(4)], post_batch=None, ns=NS))
+    assert await wire.result(patient) is True
+
+
+async def test_closing_the_store_stops_its_change_stream(client: Client, wire: Wire) -> None:
+    store = MongoStore(client, "eventstore")  # the client stays the test's
+    waiting = asyncio.create_task(store.events.wait_for_append(3, 0.2))
+    (await wire.receives("aggregate")).replies(first_batch([], post_batch=token(1), ns=NS))
+    (await wire.receives("find")).replies(head_reply(3))
+    await wire.receives("getMore")
+    assert await wire.result(waiting) is False
+    log = store.events
+    assert isinstance(log, MongoEventLog) and log.watcher.watching
+
+    await store.close()
+
+    assert not log.watcher.watching
+
+
+async def test_after_a_stream_error_the_next_wait_opens_a_new_stream(
+    client: Client, wire: Wire, event_log: MakeLog
+) -> None:
+    log = event_log(client)
+    failing = asyncio.create_task(log.wait_for_append(0, 5))
+    (await wire.receives("aggregate")).command_err(code=2, errmsg="BadValue")
+    with pytest.raises(OperationFailure):
+        await wire.result(failing)
+
+    again = asyncio.create_task(log.wait_for_append(0, 5))
+    (await wire.receives("aggregate")).replies(first_batch([], post_batch=token(1), ns=NS))
+    (await wire.receives("find")).replies(head_reply(1))
+    assert await wire.result(again) is True

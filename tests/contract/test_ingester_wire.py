@@ -17,6 +17,7 @@ from bson import Int64, Timestamp
 from mockupdb import MockupDB, Request
 from pymongo import AsyncMongoClient
 
+from eventstore.badinput import BadChange, raw_sha256
 from eventstore.clock import FakeClock
 from eventstore.codec import checkpoint_doc
 from eventstore.ingester import Ingester
@@ -150,8 +151,8 @@ async def store(primary: tuple[MockupDB, ScriptedPrimary]) -> AsyncIterator[Mong
     await s.close()
 
 
-def ingester(store: MongoStore) -> Ingester:
-    settings = Settings(uri="mongodb://x", source="mongo", lease_seconds=10)
+def ingester(store: MongoStore, *, bad_input: str = "stop") -> Ingester:
+    settings = Settings(uri="mongodb://x", source="mongo", lease_seconds=10, bad_input=bad_input)
     source = MongoChangeSource(
         store.client, source_db="shop", collections=["orders"], max_await_ms=10
     )
@@ -280,3 +281,80 @@ async def test_invalidate_reopens_the_stream_with_start_after(
     assert stream_opened_with(scripted, 0) == {"resumeAfter": token(1)}
     assert stream_opened_with(scripted, 1) == {"startAfter": token(3)}
     assert [e["_id"] for e in scripted.inserted_events()] == [token(2)["_data"], token(4)["_data"]]
+
+
+def update_without_description(n: int) -> dict[str, Any]:
+    """A malformed event from a server: an update of order 1 without its updateDescription."""
+    return {**change(n, op="update"), "documentKey": {"_id": 1}}
+
+
+async def test_a_malformed_event_from_the_server_is_recorded_as_rejected_in_its_place(
+    primary: tuple[MockupDB, ScriptedPrimary], store: MongoStore
+) -> None:
+    _, scripted = primary
+    scripted.checkpoint = streaming_checkpoint(1)
+    bad = update_without_description(3)
+    scripted.script = [("batch", ([change(2), bad, change(4)], token(4)))]
+    stats = await ingester(store, bad_input="record").run(until_idle=True)
+    assert stats.recorded == 3 and stats.rejected == 1
+
+    events = scripted.inserted_events()
+    position = f"after resume token {token(2)['_data']}"
+    # The hash is that of the event's BSON bytes as the server sent them.
+    assert [e["_id"] for e in events] == [
+        token(2)["_data"],
+        f"rejected:{raw_sha256(bad)}:{position}",
+        token(4)["_data"],
+    ]
+    rejected = events[1]
+    assert (rejected["type"], rejected["stream"], rejected["entity_key"]) == (
+        "rejected",
+        "orders",
+        "$stream",
+    )
+    assert rejected["document"] == {
+        "source": "mongo",
+        "position": position,
+        "reason": "update without updateDescription",
+        "sha256": raw_sha256(bad),
+    }
+    assert [e["seq"] for e in events] == [1, 2, 3]
+    update = scripted.named("update", "checkpoints")[0]
+    assert update["updates"][0]["u"]["token"] == token(4)
+
+
+async def test_a_malformed_event_from_the_server_stops_capture_after_the_one_before_it(
+    primary: tuple[MockupDB, ScriptedPrimary], store: MongoStore
+) -> None:
+    _, scripted = primary
+    scripted.checkpoint = streaming_checkpoint(1)
+    scripted.script = [("batch", ([change(2), update_without_description(3), change(4)], token(4)))]
+    with pytest.raises(BadChange) as raised:
+        await ingester(store).run(until_idle=True)
+    assert str(raised.value) == (
+        f"mongo: after resume token {token(2)['_data']}: update without updateDescription"
+    )
+    assert [e["_id"] for e in scripted.inserted_events()] == [token(2)["_data"]]
+    [update] = scripted.named("update", "checkpoints")
+    assert update["updates"][0]["u"]["token"] == token(2)  # resumes exactly before the bad one
+    [release] = scripted.named("delete", "leases")  # the lease is given up
+    assert release["deletes"][0]["q"]["_id"] == ROLE
+
+
+@pytest.mark.parametrize("policy", ["stop", "record"])
+async def test_an_event_without_a_resume_token_stops_capture_under_either_policy(
+    primary: tuple[MockupDB, ScriptedPrimary], store: MongoStore, policy: str
+) -> None:
+    _, scripted = primary
+    scripted.checkpoint = streaming_checkpoint(1)
+    tokenless = {k: v for k, v in change(3).items() if k != "_id"}
+    scripted.script = [("batch", ([change(2), tokenless, change(4)], token(4)))]
+    with pytest.raises(BadChange) as raised:
+        await ingester(store, bad_input=policy).run(until_idle=True)
+    # The driver closes the stream on it, and resuming would deliver it again: no way past it.
+    assert (
+        str(raised.value) == f"mongo: after resume token {token(2)['_data']}: no resume token (_id)"
+    )
+    assert [e["_id"] for e in scripted.inserted_events()] == [token(2)["_data"]]
+    [update] = scripted.named("update", "checkpoints")
+    assert update["updates"][0]["u"]["token"] == token(2)

@@ -19,6 +19,7 @@ from migrations import (
     m0001_create_events_collection,
     m0004_enable_pre_images,
     m0005_create_writer_role,
+    m0007_allow_rejected_events,
 )
 from tests.contract.wire import HELLO, Wire, first_batch
 
@@ -72,7 +73,9 @@ async def test_events_collection_is_created_with_its_validator(client: Client, w
     schema = command["validator"]["$jsonSchema"]
     assert sorted(schema["required"]) == sorted(EVENT_FIELDS)
     properties = schema["properties"]
-    assert properties["type"] == {"enum": sorted(EVENT_TYPES)}
+    # The types of its time: later ones come with their own steps (m0007: rejected).
+    assert properties["type"] == {"enum": list(m0001_create_events_collection.TYPES)}
+    assert set(EVENT_TYPES) - set(m0001_create_events_collection.TYPES) == {"rejected"}
     assert properties["seq"]["bsonType"] == ["long", "int"]
     assert properties["version"]["bsonType"] == ["long", "int"]
     assert properties["_id"] == {"bsonType": "string"}
@@ -395,3 +398,64 @@ async def test_the_workers_step_creates_the_collection_once(
 
     assert report.applied == ["m0008_create_workers_collection"]
     assert [c["create"] for c in replica_set.sent("create")] == ["workers"]
+
+
+async def test_rejected_events_are_allowed_by_collmod_of_the_whole_validator(
+    client: Client, wire: Wire
+) -> None:
+    running = asyncio.create_task(
+        m0007_allow_rejected_events.up(client["eventstore"], context(client))
+    )
+    collmod = await wire.receives("collMod")
+    collmod.replies()
+    await wire.result(running)
+
+    assert collmod.namespace == "eventstore" and collmod.doc["collMod"] == "events"
+    assert collmod.doc["validationLevel"] == "strict"
+    assert collmod.doc["validationAction"] == "error"
+    schema = collmod.doc["validator"]["$jsonSchema"]
+    # collMod replaces the validator whole: everything of m0001's is sent again.
+    before = m0001_create_events_collection.VALIDATOR["$jsonSchema"]
+    assert sorted(schema["required"]) == sorted(EVENT_FIELDS) == sorted(before["required"])
+    assert {k: v for k, v in schema["properties"].items() if k != "type"} == {
+        k: v for k, v in before["properties"].items() if k != "type"
+    }
+    # Every type the model knows, `rejected` included, and nothing else.
+    assert schema["properties"]["type"] == {"enum": sorted(EVENT_TYPES)}
+    assert "rejected" in schema["properties"]["type"]["enum"]
+
+
+async def test_rejected_events_step_creates_events_when_it_is_missing(
+    client: Client, wire: Wire
+) -> None:
+    running = asyncio.create_task(
+        m0007_allow_rejected_events.up(client["eventstore"], context(client))
+    )
+    collmod = await wire.receives("collMod")
+    collmod.command_err(code=26, errmsg="ns does not exist: eventstore.events")
+    create = await wire.receives("create")
+    create.replies()
+    await wire.result(running)
+
+    assert create.doc["create"] == "events"
+    assert create.doc["validator"] == collmod.doc["validator"]
+    assert "rejected" in create.doc["validator"]["$jsonSchema"]["properties"]["type"]["enum"]
+
+
+async def test_a_store_migrated_before_m0007_gets_only_the_rejected_type_step(
+    client: Client, replica_set: ReplicaSet
+) -> None:
+    settings = Settings(uri="mongodb://localhost")
+    earlier = [s for s in load_steps() if s.name < "m0007"]
+    await migrate(client, settings, steps=earlier)
+    replica_set.clear()
+
+    steps = [s for s in load_steps() if s.name < "m0008"]
+    report = await migrate(client, settings, steps=steps)
+
+    assert report.applied == ["m0007_allow_rejected_events"]
+    assert report.skipped == ["m0004_enable_pre_images"]  # PRE_IMAGES is off: never recorded
+    [collmod] = replica_set.sent("collMod")
+    assert collmod["collMod"] == "events"
+    assert "rejected" in collmod["validator"]["$jsonSchema"]["properties"]["type"]["enum"]
+    assert "m0007_allow_rejected_events" in replica_set.records

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -133,3 +134,21 @@ def test_a_port_in_use_is_one_line_and_exit_1() -> None:
         f"eventstore: error: cannot listen on 127.0.0.1:{port}: the port is in use"
     )
     assert "Traceback" not in done.stderr and "serving" not in done.stdout
+
+
+def test_the_demo_stops_the_traffic_after_changes_and_keeps_serving() -> None:
+    # Paced at 100/s, every step moves `updatedAt`: each of the 20 changes is one event.
+    proc, base = start("demo", "--orders", "5", "--changes", "20", "--rate", "100", "--seed", "4")
+    try:
+        with httpx.Client(base_url=base, timeout=10) as http:
+            wait_for(lambda: http.get("/health/ready").status_code == 200)
+            # An empty list until the first event is stored.
+            wait_for(lambda: (r := http.get("/v1/streams").json()) and r[0]["last_seq"] == 25)
+            time.sleep(1.0)  # another 100 changes, were the traffic still on
+            assert http.get("/v1/streams").json()[0]["last_seq"] == 25
+            assert http.get("/v1/verify").json()["valid"] is True
+            assert http.get("/health/ready").status_code == 200
+        code, _, _, _ = stop(proc)
+        assert code == 0
+    finally:
+        kill(proc)

@@ -36,6 +36,7 @@ from eventstore.sources.memory import MemoryChangeFeed
 from tests.e2e.processes import EVENTSTORE, ROOT, clean_env, free_port
 from tests.integration.conftest import open_test_store
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+from tests.supervision import metric
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize
@@ -699,6 +700,98 @@ def test_gaps_inferred_deletions_and_uncertain_states_are_marked(
     assert p.locator("#exists-badge").inner_text() == "deleted (inferred)"
     shot(p, "inferred")
     console.assert_clean()
+
+
+def test_a_banner_says_when_capture_is_not_running(demo: Demo, page: tuple[Page, Console]) -> None:
+    p, console = page
+    workers = demo.get("/v1/workers")
+    assert [w["state"] for w in workers if w["kind"] == "capture"] == ["running"]
+    # The composition root hands the supervisor the app's metrics.
+    scraped = demo.http.get("/metrics").text
+    assert metric(scraped, "eventstore_worker_state", worker="ingester:shop", state="running") == 1
+    assert metric(scraped, "eventstore_worker_restarts_total", worker="ingester:shop") == 0
+    p.goto(f"{demo.base}/explorer")
+    p.wait_for_function("() => document.getElementById('capture-banner').dataset.state")
+    assert p.locator("#capture-banner").get_attribute("data-state") == "capturing"
+    assert p.locator("#capture-banner").is_hidden()
+
+    # The same instance as the API would show it after an authorization error.
+    failed = [
+        {
+            **w,
+            "state": "failed",
+            "last_error": "MongoDB refused the change stream (code 13)",
+        }
+        if w["kind"] == "capture"
+        else w
+        for w in workers
+    ]
+    p.route("**/v1/workers", lambda route: route.fulfill(json=failed))
+    p.reload()
+    p.wait_for_function(
+        "() => document.getElementById('capture-banner').dataset.state === 'failed'"
+    )
+    banner = p.locator("#capture-banner")
+    assert banner.is_visible()
+    assert banner.inner_text().startswith("Capture failed. ingester:shop on ")
+    assert "MongoDB refused the change stream (code 13)" in banner.inner_text()
+    shot(p, "capture-failed-banner")
+
+    p.route("**/v1/workers", lambda route: route.fulfill(json=[]))
+    p.reload()
+    p.wait_for_function("() => document.getElementById('capture-banner').dataset.state === 'none'")
+    assert banner.inner_text().startswith("No instance is capturing.")
+    console.assert_clean()
+
+
+async def log_with_a_rejected_change() -> Any:
+    """Order 1 created, then a change of `orders` that cannot be interpreted (recorded as
+    `rejected`, BAD_INPUT=record), then order 1 updated."""
+    import tempfile
+
+    from eventstore.ingester import Ingester
+    from eventstore.sources.ndjson import NdjsonChangeSource
+    from tests.integration.test_ingester_bad_input import NO_UPDATE_DESCRIPTION, line
+
+    store = await open_test_store("memory")
+    settings = Settings(uri="memory://", source="ndjson:-", lease_seconds=5.0, bad_input="record")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "changes.ndjson"
+        path.write_text("\n".join([line(1), NO_UPDATE_DESCRIPTION, line(2)]) + "\n")
+        source = NdjsonChangeSource(path, collections=settings.collections)
+        await Ingester(store=store, source=source, settings=settings, clock=FakeClock()).run(
+            until_idle=True
+        )
+    return create_app(settings, store=store)
+
+
+@pytest.fixture(scope="module")
+def rejected_server(chromium: str) -> Iterator[InProcessServer]:
+    server = InProcessServer(log_with_a_rejected_change)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_rejected_change_is_marked_where_it_fell_on_the_timeline(
+    rejected_server: InProcessServer, page: tuple[Page, Console]
+) -> None:
+    p, _ = page
+    base = rejected_server.base
+    p.goto(f"{base}/explorer#/entity/orders/1")
+    p.wait_for_function("() => document.getElementById('state-json').dataset.key === '1'")
+    p.wait_for_selector("#timeline > li.gap-marker[data-type='rejected']")
+    order = p.eval_on_selector_all(
+        "#timeline > li",
+        "els => els.map(e => e.classList.contains('gap-marker') ? e.dataset.type : e.dataset.version)",
+    )
+    assert order == ["2", "rejected", "1"]
+    marker = p.locator("#timeline > li.gap-marker").inner_text()
+    assert "Change rejected" in marker
+    assert "ndjson, line 2: update without updateDescription" in marker
+    shot(p, "rejected")
 
 
 def test_subscriptions_show_state_and_parked_events_that_can_be_skipped(

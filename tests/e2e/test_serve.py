@@ -108,8 +108,8 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_1() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--uri", "postgres://x"], "URI must start with"),
-        (["--uri", "memory://", "--batch-size", "0"], "BATCH_SIZE must be at least 1"),
+        (["--uri", "postgres://x"], "--uri must start with"),
+        (["--uri", "memory://", "--batch-size", "0"], "--batch-size must be at least 1"),
         ([], "serve needs a database"),
         (["--uri", "memory://", "--workers", "2"], "memory:// lives inside one process"),
         (["--uri", "memory://", "--host", "no-such-host.invalid"], "unknown address"),

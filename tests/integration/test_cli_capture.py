@@ -99,8 +99,32 @@ def test_a_malformed_line_stops_with_its_number_and_keeps_what_came_before(
     )
     err = capsys.readouterr().err
     assert code == 1
-    assert "line 4" in err and "Traceback" not in err
+    # The supervised capture worker failed (fatal, not retried): the same line `run` gives.
+    assert err.splitlines()[-1] == (
+        "eventstore: error: capture failed: "
+        "ndjson: line 4: not valid JSON (Expecting property name enclosed in double quotes, "
+        "line 1 column 53)"
+    )
+    assert "Traceback" not in err
     assert [e.id for e in asyncio.run(store.events.read(limit=100))] == tokens[:3]
+
+
+def test_bad_input_record_records_a_malformed_line_as_rejected_and_goes_on(
+    tmp_path: Path,
+) -> None:
+    tokens = write_ndjson(tmp_path / "bad.ndjson", changes=10, bad_line=4)
+    store = MemoryStore()
+    argv = ["ingest", "--uri", "memory://", "--source", f"ndjson:{tmp_path / 'bad.ndjson'}"]
+    code, out = run(*argv, "--until-idle", "--bad-input", "record", store=store)
+    assert code == 0
+    assert out.startswith(f"recorded {len(tokens) + 1} events")
+    assert "1 rejected)" in out
+    events = asyncio.run(store.events.read(limit=100))
+    assert [e.type for e in events][3] == "rejected"
+    assert [e.id for e in events if e.type != "rejected"] == tokens
+    # The same file again: nothing new, the rejected line included.
+    code, out = run(*argv, "--until-idle", "--bad-input", "record", store=store)
+    assert code == 0 and out.startswith("recorded 0 events")
 
 
 @pytest.mark.parametrize(
@@ -113,8 +137,15 @@ def test_a_malformed_line_stops_with_its_number_and_keeps_what_came_before(
         ),
         (["ingest", "--source", "simulator"], "no URI"),
         (["ingest", "--uri", "mongodb://user:pw@:bad:port/"], "URI"),
-        (["ingest", "--uri", "postgres://x"], "URI must start with"),
-        (["ingest", "--uri", "memory://", "--batch-size", "0"], "BATCH_SIZE"),
+        (["ingest", "--uri", "postgres://x"], "--uri must start with"),
+        (
+            ["ingest", "--uri", "memory://", "--batch-size", "0"],
+            "--batch-size must be at least 1, got 0",
+        ),
+        (
+            ["ingest", "--uri", "memory://", "--bad-input", "skip"],
+            "--bad-input takes one of stop, record, got 'skip'",
+        ),
         (["migrate", "--uri", "mongodb://h1,h2/?directConnection=true"], "URI"),
     ],
 )

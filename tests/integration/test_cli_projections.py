@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+from typing import Any
 
 import pytest
 
@@ -55,3 +57,69 @@ def test_bad_projection_requests_exit_1(
 ) -> None:
     code, _ = run(populated(), *argv)
     assert code == 1 and message in capsys.readouterr().err
+
+
+# -- gc.freeze belongs to the rebuild command, never to the library ------------------------------
+
+
+def test_the_library_rebuild_leaves_the_garbage_collector_alone() -> None:
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    callers = []
+    for package in ("eventstore", "api", "projections", "migrations"):
+        for path in (root / package).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr in ("freeze", "unfreeze")
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "gc"
+                ):
+                    callers.append(path.relative_to(root).as_posix())
+    assert sorted(set(callers)) == ["eventstore/cli/common.py"]
+
+
+def test_a_runner_rebuild_freezes_nothing() -> None:
+    import gc
+
+    from eventstore.clock import SystemClock
+    from projections.orders import ORDER_SUMMARY
+    from projections.runner import ProjectionRunner, RebuildProgress
+
+    store = populated()
+    frozen_during: list[int] = []
+
+    def record(_: RebuildProgress) -> None:
+        frozen_during.append(gc.get_freeze_count())
+
+    before = gc.get_freeze_count()
+    runner = ProjectionRunner(store, ORDER_SUMMARY, clock=SystemClock(), batch_size=5)
+    progress = asyncio.run(runner.rebuild_now(record))
+    assert progress.processed > 0 and frozen_during
+    assert set(frozen_during) == {before}
+
+
+def test_the_rebuild_command_freezes_while_it_rebuilds_and_unfreezes_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from projections import runner as runner_module
+
+    store = populated()
+    seen: list[int] = []
+    real = runner_module.ProjectionRunner.rebuild
+
+    async def spying(self: Any, on_progress: Any = None) -> Any:
+        seen.append(gc.get_freeze_count())
+        return await real(self, on_progress)
+
+    monkeypatch.setattr(runner_module.ProjectionRunner, "rebuild", spying)
+    before = gc.get_freeze_count()
+    code, out = run(store, "projections", "rebuild", "order_summary")
+    assert code == 0 and "order_summary: rebuilt from 4 events" in out
+    assert len(seen) == 1 and seen[0] > before
+    assert gc.get_freeze_count() == before

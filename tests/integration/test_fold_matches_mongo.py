@@ -1,15 +1,21 @@
 """Property: the fold of the recorded events is, at every version, the document mongomock holds.
 
 Random documents (nested sub-documents, numeric-looking field names, arrays of
-scalars, of sub-documents and of arrays) and random write sequences are applied
-for real to a mongomock collection through the memory change feed: operator
-updates at nested and array-index paths (several operators in one update),
-positional updates, pipeline updates (`$slice` truncations, `$literal`
-rewrites, `$project` exclusions), replacements, deletes and re-inserts of the
-same `_id`. The changes are read from the feed's change stream (pre-images
-on), turned into events by the ingester's `Capture`, stored and read back as
-BSON, and folded. After every write the folded state must be identical to the
-document read back: same values, same BSON types, float bits and field order.
+scalars, of sub-documents and of arrays) and random write sequences are made
+through the memory change feed: operator updates at nested and array-index
+paths (several operators in one update), positional updates, pipeline updates
+(`$slice` truncations, `$literal` rewrites, `$project` exclusions),
+replacements, deletes and re-inserts of the same `_id`. The changes are read
+from the feed's change stream (pre-images on), turned into events by the
+ingester's `Capture`, stored and read back as BSON, and folded.
+
+The expected document is independent of all that: each write is also made,
+as is, on a real mongomock-motor collection (`REFERENCE`) through mongomock's
+own collection code, next to other documents, with no eventstore code on the
+way. After every write the folded state, and the document the feed holds, must
+be identical to the reference's: same values, same BSON types, float bits and
+field order. (The feed itself applies a write with mongomock's operators to
+the one document it addresses; the fold only ever sees the events.)
 
 Only writes that mongomock performs as MongoDB does are generated: no `$mul`,
 `$bit`, `$[]`, array filters or pipeline `$unset`; no `$set` past an array's
@@ -59,8 +65,11 @@ DB: Final = "fold_matches_mongo"
 COLL: Final = "orders"
 STORED: Final[CodecOptions[dict[str, Any]]] = CodecOptions(document_class=dict, tz_aware=True)
 
-# One client for the module: each example drops the collection and starts a new feed.
+# The reference: one client for the module; each example drops the collection.
 _CLIENT: Final[Any] = AsyncMongoMockClient(tz_aware=True)
+# Documents of other `_id`s in the reference collection: the reference's writes
+# select their document among several, as a real collection's do.
+BYSTANDERS: Final = [{"_id": "bystander-1", "n": 1}, {"_id": "bystander-2", "arr": [1, 2]}]
 
 # -- documents ------------------------------------------------------------------------------
 
@@ -440,8 +449,8 @@ def draw_write(draw: Draw[Any], doc_id: Any, doc: dict[str, Any] | None) -> Writ
     return Write("delete", key)
 
 
-async def perform(coll: FeedCollection, write: Write) -> None:
-    """Make the write through the feed's collection."""
+async def perform(coll: FeedCollection | Any, write: Write) -> None:
+    """Make the write on a collection: the feed's, or the reference mongomock-motor one."""
     if write.kind == "insert":
         await coll.insert_one(copy.deepcopy(write.arg))
     elif write.kind == "update":
@@ -473,8 +482,10 @@ RECORDS: Final = {
 async def check_sequence(data: st.DataObject) -> None:
     """Draw and make the writes; after each, the fold must be the document read back."""
     await _CLIENT[DB].drop_collection(COLL)
+    reference = _CLIENT[DB][COLL]
+    await reference.insert_many(copy.deepcopy(BYSTANDERS))
     clock = FakeClock()
-    feed = MemoryChangeFeed(_CLIENT, db_name=DB, clock=clock)
+    feed = MemoryChangeFeed(db_name=DB, clock=clock)
     feed.enable_pre_images(COLL)
     coll = feed.collection(COLL)
     capture = Capture(Settings(), Head())
@@ -491,7 +502,10 @@ async def check_sequence(data: st.DataObject) -> None:
             write = draw_write(data.draw, doc_id, current)
             data.draw(st.just(write), label=f"write {step}")  # shown when the property fails
             await perform(coll, write)
-            after = await coll.find_one({"_id": doc_id})
+            await perform(reference, write)
+            after = await reference.find_one({"_id": doc_id})
+            held = await coll.find_one({"_id": doc_id})
+            assert (held is None and after is None) or identical(held, after), (write, held, after)
             batch = await stream.next_batch()
             assert batch is not None
             changed = not (current is not None and after is not None and identical(current, after))
@@ -505,7 +519,7 @@ async def check_sequence(data: st.DataObject) -> None:
                 folder.apply(event)
                 states.append((folder.state, copy.deepcopy(folder.state)))
             assert identical(folder.state, after), (
-                f"after {write}:\nfolded  {folder.state}\nmongomock {after}\n"
+                f"after {write}:\nfolded  {folder.state}\nreference {after}\n"
                 f"differs at {[c.path for c in diff(folder.state, after)] or 'field order'}\n"
                 f"events {[(e.type, e.changes or e.document) for e in events]}"
             )
@@ -517,6 +531,8 @@ async def check_sequence(data: st.DataObject) -> None:
     assert result.findings == []
     for state, snapshot in states:
         assert identical(state, snapshot), "a later fold changed an earlier state"
+    others = await reference.find({"_id": {"$ne": doc_id}}).to_list(None)
+    assert others == BYSTANDERS  # the reference's writes touched their own document only
 
 
 @settings(

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
 from mongomock_motor import AsyncMongoMockClient
 
+from eventstore import migrate as migrate_module
 from eventstore.clock import FakeClock
-from eventstore.migrate import MigrationReport, load_steps, migrate
+from eventstore.migrate import MigrationReport, load_steps, migrate, migrations_dir
 from eventstore.settings import Settings
 
 SETTINGS = Settings(uri="mongodb://localhost")
@@ -165,3 +170,94 @@ async def test_the_subscriptions_step_creates_collections_and_indexes_idempotent
     assert any(
         v.get("unique") and list(v["key"]) == [("name", 1), ("seq", 1)] for v in info.values()
     )
+
+
+async def test_the_rejected_type_step_is_skipped_on_mongomock_and_tried_again_later() -> None:
+    client: Any = AsyncMongoMockClient(tz_aware=True)
+    step = [s for s in load_steps() if s.name == "m0007_allow_rejected_events"]
+
+    first = await migrate(client, SETTINGS, steps=step)
+    second = await migrate(client, SETTINGS, steps=step)
+
+    # mongomock has no collMod: the validator needs a real server, said with the reason.
+    for report in (first, second):
+        assert report.skipped == ["m0007_allow_rejected_events"]
+        assert reasons(report)["m0007_allow_rejected_events"].startswith(NOT_ON_MONGOMOCK)
+    assert await client["eventstore"]["migrations"].count_documents({}) == 0
+    assert "events" not in await client["eventstore"].list_collection_names()
+
+
+# -- our steps, whatever `migrations` package comes first on sys.path ---------------------------
+
+_DECOY_INIT = "# another project's migrations package\nNAMESPACE_EXISTS = 'not ours'\n"
+_DECOY_STEP = """
+async def up(db, ctx):
+    await db["decoy"].insert_one({"ran": True})
+"""
+_RUN_FROM_HERE = """
+import asyncio, importlib, json
+from mongomock_motor import AsyncMongoMockClient
+from eventstore.migrate import migrate
+from eventstore.settings import Settings
+
+async def main():
+    client = AsyncMongoMockClient(tz_aware=True)
+    report = await migrate(client, Settings(uri="mongodb://localhost"))
+    db = client["eventstore"]
+    print(json.dumps({
+        "shadowing": importlib.import_module("migrations").__file__,
+        "steps": [[s.name, s.status] for s in report.steps],
+        "indexes": sorted(await db["events"].index_information()),
+        "decoy_rows": await db["decoy"].count_documents({}),
+    }))
+
+asyncio.run(main())
+"""
+
+
+def test_migrate_run_beside_another_projects_migrations_applies_ours(tmp_path: Path) -> None:
+    decoy = tmp_path / "migrations"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text(_DECOY_INIT)
+    (decoy / "m0001_create_events_collection.py").write_text(_DECOY_STEP)
+    (decoy / "m0099_their_own_step.py").write_text(_DECOY_STEP)
+
+    # `python -c` puts the working directory first on sys.path, as `python -m eventstore` does.
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_FROM_HERE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+
+    # The decoy is what a plain `import migrations` finds there: the bug's precondition holds.
+    assert Path(result["shadowing"]).resolve() == (decoy / "__init__.py").resolve()
+    ours = [step.name for step in load_steps()]
+    assert [name for name, _ in result["steps"]] == ours
+    assert dict(result["steps"])["m0002_create_event_indexes"] == "applied"
+    assert dict(result["steps"])["m0003_create_state_collections"] == "applied"
+    assert {"seq_1", "stream_1_entity_id_1_version_1"} <= set(result["indexes"])
+    assert result["decoy_rows"] == 0
+
+
+def test_steps_come_from_the_files_beside_the_eventstore_package() -> None:
+    root = Path(migrate_module.__file__).resolve().parents[1]
+    assert migrations_dir() == root / "migrations"
+    names = sorted(p.stem for p in migrations_dir().glob("m[0-9][0-9][0-9][0-9]_*.py"))
+    assert [step.name for step in load_steps()] == names
+    assert all(step.up.__module__.startswith("_eventstore_migrations.") for step in load_steps())
+
+
+def test_steps_import_their_own_package_relatively() -> None:
+    """`from migrations import ...` would find another project's package first on sys.path."""
+    import ast
+
+    for path in sorted(migrations_dir().glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert (node.module or "").split(".")[0] != "migrations", path.name
+            if isinstance(node, ast.Import):
+                assert all(a.name.split(".")[0] != "migrations" for a in node.names), path.name

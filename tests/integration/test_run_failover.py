@@ -85,7 +85,8 @@ async def test_a_standby_takes_over_capture_and_projections_with_exactly_once_ef
     await wait_until(lambda: first.ingester.lease.held)
     second = instance(store, feed, "second")
     await second.start()
-    assert not second.ingester.lease.held and second.caught_up()  # a ready standby
+    await wait_until(second.caught_up)  # a ready standby, once it found the lease taken
+    assert not second.ingester.lease.held
 
     await wait_until(lambda: batches >= 5)
     # The dead instance's tasks have ended (collect their outcome).

@@ -13,7 +13,7 @@ from eventstore.memory.store import MemoryStore
 from eventstore.model import Checkpoint
 from eventstore.mongo.store import MongoStore
 from eventstore.ports import Store
-from eventstore.settings import Settings
+from eventstore.settings import Settings, SettingsError
 from eventstore.storage import StoreError, open_store, redact_uri
 from tests.integration.conftest import open_test_store
 
@@ -168,7 +168,6 @@ async def test_missing_uri_is_a_clear_error() -> None:
     [
         f"mongodb://admin:{PASSWORD}@db.example:notaport/",
         f"mongodb+srv://admin:{PASSWORD}@db.example:27017/",
-        f"postgres://admin:{PASSWORD}@db.example/",
     ],
 )
 async def test_bad_uri_is_a_clear_error_without_the_password(uri: str) -> None:
@@ -178,6 +177,13 @@ async def test_bad_uri_is_a_clear_error_without_the_password(uri: str) -> None:
     message = str(raised.value)
     assert PASSWORD not in message
     assert "***@db.example" in message
+
+
+def test_a_uri_of_another_scheme_is_refused_by_the_settings_without_the_password() -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings(uri=f"postgres://admin:{PASSWORD}@db.example/")
+
+    assert str(raised.value) == "URI must start with mongodb://, mongodb+srv:// or memory://"
 
 
 async def test_unreachable_server_is_a_clear_error_without_the_password() -> None:

@@ -19,7 +19,7 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from eventstore.failures import FATAL, TRANSIENT, Backoff, TransientError, classify, describe
+from eventstore.failures import FATAL, TRANSIENT, Backoff, classify, describe
 from eventstore.leasing import LeaseLost
 from eventstore.ports import LogConflict, SourceError
 
@@ -43,7 +43,6 @@ from eventstore.ports import LogConflict, SourceError
         BulkWriteError(
             {"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "wtimeout"}]}
         ),
-        TransientError("the lease store is unreachable"),
     ],
 )
 def test_transient_failures_are_retried(exc: Exception) -> None:
@@ -113,3 +112,25 @@ def test_describe_scrubs_credentials_and_configured_keys() -> None:
     assert text == (
         "ServerSelectionTimeoutError: mongodb://***@db1:27017 unreachable; key ***; ***@db2:27017"
     )
+
+
+def test_a_bad_change_under_the_stop_policy_is_fatal_even_when_chained() -> None:
+    from eventstore.badinput import BadChange
+
+    bad = BadChange("ndjson", "line 51", "no resume token (_id._data)")
+    assert classify(bad) == FATAL
+    try:
+        raise bad from ValueError("Expecting property name")
+    except BadChange as chained:
+        assert classify(chained) == FATAL
+    assert describe(bad) == "ndjson: line 51: no resume token (_id._data)"
+
+
+def test_the_services_own_errors_read_as_written_and_a_conflict_says_so() -> None:
+    assert describe(SourceError("cannot reach MongoDB at db:27017 within 200 ms")) == (
+        "cannot reach MongoDB at db:27017 within 200 ms"
+    )
+    assert describe(LogConflict("seq 5 holds a different event")) == (
+        "another writer changed the log: seq 5 holds a different event"
+    )
+    assert describe(ValueError("a bug")) == "ValueError: a bug"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,36 +109,77 @@ async def test_only_captured_collections_and_database_events_pass(tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    ("bad", "message"),
+    ("bad", "unreadable"),
     [
-        ("{not json", "not valid Extended JSON"),
+        ("{not json", "not valid JSON (Expecting property name enclosed in double quotes"),
         ("[1, 2]", "not a JSON object"),
-        ('{"operationType": "insert"}', "no resume token"),
-        ('{"_id": {"_data": 5}, "operationType": "insert"}', "no resume token"),
-        ('{"_id": {"_data": "8201"}}', "no operationType"),
+        ('{"a": {"$oid": "zz"}}', "not valid Extended JSON"),
+        ('{"operationType": "insert"}', None),
+        ('{"_id": {"_data": 5}, "operationType": "insert"}', None),
     ],
 )
-async def test_a_malformed_line_fails_after_the_lines_before_it(
-    tmp_path: Path, bad: str, message: str
+async def test_a_malformed_line_is_passed_on_in_its_place_with_its_line_and_hash(
+    tmp_path: Path, bad: str, unreadable: str | None
 ) -> None:
-    text = lines(change(1), change(2), change(3)) + "\n" + bad + "\n" + lines(change(9))
+    text = lines(change(1), change(2), change(3)) + "\n" + bad + "\r\n" + lines(change(9))
     source = NdjsonChangeSource(write(tmp_path, text), collections=["orders"], batch_size=2)
     async with source.watch(None) as stream:
-        assert keys((await stream.next_batch()).changes) == [1, 2]  # type: ignore[union-attr]
-        assert keys((await stream.next_batch()).changes) == [3]  # type: ignore[union-attr]
-        with pytest.raises(SourceError, match=rf"^line 5: {message}"):
-            await stream.next_batch()
-        with pytest.raises(SourceError, match=r"^line 5"):
-            await stream.next_batch()  # nothing after it is ever returned
+        first, second, third = [await stream.next_batch() for _ in range(3)]
+        assert await stream.next_batch() is None
+    assert first is not None and second is not None and third is not None
+    assert keys(first.changes) == [1, 2]
+    assert [o.position for o in first.origins or []] == ["line 1", "line 2"]
+    assert keys(second.changes[:1]) == [3] and keys(third.changes) == [9]
+    origin = (second.origins or [])[1]
+    # Line 4 is blank: the bad line is line 5, hashed without its line ending.
+    assert origin.position == "line 5"
+    assert origin.sha256 == hashlib.sha256(bad.encode()).hexdigest()
+    if unreadable is None:
+        assert origin.unreadable is None and second.changes[1] == json.loads(bad)
+    else:
+        assert origin.unreadable is not None and origin.unreadable.startswith(unreadable)
+        assert second.changes[1] == {}
+        assert "zz" not in origin.unreadable  # the reason never repeats the input
+    # The position only moves with readable tokens: the bad line leaves it at line 3's.
+    assert second.resume_token == {"_data": f"82{3:032X}"}
 
 
-async def test_a_malformed_first_line_fails_at_once(tmp_path: Path) -> None:
-    source = NdjsonChangeSource(
-        write(tmp_path, "oops\n" + lines(change(1))), collections=["orders"]
-    )
-    async with source.watch(None) as stream:
-        with pytest.raises(SourceError, match=r"^line 1: "):
-            await stream.next_batch()
+async def test_a_line_that_is_not_utf8_is_one_unreadable_line(tmp_path: Path) -> None:
+    raw = b'{"x": "\xff\xfe"}'
+    path = tmp_path / "changes.ndjson"
+    path.write_bytes(lines(change(1)).encode() + raw + b"\n" + lines(change(2)).encode())
+    async with NdjsonChangeSource(path, collections=["orders"]).watch(None) as stream:
+        batch = await stream.next_batch()
+    assert batch is not None and batch.origins is not None
+    assert [o.unreadable for o in batch.origins] == [None, "not valid UTF-8", None]
+    assert batch.origins[1].sha256 == hashlib.sha256(raw).hexdigest()
+    assert keys([batch.changes[0], batch.changes[2]]) == [1, 2]
+
+
+async def test_lines_of_other_collections_are_filtered_whatever_their_shape(
+    tmp_path: Path,
+) -> None:
+    other = {"operationType": "insert", "ns": {"db": "legacy", "coll": "carts"}}
+    no_coll = {"_id": {"_data": "8209"}, "operationType": "update", "ns": {"db": "legacy"}}
+    text = lines(change(1), other, no_coll, change(2))
+    async with NdjsonChangeSource(write(tmp_path, text), collections=["orders"]).watch(
+        None
+    ) as stream:
+        batch = await stream.next_batch()
+    assert batch is not None
+    # The carts line is not ours; the update without ns.coll is passed on for the ingester.
+    assert batch.changes == [change(1), no_coll, change(2)]
+    assert [o.position for o in batch.origins or []] == ["line 1", "line 3", "line 4"]
+
+
+async def test_resume_skips_bad_lines_before_the_token_line(tmp_path: Path) -> None:
+    text = "oops\n" + lines(change(1), change(2)) + "[]\n" + lines(change(3))
+    source = NdjsonChangeSource(write(tmp_path, text), collections=["orders"])
+    async with source.watch(ResumePoint(resume_after={"_data": f"82{1:032X}"})) as stream:
+        batch = await stream.next_batch()
+    assert batch is not None
+    assert [o.position for o in batch.origins or []] == ["line 3", "line 4", "line 5"]
+    assert [o.unreadable for o in batch.origins or []] == [None, "not a JSON object", None]
 
 
 async def test_resume_skips_through_the_token_line(tmp_path: Path) -> None:

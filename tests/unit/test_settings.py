@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 import pytest
 
-from eventstore.settings import Redaction, SettingsError, load
+from eventstore.settings import _CHECKS, Redaction, Settings, SettingsError, load
 
 
 def test_defaults_match_the_design() -> None:
@@ -34,6 +37,8 @@ def test_environment_is_read_and_flags_override_it() -> None:
 def test_unhealthy_after_is_read_from_its_variable_and_flag() -> None:
     assert load({"EVENTSTORE_UNHEALTHY_AFTER": "2.5"}).unhealthy_after == 2.5
     assert load({}, {"unhealthy_after": "45"}).unhealthy_after == 45.0
+    with pytest.raises(SettingsError, match="UNHEALTHY_AFTER"):
+        Settings(unhealthy_after=0)  # checked whenever a Settings is built, not only when read
 
 
 def test_redaction_paths_and_masks() -> None:
@@ -79,3 +84,120 @@ def test_a_failed_migration_is_one_clear_message() -> None:
     assert message is not None and message.startswith(
         "migration failed: m0001_create_events_collection"
     )
+
+
+# -- validated whenever a Settings is built, not only when read from the environment ------------
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"snapshot_every": 0}, "SNAPSHOT_EVERY must be at least 1, got 0"),
+        ({"batch_size": -5}, "BATCH_SIZE must be at least 1, got -5"),
+        ({"server_timeout_ms": 0}, "SERVER_TIMEOUT_MS must be at least 1, got 0"),
+        ({"batch_size": "10"}, "BATCH_SIZE must be a whole number, got '10'"),
+        ({"batch_size": True}, "BATCH_SIZE must be a whole number, got True"),
+        ({"lease_seconds": 0}, "LEASE_SECONDS must be more than 0, got 0"),
+        ({"lease_seconds": float("inf")}, "LEASE_SECONDS must be more than 0, got inf"),
+        ({"lease_seconds": float("nan")}, "LEASE_SECONDS must be more than 0, got nan"),
+        ({"uri": "http://x"}, "URI must start with mongodb://"),
+        ({"source": "kafka"}, "SOURCE takes mongo, simulator or ndjson:PATH, got 'kafka'"),
+        ({"source": "ndjson:"}, "SOURCE takes mongo, simulator or ndjson:PATH"),
+        ({"source_db": " "}, "SOURCE_DB must not be empty"),
+        ({"store_db": ""}, "STORE_DB must not be empty"),
+        ({"actor_field": ""}, "ACTOR_FIELD must not be empty"),
+        ({"collections": ()}, "COLLECTIONS needs at least one collection name"),
+        ({"collections": ("orders", "")}, "COLLECTIONS must be a list of non-empty names"),
+        ({"operations": ("insert", "upsert")}, "OPERATIONS takes insert, update"),
+        ({"operations": ()}, "OPERATIONS takes insert, update"),
+        ({"redact": (Redaction("a..b"),)}, "REDACT has a malformed path: 'a..b'"),
+        ({"redact": ("customer.email",)}, "REDACT must be a list of field paths"),
+        ({"pre_images": "sometimes"}, "PRE_IMAGES takes one of off, when-available, required"),
+        ({"bad_input": "skip"}, "BAD_INPUT takes one of stop, record, got 'skip'"),
+        ({"admin_key": ""}, "ADMIN_KEY must not be empty"),
+        ({"read_keys": ("k1", " ")}, "READ_KEYS must be a list of non-empty names"),
+    ],
+)
+def test_a_settings_built_in_code_is_validated(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings(**values)
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+    assert raised.value.setting == next(iter(values))
+
+
+def test_snapshot_every_zero_is_refused_at_construction() -> None:
+    with pytest.raises(SettingsError, match=r"^SNAPSHOT_EVERY must be at least 1, got 0$"):
+        Settings(snapshot_every=0)
+
+
+def test_a_copy_with_a_bad_value_is_refused_too() -> None:
+    with pytest.raises(SettingsError, match="BATCH_SIZE must be at least 1"):
+        msgspec.structs.replace(Settings(), batch_size=0)
+
+
+def test_decoding_settings_checks_them_too() -> None:
+    with pytest.raises(msgspec.ValidationError, match="SNAPSHOT_EVERY must be at least 1"):
+        msgspec.convert({"snapshot_every": 0}, Settings)
+
+
+def test_every_setting_has_a_check() -> None:
+    missing = set(Settings.__struct_fields__) - set(_CHECKS)
+    assert not missing, f"add a check to eventstore.settings._CHECKS for {sorted(missing)}"
+    assert set(_CHECKS) == set(Settings.__struct_fields__)
+
+
+def test_good_values_pass() -> None:
+    s = Settings(
+        uri="mongodb+srv://h/x",
+        source="ndjson:-",
+        collections=["orders", "refunds"],  # type: ignore[arg-type]  # a list is accepted too
+        operations=("insert",),
+        redact=(Redaction("customer.email", "***"),),
+        pre_images="required",
+        snapshot_every=1,
+        batch_size=1,
+        lease_seconds=0.2,
+        server_timeout_ms=1,
+        admin_key="k",
+        read_keys=("r",),
+    )
+    assert s.lease_seconds == 0.2 and s.batch_size == 1
+
+
+@pytest.mark.parametrize(
+    ("environ", "line"),
+    [
+        ({"EVENTSTORE_SNAPSHOT_EVERY": "0"}, "EVENTSTORE_SNAPSHOT_EVERY must be at least 1, got 0"),
+        (
+            {"EVENTSTORE_BATCH_SIZE": "many"},
+            "EVENTSTORE_BATCH_SIZE must be a whole number, got 'many'",
+        ),
+        (
+            {"EVENTSTORE_LEASE_SECONDS": "soon"},
+            "EVENTSTORE_LEASE_SECONDS must be a number of seconds, got 'soon'",
+        ),
+        ({"EVENTSTORE_STORE_DB": "  "}, "EVENTSTORE_STORE_DB must not be empty"),
+    ],
+)
+def test_a_bad_variable_is_one_line_naming_it(environ: dict[str, str], line: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load(environ)
+    assert str(raised.value) == line
+
+
+def test_a_bad_flag_is_named_as_the_flag() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load({"EVENTSTORE_BATCH_SIZE": "5"}, {"batch_size": "0"})
+    assert str(raised.value) == "--batch-size must be at least 1, got 0"
+
+
+def test_the_cli_prints_a_bad_variable_as_one_line_and_exits_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventstore.cli import main
+
+    monkeypatch.setenv("EVENTSTORE_SNAPSHOT_EVERY", "0")
+    assert main(["verify", "--uri", "memory://"]) == 1
+    err = capsys.readouterr().err
+    assert err == "eventstore: error: EVENTSTORE_SNAPSHOT_EVERY must be at least 1, got 0\n"

@@ -16,8 +16,8 @@
   'use strict';
 
   const KEY_STORAGE = 'eventstore.explorer.readKey';
-  const EVENT_TYPES = ['created', 'updated', 'replaced', 'deleted', 'snapshot', 'gap', 'dropped', 'renamed'];
-  const STREAM_EVENT_TYPES = ['gap', 'dropped', 'renamed'];
+  const EVENT_TYPES = ['created', 'updated', 'replaced', 'deleted', 'snapshot', 'gap', 'dropped', 'renamed', 'rejected'];
+  const STREAM_EVENT_TYPES = ['gap', 'dropped', 'renamed', 'rejected'];
   const STREAM_KEY = '$stream';
   const HISTORY_PAGE = 500;
   const RECENT_PAGE = 25;
@@ -653,7 +653,7 @@
 
   const reverifySoon = debounce((e) => { if (app.entity === e) loadVerify(e); }, 800);
 
-  /** The stream's own events (gaps, drops, renames): shown where they fall on the timeline. */
+  /** The stream's own events (gaps, drops, renames, rejected changes): shown where they fall on the timeline. */
   async function loadMarkers(e) {
     const rows = await allPages('/v1/events', { stream: e.stream, type: STREAM_EVENT_TYPES }, 'events', 5000);
     e.markers = rows;
@@ -786,6 +786,9 @@
     } else if (m.type === 'dropped') {
       title = 'Collection dropped';
       text = 'The captured collection was dropped; live entities were marked deleted (inferred).';
+    } else if (m.type === 'rejected') {
+      title = 'Change rejected';
+      text = `A change from the source could not be interpreted and was not applied to any entity (${String(doc.source || '?')}, ${String(doc.position || '?')}: ${String(doc.reason || '?')}). Its input's SHA-256 is ${String(doc.sha256 || '?')}.`;
     } else {
       title = 'Collection renamed';
       text = `The captured collection was renamed${doc.to ? ' to ' + fmt(doc.to) : ''}.`;
@@ -1532,6 +1535,47 @@
     });
   }
 
+  // -- capture health ----------------------------------------------------------------------------
+  // A banner while no instance is capturing, or capture is failed or retrying (GET /v1/workers).
+  const CAPTURE_POLL_MS = 5000;
+
+  function captureTrouble(workers) {
+    const captures = workers.filter((w) => w.kind === 'capture');
+    const running = captures.filter((w) => w.state === 'running');
+    const failed = captures.find((w) => w.state === 'failed');
+    const retrying = captures.find((w) => w.state === 'retrying');
+    const other = running.length ? ' Another instance is capturing.' : '';
+    if (failed) {
+      return { state: 'failed', title: 'Capture failed',
+        text: `${failed.name} on ${failed.instance} since ${failed.since}: ${failed.last_error || 'no error recorded'}. ` +
+          'Fix the cause, then restart it (POST /v1/admin/workers/{name}/restart).' + other };
+    }
+    if (retrying) {
+      return { state: 'retrying', title: 'Capture is retrying',
+        text: `${retrying.name} on ${retrying.instance} (${plural(retrying.restarts, 'restart')}): ` +
+          `${retrying.last_error || 'no error recorded'}.` + other };
+    }
+    if (!running.length) {
+      return { state: 'none', title: 'No instance is capturing',
+        text: 'Changes to the source are not being recorded: start `eventstore run` or `eventstore ingest`.' };
+    }
+    return null;
+  }
+
+  async function checkCapture() {
+    let trouble;
+    try {
+      trouble = captureTrouble(await api('/v1/workers'));
+    } catch (_) {
+      return; // the API says why elsewhere (the alert); keep the last verdict
+    }
+    const banner = $('#capture-banner');
+    banner.hidden = !trouble;
+    banner.dataset.state = trouble ? trouble.state : 'capturing';
+    $('#capture-title').textContent = trouble ? trouble.title + '.' : '';
+    $('#capture-text').textContent = trouble ? trouble.text : '';
+  }
+
   let started = false;
   async function start() {
     try {
@@ -1548,6 +1592,8 @@
       started = true;
       live.after = head;
       liveLoop();
+      checkCapture();
+      setInterval(checkCapture, CAPTURE_POLL_MS);
     } else if (!live.running && !live.paused) {
       liveLoop();
     }

@@ -1,0 +1,244 @@
+"""Every route of the app, with every method: OPTIONS, HEAD, its own methods, undeclared ones.
+
+The routes are read from the app itself (`app.routes`), so a route added later is
+walked too. For each: no 5xx; OPTIONS is 204 with `Allow` listing exactly what
+the path answers (HEAD wherever GET, OPTIONS) and needs no key; an undeclared
+method is 405 problem+json with the same `Allow`; HEAD has GET's status and
+headers (content type, length and encoding included) and no body.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import httpx
+import pytest
+from litestar.routes import HTTPRoute
+
+from api import create_app
+from api.app import EventStoreApp
+from tests.api.conftest import ADMIN_KEY, READ_KEY, AuditLog, build_log, settings
+
+UNDECLARED: Final = ("PUT", "PATCH", "DELETE", "TRACE", "CONNECT", "PROPFIND")
+# Values for path parameters, by name; a `:path` parameter gets an asset that exists.
+PATH_VALUES: Final = {
+    "stream": "orders",
+    "key": "ORD-X",
+    "name": "order_summary",
+    "job": "no-such-job",
+    "file_path": "explorer.js",
+    "path": "swagger",
+}
+# Bounded queries where the bare route would stream without end.
+QUERIES: Final = {"/v1/events/live": {"after": "0", "limit": "1"}}
+# Bodies that change between two requests (the request counters in /metrics).
+VOLATILE: Final = {"/metrics"}
+AUTH: Final = {"Authorization": f"Bearer {ADMIN_KEY}"}
+ACCEPTS: Final[tuple[dict[str, str], ...]] = (
+    {"Accept-Encoding": "br, gzip"},
+    {"Accept-Encoding": "gzip", "Accept": "text/csv"},
+    {"Accept": "application/x-ndjson"},
+    {},
+)
+_PARAM: Final = re.compile(r"\{(\w+):(\w+)\}")
+
+
+def concrete(route: HTTPRoute) -> str:
+    """The route's path with a value for each parameter."""
+    return _PARAM.sub(lambda m: "1" if m[2] == "int" else PATH_VALUES.get(m[1], "x"), route.path)
+
+
+def http_routes(app: EventStoreApp) -> list[HTTPRoute]:
+    return [r for r in app.routes if isinstance(r, HTTPRoute)]
+
+
+def declared(route: HTTPRoute) -> set[str]:
+    """What the path answers: its methods, HEAD with GET, OPTIONS."""
+    methods = set(route.methods) | {"OPTIONS"}
+    return methods | {"HEAD"} if "GET" in methods else methods
+
+
+def allow(response: httpx.Response) -> set[str]:
+    return {m.strip() for m in response.headers.get("allow", "").split(",") if m.strip()}
+
+
+_LOG: list[AuditLog] = []
+
+
+@pytest.fixture
+async def log() -> AuditLog:
+    """A small log of this module's own (a rebuild is requested on it)."""
+    if not _LOG:
+        _LOG.append(await build_log("memory", orders=5, changes=20))
+    return _LOG[0]
+
+
+@pytest.fixture
+async def client(log: AuditLog) -> AsyncIterator[httpx.AsyncClient]:
+    """An app with both keys set (the guards in the way), over its own small log."""
+    app = create_app(settings(admin_key=ADMIN_KEY, read_keys=(READ_KEY,)), store=log.store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        c.app = app  # type: ignore[attr-defined]
+        yield c
+
+
+def test_every_route_is_walked(client: httpx.AsyncClient) -> None:
+    """The walk below covers the app's routes as they are: more than the API's 15, the docs, the explorer."""
+    paths = {r.path for r in http_routes(client.app)}  # type: ignore[attr-defined]
+    assert {"/v1/events/live", "/v1/admin/projections/{name:str}/rebuild", "/metrics"} <= paths
+    assert any(p.startswith("/schema") for p in paths)
+    assert any(p.startswith("/explorer") for p in paths)
+    assert len(paths) >= 20
+
+
+async def test_options_is_204_with_allow_on_every_route_without_a_key(
+    client: httpx.AsyncClient,
+) -> None:
+    for route in http_routes(client.app):  # type: ignore[attr-defined]
+        response = await client.options(concrete(route))
+        assert response.status_code == 204, route.path
+        assert allow(response) == declared(route), route.path
+        assert response.content == b""
+
+
+async def test_undeclared_methods_are_405_problems_with_allow_on_every_route(
+    client: httpx.AsyncClient,
+) -> None:
+    for route in http_routes(client.app):  # type: ignore[attr-defined]
+        path = concrete(route)
+        for method in [m for m in (*UNDECLARED, "GET", "POST") if m not in declared(route)]:
+            response = await client.request(method, path, headers=AUTH)
+            assert response.status_code == 405, (method, route.path)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["status"] == 405
+            assert allow(response) == declared(route), (method, route.path)
+
+
+async def test_declared_methods_never_answer_5xx_with_or_without_keys(
+    client: httpx.AsyncClient,
+) -> None:
+    for route in http_routes(client.app):  # type: ignore[attr-defined]
+        path = concrete(route)
+        for method in sorted(set(route.methods) - {"OPTIONS"}):
+            for headers in (AUTH, {}, {"Authorization": "Bearer wrong"}):
+                response = await client.request(
+                    method, path, params=QUERIES.get(route.path), headers=headers
+                )
+                assert response.status_code < 500, (method, route.path, response.text)
+
+
+async def test_head_answers_like_get_without_a_body_on_every_get_route(
+    client: httpx.AsyncClient,
+) -> None:
+    walked = 0
+    for route in http_routes(client.app):  # type: ignore[attr-defined]
+        if "GET" not in route.methods:
+            continue
+        path = concrete(route)
+        for extra in ACCEPTS:
+            headers = {**AUTH, **extra}
+            params: Any = QUERIES.get(route.path)
+            got = await client.get(path, params=params, headers=headers)
+            head = await client.head(path, params=params, headers=headers)
+            assert head.status_code == got.status_code, (route.path, extra)
+            assert head.content == b"", (route.path, extra)
+            expected = dict(got.headers)
+            if route.path in VOLATILE:
+                expected.pop("content-length", None)
+                head_headers = {k: v for k, v in head.headers.items() if k != "content-length"}
+            else:
+                head_headers = dict(head.headers)
+            assert head_headers == expected, (route.path, extra)
+            walked += 1
+    assert walked >= 4 * 20
+
+
+async def test_head_of_the_live_tail_and_of_an_export_runs_no_query(log: AuditLog) -> None:
+    """HEAD returns the headers at once: the tail is not opened, the export's query not run."""
+    app = create_app(settings(), store=log.store)
+    events = log.store.events
+    calls: list[str] = []
+
+    def spy(name: str) -> Any:
+        real = getattr(events, name)
+
+        async def call(*args: Any, **kw: Any) -> Any:
+            calls.append(name)
+            return await real(*args, **kw)
+
+        return call
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        for name in ("query", "head", "wait_for_append"):
+            setattr(events, name, spy(name))
+        try:
+            live = await c.head("/v1/events/live")  # unbounded as a GET: it would never end
+            csv = await c.head("/v1/events", headers={"Accept": "text/csv"})
+            ndjson = await c.head("/v1/events", headers={"Accept": "application/x-ndjson"})
+            assert calls == []
+            await c.get("/v1/events", headers={"Accept": "text/csv"})
+            assert "query" in calls  # the spies do see a GET's query
+        finally:
+            for name in ("query", "head", "wait_for_append"):
+                delattr(events, name)
+    assert (live.status_code, live.headers["content-type"]) == (
+        200,
+        "text/event-stream; charset=utf-8",
+    )
+    assert csv.status_code == 200 and csv.headers["content-type"] == "text/csv; charset=utf-8"
+    assert csv.headers["content-disposition"] == 'attachment; filename="events.csv"'
+    assert ndjson.headers["content-type"] == "application/x-ndjson"
+    assert live.content == csv.content == ndjson.content == b""
+
+
+async def test_head_keeps_the_guards_and_the_parameter_checks(client: httpx.AsyncClient) -> None:
+    assert (await client.head("/v1/streams")).status_code == 401
+    bad = await client.head("/v1/events", params={"limit": "0"}, headers=AUTH)
+    assert bad.status_code == 400
+    assert bad.headers["content-type"] == "application/problem+json"
+    assert (await client.head("/v1/streams/nope/verify", headers=AUTH)).status_code == 404
+
+
+async def test_unknown_paths_are_404_problems_for_every_method(client: httpx.AsyncClient) -> None:
+    for method in ("GET", "HEAD", "OPTIONS", "POST", "DELETE"):
+        response = await client.request(method, "/v1/nothing-here")
+        assert response.status_code == 404, method
+        if method != "HEAD":
+            assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_openapi_declares_the_bearer_keys_and_which_operations_need_them(
+    log: AuditLog,
+) -> None:
+    """The docs page has an Authorize button: the keys are security schemes, used where needed."""
+    for read_keys, reads_need_a_key in (((READ_KEY,), True), ((), False)):
+        app = create_app(settings(admin_key=ADMIN_KEY, read_keys=read_keys), store=log.store)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            doc = (await c.get("/schema/openapi.json")).json()
+        schemes = doc["components"]["securitySchemes"]
+        assert {k: (v["type"], v["scheme"]) for k, v in schemes.items()} == {
+            "readKey": ("http", "bearer"),
+            "adminKey": ("http", "bearer"),
+        }
+        paths = doc["paths"]
+        admin = paths["/v1/admin/projections/{name}/rebuild"]["post"]
+        assert admin["security"] == [{"adminKey": []}]
+        assert paths["/v1/admin/jobs/{job}"]["get"]["security"] == [{"adminKey": []}]
+        reads = [
+            op
+            for path, item in paths.items()
+            if path.startswith("/v1/") and "/admin/" not in path
+            for op in item.values()
+        ]
+        assert len(reads) >= 12
+        for op in reads:
+            if reads_need_a_key:
+                assert op["security"] == [{"readKey": []}, {"adminKey": []}]
+            else:
+                assert "security" not in op
+        assert "security" not in paths["/health/ready"]["get"]
