@@ -222,6 +222,7 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "read_keys": _texts,
     "cors_origins": _check_origins,
     "unhealthy_after": _seconds,
+    "subscriptions": _optional_text,
 }
 
 

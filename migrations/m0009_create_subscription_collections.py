@@ -20,7 +20,8 @@ from eventstore.mongo.collections import (
     SUBSCRIPTION_SETTLED,
     SUBSCRIPTIONS,
 )
-from migrations import NAMESPACE_EXISTS
+
+from . import NAMESPACE_EXISTS
 
 # The worker reads settled and parked seqs of one subscription in seq order.
 BY_NAME_AND_SEQ = [("name", ASCENDING), ("seq", ASCENDING)]
