@@ -59,8 +59,8 @@ def subscription_lines(statuses: Iterable[dict[str, Any]]) -> list[str]:
     rows = list(statuses)
     lines: list[str] = []
     for metric, kind, text, field in SERIES:
-        family = metric.removesuffix("_total") if kind == "counter" else metric
-        lines += [f"# HELP {family} {text}", f"# TYPE {family} {kind}"]
+        # As prometheus_client writes them (text format 0.0.4): a counter's TYPE names `_total`.
+        lines += [f"# HELP {metric} {text}", f"# TYPE {metric} {kind}"]
         lines += [f'{metric}{{subscription="{_esc(r["name"])}"}} {r[field]}' for r in rows]
     lines += [
         "# HELP eventstore_subscription_state 1 for the subscription's current state.",

@@ -195,3 +195,18 @@ async def test_metrics_show_each_subscription(
     assert 'eventstore_subscription_lag_events{subscription="hooks"} 4' in text
     assert 'eventstore_subscription_parked{subscription="hooks"} 0' in text
     assert 'eventstore_subscription_state{subscription="hooks",state="stopped"} 1' in text
+
+
+async def test_the_subscription_series_parse_as_prometheus_text(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    c, store = client
+    await c.put(f"{BASE}/hooks", json={"sink": HOOK, "start": "earliest"}, headers=ADMIN)
+    await store.subscriptions.patch("hooks", {"delivered": 7})
+    families = {f.name: f for f in text_string_to_metric_families((await c.get("/metrics")).text)}
+    delivered = families["eventstore_subscription_delivered"]
+    assert delivered.type == "counter"
+    assert [(s.labels, s.value) for s in delivered.samples] == [({"subscription": "hooks"}, 7.0)]
+    assert families["eventstore_subscription_lag_events"].samples[0].value == 4.0
