@@ -46,7 +46,7 @@ from api.disconnect import CLIENT_CLOSED, ClientWatch
 from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
-from api.routes import events, health, projections, streams, subscriptions, workers
+from api.routes import events, health, projections, proofs, streams, subscriptions, workers
 from api.schemas import EventsPage, NotReady
 from api.services import Services
 from api.surface import http_surface
@@ -71,12 +71,12 @@ PROBLEM_CAUSES: Final[dict[int, str]] = {
     401: "A key is needed (`Authorization: Bearer <key>`) or the one given is not valid",
     403: "Admin is disabled (no ADMIN_KEY) or a read key was used on /v1/admin",
     404: "Unknown stream, entity, version, projection, row, job, worker, subscription or "
-    "parked event, or no state yet",
+    "parked event, or no state yet; no checkpoint (of that size) made yet",
     409: "An ambiguous bare key (`typed_keys` lists the typed keys to use), "
     "a rebuild already queued or running, or a worker that is not failed or stopped",
     422: "Well-formed but impossible: from_version after to_version, since after until; "
-    "a subscription with an unknown sink kind, URL scheme, placeholder or a bad secret "
-    "(`errors: [{key, message}]` names each field)",
+    "a proof's seq or sizes beyond the tree or out of order; a subscription with an unknown "
+    "sink kind, URL scheme, placeholder or a bad secret (`errors: [{key, message}]` names each field)",
     503: "The database is not reachable; try again shortly",
 }
 # Every /v1 read: bad query, missing or wrong key (when READ_KEYS is set), database away.
@@ -94,6 +94,11 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "projection_rows": (404,),
     "projection_row": (404,),
     "rebuild": (409,),
+    "get_checkpoint": (404,),
+    "inclusion_proof": (404, 422),
+    "consistency_proof": (404, 422),
+    "event_proof": (404, 422),
+    "entity_proof": (404, 409, 422),
     "restart_worker": (409,),
     "put_subscription": (422,),
     "reset_subscription": (422,),
@@ -364,11 +369,20 @@ def create_app(
     v1 = Router(
         "/v1",
         route_handlers=_documented(
-            [*streams.ROUTES, *events.ROUTES, *projections.ROUTES, *workers.ROUTES], V1_PROBLEMS
+            [
+                *streams.ROUTES,
+                *events.ROUTES,
+                *projections.ROUTES,
+                *workers.ROUTES,
+                *proofs.ROUTES,
+            ],
+            V1_PROBLEMS,
         ),
         guards=[_read_guard],
         security=READ_SECURITY if settings.read_keys else None,
     )
+    # Checkpoints and proofs reveal only hashes: public, whatever READ_KEYS says.
+    public = Router("/v1", route_handlers=_documented(proofs.PUBLIC_ROUTES, (400, 503)), guards=[])
     admin = Router(
         "/v1/admin",
         route_handlers=_documented(
@@ -381,6 +395,7 @@ def create_app(
     app = EventStoreApp(
         route_handlers=[
             v1,
+            public,
             admin,
             *_documented(health.ROUTES, (400,)),
             *_explorer_routes(extra_routes),

@@ -18,9 +18,11 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from eventstore.capture_worker import CaptureWorker, Workload
+from eventstore.checkpointing import Checkpointer
 from eventstore.ingester import Ingester
 from eventstore.leasing import default_owner
 from eventstore.ports import ChangeSource, Clock, Store
+from eventstore.publishing import Publisher, PublisherWorker
 from eventstore.settings import Settings
 from eventstore.supervisor import Supervisor
 from projections.orders import ORDER_PROJECTIONS, Projection
@@ -48,6 +50,8 @@ class Workers:
         owner: str | None = None,
         on_caught_up: Callable[[], Coroutine[Any, Any, None]] | None = None,
         supervisor: Supervisor | None = None,
+        checkpointer: Checkpointer | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -61,7 +65,12 @@ class Workers:
             secrets=secrets_of(settings),
         )
         self.ingester = Ingester(
-            store=store, source=source, settings=settings, clock=clock, owner=self.owner
+            store=store,
+            source=source,
+            settings=settings,
+            clock=clock,
+            owner=self.owner,
+            checkpointer=checkpointer,
         )
         self.capture = CaptureWorker(self.ingester, workload=workload, on_caught_up=on_caught_up)
         self.supervisor.add(self.capture)
@@ -78,6 +87,10 @@ class Workers:
         ]
         for runner in self.runners:
             self.supervisor.add(ProjectionWorker(runner))
+        # Publication never blocks capture: a worker of its own, retried by the supervisor.
+        self.publisher = publisher
+        if publisher is not None:
+            self.supervisor.add(PublisherWorker(publisher, settings.origin))
 
     def caught_up(self) -> bool:
         """Readiness of capture: caught up once, or standing by (another instance captures)."""

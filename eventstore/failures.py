@@ -99,6 +99,9 @@ def _labels(exc: pymongo_errors.PyMongoError) -> set[str]:
 
 def _classify_one(exc: BaseException) -> Classification | None:
     """The verdict for one exception of a chain, or None when it says nothing itself."""
+    # Our own failures that a retry can fix say so (a checkpoint publication target away).
+    if getattr(type(exc), "transient", False) is True:
+        return TRANSIENT
     if isinstance(exc, pymongo_errors.ConfigurationError):  # InvalidURI is one
         return FATAL
     if isinstance(exc, pymongo_errors.OperationFailure):

@@ -41,6 +41,7 @@ from eventstore.capture import (
     snapshot_id,
     timestamp_time,
 )
+from eventstore.checkpointing import Checkpointer
 from eventstore.keys import typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
 from eventstore.model import (
@@ -95,6 +96,7 @@ class Ingester:
         clock: Clock,
         owner: str | None = None,
         on_batch: Callable[[IngestStats], None] | None = None,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.store = store
         self.source = source
@@ -110,6 +112,8 @@ class Ingester:
         )
         self.stats = IngestStats()
         self.on_batch = on_batch
+        # The Merkle tree and its checkpoints, kept by whoever captures (README "Verifiable log").
+        self.checkpointer = checkpointer
         self._capture: Capture | None = None
         # True from (re)opening the stream until a batch holds a change not yet stored:
         # appends are ordered, so the log holds a prefix of what follows the
@@ -162,6 +166,9 @@ class Ingester:
     async def _work(self, *, until_idle: bool, stop: asyncio.Event | None) -> bool:
         """Capture while holding the lease; True when finished (not when the lease was lost)."""
         cp = await self.store.checkpoints.get(self.name)
+        if self.checkpointer is not None:
+            # Another instance may have extended the tree while this one stood by.
+            await self.checkpointer.open(heartbeat=self.lease.keep)
         self._capture = Capture(self.settings, await self.store.events.head())
         if cp is None:
             cp = Checkpoint(name=self.name, head=self._capture.head, updated_at=self.clock.now())
@@ -194,12 +201,14 @@ class Ingester:
                 batch = await stream.next_batch()
                 if batch is None:
                     self.stats.caught_up = True
+                    await self._idle()
                     return "ended", cp
                 cp, invalidated = await self._ingest(batch, cp)
                 if invalidated:
                     return "invalidated", cp
                 if not batch.changes:
                     self.stats.caught_up = True
+                    await self._idle()
                     if until_idle:
                         return "idle", cp
         return "stopped", cp
@@ -545,6 +554,12 @@ class Ingester:
             capture.forget()
             raise
         self.stats.recorded += len(events)
+        if events and self.checkpointer is not None:
+            await self.checkpointer.after_batch(events)
+
+    async def _idle(self) -> None:
+        if self.checkpointer is not None:
+            await self.checkpointer.idle()
 
 
 def _resume_point(cp: Checkpoint) -> ResumePoint | None:

@@ -345,3 +345,18 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     def active(self) -> bool:
         """Queued or running: a second request for the projection is refused meanwhile."""
         return self.state in ("queued", "running")
+
+
+class TreeCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """A checkpoint of the Merkle tree as made: the note (signed or not) and its cosignatures.
+
+    `note` is the C2SP checkpoint text, followed by its signature block when a key
+    signed it; `cosignatures` are witnesses' signature lines, served after the note's own.
+    """
+
+    size: int
+    root: str  # standard padded base64 of the 32-byte root
+    note: str
+    signed: bool
+    created_at: datetime
+    cosignatures: list[str] = []

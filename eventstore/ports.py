@@ -10,13 +10,14 @@ it is not None (mongomock refuses the keyword).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
 from bson import Timestamp
 
+from eventstore.merkle import NodeId
 from eventstore.model import (
     ChangeBatch,
     Checkpoint,
@@ -30,6 +31,7 @@ from eventstore.model import (
     Lease,
     ResumePoint,
     StreamStats,
+    TreeCheckpoint,
 )
 from eventstore.subscription_records import AdminAction, ParkedEvent, SubscriptionRecord
 from eventstore.worker_state import WorkerRecord
@@ -246,6 +248,42 @@ class Jobs(Protocol):
         ...
 
 
+class MerkleTree(Protocol):
+    """The stored Merkle tree: complete subtree nodes by (level, index), its size, checkpoints.
+
+    Nodes are written before the size that covers them, so every node of the tree
+    of `size()` leaves is stored; nodes beyond it (a crash between the two writes)
+    are rewritten, with the same hashes, when the tree grows again.
+    """
+
+    queries: int  # node reads served: a proof must cost exactly one
+
+    async def ensure_indexes(self) -> None:
+        """Create what the adapter needs (idempotent)."""
+
+    async def size(self) -> int:
+        """How many leaves the stored tree covers (0 before the first)."""
+        ...
+
+    async def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]], *, size: int) -> None:
+        """Store complete nodes (level, index, hash), then record the tree size."""
+
+    async def get_nodes(self, ids: Collection[NodeId]) -> dict[NodeId, bytes]:
+        """The stored nodes among `ids`, in one query."""
+        ...
+
+    async def add_checkpoint(self, checkpoint: TreeCheckpoint) -> bool:
+        """Store a checkpoint; False (and nothing changes) when one of that size exists."""
+        ...
+
+    async def checkpoint(self, size: int | None = None) -> TreeCheckpoint | None:
+        """The checkpoint made at `size`, or the latest one when `size` is None."""
+        ...
+
+    async def add_cosignature(self, size: int, line: str) -> None:
+        """Add a witness's cosignature line to the checkpoint of `size` (once)."""
+
+
 class Workers(Protocol):
     """Every instance's worker states (one record per instance and worker), for status views."""
 
@@ -353,6 +391,7 @@ class Store(Protocol):
     snapshots: Snapshots
     read_models: ReadModels
     jobs: Jobs
+    merkle: MerkleTree
     workers: Workers
     subscriptions: Subscriptions
     deliveries: Deliveries

@@ -13,6 +13,8 @@ from typing import Any, Final
 
 import msgspec
 
+from eventstore.notes import NoteError, Verifier
+
 PREFIX: Final = "EVENTSTORE_"
 OPERATION_TYPES: Final = ("insert", "update", "replace", "delete")
 PRE_IMAGE_MODES: Final = ("off", "when-available", "required")
@@ -45,6 +47,13 @@ class Redaction(msgspec.Struct, frozen=True):
     mask: str | None = None
 
 
+class Witness(msgspec.Struct, frozen=True):
+    """A C2SP tlog-witness: its base URL and its cosignature verifier key."""
+
+    url: str
+    key: str
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Every setting of DESIGN.md, with its default."""
 
@@ -64,6 +73,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     server_timeout_ms: int = 5000
     admin_key: str | None = None
     read_keys: tuple[str, ...] = ()
+    # The verifiable log (README "Verifiable log").
+    signing_key: str | None = None
+    log_origin: str | None = None
+    checkpoint_interval: float = 1.0
+    signer_state: str | None = None
+    publish_checkpoints: tuple[str, ...] = ()
+    witnesses: tuple[Witness, ...] = ()
     # Seconds this process's capture may retry before readiness answers 503.
     unhealthy_after: float = 30.0
     # A JSON file of subscriptions applied at start (created or updated by name).
@@ -88,6 +104,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def is_memory(self) -> bool:
         """True for the in-process store (`memory://`)."""
         return self.uri is not None and self.uri.startswith("memory://")
+
+    @property
+    def origin(self) -> str:
+        """The checkpoints' origin line: LOG_ORIGIN, else `eventstore/<store db>`."""
+        return self.log_origin or f"eventstore/{self.store_db}"
+
+    @property
+    def signer_state_path(self) -> str | None:
+        """Where the last signed size and root are kept: SIGNER_STATE, else beside the key."""
+        if self.signer_state:
+            return self.signer_state
+        return self.signing_key + ".state" if self.signing_key else None
 
     @property
     def ingester_role(self) -> str:
@@ -185,6 +213,40 @@ def _check_bad_input(value: Any) -> str | None:
     return f"takes one of {', '.join(BAD_INPUT_POLICIES)}, got {value!r}"
 
 
+def _check_origin(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or "\n" in value:
+        return "must be one non-empty line"
+    return None
+
+
+def _check_publish(value: Any) -> str | None:
+    if not isinstance(value, (tuple, list)):
+        return f"must be a list of dir:PATH or http(s):// targets, got {value!r}"
+    for target in value:
+        ok = isinstance(target, str) and (
+            (target.startswith("dir:") and len(target) > 4)
+            or target.startswith(("http://", "https://"))
+        )
+        if not ok:
+            return f"takes dir:PATH or http(s)://URL targets, got {target!r}"
+    return None
+
+
+def _check_witnesses(value: Any) -> str | None:
+    if not isinstance(value, (tuple, list)):
+        return f"must be a list of URL=VERIFIER_KEY, got {value!r}"
+    for w in value:
+        if not isinstance(w, Witness) or not w.url.startswith(("http://", "https://")):
+            return f"takes URL=VERIFIER_KEY with an http(s) URL, got {w!r}"
+        try:
+            Verifier.parse(w.key)
+        except NoteError as exc:
+            return f"has a malformed verifier key for {w.url}: {exc}"
+    return None
+
+
 # A browser's `Origin`: scheme, host (a name or a bracketed IPv6 address) and an optional port.
 _ORIGIN: Final = re.compile(
     r"https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?", re.ASCII
@@ -220,6 +282,12 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "server_timeout_ms": _at_least_one,
     "admin_key": _optional_text,
     "read_keys": _texts,
+    "signing_key": _optional_text,
+    "log_origin": _check_origin,
+    "checkpoint_interval": _seconds,
+    "signer_state": _optional_text,
+    "publish_checkpoints": _check_publish,
+    "witnesses": _check_witnesses,
     "cors_origins": _check_origins,
     "unhealthy_after": _seconds,
     "subscriptions": _optional_text,
@@ -272,6 +340,14 @@ def _redactions(value: str) -> tuple[Redaction, ...]:
     return tuple(found)
 
 
+def _witnesses(value: str) -> tuple[Witness, ...]:
+    found = []
+    for part in _csv(value):
+        url, _, key = part.partition("=")
+        found.append(Witness(url.strip(), key.strip()))
+    return tuple(found)
+
+
 _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "uri": str,
     "source": str,
@@ -289,6 +365,12 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "server_timeout_ms": _positive_int("SERVER_TIMEOUT_MS"),
     "admin_key": lambda v: v or None,
     "read_keys": _csv,
+    "signing_key": lambda v: v.strip() or None,
+    "log_origin": lambda v: v.strip() or None,
+    "checkpoint_interval": _positive_float("CHECKPOINT_INTERVAL"),
+    "signer_state": lambda v: v.strip() or None,
+    "publish_checkpoints": _csv,
+    "witnesses": _witnesses,
     "unhealthy_after": _positive_float("UNHEALTHY_AFTER"),
     "subscriptions": _nonempty("SUBSCRIPTIONS"),
     "cors_origins": _csv,

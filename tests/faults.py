@@ -24,6 +24,7 @@ from eventstore.ports import (
     EventLog,
     Jobs,
     Leases,
+    MerkleTree,
     ReadModels,
     Snapshots,
     Store,
@@ -129,6 +130,7 @@ class FaultyStore:
         self.subscriptions = cast(Subscriptions, _Faulty(inner.subscriptions, "subscriptions", f))
         self.deliveries = cast(Deliveries, _Faulty(inner.deliveries, "deliveries", f))
         self.admin_actions = cast(AdminActions, _Faulty(inner.admin_actions, "admin_actions", f))
+        self.merkle = cast(MerkleTree, _Faulty(inner.merkle, "merkle", f))
 
     @property
     def transactions(self) -> bool:

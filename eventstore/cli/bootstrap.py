@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from eventstore.checkpointing import Checkpointer, checkpointer_for
 from eventstore.cli.common import CliError
 from eventstore.clock import SystemClock
 from eventstore.ingester import Ingester, IngestStats
 from eventstore.ports import ChangeSource, Clock, Store
+from eventstore.publishing import Publisher, http_post
 from eventstore.settings import Settings, load
 from eventstore.supervisor import Supervisor
 
@@ -210,6 +212,23 @@ class Service:
             clock=self.clock,
             on_batch=on_batch,
             owner=owner,
+            checkpointer=self.checkpointer(),
+        )
+
+    def checkpointer(self, publisher: Publisher | None = None) -> Checkpointer:
+        """The Merkle tree and checkpoints kept by whoever captures (SettingsError: bad key)."""
+        return checkpointer_for(
+            self.store.merkle,
+            self.store.events,
+            self.settings,
+            self.clock,
+            on_checkpoint=publisher.offer if publisher is not None else None,
+        )
+
+    def publisher(self) -> Publisher | None:
+        """The worker publishing signed checkpoints and asking witnesses, if any are set."""
+        return Publisher.from_settings(
+            self.store.merkle, self.settings, post=http_post, clock=self.clock
         )
 
     def runner(self, projection: Projection, *, owner: str | None = None) -> ProjectionRunner:
@@ -242,6 +261,7 @@ class Service:
         from api.workers import Workers
         from eventstore.leasing import default_owner
 
+        publisher = self.publisher()
         instance = owner or default_owner()
         self.running = Workers(
             self.store,
@@ -252,6 +272,8 @@ class Service:
             projections=self.projections,
             owner=instance,
             supervisor=self.supervisor(instance),
+            checkpointer=self.checkpointer(publisher),
+            publisher=publisher,
         )
         self.running.supervisor.add(self.subscription_manager(self.running.supervisor, instance))
         return self.running

@@ -8,6 +8,7 @@ ambiguous key, malformed time); exit 2 when verification finds tampering.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -15,10 +16,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import msgspec
+
+from eventstore.checkpoint_audit import verify_checkpoint
 from eventstore.cli.bootstrap import open_service
 from eventstore.cli.common import EXIT_OK, EXIT_TAMPERED, CliError, settings_from
 from eventstore.history import History, HistoryError
 from eventstore.model import Head
+from eventstore.notes import NoteError, Verifier
 from eventstore.render import (
     diff_json,
     entity_verdict_json,
@@ -167,9 +172,13 @@ async def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
 
 async def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     """`eventstore verify [STREAM [KEY]] [--head | --against-head FILE]`; exit 2 on tampering."""
-    if (args.head or args.against_head is not None) and args.stream is not None:
-        flag = "--head" if args.head else "--against-head"
+    checkpoint = getattr(args, "checkpoint", None)
+    whole_log = args.head or args.against_head is not None or checkpoint is not None
+    if whole_log and args.stream is not None:
+        flag = "--head" if args.head else "--against-head" if args.against_head else "--checkpoint"
         raise CliError(f"{flag} is about the whole log: give it without STREAM or KEY")
+    if checkpoint is not None:
+        return await _verify_checkpoint(args, out)
     against = _read_head(Path(args.against_head)) if args.against_head is not None else None
 
     async def body(h: History) -> int:
@@ -214,6 +223,40 @@ async def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
                 text += f"\n  first invalid seq {lv.first_invalid_seq}: {lv.reason}"
         _emit(data, args, out, text)
         return EXIT_OK if data["valid"] else EXIT_TAMPERED
+
+    return await _guarded(args, body)
+
+
+async def _verify_checkpoint(args: argparse.Namespace, out: TextIO) -> int:
+    """`verify --checkpoint FILE --key KEY`: the saved checkpoint, then the usual chains."""
+    if not args.key_:
+        raise CliError("--checkpoint needs --key VERIFIER_KEY (the log's public key)")
+    try:
+        verifier = Verifier.parse(args.key_)
+    except NoteError as exc:
+        raise CliError(f"--key: {exc}") from None
+    try:
+        note = await asyncio.to_thread(Path(args.checkpoint).read_text, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read the checkpoint in {args.checkpoint}: {exc}") from None
+
+    async def body(h: History) -> int:
+        cv = await verify_checkpoint(h.store, note, verifier)
+        lv = await h.verify_log(None) if cv.valid else None
+        valid = cv.valid and lv is not None and lv.valid and lv.head_matches is not False
+        data: dict[str, Any] = {"valid": valid, "checkpoint": msgspec.to_builtins(cv)}
+        text = f"checkpoint: {'valid' if cv.valid else 'TAMPERED'}: {cv.reason}"
+        if lv is not None:
+            data["log"] = log_verdict_json(lv)
+            text += (
+                f"\nlog: {'valid' if lv.valid else 'TAMPERED'}, {lv.events_checked} events checked"
+            )
+            if lv.head_matches is False:
+                text += ", the recorded head DOES NOT MATCH"
+            if not lv.valid:
+                text += f"\n  first invalid seq {lv.first_invalid_seq}: {lv.reason}"
+        _emit(data, args, out, text)
+        return EXIT_OK if valid else EXIT_TAMPERED
 
     return await _guarded(args, body)
 

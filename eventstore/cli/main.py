@@ -40,6 +40,14 @@ def _command(name: str) -> Command:
         from eventstore.cli import projections
 
         module = projections
+    elif name in ("keygen", "proof", "verify-proof"):
+        from eventstore.cli import proofs
+
+        module = proofs
+    elif name == "monitor":
+        from eventstore.cli import monitor
+
+        module = monitor
     elif name == "run":
         from eventstore.cli import run
 

@@ -27,6 +27,12 @@ _SETTING_HELP = {
     "server_timeout_ms": "server selection timeout in ms (default 5000)",
     "admin_key": "bearer key for /v1/admin (prefer EVENTSTORE_ADMIN_KEY)",
     "read_keys": "comma-separated bearer keys for /v1 reads",
+    "signing_key": "private key file (eventstore keygen) signing checkpoints; mode 0600",
+    "log_origin": "origin line of checkpoints (default eventstore/<store db>)",
+    "checkpoint_interval": "seconds between checkpoints while appending (default 1)",
+    "signer_state": "file with the last signed size and root (default <signing key>.state)",
+    "publish_checkpoints": "comma-separated dir:PATH or http(s):// targets of signed checkpoints",
+    "witnesses": "comma-separated URL=VERIFIER_KEY of C2SP tlog-witnesses",
     "unhealthy_after": "seconds capture may retry before /health/ready answers 503 (default 30)",
     "subscriptions": "JSON file of subscriptions applied at start (created or updated by name)",
     "cors_origins": "origins allowed to call the API from a browser, comma-separated, or *",
@@ -67,6 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    p = sub.add_parser("keygen", help="write a checkpoint signing key; print its verifier key")
+    p.add_argument("name", help="key name (no '+', spaces or newlines), e.g. log.example.com")
+    p.add_argument("--out", required=True, help="private key file to create (mode 0600)")
+
+    p = sub.add_parser("proof", help="the self-contained proof file of one event")
+    _add_settings(p)
+    p.add_argument("seq", type=_positive_int)
+    p.add_argument("--size", type=_positive_int, default=None, help="checkpoint size (latest)")
+    p.add_argument("--out", default=None, help="write the file here instead of stdout")
+
+    p = sub.add_parser("verify-proof", help="check a proof file offline (no database)")
+    p.add_argument("file", help="the proof file (- = stdin)")
+    p.add_argument("--key", required=True, help="the log's verifier key")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
+    p = sub.add_parser("monitor", help="watch a service's signed checkpoints (exit 2 on a fork)")
+    p.add_argument("url", help="the service's base URL, e.g. https://audit.example.com")
+    p.add_argument("--key", required=True, help="the log's verifier key")
+    p.add_argument("--state", required=True, help="directory keeping the checkpoints seen")
+    p.add_argument("--read-key", default=None, help="bearer key, if the service needs one")
+    p.add_argument("--interval", type=_nonneg_float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--once", action="store_true", help="check once; exit 2 on evidence")
+
     p = sub.add_parser("ingest", help="capture changes into the event log")
     _add_settings(p)
     p.add_argument("--until-idle", action="store_true", help="stop once nothing is pending")
@@ -104,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--head", action="store_true", help="print the log head to keep elsewhere")
     g.add_argument("--against-head", metavar="FILE", help="verify the log against an exported head")
+    g.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="hold the log to a saved signed checkpoint (needs --key)",
+    )
+    p.add_argument("--key", dest="key_", metavar="VERIFIER_KEY", help="the log's verifier key")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
     p = sub.add_parser("project", help="run the projector (each projection holds its own lease)")

@@ -9,6 +9,7 @@ from eventstore.memory.checkpoints import MemoryCheckpoints
 from eventstore.memory.eventlog import MemoryEventLog
 from eventstore.memory.jobs import MemoryJobs
 from eventstore.memory.leases import MemoryLeases
+from eventstore.memory.merkle import MemoryMerkleTree
 from eventstore.memory.readmodels import MemoryReadModels
 from eventstore.memory.snapshots import MemorySnapshots
 from eventstore.memory.subscriptions import (
@@ -24,6 +25,7 @@ from eventstore.ports import (
     EventLog,
     Jobs,
     Leases,
+    MerkleTree,
     ReadModels,
     Snapshots,
     Subscriptions,
@@ -42,6 +44,7 @@ class MemoryStore:
         self.snapshots: Snapshots = MemorySnapshots()
         self.read_models: ReadModels = MemoryReadModels()
         self.jobs: Jobs = MemoryJobs()
+        self.merkle: MerkleTree = MemoryMerkleTree()
         self.workers: Workers = MemoryWorkers()
         self.subscriptions: Subscriptions = MemorySubscriptions()
         self.deliveries: Deliveries = MemoryDeliveries()

@@ -15,6 +15,7 @@ from eventstore.mongo.checkpoints import MongoCheckpoints
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.jobs import MongoJobs
 from eventstore.mongo.leases import MongoLeases
+from eventstore.mongo.merkle import MongoMerkleTree
 from eventstore.mongo.readmodels import MongoReadModels
 from eventstore.mongo.snapshots import MongoSnapshots
 from eventstore.mongo.subscriptions import MongoAdminActions, MongoDeliveries, MongoSubscriptions
@@ -26,6 +27,7 @@ from eventstore.ports import (
     EventLog,
     Jobs,
     Leases,
+    MerkleTree,
     ReadModels,
     Snapshots,
     Subscriptions,
@@ -53,6 +55,7 @@ class MongoStore:
         self.snapshots: Snapshots = MongoSnapshots(self.db)
         self.read_models: ReadModels = MongoReadModels(self.db)
         self.jobs: Jobs = MongoJobs(self.db)
+        self.merkle: MerkleTree = MongoMerkleTree(self.db)
         self.workers: Workers = MongoWorkers(self.db)
         self.subscriptions: Subscriptions = MongoSubscriptions(self.db)
         self.deliveries: Deliveries = MongoDeliveries(self.db)

@@ -361,7 +361,9 @@ def test_generated_requests_get_documented_answers_and_no_5xx_without_keys(
     tally = fuzz(app, known)
     _assert_clean(tally, server_errors, "fuzz without keys", MIN_OPEN)
     # the 2xx paths were reached, not only the errors
-    assert sum(n for (_, s), n in tally.statuses.items() if s < 300) >= 100
+    assert (
+        sum(n for (_, s), n in tally.statuses.items() if s < 300) >= 60 * SCALE
+    )  # ~100-130 seen at 40 examples per operation
 
 
 def test_generated_requests_get_documented_answers_and_no_5xx_with_keys(

@@ -229,10 +229,14 @@ async def test_openapi_declares_the_bearer_keys_and_which_operations_need_them(
         admin = paths["/v1/admin/projections/{name}/rebuild"]["post"]
         assert admin["security"] == [{"adminKey": []}]
         assert paths["/v1/admin/jobs/{job}"]["get"]["security"] == [{"adminKey": []}]
+        # Checkpoints and proofs reveal only hashes: public whatever READ_KEYS says.
+        public = ("/v1/checkpoint", "/v1/proof/inclusion", "/v1/proof/consistency")
+        for path in public:
+            assert "security" not in paths[path]["get"]
         reads = [
             op
             for path, item in paths.items()
-            if path.startswith("/v1/") and "/admin/" not in path
+            if path.startswith("/v1/") and "/admin/" not in path and path not in public
             for op in item.values()
         ]
         assert len(reads) >= 12

@@ -201,3 +201,42 @@ def test_the_cli_prints_a_bad_variable_as_one_line_and_exits_1(
     assert main(["verify", "--uri", "memory://"]) == 1
     err = capsys.readouterr().err
     assert err == "eventstore: error: EVENTSTORE_SNAPSHOT_EVERY must be at least 1, got 0\n"
+
+
+def test_verifiable_log_settings_parse_and_default() -> None:
+    from eventstore.notes import COSIGNATURE, Signer
+    from eventstore.settings import Witness, load
+
+    wkey = Signer.generate("w.example", kind=COSIGNATURE).verifier_key()
+    s = load(
+        {
+            "EVENTSTORE_SIGNING_KEY": "/k/log.key",
+            "EVENTSTORE_CHECKPOINT_INTERVAL": "0.5",
+            "EVENTSTORE_PUBLISH_CHECKPOINTS": "dir:/srv/cp, https://example.org/cp",
+            "EVENTSTORE_WITNESSES": f"https://w.example/={wkey}",
+        }
+    )
+    assert s.origin == "eventstore/eventstore"
+    assert s.signer_state_path == "/k/log.key.state"
+    assert s.checkpoint_interval == 0.5
+    assert s.publish_checkpoints == ("dir:/srv/cp", "https://example.org/cp")
+    assert s.witnesses == (Witness("https://w.example/", wkey),)
+    assert Settings(log_origin="o", signer_state="/s").origin == "o"
+    assert Settings().signer_state_path is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"EVENTSTORE_CHECKPOINT_INTERVAL": "0"}, "CHECKPOINT_INTERVAL must be more than 0"),
+        ({"EVENTSTORE_PUBLISH_CHECKPOINTS": "ftp://x"}, "PUBLISH_CHECKPOINTS takes dir:PATH"),
+        ({"EVENTSTORE_PUBLISH_CHECKPOINTS": "dir:"}, "PUBLISH_CHECKPOINTS takes dir:PATH"),
+        ({"EVENTSTORE_WITNESSES": "https://w=not-a-key"}, "WITNESSES has a malformed verifier"),
+        ({"EVENTSTORE_WITNESSES": "w=a+b+c"}, "WITNESSES takes URL=VERIFIER_KEY"),
+    ],
+)
+def test_bad_verifiable_log_settings_are_refused(environ: dict[str, str], message: str) -> None:
+    from eventstore.settings import load
+
+    with pytest.raises(SettingsError, match=message):
+        load(environ)

@@ -1,0 +1,151 @@
+"""The verifiable log: checkpoints and RFC 9162 proofs (public), event proof files (read keys).
+
+Checkpoints and proofs reveal only hashes, so they need no key; a proof file
+carries the event itself, so it is read like any event.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import Response, get
+from litestar.params import FromPath, QueryParameter
+
+from api.params import DEFAULT_LIMIT, encode_cursor, int_cursor, listing, path_value
+from api.problems import ApiError
+from api.routes.streams import After, Limit, entity_key_param
+from api.services import ServicesDep
+from eventstore import proofs, render
+from eventstore.merkle import ProofError
+
+NOTE_TYPE: Final = "text/plain"  # Litestar adds "; charset=utf-8"
+MAX_SIZE: Final = 2**62
+
+Size = Annotated[int | None, QueryParameter(ge=1, le=MAX_SIZE, description="a tree size")]
+Seq = Annotated[int, QueryParameter(ge=1, le=MAX_SIZE, description="an event's seq")]
+From = Annotated[int, QueryParameter(ge=1, le=MAX_SIZE, name="from", description="the old size")]
+To = Annotated[int | None, QueryParameter(ge=1, le=MAX_SIZE, name="to", description="the new size")]
+
+
+def _unprocessable(exc: ProofError) -> ApiError:
+    return ApiError(422, str(exc), kind="unprocessable-proof")
+
+
+@get(
+    "/checkpoint",
+    summary="The latest (or size N's) signed checkpoint note with its cosignatures",
+    media_type=NOTE_TYPE,
+)
+async def get_checkpoint(services: ServicesDep, size: Size = None) -> Response[str]:
+    try:
+        checkpoint = await proofs.checkpoint_at(services.store, size)
+    except proofs.NoCheckpoint as exc:
+        raise ApiError(404, str(exc), kind="not-found") from exc
+    return Response(proofs.full_note(checkpoint), media_type=NOTE_TYPE)
+
+
+@get("/proof/inclusion", summary="RFC 9162 inclusion proof of event `seq` in tree `size`")
+async def inclusion_proof(services: ServicesDep, seq: Seq, size: Size = None) -> dict[str, Any]:
+    try:
+        return await proofs.inclusion(services.store, seq, size)
+    except proofs.NoCheckpoint as exc:
+        raise ApiError(404, str(exc), kind="not-found") from exc
+    except ProofError as exc:
+        raise _unprocessable(exc) from exc
+
+
+@get("/proof/consistency", summary="RFC 9162 consistency proof between tree sizes `from` and `to`")
+async def consistency_proof(
+    services: ServicesDep, first: From, second: To = None
+) -> dict[str, Any]:
+    try:
+        return await proofs.consistency(services.store, first, second)
+    except proofs.NoCheckpoint as exc:
+        raise ApiError(404, str(exc), kind="not-found") from exc
+    except ProofError as exc:
+        raise _unprocessable(exc) from exc
+
+
+@get(
+    "/events/{seq:int}/proof",
+    summary="A self-contained proof file (eventstore-proof/v1) of one event",
+)
+async def event_proof(
+    services: ServicesDep, seq: FromPath[int], size: Size = None
+) -> dict[str, Any]:
+    if not 1 <= seq <= MAX_SIZE:
+        raise ApiError(400, f"seq must be 1..{MAX_SIZE}, got {seq}", kind="bad-request")
+    try:
+        found = await proofs.event_proof(services.store, seq, size)
+    except (proofs.NoCheckpoint, proofs.UnknownEvent) as exc:
+        raise ApiError(404, str(exc), kind="not-found") from exc
+    except ProofError as exc:
+        raise _unprocessable(exc) from exc
+    out: dict[str, Any] = msgspec.to_builtins(found)
+    return out
+
+
+# Entity events read per query while looking for the newest one inside the tree.
+_SCAN: Final = 1000
+
+
+@get(
+    "/streams/{stream:str}/entities/{key:str}/proof",
+    summary="An entity's events up to its newest one in tree `size`, with that event's inclusion proof",
+)
+async def entity_proof(
+    services: ServicesDep,
+    stream: FromPath[str],
+    key: FromPath[str],
+    size: Size = None,
+    limit: Limit = DEFAULT_LIMIT,
+    after: After = None,
+) -> dict[str, Any]:
+    stream, key = path_value(stream), entity_key_param(key)
+    kind = listing("proof", stream, key)
+    after_version = int_cursor(kind, after)
+    try:
+        checkpoint = await proofs.checkpoint_at(services.store, size)
+    except proofs.NoCheckpoint as exc:
+        raise ApiError(404, str(exc), kind="not-found") from exc
+    n = checkpoint.size
+    # The newest event of the entity inside the tree (versions and seqs grow together).
+    newest = None
+    cursor: str | None = None
+    while True:
+        events, more = await services.history.page_events(stream, key, limit=_SCAN, after=cursor)
+        if not events and cursor is None:
+            await services.history.history(stream, key, limit=1)  # 404 / 409 as history says
+        inside = [e for e in events if e.seq <= n]
+        newest = inside[-1] if inside else newest
+        if not more or len(inside) < len(events):
+            break
+        cursor = str(events[-1].version)
+    if newest is None:
+        raise ApiError(404, f"the entity has no event in the tree of {n} events", kind="not-found")
+    page, more = await services.history.page_events(
+        stream,
+        key,
+        to_version=newest.version,
+        limit=limit,
+        after=None if after_version is None else str(after_version),
+    )
+    try:
+        proof = await proofs.inclusion(services.store, newest.seq, n)
+    except ProofError as exc:
+        raise _unprocessable(exc) from exc
+    return {
+        "stream": stream,
+        "entity_key": newest.entity_key,
+        "tree_size": n,
+        "checkpoint": proofs.full_note(checkpoint),
+        "newest": {"seq": newest.seq, "version": newest.version, "hash": newest.hash},
+        "proof": proof,
+        "events": [render.event_json(e) for e in page],
+        "next": encode_cursor(kind, page[-1].version) if more and page else None,
+    }
+
+
+PUBLIC_ROUTES: list[Any] = [get_checkpoint, inclusion_proof, consistency_proof]
+ROUTES: list[Any] = [event_proof, entity_proof]

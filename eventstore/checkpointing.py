@@ -1,0 +1,179 @@
+"""Checkpoints of the log's Merkle tree, made by the capturing instance while it appends.
+
+A checkpoint is made at most every `interval` seconds while batches are stored,
+and once more when capture goes idle with a tree it has not checkpointed. Each is
+stored (`MerkleTree.add_checkpoint`); with a key it is signed, after the signer
+state has shown that the new tree extends the last one this key signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+from eventstore.merkle import ProofFailed, verify_consistency
+from eventstore.model import Event, TreeCheckpoint
+from eventstore.notes import Signer, checkpoint_text, sign_note
+from eventstore.ports import Clock, EventLog, MerkleTree
+from eventstore.settings import Settings
+from eventstore.signing import SignerState, load_signer, read_state, root_b64, write_state
+from eventstore.tree import Heartbeat, LogTree, consistency_proof
+
+log = logging.getLogger(__name__)
+
+OnCheckpoint = Callable[[TreeCheckpoint], Awaitable[None]]
+
+
+class SigningRefused(Exception):
+    """The tree does not extend the last signed checkpoint: the log was rolled back or forked."""
+
+
+class Checkpointer:
+    """Extends the tree with each stored batch and makes (signed) checkpoints."""
+
+    def __init__(
+        self,
+        tree: LogTree,
+        *,
+        origin: str,
+        clock: Clock,
+        interval: float = 1.0,
+        signer: Signer | None = None,
+        state_path: str | None = None,
+        on_checkpoint: OnCheckpoint | None = None,
+    ) -> None:
+        if signer is not None and state_path is None:
+            raise ValueError("a signer needs a signer state file")
+        self.tree = tree
+        self.origin = origin
+        self.clock = clock
+        self.interval = interval
+        self.signer = signer
+        self.state_path = state_path
+        self.on_checkpoint = on_checkpoint
+        self._last_at: datetime | None = None
+        self._last_size: int | None = None
+        self.refused: str | None = None  # why the last signing was refused, if it was
+
+    @property
+    def merkle(self) -> MerkleTree:
+        """The stored tree."""
+        return self.tree.merkle
+
+    async def open(self, heartbeat: Heartbeat | None = None) -> None:
+        """Load (or build) the tree; remember the latest stored checkpoint's size."""
+        await self.tree.open(heartbeat)
+        latest = await self.merkle.checkpoint()
+        self._last_size = latest.size if latest else None
+
+    async def after_batch(self, events: Sequence[Event]) -> None:
+        """Add a stored batch to the tree; checkpoint when the interval has passed.
+
+        Never fails capture: the batch is stored already, and a tree that fell
+        behind is caught up from the log with the next batch.
+        """
+        try:
+            await self.tree.extend(events)
+            now = self.clock.now()
+            if self._last_at is None or (now - self._last_at).total_seconds() >= self.interval:
+                await self.make()
+        except Exception as exc:  # the tree is rebuilt from the log: capture goes on
+            self._failed(exc)
+
+    async def idle(self) -> None:
+        """Capture has nothing pending: checkpoint the tree unless that size is done."""
+        try:
+            await self.tree.ensure_open()
+            if self.tree.size != self._last_size and self.tree.size > 0:
+                await self.make()
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, SigningRefused):
+            self.refused = str(exc)
+            log.error("checkpoint not signed: %s", exc)
+        else:
+            self.tree.reset()
+            log.warning("Merkle tree not extended (caught up with the next batch): %r", exc)
+
+    async def make(self) -> TreeCheckpoint | None:
+        """Make, sign (with a key), store and hand on a checkpoint of the current tree."""
+        size, root = self.tree.size, self.tree.root()
+        self._last_at = self.clock.now()
+        if size == 0 or size == self._last_size:
+            return None
+        text = checkpoint_text(self.origin, size, root)
+        note = text
+        if self.signer is not None:
+            await self._check_extends(size, root)
+            note = sign_note(text, self.signer)
+            assert self.state_path is not None
+            # Remembered before the checkpoint is stored: a crash in between leaves a
+            # state the next, larger tree still extends.
+            write_state(
+                self.state_path, SignerState(origin=self.origin, size=size, root=root_b64(root))
+            )
+        checkpoint = TreeCheckpoint(
+            size=size,
+            root=root_b64(root),
+            note=note,
+            signed=self.signer is not None,
+            created_at=self._last_at,
+        )
+        await self.merkle.add_checkpoint(checkpoint)
+        self._last_size = size
+        log.debug("checkpoint %d %s", size, checkpoint.root)
+        if self.on_checkpoint is not None:
+            await self.on_checkpoint(checkpoint)
+        return checkpoint
+
+    async def _check_extends(self, size: int, root: bytes) -> None:
+        assert self.state_path is not None
+        state = read_state(self.state_path)
+        if state is None:
+            return
+        if state.origin != self.origin:
+            raise SigningRefused(
+                f"the signer state {self.state_path} belongs to log {state.origin!r},"
+                f" not {self.origin!r}"
+            )
+        last_root = base64.b64decode(state.root)
+        if size < state.size:
+            raise SigningRefused(
+                f"the tree has {size} events but this key signed {state.size}:"
+                " the log was rolled back; refusing to sign"
+            )
+        try:
+            proof = (
+                [] if size == state.size else await consistency_proof(self.merkle, state.size, size)
+            )
+            verify_consistency(state.size, size, last_root, root, proof)
+        except (ProofFailed, ValueError) as exc:
+            raise SigningRefused(
+                f"the tree of {size} events does not extend the signed tree of {state.size}"
+                f" ({exc}): the log was rewritten; refusing to sign"
+            ) from exc
+
+
+def checkpointer_for(
+    store_merkle: MerkleTree,
+    events: EventLog,
+    settings: Settings,
+    clock: Clock,
+    *,
+    on_checkpoint: OnCheckpoint | None = None,
+) -> Checkpointer:
+    """The checkpointer the settings ask for (SettingsError for an unusable key file)."""
+    signer = load_signer(settings.signing_key) if settings.signing_key else None
+    return Checkpointer(
+        LogTree(store_merkle, events),
+        origin=settings.origin,
+        clock=clock,
+        interval=settings.checkpoint_interval,
+        signer=signer,
+        state_path=settings.signer_state_path,
+        on_checkpoint=on_checkpoint,
+    )

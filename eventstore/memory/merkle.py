@@ -1,0 +1,65 @@
+"""The Merkle tree's nodes and checkpoints in process memory."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+import msgspec
+
+from eventstore.codec import utc_ms
+from eventstore.merkle import NodeId
+from eventstore.model import TreeCheckpoint
+
+
+class MemoryMerkleTree:
+    """The `MerkleTree` port over dicts."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[NodeId, bytes] = {}
+        self._size = 0
+        self._checkpoints: dict[int, TreeCheckpoint] = {}
+        self.queries = 0
+
+    async def ensure_indexes(self) -> None:
+        """Nothing to create."""
+
+    async def size(self) -> int:
+        """How many leaves the stored tree covers."""
+        return self._size
+
+    async def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]], *, size: int) -> None:
+        """Store the nodes, then the size (never lowered)."""
+        for level, index, h in nodes:
+            self._nodes[(level, index)] = bytes(h)
+        self._size = max(self._size, size)
+
+    async def get_nodes(self, ids: Collection[NodeId]) -> dict[NodeId, bytes]:
+        """The stored nodes among `ids` (one query)."""
+        self.queries += 1
+        return {i: self._nodes[i] for i in ids if i in self._nodes}
+
+    async def add_checkpoint(self, checkpoint: TreeCheckpoint) -> bool:
+        """Store a checkpoint unless one of its size exists."""
+        if checkpoint.size in self._checkpoints:
+            return False
+        # At MongoDB's millisecond precision: what the mongo adapter reads back.
+        self._checkpoints[checkpoint.size] = msgspec.structs.replace(
+            checkpoint,
+            created_at=utc_ms(checkpoint.created_at),
+            cosignatures=list(checkpoint.cosignatures),
+        )
+        return True
+
+    async def checkpoint(self, size: int | None = None) -> TreeCheckpoint | None:
+        """The checkpoint of `size`, or the latest."""
+        if size is None:
+            return self._checkpoints[max(self._checkpoints)] if self._checkpoints else None
+        return self._checkpoints.get(size)
+
+    async def add_cosignature(self, size: int, line: str) -> None:
+        """Add a cosignature line once."""
+        found = self._checkpoints.get(size)
+        if found is not None and line not in found.cosignatures:
+            self._checkpoints[size] = msgspec.structs.replace(
+                found, cosignatures=[*found.cosignatures, line]
+            )

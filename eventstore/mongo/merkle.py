@@ -1,0 +1,106 @@
+"""The Merkle tree on MongoDB: one document per complete subtree node, one per checkpoint.
+
+`merkle_nodes`: `_id` = level * 2**48 + index (one `$in` fetches a proof's nodes),
+`h` = the 32-byte hash; the document `_id: -1` holds the tree size.
+`merkle_checkpoints`: `_id` = tree size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any, Final
+
+from pymongo import ReplaceOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from eventstore.codec import utc_ms
+from eventstore.merkle import NodeId
+from eventstore.model import TreeCheckpoint
+from eventstore.mongo.collections import MERKLE_CHECKPOINTS, MERKLE_NODES
+
+SIZE_ID: Final = -1
+_SHIFT: Final = 48
+
+
+def node_key(level: int, index: int) -> int:
+    """The `_id` of node (level, index)."""
+    return (level << _SHIFT) | index
+
+
+def _node_id(key: int) -> NodeId:
+    return key >> _SHIFT, key & ((1 << _SHIFT) - 1)
+
+
+class MongoMerkleTree:
+    """The `MerkleTree` port on a MongoDB database."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._nodes = db[MERKLE_NODES]
+        self._checkpoints = db[MERKLE_CHECKPOINTS]
+        self.queries = 0
+
+    async def ensure_indexes(self) -> None:
+        """Both collections are keyed by `_id` only: nothing to create."""
+
+    async def size(self) -> int:
+        """How many leaves the stored tree covers."""
+        doc = await self._nodes.find_one({"_id": SIZE_ID})
+        return int(doc["size"]) if doc else 0
+
+    async def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]], *, size: int) -> None:
+        """Upsert the nodes (same hash on a rewrite), then raise the size to `size`."""
+        if nodes:
+            await self._nodes.bulk_write(
+                [
+                    ReplaceOne({"_id": node_key(lv, ix)}, {"h": bytes(h)}, upsert=True)
+                    for lv, ix, h in nodes
+                ],
+                ordered=False,
+            )
+        await self._nodes.update_one({"_id": SIZE_ID}, {"$max": {"size": size}}, upsert=True)
+
+    async def get_nodes(self, ids: Collection[NodeId]) -> dict[NodeId, bytes]:
+        """The stored nodes among `ids`, in one `$in` query."""
+        self.queries += 1
+        keys = [node_key(lv, ix) for lv, ix in ids]
+        docs = await self._nodes.find({"_id": {"$in": keys}}).to_list(None)
+        return {_node_id(d["_id"]): bytes(d["h"]) for d in docs}
+
+    async def add_checkpoint(self, checkpoint: TreeCheckpoint) -> bool:
+        """Insert the checkpoint; False when one of that size exists."""
+        doc = {
+            "_id": checkpoint.size,
+            "root": checkpoint.root,
+            "note": checkpoint.note,
+            "signed": checkpoint.signed,
+            "created_at": checkpoint.created_at,
+            "cosignatures": list(checkpoint.cosignatures),
+        }
+        try:
+            await self._checkpoints.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def checkpoint(self, size: int | None = None) -> TreeCheckpoint | None:
+        """The checkpoint of `size`, or the latest."""
+        if size is None:
+            docs = await self._checkpoints.find({}).sort("_id", -1).limit(1).to_list(1)
+            doc = docs[0] if docs else None
+        else:
+            doc = await self._checkpoints.find_one({"_id": size})
+        if doc is None:
+            return None
+        return TreeCheckpoint(
+            size=int(doc["_id"]),
+            root=doc["root"],
+            note=doc["note"],
+            signed=bool(doc["signed"]),
+            created_at=utc_ms(doc["created_at"]),
+            cosignatures=list(doc.get("cosignatures", [])),
+        )
+
+    async def add_cosignature(self, size: int, line: str) -> None:
+        """Add a cosignature line once (`$addToSet`)."""
+        await self._checkpoints.update_one({"_id": size}, {"$addToSet": {"cosignatures": line}})

@@ -1,0 +1,126 @@
+"""The monitor: what turns a signed head into detection.
+
+Run by someone other than the operator (an auditor, a second team), it fetches the
+service's latest checkpoint, checks its signature and that it extends the last one
+it saved (a consistency proof it verifies itself), then saves it. A fork (same size,
+other root, or a refused proof), a rollback (a smaller tree) or a bad signature is
+reported with the evidence: both checkpoints and the proof.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from eventstore.merkle import ProofFailed, verify_consistency
+from eventstore.notes import NoteError, Verifier, open_note, parse_checkpoint
+
+Fetch = Callable[[str], Awaitable[tuple[int, bytes]]]
+"""GET a path of the service: (status, body)."""
+
+LATEST: Final = "checkpoint"
+
+
+class Unreachable(Exception):
+    """The service did not answer with a checkpoint (not evidence of anything)."""
+
+
+class Finding(msgspec.Struct, kw_only=True):
+    """Evidence that the log is not append-only, or is not the one the key signs."""
+
+    finding: str  # fork | rollback | bad-signature | refused-proof
+    detail: str
+    saved: str | None = None
+    served: str
+    proof: dict[str, Any] | None = None
+
+
+class Seen(msgspec.Struct, kw_only=True):
+    """A check that found nothing wrong."""
+
+    size: int
+    previous: int | None
+
+
+def _saved(state: Path, verifier: Verifier) -> tuple[str, int, bytes] | None:
+    path = state / LATEST
+    if not path.exists():
+        return None
+    note = path.read_text(encoding="utf-8")
+    _, size, root = parse_checkpoint(open_note(note, verifier))
+    return note, size, root
+
+
+def _save(state: Path, note: str, size: int) -> None:
+    state.mkdir(parents=True, exist_ok=True)
+    by_size = state / str(size)
+    if not by_size.exists():
+        by_size.write_text(note, encoding="utf-8")
+    tmp = state / (LATEST + ".tmp")
+    tmp.write_text(note, encoding="utf-8")
+    os.replace(tmp, state / LATEST)
+
+
+async def check_once(fetch: Fetch, verifier: Verifier, state: Path) -> Finding | Seen:
+    """One round: fetch, verify, compare with the saved checkpoint, save when it extends it."""
+    status, body = await fetch("/v1/checkpoint")
+    if status != 200:
+        raise Unreachable(f"GET /v1/checkpoint answered {status}")
+    served = body.decode("utf-8", errors="replace")
+    try:
+        _, size, root = parse_checkpoint(open_note(served, verifier))
+    except NoteError as exc:
+        saved = _saved(state, verifier)
+        return Finding(
+            finding="bad-signature",
+            detail=f"the served checkpoint is refused: {exc}",
+            saved=saved[0] if saved else None,
+            served=served,
+        )
+    saved = _saved(state, verifier)
+    if saved is None:
+        _save(state, served, size)
+        return Seen(size=size, previous=None)
+    old_note, old_size, old_root = saved
+    if size < old_size:
+        return Finding(
+            finding="rollback",
+            detail=f"the served tree has {size} events, the saved one {old_size}",
+            saved=old_note,
+            served=served,
+        )
+    if size == old_size:
+        if root != old_root:
+            return Finding(
+                finding="fork",
+                detail=f"two signed roots for tree size {size}",
+                saved=old_note,
+                served=served,
+            )
+        return Seen(size=size, previous=old_size)
+    status, body = await fetch(f"/v1/proof/consistency?from={old_size}&to={size}")
+    proof: dict[str, Any] | None = None
+    try:
+        if status != 200:
+            raise ProofFailed(f"the service refused the consistency proof ({status})")
+        proof = msgspec.json.decode(body)
+        if not isinstance(proof, dict) or not isinstance(proof.get("hashes"), list):
+            raise ProofFailed("the consistency proof is malformed")
+        hashes = [base64.b64decode(h, validate=True) for h in proof["hashes"]]
+        verify_consistency(old_size, size, old_root, root, hashes)
+    except (ProofFailed, msgspec.DecodeError, binascii.Error, ValueError, TypeError) as exc:
+        return Finding(
+            finding="refused-proof",
+            detail=f"tree {size} is not shown to extend the saved tree {old_size}: {exc}",
+            saved=old_note,
+            served=served,
+            proof=proof,
+        )
+    _save(state, served, size)
+    return Seen(size=size, previous=old_size)

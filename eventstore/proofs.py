@@ -1,0 +1,178 @@
+"""Proofs served to outsiders, and the self-contained proof file of one event.
+
+The proof file (`eventstore-proof/v1`) carries the signed checkpoint, the event's
+canonical BSON (the bytes its `hash` covers), its leaf index, the tree size and
+the inclusion proof. `verify_proof_file` checks it with nothing but a verifier key:
+the signature, the event hash recomputed from the BSON, the leaf hash, the inclusion.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from typing import Any, Final
+
+import bson
+import msgspec
+
+from eventstore.chain import canonical_bytes
+from eventstore.merkle import ProofError, ProofFailed, leaf_hash, verify_inclusion
+from eventstore.model import TreeCheckpoint
+from eventstore.notes import NoteError, Verifier, open_note, parse_checkpoint
+from eventstore.ports import Store
+from eventstore.tree import consistency_proof, inclusion_proof, leaf_and_inclusion
+
+FORMAT: Final = "eventstore-proof/v1"
+
+
+class NoCheckpoint(LookupError):
+    """No checkpoint (of the asked size) has been made."""
+
+
+class UnknownEvent(LookupError):
+    """No event has that seq."""
+
+
+class ProofFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An event's inclusion in a checkpointed tree, checkable offline."""
+
+    format: str
+    checkpoint: str
+    event_bson: str
+    leaf_index: int
+    tree_size: int
+    hashes: list[str]
+
+
+def b64(data: bytes) -> str:
+    """Standard padded base64."""
+    return base64.b64encode(data).decode()
+
+
+def full_note(checkpoint: TreeCheckpoint) -> str:
+    """The note with its witnesses' cosignature lines after its own signatures."""
+    note = checkpoint.note
+    if checkpoint.cosignatures:
+        if not checkpoint.signed:
+            note += "\n"
+        note += "".join(
+            line if line.endswith("\n") else line + "\n" for line in checkpoint.cosignatures
+        )
+    return note
+
+
+async def checkpoint_at(store: Store, size: int | None) -> TreeCheckpoint:
+    """The stored checkpoint of `size`, or the latest; NoCheckpoint when there is none."""
+    found = await store.merkle.checkpoint(size)
+    if found is None:
+        if size is None:
+            raise NoCheckpoint("no checkpoint has been made yet")
+        raise NoCheckpoint(f"no checkpoint was made at tree size {size}")
+    return found
+
+
+async def _latest_size(store: Store, size: int | None) -> int:
+    if size is not None:
+        return size
+    return (await checkpoint_at(store, None)).size
+
+
+async def inclusion(store: Store, seq: int, size: int | None) -> dict[str, Any]:
+    """The inclusion proof of event `seq` in the tree of `size` (default: latest checkpoint)."""
+    n = await _latest_size(store, size)
+    if seq > n:
+        raise ProofError(f"seq {seq} is beyond tree size {n}")
+    leaf, hashes = await leaf_and_inclusion(store.merkle, seq - 1, n)
+    return {
+        "leaf_index": seq - 1,
+        "tree_size": n,
+        "leaf_hash": b64(leaf),
+        "hashes": [b64(h) for h in hashes],
+    }
+
+
+async def consistency(store: Store, first: int, second: int | None) -> dict[str, Any]:
+    """The consistency proof between sizes `first` and `second` (default: latest checkpoint)."""
+    n = await _latest_size(store, second)
+    if first > n:
+        raise ProofError(f"size {first} is beyond size {n}")
+    hashes = [] if first == n else await consistency_proof(store.merkle, first, n)
+    return {"from": first, "to": n, "hashes": [b64(h) for h in hashes]}
+
+
+async def event_proof(store: Store, seq: int, size: int | None) -> ProofFile:
+    """The proof file of event `seq` in the checkpoint of `size` (default: the latest)."""
+    checkpoint = await checkpoint_at(store, size)
+    events = await store.events.read(after_seq=seq - 1, limit=1)
+    if not events or events[0].seq != seq:
+        raise UnknownEvent(f"no event has seq {seq}")
+    if seq > checkpoint.size:
+        raise ProofError(f"seq {seq} is beyond tree size {checkpoint.size}")
+    hashes = await inclusion_proof(store.merkle, seq - 1, checkpoint.size)
+    return ProofFile(
+        format=FORMAT,
+        checkpoint=full_note(checkpoint),
+        event_bson=b64(canonical_bytes(events[0])),
+        leaf_index=seq - 1,
+        tree_size=checkpoint.size,
+        hashes=[b64(h) for h in hashes],
+    )
+
+
+class ProofVerdict(msgspec.Struct, kw_only=True):
+    """What `verify_proof_file` found."""
+
+    valid: bool
+    reason: str
+    seq: int | None = None
+    tree_size: int | None = None
+    event: dict[str, Any] | None = None
+
+
+def _decode64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ProofFailed(f"{what} is not valid base64") from exc
+
+
+def verify_proof_file(data: bytes, verifier: Verifier) -> ProofVerdict:
+    """Check a proof file offline: signature, event hash, leaf hash, inclusion."""
+    try:
+        proof = msgspec.json.decode(data, type=ProofFile)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return ProofVerdict(valid=False, reason=f"not an {FORMAT} file: {exc}")
+    if proof.format != FORMAT:
+        return ProofVerdict(valid=False, reason=f"format {proof.format!r} is not {FORMAT}")
+    try:
+        text = open_note(proof.checkpoint, verifier)
+        _, size, root = parse_checkpoint(text)
+    except NoteError as exc:
+        return ProofVerdict(valid=False, reason=f"checkpoint refused: {exc}")
+    if size != proof.tree_size:
+        return ProofVerdict(
+            valid=False, reason=f"tree_size {proof.tree_size} is not the checkpoint's {size}"
+        )
+    try:
+        event_bytes = _decode64(proof.event_bson, "event_bson")
+        try:
+            event = bson.decode(event_bytes)
+        except (bson.errors.InvalidBSON, ValueError, IndexError) as exc:
+            raise ProofFailed("event_bson is not BSON") from exc
+        seq = event.get("seq")
+        if seq != proof.leaf_index + 1:
+            raise ProofFailed(f"the event's seq {seq} is not leaf {proof.leaf_index} + 1")
+        event_hash = hashlib.sha256(event_bytes).digest()
+        hashes = [_decode64(h, "a proof hash") for h in proof.hashes]
+        verify_inclusion(leaf_hash(event_hash), proof.leaf_index, size, hashes, root)
+    except ProofFailed as exc:
+        return ProofVerdict(valid=False, reason=str(exc), tree_size=size)
+    return ProofVerdict(
+        valid=True,
+        reason=f"event seq {seq} (hash {event_hash.hex()}) is in the tree of {size} events"
+        f" signed by {verifier.name}",
+        seq=int(seq),
+        tree_size=size,
+        event=event,
+    )

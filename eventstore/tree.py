@@ -1,0 +1,189 @@
+"""The log's Merkle tree kept in the store, and proofs read from it (one query each).
+
+Leaf `i` is the event with `seq = i + 1`, leaf input the 32 bytes of its `hash`.
+The capturing instance extends the tree after each stored batch (`LogTree.extend`);
+the tree never runs ahead of the log, and a tree behind the log (written before
+this existed, or a crash between the batch and its nodes) is caught up from the
+log's events on `open`, in pages, with progress.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from eventstore.merkle import (
+    EMPTY_ROOT,
+    Frontier,
+    NodeId,
+    ProofError,
+    consistency_plan,
+    fold_range,
+    inclusion_plan,
+    leaf_hash,
+    range_nodes,
+)
+from eventstore.model import Event
+from eventstore.ports import EventLog, MerkleTree
+
+log = logging.getLogger(__name__)
+
+Heartbeat = Callable[[], Awaitable[None]]
+Progress = Callable[[int, int], None]
+"""Called with (tree size, log size) while a tree is being built from the log."""
+
+
+class TreeMissing(Exception):
+    """A stored node the tree of its size must have is absent (a damaged store)."""
+
+
+def event_leaf(event: Event) -> bytes:
+    """The leaf hash of an event: SHA-256(0x00 || bytes of its `hash`)."""
+    return leaf_hash(bytes.fromhex(event.hash))
+
+
+class LogTree:
+    """The writer's side: a frontier over the stored tree, extended as the log grows."""
+
+    def __init__(
+        self,
+        merkle: MerkleTree,
+        events: EventLog,
+        *,
+        page: int = 5000,
+        progress: Progress | None = None,
+    ) -> None:
+        self.merkle = merkle
+        self.events = events
+        self.page = page
+        self.progress = progress
+        self._frontier: Frontier | None = None
+
+    @property
+    def size(self) -> int:
+        """Leaves in the tree (0 before `open`)."""
+        return self._frontier.size if self._frontier else 0
+
+    def root(self) -> bytes:
+        """The current root."""
+        return self._frontier.root() if self._frontier else EMPTY_ROOT
+
+    async def open(self, heartbeat: Heartbeat | None = None) -> int:
+        """Load the frontier from the store, then catch up with the log; returns the size.
+
+        `heartbeat` is awaited after each page of a long build (the ingester keeps its
+        lease with it).
+        """
+        size = await self.merkle.size()
+        nodes = await self.merkle.get_nodes(Frontier.ids(size))
+        try:
+            self._frontier = Frontier.from_store(size, nodes)
+        except KeyError as exc:
+            raise TreeMissing(f"the stored tree of size {size} lacks node {exc}") from exc
+        await self.catch_up(heartbeat)
+        return self.size
+
+    def reset(self) -> None:
+        """Forget the frontier: the next use reloads it from the store and catches up."""
+        self._frontier = None
+
+    async def catch_up(self, heartbeat: Heartbeat | None = None) -> None:
+        """Add every stored event the tree lacks, a page at a time."""
+        frontier = await self._require()
+        target = (await self.events.head()).seq
+        if frontier.size >= target:
+            return
+        start = frontier.size
+        log.info("building the Merkle tree: %d of %d events", start, target)
+        while frontier.size < target:
+            batch = await self.events.read(after_seq=frontier.size, limit=self.page)
+            if not batch:
+                break
+            await self._add(batch)
+            if self.progress is not None:
+                self.progress(frontier.size, target)
+            if heartbeat is not None:
+                await heartbeat()
+            log.info("building the Merkle tree: %d of %d events", frontier.size, target)
+        log.info("Merkle tree built: %d events added, size %d", frontier.size - start, target)
+
+    async def extend(self, events: Sequence[Event]) -> None:
+        """Add a stored batch (in seq order); catches up from the log if the batch skips ahead."""
+        frontier = await self._require()
+        fresh = [e for e in events if e.seq > frontier.size]
+        if not fresh:
+            return
+        if fresh[0].seq != frontier.size + 1:
+            await self.catch_up()
+            return
+        await self._add(fresh)
+
+    async def _add(self, events: Sequence[Event]) -> None:
+        frontier = await self._require()
+        created: list[tuple[int, int, bytes]] = []
+        for event in events:
+            if event.seq != frontier.size + 1:
+                raise ValueError(f"seq {event.seq} does not follow tree size {frontier.size}")
+            created.extend(frontier.append(event_leaf(event)))
+        # Nodes first, then the size that covers them (the port's invariant). A failed
+        # write leaves the frontier ahead of the store: forget it, reload next time.
+        try:
+            await self.merkle.put_nodes(created, size=frontier.size)
+        except BaseException:
+            self.reset()
+            raise
+
+    async def ensure_open(self) -> None:
+        """Open the tree unless it is open."""
+        await self._require()
+
+    async def _require(self) -> Frontier:
+        if self._frontier is None:
+            await self.open()
+        assert self._frontier is not None
+        return self._frontier
+
+
+async def _fetch(merkle: MerkleTree, size: int, ids: set[NodeId]) -> dict[NodeId, bytes]:
+    """The nodes, in one query; a tree of `size` not (yet) stored lacks some of them.
+
+    Nodes are only ever written for stored events, so when all are present the
+    tree of `size` is the log's own.
+    """
+    nodes = await merkle.get_nodes(ids)
+    if len(nodes) != len(ids):
+        raise ProofError(f"tree size {size} is beyond the stored tree")
+    return nodes
+
+
+async def root_at(merkle: MerkleTree, size: int) -> bytes:
+    """The root of the tree of `size` leaves, from stored nodes."""
+    if size < 0:
+        raise ProofError("a tree size is not negative")
+    if size == 0:
+        return EMPTY_ROOT
+    ids = range_nodes(0, size)
+    nodes = await _fetch(merkle, size, set(ids))
+    return fold_range([nodes[i] for i in ids])
+
+
+async def inclusion_proof(merkle: MerkleTree, index: int, size: int) -> list[bytes]:
+    """RFC 9162 inclusion proof of leaf `index` in the tree of `size`, from one node query."""
+    plan = inclusion_plan(index, size)
+    return plan.assemble(await _fetch(merkle, size, plan.node_ids()))
+
+
+async def consistency_proof(merkle: MerkleTree, first: int, second: int) -> list[bytes]:
+    """RFC 9162 consistency proof between sizes `first` and `second`, from one node query."""
+    plan = consistency_plan(first, second)
+    return plan.assemble(await _fetch(merkle, second, plan.node_ids()))
+
+
+async def leaf_and_inclusion(
+    merkle: MerkleTree, index: int, size: int
+) -> tuple[bytes, list[bytes]]:
+    """The stored leaf hash of `index` and its inclusion proof in tree `size`: one node query."""
+    plan = inclusion_plan(index, size)
+    ids = plan.node_ids() | {(0, index)}
+    nodes = await _fetch(merkle, size, ids)
+    return nodes[(0, index)], plan.assemble(nodes)

@@ -1,0 +1,162 @@
+"""The verifiable log over HTTP: checkpoints and proofs (public), proof files (read keys)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from eventstore.memory.store import MemoryStore
+from eventstore.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
+from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
+from eventstore.proofs import verify_proof_file
+from eventstore.tree import event_leaf
+from tests.api.conftest import READ_KEY, AppFactory
+from tests.merkle_helpers import Signed, signed_log
+
+AUTH = {"Authorization": f"Bearer {READ_KEY}"}
+
+
+@pytest.fixture
+async def signed(tmp_path: Path) -> Signed:
+    return await signed_log(tmp_path)
+
+
+@pytest.fixture
+async def keyed(signed: Signed, make_app: AppFactory) -> Any:
+    async with AsyncTestClient(make_app(signed.store, read_keys=(READ_KEY,))) as c:
+        yield c
+
+
+def b64d(values: list[str]) -> list[bytes]:
+    return [base64.b64decode(v) for v in values]
+
+
+async def test_the_latest_checkpoint_is_public_and_signed(signed: Signed, keyed: Any) -> None:
+    r = await keyed.get("/v1/checkpoint")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/plain; charset=utf-8"
+    text = open_note(r.text, Verifier.parse(signed.signer.verifier_key()))
+    leaves = [event_leaf(e) for e in signed.events]
+    assert parse_checkpoint(text) == ("eventstore/test", 21, root_of(leaves))
+    older = await keyed.get("/v1/checkpoint", params={"size": 13})
+    assert older.status_code == 200 and "\n13\n" in older.text
+    missing = await keyed.get("/v1/checkpoint", params={"size": 14})
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_no_checkpoint_yet_is_a_404_problem(make_app: AppFactory) -> None:
+    async with AsyncTestClient(make_app(MemoryStore())) as c:
+        r = await c.get("/v1/checkpoint")
+        assert r.status_code == 404 and r.json()["status"] == 404
+        r = await c.get("/v1/proof/inclusion", params={"seq": 1})
+        assert r.status_code == 404
+
+
+async def test_inclusion_proofs_verify_against_the_signed_root(signed: Signed, keyed: Any) -> None:
+    leaves = [event_leaf(e) for e in signed.events]
+    for seq, size in ((1, 21), (7, 13), (13, 13), (21, None)):
+        params: dict[str, Any] = {"seq": seq} | ({"size": size} if size else {})
+        r = await keyed.get("/v1/proof/inclusion", params=params)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        n = size or 21
+        assert body["leaf_index"] == seq - 1 and body["tree_size"] == n
+        assert base64.b64decode(body["leaf_hash"]) == leaves[seq - 1]
+        verify_inclusion(leaves[seq - 1], seq - 1, n, b64d(body["hashes"]), root_of(leaves[:n]))
+
+
+async def test_consistency_proofs_between_checkpoints(signed: Signed, keyed: Any) -> None:
+    leaves = [event_leaf(e) for e in signed.events]
+    r = await keyed.get("/v1/proof/consistency", params={"from": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["from"], body["to"]) == (5, 21)
+    verify_consistency(5, 21, root_of(leaves[:5]), root_of(leaves), b64d(body["hashes"]))
+    same = await keyed.get("/v1/proof/consistency", params={"from": 13, "to": 13})
+    assert same.json() == {"from": 13, "to": 13, "hashes": []}
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status"),
+    [
+        ("/v1/proof/inclusion", {"seq": 14, "size": 13}, 422),
+        ("/v1/proof/inclusion", {"seq": 1, "size": 22}, 422),
+        ("/v1/proof/consistency", {"from": 14, "to": 13}, 422),
+        ("/v1/proof/consistency", {"from": 1, "to": 99}, 422),
+        ("/v1/proof/inclusion", {"seq": "x"}, 400),
+        ("/v1/proof/inclusion", {"seq": 0}, 400),
+        ("/v1/proof/inclusion", {}, 400),
+        ("/v1/proof/inclusion", {"seq": 1, "sise": 3}, 400),
+        ("/v1/proof/consistency", {"from": 0}, 400),
+        ("/v1/proof/consistency", {"from": "1.5"}, 400),
+        ("/v1/checkpoint", {"size": -1}, 400),
+    ],
+)
+async def test_bad_proof_parameters(
+    keyed: Any, path: str, params: dict[str, Any], status: int
+) -> None:
+    r = await keyed.get(path, params=params)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_the_proof_file_needs_a_read_key_and_verifies_offline(
+    signed: Signed, keyed: Any
+) -> None:
+    assert (await keyed.get("/v1/events/7/proof")).status_code == 401
+    r = await keyed.get("/v1/events/7/proof", headers=AUTH, params={"size": 13})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["format"] == "eventstore-proof/v1"
+    assert (body["leaf_index"], body["tree_size"]) == (6, 13)
+    verdict = verify_proof_file(r.content, Verifier.parse(signed.signer.verifier_key()))
+    assert verdict.valid, verdict.reason
+    assert verdict.event is not None and verdict.event["seq"] == 7
+    assert leaf_hash(bytes.fromhex(signed.events[6].hash)) == event_leaf(signed.events[6])
+    # Altered event content, another key, a changed tree size: each refused.
+    event = base64.b64decode(body["event_bson"])
+    altered = {**body, "event_bson": base64.b64encode(event.replace(b"o2", b"o3")).decode()}
+    assert altered != body
+    key = Verifier.parse(signed.signer.verifier_key())
+    assert not verify_proof_file(json.dumps(altered).encode(), key).valid
+    other = Verifier.parse(Signer.generate("log.test").verifier_key())
+    assert not verify_proof_file(r.content, other).valid
+    assert not verify_proof_file(json.dumps({**body, "tree_size": 21}).encode(), key).valid
+    for status, path in ((404, "/v1/events/99/proof"), (422, "/v1/events/14/proof?size=13")):
+        assert (await keyed.get(path, headers=AUTH)).status_code == status
+    assert (await keyed.get("/v1/events/7/proof?size=14", headers=AUTH)).status_code == 404
+
+
+async def test_an_entity_history_comes_with_the_proof_of_its_newest_event_in_the_tree(
+    signed: Signed, keyed: Any
+) -> None:
+    path = "/v1/streams/orders/entities/o1/proof"
+    assert (await keyed.get(path, params={"size": 13})).status_code == 401
+    r = await keyed.get(path, params={"size": 13, "limit": 2}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    # o1's events are seq 2, 6, 10 (in the tree of 13), then 14, 18 (beyond it).
+    assert body["newest"]["seq"] == 10 and body["tree_size"] == 13
+    assert [e["seq"] for e in body["events"]] == [2, 6]
+    more = await keyed.get(path, params={"size": 13, "after": body["next"]}, headers=AUTH)
+    events = body["events"] + more.json()["events"]
+    assert [e["seq"] for e in events] == [2, 6, 10] and more.json()["next"] is None
+    # The history chains back from the proven event: each prev_hash is the previous hash.
+    assert [e["prev_hash"] for e in events[1:]] == [e["hash"] for e in events[:-1]]
+    leaves = [event_leaf(e) for e in signed.events]
+    proof = body["proof"]
+    assert leaf_hash(bytes.fromhex(events[-1]["hash"])) == base64.b64decode(proof["leaf_hash"])
+    verify_inclusion(leaves[9], 9, 13, b64d(proof["hashes"]), root_of(leaves[:13]))
+    latest = (await keyed.get(path, headers=AUTH)).json()
+    assert latest["newest"]["seq"] == 18 and latest["tree_size"] == 21
+    for params, status in (({"size": 14}, 404), ({"after": "bad"}, 400), ({"limit": 0}, 400)):
+        assert (await keyed.get(path, params=params, headers=AUTH)).status_code == status
+    assert (
+        await keyed.get("/v1/streams/orders/entities/zz/proof", headers=AUTH)
+    ).status_code == 404

@@ -1,0 +1,101 @@
+"""keygen, proof and verify-proof as a user runs them (in process, memory store)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventstore.cli import main
+from eventstore.notes import Signer, Verifier
+from eventstore.settings import SettingsError
+from eventstore.signing import load_signer
+from tests.merkle_helpers import signed_log
+
+
+def run(*argv: str, store: Any = None) -> tuple[int, str]:
+    out = io.StringIO()
+    return main(list(argv), out=out, store=store), out.getvalue()
+
+
+def test_keygen_writes_a_private_key_file_and_prints_the_verifier_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "log.key"
+    code, out = run("keygen", "log.example.com", "--out", str(key))
+    assert code == 0
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    signer = Signer.parse(key.read_text())
+    assert out.strip() == signer.verifier_key()
+    assert Verifier.parse(out.strip()).name == "log.example.com"
+    assert load_signer(str(key)).verifier_key() == out.strip()
+    # Never overwritten.
+    before = key.read_text()
+    code, _ = run("keygen", "log.example.com", "--out", str(key))
+    assert code == 1 and key.read_text() == before
+    assert "refusing to overwrite" in capsys.readouterr().err
+    for name in ("a+b", "a b"):
+        code, _ = run("keygen", name, "--out", str(tmp_path / "other"))
+        assert code == 1 and not (tmp_path / "other").exists()
+
+
+def test_a_group_or_world_readable_key_is_refused(tmp_path: Path) -> None:
+    key = tmp_path / "log.key"
+    run("keygen", "log", "--out", str(key))
+    os.chmod(key, 0o640)
+    with pytest.raises(SettingsError, match="readable by group or others"):
+        load_signer(str(key))
+
+
+def test_proof_then_verify_proof_offline(tmp_path: Path) -> None:
+    signed = asyncio.run(signed_log(tmp_path))
+    vkey = signed.signer.verifier_key()
+    proof = tmp_path / "p.json"
+    code, _ = run(
+        "proof", "9", "--size", "13", "--out", str(proof), "--uri", "memory://", store=signed.store
+    )
+    assert code == 0
+    assert json.loads(proof.read_text())["tree_size"] == 13
+    code, out = run("verify-proof", str(proof), "--key", vkey)
+    assert code == 0 and out.startswith("valid: event seq 9")
+    # Latest checkpoint by default, on stdout.
+    code, out = run("proof", "21", "--uri", "memory://", store=signed.store)
+    assert code == 0 and json.loads(out)["tree_size"] == 21
+
+    body = json.loads(proof.read_text())
+    event = base64.b64decode(body["event_bson"])
+    tampered = {
+        "altered event": {**body, "event_bson": base64.b64encode(event[:-2] + b"x\x00").decode()},
+        "altered proof": {
+            **body,
+            "hashes": [base64.b64encode(b"\x00" * 32).decode(), *body["hashes"][1:]],
+        },
+        "other leaf": {**body, "leaf_index": 9},
+        "unsigned": {**body, "checkpoint": body["checkpoint"].split("\n\n")[0] + "\n"},
+        "not json": "{",
+    }
+    for name, content in tampered.items():
+        bad = tmp_path / f"{name}.json"
+        bad.write_text(content if isinstance(content, str) else json.dumps(content))
+        code, out = run("verify-proof", str(bad), "--key", vkey)
+        assert code == 2 and out.startswith("INVALID"), name
+    code, out = run("verify-proof", str(tmp_path / "unsigned.json"), "--key", vkey)
+    assert code == 2 and "unsigned" in out
+    other = Signer.generate("log.test").verifier_key()
+    assert run("verify-proof", str(proof), "--key", other)[0] == 2
+    # Unreadable file or malformed key: 1.
+    assert run("verify-proof", str(tmp_path / "missing"), "--key", vkey)[0] == 1
+    assert run("verify-proof", str(proof), "--key", "not-a-key")[0] == 1
+
+
+def test_proof_of_an_unknown_event_or_size_exits_1(tmp_path: Path) -> None:
+    signed = asyncio.run(signed_log(tmp_path))
+    for argv in (("99",), ("3", "--size", "4"), ("14", "--size", "13")):
+        assert run("proof", *argv, "--uri", "memory://", store=signed.store)[0] == 1

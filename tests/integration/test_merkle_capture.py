@@ -1,0 +1,137 @@
+"""The Merkle tree and its checkpoints kept by the capturing ingester, on every store adapter."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+
+from eventstore.checkpointing import Checkpointer
+from eventstore.clock import FakeClock
+from eventstore.merkle import ProofError, root_of, verify_consistency, verify_inclusion
+from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
+from eventstore.ports import Store
+from eventstore.signing import SignerState, read_state, write_state
+from eventstore.sources.memory import MemoryChangeFeed
+from eventstore.sources.simulator import Simulator
+from eventstore.tree import LogTree, consistency_proof, event_leaf, inclusion_proof, root_at
+from tests.helpers import LogBuilder
+from tests.integration.ingest_helpers import all_events, ingester, start_from_the_beginning
+
+
+def checkpointer(store: Store, clock: FakeClock, **kw: object) -> Checkpointer:
+    return Checkpointer(
+        LogTree(store.merkle, store.events, page=7),
+        origin="eventstore/test",
+        clock=clock,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def capture(store: Store, clock: FakeClock, cp: Checkpointer, changes: int = 60) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    await Simulator(feed, seed=5, clock=clock).run(orders=6, changes=changes, rate=0)
+    ing = ingester(store, feed, clock, batch_size=9)
+    ing.checkpointer = cp
+    await ing.run(until_idle=True)
+
+
+async def test_capture_keeps_the_tree_and_every_proof_matches_the_events(
+    store: Store, clock: FakeClock
+) -> None:
+    cp = checkpointer(store, clock)
+    await capture(store, clock, cp)
+    events = await all_events(store)
+    leaves = [event_leaf(e) for e in events]
+    n = len(events)
+    assert n >= 60 and await store.merkle.size() == n
+    assert await root_at(store.merkle, n) == root_of(leaves)
+    for size in (1, 9, 33, n):
+        root = root_of(leaves[:size])
+        for index in {0, size // 2, size - 1}:
+            before = store.merkle.queries
+            proof = await inclusion_proof(store.merkle, index, size)
+            assert store.merkle.queries == before + 1
+            verify_inclusion(leaves[index], index, size, proof, root)
+        if size > 1:
+            proof = await consistency_proof(store.merkle, size - 1, n)
+            verify_consistency(size - 1, n, root_of(leaves[: size - 1]), root_of(leaves), proof)
+    with pytest.raises(ProofError):
+        await inclusion_proof(store.merkle, 0, n + 1)
+    # The last batch before idling was checkpointed, unsigned.
+    latest = await store.merkle.checkpoint()
+    assert latest is not None and latest.size == n and not latest.signed
+    assert parse_checkpoint(latest.note) == ("eventstore/test", n, root_of(leaves))
+
+
+async def test_checkpoints_are_made_at_most_every_interval(store: Store, clock: FakeClock) -> None:
+    cp = checkpointer(store, clock, interval=3600.0)
+    await capture(store, clock, cp)
+    n = len(await all_events(store))
+    made = [s for s in range(1, n + 1) if await store.merkle.checkpoint(s) is not None]
+    # The first batch (the interval starts there) and the idle one; no more within the hour.
+    assert made == [9, n]
+
+
+async def test_a_log_written_before_the_tree_gets_it_built_at_start_with_progress(
+    store: Store, clock: FakeClock, log: LogBuilder
+) -> None:
+    events = [log.next(f"o{i % 5}") for i in range(40)]
+    await store.events.append(events)
+    seen: list[tuple[int, int]] = []
+    tree = LogTree(store.merkle, store.events, page=16, progress=lambda a, b: seen.append((a, b)))
+    beats: list[int] = []
+
+    async def heartbeat() -> None:
+        beats.append(tree.size)
+
+    assert await tree.open(heartbeat) == 40
+    assert seen == [(16, 40), (32, 40), (40, 40)]
+    assert beats == [16, 32, 40]  # the ingester keeps its lease through a long build
+    assert await root_at(store.merkle, 40) == root_of([event_leaf(e) for e in events])
+    # A restart continues from the stored frontier: nothing is rebuilt.
+    more = [log.next("o9") for _ in range(3)]
+    await store.events.append(more)
+    again = LogTree(store.merkle, store.events, progress=lambda a, b: seen.append((a, b)))
+    await again.open()
+    assert seen[-1] == (43, 43) and again.root() == root_of([event_leaf(e) for e in events + more])
+
+
+async def test_signed_checkpoints_verify_and_remember_the_signer_state(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    signer = Signer.generate("log.test")
+    state = str(tmp_path / "state")
+    cp = checkpointer(store, clock, signer=signer, state_path=state)
+    await capture(store, clock, cp)
+    latest = await store.merkle.checkpoint()
+    assert latest is not None and latest.signed
+    text = open_note(latest.note, Verifier.parse(signer.verifier_key()))
+    _, size, root = parse_checkpoint(text)
+    assert read_state(state) == SignerState(
+        origin="eventstore/test", size=size, root=base64.b64encode(root).decode()
+    )
+    assert os.stat(state).st_mode & 0o077 == 0
+
+
+async def test_a_tree_that_does_not_extend_the_signed_state_is_not_signed(
+    store: Store, clock: FakeClock, tmp_path: Path, log: LogBuilder
+) -> None:
+    signer = Signer.generate("log.test")
+    state = str(tmp_path / "state")
+    # This key once signed a bigger tree with another root: the store was rolled back.
+    write_state(state, SignerState(origin="eventstore/test", size=10_000, root="A" * 43 + "="))
+    await store.events.append([log.next("a") for _ in range(5)])
+    cp = checkpointer(store, clock, signer=signer, state_path=state)
+    await cp.open()
+    await cp.idle()
+    assert await store.merkle.checkpoint() is None
+    assert cp.refused is not None and "rolled back" in cp.refused
+    # Same size, other root: a fork.
+    write_state(state, SignerState(origin="eventstore/test", size=3, root="A" * 43 + "="))
+    await cp.idle()
+    assert await store.merkle.checkpoint() is None
+    assert cp.refused is not None and "does not extend" in cp.refused

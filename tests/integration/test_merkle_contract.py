@@ -1,0 +1,82 @@
+"""The MerkleTree contract, run over every adapter (memory, mongo on mongomock-motor)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from eventstore.merkle import Frontier, inclusion_plan, leaf_hash
+from eventstore.model import TreeCheckpoint
+from eventstore.ports import Store
+
+WHEN = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def checkpoint(size: int, **changes: object) -> TreeCheckpoint:
+    fields: dict[str, object] = {
+        "size": size,
+        "root": "AAAA",
+        "note": f"eventstore/test\n{size}\nAAAA\n",
+        "signed": False,
+        "created_at": WHEN,
+    }
+    fields.update(changes)
+    return TreeCheckpoint(**fields)  # type: ignore[arg-type]
+
+
+async def test_an_empty_tree_has_size_zero_and_no_nodes(store: Store) -> None:
+    assert await store.merkle.size() == 0
+    assert await store.merkle.get_nodes({(0, 0), (3, 1)}) == {}
+    assert await store.merkle.checkpoint() is None
+
+
+async def test_nodes_round_trip_by_level_and_index_in_one_query(store: Store) -> None:
+    frontier = Frontier()
+    created = []
+    for i in range(37):
+        created.extend(frontier.append(leaf_hash(hashlib.sha256(bytes([i])).digest())))
+    await store.merkle.put_nodes(created, size=37)
+    assert await store.merkle.size() == 37
+    plan = inclusion_plan(20, 37)
+    before = store.merkle.queries
+    nodes = await store.merkle.get_nodes(plan.node_ids())
+    assert store.merkle.queries == before + 1
+    assert set(nodes) == plan.node_ids()
+    expected = {(lv, ix): h for lv, ix, h in created}
+    assert all(nodes[i] == expected[i] for i in nodes)
+    # The biggest level a 2**48-leaf log reaches still round-trips.
+    await store.merkle.put_nodes([(47, 1, b"\x07" * 32)], size=37)
+    assert await store.merkle.get_nodes([(47, 1)]) == {(47, 1): b"\x07" * 32}
+
+
+async def test_rewriting_nodes_is_idempotent_and_the_size_never_shrinks(store: Store) -> None:
+    await store.merkle.put_nodes([(0, 0, b"\x01" * 32)], size=1)
+    await store.merkle.put_nodes([(0, 0, b"\x01" * 32), (0, 1, b"\x02" * 32)], size=2)
+    await store.merkle.put_nodes([], size=1)
+    assert await store.merkle.size() == 2
+    assert await store.merkle.get_nodes([(0, 0), (0, 1)]) == {
+        (0, 0): b"\x01" * 32,
+        (0, 1): b"\x02" * 32,
+    }
+
+
+async def test_checkpoints_by_size_and_latest(store: Store) -> None:
+    assert await store.merkle.add_checkpoint(checkpoint(3))
+    assert await store.merkle.add_checkpoint(checkpoint(10, signed=True, note="x\n"))
+    assert not await store.merkle.add_checkpoint(checkpoint(3, note="other\n"))
+    latest = await store.merkle.checkpoint()
+    assert latest is not None and latest.size == 10 and latest.signed and latest.note == "x\n"
+    third = await store.merkle.checkpoint(3)
+    assert third == checkpoint(3, created_at=datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC))
+    assert await store.merkle.checkpoint(4) is None
+
+
+async def test_cosignatures_are_added_once(store: Store) -> None:
+    await store.merkle.add_checkpoint(checkpoint(5))
+    await store.merkle.add_cosignature(5, "— w1 AAAA")
+    await store.merkle.add_cosignature(5, "— w1 AAAA")
+    await store.merkle.add_cosignature(5, "— w2 BBBB")
+    await store.merkle.add_cosignature(6, "— w2 BBBB")
+    found = await store.merkle.checkpoint(5)
+    assert found is not None and found.cosignatures == ["— w1 AAAA", "— w2 BBBB"]
+    assert await store.merkle.checkpoint(6) is None

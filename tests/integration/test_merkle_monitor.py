@@ -1,0 +1,204 @@
+"""Held to: the monitor catches a rewritten event, a recomputed chain and a rewritten head
+(whatever checkpoint the service then serves), a forged checkpoint and a rollback."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from api import create_app
+from eventstore.checkpointing import Checkpointer
+from eventstore.cli import main
+from eventstore.cli.monitor import _evidence
+from eventstore.clock import FakeClock
+from eventstore.memory.merkle import MemoryMerkleTree
+from eventstore.monitor import Fetch, Finding, Seen, check_once
+from eventstore.notes import Signer, Verifier, sign_note
+from eventstore.settings import Settings
+from eventstore.tree import LogTree
+from tests.merkle_helpers import Signed, rebuild_tree, replace_log, rewrite_event, signed_log
+
+
+@pytest.fixture
+async def signed(tmp_path: Path) -> Signed:
+    # The monitor first sees the tree of 13; the log then grows to 21.
+    return await signed_log(tmp_path, sizes=(5, 13))
+
+
+@pytest.fixture
+async def fetch(signed: Signed) -> AsyncIterator[Fetch]:
+    app = create_app(Settings(uri="memory://", source="simulator"), store=signed.store)
+    async with AsyncTestClient(app) as client:
+
+        async def get(path: str) -> tuple[int, bytes]:
+            r = await client.get(path)
+            return r.status_code, r.content
+
+        yield get
+
+
+async def grow(signed: Signed, tmp_path: Path, to: int = 21) -> None:
+    more = await signed_log(tmp_path / "more", sizes=(to,))
+    # Same builder seed and order: the first 13 events of `more` are `signed`'s own.
+    assert [e.hash for e in more.events[:13]] == [e.hash for e in signed.events]
+    new = more.events[13:]
+    await signed.store.events.append(new)
+    signed.events += new
+
+
+async def resign(signed: Signed, state: Path, signer: Signer | None = None) -> None:
+    """A key holder signs whatever the store now holds (a fresh signer state: no memory)."""
+    signed.store.merkle = MemoryMerkleTree()
+    cp = Checkpointer(
+        LogTree(signed.store.merkle, signed.store.events),
+        origin="eventstore/test",
+        clock=FakeClock(),
+        signer=signer or signed.signer,
+        state_path=str(state),
+    )
+    await cp.open()
+    await cp.make()
+
+
+def key(signed: Signed) -> Verifier:
+    return Verifier.parse(signed.signer.verifier_key())
+
+
+async def first_look(fetch: Fetch, signed: Signed, state: Path) -> None:
+    seen = await check_once(fetch, key(signed), state)
+    assert seen == Seen(size=13, previous=None)
+    assert (state / "13").read_text() == (state / "checkpoint").read_text()
+
+
+async def test_a_growing_log_is_followed(fetch: Fetch, signed: Signed, tmp_path: Path) -> None:
+    state = tmp_path / "monitor"
+    await first_look(fetch, signed, state)
+    assert await check_once(fetch, key(signed), state) == Seen(size=13, previous=13)
+    await grow(signed, tmp_path)
+    await resign_keeping_history(signed, tmp_path)
+    assert await check_once(fetch, key(signed), state) == Seen(size=21, previous=13)
+
+
+async def resign_keeping_history(signed: Signed, tmp_path: Path) -> None:
+    """The honest service: the tree extended from the log, signed with its own state."""
+    cp = Checkpointer(
+        LogTree(signed.store.merkle, signed.store.events),
+        origin="eventstore/test",
+        clock=FakeClock(),
+        signer=signed.signer,
+        state_path=str(tmp_path / "state"),
+    )
+    await cp.open()
+    await cp.make()
+
+
+@pytest.mark.parametrize("seq", [3, 17])
+async def test_a_rewritten_event_with_recomputed_chains_head_and_tree_is_caught(
+    fetch: Fetch, signed: Signed, tmp_path: Path, seq: int
+) -> None:
+    state = tmp_path / "monitor"
+    await first_look(fetch, signed, state)
+    await grow(signed, tmp_path)
+    await replace_log(signed.store, rewrite_event(signed.events, seq))
+    await resign(signed, tmp_path / "fresh-state")  # even with the key, history differs
+    found = await check_once(fetch, key(signed), state)
+    if seq <= 13:
+        assert isinstance(found, Finding) and found.finding == "refused-proof"
+        assert found.proof is not None and found.saved and "\n13\n" in found.saved
+    else:  # a rewrite after what the monitor saw is outside what it can know
+        assert found == Seen(size=21, previous=13)
+    assert (state / "checkpoint").read_text() == (state / ("21" if seq > 13 else "13")).read_text()
+
+
+async def test_a_rewrite_served_at_the_same_size_is_a_fork(
+    fetch: Fetch, signed: Signed, tmp_path: Path
+) -> None:
+    state = tmp_path / "monitor"
+    await first_look(fetch, signed, state)
+    await replace_log(signed.store, rewrite_event(signed.events, 9))
+    await resign(signed, tmp_path / "fresh-state")
+    found = await check_once(fetch, key(signed), state)
+    assert isinstance(found, Finding) and found.finding == "fork"
+    assert found.saved != found.served
+
+
+async def test_a_truncated_log_with_a_rewritten_head_is_a_rollback(
+    fetch: Fetch, signed: Signed, tmp_path: Path
+) -> None:
+    state = tmp_path / "monitor"
+    await first_look(fetch, signed, state)
+    await replace_log(signed.store, signed.events[:10])
+    await resign(signed, tmp_path / "fresh-state")
+    found = await check_once(fetch, key(signed), state)
+    assert isinstance(found, Finding) and found.finding == "rollback"
+    assert "\n10\n" in found.served
+
+
+async def test_a_tree_left_alone_but_rebuilt_proofs_are_refused(
+    fetch: Fetch, signed: Signed, tmp_path: Path
+) -> None:
+    """The checkpoints are kept, the nodes rebuilt from a rewritten log: proofs stop verifying."""
+    state = tmp_path / "monitor"
+    await first_look(fetch, signed, state)
+    await grow(signed, tmp_path)
+    await resign_keeping_history(signed, tmp_path)
+    kept = signed.store.merkle
+    await replace_log(signed.store, rewrite_event(signed.events, 4))
+    await rebuild_tree(signed.store)
+    for size in (5, 13, 21):
+        cp = await kept.checkpoint(size)
+        assert cp is not None
+        await signed.store.merkle.add_checkpoint(cp)
+    found = await check_once(fetch, key(signed), state)
+    assert isinstance(found, Finding) and found.finding == "refused-proof"
+
+
+@pytest.mark.parametrize("forgery", ["other key", "altered root", "altered size", "unsigned"])
+async def test_a_forged_checkpoint_is_refused(
+    fetch: Fetch, signed: Signed, tmp_path: Path, forgery: str
+) -> None:
+    state = tmp_path / "monitor"
+    await first_look(fetch, signed, state)
+    latest = await signed.store.merkle.checkpoint()
+    assert latest is not None
+    text = latest.note.split("\n\n")[0] + "\n"
+    lines = text.split("\n")
+    note = {
+        "other key": sign_note(text, Signer.generate(signed.signer.name)),
+        "altered root": latest.note.replace(lines[2], lines[2][:-6] + "AAAAA=", 1),
+        "altered size": latest.note.replace("\n13\n", "\n14\n", 1),
+        "unsigned": text,
+    }[forgery]
+    forged = type(latest)(
+        size=99, root=latest.root, note=note, signed=True, created_at=latest.created_at
+    )
+    await signed.store.merkle.add_checkpoint(forged)
+    found = await check_once(fetch, key(signed), state)
+    assert isinstance(found, Finding) and found.finding == "bad-signature"
+    assert found.saved is not None and "\n13\n" in found.saved
+
+
+def test_the_cli_says_unreachable_and_bad_keys_with_exit_1(tmp_path: Path) -> None:
+    signer = Signer.generate("log.test")
+    base = ["monitor", "--state", str(tmp_path / "m"), "--once"]
+    assert main([*base, "http://127.0.0.1:9", "--key", signer.verifier_key()]) == 1
+    assert main([*base, "http://127.0.0.1:9", "--key", "nope"]) == 1
+    assert main([*base, "ftp://x", "--key", signer.verifier_key()]) == 1
+
+
+def test_evidence_is_printed_as_json() -> None:
+    finding = Finding(finding="fork", detail="d", saved="a\n", served="b\n")
+    out = io.StringIO()
+    _evidence(finding, out)
+    assert json.loads(out.getvalue()) == {
+        "finding": "fork",
+        "detail": "d",
+        "saved": "a\n",
+        "served": "b\n",
+        "proof": None,
+    }

@@ -1,0 +1,103 @@
+"""A memory store with a signed, checkpointed log: shared by the API and CLI proof tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from eventstore.chain import seal
+from eventstore.checkpointing import Checkpointer
+from eventstore.clock import FakeClock
+from eventstore.keys import typed_key
+from eventstore.memory.eventlog import MemoryEventLog
+from eventstore.memory.merkle import MemoryMerkleTree
+from eventstore.memory.store import MemoryStore
+from eventstore.model import GENESIS_HASH, Checkpoint, Event, Head
+from eventstore.notes import Signer
+from eventstore.tree import LogTree
+from tests.helpers import LogBuilder
+
+
+@dataclass
+class Signed:
+    """The store, its signer, the events (seq order) and the checkpointed sizes."""
+
+    store: MemoryStore
+    signer: Signer
+    events: list[Event]
+    sizes: list[int]
+
+
+async def signed_log(tmp_path: Path, sizes: tuple[int, ...] = (5, 13, 21)) -> Signed:
+    """A log with a signed checkpoint at each of `sizes` (events of four entities)."""
+    store = MemoryStore()
+    builder = LogBuilder()
+    signer = Signer.generate("log.test")
+    clock = FakeClock()
+    cp = Checkpointer(
+        LogTree(store.merkle, store.events),
+        origin="eventstore/test",
+        clock=clock,
+        signer=signer,
+        state_path=str(tmp_path / "state"),
+    )
+    await cp.open()
+    events: list[Event] = []
+    for size in sizes:
+        batch = [builder.next(f"o{i % 4}") for i in range(len(events), size)]
+        await store.events.append(batch)
+        events += batch
+        await cp.after_batch(batch)
+        clock.advance(2)
+        await cp.idle()
+    return Signed(store, signer, events, list(sizes))
+
+
+def resealed(events: list[Event]) -> list[Event]:
+    """The events renumbered and every hash recomputed: what a writer with full access can do."""
+    out: list[Event] = []
+    entity: dict[tuple[str, str], str] = {}
+    for n, e in enumerate(events, start=1):
+        key = (e.stream, typed_key(e.entity_id))
+        prev_log = out[-1].log_hash if out else GENESIS_HASH
+        sealed = seal(
+            msgspec.structs.replace(e, seq=n),
+            prev_hash=entity.get(key, GENESIS_HASH),
+            prev_log_hash=prev_log,
+        )
+        entity[key] = sealed.hash
+        out.append(sealed)
+    return out
+
+
+async def replace_log(store: MemoryStore, events: list[Event], *, head: bool = True) -> None:
+    """Swap the memory log for `events` behind the service's back; rewrite the recorded head."""
+    log = MemoryEventLog()
+    await log.append(events)
+    store.events = log
+    if head and events:
+        await store.checkpoints.put(
+            Checkpoint(
+                name="ingester:shop",
+                head=Head(seq=events[-1].seq, log_hash=events[-1].log_hash),
+            )
+        )
+
+
+async def rebuild_tree(store: MemoryStore) -> None:
+    """Rebuild the stored Merkle tree from the (rewritten) log, as a thorough attacker would."""
+    store.merkle = MemoryMerkleTree()
+    await LogTree(store.merkle, store.events).open()
+
+
+def rewrite_event(events: list[Event], seq: int) -> list[Event]:
+    """Event `seq` with another document, every hash after it recomputed."""
+    changed = [
+        msgspec.structs.replace(e, document={"_id": "forged", "amount": 10**6})
+        if e.seq == seq
+        else e
+        for e in events
+    ]
+    return resealed(changed)

@@ -1,0 +1,119 @@
+"""Signed notes, checkpoints, keys and cosignatures, against Go's published `sumdb/note` examples."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from eventstore.notes import (
+    COSIGNATURE,
+    NoteError,
+    Signer,
+    Verifier,
+    checkpoint_text,
+    cosign,
+    open_note,
+    parse_checkpoint,
+    sign_note,
+    verify_cosignature,
+)
+
+# From golang.org/x/mod/sumdb/note/example_test.go (ExampleSign, ExampleOpen).
+GO_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
+GO_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+GO_TEXT = (
+    "If you think cryptography is the answer to your problem,\n"
+    "then you don't know what your problem is.\n"
+)
+GO_NOTE = (
+    GO_TEXT
+    + "\n— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+)
+# From SINKS_AND_PROOFS.md (published in the C2SP signed-note specification).
+C2SP_VKEY = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
+
+
+def test_go_signer_key_signs_exactly_as_go_does() -> None:
+    signer = Signer.parse(GO_SKEY)
+    assert signer.private_key() == GO_SKEY
+    assert signer.verifier_key() == GO_VKEY
+    assert sign_note(GO_TEXT, signer) == GO_NOTE
+
+
+def test_go_signed_note_opens_with_go_verifier_key() -> None:
+    assert open_note(GO_NOTE, Verifier.parse(GO_VKEY)) == GO_TEXT
+    assert Verifier.parse(C2SP_VKEY).key() == C2SP_VKEY
+
+
+def test_an_altered_text_or_another_key_is_refused() -> None:
+    with pytest.raises(NoteError, match="does not verify"):
+        open_note(GO_NOTE.replace("cryptography", "cryptographY"), Verifier.parse(GO_VKEY))
+    other = Signer.generate("PeterNeumann")
+    with pytest.raises(NoteError, match="no signature"):
+        open_note(GO_NOTE, Verifier.parse(other.verifier_key()))
+    # Unknown signatures are ignored: the known one still opens the note.
+    both = GO_NOTE + sign_note(GO_TEXT, other).split("\n\n")[1]
+    assert open_note(both, Verifier.parse(GO_VKEY)) == GO_TEXT
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "PeterNeumann+c74f20a3",
+        "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+        "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10T",
+        "Peter Neumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+        "PeterNeumann+c74f20a3+AhpcZQcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+    ],
+)
+def test_malformed_verifier_keys_are_refused(key: str) -> None:
+    with pytest.raises(NoteError):
+        Verifier.parse(key)
+
+
+@pytest.mark.parametrize("name", ["", "a+b", "a b", "a\nb", "tab\there"])
+def test_key_names_with_plus_spaces_or_newlines_are_refused(name: str) -> None:
+    with pytest.raises(NoteError, match="key name"):
+        Signer.generate(name)
+
+
+def test_generated_keys_round_trip_through_their_strings() -> None:
+    signer = Signer.generate("log.example/a")
+    again = Signer.parse(signer.private_key())
+    assert again.verifier_key() == signer.verifier_key()
+    assert signer.private_key().startswith("PRIVATE+KEY+log.example/a+")
+    blob = base64.b64decode(signer.verifier_key().split("+", 2)[2])
+    assert blob[0] == 0x01 and len(blob) == 33
+
+
+def test_checkpoint_text_round_trips_and_malformed_ones_are_refused() -> None:
+    root = bytes(range(32))
+    text = checkpoint_text("eventstore/shop", 42, root)
+    assert text == f"eventstore/shop\n42\n{base64.b64encode(root).decode()}\n"
+    assert parse_checkpoint(text) == ("eventstore/shop", 42, root)
+    assert parse_checkpoint(text + "ext\n") == ("eventstore/shop", 42, root)
+    for bad in (
+        text[:-1],
+        "o\n042\nAAAA\n",
+        "o\n-1\n" + text.split("\n")[2] + "\n",
+        "o\n1\nAAAA\n",
+    ):
+        with pytest.raises(NoteError):
+            parse_checkpoint(bad)
+
+
+def test_cosignatures_verify_and_bind_time_text_and_key() -> None:
+    witness = Signer.generate("witness.example", kind=COSIGNATURE)
+    verifier = Verifier.parse(witness.verifier_key())
+    text = checkpoint_text("eventstore/shop", 7, bytes(32))
+    line = cosign(text, witness, 1_767_225_600)
+    assert verify_cosignature(text, line, verifier) == 1_767_225_600
+    with pytest.raises(NoteError):
+        verify_cosignature(text.replace("7", "8"), line, verifier)
+    # A type 0x01 key of the same name and public key has another key id.
+    as_note_key = Verifier(witness.name, witness.public)
+    assert as_note_key.id != verifier.id
+    with pytest.raises(NoteError):
+        verify_cosignature(text, line, as_note_key)
