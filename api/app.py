@@ -46,7 +46,16 @@ from api.disconnect import CLIENT_CLOSED, ClientWatch
 from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
-from api.routes import events, health, projections, proofs, streams, subscriptions, workers
+from api.routes import (
+    erasures,
+    events,
+    health,
+    projections,
+    proofs,
+    streams,
+    subscriptions,
+    workers,
+)
 from api.schemas import EventsPage, NotReady
 from api.services import Services
 from api.surface import http_surface
@@ -386,7 +395,12 @@ def create_app(
     admin = Router(
         "/v1/admin",
         route_handlers=_documented(
-            [*projections.ADMIN_ROUTES, *workers.ADMIN_ROUTES, *subscriptions.ADMIN_ROUTES],
+            [
+                *projections.ADMIN_ROUTES,
+                *workers.ADMIN_ROUTES,
+                *erasures.ADMIN_ROUTES,
+                *subscriptions.ADMIN_ROUTES,
+            ],
             ADMIN_PROBLEMS,
         ),
         guards=[_admin_guard],

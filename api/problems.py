@@ -20,6 +20,7 @@ from pymongo.errors import ExecutionTimeout, PyMongoError
 from eventstore.errors import scrub
 from eventstore.history import (
     AmbiguousKey,
+    ErasureRefused,
     HistoryError,
     ImpossibleRange,
     NoState,
@@ -115,6 +116,7 @@ HISTORY_STATUS: Final[dict[type[HistoryError], int]] = {
     NoState: 404,
     UnknownVersion: 404,
     ImpossibleRange: 422,
+    ErasureRefused: 409,
 }
 
 

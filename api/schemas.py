@@ -39,6 +39,12 @@ class EventOut(msgspec.Struct, kw_only=True):
     hash: str
     prev_hash: str
     log_hash: str
+    # 1: the hash covers the payload; 2: a salted commitment of it (erasable).
+    hash_scheme: int = 1
+    salt: str | None = None
+    commit: str | None = None
+    erased: bool = False
+    erased_by: int | None = None
 
 
 class HistoryEventOut(EventOut, kw_only=True):
@@ -78,6 +84,7 @@ class StateOut(msgspec.Struct, kw_only=True):
     gap: GapOut | None
     document: dict[str, Any] | None
     findings: list[FindingOut] = []
+    erased: bool = False
 
 
 class DiffOut(msgspec.Struct, kw_only=True):
@@ -108,11 +115,18 @@ class EntitiesPage(msgspec.Struct, kw_only=True):
     next: str | None
 
 
-class EntityVerdictOut(msgspec.Struct, kw_only=True):
+class ErasedEventOut(msgspec.Struct, kw_only=True):
+    seq: int
+    version: int
+    erased_by: int
+
+
+class EntityVerdictOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     valid: bool
     events_checked: int
     first_invalid_version: int | None
     reason: str | None
+    erased: list[ErasedEventOut] = []
 
 
 class InvalidEntityOut(msgspec.Struct, kw_only=True):
@@ -121,11 +135,12 @@ class InvalidEntityOut(msgspec.Struct, kw_only=True):
     reason: str | None
 
 
-class StreamVerdictOut(msgspec.Struct, kw_only=True):
+class StreamVerdictOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     valid: bool
     entities_checked: int
     events_checked: int
     invalid: list[InvalidEntityOut]
+    events_erased: int = 0
 
 
 class HeadOut(msgspec.Struct, kw_only=True):
@@ -133,13 +148,14 @@ class HeadOut(msgspec.Struct, kw_only=True):
     log_hash: str
 
 
-class LogVerdictOut(msgspec.Struct, kw_only=True):
+class LogVerdictOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     valid: bool
     events_checked: int
     first_invalid_seq: int | None
     reason: str | None
     head: HeadOut
     head_matches: bool | None
+    events_erased: int = 0
 
 
 class ProjectionOut(msgspec.Struct, kw_only=True):

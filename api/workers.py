@@ -71,6 +71,7 @@ class Workers:
             clock=clock,
             owner=self.owner,
             checkpointer=checkpointer,
+            entity_rows=[p.collection for p in projections if p.per_entity],
         )
         self.capture = CaptureWorker(self.ingester, workload=workload, on_caught_up=on_caught_up)
         self.supervisor.add(self.capture)

@@ -8,7 +8,8 @@ change it does not record (filtered, duplicate, DDL, unknown type).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Final
 
@@ -22,6 +23,7 @@ from eventstore.model import (
     CREATED,
     DELETED,
     DROPPED,
+    ERASED,
     GAP,
     GENESIS_HASH,
     REJECTED,
@@ -56,6 +58,44 @@ DDL_TYPES: Final = frozenset(
 )
 
 
+class _SaltPool:
+    """Salts cut from larger reads of the OS's CSPRNG (one system call per 256 events)."""
+
+    def __init__(self, per_read: int = 256) -> None:
+        self._size = chain.SALT_BYTES * per_read
+        self._buffer = b""
+        self._at = 0
+
+    def take(self) -> bytes:
+        if self._at >= len(self._buffer):
+            self._buffer, self._at = os.urandom(self._size), 0
+        salt = self._buffer[self._at : self._at + chain.SALT_BYTES]
+        self._at += chain.SALT_BYTES
+        return salt
+
+
+_POOL = _SaltPool()
+
+
+def os_salt(event_id: str) -> bytes:
+    """A fresh random salt from the OS's CSPRNG (the id is not used).
+
+    Each salt is used once: the pool never hands out the same bytes twice.
+    """
+    return _POOL.take()
+
+
+# Where `random_salt` takes salts from: the OS, except in the test suite, which
+# swaps in a deterministic source so that two runs of one workload match byte
+# for byte (tests/conftest.py).
+salt_source: Callable[[str], bytes] = os_salt
+
+
+def random_salt(event_id: str) -> bytes:
+    """The salt of a new event (from `salt_source`: the OS's CSPRNG in production)."""
+    return salt_source(event_id)
+
+
 class Capture:
     """Builds sealed events in `seq` order from changes, derived events and snapshots.
 
@@ -64,7 +104,17 @@ class Capture:
     per batch) with `needs_heads` / `add_heads` before building.
     """
 
-    def __init__(self, settings: Settings, head: Head) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        head: Head,
+        *,
+        salts: Callable[[str], bytes] | None = random_salt,
+    ) -> None:
+        # `salts(event_id)` gives each new event its SALT_BYTES random salt
+        # (COMMIT_SCHEME): injected so tests can be deterministic. None seals under
+        # PAYLOAD_SCHEME, as before erasure existed (for tests and benchmarks only).
+        self._salts = salts
         self._settings = settings
         self._collections = frozenset(settings.collections)
         self._operations = frozenset(settings.operations)
@@ -168,6 +218,7 @@ class Capture:
             draft,
             prev_hash=prev.hash if prev else GENESIS_HASH,
             prev_log_hash=self.head.log_hash,
+            salt=None if self._salts is None else self._salts(event_id),
         )
         self.head = Head(seq=event.seq, log_hash=event.log_hash)
         self._heads[(stream, tk)] = EntityHead(
@@ -303,7 +354,7 @@ class Capture:
         inferred: bool = False,
     ) -> Event:
         """A `gap`, `dropped`, `renamed` or `rejected` event of the stream's `$stream` pseudo-entity."""
-        assert type_ in (GAP, DROPPED, RENAMED, REJECTED)
+        assert type_ in (GAP, DROPPED, RENAMED, REJECTED, ERASED)
         return self._append(
             event_id=event_id,
             stream=stream,

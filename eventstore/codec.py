@@ -17,7 +17,7 @@ from typing import Any, Final
 from bson import Binary, Decimal128, Int64, ObjectId, Regex, Timestamp
 from bson.json_util import RELAXED_JSON_OPTIONS, JSONMode, JSONOptions
 
-from eventstore.model import SCHEMA_VERSION, Checkpoint, Event, Head
+from eventstore.model import PAYLOAD_SCHEME, SCHEMA_VERSION, Checkpoint, Event, Head
 
 # Extended JSON for ndjson input: canonical and relaxed are both accepted;
 # datetimes come back aware (UTC).
@@ -74,10 +74,51 @@ def event_doc(event: Event, *, with_hashes: bool = True) -> dict[str, Any]:
         "prev_hash": event.prev_hash,
         "schema": event.schema,
     }
+    if event.hash_scheme != PAYLOAD_SCHEME:
+        # Fields a PAYLOAD_SCHEME event never carries, so its stored and hashed
+        # documents stay byte for byte what they were before erasure existed.
+        doc["hash_scheme"] = event.hash_scheme
+        doc["salt"] = event.salt
+        doc["commit"] = event.commit
+        if with_hashes:
+            doc["erased_by"] = None if event.erased_by is None else Int64(event.erased_by)
     if with_hashes:
         doc["hash"] = event.hash
         doc["log_hash"] = event.log_hash
     return doc
+
+
+def committed_doc(event: Event) -> dict[str, Any]:
+    """The input of a COMMIT_SCHEME event's hash: `event_doc` without hashes, with the
+    payload (document, changes, before) and the salt left out; `commit` stands for them.
+
+    Built directly (same order as `event_doc`): it is computed for every event captured.
+    """
+    return {
+        "_id": event.id,
+        "seq": Int64(event.seq),
+        "stream": event.stream,
+        "entity_id": event.entity_id,
+        "entity_key": event.entity_key,
+        "version": Int64(event.version),
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "cluster_time": event.cluster_time,
+        "recorded_at": event.recorded_at,
+        "changed_fields": event.changed_fields,
+        "actor": event.actor,
+        "inferred": event.inferred,
+        "txn": event.txn,
+        "prev_hash": event.prev_hash,
+        "schema": event.schema,
+        "hash_scheme": event.hash_scheme,
+        "commit": event.commit,
+    }
+
+
+def payload_doc(event: Event) -> dict[str, Any]:
+    """What a COMMIT_SCHEME event's `commit` covers (after the salt)."""
+    return {"document": event.document, "changes": event.changes, "before": event.before}
 
 
 def event_from_doc(doc: dict[str, Any]) -> Event:
@@ -104,6 +145,10 @@ def event_from_doc(doc: dict[str, Any]) -> Event:
         hash=doc.get("hash", ""),
         log_hash=doc.get("log_hash", ""),
         schema=int(doc.get("schema", SCHEMA_VERSION)),
+        hash_scheme=int(doc.get("hash_scheme", PAYLOAD_SCHEME)),
+        salt=doc.get("salt"),
+        commit=doc.get("commit"),
+        erased_by=None if doc.get("erased_by") is None else int(doc["erased_by"]),
     )
 
 

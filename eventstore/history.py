@@ -43,6 +43,7 @@ from eventstore.keys import InvalidKey, candidates, entity_key, typed_key
 from eventstore.model import (
     GAP,
     GENESIS_HASH,
+    LIVE_TYPES,
     STREAM_ENTITY_ID,
     STREAM_KEY,
     EntitySnapshot,
@@ -89,6 +90,10 @@ class AmbiguousKey(HistoryError):
         self.typed_keys = typed_keys
 
 
+class ErasureRefused(HistoryError):
+    """An entity that cannot be erased (events of the old hash scheme, the `$stream` record)."""
+
+
 class NoState(HistoryError):
     """The entity had no recorded state yet at that time."""
 
@@ -120,6 +125,9 @@ class EntityState(msgspec.Struct, frozen=True, kw_only=True):
     gap: Gap | None = None
     document: dict[str, Any] | None = None
     findings: list[Finding] = []
+    # True when an event up to this version was erased: the state cannot be told
+    # (document None), only that it existed (`exists`, from the event's type).
+    erased: bool = False
 
 
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -227,6 +235,27 @@ class _Folding:
         self.head = self.laid[-1]
         self.laid = []
         return out
+
+
+def _erased_state(stream: str, events: Sequence[Event], target: int) -> EntityState | None:
+    """The state at `target` when an event read up to it was erased (no document), else None.
+
+    `events` start at the base snapshot's own event, so a snapshot of erased data
+    (laid before the erasure purged snapshots) is never trusted either.
+    """
+    folded = [e for e in events if e.version <= target]
+    if not any(e.erased for e in folded):
+        return None
+    last = folded[-1]
+    return EntityState(
+        stream=stream,
+        entity_key=last.entity_key,
+        version=last.version,
+        as_of=last.occurred_at,
+        exists=last.type in LIVE_TYPES,
+        document=None,
+        erased=True,
+    )
 
 
 def _page_range(
@@ -412,6 +441,10 @@ class History:
         else:
             target = events[-1].version
 
+        erased_state = _erased_state(stream, events, target)
+        if erased_state is not None:
+            self._forget(stream, entity_id)
+            return erased_state
         folding = _Folding(base, self.snapshot_every, lay_below)
         state = base.document if base is not None else None
         target_event = events[0] if events[0].version == target else None
@@ -475,6 +508,12 @@ class History:
             document=state,
             findings=findings,
         )
+
+    def _forget(self, stream: str, entity_id: Any) -> None:
+        """Drop the remembered states of an entity met erased (they hold its data)."""
+        tk = typed_key(entity_id)
+        for memo in [m for m in self._folded if m[0] == stream and m[1] == tk]:
+            del self._folded[memo]
 
     async def ensure_snapshots(self, stream: str, entity_id: Any) -> int:
         """Lay every missing snapshot after the newest one, reading in pages; returns the latest version.
@@ -563,14 +602,22 @@ class History:
 
         folding = _Folding(base, self.snapshot_every, lay_below)
         page: list[HistoryEntry] = []
+        # After an erased event the states are unknown: no diff, no fold, no snapshot.
+        erased_seen = False
         for event in events:
             if event.version <= folding.base_version:
+                continue
+            erased_seen = erased_seen or event.erased
+            if erased_seen:
+                if start <= event.version < start + limit:
+                    page.append(HistoryEntry(event=event, diff=[]))
                 continue
             before = folding.fold.state
             folding.apply(event)
             if start <= event.version < start + limit:
                 page.append(HistoryEntry(event=event, diff=diff(before, folding.fold.state)))
-        await self.store.snapshots.put_many(folding.take_writes())
+        if not erased_seen:
+            await self.store.snapshots.put_many(folding.take_writes())
         more = bool(page) and events[-1].version >= start + limit
         return HistoryPage(
             stream=stream,

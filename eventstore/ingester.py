@@ -38,6 +38,7 @@ from eventstore.capture import (
     Capture,
     gap_id,
     occurred_at_of,
+    random_salt,
     snapshot_id,
     timestamp_time,
 )
@@ -46,6 +47,7 @@ from eventstore.keys import typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
 from eventstore.model import (
     DROPPED,
+    ERASED,
     GAP,
     RENAMED,
     SOURCE_STREAM,
@@ -54,6 +56,7 @@ from eventstore.model import (
     ChangeBatch,
     ChangeEvent,
     Checkpoint,
+    ErasureRequest,
     Event,
     ResumePoint,
 )
@@ -75,6 +78,7 @@ class IngestStats(msgspec.Struct, kw_only=True):
     batches: int = 0
     snapshots: int = 0
     gaps: int = 0
+    erasures: int = 0
     seconds: float = 0.0
     caught_up: bool = False
 
@@ -97,6 +101,8 @@ class Ingester:
         owner: str | None = None,
         on_batch: Callable[[IngestStats], None] | None = None,
         checkpointer: Checkpointer | None = None,
+        salts: Callable[[str], bytes] = random_salt,
+        entity_rows: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.source = source
@@ -114,6 +120,10 @@ class Ingester:
         self.on_batch = on_batch
         # The Merkle tree and its checkpoints, kept by whoever captures (README "Verifiable log").
         self.checkpointer = checkpointer
+        # Each event's salt (random; tests pass a deterministic one).
+        self._salts = salts
+        # Read-model collections whose rows are one entity's, by typed key: an erasure deletes them.
+        self._entity_rows = tuple(entity_rows)
         self._capture: Capture | None = None
         # True from (re)opening the stream until a batch holds a change not yet stored:
         # appends are ordered, so the log holds a prefix of what follows the
@@ -169,7 +179,7 @@ class Ingester:
         if self.checkpointer is not None:
             # Another instance may have extended the tree while this one stood by.
             await self.checkpointer.open(heartbeat=self.lease.keep)
-        self._capture = Capture(self.settings, await self.store.events.head())
+        self._capture = Capture(self.settings, await self.store.events.head(), salts=self._salts)
         if cp is None:
             cp = Checkpoint(name=self.name, head=self._capture.head, updated_at=self.clock.now())
             if self.source.can_snapshot:
@@ -206,6 +216,7 @@ class Ingester:
                 cp, invalidated = await self._ingest(batch, cp)
                 if invalidated:
                     return "invalidated", cp
+                cp = await self._erasures(cp)
                 if not batch.changes:
                     self.stats.caught_up = True
                     await self._idle()
@@ -482,6 +493,72 @@ class Ingester:
         )
         await self._commit(capture.take(), new_cp)
         return new_cp
+
+    # -- erasures ---------------------------------------------------------------------------
+    async def _erasures(self, cp: Checkpoint) -> Checkpoint:
+        """Carry out the queued erasure requests, in request order (between batches)."""
+        for request in await self.store.erasures.queued():
+            cp = await self._erase(request, cp)
+        return cp
+
+    async def _erase(self, request: ErasureRequest, cp: Checkpoint) -> Checkpoint:
+        """Remove the entity's payloads and salts, purge its caches, then record `erased`.
+
+        Order matters: the `erased` event is appended last, at the seq the erased
+        events were stamped with. A crash in between leaves the request queued;
+        the retry stamps them again with the new seq (`restamp`) before appending.
+        """
+        capture = self._require_capture()
+        now = self.clock.now()
+        event_id = f"erased:{request.id}"
+        if await self.store.events.existing_ids([event_id]):
+            return cp  # recorded by an earlier attempt whose request update was lost
+        missing = capture.needs_heads(request.stream, [STREAM_ENTITY_ID])
+        if missing:
+            found = await self.store.events.entity_heads(request.stream, missing)
+            capture.add_heads(request.stream, missing, found)
+        seq = capture.head.seq + 1
+        # The attempt is noted first, so that a retry can restamp what it erased
+        # (the events an earlier attempt stamped are counted again: restamped).
+        earlier = request.seq
+        request = msgspec.structs.replace(request, seq=seq)
+        await self.store.erasures.update(request)
+        erased = await self.store.events.erase_payloads(
+            request.stream,
+            request.entity_id,
+            erased_by=seq,
+            restamp=earlier,
+        )
+        await self.store.snapshots.purge_entity(request.stream, request.entity_id)
+        for collection in self._entity_rows:
+            await self.store.read_models.write(collection, [(typed_key(request.entity_id), None)])
+        capture.stream_event(
+            request.stream,
+            ERASED,
+            event_id=event_id,
+            payload={
+                "entity_key": request.entity_key,
+                "events_erased": erased,
+                "reason": request.reason,
+                "actor": request.actor,
+                "request": request.id,
+            },
+            cluster_time=None,
+            occurred_at=now,
+            now=now,
+        )
+        cp = msgspec.structs.replace(cp, head=capture.head, updated_at=now)
+        await self._commit(capture.take(), cp)
+        await self.store.erasures.update(
+            msgspec.structs.replace(
+                request,
+                state="done",
+                events_erased=erased,
+                finished_at=now,
+            )
+        )
+        self.stats.erasures += 1
+        return cp
 
     # -- helpers ---------------------------------------------------------------------------
     def _require_capture(self) -> Capture:

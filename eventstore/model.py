@@ -23,9 +23,12 @@ RENAMED: Final = "renamed"
 # A change from the source that could not be interpreted, recorded in its place
 # (EVENTSTORE_BAD_INPUT=record); its document says where it was and why, never what it held.
 REJECTED: Final = "rejected"
+# An erasure carried out: the payload and salt of an entity's events were removed
+# (document: {entity_key, events_erased, reason, actor, request}; never the data).
+ERASED: Final = "erased"
 
 ENTITY_TYPES: Final = frozenset({CREATED, UPDATED, REPLACED, DELETED, SNAPSHOT})
-STREAM_TYPES: Final = frozenset({GAP, DROPPED, RENAMED, REJECTED})
+STREAM_TYPES: Final = frozenset({GAP, DROPPED, RENAMED, REJECTED, ERASED})
 EVENT_TYPES: Final = ENTITY_TYPES | STREAM_TYPES
 # Types after which the entity has a document.
 LIVE_TYPES: Final = frozenset({CREATED, UPDATED, REPLACED, SNAPSHOT})
@@ -40,6 +43,12 @@ STREAM_ENTITY_ID: Final = None
 
 # The hash an entity's first event chains from, and the log's first event too.
 GENESIS_HASH: Final = "0" * 64
+
+# How an event's `hash` covers its payload (see `chain.py`). 1: the payload itself
+# (logs written before erasure existed; such events cannot be erased). 2: a salted
+# commitment of it, so payload and salt can be removed while every hash stays valid.
+PAYLOAD_SCHEME: Final = 1
+COMMIT_SCHEME: Final = 2
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,6 +78,18 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     hash: str = ""
     log_hash: str = ""
     schema: int = SCHEMA_VERSION
+    # COMMIT_SCHEME only: `commit = SHA-256(salt ‖ BSON {document, changes, before})`
+    # (hex); the hash covers `commit`, not the payload. An erasure removes payload
+    # and `salt` and sets `erased_by` to the seq of its `erased` event (not hashed).
+    hash_scheme: int = PAYLOAD_SCHEME
+    salt: str | None = None
+    commit: str | None = None
+    erased_by: int | None = None
+
+    @property
+    def erased(self) -> bool:
+        """True once an erasure removed this event's payload (the hashes still hold)."""
+        return self.erased_by is not None
 
     @property
     def is_stream_event(self) -> bool:
@@ -360,3 +381,27 @@ class TreeCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
     signed: bool
     created_at: datetime
     cosignatures: list[str] = []
+
+
+ERASURE_STATES: Final = ("queued", "done", "refused")
+
+
+class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A request to erase one entity's payloads, carried out by the capturing instance.
+
+    `seq` is the seq of the `erased` event that recorded it, `events_erased` how
+    many events lost payload and salt; `error` says why a request was refused.
+    """
+
+    id: str
+    stream: str
+    entity_id: Any
+    entity_key: str
+    reason: str
+    actor: str
+    state: str = "queued"
+    requested_at: datetime | None = None
+    finished_at: datetime | None = None
+    seq: int | None = None
+    events_erased: int | None = None
+    error: str | None = None

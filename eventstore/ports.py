@@ -24,6 +24,7 @@ from eventstore.model import (
     EntityHead,
     EntitySnapshot,
     EntitySummary,
+    ErasureRequest,
     Event,
     EventQuery,
     Head,
@@ -46,7 +47,11 @@ class LogConflict(Exception):
 
 
 class EventLog(Protocol):
-    """The immutable, seq-ordered event log. Nothing here updates or deletes an event."""
+    """The immutable, seq-ordered event log.
+
+    Events are never updated, except that an erasure removes payload and salt
+    (`erase_payloads`), and is itself recorded (an `erased` event). Nothing deletes one.
+    """
 
     async def ensure_indexes(self) -> None:
         """Create the unique indexes (`_id`, `seq`, (`stream`, `entity_id`, `version`)) and the rest."""
@@ -56,6 +61,19 @@ class EventLog(Protocol):
 
         Returns how many were inserted. Raises `LogConflict` when a different
         event already holds one of the batch's `seq` or (stream, entity_id, version).
+        """
+        ...
+
+    async def erase_payloads(
+        self, stream: str, entity_id: Any, *, erased_by: int, restamp: int | None = None
+    ) -> int:
+        """Remove document, changes, before and salt of the entity's COMMIT_SCHEME events
+        before seq `erased_by` that still have them, and set their `erased_by`.
+
+        `restamp`: events already erased with `erased_by == restamp` (an attempt whose
+        `erased` event was never stored) are stamped again with `erased_by`. Returns
+        how many events it changed. Hashes, seq and every other field stay as they
+        are, so every chain still verifies.
         """
         ...
 
@@ -187,6 +205,10 @@ class Snapshots(Protocol):
         """
         ...
 
+    async def purge_entity(self, stream: str, entity_id: Any) -> int:
+        """Delete every snapshot of one entity (an erasure); returns how many."""
+        ...
+
 
 class ReadModels(Protocol):
     """Read-model rows by collection and key; a rebuild fills a fresh collection, then swaps it in."""
@@ -246,6 +268,28 @@ class Jobs(Protocol):
     async def update(self, job: Job) -> None:
         """Store a job's new state and progress."""
         ...
+
+
+class Erasures(Protocol):
+    """Erasure requests, in the order they were made (the capturing instance carries them out)."""
+
+    async def create(self, request: ErasureRequest) -> None:
+        """Store a new (queued) request."""
+
+    async def get(self, request_id: str) -> ErasureRequest | None:
+        """A request by id."""
+        ...
+
+    async def queued(self) -> list[ErasureRequest]:
+        """The queued requests, oldest first."""
+        ...
+
+    async def done_for(self, stream: str, entity_key: str) -> ErasureRequest | None:
+        """The newest carried-out request for this entity, if any."""
+        ...
+
+    async def update(self, request: ErasureRequest) -> None:
+        """Replace a request's record."""
 
 
 class MerkleTree(Protocol):
@@ -392,6 +436,7 @@ class Store(Protocol):
     read_models: ReadModels
     jobs: Jobs
     merkle: MerkleTree
+    erasures: Erasures
     workers: Workers
     subscriptions: Subscriptions
     deliveries: Deliveries

@@ -35,6 +35,11 @@ def event_json(event: Event, changes: list[FieldChange] | None = None) -> dict[s
         "hash": event.hash,
         "prev_hash": event.prev_hash,
         "log_hash": event.log_hash,
+        "hash_scheme": event.hash_scheme,
+        "salt": event.salt,
+        "commit": event.commit,
+        "erased": event.erased,
+        "erased_by": event.erased_by,
     }
     if changes is not None:
         out["diff"] = changes_json(changes)
@@ -75,6 +80,7 @@ def state_json(state: EntityState) -> dict[str, Any]:
         "findings": [
             {"version": f.version, "kind": f.kind, "detail": f.detail} for f in state.findings
         ],
+        "erased": state.erased,
     }
 
 
@@ -93,17 +99,25 @@ def head_json(head: Head) -> dict[str, Any]:
 
 
 def entity_verdict_json(v: EntityVerdict) -> dict[str, Any]:
-    """{valid, events_checked, first_invalid_version, reason}."""
-    return {
+    """{valid, events_checked, first_invalid_version, reason} and, once erased, `erased`.
+
+    A log without erasures renders exactly as before erasure existed.
+    """
+    out: dict[str, Any] = {
         "valid": v.valid,
         "events_checked": v.events_checked,
         "first_invalid_version": v.first_invalid_version,
         "reason": v.reason,
     }
+    if v.erased:
+        out["erased"] = [
+            {"seq": e.seq, "version": e.version, "erased_by": e.erased_by} for e in v.erased
+        ]
+    return out
 
 
 def stream_verdict_json(v: StreamVerdict) -> dict[str, Any]:
-    """{valid, entities_checked, events_checked, invalid}."""
+    """{valid, entities_checked, events_checked, invalid} and, once erased, `events_erased`."""
     return {
         "valid": v.valid,
         "entities_checked": v.entities_checked,
@@ -116,11 +130,11 @@ def stream_verdict_json(v: StreamVerdict) -> dict[str, Any]:
             }
             for bad in v.invalid
         ],
-    }
+    } | ({"events_erased": v.events_erased} if v.events_erased else {})
 
 
 def log_verdict_json(v: LogVerdict) -> dict[str, Any]:
-    """{valid, events_checked, first_invalid_seq, reason, head, head_matches}."""
+    """{valid, events_checked, first_invalid_seq, reason, head, head_matches} (+ `events_erased`)."""
     return {
         "valid": v.valid,
         "events_checked": v.events_checked,
@@ -128,4 +142,4 @@ def log_verdict_json(v: LogVerdict) -> dict[str, Any]:
         "reason": v.reason,
         "head": head_json(v.head),
         "head_matches": v.head_matches,
-    }
+    } | ({"events_erased": v.events_erased} if v.events_erased else {})

@@ -12,7 +12,15 @@ from typing import Any, Final
 
 import msgspec
 
-from eventstore.chain import EntityChecker, EntityVerdict, LogVerdict, LogVerifier, entity_problem
+from eventstore.chain import (
+    EntityChecker,
+    EntityVerdict,
+    ErasureClaims,
+    LogVerdict,
+    LogVerifier,
+    entity_problem,
+    erasure_names,
+)
 from eventstore.keys import typed_key
 from eventstore.model import GENESIS_HASH, Event, Head
 from eventstore.ports import EventLog
@@ -36,6 +44,8 @@ class StreamVerdict(msgspec.Struct, frozen=True, kw_only=True):
     entities_checked: int
     events_checked: int
     invalid: list[InvalidEntity]
+    # Events whose payload an erasure removed, each backed by its `erased` event.
+    events_erased: int = 0
 
 
 async def verify_entity(
@@ -52,7 +62,30 @@ async def verify_entity(
         if len(events) < page:
             break
         next_from = events[-1].version + 1
-    return checker.verdict() if checker.checked else None
+    if not checker.checked:
+        return None
+    await _check_erasures(log, checker, stream)
+    return checker.verdict()
+
+
+async def _check_erasures(log: EventLog, checker: EntityChecker, stream: str) -> None:
+    """Each erased event must name an `erased` event that records erasing this entity."""
+    records: dict[int, Event | None] = {}
+    for erased in checker.erased:
+        if erased.erased_by not in records:
+            found = await log.read(after_seq=erased.erased_by - 1, limit=1)
+            records[erased.erased_by] = (
+                found[0] if found and found[0].seq == erased.erased_by else None
+            )
+        record = records[erased.erased_by]
+        key = checker.entity_key or ""
+        if record is None or not erasure_names(record, stream, key):
+            checker.fail(
+                erased.version,
+                f"payload of version {erased.version} is missing without an erased record "
+                f"(seq {erased.erased_by} does not record erasing {stream}/{key})",
+            )
+            return
 
 
 async def verify_stream(log: EventLog, stream: str, *, page: int = PAGE) -> StreamVerdict:
@@ -63,7 +96,10 @@ async def verify_stream(log: EventLog, stream: str, *, page: int = PAGE) -> Stre
     last: dict[str, tuple[int, str]] = {}
     bad: dict[str, InvalidEntity] = {}
     checked = 0
+    claims = ErasureClaims()
     async for event in all_events(log, page=page):
+        for claimant, why in claims.feed(event):
+            _unbacked(claimant, why, stream, bad, last)
         if event.stream != stream:
             continue
         checked += 1
@@ -80,12 +116,32 @@ async def verify_stream(log: EventLog, stream: str, *, page: int = PAGE) -> Stre
             entity_key=event.entity_key, first_invalid_version=first, reason=problem
         )
         last.pop(tk, None)
+    for claimant, why in claims.unsettled():
+        _unbacked(claimant, why, stream, bad, last)
     return StreamVerdict(
         valid=not bad,
         entities_checked=len(last) + len(bad),
         events_checked=checked,
         invalid=list(bad.values()),
+        events_erased=claims.count_in(stream),
     )
+
+
+def _unbacked(
+    event: Event,
+    why: str,
+    stream: str,
+    bad: dict[str, InvalidEntity],
+    last: dict[str, tuple[int, str]],
+) -> None:
+    """Report an erasure claim nothing backs as the entity's break (unless one came first)."""
+    tk = typed_key(event.entity_id)
+    if event.stream != stream or tk in bad:
+        return
+    bad[tk] = InvalidEntity(
+        entity_key=event.entity_key, first_invalid_version=event.version, reason=why
+    )
+    last.pop(tk, None)
 
 
 async def verify_log(log: EventLog, expected_head: Head | None, *, page: int = PAGE) -> LogVerdict:

@@ -62,6 +62,8 @@ class Projection(msgspec.Struct, frozen=True, kw_only=True):
     collection: str
     keys: Callable[[Change], list[str]]
     apply: Callable[[Rows, Change], list[Write]]
+    # True when each row is one entity's, keyed by its typed key: an erasure deletes it.
+    per_entity: bool = False
 
 
 # -- money: Decimal128 <-> Decimal -----------------------------------------------------------
@@ -366,7 +368,11 @@ def _customer_apply(rows: Rows, change: Change) -> list[Write]:
 
 
 ORDER_SUMMARY: Final = Projection(
-    name="order_summary", collection="rm_order_summary", keys=_summary_keys, apply=_summary_apply
+    name="order_summary",
+    collection="rm_order_summary",
+    keys=_summary_keys,
+    apply=_summary_apply,
+    per_entity=True,
 )
 ORDERS_BY_STATUS: Final = Projection(
     name="orders_by_status",

@@ -6,7 +6,11 @@ import os
 from typing import Any
 
 import mongomock.collection
+import pytest
 from hypothesis import settings
+
+from eventstore import capture
+from tests.helpers import fixed_salt
 
 # Modest example counts: the mongo adapters run on mongomock, which scans on every write.
 settings.register_profile("ci", max_examples=100, deadline=None, print_blob=True)
@@ -31,3 +35,13 @@ if not getattr(_builder, "_accepts_sort", False):
     _builder.add_replace = _accept_sort(_builder.add_replace)
     _builder.add_update = _accept_sort(_builder.add_update)
     _builder._accepts_sort = True
+
+
+@pytest.fixture(autouse=True)
+def deterministic_salts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every event's salt derived from its id, so two runs of one workload match byte for byte.
+
+    Production salts come from the OS's CSPRNG (`capture.os_salt`, tested on its own
+    in tests/unit/test_salts.py); only where they come from is swapped here.
+    """
+    monkeypatch.setattr(capture, "salt_source", fixed_salt)

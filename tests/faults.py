@@ -21,6 +21,7 @@ from eventstore.ports import (
     AdminActions,
     Checkpoints,
     Deliveries,
+    Erasures,
     EventLog,
     Jobs,
     Leases,
@@ -131,6 +132,7 @@ class FaultyStore:
         self.deliveries = cast(Deliveries, _Faulty(inner.deliveries, "deliveries", f))
         self.admin_actions = cast(AdminActions, _Faulty(inner.admin_actions, "admin_actions", f))
         self.merkle = cast(MerkleTree, _Faulty(inner.merkle, "merkle", f))
+        self.erasures = cast(Erasures, _Faulty(inner.erasures, "erasures", f))
 
     @property
     def transactions(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -124,6 +125,11 @@ EVENT_KEYS = [
     "hash",
     "prev_hash",
     "log_hash",
+    "hash_scheme",
+    "salt",
+    "commit",
+    "erased",
+    "erased_by",
     "diff",
 ]
 
@@ -140,3 +146,8 @@ READS = {
     ),
     "snapshots": ("latest",),
 }
+
+
+def fixed_salt(event_id: str) -> bytes:
+    """A deterministic salt per event id (tests only: production salts are random)."""
+    return hashlib.sha256(b"test salt " + event_id.encode()).digest()

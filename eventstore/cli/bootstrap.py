@@ -213,6 +213,7 @@ class Service:
             on_batch=on_batch,
             owner=owner,
             checkpointer=self.checkpointer(),
+            entity_rows=[p.collection for p in self.projections if p.per_entity],
         )
 
     def checkpointer(self, publisher: Publisher | None = None) -> Checkpointer:

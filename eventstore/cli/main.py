@@ -44,6 +44,10 @@ def _command(name: str) -> Command:
         from eventstore.cli import proofs
 
         module = proofs
+    elif name == "erase":
+        from eventstore.cli import erase
+
+        module = erase
     elif name == "monitor":
         from eventstore.cli import monitor
 

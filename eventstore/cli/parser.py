@@ -141,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", dest="key_", metavar="VERIFIER_KEY", help="the log's verifier key")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
+    p = sub.add_parser(
+        "erase", help="request the erasure of one entity's payloads (asks unless --yes)"
+    )
+    _add_settings(p)
+    p.add_argument("stream")
+    p.add_argument("key", help="entity key (bare, or typed: oid:, int:, str:, json:)")
+    p.add_argument("--reason", required=True, help="why (recorded in the erased event)")
+    p.add_argument("--actor", required=True, help="who asks (recorded in the erased event)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+
     p = sub.add_parser("project", help="run the projector (each projection holds its own lease)")
     _add_settings(p)
     p.add_argument("--until-caught-up", action="store_true", help="stop at the log's end")

@@ -18,9 +18,12 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
+import msgspec
+
 from eventstore.codec import ceil_ms
 from eventstore.keys import typed_key
 from eventstore.model import (
+    COMMIT_SCHEME,
     LIVE_TYPES,
     STREAM_KEY,
     EntityHead,
@@ -206,6 +209,28 @@ class MemoryEventLog:
         if new:
             self._wake()
         return len(new)
+
+    async def erase_payloads(
+        self, stream: str, entity_id: Any, *, erased_by: int, restamp: int | None = None
+    ) -> int:
+        """Replace the entity's unerased COMMIT_SCHEME events before `erased_by` by erased copies
+        (and those an unrecorded attempt stamped with `restamp`)."""
+        key = (stream, typed_key(entity_id))
+        entity = self._by_entity.get(key, [])
+        erased = 0
+        for i, event in enumerate(entity):
+            if event.hash_scheme != COMMIT_SCHEME or event.seq >= erased_by:
+                continue
+            if event.salt is None and (restamp is None or event.erased_by != restamp):
+                continue
+            gone = msgspec.structs.replace(
+                event, document=None, changes=None, before=None, salt=None, erased_by=erased_by
+            )
+            entity[i] = gone
+            self._by_id[event.id] = gone
+            self._by_seq[event.seq - 1] = gone  # seq is dense from 1
+            erased += 1
+        return erased
 
     def _index(self, event: Event, key: tuple[str, str], *, newest: bool) -> None:
         """List the (just stored) event in the secondary indexes and the stream's counts."""

@@ -87,6 +87,11 @@ class MemorySnapshots:
             key = (snap.stream, typed_key(snap.entity_id))
             self._by_entity.setdefault(key, _Entity()).put(_detached(snap))
 
+    async def purge_entity(self, stream: str, entity_id: Any) -> int:
+        """Delete every snapshot of one entity."""
+        entity = self._by_entity.pop((stream, typed_key(entity_id)), None)
+        return 0 if entity is None else len(entity.versions)
+
     async def latest(
         self,
         stream: str,

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from eventstore.memory.checkpoints import MemoryCheckpoints
+from eventstore.memory.erasures import MemoryErasures
 from eventstore.memory.eventlog import MemoryEventLog
 from eventstore.memory.jobs import MemoryJobs
 from eventstore.memory.leases import MemoryLeases
@@ -22,6 +23,7 @@ from eventstore.ports import (
     AdminActions,
     Checkpoints,
     Deliveries,
+    Erasures,
     EventLog,
     Jobs,
     Leases,
@@ -45,6 +47,7 @@ class MemoryStore:
         self.read_models: ReadModels = MemoryReadModels()
         self.jobs: Jobs = MemoryJobs()
         self.merkle: MerkleTree = MemoryMerkleTree()
+        self.erasures: Erasures = MemoryErasures()
         self.workers: Workers = MemoryWorkers()
         self.subscriptions: Subscriptions = MemorySubscriptions()
         self.deliveries: Deliveries = MemoryDeliveries()

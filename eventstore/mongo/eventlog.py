@@ -17,6 +17,7 @@ from pymongo.errors import BulkWriteError
 from eventstore.codec import as_utc, ceil_ms, event_doc, event_from_doc
 from eventstore.keys import typed_key
 from eventstore.model import (
+    COMMIT_SCHEME,
     LIVE_TYPES,
     STREAM_KEY,
     EntityHead,
@@ -249,6 +250,31 @@ class MongoEventLog:
             raise LogConflict(
                 f"event {event_id} has seq {seq} where the log continues at {head.seq + 1}"
             )
+
+    async def erase_payloads(
+        self, stream: str, entity_id: Any, *, erased_by: int, restamp: int | None = None
+    ) -> int:
+        """One update_many over the entity's unerased COMMIT_SCHEME events before `erased_by`."""
+        result = await self._coll.update_many(
+            {
+                "stream": stream,
+                "entity_id": entity_id,
+                "hash_scheme": COMMIT_SCHEME,
+                "seq": {"$lt": erased_by},
+                "$or": [{"salt": {"$ne": None}}]
+                + ([] if restamp is None else [{"erased_by": Int64(restamp)}]),
+            },
+            {
+                "$set": {
+                    "document": None,
+                    "changes": None,
+                    "before": None,
+                    "salt": None,
+                    "erased_by": Int64(erased_by),
+                }
+            },
+        )
+        return int(result.modified_count)
 
     async def existing_ids(self, ids: Sequence[str], *, session: Any = None) -> set[str]:
         """Which of these event ids are stored (one query)."""

@@ -82,6 +82,11 @@ class MongoSnapshots:
             if any(e.get("code") != _DUPLICATE_KEY for e in errors):
                 raise
 
+    async def purge_entity(self, stream: str, entity_id: Any) -> int:
+        """Delete every snapshot of one entity."""
+        result = await self._coll.delete_many({"stream": stream, "entity_id": entity_id})
+        return int(result.deleted_count)
+
     async def latest(
         self,
         stream: str,

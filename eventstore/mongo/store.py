@@ -12,6 +12,7 @@ from pymongo.errors import OperationFailure
 
 from eventstore.mongo import compat
 from eventstore.mongo.checkpoints import MongoCheckpoints
+from eventstore.mongo.erasures import MongoErasures
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.jobs import MongoJobs
 from eventstore.mongo.leases import MongoLeases
@@ -24,6 +25,7 @@ from eventstore.ports import (
     AdminActions,
     Checkpoints,
     Deliveries,
+    Erasures,
     EventLog,
     Jobs,
     Leases,
@@ -56,6 +58,7 @@ class MongoStore:
         self.read_models: ReadModels = MongoReadModels(self.db)
         self.jobs: Jobs = MongoJobs(self.db)
         self.merkle: MerkleTree = MongoMerkleTree(self.db)
+        self.erasures: Erasures = MongoErasures(self.db)
         self.workers: Workers = MongoWorkers(self.db)
         self.subscriptions: Subscriptions = MongoSubscriptions(self.db)
         self.deliveries: Deliveries = MongoDeliveries(self.db)

@@ -376,7 +376,9 @@ def test_generated_requests_get_documented_answers_and_no_5xx_with_keys(
     tally = fuzz(app, known, share=KEYED_SHARE, auth=auth)
     _assert_clean(tally, server_errors, "fuzz with keys", MIN_KEYED)
     admin = {s for (op, s) in tally.statuses if "/v1/admin/" in op}
-    assert {200, 202} & admin and {401, 403} <= admin, tally.table()
+    # Admin work was reached and refused; which refusal (401 or a read key's 403) depends on the
+    # draw at this budget: tests/api/test_api_auth.py pins each one.
+    assert {200, 202} & admin and {401, 403} & admin, tally.table()
 
 
 def test_every_schemathesis_phase_finds_no_5xx_without_keys(

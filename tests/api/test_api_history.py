@@ -466,7 +466,7 @@ async def test_malformed_typed_key_is_400(client: Client, key: str, tail: str) -
 
 
 def check_state(body: dict[str, Any], events: list[Event], version: int) -> None:
-    assert set(body) >= STATE_KEYS and set(body) - STATE_KEYS <= {"findings"}
+    assert set(body) >= STATE_KEYS and set(body) - STATE_KEYS <= {"findings", "erased"}
     e = events[version - 1]
     doc = state_after(events, version)
     assert body["stream"] == e.stream and body["entity_key"] == e.entity_key

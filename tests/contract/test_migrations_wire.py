@@ -73,9 +73,10 @@ async def test_events_collection_is_created_with_its_validator(client: Client, w
     schema = command["validator"]["$jsonSchema"]
     assert sorted(schema["required"]) == sorted(EVENT_FIELDS)
     properties = schema["properties"]
-    # The types of its time: later ones come with their own steps (m0007: rejected).
+    # The types of its time: later ones come with their own steps (m0007: rejected,
+    # m0012: erased).
     assert properties["type"] == {"enum": list(m0001_create_events_collection.TYPES)}
-    assert set(EVENT_TYPES) - set(m0001_create_events_collection.TYPES) == {"rejected"}
+    assert set(EVENT_TYPES) - set(m0001_create_events_collection.TYPES) == {"rejected", "erased"}
     assert properties["seq"]["bsonType"] == ["long", "int"]
     assert properties["version"]["bsonType"] == ["long", "int"]
     assert properties["_id"] == {"bsonType": "string"}
@@ -420,8 +421,8 @@ async def test_rejected_events_are_allowed_by_collmod_of_the_whole_validator(
     assert {k: v for k, v in schema["properties"].items() if k != "type"} == {
         k: v for k, v in before["properties"].items() if k != "type"
     }
-    # Every type the model knows, `rejected` included, and nothing else.
-    assert schema["properties"]["type"] == {"enum": sorted(EVENT_TYPES)}
+    # Every type the model knew then, `rejected` included (m0012 adds `erased`).
+    assert schema["properties"]["type"] == {"enum": sorted(EVENT_TYPES - {"erased"})}
     assert "rejected" in schema["properties"]["type"]["enum"]
 
 

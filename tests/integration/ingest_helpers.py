@@ -15,6 +15,7 @@ from eventstore.model import Checkpoint, Event
 from eventstore.ports import Store
 from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
+from tests.helpers import fixed_salt
 
 ROLE = "ingester:shop"
 
@@ -27,8 +28,9 @@ def settings(**kw: Any) -> Settings:
 
 
 def ingester(store: Store, feed: MemoryChangeFeed, clock: FakeClock, **kw: Any) -> Ingester:
-    """An ingester of the feed's `orders` (and whatever COLLECTIONS says)."""
+    """An ingester of the feed's `orders` (and whatever COLLECTIONS says); deterministic salts."""
     owner = kw.pop("owner", None)
+    entity_rows = kw.pop("entity_rows", ())
     s = settings(**kw)
     return Ingester(
         store=store,
@@ -38,6 +40,8 @@ def ingester(store: Store, feed: MemoryChangeFeed, clock: FakeClock, **kw: Any) 
         settings=s,
         clock=clock,
         owner=owner,
+        salts=fixed_salt,
+        entity_rows=entity_rows,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from bson import ObjectId
+from bson import Int64, ObjectId
 
 from eventstore.chain import seal
 from eventstore.cli import main
@@ -261,6 +261,9 @@ def memory_tamper(store: MemoryStore, change: str) -> None:
         assert e.changes is not None
         fields = {**e.changes["updatedFields"], "status": "pair"}
         events[2] = msgspec.structs.replace(e, changes={**e.changes, "updatedFields": fields})
+    elif change in ("strip-payload", "claim-erased"):
+        claim = 4 if change == "claim-erased" else None
+        events[2] = msgspec.structs.replace(events[2], changes=None, salt=None, erased_by=claim)
     elif change == "delete-middle":
         del events[2]
     elif change in ("truncate", "truncate-and-rewind"):
@@ -298,6 +301,10 @@ def mongo_tamper(store: MongoStore, change: str) -> None:
         old = await all_events(store)
         if change == "byte":
             await events.update_one({"seq": 3}, {"$set": {"changes.updatedFields.status": "pair"}})
+        elif change in ("strip-payload", "claim-erased"):
+            claim = Int64(4) if change == "claim-erased" else None
+            gone = {"changes": None, "salt": None, "erased_by": claim}
+            await events.update_one({"seq": 3}, {"$set": gone})
         elif change == "delete-middle":
             await events.delete_one({"seq": 3})
         elif change in ("truncate", "truncate-and-rewind"):
@@ -377,6 +384,20 @@ TAMPERING = {
         [("ORD-1", 2)],
     ),
     "delete-middle": (3, "seq 3 missing (found seq 4)", (2, "missing version 2"), [("ORD-1", 2)]),
+    # an erasure done by hand: payload and salt removed, every hash left valid, no erased record
+    "strip-payload": (
+        3,
+        "payload of seq 3 is missing without an erased record",
+        (2, "payload of version 2 is missing without an erased record"),
+        [("ORD-1", 2)],
+    ),
+    # the same, claiming an erasure that seq 4 (an update, not an erased event) never recorded
+    "claim-erased": (
+        3,
+        "seq 4 does not record erasing orders/ORD-1",
+        (2, "payload of version 2 is missing without an erased record"),
+        [("ORD-1", 2)],
+    ),
     "truncate": (4, "truncated", None, []),
     # the forged event itself is well sealed: the events pushed along by it are not
     "forge": (

@@ -83,6 +83,8 @@ class FaultyStore:
         self.events = FaultyEvents(inner.events, faults)
         self.checkpoints = FaultyCheckpoints(inner.checkpoints, faults)
         self.leases = inner.leases
+        self.erasures = inner.erasures
+        self.snapshots = inner.snapshots
         self._inner = inner
 
     @property

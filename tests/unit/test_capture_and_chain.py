@@ -10,7 +10,7 @@ from bson import Decimal128, ObjectId, Timestamp
 
 from eventstore.capture import Capture
 from eventstore.chain import LogVerifier, entity_hash, verify_entity
-from eventstore.codec import event_doc, event_from_doc
+from eventstore.codec import committed_doc, event_doc, event_from_doc
 from eventstore.model import GENESIS_HASH, ChangeEvent, Event, Head
 from eventstore.settings import load
 
@@ -171,3 +171,25 @@ def test_wants_only_captured_collections_and_operations(op: str) -> None:
         }
     )
     assert cap.wants(other) is False
+
+
+def test_committed_doc_is_event_doc_without_payload_and_salt() -> None:
+    """The hash input of the salted scheme: every hashed field but payload and salt, same order."""
+    cap = Capture(load({}), Head(), salts=lambda _id: bytes(range(32)))
+    event = cap.entity_change(
+        ChangeEvent.from_bson(
+            {
+                "_id": {"_data": "01"},
+                "operationType": "insert",
+                "ns": {"db": "shop", "coll": "orders"},
+                "documentKey": {"_id": "A"},
+                "fullDocument": {"_id": "A", "email": "ann@example.org"},
+            }
+        ),
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    full = event_doc(event, with_hashes=False)
+    for name in ("document", "changes", "before", "salt"):
+        del full[name]
+    assert list(committed_doc(event).items()) == list(full.items())
+    assert event.salt == bytes(range(32)).hex()

@@ -105,6 +105,7 @@ def test_state_history_diff_and_verdict_shapes() -> None:
         "gap": {"from": "2026-11-26T13:03:00.123Z", "to": "2026-11-26T15:03:00.123Z"},
         "document": {"total": "1.00", "at": "2026-11-26T14:03:00.123Z"},
         "findings": [{"version": 2, "kind": "pre_image_mismatch", "detail": "x"}],
+        "erased": False,
     }
     gone = state_json(EntityState(stream="o", entity_key="A", version=4, as_of=T, exists=False))
     assert (gone["gap"], gone["document"], gone["uncertain"]) == (None, None, False)

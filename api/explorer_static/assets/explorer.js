@@ -16,8 +16,8 @@
   'use strict';
 
   const KEY_STORAGE = 'eventstore.explorer.readKey';
-  const EVENT_TYPES = ['created', 'updated', 'replaced', 'deleted', 'snapshot', 'gap', 'dropped', 'renamed', 'rejected'];
-  const STREAM_EVENT_TYPES = ['gap', 'dropped', 'renamed', 'rejected'];
+  const EVENT_TYPES = ['created', 'updated', 'replaced', 'deleted', 'snapshot', 'gap', 'dropped', 'renamed', 'rejected', 'erased'];
+  const STREAM_EVENT_TYPES = ['gap', 'dropped', 'renamed', 'rejected', 'erased'];
   const STREAM_KEY = '$stream';
   const HISTORY_PAGE = 500;
   const RECENT_PAGE = 25;
@@ -733,11 +733,14 @@
     const recreated = ev.type === 'created' && ev.version > 1;
     const classes = ['ev', `ev-${ev.type}`];
     if (ev.inferred) classes.push('ev-inferred');
+    if (ev.erased) classes.push('ev-erased');
     if (opts.flash) classes.push('flash');
     if (opts.selected) classes.push('selected');
     const note = eventNote(ev, prev);
     let body;
-    if (!diff.length) {
+    if (ev.erased) {
+      body = h('p', { class: 'ev-note erased' }, `Erased: this event's data was removed by the erasure recorded at seq ${ev.erased_by}. Its hashes still verify.`);
+    } else if (!diff.length) {
       body = ev.type === 'updated' ? h('p', { class: 'ev-note muted' }, 'No field changed.') : null;
     } else if (['created', 'snapshot', 'deleted'].includes(ev.type) && diff.length > 4) {
       const what = ev.type === 'deleted' ? 'removed' : 'set';
@@ -749,12 +752,13 @@
       ? h('pre', { class: 'hashes' }, JSON.stringify(ev.document)) : null;
     return h('li', {
       class: classes.join(' '),
-      dataset: { version: ev.version, seq: ev.seq, type: ev.type, actor: actorText(ev.actor), inferred: String(ev.inferred) },
+      dataset: { version: ev.version, seq: ev.seq, type: ev.type, actor: actorText(ev.actor), inferred: String(ev.inferred), erased: String(Boolean(ev.erased)) },
     },
     h('div', { class: 'ev-head' },
       h('span', { class: 'ver' }, `v${ev.version}`),
       h('span', { class: `badge t-${ev.type}` }, ev.type),
       ev.inferred ? h('span', { class: 'badge warn', title: 'Derived by the service, not observed' }, 'inferred') : null,
+      ev.erased ? h('span', { class: 'badge bad', title: `Data removed by the erasure at seq ${ev.erased_by}` }, 'erased') : null,
       recreated ? h('span', { class: 'badge ok' }, 're-created') : null,
       timeEl(ev.occurred_at),
       h('span', {}, 'by ', h('span', { class: 'actor' }, actorText(ev.actor))),
@@ -786,6 +790,9 @@
     } else if (m.type === 'dropped') {
       title = 'Collection dropped';
       text = 'The captured collection was dropped; live entities were marked deleted (inferred).';
+    } else if (m.type === 'erased') {
+      title = 'Entity erased';
+      text = `The data of every event of ${fmt(doc.entity_key)} (${String(doc.events_erased ?? '?')} events) was erased at the request of ${fmt(doc.actor)}: ${String(doc.reason || '?')}. The events' hashes still verify.`;
     } else if (m.type === 'rejected') {
       title = 'Change rejected';
       text = `A change from the source could not be interpreted and was not applied to any entity (${String(doc.source || '?')}, ${String(doc.position || '?')}: ${String(doc.reason || '?')}). Its input's SHA-256 is ${String(doc.sha256 || '?')}.`;
@@ -968,7 +975,9 @@
     } catch (_) { /* highlighting is a help, not a must */ }
     if (app.entity !== e) return;
     const list = [];
-    if (!st.exists) {
+    if (st.erased) {
+      list.push({ cls: 'bad', text: `Erased: the data of this entity up to version ${v} was removed by an erasure; its state cannot be shown.` });
+    } else if (!st.exists) {
       list.push({ cls: 'bad', text: `Deleted: at version ${v} the entity has no document${ev && ev.inferred ? ' (the deletion was inferred, not observed)' : ''}.` });
     }
     if (st.uncertain) {
@@ -992,7 +1001,8 @@
     doc.dataset.version = String(v);
     doc.dataset.uncertain = String(Boolean(st.uncertain || list.some((f) => f.cls === 'warn')));
     const changed = new Set(creation ? [] : changes.filter((c) => c.op !== 'removed').map((c) => c.path));
-    doc.replaceChildren(st.document ? tree(st.document, '', changed) : h('p', { class: 'muted' }, 'No document at this version.'));
+    doc.dataset.erased = String(Boolean(st.erased));
+    doc.replaceChildren(st.document ? tree(st.document, '', changed) : h('p', { class: 'muted' }, st.erased ? 'Erased: no document.' : 'No document at this version.'));
     const removed = changes.filter((c) => c.op === 'removed' && !(ev && ev.type === 'deleted'));
     $('#state-removed').replaceChildren(...(removed.length ? [
       h('p', { class: 'small' }, 'Removed in this version:'),

@@ -1,0 +1,79 @@
+"""`eventstore erase STREAM KEY --reason TEXT --actor NAME [--yes]`: queue an erasure request.
+
+The capturing instance carries it out (see `eventstore.erasure`). Without `--yes`
+the command asks on stderr and reads the answer from stdin; with no stdin to
+answer (closed, or at its end) it refuses rather than erase unconfirmed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from typing import TextIO
+
+from eventstore.cli.bootstrap import open_service
+from eventstore.cli.common import EXIT_ERROR, EXIT_OK, CliError, settings_from
+from eventstore.erasure import request_erasure
+from eventstore.history import History, HistoryError
+
+
+def confirmed(stream: str, key: str, answer_from: TextIO | None, ask: TextIO) -> bool:
+    """Ask whether to erase; True only on an explicit yes. Raises CliError with no stdin."""
+    print(
+        f"Erase the payload of every event of {stream}/{key}? The data cannot be recovered. "
+        "Type yes to confirm: ",
+        end="",
+        file=ask,
+        flush=True,
+    )
+    if answer_from is None or answer_from.closed:
+        raise CliError("no stdin to confirm the erasure on: pass --yes to erase without asking")
+    line = answer_from.readline()
+    if not line:
+        print(file=ask)
+        raise CliError(
+            "no answer on stdin to confirm the erasure: pass --yes to erase without asking"
+        )
+    return line.strip().lower() in ("yes", "y")
+
+
+async def cmd_erase(args: argparse.Namespace, out: TextIO) -> int:
+    """Queue the erasure of one entity's payloads; print the request id."""
+    if not args.yes and not confirmed(args.stream, args.key, sys.stdin, sys.stderr):
+        print("eventstore: not erased (not confirmed)", file=sys.stderr)
+        return EXIT_ERROR
+    settings = settings_from(args)
+    async with open_service(settings, store=args.store) as service:
+        history = History.from_settings(service.store, settings)
+        try:
+            outcome = await request_erasure(
+                service.store,
+                history,
+                stream=args.stream,
+                key=args.key,
+                reason=args.reason,
+                actor=args.actor,
+                now=datetime.now(UTC),
+            )
+        except HistoryError as exc:
+            raise CliError(str(exc)) from None
+    request = outcome.request
+    data: dict[str, object] = {"request": request.id}
+    if outcome.already_erased:
+        data["already_erased"] = True
+        text = (
+            f"{args.stream}/{request.entity_key} is already erased by request {request.id} "
+            f"(erased event seq {request.seq}): nothing new to erase"
+        )
+    elif outcome.already_queued:
+        data["already_queued"] = True
+        text = f"request {request.id} for {args.stream}/{request.entity_key} is already queued"
+    else:
+        text = (
+            f"erasure of {args.stream}/{request.entity_key} requested: {request.id} "
+            "(carried out by the capturing instance; it appends an erased event)"
+        )
+    print(json.dumps(data) if args.json else text, file=out)
+    return EXIT_OK

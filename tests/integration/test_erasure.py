@@ -1,0 +1,280 @@
+"""Erasure end to end through the memory feed: payloads gone, every hash, chain and root intact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from eventstore.chain import LogVerifier, seal
+from eventstore.checkpointing import Checkpointer
+from eventstore.clock import FakeClock
+from eventstore.erasure import ErasureRefused, request_erasure
+from eventstore.history import AmbiguousKey, History, UnknownEntity
+from eventstore.memory.store import MemoryStore
+from eventstore.merkle import leaf_hash, root_of, verify_consistency
+from eventstore.model import (
+    COMMIT_SCHEME,
+    ERASED,
+    GENESIS_HASH,
+    PAYLOAD_SCHEME,
+    EntitySnapshot,
+    Event,
+)
+from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
+from eventstore.ports import Store
+from eventstore.proofs import event_proof, verify_proof_file
+from eventstore.settings import Settings
+from eventstore.sources.memory import MemoryChangeFeed
+from eventstore.tree import LogTree, consistency_proof, event_leaf
+from eventstore.verification import verify_entity, verify_log, verify_stream
+from tests.integration.ingest_helpers import all_events, assert_log_intact, ingester
+
+
+def roots(events: list[Event]) -> list[bytes]:
+    """The Merkle root at every tree size: equal roots mean every proof and checkpoint still holds."""
+    leaves = [leaf_hash(bytes.fromhex(e.hash)) for e in events]
+    return [root_of(leaves[:n]) for n in range(1, len(leaves) + 1)]
+
+
+async def captured(store: Store, clock: FakeClock) -> MemoryChangeFeed:
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": "A", "email": "ann@example.org", "updatedBy": "alice"})
+    await orders.insert_one({"_id": "B", "email": "bob@example.org", "updatedBy": "bob"})
+    await ingester(store, feed, clock).run(until_idle=True)
+    await orders.update_one({"_id": "A"}, {"$set": {"email": "ann@new.example"}})
+    await ingester(store, feed, clock).run(until_idle=True)
+    return feed
+
+
+async def erase(store: Store, key: str, clock: FakeClock) -> str:
+    history = History.from_settings(store, Settings(uri="memory://", source="simulator"))
+    outcome = await request_erasure(
+        store,
+        history,
+        stream="orders",
+        key=key,
+        reason="GDPR art. 17",
+        actor="dpo",
+        now=clock.now(),
+    )
+    assert not outcome.already_erased
+    return outcome.request.id
+
+
+async def test_erasure_removes_payload_and_salt_and_every_hash_still_verifies(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = await captured(store, clock)
+    before = await all_events(store)
+    assert all(e.hash_scheme == COMMIT_SCHEME and e.salt and e.commit for e in before)
+    # What was derived from A: a read-model row and a snapshot.
+    rows = [("str:A", {"email": "ann@new.example"}), ("str:B", {"email": "bob@example.org"})]
+    await store.read_models.write("rm_order_summary", rows)
+    a_last = [e for e in before if e.entity_key == "A"][-1]
+    snapshot = EntitySnapshot(
+        stream="orders",
+        entity_id="A",
+        entity_key="A",
+        version=a_last.version,
+        occurred_at=a_last.occurred_at,
+        exists=True,
+        document={"_id": "A", "email": "ann@new.example"},
+        event_hash=a_last.hash,
+    )
+    await store.snapshots.put_many([snapshot])
+    assert await store.snapshots.latest("orders", "A") is not None
+    request_id = await erase(store, "A", clock)
+    await ingester(store, feed, clock, entity_rows=["rm_order_summary"]).run(until_idle=True)
+    left = await store.read_models.get_many("rm_order_summary", ["str:A", "str:B"])
+    assert list(left) == ["str:B"]
+    assert await store.snapshots.latest("orders", "A") is None
+
+    after = await assert_log_intact(store)
+    erased = after[-1]
+    assert erased.type == ERASED and erased.entity_key == "$stream"
+    assert erased.document == {
+        "entity_key": "A",
+        "events_erased": 2,
+        "reason": "GDPR art. 17",
+        "actor": "dpo",
+        "request": request_id,
+    }
+    a_events = [e for e in after if e.entity_key == "A"]
+    assert [(e.document, e.changes, e.before, e.salt, e.erased_by) for e in a_events] == [
+        (None, None, None, None, erased.seq)
+    ] * 2
+    assert "ann@" not in repr(after)
+    # Hashes untouched, so the chains, the tree at every size, every old checkpoint and proof hold.
+    assert [(e.hash, e.log_hash, e.commit) for e in after[:-1]] == [
+        (e.hash, e.log_hash, e.commit) for e in before
+    ]
+    assert roots(after)[: len(before)] == roots(before)
+    # B is untouched.
+    b_docs = [e.document for e in after if e.entity_key == "B"]
+    assert b_docs[0] is not None and b_docs[0]["email"] == "bob@example.org"
+
+    log_verdict = await verify_log(store.events, None)
+    assert log_verdict.valid and log_verdict.events_erased == 2
+    entity = await verify_entity(store.events, "orders", "A")
+    assert entity is not None and entity.valid
+    assert [(x.version, x.erased_by) for x in entity.erased] == [(1, erased.seq), (2, erased.seq)]
+    stream = await verify_stream(store.events, "orders")
+    assert stream.valid
+    done = await store.erasures.get(request_id)
+    assert done is not None
+    assert (done.state, done.seq, done.events_erased) == ("done", erased.seq, 2)
+
+
+async def test_a_repeated_request_does_nothing_new(store: Store, clock: FakeClock) -> None:
+    feed = await captured(store, clock)
+    first = await erase(store, "A", clock)
+    history = History.from_settings(store, Settings(uri="memory://", source="simulator"))
+    queued = await request_erasure(
+        store, history, stream="orders", key="A", reason="again", actor="dpo", now=clock.now()
+    )
+    assert queued.already_queued and queued.request.id == first
+    await ingester(store, feed, clock).run(until_idle=True)
+    count = len(await all_events(store))
+    again = await request_erasure(
+        store, history, stream="orders", key="A", reason="again", actor="dpo", now=clock.now()
+    )
+    assert again.already_erased and again.request.id == first
+    await ingester(store, feed, clock).run(until_idle=True)
+    assert len(await all_events(store)) == count
+
+
+async def test_unknown_and_ambiguous_keys_are_refused(store: Store, clock: FakeClock) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": 7, "email": "x"})
+    await orders.insert_one({"_id": "7", "email": "y"})
+    await ingester(store, feed, clock).run(until_idle=True)
+    history = History.from_settings(store, Settings(uri="memory://", source="simulator"))
+    with pytest.raises(UnknownEntity):
+        await request_erasure(
+            store, history, stream="orders", key="nope", reason="r", actor="a", now=clock.now()
+        )
+    with pytest.raises(AmbiguousKey):
+        await request_erasure(
+            store, history, stream="orders", key="7", reason="r", actor="a", now=clock.now()
+        )
+
+
+async def test_old_scheme_events_refuse_erasure(store: Store, clock: FakeClock) -> None:
+    await captured(store, clock)
+    events = await all_events(store)
+    # A log written before erasure existed: same events sealed under PAYLOAD_SCHEME.
+    old_store = MemoryStore()
+    prev: dict[str, str] = {}
+    log_hash = GENESIS_HASH
+    old: list[Event] = []
+    for e in events:
+        plain = msgspec.structs.replace(e, hash_scheme=PAYLOAD_SCHEME, salt=None, commit=None)
+        sealed = seal(plain, prev_hash=prev.get(e.entity_key, GENESIS_HASH), prev_log_hash=log_hash)
+        prev[e.entity_key], log_hash = sealed.hash, sealed.log_hash
+        old.append(sealed)
+    await old_store.events.append(old)
+    history = History.from_settings(old_store, Settings(uri="memory://", source="simulator"))
+    with pytest.raises(ErasureRefused, match="hash scheme 1"):
+        await request_erasure(
+            old_store, history, stream="orders", key="A", reason="r", actor="a", now=clock.now()
+        )
+    assert (await verify_log(old_store.events, None)).valid
+    assert await old_store.erasures.queued() == []
+
+
+async def test_a_payload_deleted_without_erasure_is_tampering(
+    store: Store, clock: FakeClock
+) -> None:
+    await captured(store, clock)
+    events = await all_events(store)
+    victim = events[0]
+    # What an attacker (or a careless operator) does: drop the payload and salt, no erased record.
+    stripped = msgspec.structs.replace(victim, document=None, salt=None)
+    verifier = LogVerifier()
+    verifier.feed(stripped)
+    for e in events[1:]:
+        verifier.feed(e)
+    verdict = verifier.verdict()
+    assert not verdict.valid and verdict.first_invalid_seq == victim.seq
+    assert verdict.reason == f"payload of seq {victim.seq} is missing without an erased record"
+    # Claiming an erasure that no `erased` event records is tampering too.
+    claimed = msgspec.structs.replace(stripped, erased_by=len(events) + 5)
+    verifier = LogVerifier()
+    for e in [claimed, *events[1:]]:
+        verifier.feed(e)
+    verdict = verifier.verdict()
+    assert not verdict.valid and verdict.first_invalid_seq == victim.seq
+    assert verdict.reason is not None and "without an erased record" in verdict.reason
+    # An altered payload that keeps its salt no longer matches its commit.
+    altered = msgspec.structs.replace(victim, document={**(victim.document or {}), "email": "x"})
+    verifier = LogVerifier()
+    verifier.feed(altered)
+    verdict = verifier.verdict()
+    assert verdict.reason == (
+        f"hash of seq {victim.seq} does not match its content (payload differs from its commit)"
+    )
+
+
+async def test_erasure_keeps_every_signed_checkpoint_and_proof_valid(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    signer = Signer.generate("erasure.test")
+    verifier = Verifier.parse(signer.verifier_key())
+    cp = Checkpointer(
+        LogTree(store.merkle, store.events, page=7),
+        origin="eventstore/test",
+        clock=clock,
+        signer=signer,
+        state_path=str(tmp_path / "state"),
+    )
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": "A", "email": "ann@example.org"})
+    await orders.insert_one({"_id": "B", "email": "bob@example.org"})
+    run = ingester(store, feed, clock)
+    run.checkpointer = cp
+    await run.run(until_idle=True)
+    await orders.update_one({"_id": "A"}, {"$set": {"email": "ann@new.example"}})
+    clock.advance(5)
+    run = ingester(store, feed, clock)
+    run.checkpointer = cp
+    await run.run(until_idle=True)
+    before = await all_events(store)
+    old_checkpoint = await store.merkle.checkpoint()
+    assert old_checkpoint is not None and old_checkpoint.signed
+    old_size = old_checkpoint.size
+    assert old_size == len(before)
+    old_proofs = {
+        e.seq: msgspec.json.encode(await event_proof(store, e.seq, old_size)) for e in before
+    }
+
+    await erase(store, "A", clock)
+    clock.advance(5)
+    run = ingester(store, feed, clock)
+    run.checkpointer = cp
+    await run.run(until_idle=True)
+
+    after = await all_events(store)
+    assert after[-1].type == ERASED and after[0].document is None
+    # Every proof file made before the erasure still verifies offline, and so do new ones.
+    for seq, data in old_proofs.items():
+        verdict = verify_proof_file(data, verifier)
+        assert verdict.valid, (seq, verdict.reason)
+        renewed = msgspec.json.encode(await event_proof(store, seq, old_size))
+        assert renewed == data
+    latest = await store.merkle.checkpoint()
+    assert latest is not None and latest.size == len(after) and latest.signed
+    for e in before:
+        fresh = msgspec.json.encode(await event_proof(store, e.seq, latest.size))
+        assert verify_proof_file(fresh, verifier).valid
+    # The new tree extends the old checkpoint: consistency proof and root recomputed from hashes.
+    _, _, old_root = parse_checkpoint(open_note(old_checkpoint.note, verifier))
+    _, _, new_root = parse_checkpoint(open_note(latest.note, verifier))
+    proof = await consistency_proof(store.merkle, old_size, latest.size)
+    verify_consistency(old_size, latest.size, old_root, new_root, proof)
+    assert root_of([event_leaf(e) for e in after[:old_size]]) == old_root
+    assert (await verify_log(store.events, None)).valid
