@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean install
+.PHONY: demo test lint typecheck bench clean install mutate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,24 @@ test: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks
 
+# Mutation testing (tests/mutation/README.md), not part of `make test`: a fresh mutmut run over
+# the guarantee-bearing modules of pyproject.toml's [tool.mutmut], or MODULES="a.py b.py" only,
+# then the per-module report (exit 1 below the target).
+MUTATION_STAMP := $(VENV)/.installed-mutation
+MODULES ?=
+MUTANT_GLOBS := $(foreach m,$(MODULES),'$(subst /,.,$(m:.py=)).*')
+
+$(MUTATION_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,mutation]'
+	touch $(MUTATION_STAMP)
+
+mutate: $(MUTATION_STAMP)
+	rm -rf mutants
+	@start=$$(date +%s); \
+	HYPOTHESIS_PROFILE=mutation $(BIN)/mutmut run $(MUTANT_GLOBS) > mutants.log 2>&1 \
+		|| { tail -c 4000 mutants.log; exit 1; }; \
+	echo "mutmut run: $$(( $$(date +%s) - start )) s wall (log: mutants.log)"
+	$(BIN)/python -m tests.mutation.report $(MODULES)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info mutants mutants.log

@@ -208,6 +208,8 @@ class ProjectionFigures:
     position: int
     lag: int
     state: str
+    problems: int = 0
+    rebuild_needed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,12 +270,24 @@ def _projection_families(rows: Sequence[ProjectionFigures]) -> Iterator[Metric]:
         "1 for the projection's current state.",
         labels=("projection", "state"),
     )
+    problems = GaugeMetricFamily(
+        "eventstore_projection_problems",
+        "Values a projection's rows counted as 0 because they are not money (recorded in rows).",
+        labels=("projection",),
+    )
+    rebuild = GaugeMetricFamily(
+        "eventstore_projection_rebuild_needed",
+        "1 when a projection's rows were built with another config (ORDER_* mapping).",
+        labels=("projection",),
+    )
     for row in rows:
         lag.add_metric((row.name,), row.lag)
         position.add_metric((row.name,), row.position)
         for s in PROJECTION_STATES:
             state.add_metric((row.name, s), int(s == row.state))
-    yield from (lag, position, state)
+        problems.add_metric((row.name,), row.problems)
+        rebuild.add_metric((row.name,), int(row.rebuild_needed))
+    yield from (lag, position, state, problems, rebuild)
 
 
 class _Scrape:

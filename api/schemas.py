@@ -166,6 +166,9 @@ class ProjectionOut(msgspec.Struct, kw_only=True):
     rebuilt_at: str | None
     failed_seq: int | None
     error: str | None
+    rebuild_needed: bool = False
+    problems: int = 0
+    orders_without_customer: int | None = None
 
 
 class RowsPage(msgspec.Struct, kw_only=True):
@@ -187,6 +190,15 @@ class JobOut(msgspec.Struct, kw_only=True):
     started_at: str | None
     finished_at: str | None
     error: str | None
+    workers: int = 1
+    partitions: list[PartitionOut] = []
+
+
+class PartitionOut(msgspec.Struct, kw_only=True):
+    index: int
+    state: str
+    processed: int
+    total: int
 
 
 class HealthOut(msgspec.Struct, kw_only=True):

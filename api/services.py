@@ -194,7 +194,7 @@ class Services:
         return sorted([*mine, *others], key=lambda r: (r.name, r.instance))
 
     # -- rebuilds ----------------------------------------------------------------------------
-    async def request_rebuild(self, name: str) -> Job:
+    async def request_rebuild(self, name: str, *, workers: int = 1) -> Job:
         """Record a rebuild job; run it here, in the background, when nobody holds the lease.
 
         Raises `JobConflict` (409) while a rebuild of the projection is queued or running.
@@ -210,7 +210,14 @@ class Services:
             batch_size=self.settings.batch_size,
             lease_seconds=self.settings.lease_seconds,
         )
-        job = Job(job=uuid.uuid4().hex, projection=name, requested_at=self.clock.now())
+        if projection.merge is None:
+            workers = 1  # a projection without merge rebuilds with one worker
+        job = Job(
+            job=uuid.uuid4().hex,
+            projection=name,
+            requested_at=self.clock.now(),
+            workers=workers,
+        )
         await self.store.jobs.create(job)
         if await runner.lease.try_acquire():
             from projections.worker import RebuildWorker

@@ -309,10 +309,15 @@ class LogVerifier:
             key = (event.stream, typed_key(event.entity_id))
             last = self._entity_hashes.get(key)
             want_version, want_prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-            if event.version != want_version or event.prev_hash != want_prev:
+            if event.version != want_version:
                 problem = (
                     f"seq {event.seq} breaks the chain of {event.stream}/{event.entity_key}: "
                     f"version {event.version} where {want_version} was due"
+                )
+            elif event.prev_hash != want_prev:
+                problem = (
+                    f"seq {event.seq}: prev_hash of {event.stream}/{event.entity_key} "
+                    f"version {event.version} does not link to version {want_version - 1}"
                 )
             self._entity_hashes[key] = (event.version, event.hash)
         if problem is None:

@@ -349,8 +349,20 @@ class EntitySnapshot(msgspec.Struct, frozen=True, kw_only=True):
 JOB_STATES: Final = ("queued", "running", "succeeded", "failed")
 
 
+class Partition(msgspec.Struct, frozen=True, kw_only=True):
+    """One partition of a partitioned rebuild: its state and the events it folds."""
+
+    index: int
+    state: str = "queued"  # queued, running, succeeded, failed
+    processed: int = 0
+    total: int = 0
+
+
 class Job(msgspec.Struct, frozen=True, kw_only=True):
-    """A requested rebuild of one projection, and its progress."""
+    """A requested rebuild of one projection, and its progress.
+
+    `workers`: how many partitions (processes) rebuild it; `partitions` their states.
+    """
 
     job: str
     projection: str
@@ -361,6 +373,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    workers: int = 1
+    partitions: list[Partition] = []
 
     @property
     def active(self) -> bool:

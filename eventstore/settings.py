@@ -6,6 +6,7 @@ setting is a clear error before anything connects.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -18,6 +19,18 @@ from eventstore.notes import NoteError, Verifier
 PREFIX: Final = "EVENTSTORE_"
 OPERATION_TYPES: Final = ("insert", "update", "replace", "delete")
 PRE_IMAGE_MODES: Final = ("off", "when-available", "required")
+# The inputs of the order read models, and the document path each is read from by default.
+ORDER_FIELDS: Final = {
+    "status": "status",
+    "total": "total",
+    "currency": "currency",
+    "customer_id": "customer.id",
+    "customer_name": "customer.name",
+    "number": "number",
+    "created_at": "createdAt",
+    "items": "items",
+}
+DEFAULT_PAID_STATUSES: Final = ("paid", "shipped", "delivered")
 # What capture does with a change it cannot interpret (eventstore.badinput).
 BAD_INPUT_POLICIES: Final = ("stop", "record")
 
@@ -67,6 +80,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     actor_field: str = "updatedBy"
     pre_images: str = "off"
     bad_input: str = "stop"
+    # Your own projections: `module:attribute` names (projections.plugins).
+    projections: tuple[str, ...] = ()
+    # The order read models: the stream they read, their inputs' paths (only those
+    # given; the rest keep ORDER_FIELDS' defaults), the statuses whose totals count.
+    order_stream: str = "orders"
+    order_fields: tuple[tuple[str, str], ...] = ()
+    paid_statuses: tuple[str, ...] = DEFAULT_PAID_STATUSES
     snapshot_every: int = 100
     batch_size: int = 1000
     lease_seconds: float = 10.0
@@ -99,6 +119,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problem = check(getattr(self, name))
             if problem is not None:
                 raise _invalid(name, problem)
+
+    @property
+    def order_paths(self) -> dict[str, str]:
+        """Every order input's document path: ORDER_FIELDS with `order_fields` on top."""
+        return {**ORDER_FIELDS, **dict(self.order_fields)}
 
     @property
     def is_memory(self) -> bool:
@@ -213,6 +238,54 @@ def _check_bad_input(value: Any) -> str | None:
     return f"takes one of {', '.join(BAD_INPUT_POLICIES)}, got {value!r}"
 
 
+def _check_plugins(value: Any) -> str | None:
+    problem = _texts(value)
+    if problem is not None:
+        return problem
+    for spec in value:
+        module, sep, attribute = spec.partition(":")
+        if not sep or not module.strip() or not attribute.strip():
+            return f"takes module:attribute,...; got {spec!r}"
+    return None
+
+
+_PATH_PART: Final = re.compile(r"^[^.$\x00\s][^.\x00]*$")
+
+
+class _Unreadable(msgspec.Struct, frozen=True):
+    """An ORDER_FIELDS text that could not be read: what its check reports."""
+
+    problem: str
+
+
+def _check_order_fields(value: Any) -> str | None:
+    if isinstance(value, _Unreadable):
+        return value.problem
+    if not isinstance(value, (tuple, list)):
+        return f"must be a JSON object of input name -> document path, got {value!r}"
+    for pair in value:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            return f"must map input names to document paths, got {pair!r}"
+        name, path = pair
+        if name not in ORDER_FIELDS:
+            return f"has an unknown key {name!r} (keys: {', '.join(ORDER_FIELDS)})"
+        if not isinstance(path, str) or not all(_PATH_PART.match(p) for p in path.split(".")):
+            return f"{name}: {path!r} is not a document path (like total or customer.id)"
+    return None
+
+
+def _check_stream(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip() or "$" in value or "\x00" in value:
+        return f"must be a collection name, got {value!r}"
+    return None
+
+
+def _check_statuses(value: Any) -> str | None:
+    if isinstance(value, (tuple, list)) and not value:
+        return "needs at least one status"
+    return _texts(value)
+
+
 def _check_origin(value: Any) -> str | None:
     if value is None:
         return None
@@ -276,6 +349,10 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "actor_field": _text,
     "pre_images": _check_pre_images,
     "bad_input": _check_bad_input,
+    "projections": _check_plugins,
+    "order_stream": _check_stream,
+    "order_fields": _check_order_fields,
+    "paid_statuses": _check_statuses,
     "snapshot_every": _at_least_one,
     "batch_size": _at_least_one,
     "lease_seconds": _seconds,
@@ -340,6 +417,24 @@ def _redactions(value: str) -> tuple[Redaction, ...]:
     return tuple(found)
 
 
+def _order_fields(value: str) -> Any:
+    """A JSON object of input -> path, or `@FILE` holding one, as (input, path) pairs."""
+    text = value.strip()
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            return _Unreadable(f"cannot read {text[1:]!r}: {exc.strerror}")
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        return _Unreadable(f"is not a JSON object: {exc}")
+    if not isinstance(parsed, dict):
+        return text  # the check names it
+    return tuple(sorted(parsed.items()))
+
+
 def _witnesses(value: str) -> tuple[Witness, ...]:
     found = []
     for part in _csv(value):
@@ -359,6 +454,10 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "actor_field": _nonempty("ACTOR_FIELD"),
     "pre_images": str,
     "bad_input": lambda v: v.strip().lower(),
+    "projections": _csv,
+    "order_stream": str.strip,
+    "order_fields": _order_fields,
+    "paid_statuses": _csv,
     "snapshot_every": _positive_int("SNAPSHOT_EVERY"),
     "batch_size": _positive_int("BATCH_SIZE"),
     "lease_seconds": _positive_float("LEASE_SECONDS"),

@@ -5,15 +5,21 @@ A `Change` is an event with the entity's state just before and just after it
 the old status too). Every row remembers the last `seq` applied to it, so
 applying a change twice changes nothing.
 
-Money is Decimal128 in and out, added as Decimal with 34 digits; never a float.
-Real shops' orders are untidy: a missing or malformed field never fails a row.
+They read one stream (`ORDER_STREAM`, default `orders`) and each input from the
+document path the shop's schema keeps it at (`ORDER_FIELDS`), as an `OrderSchema`
+says; `order_projections(schema)` builds the four of them. Money follows
+`projections.money`: never a float, and a value that is not money counts as 0
+and is recorded in the row's `problems` (the newest 20 by seq, the rest counted
+in `problems_dropped`). Real shops' orders are untidy: a missing or malformed
+field never fails a row.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -23,142 +29,63 @@ from bson import Decimal128, ObjectId
 from eventstore.codec import as_utc
 from eventstore.keys import typed_key
 from eventstore.model import Event
+from eventstore.settings import DEFAULT_PAID_STATUSES, ORDER_FIELDS, Settings
+from projections.api import Change as Change  # re-exported: the runner's and tests' import
+from projections.api import Projection as Projection
+from projections.api import Rows as Rows
+from projections.api import Write as Write
+from projections.money import _MONEY as _MONEY  # re-exported for the tests
+from projections.money import (
+    MISSING,
+    ZERO,
+    finite128,
+    problem,
+    read_money,
+    shown,
+    with_problems,
+)
+from projections.money import dec128 as dec128
+from projections.money import money as money
 
-# Statuses in which an order's total counts as revenue (paid and what follows payment).
-PAID_STATUSES: Final = frozenset({"paid", "shipped", "delivered"})
-_MONEY = Context(prec=34)
-_ZERO = Decimal(0)
+# Statuses in which an order's total counts as revenue by default (paid and what follows).
+PAID_STATUSES: Final = frozenset(DEFAULT_PAID_STATUSES)
 # An absent document, read as one without fields (never edited).
 _NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
+# customer_totals' row of the orders that have no customer id (never a real id: ids are
+# non-empty); its `orders` show in the projection's status as orders_without_customer.
+NO_CUSTOMER: Final = ""
+Problem = dict[str, Any]
 
 
-class Change(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """An event and the entity's state just before and just after it.
+class OrderSchema(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the order read models find their inputs: stream, field paths, paid statuses."""
 
-    Both states are shared with the runner's cache and with each other (the fold
-    is copy-on-write): read them, never edit them. (`gc=False`: a change is never
-    part of a reference cycle, so the garbage collector need not track one per event.)
-    """
+    stream: str = "orders"
+    paths: dict[str, str] = msgspec.field(default_factory=lambda: dict(ORDER_FIELDS))
+    paid_statuses: tuple[str, ...] = DEFAULT_PAID_STATUSES
 
-    event: Event
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OrderSchema:
+        """The schema `ORDER_STREAM`, `ORDER_FIELDS` and `PAID_STATUSES` describe."""
+        return cls(
+            stream=settings.order_stream,
+            paths=settings.order_paths,
+            paid_statuses=settings.paid_statuses,
+        )
 
-
-class Write(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """Upsert `row` under `key` (None deletes the row). Never part of a reference cycle."""
-
-    key: str
-    row: dict[str, Any] | None
-
-
-Rows = Mapping[str, dict[str, Any]]
-
-
-class Projection(msgspec.Struct, frozen=True, kw_only=True):
-    """A read model: its name, its collection, which rows a change touches, and apply."""
-
-    name: str
-    collection: str
-    keys: Callable[[Change], list[str]]
-    apply: Callable[[Rows, Change], list[Write]]
-    # True when each row is one entity's, keyed by its typed key: an erasure deletes it.
-    per_entity: bool = False
+    def fingerprint(self) -> str:
+        """What the rows depend on beyond the log, as text: rows built with another need a rebuild."""
+        return json.dumps(
+            {
+                "stream": self.stream,
+                "paths": dict(sorted(self.paths.items())),
+                "paid": sorted(self.paid_statuses),
+            },
+            separators=(",", ":"),
+        )
 
 
-# -- money: Decimal128 <-> Decimal -----------------------------------------------------------
-# Decimal128.to_decimal and Decimal128(Decimal) are slow (pure Python, bit by bit), and the
-# same Decimal128 objects come back event after event: the fold shares a document's total
-# from version to version, and a row's sum is the object this module made. Conversions are
-# remembered by object (the entry keeps its object alive, so an id is never reused
-# meanwhile); a bounded cache, cleared whole when full.
-_DECIMALS: dict[int, tuple[Decimal128, Decimal]] = {}
-_MAX_DECIMALS: Final = 32_768
-_BIAS: Final = 6176  # the Decimal128 exponent bias
-_MAX_EXPONENT: Final = 6111  # beyond it, a 34-digit Decimal128 needs clamping: left to bson
-_LOW_BITS: Final = (1 << 64) - 1
-
-
-def _remember(value: Decimal128, decimal: Decimal) -> None:
-    if len(_DECIMALS) >= _MAX_DECIMALS:
-        _DECIMALS.clear()
-    _DECIMALS[id(value)] = (value, decimal)
-
-
-def _to_decimal(value: Decimal128) -> Decimal:
-    """`value.to_decimal()`, converted once per object."""
-    known = _DECIMALS.get(id(value))
-    if known is not None and known[0] is value:
-        return known[1]
-    decimal = value.to_decimal()
-    _remember(value, decimal)
-    return decimal
-
-
-# -- reading untidy documents ---------------------------------------------------------------
-def money(value: Any) -> Decimal:
-    """A total as Decimal (Decimal128, int or numeric string); anything else counts as 0."""
-    if isinstance(value, Decimal128):
-        return _to_decimal(value)
-    if isinstance(value, bool):
-        return _ZERO
-    if isinstance(value, (int, Decimal)):
-        return Decimal(value)
-    if isinstance(value, str):
-        try:
-            return Decimal(value)
-        except InvalidOperation:
-            return _ZERO
-    return _ZERO
-
-
-def dec128(value: Decimal) -> Decimal128:
-    """Decimal -> Decimal128 (34 significant digits), bit for bit what `Decimal128()` makes."""
-    rounded = _MONEY.create_decimal(value)
-    if rounded.is_finite():
-        sign, _, exponent = rounded.as_tuple()
-        assert isinstance(exponent, int)  # finite
-        if -_BIAS <= exponent <= _MAX_EXPONENT:
-            # BID: sign, biased exponent, then the coefficient (< 10**34 < 2**113) in 113 bits
-            coefficient = abs(int(_MONEY.scaleb(rounded, -exponent)))
-            high = (sign << 63) | ((exponent + _BIAS) << 49) | (coefficient >> 64)
-            # (high, low): the form bson's own Decimal128.from_bid builds with
-            out = Decimal128((high, coefficient & _LOW_BITS))  # type: ignore[arg-type]
-            _remember(out, rounded)
-            return out
-    return Decimal128(rounded)
-
-
-def _as_money(value: Any) -> Decimal128:
-    """A stored total as Decimal128: kept as is when it already is one (no round trip)."""
-    return value if isinstance(value, Decimal128) else dec128(money(value))
-
-
-def _text(doc: Mapping[str, Any] | None, field: str) -> str | None:
-    value = doc.get(field) if doc else None
-    return value if isinstance(value, str) else None
-
-
-def _customer(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    value = doc.get("customer") if doc else None
-    return value if isinstance(value, dict) else None
-
-
-def _customer_id(doc: Mapping[str, Any] | None) -> str | None:
-    customer = _customer(doc)
-    cid = customer.get("id") if customer else None
-    return str(cid) if cid is not None and not isinstance(cid, (dict, list)) else None
-
-
-def _paid(doc: Mapping[str, Any] | None) -> bool:
-    return _text(doc, "status") in PAID_STATUSES
-
-
-def _fresh(rows: Rows, key: str, seq: int) -> bool:
-    """True unless the row already has this change (idempotency)."""
-    row = rows.get(key)
-    return row is None or int(row.get("seq", 0)) < seq
-
+DEFAULT_SCHEMA: Final = OrderSchema()
 
 _DAYS: dict[date, str] = {}
 
@@ -175,7 +102,6 @@ def _day(when: datetime) -> str:
     return day
 
 
-# -- order_summary ----------------------------------------------------------------------------
 def summary_key(e: Event) -> str:
     """An order's row key: its typed key (`oid:<hex>`, `str:ORD-1`, `int:42`), unique per `_id`.
 
@@ -189,204 +115,462 @@ def summary_key(e: Event) -> str:
     return typed_key(e.entity_id)
 
 
-def _summary_keys(change: Change) -> list[str]:
-    return [summary_key(change.event)]
+def _fresh(rows: Rows, key: str, seq: int) -> bool:
+    """True unless the row already has this change (idempotency)."""
+    row = rows.get(key)
+    return row is None or int(row.get("seq", 0)) < seq
 
 
-def _summary_apply(rows: Rows, change: Change) -> list[Write]:
-    e = change.event
-    key = summary_key(e)
-    old = rows.get(key)
-    if old is not None and int(old.get("seq", 0)) >= e.seq:
-        return []  # already applied
-    after = change.after
-    doc = after if after is not None else (change.before or _NOTHING)
-    get = doc.get
-    number, customer, status = get("number"), get("customer"), get("status")
-    items, total, currency = get("items"), get("total"), get("currency")
-    created = old.get("created_at") if old is not None else None
-    row: dict[str, Any] = {
-        "entity_key": e.entity_key,
-        "number": number if isinstance(number, str) else None,
-        "customer": customer if isinstance(customer, dict) else None,
-        "status": status if isinstance(status, str) else None,
-        "items": items if isinstance(items, list) else [],
-        "total": total if isinstance(total, Decimal128) else dec128(money(total)),
-        "currency": currency if isinstance(currency, str) else None,
-        "created_at": created or _created_at(doc, e),
-        "updated_at": e.occurred_at,
-        "version": e.version,
-        "deleted": after is None,
-        "seq": e.seq,
-    }
-    return [Write(key=key, row=row)]
+_ABSENT: Final = object()
 
 
-def _created_at(doc: Mapping[str, Any] | None, e: Event) -> datetime:
-    value = doc.get("createdAt") if doc else None
-    return as_utc(value) if isinstance(value, datetime) else e.occurred_at
+def _getter(path: str) -> Callable[[Mapping[str, Any] | None], Any]:
+    """A reader of one document path (None when any step is missing or not a document)."""
+    parts = path.split(".")
+    if len(parts) == 1:
+        field = parts[0]
+
+        def get_one(doc: Mapping[str, Any] | None) -> Any:
+            return doc.get(field) if doc else None
+
+        return get_one
+
+    def get_path(doc: Mapping[str, Any] | None) -> Any:
+        value: Any = doc
+        for part in parts:
+            if not isinstance(value, dict) and not isinstance(value, MappingProxyType):
+                return None
+            value = value.get(part)
+        return value
+
+    return get_path
 
 
-# -- orders_by_status -------------------------------------------------------------------------
-def _status_keys(change: Change) -> list[str]:
-    keys = [_text(change.before, "status"), _text(change.after, "status")]
-    return sorted({k for k in keys if k is not None})
+def _parent_getter(path: str) -> Callable[[Mapping[str, Any] | None], Any] | None:
+    """A reader of the document holding a nested path's last step (None for a top-level path)."""
+    parent, _, _ = path.rpartition(".")
+    return _getter(parent) if parent else None
 
 
-def _status_apply(rows: Rows, change: Change) -> list[Write]:
-    e = change.event
-    old = _text(change.before, "status") if change.before is not None else None
-    new = _text(change.after, "status") if change.after is not None else None
-    if old == new:
-        return []
-    out = []
-    for status, delta in ((old, -1), (new, +1)):
-        if status is None or not _fresh(rows, status, e.seq):
-            continue
-        count = int((rows.get(status) or {}).get("count", 0)) + delta
-        out.append(Write(key=status, row={"status": status, "count": count, "seq": e.seq}))
-    return out
+class OrderReader:
+    """Reads an order's inputs through a schema; computes what the read models share."""
 
-
-# -- revenue_by_day and customer_totals share the money rule -----------------------------------
-def revenue_deltas(change: Change) -> list[tuple[str, Decimal, int]]:
-    """(currency, amount, orders) to add on the change's day.
-
-    An order adds its total when it becomes paid; leaving the paid statuses
-    (cancellation) subtracts what it had added; a total or currency changed
-    while paid adjusts; deleting a document changes no revenue.
-    """
-    global _last_deltas
-    last = _last_deltas  # keys() then apply() ask for the same change's deltas in turn
-    if last[0] is change:
-        return list(last[1])
-    out = _revenue_deltas(change)
-    _last_deltas = (change, out)
-    return list(out)
-
-
-_last_deltas: tuple[Change | None, list[tuple[str, Decimal, int]]] = (None, [])
-
-
-def _revenue_deltas(change: Change) -> list[tuple[str, Decimal, int]]:
-    before, after = change.before, change.after
-    if after is None:
-        return []
-    was, now = _paid(before), _paid(after)
-    out: list[tuple[str, Decimal, int]] = []
-    if was:
-        out.append((_text(before, "currency") or "?", -money(before.get("total")), -1))  # type: ignore[union-attr]
-    if now:
-        out.append((_text(after, "currency") or "?", money(after.get("total")), +1))
-    merged: dict[str, tuple[Decimal, int]] = {}
-    for currency, amount, orders in out:
-        a, o = merged.get(currency, (_ZERO, 0))
-        merged[currency] = (a + amount, o + orders)
-    return [(c, a, o) for c, (a, o) in merged.items() if a != 0 or o != 0]
-
-
-def _revenue_keys(change: Change) -> list[str]:
-    day = _day(change.event.occurred_at)
-    return [f"{day}:{currency}" for currency, _, _ in revenue_deltas(change)]
-
-
-def _revenue_apply(rows: Rows, change: Change) -> list[Write]:
-    e = change.event
-    day = _day(e.occurred_at)
-    out = []
-    for currency, amount, orders in revenue_deltas(change):
-        key = f"{day}:{currency}"
-        if not _fresh(rows, key, e.seq):
-            continue
-        row = rows.get(key) or {}
-        out.append(
-            Write(
-                key=key,
-                row={
-                    "day": day,
-                    "currency": currency,
-                    "revenue": dec128(money(row.get("revenue")) + amount),
-                    "orders": int(row.get("orders", 0)) + orders,
-                    "seq": e.seq,
-                },
-            )
+    def __init__(self, schema: OrderSchema) -> None:
+        self.schema = schema
+        self.stream = schema.stream
+        self.paid = frozenset(schema.paid_statuses)
+        p = schema.paths
+        self.status = _getter(p["status"])
+        self.total = _getter(p["total"])
+        self.currency = _getter(p["currency"])
+        self.customer_id_value = _getter(p["customer_id"])
+        self.customer_name = _getter(p["customer_name"])
+        self.number = _getter(p["number"])
+        self.created_value = _getter(p["created_at"])
+        self.items = _getter(p["items"])
+        self.customer_doc = _parent_getter(p["customer_id"])
+        self._last: tuple[Change | None, list[tuple[str, Decimal, int]], Problem | None] = (
+            None,
+            [],
+            None,
         )
-    return out
+
+    def text(self, get: Callable[[Any], Any], doc: Mapping[str, Any] | None) -> str | None:
+        value = get(doc)
+        return value if isinstance(value, str) else None
+
+    def customer_id(self, doc: Mapping[str, Any] | None) -> str | None:
+        cid = self.customer_id_value(doc)
+        if cid is None or isinstance(cid, (dict, list)):
+            return None
+        text = str(cid)
+        return text or None
+
+    def customer(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+        """order_summary's `customer`: the document holding the customer id, else {id, name}."""
+        if self.customer_doc is not None:
+            found = self.customer_doc(doc)
+            if isinstance(found, dict):
+                return found
+            return None
+        cid, name = self.customer_id(doc), self.text(self.customer_name, doc)
+        return {"id": cid, "name": name} if cid is not None or name is not None else None
+
+    def is_paid(self, doc: Mapping[str, Any] | None) -> bool:
+        return self.text(self.status, doc) in self.paid
+
+    def created_at(self, doc: Mapping[str, Any] | None, e: Event) -> datetime:
+        value = self.created_value(doc)
+        return as_utc(value) if isinstance(value, datetime) else e.occurred_at
+
+    def mine(self, change: Change) -> bool:
+        """True for the order stream's changes (the read models read no other stream)."""
+        return change.event.stream == self.stream
+
+    def deltas(self, change: Change) -> tuple[list[tuple[str, Decimal, int]], Problem | None]:
+        """(currency, amount, orders) to add on the change's day, and the problem of the total.
+
+        An order adds its total when it becomes paid; leaving the paid statuses
+        (cancellation) subtracts what it had added; a total or currency changed
+        while paid adjusts; deleting a document changes no revenue. The problem is
+        that of the total added (a paid order's total that is not money, or missing).
+        """
+        last = self._last  # keys() then apply() ask for the same change's deltas in turn
+        if last[0] is change:
+            return list(last[1]), last[2]
+        out, found = self._deltas(change)
+        self._last = (change, out, found)
+        return list(out), found
+
+    def _deltas(self, change: Change) -> tuple[list[tuple[str, Decimal, int]], Problem | None]:
+        before, after = change.before, change.after
+        if after is None or not self.mine(change):
+            return [], None
+        was, now = self.is_paid(before), self.is_paid(after)
+        out: list[tuple[str, Decimal, int]] = []
+        found: Problem | None = None
+        if was:
+            out.append((self.text(self.currency, before) or "?", -money(self.total(before)), -1))
+        if now:
+            value = self.total(after)
+            amount, reason = read_money(value)
+            out.append((self._after_currency(after), amount, +1))
+            if reason is not None and not self.unchanged_while_paid(before, after):
+                found = problem(change.event.seq, "total", value, reason)
+        merged: dict[str, tuple[Decimal, int]] = {}
+        for currency, amount, orders in out:
+            a, o = merged.get(currency, (ZERO, 0))
+            merged[currency] = (a + amount, o + orders)
+        # A new bad total is recorded on its row even when it changes no figure there.
+        booked = self._after_currency(after) if found is not None else None
+        deltas = [(c, a, o) for c, (a, o) in merged.items() if a != 0 or o != 0 or c == booked]
+        return deltas, found
+
+    def unchanged_while_paid(
+        self, before: Mapping[str, Any] | None, after: Mapping[str, Any]
+    ) -> bool:
+        """True when a paid order stays paid with the same total and currency (nothing new to book)."""
+        return (
+            self.is_paid(before)
+            and _same(self.total(before), self.total(after))
+            and self.text(self.currency, before) == self.text(self.currency, after)
+        )
+
+    def _after_currency(self, after: Mapping[str, Any]) -> str:
+        return self.text(self.currency, after) or "?"
 
 
-def _customer_keys(change: Change) -> list[str]:
-    ids = {_customer_id(change.before), _customer_id(change.after)}
-    return sorted(i for i in ids if i is not None)
+def _same(a: Any, b: Any) -> bool:
+    """The same stored value (NaN included: the same double that is not a number)."""
+    return a is b or (a.__class__ is b.__class__ and shown(a) == shown(b))
 
 
-def _customer_apply(rows: Rows, change: Change) -> list[Write]:
-    """Orders placed and lifetime spend (paid net of cancellations) per customer id."""
-    e = change.event
-    before_id, after_id = _customer_id(change.before), _customer_id(change.after)
-    touched: dict[str, dict[str, Any]] = {}
+def _problem_fields(old: Mapping[str, Any] | None, new: list[Problem]) -> tuple[list[Problem], int]:
+    """A row's `problems` and `problems_dropped` with `new` added."""
+    if old is None:
+        return with_problems(None, 0, new)
+    return with_problems(old.get("problems"), int(old.get("problems_dropped", 0)), new)
 
-    def row_of(cid: str) -> dict[str, Any]:
-        if cid not in touched:
-            old = rows.get(cid) or {}
-            touched[cid] = {
-                "customer": cid,
-                "name": old.get("name"),
-                "orders": int(old.get("orders", 0)),
-                "lifetime_spend": money(old.get("lifetime_spend")),
-                "last_order_at": old.get("last_order_at"),
-            }
-        return touched[cid]
 
-    if change.after is not None and after_id is not None:
-        row = row_of(after_id)
-        name = (_customer(change.after) or {}).get("name")
-        if isinstance(name, str):
-            row["name"] = name
-        if change.before is None or before_id != after_id:  # a new order for this customer
-            row["orders"] += 1
-            placed = _created_at(change.after, e)
-            if row["last_order_at"] is None or placed > as_utc(row["last_order_at"]):
-                row["last_order_at"] = placed
-        if before_id is not None and before_id != after_id:
-            row_of(before_id)["orders"] -= 1
-    was, now = _paid(change.before), _paid(change.after)
-    if change.after is not None:
-        if was and before_id is not None:
-            row_of(before_id)["lifetime_spend"] -= money(change.before.get("total"))  # type: ignore[union-attr]
-        if now and after_id is not None:
-            row_of(after_id)["lifetime_spend"] += money(change.after.get("total"))
-    out = []
-    for cid, row in touched.items():
-        if _fresh(rows, cid, e.seq):
+def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection, ...]:
+    """The four order read models over `schema`: summary, by status, revenue by day, customers."""
+    r = OrderReader(schema)
+    config = schema.fingerprint()
+
+    # -- order_summary ------------------------------------------------------------------------
+    def summary_keys(change: Change) -> list[str]:
+        return [summary_key(change.event)] if r.mine(change) else []
+
+    def summary_apply(rows: Rows, change: Change) -> list[Write]:
+        e = change.event
+        if not r.mine(change):
+            return []
+        key = summary_key(e)
+        old = rows.get(key)
+        if old is not None and int(old.get("seq", 0)) >= e.seq:
+            return []  # already applied
+        after = change.after
+        doc = after if after is not None else (change.before or _NOTHING)
+        number, status = r.number(doc), r.status(doc)
+        items, value, currency = r.items(doc), r.total(doc), r.currency(doc)
+        created = old.get("created_at") if old is not None else None
+        if value.__class__ is Decimal128 and finite128(value):
+            total, reason = value, None
+        else:
+            amount, reason = read_money(value)
+            total = dec128(amount)
+        problems: list[Problem] = []
+        if reason is not None and (reason != MISSING or status in r.paid):
+            found = problem(e.seq, "total", value, reason)
+            # the same bad value as before keeps its record (and the seq it first appeared at)
+            kept = old.get("problems") if old is not None else None
+            if kept and {**kept[-1], "seq": e.seq} == found:
+                found = kept[-1]
+            problems.append(found)
+        row: dict[str, Any] = {
+            "entity_key": e.entity_key,
+            "number": number if isinstance(number, str) else None,
+            "customer": r.customer(doc),
+            "status": status if isinstance(status, str) else None,
+            "items": items if isinstance(items, list) else [],
+            "total": total,
+            "currency": currency if isinstance(currency, str) else None,
+            "created_at": created or r.created_at(doc, e),
+            "updated_at": e.occurred_at,
+            "version": e.version,
+            "deleted": after is None,
+            "problems": problems,
+            "problems_dropped": 0,
+            "seq": e.seq,
+        }
+        return [Write(key=key, row=row)]
+
+    def summary_merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        # A key is one entity's, so its rows come from one partition; the newer one wins anyway.
+        return a if int(a.get("seq", 0)) >= int(b.get("seq", 0)) else b
+
+    # -- orders_by_status ---------------------------------------------------------------------
+    def status_keys(change: Change) -> list[str]:
+        if not r.mine(change):
+            return []
+        keys = [r.text(r.status, change.before), r.text(r.status, change.after)]
+        return sorted({k for k in keys if k is not None})
+
+    def status_apply(rows: Rows, change: Change) -> list[Write]:
+        e = change.event
+        if not r.mine(change):
+            return []
+        old = r.text(r.status, change.before) if change.before is not None else None
+        new = r.text(r.status, change.after) if change.after is not None else None
+        if old == new:
+            return []
+        out = []
+        for status, delta in ((old, -1), (new, +1)):
+            if status is None or not _fresh(rows, status, e.seq):
+                continue
+            count = int((rows.get(status) or {}).get("count", 0)) + delta
+            out.append(Write(key=status, row={"status": status, "count": count, "seq": e.seq}))
+        return out
+
+    def status_merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "status": key,
+            "count": int(a.get("count", 0)) + int(b.get("count", 0)),
+            "seq": max(int(a.get("seq", 0)), int(b.get("seq", 0))),
+        }
+
+    # -- revenue_by_day -----------------------------------------------------------------------
+    def revenue_keys(change: Change) -> list[str]:
+        deltas, _ = r.deltas(change)
+        if not deltas:
+            return []
+        day = _day(change.event.occurred_at)
+        return [f"{day}:{currency}" for currency, _, _ in deltas]
+
+    def revenue_apply(rows: Rows, change: Change) -> list[Write]:
+        e = change.event
+        deltas, found = r.deltas(change)
+        if not deltas:
+            return []
+        day = _day(e.occurred_at)
+        after_currency = r._after_currency(change.after) if change.after is not None else None
+        out = []
+        for currency, amount, orders in deltas:
+            key = f"{day}:{currency}"
+            if not _fresh(rows, key, e.seq):
+                continue
+            row = rows.get(key)
+            new = [found] if found is not None and currency == after_currency else []
+            problems, dropped = _problem_fields(row, new)
+            old = row or {}
             out.append(
                 Write(
-                    key=cid,
-                    row={**row, "lifetime_spend": dec128(row["lifetime_spend"]), "seq": e.seq},
+                    key=key,
+                    row={
+                        "day": day,
+                        "currency": currency,
+                        "revenue": dec128(money(old.get("revenue")) + amount),
+                        "orders": int(old.get("orders", 0)) + orders,
+                        "problems": problems,
+                        "problems_dropped": dropped,
+                        "seq": e.seq,
+                    },
                 )
             )
-    return out
+        return out
+
+    def revenue_merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        problems, dropped = with_problems(
+            a.get("problems"),
+            int(a.get("problems_dropped", 0)) + int(b.get("problems_dropped", 0)),
+            list(b.get("problems") or []),
+        )
+        return {
+            **a,
+            "revenue": dec128(money(a.get("revenue")) + money(b.get("revenue"))),
+            "orders": int(a.get("orders", 0)) + int(b.get("orders", 0)),
+            "problems": problems,
+            "problems_dropped": dropped,
+            "seq": max(int(a.get("seq", 0)), int(b.get("seq", 0))),
+        }
+
+    # -- customer_totals ----------------------------------------------------------------------
+    def customer_of(doc: Mapping[str, Any] | None) -> str:
+        return r.customer_id(doc) or NO_CUSTOMER
+
+    def customer_keys(change: Change) -> list[str]:
+        if not r.mine(change):
+            return []
+        ids = {customer_of(change.after)} if change.after is not None else set()
+        if change.before is not None:
+            ids.add(customer_of(change.before))
+        return sorted(ids)
+
+    def customer_apply(rows: Rows, change: Change) -> list[Write]:
+        """Orders placed and lifetime spend per currency (paid net of cancellations) per customer."""
+        e = change.event
+        if not r.mine(change):
+            return []
+        before, after = change.before, change.after
+        before_id = customer_of(before) if before is not None else None
+        after_id = customer_of(after) if after is not None else None
+        touched: dict[str, dict[str, Any]] = {}
+        new_problems: dict[str, list[Problem]] = {}
+
+        def row_of(cid: str) -> dict[str, Any]:
+            if cid not in touched:
+                old = rows.get(cid) or {}
+                spend = old.get("lifetime_spend")
+                touched[cid] = {
+                    "customer": cid if cid != NO_CUSTOMER else None,
+                    "name": old.get("name"),
+                    "name_seq": int(old.get("name_seq", 0)),
+                    "orders": int(old.get("orders", 0)),
+                    "lifetime_spend": {
+                        c: money(v) for c, v in (spend.items() if isinstance(spend, dict) else ())
+                    },
+                    "last_order_at": old.get("last_order_at"),
+                }
+            return touched[cid]
+
+        if after is not None and after_id is not None:
+            row = row_of(after_id)
+            name = r.text(r.customer_name, after)
+            if name is not None and after_id != NO_CUSTOMER:
+                row["name"], row["name_seq"] = name, e.seq
+            if before is None or before_id != after_id:  # a new order for this customer
+                row["orders"] += 1
+                placed = r.created_at(after, e)
+                if row["last_order_at"] is None or placed > as_utc(row["last_order_at"]):
+                    row["last_order_at"] = placed
+            if before_id is not None and before_id != after_id:
+                row_of(before_id)["orders"] -= 1
+        if after is not None:
+            if r.is_paid(before) and before_id is not None:
+                spend = row_of(before_id)["lifetime_spend"]
+                currency = r.text(r.currency, before) or "?"
+                spend[currency] = spend.get(currency, ZERO) - money(r.total(before))
+            if r.is_paid(after) and after_id is not None:
+                spend = row_of(after_id)["lifetime_spend"]
+                currency = r.text(r.currency, after) or "?"
+                value = r.total(after)
+                amount, reason = read_money(value)
+                spend[currency] = spend.get(currency, ZERO) + amount
+                if reason is not None and not (
+                    r.is_paid(before) and before_id == after_id and r.total(before) is value
+                ):
+                    new_problems[after_id] = [problem(e.seq, "total", value, reason)]
+        out = []
+        for cid, row in touched.items():
+            if _fresh(rows, cid, e.seq):
+                problems, dropped = _problem_fields(rows.get(cid), new_problems.get(cid, []))
+                out.append(
+                    Write(
+                        key=cid,
+                        row={
+                            **row,
+                            "lifetime_spend": {
+                                c: dec128(v) for c, v in sorted(row["lifetime_spend"].items())
+                            },
+                            "problems": problems,
+                            "problems_dropped": dropped,
+                            "seq": e.seq,
+                        },
+                    )
+                )
+        return out
+
+    def customer_merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        """Two partial rows of one customer: sums, the newest name, the latest order."""
+        spend: dict[str, Decimal] = {}
+        for part in (a, b):
+            for currency, value in (part.get("lifetime_spend") or {}).items():
+                spend[currency] = spend.get(currency, ZERO) + money(value)
+        named = a if int(a.get("name_seq", 0)) >= int(b.get("name_seq", 0)) else b
+        times = [t for t in (a.get("last_order_at"), b.get("last_order_at")) if t is not None]
+        problems, dropped = with_problems(
+            a.get("problems"),
+            int(a.get("problems_dropped", 0)) + int(b.get("problems_dropped", 0)),
+            list(b.get("problems") or []),
+        )
+        return {
+            **a,
+            "name": named.get("name"),
+            "name_seq": named.get("name_seq", 0),
+            "orders": int(a.get("orders", 0)) + int(b.get("orders", 0)),
+            "lifetime_spend": {c: dec128(v) for c, v in sorted(spend.items())},
+            "last_order_at": max(times, key=as_utc) if times else None,
+            "problems": problems,
+            "problems_dropped": dropped,
+            "seq": max(int(a.get("seq", 0)), int(b.get("seq", 0))),
+        }
+
+    return (
+        Projection(
+            name="order_summary",
+            collection="rm_order_summary",
+            keys=summary_keys,
+            apply=summary_apply,
+            merge=summary_merge,
+            tracks_seq=True,
+            config=config,
+            per_entity=True,
+        ),
+        Projection(
+            name="orders_by_status",
+            collection="rm_orders_by_status",
+            keys=status_keys,
+            apply=status_apply,
+            merge=status_merge,
+            tracks_seq=True,
+            config=config,
+        ),
+        Projection(
+            name="revenue_by_day",
+            collection="rm_revenue_by_day",
+            keys=revenue_keys,
+            apply=revenue_apply,
+            merge=revenue_merge,
+            tracks_seq=True,
+            config=config,
+        ),
+        Projection(
+            name="customer_totals",
+            collection="rm_customer_totals",
+            keys=customer_keys,
+            apply=customer_apply,
+            merge=customer_merge,
+            tracks_seq=True,
+            config=config,
+        ),
+    )
 
 
-ORDER_SUMMARY: Final = Projection(
-    name="order_summary",
-    collection="rm_order_summary",
-    keys=_summary_keys,
-    apply=_summary_apply,
-    per_entity=True,
-)
-ORDERS_BY_STATUS: Final = Projection(
-    name="orders_by_status",
-    collection="rm_orders_by_status",
-    keys=_status_keys,
-    apply=_status_apply,
-)
-REVENUE_BY_DAY: Final = Projection(
-    name="revenue_by_day", collection="rm_revenue_by_day", keys=_revenue_keys, apply=_revenue_apply
-)
-CUSTOMER_TOTALS: Final = Projection(
-    name="customer_totals",
-    collection="rm_customer_totals",
-    keys=_customer_keys,
-    apply=_customer_apply,
-)
-ORDER_PROJECTIONS: Final = (ORDER_SUMMARY, ORDERS_BY_STATUS, REVENUE_BY_DAY, CUSTOMER_TOTALS)
+ORDER_PROJECTIONS: Final = order_projections(DEFAULT_SCHEMA)
+ORDER_SUMMARY, ORDERS_BY_STATUS, REVENUE_BY_DAY, CUSTOMER_TOTALS = ORDER_PROJECTIONS
+_DEFAULT_READER: Final = OrderReader(DEFAULT_SCHEMA)
+
+
+def revenue_deltas(change: Change) -> list[tuple[str, Decimal, int]]:
+    """(currency, amount, orders) the default schema adds on the change's day (see OrderReader)."""
+    return _DEFAULT_READER.deltas(change)[0]

@@ -31,10 +31,12 @@ from eventstore.fold import apply_event
 from eventstore.history import History
 from eventstore.keys import typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
-from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head, Job
+from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head, Job, Partition
 from eventstore.ports import Clock, Store
 from eventstore.worker_state import FAILED, RUNNING, STOPPED
-from projections.orders import Change, Projection
+from projections.api import Change, Projection
+from projections.idempotent import guarded
+from projections.partitioned import NoMerge, merge_partitions, run_partitions, split
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,10 @@ class RunnerStatus(msgspec.Struct, kw_only=True):
     rebuilt_at: datetime | None = None
     failed_seq: int | None = None
     error: str | None = None
+    # The projection's `config` its rows were built with (None: not known).
+    built_with: str | None = None
+    # Problem records written (values the rows counted as 0: projections.money).
+    problems: int = 0
 
 
 class RebuildProgress(msgspec.Struct, kw_only=True):
@@ -187,7 +193,11 @@ class ProjectionRunner:
             store.leases, self.role, owner or default_owner(), ttl=lease_seconds, clock=clock
         )
         self.cache = StateCache(self.history)
+        # What `_apply` calls: the projection's apply, each change applied to a row once.
+        self.apply = guarded(projection)
         self.status = RunnerStatus(name=projection.name)
+        # Partitioned rebuilds fork worker processes (False: the partitions run in-process).
+        self.processes = True
         # Called after each page applied, or found none (the log answered): supervision.
         self.on_step: Callable[[], None] | None = None
 
@@ -241,7 +251,7 @@ class ProjectionRunner:
         failing apply stops the projection (FAILED).
         """
         projection = self.projection
-        keys_of, apply = projection.keys, projection.apply
+        keys_of, apply = projection.keys, self.apply
         fold = self.cache.fold
         pending: dict[str, dict[str, Any] | None] = {}
         get = rows.get
@@ -267,8 +277,13 @@ class ProjectionRunner:
                 self.status.error = f"{type(exc).__name__}: {exc}"
                 await self.publish()
                 raise ProjectionFailed(projection.name, change.event.seq, exc) from exc
+            seq = change.event.seq
             for w in writes:
-                rows[w.key] = pending[w.key] = w.row
+                rows[w.key] = pending[w.key] = row = w.row
+                if row is not None and (found := row.get("problems")):
+                    self.status.problems += sum(
+                        1 for p in found if isinstance(p, dict) and p.get("seq") == seq
+                    )
         return pending
 
     async def catch_up(self) -> int:
@@ -316,8 +331,10 @@ class ProjectionRunner:
                 self.status.state = RUNNING
                 self.status.position = await self.position()
                 self.status.failed_seq = self.status.error = None
+                await self._recall()
                 await self._recover()
                 await self.publish()
+                published_problems = self.status.problems
                 idle = self.poll_seconds
                 try:
                     while not (stop and stop.is_set()):
@@ -342,6 +359,9 @@ class ProjectionRunner:
                             idle = min(idle * 2, self.max_poll_seconds)
                         else:
                             idle = self.poll_seconds
+                            if self.status.problems != published_problems:
+                                published_problems = self.status.problems
+                                await self.publish()
                 except LeaseLost:
                     log.warning("projection %s: lease lost, standing by", self.projection.name)
         finally:
@@ -361,6 +381,22 @@ class ProjectionRunner:
         row = msgspec.to_builtins(self.status, builtin_types=(datetime,))
         await self.store.read_models.write(STATE_COLLECTION, [(self.projection.name, row)])
 
+    async def _recall(self) -> None:
+        """Take over what the last runner recorded: the rows' config, the problems counted.
+
+        An empty model (position 0) is about to be built with this projection's config.
+        """
+        recorded = (
+            await self.store.read_models.get_many(STATE_COLLECTION, [self.projection.name])
+        ).get(self.projection.name, {})
+        built_with = recorded.get("built_with")
+        self.status.built_with = built_with if isinstance(built_with, str) else None
+        problems = recorded.get("problems")
+        self.status.problems = problems if isinstance(problems, int) else 0
+        if self.status.position == 0:
+            self.status.built_with = self.projection.config
+            self.status.problems = 0
+
     async def _recover(self) -> None:
         """On taking the lease: drop a crashed rebuild's leftovers, re-queue its job.
 
@@ -378,7 +414,11 @@ class ProjectionRunner:
 
     # -- rebuilding ----------------------------------------------------------------------------
     async def rebuild(
-        self, on_progress: Callable[[RebuildProgress], object] | None = None
+        self,
+        on_progress: Callable[[RebuildProgress], object] | None = None,
+        *,
+        workers: int = 1,
+        on_partitions: Callable[[list[Partition]], object] | None = None,
     ) -> RebuildProgress:
         """Replay the whole log into a fresh collection, swap it in, move the checkpoint.
 
@@ -389,13 +429,29 @@ class ProjectionRunner:
         the projector does; nobody else writes that collection, so the rows written
         are also kept in memory (up to `rebuild_rows`) and never read back. Past
         the bound they are forgotten and read back as batches need them.
+
+        With `workers` > 1 (and a projection with `merge`), the entities are split
+        into that many partitions folded by as many processes
+        (`projections.partitioned`); `on_partitions` hears their states.
         """
         building = self.projection.collection + BUILDING_SUFFIX
         await self.store.read_models.drop(building)
+        self.status.position = await self.position()
+        await self._recall()  # what the live rows were built with, while they are served
         self.status.state = REBUILDING
         await self.publish()
         self.cache.clear()
+        if workers > 1:
+            return await rebuild_partitioned(
+                self,
+                workers,
+                on_progress=on_progress,
+                on_partitions=on_partitions,
+                processes=self.processes,
+            )
         progress = RebuildProgress(total=(await self.store.events.head()).seq)
+        # The live rows' count stays shown until the swap; the rebuild counts its own.
+        live_problems, self.status.problems = self.status.problems, 0
         started = time.perf_counter()
         keys_of = self.projection.keys
         # The fresh collection's rows as written (None: deleted, or known absent).
@@ -431,6 +487,7 @@ class ProjectionRunner:
                 if inspect.isawaitable(reported):
                     await reported
         rows.clear()
+        problems, self.status.problems = self.status.problems, live_problems
         await self.store.read_models.swap(building, self.projection.collection)
         await self.store.checkpoints.put(
             Checkpoint(
@@ -442,6 +499,41 @@ class ProjectionRunner:
         self.cache.clear()
         self.status.rebuilt_at = self.clock.now()
         self.status.position = position
+        self.status.built_with = self.projection.config
+        self.status.problems = problems
+        self.status.state = RUNNING
+        await self.publish()
+        progress.seconds = time.perf_counter() - started
+        return progress
+
+    async def install(
+        self,
+        rows: dict[str, dict[str, Any]],
+        head: Head,
+        progress: RebuildProgress,
+        started: float,
+    ) -> RebuildProgress:
+        """Write rows computed elsewhere (a partitioned rebuild) as the model at `head`, swap it in."""
+        building = self.projection.collection + BUILDING_SUFFIX
+        items = list(rows.items())
+        problems = 0
+        for _, row in items:
+            found = row.get("problems")
+            if isinstance(found, list):
+                problems += len(found) + int(row.get("problems_dropped", 0) or 0)
+        for start in range(0, len(items), self.batch_size):
+            await self.store.read_models.write(
+                building, list(items[start : start + self.batch_size])
+            )
+            await self.lease.keep()
+        await self.store.read_models.swap(building, self.projection.collection)
+        await self.store.checkpoints.put(
+            Checkpoint(name=self.role, head=head, updated_at=self.clock.now())
+        )
+        self.status.rebuilt_at = self.clock.now()
+        self.status.position = head.seq
+        self.status.built_with = self.projection.config
+        self.status.problems = problems
         self.status.state = RUNNING
         await self.publish()
         progress.seconds = time.perf_counter() - started
@@ -465,8 +557,22 @@ class ProjectionRunner:
                 last_report = time.monotonic()
                 await self.store.jobs.update(job)
 
+        def partitions(states: list[Partition]) -> None:
+            nonlocal job
+            job = msgspec.structs.replace(job, partitions=states)
+
+        workers = job.workers
+        if workers > 1 and self.projection.merge is None:
+            log.warning(
+                "projection %s has no merge: rebuilding it with one worker", self.projection.name
+            )
+            workers = 1
+            job = msgspec.structs.replace(job, workers=1)
         try:
-            progress = await self.rebuild(report)
+            if workers > 1:
+                progress = await self.rebuild(report, workers=workers, on_partitions=partitions)
+            else:
+                progress = await self.rebuild(report)
         except Exception as exc:
             job = msgspec.structs.replace(
                 job,
@@ -487,11 +593,82 @@ class ProjectionRunner:
         return job
 
 
+async def rebuild_partitioned(
+    runner: ProjectionRunner,
+    workers: int,
+    *,
+    on_progress: Callable[[RebuildProgress], object] | None = None,
+    on_partitions: Callable[[list[Partition]], object] | None = None,
+    processes: bool = True,
+) -> RebuildProgress:
+    """The runner's projection rebuilt by `workers` partitions; the same rows as one worker.
+
+    The log is read once, up to the head when it starts; each partition is folded in
+    a worker process (`projections.partitioned`); the merged rows are installed as a
+    one-worker rebuild installs them.
+    """
+    projection = runner.projection
+    if projection.merge is None:
+        raise NoMerge(f"{projection.name} has no merge: rebuild it with one worker")
+    store = runner.store
+    started = time.perf_counter()
+    head = await store.events.head()
+    progress = RebuildProgress(total=head.seq)
+    events: list[Event] = []
+    position = 0
+    while position < head.seq and (
+        batch := await store.events.read(after_seq=position, limit=runner.batch_size)
+    ):
+        batch = [e for e in batch if e.seq <= head.seq]
+        if not batch:
+            break
+        events += batch
+        position = batch[-1].seq
+        await runner.lease.keep()
+    parts = split(events, workers)
+    del events
+    partitions = [
+        Partition(index=i, state="running", processed=0, total=len(p)) for i, p in enumerate(parts)
+    ]
+    if on_partitions is not None:
+        on_partitions(list(partitions))
+
+    def done(index: int) -> None:
+        partitions[index] = Partition(
+            index=index, state="succeeded", processed=len(parts[index]), total=len(parts[index])
+        )
+        if on_partitions is not None:
+            on_partitions(list(partitions))
+
+    try:
+        results = await run_partitions(projection, parts, processes=processes, on_done=done)
+    except BaseException:
+        for i, p in enumerate(partitions):
+            if p.state != "succeeded":
+                partitions[i] = Partition(index=i, state="failed", processed=0, total=p.total)
+        if on_partitions is not None:
+            on_partitions(list(partitions))
+        raise
+    progress.processed = head.seq
+    progress.seconds = time.perf_counter() - started
+    if on_progress is not None:
+        reported = on_progress(progress)
+        if inspect.isawaitable(reported):
+            await reported
+    rows = merge_partitions(projection, results)
+    del results
+    await runner.lease.keep()
+    progress.written = len(rows)
+    progress.processed = head.seq
+    return await runner.install(rows, head, progress, started)
+
+
 async def request_rebuild(
     runner: ProjectionRunner,
     *,
     job_id: str | None = None,
     on_progress: Callable[[RebuildProgress], object] | None = None,
+    workers: int = 1,
 ) -> Job:
     """Record a rebuild request; run it here when no instance holds the projection's lease.
 
@@ -502,6 +679,7 @@ async def request_rebuild(
         job=job_id or uuid.uuid4().hex,
         projection=runner.projection.name,
         requested_at=runner.clock.now(),
+        workers=workers,
     )
     await runner.store.jobs.create(job)
     if not await runner.lease.try_acquire():

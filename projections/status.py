@@ -22,8 +22,11 @@ from eventstore.worker_state import (
     STOPPED,
     WorkerRecord,
 )
-from projections.orders import Projection
+from projections.orders import NO_CUSTOMER, ORDER_PROJECTIONS, Projection
 from projections.runner import STATE_COLLECTION
+
+# The order read models' configs with the default mapping (what older rows were built with).
+DEFAULT_CONFIGS = {p.name: p.config for p in ORDER_PROJECTIONS}
 
 
 class ProjectionStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,6 +40,12 @@ class ProjectionStatus(msgspec.Struct, frozen=True, kw_only=True):
     failed_seq: int | None
     error: str | None
     held_by: str | None = None
+    # Its rows were built with another config (the order field mapping) than it has now.
+    rebuild_needed: bool = False
+    # Values its rows counted as 0 (not money), as recorded in the rows' `problems`.
+    problems: int = 0
+    # customer_totals: orders that have no customer id (counted, never dropped silently).
+    orders_without_customer: int | None = None
 
 
 def _time(value: Any) -> datetime | None:
@@ -90,6 +99,8 @@ async def projection_statuses(
         cp = await store.checkpoints.get(role)
         lease = await store.leases.get(role)
         position = cp.head.seq if cp is not None else 0
+        built_with = row.get("built_with")
+        problems = row.get("problems")
         state, error = supervised_state(
             str(row.get("state") or STOPPED),
             row.get("error"),
@@ -105,6 +116,29 @@ async def projection_statuses(
                 failed_seq=row.get("failed_seq"),
                 error=error,
                 held_by=lease.owner if lease is not None else None,
+                rebuild_needed=_rebuild_needed(projection, built_with, position),
+                problems=problems if isinstance(problems, int) else 0,
+                orders_without_customer=await _without_customer(store, projection),
             )
         )
     return out
+
+
+def _rebuild_needed(projection: Projection, built_with: Any, position: int) -> bool:
+    """True when the rows were built with another config than the projection has now.
+
+    Rows recorded without one (built before configs were kept) were built with the defaults.
+    """
+    if position == 0:
+        return False  # nothing built yet: it builds with the config it has
+    if not isinstance(built_with, str):
+        built_with = DEFAULT_CONFIGS.get(projection.name, "")
+    return bool(built_with != projection.config)
+
+
+async def _without_customer(store: Store, projection: Projection) -> int | None:
+    if projection.name != "customer_totals":
+        return None
+    row = (await store.read_models.get_many(projection.collection, [NO_CUSTOMER])).get(NO_CUSTOMER)
+    orders = row.get("orders") if row else 0
+    return orders if isinstance(orders, int) else 0

@@ -1,8 +1,10 @@
-"""Shared test settings: hypothesis profiles (HYPOTHESIS_PROFILE=ci|dev, default dev)."""
+"""Shared test settings: hypothesis profiles (HYPOTHESIS_PROFILE=ci|dev|mutation, default dev)."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import mongomock.collection
@@ -15,7 +17,42 @@ from tests.helpers import fixed_salt
 # Modest example counts: the mongo adapters run on mongomock, which scans on every write.
 settings.register_profile("ci", max_examples=100, deadline=None, print_blob=True)
 settings.register_profile("dev", max_examples=25, deadline=None)
+# `make mutate` runs the selected tests once per mutant: few, reproducible examples, no
+# example database shared between mutants (a mutant's failures must not replay in the next).
+settings.register_profile(
+    "mutation", max_examples=10, deadline=None, derandomize=True, database=None
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `make mutate` (the mutation profile): the memory adapters only, fastest tests first.
+
+    The mutated modules are the same under both adapters; the mongo runs of a test
+    (mongomock, several times slower) would only double each mutant's time, and a mutant
+    only they could kill is reported as surviving, never hidden. mutmut stops a mutant's
+    run at its first failure, and runs from its copy `mutants/`, where its stats run
+    recorded each test's duration.
+    """
+    if os.environ.get("HYPOTHESIS_PROFILE") != "mutation":
+        return
+    mongo = [item for item in items if _adapter(item) == "mongo"]
+    if mongo:
+        config.hook.pytest_deselected(items=mongo)
+        items[:] = [item for item in items if _adapter(item) != "mongo"]
+    stats = Path(__file__).resolve().parents[1] / "mutmut-stats.json"
+    if not stats.exists():
+        return
+    durations: dict[str, float] = json.loads(stats.read_text("utf-8"))["duration_by_test"]
+    items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+
+
+def _adapter(item: pytest.Item) -> object:
+    """The adapter a test runs on (its `store` fixture's or `kind` parameter), if any."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    return callspec.params.get("store", callspec.params.get("kind"))
 
 
 def _accept_sort(method: Any) -> Any:

@@ -60,7 +60,10 @@ async def log_figures(services: Services) -> LogFigures:
         head_seq=head.seq,
         ingest_lag_seconds=lag,
         last_checkpoint=updated,
-        projections=[ProjectionFigures(s.name, s.position, s.lag, s.state) for s in statuses],
+        projections=[
+            ProjectionFigures(s.name, s.position, s.lag, s.state, s.problems, s.rebuild_needed)
+            for s in statuses
+        ],
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Final
 
+import msgspec
 from litestar import Request, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
@@ -19,11 +20,12 @@ from api.params import (
     path_value,
 )
 from api.problems import ApiError, bad_request, not_found
-from api.schemas import JobCreated, JobOut, ProjectionOut, RowsPage
+from api.schemas import JobCreated, JobOut, PartitionOut, ProjectionOut, RowsPage
 from api.services import Services, ServicesDep
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.history import AmbiguousKey
 from eventstore.keys import InvalidKey, candidates, typed_key
+from projections.orders import NO_CUSTOMER
 from projections.status import projection_statuses
 
 
@@ -59,15 +61,26 @@ ROW_FIELDS: Final[dict[str, dict[str, Callable[[str, str], Any] | None]]] = {
         "updated_at": _time,
         "version": NUMERIC,
         "deleted": _flag,
+        "problems": NUMERIC,
+        "problems_dropped": NUMERIC,
     },
     "orders_by_status": {"status": _text, "count": NUMERIC},
-    "revenue_by_day": {"day": _text, "currency": _text, "revenue": NUMERIC, "orders": NUMERIC},
+    "revenue_by_day": {
+        "day": _text,
+        "currency": _text,
+        "revenue": NUMERIC,
+        "orders": NUMERIC,
+        "problems": NUMERIC,
+        "problems_dropped": NUMERIC,
+    },
     "customer_totals": {
         "customer": _text,
         "name": _text,
         "orders": NUMERIC,
         "lifetime_spend": NUMERIC,
         "last_order_at": _time,
+        "problems": NUMERIC,
+        "problems_dropped": NUMERIC,
     },
 }
 # Each row's key, from its fields (the cursor of a page is its last row's key).
@@ -90,7 +103,7 @@ def _fields(name: str) -> dict[str, Callable[[str, str], Any] | None]:
 
 
 def _row(name: str, row: dict[str, Any]) -> dict[str, Any]:
-    fields = _fields(name) or {k: None for k in row if k not in ("seq", "_id")}
+    fields = _fields(name) or {k: None for k in row if k not in ("seq", "_seq", "_id")}
     return {f: to_jsonable(row.get(f)) for f in fields}
 
 
@@ -108,6 +121,9 @@ async def list_projections(services: ServicesDep) -> list[ProjectionOut]:
             rebuilt_at=rfc3339(s.rebuilt_at) if s.rebuilt_at else None,
             failed_seq=s.failed_seq,
             error=s.error,
+            rebuild_needed=s.rebuild_needed,
+            problems=s.problems,
+            orders_without_customer=s.orders_without_customer,
         )
         for s in statuses
     ]
@@ -145,6 +161,8 @@ async def projection_rows(
             raise bad_request(f"{field} is given {len(values)} times; give it once")
         filters[field] = parse(field, values[0])
     start = decode_cursor(f"rows-{name}", after)
+    if name == "customer_totals" and start is None:
+        start = NO_CUSTOMER  # the orders without a customer id: counted in the status instead
     rows = await services.store.read_models.query(
         projection.collection, filters=filters, limit=limit + 1, after=start
     )
@@ -198,9 +216,33 @@ async def _order_row_key(services: Services, collection: str, key: str) -> str:
     status_code=HTTP_202_ACCEPTED,
     summary="Request a rebuild (run by the lease holder, or here when nobody holds the lease)",
 )
-async def rebuild(services: ServicesDep, name: FromPath[str]) -> JobCreated:
-    job = await services.request_rebuild(path_value(name))
+async def rebuild(
+    request: Request[Any, Any, Any], services: ServicesDep, name: FromPath[str]
+) -> JobCreated:
+    workers = _workers(await request.body())
+    job = await services.request_rebuild(path_value(name), workers=workers)
     return JobCreated(job=job.job)
+
+
+MAX_WORKERS: Final = 16
+
+
+def _workers(body: bytes) -> int:
+    """The optional body `{"workers": N}` (1-16, default 1): the partitions of the rebuild."""
+    if not body.strip():
+        return 1
+    try:
+        parsed = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise bad_request('the body must be JSON: {"workers": N}') from None
+    if not isinstance(parsed, dict) or set(parsed) - {"workers"}:
+        raise bad_request('the body takes only {"workers": N}')
+    workers = parsed.get("workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool):
+        raise bad_request(f"workers must be a whole number from 1 to {MAX_WORKERS}")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise bad_request(f"workers must be from 1 to {MAX_WORKERS}, got {workers}")
+    return workers
 
 
 def _when(value: datetime | None) -> str | None:
@@ -222,6 +264,11 @@ async def get_job(services: ServicesDep, job: FromPath[str]) -> JobOut:
         started_at=_when(found.started_at),
         finished_at=_when(found.finished_at),
         error=found.error,
+        workers=found.workers,
+        partitions=[
+            PartitionOut(index=p.index, state=p.state, processed=p.processed, total=p.total)
+            for p in found.partitions
+        ],
     )
 
 

@@ -59,11 +59,23 @@ class Wiring(msgspec.Struct, kw_only=True):
     workload: Workload | None = None
 
 
-def projections() -> list[Projection]:
-    """The projections this service runs (the order read models)."""
-    from projections.orders import ORDER_PROJECTIONS
+def projections(settings: Settings | None = None) -> list[Projection]:
+    """The projections this service runs: the order read models, then your own.
 
-    return list(ORDER_PROJECTIONS)
+    Yours come from `PROJECTIONS` and the entry-point group `eventstore.projections`;
+    one that cannot be used is a CliError naming it (nothing runs).
+    """
+    from projections.orders import ORDER_PROJECTIONS, OrderSchema, order_projections
+    from projections.plugins import PluginError, load_plugins
+
+    builtin = list(
+        order_projections(OrderSchema.from_settings(settings)) if settings else ORDER_PROJECTIONS
+    )
+    try:
+        plugins = load_plugins(settings.projections if settings else (), builtin=builtin)
+    except PluginError as exc:
+        raise CliError(str(exc)) from None
+    return builtin + plugins
 
 
 def build_source(
@@ -169,7 +181,7 @@ class Service:
         self.store = store
         self.clock = clock
         self.wiring = wiring
-        self.projections = list(projections_) if projections_ is not None else projections()
+        self.projections = list(projections_) if projections_ is not None else projections(settings)
         self.running: Workers | None = None
         self._metrics: Metrics | None = None
 
@@ -374,7 +386,7 @@ def build_app(
         settings,
         store=store,
         clock=clock,
-        projections_=projections_ if projections_ is not None else projections(),
+        projections_=projections_ if projections_ is not None else projections(settings),
         caught_up=workers.caught_up if workers is not None else None,
         supervisor=workers.supervisor if workers is not None else None,
         capture=workers.capture.name if workers is not None else None,

@@ -21,6 +21,10 @@ _SETTING_HELP = {
     "actor_field": "document field naming who made the change (default updatedBy)",
     "pre_images": "off, when-available or required (default off)",
     "bad_input": "a change that cannot be interpreted: stop capture, or record it as rejected (default stop)",
+    "projections": "your own projections, module:attribute,... (see the README)",
+    "order_stream": "the stream the order read models read (default orders)",
+    "order_fields": "order inputs to document paths: a JSON object or @FILE (see the README)",
+    "paid_statuses": "statuses whose totals count as revenue (default paid,shipped,delivered)",
     "snapshot_every": "entity snapshot interval in versions (default 100)",
     "batch_size": "most changes per ingest batch (default 1000)",
     "lease_seconds": "lease time for the ingester and each projection (default 10)",
@@ -161,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["status", "rebuild"])
     p.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild")
     p.add_argument("--all", action="store_true", help="rebuild every projection")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="rebuild with N processes, each folding a share of the entities (1-16, default 1)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
 
     from eventstore.cli.subscriptions import add_parser as add_subscriptions

@@ -20,6 +20,9 @@ from eventstore.cli.common import (
 )
 from eventstore.ports import JobConflict, Store
 
+# The most partitions (processes) of a rebuild (projections.partitioned.MAX_WORKERS).
+MAX_WORKERS = 16
+
 
 def _projections(service: Service, names: list[str] | None) -> list[Any]:
     if not names:
@@ -78,19 +81,25 @@ async def cmd_projections(args: argparse.Namespace, out: TextIO) -> int:
         names = None if args.all else args.names
         if not names and not args.all:
             raise CliError("name a projection to rebuild, or --all")
+        workers = args.workers
+        if not 1 <= workers <= MAX_WORKERS:
+            raise CliError(f"--workers takes 1 to {MAX_WORKERS}, got {workers}")
         for projection in _projections(service, names):
-            await _rebuild(service.store, service.runner(projection), out)
+            await _rebuild(service.store, service.runner(projection), out, workers)
     return EXIT_OK
 
 
-async def _rebuild(store: Store, runner: Any, out: TextIO) -> None:
+async def _rebuild(store: Store, runner: Any, out: TextIO, workers: int = 1) -> None:
     """Request a rebuild: run it here if nobody runs the projection, else follow the holder's job."""
     from projections.runner import RebuildProgress, request_rebuild
 
+    if workers > 1 and runner.projection.merge is None:
+        print(f"{runner.projection.name} has no merge: it rebuilds with one worker", file=out)
+        workers = 1
     bar = ProgressBar(runner.projection.name)
     try:
         with frozen_gc():  # this process does nothing else meanwhile
-            job = await request_rebuild(runner, on_progress=bar)
+            job = await request_rebuild(runner, on_progress=bar, workers=workers)
     except JobConflict as exc:
         raise CliError(str(exc)) from None
     while job.active:  # another instance holds the lease and runs the job between batches
@@ -100,8 +109,10 @@ async def _rebuild(store: Store, runner: Any, out: TextIO) -> None:
     bar.done(RebuildProgress(processed=job.processed, total=job.total))
     if job.state == "failed":
         raise CliError(f"rebuild of {runner.projection.name} failed: {job.error}")
+    by = f", {job.workers} workers" if job.workers > 1 else ""
     print(
-        f"{runner.projection.name}: rebuilt from {job.processed} events (job {job.job})", file=out
+        f"{runner.projection.name}: rebuilt from {job.processed} events (job {job.job}{by})",
+        file=out,
     )
 
 
@@ -129,6 +140,12 @@ async def _status(service: Service, args: argparse.Namespace, out: TextIO) -> in
             )
             if r["error"]:
                 line += f"  failed at seq {r['failed_seq']}: {r['error']}"
+            if r["rebuild_needed"]:
+                line += "  rebuild needed (built with another ORDER_* mapping)"
+            if r["problems"]:
+                line += f"  {r['problems']} values not money (counted as 0; see the rows' problems)"
+            if r["orders_without_customer"]:
+                line += f"  {r['orders_without_customer']} orders without a customer id"
             print(line, file=out)
     return EXIT_OK
 

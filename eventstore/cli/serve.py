@@ -19,7 +19,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any, Final, TextIO
 
-from eventstore.cli.bootstrap import build_app
+from eventstore.cli.bootstrap import build_app, projections
 from eventstore.cli.common import EXIT_OK, CliError, settings_from
 from eventstore.cli.logs import logging_config
 from eventstore.settings import PREFIX, SETTING_NAMES, Settings
@@ -76,6 +76,7 @@ def _check(settings: Settings, args: argparse.Namespace) -> None:
             "memory:// lives inside one process: serve it with --workers 1 "
             "(several workers need a mongodb:// URI)"
         )
+    projections(settings)  # a plugin that cannot be used is refused here, before any worker
 
 
 async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:

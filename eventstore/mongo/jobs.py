@@ -9,7 +9,7 @@ import msgspec
 from pymongo.errors import DuplicateKeyError
 
 from eventstore.codec import as_utc
-from eventstore.model import Job
+from eventstore.model import Job, Partition
 from eventstore.mongo.collections import JOBS
 from eventstore.ports import JobConflict
 
@@ -26,6 +26,7 @@ def _job(doc: dict[str, Any]) -> Job:
     fields = {k: v for k, v in doc.items() if k in Job.__struct_fields__}
     for name in ("requested_at", "started_at", "finished_at"):
         fields[name] = as_utc(fields.get(name))
+    fields["partitions"] = [msgspec.convert(p, Partition) for p in fields.get("partitions") or []]
     return Job(job=doc["_id"], **fields)
 
 

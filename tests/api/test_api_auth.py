@@ -15,6 +15,7 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
+from api.problems import TYPE_BASE
 from tests.api.conftest import ADMIN_KEY, READ_KEY, AppFactory, AuditLog, build_log
 
 Client = AsyncTestClient[Any]
@@ -63,9 +64,17 @@ def problem(r: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
-def unauthorized(r: httpx.Response) -> None:
-    problem(r, 401)
-    assert r.headers["www-authenticate"].startswith("Bearer")
+def unauthorized(r: httpx.Response) -> dict[str, Any]:
+    body = problem(r, 401)
+    assert body["type"] == f"{TYPE_BASE}unauthorized"
+    assert r.headers["www-authenticate"] == 'Bearer realm="eventstore"'
+    return body
+
+
+def forbidden(r: httpx.Response) -> dict[str, Any]:
+    body = problem(r, 403)
+    assert body["type"] == f"{TYPE_BASE}forbidden"
+    return body
 
 
 @pytest.fixture
@@ -158,9 +167,9 @@ async def test_admin_is_disabled_without_admin_key(
     ):
         async with AsyncTestClient(app) as c:
             for headers in ({}, bearer(ADMIN_KEY), bearer(READ_KEY), bearer(WRONG_KEY)):
-                body = problem(await c.post(REBUILD, headers=headers), 403)
+                body = forbidden(await c.post(REBUILD, headers=headers))
                 assert "ADMIN_KEY" in body["detail"]
-                problem(await c.get("/v1/admin/jobs/x", headers=headers), 403)
+                forbidden(await c.get("/v1/admin/jobs/x", headers=headers))
 
 
 async def test_admin_needs_the_admin_key(secured: Client) -> None:
@@ -170,7 +179,7 @@ async def test_admin_needs_the_admin_key(secured: Client) -> None:
         unauthorized(
             await secured.request(method, url, headers={"Authorization": f"Basic {ADMIN_KEY}"})
         )
-        body = problem(await secured.request(method, url, headers=bearer(READ_KEY)), 403)
+        body = forbidden(await secured.request(method, url, headers=bearer(READ_KEY)))
         assert "read key" in body["detail"]
     # the admin key: an unknown job, an unknown projection (nothing is written)
     body = problem(await secured.get("/v1/admin/jobs/x", headers=bearer(ADMIN_KEY)), 404)
@@ -211,6 +220,37 @@ async def test_admin_key_requests_a_rebuild(make_app: AppFactory) -> None:
         }
         problem(await c.get(f"/v1/admin/jobs/{job}", headers=bearer(READ_KEY)), 403)
     await log.store.close()
+
+
+async def test_each_refusal_says_why(audit_log: AuditLog, make_app: AppFactory) -> None:
+    """The detail and type of every refusal, exactly: what is missing or wrong, never which key."""
+    async with AsyncTestClient(make_app(audit_log.store, read_keys=(READ_KEY,))) as c:
+        body = forbidden(await c.post(REBUILD, headers=bearer(READ_KEY)))
+        assert body["detail"] == "admin is disabled: set EVENTSTORE_ADMIN_KEY to enable it"
+    app = make_app(audit_log.store, read_keys=(READ_KEY,), admin_key=ADMIN_KEY)
+    async with AsyncTestClient(app) as c:
+        body = unauthorized(await c.get("/v1/streams"))
+        assert body["detail"] == "this API needs a read key: send `Authorization: Bearer <key>`"
+        body = unauthorized(await c.get("/v1/streams", headers=bearer(WRONG_KEY)))
+        assert body["detail"] == "the key is not valid"
+        body = unauthorized(await c.post(REBUILD))
+        assert body["detail"] == "admin needs the admin key: send `Authorization: Bearer <key>`"
+        body = unauthorized(await c.post(REBUILD, headers=bearer(WRONG_KEY)))
+        assert body["detail"] == "the key is not valid"
+        body = forbidden(await c.post(REBUILD, headers=bearer(READ_KEY)))
+        assert body["detail"] == "a read key cannot use admin endpoints"
+
+
+async def test_spaces_around_the_key_are_ignored(secured: Client) -> None:
+    """`Bearer  <key> ` (extra spaces) is the key; the scheme is the first word."""
+    for header in (f"Bearer  {READ_KEY}", f"  Bearer {READ_KEY}  ", f"Bearer   {READ_KEY} "):
+        r = await secured.get("/v1/streams", headers={"Authorization": header})
+        assert r.status_code == 200, (header, r.text)
+    unauthorized(await secured.get("/v1/streams", headers={"Authorization": f"Bearer{READ_KEY}"}))
+    problem(
+        await secured.get("/v1/admin/jobs/x", headers={"Authorization": f"Bearer  {ADMIN_KEY}"}),
+        404,
+    )
 
 
 # -- open endpoints --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ events, times and BSON values rendered by the small independent helpers below.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -23,11 +24,16 @@ from bson import Decimal128, ObjectId
 from litestar.testing import AsyncTestClient
 
 from api.app import EventStoreApp
+from eventstore.clock import FakeClock
 from eventstore.diff import diff
 from eventstore.fold import fold
 from eventstore.model import DELETED, Event
+from eventstore.sources.memory import MemoryChangeFeed
 from tests.api.conftest import AppFactory, AuditLog
 from tests.helpers import EVENT_KEYS
+from tests.integration.conftest import open_test_store
+from tests.integration.ingest_helpers import all_events, ingester, start_from_the_beginning
+from tests.integration.test_cli_history import TAMPERING, memory_tamper, populated
 
 Client = AsyncTestClient[Any]
 
@@ -512,6 +518,40 @@ async def test_state_at_a_time(client: Client, audit_log: AuditLog, version: int
         check_state(body, events, version)
 
 
+async def test_state_at_exactly_a_gaps_bounds_is_uncertain(make_app: AppFactory) -> None:
+    # A log with a gap in its record (the change stream's history lost twice).
+    clock = FakeClock()
+    store = await open_test_store("memory")
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": "G", "s": "a"})
+    clock.advance(1)
+    await orders.update_one({"_id": "G"}, {"$set": {"s": "b"}})
+    await ingester(store, feed, clock).run(until_idle=True)
+    clock.advance(5)
+    await orders.update_one({"_id": "G"}, {"$set": {"s": "lost"}})
+    feed.forget_before(None)
+    clock.advance(5)
+    await orders.update_one({"_id": "G"}, {"$set": {"s": "c"}})
+    feed.forget_before(None)
+    await ingester(store, feed, clock).run(until_idle=True)
+    gap = next(e for e in await all_events(store) if e.type == "gap")
+    assert gap.document is not None
+    start, end = gap.document["from_time"], gap.document["to_time"]
+    url = f"{ENTITIES}/G/state"
+    async with AsyncTestClient(make_app(store)) as c:
+        for at, seen in ((start, "b"), (end, "c")):
+            body = ok(await c.get(url, params={"at": ms(at)}))
+            assert body["uncertain"] is True, at
+            assert body["gap"] == {"from": ms(start), "to": ms(end)}
+            assert body["document"] == {"_id": "G", "s": seen}
+        for at in (start - timedelta(milliseconds=1), end + timedelta(milliseconds=1)):
+            body = ok(await c.get(url, params={"at": ms(at)}))
+            assert (body["uncertain"], body["gap"]) == (False, None), at
+    await store.close()
+
+
 async def test_state_at_a_time_far_ahead_is_the_latest(client: Client, audit_log: AuditLog) -> None:
     events = audit_log.of("ORD-X")
     body = ok(await client.get(f"{X}/state", params={"at": "9999-12-31T23:59:59.999Z"}))
@@ -685,6 +725,31 @@ async def test_verify_log_against_a_given_head(client: Client, audit_log: AuditL
     )
     assert ahead["head_matches"] is False
     assert ahead["head"] == {"seq": last.seq, "log_hash": last.log_hash}
+
+
+@pytest.mark.parametrize("change", ["relink", "log-hash", "reseal-first"])
+def test_verify_names_a_tampering_only_one_check_can_see(make_app: AppFactory, change: str) -> None:
+    # The three cases of tests/unit/test_chain_checks.py, on a store behind the API.
+    store = populated("memory")  # built and tampered with on their own event loops
+    memory_tamper(store, change)
+    asyncio.run(_verify_tampered(make_app(store), change))
+
+
+async def _verify_tampered(app: EventStoreApp, change: str) -> None:
+    first_seq, reason, entity, invalid = TAMPERING[change]
+    async with AsyncTestClient(app) as c:
+        log = ok(await c.get("/v1/verify"))
+        assert (log["valid"], log["first_invalid_seq"]) == (False, first_seq)
+        assert reason in log["reason"]
+        one = ok(await c.get(f"{ENTITIES}/ORD-1/verify"))
+        if entity is None:
+            assert one["valid"] is True
+        else:
+            assert (one["valid"], one["first_invalid_version"]) == (False, entity[0])
+            assert entity[1] in one["reason"]
+        stream = ok(await c.get("/v1/streams/orders/verify"))
+        assert stream["valid"] is not bool(invalid)
+        assert [(i["entity_key"], i["first_invalid_version"]) for i in stream["invalid"]] == invalid
 
 
 @pytest.mark.parametrize(

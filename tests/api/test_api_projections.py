@@ -23,7 +23,15 @@ from api import create_app
 from eventstore.fold import Fold
 from eventstore.keys import typed_key
 from eventstore.model import Event
-from projections.orders import ORDER_PROJECTIONS, ORDER_SUMMARY, Change, Projection, Write
+from projections.orders import (
+    ORDER_PROJECTIONS,
+    ORDER_SUMMARY,
+    Change,
+    OrderSchema,
+    Projection,
+    Write,
+    order_projections,
+)
 from projections.runner import ProjectionRunner
 from tests.api.conftest import ADMIN_KEY, AppFactory, AuditLog, build_log, settings
 
@@ -132,6 +140,11 @@ async def test_status_of_every_projection(
             "rebuilt_at": None,
             "failed_seq": None,
             "error": None,
+            "rebuild_needed": False,
+            # ORD-X is paid without a total: recorded once in each model that counts money
+            "problems": 0 if name == "orders_by_status" else 1,
+            # 42, "42" and "a/b" have no customer id
+            "orders_without_customer": 3 if name == "customer_totals" else None,
         }
         for name in NAMES
     ]
@@ -200,6 +213,8 @@ async def test_order_summary_rows_equal_the_folded_log(
             "updated_at",
             "version",
             "deleted",
+            "problems",
+            "problems_dropped",
         }
         final = finals[key]
         doc = final.document
@@ -245,6 +260,9 @@ async def test_order_summary_of_known_orders(
         "updated_at": stamp(t["x4"]),
         "version": 4,
         "deleted": False,
+        # paid (v2) and shipped without a total: the problem first seen at seq 245 is kept
+        "problems": [{"seq": 245, "field": "total", "value": None, "reason": "missing"}],
+        "problems_dropped": 0,
     }
     r = await pclient.get("/v1/projections/order_summary/a%2Fb")
     assert r.status_code == 200
@@ -295,8 +313,11 @@ async def test_equality_filters(pclient: AsyncTestClient[Any], projected: AuditL
             "customer": "C-X",
             "name": "Xavier",
             "orders": 1,
-            "lifetime_spend": "0",
+            # ORD-X is paid without a total or currency: 0 under "?", and the problem recorded
+            "lifetime_spend": {"?": "0"},
             "last_order_at": stamp(projected.times["x1"]),
+            "problems": [{"seq": 245, "field": "total", "value": None, "reason": "missing"}],
+            "problems_dropped": 0,
         }
     ]
 
@@ -385,7 +406,7 @@ async def test_customer_totals_net_spend(
     pclient: AsyncTestClient[Any], projected: AuditLog
 ) -> None:
     _, lives = fold_log(projected.events)
-    spend: dict[str, Decimal] = defaultdict(Decimal)
+    spend: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     placed: Counter[str] = Counter()
     for doc in lives:
         customer = doc.get("customer")
@@ -394,13 +415,14 @@ async def test_customer_totals_net_spend(
             continue
         placed[cid] += 1
         if doc.get("status") in PAID:
-            spend[cid] += amount(doc.get("total"))
+            spend[cid][doc.get("currency") or "?"] += amount(doc.get("total"))
     got = await rows(pclient, "customer_totals", limit=7)
     assert [r["customer"] for r in got] == sorted(r["customer"] for r in got)
     assert {r["customer"] for r in got if r["orders"]} == set(placed)
     for row in got:
-        assert isinstance(row["lifetime_spend"], str)
-        assert Decimal(row["lifetime_spend"]) == spend.get(row["customer"], Decimal(0)), row
+        assert all(isinstance(v, str) for v in row["lifetime_spend"].values())
+        got_spend = {c: Decimal(v) for c, v in row["lifetime_spend"].items() if Decimal(v)}
+        assert got_spend == {c: v for c, v in spend[row["customer"]].items() if v}, row
         assert row["orders"] == placed.get(row["customer"], 0), row
         assert row["last_order_at"] is None or RFC3339.match(row["last_order_at"])
 
@@ -530,3 +552,23 @@ async def test_order_rows_are_per_entity_and_a_bare_key_naming_two_is_409(
         assert row.status_code == 200 and row.json()["entity_key"] == "42"
     assert (await pclient.get("/v1/projections/order_summary/oid:zz")).status_code == 400
     assert (await pclient.get("/v1/projections/order_summary/int:43")).status_code == 404
+
+
+async def test_problems_and_rebuild_needed_show_in_metrics(
+    projected: AuditLog, make_app: AppFactory
+) -> None:
+    async with AsyncTestClient(make_app(projected.store)) as client:
+        text = (await client.get("/metrics")).text
+    # ORD-X, paid without a total: one problem in each model that counts money
+    assert 'eventstore_projection_problems{projection="order_summary"} 1.0' in text
+    assert 'eventstore_projection_problems{projection="revenue_by_day"} 1.0' in text
+    assert 'eventstore_projection_problems{projection="orders_by_status"} 0.0' in text
+    assert 'eventstore_projection_rebuild_needed{projection="order_summary"} 0.0' in text
+    # the same rows under another mapping must be rebuilt
+    mapped = order_projections(OrderSchema(stream="purchases"))
+    app = create_app(settings(), store=projected.store, projections_=mapped)
+    async with AsyncTestClient(app) as client:
+        text = (await client.get("/metrics")).text
+        status = {s["name"]: s for s in (await client.get("/v1/projections")).json()}
+    assert 'eventstore_projection_rebuild_needed{projection="order_summary"} 1.0' in text
+    assert all(status[n]["rebuild_needed"] for n in NAMES)

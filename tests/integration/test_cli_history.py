@@ -18,7 +18,7 @@ import msgspec
 import pytest
 from bson import Int64, ObjectId
 
-from eventstore.chain import seal
+from eventstore.chain import entity_hash, next_log_hash, payload_commit, seal
 from eventstore.cli import main
 from eventstore.clock import FakeClock
 from eventstore.codec import event_doc
@@ -279,6 +279,7 @@ def memory_tamper(store: MemoryStore, change: str) -> None:
             msgspec.structs.replace(b, seq=a.seq),
             msgspec.structs.replace(a, seq=b.seq),
         )
+    events = rewritten(events, change) or events
     log = MemoryEventLog()
     for e in events:
         tk = typed_key(e.entity_id)
@@ -289,7 +290,7 @@ def memory_tamper(store: MemoryStore, change: str) -> None:
     for entity in log._by_entity.values():
         entity.sort(key=lambda e: e.version)
     store.events = log
-    if change == "truncate-and-rewind":
+    if change in ("truncate-and-rewind", "reseal-first"):
         asyncio.run(_rewind_checkpoint(store, events[-1]))
 
 
@@ -315,18 +316,60 @@ def mongo_tamper(store: MongoStore, change: str) -> None:
                 await events.update_one({"seq": seq}, {"$set": {"seq": seq + 1}})
             await events.insert_one(event_doc(forged(before[0])))
         elif change == "forge-and-rewrite":
-            rewritten = resealed([*old[:2], forged(old[1]), *old[2:]])
+            whole = resealed([*old[:2], forged(old[1]), *old[2:]])
             await events.delete_many({})
-            await events.insert_many([event_doc(e) for e in rewritten])
+            await events.insert_many([event_doc(e) for e in whole])
         elif change == "swap":
             await events.update_one({"seq": 2}, {"$set": {"seq": -2}})
             await events.update_one({"seq": 3}, {"$set": {"seq": 2}})
             await events.update_one({"seq": -2}, {"$set": {"seq": 3}})
+        elif new := rewritten(old, change):
+            await events.delete_many({})
+            await events.insert_many([event_doc(e) for e in new])
+            if change == "reseal-first":
+                await _rewind_checkpoint(store, new[-1])
         if change == "truncate-and-rewind":
             newest = await store.events.read(after_seq=2, limit=1)
             await _rewind_checkpoint(store, newest[0])
 
     asyncio.run(edit())
+
+
+def rewritten(events: list[Event], change: str) -> list[Event] | None:
+    """The log after a tampering that only one check of the verifiers can see (else None).
+
+    - relink: ORD-1's version 2 (seq 3) edited and its hash recomputed; version 3 still
+      links to the old hash (the entity chain's prev_hash check).
+    - log-hash: only seq 2's log_hash changed (not covered by `hash`: the log_hash check).
+    - reseal-first: ORD-1's version 1 resealed, every later log_hash and the checkpoint's
+      head recomputed, version 2's prev_hash left (the whole log's prev_hash check along seq).
+    """
+    if change == "relink":
+        e = events[2]
+        assert e.changes is not None
+        fields = {**e.changes["updatedFields"], "status": "pair"}
+        edited = msgspec.structs.replace(e, changes={**e.changes, "updatedFields": fields})
+        if edited.salt:  # the payload's commitment recomputed too, as a tamperer would
+            edited = msgspec.structs.replace(edited, commit=payload_commit(edited, edited.salt))
+        return [*events[:2], msgspec.structs.replace(edited, hash=entity_hash(edited)), *events[3:]]
+    if change == "log-hash":
+        other = next_log_hash(GENESIS_HASH, "not the hash of seq 1")
+        return [events[0], msgspec.structs.replace(events[1], log_hash=other), *events[2:]]
+    if change == "reseal-first":
+        first = events[0]
+        assert first.document is not None
+        document = {**first.document, "status": "void"}
+        resealed_first = seal(
+            msgspec.structs.replace(first, document=document),
+            prev_hash=GENESIS_HASH,
+            prev_log_hash=GENESIS_HASH,
+            salt=bytes.fromhex(first.salt) if first.salt else None,
+        )
+        out = [resealed_first]
+        for e in events[1:]:
+            out.append(msgspec.structs.replace(e, log_hash=next_log_hash(out[-1].log_hash, e.hash)))
+        return out
+    return None
 
 
 def forged(previous: Event) -> Event:
@@ -413,6 +456,20 @@ TAMPERING = {
         "hash of seq 2 does not match its content",
         (2, "hash of version 2"),
         [("ORD-1", 2), ("ORD-2", 1)],
+    ),
+    # each of these is seen by one check only (tests/unit/test_chain_checks.py)
+    "relink": (
+        3,
+        "log_hash of seq 3 does not chain from seq 2",
+        (3, "prev_hash of version 3 does not link to version 2"),
+        [("ORD-1", 3)],
+    ),
+    "log-hash": (2, "log_hash of seq 2 does not chain from seq 1", None, []),
+    "reseal-first": (
+        3,
+        "seq 3: prev_hash of orders/ORD-1 version 2 does not link to version 1",
+        (2, "prev_hash of version 2 does not link to version 1"),
+        [("ORD-1", 2)],
     ),
 }
 

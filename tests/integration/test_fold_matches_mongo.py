@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
+import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -58,9 +59,11 @@ Draw = Callable[[st.SearchStrategy[T]], T]
 Path = tuple[str | int, ...]
 Nodes = list[tuple[Path, Any]]
 
-# At least 500 sequences in every run; a profile asking for more gets more.
+# At least 500 sequences in every run; a profile asking for more gets more. Mutation
+# testing (HYPOTHESIS_PROFILE=mutation) runs this once per mutant of the fold: 50 there.
 _PROFILE = settings.default
-EXAMPLES: Final = max(500, _PROFILE.max_examples if _PROFILE is not None else 0)
+_FLOOR: Final = 50 if os.environ.get("HYPOTHESIS_PROFILE") == "mutation" else 500
+EXAMPLES: Final = max(_FLOOR, _PROFILE.max_examples if _PROFILE is not None else 0)
 DB: Final = "fold_matches_mongo"
 COLL: Final = "orders"
 STORED: Final[CodecOptions[dict[str, Any]]] = CodecOptions(document_class=dict, tz_aware=True)

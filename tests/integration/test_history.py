@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from bson import ObjectId
+from bson import ObjectId, Timestamp
 
 import eventstore.history as history_module
 from eventstore.clock import FakeClock
@@ -230,6 +230,123 @@ async def test_a_time_inside_a_gap_is_uncertain_and_says_where_the_gap_is(
     assert [e.event.type for e in stream_page.events] == [GAP]
     with pytest.raises(HistoryError, match="has a history, not a state"):
         await h.state("orders", STREAM_KEY)
+
+
+async def test_a_gap_holds_its_bounds_exactly(store: Store, clock: FakeClock) -> None:
+    # Both bounds are inside the gap (inclusive); one millisecond outside either is not.
+    feed = await write(
+        store,
+        clock,
+        [o("insert_one", {"_id": 1, "s": "a"}), o("update_one", {"_id": 1}, {"$set": {"s": "b"}})],
+    )
+    clock.advance(5)
+    await feed.collection("orders").update_one({"_id": 1}, {"$set": {"s": "lost"}})
+    feed.forget_before(None)
+    clock.advance(5)
+    await feed.collection("orders").update_one({"_id": 1}, {"$set": {"s": "c"}})
+    feed.forget_before(None)
+    await ingester(store, feed, clock).run(until_idle=True)
+    gap = next(e for e in await all_events(store) if e.type == GAP)
+    assert gap.document is not None
+    start = gap.document["from_time"].replace(tzinfo=UTC)
+    end = gap.document["to_time"].replace(tzinfo=UTC)
+    assert start < end
+    h = History(store)
+    # at `from`: the last state observed before the gap; at `to`: the re-snapshot's
+    for at, seen in ((start, "b"), (end, "c")):
+        state = await h.state("orders", "int:1", at=at)
+        assert state.uncertain is True, at
+        assert state.gap is not None and (state.gap.from_, state.gap.to) == (start, end)
+        assert state.document == {"_id": 1, "s": seen}
+    before = await h.state("orders", "int:1", at=start - MS)
+    assert (before.uncertain, before.gap, before.document) == (False, None, {"_id": 1, "s": "a"})
+    after = await h.state("orders", "int:1", at=end + MS)
+    assert (after.uncertain, after.gap) == (False, None)
+    assert after.document == {"_id": 1, "s": "c"}
+
+
+async def test_errors_name_the_key_the_stream_and_the_version(
+    store: Store, clock: FakeClock
+) -> None:
+    await write(store, clock, LIFE[:2])
+    h = History(store, streams=["orders"])
+    with pytest.raises(UnknownEntity) as unknown:
+        await h.resolve("orders", "7")
+    assert str(unknown.value) == "no entity '7' in stream 'orders'"
+    with pytest.raises(UnknownStream) as stream:
+        await h.resolve("refunds", "A")
+    assert str(stream.value) == (
+        "unknown stream 'refunds' (captured: orders), and no entity 'A' in it"
+    )
+    for a, b, low in ((0, 2, 0), (2, 0, 0), (0, -3, -3)):
+        with pytest.raises(UnknownVersion) as version:
+            await h.diff("orders", "A", a, b)
+        assert str(version.value) == f"versions start at 1, got {low}"
+    for a, b in ((1, 9), (9, 9)):
+        with pytest.raises(UnknownVersion) as missing:
+            await h.diff("orders", "A", a, b)
+        assert str(missing.value) == "'A' has no version 9: its latest is 2"
+    same = await h.diff("orders", "A", 2, 2)
+    assert (same.from_version, same.to_version, same.changes) == (2, 2, [])
+    both = await h.diff("orders", "A", 1, 2)
+    assert [c.path for c in both.changes] == ["status", "items.0.qty"]
+
+
+async def test_gaps_are_read_from_their_times_or_their_cluster_times(store: Store) -> None:
+    # Gaps recorded with times (`from_time`, `to_time`, what the ingester writes) and older ones
+    # with only cluster times; other stream events and a gap without a document are no gap.
+    log = LogBuilder()
+    t = T0 + timedelta(seconds=100)
+    events = [
+        log.next(1, occurred_at=T0, document={"_id": 1, "n": 1}),
+        log.next(None, type="dropped", occurred_at=T0 + timedelta(seconds=1), document={}),
+        log.next(None, type=GAP, occurred_at=t, document={}),
+        log.next(
+            None,
+            type=GAP,
+            occurred_at=t,
+            document={
+                "from": Timestamp(int((t + timedelta(seconds=10)).timestamp()), 1),
+                "to": Timestamp(int((t + timedelta(seconds=20)).timestamp()), 1),
+                # the times win over the cluster times (which are whole seconds)
+                "from_time": t + timedelta(seconds=10, milliseconds=500),
+                "to_time": t + timedelta(seconds=20, milliseconds=500),
+            },
+        ),
+        log.next(
+            None,
+            type=GAP,
+            occurred_at=t,
+            document={
+                "from": Timestamp(int((t + timedelta(seconds=30)).timestamp()), 1),
+                "to": Timestamp(int((t + timedelta(seconds=40)).timestamp()), 1),
+            },
+        ),
+    ]
+    # a gap with one bound only is no gap either
+    events.append(
+        log.next(None, type=GAP, occurred_at=t, document={"from_time": t + timedelta(seconds=50)})
+    )
+    await store.events.append(events)
+    h = History(store)
+
+    async def gap_at(seconds: float) -> tuple[float, float] | None:
+        state = await h.state("orders", "int:1", at=t + timedelta(seconds=seconds))
+        assert state.uncertain is (state.gap is not None)
+        if state.gap is None:
+            return None
+        return ((state.gap.from_ - t).total_seconds(), (state.gap.to - t).total_seconds())
+
+    assert await gap_at(10.499) is None
+    assert await gap_at(10.5) == (10.5, 20.5)
+    assert await gap_at(20.5) == (10.5, 20.5)
+    assert await gap_at(20.501) is None
+    assert await gap_at(29.999) is None
+    assert await gap_at(30) == (30.0, 40.0)
+    assert await gap_at(40) == (30.0, 40.0)
+    assert await gap_at(40.001) is None
+    assert await gap_at(50) is None
+    assert await gap_at(-99) is None  # the dropped event and the empty gap hold no time
 
 
 async def test_history_pages_carry_field_diffs(store: Store, clock: FakeClock) -> None:

@@ -7,10 +7,14 @@ from typing import Any
 
 import pytest
 
+import eventstore.history as history_module
+from eventstore.diff import FieldChange
 from eventstore.fold import fold
-from eventstore.history import History
+from eventstore.history import History, HistoryError, UnknownStream, UnknownVersion
+from eventstore.memory.store import MemoryStore
 from eventstore.model import GENESIS_HASH, EntitySnapshot, Event
 from eventstore.ports import Store
+from eventstore.settings import Settings
 from tests.helpers import READS, LogBuilder
 
 T0 = datetime(2026, 5, 1, 12, tzinfo=UTC)
@@ -164,6 +168,90 @@ async def test_new_events_extend_the_snapshot_chain(store: Store) -> None:
     assert counter.queries == 2 and counter.events_read <= 11
 
 
+async def test_ensure_snapshots_reads_only_what_follows_the_newest_snapshot(store: Store) -> None:
+    events = build(41)
+    await store.events.append(events[:25])
+    h = History(store, snapshot_every=10)
+    counter = CountingReads(store)
+    assert await h.ensure_snapshots("orders", 1) == 25
+    assert counter.names == ["latest", "read_entity"] and counter.events_read == 25
+    await store.events.append(events[25:])
+    counter.reset()
+    assert await h.ensure_snapshots("orders", 1) == 41
+    # from the newest snapshot's own event (20) on: 22 events, not 41
+    assert counter.names == ["latest", "read_entity"] and counter.events_read == 22
+    assert await chain(store) == [(40, None), (30, 40), (20, 30), (10, 20), (0, 10)]
+    for v in (20, 30, 40):
+        laid = await store.snapshots.latest("orders", 1, max_version=v)
+        assert laid is not None and laid.document == fold(events[:v]).state
+        assert laid.event_hash == events[v - 1].hash
+    counter.reset()
+    assert await h.ensure_snapshots("orders", 1) == 41  # nothing new: nothing laid
+    assert counter.events_read == 2
+
+
+async def test_ensure_snapshots_reads_in_pages(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_module, "_PAGE", 7)
+    events = await entity(store, 21)  # three full pages: the fourth read finds nothing
+    h = History(store, snapshot_every=5)
+    counter = CountingReads(store)
+    assert await h.ensure_snapshots("orders", 1) == 21
+    assert counter.names == ["latest"] + ["read_entity"] * 4 and counter.events_read == 21
+    assert await chain(store) == [(20, None), (15, 20), (10, 15), (5, 10), (0, 5)]
+    for v in (5, 10, 15, 20):
+        laid = await store.snapshots.latest("orders", 1, max_version=v)
+        assert laid is not None and laid.document == fold(events[:v]).state
+
+
+async def test_ensure_snapshots_continues_from_a_deleted_state_without_refolding_it(
+    store: Store,
+) -> None:
+    log = LogBuilder()
+    events = [log.next("D"), log.next("D", type="deleted"), log.next("D", **_doc("again"))]
+    events.append(log.next("D"))
+    await store.events.append(events[:2])
+    h = History(store, snapshot_every=2)
+    assert await h.ensure_snapshots("orders", "D") == 2
+    await store.events.append(events[2:])
+    assert await h.ensure_snapshots("orders", "D") == 4
+    laid = await store.snapshots.latest("orders", "D", max_version=4)
+    assert laid is not None and laid.version == 4
+    assert laid.document == fold(events).state and fold(events).findings == []
+    assert laid.findings == []
+
+
+async def test_ensure_snapshots_of_an_entity_without_events_lays_nothing(store: Store) -> None:
+    await entity(store, 3)
+    assert await History(store, snapshot_every=2).ensure_snapshots("orders", 2) == 0
+    assert await chain(store, 2) == []
+
+
+async def test_a_forged_version_zero_snapshot_is_not_trusted(store: Store) -> None:
+    events = await entity(store, 12)
+    forged = EntitySnapshot(
+        stream="orders",
+        entity_id=1,
+        entity_key="1",
+        version=0,
+        occurred_at=at(0),
+        exists=True,
+        document={"_id": 1, "n": "forged"},
+        event_hash="f" * 64,
+        findings=[{"version": 0, "kind": "forged", "detail": "planted"}],
+    )
+    await store.snapshots.put_many([forged])
+    h = History(store, snapshot_every=5)
+    assert await h.ensure_snapshots("orders", 1) == 12
+    for v in (5, 10):
+        laid = await store.snapshots.latest("orders", 1, max_version=v)
+        assert laid is not None and laid.document == fold(events[:v]).state
+        assert laid.findings == []
+    state = await h.state("orders", "int:1", version=12)
+    assert (state.document, state.findings) == ({"_id": 1, "n": 12}, [])
+
+
 async def test_a_snapshot_that_does_not_match_the_log_is_ignored_and_healed(
     store: Store,
 ) -> None:
@@ -265,10 +353,186 @@ async def test_the_gaps_of_a_stream_are_read_once_while_fresh(store: Store) -> N
     counter.reset()
     await h.state("orders", "int:1", at=at(4))
     assert counter.queries == 2
-    now[0] += 6  # stale: a gap recorded since would be missed, so read again
+    now[0] += 5  # exactly the cache's time: still fresh
+    counter.reset()
+    await h.state("orders", "int:1", at=at(4))
+    assert counter.queries == 2
+    now[0] += 1  # stale: a gap recorded since would be missed, so read again
     counter.reset()
     await h.state("orders", "int:1", at=at(4))
     assert counter.queries == 3
     counter.reset()
     await h.state("orders", "int:1", version=2)  # a version is never inside a gap
     assert counter.queries == 2
+
+
+async def test_history_pages_lay_snapshots_below_the_next_existing_one(store: Store) -> None:
+    events = await entity(store, 41)
+    h = History(store, snapshot_every=10)
+    await h.ensure_snapshots("orders", 1)
+    links = [(40, None), (30, 40), (20, 30), (10, 20), (0, 10)]
+    assert await chain(store) == links
+    counter = CountingReads(store)
+    written: list[EntitySnapshot] = []
+    put_many = store.snapshots.put_many
+
+    async def counted(snapshots: Any, *, session: Any = None) -> None:
+        written.extend(snapshots)
+        await put_many(snapshots, session=session)
+
+    store.snapshots.put_many = counted  # type: ignore[method-assign]
+    page = await h.history("orders", "int:1", from_version=21, limit=15)
+    assert [e.event.version for e in page.events] == list(range(21, 36)) and page.next == "35"
+    assert written == []  # snapshot 30 exists: not laid again
+    # from snapshot 20 (its own event) to one past the page; nothing laid again
+    assert counter.names == ["latest", "read_entity"] and counter.events_read == 17
+    assert await chain(store) == links
+    assert (
+        page.events[0].diff
+        == [FieldChange(path="n", op="changed", before=20, after=21, parts=("n",))]
+        and page.events[0].event == events[20]
+    )
+
+
+async def test_history_pages_lay_the_missing_snapshots_they_fold_through(store: Store) -> None:
+    await entity(store, 41)
+    h = History(store, snapshot_every=10)
+    page = await h.history("orders", "int:1", from_version=31, limit=5)
+    assert [e.event.version for e in page.events] == [31, 32, 33, 34, 35]
+    assert await chain(store) == [(30, None), (20, 30), (10, 20), (0, 10)]
+    laid = await store.snapshots.latest("orders", 1, max_version=30)
+    assert laid is not None and laid.document == {"_id": 1, "n": 30}
+
+
+async def test_a_history_page_past_a_forged_snapshot_is_folded_from_the_first_event(
+    store: Store,
+) -> None:
+    events = await entity(store, 30)
+    forged = EntitySnapshot(
+        stream="orders",
+        entity_id=1,
+        entity_key="1",
+        version=20,
+        occurred_at=at(20),
+        exists=True,
+        document={"_id": 1, "n": "forged"},
+        event_hash="f" * 64,
+    )
+    await store.snapshots.put_many([forged])
+    h = History(store, snapshot_every=10)
+    page = await h.history("orders", "int:1", from_version=21, limit=3)
+    assert [e.event for e in page.events] == events[20:23]
+    assert page.events[0].diff == [
+        FieldChange(path="n", op="changed", before=20, after=21, parts=("n",))
+    ]
+    healed = await store.snapshots.latest("orders", 1, max_version=20)
+    assert healed is not None and healed.document == {"_id": 1, "n": 20}
+
+
+async def test_a_history_page_holds_a_hundred_events_unless_told(store: Store) -> None:
+    await entity(store, 150)
+    page = await History(store).history("orders", "int:1")
+    assert len(page.events) == 100 and page.next == "100"
+
+
+async def test_verification_through_history_reads_in_its_pages(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_module, "_PAGE", 4)
+    await entity(store, 9)
+    h = History(store, streams=["orders", "shipments"])
+    counter = CountingReads(store)
+    assert (await h.verify_entity("orders", "int:1")).events_checked == 9
+    assert counter.names == ["read_entity"] * 3
+    counter.reset()
+    stream = await h.verify_stream("orders")
+    assert (stream.valid, stream.events_checked) == (True, 9)
+    assert counter.names == ["read"] * 3
+    counter.reset()
+    assert (await h.verify_log()).events_checked == 9
+    assert counter.names == ["read"] * 3
+    with pytest.raises(UnknownStream) as unknown:
+        await h.verify_stream("refunds")
+    assert str(unknown.value) == "unknown stream 'refunds' (captured: orders, shipments)"
+
+
+async def test_page_events_and_history_name_a_bad_page(store: Store) -> None:
+    await entity(store, 150)
+    h = History(store)
+    events, more = await h.page_events("orders", "int:1")
+    assert [e.version for e in events] == list(range(1, 101)) and more is True
+    for kw, message in (
+        ({"limit": 0}, f"limit must be between 1 and {history_module.MAX_LIMIT}, got 0"),
+        ({"from_version": 0}, "versions start at 1, got from_version 0"),
+        ({"after": "x1"}, "malformed page cursor 'x1'"),
+    ):
+        for read in (h.page_events, h.history):
+            with pytest.raises(HistoryError) as bad:
+                await read("orders", "int:1", **kw)
+            assert str(bad.value) == message
+
+
+async def test_state_of_an_id_at_a_time_or_a_version(store: Store) -> None:
+    await entity(store, 12)
+    h = History(store, snapshot_every=5)
+    assert (await h.state_of("orders", 1, at=at(7))).version == 7
+    assert (await h.state_of("orders", 1, version=3)).document == {"_id": 1, "n": 3}
+    assert (await h.state_of("orders", 1)).version == 12
+    with pytest.raises(UnknownVersion) as missing:
+        await h.state_of("orders", 1, version=13)
+    assert str(missing.value) == "'1' has no version 13: its latest is 12"
+
+
+async def test_a_state_writes_no_snapshot_that_exists_already(store: Store) -> None:
+    await entity(store, 41)
+    h = History(store, snapshot_every=10)
+    await h.ensure_snapshots("orders", 1)
+    written: list[EntitySnapshot] = []
+    put_many = store.snapshots.put_many
+
+    async def counted(snapshots: Any, *, session: Any = None) -> None:
+        written.extend(snapshots)
+        await put_many(snapshots, session=session)
+
+    store.snapshots.put_many = counted  # type: ignore[method-assign]
+    for v in (25, 35, 41):
+        assert (await h.state("orders", "int:1", version=v)).document == {"_id": 1, "n": v}
+    assert (await h.state("orders", "int:1", at=at(33))).version == 33
+    assert written == []
+    assert await chain(store) == [(40, None), (30, 40), (20, 30), (10, 20), (0, 10)]
+
+
+async def test_a_state_reports_the_findings_up_to_its_version(store: Store) -> None:
+    log = LogBuilder()
+    events = [log.next(1, document={"_id": 1, "n": 1})]
+    # version 2 carries a pre-image the fold does not have: a finding at version 2
+    changes = {"updatedFields": {"n": 2}, "removedFields": [], "truncatedArrays": []}
+    events.append(log.next(1, changes=changes, before={"_id": 1, "n": 99}))
+    events.append(log.next(1, changes={**changes, "updatedFields": {"n": 3}}))
+    await store.events.append(events)
+    h = History(store, snapshot_every=100)
+    assert (await h.state("orders", "int:1", version=1)).findings == []
+    at2 = await h.state("orders", "int:1", version=2)
+    assert [(f.version, f.kind) for f in at2.findings] == [(2, "pre_image_mismatch")]
+    assert [f.version for f in (await h.state("orders", "int:1")).findings] == [2]
+
+
+async def test_a_state_asked_badly_says_why(store: Store) -> None:
+    await entity(store, 3)
+    h = History(store)
+    with pytest.raises(HistoryError) as both:
+        await h.state("orders", "int:1", at=at(2), version=2)
+    assert str(both.value) == "give a time or a version, not both"
+    with pytest.raises(UnknownVersion) as zero:
+        await h.state("orders", "int:1", version=0)
+    assert str(zero.value) == "versions start at 1, got 0"
+
+
+def test_the_history_of_a_deployment_takes_its_settings() -> None:
+    settings = Settings(uri="memory://", snapshot_every=7, collections=("orders", "refunds"))
+    h = History.from_settings(MemoryStore(), settings)
+    assert (h.snapshot_every, sorted(h.streams), h.head_checkpoint) == (
+        7,
+        ["orders", "refunds"],
+        settings.ingester_role,
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from eventstore.clock import FakeClock
 from eventstore.model import STREAM_KEY
 from eventstore.ports import Store
@@ -74,6 +77,55 @@ async def test_drop_records_dropped_and_infers_deletion_of_live_entities(
         ("3", 2, "deleted", True),
         (STREAM_KEY, 1, "dropped", False),
         ("1", 3, "created", False),  # a re-created id continues its version sequence
+    ]
+
+
+class RetriedForever(Exception):
+    """The ingester kept retrying one batch."""
+
+
+async def test_a_drop_after_an_update_and_a_delete_in_the_same_batch_chains_from_the_batch(
+    store: Store, clock: FakeClock
+) -> None:
+    # The store's heads (1 v1, 2 v1) are older than the batch's own (1 v2, 2 v2 deleted):
+    # the inferred deletion must follow the batch's, never the store's.
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    await ingester(store, feed, clock).run(until_idle=True)
+    for n in (1, 2):
+        await orders.insert_one({"_id": n, "status": "pending"})
+    await ingester(store, feed, clock).run(until_idle=True)
+    await orders.update_one({"_id": 1}, {"$set": {"status": "paid"}})
+    await orders.delete_one({"_id": 2})
+    await feed.drop_collection("orders")
+    # A wrong head makes every append conflict and the ingester retry at once, forever and
+    # without yielding (no timer could stop it): a bound on appends ends such a run quickly.
+    real_append = store.events.append
+    appends = 0
+
+    async def bounded_append(events: Any, *, session: Any = None) -> int:
+        nonlocal appends
+        appends += 1
+        if appends > 5:
+            raise RetriedForever(f"{appends} appends for one batch")
+        return await real_append(events, session=session)
+
+    store.events.append = bounded_append  # type: ignore[method-assign]
+    try:
+        run = ingester(store, feed, clock, batch_size=100).run(until_idle=True)
+        stats = await asyncio.wait_for(run, timeout=10)
+    finally:
+        store.events.append = real_append  # type: ignore[method-assign]
+    assert appends == 1  # the three changes and the inferred deletion: one batch, one append
+    assert (stats.changes_seen, stats.recorded) == (3, 4)
+    events = await assert_log_intact(store)
+    assert [(e.entity_key, e.version, e.type, e.inferred) for e in events] == [
+        ("1", 1, "created", False),
+        ("2", 1, "created", False),
+        ("1", 2, "updated", False),
+        ("2", 2, "deleted", False),
+        ("1", 3, "deleted", True),
+        (STREAM_KEY, 1, "dropped", False),
     ]
 
 

@@ -112,6 +112,48 @@ async def test_a_crash_between_rows_and_checkpoint_never_double_counts(
     assert await rows(store, ORDERS_BY_STATUS) == expected
 
 
+async def test_a_row_write_failing_every_third_time_loses_nothing_once_retried(
+    store: Store, clock: FakeClock
+) -> None:
+    # The rows' write fails, not the checkpoint's: the checkpoint must never run ahead of them.
+    await workload(store, clock, seed=11)
+    reference = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, batch_size=10)
+    await reference.rebuild_now()
+    expected = await rows(store, ORDERS_BY_STATUS)
+    assert expected
+    await store.read_models.drop(ORDERS_BY_STATUS.collection)
+    await store.checkpoints.put(Checkpoint(name=reference.role))
+
+    real_write = store.read_models.write
+    calls = failures = 0
+
+    async def flaky_write(collection: str, writes: Any, *, session: Any = None) -> None:
+        nonlocal calls, failures
+        calls += 1
+        if calls % 3 == 0:
+            failures += 1
+            raise RuntimeError("the rows' write failed")
+        await real_write(collection, writes, session=session)
+
+    store.read_models.write = flaky_write  # type: ignore[method-assign]
+    try:
+        for _ in range(200):
+            runner = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, batch_size=10)
+            try:
+                await runner.catch_up()
+                break
+            except RuntimeError:
+                continue
+        else:
+            pytest.fail("the projection never caught up")
+    finally:
+        store.read_models.write = real_write  # type: ignore[method-assign]
+    assert failures >= 3  # the failures did happen, at several batches
+    assert await rows(store, ORDERS_BY_STATUS) == expected
+    last = (await store.events.read(after_seq=0, limit=100_000))[-1].seq
+    assert await ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock).position() == last
+
+
 async def test_readers_see_the_old_model_until_the_swap_then_the_new(
     store: Store, clock: FakeClock
 ) -> None:

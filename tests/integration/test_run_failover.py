@@ -31,7 +31,9 @@ from tests.integration.ingest_helpers import (
     wait_until,
 )
 
-SETTINGS = Settings(uri="memory://", source="simulator", lease_seconds=0.2, batch_size=10)
+# A lease long enough that the dead instance's lease cannot expire before the test has seen the
+# second instance standing by, even on a loaded machine (0.2 s did, under load).
+SETTINGS = Settings(uri="memory://", source="simulator", lease_seconds=1.0, batch_size=10)
 
 
 def instance(store: MemoryStore, feed: MemoryChangeFeed, owner: str) -> Workers:

@@ -11,7 +11,7 @@ from bson import Decimal128, ObjectId, Timestamp
 from eventstore.capture import Capture
 from eventstore.chain import LogVerifier, entity_hash, verify_entity
 from eventstore.codec import committed_doc, event_doc, event_from_doc
-from eventstore.model import GENESIS_HASH, ChangeEvent, Event, Head
+from eventstore.model import GENESIS_HASH, ChangeEvent, EntityHead, Event, Head
 from eventstore.settings import load
 
 NOW = datetime(2026, 11, 26, 14, 3, 0, 123456, tzinfo=UTC)
@@ -193,3 +193,199 @@ def test_committed_doc_is_event_doc_without_payload_and_salt() -> None:
         del full[name]
     assert list(committed_doc(event).items()) == list(full.items())
     assert event.salt == bytes(range(32)).hex()
+
+
+def test_snapshots_inferred_deletions_and_stream_events_say_where_they_came_from() -> None:
+    """Derived events: deterministic ids, the cluster time and times given, chained per entity."""
+    cap = Capture(load({"EVENTSTORE_REDACT": "customer.email"}), Head())
+    cap.add_heads("orders", [OID, None], {})
+    epoch, marker, ct = Timestamp(1_700_000_100, 3), Timestamp(1_700_000_200, 1), Timestamp(9, 2)
+    at = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+    doc = {"_id": OID, "status": "paid", "updatedBy": "erin", "customer": {"email": "e@x", "n": 1}}
+    snap = cap.snapshot("orders", doc, epoch=epoch, occurred_at=at, now=NOW)
+    assert snap.id == f"snapshot:1700000100.3:orders:oid:{OID}"
+    assert (snap.seq, snap.version, snap.type, snap.inferred) == (1, 1, "snapshot", False)
+    assert (snap.cluster_time, snap.occurred_at) == (epoch, at)
+    assert snap.recorded_at == datetime(2026, 11, 26, 14, 3, 0, 123000, tzinfo=UTC)
+    assert snap.document == {
+        "_id": OID,
+        "status": "paid",
+        "updatedBy": "erin",
+        "customer": {"n": 1},
+    }
+    assert snap.changed_fields == ["_id", "status", "updatedBy", "customer"]
+    assert snap.actor == "erin"
+
+    gone = cap.inferred_delete(
+        "orders", OID, marker=marker, cluster_time=ct, occurred_at=at, now=NOW
+    )
+    assert gone.id == f"inferred:1700000200.1:orders:oid:{OID}"
+    assert (gone.seq, gone.version, gone.type, gone.inferred) == (2, 2, "deleted", True)
+    assert (gone.cluster_time, gone.occurred_at, gone.prev_hash) == (ct, at, snap.hash)
+    assert gone.document is None and gone.changed_fields == []
+
+    dropped = cap.stream_event(
+        "orders", "dropped", event_id="d", payload={}, cluster_time=ct, occurred_at=at, now=NOW
+    )
+    renamed = cap.stream_event(
+        "orders",
+        "renamed",
+        event_id="r",
+        payload={"to": {"db": "shop", "coll": "old_orders"}},
+        cluster_time=None,
+        occurred_at=at,
+        now=NOW,
+        inferred=True,
+    )
+    assert (dropped.entity_id, dropped.entity_key, dropped.version) == (None, "$stream", 1)
+    assert (dropped.cluster_time, dropped.document, dropped.inferred) == (ct, {}, False)
+    assert (renamed.entity_key, renamed.version, renamed.prev_hash) == ("$stream", 2, dropped.hash)
+    assert renamed.document == {"to": {"db": "shop", "coll": "old_orders"}}
+    assert (renamed.cluster_time, renamed.inferred, renamed.seq) == (None, True, 4)
+    assert [e.id for e in cap.take()] == [snap.id, gone.id, "d", "r"]
+    assert verify_entity([snap, gone]).valid
+
+
+def updated(
+    n: int, set_: dict[str, object] | None = None, unset: list[str] | None = None
+) -> ChangeEvent:
+    return change(
+        n,
+        "update",
+        updateDescription={
+            "updatedFields": set_ or {},
+            "removedFields": unset or [],
+            "truncatedArrays": [],
+        },
+    )
+
+
+def test_a_nested_actor_field_is_followed_through_sets_removals_and_deletes() -> None:
+    """ACTOR_FIELD `meta.by`: set, set through its parent, removed, or else unchanged; never a structure."""
+    cap = Capture(load({"EVENTSTORE_ACTOR_FIELD": "meta.by"}), Head())
+    cap.add_heads("orders", [OID, 7, 8], {})
+    steps = [
+        change(1, "insert", fullDocument={"_id": OID, "meta": {"by": "alice"}}),
+        updated(2, {"status": "paid"}),
+        updated(3, {"meta.by": "bob"}),
+        updated(4, {"meta": {"by": "carol", "at": 1}}),
+        updated(5, {"meta.by": {"name": "dave"}}),
+        updated(6, {"meta.by": "erin"}),
+        updated(7, {"meta": {"at": 2}}),
+        updated(8, {"meta.by": "frank"}),
+        updated(9, unset=["meta.b", "meta.byline"]),
+        updated(10, unset=["meta"]),
+        updated(11, {"meta.by": "gina"}),
+        updated(12, {"meta": "flat"}),
+        updated(13, {"meta.by": "hal"}),
+        updated(14, unset=["meta.by"]),
+        updated(15, {"meta.by": "ivy"}),
+        updated(15, {"": {"meta": {"by": "zed"}}}),  # an empty field name is no parent
+        change(16, "delete"),
+        change(17, "insert", _id=7, fullDocument={"_id": 7, "meta": {"by": ["x"]}}),
+        change(18, "insert", _id=8, fullDocument={"_id": 8, "meta": "flat"}),
+        change(19, "delete", _id=8, fullDocumentBeforeChange={"_id": 8, "meta": {"by": "jo"}}),
+    ]
+    actors = [cap.entity_change(c, now=NOW).actor for c in steps]
+    assert actors == [
+        *("alice", "alice", "bob", "carol", None, "erin", None, "frank", "frank", None),
+        *("gina", None, "hal", None, "ivy", "ivy", "ivy", None, None, "jo"),
+    ]
+
+
+def test_an_update_records_its_whole_description_and_times_fall_back_in_order() -> None:
+    """Truncations and disambiguated paths are kept; occurred_at is wallTime, else the
+    cluster time's second, else the time recorded; redacted fields are left out, of the
+    pre-image too; no session, no txn."""
+    cap = Capture(load({"EVENTSTORE_REDACT": "card"}), Head())
+    cap.add_heads("orders", [OID], {})
+    cap.entity_change(change(1, "insert", fullDocument={"_id": OID, "card": "4111"}), now=NOW)
+    upd = cap.entity_change(
+        change(
+            2,
+            "update",
+            wallTime=None,
+            updateDescription={
+                "updatedFields": {"items.0": "x", "card": "4242"},
+                "removedFields": ["note"],
+                "truncatedArrays": [{"field": "tags", "newSize": 1}],
+                "disambiguatedPaths": {"items.0": ["items", "0"]},
+            },
+        ),
+        now=NOW,
+    )
+    assert upd.changes == {
+        "updatedFields": {"items.0": "x"},
+        "removedFields": ["note"],
+        "truncatedArrays": [{"field": "tags", "newSize": 1}],
+        "disambiguatedPaths": {"items.0": ["items", "0"]},
+    }
+    assert upd.changed_fields == ["items.0", "note", "tags"]
+    assert upd.occurred_at == datetime(2023, 11, 14, 22, 13, 22, tzinfo=UTC)  # 1_700_000_002 s
+    assert upd.txn is None and upd.document is None and upd.before is None
+    gone = cap.entity_change(
+        change(
+            3,
+            "delete",
+            wallTime=None,
+            clusterTime=None,
+            fullDocumentBeforeChange={"_id": OID, "card": "4242", "n": 1},
+        ),
+        now=NOW,
+    )
+    assert (
+        gone.occurred_at == gone.recorded_at == datetime(2026, 11, 26, 14, 3, 0, 123000, tzinfo=UTC)
+    )
+    assert gone.cluster_time is None and gone.before == {"_id": OID, "n": 1}
+    assert gone.changes is None and gone.document is None and gone.changed_fields == []
+    back = cap.entity_change(change(4, "replace", fullDocument=None), now=NOW)
+    assert (back.version, back.type, back.document, back.changed_fields) == (4, "replaced", {}, [])
+
+
+def test_needs_heads_names_each_uncached_entity_once_per_stream() -> None:
+    """Heads are cached per stream and typed key: 1 and "1" differ, a repeat is asked once."""
+    cap = Capture(load({"EVENTSTORE_COLLECTIONS": "orders,users"}), Head())
+    assert cap.needs_heads("orders", [1, 1, OID, "1", OID, 1]) == [1, OID, "1"]
+    head = EntityHead(
+        stream="orders", entity_id=1, entity_key="1", version=4, hash="h" * 64, type="updated"
+    )
+    cap.add_heads("orders", [1, OID], {"int:1": head})
+    assert cap.needs_heads("orders", [1, OID, 2, 2]) == [2]
+    assert cap.needs_heads("users", [1]) == [1]
+    assert cap.cached_heads("orders") == {"int:1": head, f"oid:{OID}": None}
+    assert cap.cached_heads("users") == {}
+    e = cap.entity_change(change(9, "delete", _id=1), now=NOW)
+    assert (e.version, e.prev_hash) == (5, "h" * 64)
+    cap.forget()
+    assert cap.needs_heads("orders", [1]) == [1] and cap.take() == []
+
+
+def test_an_update_without_description_and_a_delete_without_any_actor() -> None:
+    """No updateDescription: an empty change; a delete with no pre-image and no head: no actor."""
+    cap = Capture(load({}), Head())
+    cap.add_heads("orders", [OID, 7], {})
+    bare = cap.entity_change(change(1, "update"), now=NOW)
+    assert bare.changes == {"updatedFields": {}, "removedFields": [], "truncatedArrays": []}
+    assert (bare.changed_fields, bare.actor, bare.before) == ([], None, None)
+    gone = cap.entity_change(change(2, "delete", _id=7), now=NOW)
+    assert (gone.actor, gone.before, gone.version) == (None, None, 1)
+    elsewhere = ChangeEvent.from_bson(
+        {
+            "_id": {"_data": "9"},
+            "operationType": "delete",
+            "ns": {"db": "shop", "coll": "users"},
+            "documentKey": {"_id": 1},
+        }
+    )
+    with pytest.raises(AssertionError):  # the caller asks `wants` first
+        cap.entity_change(elsewhere, now=NOW)
+
+
+def test_a_three_part_actor_field_is_found_under_either_parent() -> None:
+    cap = Capture(load({"EVENTSTORE_ACTOR_FIELD": "a.b.c"}), Head())
+    cap.add_heads("orders", [OID], {})
+    cap.entity_change(change(1, "insert", fullDocument={"_id": OID}), now=NOW)
+    by_middle = cap.entity_change(updated(2, {"a.b": {"c": "x"}}), now=NOW)
+    by_top = cap.entity_change(updated(3, {"a": {"b": {"c": "y"}}}), now=NOW)
+    assert (by_middle.actor, by_top.actor) == ("x", "y")
+    assert by_top.cluster_time == Timestamp(1_700_000_003, 1)

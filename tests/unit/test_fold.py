@@ -6,6 +6,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from bson import Decimal128
 
 from eventstore.fold import (
@@ -340,6 +341,32 @@ def test_exact_array_index_into_a_sub_document_is_reported() -> None:
     assert conflicts == ["updatedFields 'a.0': no 0 in a sub-document"]
 
 
+def test_an_exact_field_name_never_indexes_an_array_when_removing() -> None:
+    doc = {"a": [1, 2], "b": {"1": "kept"}}
+    # "1" from disambiguatedPaths is a field name: an array has none, so $unset does nothing
+    changes = ch(removed=["a.1"], disambiguated={"a.1": ["a", "1"]})
+    assert apply_update(doc, changes) == {"a": [1, 2], "b": {"1": "kept"}}
+    # the same path split on "." indexes the array (the element's place is kept, as null)
+    assert apply_update(doc, ch(removed=["a.1"])) == {"a": [1, None], "b": {"1": "kept"}}
+    # and an exact index never names a field of a sub-document
+    changes = ch(removed=["b.1"], disambiguated={"b.1": ["b", 1]})
+    assert apply_update(doc, changes) == doc
+    assert apply_update(doc, ch(removed=["b.1"])) == {"a": [1, 2], "b": {}}
+
+
+def test_an_exact_field_name_never_indexes_an_array_when_truncating() -> None:
+    doc = {"a": [[1, 2, 3], [4]]}
+    conflicts: list[str] = []
+    changes = ch(truncated=[("a.0", 1)], disambiguated={"a.0": ["a", "0"]})
+    assert apply_update(doc, changes, conflicts=conflicts) == doc
+    assert conflicts == ["truncatedArrays 'a.0': no such array"]
+    # the same path split on "." cuts the first element's array
+    assert apply_update(doc, ch(truncated=[("a.0", 1)])) == {"a": [[1], [4]]}
+    # an exact index does cut it
+    changes = ch(truncated=[("a.0", 1)], disambiguated={"a.0": ["a", 0]})
+    assert apply_update(doc, changes) == {"a": [[1], [4]]}
+
+
 def test_truncation_of_something_that_is_not_an_array_is_reported() -> None:
     conflicts: list[str] = []
     changes = ch(truncated=[("missing", 1), ("s", 0)])
@@ -644,3 +671,41 @@ def test_an_unknown_event_type_leaves_the_state_with_a_finding() -> None:
     assert result.state == {"a": 1}
     assert result.version == 2
     assert [(f.version, f.kind) for f in result.findings] == [(2, UNKNOWN_TYPE)]
+
+
+@pytest.mark.parametrize(("differing", "more"), [(10, ""), (11, " (+1 more)"), (13, " (+3 more)")])
+def test_a_pre_image_mismatch_names_ten_paths_at_most(differing: int, more: str) -> None:
+    names = [f"f{i:02d}" for i in range(differing)]
+    state = {name: 0 for name in names}
+    result = fold([ev(2, DELETED, before={name: 1 for name in names})], dict(state), version=1)
+    assert result.findings == [
+        Finding(
+            version=2,
+            kind=PRE_IMAGE_MISMATCH,
+            detail="the pre-image differs from the folded state at: "
+            + ", ".join(names[:10])
+            + more,
+        )
+    ]
+
+
+def test_fold_continues_from_the_version_its_state_is_at() -> None:
+    state = {"_id": 7, "status": "pending"}
+    step = ev(6, UPDATED, changes=ch(updated={"status": "paid"}))
+    result = fold([step], dict(state), version=5)
+    assert (result.state, result.version, result.findings) == (
+        {"_id": 7, "status": "paid"},
+        6,
+        [],
+    )
+    skipped = fold([ev(7, UPDATED, changes=ch(updated={"status": "paid"}))], state, version=5)
+    assert skipped.findings == [
+        Finding(version=7, kind=UNEXPECTED_VERSION, detail="expected version 6, got 7")
+    ]
+
+
+def test_removing_an_element_of_a_nested_array_keeps_its_place() -> None:
+    doc = {"a": {"b": [1, 2, 3]}, "c": [[1, 2], [3]]}
+    changes = ch(removed=["a.b.1", "c.0.0"])
+    assert apply_update(doc, changes) == {"a": {"b": [1, None, 3]}, "c": [[None, 2], [3]]}
+    assert doc == {"a": {"b": [1, 2, 3]}, "c": [[1, 2], [3]]}  # the input is not changed

@@ -1287,10 +1287,21 @@
       h('td', { class: 'mono' }, p.lag > 0 ? h('span', { class: 'badge warn' }, p.lag.toLocaleString('en')) : '0'),
       h('td', {}, timeEl(p.rebuilt_at)),
       h('td', { class: 'err' }, p.error ? `${p.failed_seq !== null ? `at seq ${p.failed_seq}: ` : ''}${p.error}` : ''),
+      h('td', { class: 'notes' }, ...projectionNotes(p)),
       h('td', {}, h('button', {
         type: 'button', class: 'ghost small rebuild', disabled: running ? true : null,
         'aria-label': `Rebuild ${p.name}`, onclick: () => askRebuild(p.name),
       }, 'Rebuild…')))));
+  }
+
+  // What a projection's status says beyond its state: rebuild needed, values not money, orders
+  // without a customer id (each a badge; the rows' `problems` say which values).
+  function projectionNotes(p) {
+    const out = [];
+    if (p.rebuild_needed) out.push(h('span', { class: 'badge warn', title: 'its rows were built with another ORDER_* mapping' }, 'rebuild needed'));
+    if (p.problems) out.push(h('span', { class: 'badge bad', title: "values counted as 0: see the rows' problems" }, `${p.problems.toLocaleString('en')} not money`));
+    if (p.orders_without_customer) out.push(h('span', { class: 'badge warn' }, `${p.orders_without_customer.toLocaleString('en')} without customer id`));
+    return out;
   }
 
   async function rows(name) {

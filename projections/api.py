@@ -1,0 +1,73 @@
+"""The public projection API: `Projection`, `Change`, `Write` (import them from `projections`).
+
+A projection names the rows each change touches (`keys`) and computes their new
+values (`apply`, pure: no I/O, rows read-only). The runner reads the rows, calls
+`apply`, writes what it returns and keeps each row's last applied seq in `_seq`,
+so a change is never applied twice to a row (see `projections.idempotent`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import msgspec
+
+from eventstore.model import Event
+
+# The row field where the runner keeps the last seq applied to a row (plugins never set it).
+SEQ_FIELD: Final = "_seq"
+
+
+class Change(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """An entity event and the entity's state just before and just after it.
+
+    `before` is None for an entity's first event, `after` None once it is deleted.
+    Both states are shared with the runner's cache and with each other (the fold
+    is copy-on-write): read them, never edit them. (`gc=False`: a change is never
+    part of a reference cycle, so the garbage collector need not track one per event.)
+    """
+
+    event: Event
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class Write(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Upsert `row` under `key` (None deletes the row). Never part of a reference cycle."""
+
+    key: str
+    row: dict[str, Any] | None
+
+
+Rows = Mapping[str, dict[str, Any]]
+Keys = Callable[[Change], list[str]]
+Apply = Callable[[Rows, Change], list[Write]]
+Merge = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
+
+
+class Projection(msgspec.Struct, frozen=True, kw_only=True):
+    """A read model: its name, its collection, which rows a change touches, and apply.
+
+    `keys(change)` names the rows a change touches; `apply(rows, change)` gets
+    those of them that exist (read-only) and returns the writes; `merge(key, a, b)`
+    (optional) combines two partial rows of one key, computed from disjoint sets
+    of entities (a partitioned rebuild). `tracks_seq` is for the built-in order
+    projections only, which keep their own `seq` field: the runner then leaves
+    idempotency to them. `config` (optional): what the rows depend on beyond the
+    log, as text (the order models' field mapping); when it differs from the one a
+    projection's rows were built with, its status says `rebuild needed`.
+    """
+
+    name: str
+    collection: str
+    keys: Keys
+    apply: Apply
+    merge: Merge | None = None
+    tracks_seq: bool = False
+    config: str = ""
+    # True when each row is one entity's, keyed by its typed key: an erasure deletes it.
+    per_entity: bool = False
+
+
+__all__ = ["SEQ_FIELD", "Change", "Keys", "Merge", "Projection", "Rows", "Write"]

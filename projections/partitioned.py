@@ -1,0 +1,184 @@
+"""Partitioned rebuilds: N processes each fold a share of the entities, their rows merged.
+
+The entities are split by a stable hash of their identity (stream, type and key of
+the `_id`: `partition_of`), so every event of an entity lands in one partition and
+is folded there in seq order. Each partition applies the projection to its own
+entities' changes only (`fold_partition`, pure) and returns its partial rows; rows of
+the same key from several partitions are combined with the projection's `merge`, in
+partition order (`merge_partitions`). The result is written to the fresh collection
+and swapped in with one rename, as a one-worker rebuild is.
+
+Processes: the log's events are read once by the parent; the partitions run in
+forked worker processes that inherit them (nothing is pickled but the rows coming
+back). Where fork is unavailable, or with `processes=False`, they run in-process one
+after another (the same result; tests use it).
+
+A partition's entity states are all kept in memory while it folds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Final
+
+from bson import ObjectId
+
+from eventstore.fold import apply_event
+from eventstore.keys import typed_key
+from eventstore.model import STREAM_TYPES, Event
+from projections.api import SEQ_FIELD, Change, Projection
+from projections.idempotent import guarded
+
+MAX_WORKERS: Final = 16
+Rows = dict[str, dict[str, Any] | None]
+
+
+class NoMerge(ValueError):
+    """Several workers asked for a projection without `merge`."""
+
+
+def entity_identity(event: Event) -> str:
+    """The stable text naming an event's entity: stream, and the typed key of its `_id`."""
+    cls = event.entity_id.__class__
+    if cls is ObjectId:
+        return f"{event.stream}\x00oid:{event.entity_key}"
+    if cls is str:
+        return f"{event.stream}\x00str:{event.entity_key}"
+    return f"{event.stream}\x00{typed_key(event.entity_id)}"
+
+
+def partition_of(event: Event, partitions: int) -> int:
+    """The partition of an event's entity: the same in every process and on every run (crc32)."""
+    if partitions == 1:
+        return 0
+    return zlib.crc32(entity_identity(event).encode("utf-8", "surrogatepass")) % partitions
+
+
+def split(events: Sequence[Event], partitions: int) -> list[list[Event]]:
+    """The entity events of each partition, in seq order (stream events belong to none)."""
+    out: list[list[Event]] = [[] for _ in range(partitions)]
+    for e in events:
+        if e.type not in STREAM_TYPES:
+            out[partition_of(e, partitions)].append(e)
+    return out
+
+
+def fold_partition(projection: Projection, events: Sequence[Event]) -> Rows:
+    """Fold these events (one partition's, in seq order) and apply the projection: its rows.
+
+    Pure. Rows deleted by the projection are None.
+    """
+    keys_of, apply = projection.keys, guarded(projection)
+    states: dict[str, tuple[int, dict[str, Any] | None]] = {}
+    rows: Rows = {}
+    get = rows.get
+    for e in events:
+        if e.type in STREAM_TYPES:
+            continue
+        who = entity_identity(e)
+        known = states.get(who)
+        before = known[1] if known is not None and e.version > 1 else None
+        after = apply_event(before, e)
+        states[who] = (e.version, after)
+        change = Change(event=e, before=before, after=after)
+        view = {k: r for k in keys_of(change) if (r := get(k)) is not None}
+        for w in apply(view, change):
+            rows[w.key] = w.row
+    return rows
+
+
+def merge_partitions(projection: Projection, parts: Sequence[Rows]) -> dict[str, dict[str, Any]]:
+    """The rows of all partitions, those of one key combined with `merge` (in partition order)."""
+    merge = projection.merge
+    out: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for key, row in part.items():
+            if row is None:
+                continue
+            have = out.get(key)
+            if have is None:
+                out[key] = row
+                continue
+            if merge is None:
+                raise NoMerge(f"{projection.name} has no merge: rebuild it with one worker")
+            merged = merge(key, have, row)
+            if not projection.tracks_seq:  # the runner's own field: the newest change applied
+                merged = {**merged, SEQ_FIELD: max(have.get(SEQ_FIELD, 0), row.get(SEQ_FIELD, 0))}
+            out[key] = merged
+    return out
+
+
+# -- running partitions in processes --------------------------------------------------------
+# What forked workers inherit, by rebuild: the projection and each partition's events (set
+# before the pool forks; never pickled). Several rebuilds of one process each have their own.
+_INHERITED: dict[int, tuple[Projection, list[list[Event]]]] = {}
+_NEXT: list[int] = [0]
+
+
+def _run_inherited(token: int, index: int) -> Rows:
+    projection, parts = _INHERITED[token]
+    return fold_partition(projection, parts[index])
+
+
+def can_fork() -> bool:
+    """True where worker processes can be forked (Linux, BSD): partitions run in parallel."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+async def run_partitions(
+    projection: Projection,
+    parts: list[list[Event]],
+    *,
+    processes: bool = True,
+    on_done: Callable[[int], object] | None = None,
+) -> list[Rows]:
+    """Each partition's rows, computed in its own process (or in-process), in partition order."""
+    if not processes or len(parts) == 1 or not can_fork():
+        out = []
+        for index, part in enumerate(parts):
+            out.append(fold_partition(projection, part))
+            if on_done is not None:
+                on_done(index)
+            await asyncio.sleep(0)
+        return out
+    _NEXT[0] += 1
+    token = _NEXT[0]
+    _INHERITED[token] = (projection, parts)
+    loop = asyncio.get_running_loop()
+    try:
+        with ProcessPoolExecutor(
+            max_workers=len(parts), mp_context=multiprocessing.get_context("fork")
+        ) as pool:
+            futures = [
+                loop.run_in_executor(pool, _run_inherited, token, i) for i in range(len(parts))
+            ]
+            if on_done is not None:
+                for i, future in enumerate(futures):
+                    future.add_done_callback(_report_done(on_done, i))
+            return list(await asyncio.gather(*futures))
+    finally:
+        del _INHERITED[token]
+
+
+def _report_done(on_done: Callable[[int], object], index: int) -> Callable[[Any], None]:
+    def report(future: Any) -> None:
+        if not future.cancelled() and future.exception() is None:
+            on_done(index)
+
+    return report
+
+
+__all__ = [
+    "MAX_WORKERS",
+    "NoMerge",
+    "entity_identity",
+    "fold_partition",
+    "merge_partitions",
+    "partition_of",
+    "run_partitions",
+    "split",
+]

@@ -1,0 +1,111 @@
+"""Partitioned rebuilds (100,000 events, memory adapters): 1 and 2 worker processes, and one
+worker against a bare loop that only folds the same events in the same process.
+
+- `order_summary` and all four order models (`--all`): events/s with 1 worker and with 2
+  (forked processes, `projections.partitioned`); the 2-worker ratio over 1 (target >= 1.7
+  on a 2-core machine; other work sharing the cores lowers it).
+- one worker's events/s over the bare fold (read the log in the same batches, fold each
+  event onto its entity's state, nothing else): the runner's own overhead (target >= 0.7).
+
+Each figure is the best of RUNS, after a collection, with the log frozen out of the
+garbage collector's passes as the rebuild command does (`frozen_gc`).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Sequence
+
+from eventstore.cli.common import frozen_gc
+from eventstore.clock import SystemClock
+from eventstore.fold import apply_event
+from eventstore.memory.store import MemoryStore
+from eventstore.model import STREAM_TYPES
+from projections.api import Projection
+from projections.orders import ORDER_PROJECTIONS, ORDER_SUMMARY
+from projections.partitioned import entity_identity
+from projections.runner import ProjectionRunner
+from tests.benchmarks.bench_rebuild import _log
+from tests.benchmarks.harness import Row, ratio
+
+EVENTS = 100_000
+BATCH = 1000
+RUNS = 3
+
+
+async def _rebuild(store: MemoryStore, projections: Sequence[Projection], workers: int) -> float:
+    """Seconds to rebuild these projections one after another with `workers` partitions."""
+    gc.collect()
+    started = time.perf_counter()
+    for projection in projections:
+        runner = ProjectionRunner(store, projection, clock=SystemClock(), batch_size=BATCH)
+        assert await runner.lease.try_acquire()
+        progress = await runner.rebuild(workers=workers)
+        await runner.hand_back()
+        assert progress.processed == EVENTS
+    return time.perf_counter() - started
+
+
+async def _bare_fold(store: MemoryStore) -> float:
+    """Seconds to read the log in the same batches and fold each event onto its entity's state."""
+    gc.collect()
+    started = time.perf_counter()
+    states: dict[str, object] = {}
+    after = 0
+    while events := await store.events.read(after_seq=after, limit=BATCH):
+        for e in events:
+            if e.type in STREAM_TYPES:
+                continue
+            who = entity_identity(e)
+            before = states.get(who) if e.version > 1 else None
+            states[who] = apply_event(before, e)  # type: ignore[arg-type]
+        after = events[-1].seq
+    assert len(states) > 0
+    return time.perf_counter() - started
+
+
+async def run() -> list[Row]:
+    """The rows: order_summary and --all with 1 and 2 workers; one worker over the bare fold."""
+    store = await _log()
+    best: dict[str, float] = {}
+
+    def keep(name: str, seconds: float) -> None:
+        best[name] = min(best.get(name, float("inf")), seconds)
+
+    with frozen_gc():
+        for n in range(RUNS):
+            keep("fold", await _bare_fold(store))
+            keep("summary1", await _rebuild(store, [ORDER_SUMMARY], 1))
+            keep("summary2", await _rebuild(store, [ORDER_SUMMARY], 2))
+            if n < 2:  # the four models take four times as long
+                keep("all1", await _rebuild(store, ORDER_PROJECTIONS, 1))
+                keep("all2", await _rebuild(store, ORDER_PROJECTIONS, 2))
+    rate = {k: EVENTS / v for k, v in best.items()}
+    rows = []
+    for name, label in (("summary", "order_summary"), ("all", "all four order models (--all)")):
+        r = ratio(rate[f"{name}2"], rate[f"{name}1"])
+        rows.append(
+            Row(
+                f"partitioned rebuild of {label}, 2 workers (baseline: 1 worker; 100k events)",
+                rate[f"{name}2"],
+                "events/s",
+                rate[f"{name}1"],
+                r,
+                ">= 1.7 of 1 worker",
+                r is not None and r >= 1.7,
+            )
+        )
+    r = ratio(rate["summary1"], rate["fold"])
+    rows.append(
+        Row(
+            "order_summary rebuild, 1 worker (baseline: a bare loop folding the same events)",
+            rate["summary1"],
+            "events/s",
+            rate["fold"],
+            r,
+            ">= 0.7 of the bare fold",
+            r is not None and r >= 0.7,
+        )
+    )
+    return rows

@@ -1,0 +1,326 @@
+"""The order read models over a shop's own schema (ORDER_STREAM, ORDER_FIELDS, PAID_STATUSES),
+and money that is never silently zero: each edge case gives its value or its recorded problem."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+import re
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import Decimal128, Int64
+
+from eventstore.cli import main
+from eventstore.model import Event
+from eventstore.settings import Settings, SettingsError, load
+from projections.money import MAX_PROBLEMS, read_money
+from projections.orders import (
+    ORDER_PROJECTIONS,
+    Change,
+    OrderSchema,
+    Projection,
+    order_projections,
+)
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def ev(seq: int, entity: str, version: int, at: datetime, stream: str = "orders") -> Event:
+    return Event(
+        id=str(seq),
+        seq=seq,
+        stream=stream,
+        entity_id=entity,
+        entity_key=entity,
+        version=version,
+        type="created" if version == 1 else "replaced",
+        occurred_at=at,
+        cluster_time=None,
+        recorded_at=at,
+    )
+
+
+def run(projection: Projection, changes: list[Change]) -> dict[str, dict[str, Any]]:
+    """Apply changes to an in-memory table, as the runner does."""
+    table: dict[str, dict[str, Any]] = {}
+    for change in changes:
+        keys = projection.keys(change)
+        rows = {k: table[k] for k in keys if k in table}
+        for w in projection.apply(rows, change):
+            assert w.key in keys
+            if w.row is None:
+                table.pop(w.key, None)
+            else:
+                table[w.key] = w.row
+    return table
+
+
+def by_name(schema: OrderSchema) -> dict[str, Projection]:
+    return {p.name: p for p in order_projections(schema)}
+
+
+# -- money ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "amount", "reason", "shown"),
+    [
+        (36.32, "36.32", None, None),
+        (0.1 + 0.2, "0.30000000000000004", None, None),  # the double's own shortest form
+        (1e21, "1E+21", None, None),
+        (Decimal128("12.50"), "12.50", None, None),
+        (12, "12", None, None),
+        (Int64(7), "7", None, None),
+        ("19.99", "19.99", None, None),
+        (" 5 ", "5", None, None),
+        ("abc", "0", "not_a_number", "abc"),
+        ("", "0", "not_a_number", ""),
+        ("NaN", "0", "not_finite", "NaN"),
+        ("Infinity", "0", "not_finite", "Infinity"),
+        (math.nan, "0", "not_finite", "NaN"),
+        (math.inf, "0", "not_finite", "Infinity"),
+        (-math.inf, "0", "not_finite", "-Infinity"),
+        (Decimal128("NaN"), "0", "not_finite", "NaN"),
+        (Decimal128("-Infinity"), "0", "not_finite", "-Infinity"),
+        (True, "0", "wrong_type", "True"),
+        ({"amount": 5}, "0", "wrong_type", "{'amount': 5}"),
+        ([5], "0", "wrong_type", "[5]"),
+        (T0, "0", "wrong_type", str(T0)),
+        (None, "0", "missing", None),
+    ],
+)
+def test_each_money_edge_case_gives_its_value_or_its_recorded_problem(
+    value: Any, amount: str, reason: str | None, shown: str | None
+) -> None:
+    got, why = read_money(value)
+    assert (got, why) == (Decimal(amount), reason)
+    if reason is not None:
+        assert got == 0
+    summary, revenue, customers = (
+        by_name(OrderSchema())[n] for n in ("order_summary", "revenue_by_day", "customer_totals")
+    )
+    doc = {"status": "paid", "total": value, "currency": "EUR", "customer": {"id": "c1"}}
+    change = Change(event=ev(1, "o1", 1, T0), before=None, after=doc)
+    row = run(summary, [change])["str:o1"]
+    assert row["total"] == Decimal128(amount)
+    expected = (
+        [] if reason is None else [{"seq": 1, "field": "total", "value": shown, "reason": reason}]
+    )
+    assert row["problems"] == expected and row["problems_dropped"] == 0
+    day = run(revenue, [change])["2026-03-02:EUR"]
+    assert day["revenue"].to_decimal() == Decimal(amount) and day["orders"] == 1
+    assert day["problems"] == expected
+    spend = run(customers, [change])["c1"]
+    assert {c: v.to_decimal() for c, v in spend["lifetime_spend"].items()} == {
+        "EUR": Decimal(amount)
+    }
+    assert spend["problems"] == expected
+
+
+def test_a_missing_total_is_a_problem_only_in_a_paid_status() -> None:
+    summary = by_name(OrderSchema())["order_summary"]
+    pending = Change(event=ev(1, "o1", 1, T0), before=None, after={"status": "pending"})
+    paid = Change(event=ev(2, "o1", 2, T0), before=pending.after, after={"status": "paid"})
+    shipped = Change(event=ev(3, "o1", 3, T0), before=paid.after, after={"status": "shipped"})
+    assert run(summary, [pending])["str:o1"]["problems"] == []
+    missing = [{"seq": 2, "field": "total", "value": None, "reason": "missing"}]
+    assert run(summary, [pending, paid])["str:o1"]["problems"] == missing
+    # still missing: the record of seq 2 is kept, not a new one per event
+    assert run(summary, [pending, paid, shipped])["str:o1"]["problems"] == missing
+
+
+def test_a_row_keeps_the_newest_problems_and_counts_the_rest() -> None:
+    revenue = by_name(OrderSchema())["revenue_by_day"]
+    changes = [
+        Change(
+            event=ev(n, f"o{n}", 1, T0),
+            before=None,
+            after={"status": "paid", "total": f"bad{n}", "currency": "EUR"},
+        )
+        for n in range(1, MAX_PROBLEMS + 6)
+    ]
+    row = run(revenue, changes)["2026-03-02:EUR"]
+    assert [p["seq"] for p in row["problems"]] == list(range(6, MAX_PROBLEMS + 6))
+    assert row["problems"][-1] == {
+        "seq": MAX_PROBLEMS + 5,
+        "field": "total",
+        "value": f"bad{MAX_PROBLEMS + 5}",
+        "reason": "not_a_number",
+    }
+    assert row["problems_dropped"] == 5 and row["orders"] == MAX_PROBLEMS + 5
+
+
+# -- a second document shape ------------------------------------------------------------------
+SHOP_FIELDS = {
+    "status": "state",
+    "total": "amount",
+    "customer_id": "customerId",
+    "customer_name": "buyer.name",
+    "number": "ref",
+    "created_at": "placedAt",
+    "items": "lines",
+}
+SHOP = OrderSchema.from_settings(
+    Settings(
+        order_fields=tuple(SHOP_FIELDS.items()),
+        paid_statuses=("settled", "sent"),
+        order_stream="purchases",
+    )
+)
+STATES = ("open", "settled", "sent", "void")
+
+
+def shop_workload(seed: int) -> tuple[list[Change], dict[str, dict[str, Any]]]:
+    """Orders shaped {state, lines: [{sku, qty, price}], amount: double, currency, customerId,
+    buyer: {name, address}} in stream `purchases`, with customers in another stream."""
+    rnd = random.Random(seed)
+    docs: dict[str, dict[str, Any]] = {}
+    versions: Counter[str] = Counter()
+    changes: list[Change] = []
+    at = T0
+    for seq in range(1, 400):
+        at += timedelta(hours=rnd.randint(1, 9))
+        if rnd.random() < 0.1:  # a customer document: another stream, never an order
+            versions["cust"] += 1
+            changes.append(
+                Change(
+                    event=ev(seq, "cust", versions["cust"], at, stream="customers"),
+                    before=None,
+                    after={"state": "settled", "amount": 99.0, "customerId": "X"},
+                )
+            )
+            continue
+        oid = f"P-{rnd.randint(1, 30)}"
+        before = docs.get(oid)
+        bought = [
+            (rnd.randint(1, 3), round(rnd.uniform(1, 50), 2)) for _ in range(rnd.randint(0, 3))
+        ]
+        lines = [{"sku": f"S{n}", "qty": q, "price": p} for n, (q, p) in enumerate(bought)]
+        after = {
+            "ref": oid,
+            "state": rnd.choice(STATES) if before else "open",
+            "lines": lines,
+            "amount": round(sum(q * p for q, p in bought), 2),
+            "currency": rnd.choice(["EUR", "USD"]),
+            "customerId": rnd.choice([f"C{rnd.randint(1, 6)}", None]),
+            "buyer": {"name": rnd.choice(["Ann", "Bo"]), "address": "1 Road"},
+            "placedAt": T0,
+        }
+        versions[oid] += 1
+        changes.append(
+            Change(
+                event=ev(seq, oid, versions[oid], at, stream="purchases"),
+                before=before,
+                after=after,
+            )
+        )
+        docs[oid] = after
+    return changes, docs
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_order_models_over_a_second_document_shape_equal_direct_computations(
+    seed: int,
+) -> None:
+    changes, finals = shop_workload(seed)
+    models = by_name(SHOP)
+    summary = run(models["order_summary"], changes)
+    assert set(summary) == {f"str:{k}" for k in finals}  # never a customer document
+    for key, doc in finals.items():
+        row = summary[f"str:{key}"]
+        assert row["total"] == Decimal128(repr(doc["amount"]))  # 36.32 stays 36.32
+        assert (row["status"], row["number"], row["items"]) == (doc["state"], key, doc["lines"])
+        assert row["created_at"] == T0 and row["problems"] == []
+    by_status = run(models["orders_by_status"], changes)
+    assert {k: r["count"] for k, r in by_status.items() if r["count"]} == dict(
+        Counter(d["state"] for d in finals.values())
+    )
+    # revenue and spend: what each order counts for now (paid: its amount), summed
+    revenue: dict[str, Decimal] = defaultdict(Decimal)
+    spend: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    placed: Counter[str] = Counter()
+    for doc in finals.values():
+        placed[doc["customerId"] or ""] += 1
+        if doc["state"] in ("settled", "sent"):
+            revenue[doc["currency"]] += Decimal(repr(doc["amount"]))
+            spend[doc["customerId"] or ""][doc["currency"]] += Decimal(repr(doc["amount"]))
+    days = run(models["revenue_by_day"], changes)
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for row in days.values():
+        totals[row["currency"]] += row["revenue"].to_decimal()
+    assert {c: v for c, v in totals.items() if v} == {c: v for c, v in revenue.items() if v}
+    customers = run(models["customer_totals"], changes)
+    for cid, row in customers.items():
+        assert row["orders"] == placed[cid], cid
+        got = {c: v.to_decimal() for c, v in row["lifetime_spend"].items() if v.to_decimal()}
+        assert got == {c: v for c, v in spend[cid].items() if v}, cid
+        assert row["customer"] == (cid or None)
+    assert "X" not in customers  # the customer document's customerId is no order's
+    # the default mapping reads none of it: another stream
+    assert all(run(p, changes) == {} for p in ORDER_PROJECTIONS)
+
+
+def test_the_default_stream_is_orders_only() -> None:
+    summary = by_name(OrderSchema())["order_summary"]
+    order = Change(event=ev(1, "o1", 1, T0), before=None, after={"status": "paid", "total": 1})
+    customer = Change(
+        event=ev(2, "c1", 1, T0, stream="customers"), before=None, after={"status": "paid"}
+    )
+    assert list(run(summary, [order, customer])) == ["str:o1"]
+
+
+def test_the_mapping_is_part_of_the_models_config() -> None:
+    assert {p.config for p in ORDER_PROJECTIONS} == {OrderSchema().fingerprint()}
+    assert {p.config for p in order_projections(SHOP)} == {SHOP.fingerprint()}
+    assert SHOP.fingerprint() != OrderSchema().fingerprint()
+    # the defaults given explicitly are the defaults
+    same = Settings(
+        order_fields=(("total", "total"),), paid_statuses=("shipped", "paid", "delivered")
+    )
+    assert OrderSchema.from_settings(same).fingerprint() == OrderSchema().fingerprint()
+
+
+# -- settings -----------------------------------------------------------------------------------
+def test_order_fields_from_json_or_a_file(tmp_path: Path) -> None:
+    given = {"total": "amount", "customer_id": "customerId"}
+    s = load({"EVENTSTORE_ORDER_FIELDS": json.dumps(given)})
+    assert s.order_paths["total"] == "amount" and s.order_paths["status"] == "status"
+    path = tmp_path / "fields.json"
+    path.write_text(json.dumps(given))
+    assert load({"EVENTSTORE_ORDER_FIELDS": f"@{path}"}).order_paths == s.order_paths
+    s = load({"EVENTSTORE_PAID_STATUSES": "settled, sent", "EVENTSTORE_ORDER_STREAM": "purchases"})
+    assert (s.paid_statuses, s.order_stream) == (("settled", "sent"), "purchases")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("ORDER_FIELDS", '{"amount": "total"}', "has an unknown key 'amount'"),
+        ("ORDER_FIELDS", '{"total": "a..b"}', "total: 'a..b' is not a document path"),
+        ("ORDER_FIELDS", '{"total": "$amount"}', "total: '$amount' is not a document path"),
+        ("ORDER_FIELDS", '{"total": ""}', "total: '' is not a document path"),
+        ("ORDER_FIELDS", '{"total": 5}', "total: 5 is not a document path"),
+        ("ORDER_FIELDS", "[1, 2]", "must be a JSON object of input name -> document path"),
+        ("ORDER_FIELDS", "total=amount", "is not a JSON object"),
+        ("ORDER_FIELDS", "@/no/such/file.json", "cannot read '/no/such/file.json'"),
+        ("PAID_STATUSES", " , ", "needs at least one status"),
+        ("ORDER_STREAM", "a$b", "must be a collection name"),
+        ("PROJECTIONS", "no_colon", "takes module:attribute,...; got 'no_colon'"),
+    ],
+)
+def test_a_bad_order_setting_is_one_clear_error_naming_it(
+    name: str, value: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SettingsError, match=re.escape(f"EVENTSTORE_{name} {problem}")):
+        load({f"EVENTSTORE_{name}": value})
+    flag = "--" + name.lower().replace("_", "-")
+    argv = ["projections", "status", "--uri", "memory://", flag, value]
+    assert main(argv, out=io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert f"{flag} {problem}" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
