@@ -46,7 +46,16 @@ from api.disconnect import CLIENT_CLOSED, ClientWatch
 from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
-from api.routes import erasures, events, health, projections, proofs, streams, workers
+from api.routes import (
+    erasures,
+    events,
+    health,
+    projections,
+    proofs,
+    streams,
+    subscriptions,
+    workers,
+)
 from api.schemas import EventsPage, NotReady
 from api.services import Services
 from api.surface import http_surface
@@ -70,12 +79,13 @@ PROBLEM_CAUSES: Final[dict[int, str]] = {
     "a time without a zone, a cursor of another listing",
     401: "A key is needed (`Authorization: Bearer <key>`) or the one given is not valid",
     403: "Admin is disabled (no ADMIN_KEY) or a read key was used on /v1/admin",
-    404: "Unknown stream, entity, version, projection, row, job or worker, or no state yet; "
-    "no checkpoint (of that size) made yet",
+    404: "Unknown stream, entity, version, projection, row, job, worker, subscription or "
+    "parked event, or no state yet; no checkpoint (of that size) made yet",
     409: "An ambiguous bare key (`typed_keys` lists the typed keys to use), "
     "a rebuild already queued or running, or a worker that is not failed or stopped",
     422: "Well-formed but impossible: from_version after to_version, since after until; "
-    "a proof's seq or sizes beyond the tree or out of order",
+    "a proof's seq or sizes beyond the tree or out of order; a subscription with an unknown "
+    "sink kind, URL scheme, placeholder or a bad secret (`errors: [{key, message}]` names each field)",
     503: "The database is not reachable; try again shortly",
 }
 # Every /v1 read: bad query, missing or wrong key (when READ_KEYS is set), database away.
@@ -99,6 +109,8 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "event_proof": (404, 422),
     "entity_proof": (404, 409, 422),
     "restart_worker": (409,),
+    "put_subscription": (422,),
+    "reset_subscription": (422,),
 }
 
 
@@ -383,7 +395,12 @@ def create_app(
     admin = Router(
         "/v1/admin",
         route_handlers=_documented(
-            [*projections.ADMIN_ROUTES, *workers.ADMIN_ROUTES, *erasures.ADMIN_ROUTES],
+            [
+                *projections.ADMIN_ROUTES,
+                *workers.ADMIN_ROUTES,
+                *erasures.ADMIN_ROUTES,
+                *subscriptions.ADMIN_ROUTES,
+            ],
             ADMIN_PROBLEMS,
         ),
         guards=[_admin_guard],

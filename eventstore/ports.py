@@ -34,6 +34,7 @@ from eventstore.model import (
     StreamStats,
     TreeCheckpoint,
 )
+from eventstore.subscription_records import AdminAction, ParkedEvent, SubscriptionRecord
 from eventstore.worker_state import WorkerRecord
 
 
@@ -343,6 +344,88 @@ class Workers(Protocol):
         ...
 
 
+class Subscriptions(Protocol):
+    """Subscription records by name: configuration, operator controls, counters."""
+
+    async def get(self, name: str) -> SubscriptionRecord | None:
+        """The record, or None."""
+        ...
+
+    async def all(self) -> list[SubscriptionRecord]:
+        """Every record, by name."""
+        ...
+
+    async def create(self, record: SubscriptionRecord) -> bool:
+        """Store a new record; False (nothing written) when the name exists."""
+        ...
+
+    async def patch(self, name: str, fields: Mapping[str, Any]) -> bool:
+        """Set these top-level fields of a record; False when there is none."""
+        ...
+
+    async def delete(self, name: str) -> bool:
+        """Remove a record; False when there was none."""
+        ...
+
+    async def push_command(self, name: str, command: Mapping[str, Any]) -> bool:
+        """Queue an operator command (atomically appended); False when there is no record."""
+        ...
+
+    async def drop_commands(self, name: str, ids: Sequence[str]) -> None:
+        """Remove the commands of these ids (carried out)."""
+        ...
+
+
+class Deliveries(Protocol):
+    """Per subscription: settled positions above the checkpoint, and parked events."""
+
+    async def settle(self, name: str, seqs: Sequence[int]) -> None:
+        """Record these seqs as settled (idempotent)."""
+        ...
+
+    async def settled(self, name: str, *, above: int) -> list[int]:
+        """Settled seqs above a position, ascending."""
+        ...
+
+    async def forget_settled(self, name: str, *, up_to: int) -> None:
+        """Drop settled seqs at or below the checkpoint (they are covered by it)."""
+        ...
+
+    async def park(self, events: Sequence[ParkedEvent]) -> None:
+        """Store (replace) parked events, each by subscription and seq."""
+        ...
+
+    async def parked(
+        self, name: str, *, after_seq: int = 0, up_to: int | None = None, limit: int | None = None
+    ) -> list[ParkedEvent]:
+        """Parked events in seq order, in `(after_seq, up_to]`."""
+        ...
+
+    async def count_parked(self, name: str) -> int:
+        """How many events are parked."""
+        ...
+
+    async def unpark(self, name: str, seqs: Sequence[int]) -> int:
+        """Remove these parked events; how many were removed."""
+        ...
+
+    async def clear(self, name: str) -> None:
+        """Forget every settled position and parked event of a subscription."""
+        ...
+
+
+class AdminActions(Protocol):
+    """The append-only trail of operator actions."""
+
+    async def append(self, action: AdminAction) -> None:
+        """Add one action (never updated, never removed)."""
+        ...
+
+    async def page(self, *, after: str | None = None, limit: int = 100) -> list[AdminAction]:
+        """Actions in `id` order after a cursor."""
+        ...
+
+
 class Store(Protocol):
     """The storage ports of one deployment, and its transaction support."""
 
@@ -355,6 +438,9 @@ class Store(Protocol):
     merkle: MerkleTree
     erasures: Erasures
     workers: Workers
+    subscriptions: Subscriptions
+    deliveries: Deliveries
+    admin_actions: AdminActions
 
     @property
     def transactions(self) -> bool:

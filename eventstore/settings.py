@@ -102,6 +102,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     witnesses: tuple[Witness, ...] = ()
     # Seconds this process's capture may retry before readiness answers 503.
     unhealthy_after: float = 30.0
+    # A JSON file of subscriptions applied at start (created or updated by name).
+    subscriptions: str | None = None
     cors_origins: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # keys never appear in logs or errors
@@ -365,6 +367,7 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "witnesses": _check_witnesses,
     "cors_origins": _check_origins,
     "unhealthy_after": _seconds,
+    "subscriptions": _optional_text,
 }
 
 
@@ -468,6 +471,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "publish_checkpoints": _csv,
     "witnesses": _witnesses,
     "unhealthy_after": _positive_float("UNHEALTHY_AFTER"),
+    "subscriptions": _nonempty("SUBSCRIPTIONS"),
     "cors_origins": _csv,
 }
 

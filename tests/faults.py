@@ -18,7 +18,9 @@ from typing import Any, cast
 from pymongo.errors import NotPrimaryError
 
 from eventstore.ports import (
+    AdminActions,
     Checkpoints,
+    Deliveries,
     Erasures,
     EventLog,
     Jobs,
@@ -27,6 +29,7 @@ from eventstore.ports import (
     ReadModels,
     Snapshots,
     Store,
+    Subscriptions,
 )
 from eventstore.ports import Workers as WorkerStates
 
@@ -125,6 +128,9 @@ class FaultyStore:
         self.read_models = cast(ReadModels, _Faulty(inner.read_models, "read_models", f))
         self.jobs = cast(Jobs, _Faulty(inner.jobs, "jobs", f))
         self.workers = cast(WorkerStates, _Faulty(inner.workers, "workers", f))
+        self.subscriptions = cast(Subscriptions, _Faulty(inner.subscriptions, "subscriptions", f))
+        self.deliveries = cast(Deliveries, _Faulty(inner.deliveries, "deliveries", f))
+        self.admin_actions = cast(AdminActions, _Faulty(inner.admin_actions, "admin_actions", f))
         self.merkle = cast(MerkleTree, _Faulty(inner.merkle, "merkle", f))
         self.erasures = cast(Erasures, _Faulty(inner.erasures, "erasures", f))
 

@@ -10,6 +10,7 @@ from api.metrics import CONTENT_TYPE, LogFigures, ProjectionFigures
 from api.problems import problem
 from api.schemas import HealthOut
 from api.services import Services, ServicesDep
+from api.subscription_metrics import subscription_metric_lines
 from projections.status import projection_statuses
 
 
@@ -37,6 +38,11 @@ async def metrics(services: ServicesDep) -> Response[bytes]:
     await services.supervisor.records()
     figures = await log_figures(services) if services.connected else None
     body = services.metrics.exposition(figures, up=services.connected)
+    if services.connected:
+        # Each stored subscription's series, read from the store at this scrape.
+        extra = await subscription_metric_lines(services)
+        if extra:
+            body = body.rstrip(b"\n") + b"\n" + "\n".join(extra).encode() + b"\n"
     return Response(body, media_type=CONTENT_TYPE)
 
 

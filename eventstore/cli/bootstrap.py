@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from api.app import EventStoreApp
     from api.metrics import Metrics
     from api.workers import Workers
+    from eventstore.subscriptions.manager import SubscriptionManager
     from projections.orders import Projection
     from projections.runner import ProjectionRunner
 
@@ -287,7 +288,44 @@ class Service:
             checkpointer=self.checkpointer(publisher),
             publisher=publisher,
         )
+        self.running.supervisor.add(self.subscription_manager(self.running.supervisor, instance))
         return self.running
+
+    def subscription_manager(self, supervisor: Supervisor, instance: str) -> SubscriptionManager:
+        """The worker that runs one delivery worker per stored subscription under `supervisor`."""
+        from eventstore.subscriptions.manager import SubscriptionManager
+
+        settings = self.settings
+        return SubscriptionManager(
+            self.store,
+            supervisor,
+            clock=self.clock,
+            owner=instance,
+            lease_seconds=settings.lease_seconds,
+            secrets=[k for k in (settings.admin_key, *settings.read_keys) if k],
+        )
+
+    async def apply_subscriptions(self) -> list[str]:
+        """Apply `EVENTSTORE_SUBSCRIPTIONS` (a CliError naming the entry and field when bad)."""
+        path = self.settings.subscriptions
+        if path is None:
+            return []
+        from eventstore.subscriptions.control import SubscriptionAdmin
+        from eventstore.subscriptions.declarative import DeclarativeError, apply_file
+
+        admin = SubscriptionAdmin(
+            self.store,
+            clock=self.clock,
+            owner="declarative",
+            lease_seconds=self.settings.lease_seconds,
+        )
+        try:
+            changed = await apply_file(admin, path)
+        except DeclarativeError as exc:
+            raise CliError(f"EVENTSTORE_SUBSCRIPTIONS: {exc}") from None
+        if changed:
+            log.info("subscriptions applied from %s: %s", path, ", ".join(changed))
+        return changed
 
     def app(
         self,

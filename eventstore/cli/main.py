@@ -60,6 +60,10 @@ def _command(name: str) -> Command:
         from eventstore.cli import status
 
         module = status
+    elif name == "subscriptions":
+        from eventstore.cli import subscriptions
+
+        module = subscriptions
     elif name == "serve":
         from eventstore.cli import serve
 

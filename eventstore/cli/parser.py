@@ -38,6 +38,7 @@ _SETTING_HELP = {
     "publish_checkpoints": "comma-separated dir:PATH or http(s):// targets of signed checkpoints",
     "witnesses": "comma-separated URL=VERIFIER_KEY of C2SP tlog-witnesses",
     "unhealthy_after": "seconds capture may retry before /health/ready answers 503 (default 30)",
+    "subscriptions": "JSON file of subscriptions applied at start (created or updated by name)",
     "cors_origins": "origins allowed to call the API from a browser, comma-separated, or *",
 }
 
@@ -172,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuild with N processes, each folding a share of the entities (1-16, default 1)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    from eventstore.cli.subscriptions import add_parser as add_subscriptions
+
+    add_subscriptions(sub, _add_settings)
 
     p = sub.add_parser("status", help="every instance's background workers (as GET /v1/workers)")
     _add_settings(p)

@@ -48,6 +48,7 @@ async def serve_all(
         async with open_service(
             settings, store=args.store, capture=True, workload=workload_options(args)
         ) as service:
+            await service.apply_subscriptions()
             workers = service.workers()
             store = service.store
 

@@ -13,9 +13,16 @@ from eventstore.memory.leases import MemoryLeases
 from eventstore.memory.merkle import MemoryMerkleTree
 from eventstore.memory.readmodels import MemoryReadModels
 from eventstore.memory.snapshots import MemorySnapshots
+from eventstore.memory.subscriptions import (
+    MemoryAdminActions,
+    MemoryDeliveries,
+    MemorySubscriptions,
+)
 from eventstore.memory.workers import MemoryWorkers
 from eventstore.ports import (
+    AdminActions,
     Checkpoints,
+    Deliveries,
     Erasures,
     EventLog,
     Jobs,
@@ -23,6 +30,7 @@ from eventstore.ports import (
     MerkleTree,
     ReadModels,
     Snapshots,
+    Subscriptions,
     Workers,
 )
 
@@ -41,6 +49,9 @@ class MemoryStore:
         self.merkle: MerkleTree = MemoryMerkleTree()
         self.erasures: Erasures = MemoryErasures()
         self.workers: Workers = MemoryWorkers()
+        self.subscriptions: Subscriptions = MemorySubscriptions()
+        self.deliveries: Deliveries = MemoryDeliveries()
+        self.admin_actions: AdminActions = MemoryAdminActions()
         # Same attribute as MongoStore: what this store cannot do (nothing here).
         self.degraded: list[str] = []
 

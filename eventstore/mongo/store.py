@@ -19,9 +19,12 @@ from eventstore.mongo.leases import MongoLeases
 from eventstore.mongo.merkle import MongoMerkleTree
 from eventstore.mongo.readmodels import MongoReadModels
 from eventstore.mongo.snapshots import MongoSnapshots
+from eventstore.mongo.subscriptions import MongoAdminActions, MongoDeliveries, MongoSubscriptions
 from eventstore.mongo.workers import MongoWorkers
 from eventstore.ports import (
+    AdminActions,
     Checkpoints,
+    Deliveries,
     Erasures,
     EventLog,
     Jobs,
@@ -29,6 +32,7 @@ from eventstore.ports import (
     MerkleTree,
     ReadModels,
     Snapshots,
+    Subscriptions,
     Workers,
 )
 
@@ -56,6 +60,9 @@ class MongoStore:
         self.merkle: MerkleTree = MongoMerkleTree(self.db)
         self.erasures: Erasures = MongoErasures(self.db)
         self.workers: Workers = MongoWorkers(self.db)
+        self.subscriptions: Subscriptions = MongoSubscriptions(self.db)
+        self.deliveries: Deliveries = MongoDeliveries(self.db)
+        self.admin_actions: AdminActions = MongoAdminActions(self.db)
         self.degraded: list[str] = []
         self._transactions = False
         self._owns_client = owns_client

@@ -118,9 +118,15 @@ def test_the_vendored_chart_library_ships_with_its_licence() -> None:
 
 def test_the_page_uses_only_the_v1_api_and_modifies_nothing() -> None:
     script = (explorer.ASSETS_DIR / "explorer.js").read_text()
-    # Only reads, and the one admin request that asks for a rebuild (never an event).
-    assert not re.search(r"method:\s*'(PUT|PATCH|DELETE)'", script)
+    # Only reads, and the admin requests that ask for a rebuild or replay or skip parked
+    # subscription events (never an event is written or changed).
+    assert not re.search(r"'(PUT|PATCH|DELETE)'", script)
     assert len(re.findall(r"method:\s*'POST'", script)) == 1
+    posts = re.findall(r"`(/v1/admin/[^`]*)`, 'POST'", script)
+    assert sorted(posts) == [
+        "/v1/admin/subscriptions/${enc(name)}/parked/${p.seq}/skip",
+        "/v1/admin/subscriptions/${enc(subs.open)}/parked/replay",
+    ]
     paths = set(re.findall(r"[`'](/[a-z][^`']*)", script))
     api = {p for p in paths if not p.startswith(("/explorer", "/#"))}
     assert api and all(p.startswith("/v1/") for p in api), sorted(api - {"/v1/"})

@@ -792,3 +792,75 @@ def test_a_rejected_change_is_marked_where_it_fell_on_the_timeline(
     assert "Change rejected" in marker
     assert "ndjson, line 2: update without updateDescription" in marker
     shot(p, "rejected")
+
+
+def test_subscriptions_show_state_and_parked_events_that_can_be_skipped(
+    demo: Demo, page: tuple[Page, Console]
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.realsinks import SECRET
+
+    class Refusing(BaseHTTPRequestHandler):
+        """A receiver that answers 500 to every delivery: events park after one retry."""
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            self.send_response(500)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    p, console = page
+    admin = {"authorization": f"Bearer {ADMIN}", "eventstore-actor": "tester"}
+    try:
+        body = {
+            "sink": {
+                "kind": "webhook",
+                "url": f"http://127.0.0.1:{receiver.server_address[1]}/hook",
+                "secret": SECRET,
+            },
+            "start": "earliest",
+            "filter": {"types": ["created"]},
+            "retry": {"delays_s": [0]},
+        }
+        created = demo.http.put("/v1/admin/subscriptions/failing", json=body, headers=admin)
+        assert created.status_code == 201, created.text
+        deadline = time.monotonic() + 20
+        parked_url = "/v1/admin/subscriptions/failing/parked"
+        while not demo.http.get(parked_url, headers=admin).json()["items"]:
+            assert time.monotonic() < deadline, "nothing was parked"
+            time.sleep(0.2)
+
+        p.goto(f"{demo.base}/explorer#/subscriptions")
+        p.fill("#subs-key", ADMIN)
+        p.press("#subs-key", "Enter")
+        p.wait_for_selector("#subscriptions tbody tr[data-name='failing']")
+        p.click("#subscriptions tr[data-name='failing'] button.show-parked")
+        p.wait_for_selector("#parked-events tbody tr[data-seq]")
+        seq = p.locator("#parked-events tbody tr").first.get_attribute("data-seq")
+        assert seq is not None
+        p.click(f"#parked-events tr[data-seq='{seq}'] button.skip-parked")
+        while any(
+            str(item["seq"]) == seq
+            for item in demo.http.get(parked_url, headers=admin, params={"limit": 1000}).json()[
+                "items"
+            ]
+        ):
+            assert time.monotonic() < deadline + 20, "the skip did not happen"
+            time.sleep(0.2)
+        shot(p, "subscriptions")
+        trail = demo.http.get("/v1/admin/actions", headers=admin).json()["items"]
+        assert ("skip", "explorer", "failing") in [
+            (a["action"], a["actor"], a["target"]) for a in trail
+        ]
+        assert SECRET not in p.content()
+    finally:
+        receiver.shutdown()
+        demo.http.delete("/v1/admin/subscriptions/failing", headers=admin)
+    console.assert_clean()

@@ -149,6 +149,29 @@ async def test_the_workers_step_creates_the_collection_and_is_idempotent() -> No
     assert "workers" in await client["eventstore"].list_collection_names()
 
 
+async def test_the_subscriptions_step_creates_collections_and_indexes_idempotently() -> None:
+    client: Any = AsyncMongoMockClient(tz_aware=True)
+    step = [s for s in load_steps() if s.name == "m0009_create_subscription_collections"]
+
+    first = await migrate(client, SETTINGS, steps=step)
+    await client["eventstore"]["migrations"].delete_many({})  # as if never recorded
+    again = await migrate(client, SETTINGS, steps=step)
+
+    assert first.applied == again.applied == ["m0009_create_subscription_collections"]
+    db = client["eventstore"]
+    names = set(await db.list_collection_names())
+    assert {
+        "subscriptions",
+        "subscription_settled",
+        "subscription_parked",
+        "admin_actions",
+    } <= names
+    info = await db["subscription_parked"].index_information()
+    assert any(
+        v.get("unique") and list(v["key"]) == [("name", 1), ("seq", 1)] for v in info.values()
+    )
+
+
 async def test_the_rejected_type_step_is_skipped_on_mongomock_and_tried_again_later() -> None:
     client: Any = AsyncMongoMockClient(tz_aware=True)
     step = [s for s in load_steps() if s.name == "m0007_allow_rejected_events"]

@@ -5,6 +5,7 @@
  *   #/entity/<stream>/<key>[?v=N|?at=T] one entity: verify badge, time travel, timeline
  *   #/query?<filters>                   the audit query, paged, with exports
  *   #/projections                       read models: status, rebuilds, charts
+ *   #/subscriptions                     subscriptions (admin key): state, lag, parked events
  *
  * Live updates read /v1/events/live with fetch() (not EventSource, which cannot send
  * an Authorization header). When the API answers 401 the page asks for a read key and
@@ -283,6 +284,7 @@
     }
     if (parts[0] === 'query') return { view: 'query', params };
     if (parts[0] === 'projections') return { view: 'projections', params };
+    if (parts[0] === 'subscriptions') return { view: 'subscriptions', params };
     return { view: 'entities', params };
   }
 
@@ -299,6 +301,8 @@
     }
     if (view === 'projections') startProjections();
     else stopProjections();
+    if (view === 'subscriptions') startSubscriptions();
+    else stopSubscriptions();
   }
 
   async function route() {
@@ -1145,6 +1149,100 @@
   const charts = { status: null, revenue: null };
   let job = null; // { name, id, key }
 
+  // -- subscriptions (admin) ---------------------------------------------------------------------
+  // The admin key lives in this closure only: never stored, forgotten on reload.
+  const subs = { key: null, timer: null, open: null };
+
+  async function adminCall(path, method) {
+    const res = await fetch(path, {
+      method: method || 'GET', cache: 'no-store',
+      headers: { Accept: 'application/json', Authorization: 'Bearer ' + subs.key, 'Eventstore-Actor': 'explorer' },
+    });
+    if (!res.ok) throw new ApiError(res.status, await problemOf(res));
+    return res.status === 204 ? null : res.json();
+  }
+
+  function subsError(err) {
+    const box = $('#subs-error');
+    box.hidden = !err;
+    box.textContent = err ? (err.problem && err.problem.detail) || String(err.message || err) : '';
+  }
+
+  function startSubscriptions() {
+    if (subs.timer || !subs.key) return;
+    refreshSubscriptions();
+    subs.timer = setInterval(refreshSubscriptions, 3000);
+  }
+
+  function stopSubscriptions() {
+    clearInterval(subs.timer);
+    subs.timer = null;
+  }
+
+  async function refreshSubscriptions() {
+    if (!subs.key) return;
+    try {
+      const rows = await adminCall('/v1/admin/subscriptions');
+      subsError(null);
+      $('#subscriptions tbody').replaceChildren(...rows.map(subscriptionRow));
+      $('#subs-updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+      if (subs.open) await showParked(subs.open);
+    } catch (err) {
+      subsError(err);
+      if (err.status === 401 || err.status === 403) { subs.key = null; stopSubscriptions(); }
+    }
+  }
+
+  function subscriptionRow(s) {
+    const st = s.status;
+    const cls = st.state === 'running' ? 'ok' : st.state === 'failed' || st.state === 'disabled' ? 'bad' : 'warn';
+    // The action sits in the first column: it stays in view on a narrow screen.
+    return h('tr', { dataset: { name: s.name } },
+      h('td', null, h('button', {
+        type: 'button', class: 'ghost small show-parked', title: 'Show parked events',
+        onclick: () => { subs.open = s.name; showParked(s.name).catch(subsError); },
+      }, s.name)),
+      h('td', null, s.sink.kind),
+      h('td', null, h('span', { class: 'badge ' + cls }, st.state)),
+      h('td', { class: 'num' }, st.position),
+      h('td', { class: 'num' }, st.lag),
+      h('td', { class: 'num' }, st.delivered),
+      h('td', { class: 'num' }, st.parked),
+      h('td', { class: 'small' }, st.disabled_reason || st.last_error || ''));
+  }
+
+  async function showParked(name) {
+    const page = await adminCall(`/v1/admin/subscriptions/${enc(name)}/parked?limit=1000`);
+    $('#parked').hidden = false;
+    $('#parked-title').textContent = `Parked events of ${name} (${page.items.length}${page.next ? '+' : ''})`;
+    $('#parked-events tbody').replaceChildren(...page.items.map((p) => h('tr', { dataset: { seq: p.seq } },
+      h('td', null, h('button', {
+        type: 'button', class: 'ghost small skip-parked', title: `Skip seq ${p.seq} (never delivered)`,
+        onclick: () => adminCall(`/v1/admin/subscriptions/${enc(name)}/parked/${p.seq}/skip`, 'POST')
+          .then(refreshSubscriptions).catch(subsError),
+      }, `Skip ${p.seq}`)),
+      h('td', null, `${p.stream}/${p.entity_key}`),
+      h('td', null, p.type),
+      h('td', { class: 'num' }, p.attempts),
+      h('td', { class: 'small' }, p.last_error || ''),
+      h('td', { class: 'small' }, p.parked_at))));
+  }
+
+  function wireSubscriptions() {
+    $('#subs-key-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      subs.key = $('#subs-key').value;
+      $('#subs-key').value = '';
+      stopSubscriptions();
+      startSubscriptions();
+    });
+    $('#parked-replay').addEventListener('click', () => {
+      if (!subs.open) return;
+      adminCall(`/v1/admin/subscriptions/${enc(subs.open)}/parked/replay`, 'POST')
+        .then(refreshSubscriptions).catch(subsError);
+    });
+  }
+
   function startProjections() {
     if (app.projTimer) return;
     refreshProjections();
@@ -1447,6 +1545,7 @@
     $('#export-csv').addEventListener('click', () => exportAs('text/csv', 'events.csv').catch(showError));
     $('#export-ndjson').addEventListener('click', () => exportAs('application/x-ndjson', 'events.ndjson').catch(showError));
     $('#rebuild-form').addEventListener('submit', submitRebuild);
+    wireSubscriptions();
     for (const button of $$('dialog [data-close]')) {
       button.addEventListener('click', () => button.closest('dialog').close('cancel'));
     }

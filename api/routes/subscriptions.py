@@ -1,0 +1,264 @@
+"""Subscriptions (admin): configure, inspect, pause, resume, reset, parked events; the action trail.
+
+Every write is recorded in the admin action trail with the actor of the
+`Eventstore-Actor` header (`unknown` when absent). A malformed body or an unknown
+field is 400; a well-formed but impossible value is 422 with `errors: [{key, message}]`;
+nothing is stored then. Secrets are never returned (`***`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import Request, Response, delete, get, post, put
+from litestar.params import FromPath, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from api.params import path_value
+from api.problems import ApiError, bad_request, not_found, problem
+from api.services import ServicesDep
+from api.subscription_access import admin_of
+from eventstore.subscriptions import config as cfg
+from eventstore.subscriptions.control import (
+    NotFound,
+    SubscriptionAdmin,
+    action_json,
+    parked_json,
+    record_json,
+)
+
+ACTOR_HEADER: Final = "eventstore-actor"
+MAX_ACTOR: Final = 200
+
+
+def actor_of(request: Request[Any, Any, Any]) -> str | None:
+    """The `Eventstore-Actor` header, trimmed (None when absent)."""
+    value = request.headers.get(ACTOR_HEADER)
+    if value is None or not value.strip():
+        return None
+    if len(value) > MAX_ACTOR:
+        raise bad_request(f"Eventstore-Actor is longer than {MAX_ACTOR} characters")
+    return value.strip()
+
+
+async def _body(request: Request[Any, Any, Any], *, optional: bool = False) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        if optional:
+            return None
+        raise bad_request("a JSON body is required")
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise bad_request(f"the body is not JSON: {exc}") from None
+
+
+def _refused(exc: cfg.ConfigError) -> Response[Any]:
+    status = 400 if exc.malformed else 422
+    return problem(
+        status,
+        str(exc),
+        kind="bad-request" if exc.malformed else "invalid-subscription",
+        errors=exc.errors,
+    )
+
+
+async def _shown(admin: SubscriptionAdmin, name: str) -> dict[str, Any]:
+    record = await admin.get(name)
+    return {**record_json(record), "status": await admin.status(record)}
+
+
+def _missing(name: str) -> ApiError:
+    return not_found(f"no subscription named {name!r}")
+
+
+@put(
+    "/subscriptions/{name:str}",
+    status_code=HTTP_200_OK,
+    summary="Create (201) or update (200) a subscription; an update without a secret keeps it",
+)
+async def put_subscription(
+    services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
+) -> Response[Any]:
+    wanted = path_value(name)
+    body = await _body(request)
+    admin = admin_of(services)
+    try:
+        created, _ = await admin.put(wanted, body, actor=actor_of(request))
+    except cfg.ConfigError as exc:
+        return _refused(exc)
+    return Response(
+        await _shown(admin, wanted), status_code=HTTP_201_CREATED if created else HTTP_200_OK
+    )
+
+
+@get("/subscriptions", summary="Every subscription: configuration (secrets as ***) and status")
+async def list_subscriptions(services: ServicesDep) -> list[dict[str, Any]]:
+    admin = admin_of(services)
+    return [
+        {**record_json(r), "status": await admin.status(r)}
+        for r in await services.store.subscriptions.all()
+    ]
+
+
+@get(
+    "/subscriptions/{name:str}", summary="A subscription: configuration (secrets as ***) and status"
+)
+async def get_subscription(services: ServicesDep, name: FromPath[str]) -> dict[str, Any]:
+    wanted = path_value(name)
+    try:
+        return await _shown(admin_of(services), wanted)
+    except NotFound:
+        raise _missing(wanted) from None
+
+
+@delete(
+    "/subscriptions/{name:str}",
+    status_code=HTTP_204_NO_CONTENT,
+    summary="Delete a subscription (its positions and parked events go; Redis entries stay)",
+)
+async def delete_subscription(
+    services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
+) -> None:
+    wanted = path_value(name)
+    try:
+        await admin_of(services).delete(wanted, actor=actor_of(request))
+    except NotFound:
+        raise _missing(wanted) from None
+
+
+async def _control(
+    services: Any, request: Request[Any, Any, Any], name: str, action: str
+) -> dict[str, Any]:
+    wanted = path_value(name)
+    admin = admin_of(services)
+    try:
+        if action == "pause":
+            await admin.pause(wanted, actor=actor_of(request))
+        elif action == "resume":
+            await admin.resume(wanted, actor=actor_of(request))
+        else:
+            body = await _body(request)
+            if not isinstance(body, dict) or set(body) - {"start"} or "start" not in body:
+                raise bad_request(
+                    'the body is {"start": "latest" | "earliest" | {"seq": N} | {"time": T}}'
+                )
+            await admin.reset(wanted, body["start"], actor=actor_of(request))
+        return await _shown(admin, wanted)
+    except NotFound:
+        raise _missing(wanted) from None
+
+
+@post("/subscriptions/{name:str}/pause", status_code=HTTP_200_OK, summary="Pause a subscription")
+async def pause_subscription(
+    services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
+) -> dict[str, Any]:
+    return await _control(services, request, name, "pause")
+
+
+@post(
+    "/subscriptions/{name:str}/resume",
+    status_code=HTTP_200_OK,
+    summary="Resume a paused (or disabled) subscription",
+)
+async def resume_subscription(
+    services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
+) -> dict[str, Any]:
+    return await _control(services, request, name, "resume")
+
+
+@post(
+    "/subscriptions/{name:str}/reset",
+    status_code=HTTP_200_OK,
+    summary="Deliver again from a start (body {start}); parked events and positions are forgotten",
+)
+async def reset_subscription(
+    services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
+) -> Response[Any]:
+    try:
+        return Response(await _control(services, request, name, "reset"))
+    except cfg.ConfigError as exc:
+        return _refused(exc)
+
+
+@get("/subscriptions/{name:str}/parked", summary="Parked events of a subscription, in seq order")
+async def list_parked(
+    services: ServicesDep,
+    name: FromPath[str],
+    after: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    wanted = path_value(name)
+    try:
+        page, more = await admin_of(services).parked(wanted, after_seq=after, limit=limit)
+    except NotFound:
+        raise _missing(wanted) from None
+    return {"items": [parked_json(p) for p in page], "next": more}
+
+
+@post(
+    "/subscriptions/{name:str}/parked/replay",
+    status_code=HTTP_200_OK,
+    summary="Deliver parked events again, in order (optional body {up_to_seq})",
+)
+async def replay_parked(
+    services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
+) -> dict[str, Any]:
+    wanted = path_value(name)
+    body = await _body(request, optional=True)
+    up_to = None
+    if body is not None:
+        if not isinstance(body, dict) or set(body) - {"up_to_seq"}:
+            raise bad_request('the body is empty or {"up_to_seq": N}')
+        up_to = body.get("up_to_seq")
+        if up_to is not None and (
+            not isinstance(up_to, int) or isinstance(up_to, bool) or up_to < 1
+        ):
+            raise bad_request("up_to_seq is a seq (an integer, at least 1)")
+    try:
+        queued = await admin_of(services).replay(wanted, up_to, actor=actor_of(request))
+    except NotFound:
+        raise _missing(wanted) from None
+    return {"queued": queued, "up_to_seq": up_to}
+
+
+@post(
+    "/subscriptions/{name:str}/parked/{seq:int}/skip",
+    status_code=HTTP_200_OK,
+    summary="Give up on one parked event (recorded in the action trail)",
+)
+async def skip_parked(
+    services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str], seq: FromPath[int]
+) -> dict[str, Any]:
+    wanted = path_value(name)
+    try:
+        await admin_of(services).skip(wanted, seq, actor=actor_of(request))
+    except NotFound as exc:
+        raise not_found(str(exc.args[0]) if exc.args else f"no parked event {seq}") from None
+    return {"skipped": seq}
+
+
+@get("/actions", summary="The admin action trail: who did what to which subscription, when")
+async def list_actions(
+    services: ServicesDep,
+    after: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    page, more = await admin_of(services).actions(after=after, limit=limit)
+    return {"items": [action_json(a) for a in page], "next": more}
+
+
+ADMIN_ROUTES: list[Any] = [
+    put_subscription,
+    list_subscriptions,
+    get_subscription,
+    delete_subscription,
+    pause_subscription,
+    resume_subscription,
+    reset_subscription,
+    list_parked,
+    replay_parked,
+    skip_parked,
+    list_actions,
+]

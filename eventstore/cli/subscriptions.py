@@ -1,0 +1,198 @@
+"""`eventstore subscriptions list|status|add|remove|pause|resume|reset|parked|run`.
+
+The same operations and JSON as the admin API (`--json`); every change is recorded
+in the admin action trail with `--actor` (default: the login name). `run` is a
+delivery-only process: it delivers every stored subscription (leases decide which
+instance delivers each) until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+import msgspec
+
+from eventstore.cli.bootstrap import open_service
+from eventstore.cli.common import EXIT_ERROR, EXIT_OK, CliError, install_stop_signals, settings_from
+from eventstore.subscriptions import config as cfg
+from eventstore.subscriptions.control import NotFound, SubscriptionAdmin, parked_json, record_json
+
+ACTIONS = ("list", "status", "add", "remove", "pause", "resume", "reset", "parked", "run")
+
+
+def add_parser(sub: Any, add_settings: Any) -> None:
+    """The `subscriptions` command's arguments."""
+    p = sub.add_parser("subscriptions", help="manage and run subscriptions (webhooks, Redis)")
+    add_settings(p)
+    p.add_argument("action", choices=ACTIONS)
+    p.add_argument("name", nargs="?", metavar="NAME", help="the subscription")
+    p.add_argument("--file", metavar="SUB.json", help="add: the subscription's JSON (PUT body)")
+    p.add_argument(
+        "--start", metavar="START", help="reset: earliest, latest, a seq or an RFC 3339 time"
+    )
+    p.add_argument("--replay", action="store_true", help="parked: deliver them again")
+    p.add_argument("--up-to", type=int, metavar="SEQ", help="parked --replay: up to this seq")
+    p.add_argument("--skip", type=int, metavar="SEQ", help="parked: give up on one event")
+    p.add_argument("--actor", help="who acts (the admin action trail; default: login name)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def _actor(args: argparse.Namespace) -> str:
+    if args.actor:
+        return str(args.actor)
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _start(value: str | None) -> Any:
+    if value is None:
+        raise CliError("reset needs --start earliest|latest|SEQ|TIME")
+    if value in ("earliest", "latest"):
+        return value
+    if value.isdigit():
+        return {"seq": int(value)}
+    return {"time": value}
+
+
+def _table(rows: list[dict[str, Any]], out: TextIO) -> None:
+    print(
+        f"{'NAME':<24} {'STATE':<10} {'POSITION':>9} {'LAG':>7} {'DELIVERED':>10} {'PARKED':>7}  LAST ERROR",
+        file=out,
+    )
+    for r in rows:
+        print(
+            f"{r['name']:<24} {r['state']:<10} {r['position']:>9} {r['lag']:>7} "
+            f"{r['delivered']:>10} {r['parked']:>7}  {r['last_error'] or r['disabled_reason'] or ''}",
+            file=out,
+        )
+
+
+def _need_name(args: argparse.Namespace) -> str:
+    if not args.name:
+        raise CliError(f"subscriptions {args.action} needs a NAME")
+    return str(args.name)
+
+
+async def cmd_subscriptions(args: argparse.Namespace, out: TextIO) -> int:
+    """Run one `subscriptions` action."""
+    settings = settings_from(args)
+    async with open_service(settings, store=args.store) as service:
+        if args.action == "run":
+            return await _run(service, out)
+        admin = SubscriptionAdmin(
+            service.store,
+            clock=service.clock,
+            owner="cli",
+            lease_seconds=settings.lease_seconds,
+        )
+        try:
+            return await _act(admin, args, out)
+        except NotFound as exc:
+            raise CliError(
+                f"no subscription {exc.args[0]!r}" if exc.args else "not found"
+            ) from None
+        except cfg.ConfigError as exc:
+            raise CliError(f"refused: {exc}") from None
+
+
+async def _act(admin: SubscriptionAdmin, args: argparse.Namespace, out: TextIO) -> int:
+    action, actor = args.action, _actor(args)
+    if action == "list":
+        rows = [await admin.status(r) for r in await admin.store.subscriptions.all()]
+        if args.json:
+            print(json.dumps(rows), file=out)
+        else:
+            _table(rows, out)
+        return EXIT_OK
+    name = _need_name(args)
+    if action == "add":
+        if not args.file:
+            raise CliError("add needs --file SUB.json (the PUT body)")
+        try:
+            body = msgspec.json.decode(await asyncio.to_thread(Path(args.file).read_bytes))
+        except OSError as exc:
+            raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+        except msgspec.DecodeError as exc:
+            raise CliError(f"{args.file} is not JSON: {exc}") from None
+        created, _ = await admin.put(name, body, actor=actor)
+        print(f"{'created' if created else 'updated'} {name}", file=out)
+        return EXIT_OK
+    if action == "remove":
+        await admin.delete(name, actor=actor)
+        print(f"removed {name}", file=out)
+        return EXIT_OK
+    if action in ("pause", "resume"):
+        await getattr(admin, action)(name, actor=actor)
+    elif action == "reset":
+        await admin.reset(name, _start(args.start), actor=actor)
+    elif action == "parked":
+        return await _parked(admin, name, args, actor, out)
+    record = await admin.get(name)
+    status = await admin.status(record)
+    if args.json:
+        print(json.dumps({**record_json(record), "status": status}), file=out)
+    else:
+        _table([status], out)
+    return EXIT_OK
+
+
+async def _parked(
+    admin: SubscriptionAdmin, name: str, args: argparse.Namespace, actor: str, out: TextIO
+) -> int:
+    if args.skip is not None:
+        await admin.skip(name, args.skip, actor=actor)
+        print(f"skipped seq {args.skip} of {name}", file=out)
+        return EXIT_OK
+    if args.replay:
+        queued = await admin.replay(name, args.up_to, actor=actor)
+        print(f"replaying {queued} parked event(s) of {name}", file=out)
+        return EXIT_OK
+    items: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page, more = await admin.parked(name, after_seq=after, limit=1000)
+        items.extend(parked_json(p) for p in page)
+        if more is None:
+            break
+        after = more
+    if args.json:
+        print(json.dumps({"items": items, "next": None}), file=out)
+        return EXIT_OK
+    for p in items:
+        print(
+            f"{p['seq']:>10} {p['stream']}/{p['entity_key']} {p['type']} "
+            f"attempts={p['attempts']} {p['last_error'] or ''}",
+            file=out,
+        )
+    if not items:
+        print(f"{name}: nothing parked", file=out)
+    return EXIT_OK
+
+
+async def _run(service: Any, out: TextIO) -> int:
+    """Deliver every stored subscription until stopped (exit 1 when one failed)."""
+    from eventstore.leasing import default_owner
+    from eventstore.worker_state import FAILED
+
+    await service.apply_subscriptions()
+    owner = default_owner()
+    supervisor = service.supervisor(owner)
+    install_stop_signals(supervisor.stopping)
+    manager = service.subscription_manager(supervisor, owner)
+    supervisor.add(manager)
+    await supervisor.start()
+    try:
+        await supervisor.stopping.wait()
+    finally:
+        await supervisor.stop()
+    failed = [s for s in supervisor.workers if s.state == FAILED]
+    for s in failed:
+        print(f"{s.name} failed: {s.last_error}", file=out)
+    return EXIT_ERROR if failed else EXIT_OK

@@ -1,0 +1,481 @@
+"""A subscription's configuration: parsed and validated from JSON-shaped input (pure).
+
+`parse(name, body)` gives a `SubscriptionConfig` or raises `ConfigError` with
+`errors: [{key, message}]` naming each bad field. `malformed` is True when the
+body itself is wrong (not an object, an unknown field, a wrong type: HTTP 400);
+otherwise the body is well formed but impossible (HTTP 422). Nothing here reads
+an environment variable or a file: secrets given as `{"env"}`/`{"file"}` are
+kept as references and resolved when a sink is built (`secrets.resolve`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+from eventstore.model import EVENT_TYPES
+from eventstore.subscriptions import templates
+
+NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Standard Webhooks' schedule: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_DELAYS: Final = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+MAX_LANES: Final = 64
+MASK: Final = "***"
+WEBHOOK: Final = "webhook"
+REDIS_PUBSUB: Final = "redis-pubsub"
+REDIS_INVALIDATE: Final = "redis-invalidate"
+REDIS_STREAM: Final = "redis-stream"
+SINK_KINDS: Final = (WEBHOOK, REDIS_PUBSUB, REDIS_INVALIDATE, REDIS_STREAM)
+# Headers a webhook's `headers` may not set: the protocol's own and the transport's.
+RESERVED_HEADERS: Final = frozenset(
+    {"content-type", "host", "content-length", "transfer-encoding", "connection"}
+)
+_TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_PATH_SEGMENT: Final = re.compile(r"^[^.$\s][^.\s]*$")
+
+# A secret as configured: the literal value, or where to read it.
+Secret = str | dict[str, str]
+
+
+class Filter(msgspec.Struct, frozen=True, kw_only=True):
+    """AND across criteria, OR within one; an empty criterion admits everything."""
+
+    streams: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    actors: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+
+
+class Retry(msgspec.Struct, frozen=True, kw_only=True):
+    """Per-event retries: one attempt at once, then one after each delay (± jitter)."""
+
+    delays_s: tuple[float, ...] = DEFAULT_DELAYS
+    jitter: float = 0.1
+
+
+class Start(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a new (or reset) subscription starts: latest, earliest, a seq, or a time."""
+
+    kind: str = "latest"
+    seq: int | None = None
+    time: datetime | None = None
+
+
+class SubscriptionConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """One subscription: its sink (a dict as configured, secrets as given), filter, start, lanes, retry."""
+
+    name: str
+    sink: dict[str, Any]
+    filter: Filter = Filter()
+    start: Start = Start()
+    lanes: int = 1
+    retry: Retry = Retry()
+
+    @property
+    def kind(self) -> str:
+        """The sink kind."""
+        return str(self.sink["kind"])
+
+
+class ConfigError(ValueError):
+    """Bad configuration: `errors` is `[{key, message}]`; `malformed` means HTTP 400, else 422."""
+
+    def __init__(self, errors: list[dict[str, str]], *, malformed: bool = False) -> None:
+        super().__init__("; ".join(f"{e['key']}: {e['message']}" for e in errors))
+        self.errors = errors
+        self.malformed = malformed
+
+
+class _Check:
+    """Collects problems: `bad` for impossible values (422), `malformed` for shape (400)."""
+
+    def __init__(self) -> None:
+        self.errors: list[dict[str, str]] = []
+        self.shape: list[dict[str, str]] = []
+
+    def bad(self, key: str, message: str) -> None:
+        self.errors.append({"key": key, "message": message})
+
+    def malformed(self, key: str, message: str) -> None:
+        self.shape.append({"key": key, "message": message})
+
+    def fields(self, key: str, value: dict[str, Any], allowed: tuple[str, ...]) -> None:
+        for k in value:
+            if k not in allowed:
+                self.malformed(f"{key}.{k}" if key else k, "unknown field")
+
+    def raise_if_any(self) -> None:
+        if self.shape:
+            raise ConfigError(self.shape, malformed=True)
+        if self.errors:
+            raise ConfigError(self.errors)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _strings(check: _Check, key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        check.malformed(key, "expected a list of strings")
+        return ()
+    return tuple(value)
+
+
+def parse_start(value: Any, key: str = "start") -> Start:
+    """`"latest"` | `"earliest"` | `{"seq": N}` | `{"time": RFC3339}`; ConfigError otherwise."""
+    check = _Check()
+    start = _start(check, key, value)
+    check.raise_if_any()
+    return start
+
+
+def _start(check: _Check, key: str, value: Any) -> Start:
+    if value is None or value == "latest":
+        return Start()
+    if value == "earliest":
+        return Start(kind="earliest")
+    if isinstance(value, str):
+        check.bad(key, 'expected "latest", "earliest", {"seq": N} or {"time": RFC3339}')
+        return Start()
+    if not isinstance(value, dict) or len(value) != 1:
+        check.malformed(key, 'expected "latest", "earliest", {"seq": N} or {"time": RFC3339}')
+        return Start()
+    ((field, v),) = value.items()
+    if field == "seq":
+        if not _is_int(v):
+            check.malformed(f"{key}.seq", "expected an integer")
+        elif v < 1:
+            check.bad(f"{key}.seq", "seq starts at 1")
+        else:
+            return Start(kind="seq", seq=v)
+        return Start()
+    if field == "time":
+        if not isinstance(v, str):
+            check.malformed(f"{key}.time", "expected an RFC 3339 time")
+            return Start()
+        try:
+            at = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+        except ValueError:
+            check.bad(f"{key}.time", "not an RFC 3339 time")
+            return Start()
+        if at.tzinfo is None:
+            check.bad(f"{key}.time", "the time needs a zone (Z or +hh:mm)")
+            return Start()
+        return Start(kind="time", time=at)
+    check.malformed(f"{key}.{field}", "unknown field")
+    return Start()
+
+
+def start_json(start: Start) -> Any:
+    """The JSON form of a start, as it is given."""
+    if start.kind == "seq":
+        return {"seq": start.seq}
+    if start.kind == "time" and start.time is not None:
+        return {"time": start.time.isoformat().replace("+00:00", "Z")}
+    return start.kind
+
+
+def _secret(check: _Check, key: str, value: Any) -> None:
+    """A secret is a non-empty string, `{"env": NAME}` or `{"file": PATH}`."""
+    if isinstance(value, str):
+        if not value:
+            check.bad(key, "a secret may not be empty")
+        return
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, where),) = value.items()
+        if kind in ("env", "file") and isinstance(where, str) and where:
+            if kind == "env" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", where):
+                check.bad(f"{key}.env", "not an environment variable name")
+            return
+    check.bad(key, 'expected a string, {"env": NAME} or {"file": PATH}')
+
+
+def webhook_key(secret: str) -> bytes | None:
+    """The HMAC key of a `whsec_<base64>` secret (24-64 bytes), or None when malformed."""
+    body = secret.removeprefix("whsec_")
+    if body == secret:
+        return None
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if 24 <= len(raw) <= 64 else None
+
+
+def _template(check: _Check, key: str, value: Any) -> tuple[templates.Part, ...] | None:
+    if not isinstance(value, str):
+        check.malformed(key, "expected a string")
+        return None
+    if not value:
+        check.bad(key, "may not be empty")
+        return None
+    try:
+        return templates.parse(value)
+    except templates.TemplateError as exc:
+        check.bad(key, str(exc))
+        return None
+
+
+def _url(check: _Check, key: str, value: Any, schemes: tuple[str, ...]) -> None:
+    if isinstance(value, dict):
+        _secret(check, key, value)  # the whole URL read from the environment or a file
+        return
+    if not isinstance(value, str):
+        check.malformed(key, "expected a string")
+        return
+    parts = _template(check, key, value)
+    if parts is None:
+        return
+    split = urlsplit(templates.render(parts, dict.fromkeys(templates.PLACEHOLDERS, "x")))
+    if split.scheme not in schemes:
+        check.bad(
+            key, f"unsupported URL scheme {split.scheme or '(none)'!r}: use {'/'.join(schemes)}"
+        )
+    elif not split.hostname:
+        check.bad(key, "the URL names no host")
+
+
+def _sink(check: _Check, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        check.malformed("sink", "expected an object")
+        return {}
+    kind = value.get("kind")
+    if not isinstance(kind, str):
+        check.malformed("sink.kind", "expected a string")
+        return {}
+    if kind not in SINK_KINDS:
+        check.bad("sink.kind", f"unknown sink kind {kind!r}: use one of {', '.join(SINK_KINDS)}")
+        return {}
+    out = dict(value)
+    if kind == WEBHOOK:
+        check.fields("sink", value, ("kind", "url", "secret", "timeout_s", "headers"))
+        _url(check, "sink.url", value.get("url"), ("http", "https"))
+        secret = value.get("secret")
+        if secret is None:
+            check.bad("sink.secret", "a webhook needs a secret (whsec_...) to sign with")
+        secrets = secret if isinstance(secret, list) else [secret] if secret is not None else []
+        if isinstance(secret, list) and not 1 <= len(secret) <= 2:
+            check.bad("sink.secret", "give one secret, or [new, old] during a rotation")
+        for i, s in enumerate(secrets):
+            k = f"sink.secret[{i}]" if isinstance(secret, list) else "sink.secret"
+            _secret(check, k, s)
+            if isinstance(s, str) and s and s != MASK and webhook_key(s) is None:
+                check.bad(k, "a webhook secret is whsec_<base64 of 24-64 bytes>")
+        timeout = value.get("timeout_s", 15)
+        if not _is_number(timeout):
+            check.malformed("sink.timeout_s", "expected a number")
+        elif not 0 < timeout <= 60:
+            check.bad("sink.timeout_s", "between 0 (excluded) and 60 seconds")
+        headers = value.get("headers", {})
+        if not isinstance(headers, dict):
+            check.malformed("sink.headers", "expected an object")
+        else:
+            for h, v in headers.items():
+                hk = f"sink.headers.{h}"
+                if not _TOKEN.match(h):
+                    check.bad(hk, "not a valid header name")
+                elif h.lower() in RESERVED_HEADERS or h.lower().startswith("webhook-"):
+                    check.bad(hk, "webhook-*, content-type and host are set by the sink")
+                _secret(check, hk, v)
+        out.setdefault("timeout_s", 15)
+        out.setdefault("headers", {})
+        return out
+    check.fields(
+        "sink",
+        value,
+        {
+            REDIS_PUBSUB: ("kind", "url", "channel"),
+            REDIS_INVALIDATE: ("kind", "url", "keys", "again_after_ms"),
+            REDIS_STREAM: ("kind", "url", "stream", "maxlen"),
+        }[kind],
+    )
+    _url(check, "sink.url", value.get("url"), ("redis", "rediss"))
+    if kind == REDIS_PUBSUB:
+        _template(check, "sink.channel", value.get("channel"))
+    elif kind == REDIS_INVALIDATE:
+        keys = value.get("keys")
+        if not isinstance(keys, list) or not keys:
+            check.malformed("sink.keys", "expected a non-empty list of key templates")
+        else:
+            for i, k in enumerate(keys):
+                _template(check, f"sink.keys[{i}]", k)
+        again = value.get("again_after_ms", 0)
+        if not _is_int(again):
+            check.malformed("sink.again_after_ms", "expected an integer")
+        elif not 0 <= again <= 60_000:
+            check.bad("sink.again_after_ms", "between 0 and 60000")
+        out.setdefault("again_after_ms", 0)
+    else:
+        _template(check, "sink.stream", value.get("stream"))
+        maxlen = value.get("maxlen", 1_000_000)
+        if maxlen is not None and not _is_int(maxlen):
+            check.malformed("sink.maxlen", "expected an integer or null")
+        elif maxlen is not None and maxlen < 1:
+            check.bad("sink.maxlen", "at least 1 (or null: no trimming)")
+        out.setdefault("maxlen", 1_000_000)
+    return out
+
+
+def _filter(check: _Check, value: Any) -> Filter:
+    if value is None:
+        return Filter()
+    if not isinstance(value, dict):
+        check.malformed("filter", "expected an object")
+        return Filter()
+    check.fields("filter", value, ("streams", "types", "actors", "fields"))
+    f = Filter(
+        streams=_strings(check, "filter.streams", value.get("streams")),
+        types=_strings(check, "filter.types", value.get("types")),
+        actors=_strings(check, "filter.actors", value.get("actors")),
+        fields=_strings(check, "filter.fields", value.get("fields")),
+    )
+    for i, t in enumerate(f.types):
+        if t not in EVENT_TYPES:
+            check.bad(f"filter.types[{i}]", f"unknown event type {t!r}")
+    for i, p in enumerate(f.fields):
+        if not p or not all(_PATH_SEGMENT.match(s) for s in p.split(".")):
+            check.bad(f"filter.fields[{i}]", f"{p!r} is not a field path (a.b.c)")
+    return f
+
+
+def _retry(check: _Check, value: Any) -> Retry:
+    if value is None:
+        return Retry()
+    if not isinstance(value, dict):
+        check.malformed("retry", "expected an object")
+        return Retry()
+    check.fields("retry", value, ("delays_s", "jitter"))
+    delays = value.get("delays_s", list(DEFAULT_DELAYS))
+    jitter = value.get("jitter", 0.1)
+    if not isinstance(delays, list) or not all(_is_number(d) for d in delays):
+        check.malformed("retry.delays_s", "expected a list of numbers")
+        delays = list(DEFAULT_DELAYS)
+    elif len(delays) > 30:
+        check.bad("retry.delays_s", "at most 30 retries")
+    elif any(not 0 <= d <= 7 * 86400 for d in delays):
+        check.bad("retry.delays_s", "each delay between 0 and 604800 seconds")
+    if not _is_number(jitter):
+        check.malformed("retry.jitter", "expected a number")
+        jitter = 0.1
+    elif not 0 <= jitter <= 1:
+        check.bad("retry.jitter", "a fraction between 0 and 1")
+    return Retry(delays_s=tuple(float(d) for d in delays), jitter=float(jitter))
+
+
+BODY_FIELDS: Final = ("sink", "filter", "start", "lanes", "retry")
+
+
+def parse(name: str, body: Any) -> SubscriptionConfig:
+    """A validated configuration from a PUT body (or a declarative file's entry)."""
+    check = _Check()
+    if not NAME_RE.match(name):
+        check.bad("name", "1-64 of a-z 0-9 _ -, starting with a letter or digit")
+    if not isinstance(body, dict):
+        raise ConfigError([{"key": "", "message": "expected a JSON object"}], malformed=True)
+    check.fields("", body, BODY_FIELDS)
+    if "sink" not in body:
+        check.malformed("sink", "required")
+    sink = _sink(check, body.get("sink"))
+    filt = _filter(check, body.get("filter"))
+    start = _start(check, "start", body.get("start"))
+    lanes = body.get("lanes", 1)
+    if not _is_int(lanes):
+        check.malformed("lanes", "expected an integer")
+        lanes = 1
+    elif not 1 <= lanes <= MAX_LANES:
+        check.bad("lanes", f"between 1 and {MAX_LANES}")
+    elif lanes > 1 and sink.get("kind") == REDIS_STREAM:
+        check.bad("lanes", "a redis-stream sink delivers strictly in seq order: lanes must be 1")
+    retry = _retry(check, body.get("retry"))
+    check.raise_if_any()
+    return SubscriptionConfig(
+        name=name, sink=sink, filter=filt, start=start, lanes=lanes, retry=retry
+    )
+
+
+def to_doc(config: SubscriptionConfig) -> dict[str, Any]:
+    """The stored form (secrets as configured: literal values or references)."""
+    return {
+        "name": config.name,
+        "sink": config.sink,
+        "filter": {k: list(v) for k, v in msgspec.structs.asdict(config.filter).items()},
+        "start": start_json(config.start),
+        "lanes": config.lanes,
+        "retry": {"delays_s": list(config.retry.delays_s), "jitter": config.retry.jitter},
+    }
+
+
+def from_doc(doc: dict[str, Any]) -> SubscriptionConfig:
+    """A stored configuration read back (validated again: a bad document is refused loudly)."""
+    body = {k: doc[k] for k in BODY_FIELDS if k in doc}
+    return parse(str(doc["name"]), body)
+
+
+def _mask_url(url: Any) -> Any:
+    if not isinstance(url, str):
+        return url  # a reference names where the URL is read, not the URL
+    split = urlsplit(url)
+    if split.password is None:
+        return url
+    host = split.netloc.rpartition("@")[2]
+    user = split.username or ""
+    return urlunsplit(split._replace(netloc=f"{user}:{MASK}@{host}"))
+
+
+def public(config: SubscriptionConfig) -> dict[str, Any]:
+    """The configuration as shown: every literal secret as `***` (references shown as given)."""
+    doc = to_doc(config)
+    sink = dict(doc["sink"])
+    sink["url"] = _mask_url(sink.get("url"))
+    if "secret" in sink:
+        secret = sink["secret"]
+        if isinstance(secret, list):
+            sink["secret"] = [s if isinstance(s, dict) else MASK for s in secret]
+        else:
+            sink["secret"] = secret if isinstance(secret, dict) else MASK
+    if "headers" in sink:
+        sink["headers"] = {
+            h: (v if isinstance(v, dict) else MASK) for h, v in sink["headers"].items()
+        }
+    doc["sink"] = sink
+    return doc
+
+
+def keep_secrets(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """A PUT body's sink with the stored secrets kept where it gives none (or `***`)."""
+    if old is None or new.get("kind") != old.get("kind"):
+        return new
+    out = dict(new)
+    if "secret" in old and out.get("secret") in (None, MASK):
+        out["secret"] = old["secret"]
+    if isinstance(out.get("headers"), dict) and isinstance(old.get("headers"), dict):
+        out["headers"] = {
+            h: (old["headers"].get(h, v) if v == MASK else v) for h, v in out["headers"].items()
+        }
+    url, old_url = out.get("url"), old.get("url")
+    masked = isinstance(url, str) and f":{MASK}@" in url
+    if masked and isinstance(old_url, str) and _mask_url(old_url) == url:
+        out["url"] = old_url
+    return out
+
+
+def redis_address(url: Any) -> tuple[str, int, str] | None:
+    """(host, port, db) of a literal Redis URL, to tell whether two sinks share a server."""
+    if not isinstance(url, str):
+        return None
+    split = urlsplit(url)
+    db = split.path.strip("/") or "0"
+    return (split.hostname or "", split.port or 6379, db)

@@ -1,0 +1,785 @@
+"""The delivery engine: one subscription as a supervised worker.
+
+Invariants:
+- It works only while holding the lease `subscription:<name>`; other instances stand by.
+- The checkpoint (`subscription:<name>` in the Checkpoints port) is the highest seq
+  below which every event is settled: delivered, filtered out, or parked. Delivered
+  and parked events above it are stored too (the Deliveries port) before anything
+  counts them settled, so after a crash only events that were not settled are
+  delivered again.
+- Each entity's events go out in seq order: an event that waits for a retry holds
+  back only its own entity; `lanes` entities may have a delivery in flight at once.
+  A strict sink (redis-stream) gets every event in global seq order, in batches.
+- A failure about one event follows the subscription's retry schedule (with
+  jitter); once exhausted, the event is parked with every later event of its
+  entity, and the others keep flowing. A failure of the whole sink backs off the
+  subscription (`retrying`, `Retry-After` honoured up to an hour), parking nothing.
+  HTTP 410 disables the subscription. A strict sink never parks.
+- Every delivery id is `<name>-<seq>`: the same on every attempt, replay and reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import random
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import msgspec
+
+from eventstore.failures import Backoff, describe
+from eventstore.leasing import LeaseKeeper, LeaseLost
+from eventstore.model import Event
+from eventstore.ports import Clock, Store
+from eventstore.render import event_json
+from eventstore.subscription_records import ParkedEvent, SubscriptionRecord
+from eventstore.subscriptions import config as cfg
+from eventstore.subscriptions import positions
+from eventstore.subscriptions.filters import admits
+from eventstore.subscriptions.sinks.base import (
+    ALREADY,
+    GONE,
+    SINK_FAILED,
+    UNHEARD,
+    Delivery,
+    Outcome,
+    Sink,
+)
+from eventstore.subscriptions.sinks.build import build_sink
+from eventstore.supervisor import Progress, WorkerContext
+from eventstore.worker_state import DISABLED, PAUSED, RETRYING, RUNNING
+
+log = logging.getLogger("eventstore.subscriptions")
+
+SUBSCRIPTION: Final = "subscription"
+Entity = tuple[str, str]
+SinkFactory = Callable[[cfg.SubscriptionConfig], Sink]
+_ENCODER = msgspec.json.Encoder()
+
+
+class Deleted(Exception):
+    """The subscription's record is gone: the worker ends."""
+
+
+def delivery_id(name: str, seq: int) -> str:
+    """The stable id of a delivery: `<name>-<seq>` (no `.`: Standard Webhooks ids)."""
+    return f"{name}-{seq}"
+
+
+class SubscriptionWorker:
+    """Delivers one subscription from its checkpoint (name: its lease role `subscription:<name>`)."""
+
+    kind = SUBSCRIPTION
+
+    def __init__(
+        self,
+        store: Store,
+        subscription: str,
+        *,
+        clock: Clock,
+        owner: str,
+        lease_seconds: float,
+        wall_clock: Clock | None = None,
+        sink_factory: SinkFactory | None = None,
+        read_batch: int = 500,
+        entity_batch: int = 64,
+        window: int = 5000,
+        strict_batch: int = 500,
+        poll_s: float = 1.0,
+        rng: random.Random | None = None,
+        backoff_first: float = 1.0,
+        backoff_cap: float = 300.0,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self.store = store
+        self.subscription = subscription
+        self.clock = clock
+        # Webhook timestamps are of the attempt, on the wall clock (receivers check them).
+        self.wall_clock = wall_clock or clock
+        self.sink_factory = sink_factory or (lambda c: build_sink(c, clock=self.wall_clock))
+        self.read_batch = read_batch
+        self.entity_batch = entity_batch
+        self.window = window
+        self.strict_batch = strict_batch
+        self.poll_s = poll_s
+        self.rng = rng or random.Random()
+        self.backoff = Backoff(first=backoff_first, cap=backoff_cap, rng=self.rng)
+        self.secrets = tuple(secrets)
+        self.lease = LeaseKeeper(store.leases, self.name, owner, ttl=lease_seconds, clock=clock)
+        self.lease.observer = self._report
+        self.wake = asyncio.Event()
+        # Set whenever the loop has something to look at: a delivery ended, an append, a nudge.
+        self._kick = asyncio.Event()
+        self._read = asyncio.Event()
+        self._more = True
+        self._ctx: WorkerContext | None = None
+        self._reset_state()
+        self.sink: Sink | None = None
+        self.config: cfg.SubscriptionConfig | None = None
+        self.config_doc: dict[str, Any] | None = None
+        self.record: SubscriptionRecord | None = None
+        self.state = "starting"
+
+    # -- identity and status ------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The lease role, `subscription:<name>`."""
+        return positions.checkpoint_name(self.subscription)
+
+    def _report(self, state: str) -> None:
+        self.state = state
+        if self._ctx is not None:
+            self._ctx.report(state)
+
+    def nudge(self) -> None:
+        """Look at the subscription's record now (an operator changed it)."""
+        self.wake.set()
+        self._kick.set()
+
+    async def progress(self) -> Progress:
+        """The checkpoint, the events behind it, and how old the oldest unsettled one is."""
+        head = (await self.store.events.head()).seq
+        position = await positions.read_position(self.store.checkpoints, self.subscription)
+        position = position or 0
+        lag = max(head - position, 0)
+        lag_seconds = 0.0
+        if lag:
+            page = await self.store.events.read(after_seq=position, limit=1)
+            if page:
+                lag_seconds = max((self.clock.now() - page[0].recorded_at).total_seconds(), 0.0)
+        return Progress(position=position, lag=lag, lag_seconds=lag_seconds)
+
+    def _reset_state(self) -> None:
+        self.checkpoint = 0
+        self.above: set[int] = set()  # settled above the checkpoint (filtered ones included)
+        self.persisted_above: set[int] = set()  # of those, the ones stored in Deliveries
+        self.read_pos = 0
+        self.queues: dict[Entity, deque[Event]] = {}
+        self.ready: deque[Entity] = deque()
+        self.waiting: list[tuple[datetime, int, Entity]] = []
+        self.line: deque[Event] = deque()  # strict sinks: every pending event, in seq order
+        self.attempts: dict[int, int] = {}
+        self.errors: dict[int, str] = {}
+        self.parked_by_entity: dict[Entity, set[int]] = {}
+        self.replaying: set[int] = set()
+        self.inflight: dict[asyncio.Task[list[Outcome]], list[Event]] = {}
+        self.sink_until: datetime | None = None
+        self.buffered = 0
+        self._tick = 0
+
+    # -- the run ------------------------------------------------------------------------------
+    async def run(self, ctx: WorkerContext) -> None:
+        """Deliver while holding the lease (a standby waits), from the checkpoint; end when deleted."""
+        self._ctx = ctx
+        stop = ctx.stop
+        while not stop.is_set():
+            if not await self.lease.acquire(stop):
+                return
+            lost = False
+            try:
+                await self._load()
+                await self._loop(stop)
+                return
+            except LeaseLost:
+                lost = True
+                log.warning("subscription %s: lease lost, standing by", self.subscription)
+            except Deleted:
+                log.info("subscription %s was deleted: its worker ends", self.subscription)
+                return
+            finally:
+                await self._cancel_inflight()
+                if not lost:
+                    await self._save_counters()
+                if self.sink is not None:
+                    with contextlib.suppress(Exception):
+                        await self.sink.close()
+                    self.sink = None
+                self.config = self.config_doc = None
+                await self.lease.release()
+
+    async def run_commands_once(self) -> bool:
+        """Carry out queued operator commands here when no instance delivers (False if one does)."""
+        if not await self.lease.try_acquire():
+            return False
+        try:
+            await self._load(build=False)
+            # A replay needs a sink: it waits for the instance that delivers.
+            await self._control(build=False, only=("reset", "skip"))
+        except Deleted:
+            pass
+        finally:
+            await self.lease.release()
+        return True
+
+    async def _load(self, *, build: bool = True) -> None:
+        self._reset_state()
+        record = await self.store.subscriptions.get(self.subscription)
+        if record is None:
+            raise Deleted(self.subscription)
+        self._apply_record(record, build=build)
+        self._restore_counters(
+            {
+                "delivered": record.delivered,
+                "failed_attempts": record.failed_attempts,
+                "unheard": record.unheard,
+                "already_delivered": record.already_delivered,
+                "last_error": record.last_error,
+                "last_delivery_at": record.last_delivery_at,
+            }
+        )
+        assert self.config is not None
+        position = await positions.read_position(self.store.checkpoints, self.subscription)
+        if position is None:
+            position = await positions.position_of(self.store.events, self.config.start)
+            await positions.write_position(
+                self.store.checkpoints, self.subscription, position, self.clock.now()
+            )
+        self.checkpoint = self.read_pos = position
+        settled = await self.store.deliveries.settled(self.subscription, above=position)
+        self.above = set(settled)
+        self.persisted_above = set(settled)
+        for p in await self.store.deliveries.parked(self.subscription):
+            self.parked_by_entity.setdefault((p.stream, p.entity_key), set()).add(p.seq)
+            if p.seq > self.checkpoint:
+                self.above.add(p.seq)
+        self._advance()
+
+    def _apply_record(self, record: SubscriptionRecord, *, build: bool = True) -> None:
+        self.record = record
+        if record.config != self.config_doc:
+            config = cfg.from_doc(record.config)
+            if build and self.sink is not None:
+                old = self.sink
+                self.sink = None
+                task = asyncio.ensure_future(old.close())
+                task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+            self.config, self.config_doc = config, record.config
+        if build and self.sink is None and self.config is not None:
+            self.sink = self.sink_factory(self.config)
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        watcher = asyncio.ensure_future(self._watch_appends())
+        stopping = asyncio.ensure_future(self._kick_on(stop))
+        try:
+            await self._steps(stop)
+        finally:
+            for t in (watcher, stopping):
+                t.cancel()
+            # asyncio.wait: a cancellation of this task itself is not swallowed.
+            await _settled((watcher, stopping))
+
+    async def _kick_on(self, event: asyncio.Event) -> None:
+        await event.wait()
+        self._kick.set()
+
+    async def _watch_appends(self) -> None:
+        """Kick the loop when events are appended past what it has read."""
+        while True:
+            seen = self.read_pos
+            if await self.store.events.wait_for_append(seen, timeout=self.poll_s):
+                self._more = True
+                self._kick.set()
+                while self.read_pos == seen:
+                    self._read.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._read.wait(), timeout=self.poll_s)
+
+    async def _steps(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        last_poll = loop.time()
+        while not stop.is_set():
+            await self.lease.keep()
+            if self.wake.is_set() or loop.time() - last_poll >= self.poll_s:
+                self.wake.clear()
+                last_poll = loop.time()
+                await self._control()
+            record = self.record
+            assert record is not None
+            if record.disabled_reason is not None or record.paused:
+                self._report(DISABLED if record.disabled_reason is not None else PAUSED)
+                await self._cancel_inflight()
+                await self._wait_for_wake(self.poll_s)
+                continue
+            now = self.clock.now()
+            if self.sink_until is not None:
+                if now < self.sink_until and not self.inflight:
+                    self._report(RETRYING)
+                    await self._sleep((self.sink_until - now).total_seconds())
+                    continue
+                if now >= self.sink_until:
+                    self.sink_until = None
+            if self.state not in (RUNNING, RETRYING):
+                self._report(RUNNING)  # after a standby, a pause or a disabling
+            await self._fill()
+            self._wake_due(now)
+            if self.sink_until is None:
+                self._launch()
+            await self._wait()
+
+    # -- reading ------------------------------------------------------------------------------
+    async def _fill(self) -> None:
+        room = self.window - self.buffered
+        if room <= 0 or not self._more:
+            return
+        limit = min(room, self.read_batch)
+        events = await self.store.events.read(after_seq=self.read_pos, limit=limit)
+        self._more = len(events) == limit
+        if not events:
+            return
+        self._read.set()
+        assert self.config is not None
+        strict = self.sink is not None and self.sink.strict
+        to_park: list[ParkedEvent] = []
+        for e in events:
+            self.read_pos = e.seq
+            if e.seq in self.above or e.seq <= self.checkpoint:
+                continue
+            if not admits(self.config.filter, e):
+                self._settle_in_memory(e.seq)
+                continue
+            entity = (e.stream, e.entity_key)
+            held = self.parked_by_entity.get(entity)
+            if held and not strict:
+                to_park.append(self._parked(e, 0, f"held behind parked seq {min(held)}"))
+                continue
+            self.buffered += 1
+            if strict:
+                self.line.append(e)
+                continue
+            queue = self.queues.get(entity)
+            if queue is None:
+                self.queues[entity] = deque([e])
+                self.ready.append(entity)
+            else:
+                queue.append(e)
+        if to_park:
+            await self._park(to_park)
+        await self._persist_checkpoint()
+
+    # -- delivering ---------------------------------------------------------------------------
+    def _delivery(self, e: Event) -> Delivery:
+        return Delivery(
+            id=delivery_id(self.subscription, e.seq), event=e, body=_ENCODER.encode(event_json(e))
+        )
+
+    def _launch(self) -> None:
+        sink = self.sink
+        assert sink is not None and self.config is not None
+        if sink.strict:
+            if self.inflight or not self.line:
+                return
+            first = [self.line[i] for i in range(min(self.strict_batch, len(self.line)))]
+            self._start(sink, first)
+            return
+        # Each lane takes the heads of several ready entities (never two events of one entity):
+        # the sink delivers them one after the other, so at most `lanes` are in flight.
+        while len(self.inflight) < self.config.lanes and self.ready:
+            free = self.config.lanes - len(self.inflight)
+            size = max(1, min(self.entity_batch, -(-len(self.ready) // free)))
+            batch: list[Event] = []
+            while self.ready and len(batch) < size:
+                queue = self.queues.get(self.ready.popleft())
+                if queue:
+                    batch.append(queue[0])
+            if batch:
+                self._start(sink, batch)
+
+    def _start(self, sink: Sink, events: list[Event]) -> None:
+        deliveries = [self._delivery(e) for e in events]
+        task = asyncio.ensure_future(sink.deliver(deliveries))
+        task.add_done_callback(lambda _: self._kick.set())
+        self.inflight[task] = events
+
+    async def _wait(self) -> None:
+        """Until a delivery ends, a retry is due, the operator nudges, or new events arrive."""
+        if not self._kick.is_set() and not (self._more and self.buffered < self.window):
+            timeout: float | None = None
+            due = self._next_due()
+            if due is not None and (self.sink_until is None or self.inflight):
+                timeout = max(due, 0.0)
+            if self.sink_until is not None:
+                pause = max((self.sink_until - self.clock.now()).total_seconds(), 0.0)
+                timeout = pause if timeout is None else min(timeout, pause)
+            if timeout is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), timeout=self.poll_s)
+            else:
+                waits = [
+                    asyncio.ensure_future(self._kick.wait()),
+                    asyncio.ensure_future(self._sleep(timeout)),
+                ]
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for t in waits:
+                        t.cancel()
+                    # asyncio.wait: a cancellation of this task itself is not swallowed.
+                    await _settled(waits)
+        self._kick.clear()
+        for task in [t for t in self.inflight if t.done()]:
+            events = self.inflight.pop(task)
+            try:
+                outcomes = task.result()
+            except Exception as exc:  # a sink bug or an unexpected client error: back off
+                outcomes = [Outcome(status=SINK_FAILED, detail=describe(exc, self.secrets))]
+            await self._handle(events, outcomes)
+
+    async def _handle(self, events: list[Event], outcomes: list[Outcome]) -> None:
+        strict = self.sink is not None and self.sink.strict
+        now = self.clock.now()
+        settled: list[int] = []
+        back: list[Event] = []  # to go out again, in their order
+        for i, e in enumerate(events):
+            if i >= len(outcomes):  # the sink stopped early: the rest goes out again
+                back.append(e)
+                continue
+            outcome = outcomes[i]
+            if outcome.settled:
+                settled.append(e.seq)
+                self.delivered += 1
+                if outcome.status == UNHEARD:
+                    self.unheard += 1
+                elif outcome.status == ALREADY:
+                    self.already += 1
+                self.last_delivery_at = now
+                self._done_with(e, strict)
+                continue
+            self.failed_attempts += 1
+            self.last_error = outcome.detail
+            if outcome.status == GONE:
+                await self._disable(outcome.detail or "the receiver answered 410 Gone")
+                back.append(e)
+            elif outcome.status == SINK_FAILED or strict:
+                # A strict sink never parks: any failure backs off the whole subscription.
+                self._back_off(outcome, now)
+                back.append(e)
+            else:
+                await self._event_failed(e, outcome, now)
+                if not strict:
+                    continue  # a batch holds one event per entity: the others stand alone
+            back.extend(events[i + 1 :])
+            break
+        for e in reversed(back):
+            self._requeue(e, strict)
+        if settled:
+            if self.state == RETRYING:
+                self._report(RUNNING)  # the sink took a delivery again
+            self.backoff.reset()
+            if self._ctx is not None:
+                self._ctx.healthy()
+            await self._settle(settled)
+
+    def _done_with(self, e: Event, strict: bool) -> None:
+        self.buffered -= 1
+        self.attempts.pop(e.seq, None)
+        self.errors.pop(e.seq, None)
+        if strict:
+            if self.line and self.line[0].seq == e.seq:
+                self.line.popleft()
+            return
+        entity = (e.stream, e.entity_key)
+        queue = self.queues.get(entity)
+        if queue and queue[0].seq == e.seq:
+            queue.popleft()
+        if queue:
+            self.ready.append(entity)
+        else:
+            self.queues.pop(entity, None)
+
+    def _requeue(self, e: Event, strict: bool) -> None:
+        """The event goes out again first (its entity to the front)."""
+        if strict:
+            return  # it never left the line
+        entity = (e.stream, e.entity_key)
+        if entity in self.queues and entity not in self.ready:
+            self.ready.appendleft(entity)
+
+    def _back_off(self, outcome: Outcome, now: datetime) -> None:
+        delay = outcome.retry_after if outcome.retry_after is not None else self.backoff.delay()
+        until = now + timedelta(seconds=delay)
+        if self.sink_until is None or until > self.sink_until:
+            self.sink_until = until
+        log.warning(
+            "subscription %s backs off for %.1fs: %s", self.subscription, delay, outcome.detail
+        )
+
+    async def _event_failed(self, e: Event, outcome: Outcome, now: datetime) -> None:
+        assert self.config is not None
+        attempts = self.attempts.get(e.seq, 0) + 1
+        self.attempts[e.seq] = attempts
+        self.errors[e.seq] = outcome.detail or "failed"
+        delays = self.config.retry.delays_s
+        entity = (e.stream, e.entity_key)
+        if attempts > len(delays):
+            await self._park_entity(entity)
+            return
+        jitter = self.config.retry.jitter
+        delay = delays[attempts - 1] * (1 + self.rng.uniform(-jitter, jitter))
+        self._tick += 1
+        heapq.heappush(self.waiting, (now + timedelta(seconds=delay), self._tick, entity))
+
+    def _next_due(self) -> float | None:
+        if not self.waiting:
+            return None
+        return (self.waiting[0][0] - self.clock.now()).total_seconds()
+
+    def _wake_due(self, now: datetime) -> None:
+        while self.waiting and self.waiting[0][0] <= now:
+            _, _, entity = heapq.heappop(self.waiting)
+            if entity in self.queues and entity not in self.ready:
+                self.ready.appendleft(entity)
+
+    # -- settling and parking -----------------------------------------------------------------
+    def _settle_in_memory(self, seq: int) -> None:
+        if seq > self.checkpoint:
+            self.above.add(seq)
+
+    def _advance(self) -> bool:
+        moved = False
+        while self.checkpoint + 1 in self.above:
+            self.checkpoint += 1
+            self.above.discard(self.checkpoint)
+            moved = True
+        return moved
+
+    async def _settle(self, seqs: list[int]) -> None:
+        """Store settled seqs above the checkpoint first, then move the checkpoint."""
+        for s in seqs:
+            self._settle_in_memory(s)
+        replayed = [s for s in seqs if s in self.replaying]
+        if replayed:
+            self.replaying.difference_update(replayed)
+            await self.store.deliveries.unpark(self.subscription, replayed)
+            self._forget_parked(replayed)
+        before = self.checkpoint
+        self._advance()
+        keep = [s for s in seqs if s > self.checkpoint and s not in self.persisted_above]
+        if keep:
+            await self.store.deliveries.settle(self.subscription, keep)
+            self.persisted_above.update(keep)
+        if self.checkpoint != before:
+            await self._persist_checkpoint(force=True)
+
+    async def _persist_checkpoint(self, *, force: bool = False) -> None:
+        moved = self._advance()
+        if not (moved or force):
+            return
+        await positions.write_position(
+            self.store.checkpoints, self.subscription, self.checkpoint, self.clock.now()
+        )
+        covered = [s for s in self.persisted_above if s <= self.checkpoint]
+        if covered:
+            await self.store.deliveries.forget_settled(self.subscription, up_to=self.checkpoint)
+            self.persisted_above.difference_update(covered)
+
+    def _parked(self, e: Event, attempts: int, error: str | None) -> ParkedEvent:
+        return ParkedEvent(
+            name=self.subscription,
+            seq=e.seq,
+            stream=e.stream,
+            entity_key=e.entity_key,
+            type=e.type,
+            attempts=attempts,
+            last_error=error,
+            parked_at=self.clock.now(),
+        )
+
+    async def _park(self, parked: list[ParkedEvent]) -> None:
+        """Store parked events, then count them settled."""
+        await self.store.deliveries.park(parked)
+        for p in parked:
+            self.parked_by_entity.setdefault((p.stream, p.entity_key), set()).add(p.seq)
+            self._settle_in_memory(p.seq)
+            self.replaying.discard(p.seq)
+
+    async def _park_entity(self, entity: Entity) -> None:
+        """Park the entity's failing event and every later one of it (sequenced parking)."""
+        queue = self.queues.pop(entity, deque())
+        with contextlib.suppress(ValueError):
+            self.ready.remove(entity)
+        if not queue:
+            return
+        first = queue[0].seq
+        parked = [
+            self._parked(
+                e,
+                self.attempts.pop(e.seq, 0),
+                self.errors.pop(e.seq, None)
+                if e.seq == first
+                else f"held behind parked seq {first}",
+            )
+            for e in queue
+        ]
+        self.buffered -= len(queue)
+        log.warning(
+            "subscription %s parked %d event(s) of %s/%s from seq %d",
+            self.subscription,
+            len(parked),
+            entity[0],
+            entity[1],
+            first,
+        )
+        await self._park(parked)
+        await self._persist_checkpoint()
+
+    def _forget_parked(self, seqs: Sequence[int]) -> None:
+        gone = set(seqs)
+        for entity in list(self.parked_by_entity):
+            left = self.parked_by_entity[entity] - gone
+            if left:
+                self.parked_by_entity[entity] = left
+            else:
+                del self.parked_by_entity[entity]
+
+    async def _disable(self, reason: str) -> None:
+        await self.store.subscriptions.patch(
+            self.subscription, {"disabled_reason": reason, "updated_at": self.clock.now()}
+        )
+        if self.record is not None:
+            self.record = msgspec.structs.replace(self.record, disabled_reason=reason)
+        log.warning("subscription %s disabled: %s", self.subscription, reason)
+
+    # -- operator commands --------------------------------------------------------------------
+    async def _control(self, *, build: bool = True, only: Sequence[str] | None = None) -> None:
+        record = await self.store.subscriptions.get(self.subscription)
+        if record is None:
+            raise Deleted(self.subscription)
+        self._apply_record(record, build=build)
+        commands = [c for c in record.commands if only is None or c.get("action") in only]
+        if commands:
+            for command in commands:
+                await self._command(command)
+            await self.store.subscriptions.drop_commands(
+                self.subscription, [str(c.get("id")) for c in commands]
+            )
+            fresh = await self.store.subscriptions.get(self.subscription)
+            if fresh is None:
+                raise Deleted(self.subscription)
+            self.record = fresh
+        await self._save_counters()
+
+    async def _command(self, command: dict[str, Any]) -> None:
+        action = command.get("action")
+        log.info("subscription %s: carrying out %s", self.subscription, action)
+        if action == "reset":
+            start = cfg.parse_start(command.get("start"))
+            await self._cancel_inflight()
+            position = await positions.position_of(self.store.events, start)
+            await self.store.deliveries.clear(self.subscription)
+            counters = self._counters()
+            self._reset_state()
+            self._restore_counters(counters)
+            self.checkpoint = self.read_pos = position
+            await positions.write_position(
+                self.store.checkpoints, self.subscription, position, self.clock.now()
+            )
+        elif action == "replay":
+            up_to = command.get("up_to_seq")
+            await self._replay(up_to if isinstance(up_to, int) else None)
+        elif action == "skip":
+            seq = command.get("seq")
+            if isinstance(seq, int):
+                await self.store.deliveries.unpark(self.subscription, [seq])
+                self._forget_parked([seq])
+
+    async def _replay(self, up_to: int | None) -> None:
+        items = await self.store.deliveries.parked(self.subscription, up_to=up_to)
+        items = [p for p in items if p.seq not in self.replaying]
+        if not items:
+            return
+        strict = self.sink is not None and self.sink.strict
+        for p in items:
+            page = await self.store.events.read(after_seq=p.seq - 1, limit=1)
+            if not page or page[0].seq != p.seq:
+                continue
+            e = page[0]
+            entity = (e.stream, e.entity_key)
+            self.replaying.add(e.seq)
+            self.parked_by_entity.get(entity, set()).discard(e.seq)
+            if not self.parked_by_entity.get(entity):
+                self.parked_by_entity.pop(entity, None)
+            self.buffered += 1
+            if strict:
+                self.line.appendleft(e)  # strict sinks never park; kept for completeness
+                continue
+            queue = self.queues.setdefault(entity, deque())
+            # Replayed events go before the entity's newer ones, in seq order.
+            position = 0
+            while position < len(queue) and queue[position].seq < e.seq:
+                position += 1
+            queue.insert(position, e)
+            if entity not in self.ready:
+                self.ready.append(entity)
+
+    async def _cancel_inflight(self) -> None:
+        tasks = list(self.inflight)
+        for t in tasks:
+            t.cancel()
+        # asyncio.wait: a cancellation of this task itself is not swallowed.
+        await _settled(tasks)
+        strict = self.sink is not None and self.sink.strict
+        for events in self.inflight.values():
+            for e in events:
+                self._requeue(e, strict)
+        self.inflight.clear()
+
+    # -- counters -----------------------------------------------------------------------------
+    delivered = 0
+    failed_attempts = 0
+    unheard = 0
+    already = 0
+    last_error: str | None = None
+    last_delivery_at: datetime | None = None
+
+    def _counters(self) -> dict[str, Any]:
+        return {
+            "delivered": self.delivered,
+            "failed_attempts": self.failed_attempts,
+            "unheard": self.unheard,
+            "already_delivered": self.already,
+            "last_error": self.last_error,
+            "last_delivery_at": self.last_delivery_at,
+        }
+
+    def _restore_counters(self, c: dict[str, Any]) -> None:
+        self.delivered = c["delivered"]
+        self.failed_attempts = c["failed_attempts"]
+        self.unheard = c["unheard"]
+        self.already = c["already_delivered"]
+        self.last_error = c["last_error"]
+        self.last_delivery_at = c["last_delivery_at"]
+
+    async def _save_counters(self) -> None:
+        if self.record is None:
+            return
+        with contextlib.suppress(Exception):
+            await self.store.subscriptions.patch(self.subscription, self._counters())
+
+    # -- waiting ------------------------------------------------------------------------------
+    async def _sleep(self, seconds: float) -> None:
+        await self.clock.sleep(seconds)
+
+    async def _wait_for_wake(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+
+    async def close(self) -> None:
+        """Nothing outlives a run (the sink is closed at its end)."""
+
+
+def new_command(action: str, **fields: Any) -> dict[str, Any]:
+    """An operator command for the delivering instance, with a unique id."""
+    return {"id": uuid.uuid4().hex, "action": action, **fields}
+
+
+async def _settled(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Wait for cancelled tasks to end (their own outcome ignored; ours propagates)."""
+    pending = [t for t in tasks]
+    if pending:
+        await asyncio.wait(pending)

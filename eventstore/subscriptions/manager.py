@@ -1,0 +1,107 @@
+"""Keeps one delivery worker per stored subscription under this instance's supervisor.
+
+A supervised worker itself (`subscriptions`): it lists the stored subscriptions
+every few seconds (at once when nudged) and adds a `SubscriptionWorker` for each
+one this instance does not run yet. A worker whose subscription is deleted ends
+by itself; a failed one stays failed until restarted (never restarted silently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from eventstore.ports import Clock, Store
+from eventstore.subscriptions import positions
+from eventstore.subscriptions.delivery import SubscriptionWorker
+from eventstore.supervisor import Progress, Supervisor, WorkerContext
+from eventstore.worker_state import RUNNING, STOPPED
+
+MANAGER: Final = "subscriptions"
+
+
+class SubscriptionManager:
+    """Adds delivery workers for stored subscriptions (name and kind `subscriptions`)."""
+
+    name = MANAGER
+    kind = MANAGER
+
+    def __init__(
+        self,
+        store: Store,
+        supervisor: Supervisor,
+        *,
+        clock: Clock,
+        owner: str,
+        lease_seconds: float,
+        secrets: Sequence[str] = (),
+        every_s: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.supervisor = supervisor
+        self.clock = clock
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self.secrets = tuple(secrets)
+        self.every_s = every_s
+        self._wake = asyncio.Event()
+        self.workers: dict[str, SubscriptionWorker] = {}
+
+    def nudge(self, name: str) -> None:
+        """A subscription changed: its worker looks now, and the list is read again."""
+        worker = self.workers.get(name)
+        if worker is not None:
+            worker.nudge()
+        self._wake.set()
+
+    async def sync(self) -> None:
+        """Add a worker for every stored subscription without a live one here."""
+        for record in await self.store.subscriptions.all():
+            role = positions.checkpoint_name(record.name)
+            supervised = self.supervisor.get(role)
+            if supervised is not None and supervised.state != STOPPED:
+                continue
+            worker = SubscriptionWorker(
+                self.store,
+                record.name,
+                clock=self.clock,
+                owner=self.owner,
+                lease_seconds=self.lease_seconds,
+                secrets=self.secrets,
+            )
+            self.workers[record.name] = worker
+            self.supervisor.add(worker)
+
+    async def run(self, ctx: WorkerContext) -> None:
+        """Sync now and every few seconds until stopped."""
+        ctx.report(RUNNING)
+        while not ctx.stop.is_set():
+            await self.sync()
+            ctx.healthy()
+            self._wake.clear()
+            waits = [
+                asyncio.ensure_future(self._wake.wait()),
+                asyncio.ensure_future(ctx.stop.wait()),
+            ]
+            try:
+                await asyncio.wait(waits, timeout=self.every_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+                # asyncio.wait: a cancellation of this task itself is not swallowed.
+                await _settled(waits)
+
+    async def progress(self) -> Progress:
+        """How many subscriptions are stored (as position)."""
+        return Progress(position=len(await self.store.subscriptions.all()))
+
+    async def close(self) -> None:
+        """Nothing outlives a run."""
+
+
+async def _settled(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Wait for cancelled tasks to end (their own outcome ignored; ours propagates)."""
+    pending = [t for t in tasks]
+    if pending:
+        await asyncio.wait(pending)

@@ -1,0 +1,1 @@
+"""Sinks: where a subscription delivers (webhook, Redis pub/sub, invalidation, streams)."""

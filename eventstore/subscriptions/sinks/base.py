@@ -1,0 +1,96 @@
+"""What a sink is told (a `Delivery`) and what it answers (an `Outcome`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+import msgspec
+
+from eventstore.model import Event
+from eventstore.subscriptions import templates
+
+DELIVERED: Final = "delivered"
+# The sink already held it (a redis-stream refusal of an id at or below its top): delivered.
+ALREADY: Final = "already"
+# A PUBLISH that reached no subscriber: delivered (pub/sub is at-most-once), and counted.
+UNHEARD: Final = "unheard"
+# A failure about this one event: it follows the event's retry schedule, then parks.
+EVENT_FAILED: Final = "event-failed"
+# A failure of the whole sink: the subscription backs off (never parks).
+SINK_FAILED: Final = "sink-failed"
+# The receiver asked to stop (HTTP 410): the subscription is disabled.
+GONE: Final = "gone"
+SETTLING: Final = frozenset({DELIVERED, ALREADY, UNHEARD})
+# `Retry-After` is honoured up to this many seconds.
+MAX_RETRY_AFTER: Final = 3600.0
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """One event to deliver: its stable id (`<name>-<seq>`) and its JSON as /v1/events shows it."""
+
+    id: str
+    event: Event
+    body: bytes
+
+    def values(self) -> dict[str, str]:
+        """The template values of this event."""
+        e = self.event
+        return {
+            "stream": e.stream,
+            "entity_key": e.entity_key,
+            "type": e.type,
+            "seq": str(e.seq),
+            "version": str(e.version),
+        }
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What became of one delivery attempt."""
+
+    status: str
+    detail: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def settled(self) -> bool:
+        """True when the event counts as delivered."""
+        return self.status in SETTLING
+
+
+class Sink(Protocol):
+    """A destination; `strict` sinks take events strictly in seq order (redis-stream)."""
+
+    strict: bool
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """Deliver events in order; one outcome each (a strict sink may stop early: fewer)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def render(parts: tuple[templates.Part, ...], delivery: Delivery) -> str:
+    """A template for this delivery, values as they are (Redis keys and channels)."""
+    return templates.render(parts, delivery.values())
+
+
+def retry_after(value: str | None, now_epoch: float) -> float | None:
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date), capped at 1 hour."""
+    if not value:
+        return None
+    value = value.strip()
+    seconds: float
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            at = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = at.timestamp() - now_epoch
+    return max(0.0, min(seconds, MAX_RETRY_AFTER))

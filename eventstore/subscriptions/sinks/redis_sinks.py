@@ -1,0 +1,197 @@
+"""Redis sinks over redis-py's asyncio client: pub/sub, cache invalidation, streams.
+
+- `redis-pubsub`: PUBLISH of the event JSON (which carries `seq` and the entity's
+  `version`, so a receiver can detect a gap). Pub/sub is at-most-once: a PUBLISH
+  that reached no subscriber counts as delivered (`unheard`, counted).
+- `redis-invalidate`: literal keys with UNLINK; patterns (a template whose own text
+  holds `*`, `?` or `[`) with SCAN MATCH + UNLINK, never KEYS; substituted values
+  are glob-escaped in patterns, so an entity key `*` never widens one; optionally
+  a second delete `again_after_ms` later, against a stale refill racing the first.
+- `redis-stream`: XADD with the entry id `<seq>-0`, one field `event`, approximate
+  MAXLEN, pipelined in seq order. Redis refuses an id at or below the stream's top
+  ("equal or smaller"): that redelivery counts as delivered (`already`).
+
+A server that cannot be reached (connection refused or reset, timeout) is a
+failure of the whole sink; the engine backs off the subscription.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from eventstore.ports import Clock
+from eventstore.subscriptions import templates
+from eventstore.subscriptions.secrets import resolve
+from eventstore.subscriptions.sinks.base import (
+    ALREADY,
+    DELIVERED,
+    EVENT_FAILED,
+    SINK_FAILED,
+    UNHEARD,
+    Delivery,
+    Outcome,
+    render,
+)
+
+log = logging.getLogger("eventstore.subscriptions")
+
+# Redis's refusal of an XADD id at or below the stream's top item.
+EQUAL_OR_SMALLER: Final = "equal or smaller"
+SCAN_COUNT: Final = 500
+SOCKET_TIMEOUT_S: Final = 5.0
+
+
+def client(url: Any, *, timeout: float = SOCKET_TIMEOUT_S) -> Redis:
+    """A client for a sink URL (literal or a secret reference); nothing connects yet.
+
+    No retries inside the client: the engine retries, with its back-off and its counts.
+    """
+    return Redis.from_url(
+        resolve(url),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def _unreachable(exc: BaseException) -> Outcome:
+    return Outcome(status=SINK_FAILED, detail=f"Redis unreachable: {type(exc).__name__}")
+
+
+class RedisPubSubSink:
+    """PUBLISH each event on its channel."""
+
+    strict = False
+
+    def __init__(self, sink: dict[str, Any], *, redis: Redis | None = None) -> None:
+        self.channel = templates.parse(sink["channel"])
+        self.redis = redis or client(sink["url"])
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """PUBLISH in order; a server away stops the batch."""
+        out: list[Outcome] = []
+        for d in deliveries:
+            try:
+                receivers = await self.redis.publish(render(self.channel, d), d.body)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                out.append(_unreachable(exc))
+                break
+            except RedisError as exc:
+                out.append(Outcome(status=EVENT_FAILED, detail=f"PUBLISH refused: {exc}"))
+                continue
+            out.append(Outcome(status=DELIVERED if receivers else UNHEARD))
+        return out
+
+    async def close(self) -> None:
+        """Close the client."""
+        await self.redis.aclose()
+
+
+class RedisInvalidateSink:
+    """Delete each event's cache keys: UNLINK literal keys, SCAN MATCH + UNLINK patterns."""
+
+    strict = False
+
+    def __init__(self, sink: dict[str, Any], *, clock: Clock, redis: Redis | None = None) -> None:
+        self.keys = [templates.parse(k) for k in sink["keys"]]
+        self.again_after_ms = int(sink.get("again_after_ms", 0))
+        self.clock = clock
+        self.redis = redis or client(sink["url"])
+
+    async def _delete(self, d: Delivery) -> int:
+        values = d.values()
+        literal: list[str] = []
+        removed = 0
+        for parts in self.keys:
+            if templates.is_pattern(parts):
+                pattern = templates.render(parts, values, templates.glob_escape)
+                batch: list[bytes] = []
+                async for key in self.redis.scan_iter(match=pattern, count=SCAN_COUNT):
+                    batch.append(key)
+                    if len(batch) >= SCAN_COUNT:
+                        removed += int(await self.redis.unlink(*batch))
+                        batch = []
+                if batch:
+                    removed += int(await self.redis.unlink(*batch))
+            else:
+                literal.append(templates.render(parts, values))
+        if literal:
+            removed += int(await self.redis.unlink(*literal))
+        return removed
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """Invalidate in order (a second time after `again_after_ms` when set)."""
+        out: list[Outcome] = []
+        for d in deliveries:
+            try:
+                await self._delete(d)
+                if self.again_after_ms:
+                    await self.clock.sleep(self.again_after_ms / 1000)
+                    await self._delete(d)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                out.append(_unreachable(exc))
+                break
+            except RedisError as exc:
+                out.append(Outcome(status=EVENT_FAILED, detail=f"delete refused: {exc}"))
+                continue
+            out.append(Outcome(status=DELIVERED))
+        return out
+
+    async def close(self) -> None:
+        """Close the client."""
+        await self.redis.aclose()
+
+
+class RedisStreamSink:
+    """XADD `<seq>-0` in seq order, pipelined; a refusal as "equal or smaller" is already delivered."""
+
+    strict = True
+
+    def __init__(self, sink: dict[str, Any], *, redis: Redis | None = None) -> None:
+        self.stream = templates.parse(sink["stream"])
+        self.maxlen: int | None = sink.get("maxlen", 1_000_000)
+        self.redis = redis or client(sink["url"])
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """One pipeline of XADDs; outcomes up to the first failure (every failure is the sink's)."""
+        if not deliveries:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for d in deliveries:
+            pipe.xadd(
+                render(self.stream, d),
+                {"event": d.body},
+                id=f"{d.event.seq}-0",
+                maxlen=self.maxlen,
+                approximate=True,
+            )
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            return [_unreachable(exc)]
+        except RedisError as exc:
+            return [Outcome(status=SINK_FAILED, detail=f"XADD failed: {exc}")]
+        out: list[Outcome] = []
+        for result in results:
+            if isinstance(result, ResponseError) and EQUAL_OR_SMALLER in str(result):
+                out.append(Outcome(status=ALREADY))
+            elif isinstance(result, BaseException):
+                # Strict order: never park; the whole subscription backs off and retries.
+                out.append(Outcome(status=SINK_FAILED, detail=f"XADD refused: {result}"))
+                break
+            else:
+                out.append(Outcome(status=DELIVERED))
+        return out
+
+    async def close(self) -> None:
+        """Close the client."""
+        await self.redis.aclose()

@@ -1,0 +1,138 @@
+"""Webhooks, signed as Standard Webhooks v1: one POST per event.
+
+Headers `webhook-id` (the delivery id, the same on every attempt and replay),
+`webhook-timestamp` (Unix seconds of this attempt), `webhook-signature`
+(`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, one per secret during a
+rotation). 2xx is delivered; 410 disables the subscription; 429, 502, 503, 504,
+408, timeouts and connection errors are failures of the whole sink (with
+`Retry-After`); anything else, 3xx included (redirects are not followed), is a
+failure of this event.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Sequence
+from typing import Any, Final
+
+import httpx
+import msgspec
+
+from eventstore.codec import rfc3339
+from eventstore.ports import Clock
+from eventstore.subscriptions import config as cfg
+from eventstore.subscriptions import templates
+from eventstore.subscriptions.secrets import SecretError, resolve
+from eventstore.subscriptions.sinks.base import (
+    DELIVERED,
+    EVENT_FAILED,
+    GONE,
+    SINK_FAILED,
+    Delivery,
+    Outcome,
+    retry_after,
+)
+
+# Statuses that say the receiver (not this event) is in trouble: back off the whole sink.
+SINK_STATUSES: Final = frozenset({408, 429, 502, 503, 504})
+
+
+def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """One `v1,<base64>` signature of `id.timestamp.body`."""
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def body_of(delivery: Delivery) -> bytes:
+    """`{"type": "<stream>.<type>", "timestamp": <occurred_at>, "data": <the event>}`."""
+    e = delivery.event
+    data = msgspec.Raw(delivery.body)
+    return msgspec.json.encode(
+        {"type": f"{e.stream}.{e.type}", "timestamp": rfc3339(e.occurred_at), "data": data}
+    )
+
+
+class WebhookSink:
+    """POSTs each event to the configured URL (a template, values percent-encoded)."""
+
+    strict = False
+
+    def __init__(
+        self,
+        sink: dict[str, Any],
+        *,
+        clock: Clock,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        raw = sink["secret"]
+        secrets = raw if isinstance(raw, list) else [raw]
+        self.keys: list[bytes] = []
+        for s in secrets:
+            key = cfg.webhook_key(resolve(s))
+            if key is None:
+                raise SecretError("a webhook secret is whsec_<base64 of 24-64 bytes>")
+            self.keys.append(key)
+        self.url = templates.parse(resolve(sink["url"]))
+        self.headers = {h: resolve(v) for h, v in sink.get("headers", {}).items()}
+        self.clock = clock
+        self.client = httpx.AsyncClient(
+            timeout=float(sink.get("timeout_s", 15)),
+            follow_redirects=False,
+            transport=transport,
+            headers={"user-agent": "eventstore-webhooks/1"},
+        )
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """One POST per event, in order; stops after a failure of the whole sink."""
+        out: list[Outcome] = []
+        for d in deliveries:
+            outcome = await self._post(d)
+            out.append(outcome)
+            if outcome.status in (SINK_FAILED, GONE):
+                break
+        return out
+
+    async def _post(self, d: Delivery) -> Outcome:
+        body = body_of(d)
+        now = self.clock.now().timestamp()
+        timestamp = int(now)
+        signature = " ".join(sign(k, d.id, timestamp, body) for k in self.keys)
+        headers = {
+            **self.headers,
+            "content-type": "application/json",
+            "webhook-id": d.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature,
+        }
+        url = templates.render(self.url, d.values(), templates.url_escape)
+        try:
+            response = await self.client.post(url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            return Outcome(status=SINK_FAILED, detail="the receiver timed out")
+        except httpx.TransportError as exc:
+            return Outcome(
+                status=SINK_FAILED, detail=f"cannot reach the receiver: {type(exc).__name__}"
+            )
+        status = response.status_code
+        if 200 <= status < 300:
+            return Outcome(status=DELIVERED)
+        if status == 410:
+            return Outcome(status=GONE, detail="the receiver answered 410 Gone")
+        if status in SINK_STATUSES:
+            return Outcome(
+                status=SINK_FAILED,
+                detail=f"the receiver answered {status}",
+                retry_after=retry_after(response.headers.get("retry-after"), now),
+            )
+        if 300 <= status < 400:
+            return Outcome(
+                status=EVENT_FAILED,
+                detail=f"the receiver answered {status} (redirects are not followed)",
+            )
+        return Outcome(status=EVENT_FAILED, detail=f"the receiver answered {status}")
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        await self.client.aclose()

@@ -1,0 +1,212 @@
+"""The admin API of subscriptions: status codes, masking, parked events, the action trail."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from api import create_app
+from eventstore.clock import FakeClock
+from eventstore.memory.store import MemoryStore
+from eventstore.subscription_records import ParkedEvent
+from tests.api.conftest import ADMIN_KEY, READ_KEY, settings
+from tests.helpers import LogBuilder
+from tests.realsinks import SECRET
+
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+HOOK = {"kind": "webhook", "url": "https://example.test/hooks/{entity_key}", "secret": SECRET}
+BASE = "/v1/admin/subscriptions"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[tuple[AsyncTestClient[Any], MemoryStore]]:
+    store = MemoryStore()
+    log = LogBuilder()
+    await store.events.append([log.next(k) for k in ("a", "b", "a", "c")])
+    app = create_app(
+        settings(admin_key=ADMIN_KEY, read_keys=(READ_KEY,)), store=store, clock=FakeClock()
+    )
+    async with AsyncTestClient(app=app) as c:
+        yield c, store
+
+
+async def test_put_creates_201_then_updates_200_and_never_returns_secrets(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    c, store = client
+    body = {"sink": {**HOOK, "headers": {"authorization": "Bearer hidden"}}, "start": "earliest"}
+    created = await c.put(f"{BASE}/orders", json=body, headers={**ADMIN, "eventstore-actor": "ann"})
+    assert created.status_code == 201, created.text
+    shown = created.json()
+    assert shown["sink"]["secret"] == "***" and shown["sink"]["headers"] == {"authorization": "***"}
+    assert SECRET not in created.text and "hidden" not in created.text
+    assert shown["status"]["position"] == 0 and shown["status"]["lag"] == 4
+    assert shown["status"]["state"] == "stopped"  # no instance runs it here
+    # An update without the secret keeps the stored one.
+    no_secret = {"sink": {k: v for k, v in HOOK.items() if k != "secret"}, "lanes": 3}
+    updated = await c.put(f"{BASE}/orders", json=no_secret, headers=ADMIN)
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["lanes"] == 3
+    record = await store.subscriptions.get("orders")
+    assert record is not None and record.config["sink"]["secret"] == SECRET
+    listed = await c.get(BASE, headers=ADMIN)
+    assert [s["name"] for s in listed.json()] == ["orders"]
+    assert SECRET not in listed.text
+    actions = (await c.get("/v1/admin/actions", headers=ADMIN)).json()
+    assert [(a["action"], a["actor"]) for a in actions["items"]] == [
+        ("create", "ann"),
+        ("update", "unknown"),
+    ]
+    assert actions["next"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "key"),
+    [
+        (b"{not json", 400, None),
+        ({"sink": HOOK, "colour": "red"}, 400, "colour"),
+        ({"sink": HOOK, "lanes": "x"}, 400, "lanes"),
+        ({"sink": {"kind": "kafka"}}, 422, "sink.kind"),
+        ({"sink": {**HOOK, "url": "gopher://x.test"}}, 422, "sink.url"),
+        ({"sink": {**HOOK, "secret": "nope"}}, 422, "sink.secret"),
+        ({"sink": HOOK, "filter": {"fields": ["a..b"]}}, 422, "filter.fields[0]"),
+        ({"sink": {**HOOK, "url": "https://x.test/{nope}"}}, 422, "sink.url"),
+        (
+            {"sink": {"kind": "redis-stream", "url": "redis://r", "stream": "s"}, "lanes": 4},
+            422,
+            "lanes",
+        ),
+    ],
+)
+async def test_bad_bodies_are_400_or_422_naming_the_field_and_store_nothing(
+    client: tuple[AsyncTestClient[Any], MemoryStore], body: Any, status: int, key: str | None
+) -> None:
+    c, store = client
+    if isinstance(body, bytes):
+        response = await c.put(f"{BASE}/orders", content=body, headers=ADMIN)
+    else:
+        response = await c.put(f"{BASE}/orders", json=body, headers=ADMIN)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    if key is not None:
+        assert key in [e["key"] for e in response.json()["errors"]]
+    assert await store.subscriptions.get("orders") is None
+    assert (await c.get("/v1/admin/actions", headers=ADMIN)).json()["items"] == []
+
+
+async def test_unknown_names_are_404_and_a_read_key_cannot_administer(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    c, _ = client
+    for method, path in (
+        ("GET", f"{BASE}/nope"),
+        ("DELETE", f"{BASE}/nope"),
+        ("POST", f"{BASE}/nope/pause"),
+        ("POST", f"{BASE}/nope/resume"),
+        ("GET", f"{BASE}/nope/parked"),
+        ("POST", f"{BASE}/nope/parked/replay"),
+        ("POST", f"{BASE}/nope/parked/3/skip"),
+    ):
+        response = await c.request(method, path, headers=ADMIN)
+        assert response.status_code == 404, (method, path, response.text)
+    read = await c.get(BASE, headers={"authorization": f"Bearer {READ_KEY}"})
+    assert read.status_code == 403
+    bad = await c.post(f"{BASE}/nope/reset", json={"start": "someday"}, headers=ADMIN)
+    assert bad.status_code == 422
+
+
+async def test_pause_resume_reset_parked_replay_skip_and_delete_are_in_the_trail(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    c, store = client
+    who = {**ADMIN, "eventstore-actor": "ops"}
+    assert (await c.put(f"{BASE}/s", json={"sink": HOOK}, headers=who)).status_code == 201
+    paused = await c.post(f"{BASE}/s/pause", headers=who)
+    assert paused.status_code == 200 and paused.json()["status"]["state"] == "paused"
+    resumed = await c.post(f"{BASE}/s/resume", headers=who)
+    assert resumed.json()["status"]["state"] == "stopped"
+    reset = await c.post(f"{BASE}/s/reset", json={"start": {"seq": 2}}, headers=who)
+    assert reset.status_code == 200, reset.text
+    assert reset.json()["status"]["position"] == 1  # carried out here: nobody delivers
+    assert (await c.post(f"{BASE}/s/reset", json={}, headers=who)).status_code == 400
+    await store.deliveries.park(
+        [
+            ParkedEvent(
+                name="s",
+                seq=seq,
+                stream="orders",
+                entity_key="a",
+                type="updated",
+                attempts=8,
+                last_error="the receiver answered 500",
+                parked_at=FakeClock().now(),
+            )
+            for seq in (1, 3)
+        ]
+    )
+    parked = (await c.get(f"{BASE}/s/parked?limit=1", headers=ADMIN)).json()
+    assert [p["seq"] for p in parked["items"]] == [1] and parked["next"] == 1
+    rest = (await c.get(f"{BASE}/s/parked?after=1", headers=ADMIN)).json()
+    assert [p["seq"] for p in rest["items"]] == [3] and rest["next"] is None
+    assert set(rest["items"][0]) == {
+        "seq",
+        "stream",
+        "entity_key",
+        "type",
+        "attempts",
+        "last_error",
+        "parked_at",
+    }
+    assert (await c.post(f"{BASE}/s/parked/3/skip", headers=who)).json() == {"skipped": 3}
+    assert (await c.post(f"{BASE}/s/parked/3/skip", headers=who)).status_code == 404
+    replay = await c.post(f"{BASE}/s/parked/replay", json={"up_to_seq": 1}, headers=who)
+    assert replay.json() == {"queued": 1, "up_to_seq": 1}
+    assert (
+        await c.post(f"{BASE}/s/parked/replay", json={"up_to_seq": "x"}, headers=who)
+    ).status_code == 400
+    assert (await c.delete(f"{BASE}/s", headers=who)).status_code == 204
+    assert (await c.get(f"{BASE}/s", headers=ADMIN)).status_code == 404
+    trail = (await c.get("/v1/admin/actions?limit=100", headers=ADMIN)).json()["items"]
+    assert [(a["action"], a["actor"], a["target"]) for a in trail] == [
+        ("create", "ops", "s"),
+        ("pause", "ops", "s"),
+        ("resume", "ops", "s"),
+        ("reset", "ops", "s"),
+        ("skip", "ops", "s"),
+        ("replay", "ops", "s"),
+        ("delete", "ops", "s"),
+    ]
+    assert trail[4]["details"] == {"seq": 3, "stream": "orders", "entity_key": "a"}
+    assert set(trail[0]) == {"id", "at", "actor", "action", "target", "details"}
+
+
+async def test_metrics_show_each_subscription(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    c, store = client
+    await c.put(f"{BASE}/hooks", json={"sink": HOOK, "start": "earliest"}, headers=ADMIN)
+    await store.subscriptions.patch("hooks", {"delivered": 7, "failed_attempts": 2})
+    text = (await c.get("/metrics")).text
+    assert 'eventstore_subscription_delivered_total{subscription="hooks"} 7' in text
+    assert 'eventstore_subscription_failures_total{subscription="hooks"} 2' in text
+    assert 'eventstore_subscription_lag_events{subscription="hooks"} 4' in text
+    assert 'eventstore_subscription_parked{subscription="hooks"} 0' in text
+    assert 'eventstore_subscription_state{subscription="hooks",state="stopped"} 1' in text
+
+
+async def test_the_subscription_series_parse_as_prometheus_text(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    c, store = client
+    await c.put(f"{BASE}/hooks", json={"sink": HOOK, "start": "earliest"}, headers=ADMIN)
+    await store.subscriptions.patch("hooks", {"delivered": 7})
+    families = {f.name: f for f in text_string_to_metric_families((await c.get("/metrics")).text)}
+    delivered = families["eventstore_subscription_delivered"]
+    assert delivered.type == "counter"
+    assert [(s.labels, s.value) for s in delivered.samples] == [({"subscription": "hooks"}, 7.0)]
+    assert families["eventstore_subscription_lag_events"].samples[0].value == 4.0

@@ -1,0 +1,119 @@
+"""`eventstore subscriptions ...` and EVENTSTORE_SUBSCRIPTIONS, over a memory store."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventstore.cli.main import main
+from eventstore.memory.store import MemoryStore
+from tests.helpers import LogBuilder
+from tests.realsinks import SECRET
+
+HOOK = {"kind": "webhook", "url": "https://example.test/h", "secret": SECRET}
+
+
+def run(store: MemoryStore, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(["subscriptions", *argv, "--uri", "memory://"], out=out, store=store)
+    return code, out.getvalue()
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+def test_add_list_pause_reset_parked_and_remove_with_the_actor(
+    store: MemoryStore, tmp_path: Path
+) -> None:
+    import asyncio
+
+    log = LogBuilder()
+    asyncio.run(store.events.append([log.next(k) for k in ("a", "b", "c")]))
+    body = tmp_path / "sub.json"
+    body.write_text(json.dumps({"sink": HOOK, "start": "earliest"}))
+    assert run(store, "add", "hooks", "--file", str(body), "--actor", "kim") == (
+        0,
+        "created hooks\n",
+    )
+    code, listed = run(store, "list", "--json")
+    assert code == 0
+    rows = json.loads(listed)
+    assert [(r["name"], r["position"], r["lag"], r["state"]) for r in rows] == [
+        ("hooks", 0, 3, "stopped")
+    ]
+    code, text = run(store, "pause", "hooks", "--actor", "kim")
+    assert code == 0 and "paused" in text
+    code, shown = run(store, "status", "hooks", "--json")
+    assert json.loads(shown)["sink"]["secret"] == "***" and SECRET not in shown
+    assert run(store, "reset", "hooks", "--start", "2", "--actor", "kim")[0] == 0
+    assert json.loads(run(store, "status", "hooks", "--json")[1])["status"]["position"] == 1
+    assert run(store, "parked", "hooks") == (0, "hooks: nothing parked\n")
+    assert run(store, "remove", "hooks", "--actor", "kim") == (0, "removed hooks\n")
+    actions = asyncio.run(store.admin_actions.page())
+    assert [(a.action, a.actor) for a in actions] == [
+        ("create", "kim"),
+        ("pause", "kim"),
+        ("reset", "kim"),
+        ("delete", "kim"),
+    ]
+
+
+def test_bad_input_is_one_line_and_exit_1(
+    store: MemoryStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"sink": {"kind": "kafka"}}))
+    assert run(store, "add", "x", "--file", str(bad))[0] == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sink.kind" in err and "Traceback" not in err
+    assert run(store, "pause", "nope")[0] == 1
+    assert "no subscription 'nope'" in capsys.readouterr().err
+    assert run(store, "reset", "x")[0] == 1  # no --start
+    assert run(store, "add", "x", "--file", str(tmp_path / "missing.json"))[0] == 1
+
+
+async def test_a_declarative_file_is_applied_by_name_and_a_bad_one_names_entry_and_field(
+    tmp_path: Path,
+) -> None:
+    from eventstore.cli.bootstrap import open_service
+    from eventstore.cli.common import CliError
+    from eventstore.settings import Settings
+
+    store = MemoryStore()
+    path = tmp_path / "subs.json"
+    entries: list[dict[str, Any]] = [
+        {"name": "hooks", "sink": HOOK},
+        {
+            "name": "cache",
+            "sink": {"kind": "redis-invalidate", "url": "redis://r", "keys": ["o:{entity_key}"]},
+            "filter": {},
+        },
+    ]
+    path.write_text(json.dumps(entries))
+    settings = Settings(uri="memory://", subscriptions=str(path))
+    async with open_service(settings, store=store) as service:
+        assert await service.apply_subscriptions() == ["hooks", "cache"]
+        assert await service.apply_subscriptions() == []  # unchanged: nothing written
+        entries[0]["lanes"] = 2
+        entries[1]["sink"]["keys"] = ["o:{customer}"]
+        path.write_text(json.dumps(entries))
+        with pytest.raises(CliError) as refused:
+            await service.apply_subscriptions()
+        assert "'cache'" in str(refused.value) and "sink.keys[0]" in str(refused.value)
+        hooks = await store.subscriptions.get("hooks")
+        assert hooks is not None and hooks.config["lanes"] == 1  # nothing applied
+        entries[1]["sink"]["keys"] = ["o:{entity_key}"]
+        path.write_text(json.dumps(entries))
+        assert await service.apply_subscriptions() == ["hooks"]
+    actions = await store.admin_actions.page()
+    assert [(a.action, a.actor, a.target) for a in actions] == [
+        ("create", "declarative", "hooks"),
+        ("create", "declarative", "cache"),
+        ("update", "declarative", "hooks"),
+    ]

@@ -1,0 +1,222 @@
+"""What a failing receiver does to a subscription: parking, back-off, disabling, Retry-After."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from eventstore.worker_state import DISABLED, RETRYING
+from tests.realsinks import OLD_SECRET, SECRET, Receiver, seqs_by_entity
+from tests.subscribing import Harness, until, until_async
+
+
+def webhook(receiver: Receiver, **kw: Any) -> dict[str, Any]:
+    return {"kind": "webhook", "url": receiver.url, "secret": SECRET, **kw}
+
+
+async def test_a_receiver_failing_one_entity_parks_its_events_while_the_others_arrive(
+    receiver: Receiver,
+) -> None:
+    h = Harness()
+    failing = {"bad"}
+    receiver.rule = lambda p: (500, {}) if p["data"]["entity_key"] in failing else (200, {})
+    await h.subscribe(
+        "hooks",
+        {"sink": webhook(receiver), "lanes": 2, "retry": {"delays_s": [5, 60], "jitter": 0.1}},
+    )
+    await h.append("bad", "ok1")  # 1, 2
+    await h.append("bad", "ok2")  # 3, 4
+    await h.start(h.worker("hooks"))
+    try:
+        await until(lambda: len(receiver.ids) == 2)
+        await until_async(lambda: _parked_count(h, 2))
+        await h.append("bad", "ok1")  # 5 (parked behind 1), 6
+        await until(lambda: len(receiver.ids) == 3)
+        await until_async(lambda: _parked_count(h, 3))
+        await until_async(
+            lambda: _at(h, 6)
+        )  # parked events are settled: the checkpoint passes them
+        parked, _ = await h.admin.parked("hooks")
+        assert [(p.seq, p.attempts) for p in parked] == [(1, 3), (3, 0), (5, 0)]
+        assert parked[0].last_error == "the receiver answered 500"
+        assert parked[1].last_error == "held behind parked seq 1"
+        # Three attempts of seq 1 (now, +5 s, +60 s), none of the later ones: sequenced parking.
+        assert receiver.attempts.count("hooks-1") == 3
+        assert "hooks-3" not in receiver.attempts
+
+        failing.clear()
+        await h.admin.replay("hooks", 3, actor="ops")
+        await until(lambda: len(receiver.ids) == 5)
+        assert seqs_by_entity(receiver.bodies)["bad"] == [1, 3]
+        await h.admin.skip("hooks", 5, actor="alice")
+        await until_async(lambda: _parked_count(h, 0))
+    finally:
+        await h.stop()
+    assert "hooks-5" not in receiver.ids
+    actions, _ = await h.admin.actions(after=None, limit=10)
+    assert [(a.action, a.actor) for a in actions] == [
+        ("create", "tester"),
+        ("replay", "ops"),
+        ("skip", "alice"),
+    ]
+    assert actions[2].details == {"seq": 5, "stream": "orders", "entity_key": "bad"}
+
+
+async def _at(h: Harness, position: int) -> bool:
+    return await h.position("hooks") == position
+
+
+async def _parked_count(h: Harness, n: int) -> bool:
+    return await h.store.deliveries.count_parked("hooks") == n
+
+
+async def test_a_receiver_refusing_connections_backs_off_the_subscription_without_parking(
+    receiver: Receiver,
+) -> None:
+    h = Harness()
+    await receiver.stop()  # connection refused
+    await h.subscribe("hooks", {"sink": webhook(receiver), "lanes": 4, "retry": {"delays_s": [1]}})
+    await h.append("a", "b", "c", "d")
+    worker = h.worker("hooks", backoff_first=1.0, backoff_cap=8.0)
+    supervised = await h.start(worker)
+    try:
+        await until(lambda: worker.failed_attempts >= 8)
+        assert supervised.state == RETRYING
+        assert await h.store.deliveries.count_parked("hooks") == 0
+        assert await h.position("hooks") == 0
+        await receiver.start()
+        await until(lambda: len(receiver.ids) == 4)
+        await until(lambda: supervised.state == "running")
+    finally:
+        await h.stop()
+    assert await h.store.deliveries.count_parked("hooks") == 0
+    assert sorted(receiver.ids) == ["hooks-1", "hooks-2", "hooks-3", "hooks-4"]
+
+
+async def test_410_disables_the_subscription_with_its_reason_until_resumed(
+    receiver: Receiver,
+) -> None:
+    h = Harness()
+    receiver.rule = lambda p: (410, {})
+    await h.subscribe("hooks", {"sink": webhook(receiver)})
+    await h.append("a", "b")
+    supervised = await h.start(h.worker("hooks"))
+    try:
+        await until(lambda: supervised.state == DISABLED)
+        record = await h.admin.get("hooks")
+        assert record.disabled_reason == "the receiver answered 410 Gone"
+        status = await h.admin.status(record)
+        assert status["state"] == DISABLED and status["position"] == 0
+        assert receiver.attempts == ["hooks-1"]  # nothing more is sent while disabled
+        receiver.rule = lambda p: (200, {})
+        await h.admin.resume("hooks", actor="ops")
+        await until(lambda: len(receiver.ids) == 2)
+    finally:
+        await h.stop()
+    assert receiver.ids == ["hooks-1", "hooks-2"]
+
+
+async def test_429_retry_after_backs_off_the_whole_subscription_for_that_long(
+    receiver: Receiver,
+) -> None:
+    h = Harness()
+    answers = iter([(429, {"retry-after": "120"})])
+    receiver.rule = lambda p: next(answers, (200, {}))
+    await h.subscribe("hooks", {"sink": webhook(receiver)})
+    await h.append("a")
+    start = h.clock.now()
+    await h.start(h.worker("hooks"))
+    try:
+        await until(lambda: len(receiver.ids) == 1)
+    finally:
+        await h.stop()
+    waited = (h.clock.now() - start).total_seconds()
+    assert 120 <= waited < 130  # the fake clock moved by the Retry-After, not by a back-off guess
+
+
+async def test_retry_after_is_honoured_up_to_one_hour(receiver: Receiver) -> None:
+    h = Harness()
+    answers = iter([(503, {"retry-after": "86400"})])
+    receiver.rule = lambda p: next(answers, (200, {}))
+    await h.subscribe("hooks", {"sink": webhook(receiver)})
+    await h.append("a")
+    start = h.clock.now()
+    await h.start(h.worker("hooks"))
+    try:
+        await until(lambda: len(receiver.ids) == 1)
+    finally:
+        await h.stop()
+    waited = (h.clock.now() - start).total_seconds()
+    assert 3600 <= waited < 3700
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_is_a_failure_and_is_not_followed(receiver: Receiver, status: int) -> None:
+    h = Harness()
+    receiver.rule = lambda p: (status, {"location": receiver.url + "/elsewhere"})
+    await h.subscribe("hooks", {"sink": webhook(receiver), "retry": {"delays_s": [1]}})
+    await h.append("a")
+    await h.start(h.worker("hooks"))
+    try:
+        await until_async(lambda: _parked_count(h, 1))
+    finally:
+        await h.stop()
+    parked, _ = await h.admin.parked("hooks")
+    assert parked[0].last_error == f"the receiver answered {status} (redirects are not followed)"
+    assert receiver.attempts == ["hooks-1", "hooks-1"]  # two POSTs, never a GET of the Location
+
+
+async def test_a_receiver_that_hangs_is_a_timeout_of_the_whole_sink(receiver: Receiver) -> None:
+    h = Harness()
+    hanging = [True]
+    receiver.rule = lambda p: None if hanging[0] else (200, {})
+    await h.subscribe("hooks", {"sink": webhook(receiver, timeout_s=0.2)})
+    await h.append("a")
+    worker = h.worker("hooks")
+    supervised = await h.start(worker)
+    try:
+        await until(lambda: supervised.state == RETRYING)
+        assert worker.last_error == "the receiver timed out"
+        hanging[0] = False
+        await until(lambda: len(receiver.ids) == 1)
+    finally:
+        await h.stop()
+    assert await h.store.deliveries.count_parked("hooks") == 0
+
+
+async def test_rotation_sends_both_signatures_and_headers_go_along(receiver: Receiver) -> None:
+    h = Harness()
+    old_only = Receiver(OLD_SECRET)
+    old_only.port = receiver.port  # the same endpoint, verified with the old secret only
+    await h.subscribe(
+        "hooks",
+        {"sink": webhook(receiver, secret=[SECRET, OLD_SECRET], headers={"x-tenant": "t1"})},
+    )
+    await h.append("a")
+    await h.start(h.worker("hooks"))
+    try:
+        await until(lambda: len(receiver.ids) == 1)
+    finally:
+        await h.stop()
+    headers = receiver.headers[0]
+    signatures = headers["webhook-signature"].split(" ")
+    assert len(signatures) == 2 and all(s.startswith("v1,") for s in signatures)
+    # Each secret alone verifies the same request.
+    from standardwebhooks.webhooks import Webhook
+
+    body = receiver.bodies[0]
+    assert body["type"] == "orders.created"
+    assert body["data"]["seq"] == 1
+    assert headers["x-tenant"] == "t1"
+    assert headers["content-type"] == "application/json"
+    raw_headers = {k: headers[k] for k in ("webhook-id", "webhook-timestamp", "webhook-signature")}
+    for secret in (SECRET, OLD_SECRET):
+        assert Webhook(secret).verify(_raw(receiver), raw_headers)["data"]["seq"] == 1
+
+
+def _raw(receiver: Receiver) -> bytes:
+    import json
+
+    # The receiver verified the bytes as sent; re-encode them as the sink did (compact JSON).
+    return json.dumps(receiver.bodies[0], separators=(",", ":")).encode()

@@ -1,0 +1,119 @@
+"""Validation of subscription configurations: 400 (malformed) vs 422 (impossible), by field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from eventstore.subscriptions import config as cfg
+from tests.realsinks import OLD_SECRET, SECRET
+
+HOOK = {"kind": "webhook", "url": "https://example.test/hook", "secret": SECRET}
+
+
+def errors(body: Any, name: str = "orders") -> tuple[bool, list[dict[str, str]]]:
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.parse(name, body)
+    return caught.value.malformed, caught.value.errors
+
+
+def test_a_minimal_webhook_gets_the_documented_defaults() -> None:
+    c = cfg.parse("orders", {"sink": HOOK})
+    assert c.lanes == 1 and c.start == cfg.Start()
+    assert c.retry.delays_s == (5, 300, 1800, 7200, 18000, 36000, 36000)
+    assert c.retry.jitter == 0.1
+    assert c.sink["timeout_s"] == 15 and c.sink["headers"] == {}
+    assert cfg.from_doc(cfg.to_doc(c)) == c
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("not an object", ""),
+        ({"sink": HOOK, "colour": 1}, "colour"),
+        ({"sink": {**HOOK, "extra": 1}}, "sink.extra"),
+        ({"sink": HOOK, "lanes": "2"}, "lanes"),
+        ({"sink": HOOK, "filter": {"streams": "orders"}}, "filter.streams"),
+        ({"sink": HOOK, "filter": {"paths": []}}, "filter.paths"),
+        ({"sink": HOOK, "retry": {"delays_s": "5"}}, "retry.delays_s"),
+        ({"sink": HOOK, "start": {"seq": "1"}}, "start.seq"),
+        ({}, "sink"),
+    ],
+)
+def test_malformed_bodies_and_unknown_fields_are_400(body: Any, key: str) -> None:
+    malformed, found = errors(body)
+    assert malformed
+    assert key in [e["key"] for e in found]
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ({"sink": {"kind": "kafka"}}, "sink.kind"),
+        ({"sink": {**HOOK, "url": "ftp://example.test/x"}}, "sink.url"),
+        ({"sink": {**HOOK, "secret": "plain"}}, "sink.secret"),
+        ({"sink": {**HOOK, "secret": "whsec_c2hvcnQ="}}, "sink.secret"),
+        ({"sink": {**HOOK, "secret": {"env": "not a name"}}}, "sink.secret.env"),
+        ({"sink": {**HOOK, "secret": [SECRET, OLD_SECRET, SECRET]}}, "sink.secret"),
+        ({"sink": {k: v for k, v in HOOK.items() if k != "secret"}}, "sink.secret"),
+        ({"sink": {**HOOK, "headers": {"Webhook-Id": "x"}}}, "sink.headers.Webhook-Id"),
+        ({"sink": {**HOOK, "headers": {"Host": "x"}}}, "sink.headers.Host"),
+        ({"sink": {**HOOK, "headers": {"content-type": "x"}}}, "sink.headers.content-type"),
+        ({"sink": {**HOOK, "url": "https://x.test/{customer}"}}, "sink.url"),
+        ({"sink": {**HOOK, "timeout_s": 0}}, "sink.timeout_s"),
+        ({"sink": HOOK, "filter": {"fields": ["a..b"]}}, "filter.fields[0]"),
+        ({"sink": HOOK, "filter": {"fields": ["$set"]}}, "filter.fields[0]"),
+        ({"sink": HOOK, "filter": {"types": ["exploded"]}}, "filter.types[0]"),
+        ({"sink": HOOK, "lanes": 0}, "lanes"),
+        ({"sink": HOOK, "retry": {"jitter": 2}}, "retry.jitter"),
+        ({"sink": HOOK, "start": "yesterday"}, "start"),
+        ({"sink": HOOK, "start": {"time": "2026-01-01T00:00:00"}}, "start.time"),
+        (
+            {"sink": {"kind": "redis-stream", "url": "redis://r/0", "stream": "s"}, "lanes": 2},
+            "lanes",
+        ),
+        ({"sink": {"kind": "redis-pubsub", "url": "http://r", "channel": "c"}}, "sink.url"),
+        (
+            {"sink": {"kind": "redis-invalidate", "url": "redis://r", "keys": ["{x}"]}},
+            "sink.keys[0]",
+        ),
+    ],
+)
+def test_well_formed_but_impossible_values_are_422_naming_the_field(body: Any, key: str) -> None:
+    malformed, found = errors(body)
+    assert not malformed
+    assert key in [e["key"] for e in found], found
+
+
+def test_a_bad_name_is_refused() -> None:
+    assert errors({"sink": HOOK}, name="Orders!")[1][0]["key"] == "name"
+
+
+def test_secrets_are_never_shown_and_an_update_without_one_keeps_the_stored_one() -> None:
+    c = cfg.parse(
+        "o",
+        {
+            "sink": {
+                **HOOK,
+                "secret": [SECRET, {"env": "OLD_HOOK_SECRET"}],
+                "headers": {"authorization": "Bearer t0ken"},
+            }
+        },
+    )
+    shown = cfg.public(c)
+    assert shown["sink"]["secret"] == ["***", {"env": "OLD_HOOK_SECRET"}]
+    assert shown["sink"]["headers"] == {"authorization": "***"}
+    assert SECRET not in repr(shown) and "t0ken" not in repr(shown)
+    redis = cfg.parse(
+        "r", {"sink": {"kind": "redis-pubsub", "url": "redis://u:pw@h:1/0", "channel": "c"}}
+    )
+    assert cfg.public(redis)["sink"]["url"] == "redis://u:***@h:1/0"
+    kept = cfg.keep_secrets({**HOOK, "secret": "***", "headers": {"authorization": "***"}}, c.sink)
+    assert kept["secret"] == c.sink["secret"] and kept["headers"] == {
+        "authorization": "Bearer t0ken"
+    }
+    no_secret = {k: v for k, v in HOOK.items() if k != "secret"}
+    assert cfg.keep_secrets(no_secret, c.sink)["secret"] == c.sink["secret"]
+    url = cfg.keep_secrets({"kind": "redis-pubsub", "url": "redis://u:***@h:1/0"}, redis.sink)
+    assert url["url"] == "redis://u:pw@h:1/0"
