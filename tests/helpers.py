@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from bson import Decimal128, Timestamp
 
 from eventstore.chain import seal
@@ -151,3 +152,20 @@ READS = {
 def fixed_salt(event_id: str) -> bytes:
     """A deterministic salt per event id (tests only: production salts are random)."""
     return hashlib.sha256(b"test salt " + event_id.encode()).digest()
+
+
+def resealed(events: list[Event]) -> list[Event]:
+    """The events renumbered and every hash recomputed: what a writer with full access to the database can do."""
+    out: list[Event] = []
+    entity: dict[tuple[str, str], str] = {}
+    for n, e in enumerate(events, start=1):
+        key = (e.stream, typed_key(e.entity_id))
+        prev_log = out[-1].log_hash if out else GENESIS_HASH
+        sealed = seal(
+            msgspec.structs.replace(e, seq=n),
+            prev_hash=entity.get(key, GENESIS_HASH),
+            prev_log_hash=prev_log,
+        )
+        entity[key] = sealed.hash
+        out.append(sealed)
+    return out

@@ -7,17 +7,15 @@ from pathlib import Path
 
 import msgspec
 
-from eventstore.chain import seal
 from eventstore.checkpointing import Checkpointer
 from eventstore.clock import FakeClock
-from eventstore.keys import typed_key
 from eventstore.memory.eventlog import MemoryEventLog
 from eventstore.memory.merkle import MemoryMerkleTree
 from eventstore.memory.store import MemoryStore
-from eventstore.model import GENESIS_HASH, Checkpoint, Event, Head
+from eventstore.model import Checkpoint, Event, Head
 from eventstore.notes import Signer
 from eventstore.tree import LogTree
-from tests.helpers import LogBuilder
+from tests.helpers import LogBuilder, resealed
 
 
 @dataclass
@@ -58,23 +56,6 @@ async def signed_log(
         clock.advance(2)
         await cp.idle()
     return Signed(store, signer, events, list(sizes))
-
-
-def resealed(events: list[Event]) -> list[Event]:
-    """The events renumbered and every hash recomputed: what a writer with full access can do."""
-    out: list[Event] = []
-    entity: dict[tuple[str, str], str] = {}
-    for n, e in enumerate(events, start=1):
-        key = (e.stream, typed_key(e.entity_id))
-        prev_log = out[-1].log_hash if out else GENESIS_HASH
-        sealed = seal(
-            msgspec.structs.replace(e, seq=n),
-            prev_hash=entity.get(key, GENESIS_HASH),
-            prev_log_hash=prev_log,
-        )
-        entity[key] = sealed.hash
-        out.append(sealed)
-    return out
 
 
 async def replace_log(store: MemoryStore, events: list[Event], *, head: bool = True) -> None:

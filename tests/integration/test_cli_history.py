@@ -30,7 +30,7 @@ from eventstore.mongo.collections import EVENTS
 from eventstore.mongo.store import MongoStore
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
-from tests.helpers import EVENT_KEYS
+from tests.helpers import EVENT_KEYS, resealed
 from tests.integration.conftest import open_test_store
 from tests.integration.ingest_helpers import ROLE, all_events, ingester, start_from_the_beginning
 
@@ -389,23 +389,6 @@ def forged(previous: Event) -> Event:
         actor="mallory",
     )
     return seal(event, prev_hash=GENESIS_HASH, prev_log_hash=previous.log_hash)
-
-
-def resealed(events: list[Event]) -> list[Event]:
-    """The events renumbered and every hash recomputed: a whole rewrite of the log."""
-    out: list[Event] = []
-    entity: dict[tuple[str, str], str] = {}
-    for n, e in enumerate(events, start=1):
-        key = (e.stream, typed_key(e.entity_id))
-        prev_log = out[-1].log_hash if out else GENESIS_HASH
-        sealed = seal(
-            msgspec.structs.replace(e, seq=n),
-            prev_hash=entity.get(key, GENESIS_HASH),
-            prev_log_hash=prev_log,
-        )
-        entity[key] = sealed.hash
-        out.append(sealed)
-    return out
 
 
 async def _rewind_checkpoint(store: Store, newest: Event) -> None:
