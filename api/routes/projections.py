@@ -240,8 +240,11 @@ def _workers(body: bytes) -> int:
     workers = parsed.get("workers", 1)
     if not isinstance(workers, int) or isinstance(workers, bool):
         raise bad_request(f"workers must be a whole number from 1 to {MAX_WORKERS}")
-    if not 1 <= workers <= MAX_WORKERS:
-        raise bad_request(f"workers must be from 1 to {MAX_WORKERS}, got {workers}")
+    if not 1 <= workers <= MAX_WORKERS:  # well formed, but no rebuild has that many (422)
+        detail = f"workers must be from 1 to {MAX_WORKERS}, got {workers}"
+        raise ApiError(
+            422, detail, kind="unprocessable", errors=[{"key": "workers", "message": detail}]
+        )
     return workers
 
 
