@@ -1,0 +1,216 @@
+"""Several instances rebuild one projection together over one (mongomock) store.
+
+Instance A runs the job (it holds the projection's lease) and folds one partition at
+a time; B and C claim partitions with their `PartitionClaimer`. B crashes
+mid-partition (after staging part of its rows); once its claim expires (a fake
+clock), C re-runs that partition. The rows equal a one-worker rebuild, A swaps them
+in with one rename, once, and nothing staged is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from mongomock_motor import AsyncMongoMockClient
+
+from eventstore.clock import FakeClock
+from eventstore.mongo.store import MongoStore
+from eventstore.ports import JobConflict
+from eventstore.sources.memory import MemoryChangeFeed
+from eventstore.sources.simulator import Simulator
+from projections import claims
+from projections.api import Projection
+from projections.orders import CUSTOMER_TOTALS, ORDERS_BY_STATUS
+from projections.runner import ProjectionRunner, RebuildProgress, request_rebuild
+from projections.worker import PartitionClaimer
+from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+
+DB = "claims_test"
+LEASE = 10.0
+
+
+class GatedClock(FakeClock):
+    """A fake clock whose sleepers wait until the test opens the gate (one wake-up per opening)."""
+
+    def __init__(self) -> None:
+        super().__init__(advance_on_sleep=False)
+        self.gate = asyncio.Event()
+        self.sleeping = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeping.set()
+        await self.gate.wait()
+        self.gate.clear()
+
+    async def wake(self, task: asyncio.Task[Any]) -> None:
+        """Let the sleeper run once; wait until it sleeps again or its task has ended."""
+        self.sleeping.clear()
+        self.gate.set()
+        await _until(lambda: self.sleeping.is_set() or task.done())
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition never met")
+
+
+class Crash(Exception):
+    """The instance dies here."""
+
+
+class CrashingReadModels:
+    """B's read models: the second staging write kills the instance (part of its rows staged)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.staged = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def write(self, collection: str, writes: Sequence[Any], *, session: Any = None) -> None:
+        if claims.BUILDING_SUFFIX + "_" in collection:
+            self.staged += 1
+            if self.staged == 2:
+                raise Crash("instance B died mid-partition")
+        await self.inner.write(collection, writes)
+
+
+class CountingSwaps:
+    """Counts an instance's swaps (renames of a fresh collection over the live one)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.swaps: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def swap(self, building: str, live: str) -> None:
+        self.swaps.append((building, live))
+        await self.inner.swap(building, live)
+
+
+async def _shop(client: Any, orders: int, steps: int) -> MongoStore:
+    clock = FakeClock()
+    store = MongoStore(client, DB)
+    await store.detect()
+    await store.events.ensure_indexes()
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    sim = Simulator(feed, seed=11, clock=clock)
+    await sim.create_orders(orders)
+    for _ in range(steps):
+        clock.advance(5400)
+        await sim.step()
+    await ingester(store, feed, clock).run(until_idle=True)
+    return store
+
+
+async def _rows(store: MongoStore, collection: str) -> dict[str, Any]:
+    found = await store.read_models.query(collection, filters={}, limit=1_000_000)
+    return {r["_id"]: {k: v for k, v in r.items() if k != "_id"} for r in found}
+
+
+@pytest.mark.parametrize("projection", [CUSTOMER_TOTALS, ORDERS_BY_STATUS], ids=lambda p: p.name)
+async def test_three_instances_rebuild_together_and_a_crashed_partition_is_rerun(
+    projection: Projection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(claims, "STAGE_BATCH", 2)  # staged rows go in several writes
+    client = AsyncMongoMockClient()
+    a_store = await _shop(client, orders=10, steps=50)
+    b_store, c_store = MongoStore(client, DB), MongoStore(client, DB)
+    b_rows = CrashingReadModels(b_store.read_models)
+    b_store.read_models = b_rows  # type: ignore[assignment]
+    counted = [CountingSwaps(s.read_models) for s in (a_store, b_store, c_store)]
+    clock = GatedClock()
+    coll = projection.collection
+
+    # the one-worker rebuild the partitions must equal
+    reference = ProjectionRunner(a_store, projection, clock=clock, lease_seconds=LEASE, owner="a")
+    await reference.rebuild_now()
+    expected = await _rows(a_store, coll)
+    expected_cp = await a_store.checkpoints.get(reference.role)
+    await a_store.read_models.write(coll, [("marker", {"old": True})])
+    live = await _rows(a_store, coll)
+    for store, swaps in zip((a_store, b_store, c_store), counted, strict=True):
+        store.read_models = swaps  # type: ignore[assignment]
+
+    a = ProjectionRunner(a_store, projection, clock=clock, lease_seconds=LEASE, batch_size=7)
+    a.lease.owner = "a"
+    a.processes, a.local_slots = False, 1  # A folds one partition at a time, in-process
+    seen: list[int] = []
+
+    def bar(p: RebuildProgress) -> None:
+        seen.append(p.processed)
+
+    task = asyncio.create_task(request_rebuild(a, workers=3, on_progress=bar))
+    await _until(clock.sleeping.is_set)  # A folded its first partition and waits for the others
+    job = await a_store.jobs.active(projection.name)
+    assert job is not None and job.state == "running" and job.workers == 3
+    head = (await a_store.events.head()).seq
+    assert job.head == head
+    assert [(p.state, p.owner) for p in job.partitions] == [
+        ("succeeded", "a"),
+        ("queued", None),
+        ("queued", None),
+    ]
+    with pytest.raises(JobConflict):  # still one active job per projection
+        await request_rebuild(ProjectionRunner(c_store, projection, clock=clock), workers=2)
+
+    def claimer(store: MongoStore, owner: str) -> PartitionClaimer:
+        worker = PartitionClaimer(
+            store, [projection], clock=clock, owner=owner, lease_seconds=LEASE, batch_size=7
+        )
+        worker.processes = False
+        return worker
+
+    b, c = claimer(b_store, "b"), claimer(c_store, "c")
+    with pytest.raises(Crash):
+        await b.claim_once()  # B claims partition 1, stages part of its rows, dies
+    job = await a_store.jobs.active(projection.name)
+    assert job is not None
+    crashed = job.partitions[1]
+    assert (crashed.state, crashed.owner, crashed.attempts) == ("running", "b", 1)
+    partial = claims.staging_name(coll, job, crashed)
+    assert len(await _rows(a_store, partial)) > 0  # B's partial rows, never to be read
+    assert await _rows(a_store, coll) == live  # the live model is untouched
+
+    assert await c.claim_once()  # C takes the queued partition 2
+    assert not await c.claim_once()  # partition 1 is still B's: its claim has not expired
+    await clock.wake(task)  # A looks: nothing to claim, nothing to merge yet
+    job = await a_store.jobs.active(projection.name)
+    assert job is not None
+    assert [(p.state, p.owner) for p in job.partitions] == [
+        ("succeeded", "a"),
+        ("running", "b"),
+        ("succeeded", "c"),
+    ]
+
+    clock.advance(LEASE + 1)  # B never renewed: its claim expires
+    assert await c.claim_once()  # C re-runs partition 1
+    assert c.folded == 2
+    await clock.wake(task)  # A merges the staged partitions and swaps
+    done = await task
+    assert done.state == "succeeded" and done.workers == 3, done
+    assert [(p.state, p.owner, p.attempts) for p in done.partitions] == [
+        ("succeeded", "a", 1),
+        ("succeeded", "c", 2),
+        ("succeeded", "c", 1),
+    ]
+    assert sum(p.total for p in done.partitions) == head
+    assert await _rows(a_store, coll) == expected  # equal to one worker's rows
+    got_cp = await a_store.checkpoints.get(a.role)
+    assert got_cp is not None and expected_cp is not None and got_cp.head == expected_cp.head
+    # one rename, by the instance running the job, once
+    assert [s.swaps for s in counted] == [[(coll + claims.BUILDING_SUFFIX, coll)], [], []]
+    names = await a_store.db.list_collection_names()
+    assert [n for n in names if claims.BUILDING_SUFFIX in n] == []  # B's partial rows dropped
+    # the progress bar moved forward to the whole log
+    assert seen and seen[-1] == head and seen == sorted(seen)
