@@ -123,11 +123,11 @@ async def test_three_instances_rebuild_together_and_a_crashed_partition_is_rerun
     projection: Projection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(claims, "STAGE_BATCH", 2)  # staged rows go in several writes
-    client = AsyncMongoMockClient()
+    client: Any = AsyncMongoMockClient()
     a_store = await _shop(client, orders=10, steps=50)
     b_store, c_store = MongoStore(client, DB), MongoStore(client, DB)
     b_rows = CrashingReadModels(b_store.read_models)
-    b_store.read_models = b_rows  # type: ignore[assignment]
+    b_store.read_models = b_rows
     counted = [CountingSwaps(s.read_models) for s in (a_store, b_store, c_store)]
     clock = GatedClock()
     coll = projection.collection
@@ -140,7 +140,7 @@ async def test_three_instances_rebuild_together_and_a_crashed_partition_is_rerun
     await a_store.read_models.write(coll, [("marker", {"old": True})])
     live = await _rows(a_store, coll)
     for store, swaps in zip((a_store, b_store, c_store), counted, strict=True):
-        store.read_models = swaps  # type: ignore[assignment]
+        store.read_models = swaps
 
     a = ProjectionRunner(a_store, projection, clock=clock, lease_seconds=LEASE, batch_size=7)
     a.lease.owner = "a"
