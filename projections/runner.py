@@ -457,6 +457,26 @@ class ProjectionRunner:
         rows: dict[str, dict[str, Any] | None] = {}
         complete = True  # `rows` holds every row of `building` (it started empty)
         position, log_hash = 0, Head().log_hash
+        # Keys of the rows changed since the last write to `building` (their values are in
+        # `rows`): written together, each once, when they reach `rebuild_rows` or the log
+        # ends. A row changed by many batches is copied into the store once, not once per
+        # batch; and only keys are kept here, not a second reference to each row, which made
+        # every row outlive its batch and the garbage collector walk them again and again.
+        unwritten: set[str] = set()
+
+        async def flush() -> None:
+            if unwritten:
+                await self.store.read_models.write(building, [(k, rows.get(k)) for k in unwritten])
+                progress.written += len(unwritten)
+                unwritten.clear()
+
+        async def report() -> None:
+            progress.seconds = time.perf_counter() - started
+            if on_progress is not None:
+                reported = on_progress(progress)
+                if inspect.isawaitable(reported):
+                    await reported
+
         while events := await self.store.events.read(after_seq=position, limit=self.batch_size):
             if complete:  # no row to read: fold and apply each event in turn
                 pending = await self._apply(events, rows)
@@ -469,22 +489,22 @@ class ProjectionRunner:
                     for k in missing:
                         rows[k] = found.get(k)
                 pending = await self._apply(changes, rows, keys)
-            if pending:
-                await self.store.read_models.write(building, list(pending.items()))
+            unwritten.update(pending.keys())
+            if not complete or len(unwritten) >= self.rebuild_rows:
+                await flush()
             if len(rows) > self.rebuild_rows:
+                await flush()  # rows forgotten from here on are read back from `building`
                 rows.clear()
                 complete = False
             last = events[-1]
             position, log_hash = last.seq, last.log_hash
             progress.processed = position
-            progress.written += len(pending)
-            progress.seconds = time.perf_counter() - started
             progress.total = max(progress.total, position)
             await self.lease.keep()
-            if on_progress is not None:
-                reported = on_progress(progress)
-                if inspect.isawaitable(reported):
-                    await reported
+            await report()
+        if unwritten:
+            await flush()
+            await report()
         rows.clear()
         problems, self.status.problems = self.status.problems, live_problems
         await self.store.read_models.swap(building, self.projection.collection)

@@ -125,7 +125,11 @@ def test_each_row_s_values_not_money_are_listed_with_their_reason(
     assert {tuple(g) for g in got} == expected
     assert len(got) == len(expected)
     assert p.locator("#proj-problems-title").inner_text() == "Values order_summary counted as 0"
-    assert p.locator("#proj-problems-note").inner_text().startswith("3 of 5 rows count a value as 0 now")
+    assert (
+        p.locator("#proj-problems-note")
+        .inner_text()
+        .startswith("3 of 5 rows count a value as 0 now")
+    )
     shot(p, "projection-problems")
 
     # revenue_by_day: the day's EUR row carries the paid orders' problems
