@@ -8,10 +8,11 @@ the same key from several partitions are combined with the projection's `merge`,
 partition order (`merge_partitions`). The result is written to the fresh collection
 and swapped in with one rename, as a one-worker rebuild is.
 
-Processes: the log's events are read once by the parent; the partitions run in
-forked worker processes that inherit them (nothing is pickled but the rows coming
-back). Where fork is unavailable, or with `processes=False`, they run in-process one
-after another (the same result; tests use it).
+Processes: `LocalFolds` runs partitions in forked worker processes that inherit
+their events (nothing is pickled but the rows coming back). Where fork is
+unavailable, or with `processes=False`, they run in-process (the same rows; tests
+use it). Which partitions an instance folds, and how several instances share a
+job's partitions, is `projections.claims`.
 
 A partition's entity states are all kept in memory while it folds.
 """

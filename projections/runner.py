@@ -429,10 +429,11 @@ class ProjectionRunner:
         Call while holding the lease (`run` and the job runner do). A crash leaves
         the live model untouched; the fresh collection is dropped on the next start.
 
-        Each batch's rows are written to the fresh collection in one bulk write, as
-        the projector does; nobody else writes that collection, so the rows written
-        are also kept in memory (up to `rebuild_rows`) and never read back. Past
-        the bound they are forgotten and read back as batches need them.
+        Nobody else writes the fresh collection, so the rows are kept in memory (up
+        to `rebuild_rows`) and never read back; the changed ones are written in one
+        bulk write when `rebuild_rows` of them have changed, or the log has ended.
+        Past the bound, rows are written after each batch, forgotten and read back
+        as batches need them.
 
         With `workers` > 1 (and a projection with `merge`), the entities are split
         into that many partitions, tracked in `job` (one is recorded when not given)

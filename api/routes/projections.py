@@ -269,7 +269,16 @@ async def get_job(services: ServicesDep, job: FromPath[str]) -> JobOut:
         error=found.error,
         workers=found.workers,
         partitions=[
-            PartitionOut(index=p.index, state=p.state, processed=p.processed, total=p.total)
+            PartitionOut(
+                index=p.index,
+                state=p.state,
+                processed=p.processed,
+                total=p.total,
+                owner=p.owner,
+                expires_at=_when(p.expires_at),
+                attempts=p.attempts,
+                error=p.error,
+            )
             for p in found.partitions
         ],
     )

@@ -81,6 +81,11 @@ async def test_the_admin_api_rebuilds_with_workers_and_shows_the_partitions() ->
         assert done["state"] == "succeeded" and done["workers"] == 2, done
         assert [p["index"] for p in done["partitions"]] == [0, 1]
         assert all(p["state"] == "succeeded" for p in done["partitions"])
+        # each claimed once, by this instance; a finished claim has no expiry
+        assert {(p["attempts"], p["expires_at"], p["error"]) for p in done["partitions"]} == {
+            (1, None, None)
+        }
+        assert len({p["owner"] for p in done["partitions"]}) == 1 and done["partitions"][0]["owner"]
         assert sum(p["total"] for p in done["partitions"]) == log.events[-1].seq
         # an empty body is one worker, as before
         r = await client.post(url, headers=ADMIN)
