@@ -182,8 +182,8 @@ class PartitionClaimer:
                 await asyncio.wait_for(ctx.stop.wait(), self.poll_seconds)
 
     async def progress(self) -> Progress:
-        """How many partitions this instance has folded."""
-        return Progress(position=self.folded, lag=None)
+        """No position of its own: each partition's progress is in its job."""
+        return Progress()
 
     async def close(self) -> None:
         """Nothing outlives a run."""

@@ -13,14 +13,19 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
 import pytest
 from mongomock_motor import AsyncMongoMockClient
 
+from api.workers import claimer
 from eventstore.clock import FakeClock
+from eventstore.model import Job, Partition
 from eventstore.mongo.store import MongoStore
 from eventstore.ports import JobConflict
+from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
+from eventstore.supervisor import Supervisor
 from projections import claims
 from projections.api import Projection
 from projections.orders import CUSTOMER_TOTALS, ORDERS_BY_STATUS
@@ -164,14 +169,14 @@ async def test_three_instances_rebuild_together_and_a_crashed_partition_is_rerun
     with pytest.raises(JobConflict):  # still one active job per projection
         await request_rebuild(ProjectionRunner(c_store, projection, clock=clock), workers=2)
 
-    def claimer(store: MongoStore, owner: str) -> PartitionClaimer:
+    def claimer_of(store: MongoStore, owner: str) -> PartitionClaimer:
         worker = PartitionClaimer(
             store, [projection], clock=clock, owner=owner, lease_seconds=LEASE, batch_size=7
         )
         worker.processes = False
         return worker
 
-    b, c = claimer(b_store, "b"), claimer(c_store, "c")
+    b, c = claimer_of(b_store, "b"), claimer_of(c_store, "c")
     with pytest.raises(Crash):
         await b.claim_once()  # B claims partition 1, stages part of its rows, dies
     job = await a_store.jobs.active(projection.name)
@@ -214,3 +219,52 @@ async def test_three_instances_rebuild_together_and_a_crashed_partition_is_rerun
     assert [n for n in names if claims.BUILDING_SUFFIX in n] == []  # B's partial rows dropped
     # the progress bar moved forward to the whole log
     assert seen and seen[-1] == head and seen == sorted(seen)
+
+
+async def test_a_serving_instance_s_claimer_folds_a_partition_under_its_supervisor() -> None:
+    """The `rebuild:partitions` worker of `run` and `serve` (mongodb://): its own loop claims."""
+
+    client: Any = AsyncMongoMockClient()
+    store = await _shop(client, orders=6, steps=20)
+    clock = FakeClock(advance_on_sleep=False)
+    head = (await store.events.head()).seq
+    job = Job(job="shared", projection=ORDERS_BY_STATUS.name, workers=2, state="running")
+    await store.jobs.create(job)
+    await store.jobs.update(msgspec.structs.replace(job, head=head))
+    await store.jobs.set_partitions("shared", [Partition(index=0), Partition(index=1)])
+
+    settings = Settings(uri="mongodb://localhost", lease_seconds=LEASE)
+    worker = claimer(store, [ORDERS_BY_STATUS], settings, clock=clock, owner="serving")
+    worker.processes, worker.poll_seconds = False, 0.01
+    supervisor = Supervisor(clock=clock, instance="serving", lease_seconds=LEASE)
+    supervisor.add(worker)
+    await supervisor.start()
+    try:
+        for _ in range(500):
+            stored = await store.jobs.get("shared")
+            assert stored is not None
+            if all(p.state == "succeeded" for p in stored.partitions):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await supervisor.stop()
+    stored = await store.jobs.get("shared")
+    assert stored is not None
+    assert [(p.state, p.owner) for p in stored.partitions] == [
+        ("succeeded", "serving"),
+        ("succeeded", "serving"),
+    ]
+    assert sum(p.total for p in stored.partitions) == head
+    staged = [
+        await _rows(store, claims.staging_name(ORDERS_BY_STATUS.collection, stored, p))
+        for p in stored.partitions
+    ]
+    counts: dict[str, int] = {}
+    for rows in staged:
+        for key, row in rows.items():
+            counts[key] = counts.get(key, 0) + row["count"]
+    reference = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock)
+    await reference.rebuild_now()
+    assert counts == {
+        k: r["count"] for k, r in (await _rows(store, ORDERS_BY_STATUS.collection)).items()
+    }
