@@ -29,8 +29,9 @@ class MemoryMerkleTree:
 
     async def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]], *, size: int) -> None:
         """Store the nodes, then the size (never lowered)."""
-        for level, index, h in nodes:
-            self._nodes[(level, index)] = bytes(h)
+        stored = self._nodes
+        for level, index, h in nodes:  # the per-event cost of capture: a plain loop
+            stored[level, index] = h
         self._size = max(self._size, size)
 
     async def get_nodes(self, ids: Collection[NodeId]) -> dict[NodeId, bytes]:

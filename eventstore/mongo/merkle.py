@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from eventstore.codec import utc_ms
 from eventstore.merkle import NodeId
@@ -20,6 +20,7 @@ from eventstore.model import TreeCheckpoint
 from eventstore.mongo.collections import MERKLE_CHECKPOINTS, MERKLE_NODES
 
 SIZE_ID: Final = -1
+DUPLICATE_KEY: Final = 11000
 _SHIFT: Final = 48
 
 
@@ -49,15 +50,25 @@ class MongoMerkleTree:
         return int(doc["size"]) if doc else 0
 
     async def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]], *, size: int) -> None:
-        """Upsert the nodes (same hash on a rewrite), then raise the size to `size`."""
+        """Store the nodes (a node stored before is replaced), then raise the size to `size`.
+
+        Capture writes each node once, so plain inserts (about two per event) are the
+        path; only a batch redone after a crash meets nodes already there, and those
+        are replaced one by one.
+        """
         if nodes:
-            await self._nodes.bulk_write(
-                [
-                    ReplaceOne({"_id": node_key(lv, ix)}, {"h": bytes(h)}, upsert=True)
-                    for lv, ix, h in nodes
-                ],
-                ordered=False,
-            )
+            docs = [{"_id": node_key(lv, ix), "h": bytes(h)} for lv, ix, h in nodes]
+            try:
+                await self._nodes.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                again = [docs[e["index"]] for e in errors]
+                await self._nodes.bulk_write(
+                    [ReplaceOne({"_id": d["_id"]}, {"h": d["h"]}) for d in again],
+                    ordered=False,
+                )
         await self._nodes.update_one({"_id": SIZE_ID}, {"$max": {"size": size}}, upsert=True)
 
     async def get_nodes(self, ids: Collection[NodeId]) -> dict[NodeId, bytes]:

@@ -80,3 +80,21 @@ async def test_cosignatures_are_added_once(store: Store) -> None:
     found = await store.merkle.checkpoint(5)
     assert found is not None and found.cosignatures == ["— w1 AAAA", "— w2 BBBB"]
     assert await store.merkle.checkpoint(6) is None
+
+
+async def test_a_node_stored_again_with_another_hash_is_replaced_and_new_ones_kept(
+    store: Store,
+) -> None:
+    # A batch redone after a crash (or a tree rebuilt over a rewritten log) meets
+    # nodes already stored: the new write wins, and the nodes around it are stored too.
+    await store.merkle.put_nodes([(0, 0, b"\x01" * 32), (0, 1, b"\x02" * 32)], size=2)
+    await store.merkle.put_nodes(
+        [(0, 1, b"\x09" * 32), (0, 2, b"\x03" * 32), (1, 0, b"\x04" * 32)], size=3
+    )
+    assert await store.merkle.size() == 3
+    assert await store.merkle.get_nodes([(0, 0), (0, 1), (0, 2), (1, 0)]) == {
+        (0, 0): b"\x01" * 32,
+        (0, 1): b"\x09" * 32,
+        (0, 2): b"\x03" * 32,
+        (1, 0): b"\x04" * 32,
+    }
