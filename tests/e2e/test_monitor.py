@@ -63,11 +63,16 @@ def service(tmp_path: Path) -> Iterator[Service]:
         server.stop()
 
 
+def command(service: Service, state: Path) -> list[str]:
+    """`eventstore monitor URL --key K --state DIR`."""
+    url = service.server.base
+    return [*EVENTSTORE, "monitor", url, "--key", service.key, "--state", str(state)]
+
+
 def monitor(service: Service, state: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """`eventstore monitor URL --key K --state DIR --once`, run to its end."""
     return subprocess.run(
-        [*EVENTSTORE, "monitor", service.server.base, "--key", service.key, "--state", str(state)]
-        + ["--once", *extra],
+        [*command(service, state), "--once", *extra],
         cwd=ROOT,
         env=clean_env(),
         capture_output=True,
@@ -206,8 +211,7 @@ def test_without_once_it_keeps_checking_logs_findings_and_stops_on_sigterm(
     out_path, err_path = service.tmp / "out", service.tmp / "err"
     with out_path.open("w") as out, err_path.open("w") as err:
         proc = subprocess.Popen(
-            [*EVENTSTORE, "monitor", service.server.base, "--key", service.key]
-            + ["--state", str(state), "--interval", "0.2"],
+            [*command(service, state), "--interval", "0.2"],
             cwd=ROOT,
             env=clean_env(),
             stdout=out,
