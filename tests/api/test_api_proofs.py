@@ -204,3 +204,28 @@ async def test_verify_says_an_unsigned_checkpoint_is_unsigned_and_none_before_th
     async with AsyncTestClient(make_app(MemoryStore())) as c:
         body = (await c.get("/v1/verify")).json()
         assert body["valid"] is True and body["checkpoint"] is None
+
+
+async def test_stream_and_entity_verify_report_the_checkpoint_as_the_whole_log_does(
+    signed: Signed, keyed: Any
+) -> None:
+    key_id = signed.signer.verifier_key().split("+")[1]
+    newest_o3 = max(e.seq for e in signed.events if e.entity_key == "o3")
+    for url, seq in (
+        ("/v1/streams/orders/entities/o3/verify", newest_o3),
+        ("/v1/streams/orders/verify", 21),
+    ):
+        body = (await keyed.get(url, headers=AUTH)).json()
+        assert body["valid"] is True
+        check = body["checkpoint"]
+        assert (check["size"], check["signed_by"], check["matches"]) == (
+            21,
+            f"log.test+{key_id}",
+            True,
+        )
+        assert (check["seq"], check["pending"]) == (seq, False)
+    await replace_log(signed.store, rewrite_event(signed.events, 4))  # an event of o3
+    for url in ("/v1/streams/orders/entities/o3/verify", "/v1/streams/orders/verify"):
+        r = await keyed.get(url, headers=AUTH)
+        assert r.status_code == 200
+        assert r.json()["valid"] is False and r.json()["checkpoint"]["matches"] is False
