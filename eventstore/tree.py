@@ -1,10 +1,13 @@
 """The log's Merkle tree kept in the store, and proofs read from it (one query each).
 
 Leaf `i` is the event with `seq = i + 1`, leaf input the 32 bytes of its `hash`.
-The capturing instance extends the tree after each stored batch (`LogTree.extend`);
-the tree never runs ahead of the log, and a tree behind the log (written before
-this existed, or a crash between the batch and its nodes) is caught up from the
-log's events on `open`, in pages, with progress.
+The capturing instance extends the tree after each stored batch (`LogTree.extend`),
+outside the batch's transaction. Invariant: the stored tree is a prefix of the log's
+tree: nodes are written only for stored events, the stored size only after the nodes
+it covers. A tree behind the log (written before this existed, a failed tree write,
+a crash between the batch and its nodes or between the nodes and the size) is caught
+up from the log's events: by the next batch, or on `open` at start-up, in pages,
+with progress.
 """
 
 from __future__ import annotations
