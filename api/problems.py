@@ -138,8 +138,30 @@ def _job_conflict(_: Request[Any, Any, Any], exc: JobConflict) -> Response[Probl
     return problem(409, str(exc), kind="rebuild-active")
 
 
-def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+def _public_names(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """Python parameter name -> the name the client sent (`first` -> `from`), where they differ."""
+    handler = request.scope.get("route_handler")
+    try:
+        parameters = handler.parsed_fn_signature.parameters
+    except AttributeError:
+        return {}
+    names: dict[str, str] = {}
+    for name, parameter in parameters.items():
+        alias = getattr(parameter.kwarg_definition, "name", None)
+        if isinstance(alias, str) and alias != name:
+            names[name] = alias
+    return names
+
+
+def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     errors = exc.extra if isinstance(exc.extra, list) else None
+    # Litestar names a parameter by its Python name; the client knows the one it sent.
+    renamed = _public_names(request) if errors else {}
+    if renamed:
+        errors = [
+            {**e, "key": renamed.get(str(e.get("key")), e.get("key"))} if isinstance(e, dict) else e
+            for e in errors or []
+        ]
     parts = [
         f"{e.get('key') or e.get('source')}: {e.get('message')}"
         for e in (errors or [])

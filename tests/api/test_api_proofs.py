@@ -96,14 +96,39 @@ async def test_consistency_proofs_between_checkpoints(signed: Signed, keyed: Any
         ("/v1/proof/consistency", {"from": 0}, 400),
         ("/v1/proof/consistency", {"from": "1.5"}, 400),
         ("/v1/checkpoint", {"size": -1}, 400),
+        ("/v1/checkpoint", {"size": "x"}, 400),
+        ("/v1/checkpoint", {"size": 14}, 404),  # inside the tree, none made at 14
+        ("/v1/proof/consistency", {"from": 2, "to": "x"}, 400),
+        ("/v1/proof/inclusion", {"seq": "9" * 30}, 400),
+        # The proof file: seq > size and a size beyond the tree are impossible (422),
+        # a size inside the tree with no checkpoint made at it is not found (404).
+        ("/v1/events/3/proof", {"size": 2}, 422),
+        ("/v1/events/3/proof", {"size": 99}, 422),
+        ("/v1/events/3/proof", {"size": 4}, 404),
+        ("/v1/events/3/proof", {"size": "x"}, 400),
+        ("/v1/events/0/proof", {}, 400),
+        ("/v1/streams/orders/entities/o1/proof", {"size": 99}, 422),
+        ("/v1/streams/orders/entities/o1/proof", {"size": 4}, 404),
+        ("/v1/streams/orders/entities/o1/proof", {"size": 0}, 400),
     ],
 )
 async def test_bad_proof_parameters(
     keyed: Any, path: str, params: dict[str, Any], status: int
 ) -> None:
-    r = await keyed.get(path, params=params)
+    r = await keyed.get(path, params=params, headers=AUTH)
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(
+    ("params", "named"), [({"from": "1.5"}, "from"), ({"from": 2, "to": "x"}, "to")]
+)
+async def test_a_bad_parameter_is_named_as_the_client_sent_it(
+    keyed: Any, params: dict[str, Any], named: str
+) -> None:
+    body = (await keyed.get("/v1/proof/consistency", params=params)).json()
+    assert body["detail"].startswith(f"{named}: Expected `int")
+    assert [e["key"] for e in body["errors"]] == [named]
 
 
 async def test_the_proof_file_needs_a_read_key_and_verifies_offline(

@@ -60,8 +60,6 @@ async def feed_with_changes(store: Store, clock: FakeClock, changes: int) -> Mem
     return feed
 
 
-
-
 @pytest.mark.parametrize("nodes_written", [False, True], ids=["before-nodes", "before-size"])
 async def test_a_crash_between_the_batch_and_its_tree_is_repaired_from_the_log_on_restart(
     store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, nodes_written: bool
