@@ -74,9 +74,12 @@ def _big_tree() -> MemoryMerkleTree:
     merkle = MemoryMerkleTree()
     frontier = Frontier()
     nodes = merkle._nodes
-    for i in range(TREE):
-        for level, index, h in frontier.append(leaf_hash(hashlib.sha256(i.to_bytes(8)).digest())):
-            nodes[(level, index)] = h
+    for start in range(0, TREE, 1000):  # batches, as capture extends it
+        leaves = [
+            leaf_hash(hashlib.sha256(i.to_bytes(8)).digest()) for i in range(start, start + 1000)
+        ]
+        for level, index, h in frontier.extend(leaves):
+            nodes[level, index] = h
     merkle._size = TREE
     return merkle
 
