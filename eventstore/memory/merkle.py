@@ -39,6 +39,11 @@ class MemoryMerkleTree:
         self.queries += 1
         return {i: self._nodes[i] for i in ids if i in self._nodes}
 
+    async def truncate(self, size: int) -> None:
+        """Drop the nodes past `size` leaves, then lower the size to it."""
+        self._nodes = {k: h for k, h in self._nodes.items() if (k[1] + 1) << k[0] <= size}
+        self._size = min(self._size, size)
+
     async def add_checkpoint(self, checkpoint: TreeCheckpoint) -> bool:
         """Store a checkpoint unless one of its size exists."""
         if checkpoint.size in self._checkpoints:

@@ -78,6 +78,17 @@ class MongoMerkleTree:
         docs = await self._nodes.find({"_id": {"$in": keys}}).to_list(None)
         return {_node_id(d["_id"]): bytes(d["h"]) for d in docs}
 
+    async def truncate(self, size: int) -> None:
+        """Delete the nodes past `size` leaves (one range per level), then lower the size."""
+        # Node (level, index) covers leaves up to (index + 1) << level: past `size`
+        # exactly when index >= size >> level.
+        past = [
+            {"_id": {"$gte": node_key(level, size >> level), "$lt": node_key(level + 1, 0)}}
+            for level in range(_SHIFT)
+        ]
+        await self._nodes.delete_many({"$or": past})
+        await self._nodes.update_one({"_id": SIZE_ID}, {"$min": {"size": size}}, upsert=True)
+
     async def add_checkpoint(self, checkpoint: TreeCheckpoint) -> bool:
         """Insert the checkpoint; False when one of that size exists."""
         doc = {
