@@ -1,7 +1,7 @@
 """The Merkle tree on MongoDB: one document per complete subtree node, one per checkpoint.
 
 `merkle_nodes`: `_id` = level * 2**48 + index (one `$in` fetches a proof's nodes),
-`h` = the 32-byte hash; the document `_id: -1` holds the tree size.
+`h` = the 32-byte hash (empty once `truncate` cut it off: read as absent); the document `_id: -1` holds the tree size.
 `merkle_checkpoints`: `_id` = tree size.
 """
 
@@ -21,6 +21,7 @@ from eventstore.mongo.collections import MERKLE_CHECKPOINTS, MERKLE_NODES
 
 SIZE_ID: Final = -1
 DUPLICATE_KEY: Final = 11000
+BLANK: Final = b""  # the hash of a node cut off by `truncate`: read as absent
 _SHIFT: Final = 48
 
 
@@ -76,17 +77,21 @@ class MongoMerkleTree:
         self.queries += 1
         keys = [node_key(lv, ix) for lv, ix in ids]
         docs = await self._nodes.find({"_id": {"$in": keys}}).to_list(None)
-        return {_node_id(d["_id"]): bytes(d["h"]) for d in docs}
+        return {_node_id(d["_id"]): bytes(d["h"]) for d in docs if d["h"]}  # blank: absent
 
     async def truncate(self, size: int) -> None:
-        """Delete the nodes past `size` leaves (one range per level), then lower the size."""
+        """Blank the nodes past `size` leaves (one range per level), then lower the size.
+
+        Blanked (`h` emptied), not deleted: the writer role has no `remove` on the
+        tree's collections (m0011), and a blank node reads as absent.
+        """
         # Node (level, index) covers leaves up to (index + 1) << level: past `size`
         # exactly when index >= size >> level.
         past = [
             {"_id": {"$gte": node_key(level, size >> level), "$lt": node_key(level + 1, 0)}}
             for level in range(_SHIFT)
         ]
-        await self._nodes.delete_many({"$or": past})
+        await self._nodes.update_many({"$or": past}, {"$set": {"h": BLANK}})
         await self._nodes.update_one({"_id": SIZE_ID}, {"$min": {"size": size}}, upsert=True)
 
     async def add_checkpoint(self, checkpoint: TreeCheckpoint) -> bool:
