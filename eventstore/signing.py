@@ -168,11 +168,15 @@ def write_state(path: str, state: SignerState) -> None:
                 newest = 0 if generations[0] >= generations[1] else 1
                 record = _record(state, generations[newest] + 1)
                 os.pwrite(fd, record, (1 - newest) * SLOT)
-                os.fdatasync(fd)
+                _datasync(fd)
                 return
         finally:
             os.close(fd)
     _replace_whole(path, _record(state, 1) + b" " * (SLOT - 1) + b"\n")
+
+
+# The data and what reading it needs; macOS has no fdatasync, and fsync is a superset.
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 def _replace_whole(path: str, data: bytes) -> None:
