@@ -21,8 +21,8 @@ from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
 from projections.orders import ORDER_PROJECTIONS
 from projections.runner import ProjectionRunner
+from tests.e2e.processes import InProcessServer
 from tests.e2e.test_explorer import (  # noqa: F401 (fixtures)
-    InProcessServer,
     browser,
     chromium,
     page,
