@@ -182,17 +182,6 @@ class LocalFolds:
         _INHERITED.pop(self._token, None)
 
 
-async def run_partitions(
-    projection: Projection, parts: list[list[Event]], *, processes: bool = True
-) -> list[Rows]:
-    """Each partition's rows, folded in its own process (or in-process), in partition order."""
-    folds = LocalFolds(projection, parts, len(parts), processes=processes and len(parts) > 1)
-    try:
-        return list(await asyncio.gather(*(folds.submit(i) for i in range(len(parts)))))
-    finally:
-        folds.close()
-
-
 __all__ = [
     "MAX_WORKERS",
     "LocalFolds",
@@ -201,6 +190,5 @@ __all__ = [
     "fold_partition",
     "merge_partitions",
     "partition_of",
-    "run_partitions",
     "split",
 ]
