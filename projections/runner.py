@@ -681,8 +681,8 @@ async def rebuild_partitioned(
         progress.processed = head.seq
         done = await runner.install(rows, head, progress, started)
     except BaseException as exc:
-        recorded = await store.jobs.get(job.job) or job
         try:
+            recorded = await store.jobs.get(job.job) or job
             await drop_staging(store, projection.collection, recorded)
             if own:
                 await store.jobs.update(
