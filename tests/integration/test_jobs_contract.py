@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import pytest
 
 from eventstore.model import Job, Partition
 from eventstore.ports import JobConflict, Store
+from tests.integration.conftest import open_test_store
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -146,3 +148,36 @@ async def test_a_job_update_keeps_the_partitions_other_instances_claimed(store: 
     await store.jobs.set_partitions("q", [Partition(index=0), Partition(index=1)])
     assert await store.jobs.claim_partition("q", owner="c", now=T, until=T + LEASE) is None
     assert await store.jobs.claim_partition("nope", owner="c", now=T, until=T + LEASE) is None
+
+
+async def test_a_claim_that_loses_the_race_on_the_server_looks_again() -> None:
+    """MongoDB: two instances read partition 0 as queued; the server applies one claim (the
+    compare-and-set on state and token), and the loser claims partition 1 instead."""
+    store = await open_test_store("mongo")
+    try:
+        await _running_job(store, 2)
+        jobs: Any = store.jobs
+        coll = jobs._coll
+        stale = await coll.find_one({"_id": "pj"})  # what the loser read
+        winner = await store.jobs.claim_partition("pj", owner="winner", now=T, until=T + LEASE)
+        assert winner is not None and winner.index == 0
+        real_find_one = coll.find_one
+        reads = 0
+
+        async def find_one(*args: Any, **kw: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return stale if reads == 1 else await real_find_one(*args, **kw)
+
+        coll.find_one = find_one
+        loser = await store.jobs.claim_partition("pj", owner="loser", now=T, until=T + LEASE)
+        assert reads == 2  # its first compare-and-set matched nothing: it read again
+        assert loser is not None and loser.index == 1
+        stored = await store.jobs.get("pj")
+        assert stored is not None
+        assert [(p.owner, p.claim) for p in stored.partitions] == [
+            ("winner", winner.claim),
+            ("loser", loser.claim),
+        ]
+    finally:
+        await store.close()
