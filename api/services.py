@@ -9,7 +9,6 @@ background task keeps trying to connect.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -21,6 +20,7 @@ from litestar.di import NamedDependency
 from api.metrics import Metrics
 from api.problems import ApiError
 from api.rendered import RenderedHistory
+from eventstore.awaiting import cancel_and_wait
 from eventstore.clock import SystemClock
 from eventstore.history import History
 from eventstore.leasing import default_owner
@@ -110,11 +110,7 @@ class Services:
     async def stop(self) -> None:
         """Cancel background work (rebuilds started here resume on another instance) and close."""
         tasks = [*self._tasks, *([self._connecting] if self._connecting else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(tasks)
         if self._owns_supervisor:
             await self.supervisor.stop()
         if self._store is not None and self._owns_store:

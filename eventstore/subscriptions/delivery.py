@@ -27,12 +27,13 @@ import logging
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 import msgspec
 
+from eventstore.awaiting import cancel_and_wait, wait_set
 from eventstore.failures import Backoff, describe
 from eventstore.leasing import LeaseKeeper, LeaseLost
 from eventstore.model import Event
@@ -269,10 +270,7 @@ class SubscriptionWorker:
         try:
             await self._steps(stop)
         finally:
-            for t in (watcher, stopping):
-                t.cancel()
-            # asyncio.wait: a cancellation of this task itself is not swallowed.
-            await _settled((watcher, stopping))
+            await cancel_and_wait((watcher, stopping))
 
     async def _kick_on(self, event: asyncio.Event) -> None:
         await event.wait()
@@ -287,8 +285,7 @@ class SubscriptionWorker:
                 self._kick.set()
                 while self.read_pos == seen:
                     self._read.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._read.wait(), timeout=self.poll_s)
+                    await wait_set(self._read, self.poll_s)
 
     async def _steps(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -407,8 +404,7 @@ class SubscriptionWorker:
                 pause = max((self.sink_until - self.clock.now()).total_seconds(), 0.0)
                 timeout = pause if timeout is None else min(timeout, pause)
             if timeout is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), timeout=self.poll_s)
+                await wait_set(self._kick, self.poll_s)
             else:
                 waits = [
                     asyncio.ensure_future(self._kick.wait()),
@@ -417,10 +413,7 @@ class SubscriptionWorker:
                 try:
                     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    for t in waits:
-                        t.cancel()
-                    # asyncio.wait: a cancellation of this task itself is not swallowed.
-                    await _settled(waits)
+                    await cancel_and_wait(waits)
         self._kick.clear()
         for task in [t for t in self.inflight if t.done()]:
             events = self.inflight.pop(task)
@@ -718,11 +711,7 @@ class SubscriptionWorker:
                 self.ready.append(entity)
 
     async def _cancel_inflight(self) -> None:
-        tasks = list(self.inflight)
-        for t in tasks:
-            t.cancel()
-        # asyncio.wait: a cancellation of this task itself is not swallowed.
-        await _settled(tasks)
+        await cancel_and_wait(list(self.inflight))
         strict = self.sink is not None and self.sink.strict
         for events in self.inflight.values():
             for e in events:
@@ -766,8 +755,7 @@ class SubscriptionWorker:
         await self.clock.sleep(seconds)
 
     async def _wait_for_wake(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+        await wait_set(self.wake, seconds)
 
     async def close(self) -> None:
         """Nothing outlives a run (the sink is closed at its end)."""
@@ -776,10 +764,3 @@ class SubscriptionWorker:
 def new_command(action: str, **fields: Any) -> dict[str, Any]:
     """An operator command for the delivering instance, with a unique id."""
     return {"id": uuid.uuid4().hex, "action": action, **fields}
-
-
-async def _settled(tasks: Iterable[asyncio.Future[Any]]) -> None:
-    """Wait for cancelled tasks to end (their own outcome ignored; ours propagates)."""
-    pending = [t for t in tasks]
-    if pending:
-        await asyncio.wait(pending)
