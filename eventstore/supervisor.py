@@ -84,9 +84,9 @@ class WorkerContext:
         self._supervised = supervised
         self.stop = supervised.supervisor.stopping
 
-    def report(self, state: str) -> None:
-        """The worker's own state: `running` (holds its lease), `standby`, `paused`."""
-        self._supervised.set_state(state)
+    def report(self, state: str, error: str | None = None) -> None:
+        """The worker's own state (`running`, `standby`, `paused`, `retrying`, ...) and why."""
+        self._supervised.set_state(state, error)
 
     def healthy(self) -> None:
         """The worker made progress (a batch went through): the back-off starts over."""

@@ -140,6 +140,7 @@ class Receiver:
         self.delay: float | Callable[[dict[str, Any]], float] = 0.0
         self.rule: Rule = lambda payload: (200, {})
         self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()  # connections kept alive by clients
 
     @property
     def url(self) -> str:
@@ -151,7 +152,9 @@ class Receiver:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
     async def stop(self) -> None:
-        """Stop listening: connections are refused from now on."""
+        """Stop listening and drop open connections: connections are refused from now on."""
+        for writer in list(self._open):
+            writer.close()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -159,6 +162,7 @@ class Receiver:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
         try:
             while True:
                 line = await reader.readline()
@@ -178,6 +182,7 @@ class Receiver:
         except (asyncio.IncompleteReadError, ConnectionError):
             return
         finally:
+            self._open.discard(writer)
             writer.close()
 
     async def _answer(

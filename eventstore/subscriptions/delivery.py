@@ -43,6 +43,7 @@ from eventstore.subscription_records import ParkedEvent, SubscriptionRecord
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions import positions
 from eventstore.subscriptions.filters import admits
+from eventstore.subscriptions.secrets import values_of as secret_values
 from eventstore.subscriptions.sinks.base import (
     ALREADY,
     GONE,
@@ -126,6 +127,8 @@ class SubscriptionWorker:
         self.config_doc: dict[str, Any] | None = None
         self.record: SubscriptionRecord | None = None
         self.state = "starting"
+        self._sink_secrets: tuple[str, ...] = ()
+        self._sink_error: str | None = None  # why the whole sink backs off (shown as last_error)
 
     # -- identity and status ------------------------------------------------------------------
     @property
@@ -133,10 +136,19 @@ class SubscriptionWorker:
         """The lease role, `subscription:<name>`."""
         return positions.checkpoint_name(self.subscription)
 
-    def _report(self, state: str) -> None:
+    def _report(self, state: str, error: str | None = None) -> None:
         self.state = state
         if self._ctx is not None:
-            self._ctx.report(state)
+            self._ctx.report(state, error)
+
+    def _scrub(self, text: str | None) -> str | None:
+        """An error as shown and logged: the service's keys and the sink's secrets removed."""
+        if text is None:
+            return None
+        for secret in (*self._sink_secrets, *self.secrets):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     def nudge(self) -> None:
         """Look at the subscription's record now (an operator changed it)."""
@@ -261,6 +273,7 @@ class SubscriptionWorker:
                 task = asyncio.ensure_future(old.close())
                 task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
             self.config, self.config_doc = config, record.config
+            self._sink_secrets = tuple(secret_values(config.sink))
         if build and self.sink is None and self.config is not None:
             self.sink = self.sink_factory(self.config)
 
@@ -299,14 +312,17 @@ class SubscriptionWorker:
             record = self.record
             assert record is not None
             if record.disabled_reason is not None or record.paused:
-                self._report(DISABLED if record.disabled_reason is not None else PAUSED)
+                if record.disabled_reason is not None:
+                    self._report(DISABLED, record.disabled_reason)
+                else:
+                    self._report(PAUSED)
                 await self._cancel_inflight()
                 await self._wait_for_wake(self.poll_s)
                 continue
             now = self.clock.now()
             if self.sink_until is not None:
                 if now < self.sink_until and not self.inflight:
-                    self._report(RETRYING)
+                    self._report(RETRYING, self._sink_error)
                     await self._sleep((self.sink_until - now).total_seconds())
                     continue
                 if now >= self.sink_until:
@@ -422,7 +438,8 @@ class SubscriptionWorker:
             try:
                 outcomes = task.result()
             except Exception as exc:  # a sink bug or an unexpected client error: back off
-                outcomes = [Outcome(status=SINK_FAILED, detail=describe(exc, self.secrets))]
+                detail = describe(exc, (*self._sink_secrets, *self.secrets))
+                outcomes = [Outcome(status=SINK_FAILED, detail=detail)]
             await self._handle(events, outcomes)
 
     async def _handle(self, events: list[Event], outcomes: list[Outcome]) -> None:
@@ -435,6 +452,8 @@ class SubscriptionWorker:
                 back.append(e)
                 continue
             outcome = outcomes[i]
+            if outcome.detail is not None:
+                outcome = msgspec.structs.replace(outcome, detail=self._scrub(outcome.detail))
             if outcome.settled:
                 settled.append(e.seq)
                 self.delivered += 1
@@ -500,6 +519,7 @@ class SubscriptionWorker:
         until = now + timedelta(seconds=delay)
         if self.sink_until is None or until > self.sink_until:
             self.sink_until = until
+        self._sink_error = outcome.detail or "the sink failed"
         log.warning(
             "subscription %s backs off for %.1fs: %s", self.subscription, delay, outcome.detail
         )
