@@ -178,6 +178,7 @@ async def _parked(
 
 async def _run(service: Any, out: TextIO) -> int:
     """Deliver every stored subscription until stopped (exit 1 when one failed)."""
+    from eventstore.heap import freeze_startup_objects
     from eventstore.leasing import default_owner
     from eventstore.worker_state import FAILED
 
@@ -187,6 +188,7 @@ async def _run(service: Any, out: TextIO) -> int:
     install_stop_signals(supervisor.stopping)
     manager = service.subscription_manager(supervisor, owner)
     supervisor.add(manager)
+    freeze_startup_objects()  # as `run` does: no full collection walks the startup objects
     await supervisor.start()
     try:
         await supervisor.stopping.wait()

@@ -240,3 +240,21 @@ async def test_an_error_quoting_the_sinks_secrets_is_scrubbed_everywhere(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "client blew up" in logged
     assert_no_secret(logged + worker.last_error, "the logs")
+
+
+def test_a_header_value_read_from_the_environment_may_not_inject_headers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from eventstore.clock import SystemClock
+    from eventstore.subscriptions.secrets import SecretError
+    from eventstore.subscriptions.sinks.webhook import WebhookSink
+
+    monkeypatch.setenv("HOOK_HEADER", "v\r\nx-injected: 1")
+    sink = {
+        "kind": "webhook",
+        "url": "https://example.test/h",
+        "secret": LITERAL_SECRET,
+        "headers": {"x-token": {"env": "HOOK_HEADER"}},
+    }
+    with pytest.raises(SecretError, match="header x-token: the value holds control characters"):
+        WebhookSink(sink, clock=SystemClock())

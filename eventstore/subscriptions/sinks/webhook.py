@@ -79,6 +79,9 @@ class WebhookSink:
             self.keys.append(key)
         self.url = templates.parse(resolve(sink["url"]))
         self.headers = {h: resolve(v) for h, v in sink.get("headers", {}).items()}
+        for h, v in self.headers.items():
+            if not cfg.header_value_ok(v):  # read from the environment or a file
+                raise SecretError(f"header {h}: the value holds control characters (CR, LF, ...)")
         self.clock = clock
         self.timeout = aiohttp.ClientTimeout(total=float(sink.get("timeout_s", 15)))
         self._session: aiohttp.ClientSession | None = None
