@@ -19,7 +19,6 @@ from typing import Any
 
 from eventstore.capture_worker import CaptureWorker, Workload
 from eventstore.checkpointing import Checkpointer
-from eventstore.heap import freeze_startup_objects
 from eventstore.ingester import Ingester
 from eventstore.leasing import default_owner
 from eventstore.ports import ChangeSource, Clock, Store
@@ -112,7 +111,6 @@ class Workers:
 
     async def start(self) -> None:
         """Start capturing and projecting in the background."""
-        freeze_startup_objects()  # a full collection no longer stalls every worker for 30+ ms
         await self.supervisor.start()
 
     async def stop(self, grace: float = 5.0) -> None:
