@@ -392,11 +392,9 @@ class SubscriptionWorker:
             return
         # Each lane takes the heads of several ready entities (never two events of one entity):
         # the sink delivers them one after the other, so at most `lanes` are in flight.
-        # A lane takes its share of what is ready (ready / lanes), not all of it: the lanes
-        # that free up next take the rest, rather than sitting idle behind one long batch.
-        lanes = self.config.lanes
-        while len(self.inflight) < lanes and self.ready:
-            size = max(1, min(self.entity_batch, -(-len(self.ready) // lanes)))
+        while len(self.inflight) < self.config.lanes and self.ready:
+            free = self.config.lanes - len(self.inflight)
+            size = max(1, min(self.entity_batch, -(-len(self.ready) // free)))
             batch: list[Event] = []
             while self.ready and len(batch) < size:
                 queue = self.queues.get(self.ready.popleft())
