@@ -139,6 +139,8 @@ class Receiver:
         # Seconds each verified request waits before its answer (or a function of its payload).
         self.delay: float | Callable[[dict[str, Any]], float] = 0.0
         self.rule: Rule = lambda payload: (200, {})
+        self.open_ids: set[str] = set()  # verified requests not answered yet
+        self.overlaps: list[frozenset[str]] = []  # open_ids as each verified request arrived
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()  # connections kept alive by clients
 
@@ -195,8 +197,13 @@ class Receiver:
             return 400, {}
         self.attempts.append(headers["webhook-id"])
         delay = self.delay(json.loads(body)) if callable(self.delay) else self.delay
-        if delay:
-            await asyncio.sleep(delay)
+        self.open_ids.add(headers["webhook-id"])
+        self.overlaps.append(frozenset(self.open_ids))
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+        finally:
+            self.open_ids.discard(headers["webhook-id"])
         answer = self.rule(payload)
         if answer is None:
             await asyncio.sleep(3600)  # hang: the client's timeout ends it

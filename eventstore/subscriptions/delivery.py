@@ -392,9 +392,10 @@ class SubscriptionWorker:
             return
         # Each lane takes the heads of several ready entities (never two events of one entity):
         # the sink delivers them one after the other, so at most `lanes` are in flight.
+        most = sink.max_batch or self.entity_batch
         while len(self.inflight) < self.config.lanes and self.ready:
             free = self.config.lanes - len(self.inflight)
-            size = max(1, min(self.entity_batch, -(-len(self.ready) // free)))
+            size = max(1, min(most, -(-len(self.ready) // free)))
             batch: list[Event] = []
             while self.ready and len(batch) < size:
                 queue = self.queues.get(self.ready.popleft())

@@ -205,6 +205,7 @@ class LeakySink:
     """A sink whose failures quote its secrets (a client library might)."""
 
     strict = False
+    max_batch: int | None = None
 
     def __init__(self, config: Any) -> None:
         sink = config.sink

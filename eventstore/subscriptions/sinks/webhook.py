@@ -67,6 +67,8 @@ class WebhookSink:
     """POSTs each event to the configured URL (a template, values percent-encoded)."""
 
     strict = False
+    # One POST per event: a batch would only serialize them behind one lane.
+    max_batch: int | None = 1
 
     def __init__(self, sink: dict[str, Any], *, clock: Clock) -> None:
         raw = sink["secret"]
