@@ -155,8 +155,9 @@ def _public_names(request: Request[Any, Any, Any]) -> dict[str, str]:
 def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     errors = exc.extra if isinstance(exc.extra, list) else None
     # Litestar names a failing parameter by its Python name; the client sent its alias.
-    renamed = _public_names(request) if errors else {}
-    if errors and renamed:
+    # The request body as a whole is Litestar's `data`: to the client it is the body.
+    renamed = {"data": "body", **_public_names(request)} if errors else {}
+    if errors:
         errors = [
             {**e, "key": renamed.get(str(e.get("key")), e.get("key"))} if isinstance(e, dict) else e
             for e in errors

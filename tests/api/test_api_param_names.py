@@ -10,7 +10,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from eventstore.memory.store import MemoryStore
-from tests.api.conftest import AppFactory
+from tests.api.conftest import ADMIN_KEY, AppFactory
 
 
 @pytest.mark.parametrize(
@@ -32,3 +32,20 @@ async def test_a_bad_parameter_is_named_as_sent(
     body = r.json()
     assert [e["key"] for e in body["errors"]] == [key]
     assert body["detail"].startswith(f"{key}: ")
+
+
+async def test_a_body_of_the_wrong_shape_is_named_body(make_app: AppFactory) -> None:
+    async with AsyncTestClient(make_app(MemoryStore(), admin_key=ADMIN_KEY)) as c:
+        r = await c.post(
+            "/v1/admin/erasures",
+            content=b"null",
+            headers={
+                "Authorization": f"Bearer {ADMIN_KEY}",
+                "Eventstore-Actor": "auditor",
+                "content-type": "application/json",
+            },
+        )
+    assert r.status_code == 400
+    body = r.json()
+    assert [e["key"] for e in body["errors"]] == ["body"]
+    assert body["detail"] == "body: Expected `object`, got `null`"
