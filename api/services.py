@@ -9,7 +9,6 @@ background task keeps trying to connect.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -22,6 +21,7 @@ from api.metrics import Metrics
 from api.problems import ApiError
 from api.rendered import RenderedHistory
 from api.workers import claimer
+from eventstore.awaiting import cancel_and_wait
 from eventstore.clock import SystemClock
 from eventstore.history import History
 from eventstore.leasing import default_owner
@@ -121,11 +121,7 @@ class Services:
     async def stop(self) -> None:
         """Cancel background work (rebuilds started here resume on another instance) and close."""
         tasks = [*self._tasks, *([self._connecting] if self._connecting else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(tasks)
         if self._owns_supervisor:
             await self.supervisor.stop()
         if self._store is not None and self._owns_store:

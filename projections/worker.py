@@ -3,11 +3,10 @@ one claims partitions of any instance's partitioned rebuild."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
 
+from eventstore.awaiting import wait_set
 from eventstore.model import Job
 from eventstore.ports import Clock, Store
 from eventstore.supervisor import Progress, WorkerContext
@@ -178,8 +177,7 @@ class PartitionClaimer:
             if await self.claim_once():
                 ctx.healthy()
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ctx.stop.wait(), self.poll_seconds)
+            await wait_set(ctx.stop, self.poll_seconds)
 
     async def progress(self) -> Progress:
         """No position of its own: each partition's progress is in its job."""
