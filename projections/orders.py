@@ -280,22 +280,33 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
     # -- order_summary ------------------------------------------------------------------------
     stream = schema.stream
 
+    # The readers order_summary uses, bound once (each apply reads them all).
+    number_of, status_of, items_of = r.number, r.status, r.items
+    total_of, currency_of, customer_of_doc = r.total, r.currency, r.customer
+    paid = r.paid
+    # keys() then apply() ask for the same change's key in turn: the last one is remembered.
+    last_key: list[Any] = [None, ""]
+
     def summary_keys(change: Change) -> list[str]:
         e = change.event
-        return [summary_key(e)] if e.stream == stream else []
+        if e.stream != stream:
+            return []
+        key = summary_key(e)
+        last_key[0], last_key[1] = e, key
+        return [key]
 
     def summary_apply(rows: Rows, change: Change) -> list[Write]:
         e = change.event
         if e.stream != stream:
             return []
-        key = summary_key(e)
+        key = last_key[1] if last_key[0] is e else summary_key(e)
         old = rows.get(key)
         if old is not None and int(old.get("seq", 0)) >= e.seq:
             return []  # already applied
         after = change.after
         doc = after if after is not None else (change.before or _NOTHING)
-        number, status = r.number(doc), r.status(doc)
-        items, value, currency = r.items(doc), r.total(doc), r.currency(doc)
+        number, status = number_of(doc), status_of(doc)
+        items, value, currency = items_of(doc), total_of(doc), currency_of(doc)
         created = old.get("created_at") if old is not None else None
         if value.__class__ is Decimal128 and finite128(value):
             total, reason = value, None
@@ -303,30 +314,34 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             amount, reason = read_money(value)
             total = dec128(amount)
         problems: list[Problem] = []
-        if reason is not None and (reason != MISSING or status in r.paid):
+        if reason is not None and (reason != MISSING or status in paid):
             found = problem(e.seq, "total", value, reason)
             # the same bad value as before keeps its record (and the seq it first appeared at)
             kept = old.get("problems") if old is not None else None
             if kept and {**kept[-1], "seq": e.seq} == found:
                 found = kept[-1]
             problems.append(found)
-        row: dict[str, Any] = {
-            "entity_key": e.entity_key,
-            "number": number if isinstance(number, str) else None,
-            "customer": r.customer(doc),
-            "status": status if isinstance(status, str) else None,
-            "items": items if isinstance(items, list) else [],
-            "total": total,
-            "currency": currency if isinstance(currency, str) else None,
-            "created_at": created or r.created_at(doc, e),
-            "updated_at": e.occurred_at,
-            "version": e.version,
-            "deleted": after is None,
-            "problems": problems,
-            "problems_dropped": 0,
-            "seq": e.seq,
-        }
-        return [Write(key=key, row=row)]
+        return [
+            Write(
+                key=key,
+                row={
+                    "entity_key": e.entity_key,
+                    "number": number if isinstance(number, str) else None,
+                    "customer": customer_of_doc(doc),
+                    "status": status if isinstance(status, str) else None,
+                    "items": items if isinstance(items, list) else [],
+                    "total": total,
+                    "currency": currency if isinstance(currency, str) else None,
+                    "created_at": created or r.created_at(doc, e),
+                    "updated_at": e.occurred_at,
+                    "version": e.version,
+                    "deleted": after is None,
+                    "problems": problems,
+                    "problems_dropped": 0,
+                    "seq": e.seq,
+                },
+            )
+        ]
 
     def summary_merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         # A key is one entity's, so its rows come from one partition; the newer one wins anyway.

@@ -86,7 +86,13 @@ def fold_partition(projection: Projection, events: Sequence[Event]) -> Rows:
         after = apply_event(before, e)
         states[who] = (e.version, after)
         change = Change(event=e, before=before, after=after)
-        view = {k: r for k in keys_of(change) if (r := get(k)) is not None}
+        touched = keys_of(change)
+        if len(touched) == 1:  # the usual case, without a comprehension
+            key = touched[0]
+            row = get(key)
+            view = {key: row} if row is not None else {}
+        else:
+            view = {k: r for k in touched if (r := get(k)) is not None}
         for w in apply(view, change):
             rows[w.key] = w.row
     return rows

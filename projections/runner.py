@@ -114,7 +114,13 @@ class StateCache:
             before = None
         else:
             return None
-        return self._fold(key, entry, before, event)
+        if entry is None:
+            return self._fold(key, entry, before, event)
+        # `_fold` inlined for the usual case (the entity's state is cached)
+        after = apply_event(before, event)
+        entry[0], entry[1] = version, after
+        self._states.move_to_end(key)
+        return Change(event=event, before=before, after=after)
 
     async def change(self, event: Event) -> Change:
         """The event with the entity's state just before and just after it."""
@@ -280,10 +286,11 @@ class ProjectionRunner:
                 self.status.error = f"{type(exc).__name__}: {exc}"
                 await self.publish()
                 raise ProjectionFailed(projection.name, change.event.seq, exc) from exc
-            seq = change.event.seq
             for w in writes:
-                rows[w.key] = pending[w.key] = row = w.row
+                key, row = w.key, w.row
+                rows[key] = pending[key] = row
                 if row is not None and (found := row.get("problems")):
+                    seq = change.event.seq
                     self.status.problems += sum(
                         1 for p in found if isinstance(p, dict) and p.get("seq") == seq
                     )
