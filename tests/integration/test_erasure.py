@@ -278,3 +278,28 @@ async def test_erasure_keeps_every_signed_checkpoint_and_proof_valid(
     verify_consistency(old_size, latest.size, old_root, new_root, proof)
     assert root_of([event_leaf(e) for e in after[:old_size]]) == old_root
     assert (await verify_log(store.events, None)).valid
+
+
+async def test_a_history_met_with_an_erased_entity_forgets_the_states_it_remembered(
+    store: Store, clock: FakeClock
+) -> None:
+    """Remembered states hold the data: once an entity reads as erased, its are dropped
+    (its own only: another entity's stay)."""
+    feed = await captured(store, clock)
+    history = History(store, streams=["orders"], remember=16)
+    for key in ("A", "B"):
+        assert (await history.state("orders", key)).document is not None
+    assert (await history.state("orders", "A", version=1)).document == {
+        "_id": "A",
+        "email": "ann@example.org",
+        "updatedBy": "alice",
+    }
+    assert "ann@" in repr(history._folded)
+    await erase(store, "A", clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    gone = await history.state("orders", "A")
+    assert (gone.erased, gone.document) == (True, None)
+    kept = [(stream, key, version) for stream, key, version, _ in history._folded]
+    assert kept == [("orders", "str:B", 1)]
+    assert "ann@example.org" not in repr(history._folded)
+    assert "ann@new.example" not in repr(history._folded)

@@ -269,14 +269,14 @@ async def test_errors_name_the_key_the_stream_and_the_version(
     store: Store, clock: FakeClock
 ) -> None:
     await write(store, clock, LIFE[:2])
-    h = History(store, streams=["orders"])
+    h = History(store, streams=["shipments", "orders"])
     with pytest.raises(UnknownEntity) as unknown:
         await h.resolve("orders", "7")
     assert str(unknown.value) == "no entity '7' in stream 'orders'"
     with pytest.raises(UnknownStream) as stream:
         await h.resolve("refunds", "A")
     assert str(stream.value) == (
-        "unknown stream 'refunds' (captured: orders), and no entity 'A' in it"
+        "unknown stream 'refunds' (captured: orders, shipments), and no entity 'A' in it"
     )
     for a, b, low in ((0, 2, 0), (2, 0, 0), (0, -3, -3)):
         with pytest.raises(UnknownVersion) as version:

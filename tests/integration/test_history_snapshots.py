@@ -48,6 +48,20 @@ class CountingReads:
         self.names = []
 
 
+def forged_at(version: int) -> EntitySnapshot:
+    """A snapshot of entity 1 at `version` whose event hash matches no event."""
+    return EntitySnapshot(
+        stream="orders",
+        entity_id=1,
+        entity_key="1",
+        version=version,
+        occurred_at=at(version),
+        exists=True,
+        document={"_id": 1, "n": "forged"},
+        event_hash="f" * 64,
+    )
+
+
 def at(n: int) -> datetime:
     """The time of version n in `entity`'s log: one second apart."""
     return T0 + timedelta(seconds=n)
@@ -203,6 +217,48 @@ async def test_ensure_snapshots_reads_in_pages(
     for v in (5, 10, 15, 20):
         laid = await store.snapshots.latest("orders", 1, max_version=v)
         assert laid is not None and laid.document == fold(events[:v]).state
+
+
+async def test_ensure_snapshots_past_a_snapshot_that_does_not_match_still_reads_in_pages(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_module, "_PAGE", 7)
+    events = await entity(store, 21)
+    await store.snapshots.put_many([forged_at(10)])
+    counter = CountingReads(store)
+    assert await History(store, snapshot_every=5).ensure_snapshots("orders", 1) == 21
+    # the newest snapshot, its page (not continued: versions 10-16), then the whole log
+    # from version 1 in pages of 7 (the fourth finds nothing)
+    assert counter.names == ["latest"] + ["read_entity"] * 5
+    assert counter.events_read == 7 + 21
+    healed = await store.snapshots.latest("orders", 1, max_version=10)
+    assert healed is not None and healed.document == fold(events[:10]).state
+
+
+async def test_ensure_snapshots_continues_from_a_snapshot_of_version_one_in_one_read(
+    store: Store,
+) -> None:
+    events = build(3)
+    await store.events.append(events[:1])
+    h = History(store, snapshot_every=1)
+    assert await h.ensure_snapshots("orders", 1) == 1
+    await store.events.append(events[1:])
+    counter = CountingReads(store)
+    assert await h.ensure_snapshots("orders", 1) == 3
+    assert counter.names == ["latest", "read_entity"] and counter.events_read == 3
+    assert await chain(store) == [(3, None), (2, 3), (1, 2), (0, 1)]
+
+
+async def test_a_snapshot_past_the_end_of_the_log_is_not_trusted(store: Store) -> None:
+    """A snapshot newer than every stored event (forged, or the log was cut) is ignored."""
+    events = await entity(store, 12)
+    await store.snapshots.put_many([forged_at(20)])
+    h = History(store, snapshot_every=5)
+    state = await h.state("orders", "int:1")
+    assert (state.version, state.document) == (12, {"_id": 1, "n": 12})
+    assert await h.ensure_snapshots("orders", 1) == 12
+    laid = await store.snapshots.latest("orders", 1, max_version=10)
+    assert laid is not None and laid.document == fold(events[:10]).state
 
 
 async def test_ensure_snapshots_continues_from_a_deleted_state_without_refolding_it(
