@@ -193,7 +193,7 @@ class RecordedCheckpoints:
             await original(cp, **kw)
             self.put.append(cp)
 
-        store.checkpoints.put = put  # type: ignore[method-assign]
+        store.checkpoints.put = put  # type: ignore[method-assign,assignment]
 
 
 async def test_gaps_chain_per_stream_and_their_checkpoint_restarts_the_snapshot_cleanly(
