@@ -20,6 +20,7 @@ from eventstore.model import (
     GENESIS_HASH,
     PAYLOAD_SCHEME,
     EntitySnapshot,
+    ErasureRequest,
     Event,
 )
 from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
@@ -29,7 +30,7 @@ from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.tree import LogTree, consistency_proof, event_leaf
 from eventstore.verification import verify_entity, verify_log, verify_stream
-from tests.integration.ingest_helpers import all_events, assert_log_intact, ingester
+from tests.integration.ingest_helpers import ROLE, all_events, assert_log_intact, ingester
 
 
 def roots(events: list[Event]) -> list[bytes]:
@@ -303,3 +304,48 @@ async def test_a_history_met_with_an_erased_entity_forgets_the_states_it_remembe
     assert kept == [("orders", "str:B", 1)]
     assert "ann@example.org" not in repr(history._folded)
     assert "ann@new.example" not in repr(history._folded)
+
+
+async def test_erasures_chain_on_the_stream_record_and_leave_checkpoint_and_request_current(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = await captured(store, clock)
+    capture = ingester(store, feed, clock)
+    queued = store.erasures.queued
+
+    async def a_second_later() -> list[ErasureRequest]:
+        clock.advance(1)  # erasures are carried out a moment after the batch before them
+        return await queued()
+
+    store.erasures.queued = a_second_later  # type: ignore[method-assign]
+    first_id = await erase(store, "A", clock)
+    clock.advance(7)
+    stats = await capture.run(until_idle=True)
+    assert stats.erasures == 1
+    second_id = await erase(store, "B", clock)
+    clock.advance(7)
+    stats = await capture.run(until_idle=True)  # capture restarts from the stored heads
+    assert stats.erasures == 2  # counted over the ingester's life
+    events = await assert_log_intact(store)
+    records = [e for e in events if e.type == ERASED]
+    assert [(e.version, e.prev_hash, e.document["entity_key"]) for e in records] == [  # type: ignore[index]
+        (1, GENESIS_HASH, "A"),
+        (2, records[0].hash, "B"),
+    ]
+    assert events[-1] == records[1]
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is not None
+    assert (cp.head.seq, cp.head.log_hash, cp.updated_at) == (
+        records[1].seq,
+        records[1].log_hash,
+        records[1].occurred_at,
+    )
+    for request_id, record in ((first_id, records[0]), (second_id, records[1])):
+        done = await store.erasures.get(request_id)
+        assert done is not None
+        assert (done.state, done.seq, done.events_erased, done.finished_at) == (
+            "done",
+            record.seq,
+            record.document["events_erased"],  # type: ignore[index]
+            record.occurred_at,
+        )
