@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -10,11 +11,12 @@ import pytest
 from bson import Timestamp
 
 from eventstore.clock import FakeClock
-from eventstore.model import STREAM_KEY, Checkpoint, Head
+from eventstore.model import STREAM_KEY, Head
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
 from tests.integration.ingest_helpers import (
     ROLE,
+    RecordedCheckpoints,
     all_events,
     assert_log_intact,
     ingester,
@@ -37,7 +39,17 @@ async def test_history_lost_records_a_gap_resnapshots_and_infers_deletions(
     await orders.insert_one({"_id": 5, "status": "pending"})
     await orders.delete_one({"_id": 3})
     feed.forget_before(None)
+    checkpoints = RecordedCheckpoints(store)
+    clock.advance(3)
+    read_time = clock.now
+
+    def ticking() -> datetime:  # a millisecond passes at every reading of the clock
+        clock.advance(0.001)
+        return read_time()
+
+    clock.now = ticking  # type: ignore[method-assign]
     stats = await ingester(store, feed, clock).run(until_idle=True)
+    clock.now = read_time  # type: ignore[method-assign]
     await orders.update_one({"_id": 5}, {"$set": {"status": "paid"}})
     await ingester(store, feed, clock).run(until_idle=True)
 
@@ -61,8 +73,18 @@ async def test_history_lost_records_a_gap_resnapshots_and_infers_deletions(
     ]
     assert after_gap[1].document == {"_id": 1, "status": "paid", "updatedBy": "alice"}
     inferred = [e for e in after_gap if e.type == "deleted"]
-    assert all(e.inferred and e.id.startswith("inferred:") for e in inferred)
+    epoch = gap.cluster_time
+    assert epoch is not None and epoch == gap.document["to"]
+    assert [(e.id, e.cluster_time, e.inferred) for e in inferred] == [
+        (f"inferred:{epoch.time}.{epoch.inc}:orders:int:2", epoch, True),
+        (f"inferred:{epoch.time}.{epoch.inc}:orders:int:3", epoch, True),
+    ]
     assert all(not e.inferred for e in after_gap if e.type != "deleted")
+    # the inferred deletions are committed with a checkpoint of their own (head, time)
+    after_deletes = [cp for cp in checkpoints.put if cp.head.seq == inferred[-1].seq]
+    assert after_deletes[0].phase == "snapshot" and after_deletes[0].gap_from is not None
+    assert after_deletes[0].head.log_hash == inferred[-1].log_hash
+    assert after_deletes[0].updated_at == inferred[-1].recorded_at
 
 
 async def test_drop_records_dropped_and_infers_deletion_of_live_entities(
@@ -175,25 +197,6 @@ async def test_drop_database_then_invalidate_continues_with_start_after(
     # a restart after that resumes normally: nothing twice
     await ingester(store, feed, clock).run(until_idle=True)
     assert len(await all_events(store)) == 4
-
-
-class RecordedCheckpoints:
-    """Every checkpoint the ingester stores, in order; `fail_next` makes the next put fail
-    after the batch's events were appended (an acknowledgement lost with the connection)."""
-
-    def __init__(self, store: Store) -> None:
-        self.put: list[Checkpoint] = []
-        self.fail_next = False
-        original = store.checkpoints.put
-
-        async def put(cp: Checkpoint, **kw: Any) -> None:
-            if self.fail_next:
-                self.fail_next = False
-                raise ConnectionError("checkpoint write lost")
-            await original(cp, **kw)
-            self.put.append(cp)
-
-        store.checkpoints.put = put  # type: ignore[method-assign,assignment]
 
 
 async def test_gaps_chain_per_stream_and_their_checkpoint_restarts_the_snapshot_cleanly(
