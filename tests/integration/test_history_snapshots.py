@@ -122,6 +122,20 @@ async def test_a_version_costs_two_queries_cold_or_warm(store: Store) -> None:
         assert counter.events_read <= 10  # from the snapshot's own event to the target
 
 
+async def test_a_diff_of_a_version_with_itself_costs_one_reconstruction(store: Store) -> None:
+    await entity(store, 25)
+    h = History(store, snapshot_every=10)
+    await h.ensure_snapshots("orders", 1)
+    counter = CountingReads(store)
+    same = await h.diff("orders", "int:1", 17, 17)
+    assert (same.from_version, same.to_version, same.changes) == (17, 17, [])
+    assert counter.names == ["latest", "read_entity"]
+    counter.reset()
+    apart = await h.diff("orders", "int:1", 17, 18)
+    assert apart.changes == [FieldChange(path="n", op="changed", before=17, after=18, parts=("n",))]
+    assert counter.names == ["latest", "read_entity"] * 2
+
+
 async def test_a_time_costs_two_queries_and_reads_at_most_one_interval(store: Store) -> None:
     await entity(store, 95)
     h = History(store, snapshot_every=10)

@@ -382,6 +382,25 @@ def test_a_negative_exact_index_names_nothing_in_an_array() -> None:
     assert conflicts == ["updatedFields 'a.-1': no -1 in an array"]
 
 
+def test_an_index_just_past_the_end_names_nothing_when_removing_or_truncating() -> None:
+    doc = {"a": [[1, 2], [3]]}
+    assert apply_update(doc, ch(removed=["a.2"])) == doc
+    assert apply_update(doc, ch(removed=["a.2.0"])) == doc
+    conflicts: list[str] = []
+    assert apply_update(doc, ch(truncated=[("a.2", 0)]), conflicts=conflicts) == doc
+    assert conflicts == ["truncatedArrays 'a.2': no such array"]
+
+
+def test_an_exact_path_without_components_names_nothing() -> None:
+    """A malformed disambiguatedPaths entry (no components) is not the whole document."""
+    doc = {"a": [1, 2]}
+    assert apply_update(doc, ch(removed=["a"], disambiguated={"a": []})) == doc
+    conflicts: list[str] = []
+    cut = ch(truncated=[("a", 1)], disambiguated={"a": []})
+    assert apply_update(doc, cut, conflicts=conflicts) == doc
+    assert conflicts == ["truncatedArrays 'a': no such array"]
+
+
 def test_truncation_of_something_that_is_not_an_array_is_reported() -> None:
     conflicts: list[str] = []
     changes = ch(truncated=[("missing", 1), ("s", 0)])
