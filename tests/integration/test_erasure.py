@@ -349,3 +349,26 @@ async def test_erasures_chain_on_the_stream_record_and_leave_checkpoint_and_requ
             record.document["events_erased"],  # type: ignore[index]
             record.occurred_at,
         )
+
+
+async def test_the_history_of_an_erased_entity_lists_its_events_without_diffs_or_snapshots(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = await captured(store, clock)
+    await erase(store, "A", clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    history = History(store, snapshot_every=1)
+    first = await history.history("orders", "A", limit=1)
+    assert [(e.event.version, e.event.erased, e.diff) for e in first.events] == [(1, True, [])]
+    assert first.next == "1"
+    whole = await history.history("orders", "A")
+    assert [(e.event.version, e.event.erased, e.diff) for e in whole.events] == [
+        (1, True, []),
+        (2, True, []),
+    ]
+    assert whole.next is None
+    assert await store.snapshots.latest("orders", "A") is None  # no state is known to lay
+    # B was not erased: its history folds, diffs and lays snapshots as usual
+    b = await history.history("orders", "B")
+    assert [e.diff != [] for e in b.events] == [True]
+    assert await store.snapshots.latest("orders", "B") is not None

@@ -10,7 +10,13 @@ import pytest
 import eventstore.history as history_module
 from eventstore.diff import FieldChange
 from eventstore.fold import fold
-from eventstore.history import History, HistoryError, UnknownStream, UnknownVersion
+from eventstore.history import (
+    History,
+    HistoryError,
+    UnknownEntity,
+    UnknownStream,
+    UnknownVersion,
+)
 from eventstore.memory.store import MemoryStore
 from eventstore.model import GENESIS_HASH, EntitySnapshot, Event
 from eventstore.ports import Store
@@ -497,6 +503,89 @@ async def test_a_history_page_past_a_forged_snapshot_is_folded_from_the_first_ev
     ]
     healed = await store.snapshots.latest("orders", 1, max_version=20)
     assert healed is not None and healed.document == {"_id": 1, "n": 20}
+
+
+def recorded_writes(store: Store) -> list[EntitySnapshot]:
+    """The snapshots written from now on, in order."""
+    written: list[EntitySnapshot] = []
+    put_many = store.snapshots.put_many
+
+    async def recorded(snapshots: Any, *, session: Any = None) -> None:
+        written.extend(snapshots)
+        await put_many(snapshots, session=session)
+
+    store.snapshots.put_many = recorded  # type: ignore[method-assign]
+    return written
+
+
+async def test_a_history_page_starting_at_or_next_to_a_linked_snapshot_lays_nothing_again(
+    store: Store,
+) -> None:
+    await entity(store, 41)
+    h = History(store, snapshot_every=10)
+    await h.ensure_snapshots("orders", 1)
+    written = recorded_writes(store)
+    for start in (29, 30, 31):
+        page = await h.history("orders", "int:1", from_version=start, limit=3)
+        assert [e.event.version for e in page.events] == [start, start + 1, start + 2]
+    assert written == []
+    assert await chain(store) == [(40, None), (30, 40), (20, 30), (10, 20), (0, 10)]
+
+
+async def test_a_history_page_past_a_link_to_a_snapshot_that_is_gone_lays_the_missing_ones(
+    store: Store,
+) -> None:
+    events = await entity(store, 41)
+    # snapshot 10 says snapshot 20 exists; it does not (removed by an operator, say)
+    stale = EntitySnapshot(
+        stream="orders",
+        entity_id=1,
+        entity_key="1",
+        version=10,
+        occurred_at=at(10),
+        exists=True,
+        document=fold(events[:10]).state,
+        event_hash=events[9].hash,
+        next_version=20,
+    )
+    await store.snapshots.put_many([stale])
+    h = History(store, snapshot_every=10)
+    page = await h.history("orders", "int:1", from_version=21, limit=5)
+    assert [e.event.version for e in page.events] == [21, 22, 23, 24, 25]
+    laid = await store.snapshots.latest("orders", 1, max_version=20)
+    assert laid is not None and laid.version == 20 and laid.document == {"_id": 1, "n": 20}
+    assert laid.findings == []  # folded on from the snapshot: its own event is not applied twice
+
+
+async def test_a_history_page_from_a_snapshot_of_version_one_costs_two_queries(
+    store: Store,
+) -> None:
+    await entity(store, 1)
+    h = History(store, snapshot_every=1)
+    assert await h.ensure_snapshots("orders", 1) == 1
+    await store.events.append(build(4)[1:])
+    counter = CountingReads(store)
+    page = await h.history("orders", "int:1", from_version=2)
+    assert [e.event.version for e in page.events] == [2, 3, 4]
+    assert counter.names == ["latest", "read_entity"] and counter.events_read == 4
+
+
+async def test_a_history_page_past_a_forged_snapshot_reads_only_to_the_page_end(
+    store: Store,
+) -> None:
+    await entity(store, 60)
+    await store.snapshots.put_many([forged_at(20)])
+    counter = CountingReads(store)
+    page = await History(store, snapshot_every=100).history(
+        "orders", "int:1", from_version=21, limit=5
+    )
+    assert [e.event.version for e in page.events] == [21, 22, 23, 24, 25] and page.next == "25"
+    # the snapshot and its range (versions 20-26), then the entity from version 1 to 26
+    assert counter.names == ["latest", "read_entity", "read_entity"]
+    assert counter.events_read == 7 + 26
+    with pytest.raises(UnknownEntity) as unknown:
+        await History(store).history("orders", "int:99")
+    assert str(unknown.value) == "no entity 'int:99' in stream 'orders'"
 
 
 async def test_a_history_page_holds_a_hundred_events_unless_told(store: Store) -> None:

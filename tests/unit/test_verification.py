@@ -304,3 +304,53 @@ async def test_an_entity_already_broken_keeps_its_first_break_over_an_unbacked_c
         ("A", 2, "prev_hash of version 2 does not link to version 1")
     ]
     assert verdict.entities_checked == 2
+
+
+async def test_an_entitys_erasure_claims_are_checked_against_the_record_at_that_seq() -> None:
+    b = LogBuilder()
+    drafts = [
+        b.next("A"),
+        b.next("A"),
+        b.next(""),  # an entity whose key is the empty string
+        b.next(None, ERASED, document={"entity_key": "A"}),  # seq 4 erased orders/A
+        b.next(None, ERASED, document={"entity_key": ""}),  # seq 5 erased orders/""
+    ]
+    events = salted(drafts)
+    events[0], events[1] = erased(events[0], 4), erased(events[1], 4)
+    events[2] = erased(events[2], 5)
+    log = StoredLog(events)
+    verdict = await verify_entity(log, "orders", "A")
+    assert verdict is not None and verdict.valid and len(verdict.erased) == 2
+    assert log.limits[-1] == 1  # the record is one event read once for both claims
+    assert log.limits.count(1) == 1
+    empty = await verify_entity(log, "orders", "")
+    assert empty is not None and empty.valid
+    # the claimed seq 3 is missing: the record that follows it (seq 4, naming A) does not count
+    b2 = LogBuilder()
+    second = salted(
+        [
+            b2.next("A"),
+            b2.next("B"),
+            b2.next(None, ERASED, document={"entity_key": "A"}),
+            b2.next(None, ERASED, document={"entity_key": "A"}),
+        ]
+    )
+    second[0] = erased(second[0], 3)
+    gapped = StoredLog([e for e in second if e.seq != 3])
+    broken = await verify_entity(gapped, "orders", "A")
+    assert broken is not None and not broken.valid
+    assert (broken.first_invalid_version, broken.reason) == (
+        1,
+        "payload of version 1 is missing without an erased record "
+        "(seq 3 does not record erasing orders/A)",
+    )
+    intact = await verify_entity(StoredLog(second), "orders", "A")
+    assert intact is not None and intact.valid
+    # a claim past the end of the log
+    cut = StoredLog(events[:3])
+    past = await verify_entity(cut, "orders", "")
+    assert past is not None and not past.valid
+    assert past.reason == (
+        "payload of version 1 is missing without an erased record "
+        "(seq 5 does not record erasing orders/)"
+    )
