@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -236,3 +237,21 @@ async def test_a_snapshot_cut_short_resumes_without_recording_a_document_twice(
     )
     assert (done.token, done.invalidated) == (None, False)
     assert done.head == Head(seq=6, log_hash=events[-1].log_hash)
+
+
+async def test_lag_is_the_time_since_the_last_stored_change_none_before_and_zero_when_idle(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    capture = ingester(store, feed, clock)
+    assert capture.lag_seconds(clock.now()) is None  # nothing stored yet
+    await feed.collection("orders").insert_one({"_id": 1})
+    await capture.run(until_idle=True)
+    assert capture.idle and capture.lag_seconds(clock.now()) == 0.0
+    stored = capture.last_cluster_time
+    assert stored is not None and stored == (await all_events(store))[-1].cluster_time
+    capture.idle = False  # a batch held changes: the lag is measured from the newest one
+    at = stored.as_datetime()
+    assert capture.lag_seconds(at + timedelta(seconds=42.5)) == 42.5
+    assert capture.lag_seconds(at + timedelta(seconds=0.25)) == 0.25
+    assert capture.lag_seconds(at - timedelta(seconds=5)) == 0.0  # a clock behind: never negative

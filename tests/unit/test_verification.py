@@ -292,6 +292,8 @@ async def test_an_erasure_claim_nothing_backs_breaks_its_entity_in_its_stream_on
         )
     ]
     assert (users.entities_checked, users.events_erased) == (1, 1)
+    nothing = await verify_stream(log, "refunds")
+    assert (nothing.valid, nothing.entities_checked, nothing.events_erased) == (True, 0, 0)
 
 
 async def test_an_entity_already_broken_keeps_its_first_break_over_an_unbacked_claim() -> None:
