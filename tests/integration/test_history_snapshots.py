@@ -588,6 +588,20 @@ async def test_a_history_page_past_a_forged_snapshot_reads_only_to_the_page_end(
     assert str(unknown.value) == "no entity 'int:99' in stream 'orders'"
 
 
+async def test_a_state_at_a_time_folds_on_to_lay_a_snapshot_due_at_the_last_event(
+    store: Store,
+) -> None:
+    events = build(20)
+    await store.events.append(events[:10])
+    h = History(store, snapshot_every=10)
+    assert await h.ensure_snapshots("orders", 1) == 10
+    await store.events.append(events[10:])
+    state = await h.state("orders", "int:1", at=at(15))
+    assert (state.version, state.document) == (15, {"_id": 1, "n": 15})
+    # version 20 is the last event read and a multiple of 10: its snapshot is laid now
+    assert await chain(store) == [(20, None), (10, 20), (0, 10)]
+
+
 async def test_a_history_page_holds_a_hundred_events_unless_told(store: Store) -> None:
     await entity(store, 150)
     page = await History(store).history("orders", "int:1")
