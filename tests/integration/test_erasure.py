@@ -296,6 +296,10 @@ async def test_a_history_met_with_an_erased_entity_forgets_the_states_it_remembe
         "updatedBy": "alice",
     }
     assert "ann@" in repr(history._folded)
+    # a state read at exactly a snapshot's version is not remembered (the snapshot is its memo)
+    await History(store, snapshot_every=1).ensure_snapshots("orders", "B")
+    assert (await history.state("orders", "B", version=1)).document is not None
+    assert len(history._folded) == 3
     await erase(store, "A", clock)
     await ingester(store, feed, clock).run(until_idle=True)
     gone = await history.state("orders", "A")

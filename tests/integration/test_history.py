@@ -228,8 +228,12 @@ async def test_a_time_inside_a_gap_is_uncertain_and_says_where_the_gap_is(
     # the stream's own record lists the gap, and has no state
     stream_page = await h.history("orders", STREAM_KEY)
     assert [e.event.type for e in stream_page.events] == [GAP]
-    with pytest.raises(HistoryError, match="has a history, not a state"):
+    with pytest.raises(HistoryError) as no_state:
         await h.state("orders", STREAM_KEY)
+    assert str(no_state.value) == (
+        "$stream is the stream's own record (gaps, drops, renames, rejected changes): "
+        "it has a history, not a state"
+    )
 
 
 async def test_a_gap_holds_its_bounds_exactly(store: Store, clock: FakeClock) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 import eventstore.history as history_module
@@ -65,6 +66,20 @@ def forged_at(version: int) -> EntitySnapshot:
         exists=True,
         document={"_id": 1, "n": "forged"},
         event_hash="f" * 64,
+    )
+
+
+def stale_of(events: list[Event], entity_id: Any) -> EntitySnapshot:
+    """A true snapshot at version 10 of these events."""
+    return EntitySnapshot(
+        stream="orders",
+        entity_id=entity_id,
+        entity_key=str(entity_id),
+        version=10,
+        occurred_at=at(10),
+        exists=True,
+        document=fold(events[:10]).state,
+        event_hash=events[9].hash,
     )
 
 
@@ -349,6 +364,7 @@ async def test_a_snapshot_that_does_not_match_the_log_is_ignored_and_healed(
     state = await h.state("orders", "int:1", version=25)
     assert state.document == {"_id": 1, "n": 25}
     assert counter.queries == 3  # the snapshot, its range, then the whole entity
+    assert counter.events_read == 6 + 25  # versions 20-25, then 1-25: never past the version
     healed = await store.snapshots.latest("orders", 1, max_version=20)
     assert healed is not None and healed.document == {"_id": 1, "n": 20}
     assert healed.event_hash != forged.event_hash
@@ -377,8 +393,68 @@ async def test_a_link_to_a_snapshot_that_is_gone_does_not_mislead_a_time(store: 
         ]
     )
     h = History(store, snapshot_every=10)
+    counter = CountingReads(store)
     state = await h.state("orders", "int:1", at=at(27))
-    assert (state.version, state.document) == (27, {"_id": 1, "n": 27})
+    assert (state.version, state.document, state.findings) == (27, {"_id": 1, "n": 27}, [])
+    # snapshot 10, versions 10-20, then on from 21 (each event read once, none skipped),
+    # then the stream's gaps
+    assert counter.names == ["latest", "read_entity", "read_entity", "read_entity"]
+    assert counter.events_read == 11 + 10
+
+    for entity_id, ask in ((2, "latest"), (3, "version")):
+        # the same stale link on fresh entities
+        more = build(30, entity_id)
+        await store.events.append(
+            [msgspec.structs.replace(e, seq=e.seq + 30 * (entity_id - 1)) for e in more]
+        )
+        await store.snapshots.put_many(
+            [msgspec.structs.replace(stale_of(more, entity_id), next_version=20)]
+        )
+        if ask == "latest":  # reads past the stale link to the end
+            latest = await History(store, snapshot_every=100).state("orders", f"int:{entity_id}")
+            assert (latest.version, latest.document) == (30, {"_id": entity_id, "n": 30})
+        else:  # a version at the stale link lays the snapshot there
+            v20 = await h.state("orders", f"int:{entity_id}", version=20)
+            assert v20.document == {"_id": entity_id, "n": 20}
+            laid = await store.snapshots.latest("orders", entity_id, max_version=20)
+            assert laid is not None and laid.version == 20 and laid.findings == []
+
+
+async def test_a_version_below_a_snapshot_links_what_it_lays_to_that_snapshot(
+    store: Store,
+) -> None:
+    await entity(store, 35)
+    await History(store, snapshot_every=30).ensure_snapshots("orders", 1)
+    assert await chain(store) == [(30, None), (0, 30)]
+    h = History(store, snapshot_every=10)
+    assert (await h.state("orders", "int:1", version=25)).document == {"_id": 1, "n": 25}
+    assert await chain(store) == [(30, None), (20, 30), (10, 20), (0, 10)]
+
+
+async def test_a_time_at_a_stale_link_reads_on_through_versions_in_the_same_millisecond(
+    store: Store,
+) -> None:
+    log = LogBuilder()
+    events = [log.next(1, occurred_at=at(1), document={"_id": 1, "n": 1})]
+    for v in range(2, 25):
+        when = at(20) if v == 21 else at(v)  # versions 20 and 21 in the same millisecond
+        changes = {"updatedFields": {"n": v}, "removedFields": [], "truncatedArrays": []}
+        events.append(log.next(1, occurred_at=when, changes=changes))
+    await store.events.append(events)
+    stale = EntitySnapshot(
+        stream="orders",
+        entity_id=1,
+        entity_key="1",
+        version=10,
+        occurred_at=at(10),
+        exists=True,
+        document=fold(events[:10]).state,
+        event_hash=events[9].hash,
+        next_version=20,
+    )
+    await store.snapshots.put_many([stale])
+    state = await History(store, snapshot_every=100).state("orders", "int:1", at=at(20))
+    assert (state.version, state.document, state.findings) == (21, {"_id": 1, "n": 21}, [])
 
 
 async def test_a_changed_interval_keeps_every_answer_exact(store: Store) -> None:
