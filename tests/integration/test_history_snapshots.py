@@ -69,6 +69,17 @@ def forged_at(version: int) -> EntitySnapshot:
     )
 
 
+def with_a_conflict_at(bad: int, *, versions: int) -> list[Event]:
+    """`build(versions)`, but version `bad` sets a field under the scalar `n` (a finding)."""
+    log = LogBuilder()
+    events = [log.next(1, occurred_at=at(1), document={"_id": 1, "n": 1})]
+    for v in range(2, versions + 1):
+        field = "n.x" if v == bad else "n"
+        changes = {"updatedFields": {field: v}, "removedFields": [], "truncatedArrays": []}
+        events.append(log.next(1, occurred_at=at(v), changes=changes))
+    return events
+
+
 def stale_of(events: list[Event], entity_id: Any) -> EntitySnapshot:
     """A true snapshot at version 10 of these events."""
     return EntitySnapshot(
@@ -455,6 +466,70 @@ async def test_a_time_at_a_stale_link_reads_on_through_versions_in_the_same_mill
     await store.snapshots.put_many([stale])
     state = await History(store, snapshot_every=100).state("orders", "int:1", at=at(20))
     assert (state.version, state.document, state.findings) == (21, {"_id": 1, "n": 21}, [])
+
+
+async def test_remembered_states_are_not_folded_again_and_the_oldest_is_forgotten_first(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # version 17 cannot be applied (a field under a scalar): a finding after version 15
+    await store.events.append(with_a_conflict_at(17, versions=30))
+    applied: list[int] = []
+    apply = history_module._Folding.apply
+
+    def counted(self: Any, event: Event) -> None:
+        applied.append(event.version)
+        apply(self, event)
+
+    monkeypatch.setattr(history_module._Folding, "apply", counted)
+    h = History(store, snapshot_every=100, remember=2)
+    first = await h.state("orders", "int:1", version=15)
+    assert (first.document, first.findings) == ({"_id": 1, "n": 15}, [])
+    assert applied == list(range(1, 16))  # folded up to the version asked, not one further
+    applied.clear()
+    again = await h.state("orders", "int:1", version=15)
+    assert (again.document, again.findings, applied) == (first.document, [], [])
+    later = await h.state("orders", "int:1", version=20)
+    assert [f.version for f in later.findings] == [17]
+    await h.state("orders", "int:1", version=15)  # remembered: now the most recent
+    applied.clear()
+    await h.state("orders", "int:1", version=10)  # a third state: 20, the oldest, is forgotten
+    await h.state("orders", "int:1", version=15)
+    assert applied == list(range(1, 11))  # 10 folded, 15 still remembered
+    applied.clear()
+    assert (await h.state("orders", "int:1", version=20)).document == later.document
+    assert applied == list(range(1, 21))
+    # a time reads on past the version it finds: the fold still stops there
+    applied.clear()
+    assert (await h.state("orders", "int:1", at=at(12))).version == 12
+    assert applied == list(range(1, 13))
+    # a remembered state is folded again when this fold would lay a snapshot
+    h.snapshot_every = 10
+    applied.clear()
+    assert (await h.state("orders", "int:1", version=12)).document == {"_id": 1, "n": 12}
+    assert applied == list(range(1, 13))
+    laid = await store.snapshots.latest("orders", 1, max_version=12)
+    assert laid is not None and laid.version == 10
+    one = History(store, snapshot_every=100, remember=1)
+    await one.state("orders", "int:1", version=5)
+    applied.clear()
+    await one.state("orders", "int:1", version=5)
+    assert applied == []
+    none = History(store, snapshot_every=100, remember=0)
+    await none.state("orders", "int:1", version=5)
+    applied.clear()
+    await none.state("orders", "int:1", version=5)
+    assert applied == list(range(1, 6))
+
+
+async def test_a_state_folded_on_to_lay_a_snapshot_keeps_only_the_findings_up_to_it(
+    store: Store,
+) -> None:
+    await store.events.append(with_a_conflict_at(17, versions=20))
+    h = History(store, snapshot_every=20)
+    state = await h.state("orders", "int:1", at=at(15))  # folds on to 20 to lay its snapshot
+    assert (state.version, state.findings) == (15, [])
+    laid = await store.snapshots.latest("orders", 1)
+    assert laid is not None and laid.version == 20 and [f["version"] for f in laid.findings] == [17]
 
 
 async def test_a_changed_interval_keeps_every_answer_exact(store: Store) -> None:
