@@ -58,12 +58,15 @@ class ApiError(Exception):
         *,
         kind: str | None = None,
         headers: dict[str, str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.kind = kind
         self.headers = headers or {}
+        # 422's `errors: [{key, message}]` (DESIGN.md "Status codes")
+        self.errors = errors
 
 
 def bad_request(detail: str) -> ApiError:
@@ -98,7 +101,9 @@ def problem(
 
 
 def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Problem]:
-    return problem(exc.status, exc.detail, kind=exc.kind, headers=exc.headers)
+    return problem(
+        exc.status, exc.detail, kind=exc.kind, headers=exc.headers, errors=exc.errors or None
+    )
 
 
 def _kind(exc: HistoryError) -> str | None:
@@ -138,8 +143,30 @@ def _job_conflict(_: Request[Any, Any, Any], exc: JobConflict) -> Response[Probl
     return problem(409, str(exc), kind="rebuild-active")
 
 
-def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+def _public_names(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The handler's parameter names mapped to the names a client sends (`first` -> `from`)."""
+    signature = getattr(request.scope.get("route_handler"), "parsed_fn_signature", None)
+    parameters = getattr(signature, "parameters", None) or {}
+    names: dict[str, str] = {}
+    for name, field in parameters.items():
+        kwarg = getattr(field, "kwarg_definition", None)
+        public = getattr(kwarg, "name", None) or getattr(kwarg, "query", None)
+        public = public or getattr(kwarg, "header", None)
+        if isinstance(public, str) and public != name:
+            names[name] = public
+    return names
+
+
+def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     errors = exc.extra if isinstance(exc.extra, list) else None
+    # Litestar names a failing parameter by its Python name; the client sent its alias.
+    # The request body as a whole is Litestar's `data`: to the client it is the body.
+    renamed = {"data": "body", **_public_names(request)} if errors else {}
+    if errors:
+        errors = [
+            {**e, "key": renamed.get(str(e.get("key")), e.get("key"))} if isinstance(e, dict) else e
+            for e in errors
+        ]
     parts = [
         f"{e.get('key') or e.get('source')}: {e.get('message')}"
         for e in (errors or [])

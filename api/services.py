@@ -21,6 +21,7 @@ from litestar.di import NamedDependency
 from api.metrics import Metrics
 from api.problems import ApiError
 from api.rendered import RenderedHistory
+from api.workers import claimer
 from eventstore.clock import SystemClock
 from eventstore.history import History
 from eventstore.leasing import default_owner
@@ -96,6 +97,16 @@ class Services:
         """The store is open: the supervisor this app owns records its workers' states there."""
         if self._owns_supervisor and self._store is not None:
             self.supervisor.store = self._store.workers
+            if not self.settings.is_memory:  # `serve` folds partitions of any instance's rebuild
+                self.supervisor.add(
+                    claimer(
+                        self._store,
+                        list(self.projections.values()),
+                        self.settings,
+                        clock=self.clock,
+                        owner=self.supervisor.instance,
+                    )
+                )
 
     async def _connect_later(self) -> None:
         while self._store is None:

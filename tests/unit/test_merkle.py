@@ -309,3 +309,21 @@ def test_range_decomposition_is_complete_and_aligned() -> None:
             for level, index in range_nodes(start, end):
                 covered.extend(range(index << level, (index + 1) << level))
             assert covered == list(range(start, end))
+
+
+def test_extending_in_batches_creates_the_same_nodes_and_roots_as_one_leaf_at_a_time(
+    tree: Tree,
+) -> None:
+    leaves = [leaf_hash(data) for data in tree.inputs]
+    rng = random.Random(6962)
+    for _ in range(20):
+        frontier, nodes, at = Frontier(), {}, 0
+        while at < len(leaves):
+            step = rng.randint(1, 40)
+            for level, index, h in frontier.extend(leaves[at : at + step]):
+                assert (level, index) not in nodes  # every complete node is created once
+                nodes[(level, index)] = h
+            at = min(len(leaves), at + step)
+            assert frontier.size == at
+            assert frontier.root() == tree.roots[at]
+        assert nodes == tree.nodes
