@@ -22,7 +22,7 @@ from eventstore.history import (
     UnknownVersion,
 )
 from eventstore.memory.snapshots import MemorySnapshots
-from eventstore.model import DELETED, GAP, STREAM_KEY, Event
+from eventstore.model import DELETED, DROPPED, GAP, RENAMED, STREAM_KEY, Event
 from eventstore.mongo.collections import SNAPSHOTS
 from eventstore.mongo.store import MongoStore
 from eventstore.ports import Store
@@ -514,3 +514,17 @@ async def test_verification_of_an_entity_reads_it_in_pages(
     with pytest.raises(UnknownStream):
         await History(store, streams=["orders"]).verify_stream("refunds")
     assert (await History(store).verify_stream("refunds")).entities_checked == 0
+
+
+async def test_only_gap_events_of_the_stream_record_are_read_as_gaps(store: Store) -> None:
+    """A rename or a drop also has a document: it is no gap, and never read as one."""
+    log = LogBuilder()
+    events = [
+        log.next(1),
+        log.next(None, RENAMED, document={"to": {"db": "shop", "coll": "old_orders"}}),
+        log.next(None, DROPPED, document={"from": "not a time", "to": "not a time"}),
+        log.next(1),
+    ]
+    await store.events.append(events)
+    state = await History(store).state("orders", "int:1", at=events[2].occurred_at)
+    assert (state.version, state.uncertain, state.gap) == (1, False, None)

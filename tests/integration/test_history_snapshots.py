@@ -532,6 +532,24 @@ async def test_a_state_folded_on_to_lay_a_snapshot_keeps_only_the_findings_up_to
     assert laid is not None and laid.version == 20 and [f["version"] for f in laid.findings] == [17]
 
 
+async def test_a_log_missing_a_version_still_answers_with_a_finding(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version deleted from the log (tampering) is reported, never a crash or a guess."""
+    await entity(store, 6)
+    read_entity = store.events.read_entity
+
+    async def without_version_3(*args: Any, **kwargs: Any) -> list[Event]:
+        return [e for e in await read_entity(*args, **kwargs) if e.version != 3]
+
+    monkeypatch.setattr(store.events, "read_entity", without_version_3)
+    h = History(store, snapshot_every=100)
+    for _ in range(2):  # the second answer may come from the remembered states
+        state = await h.state("orders", "int:1")
+        assert (state.version, state.document) == (6, {"_id": 1, "n": 6})
+        assert [(f.version, f.kind) for f in state.findings] == [(4, "unexpected_version")]
+
+
 async def test_a_changed_interval_keeps_every_answer_exact(store: Store) -> None:
     events = await entity(store, 50)
     await History(store, snapshot_every=10).ensure_snapshots("orders", 1)
@@ -564,6 +582,14 @@ async def test_deleted_states_are_snapshotted_as_deleted(store: Store, every: in
     for v, exists in ((1, True), (2, False), (3, True)):
         state = await h.state("orders", "D", version=v)
         assert (state.exists, state.document is not None) == (exists, exists)
+        laid = await store.snapshots.latest("orders", "D", max_version=v)
+        assert laid is not None
+        if laid.version == v:  # the snapshot laid at v says the same, under the entity's key
+            assert (laid.entity_key, laid.exists, laid.document is not None) == (
+                "D",
+                exists,
+                exists,
+            )
 
 
 def _doc(status: str) -> dict[str, Any]:

@@ -50,6 +50,13 @@ async def test_history_lost_records_a_gap_resnapshots_and_infers_deletions(
     clock.now = ticking  # type: ignore[method-assign]
     stats = await ingester(store, feed, clock).run(until_idle=True)
     clock.now = read_time  # type: ignore[method-assign]
+    streaming = await store.checkpoints.get(ROLE)
+    assert streaming is not None and streaming.phase == "streaming"
+    assert streaming.gap_from is None  # the gap is recorded: the next snapshot is no re-snapshot
+    done_at = [cp.phase for cp in checkpoints.put].index("streaming")
+    done, before = checkpoints.put[done_at], checkpoints.put[done_at - 1]
+    assert done.updated_at is not None and before.updated_at is not None
+    assert done.updated_at > before.updated_at  # stamped when the snapshot ended
     await orders.update_one({"_id": 5}, {"$set": {"status": "paid"}})
     await ingester(store, feed, clock).run(until_idle=True)
 

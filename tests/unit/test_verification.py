@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from eventstore.chain import EntityChecker, entity_hash, seal
+from eventstore.chain import EntityChecker, ErasedEvent, entity_hash, seal
 from eventstore.keys import typed_key
 from eventstore.memory.eventlog import MemoryEventLog
 from eventstore.model import ERASED, GENESIS_HASH, Event, Head
@@ -346,6 +346,7 @@ async def test_an_entitys_erasure_claims_are_checked_against_the_record_at_that_
         "payload of version 1 is missing without an erased record "
         "(seq 3 does not record erasing orders/A)",
     )
+    assert broken.erased == [ErasedEvent(seq=1, version=1, erased_by=3)]
     intact = await verify_entity(StoredLog(second), "orders", "A")
     assert intact is not None and intact.valid
     # a claim past the end of the log
