@@ -74,17 +74,16 @@ def fold_partition(projection: Projection, events: Sequence[Event]) -> Rows:
     Pure. Rows deleted by the projection are None.
     """
     keys_of, apply = projection.keys, guarded(projection)
-    states: dict[str, tuple[int, dict[str, Any] | None]] = {}
+    # Each entity's state after its latest event (None: deleted).
+    states: dict[str, dict[str, Any] | None] = {}
     rows: Rows = {}
     get = rows.get
     for e in events:
         if e.type in STREAM_TYPES:
             continue
         who = entity_identity(e)
-        known = states.get(who)
-        before = known[1] if known is not None and e.version > 1 else None
-        after = apply_event(before, e)
-        states[who] = (e.version, after)
+        before = states.get(who) if e.version > 1 else None
+        states[who] = after = apply_event(before, e)
         change = Change(event=e, before=before, after=after)
         touched = keys_of(change)
         if len(touched) == 1:  # the usual case, without a comprehension

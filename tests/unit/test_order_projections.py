@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from bson import Decimal128, Int64, ObjectId
 from hypothesis import given
@@ -328,3 +329,18 @@ def test_the_state_cache_keeps_the_most_recently_used_states_up_to_its_size() ->
     assert cache.fold(a4) is None
     cache.clear()
     assert cache.fold(c2) is None and cache.fold(b2) is None
+
+
+def test_order_summary_applies_each_change_to_its_own_key_whatever_keys_asked_last() -> None:
+    """keys() remembers the key it computed for apply(): a change applied after the keys of
+    another (the runner asks for a whole batch's keys first) still writes its own row."""
+    first = Change(event=ev(1, 1, "created", T0), before=None, after=order("pending"))
+    other = msgspec.structs.replace(ev(2, 1, "created", T0), entity_id="o2", entity_key="o2")
+    second = Change(event=other, before=None, after=order("paid", "7.00", _id="o2"))
+    assert [ORDER_SUMMARY.keys(c) for c in (first, second)] == [["str:o1"], ["str:o2"]]
+    writes = ORDER_SUMMARY.apply({}, first) + ORDER_SUMMARY.apply({}, second)
+    assert [(w.key, w.row and w.row["status"]) for w in writes] == [
+        ("str:o1", "pending"),
+        ("str:o2", "paid"),
+    ]
+    assert writes[1].row is not None and writes[1].row["total"] == Decimal128("7.00")
