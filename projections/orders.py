@@ -314,7 +314,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             amount, reason = read_money(value)
             total = dec128(amount)
         problems: list[Problem] = []
-        if reason is not None and (reason != MISSING or status in paid):
+        if reason is not None and (reason != MISSING or (type(status) is str and status in paid)):
             found = problem(e.seq, "total", value, reason)
             # the same bad value as before keeps its record (and the seq it first appeared at)
             kept = old.get("problems") if old is not None else None

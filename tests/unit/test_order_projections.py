@@ -236,6 +236,20 @@ def test_untidy_documents_never_fail_a_row() -> None:
     assert out["customer_totals"][""]["customer"] is None
 
 
+@pytest.mark.parametrize("status", [{"code": "paid"}, ["paid"], 3, None])
+def test_a_status_that_is_not_text_never_fails_a_row(status: Any) -> None:
+    # No total at all: whether that is a problem depends on the status being paid.
+    odd = {"_id": "o1", "status": status, "currency": "EUR"}
+    out = {
+        p.name: run(p, [Change(event=ev(1, 1, "created", T0), before=None, after=odd)])
+        for p in ORDER_PROJECTIONS
+    }
+    row = out["order_summary"]["str:o1"]
+    assert row["status"] is None and row["problems"] == []
+    assert row["total"] == Decimal128("0")
+    assert out["revenue_by_day"] == {}
+
+
 # -- the runner's state cache and the money conversions ------------------------------------------
 
 
