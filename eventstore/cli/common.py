@@ -66,10 +66,13 @@ class Progress:
 def frozen_gc() -> Iterator[None]:
     """The objects alive now are left out of the garbage collector's full passes meanwhile.
 
-    For a command that runs one long, allocation-heavy job in its own process (a
-    projection rebuild): walking an unchanged log again on every full pass was a
-    third of a rebuild's time. `gc.freeze` is process-wide, so only a command may
-    use it, never library code that shares a process (the API, `run`). Unfrozen after.
+    For a command that owns its process: a projection rebuild (walking an unchanged
+    log again on every full pass was a third of its time), and the long-running
+    `run`, `serve`, `demo` and `subscriptions run`, which freeze what start-up made
+    (modules, the app) before serving: a full pass over it stalled every delivery
+    and request for 30-130 ms, the whole webhook p99. `gc.freeze` is process-wide,
+    so only a command may use it, never library code that shares a process
+    (`create_app`, the workers, a runner). Unfrozen after.
     """
     gc.freeze()
     try:

@@ -17,7 +17,7 @@ import msgspec
 
 from eventstore.cli.bootstrap import open_service
 from eventstore.cli.capture import workload_options
-from eventstore.cli.common import EXIT_OK, CliError, settings_from
+from eventstore.cli.common import EXIT_OK, CliError, frozen_gc, settings_from
 from eventstore.cli.serve import bind, clean_metrics_dir
 from eventstore.settings import Settings
 
@@ -59,7 +59,8 @@ async def serve_all(
             app = service.app(workers=workers, on_started=started)
             srv = server(app, host=args.host, port=args.port)
             try:
-                await srv.serve(sockets=[sock])
+                with frozen_gc():  # this process is the service's: start-up's objects stay
+                    await srv.serve(sockets=[sock])
             except SystemExit:  # uvicorn exits when the app's startup fails; it has logged why
                 raise CliError("the service did not start (see the log above)") from None
             if not srv.started:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any, Final, TextIO
 
 from eventstore.cli.bootstrap import build_app, projections
-from eventstore.cli.common import EXIT_OK, CliError, settings_from
+from eventstore.cli.common import EXIT_OK, CliError, frozen_gc, settings_from
 from eventstore.cli.logs import logging_config
 from eventstore.settings import PREFIX, SETTING_NAMES, Settings
 
@@ -129,7 +129,8 @@ async def _serve_here(
     app = build_app(settings, store=args.store)
     server = GracefulServer(uvicorn.Config(app, **common))
     try:
-        await server.serve(sockets=[sock])
+        with frozen_gc():  # this process is the API's: start-up's objects stay
+            await server.serve(sockets=[sock])
     except SystemExit:  # uvicorn exits when the app's startup fails; it has logged why
         raise CliError("the API did not start (see the log above)") from None
     if not server.started:
