@@ -134,3 +134,68 @@ def test_the_services_own_errors_read_as_written_and_a_conflict_says_so() -> Non
         "another writer changed the log: seq 5 holds a different event"
     )
     assert describe(ValueError("a bug")) == "ValueError: a bug"
+
+
+# The drivers' specifications' retryable and resumable codes, written out here (not read from
+# the module) so that dropping or changing one of the module's codes fails a case.
+SPEC_RETRYABLE_CODES = {
+    6: "HostUnreachable",
+    7: "HostNotFound",
+    43: "CursorNotFound",
+    63: "StaleShardVersion",
+    64: "WriteConcernFailed",
+    89: "NetworkTimeout",
+    91: "ShutdownInProgress",
+    133: "FailedToSatisfyReadPreference",
+    134: "ReadConcernMajorityNotAvailableYet",
+    150: "StaleEpoch",
+    189: "PrimarySteppedDown",
+    234: "RetryChangeStream",
+    262: "ExceededTimeLimit",
+    9001: "SocketException",
+    10058: "LegacyNotPrimary",
+    10107: "NotWritablePrimary",
+    11600: "InterruptedAtShutdown",
+    11602: "InterruptedDueToReplStateChange",
+    13388: "StaleConfig",
+    13435: "NotPrimaryNoSecondaryOk",
+    13436: "NotPrimaryOrSecondary",
+}
+
+
+@pytest.mark.parametrize("code", sorted(SPEC_RETRYABLE_CODES))
+def test_every_retryable_code_of_the_specs_is_transient_alone_and_in_a_bulk_write(
+    code: int,
+) -> None:
+    name = SPEC_RETRYABLE_CODES[code]
+    assert classify(OperationFailure(name, code)) == TRANSIENT
+    assert classify(OperationFailure(name, code, {"code": code, "errmsg": name})) == TRANSIENT
+    bulk = BulkWriteError({"writeErrors": [{"code": code}], "writeConcernErrors": []})
+    assert classify(bulk) == TRANSIENT
+    # one non-retryable item among retryable ones: the whole write is not retried
+    mixed = BulkWriteError({"writeErrors": [{"code": code}, {"code": 11000}]})
+    assert classify(mixed) == FATAL
+
+
+@pytest.mark.parametrize("code", [13, 18, 8000, 31])
+def test_an_auth_code_is_fatal_whatever_else_the_failure_says(code: int) -> None:
+    labelled = {"code": code, "errorLabels": ["RetryableWriteError"]}
+    assert classify(OperationFailure("auth", code, labelled)) == FATAL
+    # a retryable write error alongside it does not make it retryable
+    bulk = BulkWriteError({"writeErrors": [{"code": 189}, {"code": code}]})
+    assert classify(bulk) == FATAL
+    # nor does the connection failure it comes wrapped in
+    assert classify(AutoReconnect("auth", {"code": code})) == FATAL
+    assert classify(AutoReconnect("no code", {"code": 189})) == TRANSIENT
+
+
+@pytest.mark.parametrize(
+    "label", ["RetryableWriteError", "ResumableChangeStreamError", "TransientTransactionError"]
+)
+def test_each_retryable_label_makes_an_unknown_code_transient(label: str) -> None:
+    assert classify(OperationFailure("x", 99999, {"code": 99999, "errorLabels": [label]})) == (
+        TRANSIENT
+    )
+    assert classify(OperationFailure("x", 99999, {"code": 99999, "errorLabels": ["Other"]})) == (
+        FATAL
+    )
