@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -95,8 +96,9 @@ async def test_a_receiver_refusing_connections_backs_off_the_subscription_withou
 
 
 async def test_410_disables_the_subscription_with_its_reason_until_resumed(
-    receiver: Receiver,
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="eventstore.subscriptions")
     h = Harness()
     receiver.rule = lambda p: (410, {})
     await h.subscribe("hooks", {"sink": webhook(receiver)})
@@ -109,6 +111,8 @@ async def test_410_disables_the_subscription_with_its_reason_until_resumed(
         status = await h.admin.status(record)
         assert status["state"] == DISABLED and status["position"] == 0
         assert receiver.attempts == ["hooks-1"]  # nothing more is sent while disabled
+        disabled = [r.getMessage() for r in caplog.records if "disabled" in r.getMessage()]
+        assert disabled == ["subscription hooks disabled: the receiver answered 410 Gone"]
         receiver.rule = lambda p: (200, {})
         await h.admin.resume("hooks", actor="ops")
         await until(lambda: len(receiver.ids) == 2)

@@ -14,6 +14,7 @@ from pymongo.errors import (
     NetworkTimeout,
     NotPrimaryError,
     OperationFailure,
+    PyMongoError,
     ServerSelectionTimeoutError,
     WriteError,
     WTimeoutError,
@@ -199,3 +200,28 @@ def test_each_retryable_label_makes_an_unknown_code_transient(label: str) -> Non
     assert classify(OperationFailure("x", 99999, {"code": 99999, "errorLabels": ["Other"]})) == (
         FATAL
     )
+
+
+class ServerReplyError(PyMongoError):
+    """A driver error that carries the server's reply (`details`) and no labels of its own."""
+
+    def __init__(self, reply: dict[str, object]) -> None:
+        super().__init__("server said no")
+        self.details = reply
+
+
+def test_a_retryable_label_counts_from_the_driver_or_from_the_servers_reply() -> None:
+    # added by the driver itself (as it labels a retryable write), not in any reply
+    driver_labelled = PyMongoError("x", error_labels=["TransientTransactionError"])
+    assert classify(driver_labelled) == TRANSIENT
+    assert classify(PyMongoError("x", error_labels=["SomethingElse"])) == FATAL
+    assert classify(PyMongoError("x")) == FATAL
+    # only in the server's reply
+    assert classify(ServerReplyError({"errorLabels": ["RetryableWriteError"]})) == TRANSIENT
+    assert classify(ServerReplyError({"errorLabels": ["SomethingElse"]})) == FATAL
+    assert classify(ServerReplyError({"errorLabels": None})) == FATAL
+    # an operation failure the driver labelled after the reply came
+    failure = OperationFailure("unknown code", 99999)
+    assert classify(failure) == FATAL
+    failure._add_error_label("RetryableWriteError")
+    assert classify(failure) == TRANSIENT
