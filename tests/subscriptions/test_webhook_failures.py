@@ -224,3 +224,48 @@ def _raw(receiver: Receiver) -> bytes:
 
     # The receiver verified the bytes as sent; re-encode them as the sink did (compact JSON).
     return json.dumps(receiver.bodies[0], separators=(",", ":")).encode()
+
+
+async def test_part_of_an_entitys_parked_events_replayed_or_skipped_keeps_the_rest_holding(
+    receiver: Receiver,
+) -> None:
+    h = Harness()
+    failing = {"bad"}
+    receiver.rule = lambda p: (500, {}) if p["data"]["entity_key"] in failing else (200, {})
+    await h.subscribe("hooks", {"sink": webhook(receiver), "retry": {"delays_s": [5]}})
+    await h.append("bad")  # 1
+    await h.append("bad")  # 2
+    await h.append("bad")  # 3
+    await h.append("ok")  # 4
+    # a window of two events: a replayed event not counted out again would stall delivery
+    await h.start(h.worker("hooks", window=2))
+    try:
+        await until(lambda: receiver.ids == ["hooks-4"])
+        await until_async(lambda: _parked_count(h, 3))
+        failing.clear()
+        await h.admin.replay("hooks", 1, actor="ops")
+        await until(lambda: "hooks-1" in receiver.ids)
+        await until_async(lambda: _parked_count(h, 2))
+        await h.append("bad")  # 5: held behind the still parked 2 and 3
+        await until_async(lambda: _parked_count(h, 3))
+        await h.admin.skip("hooks", 2, actor="ops")
+        await until_async(lambda: _parked_count(h, 2))
+        await h.append("bad")  # 6: held behind 3
+        await until_async(lambda: _parked_count(h, 3))
+        parked, _ = await h.admin.parked("hooks")
+        assert [(p.seq, p.last_error) for p in parked] == [
+            (3, "held behind parked seq 1"),
+            (5, "held behind parked seq 2"),
+            (6, "held behind parked seq 3"),
+        ]
+        assert receiver.ids == ["hooks-4", "hooks-1"]
+        await h.admin.replay("hooks", None, actor="ops")
+        await until_async(lambda: _parked_count(h, 0))
+        await until(lambda: len(receiver.ids) == 5)
+        await h.append("bad", "ok")  # 7, 8: nothing parked any more, both go out
+        await until(lambda: len(receiver.ids) == 7)
+        await until_async(lambda: _at(h, 8))
+    finally:
+        await h.stop()
+    assert seqs_by_entity(receiver.bodies)["bad"] == [1, 3, 5, 6, 7]
+    assert "hooks-2" not in receiver.ids

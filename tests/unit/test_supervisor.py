@@ -164,3 +164,120 @@ async def test_states_are_published_and_removed_on_a_clean_stop() -> None:
     assert (record.position, record.lag, record.restarts, record.last_error) == (1, 0, 0, None)
     await sup.stop()
     assert await store.all() == []
+
+
+class RecordingMetrics:
+    """A `WorkerMetrics` that keeps every call, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, object]] = []
+
+    def worker_state(self, worker: str, state: str) -> None:
+        self.calls.append(("state", worker, state))
+
+    def worker_added(self, worker: str) -> None:
+        self.calls.append(("added", worker, None))
+
+    def worker_restarted(self, worker: str) -> None:
+        self.calls.append(("restarted", worker, None))
+
+    def capture_lag(self, worker: str, seconds: float) -> None:
+        self.calls.append(("lag", worker, seconds))
+
+    def worker_problem(self, worker: str, standing: bool) -> None:
+        self.calls.append(("problem", worker, standing))
+
+
+async def test_a_standing_problem_is_shown_counted_and_logged_until_it_is_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventstore.workers")
+    metrics = RecordingMetrics()
+    changes: list[tuple[str, str | None]] = []
+    sup = supervisor(
+        SleepRecordingClock(),
+        metrics=metrics,
+        on_change=lambda r: changes.append((r.state, r.last_error)),
+    )
+    go_on = asyncio.Event()
+
+    class Troubled(ScriptedWorker):
+        async def run(self, ctx: WorkerContext) -> None:
+            ctx.report(RUNNING)
+            ctx.problem("signing key unreadable")
+            ctx.problem("signing key unreadable")  # the same problem again: no new line
+            self.running.set()
+            await go_on.wait()
+            ctx.problem(None)
+            await ctx.stop.wait()
+
+    worker = Troubled("ingester:shop", [])
+    sup.add(worker)
+    await sup.start()
+    await asyncio.wait_for(worker.running.wait(), 5)
+    entry = sup.get("ingester:shop")
+    assert entry is not None
+    assert (entry.state, entry.problem, entry.last_error) == (
+        RUNNING,
+        "signing key unreadable",
+        "signing key unreadable",
+    )
+    go_on.set()
+    await until(lambda: entry.problem is None)
+    assert entry.last_error is None  # the problem was the last error: it is over
+    await sup.stop()
+
+    assert metrics.calls == [
+        ("added", "ingester:shop", None),
+        ("state", "ingester:shop", "starting"),
+        ("state", "ingester:shop", "running"),
+        ("problem", "ingester:shop", True),
+        ("problem", "ingester:shop", False),
+        ("state", "ingester:shop", "stopped"),
+    ]
+    assert changes == [
+        ("starting", None),
+        ("running", None),
+        ("running", "signing key unreadable"),
+        ("running", None),
+        ("stopped", None),
+    ]
+    problems = [
+        (r.levelno, json.loads(r.getMessage()))
+        for r in caplog.records
+        if r.getMessage().startswith("{") and "problem" in json.loads(r.getMessage())
+    ]
+    line = {"worker": "ingester:shop", "kind": "capture", "instance": "host:1:abc"}
+    assert problems == [
+        (logging.ERROR, {**line, "state": "running", "problem": "signing key unreadable"}),
+        (logging.INFO, {**line, "state": "running", "problem": None}),
+    ]
+
+
+async def test_a_problem_over_keeps_a_later_error_and_restarts_are_counted() -> None:
+    metrics = RecordingMetrics()
+    sup = supervisor(SleepRecordingClock(), metrics=metrics)
+    go_on = asyncio.Event()
+
+    class Worker(ScriptedWorker):
+        async def run(self, ctx: WorkerContext) -> None:
+            self.runs += 1
+            ctx.report(RUNNING)
+            if self.runs == 1:
+                ctx.problem("lagging")
+                raise AutoReconnect("blip")  # a later error replaces the problem's text
+            await go_on.wait()
+            ctx.problem(None)
+            self.running.set()
+            await ctx.stop.wait()
+
+    worker = Worker("ingester:shop", [])
+    sup.add(worker)
+    await sup.start()
+    go_on.set()
+    await asyncio.wait_for(worker.running.wait(), 5)
+    entry = sup.get("ingester:shop")
+    assert entry is not None
+    assert (entry.problem, entry.last_error, entry.restarts) == (None, "AutoReconnect: blip", 1)
+    assert metrics.calls.count(("restarted", "ingester:shop", None)) == 1
+    await sup.stop()
