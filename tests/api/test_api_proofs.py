@@ -106,6 +106,25 @@ async def test_bad_proof_parameters(
     assert r.headers["content-type"].startswith("application/problem+json")
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "detail"),
+    [
+        ("/v1/proof/inclusion", {"seq": 14, "size": 13}, "seq 14 is beyond tree size 13"),
+        ("/v1/proof/inclusion", {"seq": 22}, "seq 22 is beyond tree size 21"),
+        ("/v1/proof/inclusion", {"seq": 1, "size": 22}, "tree size 22 is beyond the stored tree"),
+        ("/v1/proof/consistency", {"from": 14, "to": 13}, "size 14 is beyond size 13"),
+        ("/v1/proof/consistency", {"from": 22}, "size 22 is beyond size 21"),
+        ("/v1/proof/consistency", {"from": 1, "to": 99}, "tree size 99 is beyond the stored tree"),
+    ],
+)
+async def test_a_proof_beyond_the_tree_names_both_sizes(
+    keyed: Any, path: str, params: dict[str, Any], detail: str
+) -> None:
+    r = await keyed.get(path, params=params)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == detail
+
+
 async def test_the_proof_file_needs_a_read_key_and_verifies_offline(
     signed: Signed, keyed: Any
 ) -> None:

@@ -205,8 +205,10 @@ async def test_a_failing_apply_stops_only_that_projection(store: Store, clock: F
         name="broken", collection="rm_broken", keys=ORDERS_BY_STATUS.keys, apply=explode
     )
     runner = ProjectionRunner(store, broken, clock=clock, batch_size=3)
-    with pytest.raises(ProjectionFailed):
+    with pytest.raises(ProjectionFailed) as failed:
         await runner.run(until_caught_up=True)
+    assert str(failed.value) == "projection broken failed at seq 7: ValueError: bad row"
+    assert (failed.value.name, failed.value.seq) == ("broken", 7)
     assert (runner.status.state, runner.status.failed_seq) == (FAILED, 7)
     assert runner.status.error == "ValueError: bad row"
     recorded = await store.read_models.get_many("projection_states", ["broken"])

@@ -84,6 +84,10 @@ async def test_parked_events_in_seq_order_paged_unparked_and_cleared(store: Stor
     assert await store.deliveries.count_parked("a") == 3
     assert await store.deliveries.unpark("a", [4, 99]) == 1
     assert [p.seq for p in await store.deliveries.parked("a")] == [2, 7]
+    assert await store.deliveries.unpark("nobody", [2, 7]) == 0
+    assert await store.deliveries.unpark("a", [2, 7, 7]) == 2
+    assert await store.deliveries.count_parked("a") == 0
+    await store.deliveries.park(parked)
     await store.deliveries.clear("a")
     assert await store.deliveries.count_parked("a") == 0
     assert await store.deliveries.settled("a", above=0) == []

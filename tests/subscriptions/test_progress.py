@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from eventstore.clock import FakeClock
 from eventstore.subscriptions import positions
+from eventstore.subscriptions.config import Start
 from eventstore.supervisor import Progress
 from tests.helpers import T0
 from tests.realsinks import SECRET
@@ -34,3 +35,26 @@ async def test_progress_is_the_checkpoint_the_events_behind_it_and_the_oldest_on
     clock.advance(-9)
     await at(3)
     assert await worker.progress() == Progress(position=3, lag=2, lag_seconds=0.0)
+
+
+async def test_a_start_time_is_the_position_just_before_the_first_event_recorded_then() -> None:
+    h = Harness()
+    events = await h.append("a", "b", "a", "c", "b", "a", "d")  # recorded T0 + seq s + 1 ms
+    log = h.store.events
+    for e in events:
+        assert await positions.first_recorded_at_or_after(log, e.recorded_at) == e.seq
+        just_after = e.recorded_at + timedelta(microseconds=1)
+        expected = e.seq + 1 if e.seq < len(events) else None
+        assert await positions.first_recorded_at_or_after(log, just_after) == expected
+        start = Start(kind="time", time=e.recorded_at)
+        assert await positions.position_of(log, start) == e.seq - 1
+    assert await positions.first_recorded_at_or_after(log, T0) == 1
+    assert await positions.position_of(log, Start(kind="time", time=T0)) == 0
+    later = T0 + timedelta(days=1)
+    assert await positions.position_of(log, Start(kind="time", time=later)) == 7  # the head
+    assert await positions.position_of(log, Start(kind="seq", seq=3)) == 2
+    assert await positions.position_of(log, Start(kind="earliest")) == 0
+    assert await positions.position_of(log, Start(kind="latest")) == 7
+    empty = Harness().store.events
+    assert await positions.first_recorded_at_or_after(empty, T0) is None
+    assert await positions.position_of(empty, Start(kind="time", time=T0)) == 0

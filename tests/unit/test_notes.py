@@ -117,3 +117,21 @@ def test_cosignatures_verify_and_bind_time_text_and_key() -> None:
     assert as_note_key.id != verifier.id
     with pytest.raises(NoteError):
         verify_cosignature(text, line, as_note_key)
+
+
+def test_a_cosignatures_time_is_an_unsigned_64_bit_number_and_its_line_is_exact() -> None:
+    witness = Signer.generate("witness.example", kind=COSIGNATURE)
+    verifier = Verifier.parse(witness.verifier_key())
+    text = checkpoint_text("eventstore/shop", 7, bytes(32))
+    for timestamp in (0, 2**63, 2**64 - 1):  # c2sp.org/tlog-cosignature: a uint64
+        assert verify_cosignature(text, cosign(text, witness, timestamp), verifier) == timestamp
+    line = cosign(text, witness, 1_767_225_600)
+    assert verify_cosignature(text, line.rstrip("\n"), verifier) == 1_767_225_600
+    for bad in (line.rstrip("\n") + " \n", line.rstrip("\n") + "X\n"):
+        with pytest.raises(NoteError):
+            verify_cosignature(text, bad, verifier)
+    other = Signer.generate("other.example", kind=COSIGNATURE)
+    with pytest.raises(NoteError, match=r"^not a cosignature by witness\.example\+[0-9a-f]{8}$"):
+        verify_cosignature(text, cosign(text, other, 1), verifier)
+    with pytest.raises(NoteError, match=r"^the cosignature by witness\.example does not verify$"):
+        verify_cosignature(text + "extra\n", line, verifier)

@@ -281,3 +281,34 @@ async def test_a_problem_over_keeps_a_later_error_and_restarts_are_counted() -> 
     assert (entry.problem, entry.last_error, entry.restarts) == (None, "AutoReconnect: blip", 1)
     assert metrics.calls.count(("restarted", "ingester:shop", None)) == 1
     await sup.stop()
+
+
+async def test_restart_says_why_it_refuses_and_starts_a_stopped_or_failed_worker_afresh() -> None:
+    idle = ScriptedWorker("projection:p", [], kind="projection")
+    sup = supervisor(SleepRecordingClock())
+    sup.add(idle)
+    # added to a supervisor not started: stopped, with no task; restart starts it
+    started = await sup.restart("projection:p")
+    await asyncio.wait_for(idle.running.wait(), 5)
+    assert (started.state, started.restarts, idle.runs) == (RUNNING, 1, 1)
+    with pytest.raises(KeyError, match="projection:nope"):
+        await sup.restart("projection:nope")
+    with pytest.raises(
+        ValueError, match="^projection:p is running: only a failed or stopped worker restarts$"
+    ):
+        await sup.restart("projection:p")
+    await sup.stop()
+    with pytest.raises(ValueError, match="^the supervisor is stopping$"):
+        await sup.restart("projection:p")
+
+    bad = ScriptedWorker("ingester:shop", [OperationFailure("not authorized", 13)])
+    sup = supervisor(SleepRecordingClock())
+    sup.add(bad)
+    await sup.start()
+    await asyncio.wait_for(sup.wait("ingester:shop"), 5)
+    failed = sup.get("ingester:shop")
+    assert failed is not None and isinstance(failed.failure, OperationFailure)
+    again = await sup.restart("ingester:shop")
+    await asyncio.wait_for(bad.running.wait(), 5)
+    assert again.failure is None and again.state == RUNNING and again.restarts == 1
+    await sup.stop()
