@@ -135,3 +135,86 @@ def test_a_cosignatures_time_is_an_unsigned_64_bit_number_and_its_line_is_exact(
         verify_cosignature(text, cosign(text, other, 1), verifier)
     with pytest.raises(NoteError, match=r"^the cosignature by witness\.example does not verify$"):
         verify_cosignature(text + "extra\n", line, verifier)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+READS_SIGNER = "a signer key reads PRIVATE+KEY+<name>+<key id>+<key>"
+READS_VERIFIER = "a verifier key reads <name>+<8 hex key id>+<base64 key>"
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("PRIVATE+KEY+PeterNeumann+c74f20a3", READS_SIGNER),
+        (GO_SKEY.replace("PRIVATE+KEY", "PRIVATE+KEX"), READS_SIGNER),
+        (GO_SKEY.replace("PRIVATE+KEY", "PRIVATX+KEY"), READS_SIGNER),
+        ("PRIVATE+KEY+PeterNeumann+c74f20a3+AYEK!", "the signer key is not valid base64"),
+        (
+            "PRIVATE+KEY+PeterNeumann+c74f20a3+" + _b64(b"\x01" + bytes(31)),
+            "the signer key is not an Ed25519 key",
+        ),
+        (
+            "PRIVATE+KEY+PeterNeumann+c74f20a3+" + _b64(b"\x02" + bytes(32)),
+            "the signer key is not an Ed25519 key",
+        ),
+        (
+            GO_SKEY.replace("c74f20a3", "c74f20a4"),
+            "the signer key's id does not match its name and key",
+        ),
+        (
+            GO_SKEY.replace("c74f20a3", "c74f20a30"),
+            "the signer key's id does not match its name and key",
+        ),
+    ],
+)
+def test_a_malformed_signer_key_is_refused_saying_why(key: str, message: str) -> None:
+    with pytest.raises(NoteError) as refused:
+        Signer.parse(key)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("PeterNeumann+c74f20a3", READS_VERIFIER),
+        ("PeterNeumann+c74f20a+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW", READS_VERIFIER),
+        ("PeterNeumann+c74f20a3+ARpc!", "the verifier key is not valid base64"),
+        (
+            "PeterNeumann+c74f20a3+" + _b64(b"\x01" + bytes(31)),
+            "the verifier key is not an Ed25519 key",
+        ),
+        (
+            "PeterNeumann+c74f20a3+" + _b64(b"\x02" + bytes(32)),
+            "the verifier key is not an Ed25519 key",
+        ),
+        (
+            GO_VKEY.replace("c74f20a3", "c74f20a4"),
+            "the verifier key's id does not match its name and key",
+        ),
+    ],
+)
+def test_a_malformed_verifier_key_is_refused_saying_why(key: str, message: str) -> None:
+    with pytest.raises(NoteError) as refused:
+        Verifier.parse(key)
+    assert str(refused.value) == message
+
+
+def test_keys_parse_with_an_upper_case_id_and_keep_their_type() -> None:
+    assert Signer.parse(GO_SKEY.replace("c74f20a3", "C74F20A3")).verifier_key() == GO_VKEY
+    assert Verifier.parse(GO_VKEY.replace("c74f20a3", "C74F20A3")).key() == GO_VKEY
+    witness = Signer.generate("witness.example", kind=COSIGNATURE)
+    parsed = Signer.parse(witness.private_key())
+    assert (parsed.kind, parsed.id, parsed.private_key()) == (
+        COSIGNATURE,
+        witness.id,
+        witness.private_key(),
+    )
+    verifier = Verifier.parse(witness.verifier_key())
+    assert (verifier.kind, verifier.id, verifier.key()) == (
+        COSIGNATURE,
+        witness.id,
+        witness.verifier_key(),
+    )

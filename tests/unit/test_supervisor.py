@@ -294,11 +294,11 @@ async def test_restart_says_why_it_refuses_and_starts_a_stopped_or_failed_worker
     with pytest.raises(KeyError, match="projection:nope"):
         await sup.restart("projection:nope")
     with pytest.raises(
-        ValueError, match="^projection:p is running: only a failed or stopped worker restarts$"
+        ValueError, match=r"^projection:p is running: only a failed or stopped worker restarts$"
     ):
         await sup.restart("projection:p")
     await sup.stop()
-    with pytest.raises(ValueError, match="^the supervisor is stopping$"):
+    with pytest.raises(ValueError, match=r"^the supervisor is stopping$"):
         await sup.restart("projection:p")
 
     bad = ScriptedWorker("ingester:shop", [OperationFailure("not authorized", 13)])
