@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
 from eventstore.memory.store import MemoryStore
 from eventstore.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
-from eventstore.proofs import verify_proof_file
+from eventstore.proofs import ProofVerdict, event_proof, verify_proof_file
 from eventstore.tree import event_leaf
 from tests.api.conftest import READ_KEY, AppFactory
 from tests.merkle_helpers import Signed, replace_log, rewrite_event, signed_log
@@ -223,3 +224,48 @@ async def test_verify_says_an_unsigned_checkpoint_is_unsigned_and_none_before_th
     async with AsyncTestClient(make_app(MemoryStore())) as c:
         body = (await c.get("/v1/verify")).json()
         assert body["valid"] is True and body["checkpoint"] is None
+
+
+async def test_a_proof_file_is_refused_with_the_first_check_it_fails(signed: Signed) -> None:
+    key = Verifier.parse(signed.signer.verifier_key())
+    proof = msgspec.to_builtins(await event_proof(signed.store, 7, 13))
+
+    def verdict(**changes: Any) -> ProofVerdict:
+        return verify_proof_file(json.dumps({**proof, **changes}).encode(), key)
+
+    good = verdict()
+    event_hash = signed.events[6].hash
+    assert (good.valid, good.seq, good.tree_size) == (True, 7, 13)
+    assert good.reason == (
+        f"event seq 7 (hash {event_hash}) is in the tree of 13 events signed by log.test"
+    )
+    refused = verify_proof_file(b"[]", key)
+    assert refused.valid is False
+    assert refused.reason.startswith("not an eventstore-proof/v1 file: ")
+    other = Verifier.parse(Signer.generate("log.test").verifier_key())
+    stranger = verify_proof_file(json.dumps(proof).encode(), other)
+    assert (stranger.valid, stranger.reason) == (
+        False,
+        f"checkpoint refused: the note carries no signature by log.test+{other.id.hex()}",
+    )
+    bson_bytes = base64.b64decode(proof["event_bson"])
+    hashes = list(proof["hashes"])
+    for changes, reason in (
+        (
+            {"format": "eventstore-proof/v2"},
+            "format 'eventstore-proof/v2' is not eventstore-proof/v1",
+        ),
+        ({"tree_size": 21}, "tree_size 21 is not the checkpoint's 13"),
+        ({"event_bson": "!" + proof["event_bson"]}, "event_bson is not valid base64"),
+        ({"event_bson": base64.b64encode(b"\x05\x00").decode()}, "event_bson is not BSON"),
+        ({"leaf_index": 5}, "the event's seq 7 is not leaf 5 + 1"),
+        ({"hashes": [hashes[0] + "!", *hashes[1:]]}, "a proof hash is not valid base64"),
+        ({"hashes": hashes[1:]}, "the inclusion proof is shorter than the tree is deep"),
+        (
+            {"event_bson": base64.b64encode(bson_bytes.replace(b"o2", b"o3")).decode()},
+            "the inclusion proof leads to another root",
+        ),
+    ):
+        refused = verdict(**changes)
+        assert (refused.valid, refused.reason) == (False, reason), changes
+    assert verdict(leaf_index=5).tree_size == 13  # the checkpoint opened: its size is known

@@ -136,6 +136,35 @@ async def test_roots_and_proofs_at_the_edges_of_the_stored_tree(
     verify_inclusion(leaf, 4, 5, proof, root_of(leaves))
 
 
+async def test_a_failed_node_write_forgets_the_frontier_and_the_next_batch_reloads_it(
+    store: Store, log: LogBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = LogTree(store.merkle, store.events)
+    first = [log.next("o1") for _ in range(3)]
+    await store.events.append(first)
+    await tree.extend(first)
+    assert tree.size == 3
+    put_nodes = store.merkle.put_nodes
+
+    async def refused(*args: object, **kw: object) -> None:
+        raise ConnectionError("the store is away")
+
+    second = [log.next("o2") for _ in range(2)]
+    await store.events.append(second)
+    monkeypatch.setattr(store.merkle, "put_nodes", refused)
+    with pytest.raises(ConnectionError):
+        await tree.extend(second)
+    # the frontier ran ahead of the store: forgotten, not kept
+    assert (tree.size, tree.root()) == (0, EMPTY_ROOT)
+    monkeypatch.setattr(store.merkle, "put_nodes", put_nodes)
+    third = [log.next("o1")]
+    await store.events.append(third)
+    await tree.extend(third)  # reloads size 3 from the store and catches up from the log
+    events = first + second + third
+    assert (tree.size, await store.merkle.size()) == (6, 6)
+    assert await root_at(store.merkle, 6) == root_of([event_leaf(e) for e in events])
+
+
 async def test_signed_checkpoints_verify_and_remember_the_signer_state(
     store: Store, clock: FakeClock, tmp_path: Path
 ) -> None:
