@@ -98,6 +98,20 @@ def test_a_signing_key_or_signer_state_that_cannot_work_is_refused_naming_it(
         read_state(str(state))
 
 
+def test_a_new_key_file_is_never_open_to_others_even_before_its_chmod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modes: list[int] = []
+    monkeypatch.setattr(os, "chmod", lambda path, mode: modes.append(mode))  # no chmod at all
+    old = os.umask(0)
+    try:
+        write_key(str(tmp_path / "log.key"), "log.test")
+    finally:
+        os.umask(old)
+    assert modes == [0o600]
+    assert stat.S_IMODE(os.stat(tmp_path / "log.key").st_mode) == 0o600  # created so
+
+
 def test_proof_then_verify_proof_offline(tmp_path: Path) -> None:
     signed = asyncio.run(signed_log(tmp_path))
     vkey = signed.signer.verifier_key()
