@@ -253,10 +253,10 @@ async def test_part_of_an_entitys_parked_events_replayed_or_skipped_keeps_the_re
         await h.append("bad")  # 6: held behind 3
         await until_async(lambda: _parked_count(h, 3))
         parked, _ = await h.admin.parked("hooks")
-        assert [(p.seq, p.last_error) for p in parked] == [
-            (3, "held behind parked seq 1"),
-            (5, "held behind parked seq 2"),
-            (6, "held behind parked seq 3"),
+        assert [(p.seq, p.type, p.entity_key, p.last_error) for p in parked] == [
+            (3, "updated", "bad", "held behind parked seq 1"),
+            (5, "updated", "bad", "held behind parked seq 2"),
+            (6, "updated", "bad", "held behind parked seq 3"),
         ]
         assert receiver.ids == ["hooks-4", "hooks-1"]
         await h.admin.replay("hooks", None, actor="ops")
@@ -269,3 +269,33 @@ async def test_part_of_an_entitys_parked_events_replayed_or_skipped_keeps_the_re
         await h.stop()
     assert seqs_by_entity(receiver.bodies)["bad"] == [1, 3, 5, 6, 7]
     assert "hooks-2" not in receiver.ids
+
+
+async def test_a_replayed_event_that_fails_again_is_parked_again_and_replayable_again(
+    receiver: Receiver,
+) -> None:
+    h = Harness()
+    failing = {"bad"}
+    receiver.rule = lambda p: (500, {}) if p["data"]["entity_key"] in failing else (200, {})
+    await h.subscribe("hooks", {"sink": webhook(receiver), "retry": {"delays_s": [5]}})
+    await h.append("bad", "ok")  # 1, 2
+    await h.start(h.worker("hooks"))
+    try:
+        await until(lambda: receiver.ids == ["hooks-2"])
+        await until_async(lambda: _parked_count(h, 1))
+        await h.admin.replay("hooks", None, actor="ops")  # still failing
+        await until(lambda: receiver.attempts.count("hooks-1") == 4)
+        await until_async(lambda: _parked_count(h, 1))
+        [again], _ = await h.admin.parked("hooks")
+        assert (again.seq, again.attempts, again.last_error) == (
+            1,
+            2,
+            "the receiver answered 500",
+        )
+        failing.clear()
+        await h.admin.replay("hooks", None, actor="ops")
+        await until(lambda: "hooks-1" in receiver.ids)
+        await until_async(lambda: _parked_count(h, 0))
+    finally:
+        await h.stop()
+    assert receiver.ids == ["hooks-2", "hooks-1"]
