@@ -131,6 +131,8 @@ async def test_roots_and_proofs_at_the_edges_of_the_stored_tree(
         await leaf_and_inclusion(store.merkle, 0, 7)
     with pytest.raises(ProofError, match=r"^tree size 6 is beyond the stored tree$"):
         await consistency_proof(store.merkle, 2, 6)
+    with pytest.raises(ProofError, match=r"^tree size 8 is beyond the stored tree$"):
+        await inclusion_proof(store.merkle, 0, 8)
     leaf, proof = await leaf_and_inclusion(store.merkle, 4, 5)
     assert leaf == leaves[4]
     verify_inclusion(leaf, 4, 5, proof, root_of(leaves))

@@ -58,6 +58,8 @@ async def test_settled_positions_above_a_checkpoint(store: Store) -> None:
     await store.deliveries.forget_settled("a", up_to=5)
     assert await store.deliveries.settled("a", above=0) == [9]
     assert await store.deliveries.settled("b", above=0) == [4]
+    await store.deliveries.forget_settled("nobody", up_to=5)  # nothing settled: nothing to do
+    assert await store.deliveries.settled("nobody", above=0) == []
 
 
 async def test_parked_events_in_seq_order_paged_unparked_and_cleared(store: Store) -> None:
