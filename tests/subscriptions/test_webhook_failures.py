@@ -227,8 +227,9 @@ def _raw(receiver: Receiver) -> bytes:
 
 
 async def test_part_of_an_entitys_parked_events_replayed_or_skipped_keeps_the_rest_holding(
-    receiver: Receiver,
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="eventstore.subscriptions")
     h = Harness()
     failing = {"bad"}
     receiver.rule = lambda p: (500, {}) if p["data"]["entity_key"] in failing else (200, {})
@@ -242,6 +243,8 @@ async def test_part_of_an_entitys_parked_events_replayed_or_skipped_keeps_the_re
     try:
         await until(lambda: receiver.ids == ["hooks-4"])
         await until_async(lambda: _parked_count(h, 3))
+        parked_lines = [r.getMessage() for r in caplog.records if " parked " in r.getMessage()]
+        assert parked_lines == ["subscription hooks parked 3 event(s) of orders/bad from seq 1"]
         failing.clear()
         await h.admin.replay("hooks", 1, actor="ops")
         await until(lambda: "hooks-1" in receiver.ids)
