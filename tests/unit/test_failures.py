@@ -225,3 +225,17 @@ def test_a_retryable_label_counts_from_the_driver_or_from_the_servers_reply() ->
     assert classify(failure) == FATAL
     failure._add_error_label("RetryableWriteError")
     assert classify(failure) == TRANSIENT
+
+
+def test_a_write_concern_error_is_judged_by_its_own_code_and_odd_items_are_ignored() -> None:
+    def reply(details: dict[str, object]) -> OperationFailure:
+        return OperationFailure("write concern", None, details)
+
+    assert classify(reply({"writeConcernError": {"code": 91, "errmsg": "shutdown"}})) == TRANSIENT
+    assert classify(reply({"writeConcernError": {"code": 13, "errmsg": "unauthorized"}})) == FATAL
+    assert classify(reply({"writeConcernError": {"code": 11000}})) == FATAL
+    assert classify(reply({"writeConcernError": {"errmsg": "no code"}})) == FATAL
+    assert classify(reply({"writeConcernError": "not a document"})) == FATAL
+    # items that are not documents, or carry no integer code, say nothing
+    odd = BulkWriteError({"writeErrors": [{"code": 189}, {"code": "x"}, "junk", {"errmsg": "?"}]})
+    assert classify(odd) == TRANSIENT

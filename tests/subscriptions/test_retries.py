@@ -1,0 +1,151 @@
+"""The delivery engine against a scripted sink: the retry schedule, parking, reset, offline commands."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from eventstore.clock import FakeClock
+from eventstore.codec import utc_ms
+from eventstore.subscriptions.config import SubscriptionConfig
+from eventstore.subscriptions.sinks.base import DELIVERED, EVENT_FAILED, Delivery, Outcome, Sink
+from tests.realsinks import SECRET
+from tests.subscribing import Harness, until, until_async
+
+HOOK = {"kind": "webhook", "url": "http://127.0.0.1:9/hook", "secret": SECRET}
+
+
+class ScriptedSink:
+    """Answers each delivery by `rule`, keeping every attempt with the fake clock's time."""
+
+    strict = False
+
+    def __init__(self, clock: FakeClock, rule: Callable[[Delivery], Outcome]) -> None:
+        self.clock = clock
+        self.rule = rule
+        self.attempts: list[tuple[str, datetime]] = []
+        self.closed = 0
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """One outcome per delivery, by the rule."""
+        out = []
+        for d in deliveries:
+            self.attempts.append((d.id, self.clock.now()))
+            out.append(self.rule(d))
+        return out
+
+    async def close(self) -> None:
+        """Count closings."""
+        self.closed += 1
+
+
+def failing(entity: str, detail: str | None = None) -> Callable[[Delivery], Outcome]:
+    """Every event of `entity` fails (with `detail`), the others are delivered."""
+
+    def rule(d: Delivery) -> Outcome:
+        if d.event.entity_key == entity:
+            return Outcome(status=EVENT_FAILED, detail=detail)
+        return Outcome(status=DELIVERED)
+
+    return rule
+
+
+async def test_each_retry_waits_its_delay_with_jitter_then_the_event_is_parked() -> None:
+    h = Harness()
+    t0 = h.clock.now()
+    sink = ScriptedSink(h.clock, failing("bad"))
+    built: list[SubscriptionConfig] = []
+
+    def factory(config: SubscriptionConfig) -> Sink:
+        built.append(config)
+        return sink
+
+    retry = {"delays_s": [5, 60], "jitter": 0.2}
+    await h.subscribe("hooks", {"sink": HOOK, "retry": retry})
+    await h.append("bad", "ok")  # 1, 2
+    await h.start(h.worker("hooks", sink_factory=factory, rng=random.Random(7)))
+    try:
+        await until_async(lambda: _parked(h, 1))
+        await until_async(lambda: _at(h, 2))
+    finally:
+        await h.stop()
+    rng = random.Random(7)
+    first = 5 * (1 + rng.uniform(-0.2, 0.2))
+    second = 60 * (1 + rng.uniform(-0.2, 0.2))
+    tries = [at for i, at in sink.attempts if i == "hooks-1"]
+    assert tries == [
+        t0,
+        t0 + timedelta(seconds=first),
+        t0 + timedelta(seconds=first) + timedelta(seconds=second),
+    ]
+    [parked], _ = await h.admin.parked("hooks")
+    assert (parked.seq, parked.attempts, parked.last_error) == (1, 3, "failed")  # no detail
+    assert parked.parked_at == utc_ms(tries[-1])  # stored at millisecond precision
+    assert [c.name for c in built] == ["hooks"] and sink.closed == 1
+
+
+async def test_a_reset_forgets_parked_and_settled_events_and_delivers_again_from_its_start() -> (
+    None
+):
+    h = Harness()
+    sink = ScriptedSink(h.clock, failing("bad", "nope"))
+    await h.subscribe("hooks", {"sink": HOOK, "retry": {"delays_s": [1]}})
+    await h.append("bad", "ok", "ok")  # 1, 2, 3
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _parked(h, 1))
+        await until_async(lambda: _at(h, 3))
+        sink.rule = failing("nobody")
+        await h.admin.reset("hooks", "earliest", actor="ops")
+        await until_async(lambda: _parked(h, 0))
+        await until(lambda: [i for i, _ in sink.attempts].count("hooks-2") == 2)
+        await until_async(lambda: _at(h, 3))
+    finally:
+        await h.stop()
+    ids = [i for i, _ in sink.attempts]
+    assert ids[-3:] == ["hooks-1", "hooks-2", "hooks-3"]  # all again, in order, the same ids
+    checkpoint = await h.store.checkpoints.get("subscription:hooks")
+    assert checkpoint is not None and checkpoint.updated_at == utc_ms(h.clock.now())
+
+
+async def test_queued_commands_are_carried_out_offline_except_a_replay_which_needs_a_sink() -> None:
+    h = Harness()
+    sink = ScriptedSink(h.clock, failing("bad"))
+    await h.subscribe("hooks", {"sink": HOOK, "retry": {"delays_s": []}})
+    await h.append("bad", "bad", "ok", "ok2")  # 1, 2 (held), 3, 4
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _parked(h, 2))
+        await until_async(lambda: _at(h, 4))
+    finally:
+        await h.stop()
+    built: list[str] = []
+
+    def factory(config: SubscriptionConfig) -> Sink:
+        built.append(config.name)
+        return sink
+
+    offline = h.worker("hooks", sink_factory=factory)
+    await h.admin.replay("hooks", None, actor="ops")
+    await h.admin.skip("hooks", 2, actor="ops")
+    await h.admin.reset("hooks", {"seq": 4}, actor="ops")
+    assert await offline.run_commands_once() is True
+    assert built == []  # no sink is built to carry out commands
+    assert await h.position("hooks") == 3  # reset: from seq 4 on
+    record = await h.admin.get("hooks")
+    assert [c["action"] for c in record.commands] == ["replay"]  # waits for a delivering one
+    assert await h.store.deliveries.count_parked("hooks") == 0  # reset cleared them
+    # while another instance holds the lease, nothing is done here
+    holder = h.worker("hooks", owner="b", sink_factory=factory)
+    assert await holder.lease.try_acquire()
+    assert await offline.run_commands_once() is False
+    await holder.lease.release()
+
+
+async def _parked(h: Harness, n: int) -> bool:
+    return await h.store.deliveries.count_parked("hooks") == n
+
+
+async def _at(h: Harness, position: int) -> bool:
+    return await h.position("hooks") == position
