@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,18 @@ from litestar.testing import AsyncTestClient
 
 from eventstore.memory.store import MemoryStore
 from eventstore.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
-from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
-from eventstore.proofs import ProofVerdict, event_proof, verify_proof_file
+from eventstore.model import TreeCheckpoint
+from eventstore.notes import (
+    Signer,
+    Verifier,
+    checkpoint_text,
+    cosign,
+    open_note,
+    parse_checkpoint,
+    sign_note,
+    verify_cosignature,
+)
+from eventstore.proofs import ProofVerdict, event_proof, full_note, verify_proof_file
 from eventstore.tree import event_leaf
 from tests.api.conftest import READ_KEY, AppFactory
 from tests.merkle_helpers import Signed, replace_log, rewrite_event, signed_log
@@ -269,3 +280,23 @@ async def test_a_proof_file_is_refused_with_the_first_check_it_fails(signed: Sig
         refused = verdict(**changes)
         assert (refused.valid, refused.reason) == (False, reason), changes
     assert verdict(leaf_index=5).tree_size == 13  # the checkpoint opened: its size is known
+
+
+def test_a_checkpoints_note_is_served_with_its_cosignature_lines_after_its_own() -> None:
+    text = checkpoint_text("eventstore/test", 3, bytes(32))
+    log_key = Signer.generate("log.test")
+    witness = Signer.generate("witness.test", kind=0x04)
+    line = cosign(text, witness, 1_767_225_600)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    signed = TreeCheckpoint(
+        size=3, root="", note=sign_note(text, log_key), signed=True, created_at=at
+    )
+    assert full_note(signed) == signed.note  # no cosignatures: the note as made
+    cosigned = msgspec.structs.replace(signed, cosignatures=[line.rstrip("\n"), line])
+    assert full_note(cosigned) == signed.note + line + line  # each line ends with a newline
+    unsigned = TreeCheckpoint(size=3, root="", note=text, signed=False, created_at=at)
+    served = full_note(msgspec.structs.replace(unsigned, cosignatures=[line]))
+    assert served == text + "\n" + line  # the empty line that opens a signature block
+    assert open_note(full_note(cosigned), Verifier.parse(log_key.verifier_key())) == text
+    witness_key = Verifier.parse(witness.verifier_key())
+    assert verify_cosignature(text, served.split("\n\n")[1], witness_key) == 1_767_225_600

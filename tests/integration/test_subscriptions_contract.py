@@ -48,6 +48,14 @@ async def test_commands_queue_in_order_and_are_dropped_by_id(store: Store) -> No
     await store.subscriptions.drop_commands("a", ["c0", "c2"])
     got = await store.subscriptions.get("a")
     assert got is not None and got.commands == [{"id": "c1", "action": "skip", "seq": 1}]
+    # a queued command is the command as it was pushed, whatever its sender does with it later
+    start = {"kind": "seq", "seq": 4}
+    assert await store.subscriptions.push_command(
+        "a", {"id": "c3", "action": "reset", "start": start}
+    )
+    start["seq"] = 99
+    got = await store.subscriptions.get("a")
+    assert got is not None and got.commands[-1]["start"] == {"kind": "seq", "seq": 4}
 
 
 async def test_settled_positions_above_a_checkpoint(store: Store) -> None:
