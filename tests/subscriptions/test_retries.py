@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+import pytest
+
 from eventstore.clock import FakeClock
 from eventstore.codec import utc_ms
 from eventstore.subscriptions.config import SubscriptionConfig
-from eventstore.subscriptions.sinks.base import DELIVERED, EVENT_FAILED, Delivery, Outcome, Sink
+from eventstore.subscriptions.sinks.base import (
+    DELIVERED,
+    EVENT_FAILED,
+    SINK_FAILED,
+    Delivery,
+    Outcome,
+    Sink,
+)
 from tests.realsinks import SECRET
 from tests.subscribing import Harness, until, until_async
 
@@ -149,3 +159,34 @@ async def _parked(h: Harness, n: int) -> bool:
 
 async def _at(h: Harness, position: int) -> bool:
     return await h.position("hooks") == position
+
+
+async def test_a_sink_failure_backs_off_the_whole_subscription_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventstore.subscriptions")
+    h = Harness()
+    t0 = h.clock.now()
+    down = [True]
+
+    def rule(d: Delivery) -> Outcome:
+        if down[0]:
+            down[0] = False
+            return Outcome(status=SINK_FAILED, detail="down", retry_after=30.0)
+        return Outcome(status=DELIVERED)
+
+    sink = ScriptedSink(h.clock, rule)
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _at(h, 1))
+        await h.admin.reset("hooks", "earliest", actor="ops")
+        await until(lambda: len(sink.attempts) == 3)
+    finally:
+        await h.stop()
+    assert [at for _, at in sink.attempts[:2]] == [t0, t0 + timedelta(seconds=30)]
+    lines = [r.getMessage() for r in caplog.records if r.name == "eventstore.subscriptions"]
+    assert "subscription hooks backs off for 30.0s: down" in lines
+    assert "subscription hooks: carrying out reset" in lines
+    assert await h.store.deliveries.count_parked("hooks") == 0  # a sink failure parks nothing
