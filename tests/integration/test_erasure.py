@@ -387,3 +387,57 @@ async def test_an_erasure_request_needs_a_reason_and_an_actor_of_plain_bounded_t
     )
     assert not other.already_queued and other.request.entity_key == "B"
     assert [r.entity_key for r in await store.erasures.queued()] == ["A", "B"]
+
+
+async def test_an_entity_is_already_erased_only_while_none_of_its_events_has_a_salt() -> None:
+    def history_of(store: MemoryStore) -> History:
+        return History.from_settings(store, Settings(uri="memory://", source="simulator"))
+
+    when = FakeClock().now()
+    first_old = MemoryStore()
+    await first_old.events.append(salted_log(3, payload_scheme_at=1))  # only version 1 is old
+    with pytest.raises(ErasureRefused, match=r"^version 1 of orders/A was written under"):
+        await request_erasure(
+            first_old,
+            history_of(first_old),
+            stream="orders",
+            key="A",
+            reason="r",
+            actor="a",
+            now=when,
+        )
+    done = ErasureRequest(
+        id="old",
+        stream="orders",
+        entity_id="A",
+        entity_key="A",
+        reason="r",
+        actor="a",
+        state="done",
+        seq=4,
+    )
+    # every event erased (no salt left): the request that erased them answers
+    erased = MemoryStore()
+    await erased.events.append(
+        [msgspec.structs.replace(e, salt=None, erased_by=4) for e in salted_log(3)]
+    )
+    await erased.erasures.create(done)
+    again = await request_erasure(
+        erased, history_of(erased), stream="orders", key="A", reason="r", actor="a", now=when
+    )
+    assert (again.already_erased, again.request) == (True, done)
+    # events that still have their salt (written after that erasure): a new request
+    salted = MemoryStore()
+    await salted.events.append(salted_log(3))
+    await salted.erasures.create(done)
+    fresh = await request_erasure(
+        salted,
+        history_of(salted),
+        stream="orders",
+        key="A",
+        reason="r",
+        actor="a",
+        now=when,
+        new_id=lambda: "new",
+    )
+    assert (fresh.already_erased, fresh.already_queued, fresh.request.id) == (False, False, "new")
