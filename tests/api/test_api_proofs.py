@@ -300,3 +300,17 @@ def test_a_checkpoints_note_is_served_with_its_cosignature_lines_after_its_own()
     assert open_note(full_note(cosigned), Verifier.parse(log_key.verifier_key())) == text
     witness_key = Verifier.parse(witness.verifier_key())
     assert verify_cosignature(text, served.split("\n\n")[1], witness_key) == 1_767_225_600
+
+
+async def test_a_proof_file_of_an_unknown_event_or_one_beyond_the_checkpoint_says_which(
+    keyed: Any,
+) -> None:
+    unknown = await keyed.get("/v1/events/99/proof", headers=AUTH)
+    assert (unknown.status_code, unknown.json()["detail"]) == (404, "no event has seq 99")
+    beyond = await keyed.get("/v1/events/14/proof", params={"size": 13}, headers=AUTH)
+    assert (beyond.status_code, beyond.json()["detail"]) == (422, "seq 14 is beyond tree size 13")
+    missing = await keyed.get("/v1/events/7/proof", params={"size": 14}, headers=AUTH)
+    assert (missing.status_code, missing.json()["detail"]) == (
+        404,
+        "no checkpoint was made at tree size 14",
+    )
