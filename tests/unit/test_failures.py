@@ -9,6 +9,7 @@ from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
     ConfigurationError,
+    ConnectionFailure,
     DuplicateKeyError,
     InvalidURI,
     NetworkTimeout,
@@ -239,3 +240,30 @@ def test_a_write_concern_error_is_judged_by_its_own_code_and_odd_items_are_ignor
     # items that are not documents, or carry no integer code, say nothing
     odd = BulkWriteError({"writeErrors": [{"code": 189}, {"code": "x"}, "junk", {"errmsg": "?"}]})
     assert classify(odd) == TRANSIENT
+
+
+def test_the_cause_chain_is_followed_once_through_context_unless_suppressed() -> None:
+    def raised(inner: BaseException, *, suppress: bool) -> SourceError:
+        try:
+            try:
+                raise inner
+            except BaseException:
+                if suppress:
+                    raise SourceError("cannot reach MongoDB") from None
+                raise SourceError("cannot reach MongoDB")  # noqa: B904 (the implicit context)
+        except SourceError as exc:
+            return exc
+
+    assert classify(raised(AutoReconnect("reset"), suppress=False)) == TRANSIENT
+    assert classify(raised(AutoReconnect("reset"), suppress=True)) == FATAL  # `from None`
+    # a cycle of causes that says nothing ends (fatal) instead of looping
+    first, second = ValueError("a"), KeyError("b")
+    first.__cause__, second.__cause__ = second, first
+    assert classify(first) == FATAL
+    # a plain connection failure without a reply is transient
+    assert classify(ConnectionFailure("gone")) == TRANSIENT
+
+
+def test_an_error_of_the_service_without_a_message_reads_as_its_type() -> None:
+    assert describe(SourceError("")) == "SourceError: "
+    assert describe(LogConflict("")) == "LogConflict: "
