@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -153,6 +154,10 @@ async def test_queued_commands_are_carried_out_offline_except_a_replay_which_nee
     await holder.lease.release()
 
 
+async def _no_commands(h: Harness) -> bool:
+    return (await h.admin.get("hooks")).commands == []
+
+
 async def _parked(h: Harness, n: int) -> bool:
     return await h.store.deliveries.count_parked("hooks") == n
 
@@ -190,3 +195,38 @@ async def test_a_sink_failure_backs_off_the_whole_subscription_and_says_so(
     assert "subscription hooks backs off for 30.0s: down" in lines
     assert "subscription hooks: carrying out reset" in lines
     assert await h.store.deliveries.count_parked("hooks") == 0  # a sink failure parks nothing
+
+
+async def test_replaying_more_of_an_entity_while_its_replayed_event_is_in_flight_sends_it_once() -> (
+    None
+):
+    h = Harness()
+    sink = ScriptedSink(h.clock, failing("bad"))
+    await h.subscribe("hooks", {"sink": HOOK, "retry": {"delays_s": []}, "lanes": 4})
+    await h.append("bad", "bad", "bad")  # 1 fails and parks, 2 and 3 held behind it
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    gate = asyncio.Event()
+    batches: list[list[str]] = []
+
+    async def slow(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        batches.append([d.id for d in deliveries])
+        if any(d.id == "hooks-1" for d in deliveries):
+            await gate.wait()  # seq 1 stays in flight until the test lets it go
+        return [Outcome(status=DELIVERED) for _ in deliveries]
+
+    try:
+        await until_async(lambda: _parked(h, 3))
+        sink.deliver = slow  # type: ignore[method-assign]
+        await h.admin.replay("hooks", 1, actor="ops")
+        await until(lambda: batches == [["hooks-1"]])
+        await h.admin.replay("hooks", None, actor="ops")  # 2 and 3 queue behind 1
+        await until_async(lambda: _no_commands(h))  # the worker carried the replay out
+        await asyncio.sleep(0.05)  # and has had its chance to launch anything
+        assert batches == [["hooks-1"]]  # one event of the entity in flight, never twice
+        gate.set()
+        await until_async(lambda: _parked(h, 0))  # each unparked once delivered
+        await until(lambda: len(batches) >= 3)
+        await asyncio.sleep(0.05)
+    finally:
+        await h.stop()
+    assert batches == [["hooks-1"], ["hooks-2"], ["hooks-3"]]
