@@ -66,6 +66,7 @@ async def test_no_checkpoint_yet_is_a_404_problem(make_app: AppFactory) -> None:
     async with AsyncTestClient(make_app(MemoryStore())) as c:
         r = await c.get("/v1/checkpoint")
         assert r.status_code == 404 and r.json()["status"] == 404
+        assert r.json()["detail"] == "no checkpoint has been made yet"
         r = await c.get("/v1/proof/inclusion", params={"seq": 1})
         assert r.status_code == 404
 

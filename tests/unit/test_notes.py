@@ -16,6 +16,7 @@ from eventstore.notes import (
     open_note,
     parse_checkpoint,
     sign_note,
+    split_note,
     verify_cosignature,
 )
 
@@ -234,3 +235,24 @@ def test_an_unsigned_or_malformed_note_is_refused_saying_which() -> None:
     with pytest.raises(NoteError) as refused:
         Verifier("short", bytes(31))
     assert str(refused.value) == "the verifier key is not an Ed25519 public key"
+
+
+def test_a_note_splits_at_its_last_empty_line_and_each_signature_line_is_exact() -> None:
+    signer = Signer.generate("log.test")
+    text = "origin\n\nan extension after an empty line\n"
+    assert open_note(sign_note(text, signer), Verifier.parse(signer.verifier_key())) == text
+    for bad, message in (
+        ("x\n\n\u2014 a b AAAAAAAA\n", "a signature is not valid base64"),  # no space in a name
+        ("x\n\n- log.test AAAAAAAA\n", "a signature line starts with an em dash and a space"),
+        (
+            "x\n\u2014 log.test AAAAAAAA\n",
+            "a signed note is its text, an empty line, then signature lines",
+        ),
+        (
+            "x\n\n\u2014 log.test AAAAAAAA",
+            "a signed note is its text, an empty line, then signature lines",
+        ),
+    ):
+        with pytest.raises(NoteError) as refused:
+            split_note(bad)
+        assert str(refused.value) == message, bad
