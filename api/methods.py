@@ -7,7 +7,8 @@
   flag and skip their query and stream.
 - Any other method the path does not declare: 405 problem+json with `Allow`.
 
-A path no route matches is left to the router (404).
+A path no route answers (unknown, or a parameter that does not parse) is the
+router's 404 problem for every method.
 """
 
 from __future__ import annotations
@@ -95,6 +96,18 @@ def _not_allowed(method: str, allow: str) -> tuple[bytes, list[tuple[bytes, byte
     return body, headers
 
 
+def _not_found() -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The router's own 404 problem (the same body as a GET of an unknown path)."""
+    body = _ENCODER.encode(
+        Problem(type=TYPE_BASE + "not-found", title="Not Found", status=404, detail="Not Found")
+    )
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    return body, headers
+
+
 async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     """A whole response in two messages."""
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -120,11 +133,22 @@ class MethodsMiddleware:
         self.app = app
         self.allowed = allowed
 
+    async def _unrouted(self, scope: Scope, receive: Receive, send: Send, method: str) -> None:
+        """No route answers the path: the router's 404 problem, whatever the method.
+
+        Routed as itself, a path whose shape matches a route but whose parameter does
+        not parse (`/v1/events/abc/proof`) would be a 404 for some methods and a 405
+        for others (the router checks the method before the parameters).
+        """
+        del scope, receive  # nothing to route
+        body, headers = _not_found()
+        await respond(send, 404, headers, b"" if method == "HEAD" else body)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = cast(str, scope.get("method", ""))
         route = self.allowed(scope["path"])
         if route is None:
-            await self.app(scope, receive, send)  # the router's 404
+            await self._unrouted(scope, receive, send, method)
             return
         allowed = route.methods
         if method in ("OPTIONS", "HEAD") or method not in allowed:

@@ -138,8 +138,30 @@ def _job_conflict(_: Request[Any, Any, Any], exc: JobConflict) -> Response[Probl
     return problem(409, str(exc), kind="rebuild-active")
 
 
-def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+def _public_names(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The handler's parameter names mapped to the names a client sends (`first` -> `from`)."""
+    signature = getattr(request.scope.get("route_handler"), "parsed_fn_signature", None)
+    parameters = getattr(signature, "parameters", None) or {}
+    names: dict[str, str] = {}
+    for name, field in parameters.items():
+        kwarg = getattr(field, "kwarg_definition", None)
+        public = getattr(kwarg, "name", None) or getattr(kwarg, "query", None)
+        public = public or getattr(kwarg, "header", None)
+        if isinstance(public, str) and public != name:
+            names[name] = public
+    return names
+
+
+def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     errors = exc.extra if isinstance(exc.extra, list) else None
+    # Litestar names a failing parameter by its Python name; the client sent its alias.
+    # The request body as a whole is Litestar's `data`: to the client it is the body.
+    renamed = {"data": "body", **_public_names(request)} if errors else {}
+    if errors:
+        errors = [
+            {**e, "key": renamed.get(str(e.get("key")), e.get("key"))} if isinstance(e, dict) else e
+            for e in errors
+        ]
     parts = [
         f"{e.get('key') or e.get('source')}: {e.get('message')}"
         for e in (errors or [])

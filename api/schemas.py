@@ -126,6 +126,8 @@ class EntityVerdictOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     events_checked: int
     first_invalid_version: int | None
     reason: str | None
+    # null before the first checkpoint (required: always encoded, null included).
+    checkpoint: ScopedCheckpointCheckOut | None
     erased: list[ErasedEventOut] = []
 
 
@@ -140,6 +142,8 @@ class StreamVerdictOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     entities_checked: int
     events_checked: int
     invalid: list[InvalidEntityOut]
+    # null before the first checkpoint (required: always encoded, null included).
+    checkpoint: ScopedCheckpointCheckOut | None
     events_erased: int = 0
 
 
@@ -157,6 +161,13 @@ class CheckpointCheckOut(msgspec.Struct, kw_only=True):
     signed_by: str | None
     matches: bool
     reason: str
+
+
+class ScopedCheckpointCheckOut(CheckpointCheckOut, kw_only=True):
+    """The latest stored checkpoint held to a stream's or entity's newest event inside it."""
+
+    seq: int | None  # that event; null while none of its events is inside (`pending`)
+    pending: bool
 
 
 class LogVerdictOut(msgspec.Struct, kw_only=True, omit_defaults=True):

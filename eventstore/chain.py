@@ -105,6 +105,8 @@ class EntityVerdict(msgspec.Struct, frozen=True, kw_only=True):
     first_invalid_version: int | None = None
     reason: str | None = None
     erased: list[ErasedEvent] = []
+    # The latest stored checkpoint, held to the entity's newest event inside it.
+    checkpoint: CheckpointCheck | None = None
 
 
 class CheckpointCheck(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,6 +115,10 @@ class CheckpointCheck(msgspec.Struct, frozen=True, kw_only=True):
     `matches` is True when the root of the first `size` events, recomputed from
     their hashes, is the checkpoint's root; `signed_by` names the signature's key
     (`name+keyid hex`) as the note claims it, None for an unsigned checkpoint.
+
+    For one stream or entity, `seq` is its newest event inside the checkpoint, the
+    one held to it; `pending` is True when none of its events is inside yet (nothing
+    to hold: `matches` is False without meaning tampering).
     """
 
     size: int
@@ -121,6 +127,13 @@ class CheckpointCheck(msgspec.Struct, frozen=True, kw_only=True):
     signed_by: str | None = None
     matches: bool
     reason: str
+    seq: int | None = None
+    pending: bool = False
+
+    @property
+    def holds(self) -> bool:
+        """Nothing in the checkpoint contradicts the events (it matches, or has none yet)."""
+        return self.matches or self.pending
 
 
 class LogVerdict(msgspec.Struct, frozen=True, kw_only=True):

@@ -110,16 +110,8 @@ async def verify_checkpoint(
     )
 
 
-def stored_checkpoint_check(
-    checkpoint: TreeCheckpoint, recomputed: bytes | None, log_size: int
-) -> CheckpointCheck:
-    """The latest stored checkpoint held to the events: `recomputed` is the root of its size.
-
-    `recomputed` comes from the events' own hashes (None when the log has fewer
-    events). The note's own size and root must be the stored ones as well: a
-    stored root rewritten beside an untouched note is tampering too. Without a
-    verifier key the signature is named as the note claims it, not checked.
-    """
+def _note_facts(checkpoint: TreeCheckpoint) -> tuple[str | None, str | None]:
+    """(who the note says signed it, what is wrong with the note) of a stored checkpoint."""
     signed_by: str | None = None
     note_problem: str | None = None
     try:
@@ -135,6 +127,24 @@ def stored_checkpoint_check(
         note_problem = f"its note is unreadable ({exc})"
     if checkpoint.signed and signed_by is None and note_problem is None:
         note_problem = "it is recorded as signed but its note carries no signature"
+    return signed_by, note_problem
+
+
+def _how(signed_by: str | None) -> str:
+    return f"signed by {signed_by}" if signed_by else "unsigned (no signing key)"
+
+
+def stored_checkpoint_check(
+    checkpoint: TreeCheckpoint, recomputed: bytes | None, log_size: int
+) -> CheckpointCheck:
+    """The latest stored checkpoint held to the events: `recomputed` is the root of its size.
+
+    `recomputed` comes from the events' own hashes (None when the log has fewer
+    events). The note's own size and root must be the stored ones as well: a
+    stored root rewritten beside an untouched note is tampering too. Without a
+    verifier key the signature is named as the note claims it, not checked.
+    """
+    signed_by, note_problem = _note_facts(checkpoint)
     base = CheckpointCheck(
         size=checkpoint.size,
         root=checkpoint.root,
@@ -158,9 +168,59 @@ def stored_checkpoint_check(
             reason=f"the root of the first {checkpoint.size} events, recomputed from their"
             " hashes, is not the latest checkpoint's: events were rewritten",
         )
-    how = f"signed by {signed_by}" if signed_by else "unsigned (no signing key)"
     return replace(
         base,
         matches=True,
-        reason=f"the first {checkpoint.size} events have the root of the latest checkpoint ({how})",
+        reason=f"the first {checkpoint.size} events have the root of the latest checkpoint"
+        f" ({_how(signed_by)})",
+    )
+
+
+def scoped_check(
+    checkpoint: TreeCheckpoint,
+    *,
+    what: str,
+    seq: int | None,
+    newest: int,
+    problem: str | None,
+    how_held: str,
+) -> CheckpointCheck:
+    """The latest stored checkpoint held to one stream's or entity's newest event inside it.
+
+    `seq` is that event (None: none of `what`'s events is inside yet), `newest`
+    the seq of `what`'s newest event, `problem` why the event is not shown to be
+    in the checkpoint's tree (None when it is), `how_held` how it was shown.
+    """
+    signed_by, note_problem = _note_facts(checkpoint)
+    base = CheckpointCheck(
+        size=checkpoint.size,
+        root=checkpoint.root,
+        signed=checkpoint.signed,
+        signed_by=signed_by,
+        matches=False,
+        reason="",
+        seq=seq,
+    )
+    replace = msgspec.structs.replace
+    if note_problem is not None:
+        return replace(base, reason=f"the latest checkpoint ({checkpoint.size}): {note_problem}")
+    if seq is None:
+        return replace(
+            base,
+            pending=True,
+            reason=f"no event of {what} is in the latest checkpoint ({checkpoint.size} events,"
+            f" {_how(signed_by)}) yet: its events (up to seq {newest}) are newer",
+        )
+    if problem is not None:
+        return replace(base, reason=problem)
+    later = (
+        f"; its events after seq {checkpoint.size} are not in a checkpoint yet"
+        if newest > checkpoint.size
+        else ""
+    )
+    return replace(
+        base,
+        matches=True,
+        reason=f"the newest event of {what} in the latest checkpoint ({checkpoint.size} events,"
+        f" {_how(signed_by)}), seq {seq}, is in its tree ({how_held}){later}",
     )

@@ -17,7 +17,7 @@ from eventstore.merkle import ProofFailed, verify_consistency
 from eventstore.model import Event, TreeCheckpoint
 from eventstore.notes import Signer, checkpoint_text, sign_note
 from eventstore.ports import Clock, EventLog, MerkleTree
-from eventstore.settings import Settings
+from eventstore.settings import Settings, SettingsError
 from eventstore.signing import SignerState, load_signer, read_state, root_b64, write_state
 from eventstore.tree import Heartbeat, LogTree, consistency_proof
 
@@ -124,9 +124,14 @@ class Checkpointer:
             assert self.state_path is not None
             # Remembered before the checkpoint is stored: a crash in between leaves a
             # state the next, larger tree still extends.
-            write_state(
-                self.state_path, SignerState(origin=self.origin, size=size, root=root_b64(root))
-            )
+            state = SignerState(origin=self.origin, size=size, root=root_b64(root))
+            try:
+                write_state(self.state_path, state)  # one pwrite + fdatasync (about 1 ms)
+            except (OSError, SettingsError) as exc:  # no durable state: no signature
+                raise SigningRefused(
+                    f"the signer state {self.state_path} cannot be written ({exc});"
+                    " refusing to sign"
+                ) from exc
         checkpoint = TreeCheckpoint(
             size=size,
             root=root_b64(root),
@@ -145,7 +150,12 @@ class Checkpointer:
 
     async def _check_extends(self, size: int, root: bytes) -> None:
         assert self.state_path is not None
-        state = read_state(self.state_path)
+        try:
+            state = read_state(self.state_path)
+        except (OSError, SettingsError) as exc:  # unreadable or spoiled: what was signed is unknown
+            raise SigningRefused(
+                f"the signer state {self.state_path} cannot be read ({exc}); refusing to sign"
+            ) from exc
         if state is None:
             return
         if state.origin != self.origin:

@@ -668,16 +668,31 @@ class History:
 
     # -- verification ------------------------------------------------------------------------
     async def verify_entity(self, stream: str, key: str) -> EntityVerdict:
-        """Recompute one entity's chain, page by page; the first bad version is named."""
+        """Recompute one entity's chain, page by page; the first bad version is named.
+
+        The latest checkpoint is held to the entity's newest event inside it.
+        """
         entity_id = await self._target(stream, key)
-        verdict = await verification.verify_entity(self.store.events, stream, entity_id, page=_PAGE)
+        verdict = await verification.verify_entity(
+            self.store.events,
+            stream,
+            entity_id,
+            page=_PAGE,
+            checkpoint=await self.store.merkle.checkpoint(),
+            merkle=self.store.merkle,
+        )
         if verdict is None:
             raise self._unknown(stream, key)
         return verdict
 
     async def verify_stream(self, stream: str) -> StreamVerdict:
-        """Recompute every entity chain of a stream in one pass along `seq` (read in pages)."""
-        verdict = await verification.verify_stream(self.store.events, stream, page=_PAGE)
+        """Recompute every entity chain of a stream in one pass along `seq` (read in pages).
+
+        The same pass holds the latest checkpoint to the log (its root recomputed).
+        """
+        verdict = await verification.verify_stream(
+            self.store.events, stream, page=_PAGE, checkpoint=await self.store.merkle.checkpoint()
+        )
         if verdict.events_checked == 0 and self.streams and stream not in self.streams:
             raise UnknownStream(
                 f"unknown stream {stream!r} (captured: {', '.join(sorted(self.streams))})"

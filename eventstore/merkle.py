@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -80,14 +80,19 @@ def fold_range(hashes: Sequence[bytes]) -> bytes:
 
 
 class Frontier:
-    """Compact range [0, size): the roots of the complete subtrees of the size's set bits."""
+    """Compact range [0, size): the roots of the complete subtrees of the size's set bits.
+
+    The roots are kept largest first; the level of each is implied by `size` (its set
+    bits, high to low), so appending a leaf merges exactly as many roots as `size`
+    has trailing one bits.
+    """
 
     def __init__(self, nodes: Sequence[tuple[int, bytes]] = (), size: int = 0) -> None:
-        self._nodes: list[tuple[int, bytes]] = list(nodes)
-        self.size = size
         expected = [level for level, _ in range_nodes(0, size)]
-        if [level for level, _ in self._nodes] != expected:
-            raise ValueError(f"frontier levels {self._nodes!r} do not match size {size}")
+        if [level for level, _ in nodes] != expected:
+            raise ValueError(f"frontier levels {list(nodes)!r} do not match size {size}")
+        self._roots: list[bytes] = [h for _, h in nodes]
+        self.size = size
 
     @classmethod
     def from_store(cls, size: int, nodes: Mapping[NodeId, bytes]) -> Frontier:
@@ -101,27 +106,41 @@ class Frontier:
 
     def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
         """Add a leaf hash; returns the complete nodes it creates: (level, index, hash), leaf first."""
-        if len(leaf) != HASH_SIZE:
-            raise ValueError("a leaf hash is 32 bytes")
-        index = self.size
-        level, h = 0, leaf
-        created = [(0, index, leaf)]
-        # Amortised O(1): merges happen once per completed subtree.
-        while self._nodes and self._nodes[-1][0] == level:
-            _, left = self._nodes.pop()
-            h = node_hash(left, h)
-            level += 1
-            index >>= 1
-            created.append((level, index, h))
-        self._nodes.append((level, h))
-        self.size += 1
+        return self.extend([leaf])
+
+    def extend(self, leaves: Iterable[bytes]) -> list[tuple[int, int, bytes]]:
+        """Add leaf hashes in order; returns every complete node they create, leaves first each.
+
+        Amortised O(1) per leaf: a merge happens once per completed subtree. This is
+        the capture path's per-event cost, so it stays one loop with local names.
+        """
+        roots, size = self._roots, self.size
+        pop, push = roots.pop, roots.append
+        sha256, one = hashlib.sha256, b"\x01"
+        created: list[tuple[int, int, bytes]] = []
+        add = created.append
+        for leaf in leaves:
+            if len(leaf) != HASH_SIZE:
+                self.size = size
+                raise ValueError("a leaf hash is 32 bytes")
+            add((0, size, leaf))
+            h, level, index, carry = leaf, 0, size, size
+            while carry & 1:  # each trailing one bit of the size: a root to merge with
+                h = sha256(one + pop() + h).digest()
+                level += 1
+                index >>= 1
+                carry >>= 1
+                add((level, index, h))
+            push(h)
+            size += 1
+        self.size = size
         return created
 
     def root(self) -> bytes:
         """The root hash of the tree of `size` leaves."""
-        if not self._nodes:
+        if not self._roots:
             return EMPTY_ROOT
-        return fold_range([h for _, h in self._nodes])
+        return fold_range(self._roots)
 
 
 class ProofPlan(msgspec.Struct, frozen=True):

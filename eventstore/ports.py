@@ -316,6 +316,14 @@ class MerkleTree(Protocol):
         """The stored nodes among `ids`, in one query."""
         ...
 
+    async def truncate(self, size: int) -> None:
+        """Forget the tree beyond `size` leaves: the nodes past it, then the size, lowered to it.
+
+        For a log that lost events the tree held (restored, or rolled back), and for a
+        damaged tree rebuilt from the log (`size` 0). Checkpoints are kept: they are
+        what was signed.
+        """
+
     async def add_checkpoint(self, checkpoint: TreeCheckpoint) -> bool:
         """Store a checkpoint; False (and nothing changes) when one of that size exists."""
         ...

@@ -101,8 +101,21 @@ async def consistency(store: Store, first: int, second: int | None) -> dict[str,
     return {"from": first, "to": n, "hashes": [b64(h) for h in hashes]}
 
 
+async def within_tree(store: Store, size: int | None) -> None:
+    """ProofError (422) when an asked tree size is beyond the stored tree."""
+    if size is not None and size > (stored := await store.merkle.size()):
+        raise ProofError(f"tree size {size} is beyond the stored tree ({stored} events)")
+
+
 async def event_proof(store: Store, seq: int, size: int | None) -> ProofFile:
-    """The proof file of event `seq` in the checkpoint of `size` (default: the latest)."""
+    """The proof file of event `seq` in the checkpoint of `size` (default: the latest).
+
+    Impossible sizes (below `seq`, beyond the tree) are ProofError before a size
+    inside the tree with no checkpoint made at it is NoCheckpoint.
+    """
+    if size is not None and seq > size:
+        raise ProofError(f"seq {seq} is beyond tree size {size}")
+    await within_tree(store, size)
     checkpoint = await checkpoint_at(store, size)
     events = await store.events.read(after_seq=seq - 1, limit=1)
     if not events or events[0].seq != seq:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
-from eventstore.chain import EntityVerdict, LogVerdict
+from eventstore.chain import CheckpointCheck, EntityVerdict, LogVerdict
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.diff import FieldChange
 from eventstore.history import EntityState, HistoryPage, VersionDiff
@@ -115,6 +113,29 @@ def entity_verdict_json(v: EntityVerdict) -> dict[str, Any]:
         out["erased"] = [
             {"seq": e.seq, "version": e.version, "erased_by": e.erased_by} for e in v.erased
         ]
+    out["checkpoint"] = checkpoint_json(v.checkpoint, scoped=True)
+    return out
+
+
+def checkpoint_json(
+    check: CheckpointCheck | None, *, scoped: bool = False
+) -> dict[str, Any] | None:
+    """{size, root, signed, signed_by, matches, reason} (+ `seq`, `pending` for a stream or entity).
+
+    None before the first checkpoint.
+    """
+    if check is None:
+        return None
+    out: dict[str, Any] = {
+        "size": check.size,
+        "root": check.root,
+        "signed": check.signed,
+        "signed_by": check.signed_by,
+        "matches": check.matches,
+        "reason": check.reason,
+    }
+    if scoped:
+        out |= {"seq": check.seq, "pending": check.pending}
     return out
 
 
@@ -132,6 +153,7 @@ def stream_verdict_json(v: StreamVerdict) -> dict[str, Any]:
             }
             for bad in v.invalid
         ],
+        "checkpoint": checkpoint_json(v.checkpoint, scoped=True),
     } | ({"events_erased": v.events_erased} if v.events_erased else {})
 
 
@@ -147,5 +169,5 @@ def log_verdict_json(v: LogVerdict) -> dict[str, Any]:
         "reason": v.reason,
         "head": head_json(v.head),
         "head_matches": v.head_matches,
-        "checkpoint": msgspec.to_builtins(v.checkpoint) if v.checkpoint is not None else None,
+        "checkpoint": checkpoint_json(v.checkpoint),
     } | ({"events_erased": v.events_erased} if v.events_erased else {})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from pymongo import AsyncMongoClient
 from pymongo.errors import (
@@ -64,13 +64,10 @@ async def open_store(settings: Settings) -> Store:
     shown = redact_uri(uri)
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise StoreError(f"unsupported URI {shown}: use mongodb://, mongodb+srv:// or memory://")
+    timeouts = _timeouts(uri, settings.server_timeout_ms)
     try:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            uri,
-            tz_aware=True,
-            serverSelectionTimeoutMS=settings.server_timeout_ms,
-            connectTimeoutMS=settings.server_timeout_ms,
-            appname="eventstore",
+            uri, tz_aware=True, appname="eventstore", **timeouts
         )
     except (ConfigurationError, ValueError, TypeError) as exc:  # InvalidURI is a ConfigurationError
         raise StoreError(f"bad MongoDB URI {shown}: {_detail(exc, uri)}") from None
@@ -79,14 +76,34 @@ async def open_store(settings: Settings) -> Store:
         await store.detect()
     except PyMongoError as exc:
         await store.close()
-        raise _open_error(exc, uri, settings.server_timeout_ms) from None
+        raise _open_error(exc, uri, _selection_ms(uri, settings.server_timeout_ms)) from None
     except BaseException:
         await store.close()
         raise
     return store
 
 
-def _open_error(exc: PyMongoError, uri: str, timeout_ms: int) -> StoreError:
+_TIMEOUT_OPTIONS = ("serverSelectionTimeoutMS", "connectTimeoutMS")
+
+
+def _uri_options(uri: str) -> dict[str, str]:
+    """The URI's options by lower-cased name (MongoDB's option names are case-insensitive)."""
+    query = uri.split("?", 1)[1] if "?" in uri else ""
+    return {k.lower(): v[-1] for k, v in parse_qs(query).items()}
+
+
+def _timeouts(uri: str, default_ms: int) -> dict[str, Any]:
+    """SERVER_TIMEOUT_MS for each timeout the URI does not set itself: the URI's own wins."""
+    given = _uri_options(uri)
+    return {name: default_ms for name in _TIMEOUT_OPTIONS if name.lower() not in given}
+
+
+def _selection_ms(uri: str, default_ms: int) -> int | str:
+    """The server selection timeout in force, for messages."""
+    return _uri_options(uri).get("serverselectiontimeoutms", default_ms)
+
+
+def _open_error(exc: PyMongoError, uri: str, timeout_ms: int | str) -> StoreError:
     """The StoreError for a failure while first talking to the server."""
     shown = redact_uri(uri)
     if isinstance(exc, ServerSelectionTimeoutError):

@@ -1,14 +1,19 @@
 """The log's Merkle tree kept in the store, and proofs read from it (one query each).
 
 Leaf `i` is the event with `seq = i + 1`, leaf input the 32 bytes of its `hash`.
-The capturing instance extends the tree after each stored batch (`LogTree.extend`);
-the tree never runs ahead of the log, and a tree behind the log (written before
-this existed, or a crash between the batch and its nodes) is caught up from the
-log's events on `open`, in pages, with progress.
+The capturing instance extends the tree after each stored batch (`LogTree.extend`),
+outside the batch's transaction. Invariant: the stored tree is a prefix of the log's
+tree: nodes are written only for stored events, the stored size only after the nodes
+it covers. A tree behind the log (written before this existed, a failed tree write,
+a crash between the batch and its nodes or between the nodes and the size) is caught
+up from the log's events: by the next batch, or on `open` at start-up, in pages,
+with progress. A tree ahead of the log (the log lost events: restored, rolled back)
+is cut back to the log on `open`, and a damaged one (a node missing) rebuilt from it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -31,10 +36,6 @@ log = logging.getLogger(__name__)
 Heartbeat = Callable[[], Awaitable[None]]
 Progress = Callable[[int, int], None]
 """Called with (tree size, log size) while a tree is being built from the log."""
-
-
-class TreeMissing(Exception):
-    """A stored node the tree of its size must have is absent (a damaged store)."""
 
 
 def event_leaf(event: Event) -> bytes:
@@ -75,13 +76,51 @@ class LogTree:
         lease with it).
         """
         size = await self.merkle.size()
+        head = (await self.events.head()).seq  # read after the size: never behind it honestly
+        if size > head:
+            # The log lost events the tree held (restored from a backup, rolled back) and
+            # may have gone on with others: the tree keeps only the prefix whose leaves
+            # are the log's events, and follows the log from there. Signing the smaller
+            # tree is then refused by the signer state, loudly: what was signed is gone.
+            agree = await self._agreeing_prefix(head, heartbeat)
+            log.error(
+                "the stored Merkle tree has %d events but the log only %d: cutting the tree"
+                " back to the %d events it shares with the log",
+                size,
+                head,
+                agree,
+            )
+            await self.merkle.truncate(agree)
+            size = agree
         nodes = await self.merkle.get_nodes(Frontier.ids(size))
         try:
             self._frontier = Frontier.from_store(size, nodes)
-        except KeyError as exc:
-            raise TreeMissing(f"the stored tree of size {size} lacks node {exc}") from exc
+        except KeyError as exc:  # a damaged tree (or a cut interrupted): rebuilt from the log
+            log.error(
+                "the stored Merkle tree of %d events lacks node %s: rebuilding it from the log",
+                size,
+                exc,
+            )
+            await self.merkle.truncate(0)
+            self._frontier = Frontier()
         await self.catch_up(heartbeat)
         return self.size
+
+    async def _agreeing_prefix(self, upto: int, heartbeat: Heartbeat | None) -> int:
+        """How many of the first `upto` stored leaves are the leaves of the log's events."""
+        agreed = 0
+        while agreed < upto:
+            events = await self.events.read(after_seq=agreed, limit=min(self.page, upto - agreed))
+            if not events:
+                break
+            stored = await self.merkle.get_nodes([(0, e.seq - 1) for e in events])
+            for event in events:
+                if event.seq != agreed + 1 or stored.get((0, event.seq - 1)) != event_leaf(event):
+                    return agreed
+                agreed = event.seq
+            if heartbeat is not None:
+                await heartbeat()
+        return agreed
 
     def reset(self) -> None:
         """Forget the frontier: the next use reloads it from the store and catches up."""
@@ -110,21 +149,24 @@ class LogTree:
     async def extend(self, events: Sequence[Event]) -> None:
         """Add a stored batch (in seq order); catches up from the log if the batch skips ahead."""
         frontier = await self._require()
-        fresh = [e for e in events if e.seq > frontier.size]
-        if not fresh:
+        size = frontier.size
+        if not events or events[-1].seq <= size:
             return
-        if fresh[0].seq != frontier.size + 1:
+        if events[0].seq <= size:
+            events = [e for e in events if e.seq > size]
+        if events[0].seq != size + 1:
             await self.catch_up()
             return
-        await self._add(fresh)
+        await self._add(events)
 
     async def _add(self, events: Sequence[Event]) -> None:
         frontier = await self._require()
-        created: list[tuple[int, int, bytes]] = []
-        for event in events:
-            if event.seq != frontier.size + 1:
-                raise ValueError(f"seq {event.seq} does not follow tree size {frontier.size}")
-            created.extend(frontier.append(event_leaf(event)))
+        start = frontier.size + 1
+        # The leaves must be the next seqs, densely: one C-level comparison per batch.
+        if [e.seq for e in events] != list(range(start, start + len(events))):
+            raise ValueError(f"the batch does not continue the tree of size {frontier.size}")
+        sha256, zero, fromhex = hashlib.sha256, b"\x00", bytes.fromhex
+        created = frontier.extend([sha256(zero + fromhex(e.hash)).digest() for e in events])
         # Nodes first, then the size that covers them (the port's invariant). A failed
         # write leaves the frontier ahead of the store: forget it, reload next time.
         try:

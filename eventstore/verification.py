@@ -7,12 +7,15 @@ whole log along `seq`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import msgspec
 
 from eventstore.chain import (
+    CheckpointCheck,
     EntityChecker,
     EntityVerdict,
     ErasureClaims,
@@ -21,12 +24,12 @@ from eventstore.chain import (
     entity_problem,
     erasure_names,
 )
-from eventstore.checkpoint_audit import stored_checkpoint_check
+from eventstore.checkpoint_audit import scoped_check, stored_checkpoint_check
 from eventstore.keys import typed_key
-from eventstore.merkle import Frontier
+from eventstore.merkle import Frontier, ProofError, ProofFailed, verify_inclusion
 from eventstore.model import GENESIS_HASH, Event, Head, TreeCheckpoint
-from eventstore.ports import EventLog
-from eventstore.tree import event_leaf
+from eventstore.ports import EventLog, MerkleTree
+from eventstore.tree import event_leaf, inclusion_proof
 
 # Events per read.
 PAGE: Final = 1000
@@ -49,26 +52,80 @@ class StreamVerdict(msgspec.Struct, frozen=True, kw_only=True):
     invalid: list[InvalidEntity]
     # Events whose payload an erasure removed, each backed by its `erased` event.
     events_erased: int = 0
+    # The latest stored checkpoint, held to the stream's newest event inside it.
+    checkpoint: CheckpointCheck | None = None
 
 
 async def verify_entity(
-    log: EventLog, stream: str, entity_id: Any, *, page: int = PAGE
+    log: EventLog,
+    stream: str,
+    entity_id: Any,
+    *,
+    page: int = PAGE,
+    checkpoint: TreeCheckpoint | None = None,
+    merkle: MerkleTree | None = None,
 ) -> EntityVerdict | None:
-    """Recompute one entity's chain in pages of versions; None when it has no events."""
+    """Recompute one entity's chain in pages of versions; None when it has no events.
+
+    With the latest stored `checkpoint` (and the stored tree), the entity's newest
+    event inside it is held to it: that event's leaf, from its own hash, with an
+    inclusion proof from the stored tree, must lead to the checkpoint's root. The
+    entity's chain links every earlier version to that event.
+    """
     checker = EntityChecker()
+    within = checkpoint.size if checkpoint is not None else 0
+    inside: Event | None = None
+    newest = 0
     next_from = 1
     while True:
         events = await log.read_entity(stream, entity_id, from_version=next_from, limit=page)
+        broken = False
         for event in events:
+            newest = max(newest, event.seq)
+            if event.seq <= within and (inside is None or event.seq > inside.seq):
+                inside = event
             if not checker.feed(event):
-                return checker.verdict()
-        if len(events) < page:
+                broken = True
+                break
+        if broken or len(events) < page:
             break
         next_from = events[-1].version + 1
     if not checker.checked:
         return None
-    await _check_erasures(log, checker, stream)
-    return checker.verdict()
+    if checker.failure is None:
+        await _check_erasures(log, checker, stream)
+    verdict = checker.verdict()
+    if checkpoint is None or merkle is None:
+        return verdict
+    what = f"{stream}/{checker.entity_key}"
+    problem = await _inclusion_problem(merkle, checkpoint, inside) if inside else None
+    check = scoped_check(
+        checkpoint,
+        what=what,
+        seq=inside.seq if inside else None,
+        newest=newest,
+        problem=problem,
+        how_held="its inclusion proof from the stored tree, the leaf from the event's own hash",
+    )
+    if check.holds or not verdict.valid:
+        return msgspec.structs.replace(verdict, checkpoint=check)
+    return msgspec.structs.replace(verdict, valid=False, reason=check.reason, checkpoint=check)
+
+
+async def _inclusion_problem(
+    merkle: MerkleTree, checkpoint: TreeCheckpoint, event: Event
+) -> str | None:
+    """Why `event` is not shown to be in the checkpoint's tree; None when it is."""
+    try:
+        root = base64.b64decode(checkpoint.root, validate=True)
+        proof = await inclusion_proof(merkle, event.seq - 1, checkpoint.size)
+        verify_inclusion(event_leaf(event), event.seq - 1, checkpoint.size, proof, root)
+    except (ProofError, ProofFailed, binascii.Error, ValueError) as exc:
+        return (
+            f"seq {event.seq} is not shown to be in the tree of the latest checkpoint"
+            f" ({checkpoint.size} events): {exc}; events or the stored tree were rewritten"
+        )
+    return None
 
 
 async def _check_erasures(log: EventLog, checker: EntityChecker, stream: str) -> None:
@@ -91,21 +148,32 @@ async def _check_erasures(log: EventLog, checker: EntityChecker, stream: str) ->
             return
 
 
-async def verify_stream(log: EventLog, stream: str, *, page: int = PAGE) -> StreamVerdict:
+async def verify_stream(
+    log: EventLog, stream: str, *, page: int = PAGE, checkpoint: TreeCheckpoint | None = None
+) -> StreamVerdict:
     """Recompute every entity chain of a stream in one pass along `seq`.
 
     Memory: one page of events, and the last verified (version, hash) per entity.
+    With the latest stored `checkpoint`, the same pass recomputes the root of its
+    size from every event's hash (as the whole-log verify does): the stream's
+    events are in the checkpoint's tree only if the whole log up to it is.
     """
     last: dict[str, tuple[int, str]] = {}
     bad: dict[str, InvalidEntity] = {}
     checked = 0
     claims = ErasureClaims()
+    roots = _RootAt(checkpoint.size if checkpoint is not None else 0)
+    inside, newest = None, 0
     async for event in all_events(log, page=page):
+        roots.feed(event)
         for claimant, why in claims.feed(event):
             _unbacked(claimant, why, stream, bad, last)
         if event.stream != stream:
             continue
         checked += 1
+        newest = event.seq
+        if event.seq <= roots.want:
+            inside = event.seq
         tk = typed_key(event.entity_id)
         if tk in bad:
             continue  # the first break of an entity is the one to report
@@ -121,13 +189,46 @@ async def verify_stream(log: EventLog, stream: str, *, page: int = PAGE) -> Stre
         last.pop(tk, None)
     for claimant, why in claims.unsettled():
         _unbacked(claimant, why, stream, bad, last)
-    return StreamVerdict(
+    verdict = StreamVerdict(
         valid=not bad,
         entities_checked=len(last) + len(bad),
         events_checked=checked,
         invalid=list(bad.values()),
         events_erased=claims.count_in(stream),
     )
+    if checkpoint is None:
+        return verdict
+    whole = stored_checkpoint_check(checkpoint, roots.root, roots.frontier.size)
+    check = scoped_check(
+        checkpoint,
+        what=f"stream {stream}",
+        seq=inside,
+        newest=newest,
+        problem=None if whole.matches else whole.reason,
+        how_held=f"the root of the first {checkpoint.size} events, recomputed from their hashes",
+    )
+    return msgspec.structs.replace(verdict, valid=verdict.valid and check.holds, checkpoint=check)
+
+
+class _RootAt:
+    """The root of the first `want` events, recomputed from their hashes along one pass."""
+
+    def __init__(self, want: int) -> None:
+        self.want = want
+        self.frontier = Frontier()
+        self.root: bytes | None = self.frontier.root() if want == 0 else None
+
+    def feed(self, event: Event) -> None:
+        """The next event along `seq`; a skipped seq leaves no root of that size."""
+        frontier = self.frontier
+        if frontier.size >= self.want or self.root is not None:
+            return
+        if event.seq != frontier.size + 1:
+            self.want = 0  # the chains report the gap
+            return
+        frontier.extend([event_leaf(event)])
+        if frontier.size == self.want:
+            self.root = frontier.root()
 
 
 def _unbacked(

@@ -87,3 +87,39 @@ def rewrite_event(events: list[Event], seq: int) -> list[Event]:
         for e in events
     ]
     return resealed(changed)
+
+
+async def grow(signed: Signed, tmp_path: Path, to: int = 21) -> None:
+    more = await signed_log(tmp_path / "more", sizes=(to,))
+    # Same builder seed and order: the first 13 events of `more` are `signed`'s own.
+    assert [e.hash for e in more.events[:13]] == [e.hash for e in signed.events]
+    new = more.events[13:]
+    await signed.store.events.append(new)
+    signed.events += new
+
+
+async def resign(signed: Signed, state: Path, signer: Signer | None = None) -> None:
+    """A key holder signs whatever the store now holds (a fresh signer state: no memory)."""
+    signed.store.merkle = MemoryMerkleTree()
+    cp = Checkpointer(
+        LogTree(signed.store.merkle, signed.store.events),
+        origin="eventstore/test",
+        clock=FakeClock(),
+        signer=signer or signed.signer,
+        state_path=str(state),
+    )
+    await cp.open()
+    await cp.make()
+
+
+async def resign_keeping_history(signed: Signed, tmp_path: Path) -> None:
+    """The honest service: the tree extended from the log, signed with its own state."""
+    cp = Checkpointer(
+        LogTree(signed.store.merkle, signed.store.events),
+        origin="eventstore/test",
+        clock=FakeClock(),
+        signer=signed.signer,
+        state_path=str(tmp_path / "state"),
+    )
+    await cp.open()
+    await cp.make()

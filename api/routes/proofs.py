@@ -106,9 +106,12 @@ async def entity_proof(
     kind = listing("proof", stream, key)
     after_version = int_cursor(kind, after)
     try:
+        await proofs.within_tree(services.store, size)
         checkpoint = await proofs.checkpoint_at(services.store, size)
     except proofs.NoCheckpoint as exc:
         raise ApiError(404, str(exc), kind="not-found") from exc
+    except ProofError as exc:
+        raise _unprocessable(exc) from exc
     n = checkpoint.size
     # The newest event of the entity inside the tree (versions and seqs grow together).
     newest = None

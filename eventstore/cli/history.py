@@ -194,8 +194,11 @@ async def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
                 f"{args.stream}/{args.key}: {'valid' if v.valid else 'TAMPERED'}, "
                 f"{v.events_checked} events checked"
             )
-            if not v.valid:
+            text += "\n" + checkpoint_line(v.checkpoint)
+            if not v.valid and v.first_invalid_version is not None:
                 text += f"\n  first invalid version {v.first_invalid_version}: {v.reason}"
+            elif not v.valid:
+                text += f"\n  {v.reason}"
         elif args.stream is not None:
             sv = await h.verify_stream(args.stream)
             data = stream_verdict_json(sv)
@@ -203,11 +206,14 @@ async def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
                 f"{args.stream}: {'valid' if sv.valid else 'TAMPERED'}, "
                 f"{sv.entities_checked} entities, {sv.events_checked} events checked"
             )
+            text += "\n" + checkpoint_line(sv.checkpoint)
             for bad in sv.invalid:
                 text += (
                     f"\n  {bad.entity_key}: first invalid version "
                     f"{bad.first_invalid_version}: {bad.reason}"
                 )
+            if sv.checkpoint is not None and not sv.checkpoint.holds:
+                text += f"\n  {sv.checkpoint.reason}"
         else:
             lv = await h.verify_log(against)
             data = log_verdict_json(lv)
@@ -232,7 +238,11 @@ async def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def checkpoint_line(check: CheckpointCheck | None) -> str:
-    """`checkpoint: size 120, unsigned (no signing key)` / `signed by <name>` / `none yet`."""
+    """`checkpoint: size 120, unsigned (no signing key)` / `signed by <name>` / `none yet`.
+
+    For a stream or an entity: whether its newest event inside the checkpoint is in
+    its tree, or that none of its events is in it yet.
+    """
     if check is None:
         return "checkpoint: none yet"
     if not check.signed:
@@ -240,6 +250,10 @@ def checkpoint_line(check: CheckpointCheck | None) -> str:
     else:
         how = f"signed by {check.signed_by or 'an unreadable signature'}"
     line = f"checkpoint: size {check.size}, {how}"
+    if check.pending:
+        return line + ", none of these events is in it yet"
+    if check.seq is not None and check.matches:
+        return line + f", seq {check.seq} (the newest event in it) is in its tree"
     return line + (", the events match it" if check.matches else ", DOES NOT MATCH the events")
 
 

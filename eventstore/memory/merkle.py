@@ -29,14 +29,20 @@ class MemoryMerkleTree:
 
     async def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]], *, size: int) -> None:
         """Store the nodes, then the size (never lowered)."""
-        for level, index, h in nodes:
-            self._nodes[(level, index)] = bytes(h)
+        stored = self._nodes
+        for level, index, h in nodes:  # the per-event cost of capture: a plain loop
+            stored[level, index] = h
         self._size = max(self._size, size)
 
     async def get_nodes(self, ids: Collection[NodeId]) -> dict[NodeId, bytes]:
         """The stored nodes among `ids` (one query)."""
         self.queries += 1
         return {i: self._nodes[i] for i in ids if i in self._nodes}
+
+    async def truncate(self, size: int) -> None:
+        """Drop the nodes past `size` leaves, then lower the size to it."""
+        self._nodes = {k: h for k, h in self._nodes.items() if (k[1] + 1) << k[0] <= size}
+        self._size = min(self._size, size)
 
     async def add_checkpoint(self, checkpoint: TreeCheckpoint) -> bool:
         """Store a checkpoint unless one of its size exists."""

@@ -1,7 +1,7 @@
 """The Merkle tree on MongoDB: one document per complete subtree node, one per checkpoint.
 
 `merkle_nodes`: `_id` = level * 2**48 + index (one `$in` fetches a proof's nodes),
-`h` = the 32-byte hash; the document `_id: -1` holds the tree size.
+`h` = the 32-byte hash (empty once `truncate` cut it off: read as absent); the document `_id: -1` holds the tree size.
 `merkle_checkpoints`: `_id` = tree size.
 """
 
@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from eventstore.codec import utc_ms
 from eventstore.merkle import NodeId
@@ -20,6 +20,8 @@ from eventstore.model import TreeCheckpoint
 from eventstore.mongo.collections import MERKLE_CHECKPOINTS, MERKLE_NODES
 
 SIZE_ID: Final = -1
+DUPLICATE_KEY: Final = 11000
+BLANK: Final = b""  # the hash of a node cut off by `truncate`: read as absent
 _SHIFT: Final = 48
 
 
@@ -49,15 +51,25 @@ class MongoMerkleTree:
         return int(doc["size"]) if doc else 0
 
     async def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]], *, size: int) -> None:
-        """Upsert the nodes (same hash on a rewrite), then raise the size to `size`."""
+        """Store the nodes (a node stored before is replaced), then raise the size to `size`.
+
+        Capture writes each node once, so plain inserts (about two per event) are the
+        path; only a batch redone after a crash meets nodes already there, and those
+        are replaced one by one.
+        """
         if nodes:
-            await self._nodes.bulk_write(
-                [
-                    ReplaceOne({"_id": node_key(lv, ix)}, {"h": bytes(h)}, upsert=True)
-                    for lv, ix, h in nodes
-                ],
-                ordered=False,
-            )
+            docs = [{"_id": node_key(lv, ix), "h": bytes(h)} for lv, ix, h in nodes]
+            try:
+                await self._nodes.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                again = [docs[e["index"]] for e in errors]
+                await self._nodes.bulk_write(
+                    [ReplaceOne({"_id": d["_id"]}, {"h": d["h"]}) for d in again],
+                    ordered=False,
+                )
         await self._nodes.update_one({"_id": SIZE_ID}, {"$max": {"size": size}}, upsert=True)
 
     async def get_nodes(self, ids: Collection[NodeId]) -> dict[NodeId, bytes]:
@@ -65,7 +77,22 @@ class MongoMerkleTree:
         self.queries += 1
         keys = [node_key(lv, ix) for lv, ix in ids]
         docs = await self._nodes.find({"_id": {"$in": keys}}).to_list(None)
-        return {_node_id(d["_id"]): bytes(d["h"]) for d in docs}
+        return {_node_id(d["_id"]): bytes(d["h"]) for d in docs if d["h"]}  # blank: absent
+
+    async def truncate(self, size: int) -> None:
+        """Blank the nodes past `size` leaves (one range per level), then lower the size.
+
+        Blanked (`h` emptied), not deleted: the writer role has no `remove` on the
+        tree's collections (m0011), and a blank node reads as absent.
+        """
+        # Node (level, index) covers leaves up to (index + 1) << level: past `size`
+        # exactly when index >= size >> level.
+        past = [
+            {"_id": {"$gte": node_key(level, size >> level), "$lt": node_key(level + 1, 0)}}
+            for level in range(_SHIFT)
+        ]
+        await self._nodes.update_many({"$or": past}, {"$set": {"h": BLANK}})
+        await self._nodes.update_one({"_id": SIZE_ID}, {"$min": {"size": size}}, upsert=True)
 
     async def add_checkpoint(self, checkpoint: TreeCheckpoint) -> bool:
         """Insert the checkpoint; False when one of that size exists."""

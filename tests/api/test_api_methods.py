@@ -246,3 +246,25 @@ async def test_openapi_declares_the_bearer_keys_and_which_operations_need_them(
             else:
                 assert "security" not in op
         assert "security" not in paths["/health/ready"]["get"]
+
+
+async def test_a_path_no_route_answers_is_the_same_404_problem_for_every_method(
+    client: httpx.AsyncClient,
+) -> None:
+    """Every `{name:int}` route, given a value that is not an integer, and a path of nothing.
+
+    Its shape matches a route but no route answers it: GET, HEAD, OPTIONS and any other
+    method get the same 404 (routed as themselves, HEAD and POST were 405 there).
+    """
+    typed = [r for r in http_routes(client.app) if ":int}" in r.path]  # type: ignore[attr-defined]
+    assert any(r.path == "/v1/events/{seq:int}/proof" for r in typed)
+    paths = [_PARAM.sub(lambda m: "abc" if m[2] == "int" else "x", r.path) for r in typed]
+    for path in [*paths, "/v1/no/such/thing"]:
+        for method in ("GET", "HEAD", "OPTIONS", "POST", *UNDECLARED):
+            response = await client.request(method, path, headers=AUTH)
+            assert response.status_code == 404, (method, path)
+            assert response.headers["content-type"] == "application/problem+json", (method, path)
+            if method != "HEAD":
+                assert response.json()["status"] == 404
+            else:
+                assert response.content == b""

@@ -109,12 +109,26 @@ async def test_consistency_proofs_between_checkpoints(signed: Signed, keyed: Any
         ("/v1/proof/consistency", {"from": 0}, 400),
         ("/v1/proof/consistency", {"from": "1.5"}, 400),
         ("/v1/checkpoint", {"size": -1}, 400),
+        ("/v1/checkpoint", {"size": "x"}, 400),
+        ("/v1/checkpoint", {"size": 14}, 404),  # inside the tree, none made at 14
+        ("/v1/proof/consistency", {"from": 2, "to": "x"}, 400),
+        ("/v1/proof/inclusion", {"seq": "9" * 30}, 400),
+        # The proof file: seq > size and a size beyond the tree are impossible (422),
+        # a size inside the tree with no checkpoint made at it is not found (404).
+        ("/v1/events/3/proof", {"size": 2}, 422),
+        ("/v1/events/3/proof", {"size": 99}, 422),
+        ("/v1/events/3/proof", {"size": 4}, 404),
+        ("/v1/events/3/proof", {"size": "x"}, 400),
+        ("/v1/events/0/proof", {}, 400),
+        ("/v1/streams/orders/entities/o1/proof", {"size": 99}, 422),
+        ("/v1/streams/orders/entities/o1/proof", {"size": 4}, 404),
+        ("/v1/streams/orders/entities/o1/proof", {"size": 0}, 400),
     ],
 )
 async def test_bad_proof_parameters(
     keyed: Any, path: str, params: dict[str, Any], status: int
 ) -> None:
-    r = await keyed.get(path, params=params)
+    r = await keyed.get(path, params=params, headers=AUTH)
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
 
@@ -315,3 +329,28 @@ async def test_a_proof_file_of_an_unknown_event_or_one_beyond_the_checkpoint_say
         404,
         "no checkpoint was made at tree size 14",
     )
+
+
+async def test_stream_and_entity_verify_report_the_checkpoint_as_the_whole_log_does(
+    signed: Signed, keyed: Any
+) -> None:
+    key_id = signed.signer.verifier_key().split("+")[1]
+    newest_o3 = max(e.seq for e in signed.events if e.entity_key == "o3")
+    for url, seq in (
+        ("/v1/streams/orders/entities/o3/verify", newest_o3),
+        ("/v1/streams/orders/verify", 21),
+    ):
+        body = (await keyed.get(url, headers=AUTH)).json()
+        assert body["valid"] is True
+        check = body["checkpoint"]
+        assert (check["size"], check["signed_by"], check["matches"]) == (
+            21,
+            f"log.test+{key_id}",
+            True,
+        )
+        assert (check["seq"], check["pending"]) == (seq, False)
+    await replace_log(signed.store, rewrite_event(signed.events, 4))  # an event of o3
+    for url in ("/v1/streams/orders/entities/o3/verify", "/v1/streams/orders/verify"):
+        r = await keyed.get(url, headers=AUTH)
+        assert r.status_code == 200
+        assert r.json()["valid"] is False and r.json()["checkpoint"]["matches"] is False

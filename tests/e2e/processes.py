@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 # The CLI as `python -m eventstore` (the same `main` as the console script).
 EVENTSTORE = [sys.executable, "-m", "eventstore"]
 STOP_SECONDS = 15.0
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -76,3 +81,49 @@ def wait_for(predicate: Any, seconds: float = 20.0) -> Any:
             return value
         time.sleep(0.1)
     raise AssertionError("not reached in time")
+
+
+class InProcessServer:
+    """An app built and served by uvicorn on its own thread and event loop."""
+
+    def __init__(self, build: Callable[[], Awaitable[Any]]) -> None:
+        self.base = f"http://127.0.0.1:{free_port()}"
+        self._build = build
+        self._server: uvicorn.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            app = await self._build()
+            port = int(self.base.rsplit(":", 1)[1])
+            config = uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws="none"
+            )
+            self._server = uvicorn.Server(config)
+            await self._server.serve()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported by start()
+            self._failure = exc
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not (self._server is not None and self._server.started):
+            assert self._failure is None, repr(self._failure)
+            assert self._thread.is_alive() and time.monotonic() < deadline, "no server"
+            time.sleep(0.05)
+
+    def call(self, work: Callable[[], Coroutine[Any, Any, T]], seconds: float = 20) -> T:
+        """Run `work()` on the server's event loop (where its store lives); its result."""
+        assert self._loop is not None, "not started"
+        return asyncio.run_coroutine_threadsafe(work(), self._loop).result(seconds)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        self._thread.join(timeout=15)

@@ -8,7 +8,6 @@ skip, saying which is missing; with `CI` set they fail instead.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -19,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,13 +26,12 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
 
 from api import create_app
 from eventstore.clock import FakeClock
 from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
-from tests.e2e.processes import EVENTSTORE, ROOT, clean_env, free_port
+from tests.e2e.processes import EVENTSTORE, ROOT, InProcessServer, clean_env, free_port
 from tests.integration.conftest import open_test_store
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 from tests.supervision import metric
@@ -564,45 +562,6 @@ def test_a_read_key_is_asked_for_and_live_events_still_arrive(
 
 
 # -- gaps, inferred deletions, re-creations: an app served in this process -----------------------
-class InProcessServer:
-    """An app built and served by uvicorn on its own thread and event loop."""
-
-    def __init__(self, build: Callable[[], Awaitable[Any]]) -> None:
-        self.base = f"http://127.0.0.1:{free_port()}"
-        self._build = build
-        self._server: uvicorn.Server | None = None
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            app = await self._build()
-            port = int(self.base.rsplit(":", 1)[1])
-            config = uvicorn.Config(
-                app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws="none"
-            )
-            self._server = uvicorn.Server(config)
-            await self._server.serve()
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported by start()
-            self._failure = exc
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not (self._server is not None and self._server.started):
-            assert self._failure is None, repr(self._failure)
-            assert self._thread.is_alive() and time.monotonic() < deadline, "no server"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        self._thread.join(timeout=15)
-
-
 async def log_with_a_gap() -> Any:
     """Three orders; while capture is down one is paid and two are deleted, then history is lost.
 
@@ -797,7 +756,6 @@ def test_a_rejected_change_is_marked_where_it_fell_on_the_timeline(
 def test_subscriptions_show_state_and_parked_events_that_can_be_skipped(
     demo: Demo, page: tuple[Page, Console]
 ) -> None:
-    import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from tests.realsinks import SECRET

@@ -231,6 +231,7 @@ def test_verify_a_clean_log_entity_and_stream_and_export_the_head(
         "events_checked": 3,
         "first_invalid_version": None,
         "reason": None,
+        "checkpoint": None,
     }
     code, out = run(store, "verify", "orders", "--json")
     assert code == 0 and json.loads(out) == {
@@ -238,6 +239,7 @@ def test_verify_a_clean_log_entity_and_stream_and_export_the_head(
         "entities_checked": 2,
         "events_checked": 4,
         "invalid": [],
+        "checkpoint": None,
     }
     code, out = run(store, "verify", "--json")
     verdict = json.loads(out)

@@ -157,3 +157,44 @@ def test_proof_of_an_unknown_event_or_size_exits_1(tmp_path: Path) -> None:
     signed = asyncio.run(signed_log(tmp_path))
     for argv in (("99",), ("3", "--size", "4"), ("14", "--size", "13")):
         assert run("proof", *argv, "--uri", "memory://", store=signed.store)[0] == 1
+
+
+def same_json(text: str, body: object) -> bool:
+    try:
+        return bool(json.loads(text) == body)
+    except ValueError:
+        return False
+
+
+def test_a_proof_file_with_any_line_spoiled_is_invalid_exit_2_never_a_traceback(
+    tmp_path: Path,
+) -> None:
+    signed = asyncio.run(signed_log(tmp_path))
+    vkey = signed.signer.verifier_key()
+    code, text = run("proof", "9", "--uri", "memory://", store=signed.store)
+    assert code == 0
+    body = json.loads(text)
+    # The file as a person would save it (one field a line), and the note inside it.
+    lines = json.dumps(body, indent=1).split("\n")
+    spoiled: list[str] = []
+    for i in range(len(lines)):
+        for junk in ("", "garbage", '"x": 1,', lines[i][: len(lines[i]) // 2]):
+            spoiled.append("\n".join([*lines[:i], junk, *lines[i + 1 :]]))
+    note = body["checkpoint"].split("\n")
+    for i in range(len(note)):
+        for junk in ("", "x", "— ", "— log.test AAAA", "-1", "9" * 30, "\x00"):
+            changed = "\n".join([*note[:i], junk, *note[i + 1 :]])
+            spoiled.append(json.dumps({**body, "checkpoint": changed}))
+    spoiled.append("\n".join(lines) + "\n}")
+    for n, content in enumerate(spoiled):
+        if same_json(content, body):  # a change JSON ignores (a blank line): still valid
+            continue
+        bad = tmp_path / f"bad{n}.json"
+        bad.write_text(content, encoding="utf-8")
+        code, out = run("verify-proof", str(bad), "--key", vkey)
+        assert code == 2 and out.startswith("INVALID: "), (content, out)
+    assert len(spoiled) > 50
+    raw = tmp_path / "raw.json"
+    raw.write_bytes(b"\xff\xfe" + text.encode()[:40])  # not UTF-8, cut short
+    code, out = run("verify-proof", str(raw), "--key", vkey)
+    assert code == 2 and out.startswith("INVALID: ")

@@ -202,3 +202,30 @@ async def test_a_tree_that_does_not_extend_the_signed_state_is_not_signed(
     await cp.idle()
     assert await store.merkle.checkpoint() is None
     assert cp.refused is not None and "does not extend" in cp.refused
+
+
+async def test_a_signer_state_that_cannot_be_read_or_written_refuses_signing_not_the_tree(
+    store: Store, clock: FakeClock, tmp_path: Path, log: LogBuilder
+) -> None:
+    signer = Signer.generate("log.test")
+    await store.events.append([log.next("a") for _ in range(5)])
+    # The state's directory is gone: nothing durable to remember a signature by.
+    cp = checkpointer(store, clock, signer=signer, state_path=str(tmp_path / "gone" / "state"))
+    await cp.open()
+    await cp.idle()
+    assert await store.merkle.checkpoint() is None
+    assert cp.refused is not None and "cannot be written" in cp.refused
+    assert await store.merkle.size() == 5  # the tree itself is fine and kept
+    # Spoiled (both slots): what this key signed is unknown, so nothing is signed.
+    spoiled = tmp_path / "spoiled"
+    spoiled.write_bytes(b"x" * 8192)
+    cp = checkpointer(store, clock, signer=signer, state_path=str(spoiled))
+    await cp.open()
+    await cp.idle()
+    assert await store.merkle.checkpoint() is None
+    assert cp.refused is not None and "cannot be read" in cp.refused
+    # A good state again: signed, and the refusal is over.
+    cp.state_path = str(tmp_path / "state")
+    await cp.idle()
+    latest = await store.merkle.checkpoint()
+    assert latest is not None and latest.signed and cp.refused is None

@@ -80,3 +80,44 @@ async def test_cosignatures_are_added_once(store: Store) -> None:
     found = await store.merkle.checkpoint(5)
     assert found is not None and found.cosignatures == ["— w1 AAAA", "— w2 BBBB"]
     assert await store.merkle.checkpoint(6) is None
+
+
+async def test_a_node_stored_again_with_another_hash_is_replaced_and_new_ones_kept(
+    store: Store,
+) -> None:
+    # A batch redone after a crash (or a tree rebuilt over a rewritten log) meets
+    # nodes already stored: the new write wins, and the nodes around it are stored too.
+    await store.merkle.put_nodes([(0, 0, b"\x01" * 32), (0, 1, b"\x02" * 32)], size=2)
+    await store.merkle.put_nodes(
+        [(0, 1, b"\x09" * 32), (0, 2, b"\x03" * 32), (1, 0, b"\x04" * 32)], size=3
+    )
+    assert await store.merkle.size() == 3
+    assert await store.merkle.get_nodes([(0, 0), (0, 1), (0, 2), (1, 0)]) == {
+        (0, 0): b"\x01" * 32,
+        (0, 1): b"\x09" * 32,
+        (0, 2): b"\x03" * 32,
+        (1, 0): b"\x04" * 32,
+    }
+
+
+async def test_truncate_forgets_the_nodes_past_a_size_and_lowers_it(store: Store) -> None:
+    frontier = Frontier()
+    created = frontier.extend([leaf_hash(bytes([i]) * 32) for i in range(37)])
+    await store.merkle.put_nodes(created, size=37)
+    await store.merkle.put_nodes([(47, 1, b"\x07" * 32)], size=37)  # far past any size
+    await store.merkle.truncate(21)
+    assert await store.merkle.size() == 21
+    everything = {(lv, ix) for lv, ix, _ in created} | {(47, 1)}
+    kept = await store.merkle.get_nodes(everything)
+    assert set(kept) == {(lv, ix) for lv, ix in everything if (ix + 1) << lv <= 21}
+    assert Frontier.from_store(21, kept).root() == root_of_first(created, 21)
+    await store.merkle.truncate(30)  # never raises the size
+    assert await store.merkle.size() == 21
+    await store.merkle.truncate(0)
+    assert await store.merkle.size() == 0 and await store.merkle.get_nodes(everything) == {}
+
+
+def root_of_first(created: list[tuple[int, int, bytes]], size: int) -> bytes:
+    frontier = Frontier()
+    frontier.extend([h for lv, _, h in created if lv == 0][:size])
+    return frontier.root()

@@ -12,16 +12,21 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from api import create_app
-from eventstore.checkpointing import Checkpointer
 from eventstore.cli import main
 from eventstore.cli.monitor import _evidence
-from eventstore.clock import FakeClock
-from eventstore.memory.merkle import MemoryMerkleTree
 from eventstore.monitor import Fetch, Finding, Seen, check_once
 from eventstore.notes import Signer, Verifier, sign_note
 from eventstore.settings import Settings
-from eventstore.tree import LogTree
-from tests.merkle_helpers import Signed, rebuild_tree, replace_log, rewrite_event, signed_log
+from tests.merkle_helpers import (
+    Signed,
+    grow,
+    rebuild_tree,
+    replace_log,
+    resign,
+    resign_keeping_history,
+    rewrite_event,
+    signed_log,
+)
 
 
 @pytest.fixture
@@ -42,29 +47,6 @@ async def fetch(signed: Signed) -> AsyncIterator[Fetch]:
         yield get
 
 
-async def grow(signed: Signed, tmp_path: Path, to: int = 21) -> None:
-    more = await signed_log(tmp_path / "more", sizes=(to,))
-    # Same builder seed and order: the first 13 events of `more` are `signed`'s own.
-    assert [e.hash for e in more.events[:13]] == [e.hash for e in signed.events]
-    new = more.events[13:]
-    await signed.store.events.append(new)
-    signed.events += new
-
-
-async def resign(signed: Signed, state: Path, signer: Signer | None = None) -> None:
-    """A key holder signs whatever the store now holds (a fresh signer state: no memory)."""
-    signed.store.merkle = MemoryMerkleTree()
-    cp = Checkpointer(
-        LogTree(signed.store.merkle, signed.store.events),
-        origin="eventstore/test",
-        clock=FakeClock(),
-        signer=signer or signed.signer,
-        state_path=str(state),
-    )
-    await cp.open()
-    await cp.make()
-
-
 def key(signed: Signed) -> Verifier:
     return Verifier.parse(signed.signer.verifier_key())
 
@@ -82,19 +64,6 @@ async def test_a_growing_log_is_followed(fetch: Fetch, signed: Signed, tmp_path:
     await grow(signed, tmp_path)
     await resign_keeping_history(signed, tmp_path)
     assert await check_once(fetch, key(signed), state) == Seen(size=21, previous=13)
-
-
-async def resign_keeping_history(signed: Signed, tmp_path: Path) -> None:
-    """The honest service: the tree extended from the log, signed with its own state."""
-    cp = Checkpointer(
-        LogTree(signed.store.merkle, signed.store.events),
-        origin="eventstore/test",
-        clock=FakeClock(),
-        signer=signed.signer,
-        state_path=str(tmp_path / "state"),
-    )
-    await cp.open()
-    await cp.make()
 
 
 @pytest.mark.parametrize("seq", [3, 17])

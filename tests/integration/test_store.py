@@ -200,6 +200,16 @@ async def test_unreachable_server_is_a_clear_error_without_the_password() -> Non
     assert PASSWORD not in message
 
 
+async def test_the_uris_own_timeout_wins_over_the_setting() -> None:
+    # SERVER_TIMEOUT_MS is a default: a URI that sets serverSelectionTimeoutMS keeps it.
+    uri = "mongodb://db.example.invalid:27017/?ServerSelectionTimeoutMS=120"
+
+    with pytest.raises(StoreError) as raised:
+        await open_store(Settings(uri=uri, server_timeout_ms=60_000))
+
+    assert "no server answered within 120 ms" in str(raised.value)
+
+
 @pytest.mark.parametrize(
     ("uri", "shown"),
     [

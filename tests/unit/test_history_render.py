@@ -129,7 +129,13 @@ def test_state_history_diff_and_verdict_shapes() -> None:
     }
     assert entity_verdict_json(
         EntityVerdict(valid=False, events_checked=2, first_invalid_version=2, reason="r")
-    ) == {"valid": False, "events_checked": 2, "first_invalid_version": 2, "reason": "r"}
+    ) == {
+        "valid": False,
+        "events_checked": 2,
+        "first_invalid_version": 2,
+        "reason": "r",
+        "checkpoint": None,
+    }
     bad = InvalidEntity(entity_key="A", first_invalid_version=2, reason="r")
     assert stream_verdict_json(
         StreamVerdict(valid=False, entities_checked=3, events_checked=9, invalid=[bad])
@@ -138,6 +144,7 @@ def test_state_history_diff_and_verdict_shapes() -> None:
         "entities_checked": 3,
         "events_checked": 9,
         "invalid": [{"entity_key": "A", "first_invalid_version": 2, "reason": "r"}],
+        "checkpoint": None,
     }
     verdict = LogVerdict(
         valid=False,

@@ -397,3 +397,21 @@ def test_impossible_proof_parameters_and_frontiers_say_why() -> None:
     created = frontier.append(bytes([1]) * 32)
     assert created == [(0, 1, bytes([1]) * 32), (1, 0, node_hash(bytes(32), bytes([1]) * 32))]
     assert frontier.size == 2
+
+
+def test_extending_in_batches_creates_the_same_nodes_and_roots_as_one_leaf_at_a_time(
+    tree: Tree,
+) -> None:
+    leaves = [leaf_hash(data) for data in tree.inputs]
+    rng = random.Random(6962)
+    for _ in range(20):
+        frontier, nodes, at = Frontier(), {}, 0
+        while at < len(leaves):
+            step = rng.randint(1, 40)
+            for level, index, h in frontier.extend(leaves[at : at + step]):
+                assert (level, index) not in nodes  # every complete node is created once
+                nodes[(level, index)] = h
+            at = min(len(leaves), at + step)
+            assert frontier.size == at
+            assert frontier.root() == tree.roots[at]
+        assert nodes == tree.nodes

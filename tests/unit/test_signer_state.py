@@ -1,0 +1,77 @@
+"""The signer state file: two checked slots written in place, so a torn write loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from eventstore.settings import SettingsError
+from eventstore.signing import SLOT, SignerState, read_state, write_state
+
+
+def state(size: int) -> SignerState:
+    return SignerState(origin="eventstore/test", size=size, root=f"root{size}")
+
+
+def test_each_write_is_read_back_and_the_file_keeps_its_two_slots(tmp_path: Path) -> None:
+    path = str(tmp_path / "state")
+    assert read_state(path) is None
+    for size in range(1, 8):
+        write_state(path, state(size))
+        assert read_state(path) == state(size)
+        assert os.path.getsize(path) == 2 * SLOT
+    assert not (tmp_path / "state.tmp").exists()
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_a_write_torn_by_a_crash_leaves_the_previous_state(tmp_path: Path) -> None:
+    path = str(tmp_path / "state")
+    write_state(path, state(10))
+    write_state(path, state(20))  # the second slot
+    data = bytearray(Path(path).read_bytes())
+    newest = 1 if b'"size":20' in data[SLOT:] else 0
+    # Half of the newest record reached the disk, the rest is what was there before.
+    offset = newest * SLOT
+    data[offset + 30 : offset + SLOT] = b"\0" * (SLOT - 30)
+    Path(path).write_bytes(bytes(data))
+    assert read_state(path) == state(10)
+    # The next write goes over the torn slot, never over the good one.
+    write_state(path, state(30))
+    assert read_state(path) == state(30)
+    assert b'"size":10' in Path(path).read_bytes()
+
+
+def test_a_record_whose_check_fails_is_not_believed(tmp_path: Path) -> None:
+    path = str(tmp_path / "state")
+    write_state(path, state(10))
+    write_state(path, state(20))
+    data = Path(path).read_bytes().replace(b'"size":20', b'"size":99')
+    Path(path).write_bytes(data)
+    assert read_state(path) == state(10)
+
+
+def test_both_slots_spoiled_is_refused_not_taken_for_no_state(tmp_path: Path) -> None:
+    path = tmp_path / "state"
+    write_state(str(path), state(10))
+    path.write_bytes(b"x" * (2 * SLOT))
+    with pytest.raises(SettingsError, match="neither slot"):
+        read_state(str(path))
+
+
+def test_a_plain_json_state_is_read_and_rewritten_whole_on_the_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "state"
+    path.write_text(json.dumps({"origin": "eventstore/test", "size": 5, "root": "root5"}))
+    assert read_state(str(path)) == state(5)
+    write_state(str(path), state(6))
+    assert read_state(str(path)) == state(6)
+    assert path.stat().st_size == 2 * SLOT
+
+
+def test_garbage_is_not_a_state(tmp_path: Path) -> None:
+    path = tmp_path / "state"
+    path.write_text("not json")
+    with pytest.raises(SettingsError, match="not a signer state"):
+        read_state(str(path))
