@@ -10,15 +10,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from eventstore.checkpoint_audit import CheckpointVerdict, verify_checkpoint
 from eventstore.cli import main
 from eventstore.memory.eventlog import MemoryEventLog
+from eventstore.memory.merkle import MemoryMerkleTree
 from eventstore.merkle import EMPTY_ROOT, consistency_plan, root_of
 from eventstore.model import Event
 from eventstore.notes import Signer, Verifier, checkpoint_text, sign_note
-from eventstore.tree import event_leaf
+from eventstore.tree import LogTree, event_leaf
 from tests.merkle_helpers import Signed, rebuild_tree, replace_log, rewrite_event, signed_log
 
 
@@ -240,3 +242,40 @@ class HoledLog(MemoryEventLog):
     async def read(self, *args: Any, **kw: Any) -> list[Event]:
         """The stored events without the missing one."""
         return [e for e in await super().read(*args, **kw) if e.seq != self.missing]
+
+
+async def test_a_checkpoint_of_size_one_or_of_the_latest_size_is_still_held_to_the_stored_one(
+    tmp_path: Path,
+) -> None:
+    signed = await signed_log(tmp_path, sizes=(1, 5))
+    key = Verifier.parse(signed.signer.verifier_key())
+    first = await signed.store.merkle.checkpoint(1)
+    latest = await signed.store.merkle.checkpoint(5)
+    assert first is not None and latest is not None
+    held = await verify_checkpoint(signed.store, first.note, key)
+    assert (held.valid, held.latest_checkpoint) == (True, 5)
+    await replace_log(signed.store, rewrite_event(signed.events, 3))  # after size 1
+    held = await verify_checkpoint(signed.store, first.note, key)
+    assert (held.valid, held.reason) == (
+        False,
+        "the latest stored checkpoint (5) does not match the events",
+    )
+    # the events intact, the stored checkpoint of the note's own size rewritten
+    await replace_log(signed.store, signed.events)
+    forged = MemoryMerkleTree()
+    await LogTree(forged, signed.store.events).open()
+    await forged.add_checkpoint(
+        msgspec.structs.replace(latest, root=base64.b64encode(bytes(32)).decode())
+    )
+    signed.store.merkle = forged
+    held = await verify_checkpoint(signed.store, latest.note, key)
+    assert (held.valid, held.reason, held.latest_checkpoint) == (
+        False,
+        "the latest stored checkpoint (5) does not match the events",
+        5,
+    )
+    # no stored checkpoint at all: the note alone, held to the events
+    signed.store.merkle = MemoryMerkleTree()
+    held = await verify_checkpoint(signed.store, latest.note, key)
+    assert (held.valid, held.latest_checkpoint) == (True, None)
+    assert held.reason == "the first 5 events have the signed root; the log (5 events) extends it"

@@ -144,6 +144,8 @@ async def test_queued_commands_are_carried_out_offline_except_a_replay_which_nee
     assert await offline.run_commands_once() is True
     assert built == []  # no sink is built to carry out commands
     assert await h.position("hooks") == 3  # reset: from seq 4 on
+    checkpoint = await h.store.checkpoints.get("subscription:hooks")
+    assert checkpoint is not None and checkpoint.updated_at == utc_ms(h.clock.now())
     record = await h.admin.get("hooks")
     assert [c["action"] for c in record.commands] == ["replay"]  # waits for a delivering one
     assert await h.store.deliveries.count_parked("hooks") == 0  # reset cleared them
@@ -223,10 +225,13 @@ async def test_replaying_more_of_an_entity_while_its_replayed_event_is_in_flight
         await until_async(lambda: _no_commands(h))  # the worker carried the replay out
         await asyncio.sleep(0.05)  # and has had its chance to launch anything
         assert batches == [["hooks-1"]]  # one event of the entity in flight, never twice
+        # nothing of the entity is parked any more: a new event queues behind the replayed
+        await h.append("bad")  # 4
+        await asyncio.sleep(0.05)
         gate.set()
         await until_async(lambda: _parked(h, 0))  # each unparked once delivered
-        await until(lambda: len(batches) >= 3)
+        await until(lambda: len(batches) >= 4)
         await asyncio.sleep(0.05)
     finally:
         await h.stop()
-    assert batches == [["hooks-1"], ["hooks-2"], ["hooks-3"]]
+    assert batches == [["hooks-1"], ["hooks-2"], ["hooks-3"], ["hooks-4"]]

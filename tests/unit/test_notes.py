@@ -256,3 +256,12 @@ def test_a_note_splits_at_its_last_empty_line_and_each_signature_line_is_exact()
         with pytest.raises(NoteError) as refused:
             split_note(bad)
         assert str(refused.value) == message, bad
+
+
+def test_a_signature_line_needs_a_name_and_at_least_a_key_id_and_one_byte() -> None:
+    reads = "a signature line reads \u2014 <name> <base64 signature>"
+    for line in ("\u2014 log.test AAAAAA==", "\u2014  AAAAAAA="):  # 4 bytes; no name
+        with pytest.raises(NoteError) as refused:
+            split_note("x\n\n" + line + "\n")
+        assert str(refused.value) == reads, line
+    assert split_note("x\n\n\u2014 log.test AAAAAAA=\n") == ("x\n", [("log.test", bytes(5))])
