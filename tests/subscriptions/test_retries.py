@@ -235,3 +235,57 @@ async def test_replaying_more_of_an_entity_while_its_replayed_event_is_in_flight
     finally:
         await h.stop()
     assert batches == [["hooks-1"], ["hooks-2"], ["hooks-3"], ["hooks-4"]]
+
+
+async def test_events_settled_above_the_checkpoint_are_stored_until_it_passes_them() -> None:
+    h = Harness()
+    gate = asyncio.Event()
+
+    async def held_first(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        if any(d.event.seq == 1 for d in deliveries):
+            await gate.wait()
+        return [Outcome(status=DELIVERED) for _ in deliveries]
+
+    sink = ScriptedSink(h.clock, failing("nobody"))
+    sink.deliver = held_first  # type: ignore[method-assign]
+    await h.subscribe("hooks", {"sink": HOOK, "lanes": 3})  # one event per lane
+    await h.append("a", "b", "c")  # 1 stays in flight; 2 and 3 are delivered meanwhile
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _settled_above(h, [2, 3]))
+        assert await h.position("hooks") == 0  # 1 is not settled: the checkpoint waits
+        gate.set()
+        await until_async(lambda: _at(h, 3))
+        await until_async(lambda: _settled_above(h, []))  # covered by the checkpoint: forgotten
+    finally:
+        await h.stop()
+
+
+async def test_a_worker_runs_again_after_its_run_ended_and_ends_when_its_subscription_goes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventstore.subscriptions")
+    h = Harness()
+    sink = ScriptedSink(h.clock, failing("nobody"))
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    worker = h.worker("hooks", sink_factory=lambda c: sink)
+    await h.start(worker)
+    await until_async(lambda: _at(h, 1))
+    await h.stop()
+    assert sink.closed == 1
+    await h.append("b")
+    supervised = await h.start(worker, instance="again")  # the same worker, a second run
+    try:
+        await until_async(lambda: _at(h, 2))
+        await h.admin.delete("hooks", actor="ops")
+        await until(lambda: supervised.state == "stopped")
+    finally:
+        await h.stop()
+    assert [i for i, _ in sink.attempts] == ["hooks-1", "hooks-2"]
+    ended = [r.getMessage() for r in caplog.records if "deleted" in r.getMessage()]
+    assert ended == ["subscription hooks was deleted: its worker ends"]
+
+
+async def _settled_above(h: Harness, seqs: list[int]) -> bool:
+    return await h.store.deliveries.settled("hooks", above=0) == seqs
