@@ -265,3 +265,35 @@ def test_a_signature_line_needs_a_name_and_at_least_a_key_id_and_one_byte() -> N
             split_note("x\n\n" + line + "\n")
         assert str(refused.value) == reads, line
     assert split_note("x\n\n\u2014 log.test AAAAAAA=\n") == ("x\n", [("log.test", bytes(5))])
+
+
+ROOT64 = base64.b64encode(bytes(range(32))).decode()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"o\n1\n{ROOT64}", "a checkpoint ends with a newline"),
+        ("o\n1\n", "a checkpoint has an origin, a size and a root line"),
+        (f"\n1\n{ROOT64}\n", "a checkpoint has an origin, a size and a root line"),
+        (f"o\n1\n{ROOT64}\n\nextension\n", "a checkpoint has an origin, a size and a root line"),
+        (f"o\nseven\n{ROOT64}\n", "the checkpoint's size is not a decimal number"),
+        ("o\n1\nAA!A\n", "the checkpoint's root is not valid base64"),
+        ("o\n1\nAAAA\n", "the checkpoint's root is not 32 bytes"),
+    ],
+)
+def test_a_malformed_checkpoint_is_refused_saying_why(text: str, message: str) -> None:
+    with pytest.raises(NoteError) as refused:
+        parse_checkpoint(text)
+    assert str(refused.value) == message
+
+
+def test_an_origin_may_hold_spaces_and_a_note_text_must_end_its_line() -> None:
+    assert parse_checkpoint(f"my log\n7\n{ROOT64}\nextra line\n") == (
+        "my log",
+        7,
+        bytes(range(32)),
+    )
+    with pytest.raises(NoteError) as refused:
+        sign_note("no newline", Signer.generate("log.test"))
+    assert str(refused.value) == "a note's text ends with a newline"
