@@ -58,12 +58,15 @@ class ApiError(Exception):
         *,
         kind: str | None = None,
         headers: dict[str, str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.kind = kind
         self.headers = headers or {}
+        # 422's `errors: [{key, message}]` (DESIGN.md "Status codes")
+        self.errors = errors
 
 
 def bad_request(detail: str) -> ApiError:
@@ -98,7 +101,9 @@ def problem(
 
 
 def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Problem]:
-    return problem(exc.status, exc.detail, kind=exc.kind, headers=exc.headers)
+    return problem(
+        exc.status, exc.detail, kind=exc.kind, headers=exc.headers, errors=exc.errors or None
+    )
 
 
 def _kind(exc: HistoryError) -> str | None:

@@ -223,6 +223,11 @@ class PartitionOut(msgspec.Struct, kw_only=True):
     state: str
     processed: int
     total: int
+    # The instance that claimed it last, its claim's expiry, how many claims it has had.
+    owner: str | None = None
+    expires_at: str | None = None
+    attempts: int = 0
+    error: str | None = None
 
 
 class HealthOut(msgspec.Struct, kw_only=True):

@@ -9,7 +9,6 @@ background task keeps trying to connect.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -21,6 +20,8 @@ from litestar.di import NamedDependency
 from api.metrics import Metrics
 from api.problems import ApiError
 from api.rendered import RenderedHistory
+from api.workers import claimer
+from eventstore.awaiting import cancel_and_wait
 from eventstore.clock import SystemClock
 from eventstore.history import History
 from eventstore.leasing import default_owner
@@ -96,6 +97,16 @@ class Services:
         """The store is open: the supervisor this app owns records its workers' states there."""
         if self._owns_supervisor and self._store is not None:
             self.supervisor.store = self._store.workers
+            if not self.settings.is_memory:  # `serve` folds partitions of any instance's rebuild
+                self.supervisor.add(
+                    claimer(
+                        self._store,
+                        list(self.projections.values()),
+                        self.settings,
+                        clock=self.clock,
+                        owner=self.supervisor.instance,
+                    )
+                )
 
     async def _connect_later(self) -> None:
         while self._store is None:
@@ -110,11 +121,7 @@ class Services:
     async def stop(self) -> None:
         """Cancel background work (rebuilds started here resume on another instance) and close."""
         tasks = [*self._tasks, *([self._connecting] if self._connecting else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(tasks)
         if self._owns_supervisor:
             await self.supervisor.stop()
         if self._store is not None and self._owns_store:

@@ -27,12 +27,31 @@ from eventstore.settings import Settings
 from eventstore.supervisor import Supervisor
 from projections.orders import ORDER_PROJECTIONS, Projection
 from projections.runner import ProjectionRunner
-from projections.worker import ProjectionWorker
+from projections.worker import PartitionClaimer, ProjectionWorker
 
 
 def secrets_of(settings: Settings) -> tuple[str, ...]:
     """The configured keys, never to appear in a worker's error."""
     return tuple(k for k in (settings.admin_key, *settings.read_keys) if k)
+
+
+def claimer(
+    store: Store,
+    projections: Sequence[Projection],
+    settings: Settings,
+    *,
+    clock: Clock,
+    owner: str,
+) -> PartitionClaimer:
+    """The worker claiming partitions of any instance's partitioned rebuilds (`run`, `serve`)."""
+    return PartitionClaimer(
+        store,
+        projections,
+        clock=clock,
+        owner=owner,
+        lease_seconds=settings.lease_seconds,
+        batch_size=settings.batch_size,
+    )
 
 
 class Workers:
@@ -88,6 +107,12 @@ class Workers:
         ]
         for runner in self.runners:
             self.supervisor.add(ProjectionWorker(runner))
+        # Partitions of any instance's partitioned rebuild are claimed here too (a memory
+        # store has one instance: the one running the rebuild folds every partition).
+        self.claimer: PartitionClaimer | None = None
+        if not settings.is_memory:
+            self.claimer = claimer(store, projections, settings, clock=clock, owner=self.owner)
+            self.supervisor.add(self.claimer)
         # Publication never blocks capture: a worker of its own, retried by the supervisor.
         self.publisher = publisher
         if publisher is not None:

@@ -8,11 +8,11 @@ starts after that first catch-up and outlives retries; it stops with `close`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from eventstore.awaiting import cancel_and_wait
 from eventstore.ingester import Ingester, IngestStats
 from eventstore.supervisor import Progress, WorkerContext
 from eventstore.worker_state import CAPTURE, STANDBY
@@ -106,8 +106,10 @@ class CaptureWorker:
         task = self._workload_task
         if task is not None and not task.done():
             stopped = asyncio.ensure_future(stop.wait())
-            await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
-            stopped.cancel()
+            try:
+                await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await cancel_and_wait([stopped])
             if stop.is_set():
                 return
         if task is not None:
@@ -125,7 +127,6 @@ class CaptureWorker:
     async def close(self) -> None:
         """Stop the workload, if any."""
         task = self._workload_task
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is not None:
+            # asyncio.wait inside: a cancellation of the caller meanwhile is not swallowed.
+            await cancel_and_wait([task])

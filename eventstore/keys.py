@@ -102,4 +102,13 @@ def candidates(key: str) -> list[Any]:
 
 def relaxed_json(value: Any) -> Any:
     """`value` as relaxed Extended JSON, as a JSON-ready Python value ({"$oid": ...}, 42, "abc")."""
+    # The usual `_id` types directly (exact types: a bool or an Int64 takes the general
+    # path); the result is identical to the round trip through json_util below.
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is ObjectId:
+        return {"$oid": str(value)}
+    if kind is int and -(2**63) <= value < 2**63:
+        return value
     return json.loads(json_util.dumps(value, json_options=RELAXED_JSON_OPTIONS))

@@ -350,18 +350,40 @@ JOB_STATES: Final = ("queued", "running", "succeeded", "failed")
 
 
 class Partition(msgspec.Struct, frozen=True, kw_only=True):
-    """One partition of a partitioned rebuild: its state and the events it folds."""
+    """One partition of a partitioned rebuild: its state, the events it folds, who claimed it.
+
+    Any instance may claim a queued partition, or a running one whose claim has
+    expired (its claimer died): `claim` is that claim's token, and only its holder
+    may renew (`expires_at`) or finish the partition (`Jobs.claim_partition`).
+    """
 
     index: int
     state: str = "queued"  # queued, running, succeeded, failed
     processed: int = 0
     total: int = 0
+    owner: str | None = None
+    claim: str | None = None
+    expires_at: datetime | None = None
+    attempts: int = 0
+    error: str | None = None
+
+
+def claimable(partitions: list[Partition], now: datetime) -> Partition | None:
+    """The partition to claim next: the first queued one, else the first whose claim expired."""
+    for p in partitions:
+        if p.state == "queued":
+            return p
+    for p in partitions:
+        if p.state == "running" and (p.expires_at is None or p.expires_at <= now):
+            return p
+    return None
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
     """A requested rebuild of one projection, and its progress.
 
-    `workers`: how many partitions (processes) rebuild it; `partitions` their states.
+    `workers`: how many partitions (processes) rebuild it; `partitions` their states;
+    `head`: the seq every partition folds up to (0 until the rebuild has started).
     """
 
     job: str
@@ -375,6 +397,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     workers: int = 1
     partitions: list[Partition] = []
+    head: int = 0
 
     @property
     def active(self) -> bool:

@@ -30,6 +30,7 @@ from eventstore.model import (
     Head,
     Job,
     Lease,
+    Partition,
     ResumePoint,
     StreamStats,
     TreeCheckpoint,
@@ -266,7 +267,42 @@ class Jobs(Protocol):
         ...
 
     async def update(self, job: Job) -> None:
-        """Store a job's new state and progress."""
+        """Store a job's new state and progress (its partitions as stored stay: see below)."""
+        ...
+
+    # Partitions change only through these, atomically, so instances claiming them at once
+    # never both get one, and a job update never undoes another instance's claim.
+    async def set_partitions(self, job_id: str, partitions: list[Partition]) -> None:
+        """Replace a job's partitions (its coordinator, when the rebuild starts)."""
+        ...
+
+    async def claim_partition(
+        self, job_id: str, *, owner: str, now: datetime, until: datetime
+    ) -> Partition | None:
+        """Claim the next claimable partition (`model.claimable`) of a running job, until `until`.
+
+        Returns it as claimed (running, `owner`, a new `claim` token, `attempts` + 1),
+        or None when no partition is claimable.
+        """
+        ...
+
+    async def renew_partition(
+        self, job_id: str, claimed: Partition, *, until: datetime, processed: int, total: int
+    ) -> bool:
+        """Extend a claim and record its progress; False when the claim is no longer held."""
+        ...
+
+    async def finish_partition(
+        self,
+        job_id: str,
+        claimed: Partition,
+        *,
+        state: str,
+        processed: int,
+        total: int,
+        error: str | None = None,
+    ) -> bool:
+        """End a claimed partition (`succeeded` or `failed`); False when the claim is no longer held."""
         ...
 
 

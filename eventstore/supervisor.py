@@ -26,6 +26,7 @@ from typing import Protocol
 
 import msgspec
 
+from eventstore.awaiting import cancel_and_wait, within
 from eventstore.errors import user_message
 from eventstore.failures import FATAL, Backoff, classify, describe
 from eventstore.ports import Clock, Workers
@@ -83,9 +84,9 @@ class WorkerContext:
         self._supervised = supervised
         self.stop = supervised.supervisor.stopping
 
-    def report(self, state: str) -> None:
-        """The worker's own state: `running` (holds its lease), `standby`, `paused`."""
-        self._supervised.set_state(state)
+    def report(self, state: str, error: str | None = None) -> None:
+        """The worker's own state (`running`, `standby`, `paused`, `retrying`, ...) and why."""
+        self._supervised.set_state(state, error)
 
     def healthy(self) -> None:
         """The worker made progress (a batch went through): the back-off starts over."""
@@ -335,11 +336,9 @@ class Supervisor:
         try:
             await asyncio.wait((sleeping, stopped), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (sleeping, stopped):
-                task.cancel()
-            for task in (sleeping, stopped):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Never `await` a cancelled helper under suppress(CancelledError): a cancellation
+            # of this task arriving meanwhile would be swallowed with the helper's.
+            await cancel_and_wait((sleeping, stopped))
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -382,25 +381,19 @@ class Supervisor:
         tasks = [s.task for s in self._workers.values() if s.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(BaseException):
-                    await task
+            await cancel_and_wait(pending)
         for supervised in self._workers.values():
             if supervised.state != FAILED:
                 supervised.set_state(STOPPED)
             with contextlib.suppress(Exception):
                 await supervised.worker.close()
         if self._publisher is not None:
-            self._publisher.cancel()
-            with contextlib.suppress(BaseException):
-                await self._publisher
+            await cancel_and_wait([self._publisher])
         if self.store is not None and self._published:
             # A cleanly stopped instance runs no worker: its records go (a crashed one's go
             # stale). Bounded: a database that does not answer must not hold the shutdown.
             try:
-                await asyncio.wait_for(self.store.remove(self.instance), REMOVE_SECONDS)
+                await within(self.store.remove(self.instance), REMOVE_SECONDS)
             except Exception as exc:
                 log.warning("could not remove this instance's worker states: %r", exc)
 

@@ -75,9 +75,24 @@ def dec128(value: Decimal) -> Decimal128:
 
 
 def finite128(value: Decimal128) -> bool:
-    """True unless a Decimal128 is NaN or an infinity (read from its bits: no conversion)."""
+    """True unless a Decimal128 is NaN or an infinity (read from its bits: no conversion).
+
+    Remembered by object, as conversions are: a document's total is the same object
+    from version to version (the fold shares it).
+    """
+    known = _FINITE.get(id(value))
+    if known is not None and known[0] is value:
+        return known[1]
     # BID: the combination field's top bits 11110 (infinity) or 11111 (NaN) follow the sign
-    return (int.from_bytes(value.bid[8:], "little") >> 58) & 0x1E != 0x1E
+    finite = (int.from_bytes(value.bid[8:], "little") >> 58) & 0x1E != 0x1E
+    if len(_FINITE) >= _MAX_DECIMALS:
+        _FINITE.clear()
+    _FINITE[id(value)] = (value, finite)
+    return finite
+
+
+# finite128's answers by object (each entry keeps its object alive: an id is never reused).
+_FINITE: dict[int, tuple[Decimal128, bool]] = {}
 
 
 # -- reading a value as money ---------------------------------------------------------------

@@ -278,12 +278,15 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
     config = schema.fingerprint()
 
     # -- order_summary ------------------------------------------------------------------------
+    stream = schema.stream
+
     def summary_keys(change: Change) -> list[str]:
-        return [summary_key(change.event)] if r.mine(change) else []
+        e = change.event
+        return [summary_key(e)] if e.stream == stream else []
 
     def summary_apply(rows: Rows, change: Change) -> list[Write]:
         e = change.event
-        if not r.mine(change):
+        if e.stream != stream:
             return []
         key = summary_key(e)
         old = rows.get(key)

@@ -8,10 +8,11 @@ the same key from several partitions are combined with the projection's `merge`,
 partition order (`merge_partitions`). The result is written to the fresh collection
 and swapped in with one rename, as a one-worker rebuild is.
 
-Processes: the log's events are read once by the parent; the partitions run in
-forked worker processes that inherit them (nothing is pickled but the rows coming
-back). Where fork is unavailable, or with `processes=False`, they run in-process one
-after another (the same result; tests use it).
+Processes: `LocalFolds` runs partitions in forked worker processes that inherit
+their events (nothing is pickled but the rows coming back). Where fork is
+unavailable, or with `processes=False`, they run in-process (the same rows; tests
+use it). Which partitions an instance folds, and how several instances share a
+job's partitions, is `projections.claims`.
 
 A partition's entity states are all kept in memory while it folds.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Final
 
@@ -113,8 +114,8 @@ def merge_partitions(projection: Projection, parts: Sequence[Rows]) -> dict[str,
 
 
 # -- running partitions in processes --------------------------------------------------------
-# What forked workers inherit, by rebuild: the projection and each partition's events (set
-# before the pool forks; never pickled). Several rebuilds of one process each have their own.
+# What forked workers inherit, by fold: the projection and each partition's events (set
+# before the pool forks; never pickled). Several pools of one process each have their own.
 _INHERITED: dict[int, tuple[Projection, list[list[Event]]]] = {}
 _NEXT: list[int] = [0]
 
@@ -129,56 +130,65 @@ def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-async def run_partitions(
-    projection: Projection,
-    parts: list[list[Event]],
-    *,
-    processes: bool = True,
-    on_done: Callable[[int], object] | None = None,
-) -> list[Rows]:
-    """Each partition's rows, computed in its own process (or in-process), in partition order."""
-    if not processes or len(parts) == 1 or not can_fork():
-        out = []
-        for index, part in enumerate(parts):
-            out.append(fold_partition(projection, part))
-            if on_done is not None:
-                on_done(index)
-            await asyncio.sleep(0)
-        return out
-    _NEXT[0] += 1
-    token = _NEXT[0]
-    _INHERITED[token] = (projection, parts)
-    loop = asyncio.get_running_loop()
-    try:
-        with ProcessPoolExecutor(
-            max_workers=len(parts), mp_context=multiprocessing.get_context("fork")
-        ) as pool:
-            futures = [
-                loop.run_in_executor(pool, _run_inherited, token, i) for i in range(len(parts))
-            ]
-            if on_done is not None:
-                for i, future in enumerate(futures):
-                    future.add_done_callback(_report_done(on_done, i))
-            return list(await asyncio.gather(*futures))
-    finally:
-        del _INHERITED[token]
+class LocalFolds:
+    """Folds partitions of `parts` in up to `slots` forked processes of this machine.
 
+    The processes inherit the events (registered before the pool forks, never
+    pickled); only the rows come back. Where fork is unavailable, or with
+    `processes=False`, a partition is folded in-process when submitted (the same
+    rows; tests use it).
+    """
 
-def _report_done(on_done: Callable[[int], object], index: int) -> Callable[[Any], None]:
-    def report(future: Any) -> None:
-        if not future.cancelled() and future.exception() is None:
-            on_done(index)
+    def __init__(
+        self,
+        projection: Projection,
+        parts: list[list[Event]],
+        slots: int,
+        *,
+        processes: bool = True,
+    ) -> None:
+        self.projection = projection
+        self.parts = parts
+        self.slots = max(slots, 1)
+        self.forked = processes and can_fork()
+        self._pool: ProcessPoolExecutor | None = None
+        self._token = 0
+        if self.forked:
+            _NEXT[0] += 1
+            self._token = _NEXT[0]
+            _INHERITED[self._token] = (projection, parts)
 
-    return report
+    def submit(self, index: int) -> asyncio.Future[Rows]:
+        """Start folding partition `index`: its rows, when done."""
+        loop = asyncio.get_running_loop()
+        if not self.forked:
+            future: asyncio.Future[Rows] = loop.create_future()
+            try:
+                future.set_result(fold_partition(self.projection, self.parts[index]))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+        if self._pool is None:  # forks now: every partition's events are registered
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.slots, mp_context=multiprocessing.get_context("fork")
+            )
+        return loop.run_in_executor(self._pool, _run_inherited, self._token, index)
+
+    def close(self) -> None:
+        """Stop the processes (a fold still running is abandoned) and forget the events."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        _INHERITED.pop(self._token, None)
 
 
 __all__ = [
     "MAX_WORKERS",
+    "LocalFolds",
     "NoMerge",
     "entity_identity",
     "fold_partition",
     "merge_partitions",
     "partition_of",
-    "run_partitions",
     "split",
 ]

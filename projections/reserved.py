@@ -61,8 +61,11 @@ def collection_problem(collection: object) -> str | None:
         return f"collection {collection!r} is reserved (system.* belongs to MongoDB)"
     if lowered in store_collection_names():
         return f"collection {collection!r} belongs to the store"
-    if lowered.endswith(BUILDING_SUFFIX):
-        return f"collection {collection!r} ends with {BUILDING_SUFFIX!r} (a rebuild's own name)"
+    if lowered.endswith(BUILDING_SUFFIX) or BUILDING_SUFFIX + "_" in lowered:
+        return (
+            f"collection {collection!r} contains {BUILDING_SUFFIX!r} "
+            "(a rebuild's own names: its fresh and staging collections)"
+        )
     return None
 
 

@@ -31,18 +31,19 @@ from eventstore.fold import apply_event
 from eventstore.history import History
 from eventstore.keys import typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
-from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head, Job, Partition
+from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head, Job
 from eventstore.ports import Clock, Store
 from eventstore.worker_state import FAILED, RUNNING, STOPPED
 from projections.api import Change, Projection
+from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
+from projections.claims import Coordination, coordinate, drop_staging
 from projections.idempotent import guarded
-from projections.partitioned import NoMerge, merge_partitions, run_partitions, split
+from projections.partitioned import NoMerge
 
 log = logging.getLogger(__name__)
 
 # The workers' vocabulary (eventstore.worker_state), plus `rebuilding`.
 REBUILDING: Final = "rebuilding"
-BUILDING_SUFFIX: Final = "__rebuild"
 # Where runners record their status (a ReadModels collection of one row per projection).
 STATE_COLLECTION: Final = "projection_states"
 
@@ -198,6 +199,8 @@ class ProjectionRunner:
         self.status = RunnerStatus(name=projection.name)
         # Partitioned rebuilds fork worker processes (False: the partitions run in-process).
         self.processes = True
+        # How many partitions this instance folds at once (None: all of the job's).
+        self.local_slots: int | None = None
         # Called after each page applied, or found none (the log answered): supervision.
         self.on_step: Callable[[], None] | None = None
 
@@ -410,6 +413,7 @@ class ProjectionRunner:
                 self.projection.name,
                 job.job,
             )
+            await drop_staging(self.store, self.projection.collection, job)
             await self.store.jobs.update(msgspec.structs.replace(job, state="queued", processed=0))
 
     # -- rebuilding ----------------------------------------------------------------------------
@@ -418,21 +422,23 @@ class ProjectionRunner:
         on_progress: Callable[[RebuildProgress], object] | None = None,
         *,
         workers: int = 1,
-        on_partitions: Callable[[list[Partition]], object] | None = None,
+        job: Job | None = None,
     ) -> RebuildProgress:
         """Replay the whole log into a fresh collection, swap it in, move the checkpoint.
 
         Call while holding the lease (`run` and the job runner do). A crash leaves
         the live model untouched; the fresh collection is dropped on the next start.
 
-        Each batch's rows are written to the fresh collection in one bulk write, as
-        the projector does; nobody else writes that collection, so the rows written
-        are also kept in memory (up to `rebuild_rows`) and never read back. Past
-        the bound they are forgotten and read back as batches need them.
+        Nobody else writes the fresh collection, so the rows are kept in memory (up
+        to `rebuild_rows`) and never read back; the changed ones are written in one
+        bulk write when `rebuild_rows` of them have changed, or the log has ended.
+        Past the bound, rows are written after each batch, forgotten and read back
+        as batches need them.
 
         With `workers` > 1 (and a projection with `merge`), the entities are split
-        into that many partitions folded by as many processes
-        (`projections.partitioned`); `on_partitions` hears their states.
+        into that many partitions, tracked in `job` (one is recorded when not given)
+        and folded by this instance's processes and any other instance's
+        (`projections.claims`).
         """
         building = self.projection.collection + BUILDING_SUFFIX
         await self.store.read_models.drop(building)
@@ -442,13 +448,7 @@ class ProjectionRunner:
         await self.publish()
         self.cache.clear()
         if workers > 1:
-            return await rebuild_partitioned(
-                self,
-                workers,
-                on_progress=on_progress,
-                on_partitions=on_partitions,
-                processes=self.processes,
-            )
+            return await rebuild_partitioned(self, workers, job=job, on_progress=on_progress)
         progress = RebuildProgress(total=(await self.store.events.head()).seq)
         # The live rows' count stays shown until the swap; the rebuild counts its own.
         live_problems, self.status.problems = self.status.problems, 0
@@ -458,6 +458,26 @@ class ProjectionRunner:
         rows: dict[str, dict[str, Any] | None] = {}
         complete = True  # `rows` holds every row of `building` (it started empty)
         position, log_hash = 0, Head().log_hash
+        # Keys of the rows changed since the last write to `building` (their values are in
+        # `rows`): written together, each once, when they reach `rebuild_rows` or the log
+        # ends. A row changed by many batches is copied into the store once, not once per
+        # batch; and only keys are kept here, not a second reference to each row, which made
+        # every row outlive its batch and the garbage collector walk them again and again.
+        unwritten: set[str] = set()
+
+        async def flush() -> None:
+            if unwritten:
+                await self.store.read_models.write(building, [(k, rows.get(k)) for k in unwritten])
+                progress.written += len(unwritten)
+                unwritten.clear()
+
+        async def report() -> None:
+            progress.seconds = time.perf_counter() - started
+            if on_progress is not None:
+                reported = on_progress(progress)
+                if inspect.isawaitable(reported):
+                    await reported
+
         while events := await self.store.events.read(after_seq=position, limit=self.batch_size):
             if complete:  # no row to read: fold and apply each event in turn
                 pending = await self._apply(events, rows)
@@ -470,22 +490,22 @@ class ProjectionRunner:
                     for k in missing:
                         rows[k] = found.get(k)
                 pending = await self._apply(changes, rows, keys)
-            if pending:
-                await self.store.read_models.write(building, list(pending.items()))
+            unwritten.update(pending.keys())
+            if not complete or len(unwritten) >= self.rebuild_rows:
+                await flush()
             if len(rows) > self.rebuild_rows:
+                await flush()  # rows forgotten from here on are read back from `building`
                 rows.clear()
                 complete = False
             last = events[-1]
             position, log_hash = last.seq, last.log_hash
             progress.processed = position
-            progress.written += len(pending)
-            progress.seconds = time.perf_counter() - started
             progress.total = max(progress.total, position)
             await self.lease.keep()
-            if on_progress is not None:
-                reported = on_progress(progress)
-                if inspect.isawaitable(reported):
-                    await reported
+            await report()
+        if unwritten:
+            await flush()
+            await report()
         rows.clear()
         problems, self.status.problems = self.status.problems, live_problems
         await self.store.read_models.swap(building, self.projection.collection)
@@ -557,10 +577,6 @@ class ProjectionRunner:
                 last_report = time.monotonic()
                 await self.store.jobs.update(job)
 
-        def partitions(states: list[Partition]) -> None:
-            nonlocal job
-            job = msgspec.structs.replace(job, partitions=states)
-
         workers = job.workers
         if workers > 1 and self.projection.merge is None:
             log.warning(
@@ -569,8 +585,11 @@ class ProjectionRunner:
             workers = 1
             job = msgspec.structs.replace(job, workers=1)
         try:
-            if workers > 1:
-                progress = await self.rebuild(report, workers=workers, on_partitions=partitions)
+            if workers > 1:  # every partition folds up to the head as it is now
+                head = (await self.store.events.head()).seq
+                job = msgspec.structs.replace(job, head=head, total=head)
+                await self.store.jobs.update(job)
+                progress = await self.rebuild(report, workers=workers, job=job)
             else:
                 progress = await self.rebuild(report)
         except Exception as exc:
@@ -590,77 +609,101 @@ class ProjectionRunner:
             finished_at=self.clock.now(),
         )
         await self.store.jobs.update(job)
-        return job
+        return await self.store.jobs.get(job.job) or job
+
+
+async def _head_at(store: Store, seq: int) -> Head:
+    """The log's head as it was at `seq` (its event's log hash)."""
+    found = await store.events.read(after_seq=seq - 1, limit=1) if seq > 0 else []
+    return Head(seq=seq, log_hash=found[0].log_hash) if found else await store.events.head()
 
 
 async def rebuild_partitioned(
     runner: ProjectionRunner,
     workers: int,
     *,
+    job: Job | None = None,
     on_progress: Callable[[RebuildProgress], object] | None = None,
-    on_partitions: Callable[[list[Partition]], object] | None = None,
-    processes: bool = True,
 ) -> RebuildProgress:
     """The runner's projection rebuilt by `workers` partitions; the same rows as one worker.
 
-    The log is read once, up to the head when it starts; each partition is folded in
-    a worker process (`projections.partitioned`); the merged rows are installed as a
-    one-worker rebuild installs them.
+    The partitions are tracked in `job` (or in a job recorded here) and claimed by
+    this instance's processes and by any other instance's (`projections.claims`);
+    the merged rows are installed as a one-worker rebuild installs them, with one
+    rename. Call while holding the projection's lease.
     """
     projection = runner.projection
     if projection.merge is None:
         raise NoMerge(f"{projection.name} has no merge: rebuild it with one worker")
-    store = runner.store
+    store, clock = runner.store, runner.clock
     started = time.perf_counter()
-    head = await store.events.head()
-    progress = RebuildProgress(total=head.seq)
-    events: list[Event] = []
-    position = 0
-    while position < head.seq and (
-        batch := await store.events.read(after_seq=position, limit=runner.batch_size)
-    ):
-        batch = [e for e in batch if e.seq <= head.seq]
-        if not batch:
-            break
-        events += batch
-        position = batch[-1].seq
-        await runner.lease.keep()
-    parts = split(events, workers)
-    del events
-    partitions = [
-        Partition(index=i, state="running", processed=0, total=len(p)) for i, p in enumerate(parts)
-    ]
-    if on_partitions is not None:
-        on_partitions(list(partitions))
-
-    def done(index: int) -> None:
-        partitions[index] = Partition(
-            index=index, state="succeeded", processed=len(parts[index]), total=len(parts[index])
+    own = job is None
+    if job is None:
+        now = clock.now()
+        job = Job(
+            job=uuid.uuid4().hex,
+            projection=projection.name,
+            requested_at=now,
+            started_at=now,
+            state="running",
+            workers=workers,
         )
-        if on_partitions is not None:
-            on_partitions(list(partitions))
+        await store.jobs.create(job)
+    head = await _head_at(store, job.head) if job.head else await store.events.head()
+    job = msgspec.structs.replace(
+        job, state="running", workers=workers, head=head.seq, total=head.seq
+    )
+    await store.jobs.update(job)
+    progress = RebuildProgress(total=head.seq)
 
+    async def advanced(processed: int) -> None:
+        progress.processed = processed
+        progress.seconds = time.perf_counter() - started
+        if on_progress is not None:
+            reported = on_progress(progress)
+            if inspect.isawaitable(reported):
+                await reported
+
+    coordination = Coordination(
+        store=store,
+        projection=projection,
+        clock=clock,
+        owner=runner.lease.owner,
+        lease_seconds=runner.lease.ttl,
+        batch_size=runner.batch_size,
+        processes=runner.processes,
+        slots=runner.local_slots,
+        keep_lease=runner.lease.keep,
+    )
     try:
-        results = await run_partitions(projection, parts, processes=processes, on_done=done)
-    except BaseException:
-        for i, p in enumerate(partitions):
-            if p.state != "succeeded":
-                partitions[i] = Partition(index=i, state="failed", processed=0, total=p.total)
-        if on_partitions is not None:
-            on_partitions(list(partitions))
+        rows, job = await coordinate(coordination, job, on_progress=advanced)
+        progress.written = len(rows)
+        progress.processed = head.seq
+        done = await runner.install(rows, head, progress, started)
+    except BaseException as exc:
+        try:
+            recorded = await store.jobs.get(job.job) or job
+            await drop_staging(store, projection.collection, recorded)
+            if own:
+                await store.jobs.update(
+                    msgspec.structs.replace(
+                        recorded,
+                        state="failed",
+                        finished_at=clock.now(),
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                )
+        except Exception:  # the store may be what failed; the leftovers go on the next start
+            log.warning("projection %s: could not clear a failed rebuild", projection.name)
         raise
-    progress.processed = head.seq
-    progress.seconds = time.perf_counter() - started
-    if on_progress is not None:
-        reported = on_progress(progress)
-        if inspect.isawaitable(reported):
-            await reported
-    rows = merge_partitions(projection, results)
-    del results
-    await runner.lease.keep()
-    progress.written = len(rows)
-    progress.processed = head.seq
-    return await runner.install(rows, head, progress, started)
+    await drop_staging(store, projection.collection, job)
+    if own:
+        await store.jobs.update(
+            msgspec.structs.replace(
+                job, state="succeeded", processed=head.seq, finished_at=clock.now()
+            )
+        )
+    return done
 
 
 async def request_rebuild(

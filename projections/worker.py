@@ -1,10 +1,18 @@
-"""Projections as supervised workers: one follows a projection, one runs a requested rebuild."""
+"""Projections as supervised workers: one follows a projection, one runs a requested rebuild,
+one claims partitions of any instance's partitioned rebuild."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import timedelta
+
+from eventstore.awaiting import wait_set
 from eventstore.model import Job
+from eventstore.ports import Clock, Store
 from eventstore.supervisor import Progress, WorkerContext
 from eventstore.worker_state import PROJECTION, REBUILD
+from projections.api import Projection
+from projections.claims import run_claimed
 from projections.runner import ProjectionRunner
 
 
@@ -92,6 +100,88 @@ class RebuildWorker:
         """The rebuild's progress as recorded in its job."""
         job = await self.runner.store.jobs.get(self.job.job) or self.job
         return Progress(position=job.processed, lag=max(job.total - job.processed, 0))
+
+    async def close(self) -> None:
+        """Nothing outlives a run."""
+
+
+class PartitionClaimer:
+    """Claims and folds partitions of other instances' partitioned rebuilds (any projection).
+
+    Every instance running the service has one: it looks for a running job with a
+    claimable partition (queued, or claimed by an instance that died), folds it in
+    a process of its own, stages its rows and marks it done (`projections.claims`).
+    """
+
+    kind = REBUILD
+    name = "rebuild:partitions"
+
+    def __init__(
+        self,
+        store: Store,
+        projections: Sequence[Projection],
+        *,
+        clock: Clock,
+        owner: str,
+        lease_seconds: float,
+        batch_size: int = 1000,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.projections = [p for p in projections if p.merge is not None]
+        self.clock = clock
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        # Fold in a forked process (False: in-process; tests use it).
+        self.processes = True
+        self.folded = 0
+
+    async def claim_once(self) -> bool:
+        """Claim one claimable partition of any projection's running job and fold it.
+
+        True when one was claimed (whatever became of it), False when none was claimable.
+        """
+        for projection in self.projections:
+            job = await self.store.jobs.active(projection.name)
+            if job is None or job.state != "running" or not job.head or not job.partitions:
+                continue
+            now = self.clock.now()
+            claimed = await self.store.jobs.claim_partition(
+                job.job,
+                owner=self.owner,
+                now=now,
+                until=now + timedelta(seconds=self.lease_seconds),
+            )
+            if claimed is None:
+                continue
+            if await run_claimed(
+                self.store,
+                projection,
+                job,
+                claimed,
+                clock=self.clock,
+                lease_seconds=self.lease_seconds,
+                batch_size=self.batch_size,
+                processes=self.processes,
+            ):
+                self.folded += 1
+            return True
+        return False
+
+    async def run(self, ctx: WorkerContext) -> None:
+        """Claim partitions while there are any; look again every `poll_seconds`."""
+        ctx.report("running")
+        while not ctx.stop.is_set():
+            if await self.claim_once():
+                ctx.healthy()
+                continue
+            await wait_set(ctx.stop, self.poll_seconds)
+
+    async def progress(self) -> Progress:
+        """No position of its own: each partition's progress is in its job."""
+        return Progress()
 
     async def close(self) -> None:
         """Nothing outlives a run."""

@@ -139,7 +139,10 @@ class Receiver:
         # Seconds each verified request waits before its answer (or a function of its payload).
         self.delay: float | Callable[[dict[str, Any]], float] = 0.0
         self.rule: Rule = lambda payload: (200, {})
+        self.open_ids: set[str] = set()  # verified requests not answered yet
+        self.overlaps: list[frozenset[str]] = []  # open_ids as each verified request arrived
         self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()  # connections kept alive by clients
 
     @property
     def url(self) -> str:
@@ -151,7 +154,9 @@ class Receiver:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
     async def stop(self) -> None:
-        """Stop listening: connections are refused from now on."""
+        """Stop listening and drop open connections: connections are refused from now on."""
+        for writer in list(self._open):
+            writer.close()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -159,6 +164,7 @@ class Receiver:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
         try:
             while True:
                 line = await reader.readline()
@@ -178,6 +184,7 @@ class Receiver:
         except (asyncio.IncompleteReadError, ConnectionError):
             return
         finally:
+            self._open.discard(writer)
             writer.close()
 
     async def _answer(
@@ -190,8 +197,13 @@ class Receiver:
             return 400, {}
         self.attempts.append(headers["webhook-id"])
         delay = self.delay(json.loads(body)) if callable(self.delay) else self.delay
-        if delay:
-            await asyncio.sleep(delay)
+        self.open_ids.add(headers["webhook-id"])
+        self.overlaps.append(frozenset(self.open_ids))
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+        finally:
+            self.open_ids.discard(headers["webhook-id"])
         answer = self.rule(payload)
         if answer is None:
             await asyncio.sleep(3600)  # hang: the client's timeout ends it

@@ -240,8 +240,11 @@ def _workers(body: bytes) -> int:
     workers = parsed.get("workers", 1)
     if not isinstance(workers, int) or isinstance(workers, bool):
         raise bad_request(f"workers must be a whole number from 1 to {MAX_WORKERS}")
-    if not 1 <= workers <= MAX_WORKERS:
-        raise bad_request(f"workers must be from 1 to {MAX_WORKERS}, got {workers}")
+    if not 1 <= workers <= MAX_WORKERS:  # well formed, but no rebuild has that many (422)
+        detail = f"workers must be from 1 to {MAX_WORKERS}, got {workers}"
+        raise ApiError(
+            422, detail, kind="unprocessable", errors=[{"key": "workers", "message": detail}]
+        )
     return workers
 
 
@@ -266,7 +269,16 @@ async def get_job(services: ServicesDep, job: FromPath[str]) -> JobOut:
         error=found.error,
         workers=found.workers,
         partitions=[
-            PartitionOut(index=p.index, state=p.state, processed=p.processed, total=p.total)
+            PartitionOut(
+                index=p.index,
+                state=p.state,
+                processed=p.processed,
+                total=p.total,
+                owner=p.owner,
+                expires_at=_when(p.expires_at),
+                attempts=p.attempts,
+                error=p.error,
+            )
             for p in found.partitions
         ],
     )

@@ -213,9 +213,9 @@ async def replay_parked(
             raise bad_request('the body is empty or {"up_to_seq": N}')
         up_to = body.get("up_to_seq")
         if up_to is not None and (
-            not isinstance(up_to, int) or isinstance(up_to, bool) or up_to < 1
+            not isinstance(up_to, int) or isinstance(up_to, bool) or not 1 <= up_to <= cfg.MAX_SEQ
         ):
-            raise bad_request("up_to_seq is a seq (an integer, at least 1)")
+            raise bad_request(f"up_to_seq is a seq (an integer from 1 to {cfg.MAX_SEQ})")
     try:
         queued = await admin_of(services).replay(wanted, up_to, actor=actor_of(request))
     except NotFound:
@@ -232,6 +232,8 @@ async def skip_parked(
     services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str], seq: FromPath[int]
 ) -> dict[str, Any]:
     wanted = path_value(name)
+    if not 1 <= seq <= cfg.MAX_SEQ:  # no such event (and no query a database cannot encode)
+        raise not_found(f"{wanted}: seq {seq} is not parked")
     try:
         await admin_of(services).skip(wanted, seq, actor=actor_of(request))
     except NotFound as exc:

@@ -83,7 +83,13 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, store:
     out = out or sys.stdout
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command == "projections" and not any(x.startswith("-") for x in extra):
+            # `projections rebuild --workers 2 NAME`: argparse gives the names before the
+            # options to `names` and leaves those after them over; they are names too
+            args.names = [*args.names, *extra]
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # usage errors (1) and --help (0) return like any command
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     args.store = store

@@ -18,6 +18,7 @@ from typing import TextIO
 
 import msgspec
 
+from eventstore.awaiting import wait_set
 from eventstore.cli.common import EXIT_OK, EXIT_TAMPERED, CliError, install_stop_signals
 from eventstore.monitor import Fetch, Finding, Unreachable, check_once
 from eventstore.notes import NoteError, Verifier
@@ -81,8 +82,5 @@ async def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
                 print(f"ok: tree {result.size} (saved before: {result.previous})", file=out)
                 if args.once:
                     return EXIT_OK
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=args.interval)
+        if await wait_set(stop, args.interval):
             return EXIT_OK
-        except TimeoutError:
-            continue

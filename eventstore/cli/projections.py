@@ -123,7 +123,8 @@ async def _status(service: Service, args: argparse.Namespace, out: TextIO) -> in
 
     now, lease = service.clock.now(), service.settings.lease_seconds
     workers = [shown(w, now=now, lease_seconds=lease) for w in await service.store.workers.all()]
-    statuses = await projection_statuses(service.store, _projections(service, None), workers)
+    chosen = _projections(service, args.names or None)  # `projections status NAME ...`: those
+    statuses = await projection_statuses(service.store, chosen, workers)
     rows = [
         {
             **msgspec.structs.asdict(s),

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from pymongo.errors import OperationFailure
 
+from eventstore.awaiting import cancel_and_wait
 from eventstore.mongo import compat
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,4 @@ class AppendWatcher:
         if run.loop is not asyncio.get_running_loop():
             run.loop.call_soon_threadsafe(run.task.cancel)
             return
-        run.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run.task
+        await cancel_and_wait([run.task])

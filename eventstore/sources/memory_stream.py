@@ -8,14 +8,14 @@ written. Snapshots list the documents (feed_documents.py).
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from bson import Timestamp
 
+from eventstore.awaiting import wait_set
 from eventstore.model import ChangeBatch, ResumePoint
 from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, SourceError
 from eventstore.sources.feed_documents import FeedDocuments
@@ -151,8 +151,7 @@ class MemoryChangeStream:
         changes = self._collect()
         if not changes and not self._closed:
             changed = self._feed.changed
-            with suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=self._source.max_await)
+            await wait_set(changed, self._source.max_await)
             changes = self._collect()
         return ChangeBatch(
             changes=changes, resume_token=dict(self._token), cluster_time=self._cluster_time

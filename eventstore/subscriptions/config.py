@@ -26,6 +26,10 @@ NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # Standard Webhooks' schedule: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_DELAYS: Final = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MAX_LANES: Final = 64
+# The largest seq a request may name (BSON stores 64-bit integers; the API's bound elsewhere).
+MAX_SEQ: Final = 2**62
+# Redis numbers its databases with a 32-bit integer.
+MAX_REDIS_DB: Final = 2**31 - 1
 MASK: Final = "***"
 WEBHOOK: Final = "webhook"
 REDIS_PUBSUB: Final = "redis-pubsub"
@@ -37,6 +41,8 @@ RESERVED_HEADERS: Final = frozenset(
     {"content-type", "host", "content-length", "transfer-encoding", "connection"}
 )
 _TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# A header value: visible characters, spaces and tabs (no CR/LF: no header injection).
+_HEADER_VALUE: Final = re.compile(r"^[\t\x20-\x7e\x80-\U0010ffff]*$")
 _PATH_SEGMENT: Final = re.compile(r"^[^.$\s][^.\s]*$")
 
 # A secret as configured: the literal value, or where to read it.
@@ -159,6 +165,8 @@ def _start(check: _Check, key: str, value: Any) -> Start:
             check.malformed(f"{key}.seq", "expected an integer")
         elif v < 1:
             check.bad(f"{key}.seq", "seq starts at 1")
+        elif v > MAX_SEQ:
+            check.bad(f"{key}.seq", f"at most {MAX_SEQ}")
         else:
             return Start(kind="seq", seq=v)
         return Start()
@@ -203,6 +211,11 @@ def _secret(check: _Check, key: str, value: Any) -> None:
     check.bad(key, 'expected a string, {"env": NAME} or {"file": PATH}')
 
 
+def header_value_ok(value: str) -> bool:
+    """True when a header value holds no control character (CR, LF, NUL, ...)."""
+    return bool(_HEADER_VALUE.match(value))
+
+
 def webhook_key(secret: str) -> bytes | None:
     """The HMAC key of a `whsec_<base64>` secret (24-64 bytes), or None when malformed."""
     body = secret.removeprefix("whsec_")
@@ -239,13 +252,25 @@ def _url(check: _Check, key: str, value: Any, schemes: tuple[str, ...]) -> None:
     parts = _template(check, key, value)
     if parts is None:
         return
-    split = urlsplit(templates.render(parts, dict.fromkeys(templates.PLACEHOLDERS, "x")))
+    try:
+        split = urlsplit(templates.render(parts, dict.fromkeys(templates.PLACEHOLDERS, "x")))
+        port = split.port
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
+        reason = "the port is not a number from 1 to 65535" if "ort" in str(exc) else str(exc)
+        check.bad(key, f"not a valid URL: {reason}")
+        return
     if split.scheme not in schemes:
         check.bad(
             key, f"unsupported URL scheme {split.scheme or '(none)'!r}: use {'/'.join(schemes)}"
         )
     elif not split.hostname:
         check.bad(key, "the URL names no host")
+    elif port == 0:
+        check.bad(key, "not a valid URL: the port is not a number from 1 to 65535")
+    elif split.scheme in ("redis", "rediss"):
+        db = split.path.strip("/")
+        if db and not (db.isascii() and db.isdigit() and int(db) <= MAX_REDIS_DB):
+            check.bad(key, f"the database is a number from 0 to {MAX_REDIS_DB}, not {db!r}")
 
 
 def _sink(check: _Check, value: Any) -> dict[str, Any]:
@@ -290,6 +315,8 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
                 elif h.lower() in RESERVED_HEADERS or h.lower().startswith("webhook-"):
                     check.bad(hk, "webhook-*, content-type and host are set by the sink")
                 _secret(check, hk, v)
+                if isinstance(v, str) and not header_value_ok(v):
+                    check.bad(hk, "a header value may not hold control characters (CR, LF, ...)")
         out.setdefault("timeout_s", 15)
         out.setdefault("headers", {})
         return out

@@ -27,12 +27,13 @@ import logging
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 import msgspec
 
+from eventstore.awaiting import cancel_and_wait, wait_set
 from eventstore.failures import Backoff, describe
 from eventstore.leasing import LeaseKeeper, LeaseLost
 from eventstore.model import Event
@@ -42,6 +43,7 @@ from eventstore.subscription_records import ParkedEvent, SubscriptionRecord
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions import positions
 from eventstore.subscriptions.filters import admits
+from eventstore.subscriptions.secrets import values_of as secret_values
 from eventstore.subscriptions.sinks.base import (
     ALREADY,
     GONE,
@@ -125,6 +127,8 @@ class SubscriptionWorker:
         self.config_doc: dict[str, Any] | None = None
         self.record: SubscriptionRecord | None = None
         self.state = "starting"
+        self._sink_secrets: tuple[str, ...] = ()
+        self._sink_error: str | None = None  # why the whole sink backs off (shown as last_error)
 
     # -- identity and status ------------------------------------------------------------------
     @property
@@ -132,10 +136,19 @@ class SubscriptionWorker:
         """The lease role, `subscription:<name>`."""
         return positions.checkpoint_name(self.subscription)
 
-    def _report(self, state: str) -> None:
+    def _report(self, state: str, error: str | None = None) -> None:
         self.state = state
         if self._ctx is not None:
-            self._ctx.report(state)
+            self._ctx.report(state, error)
+
+    def _scrub(self, text: str | None) -> str | None:
+        """An error as shown and logged: the service's keys and the sink's secrets removed."""
+        if text is None:
+            return None
+        for secret in (*self._sink_secrets, *self.secrets):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     def nudge(self) -> None:
         """Look at the subscription's record now (an operator changed it)."""
@@ -260,6 +273,7 @@ class SubscriptionWorker:
                 task = asyncio.ensure_future(old.close())
                 task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
             self.config, self.config_doc = config, record.config
+            self._sink_secrets = tuple(secret_values(config.sink))
         if build and self.sink is None and self.config is not None:
             self.sink = self.sink_factory(self.config)
 
@@ -269,10 +283,7 @@ class SubscriptionWorker:
         try:
             await self._steps(stop)
         finally:
-            for t in (watcher, stopping):
-                t.cancel()
-            # asyncio.wait: a cancellation of this task itself is not swallowed.
-            await _settled((watcher, stopping))
+            await cancel_and_wait((watcher, stopping))
 
     async def _kick_on(self, event: asyncio.Event) -> None:
         await event.wait()
@@ -287,8 +298,7 @@ class SubscriptionWorker:
                 self._kick.set()
                 while self.read_pos == seen:
                     self._read.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._read.wait(), timeout=self.poll_s)
+                    await wait_set(self._read, self.poll_s)
 
     async def _steps(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -302,14 +312,17 @@ class SubscriptionWorker:
             record = self.record
             assert record is not None
             if record.disabled_reason is not None or record.paused:
-                self._report(DISABLED if record.disabled_reason is not None else PAUSED)
+                if record.disabled_reason is not None:
+                    self._report(DISABLED, record.disabled_reason)
+                else:
+                    self._report(PAUSED)
                 await self._cancel_inflight()
                 await self._wait_for_wake(self.poll_s)
                 continue
             now = self.clock.now()
             if self.sink_until is not None:
                 if now < self.sink_until and not self.inflight:
-                    self._report(RETRYING)
+                    self._report(RETRYING, self._sink_error)
                     await self._sleep((self.sink_until - now).total_seconds())
                     continue
                 if now >= self.sink_until:
@@ -379,9 +392,10 @@ class SubscriptionWorker:
             return
         # Each lane takes the heads of several ready entities (never two events of one entity):
         # the sink delivers them one after the other, so at most `lanes` are in flight.
+        most = sink.max_batch or self.entity_batch
         while len(self.inflight) < self.config.lanes and self.ready:
             free = self.config.lanes - len(self.inflight)
-            size = max(1, min(self.entity_batch, -(-len(self.ready) // free)))
+            size = max(1, min(most, -(-len(self.ready) // free)))
             batch: list[Event] = []
             while self.ready and len(batch) < size:
                 queue = self.queues.get(self.ready.popleft())
@@ -407,8 +421,7 @@ class SubscriptionWorker:
                 pause = max((self.sink_until - self.clock.now()).total_seconds(), 0.0)
                 timeout = pause if timeout is None else min(timeout, pause)
             if timeout is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), timeout=self.poll_s)
+                await wait_set(self._kick, self.poll_s)
             else:
                 waits = [
                     asyncio.ensure_future(self._kick.wait()),
@@ -417,17 +430,15 @@ class SubscriptionWorker:
                 try:
                     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    for t in waits:
-                        t.cancel()
-                    # asyncio.wait: a cancellation of this task itself is not swallowed.
-                    await _settled(waits)
+                    await cancel_and_wait(waits)
         self._kick.clear()
         for task in [t for t in self.inflight if t.done()]:
             events = self.inflight.pop(task)
             try:
                 outcomes = task.result()
             except Exception as exc:  # a sink bug or an unexpected client error: back off
-                outcomes = [Outcome(status=SINK_FAILED, detail=describe(exc, self.secrets))]
+                detail = describe(exc, (*self._sink_secrets, *self.secrets))
+                outcomes = [Outcome(status=SINK_FAILED, detail=detail)]
             await self._handle(events, outcomes)
 
     async def _handle(self, events: list[Event], outcomes: list[Outcome]) -> None:
@@ -440,6 +451,8 @@ class SubscriptionWorker:
                 back.append(e)
                 continue
             outcome = outcomes[i]
+            if outcome.detail is not None:
+                outcome = msgspec.structs.replace(outcome, detail=self._scrub(outcome.detail))
             if outcome.settled:
                 settled.append(e.seq)
                 self.delivered += 1
@@ -505,6 +518,7 @@ class SubscriptionWorker:
         until = now + timedelta(seconds=delay)
         if self.sink_until is None or until > self.sink_until:
             self.sink_until = until
+        self._sink_error = outcome.detail or "the sink failed"
         log.warning(
             "subscription %s backs off for %.1fs: %s", self.subscription, delay, outcome.detail
         )
@@ -723,11 +737,7 @@ class SubscriptionWorker:
                 self.ready.append(entity)
 
     async def _cancel_inflight(self) -> None:
-        tasks = list(self.inflight)
-        for t in tasks:
-            t.cancel()
-        # asyncio.wait: a cancellation of this task itself is not swallowed.
-        await _settled(tasks)
+        await cancel_and_wait(list(self.inflight))
         strict = self.sink is not None and self.sink.strict
         for events in self.inflight.values():
             for e in events:
@@ -771,8 +781,7 @@ class SubscriptionWorker:
         await self.clock.sleep(seconds)
 
     async def _wait_for_wake(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+        await wait_set(self.wake, seconds)
 
     async def close(self) -> None:
         """Nothing outlives a run (the sink is closed at its end)."""
@@ -781,10 +790,3 @@ class SubscriptionWorker:
 def new_command(action: str, **fields: Any) -> dict[str, Any]:
     """An operator command for the delivering instance, with a unique id."""
     return {"id": uuid.uuid4().hex, "action": action, **fields}
-
-
-async def _settled(tasks: Iterable[asyncio.Future[Any]]) -> None:
-    """Wait for cancelled tasks to end (their own outcome ignored; ours propagates)."""
-    pending = [t for t in tasks]
-    if pending:
-        await asyncio.wait(pending)

@@ -9,9 +9,10 @@ by itself; a failed one stays failed until restarted (never restarted silently).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
+from eventstore.awaiting import cancel_and_wait
 from eventstore.ports import Clock, Store
 from eventstore.subscriptions import positions
 from eventstore.subscriptions.delivery import SubscriptionWorker
@@ -87,10 +88,7 @@ class SubscriptionManager:
             try:
                 await asyncio.wait(waits, timeout=self.every_s, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for w in waits:
-                    w.cancel()
-                # asyncio.wait: a cancellation of this task itself is not swallowed.
-                await _settled(waits)
+                await cancel_and_wait(waits)
 
     async def progress(self) -> Progress:
         """How many subscriptions are stored (as position)."""
@@ -98,10 +96,3 @@ class SubscriptionManager:
 
     async def close(self) -> None:
         """Nothing outlives a run."""
-
-
-async def _settled(tasks: Iterable[asyncio.Future[Any]]) -> None:
-    """Wait for cancelled tasks to end (their own outcome ignored; ours propagates)."""
-    pending = [t for t in tasks]
-    if pending:
-        await asyncio.wait(pending)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class SecretError(ValueError):
@@ -31,3 +32,35 @@ def resolve(secret: Any, *, env: Mapping[str, str] | None = None) -> str:
             raise SecretError(f"secret file {secret['file']} is empty")
         return value
     raise SecretError('a secret is a string, {"env": NAME} or {"file": PATH}')
+
+
+def values_of(sink: Mapping[str, Any]) -> list[str]:
+    """Every secret value of a sink that can be read now (to scrub from errors and logs).
+
+    The webhook `secret`(s), each `headers` value, and the password of the URL (a
+    literal URL, or one read from the environment or a file). Unreadable ones are
+    skipped: building the sink reports them.
+    """
+    raw: list[Any] = []
+    secret = sink.get("secret")
+    raw.extend(secret if isinstance(secret, list) else [secret] if secret is not None else [])
+    headers = sink.get("headers")
+    if isinstance(headers, Mapping):
+        raw.extend(headers.values())
+    out: list[str] = []
+    for value in raw:
+        try:
+            out.append(resolve(value))
+        except SecretError:
+            continue
+    url = sink.get("url")
+    try:
+        password = urlsplit(resolve(url)).password if url is not None else None
+    except (SecretError, ValueError):
+        password = None
+    if password:
+        out.append(password)
+        if isinstance(url, dict):
+            out.append(resolve(url))  # the whole URL, read from a reference
+    # Longest first: a secret that contains another is removed whole.
+    return sorted({v for v in out if v and v != "***"}, key=len, reverse=True)

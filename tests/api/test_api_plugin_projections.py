@@ -57,25 +57,35 @@ async def test_the_admin_api_rebuilds_with_workers_and_shows_the_partitions() ->
     app = build_app(settings(admin_key=ADMIN_KEY), store=log.store)
     url = "/v1/admin/projections/revenue_by_day/rebuild"
     async with AsyncTestClient(app) as client:
-        for body, detail in [
-            (b'{"workers": 0}', "workers must be from 1 to 16, got 0"),
-            (b'{"workers": 17}', "workers must be from 1 to 16, got 17"),
-            (b'{"workers": "2"}', "workers must be a whole number from 1 to 16"),
-            (b'{"workers": true}', "workers must be a whole number from 1 to 16"),
-            (b'{"threads": 2}', 'the body takes only {"workers": N}'),
-            (b"[2]", 'the body takes only {"workers": N}'),
-            (b"{", 'the body must be JSON: {"workers": N}'),
+        for body, status, detail in [
+            (b'{"workers": 0}', 422, "workers must be from 1 to 16, got 0"),
+            (b'{"workers": 17}', 422, "workers must be from 1 to 16, got 17"),
+            (b'{"workers": -3}', 422, "workers must be from 1 to 16, got -3"),
+            (b'{"workers": "2"}', 400, "workers must be a whole number from 1 to 16"),
+            (b'{"workers": true}', 400, "workers must be a whole number from 1 to 16"),
+            (b'{"workers": 2.0}', 400, "workers must be a whole number from 1 to 16"),
+            (b'{"threads": 2}', 400, 'the body takes only {"workers": N}'),
+            (b"[2]", 400, 'the body takes only {"workers": N}'),
+            (b"{", 400, 'the body must be JSON: {"workers": N}'),
         ]:
             r = await client.post(url, headers=ADMIN, content=body)
-            assert r.status_code == 400, (body, r.text)
+            assert r.status_code == status, (body, r.text)
             assert r.headers["content-type"].startswith("application/problem+json")
             assert r.json()["detail"] == detail
+            if status == 422:  # well formed but impossible: which field, and why
+                assert r.json()["errors"] == [{"key": "workers", "message": detail}]
+        assert await log.store.jobs.active("revenue_by_day") is None  # nothing was queued
         r = await client.post(url, headers=ADMIN, json={"workers": 2})
         assert r.status_code == 202, r.text
         done = await _until_done(client, r.json()["job"])
         assert done["state"] == "succeeded" and done["workers"] == 2, done
         assert [p["index"] for p in done["partitions"]] == [0, 1]
         assert all(p["state"] == "succeeded" for p in done["partitions"])
+        # each claimed once, by this instance; a finished claim has no expiry
+        assert {(p["attempts"], p["expires_at"], p["error"]) for p in done["partitions"]} == {
+            (1, None, None)
+        }
+        assert len({p["owner"] for p in done["partitions"]}) == 1 and done["partitions"][0]["owner"]
         assert sum(p["total"] for p in done["partitions"]) == log.events[-1].seq
         # an empty body is one worker, as before
         r = await client.post(url, headers=ADMIN)

@@ -79,6 +79,27 @@ async def test_put_creates_201_then_updates_200_and_never_returns_secrets(
             422,
             "lanes",
         ),
+        # Found by trying: each was a 500, or stored and then failing every delivery.
+        ({"sink": {**HOOK, "url": "http://[::1/h"}}, 422, "sink.url"),
+        ({"sink": {**HOOK, "url": "https://x.test:99999/h"}}, 422, "sink.url"),
+        ({"sink": {**HOOK, "url": "https://x.test:0/h"}}, 422, "sink.url"),
+        (
+            {"sink": {"kind": "redis-pubsub", "url": "redis://r:port", "channel": "c"}},
+            422,
+            "sink.url",
+        ),
+        (
+            {"sink": {"kind": "redis-pubsub", "url": "redis://r/x1", "channel": "c"}},
+            422,
+            "sink.url",
+        ),
+        (
+            {"sink": {"kind": "redis-pubsub", "url": "redis://r/99999999999", "channel": "c"}},
+            422,
+            "sink.url",
+        ),
+        ({"sink": {**HOOK, "headers": {"x-a": "v\r\nx-b: injected"}}}, 422, "sink.headers.x-a"),
+        ({"sink": HOOK, "start": {"seq": 10**40}}, 422, "start.seq"),
     ],
 )
 async def test_bad_bodies_are_400_or_422_naming_the_field_and_store_nothing(
@@ -210,3 +231,59 @@ async def test_the_subscription_series_parse_as_prometheus_text(
     assert delivered.type == "counter"
     assert [(s.labels, s.value) for s in delivered.samples] == [({"subscription": "hooks"}, 7.0)]
     assert families["eventstore_subscription_lag_events"].samples[0].value == 4.0
+
+
+ROUTES = {
+    BASE: {"GET", "HEAD"},
+    f"{BASE}/orders": {"GET", "HEAD", "PUT", "DELETE"},
+    f"{BASE}/orders/pause": {"POST"},
+    f"{BASE}/orders/resume": {"POST"},
+    f"{BASE}/orders/reset": {"POST"},
+    f"{BASE}/orders/parked": {"GET", "HEAD"},
+    f"{BASE}/orders/parked/replay": {"POST"},
+    f"{BASE}/orders/parked/2/skip": {"POST"},
+    "/v1/admin/actions": {"GET", "HEAD"},
+}
+
+
+@pytest.mark.parametrize("path", list(ROUTES))
+async def test_every_method_on_every_route_is_an_answer_or_405_with_allow_never_500(
+    client: tuple[AsyncTestClient[Any], MemoryStore], path: str
+) -> None:
+    c, _ = client
+    await c.put(f"{BASE}/orders", json={"sink": HOOK}, headers=ADMIN)
+    for method in ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "TRACE"):
+        response = await c.request(method, path, headers=ADMIN)
+        allowed = ROUTES[path]
+        assert response.status_code < 500, (method, path, response.text)
+        if method == "OPTIONS":
+            assert response.status_code == 204
+            assert set(response.headers["allow"].split(", ")) == {*allowed, "OPTIONS"}
+        elif method not in allowed:
+            assert response.status_code == 405, (method, path)
+            assert set(response.headers["allow"].split(", ")) == {*allowed, "OPTIONS"}
+            if method != "HEAD":
+                assert response.headers["content-type"].startswith("application/problem+json")
+                assert response.json()["status"] == 405
+        elif response.status_code >= 400:  # a body was needed, or nothing is parked
+            assert response.status_code in (400, 404), (method, path, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+        if method == "DELETE" and response.status_code == 204:
+            await c.put(f"{BASE}/orders", json={"sink": HOOK}, headers=ADMIN)
+
+
+async def test_seqs_beyond_what_a_database_stores_are_refused_not_500(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    c, store = client
+    await c.put(f"{BASE}/orders", json={"sink": HOOK}, headers=ADMIN)
+    huge = 10**30
+    replay = await c.post(f"{BASE}/orders/parked/replay", json={"up_to_seq": huge}, headers=ADMIN)
+    assert replay.status_code == 400 and "up_to_seq" in replay.json()["detail"]
+    skip = await c.post(f"{BASE}/orders/parked/{huge}/skip", headers=ADMIN)
+    assert skip.status_code == 404
+    reset = await c.post(f"{BASE}/orders/reset", json={"start": {"seq": huge}}, headers=ADMIN)
+    assert reset.status_code == 422
+    assert [e["key"] for e in reset.json()["errors"]] == ["start.seq"]
+    record = await store.subscriptions.get("orders")
+    assert record is not None and record.commands == []  # nothing queued

@@ -78,6 +78,10 @@ async def _floor(store: MemoryStore, per_batch: list[int]) -> tuple[float, int]:
         written += rows
         after = events[-1].seq
         i += 1
+    rest = sum(per_batch[i:])  # rows the rebuild wrote once the log had ended
+    if rest:
+        await store.read_models.write("rm_floor", [(f"{k:08d}", {"seq": k}) for k in range(rest)])
+        written += rest
     return time.perf_counter() - started, written
 
 

@@ -9,6 +9,12 @@ worker against a bare loop that only folds the same events in the same process.
 
 Each figure is the best of RUNS, after a collection, with the log frozen out of the
 garbage collector's passes as the rebuild command does (`frozen_gc`).
+
+On a shared machine the 2-worker ratio measures the scheduler as much as the code:
+with autogroup scheduling (Linux's default for desktop and many VM kernels:
+`/proc/sys/kernel/sched_autogroup_enabled`), the forked workers share their session's
+one slice of the CPU with the parent, so while other sessions keep both cores busy
+two workers get what one would have. Take the figure on an otherwise idle machine.
 """
 
 from __future__ import annotations

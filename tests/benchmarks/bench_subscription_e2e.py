@@ -4,7 +4,8 @@ subscriber, and a webhook receiver, has the message.
 The service side is the composition root's workers in this process (the ingester
 and the subscription manager with its delivery workers) on a memory store; the
 Redis server is a real `redis-server`, the receiver a real HTTP server on loopback
-verifying each signature with `standardwebhooks`. Writes are paced at 500 changes/s;
+in a process of its own (it is another service), verifying each signature with
+`standardwebhooks`. Writes are paced at 500 changes/s;
 every 10th is timed; the subscriptions run with lanes = 4. Floor, in the same run: the
 same writes until a bare consumer
 of the feed's change stream has them. Target: p99 <= 50 ms.
@@ -13,9 +14,11 @@ of the feed's change stream has them. Target: p99 <= 50 ms.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import shutil
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -115,36 +118,68 @@ async def pubsub_lags(url: str) -> list[float]:
         await client.aclose()
 
 
+def _receiver_process(conn: Connection, total: int) -> None:
+    """A webhook receiver in a process of its own; sends its URL, then the arrival times."""
+    from tests.realsinks import Receiver
+
+    async def serve() -> None:
+        receiver = Receiver()
+        arrivals: dict[int, float] = {}
+
+        def rule(payload: dict[str, Any]) -> tuple[int, dict[str, str]]:
+            n = _n(payload["data"])
+            if n is not None:
+                # perf_counter is CLOCK_MONOTONIC: one clock for both processes.
+                arrivals[n] = time.perf_counter()
+            return 200, {}
+
+        receiver.rule = rule
+        await receiver.start()
+        conn.send(receiver.url)
+        try:
+            while len(arrivals) < total:  # noqa: ASYNC110 (the receiver records; this only polls)
+                await asyncio.sleep(0.01)
+            conn.send(arrivals)
+            await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
+        finally:
+            await receiver.stop()
+
+    asyncio.run(serve())
+
+
 async def webhook_lags() -> list[float]:
-    """Write -> webhook received (and verified) by a local receiver, in ms."""
-    from tests.realsinks import SECRET, Receiver
+    """Write -> webhook received (and verified) by a local receiver, in ms.
 
-    receiver = Receiver()
-    arrivals: dict[int, float] = {}
+    The receiver is another service: it runs in a process of its own, as it would
+    in production, not on the event loop of the workers it measures.
+    """
+    from tests.realsinks import SECRET
 
-    def rule(payload: dict[str, Any]) -> tuple[int, dict[str, str]]:
-        n = _n(payload["data"])
-        if n is not None:
-            arrivals[n] = time.perf_counter()
-        return 200, {}
-
-    receiver.rule = rule
-    await receiver.start()
     total = int(RATE * 3.0)
+    loop = asyncio.get_running_loop()
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    child = multiprocessing.get_context("spawn").Process(
+        target=_receiver_process, args=(theirs, total), daemon=True
+    )
+    child.start()
 
     async def wait(written: dict[int, float], lags: list[float]) -> None:
-        while len(arrivals) < total:  # noqa: ASYNC110 (the receiver records; this only polls)
-            await asyncio.sleep(0.01)
+        arrivals: dict[int, float] = await loop.run_in_executor(None, ours.recv)
         lags.extend(
             (arrivals[n] - written[n]) * 1000 for n in sorted(arrivals) if n % SAMPLE_EVERY == 0
         )
 
     try:
+        url = await asyncio.wait_for(loop.run_in_executor(None, ours.recv), timeout=30)
         return await _service_lags(
-            {"kind": "webhook", "url": receiver.url, "secret": SECRET, "timeout_s": 5}, wait
+            {"kind": "webhook", "url": url, "secret": SECRET, "timeout_s": 5}, wait
         )
     finally:
-        await receiver.stop()
+        if child.is_alive():
+            ours.send("stop")
+            child.join(5)
+            if child.is_alive():
+                child.kill()
 
 
 async def run() -> list[Row]:

@@ -103,3 +103,26 @@ def feed_changes(
         ):
             out.append(ev)
     return out
+
+
+class RecordedCheckpoints:
+    """Every checkpoint the ingester stores, in order. `fail_next` (or `fail_on`: the put
+    call of that number, from 1) makes a put fail after the batch's events were appended:
+    an acknowledgement lost with the connection."""
+
+    def __init__(self, store: Store) -> None:
+        self.put: list[Checkpoint] = []
+        self.fail_next = False
+        self.fail_on: int | None = None
+        self.calls = 0
+        original = store.checkpoints.put
+
+        async def put(cp: Checkpoint, **kw: Any) -> None:
+            self.calls += 1
+            if self.fail_next or self.calls == self.fail_on:
+                self.fail_next = False
+                raise ConnectionError("checkpoint write lost")
+            await original(cp, **kw)
+            self.put.append(cp)
+
+        store.checkpoints.put = put  # type: ignore[method-assign,assignment]

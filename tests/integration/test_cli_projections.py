@@ -18,6 +18,18 @@ def run(store: object, *argv: str) -> tuple[int, str]:
     return main([*argv, "--uri", "memory://"], out=out, store=store), out.getvalue()
 
 
+def test_status_of_named_projections_shows_those_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = populated()
+    code, out = run(store, "projections", "status", "revenue_by_day", "order_summary", "--json")
+    assert code == 0
+    assert [r["name"] for r in json.loads(out)] == ["revenue_by_day", "order_summary"]
+    code, out = run(store, "projections", "status", "nope")
+    assert code == 1 and out == ""
+    assert "unknown projection nope" in capsys.readouterr().err
+
+
 def test_project_status_and_rebuild(capsys: pytest.CaptureFixture[str]) -> None:
     store = populated()
     code, out = run(store, "projections", "status", "--json")

@@ -117,3 +117,30 @@ async def test_a_declarative_file_is_applied_by_name_and_a_bad_one_names_entry_a
         ("create", "declarative", "cache"),
         ("update", "declarative", "hooks"),
     ]
+
+
+def test_no_cli_output_shows_a_secret(
+    store: MemoryStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hidden = ("hdr-cli-8e2f41", "urlpw-cli-1d9a77", SECRET)
+    sink = {
+        **HOOK,
+        "url": f"https://hooks:{hidden[1]}@example.test/h",
+        "headers": {"x-token": hidden[0]},
+    }
+    body = tmp_path / "sub.json"
+    body.write_text(json.dumps({"sink": sink}))
+    outputs = [run(store, "add", "hooks", "--file", str(body))[1]]
+    outputs += [run(store, "list")[1], run(store, "list", "--json")[1]]
+    outputs += [run(store, "status", "hooks")[1], run(store, "status", "hooks", "--json")[1]]
+    body.write_text(json.dumps({"sink": {**sink, "timeout_s": 999}}))
+    code, refused = run(store, "add", "hooks", "--file", str(body))
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "sink.timeout_s" in captured.err  # the refusal names the field
+    shown = json.loads(outputs[-1])["sink"]
+    assert shown["headers"] == {"x-token": "***"} and shown["secret"] == "***"
+    assert shown["url"] == "https://hooks:***@example.test/h"
+    for text in [*outputs, refused, captured.out, captured.err]:
+        for secret in hidden:
+            assert secret not in text

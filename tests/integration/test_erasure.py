@@ -31,7 +31,7 @@ from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.tree import LogTree, consistency_proof, event_leaf
 from eventstore.verification import verify_entity, verify_log, verify_stream
 from tests.helpers import make_event
-from tests.integration.ingest_helpers import all_events, assert_log_intact, ingester
+from tests.integration.ingest_helpers import ROLE, all_events, assert_log_intact, ingester
 
 
 def roots(events: list[Event]) -> list[bytes]:
@@ -441,3 +441,100 @@ async def test_an_entity_is_already_erased_only_while_none_of_its_events_has_a_s
         new_id=lambda: "new",
     )
     assert (fresh.already_erased, fresh.already_queued, fresh.request.id) == (False, False, "new")
+
+
+async def test_a_history_met_with_an_erased_entity_forgets_the_states_it_remembered(
+    store: Store, clock: FakeClock
+) -> None:
+    """Remembered states hold the data: once an entity reads as erased, its are dropped
+    (its own only: another entity's stay)."""
+    feed = await captured(store, clock)
+    history = History(store, streams=["orders"], remember=16)
+    for key in ("A", "B"):
+        assert (await history.state("orders", key)).document is not None
+    assert (await history.state("orders", "A", version=1)).document == {
+        "_id": "A",
+        "email": "ann@example.org",
+        "updatedBy": "alice",
+    }
+    assert "ann@" in repr(history._folded)
+    # a state read at exactly a snapshot's version is not remembered (the snapshot is its memo)
+    await History(store, snapshot_every=1).ensure_snapshots("orders", "B")
+    assert (await history.state("orders", "B", version=1)).document is not None
+    assert len(history._folded) == 3
+    await erase(store, "A", clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    gone = await history.state("orders", "A")
+    assert (gone.erased, gone.document) == (True, None)
+    kept = [(stream, key, version) for stream, key, version, _ in history._folded]
+    assert kept == [("orders", "str:B", 1)]
+    assert "ann@example.org" not in repr(history._folded)
+    assert "ann@new.example" not in repr(history._folded)
+
+
+async def test_erasures_chain_on_the_stream_record_and_leave_checkpoint_and_request_current(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = await captured(store, clock)
+    capture = ingester(store, feed, clock)
+    queued = store.erasures.queued
+
+    async def a_second_later() -> list[ErasureRequest]:
+        clock.advance(1)  # erasures are carried out a moment after the batch before them
+        return await queued()
+
+    store.erasures.queued = a_second_later  # type: ignore[method-assign]
+    first_id = await erase(store, "A", clock)
+    clock.advance(7)
+    stats = await capture.run(until_idle=True)
+    assert stats.erasures == 1
+    second_id = await erase(store, "B", clock)
+    clock.advance(7)
+    stats = await capture.run(until_idle=True)  # capture restarts from the stored heads
+    assert stats.erasures == 2  # counted over the ingester's life
+    events = await assert_log_intact(store)
+    records = [e for e in events if e.type == ERASED]
+    assert [(e.version, e.prev_hash, e.document["entity_key"]) for e in records] == [  # type: ignore[index]
+        (1, GENESIS_HASH, "A"),
+        (2, records[0].hash, "B"),
+    ]
+    assert events[-1] == records[1]
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is not None
+    assert (cp.head.seq, cp.head.log_hash, cp.updated_at) == (
+        records[1].seq,
+        records[1].log_hash,
+        records[1].occurred_at,
+    )
+    for request_id, record in ((first_id, records[0]), (second_id, records[1])):
+        done = await store.erasures.get(request_id)
+        assert done is not None
+        assert (done.state, done.seq, done.events_erased, done.finished_at) == (
+            "done",
+            record.seq,
+            record.document["events_erased"],  # type: ignore[index]
+            record.occurred_at,
+        )
+
+
+async def test_the_history_of_an_erased_entity_lists_its_events_without_diffs_or_snapshots(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = await captured(store, clock)
+    await erase(store, "A", clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    history = History(store, snapshot_every=1)
+    first = await history.history("orders", "A", limit=1)
+    assert [(e.event.version, e.event.erased, e.diff) for e in first.events] == [(1, True, [])]
+    assert first.next == "1"
+    whole = await history.history("orders", "A")
+    assert [(e.event.version, e.event.erased, e.diff) for e in whole.events] == [
+        (1, True, []),
+        (2, True, []),
+    ]
+    assert whole.next is None
+    assert await store.snapshots.latest("orders", "A") is None  # no state is known to lay
+    # B was not erased: its history folds, diffs and lays snapshots as usual
+    b = await history.history("orders", "B")
+    assert [e.diff != [] for e in b.events] == [True]
+    assert await store.snapshots.latest("orders", "B") is not None

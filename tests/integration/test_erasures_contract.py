@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from eventstore.chain import seal
 from eventstore.clock import FakeClock
-from eventstore.model import ErasureRequest
+from eventstore.model import CREATED, DELETED, GENESIS_HASH, ErasureRequest, Event
 from eventstore.ports import Store
 from eventstore.verification import verify_log
+from tests.helpers import LogBuilder, fixed_salt
 from tests.integration.ingest_helpers import all_events, ingester
 from tests.integration.test_erasure import captured, erase
 
@@ -91,3 +93,59 @@ async def test_a_request_without_a_time_is_queued_first_and_only_done_ones_count
     await store.erasures.update(other_key)
     assert await store.erasures.done_for("orders", "2") is None
     assert await store.erasures.done_for("orders", "3") == other_key
+
+
+def mixed_log() -> list[Event]:
+    """Entity A: version 1 under the old scheme, versions 2-4 salted (2 a delete with a
+    pre-image), and B's version 1 salted: seq 1-5, both chains linked."""
+    b = LogBuilder()
+    drafts = [
+        b.next("A"),
+        b.next("A", DELETED, before={"_id": "A", "email": "a@example.org"}),
+        b.next("A", CREATED),
+        b.next("A"),
+        b.next("B"),
+    ]
+    out: list[Event] = []
+    prev: dict[str, str] = {}
+    for n, e in enumerate(drafts):
+        out.append(
+            seal(
+                e,
+                prev_hash=prev.get(e.entity_key, GENESIS_HASH),
+                prev_log_hash=out[-1].log_hash if out else GENESIS_HASH,
+                salt=None if n == 0 else fixed_salt(e.id),
+            )
+        )
+        prev[e.entity_key] = out[-1].hash
+    return out
+
+
+async def test_erase_payloads_empties_only_salted_unerased_events_before_the_record(
+    store: Store,
+) -> None:
+    log = mixed_log()
+    await store.events.append(log)
+    assert await store.events.erase_payloads("orders", "nobody", erased_by=6) == 0
+    # Before seq 3: only version 2 (version 1 has no salt to remove; seq 3 is not before 3).
+    assert await store.events.erase_payloads("orders", "A", erased_by=3) == 1
+    gone = (await store.events.read(after_seq=1, limit=1))[0]
+    assert (gone.seq, gone.erased_by, gone.salt) == (2, 3, None)
+    assert (gone.document, gone.changes, gone.before) == (None, None, None)
+    assert (gone.hash, gone.commit) == (log[1].hash, log[1].commit)  # the chains still hold
+    # A later erasure (seq 6) passes the erased version 2 and takes versions 3 and 4.
+    assert await store.events.erase_payloads("orders", "A", erased_by=6) == 2
+    # An attempt stamped 6 that was never recorded is restamped; what seq 3 erased is not.
+    assert await store.events.erase_payloads("orders", "A", erased_by=8, restamp=6) == 2
+    entity = await store.events.read_entity("orders", "A")
+    assert [(e.version, e.erased_by, e.salt is None) for e in entity] == [
+        (1, None, True),
+        (2, 3, True),
+        (3, 8, True),
+        (4, 8, True),
+    ]
+    assert entity[0].document == log[0].document  # the old scheme's payload is kept
+    by_seq = await store.events.read(after_seq=0, limit=10)
+    assert [e.erased_by for e in by_seq] == [None, 3, 8, 8, None]
+    assert by_seq[4] == log[4]  # B untouched
+    assert await store.events.existing_ids([e.id for e in log]) == {e.id for e in log}

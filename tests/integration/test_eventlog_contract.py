@@ -365,6 +365,9 @@ async def test_existing_entity_ids_keep_bson_types_apart(store: Store, log: LogB
     both = await store.events.existing_entity_ids("orders", candidates("42"))
     assert both == ["42", 42]
     assert [type(v) for v in both] == [str, int]
+    # each entity once, in the order first asked, however often it is asked
+    again = await store.events.existing_entity_ids("orders", [42, "42", 42, OID, "42"])
+    assert again == [42, "42", OID]
 
 
 async def test_int64_and_int_ids_name_the_same_entity(store: Store, log: LogBuilder) -> None:

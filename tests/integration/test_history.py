@@ -22,7 +22,7 @@ from eventstore.history import (
     UnknownVersion,
 )
 from eventstore.memory.snapshots import MemorySnapshots
-from eventstore.model import DELETED, GAP, STREAM_KEY, Event
+from eventstore.model import DELETED, DROPPED, GAP, RENAMED, STREAM_KEY, Event
 from eventstore.mongo.collections import SNAPSHOTS
 from eventstore.mongo.store import MongoStore
 from eventstore.ports import Store
@@ -125,8 +125,12 @@ async def test_state_at_a_time_is_the_newest_version_at_or_before_it(store: Stor
     # any zone: the same instant written with an offset
     plus_two = times[1].astimezone(timezone(timedelta(hours=2)))
     assert (await h.state("orders", "int:1", at=plus_two)).version == 2
-    with pytest.raises(NoState, match=r"first event is at 2026-05-01T12:00:00\.000Z"):
+    with pytest.raises(NoState) as before:
         await h.state("orders", "int:1", at=times[0] - MS)
+    assert str(before.value) == (
+        "'int:1' has no recorded state at 2026-05-01T11:59:59.999Z: "
+        "its first event is at 2026-05-01T12:00:00.000Z"
+    )
 
 
 async def test_several_versions_in_one_millisecond_give_the_newest(store: Store) -> None:
@@ -228,8 +232,12 @@ async def test_a_time_inside_a_gap_is_uncertain_and_says_where_the_gap_is(
     # the stream's own record lists the gap, and has no state
     stream_page = await h.history("orders", STREAM_KEY)
     assert [e.event.type for e in stream_page.events] == [GAP]
-    with pytest.raises(HistoryError, match="has a history, not a state"):
+    with pytest.raises(HistoryError) as no_state:
         await h.state("orders", STREAM_KEY)
+    assert str(no_state.value) == (
+        "$stream is the stream's own record (gaps, drops, renames, rejected changes): "
+        "it has a history, not a state"
+    )
 
 
 async def test_a_gap_holds_its_bounds_exactly(store: Store, clock: FakeClock) -> None:
@@ -269,14 +277,14 @@ async def test_errors_name_the_key_the_stream_and_the_version(
     store: Store, clock: FakeClock
 ) -> None:
     await write(store, clock, LIFE[:2])
-    h = History(store, streams=["orders"])
+    h = History(store, streams=["shipments", "orders"])
     with pytest.raises(UnknownEntity) as unknown:
         await h.resolve("orders", "7")
     assert str(unknown.value) == "no entity '7' in stream 'orders'"
     with pytest.raises(UnknownStream) as stream:
         await h.resolve("refunds", "A")
     assert str(stream.value) == (
-        "unknown stream 'refunds' (captured: orders), and no entity 'A' in it"
+        "unknown stream 'refunds' (captured: orders, shipments), and no entity 'A' in it"
     )
     for a, b, low in ((0, 2, 0), (2, 0, 0), (0, -3, -3)):
         with pytest.raises(UnknownVersion) as version:
@@ -506,3 +514,17 @@ async def test_verification_of_an_entity_reads_it_in_pages(
     with pytest.raises(UnknownStream):
         await History(store, streams=["orders"]).verify_stream("refunds")
     assert (await History(store).verify_stream("refunds")).entities_checked == 0
+
+
+async def test_only_gap_events_of_the_stream_record_are_read_as_gaps(store: Store) -> None:
+    """A rename or a drop also has a document: it is no gap, and never read as one."""
+    log = LogBuilder()
+    events = [
+        log.next(1),
+        log.next(None, RENAMED, document={"to": {"db": "shop", "coll": "old_orders"}}),
+        log.next(None, DROPPED, document={"from": "not a time", "to": "not a time"}),
+        log.next(1),
+    ]
+    await store.events.append(events)
+    state = await History(store).state("orders", "int:1", at=events[2].occurred_at)
+    assert (state.version, state.uncertain, state.gap) == (1, False, None)

@@ -5,12 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 import eventstore.history as history_module
 from eventstore.diff import FieldChange
 from eventstore.fold import fold
-from eventstore.history import History, HistoryError, UnknownStream, UnknownVersion
+from eventstore.history import (
+    History,
+    HistoryError,
+    UnknownEntity,
+    UnknownStream,
+    UnknownVersion,
+)
 from eventstore.memory.store import MemoryStore
 from eventstore.model import GENESIS_HASH, EntitySnapshot, Event
 from eventstore.ports import Store
@@ -46,6 +53,45 @@ class CountingReads:
     def reset(self) -> None:
         self.queries = self.events_read = 0
         self.names = []
+
+
+def forged_at(version: int) -> EntitySnapshot:
+    """A snapshot of entity 1 at `version` whose event hash matches no event."""
+    return EntitySnapshot(
+        stream="orders",
+        entity_id=1,
+        entity_key="1",
+        version=version,
+        occurred_at=at(version),
+        exists=True,
+        document={"_id": 1, "n": "forged"},
+        event_hash="f" * 64,
+    )
+
+
+def with_a_conflict_at(bad: int, *, versions: int) -> list[Event]:
+    """`build(versions)`, but version `bad` sets a field under the scalar `n` (a finding)."""
+    log = LogBuilder()
+    events = [log.next(1, occurred_at=at(1), document={"_id": 1, "n": 1})]
+    for v in range(2, versions + 1):
+        field = "n.x" if v == bad else "n"
+        changes = {"updatedFields": {field: v}, "removedFields": [], "truncatedArrays": []}
+        events.append(log.next(1, occurred_at=at(v), changes=changes))
+    return events
+
+
+def stale_of(events: list[Event], entity_id: Any) -> EntitySnapshot:
+    """A true snapshot at version 10 of these events."""
+    return EntitySnapshot(
+        stream="orders",
+        entity_id=entity_id,
+        entity_key=str(entity_id),
+        version=10,
+        occurred_at=at(10),
+        exists=True,
+        document=fold(events[:10]).state,
+        event_hash=events[9].hash,
+    )
 
 
 def at(n: int) -> datetime:
@@ -106,6 +152,20 @@ async def test_a_version_costs_two_queries_cold_or_warm(store: Store) -> None:
         assert state.document == {"_id": 1, "n": version}
         assert counter.queries == 2
         assert counter.events_read <= 10  # from the snapshot's own event to the target
+
+
+async def test_a_diff_of_a_version_with_itself_costs_one_reconstruction(store: Store) -> None:
+    await entity(store, 25)
+    h = History(store, snapshot_every=10)
+    await h.ensure_snapshots("orders", 1)
+    counter = CountingReads(store)
+    same = await h.diff("orders", "int:1", 17, 17)
+    assert (same.from_version, same.to_version, same.changes) == (17, 17, [])
+    assert counter.names == ["latest", "read_entity"]
+    counter.reset()
+    apart = await h.diff("orders", "int:1", 17, 18)
+    assert apart.changes == [FieldChange(path="n", op="changed", before=17, after=18, parts=("n",))]
+    assert counter.names == ["latest", "read_entity"] * 2
 
 
 async def test_a_time_costs_two_queries_and_reads_at_most_one_interval(store: Store) -> None:
@@ -205,6 +265,48 @@ async def test_ensure_snapshots_reads_in_pages(
         assert laid is not None and laid.document == fold(events[:v]).state
 
 
+async def test_ensure_snapshots_past_a_snapshot_that_does_not_match_still_reads_in_pages(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_module, "_PAGE", 7)
+    events = await entity(store, 21)
+    await store.snapshots.put_many([forged_at(10)])
+    counter = CountingReads(store)
+    assert await History(store, snapshot_every=5).ensure_snapshots("orders", 1) == 21
+    # the newest snapshot, its page (not continued: versions 10-16), then the whole log
+    # from version 1 in pages of 7 (the fourth finds nothing)
+    assert counter.names == ["latest"] + ["read_entity"] * 5
+    assert counter.events_read == 7 + 21
+    healed = await store.snapshots.latest("orders", 1, max_version=10)
+    assert healed is not None and healed.document == fold(events[:10]).state
+
+
+async def test_ensure_snapshots_continues_from_a_snapshot_of_version_one_in_one_read(
+    store: Store,
+) -> None:
+    events = build(3)
+    await store.events.append(events[:1])
+    h = History(store, snapshot_every=1)
+    assert await h.ensure_snapshots("orders", 1) == 1
+    await store.events.append(events[1:])
+    counter = CountingReads(store)
+    assert await h.ensure_snapshots("orders", 1) == 3
+    assert counter.names == ["latest", "read_entity"] and counter.events_read == 3
+    assert await chain(store) == [(3, None), (2, 3), (1, 2), (0, 1)]
+
+
+async def test_a_snapshot_past_the_end_of_the_log_is_not_trusted(store: Store) -> None:
+    """A snapshot newer than every stored event (forged, or the log was cut) is ignored."""
+    events = await entity(store, 12)
+    await store.snapshots.put_many([forged_at(20)])
+    h = History(store, snapshot_every=5)
+    state = await h.state("orders", "int:1")
+    assert (state.version, state.document) == (12, {"_id": 1, "n": 12})
+    assert await h.ensure_snapshots("orders", 1) == 12
+    laid = await store.snapshots.latest("orders", 1, max_version=10)
+    assert laid is not None and laid.document == fold(events[:10]).state
+
+
 async def test_ensure_snapshots_continues_from_a_deleted_state_without_refolding_it(
     store: Store,
 ) -> None:
@@ -273,6 +375,7 @@ async def test_a_snapshot_that_does_not_match_the_log_is_ignored_and_healed(
     state = await h.state("orders", "int:1", version=25)
     assert state.document == {"_id": 1, "n": 25}
     assert counter.queries == 3  # the snapshot, its range, then the whole entity
+    assert counter.events_read == 6 + 25  # versions 20-25, then 1-25: never past the version
     healed = await store.snapshots.latest("orders", 1, max_version=20)
     assert healed is not None and healed.document == {"_id": 1, "n": 20}
     assert healed.event_hash != forged.event_hash
@@ -301,8 +404,150 @@ async def test_a_link_to_a_snapshot_that_is_gone_does_not_mislead_a_time(store: 
         ]
     )
     h = History(store, snapshot_every=10)
+    counter = CountingReads(store)
     state = await h.state("orders", "int:1", at=at(27))
-    assert (state.version, state.document) == (27, {"_id": 1, "n": 27})
+    assert (state.version, state.document, state.findings) == (27, {"_id": 1, "n": 27}, [])
+    # snapshot 10, versions 10-20, then on from 21 (each event read once, none skipped),
+    # then the stream's gaps
+    assert counter.names == ["latest", "read_entity", "read_entity", "read_entity"]
+    assert counter.events_read == 11 + 10
+
+    for entity_id, ask in ((2, "latest"), (3, "version")):
+        # the same stale link on fresh entities
+        more = build(30, entity_id)
+        await store.events.append(
+            [msgspec.structs.replace(e, seq=e.seq + 30 * (entity_id - 1)) for e in more]
+        )
+        await store.snapshots.put_many(
+            [msgspec.structs.replace(stale_of(more, entity_id), next_version=20)]
+        )
+        if ask == "latest":  # reads past the stale link to the end
+            latest = await History(store, snapshot_every=100).state("orders", f"int:{entity_id}")
+            assert (latest.version, latest.document) == (30, {"_id": entity_id, "n": 30})
+        else:  # a version at the stale link lays the snapshot there
+            v20 = await h.state("orders", f"int:{entity_id}", version=20)
+            assert v20.document == {"_id": entity_id, "n": 20}
+            laid = await store.snapshots.latest("orders", entity_id, max_version=20)
+            assert laid is not None and laid.version == 20 and laid.findings == []
+
+
+async def test_a_version_below_a_snapshot_links_what_it_lays_to_that_snapshot(
+    store: Store,
+) -> None:
+    await entity(store, 35)
+    await History(store, snapshot_every=30).ensure_snapshots("orders", 1)
+    assert await chain(store) == [(30, None), (0, 30)]
+    h = History(store, snapshot_every=10)
+    assert (await h.state("orders", "int:1", version=25)).document == {"_id": 1, "n": 25}
+    assert await chain(store) == [(30, None), (20, 30), (10, 20), (0, 10)]
+
+
+async def test_a_time_at_a_stale_link_reads_on_through_versions_in_the_same_millisecond(
+    store: Store,
+) -> None:
+    log = LogBuilder()
+    events = [log.next(1, occurred_at=at(1), document={"_id": 1, "n": 1})]
+    for v in range(2, 25):
+        when = at(20) if v == 21 else at(v)  # versions 20 and 21 in the same millisecond
+        changes = {"updatedFields": {"n": v}, "removedFields": [], "truncatedArrays": []}
+        events.append(log.next(1, occurred_at=when, changes=changes))
+    await store.events.append(events)
+    stale = EntitySnapshot(
+        stream="orders",
+        entity_id=1,
+        entity_key="1",
+        version=10,
+        occurred_at=at(10),
+        exists=True,
+        document=fold(events[:10]).state,
+        event_hash=events[9].hash,
+        next_version=20,
+    )
+    await store.snapshots.put_many([stale])
+    state = await History(store, snapshot_every=100).state("orders", "int:1", at=at(20))
+    assert (state.version, state.document, state.findings) == (21, {"_id": 1, "n": 21}, [])
+
+
+async def test_remembered_states_are_not_folded_again_and_the_oldest_is_forgotten_first(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # version 17 cannot be applied (a field under a scalar): a finding after version 15
+    await store.events.append(with_a_conflict_at(17, versions=30))
+    applied: list[int] = []
+    apply = history_module._Folding.apply
+
+    def counted(self: Any, event: Event) -> None:
+        applied.append(event.version)
+        apply(self, event)
+
+    monkeypatch.setattr(history_module._Folding, "apply", counted)
+    h = History(store, snapshot_every=100, remember=2)
+    first = await h.state("orders", "int:1", version=15)
+    assert (first.document, first.findings) == ({"_id": 1, "n": 15}, [])
+    assert applied == list(range(1, 16))  # folded up to the version asked, not one further
+    applied.clear()
+    again = await h.state("orders", "int:1", version=15)
+    assert (again.document, again.findings, applied) == (first.document, [], [])
+    later = await h.state("orders", "int:1", version=20)
+    assert [f.version for f in later.findings] == [17]
+    await h.state("orders", "int:1", version=15)  # remembered: now the most recent
+    applied.clear()
+    await h.state("orders", "int:1", version=10)  # a third state: 20, the oldest, is forgotten
+    await h.state("orders", "int:1", version=15)
+    assert applied == list(range(1, 11))  # 10 folded, 15 still remembered
+    applied.clear()
+    assert (await h.state("orders", "int:1", version=20)).document == later.document
+    assert applied == list(range(1, 21))
+    # a time reads on past the version it finds: the fold still stops there
+    applied.clear()
+    assert (await h.state("orders", "int:1", at=at(12))).version == 12
+    assert applied == list(range(1, 13))
+    # a remembered state is folded again when this fold would lay a snapshot
+    h.snapshot_every = 10
+    applied.clear()
+    assert (await h.state("orders", "int:1", version=12)).document == {"_id": 1, "n": 12}
+    assert applied == list(range(1, 13))
+    laid = await store.snapshots.latest("orders", 1, max_version=12)
+    assert laid is not None and laid.version == 10
+    one = History(store, snapshot_every=100, remember=1)
+    await one.state("orders", "int:1", version=5)
+    applied.clear()
+    await one.state("orders", "int:1", version=5)
+    assert applied == []
+    none = History(store, snapshot_every=100, remember=0)
+    await none.state("orders", "int:1", version=5)
+    applied.clear()
+    await none.state("orders", "int:1", version=5)
+    assert applied == list(range(1, 6))
+
+
+async def test_a_state_folded_on_to_lay_a_snapshot_keeps_only_the_findings_up_to_it(
+    store: Store,
+) -> None:
+    await store.events.append(with_a_conflict_at(17, versions=20))
+    h = History(store, snapshot_every=20)
+    state = await h.state("orders", "int:1", at=at(15))  # folds on to 20 to lay its snapshot
+    assert (state.version, state.findings) == (15, [])
+    laid = await store.snapshots.latest("orders", 1)
+    assert laid is not None and laid.version == 20 and [f["version"] for f in laid.findings] == [17]
+
+
+async def test_a_log_missing_a_version_still_answers_with_a_finding(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version deleted from the log (tampering) is reported, never a crash or a guess."""
+    await entity(store, 6)
+    read_entity = store.events.read_entity
+
+    async def without_version_3(*args: Any, **kwargs: Any) -> list[Event]:
+        return [e for e in await read_entity(*args, **kwargs) if e.version != 3]
+
+    monkeypatch.setattr(store.events, "read_entity", without_version_3)
+    h = History(store, snapshot_every=100)
+    for _ in range(2):  # the second answer may come from the remembered states
+        state = await h.state("orders", "int:1")
+        assert (state.version, state.document) == (6, {"_id": 1, "n": 6})
+        assert [(f.version, f.kind) for f in state.findings] == [(4, "unexpected_version")]
 
 
 async def test_a_changed_interval_keeps_every_answer_exact(store: Store) -> None:
@@ -337,6 +582,14 @@ async def test_deleted_states_are_snapshotted_as_deleted(store: Store, every: in
     for v, exists in ((1, True), (2, False), (3, True)):
         state = await h.state("orders", "D", version=v)
         assert (state.exists, state.document is not None) == (exists, exists)
+        laid = await store.snapshots.latest("orders", "D", max_version=v)
+        assert laid is not None
+        if laid.version == v:  # the snapshot laid at v says the same, under the entity's key
+            assert (laid.entity_key, laid.exists, laid.document is not None) == (
+                "D",
+                exists,
+                exists,
+            )
 
 
 def _doc(status: str) -> dict[str, Any]:
@@ -427,6 +680,103 @@ async def test_a_history_page_past_a_forged_snapshot_is_folded_from_the_first_ev
     ]
     healed = await store.snapshots.latest("orders", 1, max_version=20)
     assert healed is not None and healed.document == {"_id": 1, "n": 20}
+
+
+def recorded_writes(store: Store) -> list[EntitySnapshot]:
+    """The snapshots written from now on, in order."""
+    written: list[EntitySnapshot] = []
+    put_many = store.snapshots.put_many
+
+    async def recorded(snapshots: Any, *, session: Any = None) -> None:
+        written.extend(snapshots)
+        await put_many(snapshots, session=session)
+
+    store.snapshots.put_many = recorded  # type: ignore[method-assign]
+    return written
+
+
+async def test_a_history_page_starting_at_or_next_to_a_linked_snapshot_lays_nothing_again(
+    store: Store,
+) -> None:
+    await entity(store, 41)
+    h = History(store, snapshot_every=10)
+    await h.ensure_snapshots("orders", 1)
+    written = recorded_writes(store)
+    for start in (29, 30, 31):
+        page = await h.history("orders", "int:1", from_version=start, limit=3)
+        assert [e.event.version for e in page.events] == [start, start + 1, start + 2]
+    assert written == []
+    assert await chain(store) == [(40, None), (30, 40), (20, 30), (10, 20), (0, 10)]
+
+
+async def test_a_history_page_past_a_link_to_a_snapshot_that_is_gone_lays_the_missing_ones(
+    store: Store,
+) -> None:
+    events = await entity(store, 41)
+    # snapshot 10 says snapshot 20 exists; it does not (removed by an operator, say)
+    stale = EntitySnapshot(
+        stream="orders",
+        entity_id=1,
+        entity_key="1",
+        version=10,
+        occurred_at=at(10),
+        exists=True,
+        document=fold(events[:10]).state,
+        event_hash=events[9].hash,
+        next_version=20,
+    )
+    await store.snapshots.put_many([stale])
+    h = History(store, snapshot_every=10)
+    page = await h.history("orders", "int:1", from_version=21, limit=5)
+    assert [e.event.version for e in page.events] == [21, 22, 23, 24, 25]
+    laid = await store.snapshots.latest("orders", 1, max_version=20)
+    assert laid is not None and laid.version == 20 and laid.document == {"_id": 1, "n": 20}
+    assert laid.findings == []  # folded on from the snapshot: its own event is not applied twice
+
+
+async def test_a_history_page_from_a_snapshot_of_version_one_costs_two_queries(
+    store: Store,
+) -> None:
+    await entity(store, 1)
+    h = History(store, snapshot_every=1)
+    assert await h.ensure_snapshots("orders", 1) == 1
+    await store.events.append(build(4)[1:])
+    counter = CountingReads(store)
+    page = await h.history("orders", "int:1", from_version=2)
+    assert [e.event.version for e in page.events] == [2, 3, 4]
+    assert counter.names == ["latest", "read_entity"] and counter.events_read == 4
+
+
+async def test_a_history_page_past_a_forged_snapshot_reads_only_to_the_page_end(
+    store: Store,
+) -> None:
+    await entity(store, 60)
+    await store.snapshots.put_many([forged_at(20)])
+    counter = CountingReads(store)
+    page = await History(store, snapshot_every=100).history(
+        "orders", "int:1", from_version=21, limit=5
+    )
+    assert [e.event.version for e in page.events] == [21, 22, 23, 24, 25] and page.next == "25"
+    # the snapshot and its range (versions 20-26), then the entity from version 1 to 26
+    assert counter.names == ["latest", "read_entity", "read_entity"]
+    assert counter.events_read == 7 + 26
+    with pytest.raises(UnknownEntity) as unknown:
+        await History(store).history("orders", "int:99")
+    assert str(unknown.value) == "no entity 'int:99' in stream 'orders'"
+
+
+async def test_a_state_at_a_time_folds_on_to_lay_a_snapshot_due_at_the_last_event(
+    store: Store,
+) -> None:
+    events = build(20)
+    await store.events.append(events[:10])
+    h = History(store, snapshot_every=10)
+    assert await h.ensure_snapshots("orders", 1) == 10
+    await store.events.append(events[10:])
+    state = await h.state("orders", "int:1", at=at(15))
+    assert (state.version, state.document) == (15, {"_id": 1, "n": 15})
+    # version 20 is the last event read and a multiple of 10: its snapshot is laid now
+    assert await chain(store) == [(20, None), (10, 20), (0, 10)]
 
 
 async def test_a_history_page_holds_a_hundred_events_unless_told(store: Store) -> None:

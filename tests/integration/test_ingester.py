@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from bson import Decimal128
+import pytest
+from bson import Decimal128, Timestamp
 
 from eventstore.clock import FakeClock
-from eventstore.model import Event
+from eventstore.model import Event, Head
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
 from tests.integration.ingest_helpers import (
     ROLE,
+    RecordedCheckpoints,
     all_events,
     assert_log_intact,
     feed_changes,
@@ -178,3 +181,77 @@ async def test_actor_is_the_resulting_documents_even_when_unchanged(
     await ingester(store, feed, clock).run(until_idle=True)
     events = await assert_log_intact(store)
     assert [e.actor for e in events] == ["alice", "alice", None]
+
+
+async def test_a_snapshot_cut_short_resumes_without_recording_a_document_twice(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    orders, users = feed.collection("orders"), feed.collection("users")
+    for n in range(1, 6):
+        await orders.insert_one({"_id": n, "n": n})
+    await users.insert_one({"_id": "u", "n": 0})
+    checkpoints = RecordedCheckpoints(store)
+    checkpoints.fail_on = 3  # 1: the snapshot starts; 2, 3: its first two batches of orders
+    capture = ingester(store, feed, clock, batch_size=2, collections=["orders", "users"])
+    with pytest.raises(ConnectionError):
+        await capture.run(until_idle=True)
+    assert capture.stats.snapshots == 4
+    started, first_batch = checkpoints.put
+    epoch = started.epoch
+    assert epoch is not None
+    assert (started.phase, first_batch.phase, first_batch.epoch) == ("snapshot", "snapshot", epoch)
+    stored = await all_events(store)
+    assert [e.entity_key for e in stored] == ["1", "2", "3", "4"]
+    assert first_batch.head == Head(seq=2, log_hash=stored[1].log_hash)
+    assert first_batch.updated_at == clock.now()
+    # Restarted later: the scan starts over; what is stored already is not recorded again.
+    clock.advance(30)
+    stats = await capture.run(until_idle=True)
+    assert stats.snapshots == 4 + 2  # counted over the ingester's life: only 5 and u are new
+    events = await assert_log_intact(store)
+    assert [(e.stream, e.entity_key, e.version, e.type) for e in events] == [
+        *(("orders", str(n), 1, "snapshot") for n in range(1, 6)),
+        ("users", "u", 1, "snapshot"),
+    ]
+    at = f"snapshot:{epoch.time}.{epoch.inc}"
+    assert [e.id for e in events] == [
+        *(f"{at}:orders:int:{n}" for n in range(1, 6)),
+        f"{at}:users:str:u",
+    ]
+    resumed = checkpoints.put[2:]  # each batch of the scan, then streaming from the epoch on
+    assert [(cp.phase, cp.head.seq) for cp in resumed[:5]] == [
+        ("snapshot", 4),
+        ("snapshot", 4),
+        ("snapshot", 5),
+        ("snapshot", 6),
+        ("streaming", 6),
+    ]
+    assert all(cp.updated_at == clock.now() for cp in resumed)
+    done = resumed[4]
+    assert (done.phase, done.start_at, done.last_cluster_time, done.gap_from) == (
+        "streaming",
+        Timestamp(epoch.time, epoch.inc + 1),
+        epoch,
+        None,
+    )
+    assert (done.token, done.invalidated) == (None, False)
+    assert done.head == Head(seq=6, log_hash=events[-1].log_hash)
+
+
+async def test_lag_is_the_time_since_the_last_stored_change_none_before_and_zero_when_idle(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    capture = ingester(store, feed, clock)
+    assert capture.lag_seconds(clock.now()) is None  # nothing stored yet
+    await feed.collection("orders").insert_one({"_id": 1})
+    await capture.run(until_idle=True)
+    assert capture.idle and capture.lag_seconds(clock.now()) == 0.0
+    stored = capture.last_cluster_time
+    assert stored is not None and stored == (await all_events(store))[-1].cluster_time
+    capture.idle = False  # a batch held changes: the lag is measured from the newest one
+    at = stored.as_datetime()
+    assert capture.lag_seconds(at + timedelta(seconds=42.5)) == 42.5
+    assert capture.lag_seconds(at + timedelta(seconds=0.25)) == 0.25
+    assert capture.lag_seconds(at - timedelta(seconds=5)) == 0.0  # a clock behind: never negative

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
+import msgspec
+import pytest
+from bson import Timestamp
+
 from eventstore.clock import FakeClock
-from eventstore.model import STREAM_KEY
+from eventstore.model import STREAM_KEY, Head
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
-from tests.integration.ingest_helpers import ROLE, all_events, assert_log_intact, ingester
+from tests.integration.ingest_helpers import (
+    ROLE,
+    RecordedCheckpoints,
+    all_events,
+    assert_log_intact,
+    ingester,
+    start_from_the_beginning,
+)
 
 
 async def test_history_lost_records_a_gap_resnapshots_and_infers_deletions(
@@ -27,7 +39,24 @@ async def test_history_lost_records_a_gap_resnapshots_and_infers_deletions(
     await orders.insert_one({"_id": 5, "status": "pending"})
     await orders.delete_one({"_id": 3})
     feed.forget_before(None)
+    checkpoints = RecordedCheckpoints(store)
+    clock.advance(3)
+    read_time = clock.now
+
+    def ticking() -> datetime:  # a millisecond passes at every reading of the clock
+        clock.advance(0.001)
+        return read_time()
+
+    clock.now = ticking  # type: ignore[method-assign]
     stats = await ingester(store, feed, clock).run(until_idle=True)
+    clock.now = read_time  # type: ignore[method-assign]
+    streaming = await store.checkpoints.get(ROLE)
+    assert streaming is not None and streaming.phase == "streaming"
+    assert streaming.gap_from is None  # the gap is recorded: the next snapshot is no re-snapshot
+    done_at = [cp.phase for cp in checkpoints.put].index("streaming")
+    done, before = checkpoints.put[done_at], checkpoints.put[done_at - 1]
+    assert done.updated_at is not None and before.updated_at is not None
+    assert done.updated_at > before.updated_at  # stamped when the snapshot ended
     await orders.update_one({"_id": 5}, {"$set": {"status": "paid"}})
     await ingester(store, feed, clock).run(until_idle=True)
 
@@ -51,8 +80,18 @@ async def test_history_lost_records_a_gap_resnapshots_and_infers_deletions(
     ]
     assert after_gap[1].document == {"_id": 1, "status": "paid", "updatedBy": "alice"}
     inferred = [e for e in after_gap if e.type == "deleted"]
-    assert all(e.inferred and e.id.startswith("inferred:") for e in inferred)
+    epoch = gap.cluster_time
+    assert epoch is not None and epoch == gap.document["to"]
+    assert [(e.id, e.cluster_time, e.inferred) for e in inferred] == [
+        (f"inferred:{epoch.time}.{epoch.inc}:orders:int:2", epoch, True),
+        (f"inferred:{epoch.time}.{epoch.inc}:orders:int:3", epoch, True),
+    ]
     assert all(not e.inferred for e in after_gap if e.type != "deleted")
+    # the inferred deletions are committed with a checkpoint of their own (head, time)
+    after_deletes = [cp for cp in checkpoints.put if cp.head.seq == inferred[-1].seq]
+    assert after_deletes[0].phase == "snapshot" and after_deletes[0].gap_from is not None
+    assert after_deletes[0].head.log_hash == inferred[-1].log_hash
+    assert after_deletes[0].updated_at == inferred[-1].recorded_at
 
 
 async def test_drop_records_dropped_and_infers_deletion_of_live_entities(
@@ -165,3 +204,72 @@ async def test_drop_database_then_invalidate_continues_with_start_after(
     # a restart after that resumes normally: nothing twice
     await ingester(store, feed, clock).run(until_idle=True)
     assert len(await all_events(store)) == 4
+
+
+async def test_gaps_chain_per_stream_and_their_checkpoint_restarts_the_snapshot_cleanly(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    orders, users = feed.collection("orders"), feed.collection("users")
+    await start_from_the_beginning(store)  # start_at Timestamp(1, 0), nothing captured yet
+    await orders.insert_one({"_id": 1})
+    await users.insert_one({"_id": 1})
+    feed.forget_before(None)
+    checkpoints = RecordedCheckpoints(store)
+    # 1. Only orders is captured; the gap is appended but its checkpoint write is lost.
+    checkpoints.fail_next = True
+    with pytest.raises(ConnectionError):
+        await ingester(store, feed, clock).run(until_idle=True)
+    assert [(e.id, e.version) for e in await all_events(store)] == [("gap:orders:1.0", 1)]
+    # 2. Restarted capturing users as well: the stored orders gap is not recorded twice,
+    # the users gap is; both start where capture was to start, not at the new epoch.
+    clock.advance(5)
+    first = len(checkpoints.put)
+    both = ingester(store, feed, clock, collections=["orders", "users"])
+    stats = await both.run(until_idle=True)
+    assert stats.gaps == 1
+    events = await all_events(store)
+    gaps = [e for e in events if e.type == "gap"]
+    assert [(e.id, e.stream, e.version) for e in gaps] == [
+        ("gap:orders:1.0", "orders", 1),
+        ("gap:users:1.0", "users", 1),
+    ]
+    epoch = gaps[1].document["to"]  # type: ignore[index]
+    assert gaps[1].document["from"] == Timestamp(1, 0)  # type: ignore[index]
+    assert gaps[1].cluster_time == epoch and epoch > Timestamp(1, 0)
+    cp = checkpoints.put[first]  # the gap's own checkpoint, stored with its events
+    assert cp.phase == "snapshot"
+    assert (cp.epoch, cp.gap_from, cp.token, cp.invalidated) == (
+        epoch,
+        Timestamp(1, 0),
+        None,
+        False,
+    )
+    assert cp.head == Head(seq=gaps[1].seq, log_hash=gaps[1].log_hash)
+    assert cp.updated_at == clock.now()
+    # 3. Past an invalidate, history is lost again: each stream's second gap chains from its
+    # first (capture restarts from the stored heads), and the checkpoint drops the token.
+    await orders.insert_one({"_id": 2})
+    streaming = await store.checkpoints.get(ROLE)
+    assert streaming is not None and streaming.token is not None
+    await store.checkpoints.put(msgspec.structs.replace(streaming, invalidated=True))
+    await users.insert_one({"_id": 2})
+    feed.forget_before(None)
+    clock.advance(5)
+    first = len(checkpoints.put)
+    stats = await both.run(until_idle=True)
+    assert stats.gaps == 2  # counted over the ingester's life
+    events = await assert_log_intact(store)
+    second = [e for e in events if e.type == "gap"][2:]
+    assert [(e.stream, e.version, e.prev_hash) for e in second] == [
+        ("orders", 2, gaps[0].hash),
+        ("users", 2, gaps[1].hash),
+    ]
+    cp = checkpoints.put[first]
+    assert (cp.phase, cp.token, cp.invalidated, cp.updated_at) == (
+        "snapshot",
+        None,
+        False,
+        clock.now(),
+    )
+    assert cp.head == Head(seq=second[1].seq, log_hash=second[1].log_hash)

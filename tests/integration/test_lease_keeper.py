@@ -87,6 +87,23 @@ async def test_a_lease_just_short_of_its_time_still_holds(store: Store, clock: F
     assert await rival.try_acquire() is True
 
 
+async def test_is_ours_only_while_this_owner_holds_an_unexpired_lease(
+    store: Store, clock: FakeClock
+) -> None:
+    """The stored lease decides: none, a rival's, or ours at its expiry are all not ours."""
+    holder, rival = keeper(store, "holder", clock), keeper(store, "rival", clock)
+    assert await holder.is_ours() is False  # no lease at all
+    assert await rival.try_acquire()
+    assert await holder.is_ours() is False  # a rival's lease, not expired
+    assert await rival.is_ours() is True
+    clock.advance(TTL)  # the rival's lease expires exactly now: a standby may take it
+    assert await rival.is_ours() is False
+    assert await holder.try_acquire()
+    clock.advance(TTL - 0.001)
+    assert await holder.is_ours() is True
+    assert await rival.is_ours() is False  # an expired rival's own view: not ours either
+
+
 async def test_a_standby_waits_until_the_lease_expires_then_takes_over(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -150,7 +150,8 @@ def test_the_cli_rebuilds_a_plugin_with_two_worker_processes(
     argv = ["--uri", "memory://", "--projections", "cli_shop:EVENTS_PER_ACTOR"]
     out = io.StringIO()
     code = main(
-        ["projections", "rebuild", "events_per_actor", "--workers", "2", *argv],
+        # the name after the options, as a stranger types it
+        ["projections", "rebuild", "--workers", "2", "events_per_actor", *argv],
         out=out,
         store=store,
     )

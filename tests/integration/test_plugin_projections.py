@@ -254,6 +254,7 @@ LONG_NAME = make("a" * 65, "rm_long")
 NOT_A_PROJECTION = {"name": "x"}
 EMPTY = []
 BUILDING = make("building", "rm_order_summary__rebuild")
+STAGING = make("staging", "rm_x__rebuild_0a1b_p0_1")
 DOLLAR = make("dollar", "rm_$x")
 """
 
@@ -321,7 +322,11 @@ def reserved_plugin(collection: str) -> str:
         ),
         (
             ["refused_plugins:BUILDING"],
-            "collection 'rm_order_summary__rebuild' ends with '__rebuild'",
+            "collection 'rm_order_summary__rebuild' contains '__rebuild'",
+        ),
+        (
+            ["refused_plugins:STAGING"],  # a partition's staging collection, by its form
+            "collection 'rm_x__rebuild_0a1b_p0_1' contains '__rebuild'",
         ),
         (["refused_plugins:DOLLAR"], "collection 'rm_$x' is not a MongoDB collection name"),
     ],

@@ -287,6 +287,7 @@ async def test_a_crash_mid_rebuild_leaves_the_live_model_and_is_cleaned_and_reru
     before = await rows(store, ORDERS_BY_STATUS)
 
     crashing = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, batch_size=7, owner="dies")
+    crashing.rebuild_rows = 1  # rows reach the fresh collection before the crash
     await crashing.lease.try_acquire()
     await store.jobs.create(Job(job="j1", projection=ORDERS_BY_STATUS.name))
     queued = await store.jobs.get("j1")

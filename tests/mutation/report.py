@@ -107,7 +107,11 @@ def function_of(mangled: str) -> str:
 
 
 def mutated_line(mutated_file: list[str], spans: dict[str, list[int]], generated: str) -> str:
-    """The text of the line(s) a mutant changed, stripped (several joined with ' / ')."""
+    """The text of the line(s) a mutant changed, stripped (several joined with ' / ').
+
+    A mutant that only removes lines (an argument on a line of its own, a `case`
+    of a `match`) has no new text: it is named `deleted: ` and the removed lines.
+    """
     base = generated.rsplit("__mutmut_", 1)[0]
 
     def body(name: str) -> list[str]:
@@ -115,9 +119,12 @@ def mutated_line(mutated_file: list[str], spans: dict[str, list[int]], generated
         lines = mutated_file[start - 1 : end]
         return [line.replace(name, "FUNCTION") for line in lines]
 
-    diff = difflib.ndiff(body(base + "__mutmut_orig"), body(generated))
+    diff = list(difflib.ndiff(body(base + "__mutmut_orig"), body(generated)))
     changed = [d[2:].strip() for d in diff if d.startswith("+ ")]
-    return " / ".join(changed) if changed else "?"
+    if changed:
+        return " / ".join(changed)
+    removed = [d[2:].strip() for d in diff if d.startswith("- ")]
+    return "deleted: " + " / ".join(removed)
 
 
 def load_module(module: str) -> list[Mutant]:

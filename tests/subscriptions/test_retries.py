@@ -31,6 +31,7 @@ class ScriptedSink:
     """Answers each delivery by `rule`, keeping every attempt with the fake clock's time."""
 
     strict = False
+    max_batch: int | None = None  # the worker's entity_batch
 
     def __init__(self, clock: FakeClock, rule: Callable[[Delivery], Outcome]) -> None:
         self.clock = clock

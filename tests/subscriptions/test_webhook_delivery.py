@@ -104,3 +104,29 @@ async def test_a_filter_delivers_only_changes_of_the_named_field(receiver: Recei
 
 async def _at(h: Harness, position: int) -> bool:
     return await h.position("emails") == position
+
+
+async def test_a_free_lane_takes_one_webhook_so_lanes_never_idle_behind_a_batch(
+    receiver: Receiver,
+) -> None:
+    # Three lanes of four are held by slow deliveries when eight more entities become
+    # ready. Had the free lane taken all eight as one batch (posted one after the other),
+    # the other lanes would find nothing left when they free up: one POST at a time.
+    h = Harness()
+    slow = {"x", "y", "z"}
+    receiver.delay = lambda p: 0.4 if p["data"]["entity_key"] in slow else 0.1
+    await h.subscribe("hooks", {"sink": webhook(receiver), "lanes": 4})
+    await h.append("x", "y", "z")
+    worker = h.worker("hooks")
+    await h.start(worker)
+    try:
+        await until(lambda: len(receiver.attempts) == 3)
+        fast = [f"e{i}" for i in range(8)]
+        await h.append(*fast)
+        await until(lambda: len(set(receiver.ids)) == 11)
+    finally:
+        await h.stop()
+    slow_ids = {"hooks-1", "hooks-2", "hooks-3"}
+    assert max(len(o) for o in receiver.overlaps) <= 4  # never more than `lanes`
+    # Freed lanes took the fast entities: several of them were in flight at once.
+    assert max(len(o - slow_ids) for o in receiver.overlaps) >= 2

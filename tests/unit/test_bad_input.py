@@ -215,6 +215,28 @@ def test_a_rejected_event_is_a_stream_event_in_the_hash_chains() -> None:
     assert (resealed.hash, resealed.log_hash) == (event.hash, event.log_hash)
 
 
+def test_a_rejected_event_without_wall_time_occurred_at_its_cluster_time_else_now() -> None:
+    capture = Capture(Settings(), Head())
+    capture.add_heads("orders", [None], {})
+    now = datetime(2026, 2, 1, tzinfo=UTC)
+    timed = Rejection(
+        source="mongo",
+        position="after resume token 8202",
+        reason="not valid",
+        sha256="d" * 64,
+        stream="orders",
+        cluster_time=Timestamp(1_700_000_000, 9),
+    )
+    event = capture.rejected(timed, now=now)
+    assert event.occurred_at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert event.recorded_at == now
+    untimed = Rejection(
+        source="ndjson", position="line 3", reason="not valid JSON", sha256="e" * 64
+    )
+    later = capture.rejected(untimed, now=now)
+    assert (later.occurred_at, later.cluster_time) == (now, None)
+
+
 def test_bad_input_is_a_validated_setting() -> None:
     assert Settings().bad_input == "stop"
     assert load({"EVENTSTORE_BAD_INPUT": "record"}).bad_input == "record"

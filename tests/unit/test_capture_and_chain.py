@@ -360,6 +360,56 @@ def test_needs_heads_names_each_uncached_entity_once_per_stream() -> None:
     assert cap.needs_heads("orders", [1]) == [1] and cap.take() == []
 
 
+def test_the_cached_head_of_an_entity_is_its_latest_event_and_a_stored_one_never_replaces_it() -> (
+    None
+):
+    """After each event the cache holds that entity's head as the event left it (all fields)."""
+    cap = Capture(load({"EVENTSTORE_COLLECTIONS": "orders,users"}), Head())
+    cap.add_heads("orders", [OID, 7], {})
+    first = cap.entity_change(
+        change(1, "insert", fullDocument={"_id": OID, "updatedBy": "ann"}), now=NOW
+    )
+    created = cap.entity_change(change(2, "insert", _id=7, fullDocument={"_id": 7}), now=NOW)
+    deleted = cap.entity_change(change(3, "delete", _id=OID), now=NOW)
+    assert cap.cached_heads("orders") == {
+        f"oid:{OID}": EntityHead(
+            stream="orders",
+            entity_id=OID,
+            entity_key=str(OID),
+            version=2,
+            hash=deleted.hash,
+            type="deleted",
+            actor="ann",
+        ),
+        "int:7": EntityHead(
+            stream="orders",
+            entity_id=7,
+            entity_key="7",
+            version=1,
+            hash=created.hash,
+            type="created",
+            actor=None,
+        ),
+    }
+    assert deleted.prev_hash == first.hash
+    stale = EntityHead(
+        stream="orders",
+        entity_id=OID,
+        entity_key=str(OID),
+        version=1,
+        hash=first.hash,
+        type="created",
+    )
+    elsewhere = EntityHead(
+        stream="users", entity_id=1, entity_key="1", version=3, hash="u" * 64, type="updated"
+    )
+    cap.add_known_heads([stale, elsewhere])
+    assert cap.cached_heads("orders")[f"oid:{OID}"].version == 2  # type: ignore[union-attr]
+    assert cap.cached_heads("users") == {"int:1": elsewhere}
+    again = cap.entity_change(change(4, "insert", fullDocument={"_id": OID}), now=NOW)
+    assert (again.version, again.prev_hash) == (3, deleted.hash)
+
+
 def test_an_update_without_description_and_a_delete_without_any_actor() -> None:
     """No updateDescription: an empty change; a delete with no pre-image and no head: no actor."""
     cap = Capture(load({}), Head())

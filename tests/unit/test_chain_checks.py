@@ -13,11 +13,12 @@ from eventstore.chain import (
     LogVerdict,
     LogVerifier,
     entity_hash,
+    erasure_names,
     next_log_hash,
     seal,
     verify_entity,
 )
-from eventstore.model import GENESIS_HASH, Event, Head
+from eventstore.model import ERASED, GAP, GENESIS_HASH, Event, Head
 from tests.helpers import LogBuilder
 
 
@@ -207,3 +208,16 @@ def test_a_break_after_the_recorded_head_still_says_whether_the_head_matched() -
     five = log_of("A", "B", "A", "B", "A")
     cut = [five[0], msgspec.structs.replace(five[1], log_hash=five[0].log_hash), *five[2:]]
     assert verify_log(cut).events_checked == 2
+
+
+def test_an_erasure_is_named_only_by_an_erased_event_of_the_same_stream_and_key() -> None:
+    b = LogBuilder()
+    record = b.next(None, ERASED, document={"entity_key": "A"})
+    refund = b.next(None, ERASED, stream="refunds", document={"entity_key": "A"})
+    gap = b.next(None, GAP, document={"entity_key": "A"})
+    assert erasure_names(record, "orders", "A") is True
+    assert erasure_names(record, "orders", "B") is False
+    assert erasure_names(record, "refunds", "A") is False
+    assert erasure_names(refund, "orders", "A") is False
+    assert erasure_names(gap, "orders", "A") is False  # not an erased event
+    assert erasure_names(b.next("A"), "orders", "A") is False

@@ -367,6 +367,40 @@ def test_an_exact_field_name_never_indexes_an_array_when_truncating() -> None:
     assert apply_update(doc, changes) == {"a": [[1], [4]]}
 
 
+def test_a_negative_exact_index_names_nothing_in_an_array() -> None:
+    """Never Python's from-the-end indexing: a path MongoDB cannot mean is not guessed at."""
+    doc = {"a": [[1, 2], [3, 4]]}
+    removal = ch(removed=["a.-1"], disambiguated={"a.-1": ["a", -1]})
+    assert apply_update(doc, removal) == doc
+    conflicts: list[str] = []
+    cut = ch(truncated=[("a.-1", 1)], disambiguated={"a.-1": ["a", -1]})
+    assert apply_update(doc, cut, conflicts=conflicts) == doc
+    assert conflicts == ["truncatedArrays 'a.-1': no such array"]
+    conflicts.clear()
+    setting = ch(updated={"a.-1": 0}, disambiguated={"a.-1": ["a", -1]})
+    assert apply_update(doc, setting, conflicts=conflicts) == doc
+    assert conflicts == ["updatedFields 'a.-1': no -1 in an array"]
+
+
+def test_an_index_just_past_the_end_names_nothing_when_removing_or_truncating() -> None:
+    doc = {"a": [[1, 2], [3]]}
+    assert apply_update(doc, ch(removed=["a.2"])) == doc
+    assert apply_update(doc, ch(removed=["a.2.0"])) == doc
+    conflicts: list[str] = []
+    assert apply_update(doc, ch(truncated=[("a.2", 0)]), conflicts=conflicts) == doc
+    assert conflicts == ["truncatedArrays 'a.2': no such array"]
+
+
+def test_an_exact_path_without_components_names_nothing() -> None:
+    """A malformed disambiguatedPaths entry (no components) is not the whole document."""
+    doc = {"a": [1, 2]}
+    assert apply_update(doc, ch(removed=["a"], disambiguated={"a": []})) == doc
+    conflicts: list[str] = []
+    cut = ch(truncated=[("a", 1)], disambiguated={"a": []})
+    assert apply_update(doc, cut, conflicts=conflicts) == doc
+    assert conflicts == ["truncatedArrays 'a': no such array"]
+
+
 def test_truncation_of_something_that_is_not_an_array_is_reported() -> None:
     conflicts: list[str] = []
     changes = ch(truncated=[("missing", 1), ("s", 0)])

@@ -69,3 +69,33 @@ def test_relaxed_json_keeps_the_type_visible() -> None:
     assert relaxed_json(OID) == {"$oid": "64b7f0c2a1b2c3d4e5f60718"}
     assert relaxed_json(42) == 42
     assert relaxed_json("abc") == "abc"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        OID,
+        "ORD-1",
+        "",
+        "é/\u0000",
+        0,
+        -1,
+        2**63 - 1,
+        -(2**63),
+        Int64(2**40),
+        True,
+        1.5,
+        Decimal128("1.10"),
+        Binary(b"\x01\x02", 0),
+        {"a": 1, "b": [OID]},
+    ],
+)
+def test_relaxed_json_fast_paths_equal_the_json_util_round_trip(value: object) -> None:
+    import json
+
+    from bson import json_util
+    from bson.json_util import RELAXED_JSON_OPTIONS
+
+    expected = json.loads(json_util.dumps(value, json_options=RELAXED_JSON_OPTIONS))
+    got = relaxed_json(value)
+    assert got == expected and type(got) is type(expected)

@@ -322,3 +322,17 @@ def scan_entities(events: list[Event], stream: str) -> list[EntitySummary]:
 
 def _fields(q: EventQuery) -> dict[str, Any]:
     return {name: getattr(q, name) for name in q.__struct_fields__}
+
+
+async def test_entities_of_every_stream_size_up_to_40_list_every_entity_newest_first() -> None:
+    """The k-th newest entity is found at every position, stream sizes on and off powers of two."""
+    for size in range(1, 41):
+        log = MemoryEventLog()
+        builder = LogBuilder()
+        events = [builder.next(n) for n in range(size)]
+        # the first entity changes last: its newest event moves to the end
+        events.append(builder.next(0))
+        await log.append(events)
+        listed = await log.entities("orders", limit=size)
+        assert [e.entity_key for e in listed] == ["0", *(str(n) for n in range(size - 1, 0, -1))]
+        assert [e.last_seq for e in listed] == [size + 1, *range(size, 1, -1)]

@@ -7,11 +7,18 @@ from typing import Any
 import msgspec
 import pytest
 
-from eventstore.chain import EntityChecker, entity_hash
+from eventstore.chain import EntityChecker, ErasedEvent, entity_hash, seal
+from eventstore.keys import typed_key
 from eventstore.memory.eventlog import MemoryEventLog
-from eventstore.model import Event, Head
-from eventstore.verification import all_events, verify_entity, verify_log, verify_stream
-from tests.helpers import LogBuilder
+from eventstore.model import ERASED, GENESIS_HASH, Event, Head
+from eventstore.verification import (
+    InvalidEntity,
+    all_events,
+    verify_entity,
+    verify_log,
+    verify_stream,
+)
+from tests.helpers import LogBuilder, fixed_salt
 
 
 class StoredLog(MemoryEventLog):
@@ -220,3 +227,133 @@ async def test_a_stream_reads_on_past_the_later_events_of_a_broken_entity() -> N
         ("B", 2),
     ]
     assert (verdict.entities_checked, verdict.events_checked) == (2, 6)
+
+
+# -- erasure claims in a stream ------------------------------------------------------------
+
+
+def salted(events: list[Event]) -> list[Event]:
+    """The events sealed under the salted scheme (chains relinked), as capture writes them now."""
+    out: list[Event] = []
+    prev: dict[tuple[str, str], str] = {}
+    for e in events:
+        key = (e.stream, typed_key(e.entity_id))
+        sealed = seal(
+            e,
+            prev_hash=prev.get(key, GENESIS_HASH),
+            prev_log_hash=out[-1].log_hash if out else GENESIS_HASH,
+            salt=fixed_salt(e.id),
+        )
+        prev[key] = sealed.hash
+        out.append(sealed)
+    return out
+
+
+def erased(event: Event, by: int) -> Event:
+    """`event` as an erasure leaves it: payload and salt gone, `erased_by` set (hashes hold)."""
+    return msgspec.structs.replace(event, document=None, changes=None, salt=None, erased_by=by)
+
+
+async def test_an_erasure_claim_nothing_backs_breaks_its_entity_in_its_stream_only() -> None:
+    b = LogBuilder()
+    events = salted(
+        [
+            b.next("A"),
+            b.next("B"),
+            b.next("U", stream="users"),
+            b.next("A"),
+            b.next(None, ERASED, document={"entity_key": "B"}),  # seq 5 erased orders/B
+            b.next("C"),
+        ]
+    )
+    # A's version 1 claims seq 5, which erased B; U's version 1 claims seq 99, past the end.
+    events[0] = erased(events[0], 5)
+    events[2] = erased(events[2], 99)
+    log = StoredLog(events)
+    orders = await verify_stream(log, "orders")
+    assert orders.valid is False
+    assert orders.invalid == [
+        InvalidEntity(
+            entity_key="A",
+            first_invalid_version=1,
+            reason="payload of seq 1 is missing without an erased record "
+            "(seq 5 does not record erasing orders/A)",
+        )
+    ]
+    # A, B and C (the stream pseudo-entity is checked too): A counted once, as broken
+    assert (orders.entities_checked, orders.events_checked, orders.events_erased) == (4, 5, 1)
+    users = await verify_stream(log, "users")
+    assert users.invalid == [
+        InvalidEntity(
+            entity_key="U",
+            first_invalid_version=1,
+            reason="payload of seq 3 is missing without an erased record "
+            "(seq 99 does not record erasing users/U)",
+        )
+    ]
+    assert (users.entities_checked, users.events_erased) == (1, 1)
+    nothing = await verify_stream(log, "refunds")
+    assert (nothing.valid, nothing.entities_checked, nothing.events_erased) == (True, 0, 0)
+
+
+async def test_an_entity_already_broken_keeps_its_first_break_over_an_unbacked_claim() -> None:
+    b = LogBuilder()
+    events = salted([b.next("A"), b.next("A"), b.next("B")])
+    events[0] = rehashed(events[0], actor="mallory")  # version 2 no longer links to it
+    events[1] = erased(events[1], 99)
+    verdict = await verify_stream(StoredLog(events), "orders")
+    assert [(i.entity_key, i.first_invalid_version, i.reason) for i in verdict.invalid] == [
+        ("A", 2, "prev_hash of version 2 does not link to version 1")
+    ]
+    assert verdict.entities_checked == 2
+
+
+async def test_an_entitys_erasure_claims_are_checked_against_the_record_at_that_seq() -> None:
+    b = LogBuilder()
+    drafts = [
+        b.next("A"),
+        b.next("A"),
+        b.next(""),  # an entity whose key is the empty string
+        b.next(None, ERASED, document={"entity_key": "A"}),  # seq 4 erased orders/A
+        b.next(None, ERASED, document={"entity_key": ""}),  # seq 5 erased orders/""
+    ]
+    events = salted(drafts)
+    events[0], events[1] = erased(events[0], 4), erased(events[1], 4)
+    events[2] = erased(events[2], 5)
+    log = StoredLog(events)
+    verdict = await verify_entity(log, "orders", "A")
+    assert verdict is not None and verdict.valid and len(verdict.erased) == 2
+    assert log.limits[-1] == 1  # the record is one event read once for both claims
+    assert log.limits.count(1) == 1
+    empty = await verify_entity(log, "orders", "")
+    assert empty is not None and empty.valid
+    # the claimed seq 3 is missing: the record that follows it (seq 4, naming A) does not count
+    b2 = LogBuilder()
+    second = salted(
+        [
+            b2.next("A"),
+            b2.next("B"),
+            b2.next(None, ERASED, document={"entity_key": "A"}),
+            b2.next(None, ERASED, document={"entity_key": "A"}),
+        ]
+    )
+    second[0] = erased(second[0], 3)
+    gapped = StoredLog([e for e in second if e.seq != 3])
+    broken = await verify_entity(gapped, "orders", "A")
+    assert broken is not None and not broken.valid
+    assert (broken.first_invalid_version, broken.reason) == (
+        1,
+        "payload of version 1 is missing without an erased record "
+        "(seq 3 does not record erasing orders/A)",
+    )
+    assert broken.erased == [ErasedEvent(seq=1, version=1, erased_by=3)]
+    intact = await verify_entity(StoredLog(second), "orders", "A")
+    assert intact is not None and intact.valid
+    # a claim past the end of the log
+    cut = StoredLog(events[:3])
+    past = await verify_entity(cut, "orders", "")
+    assert past is not None and not past.valid
+    assert past.reason == (
+        "payload of version 1 is missing without an erased record "
+        "(seq 5 does not record erasing orders/)"
+    )

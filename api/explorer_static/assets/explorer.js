@@ -1299,13 +1299,84 @@
   function projectionNotes(p) {
     const out = [];
     if (p.rebuild_needed) out.push(h('span', { class: 'badge warn', title: 'its rows were built with another ORDER_* mapping' }, 'rebuild needed'));
-    if (p.problems) out.push(h('span', { class: 'badge bad', title: "values counted as 0: see the rows' problems" }, `${p.problems.toLocaleString('en')} not money`));
+    if (p.problems) {
+      out.push(h('button', {
+        type: 'button', class: 'badge bad show-problems', title: 'values counted as 0: show which rows, and why',
+        'aria-label': `Show the values ${p.name} counted as 0`,
+        onclick: () => showProblems(p.name).catch(showError),
+      }, `${p.problems.toLocaleString('en')} not money`));
+    }
     if (p.orders_without_customer) out.push(h('span', { class: 'badge warn' }, `${p.orders_without_customer.toLocaleString('en')} without customer id`));
     return out;
   }
 
   async function rows(name) {
     return allPages(`/v1/projections/${enc(name)}`, {}, 'items', 20000);
+  }
+
+  // -- the rows' problems: which row counted which value as 0, and why --------------------------
+  const REASONS = {
+    not_a_number: 'text that is not a number',
+    not_finite: 'NaN or infinity',
+    wrong_type: 'not a number, a numeric string or a decimal',
+    missing: 'missing from an order in a paid status',
+  };
+
+  // A row as people know it (an order links to its timeline).
+  function problemRowLabel(name, r) {
+    if (name === 'order_summary') {
+      const text = r.number || r.entity_key || '?';
+      return r.entity_key && app.stream
+        ? h('a', { href: entityHash(app.stream, r.entity_key), class: 'mono' }, text)
+        : h('span', { class: 'mono' }, text);
+    }
+    if (name === 'revenue_by_day') return h('span', { class: 'mono' }, `${r.day} ${r.currency}`);
+    if (name === 'customer_totals') {
+      return h('span', null, h('span', { class: 'mono' }, r.customer || '(no customer id)'), r.name ? ` ${r.name}` : '');
+    }
+    const first = Object.entries(r).find(([k, v]) => typeof v === 'string' && !k.startsWith('problems'));
+    return h('span', { class: 'mono' }, first ? first[1] : JSON.stringify(r).slice(0, 80));
+  }
+
+  function problemRowKey(name, r) {
+    if (name === 'order_summary') return r.entity_key;
+    if (name === 'revenue_by_day') return `${r.day}:${r.currency}`;
+    if (name === 'customer_totals') return r.customer || '';
+    return '';
+  }
+
+  async function showProblems(name) {
+    const all = await rows(name);
+    const affected = all.filter((r) => Array.isArray(r.problems) && r.problems.length);
+    const lines = [];
+    for (const r of affected) {
+      const key = problemRowKey(name, r);
+      for (const pr of [...r.problems].sort((a, b) => b.seq - a.seq)) {
+        lines.push(h('tr', { class: 'problem', dataset: { row: key, seq: pr.seq, reason: pr.reason } },
+          h('td', null, problemRowLabel(name, r)),
+          h('td', { class: 'num' }, pr.seq),
+          h('td', { class: 'mono' }, pr.field),
+          h('td', { class: 'mono' }, pr.value === null || pr.value === undefined ? '(none)' : pr.value),
+          h('td', null, h('span', { class: 'badge bad' }, pr.reason), ' ', h('span', { class: 'muted small' }, REASONS[pr.reason] || ''))));
+      }
+      if (r.problems_dropped) {
+        lines.push(h('tr', { class: 'dropped', dataset: { row: key } },
+          h('td', null, problemRowLabel(name, r)),
+          h('td', { colspan: 4, class: 'muted small' },
+            `and ${r.problems_dropped.toLocaleString('en')} older problem(s) not kept (a row keeps the newest 20)`)));
+      }
+    }
+    const box = $('#proj-problems');
+    box.hidden = false;
+    box.dataset.name = name;
+    $('#proj-problems-title').textContent = `Values ${name} counted as 0`;
+    const scanned = all.length >= 20000 ? ' (the first 20,000 rows were read)' : '';
+    $('#proj-problems-note').textContent = affected.length
+      ? `${affected.length.toLocaleString('en')} of ${all.length.toLocaleString('en')} rows count a value as 0 now${scanned}; ` +
+        'the badge counts every value recorded, corrected ones included. A value counts as 0 until its document is corrected (or ORDER_FIELDS, then a rebuild).'
+      : `No row of ${name} has a problem now${scanned}.`;
+    $('#problems tbody').replaceChildren(...lines);
+    box.scrollIntoView({ block: 'nearest' });
   }
 
   function chartBase(extra) {
@@ -1545,6 +1616,7 @@
     $('#export-csv').addEventListener('click', () => exportAs('text/csv', 'events.csv').catch(showError));
     $('#export-ndjson').addEventListener('click', () => exportAs('application/x-ndjson', 'events.ndjson').catch(showError));
     $('#rebuild-form').addEventListener('submit', submitRebuild);
+    $('#proj-problems-close').addEventListener('click', () => { $('#proj-problems').hidden = true; });
     wireSubscriptions();
     for (const button of $$('dialog [data-close]')) {
       button.addEventListener('click', () => button.closest('dialog').close('cancel'));

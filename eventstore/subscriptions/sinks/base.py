@@ -62,6 +62,10 @@ class Sink(Protocol):
     """A destination; `strict` sinks take events strictly in seq order (redis-stream)."""
 
     strict: bool
+    # Events one lane hands the sink at once (None: the worker's `entity_batch`). A sink
+    # that gains nothing from a batch (one request per event) takes 1, so every free lane
+    # starts the next ready entity at once instead of idling behind another lane's batch.
+    max_batch: int | None
 
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         """Deliver events in order; one outcome each (a strict sink may stop early: fewer)."""

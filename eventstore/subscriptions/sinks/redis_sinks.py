@@ -71,6 +71,7 @@ class RedisPubSubSink:
     """PUBLISH each event on its channel."""
 
     strict = False
+    max_batch: int | None = None
 
     def __init__(self, sink: dict[str, Any], *, redis: Redis | None = None) -> None:
         self.channel = templates.parse(sink["channel"])
@@ -100,6 +101,7 @@ class RedisInvalidateSink:
     """Delete each event's cache keys: UNLINK literal keys, SCAN MATCH + UNLINK patterns."""
 
     strict = False
+    max_batch: int | None = None
 
     def __init__(self, sink: dict[str, Any], *, clock: Clock, redis: Redis | None = None) -> None:
         self.keys = [templates.parse(k) for k in sink["keys"]]
@@ -155,6 +157,7 @@ class RedisStreamSink:
     """XADD `<seq>-0` in seq order, pipelined; a refusal as "equal or smaller" is already delivered."""
 
     strict = True
+    max_batch: int | None = None
 
     def __init__(self, sink: dict[str, Any], *, redis: Redis | None = None) -> None:
         self.stream = templates.parse(sink["stream"])

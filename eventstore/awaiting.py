@@ -1,0 +1,52 @@
+"""Waiting with a timeout, and cancelling helper tasks, without losing our own cancellation.
+
+Invariants:
+- A task cancelled while it waits here ends cancelled, whatever completes at the
+  same moment. Python 3.11's `asyncio.wait_for` breaks this: when the awaited
+  future completes in the loop iteration in which the waiting task is cancelled,
+  it returns the result and the cancellation is lost (CPython gh-86296, fixed in
+  3.12). A worker that loses its cancellation never ends, so `within` is built on
+  `asyncio.timeout`, which counts cancellation requests.
+- `cancel_and_wait` waits for the cancelled helpers with `asyncio.wait`, which
+  never raises their outcome: a `CancelledError` that reaches the caller is the
+  caller's own, and it propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+async def within(awaitable: Awaitable[T], seconds: float | None) -> T:
+    """`await awaitable`, or raise `TimeoutError` after `seconds` (None: no limit)."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
+
+
+async def wait_set(event: asyncio.Event, seconds: float | None) -> bool:
+    """True once `event` is set, False when `seconds` pass first."""
+    if event.is_set():
+        return True
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel helper tasks and wait until they end (their outcome ignored; ours propagates)."""
+    helpers = list(tasks)
+    pending = [t for t in helpers if not t.done()]
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    for t in helpers:
+        if not t.cancelled():
+            t.exception()  # retrieved: no "exception was never retrieved" warning

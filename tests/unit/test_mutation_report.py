@@ -1,0 +1,76 @@
+"""The mutation report names each mutant by the text it changed, and matches EQUIVALENT.md."""
+
+from __future__ import annotations
+
+from tests.mutation import report
+
+
+def _file(*functions: tuple[str, list[str]]) -> tuple[list[str], dict[str, list[int]]]:
+    """A mutated module's lines and the 1-based (start, end) span of each generated function."""
+    lines: list[str] = []
+    spans: dict[str, list[int]] = {}
+    for name, body in functions:
+        start = len(lines) + 1
+        lines.append(f"def {name}(a, b):")
+        lines.extend(body)
+        spans[name] = [start, len(lines)]
+    return lines, spans
+
+
+ORIGINAL = ["    return call(", "        a,", "        b,", "    )"]
+
+
+def test_a_changed_line_is_named_by_its_new_text() -> None:
+    lines, spans = _file(
+        ("x_f__mutmut_orig", ORIGINAL),
+        ("x_f__mutmut_1", ["    return call(", "        None,", "        b,", "    )"]),
+    )
+    assert report.mutated_line(lines, spans, "x_f__mutmut_1") == "None,"
+
+
+def test_a_mutant_that_only_deletes_lines_is_named_by_what_it_deleted() -> None:
+    lines, spans = _file(
+        ("x_f__mutmut_orig", ORIGINAL),
+        ("x_f__mutmut_2", ["    return call(", "        a,", "    )"]),
+        ("x_f__mutmut_3", ["    return call(", "    )"]),
+    )
+    assert report.mutated_line(lines, spans, "x_f__mutmut_2") == "deleted: b,"
+    assert report.mutated_line(lines, spans, "x_f__mutmut_3") == "deleted: a, / b,"
+
+
+def test_function_names_are_unmangled() -> None:
+    assert report.function_of("x_verify_entity") == "verify_entity"
+    assert report.function_of("xǁLogVerifierǁfeed") == "LogVerifier.feed"
+
+
+def test_equivalent_entries_are_read_per_module_section() -> None:
+    text = "\n".join(
+        [
+            "# Equivalent mutants",
+            "    - `function`: `mutated line` — the format, not an entry",
+            "## eventstore/a.py",
+            "- `f`: `deleted: b,` — why",
+            "## `eventstore/b.py`",
+            "- `C.m`: `return None` — why",
+            "- not an entry",
+        ]
+    )
+    assert report.equivalent_entries(text) == {
+        "eventstore/a.py": [("f", "deleted: b,")],
+        "eventstore/b.py": [("C.m", "return None")],
+    }
+
+
+def test_equivalent_mutants_leave_the_score_and_the_rest_need_a_test() -> None:
+    mutants = [
+        report.Mutant("m.x_f__mutmut_1", "m.py", "f", "a", "survived"),
+        report.Mutant("m.x_f__mutmut_2", "m.py", "f", "b", "killed"),
+        report.Mutant("m.x_f__mutmut_3", "m.py", "f", "c", "survived"),
+        report.Mutant("m.x_f__mutmut_4", "m.py", "f", "d", "killed"),
+    ]
+    result = report.ModuleResult("m.py", mutants)
+    result.equivalent.append(mutants[0])
+    counts = result.counts()
+    assert (counts["killed"], counts["survived"], counts["equivalent"]) == (2, 1, 1)
+    assert result.score() == 100.0 * 2 / 3
+    assert [m.name for m in result.unaccounted()] == ["m.x_f__mutmut_3"]
