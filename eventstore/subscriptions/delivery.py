@@ -728,7 +728,12 @@ class SubscriptionWorker:
             while position < len(queue) and queue[position].seq < e.seq:
                 position += 1
             queue.insert(position, e)
-            if entity not in self.ready:
+            # An entity with a delivery in flight goes on when it ends (`_done_with`): made
+            # ready now, its queue head (the event in flight) would be sent a second time.
+            busy = any(
+                (f.stream, f.entity_key) == entity for sent in self.inflight.values() for f in sent
+            )
+            if entity not in self.ready and not busy:
                 self.ready.append(entity)
 
     async def _cancel_inflight(self) -> None:

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
 from eventstore.memory.store import MemoryStore
 from eventstore.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
-from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
-from eventstore.proofs import verify_proof_file
+from eventstore.model import TreeCheckpoint
+from eventstore.notes import (
+    Signer,
+    Verifier,
+    checkpoint_text,
+    cosign,
+    open_note,
+    parse_checkpoint,
+    sign_note,
+    verify_cosignature,
+)
+from eventstore.proofs import ProofVerdict, event_proof, full_note, verify_proof_file
 from eventstore.tree import event_leaf
 from tests.api.conftest import READ_KEY, AppFactory
 from tests.merkle_helpers import Signed, replace_log, rewrite_event, signed_log
@@ -54,6 +66,7 @@ async def test_no_checkpoint_yet_is_a_404_problem(make_app: AppFactory) -> None:
     async with AsyncTestClient(make_app(MemoryStore())) as c:
         r = await c.get("/v1/checkpoint")
         assert r.status_code == 404 and r.json()["status"] == 404
+        assert r.json()["detail"] == "no checkpoint has been made yet"
         r = await c.get("/v1/proof/inclusion", params={"seq": 1})
         assert r.status_code == 404
 
@@ -118,6 +131,25 @@ async def test_bad_proof_parameters(
     r = await keyed.get(path, params=params, headers=AUTH)
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "detail"),
+    [
+        ("/v1/proof/inclusion", {"seq": 14, "size": 13}, "seq 14 is beyond tree size 13"),
+        ("/v1/proof/inclusion", {"seq": 22}, "seq 22 is beyond tree size 21"),
+        ("/v1/proof/inclusion", {"seq": 1, "size": 22}, "tree size 22 is beyond the stored tree"),
+        ("/v1/proof/consistency", {"from": 14, "to": 13}, "size 14 is beyond size 13"),
+        ("/v1/proof/consistency", {"from": 22}, "size 22 is beyond size 21"),
+        ("/v1/proof/consistency", {"from": 1, "to": 99}, "tree size 99 is beyond the stored tree"),
+    ],
+)
+async def test_a_proof_beyond_the_tree_names_both_sizes(
+    keyed: Any, path: str, params: dict[str, Any], detail: str
+) -> None:
+    r = await keyed.get(path, params=params)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == detail
 
 
 async def test_the_proof_file_needs_a_read_key_and_verifies_offline(
@@ -218,6 +250,85 @@ async def test_verify_says_an_unsigned_checkpoint_is_unsigned_and_none_before_th
     async with AsyncTestClient(make_app(MemoryStore())) as c:
         body = (await c.get("/v1/verify")).json()
         assert body["valid"] is True and body["checkpoint"] is None
+
+
+async def test_a_proof_file_is_refused_with_the_first_check_it_fails(signed: Signed) -> None:
+    key = Verifier.parse(signed.signer.verifier_key())
+    proof = msgspec.to_builtins(await event_proof(signed.store, 7, 13))
+
+    def verdict(**changes: Any) -> ProofVerdict:
+        return verify_proof_file(json.dumps({**proof, **changes}).encode(), key)
+
+    good = verdict()
+    event_hash = signed.events[6].hash
+    assert (good.valid, good.seq, good.tree_size) == (True, 7, 13)
+    assert good.reason == (
+        f"event seq 7 (hash {event_hash}) is in the tree of 13 events signed by log.test"
+    )
+    refused = verify_proof_file(b"[]", key)
+    assert refused.valid is False
+    assert refused.reason.startswith("not an eventstore-proof/v1 file: ")
+    other = Verifier.parse(Signer.generate("log.test").verifier_key())
+    stranger = verify_proof_file(json.dumps(proof).encode(), other)
+    assert (stranger.valid, stranger.reason) == (
+        False,
+        f"checkpoint refused: the note carries no signature by log.test+{other.id.hex()}",
+    )
+    bson_bytes = base64.b64decode(proof["event_bson"])
+    hashes = list(proof["hashes"])
+    for changes, reason in (
+        (
+            {"format": "eventstore-proof/v2"},
+            "format 'eventstore-proof/v2' is not eventstore-proof/v1",
+        ),
+        ({"tree_size": 21}, "tree_size 21 is not the checkpoint's 13"),
+        ({"event_bson": "!" + proof["event_bson"]}, "event_bson is not valid base64"),
+        ({"event_bson": base64.b64encode(b"\x05\x00").decode()}, "event_bson is not BSON"),
+        ({"leaf_index": 5}, "the event's seq 7 is not leaf 5 + 1"),
+        ({"hashes": [hashes[0] + "!", *hashes[1:]]}, "a proof hash is not valid base64"),
+        ({"hashes": hashes[1:]}, "the inclusion proof is shorter than the tree is deep"),
+        (
+            {"event_bson": base64.b64encode(bson_bytes.replace(b"o2", b"o3")).decode()},
+            "the inclusion proof leads to another root",
+        ),
+    ):
+        refused = verdict(**changes)
+        assert (refused.valid, refused.reason) == (False, reason), changes
+    assert verdict(leaf_index=5).tree_size == 13  # the checkpoint opened: its size is known
+
+
+def test_a_checkpoints_note_is_served_with_its_cosignature_lines_after_its_own() -> None:
+    text = checkpoint_text("eventstore/test", 3, bytes(32))
+    log_key = Signer.generate("log.test")
+    witness = Signer.generate("witness.test", kind=0x04)
+    line = cosign(text, witness, 1_767_225_600)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    signed = TreeCheckpoint(
+        size=3, root="", note=sign_note(text, log_key), signed=True, created_at=at
+    )
+    assert full_note(signed) == signed.note  # no cosignatures: the note as made
+    cosigned = msgspec.structs.replace(signed, cosignatures=[line.rstrip("\n"), line])
+    assert full_note(cosigned) == signed.note + line + line  # each line ends with a newline
+    unsigned = TreeCheckpoint(size=3, root="", note=text, signed=False, created_at=at)
+    served = full_note(msgspec.structs.replace(unsigned, cosignatures=[line]))
+    assert served == text + "\n" + line  # the empty line that opens a signature block
+    assert open_note(full_note(cosigned), Verifier.parse(log_key.verifier_key())) == text
+    witness_key = Verifier.parse(witness.verifier_key())
+    assert verify_cosignature(text, served.split("\n\n")[1], witness_key) == 1_767_225_600
+
+
+async def test_a_proof_file_of_an_unknown_event_or_one_beyond_the_checkpoint_says_which(
+    keyed: Any,
+) -> None:
+    unknown = await keyed.get("/v1/events/99/proof", headers=AUTH)
+    assert (unknown.status_code, unknown.json()["detail"]) == (404, "no event has seq 99")
+    beyond = await keyed.get("/v1/events/14/proof", params={"size": 13}, headers=AUTH)
+    assert (beyond.status_code, beyond.json()["detail"]) == (422, "seq 14 is beyond tree size 13")
+    missing = await keyed.get("/v1/events/7/proof", params={"size": 14}, headers=AUTH)
+    assert (missing.status_code, missing.json()["detail"]) == (
+        404,
+        "no checkpoint was made at tree size 14",
+    )
 
 
 async def test_stream_and_entity_verify_report_the_checkpoint_as_the_whole_log_does(

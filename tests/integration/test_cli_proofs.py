@@ -16,7 +16,7 @@ import pytest
 from eventstore.cli import main
 from eventstore.notes import Signer, Verifier
 from eventstore.settings import SettingsError
-from eventstore.signing import load_signer
+from eventstore.signing import SignerState, load_signer, read_state, write_key, write_state
 from tests.merkle_helpers import signed_log
 
 
@@ -52,6 +52,64 @@ def test_a_group_or_world_readable_key_is_refused(tmp_path: Path) -> None:
     os.chmod(key, 0o640)
     with pytest.raises(SettingsError, match="readable by group or others"):
         load_signer(str(key))
+
+
+def test_a_signing_key_or_signer_state_that_cannot_work_is_refused_naming_it(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nope.key"
+    with pytest.raises(SettingsError) as refused:
+        load_signer(str(missing))
+    assert str(refused.value) == (
+        f"SIGNING_KEY cannot be read: {missing} (No such file or directory)"
+    )
+    assert refused.value.setting == "signing_key"
+    key = tmp_path / "log.key"
+    write_key(str(key), "log.test")
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    with pytest.raises(FileExistsError):
+        write_key(str(key), "other")
+    for mode in (0o640, 0o604, 0o610):
+        os.chmod(key, mode)
+        with pytest.raises(SettingsError) as refused:
+            load_signer(str(key))
+        assert str(refused.value) == (
+            f"SIGNING_KEY {key} is readable by group or others (mode {mode:04o}); chmod 600 it"
+        )
+        assert refused.value.setting == "signing_key"
+    os.chmod(key, 0o600)
+    key.write_text("PRIVATE+KEY+log.test\n")
+    with pytest.raises(SettingsError) as refused:
+        load_signer(str(key))
+    assert str(refused.value) == (
+        f"SIGNING_KEY {key}: a signer key reads PRIVATE+KEY+<name>+<key id>+<key>"
+    )
+    assert refused.value.setting == "signing_key"
+
+    state = tmp_path / "state"
+    assert read_state(str(state)) is None
+    written = SignerState(origin="o", size=3, root=base64.b64encode(bytes(32)).decode())
+    write_state(str(state), written)
+    assert read_state(str(state)) == written
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o600
+    assert not (tmp_path / "state.tmp").exists()
+    state.write_text("{not json")
+    with pytest.raises(SettingsError, match=f"^SIGNER_STATE {state} is not a signer state: "):
+        read_state(str(state))
+
+
+def test_a_new_key_file_is_never_open_to_others_even_before_its_chmod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modes: list[int] = []
+    monkeypatch.setattr(os, "chmod", lambda path, mode: modes.append(mode))  # no chmod at all
+    old = os.umask(0)
+    try:
+        write_key(str(tmp_path / "log.key"), "log.test")
+    finally:
+        os.umask(old)
+    assert modes == [0o600]
+    assert stat.S_IMODE(os.stat(tmp_path / "log.key").st_mode) == 0o600  # created so
 
 
 def test_proof_then_verify_proof_offline(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from eventstore.chain import LogVerifier, seal
+from eventstore.chain import SALT_BYTES, LogVerifier, seal
 from eventstore.checkpointing import Checkpointer
 from eventstore.clock import FakeClock
-from eventstore.erasure import ErasureRefused, request_erasure
-from eventstore.history import AmbiguousKey, History, UnknownEntity
+from eventstore.erasure import ErasureOutcome, ErasureRefused, request_erasure
+from eventstore.history import AmbiguousKey, History, HistoryError, UnknownEntity
 from eventstore.memory.store import MemoryStore
 from eventstore.merkle import leaf_hash, root_of, verify_consistency
 from eventstore.model import (
@@ -30,6 +30,7 @@ from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.tree import LogTree, consistency_proof, event_leaf
 from eventstore.verification import verify_entity, verify_log, verify_stream
+from tests.helpers import make_event
 from tests.integration.ingest_helpers import ROLE, all_events, assert_log_intact, ingester
 
 
@@ -279,6 +280,167 @@ async def test_erasure_keeps_every_signed_checkpoint_and_proof_valid(
     verify_consistency(old_size, latest.size, old_root, new_root, proof)
     assert root_of([event_leaf(e) for e in after[:old_size]]) == old_root
     assert (await verify_log(store.events, None)).valid
+
+
+def salted_log(versions: int, *, payload_scheme_at: int | None = None) -> list[Event]:
+    """Entity A's events 1..versions sealed under COMMIT_SCHEME (one under PAYLOAD_SCHEME)."""
+    out: list[Event] = []
+    prev = log_hash = GENESIS_HASH
+    for v in range(1, versions + 1):
+        plain = make_event(seq=v, entity_id="A", version=v)
+        salt = None if v == payload_scheme_at else bytes([v % 256]) * SALT_BYTES
+        event = seal(plain, prev_hash=prev, prev_log_hash=log_hash, salt=salt)
+        prev, log_hash = event.hash, event.log_hash
+        out.append(event)
+    return out
+
+
+async def test_every_page_of_a_long_history_is_checked_before_an_erasure_is_queued() -> None:
+    def history_of(store: MemoryStore) -> History:
+        return History.from_settings(store, Settings(uri="memory://", source="simulator"))
+
+    when = FakeClock().now()
+    old_last = MemoryStore()
+    await old_last.events.append(salted_log(1001, payload_scheme_at=1001))  # on the second page
+    with pytest.raises(ErasureRefused) as refused:
+        await request_erasure(
+            old_last,
+            history_of(old_last),
+            stream="orders",
+            key="A",
+            reason="r",
+            actor="a",
+            now=when,
+        )
+    assert str(refused.value) == (
+        "version 1001 of orders/A was written under hash scheme 1, whose hash covers the payload"
+        " itself: removing it would break the chain, so this entity cannot be erased"
+    )
+    salted = MemoryStore()
+    await salted.events.append(salted_log(1001))
+    outcome = await request_erasure(
+        salted,
+        history_of(salted),
+        stream="orders",
+        key="A",
+        reason="  GDPR art. 17\t",
+        actor=" dpo ",
+        now=when,
+        new_id=lambda: "req-1",
+    )
+    assert outcome == ErasureOutcome(
+        request=ErasureRequest(
+            id="req-1",
+            stream="orders",
+            entity_id="A",
+            entity_key="A",
+            reason="GDPR art. 17",
+            actor="dpo",
+            requested_at=when,
+        )
+    )
+    assert await salted.erasures.queued() == [outcome.request]
+
+
+async def test_an_erasure_request_needs_a_reason_and_an_actor_of_plain_bounded_text(
+    store: Store, clock: FakeClock
+) -> None:
+    await captured(store, clock)
+    history = History.from_settings(store, Settings(uri="memory://", source="simulator"))
+
+    async def refusal(key: str = "A", reason: str = "r", actor: str = "a") -> str:
+        with pytest.raises(HistoryError) as refused:
+            await request_erasure(
+                store,
+                history,
+                stream="orders",
+                key=key,
+                reason=reason,
+                actor=actor,
+                now=clock.now(),
+            )
+        return str(refused.value)
+
+    assert await refusal(reason=" \t") == "reason is required"
+    assert await refusal(actor="") == "actor is required"
+    assert await refusal(reason="x" * 2001) == "reason has 2001 characters; at most 2000"
+    assert await refusal(actor="x" * 201) == "actor has 201 characters; at most 200"
+    assert await refusal(reason="line\nbreak") == "reason holds control characters"
+    assert await refusal(actor="a\x1fb") == "actor holds control characters"
+    assert await refusal(key="$stream") == (
+        "$stream is the stream's own record, not an entity: not erasable"
+    )
+    assert await store.erasures.queued() == []
+    ok = await request_erasure(
+        store,
+        history,
+        stream="orders",
+        key="A",
+        reason="x\ty" + "z" * 1997,  # a tab is text; exactly the limits
+        actor="a" * 200,
+        now=clock.now(),
+    )
+    assert len(ok.request.reason) == 2000 and not ok.already_queued
+    # another entity's queued request is not this one's
+    other = await request_erasure(
+        store, history, stream="orders", key="B", reason="r", actor="a", now=clock.now()
+    )
+    assert not other.already_queued and other.request.entity_key == "B"
+    assert [r.entity_key for r in await store.erasures.queued()] == ["A", "B"]
+
+
+async def test_an_entity_is_already_erased_only_while_none_of_its_events_has_a_salt() -> None:
+    def history_of(store: MemoryStore) -> History:
+        return History.from_settings(store, Settings(uri="memory://", source="simulator"))
+
+    when = FakeClock().now()
+    first_old = MemoryStore()
+    await first_old.events.append(salted_log(3, payload_scheme_at=1))  # only version 1 is old
+    with pytest.raises(ErasureRefused, match=r"^version 1 of orders/A was written under"):
+        await request_erasure(
+            first_old,
+            history_of(first_old),
+            stream="orders",
+            key="A",
+            reason="r",
+            actor="a",
+            now=when,
+        )
+    done = ErasureRequest(
+        id="old",
+        stream="orders",
+        entity_id="A",
+        entity_key="A",
+        reason="r",
+        actor="a",
+        state="done",
+        seq=4,
+    )
+    # every event erased (no salt left): the request that erased them answers
+    erased = MemoryStore()
+    await erased.events.append(
+        [msgspec.structs.replace(e, salt=None, erased_by=4) for e in salted_log(3)]
+    )
+    await erased.erasures.create(done)
+    again = await request_erasure(
+        erased, history_of(erased), stream="orders", key="A", reason="r", actor="a", now=when
+    )
+    assert (again.already_erased, again.request) == (True, done)
+    # events that still have their salt (written after that erasure): a new request
+    salted = MemoryStore()
+    await salted.events.append(salted_log(3))
+    await salted.erasures.create(done)
+    fresh = await request_erasure(
+        salted,
+        history_of(salted),
+        stream="orders",
+        key="A",
+        reason="r",
+        actor="a",
+        now=when,
+        new_id=lambda: "new",
+    )
+    assert (fresh.already_erased, fresh.already_queued, fresh.request.id) == (False, False, "new")
 
 
 async def test_a_history_met_with_an_erased_entity_forgets_the_states_it_remembered(

@@ -78,6 +78,23 @@ async def test_erase_payloads_is_idempotent_and_restamps_an_unrecorded_attempt(
     assert await store.snapshots.purge_entity("orders", "A") == 0
 
 
+async def test_a_request_without_a_time_is_queued_first_and_only_done_ones_count_as_done(
+    store: Store,
+) -> None:
+    await store.erasures.create(request(2))
+    await store.erasures.create(request(1, requested_at=None))  # MongoDB sorts null first
+    await store.erasures.create(request(3))
+    assert [r.id for r in await store.erasures.queued()] == ["r1", "r2", "r3"]
+    refused = msgspec.structs.replace(request(2), state="refused", error="hash scheme 1")
+    await store.erasures.update(refused)
+    assert await store.erasures.done_for("orders", "2") is None  # refused is not done
+    assert [r.id for r in await store.erasures.queued()] == ["r1", "r3"]
+    other_key = msgspec.structs.replace(request(3), state="done", seq=7)
+    await store.erasures.update(other_key)
+    assert await store.erasures.done_for("orders", "2") is None
+    assert await store.erasures.done_for("orders", "3") == other_key
+
+
 def mixed_log() -> list[Event]:
     """Entity A: version 1 under the old scheme, versions 2-4 salted (2 a delete with a
     pre-image), and B's version 1 salted: seq 1-5, both chains linked."""

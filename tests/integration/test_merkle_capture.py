@@ -10,13 +10,26 @@ import pytest
 
 from eventstore.checkpointing import Checkpointer
 from eventstore.clock import FakeClock
-from eventstore.merkle import ProofError, root_of, verify_consistency, verify_inclusion
+from eventstore.merkle import (
+    EMPTY_ROOT,
+    ProofError,
+    root_of,
+    verify_consistency,
+    verify_inclusion,
+)
 from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
 from eventstore.ports import Store
 from eventstore.signing import SignerState, read_state, write_state
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
-from eventstore.tree import LogTree, consistency_proof, event_leaf, inclusion_proof, root_at
+from eventstore.tree import (
+    LogTree,
+    consistency_proof,
+    event_leaf,
+    inclusion_proof,
+    leaf_and_inclusion,
+    root_at,
+)
 from tests.helpers import LogBuilder
 from tests.integration.ingest_helpers import all_events, ingester, start_from_the_beginning
 
@@ -98,6 +111,60 @@ async def test_a_log_written_before_the_tree_gets_it_built_at_start_with_progres
     again = LogTree(store.merkle, store.events, progress=lambda a, b: seen.append((a, b)))
     await again.open()
     assert seen[-1] == (43, 43) and again.root() == root_of([event_leaf(e) for e in events + more])
+
+
+async def test_roots_and_proofs_at_the_edges_of_the_stored_tree(
+    store: Store, log: LogBuilder
+) -> None:
+    events = [log.next(f"o{i % 3}") for i in range(5)]
+    await store.events.append(events)
+    await LogTree(store.merkle, store.events).open()
+    leaves = [event_leaf(e) for e in events]
+    assert await root_at(store.merkle, 0) == EMPTY_ROOT
+    assert await root_at(store.merkle, 1) == leaves[0]  # one leaf: the root is its leaf hash
+    assert await root_at(store.merkle, 5) == root_of(leaves)
+    with pytest.raises(ProofError, match=r"^a tree size is not negative$"):
+        await root_at(store.merkle, -1)
+    with pytest.raises(ProofError, match=r"^tree size 6 is beyond the stored tree$"):
+        await root_at(store.merkle, 6)
+    with pytest.raises(ProofError, match=r"^tree size 7 is beyond the stored tree$"):
+        await leaf_and_inclusion(store.merkle, 0, 7)
+    with pytest.raises(ProofError, match=r"^tree size 6 is beyond the stored tree$"):
+        await consistency_proof(store.merkle, 2, 6)
+    with pytest.raises(ProofError, match=r"^tree size 8 is beyond the stored tree$"):
+        await inclusion_proof(store.merkle, 0, 8)
+    leaf, proof = await leaf_and_inclusion(store.merkle, 4, 5)
+    assert leaf == leaves[4]
+    verify_inclusion(leaf, 4, 5, proof, root_of(leaves))
+
+
+async def test_a_failed_node_write_forgets_the_frontier_and_the_next_batch_reloads_it(
+    store: Store, log: LogBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = LogTree(store.merkle, store.events)
+    first = [log.next("o1") for _ in range(3)]
+    await store.events.append(first)
+    await tree.extend(first)
+    assert tree.size == 3
+    put_nodes = store.merkle.put_nodes
+
+    async def refused(*args: object, **kw: object) -> None:
+        raise ConnectionError("the store is away")
+
+    second = [log.next("o2") for _ in range(2)]
+    await store.events.append(second)
+    monkeypatch.setattr(store.merkle, "put_nodes", refused)
+    with pytest.raises(ConnectionError):
+        await tree.extend(second)
+    # the frontier ran ahead of the store: forgotten, not kept
+    assert (tree.size, tree.root()) == (0, EMPTY_ROOT)
+    monkeypatch.setattr(store.merkle, "put_nodes", put_nodes)
+    third = [log.next("o1")]
+    await store.events.append(third)
+    await tree.extend(third)  # reloads size 3 from the store and catches up from the log
+    events = first + second + third
+    assert (tree.size, await store.merkle.size()) == (6, 6)
+    assert await root_at(store.merkle, 6) == root_of([event_leaf(e) for e in events])
 
 
 async def test_signed_checkpoints_verify_and_remember_the_signer_state(

@@ -8,11 +8,19 @@ import base64
 import io
 import json
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
+from eventstore.checkpoint_audit import CheckpointVerdict, verify_checkpoint
 from eventstore.cli import main
-from eventstore.notes import Signer, sign_note
+from eventstore.memory.eventlog import MemoryEventLog
+from eventstore.memory.merkle import MemoryMerkleTree
+from eventstore.merkle import EMPTY_ROOT, consistency_plan, root_of
+from eventstore.model import Event
+from eventstore.notes import Signer, Verifier, checkpoint_text, sign_note
+from eventstore.tree import LogTree, event_leaf
 from tests.merkle_helpers import Signed, rebuild_tree, replace_log, rewrite_event, signed_log
 
 
@@ -134,3 +142,140 @@ def test_forged_checkpoints_are_refused(signed: Signed, tmp_path: Path) -> None:
         == 1
     )
     assert origin == "eventstore/test"
+
+
+async def test_each_verdict_of_holding_the_log_to_a_checkpoint_is_exact(tmp_path: Path) -> None:
+    signed = await signed_log(tmp_path)
+    key = Verifier.parse(signed.signer.verifier_key())
+    signed_by = f"log.test+{key.id.hex()}"
+    leaves = [event_leaf(e) for e in signed.events]
+
+    async def note(size: int) -> str:
+        checkpoint = await signed.store.merkle.checkpoint(size)
+        assert checkpoint is not None
+        return checkpoint.note
+
+    def verdict(
+        size: int, reason: str, *, valid: bool = False, **fields: object
+    ) -> CheckpointVerdict:
+        return CheckpointVerdict(
+            valid=valid,
+            reason=reason,
+            size=size,
+            root=base64.b64encode(root_of(leaves[:size])).decode(),
+            signed_by=signed_by,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    for size in (5, 13, 21):
+        for page in (1000, 4, 1):  # the root of `size` found across pages of any length
+            held = await verify_checkpoint(signed.store, await note(size), key, page=page)
+            assert held == verdict(
+                size,
+                f"the first {size} events have the signed root; the log (21 events) extends it",
+                valid=True,
+                log_size=21,
+                latest_checkpoint=21,
+            ), (size, page)
+    empty = sign_note(checkpoint_text("eventstore/test", 0, EMPTY_ROOT), signed.signer)
+    held = await verify_checkpoint(signed.store, empty, key)
+    assert (held.valid, held.reason, held.latest_checkpoint) == (
+        True,
+        "the first 0 events have the signed root; the log (21 events) extends it",
+        21,
+    )
+    stranger = Verifier.parse(Signer.generate("log.test").verifier_key())
+    assert await verify_checkpoint(signed.store, await note(13), stranger) == CheckpointVerdict(
+        valid=False,
+        reason=f"checkpoint refused: the note carries no signature by log.test+{stranger.id.hex()}",
+    )
+
+    # the stored tree rewritten where the consistency proof from 13 to 21 reads it
+    node = sorted(consistency_plan(13, 21).node_ids())[0]
+    await signed.store.merkle.put_nodes([(*node, bytes(32))], size=21)
+    held = await verify_checkpoint(signed.store, await note(13), key)
+    assert held == verdict(
+        13,
+        "the stored tree does not extend the checkpoint"
+        " (the consistency proof does not lead to the first root)",
+        log_size=21,
+        latest_checkpoint=21,
+    )
+    # an event after the saved size rewritten: the latest stored checkpoint no longer matches
+    notes = {size: await note(size) for size in (5, 13)}
+    await replace_log(signed.store, rewrite_event(signed.events, 17))
+    assert await verify_checkpoint(signed.store, notes[13], key) == verdict(
+        13,
+        "the latest stored checkpoint (21) does not match the events",
+        log_size=21,
+        latest_checkpoint=21,
+    )
+    # one inside it: the root of its size
+    await replace_log(signed.store, rewrite_event(signed.events, 3))
+    assert await verify_checkpoint(signed.store, notes[5], key) == verdict(
+        5,
+        "the root of the first 5 events, recomputed from their hashes, is not the checkpoint's:"
+        " events were rewritten",
+        log_size=21,
+    )
+    await replace_log(signed.store, signed.events[:10])
+    assert await verify_checkpoint(signed.store, notes[13], key) == verdict(
+        13,
+        "the log has 10 events, fewer than the checkpoint's 13: events were removed",
+        log_size=10,
+    )
+    holed = HoledLog(missing=7)
+    await holed.append(signed.events)
+    signed.store.events = holed
+    assert await verify_checkpoint(signed.store, notes[13], key) == verdict(
+        13, "the log skips from seq 6 to 8", log_size=6
+    )
+
+
+class HoledLog(MemoryEventLog):
+    """A log one event of which was deleted behind the service's back."""
+
+    def __init__(self, missing: int) -> None:
+        super().__init__()
+        self.missing = missing
+
+    async def read(self, *args: Any, **kw: Any) -> list[Event]:
+        """The stored events without the missing one."""
+        return [e for e in await super().read(*args, **kw) if e.seq != self.missing]
+
+
+async def test_a_checkpoint_of_size_one_or_of_the_latest_size_is_still_held_to_the_stored_one(
+    tmp_path: Path,
+) -> None:
+    signed = await signed_log(tmp_path, sizes=(1, 5))
+    key = Verifier.parse(signed.signer.verifier_key())
+    first = await signed.store.merkle.checkpoint(1)
+    latest = await signed.store.merkle.checkpoint(5)
+    assert first is not None and latest is not None
+    held = await verify_checkpoint(signed.store, first.note, key)
+    assert (held.valid, held.latest_checkpoint) == (True, 5)
+    await replace_log(signed.store, rewrite_event(signed.events, 3))  # after size 1
+    held = await verify_checkpoint(signed.store, first.note, key)
+    assert (held.valid, held.reason) == (
+        False,
+        "the latest stored checkpoint (5) does not match the events",
+    )
+    # the events intact, the stored checkpoint of the note's own size rewritten
+    await replace_log(signed.store, signed.events)
+    forged = MemoryMerkleTree()
+    await LogTree(forged, signed.store.events).open()
+    await forged.add_checkpoint(
+        msgspec.structs.replace(latest, root=base64.b64encode(bytes(32)).decode())
+    )
+    signed.store.merkle = forged
+    held = await verify_checkpoint(signed.store, latest.note, key)
+    assert (held.valid, held.reason, held.latest_checkpoint) == (
+        False,
+        "the latest stored checkpoint (5) does not match the events",
+        5,
+    )
+    # no stored checkpoint at all: the note alone, held to the events
+    signed.store.merkle = MemoryMerkleTree()
+    held = await verify_checkpoint(signed.store, latest.note, key)
+    assert (held.valid, held.latest_checkpoint) == (True, None)
+    assert held.reason == "the first 5 events have the signed root; the log (5 events) extends it"

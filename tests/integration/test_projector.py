@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from eventstore.clock import FakeClock
+from eventstore.leasing import LeaseLost
 from eventstore.model import Checkpoint
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
@@ -46,7 +47,9 @@ async def test_incremental_models_equal_a_rebuild_and_survive_redelivery(
     await workload(store, clock)
     for projection in ORDER_PROJECTIONS:
         runner = ProjectionRunner(store, projection, clock=clock, batch_size=17)
-        await runner.catch_up()
+        head = (await store.events.head()).seq
+        assert await runner.catch_up() == head  # every event covered, in pages of 17
+        assert await runner.catch_up() == 0  # caught up: nothing more
         incremental = await rows(store, projection)
         assert incremental, projection.name
         # every batch delivered again: nothing changes
@@ -56,6 +59,11 @@ async def test_incremental_models_equal_a_rebuild_and_survive_redelivery(
         # a rebuild from scratch gives the same model
         await ProjectionRunner(store, projection, clock=clock, batch_size=50).rebuild_now()
         assert await rows(store, projection) == incremental, projection.name
+    holder = ProjectionRunner(store, ORDER_PROJECTIONS[0], clock=clock, owner="other")
+    assert await holder.lease.try_acquire()
+    busy = ProjectionRunner(store, ORDER_PROJECTIONS[0], clock=clock)
+    with pytest.raises(LeaseLost, match=f"^{busy.role} is held by another instance$"):
+        await busy.catch_up()
 
 
 async def test_rebuilds_and_catch_ups_past_their_memory_bounds_give_the_same_model(
@@ -205,8 +213,10 @@ async def test_a_failing_apply_stops_only_that_projection(store: Store, clock: F
         name="broken", collection="rm_broken", keys=ORDERS_BY_STATUS.keys, apply=explode
     )
     runner = ProjectionRunner(store, broken, clock=clock, batch_size=3)
-    with pytest.raises(ProjectionFailed):
+    with pytest.raises(ProjectionFailed) as failed:
         await runner.run(until_caught_up=True)
+    assert str(failed.value) == "projection broken failed at seq 7: ValueError: bad row"
+    assert (failed.value.name, failed.value.seq) == ("broken", 7)
     assert (runner.status.state, runner.status.failed_seq) == (FAILED, 7)
     assert runner.status.error == "ValueError: bad row"
     recorded = await store.read_models.get_many("projection_states", ["broken"])

@@ -48,6 +48,14 @@ async def test_commands_queue_in_order_and_are_dropped_by_id(store: Store) -> No
     await store.subscriptions.drop_commands("a", ["c0", "c2"])
     got = await store.subscriptions.get("a")
     assert got is not None and got.commands == [{"id": "c1", "action": "skip", "seq": 1}]
+    # a queued command is the command as it was pushed, whatever its sender does with it later
+    start = {"kind": "seq", "seq": 4}
+    assert await store.subscriptions.push_command(
+        "a", {"id": "c3", "action": "reset", "start": start}
+    )
+    start["seq"] = 99
+    got = await store.subscriptions.get("a")
+    assert got is not None and got.commands[-1]["start"] == {"kind": "seq", "seq": 4}
 
 
 async def test_settled_positions_above_a_checkpoint(store: Store) -> None:
@@ -58,6 +66,8 @@ async def test_settled_positions_above_a_checkpoint(store: Store) -> None:
     await store.deliveries.forget_settled("a", up_to=5)
     assert await store.deliveries.settled("a", above=0) == [9]
     assert await store.deliveries.settled("b", above=0) == [4]
+    await store.deliveries.forget_settled("nobody", up_to=5)  # nothing settled: nothing to do
+    assert await store.deliveries.settled("nobody", above=0) == []
 
 
 async def test_parked_events_in_seq_order_paged_unparked_and_cleared(store: Store) -> None:
@@ -84,6 +94,10 @@ async def test_parked_events_in_seq_order_paged_unparked_and_cleared(store: Stor
     assert await store.deliveries.count_parked("a") == 3
     assert await store.deliveries.unpark("a", [4, 99]) == 1
     assert [p.seq for p in await store.deliveries.parked("a")] == [2, 7]
+    assert await store.deliveries.unpark("nobody", [2, 7]) == 0
+    assert await store.deliveries.unpark("a", [2, 7, 7]) == 2
+    assert await store.deliveries.count_parked("a") == 0
+    await store.deliveries.park(parked)
     await store.deliveries.clear("a")
     assert await store.deliveries.count_parked("a") == 0
     assert await store.deliveries.settled("a", above=0) == []

@@ -8,18 +8,24 @@ events' hashes no longer give (a rewritten event, chains and head recomputed) is
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 from pathlib import Path
 
 import msgspec
 
+from eventstore.chain import CheckpointCheck
+from eventstore.checkpoint_audit import stored_checkpoint_check
 from eventstore.cli import main
 from eventstore.memory.merkle import MemoryMerkleTree
 from eventstore.memory.store import MemoryStore
 from eventstore.merkle import Frontier
+from eventstore.model import TreeCheckpoint
+from eventstore.notes import Signer, checkpoint_text, sign_note
 from eventstore.signing import root_b64
 from eventstore.tree import event_leaf
+from tests.helpers import T0
 from tests.merkle_helpers import Signed, replace_log, rewrite_event, signed_log
 
 
@@ -130,3 +136,106 @@ async def replace_log_and_checkpoint(log: Signed) -> str:
     # The memory adapter keeps checkpoints by size: swap the latest for one with the new root.
     merkle._checkpoints[latest.size] = msgspec.structs.replace(latest, root=forged)
     return forged
+
+
+def test_every_problem_of_the_latest_stored_checkpoint_is_named() -> None:
+    signer = Signer.generate("log.test")
+    root = bytes(range(32))
+    text = checkpoint_text("eventstore/test", 7, root)
+    b64 = base64.b64encode(root).decode()
+    signed = TreeCheckpoint(
+        size=7, root=b64, note=sign_note(text, signer), signed=True, created_at=T0
+    )
+    unsigned = TreeCheckpoint(size=7, root=b64, note=text, signed=False, created_at=T0)
+    by = f"log.test+{signer.id.hex()}"
+
+    def check(cp: TreeCheckpoint, recomputed: bytes | None, reason: str, **kw: object) -> None:
+        expected = CheckpointCheck(
+            size=cp.size,
+            root=cp.root,
+            signed=cp.signed,
+            reason=reason,
+            **kw,  # type: ignore[arg-type]
+        )
+        assert stored_checkpoint_check(cp, recomputed, 9) == expected
+
+    check(
+        signed,
+        root,
+        f"the first 7 events have the root of the latest checkpoint (signed by {by})",
+        signed_by=by,
+        matches=True,
+    )
+    check(
+        unsigned,
+        root,
+        "the first 7 events have the root of the latest checkpoint (unsigned (no signing key))",
+        matches=True,
+    )
+    check(
+        signed,
+        None,
+        "the log has 9 events, fewer than the latest checkpoint's 7: events were removed",
+        signed_by=by,
+        matches=False,
+    )
+    check(
+        signed,
+        bytes(32),
+        "the root of the first 7 events, recomputed from their hashes, is not the latest"
+        " checkpoint's: events were rewritten",
+        signed_by=by,
+        matches=False,
+    )
+    moved = msgspec.structs.replace(signed, size=8)
+    check(
+        moved,
+        root,
+        "the latest checkpoint (8): its note names another size or root than the one stored"
+        " with it",
+        signed_by=by,
+        matches=False,
+    )
+    rerooted = msgspec.structs.replace(unsigned, root=base64.b64encode(bytes(32)).decode())
+    check(
+        rerooted,
+        bytes(32),
+        "the latest checkpoint (7): its note names another size or root than the one stored"
+        " with it",
+        matches=False,
+    )
+    claimed = msgspec.structs.replace(unsigned, signed=True)
+    check(
+        claimed,
+        root,
+        "the latest checkpoint (7): its note is unreadable (a signed note is its text, an empty"
+        " line, then signature lines)",
+        matches=False,
+    )
+    garbled = msgspec.structs.replace(unsigned, note="eventstore/test\nseven\n" + b64 + "\n")
+    check(
+        garbled,
+        root,
+        "the latest checkpoint (7): its note is unreadable (the checkpoint's size is not a"
+        " decimal number)",
+        matches=False,
+    )
+
+
+def test_a_checkpoint_recorded_as_signed_with_an_empty_signature_block_is_unreadable() -> None:
+    root = bytes(range(32))
+    text = checkpoint_text("eventstore/test", 7, root)
+    # the empty line that opens a signature block, and no signature line after it
+    bare = TreeCheckpoint(
+        size=7,
+        root=base64.b64encode(root).decode(),
+        note=text + "\n",
+        signed=True,
+        created_at=T0,
+    )
+    result = stored_checkpoint_check(bare, root, 7)
+    assert (result.matches, result.signed_by) == (False, None)
+    assert result.reason == (
+        "the latest checkpoint (7): its note is unreadable"
+        " (a signature line starts with an em dash and a space)"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -95,8 +96,9 @@ async def test_a_receiver_refusing_connections_backs_off_the_subscription_withou
 
 
 async def test_410_disables_the_subscription_with_its_reason_until_resumed(
-    receiver: Receiver,
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="eventstore.subscriptions")
     h = Harness()
     receiver.rule = lambda p: (410, {})
     await h.subscribe("hooks", {"sink": webhook(receiver)})
@@ -109,6 +111,8 @@ async def test_410_disables_the_subscription_with_its_reason_until_resumed(
         status = await h.admin.status(record)
         assert status["state"] == DISABLED and status["position"] == 0
         assert receiver.attempts == ["hooks-1"]  # nothing more is sent while disabled
+        disabled = [r.getMessage() for r in caplog.records if "disabled" in r.getMessage()]
+        assert disabled == ["subscription hooks disabled: the receiver answered 410 Gone"]
         receiver.rule = lambda p: (200, {})
         await h.admin.resume("hooks", actor="ops")
         await until(lambda: len(receiver.ids) == 2)
@@ -220,3 +224,82 @@ def _raw(receiver: Receiver) -> bytes:
 
     # The receiver verified the bytes as sent; re-encode them as the sink did (compact JSON).
     return json.dumps(receiver.bodies[0], separators=(",", ":")).encode()
+
+
+async def test_part_of_an_entitys_parked_events_replayed_or_skipped_keeps_the_rest_holding(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="eventstore.subscriptions")
+    h = Harness()
+    failing = {"bad"}
+    receiver.rule = lambda p: (500, {}) if p["data"]["entity_key"] in failing else (200, {})
+    await h.subscribe("hooks", {"sink": webhook(receiver), "retry": {"delays_s": [5]}})
+    await h.append("bad")  # 1
+    await h.append("bad")  # 2
+    await h.append("bad")  # 3
+    await h.append("ok")  # 4
+    # a window of two events: a replayed event not counted out again would stall delivery
+    await h.start(h.worker("hooks", window=2))
+    try:
+        await until(lambda: receiver.ids == ["hooks-4"])
+        await until_async(lambda: _parked_count(h, 3))
+        parked_lines = [r.getMessage() for r in caplog.records if " parked " in r.getMessage()]
+        # the window held 1 and 2 when 1 gave up; 3 was read after and parked behind them
+        assert parked_lines == ["subscription hooks parked 2 event(s) of orders/bad from seq 1"]
+        failing.clear()
+        await h.admin.replay("hooks", 1, actor="ops")
+        await until(lambda: "hooks-1" in receiver.ids)
+        await until_async(lambda: _parked_count(h, 2))
+        await h.append("bad")  # 5: held behind the still parked 2 and 3
+        await until_async(lambda: _parked_count(h, 3))
+        await h.admin.skip("hooks", 2, actor="ops")
+        await until_async(lambda: _parked_count(h, 2))
+        await h.append("bad")  # 6: held behind 3
+        await until_async(lambda: _parked_count(h, 3))
+        parked, _ = await h.admin.parked("hooks")
+        assert [(p.seq, p.type, p.entity_key, p.last_error) for p in parked] == [
+            (3, "updated", "bad", "held behind parked seq 1"),
+            (5, "updated", "bad", "held behind parked seq 2"),
+            (6, "updated", "bad", "held behind parked seq 3"),
+        ]
+        assert receiver.ids == ["hooks-4", "hooks-1"]
+        await h.admin.replay("hooks", None, actor="ops")
+        await until_async(lambda: _parked_count(h, 0))
+        await until(lambda: len(receiver.ids) == 5)
+        await h.append("bad", "ok")  # 7, 8: nothing parked any more, both go out
+        await until(lambda: len(receiver.ids) == 7)
+        await until_async(lambda: _at(h, 8))
+    finally:
+        await h.stop()
+    assert seqs_by_entity(receiver.bodies)["bad"] == [1, 3, 5, 6, 7]
+    assert "hooks-2" not in receiver.ids
+
+
+async def test_a_replayed_event_that_fails_again_is_parked_again_and_replayable_again(
+    receiver: Receiver,
+) -> None:
+    h = Harness()
+    failing = {"bad"}
+    receiver.rule = lambda p: (500, {}) if p["data"]["entity_key"] in failing else (200, {})
+    await h.subscribe("hooks", {"sink": webhook(receiver), "retry": {"delays_s": [5]}})
+    await h.append("bad", "ok")  # 1, 2
+    await h.start(h.worker("hooks"))
+    try:
+        await until(lambda: receiver.ids == ["hooks-2"])
+        await until_async(lambda: _parked_count(h, 1))
+        await h.admin.replay("hooks", None, actor="ops")  # still failing
+        await until(lambda: receiver.attempts.count("hooks-1") == 4)
+        await until_async(lambda: _parked_count(h, 1))
+        [again], _ = await h.admin.parked("hooks")
+        assert (again.seq, again.attempts, again.last_error) == (
+            1,
+            2,
+            "the receiver answered 500",
+        )
+        failing.clear()
+        await h.admin.replay("hooks", None, actor="ops")
+        await until(lambda: "hooks-1" in receiver.ids)
+        await until_async(lambda: _parked_count(h, 0))
+    finally:
+        await h.stop()
+    assert receiver.ids == ["hooks-2", "hooks-1"]

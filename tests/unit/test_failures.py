@@ -9,11 +9,13 @@ from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
     ConfigurationError,
+    ConnectionFailure,
     DuplicateKeyError,
     InvalidURI,
     NetworkTimeout,
     NotPrimaryError,
     OperationFailure,
+    PyMongoError,
     ServerSelectionTimeoutError,
     WriteError,
     WTimeoutError,
@@ -134,3 +136,134 @@ def test_the_services_own_errors_read_as_written_and_a_conflict_says_so() -> Non
         "another writer changed the log: seq 5 holds a different event"
     )
     assert describe(ValueError("a bug")) == "ValueError: a bug"
+
+
+# The drivers' specifications' retryable and resumable codes, written out here (not read from
+# the module) so that dropping or changing one of the module's codes fails a case.
+SPEC_RETRYABLE_CODES = {
+    6: "HostUnreachable",
+    7: "HostNotFound",
+    43: "CursorNotFound",
+    63: "StaleShardVersion",
+    64: "WriteConcernFailed",
+    89: "NetworkTimeout",
+    91: "ShutdownInProgress",
+    133: "FailedToSatisfyReadPreference",
+    134: "ReadConcernMajorityNotAvailableYet",
+    150: "StaleEpoch",
+    189: "PrimarySteppedDown",
+    234: "RetryChangeStream",
+    262: "ExceededTimeLimit",
+    9001: "SocketException",
+    10058: "LegacyNotPrimary",
+    10107: "NotWritablePrimary",
+    11600: "InterruptedAtShutdown",
+    11602: "InterruptedDueToReplStateChange",
+    13388: "StaleConfig",
+    13435: "NotPrimaryNoSecondaryOk",
+    13436: "NotPrimaryOrSecondary",
+}
+
+
+@pytest.mark.parametrize("code", sorted(SPEC_RETRYABLE_CODES))
+def test_every_retryable_code_of_the_specs_is_transient_alone_and_in_a_bulk_write(
+    code: int,
+) -> None:
+    name = SPEC_RETRYABLE_CODES[code]
+    assert classify(OperationFailure(name, code)) == TRANSIENT
+    assert classify(OperationFailure(name, code, {"code": code, "errmsg": name})) == TRANSIENT
+    bulk = BulkWriteError({"writeErrors": [{"code": code}], "writeConcernErrors": []})
+    assert classify(bulk) == TRANSIENT
+    # one non-retryable item among retryable ones: the whole write is not retried
+    mixed = BulkWriteError({"writeErrors": [{"code": code}, {"code": 11000}]})
+    assert classify(mixed) == FATAL
+
+
+@pytest.mark.parametrize("code", [13, 18, 8000, 31])
+def test_an_auth_code_is_fatal_whatever_else_the_failure_says(code: int) -> None:
+    labelled = {"code": code, "errorLabels": ["RetryableWriteError"]}
+    assert classify(OperationFailure("auth", code, labelled)) == FATAL
+    # a retryable write error alongside it does not make it retryable
+    bulk = BulkWriteError({"writeErrors": [{"code": 189}, {"code": code}]})
+    assert classify(bulk) == FATAL
+    # nor does the connection failure it comes wrapped in
+    assert classify(AutoReconnect("auth", {"code": code})) == FATAL
+    assert classify(AutoReconnect("no code", {"code": 189})) == TRANSIENT
+
+
+@pytest.mark.parametrize(
+    "label", ["RetryableWriteError", "ResumableChangeStreamError", "TransientTransactionError"]
+)
+def test_each_retryable_label_makes_an_unknown_code_transient(label: str) -> None:
+    assert classify(OperationFailure("x", 99999, {"code": 99999, "errorLabels": [label]})) == (
+        TRANSIENT
+    )
+    assert classify(OperationFailure("x", 99999, {"code": 99999, "errorLabels": ["Other"]})) == (
+        FATAL
+    )
+
+
+class ServerReplyError(PyMongoError):
+    """A driver error that carries the server's reply (`details`) and no labels of its own."""
+
+    def __init__(self, reply: dict[str, object]) -> None:
+        super().__init__("server said no")
+        self.details = reply
+
+
+def test_a_retryable_label_counts_from_the_driver_or_from_the_servers_reply() -> None:
+    # added by the driver itself (as it labels a retryable write), not in any reply
+    driver_labelled = PyMongoError("x", error_labels=["TransientTransactionError"])
+    assert classify(driver_labelled) == TRANSIENT
+    assert classify(PyMongoError("x", error_labels=["SomethingElse"])) == FATAL
+    assert classify(PyMongoError("x")) == FATAL
+    # only in the server's reply
+    assert classify(ServerReplyError({"errorLabels": ["RetryableWriteError"]})) == TRANSIENT
+    assert classify(ServerReplyError({"errorLabels": ["SomethingElse"]})) == FATAL
+    assert classify(ServerReplyError({"errorLabels": None})) == FATAL
+    # an operation failure the driver labelled after the reply came
+    failure = OperationFailure("unknown code", 99999)
+    assert classify(failure) == FATAL
+    failure._add_error_label("RetryableWriteError")
+    assert classify(failure) == TRANSIENT
+
+
+def test_a_write_concern_error_is_judged_by_its_own_code_and_odd_items_are_ignored() -> None:
+    def reply(details: dict[str, object]) -> OperationFailure:
+        return OperationFailure("write concern", None, details)
+
+    assert classify(reply({"writeConcernError": {"code": 91, "errmsg": "shutdown"}})) == TRANSIENT
+    assert classify(reply({"writeConcernError": {"code": 13, "errmsg": "unauthorized"}})) == FATAL
+    assert classify(reply({"writeConcernError": {"code": 11000}})) == FATAL
+    assert classify(reply({"writeConcernError": {"errmsg": "no code"}})) == FATAL
+    assert classify(reply({"writeConcernError": "not a document"})) == FATAL
+    # items that are not documents, or carry no integer code, say nothing
+    odd = BulkWriteError({"writeErrors": [{"code": 189}, {"code": "x"}, "junk", {"errmsg": "?"}]})
+    assert classify(odd) == TRANSIENT
+
+
+def test_the_cause_chain_is_followed_once_through_context_unless_suppressed() -> None:
+    def raised(inner: BaseException, *, suppress: bool) -> SourceError:
+        try:
+            try:
+                raise inner
+            except BaseException:
+                if suppress:
+                    raise SourceError("cannot reach MongoDB") from None
+                raise SourceError("cannot reach MongoDB")  # noqa: B904 (the implicit context)
+        except SourceError as exc:
+            return exc
+
+    assert classify(raised(AutoReconnect("reset"), suppress=False)) == TRANSIENT
+    assert classify(raised(AutoReconnect("reset"), suppress=True)) == FATAL  # `from None`
+    # a cycle of causes that says nothing ends (fatal) instead of looping
+    first, second = ValueError("a"), KeyError("b")
+    first.__cause__, second.__cause__ = second, first
+    assert classify(first) == FATAL
+    # a plain connection failure without a reply is transient
+    assert classify(ConnectionFailure("gone")) == TRANSIENT
+
+
+def test_an_error_of_the_service_without_a_message_reads_as_its_type() -> None:
+    assert describe(SourceError("")) == "SourceError: "
+    assert describe(LogConflict("")) == "LogConflict: "

@@ -311,6 +311,94 @@ def test_range_decomposition_is_complete_and_aligned() -> None:
             assert covered == list(range(start, end))
 
 
+def _refusal(check: Any, *args: Any) -> str:
+    with pytest.raises(ProofFailed) as refused:
+        check(*args)
+    return str(refused.value)
+
+
+def test_each_refused_proof_names_the_check_it_failed(tree: Tree) -> None:
+    leaf, root = leaf_hash(tree.inputs[3]), tree.roots[11]
+    proof = tree.inclusion(3, 11)
+    assert _refusal(verify_inclusion, leaf, 11, 11, proof, root) == (
+        "leaf index 11 is not in a tree of size 11"
+    )
+    assert _refusal(verify_inclusion, leaf, -1, 11, proof, root) == (
+        "leaf index -1 is not in a tree of size 11"
+    )
+    assert _refusal(verify_inclusion, leaf, 3, 11, [*proof, proof[0]], root) == (
+        "the inclusion proof is longer than the tree is deep"
+    )
+    assert _refusal(verify_inclusion, leaf, 3, 11, proof[:-1], root) == (
+        "the inclusion proof is shorter than the tree is deep"
+    )
+    assert _refusal(verify_inclusion, leaf, 3, 11, proof, tree.roots[10]) == (
+        "the inclusion proof leads to another root"
+    )
+    assert _refusal(verify_inclusion, leaf[:31], 3, 11, proof, root) == (
+        "a proof hash is 31 bytes, not 32"
+    )
+    # one leaf: an empty proof, and the leaf is the root
+    verify_inclusion(leaf_hash(tree.inputs[0]), 0, 1, [], tree.roots[1])
+    first, second = tree.roots[6], tree.roots[11]
+    cproof = tree.consistency(6, 11)
+    assert _refusal(verify_consistency, 0, 11, EMPTY_ROOT, second, cproof) == (
+        "a consistency proof from an empty tree proves nothing"
+    )
+    assert _refusal(verify_consistency, 12, 11, first, second, cproof) == (
+        "size 12 is beyond size 11"
+    )
+    assert _refusal(verify_consistency, 11, 11, second, second, cproof) == (
+        "a proof between equal sizes must be empty"
+    )
+    assert _refusal(verify_consistency, 11, 11, second, first, []) == (
+        "two different roots for the same tree size"
+    )
+    verify_consistency(11, 11, second, second, [])
+    assert _refusal(verify_consistency, 6, 11, first, second, []) == (
+        "the consistency proof is empty"
+    )
+    assert _refusal(verify_consistency, 6, 11, first, second, [*cproof, cproof[0]]) == (
+        "the consistency proof is longer than the tree is deep"
+    )
+    assert _refusal(verify_consistency, 6, 11, first, second, cproof[:-1]) == (
+        "the consistency proof is shorter than the tree is deep"
+    )
+    assert _refusal(verify_consistency, 6, 11, tree.roots[5], second, cproof) == (
+        "the consistency proof does not lead to the first root"
+    )
+    assert _refusal(verify_consistency, 6, 11, first, tree.roots[12], cproof) == (
+        "the consistency proof does not lead to the second root"
+    )
+    # a power-of-two first size: its root is the proof's implicit first hash
+    verify_consistency(8, 11, tree.roots[8], second, tree.consistency(8, 11))
+    verify_consistency(1, 2, tree.roots[1], tree.roots[2], tree.consistency(1, 2))
+
+
+def test_impossible_proof_parameters_and_frontiers_say_why() -> None:
+    for index, size in ((0, 0), (5, 5), (-1, 3)):
+        with pytest.raises(ProofError) as refused:
+            inclusion_plan(index, size)
+        assert str(refused.value) == f"leaf index {index} is not in a tree of size {size}"
+    with pytest.raises(ProofError) as refused:
+        consistency_plan(6, 5)
+    assert str(refused.value) == "size 6 is beyond size 5"
+    with pytest.raises(ProofError) as refused:
+        consistency_plan(0, 5)
+    assert str(refused.value) == "a consistency proof from an empty tree proves nothing"
+    assert consistency_plan(5, 5).ranges == [] and consistency_plan(5, 5).node_ids() == set()
+    with pytest.raises(ValueError, match=r"^a leaf hash is 32 bytes$"):
+        Frontier().append(bytes(33))
+    with pytest.raises(ValueError, match="do not match size 3"):
+        Frontier([(0, bytes(32))], 3)
+    assert Frontier.ids(0) == [] and Frontier.ids(6) == [(2, 0), (1, 2)]
+    frontier = Frontier()
+    assert frontier.append(bytes(32)) == [(0, 0, bytes(32))]
+    created = frontier.append(bytes([1]) * 32)
+    assert created == [(0, 1, bytes([1]) * 32), (1, 0, node_hash(bytes(32), bytes([1]) * 32))]
+    assert frontier.size == 2
+
+
 def test_extending_in_batches_creates_the_same_nodes_and_roots_as_one_leaf_at_a_time(
     tree: Tree,
 ) -> None:

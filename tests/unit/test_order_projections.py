@@ -358,3 +358,27 @@ def test_order_summary_applies_each_change_to_its_own_key_whatever_keys_asked_la
         ("str:o2", "paid"),
     ]
     assert writes[1].row is not None and writes[1].row["total"] == Decimal128("7.00")
+
+
+def test_a_state_read_back_from_history_is_cached_as_the_most_recently_used() -> None:
+    log = LogBuilder()
+
+    def upd(entity: str, n: int) -> Event:
+        return log.next(
+            entity, changes={"updatedFields": {"n": n}, "removedFields": [], "truncatedArrays": []}
+        )
+
+    a1, b1 = log.next("a", document={"n": 1}), log.next("b", document={"n": 1})
+    a2, a3, c1, a4 = upd("a", 2), upd("a", 3), log.next("c", document={"n": 1}), upd("a", 4)
+    store = MemoryStore()
+    asyncio.run(store.events.append([a1, b1, a2, a3, c1, a4]))
+    cache = StateCache(History(store), size=2)
+    assert cache.fold(a1) is not None and cache.fold(b1) is not None  # a is the older
+    # a's cached version is 1, a3 needs 2: read from history, and a becomes the newest
+    assert asyncio.run(cache.change(a3)) == Change(event=a3, before={"n": 2}, after={"n": 3})
+    assert cache.fold(c1) is not None  # a third entity: b, now the least recently used, goes
+    assert cache.fold(a4) == Change(event=a4, before={"n": 3}, after={"n": 4})
+    # a cached state answers `change` without history (an empty store has none)
+    offline = StateCache(History(MemoryStore()), size=2)
+    assert offline.fold(a1) is not None
+    assert asyncio.run(offline.change(a2)) == Change(event=a2, before={"n": 1}, after={"n": 2})

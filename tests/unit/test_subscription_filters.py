@@ -96,3 +96,18 @@ def test_glob_escaping_keeps_a_key_from_widening_a_pattern() -> None:
     assert not templates.is_pattern(templates.parse("order:{entity_key}"))
     rendered = templates.render(parts, {"entity_key": "a*[b]?\\"}, templates.glob_escape)
     assert rendered == "orders:status:*:a\\*\\[b\\]\\?\\\\"
+
+
+def test_an_actor_matches_by_its_value_or_its_documents_id_name_or_email() -> None:
+    def by(actor: object) -> Event:
+        return make_event(seq=1, entity_id="o1", version=1, actor=actor)
+
+    for key in ("_id", "id", "name", "email"):
+        assert admits(Filter(actors=("bob",)), by({key: "bob", "role": "clerk"})), key
+        assert not admits(Filter(actors=("clerk",)), by({key: "bob", "role": "clerk"})), key
+    assert admits(Filter(actors=("42",)), by({"_id": 42}))  # an id compares as its text
+    assert admits(Filter(actors=("42",)), by(42))
+    assert admits(Filter(actors=("bob",)), by("bob"))
+    assert not admits(Filter(actors=("None",)), by(None))  # no actor is no name
+    assert not admits(Filter(actors=("None",)), by({"role": None}))
+    assert admits(Filter(actors=("['bob']",)), by(["bob"]))  # any other shape: its text

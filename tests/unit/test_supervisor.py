@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 
 import pytest
 from pymongo.errors import AutoReconnect, OperationFailure
 
 from eventstore.clock import FakeClock
 from eventstore.memory.workers import MemoryWorkers
-from eventstore.supervisor import Supervisor, WorkerContext
-from eventstore.worker_state import FAILED, RETRYING, RUNNING, STOPPED
+from eventstore.supervisor import Progress, Supervisor, WorkerContext
+from eventstore.worker_state import FAILED, RETRYING, RUNNING, STOPPED, WorkerRecord
 from tests.supervision import ScriptedWorker, SleepRecordingClock, until
 
 
@@ -114,7 +115,9 @@ async def test_retrying_past_unhealthy_after_is_trouble_until_healthy_again() ->
     assert sup.trouble("ingester:shop", 30) is None
     clock.advance(29)
     assert sup.trouble("ingester:shop", 30) is None
-    clock.advance(2)
+    clock.advance(1)
+    assert sup.trouble("ingester:shop", 30) is None  # exactly the limit: not yet
+    clock.advance(1)
     assert sup.trouble("ingester:shop", 30) == (
         "ingester:shop has been retrying for 31s: AutoReconnect: connection refused"
     )
@@ -164,3 +167,299 @@ async def test_states_are_published_and_removed_on_a_clean_stop() -> None:
     assert (record.position, record.lag, record.restarts, record.last_error) == (1, 0, 0, None)
     await sup.stop()
     assert await store.all() == []
+
+
+class RecordingMetrics:
+    """A `WorkerMetrics` that keeps every call, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, object]] = []
+
+    def worker_state(self, worker: str, state: str) -> None:
+        self.calls.append(("state", worker, state))
+
+    def worker_added(self, worker: str) -> None:
+        self.calls.append(("added", worker, None))
+
+    def worker_restarted(self, worker: str) -> None:
+        self.calls.append(("restarted", worker, None))
+
+    def capture_lag(self, worker: str, seconds: float) -> None:
+        self.calls.append(("lag", worker, seconds))
+
+    def worker_problem(self, worker: str, standing: bool) -> None:
+        self.calls.append(("problem", worker, standing))
+
+
+async def test_a_standing_problem_is_shown_counted_and_logged_until_it_is_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventstore.workers")
+    metrics = RecordingMetrics()
+    changes: list[tuple[str, str | None]] = []
+    sup = supervisor(
+        SleepRecordingClock(),
+        metrics=metrics,
+        on_change=lambda r: changes.append((r.state, r.last_error)),
+    )
+    go_on = asyncio.Event()
+
+    class Troubled(ScriptedWorker):
+        async def run(self, ctx: WorkerContext) -> None:
+            ctx.report(RUNNING)
+            ctx.problem("signing key unreadable")
+            ctx.problem("signing key unreadable")  # the same problem again: no new line
+            self.running.set()
+            await go_on.wait()
+            ctx.problem(None)
+            await ctx.stop.wait()
+
+    worker = Troubled("ingester:shop", [])
+    sup.add(worker)
+    await sup.start()
+    await asyncio.wait_for(worker.running.wait(), 5)
+    entry = sup.get("ingester:shop")
+    assert entry is not None
+    assert (entry.state, entry.problem, entry.last_error) == (
+        RUNNING,
+        "signing key unreadable",
+        "signing key unreadable",
+    )
+    go_on.set()
+    await until(lambda: entry.problem is None)
+    assert entry.last_error is None  # the problem was the last error: it is over
+    await sup.stop()
+
+    assert metrics.calls == [
+        ("added", "ingester:shop", None),
+        ("state", "ingester:shop", "starting"),
+        ("state", "ingester:shop", "running"),
+        ("problem", "ingester:shop", True),
+        ("problem", "ingester:shop", False),
+        ("state", "ingester:shop", "stopped"),
+    ]
+    assert changes == [
+        ("starting", None),
+        ("running", None),
+        ("running", "signing key unreadable"),
+        ("running", None),
+        ("stopped", None),
+    ]
+    problems = [
+        (r.levelno, json.loads(r.getMessage()))
+        for r in caplog.records
+        if r.getMessage().startswith("{") and "problem" in json.loads(r.getMessage())
+    ]
+    line = {"worker": "ingester:shop", "kind": "capture", "instance": "host:1:abc"}
+    assert problems == [
+        (logging.ERROR, {**line, "state": "running", "problem": "signing key unreadable"}),
+        (logging.INFO, {**line, "state": "running", "problem": None}),
+    ]
+
+
+async def test_a_problem_over_keeps_a_later_error_and_restarts_are_counted() -> None:
+    metrics = RecordingMetrics()
+    sup = supervisor(SleepRecordingClock(), metrics=metrics)
+    go_on = asyncio.Event()
+
+    class Worker(ScriptedWorker):
+        async def run(self, ctx: WorkerContext) -> None:
+            self.runs += 1
+            ctx.report(RUNNING)
+            if self.runs == 1:
+                ctx.problem("lagging")
+                raise AutoReconnect("blip")  # a later error replaces the problem's text
+            await go_on.wait()
+            ctx.problem(None)
+            self.running.set()
+            await ctx.stop.wait()
+
+    worker = Worker("ingester:shop", [])
+    sup.add(worker)
+    await sup.start()
+    go_on.set()
+    await asyncio.wait_for(worker.running.wait(), 5)
+    entry = sup.get("ingester:shop")
+    assert entry is not None
+    assert (entry.problem, entry.last_error, entry.restarts) == (None, "AutoReconnect: blip", 1)
+    assert metrics.calls.count(("restarted", "ingester:shop", None)) == 1
+    await sup.stop()
+
+
+async def test_restart_says_why_it_refuses_and_starts_a_stopped_or_failed_worker_afresh() -> None:
+    idle = ScriptedWorker("projection:p", [], kind="projection")
+    sup = supervisor(SleepRecordingClock())
+    sup.add(idle)
+    # added to a supervisor not started: stopped, with no task; restart starts it
+    started = await sup.restart("projection:p")
+    await asyncio.wait_for(idle.running.wait(), 5)
+    assert (started.state, started.restarts, idle.runs) == (RUNNING, 1, 1)
+    with pytest.raises(KeyError, match="projection:nope"):
+        await sup.restart("projection:nope")
+    with pytest.raises(
+        ValueError, match=r"^projection:p is running: only a failed or stopped worker restarts$"
+    ):
+        await sup.restart("projection:p")
+    await sup.stop()
+    with pytest.raises(ValueError, match=r"^the supervisor is stopping$"):
+        await sup.restart("projection:p")
+
+    bad = ScriptedWorker("ingester:shop", [OperationFailure("not authorized", 13)])
+    sup = supervisor(SleepRecordingClock())
+    sup.add(bad)
+    await sup.start()
+    await asyncio.wait_for(sup.wait("ingester:shop"), 5)
+    failed = sup.get("ingester:shop")
+    assert failed is not None and isinstance(failed.failure, OperationFailure)
+    again = await sup.restart("ingester:shop")
+    await asyncio.wait_for(bad.running.wait(), 5)
+    assert again.failure is None and again.state == RUNNING and again.restarts == 1
+    await sup.stop()
+
+
+class Lagging(ScriptedWorker):
+    """Runs until stopped; its progress is set by the test (or fails)."""
+
+    def __init__(self, name: str, kind: str, progress: Progress | None) -> None:
+        super().__init__(name, [], kind=kind)
+        self.next: Progress | None = progress
+
+    async def progress(self) -> Progress:
+        if self.next is None:
+            raise AutoReconnect("store away")
+        return self.next
+
+
+async def test_records_carry_fresh_progress_and_the_capture_lag_goes_to_the_metrics() -> None:
+    metrics = RecordingMetrics()
+    clock = FakeClock(advance_on_sleep=False)
+    sup = supervisor(clock, metrics=metrics)
+    capture = Lagging("ingester:shop", "capture", Progress(position=7, lag=3, lag_seconds=2.5))
+    projection = Lagging("projection:p", "projection", Progress(position=4, lag=1, lag_seconds=9.0))
+    unknown = Lagging("ingester:other", "capture", Progress(position=1, lag=None))
+    for w in (capture, projection, unknown):
+        sup.add(w)
+    await sup.start()
+    await asyncio.wait_for(projection.running.wait(), 5)
+    records = {r.name: r for r in await sup.records()}
+    assert (records["ingester:shop"].position, records["ingester:shop"].lag) == (7, 3)
+    assert records["ingester:shop"].lag_seconds == 2.5
+    assert (records["projection:p"].position, records["projection:p"].lag_seconds) == (4, 9.0)
+    assert records["ingester:other"].lag_seconds is None
+    assert [c for c in metrics.calls if c[0] == "lag"] == [("lag", "ingester:shop", 2.5)]
+    # the store away: the last progress stands
+    capture.next = None
+    again = {r.name: r for r in await sup.records()}
+    assert (again["ingester:shop"].position, again["ingester:shop"].lag) == (7, 3)
+    assert again["ingester:shop"].updated_at == clock.now()
+    await sup.stop()
+
+
+async def test_a_worker_name_runs_once_and_a_worker_added_later_starts_at_once() -> None:
+    sup = supervisor(SleepRecordingClock())
+    await sup.start()
+    first = ScriptedWorker("projection:p", [], kind="projection")
+    sup.add(first)
+    await asyncio.wait_for(first.running.wait(), 5)  # added to a running supervisor: started
+    with pytest.raises(ValueError, match=r"^a worker named projection:p is already running$"):
+        sup.add(ScriptedWorker("projection:p", [], kind="projection"))
+    failing = ScriptedWorker("ingester:shop", [ValueError("bug")])
+    sup.add(failing)
+    await asyncio.wait_for(sup.wait("ingester:shop"), 5)
+    replacement = ScriptedWorker("ingester:shop", [])
+    sup.add(replacement)  # the failed one may be replaced
+    await asyncio.wait_for(replacement.running.wait(), 5)
+    assert [s.name for s in sup.workers] == ["projection:p", "ingester:shop"]
+    assert sup.get("ingester:shop") is not None and sup.get("nope") is None
+    assert sup.trouble("nope", 0) is None
+    await sup.stop()
+
+
+async def test_a_fatal_bug_logs_its_traceback_an_expected_failure_only_its_state_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventstore.workers")
+    sup = supervisor(SleepRecordingClock())
+    sup.add(ScriptedWorker("projection:bug", [ZeroDivisionError("division by zero")]))
+    sup.add(ScriptedWorker("ingester:auth", [OperationFailure("not authorized", 13)]))
+    await sup.start()
+    await asyncio.wait_for(sup.wait("projection:bug"), 5)
+    await asyncio.wait_for(sup.wait("ingester:auth"), 5)
+    await sup.stop()
+    tracebacks = [(r.levelno, r.getMessage()) for r in caplog.records if r.exc_info]
+    assert tracebacks == [
+        (logging.ERROR, "worker projection:bug failed: ZeroDivisionError: division by zero")
+    ]
+    failed = [
+        (r.levelno, json.loads(r.getMessage()))
+        for r in caplog.records
+        if r.getMessage().startswith("{") and '"failed"' in r.getMessage()
+    ]
+    assert [(level, line["worker"], line["error"]) for level, line in failed] == [
+        (logging.WARNING, "projection:bug", "ZeroDivisionError: division by zero"),
+        (logging.WARNING, "ingester:auth", "OperationFailure: not authorized"),
+    ]
+    states = {
+        json.loads(r.getMessage())["state"]: r.levelno
+        for r in caplog.records
+        if r.getMessage().startswith("{")
+    }
+    assert states == {"starting": logging.INFO, "running": logging.INFO, "failed": logging.WARNING}
+
+
+class FlakyWorkers(MemoryWorkers):
+    """A Workers store that refuses writes while `away` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.away = False
+        self.puts = 0
+
+    async def put(self, records: Sequence[WorkerRecord]) -> None:
+        self.puts += 1
+        if self.away:
+            raise AutoReconnect("workers store away (key sk-123)")
+        await super().put(records)
+
+    async def remove(self, instance: str) -> None:
+        if self.away:
+            raise AutoReconnect("still away")
+        await super().remove(instance)
+
+
+async def test_states_are_recorded_every_half_lease_a_store_away_logged_once_then_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventstore.workers")
+    intervals: list[float] = []
+    tick = asyncio.Event()
+
+    async def every(seconds: float) -> None:
+        intervals.append(seconds)
+        tick.set()
+        await asyncio.sleep(0.001)
+
+    store = FlakyWorkers()
+    sup = supervisor(
+        FakeClock(advance_on_sleep=False), workers=store, publish_every=every, secrets=["sk-123"]
+    )
+    worker = ScriptedWorker("projection:p", [], kind="projection")
+    sup.add(worker)
+    store.away = True
+    await sup.start()
+    await until(lambda: store.puts >= 3)
+    store.away = False
+    await until(lambda: store.puts >= 5)
+    assert set(intervals) == {5.0}  # lease_seconds / 2
+    messages = [r.getMessage() for r in caplog.records if "worker states" in r.getMessage()]
+    assert messages[:2] == [
+        "could not record worker states: AutoReconnect: workers store away (key ***)",
+        "worker states recorded again",
+    ]
+    assert [r.name for r in await store.all()] == ["projection:p"]
+    store.away = True
+    await sup.stop()
+    assert any(
+        r.getMessage().startswith("could not remove this instance's worker states")
+        for r in caplog.records
+    )

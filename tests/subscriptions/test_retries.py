@@ -1,0 +1,292 @@
+"""The delivery engine against a scripted sink: the retry schedule, parking, reset, offline commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+import pytest
+
+from eventstore.clock import FakeClock
+from eventstore.codec import utc_ms
+from eventstore.subscriptions.config import SubscriptionConfig
+from eventstore.subscriptions.sinks.base import (
+    DELIVERED,
+    EVENT_FAILED,
+    SINK_FAILED,
+    Delivery,
+    Outcome,
+    Sink,
+)
+from tests.realsinks import SECRET
+from tests.subscribing import Harness, until, until_async
+
+HOOK = {"kind": "webhook", "url": "http://127.0.0.1:9/hook", "secret": SECRET}
+
+
+class ScriptedSink:
+    """Answers each delivery by `rule`, keeping every attempt with the fake clock's time."""
+
+    strict = False
+    max_batch: int | None = None  # the worker's entity_batch
+
+    def __init__(self, clock: FakeClock, rule: Callable[[Delivery], Outcome]) -> None:
+        self.clock = clock
+        self.rule = rule
+        self.attempts: list[tuple[str, datetime]] = []
+        self.closed = 0
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """One outcome per delivery, by the rule."""
+        out = []
+        for d in deliveries:
+            self.attempts.append((d.id, self.clock.now()))
+            out.append(self.rule(d))
+        return out
+
+    async def close(self) -> None:
+        """Count closings."""
+        self.closed += 1
+
+
+def failing(entity: str, detail: str | None = None) -> Callable[[Delivery], Outcome]:
+    """Every event of `entity` fails (with `detail`), the others are delivered."""
+
+    def rule(d: Delivery) -> Outcome:
+        if d.event.entity_key == entity:
+            return Outcome(status=EVENT_FAILED, detail=detail)
+        return Outcome(status=DELIVERED)
+
+    return rule
+
+
+async def test_each_retry_waits_its_delay_with_jitter_then_the_event_is_parked() -> None:
+    h = Harness()
+    t0 = h.clock.now()
+    sink = ScriptedSink(h.clock, failing("bad"))
+    built: list[SubscriptionConfig] = []
+
+    def factory(config: SubscriptionConfig) -> Sink:
+        built.append(config)
+        return sink
+
+    retry = {"delays_s": [5, 60], "jitter": 0.2}
+    await h.subscribe("hooks", {"sink": HOOK, "retry": retry})
+    await h.append("bad", "ok")  # 1, 2
+    await h.start(h.worker("hooks", sink_factory=factory, rng=random.Random(7)))
+    try:
+        await until_async(lambda: _parked(h, 1))
+        await until_async(lambda: _at(h, 2))
+    finally:
+        await h.stop()
+    rng = random.Random(7)
+    first = 5 * (1 + rng.uniform(-0.2, 0.2))
+    second = 60 * (1 + rng.uniform(-0.2, 0.2))
+    tries = [at for i, at in sink.attempts if i == "hooks-1"]
+    assert tries == [
+        t0,
+        t0 + timedelta(seconds=first),
+        t0 + timedelta(seconds=first) + timedelta(seconds=second),
+    ]
+    [parked], _ = await h.admin.parked("hooks")
+    assert (parked.seq, parked.attempts, parked.last_error) == (1, 3, "failed")  # no detail
+    assert parked.parked_at == utc_ms(tries[-1])  # stored at millisecond precision
+    assert [c.name for c in built] == ["hooks"] and sink.closed == 1
+
+
+async def test_a_reset_forgets_parked_and_settled_events_and_delivers_again_from_its_start() -> (
+    None
+):
+    h = Harness()
+    sink = ScriptedSink(h.clock, failing("bad", "nope"))
+    await h.subscribe("hooks", {"sink": HOOK, "retry": {"delays_s": [1]}})
+    await h.append("bad", "ok", "ok")  # 1, 2, 3
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _parked(h, 1))
+        await until_async(lambda: _at(h, 3))
+        sink.rule = failing("nobody")
+        await h.admin.reset("hooks", "earliest", actor="ops")
+        await until_async(lambda: _parked(h, 0))
+        await until(lambda: [i for i, _ in sink.attempts].count("hooks-2") == 2)
+        await until_async(lambda: _at(h, 3))
+    finally:
+        await h.stop()
+    ids = [i for i, _ in sink.attempts]
+    assert ids[-3:] == ["hooks-1", "hooks-2", "hooks-3"]  # all again, in order, the same ids
+    checkpoint = await h.store.checkpoints.get("subscription:hooks")
+    assert checkpoint is not None and checkpoint.updated_at == utc_ms(h.clock.now())
+
+
+async def test_queued_commands_are_carried_out_offline_except_a_replay_which_needs_a_sink() -> None:
+    h = Harness()
+    sink = ScriptedSink(h.clock, failing("bad"))
+    await h.subscribe("hooks", {"sink": HOOK, "retry": {"delays_s": []}})
+    await h.append("bad", "bad", "ok", "ok2")  # 1, 2 (held), 3, 4
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _parked(h, 2))
+        await until_async(lambda: _at(h, 4))
+    finally:
+        await h.stop()
+    built: list[str] = []
+
+    def factory(config: SubscriptionConfig) -> Sink:
+        built.append(config.name)
+        return sink
+
+    offline = h.worker("hooks", sink_factory=factory)
+    await h.admin.replay("hooks", None, actor="ops")
+    await h.admin.skip("hooks", 2, actor="ops")
+    await h.admin.reset("hooks", {"seq": 4}, actor="ops")
+    assert await offline.run_commands_once() is True
+    assert built == []  # no sink is built to carry out commands
+    assert await h.position("hooks") == 3  # reset: from seq 4 on
+    checkpoint = await h.store.checkpoints.get("subscription:hooks")
+    assert checkpoint is not None and checkpoint.updated_at == utc_ms(h.clock.now())
+    record = await h.admin.get("hooks")
+    assert [c["action"] for c in record.commands] == ["replay"]  # waits for a delivering one
+    assert await h.store.deliveries.count_parked("hooks") == 0  # reset cleared them
+    # while another instance holds the lease, nothing is done here
+    holder = h.worker("hooks", owner="b", sink_factory=factory)
+    assert await holder.lease.try_acquire()
+    assert await offline.run_commands_once() is False
+    await holder.lease.release()
+
+
+async def _no_commands(h: Harness) -> bool:
+    return (await h.admin.get("hooks")).commands == []
+
+
+async def _parked(h: Harness, n: int) -> bool:
+    return await h.store.deliveries.count_parked("hooks") == n
+
+
+async def _at(h: Harness, position: int) -> bool:
+    return await h.position("hooks") == position
+
+
+async def test_a_sink_failure_backs_off_the_whole_subscription_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventstore.subscriptions")
+    h = Harness()
+    t0 = h.clock.now()
+    down = [True]
+
+    def rule(d: Delivery) -> Outcome:
+        if down[0]:
+            down[0] = False
+            return Outcome(status=SINK_FAILED, detail="down", retry_after=30.0)
+        return Outcome(status=DELIVERED)
+
+    sink = ScriptedSink(h.clock, rule)
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _at(h, 1))
+        await h.admin.reset("hooks", "earliest", actor="ops")
+        await until(lambda: len(sink.attempts) == 3)
+    finally:
+        await h.stop()
+    assert [at for _, at in sink.attempts[:2]] == [t0, t0 + timedelta(seconds=30)]
+    lines = [r.getMessage() for r in caplog.records if r.name == "eventstore.subscriptions"]
+    assert "subscription hooks backs off for 30.0s: down" in lines
+    assert "subscription hooks: carrying out reset" in lines
+    assert await h.store.deliveries.count_parked("hooks") == 0  # a sink failure parks nothing
+
+
+async def test_replaying_more_of_an_entity_while_its_replayed_event_is_in_flight_sends_it_once() -> (
+    None
+):
+    h = Harness()
+    sink = ScriptedSink(h.clock, failing("bad"))
+    await h.subscribe("hooks", {"sink": HOOK, "retry": {"delays_s": []}, "lanes": 4})
+    await h.append("bad", "bad", "bad")  # 1 fails and parks, 2 and 3 held behind it
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    gate = asyncio.Event()
+    batches: list[list[str]] = []
+
+    async def slow(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        batches.append([d.id for d in deliveries])
+        if any(d.id == "hooks-1" for d in deliveries):
+            await gate.wait()  # seq 1 stays in flight until the test lets it go
+        return [Outcome(status=DELIVERED) for _ in deliveries]
+
+    try:
+        await until_async(lambda: _parked(h, 3))
+        sink.deliver = slow  # type: ignore[method-assign]
+        await h.admin.replay("hooks", 1, actor="ops")
+        await until(lambda: batches == [["hooks-1"]])
+        await h.admin.replay("hooks", None, actor="ops")  # 2 and 3 queue behind 1
+        await until_async(lambda: _no_commands(h))  # the worker carried the replay out
+        await asyncio.sleep(0.05)  # and has had its chance to launch anything
+        assert batches == [["hooks-1"]]  # one event of the entity in flight, never twice
+        # nothing of the entity is parked any more: a new event queues behind the replayed
+        await h.append("bad")  # 4
+        await asyncio.sleep(0.05)
+        gate.set()
+        await until_async(lambda: _parked(h, 0))  # each unparked once delivered
+        await until(lambda: len(batches) >= 4)
+        await asyncio.sleep(0.05)
+    finally:
+        await h.stop()
+    assert batches == [["hooks-1"], ["hooks-2"], ["hooks-3"], ["hooks-4"]]
+
+
+async def test_events_settled_above_the_checkpoint_are_stored_until_it_passes_them() -> None:
+    h = Harness()
+    gate = asyncio.Event()
+
+    async def held_first(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        if any(d.event.seq == 1 for d in deliveries):
+            await gate.wait()
+        return [Outcome(status=DELIVERED) for _ in deliveries]
+
+    sink = ScriptedSink(h.clock, failing("nobody"))
+    sink.deliver = held_first  # type: ignore[method-assign]
+    await h.subscribe("hooks", {"sink": HOOK, "lanes": 3})  # one event per lane
+    await h.append("a", "b", "c")  # 1 stays in flight; 2 and 3 are delivered meanwhile
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _settled_above(h, [2, 3]))
+        assert await h.position("hooks") == 0  # 1 is not settled: the checkpoint waits
+        gate.set()
+        await until_async(lambda: _at(h, 3))
+        await until_async(lambda: _settled_above(h, []))  # covered by the checkpoint: forgotten
+    finally:
+        await h.stop()
+
+
+async def test_a_worker_runs_again_after_its_run_ended_and_ends_when_its_subscription_goes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventstore.subscriptions")
+    h = Harness()
+    sink = ScriptedSink(h.clock, failing("nobody"))
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    worker = h.worker("hooks", sink_factory=lambda c: sink)
+    await h.start(worker)
+    await until_async(lambda: _at(h, 1))
+    await h.stop()
+    assert sink.closed == 1
+    await h.append("b")
+    supervised = await h.start(worker, instance="again")  # the same worker, a second run
+    try:
+        await until_async(lambda: _at(h, 2))
+        await h.admin.delete("hooks", actor="ops")
+        await until(lambda: supervised.state == "stopped")
+    finally:
+        await h.stop()
+    assert [i for i, _ in sink.attempts] == ["hooks-1", "hooks-2"]
+    ended = [r.getMessage() for r in caplog.records if "deleted" in r.getMessage()]
+    assert ended == ["subscription hooks was deleted: its worker ends"]
+
+
+async def _settled_above(h: Harness, seqs: list[int]) -> bool:
+    return await h.store.deliveries.settled("hooks", above=0) == seqs
