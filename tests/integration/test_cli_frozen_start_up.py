@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import io
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +19,24 @@ import pytest
 from eventstore.cli import main
 from eventstore.memory.store import MemoryStore
 from tests.realsinks import free_port
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """`serve` configures logging (uvicorn's dictConfig) with handlers on this test's
+    captured stderr: put every logger back, or a later test in the same process (mutmut
+    runs them all in one) logs to a closed stream."""
+    loggers = [logging.root] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    kept = {lg: (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers}
+    yield
+    for lg in [logging.root, *logging.root.manager.loggerDict.values()]:
+        if isinstance(lg, logging.Logger):
+            handlers, level, propagate, disabled = kept.get(lg, ([], logging.NOTSET, True, False))
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate, lg.disabled = propagate, disabled
 
 
 class ServedOnce:
