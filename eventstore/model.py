@@ -379,6 +379,20 @@ def claimable(partitions: list[Partition], now: datetime) -> Partition | None:
     return None
 
 
+def taken_by(found: Partition, *, owner: str, claim: str, until: datetime) -> Partition:
+    """`found` as `owner` holds it under the token `claim` until `until`: a fresh attempt."""
+    return msgspec.structs.replace(
+        found,
+        state="running",
+        owner=owner,
+        claim=claim,
+        expires_at=until,
+        processed=0,
+        attempts=found.attempts + 1,
+        error=None,
+    )
+
+
 class Job(msgspec.Struct, frozen=True, kw_only=True):
     """A requested rebuild of one projection, and its progress.
 

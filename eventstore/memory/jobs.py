@@ -7,7 +7,7 @@ from datetime import datetime
 
 import msgspec
 
-from eventstore.model import Job, Partition, claimable
+from eventstore.model import Job, Partition, claimable, taken_by
 from eventstore.ports import JobConflict
 
 
@@ -56,16 +56,7 @@ class MemoryJobs:
         found = claimable(job.partitions, now)
         if found is None:
             return None
-        claimed = msgspec.structs.replace(
-            found,
-            state="running",
-            owner=owner,
-            claim=uuid.uuid4().hex,
-            expires_at=until,
-            processed=0,
-            attempts=found.attempts + 1,
-            error=None,
-        )
+        claimed = taken_by(found, owner=owner, claim=uuid.uuid4().hex, until=until)
         self._put(job, claimed)
         return claimed
 

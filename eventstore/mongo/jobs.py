@@ -10,7 +10,7 @@ import msgspec
 from pymongo.errors import DuplicateKeyError
 
 from eventstore.codec import as_utc
-from eventstore.model import Job, Partition, claimable
+from eventstore.model import Job, Partition, claimable, taken_by
 from eventstore.mongo.collections import JOBS
 from eventstore.ports import JobConflict
 
@@ -112,16 +112,7 @@ class MongoJobs:
             found = claimable(_job(doc).partitions, now)
             if found is None:
                 return None
-            claimed = msgspec.structs.replace(
-                found,
-                state="running",
-                owner=owner,
-                claim=uuid.uuid4().hex,
-                expires_at=until,
-                processed=0,
-                attempts=found.attempts + 1,
-                error=None,
-            )
+            claimed = taken_by(found, owner=owner, claim=uuid.uuid4().hex, until=until)
             at = f"partitions.{found.index}"
             done = await self._coll.update_one(
                 {"_id": job_id, f"{at}.state": found.state, f"{at}.claim": found.claim},
