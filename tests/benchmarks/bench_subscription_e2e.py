@@ -30,11 +30,11 @@ from tests.benchmarks.bench_e2e_lag import (
     ORDERS,
     RATE,
     SAMPLE_EVERY,
-    TARGET_P99_MS,
     _paced_writes,
-    _pct,
     _seed,
     floor_lags,
+    floor_row,
+    lag_rows,
 )
 from tests.benchmarks.harness import Row
 
@@ -201,31 +201,8 @@ async def run() -> list[Row]:
     hooks = await webhook_lags()
     rows = []
     for label, lags in (("redis pub/sub subscriber", pubsub), ("webhook receiver", hooks)):
-        for name, q in (("p50", 0.5), ("p99", 0.99)):
-            value, base = _pct(lags, q), _pct(floor, q)
-            rows.append(
-                Row(
-                    f"subscription lag {name}: write -> {label} ({RATE:.0f} changes/s)",
-                    value,
-                    "ms",
-                    base,
-                    value / base if base else None,
-                    f"p99 <= {TARGET_P99_MS:.0f} ms" if name == "p99" else "-",
-                    value <= TARGET_P99_MS if name == "p99" else None,
-                )
-            )
-    rows.append(
-        Row(
-            "  floor: write -> bare change-stream consumer (p50)",
-            _pct(floor, 0.5),
-            "ms",
-            None,
-            None,
-            "-",
-            None,
-        )
-    )
-    return rows
+        rows += lag_rows(f"subscription lag {{name}}: write -> {label}", lags, floor)
+    return [*rows, floor_row(floor)]
 
 
 if __name__ == "__main__":
