@@ -20,6 +20,7 @@ A partition's entity states are all kept in memory while it folds.
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import zlib
 from collections.abc import Sequence
@@ -125,6 +126,17 @@ _INHERITED: dict[int, tuple[Projection, list[list[Event]]]] = {}
 _NEXT: list[int] = [0]
 
 
+def _forked() -> None:
+    """A forked worker's start: the heap it inherited is left out of its collector's passes.
+
+    The process is ours alone (this is not library code sharing a process), so
+    `gc.freeze` is safe here. Without it every full pass in the worker walked the
+    parent's heap (the log, other rebuilds' rows), touching each page it lives
+    in and so copying it from the parent.
+    """
+    gc.freeze()
+
+
 def _run_inherited(token: int, index: int) -> Rows:
     projection, parts = _INHERITED[token]
     return fold_partition(projection, parts[index])
@@ -175,7 +187,9 @@ class LocalFolds:
             return future
         if self._pool is None:  # forks now: every partition's events are registered
             self._pool = ProcessPoolExecutor(
-                max_workers=self.slots, mp_context=multiprocessing.get_context("fork")
+                max_workers=self.slots,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_forked,
             )
         return loop.run_in_executor(self._pool, _run_inherited, self._token, index)
 

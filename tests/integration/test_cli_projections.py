@@ -83,15 +83,23 @@ def test_the_library_rebuild_leaves_the_garbage_collector_alone() -> None:
     for package in ("eventstore", "api", "projections", "migrations"):
         for path in (root / package).rglob("*.py"):
             tree = ast.parse(path.read_text(encoding="utf-8"))
-            for node in ast.walk(tree):
-                if (
-                    isinstance(node, ast.Attribute)
-                    and node.attr in ("freeze", "unfreeze")
-                    and isinstance(node.value, ast.Name)
-                    and node.value.id == "gc"
-                ):
-                    callers.append(path.relative_to(root).as_posix())
-    assert sorted(set(callers)) == ["eventstore/cli/common.py"]
+            for function in ast.walk(tree):
+                if not isinstance(function, ast.FunctionDef):
+                    continue
+                for node in ast.walk(function):
+                    if (
+                        isinstance(node, ast.Attribute)
+                        and node.attr in ("freeze", "unfreeze")
+                        and isinstance(node.value, ast.Name)
+                        and node.value.id == "gc"
+                    ):
+                        callers.append(f"{path.relative_to(root).as_posix()}:{function.name}")
+    # The commands' context manager, and the start of a forked rebuild worker process (a
+    # process of its own: nothing else shares it).
+    assert sorted(set(callers)) == [
+        "eventstore/cli/common.py:frozen_gc",
+        "projections/partitioned.py:_forked",
+    ]
 
 
 def test_a_runner_rebuild_freezes_nothing() -> None:
@@ -112,6 +120,29 @@ def test_a_runner_rebuild_freezes_nothing() -> None:
     progress = asyncio.run(runner.rebuild_now(record))
     assert progress.processed > 0 and frozen_during
     assert set(frozen_during) == {before}
+
+
+def test_a_partitioned_rebuild_freezes_only_its_worker_processes() -> None:
+    import gc
+
+    from eventstore.clock import SystemClock
+    from projections.orders import ORDER_SUMMARY
+    from projections.partitioned import can_fork
+    from projections.runner import ProjectionRunner
+
+    assert can_fork()  # Linux: the partitions run in forked processes
+    store = populated()
+    before = gc.get_freeze_count()
+
+    async def rebuild() -> int:
+        runner = ProjectionRunner(store, ORDER_SUMMARY, clock=SystemClock(), batch_size=5)
+        assert await runner.lease.try_acquire()
+        progress = await runner.rebuild(workers=2)
+        await runner.hand_back()
+        return progress.processed
+
+    assert asyncio.run(rebuild()) > 0
+    assert gc.get_freeze_count() == before
 
 
 def test_the_rebuild_command_freezes_while_it_rebuilds_and_unfreezes_after(
