@@ -28,6 +28,7 @@ from eventstore.notes import (
 from eventstore.proofs import ProofVerdict, event_proof, full_note, verify_proof_file
 from eventstore.tree import event_leaf
 from tests.api.conftest import READ_KEY, AppFactory
+from tests.helpers import LogBuilder
 from tests.merkle_helpers import Signed, replace_log, rewrite_event, signed_log
 
 AUTH = {"Authorization": f"Bearer {READ_KEY}"}
@@ -329,6 +330,26 @@ async def test_a_proof_file_of_an_unknown_event_or_one_beyond_the_checkpoint_say
         404,
         "no checkpoint was made at tree size 14",
     )
+
+
+async def test_a_proof_file_past_the_latest_checkpoint_or_the_stored_tree_names_the_sizes(
+    signed: Signed, keyed: Any
+) -> None:
+    builder = LogBuilder()  # the same 21 events again, to write event 22 after them
+    assert [builder.next(f"o{i % 4}").hash for i in range(21)] == [e.hash for e in signed.events]
+    await signed.store.events.append([builder.next("o1")])  # logged, not yet in a checkpoint
+    cases: tuple[tuple[str, dict[str, int], str], ...] = (
+        ("/v1/events/22/proof", {}, "seq 22 is beyond tree size 21"),
+        ("/v1/events/7/proof", {"size": 99}, "tree size 99 is beyond the stored tree (21 events)"),
+        (
+            "/v1/streams/orders/entities/o1/proof",
+            {"size": 22},
+            "tree size 22 is beyond the stored tree (21 events)",
+        ),
+    )
+    for path, params, detail in cases:
+        r = await keyed.get(path, params=params, headers=AUTH)
+        assert (r.status_code, r.json()["detail"]) == (422, detail), path
 
 
 async def test_stream_and_entity_verify_report_the_checkpoint_as_the_whole_log_does(

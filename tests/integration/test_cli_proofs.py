@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import locale
 import os
 import stat
 from pathlib import Path
@@ -44,6 +45,22 @@ def test_keygen_writes_a_private_key_file_and_prints_the_verifier_key(
     for name in ("a+b", "a b"):
         code, _ = run("keygen", name, "--out", str(tmp_path / "other"))
         assert code == 1 and not (tmp_path / "other").exists()
+
+
+def test_a_key_with_a_non_ascii_name_round_trips_under_an_ascii_locale(tmp_path: Path) -> None:
+    """Key files are UTF-8 whatever the locale: a key made on one machine loads on another."""
+    key = tmp_path / "log.key"
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # files opened without an encoding would be ASCII
+    try:
+        assert locale.getpreferredencoding(False) != "UTF-8"
+        written = write_key(str(key), "журнал.example")
+        loaded = load_signer(str(key))
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+    assert loaded.verifier_key() == written.verifier_key()
+    assert Verifier.parse(loaded.verifier_key()).name == "журнал.example"
+    assert key.read_bytes().decode("utf-8") == written.private_key() + "\n"
 
 
 def test_a_group_or_world_readable_key_is_refused(tmp_path: Path) -> None:

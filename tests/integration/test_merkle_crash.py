@@ -10,6 +10,7 @@ log (the log lost events) is cut back to it; a damaged one is rebuilt from it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import pytest
@@ -132,6 +133,47 @@ async def test_a_tree_ahead_of_the_log_is_cut_back_to_it_and_follows_the_new_eve
     await assert_tree_is_the_logs(store, checkpointed=False)
     with pytest.raises(ProofError):  # the old tree of 30 is gone, not served
         await inclusion_proof(store.merkle, 0, 30)
+
+
+async def test_a_tree_ahead_of_the_log_keeps_the_prefix_it_shares_checked_page_by_page(
+    store: Store, log: LogBuilder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the leaves past the shared 20 events are rebuilt, and a long check keeps the lease."""
+    before = [log.next(f"o{i % 3}") for i in range(30)]
+    await LogTree(store.merkle, await _log_of(before)).open()
+    other = LogBuilder()
+    kept = [other.next(f"o{i % 3}") for i in range(20)]
+    await store.events.append(kept + [other.next("new") for _ in range(6)])
+    progress: list[tuple[int, int]] = []
+    beats: list[int] = []
+
+    async def heartbeat() -> None:
+        beats.append(await store.merkle.size())
+
+    tree = LogTree(store.merkle, store.events, page=3, progress=lambda *p: progress.append(p))
+    with caplog.at_level(logging.ERROR, logger="eventstore.tree"):
+        assert await tree.open(heartbeat) == 26
+    assert [r.getMessage() for r in caplog.records] == [
+        "the stored Merkle tree has 30 events but the log only 26: cutting the tree"
+        " back to the 20 events it shares with the log"
+    ]
+    # the check of the shared prefix beats after each whole page of 3 that agrees (up to 18),
+    # then the catch-up adds only events 21..26, a page of 3 at a time, beating after each
+    assert beats == [30] * 6 + [23, 26]
+    assert progress == [(23, 26), (26, 26)]
+    await assert_tree_is_the_logs(store, checkpointed=False)
+
+
+async def test_a_tree_ahead_of_a_log_that_differs_from_its_first_event_is_rebuilt_whole(
+    store: Store, log: LogBuilder, caplog: pytest.LogCaptureFixture
+) -> None:
+    await LogTree(store.merkle, await _log_of([log.next("o1") for _ in range(8)])).open()
+    other = LogBuilder()  # another history altogether: no leaf is shared
+    await store.events.append([other.next("other") for _ in range(5)])
+    with caplog.at_level(logging.ERROR, logger="eventstore.tree"):
+        assert await LogTree(store.merkle, store.events, page=2).open() == 5
+    assert caplog.records[0].getMessage().endswith("back to the 0 events it shares with the log")
+    await assert_tree_is_the_logs(store, checkpointed=False)
 
 
 async def test_a_damaged_tree_is_rebuilt_from_the_log(store: Store, log: LogBuilder) -> None:

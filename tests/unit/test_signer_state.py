@@ -75,3 +75,27 @@ def test_garbage_is_not_a_state(tmp_path: Path) -> None:
     path.write_text("not json")
     with pytest.raises(SettingsError, match="not a signer state"):
         read_state(str(path))
+
+
+def test_the_longest_state_that_fits_a_slot_is_kept_and_one_byte_more_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A record may fill its slot but for the newline that ends it; never spill into the other."""
+    # The other fields of a record take fewer than 200 bytes: some origin in this range fits
+    # and a longer one does not.
+    for length in range(SLOT - 200, SLOT):
+        path = str(tmp_path / f"state{length}")
+        long = SignerState(origin="o" * length, size=7, root="root7")
+        try:
+            write_state(path, long)
+        except SettingsError as exc:
+            assert str(exc) == (
+                "the signer state does not fit its slot (an origin line that long?)"
+            )
+            assert not os.path.exists(path)
+            break
+        assert os.path.getsize(path) == 2 * SLOT
+        assert read_state(path) == long
+    else:
+        pytest.fail("no origin was too long for a slot")
+    assert length > SLOT - 200  # the shorter ones fitted
