@@ -38,6 +38,23 @@ async def test_records_are_created_once_patched_and_deleted(store: Store) -> Non
     assert await store.subscriptions.get("a") is None
 
 
+async def test_a_record_read_back_is_a_copy_at_millisecond_precision(store: Store) -> None:
+    """What a reader changes in a record it got is never what the next reader gets."""
+    assert await store.subscriptions.create(_record("a"))
+    reset = {"id": "c0", "action": "reset", "start": {"kind": "seq", "seq": 4}}
+    assert await store.subscriptions.push_command("a", reset)
+    for got in (await store.subscriptions.get("a"), (await store.subscriptions.all())[0]):
+        assert got is not None
+        assert (got.created_at, got.updated_at) == (MS, MS)
+        got.commands[0]["start"]["seq"] = 99
+        got.commands.append({"id": "c9", "action": "skip"})
+        got.config["sink"]["headers"]["X-Changed"] = "yes"
+    again = await store.subscriptions.get("a")
+    assert again is not None
+    assert again.commands == [{"id": "c0", "action": "reset", "start": {"kind": "seq", "seq": 4}}]
+    assert again.config == _record("a").config
+
+
 async def test_commands_queue_in_order_and_are_dropped_by_id(store: Store) -> None:
     await store.subscriptions.create(_record("a"))
     for i in range(3):

@@ -55,6 +55,11 @@ async def test_a_start_time_is_the_position_just_before_the_first_event_recorded
     assert await positions.position_of(log, Start(kind="seq", seq=3)) == 2
     assert await positions.position_of(log, Start(kind="earliest")) == 0
     assert await positions.position_of(log, Start(kind="latest")) == 7
+    # the kind decides: a seq or time a start of another kind carries is not read, and a seq
+    # or time start without its value starts at the latest
+    assert await positions.position_of(log, Start(kind="latest", seq=3, time=T0)) == 7
+    assert await positions.position_of(log, Start(kind="seq")) == 7
+    assert await positions.position_of(log, Start(kind="time")) == 7
     empty = Harness().store.events
     assert await positions.first_recorded_at_or_after(empty, T0) is None
     assert await positions.position_of(empty, Start(kind="time", time=T0)) == 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,52 @@ def test_the_longest_state_that_fits_a_slot_is_kept_and_one_byte_more_is_refused
     else:
         pytest.fail("no origin was too long for a slot")
     assert length > SLOT - 200  # the shorter ones fitted
+
+
+def test_a_torn_write_after_many_falls_back_to_the_last_completed_one(tmp_path: Path) -> None:
+    """Writes alternate between the slots, so the other slot always holds the previous state."""
+    path = str(tmp_path / "state")
+    for size in range(1, 6):
+        write_state(path, state(size))
+    data = bytearray(Path(path).read_bytes())
+    newest = 1 if b'"size":5' in data[SLOT:] else 0
+    data[newest * SLOT + 30 : (newest + 1) * SLOT] = b"\0" * (SLOT - 30)
+    Path(path).write_bytes(bytes(data))
+    assert read_state(path) == state(4)
+    write_state(path, state(6))  # over the torn slot
+    assert read_state(path) == state(6)
+    assert b'"size":4' in Path(path).read_bytes()
+
+
+def test_a_directory_that_cannot_be_synced_does_not_fail_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some filesystems refuse fsync on a directory (EINVAL): the state is written all the same."""
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = str(tmp_path / "state")
+    write_state(path, state(1))
+    assert read_state(path) == state(1)
+
+
+def test_later_writes_overwrite_the_file_in_place_even_as_descriptor_0(tmp_path: Path) -> None:
+    """In a process whose stdin is closed (a daemon), the state file opens as descriptor 0."""
+    path = str(tmp_path / "state")
+    write_state(path, state(1))  # the first write makes the file whole
+    inode = os.stat(path).st_ino
+    saved = os.dup(0)
+    os.close(0)
+    try:
+        write_state(path, state(2))
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+    assert read_state(path) == state(2)
+    assert os.stat(path).st_ino == inode  # one slot rewritten in place, not a new file
+    assert not (tmp_path / "state.tmp").exists()

@@ -81,13 +81,21 @@ def test_templates_substitute_escape_braces_and_refuse_unknown_placeholders() ->
     assert templates.render(parts, values, templates.url_escape) == (
         "{literal} orders/a%2Fb%20c:updated@7v2}"
     )
+    # a doubled brace anywhere is one literal brace, the text after it read on
+    inner = templates.parse("a{{b}}c{seq}")
+    assert templates.render(inner, values) == "a{b}c7"
     for bad, message in (
-        ("{customer}", "unknown placeholder {customer}"),
-        ("x{stream", "unclosed"),
-        ("x}y", "stray"),
+        (
+            "{customer}",
+            "unknown placeholder {customer}: use one of"
+            " {stream}, {entity_key}, {type}, {seq}, {version}",
+        ),
+        ("x{stream", "unclosed '{' at position 1 (write '{{' for a brace)"),
+        ("x}y", "stray '}' at position 1 (write '}}' for a brace)"),
     ):
-        with pytest.raises(templates.TemplateError, match=message):
+        with pytest.raises(templates.TemplateError) as refused:
             templates.parse(bad)
+        assert str(refused.value) == message
 
 
 def test_glob_escaping_keeps_a_key_from_widening_a_pattern() -> None:
