@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from eventstore.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from eventstore.model import Event
 from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
 from eventstore.ports import Store
 from eventstore.signing import SignerState, read_state, write_state
@@ -165,6 +167,52 @@ async def test_a_failed_node_write_forgets_the_frontier_and_the_next_batch_reloa
     events = first + second + third
     assert (tree.size, await store.merkle.size()) == (6, 6)
     assert await root_at(store.merkle, 6) == root_of([event_leaf(e) for e in events])
+
+
+async def test_a_batch_that_continues_the_tree_is_added_from_itself_without_reading_the_log(
+    store: Store, log: LogBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a batch that skips ahead of the tree (after a failed tree write) reads the log."""
+    tree = LogTree(store.merkle, store.events)
+    await tree.open()
+    reads: list[int] = []
+    real = store.events.read
+
+    async def counted(*, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+        reads.append(after_seq)
+        return await real(after_seq=after_seq, limit=limit)
+
+    monkeypatch.setattr(store.events, "read", counted)
+    events = [log.next(f"o{i % 3}") for i in range(12)]
+
+    async def extend(first: int, last: int, *, stored: int | None = None) -> None:
+        if stored is not None:
+            await store.events.append(events[(await store.events.head()).seq : stored])
+        await tree.extend(events[first - 1 : last])
+
+    await extend(1, 1, stored=1)  # one event
+    await extend(2, 4, stored=4)
+    await extend(3, 6, stored=6)  # overlaps the tree: 5 and 6 are added
+    await extend(1, 6)  # all known already: nothing to do
+    await extend(7, 7, stored=7)
+    assert (tree.size, reads) == (7, [])
+    await extend(10, 12, stored=12)  # 8 and 9 never reached the tree: read from the log
+    assert (tree.size, reads) == (12, [7])
+    assert await root_at(store.merkle, 12) == root_of([event_leaf(e) for e in events])
+    with pytest.raises(ValueError) as refused:  # a batch with a hole inside
+        await tree.extend([log.next("o1"), log.next("o1"), log.next("o2")][::2])
+    assert str(refused.value) == "the batch does not continue the tree of size 12"
+
+
+async def test_a_tree_reopened_on_its_own_log_is_not_taken_for_one_ahead_of_it(
+    store: Store, log: LogBuilder, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = [log.next(f"o{i % 3}") for i in range(6)]
+    await store.events.append(events)
+    await LogTree(store.merkle, store.events).open()
+    with caplog.at_level(logging.WARNING, logger="eventstore.tree"):
+        assert await LogTree(store.merkle, store.events).open() == 6
+    assert caplog.records == []
 
 
 async def test_signed_checkpoints_verify_and_remember_the_signer_state(
