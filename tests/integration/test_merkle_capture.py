@@ -92,7 +92,10 @@ async def test_checkpoints_are_made_at_most_every_interval(store: Store, clock: 
 
 
 async def test_a_log_written_before_the_tree_gets_it_built_at_start_with_progress(
-    store: Store, clock: FakeClock, log: LogBuilder
+    store: Store,
+    log: LogBuilder,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     events = [log.next(f"o{i % 5}") for i in range(40)]
     await store.events.append(events)
@@ -103,15 +106,36 @@ async def test_a_log_written_before_the_tree_gets_it_built_at_start_with_progres
     async def heartbeat() -> None:
         beats.append(tree.size)
 
-    assert await tree.open(heartbeat) == 40
+    reads: list[int] = []
+    real = store.events.read
+
+    async def counted(*, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+        reads.append(after_seq)
+        return await real(after_seq=after_seq, limit=limit)
+
+    monkeypatch.setattr(store.events, "read", counted)
+    with caplog.at_level(logging.INFO, logger="eventstore.tree"):
+        assert await tree.open(heartbeat) == 40
     assert seen == [(16, 40), (32, 40), (40, 40)]
     assert beats == [16, 32, 40]  # the ingester keeps its lease through a long build
+    assert reads == [0, 16, 32]  # each page read once, nothing past the head
+    assert [r.getMessage() for r in caplog.records] == [
+        "building the Merkle tree: 0 of 40 events",
+        "building the Merkle tree: 16 of 40 events",
+        "building the Merkle tree: 32 of 40 events",
+        "building the Merkle tree: 40 of 40 events",
+        "Merkle tree built: 40 events added, size 40",
+    ]
+    monkeypatch.undo()
+    caplog.clear()
     assert await root_at(store.merkle, 40) == root_of([event_leaf(e) for e in events])
     # A restart continues from the stored frontier: nothing is rebuilt.
     more = [log.next("o9") for _ in range(3)]
     await store.events.append(more)
     again = LogTree(store.merkle, store.events, progress=lambda a, b: seen.append((a, b)))
-    await again.open()
+    with caplog.at_level(logging.INFO, logger="eventstore.tree"):
+        await again.open()
+    assert caplog.records[-1].getMessage() == "Merkle tree built: 3 events added, size 43"
     assert seen[-1] == (43, 43) and again.root() == root_of([event_leaf(e) for e in events + more])
 
 
@@ -210,9 +234,9 @@ async def test_a_tree_reopened_on_its_own_log_is_not_taken_for_one_ahead_of_it(
     events = [log.next(f"o{i % 3}") for i in range(6)]
     await store.events.append(events)
     await LogTree(store.merkle, store.events).open()
-    with caplog.at_level(logging.WARNING, logger="eventstore.tree"):
+    with caplog.at_level(logging.INFO, logger="eventstore.tree"):
         assert await LogTree(store.merkle, store.events).open() == 6
-    assert caplog.records == []
+    assert caplog.records == []  # nothing cut back, nothing built
 
 
 async def test_signed_checkpoints_verify_and_remember_the_signer_state(

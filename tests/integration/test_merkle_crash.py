@@ -185,6 +185,38 @@ async def test_a_damaged_tree_is_rebuilt_from_the_log(store: Store, log: LogBuil
     await assert_tree_is_the_logs(store, checkpointed=False)
 
 
+async def test_a_tree_whose_nodes_are_lost_is_rebuilt_in_pages_and_never_claims_a_lost_node(
+    store: Store, log: LogBuilder, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = [log.next(f"o{i % 3}") for i in range(10)]
+    await store.events.append(events)
+    await store.merkle.put_nodes([], size=10)  # the size says 10, no node is there
+
+    async def refused(nodes: Sequence[tuple[int, int, bytes]], *, size: int) -> None:
+        raise ConnectionError("the store went away")
+
+    monkeypatch.setattr(store.merkle, "put_nodes", refused)
+    with pytest.raises(ConnectionError):
+        await LogTree(store.merkle, store.events, page=4).open()
+    # cut back to nothing before the rebuild: the size never covers a node that is not there
+    assert await store.merkle.size() == 0
+    monkeypatch.undo()
+    await store.merkle.put_nodes([], size=10)  # lost again
+    caplog.clear()
+    beats: list[int] = []
+
+    async def heartbeat() -> None:
+        beats.append(await store.merkle.size())
+
+    with caplog.at_level(logging.ERROR, logger="eventstore.tree"):
+        assert await LogTree(store.merkle, store.events, page=4).open(heartbeat) == 10
+    assert [r.getMessage() for r in caplog.records] == [
+        "the stored Merkle tree of 10 events lacks node (3, 0): rebuilding it from the log"
+    ]
+    assert beats == [4, 8, 10]  # the lease is kept through a long rebuild
+    await assert_tree_is_the_logs(store, checkpointed=False)
+
+
 async def _log_of(events: list[Event]) -> MemoryEventLog:
     """Another log holding `events` (what the tree was built from)."""
     memory = MemoryEventLog()
