@@ -100,10 +100,28 @@ def test_backoff_doubles_from_first_to_its_cap_with_bounded_jitter() -> None:
 
 
 def test_backoff_refuses_nonsense() -> None:
-    with pytest.raises(ValueError):
-        Backoff(first=0, cap=1)
-    with pytest.raises(ValueError):
-        Backoff(first=1, cap=2, jitter=1.5)
+    for first, cap in ((0, 1), (-1, 1), (2, 1)):
+        with pytest.raises(ValueError) as refused:
+            Backoff(first=first, cap=cap)
+        assert str(refused.value) == "back-off needs 0 < first <= cap"
+    for jitter in (1.5, -0.1):
+        with pytest.raises(ValueError) as refused:
+            Backoff(first=1, cap=2, jitter=jitter)
+        assert str(refused.value) == "jitter is a fraction between 0 and 1"
+
+
+def test_backoff_defaults_and_the_ends_of_the_jitter_range() -> None:
+    """About 0.1 s doubling to 30 s, by default; no jitter waits the ceiling, full jitter any part."""
+    default = Backoff(rng=random.Random(3))
+    assert (default.first, default.cap, default.jitter) == (0.1, 30.0, 0.5)
+    for _ in range(20):
+        default.delay()
+    assert default.ceiling == 30.0
+    steady = Backoff(first=1, cap=8, jitter=0)
+    assert [steady.delay() for _ in range(5)] == [1, 2, 4, 8, 8]
+    full = Backoff(first=1, cap=8, jitter=1, rng=random.Random(5))
+    delays = [full.delay() for _ in range(4)]
+    assert all(0 <= d <= c for d, c in zip(delays, [1, 2, 4, 8], strict=True))
 
 
 def test_describe_scrubs_credentials_and_configured_keys() -> None:
