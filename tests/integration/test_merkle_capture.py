@@ -114,6 +114,7 @@ async def test_a_log_written_before_the_tree_gets_it_built_at_start_with_progres
         return await real(after_seq=after_seq, limit=limit)
 
     monkeypatch.setattr(store.events, "read", counted)
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="eventstore.tree"):
         assert await tree.open(heartbeat) == 40
     assert seen == [(16, 40), (32, 40), (40, 40)]
@@ -234,6 +235,7 @@ async def test_a_tree_reopened_on_its_own_log_is_not_taken_for_one_ahead_of_it(
     events = [log.next(f"o{i % 3}") for i in range(6)]
     await store.events.append(events)
     await LogTree(store.merkle, store.events).open()
+    caplog.clear()  # the first build
     with caplog.at_level(logging.INFO, logger="eventstore.tree"):
         assert await LogTree(store.merkle, store.events).open() == 6
     assert caplog.records == []  # nothing cut back, nothing built
