@@ -217,7 +217,8 @@ async def test_a_batch_that_continues_the_tree_is_added_from_itself_without_read
 
     await extend(1, 1, stored=1)  # one event
     await extend(2, 4, stored=4)
-    await extend(3, 6, stored=6)  # overlaps the tree: 5 and 6 are added
+    await extend(3, 5, stored=5)  # overlaps the tree by two: 5 is added
+    await extend(5, 6, stored=6)  # begins at the tree's last event: 6 is added
     await extend(1, 6)  # all known already: nothing to do
     await extend(7, 7, stored=7)
     assert (tree.size, reads) == (7, [])
