@@ -33,7 +33,7 @@ from eventstore.fold import apply_event
 from eventstore.keys import typed_key
 from eventstore.model import STREAM_TYPES, Event
 from projections.api import SEQ_FIELD, Change, Projection
-from projections.idempotent import guarded
+from projections.idempotent import checked_keys, guarded
 
 MAX_WORKERS: Final = 16
 Rows = dict[str, dict[str, Any] | None]
@@ -74,7 +74,7 @@ def fold_partition(projection: Projection, events: Sequence[Event]) -> Rows:
 
     Pure. Rows deleted by the projection are None.
     """
-    keys_of, apply = projection.keys, guarded(projection)
+    keys_of, apply = checked_keys(projection), guarded(projection)
     # Each entity's state after its latest event (None: deleted).
     states: dict[str, dict[str, Any] | None] = {}
     rows: Rows = {}

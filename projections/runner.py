@@ -22,7 +22,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import msgspec
 from bson import ObjectId
@@ -37,7 +37,7 @@ from eventstore.worker_state import FAILED, RUNNING, STOPPED
 from projections.api import Change, Projection
 from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
-from projections.idempotent import guarded
+from projections.idempotent import checked_keys, guarded
 from projections.partitioned import NoMerge
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,9 @@ class ProjectionRunner:
             store.leases, self.role, owner or default_owner(), ttl=lease_seconds, clock=clock
         )
         self.cache = StateCache(self.history)
-        # What `_apply` calls: the projection's apply, each change applied to a row once.
+        # What the runner calls: the projection's keys and apply, each change applied to a
+        # row once, and a plugin's output checked (projections.idempotent).
+        self.keys = checked_keys(projection)
         self.apply = guarded(projection)
         self.status = RunnerStatus(name=projection.name)
         # Partitioned rebuilds fork worker processes (False: the partitions run in-process).
@@ -225,8 +227,7 @@ class ProjectionRunner:
         if not events:
             return 0
         changes = await self.cache.changes(events)
-        keys_of = self.projection.keys
-        keys = [keys_of(c) for c in changes]
+        keys = await self._keys(changes)
         needed = sorted({k for ks in keys for k in ks})
         rows: dict[str, dict[str, Any] | None] = dict(
             await self.store.read_models.get_many(target, needed)
@@ -259,8 +260,7 @@ class ProjectionRunner:
         or no entry: no row). Each apply sees only the rows of its own keys. A
         failing apply stops the projection (FAILED).
         """
-        projection = self.projection
-        keys_of, apply = projection.keys, self.apply
+        keys_of, apply = self.keys, self.apply
         fold = self.cache.fold
         pending: dict[str, dict[str, Any] | None] = {}
         get = rows.get
@@ -271,21 +271,17 @@ class ProjectionRunner:
                 continue
             else:
                 change = fold(item) or await self.cache.change(item)
-            touched = keys_of(change) if keys is None else keys[i]
-            if len(touched) == 1:  # the usual case, without a comprehension
-                key = touched[0]
-                row = get(key)
-                view = {key: row} if row is not None else {}
-            else:
-                view = {k: r for k in touched if (r := get(k)) is not None}
             try:
+                touched = keys_of(change) if keys is None else keys[i]
+                if len(touched) == 1:  # the usual case, without a comprehension
+                    key = touched[0]
+                    row = get(key)
+                    view = {key: row} if row is not None else {}
+                else:
+                    view = {k: r for k in touched if (r := get(k)) is not None}
                 writes = apply(view, change)
             except Exception as exc:
-                self.status.state = FAILED
-                self.status.failed_seq = change.event.seq
-                self.status.error = f"{type(exc).__name__}: {exc}"
-                await self.publish()
-                raise ProjectionFailed(projection.name, change.event.seq, exc) from exc
+                await self._fail(change.event.seq, exc)
             for w in writes:
                 key, row = w.key, w.row
                 rows[key] = pending[key] = row
@@ -295,6 +291,25 @@ class ProjectionRunner:
                         1 for p in found if isinstance(p, dict) and p.get("seq") == seq
                     )
         return pending
+
+    async def _keys(self, changes: Sequence[Change]) -> list[list[str]]:
+        """The keys of each change; a failing `keys` stops the projection (FAILED)."""
+        keys_of = self.keys
+        out: list[list[str]] = []
+        for change in changes:
+            try:
+                out.append(keys_of(change))
+            except Exception as exc:
+                await self._fail(change.event.seq, exc)
+        return out
+
+    async def _fail(self, seq: int, exc: Exception) -> NoReturn:
+        """Stop the projection at `seq`: its keys or apply raised `exc` (recorded in its status)."""
+        self.status.state = FAILED
+        self.status.failed_seq = seq
+        self.status.error = f"{type(exc).__name__}: {exc}"
+        await self.publish()
+        raise ProjectionFailed(self.projection.name, seq, exc) from exc
 
     async def catch_up(self) -> int:
         """Take the lease, apply pages until the log's end, give the lease back; events covered."""
@@ -460,7 +475,6 @@ class ProjectionRunner:
         # The live rows' count stays shown until the swap; the rebuild counts its own.
         live_problems, self.status.problems = self.status.problems, 0
         started = time.perf_counter()
-        keys_of = self.projection.keys
         # The fresh collection's rows as written (None: deleted, or known absent).
         rows: dict[str, dict[str, Any] | None] = {}
         complete = True  # `rows` holds every row of `building` (it started empty)
@@ -490,7 +504,7 @@ class ProjectionRunner:
                 pending = await self._apply(events, rows)
             else:
                 changes = await self.cache.changes(events)
-                keys = [keys_of(c) for c in changes]
+                keys = await self._keys(changes)
                 missing = sorted({k for ks in keys for k in ks if k not in rows})
                 if missing:
                     found = await self.store.read_models.get_many(building, missing)
