@@ -27,6 +27,7 @@ from typing import Any, Final, NoReturn
 import msgspec
 from bson import ObjectId
 
+from eventstore.failures import TRANSIENT, classify
 from eventstore.fold import apply_event
 from eventstore.history import History
 from eventstore.keys import typed_key
@@ -366,7 +367,7 @@ class ProjectionRunner:
                         await self.lease.keep()
                         job = await self.store.jobs.active(self.projection.name)
                         if job is not None and job.state == "queued":
-                            await self.run_job(job)
+                            await self._run_job_following(job)
                             continue
                         applied = await self.step()
                         if self.on_step is not None:
@@ -400,6 +401,35 @@ class ProjectionRunner:
                             "projection %s: could not record its state", self.projection.name
                         )
             await self.lease.release()
+
+    async def _run_job_following(self, job: Job) -> None:
+        """Run a queued rebuild job between batches; the projection follows on if it fails.
+
+        A failed rebuild leaves the live model as it was (valid up to the checkpoint) and
+        the job says why, so following goes on from the checkpoint. Only a store that is
+        away (a transient failure) stops the runner, for its supervisor to retry.
+        """
+        try:
+            await self.run_job(job)
+        except LeaseLost:
+            raise
+        except Exception as exc:
+            if classify(exc) == TRANSIENT:
+                raise
+            log.warning(
+                "projection %s: rebuild job %s failed (%s: %s); following the live model on",
+                self.projection.name,
+                job.job,
+                type(exc).__name__,
+                exc,
+            )
+            await self.store.read_models.drop(self.projection.collection + BUILDING_SUFFIX)
+            self.cache.clear()
+            self.status.state = RUNNING
+            self.status.failed_seq = self.status.error = None
+            self.status.position = await self.position()
+            await self._recall()
+            await self.publish()
 
     async def publish(self) -> None:
         """Record this projection's status where every instance's API and CLI can read it."""
@@ -705,6 +735,19 @@ async def rebuild_partitioned(
         try:
             recorded = await store.jobs.get(job.job) or job
             await drop_staging(store, projection.collection, recorded)
+            # What was still queued or folding elsewhere is abandoned with the job.
+            if any(p.state not in ("succeeded", "failed") for p in recorded.partitions):
+                await store.jobs.set_partitions(
+                    job.job,
+                    [
+                        p
+                        if p.state in ("succeeded", "failed")
+                        else msgspec.structs.replace(
+                            p, state="failed", error="abandoned: the job failed", expires_at=None
+                        )
+                        for p in recorded.partitions
+                    ],
+                )
             if own:
                 await store.jobs.update(
                     msgspec.structs.replace(
