@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 REBUILDING: Final = "rebuilding"
 # Where runners record their status (a ReadModels collection of one row per projection).
 STATE_COLLECTION: Final = "projection_states"
+# The entity states a one-worker rebuild keeps by default (ProjectionRunner.rebuild_states).
+REBUILD_STATES: Final = 500_000
 
 
 class RunnerStatus(msgspec.Struct, kw_only=True):
@@ -186,7 +188,8 @@ class ProjectionRunner:
         poll_seconds: float = 0.05,
         max_poll_seconds: float = 1.0,
         rebuild_rows: int = 50_000,
-        rebuild_states: int = 500_000,
+        state_cache: int = 10_000,
+        rebuild_states: int | None = None,
     ) -> None:
         self.store = store
         self.projection = projection
@@ -197,16 +200,20 @@ class ProjectionRunner:
         self.max_poll_seconds = max_poll_seconds
         # How many rows a rebuild keeps in memory between batches (see `rebuild`).
         self.rebuild_rows = rebuild_rows
-        # How many entity states a one-worker rebuild keeps (following keeps StateCache's
-        # default): a state not kept is folded again from history, which costs its versions
-        # since the last snapshot; over a log with more entities than the cache, random
-        # access made that most of a rebuild's time (56 us/event against 15).
-        self.rebuild_states = rebuild_states
+        # How many entity states following keeps (STATE_CACHE), and a one-worker rebuild
+        # (by default 500,000, or STATE_CACHE when larger). A state not kept is folded again
+        # from history, which costs its versions since the last snapshot: over a log with
+        # more entities than the cache, in random order, that was most of a rebuild's time
+        # (56 us/event against 15) and of following's (77 against 17).
+        self.state_cache = state_cache
+        self.rebuild_states = (
+            rebuild_states if rebuild_states is not None else max(REBUILD_STATES, state_cache)
+        )
         self.role = f"projection:{projection.name}"
         self.lease = LeaseKeeper(
             store.leases, self.role, owner or default_owner(), ttl=lease_seconds, clock=clock
         )
-        self.cache = StateCache(self.history)
+        self.cache = StateCache(self.history, size=self.state_cache)
         # What the runner calls: the projection's keys and apply, each change applied to a
         # row once, and a plugin's output checked (projections.idempotent).
         self.keys = checked_keys(projection)
@@ -430,7 +437,7 @@ class ProjectionRunner:
                 exc,
             )
             await self.store.read_models.drop(self.projection.collection + BUILDING_SUFFIX)
-            self.cache = StateCache(self.history)
+            self.cache = StateCache(self.history, size=self.state_cache)
             self.status.state = RUNNING
             self.status.failed_seq = self.status.error = None
             self.status.position = await self.position()
@@ -507,7 +514,7 @@ class ProjectionRunner:
         # Rebuilding starts from nothing; one worker keeps many more states than following does.
         self.cache = StateCache(self.history, size=self.rebuild_states)
         if workers > 1:
-            self.cache = StateCache(self.history)
+            self.cache = StateCache(self.history, size=self.state_cache)
             return await rebuild_partitioned(self, workers, job=job, on_progress=on_progress)
         progress = RebuildProgress(total=(await self.store.events.head()).seq)
         # The live rows' count stays shown until the swap; the rebuild counts its own.
@@ -575,7 +582,8 @@ class ProjectionRunner:
                 updated_at=self.clock.now(),
             )
         )
-        self.cache = StateCache(self.history)  # the rebuild's states go; following starts afresh
+        # The rebuild's states go; following starts afresh.
+        self.cache = StateCache(self.history, size=self.state_cache)
         self.status.rebuilt_at = self.clock.now()
         self.status.position = position
         self.status.built_with = self.projection.config
