@@ -63,3 +63,14 @@ async def test_a_start_time_is_the_position_just_before_the_first_event_recorded
     empty = Harness().store.events
     assert await positions.first_recorded_at_or_after(empty, T0) is None
     assert await positions.position_of(empty, Start(kind="time", time=T0)) == 0
+
+
+async def test_a_position_is_none_until_its_checkpoint_is_first_written() -> None:
+    """A subscription with no checkpoint (never started) reads as none, not as position 0."""
+    h = Harness()
+    assert await positions.read_position(h.store.checkpoints, "new") is None
+    await positions.write_position(h.store.checkpoints, "new", 0, T0)
+    assert await positions.read_position(h.store.checkpoints, "new") == 0
+    await positions.write_position(h.store.checkpoints, "new", 4, T0)
+    assert await positions.read_position(h.store.checkpoints, "new") == 4
+    assert await positions.read_position(h.store.checkpoints, "other") is None
