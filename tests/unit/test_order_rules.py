@@ -383,3 +383,27 @@ def test_days_are_never_a_cached_guess() -> None:
 
 def _fields(e: Event) -> dict[str, Any]:
     return {f: getattr(e, f) for f in e.__struct_fields__}
+
+
+def test_the_fingerprint_is_the_stored_text_whatever_the_order_of_paths_and_statuses() -> None:
+    """Rows record the fingerprint they were built with: any other text for the same schema
+    would make every deployment's status say `rebuild needed`."""
+    stored = (
+        '{"stream":"orders","paths":{"created_at":"createdAt","currency":"currency",'
+        '"customer_id":"customer.id","customer_name":"customer.name","items":"items",'
+        '"number":"number","status":"status","total":"total"},'
+        '"paid":["delivered","paid","shipped"]}'
+    )
+    default = OrderSchema()
+    shuffled = OrderSchema(
+        paths=dict(reversed(list(default.paths.items()))),
+        paid_statuses=tuple(reversed(default.paid_statuses)),
+    )
+    assert default.fingerprint() == shuffled.fingerprint() == stored
+    assert {p.config for p in order_projections(shuffled)} == {stored}
+    for other in (
+        OrderSchema(stream="purchases"),
+        OrderSchema(paths={**default.paths, "total": "amount"}),
+        OrderSchema(paid_statuses=("paid",)),
+    ):
+        assert other.fingerprint() != stored
