@@ -124,6 +124,14 @@ def test_customer_totals_equal_a_direct_computation() -> None:
             assert row["customer"] == (cid or None)
 
 
+def test_customer_totals_touch_the_customers_of_the_documents_before_and_after() -> None:
+    customers = {p.name: p for p in order_projections()}["customer_totals"]
+    for workload, changes in workloads().items():
+        for c in changes:
+            docs = [d for d in (c.before, c.after) if d is not None]
+            assert customers.keys(c) == sorted({customer_of(d) for d in docs}), workload
+
+
 def test_customer_problems_are_the_new_bad_totals_of_paid_orders() -> None:
     """A problem per change that makes a paid order's total a bad one for its customer: a new
     value, or an order newly paid or newly that customer's; never one kept as it was."""

@@ -131,3 +131,16 @@ def test_order_summary_merge_keeps_the_newer_row(
     summary = {p.name: p for p in order_projections()}["order_summary"]
     assert summary.merge is not None
     assert summary.merge("str:o1", a, b) is (a if winner == "a" else b)
+
+
+def test_customer_merge_takes_the_later_order_time_naive_or_aware() -> None:
+    """Rows read back from MongoDB hold naive UTC times, rows folded here aware ones."""
+    customers = {p.name: p for p in order_projections()}["customer_totals"]
+    assert customers.merge is not None
+    early = datetime(2026, 1, 1, 9, tzinfo=UTC)
+    late_naive = datetime(2026, 1, 1, 10)
+    for a, b in ((early, late_naive), (late_naive, early)):
+        got = customers.merge("c1", {"last_order_at": a, "seq": 1}, {"last_order_at": b, "seq": 2})
+        assert got["last_order_at"] is late_naive
+    only = customers.merge("c1", {"last_order_at": None, "seq": 1}, {"last_order_at": early})
+    assert only["last_order_at"] is early
