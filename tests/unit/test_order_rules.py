@@ -8,6 +8,7 @@ projections.orders already, so models built at import never run a mutant.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,7 +16,14 @@ from bson import Decimal128
 
 from eventstore.model import Event
 from eventstore.settings import Settings
-from projections.orders import Change, OrderReader, OrderSchema, Projection, order_projections
+from projections.orders import (
+    Change,
+    OrderReader,
+    OrderSchema,
+    Projection,
+    order_projections,
+    revenue_deltas,
+)
 
 T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 D0, D1 = "2026-05-04", "2026-05-05"
@@ -148,6 +156,23 @@ def test_revenue_by_day_books_and_records_by_its_rules(case: str) -> None:
     assert got == expected
     for key, row in table.items():
         assert (row["day"], row["currency"], row["problems_dropped"]) == (*key.split(":"), 0)
+
+
+def test_revenue_deltas_sum_to_the_default_revenue_rows() -> None:
+    for case, (history, expected) in REVENUE_CASES.items():
+        orders = Orders()
+        booked: dict[str, tuple[Decimal, int]] = {}
+        for oid, days, doc in history:
+            change = orders.put(oid, doc, days)
+            for currency, amount, count in revenue_deltas(change):
+                key = change.event.occurred_at.strftime("%Y-%m-%d") + ":" + currency
+                total, n = booked.get(key, (Decimal(0), 0))
+                booked[key] = (total + amount, n + count)
+        assert {k: (str(a), n) for k, (a, n) in booked.items()} == {
+            k: (revenue, n) for k, (revenue, n, _) in expected.items()
+        }, case
+    other = Orders(stream="customers")
+    assert revenue_deltas(other.put("c1", paid("5"))) == []
 
 
 def test_order_summary_keeps_the_first_time_and_reads_only_well_typed_inputs() -> None:
