@@ -25,33 +25,64 @@ STATUSES = ("pending", "paid", "shipped", "cancelled", None)
 PLACED = datetime(2025, 6, 1, tzinfo=UTC)
 
 
-def random_history(seed: int) -> list[Change]:
-    rnd = random.Random(seed)
-    orders = Orders()
-    for _ in range(300):
-        oid = f"o{rnd.randint(1, 25)}"
-        if orders.docs.get(oid) is not None and rnd.random() < 0.08:
-            orders.put(oid, None, days=rnd.randint(0, 3))
-            continue
-        doc: dict[str, Any] = {}
+def random_document(rnd: random.Random) -> dict[str, Any]:
+    """A whole order document, any field possibly missing or odd."""
+    doc: dict[str, Any] = {}
+    for field in FIELDS:
+        value = random_field(rnd, field)
+        if value is not _GONE:
+            doc[field] = value
+    return doc
+
+
+_GONE = object()
+FIELDS = ("status", "total", "currency", "customer", "createdAt")
+
+
+def random_field(rnd: random.Random, field: str) -> Any:
+    if field == "status":
         status = rnd.choice(STATUSES)
-        if status is not None:
-            doc["status"] = status
-        doc["total"] = rnd.choice(
+        return _GONE if status is None else status
+    if field == "total":
+        return rnd.choice(
             [Decimal128(f"{rnd.randint(0, 99)}.{rnd.randint(0, 99):02d}"), "bad", None, 7, 2.5]
         )
-        if rnd.random() < 0.9:
-            doc["currency"] = rnd.choice(["EUR", "USD"])
+    if field == "currency":
+        return rnd.choice(["EUR", "USD"]) if rnd.random() < 0.9 else _GONE
+    if field == "customer":
         who = rnd.choice([f"c{rnd.randint(1, 4)}", None, 3])
         customer: dict[str, Any] = {}
         if who is not None:
             customer["id"] = who
         if rnd.random() < 0.7:
             customer["name"] = rnd.choice(["Ann", "Bo", "Cy"])
-        doc["customer"] = customer
-        if rnd.random() < 0.5:  # some orders say when they were placed, out of seq order
-            doc["createdAt"] = PLACED + timedelta(hours=rnd.randint(0, 500))
-        orders.put(oid, doc, days=rnd.randint(0, 3))
+        return customer
+    # some orders say when they were placed, out of seq order
+    return PLACED + timedelta(hours=rnd.randint(0, 500)) if rnd.random() < 0.5 else _GONE
+
+
+def random_history(seed: int) -> list[Change]:
+    """Orders created whole, then mostly updated one field at a time (the other values are
+    the same objects, as a fold shares them), sometimes replaced whole or deleted."""
+    rnd = random.Random(seed)
+    orders = Orders()
+    for _ in range(400):
+        oid = f"o{rnd.randint(1, 25)}"
+        before = orders.docs.get(oid)
+        days = rnd.randint(0, 3)
+        if before is not None and rnd.random() < 0.06:
+            orders.put(oid, None, days=days)
+        elif before is None or rnd.random() < 0.15:
+            orders.put(oid, random_document(rnd), days=days)
+        else:
+            doc = dict(before)
+            field = rnd.choice(FIELDS)
+            value = random_field(rnd, field)
+            if value is _GONE:
+                doc.pop(field, None)
+            else:
+                doc[field] = value
+            orders.put(oid, doc, days=days)
     return orders.changes
 
 

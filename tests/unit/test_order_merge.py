@@ -6,6 +6,7 @@ mutant in models built at import).
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from bson import Decimal128
 from projections.orders import Change, order_projections
 from projections.partitioned import Rows, merge_partitions, partition_of
 from tests.unit.test_order_projections import simulated
-from tests.unit.test_order_rules import Orders, apply_all
+from tests.unit.test_order_rules import Orders, apply_all, one_change_each
 
 MERGED = ("orders_by_status", "revenue_by_day", "customer_totals")
 
@@ -98,9 +99,11 @@ FIGURES = {
 
 
 def test_a_partial_row_missing_its_fields_adds_nothing() -> None:
-    """A missing count, sum, seq or problem list counts as zero (or none) on either side."""
-    changes = untidy()
-    for projection in order_projections():
+    """A missing count, sum, seq or problem list counts as zero (or none) on either side
+    (one_change_each: a customer named by seq 1, the least a name_seq can be)."""
+    for changes, projection in itertools.product(
+        (untidy(), one_change_each()), order_projections()
+    ):
         if projection.name not in MERGED:
             continue
         assert projection.merge is not None
