@@ -147,3 +147,4 @@ def test_customer_merge_takes_the_later_order_time_naive_or_aware() -> None:
         assert got["last_order_at"] is late_naive
     only = customers.merge("c1", {"last_order_at": None, "seq": 1}, {"last_order_at": early})
     assert only["last_order_at"] is early
+    assert customers.merge("c1", {"last_order_at": None}, {"seq": 2})["last_order_at"] is None

@@ -432,3 +432,14 @@ def test_the_fingerprint_is_the_stored_text_whatever_the_order_of_paths_and_stat
         OrderSchema(paid_statuses=("paid",)),
     ):
         assert other.fingerprint() != stored
+
+
+def test_only_order_summary_rows_are_one_entitys() -> None:
+    """`per_entity`: an erasure deletes the erased order's own row; the other models' rows
+    are sums over many orders and stay."""
+    assert {p.name: p.per_entity for p in order_projections()} == {
+        "order_summary": True,
+        "orders_by_status": False,
+        "revenue_by_day": False,
+        "customer_totals": False,
+    }
