@@ -216,6 +216,7 @@ class Services:
             history=self.history,
             batch_size=self.settings.batch_size,
             lease_seconds=self.settings.lease_seconds,
+            state_cache=self.settings.state_cache,
         )
         if projection.merge is None:
             workers = 1  # a projection without merge rebuilds with one worker

@@ -101,6 +101,7 @@ class Workers:
                 clock=clock,
                 batch_size=settings.batch_size,
                 lease_seconds=settings.lease_seconds,
+                state_cache=settings.state_cache,
                 owner=self.owner,
             )
             for p in projections

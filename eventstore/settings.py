@@ -88,6 +88,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     order_fields: tuple[tuple[str, str], ...] = ()
     paid_statuses: tuple[str, ...] = DEFAULT_PAID_STATUSES
     snapshot_every: int = 100
+    # Entity states each projection keeps while following (a state not kept is folded
+    # again from its last snapshot); a one-worker rebuild keeps up to REBUILD_STATES.
+    state_cache: int = 10_000
     batch_size: int = 1000
     lease_seconds: float = 10.0
     server_timeout_ms: int = 5000
@@ -354,6 +357,7 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "order_fields": _check_order_fields,
     "paid_statuses": _check_statuses,
     "snapshot_every": _at_least_one,
+    "state_cache": _at_least_one,
     "batch_size": _at_least_one,
     "lease_seconds": _seconds,
     "server_timeout_ms": _at_least_one,
@@ -459,6 +463,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "order_fields": _order_fields,
     "paid_statuses": _csv,
     "snapshot_every": _positive_int("SNAPSHOT_EVERY"),
+    "state_cache": _positive_int("STATE_CACHE"),
     "batch_size": _positive_int("BATCH_SIZE"),
     "lease_seconds": _positive_float("LEASE_SECONDS"),
     "server_timeout_ms": _positive_int("SERVER_TIMEOUT_MS"),

@@ -1,4 +1,4 @@
-"""The runner's idempotency for projections that do not track it themselves (plugins).
+"""The runner's guard around projections that do not track idempotency themselves (plugins).
 
 Every row written carries `_seq`, the seq of the last change applied to it. A
 write to a row whose `_seq` is already at or past the change's seq is dropped:
@@ -6,15 +6,50 @@ that row has this change. A row's write depends only on that row and the change,
 so dropping it leaves the other rows' writes right. (A deleted row keeps no
 `_seq`: a projection that deletes rows and counts by delta relies on the batch
 and its checkpoint being written together, as they are in one transaction.)
+
+A plugin's output is checked as it comes back, so that what one store would
+refuse at write time (MongoDB) is refused on every store, at the change that
+made it, with the reason: `keys` must give a list of non-empty strings;
+`apply` a list of `Write`, each with such a key and a row that is None or a
+document MongoDB can store (string field names, none starting with `$`, an
+`_id` only equal to the key, which is the row's `_id`; every value BSON). A bad output raises
+`PluginOutputError`, and the runner marks the projection failed at that seq.
 """
 
 from __future__ import annotations
 
-from projections.api import SEQ_FIELD, Apply, Change, Projection, Rows, Write
+from typing import Any
+
+import bson
+
+from projections.api import SEQ_FIELD, Apply, Change, Keys, Projection, Rows, Write
+
+
+class PluginOutputError(TypeError):
+    """A plugin's keys or apply returned something the runner cannot store."""
+
+
+def checked_keys(projection: Projection) -> Keys:
+    """The projection's keys; a plugin's checked to be a list of non-empty strings."""
+    keys = projection.keys
+    if projection.tracks_seq:  # the built-in order models: tested, and on the hot path
+        return keys
+
+    def keys_checked(change: Change) -> list[str]:
+        found = keys(change)
+        if not isinstance(found, (list, tuple)):
+            raise PluginOutputError(
+                f"keys returned {_shown(found)} ({type(found).__name__}), not a list of strings"
+            )
+        for key in found:
+            _check_key("keys", key)
+        return list(found)
+
+    return keys_checked
 
 
 def guarded(projection: Projection) -> Apply:
-    """The projection's apply, applying each change to each row at most once."""
+    """The projection's apply, applying each change to each row at most once (plugins checked)."""
     apply = projection.apply
     if projection.tracks_seq:
         return apply
@@ -22,12 +57,23 @@ def guarded(projection: Projection) -> Apply:
     def apply_once(rows: Rows, change: Change) -> list[Write]:
         seq = change.event.seq
         out: list[Write] = []
-        for w in apply(rows, change):
+        writes = apply(rows, change)
+        if not isinstance(writes, (list, tuple)):
+            raise PluginOutputError(
+                f"apply returned {_shown(writes)} ({type(writes).__name__}), not a list of Write"
+            )
+        for w in writes:
+            if not isinstance(w, Write):
+                raise PluginOutputError(
+                    f"apply returned {_shown(w)} ({type(w).__name__}) in its list, not a Write"
+                )
+            _check_key("apply", w.key)
             old = rows.get(w.key)
             if old is not None and _seq(old) >= seq:
                 continue  # that row has this change
             row = w.row
             if row is not None:
+                _check_row(w.key, row)
                 row = {**row, SEQ_FIELD: seq}
             out.append(Write(key=w.key, row=row))
         return out
@@ -35,9 +81,53 @@ def guarded(projection: Projection) -> Apply:
     return apply_once
 
 
+def _check_key(source: str, key: Any) -> None:
+    if not isinstance(key, str) or not key:
+        raise PluginOutputError(
+            f"{source} returned the key {_shown(key)} ({type(key).__name__}): "
+            "a key is a non-empty string"
+        )
+
+
+def _check_row(key: str, row: Any) -> None:
+    if not isinstance(row, dict):
+        raise PluginOutputError(
+            f"apply returned for {key!r} the row {_shown(row)} ({type(row).__name__}): "
+            "a row is a dict, or None to delete it"
+        )
+    for field in row:
+        if not isinstance(field, str):
+            raise PluginOutputError(
+                f"apply returned for {key!r} a row with the field name {_shown(field)}: "
+                "field names are strings"
+            )
+        if field.startswith("$"):
+            raise PluginOutputError(
+                f"apply returned for {key!r} a row with the field {field!r}: "
+                "MongoDB stores no top-level field starting with `$`"
+            )
+    # A row read back carries its key as `_id` (so `{**old, ...}` keeps it): any other is refused.
+    if "_id" in row and row["_id"] != key:
+        raise PluginOutputError(
+            f"apply returned for {key!r} a row whose _id is {_shown(row['_id'])}: "
+            "a row's _id is its key"
+        )
+    try:
+        bson.encode(row)
+    except Exception as exc:  # InvalidDocument, OverflowError (int over 64 bits), ...
+        raise PluginOutputError(
+            f"apply returned for {key!r} a row MongoDB cannot store: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _seq(row: object) -> int:
     value = row.get(SEQ_FIELD, 0) if isinstance(row, dict) else 0
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-__all__ = ["guarded"]
+__all__ = ["PluginOutputError", "checked_keys", "guarded"]

@@ -14,7 +14,7 @@ import math
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Final
 
-from bson import Decimal128
+from bson import Decimal128, json_util
 
 NOT_A_NUMBER: Final = "not_a_number"
 NOT_FINITE: Final = "not_finite"
@@ -137,7 +137,12 @@ def shown(value: Any) -> str | None:
             return "NaN"
         if math.isinf(value):
             return "Infinity" if value > 0 else "-Infinity"
-    text = str(value)
+    if isinstance(value, bool):  # as the document's JSON spells it, not Python's True
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):  # a sub-document or array as relaxed Extended JSON
+        text = json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS)
+    else:
+        text = str(value)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
 
 

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import multiprocessing
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Final
 
 from bson import ObjectId
@@ -33,7 +35,9 @@ from eventstore.fold import apply_event
 from eventstore.keys import typed_key
 from eventstore.model import STREAM_TYPES, Event
 from projections.api import SEQ_FIELD, Change, Projection
-from projections.idempotent import guarded
+from projections.idempotent import checked_keys, guarded
+
+log = logging.getLogger(__name__)
 
 MAX_WORKERS: Final = 16
 Rows = dict[str, dict[str, Any] | None]
@@ -74,7 +78,7 @@ def fold_partition(projection: Projection, events: Sequence[Event]) -> Rows:
 
     Pure. Rows deleted by the projection are None.
     """
-    keys_of, apply = projection.keys, guarded(projection)
+    keys_of, apply = checked_keys(projection), guarded(projection)
     # Each entity's state after its latest event (None: deleted).
     states: dict[str, dict[str, Any] | None] = {}
     rows: Rows = {}
@@ -151,10 +155,14 @@ class LocalFolds:
     """Folds partitions of `parts` in up to `slots` forked processes of this machine.
 
     The processes inherit the events (registered before the pool forks, never
-    pickled); only the rows come back. Where fork is unavailable, or with
-    `processes=False`, a partition is folded in-process when submitted (the same
-    rows; tests use it).
+    pickled); only the rows come back. A worker process that dies (killed, out of
+    memory) breaks its pool: every partition it was folding is folded again in a
+    fresh pool, up to `RETRIES` more times, before the fold fails with
+    `BrokenProcessPool`. Where fork is unavailable, or with `processes=False`, a
+    partition is folded in-process when submitted (the same rows; tests use it).
     """
+
+    RETRIES: Final = 2
 
     def __init__(
         self,
@@ -170,6 +178,9 @@ class LocalFolds:
         self.forked = processes and can_fork()
         self._pool: ProcessPoolExecutor | None = None
         self._token = 0
+        self._tasks: set[asyncio.Task[Rows]] = set()
+        # How many times a pool broke under this fold (worker processes that died).
+        self.broken = 0
         if self.forked:
             _NEXT[0] += 1
             self._token = _NEXT[0]
@@ -185,16 +196,47 @@ class LocalFolds:
             except Exception as exc:
                 future.set_exception(exc)
             return future
+        task = loop.create_task(self._fold(index))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _fold(self, index: int) -> Rows:
+        loop = asyncio.get_running_loop()
+        for attempt in range(self.RETRIES + 1):
+            pool = self._live_pool()
+            try:
+                return await loop.run_in_executor(pool, _run_inherited, self._token, index)
+            except BrokenProcessPool:
+                if attempt == self.RETRIES:
+                    raise
+                if self._pool is pool:  # the first of its partitions to notice replaces it
+                    self.broken += 1
+                    self._pool = None
+                    pool.shutdown(wait=False, cancel_futures=True)
+                log.warning(
+                    "projection %s: a rebuild worker process died folding partition %d; "
+                    "folding it again (attempt %d of %d)",
+                    self.projection.name,
+                    index,
+                    attempt + 2,
+                    self.RETRIES + 1,
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _live_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:  # forks now: every partition's events are registered
             self._pool = ProcessPoolExecutor(
                 max_workers=self.slots,
                 mp_context=multiprocessing.get_context("fork"),
                 initializer=_forked,
             )
-        return loop.run_in_executor(self._pool, _run_inherited, self._token, index)
+        return self._pool
 
     def close(self) -> None:
         """Stop the processes (a fold still running is abandoned) and forget the events."""
+        for task in list(self._tasks):
+            task.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

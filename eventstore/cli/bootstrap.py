@@ -254,6 +254,7 @@ class Service:
             clock=self.clock,
             batch_size=self.settings.batch_size,
             lease_seconds=self.settings.lease_seconds,
+            state_cache=self.settings.state_cache,
             owner=owner,
         )
 

@@ -78,6 +78,8 @@ async def cmd_projections(args: argparse.Namespace, out: TextIO) -> int:
     async with open_service(settings, store=args.store) as service:
         if args.action == "status":
             return await _status(service, args, out)
+        if args.all and args.names:
+            raise CliError("name the projections to rebuild, or --all, not both")
         names = None if args.all else args.names
         if not names and not args.all:
             raise CliError("name a projection to rebuild, or --all")

@@ -62,6 +62,7 @@ def test_project_status_and_rebuild(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["projections", "rebuild"], "--all"),
         (["projections", "rebuild", "nope"], "unknown projection"),
+        (["projections", "rebuild", "order_summary", "--all"], "or --all, not both"),
     ],
 )
 def test_bad_projection_requests_exit_1(

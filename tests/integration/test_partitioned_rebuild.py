@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from hypothesis import strategies as st
 from eventstore.cli import main
 from eventstore.clock import FakeClock
 from eventstore.memory.store import MemoryStore
-from eventstore.model import Job
+from eventstore.model import STREAM_TYPES, Job
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
 from projections import Change, Projection, Write
@@ -219,6 +222,71 @@ async def test_a_failing_partition_fails_the_job_and_leaves_the_live_model(
     assert len(failed) == 1 and failed[0].state == "failed" and "bad row" in (failed[0].error or "")
     assert {p.state for p in failed[0].partitions} >= {"failed"}
     assert await rows(store, "rm_fails") == {"live": {"v": 1}}  # the live model untouched
+
+
+# -- a worker process that dies (killed, out of memory) ------------------------------------------
+def _dying(marker: Path, *, always: bool) -> Projection:
+    """Counts events per entity; a forked worker kills itself at its first apply (every time,
+    or only until `marker` exists). The parent process never dies."""
+    parent = os.getpid()
+
+    def keys(change: Change) -> list[str]:
+        return [change.event.entity_key]
+
+    def apply(rows: Any, change: Change) -> list[Write]:
+        if os.getpid() != parent and (always or not marker.exists()):
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        key = change.event.entity_key
+        n = (rows.get(key) or {}).get("n", 0)
+        return [Write(key=key, row={"n": n + 1})]
+
+    def merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        return {"n": a["n"] + b["n"]}
+
+    return Projection(name="dying", collection="rm_dying", keys=keys, apply=apply, merge=merge)
+
+
+def _per_entity(events: list[Any]) -> dict[str, int]:
+    return dict(Counter(e.entity_key for e in events if e.type not in STREAM_TYPES))
+
+
+async def test_a_worker_process_that_dies_is_replaced_and_its_partition_folded_again(
+    tmp_path: Path,
+) -> None:
+    store = await simulated(5, 8, 20)
+    runner = ProjectionRunner(store, _dying(tmp_path / "died", always=False), clock=FakeClock())
+    job = await request_rebuild(runner, workers=2)
+    assert (tmp_path / "died").exists()  # a worker did die
+    assert job.state == "succeeded" and job.workers == 2
+    assert [p.state for p in job.partitions] == ["succeeded", "succeeded"]
+    expected = _per_entity(await store.events.read(after_seq=0, limit=1_000_000))
+    assert {k: r["n"] for k, r in (await rows(store, "rm_dying")).items()} == expected
+
+
+async def test_workers_that_keep_dying_fail_the_job_and_following_goes_on(
+    tmp_path: Path,
+) -> None:
+    store = await simulated(6, 6, 10)
+    clock = FakeClock()
+    projection = _dying(tmp_path / "died", always=True)
+    runner = ProjectionRunner(store, projection, clock=clock)
+    await runner.run(until_caught_up=True)  # the live model, followed in this process
+    live = await rows(store, "rm_dying")
+    position = await runner.position()
+    queued = Job(
+        job="dies", projection="dying", requested_at=clock.now(), state="queued", workers=2
+    )
+    await store.jobs.create(queued)
+    await runner.run(until_caught_up=True)  # runs the job between batches; it fails
+    failed = await store.jobs.get("dies")
+    assert failed is not None and failed.state == "failed"
+    assert "BrokenProcessPool" in (failed.error or "")
+    assert failed.partitions and all(p.state == "failed" for p in failed.partitions)
+    assert await rows(store, "rm_dying") == live  # the live model untouched
+    assert runner.status.state != "failed" and runner.status.error is None
+    assert await runner.position() == position
+    assert "rm_dying__rebuild" not in await store.read_models.collections()
 
 
 def test_job_records_keep_their_partitions_on_mongo_shape() -> None:

@@ -11,6 +11,7 @@ import re
 import sys
 import textwrap
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,82 @@ async def test_a_failing_plugin_stops_only_itself(store: Store, clock: FakeClock
     assert await failing.position() < 3
     for runner, result in zip(runners[:-1], results[:-1], strict=True):
         assert result is None and await runner.position() == head, runner.projection.name
+
+
+# -- a plugin whose output cannot be stored ---------------------------------------------------
+# Each is refused at the third change, on every store, as MongoDB would refuse it at write time
+# (or worse, store it silently on memory://): the projection fails at that seq with the reason.
+_UNSET: Any = object()
+
+
+def _at_third(bad_keys: Any = _UNSET, bad_writes: Any = _UNSET) -> Projection:
+    def keys(change: Change) -> Any:
+        if change.event.seq == 3 and bad_keys is not _UNSET:
+            if isinstance(bad_keys, Exception):
+                raise bad_keys
+            return bad_keys
+        return ["all"]
+
+    def apply(rows: Any, change: Change) -> Any:
+        if change.event.seq == 3 and bad_writes is not _UNSET:
+            return bad_writes
+        n = (rows.get("all") or {}).get("n", 0)
+        return [Write(key="all", row={**(rows.get("all") or {}), "n": n + 1})]
+
+    return Projection(name="odd", collection="rm_odd", keys=keys, apply=apply)
+
+
+class _NotBson:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("projection", "error"),
+    [
+        (_at_third(bad_keys=KeyError("boom")), "KeyError: 'boom'"),
+        (_at_third(bad_keys="all"), "keys returned 'all' (str), not a list of strings"),
+        (_at_third(bad_keys=[5]), "keys returned the key 5 (int): a key is a non-empty string"),
+        (_at_third(bad_keys=[""]), "keys returned the key '' (str)"),
+        (_at_third(bad_writes=None), "apply returned None (NoneType), not a list of Write"),
+        (_at_third(bad_writes=[{"key": "all"}]), "in its list, not a Write"),
+        (_at_third(bad_writes=[Write(key=7, row={})]), "apply returned the key 7 (int)"),  # type: ignore[arg-type]
+        (_at_third(bad_writes=[Write(key="all", row="x")]), "the row 'x' (str)"),  # type: ignore[arg-type]
+        (_at_third(bad_writes=[Write(key="all", row={1: 2})]), "the field name 1"),  # type: ignore[dict-item]
+        (_at_third(bad_writes=[Write(key="all", row={"$set": 1})]), "the field '$set'"),
+        (_at_third(bad_writes=[Write(key="all", row={"_id": "other"})]), "whose _id is 'other'"),
+        (_at_third(bad_writes=[Write(key="all", row={"x": _NotBson()})]), "cannot store"),
+        (_at_third(bad_writes=[Write(key="all", row={"x": Decimal("1.5")})]), "cannot store"),
+        (_at_third(bad_writes=[Write(key="all", row={"x": 2**64})]), "cannot store"),
+    ],
+)
+async def test_a_plugin_whose_output_cannot_be_stored_fails_at_that_seq(
+    store: Store, clock: FakeClock, projection: Projection, error: str
+) -> None:
+    await workload(store, clock, changes=10)
+    runners = [ProjectionRunner(store, p, clock=clock) for p in (ORDER_SUMMARY, projection)]
+    results = await asyncio.gather(
+        *(r.run(until_caught_up=True) for r in runners), return_exceptions=True
+    )
+    odd = runners[1]
+    assert isinstance(results[1], ProjectionFailed) and results[1].seq == 3
+    assert odd.status.state == FAILED and odd.status.failed_seq == 3
+    assert odd.status.error is not None and error in odd.status.error
+    assert await odd.position() < 3
+    assert (await stored(store, "rm_odd")).get("all", {}).get("n", 0) < 3  # nothing of seq 3
+    assert results[0] is None
+    assert await runners[0].position() == (await store.events.head()).seq
+
+
+async def test_a_plugin_row_read_back_keeps_its_id_and_is_accepted(
+    store: Store, clock: FakeClock
+) -> None:
+    await workload(store, clock, changes=10)
+    runner = ProjectionRunner(store, _at_third(), clock=clock, batch_size=2)
+    await runner.run(until_caught_up=True)
+    head = (await store.events.head()).seq
+    entity_events = sum(1 for e in await all_events(store) if e.type not in STREAM_TYPES)
+    assert (await stored(store, "rm_odd"))["all"]["n"] == entity_events
+    assert await runner.position() == head
 
 
 def test_a_failing_plugin_shows_failed_in_projections_status(

@@ -75,8 +75,9 @@ async def test_rebuilds_and_catch_ups_past_their_memory_bounds_give_the_same_mod
         await ProjectionRunner(store, projection, clock=clock, batch_size=13).rebuild_now()
         expected = await rows(store, projection)
         assert expected, projection.name
-        tight = ProjectionRunner(store, projection, clock=clock, batch_size=13, rebuild_rows=2)
-        tight.cache = StateCache(tight.history, size=2)
+        tight = ProjectionRunner(
+            store, projection, clock=clock, batch_size=13, rebuild_rows=2, rebuild_states=2
+        )
         progress = await tight.rebuild_now()
         assert await rows(store, projection) == expected, projection.name
         assert progress.written > 0
@@ -86,6 +87,36 @@ async def test_rebuilds_and_catch_ups_past_their_memory_bounds_give_the_same_mod
         await store.checkpoints.put(Checkpoint(name=follower.role))
         await follower.catch_up()
         assert await rows(store, projection) == expected, projection.name
+
+
+async def test_a_rebuild_keeps_every_state_it_may_and_folds_none_again_from_history(
+    store: Store, clock: FakeClock
+) -> None:
+    # Following keeps a small cache; a rebuild up to `rebuild_states` entities. A state not
+    # kept is folded again from history (its versions since the last snapshot): over a log
+    # with more entities than the cache that was most of a rebuild's time.
+    await workload(store, clock, seed=17)
+    entities = len({e.entity_key for e in await store.events.read(after_seq=0, limit=100_000)})
+    reads: list[int] = []
+
+    async def counted(runner: ProjectionRunner) -> dict[str, Any]:
+        real = runner.history.state_of
+
+        async def state_of(*args: Any, **kwargs: Any) -> Any:
+            reads.append(1)
+            return await real(*args, **kwargs)
+
+        runner.history.state_of = state_of  # type: ignore[method-assign]
+        await runner.rebuild_now()
+        return await rows(store, runner.projection)
+
+    roomy = ProjectionRunner(store, ORDER_PROJECTIONS[0], clock=clock, rebuild_states=entities)
+    roomy.cache = StateCache(roomy.history, size=3)  # following's cache, smaller than the log
+    expected = await counted(roomy)
+    assert reads == [] and expected
+    tight = ProjectionRunner(store, ORDER_PROJECTIONS[0], clock=clock, rebuild_states=3)
+    assert await counted(tight) == expected
+    assert len(reads) > 0  # the bound is real: past it, states come from history
 
 
 async def test_a_crash_between_rows_and_checkpoint_never_double_counts(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -169,6 +170,11 @@ def test_good_values_pass() -> None:
     ("environ", "line"),
     [
         ({"EVENTSTORE_SNAPSHOT_EVERY": "0"}, "EVENTSTORE_SNAPSHOT_EVERY must be at least 1, got 0"),
+        ({"EVENTSTORE_STATE_CACHE": "0"}, "EVENTSTORE_STATE_CACHE must be at least 1, got 0"),
+        (
+            {"EVENTSTORE_STATE_CACHE": "lots"},
+            "EVENTSTORE_STATE_CACHE must be a whole number, got 'lots'",
+        ),
         (
             {"EVENTSTORE_BATCH_SIZE": "many"},
             "EVENTSTORE_BATCH_SIZE must be a whole number, got 'many'",
@@ -240,3 +246,23 @@ def test_bad_verifiable_log_settings_are_refused(environ: dict[str, str], messag
 
     with pytest.raises(SettingsError, match=message):
         load(environ)
+
+
+def test_state_cache_reaches_every_projection_runner_and_sizes_the_rebuild() -> None:
+    from eventstore.cli.bootstrap import open_service
+    from projections.orders import ORDER_SUMMARY
+    from projections.runner import REBUILD_STATES, ProjectionRunner, StateCache
+
+    settings = load({"EVENTSTORE_URI": "memory://", "EVENTSTORE_STATE_CACHE": "25"})
+    assert settings.state_cache == 25 and Settings().state_cache == 10_000
+
+    async def runner_of() -> ProjectionRunner:
+        async with open_service(settings) as service:
+            return service.runner(ORDER_SUMMARY)
+
+    runner = asyncio.run(runner_of())
+    assert runner.state_cache == 25 and runner.cache._size == 25
+    assert runner.rebuild_states == REBUILD_STATES
+    big = ProjectionRunner(runner.store, ORDER_SUMMARY, clock=runner.clock, state_cache=600_000)
+    assert big.rebuild_states == 600_000  # a rebuild never keeps fewer than following
+    assert isinstance(big.cache, StateCache) and big.cache._size == 600_000
