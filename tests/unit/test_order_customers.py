@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from bson import Decimal128
 
-from projections.money import money, read_money
+from projections.money import money, read_money, shown
 from projections.orders import PAID_STATUSES, Change, order_projections
 from tests.unit.test_order_merge import untidy
 from tests.unit.test_order_projections import simulated
@@ -61,6 +61,17 @@ def random_field(rnd: random.Random, field: str) -> Any:
     return PLACED + timedelta(hours=rnd.randint(0, 500)) if rnd.random() < 0.5 else _GONE
 
 
+def copy_of(value: Any) -> Any:
+    """An equal value in a new object, as decoding a replaced document gives."""
+    if isinstance(value, str):
+        return "".join(list(value))
+    if isinstance(value, Decimal128):
+        return Decimal128(str(value))
+    if isinstance(value, float):
+        return float(repr(value))
+    return value
+
+
 def random_history(seed: int) -> list[Change]:
     """Orders created whole, then mostly updated one field at a time (the other values are
     the same objects, as a fold shares them), sometimes replaced whole or deleted."""
@@ -73,7 +84,10 @@ def random_history(seed: int) -> list[Change]:
         if before is not None and rnd.random() < 0.06:
             orders.put(oid, None, days=days)
         elif before is None or rnd.random() < 0.15:
-            orders.put(oid, random_document(rnd), days=days)
+            doc = random_document(rnd)
+            if before is not None and rnd.random() < 0.5:  # the same total, a new object
+                doc["total"] = copy_of(before.get("total"))
+            orders.put(oid, doc, days=days)
         else:
             doc = dict(before)
             field = rnd.choice(FIELDS)
@@ -129,6 +143,11 @@ def expected_customers(changes: list[Change]) -> dict[str, dict[str, Any]]:
     return dict(out)
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """The same stored value: of one type and shown alike (NaN is the same NaN)."""
+    return a is b or (type(a) is type(b) and shown(a) == shown(b))
+
+
 def workloads() -> dict[str, list[Change]]:
     return {
         **{f"random {seed}": random_history(seed) for seed in (1, 2, 3)},
@@ -181,7 +200,7 @@ def test_customer_problems_are_the_new_bad_totals_of_paid_orders() -> None:
                 before is not None
                 and before.get("status") in PAID_STATUSES
                 and customer_of(before) == customer_of(after)
-                and before.get("total") is value
+                and same_value(before.get("total"), value)
             )
             if not kept:
                 expected[customer_of(after)].append(c.event.seq)

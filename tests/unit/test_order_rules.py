@@ -443,3 +443,27 @@ def test_only_order_summary_rows_are_one_entitys() -> None:
         "revenue_by_day": False,
         "customer_totals": False,
     }
+
+
+def test_a_bad_total_kept_in_a_replaced_document_is_no_new_problem_in_any_model() -> None:
+    """A replace carries a whole new document: the same bad total is then an equal value in
+    a new object, and no model records it again (customer_totals once compared objects)."""
+    orders = Orders()
+    orders.put("o1", paid("abc"))
+    orders.put("o1", paid("".join(["a", "bc"]), status="shipped"))  # equal, not the same object
+    orders.put("o1", paid("xyz", status="shipped"))  # a new bad value: a new problem
+    m = models()
+
+    def found(upto: int) -> dict[str, list[int]]:
+        return {
+            name: [
+                p["seq"]
+                for row in apply_all(m[name], orders.changes[:upto]).values()
+                for p in row["problems"]
+            ]
+            for name in ("order_summary", "revenue_by_day", "customer_totals")
+        }
+
+    assert found(2) == {"order_summary": [1], "revenue_by_day": [1], "customer_totals": [1]}
+    # order_summary holds the current total's problem only; the others keep the history
+    assert found(3) == {"order_summary": [3], "revenue_by_day": [1, 3], "customer_totals": [1, 3]}
