@@ -36,7 +36,7 @@ from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
 from projections.idempotent import checked_keys, guarded
 from projections.partitioned import NoMerge
-from projections.states import SharedStateCache, SharedStates
+from projections.states import SharedStateCache, SharedStates, forget_erased
 from projections.states import StateCache as StateCache  # re-exported: tests import it here
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,8 @@ class ProjectionRunner:
         )
         if not events:
             return 0
+        if self.projection.per_entity:
+            forget_erased(self.cache, events)
         changes = await self.cache.changes(events)
         keys = await self._keys(changes)
         needed = sorted({k for ks in keys for k in ks})
@@ -455,6 +457,8 @@ class ProjectionRunner:
                     await reported
 
         while events := await self.store.events.read(after_seq=position, limit=self.batch_size):
+            if self.projection.per_entity:
+                forget_erased(self.cache, events)
             if complete:  # no row to read: fold and apply each event in turn
                 pending = await self._apply(events, rows)
             else:

@@ -27,7 +27,7 @@ from bson import ObjectId
 from eventstore.fold import apply_event
 from eventstore.history import History
 from eventstore.keys import typed_key
-from eventstore.model import STREAM_TYPES, Event
+from eventstore.model import ERASED, STREAM_TYPES, Event
 from projections.api import Change
 
 _MISSING: Final[Any] = object()
@@ -131,6 +131,35 @@ class StateCache:
         """Forget every state (a rebuild starts from nothing)."""
         self._states.clear()
 
+    def forget(self, stream: str, entity_key: str) -> None:
+        """Forget an erased entity's states (see `forget_erased`)."""
+        for key in [k for k in self._states if _names(k, stream, entity_key)]:
+            del self._states[key]
+
+
+def _names(entity: EntityKey, stream: str, entity_key: str) -> bool:
+    """True when a state key is of this stream and bare entity key (any id type: to be safe)."""
+    if entity[0] != stream:
+        return False
+    key = entity[2]
+    return key == entity_key or (entity[1] is None and key.partition(":")[2] == entity_key)
+
+
+def forget_erased(cache: StateCache | SharedStateCache, events: Sequence[Event]) -> None:
+    """Forget the states of every entity these events say was erased.
+
+    For a per-entity read model (`Projection.per_entity`): a state folded before an
+    erasure still holds the erased data, and folded onto by a later change of the same
+    document it would bring that data back into the entity's row. Forgotten, the state
+    comes from history, where it is erased, as a rebuild folds it. (Aggregate models
+    keep their sums, as the README says, and go on from the states they had.)
+    """
+    for event in events:
+        if event.type == ERASED and isinstance(event.document, dict):
+            erased = event.document.get("entity_key")
+            if isinstance(erased, str):
+                cache.forget(event.stream, erased)
+
 
 class SharedStates:
     """States by (entity, version), shared by several runners; the oldest stored go first."""
@@ -164,14 +193,23 @@ class SharedStates:
 
 
 class SharedStateCache:
-    """One runner's view of `SharedStates`, with `StateCache`'s interface."""
+    """One runner's view of `SharedStates`, with `StateCache`'s interface.
+
+    An entity this runner forgot (erased: `forget`) is folded apart from then on, in a
+    small cache of the view's own, from its erased history; the shared states, which
+    other runners may still fold on from, are left as they are.
+    """
 
     def __init__(self, shared: SharedStates, history: History) -> None:
         self.shared = shared
         self._history = history
+        self._apart: set[tuple[str, str]] = set()  # (stream, bare entity key)
+        self._own = StateCache(history, size=1_000)
 
     def fold(self, event: Event) -> Change | None:
         """The change of an entity event, when the state before it is known without I/O."""
+        if self._apart and (event.stream, event.entity_key) in self._apart:
+            return self._own.fold(event)
         entity = state_key(event)
         version = event.version
         shared = self.shared
@@ -185,6 +223,8 @@ class SharedStateCache:
 
     async def change(self, event: Event) -> Change:
         """The event with the entity's state just before and just after it."""
+        if self._apart and (event.stream, event.entity_key) in self._apart:
+            return await self._own.change(event)
         folded = self.fold(event)
         if folded is not None:
             return folded
@@ -205,7 +245,13 @@ class SharedStateCache:
         return out
 
     def clear(self) -> None:
-        """Nothing to forget of its own: the states are shared (and never go stale)."""
+        """Forget this view's own states (the shared ones never go stale)."""
+        self._own.clear()
+
+    def forget(self, stream: str, entity_key: str) -> None:
+        """This runner folds an erased entity apart from now on, from its erased history."""
+        self._apart.add((stream, entity_key))
+        self._own.forget(stream, entity_key)
 
     def _after(self, entity: tuple[str, Any, str], before: Any, event: Event) -> Change:
         shared = self.shared
@@ -220,4 +266,4 @@ class SharedStateCache:
         return Change(event=event, before=before, after=after)
 
 
-__all__ = ["SharedStateCache", "SharedStates", "StateCache", "state_key"]
+__all__ = ["SharedStateCache", "SharedStates", "StateCache", "forget_erased", "state_key"]
