@@ -35,7 +35,7 @@ from projections.api import Change, Projection
 from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
 from projections.idempotent import checked_keys, guarded
-from projections.partitioned import NoMerge
+from projections.partitioned import NoMerge, view_of
 from projections.states import SharedStateCache, SharedStates, forget_erased
 from projections.states import StateCache as StateCache  # re-exported: tests import it here
 
@@ -199,13 +199,7 @@ class ProjectionRunner:
                 change = fold(item) or await self.cache.change(item)
             try:
                 touched = keys_of(change) if keys is None else keys[i]
-                if len(touched) == 1:  # the usual case, without a comprehension
-                    key = touched[0]
-                    row = get(key)
-                    view = {key: row} if row is not None else {}
-                else:
-                    view = {k: r for k in touched if (r := get(k)) is not None}
-                writes = apply(view, change)
+                writes = apply(view_of(get, touched), change)
             except Exception as exc:
                 await self._fail(change.event.seq, exc)
             for w in writes:

@@ -48,7 +48,37 @@ def state_key(event: Event) -> EntityKey:
     return (event.stream, None, typed_key(event.entity_id))
 
 
-class StateCache:
+async def state_before(history: History, event: Event) -> dict[str, Any] | None:
+    """The entity's document just before `event`, read from history (None: none then)."""
+    state = await history.state_of(event.stream, event.entity_id, version=event.version - 1)
+    return state.document
+
+
+class _Folds:
+    """What both caches give: an event's change, without I/O when they can."""
+
+    def fold(self, event: Event) -> Change | None:
+        """The change of an entity event, when the state before it is known without I/O."""
+        raise NotImplementedError
+
+    async def change(self, event: Event) -> Change:
+        """The event with the entity's state just before and just after it."""
+        raise NotImplementedError
+
+    async def changes(self, events: Sequence[Event]) -> list[Change]:
+        """Each entity event with the entity's states just before and just after it.
+
+        Stream events (gap, dropped, renamed) change no entity and are left out.
+        """
+        fold = self.fold
+        out: list[Change] = []
+        for event in events:
+            if event.type not in STREAM_TYPES:
+                out.append(fold(event) or await self.change(event))
+        return out
+
+
+class StateCache(_Folds):
     """Entity states by entity, least recently used dropped first.
 
     A state is shared, never copied: the fold is copy-on-write, so the state
@@ -91,22 +121,8 @@ class StateCache:
         if folded is not None:
             return folded
         key = state_key(event)
-        state = await self._history.state_of(
-            event.stream, event.entity_id, version=event.version - 1
-        )
-        return self._fold(key, self._states.get(key), state.document, event)
-
-    async def changes(self, events: Sequence[Event]) -> list[Change]:
-        """Each entity event with the entity's states just before and just after it.
-
-        Stream events (gap, dropped, renamed) change no entity and are left out.
-        """
-        fold = self.fold
-        out: list[Change] = []
-        for event in events:
-            if event.type not in STREAM_TYPES:
-                out.append(fold(event) or await self.change(event))
-        return out
+        before = await state_before(self._history, event)
+        return self._fold(key, self._states.get(key), before, event)
 
     def _fold(
         self,
@@ -192,7 +208,7 @@ class SharedStates:
         self._states.clear()
 
 
-class SharedStateCache:
+class SharedStateCache(_Folds):
     """One runner's view of `SharedStates`, with `StateCache`'s interface.
 
     An entity this runner forgot (erased: `forget`) is folded apart from then on, in a
@@ -229,20 +245,9 @@ class SharedStateCache:
         if folded is not None:
             return folded
         entity = state_key(event)
-        state = await self._history.state_of(
-            event.stream, event.entity_id, version=event.version - 1
-        )
-        self.shared.put((entity, event.version - 1), state.document)
-        return self._after(entity, state.document, event)
-
-    async def changes(self, events: Sequence[Event]) -> list[Change]:
-        """Each entity event with the entity's states just before and just after it."""
-        fold = self.fold
-        out: list[Change] = []
-        for event in events:
-            if event.type not in STREAM_TYPES:
-                out.append(fold(event) or await self.change(event))
-        return out
+        before = await state_before(self._history, event)
+        self.shared.put((entity, event.version - 1), before)
+        return self._after(entity, before, event)
 
     def clear(self) -> None:
         """Forget this view's own states (the shared ones never go stale)."""
