@@ -27,6 +27,7 @@ from eventstore.settings import Settings
 from eventstore.supervisor import Supervisor
 from projections.orders import ORDER_PROJECTIONS, Projection
 from projections.runner import ProjectionRunner
+from projections.states import SharedStates
 from projections.worker import PartitionClaimer, ProjectionWorker
 
 
@@ -94,6 +95,8 @@ class Workers:
         )
         self.capture = CaptureWorker(self.ingester, workload=workload, on_caught_up=on_caught_up)
         self.supervisor.add(self.capture)
+        # One cache of entity states for every projection here: each event is folded once.
+        self.states = SharedStates(entities=settings.state_cache)
         self.runners = [
             ProjectionRunner(
                 store,
@@ -102,6 +105,7 @@ class Workers:
                 batch_size=settings.batch_size,
                 lease_seconds=settings.lease_seconds,
                 state_cache=settings.state_cache,
+                states=self.states,
                 owner=self.owner,
             )
             for p in projections

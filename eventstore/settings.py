@@ -88,9 +88,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     order_fields: tuple[tuple[str, str], ...] = ()
     paid_statuses: tuple[str, ...] = DEFAULT_PAID_STATUSES
     snapshot_every: int = 100
-    # Entity states each projection keeps while following (a state not kept is folded
-    # again from its last snapshot); a one-worker rebuild keeps up to REBUILD_STATES.
-    state_cache: int = 10_000
+    # Entities whose states the projections of a process keep while following, shared by
+    # them (a state not kept is folded again from its last snapshot); a one-worker rebuild
+    # keeps up to 500,000.
+    state_cache: int = 20_000
     batch_size: int = 1000
     lease_seconds: float = 10.0
     server_timeout_ms: int = 5000

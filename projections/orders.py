@@ -523,8 +523,10 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                 value = r.total(after)
                 amount, reason = read_money(value)
                 spend[currency] = spend.get(currency, ZERO) + amount
+                # a bad total kept while paid (the same stored value, not only the same
+                # object: a replaced document holds new ones) was recorded when it came
                 if reason is not None and not (
-                    r.is_paid(before) and before_id == after_id and r.total(before) is value
+                    r.is_paid(before) and before_id == after_id and _same(r.total(before), value)
                 ):
                     new_problems[after_id] = [problem(e.seq, "total", value, reason)]
         out = []

@@ -24,7 +24,7 @@ import gc
 import logging
 import multiprocessing
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Final
@@ -73,6 +73,17 @@ def split(events: Sequence[Event], partitions: int) -> list[list[Event]]:
     return out
 
 
+def view_of(
+    get: Callable[[str], dict[str, Any] | None], touched: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The rows an apply may see: those of its keys that exist (`get` reads one by key)."""
+    if len(touched) == 1:  # the usual case, without a comprehension
+        key = touched[0]
+        row = get(key)
+        return {key: row} if row is not None else {}
+    return {k: r for k in touched if (r := get(k)) is not None}
+
+
 def fold_partition(projection: Projection, events: Sequence[Event]) -> Rows:
     """Fold these events (one partition's, in seq order) and apply the projection: its rows.
 
@@ -90,14 +101,7 @@ def fold_partition(projection: Projection, events: Sequence[Event]) -> Rows:
         before = states.get(who) if e.version > 1 else None
         states[who] = after = apply_event(before, e)
         change = Change(event=e, before=before, after=after)
-        touched = keys_of(change)
-        if len(touched) == 1:  # the usual case, without a comprehension
-            key = touched[0]
-            row = get(key)
-            view = {key: row} if row is not None else {}
-        else:
-            view = {k: r for k in touched if (r := get(k)) is not None}
-        for w in apply(view, change):
+        for w in apply(view_of(get, keys_of(change)), change):
             rows[w.key] = w.row
     return rows
 
@@ -252,4 +256,5 @@ __all__ = [
     "merge_partitions",
     "partition_of",
     "split",
+    "view_of",
 ]

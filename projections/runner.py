@@ -19,18 +19,14 @@ import inspect
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final, NoReturn
 
 import msgspec
-from bson import ObjectId
 
 from eventstore.failures import TRANSIENT, classify
-from eventstore.fold import apply_event
 from eventstore.history import History
-from eventstore.keys import typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
 from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head, Job
 from eventstore.ports import Clock, Store
@@ -39,7 +35,9 @@ from projections.api import Change, Projection
 from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
 from projections.idempotent import checked_keys, guarded
-from projections.partitioned import NoMerge
+from projections.partitioned import NoMerge, view_of
+from projections.states import SharedStateCache, SharedStates, forget_erased
+from projections.states import StateCache as StateCache  # re-exported: tests import it here
 
 log = logging.getLogger(__name__)
 
@@ -75,103 +73,6 @@ class RebuildProgress(msgspec.Struct, kw_only=True):
     written: int = 0
 
 
-def _state_key(event: Event) -> tuple[str, Any, str]:
-    """The cache key of an event's entity: unique per BSON `_id` value, as `typed_key` is.
-
-    ObjectId and str ids (nearly all of them) are keyed by the event's entity key
-    (the 24 hex digits, the string itself) and their type, which `typed_key` would
-    spell as a prefix; other ids by their typed key.
-    """
-    cls = event.entity_id.__class__
-    if cls is ObjectId or cls is str:
-        return (event.stream, cls, event.entity_key)
-    return (event.stream, None, typed_key(event.entity_id))
-
-
-class StateCache:
-    """Entity states by entity, least recently used dropped first.
-
-    A state is shared, never copied: the fold is copy-on-write, so the state
-    after an event shares its untouched sub-objects with the state before it,
-    and both stay valid. Projections read states and must never edit them.
-    """
-
-    def __init__(self, history: History, *, size: int = 10_000) -> None:
-        self._history = history
-        self._size = size
-        # key -> [version, state after that version] (one list per entity, updated in place)
-        self._states: OrderedDict[tuple[str, Any, str], list[Any]] = OrderedDict()
-
-    def fold(self, event: Event) -> Change | None:
-        """The change of an entity event, when the state before it is known without I/O.
-
-        None when it is not (the state must be read from history: `change`).
-        """
-        key = _state_key(event)
-        version = event.version
-        entry = self._states.get(key)
-        before: dict[str, Any] | None
-        if entry is not None and entry[0] == version - 1:
-            before = entry[1]
-        elif version == 1:
-            before = None
-        else:
-            return None
-        if entry is None:
-            return self._fold(key, entry, before, event)
-        # `_fold` inlined for the usual case (the entity's state is cached)
-        after = apply_event(before, event)
-        entry[0], entry[1] = version, after
-        self._states.move_to_end(key)
-        return Change(event=event, before=before, after=after)
-
-    async def change(self, event: Event) -> Change:
-        """The event with the entity's state just before and just after it."""
-        folded = self.fold(event)
-        if folded is not None:
-            return folded
-        key = _state_key(event)
-        state = await self._history.state_of(
-            event.stream, event.entity_id, version=event.version - 1
-        )
-        return self._fold(key, self._states.get(key), state.document, event)
-
-    async def changes(self, events: Sequence[Event]) -> list[Change]:
-        """Each entity event with the entity's states just before and just after it.
-
-        Stream events (gap, dropped, renamed) change no entity and are left out.
-        """
-        fold = self.fold
-        out: list[Change] = []
-        for event in events:
-            if event.type not in STREAM_TYPES:
-                out.append(fold(event) or await self.change(event))
-        return out
-
-    def _fold(
-        self,
-        key: tuple[str, Any, str],
-        entry: list[Any] | None,
-        before: dict[str, Any] | None,
-        event: Event,
-    ) -> Change:
-        # What Fold(before).apply(event) gives, without the findings nobody reads here.
-        after = apply_event(before, event)
-        if entry is None:
-            states = self._states
-            states[key] = [event.version, after]
-            if len(states) > self._size:
-                states.popitem(last=False)
-        else:
-            entry[0], entry[1] = event.version, after
-            self._states.move_to_end(key)
-        return Change(event=event, before=before, after=after)
-
-    def clear(self) -> None:
-        """Forget every state (a rebuild starts from nothing)."""
-        self._states.clear()
-
-
 class ProjectionRunner:
     """Runs one projection from its checkpoint, holding `projection:<name>`."""
 
@@ -188,8 +89,9 @@ class ProjectionRunner:
         poll_seconds: float = 0.05,
         max_poll_seconds: float = 1.0,
         rebuild_rows: int = 50_000,
-        state_cache: int = 10_000,
+        state_cache: int = 20_000,
         rebuild_states: int | None = None,
+        states: SharedStates | None = None,
     ) -> None:
         self.store = store
         self.projection = projection
@@ -200,7 +102,8 @@ class ProjectionRunner:
         self.max_poll_seconds = max_poll_seconds
         # How many rows a rebuild keeps in memory between batches (see `rebuild`).
         self.rebuild_rows = rebuild_rows
-        # How many entity states following keeps (STATE_CACHE), and a one-worker rebuild
+        # How many entity states following keeps (STATE_CACHE; or `states`, shared by the
+        # runners of a process), and a one-worker rebuild
         # (by default 500,000, or STATE_CACHE when larger). A state not kept is folded again
         # from history, which costs its versions since the last snapshot: over a log with
         # more entities than the cache, in random order, that was most of a rebuild's time
@@ -213,7 +116,14 @@ class ProjectionRunner:
         self.lease = LeaseKeeper(
             store.leases, self.role, owner or default_owner(), ttl=lease_seconds, clock=clock
         )
-        self.cache = StateCache(self.history, size=self.state_cache)
+        # Following's cache: the process's shared states when given (each event folded once
+        # for every projection), else one of this runner's own.
+        self.following: StateCache | SharedStateCache = (
+            states.view(self.history)
+            if states is not None
+            else StateCache(self.history, size=self.state_cache)
+        )
+        self.cache: StateCache | SharedStateCache = self.following
         # What the runner calls: the projection's keys and apply, each change applied to a
         # row once, and a plugin's output checked (projections.idempotent).
         self.keys = checked_keys(projection)
@@ -240,6 +150,8 @@ class ProjectionRunner:
         )
         if not events:
             return 0
+        if self.projection.per_entity:
+            forget_erased(self.cache, events)
         changes = await self.cache.changes(events)
         keys = await self._keys(changes)
         needed = sorted({k for ks in keys for k in ks})
@@ -287,13 +199,7 @@ class ProjectionRunner:
                 change = fold(item) or await self.cache.change(item)
             try:
                 touched = keys_of(change) if keys is None else keys[i]
-                if len(touched) == 1:  # the usual case, without a comprehension
-                    key = touched[0]
-                    row = get(key)
-                    view = {key: row} if row is not None else {}
-                else:
-                    view = {k: r for k in touched if (r := get(k)) is not None}
-                writes = apply(view, change)
+                writes = apply(view_of(get, touched), change)
             except Exception as exc:
                 await self._fail(change.event.seq, exc)
             for w in writes:
@@ -437,7 +343,7 @@ class ProjectionRunner:
                 exc,
             )
             await self.store.read_models.drop(self.projection.collection + BUILDING_SUFFIX)
-            self.cache = StateCache(self.history, size=self.state_cache)
+            self.cache = self.following
             self.status.state = RUNNING
             self.status.failed_seq = self.status.error = None
             self.status.position = await self.position()
@@ -514,7 +420,7 @@ class ProjectionRunner:
         # Rebuilding starts from nothing; one worker keeps many more states than following does.
         self.cache = StateCache(self.history, size=self.rebuild_states)
         if workers > 1:
-            self.cache = StateCache(self.history, size=self.state_cache)
+            self.cache = self.following
             return await rebuild_partitioned(self, workers, job=job, on_progress=on_progress)
         progress = RebuildProgress(total=(await self.store.events.head()).seq)
         # The live rows' count stays shown until the swap; the rebuild counts its own.
@@ -545,6 +451,8 @@ class ProjectionRunner:
                     await reported
 
         while events := await self.store.events.read(after_seq=position, limit=self.batch_size):
+            if self.projection.per_entity:
+                forget_erased(self.cache, events)
             if complete:  # no row to read: fold and apply each event in turn
                 pending = await self._apply(events, rows)
             else:
@@ -582,8 +490,9 @@ class ProjectionRunner:
                 updated_at=self.clock.now(),
             )
         )
-        # The rebuild's states go; following starts afresh.
-        self.cache = StateCache(self.history, size=self.state_cache)
+        # The rebuild's states go; following goes on with its own (each a state at one
+        # version of one entity: never stale).
+        self.cache = self.following
         self.status.rebuilt_at = self.clock.now()
         self.status.position = position
         self.status.built_with = self.projection.config

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from eventstore.subscriptions.manager import SubscriptionManager
     from projections.orders import Projection
     from projections.runner import ProjectionRunner
+    from projections.states import SharedStates
 
 log = logging.getLogger("eventstore.bootstrap")
 
@@ -244,8 +245,17 @@ class Service:
             self.store.merkle, self.settings, post=http_post, clock=self.clock
         )
 
-    def runner(self, projection: Projection, *, owner: str | None = None) -> ProjectionRunner:
-        """The runner of one projection (follow, rebuild) over the store."""
+    def runner(
+        self,
+        projection: Projection,
+        *,
+        owner: str | None = None,
+        states: SharedStates | None = None,
+    ) -> ProjectionRunner:
+        """The runner of one projection (follow, rebuild) over the store.
+
+        Runners following side by side share `states` (each event folded once for all).
+        """
         from projections.runner import ProjectionRunner
 
         return ProjectionRunner(
@@ -255,6 +265,7 @@ class Service:
             batch_size=self.settings.batch_size,
             lease_seconds=self.settings.lease_seconds,
             state_cache=self.settings.state_cache,
+            states=states,
             owner=owner,
         )
 

@@ -26,7 +26,7 @@ _SETTING_HELP = {
     "order_fields": "order inputs to document paths: a JSON object or @FILE (see the README)",
     "paid_statuses": "statuses whose totals count as revenue (default paid,shipped,delivered)",
     "snapshot_every": "entity snapshot interval in versions (default 100)",
-    "state_cache": "entity states each projection keeps while following (default 10000)",
+    "state_cache": "entities whose states the projections keep while following (default 20000)",
     "batch_size": "most changes per ingest batch (default 1000)",
     "lease_seconds": "lease time for the ingester and each projection (default 10)",
     "server_timeout_ms": "server selection timeout in ms (default 5000)",

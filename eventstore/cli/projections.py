@@ -42,6 +42,7 @@ async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
     """
     from eventstore.leasing import default_owner
     from eventstore.worker_state import FAILED
+    from projections.states import SharedStates
     from projections.worker import ProjectionWorker
 
     settings = settings_from(args)
@@ -49,7 +50,10 @@ async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
     async with open_service(settings, store=args.store) as service:
         supervisor = service.supervisor(owner)
         install_stop_signals(supervisor.stopping)
-        runners = [service.runner(p, owner=owner) for p in _projections(service, None)]
+        states = SharedStates(entities=settings.state_cache)
+        runners = [
+            service.runner(p, owner=owner, states=states) for p in _projections(service, None)
+        ]
         workers = [ProjectionWorker(r, until_caught_up=args.until_caught_up) for r in runners]
         for worker in workers:
             supervisor.add(worker)

@@ -25,22 +25,29 @@ from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
 from projections.orders import (
     _MONEY,
-    CUSTOMER_TOTALS,
     ORDER_PROJECTIONS,
-    ORDER_SUMMARY,
-    ORDERS_BY_STATUS,
     PAID_STATUSES,
-    REVENUE_BY_DAY,
     Change,
     Projection,
     _day,
     dec128,
     money,
+    order_projections,
 )
 from projections.runner import StateCache
 from tests.helpers import LogBuilder
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def models() -> dict[str, Projection]:
+    """The four read models, built by the test itself.
+
+    Not the module's ORDER_PROJECTIONS: `make mutate` forks each mutant's run from a
+    process that imported projections.orders already, so models built at import
+    never run a mutant of order_projections (tests/mutation/README.md).
+    """
+    return {p.name: p for p in order_projections()}
 
 
 def run(
@@ -100,7 +107,7 @@ def simulated() -> tuple[list[Change], list[dict[str, Any]]]:
 def test_incremental_models_equal_direct_computations_from_final_documents() -> None:
     changes, final = simulated()
     assert len(changes) > 400
-    summary = run(ORDER_SUMMARY, changes)
+    summary = run(models()["order_summary"], changes)
     live = {r["entity_key"]: r for r in summary.values() if not r["deleted"]}
     assert {str(d["_id"]) for d in final} == set(live)
     for d in final:
@@ -113,11 +120,11 @@ def test_incremental_models_equal_direct_computations_from_final_documents() -> 
         )
         assert row["total"] == d["total"] and isinstance(row["total"], Decimal128)
 
-    by_status = run(ORDERS_BY_STATUS, changes)
+    by_status = run(models()["orders_by_status"], changes)
     expected = Counter(d["status"] for d in final)
     assert {k: r["count"] for k, r in by_status.items() if r["count"]} == dict(expected)
 
-    customers = run(CUSTOMER_TOTALS, changes)
+    customers = run(models()["customer_totals"], changes)
     names = {d["customer"]["id"]: d["customer"]["name"] for d in final}
     for cid, name in names.items():
         assert customers[cid]["name"] == name
@@ -145,7 +152,7 @@ def test_revenue_equals_an_independent_computation_from_the_log() -> None:
         if now is not None:
             book[f"{day}:{now[0]}"] += now[1]
         counted[c.event.entity_key] = now  # type: ignore[assignment]
-    revenue = run(REVENUE_BY_DAY, changes)
+    revenue = run(models()["revenue_by_day"], changes)
     got = {k: r["revenue"].to_decimal() for k, r in revenue.items()}
     assert {k: v for k, v in got.items() if v} == {k: v for k, v in book.items() if v}
     assert len(got) >= 3  # spread over several days
@@ -153,8 +160,10 @@ def test_revenue_equals_an_independent_computation_from_the_log() -> None:
 
 def test_redelivering_every_change_changes_nothing() -> None:
     changes, _ = simulated()
-    for projection in ORDER_PROJECTIONS:
-        assert run(projection, changes, twice=True) == run(projection, changes), projection.name
+    for projection, built_at_import in zip(order_projections(), ORDER_PROJECTIONS, strict=True):
+        once = run(projection, changes)
+        assert run(projection, changes, twice=True) == once, projection.name
+        assert run(built_at_import, changes) == once, projection.name
 
 
 def ev(seq: int, version: int, type_: str, at: datetime) -> Event:
@@ -198,23 +207,23 @@ def test_cancel_delete_and_adjustment_follow_the_rules() -> None:
         ),
         Change(event=ev(5, 5, "deleted", d4), before=order("cancelled", "12.50"), after=None),
     ]
-    revenue = run(REVENUE_BY_DAY, seq)
+    revenue = run(models()["revenue_by_day"], seq)
     assert {k: (str(r["revenue"]), r["orders"]) for k, r in revenue.items()} == {
         "2026-11-26:EUR": ("10.00", 1),
         "2026-11-27:EUR": ("2.50", 0),
         "2026-11-28:EUR": ("-12.50", -1),
     }
-    customers = run(CUSTOMER_TOTALS, seq)
+    customers = run(models()["customer_totals"], seq)
     assert customers["c1"]["orders"] == 1
     assert {c: str(v) for c, v in customers["c1"]["lifetime_spend"].items()} == {"EUR": "0.00"}
-    by_status = run(ORDERS_BY_STATUS, seq)
+    by_status = run(models()["orders_by_status"], seq)
     assert {k: r["count"] for k, r in by_status.items()} == {
         "pending": 0,
         "paid": 0,
         "shipped": 0,
         "cancelled": 0,
     }
-    summary = run(ORDER_SUMMARY, seq)
+    summary = run(models()["order_summary"], seq)
     assert summary["str:o1"]["deleted"] is True and summary["str:o1"]["version"] == 5
 
 
@@ -222,7 +231,7 @@ def test_untidy_documents_never_fail_a_row() -> None:
     odd = {"_id": "o1", "status": "paid", "total": "abc", "customer": "not a document"}
     out = {
         p.name: run(p, [Change(event=ev(1, 1, "created", T0), before=None, after=odd)])
-        for p in ORDER_PROJECTIONS
+        for p in order_projections()
     }
     assert out["order_summary"]["str:o1"]["total"] == Decimal128("0")
     assert out["order_summary"]["str:o1"]["customer"] is None
@@ -242,7 +251,7 @@ def test_a_status_that_is_not_text_never_fails_a_row(status: Any) -> None:
     odd = {"_id": "o1", "status": status, "currency": "EUR"}
     out = {
         p.name: run(p, [Change(event=ev(1, 1, "created", T0), before=None, after=odd)])
-        for p in ORDER_PROJECTIONS
+        for p in order_projections()
     }
     row = out["order_summary"]["str:o1"]
     assert row["status"] is None and row["problems"] == []
@@ -351,8 +360,9 @@ def test_order_summary_applies_each_change_to_its_own_key_whatever_keys_asked_la
     first = Change(event=ev(1, 1, "created", T0), before=None, after=order("pending"))
     other = msgspec.structs.replace(ev(2, 1, "created", T0), entity_id="o2", entity_key="o2")
     second = Change(event=other, before=None, after=order("paid", "7.00", _id="o2"))
-    assert [ORDER_SUMMARY.keys(c) for c in (first, second)] == [["str:o1"], ["str:o2"]]
-    writes = ORDER_SUMMARY.apply({}, first) + ORDER_SUMMARY.apply({}, second)
+    summary = models()["order_summary"]
+    assert [summary.keys(c) for c in (first, second)] == [["str:o1"], ["str:o2"]]
+    writes = summary.apply({}, first) + summary.apply({}, second)
     assert [(w.key, w.row and w.row["status"]) for w in writes] == [
         ("str:o1", "pending"),
         ("str:o2", "paid"),

@@ -254,14 +254,15 @@ def test_state_cache_reaches_every_projection_runner_and_sizes_the_rebuild() -> 
     from projections.runner import REBUILD_STATES, ProjectionRunner, StateCache
 
     settings = load({"EVENTSTORE_URI": "memory://", "EVENTSTORE_STATE_CACHE": "25"})
-    assert settings.state_cache == 25 and Settings().state_cache == 10_000
+    assert settings.state_cache == 25 and Settings().state_cache == 20_000
 
     async def runner_of() -> ProjectionRunner:
         async with open_service(settings) as service:
             return service.runner(ORDER_SUMMARY)
 
     runner = asyncio.run(runner_of())
-    assert runner.state_cache == 25 and runner.cache._size == 25
+    assert runner.state_cache == 25 and isinstance(runner.cache, StateCache)
+    assert runner.cache._size == 25
     assert runner.rebuild_states == REBUILD_STATES
     big = ProjectionRunner(runner.store, ORDER_SUMMARY, clock=runner.clock, state_cache=600_000)
     assert big.rebuild_states == 600_000  # a rebuild never keeps fewer than following

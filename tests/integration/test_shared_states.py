@@ -1,0 +1,157 @@
+"""Projection runners sharing one cache of entity states (`SharedStates`): each event is
+folded once for all of them, and every model equals what runners with caches of their own
+compute, whatever their positions, whatever the cache's size (misses come from history)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import projections.states as states_module
+from eventstore.clock import FakeClock
+from eventstore.fold import apply_event
+from eventstore.model import STREAM_TYPES, Checkpoint
+from eventstore.ports import Store
+from eventstore.sources.memory import MemoryChangeFeed
+from projections.orders import ORDER_PROJECTIONS
+from projections.runner import ProjectionRunner
+from projections.states import SharedStates
+from tests.integration.test_projector import rows, workload
+
+
+async def models(store: Store) -> dict[str, dict[str, Any]]:
+    return {p.name: await rows(store, p) for p in ORDER_PROJECTIONS}
+
+
+async def reset(store: Store) -> None:
+    for p in ORDER_PROJECTIONS:
+        await store.read_models.drop(p.collection)
+        await store.checkpoints.put(Checkpoint(name=f"projection:{p.name}"))
+
+
+async def test_runners_sharing_states_fold_each_event_once_and_equal_runners_alone(
+    store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await workload(store, clock, seed=21, changes=150)
+    for p in ORDER_PROJECTIONS:  # every model from runners with caches of their own
+        await ProjectionRunner(store, p, clock=clock, batch_size=9).catch_up()
+    alone = await models(store)
+    assert all(alone.values())
+    await reset(store)
+    folds: list[int] = []
+    real = apply_event
+
+    def counted(state: Any, event: Any, **kwargs: Any) -> Any:
+        folds.append(event.seq)
+        return real(state, event, **kwargs)
+
+    monkeypatch.setattr(states_module, "apply_event", counted)
+    shared = SharedStates(entities=10_000)
+    runners = [
+        ProjectionRunner(store, p, clock=clock, batch_size=9, states=shared)
+        for p in ORDER_PROJECTIONS
+    ]
+    await asyncio.gather(*(r.catch_up() for r in runners))
+    assert await models(store) == alone
+    events = await store.events.read(after_seq=0, limit=100_000)
+    entity_events = [e.seq for e in events if e.type not in STREAM_TYPES]
+    assert sorted(folds) == entity_events  # once each, for the four projections
+    assert shared.folded == len(entity_events) and shared.found == 3 * len(entity_events)
+
+
+@pytest.mark.parametrize("entities", [1, 3, 50])
+async def test_runners_at_different_positions_with_a_small_shared_cache_lose_nothing(
+    store: Store, clock: FakeClock, entities: int
+) -> None:
+    # One runner runs ahead by many batches, another follows; with room for one entity
+    # most states the second needs are gone, and come from history.
+    await workload(store, clock, seed=22, changes=120)
+    for p in ORDER_PROJECTIONS:
+        await ProjectionRunner(store, p, clock=clock, batch_size=7).catch_up()
+    alone = await models(store)
+    await reset(store)
+    shared = SharedStates(entities=entities)
+    runners = [
+        ProjectionRunner(store, p, clock=clock, batch_size=7, states=shared)
+        for p in ORDER_PROJECTIONS
+    ]
+    await runners[0].catch_up()
+    for _ in range(5):
+        await runners[1].step()
+    await asyncio.gather(*(r.catch_up() for r in runners[1:]))
+    assert await models(store) == alone
+    assert len(shared._states) <= shared.size
+
+
+async def test_a_runner_rebuilds_with_its_own_states_and_follows_on_with_the_shared_ones(
+    store: Store, clock: FakeClock
+) -> None:
+    await workload(store, clock, seed=23, changes=60)
+    shared = SharedStates()
+    runner = ProjectionRunner(store, ORDER_PROJECTIONS[0], clock=clock, states=shared)
+    await runner.catch_up()
+    following = runner.cache
+    await runner.rebuild_now()
+    assert runner.cache is following  # back to the shared states
+    rebuilt = await rows(store, ORDER_PROJECTIONS[0])
+    await reset(store)
+    await ProjectionRunner(store, ORDER_PROJECTIONS[0], clock=clock).catch_up()
+    assert await rows(store, ORDER_PROJECTIONS[0]) == rebuilt
+
+
+def test_the_service_s_workers_share_one_cache_sized_by_state_cache() -> None:
+    from eventstore.cli.bootstrap import Service, Wiring
+    from eventstore.clock import SystemClock
+    from eventstore.memory.store import MemoryStore
+    from eventstore.settings import Settings
+    from eventstore.sources.memory import MemoryChangeFeed
+    from projections.states import SharedStateCache
+
+    settings = Settings(uri="memory://", source="simulator", state_cache=123)
+    feed = MemoryChangeFeed(clock=FakeClock())
+    source = feed.source(["orders"], batch_size=10, max_await=0.01)
+    service = Service(settings, MemoryStore(), clock=SystemClock(), wiring=Wiring(source=source))
+    workers = service.workers(owner="me")
+    caches = [r.cache for r in workers.runners]
+    assert len(caches) == len(ORDER_PROJECTIONS)
+    assert all(isinstance(c, SharedStateCache) for c in caches)
+    assert {id(c.shared) for c in caches if isinstance(c, SharedStateCache)} == {id(workers.states)}
+    assert workers.states.size == 2 * 123
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_a_state_folded_before_an_erasure_never_brings_the_data_back(
+    store: Store, clock: FakeClock, shared: bool
+) -> None:
+    # The runner folded A's state before A was erased; the shop then updates A. Its row
+    # must be what a rebuild computes from the erased log: never the erased name. (The
+    # aggregate models keep their sums and go on from the states they had: README.)
+    from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+    from tests.integration.test_erasure import erase
+
+    await start_from_the_beginning(store)
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    customer = {"id": "c1", "name": "Ann Secret"}
+    await orders.insert_one({"_id": "A", "status": "paid", "total": 5, "customer": customer})
+    await orders.insert_one({"_id": "B", "status": "paid", "total": 7, "customer": customer})
+    await ingester(store, feed, clock).run(until_idle=True)
+    states = SharedStates() if shared else None
+    runners = [ProjectionRunner(store, p, clock=clock, states=states) for p in ORDER_PROJECTIONS]
+    for r in runners:
+        await r.catch_up()
+    assert "Ann Secret" in repr(await rows(store, ORDER_PROJECTIONS[0]))
+    await erase(store, "A", clock)
+    await ingester(store, feed, clock, entity_rows=["rm_order_summary"]).run(until_idle=True)
+    await orders.update_one({"_id": "A"}, {"$set": {"status": "shipped"}})
+    await ingester(store, feed, clock).run(until_idle=True)
+    for r in runners:
+        await r.catch_up()
+    followed = await models(store)
+    summary_a = followed["order_summary"]["str:A"]
+    assert summary_a["status"] == "shipped" and summary_a["customer"] is None
+    assert "Ann Secret" not in repr(summary_a)
+    await runners[0].rebuild_now()  # the per-entity model equals a rebuild of the erased log
+    assert (await models(store))["order_summary"] == followed["order_summary"]
