@@ -54,6 +54,19 @@ async def capture(store: Store, clock: FakeClock, cp: Checkpointer, changes: int
     await ing.run(until_idle=True)
 
 
+def counted_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The `after_seq` of every page the log is read from, from now on."""
+    reads: list[int] = []
+    real = store.events.read
+
+    async def counted(*, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+        reads.append(after_seq)
+        return await real(after_seq=after_seq, limit=limit)
+
+    monkeypatch.setattr(store.events, "read", counted)
+    return reads
+
+
 async def test_capture_keeps_the_tree_and_every_proof_matches_the_events(
     store: Store, clock: FakeClock
 ) -> None:
@@ -106,14 +119,7 @@ async def test_a_log_written_before_the_tree_gets_it_built_at_start_with_progres
     async def heartbeat() -> None:
         beats.append(tree.size)
 
-    reads: list[int] = []
-    real = store.events.read
-
-    async def counted(*, after_seq: int = 0, limit: int = 1000) -> list[Event]:
-        reads.append(after_seq)
-        return await real(after_seq=after_seq, limit=limit)
-
-    monkeypatch.setattr(store.events, "read", counted)
+    reads = counted_reads(store, monkeypatch)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="eventstore.tree"):
         assert await tree.open(heartbeat) == 40
@@ -200,14 +206,7 @@ async def test_a_batch_that_continues_the_tree_is_added_from_itself_without_read
     """Only a batch that skips ahead of the tree (after a failed tree write) reads the log."""
     tree = LogTree(store.merkle, store.events)
     await tree.open()
-    reads: list[int] = []
-    real = store.events.read
-
-    async def counted(*, after_seq: int = 0, limit: int = 1000) -> list[Event]:
-        reads.append(after_seq)
-        return await real(after_seq=after_seq, limit=limit)
-
-    monkeypatch.setattr(store.events, "read", counted)
+    reads = counted_reads(store, monkeypatch)
     events = [log.next(f"o{i % 3}") for i in range(12)]
 
     async def extend(first: int, last: int, *, stored: int | None = None) -> None:

@@ -24,6 +24,7 @@ from projections.orders import (
     order_projections,
     revenue_deltas,
 )
+from tests.unit.test_order_projections import run
 
 T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 D0, D1 = "2026-05-04", "2026-05-05"
@@ -67,16 +68,7 @@ class Orders:
 
 def apply_all(projection: Projection, changes: list[Change]) -> dict[str, dict[str, Any]]:
     """Apply changes to an in-memory table, as the runner does."""
-    table: dict[str, dict[str, Any]] = {}
-    for change in changes:
-        keys = projection.keys(change)
-        for w in projection.apply({k: table[k] for k in keys if k in table}, change):
-            assert w.key in keys, (projection.name, w.key, keys)
-            if w.row is None:
-                table.pop(w.key, None)
-            else:
-                table[w.key] = w.row
-    return table
+    return run(projection, changes)
 
 
 def paid(total: Any, currency: str | None = "EUR", status: str = "paid") -> dict[str, Any]:
