@@ -80,8 +80,10 @@ def with_a_conflict_at(bad: int, *, versions: int) -> list[Event]:
     return events
 
 
-def stale_of(events: list[Event], entity_id: Any) -> EntitySnapshot:
-    """A true snapshot at version 10 of these events."""
+def stale_of(
+    events: list[Event], entity_id: Any, *, next_version: int | None = None
+) -> EntitySnapshot:
+    """A true snapshot at version 10 of these events (linking to `next_version`, if given)."""
     return EntitySnapshot(
         stream="orders",
         entity_id=entity_id,
@@ -91,6 +93,7 @@ def stale_of(events: list[Event], entity_id: Any) -> EntitySnapshot:
         exists=True,
         document=fold(events[:10]).state,
         event_hash=events[9].hash,
+        next_version=next_version,
     )
 
 
@@ -360,16 +363,7 @@ async def test_a_snapshot_that_does_not_match_the_log_is_ignored_and_healed(
     await entity(store, 30)
     h = History(store, snapshot_every=10)
     await h.ensure_snapshots("orders", 1)
-    forged = EntitySnapshot(
-        stream="orders",
-        entity_id=1,
-        entity_key="1",
-        version=20,
-        occurred_at=at(20),
-        exists=True,
-        document={"_id": 1, "n": "forged"},
-        event_hash="f" * 64,
-    )
+    forged = forged_at(20)
     await store.snapshots.put_many([forged])
     counter = CountingReads(store)
     state = await h.state("orders", "int:1", version=25)
@@ -387,22 +381,7 @@ async def test_a_snapshot_that_does_not_match_the_log_is_ignored_and_healed(
 async def test_a_link_to_a_snapshot_that_is_gone_does_not_mislead_a_time(store: Store) -> None:
     events = await entity(store, 30)
     # snapshot 10 says snapshot 20 exists; it does not (removed by an operator, say)
-    state10 = fold(events[:10]).state
-    await store.snapshots.put_many(
-        [
-            EntitySnapshot(
-                stream="orders",
-                entity_id=1,
-                entity_key="1",
-                version=10,
-                occurred_at=at(10),
-                exists=True,
-                document=state10,
-                event_hash=events[9].hash,
-                next_version=20,
-            )
-        ]
-    )
+    await store.snapshots.put_many([stale_of(events, 1, next_version=20)])
     h = History(store, snapshot_every=10)
     counter = CountingReads(store)
     state = await h.state("orders", "int:1", at=at(27))
@@ -452,17 +431,7 @@ async def test_a_time_at_a_stale_link_reads_on_through_versions_in_the_same_mill
         changes = {"updatedFields": {"n": v}, "removedFields": [], "truncatedArrays": []}
         events.append(log.next(1, occurred_at=when, changes=changes))
     await store.events.append(events)
-    stale = EntitySnapshot(
-        stream="orders",
-        entity_id=1,
-        entity_key="1",
-        version=10,
-        occurred_at=at(10),
-        exists=True,
-        document=fold(events[:10]).state,
-        event_hash=events[9].hash,
-        next_version=20,
-    )
+    stale = stale_of(events, 1, next_version=20)
     await store.snapshots.put_many([stale])
     state = await History(store, snapshot_every=100).state("orders", "int:1", at=at(20))
     assert (state.version, state.document, state.findings) == (21, {"_id": 1, "n": 21}, [])
@@ -661,16 +630,7 @@ async def test_a_history_page_past_a_forged_snapshot_is_folded_from_the_first_ev
     store: Store,
 ) -> None:
     events = await entity(store, 30)
-    forged = EntitySnapshot(
-        stream="orders",
-        entity_id=1,
-        entity_key="1",
-        version=20,
-        occurred_at=at(20),
-        exists=True,
-        document={"_id": 1, "n": "forged"},
-        event_hash="f" * 64,
-    )
+    forged = forged_at(20)
     await store.snapshots.put_many([forged])
     h = History(store, snapshot_every=10)
     page = await h.history("orders", "int:1", from_version=21, limit=3)
@@ -714,17 +674,7 @@ async def test_a_history_page_past_a_link_to_a_snapshot_that_is_gone_lays_the_mi
 ) -> None:
     events = await entity(store, 41)
     # snapshot 10 says snapshot 20 exists; it does not (removed by an operator, say)
-    stale = EntitySnapshot(
-        stream="orders",
-        entity_id=1,
-        entity_key="1",
-        version=10,
-        occurred_at=at(10),
-        exists=True,
-        document=fold(events[:10]).state,
-        event_hash=events[9].hash,
-        next_version=20,
-    )
+    stale = stale_of(events, 1, next_version=20)
     await store.snapshots.put_many([stale])
     h = History(store, snapshot_every=10)
     page = await h.history("orders", "int:1", from_version=21, limit=5)
