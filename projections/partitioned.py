@@ -202,8 +202,15 @@ class LocalFolds:
             return future
         task = loop.create_task(self._fold(index))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Task[Rows]) -> None:
+        # A partition whose fold failed after the job had already failed (a broken pool
+        # fails every partition in it) is nobody's to report: its failure is seen here.
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()
 
     async def _fold(self, index: int) -> Rows:
         loop = asyncio.get_running_loop()

@@ -23,15 +23,13 @@ from eventstore.model import Job, Partition
 from eventstore.mongo.store import MongoStore
 from eventstore.ports import JobConflict
 from eventstore.settings import Settings
-from eventstore.sources.memory import MemoryChangeFeed
-from eventstore.sources.simulator import Simulator
 from eventstore.supervisor import Supervisor
 from projections import claims
 from projections.api import Projection
 from projections.orders import CUSTOMER_TOTALS, ORDERS_BY_STATUS
 from projections.runner import ProjectionRunner, RebuildProgress, request_rebuild
 from projections.worker import PartitionClaimer
-from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+from tests.integration.test_partitioned_rebuild import rows, simulate
 
 DB = "claims_test"
 LEASE = 10.0
@@ -129,24 +127,10 @@ class CountingSwaps:
 
 
 async def _shop(client: Any, orders: int, steps: int) -> MongoStore:
-    clock = FakeClock()
     store = MongoStore(client, DB)
     await store.detect()
     await store.events.ensure_indexes()
-    feed = MemoryChangeFeed(clock=clock)
-    await start_from_the_beginning(store)
-    sim = Simulator(feed, seed=11, clock=clock)
-    await sim.create_orders(orders)
-    for _ in range(steps):
-        clock.advance(5400)
-        await sim.step()
-    await ingester(store, feed, clock).run(until_idle=True)
-    return store
-
-
-async def _rows(store: MongoStore, collection: str) -> dict[str, Any]:
-    found = await store.read_models.query(collection, filters={}, limit=1_000_000)
-    return {r["_id"]: {k: v for k, v in r.items() if k != "_id"} for r in found}
+    return await simulate(store, 11, orders, steps)
 
 
 @pytest.mark.parametrize("projection", [CUSTOMER_TOTALS, ORDERS_BY_STATUS], ids=lambda p: p.name)
@@ -165,10 +149,10 @@ async def test_three_instances_rebuild_together_and_a_crashed_partition_is_rerun
     # the one-worker rebuild the partitions must equal
     reference = ProjectionRunner(a_store, projection, clock=clock, lease_seconds=LEASE, owner="a")
     await reference.rebuild_now()
-    expected = await _rows(a_store, coll)
+    expected = await rows(a_store, coll)
     expected_cp = await a_store.checkpoints.get(reference.role)
     await a_store.read_models.write(coll, [("marker", {"old": True})])
-    live = await _rows(a_store, coll)
+    live = await rows(a_store, coll)
     for store, swaps in zip((a_store, b_store, c_store), counted, strict=True):
         store.read_models = swaps
 
@@ -208,7 +192,7 @@ async def test_three_instances_rebuild_together_and_a_crashed_partition_is_rerun
     assert job is not None
     crashed = job.partitions[1]
     assert (crashed.state, crashed.owner, crashed.attempts) == ("running", "b", 1)
-    assert await _rows(a_store, coll) == live  # the live model is untouched
+    assert await rows(a_store, coll) == live  # the live model is untouched
 
     assert await c.claim_once()  # C takes the queued partition 2
     assert not await c.claim_once()  # partition 1 is still B's: its claim has not expired
@@ -233,7 +217,7 @@ async def test_three_instances_rebuild_together_and_a_crashed_partition_is_rerun
         ("succeeded", "c", 1),
     ]
     assert sum(p.total for p in done.partitions) == head
-    assert await _rows(a_store, coll) == expected  # equal to one worker's rows
+    assert await rows(a_store, coll) == expected  # equal to one worker's rows
     got_cp = await a_store.checkpoints.get(a.role)
     assert got_cp is not None and expected_cp is not None and got_cp.head == expected_cp.head
     # one rename, by the instance running the job, once
@@ -279,17 +263,17 @@ async def test_a_serving_instance_s_claimer_folds_a_partition_under_its_supervis
     ]
     assert sum(p.total for p in stored.partitions) == head
     staged = [
-        await _rows(store, claims.staging_name(ORDERS_BY_STATUS.collection, stored, p))
+        await rows(store, claims.staging_name(ORDERS_BY_STATUS.collection, stored, p))
         for p in stored.partitions
     ]
     counts: dict[str, int] = {}
-    for rows in staged:
-        for key, row in rows.items():
+    for staged_rows in staged:
+        for key, row in staged_rows.items():
             counts[key] = counts.get(key, 0) + row["count"]
     reference = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock)
     await reference.rebuild_now()
     assert counts == {
-        k: r["count"] for k, r in (await _rows(store, ORDERS_BY_STATUS.collection)).items()
+        k: r["count"] for k, r in (await rows(store, ORDERS_BY_STATUS.collection)).items()
     }
 
 
@@ -303,9 +287,9 @@ async def test_when_the_instance_running_the_job_dies_the_next_lease_holder_runs
     projection, coll = CUSTOMER_TOTALS, CUSTOMER_TOTALS.collection
     reference = ProjectionRunner(a_store, projection, clock=clock, lease_seconds=LEASE)
     await reference.rebuild_now()
-    expected = await _rows(a_store, coll)
+    expected = await rows(a_store, coll)
     await a_store.read_models.write(coll, [("marker", {"old": True})])
-    live = await _rows(a_store, coll)
+    live = await rows(a_store, coll)
 
     a_view = MongoStore(client, DB)
     rows_of_a, jobs_of_a = Dying(a_view.read_models), Dying(a_view.jobs)
@@ -324,8 +308,8 @@ async def test_when_the_instance_running_the_job_dies_the_next_lease_holder_runs
     job = await a_store.jobs.active(projection.name)
     assert job is not None and job.state == "running"
     staged = claims.staging_name(coll, job, job.partitions[1])
-    assert await _rows(a_store, staged)
-    assert await _rows(a_store, coll) == live
+    assert await rows(a_store, staged)
+    assert await rows(a_store, coll) == live
 
     clock.advance(LEASE + 1)  # A's projection lease expires
     d = ProjectionRunner(d_store, projection, clock=clock, lease_seconds=LEASE, owner="d")
@@ -338,7 +322,7 @@ async def test_when_the_instance_running_the_job_dies_the_next_lease_holder_runs
     # every partition folded again by D (attempts go on: staging names are never reused)
     assert [(p.state, p.owner) for p in done.partitions] == [("succeeded", "d")] * 3
     assert [p.attempts for p in done.partitions] == [3, 3, 2]
-    assert await _rows(a_store, coll) == expected
+    assert await rows(a_store, coll) == expected
     assert swaps.swaps == [(coll + claims.BUILDING_SUFFIX, coll)]
     names = await a_store.db.list_collection_names()
     assert [n for n in names if claims.BUILDING_SUFFIX in n] == []

@@ -10,7 +10,7 @@ import signal
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -20,6 +20,7 @@ from eventstore.cli import main
 from eventstore.clock import FakeClock
 from eventstore.memory.store import MemoryStore
 from eventstore.model import STREAM_TYPES, Job
+from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
 from projections import Change, Projection, Write
@@ -28,6 +29,8 @@ from projections.partitioned import NoMerge, partition_of, split
 from projections.runner import ProjectionRunner, rebuild_partitioned, request_rebuild
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 from tests.integration.test_plugin_projections import per_actor_day, readme_example
+
+S = TypeVar("S", bound=Store)
 
 
 def example_plugin(tmp_path: Path) -> Projection:
@@ -45,9 +48,9 @@ def example_plugin(tmp_path: Path) -> Projection:
     return projection
 
 
-async def simulated(seed: int, orders: int, steps: int) -> MemoryStore:
+async def simulate(store: S, seed: int, orders: int, steps: int) -> S:
+    """`store` holding a simulated shop's orders: `orders` created, then `steps` changes."""
     clock = FakeClock()
-    store = MemoryStore()
     feed = MemoryChangeFeed(clock=clock)
     await start_from_the_beginning(store)
     sim = Simulator(feed, seed=seed, clock=clock)
@@ -59,7 +62,11 @@ async def simulated(seed: int, orders: int, steps: int) -> MemoryStore:
     return store
 
 
-async def rows(store: MemoryStore, collection: str) -> dict[str, Any]:
+async def simulated(seed: int, orders: int, steps: int) -> MemoryStore:
+    return await simulate(MemoryStore(), seed, orders, steps)
+
+
+async def rows(store: Store, collection: str) -> dict[str, Any]:
     found = await store.read_models.query(collection, filters={}, limit=1_000_000)
     return {r["_id"]: {k: v for k, v in r.items() if k != "_id"} for r in found}
 
