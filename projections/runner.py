@@ -417,11 +417,10 @@ class ProjectionRunner:
         await self._recall()  # what the live rows were built with, while they are served
         self.status.state = REBUILDING
         await self.publish()
+        if workers > 1:
+            return await rebuild_partitioned(self, workers, job=job, on_progress=on_progress)
         # Rebuilding starts from nothing; one worker keeps many more states than following does.
         self.cache = StateCache(self.history, size=self.rebuild_states)
-        if workers > 1:
-            self.cache = self.following
-            return await rebuild_partitioned(self, workers, job=job, on_progress=on_progress)
         progress = RebuildProgress(total=(await self.store.events.head()).seq)
         # The live rows' count stays shown until the swap; the rebuild counts its own.
         live_problems, self.status.problems = self.status.problems, 0

@@ -146,6 +146,34 @@ def test_a_partitioned_rebuild_freezes_only_its_worker_processes() -> None:
     assert gc.get_freeze_count() == before
 
 
+def test_a_forked_rebuild_worker_folds_with_the_heap_it_inherited_frozen() -> None:
+    import gc
+
+    from projections import Change, Projection, Write
+    from projections.partitioned import LocalFolds, split
+
+    # Each row says how many objects the collector left out where the partition was folded.
+    def keys(change: Change) -> list[str]:
+        return ["frozen"]
+
+    def apply(rows: Any, change: Change) -> list[Write]:
+        return [Write(key="frozen", row={"count": gc.get_freeze_count()})]
+
+    probe = Projection(name="probe", collection="rm_probe", keys=keys, apply=apply)
+    store = populated()
+    events = asyncio.run(store.events.read(after_seq=0, limit=10_000))
+
+    async def fold(processes: bool) -> Any:
+        folds = LocalFolds(probe, split(events, 2), 2, processes=processes)
+        try:
+            return await folds.submit(0)
+        finally:
+            folds.close()
+
+    assert asyncio.run(fold(True))["frozen"]["count"] > 0  # in the forked worker
+    assert asyncio.run(fold(False))["frozen"]["count"] == gc.get_freeze_count() == 0
+
+
 def test_the_rebuild_command_freezes_while_it_rebuilds_and_unfreezes_after(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
