@@ -177,7 +177,6 @@ class OrderReader:
     """Reads an order's inputs through a schema; computes what the read models share."""
 
     def __init__(self, schema: OrderSchema) -> None:
-        self.schema = schema
         self.stream = schema.stream
         self.paid = frozenset(schema.paid_statuses)
         p = schema.paths
@@ -186,9 +185,7 @@ class OrderReader:
         self.currency = _getter(p["currency"])
         self.customer_id_value = _getter(p["customer_id"])
         self.customer_name = _getter(p["customer_name"])
-        self.number = _getter(p["number"])
         self.created_value = _getter(p["created_at"])
-        self.items = _getter(p["items"])
         self.customer_doc = _parent_getter(p["customer_id"])
         self._last: tuple[Change | None, list[tuple[str, Decimal, int]], Problem | None] = (
             None,
@@ -302,12 +299,9 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
     stream = schema.stream
 
     # order_summary's inputs, read with one call per change: number, status, items, total,
-    # currency, and the document holding the customer id (when that id is nested).
+    # currency (the customer comes from `OrderReader.customer`).
     p = schema.paths
-    customer_parent = p["customer_id"].rpartition(".")[0]
-    read_inputs = _many_getter(
-        (p["number"], p["status"], p["items"], p["total"], p["currency"], customer_parent or "")
-    )
+    read_inputs = _many_getter((p["number"], p["status"], p["items"], p["total"], p["currency"]))
     customer_of_doc = r.customer
     paid = r.paid
     # keys() then apply() ask for the same change's key in turn: the last one is remembered.
@@ -331,11 +325,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             return []  # already applied
         after = change.after
         doc = after if after is not None else (change.before or _NOTHING)
-        number, status, items, value, currency, holder = read_inputs(doc)
-        if customer_parent:  # the customer: the document holding its id, else {id, name}
-            customer = holder if isinstance(holder, dict) else None
-        else:
-            customer = customer_of_doc(doc)
+        number, status, items, value, currency = read_inputs(doc)
         created = old.get("created_at") if old is not None else None
         if value.__class__ is Decimal128 and finite128(value):
             total, reason = value, None
@@ -356,7 +346,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                 row={
                     "entity_key": e.entity_key,
                     "number": number if isinstance(number, str) else None,
-                    "customer": customer,
+                    "customer": customer_of_doc(doc),
                     "status": status if isinstance(status, str) else None,
                     "items": items if isinstance(items, list) else [],
                     "total": total,
