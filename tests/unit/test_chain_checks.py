@@ -269,7 +269,12 @@ def test_an_old_scheme_event_may_not_claim_an_erasure() -> None:
 
 def test_an_erased_event_holds_no_part_of_its_payload() -> None:
     assert payload_problem(erased(), "version 1") is None
-    for left in ({"document": {"_id": "A"}}, {"changes": {"updatedFields": {}}}, {"before": {}}):
+    lefts: list[dict[str, object]] = [
+        {"document": {"_id": "A"}},
+        {"changes": {"updatedFields": {}}},
+        {"before": {}},
+    ]
+    for left in lefts:
         assert payload_problem(erased(**left), "version 1") == (
             "version 1 is marked erased but still holds a payload without its salt"
         ), left
