@@ -109,7 +109,10 @@ def test_events_newer_than_the_latest_checkpoint_are_said_not_in_it_yet(signed: 
     assert code == 0 and body["valid"] is True
     check = body["checkpoint"]
     assert (check["pending"], check["matches"], check["seq"]) == (True, False, None)
-    assert "no event of orders/late is in the latest checkpoint (21 events" in check["reason"]
+    assert check["reason"] == (
+        f"no event of orders/late is in the latest checkpoint (21 events, signed by"
+        f" {key_name(signed)}) yet: its events (up to seq 24) are newer"
+    )
     code, text = run(signed.store, "verify", "orders", "late")
     assert code == 0 and "none of these events is in it yet" in text
     # An entity with events on both sides: its newest event inside is the one held.
