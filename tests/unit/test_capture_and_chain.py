@@ -9,9 +9,16 @@ import pytest
 from bson import Decimal128, ObjectId, Timestamp
 
 from eventstore.capture import Capture
-from eventstore.chain import LogVerifier, entity_hash, verify_entity
+from eventstore.chain import LogVerifier, entity_hash, seal, verify_entity
 from eventstore.codec import committed_doc, event_doc, event_from_doc
-from eventstore.model import GENESIS_HASH, ChangeEvent, EntityHead, Event, Head
+from eventstore.model import (
+    GENESIS_HASH,
+    PAYLOAD_SCHEME,
+    ChangeEvent,
+    EntityHead,
+    Event,
+    Head,
+)
 from eventstore.settings import load
 
 NOW = datetime(2026, 11, 26, 14, 3, 0, 123456, tzinfo=UTC)
@@ -193,6 +200,23 @@ def test_committed_doc_is_event_doc_without_payload_and_salt() -> None:
         del full[name]
     assert list(committed_doc(event).items()) == list(full.items())
     assert event.salt == bytes(range(32)).hex()
+
+
+def test_a_capture_without_salts_seals_under_the_old_scheme() -> None:
+    """`salts=None` (the logs written before erasure, and the capture benchmark's unsalted
+    figure): no salt, no commit, the payload hashed as it is, and the chain still verifies."""
+    cap = Capture(load({}), Head(), salts=None)
+    event = cap.entity_change(change(1, "insert", fullDocument={"_id": OID, "n": 1}), now=NOW)
+    assert (event.hash_scheme, event.salt, event.commit) == (PAYLOAD_SCHEME, None, None)
+    assert event.document == {"_id": OID, "n": 1}
+    assert event.hash == entity_hash(event)
+    assert verify_entity([event]).valid
+
+
+def test_a_salt_of_the_wrong_size_is_refused_by_seal() -> None:
+    event = Capture(load({}), Head(), salts=None).entity_change(change(1, "delete"), now=NOW)
+    with pytest.raises(ValueError, match=r"^a salt has 32 bytes, not 3$"):
+        seal(event, prev_hash=GENESIS_HASH, prev_log_hash=GENESIS_HASH, salt=b"abc")
 
 
 def test_snapshots_inferred_deletions_and_stream_events_say_where_they_came_from() -> None:

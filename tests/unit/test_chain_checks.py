@@ -10,16 +10,27 @@ from __future__ import annotations
 import msgspec
 
 from eventstore.chain import (
+    EntityChecker,
+    ErasureClaims,
     LogVerdict,
     LogVerifier,
     entity_hash,
     erasure_names,
     next_log_hash,
+    payload_problem,
     seal,
     verify_entity,
 )
-from eventstore.model import ERASED, GAP, GENESIS_HASH, Event, Head
-from tests.helpers import LogBuilder
+from eventstore.model import (
+    COMMIT_SCHEME,
+    ERASED,
+    GAP,
+    GENESIS_HASH,
+    PAYLOAD_SCHEME,
+    Event,
+    Head,
+)
+from tests.helpers import LogBuilder, fixed_salt, make_event
 
 
 def log_of(*entity_ids: str) -> list[Event]:
@@ -221,3 +232,85 @@ def test_an_erasure_is_named_only_by_an_erased_event_of_the_same_stream_and_key(
     assert erasure_names(refund, "orders", "A") is False
     assert erasure_names(gap, "orders", "A") is False  # not an erased event
     assert erasure_names(b.next("A"), "orders", "A") is False
+
+
+# -- payload checks under both hash schemes (payload_problem) ------------------------------
+
+
+def salted(**changes: object) -> Event:
+    """Version 1 of order A sealed under the commit scheme, then edited (no reseal)."""
+    event = make_event(seq=7, entity_id="A", version=1)
+    sealed = seal(event, prev_hash=GENESIS_HASH, prev_log_hash=GENESIS_HASH, salt=fixed_salt("x"))
+    assert sealed.hash_scheme == COMMIT_SCHEME
+    return msgspec.structs.replace(sealed, **changes)
+
+
+def erased(**changes: object) -> Event:
+    """`salted()` as an erasure leaves it: no salt, no payload, naming the erased event at seq 9."""
+    cleared: dict[str, object] = {
+        "salt": None,
+        "document": None,
+        "changes": None,
+        "before": None,
+        "erased_by": 9,
+    }
+    return salted(**{**cleared, **changes})
+
+
+def test_an_old_scheme_event_may_not_claim_an_erasure() -> None:
+    old = make_event(seq=3, entity_id="A", version=1)
+    assert old.hash_scheme == PAYLOAD_SCHEME
+    assert payload_problem(old, "version 1") is None
+    claimed = msgspec.structs.replace(old, erased_by=9)
+    assert payload_problem(claimed, "version 1") == (
+        "version 1 claims an erasure under the old scheme"
+    )
+
+
+def test_an_erased_event_holds_no_part_of_its_payload() -> None:
+    assert payload_problem(erased(), "version 1") is None
+    lefts: list[dict[str, object]] = [
+        {"document": {"_id": "A"}},
+        {"changes": {"updatedFields": {}}},
+        {"before": {}},
+    ]
+    for left in lefts:
+        assert payload_problem(erased(**left), "version 1") == (
+            "version 1 is marked erased but still holds a payload without its salt"
+        ), left
+
+
+def test_an_erased_event_names_an_erased_event_after_itself() -> None:
+    assert payload_problem(erased(erased_by=8), "seq 7") is None
+    for before_or_self in (7, 6):
+        assert payload_problem(erased(erased_by=before_or_self), "seq 7") == (
+            f"seq 7 names erased event seq {before_or_self}, which does not follow it"
+        )
+
+
+def test_a_salt_that_is_not_hex_is_a_payload_that_does_not_match() -> None:
+    assert payload_problem(salted(), "version 1") is None
+    for salt in ("not hex", "abc"):
+        assert payload_problem(salted(salt=salt), "version 1") == (
+            "hash of version 1 does not match its content (payload differs from its commit)"
+        )
+
+
+def test_erasure_claims_count_the_erased_events_of_each_stream() -> None:
+    claims = ErasureClaims()
+    for seq, stream in ((1, "orders"), (2, "orders"), (3, "refunds"), (4, "orders")):
+        claims.feed(erased(seq=seq, stream=stream, erased_by=10))
+    claims.feed(salted(seq=5))  # kept its payload: no claim
+    assert (claims.count_in("orders"), claims.count_in("refunds"), claims.count_in("x")) == (
+        3,
+        1,
+        0,
+    )
+    assert claims.count == 4
+
+
+def test_an_entity_checker_knows_its_entity_only_once_fed() -> None:
+    checker = EntityChecker()
+    assert (checker.entity_key, checker.checked) == (None, 0)
+    checker.feed(log_of("A")[0])
+    assert (checker.entity_key, checker.checked) == ("A", 1)
