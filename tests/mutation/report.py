@@ -220,7 +220,7 @@ def to_run(modules: list[str], equivalents: dict[str, list[tuple[str, str]]]) ->
     function (in the hot functions, the whole selection): skipping them is what keeps a
     full run short. `make mutate EQUIVALENTS=1` runs them too, which shows stale lines.
     """
-    names = []
+    names: list[str] = []
     for module in modules:
         listed = set(equivalents.get(module, []))
         names.extend(m.name for m in load_module(module) if (m.function, m.line) not in listed)
