@@ -213,10 +213,33 @@ def render(results: list[ModuleResult], stale: list[str]) -> str:
     return "\n".join(lines)
 
 
+def to_run(modules: list[str], equivalents: dict[str, list[tuple[str, str]]]) -> list[str]:
+    """The mutants of `modules` that EQUIVALENT.md does not list, for `mutmut run NAME ...`.
+
+    A listed mutant survives by definition and would run every test that reaches its
+    function (in the hot functions, the whole selection): skipping them is what keeps a
+    full run short. `make mutate EQUIVALENTS=1` runs them too, which shows stale lines.
+    """
+    names: list[str] = []
+    for module in modules:
+        listed = set(equivalents.get(module, []))
+        names.extend(m.name for m in load_module(module) if (m.function, m.line) not in listed)
+    return names
+
+
 def main(argv: list[str]) -> int:
-    """Print the report for the modules named (default: all configured); 1 below target."""
-    modules = argv or configured_modules()
-    results, stale = build(modules, equivalent_entries(EQUIVALENT.read_text("utf-8")))
+    """Print the report for the modules named (default: all configured); 1 below target.
+
+    With `--to-run` first, print instead the names of the mutants to run, one per line.
+    """
+    listing = argv[:1] == ["--to-run"]
+    modules = argv[1:] if listing else argv
+    modules = modules or configured_modules()
+    equivalents = equivalent_entries(EQUIVALENT.read_text("utf-8"))
+    if listing:
+        print("\n".join(to_run(modules, equivalents)))
+        return 0
+    results, stale = build(modules, equivalents)
     print(render(results, stale))
     return 0 if all(r.mutants and r.score() >= TARGET for r in results) else 1
 

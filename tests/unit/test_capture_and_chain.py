@@ -12,6 +12,7 @@ from eventstore.capture import Capture
 from eventstore.chain import LogVerifier, entity_hash, seal, verify_entity
 from eventstore.codec import committed_doc, event_doc, event_from_doc
 from eventstore.model import (
+    COMMIT_SCHEME,
     GENESIS_HASH,
     PAYLOAD_SCHEME,
     ChangeEvent,
@@ -463,3 +464,12 @@ def test_a_three_part_actor_field_is_found_under_either_parent() -> None:
     by_top = cap.entity_change(updated(3, {"a": {"b": {"c": "y"}}}), now=NOW)
     assert (by_middle.actor, by_top.actor) == ("x", "y")
     assert by_top.cluster_time == Timestamp(1_700_000_003, 1)
+
+
+def test_sealing_with_a_salt_gives_a_fresh_event_that_no_erasure_names() -> None:
+    """A sealed payload is whole: an `erased_by` carried in by the input is dropped."""
+    event = Capture(load({}), Head(), salts=None).entity_change(change(1, "delete"), now=NOW)
+    carried = msgspec.structs.replace(event, erased_by=5)
+    sealed = seal(carried, prev_hash=GENESIS_HASH, prev_log_hash=GENESIS_HASH, salt=bytes(32))
+    assert (sealed.erased_by, sealed.salt, sealed.hash_scheme) == (None, "00" * 32, COMMIT_SCHEME)
+    assert verify_entity([sealed]).valid

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from eventstore.fold import (
 from eventstore.model import (
     CREATED,
     DELETED,
+    ERASED,
     GAP,
     REPLACED,
     SNAPSHOT,
@@ -743,3 +745,167 @@ def test_removing_an_element_of_a_nested_array_keeps_its_place() -> None:
     changes = ch(removed=["a.b.1", "c.0.0"])
     assert apply_update(doc, changes) == {"a": {"b": [1, None, 3]}, "c": [[None, 2], [3]]}
     assert doc == {"a": {"b": [1, 2, 3]}, "c": [[1, 2], [3]]}  # the input is not changed
+
+
+# --- edges: padding, paths split on ".", conflict messages ----------------------------
+
+
+# MongoDB's limit on the nulls one $set may pad an array with (pathsupport::kMaxPaddingAllowed).
+MAX_PAD = 1_500_000
+
+
+def test_padding_up_to_mongodbs_limit_is_applied_and_one_more_refused() -> None:
+    """The limit counts the nulls added (index minus length), not the index."""
+    doc = {"a": list(range(10))}
+    conflicts: list[str] = []
+    out = apply_update(doc, ch(updated={f"a.{10 + MAX_PAD}": "end"}), conflicts=conflicts)
+    assert conflicts == []
+    assert len(out["a"]) == 11 + MAX_PAD
+    assert out["a"][:11] == [*range(10), None]
+    assert out["a"][-2:] == [None, "end"]
+    assert out["a"].count(None) == MAX_PAD
+    refused = apply_update(doc, ch(updated={f"a.{11 + MAX_PAD}": "end"}), conflicts=conflicts)
+    assert refused == doc
+    assert conflicts == [f"updatedFields 'a.{11 + MAX_PAD}': index {11 + MAX_PAD} too far"]
+
+
+def fresh() -> str:
+    """A field name no other apply used: its paths miss the fold's cache of split paths."""
+    return f"f{uuid.uuid4().hex}"
+
+
+def test_a_path_split_for_the_first_time_is_applied_as_it_reads() -> None:
+    # the cache of split paths is warm with every path other tests used: these are new
+    arr, sub, deep = fresh(), fresh(), fresh()
+    doc = {arr: ["x", "y"], sub: {"k": 0}}
+    changes = ch(updated={f"{arr}.1": "z", f"{sub}.k": 1, f"{sub}.0": "zero", f"{deep}.a.2": 3})
+    conflicts: list[str] = []
+    assert apply_update(doc, changes, conflicts=conflicts) == {
+        arr: ["x", "z"],
+        sub: {"k": 1, "0": "zero"},
+        deep: {"a": {"2": 3}},
+    }
+    assert conflicts == []
+
+
+def test_only_ascii_digits_index_an_array() -> None:
+    """MongoDB reads a component as an array index only when it is made of ASCII digits."""
+    arr, sub = fresh(), fresh()
+    doc = {arr: [1, 2], sub: {}}
+    conflicts: list[str] = []
+    # "\u0661" is ARABIC-INDIC DIGIT ONE: a digit to Python, a field name to MongoDB
+    changes = ch(updated={f"{arr}.\u0661": 9, f"{arr}.x": 9, f"{sub}.\u0661": 9})
+    assert apply_update(doc, changes, conflicts=conflicts) == {arr: [1, 2], sub: {"\u0661": 9}}
+    assert conflicts == [
+        f"updatedFields '{arr}.\u0661': no '\u0661' in an array",
+        f"updatedFields '{arr}.x': no 'x' in an array",
+    ]
+
+
+def test_an_exact_path_of_one_component_goes_through_its_components() -> None:
+    """A top-level path in disambiguatedPaths is applied from its components, not its text."""
+    conflicts: list[str] = []
+    changes = ch(updated={"a": 2, "b": 2}, disambiguated={"a": [], "b": [0]})  # malformed
+    assert apply_update({"a": 1}, changes, conflicts=conflicts) == {"a": 1}
+    assert conflicts == [
+        "updatedFields 'a': empty path",
+        "updatedFields 'b': no 0 in a sub-document",
+    ]
+
+
+def test_a_component_naming_nothing_midway_is_reported() -> None:
+    doc = {"a": {"0": {"b": 1}}, "l": [{"b": 1}]}
+    conflicts: list[str] = []
+    changes = ch(updated={"a.0.b": 2, "l.x.b": 2}, disambiguated={"a.0.b": ["a", 0, "b"]})
+    assert apply_update(doc, changes, conflicts=conflicts) == doc
+    assert conflicts == [
+        "updatedFields 'a.0.b': no 0 in a sub-document",
+        "updatedFields 'l.x.b': no 'x' in an array",
+    ]
+
+
+def test_an_element_just_past_the_end_is_created_midway() -> None:
+    doc = {"items": [{"sku": "A"}]}
+    out = apply_update(doc, ch(updated={"items.1.qty": 2}))
+    assert out == {"items": [{"sku": "A"}, {"qty": 2}]}
+
+
+def test_a_missing_element_or_padding_too_far_midway_is_reported() -> None:
+    doc: dict[str, Any] = {"a": {}, "l": []}
+    conflicts: list[str] = []
+    changes = ch(
+        updated={"a.b.0": 1, f"l.{MAX_PAD + 1}.b": 1},
+        disambiguated={"a.b.0": ["a", "b", 0]},
+    )
+    assert apply_update(doc, changes, conflicts=conflicts) == doc
+    assert conflicts == [
+        "updatedFields 'a.b.0': array index into nothing",
+        f"updatedFields 'l.{MAX_PAD + 1}.b': index {MAX_PAD + 1} too far",
+    ]
+
+
+def test_sibling_edits_under_one_copied_parent_all_land_and_the_input_is_untouched() -> None:
+    doc = {"o": {"a": {"x": 1}, "b": [1, 2], "c": 0}, "keep": {"k": 1}}
+    before = copy.deepcopy(doc)
+    changes = ch(
+        updated={"o.a.y": 2, "o.a.x": 3, "o.b.0": 9, "o.b.1": 8, "o.c": 1},
+        removed=["o.a.x"],
+        truncated=[("o.b", 1)],
+    )
+    out = apply_update(doc, changes)
+    assert out == {"o": {"a": {"y": 2}, "b": [9, 8], "c": 1}, "keep": {"k": 1}}
+    assert doc == before
+    assert out["keep"] is doc["keep"]
+
+
+# --- edges: findings -------------------------------------------------------------------
+
+
+def test_an_update_without_state_says_what_it_did() -> None:
+    result = fold([upd(4, updated={"a": 1})])
+    assert result.findings == [
+        Finding(
+            version=4,
+            kind=UPDATE_WITHOUT_STATE,
+            detail="an update of an entity without a document, applied onto {}",
+        )
+    ]
+
+
+def test_every_conflict_of_an_event_is_in_its_one_finding() -> None:
+    events = [
+        ev(1, CREATED, document={"s": "x", "l": [1]}),
+        upd(2, updated={"s.a": 1, "l.b": 2}, truncated=[("s", 0)]),
+    ]
+    assert fold(events).findings == [
+        Finding(
+            version=2,
+            kind=PATH_CONFLICT,
+            detail="truncatedArrays 's': a scalar (str), not an array; "
+            "updatedFields 's.a': a scalar (str) at 's'; "
+            "updatedFields 'l.b': no 'b' in an array",
+        )
+    ]
+
+
+def test_an_unknown_event_type_is_named_in_its_finding() -> None:
+    findings: list[Finding] = []
+    state = {"a": 1}
+    assert apply_event(state, ev(2, "archived"), findings=findings) is state
+    assert findings == [
+        Finding(
+            version=2,
+            kind=UNKNOWN_TYPE,
+            detail="unknown event type 'archived': state left unchanged",
+        )
+    ]
+    # without a findings list the state is all there is
+    assert apply_event(state, ev(3, "archived")) is state
+
+
+def test_a_stream_event_applied_directly_is_no_finding() -> None:
+    findings: list[Finding] = []
+    state = {"a": 1}
+    for type_ in (GAP, ERASED):
+        assert apply_event(state, ev(2, type_), findings=findings) is state
+    assert findings == []

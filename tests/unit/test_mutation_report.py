@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
 from tests.mutation import report
 
 
@@ -74,3 +79,32 @@ def test_equivalent_mutants_leave_the_score_and_the_rest_need_a_test() -> None:
     assert (counts["killed"], counts["survived"], counts["equivalent"]) == (2, 1, 1)
     assert result.score() == 100.0 * 2 / 3
     assert [m.name for m in result.unaccounted()] == ["m.x_f__mutmut_3"]
+
+
+def test_the_mutants_to_run_leave_out_those_listed_as_equivalent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--to-run` names every mutant of the modules except the equivalent ones, not yet run."""
+    lines, spans = _file(
+        ("x_f__mutmut_orig", ["    return a < b"]),
+        ("x_f__mutmut_1", ["    return a <= b"]),
+        ("x_f__mutmut_2", ["    return a > b"]),
+        ("x_f__mutmut_3", ["    return None"]),
+    )
+    module = tmp_path / "pkg" / "m.py"
+    module.parent.mkdir()
+    module.write_text("\n".join(lines), "utf-8")
+    (tmp_path / "pkg" / "m.py.spans").write_text(json.dumps({"spans": spans}), "utf-8")
+    codes = {f"pkg.m.x_f__mutmut_{n}": None for n in (1, 2, 3)}
+    (tmp_path / "pkg" / "m.py.meta").write_text(json.dumps({"exit_code_by_key": codes}), "utf-8")
+    monkeypatch.setattr(report, "MUTANTS", tmp_path)
+    equivalents = {"pkg/m.py": [("f", "return a <= b")], "pkg/other.py": [("f", "return None")]}
+    assert report.to_run(["pkg/m.py"], equivalents) == [
+        "pkg.m.x_f__mutmut_2",
+        "pkg.m.x_f__mutmut_3",
+    ]
+    assert len(report.to_run(["pkg/m.py"], {})) == 3
+    # a listed mutant left unrun counts as equivalent, not as unchecked, and is not stale
+    results, stale = report.build(["pkg/m.py"], equivalents)
+    assert (results[0].counts()["equivalent"], results[0].counts()["not checked"]) == (1, 2)
+    assert stale == []
