@@ -239,6 +239,38 @@ async def test_a_snapshot_cut_short_resumes_without_recording_a_document_twice(
     assert done.head == Head(seq=6, log_hash=events[-1].log_hash)
 
 
+async def test_a_snapshot_whose_checkpoint_was_lost_ends_at_the_log_head_with_nothing_left_to_scan(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    for n in (1, 2):
+        await orders.insert_one({"_id": n, "n": n})
+    checkpoints = RecordedCheckpoints(store)
+    checkpoints.fail_on = 2  # 1: the snapshot starts; 2: its one batch, stored but not checkpointed
+    capture = ingester(store, feed, clock, batch_size=2)
+    with pytest.raises(ConnectionError):
+        await capture.run(until_idle=True)
+    (started,) = checkpoints.put
+    assert (started.phase, started.head) == ("snapshot", Head())
+    snapshots = await all_events(store)
+    assert [(e.entity_key, e.type) for e in snapshots] == [("1", "snapshot"), ("2", "snapshot")]
+    # Both documents go before the restart: its scan finds nothing, so no batch refreshes the
+    # stored checkpoint's stale head; the snapshot's last checkpoint must still cover seq 1-2.
+    await orders.delete_one({"_id": 1})
+    await orders.delete_one({"_id": 2})
+    await capture.run(until_idle=True)
+    done = checkpoints.put[1]
+    assert (done.phase, done.head) == ("streaming", Head(seq=2, log_hash=snapshots[1].log_hash))
+    events = await assert_log_intact(store)
+    assert [(e.entity_key, e.version, e.type) for e in events] == [
+        ("1", 1, "snapshot"),
+        ("2", 1, "snapshot"),
+        ("1", 2, "deleted"),
+        ("2", 2, "deleted"),
+    ]
+
+
 async def test_lag_is_the_time_since_the_last_stored_change_none_before_and_zero_when_idle(
     store: Store, clock: FakeClock
 ) -> None:
