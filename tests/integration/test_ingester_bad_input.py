@@ -130,6 +130,40 @@ async def test_stop_records_the_lines_before_a_bad_one_and_a_fixed_file_resumes_
     assert [e.id for e in events] == [token(n)["_data"] for n in range(1, 101)]
 
 
+async def test_stop_at_the_first_line_of_a_batch_keeps_the_position_of_the_batch_before(
+    store: Store, tmp_path: Path
+) -> None:
+    lines = [line(n) for n in range(1, 61)]
+    lines[49] = NOT_JSON  # line 50: the first of the eighth batch of 7, so nothing is kept of it
+    path = write(tmp_path / "changes.ndjson", lines)
+    with pytest.raises(BadChange, match=r"^ndjson: line 50: not valid JSON \("):
+        await ndjson_ingester(store, path, policy="stop").run(until_idle=True)
+    assert [e.id for e in await all_events(store)] == [token(n)["_data"] for n in range(1, 50)]
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is not None
+    # Still the position of line 49, the last good one: a restart reads line 50 again.
+    assert (cp.token, cp.last_cluster_time) == (token(49), Timestamp(1_770_000_000, 49))
+    assert cp.invalidated is False
+
+
+async def test_a_rejected_change_last_in_its_batch_moves_the_position_past_it(
+    store: Store, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "changes.ndjson", [line(1), NO_UPDATE_DESCRIPTION])
+    capture = ndjson_ingester(store, path, policy="record")
+    stats = await capture.run(until_idle=True)
+    assert (stats.recorded, stats.rejected) == (2, 1)
+    # The rejected update (change 52) keeps its token and its cluster time: both are the
+    # checkpoint's now, and capture's lag is measured from it.
+    rejected = (await all_events(store))[-1]
+    assert rejected.type == REJECTED and rejected.cluster_time == Timestamp(1_770_000_000, 52)
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is not None
+    assert (cp.token, cp.last_cluster_time) == (token(52), Timestamp(1_770_000_000, 52))
+    assert cp.invalidated is False
+    assert capture.last_cluster_time == Timestamp(1_770_000_000, 52)
+
+
 async def test_stop_on_the_first_line_records_nothing(store: Store, tmp_path: Path) -> None:
     path = write(tmp_path / "changes.ndjson", ["[1]", line(1)])
     with pytest.raises(BadChange, match=r"^ndjson: line 1: not a JSON object$"):
