@@ -285,10 +285,19 @@ async def test_projections_ignore_rejected_events(store: Store, tmp_path: Path) 
 class Corrupting:
     """The memory feed's source with one change broken on the way (as a buggy server might)."""
 
-    def __init__(self, inner: ChangeSource, broken_token: dict[str, Any], field: str) -> None:
+    def __init__(
+        self,
+        inner: ChangeSource,
+        broken_token: dict[str, Any],
+        field: str,
+        *,
+        batch_tokens: bool = True,
+    ) -> None:
         self.inner = inner
         self.broken_token = broken_token
         self.field = field
+        # False: batches carry no resume token, as from a server without postBatchResumeToken.
+        self.batch_tokens = batch_tokens
         self.sent: dict[str, Any] | None = None
 
     @property
@@ -334,7 +343,9 @@ class _CorruptingStream:
                 self.source.sent = c
             changes.append(c)
         return ChangeBatch(
-            changes=changes, resume_token=batch.resume_token, cluster_time=batch.cluster_time
+            changes=changes,
+            resume_token=batch.resume_token if self.source.batch_tokens else None,
+            cluster_time=batch.cluster_time,
         )
 
 
@@ -387,6 +398,25 @@ async def test_the_memory_feed_under_record(store: Store, clock: FakeClock, fiel
     assert rejected.stream == "orders"
     cp = await store.checkpoints.get(ROLE)
     assert cp is not None and cp.token == tokens[-1]
+
+
+async def test_under_record_a_rejected_change_last_in_a_batch_without_its_token_gives_its_own(
+    store: Store, clock: FakeClock
+) -> None:
+    feed, tokens = await feed_with_orders(clock)
+    await store.checkpoints.put(Checkpoint(name=ROLE, start_at=Timestamp(1, 0)))
+    source = Corrupting(
+        feed.source(["orders"], max_await=0.01), tokens[-1], "updateDescription", batch_tokens=False
+    )
+    await memory_ingester(store, source, clock, "record").run(until_idle=True)
+    events = await assert_log_intact(store)
+    assert [e.type for e in events][-2:] == ["created", REJECTED]
+    # No batch token to fall back on: the position is the rejected change's own token.
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is not None and cp.token == tokens[-1]
+    # Restarted from there, nothing is read or recorded again.
+    stats = await memory_ingester(store, source, clock, "record").run(until_idle=True)
+    assert (stats.recorded, stats.duplicates_skipped) == (0, 0)
 
 
 async def test_the_memory_feed_under_stop(store: Store, clock: FakeClock) -> None:
