@@ -8,6 +8,7 @@ de-duplicated on re-reading, chained like any other event; verify stays valid.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
@@ -147,12 +148,18 @@ async def test_stop_at_the_first_line_of_a_batch_keeps_the_position_of_the_batch
 
 
 async def test_a_rejected_change_last_in_its_batch_moves_the_position_past_it(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(tmp_path / "changes.ndjson", [line(1), NO_UPDATE_DESCRIPTION])
     capture = ndjson_ingester(store, path, policy="record")
-    stats = await capture.run(until_idle=True)
+    with caplog.at_level(logging.WARNING, logger="eventstore.ingester"):
+        stats = await capture.run(until_idle=True)
     assert (stats.recorded, stats.rejected) == (2, 1)
+    # The operator's log names the change and why it was rejected.
+    assert [r.getMessage() for r in caplog.records if r.name == "eventstore.ingester"] == [
+        "rejected a change that cannot be interpreted: "
+        "ndjson: line 2: update without updateDescription"
+    ]
     # The rejected update (change 52) keeps its token and its cluster time: both are the
     # checkpoint's now, and capture's lag is measured from it.
     rejected = (await all_events(store))[-1]
