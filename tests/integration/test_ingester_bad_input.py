@@ -445,6 +445,51 @@ async def test_the_memory_feed_under_stop(store: Store, clock: FakeClock) -> Non
     assert [e.id for e in await assert_log_intact(store)] == [t["_data"] for t in tokens]
 
 
+async def test_under_record_a_batch_of_only_a_tokenless_bad_line_is_stored(
+    store: Store, tmp_path: Path
+) -> None:
+    # Batches of 7: the eighth line, alone in the second batch, carries no token, so the
+    # batch's position is the first batch's: only its rejected event makes it worth storing.
+    path = write(tmp_path / "changes.ndjson", [*(line(n) for n in range(1, 8)), "not json"])
+    stats = await ndjson_ingester(store, path, policy="record").run(until_idle=True)
+    assert (stats.recorded, stats.rejected, stats.batches) == (8, 1, 2)
+    events = await assert_log_intact(store)
+    assert [e.type for e in events] == [*(["created", "updated"] * 3), "created", REJECTED]
+    assert events[-1].document is not None and events[-1].document["position"] == "line 8"
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is not None and cp.token == token(7) and cp.head.seq == 8
+
+
+async def test_under_stop_an_invalidate_before_a_bad_change_in_one_batch_is_handled_first(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": 1, "status": "pending"})
+    await feed.drop_database()  # drop, dropDatabase, invalidate
+    await orders.insert_one({"_id": 2, "status": "pending"})
+    await orders.update_one({"_id": 2}, {"$set": {"status": "paid"}})
+    tokens = [feed.entry_at(p).event["_id"] for p in range(1, feed.position + 1)]  # type: ignore[union-attr]
+    await store.checkpoints.put(Checkpoint(name=ROLE, start_at=Timestamp(1, 0)))
+    source = Corrupting(feed.source(["orders"], max_await=0.01), tokens[-1], "updateDescription")
+    # One batch holds all: up to the invalidate it is stored, then the stream restarts after
+    # it and stops at the bad update with the change's own error.
+    with pytest.raises(BadChange) as raised:
+        await memory_ingester(store, source, clock, "stop").run(until_idle=True)
+    assert str(raised.value) == (
+        f"memory: after resume token {tokens[-2]['_data']}: update without updateDescription"
+    )
+    events = await assert_log_intact(store)
+    assert [(e.entity_key, e.type) for e in events] == [
+        ("1", "created"),
+        ("1", "deleted"),
+        (STREAM_KEY, "dropped"),
+        ("2", "created"),
+    ]
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is not None and (cp.token, cp.invalidated) == (tokens[-2], False)
+
+
 async def test_unknown_change_types_stay_skipped_under_stop(store: Store, tmp_path: Path) -> None:
     future = {
         "_id": token(3),
