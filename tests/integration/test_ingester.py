@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -9,10 +10,12 @@ import pytest
 from bson import Decimal128, Timestamp
 
 from eventstore.clock import FakeClock
+from eventstore.ingester import Ingester
 from eventstore.model import Event, Head
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
+from tests.helpers import fixed_salt
 from tests.integration.ingest_helpers import (
     ROLE,
     RecordedCheckpoints,
@@ -20,6 +23,7 @@ from tests.integration.ingest_helpers import (
     assert_log_intact,
     feed_changes,
     ingester,
+    settings,
     start_from_the_beginning,
 )
 
@@ -152,7 +156,7 @@ async def test_transactions_are_recorded_with_their_session(store: Store, clock:
 
 
 async def test_unknown_operation_types_are_skipped_not_fatal(
-    store: Store, clock: FakeClock
+    store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     feed = MemoryChangeFeed(clock=clock)
     await start_from_the_beginning(store)
@@ -161,11 +165,44 @@ async def test_unknown_operation_types_are_skipped_not_fatal(
         {"operationType": "reshardBlockingFutureThing", "ns": {"db": "shop", "coll": "orders"}}
     )
     feed.inject({"operationType": "createIndexes", "ns": {"db": "shop", "coll": "orders"}})
+    feed.inject({"operationType": "futureOp", "ns": {"db": "shop", "coll": "orders"}})
     await feed.collection("orders").insert_one({"_id": 2})
-    stats = await ingester(store, feed, clock).run(until_idle=True)
+    with caplog.at_level(logging.WARNING, logger="eventstore.ingester"):
+        stats = await ingester(store, feed, clock).run(until_idle=True)
     events = await assert_log_intact(store)
     assert [e.entity_key for e in events] == ["1", "2"]
-    assert stats.unknown_skipped == 1 and stats.filtered == 1
+    assert stats.unknown_skipped == 2 and stats.filtered == 1
+    # Each skipped one is named in the operator's log.
+    assert [r.getMessage() for r in caplog.records if r.name == "eventstore.ingester"] == [
+        "skipping a change of unknown type 'reshardBlockingFutureThing'",
+        "skipping a change of unknown type 'futureOp'",
+    ]
+
+
+async def test_changes_the_source_delivers_of_collections_not_captured_are_filtered(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    users = feed.collection("users")
+    await users.insert_one({"_id": "u"})
+    await feed.rename_collection("users", "people")
+    await feed.collection("users").insert_one({"_id": "v"})
+    await feed.drop_collection("users")
+    await feed.collection("orders").insert_one({"_id": 1})
+    s = settings()  # captures `orders` only; the source below watches `users` as well
+    capture = Ingester(
+        store=store,
+        source=feed.source(["orders", "users"], max_await=0.01),
+        settings=s,
+        clock=clock,
+        salts=fixed_salt,
+    )
+    stats = await capture.run(until_idle=True)
+    # Two inserts, a rename and a drop of `users`: counted as filtered, none recorded.
+    assert (stats.filtered, stats.unknown_skipped, stats.recorded) == (4, 0, 1)
+    events = await assert_log_intact(store)
+    assert [(e.stream, e.entity_key, e.type) for e in events] == [("orders", "1", "created")]
 
 
 async def test_actor_is_the_resulting_documents_even_when_unchanged(

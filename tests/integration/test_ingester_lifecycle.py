@@ -194,6 +194,8 @@ async def test_drop_database_then_invalidate_continues_with_start_after(
     await run.run(until_idle=True)
     cp = await store.checkpoints.get(ROLE)
     assert cp is not None and not cp.invalidated  # reopened with startAfter and went on
+    # dropDatabase itself records nothing: it is filtered, not taken for an unknown change.
+    assert (run.stats.filtered, run.stats.unknown_skipped) == (1, 0)
     events = await assert_log_intact(store)
     assert [(e.entity_key, e.type) for e in events] == [
         ("1", "created"),
