@@ -82,6 +82,8 @@ def busy_log() -> MemoryEventLog:
             10,
             id="time-window-and-stream",
         ),
+        pytest.param(EventQuery(since=at(2995)), 0, 100, 6, 6, id="since-only"),
+        pytest.param(EventQuery(until=at(4)), 0, 100, 3, 3, id="until-only"),
         pytest.param(EventQuery(actor="bot"), 2900, 5, 5, 5, id="deep-page"),
         pytest.param(EventQuery(stream="orders"), 2495, 10, 10, 10, id="deep-page-in-a-stream"),
         pytest.param(EventQuery(), 1000, 10, 10, 10, id="no-criteria-is-bounded-by-limit"),
@@ -100,7 +102,8 @@ async def test_a_query_examines_what_it_returns_not_the_log(
     found = await busy_log.query(q, after_seq=after_seq, limit=limit)
 
     assert len(found) == returned
-    assert busy_log.examined - before <= most_examined
+    # every event returned was examined, and not many more
+    assert returned <= busy_log.examined - before <= most_examined
 
 
 async def test_a_time_window_stays_an_index_lookup_when_time_goes_back() -> None:
@@ -115,6 +118,82 @@ async def test_a_time_window_stays_an_index_lookup_when_time_goes_back() -> None
 
     assert [e.seq for e in found] == [10, 11, 1001]
     assert log.examined - before <= 3
+
+
+async def test_a_time_slice_is_read_only_when_it_is_the_shorter_list() -> None:
+    builder = LogBuilder()
+    log = MemoryEventLog()
+    # seq 1..1000 by a bot at T0 + seq s, then eve's one event stamped back at T0 + 10 s.
+    await log.append([builder.next(i, actor="bot") for i in range(1, 1001)])
+    await log.append([builder.next("late", actor="eve", occurred_at=at(10))])
+
+    def examined(found: list[Event], most: int) -> list[int]:
+        assert log.examined - before <= most
+        return [e.seq for e in found]
+
+    before = log.examined
+    # A narrow slice far along the time list: 3 entries, read instead of the 1,001 seqs.
+    found = await log.query(EventQuery(since=at(900), until=at(903)))
+    assert examined(found, 3) == [900, 901, 902]
+    before = log.examined
+    # A wide slice (895 entries) against eve's one event: her list is read.
+    found = await log.query(EventQuery(actor="eve", since=at(5), until=at(900)))
+    assert examined(found, 1) == [1001]
+    before = log.examined
+    # Only an upper bound: the slice starts at the earliest time, whatever its seq.
+    found = await log.query(EventQuery(until=at(3)))
+    assert examined(found, 2) == [1, 2]
+
+
+async def test_of_two_lists_the_one_with_fewer_seqs_in_the_window_is_read() -> None:
+    builder = LogBuilder()
+    log = MemoryEventLog()
+    # orders: 900 events by a bot, then 10 by eve; eve's 20 refunds come in between.
+    await log.append([builder.next(i, actor="bot") for i in range(1, 901)])
+    await log.append([builder.next(f"r{i}", actor="eve", stream="refunds") for i in range(20)])
+    await log.append([builder.next(i, actor="eve") for i in range(1, 11)])
+    before = log.examined
+    # After seq 900, orders holds 10 seqs and eve's list 30: orders is read, though far more
+    # of its seqs lie before the window.
+    found = await log.query(EventQuery(stream="orders", actor="eve"), after_seq=900)
+    assert [e.seq for e in found] == list(range(921, 931))
+    assert log.examined - before <= 10
+
+
+async def test_every_criterion_holds_whichever_list_a_query_reads() -> None:
+    builder = LogBuilder()
+    events = [
+        builder.next("a", actor="alice", occurred_at=at(1)),
+        *(builder.next("a", UPDATED, actor="alice", occurred_at=at(t)) for t in range(2, 7)),
+        builder.next("b", actor="bob", occurred_at=at(7)),
+        builder.next("b", DELETED, actor="bob", occurred_at=at(8)),  # seq 8
+        *(builder.next("c", actor="bob", occurred_at=at(t)) for t in range(9, 31)),
+        builder.next("a", DELETED, actor="alice", occurred_at=at(3)),  # seq 31: time goes back
+        builder.next("d", actor="alice", occurred_at=at(40)),  # seq 32
+    ]
+    log = MemoryEventLog()
+    await log.append(events)
+    cases = [
+        # the deleted list (seq 8, 31) is read: b's deletion is not a's
+        (EventQuery(stream="orders", entity_ids=("a",), types=(DELETED,)), [31]),
+        # alice's list (8 seqs) is read, not the 28-entry time slice: t < 5 is left out
+        (EventQuery(actor="alice", since=at(5)), [5, 6, 32]),
+        # alice's list again: t >= 25 is left out, and t == 40 (the bound itself) too
+        (EventQuery(actor="alice", until=at(25)), [1, 2, 3, 4, 5, 6, 31]),
+        (EventQuery(actor="alice", until=at(40)), [1, 2, 3, 4, 5, 6, 31]),
+    ]
+    for q, expected in cases:
+        assert scan(events, q) == expected, q
+        assert [e.seq for e in await log.query(q)] == expected, q
+
+
+async def test_a_query_returns_100_matches_unless_told_and_an_entity_needs_its_stream() -> None:
+    builder = LogBuilder()
+    log = MemoryEventLog()
+    await log.append([builder.next(i) for i in range(1, 151)])
+    assert [e.seq for e in await log.query(EventQuery())] == list(range(1, 101))
+    with pytest.raises(ValueError, match=r"^an audit query by entity needs the stream$"):
+        await log.query(EventQuery(entity_ids=(1,)))
 
 
 def test_an_append_wakes_a_wait_on_another_threads_loop() -> None:
