@@ -117,6 +117,49 @@ async def test_drop_records_dropped_and_infers_deletion_of_live_entities(
         (STREAM_KEY, 1, "dropped", False),
         ("1", 3, "created", False),  # a re-created id continues its version sequence
     ]
+    # The derived events are the drop's: its cluster time marks their ids and places them.
+    drop = next(e.event for e in feed_entries(feed) if e.event["operationType"] == "drop")
+    at = drop["clusterTime"]
+    derived = events[4:7]
+    assert [e.id for e in derived] == [
+        f"inferred:{at.time}.{at.inc}:orders:int:1",
+        f"inferred:{at.time}.{at.inc}:orders:int:3",
+        "dropped:" + drop["_id"]["_data"],
+    ]
+    assert all(e.cluster_time == at and e.occurred_at == drop["wallTime"] for e in derived)
+    dropped = events[6]
+    assert (dropped.stream, dropped.entity_id, dropped.document) == ("orders", None, {})
+
+
+async def test_a_drop_after_a_drop_in_one_batch_infers_from_what_the_batch_left_live(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    await ingester(store, feed, clock).run(until_idle=True)
+    await orders.insert_one({"_id": 1})
+    await ingester(store, feed, clock).run(until_idle=True)
+    # One batch: the first drop ends 1 (live in the store), 2 is created, the second drop
+    # ends 2 only: the batch's own heads (the stream's among them) override the store's.
+    await feed.drop_collection("orders")
+    await orders.insert_one({"_id": 2})
+    await feed.drop_collection("orders")
+    stats = await ingester(store, feed, clock, batch_size=100).run(until_idle=True)
+    assert stats.changes_seen == 3
+    events = await assert_log_intact(store)
+    assert [(e.entity_key, e.version, e.type, e.inferred) for e in events] == [
+        ("1", 1, "created", False),
+        ("1", 2, "deleted", True),
+        (STREAM_KEY, 1, "dropped", False),
+        ("2", 1, "created", False),
+        ("2", 2, "deleted", True),
+        (STREAM_KEY, 2, "dropped", False),
+    ]
+
+
+def feed_entries(feed: MemoryChangeFeed) -> list[Any]:
+    """Every change the feed still holds, oldest first."""
+    return [e for p in range(feed.horizon + 1, feed.position + 1) if (e := feed.entry_at(p))]
 
 
 class RetriedForever(Exception):
