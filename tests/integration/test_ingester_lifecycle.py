@@ -225,6 +225,27 @@ async def test_rename_away_records_renamed_with_the_new_name(
     assert events[1].document == {"to": {"db": "shop", "coll": "orders_archive"}}
 
 
+async def test_a_rename_delivered_again_after_a_lost_checkpoint_is_recorded_once(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    await feed.collection("orders").insert_one({"_id": 1})
+    await feed.rename_collection("orders", "orders_archive")
+    checkpoints = RecordedCheckpoints(store)
+    checkpoints.fail_next = True  # the batch is stored, its checkpoint is not
+    with pytest.raises(ConnectionError):
+        await ingester(store, feed, clock).run(until_idle=True)
+    assert [e.type for e in await all_events(store)] == ["created", "renamed"]
+    # Read again from the older checkpoint: the rename is found stored, not recorded twice.
+    stats = await ingester(store, feed, clock).run(until_idle=True)
+    assert stats.recorded == 0
+    events = await assert_log_intact(store)
+    assert [e.type for e in events] == ["created", "renamed"]
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is not None and cp.head == Head(seq=2, log_hash=events[-1].log_hash)
+
+
 async def test_drop_database_then_invalidate_continues_with_start_after(
     store: Store, clock: FakeClock
 ) -> None:
