@@ -263,6 +263,21 @@ async def test_rereading_the_same_file_records_each_rejected_line_once(
     assert len(await rejected_events(store)) == 2
 
 
+async def test_a_line_repeated_within_one_batch_is_recorded_once(
+    store: Store, tmp_path: Path
+) -> None:
+    # An export concatenated with an overlap: change 2 twice in a row, in the same batch.
+    path = write(tmp_path / "changes.ndjson", [line(1), line(2), line(2), line(3)])
+    stats = await ndjson_ingester(store, path, policy="record").run(until_idle=True)
+    assert (stats.recorded, stats.duplicates_skipped) == (3, 1)
+    events = await assert_log_intact(store)
+    assert [(e.id, e.version) for e in events] == [
+        (token(1)["_data"], 1),
+        (token(2)["_data"], 2),
+        (token(3)["_data"], 1),
+    ]
+
+
 async def test_projections_ignore_rejected_events(store: Store, tmp_path: Path) -> None:
     lines = [line(n) for n in range(1, 11)]
     lines[3] = NOT_JSON  # order 3's update
