@@ -71,6 +71,7 @@ async def test_every_change_is_recorded_once_in_stream_order(
     assert [e.id for e in events] == [c["_id"]["_data"] for c in changes]
     assert stats.recorded == len(changes) and stats.duplicates_skipped == 0
     assert stats.batches >= len(changes) // 25
+    assert stats.caught_up is True  # an empty batch: nothing pending (readiness)
 
 
 async def test_redelivered_changes_consume_no_seq_or_version(

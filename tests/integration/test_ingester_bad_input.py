@@ -468,6 +468,7 @@ async def test_under_record_a_batch_of_only_a_tokenless_bad_line_is_stored(
     path = write(tmp_path / "changes.ndjson", [*(line(n) for n in range(1, 8)), "not json"])
     stats = await ndjson_ingester(store, path, policy="record").run(until_idle=True)
     assert (stats.recorded, stats.rejected, stats.batches) == (8, 1, 2)
+    assert stats.caught_up is True  # the file's end
     events = await assert_log_intact(store)
     assert [e.type for e in events] == [*(["created", "updated"] * 3), "created", REJECTED]
     assert events[-1].document is not None and events[-1].document["position"] == "line 8"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +27,7 @@ from tests.integration.ingest_helpers import (
 
 
 async def test_history_lost_records_a_gap_resnapshots_and_infers_deletions(
-    store: Store, clock: FakeClock
+    store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     feed = MemoryChangeFeed(clock=clock)
     orders = feed.collection("orders")
@@ -48,8 +50,15 @@ async def test_history_lost_records_a_gap_resnapshots_and_infers_deletions(
         return read_time()
 
     clock.now = ticking  # type: ignore[method-assign]
-    stats = await ingester(store, feed, clock).run(until_idle=True)
+    with caplog.at_level(logging.ERROR, logger="eventstore.ingester"):
+        stats = await ingester(store, feed, clock).run(until_idle=True)
     clock.now = read_time  # type: ignore[method-assign]
+    (lost,) = [r for r in caplog.records if r.name == "eventstore.ingester"]
+    assert re.fullmatch(
+        r"change stream history lost \(resume point .+ is no longer in the history\): "
+        r"recording a gap and re-snapshotting",
+        lost.getMessage(),
+    ), lost.getMessage()
     streaming = await store.checkpoints.get(ROLE)
     assert streaming is not None and streaming.phase == "streaming"
     assert streaming.gap_from is None  # the gap is recorded: the next snapshot is no re-snapshot
