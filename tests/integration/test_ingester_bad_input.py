@@ -314,12 +314,14 @@ class Corrupting:
         field: str,
         *,
         batch_tokens: bool = True,
+        copies: int = 1,
     ) -> None:
         self.inner = inner
         self.broken_token = broken_token
         self.field = field
         # False: batches carry no resume token, as from a server without postBatchResumeToken.
         self.batch_tokens = batch_tokens
+        self.copies = copies  # the broken change, sent this many times in a row
         self.sent: dict[str, Any] | None = None
 
     @property
@@ -363,6 +365,7 @@ class _CorruptingStream:
             if c["_id"] == self.source.broken_token:
                 c = {k: v for k, v in c.items() if k != self.source.field}
                 self.source.sent = c
+                changes.extend([c] * (self.source.copies - 1))
             changes.append(c)
         return ChangeBatch(
             changes=changes,
@@ -439,6 +442,26 @@ async def test_under_record_a_rejected_change_last_in_a_batch_without_its_token_
     # Restarted from there, nothing is read or recorded again.
     stats = await memory_ingester(store, source, clock, "record").run(until_idle=True)
     assert (stats.recorded, stats.duplicates_skipped) == (0, 0)
+
+
+async def test_under_record_a_tokenless_change_sent_twice_in_a_row_is_rejected_once(
+    store: Store, clock: FakeClock
+) -> None:
+    feed, tokens = await feed_with_orders(clock)
+    await store.checkpoints.put(Checkpoint(name=ROLE, start_at=Timestamp(1, 0)))
+    # Without its token, both copies stand at the same position with the same bytes: one id.
+    source = Corrupting(feed.source(["orders"], max_await=0.01), tokens[3], "_id", copies=2)
+    stats = await memory_ingester(store, source, clock, "record").run(until_idle=True)
+    assert (stats.rejected, stats.duplicates_skipped) == (1, 1)
+    events = await assert_log_intact(store)
+    assert [e.type for e in events] == [
+        "created",
+        "updated",
+        "created",
+        REJECTED,
+        "created",
+        "updated",
+    ]
 
 
 async def test_the_memory_feed_under_stop(store: Store, clock: FakeClock) -> None:
