@@ -278,6 +278,22 @@ async def test_a_line_repeated_within_one_batch_is_recorded_once(
     ]
 
 
+async def test_a_rename_without_a_target_or_times_is_recorded_when_it_was_read(
+    store: Store, tmp_path: Path
+) -> None:
+    bare = json_util.dumps(
+        {"_id": token(2), "operationType": "rename", "ns": {"db": "shop", "coll": "orders"}}
+    )
+    path = write(tmp_path / "changes.ndjson", [line(1), bare])
+    await ndjson_ingester(store, path, policy="stop").run(until_idle=True)
+    events = await assert_log_intact(store)
+    assert [e.type for e in events] == ["created", "renamed"]
+    renamed = events[1]
+    assert renamed.id == "renamed:" + token(2)["_data"]
+    assert renamed.document == {"to": None}  # MongoDB names the target; this source did not
+    assert (renamed.cluster_time, renamed.occurred_at) == (None, WHEN)  # the reader's clock
+
+
 async def test_projections_ignore_rejected_events(store: Store, tmp_path: Path) -> None:
     lines = [line(n) for n in range(1, 11)]
     lines[3] = NOT_JSON  # order 3's update
