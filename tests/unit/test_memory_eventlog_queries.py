@@ -227,6 +227,44 @@ def test_an_append_wakes_a_wait_on_another_threads_loop() -> None:
     assert outcome[0][1] < 5  # woken by the append, long before the 10 s timeout
 
 
+async def test_an_append_while_a_wait_registers_is_seen_at_once() -> None:
+    """An append by another thread between the wait's first check and its registration wakes
+    nobody: the wait checks again once registered and reports it, without sleeping."""
+    log = MemoryEventLog()
+    builder = LogBuilder()
+    inner = log._waiters_lock
+    pending = [builder.next("a")]
+
+    class AppendingFirst:
+        """The waiters' lock; just before its first use an append lands, as another thread's could."""
+
+        def __enter__(self) -> None:
+            if pending:
+                batch = pending.copy()
+                pending.clear()
+                coro = log.append(batch)
+                with pytest.raises(StopIteration):  # no await inside append: it completes
+                    coro.send(None)
+            inner.__enter__()
+
+        def __exit__(self, *exc: object) -> None:
+            inner.__exit__(*exc)
+
+    log._waiters_lock = AppendingFirst()  # type: ignore[assignment]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await log.wait_for_append(0, 5) is True
+    assert loop.time() - started < 2.5  # not the timeout
+    assert not log._waiters  # and nothing left registered
+
+
+async def test_waits_that_time_out_leave_nothing_registered() -> None:
+    log = MemoryEventLog()
+    for _ in range(3):
+        assert await log.wait_for_append(0, 0.01) is False
+    assert not log._waiters  # each wait removed its own future: an idle log does not grow
+
+
 def test_field_prefixes_are_the_path_and_every_path_above_it() -> None:
     assert field_prefixes(["a.b.c", "a.x", "items.0"]) == {
         "a",
