@@ -248,7 +248,7 @@ async def test_an_append_while_a_wait_registers_is_seen_at_once() -> None:
             inner.__enter__()
 
         def __exit__(self, *exc: object) -> None:
-            inner.__exit__(*exc)
+            inner.release()
 
     log._waiters_lock = AppendingFirst()  # type: ignore[assignment]
     loop = asyncio.get_running_loop()
