@@ -289,7 +289,7 @@ async def test_a_rename_without_a_target_or_times_is_recorded_when_it_was_read(
     events = await assert_log_intact(store)
     assert [e.type for e in events] == ["created", "renamed"]
     renamed = events[1]
-    assert renamed.id == "renamed:" + token(2)["_data"]
+    assert (renamed.id, renamed.stream) == ("renamed:" + token(2)["_data"], "orders")
     assert renamed.document == {"to": None}  # MongoDB names the target; this source did not
     assert (renamed.cluster_time, renamed.occurred_at) == (None, WHEN)  # the reader's clock
 

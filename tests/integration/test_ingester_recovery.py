@@ -167,3 +167,45 @@ async def test_repeated_crashes_and_the_mongo_adapter_give_the_same_log() -> Non
         for point in [(2, True), (7, False), (9, True)]:
             got = await capture("mongo", feed, clock, [point])
             assert fingerprint(got) == fingerprint(reference), point
+
+
+class SessionStore(FaultyStore):
+    """The same store, whose transaction hands out a session: which writes ran inside it."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner, Faults(None, after=False))
+        self.session = object()
+        self.writes: list[tuple[str, Any]] = []
+        append, put = self.events.append, self.checkpoints.put
+
+        async def logged_append(events: Sequence[Event], *, session: Any = None) -> int:
+            self.writes.append(("append", session))
+            return await append(events)
+
+        async def logged_put(checkpoint: Checkpoint, *, session: Any = None) -> None:
+            self.writes.append(("put", session))
+            await put(checkpoint)
+
+        self.events.append = logged_append  # type: ignore[method-assign]
+        self.checkpoints.put = logged_put  # type: ignore[method-assign]
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        yield self.session
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        return self._transaction()
+
+
+async def test_each_batch_and_its_checkpoint_are_written_in_one_transaction() -> None:
+    async with backlog(seed=13) as (feed, clock):
+        inner = await open_test_store("memory")
+        await start_from_the_beginning(inner)
+        store = SessionStore(inner)
+        await ingester(cast(Store, store), feed, clock, batch_size=BATCH).run(until_idle=True)
+        appends = [i for i, (kind, _) in enumerate(store.writes) if kind == "append"]
+        assert len(appends) >= 10
+        for i in appends:  # the batch, then its checkpoint, both in the transaction's session
+            assert store.writes[i] == ("append", store.session)
+            assert store.writes[i + 1] == ("put", store.session)
+        await inner.close()
