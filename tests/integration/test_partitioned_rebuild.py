@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -307,3 +308,35 @@ def test_job_records_keep_their_partitions_on_mongo_shape() -> None:
         partitions=[Partition(index=0, state="running", total=5)],
     )
     assert _job(_doc(job)) == job
+
+
+async def test_a_job_folds_up_to_the_head_it_recorded_not_the_log_head_now() -> None:
+    """Events appended after a job fixed its head are left to following: the model is
+    installed at that head, with that event's log hash (the checkpoint following trusts)."""
+    from eventstore.model import Head
+
+    store = await simulated(10, 5, 25)
+    clock = FakeClock()
+    projection = ORDER_PROJECTIONS[0]
+    events = await store.events.read(after_seq=0, limit=100_000)
+    assert len(events) > 3
+    for head in (1, 3):  # the first event, and one in the middle of the log
+        job = Job(job=f"at-{head}", projection=projection.name, workers=2, head=head)
+        await store.jobs.create(job)
+        runner = ProjectionRunner(store, projection, clock=clock, batch_size=7)
+        runner.processes = False
+        assert await runner.lease.try_acquire()
+        progress = await rebuild_partitioned(runner, 2, job=job)
+        assert progress.processed == progress.total == head
+        checkpoint = await store.checkpoints.get(runner.role)
+        assert checkpoint is not None
+        assert checkpoint.head == Head(seq=head, log_hash=events[head - 1].log_hash)
+        recorded = await store.jobs.get(job.job)
+        assert recorded is not None and (recorded.head, recorded.total) == (head, head)
+        # following goes on from there to the same model as a rebuild of the whole log
+        await runner.hand_back()
+        await runner.catch_up()
+        followed = await rows(store, projection.collection)
+        await ProjectionRunner(store, projection, clock=clock).rebuild_now()
+        assert await rows(store, projection.collection) == followed
+        await store.jobs.update(msgspec.structs.replace(recorded, state="succeeded"))

@@ -276,6 +276,8 @@ async def test_rebuild_requests_are_jobs_run_by_the_lease_holder_or_the_requeste
     alone = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="cli")
     job = await request_rebuild(alone, job_id="j1")
     assert (job.state, job.processed, job.total) == ("succeeded", head, head)
+    assert (job.workers, job.partitions) == (1, [])  # one worker unless asked for more
+    assert job.requested_at == clock.now()
     assert job.started_at is not None and job.finished_at is not None
     assert await store.leases.get(alone.role) is None  # given back
 
@@ -286,7 +288,7 @@ async def test_rebuild_requests_are_jobs_run_by_the_lease_holder_or_the_requeste
     await wait_until(lambda: holder.status.state == "running")
     requester = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="cli")
     queued = await request_rebuild(requester, job_id="j2")
-    assert queued.state == "queued"
+    assert (queued.state, queued.requested_at, queued.workers) == ("queued", clock.now(), 1)
     with pytest.raises(JobConflict):
         await request_rebuild(requester, job_id="j3")
     for _ in range(400):
@@ -451,3 +453,105 @@ async def test_an_idle_projector_wakes_on_the_append_not_on_a_poll(store: Store)
     stop.set()
     task.cancel()  # the idle wait has a 30 s bound; stopping need not wait for it
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def _refuse_swap(building: str, live: str) -> None:
+    raise RuntimeError("swap refused")
+
+
+async def test_a_failed_rebuild_job_is_logged_cleared_and_following_goes_on(
+    store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The job fails at the swap: the live model stays, the staging collection goes, the
+    status shows the projection running at its checkpoint, and later events are applied."""
+    import logging
+
+    from eventstore.model import Job
+    from projections.runner import BUILDING_SUFFIX, STATE_COLLECTION
+
+    feed, sim = await workload(store, clock, seed=16, changes=30)
+    runner = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, batch_size=9)
+    await runner.catch_up()
+    live = await rows(store, ORDERS_BY_STATUS)
+    position = await runner.position()
+    requested = clock.now()
+    await store.jobs.create(
+        Job(job="refused", projection=ORDERS_BY_STATUS.name, requested_at=requested)
+    )
+
+    published: list[tuple[Any, Any, Any]] = []
+    real_write, real_swap = store.read_models.write, store.read_models.swap
+
+    async def recording_write(collection: str, writes: Any, *, session: Any = None) -> None:
+        if collection == STATE_COLLECTION:
+            published.extend((r["state"], r["position"], r["error"]) for _, r in writes)
+        await real_write(collection, writes, session=session)
+
+    store.read_models.write = recording_write  # type: ignore[method-assign]
+    store.read_models.swap = _refuse_swap  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.WARNING, logger="projections.runner"):
+            await runner.run(until_caught_up=True)  # runs the job, which fails; follows on
+    finally:
+        store.read_models.write = real_write  # type: ignore[method-assign]
+        store.read_models.swap = real_swap  # type: ignore[method-assign]
+
+    assert [r.getMessage() for r in caplog.records if r.name == "projections.runner"] == [
+        "projection orders_by_status: rebuild job refused failed (RuntimeError: swap refused);"
+        " following the live model on"
+    ]
+    failed = await store.jobs.get("refused")
+    assert failed is not None
+    assert (failed.state, failed.error) == ("failed", "RuntimeError: swap refused")
+    # what the API showed: running, rebuilding, running again at the checkpoint, stopped
+    assert published == [
+        ("running", position, None),
+        ("rebuilding", position, None),
+        ("running", position, None),
+        ("stopped", position, None),
+    ]
+    assert (
+        ORDERS_BY_STATUS.collection + BUILDING_SUFFIX not in await store.read_models.collections()
+    )
+    assert await rows(store, ORDERS_BY_STATUS) == live
+    assert await runner.position() == position
+
+    # the same runner follows on with its own states: later events are applied
+    for _ in range(10):
+        clock.advance(3 * 3600)
+        await sim.step()
+    await ingester(store, feed, clock).run(until_idle=True)
+    await runner.run(until_caught_up=True)
+    assert await runner.position() == (await store.events.head()).seq > position
+    followed = await rows(store, ORDERS_BY_STATUS)
+    await ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock).rebuild_now()
+    assert await rows(store, ORDERS_BY_STATUS) == followed
+
+
+async def test_a_rebuild_job_failing_on_a_store_away_stops_the_runner_for_a_retry(
+    store: Store, clock: FakeClock
+) -> None:
+    """A transient failure is not the rebuild's fault: the runner stops (its supervisor
+    retries) instead of following on as after a failed rebuild."""
+    from pymongo.errors import AutoReconnect
+
+    from eventstore.model import Job
+
+    await workload(store, clock, seed=17, changes=10)
+    runner = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock)
+    await store.jobs.create(Job(job="away", projection=ORDERS_BY_STATUS.name))
+
+    async def away(building: str, live: str) -> None:
+        raise AutoReconnect("primary stepped down")
+
+    real_swap = store.read_models.swap
+    store.read_models.swap = away  # type: ignore[method-assign]
+    try:
+        with pytest.raises(AutoReconnect, match="primary stepped down"):
+            await runner.run(until_caught_up=True)
+    finally:
+        store.read_models.swap = real_swap  # type: ignore[method-assign]
+    failed = await store.jobs.get("away")
+    assert failed is not None
+    assert (failed.state, failed.error) == ("failed", "AutoReconnect: primary stepped down")
+    assert await store.leases.get(runner.role) is None  # given back for the retry
