@@ -303,9 +303,10 @@ async def test_rebuild_requests_are_jobs_run_by_the_lease_holder_or_the_requeste
 
 
 async def test_a_crash_mid_rebuild_leaves_the_live_model_and_is_cleaned_and_rerun(
-    store: Store,
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     import asyncio
+    import logging
 
     import msgspec
 
@@ -325,7 +326,7 @@ async def test_a_crash_mid_rebuild_leaves_the_live_model_and_is_cleaned_and_reru
     await store.jobs.create(Job(job="j1", projection=ORDERS_BY_STATUS.name))
     queued = await store.jobs.get("j1")
     assert queued is not None
-    await store.jobs.update(msgspec.structs.replace(queued, state="running"))
+    await store.jobs.update(msgspec.structs.replace(queued, state="running", processed=7))
     calls = 0
 
     def die(_: object) -> None:
@@ -342,17 +343,31 @@ async def test_a_crash_mid_rebuild_leaves_the_live_model_and_is_cleaned_and_reru
     # the dead instance's lease expires; the next holder cleans up and runs the job again
     clock.advance(11)
     successor = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="next")
+    updates: list[tuple[str, int]] = []
+    real_update = store.jobs.update
+
+    async def recording_update(job: Job) -> None:
+        updates.append((job.state, job.processed))
+        await real_update(job)
+
+    store.jobs.update = recording_update  # type: ignore[method-assign]
     stop = asyncio.Event()
-    task = asyncio.create_task(successor.run(stop=stop))
-    for _ in range(400):
-        job = await store.jobs.get("j1")
-        if job is not None and job.state == "succeeded":
-            break
-        await asyncio.sleep(0.005)
-    assert job is not None and job.state == "succeeded"
-    await wait_until(lambda: successor.status.rebuilt_at is not None)
-    stop.set()
-    await task
+    with caplog.at_level(logging.WARNING, logger="projections.runner"):
+        task = asyncio.create_task(successor.run(stop=stop))
+        for _ in range(400):
+            job = await store.jobs.get("j1")
+            if job is not None and job.state == "succeeded":
+                break
+            await asyncio.sleep(0.005)
+        assert job is not None and job.state == "succeeded"
+        await wait_until(lambda: successor.status.rebuilt_at is not None)
+        stop.set()
+        await task
+    store.jobs.update = real_update  # type: ignore[method-assign]
+    assert [r.getMessage() for r in caplog.records if r.name == "projections.runner"] == [
+        "projection orders_by_status: re-queuing job j1 of a stopped instance"
+    ]
+    assert updates[:2] == [("queued", 0), ("running", 0)]  # queued afresh, then run again
     assert (
         ORDERS_BY_STATUS.collection + BUILDING_SUFFIX not in await store.read_models.collections()
     )
@@ -503,6 +518,9 @@ async def test_a_failed_rebuild_job_is_logged_cleared_and_following_goes_on(
     failed = await store.jobs.get("refused")
     assert failed is not None
     assert (failed.state, failed.error) == ("failed", "RuntimeError: swap refused")
+    # it folded the whole log before the swap failed, and says when it ended
+    assert (failed.processed, failed.total) == (position, position)
+    assert failed.started_at == failed.finished_at == clock.now()
     # what the API showed: running, rebuilding, running again at the checkpoint, stopped
     assert published == [
         ("running", position, None),
@@ -555,3 +573,118 @@ async def test_a_rebuild_job_failing_on_a_store_away_stops_the_runner_for_a_retr
     assert failed is not None
     assert (failed.state, failed.error) == ("failed", "AutoReconnect: primary stepped down")
     assert await store.leases.get(runner.role) is None  # given back for the retry
+
+
+async def test_a_rebuild_job_records_its_start_its_progress_each_half_second_and_its_end(
+    store: Store, clock: FakeClock
+) -> None:
+    """What the job's record shows while it runs: running from its start, the events
+    processed written at most once per half second (a fake timer), then succeeded."""
+    from projections.runner import request_rebuild
+
+    await workload(store, clock, seed=18, changes=20)
+    head = (await store.events.head()).seq
+    runner = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, batch_size=3)
+    seconds = 0.0
+    runner.monotonic = lambda: seconds
+    seen: list[int] = []
+
+    def progressed(p: Any) -> None:
+        nonlocal seconds
+        seconds += 0.25  # each batch takes a quarter of a second
+        seen.append(p.processed)
+
+    recorded: list[tuple[Any, ...]] = []
+    real_update = store.jobs.update
+
+    async def recording_update(job: Any) -> None:
+        recorded.append((job.state, job.processed, job.total, job.started_at, job.finished_at))
+        await real_update(job)
+
+    store.jobs.update = recording_update  # type: ignore[method-assign]
+    try:
+        job = await request_rebuild(runner, job_id="paced", on_progress=progressed)
+    finally:
+        store.jobs.update = real_update  # type: ignore[method-assign]
+    now = clock.now()
+    # one report per batch, and one more once the last rows are written
+    assert seen == [*range(3, head, 3), head, head]
+    assert len(seen) > 6
+    assert recorded == [
+        ("running", 0, 0, now, None),
+        # every second report: half a second has passed
+        *[("running", p, head, now, None) for p in seen[1::2]],
+        ("succeeded", head, head, now, now),
+    ]
+    assert (job.state, job.processed, job.total, job.finished_at) == ("succeeded", head, head, now)
+
+
+async def test_a_runner_whose_lease_is_taken_says_so_and_stands_by(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import logging
+
+    from tests.integration.ingest_helpers import wait_until
+
+    clock = FakeClock(advance_on_sleep=False)
+    await workload(store, clock, seed=19, changes=10)
+    head = (await store.events.head()).seq
+    runner = ProjectionRunner(
+        store, ORDERS_BY_STATUS, clock=clock, owner="first", max_poll_seconds=0.05
+    )
+    stop = asyncio.Event()
+    with caplog.at_level(logging.WARNING, logger="projections.runner"):
+        task = asyncio.create_task(runner.run(stop=stop))
+        await wait_until(lambda: runner.status.position == head)
+        # the holder stalls past its lease time: another instance takes the projection
+        clock.advance(11)
+        thief = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="second")
+        assert await thief.lease.try_acquire()
+        await wait_until(lambda: not runner.lease.held)
+        stop.set()
+        await task
+    assert [r.getMessage() for r in caplog.records if r.name == "projections.runner"] == [
+        "projection orders_by_status: lease lost, standing by"
+    ]
+    lease = await store.leases.get(runner.role)
+    assert lease is not None and lease.owner == "second"  # the standby gave nothing back
+
+
+def _failing_stopped_publish(store: Store) -> Any:
+    """A `read_models.write` that refuses to record a projection as stopped."""
+    from projections.runner import STATE_COLLECTION
+
+    real_write = store.read_models.write
+
+    async def write(collection: str, writes: Any, *, session: Any = None) -> None:
+        if collection == STATE_COLLECTION and any(
+            r is not None and r["state"] == "stopped" for _, r in writes
+        ):
+            raise RuntimeError("state write refused")
+        await real_write(collection, writes, session=session)
+
+    return write
+
+
+async def test_a_stopped_state_that_cannot_be_recorded_is_logged_and_the_lease_still_goes(
+    store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    await workload(store, clock, seed=20, changes=10)
+    real_write = store.read_models.write
+    store.read_models.write = _failing_stopped_publish(store)  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.WARNING, logger="projections.runner"):
+            following = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock)
+            await following.run(until_caught_up=True)  # stops: its last publish fails
+            rebuilding = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock)
+            await rebuilding.rebuild_now()  # hands back: its last publish fails
+    finally:
+        store.read_models.write = real_write  # type: ignore[method-assign]
+    assert [r.getMessage() for r in caplog.records if r.name == "projections.runner"] == [
+        "projection orders_by_status: could not record its state"
+    ] * 2
+    assert await store.leases.get(following.role) is None  # given back both times
+    assert (following.status.state, rebuilding.status.state) == ("stopped", "stopped")
