@@ -234,9 +234,10 @@ async def test_readers_see_the_old_model_until_the_swap_then_the_new(
 
 async def test_a_failing_apply_stops_only_that_projection(store: Store, clock: FakeClock) -> None:
     await workload(store, clock, seed=11, changes=20)
+    bad = [7]
 
     def explode(rows: Any, change: Any) -> Any:
-        if change.event.seq == 7:
+        if change.event.seq in bad:
             raise ValueError("bad row")
         return ORDERS_BY_STATUS.apply(rows, change)
 
@@ -254,6 +255,18 @@ async def test_a_failing_apply_stops_only_that_projection(store: Store, clock: F
     assert (recorded["broken"]["state"], recorded["broken"]["failed_seq"]) == ("failed", 7)
     assert recorded["broken"]["error"] == "ValueError: bad row"
     assert await runner.position() == 6  # the batches before the failing one are kept
+    # the cause fixed, the same runner started again: it follows on, its failure cleared
+    bad.clear()
+    await runner.run(until_caught_up=True)
+    head = (await store.events.head()).seq
+    assert (runner.status.failed_seq, runner.status.error) == (None, None)
+    recorded = await store.read_models.get_many("projection_states", ["broken"])
+    assert {k: recorded["broken"][k] for k in ("state", "position", "failed_seq", "error")} == {
+        "state": "stopped",
+        "position": head,
+        "failed_seq": None,
+        "error": None,
+    }
     healthy = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock)
     await healthy.run(until_caught_up=True)
     assert await healthy.position() == (await store.events.head()).seq
@@ -642,8 +655,8 @@ async def test_a_runner_whose_lease_is_taken_says_so_and_stands_by(
         thief = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="second")
         assert await thief.lease.try_acquire()
         await wait_until(lambda: not runner.lease.held)
-        stop.set()
-        await task
+        stop.set()  # a standby stops when told, without ever taking the lease back
+        await asyncio.wait_for(task, 5)
     assert [r.getMessage() for r in caplog.records if r.name == "projections.runner"] == [
         "projection orders_by_status: lease lost, standing by"
     ]
