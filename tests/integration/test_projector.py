@@ -259,7 +259,8 @@ async def test_a_failing_apply_stops_only_that_projection(store: Store, clock: F
     bad.clear()
     await runner.run(until_caught_up=True)
     head = (await store.events.head()).seq
-    assert (runner.status.failed_seq, runner.status.error) == (None, None)
+    restarted = runner.status
+    assert (restarted.failed_seq, restarted.error) == (None, None)
     recorded = await store.read_models.get_many("projection_states", ["broken"])
     assert {k: recorded["broken"][k] for k in ("state", "position", "failed_seq", "error")} == {
         "state": "stopped",
