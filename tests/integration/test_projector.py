@@ -702,3 +702,100 @@ async def test_a_stopped_state_that_cannot_be_recorded_is_logged_and_the_lease_s
     ] * 2
     assert await store.leases.get(following.role) is None  # given back both times
     assert (following.status.state, rebuilding.status.state) == ("stopped", "stopped")
+
+
+async def test_an_idle_projector_backs_off_on_the_log_and_never_sleeps_on_the_clock(
+    store: Store,
+) -> None:
+    """Idle, it waits on the log for `poll_seconds`, doubling up to `max_poll_seconds`, and
+    back to `poll_seconds` once events came; the fake clock (which a sleep would move)
+    stays where it was."""
+    import asyncio
+
+    from tests.integration.ingest_helpers import wait_until
+
+    clock = FakeClock()  # every clock.sleep(s) moves it by s
+    feed, sim = await workload(store, clock, seed=22, changes=5)
+    runner = ProjectionRunner(
+        store, ORDERS_BY_STATUS, clock=clock, poll_seconds=0.01, max_poll_seconds=0.04
+    )
+    waits: list[tuple[int, float, bool]] = []
+    real_wait = store.events.wait_for_append
+
+    async def wait_for_append(after_seq: int, timeout: float) -> bool:  # noqa: ASYNC109
+        appended = await real_wait(after_seq, timeout)
+        waits.append((after_seq, timeout, appended))
+        return appended
+
+    store.events.wait_for_append = wait_for_append  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop=stop))
+    head = (await store.events.head()).seq
+    await wait_until(lambda: len(waits) >= 5)
+    idle_since = clock.now()
+    await wait_until(lambda: len(waits) >= 8)
+    assert clock.now() == idle_since  # idling moved no clock
+    for _ in range(3):
+        clock.advance(60)
+        await sim.step()
+    await ingester(store, feed, clock).run(until_idle=True)
+    new_head = (await store.events.head()).seq
+    await wait_until(lambda: runner.status.position == new_head)
+    count = len(waits)
+    await wait_until(lambda: len(waits) >= count + 3)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    store.events.wait_for_append = real_wait  # type: ignore[method-assign]
+    assert [t for _, t, _ in waits[:5]] == [0.01, 0.02, 0.04, 0.04, 0.04]
+    assert {after for after, _, _ in waits[:5]} == {head}
+    after_events = [t for after, t, _ in waits if after == new_head]
+    assert after_events[:3] == [0.01, 0.02, 0.04]  # back to poll_seconds, doubling again
+
+
+def _flagging(bad: set[int]) -> Projection:
+    """Counts each entity's events; the events in `bad` add a problem record to the row."""
+
+    def keys(change: Any) -> list[str]:
+        return [change.event.entity_key]
+
+    def apply(rows: Any, change: Any) -> Any:
+        from projections import Write
+
+        key, seq = change.event.entity_key, change.event.seq
+        row = rows.get(key) or {"n": 0, "problems": []}
+        problems = list(row["problems"])
+        if seq in bad:
+            problems.append({"seq": seq, "field": "total", "value": None, "reason": "missing"})
+        return [Write(key=key, row={"n": row["n"] + 1, "problems": problems, "seq": seq})]
+
+    return Projection(name="flagging", collection="rm_flagging", keys=keys, apply=apply)
+
+
+async def test_a_following_runner_publishes_its_problems_when_they_change_not_per_batch(
+    store: Store, clock: FakeClock
+) -> None:
+    from projections.runner import STATE_COLLECTION
+
+    await workload(store, clock, seed=23, changes=20)
+    head = (await store.events.head()).seq
+    assert head > 25
+    runner = ProjectionRunner(store, _flagging({8, 9, 22}), clock=clock, batch_size=5)
+    published: list[tuple[Any, ...]] = []
+    real_write = store.read_models.write
+
+    async def recording_write(collection: str, writes: Any, *, session: Any = None) -> None:
+        if collection == STATE_COLLECTION:
+            published.extend((r["state"], r["problems"], r["position"]) for _, r in writes)
+        await real_write(collection, writes, session=session)
+
+    store.read_models.write = recording_write  # type: ignore[method-assign]
+    try:
+        await runner.run(until_caught_up=True)
+    finally:
+        store.read_models.write = real_write  # type: ignore[method-assign]
+    assert published == [
+        ("running", 0, 0),
+        ("running", 2, 10),  # the batch of seqs 6-10 found two
+        ("running", 3, 25),  # the batch of seqs 21-25 one more
+        ("stopped", 3, head),
+    ]
