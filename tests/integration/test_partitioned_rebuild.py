@@ -498,3 +498,56 @@ async def test_a_failed_partitioned_rebuild_that_cannot_be_cleared_says_so(
     assert [r.getMessage() for r in caplog.records if r.name == "projections.runner"] == [
         "projection fails: could not clear a failed rebuild"
     ]
+
+
+def _keeping_one_problem(bad: set[int]) -> Projection:
+    """Each entity's events counted; an event in `bad` is a problem. A row keeps its newest
+    problem and counts the older ones in `problems_dropped` (as projections.money does)."""
+
+    def keys(change: Change) -> list[str]:
+        return [change.event.entity_key]
+
+    def apply(rows: Any, change: Change) -> list[Write]:
+        key, seq = change.event.entity_key, change.event.seq
+        row = rows.get(key) or {"n": 0, "problems": [], "problems_dropped": 0}
+        problems, dropped = list(row["problems"]), row["problems_dropped"]
+        if seq in bad:
+            dropped += len(problems)
+            problems = [{"seq": seq, "field": "total", "value": None, "reason": "missing"}]
+        new = {"n": row["n"] + 1, "problems": problems, "problems_dropped": dropped}
+        return [Write(key=key, row=new)]
+
+    def merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        return a  # one entity's events are all in one partition: never two rows of one key
+
+    return Projection(
+        name="one_problem", collection="rm_one_problem", keys=keys, apply=apply, merge=merge
+    )
+
+
+async def test_a_partitioned_rebuild_counts_the_problems_one_worker_counts() -> None:
+    """Every problem recorded counts once, kept in a row or dropped from it: the installed
+    model's count equals the count one worker makes event by event."""
+    from projections.runner import STATE_COLLECTION
+
+    store = await simulated(12, 4, 40)
+    events = await store.events.read(after_seq=0, limit=100_000)
+    busiest = Counter(e.entity_key for e in events).most_common(1)[0][0]
+    # three problems of one entity (two of them dropped from its row) and one of another
+    bad = {e.seq for e in events if e.entity_key == busiest}
+    bad = set(sorted(bad)[:3]) | {next(e.seq for e in events if e.entity_key != busiest)}
+    clock = FakeClock()
+    one = ProjectionRunner(store, _keeping_one_problem(bad), clock=clock, batch_size=7)
+    await one.rebuild_now()
+    assert one.status.problems == 4
+    many = ProjectionRunner(store, _keeping_one_problem(bad), clock=clock, batch_size=7)
+    many.processes = False
+    await store.read_models.write(STATE_COLLECTION, [("one_problem", None)])
+    assert await many.lease.try_acquire()
+    await many.rebuild(workers=2)
+    assert many.status.problems == 4
+    await many.hand_back()
+    recorded = await store.read_models.get_many(STATE_COLLECTION, ["one_problem"])
+    assert recorded["one_problem"]["problems"] == 4
+    kept = await rows(store, "rm_one_problem")
+    assert sum(len(r["problems"]) for r in kept.values()) == 2  # the rest were dropped
