@@ -551,3 +551,33 @@ async def test_a_partitioned_rebuild_counts_the_problems_one_worker_counts() -> 
     assert recorded["one_problem"]["problems"] == 4
     kept = await rows(store, "rm_one_problem")
     assert sum(len(r["problems"]) for r in kept.values()) == 2  # the rest were dropped
+
+
+async def test_a_dead_instances_partitioned_job_is_requeued_and_its_staging_dropped() -> None:
+    """An instance died running a two-worker job, leaving staged partitions; the next holder
+    drops them and re-queues the job, which then runs (here with one worker: the projection
+    lost its merge meanwhile, so no partitioned clean-up comes after)."""
+    from eventstore.model import Partition
+    from projections.claims import staging_name
+
+    store = await simulated(2, 4, 10)
+    clock = FakeClock()
+    partitions = [Partition(index=i, state="running", attempts=1) for i in range(2)]
+    job = Job(job="dead-instance-job", projection="no_merge", workers=2)
+    await store.jobs.create(job)
+    await store.jobs.set_partitions(job.job, partitions)
+    running = await store.jobs.get(job.job)
+    assert running is not None
+    await store.jobs.update(msgspec.structs.replace(running, state="running", processed=5))
+    staged = [staging_name(NO_MERGE.collection, job, p) for p in partitions]
+    for name in staged:
+        await store.read_models.write(name, [("n", {"n": 3})])
+    assert set(staged) <= set(await store.read_models.collections())
+
+    runner = ProjectionRunner(store, NO_MERGE, clock=clock)
+    await runner.run(until_caught_up=True)
+    assert not set(staged) & set(await store.read_models.collections())
+    done = await store.jobs.get(job.job)
+    assert done is not None and (done.state, done.workers) == ("succeeded", 1)
+    head = (await store.events.head()).seq
+    assert (await rows(store, "rm_no_merge"))["n"]["n"] == head
