@@ -799,3 +799,59 @@ async def test_a_following_runner_publishes_its_problems_when_they_change_not_pe
         ("running", 3, 25),  # the batch of seqs 21-25 one more
         ("stopped", 3, head),
     ]
+
+
+def _per_entity_count() -> Projection:
+    """Each entity's events counted, one row per entity (never deleted)."""
+
+    def keys(change: Any) -> list[str]:
+        return [change.event.entity_key]
+
+    def apply(rows: Any, change: Any) -> Any:
+        from projections import Write
+
+        key = change.event.entity_key
+        return [Write(key=key, row={"n": (rows.get(key) or {"n": 0})["n"] + 1})]
+
+    return Projection(name="per_entity", collection="rm_per_entity", keys=keys, apply=apply)
+
+
+async def test_a_rebuild_reports_its_progress_after_each_batch_and_once_written(
+    store: Store, clock: FakeClock
+) -> None:
+    """processed = the last seq of each batch, total = the head, written = rows written so
+    far (all at the end within `rebuild_rows`; every batch past it), seconds = time since
+    the start (within the time the call took, never going back)."""
+    import time
+
+    await workload(store, clock, seed=24, changes=20)
+    events = await store.events.read(after_seq=0, limit=100_000)
+    head, entities = events[-1].seq, len({e.entity_key for e in events})
+    for rebuild_rows in (50_000, 4):
+        runner = ProjectionRunner(
+            store, _per_entity_count(), clock=clock, batch_size=5, rebuild_rows=rebuild_rows
+        )
+        reports: list[tuple[int, int, int, float]] = []
+
+        def progressed(p: Any, reports: list[tuple[int, int, int, float]] = reports) -> None:
+            reports.append((p.processed, p.total, p.written, p.seconds))
+
+        started = time.perf_counter()
+        progress = await runner.rebuild_now(progressed)
+        took = time.perf_counter() - started
+        batches = [(p, head) for p in [*range(5, head, 5), head]]
+        written = [w for _, _, w, _ in reports]
+        if rebuild_rows > entities:  # every row kept until the log's end, written once
+            assert [(p, t) for p, t, _, _ in reports] == [*batches, (head, head)]
+            assert written == [0] * len(batches) + [entities]
+        else:  # past the bound: written after each batch, each row once per batch it changed
+            assert [(p, t) for p, t, _, _ in reports] == batches
+            per_batch = [len({e.entity_key for e in events[i : i + 5]}) for i in range(0, head, 5)]
+            assert written == [sum(per_batch[: i + 1]) for i in range(len(per_batch))]
+        seconds = [s for _, _, _, s in reports]
+        assert seconds == sorted(seconds) and seconds[0] >= 0 and seconds[-1] <= took
+        assert (progress.processed, progress.total, progress.written) == (head, head, written[-1])
+        assert seconds[-1] <= progress.seconds <= took
+        assert {k: r["n"] for k, r in (await rows(store, runner.projection)).items()} == {
+            k: sum(1 for e in events if e.entity_key == k) for k in {e.entity_key for e in events}
+        }
