@@ -855,3 +855,33 @@ async def test_a_rebuild_reports_its_progress_after_each_batch_and_once_written(
         assert {k: r["n"] for k, r in (await rows(store, runner.projection)).items()} == {
             k: sum(1 for e in events if e.entity_key == k) for k in {e.entity_key for e in events}
         }
+
+
+async def test_a_rebuild_that_lost_its_lease_leaves_the_new_holders_status_alone(
+    store: Store,
+) -> None:
+    """Stalled past its lease time mid-rebuild, a rebuild stops at its next renewal; giving
+    back what it no longer holds, it must not record the projection as stopped over the
+    status of the instance that took it over."""
+    from eventstore.leasing import LeaseLost
+    from projections.runner import STATE_COLLECTION
+
+    clock = FakeClock(advance_on_sleep=False)
+    await workload(store, clock, seed=25, changes=20)
+    stalled = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="a", batch_size=5)
+    taker = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, owner="b")
+
+    async def stall_then_lose(progress: Any) -> None:
+        if taker.lease.held:
+            return
+        clock.advance(11)
+        assert await taker.lease.try_acquire()
+        taker.status.state = "running"
+        await taker.publish()
+
+    with pytest.raises(LeaseLost):
+        await stalled.rebuild_now(stall_then_lose)
+    recorded = await store.read_models.get_many(STATE_COLLECTION, [ORDERS_BY_STATUS.name])
+    assert recorded[ORDERS_BY_STATUS.name]["state"] == "running"
+    lease = await store.leases.get(stalled.role)
+    assert lease is not None and lease.owner == "b"
