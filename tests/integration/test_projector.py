@@ -827,7 +827,7 @@ async def test_a_rebuild_reports_its_progress_after_each_batch_and_once_written(
     await workload(store, clock, seed=24, changes=20)
     events = await store.events.read(after_seq=0, limit=100_000)
     head, entities = events[-1].seq, len({e.entity_key for e in events})
-    for rebuild_rows in (50_000, 4):
+    for rebuild_rows in (50_000, 5, 4):
         runner = ProjectionRunner(
             store, _per_entity_count(), clock=clock, batch_size=5, rebuild_rows=rebuild_rows
         )
@@ -855,6 +855,28 @@ async def test_a_rebuild_reports_its_progress_after_each_batch_and_once_written(
         assert {k: r["n"] for k, r in (await rows(store, runner.projection)).items()} == {
             k: sum(1 for e in events if e.entity_key == k) for k in {e.entity_key for e in events}
         }
+        # the model stands at the log's head, as of now
+        checkpoint = await store.checkpoints.get(runner.role)
+        assert checkpoint is not None
+        assert (checkpoint.head, checkpoint.updated_at) == (await store.events.head(), clock.now())
+        clock.advance(60)
+
+
+async def test_a_rebuild_starts_afresh_whatever_a_crashed_one_left_behind(
+    store: Store, clock: FakeClock
+) -> None:
+    """A rebuild run without a runner's recovery first (the CLI's `projections rebuild`)
+    drops what a crashed rebuild wrote into the fresh collection: no stale row survives."""
+    from projections.runner import BUILDING_SUFFIX
+
+    await workload(store, clock, seed=26, changes=15)
+    expected_runner = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock)
+    await expected_runner.rebuild_now()
+    expected = await rows(store, ORDERS_BY_STATUS)
+    building = ORDERS_BY_STATUS.collection + BUILDING_SUFFIX
+    await store.read_models.write(building, [("stale", {"count": 99, "seq": 1})])
+    await ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock).rebuild_now()
+    assert await rows(store, ORDERS_BY_STATUS) == expected
 
 
 async def test_a_rebuild_that_lost_its_lease_leaves_the_new_holders_status_alone(
