@@ -907,3 +907,7 @@ async def test_a_rebuild_that_lost_its_lease_leaves_the_new_holders_status_alone
     assert recorded[ORDERS_BY_STATUS.name]["state"] == "running"
     lease = await store.leases.get(stalled.role)
     assert lease is not None and lease.owner == "b"
+    # asked again while the other instance holds it: refused, and the message says why
+    with pytest.raises(LeaseLost) as refused:
+        await stalled.rebuild_now()
+    assert str(refused.value) == "projection:orders_by_status is held by another instance"
