@@ -312,6 +312,12 @@ async def test_rebuild_requests_are_jobs_run_by_the_lease_holder_or_the_requeste
         await asyncio.sleep(0.005)
     assert done is not None and done.state == "succeeded" and done.processed == head
     assert holder.status.rebuilt_at is not None
+    # what every instance reads: the holder follows the rebuilt model on
+    shown = (await store.read_models.get_many("projection_states", [holder.projection.name]))[
+        holder.projection.name
+    ]
+    assert (shown["state"], shown["position"]) == ("running", head)
+    assert shown["rebuilt_at"] is not None
     stop.set()
     await task
 
