@@ -917,3 +917,46 @@ async def test_a_rebuild_that_lost_its_lease_leaves_the_new_holders_status_alone
     with pytest.raises(LeaseLost) as refused:
         await stalled.rebuild_now()
     assert str(refused.value) == "projection:orders_by_status is held by another instance"
+
+
+async def test_each_batch_writes_its_rows_and_its_checkpoint_in_one_transaction(
+    store: Store, clock: FakeClock
+) -> None:
+    """Where the server has transactions, a batch's rows and its checkpoint commit together:
+    both writes go through the session of the batch's one transaction. The checkpoint names
+    the last event applied (its seq and log hash) and when."""
+    from contextlib import asynccontextmanager
+
+    await workload(store, clock, seed=27, changes=15)
+    runner = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, batch_size=8)
+    sessions: list[object] = []
+    written: list[tuple[str, object]] = []
+    real_write, real_put = store.read_models.write, store.checkpoints.put
+
+    @asynccontextmanager
+    async def transaction() -> Any:
+        session = object()  # what a driver's session would be
+        sessions.append(session)
+        yield session
+
+    async def write(collection: str, writes: Any, *, session: Any = None) -> None:
+        if collection == ORDERS_BY_STATUS.collection:
+            written.append(("rows", session))
+        await real_write(collection, writes)
+
+    async def put(checkpoint: Checkpoint, *, session: Any = None) -> None:
+        written.append(("checkpoint", session))
+        await real_put(checkpoint)
+
+    store.transaction = transaction  # type: ignore[method-assign]
+    store.read_models.write = write  # type: ignore[method-assign]
+    store.checkpoints.put = put  # type: ignore[method-assign]
+    try:
+        await runner.catch_up()
+    finally:
+        del store.transaction, store.read_models.write, store.checkpoints.put
+    head = await store.events.head()
+    assert len(sessions) == -(-head.seq // 8)  # one transaction per batch
+    assert written == [(kind, s) for s in sessions for kind in ("rows", "checkpoint")]
+    checkpoint = await store.checkpoints.get(runner.role)
+    assert checkpoint == Checkpoint(name=runner.role, head=head, updated_at=clock.now())
