@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -758,7 +759,7 @@ async def test_an_idle_projector_backs_off_on_the_log_and_never_sleeps_on_the_cl
     assert after_events[:3] == [0.01, 0.02, 0.04]  # back to poll_seconds, doubling again
 
 
-def _flagging(bad: set[int]) -> Projection:
+def _flagging(bad: set[int], config: str = "") -> Projection:
     """Counts each entity's events; the events in `bad` add a problem record to the row."""
 
     def keys(change: Any) -> list[str]:
@@ -774,7 +775,9 @@ def _flagging(bad: set[int]) -> Projection:
             problems.append({"seq": seq, "field": "total", "value": None, "reason": "missing"})
         return [Write(key=key, row={"n": row["n"] + 1, "problems": problems, "seq": seq})]
 
-    return Projection(name="flagging", collection="rm_flagging", keys=keys, apply=apply)
+    return Projection(
+        name="flagging", collection="rm_flagging", keys=keys, apply=apply, config=config
+    )
 
 
 async def test_a_following_runner_publishes_its_problems_when_they_change_not_per_batch(
@@ -960,3 +963,30 @@ async def test_each_batch_writes_its_rows_and_its_checkpoint_in_one_transaction(
     assert written == [(kind, s) for s in sessions for kind in ("rows", "checkpoint")]
     checkpoint = await store.checkpoints.get(runner.role)
     assert checkpoint == Checkpoint(name=runner.role, head=head, updated_at=clock.now())
+
+
+async def test_a_restarted_runner_shows_what_its_rows_were_built_with_and_their_problems(
+    store: Store, clock: FakeClock
+) -> None:
+    """The status a new instance takes over from the recorded one: the config the rows were
+    built with (here an older one: a rebuild is needed) and the problems they hold."""
+    from projections.runner import STATE_COLLECTION
+
+    await workload(store, clock, seed=28, changes=15)
+    old = _flagging({5, 9}, config="mapping v1")
+    await ProjectionRunner(store, old, clock=clock).rebuild_now()
+    recorded = (await store.read_models.get_many(STATE_COLLECTION, [old.name]))[old.name]
+    assert (recorded["built_with"], recorded["problems"]) == ("mapping v1", 2)
+    when = recorded["rebuilt_at"]
+    assert isinstance(when, datetime) and when.replace(tzinfo=None) == clock.now().replace(
+        tzinfo=None
+    )  # a date, not its text (the Mongo adapter gives it back naive, in UTC)
+
+    new = _flagging({5, 9}, config="mapping v2")
+    restarted = ProjectionRunner(store, new, clock=clock)
+    shown: list[tuple[Any, Any]] = []
+    restarted.on_step = lambda: shown.append(
+        (restarted.status.built_with, restarted.status.problems)
+    )
+    await restarted.run(until_caught_up=True)
+    assert shown == [("mapping v1", 2)]
