@@ -990,3 +990,8 @@ async def test_a_restarted_runner_shows_what_its_rows_were_built_with_and_their_
     )
     await restarted.run(until_caught_up=True)
     assert shown == [("mapping v1", 2)]
+    # a record of another shape (written by hand, or by another version) is not taken over
+    odd = {**recorded, "built_with": 1, "problems": "two"}
+    await store.read_models.write(STATE_COLLECTION, [(old.name, odd)])
+    await restarted.run(until_caught_up=True)
+    assert shown[-1] == (None, 0)
