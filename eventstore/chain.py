@@ -161,6 +161,7 @@ class EntityChecker:
         self.failure: EntityVerdict | None = None
         self.erased: list[ErasedEvent] = []
         self.entity_key: str | None = None
+        self._seq = 0  # the seq of the last version checked: each later version's is higher
 
     def feed(self, event: Event) -> bool:
         """Check the next event; False once the chain is broken (later events are ignored)."""
@@ -173,6 +174,16 @@ class EntityChecker:
             first = self._expected if event.version > self._expected else event.version
             self.fail(first, problem)
             return False
+        if event.seq <= self._seq:
+            # Versions are appended in seq order: a version at or before its predecessor's
+            # seq was moved (a later version forged onto an earlier seq links and hashes).
+            self.fail(
+                event.version,
+                f"version {event.version} has seq {event.seq}, not after version"
+                f" {event.version - 1}'s seq {self._seq}",
+            )
+            return False
+        self._seq = event.seq
         if event.erased_by is not None:
             self.erased.append(
                 ErasedEvent(seq=event.seq, version=event.version, erased_by=event.erased_by)
@@ -199,7 +210,7 @@ class EntityChecker:
 
 
 def verify_entity(events: Iterable[Event]) -> EntityVerdict:
-    """Check one entity's events (in version order): dense versions, links, hashes."""
+    """Check one entity's events (in version order): dense versions, links, hashes, seq order."""
     checker = EntityChecker()
     for event in events:
         if not checker.feed(event):

@@ -188,7 +188,7 @@ def scoped_check(
     """The latest stored checkpoint held to one stream's or entity's newest event inside it.
 
     `seq` is that event (None: none of `what`'s events is inside yet), `newest`
-    the seq of `what`'s newest event, `problem` why the event is not shown to be
+    the seq of `what`'s newest event (0: it has none), `problem` why the event is not shown to be
     in the checkpoint's tree (None when it is), `how_held` how it was shown.
     """
     signed_by, note_problem = _note_facts(checkpoint)
@@ -209,7 +209,8 @@ def scoped_check(
             base,
             pending=True,
             reason=f"no event of {what} is in the latest checkpoint ({checkpoint.size} events,"
-            f" {_how(signed_by)}) yet: its events (up to seq {newest}) are newer",
+            f" {_how(signed_by)}) yet: "
+            + (f"its events (up to seq {newest}) are newer" if newest else "it has no events"),
         )
     if problem is not None:
         return replace(base, reason=problem)

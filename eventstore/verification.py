@@ -68,9 +68,9 @@ async def verify_entity(
     """Recompute one entity's chain in pages of versions; None when it has no events.
 
     With the latest stored `checkpoint` (and the stored tree), the entity's newest
-    event inside it is held to it: that event's leaf, from its own hash, with an
-    inclusion proof from the stored tree, must lead to the checkpoint's root. The
-    entity's chain links every earlier version to that event.
+    version inside it (seq at most its size) is held to it: that event's leaf, from
+    its own hash, with an inclusion proof from the stored tree, must lead to the
+    checkpoint's root. The entity's chain links every earlier version to that event.
     """
     checker = EntityChecker()
     within = checkpoint.size if checkpoint is not None else 0
@@ -82,7 +82,10 @@ async def verify_entity(
         broken = False
         for event in events:
             newest = max(newest, event.seq)
-            if event.seq <= within and (inside is None or event.seq > inside.seq):
+            # Read in version order: the last event inside is the newest version inside,
+            # and the chain links every earlier version to it. (Not the highest seq: a
+            # later version forged onto an earlier seq would then be held by nothing.)
+            if event.seq <= within:
                 inside = event
             if not checker.feed(event):
                 broken = True

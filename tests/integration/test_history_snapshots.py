@@ -539,6 +539,32 @@ async def test_the_version_zero_snapshot_records_the_genesis(store: Store) -> No
         GENESIS_HASH,
         5,
     )
+    assert (genesis.stream, genesis.entity_id, genesis.entity_key, genesis.version) == (
+        "orders",
+        1,
+        "1",
+        0,
+    )
+
+
+async def test_a_version_missing_just_after_a_snapshot_is_still_a_finding(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Folding on from a stored snapshot knows its version: a gap right after it is named."""
+    await entity(store, 12)
+    await History(store, snapshot_every=5).state("orders", "int:1")  # lays 5 and 10
+    assert (await chain(store))[:2] == [(10, None), (5, 10)]
+    read_entity = store.events.read_entity
+
+    async def without_version_11(*args: Any, **kwargs: Any) -> list[Event]:
+        return [e for e in await read_entity(*args, **kwargs) if e.version != 11]
+
+    monkeypatch.setattr(store.events, "read_entity", without_version_11)
+    state = await History(store, snapshot_every=5).state("orders", "int:1")
+    assert (state.version, state.document) == (12, {"_id": 1, "n": 12})
+    assert [(f.version, f.kind, f.detail) for f in state.findings] == [
+        (12, "unexpected_version", "expected version 11, got 12")
+    ]
 
 
 @pytest.mark.parametrize("every", [1, 3])

@@ -109,7 +109,10 @@ def test_events_newer_than_the_latest_checkpoint_are_said_not_in_it_yet(signed: 
     assert code == 0 and body["valid"] is True
     check = body["checkpoint"]
     assert (check["pending"], check["matches"], check["seq"]) == (True, False, None)
-    assert "no event of orders/late is in the latest checkpoint (21 events" in check["reason"]
+    assert check["reason"] == (
+        f"no event of orders/late is in the latest checkpoint (21 events, signed by"
+        f" {key_name(signed)}) yet: its events (up to seq 24) are newer"
+    )
     code, text = run(signed.store, "verify", "orders", "late")
     assert code == 0 and "none of these events is in it yet" in text
     # An entity with events on both sides: its newest event inside is the one held.
@@ -138,6 +141,22 @@ def test_a_rewritten_event_with_recomputed_chains_is_caught_through_the_checkpoi
         assert body["checkpoint"]["matches"] is False and body["checkpoint"]["pending"] is False
         code, text = run(signed.store, "verify", *scope)
         assert code == 2 and "DOES NOT MATCH the events" in text
+        # The reason is the checkpoint's, said by the API and the CLI alike.
+        reason = body["checkpoint"]["reason"]
+        assert f"\n  {reason}" in text
+        if len(scope) == 2:
+            assert body["reason"] == reason
+    # o1's newest event inside (seq 18) has a recomputed hash: its leaf is not the signed one.
+    _, body = verify_json(signed.store, "orders", "o1")
+    assert body["reason"].startswith(
+        "seq 18 is not shown to be in the tree of the latest checkpoint (21 events): "
+    )
+    assert body["reason"].endswith("; events or the stored tree were rewritten")
+    _, body = verify_json(signed.store, "orders")
+    assert body["checkpoint"]["reason"] == (
+        "the root of the first 21 events, recomputed from their hashes, is not the latest"
+        " checkpoint's: events were rewritten"
+    )
     # The chains alone say nothing: every entity chain still links.
     assert verify_json(signed.store, "orders", "o1")[1]["first_invalid_version"] is None
     # An entity the rewrite did not touch: its own leaf is unchanged, so with the stored
@@ -146,3 +165,41 @@ def test_a_rewritten_event_with_recomputed_chains_is_caught_through_the_checkpoi
     code, body = verify_json(signed.store, "orders", "o2")
     expected = (2, False, False) if rebuilt else (0, True, True)
     assert (code, body["valid"], body["checkpoint"]["matches"]) == expected
+
+
+def test_the_checkpoints_last_event_is_held_and_the_reason_says_how(signed: Signed) -> None:
+    # o0's events are seqs 1, 5, ..., 21: its newest is the checkpoint's last event.
+    assert newest_seq(signed, "o0") == 21
+    by = f"signed by {key_name(signed)}"
+    code, body = verify_json(signed.store, "orders", "o0")
+    assert code == 0 and body["valid"] is True and body["checkpoint"]["seq"] == 21
+    assert body["checkpoint"]["reason"] == (
+        f"the newest event of orders/o0 in the latest checkpoint (21 events, {by}), seq 21,"
+        " is in its tree (its inclusion proof from the stored tree, the leaf from the event's"
+        " own hash)"
+    )
+    code, body = verify_json(signed.store, "orders")
+    assert code == 0 and body["valid"] is True and body["checkpoint"]["seq"] == 21
+    assert body["checkpoint"]["reason"] == (
+        f"the newest event of stream orders in the latest checkpoint (21 events, {by}), seq 21,"
+        " is in its tree (the root of the first 21 events, recomputed from their hashes)"
+    )
+
+
+def test_a_log_cut_back_under_the_checkpoint_fails_a_stream_and_the_log(signed: Signed) -> None:
+    # The newest 8 events removed and the recorded head rewritten: every chain still links.
+    asyncio.run(replace_log(signed.store, signed.events[:13]))
+    removed = "the log has 13 events, fewer than the latest checkpoint's 21: events were removed"
+    code, body = verify_json(signed.store, "orders")
+    assert code == 2 and body["valid"] is False and body["invalid"] == []
+    check = body["checkpoint"]
+    assert (check["matches"], check["pending"], check["seq"]) == (False, False, 13)
+    assert check["reason"] == removed
+    code, text = run(signed.store, "verify", "orders")
+    assert code == 2 and f"DOES NOT MATCH the events\n  {removed}" in text
+    code, body = verify_json(signed.store)
+    assert code == 2 and body["valid"] is False and body["head_matches"] is True
+    assert body["first_invalid_seq"] is None
+    assert body["reason"] == body["checkpoint"]["reason"] == removed
+    code, text = run(signed.store, "verify")
+    assert code == 2 and removed in text

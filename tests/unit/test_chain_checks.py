@@ -314,3 +314,18 @@ def test_an_entity_checker_knows_its_entity_only_once_fed() -> None:
     assert (checker.entity_key, checker.checked) == (None, 0)
     checker.feed(log_of("A")[0])
     assert (checker.entity_key, checker.checked) == ("A", 1)
+
+
+def test_a_later_version_moved_onto_an_earlier_seq_is_caught_by_the_entity_chain() -> None:
+    """Versions are appended in seq order; one moved back (and rehashed) is named."""
+    events = log_of("A", "B", "A", "A")  # A: versions 1-3 at seqs 1, 3, 4
+    for seq in (3, 2):
+        moved = rehashed(events[3], seq=seq)
+        verdict = verify_entity([events[0], events[2], moved])
+        assert (verdict.valid, verdict.first_invalid_version, verdict.events_checked) == (
+            False,
+            3,
+            3,
+        )
+        assert verdict.reason == f"version 3 has seq {seq}, not after version 2's seq 3"
+    assert verify_entity([events[0], events[2], events[3]]).valid

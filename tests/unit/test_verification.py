@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -10,7 +12,10 @@ import pytest
 from eventstore.chain import EntityChecker, ErasedEvent, entity_hash, seal
 from eventstore.keys import typed_key
 from eventstore.memory.eventlog import MemoryEventLog
-from eventstore.model import ERASED, GENESIS_HASH, Event, Head
+from eventstore.merkle import Frontier
+from eventstore.model import ERASED, GENESIS_HASH, Event, Head, TreeCheckpoint
+from eventstore.notes import checkpoint_text
+from eventstore.tree import event_leaf
 from eventstore.verification import (
     InvalidEntity,
     all_events,
@@ -18,7 +23,8 @@ from eventstore.verification import (
     verify_log,
     verify_stream,
 )
-from tests.helpers import LogBuilder, fixed_salt
+from tests.helpers import T0, LogBuilder, fixed_salt
+from tests.merkle_helpers import signed_log
 
 
 class StoredLog(MemoryEventLog):
@@ -357,3 +363,160 @@ async def test_an_entitys_erasure_claims_are_checked_against_the_record_at_that_
         "payload of version 1 is missing without an erased record "
         "(seq 5 does not record erasing orders/)"
     )
+
+
+# -- the latest stored checkpoint held to the events ---------------------------------------
+
+
+def checkpoint_of(events: list[Event], size: int) -> TreeCheckpoint:
+    """An unsigned checkpoint of the first `size` events (their root from their own hashes)."""
+    frontier = Frontier()
+    for e in events[:size]:
+        frontier.append(event_leaf(e))
+    root = frontier.root()
+    return TreeCheckpoint(
+        size=size,
+        root=base64.b64encode(root).decode(),
+        note=checkpoint_text("eventstore/test", size, root),
+        signed=False,
+        created_at=T0,
+    )
+
+
+UNSIGNED = "unsigned (no signing key)"
+
+
+async def test_a_later_version_forged_onto_an_earlier_seq_is_held_to_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    log = await signed_log(tmp_path, sign=False)  # o0's events: seqs 1, 5, ..., 21
+    latest = await log.store.merkle.checkpoint()
+    assert latest is not None and latest.size == 21
+    # o0's version 6 (seq 21) rewritten, moved onto version 5's seq 17 and rehashed: its
+    # chain still links, and the highest seq inside (17) is version 5's, which is genuine.
+    forged = rehashed(log.events[20], seq=17, document={"_id": "o0", "amount": 10**6})
+    stored = StoredLog([*log.events[:20], forged])
+    verdict = await verify_entity(
+        stored, "orders", "o0", checkpoint=latest, merkle=log.store.merkle
+    )
+    assert verdict is not None and verdict.events_checked == 6
+    # the chain itself sees the move (versions follow seq) ...
+    assert (verdict.valid, verdict.first_invalid_version) == (False, 6)
+    assert verdict.reason == "version 6 has seq 17, not after version 5's seq 17"
+    # ... and the checkpoint, holding the newest version inside it, sees the rewrite too
+    check = verdict.checkpoint
+    assert check is not None and (check.matches, check.pending, check.seq) == (False, False, 17)
+    assert check.reason.startswith(
+        "seq 17 is not shown to be in the tree of the latest checkpoint (21 events): "
+    )
+    assert check.reason.endswith("; events or the stored tree were rewritten")
+
+
+async def test_a_checkpoint_root_that_is_not_base64_is_reported(tmp_path: Path) -> None:
+    log = await signed_log(tmp_path, sign=False)
+    latest = await log.store.merkle.checkpoint()
+    assert latest is not None
+    garbled = msgspec.structs.replace(latest, root="!" + latest.root)
+    verdict = await verify_entity(
+        log.store.events, "orders", "o1", checkpoint=garbled, merkle=log.store.merkle
+    )
+    assert verdict is not None and verdict.valid is False
+    assert verdict.checkpoint is not None and verdict.checkpoint.matches is False
+    assert (
+        verdict.reason
+        == verdict.checkpoint.reason
+        == (
+            "the latest checkpoint (21): its note names another size or root than the one stored"
+            " with it"
+        )
+    )
+
+
+async def test_checkpoints_of_0_and_1_events_are_held_to_the_log_and_a_stream() -> None:
+    events = LogBuilder().many("A", "B", "A", "B", "A")
+    head = Head(seq=5, log_hash=events[-1].log_hash)
+    log = StoredLog(events)
+    verdict = await verify_log(log, head, checkpoint=checkpoint_of(events, 0))
+    assert verdict.valid and verdict.checkpoint is not None and verdict.checkpoint.matches
+    assert verdict.checkpoint.reason == (
+        f"the first 0 events have the root of the latest checkpoint ({UNSIGNED})"
+    )
+    verdict = await verify_log(log, head, checkpoint=checkpoint_of(events, 1))
+    assert verdict.valid and verdict.checkpoint is not None and verdict.checkpoint.matches
+    # A checkpoint of 1 event over an empty log: that event was removed.
+    empty = await verify_log(StoredLog([]), None, checkpoint=checkpoint_of(events, 1))
+    assert empty.valid is False and empty.checkpoint is not None
+    assert (
+        empty.reason
+        == empty.checkpoint.reason
+        == "the log has 0 events, fewer than the latest checkpoint's 1: events were removed"
+    )
+    # A stream: at size 0 none of its events is inside yet; at size 1 its seq 1 is held.
+    stream = await verify_stream(log, "orders", checkpoint=checkpoint_of(events, 0))
+    assert stream.valid and stream.checkpoint is not None
+    assert (stream.checkpoint.pending, stream.checkpoint.seq) == (True, None)
+    assert stream.checkpoint.reason == (
+        f"no event of stream orders is in the latest checkpoint (0 events, {UNSIGNED}) yet:"
+        " its events (up to seq 5) are newer"
+    )
+    stream = await verify_stream(log, "orders", checkpoint=checkpoint_of(events, 1))
+    assert stream.valid and stream.checkpoint is not None
+    assert (stream.checkpoint.matches, stream.checkpoint.seq) == (True, 1)
+    assert stream.checkpoint.reason == (
+        f"the newest event of stream orders in the latest checkpoint (1 events, {UNSIGNED}),"
+        " seq 1, is in its tree (the root of the first 1 events, recomputed from their hashes);"
+        " its events after seq 1 are not in a checkpoint yet"
+    )
+
+
+async def test_a_stream_without_events_under_a_checkpoint_is_pending() -> None:
+    events = LogBuilder().many("A", "B", "A")
+    verdict = await verify_stream(StoredLog(events), "refunds", checkpoint=checkpoint_of(events, 3))
+    assert (verdict.valid, verdict.entities_checked, verdict.events_checked) == (True, 0, 0)
+    check = verdict.checkpoint
+    assert check is not None and (check.pending, check.matches, check.seq) == (True, False, None)
+    assert check.reason == (
+        f"no event of stream refunds is in the latest checkpoint (3 events, {UNSIGNED}) yet:"
+        " it has no events"
+    )
+
+
+async def test_a_seq_skipped_under_the_checkpoint_fails_the_log_and_every_stream() -> None:
+    b = LogBuilder()
+    events = [
+        b.next("A"),
+        b.next("B"),
+        b.next("R", stream="refunds"),
+        b.next("A"),
+        b.next("B"),
+        b.next("A"),
+    ]
+    checkpoint = checkpoint_of(events, 5)
+    log = StoredLog([e for e in events if e.seq != 3])  # a refunds event removed
+    verdict = await verify_log(log, None, checkpoint=checkpoint)
+    assert (verdict.valid, verdict.first_invalid_seq) == (False, 3)
+    assert verdict.reason == "seq 3 missing (found seq 4)"
+    assert verdict.checkpoint is not None and verdict.checkpoint.matches is False
+    assert verdict.checkpoint.reason == (
+        "the log has 2 events, fewer than the latest checkpoint's 5: events were removed"
+    )
+    # The orders chains all link: only the root of the checkpoint's size shows the removal.
+    orders = await verify_stream(log, "orders", checkpoint=checkpoint)
+    assert (orders.valid, orders.invalid, orders.events_checked) == (False, [], 5)
+    check = orders.checkpoint
+    assert check is not None and (check.matches, check.pending, check.seq) == (False, False, 2)
+    assert check.reason == (
+        "the log has 2 events, fewer than the latest checkpoint's 5: events were removed"
+    )
+
+
+async def test_a_log_missing_its_first_event_is_read_no_further() -> None:
+    events = LogBuilder().many("A", "B", "A", "B")
+    log = StoredLog(events[1:])
+    verdict = await verify_log(log, None, page=1, checkpoint=checkpoint_of(events, 3))
+    assert (verdict.valid, verdict.first_invalid_seq, verdict.events_checked) == (False, 1, 1)
+    assert verdict.reason == "seq 1 missing (found seq 2)"
+    assert verdict.checkpoint is not None and verdict.checkpoint.reason == (
+        "the log has 0 events, fewer than the latest checkpoint's 3: events were removed"
+    )
+    assert log.limits == [1]  # nothing read past the break
