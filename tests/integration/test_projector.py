@@ -825,20 +825,45 @@ def _per_entity_count() -> Projection:
     return Projection(name="per_entity", collection="rm_per_entity", keys=keys, apply=apply)
 
 
+def _written_per_batch(batches: list[list[str]], bound: int) -> list[int]:
+    """The rows written after each batch by the policy of `ProjectionRunner.rebuild`: rows
+    kept in memory up to `bound`, the changed ones written once `bound` of them changed;
+    past the bound (more rows than it), written after every batch; the rest at the end (one
+    more report then)."""
+    kept: set[str] = set()
+    unwritten: set[str] = set()
+    complete, written, out = True, 0, []
+    for keys in batches:
+        kept |= set(keys)
+        unwritten |= set(keys)
+        if not complete or len(unwritten) >= bound:
+            written, unwritten = written + len(unwritten), set()
+        if len(kept) > bound:
+            written, unwritten, kept, complete = written + len(unwritten), set(), set(), False
+        out.append(written)
+    if unwritten:
+        out.append(written + len(unwritten))
+    return out
+
+
 async def test_a_rebuild_reports_its_progress_after_each_batch_and_once_written(
     store: Store, clock: FakeClock
 ) -> None:
     """processed = the last seq of each batch, total = the head, written = rows written so
-    far (all at the end within `rebuild_rows`; every batch past it), seconds = time since
-    the start (within the time the call took, never going back)."""
+    far (`_written_per_batch`), seconds = time since the start (within the time the call
+    took, never going back)."""
     import time
 
     await workload(store, clock, seed=24, changes=20)
     events = await store.events.read(after_seq=0, limit=100_000)
-    head, entities = events[-1].seq, len({e.entity_key for e in events})
-    for rebuild_rows in (50_000, 5, 4):
+    head = events[-1].seq
+    # the log opens with the creation of its 12 orders. Bounds: all kept; reached exactly
+    # by the batch that writes them (they stay kept: the next batches update kept rows);
+    # past it.
+    for size, rebuild_rows in ((5, 50_000), (4, 12), (5, 5), (5, 4)):
+        batches = [[e.entity_key for e in events[i : i + size]] for i in range(0, head, size)]
         runner = ProjectionRunner(
-            store, _per_entity_count(), clock=clock, batch_size=5, rebuild_rows=rebuild_rows
+            store, _per_entity_count(), clock=clock, batch_size=size, rebuild_rows=rebuild_rows
         )
         reports: list[tuple[int, int, int, float]] = []
 
@@ -848,15 +873,12 @@ async def test_a_rebuild_reports_its_progress_after_each_batch_and_once_written(
         started = time.perf_counter()
         progress = await runner.rebuild_now(progressed)
         took = time.perf_counter() - started
-        batches = [(p, head) for p in [*range(5, head, 5), head]]
+        expected = _written_per_batch(batches, rebuild_rows)
+        processed = [min(size * (i + 1), head) for i in range(len(expected))]
+        assert [(p, t, w) for p, t, w, _ in reports] == [
+            (p, head, w) for p, w in zip(processed, expected, strict=True)
+        ], rebuild_rows
         written = [w for _, _, w, _ in reports]
-        if rebuild_rows > entities:  # every row kept until the log's end, written once
-            assert [(p, t) for p, t, _, _ in reports] == [*batches, (head, head)]
-            assert written == [0] * len(batches) + [entities]
-        else:  # past the bound: written after each batch, each row once per batch it changed
-            assert [(p, t) for p, t, _, _ in reports] == batches
-            per_batch = [len({e.entity_key for e in events[i : i + 5]}) for i in range(0, head, 5)]
-            assert written == [sum(per_batch[: i + 1]) for i in range(len(per_batch))]
         seconds = [s for _, _, _, s in reports]
         assert seconds == sorted(seconds) and seconds[0] >= 0 and seconds[-1] <= took
         assert (progress.processed, progress.total, progress.written) == (head, head, written[-1])
