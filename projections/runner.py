@@ -76,6 +76,9 @@ class RebuildProgress(msgspec.Struct, kw_only=True):
 class ProjectionRunner:
     """Runs one projection from its checkpoint, holding `projection:<name>`."""
 
+    # Seconds, for pacing a job's progress writes (a test sets a fake on its runner).
+    monotonic: Callable[[], float] = staticmethod(time.monotonic)
+
     def __init__(
         self,
         store: Store,
@@ -135,8 +138,6 @@ class ProjectionRunner:
         self.local_slots: int | None = None
         # Called after each page applied, or found none (the log answered): supervision.
         self.on_step: Callable[[], None] | None = None
-        # Seconds for pacing a job's progress writes (tests pass a fake).
-        self.monotonic: Callable[[], float] = time.monotonic
 
     # -- following -----------------------------------------------------------------------------
     async def position(self) -> int:

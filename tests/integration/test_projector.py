@@ -996,6 +996,15 @@ async def test_a_restarted_runner_shows_what_its_rows_were_built_with_and_their_
 
     await workload(store, clock, seed=28, changes=15)
     old = _flagging({5, 9}, config="mapping v1")
+    # an empty model (a stale record left by a dropped one) is built with the config at hand
+    await store.read_models.write(
+        STATE_COLLECTION, [(old.name, {"built_with": "mapping v0", "problems": 7})]
+    )
+    fresh = ProjectionRunner(store, old, clock=clock, batch_size=1000)
+    first: list[tuple[Any, Any]] = []
+    fresh.on_step = lambda: first.append((fresh.status.built_with, fresh.status.problems))
+    await fresh.run(until_caught_up=True)
+    assert first[0] == ("mapping v1", 2)  # its config; the problems of the one batch applied
     await ProjectionRunner(store, old, clock=clock).rebuild_now()
     recorded = (await store.read_models.get_many(STATE_COLLECTION, [old.name]))[old.name]
     assert (recorded["built_with"], recorded["problems"]) == ("mapping v1", 2)
@@ -1017,3 +1026,29 @@ async def test_a_restarted_runner_shows_what_its_rows_were_built_with_and_their_
     await store.read_models.write(STATE_COLLECTION, [(old.name, odd)])
     await restarted.run(until_caught_up=True)
     assert shown[-1] == (None, 0)
+
+
+async def test_an_idle_projector_looks_again_after_50_ms_backing_off_to_1_s_by_default(
+    store: Store, clock: FakeClock
+) -> None:
+    """The default bounds of the idle wait (how soon a job queued elsewhere is seen and
+    the lease renewed): 50 ms, doubling up to 1 s. The log here never answers."""
+    import asyncio
+
+    await workload(store, clock, seed=29, changes=3)
+    runner = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock)
+    stop = asyncio.Event()
+    timeouts: list[float] = []
+
+    async def times_out(after_seq: int, timeout: float) -> bool:  # noqa: ASYNC109
+        timeouts.append(timeout)
+        if len(timeouts) == 8:
+            stop.set()
+        return False
+
+    store.events.wait_for_append = times_out  # type: ignore[method-assign]
+    try:
+        await asyncio.wait_for(runner.run(stop=stop), 5)
+    finally:
+        del store.events.wait_for_append
+    assert timeouts == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
