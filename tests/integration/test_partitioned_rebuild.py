@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -188,17 +189,27 @@ NO_MERGE = Projection(
 )
 
 
-async def test_a_projection_without_merge_rebuilds_with_one_worker_and_says_so() -> None:
+async def test_a_projection_without_merge_rebuilds_with_one_worker_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
     store = await simulated(2, 4, 10)
     runner = ProjectionRunner(store, NO_MERGE, clock=FakeClock())
     assert await runner.lease.try_acquire()
     with pytest.raises(NoMerge, match="no_merge has no merge: rebuild it with one worker"):
         await rebuild_partitioned(runner, 2)
     await runner.hand_back()
-    job = await request_rebuild(runner, workers=4)
-    assert job.state == "succeeded" and job.workers == 1 and job.partitions == []
     head = (await store.events.head()).seq
-    assert (await rows(store, "rm_no_merge"))["n"]["n"] == head
+    warning = "projection no_merge has no merge: rebuilding it with one worker"
+    # asked for one worker: nothing to say; asked for more: rebuilt by one, and said
+    for workers, said in ((1, []), (2, [warning]), (4, [warning])):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="projections.runner"):
+            job = await request_rebuild(runner, workers=workers)
+        assert [r.getMessage() for r in caplog.records if r.name == "projections.runner"] == said
+        assert job.state == "succeeded" and job.workers == 1 and job.partitions == []
+        assert (await rows(store, "rm_no_merge"))["n"]["n"] == head
 
 
 async def test_a_failing_partition_fails_the_job_and_leaves_the_live_model(
@@ -307,3 +318,266 @@ def test_job_records_keep_their_partitions_on_mongo_shape() -> None:
         partitions=[Partition(index=0, state="running", total=5)],
     )
     assert _job(_doc(job)) == job
+
+
+async def test_a_job_folds_up_to_the_head_it_recorded_not_the_log_head_now() -> None:
+    """Events appended after a job fixed its head are left to following: the model is
+    installed at that head, with that event's log hash (the checkpoint following trusts)."""
+    from eventstore.model import Head
+
+    store = await simulated(10, 5, 25)
+    clock = FakeClock()
+    projection = ORDER_PROJECTIONS[0]
+    events = await store.events.read(after_seq=0, limit=100_000)
+    assert len(events) > 3
+    for head in (1, 3):  # the first event, and one in the middle of the log
+        job = Job(job=f"at-{head}", projection=projection.name, workers=2, head=head)
+        await store.jobs.create(job)
+        runner = ProjectionRunner(store, projection, clock=clock, batch_size=7)
+        runner.processes = False
+        assert await runner.lease.try_acquire()
+        progress = await rebuild_partitioned(runner, 2, job=job)
+        assert progress.processed == progress.total == head
+        checkpoint = await store.checkpoints.get(runner.role)
+        assert checkpoint is not None
+        assert checkpoint.head == Head(seq=head, log_hash=events[head - 1].log_hash)
+        recorded = await store.jobs.get(job.job)
+        assert recorded is not None and (recorded.head, recorded.total) == (head, head)
+        # following goes on from there to the same model as a rebuild of the whole log
+        await runner.hand_back()
+        await runner.catch_up()
+        followed = await rows(store, projection.collection)
+        await ProjectionRunner(store, projection, clock=clock).rebuild_now()
+        assert await rows(store, projection.collection) == followed
+        await store.jobs.update(msgspec.structs.replace(recorded, state="succeeded"))
+
+
+async def test_a_multi_worker_job_shows_its_head_from_the_start_and_ends_at_it() -> None:
+    """The job's record: the head every partition folds up to, fixed as it starts; and
+    at the end every event of the log counted processed, the stream events (here a
+    dropped collection) too, which no partition holds."""
+    from eventstore.memory.store import MemoryStore
+
+    store = MemoryStore()
+    clock = FakeClock()
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    sim = Simulator(feed, seed=11, clock=clock)
+    await sim.create_orders(6)
+    for _ in range(20):
+        clock.advance(5400)
+        await sim.step()
+    assert await feed.drop_collection("orders")
+    await ingester(store, feed, clock).run(until_idle=True)
+    head = (await store.events.head()).seq
+    streams = [
+        e for e in await store.events.read(after_seq=0, limit=1000) if e.type in STREAM_TYPES
+    ]
+    assert [e.type for e in streams] == ["dropped"]
+
+    runner = ProjectionRunner(store, ORDER_PROJECTIONS[0], clock=clock, batch_size=5)
+    runner.processes = False
+    recorded: list[tuple[Any, ...]] = []
+    real_update = store.jobs.update
+
+    async def recording_update(job: Job) -> None:
+        recorded.append((job.state, job.workers, job.head, job.processed, job.total))
+        await real_update(job)
+
+    store.jobs.update = recording_update  # type: ignore[method-assign]
+    try:
+        job = await request_rebuild(runner, workers=2)
+    finally:
+        store.jobs.update = real_update  # type: ignore[method-assign]
+    assert recorded[:2] == [("running", 2, 0, 0, 0), ("running", 2, head, 0, head)]
+    assert recorded[-1] == ("succeeded", 2, head, head, head)
+    assert (job.state, job.head, job.processed, job.total) == ("succeeded", head, head, head)
+    assert sum(p.total for p in job.partitions) == head - 1  # all but the stream event
+
+
+def _failing_from(seq: int) -> Projection:
+    """Each entity's last version; the apply of every event from `seq` on raises (0: none)."""
+
+    def keys(change: Change) -> list[str]:
+        return [change.event.entity_key]
+
+    def apply(rows: Any, change: Change) -> list[Write]:
+        if 0 < seq <= change.event.seq:
+            raise RuntimeError("bad row")
+        return [Write(key=change.event.entity_key, row={"v": change.event.version})]
+
+    def merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        return a if a["v"] >= b["v"] else b
+
+    return Projection(name="fails", collection="rm_fails", keys=keys, apply=apply, merge=merge)
+
+
+class _Created:
+    """Records the ids of the jobs created in a store."""
+
+    def __init__(self, store: Store) -> None:
+        self.ids: list[str] = []
+        self.real = store.jobs.create
+
+        async def create(job: Job) -> None:
+            self.ids.append(job.job)
+            await self.real(job)
+
+        store.jobs.create = create  # type: ignore[method-assign]
+
+
+async def test_a_partitioned_rebuild_without_a_job_records_one_and_its_outcome(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Called without a job (the CLI's `rebuild --workers`), it records its own: running,
+    then succeeded with every event processed; or failed with the error, the partitions
+    not yet done abandoned, nothing staged left over."""
+    import logging
+
+    store = await simulated(4, 6, 30)
+    head = (await store.events.head()).seq
+    clock = FakeClock()
+    created = _Created(store)
+    for fails_from, workers in ((0, 2), (1, 3)):
+        runner = ProjectionRunner(store, _failing_from(fails_from), clock=clock, batch_size=5)
+        runner.processes = False
+        assert await runner.lease.try_acquire()
+        with caplog.at_level(logging.WARNING, logger="projections.runner"):
+            if fails_from:
+                with pytest.raises(RuntimeError, match="bad row"):
+                    await runner.rebuild(workers=workers)
+            else:
+                await runner.rebuild(workers=workers)
+        await runner.hand_back()
+        job = await store.jobs.get(created.ids[-1])
+        assert job is not None
+        now = clock.now()
+        assert (job.projection, job.workers, job.head, job.total) == ("fails", workers, head, head)
+        assert job.requested_at == job.started_at == job.finished_at == now
+        if fails_from:
+            assert (job.state, job.processed, job.error) == ("failed", 0, "RuntimeError: bad row")
+            # the first partition folded fails and says why; the others, not yet folded,
+            # are abandoned with the job
+            states = sorted((p.state, p.error) for p in job.partitions)
+            assert states == [
+                ("failed", "RuntimeError: bad row"),
+                ("failed", "abandoned: the job failed"),
+                ("failed", "abandoned: the job failed"),
+            ]
+            assert all(p.expires_at is None for p in job.partitions)
+        else:
+            assert (job.state, job.processed, job.error) == ("succeeded", head, None)
+            assert [p.state for p in job.partitions] == ["succeeded", "succeeded"]
+        # the live model (from the first, successful run) and the states: nothing staged
+        assert sorted(await store.read_models.collections()) == ["projection_states", "rm_fails"]
+    assert len(created.ids) == 2
+    assert not [r for r in caplog.records if r.name == "projections.runner"]
+
+
+async def test_a_failed_partitioned_rebuild_that_cannot_be_cleared_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The store goes away mid-rebuild: the clean-up fails too; a warning says so and the
+    first failure is the one raised (the leftovers go on the next start)."""
+    import logging
+
+    store = await simulated(4, 6, 30)
+    runner = ProjectionRunner(store, _failing_from(0), clock=FakeClock(), batch_size=5)
+    runner.processes = False
+    assert await runner.lease.try_acquire()
+
+    async def away(job_id: str) -> Job | None:
+        raise ConnectionError("store away")
+
+    store.jobs.get = away  # type: ignore[method-assign]
+    with (
+        caplog.at_level(logging.WARNING, logger="projections.runner"),
+        pytest.raises(ConnectionError, match="store away"),
+    ):
+        await runner.rebuild(workers=2)
+    assert [r.getMessage() for r in caplog.records if r.name == "projections.runner"] == [
+        "projection fails: could not clear a failed rebuild"
+    ]
+
+
+def _keeping_one_problem(bad: set[int]) -> Projection:
+    """Each entity's events counted; an event in `bad` is a problem. A row keeps its newest
+    problem and counts the older ones in `problems_dropped` (as projections.money does)."""
+
+    def keys(change: Change) -> list[str]:
+        return [change.event.entity_key]
+
+    def apply(rows: Any, change: Change) -> list[Write]:
+        key, seq = change.event.entity_key, change.event.seq
+        row = rows.get(key) or {"n": 0, "problems": [], "problems_dropped": 0}
+        problems, dropped = list(row["problems"]), row["problems_dropped"]
+        if seq in bad:
+            dropped += len(problems)
+            problems = [{"seq": seq, "field": "total", "value": None, "reason": "missing"}]
+        new = {"n": row["n"] + 1, "problems": problems, "problems_dropped": dropped}
+        return [Write(key=key, row=new)]
+
+    def merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        return a  # one entity's events are all in one partition: never two rows of one key
+
+    return Projection(
+        name="one_problem", collection="rm_one_problem", keys=keys, apply=apply, merge=merge
+    )
+
+
+async def test_a_partitioned_rebuild_counts_the_problems_one_worker_counts() -> None:
+    """Every problem recorded counts once, kept in a row or dropped from it: the installed
+    model's count equals the count one worker makes event by event."""
+    from projections.runner import STATE_COLLECTION
+
+    store = await simulated(12, 4, 40)
+    events = await store.events.read(after_seq=0, limit=100_000)
+    busiest = Counter(e.entity_key for e in events).most_common(1)[0][0]
+    # three problems of one entity (two of them dropped from its row) and one of another
+    bad = {e.seq for e in events if e.entity_key == busiest}
+    bad = set(sorted(bad)[:3]) | {next(e.seq for e in events if e.entity_key != busiest)}
+    clock = FakeClock()
+    one = ProjectionRunner(store, _keeping_one_problem(bad), clock=clock, batch_size=7)
+    await one.rebuild_now()
+    assert one.status.problems == 4
+    many = ProjectionRunner(store, _keeping_one_problem(bad), clock=clock, batch_size=7)
+    many.processes = False
+    await store.read_models.write(STATE_COLLECTION, [("one_problem", None)])
+    assert await many.lease.try_acquire()
+    await many.rebuild(workers=2)
+    assert many.status.problems == 4
+    await many.hand_back()
+    recorded = await store.read_models.get_many(STATE_COLLECTION, ["one_problem"])
+    assert recorded["one_problem"]["problems"] == 4
+    kept = await rows(store, "rm_one_problem")
+    assert sum(len(r["problems"]) for r in kept.values()) == 2  # the rest were dropped
+
+
+async def test_a_dead_instances_partitioned_job_is_requeued_and_its_staging_dropped() -> None:
+    """An instance died running a two-worker job, leaving staged partitions; the next holder
+    drops them and re-queues the job, which then runs (here with one worker: the projection
+    lost its merge meanwhile, so no partitioned clean-up comes after)."""
+    from eventstore.model import Partition
+    from projections.claims import staging_name
+
+    store = await simulated(2, 4, 10)
+    clock = FakeClock()
+    partitions = [Partition(index=i, state="running", attempts=1) for i in range(2)]
+    job = Job(job="dead-instance-job", projection="no_merge", workers=2)
+    await store.jobs.create(job)
+    await store.jobs.set_partitions(job.job, partitions)
+    running = await store.jobs.get(job.job)
+    assert running is not None
+    await store.jobs.update(msgspec.structs.replace(running, state="running", processed=5))
+    staged = [staging_name(NO_MERGE.collection, job, p) for p in partitions]
+    for name in staged:
+        await store.read_models.write(name, [("n", {"n": 3})])
+    assert set(staged) <= set(await store.read_models.collections())
+
+    runner = ProjectionRunner(store, NO_MERGE, clock=clock)
+    await runner.run(until_caught_up=True)
+    assert not set(staged) & set(await store.read_models.collections())
+    done = await store.jobs.get(job.job)
+    assert done is not None and (done.state, done.workers) == ("succeeded", 1)
+    head = (await store.events.head()).seq
+    assert (await rows(store, "rm_no_merge"))["n"]["n"] == head
