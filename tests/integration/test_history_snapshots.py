@@ -594,7 +594,7 @@ def _doc(status: str) -> dict[str, Any]:
 async def test_the_gaps_of_a_stream_are_read_once_while_fresh(store: Store) -> None:
     await entity(store, 5)
     now = [100.0]
-    h = History(store, gap_cache_seconds=5.0, monotonic=lambda: now[0])
+    h = History(store, monotonic=lambda: now[0])  # gaps kept 5 s by default
     counter = CountingReads(store)
     await h.state("orders", "int:1", at=at(3))
     assert counter.names == ["latest", "read_entity", "read_entity"]  # the last: `$stream`
@@ -862,3 +862,23 @@ def test_the_history_of_a_deployment_takes_its_settings() -> None:
         ["orders", "refunds"],
         settings.ingester_role,
     )
+
+
+async def test_a_history_is_built_from_its_settings_or_its_defaults(store: Store) -> None:
+    """Snapshots every 100 versions, heads checked against `ingester:shop`, unless told."""
+    plain = History(store)
+    assert (plain.snapshot_every, plain.head_checkpoint, plain.streams) == (
+        100,
+        "ingester:shop",
+        frozenset(),
+    )
+    settings = Settings(snapshot_every=7, collections=("orders", "refunds"), source_db="crm")
+    told = History.from_settings(store, settings)
+    assert (told.snapshot_every, told.head_checkpoint, told.streams) == (
+        7,
+        "ingester:crm",
+        frozenset({"orders", "refunds"}),
+    )
+    for every in (0, -1):
+        with pytest.raises(ValueError, match=r"^snapshot_every must be 1 or more$"):
+            History(store, snapshot_every=every)

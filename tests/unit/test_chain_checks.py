@@ -329,3 +329,9 @@ def test_a_later_version_moved_onto_an_earlier_seq_is_caught_by_the_entity_chain
         )
         assert verdict.reason == f"version 3 has seq {seq}, not after version 2's seq 3"
     assert verify_entity([events[0], events[2], events[3]]).valid
+    checker = EntityChecker()
+    assert [checker.feed(e) for e in (events[0], events[2], rehashed(events[3], seq=2))] == [
+        True,
+        True,
+        False,
+    ]
