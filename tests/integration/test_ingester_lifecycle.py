@@ -241,18 +241,27 @@ async def test_a_rename_delivered_again_after_a_lost_checkpoint_is_recorded_once
     await ingester(store, feed, clock).run(until_idle=True)
     await feed.collection("orders").insert_one({"_id": 1})
     await feed.rename_collection("orders", "orders_archive")
+    recorded = await stored_then_read_again(store, feed, clock)
+    assert recorded == [("1", "created"), (STREAM_KEY, "renamed")]
+
+
+async def stored_then_read_again(
+    store: Store, feed: MemoryChangeFeed, clock: FakeClock
+) -> list[tuple[str, str]]:
+    """The next batch stored but its checkpoint lost, then read again from the older one:
+    each change is found stored and nothing is recorded twice. Returns (key, type) logged."""
     checkpoints = RecordedCheckpoints(store)
     checkpoints.fail_next = True  # the batch is stored, its checkpoint is not
     with pytest.raises(ConnectionError):
         await ingester(store, feed, clock).run(until_idle=True)
-    assert [e.type for e in await all_events(store)] == ["created", "renamed"]
-    # Read again from the older checkpoint: the rename is found stored, not recorded twice.
+    recorded = [(e.entity_key, e.type) for e in await all_events(store)]
     stats = await ingester(store, feed, clock).run(until_idle=True)
     assert stats.recorded == 0
     events = await assert_log_intact(store)
-    assert [e.type for e in events] == ["created", "renamed"]
+    assert [(e.entity_key, e.type) for e in events] == recorded
     cp = await store.checkpoints.get(ROLE)
-    assert cp is not None and cp.head == Head(seq=2, log_hash=events[-1].log_hash)
+    assert cp is not None and cp.head == Head(seq=len(events), log_hash=events[-1].log_hash)
+    return recorded
 
 
 async def test_a_drop_delivered_again_after_a_lost_checkpoint_is_recorded_once(
@@ -262,19 +271,8 @@ async def test_a_drop_delivered_again_after_a_lost_checkpoint_is_recorded_once(
     await ingester(store, feed, clock).run(until_idle=True)
     await feed.collection("orders").insert_one({"_id": 1})
     await feed.drop_collection("orders")
-    checkpoints = RecordedCheckpoints(store)
-    checkpoints.fail_next = True  # the batch is stored, its checkpoint is not
-    with pytest.raises(ConnectionError):
-        await ingester(store, feed, clock).run(until_idle=True)
-    recorded = [(e.entity_key, e.type) for e in await all_events(store)]
+    recorded = await stored_then_read_again(store, feed, clock)
     assert recorded == [("1", "created"), ("1", "deleted"), (STREAM_KEY, "dropped")]
-    # Read again from the older checkpoint: the drop is found stored, not recorded twice.
-    stats = await ingester(store, feed, clock).run(until_idle=True)
-    assert stats.recorded == 0
-    events = await assert_log_intact(store)
-    assert [(e.entity_key, e.type) for e in events] == recorded
-    cp = await store.checkpoints.get(ROLE)
-    assert cp is not None and cp.head == Head(seq=3, log_hash=events[-1].log_hash)
 
 
 async def test_drop_database_then_invalidate_continues_with_start_after(
