@@ -199,6 +199,7 @@ class LocalFolds:
                 future.set_result(fold_partition(self.projection, self.parts[index]))
             except Exception as exc:
                 future.set_exception(exc)
+                future.exception()  # as in `_done`: a failure after the job failed is nobody's
             return future
         task = loop.create_task(self._fold(index))
         self._tasks.add(task)
