@@ -31,6 +31,7 @@ def ingester(store: Store, feed: MemoryChangeFeed, clock: FakeClock, **kw: Any) 
     """An ingester of the feed's `orders` (and whatever COLLECTIONS says); deterministic salts."""
     owner = kw.pop("owner", None)
     entity_rows = kw.pop("entity_rows", ())
+    on_batch = kw.pop("on_batch", None)
     s = settings(**kw)
     return Ingester(
         store=store,
@@ -42,6 +43,7 @@ def ingester(store: Store, feed: MemoryChangeFeed, clock: FakeClock, **kw: Any) 
         owner=owner,
         salts=fixed_salt,
         entity_rows=entity_rows,
+        on_batch=on_batch,
     )
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from bson import Decimal128, Timestamp
 
+from eventstore import ingester as ingester_module
 from eventstore.clock import FakeClock
 from eventstore.ingester import Ingester
 from eventstore.model import Event, Head
@@ -72,6 +75,38 @@ async def test_every_change_is_recorded_once_in_stream_order(
     assert stats.recorded == len(changes) and stats.duplicates_skipped == 0
     assert stats.batches >= len(changes) // 25
     assert stats.caught_up is True  # an empty batch: nothing pending (readiness)
+
+
+async def test_stored_ids_and_heads_are_asked_for_only_while_needed(
+    store: Store, clock: FakeClock
+) -> None:
+    # Which ids are stored is asked until a batch is found new (then no redelivery can
+    # follow); an entity's head is loaded once, then kept up to date by the batches.
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": 1, "n": 0})
+    for n in range(1, 12):
+        await orders.update_one({"_id": 1}, {"$set": {"n": n}})
+    # a change of the stream it skips: no head of the stream's own is needed for it
+    feed.inject({"operationType": "createIndexes", "ns": {"db": "shop", "coll": "orders"}})
+    asked: dict[str, list[list[Any]]] = {"existing_ids": [], "entity_heads": []}
+    for name, calls in asked.items():
+        real = getattr(store.events, name)
+
+        def counting(*args: Any, _real: Any = real, _calls: Any = calls) -> Any:
+            _calls.append(list(args[-1]))
+            return _real(*args)
+
+        setattr(store.events, name, counting)
+    seen: list[object] = []
+    ing = ingester(store, feed, clock, batch_size=4, on_batch=seen.append)
+    stats = await ing.run(until_idle=True)
+    assert (stats.recorded, stats.batches) == (12, 5)  # four full batches, then an empty one
+    assert len(asked["existing_ids"]) == 1 and len(asked["existing_ids"][0]) == 4
+    assert asked["entity_heads"] == [[1]]
+    assert seen == [stats] * 5 and all(s is ing.stats for s in seen)
+    assert [e.version for e in await assert_log_intact(store)] == list(range(1, 13))
 
 
 async def test_redelivered_changes_consume_no_seq_or_version(
@@ -325,3 +360,96 @@ async def test_lag_is_the_time_since_the_last_stored_change_none_before_and_zero
     assert capture.lag_seconds(at + timedelta(seconds=42.5)) == 42.5
     assert capture.lag_seconds(at + timedelta(seconds=0.25)) == 0.25
     assert capture.lag_seconds(at - timedelta(seconds=5)) == 0.0  # a clock behind: never negative
+
+
+async def test_a_first_snapshot_on_a_log_with_events_checkpoints_the_log_head_at_once(
+    store: Store, clock: FakeClock
+) -> None:
+    # Another database's capture wrote the log so far; this one starts with a snapshot,
+    # and its first checkpoint (stored before anything is scanned) covers the whole log.
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    for n in (1, 2):
+        await orders.insert_one({"_id": n, "n": n})
+    await ingester(store, feed, clock, source_db="legacy").run(until_idle=True)
+    head = await store.events.head()
+    assert head.seq == 2
+    clock.advance(60)
+    checkpoints = RecordedCheckpoints(store)
+    checkpoints.fail_on = 2  # the snapshot's first batch is stored, its checkpoint is not
+    with pytest.raises(ConnectionError):
+        await ingester(store, feed, clock).run(until_idle=True)
+    (started,) = checkpoints.put
+    assert (started.name, started.phase, started.head) == (ROLE, "snapshot", head)
+    assert started.updated_at == clock.now()
+
+
+async def test_events_are_sealed_with_the_salts_the_ingester_is_given(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    await feed.collection("orders").insert_one({"_id": 1})
+
+    def own_salt(event_id: str) -> bytes:
+        return hashlib.sha256(b"own " + event_id.encode()).digest()
+
+    s = settings()
+    source = feed.source(["orders"], max_await=0.01)
+    await Ingester(store=store, source=source, settings=s, clock=clock, salts=own_salt).run(
+        until_idle=True
+    )
+    (event,) = await assert_log_intact(store)
+    assert event.salt == own_salt(event.id).hex() != fixed_salt(event.id).hex()
+
+
+class _LongTreeBuild:
+    """A checkpointer whose tree build outlasts the lease: three pages of 4 s (lease 10 s),
+    the heartbeat it was given awaited after each; then another instance tries the lease."""
+
+    def __init__(self, store: Store, clock: FakeClock) -> None:
+        self.store = store
+        self.clock = clock
+        self.taken_by_other: bool | None = None
+
+    async def open(self, heartbeat: Any = None) -> None:
+        for _ in range(3):
+            self.clock.advance(4)
+            if heartbeat is not None:
+                await heartbeat()
+        lease = await self.store.leases.acquire(ROLE, "other", now=self.clock.now(), ttl=10)
+        self.taken_by_other = lease is not None
+        if lease is not None:  # stop the capture here, or it would stand by for ever
+            raise RuntimeError("the capture lease expired during the tree build")
+
+    async def after_batch(self, events: Any) -> None:
+        return None
+
+    async def idle(self) -> None:
+        return None
+
+
+async def test_a_long_tree_build_at_start_keeps_the_capture_lease(
+    store: Store, clock: FakeClock
+) -> None:
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    await feed.collection("orders").insert_one({"_id": 1})
+    tree = _LongTreeBuild(store, clock)
+    capture = ingester(store, feed, clock, owner="first")
+    capture.checkpointer = tree  # type: ignore[assignment]
+    stats = await capture.run(until_idle=True)
+    assert tree.taken_by_other is False  # renewed after each page, so never expired
+    assert stats.recorded == 1
+
+
+async def test_the_seconds_spent_capturing_add_up_over_runs(
+    store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks = iter([100.0, 103.5, 200.0, 201.0])
+    monkeypatch.setattr(ingester_module, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    capture = ingester(store, feed, clock)
+    assert (await capture.run(until_idle=True)).seconds == 3.5
+    assert (await capture.run(until_idle=True)).seconds == 4.5

@@ -547,3 +547,129 @@ async def test_unknown_change_types_stay_skipped_under_stop(store: Store, tmp_pa
     stats = await ndjson_ingester(store, path, policy="stop").run(until_idle=True)
     assert stats.unknown_skipped == 1 and stats.rejected == 0
     assert [e.id for e in await all_events(store)] == [token(n)["_data"] for n in (1, 2, 5)]
+
+
+async def test_a_restarted_ingester_chains_a_rejected_event_after_the_streams_stored_ones(
+    store: Store, clock: FakeClock
+) -> None:
+    # A fresh ingester has no `$stream` head cached: the rejection's stream head is loaded
+    # from the store, so the rejected event is the stream's version 2 (after the drop).
+    feed = MemoryChangeFeed(clock=clock)
+    await store.checkpoints.put(Checkpoint(name=ROLE, start_at=Timestamp(1, 0)))
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": 1, "status": "pending"})
+    await feed.drop_collection("orders")
+    plain = feed.source(["orders"], max_await=0.01)
+    await memory_ingester(store, plain, clock, "record").run(until_idle=True)
+    await orders.insert_one({"_id": 2, "status": "pending"})
+    broken = feed.entry_at(feed.position).event["_id"]  # type: ignore[union-attr]
+    source = Corrupting(feed.source(["orders"], max_await=0.01), broken, "fullDocument")
+    await memory_ingester(store, source, clock, "record").run(until_idle=True)
+    events = await assert_log_intact(store)
+    assert [(e.entity_key, e.type, e.version) for e in events] == [
+        ("1", "created", 1),
+        ("1", "deleted", 2),
+        (STREAM_KEY, "dropped", 1),
+        (STREAM_KEY, REJECTED, 2),
+    ]
+    assert events[-1].document is not None
+    assert events[-1].document["reason"] == "insert without fullDocument"
+
+
+# -- a source that sends raw batches as they are ------------------------------------------------
+
+
+class Scripted:
+    """A finite source sending these batches of raw changes, without origins or batch tokens
+    (a server gone wrong): each change is placed by what came before it."""
+
+    def __init__(self, batches: list[list[dict[str, Any]]]) -> None:
+        self.batches = batches
+
+    @property
+    def name(self) -> str:
+        return "scripted"
+
+    @property
+    def can_snapshot(self) -> bool:
+        return False
+
+    @property
+    def finite(self) -> bool:
+        return True
+
+    async def cluster_time(self) -> Timestamp:
+        raise AssertionError("a scripted source is never snapshotted")
+
+    def scan(self, collection: str, *, batch_size: int) -> AsyncIterator[list[dict[str, Any]]]:
+        raise AssertionError("a scripted source is never snapshotted")
+
+    def watch(self, resume: ResumePoint | None) -> AbstractAsyncContextManager[ChangeStream]:
+        return self._watch()
+
+    @asynccontextmanager
+    async def _watch(self) -> AsyncIterator[ChangeStream]:
+        yield _ScriptedStream(list(self.batches))
+
+
+class _ScriptedStream:
+    def __init__(self, batches: list[list[dict[str, Any]]]) -> None:
+        self.batches = batches
+
+    async def next_batch(self) -> ChangeBatch | None:
+        if not self.batches:
+            return None
+        return ChangeBatch(changes=self.batches.pop(0), resume_token=None)
+
+
+T1, T2, T3 = (Timestamp(1_770_000_000, n) for n in (1, 2, 3))
+
+
+async def test_tokenless_changes_are_placed_by_the_cluster_time_before_them(
+    store: Store, clock: FakeClock
+) -> None:
+    # No resume token yet: the first is at the start, the second after the first's cluster
+    # time, the third (readable by the checks, not as a change) after the second's. A
+    # wallTime that is not a date is not taken: the rejected event occurred at clusterTime.
+    orders = {"db": "shop", "coll": "orders"}
+    first = {"operationType": "insert", "ns": orders, "clusterTime": T1, "wallTime": "today"}
+    second = {"operationType": "delete", "ns": orders, "clusterTime": T2}
+    # A drop is not type-checked field by field; its txnNumber cannot be read as a number.
+    third = {"_id": token(3), "operationType": "drop", "ns": orders, "clusterTime": T3}
+    third["txnNumber"] = "seven"
+    await store.checkpoints.put(Checkpoint(name=ROLE, start_at=Timestamp(1, 0)))
+    source = Scripted([[first, second], [third]])
+    ing = Ingester(store=store, source=source, settings=settings(bad_input="record"), clock=clock)
+    stats = await ing.run(until_idle=True)
+    assert stats.rejected == 3
+    events = await assert_log_intact(store)
+    assert [(e.stream, e.entity_key, e.type, e.version) for e in events] == [
+        ("orders", STREAM_KEY, REJECTED, 1),
+        ("orders", STREAM_KEY, REJECTED, 2),
+        (SOURCE_STREAM, STREAM_KEY, REJECTED, 1),  # not judged as the stream's change
+    ]
+    documents = [e.document for e in events]
+    assert documents == [
+        {
+            "source": "scripted",
+            "position": "at the start of the stream",
+            "reason": "no resume token (_id._data)",
+            "sha256": raw_sha256(first),
+        },
+        {
+            "source": "scripted",
+            "position": "after cluster time 1770000000.1",
+            "reason": "no resume token (_id._data)",
+            "sha256": raw_sha256(second),
+        },
+        {
+            "source": "scripted",
+            "position": "after cluster time 1770000000.2",
+            "reason": "cannot be read as a change event (ValueError)",
+            "sha256": raw_sha256(third),
+        },
+    ]
+    second_of_2026 = datetime.fromtimestamp(1_770_000_000, UTC)
+    assert [e.occurred_at for e in events] == [second_of_2026] * 3
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is not None and cp.token == token(3)

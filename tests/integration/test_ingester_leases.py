@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any
+
+import pytest
 
 from eventstore.clock import FakeClock
-from eventstore.ports import Store
+from eventstore.ports import LogConflict, Store
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
+from eventstore.worker_state import STANDBY
 from tests.integration.ingest_helpers import (
     ROLE,
+    all_events,
     assert_log_intact,
     feed_changes,
     ingester,
@@ -74,6 +80,90 @@ async def test_a_stalled_former_holder_cannot_write_over_the_new_one(
     await stale.run(until_idle=True)
     events = await assert_log_intact(store)
     assert [e.entity_key for e in events] == ["1", "2", "3"]
+
+
+async def test_stopped_while_standing_by_it_returns_its_stats_having_written_nothing(
+    store: Store,
+) -> None:
+    clock = FakeClock(advance_on_sleep=False)
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    await feed.collection("orders").insert_one({"_id": 1})
+    assert await store.leases.acquire(ROLE, "holder", now=clock.now(), ttl=10)
+    standby = ingester(store, feed, clock, owner="standby")
+    states: list[str] = []
+    standby.lease.observer = states.append
+    stop = asyncio.Event()
+    task = asyncio.create_task(standby.run(stop=stop))
+    await wait_until(lambda: states == [STANDBY])
+    stop.set()  # the wait for the lease ends with the stop, not with the lease
+    stats = await asyncio.wait_for(task, 5)
+    assert stats is standby.stats and (stats.batches, stats.recorded) == (0, 0)
+    assert (await store.leases.get(ROLE)).owner == "holder"  # type: ignore[union-attr]
+    assert await all_events(store) == []
+
+
+TOOK_OVER = "stopping capture, another instance took over: "
+
+
+async def test_a_lease_lost_while_capturing_is_logged_and_the_instance_stands_by(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(advance_on_sleep=False)
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    await feed.collection("orders").insert_one({"_id": 1})
+    first = ingester(store, feed, clock, owner="first")
+    stop = asyncio.Event()
+    task = asyncio.create_task(first.run(stop=stop))
+    await wait_until(lambda: first.stats.caught_up)
+    clock.advance(11)  # the holder stalled past its lease; another instance takes it
+    assert await store.leases.acquire(ROLE, "second", now=clock.now(), ttl=10)
+    with caplog.at_level(logging.WARNING, logger="eventstore.ingester"):
+        await feed.collection("orders").insert_one({"_id": 2})
+        await wait_until(lambda: _took_over(caplog))
+        # (order 2 may be stored first: the batch was awaited with the lease still held;
+        # the unique seq and versions fence a write that collides with the new holder's)
+        await feed.collection("orders").insert_one({"_id": 3})
+        for _ in range(20):  # standing by: it neither writes nor takes the lease back
+            await asyncio.sleep(0.002)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert _took_over(caplog) == [TOOK_OVER + f"lost the lease {ROLE}"]
+    assert "3" not in [e.entity_key for e in await assert_log_intact(store)]
+    assert (await store.leases.get(ROLE)).owner == "second"  # type: ignore[union-attr]
+
+
+async def test_a_conflict_after_the_lease_was_taken_is_logged_and_the_instance_stands_by(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The append collides because the new holder wrote first: not a bug, so not fatal.
+    clock = FakeClock(advance_on_sleep=False)
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    first = ingester(store, feed, clock, owner="first")
+    real_append = store.events.append
+
+    async def taken_then_conflicting(events: Any, **kw: Any) -> None:
+        clock.advance(11)
+        assert await store.leases.acquire(ROLE, "second", now=clock.now(), ttl=10)
+        store.events.append = real_append  # type: ignore[method-assign]
+        raise LogConflict("seq 1 is another event")
+
+    store.events.append = taken_then_conflicting  # type: ignore[method-assign,assignment]
+    stop = asyncio.Event()
+    with caplog.at_level(logging.WARNING, logger="eventstore.ingester"):
+        task = asyncio.create_task(first.run(stop=stop))
+        await feed.collection("orders").insert_one({"_id": 1})
+        await wait_until(lambda: _took_over(caplog))
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert _took_over(caplog) == [TOOK_OVER + "seq 1 is another event"]
+    assert await all_events(store) == []
+
+
+def _took_over(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(TOOK_OVER)]
 
 
 async def _noop() -> None:

@@ -368,3 +368,31 @@ async def test_gaps_chain_per_stream_and_their_checkpoint_restarts_the_snapshot_
         clock.now(),
     )
     assert cp.head == Head(seq=second[1].seq, log_hash=second[1].log_hash)
+
+
+@pytest.mark.parametrize("second", ["drop", "rename"])
+async def test_a_restarted_ingester_chains_a_stream_event_after_the_stored_ones(
+    store: Store, clock: FakeClock, second: str
+) -> None:
+    # The stream's `$stream` head is not cached by a fresh ingester: it is loaded from the
+    # store before the drop or rename of its first batch, which is version 2, not 1 again.
+    feed = MemoryChangeFeed(clock=clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    await feed.collection("orders").insert_one({"_id": 1})
+    await feed.drop_collection("orders")
+    await ingester(store, feed, clock).run(until_idle=True)
+    await feed.collection("orders").insert_one({"_id": 2})
+    if second == "drop":
+        await feed.drop_collection("orders")
+    else:
+        await feed.rename_collection("orders", "orders_archive")
+    await ingester(store, feed, clock).run(until_idle=True)
+    events = await assert_log_intact(store)
+    assert [(e.entity_key, e.type, e.version) for e in events] == [
+        ("1", "created", 1),
+        ("1", "deleted", 2),
+        (STREAM_KEY, "dropped", 1),
+        ("2", "created", 1),
+        *([("2", "deleted", 2)] if second == "drop" else []),
+        (STREAM_KEY, "dropped" if second == "drop" else "renamed", 2),
+    ]
