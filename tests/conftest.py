@@ -44,7 +44,74 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not stats.exists():
         return
     durations: dict[str, float] = json.loads(stats.read_text("utf-8"))["duration_by_test"]
-    items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+    killers = _killers_of(_mutated_function())
+    items.sort(key=lambda item: (item.nodeid not in killers, durations.get(item.nodeid, 0.0)))
+
+
+def _mutated_function() -> str | None:
+    """In a mutmut child, the mutated function (`eventstore.chain.x_seal`); else None."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    return mutant.rsplit("__mutmut_", 1)[0] if "__mutmut_" in mutant else None
+
+
+def _killers_path(function: str) -> Path:
+    return Path(__file__).resolve().parents[1] / "mutmut-killers" / function
+
+
+def _killers_of(function: str | None) -> set[str]:
+    """The tests that killed earlier mutants of this function (run first: they often kill
+    its other mutants too, where the fastest-first order alone may run hundreds before)."""
+    if function is None or not _killers_path(function).exists():
+        return set()
+    return set(_killers_path(function).read_text("utf-8").split())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """In a mutmut child, remember the test that killed the mutant (see `_killers_of`)."""
+    function = _mutated_function()
+    if function is None or not report.failed:
+        return
+    path = _killers_path(function)
+    path.parent.mkdir(exist_ok=True)
+    with path.open("a", encoding="utf-8") as killers:  # one short line: an atomic append
+        killers.write(report.nodeid + "\n")
+
+
+# In a mutmut child (one mutant's run, MUTANT_UNDER_TEST set): the test functions asked for,
+# by module path; None for a module asked for whole. Filled in `pytest_configure`.
+_ASKED: dict[str, set[str] | None] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In a mutmut child, note which tests it was given (see `pytest_pycollect_makeitem`)."""
+    _ASKED.clear()
+    if not os.environ.get("MUTANT_UNDER_TEST"):
+        return
+    for arg in config.args:
+        path, _, rest = arg.partition("::")
+        name = rest.split("::")[0].split("[")[0]
+        if not name or _ASKED.get(path, set()) is None:
+            _ASKED[path] = None
+        else:
+            _ASKED.setdefault(path, set()).add(name)  # type: ignore[union-attr]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Collector, name: str, obj: object
+) -> list[pytest.Item] | None:
+    """In a mutmut child, build no items for the tests of a module it was not given.
+
+    mutmut names a mutant's tests one by one; pytest would still build every item of
+    their modules (each parameter of each test) and then drop the others: about half a
+    second of each mutant's run. The given tests are collected as usual.
+    """
+    if not _ASKED or not isinstance(collector, pytest.Module):
+        return None
+    asked = _ASKED.get(collector.path.relative_to(collector.config.rootpath).as_posix())
+    if asked is None or name in asked:
+        return None
+    return []
 
 
 def _adapter(item: pytest.Item) -> object:

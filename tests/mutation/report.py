@@ -33,7 +33,7 @@ TARGET: Final = 95.0
 STATUS: Final = {
     1: "killed",
     3: "killed",
-    37: "killed",  # caught by the type checker
+    37: "type error",  # rejected by `mypy --strict` (type_check_command): never runs its tests
     0: "survived",
     5: "no tests",
     33: "no tests",
@@ -47,8 +47,8 @@ STATUS: Final = {
     -11: "segfault",
     -9: "segfault",
 }
-DETECTED: Final = ("killed", "timeout")
-COLUMNS: Final = ("killed", "timeout", "survived", "no tests", "suspicious", "not checked")
+DETECTED: Final = ("killed", "type error", "timeout")
+COLUMNS: Final = ("killed", "type error", "timeout", "survived", "no tests", "suspicious", "not checked")
 # An EQUIVALENT.md entry: - `function`: `mutated line` — why it cannot change behaviour
 ENTRY: Final = re.compile(r"^- `(?P<function>[^`]+)`: `(?P<line>.+)` — (?P<why>.+)$")
 
