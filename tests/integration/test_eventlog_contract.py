@@ -57,6 +57,14 @@ async def test_appended_events_read_back_unchanged_and_verifiable(
     assert verify_entity(await store.events.read_entity("orders", OID)).events_checked == 2
 
 
+async def test_a_read_without_a_limit_returns_a_page_of_1000(store: Store, log: LogBuilder) -> None:
+    events = [log.next(n % 7) for n in range(1001)]
+    assert await store.events.append(events) == 1001
+    page = await store.events.read()
+    assert [e.seq for e in page] == list(range(1, 1001))
+    assert [e.seq for e in await store.events.read(after_seq=1000)] == [1001]
+
+
 async def test_same_batch_twice_is_recorded_once(store: Store, log: LogBuilder) -> None:
     batch = log.many("a", "b", "a")
     assert await store.events.append(batch) == 3

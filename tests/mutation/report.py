@@ -48,7 +48,15 @@ STATUS: Final = {
     -9: "segfault",
 }
 DETECTED: Final = ("killed", "type error", "timeout")
-COLUMNS: Final = ("killed", "type error", "timeout", "survived", "no tests", "suspicious", "not checked")
+COLUMNS: Final = (
+    "killed",
+    "type error",
+    "timeout",
+    "survived",
+    "no tests",
+    "suspicious",
+    "not checked",
+)
 # An EQUIVALENT.md entry: - `function`: `mutated line` — why it cannot change behaviour
 ENTRY: Final = re.compile(r"^- `(?P<function>[^`]+)`: `(?P<line>.+)` — (?P<why>.+)$")
 
