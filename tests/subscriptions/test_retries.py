@@ -21,6 +21,7 @@ from eventstore.subscriptions.sinks.base import (
     Outcome,
     Sink,
 )
+from eventstore.worker_state import RETRYING
 from tests.realsinks import SECRET
 from tests.subscribing import Harness, until, until_async
 
@@ -198,6 +199,19 @@ async def test_a_sink_failure_backs_off_the_whole_subscription_and_says_so(
     assert "subscription hooks backs off for 30.0s: down" in lines
     assert "subscription hooks: carrying out reset" in lines
     assert await h.store.deliveries.count_parked("hooks") == 0  # a sink failure parks nothing
+
+
+async def test_a_sink_failure_without_a_detail_is_shown_as_the_sink_failed() -> None:
+    h = Harness()
+    sink = ScriptedSink(h.clock, lambda d: Outcome(status=SINK_FAILED, retry_after=30.0))
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    supervised = await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until(lambda: supervised.state == RETRYING)
+        assert supervised.last_error == "the sink failed"
+    finally:
+        await h.stop()
 
 
 async def test_replaying_more_of_an_entity_while_its_replayed_event_is_in_flight_sends_it_once() -> (

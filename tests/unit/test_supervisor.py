@@ -80,6 +80,27 @@ async def test_a_fatal_failure_stops_only_that_worker_until_restarted() -> None:
     await sup.stop()
 
 
+async def test_two_restarts_at_once_launch_the_worker_once() -> None:
+    # The second comes before the relaunched task has run: the worker is still `failed`,
+    # but its new task exists, so it is refused rather than launched a second time.
+    clock = SleepRecordingClock()
+    sup = supervisor(clock)
+    bad = ScriptedWorker("ingester:shop", [OperationFailure("not authorized", 13)])
+    sup.add(bad)
+    await sup.start()
+    await asyncio.wait_for(sup.wait("ingester:shop"), 5)
+    results = await asyncio.gather(
+        sup.restart("ingester:shop"), sup.restart("ingester:shop"), return_exceptions=True
+    )
+    await asyncio.wait_for(bad.running.wait(), 5)
+    refused = [r for r in results if isinstance(r, ValueError)]
+    assert len(refused) == 1
+    assert str(refused[0]) == "ingester:shop is failed: only a failed or stopped worker restarts"
+    entry = sup.get("ingester:shop")
+    assert entry is not None and (entry.restarts, bad.runs) == (1, 2)
+    await sup.stop()
+
+
 async def test_a_bug_is_fatal_not_retried_forever() -> None:
     clock = SleepRecordingClock()
     sup = supervisor(clock)
