@@ -21,9 +21,9 @@ from eventstore.subscriptions.sinks.base import (
     Outcome,
     Sink,
 )
-from eventstore.worker_state import RETRYING
+from eventstore.worker_state import RETRYING, STANDBY
 from tests.realsinks import SECRET
-from tests.subscribing import Harness, until, until_async
+from tests.subscribing import Harness, fake_clock, until, until_async
 
 HOOK = {"kind": "webhook", "url": "http://127.0.0.1:9/hook", "secret": SECRET}
 
@@ -199,6 +199,49 @@ async def test_a_sink_failure_backs_off_the_whole_subscription_and_says_so(
     assert "subscription hooks backs off for 30.0s: down" in lines
     assert "subscription hooks: carrying out reset" in lines
     assert await h.store.deliveries.count_parked("hooks") == 0  # a sink failure parks nothing
+
+
+async def test_a_worker_that_loses_its_lease_says_so_stands_by_and_ends_when_stopped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = fake_clock()
+    clock._advance_on_sleep = False  # the test moves time
+    h = Harness(clock, lease_seconds=10)
+    sink = ScriptedSink(clock, lambda d: Outcome(status=DELIVERED))
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    worker = h.worker("hooks", sink_factory=lambda c: sink)
+    caplog.set_level(logging.WARNING, logger="eventstore.subscriptions")
+    supervised = await h.start(worker)
+    try:
+        await until(lambda: len(sink.attempts) == 1)
+        clock.advance(11)  # the instance stalled past its lease; another one takes it
+        taken = await h.store.leases.acquire(worker.lease.role, "b", now=clock.now(), ttl=10)
+        assert taken is not None
+        await until(lambda: supervised.state == STANDBY)
+        lines = [r.getMessage() for r in caplog.records if r.name == "eventstore.subscriptions"]
+        assert lines == ["subscription hooks: lease lost, standing by"]
+        h.supervisors[0].stopping.set()
+        assert supervised.task is not None  # standing by, it ends with the stop by itself
+        await asyncio.wait_for(asyncio.shield(supervised.task), 5)
+    finally:
+        await h.stop()
+
+
+async def test_a_sink_failure_quoting_the_secret_is_shown_with_the_secret_masked() -> None:
+    h = Harness()
+    detail = f"the receiver refused key {SECRET}"
+    sink = ScriptedSink(
+        h.clock, lambda d: Outcome(status=SINK_FAILED, detail=detail, retry_after=30.0)
+    )
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    supervised = await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until(lambda: supervised.state == RETRYING)
+        assert supervised.last_error == "the receiver refused key ***"
+    finally:
+        await h.stop()
 
 
 async def test_a_sink_failure_without_a_detail_is_shown_as_the_sink_failed() -> None:

@@ -106,6 +106,8 @@ async def test_410_disables_the_subscription_with_its_reason_until_resumed(
     supervised = await h.start(h.worker("hooks"))
     try:
         await until(lambda: supervised.state == DISABLED)
+        # the worker's own state says why (what `status` and the worker list show)
+        assert supervised.last_error == "the receiver answered 410 Gone"
         record = await h.admin.get("hooks")
         assert record.disabled_reason == "the receiver answered 410 Gone"
         status = await h.admin.status(record)
