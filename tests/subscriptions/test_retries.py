@@ -264,7 +264,8 @@ async def test_replaying_more_of_an_entity_while_its_replayed_event_is_in_flight
     sink = ScriptedSink(h.clock, failing("bad"))
     await h.subscribe("hooks", {"sink": HOOK, "retry": {"delays_s": []}, "lanes": 4})
     await h.append("bad", "bad", "bad")  # 1 fails and parks, 2 and 3 held behind it
-    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    worker = h.worker("hooks", sink_factory=lambda c: sink)
+    await h.start(worker)
     gate = asyncio.Event()
     batches: list[list[str]] = []
 
@@ -290,6 +291,8 @@ async def test_replaying_more_of_an_entity_while_its_replayed_event_is_in_flight
         await until_async(lambda: _parked(h, 0))  # each unparked once delivered
         await until(lambda: len(batches) >= 4)
         await asyncio.sleep(0.05)
+        # everything parked, replayed and delivered: nothing counts against the read window
+        assert (worker.buffered, dict(worker.queues)) == (0, {})
     finally:
         await h.stop()
     assert batches == [["hooks-1"], ["hooks-2"], ["hooks-3"], ["hooks-4"]]
