@@ -350,3 +350,39 @@ async def test_a_worker_runs_again_after_its_run_ended_and_ends_when_its_subscri
 
 async def _settled_above(h: Harness, seqs: list[int]) -> bool:
     return await h.store.deliveries.settled("hooks", above=0) == seqs
+
+
+async def test_an_event_after_one_the_filter_leaves_out_goes_out_from_the_same_read() -> None:
+    # One short read holds both: the left-out event must not end the read, or the next
+    # one would wait for an append that never comes.
+    h = Harness()
+    sink = ScriptedSink(h.clock, lambda d: Outcome(status=DELIVERED))
+    await h.subscribe("hooks", {"sink": HOOK, "filter": {"streams": ["orders"]}})
+    await h.append("c1", stream="customers")
+    await h.append("a")
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until(lambda: len(sink.attempts) == 1)
+        await until_async(lambda: _at(h, 2))
+    finally:
+        await h.stop()
+    assert [delivery_id for delivery_id, _ in sink.attempts] == ["hooks-2"]
+
+
+async def test_an_event_after_one_held_behind_a_parked_one_goes_out_from_the_same_read() -> None:
+    h = Harness()
+    sink = ScriptedSink(h.clock, failing("bad"))
+    await h.subscribe("hooks", {"sink": HOOK, "retry": {"delays_s": []}})
+    await h.append("bad")  # 1 fails and parks at once
+    worker = h.worker("hooks", sink_factory=lambda c: sink)
+    await h.start(worker)
+    try:
+        await until_async(lambda: _parked(h, 1))
+        await until_async(lambda: _at(h, 1))
+        # one append of two: 2 is held behind 1, 3 (another entity) must still go out
+        await h.store.events.append([h.log.next("bad"), h.log.next("good")])
+        await until(lambda: "hooks-3" in [i for i, _ in sink.attempts])
+        await until_async(lambda: _parked(h, 2))
+    finally:
+        await h.stop()
+    assert [i for i, _ in sink.attempts] == ["hooks-1", "hooks-3"]
