@@ -379,3 +379,16 @@ async def test_an_event_after_one_held_behind_a_parked_one_goes_out_from_the_sam
     finally:
         await h.stop()
     assert [i for i, _ in sink.attempts] == ["hooks-1", "hooks-3"]
+
+
+async def test_the_end_of_a_delivery_starts_the_next_without_waiting_for_the_poll() -> None:
+    h = Harness()
+    sink = ScriptedSink(h.clock, lambda d: Outcome(status=DELIVERED))
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a", "a", "a")  # one entity: each delivery waits for the one before
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink, poll_s=60.0))
+    try:
+        await until(lambda: len(sink.attempts) == 3, seconds=5)
+    finally:
+        await h.stop()
+    assert [i for i, _ in sink.attempts] == ["hooks-1", "hooks-2", "hooks-3"]
