@@ -392,3 +392,25 @@ async def test_the_end_of_a_delivery_starts_the_next_without_waiting_for_the_pol
     finally:
         await h.stop()
     assert [i for i, _ in sink.attempts] == ["hooks-1", "hooks-2", "hooks-3"]
+
+
+async def test_ready_entities_are_shared_evenly_between_the_free_lanes() -> None:
+    # Six entities ready, two lanes free: each lane takes the heads of three (ceil(6 / 2)),
+    # one webhook after the other within a lane, never two events of one entity at once.
+    h = Harness()
+    batches: list[list[int]] = []
+
+    async def deliver(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        batches.append([d.event.seq for d in deliveries])
+        return [Outcome(status=DELIVERED) for _ in deliveries]
+
+    sink = ScriptedSink(h.clock, lambda d: Outcome(status=DELIVERED))
+    sink.deliver = deliver  # type: ignore[method-assign]
+    await h.subscribe("hooks", {"sink": HOOK, "lanes": 2})
+    await h.append("a", "b", "c", "d", "e", "f")
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _at(h, 6))
+    finally:
+        await h.stop()
+    assert batches == [[1, 2, 3], [4, 5, 6]]
