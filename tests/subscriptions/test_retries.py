@@ -414,3 +414,56 @@ async def test_ready_entities_are_shared_evenly_between_the_free_lanes() -> None
     finally:
         await h.stop()
     assert batches == [[1, 2, 3], [4, 5, 6]]
+
+
+async def test_a_strict_sink_gets_one_batch_at_a_time_in_seq_order() -> None:
+    h = Harness()
+    gate = asyncio.Event()
+    batches: list[list[int]] = []
+
+    async def deliver(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        batches.append([d.event.seq for d in deliveries])
+        if len(batches) == 1:
+            await gate.wait()  # the first batch stays in flight until the test lets it go
+        return [Outcome(status=DELIVERED) for _ in deliveries]
+
+    sink = ScriptedSink(h.clock, lambda d: Outcome(status=DELIVERED))
+    sink.strict = True
+    sink.deliver = deliver  # type: ignore[method-assign]
+    await h.subscribe("hooks", {"sink": HOOK, "lanes": 4})
+    await h.append("a", "b", "c")
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink, strict_batch=2))
+    try:
+        await until(lambda: batches == [[1, 2]])
+        await asyncio.sleep(0.05)  # its chance to start anything else
+        assert batches == [[1, 2]]  # nothing more while a batch is in flight
+        gate.set()
+        await until_async(lambda: _at(h, 3))
+    finally:
+        await h.stop()
+    assert batches == [[1, 2], [3]]
+
+
+async def test_a_strict_sink_that_fails_the_first_of_a_batch_gets_it_again() -> None:
+    # The second event of the batch is delivered, the first is not: the line keeps the
+    # first at its head (and the rest after it) until it goes through.
+    h = Harness()
+    calls: list[list[int]] = []
+
+    async def deliver(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        calls.append([d.event.seq for d in deliveries])
+        if len(calls) == 1:
+            return [Outcome(status=EVENT_FAILED, detail="no"), Outcome(status=DELIVERED)]
+        return [Outcome(status=DELIVERED) for _ in deliveries]
+
+    sink = ScriptedSink(h.clock, lambda d: Outcome(status=DELIVERED))
+    sink.strict = True
+    sink.deliver = deliver  # type: ignore[method-assign]
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a", "b")
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink, strict_batch=2))
+    try:
+        await until_async(lambda: _at(h, 2))
+    finally:
+        await h.stop()
+    assert calls[0] == [1, 2] and calls[1][0] == 1  # 1 is sent again, first
