@@ -467,3 +467,33 @@ async def test_a_strict_sink_that_fails_the_first_of_a_batch_gets_it_again() -> 
     finally:
         await h.stop()
     assert calls[0] == [1, 2] and calls[1][0] == 1  # 1 is sent again, first
+
+
+async def test_sub_second_retry_delays_and_back_offs_are_kept_to() -> None:
+    h = Harness()
+    t0 = h.clock.now()
+    down = [True]
+
+    def rule(d: Delivery) -> Outcome:
+        if d.event.entity_key == "bad":
+            return Outcome(status=EVENT_FAILED)
+        if down[0]:  # the sink is down once, for a quarter of a second
+            down[0] = False
+            return Outcome(status=SINK_FAILED, detail="busy", retry_after=0.25)
+        return Outcome(status=DELIVERED)
+
+    sink = ScriptedSink(h.clock, rule)
+    retry = {"delays_s": [0.25, 0.5], "jitter": 0}
+    await h.subscribe("hooks", {"sink": HOOK, "retry": retry, "lanes": 1})
+    await h.append("bad")
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _parked(h, 1))
+        await h.append("ok")
+        await until_async(lambda: _at(h, 2))
+    finally:
+        await h.stop()
+    bad = [at - t0 for i, at in sink.attempts if i == "hooks-1"]
+    assert bad == [timedelta(0), timedelta(seconds=0.25), timedelta(seconds=0.75)]
+    ok = [at for i, at in sink.attempts if i == "hooks-2"]
+    assert ok[1] - ok[0] == timedelta(seconds=0.25)  # the sink's own retry_after
