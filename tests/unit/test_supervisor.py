@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import Sequence
 
 import pytest
 from pymongo.errors import AutoReconnect, OperationFailure
 
 from eventstore.clock import FakeClock
+from eventstore.failures import Backoff
 from eventstore.memory.workers import MemoryWorkers
 from eventstore.supervisor import Progress, Supervisor, WorkerContext
 from eventstore.worker_state import FAILED, RETRYING, RUNNING, STOPPED, WorkerRecord
@@ -484,3 +486,64 @@ async def test_states_are_recorded_every_half_lease_a_store_away_logged_once_the
         r.getMessage().startswith("could not remove this instance's worker states")
         for r in caplog.records
     )
+
+
+class _NoProgress(ScriptedWorker):
+    async def progress(self) -> Progress:
+        raise ConnectionError("the store is away")
+
+
+async def test_a_retry_is_one_json_line_its_task_named_and_its_backoff_seeded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="eventstore.workers")
+    clock = SleepRecordingClock()
+    sup = supervisor(clock, first_delay=0.5, max_delay=0.75)  # rng_seed=1
+    worker = _NoProgress("projection:p", [AutoReconnect("gone")] * 3, kind="projection")
+    sup.add(worker)
+    await sup.start()
+    await asyncio.wait_for(worker.running.wait(), 5)
+    entry = sup.get("projection:p")
+    assert entry is not None and entry.task is not None
+    assert entry.task.get_name() == "projection:p"
+    # the same delays as a back-off of those bounds drawing from a generator of that seed
+    expected = Backoff(first=0.5, cap=0.75, rng=random.Random(1))
+    assert clock.slept == [expected.delay() for _ in range(3)]
+    assert max(clock.slept) <= 0.75  # the cap given, not the default 30 s
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
+    retrying = [line for line in lines if line["state"] == RETRYING]
+    assert retrying[0] == {
+        "worker": "projection:p",
+        "kind": "projection",
+        "instance": "host:1:abc",
+        "state": RETRYING,
+        "previous": RUNNING,
+        "restarts": 1,
+        "error": "AutoReconnect: gone",
+    }
+    assert [line["restarts"] for line in retrying] == [1, 2, 3]
+    caplog.clear()
+    (record,) = await sup.records()
+    assert record.name == "projection:p"  # the state is still told without its progress
+    assert [r.getMessage() for r in caplog.records] == [
+        "progress of projection:p unavailable: the store is away"
+    ]
+    await sup.stop()
+
+
+class _Deaf(ScriptedWorker):
+    async def run(self, ctx: WorkerContext) -> None:
+        self.running.set()
+        await asyncio.Event().wait()  # ignores the stop
+
+
+async def test_stop_gives_a_worker_that_ignores_it_the_grace_then_cancels_it() -> None:
+    sup = supervisor(SleepRecordingClock())
+    deaf = _Deaf("projection:p", [])
+    sup.add(deaf)
+    await sup.start()
+    await asyncio.wait_for(deaf.running.wait(), 5)
+    await asyncio.wait_for(sup.stop(grace=0.05), 5)
+    entry = sup.get("projection:p")
+    assert entry is not None and entry.task is not None and entry.task.cancelled()
+    assert entry.state == STOPPED and deaf.closed
