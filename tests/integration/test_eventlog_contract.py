@@ -384,3 +384,28 @@ async def test_int64_and_int_ids_name_the_same_entity(store: Store, log: LogBuil
     assert await store.events.existing_entity_ids("orders", [5]) == [5]
     assert (await store.events.entity_heads("orders", [5]))["int:5"].version == 1
     assert [e.version for e in await store.events.read_entity("orders", 5)] == [1]
+
+
+async def test_an_entity_reads_in_version_order_whatever_order_its_versions_came_in(
+    store: Store,
+) -> None:
+    # The port refuses a version twice, not a version older than the entity's newest:
+    # an entity read is in version order all the same, and its head is the newest version.
+    v1, v3, v2 = (make_event(seq=n, entity_id=7, version=v) for n, v in ((1, 1), (2, 3), (3, 2)))
+    await store.events.append([v1, v3])
+    await store.events.append([v2])
+    assert [e.version for e in await store.events.read_entity("orders", 7)] == [1, 2, 3]
+    (head,) = (await store.events.entity_heads("orders", [7])).values()
+    assert head.version == 3
+
+
+async def test_a_batch_that_is_not_one_run_of_the_log_is_refused_whole(store: Store) -> None:
+    first, third = (
+        make_event(seq=1, entity_id=1, version=1),
+        make_event(seq=3, entity_id=2, version=1),
+    )
+    with pytest.raises(
+        LogConflict, match=r"^batch is not one run of the log: seq 3 follows seq 1$"
+    ):
+        await store.events.append([first, third])
+    assert await store.events.read() == []
