@@ -25,6 +25,10 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+# The project root; under `make mutate`, mutmut's copy `mutants/` (with its stats and killers).
+_ROOT = Path(__file__).resolve().parents[1]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under `make mutate` (the mutation profile): the memory adapters only, fastest tests first.
 
@@ -40,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if mongo:
         config.hook.pytest_deselected(items=mongo)
         items[:] = [item for item in items if _adapter(item) != "mongo"]
-    stats = Path(__file__).resolve().parents[1] / "mutmut-stats.json"
+    stats = _ROOT / "mutmut-stats.json"
     if not stats.exists():
         return
     durations: dict[str, float] = json.loads(stats.read_text("utf-8"))["duration_by_test"]
@@ -55,7 +59,7 @@ def _mutated_function() -> str | None:
 
 
 def _killers_path(function: str) -> Path:
-    return Path(__file__).resolve().parents[1] / "mutmut-killers" / function
+    return _ROOT / "mutmut-killers" / function
 
 
 def _killers_of(function: str | None) -> set[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mutation import report
+from tests.mutation import report, typecheck
 
 
 def _file(*functions: tuple[str, list[str]]) -> tuple[list[str], dict[str, list[int]]]:
@@ -81,6 +81,32 @@ def test_equivalent_mutants_leave_the_score_and_the_rest_need_a_test() -> None:
     assert [m.name for m in result.unaccounted()] == ["m.x_f__mutmut_3"]
 
 
+def test_a_mutant_mypy_rejects_is_detected_in_a_column_of_its_own() -> None:
+    assert report.STATUS[37] == "type error"  # mutmut's exit code for a type-check rejection
+    mutants = [
+        report.Mutant("m.x_f__mutmut_1", "m.py", "f", "a", "type error"),
+        report.Mutant("m.x_f__mutmut_2", "m.py", "f", "b", "killed"),
+        report.Mutant("m.x_f__mutmut_3", "m.py", "f", "c", "survived"),
+    ]
+    result = report.ModuleResult("m.py", mutants)
+    counts = result.counts()
+    assert (counts["type error"], counts["killed"], counts["survived"]) == (1, 1, 1)
+    assert result.score() == 100.0 * 2 / 3
+    assert [m.name for m in result.unaccounted()] == ["m.x_f__mutmut_3"]
+
+
+def test_the_type_check_is_skipped_in_the_first_run_and_passed_through_in_the_second(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MUTMUT_TYPECHECK", "skip")
+    assert typecheck.main(["mypy", "eventstore"]) == 0
+    assert capsys.readouterr().out == "\n"  # mypy's "no errors": a lone newline
+    monkeypatch.delenv("MUTMUT_TYPECHECK")
+    # any module's output and exit code come through as they are (`platform` prints one line)
+    assert typecheck.main(["platform"]) == 0
+    assert capsys.readouterr().out.strip() != ""
+
+
 def test_the_mutants_to_run_leave_out_those_listed_as_equivalent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,3 +134,23 @@ def test_the_mutants_to_run_leave_out_those_listed_as_equivalent(
     results, stale = report.build(["pkg/m.py"], equivalents)
     assert (results[0].counts()["equivalent"], results[0].counts()["not checked"]) == (1, 2)
     assert stale == []
+
+
+def test_a_mutants_killer_is_noted_for_the_other_mutants_of_its_function(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from tests import conftest
+
+    monkeypatch.setattr(conftest, "_ROOT", tmp_path)
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "pkg.m.x_f__mutmut_3")
+    failed = SimpleNamespace(failed=True, nodeid="tests/t.py::test_kills")
+    passed = SimpleNamespace(failed=False, nodeid="tests/t.py::test_passes")
+    for report_ in (passed, failed):
+        conftest.pytest_runtest_logreport(report_)  # type: ignore[arg-type]
+    assert conftest._killers_of("pkg.m.x_f") == {"tests/t.py::test_kills"}
+    assert conftest._killers_of("pkg.m.x_g") == set()
+    monkeypatch.delenv("MUTANT_UNDER_TEST")  # outside a mutmut child: nothing is noted
+    conftest.pytest_runtest_logreport(failed)  # type: ignore[arg-type]
+    assert (tmp_path / "mutmut-killers" / "pkg.m.x_f").read_text() == "tests/t.py::test_kills\n"
