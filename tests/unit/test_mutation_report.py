@@ -154,3 +154,20 @@ def test_a_mutants_killer_is_noted_for_the_other_mutants_of_its_function(
     monkeypatch.delenv("MUTANT_UNDER_TEST")  # outside a mutmut child: nothing is noted
     conftest.pytest_runtest_logreport(failed)  # type: ignore[arg-type]
     assert (tmp_path / "mutmut-killers" / "pkg.m.x_f").read_text() == "tests/t.py::test_kills\n"
+
+
+def test_a_mutants_test_may_take_five_times_its_stats_time_and_never_less_than_three_seconds(
+    request: pytest.FixtureRequest,
+) -> None:
+    from tests import conftest
+
+    assert conftest.mutant_time_limit(None) == 3.0  # not in the stats run
+    assert conftest.mutant_time_limit(0.1) == 3.0
+    assert conftest.mutant_time_limit(1.5) == 7.5
+    item = request.node
+    conftest._limit_to(item, 4.0)
+    assert item.get_closest_marker("timeout").args == (4.0,)
+    conftest._limit_to(item, 9.0)  # a shorter limit already set stays
+    assert item.get_closest_marker("timeout").args == (4.0,)
+    conftest._limit_to(item, 2.5)
+    assert item.get_closest_marker("timeout").args == (2.5,)
