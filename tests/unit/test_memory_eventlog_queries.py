@@ -275,13 +275,16 @@ def test_field_prefixes_are_the_path_and_every_path_above_it() -> None:
         "items.0",
     }
     assert field_prefixes([]) == set()
+    # A field may be named "" (MongoDB allows it): `a..b` is `b` in the field "" of `a`,
+    # beneath `a.` as well, which the mongo adapter's `^a\.(\.|$)` finds too.
+    assert field_prefixes(["a..b", "c."]) == {"a", "a.", "a..b", "c", "c."}
 
 
 # --- the same answers as a scan of the whole log, on random logs ---------------------------------
 
 STREAMS = ("orders", "refunds")
 ENTITIES: tuple[Any, ...] = (1, "1", 2, "b", None)  # None: a gap, the `$stream` pseudo-entity
-FIELDS = ("x", "x.y", "x.y.z", "xy", "w.0", "w")
+FIELDS = ("x", "x.y", "x.y.z", "xy", "w.0", "w", "w..0")
 ACTORS = ("alice", "bob", None)
 
 step = st.tuples(
