@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,38 @@ def _limit_to(item: pytest.Item, seconds: float) -> None:
     item.add_marker(pytest.mark.timeout(seconds), append=False)
 
 
+# mutmut's exit code for a mutant that timed out (mutmut.stats.status_by_exit_code).
+MUTMUT_TIMEOUT_EXIT = 36
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """In a mutant's run, end the run as a timeout at twice the test's limit.
+
+    pytest-timeout fails a test by raising in it at its limit; a mutated worker whose
+    retry loop catches that (asyncio stores it in the task, the supervisor retries) runs
+    on, and mutmut would only stop it at 3x the time of all its function's tests + 20 s.
+    """
+    marker = item.get_closest_marker("timeout")
+    if _mutated_function() is None or marker is None or not marker.args:
+        return (yield)
+    watchdog = threading.Timer(2 * float(marker.args[0]), _give_up, (item.nodeid,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return (yield)
+    finally:
+        watchdog.cancel()
+
+
+def _give_up(nodeid: str) -> None:
+    """Note the test as its function's killer, then end the mutant's run: timed out."""
+    function = _mutated_function()
+    if function is not None:
+        _note_killer(function, nodeid)
+    os._exit(MUTMUT_TIMEOUT_EXIT)
+
+
 def _mutated_function() -> str | None:
     """In a mutmut child, the mutated function (`eventstore.chain.x_seal`); else None."""
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
@@ -103,10 +136,14 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     function = _mutated_function()
     if function is None or not report.failed:
         return
+    _note_killer(function, report.nodeid)
+
+
+def _note_killer(function: str, nodeid: str) -> None:
     path = _killers_path(function)
     path.parent.mkdir(exist_ok=True)
     with path.open("a", encoding="utf-8") as killers:  # one short line: an atomic append
-        killers.write(report.nodeid + "\n")
+        killers.write(nodeid + "\n")
 
 
 # In a mutmut child (one mutant's run, MUTANT_UNDER_TEST set): the test functions asked for,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,30 @@ def test_a_mutants_test_may_take_five_times_its_stats_time_and_never_less_than_t
     assert item.get_closest_marker("timeout").args == (4.0,)
     conftest._limit_to(item, 2.5)
     assert item.get_closest_marker("timeout").args == (2.5,)
+
+
+@pytest.mark.parametrize(("runs_for", "exits"), [(0.0, []), (0.3, [36])])
+def test_a_mutants_test_still_running_at_twice_its_limit_ends_the_run_as_a_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs_for: float, exits: list[int]
+) -> None:
+    """pytest-timeout's failure can be swallowed (a supervised worker retries it): a
+    watchdog ends the mutant's run with mutmut's timeout code, its test noted as killer."""
+    import time
+    from types import SimpleNamespace
+
+    from tests import conftest
+
+    monkeypatch.setattr(conftest, "_ROOT", tmp_path)
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "pkg.m.x_f__mutmut_3")
+    exited: list[int] = []
+    monkeypatch.setattr(os, "_exit", exited.append)
+    limit = pytest.mark.timeout(0.05).mark
+    item = SimpleNamespace(nodeid="tests/t.py::test_hangs", get_closest_marker=lambda _: limit)
+    protocol = conftest.pytest_runtest_protocol(item, None)  # type: ignore[arg-type]
+    next(protocol)  # type: ignore[call-overload]
+    time.sleep(runs_for)
+    with pytest.raises(StopIteration):
+        protocol.send(True)  # type: ignore[attr-defined]
+    time.sleep(0.15)  # a cancelled watchdog stays quiet
+    assert exited == exits
+    assert conftest._killers_of("pkg.m.x_f") == ({"tests/t.py::test_hangs"} if exits else set())
