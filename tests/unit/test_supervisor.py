@@ -547,3 +547,27 @@ async def test_stop_gives_a_worker_that_ignores_it_the_grace_then_cancels_it() -
     entry = sup.get("projection:p")
     assert entry is not None and entry.task is not None and entry.task.cancelled()
     assert entry.state == STOPPED and deaf.closed
+
+
+async def test_stop_waits_five_seconds_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default grace, on the event loop's own clock moved forward by the test."""
+    loop = asyncio.get_running_loop()
+    ahead = 0.0
+    real_time = loop.time
+    monkeypatch.setattr(loop, "time", lambda: real_time() + ahead)
+    sup = supervisor(SleepRecordingClock())
+    deaf = _Deaf("projection:p", [])
+    sup.add(deaf)
+    await sup.start()
+    await asyncio.wait_for(deaf.running.wait(), 5)
+    stopping = asyncio.ensure_future(sup.stop())
+    await asyncio.sleep(0.05)  # stop has begun to wait
+    ahead = 4.8
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # within the grace: still waiting for the worker
+    ahead = 5.2
+    await asyncio.sleep(0.05)
+    assert stopping.done()  # the grace is over: the worker was cancelled
+    await stopping
+    entry = sup.get("projection:p")
+    assert entry is not None and entry.task is not None and entry.task.cancelled()
