@@ -549,8 +549,11 @@ async def test_stop_gives_a_worker_that_ignores_it_the_grace_then_cancels_it() -
     assert entry.state == STOPPED and deaf.closed
 
 
-async def test_stop_waits_five_seconds_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_stop_waits_five_seconds_by_default(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """The default grace, on the event loop's own clock moved forward by the test."""
+    caplog.set_level(logging.WARNING, logger="eventstore.supervisor")
     loop = asyncio.get_running_loop()
     ahead = 0.0
     real_time = loop.time
@@ -571,3 +574,61 @@ async def test_stop_waits_five_seconds_by_default(monkeypatch: pytest.MonkeyPatc
     await stopping
     entry = sup.get("projection:p")
     assert entry is not None and entry.task is not None and entry.task.cancelled()
+    assert caplog.records == []  # no store: no worker states to remove, nothing to warn of
+
+
+class _StoreAway(MemoryWorkers):
+    """Keeps records, but removing them fails (`hangs`: never answers)."""
+
+    def __init__(self, *, hangs: bool) -> None:
+        super().__init__()
+        self.hangs = hangs
+
+    async def remove(self, instance: str) -> None:
+        if self.hangs:
+            await asyncio.Event().wait()
+        raise AutoReconnect("the store is away")
+
+
+@pytest.mark.parametrize(
+    ("hangs", "error"), [(False, "AutoReconnect('the store is away')"), (True, "TimeoutError()")]
+)
+async def test_a_stop_that_cannot_remove_its_states_says_so_within_two_seconds(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, hangs: bool, error: str
+) -> None:
+    loop = asyncio.get_running_loop()
+    ahead = 0.0
+    real_time = loop.time
+    monkeypatch.setattr(loop, "time", lambda: real_time() + ahead)
+    store = _StoreAway(hangs=hangs)
+    sup = supervisor(FakeClock(advance_on_sleep=False), workers=store)
+    worker = ScriptedWorker("projection:p", [], kind="projection")
+    sup.add(worker)
+    await sup.start()
+    await asyncio.wait_for(worker.running.wait(), 5)
+    await sup.publish()
+    caplog.set_level(logging.WARNING, logger="eventstore.supervisor")
+    stopping = asyncio.ensure_future(sup.stop())
+    await asyncio.sleep(0.05)
+    if hangs:
+        ahead = 1.8
+        await asyncio.sleep(0.05)
+        assert not stopping.done()  # the store is given two seconds
+        ahead = 2.2
+        await asyncio.sleep(0.05)
+    assert stopping.done()
+    await stopping
+    assert [r.getMessage() for r in caplog.records] == [
+        f"could not remove this instance's worker states: {error}"
+    ]
+    assert [r.name for r in await store.all()] == ["projection:p"]  # left to go stale
+
+
+async def test_an_instance_that_never_published_asks_nothing_of_the_store_at_stop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="eventstore.supervisor")
+    sup = supervisor(FakeClock(advance_on_sleep=False), workers=_StoreAway(hangs=False))
+    await sup.start()  # no worker: nothing is published
+    await sup.stop()
+    assert caplog.records == []  # the failing removal was never tried
