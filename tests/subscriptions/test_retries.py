@@ -11,17 +11,20 @@ from datetime import datetime, timedelta
 import pytest
 
 from eventstore.clock import FakeClock
-from eventstore.codec import utc_ms
+from eventstore.codec import rfc3339, utc_ms
 from eventstore.subscriptions.config import SubscriptionConfig
 from eventstore.subscriptions.sinks.base import (
+    ALREADY,
     DELIVERED,
     EVENT_FAILED,
+    GONE,
     SINK_FAILED,
+    UNHEARD,
     Delivery,
     Outcome,
     Sink,
 )
-from eventstore.worker_state import RETRYING, STANDBY
+from eventstore.worker_state import DISABLED, RETRYING, STANDBY
 from tests.realsinks import SECRET
 from tests.subscribing import Harness, fake_clock, until, until_async
 
@@ -500,3 +503,54 @@ async def test_sub_second_retry_delays_and_back_offs_are_kept_to() -> None:
     assert bad == [timedelta(0), timedelta(seconds=0.25), timedelta(seconds=0.75)]
     ok = [at for i, at in sink.attempts if i == "hooks-2"]
     assert ok[1] - ok[0] == timedelta(seconds=0.25)  # the sink's own retry_after
+
+
+async def test_each_outcome_is_counted_in_the_status_with_the_time_of_the_last_delivery() -> None:
+    h = Harness()
+    answers = {
+        "u": UNHEARD,
+        "a": ALREADY,
+        "d": DELIVERED,
+        "bad": EVENT_FAILED,
+        "worse": EVENT_FAILED,
+    }
+    sink = ScriptedSink(h.clock, lambda d: Outcome(status=answers[d.event.entity_key]))
+    await h.subscribe("hooks", {"sink": HOOK, "retry": {"delays_s": []}})
+    await h.append("u", "a", "d", "u", "a", "a", "bad", "worse")
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+
+    async def counted() -> dict[str, object]:
+        return await h.admin.status(await h.admin.get("hooks"))
+
+    try:
+        await until_async(lambda: _parked(h, 2))
+        await until_async(lambda: _at(h, 8))
+        await until_async(lambda: _delivered(h, 6))
+        status = await counted()
+    finally:
+        await h.stop()
+    assert {k: status[k] for k in ("delivered", "unheard", "already_delivered")} == {
+        "delivered": 6,  # unheard and already delivered count as delivered too
+        "unheard": 2,
+        "already_delivered": 3,
+    }
+    assert (status["failed_attempts"], status["parked"]) == (2, 2)
+    assert status["last_delivery_at"] == rfc3339(h.clock.now())
+
+
+async def _delivered(h: Harness, n: int) -> bool:
+    return bool((await h.admin.status(await h.admin.get("hooks")))["delivered"] == n)
+
+
+async def test_a_sink_that_answers_gone_without_a_reason_disables_with_a_plain_one() -> None:
+    h = Harness()
+    sink = ScriptedSink(h.clock, lambda d: Outcome(status=GONE))
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    supervised = await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until(lambda: supervised.state == DISABLED)
+        record = await h.admin.get("hooks")
+    finally:
+        await h.stop()
+    assert record.disabled_reason == "the receiver answered 410 Gone"
