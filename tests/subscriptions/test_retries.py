@@ -12,6 +12,7 @@ import pytest
 
 from eventstore.clock import FakeClock
 from eventstore.codec import rfc3339, utc_ms
+from eventstore.model import Event
 from eventstore.subscriptions.config import SubscriptionConfig
 from eventstore.subscriptions.sinks.base import (
     ALREADY,
@@ -554,3 +555,34 @@ async def test_a_sink_that_answers_gone_without_a_reason_disables_with_a_plain_o
     finally:
         await h.stop()
     assert record.disabled_reason == "the receiver answered 410 Gone"
+
+
+async def test_an_idle_subscription_does_not_read_the_log_at_each_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It waits for appends (`wait_for_append`) instead: a read comes only with new events."""
+    h = Harness()
+    sink = ScriptedSink(h.clock, lambda d: Outcome(status=DELIVERED))
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    reads: list[int] = []
+    read = h.store.events.read
+
+    async def counted(*, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+        reads.append(after_seq)
+        return await read(after_seq=after_seq, limit=limit)
+
+    monkeypatch.setattr(h.store.events, "read", counted)
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink, poll_s=0.02))
+    try:
+        await until_async(lambda: _at(h, 1))
+        await asyncio.sleep(0.1)
+        before = len(reads)
+        await asyncio.sleep(0.3)  # 15 polls with nothing new
+        idle = len(reads) - before
+        await h.append("b")
+        await until_async(lambda: _at(h, 2))
+    finally:
+        await h.stop()
+    assert idle == 0
+    assert [i for i, _ in sink.attempts] == ["hooks-1", "hooks-2"]
