@@ -720,14 +720,14 @@ class SubscriptionWorker:
                 self.parked_by_entity.pop(entity, None)
             self.buffered += 1
             if strict:
-                self.line.appendleft(e)  # strict sinks never park; kept for completeness
+                # A strict sink never parks, but a subscription may have parked events from
+                # its sink before (an update from a webhook to a Redis stream): they go out
+                # in seq order, after the batch in flight (the head of the line).
+                in_flight = sum(len(sent) for sent in self.inflight.values())
+                insert_in_order(self.line, e, start=in_flight)
                 continue
-            queue = self.queues.setdefault(entity, deque())
             # Replayed events go before the entity's newer ones, in seq order.
-            position = 0
-            while position < len(queue) and queue[position].seq < e.seq:
-                position += 1
-            queue.insert(position, e)
+            insert_in_order(self.queues.setdefault(entity, deque()), e)
             # An entity with a delivery in flight goes on when it ends (`_done_with`): made
             # ready now, its queue head (the event in flight) would be sent a second time.
             busy = any(
@@ -785,6 +785,14 @@ class SubscriptionWorker:
 
     async def close(self) -> None:
         """Nothing outlives a run (the sink is closed at its end)."""
+
+
+def insert_in_order(events: deque[Event], e: Event, *, start: int = 0) -> None:
+    """Put `e` before the first event of `events[start:]` with a greater seq."""
+    position = start
+    while position < len(events) and events[position].seq < e.seq:
+        position += 1
+    events.insert(position, e)
 
 
 def new_command(action: str, **fields: Any) -> dict[str, Any]:

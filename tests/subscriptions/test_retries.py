@@ -586,3 +586,37 @@ async def test_an_idle_subscription_does_not_read_the_log_at_each_poll(
         await h.stop()
     assert idle == 0
     assert [i for i, _ in sink.attempts] == ["hooks-1", "hooks-2"]
+
+
+async def test_events_parked_before_the_sink_became_strict_are_replayed_in_seq_order() -> None:
+    """A webhook subscription updated to a Redis stream (strict) keeps its parked events: a
+    replay sends them in seq order, after the batch in flight and before newer events."""
+    h = Harness()
+    sink = ScriptedSink(h.clock, failing("bad"))
+    await h.subscribe("hooks", {"sink": HOOK, "retry": {"delays_s": []}})
+    await h.append("bad", "bad", "bad")  # 1 fails and parks, 2 and 3 held behind it
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    gate = asyncio.Event()
+    batches: list[list[str]] = []
+
+    async def strict(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        batches.append([d.id for d in deliveries])
+        if any(d.id == "hooks-4" for d in deliveries):
+            await gate.wait()  # 4 stays in flight until the test lets it go
+        return [Outcome(status=DELIVERED) for _ in deliveries]
+
+    try:
+        await until_async(lambda: _parked(h, 3))
+        sink.strict = True
+        sink.deliver = strict  # type: ignore[method-assign]
+        await h.append("bad")  # 4: a strict sink holds nothing back
+        await until(lambda: batches == [["hooks-4"]])
+        await h.append("other")  # 5, behind 4 in the line
+        await h.admin.replay("hooks", None, actor="ops")
+        await until_async(lambda: _no_commands(h))
+        gate.set()
+        await until_async(lambda: _at(h, 5))
+    finally:
+        await h.stop()
+    sent = [i for batch in batches for i in batch]
+    assert sent == ["hooks-4", "hooks-1", "hooks-2", "hooks-3", "hooks-5"]
