@@ -620,3 +620,38 @@ async def test_events_parked_before_the_sink_became_strict_are_replayed_in_seq_o
         await h.stop()
     sent = [i for batch in batches for i in batch]
     assert sent == ["hooks-4", "hooks-1", "hooks-2", "hooks-3", "hooks-5"]
+
+
+async def test_a_sink_that_answers_part_of_a_batch_gets_the_rest_again() -> None:
+    h = Harness()
+    sink = ScriptedSink(h.clock, lambda d: Outcome(status=DELIVERED))
+    answer = sink.deliver
+
+    async def first_only(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        return (await answer(deliveries))[:1]  # stops after the first, as a sink may
+
+    sink.deliver = first_only  # type: ignore[method-assign]
+    await h.subscribe("hooks", {"sink": HOOK, "lanes": 1})
+    await h.append("a", "b", "c")  # three entities: one batch of their heads
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _at(h, 3))
+    finally:
+        await h.stop()
+    sent = [i for i, _ in sink.attempts]
+    assert sent == ["hooks-1", "hooks-2", "hooks-3", "hooks-2", "hooks-3", "hooks-3"]
+
+
+async def test_one_failed_event_of_a_batch_leaves_the_others_of_it_delivered_once() -> None:
+    h = Harness()
+    sink = ScriptedSink(h.clock, failing("bad"))
+    await h.subscribe("hooks", {"sink": HOOK, "lanes": 1, "retry": {"delays_s": []}})
+    await h.append("bad", "b", "c")  # one batch; the first fails and parks
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _at(h, 3))
+        await until_async(lambda: _parked(h, 1))
+        await asyncio.sleep(0.05)
+    finally:
+        await h.stop()
+    assert [i for i, _ in sink.attempts] == ["hooks-1", "hooks-2", "hooks-3"]
