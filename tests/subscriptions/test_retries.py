@@ -222,9 +222,12 @@ async def test_a_worker_that_loses_its_lease_says_so_stands_by_and_ends_when_sto
         clock.advance(11)  # the instance stalled past its lease; another one takes it
         taken = await h.store.leases.acquire(worker.lease.role, "b", now=clock.now(), ttl=10)
         assert taken is not None
+        await h.store.subscriptions.patch("hooks", {"delivered": 7})  # as b counts on
         await until(lambda: supervised.state == STANDBY)
         lines = [r.getMessage() for r in caplog.records if r.name == "eventstore.subscriptions"]
         assert lines == ["subscription hooks: lease lost, standing by"]
+        # the worker that lost the lease leaves the counters to the one that holds it
+        assert (await h.admin.get("hooks")).delivered == 7
         h.supervisors[0].stopping.set()
         assert supervised.task is not None  # standing by, it ends with the stop by itself
         await asyncio.wait_for(asyncio.shield(supervised.task), 5)
