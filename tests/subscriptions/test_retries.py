@@ -658,3 +658,32 @@ async def test_one_failed_event_of_a_batch_leaves_the_others_of_it_delivered_onc
     finally:
         await h.stop()
     assert [i for i, _ in sink.attempts] == ["hooks-1", "hooks-2", "hooks-3"]
+
+
+async def test_an_updated_sink_takes_effect_without_a_restart() -> None:
+    h = Harness()
+    sinks: dict[str, ScriptedSink] = {}
+    built: list[str] = []
+
+    def factory(config: SubscriptionConfig) -> Sink:
+        url = config.sink["url"]
+        built.append(url)
+        return sinks.setdefault(url, ScriptedSink(h.clock, lambda d: Outcome(status=DELIVERED)))
+
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    await h.start(h.worker("hooks", sink_factory=factory))
+    try:
+        await until_async(lambda: _at(h, 1))
+        moved = {**HOOK, "url": "http://127.0.0.1:9/moved"}
+        created, _ = await h.admin.put("hooks", {"start": "earliest", "sink": moved}, actor="ops")
+        assert not created
+        await until(lambda: len(built) == 2)  # the worker built the new sink
+        await h.append("b")
+        await until_async(lambda: _at(h, 2))
+    finally:
+        await h.stop()
+    assert built == [HOOK["url"], "http://127.0.0.1:9/moved"]
+    assert [i for i, _ in sinks[HOOK["url"]].attempts] == ["hooks-1"]
+    assert [i for i, _ in sinks["http://127.0.0.1:9/moved"].attempts] == ["hooks-2"]
+    assert sinks[HOOK["url"]].closed == 1  # the old one was closed
