@@ -263,7 +263,7 @@ class SubscriptionWorker:
                 self.above.add(p.seq)
         self._advance()
 
-    def _apply_record(self, record: SubscriptionRecord, *, build: bool = True) -> None:
+    def _apply_record(self, record: SubscriptionRecord, *, build: bool) -> None:
         self.record = record
         if record.config != self.config_doc:
             config = cfg.from_doc(record.config)

@@ -298,22 +298,25 @@ async def test_replaying_more_of_an_entity_while_its_replayed_event_is_in_flight
     assert batches == [["hooks-1"], ["hooks-2"], ["hooks-3"], ["hooks-4"]]
 
 
-async def test_events_settled_above_the_checkpoint_are_stored_until_it_passes_them() -> None:
+@pytest.mark.parametrize(("held", "above"), [({1}, [2, 3]), ({1, 2}, [3])])
+async def test_events_settled_above_the_checkpoint_are_stored_until_it_passes_them(
+    held: set[int], above: list[int]
+) -> None:
     h = Harness()
     gate = asyncio.Event()
 
     async def held_first(deliveries: Sequence[Delivery]) -> list[Outcome]:
-        if any(d.event.seq == 1 for d in deliveries):
+        if any(d.event.seq in held for d in deliveries):
             await gate.wait()
         return [Outcome(status=DELIVERED) for _ in deliveries]
 
     sink = ScriptedSink(h.clock, failing("nobody"))
     sink.deliver = held_first  # type: ignore[method-assign]
     await h.subscribe("hooks", {"sink": HOOK, "lanes": 3})  # one event per lane
-    await h.append("a", "b", "c")  # 1 stays in flight; 2 and 3 are delivered meanwhile
+    await h.append("a", "b", "c")  # `held` stay in flight; the others are delivered meanwhile
     await h.start(h.worker("hooks", sink_factory=lambda c: sink))
     try:
-        await until_async(lambda: _settled_above(h, [2, 3]))
+        await until_async(lambda: _settled_above(h, above))
         assert await h.position("hooks") == 0  # 1 is not settled: the checkpoint waits
         gate.set()
         await until_async(lambda: _at(h, 3))
