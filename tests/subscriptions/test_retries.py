@@ -13,6 +13,7 @@ import pytest
 from eventstore.clock import FakeClock
 from eventstore.codec import rfc3339, utc_ms
 from eventstore.model import Event
+from eventstore.subscription_records import SubscriptionRecord
 from eventstore.subscriptions.config import SubscriptionConfig
 from eventstore.subscriptions.sinks.base import (
     ALREADY,
@@ -690,3 +691,27 @@ async def test_an_updated_sink_takes_effect_without_a_restart() -> None:
     assert [i for i, _ in sinks[HOOK["url"]].attempts] == ["hooks-1"]
     assert [i for i, _ in sinks["http://127.0.0.1:9/moved"].attempts] == ["hooks-2"]
     assert sinks[HOOK["url"]].closed == 1  # the old one was closed
+
+
+async def test_a_busy_worker_reads_its_subscription_record_once_per_poll_not_per_delivery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness()
+    sink = ScriptedSink(h.clock, lambda d: Outcome(status=DELIVERED))
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append(*["a"] * 20)  # one entity: twenty deliveries, one after the other
+    gets: list[str] = []
+    get = h.store.subscriptions.get
+
+    async def counted(name: str) -> SubscriptionRecord | None:
+        gets.append(name)
+        return await get(name)
+
+    monkeypatch.setattr(h.store.subscriptions, "get", counted)
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink, poll_s=60.0))
+    try:
+        await until(lambda: len(sink.attempts) == 20)
+    finally:
+        await h.stop()
+    assert [i for i, _ in sink.attempts] == [f"hooks-{n}" for n in range(1, 21)]
+    assert len(gets) <= 2  # loading it, and perhaps a first look for commands
