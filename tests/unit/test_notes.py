@@ -297,3 +297,10 @@ def test_an_origin_may_hold_spaces_and_a_note_text_must_end_its_line() -> None:
     with pytest.raises(NoteError) as refused:
         sign_note("no newline", Signer.generate("log.test"))
     assert str(refused.value) == "a note's text ends with a newline"
+
+
+@pytest.mark.parametrize("origin", ["", "shop\nextra", "\n"])
+def test_a_checkpoints_origin_must_be_one_non_empty_line(origin: str) -> None:
+    with pytest.raises(NoteError) as refused:
+        checkpoint_text(origin, 1, bytes(32))
+    assert str(refused.value) == "the origin is one non-empty line"
