@@ -715,3 +715,42 @@ async def test_a_busy_worker_reads_its_subscription_record_once_per_poll_not_per
         await h.stop()
     assert [i for i, _ in sink.attempts] == [f"hooks-{n}" for n in range(1, 21)]
     assert len(gets) <= 2  # loading it, and perhaps a first look for commands
+
+
+async def test_a_sink_back_off_shorter_than_a_delivery_in_flight_ends_on_time() -> None:
+    """Another lane's delivery still in flight, the backed-off one goes out again when the
+    sink's pause ends, not when the slow one does."""
+    h = Harness()
+    t0 = h.clock.now()
+    gate = asyncio.Event()
+    busy = [True]
+
+    async def deliver(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        out = []
+        for d in deliveries:
+            sink.attempts.append((d.id, h.clock.now()))
+            if d.event.entity_key == "slow":
+                await gate.wait()
+                out.append(Outcome(status=DELIVERED))
+            elif busy[0]:
+                busy[0] = False
+                out.append(Outcome(status=SINK_FAILED, detail="busy", retry_after=0.25))
+            else:
+                out.append(Outcome(status=DELIVERED))
+        return out
+
+    sink = ScriptedSink(h.clock, lambda d: Outcome(status=DELIVERED))
+    sink.deliver = deliver  # type: ignore[method-assign]
+    await h.subscribe("hooks", {"sink": HOOK, "lanes": 2})
+    await h.append("slow")
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink, entity_batch=1))
+    try:
+        await until(lambda: len(sink.attempts) == 1)  # slow is in flight
+        await h.append("ok")
+        await until(lambda: [i for i, _ in sink.attempts].count("hooks-2") == 2)
+        gate.set()
+        await until_async(lambda: _at(h, 2))
+    finally:
+        await h.stop()
+    ok = [at - t0 for i, at in sink.attempts if i == "hooks-2"]
+    assert ok[1] - ok[0] == timedelta(seconds=0.25)
