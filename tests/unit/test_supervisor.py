@@ -506,6 +506,8 @@ async def test_a_retry_is_one_json_line_its_task_named_and_its_backoff_seeded(
     entry = sup.get("projection:p")
     assert entry is not None and entry.task is not None
     assert entry.task.get_name() == "projection:p"
+    # tasks are named for what they do (asyncio's task dumps and debuggers show the names)
+    assert "worker-states" in {task.get_name() for task in asyncio.all_tasks()}
     # the same delays as a back-off of those bounds drawing from a generator of that seed
     expected = Backoff(first=0.5, cap=0.75, rng=random.Random(1))
     assert clock.slept == [expected.delay() for _ in range(3)]
