@@ -110,7 +110,8 @@ async def test_taken_version_is_a_conflict_that_stores_nothing(
     # Version 1 of "a" again, under a new id, as the first event of the batch.
     twin = make_event(seq=2, entity_id="a", version=1, id="other-writer")
 
-    with pytest.raises(LogConflict):
+    # the error names the entity and the version (what the ingester and the supervisor show)
+    with pytest.raises(LogConflict, match=r"orders/a\b.* version 1\b"):
         await store.events.append([twin])
 
     assert await store.events.head() == log.head
@@ -144,7 +145,9 @@ async def test_seq_after_a_hole_is_a_conflict(store: Store, log: LogBuilder) -> 
     await store.events.append(log.many("a", "b"))
     skipped = make_event(seq=4, entity_id="c", version=1)
 
-    with pytest.raises(LogConflict):
+    with pytest.raises(
+        LogConflict, match=rf"^event {skipped.id} has seq 4 where the log continues at 3$"
+    ):
         await store.events.append([skipped])
 
     assert (await store.events.head()).seq == 2

@@ -275,6 +275,7 @@ def test_field_prefixes_are_the_path_and_every_path_above_it() -> None:
         "items.0",
     }
     assert field_prefixes([]) == set()
+    assert field_prefixes(["a.b.c.d"]) == {"a", "a.b", "a.b.c", "a.b.c.d"}
     # A field may be named "" (MongoDB allows it): `a..b` is `b` in the field "" of `a`,
     # beneath `a.` as well, which the mongo adapter's `^a\.(\.|$)` finds too.
     assert field_prefixes(["a..b", "c."]) == {"a", "a.", "a..b", "c", "c."}
