@@ -199,3 +199,49 @@ def test_a_mutants_test_still_running_at_twice_its_limit_ends_the_run_as_a_timeo
     time.sleep(0.15)  # a cancelled watchdog stays quiet
     assert exited == exits
     assert conftest._killers_of("pkg.m.x_f") == ({"tests/t.py::test_hangs"} if exits else set())
+
+
+MUTATED = """
+import functools
+
+def x_f__mutmut_orig(a):
+    def inner__mutmut_1():  # a function's inner ones are not mutants of their own
+        return 1
+    return a
+
+def x_f__mutmut_1(a):
+    return (
+        a + 1
+    )
+
+class C:
+    @functools.cache
+    def xǁCǁm__mutmut_1(self):
+        return 2
+
+    async def xǁCǁn__mutmut_2(self):
+        return 3
+
+def plain():
+    return 4
+"""
+
+
+def test_type_errors_are_mapped_to_the_same_mutants_as_mutmuts_own_visitor() -> None:
+    import libcst as cst
+    from mutmut.mutation.file_mutation import MutatedMethodsCollector
+
+    from tests.mutation import run
+
+    path = Path("eventstore/m.py")
+    visitor = MutatedMethodsCollector(path)
+    cst.MetadataWrapper(cst.parse_module(MUTATED)).visit(visitor)
+    assert run.mutated_functions(path, MUTATED) == visitor.found_mutants
+    assert [
+        (f.function_name, f.line_number_start, f.line_number_end) for f in visitor.found_mutants
+    ] == [
+        ("x_f__mutmut_orig", 4, 7),
+        ("x_f__mutmut_1", 9, 12),
+        ("xǁCǁm__mutmut_1", 16, 17),
+        ("xǁCǁn__mutmut_2", 19, 20),
+    ]
