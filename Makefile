@@ -53,12 +53,12 @@ mutate: $(MUTATION_STAMP)
 	rm -rf mutants
 	@set -f; start=$$(date +%s); export HYPOTHESIS_PROFILE=mutation; \
 	export PATH="$(abspath $(BIN)):$$PATH"; \
-	MUTMUT_TYPECHECK=skip $(BIN)/python -m tests.mutation.run run 'no.mutant.has.this.name' > mutants.log 2>&1; \
+	MUTMUT_TYPECHECK=skip $(BIN)/python tests/mutation/run.py run 'no.mutant.has.this.name' > mutants.log 2>&1; \
 	grep -q 'nothing matches' mutants.log || { tail -c 4000 mutants.log; exit 1; }; \
 	if [ -n "$(EQUIVALENTS)" ]; then names="$(MUTANT_GLOBS)"; \
 	else names=$$($(BIN)/python -m tests.mutation.report --to-run $(MODULES)) || exit 1; fi; \
 	echo "mutmut: mutants written, stats taken in $$(( $$(date +%s) - start )) s; running $$(echo $$names | wc -w) mutants"; \
-	$(BIN)/python -m tests.mutation.run run $$names >> mutants.log 2>&1 || { tail -c 4000 mutants.log; exit 1; }; \
+	$(BIN)/python tests/mutation/run.py run $$names >> mutants.log 2>&1 || { tail -c 4000 mutants.log; exit 1; }; \
 	echo "mutmut run: $$(( $$(date +%s) - start )) s wall (log: mutants.log)"
 	$(BIN)/python -m tests.mutation.report $(MODULES)
 

@@ -1,4 +1,8 @@
-"""mutmut's command line, with type errors mapped to mutants by `ast` (`python -m tests.mutation.run`).
+"""mutmut's command line, with type errors mapped to mutants by `ast`.
+
+Run it by its path, as the Makefile does (`python tests/mutation/run.py run ...`), never with
+`-m` from the project root: that would put the root on `sys.path`, and the mutants' runs
+would import the packages from there instead of mutmut's copies in `mutants/`.
 
 With `type_check_command` set, mutmut runs mypy over the mutated copies and then finds the
 mutant each error belongs to by parsing every file with an error with libcst and its
@@ -79,7 +83,13 @@ def filter_mutants_with_type_checker() -> dict[str, FailedTypeCheckMutant]:
 
 
 def main() -> None:
-    """mutmut's `cli`, with the mapping above."""
+    """mutmut's `cli`, with the mapping above (refused with the project root on `sys.path`)."""
+    root = Path(__file__).resolve().parents[2]
+    if any(Path(entry or ".").resolve() == root for entry in sys.path):
+        sys.exit(
+            "run it as `python tests/mutation/run.py`: with the project root on sys.path, the"
+            " mutants' runs would import the packages from there, not mutmut's copies"
+        )
     # mutmut's `_run` calls the name it imported into its `__main__`
     mutmut_main.filter_mutants_with_type_checker = filter_mutants_with_type_checker  # type: ignore[attr-defined]
     sys.argv[0] = "mutmut"

@@ -245,3 +245,19 @@ def test_type_errors_are_mapped_to_the_same_mutants_as_mutmuts_own_visitor() -> 
         ("xǁCǁm__mutmut_1", 16, 17),
         ("xǁCǁn__mutmut_2", 19, 20),
     ]
+
+
+def test_mutmut_runs_by_the_scripts_path_never_with_the_project_root_on_sys_path() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    by_path = [sys.executable, "tests/mutation/run.py", "--help"]
+    done = subprocess.run(by_path, cwd=root, capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout.splitlines()[0]) == (
+        0,
+        "Usage: mutmut [OPTIONS] COMMAND [ARGS]...",
+    )
+    as_module = [sys.executable, "-m", "tests.mutation.run", "--help"]
+    done = subprocess.run(as_module, cwd=root, capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and "run it as `python tests/mutation/run.py`" in done.stderr
