@@ -727,7 +727,7 @@ class SubscriptionWorker:
                 insert_in_order(self.line, e, start=in_flight)
                 continue
             # Replayed events go before the entity's newer ones, in seq order.
-            insert_in_order(self.queues.setdefault(entity, deque()), e)
+            insert_in_order(self.queues.setdefault(entity, deque()), e, start=0)
             # An entity with a delivery in flight goes on when it ends (`_done_with`): made
             # ready now, its queue head (the event in flight) would be sent a second time.
             busy = any(
@@ -787,7 +787,7 @@ class SubscriptionWorker:
         """Nothing outlives a run (the sink is closed at its end)."""
 
 
-def insert_in_order(events: deque[Event], e: Event, *, start: int = 0) -> None:
+def insert_in_order(events: deque[Event], e: Event, *, start: int) -> None:
     """Put `e` before the first event of `events[start:]` with a greater seq."""
     position = start
     while position < len(events) and events[position].seq < e.seq:

@@ -754,3 +754,41 @@ async def test_a_sink_back_off_shorter_than_a_delivery_in_flight_ends_on_time() 
         await h.stop()
     ok = [at - t0 for i, at in sink.attempts if i == "hooks-2"]
     assert ok[1] - ok[0] == timedelta(seconds=0.25)
+
+
+async def test_an_old_sink_that_fails_to_close_after_an_update_leaves_no_unretrieved_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The old sink closes in the background; its failure must not surface later as
+    asyncio's "Task exception was never retrieved" (logged when the task is collected)."""
+    import gc
+
+    h = Harness()
+
+    class FailsToClose(ScriptedSink):
+        async def close(self) -> None:
+            raise RuntimeError("the old connection is already gone")
+
+    built: list[ScriptedSink] = []
+
+    def factory(config: SubscriptionConfig) -> Sink:
+        sink = (FailsToClose if not built else ScriptedSink)(
+            h.clock, lambda d: Outcome(status=DELIVERED)
+        )
+        built.append(sink)
+        return sink
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    await h.start(h.worker("hooks", sink_factory=factory))
+    try:
+        await until_async(lambda: _at(h, 1))
+        moved = {**HOOK, "url": "http://127.0.0.1:9/moved"}
+        await h.admin.put("hooks", {"start": "earliest", "sink": moved}, actor="ops")
+        await until(lambda: len(built) == 2)
+        await asyncio.sleep(0.05)  # the old sink's close has run and failed
+        gc.collect()
+    finally:
+        await h.stop()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
