@@ -232,6 +232,9 @@ async def test_rename_away_records_renamed_with_the_new_name(
     events = await assert_log_intact(store)
     assert [e.type for e in events] == ["created", "renamed"]
     assert events[1].document == {"to": {"db": "shop", "coll": "orders_archive"}}
+    # stamped with the rename's own cluster time, after the insert's
+    created, renamed = (e.cluster_time for e in events)
+    assert created is not None and renamed is not None and renamed > created
 
 
 async def test_a_rename_delivered_again_after_a_lost_checkpoint_is_recorded_once(

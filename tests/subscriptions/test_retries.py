@@ -708,9 +708,13 @@ async def test_a_busy_worker_reads_its_subscription_record_once_per_poll_not_per
         return await get(name)
 
     monkeypatch.setattr(h.store.subscriptions, "get", counted)
-    await h.start(h.worker("hooks", sink_factory=lambda c: sink, poll_s=60.0))
+    worker = h.worker("hooks", sink_factory=lambda c: sink, poll_s=60.0)
+    await h.start(worker)
     try:
         await until(lambda: len(sink.attempts) == 20)
+        await until(lambda: worker.checkpoint == 20)
+        # what it remembers of settled events does not grow with the log it has delivered
+        assert (worker.above, worker.persisted_above) == (set(), set())
     finally:
         await h.stop()
     assert [i for i, _ in sink.attempts] == [f"hooks-{n}" for n in range(1, 21)]
@@ -792,3 +796,29 @@ async def test_an_old_sink_that_fails_to_close_after_an_update_leaves_no_unretri
     finally:
         await h.stop()
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+async def test_a_worker_that_takes_over_keeps_the_last_error_and_delivery_time_shown() -> None:
+    h = Harness()
+    sink = ScriptedSink(h.clock, failing("bad", detail="the receiver said no"))
+    await h.subscribe("hooks", {"sink": HOOK, "retry": {"delays_s": []}})
+    await h.append("ok", "bad")  # 1 delivered, 2 fails and parks
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink))
+    try:
+        await until_async(lambda: _parked(h, 1))
+        await until_async(lambda: _at(h, 2))
+        await until_async(lambda: _delivered(h, 1))
+    finally:
+        await h.stop()
+    before = await h.admin.status(await h.admin.get("hooks"))
+    assert before["last_error"] == "the receiver said no" and before["last_delivery_at"]
+    h.supervisors.clear()  # another instance takes the subscription over
+    await h.start(h.worker("hooks", owner="b", sink_factory=lambda c: sink), instance="b")
+    try:
+        await asyncio.sleep(0.2)  # loaded, polled its commands, saved its counters
+    finally:
+        await h.stop()
+    after = await h.admin.status(await h.admin.get("hooks"))
+    assert {k: after[k] for k in ("delivered", "last_error", "last_delivery_at")} == {
+        k: before[k] for k in ("delivered", "last_error", "last_delivery_at")
+    }

@@ -636,3 +636,26 @@ async def test_an_instance_that_never_published_asks_nothing_of_the_store_at_sto
     await sup.stop()
     # the failing removal was never tried
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize(("lease_seconds", "interval"), [(10.0, 5.0), (0.004, 0.01)])
+async def test_states_are_published_every_half_lease_and_never_more_often_than_10_ms(
+    lease_seconds: float, interval: float
+) -> None:
+    intervals: list[float] = []
+
+    async def every(seconds: float) -> None:
+        intervals.append(seconds)
+        await asyncio.sleep(0.001)
+
+    sup = Supervisor(
+        clock=FakeClock(advance_on_sleep=False),
+        instance="host:1:abc",
+        lease_seconds=lease_seconds,
+        workers=MemoryWorkers(),
+        publish_every=every,
+    )
+    await sup.start()
+    await until(lambda: len(intervals) >= 2)
+    await sup.stop()
+    assert set(intervals) == {interval}
