@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ctypes
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +87,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -116,6 +119,15 @@ class RedisServer:
                 self.process.wait(timeout=10)
             self.process = None
 
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process ends, even without its teardown (a
+    mutation run's watchdog ends with `os._exit`, which left servers running)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"o" * 32).decode()
