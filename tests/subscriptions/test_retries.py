@@ -7,13 +7,12 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
 from eventstore.clock import FakeClock
 from eventstore.codec import rfc3339, utc_ms
-from eventstore.model import Event
-from eventstore.subscription_records import SubscriptionRecord
 from eventstore.subscriptions.config import SubscriptionConfig
 from eventstore.subscriptions.sinks.base import (
     ALREADY,
@@ -564,6 +563,19 @@ async def test_a_sink_that_answers_gone_without_a_reason_disables_with_a_plain_o
     assert record.disabled_reason == "the receiver answered 410 Gone"
 
 
+def calls_of(monkeypatch: pytest.MonkeyPatch, target: object, method: str) -> list[object]:
+    """The calls of `target`'s async `method` from now on (their arguments), kept in a list."""
+    calls: list[object] = []
+    original = getattr(target, method)
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args, kwargs))
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(target, method, counted)
+    return calls
+
+
 async def test_an_idle_subscription_does_not_read_the_log_at_each_poll(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -572,14 +584,7 @@ async def test_an_idle_subscription_does_not_read_the_log_at_each_poll(
     sink = ScriptedSink(h.clock, lambda d: Outcome(status=DELIVERED))
     await h.subscribe("hooks", {"sink": HOOK})
     await h.append("a")
-    reads: list[int] = []
-    read = h.store.events.read
-
-    async def counted(*, after_seq: int = 0, limit: int = 1000) -> list[Event]:
-        reads.append(after_seq)
-        return await read(after_seq=after_seq, limit=limit)
-
-    monkeypatch.setattr(h.store.events, "read", counted)
+    reads = calls_of(monkeypatch, h.store.events, "read")
     await h.start(h.worker("hooks", sink_factory=lambda c: sink, poll_s=0.02))
     try:
         await until_async(lambda: _at(h, 1))
@@ -700,14 +705,7 @@ async def test_a_busy_worker_reads_its_subscription_record_once_per_poll_not_per
     sink = ScriptedSink(h.clock, lambda d: Outcome(status=DELIVERED))
     await h.subscribe("hooks", {"sink": HOOK})
     await h.append(*["a"] * 20)  # one entity: twenty deliveries, one after the other
-    gets: list[str] = []
-    get = h.store.subscriptions.get
-
-    async def counted(name: str) -> SubscriptionRecord | None:
-        gets.append(name)
-        return await get(name)
-
-    monkeypatch.setattr(h.store.subscriptions, "get", counted)
+    gets = calls_of(monkeypatch, h.store.subscriptions, "get")
     worker = h.worker("hooks", sink_factory=lambda c: sink, poll_s=60.0)
     await h.start(worker)
     try:
