@@ -38,18 +38,13 @@ bench: $(STAMP)
 # the guarantee-bearing modules of pyproject.toml's [tool.mutmut], or MODULES="a.py b.py" only,
 # then the per-module report (exit 1 below the target). The mutants EQUIVALENT.md lists are
 # not run (each would run every test reaching its function); EQUIVALENTS=1 runs them too.
-MUTATION_STAMP := $(VENV)/.installed-mutation
 MODULES ?=
 EQUIVALENTS ?=
 MUTANT_GLOBS := $(foreach m,$(MODULES),$(subst /,.,$(m:.py=)).*)
 
-$(MUTATION_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,mutation]'
-	touch $(MUTATION_STAMP)
-
 # Two mutmut runs: the first writes the mutants and the test stats, then stops on a name that
 # matches no mutant (the expected end); the second runs the chosen mutants.
-mutate: $(MUTATION_STAMP)
+mutate: $(STAMP)  # the test extra installs mutmut
 	rm -rf mutants
 	@set -f; start=$$(date +%s); export HYPOTHESIS_PROFILE=mutation; \
 	export PATH="$(abspath $(BIN)):$$PATH"; \
