@@ -93,10 +93,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     retry loop catches that (asyncio stores it in the task, the supervisor retries) runs
     on, and mutmut would only stop it at 3x the time of all its function's tests + 20 s.
     """
+    function = _mutated_function()
     marker = item.get_closest_marker("timeout")
-    if _mutated_function() is None or marker is None or not marker.args:
+    if function is None or marker is None or not marker.args:
         return (yield)
-    watchdog = threading.Timer(2 * float(marker.args[0]), _give_up, (item.nodeid,))
+    watchdog = threading.Timer(2 * float(marker.args[0]), _give_up, (function, item.nodeid))
     watchdog.daemon = True
     watchdog.start()
     try:
@@ -105,11 +106,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         watchdog.cancel()
 
 
-def _give_up(nodeid: str) -> None:
+def _give_up(function: str, nodeid: str) -> None:
     """Note the test as its function's killer, then end the mutant's run: timed out."""
-    function = _mutated_function()
-    if function is not None:
-        _note_killer(function, nodeid)
+    _note_killer(function, nodeid)
     os._exit(MUTMUT_TIMEOUT_EXIT)
 
 

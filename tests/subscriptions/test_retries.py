@@ -25,7 +25,7 @@ from eventstore.subscriptions.sinks.base import (
     Outcome,
     Sink,
 )
-from eventstore.worker_state import DISABLED, RETRYING, STANDBY
+from eventstore.worker_state import DISABLED, RETRYING, RUNNING, STANDBY
 from tests.realsinks import SECRET
 from tests.subscribing import Harness, fake_clock, until, until_async
 
@@ -172,6 +172,10 @@ async def _parked(h: Harness, n: int) -> bool:
 
 async def _at(h: Harness, position: int) -> bool:
     return await h.position("hooks") == position
+
+
+async def _status(h: Harness) -> dict[str, Any]:
+    return await h.admin.status(await h.admin.get("hooks"))
 
 
 async def test_a_sink_failure_backs_off_the_whole_subscription_and_says_so(
@@ -526,14 +530,11 @@ async def test_each_outcome_is_counted_in_the_status_with_the_time_of_the_last_d
     await h.append("u", "a", "d", "u", "a", "a", "bad", "worse")
     await h.start(h.worker("hooks", sink_factory=lambda c: sink))
 
-    async def counted() -> dict[str, object]:
-        return await h.admin.status(await h.admin.get("hooks"))
-
     try:
         await until_async(lambda: _parked(h, 2))
         await until_async(lambda: _at(h, 8))
         await until_async(lambda: _delivered(h, 6))
-        status = await counted()
+        status = await _status(h)
     finally:
         await h.stop()
     assert {k: status[k] for k in ("delivered", "unheard", "already_delivered")} == {
@@ -546,7 +547,7 @@ async def test_each_outcome_is_counted_in_the_status_with_the_time_of_the_last_d
 
 
 async def _delivered(h: Harness, n: int) -> bool:
-    return bool((await h.admin.status(await h.admin.get("hooks")))["delivered"] == n)
+    return bool((await _status(h))["delivered"] == n)
 
 
 async def test_a_sink_that_answers_gone_without_a_reason_disables_with_a_plain_one() -> None:
@@ -808,15 +809,16 @@ async def test_a_worker_that_takes_over_keeps_the_last_error_and_delivery_time_s
         await until_async(lambda: _delivered(h, 1))
     finally:
         await h.stop()
-    before = await h.admin.status(await h.admin.get("hooks"))
+    before = await _status(h)
     assert before["last_error"] == "the receiver said no" and before["last_delivery_at"]
     h.supervisors.clear()  # another instance takes the subscription over
-    await h.start(h.worker("hooks", owner="b", sink_factory=lambda c: sink), instance="b")
+    taken = await h.start(h.worker("hooks", owner="b", sink_factory=lambda c: sink), instance="b")
     try:
-        await asyncio.sleep(0.2)  # loaded, polled its commands, saved its counters
+        await until(lambda: taken.state == RUNNING)  # it holds the lease and has loaded
+        await asyncio.sleep(0.2)  # and has polled its commands, saving its counters
     finally:
         await h.stop()
-    after = await h.admin.status(await h.admin.get("hooks"))
+    after = await _status(h)
     assert {k: after[k] for k in ("delivered", "last_error", "last_delivery_at")} == {
         k: before[k] for k in ("delivered", "last_error", "last_delivery_at")
     }
