@@ -44,6 +44,7 @@ Rows = Mapping[str, dict[str, Any]]
 Keys = Callable[[Change], list[str]]
 Apply = Callable[[Rows, Change], list[Write]]
 Merge = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
+Skippable = Callable[[Change], bool]
 
 
 class Projection(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,7 +53,11 @@ class Projection(msgspec.Struct, frozen=True, kw_only=True):
     `keys(change)` names the rows a change touches; `apply(rows, change)` gets
     those of them that exist (read-only) and returns the writes; `merge(key, a, b)`
     (optional) combines two partial rows of one key, computed from disjoint sets
-    of entities (a partitioned rebuild). `tracks_seq` is for the built-in order
+    of entities (a partitioned rebuild). `skippable(change)` (optional) promises
+    that the row written for this change is wholly rewritten by the entity's next
+    change, whatever it is (`apply(apply(row, change), next) == apply(row, next)`
+    for an existing row): a rebuild then applies such a change only when it is the
+    entity's last (`projections.skipping`). `tracks_seq` is for the built-in order
     projections only, which keep their own `seq` field: the runner then leaves
     idempotency to them. `config` (optional): what the rows depend on beyond the
     log, as text (the order models' field mapping); when it differs from the one a
@@ -64,10 +69,11 @@ class Projection(msgspec.Struct, frozen=True, kw_only=True):
     keys: Keys
     apply: Apply
     merge: Merge | None = None
+    skippable: Skippable | None = None
     tracks_seq: bool = False
     config: str = ""
     # True when each row is one entity's, keyed by its typed key: an erasure deletes it.
     per_entity: bool = False
 
 
-__all__ = ["SEQ_FIELD", "Change", "Keys", "Merge", "Projection", "Rows", "Write"]
+__all__ = ["SEQ_FIELD", "Change", "Keys", "Merge", "Projection", "Rows", "Skippable", "Write"]

@@ -35,10 +35,10 @@ from projections.api import Projection
 from projections.partitioned import (
     LocalFolds,
     Rows,
-    entity_identity,
     merge_partitions,
     partition_of,
 )
+from projections.states import EntityKey, state_key
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ async def read_partitions(
     """The entity events up to `head` of each of `count` partitions (of partition `only`)."""
     out: list[list[Event]] = [[] for _ in range(count)]
     # Each entity's partition, worked out (crc32) once per entity rather than once per event.
-    index_of: dict[str, int] = {}
+    index_of: dict[EntityKey, int] = {}
     position = 0
     while position < head and (
         batch := await store.events.read(after_seq=position, limit=batch_size)
@@ -95,7 +95,7 @@ async def read_partitions(
                 break
             if e.type in STREAM_TYPES:
                 continue
-            who = entity_identity(e)
+            who = state_key(e)  # as exact as entity_identity, and cheaper to build
             index = index_of.get(who)
             if index is None:
                 index = partition_of(e, count)

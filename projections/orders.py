@@ -362,6 +362,22 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             )
         ]
 
+    total_of, status_of = r.total, r.status
+
+    def summary_skippable(change: Change) -> bool:
+        # A row is its order's latest state and last event, but for two things its history
+        # sets: `created_at` (by the order's first change: a skipped change's row exists) and
+        # the seq a bad total was first seen at, which only a change of the total (or, for a
+        # missing one, of the status) can move. The fold shares what an update leaves
+        # alone, so an unchanged total is the same object.
+        before, after = change.before, change.after
+        if before is None or after is None or change.event.stream != stream:
+            return False
+        total = total_of(after)
+        return total is total_of(before) and (
+            total is not None or status_of(before) == status_of(after)
+        )
+
     def summary_merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         # A key is one entity's, so its rows come from one partition; the newer one wins anyway.
         return a if int(a.get("seq", 0)) >= int(b.get("seq", 0)) else b
@@ -571,6 +587,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             keys=summary_keys,
             apply=summary_apply,
             merge=summary_merge,
+            skippable=summary_skippable,
             tracks_seq=True,
             config=config,
             per_entity=True,

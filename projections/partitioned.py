@@ -36,6 +36,8 @@ from eventstore.keys import typed_key
 from eventstore.model import STREAM_TYPES, Event
 from projections.api import SEQ_FIELD, Change, Projection
 from projections.idempotent import checked_keys, guarded
+from projections.skipping import Held
+from projections.states import EntityKey, state_key
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +93,26 @@ def fold_partition(projection: Projection, events: Sequence[Event]) -> Rows:
     """
     keys_of, apply = checked_keys(projection), guarded(projection)
     # Each entity's state after its latest event (None: deleted).
-    states: dict[str, dict[str, Any] | None] = {}
+    states: dict[EntityKey, dict[str, Any] | None] = {}
     rows: Rows = {}
     get = rows.get
+    # Changes the entity's next change rewrites, held back (projections.skipping).
+    held = Held(projection)
+    hold = held.hold if projection.skippable is not None else None
     for e in events:
         if e.type in STREAM_TYPES:
             continue
-        who = entity_identity(e)
+        who = state_key(e)
         before = states.get(who) if e.version > 1 else None
         states[who] = after = apply_event(before, e)
         change = Change(event=e, before=before, after=after)
-        for w in apply(view_of(get, keys_of(change)), change):
+        touched = keys_of(change)
+        if hold is not None and hold(change, touched, rows):
+            continue
+        for w in apply(view_of(get, touched), change):
+            rows[w.key] = w.row
+    for change, touched in held.release():
+        for w in apply(view_of(get, touched), change):
             rows[w.key] = w.row
     return rows
 

@@ -91,8 +91,9 @@ def _check(label: str, p: Projection) -> None:
     for field in ("keys", "apply"):
         if not callable(getattr(p, field)):
             raise PluginError(f"{label} ({p.name}): {field} is not callable")
-    if p.merge is not None and not callable(p.merge):
-        raise PluginError(f"{label} ({p.name}): merge is neither callable nor None")
+    for optional in ("merge", "skippable"):
+        if getattr(p, optional) is not None and not callable(getattr(p, optional)):
+            raise PluginError(f"{label} ({p.name}): {optional} is neither callable nor None")
     if p.tracks_seq:
         raise PluginError(
             f"{label} ({p.name}): tracks_seq is for the built-in projections; "

@@ -36,6 +36,7 @@ from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
 from projections.idempotent import checked_keys, guarded
 from projections.partitioned import NoMerge, view_of
+from projections.skipping import Held
 from projections.states import SharedStateCache, SharedStates, forget_erased
 from projections.states import StateCache as StateCache  # re-exported: tests import it here
 
@@ -180,6 +181,9 @@ class ProjectionRunner:
         source: Iterable[Change | Event],
         rows: dict[str, dict[str, Any] | None],
         keys: list[list[str]] | None = None,
+        *,
+        held: Held | None = None,
+        pending: dict[str, dict[str, Any] | None] | None = None,
     ) -> dict[str, dict[str, Any] | None]:
         """Apply changes in order onto `rows` (updated in place); the rows written, by key.
 
@@ -187,21 +191,29 @@ class ProjectionRunner:
         before is released as soon as its change is applied); `keys` are the
         changes' keys when already known. `rows` holds every row they touch (None
         or no entry: no row). Each apply sees only the rows of its own keys. A
-        failing apply stops the projection (FAILED).
+        failing apply stops the projection (FAILED). With `held` (a rebuild), the
+        changes the projection calls skippable are held there instead of applied,
+        and what it holds is applied before a stream event (`projections.skipping`).
+        The rows written are added to `pending` when given.
         """
         keys_of, apply = self.keys, self.apply
         fold = self.cache.fold
-        pending: dict[str, dict[str, Any] | None] = {}
+        if pending is None:
+            pending = {}
         get = rows.get
         for i, item in enumerate(source):
             if isinstance(item, Change):
                 change = item
             elif item.type in STREAM_TYPES:
+                if held:
+                    await self._release(held, rows, pending)
                 continue
             else:
                 change = fold(item) or await self.cache.change(item)
             try:
                 touched = keys_of(change) if keys is None else keys[i]
+                if held is not None and held.hold(change, touched, rows):
+                    continue
                 writes = apply(view_of(get, touched), change)
             except Exception as exc:
                 await self._fail(change.event.seq, exc)
@@ -214,6 +226,21 @@ class ProjectionRunner:
                         1 for p in found if isinstance(p, dict) and p.get("seq") == seq
                     )
         return pending
+
+    async def _release(
+        self,
+        held: Held,
+        rows: dict[str, dict[str, Any] | None],
+        pending: dict[str, dict[str, Any] | None],
+    ) -> None:
+        """Apply every change `held` holds onto `rows`, in the order held (see `_apply`)."""
+        released = held.release()
+        await self._apply(
+            [change for change, _ in released],
+            rows,
+            [touched for _, touched in released],
+            pending=pending,
+        )
 
     async def _keys(self, changes: Sequence[Change]) -> list[list[str]]:
         """The keys of each change; a failing `keys` stops the projection (FAILED)."""
@@ -438,6 +465,8 @@ class ProjectionRunner:
         # batch; and only keys are kept here, not a second reference to each row, which made
         # every row outlive its batch and the garbage collector walk them again and again.
         unwritten: set[str] = set()
+        # Changes the projection's next change of the same entity rewrites, held back.
+        held = Held(self.projection)
 
         async def flush() -> None:
             if unwritten:
@@ -456,7 +485,7 @@ class ProjectionRunner:
             if self.projection.per_entity:
                 forget_erased(self.cache, events)
             if complete:  # no row to read: fold and apply each event in turn
-                pending = await self._apply(events, rows)
+                pending = await self._apply(events, rows, held=held)
             else:
                 changes = await self.cache.changes(events)
                 keys = await self._keys(changes)
@@ -470,6 +499,10 @@ class ProjectionRunner:
             if not complete or len(unwritten) >= self.rebuild_rows:
                 await flush()
             if len(rows) > self.rebuild_rows:
+                if held:  # rows are read back from here on: nothing is held
+                    released: dict[str, dict[str, Any] | None] = {}
+                    await self._release(held, rows, released)
+                    unwritten.update(released.keys())
                 await flush()  # rows forgotten from here on are read back from `building`
                 rows.clear()
                 complete = False
@@ -479,6 +512,10 @@ class ProjectionRunner:
             progress.total = max(progress.total, position)
             await self.lease.keep()
             await report()
+        if held:  # the log has ended: each entity's last change is applied
+            released = {}
+            await self._release(held, rows, released)
+            unwritten.update(released.keys())
         if unwritten:
             await flush()
             await report()

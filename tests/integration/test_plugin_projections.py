@@ -333,6 +333,8 @@ EMPTY = []
 BUILDING = make("building", "rm_order_summary__rebuild")
 STAGING = make("staging", "rm_x__rebuild_0a1b_p0_1")
 DOLLAR = make("dollar", "rm_$x")
+MERGE_TEXT = Projection(name="m", collection="rm_m", keys=keys, apply=apply, merge="sum")
+SKIP_TEXT = Projection(name="s", collection="rm_s", keys=keys, apply=apply, skippable=True)
 """
 
 
@@ -406,6 +408,15 @@ def reserved_plugin(collection: str) -> str:
             "collection 'rm_x__rebuild_0a1b_p0_1' contains '__rebuild'",
         ),
         (["refused_plugins:DOLLAR"], "collection 'rm_$x' is not a MongoDB collection name"),
+        (
+            ["refused_plugins:MERGE_TEXT"],
+            "projection plugin 'refused_plugins:MERGE_TEXT' (m): merge is neither callable nor None",
+        ),
+        (
+            ["refused_plugins:SKIP_TEXT"],
+            "projection plugin 'refused_plugins:SKIP_TEXT' (s): skippable is neither callable "
+            "nor None",
+        ),
     ],
 )
 def test_each_refusal_is_one_line_naming_the_plugin_and_exit_1(
