@@ -369,7 +369,8 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
         # sets: `created_at` (by the order's first change: a skipped change's row exists) and
         # the seq a bad total was first seen at, which only a change of the total (or, for a
         # missing one, of the status) can move. The fold shares what an update leaves
-        # alone, so an unchanged total is the same object.
+        # alone, so an unchanged total is the same object. Only a delete's row reads
+        # `before`, and a delete is never skipped.
         before, after = change.before, change.after
         if before is None or after is None or change.event.stream != stream:
             return False

@@ -282,7 +282,7 @@ def test_a_total_replaced_by_an_equal_value_of_another_type_is_never_skipped() -
 # -- Held: what a rebuild holds back ---------------------------------------------------------
 def _change(seq: int, key: str) -> Change:
     event = make_event(seq=seq, entity_id=key, version=seq + 1)
-    return Change(event=event, before={"_id": key}, after={"_id": key})
+    return Change(event=event, before={"_id": key, "v": seq}, after={"_id": key, "v": seq + 1})
 
 
 def _projection(skip: bool | None) -> Projection:
@@ -303,7 +303,11 @@ def test_held_changes_are_each_rows_last_in_the_order_held() -> None:
     assert not held.hold(c4, ["c"], rows)  # no row yet: applied, whatever it promises
     assert not held.hold(_change(5, "a"), ["a", "b"], rows)  # two rows: applied
     assert len(held) == 2
-    assert [(c.event.seq, k) for c, k in held.release()] == [(2, ["b"]), (3, ["a"])]
+    released = held.release()
+    assert [(c.event.seq, k) for c, k in released] == [(2, ["b"]), (3, ["a"])]
+    # a run of held changes is one change: from the state before its first to its last's after
+    assert released[1][0].before is a1.before and released[1][0].after is a3.after
+    assert released[0][0] is b2
     assert not held and held.release() == []
 
 
