@@ -27,14 +27,11 @@ from collections.abc import Sequence
 
 from eventstore.cli.common import frozen_gc
 from eventstore.clock import SystemClock
-from eventstore.fold import apply_event
 from eventstore.memory.store import MemoryStore
-from eventstore.model import STREAM_TYPES
 from projections.api import Projection
 from projections.orders import ORDER_PROJECTIONS, ORDER_SUMMARY
 from projections.runner import ProjectionRunner
-from projections.states import state_key
-from tests.benchmarks.bench_rebuild import _log
+from tests.benchmarks.bench_rebuild import _bare_fold, _log
 from tests.benchmarks.harness import Row, ratio
 
 EVENTS = 100_000
@@ -52,24 +49,6 @@ async def _rebuild(store: MemoryStore, projections: Sequence[Projection], worker
         progress = await runner.rebuild(workers=workers)
         await runner.hand_back()
         assert progress.processed == EVENTS
-    return time.perf_counter() - started
-
-
-async def _bare_fold(store: MemoryStore) -> float:
-    """Seconds to read the log in the same batches and fold each event onto its entity's state."""
-    gc.collect()
-    started = time.perf_counter()
-    states: dict[object, object] = {}
-    after = 0
-    while events := await store.events.read(after_seq=after, limit=BATCH):
-        for e in events:
-            if e.type in STREAM_TYPES:
-                continue
-            who = state_key(e)
-            before = states.get(who) if e.version > 1 else None
-            states[who] = apply_event(before, e)  # type: ignore[arg-type]
-        after = events[-1].seq
-    assert len(states) > 0
     return time.perf_counter() - started
 
 
