@@ -321,3 +321,63 @@ def test_a_change_that_is_not_skippable_drops_the_one_held_for_its_row() -> None
     assert not held.hold(_change(2, "a"), ["a"], rows)
     assert held.release() == []
     assert not Held(_projection(None)).hold(_change(3, "a"), ["a"], rows)
+
+
+# -- a plugin that declares skippable -------------------------------------------------------
+def _latest_keys(change: Change) -> list[str]:
+    return [f"{change.event.stream}:{change.event.entity_key}"]
+
+
+def _latest_apply(rows: Any, change: Change) -> list[Write]:
+    key = _latest_keys(change)[0]
+    old = rows.get(key)
+    doc = change.after or {}
+    return [
+        Write(
+            key=key,
+            row={
+                "status": doc.get("status"),
+                "version": change.event.version,
+                "first_seen": old["first_seen"] if old else change.event.seq,
+                "deleted": change.after is None,
+            },
+        )
+    ]
+
+
+LATEST = Projection(
+    name="latest_status",
+    collection="rm_latest_status",
+    keys=_latest_keys,
+    apply=_latest_apply,
+    merge=lambda key, a, b: a if a["version"] >= b["version"] else b,
+    # the row reads the latest state only (never `before`), but `first_seen` from the row
+    skippable=lambda change: change.after is not None,
+)
+
+
+def test_a_plugins_skipping_rebuilds_equal_following_it() -> None:
+    async def go() -> None:
+        from tests.integration.test_partitioned_rebuild import simulated
+
+        store = await simulated(seed=5, orders=12, steps=150)
+        clock = FakeClock()
+        plain = msgspec.structs.replace(LATEST, skippable=None)
+        following = ProjectionRunner(store, plain, clock=clock, batch_size=3)
+        await following.catch_up()
+        expected = await _rows(store, LATEST.collection)
+        assert len(expected) >= 12  # the simulator creates more orders as it goes
+        calls: list[int] = []
+        one = ProjectionRunner(store, _counted(LATEST, calls), clock=clock, batch_size=50)
+        await one.rebuild_now()
+        assert await _rows(store, LATEST.collection) == expected
+        events = await store.events.read(after_seq=0, limit=100_000)
+        # about twice per order (its first change, its last), not once per event
+        assert len(expected) <= len(calls) <= 2 * len(expected) < len(events) / 2
+        two = ProjectionRunner(store, LATEST, clock=clock, batch_size=50)
+        two.processes = False
+        assert await two.lease.try_acquire()
+        await two.rebuild(workers=2)
+        assert await _rows(store, LATEST.collection) == expected
+
+    asyncio.run(go())
