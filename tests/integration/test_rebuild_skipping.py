@@ -15,6 +15,7 @@ import asyncio
 from typing import Any
 
 import msgspec
+import pytest
 from bson import Decimal128
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -379,5 +380,55 @@ def test_a_plugins_skipping_rebuilds_equal_following_it() -> None:
         assert await two.lease.try_acquire()
         await two.rebuild(workers=2)
         assert await _rows(store, LATEST.collection) == expected
+
+    asyncio.run(go())
+
+
+def _raising_skippable(at_seq: int) -> Projection:
+    def skippable(change: Change) -> bool:
+        if change.event.seq == at_seq:
+            raise RuntimeError(f"cannot tell at {at_seq}")
+        return change.after is not None
+
+    return msgspec.structs.replace(
+        LATEST, name="raising", collection="rm_raising", skippable=skippable
+    )
+
+
+def test_a_skippable_that_raises_fails_only_its_projection_at_that_seq() -> None:
+    async def go() -> None:
+        from projections.runner import ProjectionFailed
+        from tests.integration.test_partitioned_rebuild import simulated
+
+        store = await simulated(seed=6, orders=6, steps=40)
+        await store.read_models.write("rm_raising", [("live", {"v": 1})])
+        clock = FakeClock()
+        runner = ProjectionRunner(store, _raising_skippable(20), clock=clock)
+        with pytest.raises(ProjectionFailed):
+            await runner.rebuild_now()
+        assert runner.status.state == "failed" and runner.status.failed_seq == 20
+        assert runner.status.error == "RuntimeError: cannot tell at 20"
+        assert await _rows(store, "rm_raising") == {"live": {"v": 1}}  # the live model untouched
+        # another projection over the same log rebuilds as ever
+        other = ProjectionRunner(store, LATEST, clock=clock)
+        await other.rebuild_now()
+        assert await _rows(store, LATEST.collection)
+
+    asyncio.run(go())
+
+
+def test_a_skippable_that_raises_in_a_partition_fails_the_job() -> None:
+    async def go() -> None:
+        from projections.runner import request_rebuild
+        from tests.integration.test_partitioned_rebuild import simulated
+
+        store = await simulated(seed=6, orders=6, steps=40)
+        await store.read_models.write("rm_raising", [("live", {"v": 1})])
+        runner = ProjectionRunner(store, _raising_skippable(20), clock=FakeClock())
+        with pytest.raises(RuntimeError, match="cannot tell at 20"):
+            await request_rebuild(runner, workers=2)
+        (job,) = [j for j in store.jobs._jobs.values() if j.projection == "raising"]  # type: ignore[attr-defined]
+        assert job.state == "failed" and "cannot tell at 20" in (job.error or "")
+        assert await _rows(store, "rm_raising") == {"live": {"v": 1}}
 
     asyncio.run(go())
