@@ -224,6 +224,7 @@ class ProjectionFigures:
     state: str
     problems: int = 0
     rebuild_needed: bool = False
+    state_reads: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,14 +295,21 @@ def _projection_families(rows: Sequence[ProjectionFigures]) -> Iterator[Metric]:
         "1 when a projection's rows were built with another config (ORDER_* mapping).",
         labels=("projection",),
     )
+    reads = GaugeMetricFamily(
+        "eventstore_projection_state_reads",
+        "Entity states a projection's runner read from history since it started, because the "
+        "state cache (STATE_CACHE) did not hold them: raise STATE_CACHE while it climbs.",
+        labels=("projection",),
+    )
     for row in rows:
         lag.add_metric((row.name,), row.lag)
+        reads.add_metric((row.name,), row.state_reads)
         position.add_metric((row.name,), row.position)
         for s in PROJECTION_STATES:
             state.add_metric((row.name, s), int(s == row.state))
         problems.add_metric((row.name,), row.problems)
         rebuild.add_metric((row.name,), int(row.rebuild_needed))
-    yield from (lag, position, state, problems, rebuild)
+    yield from (lag, position, state, problems, rebuild, reads)
 
 
 class _Scrape:

@@ -193,6 +193,8 @@ class ProjectionOut(msgspec.Struct, kw_only=True):
     rebuild_needed: bool = False
     problems: int = 0
     orders_without_customer: int | None = None
+    # Entity states its runner read from history (STATE_CACHE did not hold them).
+    state_reads: int = 0
 
 
 class RowsPage(msgspec.Struct, kw_only=True):

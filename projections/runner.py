@@ -48,6 +48,9 @@ REBUILDING: Final = "rebuilding"
 STATE_COLLECTION: Final = "projection_states"
 # The entity states a one-worker rebuild keeps by default (ProjectionRunner.rebuild_states).
 REBUILD_STATES: Final = 500_000
+# Seconds between two records of a changed `state_reads` while following (other changes
+# of the status are recorded at once).
+READS_RECORDED_EVERY: Final = 5.0
 
 
 class RunnerStatus(msgspec.Struct, kw_only=True):
@@ -63,6 +66,9 @@ class RunnerStatus(msgspec.Struct, kw_only=True):
     built_with: str | None = None
     # Problem records written (values the rows counted as 0: projections.money).
     problems: int = 0
+    # Entity states following read from history because the state cache (STATE_CACHE)
+    # did not hold them, since this runner started.
+    state_reads: int = 0
 
 
 class RebuildProgress(msgspec.Struct, kw_only=True):
@@ -163,6 +169,7 @@ class ProjectionRunner:
             await self.store.read_models.get_many(target, needed)
         )
         pending = await self._apply(changes, rows, keys)
+        self.status.state_reads = self.following.state_reads
         last = events[-1]
         cp = Checkpoint(
             name=self.role,
@@ -310,6 +317,7 @@ class ProjectionRunner:
                 await self._recover()
                 await self.publish()
                 published_problems = self.status.problems
+                published_reads, reads_at = self.status.state_reads, self.monotonic()
                 idle = self.poll_seconds
                 try:
                     while not (stop and stop.is_set()):
@@ -322,6 +330,12 @@ class ProjectionRunner:
                         if self.on_step is not None:
                             self.on_step()
                         if applied == 0:
+                            if self.status.state_reads != published_reads:  # caught up
+                                published_reads, reads_at = (
+                                    self.status.state_reads,
+                                    self.monotonic(),
+                                )
+                                await self.publish()
                             if until_caught_up:
                                 return
                             # Idle: wait for an append (the log wakes us: a change stream on
@@ -334,8 +348,16 @@ class ProjectionRunner:
                             idle = min(idle * 2, self.max_poll_seconds)
                         else:
                             idle = self.poll_seconds
-                            if self.status.problems != published_problems:
+                            reads_due = (
+                                self.status.state_reads != published_reads
+                                and self.monotonic() - reads_at >= READS_RECORDED_EVERY
+                            )
+                            if self.status.problems != published_problems or reads_due:
                                 published_problems = self.status.problems
+                                published_reads, reads_at = (
+                                    self.status.state_reads,
+                                    self.monotonic(),
+                                )
                                 await self.publish()
                 except LeaseLost:
                     log.warning("projection %s: lease lost, standing by", self.projection.name)

@@ -57,6 +57,20 @@ async def state_before(history: History, event: Event) -> dict[str, Any] | None:
 class _Folds:
     """What both caches give: an event's change, without I/O when they can."""
 
+    _history: History
+    # States read from history because the cache did not hold them (misses), since made.
+    _reads = 0
+
+    @property
+    def state_reads(self) -> int:
+        """How many entity states were read from history: the cache did not hold them."""
+        return self._reads
+
+    async def _read_before(self, event: Event) -> dict[str, Any] | None:
+        """The state just before `event`, read from history (a miss, counted)."""
+        self._reads += 1
+        return await state_before(self._history, event)
+
     def fold(self, event: Event) -> Change | None:
         """The change of an entity event, when the state before it is known without I/O."""
         raise NotImplementedError
@@ -121,7 +135,7 @@ class StateCache(_Folds):
         if folded is not None:
             return folded
         key = state_key(event)
-        before = await state_before(self._history, event)
+        before = await self._read_before(event)
         return self._fold(key, self._states.get(key), before, event)
 
     def _fold(
@@ -245,9 +259,14 @@ class SharedStateCache(_Folds):
         if folded is not None:
             return folded
         entity = state_key(event)
-        before = await state_before(self._history, event)
+        before = await self._read_before(event)
         self.shared.put((entity, event.version - 1), before)
         return self._after(entity, before, event)
+
+    @property
+    def state_reads(self) -> int:
+        """How many entity states this view read from history (its erased entities' too)."""
+        return self._reads + self._own.state_reads
 
     def clear(self) -> None:
         """Forget this view's own states (the shared ones never go stale)."""

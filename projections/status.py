@@ -46,6 +46,9 @@ class ProjectionStatus(msgspec.Struct, frozen=True, kw_only=True):
     problems: int = 0
     # customer_totals: orders that have no customer id (counted, never dropped silently).
     orders_without_customer: int | None = None
+    # Entity states its runner read from history, the state cache (STATE_CACHE) not holding
+    # them, since the runner started (recorded at most every 5 s while it follows).
+    state_reads: int = 0
 
 
 def _time(value: Any) -> datetime | None:
@@ -101,6 +104,7 @@ async def projection_statuses(
         position = cp.head.seq if cp is not None else 0
         built_with = row.get("built_with")
         problems = row.get("problems")
+        reads = row.get("state_reads")
         state, error = supervised_state(
             str(row.get("state") or STOPPED),
             row.get("error"),
@@ -119,6 +123,7 @@ async def projection_statuses(
                 rebuild_needed=_rebuild_needed(projection, built_with, position),
                 problems=problems if isinstance(problems, int) else 0,
                 orders_without_customer=await _without_customer(store, projection),
+                state_reads=reads if isinstance(reads, int) and not isinstance(reads, bool) else 0,
             )
         )
     return out

@@ -61,7 +61,9 @@ async def log_figures(services: Services) -> LogFigures:
         ingest_lag_seconds=lag,
         last_checkpoint=updated,
         projections=[
-            ProjectionFigures(s.name, s.position, s.lag, s.state, s.problems, s.rebuild_needed)
+            ProjectionFigures(
+                s.name, s.position, s.lag, s.state, s.problems, s.rebuild_needed, s.state_reads
+            )
             for s in statuses
         ],
     )

@@ -124,6 +124,7 @@ async def list_projections(services: ServicesDep) -> list[ProjectionOut]:
             rebuild_needed=s.rebuild_needed,
             problems=s.problems,
             orders_without_customer=s.orders_without_customer,
+            state_reads=s.state_reads,
         )
         for s in statuses
     ]

@@ -153,6 +153,8 @@ async def _status(service: Service, args: argparse.Namespace, out: TextIO) -> in
                 line += f"  {r['problems']} values not money (counted as 0; see the rows' problems)"
             if r["orders_without_customer"]:
                 line += f"  {r['orders_without_customer']} orders without a customer id"
+            if r["state_reads"]:
+                line += f"  {r['state_reads']} states read from history (see STATE_CACHE)"
             print(line, file=out)
     return EXIT_OK
 
