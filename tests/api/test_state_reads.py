@@ -1,13 +1,16 @@
 """States read from history because the state cache did not hold them: counted per runner,
-recorded with its status, shown by `/v1/projections` and `/metrics`."""
+recorded with its status, shown by `/v1/projections`, `/metrics` and `projections status`."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 from typing import Any
 
 from litestar.testing import AsyncTestClient
 
+from eventstore.cli import main
 from eventstore.clock import FakeClock
 from eventstore.memory.store import MemoryStore
 from eventstore.sources.memory import MemoryChangeFeed
@@ -119,3 +122,22 @@ async def test_a_following_runner_records_its_reads_once_caught_up_and_every_5_s
     recorded = await _recorded_reads(lambda: float(next(ticks)))
     assert recorded[0] == 0 and recorded[-1] == ORDERS * ROUNDS
     assert sorted(set(recorded)) == list(range(ORDERS * ROUNDS + 1))
+
+
+def test_projections_status_says_how_many_states_were_read_from_history() -> None:
+    async def follow() -> MemoryStore:
+        store = await round_robin()
+        runner = ProjectionRunner(store, ORDER_SUMMARY, clock=FakeClock(), state_cache=2)
+        await runner.run(until_caught_up=True)
+        return store
+
+    store = asyncio.run(follow())
+    out = io.StringIO()
+    argv = ["projections", "status", "order_summary", "orders_by_status", "--uri", "memory://"]
+    assert main(argv, out=out, store=store) == 0
+    summary, by_status = out.getvalue().splitlines()
+    assert summary.endswith(f"  {ORDERS * ROUNDS} states read from history (see STATE_CACHE)")
+    assert "read from history" not in by_status
+    out = io.StringIO()
+    assert main([*argv, "--json"], out=out, store=store) == 0
+    assert [r["state_reads"] for r in json.loads(out.getvalue())] == [ORDERS * ROUNDS, 0]
