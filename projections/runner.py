@@ -487,8 +487,10 @@ class ProjectionRunner:
         # batch; and only keys are kept here, not a second reference to each row, which made
         # every row outlive its batch and the garbage collector walk them again and again.
         unwritten: set[str] = set()
-        # Changes the projection's next change of the same entity rewrites, held back.
+        # Changes the projection's next change of the same entity rewrites, held back
+        # (None for a projection that declares no `skippable`: nothing to ask per event).
         held = Held(self.projection)
+        holding = held if held.skippable is not None else None
 
         async def flush() -> None:
             if unwritten:
@@ -507,7 +509,7 @@ class ProjectionRunner:
             if self.projection.per_entity:
                 forget_erased(self.cache, events)
             if complete:  # no row to read: fold and apply each event in turn
-                pending = await self._apply(events, rows, held=held)
+                pending = await self._apply(events, rows, held=holding)
             else:
                 changes = await self.cache.changes(events)
                 keys = await self._keys(changes)
