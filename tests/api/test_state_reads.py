@@ -122,6 +122,14 @@ async def test_a_following_runner_records_its_reads_once_caught_up_and_every_5_s
     recorded = await _recorded_reads(lambda: float(next(ticks)))
     assert recorded[0] == 0 and recorded[-1] == ORDERS * ROUNDS
     assert sorted(set(recorded)) == list(range(ORDERS * ROUNDS + 1))
+    # exactly 5 s between two looks: still due each time
+    ticks = iter(range(0, 1_000_000, 5))
+    recorded = await _recorded_reads(lambda: float(next(ticks)))
+    assert sorted(set(recorded)) == list(range(ORDERS * ROUNDS + 1))
+    # 1 s between two looks: about every fifth batch's count is recorded, and the last one
+    ticks = iter(range(0, 1_000_000, 1))
+    recorded = await _recorded_reads(lambda: float(next(ticks)))
+    assert 2 < len(set(recorded)) <= ORDERS * ROUNDS // 3 and recorded[-1] == ORDERS * ROUNDS
 
 
 def test_projections_status_says_how_many_states_were_read_from_history() -> None:

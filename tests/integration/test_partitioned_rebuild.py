@@ -8,6 +8,7 @@ import io
 import os
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, TypeVar
@@ -427,14 +428,18 @@ def _failing_from(seq: int) -> Projection:
 
 
 class _Created:
-    """Records the ids of the jobs created in a store."""
+    """Records the ids of the jobs created in a store, and each one's state when created."""
 
     def __init__(self, store: Store) -> None:
         self.ids: list[str] = []
+        self.states: list[str] = []
+        self.workers: list[int] = []
         self.real = store.jobs.create
 
         async def create(job: Job) -> None:
             self.ids.append(job.job)
+            self.states.append(job.state)
+            self.workers.append(job.workers)
             await self.real(job)
 
         store.jobs.create = create  # type: ignore[method-assign]
@@ -488,7 +493,75 @@ async def test_a_partitioned_rebuild_without_a_job_records_one_and_its_outcome(
         # the live model (from the first, successful run) and the states: nothing staged
         assert sorted(await store.read_models.collections()) == ["projection_states", "rm_fails"]
     assert len(created.ids) == 2
+    # running from the start, with its workers: a queued job would be picked up by whoever
+    # holds the lease
+    assert created.states == ["running", "running"] and created.workers == [2, 3]
     assert not [r for r in caplog.records if r.name == "projections.runner"]
+
+
+def _failing_entity(entity_key: str) -> Projection:
+    """`_failing_from`'s rows, but only the apply of one entity's events raises."""
+    ok = _failing_from(0)
+
+    def apply(rows: Any, change: Change) -> list[Write]:
+        if change.event.entity_key == entity_key:
+            raise RuntimeError("bad row")
+        return ok.apply(rows, change)
+
+    return msgspec.structs.replace(ok, apply=apply)
+
+
+async def test_a_failed_job_keeps_its_succeeded_partitions_and_abandons_the_unfinished() -> None:
+    store = await numbered_orders(12)
+    events = await store.events.read(after_seq=0, limit=1_000)
+    # in-process, partitions fold in index order: 0 succeeds, 1 fails, 2 is never finished
+    bad = next(e.entity_key for e in events if partition_of(e, 3) == 1)
+    runner = ProjectionRunner(store, _failing_entity(bad), clock=FakeClock(), batch_size=5)
+    runner.processes = False
+    created = _Created(store)
+    assert await runner.lease.try_acquire()
+    with pytest.raises(RuntimeError, match="bad row"):
+        await runner.rebuild(workers=3)
+    job = await store.jobs.get(created.ids[-1])
+    assert job is not None and job.state == "failed"
+    assert [(p.index, p.state, p.error) for p in sorted(job.partitions, key=lambda p: p.index)] == [
+        (0, "succeeded", None),
+        (1, "failed", "RuntimeError: bad row"),
+        (2, "failed", "abandoned: the job failed"),
+    ]
+
+
+async def test_a_partitioned_rebuilds_progress_says_the_seconds_since_it_started() -> None:
+    store = await numbered_orders(6)
+    runner = ProjectionRunner(store, _failing_from(0), clock=FakeClock(), batch_size=5)
+    runner.processes = False
+    seconds: list[float] = []
+    assert await runner.lease.try_acquire()
+    started = time.perf_counter()
+    await runner.rebuild(lambda p: seconds.append(p.seconds), workers=2)
+    elapsed = time.perf_counter() - started
+    assert seconds and all(0 <= s <= elapsed for s in seconds)
+
+
+async def test_a_job_whose_log_cannot_be_read_abandons_the_partitions_it_claimed() -> None:
+    store = await numbered_orders(6)
+    runner = ProjectionRunner(store, _failing_from(0), clock=FakeClock(), batch_size=5)
+    runner.processes = False
+    created = _Created(store)
+
+    async def away(*, after_seq: int = 0, limit: int = 0) -> list[Any]:
+        raise ConnectionError("store away")
+
+    store.events.read = away  # type: ignore[method-assign]
+    assert await runner.lease.try_acquire()
+    with pytest.raises(ConnectionError, match="store away"):
+        await runner.rebuild(workers=2)
+    job = await store.jobs.get(created.ids[-1])
+    assert job is not None and job.state == "failed"
+    assert [(p.state, p.error) for p in job.partitions] == [
+        ("failed", "abandoned: the job failed"),
+        ("failed", "abandoned: the job failed"),
+    ]
 
 
 async def test_a_failed_partitioned_rebuild_that_cannot_be_cleared_says_so(
