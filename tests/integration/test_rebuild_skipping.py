@@ -217,89 +217,89 @@ def _counted(projection: Projection, calls: list[int]) -> Projection:
     return msgspec.structs.replace(projection, apply=counted)
 
 
-def test_an_order_changed_ten_times_without_its_total_is_applied_twice() -> None:
-    async def go() -> None:
+def _rebuilt(ops: list[tuple[Any, ...]]) -> tuple[list[int], dict[str, Any], int]:
+    """A rebuild of order_summary over one order's `ops`: the seqs its apply was called at,
+    the order's row, and the problems the runner counted."""
+
+    async def go() -> tuple[list[int], dict[str, Any], int]:
         clock = FakeClock()
         store = MemoryStore()
-        ops: list[tuple[Any, ...]] = [("insert", 1, Decimal128("NaN"), "paid", 0)]
-        ops += [("touch", 1, None, "", n % 4) for n in range(10)]
         await _run(ops, store, clock)
         calls: list[int] = []
         runner = ProjectionRunner(store, _counted(summary(), calls), clock=clock)
         await runner.rebuild_now()
-        assert calls == [1, 11]  # the insert (no row yet) and the last change
         (row,) = (await _rows(store, summary().collection)).values()
-        assert row["version"] == 11 and row["seq"] == 11
-        # the bad total is dated at the insert that brought it, as following dates it
-        assert [(p["seq"], p["reason"]) for p in row["problems"]] == [(1, "not_finite")]
-        assert runner.status.problems == 1
+        return calls, row, runner.status.problems
 
-    asyncio.run(go())
+    return asyncio.run(go())
+
+
+def _problems(row: dict[str, Any], *fields: str) -> list[tuple[Any, ...]]:
+    return [tuple(p[f] for f in fields) for p in row["problems"]]
+
+
+def test_an_order_changed_ten_times_without_its_total_is_applied_twice() -> None:
+    ops: list[tuple[Any, ...]] = [("insert", 1, Decimal128("NaN"), "paid", 0)]
+    calls, row, counted = _rebuilt(ops + [("touch", 1, None, "", n % 4) for n in range(10)])
+    assert calls == [1, 11]  # the insert (no row yet) and the last change
+    assert row["version"] == 11 and row["seq"] == 11
+    # the bad total is dated at the insert that brought it, as following dates it
+    assert _problems(row, "seq", "reason") == [(1, "not_finite")] and counted == 1
 
 
 def test_a_change_of_the_total_is_never_skipped() -> None:
-    async def go() -> None:
-        clock = FakeClock()
-        store = MemoryStore()
-        ops: list[tuple[Any, ...]] = [("insert", 1, Decimal128("1.00"), "paid", 0)]
-        ops += [_touch(0), ("total", 1, "abc", "", 0), _touch(1), _touch(2)]
-        await _run(ops, store, clock)
-        calls: list[int] = []
-        runner = ProjectionRunner(store, _counted(summary(), calls), clock=clock)
-        await runner.rebuild_now()
-        assert calls == [1, 3, 5]
-        (row,) = (await _rows(store, summary().collection)).values()
-        assert [(p["seq"], p["value"]) for p in row["problems"]] == [(3, "abc")]
-
-    asyncio.run(go())
+    ops: list[tuple[Any, ...]] = [("insert", 1, Decimal128("1.00"), "paid", 0)]
+    calls, row, _ = _rebuilt([*ops, _touch(0), ("total", 1, "abc", "", 0), _touch(1), _touch(2)])
+    assert calls == [1, 3, 5]
+    assert _problems(row, "seq", "value") == [(3, "abc")]
 
 
 def test_a_status_change_that_makes_a_missing_total_a_problem_is_never_skipped() -> None:
-    async def go() -> None:
-        clock = FakeClock()
-        store = MemoryStore()
-        ops: list[tuple[Any, ...]] = [("insert", 1, None, "pending", 0), _touch(0)]
-        ops += [_status("paid"), _touch(1), _status("shipped"), _touch(2)]
-        await _run(ops, store, clock)
-        calls: list[int] = []
-        runner = ProjectionRunner(store, _counted(summary(), calls), clock=clock)
-        await runner.rebuild_now()
-        assert calls == [1, 3, 5, 6]  # shipped: paid either way, but the status changed
-        (row,) = (await _rows(store, summary().collection)).values()
-        assert [(p["seq"], p["reason"]) for p in row["problems"]] == [(3, "missing")]
-
-    asyncio.run(go())
+    ops: list[tuple[Any, ...]] = [("insert", 1, None, "pending", 0), _touch(0)]
+    calls, row, _ = _rebuilt([*ops, _status("paid"), _touch(1), _status("shipped"), _touch(2)])
+    assert calls == [1, 3, 5, 6]  # shipped: paid either way, but the status changed
+    assert _problems(row, "seq", "reason") == [(3, "missing")]
 
 
 def test_a_total_replaced_by_an_equal_value_of_another_type_is_never_skipped() -> None:
-    async def go() -> None:
-        clock = FakeClock()
-        store = MemoryStore()
-        # 1 == True, but True is not money: the change from one to the other moves the problem
-        ops: list[tuple[Any, ...]] = [("insert", 1, 1, "paid", 0), ("total", 1, True, "", 0)]
-        ops += [_touch(0), _touch(1)]
-        await _run(ops, store, clock)
-        runner = ProjectionRunner(store, summary(), clock=clock)
-        await runner.rebuild_now()
-        (row,) = (await _rows(store, summary().collection)).values()
-        assert [(p["seq"], p["reason"]) for p in row["problems"]] == [(2, "wrong_type")]
+    # 1 == True, but True is not money: the change from one to the other moves the problem
+    ops: list[tuple[Any, ...]] = [("insert", 1, 1, "paid", 0), ("total", 1, True, "", 0)]
+    calls, row, _ = _rebuilt([*ops, _touch(0), _touch(1)])
+    assert calls == [1, 2, 4]
+    assert _problems(row, "seq", "reason") == [(2, "wrong_type")]
 
-    asyncio.run(go())
+
+class _Orders:
+    """A shop's `orders` collection through the memory feed, and its changes ingested."""
+
+    def __init__(self, store: MemoryStore, clock: FakeClock) -> None:
+        self.store, self.clock = store, clock
+        self.feed = MemoryChangeFeed(clock=clock)
+        collection = self.feed.collection("orders")
+        self.insert_one, self.update_one = collection.insert_one, collection.update_one
+        self.delete_one = collection.delete_one
+
+    async def ingest(self) -> None:
+        await ingester(self.store, self.feed, self.clock).run(until_idle=True)
+
+
+async def _shop() -> tuple[MemoryStore, FakeClock, _Orders]:
+    """An empty store that captures from the beginning, its clock, and the shop's orders."""
+    clock = FakeClock()
+    store = MemoryStore()
+    await start_from_the_beginning(store)
+    return store, clock, _Orders(store, clock)
 
 
 def test_a_delete_is_never_held_its_row_shows_the_last_state() -> None:
     async def go() -> None:
-        clock = FakeClock()
-        store = MemoryStore()
-        feed = MemoryChangeFeed(clock=clock)
-        await start_from_the_beginning(store)
-        orders = feed.collection("orders")
+        store, clock, orders = await _shop()
         # no total and no status: nothing about them changes, so only the delete's own
         # rule keeps it from being held (and applied with the state before the touch)
         await orders.insert_one({"_id": 1, "number": "N1", "items": ["old"]})
         await orders.update_one({"_id": 1}, {"$set": {"items": ["new"]}})
         await orders.delete_one({"_id": 1})
-        await ingester(store, feed, clock).run(until_idle=True)
+        await orders.ingest()
         await ProjectionRunner(store, summary(), clock=clock).rebuild_now()
         (row,) = (await _rows(store, summary().collection)).values()
         assert row["deleted"] is True and row["items"] == ["new"] and row["version"] == 3
@@ -309,16 +309,12 @@ def test_a_delete_is_never_held_its_row_shows_the_last_state() -> None:
 
 def test_a_re_insert_is_never_held() -> None:
     async def go() -> None:
-        clock = FakeClock()
-        store = MemoryStore()
-        feed = MemoryChangeFeed(clock=clock)
-        await start_from_the_beginning(store)
-        orders = feed.collection("orders")
+        store, clock, orders = await _shop()
         await orders.insert_one({"_id": 1, "status": "paid"})  # paid, no total: a problem
         await orders.delete_one({"_id": 1})
         await orders.insert_one({"_id": 1, "number": "N1"})  # back, no status: no problem
         await orders.update_one({"_id": 1}, {"$set": {"status": "paid"}})  # a new one, at 4
-        await ingester(store, feed, clock).run(until_idle=True)
+        await orders.ingest()
         await ProjectionRunner(store, summary(), clock=clock).rebuild_now()
         (row,) = (await _rows(store, summary().collection)).values()
         assert [(p["seq"], p["reason"]) for p in row["problems"]] == [(4, "missing")]
@@ -344,15 +340,11 @@ def test_a_released_run_is_applied_under_the_key_it_was_held_with() -> None:
     )
 
     async def go() -> None:
-        clock = FakeClock()
-        store = MemoryStore()
-        feed = MemoryChangeFeed(clock=clock)
-        await start_from_the_beginning(store)
-        orders = feed.collection("orders")
+        store, clock, orders = await _shop()
         await orders.insert_one({"_id": 1, "g": "A"})
         await orders.update_one({"_id": 1}, {"$set": {"g": "B"}})
         await orders.update_one({"_id": 1}, {"$set": {"g": "A"}})
-        await ingester(store, feed, clock).run(until_idle=True)
+        await orders.ingest()
         plain = msgspec.structs.replace(moving, skippable=None)
         await ProjectionRunner(store, plain, clock=clock, batch_size=1).catch_up()
         expected = await _rows(store, "rm_moving")
