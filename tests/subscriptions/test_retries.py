@@ -670,6 +670,15 @@ async def test_one_failed_event_of_a_batch_leaves_the_others_of_it_delivered_onc
     assert [i for i, _ in sink.attempts] == ["hooks-1", "hooks-2", "hooks-3"]
 
 
+MOVED = {**HOOK, "url": "http://127.0.0.1:9/moved"}
+
+
+async def _move_sink(h: Harness) -> bool:
+    """The `hooks` subscription updated to deliver to MOVED; True if that created it."""
+    created, _ = await h.admin.put("hooks", {"start": "earliest", "sink": MOVED}, actor="ops")
+    return created
+
+
 async def test_an_updated_sink_takes_effect_without_a_restart() -> None:
     h = Harness()
     sinks: dict[str, ScriptedSink] = {}
@@ -685,17 +694,15 @@ async def test_an_updated_sink_takes_effect_without_a_restart() -> None:
     await h.start(h.worker("hooks", sink_factory=factory))
     try:
         await until_async(lambda: _at(h, 1))
-        moved = {**HOOK, "url": "http://127.0.0.1:9/moved"}
-        created, _ = await h.admin.put("hooks", {"start": "earliest", "sink": moved}, actor="ops")
-        assert not created
+        assert not await _move_sink(h)
         await until(lambda: len(built) == 2)  # the worker built the new sink
         await h.append("b")
         await until_async(lambda: _at(h, 2))
     finally:
         await h.stop()
-    assert built == [HOOK["url"], "http://127.0.0.1:9/moved"]
+    assert built == [HOOK["url"], MOVED["url"]]
     assert [i for i, _ in sinks[HOOK["url"]].attempts] == ["hooks-1"]
-    assert [i for i, _ in sinks["http://127.0.0.1:9/moved"].attempts] == ["hooks-2"]
+    assert [i for i, _ in sinks[MOVED["url"]].attempts] == ["hooks-2"]
     assert sinks[HOOK["url"]].closed == 1  # the old one was closed
 
 
@@ -787,8 +794,7 @@ async def test_an_old_sink_that_fails_to_close_after_an_update_leaves_no_unretri
     await h.start(h.worker("hooks", sink_factory=factory))
     try:
         await until_async(lambda: _at(h, 1))
-        moved = {**HOOK, "url": "http://127.0.0.1:9/moved"}
-        await h.admin.put("hooks", {"start": "earliest", "sink": moved}, actor="ops")
+        await _move_sink(h)
         await until(lambda: len(built) == 2)
         await asyncio.sleep(0.05)  # the old sink's close has run and failed
         gc.collect()
