@@ -315,9 +315,16 @@ class ProjectionRunner:
                 self.status.failed_seq = self.status.error = None
                 await self._recall()
                 await self._recover()
-                await self.publish()
-                published_problems = self.status.problems
-                published_reads, reads_at = self.status.state_reads, self.monotonic()
+                published_problems = published_reads = 0
+                reads_at = 0.0
+
+                async def record() -> None:
+                    nonlocal published_problems, published_reads, reads_at
+                    published_problems = self.status.problems
+                    published_reads, reads_at = self.status.state_reads, self.monotonic()
+                    await self.publish()
+
+                await record()
                 idle = self.poll_seconds
                 try:
                     while not (stop and stop.is_set()):
@@ -331,11 +338,7 @@ class ProjectionRunner:
                             self.on_step()
                         if applied == 0:
                             if self.status.state_reads != published_reads:  # caught up
-                                published_reads, reads_at = (
-                                    self.status.state_reads,
-                                    self.monotonic(),
-                                )
-                                await self.publish()
+                                await record()
                             if until_caught_up:
                                 return
                             # Idle: wait for an append (the log wakes us: a change stream on
@@ -353,12 +356,7 @@ class ProjectionRunner:
                                 and self.monotonic() - reads_at >= READS_RECORDED_EVERY
                             )
                             if self.status.problems != published_problems or reads_due:
-                                published_problems = self.status.problems
-                                published_reads, reads_at = (
-                                    self.status.state_reads,
-                                    self.monotonic(),
-                                )
-                                await self.publish()
+                                await record()
                 except LeaseLost:
                     log.warning("projection %s: lease lost, standing by", self.projection.name)
         finally:
@@ -489,8 +487,7 @@ class ProjectionRunner:
         unwritten: set[str] = set()
         # Changes the projection's next change of the same entity rewrites, held back
         # (None for a projection that declares no `skippable`: nothing to ask per event).
-        held = Held(self.projection)
-        holding = held if held.skippable is not None else None
+        held = Held(self.projection) if self.projection.skippable is not None else None
 
         async def flush() -> None:
             if unwritten:
@@ -509,7 +506,7 @@ class ProjectionRunner:
             if self.projection.per_entity:
                 forget_erased(self.cache, events)
             if complete:  # no row to read: fold and apply each event in turn
-                pending = await self._apply(events, rows, held=holding)
+                pending = await self._apply(events, rows, held=held)
             else:
                 changes = await self.cache.changes(events)
                 keys = await self._keys(changes)
