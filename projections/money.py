@@ -4,14 +4,26 @@ Decimal128, integers, numeric strings and doubles are money; a double converts
 through its shortest round-trip decimal form (`repr`), so 36.32 stays 36.32.
 Anything else counts as 0 and comes back with the reason, which the read models
 record in the row (`problems`): `not_a_number` ("abc"), `not_finite` (NaN,
-infinity), `wrong_type` (a bool, a document, a list, a date, ...) or `missing`.
-Sums are Decimal with 34 digits, stored as Decimal128.
+infinity, or 10**6111 and beyond: see `_LIMIT_DIGITS`), `wrong_type` (a bool, a
+document, a list, a date, ...) or `missing`.
+
+Money is what Decimal128 holds, and sums are Decimal128's: 34 significant digits,
+rounded half to even, a value below its least step (1E-6176) rounded to it. Every
+sum and difference goes through `add` and `negated` (Python's default context
+keeps 28 digits, and an operator uses it).
 """
 
 from __future__ import annotations
 
 import math
-from decimal import Context, Decimal, InvalidOperation
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+)
 from typing import Any, Final
 
 from bson import Decimal128, json_util
@@ -25,7 +37,19 @@ REASONS: Final = (NOT_A_NUMBER, NOT_FINITE, WRONG_TYPE, MISSING)
 MAX_PROBLEMS: Final = 20
 _SHOWN_CHARS: Final = 100
 
-_MONEY = Context(prec=34)
+# Decimal128's arithmetic: its 34 digits and exponent range (clamp=1: an exponent of at most
+# 6111, as its encoding needs). Overflow is trapped, and cannot happen: see `_LIMIT_DIGITS`.
+_MONEY = Context(
+    prec=34,
+    rounding=ROUND_HALF_EVEN,
+    Emin=-6143,
+    Emax=6144,
+    clamp=1,
+    traps=[InvalidOperation, DivisionByZero, Overflow],
+)
+# An amount is below 10**6111 in magnitude, so that 10**33 of them still sum within
+# Decimal128 (below 10**6145): no sum of money overflows. Beyond it is `not_finite`.
+_LIMIT_DIGITS: Final = 6111
 ZERO: Final = Decimal(0)
 
 # -- Decimal128 <-> Decimal -------------------------------------------------------------------
@@ -74,8 +98,8 @@ def dec128(value: Decimal) -> Decimal128:
     return Decimal128(rounded)
 
 
-def finite128(value: Decimal128) -> bool:
-    """True unless a Decimal128 is NaN or an infinity (read from its bits: no conversion).
+def money128(value: Decimal128) -> bool:
+    """True when a Decimal128 is money as it is: finite, below 10**6111 (read from its bits).
 
     Remembered by object, as conversions are: a document's total is the same object
     from version to version (the fold shares it).
@@ -83,41 +107,74 @@ def finite128(value: Decimal128) -> bool:
     known = _FINITE.get(id(value))
     if known is not None and known[0] is value:
         return known[1]
+    high = int.from_bytes(value.bid[8:], "little")
     # BID: the combination field's top bits 11110 (infinity) or 11111 (NaN) follow the sign
-    finite = (int.from_bytes(value.bid[8:], "little") >> 58) & 0x1E != 0x1E
+    usable = (high >> 58) & 0x1E != 0x1E
+    if usable and (high >> 61) & 0x3 != 0x3:  # else a coefficient beyond 10**34: zero
+        exponent = ((high >> 49) & 0x3FFF) - _BIAS
+        if exponent + 33 >= _LIMIT_DIGITS:  # 34 digits could reach the limit: count them
+            coefficient = ((high & ((1 << 49) - 1)) << 64) | int.from_bytes(value.bid[:8], "little")
+            usable = coefficient == 0 or exponent + len(str(coefficient)) - 1 < _LIMIT_DIGITS
     if len(_FINITE) >= _MAX_DECIMALS:
         _FINITE.clear()
-    _FINITE[id(value)] = (value, finite)
-    return finite
+    _FINITE[id(value)] = (value, usable)
+    return usable
 
 
-# finite128's answers by object (each entry keeps its object alive: an id is never reused).
+# money128's answers by object (each entry keeps its object alive: an id is never reused).
 _FINITE: dict[int, tuple[Decimal128, bool]] = {}
 
 
+def add(a: Decimal, b: Decimal) -> Decimal:
+    """a + b as Decimal128 adds: 34 digits, half to even."""
+    return _MONEY.add(a, b)
+
+
+def negated(a: Decimal) -> Decimal:
+    """-a, rounded as Decimal128 rounds."""
+    return _MONEY.minus(a)
+
+
 # -- reading a value as money ---------------------------------------------------------------
+def _beyond(amount: Decimal) -> bool:
+    """True for a finite amount of 10**6111 or more in magnitude (zero never is)."""
+    return amount.adjusted() >= _LIMIT_DIGITS and not amount.is_zero()
+
+
+def _usable(amount: Decimal) -> tuple[Decimal, str | None]:
+    """A number as money: rounded as Decimal128 holds it; (0, not_finite) when it cannot be."""
+    if not amount.is_finite() or _beyond(amount):
+        return ZERO, NOT_FINITE
+    rounded = _MONEY.plus(amount)  # 34 digits; below the least step, to it
+    if _beyond(rounded):  # 9.99...(35 nines)E+6110 rounds up to the limit
+        return ZERO, NOT_FINITE
+    return rounded, None
+
+
 def read_money(value: Any) -> tuple[Decimal, str | None]:
     """(amount, None) for money; (0, reason) for anything else (see the module's rules)."""
     cls = value.__class__
-    if cls is Decimal128:
+    if cls is Decimal128:  # 34 digits already, within Decimal128's range
         amount = _to_decimal(value)
-        return (amount, None) if amount.is_finite() else (ZERO, NOT_FINITE)
+        if amount.is_finite() and not _beyond(amount):
+            return amount, None
+        return ZERO, NOT_FINITE
     if cls is bool:
         return ZERO, WRONG_TYPE
     if isinstance(value, int):
-        return Decimal(value), None
+        return _usable(Decimal(value))
     if isinstance(value, float):
         if not math.isfinite(value):
             return ZERO, NOT_FINITE
         return Decimal(repr(value)), None  # the shortest form that reads back as this double
     if isinstance(value, Decimal):
-        return (value, None) if value.is_finite() else (ZERO, NOT_FINITE)
+        return _usable(value)
     if isinstance(value, str):
         try:
             amount = Decimal(value)
         except InvalidOperation:
             return ZERO, NOT_A_NUMBER
-        return (amount, None) if amount.is_finite() else (ZERO, NOT_FINITE)
+        return _usable(amount)
     if value is None:
         return ZERO, MISSING
     return ZERO, WRONG_TYPE
@@ -168,9 +225,11 @@ __all__ = [
     "REASONS",
     "WRONG_TYPE",
     "ZERO",
+    "add",
     "dec128",
-    "finite128",
     "money",
+    "money128",
+    "negated",
     "problem",
     "read_money",
     "shown",

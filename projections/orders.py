@@ -38,7 +38,9 @@ from projections.money import _MONEY as _MONEY  # re-exported for the tests
 from projections.money import (
     MISSING,
     ZERO,
-    finite128,
+    add,
+    money128,
+    negated,
     problem,
     read_money,
     shown,
@@ -248,7 +250,9 @@ class OrderReader:
         out: list[tuple[str, Decimal, int]] = []
         found: Problem | None = None
         if was:
-            out.append((self.text(self.currency, before) or "?", -money(self.total(before)), -1))
+            out.append(
+                (self.text(self.currency, before) or "?", negated(money(self.total(before))), -1)
+            )
         if now:
             value = self.total(after)
             amount, reason = read_money(value)
@@ -258,7 +262,7 @@ class OrderReader:
         merged: dict[str, tuple[Decimal, int]] = {}
         for currency, amount, orders in out:
             a, o = merged.get(currency, (ZERO, 0))
-            merged[currency] = (a + amount, o + orders)
+            merged[currency] = (add(a, amount), o + orders)
         # A new bad total is recorded on its row even when it changes no figure there.
         booked = self._after_currency(after) if found is not None else None
         deltas = [(c, a, o) for c, (a, o) in merged.items() if a != 0 or o != 0 or c == booked]
@@ -327,7 +331,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
         doc = after if after is not None else (change.before or _NOTHING)
         number, status, items, value, currency = read_inputs(doc)
         created = old.get("created_at") if old is not None else None
-        if value.__class__ is Decimal128 and finite128(value):
+        if value.__class__ is Decimal128 and money128(value):
             total, reason = value, None
         else:
             amount, reason = read_money(value)
@@ -443,7 +447,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                     row={
                         "day": day,
                         "currency": currency,
-                        "revenue": dec128(money(old.get("revenue")) + amount),
+                        "revenue": dec128(add(money(old.get("revenue")), amount)),
                         "orders": int(old.get("orders", 0)) + orders,
                         "problems": problems,
                         "problems_dropped": dropped,
@@ -461,7 +465,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
         )
         return {
             **a,
-            "revenue": dec128(money(a.get("revenue")) + money(b.get("revenue"))),
+            "revenue": dec128(add(money(a.get("revenue")), money(b.get("revenue")))),
             "orders": int(a.get("orders", 0)) + int(b.get("orders", 0)),
             "problems": problems,
             "problems_dropped": dropped,
@@ -523,13 +527,13 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             if r.is_paid(before) and before_id is not None:
                 spend = row_of(before_id)["lifetime_spend"]
                 currency = r.text(r.currency, before) or "?"
-                spend[currency] = spend.get(currency, ZERO) - money(r.total(before))
+                spend[currency] = add(spend.get(currency, ZERO), negated(money(r.total(before))))
             if r.is_paid(after) and after_id is not None:
                 spend = row_of(after_id)["lifetime_spend"]
                 currency = r.text(r.currency, after) or "?"
                 value = r.total(after)
                 amount, reason = read_money(value)
-                spend[currency] = spend.get(currency, ZERO) + amount
+                spend[currency] = add(spend.get(currency, ZERO), amount)
                 # a bad total kept while paid (the same stored value, not only the same
                 # object: a replaced document holds new ones) was recorded when it came
                 if reason is not None and not (
@@ -561,7 +565,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
         spend: dict[str, Decimal] = {}
         for part in (a, b):
             for currency, value in (part.get("lifetime_spend") or {}).items():
-                spend[currency] = spend.get(currency, ZERO) + money(value)
+                spend[currency] = add(spend.get(currency, ZERO), money(value))
         named = a if int(a.get("name_seq", 0)) >= int(b.get("name_seq", 0)) else b
         times = [t for t in (a.get("last_order_at"), b.get("last_order_at")) if t is not None]
         problems, dropped = with_problems(

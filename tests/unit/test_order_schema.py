@@ -94,6 +94,27 @@ def by_name(schema: OrderSchema) -> dict[str, Projection]:
         ([5], "0", "wrong_type", "[5]"),
         (T0, "0", "wrong_type", str(T0)),
         (None, "0", "missing", None),
+        # Beyond what a sum of Decimal128 can hold (|x| >= 10**6111): as good as infinite.
+        ("1e999999999", "0", "not_finite", "1e999999999"),
+        ("-1E+6111", "0", "not_finite", "-1E+6111"),
+        # (clamped by bson: its exponent is at most 6111)
+        (Decimal128("9E+6144"), "0", "not_finite", "9.000000000000000000000000000000000E+6144"),
+        (Decimal128("0E+6111"), "0E+6111", None, None),
+        (
+            "9.999999999999999999999999999999999E+6110",
+            "9.999999999999999999999999999999999E+6110",
+            None,
+            None,
+        ),
+        # Smaller than Decimal128's least step: rounded to it, as MongoDB stores it.
+        ("1e-7000", "0E-6176", None, None),
+        # More than 34 significant digits: rounded half to even, as Decimal128 holds it.
+        (
+            "1.00000000000000000000000000000000050",
+            "1.000000000000000000000000000000000",
+            None,
+            None,
+        ),
     ],
 )
 def test_each_money_edge_case_gives_its_value_or_its_recorded_problem(
@@ -122,6 +143,33 @@ def test_each_money_edge_case_gives_its_value_or_its_recorded_problem(
         "EUR": Decimal(amount)
     }
     assert spend["problems"] == expected
+
+
+def test_sums_keep_the_34_digits_decimal128_holds() -> None:
+    """Sums, and the reversal of a re-priced order's old total, are exact to 34 digits.
+
+    (Python's default decimal context keeps 28: a re-priced order left a residue.)
+    """
+    summary, revenue, customers = (
+        by_name(OrderSchema())[n] for n in ("order_summary", "revenue_by_day", "customer_totals")
+    )
+    a, b = "1234567890123456789012345678.91", "0.01"  # 30 significant digits
+    doc = {"status": "paid", "total": a, "currency": "EUR", "customer": {"id": "c1"}}
+    first = Change(event=ev(1, "o1", 1, T0), before=None, after=doc)
+    other = Change(
+        event=ev(2, "o2", 1, T0), before=None, after={**doc, "total": b, "customer": {"id": "c1"}}
+    )
+    repriced = Change(event=ev(3, "o1", 2, T0), before=doc, after={**doc, "total": "7.5"})
+    both = Decimal("1234567890123456789012345678.92")
+    assert run(revenue, [first, other])["2026-03-02:EUR"]["revenue"].to_decimal() == both
+    spend = run(customers, [first, other])["c1"]["lifetime_spend"]["EUR"]
+    assert spend.to_decimal() == both
+    assert run(revenue, [first, other, repriced])["2026-03-02:EUR"]["revenue"].to_decimal() == (
+        Decimal("7.51")
+    )
+    spend = run(customers, [first, other, repriced])["c1"]["lifetime_spend"]["EUR"]
+    assert spend.to_decimal() == Decimal("7.51")
+    assert run(summary, [first])["str:o1"]["total"] == Decimal128(a)
 
 
 def test_a_missing_total_is_a_problem_only_in_a_paid_status() -> None:
