@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
@@ -90,6 +90,28 @@ class OrderSchema(msgspec.Struct, frozen=True, kw_only=True):
 DEFAULT_SCHEMA: Final = OrderSchema()
 
 _DAYS: dict[date, str] = {}
+
+
+def _placed(value: Any) -> datetime | None:
+    """A date as stored (naive: UTC), or ISO 8601 text as many shops store one, in UTC."""
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return None
+
+
+def _number(value: Any) -> str | None:
+    """An order number as text: a string as it is, an integer in decimal (not a bool)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
 def _day(when: datetime) -> str:
@@ -220,8 +242,8 @@ class OrderReader:
         return self.text(self.status, doc) in self.paid
 
     def created_at(self, doc: Mapping[str, Any] | None, e: Event) -> datetime:
-        value = self.created_value(doc)
-        return as_utc(value) if isinstance(value, datetime) else e.occurred_at
+        """When the order was placed: its date, or ISO 8601 text; else the event's time."""
+        return _placed(self.created_value(doc)) or e.occurred_at
 
     def mine(self, change: Change) -> bool:
         """True for the order stream's changes (the read models read no other stream)."""
@@ -349,7 +371,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                 key=key,
                 row={
                     "entity_key": e.entity_key,
-                    "number": number if isinstance(number, str) else None,
+                    "number": _number(number),
                     "customer": customer_of_doc(doc),
                     "status": status if isinstance(status, str) else None,
                     "items": items if isinstance(items, list) else [],

@@ -178,7 +178,8 @@ def test_order_summary_keeps_the_first_time_and_reads_only_well_typed_inputs() -
     # no created_at field: the time of the order's first event, kept by later versions
     assert first["created_at"] == row["created_at"] == orders.changes[0].event.occurred_at
     assert row["updated_at"] == orders.changes[1].event.occurred_at
-    assert (row["status"], row["number"], row["currency"], row["items"]) == (None, None, None, [])
+    # an integer order number is shown in decimal (shops number orders 1001, 1002, ...)
+    assert (row["status"], row["number"], row["currency"], row["items"]) == (None, "5", None, [])
     assert (row["total"], row["version"], row["seq"], row["deleted"]) == (
         Decimal128("2"),
         2,

@@ -172,6 +172,44 @@ def test_sums_keep_the_34_digits_decimal128_holds() -> None:
     assert run(summary, [first])["str:o1"]["total"] == Decimal128(a)
 
 
+@pytest.mark.parametrize(
+    ("stored", "placed"),
+    [
+        (T0 - timedelta(days=3), T0 - timedelta(days=3)),
+        ((T0 - timedelta(days=3)).replace(tzinfo=None), T0 - timedelta(days=3)),  # naive: UTC
+        ("2026-02-27T08:00:00Z", T0 - timedelta(days=3)),
+        ("2026-02-27T10:00:00+02:00", T0 - timedelta(days=3)),
+        ("2026-02-27T08:00:00", T0 - timedelta(days=3)),  # naive text: UTC
+        ("2026-02-27", T0 - timedelta(days=3, hours=8)),
+        ("last Tuesday", T0),  # not a date: the time of the order's first event
+        (1772179200000, T0),  # a number is no date (seconds or milliseconds?)
+        (None, T0),
+    ],
+)
+def test_created_at_is_a_date_or_iso_text_else_the_first_events_time(
+    stored: Any, placed: datetime
+) -> None:
+    summary, customers = (by_name(OrderSchema())[n] for n in ("order_summary", "customer_totals"))
+    doc = {"status": "new", "createdAt": stored, "customer": {"id": "c1"}}
+    first = Change(event=ev(1, "o1", 1, T0), before=None, after=doc)
+    later = Change(
+        event=ev(2, "o1", 2, T0 + timedelta(hours=5)), before=doc, after={**doc, "status": "paid"}
+    )
+    row = run(summary, [first, later])["str:o1"]
+    assert row["created_at"] == placed and row["created_at"].utcoffset() == timedelta(0)
+    assert run(customers, [first, later])["c1"]["last_order_at"] == placed
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"), [("ORD-7", "ORD-7"), (1001, "1001"), (Int64(42), "42"), (True, None)]
+)
+def test_an_order_number_is_text_or_an_integer_in_decimal(stored: Any, shown: str | None) -> None:
+    summary = by_name(OrderSchema())["order_summary"]
+    doc = {"status": "new", "number": stored}
+    row = run(summary, [Change(event=ev(1, "o1", 1, T0), before=None, after=doc)])["str:o1"]
+    assert row["number"] == shown
+
+
 def test_a_missing_total_is_a_problem_only_in_a_paid_status() -> None:
     summary = by_name(OrderSchema())["order_summary"]
     pending = Change(event=ev(1, "o1", 1, T0), before=None, after={"status": "pending"})
