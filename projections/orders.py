@@ -95,7 +95,7 @@ _DAYS: dict[date, str] = {}
 def _placed(value: Any) -> datetime | None:
     """A date as stored (naive: UTC), or ISO 8601 text as many shops store one, in UTC."""
     if isinstance(value, datetime):
-        return as_utc(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
