@@ -149,7 +149,7 @@ _ABSENT: Final = object()
 
 
 def _getter(path: str) -> Callable[[Mapping[str, Any] | None], Any]:
-    """A reader of one document path (None when any step is missing or not a document)."""
+    """A reader of one document path (None when a step is missing, or not a document or array)."""
     parts = path.split(".")
     if len(parts) == 1:
         field = parts[0]
@@ -159,12 +159,18 @@ def _getter(path: str) -> Callable[[Mapping[str, Any] | None], Any]:
 
         return get_one
 
+    # A step of digits also indexes an array, as MongoDB's dot notation does (`lines.0.price`).
+    indexes = [int(part) if part.isascii() and part.isdigit() else None for part in parts]
+
     def get_path(doc: Mapping[str, Any] | None) -> Any:
         value: Any = doc
-        for part in parts:
-            if not isinstance(value, dict) and not isinstance(value, MappingProxyType):
+        for part, index in zip(parts, indexes, strict=True):
+            if isinstance(value, (dict, MappingProxyType)):
+                value = value.get(part)
+            elif index is not None and isinstance(value, list):
+                value = value[index] if index < len(value) else None
+            else:
                 return None
-            value = value.get(part)
         return value
 
     return get_path

@@ -385,6 +385,21 @@ def test_order_fields_from_json_or_a_file(tmp_path: Path) -> None:
     assert (s.paid_statuses, s.order_stream) == (("settled", "sent"), "purchases")
 
 
+def test_a_path_step_of_digits_indexes_an_array_as_mongodb_dot_notation_does() -> None:
+    schema = OrderSchema.from_settings(
+        Settings(order_fields=(("total", "payments.1.amount"), ("number", "refs.0")))
+    )
+    summary = by_name(schema)["order_summary"]
+    doc = {"status": "paid", "payments": [{"amount": "1.50"}, {"amount": "7.25"}], "refs": ["R-9"]}
+    row = run(summary, [Change(event=ev(1, "o1", 1, T0), before=None, after=doc)])["str:o1"]
+    assert (row["total"], row["number"], row["problems"]) == (Decimal128("7.25"), "R-9", [])
+    # past the array's end, or a document where an array is named: missing, and recorded
+    short = {"status": "paid", "payments": [{"amount": "1.50"}], "refs": {"0": "R-1"}}
+    row = run(summary, [Change(event=ev(1, "o2", 1, T0), before=None, after=short)])["str:o2"]
+    assert (row["total"], row["number"]) == (Decimal128("0"), "R-1")
+    assert row["problems"] == [{"seq": 1, "field": "total", "value": None, "reason": "missing"}]
+
+
 @pytest.mark.parametrize(
     ("name", "value", "problem"),
     [
