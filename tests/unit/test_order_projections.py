@@ -308,7 +308,7 @@ def test_dec128_is_bit_for_bit_what_bson_makes_and_money_reads_it_back(value: De
         assert reason is None and amount.as_tuple() == expected.to_decimal().as_tuple()
         assert money128(got)
     else:  # NaN, infinity and 10**6111 or more are not money: 0 (the row records the problem)
-        assert (amount, reason) == (0, "not_finite") and not money128(got)
+        assert (amount, reason) == (Decimal(0), "not_finite") and not money128(got)
 
 
 def test_money_of_a_decimal128_is_its_decimal_every_time() -> None:
