@@ -61,7 +61,6 @@ ZERO: Final = Decimal(0)
 _DECIMALS: dict[int, tuple[Decimal128, Decimal]] = {}
 _MAX_DECIMALS: Final = 32_768
 _BIAS: Final = 6176  # the Decimal128 exponent bias
-_MAX_EXPONENT: Final = 6111  # beyond it, a 34-digit Decimal128 needs clamping: left to bson
 _LOW_BITS: Final = (1 << 64) - 1
 
 
@@ -83,38 +82,34 @@ def _to_decimal(value: Decimal128) -> Decimal:
 
 def dec128(value: Decimal) -> Decimal128:
     """Decimal -> Decimal128 (34 significant digits), bit for bit what `Decimal128()` makes."""
-    rounded = _MONEY.create_decimal(value)
+    rounded = _MONEY.create_decimal(value)  # Decimal128's context: the exponent fits its bits
     if rounded.is_finite():
         sign, _, exponent = rounded.as_tuple()
         assert isinstance(exponent, int)  # finite
-        if -_BIAS <= exponent <= _MAX_EXPONENT:
-            # BID: sign, biased exponent, then the coefficient (< 10**34 < 2**113) in 113 bits
-            coefficient = abs(int(_MONEY.scaleb(rounded, -exponent)))
-            high = (sign << 63) | ((exponent + _BIAS) << 49) | (coefficient >> 64)
-            # (high, low): the form bson's own Decimal128.from_bid builds with
-            out = Decimal128((high, coefficient & _LOW_BITS))  # type: ignore[arg-type]
-            _remember(out, rounded)
-            return out
+        # BID: sign, biased exponent, then the coefficient (< 10**34 < 2**113) in 113 bits
+        coefficient = abs(int(_MONEY.scaleb(rounded, -exponent)))
+        high = (sign << 63) | ((exponent + _BIAS) << 49) | (coefficient >> 64)
+        # (high, low): the form bson's own Decimal128.from_bid builds with
+        out = Decimal128((high, coefficient & _LOW_BITS))  # type: ignore[arg-type]
+        _remember(out, rounded)
+        return out
     return Decimal128(rounded)
 
 
 def money128(value: Decimal128) -> bool:
-    """True when a Decimal128 is money as it is: finite, below 10**6111 (read from its bits).
+    """True when a Decimal128 is money as it is: finite, below 10**6111.
 
+    Read from its top byte, but for an exponent of 2016 or more (converted whole).
     Remembered by object, as conversions are: a document's total is the same object
     from version to version (the fold shares it).
     """
     known = _FINITE.get(id(value))
     if known is not None and known[0] is value:
         return known[1]
-    high = int.from_bytes(value.bid[8:], "little")
-    # BID: the combination field's top bits 11110 (infinity) or 11111 (NaN) follow the sign
-    usable = (high >> 58) & 0x1E != 0x1E
-    if usable and (high >> 61) & 0x3 != 0x3:  # else a coefficient beyond 10**34: zero
-        exponent = ((high >> 49) & 0x3FFF) - _BIAS
-        if exponent + 33 >= _LIMIT_DIGITS:  # 34 digits could reach the limit: count them
-            coefficient = ((high & ((1 << 49) - 1)) << 64) | int.from_bytes(value.bid[:8], "little")
-            usable = coefficient == 0 or exponent + len(str(coefficient)) - 1 < _LIMIT_DIGITS
+    top = value.bid[15]  # the sign, then the combination field's first 7 bits
+    usable = top & 0x78 != 0x78  # combination 11110: infinity; 11111: NaN
+    if usable and top & 0x40:  # a biased exponent of 8192 or more, or the `11` form
+        usable = not _beyond(_to_decimal(value))
     if len(_FINITE) >= _MAX_DECIMALS:
         _FINITE.clear()
     _FINITE[id(value)] = (value, usable)
@@ -193,13 +188,11 @@ def shown(value: Any) -> str | None:
         if math.isnan(value):
             return "NaN"
         if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
+            return "Infinity" if value == math.inf else "-Infinity"
     if isinstance(value, bool):  # as the document's JSON spells it, not Python's True
         return "true" if value else "false"
-    if isinstance(value, (dict, list)):  # a sub-document or array as relaxed Extended JSON
-        text = json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS)
-    else:
-        text = str(value)
+    # a sub-document or array as relaxed Extended JSON (PyMongo's default)
+    text = json_util.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
 
 

@@ -93,15 +93,14 @@ _DAYS: dict[date, str] = {}
 
 
 def _placed(value: Any) -> datetime | None:
-    """A date as stored (naive: UTC), or ISO 8601 text as many shops store one, in UTC."""
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    """A date as stored, or ISO 8601 text as many shops store one, in UTC (naive: UTC)."""
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value)
+            value = datetime.fromisoformat(value)
         except ValueError:
             return None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return None
 
 
@@ -148,6 +147,11 @@ def _fresh(rows: Rows, key: str, seq: int) -> bool:
 _ABSENT: Final = object()
 
 
+def _index(part: str) -> bool:
+    """True for a path step that is an array index: ASCII digits, no leading zero."""
+    return part.isascii() and part.isdigit() and (part == "0" or part[0] != "0")
+
+
 def _getter(path: str) -> Callable[[Mapping[str, Any] | None], Any]:
     """A reader of one document path (None when a step is missing, or not a document or array)."""
     parts = path.split(".")
@@ -159,12 +163,13 @@ def _getter(path: str) -> Callable[[Mapping[str, Any] | None], Any]:
 
         return get_one
 
-    # A step of digits also indexes an array, as MongoDB's dot notation does (`lines.0.price`).
-    indexes = [int(part) if part.isascii() and part.isdigit() else None for part in parts]
+    # A step of digits also indexes an array, as MongoDB's dot notation does (`lines.0.price`);
+    # as there, not with a leading zero (`lines.01` names a field "01" only).
+    steps = [(part, int(part) if _index(part) else None) for part in parts]
 
     def get_path(doc: Mapping[str, Any] | None) -> Any:
         value: Any = doc
-        for part, index in zip(parts, indexes, strict=True):
+        for part, index in steps:
             if isinstance(value, (dict, MappingProxyType)):
                 value = value.get(part)
             elif index is not None and isinstance(value, list):

@@ -8,8 +8,10 @@ import json
 import math
 import random
 import re
+import time
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -172,11 +174,23 @@ def test_sums_keep_the_34_digits_decimal128_holds() -> None:
     assert run(summary, [first])["str:o1"]["total"] == Decimal128(a)
 
 
+@pytest.fixture
+def local_time_in_tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC+9 meanwhile (POSIX TZ: no zone database needed)."""
+    monkeypatch.setenv("TZ", "JST-9")
+    time.tzset()
+    assert datetime(2026, 1, 1).astimezone().utcoffset() == timedelta(hours=9)
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
 @pytest.mark.parametrize(
     ("stored", "placed"),
     [
         (T0 - timedelta(days=3), T0 - timedelta(days=3)),
         ((T0 - timedelta(days=3)).replace(tzinfo=None), T0 - timedelta(days=3)),  # naive: UTC
+        ((T0 - timedelta(days=3)).astimezone(timezone(timedelta(hours=2))), T0 - timedelta(days=3)),
         ("2026-02-27T08:00:00Z", T0 - timedelta(days=3)),
         ("2026-02-27T10:00:00+02:00", T0 - timedelta(days=3)),
         ("2026-02-27T08:00:00", T0 - timedelta(days=3)),  # naive text: UTC
@@ -186,6 +200,7 @@ def test_sums_keep_the_34_digits_decimal128_holds() -> None:
         (None, T0),
     ],
 )
+@pytest.mark.usefixtures("local_time_in_tokyo")  # naive times are UTC, never the machine's
 def test_created_at_is_a_date_or_iso_text_else_the_first_events_time(
     stored: Any, placed: datetime
 ) -> None:
@@ -196,7 +211,7 @@ def test_created_at_is_a_date_or_iso_text_else_the_first_events_time(
         event=ev(2, "o1", 2, T0 + timedelta(hours=5)), before=doc, after={**doc, "status": "paid"}
     )
     row = run(summary, [first, later])["str:o1"]
-    assert row["created_at"] == placed and row["created_at"].utcoffset() == timedelta(0)
+    assert row["created_at"] == placed and row["created_at"].tzinfo is UTC
     assert run(customers, [first, later])["c1"]["last_order_at"] == placed
 
 
@@ -398,6 +413,12 @@ def test_a_path_step_of_digits_indexes_an_array_as_mongodb_dot_notation_does() -
     row = run(summary, [Change(event=ev(1, "o2", 1, T0), before=None, after=short)])["str:o2"]
     assert (row["total"], row["number"]) == (Decimal128("0"), "R-1")
     assert row["problems"] == [{"seq": 1, "field": "total", "value": None, "reason": "missing"}]
+    # a step with a leading zero names a field, never an index (as in MongoDB)
+    for path, shown in (("refs.01", None), ("refs.00", None), ("refs.10", None), ("refs.1", "R-1")):
+        schema = OrderSchema.from_settings(Settings(order_fields=(("number", path),)))
+        doc = {"status": "new", "refs": ["R-0", "R-1"]}
+        change = Change(event=ev(1, "o3", 1, T0), before=None, after=doc)
+        assert run(by_name(schema)["order_summary"], [change])["str:o3"]["number"] == shown, path
 
 
 @pytest.mark.parametrize(
