@@ -22,11 +22,12 @@ from eventstore.worker_state import (
     STOPPED,
     WorkerRecord,
 )
-from projections.orders import NO_CUSTOMER, ORDER_PROJECTIONS, Projection
+from projections.orders import NO_CUSTOMER, ORDER_PROJECTIONS, OrderSchema, Projection
 from projections.runner import STATE_COLLECTION
 
-# The order read models' configs with the default mapping (what older rows were built with).
-DEFAULT_CONFIGS = {p.name: p.config for p in ORDER_PROJECTIONS}
+# What rows recorded without a config were built with: the default mapping, under the first
+# rules (they predate both).
+DEFAULT_CONFIGS = {p.name: OrderSchema().fingerprint(rules=1) for p in ORDER_PROJECTIONS}
 
 
 class ProjectionStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -32,7 +32,7 @@ from projections.orders import (
     Write,
     order_projections,
 )
-from projections.runner import ProjectionRunner
+from projections.runner import STATE_COLLECTION, ProjectionRunner
 from tests.api.conftest import ADMIN_KEY, AppFactory, AuditLog, build_log, settings
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -553,6 +553,31 @@ async def test_order_rows_are_per_entity_and_a_bare_key_naming_two_is_409(
         assert row.status_code == 200 and row.json()["entity_key"] == "42"
     assert (await pclient.get("/v1/projections/order_summary/oid:zz")).status_code == 400
     assert (await pclient.get("/v1/projections/order_summary/int:43")).status_code == 404
+
+
+async def test_rows_built_by_earlier_rules_or_recording_none_say_rebuild_needed(
+    projected: AuditLog, make_app: AppFactory
+) -> None:
+    """ORDER_RULES: the same log and mapping give other rows since, so rows built before
+    (recording the text without rules, or no text at all) must be rebuilt."""
+
+    async def needed() -> dict[str, bool]:
+        async with AsyncTestClient(make_app(projected.store)) as client:
+            return {
+                s["name"]: s["rebuild_needed"] for s in (await client.get("/v1/projections")).json()
+            }
+
+    assert await needed() == dict.fromkeys(NAMES, False)
+    recorded = await projected.store.read_models.get_many(STATE_COLLECTION, ["order_summary"])
+    state = recorded["order_summary"]
+    older = {**state, "built_with": OrderSchema().fingerprint(rules=1)}
+    await projected.store.read_models.write(STATE_COLLECTION, [("order_summary", older)])
+    assert await needed() == {**dict.fromkeys(NAMES, False), "order_summary": True}
+    unrecorded = {k: v for k, v in state.items() if k != "built_with"}
+    await projected.store.read_models.write(STATE_COLLECTION, [("order_summary", unrecorded)])
+    assert await needed() == {**dict.fromkeys(NAMES, False), "order_summary": True}
+    await projected.store.read_models.write(STATE_COLLECTION, [("order_summary", state)])
+    assert await needed() == dict.fromkeys(NAMES, False)
 
 
 async def test_problems_and_rebuild_needed_show_in_metrics(

@@ -24,6 +24,7 @@ from projections.orders import (
     order_projections,
     revenue_deltas,
 )
+from projections.status import DEFAULT_CONFIGS
 from tests.unit.test_order_projections import run
 
 T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
@@ -406,13 +407,18 @@ def _fields(e: Event) -> dict[str, Any]:
 def test_the_fingerprint_is_the_stored_text_whatever_the_order_of_paths_and_statuses() -> None:
     """Rows record the fingerprint they were built with: any other text for the same schema
     would make every deployment's status say `rebuild needed`."""
-    stored = (
+    before_rules = (
         '{"stream":"orders","paths":{"created_at":"createdAt","currency":"currency",'
         '"customer_id":"customer.id","customer_name":"customer.name","items":"items",'
         '"number":"number","status":"status","total":"total"},'
-        '"paid":["delivered","paid","shipped"]}'
+        '"paid":["delivered","paid","shipped"]'
     )
+    stored = before_rules + ',"rules":2}'
     default = OrderSchema()
+    # what rows built before rules were counted recorded (and what rows recording nothing
+    # are taken to have been built with): another text, so they say `rebuild needed`
+    assert default.fingerprint(rules=1) == before_rules + "}"
+    assert set(DEFAULT_CONFIGS.values()) == {before_rules + "}"}
     shuffled = OrderSchema(
         paths=dict(reversed(list(default.paths.items()))),
         paid_statuses=tuple(reversed(default.paid_statuses)),
