@@ -61,7 +61,7 @@ Problem = dict[str, Any]
 
 # How the order models compute rows from the log: bumped when the same log and schema give
 # other rows, so that rows built before say `rebuild needed`. 2 (2026-12-06): created_at from
-# ISO 8601 text, integer order numbers, array steps in paths, amounts of 10**6111 and more
+# ISO 8601 text, integer order numbers and statuses, array steps in paths, amounts of 10**6111 and more
 # not money, sums in Decimal128's 34 digits.
 ORDER_RULES: Final = 2
 
@@ -117,8 +117,11 @@ def _placed(value: Any) -> datetime | None:
     return None
 
 
-def _number(value: Any) -> str | None:
-    """An order number as text: a string as it is, an integer in decimal (not a bool)."""
+def _label(value: Any) -> str | None:
+    """An order number or status as text: a string as it is, an integer in decimal (not a bool).
+
+    Shops number orders 1001, 1002, ... and code statuses 1, 2, ...: `PAID_STATUSES=2,3`.
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -262,8 +265,12 @@ class OrderReader:
         cid, name = self.customer_id(doc), self.text(self.customer_name, doc)
         return {"id": cid, "name": name} if cid is not None or name is not None else None
 
+    def status_text(self, doc: Mapping[str, Any] | None) -> str | None:
+        """The order's status as text (see `_label`): None when missing or of another type."""
+        return _label(self.status(doc))
+
     def is_paid(self, doc: Mapping[str, Any] | None) -> bool:
-        return self.text(self.status, doc) in self.paid
+        return self.status_text(doc) in self.paid
 
     def created_at(self, doc: Mapping[str, Any] | None, e: Event) -> datetime:
         """When the order was placed: its date, or ISO 8601 text; else the event's time."""
@@ -383,7 +390,8 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             amount, reason = read_money(value)
             total = dec128(amount)
         problems: list[Problem] = []
-        if reason is not None and (reason != MISSING or (type(status) is str and status in paid)):
+        status = _label(status)
+        if reason is not None and (reason != MISSING or status in paid):
             found = problem(e.seq, "total", value, reason)
             # the same bad value as before keeps its record (and the seq it first appeared at)
             kept = old.get("problems") if old is not None else None
@@ -395,9 +403,9 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                 key=key,
                 row={
                     "entity_key": e.entity_key,
-                    "number": _number(number),
+                    "number": _label(number),
                     "customer": customer_of_doc(doc),
-                    "status": status if isinstance(status, str) else None,
+                    "status": status,
                     "items": items if isinstance(items, list) else [],
                     "total": total,
                     "currency": currency if isinstance(currency, str) else None,
@@ -437,15 +445,15 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
     def status_keys(change: Change) -> list[str]:
         if not r.mine(change):
             return []
-        keys = [r.text(r.status, change.before), r.text(r.status, change.after)]
+        keys = [r.status_text(change.before), r.status_text(change.after)]
         return sorted({k for k in keys if k is not None})
 
     def status_apply(rows: Rows, change: Change) -> list[Write]:
         e = change.event
         if not r.mine(change):
             return []
-        old = r.text(r.status, change.before) if change.before is not None else None
-        new = r.text(r.status, change.after) if change.after is not None else None
+        old = r.status_text(change.before) if change.before is not None else None
+        new = r.status_text(change.after) if change.after is not None else None
         if old == new:
             return []
         out = []

@@ -215,6 +215,39 @@ def test_created_at_is_a_date_or_iso_text_else_the_first_events_time(
     assert run(customers, [first, later])["c1"]["last_order_at"] == placed
 
 
+def test_integer_status_codes_are_statuses_in_decimal() -> None:
+    """A shop coding statuses 1 (new), 2 (paid), 3 (shipped): PAID_STATUSES=2,3."""
+    coded = OrderSchema.from_settings(Settings(paid_statuses=("2", "3")))
+    models = by_name(coded)
+    a1 = {"status": 1, "total": "10", "currency": "EUR", "customer": {"id": "c1"}}
+    a2 = {**a1, "status": Int64(2)}
+    b = {"status": 3, "total": "5", "currency": "EUR", "customer": {"id": "c1"}}
+    c = {"status": True, "total": "7", "currency": "EUR", "customer": {"id": "c1"}}  # no status
+    d = {"status": 2, "currency": "EUR", "customer": {"id": "c1"}}  # paid, without a total
+    changes = [
+        Change(event=ev(1, "a", 1, T0), before=None, after=a1),
+        Change(event=ev(2, "a", 2, T0), before=a1, after=a2),
+        Change(event=ev(3, "b", 1, T0), before=None, after=b),
+        Change(event=ev(4, "c", 1, T0), before=None, after=c),
+        Change(event=ev(5, "d", 1, T0), before=None, after=d),
+    ]
+    summary = run(models["order_summary"], changes)
+    assert {k: r["status"] for k, r in summary.items()} == {
+        "str:a": "2",
+        "str:b": "3",
+        "str:c": None,
+        "str:d": "2",
+    }
+    missing = [{"seq": 5, "field": "total", "value": None, "reason": "missing"}]
+    assert summary["str:d"]["problems"] == missing and summary["str:a"]["problems"] == []
+    by_status = run(models["orders_by_status"], changes)
+    assert {k: r["count"] for k, r in by_status.items() if r["count"]} == {"2": 2, "3": 1}
+    day = run(models["revenue_by_day"], changes)["2026-03-02:EUR"]
+    assert (day["revenue"], day["orders"], day["problems"]) == (Decimal128("15"), 3, missing)
+    spend = run(models["customer_totals"], changes)["c1"]["lifetime_spend"]
+    assert spend == {"EUR": Decimal128("15")}
+
+
 @pytest.mark.parametrize(
     ("stored", "shown"), [("ORD-7", "ORD-7"), (1001, "1001"), (Int64(42), "42"), (True, None)]
 )
