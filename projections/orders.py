@@ -420,21 +420,21 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             )
         ]
 
-    total_of, status_of = r.total, r.status
+    total_of, status_text = r.total, r.status_text
 
     def summary_skippable(change: Change) -> bool:
         # A row is its order's latest state and last event, but for two things its history
         # sets: `created_at` (by the order's first change: a skipped change's row exists) and
         # the seq a bad total was first seen at, which only a change of the total (or, for a
-        # missing one, of the status) can move. The fold shares what an update leaves
-        # alone, so an unchanged total is the same object. Only a delete's row reads
-        # `before`, and a delete is never skipped.
+        # missing one, of the status as the row reads it: 1.0 == 1, but only 1 is "1") can
+        # move. The fold shares what an update leaves alone, so an unchanged total is the
+        # same object. Only a delete's row reads `before`, and a delete is never skipped.
         before, after = change.before, change.after
         if before is None or after is None or change.event.stream != stream:
             return False
         total = total_of(after)
         return total is total_of(before) and (
-            total is not None or status_of(before) == status_of(after)
+            total is not None or status_text(before) == status_text(after)
         )
 
     def summary_merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -452,8 +452,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
         e = change.event
         if not r.mine(change):
             return []
-        old = r.status_text(change.before) if change.before is not None else None
-        new = r.status_text(change.after) if change.after is not None else None
+        old, new = r.status_text(change.before), r.status_text(change.after)  # None: no doc
         if old == new:
             return []
         out = []

@@ -25,17 +25,20 @@ from eventstore.memory.store import MemoryStore
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
 from projections import Change, Projection, Write
-from projections.orders import order_projections
+from projections.orders import OrderSchema, order_projections
 from projections.partitioned import fold_partition
 from projections.runner import ProjectionRunner
 from projections.skipping import Held
 from tests.helpers import make_event
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 
+# Statuses coded as numbers are statuses too (their decimal text): "1" is paid here.
+PAID = ("paid", "shipped", "1")
+
 
 def summary() -> Projection:
     """order_summary, built in the test: `make mutate` then knows these tests reach its code."""
-    return order_projections()[0]
+    return order_projections(OrderSchema(paid_statuses=PAID))[0]
 
 
 TOTALS = [
@@ -55,7 +58,8 @@ TOTALS = [
     None,
     None,
 ]
-STATUSES = ["pending", "paid", "cancelled"]
+# 1 == 1.0 == True, but only 1 is a status ("1", paid): a change between them moves the problem
+STATUSES: list[Any] = ["pending", "paid", "cancelled", 1, 1.0, True]
 IDS = [1, 2]
 
 KINDS = ["insert", "total", "unset_total", "status", "status", "status", "touch", "touch", "delete"]
@@ -259,6 +263,14 @@ def test_a_status_change_that_makes_a_missing_total_a_problem_is_never_skipped()
     calls, row, _ = _rebuilt([*ops, _status("paid"), _touch(1), _status("shipped"), _touch(2)])
     assert calls == [1, 3, 5, 6]  # shipped: paid either way, but the status changed
     assert _problems(row, "seq", "reason") == [(3, "missing")]
+
+
+def test_a_status_replaced_by_an_equal_value_of_another_type_is_never_skipped() -> None:
+    # 1.0 == 1, but only 1 is a status ("1", paid): the missing total becomes a problem there
+    ops: list[tuple[Any, ...]] = [("insert", 1, None, 1.0, 0), ("status", 1, None, 1, 0)]
+    calls, row, _ = _rebuilt([*ops, _touch(0), _touch(1)])
+    assert calls == [1, 2, 4]
+    assert _problems(row, "seq", "reason") == [(2, "missing")] and row["status"] == "1"
 
 
 def test_a_total_replaced_by_an_equal_value_of_another_type_is_never_skipped() -> None:
