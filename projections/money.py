@@ -103,21 +103,21 @@ def money128(value: Decimal128) -> bool:
     Remembered by object, as conversions are: a document's total is the same object
     from version to version (the fold shares it).
     """
-    known = _FINITE.get(id(value))
+    known = _USABLE.get(id(value))
     if known is not None and known[0] is value:
         return known[1]
     top = value.bid[15]  # the sign, then the combination field's first 7 bits
     usable = top & 0x78 != 0x78  # combination 11110: infinity; 11111: NaN
     if usable and top & 0x40:  # a biased exponent of 8192 or more, or the `11` form
         usable = not _beyond(_to_decimal(value))
-    if len(_FINITE) >= _MAX_DECIMALS:
-        _FINITE.clear()
-    _FINITE[id(value)] = (value, usable)
+    if len(_USABLE) >= _MAX_DECIMALS:
+        _USABLE.clear()
+    _USABLE[id(value)] = (value, usable)
     return usable
 
 
 # money128's answers by object (each entry keeps its object alive: an id is never reused).
-_FINITE: dict[int, tuple[Decimal128, bool]] = {}
+_USABLE: dict[int, tuple[Decimal128, bool]] = {}
 
 
 # a + b and -a as Decimal128 computes them: 34 digits, half to even (the context's own

@@ -27,7 +27,9 @@ from projections.runner import STATE_COLLECTION
 
 # What rows recorded without a config were built with: the default mapping, under the first
 # rules (they predate both).
-DEFAULT_CONFIGS = {p.name: OrderSchema().fingerprint(rules=1) for p in ORDER_PROJECTIONS}
+DEFAULT_CONFIGS = dict.fromkeys(
+    (p.name for p in ORDER_PROJECTIONS), OrderSchema().fingerprint(rules=1)
+)
 
 
 class ProjectionStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -44,10 +44,10 @@ MONEY128 = [
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
     money._DECIMALS.clear()
-    money._FINITE.clear()
+    money._USABLE.clear()
     yield
     money._DECIMALS.clear()
-    money._FINITE.clear()
+    money._USABLE.clear()
 
 
 @pytest.mark.parametrize(("text", "usable"), MONEY128)
@@ -118,10 +118,10 @@ def test_the_caches_are_bounded() -> None:
         made = dec128(Decimal(n))
         assert money128(made)
         assert len(money._DECIMALS) <= money._MAX_DECIMALS
-        assert len(money._FINITE) <= money._MAX_DECIMALS
+        assert len(money._USABLE) <= money._MAX_DECIMALS
     # cleared whole when full: the last one is there, alone
     assert list(money._DECIMALS.values()) == [(made, Decimal(n))]
-    assert list(money._FINITE.values()) == [(made, True)]
+    assert list(money._USABLE.values()) == [(made, True)]
 
 
 @pytest.mark.parametrize(
