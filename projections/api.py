@@ -58,7 +58,7 @@ class Projection(msgspec.Struct, frozen=True, kw_only=True):
     wholly rewritten by the entity's next change, whatever it is
     (`apply(apply(row, change), next) == apply(row, next)` for an existing row): a
     rebuild then applies such a change only when it is the entity's last, with the
-    state before the run of such changes as `before` (`projections.skipping`). `tracks_seq` is for the built-in order
+    state before the run of such changes as `before` (`projections.replay`). `tracks_seq` is for the built-in order
     projections only, which keep their own `seq` field: the runner then leaves
     idempotency to them. `config` (optional): what the rows depend on beyond the
     log, as text (the order models' field mapping); when it differs from the one a

@@ -24,20 +24,18 @@ import gc
 import logging
 import multiprocessing
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Final
 
 from bson import ObjectId
 
-from eventstore.fold import apply_event
 from eventstore.keys import typed_key
 from eventstore.model import STREAM_TYPES, Event
-from projections.api import SEQ_FIELD, Change, Projection
-from projections.idempotent import checked_keys, guarded
-from projections.skipping import Held
-from projections.states import EntityKey, state_key
+from projections.api import SEQ_FIELD, Projection
+from projections.replay import Replay
+from projections.states import state_key
 
 log = logging.getLogger(__name__)
 
@@ -75,46 +73,22 @@ def split(events: Sequence[Event], partitions: int) -> list[list[Event]]:
     return out
 
 
-def view_of(
-    get: Callable[[str], dict[str, Any] | None], touched: list[str]
-) -> dict[str, dict[str, Any]]:
-    """The rows an apply may see: those of its keys that exist (`get` reads one by key)."""
-    if len(touched) == 1:  # the usual case, without a comprehension
-        key = touched[0]
-        row = get(key)
-        return {key: row} if row is not None else {}
-    return {k: r for k in touched if (r := get(k)) is not None}
-
-
 def fold_partition(projection: Projection, events: Sequence[Event]) -> Rows:
     """Fold these events (one partition's, in seq order) and apply the projection: its rows.
 
-    Pure. Rows deleted by the projection are None.
+    Pure. Rows deleted by the projection are None. Every state is kept (a partition's
+    entities' states all fit, as the module says); an entity whose first event here is
+    not its first version is folded onto what the partition has of it (nothing: None).
     """
-    keys_of, apply = checked_keys(projection), guarded(projection)
-    # Each entity's state after its latest event (None: deleted).
-    states: dict[EntityKey, dict[str, Any] | None] = {}
-    rows: Rows = {}
-    get = rows.get
-    # Changes the entity's next change rewrites, held back (projections.skipping).
-    held = Held(projection)
-    hold = held.hold if projection.skippable is not None else None
-    for e in events:
-        if e.type in STREAM_TYPES:
-            continue
-        who = state_key(e)
-        before = states.get(who) if e.version > 1 else None
-        states[who] = after = apply_event(before, e)
-        change = Change(event=e, before=before, after=after)
-        touched = keys_of(change)
-        if hold is not None and hold(change, touched, rows):
-            continue
-        for w in apply(view_of(get, touched), change):
-            rows[w.key] = w.row
-    for change, touched in held.release():
-        for w in apply(view_of(get, touched), change):
-            rows[w.key] = w.row
-    return rows
+    replay = Replay(projection)
+    at = replay.run(events)
+    while at < len(events):
+        e = events[at]
+        entry = replay.states.get(state_key(e))
+        replay.seed(e, entry[1] if entry is not None else None)
+        at = replay.run(events, at)
+    replay.release()
+    return replay.rows
 
 
 def merge_partitions(projection: Projection, parts: Sequence[Rows]) -> dict[str, dict[str, Any]]:
@@ -275,5 +249,4 @@ __all__ = [
     "merge_partitions",
     "partition_of",
     "split",
-    "view_of",
 ]

@@ -19,7 +19,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final, NoReturn
 
@@ -28,16 +28,16 @@ import msgspec
 from eventstore.failures import TRANSIENT, classify
 from eventstore.history import History
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
-from eventstore.model import STREAM_TYPES, Checkpoint, Event, Head, Job
+from eventstore.model import Checkpoint, Event, Head, Job
 from eventstore.ports import Clock, Store
 from eventstore.worker_state import FAILED, RUNNING, STOPPED
 from projections.api import Change, Projection
 from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
 from projections.idempotent import checked_keys, guarded
-from projections.partitioned import NoMerge, view_of
-from projections.skipping import Held
-from projections.states import SharedStateCache, SharedStates, forget_erased
+from projections.partitioned import NoMerge
+from projections.replay import Replay, recorded, view_of
+from projections.states import SharedStateCache, SharedStates, forget_erased, state_before
 from projections.states import StateCache as StateCache  # re-exported: tests import it here
 
 log = logging.getLogger(__name__)
@@ -185,42 +185,21 @@ class ProjectionRunner:
 
     async def _apply(
         self,
-        source: Iterable[Change | Event],
+        changes: Sequence[Change],
         rows: dict[str, dict[str, Any] | None],
-        keys: list[list[str]] | None = None,
-        *,
-        held: Held | None = None,
-        pending: dict[str, dict[str, Any] | None] | None = None,
+        keys: list[list[str]],
     ) -> dict[str, dict[str, Any] | None]:
         """Apply changes in order onto `rows` (updated in place); the rows written, by key.
 
-        `source` holds changes, or events folded here one at a time (so each state
-        before is released as soon as its change is applied); `keys` are the
-        changes' keys when already known. `rows` holds every row they touch (None
-        or no entry: no row). Each apply sees only the rows of its own keys. A
-        failing apply stops the projection (FAILED). With `held` (a rebuild), the
-        changes the projection calls skippable are held there instead of applied,
-        and what it holds is applied before a stream event (`projections.skipping`).
-        The rows written are added to `pending` when given.
+        `keys` are the changes' keys. `rows` holds every row they touch (None or no
+        entry: no row). Each apply sees only the rows of its own keys. A failing
+        apply stops the projection (FAILED).
         """
-        keys_of, apply = self.keys, self.apply
-        fold = self.cache.fold
-        if pending is None:
-            pending = {}
+        apply = self.apply
+        pending: dict[str, dict[str, Any] | None] = {}
         get = rows.get
-        for i, item in enumerate(source):
-            if isinstance(item, Change):
-                change = item
-            elif item.type in STREAM_TYPES:
-                if held:
-                    await self._release(held, rows, pending)
-                continue
-            else:
-                change = fold(item) or await self.cache.change(item)
+        for change, touched in zip(changes, keys, strict=True):
             try:
-                touched = keys_of(change) if keys is None else keys[i]
-                if held is not None and held.hold(change, touched, rows):
-                    continue
                 writes = apply(view_of(get, touched), change)
             except Exception as exc:
                 await self._fail(change.event.seq, exc)
@@ -228,26 +207,37 @@ class ProjectionRunner:
                 key, row = w.key, w.row
                 rows[key] = pending[key] = row
                 if row is not None and (found := row.get("problems")):
-                    seq = change.event.seq
-                    self.status.problems += sum(
-                        1 for p in found if isinstance(p, dict) and p.get("seq") == seq
-                    )
+                    self.status.problems += recorded(found, change.event.seq)
         return pending
 
-    async def _release(
-        self,
-        held: Held,
-        rows: dict[str, dict[str, Any] | None],
-        pending: dict[str, dict[str, Any] | None],
-    ) -> None:
-        """Apply every change `held` holds onto `rows`, in the order held (see `_apply`)."""
-        released = held.release()
-        await self._apply(
-            [change for change, _ in released],
-            rows,
-            [touched for _, touched in released],
-            pending=pending,
-        )
+    async def _replay(self, replay: Replay, events: Sequence[Event]) -> None:
+        """Fold and apply a batch in `replay` (its states read from history where not kept).
+
+        A failing keys, skippable or apply stops the projection (FAILED) at its change.
+        """
+        at = 0
+        try:
+            while (at := replay.run(events, at)) < len(events):
+                event = events[at]
+                replay.seed(event, await state_before(self.history, event))
+        except Exception as exc:
+            if replay.failed_seq is None:
+                raise
+            await self._fail(replay.failed_seq, exc)
+        finally:
+            self.status.problems += replay.problems
+            replay.problems = 0
+
+    async def _release(self, replay: Replay) -> None:
+        """Apply every change `replay` holds (see `projections.replay`); a failure stops us."""
+        try:
+            replay.release()
+        except Exception as exc:
+            assert replay.failed_seq is not None
+            await self._fail(replay.failed_seq, exc)
+        finally:
+            self.status.problems += replay.problems
+            replay.problems = 0
 
     async def _keys(self, changes: Sequence[Change]) -> list[list[str]]:
         """The keys of each change; a failing `keys` stops the projection (FAILED)."""
@@ -469,25 +459,27 @@ class ProjectionRunner:
         await self.publish()
         if workers > 1:
             return await rebuild_partitioned(self, workers, job=job, on_progress=on_progress)
-        # Rebuilding starts from nothing; one worker keeps many more states than following does.
+        # One worker keeps many more states than following does: in `replay`, then (once rows
+        # are read back from `building`) in this cache, where they move.
         self.cache = StateCache(self.history, size=self.rebuild_states)
         progress = RebuildProgress(total=(await self.store.events.head()).seq)
         # The live rows' count stays shown until the swap; the rebuild counts its own.
         live_problems, self.status.problems = self.status.problems, 0
         started = time.perf_counter()
-        # The fresh collection's rows as written (None: deleted, or known absent).
-        rows: dict[str, dict[str, Any] | None] = {}
-        complete = True  # `rows` holds every row of `building` (it started empty)
+        # While every row of `building` is in memory (it started empty), events are folded
+        # and applied in `replay`, which keeps the rows as written (None: deleted, or known
+        # absent) and the entity states, and holds the changes the projection's next change
+        # of the same entity rewrites (`projections.replay`).
+        replay = Replay(self.projection, states=self.rebuild_states)
+        rows = replay.rows
+        complete = True
         position, log_hash = 0, Head().log_hash
         # Keys of the rows changed since the last write to `building` (their values are in
         # `rows`): written together, each once, when they reach `rebuild_rows` or the log
         # ends. A row changed by many batches is copied into the store once, not once per
         # batch; and only keys are kept here, not a second reference to each row, which made
         # every row outlive its batch and the garbage collector walk them again and again.
-        unwritten: set[str] = set()
-        # Changes the projection's next change of the same entity rewrites, held back
-        # (None for a projection that declares no `skippable`: nothing to ask per event).
-        held = Held(self.projection) if self.projection.skippable is not None else None
+        unwritten = replay.changed
 
         async def flush() -> None:
             if unwritten:
@@ -503,11 +495,13 @@ class ProjectionRunner:
                     await reported
 
         while events := await self.store.events.read(after_seq=position, limit=self.batch_size):
-            if self.projection.per_entity:
-                forget_erased(self.cache, events)
             if complete:  # no row to read: fold and apply each event in turn
-                pending = await self._apply(events, rows, held=held)
+                if self.projection.per_entity:
+                    forget_erased(replay, events)
+                await self._replay(replay, events)
             else:
+                if self.projection.per_entity:
+                    forget_erased(self.cache, events)
                 changes = await self.cache.changes(events)
                 keys = await self._keys(changes)
                 missing = sorted({k for ks in keys for k in ks if k not in rows})
@@ -515,15 +509,14 @@ class ProjectionRunner:
                     found = await self.store.read_models.get_many(building, missing)
                     for k in missing:
                         rows[k] = found.get(k)
-                pending = await self._apply(changes, rows, keys)
-            unwritten.update(pending.keys())
+                unwritten.update(await self._apply(changes, rows, keys))
             if not complete or len(unwritten) >= self.rebuild_rows:
                 await flush()
             if len(rows) > self.rebuild_rows:
-                if held:  # rows are read back from here on: nothing is held
-                    released: dict[str, dict[str, Any] | None] = {}
-                    await self._release(held, rows, released)
-                    unwritten.update(released.keys())
+                if complete:  # rows are read back from here on: nothing is held, states move
+                    await self._release(replay)
+                    self.cache.load(replay.states)
+                    replay.states.clear()
                 await flush()  # rows forgotten from here on are read back from `building`
                 rows.clear()
                 complete = False
@@ -533,10 +526,9 @@ class ProjectionRunner:
             progress.total = max(progress.total, position)
             await self.lease.keep()
             await report()
-        if held:  # the log has ended: each entity's last change is applied
-            released = {}
-            await self._release(held, rows, released)
-            unwritten.update(released.keys())
+        if complete:  # the log has ended: each entity's last change is applied
+            await self._release(replay)
+            replay.states.clear()
         if unwritten:
             await flush()
             await report()

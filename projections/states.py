@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, Final
+from itertools import islice
+from typing import Any, Final, Protocol
 
 from bson import ObjectId
 
@@ -161,13 +162,22 @@ class StateCache(_Folds):
         """Forget every state (a rebuild starts from nothing)."""
         self._states.clear()
 
+    def load(self, states: dict[EntityKey, list[Any]]) -> None:
+        """Keep these states (entity -> [version, state after it]), the last `size` of them."""
+        kept = self._states
+        for key, (version, state) in islice(states.items(), max(len(states) - self._size, 0), None):
+            kept[key] = [version, state]
+            kept.move_to_end(key)
+        while len(kept) > self._size:
+            kept.popitem(last=False)
+
     def forget(self, stream: str, entity_key: str) -> None:
         """Forget an erased entity's states (see `forget_erased`)."""
-        for key in [k for k in self._states if _names(k, stream, entity_key)]:
+        for key in [k for k in self._states if names_entity(k, stream, entity_key)]:
             del self._states[key]
 
 
-def _names(entity: EntityKey, stream: str, entity_key: str) -> bool:
+def names_entity(entity: EntityKey, stream: str, entity_key: str) -> bool:
     """True when a state key is of this stream and bare entity key (any id type: to be safe)."""
     if entity[0] != stream:
         return False
@@ -175,7 +185,14 @@ def _names(entity: EntityKey, stream: str, entity_key: str) -> bool:
     return key == entity_key or (entity[1] is None and key.partition(":")[2] == entity_key)
 
 
-def forget_erased(cache: StateCache | SharedStateCache, events: Sequence[Event]) -> None:
+class Forgets(Protocol):
+    """What keeps entity states and can forget an erased entity's (a cache, a rebuild's replay)."""
+
+    def forget(self, stream: str, entity_key: str) -> None:
+        """Forget the states of this entity."""
+
+
+def forget_erased(cache: Forgets, events: Sequence[Event]) -> None:
     """Forget the states of every entity these events say was erased.
 
     For a per-entity read model (`Projection.per_entity`): a state folded before an
@@ -290,4 +307,12 @@ class SharedStateCache(_Folds):
         return Change(event=event, before=before, after=after)
 
 
-__all__ = ["SharedStateCache", "SharedStates", "StateCache", "forget_erased", "state_key"]
+__all__ = [
+    "Forgets",
+    "SharedStateCache",
+    "SharedStates",
+    "StateCache",
+    "forget_erased",
+    "names_entity",
+    "state_key",
+]

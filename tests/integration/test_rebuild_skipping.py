@@ -21,15 +21,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventstore.clock import FakeClock
+from eventstore.fold import apply_event
 from eventstore.memory.store import MemoryStore
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
 from projections import Change, Projection, Write
 from projections.orders import OrderSchema, order_projections
 from projections.partitioned import fold_partition
+from projections.replay import Replay
 from projections.runner import ProjectionRunner
-from projections.skipping import Held
-from tests.helpers import make_event
+from tests.helpers import LogBuilder
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 
 # Statuses coded as numbers are statuses too (their decimal text): "1" is paid here.
@@ -367,48 +368,86 @@ def test_a_released_run_is_applied_under_the_key_it_was_held_with() -> None:
     asyncio.run(go())
 
 
-# -- Held: what a rebuild holds back ---------------------------------------------------------
-def _change(seq: int, key: str) -> Change:
-    event = make_event(seq=seq, entity_id=key, version=seq + 1)
-    return Change(event=event, before={"_id": key, "v": seq}, after={"_id": key, "v": seq + 1})
+# -- Replay: what a rebuild holds back ------------------------------------------------------
+def _recording(skip: Any, keys: Any = None) -> tuple[Projection, list[tuple[int, Any, Any]]]:
+    """A projection writing {"v": version} per key; it records (seq, before, after) per apply."""
+    applied: list[tuple[int, Any, Any]] = []
 
+    def apply(rows: Any, c: Change) -> list[Write]:
+        applied.append((c.event.seq, c.before, c.after))
+        return [Write(key=k, row={"v": c.event.version}) for k in projection.keys(c)]
 
-def _projection(skip: bool | None) -> Projection:
-    return Projection(
+    projection = Projection(
         name="p",
         collection="rm_p",
-        keys=lambda c: [c.event.entity_key],
-        apply=lambda rows, c: [],
-        skippable=None if skip is None else (lambda c: skip),
+        keys=keys or (lambda c: [c.event.entity_key]),
+        apply=apply,
+        skippable=skip,
     )
+    return projection, applied
 
 
-def test_held_changes_are_each_rows_last_in_the_order_held() -> None:
-    held = Held(_projection(True))
-    rows = {"a": {"x": 1}, "b": {"x": 2}}
-    a1, b2, a3, c4 = _change(1, "a"), _change(2, "b"), _change(3, "a"), _change(4, "c")
-    assert held.hold(a1, ["a"], rows) and held.hold(b2, ["b"], rows) and held.hold(a3, ["a"], rows)
-    assert not held.hold(c4, ["c"], rows)  # no row yet: applied, whatever it promises
-    assert not held.hold(_change(5, "a"), ["a", "b"], rows)  # two rows: applied
-    assert len(held) == 2
-    released = held.release()
-    assert [(c.event.seq, k) for c, k in released] == [(2, ["b"]), (3, ["a"])]
+def test_held_changes_are_each_rows_last_released_in_seq_order() -> None:
+    log = LogBuilder()
+    events = [log.next(e) for e in ["a", "b", "a", "b", "a", "c"]]  # seqs 1..6
+    projection, applied = _recording(lambda c: True)
+    replay = Replay(projection)
+    assert replay.run(events) == len(events)
+    # each entity's first change applies (no row yet); the later ones are held
+    assert [seq for seq, _, _ in applied] == [1, 2, 6] and sorted(replay.held) == ["a", "b"]
+    a1_after, states = applied[0][2], replay.states
+    replay.release()
+    assert [seq for seq, _, _ in applied[3:]] == [4, 5]  # b's (seq 4) before a's (seq 5)
     # a run of held changes is one change: from the state before its first to its last's after
-    assert released[1][0].before is a1.before and released[1][0].after is a3.after
-    assert released[0][0] is b2
-    assert not held and held.release() == []
+    _, before, after = applied[4]
+    assert before is a1_after and after is next(s for k, (v, s) in states.items() if k[2] == "a")
+    assert not replay.held  # the runner keeps each row's last applied seq in `_seq`
+    assert replay.rows == {
+        "a": {"v": 3, "_seq": 5},
+        "b": {"v": 2, "_seq": 4},
+        "c": {"v": 1, "_seq": 6},
+    }
+    assert replay.changed == {"a", "b", "c"}
 
 
 def test_a_change_that_is_not_skippable_drops_the_one_held_for_its_row() -> None:
-    rows = {"a": {"x": 1}}
-    skip = [True]
-    projection = msgspec.structs.replace(_projection(True), skippable=lambda c: skip[0])
-    held = Held(projection)
-    assert held.hold(_change(1, "a"), ["a"], rows)
-    skip[0] = False
-    assert not held.hold(_change(2, "a"), ["a"], rows)
-    assert held.release() == []
-    assert not Held(_projection(None)).hold(_change(3, "a"), ["a"], rows)
+    log = LogBuilder()
+    events = [log.next("a") for _ in range(3)]
+    projection, applied = _recording(lambda c: c.event.version == 2)
+    replay = Replay(projection)
+    assert replay.run(events) == 3 and not replay.held  # version 3 rewrote what 2 wrote
+    assert [seq for seq, _, _ in applied] == [1, 3]
+    replay.release()
+    assert [seq for seq, _, _ in applied] == [1, 3] and replay.rows == {"a": {"v": 3, "_seq": 3}}
+    plain, applied = _recording(None)
+    assert Replay(plain).run(events) == 3 and [s for s, _, _ in applied] == [1, 2, 3]
+
+
+def test_another_entitys_change_of_a_held_row_applies_the_held_one_first() -> None:
+    # Rows shared by entities (one per group): the promise is about the entity's next change,
+    # so a held change is applied before another entity's change of its row, one key or two.
+    log = LogBuilder()
+    events = [log.next(e) for e in ["a", "a", "b", "a", "c", "c"]]
+    groups = {"a": ["g"], "b": ["g"], "c": ["g", "h"]}
+    projection, applied = _recording(lambda c: True, keys=lambda c: groups[c.event.entity_key])
+    replay = Replay(projection)
+    assert replay.run(events) == len(events)
+    replay.release()
+    # a's seq 2 is applied before b's seq 3, b's before a's seq 4, a's before c's seq 5
+    assert [seq for seq, _, _ in applied] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_state_not_kept_stops_the_replay_until_it_is_seeded() -> None:
+    log = LogBuilder()
+    events = [log.next(e) for e in ["a", "b", "c", "a"]]
+    projection, applied = _recording(None)
+    replay = Replay(projection, states=2)
+    at = replay.run(events)
+    assert at == 3 and len(replay.states) <= 2  # a's state went first (the oldest stored)
+    folded = apply_event(None, events[0])
+    replay.seed(events[3], folded)
+    assert replay.run(events, at) == 4
+    assert applied[-1][1] is folded and replay.rows["a"] == {"v": 2, "_seq": 4}
 
 
 # -- a plugin that declares skippable -------------------------------------------------------
@@ -544,3 +583,46 @@ async def test_each_adapter_stores_the_rows_a_skipping_rebuild_writes(store: Sto
     await ProjectionRunner(store, _counted(summary(), calls), clock=clock).rebuild_now()
     assert _shown(await _rows(store, summary().collection)) == expected
     assert calls == [1, 2, 6, 8, 9]  # the inserts, the total and the delete, the last touch
+
+
+# -- rows shared by entities ----------------------------------------------------------------
+def _statuses_apply(rows: Any, change: Change) -> list[Write]:
+    old = rows.get("all")
+    statuses = dict(old["statuses"]) if old else {}
+    statuses[change.event.entity_key] = (change.after or {}).get("status")
+    return [Write(key="all", row={"statuses": statuses})]
+
+
+STATUSES_OF_ALL = Projection(
+    name="statuses_of_all",
+    collection="rm_statuses_of_all",
+    keys=lambda change: ["all"],
+    apply=_statuses_apply,
+    merge=lambda key, a, b: {"statuses": {**a["statuses"], **b["statuses"]}},
+    # A change sets its own entity's entry only, from `after`: the entity's next change
+    # sets it again. Other entities' changes of the same row are not covered by the promise.
+    skippable=lambda change: True,
+)
+
+
+def test_a_skipping_rebuild_of_rows_shared_by_entities_equals_following() -> None:
+    async def go() -> None:
+        from tests.integration.test_partitioned_rebuild import simulated
+
+        store = await simulated(seed=7, orders=8, steps=120)
+        clock = FakeClock()
+        plain = msgspec.structs.replace(STATUSES_OF_ALL, skippable=None)
+        await ProjectionRunner(store, plain, clock=clock, batch_size=5).catch_up()
+        expected = await _rows(store, STATUSES_OF_ALL.collection)
+        assert len(expected["all"]["statuses"]) >= 8
+        assert len(set(expected["all"]["statuses"].values())) > 1  # statuses moved
+        for batch in (1, 7, 1000):
+            await ProjectionRunner(
+                store, STATUSES_OF_ALL, clock=clock, batch_size=batch
+            ).rebuild_now()
+            assert await _rows(store, STATUSES_OF_ALL.collection) == expected, batch
+        events = await store.events.read(after_seq=0, limit=100_000)
+        parts = fold_partition(STATUSES_OF_ALL, events)
+        assert parts["all"]["statuses"] == expected["all"]["statuses"]
+
+    asyncio.run(go())
