@@ -31,8 +31,10 @@ one more state per entity alive, and cost a rebuild 10-20% of its time).
 Invariants that make the rows equal to applying every change:
 - a change is held only when it touches exactly one row and that row exists (the
   promise is about an existing row: an entity's first change always applies);
-- the next change touching the held one's row replaces it (held, or applied onto
-  the row as it was before the held one, which the promise makes equal);
+- the entity's next change touching the held one's row replaces it (held, or
+  applied onto the row as it was before the held one, which the promise makes
+  equal); any other change touching that row (another entity's, where entities
+  share rows) finds the held one applied first, as the promise does not cover it;
 - everything held is applied, in seq order, before anything that is not an entity
   change of the projection's own rows is processed: a stream event (the loop
   releases), the end of the log and a rebuild that starts reading rows back from

@@ -210,30 +210,23 @@ class ProjectionRunner:
                     self.status.problems += recorded(found, change.event.seq)
         return pending
 
-    async def _replay(self, replay: Replay, events: Sequence[Event]) -> None:
-        """Fold and apply a batch in `replay` (its states read from history where not kept).
-
-        A failing keys, skippable or apply stops the projection (FAILED) at its change.
+    async def _replay(
+        self, replay: Replay, events: Sequence[Event] = (), *, release: bool = False
+    ) -> None:
+        """Fold and apply a batch in `replay` (states read from history where not kept), then
+        with `release` apply what it holds; a failing keys, skippable or apply stops the
+        projection (FAILED) at its change. The problems its rows recorded are counted.
         """
         at = 0
         try:
             while (at := replay.run(events, at)) < len(events):
                 event = events[at]
                 replay.seed(event, await state_before(self.history, event))
+            if release:
+                replay.release()
         except Exception as exc:
             if replay.failed_seq is None:
                 raise
-            await self._fail(replay.failed_seq, exc)
-        finally:
-            self.status.problems += replay.problems
-            replay.problems = 0
-
-    async def _release(self, replay: Replay) -> None:
-        """Apply every change `replay` holds (see `projections.replay`); a failure stops us."""
-        try:
-            replay.release()
-        except Exception as exc:
-            assert replay.failed_seq is not None
             await self._fail(replay.failed_seq, exc)
         finally:
             self.status.problems += replay.problems
@@ -514,7 +507,7 @@ class ProjectionRunner:
                 await flush()
             if len(rows) > self.rebuild_rows:
                 if complete:  # rows are read back from here on: nothing is held, states move
-                    await self._release(replay)
+                    await self._replay(replay, release=True)
                     self.cache.load(replay.states)
                     replay.states.clear()
                 await flush()  # rows forgotten from here on are read back from `building`
@@ -527,7 +520,7 @@ class ProjectionRunner:
             await self.lease.keep()
             await report()
         if complete:  # the log has ended: each entity's last change is applied
-            await self._release(replay)
+            await self._replay(replay, release=True)
             replay.states.clear()
         if unwritten:
             await flush()

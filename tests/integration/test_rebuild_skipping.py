@@ -450,6 +450,86 @@ def test_a_state_not_kept_stops_the_replay_until_it_is_seeded() -> None:
     assert applied[-1][1] is folded and replay.rows["a"] == {"v": 2, "_seq": 4}
 
 
+def test_a_change_of_two_rows_drops_its_entitys_held_one_and_applies_anothers_first() -> None:
+    # c's third change touches g (held for a's second) and h (held for c's second): a's is
+    # applied before it, c's own is rewritten by it.
+    log = LogBuilder()
+    events = [log.next(e) for e in ["a", "c", "a", "c", "c"]]  # seqs 1..5
+    rows_of = {("a", 1): ["g"], ("c", 1): ["h"], ("a", 2): ["g"], ("c", 2): ["h"]}
+
+    def keys(c: Change) -> list[str]:
+        return rows_of.get((c.event.entity_key, c.event.version), ["g", "h"])
+
+    projection, applied = _recording(lambda c: True, keys=keys)
+    replay = Replay(projection)
+    assert replay.run(events) == 5 and not replay.held
+    assert [seq for seq, _, _ in applied] == [1, 2, 3, 5]  # c's seq 4 was rewritten by seq 5
+
+
+def test_past_the_bound_the_oldest_stored_quarter_of_the_states_goes() -> None:
+    log = LogBuilder()
+    five = [log.next(e) for e in "abcde"]
+    replay = Replay(_recording(None)[0], states=4)
+    assert replay.run(five) == 5
+    assert sorted(k[2] for k in replay.states) == ["c", "d", "e"]  # a and b went at e
+    log = LogBuilder()
+    replay = Replay(_recording(None)[0], states=1)
+    assert replay.run([log.next("a"), log.next("b"), log.next("b")]) == 3  # b's state kept
+    assert [k[2] for k in replay.states] == ["b"]
+
+
+def _with_problems(fail_at: int | None = None) -> Projection:
+    """LATEST, its rows recording a problem at the seq of the change that wrote them."""
+
+    def apply(rows: Any, change: Change) -> list[Write]:
+        if change.event.seq == fail_at:
+            raise RuntimeError(f"cannot apply {fail_at}")
+        (w,) = _latest_apply(rows, change)
+        assert w.row is not None
+        return [Write(key=w.key, row={**w.row, "problems": [{"seq": change.event.seq}]})]
+
+    return msgspec.structs.replace(LATEST, apply=apply)
+
+
+def test_the_problems_of_released_changes_are_counted() -> None:
+    async def go() -> None:
+        from tests.integration.test_partitioned_rebuild import simulated
+
+        store = await simulated(seed=5, orders=6, steps=60)
+        calls: list[int] = []
+        runner = ProjectionRunner(
+            store, _counted(_with_problems(), calls), clock=FakeClock(), batch_size=7
+        )
+        await runner.rebuild_now()
+        rows = await _rows(store, LATEST.collection)
+        # each apply recorded one problem: the entities' first changes and the released ones
+        assert len(rows) < len(calls) < 2 * len(rows) + 1 and runner.status.problems == len(calls)
+        assert {r["problems"][0]["seq"] for r in rows.values()} <= set(calls)
+
+    asyncio.run(go())
+
+
+def test_an_apply_that_raises_on_a_released_change_fails_at_its_seq() -> None:
+    async def go() -> None:
+        from projections.runner import ProjectionFailed
+        from tests.integration.test_partitioned_rebuild import simulated
+
+        store = await simulated(seed=5, orders=6, steps=60)
+        events = await store.events.read(after_seq=0, limit=10_000)
+        last = {}
+        for e in events:
+            last[e.entity_key] = e
+        # an entity's last change, held (not its first, not a delete) and applied at the end
+        held = next(e for e in last.values() if e.version > 1 and e.type == "updated")
+        runner = ProjectionRunner(store, _with_problems(held.seq), clock=FakeClock())
+        with pytest.raises(ProjectionFailed):
+            await runner.rebuild_now()
+        assert runner.status.failed_seq == held.seq
+        assert runner.status.error == f"RuntimeError: cannot apply {held.seq}"
+
+    asyncio.run(go())
+
+
 # -- a plugin that declares skippable -------------------------------------------------------
 def _latest_keys(change: Change) -> list[str]:
     return [f"{change.event.stream}:{change.event.entity_key}"]
