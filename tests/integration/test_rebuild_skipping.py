@@ -702,7 +702,7 @@ def test_a_skipping_rebuild_of_rows_shared_by_entities_equals_following() -> Non
             ).rebuild_now()
             assert await _rows(store, STATUSES_OF_ALL.collection) == expected, batch
         events = await store.events.read(after_seq=0, limit=100_000)
-        parts = fold_partition(STATUSES_OF_ALL, events)
-        assert parts["all"]["statuses"] == expected["all"]["statuses"]
+        (row,) = fold_partition(STATUSES_OF_ALL, events).values()
+        assert row is not None and row["statuses"] == expected["all"]["statuses"]
 
     asyncio.run(go())
