@@ -10,7 +10,8 @@ and its checkpoint being written together, as they are in one transaction.)
 A plugin's output is checked as it comes back, so that what one store would
 refuse at write time (MongoDB) is refused on every store, at the change that
 made it, with the reason: `keys` must give a list of non-empty strings;
-`apply` a list of `Write`, each with such a key and a row that is None or a
+`apply` a list of `Write` (of a projection that declares `skippable`, only for the
+rows it was given to apply to: `check_named`), each with such a key and a row that is None or a
 document MongoDB can store (string field names, none starting with `$`, an
 `_id` only equal to the key, which is the row's `_id`; every value BSON). A bad output raises
 `PluginOutputError`, and the runner marks the projection failed at that seq.
@@ -18,6 +19,7 @@ document MongoDB can store (string field names, none starting with `$`, an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import bson
@@ -79,6 +81,20 @@ def guarded(projection: Projection) -> Apply:
         return out
 
     return apply_once
+
+
+def check_named(key: str, touched: Sequence[str]) -> None:
+    """Refuse a skippable projection's write to a row it was not applying to (`touched`).
+
+    Its changes are held and released by row key (projections.replay): a write to
+    another row would slip past what is held there, and a rebuild's rows would differ
+    from following's.
+    """
+    if key not in touched:
+        raise PluginOutputError(
+            f"apply wrote the row {_shown(key)}, which keys did not name ({_shown(list(touched))}):"
+            " a projection that declares skippable writes only the rows its keys name"
+        )
 
 
 def _check_key(source: str, key: Any) -> None:

@@ -53,7 +53,7 @@ from typing import Any
 from eventstore.fold import apply_event
 from eventstore.model import STREAM_TYPES, Event
 from projections.api import Change, Projection
-from projections.idempotent import checked_keys, guarded
+from projections.idempotent import check_named, checked_keys, guarded
 from projections.states import EntityKey, names_entity, state_key
 
 Row = dict[str, Any] | None
@@ -145,6 +145,8 @@ class Replay:
                             self._apply_held(key, prior)
                 for w in apply(view_of(get, touched), change):
                     key, row = w.key, w.row
+                    if skippable is not None:
+                        check_named(key, touched)
                     rows[key] = row
                     changed.add(key)
                     if row is not None and (found := row.get("problems")):
@@ -172,6 +174,8 @@ class Replay:
         rows, changed = self.rows, self.changed
         try:
             writes = self.apply(view_of(rows.get, [key]), change)
+            for w in writes:
+                check_named(w.key, [key])
         except Exception:
             self.failed_seq = change.event.seq
             raise

@@ -34,7 +34,7 @@ from eventstore.worker_state import FAILED, RUNNING, STOPPED
 from projections.api import Change, Projection
 from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
-from projections.idempotent import checked_keys, guarded
+from projections.idempotent import check_named, checked_keys, guarded
 from projections.partitioned import NoMerge
 from projections.replay import Replay, recorded, view_of
 from projections.states import SharedStateCache, SharedStates, forget_erased, state_before
@@ -198,9 +198,13 @@ class ProjectionRunner:
         apply = self.apply
         pending: dict[str, dict[str, Any] | None] = {}
         get = rows.get
+        named = self.projection.skippable is not None
         for change, touched in zip(changes, keys, strict=True):
             try:
                 writes = apply(view_of(get, touched), change)
+                if named:  # as a rebuild requires of it (projections.replay)
+                    for w in writes:
+                        check_named(w.key, touched)
             except Exception as exc:
                 await self._fail(change.event.seq, exc)
             for w in writes:

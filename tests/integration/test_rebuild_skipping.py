@@ -665,6 +665,54 @@ async def test_each_adapter_stores_the_rows_a_skipping_rebuild_writes(store: Sto
     assert calls == [1, 2, 6, 8, 9]  # the inserts, the total and the delete, the last touch
 
 
+def test_a_skippable_plugin_writing_a_row_its_keys_did_not_name_fails_at_that_change() -> None:
+    # Held changes are released by key: a write to a row the keys did not name would slip
+    # past them, so it is refused, following or rebuilding, at the change that made it.
+    def apply(rows: Any, change: Change) -> list[Write]:
+        return [*_latest_apply(rows, change), Write(key="everyone", row={"n": 1})]
+
+    async def go() -> None:
+        from projections.runner import ProjectionFailed
+        from tests.integration.test_partitioned_rebuild import simulated
+
+        store = await simulated(seed=5, orders=3, steps=10)
+        first = (await store.events.read(after_seq=0, limit=1))[0].seq
+        sprawling = msgspec.structs.replace(LATEST, apply=apply)
+        message = (
+            "PluginOutputError: apply wrote the row 'everyone', which keys did not name "
+            "(['orders:{key}']): a projection that declares skippable writes only the rows "
+            "its keys name"
+        )
+        for run in ("catch_up", "rebuild_now"):
+            runner = ProjectionRunner(store, sprawling, clock=FakeClock())
+            with pytest.raises(ProjectionFailed):
+                await getattr(runner, run)()
+            assert runner.status.failed_seq == first, run
+            key = (await store.events.read(after_seq=0, limit=1))[0].entity_key
+            assert runner.status.error == message.format(key=key), run
+
+        # the same write made by a held change only, when it is released at the log's end
+        def later(rows: Any, change: Change) -> list[Write]:
+            held = change.event.version > 1 and change.after is not None  # all such are held
+            return apply(rows, change) if held else _latest_apply(rows, change)
+
+        runner = ProjectionRunner(
+            store, msgspec.structs.replace(LATEST, apply=later), clock=FakeClock()
+        )
+        with pytest.raises(ProjectionFailed, match="apply wrote the row 'everyone'"):
+            await runner.rebuild_now()
+        (failed,) = await store.events.read(after_seq=(runner.status.failed_seq or 0) - 1, limit=1)
+        assert failed.version > 1 and failed.seq > first
+        # without skippable the same apply is a blind upsert of that row, as before
+        plain = msgspec.structs.replace(sprawling, skippable=None)
+        await ProjectionRunner(store, plain, clock=FakeClock()).catch_up()
+        assert (await _rows(store, LATEST.collection))["everyone"]["n"] == 1
+        await ProjectionRunner(store, plain, clock=FakeClock()).rebuild_now()
+        assert (await _rows(store, LATEST.collection))["everyone"]["n"] == 1
+
+    asyncio.run(go())
+
+
 # -- rows shared by entities ----------------------------------------------------------------
 def _statuses_apply(rows: Any, change: Change) -> list[Write]:
     old = rows.get("all")
