@@ -54,7 +54,7 @@ from eventstore.fold import apply_event
 from eventstore.model import STREAM_TYPES, Event
 from projections.api import Change, Projection
 from projections.idempotent import check_named, checked_keys, guarded
-from projections.states import EntityKey, names_entity, state_key
+from projections.states import EntityKey, forget_entity, state_key
 
 Row = dict[str, Any] | None
 
@@ -187,8 +187,7 @@ class Replay:
 
     def forget(self, stream: str, entity_key: str) -> None:
         """Forget an erased entity's state (`projections.states.forget_erased`)."""
-        for who in [k for k in self.states if names_entity(k, stream, entity_key)]:
-            del self.states[who]
+        forget_entity(self.states, stream, entity_key)
 
     def _evict(self) -> None:
         """Drop the oldest stored quarter of the states (one pass, not one per new entity)."""

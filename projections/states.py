@@ -19,7 +19,7 @@ read from history.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from itertools import islice
 from typing import Any, Final, Protocol
 
@@ -163,21 +163,27 @@ class StateCache(_Folds):
         self._states.clear()
 
     def load(self, states: dict[EntityKey, list[Any]]) -> None:
-        """Keep these states (entity -> [version, state after it]), the last `size` of them."""
+        """Keep these states (entity -> [version, state after it], the list itself), the last
+        `size` of them, as the most recently used."""
         kept = self._states
-        for key, (version, state) in islice(states.items(), max(len(states) - self._size, 0), None):
-            kept[key] = [version, state]
+        for key, entry in islice(states.items(), max(len(states) - self._size, 0), None):
+            kept[key] = entry
             kept.move_to_end(key)
         while len(kept) > self._size:
             kept.popitem(last=False)
 
     def forget(self, stream: str, entity_key: str) -> None:
         """Forget an erased entity's states (see `forget_erased`)."""
-        for key in [k for k in self._states if names_entity(k, stream, entity_key)]:
-            del self._states[key]
+        forget_entity(self._states, stream, entity_key)
 
 
-def names_entity(entity: EntityKey, stream: str, entity_key: str) -> bool:
+def forget_entity(states: MutableMapping[EntityKey, Any], stream: str, entity_key: str) -> None:
+    """Drop every state of this stream's entity from `states` (keyed by `state_key`)."""
+    for key in [k for k in states if _names(k, stream, entity_key)]:
+        del states[key]
+
+
+def _names(entity: EntityKey, stream: str, entity_key: str) -> bool:
     """True when a state key is of this stream and bare entity key (any id type: to be safe)."""
     if entity[0] != stream:
         return False
@@ -312,7 +318,7 @@ __all__ = [
     "SharedStateCache",
     "SharedStates",
     "StateCache",
+    "forget_entity",
     "forget_erased",
-    "names_entity",
     "state_key",
 ]
