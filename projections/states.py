@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import MutableMapping, Sequence
-from itertools import islice
 from typing import Any, Final, Protocol
 
 from bson import ObjectId
@@ -163,10 +162,10 @@ class StateCache(_Folds):
         self._states.clear()
 
     def load(self, states: dict[EntityKey, list[Any]]) -> None:
-        """Keep these states (entity -> [version, state after it], the list itself), the last
-        `size` of them, as the most recently used."""
+        """Keep these states (entity -> [version, state after it], the list itself) as the
+        most recently used, in their order; past `size`, the least recently used go."""
         kept = self._states
-        for key, entry in islice(states.items(), max(len(states) - self._size, 0), None):
+        for key, entry in states.items():
             kept[key] = entry
             kept.move_to_end(key)
         while len(kept) > self._size:

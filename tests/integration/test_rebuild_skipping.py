@@ -30,6 +30,7 @@ from projections.orders import OrderSchema, order_projections
 from projections.partitioned import fold_partition
 from projections.replay import Replay
 from projections.runner import ProjectionRunner
+from projections.states import StateCache, state_key
 from tests.helpers import LogBuilder
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 
@@ -476,6 +477,34 @@ def test_past_the_bound_the_oldest_stored_quarter_of_the_states_goes() -> None:
     replay = Replay(_recording(None)[0], states=1)
     assert replay.run([log.next("a"), log.next("b"), log.next("b")]) == 3  # b's state kept
     assert [k[2] for k in replay.states] == ["b"]
+
+
+def test_a_partition_folds_an_entity_it_first_sees_past_version_1_onto_nothing() -> None:
+    # A log that starts mid-history: the partition has no state before the entity's first
+    # event here, and folds it onto None, as a partition always has.
+    log = LogBuilder()
+    _, a2, a3 = (log.next("a") for _ in range(3))
+    projection, applied = _recording(None)
+    from projections.partitioned import fold_partition as fold
+
+    assert fold(projection, [a2, a3]) == {"a": {"v": 3, "_seq": 3}}
+    assert [seq for seq, _, _ in applied] == [2, 3]
+    assert applied[0][1] is None and applied[1][1] is applied[0][2]
+
+
+def test_the_replays_states_move_into_a_state_cache_the_newest_kept() -> None:
+    log = LogBuilder()
+    firsts = [log.next(e) for e in "abc"]
+    replay = Replay(_recording(None)[0])
+    assert replay.run(firsts) == 3
+    cache = StateCache(None, size=2)  # type: ignore[arg-type]  # no history: nothing is read
+    assert cache.fold(firsts[2]) is not None  # c, already cached, is loaded as the newest
+    cache.load(replay.states)
+    a2, c2 = log.next("a"), log.next("c")
+    c1_state = replay.states[state_key(c2)][1]
+    assert cache.fold(a2) is None  # the oldest went: it would be read from history
+    change = cache.fold(c2)
+    assert change is not None and change.before is c1_state
 
 
 def _with_problems(fail_at: int | None = None) -> Projection:
