@@ -134,13 +134,27 @@ def _how(signed_by: str | None) -> str:
     return f"signed by {signed_by}" if signed_by else "unsigned (no signing key)"
 
 
+def _missing(skipped: tuple[int, int], size: int) -> str:
+    """Why the root of `size` events is missing: the log skipped from one seq to another."""
+    last, found = skipped
+    if found <= last + 1:  # never from a log read in seq order; said plainly all the same
+        return f"the log has seq {found} after seq {last}, inside the latest checkpoint's {size}"
+    gone = f"seq {last + 1} is" if found == last + 2 else f"seqs {last + 1} to {found - 1} are"
+    return f"{gone} missing from the latest checkpoint's {size} events: events were removed"
+
+
 def stored_checkpoint_check(
-    checkpoint: TreeCheckpoint, recomputed: bytes | None, log_size: int
+    checkpoint: TreeCheckpoint,
+    recomputed: bytes | None,
+    log_size: int,
+    *,
+    skipped: tuple[int, int] | None = None,
 ) -> CheckpointCheck:
     """The latest stored checkpoint held to the events: `recomputed` is the root of its size.
 
     `recomputed` comes from the events' own hashes (None when the log has fewer
-    events). The note's own size and root must be the stored ones as well: a
+    events, or `skipped` a seq inside the checkpoint's size: from the first seq to
+    the second). The note's own size and root must be the stored ones as well: a
     stored root rewritten beside an untouched note is tampering too. Without a
     verifier key the signature is named as the note claims it, not checked.
     """
@@ -156,6 +170,8 @@ def stored_checkpoint_check(
     replace = msgspec.structs.replace
     if note_problem is not None:
         return replace(base, reason=f"the latest checkpoint ({checkpoint.size}): {note_problem}")
+    if recomputed is None and skipped is not None:
+        return replace(base, reason=_missing(skipped, checkpoint.size))
     if recomputed is None:
         return replace(
             base,

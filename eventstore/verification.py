@@ -201,7 +201,7 @@ async def verify_stream(
     )
     if checkpoint is None:
         return verdict
-    whole = stored_checkpoint_check(checkpoint, roots.root, roots.frontier.size)
+    whole = roots.check(checkpoint, roots.frontier.size)
     check = scoped_check(
         checkpoint,
         what=f"stream {stream}",
@@ -220,6 +220,14 @@ class _RootAt:
         self.want = want
         self.frontier = Frontier()
         self.root: bytes | None = self.frontier.root() if want == 0 else None
+        # The seq the log skipped to inside the first `want` events (the last before it is
+        # `frontier.size`): no root of that size, and the checkpoint's check says where.
+        self.skipped_to: int | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once the root is known, or known not to exist (a skipped seq)."""
+        return self.frontier.size >= self.want or self.root is not None
 
     def feed(self, event: Event) -> None:
         """The next event along `seq`; a skipped seq leaves no root of that size."""
@@ -228,10 +236,16 @@ class _RootAt:
             return
         if event.seq != frontier.size + 1:
             self.want = 0  # the chains report the gap
+            self.skipped_to = event.seq
             return
         frontier.extend([event_leaf(event)])
         if frontier.size == self.want:
             self.root = frontier.root()
+
+    def check(self, checkpoint: TreeCheckpoint, log_size: int) -> CheckpointCheck:
+        """The latest stored checkpoint held to the root recomputed along the pass."""
+        skipped = None if self.skipped_to is None else (self.frontier.size, self.skipped_to)
+        return stored_checkpoint_check(checkpoint, self.root, log_size, skipped=skipped)
 
 
 def _unbacked(
@@ -265,24 +279,16 @@ async def verify_log(
     rewrite could leave untouched); a root that differs makes the log invalid.
     """
     verifier = LogVerifier(expected_head)
-    frontier = Frontier()
-    want = checkpoint.size if checkpoint is not None else 0
-    at_size: bytes | None = frontier.root() if checkpoint is not None and want == 0 else None
+    roots = _RootAt(checkpoint.size if checkpoint is not None else 0)
     async for event in all_events(log, page=page):
         verifier.feed(event)
-        if frontier.size < want:
-            if event.seq != frontier.size + 1:
-                want = 0  # the log skips a seq: no root of that size (the chains report it)
-            else:
-                frontier.append(event_leaf(event))
-                if frontier.size == want:
-                    at_size = frontier.root()
-        if verifier.failed and frontier.size >= want:
+        roots.feed(event)
+        if verifier.failed and roots.done:
             break
     verdict = verifier.verdict()
     if checkpoint is None:
         return verdict
-    check = stored_checkpoint_check(checkpoint, at_size, verdict.head.seq)
+    check = roots.check(checkpoint, verdict.head.seq)
     replace = msgspec.structs.replace
     if check.matches or not verdict.valid:
         return replace(verdict, checkpoint=check)

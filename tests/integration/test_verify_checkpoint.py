@@ -149,7 +149,13 @@ def test_every_problem_of_the_latest_stored_checkpoint_is_named() -> None:
     unsigned = TreeCheckpoint(size=7, root=b64, note=text, signed=False, created_at=T0)
     by = f"log.test+{signer.id.hex()}"
 
-    def check(cp: TreeCheckpoint, recomputed: bytes | None, reason: str, **kw: object) -> None:
+    def check(
+        cp: TreeCheckpoint,
+        recomputed: bytes | None,
+        reason: str,
+        skipped: tuple[int, int] | None = None,
+        **kw: object,
+    ) -> None:
         expected = CheckpointCheck(
             size=cp.size,
             root=cp.root,
@@ -157,7 +163,7 @@ def test_every_problem_of_the_latest_stored_checkpoint_is_named() -> None:
             reason=reason,
             **kw,  # type: ignore[arg-type]
         )
-        assert stored_checkpoint_check(cp, recomputed, 9) == expected
+        assert stored_checkpoint_check(cp, recomputed, 9, skipped=skipped) == expected
 
     check(
         signed,
@@ -176,6 +182,18 @@ def test_every_problem_of_the_latest_stored_checkpoint_is_named() -> None:
         signed,
         None,
         "the log has 9 events, fewer than the latest checkpoint's 7: events were removed",
+        signed_by=by,
+        matches=False,
+    )
+    # A seq skipped inside the checkpoint's size: which are missing, not how many were read.
+    removed = "from the latest checkpoint's 7 events: events were removed"
+    check(signed, None, f"seq 3 is missing {removed}", (2, 4), signed_by=by, matches=False)
+    check(signed, None, f"seqs 1 to 5 are missing {removed}", (0, 6), signed_by=by, matches=False)
+    check(
+        signed,
+        None,
+        "the log has seq 2 after seq 2, inside the latest checkpoint's 7",
+        (2, 2),
         signed_by=by,
         matches=False,
     )

@@ -497,17 +497,14 @@ async def test_a_seq_skipped_under_the_checkpoint_fails_the_log_and_every_stream
     assert (verdict.valid, verdict.first_invalid_seq) == (False, 3)
     assert verdict.reason == "seq 3 missing (found seq 4)"
     assert verdict.checkpoint is not None and verdict.checkpoint.matches is False
-    assert verdict.checkpoint.reason == (
-        "the log has 2 events, fewer than the latest checkpoint's 5: events were removed"
-    )
+    removed = "seq 3 is missing from the latest checkpoint's 5 events: events were removed"
+    assert verdict.checkpoint.reason == removed
     # The orders chains all link: only the root of the checkpoint's size shows the removal.
     orders = await verify_stream(log, "orders", checkpoint=checkpoint)
     assert (orders.valid, orders.invalid, orders.events_checked) == (False, [], 5)
     check = orders.checkpoint
     assert check is not None and (check.matches, check.pending, check.seq) == (False, False, 2)
-    assert check.reason == (
-        "the log has 2 events, fewer than the latest checkpoint's 5: events were removed"
-    )
+    assert check.reason == removed
 
 
 async def test_a_log_missing_its_first_event_is_read_no_further() -> None:
@@ -517,6 +514,6 @@ async def test_a_log_missing_its_first_event_is_read_no_further() -> None:
     assert (verdict.valid, verdict.first_invalid_seq, verdict.events_checked) == (False, 1, 1)
     assert verdict.reason == "seq 1 missing (found seq 2)"
     assert verdict.checkpoint is not None and verdict.checkpoint.reason == (
-        "the log has 0 events, fewer than the latest checkpoint's 3: events were removed"
+        "seq 1 is missing from the latest checkpoint's 3 events: events were removed"
     )
     assert log.limits == [1]  # nothing read past the break
