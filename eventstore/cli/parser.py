@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 from typing import NoReturn
 
 from eventstore.cli.common import EXIT_ERROR
@@ -63,6 +64,14 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def installed_version() -> str:
+    """This distribution's version as installed (`unknown` when run from a bare source tree)."""
+    try:
+        return metadata.version("eventstore")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = _Parser(
@@ -70,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="An immutable, hash-chained audit log and event store for MongoDB.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"eventstore {installed_version()}",
+        help="print the installed version and exit",
+    )
     sub = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )

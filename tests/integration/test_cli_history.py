@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,11 @@ def test_without_a_uri_the_commands_say_so(capsys: pytest.CaptureFixture[str]) -
     # memory:// without a given store is an empty in-process log
     assert main(["state", "orders", "ORD-1", *URI], out=io.StringIO()) == 1
     assert "no entity 'ORD-1'" in capsys.readouterr().err
+
+
+def test_version_prints_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"], out=io.StringIO()) == 0
+    assert capsys.readouterr().out == f"eventstore {metadata.version('eventstore')}\n"
 
 
 @pytest.mark.parametrize("kind", ["memory", "mongo"])
