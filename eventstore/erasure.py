@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -47,21 +47,24 @@ def check_text(name: str, value: str, limit: int) -> str:
     return text
 
 
-async def request_erasure(
-    store: Store,
-    history: History,
-    *,
-    stream: str,
-    key: str,
-    reason: str,
-    actor: str,
-    now: datetime,
-    new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
-) -> ErasureOutcome:
-    """Queue the erasure of one entity, or say why not (UnknownEntity, AmbiguousKey, ErasureRefused).
+class ErasureCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """A request checked: the entity and the cleaned texts, or the request that already covers it."""
 
-    A repeated request changes nothing: an entity whose events are all erased
-    already answers with the request that erased them, one queued answers with it.
+    entity_id: Any
+    entity_key: str
+    reason: str
+    actor: str
+    existing: ErasureOutcome | None = None
+
+
+async def check_erasure(
+    store: Store, history: History, *, stream: str, key: str, reason: str, actor: str
+) -> ErasureCheck:
+    """Everything that could refuse a request, without queueing it.
+
+    Raises UnknownEntity, AmbiguousKey, ErasureRefused or HistoryError (a bad reason
+    or actor). `existing` is set when nothing new would be queued: a request for the
+    entity is queued, or every event of it is already erased.
     """
     reason = check_text("reason", reason, MAX_REASON)
     actor = check_text("actor", actor, MAX_ACTOR)
@@ -90,20 +93,49 @@ async def request_erasure(
         if len(events) < PAGE:
             break
         next_from = events[-1].version + 1
+    checked = ErasureCheck(entity_id=entity_id, entity_key=entity_key, reason=reason, actor=actor)
     for queued in await store.erasures.queued():
         if queued.stream == stream and queued.entity_key == entity_key:
-            return ErasureOutcome(request=queued, already_queued=True)
+            return msgspec.structs.replace(
+                checked, existing=ErasureOutcome(request=queued, already_queued=True)
+            )
     if unerased == 0:
         done = await store.erasures.done_for(stream, entity_key)
         if done is not None:
-            return ErasureOutcome(request=done, already_erased=True)
+            return msgspec.structs.replace(
+                checked, existing=ErasureOutcome(request=done, already_erased=True)
+            )
+    return checked
+
+
+async def request_erasure(
+    store: Store,
+    history: History,
+    *,
+    stream: str,
+    key: str,
+    reason: str,
+    actor: str,
+    now: datetime,
+    new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+) -> ErasureOutcome:
+    """Queue the erasure of one entity, or say why not (UnknownEntity, AmbiguousKey, ErasureRefused).
+
+    A repeated request changes nothing: an entity whose events are all erased
+    already answers with the request that erased them, one queued answers with it.
+    """
+    checked = await check_erasure(
+        store, history, stream=stream, key=key, reason=reason, actor=actor
+    )
+    if checked.existing is not None:
+        return checked.existing
     request = ErasureRequest(
         id=new_id(),
         stream=stream,
-        entity_id=entity_id,
-        entity_key=entity_key,
-        reason=reason,
-        actor=actor,
+        entity_id=checked.entity_id,
+        entity_key=checked.entity_key,
+        reason=checked.reason,
+        actor=checked.actor,
         requested_at=now,
     )
     await store.erasures.create(request)

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from eventstore.cli.bootstrap import open_service
 from eventstore.cli.common import EXIT_ERROR, EXIT_OK, CliError, settings_from
-from eventstore.erasure import request_erasure
+from eventstore.erasure import check_erasure, request_erasure
 from eventstore.history import History, HistoryError
 
 
@@ -40,14 +40,28 @@ def confirmed(stream: str, key: str, answer_from: TextIO | None, ask: TextIO) ->
 
 
 async def cmd_erase(args: argparse.Namespace, out: TextIO) -> int:
-    """Queue the erasure of one entity's payloads; print the request id."""
-    if not args.yes and not confirmed(args.stream, args.key, sys.stdin, sys.stderr):
-        print("eventstore: not erased (not confirmed)", file=sys.stderr)
-        return EXIT_ERROR
+    """Queue the erasure of one entity's payloads; print the request id.
+
+    Whatever would refuse the request (an unknown entity, an ambiguous key, a blank
+    reason, events that cannot be erased) is said before asking; a request already
+    queued or carried out is reported without asking.
+    """
     settings = settings_from(args)
     async with open_service(settings, store=args.store) as service:
         history = History.from_settings(service.store, settings)
         try:
+            checked = await check_erasure(
+                service.store,
+                history,
+                stream=args.stream,
+                key=args.key,
+                reason=args.reason,
+                actor=args.actor,
+            )
+            ask = checked.existing is None and not args.yes
+            if ask and not confirmed(args.stream, checked.entity_key, sys.stdin, sys.stderr):
+                print("eventstore: not erased (not confirmed)", file=sys.stderr)
+                return EXIT_ERROR
             outcome = await request_erasure(
                 service.store,
                 history,

@@ -64,6 +64,38 @@ def test_it_asks_and_only_yes_confirms(
     assert (request.entity_key, request.reason, request.actor) == ("ORD-1", "GDPR art. 17", "dpo")
 
 
+def test_what_would_refuse_the_request_is_said_before_asking(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = populated(twins=True)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))
+    for argv, message in (
+        (["orders", "nope", "--reason", "r", "--actor", "a"], "no entity 'nope'"),
+        (["orders", "42", "--reason", "r", "--actor", "a"], "names 2 entities"),
+        (["orders", "ORD-2", "--reason", " ", "--actor", "a"], "reason is required"),
+        (["orders", "$stream", "--reason", "r", "--actor", "a"], "not erasable"),
+    ):
+        code, out = run(store, "erase", *argv)
+        err = capsys.readouterr().err
+        assert code == 1 and out == "" and message in err and "Erase the payload" not in err
+    assert sys.stdin.read() == "yes\n"  # nothing was asked: the answer is still there
+    assert queued(store) == []
+
+
+def test_a_request_already_queued_is_reported_without_asking(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = populated()
+    assert run(store, *ERASE, "--yes")[0] == 0
+    [request] = queued(store)
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # no answer: asking would refuse
+    code, out = run(store, *ERASE, "--json")
+    assert code == 0 and json.loads(out) == {"request": request.id, "already_queued": True}
+    assert "Erase the payload" not in capsys.readouterr().err
+    assert queued(store) == [request]
+
+
 def test_yes_skips_the_question_and_errors_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     store = populated(twins=True)
     code, out = run(store, *ERASE, "--yes")
