@@ -46,6 +46,7 @@ from api.disconnect import CLIENT_CLOSED, ClientWatch
 from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
+from api.requests import JsonSafeRequest
 from api.routes import (
     erasures,
     events,
@@ -417,6 +418,7 @@ def create_app(
         ],
         plugins=[EventStorePlugin(services)],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=JsonSafeRequest,
         before_request=refuse_unknown_parameters,
         request_max_body_size=MAX_BODY,
         openapi_config=OpenAPIConfig(

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import msgspec
 
+from eventstore.json_input import decode_json
 from eventstore.merkle import ProofFailed, verify_consistency
 from eventstore.notes import NoteError, Verifier, open_note, parse_checkpoint
 
@@ -109,7 +110,7 @@ async def check_once(fetch: Fetch, verifier: Verifier, state: Path) -> Finding |
     try:
         if status != 200:
             raise ProofFailed(f"the service refused the consistency proof ({status})")
-        proof = msgspec.json.decode(body)
+        proof = decode_json(body)
         if not isinstance(proof, dict) or not isinstance(proof.get("hashes"), list):
             raise ProofFailed("the consistency proof is malformed")
         hashes = [base64.b64decode(h, validate=True) for h in proof["hashes"]]

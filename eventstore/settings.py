@@ -6,7 +6,6 @@ setting is a clear error before anything connects.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -14,6 +13,7 @@ from typing import Any, Final
 
 import msgspec
 
+from eventstore import json_input
 from eventstore.notes import NoteError, Verifier
 
 PREFIX: Final = "EVENTSTORE_"
@@ -432,7 +432,7 @@ def _order_fields(value: str) -> Any:
         except OSError as exc:
             return _Unreadable(f"cannot read {text[1:]!r}: {exc.strerror}")
     try:
-        parsed = json.loads(text)
+        parsed = json_input.loads(text)
     except ValueError as exc:
         return _Unreadable(f"is not a JSON object: {exc}")
     if not isinstance(parsed, dict):

@@ -19,6 +19,7 @@ from api.params import path_value
 from api.problems import ApiError, bad_request, not_found, problem
 from api.services import ServicesDep
 from api.subscription_access import admin_of
+from eventstore.json_input import decode_json
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions.control import (
     NotFound,
@@ -49,7 +50,7 @@ async def _body(request: Request[Any, Any, Any], *, optional: bool = False) -> A
             return None
         raise bad_request("a JSON body is required")
     try:
-        return msgspec.json.decode(raw)
+        return decode_json(raw)
     except msgspec.DecodeError as exc:
         raise bad_request(f"the body is not JSON: {exc}") from None
 

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from eventstore import json_input
 from eventstore.chain import CheckpointCheck
 from eventstore.checkpoint_audit import verify_checkpoint
 from eventstore.cli.bootstrap import open_service
@@ -294,7 +295,7 @@ async def _verify_checkpoint(args: argparse.Namespace, out: TextIO) -> int:
 def _read_head(path: Path) -> Head:
     """A head exported by `verify --head`: {seq, log_hash}."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json_input.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CliError(f"no such file: {path}") from None
     except (OSError, ValueError) as exc:

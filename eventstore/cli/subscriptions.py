@@ -26,6 +26,7 @@ from eventstore.cli.common import (
     install_stop_signals,
     settings_from,
 )
+from eventstore.json_input import decode_json
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions.control import NotFound, SubscriptionAdmin, parked_json, record_json
 
@@ -123,7 +124,7 @@ async def _act(admin: SubscriptionAdmin, args: argparse.Namespace, out: TextIO) 
         if not args.file:
             raise CliError("add needs --file SUB.json (the PUT body)")
         try:
-            body = msgspec.json.decode(await asyncio.to_thread(Path(args.file).read_bytes))
+            body = decode_json(await asyncio.to_thread(Path(args.file).read_bytes))
         except OSError as exc:
             raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
         except msgspec.DecodeError as exc:

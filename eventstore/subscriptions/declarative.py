@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from eventstore.json_input import decode_json
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions.control import SubscriptionAdmin
 
@@ -30,7 +31,7 @@ def read_file(path: str) -> list[tuple[str, dict[str, Any]]]:
     except OSError as exc:
         raise DeclarativeError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        data = msgspec.json.decode(raw)
+        data = decode_json(raw)
     except msgspec.DecodeError as exc:
         raise DeclarativeError(f"{path} is not JSON: {exc}") from None
     if not isinstance(data, list):

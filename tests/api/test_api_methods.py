@@ -130,6 +130,42 @@ async def test_declared_methods_never_answer_5xx_with_or_without_keys(
                 assert response.status_code < 500, (method, route.path, response.text)
 
 
+# The routes that read a JSON body, each with a valid actor (erasures and subscriptions need one).
+BODY_ROUTES: Final = (
+    ("POST", "/v1/admin/projections/order_summary/rebuild"),
+    ("POST", "/v1/admin/erasures"),
+    ("PUT", "/v1/admin/subscriptions/deep"),
+    ("POST", "/v1/admin/subscriptions/deep/reset"),
+    ("POST", "/v1/admin/subscriptions/deep/parked/replay"),
+)
+DEEP_BODIES: Final = (b"[" * 5000 + b"]" * 5000, b'{"a":' * 3000 + b"1" + b"}" * 3000)
+
+
+async def test_a_body_nested_too_deeply_is_a_400_problem_never_a_500(
+    client: httpx.AsyncClient, log: AuditLog
+) -> None:
+    # msgspec raises RecursionError (not a decode error) past about 1,000 levels.
+    headers = {**AUTH, "Eventstore-Actor": "tester", "Content-Type": "application/json"}
+    job, erasures = await log.store.jobs.active("order_summary"), await log.store.erasures.queued()
+    for method, path in BODY_ROUTES:
+        for body in DEEP_BODIES:
+            response = await client.request(method, path, content=body, headers=headers)
+            assert response.status_code == 400, (method, path, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert "nested too deeply" in response.json()["detail"], (path, response.text)
+    # Every other route taking a body answers below 500 to one.
+    for route in http_routes(client.app):  # type: ignore[attr-defined]
+        for method in sorted(set(route.methods) & {"POST", "PUT", "PATCH", "DELETE"}):
+            response = await client.request(
+                method, concrete(route), content=DEEP_BODIES[0], headers=headers
+            )
+            assert response.status_code < 500, (method, route.path, response.text)
+    # Nothing was queued or created (other tests of the module may have queued a rebuild).
+    assert await log.store.jobs.active("order_summary") == job
+    assert await log.store.erasures.queued() == erasures
+    assert (await client.get("/v1/admin/subscriptions/deep", headers=AUTH)).status_code == 404
+
+
 async def test_head_answers_like_get_without_a_body_on_every_get_route(
     client: httpx.AsyncClient,
 ) -> None:

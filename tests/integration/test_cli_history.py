@@ -211,6 +211,10 @@ def test_a_malformed_exported_head_is_refused(
     head.write_text('{"seq": "4"}')
     assert run(populated(), "verify", "--against-head", str(head))[0] == 1
     assert "is not an exported head" in capsys.readouterr().err
+    head.write_text("[" * 5000 + "]" * 5000)
+    assert run(populated(), "verify", "--against-head", str(head))[0] == 1
+    err = capsys.readouterr().err
+    assert "JSON nested too deeply" in err and "Traceback" not in err
 
 
 def test_without_a_uri_the_commands_say_so(capsys: pytest.CaptureFixture[str]) -> None:

@@ -76,6 +76,11 @@ def test_bad_input_is_one_line_and_exit_1(
     assert "no subscription 'nope'" in capsys.readouterr().err
     assert run(store, "reset", "x")[0] == 1  # no --start
     assert run(store, "add", "x", "--file", str(tmp_path / "missing.json"))[0] == 1
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 5000 + "]" * 5000)
+    assert run(store, "add", "x", "--file", str(deep))[0] == 1
+    err = capsys.readouterr().err
+    assert f"{deep} is not JSON: JSON nested too deeply" in err and "Traceback" not in err
 
 
 async def test_a_declarative_file_is_applied_by_name_and_a_bad_one_names_entry_and_field(
@@ -109,6 +114,9 @@ async def test_a_declarative_file_is_applied_by_name_and_a_bad_one_names_entry_a
         hooks = await store.subscriptions.get("hooks")
         assert hooks is not None and hooks.config["lanes"] == 1  # nothing applied
         entries[1]["sink"]["keys"] = ["o:{entity_key}"]
+        path.write_text("[" * 5000 + "]" * 5000)
+        with pytest.raises(CliError, match="is not JSON: JSON nested too deeply"):
+            await service.apply_subscriptions()
         path.write_text(json.dumps(entries))
         assert await service.apply_subscriptions() == ["hooks"]
     actions = await store.admin_actions.page()

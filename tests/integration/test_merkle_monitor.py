@@ -127,6 +127,25 @@ async def test_a_tree_left_alone_but_rebuilt_proofs_are_refused(
     assert isinstance(found, Finding) and found.finding == "refused-proof"
 
 
+async def test_a_consistency_proof_nested_too_deeply_is_a_refused_proof(
+    fetch: Fetch, signed: Signed, tmp_path: Path
+) -> None:
+    """A service answering with JSON nested past the decoder's recursion limit: a finding."""
+    state = tmp_path / "monitor"
+    await first_look(fetch, signed, state)
+    await grow(signed, tmp_path)
+    await resign_keeping_history(signed, tmp_path)  # a checkpoint of 21 to reach from 13
+
+    async def deep(path: str) -> tuple[int, bytes]:
+        if path.startswith("/v1/proof/consistency"):
+            return 200, b'{"hashes": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+        return await fetch(path)
+
+    found = await check_once(deep, key(signed), state)
+    assert isinstance(found, Finding) and found.finding == "refused-proof"
+    assert "nested too deeply" in found.detail
+
+
 @pytest.mark.parametrize("forgery", ["other key", "altered root", "altered size", "unsigned"])
 async def test_a_forged_checkpoint_is_refused(
     fetch: Fetch, signed: Signed, tmp_path: Path, forgery: str

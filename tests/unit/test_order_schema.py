@@ -464,6 +464,7 @@ def test_a_path_step_of_digits_indexes_an_array_as_mongodb_dot_notation_does() -
         ("ORDER_FIELDS", '{"total": 5}', "total: 5 is not a document path"),
         ("ORDER_FIELDS", "[1, 2]", "must be a JSON object of input name -> document path"),
         ("ORDER_FIELDS", "total=amount", "is not a JSON object"),
+        ("ORDER_FIELDS", "[" * 3000 + "]" * 3000, "is not a JSON object: JSON nested too deeply"),
         ("ORDER_FIELDS", "@/no/such/file.json", "cannot read '/no/such/file.json'"),
         ("PAID_STATUSES", " , ", "needs at least one status"),
         ("ORDER_STREAM", "a$b", "must be a collection name"),

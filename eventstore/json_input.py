@@ -1,0 +1,35 @@
+"""JSON from outside (request bodies, files, another service's answers), read without a crash.
+
+msgspec and the standard library raise RecursionError, not their decode error, on
+input nested deeper than the interpreter allows (about 1,000 levels): a few
+kilobytes of `[` would otherwise turn bad input into a traceback or a 500. Here
+that is one more way for the input not to be JSON we can read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import msgspec
+
+TOO_DEEP: Final = "nested too deeply"
+
+
+def decode_json(data: bytes | str) -> Any:
+    """`data` as JSON (any value); msgspec.DecodeError when it is not, or nests too deeply."""
+    try:
+        return msgspec.json.decode(data)
+    except RecursionError:
+        raise msgspec.DecodeError(f"JSON {TOO_DEEP}") from None
+
+
+def loads(text: str) -> Any:
+    """`text` as JSON by the standard library's rules; ValueError when it is not, or nests too deeply."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"JSON {TOO_DEEP}") from None
+
+
+__all__ = ["TOO_DEEP", "decode_json", "loads"]
