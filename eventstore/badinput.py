@@ -84,6 +84,33 @@ class Rejection(msgspec.Struct, frozen=True, kw_only=True):
         return BadChange(self.source, self.position, self.reason)
 
 
+# MongoDB stores documents of at most 100 levels (each document or array is one), so a
+# change event nests at most 102 (an updated field's value sits under updateDescription
+# and updatedFields). Deeper input cannot come from MongoDB; past a few hundred levels
+# the recursive code that reads events back would fail, so it is refused at capture.
+MAX_CHANGE_DEPTH: Final = 110
+TOO_DEEP: Final = "nested deeper than MongoDB allows (a document holds at most 100 levels)"
+
+
+def deeper_than(value: Any, limit: int) -> bool:
+    """True when `value` nests documents and arrays more than `limit` levels (itself one).
+
+    Iterative, and it stops at the first container past the limit: bounded work
+    whatever the input's depth.
+    """
+    if not isinstance(value, dict | list):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        container, depth = stack.pop()
+        if depth > limit:
+            return True
+        for item in container.values() if isinstance(container, dict) else container:
+            if isinstance(item, dict | list):
+                stack.append((item, depth + 1))
+    return False
+
+
 def sha256_hex(data: bytes) -> str:
     """The hex SHA-256 of raw input bytes."""
     return hashlib.sha256(data).hexdigest()

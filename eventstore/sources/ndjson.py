@@ -21,7 +21,15 @@ from typing import IO, TYPE_CHECKING, Any, Final
 import msgspec
 from bson import Timestamp, json_util
 
-from eventstore.badinput import DATA_OPS, collection_of, sha256_hex, token_of
+from eventstore.badinput import (
+    DATA_OPS,
+    MAX_CHANGE_DEPTH,
+    TOO_DEEP,
+    collection_of,
+    deeper_than,
+    sha256_hex,
+    token_of,
+)
 from eventstore.codec import EXTJSON_OPTIONS
 from eventstore.model import ChangeBatch, Origin, ResumePoint
 from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, SourceError
@@ -242,10 +250,14 @@ def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
         where = f"line 1 column {exc.colno}" if exc.lineno == 1 else f"at char {exc.pos}"
         reason = f"not valid JSON ({exc.msg}, {where})"
         return {}, msgspec.structs.replace(origin, unreadable=reason)
+    except RecursionError:  # the decoder's own limit, far past MongoDB's
+        return {}, msgspec.structs.replace(origin, unreadable=TOO_DEEP)
     except Exception:  # bson raises several types for malformed Extended JSON values
         return {}, msgspec.structs.replace(origin, unreadable="not valid Extended JSON")
     if not isinstance(change, dict):
         return {}, msgspec.structs.replace(origin, unreadable="not a JSON object")
+    if deeper_than(change, MAX_CHANGE_DEPTH):
+        return {}, msgspec.structs.replace(origin, unreadable=TOO_DEEP)
     return change, origin
 
 

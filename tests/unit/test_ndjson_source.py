@@ -13,6 +13,7 @@ import pytest
 from bson import Decimal128, Int64, ObjectId, Timestamp, json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS
 
+from eventstore.badinput import MAX_CHANGE_DEPTH, TOO_DEEP, deeper_than
 from eventstore.model import ChangeEvent, ResumePoint
 from eventstore.ports import ChangeStream, HistoryLost, SourceError
 from eventstore.sources.ndjson import NdjsonChangeSource
@@ -114,6 +115,9 @@ async def test_only_captured_collections_and_database_events_pass(tmp_path: Path
         ("{not json", "not valid JSON (Expecting property name enclosed in double quotes"),
         ("[1, 2]", "not a JSON object"),
         ('{"a": {"$oid": "zz"}}', "not valid Extended JSON"),
+        # past the JSON decoder's recursion limit, and past MongoDB's 100 levels within it
+        ('{"a": ' + "[" * 5000 + "]" * 5000 + "}", TOO_DEEP),
+        ('{"a": ' + "[" * 150 + "]" * 150 + "}", TOO_DEEP),
         ('{"operationType": "insert"}', None),
         ('{"_id": {"_data": 5}, "operationType": "insert"}', None),
     ],
@@ -142,6 +146,45 @@ async def test_a_malformed_line_is_passed_on_in_its_place_with_its_line_and_hash
         assert "zz" not in origin.unreadable  # the reason never repeats the input
     # The position only moves with readable tokens: the bad line leaves it at line 3's.
     assert second.resume_token == {"_data": f"82{3:032X}"}
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """A document of exactly `levels` levels, alternating documents and arrays."""
+    doc: Any = 1
+    for level in range(levels - 1):
+        doc = {"n": doc} if level % 2 else [doc]
+    return {"_id": 1, "deep": doc}
+
+
+async def test_the_deepest_change_mongodb_can_send_is_read(tmp_path: Path) -> None:
+    """Documents of 100 levels (MongoDB's most), inserted, and one set inside another."""
+    insert = {**change(1), "fullDocument": nested(100)}
+    update = {**change(2, op="update"), "documentKey": {"_id": 1}}
+    update["updateDescription"] = {"updatedFields": {"deep": nested(99)}, "removedFields": []}
+    text = lines(insert, update)
+    async with NdjsonChangeSource(write(tmp_path, text), collections=["orders"]).watch(
+        None
+    ) as stream:
+        batch = await stream.next_batch()
+    assert batch is not None and batch.origins is not None
+    assert [o.unreadable for o in batch.origins] == [None, None]
+    assert batch.changes[0]["fullDocument"] == nested(100)
+    # The update leaves a document of 100 levels; as a change event it has 102.
+    assert deeper_than(batch.changes[1], 101) and not deeper_than(batch.changes[1], 102)
+    assert MAX_CHANGE_DEPTH >= 102
+
+
+def test_deeper_than_counts_documents_and_arrays_alike() -> None:
+    assert not deeper_than(1, 0) and not deeper_than("x" * 10, 0)
+    assert deeper_than({}, 0) and not deeper_than({}, 1)
+    for levels in (1, 2, 3, 100, 111):
+        assert not deeper_than(nested(levels), levels), levels
+        assert deeper_than(nested(levels), levels - 1), levels
+    # a deep branch anywhere counts, not only the first
+    wide = {"a": 1, "b": [1, 2, {"c": 3}], "d": {"e": nested(10)}}
+    assert deeper_than(wide, 11) and not deeper_than(wide, 12)
+    # bounded work on input far past the limit (and past Python's own recursion limit)
+    assert deeper_than(nested(50_000), MAX_CHANGE_DEPTH)
 
 
 async def test_a_line_that_is_not_utf8_is_one_unreadable_line(tmp_path: Path) -> None:
