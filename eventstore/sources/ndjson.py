@@ -256,7 +256,10 @@ def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
         return {}, msgspec.structs.replace(origin, unreadable="not valid Extended JSON")
     if not isinstance(change, dict):
         return {}, msgspec.structs.replace(origin, unreadable="not a JSON object")
-    if deeper_than(change, MAX_CHANGE_DEPTH):
+    # A line with no more brackets than the limit cannot nest deeper (most lines: no walk).
+    if line.count("{") + line.count("[") > MAX_CHANGE_DEPTH and deeper_than(
+        change, MAX_CHANGE_DEPTH
+    ):
         return {}, msgspec.structs.replace(origin, unreadable=TOO_DEEP)
     return change, origin
 
