@@ -49,28 +49,14 @@ async def cmd_erase(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_from(args)
     async with open_service(settings, store=args.store) as service:
         history = History.from_settings(service.store, settings)
+        asked = {"stream": args.stream, "key": args.key, "reason": args.reason, "actor": args.actor}
         try:
-            checked = await check_erasure(
-                service.store,
-                history,
-                stream=args.stream,
-                key=args.key,
-                reason=args.reason,
-                actor=args.actor,
-            )
+            checked = await check_erasure(service.store, history, **asked)
             ask = checked.existing is None and not args.yes
             if ask and not confirmed(args.stream, checked.entity_key, sys.stdin, sys.stderr):
                 print("eventstore: not erased (not confirmed)", file=sys.stderr)
                 return EXIT_ERROR
-            outcome = await request_erasure(
-                service.store,
-                history,
-                stream=args.stream,
-                key=args.key,
-                reason=args.reason,
-                actor=args.actor,
-                now=datetime.now(UTC),
-            )
+            outcome = await request_erasure(service.store, history, **asked, now=datetime.now(UTC))
         except HistoryError as exc:
             raise CliError(str(exc)) from None
     request = outcome.request

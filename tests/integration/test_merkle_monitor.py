@@ -57,6 +57,15 @@ async def first_look(fetch: Fetch, signed: Signed, state: Path) -> None:
     assert (state / "13").read_text() == (state / "checkpoint").read_text()
 
 
+async def seen_then_grown(fetch: Fetch, signed: Signed, tmp_path: Path) -> Path:
+    """The monitor's state after it saw the tree of 13, the log grown to 21 and signed again."""
+    state = tmp_path / "monitor"
+    await first_look(fetch, signed, state)
+    await grow(signed, tmp_path)
+    await resign_keeping_history(signed, tmp_path)
+    return state
+
+
 async def test_a_growing_log_is_followed(fetch: Fetch, signed: Signed, tmp_path: Path) -> None:
     state = tmp_path / "monitor"
     await first_look(fetch, signed, state)
@@ -112,10 +121,7 @@ async def test_a_tree_left_alone_but_rebuilt_proofs_are_refused(
     fetch: Fetch, signed: Signed, tmp_path: Path
 ) -> None:
     """The checkpoints are kept, the nodes rebuilt from a rewritten log: proofs stop verifying."""
-    state = tmp_path / "monitor"
-    await first_look(fetch, signed, state)
-    await grow(signed, tmp_path)
-    await resign_keeping_history(signed, tmp_path)
+    state = await seen_then_grown(fetch, signed, tmp_path)
     kept = signed.store.merkle
     await replace_log(signed.store, rewrite_event(signed.events, 4))
     await rebuild_tree(signed.store)
@@ -131,10 +137,7 @@ async def test_a_consistency_proof_nested_too_deeply_is_a_refused_proof(
     fetch: Fetch, signed: Signed, tmp_path: Path
 ) -> None:
     """A service answering with JSON nested past the decoder's recursion limit: a finding."""
-    state = tmp_path / "monitor"
-    await first_look(fetch, signed, state)
-    await grow(signed, tmp_path)
-    await resign_keeping_history(signed, tmp_path)  # a checkpoint of 21 to reach from 13
+    state = await seen_then_grown(fetch, signed, tmp_path)
 
     async def deep(path: str) -> tuple[int, bytes]:
         if path.startswith("/v1/proof/consistency"):
