@@ -16,7 +16,7 @@ from litestar.response import Stream
 from litestar.response.sse import ServerSentEvent, ServerSentEventMessage
 
 from api.methods import is_head
-from api.params import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor, int_cursor, parse_time
+from api.params import DEFAULT_LIMIT, MAX_LIMIT, MAX_SEQ, encode_cursor, int_cursor, parse_time
 from api.problems import ApiError, bad_request
 from api.schemas import EventOut, EventsPage
 from api.services import Services, ServicesDep
@@ -208,7 +208,7 @@ async def live_events(
     request: Request[Any, Any, Any],
     services: ServicesDep,
     stream: Text = None,
-    after: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
+    after: Annotated[int | None, QueryParameter(ge=0, le=MAX_SEQ)] = None,
     limit: Annotated[int | None, QueryParameter(ge=1, le=10**9)] = None,
     seconds: Annotated[float | None, QueryParameter(name="timeout", gt=0, le=86400)] = None,
     last_event_id: Annotated[str | None, HeaderParameter(name="last-event-id")] = None,
@@ -217,9 +217,11 @@ async def live_events(
         raise bad_request("`stream` is empty")
     start = after
     if start is None and last_event_id is not None:
-        if not last_event_id.strip().isdecimal():
-            raise bad_request("Last-Event-ID must be an event's seq")
-        start = int(last_event_id.strip())
+        text = last_event_id.strip()
+        # as bounded as `after`: a seq past 2^62 is none, and MongoDB stores no int over 64 bits
+        if not (text.isascii() and text.isdecimal()) or len(text) > 19 or int(text) > MAX_SEQ:
+            raise bad_request(f"Last-Event-ID must be an event's seq (0 to {MAX_SEQ})")
+        start = int(text)
     if is_head(request):  # the headers only: no tail, no query
         return ServerSentEvent(_no_events())
     if start is None:

@@ -153,13 +153,19 @@ async def test_the_tail_ends_at_its_timeout(
         ("?timeout=soon", {}),
         ("?aftr=3&limit=1", {}),
         ("?limit=1", {"last-event-id": "abc"}),
+        ("?limit=1", {"last-event-id": "-5"}),
+        ("?limit=1", {"last-event-id": str(2**62 + 1)}),  # past what MongoDB can compare
+        ("?limit=1", {"last-event-id": "9" * 40}),
+        ("?limit=1", {"last-event-id": "\u0663".encode()}),  # ARABIC-INDIC DIGIT THREE
+        ("?after=" + str(2**62 + 1) + "&limit=1", {}),
         ("?stream=&timeout=0.1", {}),
     ],
 )
 async def test_bad_parameters_are_problems(
-    client: AsyncTestClient[Any], query: str, headers: dict[str, str]
+    client: AsyncTestClient[Any], query: str, headers: dict[str, str | bytes]
 ) -> None:
-    r = await client.get(f"/v1/events/live{query}", headers=headers)
+    raw = {k.encode(): v if isinstance(v, bytes) else v.encode() for k, v in headers.items()}
+    r = await client.get(f"/v1/events/live{query}", headers=raw)
     assert r.status_code == 400, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
 
