@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
@@ -161,17 +162,34 @@ async def _matches(log: EventLog, q: EventQuery, first: list[Event]) -> AsyncIte
         page = await log.query(q, after_seq=page[-1].seq, limit=EXPORT_PAGE)
 
 
+# A cell a spreadsheet would read as a formula starts with one of these (OWASP, CSV injection).
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER: Final = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+
+
+def csv_cell(text: str) -> str:
+    """`text` as a CSV cell no spreadsheet runs: a formula-like start is quoted with `'`.
+
+    The keys, actors and field names come from the captured documents: a value such
+    as `=HYPERLINK(...)` would run when the export is opened. A plain number (an
+    integer key `-5`) is no formula and stays as it is; the NDJSON export is exact.
+    """
+    if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def _csv_row(e: Event) -> list[Any]:
     actor = to_jsonable(e.actor)
     return [
         e.seq,
         rfc3339(e.occurred_at),
-        e.stream,
-        e.entity_key,
+        csv_cell(e.stream),
+        csv_cell(e.entity_key),
         e.version,
         e.type,
-        "" if actor is None else actor if isinstance(actor, str) else json.dumps(actor),
-        " ".join(e.changed_fields),
+        "" if actor is None else csv_cell(actor if isinstance(actor, str) else json.dumps(actor)),
+        csv_cell(" ".join(e.changed_fields)),
     ]
 
 

@@ -260,6 +260,38 @@ async def test_field_is_a_path_prefix_never_a_string_prefix(make_app: AppFactory
         await store.close()
 
 
+async def test_csv_cells_a_spreadsheet_would_run_are_quoted(make_app: AppFactory) -> None:
+    """Keys, actors and field names come from the documents: `=...` must not run when opened."""
+    clock = FakeClock()
+    store = await open_test_store("memory")
+    try:
+        feed = MemoryChangeFeed(clock=clock)
+        await start_from_the_beginning(store)
+        coll = feed.collection("orders")
+        await coll.insert_one({"_id": '=HYPERLINK("http://x")', "updatedBy": "@SUM(A1)"})
+        await coll.insert_one({"_id": -5, "updatedBy": "+cmd", "-x": 1})
+        await coll.insert_one({"_id": "\tTAB", "updatedBy": "-2.5"})
+        await ingester(store, feed, clock).run(until_idle=True)
+        async with AsyncTestClient(make_app(store)) as client:
+            r = await client.get("/v1/events", headers={"accept": "text/csv"})
+            exact = await client.get("/v1/events", headers={"accept": "application/x-ndjson"})
+        rows = list(csv.reader(io.StringIO(r.text)))[1:]
+        assert [(row[3], row[6], row[7]) for row in rows] == [
+            ('\'=HYPERLINK("http://x")', "'@SUM(A1)", "_id updatedBy"),
+            ("-5", "'+cmd", "_id updatedBy -x"),  # a plain number is no formula
+            ("'\tTAB", "-2.5", "_id updatedBy"),
+        ]
+        # the NDJSON export carries the values as they are
+        lines = [json.loads(line) for line in exact.text.splitlines()]
+        assert [(x["entity_key"], x["actor"]) for x in lines] == [
+            ('=HYPERLINK("http://x")', "@SUM(A1)"),
+            ("-5", "+cmd"),
+            ("\tTAB", "-2.5"),
+        ]
+    finally:
+        await store.close()
+
+
 BAD_QUERIES: list[tuple[str, int]] = [
     ("entity=ORD-X", 400),  # entity needs stream
     ("since=2026-01-01T00:05:00Z&until=2026-01-01T00:04:00Z", 422),
