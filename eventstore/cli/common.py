@@ -22,6 +22,25 @@ EXIT_ERROR: Final = 1
 EXIT_TAMPERED: Final = 2
 
 
+# What a terminal would act on rather than show: C0 and C1 controls (escape sequences, the
+# 8-bit CSI, newlines and carriage returns that forge lines), DEL, and the marks and
+# overrides that reorder what is displayed (bidirectional text).
+_UNPRINTABLE: Final = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
+    **{c: f"\\u{c:04x}" for c in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))},
+}
+
+
+def printable(text: str) -> str:
+    """`text` from the log as a terminal should show it: every control character escaped.
+
+    Keys, actors, field names and values come from the captured documents; printed
+    raw, one could move the cursor, retitle the window or forge a line of a table
+    or of a verdict. `--json` output is left exact (JSON escapes what it must).
+    """
+    return text.translate(_UNPRINTABLE)
+
+
 class CliError(Exception):
     """A user-facing error: printed as one line, exit code 1."""
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from eventstore.cli.bootstrap import open_service
-from eventstore.cli.common import EXIT_ERROR, EXIT_OK, CliError, settings_from
+from eventstore.cli.common import EXIT_ERROR, EXIT_OK, CliError, printable, settings_from
 from eventstore.erasure import check_erasure, request_erasure
 from eventstore.history import History, HistoryError
 
@@ -75,5 +75,5 @@ async def cmd_erase(args: argparse.Namespace, out: TextIO) -> int:
             f"erasure of {args.stream}/{request.entity_key} requested: {request.id} "
             "(carried out by the capturing instance; it appends an erased event)"
         )
-    print(json.dumps(data) if args.json else text, file=out)
+    print(json.dumps(data) if args.json else printable(text), file=out)
     return EXIT_OK

@@ -22,7 +22,7 @@ from eventstore import json_input
 from eventstore.chain import CheckpointCheck
 from eventstore.checkpoint_audit import verify_checkpoint
 from eventstore.cli.bootstrap import open_service
-from eventstore.cli.common import EXIT_OK, EXIT_TAMPERED, CliError, settings_from
+from eventstore.cli.common import EXIT_OK, EXIT_TAMPERED, CliError, printable, settings_from
 from eventstore.history import History, HistoryError
 from eventstore.model import Head
 from eventstore.notes import NoteError, Verifier
@@ -66,11 +66,16 @@ def parse_time(text: str) -> datetime:
         raise CliError(f"not a valid time: {text!r} ({exc})") from None
 
 
-def _emit(data: dict[str, Any], args: argparse.Namespace, out: TextIO, text: str) -> None:
+def _emit(data: dict[str, Any], args: argparse.Namespace, out: TextIO, lines: list[str]) -> None:
+    """The JSON with `--json`, else the lines, each with its control characters escaped.
+
+    Lines hold keys, actors, paths and reasons from the log: escaping each line (never
+    the joined text) keeps a newline inside a value from forging a line of its own.
+    """
     if args.json:
         print(json.dumps(data, ensure_ascii=False), file=out)
     else:
-        print(text, file=out)
+        print("\n".join(printable(line) for line in lines), file=out)
 
 
 async def _guarded(args: argparse.Namespace, body: Callable[[History], Awaitable[int]]) -> int:
@@ -117,7 +122,7 @@ async def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
             lines.append("(no events in that range)")
         if data["next"]:
             lines.append(f"(more: --from-version {int(data['next']) + 1})")
-        _emit(data, args, out, "\n".join(lines))
+        _emit(data, args, out, lines)
         return EXIT_OK
 
     return await _guarded(args, body)
@@ -142,11 +147,11 @@ async def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
             )
         for f in data["findings"]:
             text.append(f"finding at version {f['version']} ({f['kind']}): {f['detail']}")
-        if state.exists:
-            text.append(json.dumps(data["document"], indent=2, ensure_ascii=False))
+        if state.exists:  # JSON escapes newlines inside strings: its own lines are safe to split
+            text += json.dumps(data["document"], indent=2, ensure_ascii=False).split("\n")
         else:
             text.append("(no document: deleted at or before this version)")
-        _emit(data, args, out, "\n".join(text))
+        _emit(data, args, out, text)
         return EXIT_OK
 
     return await _guarded(args, body)
@@ -166,7 +171,7 @@ async def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
         ]
         if not data["changes"]:
             rows.append("  (no differences)")
-        _emit(data, args, out, "\n".join(rows))
+        _emit(data, args, out, rows)
         return EXIT_OK
 
     return await _guarded(args, body)
@@ -191,47 +196,47 @@ async def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
         if args.key is not None:
             v = await h.verify_entity(args.stream, args.key)
             data = entity_verdict_json(v)
-            text = (
+            text = [
                 f"{args.stream}/{args.key}: {'valid' if v.valid else 'TAMPERED'}, "
-                f"{v.events_checked} events checked"
-            )
-            text += "\n" + checkpoint_line(v.checkpoint)
+                f"{v.events_checked} events checked",
+                checkpoint_line(v.checkpoint),
+            ]
             if not v.valid and v.first_invalid_version is not None:
-                text += f"\n  first invalid version {v.first_invalid_version}: {v.reason}"
+                text.append(f"  first invalid version {v.first_invalid_version}: {v.reason}")
             elif not v.valid:
-                text += f"\n  {v.reason}"
+                text.append(f"  {v.reason}")
         elif args.stream is not None:
             sv = await h.verify_stream(args.stream)
             data = stream_verdict_json(sv)
-            text = (
+            text = [
                 f"{args.stream}: {'valid' if sv.valid else 'TAMPERED'}, "
-                f"{sv.entities_checked} entities, {sv.events_checked} events checked"
-            )
-            text += "\n" + checkpoint_line(sv.checkpoint)
+                f"{sv.entities_checked} entities, {sv.events_checked} events checked",
+                checkpoint_line(sv.checkpoint),
+            ]
             for bad in sv.invalid:
-                text += (
-                    f"\n  {bad.entity_key}: first invalid version "
+                text.append(
+                    f"  {bad.entity_key}: first invalid version "
                     f"{bad.first_invalid_version}: {bad.reason}"
                 )
             if sv.checkpoint is not None and not sv.checkpoint.holds:
-                text += f"\n  {sv.checkpoint.reason}"
+                text.append(f"  {sv.checkpoint.reason}")
         else:
             lv = await h.verify_log(against)
             data = log_verdict_json(lv)
             source = "the exported head" if against is not None else "the recorded head"
-            text = (
+            head = (
                 f"log: {'valid' if lv.valid else 'TAMPERED'}, {lv.events_checked} events checked, "
                 f"head seq {lv.head.seq}"
             )
             if lv.head_matches is None:
-                text += " (no recorded head: truncation of the newest events cannot be checked)"
+                head += " (no recorded head: truncation of the newest events cannot be checked)"
             else:
-                text += f", {source} {'matches' if lv.head_matches else 'DOES NOT MATCH'}"
-            text += "\n" + checkpoint_line(lv.checkpoint)
+                head += f", {source} {'matches' if lv.head_matches else 'DOES NOT MATCH'}"
+            text = [head, checkpoint_line(lv.checkpoint)]
             if not lv.valid and lv.first_invalid_seq is not None:
-                text += f"\n  first invalid seq {lv.first_invalid_seq}: {lv.reason}"
+                text.append(f"  first invalid seq {lv.first_invalid_seq}: {lv.reason}")
             elif not lv.valid:
-                text += f"\n  {lv.reason}"
+                text.append(f"  {lv.reason}")
         _emit(data, args, out, text)
         return EXIT_OK if data["valid"] else EXIT_TAMPERED
 
@@ -276,16 +281,16 @@ async def _verify_checkpoint(args: argparse.Namespace, out: TextIO) -> int:
         lv = await h.verify_log(None) if cv.valid else None
         valid = cv.valid and lv is not None and lv.valid and lv.head_matches is not False
         data: dict[str, Any] = {"valid": valid, "checkpoint": msgspec.to_builtins(cv)}
-        text = f"checkpoint: {'valid' if cv.valid else 'TAMPERED'}: {cv.reason}"
+        text = [f"checkpoint: {'valid' if cv.valid else 'TAMPERED'}: {cv.reason}"]
         if lv is not None:
             data["log"] = log_verdict_json(lv)
-            text += (
-                f"\nlog: {'valid' if lv.valid else 'TAMPERED'}, {lv.events_checked} events checked"
+            text.append(
+                f"log: {'valid' if lv.valid else 'TAMPERED'}, {lv.events_checked} events checked"
             )
             if lv.head_matches is False:
-                text += ", the recorded head DOES NOT MATCH"
+                text[-1] += ", the recorded head DOES NOT MATCH"
             if not lv.valid:
-                text += f"\n  first invalid seq {lv.first_invalid_seq}: {lv.reason}"
+                text.append(f"  first invalid seq {lv.first_invalid_seq}: {lv.reason}")
         _emit(data, args, out, text)
         return EXIT_OK if valid else EXIT_TAMPERED
 

@@ -16,6 +16,7 @@ from eventstore.cli.common import (
     CliError,
     frozen_gc,
     install_stop_signals,
+    printable,
     settings_from,
 )
 from eventstore.ports import JobConflict, Store
@@ -70,7 +71,7 @@ async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
             if supervised is not None and supervised.state == FAILED:
                 line += f" ({supervised.last_error})"
                 failed.append(f"{state.name}: {supervised.last_error}")
-            print(line, file=out)
+            print(printable(line), file=out)
     if failed:
         raise CliError(f"projection failed: {failed[0]}")
     return EXIT_OK
@@ -155,7 +156,7 @@ async def _status(service: Service, args: argparse.Namespace, out: TextIO) -> in
                 line += f"  {r['orders_without_customer']} orders without a customer id"
             if r["state_reads"]:
                 line += f"  {r['state_reads']} states read from history (see STATE_CACHE)"
-            print(line, file=out)
+            print(printable(line), file=out)
     return EXIT_OK
 
 

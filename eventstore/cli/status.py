@@ -9,7 +9,7 @@ from typing import TextIO
 import msgspec
 
 from eventstore.cli.bootstrap import open_service
-from eventstore.cli.common import EXIT_OK, settings_from
+from eventstore.cli.common import EXIT_OK, printable, settings_from
 from eventstore.worker_state import shown
 
 COLUMNS = ("name", "kind", "instance", "state", "since", "restarts", "position", "lag", "lag_s")
@@ -50,7 +50,8 @@ async def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
     print("  ".join(c.upper().ljust(n) for c, n in zip(COLUMNS, widths, strict=True)), file=out)
     for row, w in zip(rows, workers, strict=True):
-        print("  ".join(v.ljust(n) for v, n in zip(row, widths, strict=True)).rstrip(), file=out)
+        line = "  ".join(v.ljust(n) for v, n in zip(row, widths, strict=True)).rstrip()
+        print(printable(line), file=out)
         if w.last_error:
-            print(f"    last error: {w.last_error}", file=out)
+            print(printable(f"    last error: {w.last_error}"), file=out)
     return EXIT_OK

@@ -24,6 +24,7 @@ from eventstore.cli.common import (
     CliError,
     frozen_gc,
     install_stop_signals,
+    printable,
     settings_from,
 )
 from eventstore.json_input import decode_json
@@ -75,11 +76,11 @@ def _table(rows: list[dict[str, Any]], out: TextIO) -> None:
         file=out,
     )
     for r in rows:
-        print(
+        line = (
             f"{r['name']:<24} {r['state']:<10} {r['position']:>9} {r['lag']:>7} "
-            f"{r['delivered']:>10} {r['parked']:>7}  {r['last_error'] or r['disabled_reason'] or ''}",
-            file=out,
+            f"{r['delivered']:>10} {r['parked']:>7}  {r['last_error'] or r['disabled_reason'] or ''}"
         )
+        print(printable(line), file=out)
 
 
 def _need_name(args: argparse.Namespace) -> str:
@@ -174,11 +175,11 @@ async def _parked(
         print(json.dumps({"items": items, "next": None}), file=out)
         return EXIT_OK
     for p in items:
-        print(
+        line = (
             f"{p['seq']:>10} {p['stream']}/{p['entity_key']} {p['type']} "
-            f"attempts={p['attempts']} {p['last_error'] or ''}",
-            file=out,
+            f"attempts={p['attempts']} {p['last_error'] or ''}"
         )
+        print(printable(line), file=out)
     if not items:
         print(f"{name}: nothing parked", file=out)
     return EXIT_OK

@@ -225,6 +225,47 @@ def test_without_a_uri_the_commands_say_so(capsys: pytest.CaptureFixture[str]) -
     assert "no entity 'ORD-1'" in capsys.readouterr().err
 
 
+def _controls(text: str) -> list[str]:
+    """The characters of `text` a terminal would act on (newlines between lines aside)."""
+    return [c for c in text if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0)]
+
+
+def test_values_from_the_log_cannot_drive_the_terminal_or_forge_lines() -> None:
+    key, actor = "o\x1b[2J1", "ev\x1b]0;title\x07il\nFORGED: valid"
+
+    async def build() -> Store:
+        clock = FakeClock()
+        store = MemoryStore()
+        feed = MemoryChangeFeed(clock=clock)
+        await start_from_the_beginning(store)
+        orders = feed.collection("orders")
+        await orders.insert_one({"_id": key, "status": "new\x9b31m", "updatedBy": actor})
+        clock.advance(1)
+        await orders.update_one({"_id": key}, {"$set": {"st\x1b[1mx": "a\r\nb\u202e"}})
+        await ingester(store, feed, clock).run(until_idle=True)
+        return store
+
+    store = asyncio.run(build())
+    for argv, lines in (
+        (["history", "orders", key], 4),
+        (["state", "orders", key], 7),
+        (["diff", "orders", key, "1", "2"], 2),
+        (["verify", "orders", key], 2),
+        (["verify", "orders"], 2),
+    ):
+        code, out = run(store, *argv)
+        assert code == 0 and _controls(out) == [] and "\u202e" not in out, (argv, out)
+        assert len(out.splitlines()) == lines, (argv, out)  # no line forged by a value
+    code, out = run(store, "history", "orders", key)
+    assert "ev\\x1b]0;title\\x07il\\x0aFORGED: valid" in out and "st\\x1b[1mx (added)" in out
+    code, out = run(store, "diff", "orders", key, "1", "2")
+    assert '"a\\r\\nb\\u202e"' in out  # JSON's escapes, then the bidi override escaped too
+    # --json is exact: the values as recorded
+    code, out = run(store, "history", "orders", key, "--json")
+    events = json.loads(out)["events"]
+    assert [e["actor"] for e in events] == [actor, actor]
+
+
 def test_version_prints_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"], out=io.StringIO()) == 0
     assert capsys.readouterr().out == f"eventstore {metadata.version('eventstore')}\n"
