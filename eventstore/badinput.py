@@ -188,6 +188,11 @@ def _data_change_problem(op: str, raw: Mapping[str, Any]) -> str | None:
         return "documentKey without _id"
     if isinstance(key["_id"], list):
         return "documentKey._id is an array"
+    if key["_id"] is None:
+        # MongoDB allows one null _id per collection, but null is the entity id of the
+        # stream's own record (gaps, drops, rejections): recorded, it would join that chain
+        # and be readable nowhere, so it is refused where it can be seen and fixed.
+        return "documentKey._id is null, the key of the stream's own record ($stream)"
     get = raw.get
     for name, types, what in _TYPED_FIELDS:
         value = get(name)

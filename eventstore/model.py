@@ -37,8 +37,8 @@ LIVE_TYPES: Final = frozenset({CREATED, UPDATED, REPLACED, SNAPSHOT})
 STREAM_KEY: Final = "$stream"
 # The stream of a rejected change whose collection cannot be told (a line that is not JSON).
 SOURCE_STREAM: Final = "$source"
-# Its entity_id: null, which no captured document can carry in the same stream
-# together with a real null `_id` without the operator noticing.
+# Its entity_id: null. A captured change whose `_id` is null (MongoDB allows one per
+# collection) is bad input (`eventstore.badinput`): it would join this chain otherwise.
 STREAM_ENTITY_ID: Final = None
 
 # The hash an entity's first event chains from, and the log's first event too.

@@ -88,6 +88,10 @@ def _with(change: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         (_with(good(), "documentKey", [7]), "documentKey is an array, not a document"),
         (_with(good(), "documentKey", {"id": 7}), "documentKey without _id"),
         (_with(good(), "documentKey", {"_id": [1, 2]}), "documentKey._id is an array"),
+        (
+            _with(good(), "documentKey", {"_id": None}),
+            "documentKey._id is null, the key of the stream's own record ($stream)",
+        ),
         (_without(good(), "updateDescription"), "update without updateDescription"),
         (
             _with(good(), "updateDescription", "x"),
