@@ -20,6 +20,7 @@ from litestar.testing import AsyncTestClient
 
 from eventstore.clock import FakeClock
 from eventstore.model import Event
+from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
 from tests.api.conftest import AppFactory, AuditLog
 from tests.integration.conftest import open_test_store
@@ -221,13 +222,19 @@ async def test_times_with_an_offset(client: AsyncTestClient[Any], audit_log: Aud
     assert [e["seq"] for e in r.json()["events"]] == [e.seq for e in want]
 
 
-async def test_field_is_a_path_prefix_never_a_string_prefix(make_app: AppFactory) -> None:
-    """`customer` matches `customer.email`, never `customerNote`."""
+async def fresh_orders() -> tuple[Store, MemoryChangeFeed, FakeClock]:
+    """An empty memory store capturing from the start, and a feed with its clock."""
     clock = FakeClock()
     store = await open_test_store("memory")
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    return store, feed, clock
+
+
+async def test_field_is_a_path_prefix_never_a_string_prefix(make_app: AppFactory) -> None:
+    """`customer` matches `customer.email`, never `customerNote`."""
+    store, feed, clock = await fresh_orders()
     try:
-        feed = MemoryChangeFeed(clock=clock)
-        await start_from_the_beginning(store)
         coll = feed.collection("orders")
         await coll.insert_one(
             {"_id": "o1", "customer": {"name": "A", "email": "a@x"}, "customerNote": "hi"}
@@ -262,11 +269,8 @@ async def test_field_is_a_path_prefix_never_a_string_prefix(make_app: AppFactory
 
 async def test_csv_cells_a_spreadsheet_would_run_are_quoted(make_app: AppFactory) -> None:
     """Keys, actors and field names come from the documents: `=...` must not run when opened."""
-    clock = FakeClock()
-    store = await open_test_store("memory")
+    store, feed, clock = await fresh_orders()
     try:
-        feed = MemoryChangeFeed(clock=clock)
-        await start_from_the_beginning(store)
         coll = feed.collection("orders")
         await coll.insert_one({"_id": '=HYPERLINK("http://x")', "updatedBy": "@SUM(A1)"})
         await coll.insert_one({"_id": -5, "updatedBy": "+cmd", "-x": 1})
