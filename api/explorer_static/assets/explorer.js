@@ -31,6 +31,14 @@
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
 
+  // What a page would not show as itself: C0 and C1 controls (tab and newline aside), DEL,
+  // and the marks and overrides of bidirectional text, which reorder what is around them.
+  // Keys, actors and values come from the captured documents: shown raw, one key could be
+  // made to look like another. They are shown escaped, as the CLI prints them.
+  const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  const visible = (text) =>
+    String(text).replace(HIDDEN, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+
   /** An element with attributes (`class`, `dataset`, `on*` handlers, others) and children. */
   function h(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -39,12 +47,12 @@
       if (name === 'class') node.className = value;
       else if (name === 'dataset') Object.assign(node.dataset, value);
       else if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
-      else if (name === 'text') node.textContent = value;
-      else node.setAttribute(name, value === true ? '' : String(value));
+      else if (name === 'text') node.textContent = visible(value);
+      else node.setAttribute(name, value === true ? '' : visible(value));
     }
     for (const child of children.flat()) {
       if (child === null || child === undefined || child === false) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+      node.append(child instanceof Node ? child : document.createTextNode(visible(child)));
     }
     return node;
   }
@@ -117,7 +125,7 @@
     const text = err instanceof ApiError
       ? `${err.problem.title || 'Error'} (${err.status}): ${err.message}`
       : String(err && err.message ? err.message : err);
-    $('#alert-text').textContent = text;
+    $('#alert-text').textContent = visible(text);
     $('#alert').hidden = false;
   }
 
@@ -568,7 +576,7 @@
     $('#entity').hidden = false;
     $('#entity').dataset.key = key;
     $('#entity').dataset.loaded = 'false';
-    $('#entity-title').textContent = e.isStream ? `${stream} · $stream` : key;
+    $('#entity-title').textContent = visible(e.isStream ? `${stream} · $stream` : key);
     $('#entity-sub').textContent = `stream ${stream} · loading…`;
     $('#timeline').replaceChildren();
     $('#state-doc').replaceChildren();
@@ -641,7 +649,7 @@
       } else {
         badge.className = 'badge bad';
         badge.textContent = `✘ tampered at version ${v.first_invalid_version}`;
-        badge.title = v.reason || '';
+        badge.title = visible(v.reason || '');
       }
     } catch (err) {
       if (app.entity !== e) return;
@@ -677,7 +685,7 @@
       if (!e.older && first) sub.push(`first ${first.occurred_at.replace('T', ' ')}`);
       sub.push(`last ${last.occurred_at.replace('T', ' ')} by ${actorText(last.actor)}`);
     }
-    $('#entity-sub').textContent = sub.join(' · ');
+    $('#entity-sub').textContent = visible(sub.join(' · '));
     const badge = $('#exists-badge');
     if (e.isStream || !last) {
       badge.textContent = '';
@@ -689,9 +697,9 @@
       badge.className = 'badge ' + (deleted ? 'bad' : 'info');
       badge.textContent = deleted ? (last.inferred ? 'deleted (inferred)' : 'deleted') : 'exists';
     }
-    $('#entity-title').textContent = e.isStream
+    $('#entity-title').textContent = visible(e.isStream
       ? `${e.stream} · $stream`
-      : documentTitle(e) || e.key;
+      : documentTitle(e) || e.key);
   }
 
   function documentTitle(e) {
@@ -909,7 +917,7 @@
     }
     if (st && st.as_of && (!ev || st.as_of !== ev.occurred_at)) parts.push(`as of ${st.as_of.replace('T', ' ')}`);
     if (v === e.latest) parts.push('latest version');
-    $('#travel-when').textContent = parts.join(' · ');
+    $('#travel-when').textContent = visible(parts.join(' · '));
   }
 
   async function showVersion(version, opts) {
@@ -1008,7 +1016,7 @@
       h('p', { class: 'small' }, 'Removed in this version:'),
       h('ul', { class: 'removed-list' }, removed.map((c) => h('li', {}, `${c.path} (was ${fmt(c.before)})`))),
     ] : []));
-    json.textContent = JSON.stringify(st.document, null, 2);
+    json.textContent = visible(JSON.stringify(st.document, null, 2));  // escapes keep it JSON
     json.dataset.version = String(v);
     json.dataset.key = e.key;
     $('#travel-at').value = isoToInput(at || st.as_of);
@@ -1165,7 +1173,7 @@
   function subsError(err) {
     const box = $('#subs-error');
     box.hidden = !err;
-    box.textContent = err ? (err.problem && err.problem.detail) || String(err.message || err) : '';
+    box.textContent = visible(err ? (err.problem && err.problem.detail) || String(err.message || err) : '');
   }
 
   function startSubscriptions() {
