@@ -249,8 +249,9 @@ class OrderReader:
         return value if isinstance(value, str) else None
 
     def customer_id(self, doc: Mapping[str, Any] | None) -> str | None:
+        """The customer id as text; None (no customer) for a missing, boolean or compound one."""
         cid = self.customer_id_value(doc)
-        if cid is None or isinstance(cid, (dict, list)):
+        if cid is None or isinstance(cid, (dict, list, bool)):
             return None
         text = str(cid)
         return text or None

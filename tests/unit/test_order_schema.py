@@ -68,6 +68,22 @@ def by_name(schema: OrderSchema) -> dict[str, Projection]:
     return {p.name: p for p in order_projections(schema)}
 
 
+def test_only_an_id_names_a_customer() -> None:
+    """A boolean, a document or an array is no customer id: counted as without one."""
+    ids: list[Any] = [True, False, {"id": 1}, [1], None, "", 42, Int64(42), "C-1"]
+    changes = [
+        Change(
+            event=ev(n, f"o{n}", 1, T0),
+            before=None,
+            after={"status": "paid", "total": 1, "customer": {"id": cid}},
+        )
+        for n, cid in enumerate(ids, start=1)
+    ]
+    rows = run(by_name(OrderSchema())["customer_totals"], changes)
+    assert {k: r["orders"] for k, r in rows.items()} == {"": 6, "42": 2, "C-1": 1}
+    assert rows[""]["customer"] is None
+
+
 # -- money ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("value", "amount", "reason", "shown"),
