@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -127,3 +128,14 @@ class InProcessServer:
         if self._server is not None:
             self._server.should_exit = True
         self._thread.join(timeout=15)
+
+
+@contextmanager
+def serving(build: Callable[[], Awaitable[Any]]) -> Iterator[InProcessServer]:
+    """An `InProcessServer` over the app `build()` makes, started, and stopped on leaving."""
+    server = InProcessServer(build)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

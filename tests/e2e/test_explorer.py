@@ -31,7 +31,7 @@ from api import create_app
 from eventstore.clock import FakeClock
 from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
-from tests.e2e.processes import EVENTSTORE, ROOT, InProcessServer, clean_env, free_port
+from tests.e2e.processes import EVENTSTORE, ROOT, InProcessServer, clean_env, free_port, serving
 from tests.integration.conftest import open_test_store
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 from tests.supervision import metric
@@ -598,12 +598,8 @@ async def log_with_a_gap() -> Any:
 
 @pytest.fixture(scope="module")
 def gap_server(chromium: str) -> Iterator[InProcessServer]:
-    server = InProcessServer(log_with_a_gap)
-    server.start()
-    try:
+    with serving(log_with_a_gap) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_gaps_inferred_deletions_and_uncertain_states_are_marked(
@@ -726,12 +722,8 @@ async def log_with_a_rejected_change() -> Any:
 
 @pytest.fixture(scope="module")
 def rejected_server(chromium: str) -> Iterator[InProcessServer]:
-    server = InProcessServer(log_with_a_rejected_change)
-    server.start()
-    try:
+    with serving(log_with_a_rejected_change) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_rejected_change_is_marked_where_it_fell_on_the_timeline(

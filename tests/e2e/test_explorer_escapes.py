@@ -21,7 +21,7 @@ from api import create_app
 from eventstore.clock import FakeClock
 from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
-from tests.e2e.processes import InProcessServer
+from tests.e2e.processes import InProcessServer, serving
 from tests.e2e.test_explorer import (  # noqa: F401 (fixtures)
     browser,
     chromium,
@@ -56,12 +56,8 @@ async def order_with_controls() -> Any:
 
 @pytest.fixture(scope="module")
 def escapes_server(chromium: str) -> Iterator[InProcessServer]:  # noqa: F811
-    server = InProcessServer(order_with_controls)
-    server.start()
-    try:
+    with serving(order_with_controls) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_controls_from_the_documents_are_shown_escaped(

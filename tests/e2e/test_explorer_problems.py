@@ -21,7 +21,7 @@ from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
 from projections.orders import ORDER_PROJECTIONS
 from projections.runner import ProjectionRunner
-from tests.e2e.processes import InProcessServer
+from tests.e2e.processes import InProcessServer, serving
 from tests.e2e.test_explorer import (  # noqa: F401 (fixtures)
     browser,
     chromium,
@@ -68,12 +68,8 @@ async def orders_with_bad_totals() -> Any:
 
 @pytest.fixture(scope="module")
 def problems_server(chromium: str) -> Iterator[InProcessServer]:  # noqa: F811
-    server = InProcessServer(orders_with_bad_totals)
-    server.start()
-    try:
+    with serving(orders_with_bad_totals) as server:
         yield server
-    finally:
-        server.stop()
 
 
 ROWS_JS = """rows => rows.map(r => [r.dataset.row, Number(r.dataset.seq), r.cells[2].textContent,

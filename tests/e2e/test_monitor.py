@@ -22,7 +22,7 @@ import pytest
 from api import create_app
 from eventstore.notes import Signer, sign_note
 from eventstore.settings import Settings
-from tests.e2e.processes import EVENTSTORE, ROOT, STOP_SECONDS, InProcessServer, clean_env
+from tests.e2e.processes import EVENTSTORE, ROOT, STOP_SECONDS, InProcessServer, clean_env, serving
 from tests.merkle_helpers import (
     Signed,
     grow,
@@ -55,12 +55,8 @@ def service(tmp_path: Path) -> Iterator[Service]:
         box["signed"] = await signed_log(tmp_path / "service", sizes=(5, 13))
         return create_app(Settings(uri="memory://", source="simulator"), store=box["signed"].store)
 
-    server = InProcessServer(build)
-    server.start()
-    try:
+    with serving(build) as server:
         yield Service(server, box["signed"], tmp_path)
-    finally:
-        server.stop()
 
 
 def command(service: Service, state: Path) -> list[str]:
