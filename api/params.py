@@ -23,8 +23,6 @@ from api.problems import bad_request
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
-# The largest seq (or version) a request may name: below MongoDB's 64-bit integers.
-MAX_SEQ: Final = 2**62
 
 
 def encode_cursor(kind: str, value: str | int) -> str:

@@ -41,6 +41,10 @@ SOURCE_STREAM: Final = "$source"
 # collection) is bad input (`eventstore.badinput`): it would join this chain otherwise.
 STREAM_ENTITY_ID: Final = None
 
+# The largest seq (or version, or tree size) a request may name: BSON stores 64-bit
+# integers, so a larger one could not even be queried.
+MAX_SEQ: Final = 2**62
+
 # The hash an entity's first event chains from, and the log's first event too.
 GENESIS_HASH: Final = "0" * 64
 

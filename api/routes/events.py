@@ -17,13 +17,13 @@ from litestar.response import Stream
 from litestar.response.sse import ServerSentEvent, ServerSentEventMessage
 
 from api.methods import is_head
-from api.params import DEFAULT_LIMIT, MAX_LIMIT, MAX_SEQ, encode_cursor, int_cursor, parse_time
+from api.params import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor, int_cursor, parse_time
 from api.problems import ApiError, bad_request
 from api.schemas import EventOut, EventsPage
 from api.services import Services, ServicesDep
 from eventstore import render
 from eventstore.codec import rfc3339, to_jsonable
-from eventstore.model import EVENT_TYPES, Event, EventQuery
+from eventstore.model import EVENT_TYPES, MAX_SEQ, Event, EventQuery
 from eventstore.ports import EventLog
 
 JSON: Final = "application/json"

@@ -18,9 +18,10 @@ from api.routes.streams import After, Limit, entity_key_param
 from api.services import ServicesDep
 from eventstore import proofs, render
 from eventstore.merkle import ProofError
+from eventstore.model import MAX_SEQ
 
 NOTE_TYPE: Final = "text/plain"  # Litestar adds "; charset=utf-8"
-MAX_SIZE: Final = 2**62
+MAX_SIZE: Final = MAX_SEQ
 
 Size = Annotated[int | None, QueryParameter(ge=1, le=MAX_SIZE, description="a tree size")]
 Seq = Annotated[int, QueryParameter(ge=1, le=MAX_SIZE, description="an event's seq")]

@@ -35,16 +35,16 @@ from eventstore import render
 from eventstore.codec import rfc3339
 from eventstore.history import UnknownStream
 from eventstore.keys import InvalidKey, parse_typed, relaxed_json
-from eventstore.model import Head
+from eventstore.model import MAX_SEQ, Head
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"page size, 1..{MAX_LIMIT}")]
 After = Annotated[
     str | None,
     QueryParameter(description="the `next` value of the previous page", max_length=200),
 ]
-Version = Annotated[int, QueryParameter(ge=1, le=2**62)]
+Version = Annotated[int, QueryParameter(ge=1, le=MAX_SEQ)]
 # (The constraint goes on the whole optional type: on `Version | None` it would be lost.)
-MaybeVersion = Annotated[int | None, QueryParameter(ge=1, le=2**62)]
+MaybeVersion = Annotated[int | None, QueryParameter(ge=1, le=MAX_SEQ)]
 Path = FromPath[str]
 
 
@@ -220,7 +220,7 @@ HEX64 = r"^[0-9a-f]{64}$"
 )
 async def verify_log(
     services: ServicesDep,
-    head_seq: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
+    head_seq: Annotated[int | None, QueryParameter(ge=0, le=MAX_SEQ)] = None,
     head_hash: Annotated[str | None, QueryParameter(max_length=128)] = None,
 ) -> LogVerdictOut:
     if (head_seq is None) != (head_hash is None):

@@ -20,6 +20,7 @@ from api.problems import ApiError, bad_request, not_found, problem
 from api.services import ServicesDep
 from api.subscription_access import admin_of
 from eventstore.json_input import decode_json
+from eventstore.model import MAX_SEQ
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions.control import (
     NotFound,
@@ -187,7 +188,7 @@ async def reset_subscription(
 async def list_parked(
     services: ServicesDep,
     name: FromPath[str],
-    after: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
+    after: Annotated[int, QueryParameter(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     wanted = path_value(name)
@@ -214,9 +215,9 @@ async def replay_parked(
             raise bad_request('the body is empty or {"up_to_seq": N}')
         up_to = body.get("up_to_seq")
         if up_to is not None and (
-            not isinstance(up_to, int) or isinstance(up_to, bool) or not 1 <= up_to <= cfg.MAX_SEQ
+            not isinstance(up_to, int) or isinstance(up_to, bool) or not 1 <= up_to <= MAX_SEQ
         ):
-            raise bad_request(f"up_to_seq is a seq (an integer from 1 to {cfg.MAX_SEQ})")
+            raise bad_request(f"up_to_seq is a seq (an integer from 1 to {MAX_SEQ})")
     try:
         queued = await admin_of(services).replay(wanted, up_to, actor=actor_of(request))
     except NotFound:
@@ -233,7 +234,7 @@ async def skip_parked(
     services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str], seq: FromPath[int]
 ) -> dict[str, Any]:
     wanted = path_value(name)
-    if not 1 <= seq <= cfg.MAX_SEQ:  # no such event (and no query a database cannot encode)
+    if not 1 <= seq <= MAX_SEQ:  # no such event (and no query a database cannot encode)
         raise not_found(f"{wanted}: seq {seq} is not parked")
     try:
         await admin_of(services).skip(wanted, seq, actor=actor_of(request))

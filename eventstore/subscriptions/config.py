@@ -19,15 +19,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from eventstore.model import EVENT_TYPES
+from eventstore.model import EVENT_TYPES, MAX_SEQ
 from eventstore.subscriptions import templates
 
 NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # Standard Webhooks' schedule: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_DELAYS: Final = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MAX_LANES: Final = 64
-# The largest seq a request may name (BSON stores 64-bit integers; the API's bound elsewhere).
-MAX_SEQ: Final = 2**62
 # Redis numbers its databases with a 32-bit integer.
 MAX_REDIS_DB: Final = 2**31 - 1
 MASK: Final = "***"
