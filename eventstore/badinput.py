@@ -89,7 +89,9 @@ class Rejection(msgspec.Struct, frozen=True, kw_only=True):
 # and updatedFields). Deeper input cannot come from MongoDB; past a few hundred levels
 # the recursive code that reads events back would fail, so it is refused at capture.
 MAX_CHANGE_DEPTH: Final = 110
-TOO_DEEP: Final = "nested deeper than MongoDB allows (a document holds at most 100 levels)"
+DEEPER_THAN_MONGODB: Final = (
+    "nested deeper than MongoDB allows (a document holds at most 100 levels)"
+)
 
 
 def deeper_than(value: Any, limit: int) -> bool:

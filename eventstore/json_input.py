@@ -16,12 +16,17 @@ import msgspec
 TOO_DEEP: Final = "nested too deeply"
 
 
+class NestedTooDeeply(msgspec.DecodeError):
+    """JSON nested past the decoder's recursion limit (a DecodeError like any other)."""
+
+
 def decode_json(data: bytes | str) -> Any:
-    """`data` as JSON (any value); msgspec.DecodeError when it is not, or nests too deeply."""
+    """`data` as JSON (any value); msgspec.DecodeError when it is not (NestedTooDeeply when
+    it nests too deeply)."""
     try:
         return msgspec.json.decode(data)
     except RecursionError:
-        raise msgspec.DecodeError(f"JSON {TOO_DEEP}") from None
+        raise NestedTooDeeply(f"JSON {TOO_DEEP}") from None
 
 
 def loads(text: str) -> Any:
@@ -32,4 +37,4 @@ def loads(text: str) -> Any:
         raise ValueError(f"JSON {TOO_DEEP}") from None
 
 
-__all__ = ["TOO_DEEP", "decode_json", "loads"]
+__all__ = ["TOO_DEEP", "NestedTooDeeply", "decode_json", "loads"]

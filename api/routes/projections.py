@@ -24,7 +24,7 @@ from api.schemas import JobCreated, JobOut, PartitionOut, ProjectionOut, RowsPag
 from api.services import Services, ServicesDep
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.history import AmbiguousKey
-from eventstore.json_input import TOO_DEEP, decode_json
+from eventstore.json_input import TOO_DEEP, NestedTooDeeply, decode_json
 from eventstore.keys import InvalidKey, candidates, typed_key
 from projections.orders import NO_CUSTOMER
 from projections.status import projection_statuses
@@ -236,7 +236,7 @@ def _workers(body: bytes) -> int:
     try:
         parsed = decode_json(body)
     except msgspec.DecodeError as exc:
-        too_deep = f" ({TOO_DEEP})" if TOO_DEEP in str(exc) else ""
+        too_deep = f" ({TOO_DEEP})" if isinstance(exc, NestedTooDeeply) else ""
         raise bad_request(f'the body must be JSON: {{"workers": N}}{too_deep}') from None
     if not isinstance(parsed, dict) or set(parsed) - {"workers"}:
         raise bad_request('the body takes only {"workers": N}')

@@ -23,8 +23,8 @@ from bson import Timestamp, json_util
 
 from eventstore.badinput import (
     DATA_OPS,
+    DEEPER_THAN_MONGODB,
     MAX_CHANGE_DEPTH,
-    TOO_DEEP,
     collection_of,
     deeper_than,
     sha256_hex,
@@ -251,7 +251,7 @@ def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
         reason = f"not valid JSON ({exc.msg}, {where})"
         return {}, msgspec.structs.replace(origin, unreadable=reason)
     except RecursionError:  # the decoder's own limit, far past MongoDB's
-        return {}, msgspec.structs.replace(origin, unreadable=TOO_DEEP)
+        return {}, msgspec.structs.replace(origin, unreadable=DEEPER_THAN_MONGODB)
     except Exception:  # bson raises several types for malformed Extended JSON values
         return {}, msgspec.structs.replace(origin, unreadable="not valid Extended JSON")
     if not isinstance(change, dict):
@@ -260,7 +260,7 @@ def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
     if line.count("{") + line.count("[") > MAX_CHANGE_DEPTH and deeper_than(
         change, MAX_CHANGE_DEPTH
     ):
-        return {}, msgspec.structs.replace(origin, unreadable=TOO_DEEP)
+        return {}, msgspec.structs.replace(origin, unreadable=DEEPER_THAN_MONGODB)
     return change, origin
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from eventstore.json_input import TOO_DEEP, decode_json, loads
+from eventstore.json_input import TOO_DEEP, NestedTooDeeply, decode_json, loads
 
 DEEP = "[" * 5000 + "]" * 5000
 
@@ -19,7 +19,7 @@ def test_json_is_read_as_it_is() -> None:
 
 def test_nesting_too_deep_is_the_decoders_own_error() -> None:
     for data in (DEEP, DEEP.encode(), '{"a":' * 3000 + "1" + "}" * 3000):
-        with pytest.raises(msgspec.DecodeError, match=f"JSON {TOO_DEEP}"):
+        with pytest.raises(NestedTooDeeply, match=f"JSON {TOO_DEEP}"):
             decode_json(data)
         with pytest.raises(ValueError, match=f"JSON {TOO_DEEP}"):
             loads(data if isinstance(data, str) else data.decode())

@@ -13,7 +13,7 @@ import pytest
 from bson import Decimal128, Int64, ObjectId, Timestamp, json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS
 
-from eventstore.badinput import MAX_CHANGE_DEPTH, TOO_DEEP, deeper_than
+from eventstore.badinput import DEEPER_THAN_MONGODB, MAX_CHANGE_DEPTH, deeper_than
 from eventstore.model import ChangeEvent, ResumePoint
 from eventstore.ports import ChangeStream, HistoryLost, SourceError
 from eventstore.sources.ndjson import NdjsonChangeSource
@@ -116,8 +116,8 @@ async def test_only_captured_collections_and_database_events_pass(tmp_path: Path
         ("[1, 2]", "not a JSON object"),
         ('{"a": {"$oid": "zz"}}', "not valid Extended JSON"),
         # past the JSON decoder's recursion limit, and past MongoDB's 100 levels within it
-        ('{"a": ' + "[" * 5000 + "]" * 5000 + "}", TOO_DEEP),
-        ('{"a": ' + "[" * 150 + "]" * 150 + "}", TOO_DEEP),
+        ('{"a": ' + "[" * 5000 + "]" * 5000 + "}", DEEPER_THAN_MONGODB),
+        ('{"a": ' + "[" * 150 + "]" * 150 + "}", DEEPER_THAN_MONGODB),
         ('{"operationType": "insert"}', None),
         ('{"_id": {"_data": 5}, "operationType": "insert"}', None),
     ],
