@@ -56,6 +56,8 @@ async def cmd_erase(args: argparse.Namespace, out: TextIO) -> int:
             if ask and not confirmed(args.stream, checked.entity_key, sys.stdin, sys.stderr):
                 print("eventstore: not erased (not confirmed)", file=sys.stderr)
                 return EXIT_ERROR
+            # Checked again: while the question waited, the entity may have changed or
+            # another request been queued (request_erasure answers with that one).
             outcome = await request_erasure(service.store, history, **asked, now=datetime.now(UTC))
         except HistoryError as exc:
             raise CliError(str(exc)) from None
