@@ -485,9 +485,7 @@ def test_a_partition_folds_an_entity_it_first_sees_past_version_1_onto_nothing()
     log = LogBuilder()
     _, a2, a3 = (log.next("a") for _ in range(3))
     projection, applied = _recording(None)
-    from projections.partitioned import fold_partition as fold
-
-    assert fold(projection, [a2, a3]) == {"a": {"v": 3, "_seq": 3}}
+    assert fold_partition(projection, [a2, a3]) == {"a": {"v": 3, "_seq": 3}}
     assert [seq for seq, _, _ in applied] == [2, 3]
     assert applied[0][1] is None and applied[1][1] is applied[0][2]
 
