@@ -22,6 +22,7 @@ from bson import Timestamp
 
 from eventstore.codec import timestamp_str
 from eventstore.model import SOURCE_STREAM
+from eventstore.split_events import SPLIT_EVENT, fragment_of
 
 STOP: Final = "stop"
 RECORD: Final = "record"
@@ -168,6 +169,14 @@ def problem(
     op = raw.get("operationType")
     if token_of(raw) is None:
         return stream, "no resume token (_id._data)"
+    if SPLIT_EVENT in raw:  # the sources put whole split events together: this one is not
+        split = fragment_of(raw)
+        if split is None:
+            return stream, "splitEvent is not {fragment, of} with 1 <= fragment <= of"
+        return stream, (
+            f"fragment {split[0]} of {split[1]} of a split event that cannot be put together "
+            "(fragments missing, out of order or overlapping)"
+        )
     if not isinstance(op, str):
         return stream, "no operationType"
     if op in DATA_OPS:
