@@ -17,12 +17,17 @@ from eventstore.badinput import BadChange, stream_position
 from eventstore.model import ChangeBatch, ResumePoint
 from eventstore.ports import HistoryLost, SourceError
 from eventstore.settings import PRE_IMAGE_MODES
+from eventstore.split_events import SPLIT_STAGE, Fragments
 
 log = logging.getLogger(__name__)
 
 CHANGE_STREAM_HISTORY_LOST: Final = 286
 # "The $changeStream stage is only supported on replica sets"
 CHANGE_STREAM_NEEDS_REPLICA_SET: Final = 40573
+# "Unrecognized pipeline stage name": a server before 6.0.9 has no $changeStreamSplitLargeEvent.
+UNRECOGNIZED_STAGE: Final = 40324
+# A change event over 16 MB, on a stream that cannot split it.
+BSON_OBJECT_TOO_LARGE: Final = 10334
 
 # PRE_IMAGES setting -> the `fullDocumentBeforeChange` option (off: not sent at all).
 _BEFORE_CHANGE: Final[Mapping[str, str | None]] = {
@@ -35,18 +40,21 @@ _BEFORE_CHANGE: Final[Mapping[str, str | None]] = {
 _DATABASE_EVENTS: Final = ("dropDatabase", "invalidate")
 
 
-def change_pipeline(collections: Sequence[str]) -> list[dict[str, Any]]:
-    """The stages after `$changeStream`: the captured collections plus database lifecycle."""
-    return [
-        {
-            "$match": {
-                "$or": [
-                    {"ns.coll": {"$in": list(collections)}},
-                    {"operationType": {"$in": list(_DATABASE_EVENTS)}},
-                ]
-            }
+def change_pipeline(collections: Sequence[str], *, split: bool = True) -> list[dict[str, Any]]:
+    """The stages after `$changeStream`: the captured collections plus database lifecycle.
+
+    With `split`, events over 16 MB come as fragments (put together again by the
+    stream) instead of failing the stream at every resume.
+    """
+    match = {
+        "$match": {
+            "$or": [
+                {"ns.coll": {"$in": list(collections)}},
+                {"operationType": {"$in": list(_DATABASE_EVENTS)}},
+            ]
         }
-    ]
+    }
+    return [match, {SPLIT_STAGE: {}}] if split else [match]
 
 
 def hosts_of(client: AsyncMongoClient[Any]) -> str:
@@ -64,6 +72,12 @@ def source_error(client: AsyncMongoClient[Any], exc: PyMongoError) -> Exception:
         message = _errmsg(exc)
         if exc.code == CHANGE_STREAM_HISTORY_LOST:
             return HistoryLost(message)
+        if exc.code == BSON_OBJECT_TOO_LARGE:
+            return SourceError(
+                "a change event is over 16 MB and this server cannot split it "
+                "($changeStreamSplitLargeEvent needs MongoDB 7.0 or 6.0.9+): capture cannot "
+                f"pass it until the server is upgraded ({message})"
+            )
         if (
             exc.code == CHANGE_STREAM_NEEDS_REPLICA_SET
             or "only supported on replica sets" in message
@@ -74,6 +88,11 @@ def source_error(client: AsyncMongoClient[Any], exc: PyMongoError) -> Exception:
             )
         return SourceError(f"MongoDB refused the change stream (code {exc.code}): {message}")
     return SourceError(f"MongoDB error: {exc}")
+
+
+def _unknown_split_stage(exc: OperationFailure) -> bool:
+    """True when the server refused the pipeline for not knowing the split stage."""
+    return exc.code == UNRECOGNIZED_STAGE and SPLIT_STAGE in _errmsg(exc)
 
 
 def _errmsg(exc: OperationFailure) -> str:
@@ -96,6 +115,7 @@ class MongoChangeStream:
         self._client = client
         self._batch_size = batch_size
         self._bad: BadChange | None = None
+        self._fragments: Fragments[None] = Fragments()
 
     async def next_batch(self) -> ChangeBatch | None:
         """What the driver has (up to `batch_size`), or an empty batch with the advanced token.
@@ -112,13 +132,14 @@ class MongoChangeStream:
         changes: list[dict[str, Any]] = []
         try:
             # The first try_next runs at most one getMore (waiting up to max_await_ms);
-            # the rest only drain the batch the driver already holds.
+            # the rest only drain the batch the driver already holds, or read the rest
+            # of an event split into fragments (the server sends them one after another).
             while len(changes) < self._batch_size:
                 change = await self._stream.try_next()
                 if change is None:
                     break
-                changes.append(change)
-                if not _buffered(self._stream):
+                changes.extend(whole for whole, _ in self._fragments.add(change, None))
+                if not _buffered(self._stream) and not self._fragments.pending:
                     break
         except InvalidOperation as exc:
             if "resume token is missing" not in str(exc):
@@ -132,7 +153,11 @@ class MongoChangeStream:
         # The driver's token is the last change's `_id`, or the postBatchResumeToken
         # once a server batch is drained (also after an empty getMore): saving it after
         # the batch is stored is how an idle stream keeps its place in the oplog.
-        token = self._stream.resume_token
+        # Inside a split event the driver's token is a fragment's: saved, a restart would
+        # go on from the next fragment without the first ones. The ingester then saves
+        # the last whole change's token instead (None here), and the restart reads the
+        # unfinished event again from its first fragment.
+        token = None if self._fragments.pending else self._stream.resume_token
         return ChangeBatch(
             changes=changes, resume_token=dict(token) if isinstance(token, Mapping) else None
         )
@@ -202,6 +227,8 @@ class MongoChangeSource:
         self._pre_images = pre_images
         self._batch_size = batch_size
         self._max_await_ms = max_await_ms
+        # Whether the stream asks the server to split large events (until it says it cannot).
+        self._split = True
 
     @property
     def name(self) -> str:
@@ -234,10 +261,26 @@ class MongoChangeSource:
             options["full_document_before_change"] = before
         options.update(resume_options(resume))
         try:
-            stream = await self._db.watch(change_pipeline(self._collections), **options)
+            try:
+                stream = await self._watch(options)
+            except OperationFailure as exc:
+                if not (self._split and _unknown_split_stage(exc)):
+                    raise
+                self._split = False
+                log.warning(
+                    "MongoDB at %s has no %s (it needs 7.0 or 6.0.9+): a change event "
+                    "over 16 MB will stop capture",
+                    hosts_of(self._client),
+                    SPLIT_STAGE,
+                )
+                stream = await self._watch(options)
         except PyMongoError as exc:
             raise source_error(self._client, exc) from exc
         return MongoChangeStream(stream, self._client, batch_size=self._batch_size)
+
+    async def _watch(self, options: dict[str, Any]) -> AsyncChangeStream[dict[str, Any]]:
+        pipeline = change_pipeline(self._collections, split=self._split)
+        return await self._db.watch(pipeline, **options)
 
     async def cluster_time(self) -> Timestamp:
         """The deployment's current time, from `hello`: `operationTime`, else `$clusterTime`."""

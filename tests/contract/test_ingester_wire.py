@@ -358,3 +358,35 @@ async def test_an_event_without_a_resume_token_stops_capture_under_either_policy
     assert [e["_id"] for e in scripted.inserted_events()] == [token(2)["_data"]]
     [update] = scripted.named("update", "checkpoints")
     assert update["updates"][0]["u"]["token"] == token(2)
+
+
+async def test_a_split_event_is_recorded_whole_and_never_checkpointed_inside(
+    primary: tuple[MockupDB, ScriptedPrimary], store: MongoStore
+) -> None:
+    _, scripted = primary
+    scripted.checkpoint = streaming_checkpoint(1)
+    # Insert 3, over 16 MB: its context in fragment 1 (token 3), its document in fragment 2 (4).
+    context = {k: v for k, v in change(3).items() if k not in ("_id", "fullDocument")}
+    first = {"_id": token(3), "splitEvent": {"fragment": 1, "of": 2}, **context}
+    second = {"_id": token(4), "splitEvent": {"fragment": 2, "of": 2}, "fullDocument": {"_id": 3}}
+    scripted.script = [
+        ("batch", ([change(2), first], token(3))),
+        ("batch", ([], token(3))),  # a getMore that ends inside the event
+        ("batch", ([second, change(5)], token(5))),
+    ]
+    stats = await ingester(store).run(until_idle=True)
+    assert stats.recorded == 3
+
+    events = scripted.inserted_events()
+    assert [e["_id"] for e in events] == [token(n)["_data"] for n in (2, 4, 5)]
+    assert (events[1]["entity_key"], events[1]["type"], events[1]["document"]) == (
+        "3",
+        "created",
+        {"_id": 3},
+    )
+    saved = [u["updates"][0]["u"]["token"] for u in scripted.named("update", "checkpoints")]
+    # Never a fragment's own token: a restart there would miss the event's first fragment.
+    assert token(3) not in saved and saved[:2] == [token(2), token(5)]
+    assert scripted.change_streams()[0]["showExpandedEvents"] is True
+    [opened] = [r for r in scripted.named("aggregate") if "$changeStream" in r["pipeline"][0]]
+    assert opened["pipeline"][-1] == {"$changeStreamSplitLargeEvent": {}}

@@ -27,6 +27,8 @@ EXPECTED_MATCH = {
         ]
     }
 }
+# Events over 16 MB come as fragments instead of failing the stream (the last stage).
+SPLIT: dict[str, Any] = {"$changeStreamSplitLargeEvent": {}}
 
 
 def make_source(
@@ -116,7 +118,7 @@ async def test_aggregate_opens_one_database_change_stream(
     assert aggregate.namespace == "shop"
     assert command["aggregate"] == 1  # the database, not a collection
     assert command["pipeline"][0] == {"$changeStream": expected_stage}
-    assert command["pipeline"][1:] == [EXPECTED_MATCH]
+    assert command["pipeline"][1:] == [EXPECTED_MATCH, SPLIT]
     assert command["cursor"] == {"batchSize": 50}
     assert "maxAwaitTimeMS" not in command  # goes to getMore as maxTimeMS
     assert getmore.namespace == "shop"
@@ -197,7 +199,7 @@ async def test_a_dropped_connection_resumes_after_the_last_token(
 
     stage = resumed.doc["pipeline"][0]["$changeStream"]
     assert stage == {"showExpandedEvents": True, "resumeAfter": token(3)}
-    assert resumed.doc["pipeline"][1:] == [EXPECTED_MATCH]
+    assert resumed.doc["pipeline"][1:] == [EXPECTED_MATCH, SPLIT]
     changes = [c for batch in batches if batch is not None for c in batch.changes]
     assert changes == [change(1), change(2), change(4)]
     assert batches[-1] == ChangeBatch(changes=[change(4)], resume_token=token(4))
@@ -371,3 +373,120 @@ async def test_a_stream_is_closed_on_leaving_watch(client: Client, wire: Wire) -
     await wire.result(holding)
     stream = await entered
     assert await stream.next_batch() is None
+
+
+# -- events over 16 MB: $changeStreamSplitLargeEvent ------------------------------------------
+
+
+def split_update(first: int, order: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """An update with both images as the whole event and as its three fragments (tokens first..+2)."""
+    context: dict[str, Any] = {
+        "operationType": "update",
+        "ns": {"db": "shop", "coll": "orders"},
+        "documentKey": {"_id": order},
+        "updateDescription": {"updatedFields": {"note": "big"}, "removedFields": []},
+    }
+    before: dict[str, Any] = {"fullDocumentBeforeChange": {"_id": order, "note": ""}}
+    after: dict[str, Any] = {"fullDocument": {"_id": order, "note": "big"}}
+    parts = [
+        {"_id": token(first + i), "splitEvent": {"fragment": i + 1, "of": 3}, **fields}
+        for i, fields in enumerate((context, before, after))
+    ]
+    return {"_id": token(first + 2), **context, **before, **after}, parts
+
+
+async def test_fragments_over_several_getmores_come_out_as_one_event(
+    client: Client, wire: Wire
+) -> None:
+    whole, parts = split_update(2, order=7)
+    reading = asyncio.create_task(read_batches(make_source(client), None, 2))
+    (await wire.receives("aggregate")).replies(
+        first_batch([change(1), parts[0]], post_batch=token(2))
+    )
+    # An empty getMore inside the event: the batch ends, its position stays before the event.
+    (await wire.receives("getMore")).replies(next_batch([], post_batch=token(2)))
+    (await wire.receives("getMore")).replies(next_batch([parts[1]], post_batch=token(3)))
+    (await wire.receives("getMore")).replies(next_batch([parts[2], change(5)], post_batch=token(5)))
+    batches = await wire.result(reading)
+
+    assert batches == [
+        # resume_token None: the ingester saves the last whole change's token, change 1's.
+        ChangeBatch(changes=[change(1)], resume_token=None),
+        ChangeBatch(changes=[whole, change(5)], resume_token=token(5)),
+    ]
+
+
+async def test_a_connection_dropped_inside_a_split_event_resumes_at_the_next_fragment(
+    client: Client, wire: Wire
+) -> None:
+    whole, parts = split_update(1, order=7)
+    reading = asyncio.create_task(read_batches(make_source(client), None, 1))
+    (await wire.receives("aggregate")).replies(first_batch([parts[0]], post_batch=token(1)))
+    (await wire.receives("getMore")).hangup()
+    resumed = await wire.receives("aggregate")
+    resumed.replies(first_batch(parts[1:], post_batch=token(3), cursor_id=Int64(99)))
+    batches = await wire.result(reading)
+
+    # The driver resumes after the first fragment's token; the server sends the rest.
+    assert resumed.doc["pipeline"][0]["$changeStream"]["resumeAfter"] == token(1)
+    assert resumed.doc["pipeline"][1:] == [EXPECTED_MATCH, SPLIT]
+    assert batches == [ChangeBatch(changes=[whole], resume_token=token(3))]
+
+
+async def test_a_server_without_the_split_stage_streams_without_it_and_says_so(
+    client: Client, wire: Wire, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = make_source(client)
+    reading = asyncio.create_task(read_batches(source, None, 1))
+    refused = await wire.receives("aggregate")
+    refused.command_err(
+        code=40324,
+        errmsg="Unrecognized pipeline stage name: '$changeStreamSplitLargeEvent'",
+        codeName="Location40324",
+    )
+    plain = await wire.receives("aggregate")
+    plain.replies(first_batch([change(1)], post_batch=token(1)))
+    batches = await wire.result(reading)
+
+    assert refused.doc["pipeline"][1:] == [EXPECTED_MATCH, SPLIT]
+    assert plain.doc["pipeline"][1:] == [EXPECTED_MATCH]
+    assert batches == [ChangeBatch(changes=[change(1)], resume_token=token(1))]
+    assert [r.getMessage() for r in caplog.records if r.name == "eventstore.sources.mongo"] == [
+        f"MongoDB at {wire.address} has no $changeStreamSplitLargeEvent (it needs 7.0 or "
+        "6.0.9+): a change event over 16 MB will stop capture"
+    ]
+
+    # The next stream of this source does not ask again.
+    reopening = asyncio.create_task(read_batches(source, ResumePoint(resume_after=token(1)), 1))
+    again = await wire.receives("aggregate")
+    again.replies(first_batch([change(2)], post_batch=token(2)))
+    assert await wire.result(reopening) == [ChangeBatch(changes=[change(2)], resume_token=token(2))]
+    assert again.doc["pipeline"][1:] == [EXPECTED_MATCH]
+
+
+async def test_another_unknown_stage_is_not_taken_for_the_split_stage(
+    client: Client, wire: Wire
+) -> None:
+    reading = asyncio.create_task(read_batches(make_source(client), None, 1))
+    (await wire.receives("aggregate")).command_err(
+        code=40324, errmsg="Unrecognized pipeline stage name: '$changeStream'"
+    )
+    with pytest.raises(SourceError, match=r"refused the change stream \(code 40324\)"):
+        await wire.result(reading)
+
+
+async def test_an_event_too_large_to_send_names_the_fix(client: Client, wire: Wire) -> None:
+    reading = asyncio.create_task(read_batches(make_source(client), None, 2))
+    (await wire.receives("aggregate")).replies(first_batch([change(1)], post_batch=token(1)))
+    (await wire.receives("getMore")).command_err(
+        code=10334,
+        errmsg="BSONObj size: 17825792 (0x1100000) is invalid",
+        codeName="BSONObjectTooLarge",
+    )
+    with pytest.raises(SourceError) as raised:
+        await wire.result(reading)
+    assert str(raised.value) == (
+        "a change event is over 16 MB and this server cannot split it "
+        "($changeStreamSplitLargeEvent needs MongoDB 7.0 or 6.0.9+): capture cannot pass it "
+        "until the server is upgraded (BSONObj size: 17825792 (0x1100000) is invalid)"
+    )
