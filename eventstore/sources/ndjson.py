@@ -33,6 +33,7 @@ from eventstore.badinput import (
 from eventstore.codec import EXTJSON_OPTIONS
 from eventstore.model import ChangeBatch, Origin, ResumePoint
 from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, SourceError
+from eventstore.split_events import Fragments, fragment_of
 
 DATABASE_OPS: Final = frozenset({"dropDatabase", "invalidate"})
 # Lines read per trip to the worker thread (a file is read off the event loop).
@@ -125,6 +126,8 @@ class NdjsonChangeStream:
         self._token: dict[str, Any] | None = None
         self._cluster_time: Timestamp | None = None
         self._pending: deque[tuple[int, str]] = deque()
+        # Fragments of a split event, each with its origin and line, until its last one.
+        self._fragments: Fragments[tuple[Origin, str]] = Fragments()
         self._skip_to: str | None = None
         self._start_at: Timestamp | None = None
         if resume is not None:
@@ -151,20 +154,30 @@ class NdjsonChangeStream:
                         f"{self._source._name}: resume token {self._skip_to} is not in the file"
                     )
                     raise self._error
+                # An event whose last fragments are not in the file: each fragment is bad input.
+                complete = self._fragments.flush()
+                if not complete:
+                    break
+            else:
+                number, text = line
+                change, origin = _parse(number, text)
+                if self._skipping(change):
+                    continue
+                examined = True
+                complete = self._fragments.add(change, (origin, text))
+            for whole, parts in complete:
+                # While an event's fragments arrive the position stays before its first one.
+                token = token_of(whole)
+                if token is not None:
+                    self._token = token
+                if isinstance(whole.get("clusterTime"), Timestamp):
+                    self._cluster_time = whole["clusterTime"]
+                origin = _origin_of(parts)
+                if origin.unreadable is not None or self._matches(whole):
+                    changes.append(whole)
+                    origins.append(origin)
+            if line is None:
                 break
-            number, text = line
-            change, origin = _parse(number, text)
-            if self._skipping(change):
-                continue
-            examined = True
-            token = token_of(change)
-            if token is not None:
-                self._token = token
-            if isinstance(change.get("clusterTime"), Timestamp):
-                self._cluster_time = change["clusterTime"]
-            if origin.unreadable is not None or self._matches(change):
-                changes.append(change)
-                origins.append(origin)
         if not changes and not examined:
             return None
         return ChangeBatch(
@@ -186,6 +199,9 @@ class NdjsonChangeStream:
             at = change.get("clusterTime")
             if isinstance(at, Timestamp) and at < self._start_at:
                 return True
+            split = fragment_of(change)
+            if split is not None and split[0] > 1:
+                return True  # its event's first fragment (with the time) was before the point
             self._start_at = None
         return False
 
@@ -233,6 +249,20 @@ def _read_lines(handle: IO[Any], count: int) -> list[Any]:
             break
         lines.append(line)
     return lines
+
+
+def _origin_of(parts: list[tuple[Origin, str]]) -> Origin:
+    """A change's origin: its line's, or for a split event put together, its lines'.
+
+    `lines 10-12`, hashed as the lines stand in the file without the last line ending
+    (`sed -n 10,12p | head -c -1 | sha256sum`, for a file with `\n` line endings).
+    """
+    if len(parts) == 1:
+        return parts[0][0]
+    first, last = parts[0][0].position, parts[-1][0].position
+    raw = "\n".join(text.rstrip("\r\n") for _, text in parts).encode("utf-8", "surrogateescape")
+    span = f"lines {first.removeprefix('line ')}-{last.removeprefix('line ')}"
+    return Origin(position=span, sha256=sha256_hex(raw))
 
 
 def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:

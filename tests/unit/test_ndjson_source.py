@@ -237,6 +237,54 @@ async def test_resume_skips_through_the_token_line(tmp_path: Path) -> None:
             assert [keys(b) for b in await batches(stream)] == [[4, 5]]
 
 
+def fragments(n: int) -> list[dict[str, Any]]:
+    """Change n split in two, as $changeStreamSplitLargeEvent sends it (tokens n and n + 1)."""
+    whole = change(n)
+    first = {k: v for k, v in whole.items() if k != "fullDocument"}
+    return [
+        {**first, "splitEvent": {"fragment": 1, "of": 2}},
+        {
+            "_id": {"_data": f"82{n + 1:032X}"},
+            "splitEvent": {"fragment": 2, "of": 2},
+            "fullDocument": whole["fullDocument"],
+        },
+    ]
+
+
+async def test_a_split_event_is_one_change_whose_position_is_before_it_until_whole(
+    tmp_path: Path,
+) -> None:
+    # Lines: change 1, change 2 in two fragments (tokens 2 and 3), change 4.
+    text = lines(change(1), *fragments(2), change(4))
+    source = NdjsonChangeSource(write(tmp_path, text), collections=["orders"], batch_size=1)
+    async with source.watch(None) as stream:
+        got = [await stream.next_batch() for _ in range(3)]
+    assert [b.changes if b else None for b in got] == [
+        [change(1)],
+        [{**change(2), "_id": {"_data": f"82{3:032X}"}}],
+        [change(4)],
+    ]
+    assert [b.resume_token if b else None for b in got] == [
+        {"_data": f"82{n:032X}"} for n in (1, 3, 4)
+    ]
+    assert [o.position for b in got if b for o in b.origins or []] == [
+        "line 1",
+        "lines 2-3",
+        "line 4",
+    ]
+
+
+async def test_resume_after_a_split_event_skips_all_its_lines(tmp_path: Path) -> None:
+    path = write(tmp_path, lines(change(1), *fragments(2), change(4), *fragments(5)))
+    source = NdjsonChangeSource(path, collections=["orders"])
+    for resume in (
+        ResumePoint(resume_after={"_data": f"82{3:032X}"}),  # the split event's own token
+        ResumePoint(start_at_operation_time=Timestamp(1_700_000_000, 3)),  # after its time
+    ):
+        async with source.watch(resume) as stream:
+            assert [keys(b) for b in await batches(stream)] == [[4, 5]]
+
+
 async def test_resume_token_not_in_the_file_is_history_lost(tmp_path: Path) -> None:
     source = NdjsonChangeSource(write(tmp_path, lines(change(1))), collections=["orders"])
     async with source.watch(ResumePoint(resume_after={"_data": "82FF"})) as stream:
