@@ -266,19 +266,21 @@ def _add_workload(p: argparse.ArgumentParser) -> None:
 
 
 def _positive_int(value: str) -> int:
-    n = _nonneg_int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more: {n}")
-    return n
+    return _int_from(value, 1)
 
 
 def _nonneg_int(value: str) -> int:
+    return _int_from(value, 0)
+
+
+def _int_from(value: str, least: int) -> int:
+    """A whole number of at least `least`; the message names the bound that was broken."""
     try:
         n = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {n}")
+    if n < least:
+        raise argparse.ArgumentTypeError(f"must be {least} or more: {n}")
     return n
 
 

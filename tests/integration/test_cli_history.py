@@ -179,7 +179,9 @@ def test_the_tables_are_readable() -> None:
         (["state", "orders", "42"], "use one of int:42, str:42"),
         (["history", "orders", "42"], "use one of int:42, str:42"),
         (["state", "orders", "ORD-1", "--version", "9"], "has no version 9: its latest is 3"),
-        (["state", "orders", "ORD-1", "--version", "0"], "must be 1 or more"),
+        (["state", "orders", "ORD-1", "--version", "0"], "must be 1 or more: 0"),
+        (["state", "orders", "ORD-1", "--version", "-1"], "must be 1 or more: -1"),
+        (["history", "orders", "ORD-1", "--limit", "1.5"], "not a whole number: '1.5'"),
         (
             ["state", "orders", "ORD-1", "--version", "2", "--at", "2026-01-01T00:00:02Z"],
             "not both",
