@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import weakref
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import unquote
 
 from litestar import Request
@@ -96,25 +96,39 @@ _RESERVED: Final = frozenset(
 )
 
 
-def _declared(handler: BaseRouteHandler, path_params: set[str]) -> frozenset[str]:
+class _Taken(NamedTuple):
+    """The query parameters a handler takes, and those of them that may repeat (lists)."""
+
+    names: frozenset[str]
+    repeatable: frozenset[str]
+
+
+def _declared(handler: BaseRouteHandler, path_params: set[str]) -> _Taken:
     """The query parameters a handler takes: not its path parameters, dependencies or reserved names."""
     names: set[str] = set()
+    repeatable: set[str] = set()
     dependencies = set(handler.resolve_dependencies())
     for name, param in handler.parsed_fn_signature.parameters.items():
         if name in dependencies or name in _RESERVED:
             continue
         kwarg = param.kwarg_definition
+        query = name
         if isinstance(kwarg, ParameterKwarg):
-            if kwarg.param_type is ParamType.QUERY and name not in path_params:
-                names.add(kwarg.name or kwarg.query or name)
-            continue  # a header, cookie or path parameter
-        if name not in path_params:
-            names.add(name)
-    return frozenset(names)
+            if kwarg.param_type is not ParamType.QUERY or name in path_params:
+                continue  # a header, cookie or path parameter
+            query = kwarg.name or kwarg.query or name
+        elif name in path_params:
+            continue
+        names.add(query)
+        if param.is_non_string_collection or any(
+            t.is_non_string_collection for t in param.inner_types or ()
+        ):
+            repeatable.add(query)
+    return _Taken(frozenset(names), frozenset(repeatable))
 
 
 # Per handler (weakly: apps built and dropped, as in tests, must not leave ids to be reused).
-_ALLOWED_CACHE: weakref.WeakKeyDictionary[BaseRouteHandler, frozenset[str]] = (
+_ALLOWED_CACHE: weakref.WeakKeyDictionary[BaseRouteHandler, _Taken] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -122,7 +136,9 @@ _ALLOWED_CACHE: weakref.WeakKeyDictionary[BaseRouteHandler, frozenset[str]] = (
 async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
     """400 for a query parameter the endpoint does not take (a misspelled filter must not widen a query).
 
-    Endpoints with free-form filters (`opt={"free_query": True}`) check their own.
+    And for one given twice that takes one value: `?actor=alice&actor=bob` would
+    otherwise answer for bob alone, as if for both. Endpoints with free-form
+    filters (`opt={"free_query": True}`) check their own.
     """
     handler = request.route_handler
     if handler.opt.get("free_query"):
@@ -133,10 +149,15 @@ async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
         allowed = _declared(handler, set(request.path_params))
     if allowed is None:
         allowed = _ALLOWED_CACHE[handler] = _declared(handler, set(request.path_params))
-    unknown = sorted(set(request.query_params.keys()) - allowed)
+    query = request.query_params
+    unknown = sorted(set(query.keys()) - allowed.names)
     if unknown:
-        known = ", ".join(sorted(allowed)) or "none"
+        known = ", ".join(sorted(allowed.names)) or "none"
         raise bad_request(
             f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(unknown)} (this endpoint takes: {known})"
         )
+    for name in sorted(set(query.keys()) - allowed.repeatable):
+        times = len(query.getall(name))
+        if times > 1:
+            raise bad_request(f"query parameter {name} is given {times} times; give it once")

@@ -793,6 +793,31 @@ async def test_unknown_query_parameter_is_400(client: Client, url: str, name: st
     assert name in body["detail"]
 
 
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        (f"{X}/history?limit=1&limit=2", "limit"),
+        (f"{X}/state?version=1&version=1", "version"),
+        (f"{X}/diff?from_version=1&to_version=2&to_version=3", "to_version"),
+        (f"{ENTITIES}?limit=5&limit=1", "limit"),
+        ("/v1/events?actor=alice&actor=bob", "actor"),
+        ("/v1/events?stream=orders&stream=customers", "stream"),
+        ("/v1/events?since=2026-01-01T00:00:00Z&since=2027-01-01T00:00:00Z", "since"),
+    ],
+)
+async def test_a_parameter_taking_one_value_given_twice_is_400(
+    client: Client, url: str, name: str
+) -> None:
+    """The last value would win silently: `actor=alice&actor=bob` would answer for bob alone."""
+    body = problem(await client.get(url), 400)
+    assert body["detail"] == f"query parameter {name} is given 2 times; give it once"
+
+
+async def test_a_repeatable_parameter_may_repeat(client: Client) -> None:
+    body = ok(await client.get("/v1/events?type=created&type=updated&limit=1000"))
+    assert {e["type"] for e in body["events"]} == {"created", "updated"}
+
+
 @pytest.mark.parametrize("url", [ENTITIES, f"{X}/history"])
 @pytest.mark.parametrize("limit", ["0", "1001", "-1", "ten", ""])
 async def test_limit_out_of_range_is_400(client: Client, url: str, limit: str) -> None:
