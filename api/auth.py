@@ -12,12 +12,15 @@ from typing import Any, Final
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from api.params import refuse_repeated
 from api.problems import ApiError
 
 CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="eventstore"'}
 
 
 def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    # Two keys in one request: which one a proxy checked and which one we would is a guess.
+    refuse_repeated(connection, ("Authorization",))
     header = connection.headers.get("authorization")
     if not header:
         return None

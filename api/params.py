@@ -10,11 +10,13 @@ import base64
 import binascii
 import hashlib
 import weakref
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 from urllib.parse import unquote
 
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.enums import ParamType
 from litestar.handlers import BaseRouteHandler
 from litestar.params import ParameterKwarg
@@ -127,10 +129,26 @@ def _declared(handler: BaseRouteHandler, path_params: set[str]) -> _Taken:
     return _Taken(frozenset(names), frozenset(repeatable))
 
 
+# Headers that carry one value: sent twice, which one counts would be the server's guess
+# (who acted, in an audit trail; where a live tail resumes). `Authorization` is the guards'.
+SINGLE_HEADERS: Final = ("Eventstore-Actor", "Last-Event-ID")
+
+
+def refuse_repeated(connection: ASGIConnection[Any, Any, Any, Any], names: Iterable[str]) -> None:
+    """400 for a header of `names` sent more than once."""
+    for name in names:
+        times = len(connection.headers.getall(name, []))
+        if times > 1:
+            raise bad_request(f"the {name} header is given {times} times; send it once")
+
+
+def refuse_repeated_headers(request: Request[Any, Any, Any]) -> None:
+    """400 for a single-valued header sent more than once (`SINGLE_HEADERS`)."""
+    refuse_repeated(request, SINGLE_HEADERS)
+
+
 # Per handler (weakly: apps built and dropped, as in tests, must not leave ids to be reused).
-_ALLOWED_CACHE: weakref.WeakKeyDictionary[BaseRouteHandler, _Taken] = (
-    weakref.WeakKeyDictionary()
-)
+_ALLOWED_CACHE: weakref.WeakKeyDictionary[BaseRouteHandler, _Taken] = weakref.WeakKeyDictionary()
 
 
 async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
@@ -140,6 +158,7 @@ async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
     otherwise answer for bob alone, as if for both. Endpoints with free-form
     filters (`opt={"free_query": True}`) check their own.
     """
+    refuse_repeated_headers(request)
     handler = request.route_handler
     if handler.opt.get("free_query"):
         return

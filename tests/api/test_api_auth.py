@@ -189,6 +189,17 @@ async def test_admin_needs_the_admin_key(secured: Client) -> None:
     )
 
 
+async def test_two_keys_joined_in_one_header_are_not_a_key(secured: Client) -> None:
+    """A proxy may join repeated headers with a comma (RFC 9110); a bearer token has none.
+
+    (Two separate header lines are refused with 400: tests/e2e/test_repeated_headers.py.)
+    """
+    for url, key in ((READS[0], READ_KEY), ("/v1/admin/jobs/x", ADMIN_KEY)):
+        for pair in ((key, WRONG_KEY), (WRONG_KEY, key), (key, key)):
+            joined = ", ".join(f"Bearer {k}" for k in pair)
+            unauthorized(await secured.get(url, headers={"Authorization": joined}))
+
+
 async def test_admin_key_requests_a_rebuild(make_app: AppFactory) -> None:
     log = await build_log("memory", orders=5, changes=20)
     app = make_app(log.store, read_keys=(READ_KEY,), admin_key=ADMIN_KEY)
