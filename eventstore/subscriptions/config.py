@@ -91,7 +91,8 @@ class ConfigError(ValueError):
     """Bad configuration: `errors` is `[{key, message}]`; `malformed` means HTTP 400, else 422."""
 
     def __init__(self, errors: list[dict[str, str]], *, malformed: bool = False) -> None:
-        super().__init__("; ".join(f"{e['key']}: {e['message']}" for e in errors))
+        # The body as a whole has the key "" (`the body: expected a JSON object`).
+        super().__init__("; ".join(f"{e['key'] or 'the body'}: {e['message']}" for e in errors))
         self.errors = errors
         self.malformed = malformed
 
@@ -240,14 +241,19 @@ def _template(check: _Check, key: str, value: Any) -> tuple[templates.Part, ...]
         return None
 
 
+def _required(check: _Check, key: str, value: Any) -> tuple[templates.Part, ...] | None:
+    """A template that must be given (`required` when absent or null)."""
+    if value is None:
+        check.malformed(key, "required")
+        return None
+    return _template(check, key, value)
+
+
 def _url(check: _Check, key: str, value: Any, schemes: tuple[str, ...]) -> None:
     if isinstance(value, dict):
         _secret(check, key, value)  # the whole URL read from the environment or a file
         return
-    if not isinstance(value, str):
-        check.malformed(key, "expected a string")
-        return
-    parts = _template(check, key, value)
+    parts = _required(check, key, value)
     if parts is None:
         return
     try:
@@ -277,7 +283,8 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
         return {}
     kind = value.get("kind")
     if not isinstance(kind, str):
-        check.malformed("sink.kind", "expected a string")
+        what = "required" if kind is None else "expected a string"
+        check.malformed("sink.kind", f"{what}: one of {', '.join(SINK_KINDS)}")
         return {}
     if kind not in SINK_KINDS:
         check.bad("sink.kind", f"unknown sink kind {kind!r}: use one of {', '.join(SINK_KINDS)}")
@@ -329,7 +336,7 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
     )
     _url(check, "sink.url", value.get("url"), ("redis", "rediss"))
     if kind == REDIS_PUBSUB:
-        _template(check, "sink.channel", value.get("channel"))
+        _required(check, "sink.channel", value.get("channel"))
     elif kind == REDIS_INVALIDATE:
         keys = value.get("keys")
         if not isinstance(keys, list) or not keys:
@@ -344,7 +351,7 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
             check.bad("sink.again_after_ms", "between 0 and 60000")
         out.setdefault("again_after_ms", 0)
     else:
-        _template(check, "sink.stream", value.get("stream"))
+        _required(check, "sink.stream", value.get("stream"))
         maxlen = value.get("maxlen", 1_000_000)
         if maxlen is not None and not _is_int(maxlen):
             check.malformed("sink.maxlen", "expected an integer or null")
@@ -411,9 +418,11 @@ def parse(name: str, body: Any) -> SubscriptionConfig:
     if not isinstance(body, dict):
         raise ConfigError([{"key": "", "message": "expected a JSON object"}], malformed=True)
     check.fields("", body, BODY_FIELDS)
-    if "sink" not in body:
+    if "sink" in body:
+        sink = _sink(check, body["sink"])
+    else:
         check.malformed("sink", "required")
-    sink = _sink(check, body.get("sink"))
+        sink = {}
     filt = _filter(check, body.get("filter"))
     start = _start(check, "start", body.get("start"))
     lanes = body.get("lanes", 1)

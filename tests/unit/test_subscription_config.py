@@ -86,6 +86,49 @@ def test_well_formed_but_impossible_values_are_422_naming_the_field(body: Any, k
     assert key in [e["key"] for e in found], found
 
 
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({}, [{"key": "sink", "message": "required"}]),
+        (
+            {"sink": {}},
+            [{"key": "sink.kind", "message": "required: one of " + ", ".join(cfg.SINK_KINDS)}],
+        ),
+        (
+            {"sink": {"kind": 3}},
+            [
+                {
+                    "key": "sink.kind",
+                    "message": "expected a string: one of " + ", ".join(cfg.SINK_KINDS),
+                }
+            ],
+        ),
+        (
+            {"sink": {"kind": "webhook", "secret": SECRET}},
+            [{"key": "sink.url", "message": "required"}],
+        ),
+        ({"sink": {**HOOK, "url": 5}}, [{"key": "sink.url", "message": "expected a string"}]),
+        (
+            {"sink": {"kind": "redis-pubsub", "url": "redis://h"}},
+            [{"key": "sink.channel", "message": "required"}],
+        ),
+        (
+            {"sink": {"kind": "redis-stream", "url": "redis://h", "stream": None}},
+            [{"key": "sink.stream", "message": "required"}],
+        ),
+    ],
+)
+def test_a_missing_field_is_named_required_once(body: Any, expected: list[dict[str, str]]) -> None:
+    assert errors(body) == (True, expected)
+
+
+def test_a_body_that_is_not_an_object_says_so_in_words() -> None:
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.parse("orders", [])
+    assert str(caught.value) == "the body: expected a JSON object"
+    assert caught.value.errors == [{"key": "", "message": "expected a JSON object"}]
+
+
 def test_a_bad_name_is_refused() -> None:
     assert errors({"sink": HOOK}, name="Orders!")[1][0]["key"] == "name"
 
