@@ -9,12 +9,14 @@ client without `tz_aware`) is taken as UTC.
 from __future__ import annotations
 
 import base64
+import math
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from bson import Binary, Decimal128, Int64, ObjectId, Regex, Timestamp
+from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 from bson.json_util import RELAXED_JSON_OPTIONS, JSONMode, JSONOptions
 
 from eventstore.model import PAYLOAD_SCHEME, SCHEMA_VERSION, Checkpoint, Event, Head
@@ -207,33 +209,63 @@ def to_jsonable(value: Any) -> Any:
     """A BSON value as plain JSON data for people and the API.
 
     ObjectId -> hex, datetime -> RFC 3339 UTC with milliseconds, Decimal128 ->
-    string, Timestamp -> {t, i}, binary -> base64, UUID -> its string.
+    string, Timestamp -> {t, i}, binary -> base64, UUID -> its string. Values JSON
+    has no form for take their Extended JSON one, never another value's: a double
+    NaN or ±infinity is `{"$numberDouble": "NaN"}` (not null), MinKey is
+    `{"$minKey": 1}` (not the string "MinKey()"), a regular expression
+    `{"$regex", "$options"}` with its option letters.
     """
     kind = type(value)
-    if kind is str or kind is bool or kind is float or value is None:
+    if kind is str or kind is bool or value is None:
         return value
+    # Inline below: a plain value, or a finite float (`v - v` is NaN for NaN and ±inf).
     if kind is dict:
         return {
             (k if type(k) is str else str(k)): (
-                v if type(v) in _PLAIN or v is None else to_jsonable(v)
+                v
+                if type(v) in _PLAIN or v is None or (type(v) is float and v - v == 0)
+                else to_jsonable(v)
             )
             for k, v in value.items()
         }
     if kind is list or kind is tuple:
-        return [v if type(v) in _PLAIN or v is None else to_jsonable(v) for v in value]
+        return [
+            v
+            if type(v) in _PLAIN or v is None or (type(v) is float and v - v == 0)
+            else to_jsonable(v)
+            for v in value
+        ]
     return _to_jsonable_other(value)
 
 
-# Values that are their own JSON form (`bool` before `int`: exact types only).
-_PLAIN: Final = frozenset({str, bool, float, int})
+# Values that are their own JSON form (`bool` before `int`: exact types only). Not float:
+# NaN and the infinities have none (a JSON encoder writes them as null).
+_PLAIN: Final = frozenset({str, bool, int})
+_NON_FINITE: Final = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+# Python's `re` flags as MongoDB's regular expression options, in Extended JSON's order.
+_REGEX_OPTIONS: Final = (
+    (re.IGNORECASE, "i"),
+    (re.LOCALE, "l"),
+    (re.MULTILINE, "m"),
+    (re.DOTALL, "s"),
+    (re.UNICODE, "u"),
+    (re.VERBOSE, "x"),
+)
 
 
 def _to_jsonable_other(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$numberDouble": _NON_FINITE[repr(value)]}
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
-    if isinstance(value, (bool, str, float)):
+    if isinstance(value, Code):  # a str subclass: before str
+        code: dict[str, Any] = {"$code": str(value)}
+        if value.scope is not None:
+            code["$scope"] = to_jsonable(value.scope)
+        return code
+    if isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
         return int(value)
@@ -256,8 +288,24 @@ def _to_jsonable_other(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(bytes(value)).decode()
     if isinstance(value, Regex):
-        return {"$regex": value.pattern, "$options": value.flags}
+        return {"$regex": value.pattern, "$options": _regex_options(value.flags)}
+    if isinstance(value, MinKey):
+        return {"$minKey": 1}
+    if isinstance(value, MaxKey):
+        return {"$maxKey": 1}
+    if isinstance(value, DBRef):
+        ref: dict[str, Any] = {"$ref": value.collection, "$id": to_jsonable(value.id)}
+        if value.database is not None:
+            ref["$db"] = value.database
+        return ref
     return str(value)
+
+
+def _regex_options(flags: int | str) -> str:
+    """A regular expression's options as MongoDB's letters (`im`), whatever form bson gave."""
+    if isinstance(flags, str):
+        return "".join(sorted(flags))
+    return "".join(letter for flag, letter in _REGEX_OPTIONS if flags & flag)
 
 
 def rfc3339(value: datetime) -> str:
