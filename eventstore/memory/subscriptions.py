@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -81,6 +82,8 @@ class MemoryDeliveries:
     def __init__(self) -> None:
         self._settled: dict[str, set[int]] = {}
         self._parked: dict[str, dict[int, ParkedEvent]] = {}
+        # Each subscription's parked seqs, sorted: a page is a bisection, not a sort.
+        self._parked_seqs: dict[str, list[int]] = {}
 
     async def settle(self, name: str, seqs: Sequence[int]) -> None:
         """Record settled seqs."""
@@ -98,20 +101,22 @@ class MemoryDeliveries:
     async def park(self, events: Sequence[ParkedEvent]) -> None:
         """Store parked events."""
         for e in events:
-            self._parked.setdefault(e.name, {})[e.seq] = msgspec.structs.replace(
-                e, parked_at=utc_ms(e.parked_at)
-            )
+            parked = self._parked.setdefault(e.name, {})
+            if e.seq not in parked:
+                insort(self._parked_seqs.setdefault(e.name, []), e.seq)
+            parked[e.seq] = msgspec.structs.replace(e, parked_at=utc_ms(e.parked_at))
 
     async def parked(
         self, name: str, *, after_seq: int = 0, up_to: int | None = None, limit: int | None = None
     ) -> list[ParkedEvent]:
         """Parked events in seq order."""
-        found = [
-            e
-            for s, e in sorted(self._parked.get(name, {}).items())
-            if s > after_seq and (up_to is None or s <= up_to)
-        ]
-        return found if limit is None else found[:limit]
+        seqs = self._parked_seqs.get(name, [])
+        start = bisect_right(seqs, after_seq)
+        end = len(seqs) if up_to is None else bisect_right(seqs, up_to)
+        if limit is not None:
+            end = min(end, start + limit)
+        parked = self._parked[name] if seqs else {}
+        return [parked[s] for s in seqs[start:end]]
 
     async def count_parked(self, name: str) -> int:
         """How many are parked."""
@@ -120,12 +125,19 @@ class MemoryDeliveries:
     async def unpark(self, name: str, seqs: Sequence[int]) -> int:
         """Remove parked events."""
         parked = self._parked.get(name, {})
-        return sum(1 for s in seqs if parked.pop(s, None) is not None)
+        order = self._parked_seqs.get(name, [])
+        removed = 0
+        for s in seqs:
+            if parked.pop(s, None) is not None:
+                del order[bisect_left(order, s)]
+                removed += 1
+        return removed
 
     async def clear(self, name: str) -> None:
         """Forget everything of a subscription."""
         self._settled.pop(name, None)
         self._parked.pop(name, None)
+        self._parked_seqs.pop(name, None)
 
 
 class MemoryAdminActions:
@@ -133,12 +145,15 @@ class MemoryAdminActions:
 
     def __init__(self) -> None:
         self._actions: list[AdminAction] = []
+        self._ids: list[str] = []  # the actions' ids, alongside, for bisection
 
     async def append(self, action: AdminAction) -> None:
         """Add an action."""
-        self._actions.append(msgspec.structs.replace(action, at=utc_ms(action.at)))
-        self._actions.sort(key=lambda a: a.id)
+        i = bisect_right(self._ids, action.id)
+        self._ids.insert(i, action.id)
+        self._actions.insert(i, msgspec.structs.replace(action, at=utc_ms(action.at)))
 
     async def page(self, *, after: str | None = None, limit: int = 100) -> list[AdminAction]:
         """Actions after a cursor."""
-        return [a for a in self._actions if after is None or a.id > after][:limit]
+        start = 0 if after is None else bisect_right(self._ids, after)
+        return self._actions[start : start + limit]

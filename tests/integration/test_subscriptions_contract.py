@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from eventstore.ports import Store
 from eventstore.subscription_records import AdminAction, ParkedEvent, SubscriptionRecord
 
@@ -106,6 +108,16 @@ async def test_parked_events_in_seq_order_paged_unparked_and_cleared(store: Stor
     assert [p.seq for p in await store.deliveries.parked("a")] == [2, 4, 7]
     assert [p.seq for p in await store.deliveries.parked("a", after_seq=2, limit=1)] == [4]
     assert [p.seq for p in await store.deliveries.parked("a", up_to=4)] == [2, 4]
+    assert await store.deliveries.parked("a", after_seq=4, up_to=3) == []
+    assert [p.seq for p in await store.deliveries.parked("a", after_seq=7)] == []
+    # Parked again (a replay that failed again): replaced, not listed twice.
+    await store.deliveries.park([msgspec.structs.replace(parked[0], attempts=9)])
+    assert [(p.seq, p.attempts) for p in await store.deliveries.parked("a")] == [
+        (2, 2),
+        (4, 4),
+        (7, 9),
+    ]
+    await store.deliveries.park([parked[0]])
     first = (await store.deliveries.parked("a"))[0]
     assert first.attempts == 2 and first.parked_at == MS + timedelta(seconds=2)
     assert await store.deliveries.count_parked("a") == 3
