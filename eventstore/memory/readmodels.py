@@ -81,7 +81,9 @@ class MemoryReadModels:
     ) -> None:
         """Upsert or delete rows by key."""
         table = self._tables.setdefault(collection, {})
-        order = self._orders.setdefault(collection, _KeyOrder())
+        order = self._orders.get(collection)
+        if order is None:
+            order = self._orders[collection] = _KeyOrder()
         for key, row in writes:
             if row is None:
                 if table.pop(key, None) is not None:
