@@ -62,8 +62,9 @@ Problem = dict[str, Any]
 # How the order models compute rows from the log: bumped when the same log and schema give
 # other rows, so that rows built before say `rebuild needed`. 2 (2026-12-06): created_at from
 # ISO 8601 text, integer order numbers and statuses, array steps in paths, amounts of 10**6111 and more
-# not money, sums in Decimal128's 34 digits.
-ORDER_RULES: Final = 2
+# not money, sums in Decimal128's 34 digits. 3 (2026-12-06): a numeric customer id by its value
+# (42.0 and Decimal128 42 are customer `42`), a NaN or infinite one no customer.
+ORDER_RULES: Final = 3
 
 
 class OrderSchema(msgspec.Struct, frozen=True, kw_only=True):
@@ -249,10 +250,22 @@ class OrderReader:
         return value if isinstance(value, str) else None
 
     def customer_id(self, doc: Mapping[str, Any] | None) -> str | None:
-        """The customer id as text; None (no customer) for a missing, boolean or compound one."""
+        """The customer id as text; None (no customer) for a missing, boolean or compound one.
+
+        A number is its value, as MongoDB compares numbers: 42, 42.0 and
+        Decimal128("42.0") are one customer, `42`; 42.5 and Decimal128("42.50") are
+        `42.5`. A NaN or infinite number names no customer.
+        """
         cid = self.customer_id_value(doc)
         if cid is None or isinstance(cid, (dict, list, bool)):
             return None
+        if isinstance(cid, (float, Decimal128)):
+            number = Decimal(repr(cid)) if isinstance(cid, float) else cid.to_decimal()
+            if not number.is_finite():
+                return None
+            if number == number.to_integral_value():
+                return str(int(number))
+            return format(number.normalize(), "f")
         text = str(cid)
         return text or None
 

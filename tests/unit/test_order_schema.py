@@ -84,6 +84,29 @@ def test_only_an_id_names_a_customer() -> None:
     assert rows[""]["customer"] is None
 
 
+def test_a_number_names_a_customer_by_its_value_as_mongodb_compares_numbers() -> None:
+    """42, 42.0 and Decimal128("42.0") are one customer; NaN and infinity name none."""
+    ids: list[Any] = [42, Int64(42), 42.0, Decimal128("42.0"), Decimal128("4.2E+1")]
+    ids += [42.5, Decimal128("42.50"), 1e20, -0.0, 0]
+    ids += [math.nan, math.inf, Decimal128("NaN"), Decimal128("-Infinity")]
+    changes = [
+        Change(
+            event=ev(n, f"o{n}", 1, T0),
+            before=None,
+            after={"status": "paid", "total": 1, "customer": {"id": cid}},
+        )
+        for n, cid in enumerate(ids, start=1)
+    ]
+    rows = run(by_name(OrderSchema())["customer_totals"], changes)
+    assert {k: r["orders"] for k, r in rows.items()} == {
+        "42": 5,
+        "42.5": 2,
+        "100000000000000000000": 1,
+        "0": 2,
+        "": 4,
+    }
+
+
 # -- money ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("value", "amount", "reason", "shown"),
