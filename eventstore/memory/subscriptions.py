@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 from eventstore.codec import utc_ms
 from eventstore.subscription_records import AdminAction, ParkedEvent, SubscriptionRecord
+
+# Up to this many new parked seqs are inserted one by one; more are merged in one sort.
+_INSERT_EACH: Final = 32
 
 
 def _ms(record: SubscriptionRecord) -> SubscriptionRecord:
@@ -100,11 +103,20 @@ class MemoryDeliveries:
 
     async def park(self, events: Sequence[ParkedEvent]) -> None:
         """Store parked events."""
+        new: dict[str, list[int]] = {}
         for e in events:
             parked = self._parked.setdefault(e.name, {})
             if e.seq not in parked:
-                insort(self._parked_seqs.setdefault(e.name, []), e.seq)
+                new.setdefault(e.name, []).append(e.seq)
             parked[e.seq] = msgspec.structs.replace(e, parked_at=utc_ms(e.parked_at))
+        for name, seqs in new.items():
+            order = self._parked_seqs.setdefault(name, [])
+            if len(seqs) <= _INSERT_EACH:
+                for seq in seqs:
+                    insort(order, seq)
+            else:  # many at once: one sort (of two sorted runs, once these are)
+                order.extend(sorted(seqs))
+                order.sort()
 
     async def parked(
         self, name: str, *, after_seq: int = 0, up_to: int | None = None, limit: int | None = None

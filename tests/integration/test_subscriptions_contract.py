@@ -132,6 +132,34 @@ async def test_parked_events_in_seq_order_paged_unparked_and_cleared(store: Stor
     assert await store.deliveries.settled("a", above=0) == []
 
 
+async def test_many_parked_at_once_in_any_order_are_listed_in_seq_order(store: Store) -> None:
+    """A batch of many (one sort) then a few (one insertion each), mixed with ones parked before."""
+    seqs = [s * 7919 % 101 for s in range(1, 101)]  # 1..100, shuffled
+    batch = [
+        ParkedEvent(
+            name="b",
+            seq=s,
+            stream="orders",
+            entity_key=str(s),
+            type="updated",
+            attempts=1,
+            last_error="x",
+            parked_at=T,
+        )
+        for s in seqs
+    ]
+    await store.deliveries.park(batch[60:])  # 40 at once
+    await store.deliveries.park(batch[:60])  # the other 60 at once
+    await store.deliveries.park(batch[:3])  # a few, all again
+    assert [p.seq for p in await store.deliveries.parked("b")] == sorted(seqs)
+    assert [p.seq for p in await store.deliveries.parked("b", after_seq=50, limit=3)] == [
+        51,
+        52,
+        53,
+    ]
+    assert await store.deliveries.count_parked("b") == 100
+
+
 async def test_the_admin_trail_is_appended_and_paged_in_id_order(store: Store) -> None:
     for i in (2, 0, 1):
         await store.admin_actions.append(
