@@ -200,6 +200,47 @@ async def test_two_keys_joined_in_one_header_are_not_a_key(secured: Client) -> N
             unauthorized(await secured.get(url, headers={"Authorization": joined}))
 
 
+async def raw_get(client: Client, path: str, headers: list[tuple[str, str]]) -> tuple[int, Any]:
+    """A GET straight to the ASGI app, header lines as given (a test client would join repeats)."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await client.app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(body)
+
+
+async def test_two_authorization_lines_are_refused_whatever_their_order(secured: Client) -> None:
+    """Two keys on two header lines (as uvicorn passes them): which one counts is a guess."""
+    for url, key in ((READS[0], READ_KEY), ("/v1/admin/jobs/x", ADMIN_KEY)):
+        for pair in ((key, WRONG_KEY), (WRONG_KEY, key), (key, key)):
+            lines = [("Authorization", f"Bearer {k}") for k in pair]
+            status, body = await raw_get(secured, url, lines)
+            assert status == 400
+            assert body["detail"] == "the Authorization header is given 2 times; send it once"
+    assert (await raw_get(secured, READS[0], [("Authorization", f"Bearer {READ_KEY}")]))[0] == 200
+
+
 async def test_admin_key_requests_a_rebuild(make_app: AppFactory) -> None:
     log = await build_log("memory", orders=5, changes=20)
     app = make_app(log.store, read_keys=(READ_KEY,), admin_key=ADMIN_KEY)

@@ -42,6 +42,13 @@ async def test_query_filters_pages_in_key_order(store: Store) -> None:
     assert await rm.query(C, filters={"_id": "k3"}, limit=10) == [
         {"_id": "k3", "status": "paid", "n": 3}
     ]
+    # A row without the filtered field does not match, whatever its key.
+    await rm.write(C, [("paid", {"n": 8})])
+    assert [r["_id"] for r in await rm.query(C, filters={"status": "paid"}, limit=10)] == [
+        "k1",
+        "k3",
+        "k5",
+    ]
 
 
 async def test_swap_replaces_the_live_model_whole(store: Store) -> None:

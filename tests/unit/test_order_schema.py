@@ -91,13 +91,14 @@ def test_only_an_id_names_a_customer() -> None:
 def test_a_number_names_a_customer_by_its_value_as_mongodb_compares_numbers() -> None:
     """42, 42.0 and Decimal128("42.0") are one customer; NaN and infinity name none."""
     ids: list[Any] = [42, Int64(42), 42.0, Decimal128("42.0"), Decimal128("4.2E+1")]
-    ids += [42.5, Decimal128("42.50"), 1e20, -0.0, 0]
+    ids += [42.5, Decimal128("42.50"), 1e20, -0.0, 0, 1e-7, Decimal128("1.0E-7")]
     ids += [math.nan, math.inf, Decimal128("NaN"), Decimal128("-Infinity")]
     assert {k: r["orders"] for k, r in customer_rows(ids).items()} == {
         "42": 5,
         "42.5": 2,
         "100000000000000000000": 1,
         "0": 2,
+        "0.0000001": 2,  # in plain digits, never 1E-7
         "": 4,
     }
 

@@ -128,6 +128,14 @@ def test_a_single_fragment_event_and_bson_integers() -> None:
     assert fragments.add(one, 0) == [({**EVENT, "_id": token(5)}, [0])]
 
 
+def test_a_last_fragment_without_a_token_gives_a_whole_event_without_one() -> None:
+    """Judged then as any change without a resume token (bad input), never given another's."""
+    last = {k: v for k, v in THREE[2].items() if k != "_id"}
+    [(whole, _)] = feed(Fragments(), [THREE[0], THREE[1], last])
+    assert "_id" not in whole and whole == {k: v for k, v in EVENT.items() if k != "_id"}
+    assert reason(whole) == ("orders", "no resume token (_id._data)")
+
+
 def test_malformed_split_documents_are_not_fragments() -> None:
     for bad in (
         None,
@@ -137,6 +145,7 @@ def test_malformed_split_documents_are_not_fragments() -> None:
         {"fragment": 0, "of": 2},
         {"fragment": 3, "of": 2},
         {"fragment": True, "of": 2},
+        {"fragment": 1, "of": True},
         {"fragment": 1.0, "of": 2},
     ):
         change = {"_id": token(1), "splitEvent": bad}
