@@ -22,6 +22,7 @@ from eventstore.model import (
     Event,
     Head,
 )
+from eventstore.subscription_records import ParkedEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _DOCUMENT_TYPES = {CREATED, REPLACED, SNAPSHOT}
@@ -169,3 +170,16 @@ def resealed(events: list[Event]) -> list[Event]:
         entity[key] = sealed.hash
         out.append(sealed)
     return out
+
+
+def parked_event(name: str, seq: int, **fields: Any) -> ParkedEvent:
+    """A parked event of subscription `name` at `seq` (an update of entity `seq`), fields overridable."""
+    base: dict[str, Any] = {
+        "stream": "orders",
+        "entity_key": str(seq),
+        "type": "updated",
+        "attempts": 7,
+        "last_error": "the receiver answered 400",
+        "parked_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    return ParkedEvent(name=name, seq=seq, **{**base, **fields})

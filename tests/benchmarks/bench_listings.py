@@ -22,8 +22,9 @@ from typing import Final
 
 from eventstore.memory.readmodels import MemoryReadModels
 from eventstore.memory.subscriptions import MemoryAdminActions, MemoryDeliveries
-from eventstore.subscription_records import AdminAction, ParkedEvent
+from eventstore.subscription_records import AdminAction
 from tests.benchmarks.harness import Row, ratio
+from tests.helpers import parked_event
 
 T: Final = datetime(2026, 1, 1, tzinfo=UTC)
 PAGE: Final = 100
@@ -56,21 +57,7 @@ async def rows_page(n: int) -> float:
 
 async def parked_page(n: int) -> float:
     deliveries = MemoryDeliveries()
-    await deliveries.park(
-        [
-            ParkedEvent(
-                name="s",
-                seq=seq,
-                stream="orders",
-                entity_key=str(seq),
-                type="updated",
-                attempts=7,
-                last_error="the receiver answered 400",
-                parked_at=T,
-            )
-            for seq in range(n, 0, -1)
-        ]
-    )
+    await deliveries.park([parked_event("s", seq) for seq in range(n, 0, -1)])
 
     async def read_all() -> int:
         after, pages = 0, 0

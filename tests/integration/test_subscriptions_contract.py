@@ -8,6 +8,7 @@ import msgspec
 
 from eventstore.ports import Store
 from eventstore.subscription_records import AdminAction, ParkedEvent, SubscriptionRecord
+from tests.helpers import parked_event
 
 T = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
 MS = T.replace(microsecond=123000)
@@ -135,19 +136,7 @@ async def test_parked_events_in_seq_order_paged_unparked_and_cleared(store: Stor
 async def test_many_parked_at_once_in_any_order_are_listed_in_seq_order(store: Store) -> None:
     """A batch of many (one sort) then a few (one insertion each), mixed with ones parked before."""
     seqs = [s * 7919 % 101 for s in range(1, 101)]  # 1..100, shuffled
-    batch = [
-        ParkedEvent(
-            name="b",
-            seq=s,
-            stream="orders",
-            entity_key=str(s),
-            type="updated",
-            attempts=1,
-            last_error="x",
-            parked_at=T,
-        )
-        for s in seqs
-    ]
+    batch = [parked_event("b", s, parked_at=T) for s in seqs]
     await store.deliveries.park(batch[60:])  # 40 at once
     await store.deliveries.park(batch[:60])  # the other 60 at once
     await store.deliveries.park(batch[:3])  # a few, all again
