@@ -142,11 +142,6 @@ def refuse_repeated(connection: ASGIConnection[Any, Any, Any, Any], names: Itera
             raise bad_request(f"the {name} header is given {times} times; send it once")
 
 
-def refuse_repeated_headers(request: Request[Any, Any, Any]) -> None:
-    """400 for a single-valued header sent more than once (`SINGLE_HEADERS`)."""
-    refuse_repeated(request, SINGLE_HEADERS)
-
-
 # Per handler (weakly: apps built and dropped, as in tests, must not leave ids to be reused).
 _ALLOWED_CACHE: weakref.WeakKeyDictionary[BaseRouteHandler, _Taken] = weakref.WeakKeyDictionary()
 
@@ -158,7 +153,7 @@ async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
     otherwise answer for bob alone, as if for both. Endpoints with free-form
     filters (`opt={"free_query": True}`) check their own.
     """
-    refuse_repeated_headers(request)
+    refuse_repeated(request, SINGLE_HEADERS)
     handler = request.route_handler
     if handler.opt.get("free_query"):
         return

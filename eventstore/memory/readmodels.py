@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
-# Up to this many new keys are inserted one by one (a bisection and a move each); more
-# are merged in one sort, whose pass over the whole list is then shared by them all.
-_INSERT_EACH: Final = 32
+from eventstore.memory.sorted_keys import merge_in
 
 
 class _KeyOrder:
@@ -16,9 +14,8 @@ class _KeyOrder:
 
     Invariant after `settle()`: `keys` is sorted and holds every key of the table,
     plus the keys in `stale` (deleted since, skipped by readers). Between settles,
-    keys added since are in `fresh`. A settle inserts a few new keys by bisection, or
-    merges many in one sort of two sorted runs (O(n + k log k) for k new keys): never
-    a sort of the whole table for each page.
+    keys added since are in `fresh`. A settle merges them in (`merge_in`): never a
+    sort of the whole table for each page.
     """
 
     __slots__ = ("fresh", "keys", "stale")
@@ -41,12 +38,7 @@ class _KeyOrder:
             self.stale.add(key)
 
     def settle(self) -> list[str]:
-        if len(self.fresh) <= _INSERT_EACH:
-            for key in self.fresh:  # the usual case while following: a few new rows
-                insort(self.keys, key)
-        else:
-            self.keys.extend(sorted(self.fresh))
-            self.keys.sort()  # two sorted runs: one merge
+        merge_in(self.keys, self.fresh)
         self.fresh.clear()
         if len(self.stale) > len(self.keys) // 2:
             self.keys = [k for k in self.keys if k not in self.stale]

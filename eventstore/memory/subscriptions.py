@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import copy
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 
 from eventstore.codec import utc_ms
+from eventstore.memory.sorted_keys import merge_in
 from eventstore.subscription_records import AdminAction, ParkedEvent, SubscriptionRecord
-
-# Up to this many new parked seqs are inserted one by one; more are merged in one sort.
-_INSERT_EACH: Final = 32
 
 
 def _ms(record: SubscriptionRecord) -> SubscriptionRecord:
@@ -110,13 +108,7 @@ class MemoryDeliveries:
                 new.setdefault(e.name, []).append(e.seq)
             parked[e.seq] = msgspec.structs.replace(e, parked_at=utc_ms(e.parked_at))
         for name, seqs in new.items():
-            order = self._parked_seqs.setdefault(name, [])
-            if len(seqs) <= _INSERT_EACH:
-                for seq in seqs:
-                    insort(order, seq)
-            else:  # many at once: one sort (of two sorted runs, once these are)
-                order.extend(sorted(seqs))
-                order.sort()
+            merge_in(self._parked_seqs.setdefault(name, []), seqs)
 
     async def parked(
         self, name: str, *, after_seq: int = 0, up_to: int | None = None, limit: int | None = None
