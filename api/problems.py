@@ -73,6 +73,11 @@ def bad_request(detail: str) -> ApiError:
     return ApiError(400, detail, kind="bad-request")
 
 
+def unprocessable(detail: str, *, kind: str | None, key: str) -> ApiError:
+    """422: well formed but impossible, with `errors: [{key, message}]` naming the field."""
+    return ApiError(422, detail, kind=kind, errors=[{"key": key, "message": detail}])
+
+
 def not_found(detail: str) -> ApiError:
     return ApiError(404, detail, kind="not-found")
 
@@ -136,6 +141,8 @@ def history_status(exc: HistoryError) -> int:
 def _history_error(_: Request[Any, Any, Any], exc: HistoryError) -> Response[Problem]:
     if isinstance(exc, AmbiguousKey):
         return problem(409, str(exc), kind="ambiguous-key", typed_keys=exc.typed_keys)
+    if isinstance(exc, ImpossibleRange):  # a 422 names its field (DESIGN.md "Status codes")
+        return _api_error(_, unprocessable(str(exc), kind=_kind(exc), key=exc.field))
     return problem(history_status(exc), str(exc), kind=_kind(exc))
 
 

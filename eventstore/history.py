@@ -103,7 +103,11 @@ class UnknownVersion(HistoryError):
 
 
 class ImpossibleRange(HistoryError):
-    """A well-formed range that cannot hold (from after to)."""
+    """A well-formed range that cannot hold (from after to); `field` names its start."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Gap(msgspec.Struct, frozen=True):
@@ -267,7 +271,9 @@ def _page_range(
     if from_version < 1:
         raise HistoryError(f"versions start at 1, got from_version {from_version}")
     if to_version is not None and from_version > to_version:
-        raise ImpossibleRange(f"from_version {from_version} is after to_version {to_version}")
+        raise ImpossibleRange(
+            f"from_version {from_version} is after to_version {to_version}", field="from_version"
+        )
     start = from_version
     if after is not None:
         if not after.isdecimal():
@@ -654,7 +660,10 @@ class History:
         if from_version < 1 or to_version < 1:
             raise UnknownVersion(f"versions start at 1, got {min(from_version, to_version)}")
         if from_version > to_version:
-            raise ImpossibleRange(f"from_version {from_version} is after to_version {to_version}")
+            raise ImpossibleRange(
+                f"from_version {from_version} is after to_version {to_version}",
+                field="from_version",
+            )
         entity_id = await self._target(stream, key)
         a = await self._state(stream, entity_id, key, at=None, version=from_version)
         b = (

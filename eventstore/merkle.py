@@ -28,7 +28,16 @@ NodeId = tuple[int, int]
 
 
 class ProofError(ValueError):
-    """A proof was asked for with impossible parameters (index or sizes out of range)."""
+    """A proof was asked for with impossible parameters (index or sizes out of range).
+
+    `argument` names the one at fault: `seq` (the leaf), `first` (a consistency
+    proof's old size) or `size` (the tree asked for); the API turns it into its
+    parameter's name.
+    """
+
+    def __init__(self, message: str, *, argument: str) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 class ProofFailed(ValueError):
@@ -160,7 +169,7 @@ class ProofPlan(msgspec.Struct, frozen=True):
 def inclusion_plan(index: int, size: int) -> ProofPlan:
     """RFC 9162 §2.1.3.1 PATH(index, D[0:size]) as ranges, bottom up."""
     if not 0 <= index < size:
-        raise ProofError(f"leaf index {index} is not in a tree of size {size}")
+        raise ProofError(f"leaf index {index} is not in a tree of size {size}", argument="seq")
     ranges: list[tuple[int, int]] = []
 
     def path(m: int, lo: int, n: int) -> None:
@@ -181,9 +190,9 @@ def inclusion_plan(index: int, size: int) -> ProofPlan:
 def consistency_plan(first: int, second: int) -> ProofPlan:
     """RFC 9162 §2.1.4.1 PROOF(first, D[0:second]) as ranges; refused from size 0."""
     if first < 1:
-        raise ProofError("a consistency proof from an empty tree proves nothing")
+        raise ProofError("a consistency proof from an empty tree proves nothing", argument="first")
     if first > second:
-        raise ProofError(f"size {first} is beyond size {second}")
+        raise ProofError(f"size {first} is beyond size {second}", argument="first")
     ranges: list[tuple[int, int]] = []
 
     def subproof(m: int, lo: int, n: int, complete: bool) -> None:

@@ -82,7 +82,7 @@ async def inclusion(store: Store, seq: int, size: int | None) -> dict[str, Any]:
     """The inclusion proof of event `seq` in the tree of `size` (default: latest checkpoint)."""
     n = await _latest_size(store, size)
     if seq > n:
-        raise ProofError(f"seq {seq} is beyond tree size {n}")
+        raise ProofError(f"seq {seq} is beyond tree size {n}", argument="seq")
     leaf, hashes = await leaf_and_inclusion(store.merkle, seq - 1, n)
     return {
         "leaf_index": seq - 1,
@@ -96,7 +96,7 @@ async def consistency(store: Store, first: int, second: int | None) -> dict[str,
     """The consistency proof between sizes `first` and `second` (default: latest checkpoint)."""
     n = await _latest_size(store, second)
     if first > n:
-        raise ProofError(f"size {first} is beyond size {n}")
+        raise ProofError(f"size {first} is beyond size {n}", argument="first")
     hashes = [] if first == n else await consistency_proof(store.merkle, first, n)
     return {"from": first, "to": n, "hashes": [b64(h) for h in hashes]}
 
@@ -104,7 +104,9 @@ async def consistency(store: Store, first: int, second: int | None) -> dict[str,
 async def within_tree(store: Store, size: int | None) -> None:
     """ProofError (422) when an asked tree size is beyond the stored tree."""
     if size is not None and size > (stored := await store.merkle.size()):
-        raise ProofError(f"tree size {size} is beyond the stored tree ({stored} events)")
+        raise ProofError(
+            f"tree size {size} is beyond the stored tree ({stored} events)", argument="size"
+        )
 
 
 async def event_proof(store: Store, seq: int, size: int | None) -> ProofFile:
@@ -114,14 +116,14 @@ async def event_proof(store: Store, seq: int, size: int | None) -> ProofFile:
     inside the tree with no checkpoint made at it is NoCheckpoint.
     """
     if size is not None and seq > size:
-        raise ProofError(f"seq {seq} is beyond tree size {size}")
+        raise ProofError(f"seq {seq} is beyond tree size {size}", argument="seq")
     await within_tree(store, size)
     checkpoint = await checkpoint_at(store, size)
     events = await store.events.read(after_seq=seq - 1, limit=1)
     if not events or events[0].seq != seq:
         raise UnknownEvent(f"no event has seq {seq}")
     if seq > checkpoint.size:
-        raise ProofError(f"seq {seq} is beyond tree size {checkpoint.size}")
+        raise ProofError(f"seq {seq} is beyond tree size {checkpoint.size}", argument="seq")
     hashes = await inclusion_proof(store.merkle, seq - 1, checkpoint.size)
     return ProofFile(
         format=FORMAT,

@@ -194,14 +194,14 @@ async def _fetch(merkle: MerkleTree, size: int, ids: set[NodeId]) -> dict[NodeId
     """
     nodes = await merkle.get_nodes(ids)
     if len(nodes) != len(ids):
-        raise ProofError(f"tree size {size} is beyond the stored tree")
+        raise ProofError(f"tree size {size} is beyond the stored tree", argument="size")
     return nodes
 
 
 async def root_at(merkle: MerkleTree, size: int) -> bytes:
     """The root of the tree of `size` leaves, from stored nodes."""
     if size < 0:
-        raise ProofError("a tree size is not negative")
+        raise ProofError("a tree size is not negative", argument="size")
     if size == 0:
         return EMPTY_ROOT
     ids = range_nodes(0, size)

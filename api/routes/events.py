@@ -18,7 +18,7 @@ from litestar.response.sse import ServerSentEvent, ServerSentEventMessage
 
 from api.methods import is_head
 from api.params import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor, int_cursor, parse_time
-from api.problems import ApiError, bad_request
+from api.problems import bad_request, unprocessable
 from api.schemas import EventOut, EventsPage
 from api.services import Services, ServicesDep
 from eventstore import render
@@ -68,7 +68,9 @@ async def _query(
             raise bad_request(f"`{name}` is empty")
     start, end = parse_time("since", since), parse_time("until", until)
     if start is not None and end is not None and start > end:
-        raise ApiError(422, f"since {since} is after until {until}", kind="impossible-range")
+        raise unprocessable(
+            f"since {since} is after until {until}", kind="impossible-range", key="since"
+        )
     entity_ids = None
     if entity is not None and stream is not None:
         entity_ids = (await services.history.resolve(stream, entity),)

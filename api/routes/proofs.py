@@ -13,7 +13,7 @@ from litestar import Response, get
 from litestar.params import FromPath, QueryParameter
 
 from api.params import DEFAULT_LIMIT, encode_cursor, int_cursor, listing, path_value
-from api.problems import ApiError
+from api.problems import ApiError, unprocessable
 from api.routes.streams import After, Limit, entity_key_param
 from api.services import ServicesDep
 from eventstore import proofs, render
@@ -29,8 +29,16 @@ From = Annotated[int, QueryParameter(ge=1, le=MAX_SIZE, name="from", description
 To = Annotated[int | None, QueryParameter(ge=1, le=MAX_SIZE, name="to", description="the new size")]
 
 
-def _unprocessable(exc: ProofError) -> ApiError:
-    return ApiError(422, str(exc), kind="unprocessable-proof")
+# The query (or path) parameter each of the core's proof arguments comes from, by route.
+_INCLUSION: Final = {"seq": "seq", "size": "size"}
+_CONSISTENCY: Final = {"first": "from", "size": "to"}
+
+
+def _unprocessable(exc: ProofError, names: dict[str, str] = _INCLUSION) -> ApiError:
+    """422 naming the parameter at fault (`errors: [{key, message}]`)."""
+    return unprocessable(
+        str(exc), kind="unprocessable-proof", key=names.get(exc.argument, exc.argument)
+    )
 
 
 @get(
@@ -65,7 +73,7 @@ async def consistency_proof(
     except proofs.NoCheckpoint as exc:
         raise ApiError(404, str(exc), kind="not-found") from exc
     except ProofError as exc:
-        raise _unprocessable(exc) from exc
+        raise _unprocessable(exc, _CONSISTENCY) from exc
 
 
 @get(

@@ -323,6 +323,8 @@ async def test_bad_queries_are_problems(client: AsyncTestClient[Any]) -> None:
         body = r.json()
         assert body["status"] == status
         assert {"type", "title", "detail"} <= set(body)
+        if status == 422:  # DESIGN.md "Status codes": `errors: [{key, message}]`
+            assert body["errors"] == [{"key": "since", "message": body["detail"]}]
 
 
 async def test_since_equal_to_until_is_empty(

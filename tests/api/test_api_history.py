@@ -370,6 +370,12 @@ async def test_history_version_range(
         assert got["diff"] == expected_diff(events, got["version"])
 
 
+async def test_a_history_range_that_runs_backwards_is_422_naming_its_start(client: Client) -> None:
+    body = problem(await client.get(f"{X}/history?from_version=4&to_version=2"), 422)
+    assert body["detail"] == "from_version 4 is after to_version 2"
+    assert body["errors"] == [{"key": "from_version", "message": body["detail"]}]
+
+
 async def test_history_range_walk_in_small_pages(client: Client) -> None:
     seen = await walk(client, f"{X}/history?from_version=2&to_version=4", 1, "events")
     assert [e["version"] for e in seen] == [2, 3, 4]
@@ -652,7 +658,9 @@ async def test_diff_across_a_delete(client: Client, audit_log: AuditLog) -> None
 
 async def test_diff_errors(client: Client) -> None:
     body = problem(await client.get(f"{X}/diff?from_version=3&to_version=2"), 422)
-    assert "from_version" in body["detail"]
+    assert body["detail"] == "from_version 3 is after to_version 2"
+    # DESIGN.md "Status codes": a 422 carries `errors: [{key, message}]`.
+    assert body["errors"] == [{"key": "from_version", "message": body["detail"]}]
     problem(await client.get(f"{X}/diff?from_version=1&to_version=5"), 404)
     problem(await client.get(f"{X}/diff?from_version=9&to_version=12"), 404)
     body = problem(await client.get(f"{X}/diff?from_version=1"), 400)

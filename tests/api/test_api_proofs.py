@@ -135,22 +135,43 @@ async def test_bad_proof_parameters(
 
 
 @pytest.mark.parametrize(
-    ("path", "params", "detail"),
+    ("path", "params", "key", "detail"),
     [
-        ("/v1/proof/inclusion", {"seq": 14, "size": 13}, "seq 14 is beyond tree size 13"),
-        ("/v1/proof/inclusion", {"seq": 22}, "seq 22 is beyond tree size 21"),
-        ("/v1/proof/inclusion", {"seq": 1, "size": 22}, "tree size 22 is beyond the stored tree"),
-        ("/v1/proof/consistency", {"from": 14, "to": 13}, "size 14 is beyond size 13"),
-        ("/v1/proof/consistency", {"from": 22}, "size 22 is beyond size 21"),
-        ("/v1/proof/consistency", {"from": 1, "to": 99}, "tree size 99 is beyond the stored tree"),
+        ("/v1/proof/inclusion", {"seq": 14, "size": 13}, "seq", "seq 14 is beyond tree size 13"),
+        ("/v1/proof/inclusion", {"seq": 22}, "seq", "seq 22 is beyond tree size 21"),
+        (
+            "/v1/proof/inclusion",
+            {"seq": 1, "size": 22},
+            "size",
+            "tree size 22 is beyond the stored tree",
+        ),
+        ("/v1/proof/consistency", {"from": 14, "to": 13}, "from", "size 14 is beyond size 13"),
+        ("/v1/proof/consistency", {"from": 22}, "from", "size 22 is beyond size 21"),
+        (
+            "/v1/proof/consistency",
+            {"from": 1, "to": 99},
+            "to",
+            "tree size 99 is beyond the stored tree",
+        ),
+        ("/v1/events/3/proof", {"size": 2}, "seq", "seq 3 is beyond tree size 2"),
+        ("/v1/events/3/proof", {"size": 99}, "size", "tree size 99 is beyond the stored tree"),
+        (
+            "/v1/streams/orders/entities/o1/proof",
+            {"size": 99},
+            "size",
+            "tree size 99 is beyond the stored tree",
+        ),
     ],
 )
-async def test_a_proof_beyond_the_tree_names_both_sizes(
-    keyed: Any, path: str, params: dict[str, Any], detail: str
+async def test_a_proof_beyond_the_tree_names_both_sizes_and_the_parameter_at_fault(
+    keyed: Any, path: str, params: dict[str, Any], key: str, detail: str
 ) -> None:
-    r = await keyed.get(path, params=params)
+    r = await keyed.get(path, params=params, headers=AUTH)
     assert r.status_code == 422, r.text
-    assert r.json()["detail"] == detail
+    body = r.json()
+    assert body["detail"].startswith(detail)
+    # DESIGN.md "Status codes": a 422 carries `errors: [{key, message}]`.
+    assert body["errors"] == [{"key": key, "message": body["detail"]}]
 
 
 async def test_the_proof_file_needs_a_read_key_and_verifies_offline(

@@ -21,7 +21,7 @@ def test_each_refusal_maps_to_the_status_design_md_gives_it() -> None:
     assert history_status(NoState("x")) == 404
     assert history_status(UnknownVersion("x")) == 404
     assert history_status(AmbiguousKey("x", ["int:1", "str:1"])) == 409
-    assert history_status(ImpossibleRange("x")) == 422
+    assert history_status(ImpossibleRange("x", field="from_version")) == 422
     assert history_status(HistoryError("x")) == 400
 
 
