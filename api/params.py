@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import weakref
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, NamedTuple
 from urllib.parse import unquote
 
@@ -22,6 +22,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import ParameterKwarg
 
 from api.problems import bad_request
+from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
@@ -73,17 +74,17 @@ def parse_time(name: str, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return parse_rfc3339(value)
+    except NotRfc3339:
         raise bad_request(
             f"{name}: {value!r} is not an RFC 3339 time (e.g. 2026-11-26T14:03:00.123Z)"
         ) from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise bad_request(f"{name}: {value!r} has no time zone; add `Z` or an offset like +01:00")
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00:00+01:00 lies before the first representable instant
-        raise bad_request(f"{name}: {value!r} is out of range once in UTC") from None
+    except NoZone:
+        raise bad_request(
+            f"{name}: {value!r} has no time zone; add `Z` or an offset like +01:00"
+        ) from None
+    except NoSuchTime as exc:
+        raise bad_request(f"{name}: {exc}") from None
 
 
 def path_value(value: str) -> str:

@@ -35,12 +35,8 @@ from eventstore.render import (
     state_json,
     stream_verdict_json,
 )
+from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
 
-# RFC 3339 date-time; the zone is optional here only so that its absence gets its own message.
-_RFC3339 = re.compile(
-    r"(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})(?P<frac>\.\d+)?"
-    r"(?P<zone>[Zz]|[+-]\d{2}:\d{2})?"
-)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # How many changed paths a history row names before "+N more".
 _PATHS_SHOWN = 6
@@ -51,19 +47,12 @@ def parse_time(text: str) -> datetime:
 
     A time without a zone is refused: it would be a guess at the zone.
     """
-    m = _RFC3339.fullmatch(text.strip())
-    if m is None:
-        raise CliError(
-            f"not an RFC 3339 time: {text!r} (e.g. 2026-11-26T14:03:00Z or 2026-11-26T15:03:00+01:00)"
-        )
-    if m["zone"] is None:
-        raise CliError(f"the time {text!r} has no zone: add Z (UTC) or an offset such as +01:00")
-    frac = (m["frac"] or ".0")[1:7].ljust(6, "0")  # beyond microseconds is below MongoDB's ms
-    zone = "+00:00" if m["zone"] in ("Z", "z") else m["zone"]
     try:
-        return datetime.fromisoformat(f"{m['date']}T{m['time']}.{frac}{zone}")
-    except ValueError as exc:
-        raise CliError(f"not a valid time: {text!r} ({exc})") from None
+        return parse_rfc3339(text)
+    except NotRfc3339 as exc:
+        raise CliError(f"{exc} (e.g. 2026-11-26T14:03:00Z or 2026-11-26T15:03:00+01:00)") from None
+    except (NoZone, NoSuchTime) as exc:
+        raise CliError(str(exc)) from None
 
 
 def _emit(data: dict[str, Any], args: argparse.Namespace, out: TextIO, lines: list[str]) -> None:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 from eventstore.model import EVENT_TYPES, MAX_SEQ
+from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
 from eventstore.subscriptions import templates
 
 NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -174,12 +175,12 @@ def _start(check: _Check, key: str, value: Any) -> Start:
             check.malformed(f"{key}.time", "expected an RFC 3339 time")
             return Start()
         try:
-            at = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
-        except ValueError:
-            check.bad(f"{key}.time", "not an RFC 3339 time")
-            return Start()
-        if at.tzinfo is None:
+            at = parse_rfc3339(v)
+        except NoZone:
             check.bad(f"{key}.time", "the time needs a zone (Z or +hh:mm)")
+            return Start()
+        except (NotRfc3339, NoSuchTime):
+            check.bad(f"{key}.time", "not an RFC 3339 time")
             return Start()
         return Start(kind="time", time=at)
     check.malformed(f"{key}.{field}", "unknown field")

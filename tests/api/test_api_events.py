@@ -222,6 +222,32 @@ async def test_times_with_an_offset(client: AsyncTestClient[Any], audit_log: Aud
     assert [e["seq"] for e in r.json()["events"]] == [e.seq for e in want]
 
 
+async def test_lower_case_t_and_z_are_rfc3339_too(
+    client: AsyncTestClient[Any], audit_log: AuditLog
+) -> None:
+    """RFC 3339 5.6 allows `t` and `z`: the same instant as the upper-case form."""
+    upper = stamp(audit_log.times["x2"])
+    lower = upper.replace("T", "t").replace("Z", "z")
+    r = await client.get("/v1/events", params={"since": lower, "until": lower})
+    assert r.status_code == 200, r.text
+    want = await client.get("/v1/events", params={"since": upper, "until": upper})
+    assert r.json() == want.json()
+
+
+@pytest.mark.parametrize(
+    "since",
+    ["20260101T000500Z", "2026-W01-4T00:05:00Z", "2026-01-01T00:05Z", "2026-01-01T00:05:00+01"],
+)
+async def test_iso_8601_forms_that_are_not_rfc3339_are_refused(
+    client: AsyncTestClient[Any], since: str
+) -> None:
+    r = await client.get("/v1/events", params={"since": since})
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"] == (
+        f"since: {since!r} is not an RFC 3339 time (e.g. 2026-11-26T14:03:00.123Z)"
+    )
+
+
 async def fresh_orders() -> tuple[Store, MemoryChangeFeed, FakeClock]:
     """An empty memory store capturing from the start, and a feed with its clock."""
     clock = FakeClock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -69,6 +70,8 @@ def test_malformed_bodies_and_unknown_fields_are_400(body: Any, key: str) -> Non
         ({"sink": HOOK, "retry": {"jitter": 2}}, "retry.jitter"),
         ({"sink": HOOK, "start": "yesterday"}, "start"),
         ({"sink": HOOK, "start": {"time": "2026-01-01T00:00:00"}}, "start.time"),
+        ({"sink": HOOK, "start": {"time": "2026-W01-4T00:00:00Z"}}, "start.time"),
+        ({"sink": HOOK, "start": {"time": "2026-02-30T00:00:00Z"}}, "start.time"),
         (
             {"sink": {"kind": "redis-stream", "url": "redis://r/0", "stream": "s"}, "lanes": 2},
             "lanes",
@@ -160,3 +163,12 @@ def test_secrets_are_never_shown_and_an_update_without_one_keeps_the_stored_one(
     assert cfg.keep_secrets(no_secret, c.sink)["secret"] == c.sink["secret"]
     url = cfg.keep_secrets({"kind": "redis-pubsub", "url": "redis://u:***@h:1/0"}, redis.sink)
     assert url["url"] == "redis://u:pw@h:1/0"
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-01-01T01:00:00Z", "2026-01-01t01:00:00z", "2026-01-01 02:00:00.000+01:00"]
+)
+def test_a_start_time_is_any_rfc3339_spelling_of_the_instant(text: str) -> None:
+    start = cfg.parse_start({"time": text})
+    assert start.kind == "time"
+    assert start.time == datetime(2026, 1, 1, 1, tzinfo=UTC)

@@ -1,0 +1,52 @@
+"""RFC 3339 times as the CLI, the API and subscription starts read them (pure).
+
+`2026-11-26T14:03:00Z`, `2026-11-26t14:03:00.123456789z`, `2026-11-26 15:03:00+01:00`:
+a full date, `T` (or `t`, or a space), a full time with any fraction of a second, and
+a zone (`Z`, `z` or `±hh:mm`). Digits are ASCII. Anything else is refused: never a
+guess at what another format meant. Beyond microseconds a fraction is cut (MongoDB
+keeps milliseconds). A leap second (`:60`) cannot be held by a datetime and is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Final
+
+_TIME: Final = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"(?P<frac>\.[0-9]+)?(?P<zone>[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+class NotRfc3339(ValueError):
+    """Not of the form of an RFC 3339 date-time."""
+
+
+class NoZone(ValueError):
+    """A date-time without a zone: which instant it names would be a guess."""
+
+
+class NoSuchTime(ValueError):
+    """Of the form, but no instant a datetime holds (February 30, 25:00, before year 1 in UTC)."""
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """The instant `text` names, in UTC. Raises `NotRfc3339`, `NoZone` or `NoSuchTime`."""
+    m = _TIME.fullmatch(text.strip())
+    if m is None:
+        raise NotRfc3339(f"not an RFC 3339 time: {text!r}")
+    if m["zone"] is None:
+        raise NoZone(f"the time {text!r} has no zone: add Z (UTC) or an offset such as +01:00")
+    frac = (m["frac"] or ".0")[1:7].ljust(6, "0")
+    zone = "+00:00" if m["zone"] in ("Z", "z") else m["zone"]
+    try:
+        parsed = datetime.fromisoformat(f"{m['date']}T{m['time']}.{frac}{zone}")
+        return parsed.astimezone(UTC)
+    except ValueError as exc:  # 2026-02-30, 25:00, a zone of 24 hours or more
+        raise NoSuchTime(f"not a valid time: {text!r} ({exc})") from None
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 lies before the first instant in UTC
+        raise NoSuchTime(f"{text!r} is out of range once in UTC") from None
+
+
+__all__ = ["NoSuchTime", "NoZone", "NotRfc3339", "parse_rfc3339"]

@@ -1,0 +1,86 @@
+"""RFC 3339 times, as the CLI, the API and subscription starts read them: one parser."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-26T14:03:00Z", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
+        # RFC 3339 5.6: "T" and "Z" may be lower case; a space may separate date and time.
+        ("2026-11-26t14:03:00z", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
+        ("2026-11-26 14:03:00Z", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
+        (" 2026-11-26T14:03:00Z\n", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
+        ("2026-11-26T14:03:00.5Z", datetime(2026, 11, 26, 14, 3, 0, 500000, tzinfo=UTC)),
+        # any number of fraction digits (Go's RFC3339Nano writes nine); beyond microseconds cut
+        ("2026-11-26T14:03:00.123456789Z", datetime(2026, 11, 26, 14, 3, 0, 123456, tzinfo=UTC)),
+        ("2026-11-26T15:03:00.123+01:00", datetime(2026, 11, 26, 14, 3, 0, 123000, tzinfo=UTC)),
+        ("2026-11-26T09:33:00-04:30", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
+        ("2026-11-26T14:03:00-00:00", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
+        ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+        ("9999-12-31T23:59:59.999Z", datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)),
+    ],
+)
+def test_an_rfc3339_time_is_the_instant_it_names_in_utc(text: str, expected: datetime) -> None:
+    parsed = parse_rfc3339(text)
+    assert parsed == expected
+    assert parsed.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-26",  # a date alone
+        "14:03:00Z",
+        "2026-11-26T14:03Z",  # seconds are not optional
+        "2026-11-26T14:03:00.Z",  # a fraction needs a digit
+        "2026-11-26T14:03:00+01",  # an offset is hh:mm
+        "2026-11-26T14:03:00+0100",
+        "20261126T140300Z",  # ISO 8601's basic format, which fromisoformat takes
+        "2026-W48-4T14:03:00Z",  # a week date, which fromisoformat takes
+        "2026-330T14:03:00Z",  # an ordinal date
+        "2026-11-26T14:03:00 Z",
+        "2026-11-26T14:03:00UTC",
+        "２０２６-11-26T14:03:00Z",  # digits other than ASCII
+        "2026-11-26T14:03:00Z trailing",
+        "",
+    ],
+)
+def test_other_forms_are_refused_not_guessed(text: str) -> None:
+    with pytest.raises(NotRfc3339, match="not an RFC 3339 time"):
+        parse_rfc3339(text)
+
+
+@pytest.mark.parametrize("text", ["2026-11-26T14:03:00", "2026-11-26t14:03:00.123"])
+def test_a_time_without_a_zone_is_refused_as_such(text: str) -> None:
+    with pytest.raises(NoZone, match="has no zone"):
+        parse_rfc3339(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("2026-02-30T00:00:00Z", "not a valid time"),
+        ("2026-13-01T00:00:00Z", "not a valid time"),
+        ("2026-11-26T24:00:00Z", "not a valid time"),
+        ("2026-11-26T14:03:60Z", "not a valid time"),  # a leap second: no datetime holds it
+        ("2026-11-26T14:03:00+24:00", "not a valid time"),
+        ("0001-01-01T00:00:00+01:00", "out of range once in UTC"),
+        ("9999-12-31T23:59:59-01:00", "out of range once in UTC"),
+    ],
+)
+def test_a_time_of_the_form_that_names_no_instant_is_refused(text: str, why: str) -> None:
+    with pytest.raises(NoSuchTime, match=why):
+        parse_rfc3339(text)
+
+
+def test_every_refusal_is_a_value_error() -> None:
+    assert issubclass(NotRfc3339, ValueError)
+    assert issubclass(NoZone, ValueError)
+    assert issubclass(NoSuchTime, ValueError)
