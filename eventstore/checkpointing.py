@@ -4,6 +4,12 @@ A checkpoint is made at most every `interval` seconds while batches are stored,
 and once more when capture goes idle with a tree it has not checkpointed. Each is
 stored (`MerkleTree.add_checkpoint`); with a key it is signed, after the signer
 state has shown that the new tree extends the last one this key signed.
+
+While signing is refused it is tried again at most every `interval` (idle or not:
+the operator may settle the signer state at any time). The refusal is logged at
+ERROR when it starts or its reason changes, then once every `REMIND_SECONDS`
+while it lasts; its reason names no size that grows with the log, so the capture
+worker's standing problem changes only when the reason does.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from eventstore.signing import SignerState, load_signer, read_state, root_b64, w
 from eventstore.tree import Heartbeat, LogTree, consistency_proof
 
 log = logging.getLogger(__name__)
+
+# While signing stays refused for one reason, how often the ERROR line is repeated.
+REMIND_SECONDS = 60.0
 
 OnCheckpoint = Callable[[TreeCheckpoint], Awaitable[None]]
 OnRefused = Callable[[str | None], None]
@@ -58,6 +67,7 @@ class Checkpointer:
         self._last_at: datetime | None = None
         self._last_size: int | None = None
         self.refused: str | None = None  # why the last signing was refused, if it was
+        self._logged_at: datetime | None = None  # when the refusal was last logged
         # Told when signing starts being refused and when it is over (the capture worker).
         self.on_refused: OnRefused | None = None
 
@@ -87,7 +97,17 @@ class Checkpointer:
             self._failed(exc)
 
     async def idle(self) -> None:
-        """Capture has nothing pending: checkpoint the tree unless that size is done."""
+        """Capture has nothing pending: checkpoint the tree unless that size is done.
+
+        While signing is refused, at most once every `interval` (capture polls
+        far more often when idle).
+        """
+        if (
+            self.refused is not None
+            and self._last_at is not None
+            and (self.clock.now() - self._last_at).total_seconds() < self.interval
+        ):
+            return
         try:
             await self.tree.ensure_open()
             if self.tree.size != self._last_size and self.tree.size > 0:
@@ -97,8 +117,17 @@ class Checkpointer:
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, SigningRefused):
+            now = self.clock.now()
+            new = str(exc) != self.refused
             self._refusal(str(exc))
-            log.error("checkpoint not signed: %s", exc)
+            if new or self._logged_at is None:
+                log.error("checkpoint not signed: %s", exc)
+                self._logged_at = now
+            elif (now - self._logged_at).total_seconds() >= REMIND_SECONDS:
+                log.error(
+                    "checkpoint still not signed (tree of %d events): %s", self.tree.size, exc
+                )
+                self._logged_at = now
         else:
             self.tree.reset()
             log.warning("Merkle tree not extended (caught up with the next batch): %r", exc)
@@ -166,7 +195,7 @@ class Checkpointer:
         last_root = base64.b64decode(state.root)
         if size < state.size:
             raise SigningRefused(
-                f"the tree has {size} events but this key signed {state.size}:"
+                f"this key signed a tree of {state.size} events and the log now has fewer:"
                 " the log was rolled back; refusing to sign"
             )
         try:
@@ -176,7 +205,7 @@ class Checkpointer:
             verify_consistency(state.size, size, last_root, root, proof)
         except (ProofFailed, ValueError) as exc:
             raise SigningRefused(
-                f"the tree of {size} events does not extend the signed tree of {state.size}"
+                f"the log does not extend the tree of {state.size} events this key signed"
                 f" ({exc}): the log was rewritten; refusing to sign"
             ) from exc
 

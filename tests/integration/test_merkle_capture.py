@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from eventstore import checkpointing
 from eventstore.checkpointing import Checkpointer
 from eventstore.clock import FakeClock
 from eventstore.merkle import (
@@ -271,11 +272,68 @@ async def test_a_tree_that_does_not_extend_the_signed_state_is_not_signed(
     await cp.idle()
     assert await store.merkle.checkpoint() is None
     assert cp.refused is not None and "rolled back" in cp.refused
-    # Same size, other root: a fork.
+    # Same size, other root: a fork (tried again once the interval has passed).
     write_state(state, SignerState(origin="eventstore/test", size=3, root="A" * 43 + "="))
+    clock.advance(cp.interval)
     await cp.idle()
     assert await store.merkle.checkpoint() is None
     assert cp.refused is not None and "does not extend" in cp.refused
+
+
+async def test_a_refusal_is_tried_once_an_interval_and_logged_when_it_starts_then_each_minute(
+    store: Store,
+    clock: FakeClock,
+    tmp_path: Path,
+    log: LogBuilder,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Capture polls `idle` many times a second: the refusal must not flood the log."""
+    state = str(tmp_path / "state")
+    write_state(state, SignerState(origin="eventstore/test", size=10_000, root="A" * 43 + "="))
+    await store.events.append([log.next("a") for _ in range(5)])
+    cp = checkpointer(store, clock, signer=Signer.generate("log.test"), state_path=state)
+    reasons: list[str | None] = []
+    cp.on_refused = reasons.append
+    await cp.open()
+    reads: list[str] = []
+    real_read = checkpointing.read_state
+
+    def counting(path: str) -> SignerState | None:
+        reads.append(path)
+        return real_read(path)
+
+    monkeypatch.setattr(checkpointing, "read_state", counting)
+    with caplog.at_level(logging.ERROR, logger="eventstore.checkpointing"):
+        for _ in range(200):  # 10 s of idle polls, 50 ms apart
+            await cp.idle()
+            clock.advance(0.05)
+        assert len(reads) == 10  # one attempt per second (the interval), not 200
+        lines = [r.getMessage() for r in caplog.records]
+        assert lines == [f"checkpoint not signed: {cp.refused}"]
+        # The log grows while refused: the reason names no growing size, so the
+        # worker's standing problem is told once.
+        for _ in range(3):
+            event = log.next("a")
+            await store.events.append([event])
+            await cp.after_batch([event])
+            clock.advance(cp.interval)
+            await cp.idle()
+        assert reasons == [cp.refused]
+        assert cp.refused is not None and "10000" in cp.refused and "rolled back" in cp.refused
+        assert len(caplog.records) == 1
+        clock.advance(checkpointing.REMIND_SECONDS)
+        await cp.idle()
+        assert [r.getMessage() for r in caplog.records][1:] == [
+            f"checkpoint still not signed (tree of 8 events): {cp.refused}"
+        ]
+    # Settled by the operator: the next attempt signs, and the problem is over.
+    os.remove(state)
+    clock.advance(cp.interval)
+    await cp.idle()
+    latest = await store.merkle.checkpoint()
+    assert latest is not None and latest.signed and latest.size == 8
+    assert reasons == [reasons[0], None]
 
 
 async def test_a_signer_state_that_cannot_be_read_or_written_refuses_signing_not_the_tree(
@@ -300,6 +358,7 @@ async def test_a_signer_state_that_cannot_be_read_or_written_refuses_signing_not
     assert cp.refused is not None and "cannot be read" in cp.refused
     # A good state again: signed, and the refusal is over.
     cp.state_path = str(tmp_path / "state")
+    clock.advance(cp.interval)  # a refused signature is tried once an interval
     await cp.idle()
     latest = await store.merkle.checkpoint()
     assert latest is not None and latest.signed and cp.refused is None
