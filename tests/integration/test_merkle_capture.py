@@ -297,7 +297,7 @@ async def test_a_refusal_is_tried_once_an_interval_and_logged_when_it_starts_the
     cp.on_refused = reasons.append
     await cp.open()
     reads: list[str] = []
-    real_read = checkpointing.read_state
+    real_read = read_state
 
     def counting(path: str) -> SignerState | None:
         reads.append(path)
