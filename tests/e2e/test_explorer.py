@@ -362,6 +362,29 @@ def test_the_slider_shows_a_past_version_as_the_api_does(
     console.assert_clean()
 
 
+def test_an_unknown_key_opened_after_an_entity_shows_nothing_of_the_one_before(
+    demo: Demo, page: tuple[Page, Console]
+) -> None:
+    """The 404 is said, and no verdict, version or time of the previous entity stays on screen."""
+    p, console = page
+    key, _ = wait_versions(demo, 2)
+    open_entity(p, demo, key)
+    p.wait_for_selector("#verify-badge[data-valid='true']")
+    p.fill("#open-key", "no-such-order-key")
+    p.press("#open-key", "Enter")
+    p.wait_for_selector("#alert:not([hidden])")
+    assert "Not Found (404)" in p.locator("#alert-text").inner_text()
+    assert "no-such-order-key" in p.locator("#alert-text").inner_text()
+    assert p.locator("#entity").is_hidden()
+    assert p.locator("#entity-empty").is_visible()
+    assert p.locator("#verify-badge").get_attribute("data-valid") is None
+    # The same entity opens again, whole, from the recently changed list or its URL.
+    open_entity(p, demo, key)
+    p.wait_for_selector("#verify-badge[data-valid='true']")
+    assert p.locator("#entity-title").inner_text().endswith(key)
+    console.assert_clean(lambda e: "404" in e)
+
+
 def test_new_events_arrive_live(demo: Demo, page: tuple[Page, Console]) -> None:
     p, console = page
     head = demo.get("/v1/streams")[0]["last_seq"]

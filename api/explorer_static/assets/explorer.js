@@ -564,6 +564,16 @@
     app.entity = e;
     try {
       await loadEntity(e, opts);
+    } catch (err) {
+      // Nothing of it could be shown (unknown key, ambiguous key, no history): no panel,
+      // rather than the panel of the entity shown before under this one's key.
+      if (token === entityToken && $('#entity').dataset.loaded !== 'true') {
+        app.entity = null;
+        $('#entity').hidden = true;
+        $('#entity-empty').hidden = false;
+        renderRecent();
+      }
+      throw err;
     } finally {
       loaded();
     }
@@ -587,6 +597,17 @@
     $('#state-removed').replaceChildren();
     $('#travel').hidden = e.isStream;
     $('#exists-badge').textContent = '';
+    // Until its own answers arrive, nothing of the entity shown before stays on screen.
+    const badge = $('#verify-badge');
+    badge.className = 'badge';
+    badge.textContent = 'verifying…';
+    badge.title = '';
+    delete badge.dataset.valid;
+    $('#travel-version').textContent = '';
+    $('#travel-when').textContent = '';
+    $('#travel-at').value = '';
+    $('#timeline-count').textContent = '';
+    $('#timeline-more').hidden = true;
     $('#entity-query-link').href = '#/query?' + new URLSearchParams({ stream, entity: key }).toString();
     $('#entity-api-link').href = `${base}/history`;
     renderRecent();
