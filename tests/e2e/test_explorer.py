@@ -522,6 +522,48 @@ def test_the_audit_query_pages_and_exports(demo: Demo, page: tuple[Page, Console
     console.assert_clean()
 
 
+def test_a_refused_query_shows_no_rows_of_the_query_before_and_a_shared_page_size_is_kept(
+    demo: Demo, page: tuple[Page, Console]
+) -> None:
+    p, console = page
+    # A shared link with a page size the menu does not offer: that size, not the default.
+    p.goto(f"{demo.base}/explorer#/query?stream=orders&limit=7")
+    p.wait_for_selector("#results tbody tr[data-seq]")
+    assert p.locator("#q-limit").input_value() == "7"
+    seqs = p.eval_on_selector_all("#results tbody tr", "rows => rows.map(r => +r.dataset.seq)")
+    assert seqs == [e["seq"] for e in demo.get("/v1/events", stream="orders", limit=7)["events"]]
+    # since after until: the API's 422 is said, and the rows above are gone.
+    p.goto(
+        f"{demo.base}/explorer#/query?stream=orders&since=2027-01-01T00:00:00Z"
+        "&until=2026-01-01T00:00:00Z"
+    )
+    p.wait_for_selector("#alert:not([hidden])")
+    assert "(422)" in p.locator("#alert-text").inner_text()
+    p.wait_for_function("() => !document.querySelector('#results tbody tr')")
+    assert p.locator("#results-summary").inner_text() == (
+        "The query was refused (see the message above)."
+    )
+    assert p.locator("#page-next").is_disabled()
+    console.assert_clean(lambda e: "422" in e)
+
+
+def test_a_time_before_the_first_event_shows_no_document(
+    demo: Demo, page: tuple[Page, Console]
+) -> None:
+    p, console = page
+    key, _ = wait_versions(demo, 2)
+    open_entity(p, demo, key)
+    assert p.locator("#state-doc").inner_text() != ""
+    p.goto(f"{demo.base}/explorer#/entity/orders/{quote(key, safe='')}?at=1999-01-01T00:00:00Z")
+    p.wait_for_selector("#travel-flags .flag.info")
+    assert p.locator("#travel-flags").inner_text().startswith("No state at 1999-01-01 00:00:00Z")
+    assert p.locator("#state-doc").inner_text() == ""
+    assert p.locator("#state-json").text_content() == ""
+    assert p.locator("#travel-version").inner_text().startswith("none of ")
+    assert p.locator("#timeline > li.ev.selected").count() == 0
+    console.assert_clean()
+
+
 def test_phone_width_keeps_the_page_within_the_screen(
     demo: Demo, browser: Browser, request: pytest.FixtureRequest
 ) -> None:

@@ -930,6 +930,11 @@
 
   function updateWhen(e, st) {
     const v = e.selected;
+    if (v === null) { // a moment before the first event (showNoState)
+      $('#travel-version').textContent = `none of ${e.latest}`;
+      $('#travel-when').textContent = '';
+      return;
+    }
     const ev = eventOf(e, v);
     $('#travel-version').textContent = `${v} of ${e.latest}`;
     const parts = [];
@@ -961,11 +966,20 @@
     if (!e || e.isStream) return;
     const first = e.older ? null : e.events[0];
     if (first && iso < first.occurred_at) {
-      flags([{ cls: 'info', text: `No state at ${iso.replace('T', ' ')}: the first event is at ${first.occurred_at.replace('T', ' ')}.` }]);
+      showNoState(e, iso, `No state at ${iso.replace('T', ' ')}: the first event is at ${first.occurred_at.replace('T', ' ')}.`);
       return;
     }
     const token = ++stateToken;
-    const st = await api(`${e.base}/state`, { params: { at: iso } });
+    let st;
+    try {
+      st = await api(`${e.base}/state`, { params: { at: iso } });
+    } catch (err) {
+      const noState = err instanceof ApiError && err.status === 404 &&
+        String(err.problem.type || '').endsWith('/no-state');
+      if (!noState) throw err;
+      if (token === stateToken && app.entity === e) showNoState(e, iso, `No state: ${err.message}`);
+      return;
+    }
     if (token !== stateToken || app.entity !== e) return;
     e.follow = false;
     e.selected = st.version;
@@ -973,6 +987,21 @@
     updateWhen(e, st);
     markSelected(e);
     await renderState(e, st, iso);
+    history.replaceState(null, '', entityHash(e.stream, e.key) + `?at=${enc(iso)}`);
+  }
+
+  /** A time before the entity's first event: no version, and no document (never the one shown before). */
+  function showNoState(e, iso, text) {
+    stateToken += 1; // a state still on its way is of another moment
+    e.follow = false;
+    e.selected = null;
+    markSelected(e);
+    updateWhen(e);
+    $('#state-doc').replaceChildren();
+    $('#state-removed').replaceChildren();
+    $('#state-json').textContent = '';
+    delete $('#state-json').dataset.version;
+    flags([{ cls: 'info', text: visible(text) }]);
     history.replaceState(null, '', entityHash(e.stream, e.key) + `?at=${enc(iso)}`);
   }
 
@@ -1090,7 +1119,11 @@
     f.actor.value = params.get('actor') || '';
     f.since.value = isoToInput(params.get('since'));
     f.until.value = isoToInput(params.get('until'));
-    if (params.get('limit')) f.limit.value = params.get('limit');
+    const limit = Number(params.get('limit'));
+    if (Number.isInteger(limit) && limit >= 1 && limit <= 1000) { // a page size of a shared link
+      if (![...f.limit.options].some((o) => o.value === String(limit))) f.limit.append(h('option', {}, String(limit)));
+      f.limit.value = String(limit);
+    }
     const types = params.getAll('type');
     for (const box of $$('#q-types input')) box.checked = types.includes(box.value);
   }
@@ -1108,6 +1141,7 @@
     const limit = Number($('#q-limit').value) || 50;
     if (!app.query || !direction) app.query = { params, cursors: [null], page: 0, next: null };
     const q = app.query;
+    const before = { cursors: q.cursors.slice(), page: q.page };
     if (direction === 'next') {
       q.cursors.push(cursor);
       q.page += 1;
@@ -1117,7 +1151,25 @@
     }
     const after = q.cursors[q.cursors.length - 1];
     $('#results-summary').textContent = 'Searching…';
-    const page = await api('/v1/events', { params: { ...q.params, limit, after } });
+    let page;
+    try {
+      page = await api('/v1/events', { params: { ...q.params, limit, after } });
+    } catch (err) {
+      if (app.query === q) {
+        if (direction) { // the page shown stays, and so does the way back to it
+          q.cursors = before.cursors;
+          q.page = before.page;
+          $('#results-summary').textContent = 'That page could not be read (see the message above).';
+        } else { // never the rows of another query under this one's form
+          $('#results tbody').replaceChildren();
+          $('#results-summary').textContent = 'The query was refused (see the message above).';
+          $('#page-label').textContent = '';
+          $('#page-prev').disabled = true;
+          $('#page-next').disabled = true;
+        }
+      }
+      throw err;
+    }
     if (app.query !== q) return;
     q.next = page.next;
     renderResults(page.events, q, limit);
