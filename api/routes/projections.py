@@ -152,9 +152,14 @@ async def projection_rows(
         if field in RESERVED:
             continue
         if field not in fields:
-            usable = ", ".join(f for f, parse in fields.items() if parse is not None)
+            usable = [f for f, parse in fields.items() if parse is not None]
+            if not usable:  # a plugin's rows: their fields, and their types, are its own
+                raise bad_request(
+                    f"{name} takes no filters (its rows are listed as written, by key):"
+                    f" {field!r} is not limit or after"
+                )
             raise bad_request(
-                f"{name} has no row field {field!r} (filters: {usable}, limit, after)"
+                f"{name} has no row field {field!r} (filters: {', '.join(usable)}, limit, after)"
             )
         parse = fields[field]
         if parse is None:

@@ -47,6 +47,15 @@ async def test_a_plugin_is_listed_rebuilt_and_served_like_a_built_in(
         assert one.status_code == 200 and one.json()["events"] == expected[key]
         missing = await client.get("/v1/projections/events_per_actor/1999-01-01:nobody")
         assert missing.status_code == 404
+        # A plugin's rows are listed as written, in key order; their fields are no filters.
+        keys = [f"{i['day']}:{i['actor']}" for i in items]
+        assert keys == sorted(keys)
+        refused = await client.get("/v1/projections/events_per_actor", params={"actor": "x"})
+        assert refused.status_code == 400
+        assert refused.json()["detail"] == (
+            "events_per_actor takes no filters (its rows are listed as written, by key):"
+            " 'actor' is not limit or after"
+        )
         status = {s["name"]: s for s in (await client.get("/v1/projections")).json()}
         assert status["events_per_actor"]["lag"] == 0
         assert status["events_per_actor"]["rebuilt_at"] is not None
