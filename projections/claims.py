@@ -33,6 +33,7 @@ from eventstore.model import STREAM_TYPES, Event, Job, Partition
 from eventstore.ports import Clock, Store
 from projections.api import Projection
 from projections.partitioned import (
+    FoldFailed,
     LocalFolds,
     Rows,
     merge_partitions,
@@ -49,6 +50,11 @@ FAILED: Final = "failed"
 STAGE_BATCH: Final = 1000
 # How many entities' partitions `read_partitions` remembers (then it starts again).
 _MAX_REMEMBERED: Final = 1 << 20
+
+
+def _error_of(exc: BaseException) -> str:
+    """A failed partition's error as its job records it (`at seq 40: ValueError: ...`)."""
+    return str(exc) if isinstance(exc, FoldFailed) else f"{type(exc).__name__}: {exc}"
 
 
 class PartitionFailed(RuntimeError):
@@ -200,7 +206,7 @@ async def run_claimed(
         log.warning("rebuild of %s: partition %d taken over", projection.name, claimed.index)
         return False
     except Exception as exc:  # the projection failed on this partition: the job fails
-        error = f"{type(exc).__name__}: {exc}"
+        error = _error_of(exc)
         log.warning("rebuild of %s: partition %d failed: %s", projection.name, claimed.index, error)
         await keeper.finish(FAILED, 0, total, error)
         return False
@@ -292,7 +298,7 @@ async def coordinate(
                 del mine[index]
                 failure = future.exception()
                 if failure is not None:
-                    error = f"{type(failure).__name__}: {failure}"
+                    error = _error_of(failure)
                     await keeper.finish(FAILED, 0, total, error)
                     raise failure
                 if await keeper.finish(SUCCEEDED, total, total):

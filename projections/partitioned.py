@@ -47,6 +47,23 @@ class NoMerge(ValueError):
     """Several workers asked for a projection without `merge`."""
 
 
+class FoldFailed(Exception):
+    """The projection's keys, skippable or apply raised on a partition's change at `seq`.
+
+    `error` is the projection's own error (`ValueError: ...`). It crosses the process
+    boundary whole (pickled with its fields), so the rebuild fails at the seq, as a
+    one-worker rebuild does.
+    """
+
+    def __init__(self, seq: int, error: str) -> None:
+        super().__init__(f"at seq {seq}: {error}")
+        self.seq = seq
+        self.error = error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FoldFailed, (self.seq, self.error))
+
+
 def entity_identity(event: Event) -> str:
     """The stable text naming an event's entity: stream, and the typed key of its `_id`."""
     cls = event.entity_id.__class__
@@ -81,13 +98,18 @@ def fold_partition(projection: Projection, events: Sequence[Event]) -> Rows:
     not its first version is folded onto what the partition has of it (nothing: None).
     """
     replay = Replay(projection)
-    at = replay.run(events)
-    while at < len(events):
-        e = events[at]
-        entry = replay.states.get(state_key(e))
-        replay.seed(e, entry[1] if entry is not None else None)
-        at = replay.run(events, at)
-    replay.release()
+    try:
+        at = replay.run(events)
+        while at < len(events):
+            e = events[at]
+            entry = replay.states.get(state_key(e))
+            replay.seed(e, entry[1] if entry is not None else None)
+            at = replay.run(events, at)
+        replay.release()
+    except Exception as exc:
+        if replay.failed_seq is None:  # not the projection's own code: as it is
+            raise
+        raise FoldFailed(replay.failed_seq, f"{type(exc).__name__}: {exc}") from exc
     return replay.rows
 
 
@@ -242,6 +264,7 @@ class LocalFolds:
 
 __all__ = [
     "MAX_WORKERS",
+    "FoldFailed",
     "LocalFolds",
     "NoMerge",
     "entity_identity",

@@ -35,7 +35,7 @@ from projections.api import Change, Projection
 from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
 from projections.idempotent import check_named, checked_keys, guarded
-from projections.partitioned import NoMerge
+from projections.partitioned import FoldFailed, NoMerge
 from projections.replay import Replay, recorded, view_of
 from projections.states import SharedStateCache, SharedStates, forget_erased, state_before
 from projections.states import StateCache as StateCache  # re-exported: tests import it here
@@ -251,7 +251,7 @@ class ProjectionRunner:
         """Stop the projection at `seq`: its keys or apply raised `exc` (recorded in its status)."""
         self.status.state = FAILED
         self.status.failed_seq = seq
-        self.status.error = f"{type(exc).__name__}: {exc}"
+        self.status.error = described(exc)
         await self.publish()
         raise ProjectionFailed(self.projection.name, seq, exc) from exc
 
@@ -701,7 +701,10 @@ async def rebuild_partitioned(
         keep_lease=runner.lease.keep,
     )
     try:
-        rows, job = await coordinate(coordination, job, on_progress=advanced)
+        try:
+            rows, job = await coordinate(coordination, job, on_progress=advanced)
+        except FoldFailed as exc:  # a partition folded here: failed at its seq, as one worker
+            await runner._fail(exc.seq, exc)
         progress.written = len(rows)
         progress.processed = head.seq
         done = await runner.install(rows, head, progress, started)
@@ -771,10 +774,17 @@ async def request_rebuild(
         await runner.hand_back()
 
 
+def described(exc: BaseException) -> str:
+    """A projection's error as its status shows it: `ValueError: ...` (from any process)."""
+    if isinstance(exc, FoldFailed):
+        return exc.error
+    return f"{type(exc).__name__}: {exc}"
+
+
 class ProjectionFailed(Exception):
     """A projection's apply raised: only that projection stops."""
 
     def __init__(self, name: str, seq: int, cause: BaseException) -> None:
-        super().__init__(f"projection {name} failed at seq {seq}: {type(cause).__name__}: {cause}")
+        super().__init__(f"projection {name} failed at seq {seq}: {described(cause)}")
         self.name = name
         self.seq = seq

@@ -28,7 +28,12 @@ from eventstore.sources.simulator import Simulator
 from projections import Change, Projection, Write
 from projections.orders import ORDER_PROJECTIONS
 from projections.partitioned import NoMerge, partition_of, split
-from projections.runner import ProjectionRunner, rebuild_partitioned, request_rebuild
+from projections.runner import (
+    ProjectionFailed,
+    ProjectionRunner,
+    rebuild_partitioned,
+    request_rebuild,
+)
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 from tests.integration.test_plugin_projections import per_actor_day, readme_example
 
@@ -246,14 +251,33 @@ async def test_a_failing_partition_fails_the_job_and_leaves_the_live_model(
 
     failing = Projection(name="fails", collection="rm_fails", keys=keys, apply=apply, merge=merge)
     await store.read_models.write("rm_fails", [("live", {"v": 1})])
+    # One worker first: what a partitioned rebuild must say as well.
+    alone = ProjectionRunner(store, failing, clock=clock)
+    with pytest.raises(ProjectionFailed) as one:
+        await request_rebuild(alone, workers=1)
+    assert str(one.value) == "projection fails failed at seq 20: RuntimeError: bad row"
     runner = ProjectionRunner(store, failing, clock=clock)
-    with pytest.raises(RuntimeError, match="bad row"):
+    with pytest.raises(ProjectionFailed) as two:  # folded in another process: the seq came back
         await request_rebuild(runner, workers=2)
+    assert str(two.value) == str(one.value) and two.value.seq == 20
+    assert (
+        (runner.status.state, runner.status.failed_seq, runner.status.error)
+        == (
+            alone.status.state,
+            alone.status.failed_seq,
+            alone.status.error,
+        )
+        == ("failed", 20, "RuntimeError: bad row")
+    )
     job = await store.jobs.active("fails")
     assert job is None
-    failed = [j for j in store.jobs._jobs.values() if j.projection == "fails"]  # type: ignore[attr-defined]
-    assert len(failed) == 1 and failed[0].state == "failed" and "bad row" in (failed[0].error or "")
-    assert {p.state for p in failed[0].partitions} >= {"failed"}
+    jobs = [j for j in store.jobs._jobs.values() if j.projection == "fails"]  # type: ignore[attr-defined]
+    failed = [j for j in jobs if j.workers == 2]
+    assert len(failed) == 1 and failed[0].state == "failed"
+    assert failed[0].error == f"ProjectionFailed: {one.value}"
+    assert ("failed", "at seq 20: RuntimeError: bad row") in {
+        (p.state, p.error) for p in failed[0].partitions
+    }
     assert await rows(store, "rm_fails") == {"live": {"v": 1}}  # the live model untouched
 
 
@@ -466,7 +490,7 @@ async def test_a_partitioned_rebuild_without_a_job_records_one_and_its_outcome(
         assert await runner.lease.try_acquire()
         with caplog.at_level(logging.WARNING, logger="projections.runner"):
             if fails_from:
-                with pytest.raises(RuntimeError, match="bad row"):
+                with pytest.raises(ProjectionFailed, match="RuntimeError: bad row"):
                     await runner.rebuild(workers=workers)
             else:
                 await runner.rebuild(workers=workers)
@@ -477,14 +501,19 @@ async def test_a_partitioned_rebuild_without_a_job_records_one_and_its_outcome(
         assert (job.projection, job.workers, job.head, job.total) == ("fails", workers, head, head)
         assert job.requested_at == job.started_at == job.finished_at == now
         if fails_from:
-            assert (job.state, job.processed, job.error) == ("failed", 0, "RuntimeError: bad row")
-            # the first partition folded fails and says why; the others, not yet folded,
-            # are abandoned with the job
+            assert (job.state, job.processed) == ("failed", 0)
+            assert runner.status.failed_seq is not None
+            seq = runner.status.failed_seq
+            assert job.error == (
+                f"ProjectionFailed: projection fails failed at seq {seq}: RuntimeError: bad row"
+            )
+            # the first partition folded fails and says where and why; the others, not yet
+            # folded, are abandoned with the job
             states = sorted((p.state, p.error) for p in job.partitions)
             assert states == [
-                ("failed", "RuntimeError: bad row"),
                 ("failed", "abandoned: the job failed"),
                 ("failed", "abandoned: the job failed"),
+                ("failed", f"at seq {seq}: RuntimeError: bad row"),
             ]
             assert all(p.expires_at is None for p in job.partitions)
         else:
@@ -520,13 +549,15 @@ async def test_a_failed_job_keeps_its_succeeded_partitions_and_abandons_the_unfi
     runner.processes = False
     created = _Created(store)
     assert await runner.lease.try_acquire()
-    with pytest.raises(RuntimeError, match="bad row"):
+    with pytest.raises(ProjectionFailed, match="RuntimeError: bad row") as failed:
         await runner.rebuild(workers=3)
+    seq = failed.value.seq
+    assert events[seq - 1].entity_key == bad
     job = await store.jobs.get(created.ids[-1])
     assert job is not None and job.state == "failed"
     assert [(p.index, p.state, p.error) for p in sorted(job.partitions, key=lambda p: p.index)] == [
         (0, "succeeded", None),
-        (1, "failed", "RuntimeError: bad row"),
+        (1, "failed", f"at seq {seq}: RuntimeError: bad row"),
         (2, "failed", "abandoned: the job failed"),
     ]
 

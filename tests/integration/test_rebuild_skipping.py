@@ -652,13 +652,13 @@ def test_a_skippable_that_raises_fails_only_its_projection_at_that_seq() -> None
 
 def test_a_skippable_that_raises_in_a_partition_fails_the_job() -> None:
     async def go() -> None:
-        from projections.runner import request_rebuild
+        from projections.runner import ProjectionFailed, request_rebuild
         from tests.integration.test_partitioned_rebuild import simulated
 
         store = await simulated(seed=6, orders=6, steps=40)
         await store.read_models.write("rm_raising", [("live", {"v": 1})])
         runner = ProjectionRunner(store, _raising_skippable(20), clock=FakeClock())
-        with pytest.raises(RuntimeError, match="cannot tell at 20"):
+        with pytest.raises(ProjectionFailed, match="failed at seq 20: RuntimeError: cannot tell"):
             await request_rebuild(runner, workers=2)
         (job,) = [j for j in store.jobs._jobs.values() if j.projection == "raising"]  # type: ignore[attr-defined]
         assert job.state == "failed" and "cannot tell at 20" in (job.error or "")
