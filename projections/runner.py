@@ -610,12 +610,14 @@ class ProjectionRunner:
             workers = 1
             job = msgspec.structs.replace(job, workers=1)
         try:
+            head = (await self.store.events.head()).seq
             if workers > 1:  # every partition folds up to the head as it is now
-                head = (await self.store.events.head()).seq
                 job = msgspec.structs.replace(job, head=head, total=head)
                 await self.store.jobs.update(job)
                 progress = await self.rebuild(report, workers=workers, job=job)
-            else:
+            else:  # the total is known before the first batch (a failure in it says so too)
+                job = msgspec.structs.replace(job, total=head)
+                await self.store.jobs.update(job)
                 progress = await self.rebuild(report)
         except Exception as exc:
             job = msgspec.structs.replace(

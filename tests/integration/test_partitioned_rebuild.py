@@ -272,6 +272,9 @@ async def test_a_failing_partition_fails_the_job_and_leaves_the_live_model(
     job = await store.jobs.active("fails")
     assert job is None
     jobs = [j for j in store.jobs._jobs.values() if j.projection == "fails"]  # type: ignore[attr-defined]
+    head = (await store.events.head()).seq
+    [one_job] = [j for j in jobs if j.workers == 1]  # failed in its first batch: total known
+    assert (one_job.state, one_job.processed, one_job.total) == ("failed", 0, head)
     failed = [j for j in jobs if j.workers == 2]
     assert len(failed) == 1 and failed[0].state == "failed"
     assert failed[0].error == f"ProjectionFailed: {one.value}"

@@ -633,6 +633,7 @@ async def test_a_rebuild_job_records_its_start_its_progress_each_half_second_and
     assert len(seen) > 6
     assert recorded == [
         ("running", 0, 0, now, None),
+        ("running", 0, head, now, None),  # the total, known before the first batch
         # every second report: half a second has passed
         *[("running", p, head, now, None) for p in seen[1::2]],
         ("succeeded", head, head, now, now),
