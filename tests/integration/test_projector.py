@@ -631,10 +631,11 @@ async def test_a_rebuild_job_records_its_start_its_progress_each_half_second_and
     # one report per batch, and one more once the last rows are written
     assert seen == [*range(3, head, 3), head, head]
     assert len(seen) > 6
+    # started; its total, known before the first batch; then every second report (half a
+    # second has passed); the end
     assert recorded == [
         ("running", 0, 0, now, None),
-        ("running", 0, head, now, None),  # the total, known before the first batch
-        # every second report: half a second has passed
+        ("running", 0, head, now, None),
         *[("running", p, head, now, None) for p in seen[1::2]],
         ("succeeded", head, head, now, now),
     ]
