@@ -218,7 +218,9 @@ async def _export(
     "/events/live",
     summary="Live tail as Server-Sent Events (id = seq, event = type, data = the event)",
     description=(
-        "Starts after `after` (a seq), else after `Last-Event-ID`, else at the head. A comment "
+        "Starts after `after` (a seq) or `Last-Event-ID`, the later of the two when both are "
+        "given (a reconnecting EventSource sends its first URL with the newest id: it resumes, "
+        "never replays), else at the head; an empty `Last-Event-ID` is none. A comment "
         "heartbeat is sent every 15 s while idle. Unbounded unless `limit` (events) or "
         "`timeout` (seconds) is given."
     ),
@@ -236,12 +238,13 @@ async def live_events(
     if stream is not None and not stream.strip():
         raise bad_request("`stream` is empty")
     start = after
-    if start is None and last_event_id is not None:
-        text = last_event_id.strip()
+    text = (last_event_id or "").strip()
+    if text:  # an empty id is none (the SSE spec's reset; EventSource then sends no header)
         # as bounded as `after`: a seq past 2^62 is none, and MongoDB stores no int over 64 bits
         if not (text.isascii() and text.isdecimal()) or len(text) > 19 or int(text) > MAX_SEQ:
             raise bad_request(f"Last-Event-ID must be an event's seq (0 to {MAX_SEQ})")
-        start = int(text)
+        # What the client has seen: a reconnect resumes after it, never before `after`.
+        start = int(text) if start is None else max(start, int(text))
     if is_head(request):  # the headers only: no tail, no query
         return ServerSentEvent(_no_events())
     if start is None:

@@ -123,9 +123,15 @@ async def test_last_event_id_resumes(client: AsyncTestClient[Any], audit_log: Au
     x = audit_log.of("ORD-X")
     frames = events_of(await sse(client, "?limit=2", headers={"last-event-id": str(x[0].seq)}))
     assert_frames_are(frames, x[1:3])
-    # `after` wins over the header
+    # An EventSource reconnects to the URL it started with, sending the newest id it saw:
+    # it resumes after that id, and never replays what it had (the later of the two wins).
     frames = events_of(await sse(client, "?after=10&limit=1", headers={"last-event-id": "200"}))
+    assert_frames_are(frames, audit_log.events[200:201])
+    frames = events_of(await sse(client, "?after=10&limit=1", headers={"last-event-id": "4"}))
     assert_frames_are(frames, audit_log.events[10:11])
+    # An empty id is none (the SSE spec's reset): `after`, else the head.
+    frames = events_of(await sse(client, "?after=7&limit=1", headers={"last-event-id": ""}))
+    assert_frames_are(frames, audit_log.events[7:8])
 
 
 async def test_the_tail_ends_at_its_timeout(
