@@ -975,7 +975,7 @@
       st = await api(`${e.base}/state`, { params: { at: iso } });
     } catch (err) {
       const noState = err instanceof ApiError && err.status === 404 &&
-        String(err.problem.type || '').endsWith('/no-state');
+        String(err.problem.type || '').split('/').pop() === 'no-state';
       if (!noState) throw err;
       if (token === stateToken && app.entity === e) showNoState(e, iso, `No state: ${err.message}`);
       return;
