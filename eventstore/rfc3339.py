@@ -2,9 +2,10 @@
 
 `2026-11-26T14:03:00Z`, `2026-11-26t14:03:00.123456789z`, `2026-11-26 15:03:00+01:00`:
 a full date, `T` (or `t`, or a space), a full time with any fraction of a second, and
-a zone (`Z`, `z` or `±hh:mm`). Digits are ASCII. Anything else is refused: never a
-guess at what another format meant. Beyond microseconds a fraction is cut (MongoDB
-keeps milliseconds). A leap second (`:60`) cannot be held by a datetime and is refused.
+a zone (`Z`, `z` or `±hh:mm`; also `±hhmm`, what `strftime("%z")` writes). Digits are
+ASCII. Anything else is refused: never a guess at what another format meant. Beyond
+microseconds a fraction is cut (MongoDB keeps milliseconds). A leap second (`:60`)
+cannot be held by a datetime and is refused.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Final
 
 _TIME: Final = re.compile(
     r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})"
-    r"(?P<frac>\.[0-9]+)?(?P<zone>[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+    r"(?P<frac>\.[0-9]+)?(?P<zone>[Zz]|[+-][0-9]{2}:?[0-9]{2})?"
 )
 
 
@@ -39,7 +40,8 @@ def parse_rfc3339(text: str) -> datetime:
     if m["zone"] is None:
         raise NoZone(f"the time {text!r} has no zone: add Z (UTC) or an offset such as +01:00")
     frac = (m["frac"] or ".0")[1:7].ljust(6, "0")
-    zone = "+00:00" if m["zone"] in ("Z", "z") else m["zone"]
+    zone = m["zone"]
+    zone = "+00:00" if zone in ("Z", "z") else f"{zone[:3]}:{zone[-2:]}"
     try:
         parsed = datetime.fromisoformat(f"{m['date']}T{m['time']}.{frac}{zone}")
         return parsed.astimezone(UTC)

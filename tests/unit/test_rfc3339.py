@@ -22,6 +22,7 @@ from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
         ("2026-11-26T14:03:00.123456789Z", datetime(2026, 11, 26, 14, 3, 0, 123456, tzinfo=UTC)),
         ("2026-11-26T15:03:00.123+01:00", datetime(2026, 11, 26, 14, 3, 0, 123000, tzinfo=UTC)),
         ("2026-11-26T09:33:00-04:30", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
+        ("2026-11-26T15:03:00+0100", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),  # strftime %z
         ("2026-11-26T14:03:00-00:00", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
         ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
         ("9999-12-31T23:59:59.999Z", datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)),
@@ -41,7 +42,7 @@ def test_an_rfc3339_time_is_the_instant_it_names_in_utc(text: str, expected: dat
         "2026-11-26T14:03Z",  # seconds are not optional
         "2026-11-26T14:03:00.Z",  # a fraction needs a digit
         "2026-11-26T14:03:00+01",  # an offset is hh:mm
-        "2026-11-26T14:03:00+0100",
+        "2026-11-26T14:03:00+1:00",
         "20261126T140300Z",  # ISO 8601's basic format, which fromisoformat takes
         "2026-W48-4T14:03:00Z",  # a week date, which fromisoformat takes
         "2026-330T14:03:00Z",  # an ordinal date
