@@ -860,6 +860,20 @@ def test_subscriptions_show_state_and_parked_events_that_can_be_skipped(
         p.wait_for_selector("#parked-events tbody tr[data-seq]")
         seq = p.locator("#parked-events tbody tr").first.get_attribute("data-seq")
         assert seq is not None
+        # Each parked event links to its entity's timeline, and says when it was parked.
+        first = next(
+            item
+            for item in demo.http.get(parked_url, headers=admin, params={"limit": 1000}).json()[
+                "items"
+            ]
+            if str(item["seq"]) == seq
+        )
+        link = p.locator(f"#parked-events tr[data-seq='{seq}'] a")
+        assert link.get_attribute("href") == (
+            f"#/entity/{first['stream']}/{quote(first['entity_key'], safe='')}"
+        )
+        shown_at = p.locator(f"#parked-events tr[data-seq='{seq}'] time")
+        assert shown_at.get_attribute("datetime") == first["parked_at"]
         p.click(f"#parked-events tr[data-seq='{seq}'] button.skip-parked")
         while any(
             str(item["seq"]) == seq

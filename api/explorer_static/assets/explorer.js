@@ -1302,11 +1302,11 @@
         onclick: () => adminCall(`/v1/admin/subscriptions/${enc(name)}/parked/${p.seq}/skip`, 'POST')
           .then(refreshSubscriptions).catch(subsError),
       }, `Skip ${p.seq}`)),
-      h('td', null, `${p.stream}/${p.entity_key}`),
+      h('td', { class: 'mono' }, `${p.stream}/`, h('a', { href: entityHash(p.stream, p.entity_key, p.version) }, p.entity_key)),
       h('td', null, p.type),
       h('td', { class: 'num' }, p.attempts),
       h('td', { class: 'small' }, p.last_error || ''),
-      h('td', { class: 'small' }, p.parked_at))));
+      h('td', { class: 'small mono' }, timeEl(p.parked_at)))));
   }
 
   function wireSubscriptions() {
