@@ -19,13 +19,39 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.enums import ParamType
 from litestar.handlers import BaseRouteHandler
-from litestar.params import ParameterKwarg
+from litestar.params import Parameter, ParameterKwarg, QueryParameter
 
 from api.problems import bad_request
+from eventstore.model import MAX_SEQ
 from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
+
+
+# -- declarations whose OpenAPI schema says exactly what is accepted -------------------------
+def whole(ge: int, le: int, **kwargs: Any) -> Any:
+    """A query parameter of whole numbers from `ge` to `le`, its bounds integers in the schema.
+
+    Litestar writes `ge`/`le` of an `int` as floats: 2**62 became 4.611686018427388e+18,
+    which a client reads as a larger number than the API takes.
+    """
+    return QueryParameter(ge=ge, le=le, schema_extra={"minimum": ge, "maximum": le}, **kwargs)
+
+
+def seq_in_path() -> Any:
+    """A path parameter naming an event's seq: its bounds in the schema (the route checks them)."""
+    return Parameter(schema_extra={"minimum": 1, "maximum": MAX_SEQ})
+
+
+def time_parameter(**kwargs: Any) -> Any:
+    """A query parameter holding an RFC 3339 time with a zone: JSON Schema's `date-time`."""
+    return QueryParameter(
+        max_length=64,
+        schema_extra={"format": "date-time"},
+        description="RFC 3339 time with a zone, e.g. 2026-11-26T14:03:00.123Z",
+        **kwargs,
+    )
 
 
 def encode_cursor(kind: str, value: str | int) -> str:

@@ -17,7 +17,15 @@ from litestar.response import Stream
 from litestar.response.sse import ServerSentEvent, ServerSentEventMessage
 
 from api.methods import is_head
-from api.params import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor, int_cursor, parse_time
+from api.params import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    encode_cursor,
+    int_cursor,
+    parse_time,
+    time_parameter,
+    whole,
+)
 from api.problems import bad_request, unprocessable
 from api.schemas import EventOut, EventsPage
 from api.services import Services, ServicesDep
@@ -112,9 +120,9 @@ async def query_events(
     ] = None,
     field: Text = None,
     actor: Text = None,
-    since: Annotated[str | None, QueryParameter(max_length=64)] = None,
-    until: Annotated[str | None, QueryParameter(max_length=64)] = None,
-    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    since: Annotated[str | None, time_parameter()] = None,
+    until: Annotated[str | None, time_parameter()] = None,
+    limit: Annotated[int, whole(1, MAX_LIMIT)] = DEFAULT_LIMIT,
     after: Annotated[str | None, QueryParameter(max_length=200)] = None,
 ) -> EventsPage | Response[Any]:
     q = await _query(services, stream, entity, types, field, actor, since, until)
@@ -230,8 +238,8 @@ async def live_events(
     request: Request[Any, Any, Any],
     services: ServicesDep,
     stream: Text = None,
-    after: Annotated[int | None, QueryParameter(ge=0, le=MAX_SEQ)] = None,
-    limit: Annotated[int | None, QueryParameter(ge=1, le=10**9)] = None,
+    after: Annotated[int | None, whole(0, MAX_SEQ)] = None,
+    limit: Annotated[int | None, whole(1, 10**9)] = None,
     seconds: Annotated[float | None, QueryParameter(name="timeout", gt=0, le=86400)] = None,
     last_event_id: Annotated[str | None, HeaderParameter(name="last-event-id")] = None,
 ) -> ServerSentEvent:

@@ -18,6 +18,7 @@ from api.params import (
     encode_cursor,
     parse_time,
     path_value,
+    whole,
 )
 from api.problems import ApiError, bad_request, not_found
 from api.schemas import JobCreated, JobOut, PartitionOut, ProjectionOut, RowsPage
@@ -141,7 +142,7 @@ async def projection_rows(
     request: Request[Any, Any, Any],
     services: ServicesDep,
     name: FromPath[str],
-    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    limit: Annotated[int, whole(1, MAX_LIMIT)] = DEFAULT_LIMIT,
     after: Annotated[str | None, QueryParameter(max_length=600)] = None,
 ) -> RowsPage:
     name = path_value(name)

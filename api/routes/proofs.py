@@ -10,9 +10,17 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Response, get
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath
 
-from api.params import DEFAULT_LIMIT, encode_cursor, int_cursor, listing, path_value
+from api.params import (
+    DEFAULT_LIMIT,
+    encode_cursor,
+    int_cursor,
+    listing,
+    path_value,
+    seq_in_path,
+    whole,
+)
 from api.problems import ApiError, unprocessable
 from api.routes.streams import After, Limit, entity_key_param
 from api.services import ServicesDep
@@ -23,10 +31,10 @@ from eventstore.model import MAX_SEQ
 NOTE_TYPE: Final = "text/plain"  # Litestar adds "; charset=utf-8"
 MAX_SIZE: Final = MAX_SEQ
 
-Size = Annotated[int | None, QueryParameter(ge=1, le=MAX_SIZE, description="a tree size")]
-Seq = Annotated[int, QueryParameter(ge=1, le=MAX_SIZE, description="an event's seq")]
-From = Annotated[int, QueryParameter(ge=1, le=MAX_SIZE, name="from", description="the old size")]
-To = Annotated[int | None, QueryParameter(ge=1, le=MAX_SIZE, name="to", description="the new size")]
+Size = Annotated[int | None, whole(1, MAX_SIZE, description="a tree size")]
+Seq = Annotated[int, whole(1, MAX_SIZE, description="an event's seq")]
+From = Annotated[int, whole(1, MAX_SIZE, name="from", description="the old size")]
+To = Annotated[int | None, whole(1, MAX_SIZE, name="to", description="the new size")]
 
 
 # The query (or path) parameter each of the core's proof arguments comes from, by route.
@@ -81,7 +89,7 @@ async def consistency_proof(
     summary="A self-contained proof file (eventstore-proof/v1) of one event",
 )
 async def event_proof(
-    services: ServicesDep, seq: FromPath[int], size: Size = None
+    services: ServicesDep, seq: Annotated[int, seq_in_path()], size: Size = None
 ) -> dict[str, Any]:
     if not 1 <= seq <= MAX_SIZE:
         raise ApiError(400, f"seq must be 1..{MAX_SIZE}, got {seq}", kind="bad-request")

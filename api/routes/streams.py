@@ -17,6 +17,8 @@ from api.params import (
     listing,
     parse_time,
     path_value,
+    time_parameter,
+    whole,
 )
 from api.problems import ApiError, bad_request
 from api.schemas import (
@@ -37,14 +39,14 @@ from eventstore.history import UnknownStream
 from eventstore.keys import InvalidKey, parse_typed, relaxed_json
 from eventstore.model import MAX_SEQ, Head
 
-Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"page size, 1..{MAX_LIMIT}")]
+Limit = Annotated[int, whole(1, MAX_LIMIT, description=f"page size, 1..{MAX_LIMIT}")]
 After = Annotated[
     str | None,
     QueryParameter(description="the `next` value of the previous page", max_length=200),
 ]
-Version = Annotated[int, QueryParameter(ge=1, le=MAX_SEQ)]
+Version = Annotated[int, whole(1, MAX_SEQ)]
 # (The constraint goes on the whole optional type: on `Version | None` it would be lost.)
-MaybeVersion = Annotated[int | None, QueryParameter(ge=1, le=MAX_SEQ)]
+MaybeVersion = Annotated[int | None, whole(1, MAX_SEQ)]
 Path = FromPath[str]
 
 
@@ -170,9 +172,7 @@ async def entity_state(
     services: ServicesDep,
     stream: Path,
     key: Path,
-    at: Annotated[
-        str | None, QueryParameter(description="RFC 3339 time with a zone", max_length=64)
-    ] = None,
+    at: Annotated[str | None, time_parameter()] = None,
     version: MaybeVersion = None,
 ) -> StateOut:
     if at is not None and version is not None:
@@ -220,7 +220,7 @@ HEX64 = r"^[0-9a-f]{64}$"
 )
 async def verify_log(
     services: ServicesDep,
-    head_seq: Annotated[int | None, QueryParameter(ge=0, le=MAX_SEQ)] = None,
+    head_seq: Annotated[int | None, whole(0, MAX_SEQ)] = None,
     head_hash: Annotated[str | None, QueryParameter(max_length=128)] = None,
 ) -> LogVerdictOut:
     if (head_seq is None) != (head_hash is None):

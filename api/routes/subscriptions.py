@@ -15,7 +15,7 @@ from litestar import Request, Response, delete, get, post, put
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from api.params import path_value
+from api.params import path_value, seq_in_path, whole
 from api.problems import ApiError, bad_request, not_found, problem
 from api.services import ServicesDep
 from api.subscription_access import admin_of
@@ -188,8 +188,8 @@ async def reset_subscription(
 async def list_parked(
     services: ServicesDep,
     name: FromPath[str],
-    after: Annotated[int, QueryParameter(ge=0, le=MAX_SEQ)] = 0,
-    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    after: Annotated[int, whole(0, MAX_SEQ)] = 0,
+    limit: Annotated[int, whole(1, 1000)] = 100,
 ) -> dict[str, Any]:
     wanted = path_value(name)
     try:
@@ -231,7 +231,10 @@ async def replay_parked(
     summary="Give up on one parked event (recorded in the action trail)",
 )
 async def skip_parked(
-    services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str], seq: FromPath[int]
+    services: ServicesDep,
+    request: Request[Any, Any, Any],
+    name: FromPath[str],
+    seq: Annotated[int, seq_in_path()],
 ) -> dict[str, Any]:
     wanted = path_value(name)
     if not 1 <= seq <= MAX_SEQ:  # no such event (and no query a database cannot encode)
@@ -247,7 +250,7 @@ async def skip_parked(
 async def list_actions(
     services: ServicesDep,
     after: Annotated[str | None, QueryParameter(max_length=200)] = None,
-    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    limit: Annotated[int, whole(1, 1000)] = 100,
 ) -> dict[str, Any]:
     page, more = await admin_of(services).actions(after=after, limit=limit)
     return {"items": [action_json(a) for a in page], "next": more}

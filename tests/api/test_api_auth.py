@@ -16,6 +16,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from api.problems import TYPE_BASE
+from eventstore.model import MAX_SEQ
 from tests.api.conftest import ADMIN_KEY, READ_KEY, AppFactory, AuditLog, build_log
 
 Client = AsyncTestClient[Any]
@@ -356,3 +357,53 @@ async def test_browsable_docs(secured: Client) -> None:
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
     assert "<html" in r.text.lower()
+
+
+def _integer_bounds(node: Any, integer: bool = False) -> list[Any]:
+    """Every bound of an integer schema in an OpenAPI document (within `oneOf` too)."""
+    found = []
+    if isinstance(node, dict):
+        integer = (
+            integer
+            or node.get("type") == "integer"
+            or any(
+                isinstance(o, dict) and o.get("type") == "integer" for o in node.get("oneOf", [])
+            )
+        )
+        for k, v in node.items():
+            if integer and k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                found.append(v)
+            elif isinstance(v, (dict, list)):
+                found += _integer_bounds(v, integer and k == "oneOf")
+    elif isinstance(node, list):
+        for v in node:
+            found += _integer_bounds(v, integer)
+    return found
+
+
+async def test_the_openapi_document_states_the_bounds_and_forms_the_api_takes(
+    secured: Client,
+) -> None:
+    """Integer bounds are integers (Litestar wrote 2**62 as 4.611686018427388e+18, a larger
+    number to a client, which then sent seqs the API refused), each as the API enforces it;
+    times are JSON Schema's date-time (RFC 3339)."""
+    doc = json.loads((await secured.get("/schema/openapi.json")).text)
+    bounds = _integer_bounds(doc["paths"])
+    assert len(bounds) > 20
+    assert [b for b in bounds if not isinstance(b, int)] == []
+
+    def parameter(path: str, name: str) -> dict[str, Any]:
+        [found] = [p for p in doc["paths"][path]["get"]["parameters"] if p["name"] == name]
+        return dict(found["schema"])
+
+    assert parameter("/v1/admin/subscriptions/{name}/parked", "after")["maximum"] == MAX_SEQ
+    assert parameter("/v1/proof/inclusion", "seq")["maximum"] == MAX_SEQ
+    assert parameter("/v1/events/{seq}/proof", "seq")["minimum"] == 1
+    limit = parameter("/v1/events", "limit")
+    assert (limit["minimum"], limit["maximum"]) == (1, 1000)
+    for path, name in [
+        ("/v1/events", "since"),
+        ("/v1/events", "until"),
+        ("/v1/streams/{stream}/entities/{key}/state", "at"),
+    ]:
+        assert parameter(path, name)["format"] == "date-time", (path, name)
