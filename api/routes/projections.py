@@ -27,6 +27,7 @@ from eventstore.codec import rfc3339, to_jsonable
 from eventstore.history import AmbiguousKey
 from eventstore.json_input import TOO_DEEP, NestedTooDeeply, decode_json
 from eventstore.keys import InvalidKey, candidates, typed_key
+from projections.api import SEQ_FIELD
 from projections.orders import NO_CUSTOMER
 from projections.status import projection_statuses
 
@@ -105,7 +106,8 @@ def _fields(name: str) -> dict[str, Callable[[str, str], Any] | None]:
 
 
 def _row(name: str, row: dict[str, Any]) -> dict[str, Any]:
-    fields = _fields(name) or {k: None for k in row if k not in ("seq", "_seq", "_id")}
+    # A plugin's row as it wrote it: only the runner's `_seq` and the stored key are not its own.
+    fields = _fields(name) or {k: None for k in row if k not in (SEQ_FIELD, "_id")}
     return {f: to_jsonable(row.get(f)) for f in fields}
 
 

@@ -139,3 +139,26 @@ async def test_a_running_service_supervises_and_follows_a_plugin_like_a_built_in
             assert {f"{i['day']}:{i['actor']}": i["events"] for i in items} == per_actor_day(events)
             metrics = (await http.get("/metrics")).text
             assert 'eventstore_projection_position{projection="events_per_actor"} 25.0' in metrics
+
+
+async def test_a_plugin_row_is_served_with_every_field_it_wrote() -> None:
+    """Only the runner's `_seq` (and the stored key) are not the row's own: a field of the
+    plugin's that happens to be called `seq` (the built-in models' own name) is served."""
+    from api import create_app
+    from eventstore.memory.store import MemoryStore
+    from projections import Projection, Write
+
+    def keys(change: Any) -> list[str]:
+        return ["all"]
+
+    def apply(rows: Any, change: Any) -> list[Write]:
+        return [Write(key="all", row={"seq": change.event.seq})]
+
+    mine = Projection(name="last_seq", collection="rm_last_seq", keys=keys, apply=apply)
+    store = MemoryStore()
+    await store.read_models.write("rm_last_seq", [("all", {"seq": 41, "note": "x", "_seq": 41})])
+    app = create_app(settings(), store=store, projections_=[mine])
+    async with AsyncTestClient(app) as client:
+        listed = (await client.get("/v1/projections/last_seq")).json()
+        assert listed["items"] == [{"seq": 41, "note": "x"}]
+        assert (await client.get("/v1/projections/last_seq/all")).json() == {"seq": 41, "note": "x"}
