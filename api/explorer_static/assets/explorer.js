@@ -1362,7 +1362,10 @@
   function renderProjections(list) {
     const running = job && !['succeeded', 'failed'].includes(job.state);
     $('#projections tbody').replaceChildren(...list.map((p) => h('tr', { dataset: { name: p.name, state: p.state } },
-      h('td', { class: 'mono' }, p.name),
+      h('td', { class: 'mono' }, h('button', {
+        type: 'button', class: 'ghost small show-rows', title: 'show its rows',
+        'aria-label': `Show the rows of ${p.name}`, onclick: () => showRows(p.name, null).catch(showError),
+      }, p.name)),
       h('td', {}, stateBadge(p.state)),
       h('td', { class: 'mono' }, p.position.toLocaleString('en')),
       h('td', { class: 'mono' }, p.lag > 0 ? h('span', { class: 'badge warn' }, p.lag.toLocaleString('en')) : '0'),
@@ -1393,6 +1396,64 @@
 
   async function rows(name) {
     return allPages(`/v1/projections/${enc(name)}`, {}, 'items', 20000);
+  }
+
+  // -- a read model's rows, a page at a time in key order ----------------------------------------
+  const ROWS_PAGE = 50;
+  const rowsView = { name: null, cursors: [null], page: 0, next: null, token: 0 };
+
+  /** A row's value in a table cell: text as it is, structures as compact JSON (cut at 200). */
+  function cellText(v) {
+    if (v === null || v === undefined) return '—';
+    if (typeof v === 'string') return v;
+    if (typeof v !== 'object') return String(v);
+    const text = JSON.stringify(v);
+    return text.length > 200 ? text.slice(0, 199) + '…' : text;
+  }
+
+  async function showRows(name, direction) {
+    const v = rowsView;
+    if (!direction || v.name !== name) Object.assign(v, { name, cursors: [null], page: 0, next: null });
+    const before = { cursors: v.cursors.slice(), page: v.page };
+    if (direction === 'next') {
+      v.cursors.push(v.next);
+      v.page += 1;
+    } else if (direction === 'prev') {
+      v.cursors.pop();
+      v.page -= 1;
+    }
+    const token = ++v.token;
+    const box = $('#proj-rows');
+    box.hidden = false;
+    box.dataset.name = name;
+    $('#proj-rows-title').textContent = `Rows of ${name}`;
+    let page;
+    try {
+      page = await api(`/v1/projections/${enc(name)}`, {
+        params: { limit: ROWS_PAGE, after: v.cursors[v.cursors.length - 1] },
+      });
+    } catch (err) {
+      if (token === v.token) Object.assign(v, before);
+      throw err;
+    }
+    if (token !== v.token) return;
+    v.next = page.next;
+    const columns = [];
+    for (const r of page.items) for (const k of Object.keys(r)) if (!columns.includes(k)) columns.push(k);
+    $('#proj-rows-table thead tr').replaceChildren(...columns.map((c) => h('th', { scope: 'col' }, c)));
+    $('#proj-rows-table tbody').replaceChildren(...page.items.map((r) => h('tr', null,
+      ...columns.map((c) => h('td', { class: 'mono', dataset: { column: c } },
+        c === 'entity_key' && name === 'order_summary' && app.stream && r[c]
+          ? h('a', { href: entityHash(app.stream, r[c]) }, r[c])
+          : cellText(r[c]))))));
+    const first = v.page * ROWS_PAGE + 1;
+    $('#proj-rows-note').textContent = page.items.length
+      ? `Rows ${first.toLocaleString('en')}–${(first + page.items.length - 1).toLocaleString('en')} in key order${page.next ? '; more follow' : ''}.`
+      : 'No rows yet.';
+    $('#rows-page').textContent = `page ${v.page + 1}`;
+    $('#rows-prev').disabled = v.page === 0;
+    $('#rows-next').disabled = !page.next;
+    box.scrollIntoView({ block: 'nearest' });
   }
 
   // -- the rows' problems: which row counted which value as 0, and why --------------------------
@@ -1698,6 +1759,12 @@
     $('#export-ndjson').addEventListener('click', () => exportAs('application/x-ndjson', 'events.ndjson').catch(showError));
     $('#rebuild-form').addEventListener('submit', submitRebuild);
     $('#proj-problems-close').addEventListener('click', () => { $('#proj-problems').hidden = true; });
+    $('#proj-rows-close').addEventListener('click', () => {
+      $('#proj-rows').hidden = true;
+      rowsView.token += 1; // a page still on its way is not shown
+    });
+    $('#rows-next').addEventListener('click', () => showRows(rowsView.name, 'next').catch(showError));
+    $('#rows-prev').addEventListener('click', () => showRows(rowsView.name, 'prev').catch(showError));
     wireSubscriptions();
     for (const button of $$('dialog [data-close]')) {
       button.addEventListener('click', () => button.closest('dialog').close('cancel'));
