@@ -93,7 +93,6 @@ ROW_KEY: Final[dict[str, Callable[[dict[str, Any]], Any]]] = {
     "revenue_by_day": lambda r: f"{r.get('day')}:{r.get('currency')}",
     "customer_totals": lambda r: r.get("customer"),
 }
-# order_summary's `customer` is a sub-document: filtering on it is not offered.
 RESERVED: Final = frozenset({"limit", "after"})
 
 
@@ -154,8 +153,8 @@ async def projection_rows(
     for field, values in request.query_params.dict().items():
         if field in RESERVED:
             continue
+        usable = [f for f, parse in fields.items() if parse is not None]
         if field not in fields:
-            usable = [f for f, parse in fields.items() if parse is not None]
             if not usable:  # a plugin's rows: their fields, and their types, are its own
                 raise bad_request(
                     f"{name} takes no filters (its rows are listed as written, by key):"
@@ -165,8 +164,11 @@ async def projection_rows(
                 f"{name} has no row field {field!r} (filters: {', '.join(usable)}, limit, after)"
             )
         parse = fields[field]
-        if parse is None:
-            raise bad_request(f"{field} is numeric: it cannot be filtered on")
+        if parse is None:  # a number, or a document or list (`customer`, `items`, `problems`)
+            raise bad_request(
+                f"{field} cannot be filtered on: it holds numbers or structures"
+                f" (filters: {', '.join(usable)}, limit, after)"
+            )
         if len(values) > 1:
             raise bad_request(f"{field} is given {len(values)} times; give it once")
         filters[field] = parse(field, values[0])

@@ -352,6 +352,18 @@ async def test_bad_requests_are_problems(
     assert r.json()["status"] == status
 
 
+@pytest.mark.parametrize("field", ["customer", "items", "problems", "total", "version"])
+async def test_a_field_that_is_no_filter_says_which_are(
+    pclient: AsyncTestClient[Any], field: str
+) -> None:
+    r = await pclient.get(f"/v1/projections/order_summary?{field}=x")
+    assert r.status_code == 400
+    assert r.json()["detail"] == (
+        f"{field} cannot be filtered on: it holds numbers or structures (filters: entity_key,"
+        " number, status, currency, created_at, updated_at, deleted, limit, after)"
+    )
+
+
 async def test_a_cursor_of_another_projection_is_refused(pclient: AsyncTestClient[Any]) -> None:
     first = (await pclient.get("/v1/projections/order_summary", params={"limit": 2})).json()
     r = await pclient.get("/v1/projections/customer_totals", params={"after": first["next"]})
