@@ -29,11 +29,12 @@ class Signed:
 
 
 async def signed_log(
-    tmp_path: Path, sizes: tuple[int, ...] = (5, 13, 21), *, sign: bool = True
+    tmp_path: Path, sizes: tuple[int, ...] = (5, 13, 21), *, sign: bool = True, tail: int = 0
 ) -> Signed:
     """A log with a signed checkpoint at each of `sizes` (events of four entities).
 
-    With `sign=False` the checkpoints are made unsigned, as without a signing key.
+    With `sign=False` the checkpoints are made unsigned, as without a signing key; `tail`
+    events more are appended after the last checkpoint, in no checkpoint yet.
     """
     store = MemoryStore()
     builder = LogBuilder()
@@ -55,6 +56,10 @@ async def signed_log(
         await cp.after_batch(batch)
         clock.advance(2)
         await cp.idle()
+    if tail:
+        batch = [builder.next(f"o{i % 4}") for i in range(len(events), len(events) + tail)]
+        await store.events.append(batch)
+        events += batch
     return Signed(store, signer, events, list(sizes))
 
 

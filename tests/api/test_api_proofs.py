@@ -174,6 +174,16 @@ async def test_a_proof_beyond_the_tree_names_both_sizes_and_the_parameter_at_fau
     assert body["errors"] == [{"key": key, "message": body["detail"]}]
 
 
+async def test_an_event_not_yet_in_a_checkpoint_has_no_proof_file_yet_naming_its_seq(
+    tmp_path: Path, make_app: AppFactory
+) -> None:
+    log = await signed_log(tmp_path, tail=2)  # events 22 and 23: after the checkpoint of 21
+    async with AsyncTestClient(make_app(log.store, read_keys=(READ_KEY,))) as c:
+        r = await c.get("/v1/events/22/proof", headers=AUTH)
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"] == [{"key": "seq", "message": "seq 22 is beyond tree size 21"}]
+
+
 async def test_the_proof_file_needs_a_read_key_and_verifies_offline(
     signed: Signed, keyed: Any
 ) -> None:

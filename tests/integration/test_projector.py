@@ -642,6 +642,46 @@ async def test_a_rebuild_job_records_its_start_its_progress_each_half_second_and
     assert (job.state, job.processed, job.total, job.finished_at) == ("succeeded", head, head, now)
 
 
+async def test_a_rebuild_job_reports_the_total_of_the_log_the_rebuild_reads(
+    store: Store, clock: FakeClock
+) -> None:
+    """The total recorded at the start is the head then; an event appended before the
+    rebuild reads the log is in the total its progress reports (never N+1 of N)."""
+    from eventstore.model import Head
+    from projections.runner import request_rebuild
+
+    await workload(store, clock, seed=18, changes=20)
+    head = (await store.events.head()).seq
+    runner = ProjectionRunner(store, ORDERS_BY_STATUS, clock=clock, batch_size=3)
+    ticks = iter(range(10**6))
+    runner.monotonic = lambda: float(next(ticks))  # a second a call: every report is written
+    heads = 0
+    real_head = store.events.head
+
+    async def head_before_the_last_append() -> Head:
+        nonlocal heads
+        heads += 1
+        found = await real_head()
+        return Head(seq=found.seq - 1) if heads == 1 else found  # the job's own read: one behind
+
+    store.events.head = head_before_the_last_append  # type: ignore[method-assign]
+    totals: list[int] = []
+    real_update = store.jobs.update
+
+    async def recording_update(job: Any) -> None:
+        totals.append(job.total)
+        await real_update(job)
+
+    store.jobs.update = recording_update  # type: ignore[method-assign]
+    try:
+        job = await request_rebuild(runner, job_id="grown")
+    finally:
+        store.jobs.update = real_update  # type: ignore[method-assign]
+        store.events.head = real_head  # type: ignore[method-assign]
+    assert totals[:2] == [0, head - 1] and set(totals[2:]) == {head}
+    assert (job.processed, job.total) == (head, head)
+
+
 async def test_a_runner_whose_lease_is_taken_says_so_and_stands_by(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1001,7 +1001,7 @@
     $('#state-removed').replaceChildren();
     $('#state-json').textContent = '';
     delete $('#state-json').dataset.version;
-    flags([{ cls: 'info', text: visible(text) }]);
+    flags([{ cls: 'info', text }]); // shown escaped, as every text is
     history.replaceState(null, '', entityHash(e.stream, e.key) + `?at=${enc(iso)}`);
   }
 
