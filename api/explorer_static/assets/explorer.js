@@ -1132,6 +1132,23 @@
     return '#/query?' + new URLSearchParams(url('', { ...params, limit: $('#q-limit').value }).slice(1)).toString();
   }
 
+  /**
+   * Moves a cursor pager (`{cursors, page}`: the `after` of each page shown so far) a page
+   * on (`next`, to `cursor`) or back (`prev`); nothing otherwise. Returns what undoes it,
+   * for a page that could not be read: the page shown stays, and so does the way back.
+   */
+  function turnPage(pager, direction, cursor) {
+    const before = { cursors: pager.cursors.slice(), page: pager.page };
+    if (direction === 'next') {
+      pager.cursors.push(cursor);
+      pager.page += 1;
+    } else if (direction === 'prev') {
+      pager.cursors.pop();
+      pager.page -= 1;
+    }
+    return () => Object.assign(pager, before);
+  }
+
   async function runQuery(cursor, direction) {
     const params = queryParamsFromForm();
     if (params.entity && !params.stream) {
@@ -1141,14 +1158,7 @@
     const limit = Number($('#q-limit').value) || 50;
     if (!app.query || !direction) app.query = { params, cursors: [null], page: 0, next: null };
     const q = app.query;
-    const before = { cursors: q.cursors.slice(), page: q.page };
-    if (direction === 'next') {
-      q.cursors.push(cursor);
-      q.page += 1;
-    } else if (direction === 'prev') {
-      q.cursors.pop();
-      q.page -= 1;
-    }
+    const undo = turnPage(q, direction, cursor);
     const after = q.cursors[q.cursors.length - 1];
     $('#results-summary').textContent = 'Searching…';
     let page;
@@ -1157,8 +1167,7 @@
     } catch (err) {
       if (app.query === q) {
         if (direction) { // the page shown stays, and so does the way back to it
-          q.cursors = before.cursors;
-          q.page = before.page;
+          undo();
           $('#results-summary').textContent = 'That page could not be read (see the message above).';
         } else { // never the rows of another query under this one's form
           $('#results tbody').replaceChildren();
@@ -1414,14 +1423,7 @@
   async function showRows(name, direction) {
     const v = rowsView;
     if (!direction || v.name !== name) Object.assign(v, { name, cursors: [null], page: 0, next: null });
-    const before = { cursors: v.cursors.slice(), page: v.page };
-    if (direction === 'next') {
-      v.cursors.push(v.next);
-      v.page += 1;
-    } else if (direction === 'prev') {
-      v.cursors.pop();
-      v.page -= 1;
-    }
+    const undo = turnPage(v, direction, v.next);
     const token = ++v.token;
     const box = $('#proj-rows');
     box.hidden = false;
@@ -1433,7 +1435,7 @@
         params: { limit: ROWS_PAGE, after: v.cursors[v.cursors.length - 1] },
       });
     } catch (err) {
-      if (token === v.token) Object.assign(v, before);
+      if (token === v.token) undo();
       throw err;
     }
     if (token !== v.token) return;
