@@ -150,10 +150,10 @@ async def projection_rows(
     projection = services.projection(name)
     fields = _fields(name)
     filters: dict[str, Any] = {}
+    usable = [f for f, parse in fields.items() if parse is not None]
     for field, values in request.query_params.dict().items():
         if field in RESERVED:
             continue
-        usable = [f for f, parse in fields.items() if parse is not None]
         if field not in fields:
             if not usable:  # a plugin's rows: their fields, and their types, are its own
                 raise bad_request(
