@@ -42,6 +42,7 @@ from litestar.plugins import InitPluginProtocol
 from litestar.types import ASGIApp, Message
 
 from api.auth import admin_guard, read_guard
+from api.bodies import REQUEST_BODIES, with_body
 from api.disconnect import CLIENT_CLOSED, ClientWatch
 from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
@@ -85,6 +86,7 @@ PROBLEM_CAUSES: Final[dict[int, str]] = {
     409: "An ambiguous bare key (`typed_keys` lists the typed keys to use), "
     "a rebuild already queued or running, or a worker that is not failed or stopped",
     422: "Well-formed but impossible: from_version after to_version, since after until; "
+    "a rebuild's workers out of 1-16; "
     "a proof's seq or sizes beyond the tree or out of order; a subscription with an unknown "
     "sink kind, URL scheme, placeholder or a bad secret (`errors: [{key, message}]` names each field)",
     503: "The database is not reachable; try again shortly",
@@ -103,7 +105,7 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "query_events": (404, 409, 422),
     "projection_rows": (404,),
     "projection_row": (404,),
-    "rebuild": (409,),
+    "rebuild": (409, 422),
     "get_checkpoint": (404,),
     "inclusion_proof": (404, 422),
     "consistency_proof": (404, 422),
@@ -173,6 +175,13 @@ def _documented(handlers: Iterable[Any], base: Iterable[int]) -> list[Any]:
             extra[200] = ResponseSpec(
                 str, media_type="text/event-stream", description="Server-Sent Events"
             )
+        if name == "put_subscription":
+            extra[201] = ResponseSpec(
+                dict[str, Any],
+                description="Created: the configuration (secrets as ***) and its status; "
+                "200 when it updated one",
+                generate_examples=False,
+            )
         if name == "ready":
             extra[503] = ResponseSpec(
                 NotReady,
@@ -187,6 +196,8 @@ def _documented(handlers: Iterable[Any], base: Iterable[int]) -> list[Any]:
         clone.responses = {**problem_responses(codes), **extra, **(handler.responses or {})}
         if name == "query_events":
             clone.operation_class = EventsOperation
+        if name in REQUEST_BODIES:
+            clone.operation_class = with_body(REQUEST_BODIES[name])
         documented.append(clone)
     return documented
 

@@ -29,6 +29,28 @@ def decode_json(data: bytes | str) -> Any:
         raise NestedTooDeeply(f"JSON {TOO_DEEP}") from None
 
 
+# Integral doubles up to here are exact: past it, 2.0 ** 60 may stand for a neighbour.
+EXACT_DOUBLE: Final = 2**53
+
+
+def whole_number(value: Any) -> int | None:
+    """`value` as an int when it is a whole JSON number, else None.
+
+    JSON has one number type: `2` and `2.0` are the same number, and JSON Schema's
+    `integer` (what OpenAPI documents) admits both, so a client that writes every
+    number as a double is not refused. A boolean is not a number; a double with a
+    fraction, or integral beyond 2^53 (where it may stand for its neighbour), is not
+    a whole number.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) <= EXACT_DOUBLE:
+        return int(value)
+    return None
+
+
 def loads(text: str) -> Any:
     """`text` as JSON by the standard library's rules; ValueError when it is not, or nests too deeply."""
     try:
@@ -37,4 +59,4 @@ def loads(text: str) -> Any:
         raise ValueError(f"JSON {TOO_DEEP}") from None
 
 
-__all__ = ["TOO_DEEP", "NestedTooDeeply", "decode_json", "loads"]
+__all__ = ["TOO_DEEP", "NestedTooDeeply", "decode_json", "loads", "whole_number"]

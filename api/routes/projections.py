@@ -25,7 +25,7 @@ from api.schemas import JobCreated, JobOut, PartitionOut, ProjectionOut, RowsPag
 from api.services import Services, ServicesDep
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.history import AmbiguousKey
-from eventstore.json_input import TOO_DEEP, NestedTooDeeply, decode_json
+from eventstore.json_input import TOO_DEEP, NestedTooDeeply, decode_json, whole_number
 from eventstore.keys import InvalidKey, candidates, typed_key
 from projections.api import SEQ_FIELD
 from projections.orders import NO_CUSTOMER
@@ -250,8 +250,8 @@ def _workers(body: bytes) -> int:
         raise bad_request(f'the body must be JSON: {{"workers": N}}{too_deep}') from None
     if not isinstance(parsed, dict) or set(parsed) - {"workers"}:
         raise bad_request('the body takes only {"workers": N}')
-    workers = parsed.get("workers", 1)
-    if not isinstance(workers, int) or isinstance(workers, bool):
+    workers = whole_number(parsed.get("workers", 1))
+    if workers is None:
         raise bad_request(f"workers must be a whole number from 1 to {MAX_WORKERS}")
     if not 1 <= workers <= MAX_WORKERS:  # well formed, but no rebuild has that many (422)
         detail = f"workers must be from 1 to {MAX_WORKERS}, got {workers}"

@@ -19,7 +19,7 @@ from api.params import path_value, seq_in_path, whole
 from api.problems import ApiError, bad_request, not_found, problem
 from api.services import ServicesDep
 from api.subscription_access import admin_of
-from eventstore.json_input import decode_json
+from eventstore.json_input import decode_json, whole_number
 from eventstore.model import MAX_SEQ
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions.control import (
@@ -213,10 +213,9 @@ async def replay_parked(
     if body is not None:
         if not isinstance(body, dict) or set(body) - {"up_to_seq"}:
             raise bad_request('the body is empty or {"up_to_seq": N}')
-        up_to = body.get("up_to_seq")
-        if up_to is not None and (
-            not isinstance(up_to, int) or isinstance(up_to, bool) or not 1 <= up_to <= MAX_SEQ
-        ):
+        given = body.get("up_to_seq")
+        up_to = None if given is None else whole_number(given)
+        if given is not None and (up_to is None or not 1 <= up_to <= MAX_SEQ):
             raise bad_request(f"up_to_seq is a seq (an integer from 1 to {MAX_SEQ})")
     try:
         queued = await admin_of(services).replay(wanted, up_to, actor=actor_of(request))

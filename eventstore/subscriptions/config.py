@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from eventstore.json_input import whole_number
 from eventstore.model import EVENT_TYPES, MAX_SEQ
 from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
 from eventstore.subscriptions import templates
@@ -123,10 +124,6 @@ class _Check:
             raise ConfigError(self.errors)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
@@ -161,14 +158,15 @@ def _start(check: _Check, key: str, value: Any) -> Start:
         return Start()
     ((field, v),) = value.items()
     if field == "seq":
-        if not _is_int(v):
+        seq = whole_number(v)
+        if seq is None:
             check.malformed(f"{key}.seq", "expected an integer")
-        elif v < 1:
+        elif seq < 1:
             check.bad(f"{key}.seq", "seq starts at 1")
-        elif v > MAX_SEQ:
+        elif seq > MAX_SEQ:
             check.bad(f"{key}.seq", f"at most {MAX_SEQ}")
         else:
-            return Start(kind="seq", seq=v)
+            return Start(kind="seq", seq=seq)
         return Start()
     if field == "time":
         if not isinstance(v, str):
@@ -345,20 +343,21 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
         else:
             for i, k in enumerate(keys):
                 _template(check, f"sink.keys[{i}]", k)
-        again = value.get("again_after_ms", 0)
-        if not _is_int(again):
+        again = whole_number(value.get("again_after_ms", 0))
+        if again is None:
             check.malformed("sink.again_after_ms", "expected an integer")
         elif not 0 <= again <= 60_000:
             check.bad("sink.again_after_ms", "between 0 and 60000")
-        out.setdefault("again_after_ms", 0)
+        out["again_after_ms"] = again
     else:
         _required(check, "sink.stream", value.get("stream"))
-        maxlen = value.get("maxlen", 1_000_000)
-        if maxlen is not None and not _is_int(maxlen):
+        given = value.get("maxlen", 1_000_000)
+        maxlen = None if given is None else whole_number(given)
+        if given is not None and maxlen is None:
             check.malformed("sink.maxlen", "expected an integer or null")
         elif maxlen is not None and maxlen < 1:
             check.bad("sink.maxlen", "at least 1 (or null: no trimming)")
-        out.setdefault("maxlen", 1_000_000)
+        out["maxlen"] = maxlen
     return out
 
 
@@ -426,8 +425,8 @@ def parse(name: str, body: Any) -> SubscriptionConfig:
         sink = {}
     filt = _filter(check, body.get("filter"))
     start = _start(check, "start", body.get("start"))
-    lanes = body.get("lanes", 1)
-    if not _is_int(lanes):
+    lanes = whole_number(body.get("lanes", 1))
+    if lanes is None:
         check.malformed("lanes", "expected an integer")
         lanes = 1
     elif not 1 <= lanes <= MAX_LANES:

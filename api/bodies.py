@@ -1,0 +1,261 @@
+"""The JSON bodies of the admin operations that read their body themselves, for OpenAPI.
+
+These handlers parse the raw body (`await request.body()`), so they can tell a
+malformed body (400) from a well-formed but impossible one (422, naming each field),
+and Litestar has no parameter to describe it from. The schemas here state the same
+shape the parsers check (`eventstore.subscriptions.config`, `api.routes.projections`,
+`api.routes.subscriptions`): the fields, their types, bounds and enumerations, and no
+other field. What a schema cannot state (a URL that parses, a template's
+placeholders, a webhook secret's decoded length, a second writer of one Redis
+stream) is checked by the server and answered 422 with `errors: [{key, message}]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, RequestBody, Schema
+from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
+
+from api.routes.erasures import ErasureIn
+from api.routes.projections import MAX_WORKERS
+from eventstore.model import EVENT_TYPES, MAX_SEQ
+from eventstore.subscriptions import config as cfg
+
+STRING: Final = OpenAPIType.STRING
+INTEGER: Final = OpenAPIType.INTEGER
+NUMBER: Final = OpenAPIType.NUMBER
+OBJECT: Final = OpenAPIType.OBJECT
+ARRAY: Final = OpenAPIType.ARRAY
+NULL: Final = OpenAPIType.NULL
+
+
+def _object(
+    properties: dict[str, Schema | Reference],
+    *,
+    required: list[str] | None = None,
+    description: str = "",
+) -> Schema:
+    """An object with exactly these fields (any other is a 400)."""
+    return Schema(
+        type=OBJECT,
+        properties=properties,
+        required=required or None,
+        additional_properties=False,
+        description=description or None,
+    )
+
+
+def _nullable(schema: Schema) -> Schema:
+    """`schema`, or null (the parser reads null as the field's default)."""
+    return Schema(one_of=[schema, Schema(type=NULL)])
+
+
+SEQ: Final = Schema(type=INTEGER, minimum=1, maximum=MAX_SEQ)
+TEMPLATE: Final = Schema(
+    type=STRING,
+    min_length=1,
+    description="may use {stream}, {entity_key}, {type}, {seq}, {version}; {{ and }} are braces",
+)
+REFERENCE: Final = [
+    _object(
+        {"env": Schema(type=STRING, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")},
+        required=["env"],
+        description="read from this environment variable when the sink starts",
+    ),
+    _object(
+        {"file": Schema(type=STRING, min_length=1)},
+        required=["file"],
+        description="read from this file when the sink starts",
+    ),
+]
+SECRET: Final = Schema(one_of=[Schema(type=STRING, min_length=1), *REFERENCE])
+WEBHOOK_SECRET: Final = Schema(
+    one_of=[
+        Schema(
+            type=STRING,
+            pattern=r"^(\*\*\*|whsec_[A-Za-z0-9+/]{32,88}={0,2})$",
+            description="whsec_<base64 of 24-64 bytes>; *** keeps the stored one",
+        ),
+        *REFERENCE,
+    ]
+)
+URL: Final = Schema(one_of=[TEMPLATE, *REFERENCE])
+
+
+def _sink(kind: str, fields: dict[str, Schema], required: list[str], about: str) -> Schema:
+    return _object(
+        {"kind": Schema(type=STRING, const=kind), "url": URL, **fields},
+        required=["kind", "url", *required],
+        description=about,
+    )
+
+
+SINK: Final = Schema(
+    one_of=[
+        _sink(
+            cfg.WEBHOOK,
+            {
+                "secret": Schema(
+                    one_of=[
+                        WEBHOOK_SECRET,
+                        Schema(type=ARRAY, items=WEBHOOK_SECRET, min_items=1, max_items=2),
+                    ],
+                    description="required at creation; [new, old] during a rotation; "
+                    "an update without it keeps the stored one",
+                ),
+                "timeout_s": Schema(type=NUMBER, exclusive_minimum=0, maximum=60, default=15),
+                "headers": Schema(
+                    type=OBJECT,
+                    additional_properties=SECRET,
+                    description="not webhook-*, content-type or host; no control characters",
+                ),
+            },
+            [],
+            "one signed POST per event (Standard Webhooks); url http(s)://",
+        ),
+        _sink(
+            cfg.REDIS_PUBSUB,
+            {"channel": TEMPLATE},
+            ["channel"],
+            "PUBLISH of each event; url redis(s)://",
+        ),
+        _sink(
+            cfg.REDIS_INVALIDATE,
+            {
+                "keys": Schema(type=ARRAY, items=TEMPLATE, min_items=1),
+                "again_after_ms": Schema(type=INTEGER, minimum=0, maximum=60_000, default=0),
+            },
+            ["keys"],
+            "UNLINK of keys and patterns; url redis(s)://",
+        ),
+        _sink(
+            cfg.REDIS_STREAM,
+            {
+                "stream": TEMPLATE,
+                "maxlen": _nullable(Schema(type=INTEGER, minimum=1, default=1_000_000)),
+            },
+            ["stream"],
+            "XADD with the entry id <seq>-0; lanes must be 1; url redis(s)://",
+        ),
+    ],
+)
+START: Final = Schema(
+    one_of=[
+        Schema(type=STRING, enum=["latest", "earliest"]),
+        _object({"seq": SEQ}, required=["seq"], description="from this seq on"),
+        _object(
+            {"time": Schema(type=STRING, format=OpenAPIFormat.DATE_TIME)},
+            required=["time"],
+            description="from the first event recorded at or after this time",
+        ),
+    ]
+)
+
+
+def _strings(items: Schema | None = None) -> Schema:
+    return _nullable(Schema(type=ARRAY, items=items or Schema(type=STRING)))
+
+
+FILTER: Final = _object(
+    {
+        "streams": _strings(),
+        "types": _strings(Schema(type=STRING, enum=sorted(EVENT_TYPES))),
+        "actors": _strings(),
+        "fields": _strings(Schema(type=STRING, pattern=r"^[^.$\s][^.\s]*(\.[^.$\s][^.\s]*)*$")),
+    },
+    description="AND across criteria, OR within one; an empty criterion admits everything",
+)
+RETRY: Final = _object(
+    {
+        "delays_s": Schema(
+            type=ARRAY, items=Schema(type=NUMBER, minimum=0, maximum=7 * 86400), max_items=30
+        ),
+        "jitter": Schema(type=NUMBER, minimum=0, maximum=1, default=0.1),
+    }
+)
+SUBSCRIPTION: Final = _object(
+    {
+        "sink": SINK,
+        "filter": _nullable(FILTER),
+        "start": _nullable(START),
+        "lanes": Schema(type=INTEGER, minimum=1, maximum=cfg.MAX_LANES, default=1),
+        "retry": _nullable(RETRY),
+    },
+    required=["sink"],
+)
+
+
+# Free text as `eventstore.erasure.check_text` takes it: not blank, no control character but tab.
+TEXT: Final = r"^[^\x00-\x08\x0a-\x1f]*[^\s\x00-\x1f][^\x00-\x08\x0a-\x1f]*$"
+
+
+def closed(struct: type[msgspec.Struct], patterns: dict[str, str] | None = None) -> Schema:
+    """The schema of a `forbid_unknown_fields` Struct of strings, with its bounds.
+
+    Litestar documents such a Struct as an open object, so a client (or a fuzzer) reads
+    any other field as allowed, where msgspec refuses it (400). Other field types are
+    not needed yet, and refused rather than documented wrongly.
+    """
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields
+    properties: dict[str, Schema | Reference] = {}
+    for field in info.fields:
+        if not isinstance(field.type, msgspec.inspect.StrType):
+            raise TypeError(f"{struct.__name__}.{field.name}: only string fields are documented")
+        properties[field.encode_name] = Schema(
+            type=STRING,
+            min_length=field.type.min_length,
+            max_length=field.type.max_length,
+            pattern=(patterns or {}).get(field.encode_name),
+        )
+    return _object(properties, required=[f.encode_name for f in info.fields if f.required])
+
+
+def _json(schema: Schema, *, required: bool, description: str) -> RequestBody:
+    return RequestBody(
+        content={"application/json": OpenAPIMediaType(schema=schema)},
+        required=required,
+        description=description,
+    )
+
+
+def with_body(body: RequestBody) -> type[Operation]:
+    """An operation class whose request body is `body` (set when Litestar builds it)."""
+
+    @dataclass
+    class WithBody(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = body
+
+    return WithBody
+
+
+# Handler name -> the body its operation takes.
+REQUEST_BODIES: Final[dict[str, RequestBody]] = {
+    "put_subscription": _json(
+        SUBSCRIPTION, required=True, description="The subscription's configuration"
+    ),
+    "reset_subscription": _json(
+        _object({"start": START}, required=["start"]),
+        required=True,
+        description="Where delivery starts again",
+    ),
+    "replay_parked": _json(
+        _object({"up_to_seq": _nullable(SEQ)}),
+        required=False,
+        description="Replay the parked events up to this seq (none: every parked event)",
+    ),
+    "create_erasure": _json(
+        closed(ErasureIn, {"reason": TEXT}),
+        required=True,
+        description="The entity whose payloads are erased, and why (the actor is a header)",
+    ),
+    "rebuild": _json(
+        _object({"workers": Schema(type=INTEGER, minimum=1, maximum=MAX_WORKERS, default=1)}),
+        required=False,
+        description="The partitions of the rebuild, each folded by its own process (default 1)",
+    ),
+}
