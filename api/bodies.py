@@ -82,12 +82,27 @@ WEBHOOK_SECRET: Final = Schema(
         *REFERENCE,
     ]
 )
-URL: Final = Schema(one_of=[TEMPLATE, *REFERENCE])
+
+
+def _url(*schemes: str) -> Schema:
+    """A URL template of one of these schemes (any case) naming a host, or a reference to one."""
+    either = "|".join("".join(f"[{c.upper()}{c}]" for c in scheme) for scheme in schemes)
+    return Schema(
+        one_of=[
+            Schema(
+                type=STRING,
+                pattern=rf"^({either})://[^/?#@\s]*[^/?#:@\s\[\]]",
+                description=f"{' or '.join(schemes)}; may use the placeholders",
+            ),
+            *REFERENCE,
+        ]
+    )
 
 
 def _sink(kind: str, fields: dict[str, Schema], required: list[str], about: str) -> Schema:
+    url = _url("http", "https") if kind == cfg.WEBHOOK else _url("redis", "rediss")
     return _object(
-        {"kind": Schema(type=STRING, const=kind), "url": URL, **fields},
+        {"kind": Schema(type=STRING, const=kind), "url": url, **fields},
         required=["kind", "url", *required],
         description=about,
     )

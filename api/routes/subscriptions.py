@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.params import path_value, seq_in_path, whole
@@ -81,7 +81,10 @@ def _missing(name: str) -> ApiError:
     summary="Create (201) or update (200) a subscription; an update without a secret keeps it",
 )
 async def put_subscription(
-    services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
+    services: ServicesDep,
+    request: Request[Any, Any, Any],
+    # Documented, checked by `cfg.parse` (a name it refuses is a 422 naming `name`).
+    name: Annotated[str, Parameter(schema_extra={"pattern": cfg.NAME_RE.pattern})],
 ) -> Response[Any]:
     wanted = path_value(name)
     body = await _body(request)
