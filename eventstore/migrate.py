@@ -160,7 +160,9 @@ def load_steps() -> list[Step]:
     """Our steps, in number order (imported here, not at import time)."""
     package = _package()
     names = sorted(
-        info.name for info in pkgutil.iter_modules(package.__path__) if _STEP_NAME.match(info.name)
+        info.name
+        for info in pkgutil.iter_modules(package.__path__)
+        if _STEP_NAME.fullmatch(info.name)
     )
     steps = []
     for name in names:

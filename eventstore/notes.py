@@ -161,7 +161,7 @@ def parse_checkpoint(text: str) -> tuple[str, int, bytes]:
     lines = text[:-1].split("\n")
     if len(lines) < 3 or not lines[0] or any(not line for line in lines):
         raise NoteError("a checkpoint has an origin, a size and a root line")
-    if not _DECIMAL.match(lines[1]):
+    if not _DECIMAL.fullmatch(lines[1]):
         raise NoteError("the checkpoint's size is not a decimal number")
     root = _b64decode(lines[2], "the checkpoint's root")
     if len(root) != 32:

@@ -273,7 +273,7 @@ def _check_order_fields(value: Any) -> str | None:
         name, path = pair
         if name not in ORDER_FIELDS:
             return f"has an unknown key {name!r} (keys: {', '.join(ORDER_FIELDS)})"
-        if not isinstance(path, str) or not all(_PATH_PART.match(p) for p in path.split(".")):
+        if not isinstance(path, str) or not all(_PATH_PART.fullmatch(p) for p in path.split(".")):
             return f"{name}: {path!r} is not a document path (like total or customer.id)"
     return None
 

@@ -83,7 +83,7 @@ def _entry_points() -> list[EntryPointLike]:
 
 def _check(label: str, p: Projection) -> None:
     """One projection on its own: its name, its collection, its functions."""
-    if not isinstance(p.name, str) or not NAME.match(p.name):
+    if not isinstance(p.name, str) or not NAME.fullmatch(p.name):
         raise PluginError(f"{label}: name {p.name!r} does not match {NAME.pattern}")
     problem = collection_problem(p.collection)
     if problem is not None:

@@ -54,7 +54,7 @@ def store_collection_names() -> frozenset[str]:
 
 def collection_problem(collection: object) -> str | None:
     """Why a projection may not use this collection (None: it may)."""
-    if not isinstance(collection, str) or not _COLLECTION.match(collection):
+    if not isinstance(collection, str) or not _COLLECTION.fullmatch(collection):
         return f"collection {collection!r} is not a MongoDB collection name"
     lowered = collection.lower()
     if lowered.startswith("system.") or lowered == "system":

@@ -37,7 +37,7 @@ def make_token(cluster_time: Timestamp, position: int) -> dict[str, Any]:
 def token_position(token: Mapping[str, Any] | None) -> int:
     """The feed position a resume token stands for; SourceError for a token of another kind."""
     data = token.get("_data") if isinstance(token, Mapping) else None
-    match = _TOKEN.match(data) if isinstance(data, str) else None
+    match = _TOKEN.fullmatch(data) if isinstance(data, str) else None
     if match is None:
         raise SourceError(f"not a resume token of the memory change feed: {token!r}")
     return int(match.group(3), 16)

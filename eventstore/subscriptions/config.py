@@ -211,7 +211,7 @@ def _secret(check: _Check, key: str, value: Any) -> None:
 
 def header_value_ok(value: str) -> bool:
     """True when a header value holds no control character (CR, LF, NUL, ...)."""
-    return bool(_HEADER_VALUE.match(value))
+    return bool(_HEADER_VALUE.fullmatch(value))
 
 
 def webhook_key(secret: str) -> bytes | None:
@@ -314,7 +314,7 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
         else:
             for h, v in headers.items():
                 hk = f"sink.headers.{h}"
-                if not _TOKEN.match(h):
+                if not _TOKEN.fullmatch(h):
                     check.bad(hk, "not a valid header name")
                 elif h.lower() in RESERVED_HEADERS or h.lower().startswith("webhook-"):
                     check.bad(hk, "webhook-*, content-type and host are set by the sink")
@@ -378,7 +378,7 @@ def _filter(check: _Check, value: Any) -> Filter:
         if t not in EVENT_TYPES:
             check.bad(f"filter.types[{i}]", f"unknown event type {t!r}")
     for i, p in enumerate(f.fields):
-        if not p or not all(_PATH_SEGMENT.match(s) for s in p.split(".")):
+        if not p or not all(_PATH_SEGMENT.fullmatch(s) for s in p.split(".")):
             check.bad(f"filter.fields[{i}]", f"{p!r} is not a field path (a.b.c)")
     return f
 
@@ -413,7 +413,7 @@ BODY_FIELDS: Final = ("sink", "filter", "start", "lanes", "retry")
 def parse(name: str, body: Any) -> SubscriptionConfig:
     """A validated configuration from a PUT body (or a declarative file's entry)."""
     check = _Check()
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         check.bad("name", "1-64 of a-z 0-9 _ -, starting with a letter or digit")
     if not isinstance(body, dict):
         raise ConfigError([{"key": "", "message": "expected a JSON object"}], malformed=True)

@@ -120,7 +120,7 @@ class SubscriptionAdmin:
 
     async def validate(self, name: str, body: Any) -> cfg.SubscriptionConfig:
         """The configuration a PUT body gives (stored secrets kept where it gives none)."""
-        existing = await self.store.subscriptions.get(name) if cfg.NAME_RE.match(name) else None
+        existing = await self.store.subscriptions.get(name) if cfg.NAME_RE.fullmatch(name) else None
         if isinstance(body, dict) and isinstance(body.get("sink"), dict) and existing is not None:
             body = {**body, "sink": cfg.keep_secrets(body["sink"], existing.config.get("sink"))}
         config = cfg.parse(name, body)

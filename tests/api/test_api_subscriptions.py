@@ -100,6 +100,10 @@ async def test_put_creates_201_then_updates_200_and_never_returns_secrets(
         ),
         ({"sink": {**HOOK, "headers": {"x-a": "v\r\nx-b: injected"}}}, 422, "sink.headers.x-a"),
         ({"sink": HOOK, "start": {"seq": 10**40}}, 422, "start.seq"),
+        # A final newline passed each pattern (`$` of re.match matches before it).
+        ({"sink": {**HOOK, "headers": {"x-a": "v\n"}}}, 422, "sink.headers.x-a"),
+        ({"sink": {**HOOK, "headers": {"x-a\n": "v"}}}, 422, "sink.headers.x-a\n"),
+        ({"sink": HOOK, "filter": {"fields": ["status\n"]}}, 422, "filter.fields[0]"),
     ],
 )
 async def test_bad_bodies_are_400_or_422_naming_the_field_and_store_nothing(
@@ -287,3 +291,15 @@ async def test_seqs_beyond_what_a_database_stores_are_refused_not_500(
     assert [e["key"] for e in reset.json()["errors"]] == ["start.seq"]
     record = await store.subscriptions.get("orders")
     assert record is not None and record.commands == []  # nothing queued
+
+
+async def test_a_name_with_a_final_newline_is_refused(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    """`orders\n` passed the name's pattern (`$` of re.match matches before a final newline)."""
+    c, store = client
+    response = await c.put(f"{BASE}/orders%0A", json={"sink": HOOK}, headers=ADMIN)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["key"] == "name"
+    assert await store.subscriptions.get("orders\n") is None
+    assert (await c.get(f"{BASE}/orders%0A", headers=ADMIN)).status_code == 404

@@ -328,6 +328,7 @@ TAKEN_NAME = make("order_summary", "rm_mine")
 TAKEN_COLLECTION = make("mine", "rm_order_summary")
 BAD_NAME = make("Bad-Name", "rm_bad")
 LONG_NAME = make("a" * 65, "rm_long")
+NEWLINE_NAME = make("good\\n", "rm_newline")
 NOT_A_PROJECTION = {"name": "x"}
 EMPTY = []
 BUILDING = make("building", "rm_order_summary__rebuild")
@@ -380,6 +381,8 @@ def reserved_plugin(collection: str) -> str:
             "^[a-z][a-z0-9_]{0,63}$",
         ),
         (["refused_plugins:LONG_NAME"], "does not match ^[a-z][a-z0-9_]{0,63}$"),
+        # `$` of re.match also matches before a final newline: the name was taken.
+        (["refused_plugins:NEWLINE_NAME"], "name 'good\\n' does not match"),
         (
             ["refused_plugins:GOOD", "refused_plugins:SAME_NAME"],
             "projection plugin 'refused_plugins:SAME_NAME': name 'good_one' is already taken "
