@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import weakref
 from collections.abc import Iterable
 from datetime import datetime
@@ -40,8 +41,22 @@ def whole(ge: int, le: int, **kwargs: Any) -> Any:
 
 
 def seq_in_path() -> Any:
-    """A path parameter naming an event's seq: its bounds in the schema (the route checks them)."""
-    return Parameter(schema_extra={"minimum": 1, "maximum": MAX_SEQ})
+    """A path parameter naming an event's seq, documented as the integer it is (with bounds).
+
+    The route takes it as text (`{seq:str}`) and reads it with `seq_of_path`: Litestar
+    reads an `{x:int}` segment with `int()`, which takes `1_0`, `+1`, `01`, ` 1` and
+    non-ASCII digits, so `/v1/events/1_0/proof` was the proof of event 10.
+    """
+    return Parameter(schema_extra={"type": "integer", "minimum": 1, "maximum": MAX_SEQ})
+
+
+_DECIMAL: Final = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
+def seq_of_path(value: str) -> int | None:
+    """A path segment as the integer it writes in ASCII decimal digits; None for any other text."""
+    text = path_value(value)
+    return int(text) if len(text) <= 24 and _DECIMAL.fullmatch(text) else None
 
 
 def time_parameter(**kwargs: Any) -> Any:

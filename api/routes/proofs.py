@@ -19,6 +19,7 @@ from api.params import (
     listing,
     path_value,
     seq_in_path,
+    seq_of_path,
     whole,
 )
 from api.problems import ApiError, unprocessable
@@ -85,16 +86,20 @@ async def consistency_proof(
 
 
 @get(
-    "/events/{seq:int}/proof",
+    "/events/{seq:str}/proof",
     summary="A self-contained proof file (eventstore-proof/v1) of one event",
 )
 async def event_proof(
-    services: ServicesDep, seq: Annotated[int, seq_in_path()], size: Size = None
+    services: ServicesDep, seq: Annotated[str, seq_in_path()], size: Size = None
 ) -> dict[str, Any]:
-    if not 1 <= seq <= MAX_SIZE:
-        raise ApiError(400, f"seq must be 1..{MAX_SIZE}, got {seq}", kind="bad-request")
+    number = seq_of_path(seq)
+    if number is None or not 1 <= number <= MAX_SIZE:
+        got = seq if number is None else number
+        raise ApiError(
+            400, f"seq must be 1..{MAX_SIZE} in decimal digits, got {got!r}", kind="bad-request"
+        )
     try:
-        found = await proofs.event_proof(services.store, seq, size)
+        found = await proofs.event_proof(services.store, number, size)
     except (proofs.NoCheckpoint, proofs.UnknownEvent) as exc:
         raise ApiError(404, str(exc), kind="not-found") from exc
     except ProofError as exc:

@@ -15,7 +15,7 @@ from litestar import Request, Response, delete, get, post, put
 from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from api.params import path_value, seq_in_path, whole
+from api.params import path_value, seq_in_path, seq_of_path, whole
 from api.problems import ApiError, bad_request, not_found, problem
 from api.services import ServicesDep
 from api.subscription_access import admin_of
@@ -228,7 +228,7 @@ async def replay_parked(
 
 
 @post(
-    "/subscriptions/{name:str}/parked/{seq:int}/skip",
+    "/subscriptions/{name:str}/parked/{seq:str}/skip",
     status_code=HTTP_200_OK,
     summary="Give up on one parked event (recorded in the action trail)",
 )
@@ -236,16 +236,17 @@ async def skip_parked(
     services: ServicesDep,
     request: Request[Any, Any, Any],
     name: FromPath[str],
-    seq: Annotated[int, seq_in_path()],
+    seq: Annotated[str, seq_in_path()],
 ) -> dict[str, Any]:
     wanted = path_value(name)
-    if not 1 <= seq <= MAX_SEQ:  # no such event (and no query a database cannot encode)
-        raise not_found(f"{wanted}: seq {seq} is not parked")
+    number = seq_of_path(seq)
+    if number is None or not 1 <= number <= MAX_SEQ:  # no such event (nor a query for one)
+        raise not_found(f"{wanted}: seq {seq!r} is not parked")
     try:
-        await admin_of(services).skip(wanted, seq, actor=actor_of(request))
+        await admin_of(services).skip(wanted, number, actor=actor_of(request))
     except NotFound as exc:
-        raise not_found(str(exc.args[0]) if exc.args else f"no parked event {seq}") from None
-    return {"skipped": seq}
+        raise not_found(str(exc.args[0]) if exc.args else f"no parked event {number}") from None
+    return {"skipped": number}
 
 
 @get("/actions", summary="The admin action trail: who did what to which subscription, when")

@@ -303,3 +303,32 @@ async def test_a_name_with_a_final_newline_is_refused(
     assert response.json()["errors"][0]["key"] == "name"
     assert await store.subscriptions.get("orders\n") is None
     assert (await c.get(f"{BASE}/orders%0A", headers=ADMIN)).status_code == 404
+
+
+async def test_a_parked_seq_is_read_only_as_decimal_digits(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    """`1_0` and `+10` were read as seq 10 by Litestar's int(), and that event skipped."""
+    c, store = client
+    assert (await c.put(f"{BASE}/orders", json={"sink": HOOK}, headers=ADMIN)).status_code == 201
+    await store.deliveries.park(
+        [
+            ParkedEvent(
+                name="orders",
+                seq=10,
+                stream="orders",
+                entity_key="a",
+                type="updated",
+                attempts=1,
+                last_error="the receiver answered 500",
+                parked_at=FakeClock().now(),
+            )
+        ]
+    )
+    for written in ("1_0", "+10", "010", "%2010"):
+        response = await c.post(f"{BASE}/orders/parked/{written}/skip", headers=ADMIN)
+        assert response.status_code == 404, (written, response.text)
+    parked = (await c.get(f"{BASE}/orders/parked", headers=ADMIN)).json()["items"]
+    assert [p["seq"] for p in parked] == [10]
+    skipped = await c.post(f"{BASE}/orders/parked/10/skip", headers=ADMIN)
+    assert skipped.status_code == 200 and skipped.json() == {"skipped": 10}
