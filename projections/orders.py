@@ -37,6 +37,7 @@ from projections.api import Write as Write
 from projections.money import _MONEY as _MONEY  # re-exported for the tests
 from projections.money import (
     MISSING,
+    WRONG_TYPE,
     ZERO,
     add,
     money128,
@@ -63,8 +64,11 @@ Problem = dict[str, Any]
 # other rows, so that rows built before say `rebuild needed`. 2 (2026-12-06): created_at from
 # ISO 8601 text, integer order numbers and statuses, array steps in paths, amounts of 10**6111 and more
 # not money, sums in Decimal128's 34 digits. 3 (2026-12-06): a numeric customer id by its value
-# (42.0 and Decimal128 42 are customer `42`), a NaN or infinite one no customer.
-ORDER_RULES: Final = 3
+# (42.0 and Decimal128 42 are customer `42`), a NaN or infinite one no customer. 4 (2026-12-07):
+# a numeric status or order number by its value (2.0 and Decimal128 2 are status `2`), and a
+# status that is there but neither text nor a number is a problem (`wrong_type`), not silently
+# an unpaid order.
+ORDER_RULES: Final = 4
 
 
 class OrderSchema(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,16 +122,40 @@ def _placed(value: Any) -> datetime | None:
     return None
 
 
-def _label(value: Any) -> str | None:
-    """An order number or status as text: a string as it is, an integer in decimal (not a bool).
+def _number_text(value: Any) -> str | None:
+    """A number as text by its value, as MongoDB compares numbers; None for anything else.
 
-    Shops number orders 1001, 1002, ... and code statuses 1, 2, ...: `PAID_STATUSES=2,3`.
+    42, Int64 42, 42.0 and Decimal128("42.0") are `42`; 42.5 and Decimal128("42.50") are
+    `42.5`. A boolean is not a number; a NaN or an infinity names nothing.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (float, Decimal128)):
+        number = Decimal(repr(value)) if isinstance(value, float) else value.to_decimal()
+        if not number.is_finite():
+            return None
+        if number == number.to_integral_value():
+            return str(int(number))
+        return format(number.normalize(), "f")
+    return None
+
+
+def _readable(status: Any) -> bool:
+    """True unless a status is there and cannot be read (what `status_problem` records)."""
+    return status is None or _label(status) is not None
+
+
+def _label(value: Any) -> str | None:
+    """An order number or status as text: a string as it is, a number by its value (not a bool).
+
+    Shops number orders 1001, 1002, ... and code statuses 1, 2, ...: `PAID_STATUSES=2,3`
+    (a driver that writes every number as a double stores 2.0: still status `2`).
     """
     if isinstance(value, str):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
+    return _number_text(value)
 
 
 def _day(when: datetime) -> str:
@@ -259,13 +287,8 @@ class OrderReader:
         cid = self.customer_id_value(doc)
         if cid is None or isinstance(cid, (dict, list, bool)):
             return None
-        if isinstance(cid, (float, Decimal128)):
-            number = Decimal(repr(cid)) if isinstance(cid, float) else cid.to_decimal()
-            if not number.is_finite():
-                return None
-            if number == number.to_integral_value():
-                return str(int(number))
-            return format(number.normalize(), "f")
+        if isinstance(cid, (int, float, Decimal128)):
+            return _number_text(cid)
         text = str(cid)
         return text or None
 
@@ -285,6 +308,28 @@ class OrderReader:
 
     def is_paid(self, doc: Mapping[str, Any] | None) -> bool:
         return self.status_text(doc) in self.paid
+
+    def status_problem(self, seq: int, doc: Mapping[str, Any] | None) -> Problem | None:
+        """The problem of a status that is there but cannot be read (`wrong_type`), else None.
+
+        Such an order (status `true`, a sub-document, NaN) may well be paid: it is counted
+        as not paid, and recorded, never silently left out of revenue. A missing status
+        is an order not (yet) in any status, as a missing total outside the paid ones.
+        """
+        value = self.status(doc)
+        if _readable(value):
+            return None
+        return problem(seq, "status", value, WRONG_TYPE)
+
+    def new_status_problem(self, change: Change) -> Problem | None:
+        """The status problem `change` brings, unless its order already had that value."""
+        found = self.status_problem(change.event.seq, change.after)
+        if found is None or (
+            change.before is not None
+            and _same(self.status(change.before), self.status(change.after))
+        ):
+            return None
+        return found
 
     def created_at(self, doc: Mapping[str, Any] | None, e: Event) -> datetime:
         """When the order was placed: its date, or ISO 8601 text; else the event's time."""
@@ -326,12 +371,16 @@ class OrderReader:
             out.append((self._after_currency(after), amount, +1))
             if reason is not None and not self.unchanged_while_paid(before, after):
                 found = problem(change.event.seq, "total", value, reason)
+        else:
+            found = self.new_status_problem(change)
         merged: dict[str, tuple[Decimal, int]] = {}
         for currency, amount, orders in out:
             a, o = merged.get(currency, (ZERO, 0))
             merged[currency] = (add(a, amount), o + orders)
         # A new bad total is recorded on its row even when it changes no figure there.
         booked = self._after_currency(after) if found is not None else None
+        if booked is not None and booked not in merged:  # a status problem books nothing
+            merged[booked] = (ZERO, 0)
         deltas = [(c, a, o) for c, (a, o) in merged.items() if a != 0 or o != 0 or c == booked]
         return deltas, found
 
@@ -352,6 +401,14 @@ class OrderReader:
 def _same(a: Any, b: Any) -> bool:
     """The same stored value (NaN included: the same double that is not a number)."""
     return a is b or (a.__class__ is b.__class__ and shown(a) == shown(b))
+
+
+def _kept(found: Problem, kept: Sequence[Problem], seq: int) -> Problem:
+    """`found`, or the record of the same problem `kept` already holds (its first seq)."""
+    for record in kept:
+        if {**record, "seq": seq} == found:
+            return record
+    return found
 
 
 def _problem_fields(old: Mapping[str, Any] | None, new: list[Problem]) -> tuple[list[Problem], int]:
@@ -404,14 +461,15 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             amount, reason = read_money(value)
             total = dec128(amount)
         problems: list[Problem] = []
-        status = _label(status)
-        if reason is not None and (reason != MISSING or status in paid):
-            found = problem(e.seq, "total", value, reason)
+        label = _label(status)
+        if reason is not None and (reason != MISSING or label in paid):
+            problems.append(problem(e.seq, "total", value, reason))
+        if label is None and status is not None:  # there, but neither text nor a number
+            problems.insert(0, problem(e.seq, "status", status, WRONG_TYPE))
+        if problems and old is not None and (kept := old.get("problems")):
             # the same bad value as before keeps its record (and the seq it first appeared at)
-            kept = old.get("problems") if old is not None else None
-            if kept and {**kept[-1], "seq": e.seq} == found:
-                found = kept[-1]
-            problems.append(found)
+            problems = [_kept(found, kept, e.seq) for found in problems]
+        status = label
         return [
             Write(
                 key=key,
@@ -434,21 +492,25 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             )
         ]
 
-    total_of, status_text = r.total, r.status_text
+    total_of, status_of, status_text = r.total, r.status, r.status_text
 
     def summary_skippable(change: Change) -> bool:
         # A row is its order's latest state and last event, but for two things its history
         # sets: `created_at` (by the order's first change: a skipped change's row exists) and
         # the seq a bad total was first seen at, which only a change of the total (or, for a
-        # missing one, of the status as the row reads it: 1.0 == 1, but only 1 is "1") can
-        # move. The fold shares what an update leaves alone, so an unchanged total is the
-        # same object. Only a delete's row reads `before`, and a delete is never skipped.
+        # missing one, of the status as the row reads it: "paid" or not) can move, and the
+        # seq a status that cannot be read was first seen at, which a change to or from
+        # such a status moves (away and back again is a new record). The fold shares what
+        # an update leaves alone, so an unchanged total or status is the same object. Only
+        # a delete's row reads `before`, and a delete is never skipped.
         before, after = change.before, change.after
         if before is None or after is None or change.event.stream != stream:
             return False
-        total = total_of(after)
-        return total is total_of(before) and (
-            total is not None or status_text(before) == status_text(after)
+        total, status, was = total_of(after), status_of(after), status_of(before)
+        return (
+            total is total_of(before)
+            and (total is not None or status_text(before) == status_text(after))
+            and (status is was or (_readable(status) and _readable(was)))
         )
 
     def summary_merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -607,6 +669,8 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                     r.is_paid(before) and before_id == after_id and _same(r.total(before), value)
                 ):
                     new_problems[after_id] = [problem(e.seq, "total", value, reason)]
+            elif after_id is not None and (found := r.new_status_problem(change)) is not None:
+                new_problems[after_id] = [found]
         out = []
         for cid, row in touched.items():
             if _fresh(rows, cid, e.seq):

@@ -1,8 +1,8 @@
-"""The explorer's projections view lists, per row, the values counted as 0 and why (Chromium).
+"""The explorer's projections view lists, per row, the values it could not use and why (Chromium).
 
 An app served in this process over orders whose totals are not money ("abc", NaN,
-a document, missing while paid); the page's problem list is checked against the
-rows' `problems` as the API returns them.
+a document, missing while paid) and one whose status is not a status (`true`); the
+page's problem list is checked against the rows' `problems` as the API returns them.
 """
 
 from __future__ import annotations
@@ -38,18 +38,19 @@ if TYPE_CHECKING:
 
 
 async def orders_with_bad_totals() -> Any:
-    """Five orders: four totals that are not money (one fixed later), one that is."""
+    """Six orders: four totals that are not money (one fixed later), one that is, and one
+    whose status is `true` (counted as not paid, and recorded)."""
     clock = FakeClock(datetime(2026, 4, 1, 9, 0, tzinfo=UTC))
     store = await open_test_store("memory")
     feed = MemoryChangeFeed(clock=clock)
     await start_from_the_beginning(store)
     orders = feed.collection("orders")
-    totals: list[Any] = ["abc", float("nan"), None, {"amount": 3}, Decimal128("12.50")]
+    totals: list[Any] = ["abc", float("nan"), None, {"amount": 3}, Decimal128("12.50"), "4.00"]
     for n, total in enumerate(totals, start=1):
         doc: dict[str, Any] = {
             "_id": f"P-{n}",
             "number": f"ORD-P{n}",
-            "status": "paid",
+            "status": "paid" if n < 6 else True,
             "currency": "EUR",
             "customer": {"id": f"C-{n % 2}", "name": f"Customer {n % 2}"},
             "updatedBy": "alice",
@@ -107,25 +108,29 @@ def test_each_row_s_values_not_money_are_listed_with_their_reason(
         ("P-1", "not_a_number"),
         ("P-2", "not_finite"),
         ("P-3", "missing"),
+        ("P-6", "wrong_type"),
     }
-    assert {e[3] for e in expected} == {"abc", "NaN", "(none)"}
+    assert {e[3] for e in expected} == {"abc", "NaN", "(none)", "true"}
+    assert {e[2] for e in expected if e[0] == "P-6"} == {"status"}
 
     p.goto(f"{base}/explorer#/projections")
     badge = p.locator("#projections tr[data-name='order_summary'] button.show-problems")
     badge.wait_for()
-    assert badge.inner_text() == f"{status['order_summary']['problems']} not money"
+    assert badge.inner_text() == f"{status['order_summary']['problems']} unusable values"
     assert p.locator("#proj-problems").is_hidden()
     badge.click()
     p.wait_for_selector("#problems tbody tr.problem")
     got = p.eval_on_selector_all("#problems tbody tr.problem", ROWS_JS)
     assert {tuple(g) for g in got} == expected
     assert len(got) == len(expected)
-    assert p.locator("#proj-problems-title").inner_text() == "Values order_summary counted as 0"
+    assert p.locator("#proj-problems-title").inner_text() == "Values order_summary could not use"
     assert (
         p.locator("#proj-problems-note")
         .inner_text()
-        .startswith("3 of 5 rows count a value as 0 now")
+        .startswith("4 of 6 rows hold a value they could not use now")
     )
+    said = p.locator("#problems tr.problem[data-row='P-6'] td:last-child").inner_text()
+    assert said == "wrong_type neither text nor a number: the order counts as not paid"
     shot(p, "projection-problems")
 
     # revenue_by_day: the day's EUR row carries the paid orders' problems

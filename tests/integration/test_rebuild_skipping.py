@@ -268,8 +268,9 @@ def test_a_status_change_that_makes_a_missing_total_a_problem_is_never_skipped()
 
 
 def test_a_status_replaced_by_an_equal_value_of_another_type_is_never_skipped() -> None:
-    # 1.0 == 1, but only 1 is a status ("1", paid): the missing total becomes a problem there
-    ops: list[tuple[Any, ...]] = [("insert", 1, None, 1.0, 0), ("status", 1, None, 1, 0)]
+    # True == 1, but only 1 is a status ("1", paid): the missing total becomes a problem there
+    # (1.0 is status "1" too since ORDER_RULES 4: a number by its value)
+    ops: list[tuple[Any, ...]] = [("insert", 1, None, True, 0), ("status", 1, None, 1, 0)]
     calls, row, _ = _rebuilt([*ops, _touch(0), _touch(1)])
     assert calls == [1, 2, 4]
     assert _problems(row, "seq", "reason") == [(2, "missing")] and row["status"] == "1"

@@ -247,18 +247,64 @@ def test_untidy_documents_never_fail_a_row() -> None:
 
 
 # (an integer status is its decimal text: test_order_schema's status codes)
-@pytest.mark.parametrize("status", [{"code": "paid"}, ["paid"], True, 2.5, None])
-def test_a_status_that_is_not_text_never_fails_a_row(status: Any) -> None:
-    # No total at all: whether that is a problem depends on the status being paid.
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [({"code": "paid"}, '{"code": "paid"}'), (["paid"], '["paid"]'), (True, "true")],
+)
+def test_a_status_that_cannot_be_read_is_a_problem_in_every_row_it_could_count_in(
+    status: Any, shown: str
+) -> None:
+    """Such an order may be paid: counted as not paid, and recorded (it was silently left out)."""
+    odd = {"_id": "o1", "status": status, "total": "10", "currency": "EUR"}
+    out = {
+        p.name: run(p, [Change(event=ev(1, 1, "created", T0), before=None, after=odd)])
+        for p in order_projections()
+    }
+    found = [{"seq": 1, "field": "status", "value": shown, "reason": "wrong_type"}]
+    row = out["order_summary"]["str:o1"]
+    assert (row["status"], row["total"], row["problems"]) == (None, Decimal128("10"), found)
+    day = out["revenue_by_day"]["2026-11-26:EUR"]
+    assert (day["revenue"], day["orders"], day["problems"]) == (Decimal128("0"), 0, found)
+    nobody = out["customer_totals"][""]
+    assert (nobody["lifetime_spend"], nobody["problems"]) == ({}, found)
+    assert out["orders_by_status"] == {}
+
+
+@pytest.mark.parametrize(("status", "label"), [(2.5, "2.5"), (2.0, "2"), (None, None)])
+def test_a_status_that_is_a_number_or_missing_is_no_problem(status: Any, label: str | None) -> None:
     odd = {"_id": "o1", "status": status, "currency": "EUR"}
     out = {
         p.name: run(p, [Change(event=ev(1, 1, "created", T0), before=None, after=odd)])
         for p in order_projections()
     }
     row = out["order_summary"]["str:o1"]
-    assert row["status"] is None and row["problems"] == []
+    assert row["status"] == label and row["problems"] == []
     assert row["total"] == Decimal128("0")
     assert out["revenue_by_day"] == {}
+
+
+def test_a_status_problem_is_recorded_once_and_keeps_the_seq_it_came_at() -> None:
+    new = {"_id": "o1", "status": "new", "total": "10", "currency": "EUR"}
+    odd = {**new, "status": True}
+    later = {**odd, "note": "x"}
+    paid = {**odd, "status": "paid"}
+    changes = [
+        Change(event=ev(1, 1, "created", T0), before=None, after=new),
+        Change(event=ev(2, 2, "updated", T0), before=new, after=odd),
+        Change(event=ev(3, 3, "updated", T0), before=odd, after=later),
+        Change(event=ev(4, 4, "updated", T0), before=later, after=paid),
+    ]
+    models = {p.name: p for p in order_projections()}
+    found = [{"seq": 2, "field": "status", "value": "true", "reason": "wrong_type"}]
+    after3 = {name: run(m, changes[:3]) for name, m in models.items()}
+    assert after3["order_summary"]["str:o1"]["problems"] == found  # seq 2, not 3
+    assert after3["revenue_by_day"]["2026-11-26:EUR"]["problems"] == found  # once
+    assert after3["customer_totals"][""]["problems"] == found
+    # Paid at last: counted; the row of the order is its state now, with no problem.
+    after4 = {name: run(m, changes) for name, m in models.items()}
+    assert after4["order_summary"]["str:o1"]["problems"] == []
+    day = after4["revenue_by_day"]["2026-11-26:EUR"]
+    assert (day["revenue"], day["orders"], day["problems"]) == (Decimal128("10"), 1, found)
 
 
 # -- the runner's state cache and the money conversions ------------------------------------------

@@ -257,7 +257,7 @@ def test_integer_status_codes_are_statuses_in_decimal() -> None:
     a1 = {"status": 1, "total": "10", "currency": "EUR", "customer": {"id": "c1"}}
     a2 = {**a1, "status": Int64(2)}
     b = {"status": 3, "total": "5", "currency": "EUR", "customer": {"id": "c1"}}
-    c = {"status": True, "total": "7", "currency": "EUR", "customer": {"id": "c1"}}  # no status
+    c = {"status": True, "total": "7", "currency": "EUR", "customer": {"id": "c1"}}  # not one
     d = {"status": 2, "currency": "EUR", "customer": {"id": "c1"}}  # paid, without a total
     changes = [
         Change(event=ev(1, "a", 1, T0), before=None, after=a1),
@@ -275,10 +275,14 @@ def test_integer_status_codes_are_statuses_in_decimal() -> None:
     }
     missing = [{"seq": 5, "field": "total", "value": None, "reason": "missing"}]
     assert summary["str:d"]["problems"] == missing and summary["str:a"]["problems"] == []
+    # true is no status: c is not counted as paid, and that is recorded wherever it could count
+    not_one = [{"seq": 4, "field": "status", "value": "true", "reason": "wrong_type"}]
+    assert summary["str:c"]["problems"] == not_one
     by_status = run(models["orders_by_status"], changes)
     assert {k: r["count"] for k, r in by_status.items() if r["count"]} == {"2": 2, "3": 1}
     day = run(models["revenue_by_day"], changes)["2026-03-02:EUR"]
-    assert (day["revenue"], day["orders"], day["problems"]) == (Decimal128("15"), 3, missing)
+    assert (day["revenue"], day["orders"]) == (Decimal128("15"), 3)
+    assert day["problems"] == not_one + missing
     spend = run(models["customer_totals"], changes)["c1"]["lifetime_spend"]
     assert spend == {"EUR": Decimal128("15")}
 

@@ -1394,10 +1394,11 @@
     if (p.rebuild_needed) out.push(h('span', { class: 'badge warn', title: 'its rows were built with another ORDER_* mapping' }, 'rebuild needed'));
     if (p.problems) {
       out.push(h('button', {
-        type: 'button', class: 'badge bad show-problems', title: 'values counted as 0: show which rows, and why',
-        'aria-label': `Show the values ${p.name} counted as 0`,
+        type: 'button', class: 'badge bad show-problems',
+        title: 'values it could not use (a total counted as 0, a status as not paid): show which rows, and why',
+        'aria-label': `Show the values ${p.name} could not use`,
         onclick: () => showProblems(p.name).catch(showError),
-      }, `${p.problems.toLocaleString('en')} not money`));
+      }, `${p.problems.toLocaleString('en')} unusable values`));
     }
     if (p.orders_without_customer) out.push(h('span', { class: 'badge warn' }, `${p.orders_without_customer.toLocaleString('en')} without customer id`));
     return out;
@@ -1458,13 +1459,18 @@
     box.scrollIntoView({ block: 'nearest' });
   }
 
-  // -- the rows' problems: which row counted which value as 0, and why --------------------------
+  // -- the rows' problems: which row could not use which value, and why -------------------------
   const REASONS = {
     not_a_number: 'text that is not a number',
     not_finite: 'NaN or infinity',
     wrong_type: 'not a number, a numeric string or a decimal',
     missing: 'missing from an order in a paid status',
   };
+  // A total that is not money counts as 0; a status that is neither text nor a number, as not paid.
+  function reasonText(pr) {
+    if (pr.field === 'status') return 'neither text nor a number: the order counts as not paid';
+    return REASONS[pr.reason] || '';
+  }
 
   // A row as people know it (an order links to its timeline).
   function problemRowLabel(name, r) {
@@ -1501,7 +1507,7 @@
           h('td', { class: 'num' }, pr.seq),
           h('td', { class: 'mono' }, pr.field),
           h('td', { class: 'mono' }, pr.value === null || pr.value === undefined ? '(none)' : pr.value),
-          h('td', null, h('span', { class: 'badge bad' }, pr.reason), ' ', h('span', { class: 'muted small' }, REASONS[pr.reason] || ''))));
+          h('td', null, h('span', { class: 'badge bad' }, pr.reason), ' ', h('span', { class: 'muted small' }, reasonText(pr)))));
       }
       if (r.problems_dropped) {
         lines.push(h('tr', { class: 'dropped', dataset: { row: key } },
@@ -1513,11 +1519,11 @@
     const box = $('#proj-problems');
     box.hidden = false;
     box.dataset.name = name;
-    $('#proj-problems-title').textContent = `Values ${name} counted as 0`;
+    $('#proj-problems-title').textContent = `Values ${name} could not use`;
     const scanned = all.length >= 20000 ? ' (the first 20,000 rows were read)' : '';
     $('#proj-problems-note').textContent = affected.length
-      ? `${affected.length.toLocaleString('en')} of ${all.length.toLocaleString('en')} rows count a value as 0 now${scanned}; ` +
-        'the badge counts every value recorded, corrected ones included. A value counts as 0 until its document is corrected (or ORDER_FIELDS, then a rebuild).'
+      ? `${affected.length.toLocaleString('en')} of ${all.length.toLocaleString('en')} rows hold a value they could not use now${scanned}; ` +
+        'the badge counts every value recorded, corrected ones included. A total counts as 0, and a status as not paid, until its document is corrected (or ORDER_FIELDS, then a rebuild).'
       : `No row of ${name} has a problem now${scanned}.`;
     $('#problems tbody').replaceChildren(...lines);
     box.scrollIntoView({ block: 'nearest' });
