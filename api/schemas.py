@@ -230,6 +230,8 @@ class PartitionOut(msgspec.Struct, kw_only=True):
     expires_at: str | None = None
     attempts: int = 0
     error: str | None = None
+    # The seq the projection's code failed at, when it did (`error` then says `at seq N: ...`).
+    failed_seq: int | None = None
 
 
 class HealthOut(msgspec.Struct, kw_only=True):

@@ -370,6 +370,8 @@ class Partition(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: datetime | None = None
     attempts: int = 0
     error: str | None = None
+    # The seq of the change the projection failed at, when its code failed (not the store).
+    failed_seq: int | None = None
 
 
 def claimable(partitions: list[Partition], now: datetime) -> Partition | None:

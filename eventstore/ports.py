@@ -301,8 +301,10 @@ class Jobs(Protocol):
         processed: int,
         total: int,
         error: str | None = None,
+        failed_seq: int | None = None,
     ) -> bool:
-        """End a claimed partition (`succeeded` or `failed`); False when the claim is no longer held."""
+        """End a claimed partition (`succeeded` or `failed`, with the seq the projection failed
+        at when its code failed); False when the claim is no longer held."""
         ...
 
 

@@ -153,11 +153,17 @@ class ClaimKeeper:
         self.renewed = self.clock.now()
 
     async def finish(
-        self, state: str, processed: int, total: int, error: str | None = None
+        self, state: str, processed: int, total: int, failure: BaseException | None = None
     ) -> bool:
-        """Record the partition's end; False when the claim was lost meanwhile."""
+        """Record the partition's end (and why it failed); False when the claim was lost meanwhile."""
         return await self.store.jobs.finish_partition(
-            self.job.job, self.claimed, state=state, processed=processed, total=total, error=error
+            self.job.job,
+            self.claimed,
+            state=state,
+            processed=processed,
+            total=total,
+            error=None if failure is None else _error_of(failure),
+            failed_seq=failure.seq if isinstance(failure, FoldFailed) else None,
         )
 
 
@@ -208,7 +214,7 @@ async def run_claimed(
     except Exception as exc:  # the projection failed on this partition: the job fails
         error = _error_of(exc)
         log.warning("rebuild of %s: partition %d failed: %s", projection.name, claimed.index, error)
-        await keeper.finish(FAILED, 0, total, error)
+        await keeper.finish(FAILED, 0, total, exc)
         return False
     finally:
         folds.close()
@@ -298,8 +304,7 @@ async def coordinate(
                 del mine[index]
                 failure = future.exception()
                 if failure is not None:
-                    error = _error_of(failure)
-                    await keeper.finish(FAILED, 0, total, error)
+                    await keeper.finish(FAILED, 0, total, failure)
                     raise failure
                 if await keeper.finish(SUCCEEDED, total, total):
                     results[index] = future.result()
@@ -307,6 +312,11 @@ async def coordinate(
             if current is None:
                 raise PartitionFailed(f"job {job.job} is no longer recorded")
             failed = next((p for p in current.partitions if p.state == FAILED), None)
+            if failed is not None and failed.failed_seq is not None and failed.error:
+                # The projection's code failed on another instance: the rebuild fails at that
+                # seq, as one worker (and a partition folded here) does.
+                seq = failed.failed_seq
+                raise FoldFailed(seq, failed.error.removeprefix(f"at seq {seq}: "))
             if failed is not None:
                 raise PartitionFailed(
                     f"partition {failed.index} failed on {failed.owner}: {failed.error}"

@@ -291,6 +291,7 @@ async def get_job(services: ServicesDep, job: FromPath[str]) -> JobOut:
                 expires_at=_when(p.expires_at),
                 attempts=p.attempts,
                 error=p.error,
+                failed_seq=p.failed_seq,
             )
             for p in found.partitions
         ],

@@ -82,13 +82,20 @@ class MemoryJobs:
         processed: int,
         total: int,
         error: str | None = None,
+        failed_seq: int | None = None,
     ) -> bool:
         """End a claim still held."""
         job, held = self._held(job_id, claimed)
         if job is None or held is None:
             return False
         done = msgspec.structs.replace(
-            held, state=state, processed=processed, total=total, error=error, expires_at=None
+            held,
+            state=state,
+            processed=processed,
+            total=total,
+            error=error,
+            failed_seq=failed_seq,
+            expires_at=None,
         )
         self._put(job, done)
         return True

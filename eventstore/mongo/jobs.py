@@ -148,6 +148,7 @@ class MongoJobs:
         processed: int,
         total: int,
         error: str | None = None,
+        failed_seq: int | None = None,
     ) -> bool:
         """End a claim still held."""
         at = f"partitions.{claimed.index}"
@@ -159,6 +160,7 @@ class MongoJobs:
                     f"{at}.processed": processed,
                     f"{at}.total": total,
                     f"{at}.error": error,
+                    f"{at}.failed_seq": failed_seq,
                     f"{at}.expires_at": None,
                 }
             },

@@ -19,15 +19,16 @@ from mongomock_motor import AsyncMongoMockClient
 
 from api.workers import claimer
 from eventstore.clock import FakeClock
-from eventstore.model import Job, Partition
+from eventstore.model import STREAM_TYPES, Job, Partition
 from eventstore.mongo.store import MongoStore
 from eventstore.ports import JobConflict
 from eventstore.settings import Settings
 from eventstore.supervisor import Supervisor
 from projections import claims
-from projections.api import Projection
+from projections.api import Change, Projection, Write
 from projections.orders import CUSTOMER_TOTALS, ORDERS_BY_STATUS
-from projections.runner import ProjectionRunner, RebuildProgress, request_rebuild
+from projections.partitioned import partition_of
+from projections.runner import ProjectionFailed, ProjectionRunner, RebuildProgress, request_rebuild
 from projections.worker import PartitionClaimer
 from tests.integration.test_partitioned_rebuild import rows, simulate
 
@@ -326,3 +327,59 @@ async def test_when_the_instance_running_the_job_dies_the_next_lease_holder_runs
     assert swaps.swaps == [(coll + claims.BUILDING_SUFFIX, coll)]
     names = await a_store.db.list_collection_names()
     assert [n for n in names if claims.BUILDING_SUFFIX in n] == []
+
+
+async def test_a_partition_failing_on_another_instance_fails_the_rebuild_at_its_seq() -> None:
+    """B folds a partition and the projection's code raises there: A's rebuild fails as one
+    worker does (ProjectionFailed, status `failed` at that seq), not with the seq lost."""
+    client: Any = AsyncMongoMockClient()
+    a_store = await _shop(client, orders=8, steps=40)
+    b_store = MongoStore(client, DB)
+    events = await a_store.events.read(after_seq=0, limit=10_000)
+    # the first entity change of partition 1 (of 2) after seq 10: B folds it, not A
+    bad = next(
+        e.seq
+        for e in events
+        if e.seq > 10 and e.type not in STREAM_TYPES and partition_of(e, 2) == 1
+    )
+
+    def keys(change: Change) -> list[str]:
+        return [change.event.entity_key]
+
+    def apply(rows: Any, change: Change) -> list[Write]:
+        if change.event.seq == bad:
+            raise ValueError(f"boom at {bad}")
+        return [Write(key=change.event.entity_key, row={"v": change.event.version})]
+
+    def merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        return a
+
+    failing = Projection(name="fails", collection="rm_fails", keys=keys, apply=apply, merge=merge)
+    clock = GatedClock()
+    alone = ProjectionRunner(a_store, failing, clock=clock, owner="x")
+    with pytest.raises(ProjectionFailed) as one:
+        await alone.rebuild_now()
+    a = ProjectionRunner(a_store, failing, clock=clock, lease_seconds=LEASE, owner="a")
+    a.processes, a.local_slots = False, 1
+    task = asyncio.create_task(request_rebuild(a, workers=2))
+    await _until(clock.sleeping.is_set)  # A folded partition 0 and waits for the other
+    b = PartitionClaimer(b_store, [failing], clock=clock, owner="b", lease_seconds=LEASE)
+    b.processes = False
+    assert await b.claim_once()  # B claimed partition 1 (and it failed there)
+    job = await a_store.jobs.active("fails")
+    assert job is not None
+    failed = job.partitions[1]
+    assert (failed.state, failed.owner, failed.failed_seq) == ("failed", "b", bad)
+    assert failed.error == f"at seq {bad}: ValueError: boom at {bad}"
+    clock.gate.set()
+    with pytest.raises(ProjectionFailed) as two:
+        await task
+    assert str(two.value) == str(one.value) and two.value.seq == bad
+    assert (a.status.state, a.status.failed_seq, a.status.error) == (
+        "failed",
+        bad,
+        f"ValueError: boom at {bad}",
+    )
+    done = await a_store.jobs.get(job.job)
+    assert done is not None and done.state == "failed"
+    assert done.error == f"ProjectionFailed: {one.value}"

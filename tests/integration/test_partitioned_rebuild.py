@@ -278,8 +278,8 @@ async def test_a_failing_partition_fails_the_job_and_leaves_the_live_model(
     failed = [j for j in jobs if j.workers == 2]
     assert len(failed) == 1 and failed[0].state == "failed"
     assert failed[0].error == f"ProjectionFailed: {one.value}"
-    assert ("failed", "at seq 20: RuntimeError: bad row") in {
-        (p.state, p.error) for p in failed[0].partitions
+    assert ("failed", "at seq 20: RuntimeError: bad row", 20) in {
+        (p.state, p.error, p.failed_seq) for p in failed[0].partitions
     }
     assert await rows(store, "rm_fails") == {"live": {"v": 1}}  # the live model untouched
 
