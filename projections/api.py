@@ -45,6 +45,11 @@ Keys = Callable[[Change], list[str]]
 Apply = Callable[[Rows, Change], list[Write]]
 Merge = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
 Skippable = Callable[[Change], bool]
+# A row rewritten once the data an erased entity gave is taken out of it (None deletes it).
+Rewrite = Callable[[dict[str, Any]], dict[str, Any] | None]
+# (stream, entity_key) -> the equality filter of the rows holding that entity's data, and
+# how each becomes; None when no row does.
+Forget = Callable[[str, str], tuple[Mapping[str, Any], Rewrite] | None]
 
 
 class Projection(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +80,21 @@ class Projection(msgspec.Struct, frozen=True, kw_only=True):
     config: str = ""
     # True when each row is one entity's, keyed by its typed key: an erasure deletes it.
     per_entity: bool = False
+    # Rows of several entities that keep something an entity's payload gave (a customer's
+    # name from an order): when that entity is erased, the runner following the log finds
+    # them (`forget(stream, entity_key)`: filter, rewrite) and rewrites them, in log order.
+    forget: Forget | None = None
 
 
-__all__ = ["SEQ_FIELD", "Change", "Keys", "Merge", "Projection", "Rows", "Skippable", "Write"]
+__all__ = [
+    "SEQ_FIELD",
+    "Change",
+    "Forget",
+    "Keys",
+    "Merge",
+    "Projection",
+    "Rewrite",
+    "Rows",
+    "Skippable",
+    "Write",
+]

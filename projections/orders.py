@@ -32,6 +32,7 @@ from eventstore.model import Event
 from eventstore.settings import DEFAULT_PAID_STATUSES, ORDER_FIELDS, Settings
 from projections.api import Change as Change  # re-exported: the runner's and tests' import
 from projections.api import Projection as Projection
+from projections.api import Rewrite
 from projections.api import Rows as Rows
 from projections.api import Write as Write
 from projections.money import _MONEY as _MONEY  # re-exported for the tests
@@ -67,7 +68,8 @@ Problem = dict[str, Any]
 # (42.0 and Decimal128 42 are customer `42`), a NaN or infinite one no customer. 4 (2026-12-07):
 # a numeric status or order number by its value (2.0 and Decimal128 2 are status `2`), and a
 # status that is there but neither text nor a number is a problem (`wrong_type`), not silently
-# an unpaid order.
+# an unpaid order; a customer's row names the order its name came from (`name_from`), so that
+# erasing that order takes the name out of it.
 ORDER_RULES: Final = 4
 
 
@@ -403,6 +405,11 @@ def _same(a: Any, b: Any) -> bool:
     return a is b or (a.__class__ is b.__class__ and shown(a) == shown(b))
 
 
+def _nameless(row: dict[str, Any]) -> dict[str, Any]:
+    """A customer's row without the name an erased order gave it (until an order names it)."""
+    return {**row, "name": None, "name_seq": 0, "name_from": None}
+
+
 def _kept(found: Problem, kept: Sequence[Problem], seq: int) -> Problem:
     """`found`, or the record of the same problem `kept` already holds (its first seq)."""
     for record in kept:
@@ -632,6 +639,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                     "customer": cid if cid != NO_CUSTOMER else None,
                     "name": old.get("name"),
                     "name_seq": int(old.get("name_seq", 0)),
+                    "name_from": old.get("name_from"),
                     "orders": int(old.get("orders", 0)),
                     "lifetime_spend": {
                         c: money(v) for c, v in (spend.items() if isinstance(spend, dict) else ())
@@ -644,7 +652,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             row = row_of(after_id)
             name = r.text(r.customer_name, after)
             if name is not None and after_id != NO_CUSTOMER:
-                row["name"], row["name_seq"] = name, e.seq
+                row["name"], row["name_seq"], row["name_from"] = name, e.seq, e.entity_key
             if before is None or before_id != after_id:  # a new order for this customer
                 row["orders"] += 1
                 placed = r.created_at(after, e)
@@ -691,6 +699,10 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                 )
         return out
 
+    def customer_forget(erased_stream: str, entity_key: str) -> tuple[Problem, Rewrite] | None:
+        """An erased order took its customer's name with it (the row's `name_from`)."""
+        return ({"name_from": entity_key}, _nameless) if erased_stream == stream else None
+
     def customer_merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         """Two partial rows of one customer: sums, the newest name, the latest order."""
         spend: dict[str, Decimal] = {}
@@ -708,6 +720,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             **a,
             "name": named.get("name"),
             "name_seq": named.get("name_seq", 0),
+            "name_from": named.get("name_from"),
             "orders": int(a.get("orders", 0)) + int(b.get("orders", 0)),
             "lifetime_spend": {c: dec128(v) for c, v in sorted(spend.items())},
             "last_order_at": max(times, key=as_utc) if times else None,
@@ -754,6 +767,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             merge=customer_merge,
             tracks_seq=True,
             config=config,
+            forget=customer_forget,
         ),
     )
 

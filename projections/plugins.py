@@ -91,7 +91,7 @@ def _check(label: str, p: Projection) -> None:
     for field in ("keys", "apply"):
         if not callable(getattr(p, field)):
             raise PluginError(f"{label} ({p.name}): {field} is not callable")
-    for optional in ("merge", "skippable"):
+    for optional in ("merge", "skippable", "forget"):
         if getattr(p, optional) is not None and not callable(getattr(p, optional)):
             raise PluginError(f"{label} ({p.name}): {optional} is neither callable nor None")
     if p.tracks_seq:

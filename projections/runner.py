@@ -19,7 +19,8 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, NoReturn
 
@@ -28,7 +29,7 @@ import msgspec
 from eventstore.failures import TRANSIENT, classify
 from eventstore.history import History
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
-from eventstore.model import Checkpoint, Event, Head, Job
+from eventstore.model import ERASED, Checkpoint, Event, Head, Job
 from eventstore.ports import Clock, Store
 from eventstore.worker_state import FAILED, RUNNING, STOPPED
 from projections.api import Change, Projection
@@ -168,7 +169,18 @@ class ProjectionRunner:
         rows: dict[str, dict[str, Any] | None] = dict(
             await self.store.read_models.get_many(target, needed)
         )
-        pending = await self._apply(changes, rows, keys)
+        erasures = [e for e in events if e.type == ERASED] if self.projection.forget else []
+        if erasures:  # the changes before each erasure, the erasure, then those after it
+            pending: dict[str, dict[str, Any] | None] = {}
+            at = 0
+            for erased in erasures:
+                upto = bisect_left(changes, erased.seq, key=_change_seq)
+                pending.update(await self._apply(changes[at:upto], rows, keys[at:upto]))
+                pending.update(await self._forget(erased, rows))
+                at = upto
+            pending.update(await self._apply(changes[at:], rows, keys[at:]))
+        else:
+            pending = await self._apply(changes, rows, keys)
         self.status.state_reads = self.following.state_reads
         last = events[-1]
         cp = Checkpoint(
@@ -213,6 +225,35 @@ class ProjectionRunner:
                 if row is not None and (found := row.get("problems")):
                     self.status.problems += recorded(found, change.event.seq)
         return pending
+
+    async def _forget(
+        self, erased: Event, rows: dict[str, dict[str, Any] | None]
+    ) -> dict[str, dict[str, Any] | None]:
+        """Rewrite the rows holding data of the entity `erased` records (`Projection.forget`).
+
+        The rows are those the filter finds in the store, as this batch left them
+        (`rows`, updated in place); the rows written, by key.
+        """
+        forget = self.projection.forget
+        document = erased.document or {}
+        entity_key = document.get("entity_key")
+        spec = forget(erased.stream, entity_key) if forget and isinstance(entity_key, str) else None
+        if spec is None:
+            return {}
+        filters, rewrite = spec
+        after: str | None = None
+        while page := await self.store.read_models.query(
+            self.projection.collection, filters=filters, limit=1000, after=after
+        ):
+            for found in page:
+                rows.setdefault(str(found["_id"]), found)  # this batch's own is the newer
+            after = str(page[-1]["_id"])
+        out: dict[str, dict[str, Any] | None] = {}
+        for key, row in sorted(rows.items()):
+            if row is not None and _matches(row, filters):
+                kept = {k: v for k, v in row.items() if k != "_id"}
+                rows[key] = out[key] = rewrite(kept)
+        return out
 
     async def _replay(
         self, replay: Replay, events: Sequence[Event] = (), *, release: bool = False
@@ -774,6 +815,14 @@ async def request_rebuild(
         return await runner.run_job(job, on_progress)
     finally:
         await runner.hand_back()
+
+
+def _change_seq(change: Change) -> int:
+    return change.event.seq
+
+
+def _matches(row: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
+    return all(row.get(field) == value for field, value in filters.items())
 
 
 def described(exc: BaseException) -> str:

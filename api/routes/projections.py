@@ -79,6 +79,7 @@ ROW_FIELDS: Final[dict[str, dict[str, Callable[[str, str], Any] | None]]] = {
     "customer_totals": {
         "customer": _text,
         "name": _text,
+        "name_from": _text,
         "orders": NUMERIC,
         "lifetime_spend": NUMERIC,
         "last_order_at": _time,

@@ -313,6 +313,7 @@ async def test_equality_filters(pclient: AsyncTestClient[Any], projected: AuditL
         {
             "customer": "C-X",
             "name": "Xavier",
+            "name_from": "ORD-X",  # the order the name came from (an erasure of it clears it)
             "orders": 1,
             # ORD-X is paid without a total or currency: 0 under "?", and the problem recorded
             "lifetime_spend": {"?": "0"},

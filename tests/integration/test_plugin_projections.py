@@ -336,6 +336,7 @@ STAGING = make("staging", "rm_x__rebuild_0a1b_p0_1")
 DOLLAR = make("dollar", "rm_$x")
 MERGE_TEXT = Projection(name="m", collection="rm_m", keys=keys, apply=apply, merge="sum")
 SKIP_TEXT = Projection(name="s", collection="rm_s", keys=keys, apply=apply, skippable=True)
+FORGET_TEXT = Projection(name="f", collection="rm_f", keys=keys, apply=apply, forget="name")
 """
 
 
@@ -418,6 +419,11 @@ def reserved_plugin(collection: str) -> str:
         (
             ["refused_plugins:SKIP_TEXT"],
             "projection plugin 'refused_plugins:SKIP_TEXT' (s): skippable is neither callable "
+            "nor None",
+        ),
+        (
+            ["refused_plugins:FORGET_TEXT"],
+            "projection plugin 'refused_plugins:FORGET_TEXT' (f): forget is neither callable "
             "nor None",
         ),
     ],

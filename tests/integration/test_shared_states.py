@@ -155,3 +155,56 @@ async def test_a_state_folded_before_an_erasure_never_brings_the_data_back(
     assert "Ann Secret" not in repr(summary_a)
     await runners[0].rebuild_now()  # the per-entity model equals a rebuild of the erased log
     assert (await models(store))["order_summary"] == followed["order_summary"]
+
+
+async def test_erasing_the_order_a_customer_s_name_came_from_takes_the_name_out(
+    store: Store, clock: FakeClock
+) -> None:
+    """customer_totals keeps sums across an erasure (README), but not the erased order's
+    name: the row records which order named the customer (`name_from`), and the runner
+    clears it at the erasure, in log order."""
+    from projections.orders import CUSTOMER_TOTALS
+    from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+    from tests.integration.test_erasure import erase
+
+    await start_from_the_beginning(store)
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+
+    def order(key: str, cid: str, name: str) -> dict[str, Any]:
+        return {"_id": key, "status": "paid", "total": 5, "customer": {"id": cid, "name": name}}
+
+    await orders.insert_one(order("A", "c1", "Ann Secret"))
+    await orders.insert_one(order("C", "c2", "Carl"))
+    await ingester(store, feed, clock).run(until_idle=True)
+    runner = ProjectionRunner(store, CUSTOMER_TOTALS, clock=clock, batch_size=1000)
+    await runner.catch_up()
+    before = await rows(store, CUSTOMER_TOTALS)
+    assert (before["c1"]["name"], before["c1"]["name_from"]) == ("Ann Secret", "A")
+
+    await erase(store, "A", clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    await runner.catch_up()
+    after = await rows(store, CUSTOMER_TOTALS)
+    assert "Ann Secret" not in repr(after)
+    assert (after["c1"]["name"], after["c1"]["name_from"]) == (None, None)
+    assert after["c1"]["lifetime_spend"] == before["c1"]["lifetime_spend"]  # sums are kept
+    assert after["c2"] == before["c2"]  # another customer's row is left alone
+
+    # One batch: c3 named by D (followed before), D erased, then E names c3; and G, which
+    # names c4, is erased before the runner reads it (its payload is gone already: it
+    # names nobody, as a rebuild finds).
+    await orders.insert_one(order("D", "c3", "Dora Secret"))
+    await ingester(store, feed, clock).run(until_idle=True)
+    await runner.catch_up()
+    await orders.insert_one(order("G", "c4", "Gus Secret"))
+    await ingester(store, feed, clock).run(until_idle=True)
+    await erase(store, "D", clock)
+    await erase(store, "G", clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    await orders.insert_one(order("E", "c3", "Dora"))
+    await ingester(store, feed, clock).run(until_idle=True)
+    await runner.catch_up()
+    last = await rows(store, CUSTOMER_TOTALS)
+    assert (last["c3"]["name"], last["c3"]["name_from"]) == ("Dora", "E")
+    assert "c4" not in last and "Secret" not in repr(last)
