@@ -21,6 +21,20 @@ HOOK = {"kind": "webhook", "url": "https://example.test/hooks/{entity_key}", "se
 BASE = "/v1/admin/subscriptions"
 
 
+def parked_event(name: str, seq: int, *, attempts: int) -> ParkedEvent:
+    """An event of entity `a` parked by subscription `name` after the receiver's 500s."""
+    return ParkedEvent(
+        name=name,
+        seq=seq,
+        stream="orders",
+        entity_key="a",
+        type="updated",
+        attempts=attempts,
+        last_error="the receiver answered 500",
+        parked_at=FakeClock().now(),
+    )
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[tuple[AsyncTestClient[Any], MemoryStore]]:
     store = MemoryStore()
@@ -157,21 +171,7 @@ async def test_pause_resume_reset_parked_replay_skip_and_delete_are_in_the_trail
     assert reset.status_code == 200, reset.text
     assert reset.json()["status"]["position"] == 1  # carried out here: nobody delivers
     assert (await c.post(f"{BASE}/s/reset", json={}, headers=who)).status_code == 400
-    await store.deliveries.park(
-        [
-            ParkedEvent(
-                name="s",
-                seq=seq,
-                stream="orders",
-                entity_key="a",
-                type="updated",
-                attempts=8,
-                last_error="the receiver answered 500",
-                parked_at=FakeClock().now(),
-            )
-            for seq in (1, 3)
-        ]
-    )
+    await store.deliveries.park([parked_event("s", seq, attempts=8) for seq in (1, 3)])
     parked = (await c.get(f"{BASE}/s/parked?limit=1", headers=ADMIN)).json()
     assert [p["seq"] for p in parked["items"]] == [1] and parked["next"] == 1
     rest = (await c.get(f"{BASE}/s/parked?after=1", headers=ADMIN)).json()
@@ -311,20 +311,7 @@ async def test_a_parked_seq_is_read_only_as_decimal_digits(
     """`1_0` and `+10` were read as seq 10 by Litestar's int(), and that event skipped."""
     c, store = client
     assert (await c.put(f"{BASE}/orders", json={"sink": HOOK}, headers=ADMIN)).status_code == 201
-    await store.deliveries.park(
-        [
-            ParkedEvent(
-                name="orders",
-                seq=10,
-                stream="orders",
-                entity_key="a",
-                type="updated",
-                attempts=1,
-                last_error="the receiver answered 500",
-                parked_at=FakeClock().now(),
-            )
-        ]
-    )
+    await store.deliveries.park([parked_event("orders", 10, attempts=1)])
     for written in ("1_0", "+10", "010", "%2010"):
         response = await c.post(f"{BASE}/orders/parked/{written}/skip", headers=ADMIN)
         assert response.status_code == 404, (written, response.text)
