@@ -55,8 +55,14 @@ async def client() -> AsyncIterator[AsyncTestClient[Any]]:
         yield c
 
 
+_DOCUMENT: dict[str, Any] = {}
+
+
 async def _document(c: AsyncTestClient[Any]) -> dict[str, Any]:
-    return dict(json.loads((await c.get("/schema/openapi.json")).text))
+    """The OpenAPI document (the same for every app of these settings: read once)."""
+    if not _DOCUMENT:
+        _DOCUMENT.update(json.loads((await c.get("/schema/openapi.json")).text))
+    return _DOCUMENT
 
 
 def _body_schema(doc: dict[str, Any], method: str, path: str) -> dict[str, Any]:
