@@ -163,6 +163,9 @@ async def test_erasing_the_order_a_customer_s_name_came_from_takes_the_name_out(
     """customer_totals keeps sums across an erasure (README), but not the erased order's
     name: the row records which order named the customer (`name_from`), and the runner
     clears it at the erasure, in log order."""
+    from eventstore.erasure import request_erasure
+    from eventstore.history import History
+    from eventstore.settings import Settings
     from projections.orders import OrderSchema, order_projections
     from tests.integration.ingest_helpers import ingester, start_from_the_beginning
     from tests.integration.test_erasure import erase
@@ -178,21 +181,34 @@ async def test_erasing_the_order_a_customer_s_name_came_from_takes_the_name_out(
 
     await orders.insert_one(order("A", "c1", "Ann Secret"))
     await orders.insert_one(order("C", "c2", "Carl"))
-    await ingester(store, feed, clock).run(until_idle=True)
+    # a document of another stream with the key of order C: erasing it names no order
+    await feed.collection("customers").insert_one({"_id": "C", "name": "Carl"})
+    both = ("orders", "customers")
+    await ingester(store, feed, clock, collections=both).run(until_idle=True)
     runner = ProjectionRunner(store, customer_totals, clock=clock, batch_size=1000)
     await runner.catch_up()
     before = await rows(store, customer_totals)
     assert (before["c1"]["name"], before["c1"]["name_from"]) == ("Ann Secret", "A")
 
     await erase(store, "A", clock)
-    await ingester(store, feed, clock).run(until_idle=True)
+    history = History.from_settings(store, Settings(uri="memory://", source="simulator"))
+    await request_erasure(
+        store,
+        history,
+        stream="customers",
+        key="C",
+        reason="GDPR art. 17",
+        actor="dpo",
+        now=clock.now(),
+    )
+    await ingester(store, feed, clock, collections=both).run(until_idle=True)
     await runner.catch_up()
     after = await rows(store, customer_totals)
     assert "Ann Secret" not in repr(after)
     cleared = after["c1"]
     assert (cleared["name"], cleared["name_seq"], cleared["name_from"]) == (None, 0, None)
     assert after["c1"]["lifetime_spend"] == before["c1"]["lifetime_spend"]  # sums are kept
-    assert after["c2"] == before["c2"]  # another customer's row is left alone
+    assert after["c2"] == before["c2"]  # left alone: its order C is not erased, customers/C is
 
     # One batch: c3 named by D (followed before), D erased, then E names c3; and G, which
     # names c4, is erased before the runner reads it (its payload is gone already: it
