@@ -61,7 +61,7 @@ TEMPLATE: Final = Schema(
 )
 REFERENCE: Final = [
     _object(
-        {"env": Schema(type=STRING, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")},
+        {"env": Schema(type=STRING, pattern=f"^{cfg.ENV_NAME.pattern}$")},
         required=["env"],
         description="read from this environment variable when the sink starts",
     ),
@@ -72,12 +72,14 @@ REFERENCE: Final = [
     ),
 ]
 SECRET: Final = Schema(one_of=[Schema(type=STRING, min_length=1), *REFERENCE])
+_BYTES = cfg.SECRET_BYTES
+_B64 = (4 * (_BYTES[0] // 3), 4 * -(-_BYTES[1] // 3))  # base64 characters, padding aside
 WEBHOOK_SECRET: Final = Schema(
     one_of=[
         Schema(
             type=STRING,
-            pattern=r"^(\*\*\*|whsec_[A-Za-z0-9+/]{32,88}={0,2})$",
-            description="whsec_<base64 of 24-64 bytes>; *** keeps the stored one",
+            pattern=rf"^(\*\*\*|whsec_[A-Za-z0-9+/]{{{_B64[0]},{_B64[1]}}}={{0,2}})$",
+            description=f"whsec_<base64 of {_BYTES[0]}-{_BYTES[1]} bytes>; *** keeps the stored one",
         ),
         *REFERENCE,
     ]
@@ -121,7 +123,12 @@ SINK: Final = Schema(
                     description="required at creation; [new, old] during a rotation; "
                     "an update without it keeps the stored one",
                 ),
-                "timeout_s": Schema(type=NUMBER, exclusive_minimum=0, maximum=60, default=15),
+                "timeout_s": Schema(
+                    type=NUMBER,
+                    exclusive_minimum=0,
+                    maximum=cfg.MAX_TIMEOUT_S,
+                    default=cfg.DEFAULT_TIMEOUT_S,
+                ),
                 "headers": Schema(
                     type=OBJECT,
                     additional_properties=SECRET,
@@ -141,7 +148,9 @@ SINK: Final = Schema(
             cfg.REDIS_INVALIDATE,
             {
                 "keys": Schema(type=ARRAY, items=TEMPLATE, min_items=1),
-                "again_after_ms": Schema(type=INTEGER, minimum=0, maximum=60_000, default=0),
+                "again_after_ms": Schema(
+                    type=INTEGER, minimum=0, maximum=cfg.MAX_AGAIN_MS, default=0
+                ),
             },
             ["keys"],
             "UNLINK of keys and patterns; url redis(s)://",
@@ -150,7 +159,7 @@ SINK: Final = Schema(
             cfg.REDIS_STREAM,
             {
                 "stream": TEMPLATE,
-                "maxlen": _nullable(Schema(type=INTEGER, minimum=1, default=1_000_000)),
+                "maxlen": _nullable(Schema(type=INTEGER, minimum=1, default=cfg.DEFAULT_MAXLEN)),
             },
             ["stream"],
             "XADD with the entry id <seq>-0; lanes must be 1; url redis(s)://",
@@ -174,21 +183,24 @@ def _strings(items: Schema | None = None) -> Schema:
     return _nullable(Schema(type=ARRAY, items=items or Schema(type=STRING)))
 
 
+_STEP = cfg.PATH_SEGMENT.pattern
 FILTER: Final = _object(
     {
         "streams": _strings(),
         "types": _strings(Schema(type=STRING, enum=sorted(EVENT_TYPES))),
         "actors": _strings(),
-        "fields": _strings(Schema(type=STRING, pattern=r"^[^.$\s][^.\s]*(\.[^.$\s][^.\s]*)*$")),
+        "fields": _strings(Schema(type=STRING, pattern=f"^{_STEP}(\\.{_STEP})*$")),
     },
     description="AND across criteria, OR within one; an empty criterion admits everything",
 )
 RETRY: Final = _object(
     {
         "delays_s": Schema(
-            type=ARRAY, items=Schema(type=NUMBER, minimum=0, maximum=7 * 86400), max_items=30
+            type=ARRAY,
+            items=Schema(type=NUMBER, minimum=0, maximum=cfg.MAX_DELAY_S),
+            max_items=cfg.MAX_RETRIES,
         ),
-        "jitter": Schema(type=NUMBER, minimum=0, maximum=1, default=0.1),
+        "jitter": Schema(type=NUMBER, minimum=0, maximum=1, default=cfg.DEFAULT_JITTER),
     }
 )
 SUBSCRIPTION: Final = _object(

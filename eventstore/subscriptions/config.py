@@ -28,6 +28,17 @@ NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # Standard Webhooks' schedule: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_DELAYS: Final = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MAX_LANES: Final = 64
+# The bounds the parser holds a body to (api.bodies documents the same ones).
+MAX_TIMEOUT_S: Final = 60
+DEFAULT_TIMEOUT_S: Final = 15
+MAX_AGAIN_MS: Final = 60_000
+DEFAULT_MAXLEN: Final = 1_000_000
+MAX_RETRIES: Final = 30
+MAX_DELAY_S: Final = 7 * 86400
+DEFAULT_JITTER: Final = 0.1
+# A webhook secret's key, decoded: 24 to 64 bytes.
+SECRET_BYTES: Final = (24, 64)
+ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Redis numbers its databases with a 32-bit integer.
 MAX_REDIS_DB: Final = 2**31 - 1
 MASK: Final = "***"
@@ -43,7 +54,8 @@ RESERVED_HEADERS: Final = frozenset(
 _TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # A header value: visible characters, spaces and tabs (no CR/LF: no header injection).
 _HEADER_VALUE: Final = re.compile(r"^[\t\x20-\x7e\x80-\U0010ffff]*$")
-_PATH_SEGMENT: Final = re.compile(r"^[^.$\s][^.\s]*$")
+# One step of a filter's field path (`a.b.c`): no `$` first, no dot, no space.
+PATH_SEGMENT: Final = re.compile(r"[^.$\s][^.\s]*")
 
 # A secret as configured: the literal value, or where to read it.
 Secret = str | dict[str, str]
@@ -203,7 +215,7 @@ def _secret(check: _Check, key: str, value: Any) -> None:
     if isinstance(value, dict) and len(value) == 1:
         ((kind, where),) = value.items()
         if kind in ("env", "file") and isinstance(where, str) and where:
-            if kind == "env" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", where):
+            if kind == "env" and not ENV_NAME.fullmatch(where):
                 check.bad(f"{key}.env", "not an environment variable name")
             return
     check.bad(key, 'expected a string, {"env": NAME} or {"file": PATH}')
@@ -223,7 +235,7 @@ def webhook_key(secret: str) -> bytes | None:
         raw = base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
         return None
-    return raw if 24 <= len(raw) <= 64 else None
+    return raw if SECRET_BYTES[0] <= len(raw) <= SECRET_BYTES[1] else None
 
 
 def _template(check: _Check, key: str, value: Any) -> tuple[templates.Part, ...] | None:
@@ -303,11 +315,11 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
             _secret(check, k, s)
             if isinstance(s, str) and s and s != MASK and webhook_key(s) is None:
                 check.bad(k, "a webhook secret is whsec_<base64 of 24-64 bytes>")
-        timeout = value.get("timeout_s", 15)
+        timeout = value.get("timeout_s", DEFAULT_TIMEOUT_S)
         if not _is_number(timeout):
             check.malformed("sink.timeout_s", "expected a number")
-        elif not 0 < timeout <= 60:
-            check.bad("sink.timeout_s", "between 0 (excluded) and 60 seconds")
+        elif not 0 < timeout <= MAX_TIMEOUT_S:
+            check.bad("sink.timeout_s", f"between 0 (excluded) and {MAX_TIMEOUT_S} seconds")
         headers = value.get("headers", {})
         if not isinstance(headers, dict):
             check.malformed("sink.headers", "expected an object")
@@ -321,7 +333,7 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
                 _secret(check, hk, v)
                 if isinstance(v, str) and not header_value_ok(v):
                     check.bad(hk, "a header value may not hold control characters (CR, LF, ...)")
-        out.setdefault("timeout_s", 15)
+        out.setdefault("timeout_s", DEFAULT_TIMEOUT_S)
         out.setdefault("headers", {})
         return out
     check.fields(
@@ -346,12 +358,12 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
         again = whole_number(value.get("again_after_ms", 0))
         if again is None:
             check.malformed("sink.again_after_ms", "expected an integer")
-        elif not 0 <= again <= 60_000:
-            check.bad("sink.again_after_ms", "between 0 and 60000")
+        elif not 0 <= again <= MAX_AGAIN_MS:
+            check.bad("sink.again_after_ms", f"between 0 and {MAX_AGAIN_MS}")
         out["again_after_ms"] = again
     else:
         _required(check, "sink.stream", value.get("stream"))
-        given = value.get("maxlen", 1_000_000)
+        given = value.get("maxlen", DEFAULT_MAXLEN)
         maxlen = None if given is None else whole_number(given)
         if given is not None and maxlen is None:
             check.malformed("sink.maxlen", "expected an integer or null")
@@ -378,7 +390,7 @@ def _filter(check: _Check, value: Any) -> Filter:
         if t not in EVENT_TYPES:
             check.bad(f"filter.types[{i}]", f"unknown event type {t!r}")
     for i, p in enumerate(f.fields):
-        if not p or not all(_PATH_SEGMENT.fullmatch(s) for s in p.split(".")):
+        if not p or not all(PATH_SEGMENT.fullmatch(s) for s in p.split(".")):
             check.bad(f"filter.fields[{i}]", f"{p!r} is not a field path (a.b.c)")
     return f
 
@@ -391,17 +403,17 @@ def _retry(check: _Check, value: Any) -> Retry:
         return Retry()
     check.fields("retry", value, ("delays_s", "jitter"))
     delays = value.get("delays_s", list(DEFAULT_DELAYS))
-    jitter = value.get("jitter", 0.1)
+    jitter = value.get("jitter", DEFAULT_JITTER)
     if not isinstance(delays, list) or not all(_is_number(d) for d in delays):
         check.malformed("retry.delays_s", "expected a list of numbers")
         delays = list(DEFAULT_DELAYS)
-    elif len(delays) > 30:
-        check.bad("retry.delays_s", "at most 30 retries")
-    elif any(not 0 <= d <= 7 * 86400 for d in delays):
-        check.bad("retry.delays_s", "each delay between 0 and 604800 seconds")
+    elif len(delays) > MAX_RETRIES:
+        check.bad("retry.delays_s", f"at most {MAX_RETRIES} retries")
+    elif any(not 0 <= d <= MAX_DELAY_S for d in delays):
+        check.bad("retry.delays_s", f"each delay between 0 and {MAX_DELAY_S} seconds")
     if not _is_number(jitter):
         check.malformed("retry.jitter", "expected a number")
-        jitter = 0.1
+        jitter = DEFAULT_JITTER
     elif not 0 <= jitter <= 1:
         check.bad("retry.jitter", "a fraction between 0 and 1")
     return Retry(delays_s=tuple(float(d) for d in delays), jitter=float(jitter))
