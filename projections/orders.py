@@ -699,7 +699,9 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                 )
         return out
 
-    def customer_forget(erased_stream: str, entity_key: str) -> tuple[Problem, Rewrite] | None:
+    def customer_forget(
+        erased_stream: str, entity_key: str
+    ) -> tuple[Mapping[str, Any], Rewrite] | None:
         """An erased order took its customer's name with it (the row's `name_from`)."""
         return ({"name_from": entity_key}, _nameless) if erased_stream == stream else None
 
