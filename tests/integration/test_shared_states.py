@@ -227,3 +227,54 @@ async def test_erasing_the_order_a_customer_s_name_came_from_takes_the_name_out(
     last = await rows(store, customer_totals)
     assert (last["c3"]["name"], last["c3"]["name_from"]) == ("Dora", "E")
     assert "c4" not in last and "Secret" not in repr(last)
+
+
+async def test_a_rebuild_after_an_erasure_counts_what_the_log_still_holds(
+    store: Store, clock: FakeClock
+) -> None:
+    """Following keeps the aggregates' sums across an erasure and clears the erased
+    order's name; a rebuild reads the erased log, where that order has no payload: its
+    amounts leave the sums, and the customer's name is the newest a remaining order
+    gives (README, "Erasure")."""
+    from projections.orders import OrderSchema, order_projections
+    from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+    from tests.integration.test_erasure import erase
+
+    _, _, revenue, customers = order_projections(OrderSchema())
+    await start_from_the_beginning(store)
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    for key, name, total in (("B", "Ann", 7), ("A", "Ann Secret", 5)):
+        await orders.insert_one(
+            {
+                "_id": key,
+                "status": "paid",
+                "total": total,
+                "currency": "EUR",
+                "customer": {"id": "c1", "name": name},
+            }
+        )
+    await ingester(store, feed, clock).run(until_idle=True)
+    runners = [ProjectionRunner(store, p, clock=clock) for p in (revenue, customers)]
+    for r in runners:
+        await r.catch_up()
+    await erase(store, "A", clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    for r in runners:
+        await r.catch_up()
+    followed = await rows(store, customers)
+    assert (followed["c1"]["name"], followed["c1"]["name_from"]) == (None, None)
+    assert followed["c1"]["orders"] == 2
+    assert str(followed["c1"]["lifetime_spend"]["EUR"]) == "12"
+    [day] = (await rows(store, revenue)).values()
+    assert (str(day["revenue"]), day["orders"]) == ("12", 2)
+
+    for r in runners:
+        await r.rebuild_now()
+    rebuilt = await rows(store, customers)
+    assert (rebuilt["c1"]["name"], rebuilt["c1"]["name_from"]) == ("Ann", "B")
+    assert rebuilt["c1"]["orders"] == 1
+    assert str(rebuilt["c1"]["lifetime_spend"]["EUR"]) == "7"
+    [day] = (await rows(store, revenue)).values()
+    assert (str(day["revenue"]), day["orders"]) == ("7", 1)
+    assert "Secret" not in repr(rebuilt)
