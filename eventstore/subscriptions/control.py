@@ -125,7 +125,26 @@ class SubscriptionAdmin:
             body = {**body, "sink": cfg.keep_secrets(body["sink"], existing.config.get("sink"))}
         config = cfg.parse(name, body)
         await self._refuse_shared_stream(config)
+        if existing is None:  # an update keeps its position: its start is not read again
+            await self._refuse_start_beyond_the_log(config.start)
         return config
+
+    async def _refuse_start_beyond_the_log(self, start: cfg.Start) -> None:
+        """A start seq past the next event would skip every event until the log reached it."""
+        if start.kind != "seq" or start.seq is None:
+            return
+        head = (await self.store.events.head()).seq
+        if start.seq > head + 1:
+            raise cfg.ConfigError(
+                [
+                    {
+                        "key": "start.seq",
+                        "message": f"seq {start.seq} is beyond the log, whose head is seq "
+                        f"{head}: a subscription starts at most at seq {head + 1} (the next "
+                        'event), or at "latest"',
+                    }
+                ]
+            )
 
     async def _refuse_shared_stream(self, config: cfg.SubscriptionConfig) -> None:
         target = _stream_target(config.sink)
@@ -218,6 +237,7 @@ class SubscriptionAdmin:
         """Deliver again from `start` (settled positions and parked events are forgotten)."""
         parsed = cfg.parse_start(start)
         await self.get(name)
+        await self._refuse_start_beyond_the_log(parsed)
         await self._command(name, new_command("reset", start=cfg.start_json(parsed)))
         await self.record_action(actor, "reset", name, {"start": cfg.start_json(parsed)})
 

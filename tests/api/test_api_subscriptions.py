@@ -293,6 +293,34 @@ async def test_seqs_beyond_what_a_database_stores_are_refused_not_500(
     assert record is not None and record.commands == []  # nothing queued
 
 
+async def test_a_start_seq_beyond_the_next_event_is_refused_as_it_would_skip_events(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    """The log's head is 4. A subscription starting at seq 6 would pass over seq 5 and
+    every event after it until the log reached 6, without a word: refused (422) on
+    creation and on reset. Seq 5, the next event, is a start; an update of a
+    subscription that exists keeps its position and does not read `start` again."""
+    c, store = client
+    far = await c.put(f"{BASE}/far", json={"sink": HOOK, "start": {"seq": 6}}, headers=ADMIN)
+    assert far.status_code == 422, far.text
+    [error] = far.json()["errors"]
+    assert error["key"] == "start.seq"
+    assert "head is seq 4" in error["message"] and "at most at seq 5" in error["message"]
+    assert await store.subscriptions.get("far") is None  # nothing stored
+    nxt = await c.put(f"{BASE}/far", json={"sink": HOOK, "start": {"seq": 5}}, headers=ADMIN)
+    assert nxt.status_code == 201 and nxt.json()["status"]["position"] == 4
+    kept = await c.put(f"{BASE}/far", json={"sink": HOOK, "start": {"seq": 99}}, headers=ADMIN)
+    assert kept.status_code == 200 and kept.json()["status"]["position"] == 4
+    reset = await c.post(f"{BASE}/far/reset", json={"start": {"seq": 6}}, headers=ADMIN)
+    assert reset.status_code == 422 and reset.json()["errors"][0]["key"] == "start.seq"
+    record = await store.subscriptions.get("far")
+    assert record is not None and record.commands == []  # nothing queued
+    again = await c.post(f"{BASE}/far/reset", json={"start": {"seq": 5}}, headers=ADMIN)
+    assert again.status_code == 200 and again.json()["status"]["position"] == 4
+    trail = (await c.get("/v1/admin/actions", headers=ADMIN)).json()["items"]
+    assert [a["action"] for a in trail] == ["create", "update", "reset"]
+
+
 async def test_a_name_with_a_final_newline_is_refused(
     client: tuple[AsyncTestClient[Any], MemoryStore],
 ) -> None:

@@ -51,6 +51,7 @@ def test_add_list_pause_reset_parked_and_remove_with_the_actor(
     assert code == 0 and "paused" in text
     code, shown = run(store, "status", "hooks", "--json")
     assert json.loads(shown)["sink"]["secret"] == "***" and SECRET not in shown
+    assert run(store, "reset", "hooks", "--start", "5", "--actor", "kim")[0] == 1  # head is 3
     assert run(store, "reset", "hooks", "--start", "2", "--actor", "kim")[0] == 0
     assert json.loads(run(store, "status", "hooks", "--json")[1])["status"]["position"] == 1
     assert run(store, "parked", "hooks") == (0, "hooks: nothing parked\n")
@@ -119,6 +120,12 @@ async def test_a_declarative_file_is_applied_by_name_and_a_bad_one_names_entry_a
             await service.apply_subscriptions()
         path.write_text(json.dumps(entries))
         assert await service.apply_subscriptions() == ["hooks"]
+        # A new entry starting past the next event (the log is empty: seq 1 at most).
+        path.write_text(json.dumps([*entries, {"name": "far", "sink": HOOK, "start": {"seq": 2}}]))
+        with pytest.raises(CliError) as beyond:
+            await service.apply_subscriptions()
+        assert "'far'" in str(beyond.value) and "start.seq" in str(beyond.value)
+        assert await store.subscriptions.get("far") is None
     actions = await store.admin_actions.page()
     assert [(a.action, a.actor, a.target) for a in actions] == [
         ("create", "declarative", "hooks"),
