@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 import weakref
 from collections.abc import Iterable
 from datetime import datetime
@@ -23,6 +22,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import Parameter, ParameterKwarg, QueryParameter
 
 from api.problems import bad_request
+from eventstore.decimal_text import canonical_int, decimal_int
 from eventstore.model import MAX_SEQ
 from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
 
@@ -50,13 +50,9 @@ def seq_in_path() -> Any:
     return Parameter(schema_extra={"type": "integer", "minimum": 1, "maximum": MAX_SEQ})
 
 
-_DECIMAL: Final = re.compile(r"-?(0|[1-9][0-9]*)")
-
-
 def seq_of_path(value: str) -> int | None:
     """A path segment as the integer it writes in ASCII decimal digits; None for any other text."""
-    text = path_value(value)
-    return int(text) if len(text) <= 24 and _DECIMAL.fullmatch(text) else None
+    return canonical_int(path_value(value))
 
 
 def time_parameter(**kwargs: Any) -> Any:
@@ -105,9 +101,10 @@ def int_cursor(kind: str, cursor: str | None) -> int | None:
     value = decode_cursor(kind, cursor)
     if value is None:
         return None
-    if not value.isdecimal() or len(value) > 19:
+    n = decimal_int(value)
+    if n is None or not 0 <= n <= MAX_SEQ:  # a crafted cursor: MongoDB stores no larger int
         raise bad_request(f"page cursor {cursor!r} does not belong to this listing")
-    return int(value)
+    return n
 
 
 def parse_time(name: str, value: str | None) -> datetime | None:

@@ -37,6 +37,7 @@ from eventstore import verification
 from eventstore.capture import timestamp_time
 from eventstore.chain import EntityVerdict, LogVerdict
 from eventstore.codec import rfc3339, utc_ms
+from eventstore.decimal_text import decimal_int
 from eventstore.diff import FieldChange, diff
 from eventstore.fold import Finding, Fold
 from eventstore.keys import InvalidKey, candidates, entity_key, typed_key
@@ -276,9 +277,10 @@ def _page_range(
         )
     start = from_version
     if after is not None:
-        if not after.isdecimal():
+        seen = decimal_int(after)
+        if seen is None or seen < 0:
             raise HistoryError(f"malformed page cursor {after!r}")
-        start = max(start, int(after) + 1)
+        start = max(start, seen + 1)
     end = start + limit if to_version is None else min(start + limit, to_version)
     return start, end
 

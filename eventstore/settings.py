@@ -14,6 +14,7 @@ from typing import Any, Final
 import msgspec
 
 from eventstore import json_input
+from eventstore.decimal_text import decimal_int
 from eventstore.notes import NoteError, Verifier
 
 PREFIX: Final = "EVENTSTORE_"
@@ -386,10 +387,8 @@ def _csv(value: str) -> tuple[str, ...]:
 # a number out of range. (`name` keeps the parser tables readable.)
 def _positive_int(name: str) -> Callable[[str], int | str]:
     def parse(value: str) -> int | str:
-        try:
-            return int(value)
-        except ValueError:
-            return value
+        n = decimal_int(value.strip())  # ASCII digits: `1_0` and `٣` are not numbers here
+        return value if n is None else n
 
     return parse
 

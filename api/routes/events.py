@@ -31,6 +31,7 @@ from api.schemas import EventOut, EventsPage
 from api.services import Services, ServicesDep
 from eventstore import render
 from eventstore.codec import rfc3339, to_jsonable
+from eventstore.decimal_text import decimal_int
 from eventstore.model import EVENT_TYPES, MAX_SEQ, Event, EventQuery
 from eventstore.ports import EventLog
 
@@ -249,10 +250,11 @@ async def live_events(
     text = (last_event_id or "").strip()
     if text:  # an empty id is none (the SSE spec's reset; EventSource then sends no header)
         # as bounded as `after`: a seq past 2^62 is none, and MongoDB stores no int over 64 bits
-        if not (text.isascii() and text.isdecimal()) or len(text) > 19 or int(text) > MAX_SEQ:
+        seen = decimal_int(text)
+        if seen is None or not 0 <= seen <= MAX_SEQ:
             raise bad_request(f"Last-Event-ID must be an event's seq (0 to {MAX_SEQ})")
         # What the client has seen: a reconnect resumes after it, never before `after`.
-        start = int(text) if start is None else max(start, int(text))
+        start = seen if start is None else max(start, seen)
     if is_head(request):  # the headers only: no tail, no query
         return ServerSentEvent(_no_events())
     if start is None:

@@ -7,6 +7,7 @@ import sys
 from importlib import metadata
 from typing import NoReturn
 
+from eventstore.cli.argtypes import nonneg_int, positive_int, whole_int
 from eventstore.cli.common import EXIT_ERROR
 from eventstore.settings import SETTING_NAMES
 
@@ -99,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("proof", help="the self-contained proof file of one event")
     _add_settings(p)
-    p.add_argument("seq", type=_positive_int)
-    p.add_argument("--size", type=_positive_int, default=None, help="checkpoint size (latest)")
+    p.add_argument("seq", type=positive_int)
+    p.add_argument("--size", type=positive_int, default=None, help="checkpoint size (latest)")
     p.add_argument("--out", default=None, help="write the file here instead of stdout")
 
     p = sub.add_parser("verify-proof", help="check a proof file offline (no database)")
@@ -125,9 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p)
     p.add_argument("stream")
     p.add_argument("key", help="entity key (bare, or typed: oid:, int:, str:, json:)")
-    p.add_argument("--from-version", type=_positive_int, default=1)
-    p.add_argument("--to-version", type=_positive_int, default=None)
-    p.add_argument("--limit", type=_positive_int, default=100)
+    p.add_argument("--from-version", type=positive_int, default=1)
+    p.add_argument("--to-version", type=positive_int, default=None)
+    p.add_argument("--limit", type=positive_int, default=100)
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
     p = sub.add_parser("state", help="an entity as it was at a time or version")
@@ -135,15 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stream")
     p.add_argument("key")
     p.add_argument("--at", help="RFC 3339 time with a zone, e.g. 2026-11-26T14:03:00Z")
-    p.add_argument("--version", type=_positive_int, default=None)
+    p.add_argument("--version", type=positive_int, default=None)
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
     p = sub.add_parser("diff", help="what changed between two versions, field by field")
     _add_settings(p)
     p.add_argument("stream")
     p.add_argument("key")
-    p.add_argument("from_version", type=_positive_int)
-    p.add_argument("to_version", type=_positive_int)
+    p.add_argument("from_version", type=positive_int)
+    p.add_argument("to_version", type=positive_int)
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
     p = sub.add_parser("verify", help="recompute the hash chains (exit 2 on tampering)")
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="rebuild every projection")
     p.add_argument(
         "--workers",
-        type=int,
+        type=whole_int,
         default=1,
         metavar="N",
         help="rebuild with N processes, each folding a share of the entities (1-16, default 1)",
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the HTTP API (one JSON access line per request)")
     _add_settings(p)
     _add_listen(p)
-    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1)")
 
     p = sub.add_parser("run", help="capture, project and serve the API in one process")
     _add_settings(p)
@@ -213,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_settings(p)
     _add_listen(p)
-    p.add_argument("--orders", type=_nonneg_int, default=200, help="initial orders (default 200)")
+    p.add_argument("--orders", type=nonneg_int, default=200, help="initial orders (default 200)")
     p.add_argument(
         "--rate",
         type=_nonneg_float,
@@ -221,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="changes per second after them (default 5); 0 = unpaced: --changes as fast "
         "as they go, or none without --changes",
     )
-    p.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
+    p.add_argument("--seed", type=whole_int, default=1, help="workload seed (default 1)")
     p.add_argument(
         "--report",
         action="store_true",
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--changes",
-        type=_nonneg_int,
+        type=nonneg_int,
         default=None,
         help="stop the traffic after this many changes and keep serving "
         "(default: unlimited; with --report: 2000)",
@@ -245,7 +246,7 @@ def _add_listen(p: argparse.ArgumentParser) -> None:
 
 
 def _port(value: str) -> int:
-    n = _nonneg_int(value)
+    n = nonneg_int(value)
     if not 0 <= n <= 65535:
         raise argparse.ArgumentTypeError(f"not a port: {n}")
     return n
@@ -253,7 +254,7 @@ def _port(value: str) -> int:
 
 def _add_workload(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("simulator (with --source simulator)")
-    g.add_argument("--orders", type=_nonneg_int, default=100, help="initial orders (default 100)")
+    g.add_argument("--orders", type=nonneg_int, default=100, help="initial orders (default 100)")
     g.add_argument(
         "--rate",
         type=_nonneg_float,
@@ -261,27 +262,8 @@ def _add_workload(p: argparse.ArgumentParser) -> None:
         help="changes per second after them; 0 = stop (default 5)",
     )
     g.add_argument(
-        "--seed", type=int, default=None, help="workload seed (same seed, same operations)"
+        "--seed", type=whole_int, default=None, help="workload seed (same seed, same operations)"
     )
-
-
-def _positive_int(value: str) -> int:
-    return _int_from(value, 1)
-
-
-def _nonneg_int(value: str) -> int:
-    return _int_from(value, 0)
-
-
-def _int_from(value: str, least: int) -> int:
-    """A whole number of at least `least`; the message names the bound that was broken."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if n < least:
-        raise argparse.ArgumentTypeError(f"must be {least} or more: {n}")
-    return n
 
 
 def _nonneg_float(value: str) -> float:

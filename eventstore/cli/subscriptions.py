@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from eventstore.cli.argtypes import positive_int
 from eventstore.cli.bootstrap import open_service
 from eventstore.cli.common import (
     EXIT_ERROR,
@@ -27,6 +28,7 @@ from eventstore.cli.common import (
     printable,
     settings_from,
 )
+from eventstore.decimal_text import decimal_int
 from eventstore.json_input import decode_json
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions.control import NotFound, SubscriptionAdmin, parked_json, record_json
@@ -45,8 +47,10 @@ def add_parser(sub: Any, add_settings: Any) -> None:
         "--start", metavar="START", help="reset: earliest, latest, a seq or an RFC 3339 time"
     )
     p.add_argument("--replay", action="store_true", help="parked: deliver them again")
-    p.add_argument("--up-to", type=int, metavar="SEQ", help="parked --replay: up to this seq")
-    p.add_argument("--skip", type=int, metavar="SEQ", help="parked: give up on one event")
+    p.add_argument(
+        "--up-to", type=positive_int, metavar="SEQ", help="parked --replay: up to this seq"
+    )
+    p.add_argument("--skip", type=positive_int, metavar="SEQ", help="parked: give up on one event")
     p.add_argument("--actor", help="who acts (the admin action trail; default: login name)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
@@ -65,8 +69,9 @@ def _start(value: str | None) -> Any:
         raise CliError("reset needs --start earliest|latest|SEQ|TIME")
     if value in ("earliest", "latest"):
         return value
-    if value.isdigit():
-        return {"seq": int(value)}
+    seq = decimal_int(value)
+    if seq is not None:
+        return {"seq": seq}
     return {"time": value}
 
 

@@ -362,6 +362,23 @@ async def test_since_equal_to_until_is_empty(
     assert r.json() == {"events": [], "next": None}
 
 
+@pytest.mark.parametrize(
+    "value", ["\u0663", "1_0", "+3", " 3", "-1", "9999999999999999999", "9" * 39, "9" * 41]
+)
+async def test_a_crafted_cursor_is_read_as_ascii_digits_within_the_seqs_or_refused(
+    client: AsyncTestClient[Any], value: str
+) -> None:
+    """A cursor is `kind:value` in base64url. int() read `٣` as 3, and a seq past 2^63
+    reached the database, which stores no such integer."""
+    from api.params import encode_cursor
+
+    r = await client.get("/v1/events", params={"after": encode_cursor("events", value)})
+    assert r.status_code == 400, r.text
+    assert "does not belong to this listing" in r.json()["detail"]
+    r = await client.get("/v1/events", params={"after": encode_cursor("events", "3"), "limit": 1})
+    assert r.status_code == 200 and [e["seq"] for e in r.json()["events"]] == [4]
+
+
 async def test_a_cursor_of_another_listing_is_refused(client: AsyncTestClient[Any]) -> None:
     r = await client.get("/v1/streams/orders/entities", params={"limit": 1})
     assert r.json()["next"] is not None

@@ -182,6 +182,11 @@ def test_the_tables_are_readable() -> None:
         (["state", "orders", "ORD-1", "--version", "0"], "must be 1 or more: 0"),
         (["state", "orders", "ORD-1", "--version", "-1"], "must be 1 or more: -1"),
         (["history", "orders", "ORD-1", "--limit", "1.5"], "not a whole number: '1.5'"),
+        # int() reads each of these as a number; the command line reads ASCII digits only
+        (["history", "orders", "ORD-1", "--limit", "1_0"], "not a whole number: '1_0'"),
+        (["history", "orders", "ORD-1", "--limit", "+5"], "not a whole number: '+5'"),
+        (["state", "orders", "ORD-1", "--version", "\u0663"], "not a whole number"),
+        (["diff", "orders", "ORD-1", " 1", "2"], "not a whole number: ' 1'"),
         (
             ["state", "orders", "ORD-1", "--version", "2", "--at", "2026-01-01T00:00:02Z"],
             "not both",

@@ -70,12 +70,23 @@ def test_bad_input_is_one_line_and_exit_1(
 ) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"sink": {"kind": "kafka"}}))
+    body = tmp_path / "good.json"
+    body.write_text(json.dumps({"sink": HOOK}))
     assert run(store, "add", "x", "--file", str(bad))[0] == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sink.kind" in err and "Traceback" not in err
     assert run(store, "pause", "nope")[0] == 1
     assert "no subscription 'nope'" in capsys.readouterr().err
     assert run(store, "reset", "x")[0] == 1  # no --start
+    # `²` passes str.isdigit() and int() refuses it: it was a ValueError's traceback
+    assert run(store, "add", "x", "--file", str(body))[0] == 0
+    capsys.readouterr()
+    for start in ("\u00b2", "\u0663", "1_0"):  # not a seq, so a time, and not a time either
+        assert run(store, "reset", "x", "--start", start)[0] == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "not an RFC 3339 time" in err and "Traceback" not in err
+    assert run(store, "parked", "x", "--skip", "\u0663")[0] == 1
+    assert "not a whole number" in capsys.readouterr().err
     assert run(store, "add", "x", "--file", str(tmp_path / "missing.json"))[0] == 1
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 5000 + "]" * 5000)

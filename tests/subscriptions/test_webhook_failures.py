@@ -306,3 +306,28 @@ async def test_a_replayed_event_that_fails_again_is_parked_again_and_replayable_
     finally:
         await h.stop()
     assert receiver.ids == ["hooks-2", "hooks-1"]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("86400", 3600.0),  # capped at an hour
+        ("99999999999999999999999", 3600.0),
+        ("9" * 50, 3600.0),
+        # not delay-seconds (ASCII digits only) nor an HTTP date: ignored, never a crash
+        ("\u00b2", None),  # str.isdigit() admits it and float() refuses it: a ValueError
+        ("\u0663", None),
+        ("1_0", None),
+        ("-3", None),
+        ("1e3", None),
+    ],
+)
+def test_a_retry_after_header_is_read_as_delay_seconds_or_an_http_date(
+    header: str, seconds: float | None
+) -> None:
+    from eventstore.subscriptions.sinks.base import retry_after
+
+    assert retry_after(header, 1e9) == seconds

@@ -52,6 +52,9 @@ def test_redaction_paths_and_masks() -> None:
     [
         ("EVENTSTORE_BATCH_SIZE", "zero", "BATCH_SIZE"),
         ("EVENTSTORE_BATCH_SIZE", "0", "at least 1"),
+        # int() reads these as 1000 and 3; a setting is read in ASCII digits only
+        ("EVENTSTORE_BATCH_SIZE", "1_000", "BATCH_SIZE must be a whole number, got '1_000'"),
+        ("EVENTSTORE_STATE_CACHE", "\u0663", "STATE_CACHE must be a whole number"),
         ("EVENTSTORE_PRE_IMAGES", "sometimes", "PRE_IMAGES"),
         ("EVENTSTORE_OPERATIONS", "insert,upsert", "upsert"),
         ("EVENTSTORE_URI", "http://x", "mongodb://"),

@@ -87,8 +87,8 @@ def retry_after(value: str | None, now_epoch: float) -> float | None:
         return None
     value = value.strip()
     seconds: float
-    if value.isdigit():
-        seconds = float(value)
+    if value.isascii() and value.isdigit():  # delay-seconds (RFC 9110): ASCII digits only
+        seconds = float(value) if len(value) <= 12 else MAX_RETRY_AFTER
     else:
         from email.utils import parsedate_to_datetime
 
