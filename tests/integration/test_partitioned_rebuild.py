@@ -705,3 +705,61 @@ async def test_a_dead_instances_partitioned_job_is_requeued_and_its_staging_drop
     assert done is not None and (done.state, done.workers) == ("succeeded", 1)
     head = (await store.events.head()).seq
     assert (await rows(store, "rm_no_merge"))["n"]["n"] == head
+
+
+async def _check_with_erasures(
+    seed: int, orders: int, steps: int, erased: int, workers: int
+) -> None:
+    """As `_check`, on a log where `erased` orders were erased part-way and their documents
+    changed again after (new events folded onto the erased history)."""
+    from tests.integration.test_erasure import erase
+
+    store = MemoryStore()
+    clock = FakeClock()
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    sim = Simulator(feed, seed=seed, clock=clock)
+    await sim.create_orders(orders)
+    for _ in range(steps):
+        clock.advance(5400)
+        await sim.step()
+    await ingester(store, feed, clock).run(until_idle=True)
+    keys = sorted(
+        {
+            e.entity_key
+            for e in await store.events.read(after_seq=0, limit=100_000)
+            if e.type not in STREAM_TYPES
+        }
+    )
+    for key in keys[:erased]:
+        await erase(store, key, clock)
+    for _ in range(steps):
+        clock.advance(5400)
+        await sim.step()
+    await ingester(store, feed, clock).run(until_idle=True)
+    log = await store.events.read(after_seq=0, limit=100_000)
+    assert sum(e.type == "erased" for e in log) == min(erased, len(keys))
+    for projection in ORDER_PROJECTIONS:
+        one = ProjectionRunner(store, projection, clock=clock, batch_size=7)
+        await one.rebuild_now()
+        expected = await rows(store, projection.collection)
+        many = ProjectionRunner(store, projection, clock=clock, batch_size=7)
+        many.processes = False
+        assert await many.lease.try_acquire()
+        await many.rebuild(workers=workers)
+        await many.hand_back()
+        assert await rows(store, projection.collection) == expected, (projection.name, workers)
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    seed=st.integers(0, 10_000),
+    orders=st.integers(1, 8),
+    steps=st.integers(0, 40),
+    erased=st.integers(1, 3),
+    workers=st.integers(2, 4),
+)
+def test_partitions_merged_equal_one_worker_over_an_erased_log(
+    seed: int, orders: int, steps: int, erased: int, workers: int
+) -> None:
+    asyncio.run(_check_with_erasures(seed, orders, steps, erased, workers))
