@@ -210,12 +210,14 @@ async def test_erasing_the_order_a_customer_s_name_came_from_takes_the_name_out(
     assert after["c1"]["lifetime_spend"] == before["c1"]["lifetime_spend"]  # sums are kept
     assert after["c2"] == before["c2"]  # left alone: its order C is not erased, customers/C is
 
-    # One batch: c3 named by D (followed before), D erased, then E names c3; and G, which
-    # names c4, is erased before the runner reads it (its payload is gone already: it
-    # names nobody, as a rebuild finds).
+    # One batch: F names c5 (a change before the erasures, applied as any other), c3 named
+    # by D (followed before), D erased, then E names c3; and G, which names c4, is erased
+    # before the runner reads it (its payload is gone already: it names nobody, as a
+    # rebuild finds).
     await orders.insert_one(order("D", "c3", "Dora Secret"))
     await ingester(store, feed, clock).run(until_idle=True)
     await runner.catch_up()
+    await orders.insert_one(order("F", "c5", "Fay"))
     await orders.insert_one(order("G", "c4", "Gus Secret"))
     await ingester(store, feed, clock).run(until_idle=True)
     await erase(store, "D", clock)
@@ -226,6 +228,7 @@ async def test_erasing_the_order_a_customer_s_name_came_from_takes_the_name_out(
     await runner.catch_up()
     last = await rows(store, customer_totals)
     assert (last["c3"]["name"], last["c3"]["name_from"]) == ("Dora", "E")
+    assert (last["c5"]["name"], last["c5"]["orders"]) == ("Fay", 1)
     assert "c4" not in last and "Secret" not in repr(last)
 
 
