@@ -4,6 +4,7 @@ worker processes through the runner, the CLI and the admin API; partitions track
 from __future__ import annotations
 
 import asyncio
+import glob
 import io
 import os
 import signal
@@ -146,6 +147,30 @@ def test_partitions_are_stable_and_keep_an_entity_whole() -> None:
         }
 
     asyncio.run(go())
+
+
+def test_an_entity_s_identity_and_partition_are_pinned_across_versions() -> None:
+    """Instances of one job must agree on every entity's partition, so the identity and
+    its hash are pinned here: a change to either would split a rebuild run by instances
+    of two versions (each entity's events folded in two places, or in none)."""
+    from bson import ObjectId
+
+    from projections.partitioned import entity_identity
+    from tests.helpers import LogBuilder
+
+    log = LogBuilder()
+    oid = ObjectId("65a1b2c3d4e5f60718293a4b")
+    cases = [
+        (log.next("ORD-1"), "orders\x00str:ORD-1", 8),
+        (log.next(oid), "orders\x00oid:65a1b2c3d4e5f60718293a4b", 8),
+        (log.next(42), "orders\x00int:42", 8),
+        (log.next(4.5), 'orders\x00json:{"$numberDouble":"4.5"}', 0),
+        (log.next("ORD-1", stream="refunds"), "refunds\x00str:ORD-1", 1),
+    ]
+    for event, identity, sixteenth in cases:
+        assert entity_identity(event) == identity
+        assert partition_of(event, 16) == sixteenth, identity
+        assert partition_of(event, 1) == 0
 
 
 # -- real worker processes ----------------------------------------------------------------------
@@ -296,6 +321,7 @@ def _dying(marker: Path, *, always: bool) -> Projection:
     def apply(rows: Any, change: Change) -> list[Write]:
         if os.getpid() != parent and (always or not marker.exists()):
             marker.touch()
+            (marker.parent / f"{marker.name}-{os.getpid()}").touch()  # one file per death
             os.kill(os.getpid(), signal.SIGKILL)
         key = change.event.entity_key
         n = (rows.get(key) or {}).get("n", 0)
@@ -322,6 +348,32 @@ async def test_a_worker_process_that_dies_is_replaced_and_its_partition_folded_a
     assert [p.state for p in job.partitions] == ["succeeded", "succeeded"]
     expected = _per_entity(await store.events.read(after_seq=0, limit=1_000_000))
     assert {k: r["n"] for k, r in (await rows(store, "rm_dying")).items()} == expected
+
+
+async def test_a_partition_is_folded_at_most_three_times_in_fresh_processes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`LocalFolds.RETRIES` (2) more attempts after the first, each in a fresh pool, each
+    said in a warning; then the fold fails with BrokenProcessPool."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from projections.partitioned import LocalFolds
+
+    store = await simulated(6, 3, 0)
+    events = await store.events.read(after_seq=0, limit=1000)
+    folds = LocalFolds(_dying(tmp_path / "died", always=True), [list(events)], 1)
+    try:
+        with pytest.raises(BrokenProcessPool):
+            await folds.submit(0)
+    finally:
+        folds.close()
+    assert len(glob.glob(f"{tmp_path}/died-*")) == 3  # three processes died, one per attempt
+    assert folds.broken == 2  # the pools replaced: the last broken one is not
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "projection dying: a rebuild worker process died folding partition 0; "
+        f"folding it again (attempt {n} of 3)"
+        for n in (2, 3)
+    ]
 
 
 async def test_workers_that_keep_dying_fail_the_job_and_following_goes_on(
