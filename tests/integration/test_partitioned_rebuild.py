@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,17 +57,30 @@ def example_plugin(tmp_path: Path) -> Projection:
     return projection
 
 
+class Shop:
+    """A simulated shop captured into `store`: `changes` moves it on and captures them."""
+
+    def __init__(self, store: Store, seed: int) -> None:
+        self.store, self.clock = store, FakeClock()
+        self.feed = MemoryChangeFeed(clock=self.clock)
+        self.sim = Simulator(self.feed, seed=seed, clock=self.clock)
+
+    async def open(self, orders: int) -> None:
+        await start_from_the_beginning(self.store)
+        await self.sim.create_orders(orders)
+
+    async def changes(self, steps: int) -> None:
+        for _ in range(steps):
+            self.clock.advance(5400)
+            await self.sim.step()
+        await ingester(self.store, self.feed, self.clock).run(until_idle=True)
+
+
 async def simulate(store: S, seed: int, orders: int, steps: int) -> S:
     """`store` holding a simulated shop's orders: `orders` created, then `steps` changes."""
-    clock = FakeClock()
-    feed = MemoryChangeFeed(clock=clock)
-    await start_from_the_beginning(store)
-    sim = Simulator(feed, seed=seed, clock=clock)
-    await sim.create_orders(orders)
-    for _ in range(steps):
-        clock.advance(5400)
-        await sim.step()
-    await ingester(store, feed, clock).run(until_idle=True)
+    shop = Shop(store, seed)
+    await shop.open(orders)
+    await shop.changes(steps)
     return store
 
 
@@ -100,8 +114,15 @@ async def _check(seed: int, orders: int, steps: int, workers: int, tmp: Path) ->
     store = await simulated(seed, orders, steps)
     if not _PLUGIN:
         _PLUGIN.append(example_plugin(tmp))
+    await _equal_to_one_worker(store, (*ORDER_PROJECTIONS, _PLUGIN[0]), workers)
+
+
+async def _equal_to_one_worker(
+    store: Store, projections: Sequence[Projection], workers: int
+) -> None:
+    """Each projection rebuilt by `workers` partitions has one worker's rows and checkpoint."""
     clock = FakeClock()
-    for projection in (*ORDER_PROJECTIONS, _PLUGIN[0]):
+    for projection in projections:
         one = ProjectionRunner(store, projection, clock=clock, batch_size=7)
         await one.rebuild_now()
         expected = await rows(store, projection.collection)
@@ -767,15 +788,10 @@ async def _check_with_erasures(
     from tests.integration.test_erasure import erase
 
     store = MemoryStore()
-    clock = FakeClock()
-    feed = MemoryChangeFeed(clock=clock)
-    await start_from_the_beginning(store)
-    sim = Simulator(feed, seed=seed, clock=clock)
-    await sim.create_orders(orders)
-    for _ in range(steps):
-        clock.advance(5400)
-        await sim.step()
-    await ingester(store, feed, clock).run(until_idle=True)
+    shop = Shop(store, seed)
+    clock = shop.clock
+    await shop.open(orders)
+    await shop.changes(steps)
     keys = sorted(
         {
             e.entity_key
@@ -785,22 +801,10 @@ async def _check_with_erasures(
     )
     for key in keys[:erased]:
         await erase(store, key, clock)
-    for _ in range(steps):
-        clock.advance(5400)
-        await sim.step()
-    await ingester(store, feed, clock).run(until_idle=True)
+    await shop.changes(steps)  # the erasures carried out, and the documents changed again
     log = await store.events.read(after_seq=0, limit=100_000)
     assert sum(e.type == "erased" for e in log) == min(erased, len(keys))
-    for projection in ORDER_PROJECTIONS:
-        one = ProjectionRunner(store, projection, clock=clock, batch_size=7)
-        await one.rebuild_now()
-        expected = await rows(store, projection.collection)
-        many = ProjectionRunner(store, projection, clock=clock, batch_size=7)
-        many.processes = False
-        assert await many.lease.try_acquire()
-        await many.rebuild(workers=workers)
-        await many.hand_back()
-        assert await rows(store, projection.collection) == expected, (projection.name, workers)
+    await _equal_to_one_worker(store, ORDER_PROJECTIONS, workers)
 
 
 @settings(deadline=None, max_examples=25)
