@@ -397,6 +397,28 @@ async def test_a_partition_is_folded_at_most_three_times_in_fresh_processes(
     ]
 
 
+async def test_forked_workers_inherit_their_partitions_and_fold_what_one_process_folds() -> None:
+    """The pool forks (another start method would not inherit the registered events), and
+    what a worker runs is the registered partition's fold; `close` forgets them."""
+    from projections import partitioned
+
+    store = await simulated(4, 5, 30)
+    events = await store.events.read(after_seq=0, limit=10_000)
+    parts = split(events, 2)
+    folds = partitioned.LocalFolds(ORDER_PROJECTIONS[0], parts, 2)
+    try:
+        assert folds.forked
+        context = folds._live_pool()._mp_context
+        assert context is not None and context.get_start_method() == "fork"
+        for index in (0, 1):
+            here = partitioned._run_inherited(folds._token, index)  # what a worker calls
+            assert here == partitioned.fold_partition(ORDER_PROJECTIONS[0], parts[index])
+            assert here and here == await folds.submit(index)
+    finally:
+        folds.close()
+    assert folds._token not in partitioned._INHERITED
+
+
 async def test_workers_that_keep_dying_fail_the_job_and_following_goes_on(
     tmp_path: Path,
 ) -> None:
