@@ -17,17 +17,19 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 import struct
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from eventstore.decimal_text import canonical_int
+
 ED25519 = 0x01
 COSIGNATURE = 0x04
 DASH = "\u2014 "
-_DECIMAL = re.compile(r"^(0|[1-9][0-9]{0,19})$")
+# A checkpoint's tree size: decimal without leading zeros (C2SP tlog-checkpoint), a uint64.
+MAX_SIZE = 2**64 - 1
 
 
 class NoteError(ValueError):
@@ -161,12 +163,13 @@ def parse_checkpoint(text: str) -> tuple[str, int, bytes]:
     lines = text[:-1].split("\n")
     if len(lines) < 3 or not lines[0] or any(not line for line in lines):
         raise NoteError("a checkpoint has an origin, a size and a root line")
-    if not _DECIMAL.fullmatch(lines[1]):
+    size = canonical_int(lines[1])
+    if size is None or not 0 <= size <= MAX_SIZE:
         raise NoteError("the checkpoint's size is not a decimal number")
     root = _b64decode(lines[2], "the checkpoint's root")
     if len(root) != 32:
         raise NoteError("the checkpoint's root is not 32 bytes")
-    return lines[0], int(lines[1]), root
+    return lines[0], size, root
 
 
 # -- signed notes ---------------------------------------------------------------------------

@@ -278,6 +278,10 @@ ROOT64 = base64.b64encode(bytes(range(32))).decode()
         (f"\n1\n{ROOT64}\n", "a checkpoint has an origin, a size and a root line"),
         (f"o\n1\n{ROOT64}\n\nextension\n", "a checkpoint has an origin, a size and a root line"),
         (f"o\nseven\n{ROOT64}\n", "the checkpoint's size is not a decimal number"),
+        (f"o\n007\n{ROOT64}\n", "the checkpoint's size is not a decimal number"),
+        (f"o\n-1\n{ROOT64}\n", "the checkpoint's size is not a decimal number"),
+        # 2^64: one past a uint64, though it has the 20 digits the old pattern allowed
+        (f"o\n18446744073709551616\n{ROOT64}\n", "the checkpoint's size is not a decimal number"),
         ("o\n1\nAA!A\n", "the checkpoint's root is not valid base64"),
         ("o\n1\nAAAA\n", "the checkpoint's root is not 32 bytes"),
     ],
