@@ -79,7 +79,7 @@ WEBHOOK_SECRET: Final = Schema(
         Schema(
             type=STRING,
             pattern=rf"^(\*\*\*|whsec_[A-Za-z0-9+/]{{{_B64[0]},{_B64[1]}}}={{0,2}})$",
-            description=f"whsec_<base64 of {_BYTES[0]}-{_BYTES[1]} bytes>; *** keeps the stored one",
+            description=f"{cfg.SECRET_FORM}; *** keeps the stored one",
         ),
         *REFERENCE,
     ]

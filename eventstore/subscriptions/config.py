@@ -38,6 +38,7 @@ MAX_DELAY_S: Final = 7 * 86400
 DEFAULT_JITTER: Final = 0.1
 # A webhook secret's key, decoded: 24 to 64 bytes.
 SECRET_BYTES: Final = (24, 64)
+SECRET_FORM: Final = f"whsec_<base64 of {SECRET_BYTES[0]}-{SECRET_BYTES[1]} bytes>"
 ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Redis numbers its databases with a 32-bit integer.
 MAX_REDIS_DB: Final = 2**31 - 1
@@ -227,7 +228,7 @@ def header_value_ok(value: str) -> bool:
 
 
 def webhook_key(secret: str) -> bytes | None:
-    """The HMAC key of a `whsec_<base64>` secret (24-64 bytes), or None when malformed."""
+    """The HMAC key of a `whsec_<base64>` secret (`SECRET_BYTES` long), or None when malformed."""
     body = secret.removeprefix("whsec_")
     if body == secret:
         return None
@@ -314,7 +315,7 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
             k = f"sink.secret[{i}]" if isinstance(secret, list) else "sink.secret"
             _secret(check, k, s)
             if isinstance(s, str) and s and s != MASK and webhook_key(s) is None:
-                check.bad(k, "a webhook secret is whsec_<base64 of 24-64 bytes>")
+                check.bad(k, f"a webhook secret is {SECRET_FORM}")
         timeout = value.get("timeout_s", DEFAULT_TIMEOUT_S)
         if not _is_number(timeout):
             check.malformed("sink.timeout_s", "expected a number")

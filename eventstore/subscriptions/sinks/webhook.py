@@ -77,7 +77,7 @@ class WebhookSink:
         for s in secrets:
             key = cfg.webhook_key(resolve(s))
             if key is None:
-                raise SecretError("a webhook secret is whsec_<base64 of 24-64 bytes>")
+                raise SecretError(f"a webhook secret is {cfg.SECRET_FORM}")
             self.keys.append(key)
         self.url = templates.parse(resolve(sink["url"]))
         self.headers = {h: resolve(v) for h, v in sink.get("headers", {}).items()}
