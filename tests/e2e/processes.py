@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -37,16 +38,33 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
+class Spooled(subprocess.Popen[str]):
+    """A text subprocess whose error output is spooled to a file, read back by `communicate`.
+
+    A served process writes an access-log line per request to stderr. A pipe nobody reads
+    until the end holds 64 KiB (a few hundred requests: the explorer's module alone wrote
+    40 KB); past that the process blocks on its next log line and the test hangs.
+    Standard output stays a pipe (tests read banners from it; it carries little).
+    """
+
+    def __init__(self, args: list[str], **kwargs: Any) -> None:
+        self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed by communicate)
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        super().__init__(args, stderr=self._spool, text=True, **kwargs)
+
+    def communicate(
+        self, input: str | None = None, timeout: float | None = None
+    ) -> tuple[Any, str]:
+        out, _ = super().communicate(input, timeout)
+        self._spool.seek(0)
+        err = self._spool.read()
+        self._spool.close()
+        return out, err
+
+
 def launch(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """`eventstore ARGS` in the project's directory, its output captured."""
-    return subprocess.Popen(
-        [*EVENTSTORE, *args],
-        cwd=ROOT,
-        env=clean_env(**(env or {})),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return Spooled([*EVENTSTORE, *args], cwd=ROOT, env=clean_env(**(env or {})))
 
 
 def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:

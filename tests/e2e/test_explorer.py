@@ -31,7 +31,15 @@ from api import create_app
 from eventstore.clock import FakeClock
 from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
-from tests.e2e.processes import EVENTSTORE, ROOT, InProcessServer, clean_env, free_port, serving
+from tests.e2e.processes import (
+    EVENTSTORE,
+    ROOT,
+    InProcessServer,
+    Spooled,
+    clean_env,
+    free_port,
+    serving,
+)
 from tests.integration.conftest import open_test_store
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 from tests.supervision import metric
@@ -90,13 +98,11 @@ class Demo:
     def __init__(self, *args: str, env: dict[str, str]) -> None:
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
+        self.proc = Spooled(
             [*EVENTSTORE, "demo", *args, "--port", str(port)],
             cwd=ROOT,
             env=clean_env(**env),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
         )
         read_key = env.get("EVENTSTORE_READ_KEYS")
         headers = {"authorization": f"Bearer {read_key}"} if read_key else {}
