@@ -16,6 +16,10 @@ Invariants:
   subscription (`retrying`, `Retry-After` honoured up to an hour), parking nothing.
   HTTP 410 disables the subscription. A strict sink never parks.
 - Every delivery id is `<name>-<seq>`: the same on every attempt, replay and reset.
+- At a stop, deliveries in flight may end for at most `DRAIN_S` (and a third of the
+  lease) and their outcomes are recorded, so a receiver that took an event is not
+  sent it again by the next run; those still in flight then are cancelled and go out
+  again (at least once).
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ from eventstore.worker_state import DISABLED, PAUSED, RETRYING, RUNNING
 log = logging.getLogger("eventstore.subscriptions")
 
 SUBSCRIPTION: Final = "subscription"
+# How long a stop waits for deliveries in flight: within the supervisor's grace (5 s) for
+# the whole stop, and well within a receiver's patience for a deploy.
+DRAIN_S: Final = 3.0
 Entity = tuple[str, str]
 SinkFactory = Callable[[cfg.SubscriptionConfig], Sink]
 _ENCODER = msgspec.json.Encoder()
@@ -98,6 +105,7 @@ class SubscriptionWorker:
         backoff_first: float = 1.0,
         backoff_cap: float = 300.0,
         secrets: Sequence[str] = (),
+        drain_s: float = DRAIN_S,
     ) -> None:
         self.store = store
         self.subscription = subscription
@@ -113,6 +121,8 @@ class SubscriptionWorker:
         self.rng = rng or random.Random()
         self.backoff = Backoff(first=backoff_first, cap=backoff_cap, rng=self.rng)
         self.secrets = tuple(secrets)
+        # The lease is not renewed while draining: the drain ends well before it lapses.
+        self.drain_s = min(drain_s, lease_seconds / 3)
         self.lease = LeaseKeeper(store.leases, self.name, owner, ttl=lease_seconds, clock=clock)
         self.lease.observer = self._report
         self.wake = asyncio.Event()
@@ -282,6 +292,7 @@ class SubscriptionWorker:
         stopping = asyncio.ensure_future(self._kick_on(stop))
         try:
             await self._steps(stop)
+            await self._drain()
         finally:
             await cancel_and_wait((watcher, stopping))
 
@@ -432,6 +443,10 @@ class SubscriptionWorker:
                 finally:
                     await cancel_and_wait(waits)
         self._kick.clear()
+        await self._collect()
+
+    async def _collect(self) -> None:
+        """Record the outcome of every delivery that has ended."""
         for task in [t for t in self.inflight if t.done()]:
             events = self.inflight.pop(task)
             try:
@@ -440,6 +455,15 @@ class SubscriptionWorker:
                 detail = describe(exc, (*self._sink_secrets, *self.secrets))
                 outcomes = [Outcome(status=SINK_FAILED, detail=detail)]
             await self._handle(events, outcomes)
+
+    async def _drain(self) -> None:
+        """At a stop: let deliveries in flight end (bounded) and record them; launch nothing."""
+        if not self.inflight:
+            return
+        pending = [t for t in self.inflight if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.drain_s)
+        await self._collect()  # what is still in flight is cancelled by the run's end
 
     async def _handle(self, events: list[Event], outcomes: list[Outcome]) -> None:
         strict = self.sink is not None and self.sink.strict

@@ -203,8 +203,8 @@ def test_subscriptions_run_delivers_a_stored_log_to_a_real_receiver(
 
     def stop_when_delivered() -> None:
         # Stop once the worker has settled all six, not when the receiver has them: a
-        # delivery still in flight at the stop is not recorded and goes out again on the
-        # next run (at least once), which would make the counts below a race.
+        # delivery the stop's drain does not see answered is not recorded and goes out
+        # again on the next run (at least once), which would make the counts below a race.
         deadline = time.monotonic() + 30
         while settled() < 6 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -225,3 +225,38 @@ def test_subscriptions_run_delivers_a_stored_log_to_a_real_receiver(
     assert record.config["sink"]["secret"] == {"env": "HOOK_SECRET"}  # a reference stays one
     assert base64.b64decode(SECRET.removeprefix("whsec_"))  # the receiver verified with it
     assert receiver.invalid == 0
+
+
+def test_a_stop_while_a_webhook_is_in_flight_waits_for_its_answer_and_records_it(
+    receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = MemoryStore()
+    log = LogBuilder()
+    asyncio.run(store.events.append([log.next(k) for k in ("a", "b", "c")]))
+    monkeypatch.setenv("EVENTSTORE_SUBSCRIPTIONS", str(subscriptions_file(tmp_path, receiver)))
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    receiver.delay = 0.4  # each answer takes that long: the stop comes while one is open
+    done = threading.Event()
+
+    def stop_while_in_flight() -> None:
+        deadline = time.monotonic() + 30
+        while not receiver.open_ids and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_while_in_flight, daemon=True)
+    stopper.start()
+    try:
+        code = main(["subscriptions", "run", "--uri", "memory://"], store=store)
+    finally:
+        done.set()
+    stopper.join(5)
+    assert code == 0
+    assert receiver.ids  # the delivery open at the stop was answered, not cut off
+    # Everything the receiver took is recorded: the next run sends none of it again.
+    cp = asyncio.run(store.checkpoints.get(checkpoint_name("hooks")))
+    assert cp is not None
+    assert receiver.ids == [f"hooks-{s}" for s in range(1, cp.head.seq + 1)]
+    record = asyncio.run(store.subscriptions.get("hooks"))
+    assert record is not None and record.delivered == len(receiver.ids)

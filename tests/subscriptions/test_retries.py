@@ -828,3 +828,75 @@ async def test_a_worker_that_takes_over_keeps_the_last_error_and_delivery_time_s
     assert {k: after[k] for k in ("delivered", "last_error", "last_delivery_at")} == {
         k: before[k] for k in ("delivered", "last_error", "last_delivery_at")
     }
+
+
+async def test_a_stop_lets_a_delivery_in_flight_end_and_records_it_so_it_is_not_sent_again() -> (
+    None
+):
+    h = Harness()
+    gate = asyncio.Event()
+    sent: list[str] = []
+
+    async def slow(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        sent.extend(d.id for d in deliveries)
+        await gate.wait()  # the receiver answers while the service is stopping
+        return [Outcome(status=DELIVERED) for _ in deliveries]
+
+    sink = ScriptedSink(h.clock, failing("nobody"))
+    sink.deliver = slow  # type: ignore[method-assign]
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    await h.start(h.worker("hooks", sink_factory=lambda c: sink, drain_s=1.5))
+    await until(lambda: sent == ["hooks-1"])
+    stopping = asyncio.ensure_future(h.stop())
+    await until(lambda: h.supervisors[0].stopping.is_set())
+    await asyncio.sleep(0.1)
+    assert not stopping.done()  # the stop waits for the delivery in flight
+    gate.set()
+    await stopping
+    assert await h.position("hooks") == 1
+    assert (await _status(h))["delivered"] == 1
+    # the next run starts after it: the receiver is not sent seq 1 again
+    h.supervisors.clear()
+    again = ScriptedSink(h.clock, failing("nobody"))
+    await h.append("b")
+    await h.start(h.worker("hooks", sink_factory=lambda c: again), instance="again")
+    try:
+        await until_async(lambda: _at(h, 2))
+    finally:
+        await h.stop()
+    assert [i for i, _ in again.attempts] == ["hooks-2"]
+
+
+async def test_a_delivery_still_in_flight_when_the_drain_ends_is_cancelled_and_sent_again() -> None:
+    h = Harness()
+    cancelled: list[str] = []
+
+    async def hung(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        try:
+            await asyncio.Event().wait()  # a receiver that never answers
+        except asyncio.CancelledError:
+            cancelled.extend(d.id for d in deliveries)
+            raise
+        raise AssertionError("unreachable")
+
+    sink = ScriptedSink(h.clock, failing("nobody"))
+    sink.deliver = hung  # type: ignore[method-assign]
+    await h.subscribe("hooks", {"sink": HOOK})
+    await h.append("a")
+    supervised = await h.start(h.worker("hooks", sink_factory=lambda c: sink, drain_s=0.2))
+    await until(lambda: supervised.state == RUNNING)
+    await asyncio.sleep(0.1)
+    started = asyncio.get_running_loop().time()
+    await h.stop()  # its grace is 2 s; the drain gives up after a tenth of that
+    assert asyncio.get_running_loop().time() - started < 2.0
+    assert cancelled == ["hooks-1"]
+    assert await h.position("hooks") == 0
+    h.supervisors.clear()
+    again = ScriptedSink(h.clock, failing("nobody"))
+    await h.start(h.worker("hooks", sink_factory=lambda c: again), instance="again")
+    try:
+        await until_async(lambda: _at(h, 1))
+    finally:
+        await h.stop()
+    assert [i for i, _ in again.attempts] == ["hooks-1"]  # at least once
