@@ -12,18 +12,25 @@ from typing import Any
 from litestar import Request
 
 from api.problems import bad_request
-from eventstore.json_input import TOO_DEEP
+from eventstore.json_input import TOO_DEEP, DuplicateKey, check_unique_keys
 
 
 class JsonSafeRequest(Request[Any, Any, Any]):
-    """A Litestar request whose `json()` refuses a body nested too deeply with a 400."""
+    """A Litestar request whose `json()` refuses with a 400 a body nested too deeply, or
+    naming a key twice in one object (`eventstore.json_input`)."""
 
     async def json(self) -> Any:
-        """The JSON body (decoded once, as Litestar does); ApiError 400 when nested too deeply."""
+        """The JSON body (decoded once, as Litestar does); ApiError 400 when it cannot be read."""
         try:
-            return await super().json()
+            value = await super().json()
         except RecursionError:
             raise bad_request(f"the body is not JSON that can be read: {TOO_DEEP}") from None
+        if isinstance(value, (dict, list)):
+            try:
+                check_unique_keys(await self.body())
+            except DuplicateKey as exc:
+                raise bad_request(f"the body is not JSON that can be read: {exc}") from None
+        return value
 
 
 __all__ = ["JsonSafeRequest"]

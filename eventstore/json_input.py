@@ -4,6 +4,11 @@ msgspec and the standard library raise RecursionError, not their decode error, o
 input nested deeper than the interpreter allows (about 1,000 levels): a few
 kilobytes of `[` would otherwise turn bad input into a traceback or a 500. Here
 that is one more way for the input not to be JSON we can read.
+
+A key that appears twice in one object is refused too. JSON leaves its meaning open
+(RFC 8259: names SHOULD be unique; I-JSON, RFC 7493, says MUST), parsers disagree
+on which one wins (the first, the last, an error), and a configuration or request
+that says two things must not be read as one of them without a word.
 """
 
 from __future__ import annotations
@@ -20,13 +25,41 @@ class NestedTooDeeply(msgspec.DecodeError):
     """JSON nested past the decoder's recursion limit (a DecodeError like any other)."""
 
 
+class DuplicateKey(msgspec.DecodeError):
+    """An object of the JSON names one key twice (a DecodeError, and so a ValueError)."""
+
+
+def unique_pairs(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """`pairs` (an object's members, in order); DuplicateKey when a key comes twice."""
+    if len(pairs) > 1 and len({k for k, _ in pairs}) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(f"the key {key!r} appears twice in one object")
+            seen.add(key)
+    return pairs
+
+
+def check_unique_keys(data: bytes | str) -> None:
+    """Raise DuplicateKey when an object of `data` (valid JSON) names a key twice."""
+    try:
+        json.loads(data, object_pairs_hook=unique_pairs)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, DuplicateKey):
+            raise
+        # msgspec read it: what the standard library refuses beyond that is not ours to judge
+
+
 def decode_json(data: bytes | str) -> Any:
     """`data` as JSON (any value); msgspec.DecodeError when it is not (NestedTooDeeply when
-    it nests too deeply)."""
+    it nests too deeply, DuplicateKey when an object names a key twice)."""
     try:
-        return msgspec.json.decode(data)
+        value = msgspec.json.decode(data)
     except RecursionError:
         raise NestedTooDeeply(f"JSON {TOO_DEEP}") from None
+    if isinstance(value, (dict, list)):
+        check_unique_keys(data)
+    return value
 
 
 # Integral doubles up to here are exact: past it, 2.0 ** 60 may stand for a neighbour.
@@ -52,11 +85,21 @@ def whole_number(value: Any) -> int | None:
 
 
 def loads(text: str) -> Any:
-    """`text` as JSON by the standard library's rules; ValueError when it is not, or nests too deeply."""
+    """`text` as JSON by the standard library's rules; ValueError when it is not, nests too
+    deeply, or names a key twice in one object."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=lambda pairs: dict(unique_pairs(pairs)))
     except RecursionError:
         raise ValueError(f"JSON {TOO_DEEP}") from None
 
 
-__all__ = ["TOO_DEEP", "NestedTooDeeply", "decode_json", "loads", "whole_number"]
+__all__ = [
+    "TOO_DEEP",
+    "DuplicateKey",
+    "NestedTooDeeply",
+    "check_unique_keys",
+    "decode_json",
+    "loads",
+    "unique_pairs",
+    "whole_number",
+]

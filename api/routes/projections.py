@@ -25,7 +25,13 @@ from api.schemas import JobCreated, JobOut, PartitionOut, ProjectionOut, RowsPag
 from api.services import Services, ServicesDep
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.history import AmbiguousKey
-from eventstore.json_input import TOO_DEEP, NestedTooDeeply, decode_json, whole_number
+from eventstore.json_input import (
+    TOO_DEEP,
+    DuplicateKey,
+    NestedTooDeeply,
+    decode_json,
+    whole_number,
+)
 from eventstore.keys import InvalidKey, candidates, typed_key
 from projections.api import SEQ_FIELD
 from projections.orders import NO_CUSTOMER
@@ -247,8 +253,12 @@ def _workers(body: bytes) -> int:
     try:
         parsed = decode_json(body)
     except msgspec.DecodeError as exc:
-        too_deep = f" ({TOO_DEEP})" if isinstance(exc, NestedTooDeeply) else ""
-        raise bad_request(f'the body must be JSON: {{"workers": N}}{too_deep}') from None
+        why = ""
+        if isinstance(exc, NestedTooDeeply):
+            why = f" ({TOO_DEEP})"
+        elif isinstance(exc, DuplicateKey):
+            why = f" ({exc})"
+        raise bad_request(f'the body must be JSON: {{"workers": N}}{why}') from None
     if not isinstance(parsed, dict) or set(parsed) - {"workers"}:
         raise bad_request('the body takes only {"workers": N}')
     workers = whole_number(parsed.get("workers", 1))

@@ -31,11 +31,13 @@ from eventstore.badinput import (
     token_of,
 )
 from eventstore.codec import EXTJSON_OPTIONS
+from eventstore.json_input import DuplicateKey, unique_pairs
 from eventstore.model import ChangeBatch, Origin, ResumePoint
 from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, SourceError
 from eventstore.split_events import Fragments, fragment_of
 
 DATABASE_OPS: Final = frozenset({"dropDatabase", "invalidate"})
+DUPLICATE_KEY: Final = "not valid JSON for a change (an object names one key twice)"
 # Lines read per trip to the worker thread (a file is read off the event loop).
 READ_CHUNK: Final = 512
 
@@ -265,6 +267,12 @@ def _origin_of(parts: list[tuple[Origin, str]]) -> Origin:
     return Origin(position=span, sha256=sha256_hex(raw))
 
 
+def _change_object(pairs: list[tuple[str, Any]]) -> Any:
+    """One object of a line, as `json_util.loads` reads it; DuplicateKey for a key given twice
+    (which of the two a change meant cannot be told)."""
+    return json_util.object_hook(dict(unique_pairs(pairs)), EXTJSON_OPTIONS)
+
+
 def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
     """One line as a change and its origin; an unreadable line is `{}` with the reason."""
     line = text.rstrip("\r\n")
@@ -275,7 +283,9 @@ def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
     except UnicodeEncodeError:
         return {}, msgspec.structs.replace(origin, unreadable="not valid UTF-8")
     try:
-        change = json_util.loads(line, json_options=EXTJSON_OPTIONS)
+        change = json.loads(line, object_pairs_hook=_change_object)
+    except DuplicateKey:  # which one is not said: key names are input too
+        return {}, msgspec.structs.replace(origin, unreadable=DUPLICATE_KEY)
     except json.JSONDecodeError as exc:  # where, never what: the input is not repeated
         where = f"line 1 column {exc.colno}" if exc.lineno == 1 else f"at char {exc.pos}"
         reason = f"not valid JSON ({exc.msg}, {where})"

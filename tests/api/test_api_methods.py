@@ -167,6 +167,34 @@ async def test_a_body_nested_too_deeply_is_a_400_problem_never_a_500(
     assert (await client.get("/v1/admin/subscriptions/deep", headers=AUTH)).status_code == 404
 
 
+# A key named twice, as each route's body would carry it (the route decodes it, or Litestar).
+TWICE: Final = {
+    "/v1/admin/projections/order_summary/rebuild": b'{"workers": 1, "workers": 2}',
+    "/v1/admin/erasures": b'{"stream": "orders", "entity": "o-1", "reason": "r", "entity": "o-2"}',
+    "/v1/admin/subscriptions/deep": (
+        b'{"sink": {"kind": "webhook", "url": "https://a.test/h", "url": "https://b.test/h"}}'
+    ),
+    "/v1/admin/subscriptions/deep/reset": b'{"start": "earliest", "start": "latest"}',
+    "/v1/admin/subscriptions/deep/parked/replay": b'{"up_to": 1, "up_to": 2}',
+}
+
+
+async def test_a_body_naming_a_key_twice_is_a_400_problem_and_changes_nothing(
+    client: httpx.AsyncClient, log: AuditLog
+) -> None:
+    # Which of the two a client meant cannot be told; parsers disagree on which one wins.
+    headers = {**AUTH, "Eventstore-Actor": "tester", "Content-Type": "application/json"}
+    job, erasures = await log.store.jobs.active("order_summary"), await log.store.erasures.queued()
+    for method, path in BODY_ROUTES:
+        response = await client.request(method, path, content=TWICE[path], headers=headers)
+        assert response.status_code == 400, (method, path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "appears twice in one object" in response.json()["detail"], (path, response.text)
+    assert await log.store.jobs.active("order_summary") == job
+    assert await log.store.erasures.queued() == erasures
+    assert (await client.get("/v1/admin/subscriptions/deep", headers=AUTH)).status_code == 404
+
+
 async def test_head_answers_like_get_without_a_body_on_every_get_route(
     client: httpx.AsyncClient,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
@@ -93,6 +94,12 @@ def test_bad_input_is_one_line_and_exit_1(
     assert run(store, "add", "x", "--file", str(deep))[0] == 1
     err = capsys.readouterr().err
     assert f"{deep} is not JSON: JSON nested too deeply" in err and "Traceback" not in err
+    twice = tmp_path / "twice.json"
+    twice.write_text(body.read_text().replace('"sink":', '"lanes": 1, "lanes": 2, "sink":', 1))
+    assert run(store, "add", "y", "--file", str(twice))[0] == 1
+    err = capsys.readouterr().err
+    assert f"{twice} is not JSON: the key 'lanes' appears twice in one object" in err
+    assert asyncio.run(store.subscriptions.get("y")) is None
 
 
 async def test_a_declarative_file_is_applied_by_name_and_a_bad_one_names_entry_and_field(
@@ -129,6 +136,14 @@ async def test_a_declarative_file_is_applied_by_name_and_a_bad_one_names_entry_a
         path.write_text("[" * 5000 + "]" * 5000)
         with pytest.raises(CliError, match="is not JSON: JSON nested too deeply"):
             await service.apply_subscriptions()
+        # Two values for one key: which one the file meant cannot be told, so neither is taken.
+        twice = json.dumps(entries).replace('"lanes": 2', '"lanes": 2, "lanes": 3')
+        assert twice.count('"lanes"') == 2
+        path.write_text(twice)
+        with pytest.raises(CliError, match="is not JSON: the key 'lanes' appears twice"):
+            await service.apply_subscriptions()
+        hooks = await store.subscriptions.get("hooks")
+        assert hooks is not None and hooks.config["lanes"] == 1
         path.write_text(json.dumps(entries))
         assert await service.apply_subscriptions() == ["hooks"]
         # A new entry starting past the next event (the log is empty: seq 1 at most).

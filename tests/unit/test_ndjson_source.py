@@ -16,7 +16,7 @@ from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS
 from eventstore.badinput import DEEPER_THAN_MONGODB, MAX_CHANGE_DEPTH, deeper_than
 from eventstore.model import ChangeEvent, ResumePoint
 from eventstore.ports import ChangeStream, HistoryLost, SourceError
-from eventstore.sources.ndjson import NdjsonChangeSource
+from eventstore.sources.ndjson import DUPLICATE_KEY, NdjsonChangeSource
 
 WHEN = datetime(2026, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
 OID = ObjectId("65f0c0ffee0000000000abcd")
@@ -120,6 +120,9 @@ async def test_only_captured_collections_and_database_events_pass(tmp_path: Path
         ('{"a": ' + "[" * 150 + "]" * 150 + "}", DEEPER_THAN_MONGODB),
         ('{"operationType": "insert"}', None),
         ('{"_id": {"_data": 5}, "operationType": "insert"}', None),
+        # which of the two the change meant cannot be told (nor is the key named)
+        ('{"operationType": "insert", "operationType": "delete"}', DUPLICATE_KEY),
+        ('{"fullDocument": {"zz": 1, "zz": 2}}', DUPLICATE_KEY),
     ],
 )
 async def test_a_malformed_line_is_passed_on_in_its_place_with_its_line_and_hash(

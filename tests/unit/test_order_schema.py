@@ -505,6 +505,11 @@ def test_a_path_step_of_digits_indexes_an_array_as_mongodb_dot_notation_does() -
         ("ORDER_FIELDS", "total=amount", "is not a JSON object"),
         ("ORDER_FIELDS", "[" * 3000 + "]" * 3000, "is not a JSON object: JSON nested too deeply"),
         ("ORDER_FIELDS", "@/no/such/file.json", "cannot read '/no/such/file.json'"),
+        (
+            "ORDER_FIELDS",
+            '{"total": "amount", "total": "sum"}',
+            "is not a JSON object: the key 'total' appears twice in one object",
+        ),
         ("PAID_STATUSES", " , ", "needs at least one status"),
         ("ORDER_STREAM", "a$b", "must be a collection name"),
         ("PROJECTIONS", "no_colon", "takes module:attribute,...; got 'no_colon'"),
