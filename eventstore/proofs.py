@@ -17,6 +17,7 @@ import bson
 import msgspec
 
 from eventstore.chain import canonical_bytes
+from eventstore.json_input import check_unique_keys
 from eventstore.merkle import ProofError, ProofFailed, leaf_hash, verify_inclusion
 from eventstore.model import TreeCheckpoint
 from eventstore.notes import NoteError, Verifier, open_note, parse_checkpoint
@@ -156,6 +157,8 @@ def verify_proof_file(data: bytes, verifier: Verifier) -> ProofVerdict:
     """Check a proof file offline: signature, event hash, leaf hash, inclusion."""
     try:
         proof = msgspec.json.decode(data, type=ProofFile)
+        # A field given twice: another verifier may read the other one (msgspec takes the last).
+        check_unique_keys(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return ProofVerdict(valid=False, reason=f"not an {FORMAT} file: {exc}")
     if proof.format != FORMAT:

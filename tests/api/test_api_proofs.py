@@ -213,6 +213,16 @@ async def test_the_proof_file_needs_a_read_key_and_verifies_offline(
     other = Verifier.parse(Signer.generate("log.test").verifier_key())
     assert not verify_proof_file(r.content, other).valid
     assert not verify_proof_file(json.dumps({**body, "tree_size": 21}).encode(), key).valid
+    # The altered event first and the genuine one after: a verifier taking the first key of
+    # two reads the altered one, so the file is refused whatever msgspec would take.
+    forged = r.content.replace(
+        b"{", b'{"event_bson":' + json.dumps(altered["event_bson"]).encode() + b",", 1
+    )
+    twice = verify_proof_file(forged, key)
+    assert not twice.valid
+    assert twice.reason == (
+        "not an eventstore-proof/v1 file: the key 'event_bson' appears twice in one object"
+    )
     for status, path in ((404, "/v1/events/99/proof"), (422, "/v1/events/14/proof?size=13")):
         assert (await keyed.get(path, headers=AUTH)).status_code == status
     assert (await keyed.get("/v1/events/7/proof?size=14", headers=AUTH)).status_code == 404
