@@ -200,17 +200,19 @@ async def run_claimed(
     async def keep() -> None:
         await keeper.keep()
 
-    parts = await read_partitions(
-        store, job.head, job.workers, batch_size=batch_size, only=claimed.index, keep=keep
-    )
+    try:
+        parts = await read_partitions(
+            store, job.head, job.workers, batch_size=batch_size, only=claimed.index, keep=keep
+        )
+    except ClaimLost:  # reading a long log outlasted the claim: the new holder folds it
+        return _taken_over(projection, claimed)
     events = parts[claimed.index]
     total = len(events)
     folds = LocalFolds(projection, parts, 1, processes=processes)
     try:
         rows = await _folded(folds.submit(claimed.index), keeper, total, lease_seconds / 3)
     except ClaimLost:
-        log.warning("rebuild of %s: partition %d taken over", projection.name, claimed.index)
-        return False
+        return _taken_over(projection, claimed)
     except Exception as exc:  # the projection failed on this partition: the job fails
         error = _error_of(exc)
         log.warning("rebuild of %s: partition %d failed: %s", projection.name, claimed.index, error)
@@ -226,11 +228,17 @@ async def run_claimed(
             await keeper.keep(total, total)
     except ClaimLost:
         await store.read_models.drop(target)
-        return False
+        return _taken_over(projection, claimed)
     if not await keeper.finish(SUCCEEDED, total, total):
         await store.read_models.drop(target)
-        return False
+        return _taken_over(projection, claimed)
     return True
+
+
+def _taken_over(projection: Projection, claimed: Partition) -> bool:
+    """Say that another instance holds the partition now; False (it did not succeed here)."""
+    log.warning("rebuild of %s: partition %d taken over", projection.name, claimed.index)
+    return False
 
 
 @dataclass(frozen=True, kw_only=True)
