@@ -462,7 +462,20 @@ class SubscriptionWorker:
             return
         pending = [t for t in self.inflight if not t.done()]
         if pending:
-            await asyncio.wait(pending, timeout=self.drain_s)
+            log.info(
+                "subscription %s: stopping, waiting up to %.1fs for deliveries in flight (%d)",
+                self.subscription,
+                self.drain_s,
+                len(pending),
+            )
+            _, pending_now = await asyncio.wait(pending, timeout=self.drain_s)
+            if pending_now:
+                log.warning(
+                    "subscription %s: deliveries still in flight at the stop (%d) go out again "
+                    "on the next run",
+                    self.subscription,
+                    len(pending_now),
+                )
         await self._collect()  # what is still in flight is cancelled by the run's end
 
     async def _handle(self, events: list[Event], outcomes: list[Outcome]) -> None:

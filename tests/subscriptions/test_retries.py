@@ -830,9 +830,10 @@ async def test_a_worker_that_takes_over_keeps_the_last_error_and_delivery_time_s
     }
 
 
-async def test_a_stop_lets_a_delivery_in_flight_end_and_records_it_so_it_is_not_sent_again() -> (
-    None
-):
+async def test_a_stop_lets_a_delivery_in_flight_end_and_records_it_so_it_is_not_sent_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventstore.subscriptions")
     h = Harness()
     gate = asyncio.Event()
     sent: list[str] = []
@@ -854,6 +855,8 @@ async def test_a_stop_lets_a_delivery_in_flight_end_and_records_it_so_it_is_not_
     assert not stopping.done()  # the stop waits for the delivery in flight
     gate.set()
     await stopping
+    said = [r.getMessage() for r in caplog.records if "in flight" in r.getMessage()]
+    assert said == ["subscription hooks: stopping, waiting up to 1.5s for deliveries in flight (1)"]
     assert await h.position("hooks") == 1
     assert (await _status(h))["delivered"] == 1
     # the next run starts after it: the receiver is not sent seq 1 again
@@ -868,7 +871,10 @@ async def test_a_stop_lets_a_delivery_in_flight_end_and_records_it_so_it_is_not_
     assert [i for i, _ in again.attempts] == ["hooks-2"]
 
 
-async def test_a_delivery_still_in_flight_when_the_drain_ends_is_cancelled_and_sent_again() -> None:
+async def test_a_delivery_still_in_flight_when_the_drain_ends_is_cancelled_and_sent_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventstore.subscriptions")
     h = Harness()
     cancelled: list[str] = []
 
@@ -892,6 +898,11 @@ async def test_a_delivery_still_in_flight_when_the_drain_ends_is_cancelled_and_s
     assert asyncio.get_running_loop().time() - started < 2.0
     assert cancelled == ["hooks-1"]
     assert await h.position("hooks") == 0
+    said = [r.getMessage() for r in caplog.records if "in flight" in r.getMessage()]
+    assert said == [
+        "subscription hooks: stopping, waiting up to 0.2s for deliveries in flight (1)",
+        "subscription hooks: deliveries still in flight at the stop (1) go out again on the next run",
+    ]
     h.supervisors.clear()
     again = ScriptedSink(h.clock, failing("nobody"))
     await h.start(h.worker("hooks", sink_factory=lambda c: again), instance="again")
