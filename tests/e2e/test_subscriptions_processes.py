@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,27 @@ def until(condition: Any, seconds: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "not reached in time"
         time.sleep(0.05)
+
+
+def run_until(store: MemoryStore, condition: Callable[[], object], poll: float = 0.02) -> int:
+    """`eventstore subscriptions run` through `main` until `condition()` holds (at most 30 s),
+    then SIGTERM, as a user's Ctrl-C or `kill` sends it: the exit code."""
+    done = threading.Event()
+
+    def stopper() -> None:
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(poll)
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=stopper, daemon=True)
+    thread.start()
+    try:
+        return main(["subscriptions", "run", "--uri", "memory://"], store=store)
+    finally:
+        done.set()
+        thread.join(5)
 
 
 def test_run_applies_the_file_at_start_and_delivers_every_event(
@@ -194,30 +215,16 @@ def test_subscriptions_run_delivers_a_stored_log_to_a_real_receiver(
     path = subscriptions_file(tmp_path, receiver)
     monkeypatch.setenv("EVENTSTORE_SUBSCRIPTIONS", str(path))
     monkeypatch.setenv("HOOK_SECRET", SECRET)
-    done = threading.Event()
 
     def settled() -> int:
         # The memory store's `get` is a plain coroutine (no loop of its own): safe from here.
         cp = asyncio.run(store.checkpoints.get(checkpoint_name("hooks")))
         return 0 if cp is None else cp.head.seq
 
-    def stop_when_delivered() -> None:
-        # Stop once the worker has settled all six, not when the receiver has them: a
-        # delivery the stop's drain does not see answered is not recorded and goes out
-        # again on the next run (at least once), which would make the counts below a race.
-        deadline = time.monotonic() + 30
-        while settled() < 6 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not done.is_set():
-            os.kill(os.getpid(), signal.SIGTERM)  # what a user's Ctrl-C / `kill` does
-
-    stopper = threading.Thread(target=stop_when_delivered, daemon=True)
-    stopper.start()
-    try:
-        code = main(["subscriptions", "run", "--uri", "memory://"], store=store)
-    finally:
-        done.set()
-    stopper.join(5)
+    # Stop once the worker has settled all six, not when the receiver has them: a delivery
+    # the stop's drain does not see answered is not recorded and goes out again on the
+    # next run (at least once), which would make the counts below a race.
+    code = run_until(store, lambda: settled() >= 6)
     assert code == 0
     assert sorted(set(receiver.ids)) == [f"hooks-{s}" for s in range(1, 7)]
     record = asyncio.run(store.subscriptions.get("hooks"))
@@ -236,22 +243,7 @@ def test_a_stop_while_a_webhook_is_in_flight_waits_for_its_answer_and_records_it
     monkeypatch.setenv("EVENTSTORE_SUBSCRIPTIONS", str(subscriptions_file(tmp_path, receiver)))
     monkeypatch.setenv("HOOK_SECRET", SECRET)
     receiver.delay = 0.4  # each answer takes that long: the stop comes while one is open
-    done = threading.Event()
-
-    def stop_while_in_flight() -> None:
-        deadline = time.monotonic() + 30
-        while not receiver.open_ids and time.monotonic() < deadline:
-            time.sleep(0.005)
-        if not done.is_set():
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    stopper = threading.Thread(target=stop_while_in_flight, daemon=True)
-    stopper.start()
-    try:
-        code = main(["subscriptions", "run", "--uri", "memory://"], store=store)
-    finally:
-        done.set()
-    stopper.join(5)
+    code = run_until(store, lambda: receiver.open_ids, poll=0.005)
     assert code == 0
     assert receiver.ids  # the delivery open at the stop was answered, not cut off
     # Everything the receiver took is recorded: the next run sends none of it again.

@@ -92,6 +92,15 @@ async def running_job(store: MemoryStore, clock: FakeClock, workers: int) -> Job
     return running
 
 
+async def job_over(
+    entities: int, workers: int = 1, clock: FakeClock | None = None
+) -> tuple[MemoryStore, FakeClock, Job]:
+    """A log of `entities` entities, a clock, and a running job of `workers` partitions."""
+    store = await shop(entities)
+    clock = clock or FakeClock()
+    return store, clock, await running_job(store, clock, workers)
+
+
 async def claim(store: MemoryStore, clock: FakeClock, owner: str = "b") -> Partition:
     now = clock.now()
     claimed = await store.jobs.claim_partition(
@@ -148,9 +157,8 @@ def test_an_error_is_recorded_with_its_type_unless_the_fold_already_said_where()
 async def test_a_claimed_partition_is_kept_while_read_folded_and_staged_in_batches(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = await shop(2500)  # every entity's rows in one partition: three staging writes
-    clock = FakeClock()
-    job = await running_job(store, clock, workers=1)
+    # Every entity's rows in one partition: three staging writes.
+    store, clock, job = await job_over(2500)
     claimed = await claim(store, clock)
     renewals = spy(monkeypatch, store.jobs, "renew_partition")
     writes = spy(monkeypatch, store.read_models, "write")
@@ -198,9 +206,7 @@ async def test_a_fold_failing_here_fails_the_partition_at_its_seq(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="projections.claims")
-    store = await shop(6)
-    clock = FakeClock()
-    job = await running_job(store, clock, workers=1)
+    store, clock, job = await job_over(6)
     claimed = await claim(store, clock)
     projection = per_entity(fail_at=4)
     assert not await run_claimed(
@@ -225,9 +231,7 @@ async def test_a_claim_taken_over_at_any_step_leaves_the_partition_to_its_new_ho
     step: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="projections.claims")
-    store = await shop(1500)
-    clock = FakeClock()
-    job = await running_job(store, clock, workers=1)
+    store, clock, job = await job_over(1500)
     claimed = await claim(store, clock)
 
     async def lose(n: int) -> None:
@@ -261,9 +265,8 @@ async def test_a_claim_taken_over_at_any_step_leaves_the_partition_to_its_new_ho
 async def test_a_fold_running_long_in_a_process_renews_its_claim_with_its_progress(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = await shop(20)
-    clock = TickingClock(tick=TTL / 3)  # every look at the clock finds a renewal due
-    job = await running_job(store, clock, workers=1)
+    # Every look at the clock finds a renewal due.
+    store, clock, job = await job_over(20, clock=TickingClock(tick=TTL / 3))
     claimed = await claim(store, clock)
     renewals = spy(monkeypatch, store.jobs, "renew_partition")
     # 20 events at 50 ms: a second of folding, the claim looked at every third of a second.
@@ -301,9 +304,7 @@ async def test_waiting_for_a_fold_renews_the_claim_each_poll_until_the_rows_come
 
 
 async def test_a_keeper_renewing_without_progress_records_none() -> None:
-    store = await shop(3)
-    clock = FakeClock()
-    job = await running_job(store, clock, workers=1)
+    store, clock, job = await job_over(3)
     keeper = ClaimKeeper(store, job, await claim(store, clock), clock=clock, ttl=TTL)
     clock.advance(TTL / 3)
     await keeper.keep()
@@ -343,9 +344,7 @@ def coordination(
 async def test_the_coordinator_reads_the_log_once_keeping_its_lease_between_batches(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = await shop(450)
-    clock = FakeClock()
-    job = await running_job(store, clock, workers=3)
+    store, clock, job = await job_over(450, workers=3)
     reads = spy(monkeypatch, store.events, "read")
     leased_at: list[int] = []  # how many reads had been made at each renewal of the lease
 
@@ -362,9 +361,7 @@ async def test_the_coordinator_reads_the_log_once_keeping_its_lease_between_batc
 
 
 async def test_a_fold_failing_at_the_coordinator_records_no_progress_and_fails_the_job() -> None:
-    store = await shop(6)
-    clock = FakeClock()
-    job = await running_job(store, clock, workers=1)
+    store, clock, job = await job_over(6)
     with pytest.raises(FoldFailed, match="at seq 5: ValueError: boom"):
         await coordinate(coordination(store, clock, per_entity(fail_at=5)), job)
     failed = await partition(store)
@@ -374,9 +371,7 @@ async def test_a_fold_failing_at_the_coordinator_records_no_progress_and_fails_t
 async def test_a_partition_failing_elsewhere_without_a_seq_fails_the_job_naming_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = await shop(40)
-    clock = FakeClock()
-    job = await running_job(store, clock, workers=2)
+    store, clock, job = await job_over(40, workers=2)
     real_claim = store.jobs.claim_partition
 
     async def b_claims_and_breaks(*args: Any, **kwargs: Any) -> Partition | None:
@@ -405,9 +400,7 @@ async def test_a_partition_failing_elsewhere_without_a_seq_fails_the_job_naming_
 async def test_a_job_no_longer_recorded_fails_the_coordination(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = await shop(10)
-    clock = FakeClock()
-    job = await running_job(store, clock, workers=1)
+    store, clock, job = await job_over(10)
     real_get = store.jobs.get
     gets = [0]
 
@@ -423,9 +416,7 @@ async def test_a_job_no_longer_recorded_fails_the_coordination(
 async def test_a_long_fold_at_the_coordinator_renews_its_claim_while_it_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = await shop(20)
-    clock = TickingClock(tick=TTL / 3)
-    job = await running_job(store, clock, workers=1)
+    store, clock, job = await job_over(20, clock=TickingClock(tick=TTL / 3))
     renewals = spy(monkeypatch, store.jobs, "renew_partition")
     c = coordination(store, clock, per_entity(pause=0.05), processes=True, poll=0.1)
     merged, done = await coordinate(c, job)
