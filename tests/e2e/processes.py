@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -18,6 +19,8 @@ from typing import Any, TypeVar
 
 import httpx
 import uvicorn
+
+from eventstore.cli.logs import ACCESS_LOGGER
 
 ROOT = Path(__file__).resolve().parents[2]
 # The CLI as `python -m eventstore` (the same `main` as the console script).
@@ -103,7 +106,12 @@ def wait_for(predicate: Any, seconds: float = 20.0) -> Any:
 
 
 class InProcessServer:
-    """An app built and served by uvicorn on its own thread and event loop."""
+    """An app built and served by uvicorn on its own thread and event loop.
+
+    Its access log is dropped: a module's server outlives each test, and a browser's poll
+    landing while pytest has its capture suspended (to print progress) wrote the line into
+    the run's output. Tests read what the server did from its answers, never its log.
+    """
 
     def __init__(self, build: Callable[[], Awaitable[Any]]) -> None:
         self.base = f"http://127.0.0.1:{free_port()}"
@@ -112,6 +120,7 @@ class InProcessServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._quiet = _NotFromThread(self._thread)
 
     def _run(self) -> None:
         async def main() -> None:
@@ -130,6 +139,7 @@ class InProcessServer:
             self._failure = exc
 
     def start(self) -> None:
+        logging.getLogger(ACCESS_LOGGER).addFilter(self._quiet)
         self._thread.start()
         deadline = time.monotonic() + 20
         while not (self._server is not None and self._server.started):
@@ -146,6 +156,18 @@ class InProcessServer:
         if self._server is not None:
             self._server.should_exit = True
         self._thread.join(timeout=15)
+        logging.getLogger(ACCESS_LOGGER).removeFilter(self._quiet)
+
+
+class _NotFromThread(logging.Filter):
+    """Passes every record but those logged on one thread."""
+
+    def __init__(self, thread: threading.Thread) -> None:
+        super().__init__()
+        self.thread = thread
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread.ident
 
 
 @contextmanager
