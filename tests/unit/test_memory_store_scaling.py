@@ -5,8 +5,8 @@ the trail and each page of a read model sorted its keys: reading 20,000 parked
 events a page at a time took 190× as long as 2,000, appending 20,000 actions 56×
 (quadratic), and a page of rows at 500,000 rows 185× one at 5,000. Now a page is
 a bisection and an append one insertion. The measures are `bench_listings`'s (per
-page, best of three; a loaded machine only ever adds time), here at 10× the items:
-times only as ratios.
+page, best of five with the collector kept out; a loaded machine only ever adds time),
+here at 10× the items: times only as ratios.
 """
 
 from __future__ import annotations
