@@ -29,25 +29,27 @@ class DuplicateKey(msgspec.DecodeError):
     """An object of the JSON names one key twice (a DecodeError, and so a ValueError)."""
 
 
-def unique_pairs(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    """`pairs` (an object's members, in order); DuplicateKey when a key comes twice."""
-    if len(pairs) > 1 and len({k for k, _ in pairs}) != len(pairs):
+def unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members (in order) as a dict; DuplicateKey when a key comes twice
+    (a `json.loads` object_pairs_hook: the dict is built anyway, and a shorter one says so)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
                 raise DuplicateKey(f"the key {key!r} appears twice in one object")
             seen.add(key)
-    return pairs
+    return obj
 
 
 def check_unique_keys(data: bytes | str) -> None:
     """Raise DuplicateKey when an object of `data` (valid JSON) names a key twice."""
     try:
-        json.loads(data, object_pairs_hook=unique_pairs)
-    except (ValueError, RecursionError) as exc:
-        if isinstance(exc, DuplicateKey):
-            raise
-        # msgspec read it: what the standard library refuses beyond that is not ours to judge
+        json.loads(data, object_pairs_hook=unique_object)
+    except DuplicateKey:
+        raise
+    except (ValueError, RecursionError):
+        pass  # msgspec read it: what the standard library refuses beyond that is not ours
 
 
 def decode_json(data: bytes | str) -> Any:
@@ -88,7 +90,7 @@ def loads(text: str) -> Any:
     """`text` as JSON by the standard library's rules; ValueError when it is not, nests too
     deeply, or names a key twice in one object."""
     try:
-        return json.loads(text, object_pairs_hook=lambda pairs: dict(unique_pairs(pairs)))
+        return json.loads(text, object_pairs_hook=unique_object)
     except RecursionError:
         raise ValueError(f"JSON {TOO_DEEP}") from None
 
@@ -100,6 +102,6 @@ __all__ = [
     "check_unique_keys",
     "decode_json",
     "loads",
-    "unique_pairs",
+    "unique_object",
     "whole_number",
 ]

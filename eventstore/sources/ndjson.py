@@ -31,7 +31,7 @@ from eventstore.badinput import (
     token_of,
 )
 from eventstore.codec import EXTJSON_OPTIONS
-from eventstore.json_input import DuplicateKey, unique_pairs
+from eventstore.json_input import DuplicateKey, unique_object
 from eventstore.model import ChangeBatch, Origin, ResumePoint
 from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, SourceError
 from eventstore.split_events import Fragments, fragment_of
@@ -270,7 +270,7 @@ def _origin_of(parts: list[tuple[Origin, str]]) -> Origin:
 def _change_object(pairs: list[tuple[str, Any]]) -> Any:
     """One object of a line, as `json_util.loads` reads it; DuplicateKey for a key given twice
     (which of the two a change meant cannot be told)."""
-    return json_util.object_hook(dict(unique_pairs(pairs)), EXTJSON_OPTIONS)
+    return json_util.object_hook(unique_object(pairs), EXTJSON_OPTIONS)
 
 
 def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
