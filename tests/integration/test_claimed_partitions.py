@@ -6,7 +6,8 @@ failing fold fails the partition at its seq; a claim taken over at any step leav
 partition to its new holder. `coordinate` (the job's own instance): the log read once,
 the lease kept meanwhile, a fold running long renewing its claim, and each way the job
 can fail, with its reason. The memory store throughout: the ports' own contract
-suites run both adapters, and `test_partition_claims.py` runs this over mongomock.
+suites run both adapters, and `test_partition_claims.py` runs whole
+multi-instance rebuilds over mongomock.
 """
 
 from __future__ import annotations
