@@ -287,7 +287,8 @@ def _projection_families(rows: Sequence[ProjectionFigures]) -> Iterator[Metric]:
     )
     problems = GaugeMetricFamily(
         "eventstore_projection_problems",
-        "Values a projection's rows counted as 0 because they are not money (recorded in rows).",
+        "Values a projection's rows could not use: not money, or a status or created_at that "
+        "cannot be read (recorded in rows).",
         labels=("projection",),
     )
     rebuild = GaugeMetricFamily(

@@ -69,8 +69,13 @@ Problem = dict[str, Any]
 # a numeric status or order number by its value (2.0 and Decimal128 2 are status `2`), and a
 # status that is there but neither text nor a number is a problem (`wrong_type`), not silently
 # an unpaid order; a customer's row names the order its name came from (`name_from`), so that
-# erasing that order takes the name out of it.
-ORDER_RULES: Final = 4
+# erasing that order takes the name out of it. 5 (2026-12-07): a `created_at` that is there
+# but cannot be read as a date is recorded (`not_a_date` for text, else `wrong_type`) where it
+# gave the time of the order's first event instead: its order_summary row, and the customer
+# row whose `last_order_at` it would have set.
+ORDER_RULES: Final = 5
+# The reason of a `created_at` given as text that is not an ISO 8601 date ("yesterday").
+NOT_A_DATE: Final = "not_a_date"
 
 
 class OrderSchema(msgspec.Struct, frozen=True, kw_only=True):
@@ -337,6 +342,19 @@ class OrderReader:
         """When the order was placed: its date, or ISO 8601 text; else the event's time."""
         return _placed(self.created_value(doc)) or e.occurred_at
 
+    def created_problem(self, seq: int, doc: Mapping[str, Any] | None) -> Problem | None:
+        """The problem of a `created_at` that is there but is no date (absent or null: none).
+
+        Text that is not ISO 8601 is `not_a_date`; a number (seconds or milliseconds since
+        1970? the value cannot say), a bool or a document is `wrong_type`.
+        """
+        value = self.created_value(doc)
+        if value is None or _placed(value) is not None:
+            return None
+        return problem(
+            seq, "created_at", value, NOT_A_DATE if isinstance(value, str) else WRONG_TYPE
+        )
+
     def mine(self, change: Change) -> bool:
         """True for the order stream's changes (the read models read no other stream)."""
         return change.event.stream == self.stream
@@ -418,6 +436,14 @@ def _kept(found: Problem, kept: Sequence[Problem], seq: int) -> Problem:
     return found
 
 
+def _date_problem(row: Mapping[str, Any] | None) -> Problem | None:
+    """The `created_at` problem an order_summary row holds, if any."""
+    for record in (row or {}).get("problems") or ():
+        if isinstance(record, dict) and record.get("field") == "created_at":
+            return record
+    return None
+
+
 def _problem_fields(old: Mapping[str, Any] | None, new: list[Problem]) -> tuple[list[Problem], int]:
     """A row's `problems` and `problems_dropped` with `new` added."""
     if old is None:
@@ -462,6 +488,12 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
         doc = after if after is not None else (change.before or _NOTHING)
         number, status, items, value, currency = read_inputs(doc)
         created = old.get("created_at") if old is not None else None
+        # The order's first change sets `created_at` for good, and with it the problem of a
+        # value that could not be read (the row's date is then that change's time).
+        if created is None:
+            created, date_problem = r.created_at(doc, e), r.created_problem(e.seq, doc)
+        else:
+            date_problem = _date_problem(old)
         if value.__class__ is Decimal128 and money128(value):
             total, reason = value, None
         else:
@@ -476,6 +508,8 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
         if problems and old is not None and (kept := old.get("problems")):
             # the same bad value as before keeps its record (and the seq it first appeared at)
             problems = [_kept(found, kept, e.seq) for found in problems]
+        if date_problem is not None:  # the first change's: no other is older
+            problems.insert(0, date_problem)
         status = label
         return [
             Write(
@@ -488,7 +522,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                     "items": items if isinstance(items, list) else [],
                     "total": total,
                     "currency": currency if isinstance(currency, str) else None,
-                    "created_at": created or r.created_at(doc, e),
+                    "created_at": created,
                     "updated_at": e.occurred_at,
                     "version": e.version,
                     "deleted": after is None,
@@ -656,6 +690,8 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             if before is None or before_id != after_id:  # a new order for this customer
                 row["orders"] += 1
                 placed = r.created_at(after, e)
+                if (found := r.created_problem(e.seq, after)) is not None:
+                    new_problems.setdefault(after_id, []).append(found)
                 if row["last_order_at"] is None or placed > as_utc(row["last_order_at"]):
                     row["last_order_at"] = placed
             if before_id is not None and before_id != after_id:
@@ -676,9 +712,11 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                 if reason is not None and not (
                     r.is_paid(before) and before_id == after_id and _same(r.total(before), value)
                 ):
-                    new_problems[after_id] = [problem(e.seq, "total", value, reason)]
+                    new_problems.setdefault(after_id, []).append(
+                        problem(e.seq, "total", value, reason)
+                    )
             elif after_id is not None and (found := r.new_status_problem(change)) is not None:
-                new_problems[after_id] = [found]
+                new_problems.setdefault(after_id, []).append(found)
         out = []
         for cid, row in touched.items():
             if _fresh(rows, cid, e.seq):

@@ -65,7 +65,7 @@ class RunnerStatus(msgspec.Struct, kw_only=True):
     error: str | None = None
     # The projection's `config` its rows were built with (None: not known).
     built_with: str | None = None
-    # Problem records written (values the rows counted as 0: projections.money).
+    # Problem records written (values the rows could not use: projections.money, orders).
     problems: int = 0
     # Entity states following read from history because the state cache (STATE_CACHE)
     # did not hold them, since this runner started.

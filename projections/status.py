@@ -45,7 +45,8 @@ class ProjectionStatus(msgspec.Struct, frozen=True, kw_only=True):
     held_by: str | None = None
     # Its rows were built with another config (the order field mapping) than it has now.
     rebuild_needed: bool = False
-    # Values its rows counted as 0 (not money), as recorded in the rows' `problems`.
+    # Values its rows could not use (not money; a status or created_at that cannot be read), as
+    # recorded in the rows' `problems`.
     problems: int = 0
     # customer_totals: orders that have no customer id (counted, never dropped silently).
     orders_without_customer: int | None = None

@@ -12,6 +12,7 @@ problem's seq, `version` and `seq` included.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -62,6 +63,9 @@ TOTALS = [
 ]
 # 1 == 1.0 == True, but only 1 is a status ("1", paid): a change between them moves the problem
 STATUSES: list[Any] = ["pending", "paid", "cancelled", 1, 1.0, True]
+# createdAt by an op's n: absent, a date, and two that are no date (recorded at the first
+# change, whatever later changes set it to)
+CREATED: list[Any] = [None, "yesterday", datetime(2025, 1, 2, tzinfo=UTC), 1748736000]
 IDS = [1, 2]
 
 KINDS = ["insert", "total", "unset_total", "status", "status", "status", "touch", "touch", "delete"]
@@ -79,7 +83,7 @@ opening = st.tuples(
     st.sampled_from(IDS),
     st.sampled_from(TOTALS),
     st.sampled_from(STATUSES),
-    st.just(0),
+    st.integers(0, 3),
 )
 
 
@@ -99,6 +103,8 @@ async def _run(ops: list[tuple[Any, ...]], store: Store, clock: FakeClock) -> No
                 "status": o[3],
                 "currency": "EUR",
             }
+            if CREATED[o[4]] is not None:
+                doc["createdAt"] = CREATED[o[4]]
             if exists:
                 await orders.replace_one({"_id": oid}, doc)
             else:
@@ -112,7 +118,8 @@ async def _run(ops: list[tuple[Any, ...]], store: Store, clock: FakeClock) -> No
         elif kind == "status":
             await orders.update_one({"_id": oid}, {"$set": {"status": o[3]}})
         elif kind == "touch":
-            await orders.update_one({"_id": oid}, {"$set": {"note": o[4], "items": [o[4]]}})
+            touched = {"note": o[4], "items": [o[4]], "createdAt": CREATED[o[4]]}
+            await orders.update_one({"_id": oid}, {"$set": touched})
         elif kind == "delete":
             await orders.delete_one({"_id": oid})
         elif kind == "other_stream":
@@ -251,6 +258,18 @@ def test_an_order_changed_ten_times_without_its_total_is_applied_twice() -> None
     assert row["version"] == 11 and row["seq"] == 11
     # the bad total is dated at the insert that brought it, as following dates it
     assert _problems(row, "seq", "reason") == [(1, "not_finite")] and counted == 1
+
+
+def test_an_unreadable_created_at_is_recorded_once_whatever_follows() -> None:
+    """The first change sets `created_at` and its problem for good: later changes (one
+    setting a real date) are skipped, the record keeps its seq, and it is counted once."""
+    ops: list[tuple[Any, ...]] = [("insert", 1, Decimal128("1.00"), "paid", 1)]
+    calls, row, counted = _rebuilt(ops + [("touch", 1, None, "", n % 4) for n in range(6)])
+    assert calls == [1, 7]
+    assert _problems(row, "seq", "field", "value", "reason") == [
+        (1, "created_at", "yesterday", "not_a_date")
+    ]
+    assert counted == 1 and row["created_at"] == datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
 
 
 def test_a_change_of_the_total_is_never_skipped() -> None:

@@ -57,8 +57,25 @@ def random_field(rnd: random.Random, field: str) -> Any:
         if rnd.random() < 0.7:
             customer["name"] = rnd.choice(["Ann", "Bo", "Cy"])
         return customer
-    # some orders say when they were placed, out of seq order
+    # some orders say when they were placed, out of seq order; a few say it unreadably
+    if rnd.random() < 0.1:
+        return rnd.choice(BAD_DATES)
     return PLACED + timedelta(hours=rnd.randint(0, 500)) if rnd.random() < 0.5 else _GONE
+
+
+# createdAt values that are no date: the order's time is then its event's, and recorded
+BAD_DATES = ("soon", 1748736000, True)
+
+
+def placed_at(c: Change) -> datetime:
+    """When `c.after`'s order was placed: its createdAt if a date, else the event's time."""
+    assert c.after is not None
+    at = c.after.get("createdAt")
+    return at if isinstance(at, datetime) else c.event.occurred_at
+
+
+def bad_date(doc: dict[str, Any] | None) -> bool:
+    return doc is not None and doc.get("createdAt") in BAD_DATES
 
 
 def copy_of(value: Any) -> Any:
@@ -125,7 +142,7 @@ def expected_customers(changes: list[Change]) -> dict[str, dict[str, Any]]:
         if cid and isinstance(who.get("name"), str):
             name[cid] = (who["name"], c.event.seq)
         if c.before is None or customer_of(c.before) != cid:
-            at = c.after.get("createdAt") or c.event.occurred_at
+            at = placed_at(c)
             placed[cid] = max(placed.get(cid, at), at)
     out: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"orders": 0, "spend": defaultdict(Decimal)}
@@ -182,15 +199,22 @@ def test_customer_totals_touch_the_customers_of_the_documents_before_and_after()
             assert customers.keys(c) == sorted({customer_of(d) for d in docs}), workload
 
 
-def test_customer_problems_are_the_new_bad_totals_of_paid_orders() -> None:
+def test_customer_problems_are_the_new_bad_totals_of_paid_orders_and_unreadable_dates() -> None:
     """A problem per change that makes a paid order's total a bad one for its customer: a new
-    value, or an order newly paid or newly that customer's; never one kept as it was."""
+    value, or an order newly paid or newly that customer's; never one kept as it was. And one
+    per order placed with a customer (new, or newly that customer's) whose createdAt is no
+    date, ahead of the total's."""
     for workload, changes in workloads().items():
         got = apply_all({p.name: p for p in order_projections()}["customer_totals"], changes)
         expected: dict[str, list[int]] = defaultdict(list)
         for c in changes:
             after = c.after
-            if after is None or after.get("status") not in PAID_STATUSES:
+            if after is None:
+                continue
+            placed = c.before is None or customer_of(c.before) != customer_of(after)
+            if placed and bad_date(after):
+                expected[customer_of(after)].append(c.event.seq)
+            if after.get("status") not in PAID_STATUSES:
                 continue
             value = after.get("total")
             if read_money(value)[1] is None:
@@ -236,11 +260,21 @@ def test_order_summary_equals_each_orders_last_document(seed: int) -> None:
         assert row["customer"] == doc.get("customer")
         amount, reason = read_money(doc.get("total"))
         assert row["total"].to_decimal() == amount
-        if reason is None or (reason == "missing" and status not in PAID_STATUSES):
-            assert row["problems"] == []
-        else:
-            assert row["problems"][-1]["reason"] == reason
-        # the first document's time of placement (else its event's), kept by later versions
+        problems = row["problems"]
+        # the first document's time of placement (else its event's), kept by later versions,
+        # and the first document's createdAt recorded for good when it was no date
         placed = first[key].after
         assert placed is not None
-        assert row["created_at"] == placed.get("createdAt", first[key].event.occurred_at)
+        assert row["created_at"] == placed_at(first[key])
+        if bad_date(placed):
+            assert problems[0] == {
+                "seq": first[key].event.seq,
+                "field": "created_at",
+                "value": shown(placed["createdAt"]),
+                "reason": "not_a_date" if isinstance(placed["createdAt"], str) else "wrong_type",
+            }
+            problems = problems[1:]
+        if reason is None or (reason == "missing" and status not in PAID_STATUSES):
+            assert problems == []
+        else:
+            assert [p["reason"] for p in problems] == [reason]

@@ -22,7 +22,7 @@ from bson import Decimal128, Int64
 from eventstore.cli import main
 from eventstore.model import Event
 from eventstore.settings import Settings, SettingsError, load
-from projections.money import MAX_PROBLEMS, read_money
+from projections.money import MAX_PROBLEMS, read_money, shown
 from projections.orders import (
     ORDER_PROJECTIONS,
     Change,
@@ -221,33 +221,51 @@ def local_time_in_tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.mark.parametrize(
-    ("stored", "placed"),
+    ("stored", "placed", "reason"),
     [
-        (T0 - timedelta(days=3), T0 - timedelta(days=3)),
-        ((T0 - timedelta(days=3)).replace(tzinfo=None), T0 - timedelta(days=3)),  # naive: UTC
-        ((T0 - timedelta(days=3)).astimezone(timezone(timedelta(hours=2))), T0 - timedelta(days=3)),
-        ("2026-02-27T08:00:00Z", T0 - timedelta(days=3)),
-        ("2026-02-27T10:00:00+02:00", T0 - timedelta(days=3)),
-        ("2026-02-27T08:00:00", T0 - timedelta(days=3)),  # naive text: UTC
-        ("2026-02-27", T0 - timedelta(days=3, hours=8)),
-        ("last Tuesday", T0),  # not a date: the time of the order's first event
-        (1772179200000, T0),  # a number is no date (seconds or milliseconds?)
-        (None, T0),
+        (T0 - timedelta(days=3), T0 - timedelta(days=3), None),
+        ((T0 - timedelta(days=3)).replace(tzinfo=None), T0 - timedelta(days=3), None),  # UTC
+        (
+            (T0 - timedelta(days=3)).astimezone(timezone(timedelta(hours=2))),
+            T0 - timedelta(days=3),
+            None,
+        ),
+        ("2026-02-27T08:00:00Z", T0 - timedelta(days=3), None),
+        ("2026-02-27T10:00:00+02:00", T0 - timedelta(days=3), None),
+        ("2026-02-27T08:00:00", T0 - timedelta(days=3), None),  # naive text: UTC
+        ("2026-02-27", T0 - timedelta(days=3, hours=8), None),
+        (None, T0, None),  # null (or absent): the first event's time, nothing to record
+        # not a date: the time of the order's first event, and recorded
+        ("last Tuesday", T0, "not_a_date"),
+        ("", T0, "not_a_date"),
+        (1772179200000, T0, "wrong_type"),  # a number is no date (seconds or milliseconds?)
+        (1772179200.5, T0, "wrong_type"),
+        (True, T0, "wrong_type"),
+        ({"$date": "2026-02-27"}, T0, "wrong_type"),  # a sub-document, not a date
     ],
 )
 @pytest.mark.usefixtures("local_time_in_tokyo")  # naive times are UTC, never the machine's
-def test_created_at_is_a_date_or_iso_text_else_the_first_events_time(
-    stored: Any, placed: datetime
+def test_created_at_is_a_date_or_iso_text_else_the_first_events_time_and_recorded(
+    stored: Any, placed: datetime, reason: str | None
 ) -> None:
     summary, customers = (by_name(OrderSchema())[n] for n in ("order_summary", "customer_totals"))
-    doc = {"status": "new", "createdAt": stored, "customer": {"id": "c1"}}
+    doc = {"status": "new", "createdAt": stored, "customer": {"id": "c1"}, "total": "10"}
     first = Change(event=ev(1, "o1", 1, T0), before=None, after=doc)
     later = Change(
         event=ev(2, "o1", 2, T0 + timedelta(hours=5)), before=doc, after={**doc, "status": "paid"}
     )
     row = run(summary, [first, later])["str:o1"]
     assert row["created_at"] == placed and row["created_at"].tzinfo is UTC
-    assert run(customers, [first, later])["c1"]["last_order_at"] == placed
+    customer = run(customers, [first, later])["c1"]
+    assert customer["last_order_at"] == placed
+    # recorded at the change whose time stood in for it, and kept while the row's date is that
+    expected = (
+        []
+        if reason is None
+        else [{"seq": 1, "field": "created_at", "value": shown(stored), "reason": reason}]
+    )
+    assert (row["problems"], customer["problems"]) == (expected, expected)
+    assert row["problems_dropped"] == customer["problems_dropped"] == 0
 
 
 def test_integer_status_codes_are_statuses_in_decimal() -> None:
@@ -486,11 +504,16 @@ def test_a_path_step_of_digits_indexes_an_array_as_mongodb_dot_notation_does() -
     assert (row["total"], row["number"]) == (Decimal128("0"), "R-1")
     assert row["problems"] == [{"seq": 1, "field": "total", "value": None, "reason": "missing"}]
     # a step with a leading zero names a field, never an index (as in MongoDB)
-    for path, shown in (("refs.01", None), ("refs.00", None), ("refs.10", None), ("refs.1", "R-1")):
+    for path, number in (
+        ("refs.01", None),
+        ("refs.00", None),
+        ("refs.10", None),
+        ("refs.1", "R-1"),
+    ):
         schema = OrderSchema.from_settings(Settings(order_fields=(("number", path),)))
         doc = {"status": "new", "refs": ["R-0", "R-1"]}
         change = Change(event=ev(1, "o3", 1, T0), before=None, after=doc)
-        assert run(by_name(schema)["order_summary"], [change])["str:o3"]["number"] == shown, path
+        assert run(by_name(schema)["order_summary"], [change])["str:o3"]["number"] == number, path
 
 
 @pytest.mark.parametrize(
