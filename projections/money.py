@@ -1,7 +1,8 @@
 """Money as the order read models read it: never a float, never silently zero.
 
-Decimal128, integers, numeric strings and doubles are money; a double converts
-through its shortest round-trip decimal form (`repr`), so 36.32 stays 36.32.
+Decimal128, integers, numeric strings (ASCII digits: `_NUMERIC`) and doubles are
+money; a double converts through its shortest round-trip decimal form (`repr`), so
+36.32 stays 36.32.
 Anything else counts as 0 and comes back with the reason, which the read models
 record in the row (`problems`): `not_a_number` ("abc"), `not_finite` (NaN,
 infinity, or 10**6111 and beyond: see `_LIMIT_DIGITS`), `wrong_type` (a bool, a
@@ -16,6 +17,7 @@ keeps 28 digits, and an operator uses it).
 from __future__ import annotations
 
 import math
+import re
 from decimal import (
     ROUND_HALF_EVEN,
     Context,
@@ -51,6 +53,10 @@ _MONEY = Context(
 # Decimal128 (below 10**6145): no sum of money overflows. Beyond it is `not_finite`.
 _LIMIT_DIGITS: Final = 6111
 ZERO: Final = Decimal(0)
+# A numeric string as money: ASCII digits, one optional point, an optional exponent, around
+# them only whitespace. Python's Decimal also reads "1_000" and other scripts' digits ("١٢",
+# "１２"); a total written so is recorded, not read as a number no other reader would see.
+_NUMERIC: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 # -- Decimal128 <-> Decimal -------------------------------------------------------------------
 # Decimal128.to_decimal and Decimal128(Decimal) are slow (pure Python, bit by bit), and the
@@ -164,6 +170,8 @@ def read_money(value: Any) -> tuple[Decimal, str | None]:
         try:
             amount = Decimal(value)
         except InvalidOperation:
+            return ZERO, NOT_A_NUMBER
+        if amount.is_finite() and _NUMERIC.fullmatch(value.strip()) is None:
             return ZERO, NOT_A_NUMBER
         return _usable(amount)
     if value is None:

@@ -72,7 +72,8 @@ Problem = dict[str, Any]
 # erasing that order takes the name out of it. 5 (2026-12-07): a `created_at` that is there
 # but cannot be read as a date is recorded (`not_a_date` for text, else `wrong_type`) where it
 # gave the time of the order's first event instead: its order_summary row, and the customer
-# row whose `last_order_at` it would have set.
+# row whose `last_order_at` it would have set; a numeric string is ASCII digits (with a sign,
+# a point, an exponent): "1_000" and other scripts' digits are `not_a_number`, not money.
 ORDER_RULES: Final = 5
 # The reason of a `created_at` given as text that is not an ISO 8601 date ("yesterday").
 NOT_A_DATE: Final = "not_a_date"

@@ -115,6 +115,17 @@ def test_a_number_names_a_customer_by_its_value_as_mongodb_compares_numbers() ->
         (Int64(7), "7", None, None),
         ("19.99", "19.99", None, None),
         (" 5 ", "5", None, None),
+        ("+.5", "0.5", None, None),
+        ("5.", "5", None, None),
+        ("1e3", "1E+3", None, None),
+        # what Python's Decimal reads but a numeric string is not: recorded, never a number
+        ("1_000", "0", "not_a_number", "1_000"),
+        ("\u0661\u0662", "0", "not_a_number", "\u0661\u0662"),  # Arabic-Indic digits
+        ("\uff11\uff12", "0", "not_a_number", "\uff11\uff12"),  # fullwidth digits
+        ("1 000", "0", "not_a_number", "1 000"),
+        ("12,50", "0", "not_a_number", "12,50"),
+        ("-Inf", "0", "not_finite", "-Inf"),
+        ("sNaN", "0", "not_finite", "sNaN"),
         ("abc", "0", "not_a_number", "abc"),
         ("", "0", "not_a_number", ""),
         ("NaN", "0", "not_finite", "NaN"),
