@@ -133,6 +133,8 @@ class Ingester:
         # (caught up): how far capture is behind in time (`lag_seconds`).
         self.last_cluster_time: Timestamp | None = None
         self.idle = False
+        # Whether the last write of the listings' index failed (logged once until it works).
+        self._index_failing = False
 
     def lag_seconds(self, now: datetime) -> float | None:
         """Now minus the cluster time of the last stored resume point; 0 while idle, None before."""
@@ -179,6 +181,8 @@ class Ingester:
         if self.checkpointer is not None:
             # Another instance may have extended the tree while this one stood by.
             await self.checkpointer.open(heartbeat=self.lease.keep)
+        # The listings' index catches up with what was stored before it, or while it failed.
+        await self._index_listings(None)
         self._capture = Capture(self.settings, await self.store.events.head(), salts=self._salts)
         if cp is None:
             cp = Checkpoint(name=self.name, head=self._capture.head, updated_at=self.clock.now())
@@ -631,8 +635,37 @@ class Ingester:
             capture.forget()
             raise
         self.stats.recorded += len(events)
+        if events:
+            await self._index_listings(events)
         if events and self.checkpointer is not None:
             await self.checkpointer.after_batch(events)
+
+    async def _index_listings(self, events: Sequence[Event] | None) -> None:
+        """Index a stored batch (None: all the index lacks) for the stream and entity listings.
+
+        Never fails capture: the batch is stored, and the listings read what the index
+        lacks from the log itself; the next batch (or start) catches it up. A lost lease
+        still ends the work.
+        """
+        try:
+            added = await self.store.events.index_listings(events, heartbeat=self.lease.keep)
+        except LeaseLost:
+            raise
+        except Exception as exc:
+            if not self._index_failing:
+                log.warning(
+                    "the listings' index could not be written (%s: %s); the stream and entity"
+                    " listings read the log meanwhile, and the next batch tries again",
+                    type(exc).__name__,
+                    exc,
+                )
+            self._index_failing = True
+            return
+        if self._index_failing:
+            log.info("the listings' index is written again")
+            self._index_failing = False
+        if added:
+            log.info("the listings' index caught up with the log: %d events indexed", added)
 
     async def _idle(self) -> None:
         if self.checkpointer is not None:

@@ -10,7 +10,7 @@ it is not None (mongomock refuses the keyword).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -62,6 +62,19 @@ class EventLog(Protocol):
 
         Returns how many were inserted. Raises `LogConflict` when a different
         event already holds one of the batch's `seq` or (stream, entity_id, version).
+        """
+        ...
+
+    async def index_listings(
+        self,
+        events: Sequence[Event] | None = None,
+        *,
+        heartbeat: Callable[[], Awaitable[None]] | None = None,
+    ) -> int:
+        """Bring what `streams` and `entities` read up to the log: a batch just stored, or
+        (None) everything it lacks, in pages (`heartbeat` awaited after each); returns the
+        events a catch-up indexed. Called by the capturing instance after each batch,
+        outside its transaction; the answers are the log's whether or not it was.
         """
         ...
 

@@ -13,7 +13,7 @@ import asyncio
 import heapq
 import threading
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from itertools import pairwise
 from typing import Any
@@ -188,6 +188,15 @@ class MemoryEventLog:
 
     async def ensure_indexes(self) -> None:
         """Nothing to do: the indexes are the structures themselves."""
+
+    async def index_listings(
+        self,
+        events: Sequence[Event] | None = None,
+        *,
+        heartbeat: Callable[[], Awaitable[None]] | None = None,
+    ) -> int:
+        """Nothing to do: `append` keeps the streams' counts and entities' order itself."""
+        return 0
 
     async def append(self, events: Sequence[Event], *, session: Any = None) -> int:
         """Store the events whose ids are new; all or nothing when one conflicts."""

@@ -30,6 +30,7 @@ from eventstore.model import (
 from eventstore.mongo import compat
 from eventstore.mongo.append_watch import AppendWatcher
 from eventstore.mongo.collections import EVENTS
+from eventstore.mongo.log_index import SUMMARY_FIELDS, TAIL_MAX, Heartbeat, LogIndex
 from eventstore.ports import LogConflict
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,9 @@ _NEWEST_PER_ENTITY: Final = {
     "$group": {"_id": "$entity_id", **{f: {"$first": f"${f}"} for f in _HEAD_FIELDS}}
 }
 # The fields of an entity's newest event that `entities` lists.
-_SUMMARY_FIELDS: Final = ("entity_id", "entity_key", "version", "type", "occurred_at", "seq")
+_SUMMARY_FIELDS: Final = SUMMARY_FIELDS
+# The fields of an event a stream's counts read.
+_COUNTED_FIELDS: Final = {"stream": 1, "seq": 1, "version": 1, "entity_key": 1, "occurred_at": 1}
 _DUPLICATE_KEY: Final = 11000
 
 
@@ -166,11 +169,29 @@ class MongoEventLog:
         self._head_hint: int | None = None
         # One change stream per event log wakes every waiting live tail.
         self.watcher = AppendWatcher(self._coll, self._head_seq)
+        # What `streams` and `entities` read instead of grouping the log.
+        self.index = LogIndex(db, max_time_ms=query_max_time_ms)
 
     async def ensure_indexes(self) -> None:
         """Create the unique indexes on `seq` and (stream, entity_id, version), and the rest."""
         for keys, options in INDEXES:
             await self._coll.create_index(keys, **options)
+        await self.index.ensure_indexes()
+
+    async def index_listings(
+        self, events: Sequence[Event] | None = None, *, heartbeat: Heartbeat | None = None
+    ) -> int:
+        """Bring the listings' index up to the log (`log_index`): a stored batch, or all it lacks.
+
+        Called after a batch is stored, outside its transaction; returns the events
+        indexed by a catch-up (0 for a batch that follows on).
+        """
+        if events is None:
+            return await self.index.catch_up(self._read_page, heartbeat)
+        return await self.index.extend(events, self._read_page, heartbeat)
+
+    async def _read_page(self, after_seq: int, limit: int) -> list[Event]:
+        return await self.read(after_seq=after_seq, limit=limit)
 
     async def append(self, events: Sequence[Event], *, session: Any = None) -> int:
         """Store the new events with one `insert_many`; a conflict keeps the valid prefix and raises."""
@@ -384,6 +405,43 @@ class MongoEventLog:
         return [event_from_doc(doc) for doc in await cursor.to_list(None)]
 
     async def streams(self) -> list[StreamStats]:
+        """The index's counts, with the events it lacks (normally none) counted from the log."""
+        mark, stats = await self.index.stream_docs()
+        cursor = (
+            self._coll.find({"seq": {"$gt": Int64(mark)}}, _COUNTED_FIELDS)
+            .sort("seq", ASCENDING)
+            .limit(TAIL_MAX + 1)
+            .max_time_ms(self._query_max_time_ms)
+        )
+        tail = await cursor.to_list(None)
+        if len(tail) > TAIL_MAX:  # an index far behind the log (being built)
+            return await self._grouped_streams()
+        counts = {
+            name: StreamStats(
+                stream=name,
+                entities=int(doc["entities"]),
+                events=int(doc["events"]),
+                last_seq=int(doc["last_seq"]),
+                last_event_at=as_utc(doc["last_event_at"]),
+            )
+            for name, doc in stats.items()
+        }
+        for doc in tail:
+            name, seq = doc["stream"], int(doc["seq"])
+            known = counts.get(name)
+            if known is not None and seq <= known.last_seq:
+                continue  # counted already (the watermark lags the stream's counts)
+            new = doc["version"] == 1 and doc["entity_key"] != STREAM_KEY
+            counts[name] = StreamStats(
+                stream=name,
+                entities=(known.entities if known else 0) + int(new),
+                events=(known.events if known else 0) + 1,
+                last_seq=seq,
+                last_event_at=as_utc(doc["occurred_at"]),
+            )
+        return [counts[name] for name in sorted(counts)]
+
+    async def _grouped_streams(self) -> list[StreamStats]:
         """One aggregate over the whole log (newest first along the seq index): O(events).
 
         An entity is counted by its one version-1 event.
@@ -430,13 +488,44 @@ class MongoEventLog:
     async def entities(
         self, stream: str, *, limit: int, before_seq: int | None = None
     ) -> list[EntitySummary]:
-        """One aggregate: the newest event of each entity, then the page by seq descending.
+        """A page of the index's heads, with the events it lacks (normally none) from the log.
 
-        It reads every event of the stream (along the (stream, entity_id, version)
-        index) for each page: O(events of the stream), fine for a listing, not a hot path.
+        Two index ranges and a short read of the log: O(limit), whatever the log's size.
         """
         if limit <= 0:
             return []
+        covered = await self.index.covered(stream)
+        cursor = (
+            self._coll.find(
+                {"stream": stream, "seq": {"$gt": Int64(covered)}},
+                dict.fromkeys(_SUMMARY_FIELDS, 1),
+            )
+            .sort("seq", ASCENDING)
+            .limit(TAIL_MAX + 1)
+            .max_time_ms(self._query_max_time_ms)
+        )
+        tail = await cursor.to_list(None)
+        if len(tail) > TAIL_MAX:  # an index far behind the log (being built)
+            return await self._grouped_entities(stream, limit=limit, before_seq=before_seq)
+        # The entities the index may not have up to date: their newest events are in the tail.
+        newest = {typed_key(d["entity_id"]): d for d in tail if d["entity_key"] != STREAM_KEY}
+        # Heads of those entities are older: read as many more as they may displace.
+        heads = await self.index.heads_page(
+            stream, limit=limit + len(newest), before_seq=before_seq
+        )
+        page = [d for d in heads if typed_key(d["entity_id"]) not in newest]
+        page += [d for d in newest.values() if before_seq is None or int(d["seq"]) < before_seq]
+        page.sort(key=lambda d: int(d["seq"]), reverse=True)
+        return [_entity_summary(doc) for doc in page[:limit]]
+
+    async def _grouped_entities(
+        self, stream: str, *, limit: int, before_seq: int | None
+    ) -> list[EntitySummary]:
+        """One aggregate: the newest event of each entity, then the page by seq descending.
+
+        It reads every event of the stream (along the (stream, entity_id, version)
+        index) for each page: O(events of the stream), while the index is behind.
+        """
         pipeline: list[dict[str, Any]] = [
             {"$match": {"stream": stream, "entity_key": {"$ne": STREAM_KEY}}},
             {"$sort": _NEWEST_FIRST},

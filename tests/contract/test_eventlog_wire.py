@@ -16,6 +16,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from eventstore.model import EventQuery
+from eventstore.mongo import eventlog as mongo_eventlog
 from eventstore.mongo.append_watch import WATCH_AWAIT_MS
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.store import MongoStore
@@ -98,16 +99,109 @@ async def test_a_query_past_its_time_limit_raises(
         await wire.result(querying)
 
 
-@pytest.mark.parametrize("listing", ["streams", "entities"])
-async def test_listings_are_bounded_by_max_time(
-    client: Client, wire: Wire, listing: str, event_log: MakeLog
+def reply(docs: list[dict[str, Any]], ns: str = NS) -> dict[str, Any]:
+    return first_batch(docs, post_batch=None, ns=ns, cursor_id=Int64(0))
+
+
+STATS = "eventstore.stream_stats"
+# The listings' index: indexed up to seq 9, the orders stream's last event at 8.
+WATERMARK = {"_id": -1, "seq": Int64(9)}
+ORDERS = {
+    "_id": "orders",
+    "events": 8,
+    "entities": 3,
+    "last_seq": Int64(8),
+    "last_event_at": SINCE,
+}
+
+
+def head(entity: Any, seq: int) -> dict[str, Any]:
+    """An entity's newest event as `entity_heads` (or a `find` on `events`) gives it."""
+    return {
+        "entity_id": entity,
+        "entity_key": str(entity),
+        "version": Int64(1),
+        "type": "updated",
+        "occurred_at": SINCE,
+        "seq": Int64(seq),
+    }
+
+
+async def test_the_streams_are_the_index_s_counts_and_the_events_past_its_watermark(
+    client: Client, wire: Wire, event_log: MakeLog
 ) -> None:
+    listing = asyncio.create_task(event_log(client).streams())
+    stats = await wire.receives("find")
+    stats.replies(reply([WATERMARK, ORDERS], ns=STATS))
+    tail = await wire.receives("find")
+    newer = {**head("c1", 10), "stream": "customers", "version": Int64(1)}
+    tail.replies(reply([newer]))
+    got = await wire.result(listing)
+    assert [(s.stream, s.events, s.entities, s.last_seq) for s in got] == [
+        ("customers", 1, 1, 10),
+        ("orders", 8, 3, 8),
+    ]
+    assert (stats.doc["find"], stats.doc["filter"], stats.doc["maxTimeMS"]) == (
+        "stream_stats",
+        {},
+        750,
+    )
+    assert (tail.doc["find"], tail.doc["filter"], tail.doc["sort"]) == (
+        "events",
+        {"seq": {"$gt": 9}},
+        {"seq": 1},
+    )
+    assert (tail.doc["limit"], tail.doc["maxTimeMS"]) == (10_001, 750)
+
+
+async def test_a_page_of_entities_is_two_index_ranges_and_a_look_past_the_index(
+    client: Client, wire: Wire, event_log: MakeLog
+) -> None:
+    listing = asyncio.create_task(event_log(client).entities("orders", limit=2, before_seq=50))
+    stats = await wire.receives("find")
+    stats.replies(reply([WATERMARK, ORDERS], ns=STATS))
+    tail = await wire.receives("find")
+    tail.replies(reply([head(7, 10)]))  # entity 7 changed after the index was written
+    heads = await wire.receives("find")
+    heads.replies(reply([head(7, 6), head(3, 5), head(1, 2)], ns="eventstore.entity_heads"))
+    got = await wire.result(listing)
+    assert [(e.entity_id, e.last_seq) for e in got] == [(7, 10), (3, 5)]
+    assert stats.doc["filter"] == {"_id": {"$in": [-1, "orders"]}}
+    assert stats.doc["maxTimeMS"] == 750
+    assert (tail.doc["find"], tail.doc["filter"], tail.doc["sort"]) == (
+        "events",
+        {"stream": "orders", "seq": {"$gt": 9}},
+        {"seq": 1},
+    )
+    assert (tail.doc["limit"], tail.doc["maxTimeMS"]) == (10_001, 750)
+    assert (heads.doc["find"], heads.doc["filter"], heads.doc["sort"]) == (
+        "entity_heads",
+        {"stream": "orders", "seq": {"$lt": 50}},
+        {"seq": -1},
+    )
+    # as many more heads as the changes past the index may have made stale
+    assert (heads.doc["limit"], heads.doc["maxTimeMS"]) == (3, 750)
+
+
+@pytest.mark.parametrize("listing", ["streams", "entities"])
+async def test_past_an_index_far_behind_the_listings_group_the_log_bounded_by_max_time(
+    client: Client,
+    wire: Wire,
+    listing: str,
+    event_log: MakeLog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mongo_eventlog, "TAIL_MAX", 1)
     log = event_log(client)
     call = log.streams() if listing == "streams" else log.entities("orders", limit=5)
     listing_task = asyncio.create_task(call)
+    (await wire.receives("find")).replies(reply([], ns=STATS))  # an empty index
+    tail = await wire.receives("find")
+    tail.replies(reply([{**head(1, 1), "stream": "orders"}, {**head(2, 2), "stream": "orders"}]))
     aggregate = await wire.receives("aggregate")
-    aggregate.replies(first_batch([], post_batch=None, ns=NS, cursor_id=Int64(0)))
+    aggregate.replies(reply([]))
     assert await wire.result(listing_task) == []
+    assert tail.doc["limit"] == 2
     assert aggregate.doc["aggregate"] == "events"
     assert aggregate.doc["maxTimeMS"] == 750
 

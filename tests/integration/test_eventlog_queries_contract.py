@@ -1,9 +1,12 @@
 """The EventLog's audit query, stream statistics, entity listing and wake-on-append,
-run over every adapter (memory, mongo on mongomock-motor)."""
+run over every adapter (memory, mongo on mongomock-motor), the mongo one twice: as capture
+leaves it (its listings' index written after each batch) and with no index at all (the
+listings read the log; tests/integration/test_log_index.py has every state in between)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +25,7 @@ from eventstore.model import (
 )
 from eventstore.ports import EventLog, Store
 from tests.helpers import T0, LogBuilder
+from tests.integration.conftest import open_test_store
 
 OID = ObjectId("65f000000000000000000001")
 
@@ -48,6 +52,26 @@ def audit_log(log: LogBuilder) -> list[Event]:
         log.next(OID, actor="carol"),  # 12
         log.next("42", REPLACED, changed_fields=["customer.email.verified"], actor="alice"),  # 13
     ]
+
+
+@pytest.fixture(params=["memory", "mongo", "mongo-indexed"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A fresh store of each adapter; `mongo-indexed` indexes each batch as capture does."""
+    opened = await open_test_store(request.param.removesuffix("-indexed"))
+    if request.param.endswith("-indexed"):
+        events = opened.events
+        append = events.append
+
+        async def append_and_index(batch: Sequence[Event], *, session: Any = None) -> int:
+            stored = await append(batch, session=session)
+            await events.index_listings(batch)
+            return stored
+
+        events.append = append_and_index  # type: ignore[method-assign,assignment]
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture

@@ -1,0 +1,52 @@
+"""Create the listings' index (`entity_heads`, `stream_stats`) and let the writer role keep it.
+
+`GET /v1/streams` and a stream's entity listing read it instead of grouping the whole log
+(eventstore/mongo/log_index.py). The capturing instance fills it from the log when it
+starts (a log written before it is indexed then, in pages, with progress in the log) and
+after each batch; until then the listings read the log as before. `eventstoreWriter`
+gets find, insert and update on both collections, never remove.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pymongo import IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
+
+from eventstore.migrate import MigrationContext, Skip
+from eventstore.mongo.collections import ENTITY_HEADS, STREAM_STATS
+from eventstore.mongo.log_index import HEADS_INDEX
+
+from . import UNAUTHORIZED
+
+ROLE: Final = "eventstoreWriter"
+ROLE_NOT_FOUND: Final = 31
+COLLECTIONS: Final = (ENTITY_HEADS, STREAM_STATS)
+
+
+def privileges(db_name: str) -> list[dict[str, Any]]:
+    """What the writer role gains: find, insert and update on the index's collections."""
+    return [
+        {"resource": {"db": db_name, "collection": name}, "actions": ["find", "insert", "update"]}
+        for name in COLLECTIONS
+    ]
+
+
+async def up(db: AsyncDatabase[Any], ctx: MigrationContext) -> None:
+    """Create the heads' index (and with it the collection); grant the writer role."""
+    await db[ENTITY_HEADS].create_indexes([IndexModel(HEADS_INDEX)])
+    if not ctx.real_server:
+        return
+    try:
+        await db.command({"grantPrivilegesToRole": ROLE, "privileges": privileges(db.name)})
+    except OperationFailure as exc:
+        if exc.code == ROLE_NOT_FOUND:
+            return  # no writer role in this deployment (m0005 was skipped): nothing to grant
+        if exc.code == UNAUTHORIZED:
+            raise Skip(
+                f"the connected user may not manage roles (code {exc.code}); run migrate as a "
+                f"user with userAdmin on {db.name!r} to grant {ROLE} the listings' index"
+            ) from exc
+        raise

@@ -1,0 +1,302 @@
+"""The mongo adapter's listings' index (eventstore/mongo/log_index.py) never changes an answer.
+
+Over generated logs appended in batches, with the index written after each batch, not
+at all, or interrupted between its writes (after the heads, after a stream's counts,
+before the watermark), and caught up or not, `streams()` and every page of `entities()`
+equal the memory log's (which keeps its listings in `append`). Caught up, the index alone
+(no event read) holds those answers, and a listing reads no event at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mongomock_motor import AsyncMongoMockClient
+
+from eventstore.clock import FakeClock
+from eventstore.memory.store import MemoryStore
+from eventstore.model import DELETED, DROPPED, GAP, REPLACED, UPDATED, EntitySummary, StreamStats
+from eventstore.mongo import compat
+from eventstore.mongo import eventlog as mongo_eventlog
+from eventstore.mongo.collections import ENTITY_HEADS
+from eventstore.mongo.eventlog import MongoEventLog
+from eventstore.mongo.log_index import LogIndex
+from eventstore.mongo.store import MongoStore
+from eventstore.ports import EventLog
+from eventstore.sources.memory import MemoryChangeFeed
+from tests.helpers import LogBuilder
+from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+
+OID = ObjectId("65f000000000000000000001")
+# int 1 and "1" are two entities; None is a stream-level event (the `$stream` pseudo-entity)
+ENTITIES: list[Any] = [1, "1", 2, OID, "x", None]
+STREAMS = ["orders", "customers"]
+TYPES = [None, None, UPDATED, DELETED, REPLACED]
+# What happens to the index after a batch is stored.
+FATES = ["index", "index", "index", "skip", "after_heads", "after_counts", "catch_up"]
+
+
+def mock_client() -> Any:
+    """mongomock-motor standing in for PyMongo's async client (TEST_DOUBLES.md)."""
+    return AsyncMongoMockClient()
+
+
+class Interrupted(Exception):
+    """A write of the index that did not happen (the process died there)."""
+
+
+async def mongo_log() -> MongoEventLog:
+    store = MongoStore(mock_client(), "eventstore_test", owns_client=True)
+    await store.events.ensure_indexes()
+    assert isinstance(store.events, MongoEventLog)
+    return store.events
+
+
+async def interrupted(log: MongoEventLog, batch: list[Any], where: str) -> None:
+    """Index `batch`, dying before the stream counts or before the watermark."""
+    index = log.index
+
+    async def die(*_: Any) -> None:
+        raise Interrupted(where)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(index, "_count" if where == "after_heads" else "_advance", die)
+        with pytest.raises(Interrupted):
+            await log.index_listings(batch)
+
+
+async def listing(events: EventLog, stream: str, page: int) -> list[EntitySummary]:
+    """Every entity of the stream, read in pages of `page`."""
+    found: list[EntitySummary] = []
+    before = None
+    while True:
+        batch = await events.entities(stream, limit=page, before_seq=before)
+        assert len(batch) <= page
+        if not batch:
+            return found
+        found += batch
+        before = batch[-1].last_seq
+
+
+async def same_answers(mongo: EventLog, memory: EventLog, page: int) -> None:
+    assert await mongo.streams() == await memory.streams()
+    for stream in [*STREAMS, "nowhere"]:
+        assert await listing(mongo, stream, page) == await listing(memory, stream, 1000)
+
+
+batches = st.lists(
+    st.tuples(
+        st.lists(
+            st.tuples(st.sampled_from(ENTITIES), st.sampled_from(STREAMS), st.sampled_from(TYPES)),
+            min_size=1,
+            max_size=6,
+        ),
+        st.sampled_from(FATES),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(deadline=None, max_examples=60)
+@given(batches=batches, page=st.sampled_from([1, 2, 5]))
+def test_the_listings_are_the_logs_whatever_state_the_index_is_in(
+    batches: list[tuple[list[tuple[Any, str, str | None]], str]], page: int
+) -> None:
+    async def go() -> None:
+        mongo, memory, log = await mongo_log(), MemoryStore().events, LogBuilder()
+        for changes, fate in batches:
+            batch = [
+                log.next(entity, GAP if entity is None else kind, stream=stream)
+                for entity, stream, kind in changes
+            ]
+            assert await mongo.append(batch) == await memory.append(batch) == len(batch)
+            if fate == "index":
+                await mongo.index_listings(batch)
+            elif fate == "catch_up":
+                await mongo.index_listings(None)
+            elif fate != "skip":
+                await interrupted(mongo, batch, fate)
+            await same_answers(mongo, memory, page)
+        # Caught up, the index alone holds the answers.
+        await mongo.index_listings(None)
+        assert await mongo.index.watermark() == log.head.seq
+        await same_answers(mongo, memory, page)
+        mark, stats = await mongo.index.stream_docs()
+        assert mark == log.head.seq
+        assert sorted(stats) == [s.stream for s in await memory.streams()]
+        for s in await memory.streams():
+            doc = stats[s.stream]
+            assert (doc["events"], doc["entities"], doc["last_seq"]) == (
+                s.events,
+                s.entities,
+                s.last_seq,
+            )
+        for stream in STREAMS:
+            heads = await mongo.index.heads_page(stream, limit=1000, before_seq=None)
+            expected = await listing(memory, stream, 1000)
+            assert [(h["entity_id"], h["version"], h["seq"]) for h in heads] == [
+                (e.entity_id, e.version, e.last_seq) for e in expected
+            ]
+
+    asyncio.run(go())
+
+
+async def test_a_caught_up_listing_reads_no_event_and_groups_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two short index ranges, whatever the log's size: never the old group of the log."""
+    mongo, log = await mongo_log(), LogBuilder()
+    for n in range(300):
+        await mongo.append([log.next(n % 120, stream="orders"), log.next("c", stream="customers")])
+    await mongo.index_listings(None)
+
+    async def no_aggregate(*_: Any, **__: Any) -> list[dict[str, Any]]:
+        raise AssertionError("a listing grouped the log")
+
+    monkeypatch.setattr(compat, "aggregate_list", no_aggregate)
+    read: list[dict[str, Any]] = []
+    find = mongo._coll.find
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        read.append(args[0])
+        return find(*args, **kwargs)
+
+    monkeypatch.setattr(mongo._coll, "find", counted)
+    page = await mongo.entities("orders", limit=10)
+    assert [e.entity_id for e in page] == list(range(59, 49, -1))
+    assert [s.events for s in await mongo.streams()] == [300, 300]
+    # one look past the index for each (an empty tail), nothing else
+    assert len(read) == 2
+
+
+async def test_a_log_far_ahead_of_its_index_is_grouped_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A log written before the index (or while it failed for long): exact, the old way."""
+    mongo, memory, log = await mongo_log(), MemoryStore().events, LogBuilder()
+    monkeypatch.setattr(mongo_eventlog, "TAIL_MAX", 5)
+    for n in range(30):
+        batch = [log.next(n % 7, stream="orders"), log.next(n % 3, stream="customers")]
+        await mongo.append(batch)
+        await memory.append(batch)
+        if n == 10:
+            await mongo.index_listings(batch)  # skips ahead of an empty index: catches up
+    grouped: list[int] = []
+    aggregate = compat.aggregate_list
+
+    async def counted(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        grouped.append(1)
+        docs: list[dict[str, Any]] = await aggregate(*args, **kwargs)
+        return docs
+
+    monkeypatch.setattr(compat, "aggregate_list", counted)
+    await same_answers(mongo, memory, 2)
+    assert grouped  # 19 batches (38 events) behind: more than TAIL_MAX
+    grouped.clear()
+    assert await mongo.index_listings(None) == 38
+    await same_answers(mongo, memory, 2)
+    assert not grouped
+
+
+async def test_indexing_a_batch_twice_or_out_of_order_changes_nothing() -> None:
+    mongo, memory, log = await mongo_log(), MemoryStore().events, LogBuilder()
+    first = [log.next(1), log.next(2), log.next(1, stream="customers")]
+    second = [log.next(2, DELETED), log.next(3)]
+    for batch in (first, second):
+        await mongo.append(batch)
+        await memory.append(batch)
+    await mongo.index_listings(second)  # skips ahead: the whole log is read instead
+    await mongo.index_listings(first)  # behind the watermark: nothing to do
+    await mongo.index_listings(second)
+    # a second writer's index object, starting from what is stored
+    again = LogIndex(mongo._coll.database, max_time_ms=1000)
+    assert await again.catch_up(mongo._read_page) == 0
+    await same_answers(mongo, memory, 1)
+    heads = await mongo._coll.database[ENTITY_HEADS].count_documents({})
+    assert heads == 4  # orders 1, 2, 3 and customers 1
+
+
+def test_the_stream_level_events_count_but_are_never_listed() -> None:
+    async def go() -> None:
+        mongo, memory, log = await mongo_log(), MemoryStore().events, LogBuilder()
+        batch = [log.next(1), log.next(None, GAP), log.next(None, DROPPED)]
+        await mongo.append(batch)
+        await memory.append(batch)
+        await mongo.index_listings(batch)
+        assert await mongo.streams() == [
+            StreamStats(
+                stream="orders",
+                entities=1,
+                events=3,
+                last_seq=3,
+                last_event_at=batch[-1].occurred_at,
+            )
+        ]
+        await same_answers(mongo, memory, 1)
+
+    asyncio.run(go())
+
+
+async def test_capture_indexes_each_batch_and_goes_on_when_the_index_fails(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    store = MongoStore(mock_client(), "eventstore_test", owns_client=True)
+    await store.events.ensure_indexes()
+    assert isinstance(store.events, MongoEventLog)
+    events = store.events
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    orders = feed.collection("orders")
+    for n in range(5):
+        await orders.insert_one({"_id": n, "status": "new"})
+    await ingester(store, feed, clock).run(until_idle=True)
+    assert await events.index.watermark() == 5
+
+    failing = events.index_listings
+
+    async def broken(*_: Any, **__: Any) -> int:
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(events, "index_listings", broken)
+    for n in range(5, 8):
+        await orders.insert_one({"_id": n, "status": "new"})
+    with caplog.at_level(logging.INFO, logger="eventstore.ingester"):
+        await ingester(store, feed, clock).run(until_idle=True)
+        assert (await events.head()).seq == 8  # captured all the same
+        assert await events.index.watermark() == 5
+        listed = await events.entities("orders", limit=3)
+        assert [e.entity_id for e in listed] == [7, 6, 5]  # the log's answer meanwhile
+        monkeypatch.setattr(events, "index_listings", failing)
+        await orders.update_one({"_id": 1}, {"$set": {"status": "paid"}})
+        await ingester(store, feed, clock).run(until_idle=True)
+    assert await events.index.watermark() == 9
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "the listings' index could not be written (OSError: no route to host); the stream"
+        " and entity listings read the log meanwhile, and the next batch tries again"
+    ]
+    messages = [r.getMessage() for r in caplog.records]
+    assert "the listings' index caught up with the log: 3 events indexed" in messages
+    listed = await events.entities("orders", limit=3)
+    assert [e.entity_id for e in listed] == [1, 7, 6]
+
+
+async def test_heads_an_unindexed_change_made_stale_do_not_hide_others() -> None:
+    """A page reads as many more heads as the log's newer changes may make stale."""
+    mongo, memory, log = await mongo_log(), MemoryStore().events, LogBuilder()
+    indexed = [log.next("f"), log.next("e"), log.next("g")]
+    later = [log.next("e"), log.next("g")]  # e and g changed since the index was written
+    for batch in (indexed, later):
+        await mongo.append(batch)
+        await memory.append(batch)
+    await mongo.index_listings(indexed)
+    assert [e.entity_id for e in await listing(mongo, "orders", 1)] == ["g", "e", "f"]
+    await same_answers(mongo, memory, 1)
