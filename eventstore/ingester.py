@@ -665,7 +665,7 @@ class Ingester:
             log.info("the listings' index is written again")
             self._index_failing = False
         if added:
-            log.info("the listings' index caught up with the log: %d events indexed", added)
+            log.info("the listings' index: %d events indexed from the log", added)
 
     async def _idle(self) -> None:
         if self.checkpointer is not None:

@@ -26,7 +26,6 @@ its `last_seq`. Every write is guarded by seq: writing a range again changes not
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -39,15 +38,15 @@ from eventstore.keys import typed_key
 from eventstore.model import STREAM_KEY, Event
 from eventstore.mongo.collections import ENTITY_HEADS, EVENTS, STREAM_STATS
 
-log = logging.getLogger(__name__)
-
 Heartbeat = Callable[[], Awaitable[None]]
 WATERMARK_ID: Final = -1
 DUPLICATE_KEY: Final = 11000
 # (keys, options) of the index of `entity_heads`; migration m0013 creates the same one.
 HEADS_INDEX: Final[list[tuple[str, int]]] = [("stream", 1), ("seq", DESCENDING)]
-# Events read back from the log per page while catching up.
+# Events read back from the log per page while catching up, and pages per call (100,000
+# events: a few seconds of capture's time; each batch after it catches up as much again).
 PAGE: Final = 5000
+CATCH_UP_PAGES: Final = 20
 # A reader adds at most this many events the index lacks; beyond, it groups the log.
 TAIL_MAX: Final = 10_000
 # The fields of a listed entity, as the log's event documents name them.
@@ -103,10 +102,12 @@ class LogIndex:
         return 0
 
     async def catch_up(self, read: Reader, heartbeat: Heartbeat | None = None) -> int:
-        """Index every stored event the index lacks, a page at a time; returns how many."""
+        """Index the stored events the index lacks, a page at a time, at most `CATCH_UP_PAGES`
+        pages (capture waits meanwhile: a long log is indexed over several calls, the next
+        batch's `extend` going on); returns how many it indexed."""
         self._watermark = mark = await self.watermark()
         added = 0
-        while True:
+        for _ in range(CATCH_UP_PAGES):
             page = await read(mark, PAGE)
             if not page:
                 break
@@ -115,8 +116,6 @@ class LogIndex:
             mark = page[-1].seq
             if heartbeat is not None:
                 await heartbeat()
-            if added >= PAGE:
-                log.info("the listings' index: %d events indexed, up to seq %d", added, mark)
         return added
 
     async def _add(self, events: Sequence[Event]) -> None:
@@ -245,6 +244,7 @@ Reader = Callable[[int, int], Awaitable[list[Event]]]
 """Reads the log: (after_seq, limit) -> events in seq order."""
 
 __all__ = [
+    "CATCH_UP_PAGES",
     "HEADS_INDEX",
     "PAGE",
     "TAIL_MAX",

@@ -22,7 +22,7 @@ from mongomock_motor import AsyncMongoMockClient
 from eventstore.clock import FakeClock
 from eventstore.memory.store import MemoryStore
 from eventstore.model import DELETED, DROPPED, GAP, REPLACED, UPDATED, EntitySummary, StreamStats
-from eventstore.mongo import compat
+from eventstore.mongo import compat, log_index
 from eventstore.mongo import eventlog as mongo_eventlog
 from eventstore.mongo.collections import ENTITY_HEADS
 from eventstore.mongo.eventlog import MongoEventLog
@@ -284,7 +284,7 @@ async def test_capture_indexes_each_batch_and_goes_on_when_the_index_fails(
         " and entity listings read the log meanwhile, and the next batch tries again"
     ]
     messages = [r.getMessage() for r in caplog.records]
-    assert "the listings' index caught up with the log: 3 events indexed" in messages
+    assert "the listings' index: 3 events indexed from the log" in messages
     listed = await events.entities("orders", limit=3)
     assert [e.entity_id for e in listed] == [1, 7, 6]
 
@@ -300,3 +300,27 @@ async def test_heads_an_unindexed_change_made_stale_do_not_hide_others() -> None
     await mongo.index_listings(indexed)
     assert [e.entity_id for e in await listing(mongo, "orders", 1)] == ["g", "e", "f"]
     await same_answers(mongo, memory, 1)
+
+
+async def test_a_long_log_is_indexed_a_bounded_number_of_pages_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Capture waits for at most CATCH_UP_PAGES pages; the batches after it go on with it."""
+    monkeypatch.setattr(log_index, "PAGE", 3)
+    monkeypatch.setattr(log_index, "CATCH_UP_PAGES", 2)
+    mongo, memory, log = await mongo_log(), MemoryStore().events, LogBuilder()
+    old = [log.next(n % 4) for n in range(20)]  # stored before the index existed
+    await mongo.append(old)
+    await memory.append(old)
+    assert await mongo.index_listings(None) == 6
+    assert await mongo.index.watermark() == 6
+    indexed = []
+    for _ in range(4):
+        batch = [log.next("new")]
+        await mongo.append(batch)
+        await memory.append(batch)
+        indexed.append(await mongo.index_listings(batch))
+        await same_answers(mongo, memory, 2)
+    # each batch finds the gap and indexes two pages of it; the last one follows on
+    assert indexed == [6, 6, 5, 0]
+    assert await mongo.index.watermark() == 24
