@@ -4,7 +4,8 @@
 (eventstore/mongo/log_index.py). The capturing instance fills it from the log when it
 starts (a log written before it is indexed then, in pages, with progress in the log) and
 after each batch; until then the listings read the log as before. `eventstoreWriter`
-gets find, insert and update on both collections, never remove.
+gets find, insert, update and remove on both collections (an index the log no longer
+matches, after a restore, is emptied and built again).
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ COLLECTIONS: Final = (ENTITY_HEADS, STREAM_STATS)
 
 
 def privileges(db_name: str) -> list[dict[str, Any]]:
-    """What the writer role gains: find, insert and update on the index's collections."""
+    """What the writer role gains: read and write on the index's collections."""
     return [
-        {"resource": {"db": db_name, "collection": name}, "actions": ["find", "insert", "update"]}
+        {
+            "resource": {"db": db_name, "collection": name},
+            "actions": ["find", "insert", "update", "remove"],
+        }
         for name in COLLECTIONS
     ]
 

@@ -8,13 +8,15 @@
   `entity_id`, `entity_key`, `version`, `type`, `occurred_at` and `seq` of its newest event
   indexed. Index (stream, seq): a page of a stream's entities is one index range.
 - `stream_stats`: `_id: stream`, `{events, entities, last_seq, last_event_at}`: exactly the
-  counts of the stream's events up to its `last_seq`; the document `_id: -1` holds `seq`,
-  the writer's watermark: every event up to it is indexed.
+  counts of the stream's events up to its `last_seq`; the document `_id: -1` holds `seq`
+  and `hash`, the writer's watermark: every event up to it is indexed, and the hash of the
+  event at it.
 
 It is a cache of the log, written by the capturing instance after each stored batch and
 outside the batch's transaction (`extend`), and caught up from the log's events in pages
-on start (`catch_up`). Never ahead of the log (written only for stored events); possibly
-behind it (a failed write, a crash between writes, a log older than the index). Readers
+on start (`catch_up`). Never ahead of the log (written only for stored events; an index
+whose watermark event the log no longer holds, as after a restore, is emptied and built
+again by `catch_up`); possibly behind it (a failed write, a crash between writes, a log older than the index). Readers
 add what it lacks from the log itself, the stream's events after its `last_seq` (normally
 none), so every answer is the log's; when that tail is long (an index far behind), they
 group the log as before.
@@ -26,6 +28,8 @@ its `last_seq`. Every write is guarded by seq: writing a range again changes not
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -37,6 +41,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from eventstore.keys import typed_key
 from eventstore.model import STREAM_KEY, Event
 from eventstore.mongo.collections import ENTITY_HEADS, EVENTS, STREAM_STATS
+
+log = logging.getLogger(__name__)
 
 Heartbeat = Callable[[], Awaitable[None]]
 WATERMARK_ID: Final = -1
@@ -79,8 +85,11 @@ class LogIndex:
     # -- writing -------------------------------------------------------------------------
     async def watermark(self) -> int:
         """The seq every event up to which is indexed (0: none)."""
+        return (await self._marked())[0]
+
+    async def _marked(self) -> tuple[int, str | None]:
         doc = await self._stats.find_one({"_id": WATERMARK_ID})
-        return int(doc["seq"]) if doc is not None else 0
+        return (int(doc["seq"]), doc.get("hash")) if doc is not None else (0, None)
 
     async def extend(
         self, events: Sequence[Event], read: Reader, heartbeat: Heartbeat | None = None
@@ -105,7 +114,21 @@ class LogIndex:
         """Index the stored events the index lacks, a page at a time, at most `CATCH_UP_PAGES`
         pages (capture waits meanwhile: a long log is indexed over several calls, the next
         batch's `extend` going on); returns how many it indexed."""
-        self._watermark = mark = await self.watermark()
+        mark, marked_hash = await self._marked()
+        if mark > 0:
+            at = await read(mark - 1, 1)
+            if not at or at[0].seq != mark or at[0].hash != marked_hash:
+                # The log lost events the index counts (restored from a backup, rolled back)
+                # and may have gone on with others: nothing of the index can be trusted.
+                log.error(
+                    "the listings' index covers the log up to seq %d, which the log no longer"
+                    " holds as it was: emptying the index and building it again from the log",
+                    mark,
+                )
+                await self._heads.delete_many({})
+                await self._stats.delete_many({})
+                mark = 0
+        self._watermark = mark
         added = 0
         for _ in range(CATCH_UP_PAGES):
             page = await read(mark, PAGE)
@@ -124,17 +147,20 @@ class LogIndex:
         try:
             await self._write_heads(events)
             await self._count(events)
-            await self._advance(last)
+            await self._advance(last, events[-1].hash)
         except BaseException:
             self._watermark = None  # unknown now: read it again next time
             raise
         self._watermark = last
 
-    async def _advance(self, seq: int) -> None:
-        """Move the watermark to `seq` (never back)."""
-        await self._stats.update_one(
-            {"_id": WATERMARK_ID}, {"$max": {"seq": Int64(seq)}}, upsert=True
-        )
+    async def _advance(self, seq: int, event_hash: str) -> None:
+        """Move the watermark to `seq`, the event whose hash is `event_hash` (never back)."""
+        with contextlib.suppress(DuplicateKeyError):  # at `seq` or beyond already
+            await self._stats.update_one(
+                {"_id": WATERMARK_ID, "seq": {"$lt": Int64(seq)}},
+                {"$set": {"seq": Int64(seq), "hash": event_hash}},
+                upsert=True,
+            )
 
     async def _write_heads(self, events: Sequence[Event]) -> None:
         newest: dict[tuple[str, str], Event] = {}

@@ -22,7 +22,7 @@ def context(client: Client) -> MigrationContext:
     )
 
 
-async def test_the_index_is_created_and_the_writer_may_find_insert_update_not_remove(
+async def test_the_index_is_created_and_the_writer_may_read_and_write_it(
     client: Client, wire: Wire
 ) -> None:
     running = asyncio.create_task(m0013.up(client["eventstore"], context(client)))
@@ -38,7 +38,7 @@ async def test_the_index_is_created_and_the_writer_may_find_insert_update_not_re
     assert grant.doc["privileges"] == [
         {
             "resource": {"db": "eventstore", "collection": name},
-            "actions": ["find", "insert", "update"],
+            "actions": ["find", "insert", "update", "remove"],
         }
         for name in ("entity_heads", "stream_stats")
     ]

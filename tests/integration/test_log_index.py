@@ -10,6 +10,7 @@ equal the memory log's (which keeps its listings in `append`). Caught up, the in
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from typing import Any
 
@@ -324,3 +325,32 @@ async def test_a_long_log_is_indexed_a_bounded_number_of_pages_at_a_time(
     # each batch finds the gap and indexes two pages of it; the last one follows on
     assert indexed == [6, 6, 5, 0]
     assert await mongo.index.watermark() == 24
+
+
+@pytest.mark.parametrize("then", ["nothing", "other events"])
+async def test_an_index_the_log_no_longer_matches_is_built_again(
+    then: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A log restored from a backup (or rolled back) lost events the index counted; it may
+    have gone on with others, at the same seqs. The index must not keep the lost ones."""
+    mongo, memory, log = await mongo_log(), MemoryStore().events, LogBuilder()
+    common = [log.next(n) for n in range(5)]
+    branch = copy.deepcopy(log)
+    lost = [log.next("lost"), log.next(1, DELETED), log.next("lost", stream="customers")]
+    await mongo.append(common + lost)
+    await mongo.index_listings(common + lost)
+    await memory.append(common)
+    await mongo._coll.delete_many({"seq": {"$gt": 5}})  # the restore
+    if then == "other events":
+        other = [branch.next("other"), branch.next(2), branch.next(3), branch.next("x")]
+        await mongo.append(other)
+        await memory.append(other)
+    with caplog.at_level(logging.ERROR, logger="eventstore.mongo.log_index"):
+        await mongo.index_listings(None)
+    assert [r.getMessage() for r in caplog.records] == [
+        "the listings' index covers the log up to seq 8, which the log no longer holds as it"
+        " was: emptying the index and building it again from the log"
+    ]
+    await same_answers(mongo, memory, 2)
+    mark, stats = await mongo.index.stream_docs()
+    assert mark == (await memory.head()).seq and "customers" not in stats
