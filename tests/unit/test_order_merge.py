@@ -23,7 +23,8 @@ MERGED = ("orders_by_status", "revenue_by_day", "customer_totals")
 
 def untidy() -> list[Change]:
     """One customer's orders, paid with bad totals (more than a row keeps), on two days,
-    renamed as they come, placed out of seq order; some cancelled, one moved to c2."""
+    renamed as they come, placed out of seq order (some at a time that is no date); some
+    cancelled, one moved to c2."""
     orders = Orders()
     placed = datetime(2026, 1, 1, tzinfo=UTC)
     for n in range(90):
@@ -32,7 +33,8 @@ def untidy() -> list[Change]:
             "total": f"bad{n}" if n % 3 else str(n),
             "currency": "EUR" if n % 10 else "USD",
             "customer": {"id": "c1", "name": f"name{n}"},
-            "createdAt": placed + timedelta(hours=(n * 7) % 90),
+            # some say when they were placed unreadably: recorded in the customer's row
+            "createdAt": "soon" if n % 11 == 0 else placed + timedelta(hours=(n * 7) % 90),
         }
         orders.put(f"o{n}", doc, days=n // 45)
     for n in range(0, 90, 5):
