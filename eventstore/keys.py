@@ -1,18 +1,24 @@
 """Entity keys: the strings that address entities in URLs and on the command line (pure).
 
-`entity_key(id)` is for people: ObjectId -> 24 hex, str -> itself, int -> digits,
-anything else -> `json:<canonical Extended JSON>`. It is not unique across types.
-`typed_key(id)` is unique per BSON value: `oid:`, `int:`, `str:` or `json:`.
+`entity_key(id)` is for people: ObjectId -> 24 hex, str -> itself, an integer value
+-> digits, anything else -> `json:<canonical Extended JSON>`. It is not unique across
+types.
+`typed_key(id)` names one `_id` as MongoDB tells them apart: `oid:`, `int:`, `str:` or
+`json:`. MongoDB compares numbers by value, in a unique index too, so one collection
+never holds `_id: 1` and `_id: 1.0` at once, and `1`, `Int64(1)`, `1.0` and
+`Decimal128("1.0")` are one entity here: `int:1` (see `_by_value`).
 A bare key is resolved against the entities that exist (see `candidates`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+from decimal import Context, Decimal
 from typing import Any
 
-from bson import ObjectId, json_util
+from bson import Decimal128, ObjectId, json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS
 
 _HEX24 = re.compile(r"[0-9a-fA-F]{24}")
@@ -34,25 +40,79 @@ def _is_int(value: Any) -> bool:
 
 
 def entity_key(entity_id: Any) -> str:
-    """The human key of an `_id` (DESIGN.md "Entity keys")."""
+    """The human key of an `_id` (DESIGN.md "Entity keys"), by value as `typed_key` is.
+
+    A number whose value is an integer within int64 is its digits whatever its BSON type
+    (1.0 and Decimal128 1 are `1`, as 1 is), so an entity keeps one key however its
+    writers spelled its `_id`.
+    """
     if isinstance(entity_id, ObjectId):
         return str(entity_id)
     if isinstance(entity_id, str):
         return entity_id
-    if _is_int(entity_id):
-        return str(int(entity_id))
-    return "json:" + _canonical_json(entity_id)
+    value = _by_value(entity_id)
+    if _is_int(value):
+        return str(value)
+    return "json:" + _canonical_json(value)
 
 
 def typed_key(entity_id: Any) -> str:
-    """The unambiguous key of an `_id`: `oid:<hex>`, `int:<digits>`, `str:<text>`, `json:<ext>`."""
+    """The unambiguous key of an `_id`: `oid:<hex>`, `int:<digits>`, `str:<text>`, `json:<ext>`.
+
+    Values MongoDB holds equal have one key: a number by its value, in a document or an
+    array too (`int:1` for 1, 1.0 and Decimal128 1; see `_by_value`).
+    """
     if isinstance(entity_id, ObjectId):
         return f"oid:{entity_id}"
     if isinstance(entity_id, str):
         return f"str:{entity_id}"
-    if _is_int(entity_id):
-        return f"int:{int(entity_id)}"
-    return "json:" + _canonical_json(entity_id)
+    value = _by_value(entity_id)
+    if _is_int(value):
+        return f"int:{int(value)}"
+    return "json:" + _canonical_json(value)
+
+
+# Decimal128's 34 digits: normalising a Decimal128's value never rounds it.
+_DECIMAL128 = Context(prec=34)
+
+
+def _by_value(value: Any) -> Any:
+    """The one representative of the values MongoDB compares equal to `value`.
+
+    A number whose value is an integer within int64 is that int; else a double's value is
+    the double (NaN one NaN), and a Decimal128 whose value is exactly a double's is that
+    double, else the Decimal128 without trailing zeros. Documents and arrays hold their
+    members' representatives, in order (MongoDB compares them member by member). Any
+    other value is itself.
+    """
+    cls = value.__class__
+    if cls is bool:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if cls is float:
+        if math.isnan(value):
+            return math.nan
+        if value.is_integer() and _INT64_MIN <= value < 2**63:
+            return int(value)
+        return value
+    if cls is Decimal128:
+        exact = value.to_decimal()
+        if exact.is_nan():
+            return math.nan
+        if exact.is_infinite():
+            return math.copysign(math.inf, 1 if exact > 0 else -1)
+        if exact == exact.to_integral_value() and _INT64_MIN <= exact <= _INT64_MAX:
+            return int(exact)
+        near = float(exact)
+        if math.isfinite(near) and Decimal(near) == exact:
+            return near
+        return Decimal128(exact.normalize(_DECIMAL128))
+    if isinstance(value, dict):
+        return {k: _by_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_by_value(v) for v in value]
+    return value
 
 
 def parse_typed(key: str) -> Any:

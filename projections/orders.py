@@ -73,7 +73,8 @@ Problem = dict[str, Any]
 # but cannot be read as a date is recorded (`not_a_date` for text, else `wrong_type`) where it
 # gave the time of the order's first event instead: its order_summary row, and the customer
 # row whose `last_order_at` it would have set; a numeric string is ASCII digits (with a sign,
-# a point, an exponent): "1_000" and other scripts' digits are `not_a_number`, not money.
+# a point, an exponent): "1_000" and other scripts' digits are `not_a_number`, not money;
+# an order's key is its `_id`'s value (`int:1` for 1.0 and Decimal128 1: eventstore.keys).
 ORDER_RULES: Final = 5
 # The reason of a `created_at` given as text that is not an ISO 8601 date ("yesterday").
 NOT_A_DATE: Final = "not_a_date"

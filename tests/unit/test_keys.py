@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 
 import pytest
@@ -21,7 +22,12 @@ OID = ObjectId("64b7f0c2a1b2c3d4e5f60718")
         (42, "42", "int:42"),
         (Int64(2**40), str(2**40), f"int:{2**40}"),
         (-7, "-7", "int:-7"),
-        (Decimal128("1.5"), 'json:{"$numberDecimal":"1.5"}', 'json:{"$numberDecimal":"1.5"}'),
+        # by value, as MongoDB compares numbers: 1.0 is 1; Decimal128 1.5 is exactly the
+        # double 1.5's value, which MongoDB holds equal to it
+        (1.0, "1", "int:1"),
+        (Decimal128("-3.000"), "-3", "int:-3"),
+        (Decimal128("1.5"), 'json:{"$numberDouble":"1.5"}', None),
+        (Decimal128("0.1"), 'json:{"$numberDecimal":"0.1"}', 'json:{"$numberDecimal":"0.1"}'),
         ({"shop": 1, "n": "x"}, 'json:{"shop":{"$numberInt":"1"},"n":"x"}', None),
         (True, "json:true", "json:true"),
     ],
@@ -29,6 +35,42 @@ OID = ObjectId("64b7f0c2a1b2c3d4e5f60718")
 def test_keys_of_each_id_type(entity_id: object, key: str, typed: str | None) -> None:
     assert entity_key(entity_id) == key
     assert typed_key(entity_id) == (typed or key)
+
+
+# Groups of `_id` values MongoDB holds equal (a unique index admits one of each group):
+# each group has one typed key, and no two groups share one.
+EQUAL_IDS = [
+    ([1, Int64(1), 1.0, Decimal128("1"), Decimal128("1.000"), Decimal128("1E+0")], "int:1"),
+    ([0, -0.0, 0.0, Decimal128("0"), Decimal128("-0E+3")], "int:0"),
+    ([2**62, Int64(2**62), float(2**62), Decimal128(str(2**62))], f"int:{2**62}"),
+    ([1.5, Decimal128("1.5"), Decimal128("1.50")], 'json:{"$numberDouble":"1.5"}'),
+    ([0.1], 'json:{"$numberDouble":"0.1"}'),  # the double nearest 0.1 is not 0.1
+    ([Decimal128("0.1"), Decimal128("0.10")], 'json:{"$numberDecimal":"0.1"}'),
+    ([math.nan, Decimal128("NaN"), -math.nan], 'json:{"$numberDouble":"NaN"}'),
+    ([math.inf, Decimal128("Infinity")], 'json:{"$numberDouble":"Infinity"}'),
+    (
+        [2.0**63, Decimal128("9223372036854775808")],
+        'json:{"$numberDouble":"9.223372036854776e+18"}',
+    ),
+    ([2**53 + 1, Int64(2**53 + 1)], f"int:{2**53 + 1}"),  # no double holds it
+    ([float(2**53)], f"int:{2**53}"),
+    (
+        [{"shop": 1, "n": [2, "x"]}, {"shop": 1.0, "n": [Decimal128("2"), "x"]}],
+        'json:{"shop":{"$numberInt":"1"},"n":[{"$numberInt":"2"},"x"]}',
+    ),
+    ([{"n": [2, "x"], "shop": 1}], 'json:{"n":[{"$numberInt":"2"},"x"],"shop":{"$numberInt":"1"}}'),
+    ([True], "json:true"),  # a boolean is no number
+    (["1"], "str:1"),
+]
+
+
+@pytest.mark.parametrize(("ids", "typed"), EQUAL_IDS)
+def test_ids_mongodb_holds_equal_have_one_typed_key(ids: list[object], typed: str) -> None:
+    assert {typed_key(i) for i in ids} == {typed}
+    assert len({t for _, t in EQUAL_IDS}) == len(EQUAL_IDS)
+    # the value the key names matches every id of the group in a MongoDB query
+    back = parse_typed(typed)
+    assert typed_key(back) == typed
 
 
 def test_typed_keys_round_trip_to_the_same_bson_value() -> None:
