@@ -13,13 +13,12 @@ from typing import Any, Final
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, OperationFailure
 
-from eventstore.migrate import MigrationContext, Skip
+from eventstore.migrate import MigrationContext
 from eventstore.mongo.collections import MERKLE_CHECKPOINTS, MERKLE_NODES
 
-from . import NAMESPACE_EXISTS, UNAUTHORIZED
+from . import NAMESPACE_EXISTS
+from .grants import grant_writer
 
-ROLE: Final = "eventstoreWriter"
-ROLE_NOT_FOUND: Final = 31
 COLLECTIONS: Final = (MERKLE_NODES, MERKLE_CHECKPOINTS)
 
 
@@ -46,14 +45,4 @@ async def up(db: AsyncDatabase[Any], ctx: MigrationContext) -> None:
                 raise
     if not ctx.real_server:
         return
-    try:
-        await db.command({"grantPrivilegesToRole": ROLE, "privileges": privileges(db.name)})
-    except OperationFailure as exc:
-        if exc.code == ROLE_NOT_FOUND:
-            return  # no writer role in this deployment (m0005 was skipped): nothing to grant
-        if exc.code == UNAUTHORIZED:
-            raise Skip(
-                f"the connected user may not manage roles (code {exc.code}); run migrate as a "
-                f"user with userAdmin on {db.name!r} to grant {ROLE} the Merkle collections"
-            ) from exc
-        raise
+    await grant_writer(db, privileges(db.name), "the Merkle collections")

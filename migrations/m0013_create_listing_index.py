@@ -14,16 +14,13 @@ from typing import Any, Final
 
 from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
 
-from eventstore.migrate import MigrationContext, Skip
+from eventstore.migrate import MigrationContext
 from eventstore.mongo.collections import ENTITY_HEADS, STREAM_STATS
 from eventstore.mongo.log_index import HEADS_INDEX
 
-from . import UNAUTHORIZED
+from .grants import grant_writer
 
-ROLE: Final = "eventstoreWriter"
-ROLE_NOT_FOUND: Final = 31
 COLLECTIONS: Final = (ENTITY_HEADS, STREAM_STATS)
 
 
@@ -43,14 +40,4 @@ async def up(db: AsyncDatabase[Any], ctx: MigrationContext) -> None:
     await db[ENTITY_HEADS].create_indexes([IndexModel(HEADS_INDEX)])
     if not ctx.real_server:
         return
-    try:
-        await db.command({"grantPrivilegesToRole": ROLE, "privileges": privileges(db.name)})
-    except OperationFailure as exc:
-        if exc.code == ROLE_NOT_FOUND:
-            return  # no writer role in this deployment (m0005 was skipped): nothing to grant
-        if exc.code == UNAUTHORIZED:
-            raise Skip(
-                f"the connected user may not manage roles (code {exc.code}); run migrate as a "
-                f"user with userAdmin on {db.name!r} to grant {ROLE} the listings' index"
-            ) from exc
-        raise
+    await grant_writer(db, privileges(db.name), "the listings' index")

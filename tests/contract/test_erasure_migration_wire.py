@@ -8,21 +8,14 @@ from typing import Any
 from bson import Int64
 from pymongo import AsyncMongoClient
 
-from eventstore.migrate import MigrationContext
 from eventstore.model import EVENT_TYPES
-from eventstore.settings import Settings
 from migrations import m0005_create_writer_role as m0005
 from migrations import m0007_allow_rejected_events as m0007
 from migrations import m0012_allow_erasure as m0012
+from tests.contract.test_migrations_wire import context
 from tests.contract.wire import Wire, first_batch
 
 Client = AsyncMongoClient[dict[str, Any]]
-
-
-def context(client: Client) -> MigrationContext:
-    return MigrationContext(
-        settings=Settings(uri="mongodb://localhost"), source=client["shop"], real_server=True
-    )
 
 
 def listing(names: list[str]) -> dict[str, Any]:

@@ -8,18 +8,12 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from eventstore.migrate import MigrationContext, Skip
-from eventstore.settings import Settings
+from eventstore.migrate import Skip
 from migrations import m0013_create_listing_index as m0013
+from tests.contract.test_migrations_wire import context
 from tests.contract.wire import Wire
 
 Client = AsyncMongoClient[dict[str, Any]]
-
-
-def context(client: Client) -> MigrationContext:
-    return MigrationContext(
-        settings=Settings(uri="mongodb://localhost"), source=client["shop"], real_server=True
-    )
 
 
 async def test_the_index_is_created_and_the_writer_may_read_and_write_it(

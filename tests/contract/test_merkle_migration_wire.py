@@ -8,18 +8,11 @@ from typing import Any
 from bson import Int64
 from pymongo import AsyncMongoClient
 
-from eventstore.migrate import MigrationContext
-from eventstore.settings import Settings
 from migrations import m0011_create_merkle_collections as m0011
+from tests.contract.test_migrations_wire import context
 from tests.contract.wire import Wire, first_batch
 
 Client = AsyncMongoClient[dict[str, Any]]
-
-
-def context(client: Client) -> MigrationContext:
-    return MigrationContext(
-        settings=Settings(uri="mongodb://localhost"), source=client["shop"], real_server=True
-    )
 
 
 def listing(names: list[str]) -> dict[str, Any]:
