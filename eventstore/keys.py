@@ -101,7 +101,7 @@ def _by_value(value: Any) -> Any:
         if exact.is_nan():
             return math.nan
         if exact.is_infinite():
-            return math.copysign(math.inf, 1 if exact > 0 else -1)
+            return float(exact)
         if exact == exact.to_integral_value() and _INT64_MIN <= exact <= _INT64_MAX:
             return int(exact)
         near = float(exact)

@@ -21,6 +21,7 @@ from eventstore.mongo.append_watch import WATCH_AWAIT_MS
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.store import MongoStore
 from tests.contract.wire import Wire, first_batch, next_batch, token
+from tests.helpers import LogBuilder
 
 Client = AsyncMongoClient[dict[str, Any]]
 MakeLog = Callable[[Client], MongoEventLog]
@@ -394,3 +395,71 @@ async def test_after_a_stream_error_the_next_wait_opens_a_new_stream(
     (await wire.receives("aggregate")).replies(first_batch([], post_batch=token(1), ns=NS))
     (await wire.receives("find")).replies(head_reply(1))
     assert await wire.result(again) is True
+
+
+async def test_indexing_a_batch_writes_heads_then_counts_then_the_watermark(
+    client: Client, wire: Wire, event_log: MakeLog
+) -> None:
+    """Each write guarded by seq: a head only over an older one, a stream's counts only over
+    those read, the watermark only forward (a newer one makes the upsert a duplicate)."""
+    log = LogBuilder()
+    batch = [log.next(1), log.next(1), log.next("c1", stream="customers")]
+    indexing = asyncio.create_task(event_log(client).index_listings(batch))
+    mark = await wire.receives("find")
+    mark.replies(reply([], ns=STATS))  # a fresh index: watermark 0
+    heads = await wire.receives("update")
+    heads.replies({"n": 2, "nModified": 0})
+    counts = await wire.receives("find")
+    counts.replies(reply([{**ORDERS, "last_seq": Int64(0)}], ns=STATS))
+    orders = await wire.receives("update")
+    orders.replies({"n": 1, "nModified": 1})
+    customers = await wire.receives("insert")
+    customers.replies({"n": 1})
+    watermark = await wire.receives("update")
+    watermark.replies({"n": 1, "nModified": 1})
+    assert await wire.result(indexing) == 0
+
+    assert mark.doc["filter"] == {"_id": -1}
+    assert heads.doc["update"] == "entity_heads" and heads.doc["ordered"] is False
+    assert [(u["q"], u["upsert"]) for u in heads.doc["updates"]] == [
+        ({"_id": {"s": "orders", "k": "int:1"}, "seq": {"$lt": 2}}, True),
+        ({"_id": {"s": "customers", "k": "str:c1"}, "seq": {"$lt": 3}}, True),
+    ]
+    head = heads.doc["updates"][0]["u"]["$set"]
+    assert {k: v for k, v in head.items() if k != "occurred_at"} == {
+        "stream": "orders",
+        "entity_id": 1,
+        "entity_key": "1",
+        "version": 2,
+        "type": "updated",
+        "seq": 2,
+    }
+    assert counts.doc["filter"] == {"_id": {"$in": ["customers", "orders"]}}
+    assert orders.doc["updates"] == [
+        {
+            "q": {"_id": "orders", "last_seq": 0},
+            "u": {
+                "$inc": {"events": 2, "entities": 1},
+                "$set": {"last_seq": 2, "last_event_at": batch[1].occurred_at.replace(tzinfo=None)},
+            },
+            "multi": False,
+            "upsert": False,  # a stream's counts only over those read
+        }
+    ]
+    assert customers.doc["documents"] == [
+        {
+            "_id": "customers",
+            "events": 1,
+            "entities": 1,
+            "last_seq": 3,
+            "last_event_at": batch[2].occurred_at.replace(tzinfo=None),
+        }
+    ]
+    assert watermark.doc["updates"] == [
+        {
+            "q": {"_id": -1, "seq": {"$lt": 3}},
+            "u": {"$set": {"seq": 3, "hash": batch[2].hash}},
+            "multi": False,
+            "upsert": True,
+        }
+    ]

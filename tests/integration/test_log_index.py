@@ -19,6 +19,7 @@ from bson import ObjectId
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mongomock_motor import AsyncMongoMockClient
+from pymongo.errors import BulkWriteError
 
 from eventstore.clock import FakeClock
 from eventstore.memory.store import MemoryStore
@@ -27,7 +28,7 @@ from eventstore.mongo import compat, log_index
 from eventstore.mongo import eventlog as mongo_eventlog
 from eventstore.mongo.collections import ENTITY_HEADS
 from eventstore.mongo.eventlog import MongoEventLog
-from eventstore.mongo.log_index import LogIndex
+from eventstore.mongo.log_index import IndexConflict, LogIndex
 from eventstore.mongo.store import MongoStore
 from eventstore.ports import EventLog
 from eventstore.sources.memory import MemoryChangeFeed
@@ -40,7 +41,7 @@ ENTITIES: list[Any] = [1, "1", 2, OID, "x", None]
 STREAMS = ["orders", "customers"]
 TYPES = [None, None, UPDATED, DELETED, REPLACED]
 # What happens to the index after a batch is stored.
-FATES = ["index", "index", "index", "skip", "after_heads", "after_counts", "catch_up"]
+FATES = ["index", "index", "index", "skip", "after_heads", "mid_counts", "after_counts", "catch_up"]
 
 
 def mock_client() -> Any:
@@ -59,15 +60,42 @@ async def mongo_log() -> MongoEventLog:
     return store.events
 
 
+class DiesAtWrite:
+    """A collection whose `n`th write (an update or an insert) never happens: the process died."""
+
+    def __init__(self, real: Any, n: int) -> None:
+        self._real, self._left = real, n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def _write(self) -> None:
+        self._left -= 1
+        if self._left == 0:
+            raise Interrupted("a write of the counts")
+
+    async def update_one(self, *args: Any, **kwargs: Any) -> Any:
+        self._write()
+        return await self._real.update_one(*args, **kwargs)
+
+    async def insert_one(self, *args: Any, **kwargs: Any) -> Any:
+        self._write()
+        return await self._real.insert_one(*args, **kwargs)
+
+
 async def interrupted(log: MongoEventLog, batch: list[Any], where: str) -> None:
-    """Index `batch`, dying before the stream counts or before the watermark."""
+    """Index `batch`, dying before the stream counts, after the first stream's (before the
+    second's, or the watermark), or before the watermark."""
     index = log.index
 
     async def die(*_: Any) -> None:
         raise Interrupted(where)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(index, "_count" if where == "after_heads" else "_advance", die)
+        if where == "mid_counts":
+            patch.setattr(index, "_stats", DiesAtWrite(index._stats, 2))
+        else:
+            patch.setattr(index, "_count" if where == "after_heads" else "_advance", die)
         with pytest.raises(Interrupted):
             await log.index_listings(batch)
 
@@ -213,15 +241,21 @@ async def test_indexing_a_batch_twice_or_out_of_order_changes_nothing() -> None:
     for batch in (first, second):
         await mongo.append(batch)
         await memory.append(batch)
-    await mongo.index_listings(second)  # skips ahead: the whole log is read instead
-    await mongo.index_listings(first)  # behind the watermark: nothing to do
-    await mongo.index_listings(second)
+    assert await mongo.index_listings(second) == 5  # skips ahead: the log is read instead
+    assert await mongo.index_listings(first) == 0  # behind the watermark: nothing to do
+    assert await mongo.index_listings(second) == 0
+    third = [log.next(4), log.next(5)]
+    await mongo.append(third)
+    await memory.append(third)
+    # one event at the watermark, one past it: the batch follows on, no catch-up
+    assert await mongo.index_listings([second[-1], *third]) == 0
+    assert await mongo.index.watermark() == 7
     # a second writer's index object, starting from what is stored
     again = LogIndex(mongo._coll.database, max_time_ms=1000)
     assert await again.catch_up(mongo._read_page) == 0
     await same_answers(mongo, memory, 1)
     heads = await mongo._coll.database[ENTITY_HEADS].count_documents({})
-    assert heads == 4  # orders 1, 2, 3 and customers 1
+    assert heads == 6  # orders 1, 2, 3, 4, 5 and customers 1
 
 
 def test_the_stream_level_events_count_but_are_never_listed() -> None:
@@ -304,7 +338,7 @@ async def test_heads_an_unindexed_change_made_stale_do_not_hide_others() -> None
 
 
 async def test_a_long_log_is_indexed_a_bounded_number_of_pages_at_a_time(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Capture waits for at most CATCH_UP_PAGES pages; the batches after it go on with it."""
     monkeypatch.setattr(log_index, "PAGE", 3)
@@ -313,18 +347,26 @@ async def test_a_long_log_is_indexed_a_bounded_number_of_pages_at_a_time(
     old = [log.next(n % 4) for n in range(20)]  # stored before the index existed
     await mongo.append(old)
     await memory.append(old)
-    assert await mongo.index_listings(None) == 6
-    assert await mongo.index.watermark() == 6
+    beats: list[int] = []
+
+    async def heartbeat() -> None:
+        beats.append(1)
+
+    with caplog.at_level(logging.ERROR, logger="eventstore.mongo.log_index"):
+        assert await mongo.index_listings(None, heartbeat=heartbeat) == 6
+    assert caplog.records == []  # an index that is behind is no index to distrust
+    assert await mongo.index.watermark() == 6 and len(beats) == 2
     indexed = []
     for _ in range(4):
         batch = [log.next("new")]
         await mongo.append(batch)
         await memory.append(batch)
-        indexed.append(await mongo.index_listings(batch))
+        indexed.append(await mongo.index_listings(batch, heartbeat=heartbeat))
         await same_answers(mongo, memory, 2)
     # each batch finds the gap and indexes two pages of it; the last one follows on
     assert indexed == [6, 6, 5, 0]
     assert await mongo.index.watermark() == 24
+    assert len(beats) == 8  # a page each, the lease kept while capture waits
 
 
 @pytest.mark.parametrize("then", ["nothing", "other events"])
@@ -354,3 +396,78 @@ async def test_an_index_the_log_no_longer_matches_is_built_again(
     await same_answers(mongo, memory, 2)
     mark, stats = await mongo.index.stream_docs()
     assert mark == (await memory.head()).seq and "customers" not in stats
+
+
+async def test_an_index_of_one_event_the_log_no_longer_holds_is_built_again() -> None:
+    mongo, memory, log = await mongo_log(), MemoryStore().events, LogBuilder()
+    branch = copy.deepcopy(log)
+    lost = [log.next("lost")]
+    await mongo.append(lost)
+    await mongo.index_listings(lost)
+    await mongo._coll.delete_many({})  # the restore: an empty log, then another first event
+    other = [branch.next("other")]
+    await mongo.append(other)
+    await memory.append(other)
+    await mongo.index_listings(None)
+    await same_answers(mongo, memory, 1)
+    assert [
+        h["entity_id"] for h in await mongo.index.heads_page("orders", limit=10, before_seq=None)
+    ] == ["other"]
+
+
+class Racing:
+    """A collection another writer of the counts gets to first: it moves the stream's
+    counts just before this writer's update, or creates them just before its insert."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    async def update_one(self, found: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if "last_seq" in found:
+            await self._real.update_one({"_id": found["_id"]}, {"$inc": {"last_seq": 1}})
+        return await self._real.update_one(found, *args, **kwargs)
+
+    async def insert_one(self, doc: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        await self._real.insert_one(doc)
+        return await self._real.insert_one(doc, *args, **kwargs)
+
+
+@pytest.mark.parametrize("counted", ["before", "never"])
+async def test_counts_another_writer_moved_meanwhile_are_a_conflict(
+    counted: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mongo, log = await mongo_log(), LogBuilder()
+    if counted == "before":
+        first = [log.next(1)]
+        await mongo.append(first)
+        await mongo.index_listings(first)
+    batch = [log.next(2)]
+    await mongo.append(batch)
+    monkeypatch.setattr(mongo.index, "_stats", Racing(mongo.index._stats))
+    with pytest.raises(IndexConflict, match=r"^stream 'orders' was counted meanwhile$"):
+        await mongo.index_listings(batch)
+
+
+@pytest.mark.parametrize(
+    ("codes", "raised"), [([11000, 11000], False), ([11000, 2], True), ([], True)]
+)
+async def test_only_a_newer_head_is_a_write_error_to_pass_over(
+    codes: list[int], raised: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mongo, log = await mongo_log(), LogBuilder()
+    batch = [log.next(1), log.next(2)]
+    await mongo.append(batch)
+    errors = [{"index": n, "code": code, "errmsg": "e"} for n, code in enumerate(codes)]
+
+    async def refused(*_: Any, **__: Any) -> Any:
+        raise BulkWriteError({"writeErrors": errors, "nInserted": 0})
+
+    monkeypatch.setattr(mongo.index._heads, "bulk_write", refused)
+    if raised:
+        with pytest.raises(BulkWriteError):
+            await mongo.index_listings(batch)
+    else:
+        assert await mongo.index_listings(batch) == 0

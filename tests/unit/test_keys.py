@@ -48,6 +48,15 @@ EQUAL_IDS = [
     ([Decimal128("0.1"), Decimal128("0.10")], 'json:{"$numberDecimal":"0.1"}'),
     ([math.nan, Decimal128("NaN"), -math.nan], 'json:{"$numberDouble":"NaN"}'),
     ([math.inf, Decimal128("Infinity")], 'json:{"$numberDouble":"Infinity"}'),
+    ([-math.inf, Decimal128("-Infinity")], 'json:{"$numberDouble":"-Infinity"}'),
+    # int64's ends: integers still, in every form that holds them
+    ([Int64(-(2**63)), float(-(2**63)), Decimal128(str(-(2**63)))], f"int:{-(2**63)}"),
+    ([Int64(2**63 - 1), Decimal128(str(2**63 - 1))], f"int:{2**63 - 1}"),
+    # 34 significant digits, none rounded away
+    (
+        [Decimal128("1.234567890123456789012345678901234")],
+        'json:{"$numberDecimal":"1.234567890123456789012345678901234"}',
+    ),
     (
         [2.0**63, Decimal128("9223372036854775808")],
         'json:{"$numberDouble":"9.223372036854776e+18"}',
@@ -105,6 +114,33 @@ def test_bare_key_candidates_cover_every_type_it_may_name() -> None:
 def test_malformed_typed_keys_are_refused_with_a_reason(bad: str) -> None:
     with pytest.raises(InvalidKey):
         parse_typed(bad)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("oid:xyz", "oid: needs 24 hexadecimal digits, got 'xyz'"),
+        ("int:4.2", "int: needs a 64-bit integer, got '4.2'"),
+        (f"int:{2**63}", f"int: needs a 64-bit integer, got '{2**63}'"),
+        (f"int:{-(2**63) - 1}", f"int: needs a 64-bit integer, got '{-(2**63) - 1}'"),
+        ("json:" + "[" * 5000 + "]" * 5000, "json: the value is nested too deeply"),
+        ("json:{nope", "json: needs Extended JSON: "),
+        ("uuid:1", "not a typed key: 'uuid:1'"),
+    ],
+)
+def test_each_refusal_says_what_is_wrong(bad: str, reason: str) -> None:
+    with pytest.raises(InvalidKey) as refused:
+        parse_typed(bad)
+    assert str(refused.value).startswith(reason)
+
+
+def test_int64_s_ends_are_integers_as_keys() -> None:
+    low, high = -(2**63), 2**63 - 1
+    assert parse_typed(f"int:{low}") == low and parse_typed(f"int:{high}") == high
+    assert candidates(str(low)) == [str(low), low]
+    assert candidates(str(high)) == [str(high), high]
+    assert candidates(str(high + 1)) == [str(high + 1)]  # a string only: no int64 holds it
+    assert candidates(str(low - 1)) == [str(low - 1)]
 
 
 def test_relaxed_json_keeps_the_type_visible() -> None:
