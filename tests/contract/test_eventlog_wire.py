@@ -180,6 +180,9 @@ async def test_a_page_of_entities_is_two_index_ranges_and_a_look_past_the_index(
         {"stream": "orders", "seq": {"$lt": 50}},
         {"seq": -1},
     )
+    # what a listed entity shows, and nothing more
+    fields = ("entity_id", "entity_key", "version", "type", "occurred_at", "seq")
+    assert heads.doc["projection"] == dict.fromkeys(fields, 1)
     # as many more heads as the changes past the index may have made stale
     assert (heads.doc["limit"], heads.doc["maxTimeMS"]) == (3, 750)
 

@@ -471,3 +471,22 @@ async def test_only_a_newer_head_is_a_write_error_to_pass_over(
             await mongo.index_listings(batch)
     else:
         assert await mongo.index_listings(batch) == 0
+
+
+async def test_a_stream_counted_before_a_death_does_not_stop_the_next_from_being_counted() -> None:
+    """Writing a range again after the process died between two streams' counts: the first
+    stream has nothing new, and the second is counted all the same."""
+    mongo, memory, log = await mongo_log(), MemoryStore().events, LogBuilder()
+    batch = [log.next(1), log.next("c1", stream="customers"), log.next(2)]
+    await mongo.append(batch)
+    await memory.append(batch)
+    await interrupted(mongo, batch, "mid_counts")  # orders counted, customers not
+    _, stats = await mongo.index.stream_docs()
+    assert sorted(stats) == ["orders"]
+    assert await mongo.index_listings(None) == 3
+    _, stats = await mongo.index.stream_docs()
+    assert {name: (doc["events"], doc["last_seq"]) for name, doc in stats.items()} == {
+        "orders": (2, 3),
+        "customers": (1, 2),
+    }
+    await same_answers(mongo, memory, 1)
