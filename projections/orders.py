@@ -340,22 +340,23 @@ class OrderReader:
             return None
         return found
 
-    def created_at(self, doc: Mapping[str, Any] | None, e: Event) -> datetime:
-        """When the order was placed: its date, or ISO 8601 text; else the event's time."""
-        return _placed(self.created_value(doc)) or e.occurred_at
-
-    def created_problem(self, seq: int, doc: Mapping[str, Any] | None) -> Problem | None:
-        """The problem of a `created_at` that is there but is no date (absent or null: none).
+    def created_at(
+        self, doc: Mapping[str, Any] | None, e: Event
+    ) -> tuple[datetime, Problem | None]:
+        """When the order was placed (its date, or ISO 8601 text; else the event's time), and
+        the problem of a `created_at` that is there but is no date (absent or null: none).
 
         Text that is not ISO 8601 is `not_a_date`; a number (seconds or milliseconds since
         1970? the value cannot say), a bool or a document is `wrong_type`.
         """
         value = self.created_value(doc)
-        if value is None or _placed(value) is not None:
-            return None
-        return problem(
-            seq, "created_at", value, NOT_A_DATE if isinstance(value, str) else WRONG_TYPE
-        )
+        placed = _placed(value)
+        if placed is not None:
+            return placed, None
+        if value is None:
+            return e.occurred_at, None
+        reason = NOT_A_DATE if isinstance(value, str) else WRONG_TYPE
+        return e.occurred_at, problem(e.seq, "created_at", value, reason)
 
     def mine(self, change: Change) -> bool:
         """True for the order stream's changes (the read models read no other stream)."""
@@ -493,7 +494,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
         # The order's first change sets `created_at` for good, and with it the problem of a
         # value that could not be read (the row's date is then that change's time).
         if created is None:
-            created, date_problem = r.created_at(doc, e), r.created_problem(e.seq, doc)
+            created, date_problem = r.created_at(doc, e)
         else:
             date_problem = _date_problem(old)
         if value.__class__ is Decimal128 and money128(value):
@@ -691,8 +692,8 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                 row["name"], row["name_seq"], row["name_from"] = name, e.seq, e.entity_key
             if before is None or before_id != after_id:  # a new order for this customer
                 row["orders"] += 1
-                placed = r.created_at(after, e)
-                if (found := r.created_problem(e.seq, after)) is not None:
+                placed, found = r.created_at(after, e)
+                if found is not None:
                     new_problems.setdefault(after_id, []).append(found)
                 if row["last_order_at"] is None or placed > as_utc(row["last_order_at"]):
                     row["last_order_at"] = placed

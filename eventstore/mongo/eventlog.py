@@ -30,8 +30,9 @@ from eventstore.model import (
 from eventstore.mongo import compat
 from eventstore.mongo.append_watch import AppendWatcher
 from eventstore.mongo.collections import EVENTS
-from eventstore.mongo.log_index import SUMMARY_FIELDS, TAIL_MAX, Heartbeat, LogIndex
+from eventstore.mongo.log_index import SUMMARY_FIELDS, TAIL_MAX, LogIndex
 from eventstore.ports import LogConflict
+from eventstore.tree import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,6 @@ _NEWEST_FIRST: Final = {"stream": -1, "entity_id": -1, "version": -1}
 _NEWEST_PER_ENTITY: Final = {
     "$group": {"_id": "$entity_id", **{f: {"$first": f"${f}"} for f in _HEAD_FIELDS}}
 }
-# The fields of an entity's newest event that `entities` lists.
-_SUMMARY_FIELDS: Final = SUMMARY_FIELDS
 # The fields of an event a stream's counts read.
 _COUNTED_FIELDS: Final = {"stream": 1, "seq": 1, "version": 1, "entity_key": 1, "occurred_at": 1}
 _DUPLICATE_KEY: Final = 11000
@@ -498,7 +497,7 @@ class MongoEventLog:
         cursor = (
             self._coll.find(
                 {"stream": stream, "seq": {"$gt": Int64(covered)}},
-                dict.fromkeys(_SUMMARY_FIELDS, 1),
+                dict.fromkeys(SUMMARY_FIELDS, 1),
             )
             .sort("seq", ASCENDING)
             .limit(TAIL_MAX + 1)
@@ -532,7 +531,7 @@ class MongoEventLog:
             {
                 "$group": {
                     "_id": "$entity_id",
-                    **{f: {"$first": f"${f}"} for f in _SUMMARY_FIELDS},
+                    **{f: {"$first": f"${f}"} for f in SUMMARY_FIELDS},
                 }
             },
         ]

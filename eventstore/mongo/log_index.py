@@ -41,10 +41,10 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from eventstore.keys import typed_key
 from eventstore.model import STREAM_KEY, Event
 from eventstore.mongo.collections import ENTITY_HEADS, EVENTS, STREAM_STATS
+from eventstore.tree import Heartbeat
 
 log = logging.getLogger(__name__)
 
-Heartbeat = Callable[[], Awaitable[None]]
 WATERMARK_ID: Final = -1
 DUPLICATE_KEY: Final = 11000
 # (keys, options) of the index of `entity_heads`; migration m0013 creates the same one.
