@@ -78,6 +78,9 @@ class LogIndex:
         self._max_time_ms = max_time_ms
         # The watermark as this instance last wrote or read it (None: read it first).
         self._watermark: int | None = None
+        # Each stream's `last_seq` as this instance last wrote or read it (0: no counts yet),
+        # so that a batch of known streams reads nothing; forgotten with the watermark.
+        self._counted: dict[str, int] = {}
 
     async def ensure_indexes(self) -> None:
         await self._heads.create_index(HEADS_INDEX)
@@ -127,6 +130,7 @@ class LogIndex:
                 )
                 await self._heads.delete_many({})
                 await self._stats.delete_many({})
+                self._counted.clear()
                 mark = 0
         self._watermark = mark
         added = 0
@@ -150,6 +154,7 @@ class LogIndex:
             await self._advance(last, events[-1].hash)
         except BaseException:
             self._watermark = None  # unknown now: read it again next time
+            self._counted.clear()
             raise
         self._watermark = last
 
@@ -200,31 +205,35 @@ class LogIndex:
         by_stream: dict[str, list[Event]] = {}
         for e in events:
             by_stream.setdefault(e.stream, []).append(e)
-        cursor = self._stats.find({"_id": {"$in": sorted(by_stream)}})
-        stored = {doc["_id"]: doc for doc in await cursor.to_list(None)}
+        counted = self._counted
+        if unknown := sorted(s for s in by_stream if s not in counted):
+            counted.update(dict.fromkeys(unknown, 0))
+            cursor = self._stats.find({"_id": {"$in": unknown}})
+            for doc in await cursor.to_list(None):
+                counted[doc["_id"]] = int(doc["last_seq"])
         for stream, found in by_stream.items():
-            doc = stored.get(stream)
-            last = int(doc["last_seq"]) if doc is not None else 0
+            last = counted[stream]
             new = [e for e in found if e.seq > last]  # counted already up to `last`
             if not new:
                 continue
             entities = sum(1 for e in new if e.version == 1 and e.entity_key != STREAM_KEY)
             newest = new[-1]
             moved = {"last_seq": Int64(newest.seq), "last_event_at": newest.occurred_at}
-            if doc is None:
+            if last == 0:  # no counts stored (seq starts at 1)
                 try:
                     await self._stats.insert_one(
                         {"_id": stream, "events": len(new), "entities": entities, **moved}
                     )
                 except DuplicateKeyError as exc:
                     raise IndexConflict(f"stream {stream!r} was counted meanwhile") from exc
-                continue
-            result = await self._stats.update_one(
-                {"_id": stream, "last_seq": doc["last_seq"]},
-                {"$inc": {"events": len(new), "entities": entities}, "$set": moved},
-            )
-            if result.matched_count != 1:
-                raise IndexConflict(f"stream {stream!r} was counted meanwhile")
+            else:
+                result = await self._stats.update_one(
+                    {"_id": stream, "last_seq": Int64(last)},
+                    {"$inc": {"events": len(new), "entities": entities}, "$set": moved},
+                )
+                if result.matched_count != 1:
+                    raise IndexConflict(f"stream {stream!r} was counted meanwhile")
+            counted[stream] = newest.seq
 
     # -- reading -------------------------------------------------------------------------
     async def stream_docs(self) -> tuple[int, dict[str, Mapping[str, Any]]]:

@@ -490,3 +490,38 @@ async def test_a_stream_counted_before_a_death_does_not_stop_the_next_from_being
         "customers": (1, 2),
     }
     await same_answers(mongo, memory, 1)
+
+
+class CountingFinds:
+    """A collection that counts its `find` calls."""
+
+    def __init__(self, real: Any) -> None:
+        self._real, self.finds = real, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        self.finds += 1
+        return self._real.find(*args, **kwargs)
+
+
+async def test_a_batch_of_streams_already_counted_reads_no_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Capture's per-batch writes: the counts of a stream this instance wrote are remembered."""
+    mongo, memory, log = await mongo_log(), MemoryStore().events, LogBuilder()
+    stats = CountingFinds(mongo.index._stats)
+    monkeypatch.setattr(mongo.index, "_stats", stats)
+    for n in range(5):
+        batch = [log.next(n), log.next("c", stream="customers")]
+        await mongo.append(batch)
+        await memory.append(batch)
+        await mongo.index_listings(batch)
+    assert stats.finds == 1  # both streams' counts looked up once, with the first batch
+    batch = [log.next("new", stream="refunds"), log.next(1)]
+    await mongo.append(batch)
+    await memory.append(batch)
+    await mongo.index_listings(batch)
+    assert stats.finds == 2  # a stream not seen yet is looked up
+    await same_answers(mongo, memory, 2)
