@@ -15,8 +15,12 @@ from eventstore.settings import Redaction
 
 
 def _logical_parts(path: str) -> list[str]:
-    """A reported path's components without array indices (numeric components)."""
-    return [p for p in path.split(".") if not p.isdigit()]
+    """A reported path's components without array indices (ASCII-digit components).
+
+    MongoDB reports an array position in ASCII digits only: `²` and `١` are field
+    names (`str.isdigit()` admits them, so it is not the test here).
+    """
+    return [p for p in path.split(".") if not (p.isascii() and p.isdigit())]
 
 
 def redact_document(doc: dict[str, Any], redactions: Sequence[Redaction]) -> dict[str, Any]:

@@ -34,3 +34,11 @@ def test_updated_fields_exact_beneath_and_above_the_redacted_path() -> None:
     )
     assert out == {"customer": {"id": "c2"}, "items.1.unit_price": "#", "status": "paid"}
     assert list(out) == ["customer", "items.1.unit_price", "status"]
+
+
+def test_only_ascii_digits_are_array_positions() -> None:
+    # `x.².y` is the field `y` of the field `²` of `x`, not `x.y` in an array: kept;
+    # `x.2.y` is `x.y` at array position 2: redacted.
+    updated = {"x.².y": 1, "x.١.y": 2, "x.2.y": 3}
+    out = redact_updated_fields(updated, [Redaction("x.y")])
+    assert out == {"x.².y": 1, "x.١.y": 2}
