@@ -149,7 +149,8 @@ class Metrics:
         self.worker_problems = Gauge(
             "eventstore_worker_problem",
             "1 while a background worker runs on with a standing problem, shown as its"
-            " last_error in /v1/workers (e.g. capture whose checkpoints the key refuses to sign).",
+            " last_error in /v1/workers (e.g. capture whose checkpoints the key refuses to sign,"
+            " or whose listings' index cannot be written).",
             ("worker",),
             multiprocess_mode="livemax",
             registry=registry,

@@ -44,11 +44,15 @@ class CaptureWorker:
         self.standing_by = False
         self._workload_task: asyncio.Task[None] | None = None
         self._ctx: WorkerContext | None = None
+        # Standing problems capture runs on through, by kind (signing, the listings' index):
+        # shown together as the worker's `last_error` until each is over.
+        self._problems: dict[str, str] = {}
         self._on_batch_before = ingester.on_batch  # e.g. the CLI's progress line
         ingester.on_batch = self._on_batch
         ingester.lease.observer = self._on_lease
         if ingester.checkpointer is not None:
             ingester.checkpointer.on_refused = self._on_signing_refused
+        ingester.on_index_problem = self._on_index_problem
 
     @property
     def name(self) -> str:
@@ -70,8 +74,24 @@ class CaptureWorker:
 
     def _on_signing_refused(self, reason: str | None) -> None:
         """A refused signature (rollback or fork) is this worker's standing problem until over."""
+        self._problem(
+            "signing", None if reason is None else f"checkpoint signing refused: {reason}"
+        )
+
+    def _on_index_problem(self, problem: str | None) -> None:
+        """A listings' index that cannot be written is a standing problem until written again."""
+        self._problem("index", problem)
+
+    def _problem(self, kind: str, text: str | None) -> None:
+        if text is None:
+            self._problems.pop(kind, None)
+        else:
+            self._problems[kind] = text
+        self._report_problems()
+
+    def _report_problems(self) -> None:
         if self._ctx is not None:
-            self._ctx.problem(None if reason is None else f"checkpoint signing refused: {reason}")
+            self._ctx.problem("; ".join(self._problems.values()) or None)
 
     def _on_lease(self, state: str) -> None:
         self.standing_by = state == STANDBY
@@ -88,6 +108,7 @@ class CaptureWorker:
         checkpointer = self.ingester.checkpointer
         if checkpointer is not None and checkpointer.refused is not None:
             self._on_signing_refused(checkpointer.refused)  # refused before this run
+        self._report_problems()
         stop = ctx.stop
         if not self.caught_up_once:
             await self.ingester.run(until_idle=True, stop=stop)

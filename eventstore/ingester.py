@@ -135,6 +135,9 @@ class Ingester:
         self.idle = False
         # Whether the last write of the listings' index failed (logged once until it works).
         self._index_failing = False
+        # Told when the listings' index starts failing (why) and when it is written again
+        # (None): the capture worker shows it as a standing problem.
+        self.on_index_problem: Callable[[str | None], None] | None = None
 
     def lag_seconds(self, now: datetime) -> float | None:
         """Now minus the cluster time of the last stored resume point; 0 while idle, None before."""
@@ -659,11 +662,18 @@ class Ingester:
                     type(exc).__name__,
                     exc,
                 )
-            self._index_failing = True
+                self._index_failing = True
+                if self.on_index_problem is not None:
+                    self.on_index_problem(
+                        f"the listings' index could not be written ({type(exc).__name__}: {exc});"
+                        " the stream and entity listings read the log meanwhile"
+                    )
             return
         if self._index_failing:
             log.info("the listings' index is written again")
             self._index_failing = False
+            if self.on_index_problem is not None:
+                self.on_index_problem(None)
         if added:
             log.info("the listings' index: %d events indexed from the log", added)
 
