@@ -153,6 +153,15 @@ def collection_of(raw: Mapping[str, Any]) -> str | None:
     return coll if isinstance(coll, str) else None
 
 
+def rename_target(raw: Mapping[str, Any]) -> str | None:
+    """A `rename`'s `to.coll` when it is a string (the collection renamed into)."""
+    if raw.get("operationType") != "rename":
+        return None
+    to = raw.get("to")
+    coll = to.get("coll") if isinstance(to, Mapping) else None
+    return coll if isinstance(coll, str) else None
+
+
 def problem(
     raw: Any, *, collections: frozenset[str], operations: frozenset[str]
 ) -> tuple[str, str] | None:
@@ -163,9 +172,12 @@ def problem(
     if not isinstance(raw, dict):
         return SOURCE_STREAM, "not a document"
     coll = collection_of(raw)
-    stream = coll if coll is not None and coll in collections else SOURCE_STREAM
     if coll is not None and coll not in collections:
-        return None  # another collection's change: filtered, whatever its shape
+        target = rename_target(raw)
+        if target is None or target not in collections:
+            return None  # another collection's change: filtered, whatever its shape
+        coll = target  # a rename into a captured collection is that stream's
+    stream = coll if coll is not None else SOURCE_STREAM
     op = raw.get("operationType")
     if token_of(raw) is None:
         return stream, "no resume token (_id._data)"
@@ -186,8 +198,13 @@ def problem(
             return None
         reason = _data_change_problem(op, raw)
         return (stream, _short(reason)) if reason is not None else None
-    if op == "drop" and coll is not None and not isinstance(raw.get("clusterTime"), Timestamp):
-        return stream, "drop without a clusterTime timestamp"
+    if (
+        op in ("drop", "rename")
+        and coll is not None
+        and not isinstance(raw.get("clusterTime"), Timestamp)
+    ):
+        # its inferred deletions are marked and placed by it
+        return stream, f"{op} without a clusterTime timestamp"
     return None
 
 

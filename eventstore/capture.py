@@ -175,6 +175,13 @@ class Capture:
             return None
         return change.ns.coll
 
+    def stream_into(self, change: ChangeEvent) -> str | None:
+        """The captured stream a `rename` moves a collection into (same database), or None."""
+        to, ns = change.to, change.ns
+        if change.operationType != "rename" or to is None or ns is None or to.db != ns.db:
+            return None
+        return to.coll if to.coll in self._collections else None
+
     def wants(self, change: ChangeEvent) -> bool:
         """True for a data change of a captured collection and operation type."""
         return (

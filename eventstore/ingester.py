@@ -88,6 +88,12 @@ class IngestStats(msgspec.Struct, kw_only=True):
         return self.recorded / self.seconds if self.seconds > 0 else 0.0
 
 
+class RenamedInto(msgspec.Struct, frozen=True):
+    """A rename moved a collection into a captured one: re-snapshot (why, for the gap)."""
+
+    reason: str
+
+
 class Ingester:
     """Captures changes of `settings.collections` into the log, holding `ingester:<source db>`."""
 
@@ -204,13 +210,21 @@ class Ingester:
                 )
                 cp = await self._record_gap(cp)
                 continue
+            if isinstance(outcome, RenamedInto):
+                log.error(
+                    "%s: its documents were never recorded as created; recording a gap and"
+                    " re-snapshotting",
+                    outcome.reason,
+                )
+                cp = await self._record_gap(cp, reason=outcome.reason)
+                continue
             if outcome != "invalidated":
                 return True
         return True
 
     async def _stream(
         self, cp: Checkpoint, *, until_idle: bool, stop: asyncio.Event | None
-    ) -> tuple[str, Checkpoint]:
+    ) -> tuple[str | RenamedInto, Checkpoint]:
         self._redelivery_possible = True
         async with self.source.watch(_resume_point(cp)) as stream:
             while not (stop and stop.is_set()):
@@ -220,9 +234,9 @@ class Ingester:
                     self.stats.caught_up = True
                     await self._idle()
                     return "ended", cp
-                cp, invalidated = await self._ingest(batch, cp)
-                if invalidated:
-                    return "invalidated", cp
+                cp, ended = await self._ingest(batch, cp)
+                if ended is not None:
+                    return ended, cp
                 cp = await self._erasures(cp)
                 if not batch.changes:
                     self.stats.caught_up = True
@@ -231,12 +245,17 @@ class Ingester:
                         return "idle", cp
         return "stopped", cp
 
-    async def _ingest(self, batch: ChangeBatch, cp: Checkpoint) -> tuple[Checkpoint, bool]:
-        """Record one batch and its checkpoint; True when the stream was invalidated.
+    async def _ingest(
+        self, batch: ChangeBatch, cp: Checkpoint
+    ) -> tuple[Checkpoint, str | RenamedInto | None]:
+        """Record one batch and its checkpoint; what ended the stream, if anything did.
 
         A change that cannot be interpreted becomes a `rejected` event in its place
         (BAD_INPUT=record), or (stop) ends the batch: what came before it is stored
         and checkpointed, then `BadChange` is raised and nothing after it is read.
+        `invalidate` ends it ("invalidated"), and so does a rename into a captured
+        collection on a source that can be re-snapshotted (`RenamedInto`): the batch is
+        stored up to the rename, and the checkpoint stays before it until the gap is.
         """
         capture = self._require_capture()
         now = self.clock.now()
@@ -253,6 +272,7 @@ class Ingester:
         last_ct = cp.last_cluster_time
         token = cp.token
         invalidated = False
+        renamed_into: RenamedInto | None = None
         for item in items:
             if isinstance(item, Rejection):
                 # In its place in the order; the position advances past it as for a good change.
@@ -266,10 +286,12 @@ class Ingester:
                     self.stats.rejected += 1
                 continue
             change = item
+            before_ct, before_token = last_ct, token
             last_ct = change.clusterTime or last_ct
             token = change.token
             op = change.operationType
             stream = capture.stream_of(change)
+            target = capture.stream_into(change)
             if capture.wants(change):
                 if change.token_id in existing or capture.is_pending(change.token_id):
                     self.stats.duplicates_skipped += 1
@@ -278,18 +300,20 @@ class Ingester:
             elif op == "drop" and stream is not None:
                 if "dropped:" + change.token_id not in existing:
                     await self._record_drop(capture, change, stream, now)
-            elif op == "rename" and stream is not None:
-                if "renamed:" + change.token_id not in existing:
-                    to = change.to
-                    capture.stream_event(
-                        stream,
-                        RENAMED,
-                        event_id="renamed:" + change.token_id,
-                        payload={"to": {"db": to.db, "coll": to.coll} if to else None},
-                        cluster_time=change.clusterTime,
-                        occurred_at=occurred_at_of(change, now),
-                        now=now,
-                    )
+            elif op == "rename" and (stream is not None or target is not None):
+                if stream is not None and "renamed:" + change.token_id not in existing:
+                    await self._record_rename(capture, change, stream, now)
+                if target is not None:
+                    # The target's documents (if any) were dropped, and it now holds the
+                    # renamed collection's, which no event of this stream created.
+                    if "dropped:" + change.token_id not in existing:
+                        await self._record_drop(capture, change, target, now, only_live=True)
+                    reason = _rename_reason(change)
+                    if self.source.can_snapshot:
+                        renamed_into = RenamedInto(reason)
+                        last_ct, token = before_ct, before_token  # read again until the gap is
+                        break
+                    self._record_unknown_contents(capture, change, target, reason, existing, now)
             elif op == "invalidate":
                 invalidated = True
                 break
@@ -298,8 +322,10 @@ class Ingester:
             else:
                 log.warning("skipping a change of unknown type %r", op)
                 self.stats.unknown_skipped += 1
-        if invalidated:
-            bad = None  # the stream restarts after the invalidate and reads what follows again
+        if invalidated or renamed_into is not None:
+            # The stream restarts after the invalidate and reads what follows again; after a
+            # rename into a captured collection, the re-snapshot's gap covers what follows.
+            bad = None
         elif bad is None and batch.resume_token is not None:
             token = batch.resume_token
         events = capture.take()
@@ -321,7 +347,7 @@ class Ingester:
             self.on_batch(self.stats)
         if bad is not None:
             raise bad.error()
-        return new_cp, invalidated
+        return new_cp, "invalidated" if invalidated else renamed_into
 
     def _interpret(self, batch: ChangeBatch, cp: Checkpoint) -> list[ChangeEvent | Rejection]:
         """Each change of the batch as a `ChangeEvent`, or as a `Rejection` when it cannot be one.
@@ -373,14 +399,25 @@ class Ingester:
         return out
 
     async def _record_drop(
-        self, capture: Capture, change: ChangeEvent, stream: str, now: datetime
+        self,
+        capture: Capture,
+        change: ChangeEvent,
+        stream: str,
+        now: datetime,
+        *,
+        only_live: bool = False,
     ) -> None:
         """A dropped collection: an inferred deletion per live entity, then the `dropped` event.
 
         The stream event comes last, so finding it stored means every deletion is too.
+        With `only_live` (the target of a rename: dropped only if it existed), nothing is
+        recorded when no entity of the stream is live.
         """
         assert change.clusterTime is not None
-        for entity_id in await self._live(capture, stream):
+        live = await self._live(capture, stream)
+        if only_live and not live:
+            return
+        for entity_id in live:
             capture.inferred_delete(
                 stream,
                 entity_id,
@@ -398,6 +435,78 @@ class Ingester:
             occurred_at=occurred_at_of(change, now),
             now=now,
         )
+
+    async def _record_rename(
+        self, capture: Capture, change: ChangeEvent, stream: str, now: datetime
+    ) -> None:
+        """A captured collection renamed away: it no longer holds its documents.
+
+        As for a drop, an inferred deletion per live entity, then the `renamed` event
+        (last: finding it stored means every deletion is too). The new name is
+        captured only if it is configured (its documents then come by re-snapshot).
+        """
+        assert change.clusterTime is not None
+        for entity_id in await self._live(capture, stream):
+            capture.inferred_delete(
+                stream,
+                entity_id,
+                marker=change.clusterTime,
+                cluster_time=change.clusterTime,
+                occurred_at=occurred_at_of(change, now),
+                now=now,
+            )
+        to = change.to
+        capture.stream_event(
+            stream,
+            RENAMED,
+            event_id="renamed:" + change.token_id,
+            payload={"to": {"db": to.db, "coll": to.coll} if to else None},
+            cluster_time=change.clusterTime,
+            occurred_at=occurred_at_of(change, now),
+            now=now,
+        )
+
+    def _record_unknown_contents(
+        self,
+        capture: Capture,
+        change: ChangeEvent,
+        stream: str,
+        reason: str,
+        existing: set[str],
+        now: datetime,
+    ) -> None:
+        """A file's rename into a captured collection: a `gap` says its documents are unknown.
+
+        A file of changes cannot be re-read as a snapshot: the documents the rename
+        brought have no `created` event, and a later update of one folds onto nothing
+        (a finding). The gap is at the rename, so the rename's id dedups it.
+        """
+        assert change.clusterTime is not None
+        log.warning(
+            "%s: its documents were never recorded as created, and a file cannot be"
+            " re-snapshotted; recording a gap",
+            reason,
+        )
+        event_id = gap_id(stream, change.clusterTime)
+        if event_id in existing:
+            return
+        at = occurred_at_of(change, now)
+        capture.stream_event(
+            stream,
+            GAP,
+            event_id=event_id,
+            payload={
+                "from": change.clusterTime,
+                "to": change.clusterTime,
+                "from_time": at,
+                "to_time": at,
+                "reason": reason,
+            },
+            cluster_time=change.clusterTime,
+            occurred_at=at,
+            now=now,
+        )
+        self.stats.gaps += 1
 
     # -- snapshots and gaps ----------------------------------------------------------------
     async def _snapshot(self, cp: Checkpoint) -> Checkpoint:
@@ -457,8 +566,12 @@ class Ingester:
         await self.store.checkpoints.put(done)
         return done
 
-    async def _record_gap(self, cp: Checkpoint) -> Checkpoint:
-        """History lost: a `gap` event per stream, then a re-snapshot at a new epoch."""
+    async def _record_gap(self, cp: Checkpoint, *, reason: str | None = None) -> Checkpoint:
+        """History lost: a `gap` event per stream, then a re-snapshot at a new epoch.
+
+        `reason` (in the payload) says why, when it is not the change stream's history
+        lost (a rename into a captured collection).
+        """
         capture = self._require_capture()
         epoch = await self.source.cluster_time()
         gap_from = cp.last_cluster_time or cp.start_at or epoch
@@ -482,6 +595,7 @@ class Ingester:
                     "to": epoch,
                     "from_time": timestamp_time(gap_from),
                     "to_time": timestamp_time(epoch),
+                    **({} if reason is None else {"reason": reason}),
                 },
                 cluster_time=epoch,
                 occurred_at=timestamp_time(epoch),
@@ -576,18 +690,30 @@ class Ingester:
         """Which ids these changes would record are stored already (one query, while needed)."""
         if not self._redelivery_possible:
             return set()
+        capture = self._require_capture()
+        # `ids`: what recording each change always stores (all found: read again);
+        # `maybe`: what it stores only sometimes (a rename's drop of an empty target).
         ids: list[str] = []
+        maybe: list[str] = []
         for c in changes:
             if isinstance(c, Rejection):
                 ids.append(c.event_id)
             elif c.operationType in OP_TO_TYPE:
                 ids.append(c.token_id)
-            elif c.operationType in ("drop", "rename"):
-                ids.append(("dropped:" if c.operationType == "drop" else "renamed:") + c.token_id)
-        if not ids:
+            elif c.operationType == "drop":
+                ids.append("dropped:" + c.token_id)
+            elif c.operationType == "rename":
+                if capture.stream_of(c) is not None:
+                    ids.append("renamed:" + c.token_id)
+                target = capture.stream_into(c)
+                if target is not None:
+                    maybe.append("dropped:" + c.token_id)
+                    if not self.source.can_snapshot and c.clusterTime is not None:
+                        ids.append(gap_id(target, c.clusterTime))
+        if not ids and not maybe:
             return set()
-        found = await self.store.events.existing_ids(ids)
-        if len(found) < len(set(ids)):
+        found = await self.store.events.existing_ids([*ids, *maybe])
+        if not set(ids) <= found:
             self._redelivery_possible = False
         return found
 
@@ -602,9 +728,10 @@ class Ingester:
             elif capture.wants(c):
                 assert c.ns is not None and c.ns.coll is not None and c.documentKey is not None
                 by_stream.setdefault(c.ns.coll, []).append(c.documentKey["_id"])
-            elif c.operationType in ("drop", "rename") and capture.stream_of(c) is not None:
-                assert c.ns is not None and c.ns.coll is not None
-                by_stream.setdefault(c.ns.coll, []).append(None)
+            elif c.operationType in ("drop", "rename"):
+                for stream in (capture.stream_of(c), capture.stream_into(c)):
+                    if stream is not None:
+                        by_stream.setdefault(stream, []).append(None)
         for stream, entity_ids in by_stream.items():
             missing = capture.needs_heads(stream, entity_ids)
             if missing:
@@ -691,3 +818,10 @@ def _resume_point(cp: Checkpoint) -> ResumePoint | None:
     if cp.start_at is not None:
         return ResumePoint(start_at_operation_time=cp.start_at)
     return None
+
+
+def _rename_reason(change: ChangeEvent) -> str:
+    """What a rename into a captured collection did, for logs and the gap's payload."""
+    ns, to = change.ns, change.to
+    assert ns is not None and to is not None
+    return f"{ns.db}.{ns.coll} was renamed to {to.db}.{to.coll}"

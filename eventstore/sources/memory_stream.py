@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from bson import Timestamp
 
 from eventstore.awaiting import wait_set
+from eventstore.badinput import rename_target
 from eventstore.model import ChangeBatch, ResumePoint
 from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, SourceError
 from eventstore.sources.feed_documents import FeedDocuments
@@ -191,11 +192,14 @@ class MemoryChangeStream:
         return changes
 
     def _matches(self, event: Mapping[str, Any]) -> bool:
-        # The $match of DESIGN.md: ns.coll among the collections, or a database-level event.
+        # The $match of DESIGN.md: ns.coll (or a rename's to.coll) among the collections, or a
+        # database-level event.
         if event.get("operationType") in DATABASE_OPS:
             return True
-        ns = event.get("ns")
-        return isinstance(ns, Mapping) and ns.get("coll") in self._source.collections
+        ns, collections = event.get("ns"), self._source.collections
+        return (isinstance(ns, Mapping) and ns.get("coll") in collections) or (
+            rename_target(event) in collections
+        )
 
     def _deliver(self, entry: FeedEntry) -> dict[str, Any]:
         change = copy.deepcopy(entry.event)

@@ -50,6 +50,8 @@ def change_pipeline(collections: Sequence[str], *, split: bool = True) -> list[d
         "$match": {
             "$or": [
                 {"ns.coll": {"$in": list(collections)}},
+                # a rename into a captured collection (only a rename has `to`)
+                {"to.coll": {"$in": list(collections)}},
                 {"operationType": {"$in": list(_DATABASE_EVENTS)}},
             ]
         }

@@ -27,6 +27,7 @@ from eventstore.badinput import (
     MAX_CHANGE_DEPTH,
     collection_of,
     deeper_than,
+    rename_target,
     sha256_hex,
     token_of,
 )
@@ -208,7 +209,8 @@ class NdjsonChangeStream:
         return False
 
     def _matches(self, change: dict[str, Any]) -> bool:
-        """As the change stream's $match: ns.coll among the collections, or a database-level event.
+        """As the change stream's $match: ns.coll (or a rename's to.coll) among the collections,
+        or a database-level event.
 
         A change without a collection passes when the ingester must judge it: no
         resume token, no operation type, or a data change without its `ns.coll`.
@@ -218,7 +220,8 @@ class NdjsonChangeStream:
             return True
         coll = collection_of(change)
         if coll is not None:
-            return coll in self._source.collections
+            collections = self._source.collections
+            return coll in collections or rename_target(change) in collections
         return token_of(change) is None or not isinstance(op, str) or op in DATA_OPS
 
     async def _next_line(self) -> tuple[int, str] | None:

@@ -23,6 +23,7 @@ EXPECTED_MATCH = {
     "$match": {
         "$or": [
             {"ns.coll": {"$in": ["orders", "customers"]}},
+            {"to.coll": {"$in": ["orders", "customers"]}},  # a rename into one of them
             {"operationType": {"$in": ["dropDatabase", "invalidate"]}},
         ]
     }

@@ -278,20 +278,38 @@ async def test_a_line_repeated_within_one_batch_is_recorded_once(
     ]
 
 
-async def test_a_rename_without_a_target_or_times_is_recorded_when_it_was_read(
+async def test_a_rename_without_a_target_or_a_wall_time_is_recorded(
     store: Store, tmp_path: Path
 ) -> None:
     bare = json_util.dumps(
-        {"_id": token(2), "operationType": "rename", "ns": {"db": "shop", "coll": "orders"}}
+        {
+            "_id": token(2),
+            "operationType": "rename",
+            "ns": {"db": "shop", "coll": "orders"},
+            "clusterTime": Timestamp(1_770_000_000, 2),
+        }
     )
     path = write(tmp_path / "changes.ndjson", [line(1), bare])
     await ndjson_ingester(store, path, policy="stop").run(until_idle=True)
     events = await assert_log_intact(store)
-    assert [e.type for e in events] == ["created", "renamed"]
-    renamed = events[1]
+    assert [e.type for e in events] == ["created", "deleted", "renamed"]
+    renamed = events[2]
     assert (renamed.id, renamed.stream) == ("renamed:" + token(2)["_data"], "orders")
     assert renamed.document == {"to": None}  # MongoDB names the target; this source did not
-    assert (renamed.cluster_time, renamed.occurred_at) == (None, WHEN)  # the reader's clock
+    # without a wallTime, the time of its cluster time
+    assert renamed.occurred_at == datetime.fromtimestamp(1_770_000_000, UTC)
+
+
+async def test_a_rename_without_its_cluster_time_is_bad_input(store: Store, tmp_path: Path) -> None:
+    # Its inferred deletions are marked by its cluster time, as a drop's are.
+    bare = json_util.dumps(
+        {"_id": token(2), "operationType": "rename", "ns": {"db": "shop", "coll": "orders"}}
+    )
+    path = write(tmp_path / "changes.ndjson", [line(1), bare])
+    with pytest.raises(BadChange, match="rename without a clusterTime timestamp"):
+        await ndjson_ingester(store, path, policy="stop").run(until_idle=True)
+    events = await assert_log_intact(store)
+    assert [e.type for e in events] == ["created"]  # what came before it is stored
 
 
 async def test_projections_ignore_rejected_events(store: Store, tmp_path: Path) -> None:

@@ -220,21 +220,43 @@ async def test_a_drop_after_an_update_and_a_delete_in_the_same_batch_chains_from
     ]
 
 
-async def test_rename_away_records_renamed_with_the_new_name(
+async def test_rename_away_records_renamed_with_the_new_name_and_ends_its_entities(
     store: Store, clock: FakeClock
 ) -> None:
+    # `orders` no longer holds its documents: as for a drop, each live entity gets an
+    # inferred deletion at the rename, then `renamed` (the new name is not captured).
     feed = MemoryChangeFeed(clock=clock)
     await ingester(store, feed, clock).run(until_idle=True)
-    await feed.collection("orders").insert_one({"_id": 1})
+    for n in (1, 2, 3):
+        await feed.collection("orders").insert_one({"_id": n})
+    await feed.collection("orders").delete_one({"_id": 2})
     await feed.rename_collection("orders", "orders_archive")
-    await feed.collection("orders_archive").insert_one({"_id": 2})  # not captured
+    await feed.collection("orders_archive").insert_one({"_id": 4})  # not captured
+    await feed.collection("orders").insert_one({"_id": 1, "again": True})  # a new orders
     await ingester(store, feed, clock).run(until_idle=True)
     events = await assert_log_intact(store)
-    assert [e.type for e in events] == ["created", "renamed"]
-    assert events[1].document == {"to": {"db": "shop", "coll": "orders_archive"}}
-    # stamped with the rename's own cluster time, after the insert's
-    created, renamed = (e.cluster_time for e in events)
-    assert created is not None and renamed is not None and renamed > created
+    assert [(e.entity_key, e.version, e.type, e.inferred) for e in events] == [
+        ("1", 1, "created", False),
+        ("2", 1, "created", False),
+        ("3", 1, "created", False),
+        ("2", 2, "deleted", False),
+        ("1", 2, "deleted", True),
+        ("3", 2, "deleted", True),
+        (STREAM_KEY, 1, "renamed", False),
+        ("1", 3, "created", False),  # a new document with an old id: a new life, not v2's
+    ]
+    assert events[6].document == {"to": {"db": "shop", "coll": "orders_archive"}}
+    rename = next(e.event for e in feed_entries(feed) if e.event["operationType"] == "rename")
+    at = rename["clusterTime"]
+    assert [e.id for e in events[4:7]] == [
+        f"inferred:{at.time}.{at.inc}:orders:int:1",
+        f"inferred:{at.time}.{at.inc}:orders:int:3",
+        "renamed:" + rename["_id"]["_data"],
+    ]
+    # stamped with the rename's own cluster time, after the inserts'
+    assert {e.cluster_time for e in events[4:7]} == {at}
+    created = events[2].cluster_time
+    assert created is not None and at > created
 
 
 async def test_a_rename_delivered_again_after_a_lost_checkpoint_is_recorded_once(
@@ -245,7 +267,7 @@ async def test_a_rename_delivered_again_after_a_lost_checkpoint_is_recorded_once
     await feed.collection("orders").insert_one({"_id": 1})
     await feed.rename_collection("orders", "orders_archive")
     recorded = await stored_then_read_again(store, feed, clock)
-    assert recorded == [("1", "created"), (STREAM_KEY, "renamed")]
+    assert recorded == [("1", "created"), ("1", "deleted"), (STREAM_KEY, "renamed")]
 
 
 async def stored_then_read_again(
@@ -396,6 +418,6 @@ async def test_a_restarted_ingester_chains_a_stream_event_after_the_stored_ones(
         ("1", "deleted", 2),
         (STREAM_KEY, "dropped", 1),
         ("2", "created", 1),
-        *([("2", "deleted", 2)] if second == "drop" else []),
+        ("2", "deleted", 2),
         (STREAM_KEY, "dropped" if second == "drop" else "renamed", 2),
     ]

@@ -156,6 +156,24 @@ def test_a_drop_of_a_captured_collection_needs_its_cluster_time() -> None:
     assert judge({**drop, "clusterTime": Timestamp(1, 1)}) is None
 
 
+def test_a_rename_of_or_into_a_captured_collection_needs_its_cluster_time() -> None:
+    away = {
+        "_id": {"_data": "8205"},
+        "operationType": "rename",
+        "ns": good()["ns"],
+        "to": {"db": "shop", "coll": "archive"},
+    }
+    assert judge(away) == ("orders", "rename without a clusterTime timestamp")
+    assert judge({**away, "clusterTime": Timestamp(1, 1)}) is None
+    # Into a captured collection: that stream's, judged as one of its changes.
+    into = {**away, "ns": {"db": "shop", "coll": "tmp"}, "to": good()["ns"]}
+    assert judge(into) == ("orders", "rename without a clusterTime timestamp")
+    assert judge({**into, "clusterTime": Timestamp(1, 1)}) is None
+    # Between two collections not captured: filtered, whatever its shape.
+    assert judge({**into, "to": {"db": "shop", "coll": "other"}}) is None
+    assert judge({**into, "to": "orders"}) is None
+
+
 def test_positions_in_a_change_stream_name_the_last_good_change() -> None:
     assert stream_position({"_data": "82AB"}, Timestamp(5, 1)) == "after resume token 82AB"
     assert stream_position(None, Timestamp(5, 1)) == "after cluster time 5.1"

@@ -815,7 +815,8 @@
     let text;
     if (m.type === 'gap') {
       title = 'Gap in the record';
-      text = `Changes between ${String(doc.from_time || '?').replace('T', ' ')} and ${String(doc.to_time || m.occurred_at).replace('T', ' ')} were not captured (the change stream could not resume). States inside it are uncertain.`;
+      const why = doc.reason ? String(doc.reason) : 'the change stream could not resume';
+      text = `Changes between ${String(doc.from_time || '?').replace('T', ' ')} and ${String(doc.to_time || m.occurred_at).replace('T', ' ')} were not captured (${why}). States inside it are uncertain.`;
     } else if (m.type === 'dropped') {
       title = 'Collection dropped';
       text = 'The captured collection was dropped; live entities were marked deleted (inferred).';
@@ -827,7 +828,7 @@
       text = `A change from the source could not be interpreted and was not applied to any entity (${String(doc.source || '?')}, ${String(doc.position || '?')}: ${String(doc.reason || '?')}). Its input's SHA-256 is ${String(doc.sha256 || '?')}.`;
     } else {
       title = 'Collection renamed';
-      text = `The captured collection was renamed${doc.to ? ' to ' + fmt(doc.to) : ''}.`;
+      text = `The captured collection was renamed${doc.to ? ' to ' + fmt(doc.to) : ''}; its live entities were marked deleted (inferred).`;
     }
     return h('li', { class: `gap-marker`, dataset: { seq: m.seq, type: m.type }, role: 'note' },
       h('div', { class: 'ev-head' },
