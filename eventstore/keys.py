@@ -56,6 +56,18 @@ def entity_key(entity_id: Any) -> str:
     return "json:" + _canonical_json(value)
 
 
+def listed_key(entity_id: Any) -> str:
+    """The key a listing hands out for an `_id`: `entity_key`, unless that reads as typed.
+
+    A string `_id` that starts with a typed prefix (`"int:5"`, `"oid:…"`) is its own
+    entity key, but that key, given back, names another value (the integer 5) or none:
+    such a string is listed by its typed key (`str:int:5`), which names it alone.
+    """
+    if isinstance(entity_id, str) and entity_id.startswith(_TYPED_PREFIXES):
+        return "str:" + entity_id
+    return entity_key(entity_id)
+
+
 def typed_key(entity_id: Any) -> str:
     """The unambiguous key of an `_id`: `oid:<hex>`, `int:<digits>`, `str:<text>`, `json:<ext>`.
 

@@ -157,7 +157,11 @@ class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class EntitySummary(msgspec.Struct, frozen=True, kw_only=True):
-    """An entity's newest event, for listing a stream's entities most recently changed first."""
+    """An entity's newest event, for listing a stream's entities most recently changed first.
+
+    `entity_key` is the key that names this entity when given back (`keys.listed_key`):
+    its entity key as it is now, whatever key its events were stored with.
+    """
 
     entity_key: str
     entity_id: Any

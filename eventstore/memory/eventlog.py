@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from eventstore.codec import ceil_ms
-from eventstore.keys import typed_key
+from eventstore.keys import listed_key, typed_key
 from eventstore.model import (
     COMMIT_SCHEME,
     LIVE_TYPES,
@@ -75,7 +75,7 @@ def field_prefixes(paths: Sequence[str]) -> set[str]:
 
 def _summary(event: Event) -> EntitySummary:
     return EntitySummary(
-        entity_key=event.entity_key,
+        entity_key=listed_key(event.entity_id),
         entity_id=event.entity_id,
         version=event.version,
         exists=event.type in LIVE_TYPES,

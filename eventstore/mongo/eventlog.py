@@ -15,7 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from eventstore.codec import as_utc, ceil_ms, event_doc, event_from_doc
-from eventstore.keys import typed_key
+from eventstore.keys import listed_key, typed_key
 from eventstore.model import (
     COMMIT_SCHEME,
     LIVE_TYPES,
@@ -108,7 +108,7 @@ def audit_filter(q: EventQuery, *, after_seq: int = 0) -> dict[str, Any]:
 
 def _entity_summary(doc: Mapping[str, Any]) -> EntitySummary:
     return EntitySummary(
-        entity_key=doc["entity_key"],
+        entity_key=listed_key(doc["entity_id"]),
         entity_id=doc["entity_id"],
         version=int(doc["version"]),
         exists=doc["type"] in LIVE_TYPES,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
+from eventstore.keys import candidates
 from eventstore.model import (
     DELETED,
     GAP,
@@ -325,6 +326,29 @@ async def test_an_entity_moves_to_the_front_when_it_changes(store: Store, log: L
         ("a", 4, DELETED, False),
         ("c", 3, "created", True),
     ]
+
+
+async def test_a_listed_key_names_its_entity_when_given_back(store: Store, log: LogBuilder) -> None:
+    # A string `_id` that reads as a typed key is listed by its typed key: given back, its
+    # own text names another value (the integer 5) or none (no such ObjectId).
+    hex24 = "650000000000000000000003"
+    ids: list[Any] = ["int:5", 5, f"oid:{hex24}", "json:{}", "str:x", "plain", ObjectId(hex24)]
+    await store.events.append(log.many(*ids))
+    listed = await store.events.entities("orders", limit=10)
+    assert [(s.entity_id, s.entity_key) for s in reversed(listed)] == [
+        ("int:5", "str:int:5"),
+        (5, "5"),
+        (f"oid:{hex24}", f"str:oid:{hex24}"),
+        ("json:{}", "str:json:{}"),
+        ("str:x", "str:str:x"),
+        ("plain", "plain"),
+        (ObjectId(hex24), hex24),
+    ]
+    # Each names its own entity and no other stored one (the string "int:5" is not 5).
+    stored = {(type(i), i) for i in ids}
+    for s in listed:
+        named = {(type(c), c) for c in candidates(s.entity_key)} & stored
+        assert named == {(type(s.entity_id), s.entity_id)}
 
 
 # --- wait_for_append -----------------------------------------------------------------------------
