@@ -170,13 +170,27 @@ def read_money(value: Any) -> tuple[Decimal, str | None]:
         try:
             amount = Decimal(value)
         except InvalidOperation:
-            return ZERO, NOT_A_NUMBER
+            return _beyond_decimal(value)
         if amount.is_finite() and _NUMERIC.fullmatch(value.strip()) is None:
             return ZERO, NOT_A_NUMBER
         return _usable(amount)
     if value is None:
         return ZERO, MISSING
     return ZERO, WRONG_TYPE
+
+
+def _beyond_decimal(text: str) -> tuple[Decimal, str | None]:
+    """A string Python's Decimal refuses: not a number, or one whose exponent it cannot hold.
+
+    Such an exponent has 18 digits or more, and the amount rounds as one with an exponent
+    of 99999 and the same sign does: beyond Decimal128 (`not_finite`) when positive, to
+    its least step when negative, and any zero to a zero.
+    """
+    stripped = text.strip()
+    mantissa, _, exponent = stripped.lower().partition("e")
+    if _NUMERIC.fullmatch(stripped) is None or not exponent:
+        return ZERO, NOT_A_NUMBER
+    return _usable(Decimal(f"{mantissa}E{'-' if exponent.startswith('-') else '+'}99999"))
 
 
 def money(value: Any) -> Decimal:

@@ -145,6 +145,10 @@ def test_a_number_names_a_customer_by_its_value_as_mongodb_compares_numbers() ->
         # Beyond what a sum of Decimal128 can hold (|x| >= 10**6111): as good as infinite.
         ("1e999999999", "0", "not_finite", "1e999999999"),
         ("-1E+6111", "0", "not_finite", "-1E+6111"),
+        # An exponent beyond what Python's Decimal holds: still a number, far beyond.
+        ("1.5e+9999999999999999999", "0", "not_finite", "1.5e+9999999999999999999"),
+        (" -2E9999999999999999999 ", "0", "not_finite", " -2E9999999999999999999 "),
+        ("0e+9999999999999999999", "0E+6111", None, None),  # zero, whatever its exponent
         # (clamped by bson: its exponent is at most 6111)
         (Decimal128("9E+6144"), "0", "not_finite", "9.000000000000000000000000000000000E+6144"),
         (Decimal128("0E+6111"), "0E+6111", None, None),
@@ -156,6 +160,8 @@ def test_a_number_names_a_customer_by_its_value_as_mongodb_compares_numbers() ->
         ),
         # Smaller than Decimal128's least step: rounded to it, as MongoDB stores it.
         ("1e-7000", "0E-6176", None, None),
+        ("1e-9999999999999999999", "0E-6176", None, None),
+        ("1e9999999999999999999x", "0", "not_a_number", "1e9999999999999999999x"),
         # More than 34 significant digits: rounded half to even, as Decimal128 holds it.
         (
             "1.00000000000000000000000000000000050",
