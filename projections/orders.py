@@ -22,12 +22,14 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
+from uuid import UUID
 
 import msgspec
-from bson import Decimal128, ObjectId
+from bson import Binary, Decimal128, ObjectId
+from bson.binary import UUID_SUBTYPE
 
 from eventstore.codec import as_utc
-from eventstore.keys import typed_key
+from eventstore.keys import entity_key, typed_key
 from eventstore.model import Event
 from eventstore.settings import DEFAULT_PAID_STATUSES, ORDER_FIELDS, Settings
 from projections.api import Change as Change  # re-exported: the runner's and tests' import
@@ -75,7 +77,13 @@ Problem = dict[str, Any]
 # row whose `last_order_at` it would have set; a numeric string is ASCII digits (with a sign,
 # a point, an exponent): "1_000" and other scripts' digits are `not_a_number`, not money;
 # an order's key is its `_id`'s value (`int:1` for 1.0 and Decimal128 1: eventstore.keys).
-ORDER_RULES: Final = 5
+# 6 (2026-12-07): a double customer id, status or order number is its exact value (2**60 is
+# the Int64's `1152921504606846976`, not its shortest form's `…847000`; the double nearest
+# 0.1 is not Decimal128 0.1); a customer id that is neither text nor a number has its entity
+# key's text (never Python's), a UUID its canonical text; an id in an array names the
+# order_summary row's customer; a money string with an exponent beyond Python's Decimal is
+# `not_finite`.
+ORDER_RULES: Final = 6
 # The reason of a `created_at` given as text that is not an ISO 8601 date ("yesterday").
 NOT_A_DATE: Final = "not_a_date"
 
@@ -132,23 +140,52 @@ def _placed(value: Any) -> datetime | None:
 
 
 def _number_text(value: Any) -> str | None:
-    """A number as text by its value, as MongoDB compares numbers; None for anything else.
+    """A number as text by its exact value, as MongoDB compares numbers; None for anything else.
 
-    42, Int64 42, 42.0 and Decimal128("42.0") are `42`; 42.5 and Decimal128("42.50") are
-    `42.5`. A boolean is not a number; a NaN or an infinity names nothing.
+    Values MongoDB holds equal have one text, and no two others share one: 42, Int64 42,
+    42.0 and Decimal128("42.0") are `42`; 42.5 and Decimal128("42.50") are `42.5`; the
+    double 2**60 is `1152921504606846976`, as the Int64 is (its shortest form,
+    1.152921504606847e18, is another value); the double nearest 0.1 is its exact binary
+    value, not Decimal128("0.1")'s `0.1`. A boolean is not a number; a NaN or an infinity
+    names nothing.
     """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return str(value)
     if isinstance(value, (float, Decimal128)):
-        number = Decimal(repr(value)) if isinstance(value, float) else value.to_decimal()
+        number = Decimal(value) if isinstance(value, float) else value.to_decimal()
         if not number.is_finite():
             return None
-        if number == number.to_integral_value():
-            return str(int(number))
-        return format(number.normalize(), "f")
+        text = format(number, "f")  # every digit, never rounded (no context applies)
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return "0" if text in ("0", "-0") else text
     return None
+
+
+def _id_text(value: Any) -> str | None:
+    """A customer id as text; None (no customer) for one that names nobody.
+
+    A string is itself (the empty string names nobody), a number its value
+    (`_number_text`), an ObjectId its 24 hex digits, a UUID (standard binary subtype 4)
+    its canonical text; any other value its entity key (`json:` and canonical Extended
+    JSON, as for `_id`s). A boolean, a document, an array, a NaN or an infinity names
+    nobody.
+    """
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, (int, float, Decimal128)):
+        return _number_text(value)
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Binary) and value.subtype == UUID_SUBTYPE and len(value) == 16:
+        return str(UUID(bytes=bytes(value)))
+    return entity_key(value)
 
 
 def _readable(status: Any) -> bool:
@@ -293,21 +330,17 @@ class OrderReader:
         Decimal128("42.0") are one customer, `42`; 42.5 and Decimal128("42.50") are
         `42.5`. A NaN or infinite number names no customer.
         """
-        cid = self.customer_id_value(doc)
-        if cid is None or isinstance(cid, (dict, list, bool)):
-            return None
-        if isinstance(cid, (int, float, Decimal128)):
-            return _number_text(cid)
-        text = str(cid)
-        return text or None
+        return _id_text(self.customer_id_value(doc))
 
     def customer(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
-        """order_summary's `customer`: the document holding the customer id, else {id, name}."""
+        """order_summary's `customer`: the document holding the customer id, else {id, name}.
+
+        Else: the id at the top level, or in an array (`customer_ids.0`), or no document.
+        """
         if self.customer_doc is not None:
             found = self.customer_doc(doc)
             if isinstance(found, dict):
                 return found
-            return None
         cid, name = self.customer_id(doc), self.text(self.customer_name, doc)
         return {"id": cid, "name": name} if cid is not None or name is not None else None
 

@@ -413,7 +413,7 @@ def test_the_fingerprint_is_the_stored_text_whatever_the_order_of_paths_and_stat
         '"number":"number","status":"status","total":"total"},'
         '"paid":["delivered","paid","shipped"]'
     )
-    stored = before_rules + ',"rules":5}'
+    stored = before_rules + ',"rules":6}'
     # rows built by rules 2 (before a numeric customer id counted by its value), 3 (before
     # a numeric status by its value, and an unreadable one recorded) and 4 (before an
     # unreadable created_at was recorded) need a rebuild

@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
-from bson import Decimal128, Int64
+from bson import Binary, Decimal128, Int64, ObjectId
 
 from eventstore.cli import main
 from eventstore.model import Event
-from eventstore.settings import Settings, SettingsError, load
+from eventstore.settings import ORDER_FIELDS, Settings, SettingsError, load
 from projections.money import MAX_PROBLEMS, read_money, shown
 from projections.orders import (
     ORDER_PROJECTIONS,
@@ -98,8 +99,57 @@ def test_a_number_names_a_customer_by_its_value_as_mongodb_compares_numbers() ->
         "42.5": 2,
         "100000000000000000000": 1,
         "0": 2,
-        "0.0000001": 2,  # in plain digits, never 1E-7
+        # the double nearest 1e-7 is not Decimal128 1E-7: two customers, each in plain digits
+        "0.0000000999999999999999954748111825886258685613938723690807819366455078125": 1,
+        "0.0000001": 1,
         "": 4,
+    }
+
+
+def test_a_customer_id_in_an_array_is_named_in_the_order_summary() -> None:
+    # The id's parent is an array, not a document: the row's customer is {id, name}.
+    paths = {**ORDER_FIELDS, "customer_id": "cust.ids.0", "customer_name": "cust.name"}
+    projections = by_name(OrderSchema(paths=paths))
+    after = {"status": "paid", "total": 3, "cust": {"ids": [7, 8], "name": "Ada"}}
+    change = Change(event=ev(1, "o1", 1, T0), before=None, after=after)
+    [row] = run(projections["order_summary"], [change]).values()
+    assert row["customer"] == {"id": "7", "name": "Ada"}
+    [customer] = run(projections["customer_totals"], [change]).values()
+    assert (customer["customer"], customer["orders"]) == ("7", 1)
+    # A document holding the id is the customer, as before.
+    default = by_name(OrderSchema())["order_summary"]
+    after = {"status": "paid", "total": 3, "customer": {"id": 7, "tier": "gold"}}
+    [row] = run(default, [Change(event=ev(1, "o1", 1, T0), before=None, after=after)]).values()
+    assert row["customer"] == {"id": 7, "tier": "gold"}
+
+
+def test_numbers_beyond_a_doubles_shortest_form_are_keyed_by_their_exact_value() -> None:
+    # 2**60 as an Int64 and as a double are one value; 1152921504606847000 (the double's
+    # shortest form) is another; -2**63 likewise; 1e300 is not Decimal128 1E+300.
+    ids: list[Any] = [Int64(2**60), float(2**60), Decimal128("1152921504606847000")]
+    ids += [Int64(-(2**63)), float(-(2**63)), 1e300, Decimal128("1E+300")]
+    rows = customer_rows(ids)
+    assert {k: r["orders"] for k, r in rows.items() if len(k) < 30} == {
+        "1152921504606846976": 2,
+        "1152921504606847000": 1,
+        "-9223372036854775808": 2,
+    }
+    big = sorted(k for k in rows if len(k) >= 30)
+    assert big == [str(10**300), str(int(1e300))]
+    assert [rows[k]["orders"] for k in big] == [1, 1]
+
+
+def test_other_ids_are_keyed_by_their_text_never_pythons() -> None:
+    uuid = UUID("12345678-1234-5678-1234-567812345678")
+    oid = ObjectId("65f000000000000000000001")
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    ids: list[Any] = [b"\x00\x01", Binary(uuid.bytes, 4), uuid, str(uuid), oid, when]
+    rows = customer_rows(ids)
+    assert {k: r["orders"] for k, r in rows.items()} == {
+        'json:{"$binary":{"base64":"AAE=","subType":"00"}}': 1,
+        "12345678-1234-5678-1234-567812345678": 3,  # as the string "42" is customer 42
+        "65f000000000000000000001": 1,
+        'json:{"$date":{"$numberLong":"1767225600000"}}': 1,
     }
 
 
