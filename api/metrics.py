@@ -52,6 +52,20 @@ MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE: Final = "text/plain; version=0.0.4"
 # Latency histogram bounds, seconds (Prometheus' default buckets).
 BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# The `method` label's values: the standard methods, and `other` for any other token a
+# client sends (a made-up method must not add series: /metrics would grow without bound).
+HTTP_METHODS: Final = (
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "OPTIONS",
+    "TRACE",
+    "CONNECT",
+)
+OTHER_METHOD: Final = "other"
 # A projection's states: the workers' vocabulary (eventstore.worker_state) plus `rebuilding`.
 PROJECTION_STATES: Final = (
     "running",
@@ -164,6 +178,7 @@ class Metrics:
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one finished request (route: the matched template, bounded cardinality)."""
         self.in_flight.dec()
+        method = method_label(method)
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
@@ -206,6 +221,11 @@ class Metrics:
         """Drop the live gauges of a process that ended (this one by default), when shared."""
         if self.multiprocess_dir is not None:
             process_ended(pid if pid is not None else os.getpid(), self.multiprocess_dir)
+
+
+def method_label(method: str) -> str:
+    """The `method` label of a request: one of `HTTP_METHODS`, else `other` (bounded)."""
+    return method if method in HTTP_METHODS else OTHER_METHOD
 
 
 def process_ended(pid: int, path: str | None = None) -> None:
@@ -365,7 +385,9 @@ def shared_dir() -> Iterator[str]:
 __all__ = [
     "BUCKETS",
     "CONTENT_TYPE",
+    "HTTP_METHODS",
     "MULTIPROC_ENV",
+    "OTHER_METHOD",
     "PROJECTION_STATES",
     "WORKER_STATES",
     "LogFigures",
@@ -373,6 +395,7 @@ __all__ = [
     "ProjectionFigures",
     "StoreCollector",
     "clean_shared_dir",
+    "method_label",
     "multiprocess_values",
     "process_ended",
     "shared_dir",

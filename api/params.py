@@ -190,12 +190,11 @@ async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
 
     And for one given twice that takes one value: `?actor=alice&actor=bob` would
     otherwise answer for bob alone, as if for both. Endpoints with free-form
-    filters (`opt={"free_query": True}`) check their own.
+    filters (`opt={"free_query": True}`) check their filters themselves; the
+    parameters they declare (`limit`, `after`) are still refused twice.
     """
     refuse_repeated(request, SINGLE_HEADERS)
     handler = request.route_handler
-    if handler.opt.get("free_query"):
-        return
     try:
         allowed = _ALLOWED_CACHE.get(handler)
     except TypeError:  # a handler without weak references (Litestar's own OPTIONS handler)
@@ -203,6 +202,9 @@ async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
     if allowed is None:
         allowed = _ALLOWED_CACHE[handler] = _declared(handler, set(request.path_params))
     query = request.query_params
+    if handler.opt.get("free_query"):
+        refuse_repeated_query(request, (allowed.names & set(query.keys())) - allowed.repeatable)
+        return
     unknown = sorted(set(query.keys()) - allowed.names)
     if unknown:
         known = ", ".join(sorted(allowed.names)) or "none"
@@ -210,7 +212,12 @@ async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
             f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(unknown)} (this endpoint takes: {known})"
         )
-    for name in sorted(set(query.keys()) - allowed.repeatable):
-        times = len(query.getall(name))
+    refuse_repeated_query(request, set(query.keys()) - allowed.repeatable)
+
+
+def refuse_repeated_query(request: Request[Any, Any, Any], names: Iterable[str]) -> None:
+    """400 for a query parameter of `names` given more than once (each takes one value)."""
+    for name in sorted(names):
+        times = len(request.query_params.getall(name))
         if times > 1:
             raise bad_request(f"query parameter {name} is given {times} times; give it once")

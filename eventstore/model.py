@@ -32,6 +32,9 @@ STREAM_TYPES: Final = frozenset({GAP, DROPPED, RENAMED, REJECTED, ERASED})
 EVENT_TYPES: Final = ENTITY_TYPES | STREAM_TYPES
 # Types after which the entity has a document.
 LIVE_TYPES: Final = frozenset({CREATED, UPDATED, REPLACED, SNAPSHOT})
+# Events that write a whole document over the one before: every field may have changed, and
+# their `changed_fields` (the new document's) cannot name what they removed.
+REWRITE_TYPES: Final = frozenset({REPLACED, SNAPSHOT})
 
 # The reserved entity key of the per-stream pseudo-entity (gap, dropped, renamed, rejected).
 STREAM_KEY: Final = "$stream"
@@ -133,7 +136,9 @@ class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
     `entity_ids` (an entity's `_id`, resolved from its key by the caller) needs
     `stream`. `types` matches any of them. `field` matches events whose
     `changed_fields` hold that dotted path or a path beneath it (`customer`
-    matches `customer.email`, never `customerNote`). `since` is inclusive and
+    matches `customer.email`, never `customerNote`), and every `replaced` or
+    `snapshot` event (`REWRITE_TYPES`: it may have removed the field, which its
+    `changed_fields` cannot say). `since` is inclusive and
     `until` exclusive, both on `occurred_at`.
     """
 

@@ -2,8 +2,9 @@
 
 `2026-11-26T14:03:00Z`, `2026-11-26t14:03:00.123456789z`, `2026-11-26 15:03:00+01:00`:
 a full date, `T` (or `t`, or a space), a full time with any fraction of a second, and
-a zone (`Z`, `z` or `±hh:mm`; also `±hhmm`, what `strftime("%z")` writes). Digits are
-ASCII. Anything else is refused: never a guess at what another format meant. Beyond
+a zone (`Z`, `z` or `±hh:mm`, hours 00-23 and minutes 00-59; also `±hhmm`, what
+`strftime("%z")` writes). Digits are ASCII. Anything else is refused, whitespace around
+the time included: never a guess at what another format meant. Beyond
 microseconds a fraction is cut (MongoDB keeps milliseconds). A leap second (`:60`)
 cannot be held by a datetime and is refused.
 """
@@ -34,7 +35,7 @@ class NoSuchTime(ValueError):
 
 def parse_rfc3339(text: str) -> datetime:
     """The instant `text` names, in UTC. Raises `NotRfc3339`, `NoZone` or `NoSuchTime`."""
-    m = _TIME.fullmatch(text.strip())
+    m = _TIME.fullmatch(text)
     if m is None:
         raise NotRfc3339(f"not an RFC 3339 time: {text!r}")
     if m["zone"] is None:
@@ -42,10 +43,14 @@ def parse_rfc3339(text: str) -> datetime:
     frac = (m["frac"] or ".0")[1:7].ljust(6, "0")
     zone = m["zone"]
     zone = "+00:00" if zone in ("Z", "z") else f"{zone[:3]}:{zone[-2:]}"
+    if int(zone[1:3]) > 23 or int(zone[4:]) > 59:  # RFC 3339 5.7; +00:99 is not +01:39
+        raise NoSuchTime(
+            f"not a valid time: {text!r} (an offset's hours are 00 to 23, its minutes 00 to 59)"
+        )
     try:
         parsed = datetime.fromisoformat(f"{m['date']}T{m['time']}.{frac}{zone}")
         return parsed.astimezone(UTC)
-    except ValueError as exc:  # 2026-02-30, 25:00, a zone of 24 hours or more
+    except ValueError as exc:  # 2026-02-30, 25:00
         raise NoSuchTime(f"not a valid time: {text!r} ({exc})") from None
     except OverflowError:  # 0001-01-01T00:00:00+01:00 lies before the first instant in UTC
         raise NoSuchTime(f"{text!r} is out of range once in UTC") from None

@@ -51,6 +51,9 @@ CSV_COLUMNS: Final = (
 # Events per read while exporting or tailing (memory stays constant whatever the result size).
 EXPORT_PAGE: Final = 500
 HEARTBEAT_SECONDS: Final = 15.0
+# The answer depends on `Accept` (JSON, NDJSON or CSV): caches must key on it (RFC 9110
+# 12.5.5). The compression middleware adds `Accept-Encoding`.
+VARY: Final = "Accept"
 
 Text = Annotated[str | None, QueryParameter(max_length=512)]
 
@@ -107,7 +110,9 @@ def _wants(request: Request[Any, Any, Any]) -> str | None:
     summary="Audit query over the log, in seq order (NDJSON or CSV export by Accept)",
     description=(
         "Criteria combine with AND. `type` may repeat. `field` matches that dotted path and any "
-        "path beneath it. `since` is inclusive, `until` exclusive, on `occurred_at`. With "
+        "path beneath it, and every `replaced` or `snapshot` event (a whole document written "
+        "over: it may have removed the field). `since` is inclusive, `until` exclusive, on "
+        "`occurred_at`. With "
         "`Accept: application/x-ndjson` or `text/csv` every match is streamed."
     ),
 )
@@ -146,15 +151,17 @@ async def query_events(
             headers={
                 "content-type": content_type,
                 "content-disposition": f'attachment; filename="{name}"',
+                "vary": VARY,
             },
         )
     found = await services.store.events.query(q, after_seq=start, limit=limit + 1)
     more = len(found) > limit
     found = found[:limit]
-    return EventsPage(
+    page = EventsPage(
         events=[msgspec.convert(render.event_json(e), EventOut) for e in found],
         next=encode_cursor("events", found[-1].seq) if more and found else None,
     )
+    return Response(page, headers={"vary": VARY})
 
 
 async def _nothing() -> AsyncIterator[bytes]:

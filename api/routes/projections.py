@@ -18,6 +18,7 @@ from api.params import (
     encode_cursor,
     parse_time,
     path_value,
+    refuse_repeated_query,
     whole,
 )
 from api.problems import ApiError, bad_request, not_found
@@ -168,16 +169,16 @@ async def projection_rows(
                     f" {field!r} is not limit or after"
                 )
             raise bad_request(
-                f"{name} has no row field {field!r} (filters: {', '.join(usable)}, limit, after)"
+                f"{name} has no row field {field!r}"
+                f" (filters: {', '.join(usable)}; paging: limit, after)"
             )
         parse = fields[field]
         if parse is None:  # a number, or a document or list (`customer`, `items`, `problems`)
             raise bad_request(
                 f"{field} cannot be filtered on: it holds numbers or structures"
-                f" (filters: {', '.join(usable)}, limit, after)"
+                f" (filters: {', '.join(usable)}; paging: limit, after)"
             )
-        if len(values) > 1:
-            raise bad_request(f"{field} is given {len(values)} times; give it once")
+        refuse_repeated_query(request, [field])
         filters[field] = parse(field, values[0])
     start = decode_cursor(f"rows-{name}", after)
     if name == "customer_totals" and start is None:

@@ -15,7 +15,7 @@ from litestar import Request, Response, delete, get, post, put
 from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from api.params import path_value, seq_in_path, seq_of_path, whole
+from api.params import decode_cursor, encode_cursor, path_value, seq_in_path, seq_of_path, whole
 from api.problems import ApiError, bad_request, not_found, problem
 from api.services import ServicesDep
 from api.subscription_access import admin_of
@@ -31,6 +31,8 @@ from eventstore.subscriptions.control import (
 )
 
 ACTOR_HEADER: Final = "eventstore-actor"
+# The cursor kind of the action trail's pages (api.params: a cursor names its listing).
+ACTIONS_CURSOR: Final = "actions"
 MAX_ACTOR: Final = 200
 
 
@@ -255,8 +257,12 @@ async def list_actions(
     after: Annotated[str | None, QueryParameter(max_length=200)] = None,
     limit: Annotated[int, whole(1, 1000)] = 100,
 ) -> dict[str, Any]:
-    page, more = await admin_of(services).actions(after=after, limit=limit)
-    return {"items": [action_json(a) for a in page], "next": more}
+    start = decode_cursor(ACTIONS_CURSOR, after)
+    page, more = await admin_of(services).actions(after=start, limit=limit)
+    return {
+        "items": [action_json(a) for a in page],
+        "next": encode_cursor(ACTIONS_CURSOR, more) if more is not None else None,
+    }
 
 
 ADMIN_ROUTES: list[Any] = [

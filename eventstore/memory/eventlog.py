@@ -25,6 +25,7 @@ from eventstore.keys import listed_key, typed_key
 from eventstore.model import (
     COMMIT_SCHEME,
     LIVE_TYPES,
+    REWRITE_TYPES,
     STREAM_KEY,
     EntityHead,
     EntitySummary,
@@ -174,6 +175,7 @@ class MemoryEventLog:
         self._type_seqs: dict[str, list[int]] = {}
         self._actor_seqs: dict[str, list[int]] = {}
         self._field_seqs: dict[str, list[int]] = {}
+        self._rewrite_seqs: list[int] = []  # replaced and snapshot events: they match any field
         # (stream, typed key) -> position in its stream's `seqs` of the entity's newest event.
         self._newest_position: dict[tuple[str, str], int] = {}
         # While `occurred_at` never goes back along seq, a time range is a seq range
@@ -263,8 +265,11 @@ class MemoryEventLog:
         self._type_seqs.setdefault(event.type, []).append(seq)
         if isinstance(event.actor, str):
             self._actor_seqs.setdefault(event.actor, []).append(seq)
-        for prefix in field_prefixes(event.changed_fields):
-            self._field_seqs.setdefault(prefix, []).append(seq)
+        if event.type in REWRITE_TYPES:
+            self._rewrite_seqs.append(seq)  # matches every field (and is in no field's list)
+        else:
+            for prefix in field_prefixes(event.changed_fields):
+                self._field_seqs.setdefault(prefix, []).append(seq)
 
     def _index_time(self, event: Event) -> None:
         """Keep time ranges answerable: switch to a sorted time list once time goes back."""
@@ -452,7 +457,7 @@ class MemoryEventLog:
         if q.actor is not None:
             options.append([self._actor_seqs.get(q.actor, [])])
         if q.field is not None:
-            options.append([self._field_seqs.get(q.field, [])])
+            options.append([self._field_seqs.get(q.field, []), self._rewrite_seqs])
         best = min(
             (
                 [(seqs, bisect_left(seqs, low), bisect_left(seqs, high)) for seqs in option]
@@ -467,7 +472,7 @@ class MemoryEventLog:
         runs = [_run(seqs, start, end) for seqs, start, end in best if end > start]
         if len(runs) == 1:
             return runs[0]
-        return heapq.merge(*runs)  # disjoint lists (one type, one entity each)
+        return heapq.merge(*runs)  # disjoint lists (one type, one entity, one field or rewrites)
 
     async def streams(self) -> list[StreamStats]:
         """Each stream's counts and newest event, kept up to date by `append`."""
@@ -562,7 +567,7 @@ def _matches(
         return False
     if until is not None and event.occurred_at >= until:
         return False
-    if q.field is not None:
+    if q.field is not None and event.type not in REWRITE_TYPES:
         beneath = q.field + "."
         return any(path == q.field or path.startswith(beneath) for path in event.changed_fields)
     return True

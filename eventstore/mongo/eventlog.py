@@ -19,6 +19,7 @@ from eventstore.keys import listed_key, typed_key
 from eventstore.model import (
     COMMIT_SCHEME,
     LIVE_TYPES,
+    REWRITE_TYPES,
     STREAM_KEY,
     EntityHead,
     EntitySummary,
@@ -91,8 +92,12 @@ def audit_filter(q: EventQuery, *, after_seq: int = 0) -> dict[str, Any]:
     if q.types:
         found["type"] = {"$in": sorted(set(q.types))}
     if q.field is not None:
-        # The path itself or one beneath it: an anchored prefix, which the index bounds.
-        found["changed_fields"] = {"$regex": f"^{re.escape(q.field)}(\\.|$)"}
+        # The path itself or one beneath it: an anchored prefix, which the index bounds;
+        # or a whole document written over (each clause has its index, both in seq order).
+        found["$or"] = [
+            {"changed_fields": {"$regex": f"^{re.escape(q.field)}(\\.|$)"}},
+            {"type": {"$in": sorted(REWRITE_TYPES)}},
+        ]
     if q.actor is not None:
         found["actor"] = q.actor
     if q.since is not None or q.until is not None:

@@ -55,6 +55,10 @@ RESERVED_HEADERS: Final = frozenset(
 _TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # A header value: visible characters, spaces and tabs (no CR/LF: no header injection).
 _HEADER_VALUE: Final = re.compile(r"^[\t\x20-\x7e\x80-\U0010ffff]*$")
+# What a URI may hold as written (RFC 3986 2): unreserved, reserved and `%XX`; no space,
+# control character or non-ASCII (a delivery would send a malformed request line).
+_URI_CHAR: Final = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]")
+_PERCENT: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # One step of a filter's field path (`a.b.c`): no `$` first, no dot, no space.
 PATH_SEGMENT: Final = re.compile(r"[^.$\s][^.\s]*")
 
@@ -268,8 +272,13 @@ def _url(check: _Check, key: str, value: Any, schemes: tuple[str, ...]) -> None:
     parts = _required(check, key, value)
     if parts is None:
         return
+    url = templates.render(parts, dict.fromkeys(templates.PLACEHOLDERS, "x"))
+    refused = _uri_text(url)
+    if refused is not None:
+        check.bad(key, f"not a valid URL: {refused}")
+        return
     try:
-        split = urlsplit(templates.render(parts, dict.fromkeys(templates.PLACEHOLDERS, "x")))
+        split = urlsplit(url)
         port = split.port
     except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
         reason = "the port is not a number from 1 to 65535" if "ort" in str(exc) else str(exc)
@@ -287,6 +296,16 @@ def _url(check: _Check, key: str, value: Any, schemes: tuple[str, ...]) -> None:
         db = split.path.strip("/")
         if db and not (db.isascii() and db.isdigit() and int(db) <= MAX_REDIS_DB):
             check.bad(key, f"the database is a number from 0 to {MAX_REDIS_DB}, not {db!r}")
+
+
+def _uri_text(url: str) -> str | None:
+    """Why `url` is not URI text (a character it may not hold, a stray `%`), or None."""
+    for c in url:
+        if not _URI_CHAR.fullmatch(c):
+            return f"{c!r} may not appear in a URL (percent-encode it)"
+    if _PERCENT.search(url):
+        return "a '%' that does not start a percent-encoding such as %20"
+    return None
 
 
 def _sink(check: _Check, value: Any) -> dict[str, Any]:

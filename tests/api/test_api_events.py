@@ -51,8 +51,12 @@ def expected(events: Sequence[Event], params: Params) -> list[Event]:
             continue
         if types and e.type not in types:
             continue
-        if field is not None and not any(
-            f == field or f.startswith(field + ".") for f in e.changed_fields
+        # a replace or snapshot writes the whole document over: it matches every field
+        rewrite = e.type in ("replaced", "snapshot")
+        if (
+            field is not None
+            and not rewrite
+            and not any(f == field or f.startswith(field + ".") for f in e.changed_fields)
         ):
             continue
         if "actor" in one and e.actor != one["actor"]:
@@ -246,6 +250,57 @@ async def test_iso_8601_forms_that_are_not_rfc3339_are_refused(
     assert r.json()["detail"] == (
         f"since: {since!r} is not an RFC 3339 time (e.g. 2026-11-26T14:03:00.123Z)"
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "value"),
+    [
+        ("/v1/events", "since", "2026-12-07T10:30:20+00:99"),  # not +01:39
+        ("/v1/events", "until", "2026-12-07T10:30:20+24:00"),
+        ("/v1/streams/orders/entities/ORD-X/state", "at", "2026-12-07T10:30:20-00:60"),
+    ],
+)
+async def test_an_offset_beyond_23_59_is_refused_naming_the_ranges(
+    client: AsyncTestClient[Any], path: str, name: str, value: str
+) -> None:
+    r = await client.get(path, params={name: value})
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["detail"] == (
+        f"{name}: not a valid time: {value!r}"
+        " (an offset's hours are 00 to 23, its minutes 00 to 59)"
+    )
+
+
+@pytest.mark.parametrize(
+    "since", [" 2026-01-01T00:05:00Z", "2026-01-01T00:05:00Z\n", "\t2026-01-01T00:05:00Z"]
+)
+async def test_whitespace_around_a_time_is_refused(
+    client: AsyncTestClient[Any], since: str
+) -> None:
+    r = await client.get("/v1/events", params={"since": since})
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"] == (
+        f"since: {since!r} is not an RFC 3339 time (e.g. 2026-11-26T14:03:00.123Z)"
+    )
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("accept", [None, "application/json", "application/x-ndjson", "text/csv"])
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_every_representation_says_it_varies_by_accept_and_encoding(
+    client: AsyncTestClient[Any], method: str, accept: str | None, encoding: str
+) -> None:
+    """JSON, NDJSON or CSV by `Accept` (RFC 9110 12.5.5): a cache must not mix them up."""
+    headers = {"accept-encoding": encoding}
+    if accept is not None:
+        headers["accept"] = accept
+    r = await client.request(method, "/v1/events", params={"limit": "2"}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].split(";")[0] == accept or (
+        accept is None and r.headers["content-type"] == "application/json"
+    )
+    assert r.headers.get_list("vary") == ["Accept, Accept-Encoding"]
 
 
 async def fresh_orders() -> tuple[Store, MemoryChangeFeed, FakeClock]:

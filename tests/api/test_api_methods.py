@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import httpx
@@ -20,6 +21,8 @@ from litestar.routes import HTTPRoute
 from api import create_app
 from api.app import EventStoreApp
 from tests.api.conftest import ADMIN_KEY, READ_KEY, AuditLog, build_log, settings
+
+README: Final = Path(__file__).resolve().parents[2] / "README.md"
 
 UNDECLARED: Final = ("PUT", "PATCH", "DELETE", "TRACE", "CONNECT", "PROPFIND")
 # Values for path parameters, by name; a `:path` parameter gets an asset that exists.
@@ -340,3 +343,29 @@ async def test_a_path_no_route_answers_is_the_same_404_problem_for_every_method(
                 assert response.json()["status"] == 404
             else:
                 assert response.content == b""
+
+
+async def test_a_path_parameter_that_does_not_read_is_answered_as_the_readme_says(
+    client: httpx.AsyncClient,
+) -> None:
+    """`/v1/events/abc/proof`: the route's 400 for GET and HEAD, its 405 for POST, not a 404."""
+    for method in ("GET", "HEAD"):
+        refused = await client.request(method, "/v1/events/abc/proof", headers=AUTH)
+        assert refused.status_code == 400, method
+        assert refused.headers["content-type"] == "application/problem+json"
+    detail = (await client.get("/v1/events/abc/proof", headers=AUTH)).json()["detail"]
+    assert detail == f"seq must be 1..{2**62} in decimal digits, got 'abc'"
+    for method in ("POST", "PUT", "DELETE"):
+        refused = await client.request(method, "/v1/events/abc/proof", headers=AUTH)
+        assert refused.status_code == 405, method
+        assert refused.headers["allow"] == "GET, HEAD, OPTIONS"
+        assert refused.headers["content-type"] == "application/problem+json"
+    options = await client.request("OPTIONS", "/v1/events/abc/proof")
+    assert options.status_code == 204
+    assert options.headers["allow"] == "GET, HEAD, OPTIONS"
+    readme = " ".join(README.read_text().split())
+    assert "`/v1/events/abc/proof`) is the same 404 problem for every method" not in readme
+    assert (
+        "`/v1/events/abc/proof` is a 400 problem (a seq is decimal digits, 1 to 2^62) for"
+        " `GET` and `HEAD`, a 405 problem with `Allow: GET, HEAD, OPTIONS` for `POST`"
+    ) in readme

@@ -361,8 +361,37 @@ async def test_a_field_that_is_no_filter_says_which_are(
     assert r.status_code == 400
     assert r.json()["detail"] == (
         f"{field} cannot be filtered on: it holds numbers or structures (filters: entity_key,"
-        " number, status, currency, created_at, updated_at, deleted, limit, after)"
+        " number, status, currency, created_at, updated_at, deleted; paging: limit, after)"
     )
+
+
+async def test_an_unknown_row_field_names_the_filters_apart_from_paging(
+    pclient: AsyncTestClient[Any],
+) -> None:
+    r = await pclient.get("/v1/projections/orders_by_status?colour=red")
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["detail"] == (
+        "orders_by_status has no row field 'colour' (filters: status; paging: limit, after)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("limit=abc&limit=1", "limit"),  # the last value won: 200
+        ("limit=1&limit=1", "limit"),
+        ("after=x&after=y", "after"),  # only y was read (and refused)
+        ("status=paid&status=paid", "status"),
+    ],
+)
+async def test_a_rows_parameter_given_twice_is_400_like_every_listing(
+    pclient: AsyncTestClient[Any], query: str, name: str
+) -> None:
+    r = await pclient.get(f"/v1/projections/orders_by_status?{query}")
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["detail"] == f"query parameter {name} is given 2 times; give it once"
 
 
 async def test_a_cursor_of_another_projection_is_refused(pclient: AsyncTestClient[Any]) -> None:

@@ -97,6 +97,13 @@ async def test_put_creates_201_then_updates_200_and_never_returns_secrets(
         ({"sink": {**HOOK, "url": "http://[::1/h"}}, 422, "sink.url"),
         ({"sink": {**HOOK, "url": "https://x.test:99999/h"}}, 422, "sink.url"),
         ({"sink": {**HOOK, "url": "https://x.test:0/h"}}, 422, "sink.url"),
+        # Stored, then every delivery sent a malformed request line (a header injected).
+        (
+            {"sink": {**HOOK, "url": "http://127.0.0.1:8201/x HTTP/1.1\r\nX-Injected: yes"}},
+            422,
+            "sink.url",
+        ),
+        ({"sink": {**HOOK, "url": "http://a b/"}}, 422, "sink.url"),
         (
             {"sink": {"kind": "redis-pubsub", "url": "redis://r:port", "channel": "c"}},
             422,
@@ -347,3 +354,39 @@ async def test_a_parked_seq_is_read_only_as_decimal_digits(
     assert [p["seq"] for p in parked] == [10]
     skipped = await c.post(f"{BASE}/orders/parked/10/skip", headers=ADMIN)
     assert skipped.status_code == 200 and skipped.json() == {"skipped": 10}
+
+
+async def test_the_action_trail_pages_with_its_own_cursors_and_refuses_any_other(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    c, _ = client
+    for name in ("a", "b", "c"):
+        put = await c.put(f"{BASE}/{name}", json={"sink": HOOK}, headers=ADMIN)
+        assert put.status_code == 201, put.text
+    whole_trail = (await c.get("/v1/admin/actions", headers=ADMIN)).json()
+    assert [a["target"] for a in whole_trail["items"]] == ["a", "b", "c"]
+    # Paged one by one with the `next` it hands out: the same trail, in order.
+    seen, after = [], None
+    while True:
+        params = {"limit": "1", **({"after": after} if after is not None else {})}
+        page = await c.get("/v1/admin/actions", params=params, headers=ADMIN)
+        assert page.status_code == 200, page.text
+        seen += page.json()["items"]
+        after = page.json()["next"]
+        if after is None:
+            break
+        assert all(a["id"] not in after for a in whole_trail["items"])  # opaque, not an id
+    assert seen == whole_trail["items"]
+    events = (await c.get("/v1/events", params={"limit": "1"}, headers=ADMIN)).json()["next"]
+    first_id = whole_trail["items"][0]["id"]
+    for cursor, detail in [
+        ("!!!", "page cursor '!!!' does not belong to this listing"),
+        ("", "page cursor '' does not belong to this listing"),
+        ("ZXZlbnRzOjE", "page cursor 'ZXZlbnRzOjE' does not belong to this listing"),
+        (events, f"page cursor {events!r} does not belong to this listing"),
+        (first_id, f"malformed page cursor {first_id!r}: pass back a `next` value"),
+    ]:
+        r = await c.get("/v1/admin/actions", params={"after": cursor}, headers=ADMIN)
+        assert r.status_code == 400, (cursor, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["detail"] == detail

@@ -314,3 +314,28 @@ def test_a_workers_standing_problem_is_a_gauge() -> None:
     assert get(scrape(metrics), "eventstore_worker_problem", worker="ingester:shop") == 1
     metrics.worker_problem("ingester:shop", False)
     assert get(scrape(metrics), "eventstore_worker_problem", worker="ingester:shop") == 0
+
+
+def test_a_made_up_method_is_counted_as_other_and_adds_no_series() -> None:
+    metrics = Metrics()
+    for method in ("ZZ123", "get", "FOO", "GET", "TRACE"):
+        metrics.started()
+        metrics.observe(method, "/v1/streams", 405, 0.001)
+    found = scrape(metrics)
+    methods = {dict(labels)["method"] for name, labels in found if name == REQUESTS}
+    assert methods == {"GET", "TRACE", "other"}
+    assert get(found, REQUESTS, method="other", route="/v1/streams", status="405") == 3
+    latency = "eventstore_http_request_duration_seconds_count"
+    assert get(found, latency, method="other", route="/v1/streams") == 3
+
+
+async def test_a_made_up_method_sent_to_the_app_shows_as_other_on_its_metrics() -> None:
+    async with open_service(api_settings(uri="memory://")) as service:
+        app = service.app()
+        async with AsyncTestClient(app) as client:
+            sent = await client.request("ZZ123", "/v1/streams")
+            r = await client.get("/metrics")
+    assert sent.status_code == 405
+    found = parse(r.text)
+    assert get(found, REQUESTS, method="other", route="/v1/streams", status="405") == 1
+    assert not any("ZZ123" in dict(labels).values() for _, labels in found)

@@ -125,11 +125,16 @@ CRITERIA = [
     pytest.param(EventQuery(actor="nobody"), [], id="unknown-actor"),
     pytest.param(EventQuery(field="customer"), [4, 7, 11, 13], id="field-and-beneath"),
     pytest.param(EventQuery(field="customer.email"), [4, 13], id="nested-field"),
-    pytest.param(EventQuery(field="customerNote"), [5], id="look-alike-field"),
-    pytest.param(EventQuery(field="items"), [9], id="array-path"),
-    pytest.param(EventQuery(field="items.0"), [9], id="array-index-path"),
-    pytest.param(EventQuery(field="cust"), [], id="a-prefix-is-not-a-path"),
-    pytest.param(EventQuery(field="customer.e"), [], id="a-nested-prefix-is-not-a-path"),
+    # 13 is a replace: it writes the whole document over, so it matches every field (its
+    # changed_fields are the new document's and cannot name what it removed).
+    pytest.param(EventQuery(field="customerNote"), [5, 13], id="look-alike-field"),
+    pytest.param(EventQuery(field="items"), [9, 13], id="array-path"),
+    pytest.param(EventQuery(field="items.0"), [9, 13], id="array-index-path"),
+    pytest.param(EventQuery(field="cust", until=at(13)), [], id="a-prefix-is-not-a-path"),
+    pytest.param(
+        EventQuery(field="customer.e", until=at(13)), [], id="a-nested-prefix-is-not-a-path"
+    ),
+    pytest.param(EventQuery(field="nowhere"), [13], id="a-replace-matches-every-field"),
     pytest.param(EventQuery(since=at(11)), [11, 12, 13], id="since-inclusive"),
     pytest.param(EventQuery(until=at(3)), [1, 2], id="until-exclusive"),
     pytest.param(EventQuery(since=at(3), until=at(6)), [3, 4, 5], id="time-window"),
@@ -148,7 +153,7 @@ CRITERIA = [
     ),
     pytest.param(
         EventQuery(stream="orders", entity_ids=("42",), types=(UPDATED, REPLACED), field="items"),
-        [9],
+        [9, 13],
         id="entity+types+field",
     ),
     pytest.param(

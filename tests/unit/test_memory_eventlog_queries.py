@@ -342,7 +342,11 @@ def scan(events: list[Event], q: EventQuery) -> list[int]:
         if (q.stream is None or e.stream == q.stream)
         and (q.entity_ids is None or typed_key(e.entity_id) in {typed_key(i) for i in q.entity_ids})
         and (not q.types or e.type in q.types)
-        and (q.field is None or any(beneath(p, q.field) for p in e.changed_fields))
+        and (
+            q.field is None
+            or e.type in ("replaced", "snapshot")  # a whole document written over: any field
+            or any(beneath(p, q.field) for p in e.changed_fields)
+        )
         and (q.actor is None or e.actor == q.actor)
         and (q.since is None or e.occurred_at >= q.since)
         and (q.until is None or e.occurred_at < q.until)

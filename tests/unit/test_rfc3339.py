@@ -16,12 +16,13 @@ from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
         # RFC 3339 5.6: "T" and "Z" may be lower case; a space may separate date and time.
         ("2026-11-26t14:03:00z", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
         ("2026-11-26 14:03:00Z", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
-        (" 2026-11-26T14:03:00Z\n", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
         ("2026-11-26T14:03:00.5Z", datetime(2026, 11, 26, 14, 3, 0, 500000, tzinfo=UTC)),
         # any number of fraction digits (Go's RFC3339Nano writes nine); beyond microseconds cut
         ("2026-11-26T14:03:00.123456789Z", datetime(2026, 11, 26, 14, 3, 0, 123456, tzinfo=UTC)),
         ("2026-11-26T15:03:00.123+01:00", datetime(2026, 11, 26, 14, 3, 0, 123000, tzinfo=UTC)),
         ("2026-11-26T09:33:00-04:30", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
+        ("2026-11-26T00:02:00+23:59", datetime(2026, 11, 25, 0, 3, tzinfo=UTC)),
+        ("2026-11-26T14:03:00-2359", datetime(2026, 11, 27, 14, 2, tzinfo=UTC)),
         ("2026-11-26T15:03:00+0100", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),  # strftime %z
         ("2026-11-26T14:03:00-00:00", datetime(2026, 11, 26, 14, 3, tzinfo=UTC)),
         ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
@@ -51,6 +52,13 @@ def test_an_rfc3339_time_is_the_instant_it_names_in_utc(text: str, expected: dat
         "２０２６-11-26T14:03:00Z",  # digits other than ASCII
         "2026-11-26T14:03:00Z trailing",
         "",
+        # RFC 3339 has no whitespace around a time: none is stripped
+        " 2026-11-26T14:03:00Z",
+        "2026-11-26T14:03:00Z ",
+        "2026-11-26T14:03:00Z\n",
+        "\t2026-11-26T14:03:00Z",
+        "2026-11-26T14:03:00Z\r\n",
+        "2026-11-26T14:03:00+01:00\t",
     ],
 )
 def test_other_forms_are_refused_not_guessed(text: str) -> None:
@@ -85,3 +93,24 @@ def test_every_refusal_is_a_value_error() -> None:
     assert issubclass(NotRfc3339, ValueError)
     assert issubclass(NoZone, ValueError)
     assert issubclass(NoSuchTime, ValueError)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-12-07T10:30:20+00:99",  # not +01:39
+        "2026-12-07T10:30:20+00:60",
+        "2026-12-07T10:30:20-05:75",
+        "2026-12-07T10:30:20+0099",
+        "2026-12-07T10:30:20+24:00",
+        "2026-12-07T10:30:20-24:00",
+        "2026-12-07T10:30:20+99:00",
+        "2026-12-07T10:30:20+2400",
+    ],
+)
+def test_an_offset_beyond_23_59_is_refused_with_the_ranges_named(text: str) -> None:
+    with pytest.raises(NoSuchTime) as refused:
+        parse_rfc3339(text)
+    assert str(refused.value) == (
+        f"not a valid time: {text!r} (an offset's hours are 00 to 23, its minutes 00 to 59)"
+    )

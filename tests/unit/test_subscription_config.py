@@ -125,6 +125,48 @@ def test_a_missing_field_is_named_required_once(body: Any, expected: list[dict[s
     assert errors(body) == (True, expected)
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        # each would be sent as a malformed request line on every delivery
+        (
+            "http://127.0.0.1:8201/x HTTP/1.1\r\nX-Injected: yes",
+            "not a valid URL: ' ' may not appear in a URL (percent-encode it)",
+        ),
+        ("http://a b/", "not a valid URL: ' ' may not appear in a URL (percent-encode it)"),
+        ("http://a/b\r\n", "not a valid URL: '\\r' may not appear in a URL (percent-encode it)"),
+        ("http://a/b\n", "not a valid URL: '\\n' may not appear in a URL (percent-encode it)"),
+        ("http://a/\tb", "not a valid URL: '\\t' may not appear in a URL (percent-encode it)"),
+        ("http://a/\x00", "not a valid URL: '\\x00' may not appear in a URL (percent-encode it)"),
+        ("http://a/\x7f", "not a valid URL: '\\x7f' may not appear in a URL (percent-encode it)"),
+        ("http://a/<b>", "not a valid URL: '<' may not appear in a URL (percent-encode it)"),
+        ("http://a/{{b}}", "not a valid URL: '{' may not appear in a URL (percent-encode it)"),
+        (
+            "http://a/caf\u00e9",
+            "not a valid URL: '\u00e9' may not appear in a URL (percent-encode it)",
+        ),
+        (
+            "http://a/b%zz",
+            "not a valid URL: a '%' that does not start a percent-encoding such as %20",
+        ),
+    ],
+)
+def test_a_url_with_a_character_no_uri_holds_is_refused_like_one_that_does_not_parse(
+    url: str, message: str
+) -> None:
+    assert errors({"sink": {**HOOK, "url": url}}) == (
+        False,
+        [{"key": "sink.url", "message": message}],
+    )
+    redis = {"kind": "redis-pubsub", "url": url.replace("http", "redis", 1), "channel": "c"}
+    assert errors({"sink": redis}) == (False, [{"key": "sink.url", "message": message}])
+
+
+def test_a_url_of_uri_characters_is_taken_as_written() -> None:
+    url = "https://u:p%40w@x.test:8443/a-b_c.d~/{entity_key}?q=1&r=[2]*+,;=!$'()#f"
+    assert cfg.parse("orders", {"sink": {**HOOK, "url": url}}).sink["url"] == url
+
+
 def test_a_body_that_is_not_an_object_says_so_in_words() -> None:
     with pytest.raises(cfg.ConfigError) as caught:
         cfg.parse("orders", [])
