@@ -93,7 +93,10 @@ class Workers:
             checkpointer=checkpointer,
             entity_rows=[p.collection for p in projections if p.per_entity],
         )
-        self.capture = CaptureWorker(self.ingester, workload=workload, on_caught_up=on_caught_up)
+        # A file's end does not end the service's capture: erasure requests are still its.
+        self.capture = CaptureWorker(
+            self.ingester, linger=True, workload=workload, on_caught_up=on_caught_up
+        )
         self.supervisor.add(self.capture)
         # One cache of entity states for every projection here: each event is folded once.
         self.states = SharedStates(entities=settings.state_cache)

@@ -32,11 +32,15 @@ class CaptureWorker:
         ingester: Ingester,
         *,
         follow: bool = True,
+        linger: bool = False,
         workload: Workload | None = None,
         on_caught_up: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.ingester = ingester
         self.follow = follow
+        # Following a source that ends (a file): keep carrying out erasure requests, which
+        # only capture does, until stopped (the service); else the run ends with the source.
+        self.linger = linger
         self.workload = workload
         self.on_caught_up = on_caught_up
         self.caught_up_once = False
@@ -122,7 +126,7 @@ class CaptureWorker:
             if self.workload is not None and self._workload_task is None:
                 self._workload_task = asyncio.create_task(self.workload(), name="workload")
         if self.follow:
-            await self.ingester.run(stop=stop)
+            await self.ingester.run(stop=stop, linger=self.linger)
             return
         task = self._workload_task
         if task is not None and not task.done():

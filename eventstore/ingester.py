@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 from bson import Timestamp
 
+from eventstore.awaiting import wait_set
 from eventstore.badinput import (
     RECORD,
     Rejection,
@@ -144,6 +145,8 @@ class Ingester:
         # Told when the listings' index starts failing (why) and when it is written again
         # (None): the capture worker shows it as a standing problem.
         self.on_index_problem: Callable[[str | None], None] | None = None
+        # Seconds between looks for erasure requests once a finite source ended (`linger`).
+        self.linger_poll = 1.0
 
     def lag_seconds(self, now: datetime) -> float | None:
         """Now minus the cluster time of the last stored resume point; 0 while idle, None before."""
@@ -154,16 +157,24 @@ class Ingester:
         return max((now - timestamp_time(self.last_cluster_time)).total_seconds(), 0.0)
 
     async def run(
-        self, *, until_idle: bool = False, stop: asyncio.Event | None = None
+        self,
+        *,
+        until_idle: bool = False,
+        stop: asyncio.Event | None = None,
+        linger: bool = False,
     ) -> IngestStats:
-        """Capture until `stop` is set, the source ends, or (until_idle) nothing is pending."""
+        """Capture until `stop` is set, the source ends, or (until_idle) nothing is pending.
+
+        With `linger` (and `stop`), a source that ends (a file) does not end the run:
+        this instance keeps the lease and carries out erasure requests until stopped.
+        """
         started = time.perf_counter()
         try:
             while not (stop and stop.is_set()):
                 if not await self.lease.acquire(stop):
                     break
                 try:
-                    if await self._work(until_idle=until_idle, stop=stop):
+                    if await self._work(until_idle=until_idle, stop=stop, linger=linger):
                         break
                 except LeaseLost as exc:
                     log.warning("stopping capture, another instance took over: %s", exc)
@@ -184,7 +195,9 @@ class Ingester:
         return self.stats
 
     # -- the main loop -----------------------------------------------------------------------
-    async def _work(self, *, until_idle: bool, stop: asyncio.Event | None) -> bool:
+    async def _work(
+        self, *, until_idle: bool, stop: asyncio.Event | None, linger: bool = False
+    ) -> bool:
         """Capture while holding the lease; True when finished (not when the lease was lost)."""
         cp = await self.store.checkpoints.get(self.name)
         if self.checkpointer is not None:
@@ -218,9 +231,19 @@ class Ingester:
                 )
                 cp = await self._record_gap(cp, reason=outcome.reason)
                 continue
+            if outcome == "ended" and linger and stop is not None:
+                await self._linger(cp, stop)
             if outcome != "invalidated":
                 return True
         return True
+
+    async def _linger(self, cp: Checkpoint, stop: asyncio.Event) -> None:
+        """The source ended: carry out erasure requests (capture's work) until stopped."""
+        log.info("the source ended: capture carries out erasure requests until stopped")
+        while not stop.is_set():
+            await self.lease.keep()
+            cp = await self._erasures(cp)
+            await wait_set(stop, self.linger_poll)
 
     async def _stream(
         self, cp: Checkpoint, *, until_idle: bool, stop: asyncio.Event | None
