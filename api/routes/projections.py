@@ -202,13 +202,14 @@ async def projection_rows(
 async def projection_row(
     services: ServicesDep, name: FromPath[str], key: FromPath[str]
 ) -> dict[str, Any]:
-    name, key = path_value(name), path_value(key)
+    name, asked = path_value(name), path_value(key)
     projection = services.projection(name)
+    key = asked
     if name == "order_summary":
-        key = await _order_row_key(services, projection.collection, key)
+        key = await _order_row_key(services, projection.collection, asked)
     found = await services.store.read_models.get_many(projection.collection, [key])
     if key not in found:
-        raise not_found(f"no row {key!r} in {name}")
+        raise not_found(f"no row {asked!r} in {name}")  # as asked: a bare key names no type
     return _row(name, found[key])
 
 

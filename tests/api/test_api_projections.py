@@ -595,6 +595,11 @@ async def test_order_rows_are_per_entity_and_a_bare_key_naming_two_is_409(
         assert row.status_code == 200 and row.json()["entity_key"] == "42"
     assert (await pclient.get("/v1/projections/order_summary/oid:zz")).status_code == 400
     assert (await pclient.get("/v1/projections/order_summary/int:43")).status_code == 404
+    # A bare key that names no row is named as asked (it has no type to report).
+    hex24 = "6b168d749c8ad304089e0000"
+    missing = await pclient.get(f"/v1/projections/order_summary/{hex24}")
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == f"no row '{hex24}' in order_summary"
 
 
 async def test_rows_built_by_earlier_rules_or_recording_none_say_rebuild_needed(
