@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -363,6 +364,14 @@ class Service:
         return app
 
 
+# What a command reading or writing a fresh `memory://` store says (it holds nothing else's).
+MEMORY_ALONE = (
+    "note: memory:// is a store inside one process, and this command's is new and empty:"
+    " it holds nothing another process captured and keeps nothing after it. Ask a running"
+    " service through its HTTP API (e.g. GET /v1/verify), or give a MongoDB URI."
+)
+
+
 @contextlib.asynccontextmanager
 async def open_service(
     settings: Settings,
@@ -372,11 +381,17 @@ async def open_service(
     workload: WorkloadOptions | None = None,
     clock: Clock | None = None,
 ) -> AsyncIterator[Service]:
-    """The service of `settings`: the store opened (or `store`), the source built if `capture`."""
+    """The service of `settings`: the store opened (or `store`), the source built if `capture`.
+
+    A command that only reads or writes a `memory://` store opened here sees an empty
+    store that ends with it: it says so on standard error (its answer stays as it is).
+    """
     clock = clock or SystemClock()
     async with opened_store(settings, store) as opened:
         wiring = build_source(settings, opened, clock, workload) if capture else None
         yield Service(settings, opened, clock=clock, wiring=wiring)
+    if store is None and settings.is_memory and not capture:
+        print(MEMORY_ALONE, file=sys.stderr)  # after its answer (and never beside an error)
 
 
 def build_app(

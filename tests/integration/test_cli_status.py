@@ -7,6 +7,8 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from eventstore.cli import main
 from eventstore.memory.store import MemoryStore
 from eventstore.worker_state import WorkerRecord
@@ -81,3 +83,17 @@ def test_status_shows_every_instance_and_marks_stale_ones() -> None:
 def test_status_of_a_store_without_workers_says_so() -> None:
     code, out = run(MemoryStore())
     assert code == 0 and out.startswith("no worker states recorded")
+
+
+def test_a_fresh_memory_store_is_said_to_be_empty_and_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Opened by the command itself, memory:// holds nothing another process captured: the
+    # answer (0 events, valid) stays, and standard error says why it is empty.
+    assert main(["verify", "--uri", "memory://"], out=io.StringIO()) == 0
+    assert capsys.readouterr().err.startswith(
+        "note: memory:// is a store inside one process, and this command's is new and empty"
+    )
+    # A store given to the command (the service's own) is not a fresh one: no note.
+    assert main(["verify", "--uri", "memory://"], out=io.StringIO(), store=MemoryStore()) == 0
+    assert capsys.readouterr().err == ""
