@@ -50,3 +50,27 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
     for t in helpers:
         if not t.cancelled():
             t.exception()  # retrieved: no "exception was never retrieved" warning
+
+
+async def unless_set(awaitable: Awaitable[T], event: asyncio.Event) -> T | None:
+    """`await awaitable`, or cancel it and answer None once `event` is set first.
+
+    A result that is there when the event is set too is still answered. Cancelled
+    while waiting, both helpers are cancelled and waited for, and the cancellation
+    propagates.
+    """
+    task = asyncio.ensure_future(awaitable)
+    if event.is_set():
+        await cancel_and_wait([task])
+        return None
+    stopped = asyncio.ensure_future(event.wait())
+    try:
+        done, _ = await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        await cancel_and_wait([task, stopped])
+        raise
+    if task in done:
+        await cancel_and_wait([stopped])
+        return task.result()
+    await cancel_and_wait([task])
+    return None

@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 from bson import Timestamp
 
-from eventstore.awaiting import wait_set
+from eventstore.awaiting import unless_set, wait_set
 from eventstore.badinput import (
     RECORD,
     Rejection,
@@ -252,7 +252,12 @@ class Ingester:
         async with self.source.watch(_resume_point(cp)) as stream:
             while not (stop and stop.is_set()):
                 await self.lease.keep()
-                batch = await stream.next_batch()
+                if stop is None:
+                    batch = await stream.next_batch()
+                else:  # a source may wait long for its next batch (a pipe): a stop ends that
+                    batch = await unless_set(stream.next_batch(), stop)
+                    if stop.is_set():
+                        break
                 if batch is None:
                     self.stats.caught_up = True
                     await self._idle()

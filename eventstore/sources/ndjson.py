@@ -35,9 +35,17 @@ from eventstore.codec import EXTJSON_OPTIONS
 from eventstore.json_input import DuplicateKey, unique_object
 from eventstore.model import ChangeBatch, Origin, ResumePoint
 from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, SourceError
+from eventstore.sources.piped_lines import PipedLines
 from eventstore.split_events import Fragments, fragment_of
 
 DATABASE_OPS: Final = frozenset({"dropDatabase", "invalidate"})
+
+
+class _NotYet:
+    """What `_next_line` answers, not waiting, when a pipe has no line there yet."""
+
+
+_NOT_YET: Final = _NotYet()
 DUPLICATE_KEY: Final = "not valid JSON for a change (an object names one key twice)"
 # Lines read per trip to the worker thread (a file is read off the event loop).
 READ_CHUNK: Final = 512
@@ -60,11 +68,19 @@ class NdjsonChangeSource:
         self.collections = frozenset(collections)
         self.batch_size = batch_size
         self._stdin = stdin
+        self._piped: PipedLines | None = None
 
     @property
     def name(self) -> str:
         """`ndjson`: a file of change events."""
         return "ndjson"
+
+    def piped(self, handle: IO[Any]) -> PipedLines:
+        """Standard input's reader: one for the source, whatever stream reads it (a second
+        thread reading the same pipe would take lines from the first)."""
+        if self._piped is None:
+            self._piped = PipedLines(handle, READ_CHUNK)
+        return self._piped
 
     @property
     def can_snapshot(self) -> bool:
@@ -129,6 +145,8 @@ class NdjsonChangeStream:
         self._token: dict[str, Any] | None = None
         self._cluster_time: Timestamp | None = None
         self._pending: deque[tuple[int, str]] = deque()
+        # Standard input is a pipe: its lines as they arrive, read by the source's thread.
+        self._piped = source.piped(handle) if source.path == "-" else None
         # Fragments of a split event, each with its origin and line, until its last one.
         self._fragments: Fragments[tuple[Origin, str]] = Fragments()
         self._skip_to: str | None = None
@@ -150,7 +168,10 @@ class NdjsonChangeStream:
         origins: list[Origin] = []
         examined = False
         while len(changes) < self._source.batch_size:
-            line = await self._next_line()
+            # A pipe's batch is what has arrived: it waits for a line only while it has none.
+            line = await self._next_line(wait=not changes)
+            if isinstance(line, _NotYet):
+                break
             if line is None:
                 if self._skip_to is not None:
                     self._error = HistoryLost(
@@ -224,12 +245,17 @@ class NdjsonChangeStream:
             return coll in collections or rename_target(change) in collections
         return token_of(change) is None or not isinstance(op, str) or op in DATA_OPS
 
-    async def _next_line(self) -> tuple[int, str] | None:
-        """The next non-blank line with its 1-based number, or None at the end."""
+    async def _next_line(self, *, wait: bool = True) -> tuple[int, str] | _NotYet | None:
+        """The next non-blank line with its 1-based number, or None at the end.
+
+        Without `wait`, `_NOT_YET` when a pipe has no line there yet.
+        """
         while True:
             if not self._pending:
                 if self._eof:
                     return None
+                if not wait and self._piped is not None and not self._piped.ready():
+                    return _NOT_YET
                 await self._fill()
                 continue
             number, text = self._pending.popleft()
@@ -237,9 +263,12 @@ class NdjsonChangeStream:
                 return number, text
 
     async def _fill(self) -> None:
-        lines = await asyncio.to_thread(_read_lines, self._handle, READ_CHUNK)
-        if len(lines) < READ_CHUNK:
-            self._eof = True
+        if self._piped is not None:
+            lines = await self._piped.take()
+            self._eof = not lines
+        else:
+            lines = await asyncio.to_thread(_read_lines, self._handle, READ_CHUNK)
+            self._eof = len(lines) < READ_CHUNK
         for raw in lines:
             self._line_no += 1
             text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
@@ -270,10 +299,40 @@ def _origin_of(parts: list[tuple[Origin, str]]) -> Origin:
     return Origin(position=span, sha256=sha256_hex(raw))
 
 
+class NotBson(ValueError):
+    """A value of a line that no BSON document holds, so no change MongoDB sent (the reason)."""
+
+
+_INT64_DIGITS: Final = 19  # no int64 has more digits (and `int` need not read a longer one)
+
+
+def _int64(text: str) -> int:
+    """A JSON integer, within the 64 bits BSON's largest integer holds (`parse_int`)."""
+    if len(text.lstrip("-")) <= _INT64_DIGITS:
+        value = int(text)
+        if -(2**63) <= value < 2**63:
+            return value
+    raise NotBson("an integer beyond 64 bits, which MongoDB does not hold")
+
+
+def _no_constant(name: str) -> Any:
+    """`NaN`, `Infinity` and `-Infinity` are not JSON (`parse_constant`); Extended JSON
+    writes them `{"$numberDouble": "NaN"}`."""
+    raise NotBson(f'{name} is not JSON (Extended JSON writes {{"$numberDouble": "{name}"}})')
+
+
 def _change_object(pairs: list[tuple[str, Any]]) -> Any:
     """One object of a line, as `json_util.loads` reads it; DuplicateKey for a key given twice
-    (which of the two a change meant cannot be told)."""
-    return json_util.object_hook(unique_object(pairs), EXTJSON_OPTIONS)
+    (which of the two a change meant cannot be told); a key with a NUL byte, which BSON
+    cannot hold, is NotBson."""
+    obj = unique_object(pairs)
+    for key in obj:
+        if "\x00" in key:
+            raise NotBson("a key with a NUL character, which BSON does not hold")
+    value = json_util.object_hook(obj, EXTJSON_OPTIONS)
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:  # {"$numberLong": "1e20"}
+        raise NotBson("an integer beyond 64 bits, which MongoDB does not hold")
+    return value
 
 
 def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
@@ -286,9 +345,13 @@ def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
     except UnicodeEncodeError:
         return {}, msgspec.structs.replace(origin, unreadable="not valid UTF-8")
     try:
-        change = json.loads(line, object_pairs_hook=_change_object)
+        change = json.loads(
+            line, object_pairs_hook=_change_object, parse_int=_int64, parse_constant=_no_constant
+        )
     except DuplicateKey:  # which one is not said: key names are input too
         return {}, msgspec.structs.replace(origin, unreadable=DUPLICATE_KEY)
+    except NotBson as exc:  # it would fail the event's hash (BSON) after the lines before it
+        return {}, msgspec.structs.replace(origin, unreadable=f"not a change: {exc}")
     except json.JSONDecodeError as exc:  # where, never what: the input is not repeated
         where = f"line 1 column {exc.colno}" if exc.lineno == 1 else f"at char {exc.pos}"
         reason = f"not valid JSON ({exc.msg}, {where})"

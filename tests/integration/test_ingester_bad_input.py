@@ -691,3 +691,27 @@ async def test_tokenless_changes_are_placed_by_the_cluster_time_before_them(
     assert [e.occurred_at for e in events] == [second_of_2026] * 3
     cp = await store.checkpoints.get(ROLE)
     assert cp is not None and cp.token == token(3)
+
+
+@pytest.mark.parametrize("policy", ["stop", "record"])
+async def test_a_value_bson_cannot_hold_is_bad_input_not_a_failed_capture(
+    store: Store, tmp_path: Path, policy: str
+) -> None:
+    # An integer beyond 64 bits failed the event's hash (BSON) at sealing: capture failed
+    # with a traceback and the good lines of its batch before it were lost.
+    big = change(3)
+    big["fullDocument"]["total"] = 2**70
+    lines = [line(1), line(2), json_util.dumps(big), line(4), line(5), line(6)]
+    path = write(tmp_path / "changes.ndjson", lines)
+    if policy == "stop":
+        with pytest.raises(BadChange, match=r"^ndjson: line 3: not a change: an integer beyond"):
+            await ndjson_ingester(store, path, policy=policy).run(until_idle=True)
+        events = await assert_log_intact(store)
+        assert [e.id for e in events] == [token(1)["_data"], token(2)["_data"]]
+    else:
+        await ndjson_ingester(store, path, policy=policy).run(until_idle=True)
+        events = await assert_log_intact(store)
+        kinds = ["created", "updated", "rejected", "updated", "created", "updated"]
+        assert [e.type for e in events] == kinds
+        assert events[2].document is not None
+        assert events[2].document["position"] == "line 3"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from eventstore.awaiting import cancel_and_wait, wait_set, within
+from eventstore.awaiting import cancel_and_wait, unless_set, wait_set, within
 from eventstore.capture_worker import CaptureWorker
 from eventstore.clock import FakeClock
 from eventstore.ingester import Ingester
@@ -120,3 +120,35 @@ async def test_capture_worker_close_cancelled_while_the_workload_ends_is_cancell
     task.cancel()
     helper.release.set()
     await _assert_ends_cancelled(task)
+
+
+async def test_unless_set_answers_the_result_or_none_once_the_event_is_set() -> None:
+    event = asyncio.Event()
+    assert await unless_set(asyncio.sleep(0, result=7), event) == 7
+    # The event set while it waits: the awaitable is cancelled, and the answer is None.
+    slow = asyncio.ensure_future(asyncio.sleep(3600, result=1))
+    waiting = asyncio.ensure_future(unless_set(slow, event))
+    await _settle_loop()
+    event.set()
+    assert await waiting is None
+    assert slow.cancelled()
+    # Set already: the awaitable never runs on.
+    never = asyncio.ensure_future(asyncio.sleep(3600, result=1))
+    assert await unless_set(never, event) is None
+    assert never.cancelled()
+    # Its error is raised as it is.
+    with pytest.raises(ZeroDivisionError):
+        await unless_set(asyncio.ensure_future(_divide()), asyncio.Event())
+
+
+async def _divide() -> float:
+    return 1 / 0
+
+
+async def test_unless_set_cancelled_while_it_waits_ends_cancelled_with_its_helper() -> None:
+    slow = asyncio.ensure_future(asyncio.sleep(3600))
+    task = asyncio.ensure_future(unless_set(slow, asyncio.Event()))
+    await _settle_loop()
+    task.cancel()
+    await _assert_ends_cancelled(task)
+    assert slow.cancelled()

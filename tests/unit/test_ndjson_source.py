@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,13 @@ from bson import Decimal128, Int64, ObjectId, Timestamp, json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS
 
 from eventstore.badinput import DEEPER_THAN_MONGODB, MAX_CHANGE_DEPTH, deeper_than
+from eventstore.clock import FakeClock
+from eventstore.ingester import Ingester
+from eventstore.memory.store import MemoryStore
 from eventstore.model import ChangeEvent, ResumePoint
 from eventstore.ports import ChangeStream, HistoryLost, SourceError
 from eventstore.sources.ndjson import DUPLICATE_KEY, NdjsonChangeSource
+from tests.integration.ingest_helpers import settings
 
 WHEN = datetime(2026, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
 OID = ObjectId("65f0c0ffee0000000000abcd")
@@ -109,6 +115,9 @@ async def test_only_captured_collections_and_database_events_pass(tmp_path: Path
     assert batch.resume_token == {"_data": "82" + "0" * 31 + "6"}
 
 
+INT64 = "not a change: an integer beyond 64 bits, which MongoDB does not hold"
+
+
 @pytest.mark.parametrize(
     ("bad", "unreadable"),
     [
@@ -123,6 +132,19 @@ async def test_only_captured_collections_and_database_events_pass(tmp_path: Path
         # which of the two the change meant cannot be told (nor is the key named)
         ('{"operationType": "insert", "operationType": "delete"}', DUPLICATE_KEY),
         ('{"fullDocument": {"zz": 1, "zz": 2}}', DUPLICATE_KEY),
+        # What no BSON document holds (it would have failed the event's hash, and capture,
+        # after the lines before it): beyond int64, a NUL in a key, a bare NaN or Infinity.
+        ('{"fullDocument": {"total": 99999999999999999999}}', INT64),
+        ('{"fullDocument": {"total": 9223372036854775808}}', INT64),
+        ('{"fullDocument": {"total": -9223372036854775809}}', INT64),
+        ('{"fullDocument": {"total": ' + "9" * 5000 + "}}", INT64),
+        ('{"fullDocument": {"total": {"$numberLong": "99999999999999999999"}}}', INT64),
+        ('{"fullDocument": {"z\\u0000z": 1}}', "not a change: a key with a NUL character"),
+        ('{"fullDocument": {"total": NaN}}', "not a change: NaN is not JSON"),
+        ('{"fullDocument": {"total": -Infinity}}', "not a change: -Infinity is not JSON"),
+        # int64's ends and a NUL inside a string are BSON's
+        ('{"fullDocument": {"a": 9223372036854775807, "b": -9223372036854775808}}', None),
+        ('{"fullDocument": {"a": "z\\u0000z"}}', None),
     ],
 )
 async def test_a_malformed_line_is_passed_on_in_its_place_with_its_line_and_hash(
@@ -300,6 +322,41 @@ async def test_dash_reads_standard_input() -> None:
     source = NdjsonChangeSource("-", collections=["orders"], stdin=stdin)
     async with source.watch(None) as stream:
         assert [keys(b) for b in await batches(stream)] == [[1, 3]]
+
+
+async def test_a_pipes_lines_come_as_they_arrive_and_a_stop_ends_the_wait() -> None:
+    # A writer that keeps the pipe open: each line is a batch as it comes (not once 512
+    # lines or the end are there), and the ingester, waiting on the open pipe, stops.
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, encoding="utf-8") as reader, os.fdopen(write_fd, "w") as writer:
+        source = NdjsonChangeSource("-", collections=["orders"], stdin=reader, batch_size=50)
+        async with source.watch(None) as stream:
+            for n in (1, 3):
+                writer.write(lines(change(n)) + "\n")
+                writer.flush()
+                batch = await asyncio.wait_for(stream.next_batch(), 10)
+                assert batch is not None and keys(batch.changes) == [n]
+            writer.write(lines(change(5), change(7)) + "\n")
+            writer.flush()
+            batch = await asyncio.wait_for(stream.next_batch(), 10)
+            assert batch is not None
+            if keys(batch.changes) == [5]:  # both lines in one chunk, unless the read split
+                batch = await asyncio.wait_for(stream.next_batch(), 10)
+                assert batch is not None and keys(batch.changes) == [7]
+            else:
+                assert keys(batch.changes) == [5, 7]
+        # The ingester opens the source again: the same reader goes on with the pipe.
+        store = MemoryStore()
+        s = settings(source="ndjson:-")
+        ingester = Ingester(store=store, source=source, settings=s, clock=FakeClock())
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(ingester.run(stop=stop))
+        writer.write(lines(change(9)) + "\n")
+        writer.flush()
+        assert await store.events.wait_for_append(0, timeout=10)
+        stop.set()  # the reader is blocked on the open pipe: the run ends all the same
+        await asyncio.wait_for(running, 10)
+    assert [e.entity_id for e in await store.events.read(after_seq=0, limit=10)] == [9]
 
 
 async def test_missing_file_is_a_source_error_naming_it(tmp_path: Path) -> None:
