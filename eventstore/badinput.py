@@ -21,6 +21,7 @@ import msgspec
 from bson import Timestamp
 
 from eventstore.codec import timestamp_str
+from eventstore.keys import typed_key
 from eventstore.model import SOURCE_STREAM
 from eventstore.split_events import SPLIT_EVENT, fragment_of
 
@@ -129,9 +130,12 @@ def raw_sha256(raw: Any) -> str:
 
 
 def token_of(raw: Any) -> dict[str, Any] | None:
-    """The change's resume token when it is a document with a string `_data`, else None."""
+    """The change's resume token when it is a document with a nonempty string `_data`, else None.
+
+    (An empty `_data` is no position: every change would share it.)
+    """
     token = raw.get("_id") if isinstance(raw, dict) else None
-    if isinstance(token, dict) and isinstance(token.get("_data"), str):
+    if isinstance(token, dict) and isinstance(token.get("_data"), str) and token["_data"]:
         return token
     return None
 
@@ -226,8 +230,14 @@ def _data_change_problem(op: str, raw: Mapping[str, Any]) -> str | None:
         value = get(name)
         if value is not None and (value.__class__ is bool or not isinstance(value, types)):
             return f"{name} is {_kind(value)}, not {what}"
-    if op in ("insert", "replace") and not isinstance(raw.get("fullDocument"), dict):
-        return f"{op} without fullDocument"
+    if op in ("insert", "replace"):
+        document = raw.get("fullDocument")
+        if not isinstance(document, dict):
+            return f"{op} without fullDocument"
+        # MongoDB's documentKey is the document's own `_id`: one that is not says nothing
+        # about which entity the change is (both are recorded: which would be read?).
+        if "_id" not in document or typed_key(document["_id"]) != typed_key(key["_id"]):
+            return f"{op} whose fullDocument._id is not its documentKey._id"
     if op == "update":
         return _update_problem(raw.get("updateDescription"))
     return None

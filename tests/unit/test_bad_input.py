@@ -269,3 +269,18 @@ def test_bad_input_is_a_validated_setting() -> None:
         load({"EVENTSTORE_BAD_INPUT": "skip"})
     with pytest.raises(SettingsError, match="BAD_INPUT"):
         Settings(bad_input="ignore")
+
+
+@pytest.mark.parametrize("op", ["insert", "replace"])
+def test_a_full_document_of_another_id_than_its_key_is_bad(op: str) -> None:
+    reason = f"{op} whose fullDocument._id is not its documentKey._id"
+    assert judge(_with(good(op), "fullDocument._id", 8)) == ("orders", reason)
+    assert judge(_with(good(op), "fullDocument._id", "7")) == ("orders", reason)
+    assert judge(_without(good(op), "fullDocument._id")) == ("orders", reason)
+    # One value however it is written (MongoDB holds 7 and 7.0 as one `_id`).
+    assert judge(_with(good(op), "fullDocument._id", 7.0)) is None
+
+
+def test_an_empty_resume_token_is_no_resume_token() -> None:
+    # Every change would share it: no position to resume after, nor an id to dedup by.
+    assert judge(_with(good(), "_id", {"_data": ""})) == ("orders", "no resume token (_id._data)")
