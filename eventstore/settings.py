@@ -10,11 +10,12 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import msgspec
 
 from eventstore import json_input
-from eventstore.decimal_text import decimal_int
+from eventstore.decimal_text import LONGEST, decimal_int
 from eventstore.notes import NoteError, Verifier
 
 PREFIX: Final = "EVENTSTORE_"
@@ -34,6 +35,12 @@ ORDER_FIELDS: Final = {
 DEFAULT_PAID_STATUSES: Final = ("paid", "shipped", "delivered")
 # What capture does with a change it cannot interpret (eventstore.badinput).
 BAD_INPUT_POLICIES: Final = ("stop", "record")
+# The longest LEASE_SECONDS, CHECKPOINT_INTERVAL and UNHEALTHY_AFTER: a day. No deployment
+# wants a lease, a checkpoint gap or a retry span longer, and a day keeps `now + seconds`
+# far inside what a datetime holds.
+MOST_SECONDS: Final = 86_400
+# The longest SERVER_TIMEOUT_MS: an hour (PyMongo refuses a billion).
+MOST_SERVER_TIMEOUT_MS: Final = 3_600_000
 
 
 class SettingsError(ValueError):
@@ -170,7 +177,16 @@ def _at_least_one(value: Any) -> str | None:
 def _seconds(value: Any) -> str | None:
     if not (_is_int(value) or isinstance(value, float)):
         return f"must be a number of seconds, got {value!r}"
-    return None if 0 < value < float("inf") else f"must be more than 0, got {value}"
+    if 0 < value <= MOST_SECONDS:
+        return None
+    return f"must be more than 0 and at most {MOST_SECONDS} (a day), got {value}"
+
+
+def _check_server_timeout(value: Any) -> str | None:
+    problem = _at_least_one(value)
+    if problem is None and value > MOST_SERVER_TIMEOUT_MS:
+        return f"must be at most {MOST_SERVER_TIMEOUT_MS} (an hour), got {value}"
+    return problem
 
 
 def _text(value: Any) -> str | None:
@@ -188,6 +204,13 @@ def _texts(value: Any) -> str | None:
         isinstance(v, str) and v.strip() for v in value
     ):
         return f"must be a list of non-empty names, got {value!r}"
+    return None
+
+
+def _check_keys(value: Any) -> str | None:
+    """Bearer keys, never shown: the message names no value."""
+    if _texts(value) is not None:
+        return "must be a list of non-empty keys"
     return None
 
 
@@ -299,29 +322,57 @@ def _check_origin(value: Any) -> str | None:
     return None
 
 
+_PORT_RANGE: Final = "the port is not a number from 1 to 65535"
+
+
+def _http_url_problem(url: str) -> str | None:
+    """What keeps `url` (already known to start with http:// or https://) from naming a server."""
+    try:
+        split = urlsplit(url)
+        port = split.port
+    except ValueError as exc:  # "Port out of range 0-65535", "Invalid IPv6 URL", ...
+        return _PORT_RANGE if "ort" in str(exc) else str(exc)
+    if not split.hostname:
+        return "the URL names no host"
+    return _PORT_RANGE if port == 0 else None
+
+
 def _check_publish(value: Any) -> str | None:
     if not isinstance(value, (tuple, list)):
         return f"must be a list of dir:PATH or http(s):// targets, got {value!r}"
     for target in value:
-        ok = isinstance(target, str) and (
-            (target.startswith("dir:") and len(target) > 4)
-            or target.startswith(("http://", "https://"))
-        )
+        is_url = isinstance(target, str) and target.startswith(("http://", "https://"))
+        ok = is_url or (isinstance(target, str) and target.startswith("dir:") and len(target) > 4)
         if not ok:
             return f"takes dir:PATH or http(s)://URL targets, got {target!r}"
+        problem = _http_url_problem(target) if is_url else None
+        if problem is not None:
+            return f"has a target that is not a valid URL ({problem}): {target!r}"
     return None
+
+
+def _written(witness: Witness) -> str:
+    """A WITNESSES entry as it is written: `URL=VERIFIER_KEY`."""
+    return f"{witness.url}={witness.key}" if witness.key else witness.url
 
 
 def _check_witnesses(value: Any) -> str | None:
     if not isinstance(value, (tuple, list)):
         return f"must be a list of URL=VERIFIER_KEY, got {value!r}"
-    for w in value:
-        if not isinstance(w, Witness) or not w.url.startswith(("http://", "https://")):
+    for i, w in enumerate(value):
+        if not isinstance(w, Witness):
             return f"takes URL=VERIFIER_KEY with an http(s) URL, got {w!r}"
+        if not w.url.startswith(("http://", "https://")):
+            return f"takes URL=VERIFIER_KEY with an http(s) URL, got {_written(w)!r}"
+        problem = _http_url_problem(w.url)
+        if problem is not None:
+            return f"has a URL that is not valid ({problem}): {_written(w)!r}"
         try:
             Verifier.parse(w.key)
         except NoteError as exc:
             return f"has a malformed verifier key for {w.url}: {exc}"
+        if any(w.url == o.url or w.key == o.key for o in value[:i]):
+            return f"lists one witness twice (each URL and key at most once): {_written(w)!r}"
     return None
 
 
@@ -338,8 +389,11 @@ def _check_origins(value: Any) -> str | None:
     if tuple(value) == ("*",):
         return None
     for origin in value:
-        if not _ORIGIN.fullmatch(origin):
+        match = _ORIGIN.fullmatch(origin)
+        if not match:
             return f"takes * or origins like https://example.com[:port], got {origin!r}"
+        if match[2] is not None and not 1 <= int(match[2][1:]) <= 65535:
+            return f"has an origin whose port is not a number from 1 to 65535: {origin!r}"
     return None
 
 
@@ -362,9 +416,9 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "state_cache": _at_least_one,
     "batch_size": _at_least_one,
     "lease_seconds": _seconds,
-    "server_timeout_ms": _at_least_one,
+    "server_timeout_ms": _check_server_timeout,
     "admin_key": _optional_text,
-    "read_keys": _texts,
+    "read_keys": _check_keys,
     "signing_key": _optional_text,
     "log_origin": _check_origin,
     "checkpoint_interval": _seconds,
@@ -393,12 +447,18 @@ def _positive_int(name: str) -> Callable[[str], int | str]:
     return parse
 
 
+# Seconds: ASCII digits with an optional fraction (`10`, `0.5`), as `monitor --interval`
+# reads them. float() also reads `.5`, `1_000`, `+5`, `1e3`, `inf` and other scripts' digits
+# (`٣`, `１`): none is a number here. (A minus sign is read, for the check to name the range.)
+_DECIMAL_SECONDS: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
 def _positive_float(name: str) -> Callable[[str], float | str]:
     def parse(value: str) -> float | str:
-        try:
-            return float(value)
-        except ValueError:
+        text = value.strip()
+        if len(text) > LONGEST or not _DECIMAL_SECONDS.fullmatch(text):
             return value
+        return float(text)
 
     return parse
 
@@ -426,10 +486,12 @@ def _order_fields(value: str) -> Any:
     text = value.strip()
     if text.startswith("@"):
         try:
-            with open(text[1:], encoding="utf-8") as f:
-                text = f.read()
+            with open(text[1:], "rb") as f:
+                text = f.read().decode("utf-8")
         except OSError as exc:
             return _Unreadable(f"cannot read {text[1:]!r}: {exc.strerror}")
+        except UnicodeDecodeError as exc:
+            return _Unreadable(f"cannot read {text[1:]!r}: not UTF-8 (at byte {exc.start})")
     try:
         parsed = json_input.loads(text)
     except ValueError as exc:
@@ -469,10 +531,10 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "server_timeout_ms": _positive_int("SERVER_TIMEOUT_MS"),
     "admin_key": lambda v: v or None,
     "read_keys": _csv,
-    "signing_key": lambda v: v.strip() or None,
-    "log_origin": lambda v: v.strip() or None,
+    "signing_key": str.strip,
+    "log_origin": str.strip,
     "checkpoint_interval": _positive_float("CHECKPOINT_INTERVAL"),
-    "signer_state": lambda v: v.strip() or None,
+    "signer_state": str.strip,
     "publish_checkpoints": _csv,
     "witnesses": _witnesses,
     "unhealthy_after": _positive_float("UNHEALTHY_AFTER"),
@@ -482,6 +544,18 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
 
 SETTING_NAMES: Final = tuple(_PARSERS)
 
+# Comma-separated lists whose empty value means none (no redaction, no read keys, ...): one of
+# only commas and spaces lists nothing, and is refused rather than read as none. (The lists that
+# need an item, COLLECTIONS, OPERATIONS and PAID_STATUSES, say so in their own checks.)
+_OPTIONAL_LISTS: Final = frozenset(
+    {"redact", "projections", "read_keys", "publish_checkpoints", "witnesses", "cors_origins"}
+)
+
+
+def _blank(name: str, raw: str) -> bool:
+    """A value of only spaces (in an optional list, of only commas and spaces): never unset."""
+    return not (_csv(raw) if name in _OPTIONAL_LISTS else raw.strip())
+
 
 def load(
     environ: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None
@@ -489,7 +563,9 @@ def load(
     """Settings from the environment, then from overrides (CLI flags; None = not given).
 
     A bad value is a SettingsError naming the variable (`EVENTSTORE_BATCH_SIZE`) or the
-    flag (`--batch-size`) it came from.
+    flag (`--batch-size`) it came from. An empty value is not given; a value of only
+    spaces is refused, so a blank SIGNING_KEY or READ_KEYS never turns signing or
+    authentication off unnoticed.
     """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
@@ -501,6 +577,9 @@ def load(
             raw = overrides[name]
             origin[name] = "--" + name.replace("_", "-")
         if raw is not None and (raw != "" or name == "admin_key"):
+            if raw and _blank(name, raw):
+                problem = "must not be empty"
+                raise SettingsError(f"{origin[name]} {problem}", setting=name, problem=problem)
             values[name] = parse(raw)
     try:
         return Settings(**values)

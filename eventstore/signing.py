@@ -48,7 +48,7 @@ def load_signer(path: str) -> Signer:
     file = Path(path)
     try:
         mode = file.stat().st_mode
-        text = file.read_text(encoding="utf-8")
+        data = file.read_bytes()
     except OSError as exc:
         raise SettingsError(
             f"SIGNING_KEY cannot be read: {path} ({exc.strerror})", setting="signing_key"
@@ -59,6 +59,13 @@ def load_signer(path: str) -> Signer:
             " chmod 600 it",
             setting="signing_key",
         )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"SIGNING_KEY {path} is not a key file: not UTF-8 (at byte {exc.start})",
+            setting="signing_key",
+        ) from None
     try:
         return Signer.parse(text)
     except NoteError as exc:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 from pymongo import AsyncMongoClient
+from pymongo.common import validate as validate_option
 from pymongo.errors import (
     ConfigurationError,
     OperationFailure,
     PyMongoError,
     ServerSelectionTimeoutError,
 )
+from pymongo.uri_parser import split_options
 
 from eventstore.memory.store import MemoryStore
 from eventstore.mongo.store import MongoStore
@@ -64,8 +68,8 @@ async def open_store(settings: Settings) -> Store:
     shown = redact_uri(uri)
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise StoreError(f"unsupported URI {shown}: use mongodb://, mongodb+srv:// or memory://")
-    timeouts = _timeouts(uri, settings.server_timeout_ms)
     try:
+        timeouts = _timeouts(uri, settings.server_timeout_ms)
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             uri, tz_aware=True, appname="eventstore", **timeouts
         )
@@ -84,26 +88,57 @@ async def open_store(settings: Settings) -> Store:
 
 
 _TIMEOUT_OPTIONS = ("serverSelectionTimeoutMS", "connectTimeoutMS")
+# Every timeout a URI may set. PyMongo warns of a bad one and goes on without it (its
+# default instead, 30 s for server selection): here a bad one is refused.
+_URI_TIMEOUTS = (
+    *_TIMEOUT_OPTIONS,
+    "socketTimeoutMS",
+    "timeoutMS",
+    "waitQueueTimeoutMS",
+    "heartbeatFrequencyMS",
+    "maxIdleTimeMS",
+    "localThresholdMS",
+    "wTimeoutMS",
+    "maxStalenessSeconds",
+)
 
 
-def _uri_options(uri: str) -> dict[str, str]:
-    """The URI's options by lower-cased name (MongoDB's option names are case-insensitive)."""
+def _uri_options(uri: str) -> Mapping[str, Any]:
+    """The URI's options as PyMongo splits them, not yet checked (names are case-insensitive)."""
     query = uri.split("?", 1)[1] if "?" in uri else ""
-    return {k.lower(): v[-1] for k, v in parse_qs(query).items()}
+    if not query:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # duplicates, deprecations: the client warns of them
+        return split_options(query, validate=False, normalize=False)
 
 
 def _timeouts(uri: str, default_ms: int) -> dict[str, Any]:
-    """SERVER_TIMEOUT_MS for each timeout the URI does not set itself: the URI's own wins."""
+    """SERVER_TIMEOUT_MS for each timeout the URI does not set itself: the URI's own wins.
+
+    A timeout the URI sets is checked as PyMongo checks it: a ValueError when PyMongo
+    would ignore it.
+    """
     given = _uri_options(uri)
-    return {name: default_ms for name in _TIMEOUT_OPTIONS if name.lower() not in given}
+    for name in _URI_TIMEOUTS:
+        if name in given:
+            try:
+                validate_option(name, given[name])
+            except (ConfigurationError, ValueError, TypeError) as exc:
+                raise ValueError(f"{exc}, got {given[name]!r}") from None
+    return {name: default_ms for name in _TIMEOUT_OPTIONS if name not in given}
 
 
-def _selection_ms(uri: str, default_ms: int) -> int | str:
-    """The server selection timeout in force, for messages."""
-    return _uri_options(uri).get("serverselectiontimeoutms", default_ms)
+def _selection_ms(uri: str, default_ms: int) -> float:
+    """The server selection timeout in force, for messages (the URI's, checked by `_timeouts`)."""
+    given = _uri_options(uri).get("serverSelectionTimeoutMS")
+    if given is None:
+        return default_ms
+    ms = float(given)
+    return int(ms) if ms.is_integer() else ms
 
 
-def _open_error(exc: PyMongoError, uri: str, timeout_ms: int | str) -> StoreError:
+def _open_error(exc: PyMongoError, uri: str, timeout_ms: float) -> StoreError:
     """The StoreError for a failure while first talking to the server."""
     shown = redact_uri(uri)
     if isinstance(exc, ServerSelectionTimeoutError):

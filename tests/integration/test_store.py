@@ -211,6 +211,44 @@ async def test_the_uris_own_timeout_wins_over_the_setting() -> None:
 
 
 @pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        ("serverSelectionTimeoutMS=abc", "serverSelectionTimeoutMS must be an integer or float"),
+        (
+            "serverselectiontimeoutms=1000000000",
+            "serverSelectionTimeoutMS must be greater than 0 and less than one billion",
+        ),
+        ("connectTimeoutMS=", "connectTimeoutMS must be an integer or float"),
+        ("directConnection=true&socketTimeoutMS=-5", "socketTimeoutMS must be greater than 0"),
+    ],
+)
+async def test_a_timeout_pymongo_would_ignore_is_refused_before_connecting(
+    option: str, problem: str
+) -> None:
+    # PyMongo warns of it and waits its own 30 s instead; the message named the bad value
+    uri = f"mongodb://admin:{PASSWORD}@db.example.invalid:27017/?{option}"
+
+    with pytest.raises(StoreError) as raised:
+        await open_store(Settings(uri=uri))
+
+    message = str(raised.value)
+    assert message.startswith(
+        f"bad MongoDB URI mongodb://***@db.example.invalid:27017/?{option}: {problem}"
+    )
+    assert message.endswith(f", got {option.rpartition('=')[2]!r}")
+    assert PASSWORD not in message
+
+
+async def test_the_timeout_reported_is_the_one_in_force() -> None:
+    uri = "mongodb://db.example.invalid:27017/?serverSelectionTimeoutMS=1.2e2"
+
+    with pytest.raises(StoreError) as raised:
+        await open_store(Settings(uri=uri))
+
+    assert "no server answered within 120 ms" in str(raised.value)
+
+
+@pytest.mark.parametrize(
     ("uri", "shown"),
     [
         ("mongodb://u:p@h1,h2/db?x=1", "mongodb://***@h1,h2/db?x=1"),

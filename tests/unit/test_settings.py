@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from eventstore.settings import _CHECKS, Redaction, Settings, SettingsError, load
+from eventstore.settings import (
+    _CHECKS,
+    SETTING_NAMES,
+    Redaction,
+    Settings,
+    SettingsError,
+    load,
+)
 
 
 def test_defaults_match_the_design() -> None:
@@ -101,9 +109,16 @@ def test_a_failed_migration_is_one_clear_message() -> None:
         ({"server_timeout_ms": 0}, "SERVER_TIMEOUT_MS must be at least 1, got 0"),
         ({"batch_size": "10"}, "BATCH_SIZE must be a whole number, got '10'"),
         ({"batch_size": True}, "BATCH_SIZE must be a whole number, got True"),
-        ({"lease_seconds": 0}, "LEASE_SECONDS must be more than 0, got 0"),
-        ({"lease_seconds": float("inf")}, "LEASE_SECONDS must be more than 0, got inf"),
-        ({"lease_seconds": float("nan")}, "LEASE_SECONDS must be more than 0, got nan"),
+        (
+            {"lease_seconds": 0},
+            "LEASE_SECONDS must be more than 0 and at most 86400 (a day), got 0",
+        ),
+        ({"lease_seconds": float("inf")}, "LEASE_SECONDS must be more than 0 and at most 86400"),
+        ({"lease_seconds": float("nan")}, "LEASE_SECONDS must be more than 0 and at most 86400"),
+        ({"lease_seconds": 1e12}, "LEASE_SECONDS must be more than 0 and at most 86400"),
+        ({"checkpoint_interval": 86_401}, "CHECKPOINT_INTERVAL must be more than 0 and at most"),
+        ({"unhealthy_after": 10**30}, "UNHEALTHY_AFTER must be more than 0 and at most 86400"),
+        ({"server_timeout_ms": 10**9}, "SERVER_TIMEOUT_MS must be at most 3600000 (an hour)"),
         ({"uri": "http://x"}, "URI must start with mongodb://"),
         ({"source": "kafka"}, "SOURCE takes mongo, simulator or ndjson:PATH, got 'kafka'"),
         ({"source": "ndjson:"}, "SOURCE takes mongo, simulator or ndjson:PATH"),
@@ -119,7 +134,7 @@ def test_a_failed_migration_is_one_clear_message() -> None:
         ({"pre_images": "sometimes"}, "PRE_IMAGES takes one of off, when-available, required"),
         ({"bad_input": "skip"}, "BAD_INPUT takes one of stop, record, got 'skip'"),
         ({"admin_key": ""}, "ADMIN_KEY must not be empty"),
-        ({"read_keys": ("k1", " ")}, "READ_KEYS must be a list of non-empty names"),
+        ({"read_keys": ("k1", " ")}, "READ_KEYS must be a list of non-empty keys"),
     ],
 )
 def test_a_settings_built_in_code_is_validated(values: dict[str, Any], message: str) -> None:
@@ -270,3 +285,207 @@ def test_state_cache_reaches_every_projection_runner_and_sizes_the_rebuild() -> 
     big = ProjectionRunner(runner.store, ORDER_SUMMARY, clock=runner.clock, state_cache=600_000)
     assert big.rebuild_states == 600_000  # a rebuild never keeps fewer than following
     assert isinstance(big.cache, StateCache) and big.cache._size == 600_000
+
+
+# -- seconds and milliseconds: bounded, and written in ASCII digits --------------------------------
+
+
+@pytest.mark.parametrize("name", ["LEASE_SECONDS", "CHECKPOINT_INTERVAL", "UNHEALTHY_AFTER"])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("86400.5", "86400.5"),
+        ("1000000000000", "1000000000000.0"),  # `now + timedelta(seconds=...)` overflowed
+        ("99999999999999999999999", "1e+23"),
+        ("-1", "-1.0"),
+    ],
+)
+def test_a_seconds_setting_is_more_than_0_and_at_most_a_day(
+    name: str, value: str, shown: str
+) -> None:
+    assert getattr(load({f"EVENTSTORE_{name}": "86400"}), name.lower()) == 86_400
+    with pytest.raises(SettingsError) as raised:
+        load({f"EVENTSTORE_{name}": value})
+    assert str(raised.value) == (
+        f"EVENTSTORE_{name} must be more than 0 and at most 86400 (a day), got {shown}"
+    )
+
+
+def test_server_timeout_ms_is_at_most_an_hour() -> None:
+    assert load({"EVENTSTORE_SERVER_TIMEOUT_MS": "3600000"}).server_timeout_ms == 3_600_000
+    with pytest.raises(SettingsError) as raised:
+        load({"EVENTSTORE_SERVER_TIMEOUT_MS": "1000000000"})  # PyMongo's own limit, a billion
+    assert str(raised.value) == (
+        "EVENTSTORE_SERVER_TIMEOUT_MS must be at most 3600000 (an hour), got 1000000000"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["+5", "1_000", "\u0663", "\uff11", "1e3", "inf", "nan", "0x10", "1,5", "5 s", ".5", "5."],
+)
+def test_seconds_are_written_in_ascii_digits_with_an_optional_fraction(value: str) -> None:
+    # float() reads every one of these; a setting is a number only in ASCII digits
+    with pytest.raises(SettingsError) as raised:
+        load({"EVENTSTORE_LEASE_SECONDS": value})
+    assert str(raised.value) == (
+        f"EVENTSTORE_LEASE_SECONDS must be a number of seconds, got {value!r}"
+    )
+
+
+def test_seconds_flags_are_read_as_the_variables_are() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load({}, {"lease_seconds": "\u0663"})
+    assert str(raised.value) == "--lease-seconds must be a number of seconds, got '\u0663'"
+    with pytest.raises(SettingsError) as raised:
+        load({}, {"checkpoint_interval": "1_0"})
+    assert str(raised.value) == "--checkpoint-interval must be a number of seconds, got '1_0'"
+    s = load({"EVENTSTORE_LEASE_SECONDS": " 2.5 ", "EVENTSTORE_UNHEALTHY_AFTER": "0.5"})
+    assert (s.lease_seconds, s.unhealthy_after) == (2.5, 0.5)
+    assert load({}, {"checkpoint_interval": "10"}).checkpoint_interval == 10.0
+
+
+def test_the_cli_refuses_a_lease_too_long_for_a_date_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventstore.cli import main
+
+    monkeypatch.setenv("EVENTSTORE_LEASE_SECONDS", "1000000000000")
+    assert main(["verify", "--uri", "memory://"]) == 1
+    assert capsys.readouterr().err == (
+        "eventstore: error: EVENTSTORE_LEASE_SECONDS must be more than 0 and at most 86400"
+        " (a day), got 1000000000000.0\n"
+    )
+
+
+# -- a value of only spaces is refused; an empty one is not given ----------------------------------
+
+
+@pytest.mark.parametrize("name", SETTING_NAMES)
+def test_a_value_of_only_spaces_is_refused_for_every_setting(name: str) -> None:
+    variable = "EVENTSTORE_" + name.upper()
+    with pytest.raises(SettingsError) as raised:
+        load({variable: " \t "})
+    assert str(raised.value) == f"{variable} must not be empty"
+    assert raised.value.setting == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["redact", "read_keys", "publish_checkpoints", "witnesses", "cors_origins", "projections"],
+)
+def test_a_list_of_only_commas_is_refused(name: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load({}, {name: " , ,"})
+    assert str(raised.value) == "--" + name.replace("_", "-") + " must not be empty"
+
+
+def test_an_empty_value_is_the_setting_not_given() -> None:
+    s = load({"EVENTSTORE_SIGNING_KEY": "", "EVENTSTORE_READ_KEYS": "", "EVENTSTORE_REDACT": ""})
+    assert (s.signing_key, s.read_keys, s.redact) == (None, (), ())
+    assert load({"EVENTSTORE_SIGNING_KEY": " /k/log.key "}).signing_key == "/k/log.key"
+
+
+def test_a_blank_signing_key_flag_is_an_error_not_unsigned_checkpoints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from eventstore.cli import main
+
+    assert main(["verify", "--uri", "memory://", "--signing-key", "  "]) == 1
+    assert capsys.readouterr().err == "eventstore: error: --signing-key must not be empty\n"
+
+
+def test_a_read_key_never_shows_in_its_error() -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings(read_keys=("s3cret-read", ""))
+    assert str(raised.value) == "READ_KEYS must be a list of non-empty keys"
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+def test_an_order_fields_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b" " * 9000 + b'{"total": "Betr\xe4g"}')  # past the first 8 KiB read
+    with pytest.raises(SettingsError) as raised:
+        load({"EVENTSTORE_ORDER_FIELDS": f"@{path}"})
+    assert str(raised.value) == (
+        f"EVENTSTORE_ORDER_FIELDS cannot read {str(path)!r}: not UTF-8 (at byte 9015)"
+    )
+
+
+# -- URLs and origins ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("origin", "ok"),
+    [
+        ("https://a.example:99999", False),
+        ("https://a.example:0", False),
+        ("https://a.example:65536", False),
+        ("https://a.example:65535", True),
+        ("http://[::1]:1", True),
+    ],
+)
+def test_a_cors_origins_port_is_1_to_65535(origin: str, ok: bool) -> None:
+    if ok:
+        assert load({"EVENTSTORE_CORS_ORIGINS": origin}).cors_origins == (origin,)
+        return
+    with pytest.raises(SettingsError) as raised:
+        load({"EVENTSTORE_CORS_ORIGINS": f"https://b.example,{origin}"})
+    assert str(raised.value) == (
+        f"EVENTSTORE_CORS_ORIGINS has an origin whose port is not a number from 1 to 65535:"
+        f" {origin!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        ("http://", "the URL names no host"),
+        ("https://:8443/cp", "the URL names no host"),
+        ("https://cp.example:99999/", "the port is not a number from 1 to 65535"),
+        ("https://cp.example:0/", "the port is not a number from 1 to 65535"),
+    ],
+)
+def test_a_publish_target_url_names_a_host_and_a_port(target: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load({"EVENTSTORE_PUBLISH_CHECKPOINTS": f"dir:/srv/cp,{target}"})
+    assert str(raised.value) == (
+        f"EVENTSTORE_PUBLISH_CHECKPOINTS has a target that is not a valid URL ({problem}):"
+        f" {target!r}"
+    )
+
+
+def _witness_key(name: str) -> str:
+    from eventstore.notes import COSIGNATURE, Signer
+
+    return Signer.generate(name, kind=COSIGNATURE).verifier_key()
+
+
+def test_a_witness_listed_twice_is_refused() -> None:
+    key, other = _witness_key("w.example"), _witness_key("v.example")
+    for second in (f"https://w.example/={other}", f"https://v.example/={key}"):
+        with pytest.raises(SettingsError) as raised:
+            load({"EVENTSTORE_WITNESSES": f"https://w.example/={key}, {second}"})
+        assert str(raised.value) == (
+            "EVENTSTORE_WITNESSES lists one witness twice (each URL and key at most once):"
+            f" {second!r}"
+        )
+    two = load({"EVENTSTORE_WITNESSES": f"https://w.example/={key},https://v.example/={other}"})
+    assert len(two.witnesses) == 2
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ("=x", "takes URL=VERIFIER_KEY with an http(s) URL, got '=x'"),
+        ("w.example=a+b+c", "takes URL=VERIFIER_KEY with an http(s) URL, got 'w.example=a+b+c'"),
+        ("ftp://w.example", "takes URL=VERIFIER_KEY with an http(s) URL, got 'ftp://w.example'"),
+        ("https://=k", "has a URL that is not valid (the URL names no host): 'https://=k'"),
+    ],
+)
+def test_a_bad_witness_is_shown_as_it_was_written(written: str, message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load({"EVENTSTORE_WITNESSES": written})
+    assert str(raised.value) == f"EVENTSTORE_WITNESSES {message}"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from eventstore.settings import SettingsError
-from eventstore.signing import SLOT, SignerState, read_state, write_state
+from eventstore.signing import SLOT, SignerState, load_signer, read_state, write_state
 
 
 def state(size: int) -> SignerState:
@@ -150,3 +150,33 @@ def test_later_writes_overwrite_the_file_in_place_even_as_descriptor_0(tmp_path:
     assert read_state(path) == state(2)
     assert os.stat(path).st_ino == inode  # one slot rewritten in place, not a new file
     assert not (tmp_path / "state.tmp").exists()
+
+
+@pytest.mark.parametrize("data", [b"\xff\xfe PRIVATE+KEY", bytes(range(128, 178))])
+def test_a_signing_key_file_that_is_not_utf8_is_one_line_naming_it(
+    tmp_path: Path, data: bytes
+) -> None:
+    key = tmp_path / "bk.key"
+    key.write_bytes(data)
+    os.chmod(key, 0o600)
+    with pytest.raises(SettingsError) as refused:
+        load_signer(str(key))
+    assert str(refused.value) == f"SIGNING_KEY {key} is not a key file: not UTF-8 (at byte 0)"
+    assert refused.value.setting == "signing_key"
+
+
+def test_the_cli_reports_a_signing_key_file_that_is_not_utf8_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventstore.cli import main
+
+    key = tmp_path / "bk.key"
+    key.write_bytes(b"PRIVATE+KEY+\xe4")
+    os.chmod(key, 0o600)
+    changes = tmp_path / "changes.ndjson"
+    changes.write_text("")
+    monkeypatch.setenv("EVENTSTORE_SIGNING_KEY", str(key))
+    argv = ["ingest", "--uri", "memory://", "--source", f"ndjson:{changes}", "--until-idle"]
+    assert main(argv) == 1
+    line = f"SIGNING_KEY {key} is not a key file: not UTF-8 (at byte 12)"
+    assert capsys.readouterr().err == f"eventstore: error: {line}\n"
