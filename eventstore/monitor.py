@@ -50,11 +50,17 @@ class Seen(msgspec.Struct, kw_only=True):
 
 
 def _saved(state: Path, verifier: Verifier) -> tuple[str, int, bytes] | None:
+    """The checkpoint saved last, or None; a file that is not one is a NoteError naming it."""
     path = state / LATEST
     if not path.exists():
         return None
-    note = path.read_text(encoding="utf-8")
-    _, size, root = parse_checkpoint(open_note(note, verifier))
+    try:
+        note = path.read_text(encoding="utf-8")
+        _, size, root = parse_checkpoint(open_note(note, verifier))
+    except UnicodeDecodeError as exc:
+        raise NoteError(f"{path} is not a checkpoint: not UTF-8 text ({exc.reason})") from None
+    except NoteError as exc:
+        raise NoteError(f"{path}: {exc}") from None
     return note, size, root
 
 

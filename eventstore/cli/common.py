@@ -9,7 +9,7 @@ import gc
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Final, TextIO
 
 from eventstore.settings import SETTING_NAMES, Settings, load
@@ -41,8 +41,25 @@ def printable(text: str) -> str:
     return text.translate(_UNPRINTABLE)
 
 
+def one_line(text: str) -> str:
+    """`text` as one line of a message: every control character and undecodable byte escaped.
+
+    Control characters as `printable` escapes them; the bytes of an argument or a path
+    that are not UTF-8 (which Python holds as lone surrogates) as `\\udcff`.
+    """
+    return printable(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 1."""
+    """A user-facing error: printed as one line, exit code 1.
+
+    `details`: lines printed after it (a failed migration's steps done before it),
+    each escaped as the error line is.
+    """
+
+    def __init__(self, message: str, *, details: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.details = tuple(details)
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:

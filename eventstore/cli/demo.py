@@ -2,18 +2,26 @@
 
 Serving (the default) is `run` on memory:// with the simulator (`run.serve_demo`);
 `--report` captures `--orders` and `--changes` as fast as it can and reports.
+SIGINT/SIGTERM stop either at once and exit 0, as they stop `run`; a stopped
+report prints no summary (its numbers would be those of a part of the workload).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
+import signal
 import sys
 from collections import Counter
+from collections.abc import Coroutine, Iterator
+from types import FrameType
 from typing import Any, TextIO
 
 import msgspec
 
+from eventstore.awaiting import cancel_and_wait
 from eventstore.chain import LogVerifier
 from eventstore.cli.bootstrap import Workload, WorkloadOptions, open_service
 from eventstore.cli.common import EXIT_OK, Progress
@@ -34,10 +42,75 @@ async def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     settings = Settings(uri="memory://", source="simulator")
     changes = REPORT_CHANGES if args.changes is None else args.changes
     workload = WorkloadOptions(orders=args.orders, changes=changes, rate=0, seed=args.seed)
-    async with open_service(settings, store=MemoryStore(), capture=True, workload=workload) as svc:
-        await svc.store.events.ensure_indexes()
-        assert svc.workload is not None  # the simulator's
-        return await _report(svc.store, svc.ingester(), svc.workload, changes, args, out)
+    with _stopped_by_signals() as stop:
+        async with open_service(
+            settings, store=MemoryStore(), capture=True, workload=workload
+        ) as svc:
+            await svc.store.events.ensure_indexes()
+            assert svc.workload is not None  # the simulator's
+            reported = await _report(
+                svc.store, svc.ingester(), svc.workload, changes, args, out, stop
+            )
+    if not reported:
+        print("demo: stopped before the report", file=sys.stderr)
+    return EXIT_OK
+
+
+class _Stop(asyncio.Event):
+    """Set by SIGINT/SIGTERM; `is_set()` answers true from the signal on.
+
+    Capturing a memory backlog never suspends: the event loop, and so the callback
+    that sets the event, would run only once all of it is captured. The ingester asks
+    `is_set()` between batches, which the flag raised by the signal handler itself
+    answers at once; waiters are woken by the loop as for any event.
+    """
+
+    signalled = False
+
+    def is_set(self) -> bool:
+        return self.signalled or super().is_set()
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[_Stop]:
+    """A `_Stop` that SIGINT and SIGTERM set while inside (the handlers before restored after).
+
+    Python-level handlers run between any two bytecodes of the main thread, as
+    asyncio's own SIGINT handler does; the loop's `add_signal_handler` would wait for
+    the loop. Outside the main thread no handler is installed (nothing can be).
+    """
+    loop = asyncio.get_running_loop()
+    stop = _Stop()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.signalled = True
+        loop.call_soon_threadsafe(stop.set)
+
+    previous: dict[signal.Signals, Any] = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread
+                previous[sig] = signal.signal(sig, handler)
+        yield stop
+    finally:
+        for sig, before in previous.items():
+            if before is not None:  # None: set outside Python, cannot be put back
+                signal.signal(sig, before)
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run `work` to its end (True), or until `stop` is set (False: `work` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await cancel_and_wait([stopping])
+    if not task.done():
+        await cancel_and_wait([task])
+        return False
+    task.result()  # its failure, if it failed
+    return not stop.is_set()
 
 
 async def _report(
@@ -47,38 +120,55 @@ async def _report(
     changes: int,
     args: argparse.Namespace,
     out: TextIO,
-) -> int:
-    """Capture the whole simulated workload as one backlog, then print the summary."""
+    stop: asyncio.Event,
+) -> bool:
+    """Capture the whole simulated workload as one backlog, then print the summary.
+
+    False when `stop` was set first: nothing is printed then.
+    """
     # Start capturing first (the initial snapshot of an empty shop), so the whole
     # workload arrives as a backlog of changes rather than as a final snapshot.
-    await ingester.run(until_idle=True)
+    await ingester.run(until_idle=True, stop=stop)
+    if stop.is_set():
+        return False
     print(
         f"simulating {args.orders} orders and {changes} changes (seed {args.seed})...",
         file=sys.stderr,
+        flush=True,
     )
-    await workload()
+    if not await _until_stopped(workload(), stop):
+        return False
     # The rate is the backlog's: from here, not counting the simulation or the first snapshot.
     progress = Progress("demo")
     ingester.on_batch = progress
     recorded_before, seconds_before = ingester.stats.recorded, ingester.stats.seconds
-    stats = await ingester.run(until_idle=True)
+    stats = await ingester.run(until_idle=True, stop=stop)
+    if stop.is_set():
+        return False
     backlog = msgspec.structs.replace(
         stats, recorded=stats.recorded - recorded_before, seconds=stats.seconds - seconds_before
     )
-    summary = await _summary(store, stats, rate=backlog.rate)
+    summary = await _summary(store, stats, rate=backlog.rate, stop=stop)
+    if summary is None:
+        return False
     if args.json:
         print(json.dumps(summary), file=out)
     else:
         _print_summary(summary, out)
-    return EXIT_OK
+    return True
 
 
-async def _summary(store: Store, stats: IngestStats, *, rate: float) -> dict[str, Any]:
+async def _summary(
+    store: Store, stats: IngestStats, *, rate: float, stop: asyncio.Event
+) -> dict[str, Any] | None:
+    """The report of the captured log (verified), or None when `stop` is set meanwhile."""
     by_type: Counter[str] = Counter()
     entities: set[tuple[str, str]] = set()
     verifier = LogVerifier((await store.checkpoints.get("ingester:shop") or _no_cp()).head)
     after = 0
     while True:
+        if stop.is_set():
+            return None
         page = await store.events.read(after_seq=after, limit=5000)
         if not page:
             break

@@ -175,6 +175,8 @@ async def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(f"{flag} is about the whole log: give it without STREAM or KEY")
     if checkpoint is not None:
         return await _verify_checkpoint(args, out)
+    if args.key_ is not None:  # a key alone would be ignored: the verdict must not look held to it
+        raise CliError("--key is the key of a saved checkpoint: give it with --checkpoint FILE")
     against = _read_head(Path(args.against_head)) if args.against_head is not None else None
 
     async def body(h: History) -> int:

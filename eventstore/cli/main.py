@@ -1,24 +1,36 @@
 """`main`: parse the command line, configure logging once, run the command, map errors to exits.
 
 Exit codes: 0 success, 1 error (bad input, unreachable server, unknown entity),
-2 verification found tampering. Errors are one line on stderr, never a traceback.
+2 verification found tampering, 130 interrupted (Ctrl-C) before its answer, 141 the reader
+of the output went away (`| head`).
+Errors are one line on stderr, never a traceback; whatever it quotes (an argument, a
+path, a setting) is printed with its control characters escaped, so it stays one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import select
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from types import ModuleType
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
-from eventstore.cli.common import EXIT_ERROR, EXIT_OK, CliError
+from eventstore.cli.common import EXIT_ERROR, CliError, one_line
 from eventstore.cli.logs import configure_logging
 from eventstore.cli.parser import build_parser
 from eventstore.settings import SettingsError
 
 Command = Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]]
+
+# 128 + SIGPIPE: the status of `git log | head`, `cat`, `grep` when their reader goes
+# away (killed by SIGPIPE, which Python ignores: it gets BrokenPipeError instead).
+EXIT_OUTPUT_CLOSED: Final = 141
+# 128 + SIGINT: Ctrl-C ended a command before its answer (an interrupted verify is no verdict).
+EXIT_INTERRUPTED: Final = 130
 
 
 def _command(name: str) -> Command:
@@ -84,33 +96,78 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, store:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
-        if extra and args.command == "projections" and not any(x.startswith("-") for x in extra):
-            # `projections rebuild --workers 2 NAME`: argparse gives the names before the
-            # options to `names` and leaves those after them over; they are names too
-            args.names = [*args.names, *extra]
-        elif extra:
+        if extra:  # before the command: a command's own are its parser's usage error
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command is None:
+            parser.error("the following arguments are required: COMMAND")
     except SystemExit as exc:  # usage errors (1) and --help (0) return like any command
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     args.store = store
     configure_logging(args.verbose)
     try:
-        return asyncio.run(_run(_command(args.command), args, out))
-    except KeyboardInterrupt:
-        return EXIT_OK
+        code = asyncio.run(_run(_command(args.command), args, out))
+        out.flush()  # a buffered answer meets a closed pipe here, not at the interpreter's exit
+        return code
+    except KeyboardInterrupt:  # a command with no stop of its own (a service stops with 0)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError as exc:
+        if _reader_gone(out):
+            _discard_output(out)
+            return EXIT_OUTPUT_CLOSED
+        _print_error(CliError(str(exc)))
+        return EXIT_ERROR
     except (CliError, SettingsError) as exc:
-        print(f"eventstore: error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return EXIT_ERROR
 
 
-async def _run(command: Command, args: argparse.Namespace, out: TextIO) -> int:
-    from eventstore.errors import user_message
+def _print_error(exc: Exception) -> None:
+    """The one line of an error on stderr (then a CliError's details), each escaped."""
+    lines = [f"eventstore: error: {exc}", *getattr(exc, "details", ())]
+    with contextlib.suppress(BrokenPipeError):  # nobody reads stderr either: nothing to say
+        for line in lines:
+            print(one_line(line), file=sys.stderr)
 
+
+def _reader_gone(out: TextIO) -> bool:
+    """Whether what reads `out` has gone (a pipe whose reader exited), not another pipe broke."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (in-process use)
+        return False
+    if not hasattr(select, "poll"):  # Windows: no way to ask; it was our output most likely
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    # A pipe without a reader polls POLLERR, a socket whose peer closed POLLHUP.
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _discard_output(out: TextIO) -> None:
+    """Point `out`'s descriptor at /dev/null (Python's recipe for a closed pipe).
+
+    The interpreter's last flush of what is still buffered must not fail again
+    ("Exception ignored ... BrokenPipeError" on stderr).
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+
+
+async def _run(command: Command, args: argparse.Namespace, out: TextIO) -> int:
     try:
         return await command(args, out)
-    except (CliError, SettingsError):
+    except (CliError, SettingsError, BrokenPipeError):
         raise
     except Exception as exc:
+        from eventstore.errors import scrub, user_message
+        from eventstore.migrate import MigrationError
+
+        if isinstance(exc, MigrationError):  # the error, then the steps done before it
+            done = str(exc.report).strip()
+            details = done.splitlines() if done else []
+            raise CliError(scrub(f"migration failed: {exc}"), details=details) from exc
         message = user_message(exc)
         if message is None:
             raise

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from collections.abc import Iterable
 from importlib import metadata
-from typing import NoReturn
+from typing import Any, Final, NoReturn, TypeVar, overload
 
 from eventstore.cli.argtypes import nonneg_int, positive_int, whole_int
-from eventstore.cli.common import EXIT_ERROR
+from eventstore.cli.common import EXIT_ERROR, one_line
 from eventstore.settings import SETTING_NAMES
+
+_N = TypeVar("_N")
 
 # Settings every command accepts as flags (`--source-db` <-> EVENTSTORE_SOURCE_DB).
 _SETTING_HELP = {
@@ -47,11 +51,49 @@ _SETTING_HELP = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors exit 1 (bad input): exit 2 is reserved for tampering."""
+    """Usage errors exit 1 (bad input): exit 2 is reserved for tampering.
+
+    The message is one line, its control characters escaped: it quotes what was typed.
+    """
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"eventstore: error: {message}\n")
+        self.exit(EXIT_ERROR, f"eventstore: error: {one_line(message)}\n")
+
+
+class _CommandParser(_Parser):
+    """A command's parser: an argument it does not know is its usage error, not the top level's.
+
+    `trailing`: the destination of a `nargs="*"` positional that may also follow the
+    options (`projections rebuild --workers 2 NAME`): argparse gives the names before
+    the options to it and leaves those after them over; they are names too.
+    """
+
+    def __init__(self, *args: Any, trailing: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trailing = trailing
+
+    @overload
+    def parse_known_args(
+        self, args: Iterable[str] | None = None, namespace: None = None
+    ) -> tuple[argparse.Namespace, list[str]]: ...
+    @overload
+    def parse_known_args(
+        self, args: Iterable[str] | None, namespace: _N
+    ) -> tuple[_N, list[str]]: ...
+    @overload
+    def parse_known_args(self, *, namespace: _N) -> tuple[_N, list[str]]: ...
+
+    def parse_known_args(
+        self, args: Iterable[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        parsed, extra = super().parse_known_args(args, namespace)
+        if extra and self.trailing and not any(x.startswith("-") for x in extra):
+            setattr(parsed, self.trailing, [*getattr(parsed, self.trailing), *extra])
+            extra = []
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed, extra
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -86,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         version=f"eventstore {installed_version()}",
         help="print the installed version and exit",
     )
-    sub = parser.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
-    )
+    # Not `required`: `eventstore -x` is "unrecognized arguments: -x", and `main` says
+    # that COMMAND is required only when nothing else is wrong.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
     p = sub.add_parser("migrate", help="create collections, validators, indexes and roles")
     _add_settings(p)
@@ -114,7 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, help="the log's verifier key")
     p.add_argument("--state", required=True, help="directory keeping the checkpoints seen")
     p.add_argument("--read-key", default=None, help="bearer key, if the service needs one")
-    p.add_argument("--interval", type=_nonneg_float, default=60.0, help="seconds (default 60)")
+    p.add_argument(
+        "--interval",
+        type=_interval,
+        default=60.0,
+        metavar="S",
+        help=f"seconds between checks (default 60, at least {MIN_INTERVAL:g})",
+    )
     p.add_argument("--once", action="store_true", help="check once; exit 2 on evidence")
 
     p = sub.add_parser("ingest", help="capture changes into the event log")
@@ -177,10 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p)
     p.add_argument("--until-caught-up", action="store_true", help="stop at the log's end")
 
-    p = sub.add_parser("projections", help="projection status, or rebuild from the whole log")
+    p = sub.add_parser(
+        "projections", help="projection status, or rebuild from the whole log", trailing="names"
+    )
     _add_settings(p)
     p.add_argument("action", choices=["status", "rebuild"])
-    p.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild")
+    # A default: argparse counts a `*` positional without one as required.
+    p.add_argument(
+        "names", nargs="*", default=[], metavar="NAME", help="projections to show or rebuild"
+    )
     p.add_argument("--all", action="store_true", help="rebuild every projection")
     p.add_argument(
         "--workers",
@@ -264,6 +317,26 @@ def _add_workload(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--seed", type=whole_int, default=None, help="workload seed (same seed, same operations)"
     )
+
+
+# The monitor's pace: a checkpoint is made at most every CHECKPOINT_INTERVAL (1 s by
+# default); asking more often only loads the service (0 was ~2,000 requests a second).
+MIN_INTERVAL: Final = 1.0
+_DECIMAL_SECONDS: Final = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+
+
+def _interval(value: str) -> float:
+    """`monitor --interval`: seconds in ASCII decimal digits, at least MIN_INTERVAL.
+
+    `inf`, `1e400` and `nan`, which float() reads, are refused, as are `1_0` and other
+    scripts' digits (as every number on the command line is).
+    """
+    if not _DECIMAL_SECONDS.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r} (e.g. 60 or 1.5)")
+    n = float(value)  # finite: at most nine digits either side of the point
+    if n < MIN_INTERVAL:
+        raise argparse.ArgumentTypeError(f"must be {MIN_INTERVAL:g} or more seconds: {value}")
+    return n
 
 
 def _nonneg_float(value: str) -> float:

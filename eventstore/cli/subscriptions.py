@@ -96,6 +96,8 @@ def _need_name(args: argparse.Namespace) -> str:
 
 async def cmd_subscriptions(args: argparse.Namespace, out: TextIO) -> int:
     """Run one `subscriptions` action."""
+    if args.action in ("list", "run") and args.name is not None:
+        raise CliError(f"subscriptions {args.action} takes no NAME, got {args.name!r}")
     settings = settings_from(args)
     async with open_service(settings, store=args.store) as service:
         if args.action == "run":

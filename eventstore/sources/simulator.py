@@ -9,6 +9,7 @@ collection gives the same sequence of operations (ids and times may differ).
 
 from __future__ import annotations
 
+import asyncio
 import random
 import unicodedata
 from collections.abc import Hashable, Mapping, Sequence
@@ -139,9 +140,13 @@ class Simulator:
     # -- the workload ------------------------------------------------------------------------------
 
     async def create_orders(self, n: int) -> list[str]:
-        """Create `n` orders; returns their numbers."""
+        """Create `n` orders; returns their numbers (yielding to the event loop after each)."""
         await self._load()
-        return [(await self._create()).number for _ in range(n)]
+        numbers = []
+        for _ in range(n):
+            numbers.append((await self._create()).number)
+            await asyncio.sleep(0)
+        return numbers
 
     async def step(self) -> Operation:
         """One random operation on a random order (or a new order)."""
@@ -166,6 +171,11 @@ class Simulator:
         Rate 0 means unpaced: `changes` steps as fast as they go, and with
         `changes=None` none at all (it stops after the initial orders rather than
         spin forever). Returns the number of steps made.
+
+        Unpaced, it still yields to the event loop after every write: the memory
+        feed's writes never suspend, and a loop that never yields starves everything
+        else in the process (the API of a serving demo, capture, a stop signal's
+        handler) until the last change is made.
         """
         await self.create_orders(orders)
         if rate <= 0 and changes is None:
@@ -176,6 +186,8 @@ class Simulator:
             made += 1
             if rate > 0:
                 await self.clock.sleep(1.0 / rate)
+            else:
+                await asyncio.sleep(0)
         return made
 
     def _plan(self, order: Mapping[str, Any]) -> Sequence[tuple[str, int]]:

@@ -51,6 +51,39 @@ def test_demo_reports_a_verified_capture() -> None:
     assert summary["by_type"]["created"] >= 5
 
 
+def test_a_signal_while_the_report_captures_stops_it_between_batches_without_a_summary(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import functools
+    import os
+    import signal
+
+    from eventstore.cli import demo
+    from eventstore.settings import Settings
+
+    # Batches of 10 changes: the backlog of 5 orders and 200 changes is some 20 of them.
+    monkeypatch.setattr(demo, "Settings", functools.partial(Settings, batch_size=10))
+    batches: list[int] = []
+
+    def interrupted_after_the_first_batch(label: str) -> object:
+        def on_batch(stats: object) -> None:
+            batches.append(1)
+            if len(batches) == 1:  # Ctrl-C while the backlog is captured
+                os.kill(os.getpid(), signal.SIGINT)
+
+        return on_batch
+
+    monkeypatch.setattr(demo, "Progress", interrupted_after_the_first_batch)
+    before = signal.getsignal(signal.SIGINT)
+    code, out = run("demo", "--report", "--orders", "5", "--changes", "200", "--json")
+    assert (code, out) == (0, "")  # stopped as `run` and `demo` stop: exit 0, and no summary
+    assert len(batches) <= 2  # not the ~20 batches of the whole backlog
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "demo: stopped before the report"
+    assert "Traceback" not in err
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+
+
 def test_ingest_replays_an_ndjson_file_into_the_given_store(tmp_path: Path) -> None:
     tokens = write_ndjson(tmp_path / "changes.ndjson")
     store = MemoryStore()

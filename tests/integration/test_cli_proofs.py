@@ -47,6 +47,26 @@ def test_keygen_writes_a_private_key_file_and_prints_the_verifier_key(
         assert code == 1 and not (tmp_path / "other").exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("log\x1b[2J", "'log\\x1b[2J'"),
+        ("log\u202eexample", "'log\\u202eexample'"),  # shown reversed: "logelpmaxe"
+        ("log\u200b.example", "'log\\u200b.example'"),  # invisible
+        ("log\udcff", "'log\\udcff'"),  # the byte 0xff of an argument (not UTF-8)
+    ],
+)
+def test_keygen_refuses_a_name_that_does_not_show_as_it_is(
+    name: str, shown: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "log.key"
+    assert run("keygen", name, "--out", str(key)) == (1, "")
+    err = capsys.readouterr().err
+    assert err.startswith(f"eventstore: error: key name {shown} must be printable text")
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "\x1b" not in err and "\u202e" not in err and not key.exists()
+
+
 def test_a_key_with_a_non_ascii_name_round_trips_under_an_ascii_locale(tmp_path: Path) -> None:
     """Key files are UTF-8 whatever the locale: a key made on one machine loads on another."""
     key = tmp_path / "log.key"

@@ -15,7 +15,7 @@ from api import create_app
 from eventstore.cli import main
 from eventstore.cli.monitor import _evidence
 from eventstore.monitor import Fetch, Finding, Seen, check_once
-from eventstore.notes import Signer, Verifier, sign_note
+from eventstore.notes import NoteError, Signer, Verifier, sign_note
 from eventstore.settings import Settings
 from tests.merkle_helpers import (
     Signed,
@@ -193,3 +193,47 @@ def test_evidence_is_printed_as_json() -> None:
         "served": "b\n",
         "proof": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("saved", "says"),
+    [
+        (b"eventstore/eventstore\n45\n\xff\n", "is not a checkpoint: not UTF-8 text"),
+        (b"eventstore/eventstore\n45\nroot\n", ""),  # UTF-8, but no signed note
+    ],
+)
+async def test_a_saved_state_that_is_not_a_checkpoint_is_an_error_naming_the_file(
+    fetch: Fetch, signed: Signed, tmp_path: Path, saved: bytes, says: str
+) -> None:
+    state = tmp_path / "monitor"
+    state.mkdir()
+    (state / "checkpoint").write_bytes(saved)
+    with pytest.raises(NoteError) as raised:
+        await check_once(fetch, key(signed), state)
+    assert str(raised.value).startswith(f"{state / 'checkpoint'}")
+    assert says in str(raised.value)
+    assert (state / "checkpoint").read_bytes() == saved  # left as it was
+
+
+def test_the_cli_says_a_state_that_is_not_utf8_in_one_line_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eventstore.cli import monitor as cli_monitor
+
+    async def served(path: str) -> tuple[int, bytes]:
+        return 200, b"not a signed note\n"
+
+    monkeypatch.setattr(cli_monitor, "http_fetch", lambda base, read_key: served)
+    state = tmp_path / "ms_bin"
+    state.mkdir()
+    (state / "checkpoint").write_bytes(b"eventstore/eventstore\n45\n\xff\n")
+    signer = Signer.generate("log.test")
+    out = io.StringIO()
+    argv = ["monitor", "http://h", "--key", signer.verifier_key(), "--state", str(state)]
+    assert main([*argv, "--once"], out=out) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"eventstore: error: the state in {state} cannot be used: {state / 'checkpoint'} "
+        "is not a checkpoint: not UTF-8 text (invalid start byte)\n"
+    )
+    assert out.getvalue() == ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -162,6 +164,30 @@ async def test_run_paces_steps_with_the_clock() -> None:
     assert await sim.run(orders=0, changes=7, rate=0) == 7  # unpaced: the clock stays
     assert (clock.now() - START).total_seconds() == 5.0
     assert sim.steps == 27
+
+
+async def test_an_unpaced_run_yields_to_the_event_loop_after_every_write() -> None:
+    # The memory feed's writes never suspend: without a yield, nothing else in the process
+    # (a served API, capture, a stop signal's handler) ran until the last change was made.
+    feed = new_feed()
+    sim = Simulator(feed, seed=1)
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    await asyncio.sleep(0)  # it has started
+    started = turns
+    assert await sim.run(orders=20, changes=60, rate=0) == 60
+    other.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await other
+    # A turn for the other task after each of the 80 writes.
+    assert turns - started >= 80
 
 
 async def test_a_new_simulator_continues_the_numbering() -> None:
