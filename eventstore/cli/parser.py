@@ -340,10 +340,7 @@ def _interval(value: str) -> float:
 
 
 def _nonneg_float(value: str) -> float:
-    try:
-        n = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not n >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
-    return n
+    """`--rate`: 0 or more, in ASCII decimal digits (`inf`, `1_0`, `+5`, `٣` are refused)."""
+    if not _DECIMAL_SECONDS.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"not a number: {value!r} (e.g. 5 or 0.5)")
+    return float(value)  # finite and 0 or more: at most nine digits either side of the point

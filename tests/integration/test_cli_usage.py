@@ -206,3 +206,10 @@ def test_ctrl_c_before_an_answer_is_exit_130_never_success(
 
     monkeypatch.setattr(history, "cmd_verify", interrupted)
     assert main(["verify", "--uri", "memory://"], out=io.StringIO(), store=MemoryStore()) == 130
+
+
+@pytest.mark.parametrize("rate", ["inf", "nan", "1_0", "+5", "\u0663", "1e3", "-1"])
+def test_a_rate_is_plain_decimal_digits(rate: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # float() reads each of these; `--rate inf` or `nan` would pace nothing sensibly.
+    assert main(["demo", "--rate", rate], out=io.StringIO()) == 1
+    assert "argument --rate: not a number" in capsys.readouterr().err
