@@ -71,6 +71,8 @@ access_log = logging.getLogger("eventstore.access")
 # The most bytes a POST body may carry (admin requests carry none).
 MAX_BODY: Final = 64 * 1024
 VERSION: Final = "1.0.0"
+# Requests that change nothing: cancelled when their client leaves before the answer.
+READS: Final = frozenset({"GET", "HEAD"})
 
 
 # -- the error responses in the OpenAPI document ------------------------------------------------
@@ -271,7 +273,8 @@ class EventStoreApp(Litestar):
     """Litestar with segment-preserving paths, request metrics and one JSON access-log line.
 
     Requests pass `surface` (CORS, OPTIONS/HEAD/405, compression) on their way in. A
-    client that disconnects before its answer is counted and logged as 499.
+    client that disconnects before its whole answer is counted and logged as 499; a
+    read (GET, HEAD) is cancelled then, a stream included.
 
     `drain()` (the server calls it when asked to stop) ends open streams (the live
     tail) as if their clients had gone, so a stop does not wait for them.
@@ -303,8 +306,8 @@ class EventStoreApp(Litestar):
         self.services.metrics.started()
         status = 500
         open_body = False  # a response started and not finished
-        dropped = False  # the client left before the answer: nobody reads it
-        took: list[float] = []  # the request's duration, once counted
+        dropped = False  # the client left before the whole answer: nobody reads the rest
+        took: list[float] = []  # the request's duration, once counted (at the answer's end)
 
         def count() -> float:
             """Count the request once (in the metrics), with its status and duration."""
@@ -316,23 +319,37 @@ class EventStoreApp(Litestar):
 
         async def sending(message: Message) -> None:
             nonlocal status, open_body, dropped
+            if message["type"] == "http.response.body" and message.get("more_body"):
+                # A turn for the loop between a stream's parts: one that never waits (over the
+                # memory store) would not let the server notice a client that left.
+                await asyncio.sleep(0)
+            if watch.gone.is_set() and not dropped:
+                dropped, status, open_body = True, CLIENT_CLOSED, False
+            if dropped:
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    count()
+                return
             if message["type"] == "http.response.start":
-                dropped = watch.gone.is_set()
-                status = CLIENT_CLOSED if dropped else message["status"]
-                open_body = not dropped
+                status = message["status"]
+                open_body = True
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 open_body = False
                 # Counted before the client can have the whole response: a scrape made
                 # after a response, on any worker, includes it.
                 count()
-            if not dropped:
-                await send(message)
+            await send(message)
 
         try:
             await watch.settle()
             if watch.gone.is_set():  # gone before anything ran: run nothing
                 status = CLIENT_CLOSED
+            elif scope["method"] in READS:
+                # A read whose client left is cancelled: nothing more is computed or sent.
+                app = self.surface(scope, watch.receive, sending)
+                if await watch.answer(app, lambda: bool(took)):
+                    status = CLIENT_CLOSED
             else:
+                # A change runs to its end (half of one would be worse); its answer is dropped.
                 await self.surface(scope, watch.receive, sending)
             if open_body and draining.is_set():  # a stream cut short by drain(): end it cleanly
                 await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -6,17 +6,22 @@ body was read made Litestar raise (a 500). The watch's reader task holds at most
 one message ahead of the app (memory stays bounded whatever the body's size),
 and records `http.disconnect` as `gone`: the request is then counted and logged
 as 499 (client closed request) and its answer, which nobody would read, is
-dropped. `drain()` of the app (a server stopping) looks like a disconnect to
-streaming responses, without counting as one.
+dropped. A client that leaves before its answer is complete (a handler still
+working, a stream half sent) has the app's work cancelled (`answer`): nothing
+more is computed or sent for it. `drain()` of the app (a server stopping) looks
+like a disconnect to streaming responses, without counting as one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from litestar.types import HTTPDisconnectEvent, Receive, ReceiveMessage
+
+from eventstore.awaiting import cancel_and_wait
 
 CLIENT_CLOSED: Final = 499
 DISCONNECT: Final[HTTPDisconnectEvent] = {"type": "http.disconnect"}
@@ -64,6 +69,23 @@ class ClientWatch:
         if get.done() and not get.cancelled():
             return get.result()
         return DISCONNECT
+
+    async def answer(self, work: Awaitable[None], answered: Callable[[], bool]) -> bool:
+        """Run the app's `work`, cancelled if the client leaves before `answered()`.
+
+        Returns True when the client left before the answer was complete (the work
+        cancelled, or ended by the client's leaving, as a stream does).
+        """
+        task = asyncio.ensure_future(work)
+        gone = asyncio.ensure_future(self.gone.wait())
+        try:
+            await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+            if not task.done() and not answered():
+                return True  # cancelled on the way out: nobody reads what it would send
+            await task
+            return self.gone.is_set() and not answered()
+        finally:
+            await cancel_and_wait((task, gone))
 
     async def close(self) -> None:
         """Stop the reader (the response is over)."""

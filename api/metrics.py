@@ -99,7 +99,8 @@ class Metrics:
     `create_app(..., metrics=metrics)` and to the supervisor, which calls
     `worker_state(name, state)` on every state change (name: the lease role,
     `ingester:shop`; state: one of `WORKER_STATES`), `worker_restarted(name)` on
-    each restart, and `capture_lag(name, seconds)` each time it measures the lag.
+    each restart, `capture_lag(name, seconds)` each time it measures the lag, and
+    `worker_removed(name)` when it forgets a worker (a deleted subscription's).
     Thread-safe; cheap (a memory-mapped write in multiprocess mode). A process that
     ends drops its share of the worker gauges (`process_ended`): its app does it at
     shutdown, `serve`'s parent for a worker that was killed.
@@ -204,6 +205,19 @@ class Metrics:
     def worker_problem(self, worker: str, standing: bool) -> None:
         """Record whether `worker` runs on with a standing problem."""
         self.worker_problems.labels(worker).set(int(standing))
+
+    def worker_removed(self, worker: str) -> None:
+        """`worker` is supervised here no more: its series go (its state, restarts, problem, lag)."""
+        if self.multiprocess_dir is not None:
+            # prometheus_client cannot remove a series from the shared files: its gauges read 0.
+            for s in WORKER_STATES:
+                self.worker_states.labels(worker, s).set(0)
+            self.worker_problems.labels(worker).set(0)
+            return
+        for s in WORKER_STATES:
+            self.worker_states.remove(worker, s)
+        for metric in (self.worker_restarts, self.worker_problems, self.capture_lags):
+            metric.remove(worker)
 
     # -- scraping ------------------------------------------------------------------------
     def collector(self) -> Collector:

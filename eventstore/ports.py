@@ -402,6 +402,10 @@ class Workers(Protocol):
         """Forget an instance's records (it stopped cleanly: it runs no worker any more)."""
         ...
 
+    async def remove_worker(self, instance: str, name: str) -> None:
+        """Forget an instance's record of one worker (its supervisor no longer runs it)."""
+        ...
+
 
 class Subscriptions(Protocol):
     """Subscription records by name: configuration, operator controls, counters."""

@@ -11,6 +11,8 @@ Invariants:
   way out, and every other worker keeps running. Only `restart` starts it again.
 - Every state change is one JSON log line; each instance writes its workers'
   records to the `Workers` port every `lease_seconds / 2`.
+- A removed worker (one whose work is gone: a deleted subscription's) leaves no
+  trace: its task is cancelled, its record and its metric series go.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ class WorkerMetrics(Protocol):
 
     def worker_problem(self, worker: str, standing: bool) -> None:
         """`worker` runs on with a standing problem (True), or no longer (False)."""
+        ...
+
+    def worker_removed(self, worker: str) -> None:
+        """`worker` is no longer supervised here: its series go."""
         ...
 
 
@@ -289,6 +295,9 @@ class Supervisor:
         self._workers: dict[str, Supervised] = {}
         self._publisher: asyncio.Task[None] | None = None
         self._published = False  # records of this instance may be stored (removed at stop)
+        self._removed: set[str] = set()  # removed workers whose stored records are to go
+        # One publication at a time: a record being written never outlives its worker's removal.
+        self._publishing = asyncio.Lock()
         self.started = False
 
     # -- workers -----------------------------------------------------------------------------
@@ -303,6 +312,7 @@ class Supervisor:
         backoff = Backoff(first=self.first_delay, cap=self.max_delay, rng=rng)
         supervised = Supervised(self, worker, backoff)
         self._workers[worker.name] = supervised
+        self._removed.discard(worker.name)
         if self.metrics is not None:
             self.metrics.worker_added(worker.name)
         if self.started:
@@ -311,6 +321,27 @@ class Supervisor:
 
     def _launch(self, supervised: Supervised) -> None:
         supervised.task = asyncio.create_task(supervised.run(), name=supervised.name)
+
+    async def remove(self, name: str) -> None:
+        """Stop a worker (cancelled: its work is gone) and forget it: its record and series go."""
+        supervised = self._workers.pop(name, None)
+        if supervised is None:
+            return
+        if supervised.task is not None:
+            await cancel_and_wait([supervised.task])
+        supervised.set_state(STOPPED)
+        with contextlib.suppress(Exception):
+            await supervised.worker.close()
+        if self.metrics is not None:
+            self.metrics.worker_removed(name)
+        self._removed.add(name)
+        log.info("worker %s removed", name)
+        try:  # at once; else the next publication removes the record
+            await within(self.publish(), REMOVE_SECONDS)
+        except Exception as exc:
+            log.warning(
+                "could not remove the state of worker %s yet: %s", name, describe(exc, self.secrets)
+            )
 
     def get(self, name: str) -> Supervised | None:
         """The supervised worker of that name, if this instance runs it."""
@@ -382,7 +413,7 @@ class Supervisor:
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
             await cancel_and_wait(pending)
-        for supervised in self._workers.values():
+        for supervised in list(self._workers.values()):
             if supervised.state != FAILED:
                 supervised.set_state(STOPPED)
             with contextlib.suppress(Exception):
@@ -401,7 +432,7 @@ class Supervisor:
     async def records(self) -> list[WorkerRecord]:
         """This instance's workers as records, with fresh progress (a failing probe keeps the last)."""
         out = []
-        for supervised in self._workers.values():
+        for supervised in list(self._workers.values()):  # workers come and go meanwhile
             try:
                 supervised.progress = await supervised.worker.progress()
             except Exception as exc:  # the store may be away: the state is still true
@@ -431,10 +462,16 @@ class Supervisor:
         return None
 
     async def publish(self) -> None:
-        """Write this instance's records to the store now (nothing while it has no worker)."""
-        if self.store is not None and self._workers:
-            await self.store.put(await self.records())
-            self._published = True
+        """Write this instance's records to the store now, and remove those of removed workers."""
+        if self.store is None:
+            return
+        async with self._publishing:
+            if self._workers:
+                await self.store.put(await self.records())
+                self._published = True
+            for name in sorted(self._removed - self._workers.keys()):
+                await self.store.remove_worker(self.instance, name)
+                self._removed.discard(name)
 
     async def _publish_loop(self) -> None:
         interval = max(self.lease_seconds / 2, 0.01)

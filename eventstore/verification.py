@@ -7,6 +7,7 @@ whole log along `seq`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections.abc import AsyncIterator
@@ -305,6 +306,9 @@ async def all_events(log: EventLog, *, page: int = PAGE) -> AsyncIterator[Event]
         if len(events) < page:
             return
         after = events[-1].seq
+        # A turn for the loop between pages, whatever the store: a long verification over
+        # one that never waits (memory) would hold every other task, and be uncancellable.
+        await asyncio.sleep(0)
 
 
 __all__ = [

@@ -31,3 +31,7 @@ class MemoryWorkers:
         """Forget an instance's records."""
         for key in [k for k, r in self._records.items() if r.instance == instance]:
             del self._records[key]
+
+    async def remove_worker(self, instance: str, name: str) -> None:
+        """Forget an instance's record of one worker."""
+        self._records.pop(f"{instance}/{name}", None)

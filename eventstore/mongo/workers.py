@@ -47,3 +47,7 @@ class MongoWorkers:
     async def remove(self, instance: str) -> None:
         """Forget an instance's records."""
         await self._coll.delete_many({"instance": instance})
+
+    async def remove_worker(self, instance: str, name: str) -> None:
+        """Forget an instance's record of one worker."""
+        await self._coll.delete_one({"_id": f"{instance}/{name}"})

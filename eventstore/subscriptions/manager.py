@@ -2,8 +2,10 @@
 
 A supervised worker itself (`subscriptions`): it lists the stored subscriptions
 every few seconds (at once when nudged) and adds a `SubscriptionWorker` for each
-one this instance does not run yet. A worker whose subscription is deleted ends
-by itself; a failed one stays failed until restarted (never restarted silently).
+one this instance does not run yet. A failed worker stays failed until restarted
+(never restarted silently). The worker of a subscription no longer stored is
+removed from the supervisor, whatever its state and whichever instance the
+delete reached: stopped, its record and metric series gone.
 """
 
 from __future__ import annotations
@@ -57,8 +59,12 @@ class SubscriptionManager:
         self._wake.set()
 
     async def sync(self) -> None:
-        """Add a worker for every stored subscription without a live one here."""
-        for record in await self.store.subscriptions.all():
+        """Add a worker for every stored subscription without a live one here; remove the rest."""
+        records = await self.store.subscriptions.all()
+        stored = {record.name for record in records}
+        for name in [n for n in self.workers if n not in stored]:
+            await self.supervisor.remove(self.workers.pop(name).name)
+        for record in records:
             role = positions.checkpoint_name(record.name)
             supervised = self.supervisor.get(role)
             if supervised is not None and supervised.state != STOPPED:

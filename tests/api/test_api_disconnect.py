@@ -1,6 +1,8 @@
 """A client that disconnects before its answer: logged and counted as 499, never a 500.
 
-The ASGI app is driven directly, with a `receive` that reports `http.disconnect`.
+The ASGI app is driven directly, with a `receive` that reports `http.disconnect`
+(tests/e2e/test_client_gone.py does it through a real server). A read whose client
+leaves is cancelled, a stream included; a change runs to its end.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from typing import Any, Final
 
 import pytest
 
+import eventstore.history
 from api import create_app
 from api.app import EventStoreApp
+from api.routes import events as event_routes
+from eventstore.memory.store import MemoryStore
 from tests.api.conftest import ADMIN_KEY, AuditLog, build_log, settings
+from tests.helpers import LogBuilder
+from tests.realsinks import SECRET
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 STREAMS: Final = "/v1/streams"
@@ -171,3 +178,126 @@ async def test_a_client_that_stays_gets_its_answer(audit_log: AuditLog) -> None:
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
     assert b'"stream":"orders"' in b"".join(m.get("body", b"") for m in sent[1:])
     assert counted(app) == {("GET", STREAMS, 200): 1}
+
+
+async def long_log(events: int) -> MemoryStore:
+    """A memory store (whose reads never wait) holding a valid log of `events` events."""
+    store = MemoryStore()
+    log = LogBuilder()
+    await store.events.append([log.next(i % 50) for i in range(events)])
+    return store
+
+
+def leaves_when(left: asyncio.Event) -> Receive:
+    """A client that sent its request and disconnects once `left` is set."""
+    arrived = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal arrived
+        if not arrived:
+            arrived = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def test_a_client_gone_mid_export_stops_the_stream_and_is_499(
+    monkeypatch: pytest.MonkeyPatch, access: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(event_routes, "EXPORT_PAGE", 50)
+    store = await long_log(1000)  # 20 pages
+    app = create_app(settings(), store=store)
+    queried = 0
+    real = store.events.query
+
+    async def query(*args: Any, **kwargs: Any) -> Any:
+        nonlocal queried
+        queried += 1
+        return await real(*args, **kwargs)
+
+    store.events.query = query  # type: ignore[method-assign]
+    left = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message.get("body"):
+            left.set()  # the client reads the first part and hangs up
+
+    await app(scope("GET", "/v1/events", [(b"accept", b"text/csv")]), leaves_when(left), send)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+    parts = sent[1:]
+    assert parts[0]["body"].startswith(b"seq,")
+    # The stream stopped within a few parts of the client's leaving: no more read, none sent.
+    assert 1 <= len(parts) <= 8 and all(m["more_body"] for m in parts), len(parts)
+    assert queried <= 8, queried
+    assert counted(app) == {("GET", "/v1/events", 499): 1}
+    assert [line["status"] for line in lines(access)] == [499]
+    assert errors(access) == []
+
+
+async def test_a_client_gone_while_verify_runs_cancels_it_and_is_499(
+    monkeypatch: pytest.MonkeyPatch, access: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(eventstore.history, "_PAGE", 50)
+    store = await long_log(1000)  # 20 pages
+    app = create_app(settings(), store=store)
+    pages = 0
+    left = asyncio.Event()
+    real = store.events.read
+
+    async def read(**kwargs: Any) -> Any:
+        nonlocal pages
+        pages += 1
+        left.set()  # the client hangs up while the log is read
+        return await real(**kwargs)
+
+    store.events.read = read  # type: ignore[method-assign]
+    sent = await call(app, scope("GET", "/v1/verify"), leaves_when(left))
+    assert sent == []
+    assert pages <= 8, pages  # cancelled: the rest of the log was never read
+    assert counted(app) == {("GET", "/v1/verify", 499): 1}
+    assert [line["status"] for line in lines(access)] == [499]
+    assert errors(access) == []
+
+
+async def test_a_change_whose_client_leaves_runs_to_its_end_and_is_499(
+    access: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+    app = create_app(settings(admin_key=ADMIN_KEY), store=store)
+    left = asyncio.Event()
+    real = store.subscriptions.create
+
+    async def create(record: Any) -> bool:
+        left.set()  # the client hangs up while the subscription is stored
+        await asyncio.sleep(0.01)
+        return await real(record)
+
+    store.subscriptions.create = create  # type: ignore[method-assign]
+    body = json.dumps({"sink": {"kind": "webhook", "url": "https://h.test/x", "secret": SECRET}})
+    arrived = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal arrived
+        if not arrived:
+            arrived = True
+            return {"type": "http.request", "body": body.encode(), "more_body": False}
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    headers = [
+        (b"authorization", f"Bearer {ADMIN_KEY}".encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    sent = await call(app, scope("PUT", "/v1/admin/subscriptions/kept", headers), receive)
+    assert sent == []
+    # Not cancelled half way: the subscription is stored and its creation in the trail.
+    assert await store.subscriptions.get("kept") is not None
+    actions = await store.admin_actions.page(limit=10)
+    assert [(a.action, a.target) for a in actions] == [("create", "kept")]
+    assert counted(app) == {("PUT", "/v1/admin/subscriptions/{name}", 499): 1}
+    assert errors(access) == []

@@ -8,15 +8,22 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import httpx
+import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.errors import AutoReconnect, OperationFailure
 
 from api import create_app
+from api.metrics import Metrics
 from eventstore.clock import FakeClock
 from eventstore.memory.store import MemoryStore
+from eventstore.subscriptions.manager import SubscriptionManager
 from eventstore.supervisor import Supervisor
 from eventstore.worker_state import RUNNING, STANDBY, WorkerRecord
 from tests.api.conftest import ADMIN_KEY, READ_KEY, settings
+from tests.e2e.processes import free_port
+from tests.helpers import LogBuilder
+from tests.realsinks import SECRET
 from tests.supervision import ScriptedWorker, until
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -222,3 +229,95 @@ async def test_a_rebuild_run_here_is_a_supervised_worker(make_app: Any) -> None:
         )
         assert worker["position"] == log.events[-1].seq and worker["lag"] == 0
     await log.store.close()
+
+
+async def test_a_deleted_subscription_leaves_the_workers_and_metrics_of_every_instance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deleted through instance a: a drops its workers at once, b at its next sync (failed or not)."""
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    clock = FakeClock(advance_on_sleep=False)
+    store = MemoryStore()
+    await store.events.append([LogBuilder().next("a")])
+    sups: dict[str, Supervisor] = {}
+    metrics: dict[str, Metrics] = {}
+    managers: dict[str, SubscriptionManager] = {}
+    for instance in ("a:1", "b:2"):
+        metrics[instance] = Metrics()
+        sups[instance] = Supervisor(
+            clock=clock,
+            instance=instance,
+            lease_seconds=10,
+            workers=store.workers,
+            metrics=metrics[instance],
+        )
+        # Synced at start and when nudged (the test syncs b itself: b never hears of the delete).
+        managers[instance] = SubscriptionManager(
+            store, sups[instance], clock=clock, owner=instance, lease_seconds=10, every_s=3600
+        )
+        sups[instance].add(managers[instance])
+        await sups[instance].start()
+    app = create_app(
+        settings(admin_key=ADMIN_KEY, lease_seconds=10),
+        store=store,
+        clock=clock,
+        supervisor=sups["a:1"],
+        metrics=metrics["a:1"],
+    )
+    hook = {"kind": "webhook", "url": f"http://127.0.0.1:{free_port()}/h"}
+    bodies = {
+        "gone2": {"sink": {**hook, "secret": {"env": "NOPE_NOT_SET"}}},  # fails at start
+        "down": {"sink": {**hook, "secret": SECRET}, "start": "earliest"},  # connection refused
+    }
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for name, body in bodies.items():
+                r = await client.put(f"/v1/admin/subscriptions/{name}", json=body, headers=ADMIN)
+                assert r.status_code == 201, r.text
+            await managers["b:2"].sync()
+
+            def states(name: str) -> list[str]:
+                found = [s.get(f"subscription:{name}") for s in sups.values()]
+                return sorted(f.state if f is not None else "absent" for f in found)
+
+            await until(lambda: states("gone2") == ["failed", "failed"])
+            await until(lambda: states("down") == ["retrying", "standby"])
+            for sup in sups.values():
+                await sup.publish()
+            listed = (await client.get("/v1/workers")).json()
+            assert sorted((w["name"], w["instance"]) for w in listed) == [
+                ("subscription:down", "a:1"),
+                ("subscription:down", "b:2"),
+                ("subscription:gone2", "a:1"),
+                ("subscription:gone2", "b:2"),
+                ("subscriptions", "a:1"),
+                ("subscriptions", "b:2"),
+            ]
+            page = (await client.get("/metrics")).text
+            assert 'eventstore_worker_state{state="failed",worker="subscription:gone2"} 1.0' in page
+
+            for name in bodies:
+                r = await client.delete(f"/v1/admin/subscriptions/{name}", headers=ADMIN)
+                assert r.status_code == 204
+            await until(lambda: [s.name for s in sups["a:1"].workers] == ["subscriptions"])
+            await managers["b:2"].sync()
+            assert [s.name for s in sups["b:2"].workers] == ["subscriptions"]
+
+            listed = (await client.get("/v1/workers")).json()
+            assert [(w["name"], w["instance"]) for w in listed] == [
+                ("subscriptions", "a:1"),
+                ("subscriptions", "b:2"),
+            ]
+            pages = [(await client.get("/metrics")).text] + [
+                m.exposition(None, up=True).decode() for m in metrics.values()
+            ]
+            for page in pages:
+                assert "eventstore_worker_state" in page
+                assert "gone2" not in page and "subscription:down" not in page
+            r = await client.post("/v1/admin/workers/subscription:gone2/restart", headers=ADMIN)
+            assert r.status_code == 404
+            assert r.headers["content-type"].startswith("application/problem+json")
+    finally:
+        for sup in sups.values():
+            await sup.stop()

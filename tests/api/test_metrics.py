@@ -316,6 +316,35 @@ def test_a_workers_standing_problem_is_a_gauge() -> None:
     assert get(scrape(metrics), "eventstore_worker_problem", worker="ingester:shop") == 0
 
 
+def test_a_removed_worker_leaves_no_series() -> None:
+    metrics = Metrics()
+    for worker in ("subscription:gone", "ingester:shop"):
+        metrics.worker_state(worker, "failed")
+        metrics.worker_restarted(worker)
+        metrics.worker_problem(worker, True)
+    metrics.capture_lag("subscription:gone", 1.0)
+    metrics.worker_removed("subscription:gone")
+    found = scrape(metrics)
+    assert [key for key in found if ("worker", "subscription:gone") in key[1]] == []
+    assert get(found, "eventstore_worker_state", worker="ingester:shop", state="failed") == 1
+    assert get(found, "eventstore_worker_restarts_total", worker="ingester:shop") == 1
+    assert get(found, "eventstore_worker_problem", worker="ingester:shop") == 1
+    metrics.worker_removed("subscription:never")  # never seen: nothing to remove
+
+
+def test_a_removed_worker_reads_0_where_processes_share_files(
+    as_process: Callable[[int], Metrics],
+) -> None:
+    metrics = as_process(101)
+    metrics.worker_state("subscription:gone", "failed")
+    metrics.worker_problem("subscription:gone", True)
+    metrics.worker_removed("subscription:gone")  # no warning: warnings are errors here
+    found = scrape(metrics)
+    for state in WORKER_STATES:
+        assert get(found, "eventstore_worker_state", worker="subscription:gone", state=state) == 0
+    assert get(found, "eventstore_worker_problem", worker="subscription:gone") == 0
+
+
 def test_a_made_up_method_is_counted_as_other_and_adds_no_series() -> None:
     metrics = Metrics()
     for method in ("ZZ123", "get", "FOO", "GET", "TRACE"):

@@ -53,6 +53,22 @@ async def test_remove_forgets_only_that_instance(store: Store) -> None:
     assert [r.instance for r in await store.workers.all()] == ["b"]
 
 
+async def test_remove_worker_forgets_only_that_instance_s_record_of_it(store: Store) -> None:
+    await store.workers.put(
+        [
+            _record("subscription:a", "a"),
+            _record("subscription:a", "b"),
+            _record("ingester:shop", "a"),
+        ]
+    )
+    await store.workers.remove_worker("a", "subscription:a")
+    await store.workers.remove_worker("a", "subscription:never")  # none: nothing happens
+    assert [(r.name, r.instance) for r in await store.workers.all()] == [
+        ("ingester:shop", "a"),
+        ("subscription:a", "b"),
+    ]
+
+
 def test_a_record_not_refreshed_for_three_lease_times_reads_stale() -> None:
     record = _record("ingester:shop", "a")
     assert shown(record, now=T + timedelta(seconds=30), lease_seconds=10).state == RUNNING

@@ -213,6 +213,9 @@ class RecordingMetrics:
     def worker_problem(self, worker: str, standing: bool) -> None:
         self.calls.append(("problem", worker, standing))
 
+    def worker_removed(self, worker: str) -> None:
+        self.calls.append(("removed", worker, None))
+
 
 async def test_a_standing_problem_is_shown_counted_and_logged_until_it_is_over(
     caplog: pytest.LogCaptureFixture,
@@ -337,6 +340,81 @@ async def test_restart_says_why_it_refuses_and_starts_a_stopped_or_failed_worker
     again = await sup.restart("ingester:shop")
     await asyncio.wait_for(bad.running.wait(), 5)
     assert again.failure is None and again.state == RUNNING and again.restarts == 1
+    await sup.stop()
+
+
+async def test_a_removed_worker_is_stopped_and_leaves_no_record_and_no_series() -> None:
+    metrics = RecordingMetrics()
+    store = MemoryWorkers()
+    sup = supervisor(FakeClock(advance_on_sleep=False), workers=store, metrics=metrics)
+    kept = ScriptedWorker("projection:p", [], kind="projection")
+    running = ScriptedWorker("subscription:a", [], kind="subscription")
+    failed = ScriptedWorker("subscription:b", [ValueError("bug")], kind="subscription")
+    for w in (kept, running, failed):
+        sup.add(w)
+    await sup.start()
+    await asyncio.wait_for(running.running.wait(), 5)
+    await asyncio.wait_for(sup.wait("subscription:b"), 5)
+    await sup.publish()
+    assert [(r.name, r.state) for r in await store.all()] == [
+        ("projection:p", RUNNING),
+        ("subscription:a", RUNNING),
+        ("subscription:b", FAILED),
+    ]
+    task = sup.get("subscription:a").task  # type: ignore[union-attr]
+    await sup.remove("subscription:a")
+    await sup.remove("subscription:b")
+    await sup.remove("subscription:nope")  # nothing to remove: nothing happens
+    assert task is not None and task.cancelled() and running.closed and failed.closed
+    assert [s.name for s in sup.workers] == ["projection:p"]
+    assert [r.name for r in await store.all()] == ["projection:p"]
+    assert ("removed", "subscription:a", None) in metrics.calls
+    assert metrics.calls[-1] == ("removed", "subscription:b", None)
+    with pytest.raises(KeyError):
+        await sup.restart("subscription:b")
+    # A later publication writes none of them back; a worker of the name added again is recorded.
+    await sup.publish()
+    assert [r.name for r in await store.all()] == ["projection:p"]
+    again = ScriptedWorker("subscription:a", [], kind="subscription")
+    sup.add(again)
+    await asyncio.wait_for(again.running.wait(), 5)
+    await sup.publish()
+    assert [r.name for r in await store.all()] == ["projection:p", "subscription:a"]
+    await sup.stop()
+
+
+class _RemoveAway(MemoryWorkers):
+    """Refuses to remove one worker's record while `away` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.away = True
+
+    async def remove_worker(self, instance: str, name: str) -> None:
+        if self.away:
+            raise AutoReconnect("the store is away")
+        await super().remove_worker(instance, name)
+
+
+async def test_a_record_the_store_would_not_remove_goes_at_the_next_publication(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = _RemoveAway()
+    sup = supervisor(FakeClock(advance_on_sleep=False), workers=store)
+    worker = ScriptedWorker("subscription:a", [], kind="subscription")
+    sup.add(worker)
+    await sup.start()
+    await asyncio.wait_for(worker.running.wait(), 5)
+    await sup.publish()
+    await sup.remove("subscription:a")
+    assert [r.name for r in await store.all()] == ["subscription:a"]
+    assert (
+        "could not remove the state of worker subscription:a yet: AutoReconnect: the store is away"
+        in caplog.text
+    )
+    store.away = False
+    await sup.publish()
+    assert await store.all() == []
     await sup.stop()
 
 
