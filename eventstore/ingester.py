@@ -327,15 +327,23 @@ class Ingester:
                     capture.entity_change(change, now=now)
             elif op == "drop" and stream is not None:
                 if "dropped:" + change.token_id not in existing:
-                    await self._record_drop(capture, change, stream, now)
+                    await self._record_emptied(
+                        capture, change, stream, now, kind=DROPPED, payload={}
+                    )
             elif op == "rename" and (stream is not None or target is not None):
                 if stream is not None and "renamed:" + change.token_id not in existing:
-                    await self._record_rename(capture, change, stream, now)
+                    to = change.to
+                    moved = {"to": {"db": to.db, "coll": to.coll} if to else None}
+                    await self._record_emptied(
+                        capture, change, stream, now, kind=RENAMED, payload=moved
+                    )
                 if target is not None:
                     # The target's documents (if any) were dropped, and it now holds the
                     # renamed collection's, which no event of this stream created.
                     if "dropped:" + change.token_id not in existing:
-                        await self._record_drop(capture, change, target, now, only_live=True)
+                        await self._record_emptied(
+                            capture, change, target, now, kind=DROPPED, payload={}, only_live=True
+                        )
                     reason = _rename_reason(change)
                     if self.source.can_snapshot:
                         renamed_into = RenamedInto(reason)
@@ -426,71 +434,45 @@ class Ingester:
             at_time = cluster_time or at_time
         return out
 
-    async def _record_drop(
+    async def _record_emptied(
         self,
         capture: Capture,
         change: ChangeEvent,
         stream: str,
         now: datetime,
         *,
+        kind: str,
+        payload: dict[str, Any],
         only_live: bool = False,
     ) -> None:
-        """A dropped collection: an inferred deletion per live entity, then the `dropped` event.
+        """A collection that no longer holds its documents: dropped (`kind` DROPPED) or
+        renamed away (RENAMED, `payload` {to}; the new name is captured only if configured).
 
-        The stream event comes last, so finding it stored means every deletion is too.
-        With `only_live` (the target of a rename: dropped only if it existed), nothing is
-        recorded when no entity of the stream is live.
+        An inferred deletion per live entity, then the stream event, `<kind>:<token>`: last,
+        so finding it stored means every deletion is too. With `only_live` (the target of
+        a rename: dropped only if it existed), nothing is recorded when no entity is live.
         """
         assert change.clusterTime is not None
         live = await self._live(capture, stream)
         if only_live and not live:
             return
+        at = occurred_at_of(change, now)
         for entity_id in live:
             capture.inferred_delete(
                 stream,
                 entity_id,
                 marker=change.clusterTime,
                 cluster_time=change.clusterTime,
-                occurred_at=occurred_at_of(change, now),
+                occurred_at=at,
                 now=now,
             )
         capture.stream_event(
             stream,
-            DROPPED,
-            event_id="dropped:" + change.token_id,
-            payload={},
+            kind,
+            event_id=f"{kind}:{change.token_id}",
+            payload=payload,
             cluster_time=change.clusterTime,
-            occurred_at=occurred_at_of(change, now),
-            now=now,
-        )
-
-    async def _record_rename(
-        self, capture: Capture, change: ChangeEvent, stream: str, now: datetime
-    ) -> None:
-        """A captured collection renamed away: it no longer holds its documents.
-
-        As for a drop, an inferred deletion per live entity, then the `renamed` event
-        (last: finding it stored means every deletion is too). The new name is
-        captured only if it is configured (its documents then come by re-snapshot).
-        """
-        assert change.clusterTime is not None
-        for entity_id in await self._live(capture, stream):
-            capture.inferred_delete(
-                stream,
-                entity_id,
-                marker=change.clusterTime,
-                cluster_time=change.clusterTime,
-                occurred_at=occurred_at_of(change, now),
-                now=now,
-            )
-        to = change.to
-        capture.stream_event(
-            stream,
-            RENAMED,
-            event_id="renamed:" + change.token_id,
-            payload={"to": {"db": to.db, "coll": to.coll} if to else None},
-            cluster_time=change.clusterTime,
-            occurred_at=occurred_at_of(change, now),
+            occurred_at=at,
             now=now,
         )
 
