@@ -28,6 +28,7 @@ from eventstore.memory.store import MemoryStore
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.store import MongoStore
 from eventstore.notes import Signer
+from eventstore.ports import Store
 from eventstore.signing import SignerState, write_state
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.sources.simulator import Simulator
@@ -43,30 +44,21 @@ from tests.integration.ingest_helpers import (
 from tests.supervision import metric
 
 
-async def test_a_refused_signature_is_the_capture_workers_standing_problem(tmp_path: Path) -> None:
-    clock = FakeClock()
-    feed = MemoryChangeFeed(clock=clock)
-    await Simulator(feed, seed=3, clock=clock).run(orders=4, changes=20, rate=0)
-    store = MemoryStore()
-    await start_from_the_beginning(store)
+def refusing_checkpointer(store: Store, clock: FakeClock, tmp_path: Path) -> Checkpointer:
+    """A checkpointer whose key once signed a far bigger tree (the store was rolled back)."""
     state = str(tmp_path / "state")
-    # This key once signed a far bigger tree: the store was rolled back since.
     write_state(state, SignerState(origin="eventstore/test", size=10_000, root="A" * 43 + "="))
-    checkpointer = Checkpointer(
+    return Checkpointer(
         LogTree(store.merkle, store.events),
         origin="eventstore/test",
         clock=clock,
         signer=Signer.generate("log.test"),
         state_path=state,
     )
-    ing = Ingester(
-        store=store,
-        source=feed.source(["orders"], batch_size=10, max_await=0.01),
-        settings=settings(batch_size=10),
-        clock=clock,
-        owner="here",
-        checkpointer=checkpointer,
-    )
+
+
+def served(store: Store, ing: Ingester, clock: FakeClock) -> tuple[Supervisor, CaptureWorker, Any]:
+    """The ingester as a supervised capture worker (a finite run), and the API over them."""
     metrics = Metrics()
     sup = Supervisor(clock=clock, instance="here", lease_seconds=10, rng_seed=4, metrics=metrics)
     worker = CaptureWorker(ing, follow=False)
@@ -80,6 +72,25 @@ async def test_a_refused_signature_is_the_capture_workers_standing_problem(tmp_p
         caught_up=worker.caught_up,
         metrics=metrics,
     )
+    return sup, worker, app
+
+
+async def test_a_refused_signature_is_the_capture_workers_standing_problem(tmp_path: Path) -> None:
+    clock = FakeClock()
+    feed = MemoryChangeFeed(clock=clock)
+    await Simulator(feed, seed=3, clock=clock).run(orders=4, changes=20, rate=0)
+    store = MemoryStore()
+    await start_from_the_beginning(store)
+    checkpointer = refusing_checkpointer(store, clock, tmp_path)
+    ing = Ingester(
+        store=store,
+        source=feed.source(["orders"], batch_size=10, max_await=0.01),
+        settings=settings(batch_size=10),
+        clock=clock,
+        owner="here",
+        checkpointer=checkpointer,
+    )
+    sup, worker, app = served(store, ing, clock)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         await sup.start()
@@ -99,7 +110,7 @@ async def test_a_refused_signature_is_the_capture_workers_standing_problem(tmp_p
 
         # The operator settles it (here: a state this tree extends): the next checkpoint is
         # signed and the problem is over.
-        os.remove(state)
+        os.remove(tmp_path / "state")
         clock.advance(checkpointer.interval)  # a refused signature is tried once an interval
         await checkpointer.idle()
         latest = await store.merkle.checkpoint()
@@ -124,15 +135,7 @@ async def test_an_unwritable_listings_index_is_a_standing_problem_beside_a_refus
     assert isinstance(events, MongoEventLog)
     await start_from_the_beginning(store)
     orders = feed.collection("orders")
-    state = str(tmp_path / "state")
-    write_state(state, SignerState(origin="eventstore/test", size=10_000, root="A" * 43 + "="))
-    checkpointer = Checkpointer(
-        LogTree(store.merkle, store.events),
-        origin="eventstore/test",
-        clock=clock,
-        signer=Signer.generate("log.test"),
-        state_path=state,
-    )
+    checkpointer = refusing_checkpointer(store, clock, tmp_path)
     ing = ingester(store, feed, clock, owner="here")
     ing.checkpointer = checkpointer
     working = events.index_listings
@@ -141,19 +144,7 @@ async def test_an_unwritable_listings_index_is_a_standing_problem_beside_a_refus
         raise OSError("no route to host")
 
     monkeypatch.setattr(events, "index_listings", broken)
-    metrics = Metrics()
-    sup = Supervisor(clock=clock, instance="here", lease_seconds=10, rng_seed=4, metrics=metrics)
-    worker = CaptureWorker(ing, follow=False)
-    sup.add(worker)
-    app = create_app(
-        settings(),
-        store=store,
-        clock=clock,
-        supervisor=sup,
-        capture=worker.name,
-        caught_up=worker.caught_up,
-        metrics=metrics,
-    )
+    sup, worker, app = served(store, ing, clock)
     index_problem = (
         "the listings' index could not be written (OSError: no route to host);"
         " the stream and entity listings read the log meanwhile"
@@ -181,7 +172,7 @@ async def test_an_unwritable_listings_index_is_a_standing_problem_beside_a_refus
         assert await shown() == (f"{index_problem}; {signing_problem}", 1)
 
         # The signature is settled: the index's problem stands alone.
-        os.remove(state)
+        os.remove(tmp_path / "state")
         clock.advance(checkpointer.interval)
         await checkpointer.idle()
         assert await shown() == (index_problem, 1)
