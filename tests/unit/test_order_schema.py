@@ -123,6 +123,15 @@ def test_a_customer_id_in_an_array_is_named_in_the_order_summary() -> None:
     assert row["customer"] == {"id": 7, "tier": "gold"}
 
 
+def test_a_top_level_customer_id_names_the_customer_by_id_and_name() -> None:
+    # No document holds a top-level id: not even one under the field named "".
+    paths = {**ORDER_FIELDS, "customer_id": "customerId", "customer_name": "customerName"}
+    summary = by_name(OrderSchema(paths=paths))["order_summary"]
+    after = {"status": "paid", "total": 3, "customerId": 7, "customerName": "Ada", "": {"x": 1}}
+    [row] = run(summary, [Change(event=ev(1, "o1", 1, T0), before=None, after=after)]).values()
+    assert row["customer"] == {"id": "7", "name": "Ada"}
+
+
 def test_numbers_beyond_a_doubles_shortest_form_are_keyed_by_their_exact_value() -> None:
     # 2**60 as an Int64 and as a double are one value; 1152921504606847000 (the double's
     # shortest form) is another; -2**63 likewise; 1e300 is not Decimal128 1E+300.
