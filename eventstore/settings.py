@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from eventstore import json_input
-from eventstore.decimal_text import LONGEST, decimal_int
+from eventstore.decimal_text import decimal_float, decimal_int
 from eventstore.notes import NoteError, Verifier
 
 PREFIX: Final = "EVENTSTORE_"
@@ -447,18 +447,13 @@ def _positive_int(name: str) -> Callable[[str], int | str]:
     return parse
 
 
-# Seconds: ASCII digits with an optional fraction (`10`, `0.5`), as `monitor --interval`
-# reads them. float() also reads `.5`, `1_000`, `+5`, `1e3`, `inf` and other scripts' digits
-# (`٣`, `１`): none is a number here. (A minus sign is read, for the check to name the range.)
-_DECIMAL_SECONDS: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?")
-
-
 def _positive_float(name: str) -> Callable[[str], float | str]:
+    """Seconds as `decimal_float` reads them (as `monitor --interval` is read); other text is
+    kept for the check to refuse. (A minus sign is read, for the check to name the range.)"""
+
     def parse(value: str) -> float | str:
-        text = value.strip()
-        if len(text) > LONGEST or not _DECIMAL_SECONDS.fullmatch(text):
-            return value
-        return float(text)
+        seconds = decimal_float(value.strip())
+        return value if seconds is None else seconds
 
     return parse
 

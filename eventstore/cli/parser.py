@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Iterable
 from importlib import metadata
@@ -11,6 +10,7 @@ from typing import Any, Final, NoReturn, TypeVar, overload
 
 from eventstore.cli.argtypes import nonneg_int, positive_int, whole_int
 from eventstore.cli.common import EXIT_ERROR, one_line
+from eventstore.decimal_text import decimal_float
 from eventstore.settings import SETTING_NAMES
 
 _N = TypeVar("_N")
@@ -322,7 +322,6 @@ def _add_workload(p: argparse.ArgumentParser) -> None:
 # The monitor's pace: a checkpoint is made at most every CHECKPOINT_INTERVAL (1 s by
 # default); asking more often only loads the service (0 was ~2,000 requests a second).
 MIN_INTERVAL: Final = 1.0
-_DECIMAL_SECONDS: Final = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 
 
 def _interval(value: str) -> float:
@@ -331,9 +330,9 @@ def _interval(value: str) -> float:
     `inf`, `1e400` and `nan`, which float() reads, are refused, as are `1_0` and other
     scripts' digits (as every number on the command line is).
     """
-    if not _DECIMAL_SECONDS.fullmatch(value):
+    n = decimal_float(value)
+    if n is None or value.startswith("-"):
         raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r} (e.g. 60 or 1.5)")
-    n = float(value)  # finite: at most nine digits either side of the point
     if n < MIN_INTERVAL:
         raise argparse.ArgumentTypeError(f"must be {MIN_INTERVAL:g} or more seconds: {value}")
     return n
@@ -341,6 +340,7 @@ def _interval(value: str) -> float:
 
 def _nonneg_float(value: str) -> float:
     """`--rate`: 0 or more, in ASCII decimal digits (`inf`, `1_0`, `+5`, `٣` are refused)."""
-    if not _DECIMAL_SECONDS.fullmatch(value):
+    n = decimal_float(value)
+    if n is None or value.startswith("-"):
         raise argparse.ArgumentTypeError(f"not a number: {value!r} (e.g. 5 or 0.5)")
-    return float(value)  # finite and 0 or more: at most nine digits either side of the point
+    return n

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventstore.decimal_text import LONGEST, canonical_int, decimal_int
+from eventstore.decimal_text import LONGEST, canonical_int, decimal_float, decimal_int
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,16 @@ def test_only_ascii_digits_are_a_number(
 @given(st.integers(min_value=-(10**30), max_value=10**30))
 def test_every_integer_reads_back_from_its_own_text(n: int) -> None:
     assert decimal_int(str(n)) == n and canonical_int(str(n)) == n
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("10", 10.0), ("0.5", 0.5), ("-1", -1.0), ("007.250", 7.25), ("0", 0.0)]
+    + [(t, None) for t in (".5", "5.", "1e3", "inf", "nan", "+5", "1_000", "\u0663", "", " 5")]
+    + [("1" * LONGEST, float("1" * LONGEST)), ("1" * (LONGEST + 1), None)],
+)
+def test_a_decimal_with_a_fraction_is_ascii_digits_and_one_point(
+    text: str, number: float | None
+) -> None:
+    # Seconds (settings, `monitor --interval`) and rates (`--rate`): one spelling.
+    assert decimal_float(text) == number
