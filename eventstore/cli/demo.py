@@ -15,13 +15,13 @@ import json
 import signal
 import sys
 from collections import Counter
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any, TextIO
 
 import msgspec
 
-from eventstore.awaiting import cancel_and_wait
+from eventstore.awaiting import unless_set
 from eventstore.chain import LogVerifier
 from eventstore.cli.bootstrap import Workload, WorkloadOptions, open_service
 from eventstore.cli.common import EXIT_OK, Progress
@@ -98,21 +98,6 @@ def _stopped_by_signals() -> Iterator[_Stop]:
                 signal.signal(sig, before)
 
 
-async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
-    """Run `work` to its end (True), or until `stop` is set (False: `work` is cancelled)."""
-    task = asyncio.ensure_future(work)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        await cancel_and_wait([stopping])
-    if not task.done():
-        await cancel_and_wait([task])
-        return False
-    task.result()  # its failure, if it failed
-    return not stop.is_set()
-
-
 async def _report(
     store: Store,
     ingester: Ingester,
@@ -136,7 +121,8 @@ async def _report(
         file=sys.stderr,
         flush=True,
     )
-    if not await _until_stopped(workload(), stop):
+    await unless_set(workload(), stop)  # cancelled once stopped
+    if stop.is_set():
         return False
     # The rate is the backlog's: from here, not counting the simulation or the first snapshot.
     progress = Progress("demo")
