@@ -73,8 +73,19 @@ def load_signer(path: str) -> Signer:
 
 
 def write_key(path: str, name: str) -> Signer:
-    """Generate a key named `name` into a new file at `path` (mode 0600; never overwrites)."""
+    """Generate a key named `name` into a new file at `path` (mode 0600; never overwrites).
+
+    Besides what the note format refuses (`+`, spaces, newlines), the name must show as
+    it is: no control characters (an escape sequence would act on the terminal of
+    whoever prints the verifier key), no marks or overrides that reorder text (U+202E),
+    no other invisible formatting, and no bytes that are not UTF-8.
+    """
     check_name(name)
+    if not name.isprintable():
+        raise NoteError(
+            f"key name {name!r} must be printable text: no control, format or "
+            "bidirectional characters, no bytes that are not UTF-8"
+        )
     signer = Signer.generate(name)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:

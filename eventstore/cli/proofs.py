@@ -19,7 +19,7 @@ import msgspec
 from eventstore.cli.bootstrap import open_service
 from eventstore.cli.common import EXIT_OK, EXIT_TAMPERED, CliError, settings_from
 from eventstore.merkle import ProofError
-from eventstore.notes import NoteError, Verifier, check_name
+from eventstore.notes import NoteError, Verifier
 from eventstore.proofs import NoCheckpoint, UnknownEvent, event_proof, verify_proof_file
 from eventstore.signing import write_key
 
@@ -28,27 +28,10 @@ def _read(path: str) -> bytes:
     return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
 
 
-def _key_name(name: str) -> str:
-    """A key name as it may be printed in a verifier key: text that shows as it is.
-
-    Besides what the note format refuses (`+`, spaces, newlines): control characters
-    (an escape sequence would act on the terminal of whoever prints the key), the
-    marks and overrides that reorder text (U+202E shows `ab` as `ba`), other invisible
-    formatting, and bytes of the argument that are not UTF-8.
-    """
-    check_name(name)
-    if not name.isprintable():
-        raise NoteError(
-            f"key name {name!r} must be printable text: no control, format or "
-            "bidirectional characters, no bytes that are not UTF-8"
-        )
-    return name
-
-
 async def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
     """Write a new signing key (mode 0600, never overwriting); print its verifier key."""
     try:
-        signer = write_key(args.out, _key_name(args.name))
+        signer = write_key(args.out, args.name)
     except NoteError as exc:
         raise CliError(str(exc)) from None
     except FileExistsError:
