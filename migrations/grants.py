@@ -1,4 +1,4 @@
-"""Granting the writer role what a step's collections need (shared by the steps that do)."""
+"""Granting the store's roles what a step's collections need (shared by the steps that do)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from eventstore.migrate import Skip
 from . import UNAUTHORIZED
 
 WRITER: Final = "eventstoreWriter"
+ERASER: Final = "eventstoreEraser"
 ROLE_NOT_FOUND: Final = 31
 
 
@@ -20,14 +21,24 @@ async def grant_writer(db: AsyncDatabase[Any], privileges: list[dict[str, Any]],
 
     A user who may not manage roles gets `Skip`, saying what to run to grant `what`.
     """
+    await grant(db, WRITER, privileges, what)
+
+
+async def grant(
+    db: AsyncDatabase[Any], role: str, privileges: list[dict[str, Any]], what: str
+) -> None:
+    """`grantPrivilegesToRole` on one of the store's roles; nothing when the deployment has none.
+
+    A user who may not manage roles gets `Skip`, saying what to run to grant `what`.
+    """
     try:
-        await db.command({"grantPrivilegesToRole": WRITER, "privileges": privileges})
+        await db.command({"grantPrivilegesToRole": role, "privileges": privileges})
     except OperationFailure as exc:
         if exc.code == ROLE_NOT_FOUND:
-            return  # no writer role in this deployment (m0005 was skipped): nothing to grant
+            return  # the step that creates the role was skipped here: nothing to grant
         if exc.code == UNAUTHORIZED:
             raise Skip(
                 f"the connected user may not manage roles (code {exc.code}); run migrate as a "
-                f"user with userAdmin on {db.name!r} to grant {WRITER} {what}"
+                f"user with userAdmin on {db.name!r} to grant {role} {what}"
             ) from exc
         raise

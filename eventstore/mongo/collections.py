@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Final
 
 EVENTS: Final = "events"
+# Payloads of events too large for one document, in parts (`payload_parts`).
+EVENT_PAYLOADS: Final = "event_payloads"
 CHECKPOINTS: Final = "checkpoints"
 SNAPSHOTS: Final = "snapshots"
 LEASES: Final = "leases"

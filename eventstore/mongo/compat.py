@@ -4,6 +4,7 @@
 - `session=`: mongomock refuses the keyword even when it is None.
 - `close`: a coroutine on `AsyncMongoClient`, a plain method on mongomock's client.
 - `watch`: a coroutine of a change stream in PyMongo Async; mongomock-motor has none.
+- `codec_options`: bson's CodecOptions in PyMongo; mongomock has a look-alike of its own.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from bson.codec_options import CodecOptions
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -51,3 +53,11 @@ async def watch(
         raise NotImplementedError(f"{type(collection).__name__} has no change streams")
     stream: AsyncChangeStream[dict[str, Any]] = await collection.watch(pipeline, **kw)
     return stream
+
+
+def codec_options(collection: Any) -> CodecOptions[Any]:
+    """The options the collection decodes with, as bson's `CodecOptions` (for `bson.encode`)."""
+    options = collection.codec_options
+    if isinstance(options, CodecOptions):
+        return options
+    return CodecOptions(tz_aware=bool(getattr(options, "tz_aware", False)))

@@ -30,8 +30,15 @@ from eventstore.model import (
 )
 from eventstore.mongo import compat
 from eventstore.mongo.append_watch import AppendWatcher
-from eventstore.mongo.collections import EVENTS
+from eventstore.mongo.collections import EVENT_PAYLOADS, EVENTS
 from eventstore.mongo.log_index import SUMMARY_FIELDS, TAIL_MAX, LogIndex
+from eventstore.mongo.payload_parts import (
+    MAX_DOCUMENT_BYTES,
+    PARTS_FIELD,
+    join,
+    split,
+    wanted_parts,
+)
 from eventstore.ports import LogConflict
 from eventstore.tree import Heartbeat
 
@@ -65,6 +72,8 @@ _NEWEST_PER_ENTITY: Final = {
 # The fields of an event a stream's counts read.
 _COUNTED_FIELDS: Final = {"stream": 1, "seq": 1, "version": 1, "entity_key": 1, "occurred_at": 1}
 _DUPLICATE_KEY: Final = 11000
+# What an erasure removes an entity's payload parts by (migrations create it too).
+PARTS_INDEX: Final = [("stream", ASCENDING), ("entity_id", ASCENDING), ("seq", ASCENDING)]
 
 
 def _entity_head(doc: Mapping[str, Any]) -> EntityHead:
@@ -167,6 +176,10 @@ class MongoEventLog:
         if query_max_time_ms < 1:
             raise ValueError("query_max_time_ms must be at least 1")
         self._coll = db[EVENTS]
+        self._parts = db[EVENT_PAYLOADS]
+        # The largest document the server stores (`hello`'s maxBsonObjectSize, set by
+        # the store's `detect`): a larger event is stored with its payload in parts.
+        self.max_document_bytes = MAX_DOCUMENT_BYTES
         self._query_max_time_ms = query_max_time_ms
         # The newest seq this instance knows of: a hint that spares a head query
         # per append. A wrong hint costs one query, never a wrong answer.
@@ -180,6 +193,7 @@ class MongoEventLog:
         """Create the unique indexes on `seq` and (stream, entity_id, version), and the rest."""
         for keys, options in INDEXES:
             await self._coll.create_index(keys, **options)
+        await self._parts.create_index(PARTS_INDEX)
         await self.index.ensure_indexes()
 
     async def index_listings(
@@ -205,7 +219,7 @@ class MongoEventLog:
         if events[0].seq != (self._head_hint or 0) + 1:
             await self._check_continues(events[0].id, events[0].seq, session)
         inserted: list[dict[str, Any]] = []
-        pending = [event_doc(e) for e in events]
+        pending = await self._stored_docs(events, session)
         while pending:
             try:
                 await self._coll.insert_many(pending, ordered=True, **compat.session_kw(session))
@@ -220,6 +234,40 @@ class MongoEventLog:
         if inserted:
             self._head_hint = int(inserted[-1]["seq"])
         return len(inserted)
+
+    async def _stored_docs(self, events: Sequence[Event], session: Any) -> list[dict[str, Any]]:
+        """The events' documents, after storing the payload parts of those too large for one."""
+        docs: list[dict[str, Any]] = []
+        parts: list[dict[str, Any]] = []
+        options = compat.codec_options(self._coll)
+        for event in events:
+            doc, its_parts = split(
+                event_doc(event), limit=self.max_document_bytes, codec_options=options
+            )
+            docs.append(doc)
+            parts.extend(its_parts)
+        if parts:
+            # Inserted only where missing: a duplicate would abort a transaction.
+            have = await self._parts.find(
+                {"_id": {"$in": [p["_id"] for p in parts]}},
+                {"_id": 1},
+                **compat.session_kw(session),
+            ).to_list(None)
+            stored = {p["_id"] for p in have}
+            new = [p for p in parts if p["_id"] not in stored]
+            if new:
+                await self._parts.insert_many(new, ordered=True, **compat.session_kw(session))
+        return docs
+
+    async def _events(self, docs: list[dict[str, Any]]) -> list[Event]:
+        """Stored event documents as events, payloads stored in parts put back (one query)."""
+        wanted = wanted_parts(docs)
+        if wanted:
+            found = await self._parts.find({"_id": {"$in": wanted}}).to_list(None)
+            join(
+                docs, {p["_id"]: p for p in found}, codec_options=compat.codec_options(self._parts)
+            )
+        return [event_from_doc(doc) for doc in docs]
 
     async def _after_error(
         self,
@@ -296,8 +344,19 @@ class MongoEventLog:
                     "before": None,
                     "salt": None,
                     "erased_by": Int64(erased_by),
-                }
+                },
+                "$unset": {PARTS_FIELD: ""},
             },
+        )
+        # After the events: a crash in between leaves parts no event names, and the
+        # retry (`restamp`) removes them, whatever the events now say.
+        await self._parts.delete_many(
+            {
+                "stream": stream,
+                "entity_id": entity_id,
+                "hash_scheme": COMMIT_SCHEME,
+                "seq": {"$lt": erased_by},
+            }
         )
         return int(result.modified_count)
 
@@ -369,14 +428,14 @@ class MongoEventLog:
         cursor = cursor.sort("version", ASCENDING)
         if limit is not None:
             cursor = cursor.limit(limit)
-        return [event_from_doc(doc) for doc in await cursor.to_list(None)]
+        return await self._events(await cursor.to_list(None))
 
     async def read(self, *, after_seq: int = 0, limit: int = 1000) -> list[Event]:
         """Events after a position, in seq order."""
         if limit <= 0:
             return []
         cursor = self._coll.find({"seq": {"$gt": after_seq}}).sort("seq", ASCENDING).limit(limit)
-        return [event_from_doc(doc) for doc in await cursor.to_list(None)]
+        return await self._events(await cursor.to_list(None))
 
     async def head(self) -> Head:
         """The newest event's position (seq 0 when empty)."""
@@ -406,7 +465,7 @@ class MongoEventLog:
             .limit(limit)
             .max_time_ms(self._query_max_time_ms)
         )
-        return [event_from_doc(doc) for doc in await cursor.to_list(None)]
+        return await self._events(await cursor.to_list(None))
 
     async def streams(self) -> list[StreamStats]:
         """The index's counts, with the events it lacks (normally none) counted from the log."""

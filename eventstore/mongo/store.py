@@ -86,6 +86,9 @@ class MongoStore:
         except OperationFailure as exc:
             self.degraded.append(f"transactions unavailable: hello failed ({exc.code})")
             return
+        self._events.max_document_bytes = int(
+            hello.get("maxBsonObjectSize", self._events.max_document_bytes)
+        )
         clustered = "setName" in hello or hello.get("msg") == "isdbgrid"
         sessions = hello.get("logicalSessionTimeoutMinutes") is not None
         self._transactions = clustered and sessions

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
+import bson
 import pytest
 from bson import Int64
 from pymongo import AsyncMongoClient
@@ -20,12 +21,13 @@ from eventstore.mongo import eventlog as mongo_eventlog
 from eventstore.mongo.append_watch import WATCH_AWAIT_MS
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.store import MongoStore
-from tests.contract.wire import Wire, first_batch, next_batch, token
+from tests.contract.wire import HELLO, Wire, first_batch, next_batch, token
 from tests.helpers import LogBuilder
 
 Client = AsyncMongoClient[dict[str, Any]]
 MakeLog = Callable[[Client], MongoEventLog]
 NS = "eventstore.events"
+PAYLOADS = "eventstore.event_payloads"
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 1, 2, tzinfo=UTC)
 
@@ -470,3 +472,62 @@ async def test_indexing_a_batch_writes_heads_then_counts_then_the_watermark(
             "upsert": True,
         }
     ]
+
+
+async def test_an_event_over_16_mib_is_stored_with_its_payload_in_parts(
+    client: Client, wire: Wire, event_log: MakeLog
+) -> None:
+    """A replace of a 9 MB document with its 9 MB pre-image: a server refuses the whole event
+    (BSONObjectTooLarge, over its maxBsonObjectSize); its payload goes in parts first."""
+    log = LogBuilder()
+    big = "x" * 9_000_000
+    events = [
+        log.next("A"),
+        log.next(
+            "A", "replaced", document={"_id": "A", "note": big}, before={"_id": "A", "n": big}
+        ),
+    ]
+    store = event_log(client)
+    appending = asyncio.create_task(store.append(events))
+    have = await wire.receives("find")
+    assert have.doc["find"] == "event_payloads"
+    have.replies(first_batch([], post_batch=None, ns=PAYLOADS, cursor_id=Int64(0)))
+    parts_insert = await wire.receives("insert")
+    parts = (
+        parts_insert.docs[1:]
+        if parts_insert.doc.get("documents") is None
+        else parts_insert.doc["documents"]
+    )
+    parts_insert.replies({"n": len(parts)})
+    events_insert = await wire.receives("insert")
+    stored = (
+        events_insert.docs[1:]
+        if events_insert.doc.get("documents") is None
+        else events_insert.doc["documents"]
+    )
+    events_insert.replies({"n": 2})
+    assert await wire.result(appending) == 2
+
+    assert parts_insert.doc["insert"] == "event_payloads"
+    assert events_insert.doc["insert"] == "events"
+    assert [p["n"] for p in parts] == [0, 1, 2]  # 18 MB in parts of 8 MiB
+    assert all(len(bson.encode(d)) <= HELLO["maxBsonObjectSize"] for d in parts + stored)
+    assert stored[1]["document"] is None and stored[1]["payload_parts"]["count"] == 3
+
+    reading = asyncio.create_task(store.read())
+    (await wire.receives("find")).replies(
+        first_batch(stored, post_batch=None, ns=NS, cursor_id=Int64(0))
+    )
+    fetch = await wire.receives("find")
+    assert fetch.doc["filter"] == {"_id": {"$in": [p["_id"] for p in parts]}}
+    # A real server answers in batches of at most 16 MiB: one part per batch here. Each
+    # reply is sent from a thread: 8 MiB fill the socket while this loop has to read them.
+    loop = asyncio.get_running_loop()
+    batch = first_batch(parts[:1], post_batch=None, ns=PAYLOADS, cursor_id=Int64(9))
+    await loop.run_in_executor(None, fetch.replies, batch)
+    for n, part in enumerate(parts[1:], start=1):
+        more = await wire.receives("getMore")
+        last = n == len(parts) - 1
+        batch = next_batch([part], post_batch=None, ns=PAYLOADS, cursor_id=Int64(0 if last else 9))
+        await loop.run_in_executor(None, more.replies, batch)
+    assert await wire.result(reading) == events

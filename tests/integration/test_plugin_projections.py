@@ -462,6 +462,7 @@ def test_each_refusal_is_one_line_naming_the_plugin_and_exit_1(
             "tree_nodes",
             "tree_checkpoints",
             "erasure_requests",
+            "event_payloads",
             "projection_states",
             "Events",
             "system.views",
