@@ -91,6 +91,8 @@ class DiffOut(msgspec.Struct, kw_only=True):
     from_version: int
     to_version: int
     changes: list[FieldChangeOut]
+    # True when a version's data was erased: `changes` is empty because it cannot be told.
+    erased: bool = False
 
 
 class StreamOut(msgspec.Struct, kw_only=True):

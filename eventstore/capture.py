@@ -359,8 +359,10 @@ class Capture:
         occurred_at: datetime,
         now: datetime,
         inferred: bool = False,
+        actor: Any = None,
     ) -> Event:
-        """A `gap`, `dropped`, `renamed` or `rejected` event of the stream's `$stream` pseudo-entity."""
+        """A stream event (`gap`, `dropped`, `renamed`, `rejected`, `erased`) of its `$stream`
+        pseudo-entity; `actor`: who asked for it, where someone did (an erasure's requester)."""
         assert type_ in (GAP, DROPPED, RENAMED, REJECTED, ERASED)
         return self._append(
             event_id=event_id,
@@ -372,6 +374,7 @@ class Capture:
             recorded_at=now,
             document=payload,
             inferred=inferred,
+            actor=actor,
         )
 
     def rejected(self, rejection: Rejection, *, now: datetime) -> Event:

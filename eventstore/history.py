@@ -157,6 +157,9 @@ class VersionDiff(msgspec.Struct, frozen=True, kw_only=True):
     from_version: int
     to_version: int
     changes: list[FieldChange]
+    # True when either version's state comes from an erased event: what changed cannot be
+    # told (`changes` is empty), which is not the same as nothing having changed.
+    erased: bool = False
 
 
 def _continues(base: EntitySnapshot, events: Sequence[Event]) -> bool:
@@ -673,6 +676,10 @@ class History:
             if to_version == from_version
             else await self._state(stream, entity_id, key, at=None, version=to_version)
         )
+        if a.erased or b.erased:
+            return VersionDiff(
+                from_version=from_version, to_version=to_version, changes=[], erased=True
+            )
         return VersionDiff(
             from_version=from_version, to_version=to_version, changes=diff(a.document, b.document)
         )

@@ -260,7 +260,7 @@ class Ingester:
                         break
                 if batch is None:
                     self.stats.caught_up = True
-                    await self._idle()
+                    await self._idle(final=True)  # the tree is checkpointed before the run ends
                     return "ended", cp
                 cp, ended = await self._ingest(batch, cp)
                 if ended is not None:
@@ -268,9 +268,10 @@ class Ingester:
                 cp = await self._erasures(cp)
                 if not batch.changes:
                     self.stats.caught_up = True
-                    await self._idle()
+                    await self._idle(final=until_idle)
                     if until_idle:
                         return "idle", cp
+        await self._idle(final=True)
         return "stopped", cp
 
     async def _ingest(
@@ -677,6 +678,8 @@ class Ingester:
             cluster_time=None,
             occurred_at=now,
             now=now,
+            # Who asked: the audit query's `actor` finds the erasures a person requested.
+            actor=request.actor,
         )
         cp = msgspec.structs.replace(cp, head=capture.head, updated_at=now)
         await self._commit(capture.take(), cp)
@@ -814,9 +817,10 @@ class Ingester:
         if added:
             log.info("the listings' index: %d events indexed from the log", added)
 
-    async def _idle(self) -> None:
+    async def _idle(self, *, final: bool = False) -> None:
+        """Nothing pending: the checkpointer's turn (`final`: this run ends here)."""
         if self.checkpointer is not None:
-            await self.checkpointer.idle()
+            await self.checkpointer.idle(final=final)
 
 
 def _resume_point(cp: Checkpoint) -> ResumePoint | None:

@@ -85,11 +85,12 @@ def state_json(state: EntityState) -> dict[str, Any]:
 
 
 def diff_json(d: VersionDiff) -> dict[str, Any]:
-    """{from_version, to_version, changes}."""
+    """{from_version, to_version, changes, erased}."""
     return {
         "from_version": d.from_version,
         "to_version": d.to_version,
         "changes": changes_json(d.changes),
+        "erased": d.erased,
     }
 
 

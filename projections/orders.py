@@ -520,6 +520,10 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
         old = rows.get(key)
         if old is not None and int(old.get("seq", 0)) >= e.seq:
             return []  # already applied
+        if e.erased_by is not None:
+            # Its payload is gone, and with it what the order was: the erasure deleted the
+            # row, and neither a lagging runner nor a rebuild writes it back from here.
+            return [Write(key=key, row=None)]
         after = change.after
         doc = after if after is not None else (change.before or _NOTHING)
         number, status, items, value, currency = read_inputs(doc)

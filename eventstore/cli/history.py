@@ -158,7 +158,11 @@ async def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
             f"{json.dumps(c['before'], ensure_ascii=False)} -> {json.dumps(c['after'], ensure_ascii=False)}"
             for c in data["changes"]
         ]
-        if not data["changes"]:
+        if result.erased:
+            rows.append(
+                "  (erased: a version's data was removed by an erasure; what changed cannot be told)"
+            )
+        elif not data["changes"]:
             rows.append("  (no differences)")
         _emit(data, args, out, rows)
         return EXIT_OK

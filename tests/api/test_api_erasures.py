@@ -77,6 +77,17 @@ async def test_an_erasure_is_accepted_carried_out_by_capture_and_reported(
             assert all(e["hash_scheme"] == 2 and len(e["commit"]) == 64 for e in history)
             assert all(e["diff"] == [] for e in history)
             assert "xavier" not in r.text.lower()
+            # What changed between erased versions cannot be told: said, not "no changes".
+            r = await client.get(f"{entity}/diff", params={"from_version": 1, "to_version": 3})
+            assert r.status_code == 200, r.text
+            assert r.json() == {"from_version": 1, "to_version": 3, "changes": [], "erased": True}
+            r = await client.get(
+                "/v1/streams/orders/entities/a%2Fb/diff?from_version=1&to_version=1"
+            )
+            assert r.json()["erased"] is False
+            # The requester is the record's actor: the audit query by actor finds the erasure.
+            r = await client.get("/v1/events", params={"actor": "dpo@example.org"})
+            assert [(e["seq"], e["type"]) for e in r.json()["events"]] == [(erased.seq, "erased")]
             # Another entity keeps its data, salt and commit.
             r = await client.get("/v1/streams/orders/entities/a%2Fb/history")
             [other] = r.json()["events"]

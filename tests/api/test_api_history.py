@@ -630,6 +630,7 @@ async def test_diff_between_versions(client: Client, audit_log: AuditLog) -> Non
             },
             {"path": "updatedBy", "op": "changed", "before": "alice", "after": "bob"},
         ],
+        "erased": False,
     }
     for a, b in ((1, 1), (2, 3), (1, 2), (3, 4)):
         got = ok(await client.get(f"{X}/diff", params={"from_version": a, "to_version": b}))

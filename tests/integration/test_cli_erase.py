@@ -142,3 +142,10 @@ def test_carried_out_by_capture_then_a_repeat_says_already_erased() -> None:
     assert code == 0 and [e["erased_by"] for e in data["erased"]] == [events[-1].seq] * 3
     code, out = run(store, "state", "orders", "ORD-1", "--json")
     assert code == 0 and json.loads(out)["erased"] is True and json.loads(out)["document"] is None
+    code, out = run(store, "diff", "orders", "ORD-1", "1", "3")
+    assert code == 0 and out.splitlines() == [
+        "orders/ORD-1: version 1 -> 3",
+        "  (erased: a version's data was removed by an erasure; what changed cannot be told)",
+    ]
+    code, out = run(store, "diff", "orders", "ORD-1", "1", "3", "--json")
+    assert code == 0 and json.loads(out)["erased"] is True

@@ -133,6 +133,7 @@ def test_history_state_and_diff_print_the_design_json() -> None:
             {"path": "status", "op": "changed", "before": "pending", "after": "shipped"},
             {"path": "updatedBy", "op": "changed", "before": "alice", "after": "bob"},
         ],
+        "erased": False,
     }
     code, out = run(store, "state", "orders", "int:42", "--json")
     assert code == 0 and json.loads(out)["document"] == {"_id": 42, "status": "pending"}

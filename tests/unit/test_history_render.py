@@ -126,6 +126,7 @@ def test_state_history_diff_and_verdict_shapes() -> None:
         "from_version": 1,
         "to_version": 3,
         "changes": [{"path": "items.1", "op": "added", "before": None, "after": {"qty": 2}}],
+        "erased": False,
     }
     assert entity_verdict_json(
         EntityVerdict(valid=False, events_checked=2, first_invalid_version=2, reason="r")
