@@ -44,6 +44,11 @@ class ProofFailed(ValueError):
     """A proof does not verify; the message says which check failed."""
 
 
+def count_events(n: int) -> str:
+    """A tree's size in words: `1 event`, `5 events`."""
+    return f"{n} event" if n == 1 else f"{n} events"
+
+
 def leaf_hash(data: bytes) -> bytes:
     """SHA-256(0x00 || data)."""
     return hashlib.sha256(b"\x00" + data).digest()

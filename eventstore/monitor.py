@@ -1,10 +1,12 @@
 """The monitor: what turns a signed head into detection.
 
 Run by someone other than the operator (an auditor, a second team), it fetches the
-service's latest checkpoint, checks its signature and that it extends the last one
-it saved (a consistency proof it verifies itself), then saves it. A fork (same size,
-other root, or a refused proof), a rollback (a smaller tree) or a bad signature is
-reported with the evidence: both checkpoints and the proof.
+service's latest checkpoint, checks its signature, that it is of the same log (its
+origin) and that it extends the last one it saved (a consistency proof it verifies
+itself), then saves it. A fork (same size, other root, or a refused proof), a
+rollback (a smaller tree), another origin or a bad signature is reported with the
+evidence: both checkpoints and the proof. An answer that is no checkpoint at all
+(empty, garbage, an error page) is not evidence of anything: `Unreachable`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Final
 import msgspec
 
 from eventstore.json_input import decode_json
-from eventstore.merkle import ProofFailed, verify_consistency
+from eventstore.merkle import ProofFailed, count_events, verify_consistency
 from eventstore.notes import NoteError, Verifier, open_note, parse_checkpoint
 
 Fetch = Callable[[str], Awaitable[tuple[int, bytes]]]
@@ -29,13 +31,17 @@ LATEST: Final = "checkpoint"
 
 
 class Unreachable(Exception):
-    """The service did not answer with a checkpoint (not evidence of anything)."""
+    """The service did not answer with a checkpoint (not evidence of anything).
+
+    No answer, an HTTP error, or a body that is no checkpoint at all (empty, garbage,
+    an error page behind a proxy); a checkpoint that is not validly signed is a Finding.
+    """
 
 
 class Finding(msgspec.Struct, kw_only=True):
     """Evidence that the log is not append-only, or is not the one the key signs."""
 
-    finding: str  # fork | rollback | bad-signature | refused-proof
+    finding: str  # fork | rollback | other-origin | bad-signature | refused-proof
     detail: str
     saved: str | None = None
     served: str
@@ -49,19 +55,38 @@ class Seen(msgspec.Struct, kw_only=True):
     previous: int | None
 
 
-def _saved(state: Path, verifier: Verifier) -> tuple[str, int, bytes] | None:
+class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """A signed checkpoint as the monitor holds it: the note and what its text says."""
+
+    note: str
+    origin: str
+    size: int
+    root: bytes
+
+
+def _saved(state: Path, verifier: Verifier) -> Checkpoint | None:
     """The checkpoint saved last, or None; a file that is not one is a NoteError naming it."""
     path = state / LATEST
     if not path.exists():
         return None
     try:
         note = path.read_text(encoding="utf-8")
-        _, size, root = parse_checkpoint(open_note(note, verifier))
+        origin, size, root = parse_checkpoint(open_note(note, verifier))
     except UnicodeDecodeError as exc:
         raise NoteError(f"{path} is not a checkpoint: not UTF-8 text ({exc.reason})") from None
     except NoteError as exc:
         raise NoteError(f"{path}: {exc}") from None
-    return note, size, root
+    return Checkpoint(note=note, origin=origin, size=size, root=root)
+
+
+def _is_checkpoint(served: str) -> bool:
+    """Whether the text of `served` (before any signature block) is a checkpoint's."""
+    cut = served.find("\n\n")
+    try:
+        parse_checkpoint(served if cut < 0 else served[: cut + 1])
+    except NoteError:
+        return False
+    return True
 
 
 def _save(state: Path, note: str, size: int) -> None:
@@ -75,30 +100,43 @@ def _save(state: Path, note: str, size: int) -> None:
 
 
 async def check_once(fetch: Fetch, verifier: Verifier, state: Path) -> Finding | Seen:
-    """One round: fetch, verify, compare with the saved checkpoint, save when it extends it."""
+    """One round: fetch, verify, compare with the saved checkpoint, save when it extends it.
+
+    The saved state is read first: a state file that is not a checkpoint is a NoteError
+    naming it, whatever the service answers.
+    """
+    saved = _saved(state, verifier)
+    old_note = saved.note if saved else None
     status, body = await fetch("/v1/checkpoint")
     if status != 200:
         raise Unreachable(f"GET /v1/checkpoint answered {status}")
     served = body.decode("utf-8", errors="replace")
     try:
-        _, size, root = parse_checkpoint(open_note(served, verifier))
+        origin, size, root = parse_checkpoint(open_note(served, verifier))
     except NoteError as exc:
-        saved = _saved(state, verifier)
+        if not _is_checkpoint(served):
+            raise Unreachable(f"the answer to GET /v1/checkpoint is refused: {exc}") from None
         return Finding(
             finding="bad-signature",
             detail=f"the served checkpoint is refused: {exc}",
-            saved=saved[0] if saved else None,
+            saved=old_note,
             served=served,
         )
-    saved = _saved(state, verifier)
     if saved is None:
         _save(state, served, size)
         return Seen(size=size, previous=None)
-    old_note, old_size, old_root = saved
+    if origin != saved.origin:
+        return Finding(
+            finding="other-origin",
+            detail=f"the served checkpoint is of log {origin!r}, the saved one of {saved.origin!r}",
+            saved=old_note,
+            served=served,
+        )
+    old_size, old_root = saved.size, saved.root
     if size < old_size:
         return Finding(
             finding="rollback",
-            detail=f"the served tree has {size} events, the saved one {old_size}",
+            detail=f"the served tree has {count_events(size)}, the saved one {old_size}",
             saved=old_note,
             served=served,
         )

@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import struct
+from typing import Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -30,6 +31,12 @@ COSIGNATURE = 0x04
 DASH = "\u2014 "
 # A checkpoint's tree size: decimal without leading zeros (C2SP tlog-checkpoint), a uint64.
 MAX_SIZE = 2**64 - 1
+# What a key name (and a log origin) must be, as errors say it.
+NAME_RULE: Final = "must be non-empty, without '+', spaces, tabs or newlines"
+SHOWN_RULE: Final = (
+    "must be printable text: no control, format or bidirectional characters,"
+    " no bytes that are not UTF-8"
+)
 
 
 class NoteError(ValueError):
@@ -38,9 +45,31 @@ class NoteError(ValueError):
 
 def check_name(name: str) -> str:
     """A key name as Go's note package accepts it: non-empty, no `+`, no whitespace."""
-    if not name or "+" in name or any(c.isspace() for c in name):
-        raise NoteError(f"key name {name!r} must be non-empty, without '+', spaces or newlines")
+    if _note_name_problem(name) is not None:
+        raise NoteError(f"key name {name!r} {NAME_RULE}")
     return name
+
+
+def _note_name_problem(name: str) -> str | None:
+    if not name or "+" in name or any(c.isspace() for c in name):
+        return NAME_RULE
+    return None
+
+
+def shown_name_problem(name: str) -> str | None:
+    """What keeps `name` from being a key name or log origin that shows as it is; None if nothing.
+
+    Besides what the note format refuses (empty, `+`, any Unicode space or newline),
+    the name must show as it is: no control characters (an escape sequence would act
+    on the terminal of whoever prints it; Go's note package refuses a note holding
+    one), no marks or overrides that reorder text (U+202E), no other invisible
+    formatting, and no bytes that are not UTF-8 (lone surrogates). C2SP tlog-checkpoint
+    asks the same of an origin: no Unicode spaces, no `+`.
+    """
+    problem = _note_name_problem(name)
+    if problem is None and not name.isprintable():
+        return SHOWN_RULE
+    return problem
 
 
 def key_id(name: str, kind: int, public: bytes) -> bytes:
@@ -205,13 +234,43 @@ def split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
     return text, sigs
 
 
+def _malformed(note: str) -> str | None:
+    """What makes `note` no signed note before its lines are read, as Go's `note.Open` sees it."""
+    if not note.strip():
+        return "it is empty" if not note else "it holds only white space"
+    if "\r\n" in note:
+        return (
+            "its line endings were changed to CRLF (\\r\\n): a note's lines end with \\n"
+            " alone, and its signature covers the bytes as they were signed"
+        )
+    bad = next((c for c in note if c < " " and c != "\n"), None)
+    if bad is not None:
+        return f"it holds the control character {bad!r} (a note holds none but newlines)"
+    return None
+
+
 def open_note(note: str, verifier: Verifier) -> str:
-    """The text of a note carrying a valid signature by `verifier`; NoteError otherwise."""
+    """The text of a note carrying a valid signature by `verifier`; NoteError otherwise.
+
+    The error says what is true: not a checkpoint or signed note at all (garbage, an
+    empty file, changed line endings, a control character), a checkpoint without a
+    signature, or a signed note without a valid signature by this key.
+    """
+    problem = _malformed(note)
+    if problem is not None:
+        raise NoteError(f"not a signed note: {problem}")
     if note.rfind("\n\n") < 0:
+        try:
+            parse_checkpoint(note)
+        except NoteError as exc:
+            raise NoteError(f"not a checkpoint or a signed note: {exc}") from None
         raise NoteError(
             "the checkpoint is unsigned (the log has no SIGNING_KEY): nothing vouches for it"
         )
-    text, sigs = split_note(note)
+    try:
+        text, sigs = split_note(note)
+    except NoteError as exc:
+        raise NoteError(f"not a signed note: {exc}") from None
     mine = [b for n, b in sigs if n == verifier.name and b[:4] == verifier.id]
     if not mine:
         raise NoteError(f"the note carries no signature by {verifier.name}+{verifier.id.hex()}")

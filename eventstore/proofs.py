@@ -18,7 +18,7 @@ import msgspec
 
 from eventstore.chain import canonical_bytes
 from eventstore.json_input import check_unique_keys
-from eventstore.merkle import ProofError, ProofFailed, leaf_hash, verify_inclusion
+from eventstore.merkle import ProofError, ProofFailed, count_events, leaf_hash, verify_inclusion
 from eventstore.model import TreeCheckpoint
 from eventstore.notes import NoteError, Verifier, open_note, parse_checkpoint
 from eventstore.ports import Store
@@ -106,7 +106,7 @@ async def within_tree(store: Store, size: int | None) -> None:
     """ProofError (422) when an asked tree size is beyond the stored tree."""
     if size is not None and size > (stored := await store.merkle.size()):
         raise ProofError(
-            f"tree size {size} is beyond the stored tree ({stored} events)", argument="size"
+            f"tree size {size} is beyond the stored tree ({count_events(stored)})", argument="size"
         )
 
 
@@ -137,12 +137,18 @@ async def event_proof(store: Store, seq: int, size: int | None) -> ProofFile:
 
 
 class ProofVerdict(msgspec.Struct, kw_only=True):
-    """What `verify_proof_file` found."""
+    """What `verify_proof_file` found.
+
+    `seq` is the event the proof file is about (its `leaf_index` + 1), whether or not
+    the proof holds; null only when the file is not a proof file. `origin` and
+    `tree_size` are the checkpoint's, once its signature is checked.
+    """
 
     valid: bool
     reason: str
     seq: int | None = None
     tree_size: int | None = None
+    origin: str | None = None
     event: dict[str, Any] | None = None
 
 
@@ -153,25 +159,34 @@ def _decode64(text: str, what: str) -> bytes:
         raise ProofFailed(f"{what} is not valid base64") from exc
 
 
-def verify_proof_file(data: bytes, verifier: Verifier) -> ProofVerdict:
-    """Check a proof file offline: signature, event hash, leaf hash, inclusion."""
+def verify_proof_file(
+    data: bytes, verifier: Verifier, *, origin: str | None = None
+) -> ProofVerdict:
+    """Check a proof file offline: signature, origin (when given), event hash, leaf, inclusion."""
     try:
         proof = msgspec.json.decode(data, type=ProofFile)
         # A field given twice: another verifier may read the other one (msgspec takes the last).
         check_unique_keys(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return ProofVerdict(valid=False, reason=f"not an {FORMAT} file: {exc}")
+    claimed = proof.leaf_index + 1 if proof.leaf_index >= 0 else None
     if proof.format != FORMAT:
-        return ProofVerdict(valid=False, reason=f"format {proof.format!r} is not {FORMAT}")
+        return ProofVerdict(
+            valid=False, reason=f"format {proof.format!r} is not {FORMAT}", seq=claimed
+        )
     try:
         text = open_note(proof.checkpoint, verifier)
-        _, size, root = parse_checkpoint(text)
+        log, size, root = parse_checkpoint(text)
     except NoteError as exc:
-        return ProofVerdict(valid=False, reason=f"checkpoint refused: {exc}")
+        return ProofVerdict(valid=False, reason=f"checkpoint refused: {exc}", seq=claimed)
+
+    def refused(reason: str) -> ProofVerdict:
+        return ProofVerdict(valid=False, reason=reason, seq=claimed, tree_size=size, origin=log)
+
+    if origin is not None and log != origin:
+        return refused(f"the checkpoint is of log {log!r}, not of {origin!r} (--origin)")
     if size != proof.tree_size:
-        return ProofVerdict(
-            valid=False, reason=f"tree_size {proof.tree_size} is not the checkpoint's {size}"
-        )
+        return refused(f"tree_size {proof.tree_size} is not the checkpoint's {size}")
     try:
         event_bytes = _decode64(proof.event_bson, "event_bson")
         try:
@@ -185,12 +200,13 @@ def verify_proof_file(data: bytes, verifier: Verifier) -> ProofVerdict:
         hashes = [_decode64(h, "a proof hash") for h in proof.hashes]
         verify_inclusion(leaf_hash(event_hash), proof.leaf_index, size, hashes, root)
     except ProofFailed as exc:
-        return ProofVerdict(valid=False, reason=str(exc), tree_size=size)
+        return refused(str(exc))
     return ProofVerdict(
         valid=True,
-        reason=f"event seq {seq} (hash {event_hash.hex()}) is in the tree of {size} events"
-        f" signed by {verifier.name}",
+        reason=f"event seq {seq} (hash {event_hash.hex()}) is in the tree of {count_events(size)}"
+        f" of log {log!r} signed by {verifier.name}",
         seq=int(seq),
         tree_size=size,
+        origin=log,
         event=event,
     )

@@ -16,7 +16,7 @@ import msgspec
 
 from eventstore import json_input
 from eventstore.decimal_text import decimal_float, decimal_int
-from eventstore.notes import NoteError, Verifier
+from eventstore.notes import NoteError, Verifier, shown_name_problem
 
 PREFIX: Final = "EVENTSTORE_"
 OPERATION_TYPES: Final = ("insert", "update", "replace", "delete")
@@ -315,10 +315,14 @@ def _check_statuses(value: Any) -> str | None:
 
 
 def _check_origin(value: Any) -> str | None:
+    """The checkpoints' origin line, under the rule of key names (C2SP tlog-checkpoint)."""
     if value is None:
         return None
-    if not isinstance(value, str) or not value.strip() or "\n" in value:
+    if not isinstance(value, str):
         return "must be one non-empty line"
+    problem = shown_name_problem(value)
+    if problem is not None:
+        return f"{problem}, got {value!r}"
     return None
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -31,7 +32,7 @@ from typing import Final
 
 import msgspec
 
-from eventstore.notes import NoteError, Signer, check_name
+from eventstore.notes import NoteError, Signer, shown_name_problem
 from eventstore.settings import SettingsError
 
 
@@ -66,6 +67,13 @@ def load_signer(path: str) -> Signer:
             f"SIGNING_KEY {path} is not a key file: not UTF-8 (at byte {exc.start})",
             setting="signing_key",
         ) from None
+    lines = [line for line in text.split("\n") if line.strip()]
+    if len(lines) > 1:
+        raise SettingsError(
+            f"SIGNING_KEY {path} holds {len(lines)} lines, not one key: a key file holds one"
+            " PRIVATE+KEY+... line, as eventstore keygen writes it",
+            setting="signing_key",
+        )
     try:
         return Signer.parse(text)
     except NoteError as exc:
@@ -75,19 +83,21 @@ def load_signer(path: str) -> Signer:
 def write_key(path: str, name: str) -> Signer:
     """Generate a key named `name` into a new file at `path` (mode 0600; never overwrites).
 
+    FileExistsError when `path` exists, IsADirectoryError when it is a directory.
+
     Besides what the note format refuses (`+`, spaces, newlines), the name must show as
-    it is: no control characters (an escape sequence would act on the terminal of
-    whoever prints the verifier key), no marks or overrides that reorder text (U+202E),
-    no other invisible formatting, and no bytes that are not UTF-8.
+    it is (`shown_name_problem`, the rule LOG_ORIGIN follows too).
     """
-    check_name(name)
-    if not name.isprintable():
-        raise NoteError(
-            f"key name {name!r} must be printable text: no control, format or "
-            "bidirectional characters, no bytes that are not UTF-8"
-        )
+    problem = shown_name_problem(name)
+    if problem is not None:
+        raise NoteError(f"key name {name!r} {problem}")
     signer = Signer.generate(name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if os.path.isdir(path):  # O_EXCL says only "exists"
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path) from None
+        raise
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(signer.private_key() + "\n")
     os.chmod(path, 0o600)  # whatever the umask

@@ -1,8 +1,9 @@
 """`eventstore monitor URL --key K --state DIR [--read-key KEY] [--interval S] [--once]`.
 
 Exit codes with --once: 0 the log extends what was saved, 2 evidence of a fork,
-rollback, bad signature or refused proof (printed as JSON), 1 the service cannot
-be reached. Without --once it keeps running and logs findings (never saving them).
+rollback, another origin, bad signature or refused proof (printed as JSON), 1 the
+service cannot be reached or answers what is not a checkpoint, or the state cannot
+be used. Without --once it keeps running and logs findings (never saving them).
 """
 
 from __future__ import annotations

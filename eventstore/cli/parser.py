@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify-proof", help="check a proof file offline (no database)")
     p.add_argument("file", help="the proof file (- = stdin)")
     p.add_argument("--key", required=True, help="the log's verifier key")
+    p.add_argument(
+        "--origin", default=None, help="the log's origin: a proof of another log is refused"
+    )
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
     p = sub.add_parser("monitor", help="watch a service's signed checkpoints (exit 2 on a fork)")

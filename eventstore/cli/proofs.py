@@ -1,8 +1,8 @@
 """The verifiable log's commands: keygen, proof, verify-proof.
 
 `verify-proof` needs no database and no service: exit 0 when the proof holds,
-2 when any of its content fails (altered, unparsable, another key, unsigned),
-1 only when the file cannot be read or the key is malformed.
+2 when any of its content fails (altered, unparsable, another key, unsigned, another
+log's origin than `--origin`), 1 only when the file cannot be read or the key is malformed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TextIO
 import msgspec
 
 from eventstore.cli.bootstrap import open_service
-from eventstore.cli.common import EXIT_OK, EXIT_TAMPERED, CliError, settings_from
+from eventstore.cli.common import EXIT_OK, EXIT_TAMPERED, CliError, printable, settings_from
 from eventstore.merkle import ProofError
 from eventstore.notes import NoteError, Verifier
 from eventstore.proofs import NoCheckpoint, UnknownEvent, event_proof, verify_proof_file
@@ -29,11 +29,24 @@ def _read(path: str) -> bytes:
 
 
 async def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
-    """Write a new signing key (mode 0600, never overwriting); print its verifier key."""
+    """Write a new signing key (mode 0600, never overwriting); print its verifier key.
+
+    The private key goes to the file alone: `--out -` is refused, not read as standard
+    output, where the key would mix with the verifier key and land in logs or scrollback.
+    """
+    if args.out == "-":
+        raise CliError(
+            "--out - would print the private key: give the path of the key file to create"
+            " (keygen prints only the verifier key)"
+        )
     try:
         signer = write_key(args.out, args.name)
     except NoteError as exc:
         raise CliError(str(exc)) from None
+    except IsADirectoryError:
+        raise CliError(
+            f"{args.out} is a directory: give the path of the key file to create in it"
+        ) from None
     except FileExistsError:
         raise CliError(f"{args.out} exists: refusing to overwrite a key") from None
     except OSError as exc:
@@ -71,10 +84,11 @@ async def cmd_verify_proof(args: argparse.Namespace, out: TextIO) -> int:
         data = await asyncio.to_thread(_read, args.file)
     except OSError as exc:
         raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
-    verdict = verify_proof_file(data, verifier)
+    verdict = verify_proof_file(data, verifier, origin=args.origin)
     if args.json:
         body = {"valid": verdict.valid, "reason": verdict.reason, "seq": verdict.seq}
-        print(json.dumps(body | {"tree_size": verdict.tree_size}), file=out)
+        body |= {"tree_size": verdict.tree_size, "origin": verdict.origin}
+        print(json.dumps(body), file=out)
     else:
-        print(("valid: " if verdict.valid else "INVALID: ") + verdict.reason, file=out)
+        print(("valid: " if verdict.valid else "INVALID: ") + printable(verdict.reason), file=out)
     return EXIT_OK if verdict.valid else EXIT_TAMPERED

@@ -310,9 +310,10 @@ async def test_a_proof_file_is_refused_with_the_first_check_it_fails(signed: Sig
 
     good = verdict()
     event_hash = signed.events[6].hash
-    assert (good.valid, good.seq, good.tree_size) == (True, 7, 13)
+    assert (good.valid, good.seq, good.tree_size, good.origin) == (True, 7, 13, "eventstore/test")
     assert good.reason == (
-        f"event seq 7 (hash {event_hash}) is in the tree of 13 events signed by log.test"
+        f"event seq 7 (hash {event_hash}) is in the tree of 13 events of log 'eventstore/test'"
+        " signed by log.test"
     )
     refused = verify_proof_file(b"[]", key)
     assert refused.valid is False

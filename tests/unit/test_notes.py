@@ -224,14 +224,20 @@ def test_keys_parse_with_an_upper_case_id_and_keep_their_type() -> None:
 def test_an_unsigned_or_malformed_note_is_refused_saying_which() -> None:
     verifier = Verifier.parse(GO_VKEY)
     with pytest.raises(NoteError) as refused:
-        open_note(GO_TEXT, verifier)
+        open_note(checkpoint_text("example.com/log", 3, bytes(32)), verifier)
     assert str(refused.value) == (
         "the checkpoint is unsigned (the log has no SIGNING_KEY): nothing vouches for it"
+    )
+    # text with no signature block that is no checkpoint either is not called unsigned
+    with pytest.raises(NoteError) as refused:
+        open_note(GO_TEXT, verifier)
+    assert str(refused.value) == (
+        "not a checkpoint or a signed note: a checkpoint has an origin, a size and a root line"
     )
     # an empty line at the very start opens a (malformed) signature block, not "unsigned"
     with pytest.raises(NoteError) as refused:
         open_note("\n\n\u2014 x abc\n", verifier)
-    assert str(refused.value) == "a signature is not valid base64"
+    assert str(refused.value) == "not a signed note: a signature is not valid base64"
     with pytest.raises(NoteError) as refused:
         Verifier("short", bytes(31))
     assert str(refused.value) == "the verifier key is not an Ed25519 public key"
