@@ -108,7 +108,7 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "projection_rows": (404,),
     "projection_row": (404,),
     "rebuild": (409, 422),
-    "get_checkpoint": (404,),
+    "get_checkpoint": (404, 422),
     "inclusion_proof": (404, 422),
     "consistency_proof": (404, 422),
     "event_proof": (404, 422),

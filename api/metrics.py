@@ -14,6 +14,10 @@ Two kinds of figures, kept apart so that none is counted twice:
 - **Read from the store at scrape time** (`LogFigures`: the head seq, the ingest
   checkpoint, the projections, and `eventstore_up`): computed by the scraping process
   only and never written to the shared files, so never summed across workers.
+- **Read from this process's own verifiable-log workers at scrape time**
+  (`ProcessFigures`: whether its capture refuses to sign, each checkpoint target's and
+  witness's delivery): only a process that captures (`run`, `demo`, `ingest`) has them,
+  and it is one process, so nothing is summed either.
 
 The text is prometheus_client's (`generate_latest`, format 0.0.4); nothing here writes
 the exposition format by hand.
@@ -40,7 +44,7 @@ from prometheus_client import (
     generate_latest,
     values,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
@@ -227,9 +231,15 @@ class Metrics:
         assert self._registry is not None
         return self._registry
 
-    def exposition(self, figures: LogFigures | None, *, up: bool) -> bytes:
-        """The Prometheus text (format 0.0.4) of the counted figures and the store's."""
-        return generate_latest(_Scrape((self.collector(), StoreCollector(figures, up=up))))
+    def exposition(
+        self, figures: LogFigures | None, *, up: bool, process: ProcessFigures | None = None
+    ) -> bytes:
+        """The Prometheus text (format 0.0.4) of the counted figures, the store's and the
+        process's own (`process`)."""
+        parts: list[Collector] = [self.collector(), StoreCollector(figures, up=up)]
+        if process is not None:
+            parts.append(ProcessCollector(process))
+        return generate_latest(_Scrape(parts))
 
     def process_ended(self, pid: int | None = None) -> None:
         """Drop the live gauges of a process that ended (this one by default), when shared."""
@@ -298,6 +308,68 @@ class StoreCollector:
                 )
             yield from _projection_families(f.projections)
         yield _gauge("eventstore_up", "1 when the database has been reached.", int(self.up))
+
+
+@dataclass(frozen=True, slots=True)
+class TargetFigures:
+    """One checkpoint target or witness: the size it has, whether and how often it failed."""
+
+    target: str
+    delivered: int
+    failing: bool
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessFigures:
+    """This process's verifiable-log workers at a scrape.
+
+    `signing_refused` is None when this process signs nothing (no capture, or no key).
+    """
+
+    signing_refused: bool | None = None
+    targets: Sequence[TargetFigures] = ()
+
+
+class ProcessCollector:
+    """The figures of this process's capture signer and checkpoint publisher, for one scrape."""
+
+    def __init__(self, figures: ProcessFigures) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        """Gauges (and a counter) read from the workers now, each once."""
+        f = self.figures
+        if f.signing_refused is not None:
+            yield _gauge(
+                "eventstore_signing_refused",
+                "1 while this process's capture refuses to sign checkpoints (the log does not"
+                " extend what the key signed: rollback or fork; or the signer state cannot be"
+                " read or written): no checkpoint is made until it is settled.",
+                int(f.signing_refused),
+            )
+        if not f.targets:
+            return
+        delivered = GaugeMetricFamily(
+            "eventstore_checkpoint_delivered_size",
+            "The tree size of the newest checkpoint a publication target or witness took.",
+            labels=("target",),
+        )
+        failing = GaugeMetricFamily(
+            "eventstore_checkpoint_delivery_failing",
+            "1 while a publication target or witness fails (retried on its own back-off).",
+            labels=("target",),
+        )
+        failures = CounterMetricFamily(
+            "eventstore_checkpoint_delivery_failures",
+            "Failed deliveries of a checkpoint to a publication target or witness.",
+            labels=("target",),
+        )
+        for row in f.targets:
+            delivered.add_metric((row.target,), row.delivered)
+            failing.add_metric((row.target,), int(row.failing))
+            failures.add_metric((row.target,), row.failures)
+        yield from (delivered, failing, failures)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
@@ -406,8 +478,11 @@ __all__ = [
     "WORKER_STATES",
     "LogFigures",
     "Metrics",
+    "ProcessCollector",
+    "ProcessFigures",
     "ProjectionFigures",
     "StoreCollector",
+    "TargetFigures",
     "clean_shared_dir",
     "method_label",
     "multiprocess_values",

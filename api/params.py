@@ -20,9 +20,10 @@ from litestar.connection import ASGIConnection
 from litestar.enums import ParamType
 from litestar.handlers import BaseRouteHandler
 from litestar.params import Parameter, ParameterKwarg, QueryParameter
+from litestar.typing import FieldDefinition
 
-from api.problems import bad_request
-from eventstore.decimal_text import canonical_int, decimal_int
+from api.problems import ApiError, bad_request
+from eventstore.decimal_text import canonical_int, decimal_float, decimal_int
 from eventstore.model import MAX_SEQ
 from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
 
@@ -53,6 +54,96 @@ def seq_in_path() -> Any:
 def seq_of_path(value: str) -> int | None:
     """A path segment as the integer it writes in ASCII decimal digits; None for any other text."""
     return canonical_int(path_value(value))
+
+
+# Characters of a refused value quoted back: enough to recognise it, not a page echoed.
+_QUOTED: Final = 60
+
+
+def _as_sent(text: str) -> str:
+    if len(text) <= _QUOTED:
+        return repr(text)
+    return f"{text[:_QUOTED]!r}... ({len(text)} characters)"
+
+
+def _span(ge: int | None, le: int | None) -> str:
+    if ge is not None and le is not None:
+        return f"{ge}..{le}"
+    if ge is not None:
+        return f"{ge} or more"
+    return "a whole number" if le is None else f"{le} or less"
+
+
+def whole_of_query(name: str, text: str, ge: int | None, le: int | None) -> int:
+    """A query parameter's text as the integer it writes, within `ge`..`le`; 400 naming `name`.
+
+    The one spelling of a whole number in a URL, as in the path (`seq_of_path`): ASCII
+    decimal digits, no sign, exponent, fraction or leading zero. Litestar reads an `int`
+    parameter through msgspec, which takes `1e2` and `1.0`, rounds `99.9999999999999999`
+    to 100 and `9007199254740993.0` to 9007199254740992.
+    """
+    n = None if text.startswith("-") else canonical_int(text)
+    if n is None:
+        message = (
+            f"must be {_span(ge, le)} in decimal digits (no sign, exponent, fraction or "
+            f"leading zero), got {_as_sent(text)}"
+        )
+    elif (ge is not None and n < ge) or (le is not None and n > le):
+        message = f"must be {_span(ge, le)}, got {_as_sent(text)}"
+    else:
+        return n
+    raise _refused(name, message)
+
+
+def _refused(name: str, message: str) -> ApiError:
+    """The 400 of a query parameter, named as sent (`errors` as Litestar's own 400s have it)."""
+    return ApiError(
+        400,
+        f"{name}: {message}",
+        kind="bad-request",
+        errors=[{"key": name, "message": message, "source": "query"}],
+    )
+
+
+def _range(gt: float | None, ge: float | None, lt: float | None, le: float | None) -> str:
+    said = [f"more than {gt:g}"] if gt is not None else []
+    said += [f"at least {ge:g}"] if ge is not None else []
+    said += [f"less than {lt:g}"] if lt is not None else []
+    said += [f"at most {le:g}"] if le is not None else []
+    return " and ".join(said) or "a number"
+
+
+def decimal_of_query(
+    name: str,
+    text: str,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+) -> float:
+    """A query parameter's text as the number it writes (`10`, `0.5`) within its bounds; 400 otherwise.
+
+    Decimal digits with an optional fraction (`decimal_text.decimal_float`): no sign,
+    exponent, `inf` or `nan`, which msgspec would read (or refuse in its own words).
+    """
+    n = None if text.startswith("-") else decimal_float(text)
+    bounds = _range(gt, ge, lt, le)
+    if n is None:
+        message = (
+            f"must be {bounds}, in decimal digits with an optional fraction (e.g. 2.5; no "
+            f"sign or exponent), got {_as_sent(text)}"
+        )
+    elif (
+        (gt is not None and n <= gt)
+        or (ge is not None and n < ge)
+        or (lt is not None and n >= lt)
+        or (le is not None and n > le)
+    ):
+        message = f"must be {bounds}, got {_as_sent(text)}"
+    else:
+        return n
+    raise _refused(name, message)
 
 
 def time_parameter(**kwargs: Any) -> Any:
@@ -137,17 +228,54 @@ _RESERVED: Final = frozenset(
 )
 
 
+class _Whole(NamedTuple):
+    """A query parameter the handler reads as an integer, with its inclusive bounds (if any)."""
+
+    name: str
+    ge: int | None
+    le: int | None
+
+
+class _Decimal(NamedTuple):
+    """A query parameter the handler reads as a float (seconds), with its bounds (if any)."""
+
+    name: str
+    gt: float | None
+    ge: float | None
+    lt: float | None
+    le: float | None
+
+
 class _Taken(NamedTuple):
-    """The query parameters a handler takes, and those of them that may repeat (lists)."""
+    """The query parameters a handler takes, those that may repeat (lists), and the integers."""
 
     names: frozenset[str]
     repeatable: frozenset[str]
+    integers: tuple[_Whole, ...] = ()
+    decimals: tuple[_Decimal, ...] = ()
+
+
+def _is(param: FieldDefinition, kind: type) -> bool:
+    """Whether a handler parameter is `kind` or `kind | None` (`int`: not `bool`, not a list)."""
+    kinds = [t for t in param.inner_types if not t.is_none_type] if param.is_optional else [param]
+    return bool(kinds) and all(t.annotation is kind for t in kinds)
+
+
+def _bounds(kwarg: ParameterKwarg | None) -> tuple[int | None, int | None]:
+    """The inclusive bounds a parameter declares (`ge`/`gt`, `le`/`lt`)."""
+    if kwarg is None:
+        return None, None
+    ge = kwarg.ge if kwarg.ge is not None else None if kwarg.gt is None else kwarg.gt + 1
+    le = kwarg.le if kwarg.le is not None else None if kwarg.lt is None else kwarg.lt - 1
+    return (None if ge is None else int(ge)), (None if le is None else int(le))
 
 
 def _declared(handler: BaseRouteHandler, path_params: set[str]) -> _Taken:
     """The query parameters a handler takes: not its path parameters, dependencies or reserved names."""
     names: set[str] = set()
     repeatable: set[str] = set()
+    integers: list[_Whole] = []
+    decimals: list[_Decimal] = []
     dependencies = set(handler.resolve_dependencies())
     for name, param in handler.parsed_fn_signature.parameters.items():
         if name in dependencies or name in _RESERVED:
@@ -161,11 +289,18 @@ def _declared(handler: BaseRouteHandler, path_params: set[str]) -> _Taken:
         elif name in path_params:
             continue
         names.add(query)
+        bounded = kwarg if isinstance(kwarg, ParameterKwarg) else None
+        if _is(param, int):
+            integers.append(_Whole(query, *_bounds(bounded)))
+        elif _is(param, float):
+            b = bounded
+            limits = (None, None, None, None) if b is None else (b.gt, b.ge, b.lt, b.le)
+            decimals.append(_Decimal(query, *limits))
         if param.is_non_string_collection or any(
             t.is_non_string_collection for t in param.inner_types or ()
         ):
             repeatable.add(query)
-    return _Taken(frozenset(names), frozenset(repeatable))
+    return _Taken(frozenset(names), frozenset(repeatable), tuple(integers), tuple(decimals))
 
 
 # Headers that carry one value: sent twice, which one counts would be the server's guess
@@ -204,15 +339,26 @@ async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
     query = request.query_params
     if handler.opt.get("free_query"):
         refuse_repeated_query(request, (allowed.names & set(query.keys())) - allowed.repeatable)
-        return
-    unknown = sorted(set(query.keys()) - allowed.names)
-    if unknown:
-        known = ", ".join(sorted(allowed.names)) or "none"
-        raise bad_request(
-            f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(unknown)} (this endpoint takes: {known})"
-        )
-    refuse_repeated_query(request, set(query.keys()) - allowed.repeatable)
+    else:
+        unknown = sorted(set(query.keys()) - allowed.names)
+        if unknown:
+            known = ", ".join(sorted(allowed.names)) or "none"
+            raise bad_request(
+                f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(unknown)} (this endpoint takes: {known})"
+            )
+        refuse_repeated_query(request, set(query.keys()) - allowed.repeatable)
+    # Before Litestar converts them (this hook runs first): see `whole_of_query`.
+    for whole_param in allowed.integers:
+        text = query.get(whole_param.name)
+        if text is not None:
+            whole_of_query(whole_param.name, text, whole_param.ge, whole_param.le)
+    for number in allowed.decimals:
+        text = query.get(number.name)
+        if text is not None:
+            decimal_of_query(
+                number.name, text, gt=number.gt, ge=number.ge, lt=number.lt, le=number.le
+            )
 
 
 def refuse_repeated_query(request: Request[Any, Any, Any], names: Iterable[str]) -> None:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Final
 
 from eventstore.awaiting import cancel_and_wait
 from eventstore.ingester import Ingester, IngestStats
 from eventstore.supervisor import Progress, WorkerContext
-from eventstore.worker_state import CAPTURE, STANDBY
+from eventstore.worker_state import CAPTURE, STALE, STANDBY, WorkerRecord
 
 log = logging.getLogger("eventstore.run")
+
+# How a refused signature starts in the capture worker's `last_error` (its standing problem).
+SIGNING_REFUSED: Final = "checkpoint signing refused: "
 
 Workload = Callable[[], Coroutine[Any, Any, None]]
 
@@ -70,6 +73,18 @@ class CaptureWorker:
         """
         return self.caught_up_once or self.standing_by
 
+    @property
+    def signs(self) -> bool:
+        """Whether this capture signs its checkpoints (a SIGNING_KEY is set)."""
+        checkpointer = self.ingester.checkpointer
+        return checkpointer is not None and checkpointer.signer is not None
+
+    @property
+    def signing_refused(self) -> str | None:
+        """Why signing is refused now (the log was rolled back or forked, ...), or None."""
+        checkpointer = self.ingester.checkpointer
+        return checkpointer.refused if checkpointer is not None else None
+
     def _on_batch(self, stats: IngestStats) -> None:
         if self._on_batch_before is not None:
             self._on_batch_before(stats)
@@ -78,9 +93,7 @@ class CaptureWorker:
 
     def _on_signing_refused(self, reason: str | None) -> None:
         """A refused signature (rollback or fork) is this worker's standing problem until over."""
-        self._problem(
-            "signing", None if reason is None else f"checkpoint signing refused: {reason}"
-        )
+        self._problem("signing", None if reason is None else f"{SIGNING_REFUSED}{reason}")
 
     def _on_index_problem(self, problem: str | None) -> None:
         """A listings' index that cannot be written is a standing problem until written again."""
@@ -155,3 +168,16 @@ class CaptureWorker:
         if task is not None:
             # asyncio.wait inside: a cancellation of the caller meanwhile is not swallowed.
             await cancel_and_wait([task])
+
+
+def signing_refusal(records: Iterable[WorkerRecord]) -> str | None:
+    """Which capture worker refuses to sign and why, from the workers' records (None: none).
+
+    Any instance's: the one answering may not be the one capturing. A record that went
+    stale (its instance is gone) says nothing about now.
+    """
+    for record in records:
+        error = record.last_error
+        if record.kind == CAPTURE and record.state != STALE and error and SIGNING_REFUSED in error:
+            return f"{record.name} on {record.instance}: {error}"
+    return None

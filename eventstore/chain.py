@@ -388,7 +388,12 @@ class LogVerifier:
         first = self._first_invalid_seq
         expected = self._expected
         if expected is not None and expected.seq == 0:
-            matches = True
+            # Every log passes through the genesis head, and only through it.
+            matches = expected.log_hash == GENESIS_HASH
+            if not matches and not self.failed:
+                reason = (
+                    "log_hash at seq 0 differs from the recorded head (the genesis hash, 64 zeros)"
+                )
         elif expected is not None and not self.failed:
             matches = bool(self._expected_seen)
             if self._expected_seen is None:

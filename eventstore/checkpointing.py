@@ -1,7 +1,13 @@
 """Checkpoints of the log's Merkle tree, made by the capturing instance while it appends.
 
-A checkpoint is made at most every `interval` seconds while batches are stored,
-and once more when capture goes idle with a tree it has not checkpointed. Each is
+A checkpoint is made at most every `interval` seconds, idle or not: with each
+stored batch once the interval since the last one has passed, and while capture is
+idle (it polls `idle` many times an interval) as soon as it has, so the newest
+events are in a checkpoint about one interval after they were stored even when
+traffic stops. Light traffic goes idle after every batch: checkpointing each idle
+at once would sign, store, publish and send to every witness one checkpoint per
+event. A run that ends (until idle, the source's end, a stop) checkpoints its tree
+at once (`idle(final=True)`), so nothing it stored waits for a next start. Each is
 stored (`MerkleTree.add_checkpoint`); with a key it is signed, after the signer
 state has shown that the new tree extends the last one this key signed.
 
@@ -96,17 +102,20 @@ class Checkpointer:
         except Exception as exc:  # the tree is rebuilt from the log: capture goes on
             self._failed(exc)
 
-    async def idle(self) -> None:
-        """Capture has nothing pending: checkpoint the tree unless that size is done.
+    async def idle(self, *, final: bool = False) -> None:
+        """Capture has nothing pending: checkpoint the tree once the interval has passed.
 
-        While signing is refused, at most once every `interval` (capture polls
-        far more often when idle).
+        Capture polls this many times an interval while idle, so a tree that is not
+        checkpointed yet is checkpointed about one interval after the last checkpoint
+        at the latest. `final`: the run ends here (until idle, the source ended,
+        stopped): checkpoint now, whatever the interval, except while signing is
+        refused (tried again once every `interval`, never more often).
         """
-        if (
-            self.refused is not None
-            and self._last_at is not None
-            and (self.clock.now() - self._last_at).total_seconds() < self.interval
-        ):
+        due = (
+            self._last_at is None
+            or (self.clock.now() - self._last_at).total_seconds() >= self.interval
+        )
+        if not due and (self.refused is not None or not final):
             return
         try:
             await self.tree.ensure_open()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Final
 
@@ -50,6 +51,8 @@ MAX_SEQ: Final = 2**62
 
 # The hash an entity's first event chains from, and the log's first event too.
 GENESIS_HASH: Final = "0" * 64
+# What a hash is written as (`hash`, `prev_hash`, `log_hash`): 64 lowercase hex digits.
+HASH_PATTERN: Final = re.compile(r"[0-9a-f]{64}")
 
 # How an event's `hash` covers its payload (see `chain.py`). 1: the payload itself
 # (logs written before erasure existed; such events cannot be erased). 2: a salted

@@ -8,8 +8,12 @@ witness's own latest size, and the request is made again from there. Each return
 cosignature is verified and stored with the checkpoint.
 
 The capturing instance only hands a checkpoint over (`offer`, never blocks); the
-worker (`run`) delivers the newest one to each target, retrying failures with
-back-off, and reports each target's state (`status`).
+worker (`run`) delivers the newest one to each target, and reports each target's
+state (`status`). Each target has a delivery loop of its own: a failing one is
+retried on its own back-off (`BACKOFF`, a new checkpoint does not cut it short)
+and never holds up the others, so a healthy witness cosigns every checkpoint at
+once while another refuses, times out or answers nonsense. The supervised worker
+stays `running` and shows the failing targets as its standing problem.
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ import asyncio
 import base64
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
 import msgspec
 
+from eventstore.awaiting import cancel_and_wait
+from eventstore.failures import describe
 from eventstore.merkle import ProofError
 from eventstore.model import TreeCheckpoint
 from eventstore.notes import NoteError, Verifier, split_note, verify_cosignature
@@ -42,16 +50,35 @@ BACKOFF: Final = (1.0, 5.0, 30.0, 120.0, 600.0)
 
 
 class TargetStatus(msgspec.Struct, kw_only=True):
-    """What one target has received, and its last failure."""
+    """What one target has received, and its failures (`failing`: in a row, now)."""
 
     target: str
     delivered: int = 0
     failures: int = 0
+    failing: int = 0
     last_error: str | None = None
+    retry_at: datetime | None = None  # while failing: when it is tried again
+
+
+class _Target:
+    """One target's delivery: its status and the event that wakes its loop."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.status = TargetStatus(target=name)
+        self.wake = asyncio.Event()
+
+    def behind(self, checkpoint: TreeCheckpoint | None) -> bool:
+        return checkpoint is not None and self.status.delivered < checkpoint.size
+
+    def wait(self, now: datetime) -> float:
+        """Seconds left of its back-off (0: due)."""
+        at = self.status.retry_at
+        return 0.0 if at is None else max((at - now).total_seconds(), 0.0)
 
 
 class DeliveryFailed(Exception):
-    """This target did not take the checkpoint; it is retried (a transient failure)."""
+    """This target did not take the checkpoint; it alone is retried after its back-off."""
 
     transient = True
 
@@ -82,7 +109,7 @@ class Witness:
 
 
 class Publisher:
-    """Delivers the newest signed checkpoint to every target and witness."""
+    """Delivers the newest signed checkpoint to every target and witness, each on its own."""
 
     def __init__(
         self,
@@ -99,9 +126,10 @@ class Publisher:
         self.post = post
         self.clock = clock
         self._latest: TreeCheckpoint | None = None
-        self._wake = asyncio.Event()
         names = [*targets, *(w.url for w in witnesses)]
-        self._status = {name: TargetStatus(target=name) for name in names}
+        self._targets = {name: _Target(name) for name in names}
+        # Told after each attempt (the worker: its standing problem, its back-off reset).
+        self.on_attempt: Callable[[TargetStatus], None] | None = None
 
     @classmethod
     def from_settings(
@@ -123,64 +151,100 @@ class Publisher:
         """Hand over a new checkpoint (returns at once; unsigned ones are not published)."""
         if checkpoint.signed and (self._latest is None or checkpoint.size > self._latest.size):
             self._latest = checkpoint
-            self._wake.set()
+            for target in self._targets.values():
+                target.wake.set()
 
     def status(self) -> list[TargetStatus]:
-        """Each target's delivered size and failures (for /v1/workers and logs)."""
-        return list(self._status.values())
+        """Each target's delivered size and failures (for /v1/workers, /metrics and logs)."""
+        return [t.status for t in self._targets.values()]
+
+    def failing(self) -> list[TargetStatus]:
+        """The targets whose last attempt failed."""
+        return [t.status for t in self._targets.values() if t.status.failing]
 
     async def deliver(self) -> bool:
-        """One pass over every target still behind; True when all have the newest checkpoint."""
+        """One pass, all at once, over the targets behind and out of back-off.
+
+        True when every target has the newest checkpoint.
+        """
         checkpoint = self._latest
         if checkpoint is None:
             return True
-        done = True
-        for name in self._status:
-            status = self._status[name]
-            if status.delivered >= checkpoint.size:
-                continue
-            try:
-                await self._deliver_one(name, checkpoint)
-            except (DeliveryFailed, OSError, ProofError, NoteError) as exc:
-                status.failures += 1
-                status.last_error = str(exc)
-                log.warning("checkpoint %d not delivered to %s: %s", checkpoint.size, name, exc)
-                done = False
-            else:
-                status.delivered = checkpoint.size
-                status.last_error = None
-        return done
-
-    async def wait(self, stop: asyncio.Event) -> None:
-        """Until a new checkpoint is offered or `stop` is set."""
-        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for w in waits:
-            w.cancel()
-        self._wake.clear()
+        now = self.clock.now()
+        due = [t for t in self._targets.values() if t.behind(checkpoint) and not t.wait(now)]
+        outcomes = await asyncio.gather(
+            *(self._attempt(t, checkpoint) for t in due), return_exceptions=True
+        )
+        for outcome in outcomes:  # all have ended: raise a failure of no target's (the store)
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return not any(t.behind(checkpoint) for t in self._targets.values())
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop`, retrying failed targets with back-off."""
-        attempt = 0
+        """Deliver until `stop`: one loop a target, each retried on its own back-off.
+
+        A failure no target can be blamed for (the store does not answer, a bug) ends
+        every loop and is raised: the supervisor runs the worker again or stops it.
+        """
+        loops = [asyncio.ensure_future(self._follow(t, stop)) for t in self._targets.values()]
+        if not loops:
+            await stop.wait()
+            return
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            await cancel_and_wait(loops)
+        for loop in done:
+            loop.result()  # raises the first failure
+
+    async def _follow(self, target: _Target, stop: asyncio.Event) -> None:
+        """One target: the newest checkpoint whenever it is behind and out of back-off."""
         while not stop.is_set():
-            if await self.deliver():
-                attempt = 0
-                self._wake.clear()
-                waits = [
-                    asyncio.ensure_future(self._wake.wait()),
-                    asyncio.ensure_future(stop.wait()),
-                ]
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                for w in waits:
-                    w.cancel()
+            target.wake.clear()  # before reading `_latest`: an offer meanwhile wakes it
+            checkpoint = self._latest
+            if checkpoint is None or not target.behind(checkpoint):
+                await self._until(stop, target.wake.wait())
                 continue
-            delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
-            attempt += 1
-            sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait([sleeper, stopper], return_when=asyncio.FIRST_COMPLETED)
-            sleeper.cancel()
-            stopper.cancel()
+            delay = target.wait(self.clock.now())
+            if delay > 0:  # a new checkpoint does not cut a back-off short
+                await self._until(stop, self.clock.sleep(delay))
+                continue
+            await self._attempt(target, checkpoint)
+
+    @staticmethod
+    async def _until(stop: asyncio.Event, waiting: Awaitable[object]) -> None:
+        helpers = [asyncio.ensure_future(waiting), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(helpers, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(helpers)
+
+    async def _attempt(self, target: _Target, checkpoint: TreeCheckpoint) -> None:
+        """Deliver to one target; a failure puts that target (alone) in back-off."""
+        status = target.status
+        try:
+            await self._deliver_one(target.name, checkpoint)
+        except (DeliveryFailed, OSError, ProofError, NoteError) as exc:
+            status.failures += 1
+            status.failing += 1
+            status.last_error = describe(exc)
+            delay = BACKOFF[min(status.failing, len(BACKOFF)) - 1]
+            status.retry_at = self.clock.now() + timedelta(seconds=delay)
+            log.warning(
+                "checkpoint %d not delivered to %s (failure %d in a row, next try in %gs): %s",
+                checkpoint.size,
+                shown_target(target.name),
+                status.failing,
+                delay,
+                status.last_error,
+            )
+        else:
+            status.delivered = max(status.delivered, checkpoint.size)
+            status.failing = 0
+            status.last_error = None
+            status.retry_at = None
+        if self.on_attempt is not None:
+            self.on_attempt(status)
 
     async def _deliver_one(self, name: str, checkpoint: TreeCheckpoint) -> None:
         if name.startswith("dir:"):
@@ -262,9 +326,13 @@ PUBLISH: Final = "publish"
 
 
 class PublisherWorker:
-    """The publisher under the supervisor: a pass that leaves a target behind raises
-    `DeliveryFailed`, so the supervisor shows it `retrying` (with the error) in
-    /v1/workers and runs it again after its back-off; nothing is lost in between."""
+    """The publisher under the supervisor: `running` while it delivers, each target on its own.
+
+    A failing target is the worker's standing problem (`last_error` in /v1/workers names
+    each failing target and its error, `eventstore_worker_problem` reads 1) until it takes
+    a checkpoint again; the other targets are served meanwhile. A failure no target can be
+    blamed for (the store) is raised: the supervisor shows `retrying` and runs it again.
+    """
 
     kind = PUBLISH
 
@@ -278,16 +346,20 @@ class PublisherWorker:
         return self._name
 
     async def run(self, ctx: WorkerContext) -> None:
-        """Deliver whenever a checkpoint is offered, until stopped; raise when a target fails."""
+        """Deliver whenever a checkpoint is offered, until stopped."""
         ctx.report(RUNNING)
-        while not ctx.stop.is_set():
-            if not await self.publisher.deliver():
-                failing = [s for s in self.publisher.status() if s.last_error]
-                raise DeliveryFailed(
-                    "; ".join(f"{s.target}: {s.last_error}" for s in failing) or "not delivered"
-                )
-            ctx.healthy()
-            await self.publisher.wait(ctx.stop)
+
+        def attempted(status: TargetStatus) -> None:
+            if not status.failing:
+                ctx.healthy()
+            ctx.problem(problem_of(self.publisher.failing()))
+
+        self.publisher.on_attempt = attempted
+        ctx.problem(problem_of(self.publisher.failing()))  # as the last run left them
+        try:
+            await self.publisher.run(ctx.stop)
+        finally:
+            self.publisher.on_attempt = None
 
     async def progress(self) -> Progress:
         """The smallest tree size every target has."""
@@ -296,3 +368,17 @@ class PublisherWorker:
 
     async def close(self) -> None:
         """Nothing outlives a run."""
+
+
+def problem_of(failing: list[TargetStatus]) -> str | None:
+    """The standing problem of the failing targets (None: none): each named with its error."""
+    if not failing:
+        return None
+    return "; ".join(
+        f"checkpoint not delivered to {shown_target(s.target)}: {s.last_error}" for s in failing
+    )
+
+
+def shown_target(target: str) -> str:
+    """A target as shown (errors, metrics): a URL's `user:password@` removed."""
+    return re.sub(r"(//)[^/@\s]+@", r"\1***@", target)

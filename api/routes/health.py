@@ -6,11 +6,13 @@ from typing import Any
 
 from litestar import Response, get
 
-from api.metrics import CONTENT_TYPE, LogFigures, ProjectionFigures
+from api.metrics import CONTENT_TYPE, LogFigures, ProcessFigures, ProjectionFigures, TargetFigures
 from api.problems import problem
 from api.schemas import HealthOut
 from api.services import Services, ServicesDep
 from api.subscription_metrics import subscription_metric_lines
+from eventstore.capture_worker import CaptureWorker
+from eventstore.publishing import PublisherWorker, shown_target
 from projections.status import projection_statuses
 
 
@@ -26,9 +28,22 @@ async def live() -> HealthOut:
 )
 async def ready(services: ServicesDep) -> Response[Any]:
     ok, detail = await services.ready()
-    if ok:
-        return Response(HealthOut(status="ready", detail=detail))
-    return problem(503, detail, kind="not-ready", workers=services.local_workers())
+    if not ok:
+        return problem(503, detail, kind="not-ready", workers=services.local_workers())
+    # Capture's standing problems (a refused signature, an unwritable listings' index) do
+    # not take the process out of a load balancer, as capture runs on: the answer says them.
+    standing = capture_problem(services)
+    if standing is not None:
+        detail = f"ready, but {services.capture} runs on with a problem: {standing}"
+    return Response(HealthOut(status="ready", detail=detail))
+
+
+def capture_problem(services: Services) -> str | None:
+    """The standing problem of this process's capture worker (shown as its `last_error`)."""
+    if services.capture is None:
+        return None
+    supervised = services.supervisor.get(services.capture)
+    return supervised.problem if supervised is not None else None
 
 
 @get("/metrics", summary="Prometheus text metrics", media_type=CONTENT_TYPE)
@@ -37,7 +52,9 @@ async def metrics(services: ServicesDep) -> Response[bytes]:
     # capture lag is measured now (the supervisor reports it to `services.metrics`).
     await services.supervisor.records()
     figures = await log_figures(services) if services.connected else None
-    body = services.metrics.exposition(figures, up=services.connected)
+    body = services.metrics.exposition(
+        figures, up=services.connected, process=process_figures(services)
+    )
     if services.connected:
         # Each stored subscription's series, read from the store at this scrape.
         extra = await subscription_metric_lines(services)
@@ -67,6 +84,22 @@ async def log_figures(services: Services) -> LogFigures:
             for s in statuses
         ],
     )
+
+
+def process_figures(services: Services) -> ProcessFigures:
+    """Whether this process's capture refuses to sign; each checkpoint target's delivery."""
+    refused: bool | None = None
+    targets: list[TargetFigures] = []
+    for supervised in services.supervisor.workers:
+        worker = supervised.worker
+        if isinstance(worker, CaptureWorker) and worker.signs:
+            refused = worker.signing_refused is not None
+        elif isinstance(worker, PublisherWorker):
+            targets += [
+                TargetFigures(shown_target(s.target), s.delivered, s.failing > 0, s.failures)
+                for s in worker.publisher.status()
+            ]
+    return ProcessFigures(signing_refused=refused, targets=targets)
 
 
 ROUTES: list[Any] = [live, ready, metrics]

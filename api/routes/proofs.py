@@ -26,6 +26,7 @@ from api.problems import ApiError, unprocessable
 from api.routes.streams import After, Limit, entity_key_param
 from api.services import ServicesDep
 from eventstore import proofs, render
+from eventstore.capture_worker import signing_refusal
 from eventstore.merkle import ProofError
 from eventstore.model import MAX_SEQ
 
@@ -57,9 +58,17 @@ def _unprocessable(exc: ProofError, names: dict[str, str] = _INCLUSION) -> ApiEr
 )
 async def get_checkpoint(services: ServicesDep, size: Size = None) -> Response[str]:
     try:
+        # A size beyond the tree is impossible (422, as for every proof); one inside it
+        # where no checkpoint was made is a 404.
+        await proofs.within_tree(services.store, size)
         checkpoint = await proofs.checkpoint_at(services.store, size)
     except proofs.NoCheckpoint as exc:
-        raise ApiError(404, str(exc), kind="not-found") from exc
+        # No latest checkpoint because capture refuses to sign: say that, and why.
+        refused = signing_refusal(await services.worker_records()) if size is None else None
+        detail = str(exc) if refused is None else f"{exc}: {refused}"
+        raise ApiError(404, detail, kind="not-found") from exc
+    except ProofError as exc:
+        raise _unprocessable(exc) from exc
     return Response(proofs.full_note(checkpoint), media_type=NOTE_TYPE)
 
 

@@ -37,7 +37,7 @@ from eventstore import render
 from eventstore.codec import rfc3339
 from eventstore.history import UnknownStream
 from eventstore.keys import InvalidKey, parse_typed, relaxed_json
-from eventstore.model import MAX_SEQ, Head
+from eventstore.model import HASH_PATTERN, MAX_SEQ, Head
 
 Limit = Annotated[int, whole(1, MAX_LIMIT, description=f"page size, 1..{MAX_LIMIT}")]
 After = Annotated[
@@ -212,7 +212,8 @@ async def verify_stream(services: ServicesDep, stream: Path) -> StreamVerdictOut
     return msgspec.convert(render.stream_verdict_json(verdict), StreamVerdictOut)
 
 
-HEX64 = r"^[0-9a-f]{64}$"
+# A log_hash as `eventstore verify --head` prints it (and `--against-head` reads it).
+HEX64 = "^" + HASH_PATTERN.pattern + "$"
 
 
 @get(
@@ -221,12 +222,27 @@ HEX64 = r"^[0-9a-f]{64}$"
 async def verify_log(
     services: ServicesDep,
     head_seq: Annotated[int | None, whole(0, MAX_SEQ)] = None,
-    head_hash: Annotated[str | None, QueryParameter(max_length=128)] = None,
+    head_hash: Annotated[
+        str | None,
+        QueryParameter(
+            description="the head's log_hash: 64 lowercase hexadecimal digits",
+            schema_extra={"pattern": HEX64, "minLength": 64, "maxLength": 64},
+        ),
+    ] = None,
 ) -> LogVerdictOut:
     if (head_seq is None) != (head_hash is None):
         raise bad_request("give both head_seq and head_hash (as `eventstore verify --head` prints)")
     expected: Head | None = None
     if head_seq is not None and head_hash is not None:
+        if not HASH_PATTERN.fullmatch(head_hash):
+            shown = repr(head_hash) if len(head_hash) <= 80 else f"{len(head_hash)} characters"
+            message = f"must be 64 lowercase hexadecimal digits (a log_hash), got {shown}"
+            raise ApiError(
+                400,
+                f"head_hash: {message}",
+                kind="bad-request",
+                errors=[{"key": "head_hash", "message": message, "source": "query"}],
+            )
         expected = Head(seq=head_seq, log_hash=head_hash)
     verdict = await services.history.verify_log(expected)
     return msgspec.convert(render.log_verdict_json(verdict), LogVerdictOut)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from eventstore.checkpoint_audit import verify_checkpoint
 from eventstore.cli.bootstrap import open_service
 from eventstore.cli.common import EXIT_OK, EXIT_TAMPERED, CliError, printable, settings_from
 from eventstore.history import History, HistoryError
-from eventstore.model import Head
+from eventstore.model import HASH_PATTERN, Head
 from eventstore.notes import NoteError, Verifier
 from eventstore.render import (
     diff_json,
@@ -37,7 +36,6 @@ from eventstore.render import (
 )
 from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 # How many changed paths a history row names before "+N more".
 _PATHS_SHOWN = 6
 
@@ -307,7 +305,7 @@ def _read_head(path: Path) -> Head:
         or isinstance(seq, bool)
         or seq < 0
         or not isinstance(log_hash, str)
-        or not _HEX64.fullmatch(log_hash)
+        or not HASH_PATTERN.fullmatch(log_hash)
     ):
         raise CliError(
             f"{path} is not an exported head: expected JSON {{seq, log_hash}} as "

@@ -54,7 +54,7 @@ def test_the_demo_serves_the_whole_api_and_stops_cleanly_on_sigterm(
         d = http.get(
             f"/v1/streams/orders/entities/{key}/diff", params={"from_version": 1, "to_version": 1}
         ).json()
-        assert d == {"from_version": 1, "to_version": 1, "changes": []}
+        assert d == {"from_version": 1, "to_version": 1, "changes": [], "erased": False}
         assert http.get("/v1/verify").json()["valid"] is True
         export = http.get("/v1/events", headers={"accept": "application/x-ndjson"})
         lines = [json.loads(line) for line in export.text.splitlines()]

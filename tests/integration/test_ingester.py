@@ -425,7 +425,7 @@ class _LongTreeBuild:
     async def after_batch(self, events: Any) -> None:
         return None
 
-    async def idle(self) -> None:
+    async def idle(self, *, final: bool = False) -> None:
         return None
 
 

@@ -129,6 +129,18 @@ def run_log(events: list[Event], head: Head) -> tuple[bool, int | None, bool | N
     return r.valid, r.first_invalid_seq, r.head_matches, r.reason
 
 
+def test_the_head_at_seq_0_is_the_genesis_hash_and_no_other() -> None:
+    events = history()
+    assert run_log(events, Head(seq=0, log_hash=GENESIS_HASH)) == (True, None, True, None)
+    assert run_log(events, Head(seq=0, log_hash="a" * 64)) == (
+        False,
+        None,
+        False,
+        "log_hash at seq 0 differs from the recorded head (the genesis hash, 64 zeros)",
+    )
+    assert run_log([], Head(seq=0, log_hash="a" * 64))[2] is False
+
+
 def test_tampering_is_found_where_it_happened() -> None:
     events = history()
     head = Head(seq=5, log_hash=events[-1].log_hash)
