@@ -7,12 +7,21 @@ chunk is full. Here one daemon thread reads: the lines there at a time are hande
 together (a read blocks only for the first), at most `BUFFERED` chunks wait for the
 reader (back-pressure on the writer), and a process stopped by a signal exits at once,
 leaving the thread blocked in its read.
+
+A pipe with a descriptor is read with `os.read`, below Python's buffered reader: a
+thread blocked in `readline()` holds that reader's lock, and a process forked meanwhile
+(a partitioned rebuild's workers) inherits it held. `multiprocessing` closes the
+child's `sys.stdin` as it starts, and waits for ever on that lock. Lines are decoded
+as UTF-8 with `surrogateescape` (a BOM at the start dropped), so a line that is not
+UTF-8 is one bad line, as in a file, not an unreadable pipe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import io
+import os
 import queue
 import select
 import threading
@@ -61,9 +70,14 @@ class PipedLines:
 
     def _read(self, loop: asyncio.AbstractEventLoop) -> None:
         """The thread: chunks until the end (an empty chunk) or an error, then it ends."""
+        fd = _descriptor(self._handle)
+        lines_of = _FdLines(fd) if fd is not None else None
         while True:
             try:
-                lines = _available(self._handle, self._chunk)
+                if lines_of is not None:
+                    lines: list[Any] = lines_of.available(self._chunk)
+                else:
+                    lines = _available(self._handle, self._chunk)
             except Exception as exc:  # handed to the consumer, which raises it
                 self._hand_over(loop, exc)
                 return
@@ -78,6 +92,67 @@ class PipedLines:
         except RuntimeError:  # the loop is closed: nobody takes what is read
             return False
         return True
+
+
+class _FdLines:
+    """The lines of a descriptor, read with `os.read` (no Python lock held while it waits)."""
+
+    READ: Final = 65536
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = b""
+        self._ended = False
+        self._first = True
+
+    def available(self, most: int) -> list[str]:
+        """One line (waiting for it), then the lines there without waiting, up to `most`."""
+        while b"\n" not in self._buffer and not self._ended:
+            self._fill()
+        lines = self._complete(most)
+        while len(lines) < most and not self._ended and _fd_readable_now(self._fd):
+            self._fill()
+            lines.extend(self._complete(most - len(lines)))
+        if not lines and self._ended and self._buffer:
+            lines, self._buffer = [self._decode(self._buffer)], b""  # a last line without \n
+        return lines
+
+    def _fill(self) -> None:
+        data = os.read(self._fd, self.READ)
+        if data:
+            self._buffer += data
+        else:
+            self._ended = True
+
+    def _complete(self, most: int) -> list[str]:
+        out: list[str] = []
+        while len(out) < most:
+            cut = self._buffer.find(b"\n")
+            if cut < 0:
+                break
+            out.append(self._decode(self._buffer[: cut + 1]))
+            self._buffer = self._buffer[cut + 1 :]
+        return out
+
+    def _decode(self, raw: bytes) -> str:
+        if self._first:
+            self._first = False
+            raw = raw.removeprefix(codecs.BOM_UTF8)
+        return raw.decode("utf-8", "surrogateescape")
+
+
+def _descriptor(handle: IO[Any]) -> int | None:
+    """The handle's descriptor, when it has one (nothing reads through the handle itself)."""
+    try:
+        fd = handle.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+    return fd
+
+
+def _fd_readable_now(fd: int) -> bool:
+    ready, _, _ = select.select([fd], [], [], 0)
+    return bool(ready)
 
 
 def _available(handle: IO[Any], most: int) -> list[Any]:
