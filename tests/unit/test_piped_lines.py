@@ -7,7 +7,9 @@ import asyncio
 import hashlib
 import multiprocessing
 import os
+from typing import Any
 
+from eventstore.model import Origin
 from eventstore.sources.ndjson import NdjsonChangeSource
 from eventstore.sources.piped_lines import PipedLines
 from tests.unit.test_ndjson_source import change, keys, lines
@@ -48,7 +50,7 @@ async def test_a_line_of_a_pipe_that_is_not_utf8_is_one_bad_line_and_a_bom_is_dr
     with os.fdopen(read_fd, encoding="utf-8") as reader:  # strict: readline() would raise
         source = NdjsonChangeSource("-", collections=["orders"], stdin=reader)
         async with source.watch(None) as stream:
-            got = []
+            got: list[tuple[dict[str, Any], Origin]] = []
             while (batch := await asyncio.wait_for(stream.next_batch(), 10)) is not None:
                 assert batch.origins is not None
                 got.extend(zip(batch.changes, batch.origins, strict=True))
