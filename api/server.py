@@ -32,7 +32,11 @@ class GracefulServer(uvicorn.Server):
         await super().serve(sockets=sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
+        # uvicorn forces the exit on a second SIGINT, cancelling the app's lifespan
+        # mid-shutdown (an ERROR traceback, the workers' stop cut short). The shutdown
+        # is bounded already (`timeout_graceful_shutdown`): a second signal only asks again.
+        self._captured_signals.append(sig)
+        self.should_exit = True
         drain = getattr(self.config.app, "drain", None)
         if drain is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(drain)
