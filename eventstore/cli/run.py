@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from eventstore.cli.bootstrap import open_service
+from eventstore.cli.bootstrap import open_service, projections
 from eventstore.cli.capture import workload_options
 from eventstore.cli.common import EXIT_OK, CliError, frozen_gc, settings_from
 from eventstore.cli.serve import bind, clean_metrics_dir
@@ -80,6 +80,7 @@ async def serve_demo(args: argparse.Namespace, out: TextIO) -> int:
         generated = secrets.token_urlsafe(24)
         overrides["admin_key"] = generated
     settings = msgspec.structs.replace(settings, **overrides)
+    projections(settings)  # a plugin that cannot be used is refused before the banner
     base = f"http://{_display_host(args.host)}:{args.port}"
     lines = [
         f"eventstore demo: serving {base} (Ctrl-C to stop)",

@@ -354,6 +354,17 @@ def reserved_plugin(collection: str) -> str:
     return f"refused_plugins:make('x', {collection!r})"
 
 
+def test_demo_refuses_a_plugin_before_it_prints_its_banner_and_admin_key(
+    plugin_module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = io.StringIO()
+    argv = ["demo", "--port", "0", "--projections", "refused_plugins:DOLLAR"]
+    assert main(argv, out=out) == 1
+    err = capsys.readouterr().err
+    assert out.getvalue() == "" and "serving" not in err and "admin key" not in err
+    assert "collection 'rm_$x' is not a MongoDB collection name" in err
+
+
 @pytest.mark.parametrize(
     ("specs", "message"),
     [
