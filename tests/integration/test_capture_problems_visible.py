@@ -57,11 +57,14 @@ def refusing_checkpointer(store: Store, clock: FakeClock, tmp_path: Path) -> Che
     )
 
 
-def served(store: Store, ing: Ingester, clock: FakeClock) -> tuple[Supervisor, CaptureWorker, Any]:
-    """The ingester as a supervised capture worker (a finite run), and the API over them."""
+def served(
+    store: Store, ing: Ingester, clock: FakeClock, *, follow: bool = False
+) -> tuple[Supervisor, CaptureWorker, Any]:
+    """The ingester as a supervised capture worker (a finite run unless `follow`, as `run`
+    does), and the API over them."""
     metrics = Metrics()
     sup = Supervisor(clock=clock, instance="here", lease_seconds=10, rng_seed=4, metrics=metrics)
-    worker = CaptureWorker(ing, follow=False)
+    worker = CaptureWorker(ing, follow=follow)
     sup.add(worker)
     app = create_app(
         settings(),

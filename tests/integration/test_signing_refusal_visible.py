@@ -34,6 +34,7 @@ from tests.integration.ingest_helpers import (
     start_from_the_beginning,
     wait_until,
 )
+from tests.integration.test_capture_problems_visible import served
 from tests.supervision import metric
 
 REASON = (
@@ -60,19 +61,7 @@ async def test_a_refused_signature_shows_in_readiness_metrics_and_the_checkpoint
     )
     ing = ingester(store, feed, clock, owner="here")
     ing.checkpointer = checkpointer
-    metrics = Metrics()
-    sup = Supervisor(clock=clock, instance="here", lease_seconds=10, rng_seed=4, metrics=metrics)
-    worker = CaptureWorker(ing)  # following, as `run` does
-    sup.add(worker)
-    app = create_app(
-        settings(),
-        store=store,
-        clock=clock,
-        supervisor=sup,
-        capture=worker.name,
-        caught_up=worker.caught_up,
-        metrics=metrics,
-    )
+    sup, worker, app = served(store, ing, clock, follow=True)
     for n in range(3):
         await feed.collection("orders").insert_one({"_id": n, "status": "new"})
     transport = httpx.ASGITransport(app=app)
