@@ -270,3 +270,18 @@ class NotReady(msgspec.Struct, kw_only=True):
     status: int
     detail: str
     workers: list[WorkerStateOut]
+
+
+class CheckpointSummaryOut(msgspec.Struct, kw_only=True):
+    """A checkpoint as listed: the size a proof can name, and what was made there."""
+
+    size: int
+    root: str
+    signed: bool
+    created_at: str
+    cosignatures: int
+
+
+class CheckpointPageOut(msgspec.Struct, kw_only=True):
+    items: list[CheckpointSummaryOut]
+    next: str | None

@@ -383,6 +383,10 @@ class MerkleTree(Protocol):
         """The checkpoint made at `size`, or the latest one when `size` is None."""
         ...
 
+    async def checkpoints(self, *, after: int = 0, limit: int = 100) -> list[TreeCheckpoint]:
+        """The checkpoints made at sizes above `after`, smallest first, at most `limit`."""
+        ...
+
     async def add_cosignature(self, size: int, line: str) -> None:
         """Add a witness's cosignature line to the checkpoint of `size` (once)."""
 

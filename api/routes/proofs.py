@@ -24,10 +24,12 @@ from api.params import (
 )
 from api.problems import ApiError, unprocessable
 from api.routes.streams import After, Limit, entity_key_param
+from api.schemas import CheckpointPageOut, CheckpointSummaryOut
 from api.services import ServicesDep
 from eventstore import proofs, render
 from eventstore.capture_worker import signing_refusal
-from eventstore.merkle import ProofError
+from eventstore.codec import rfc3339
+from eventstore.merkle import ProofError, count_events
 from eventstore.model import MAX_SEQ
 
 NOTE_TYPE: Final = "text/plain"  # Litestar adds "; charset=utf-8"
@@ -48,6 +50,35 @@ def _unprocessable(exc: ProofError, names: dict[str, str] = _INCLUSION) -> ApiEr
     """422 naming the parameter at fault (`errors: [{key, message}]`)."""
     return unprocessable(
         str(exc), kind="unprocessable-proof", key=names.get(exc.argument, exc.argument)
+    )
+
+
+CHECKPOINTS_CURSOR: Final = "checkpoints"
+
+
+@get(
+    "/checkpoints",
+    summary="The checkpoints made, smallest tree first: the sizes proofs and `?size=` can name",
+)
+async def list_checkpoints(
+    services: ServicesDep, after: After = None, limit: Limit = DEFAULT_LIMIT
+) -> CheckpointPageOut:
+    start = int_cursor(CHECKPOINTS_CURSOR, after) or 0
+    found = await services.store.merkle.checkpoints(after=start, limit=limit + 1)
+    page = found[:limit]
+    items = [
+        CheckpointSummaryOut(
+            size=c.size,
+            root=c.root,
+            signed=c.signed,
+            created_at=rfc3339(c.created_at),
+            cosignatures=len(c.cosignatures),
+        )
+        for c in page
+    ]
+    more = len(found) > limit
+    return CheckpointPageOut(
+        items=items, next=encode_cursor(CHECKPOINTS_CURSOR, page[-1].size) if more else None
     )
 
 
@@ -157,7 +188,9 @@ async def entity_proof(
             break
         cursor = str(events[-1].version)
     if newest is None:
-        raise ApiError(404, f"the entity has no event in the tree of {n} events", kind="not-found")
+        raise ApiError(
+            404, f"the entity has no event in the tree of {count_events(n)}", kind="not-found"
+        )
     page, more = await services.history.page_events(
         stream,
         key,
@@ -181,5 +214,5 @@ async def entity_proof(
     }
 
 
-PUBLIC_ROUTES: list[Any] = [get_checkpoint, inclusion_proof, consistency_proof]
+PUBLIC_ROUTES: list[Any] = [list_checkpoints, get_checkpoint, inclusion_proof, consistency_proof]
 ROUTES: list[Any] = [event_proof, entity_proof]

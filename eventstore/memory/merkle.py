@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Collection, Sequence
 
 import msgspec
@@ -18,6 +19,7 @@ class MemoryMerkleTree:
         self._nodes: dict[NodeId, bytes] = {}
         self._size = 0
         self._checkpoints: dict[int, TreeCheckpoint] = {}
+        self._sizes: list[int] = []  # the checkpoints' sizes, sorted
         self.queries = 0
 
     async def ensure_indexes(self) -> None:
@@ -49,6 +51,7 @@ class MemoryMerkleTree:
         if checkpoint.size in self._checkpoints:
             return False
         # At MongoDB's millisecond precision: what the mongo adapter reads back.
+        bisect.insort(self._sizes, checkpoint.size)
         self._checkpoints[checkpoint.size] = msgspec.structs.replace(
             checkpoint,
             created_at=utc_ms(checkpoint.created_at),
@@ -61,6 +64,11 @@ class MemoryMerkleTree:
         if size is None:
             return self._checkpoints[max(self._checkpoints)] if self._checkpoints else None
         return self._checkpoints.get(size)
+
+    async def checkpoints(self, *, after: int = 0, limit: int = 100) -> list[TreeCheckpoint]:
+        """The checkpoints above `after`, by size (a bisect into the sorted sizes)."""
+        start = bisect.bisect_right(self._sizes, after)
+        return [self._checkpoints[s] for s in self._sizes[start : start + max(limit, 0)]]
 
     async def add_cosignature(self, size: int, line: str) -> None:
         """Add a cosignature line once."""

@@ -117,17 +117,26 @@ class MongoMerkleTree:
             doc = docs[0] if docs else None
         else:
             doc = await self._checkpoints.find_one({"_id": size})
-        if doc is None:
-            return None
-        return TreeCheckpoint(
-            size=int(doc["_id"]),
-            root=doc["root"],
-            note=doc["note"],
-            signed=bool(doc["signed"]),
-            created_at=utc_ms(doc["created_at"]),
-            cosignatures=list(doc.get("cosignatures", [])),
-        )
+        return None if doc is None else _checkpoint(doc)
+
+    async def checkpoints(self, *, after: int = 0, limit: int = 100) -> list[TreeCheckpoint]:
+        """The checkpoints above `after`, by size (one find on `_id`, the size)."""
+        if limit <= 0:
+            return []  # the driver reads limit 0 as "no limit"
+        cursor = self._checkpoints.find({"_id": {"$gt": after}}).sort("_id", 1).limit(limit)
+        return [_checkpoint(doc) for doc in await cursor.to_list(None)]
 
     async def add_cosignature(self, size: int, line: str) -> None:
         """Add a cosignature line once (`$addToSet`)."""
         await self._checkpoints.update_one({"_id": size}, {"$addToSet": {"cosignatures": line}})
+
+
+def _checkpoint(doc: dict[str, Any]) -> TreeCheckpoint:
+    return TreeCheckpoint(
+        size=int(doc["_id"]),
+        root=doc["root"],
+        note=doc["note"],
+        signed=bool(doc["signed"]),
+        created_at=utc_ms(doc["created_at"]),
+        cosignatures=list(doc.get("cosignatures", [])),
+    )

@@ -301,7 +301,12 @@ async def test_openapi_declares_the_bearer_keys_and_which_operations_need_them(
         assert admin["security"] == [{"adminKey": []}]
         assert paths["/v1/admin/jobs/{job}"]["get"]["security"] == [{"adminKey": []}]
         # Checkpoints and proofs reveal only hashes: public whatever READ_KEYS says.
-        public = ("/v1/checkpoint", "/v1/proof/inclusion", "/v1/proof/consistency")
+        public = (
+            "/v1/checkpoints",
+            "/v1/checkpoint",
+            "/v1/proof/inclusion",
+            "/v1/proof/consistency",
+        )
         for path in public:
             assert "security" not in paths[path]["get"]
         reads = [

@@ -71,6 +71,22 @@ async def test_checkpoints_by_size_and_latest(store: Store) -> None:
     assert await store.merkle.checkpoint(4) is None
 
 
+async def test_checkpoints_list_by_size_in_pages(store: Store) -> None:
+    assert await store.merkle.checkpoints() == []
+    for size in (40, 3, 17, 100, 5):  # made out of order: listed by size
+        assert await store.merkle.add_checkpoint(checkpoint(size))
+    sizes = [c.size for c in await store.merkle.checkpoints()]
+    assert sizes == [3, 5, 17, 40, 100]
+    first = await store.merkle.checkpoints(limit=2)
+    assert [c.size for c in first] == [3, 5]
+    assert [c.size for c in await store.merkle.checkpoints(after=5, limit=2)] == [17, 40]
+    assert [c.size for c in await store.merkle.checkpoints(after=40)] == [100]
+    assert [c.size for c in await store.merkle.checkpoints(after=4)] == [5, 17, 40, 100]
+    assert await store.merkle.checkpoints(after=100) == []
+    assert await store.merkle.checkpoints(limit=0) == []
+    assert first[0] == await store.merkle.checkpoint(3)
+
+
 async def test_cosignatures_are_added_once(store: Store) -> None:
     await store.merkle.add_checkpoint(checkpoint(5))
     await store.merkle.add_cosignature(5, "— w1 AAAA")
