@@ -6,6 +6,7 @@ setting is a clear error before anything connects.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -286,25 +287,33 @@ class _Unreadable(msgspec.Struct, frozen=True):
     problem: str
 
 
+def _as_json(value: Any) -> str:
+    """A value in an ORDER_* message as JSON spells it (`null`, `true`, `["a"]`, `"a..b"`)."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # no JSON form (given as Settings(...) in Python)
+        return repr(value)
+
+
 def _check_order_fields(value: Any) -> str | None:
     if isinstance(value, _Unreadable):
         return value.problem
     if not isinstance(value, (tuple, list)):
-        return f"must be a JSON object of input name -> document path, got {value!r}"
+        return f"must be a JSON object of input name -> document path, got {_as_json(value)}"
     for pair in value:
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            return f"must map input names to document paths, got {pair!r}"
+            return f"must map input names to document paths, got {_as_json(pair)}"
         name, path = pair
         if name not in ORDER_FIELDS:
-            return f"has an unknown key {name!r} (keys: {', '.join(ORDER_FIELDS)})"
+            return f"has an unknown key {_as_json(name)} (keys: {', '.join(ORDER_FIELDS)})"
         if not isinstance(path, str) or not all(_PATH_PART.fullmatch(p) for p in path.split(".")):
-            return f"{name}: {path!r} is not a document path (like total or customer.id)"
+            return f"{name}: {_as_json(path)} is not a document path (like total or customer.id)"
     return None
 
 
 def _check_stream(value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip() or "$" in value or "\x00" in value:
-        return f"must be a collection name, got {value!r}"
+        return f"must be a collection name, got {_as_json(value)}"
     return None
 
 
@@ -495,8 +504,10 @@ def _order_fields(value: str) -> Any:
         parsed = json_input.loads(text)
     except ValueError as exc:
         return _Unreadable(f"is not a JSON object: {exc}")
-    if not isinstance(parsed, dict):
-        return text  # the check names it
+    if not isinstance(parsed, dict):  # named as JSON spells it: `[1, 2]`, `null`
+        return _Unreadable(
+            f"must be a JSON object of input name -> document path, got {_as_json(parsed)}"
+        )
     return tuple(sorted(parsed.items()))
 
 

@@ -13,22 +13,33 @@ made it, with the reason: `keys` must give a list of non-empty strings;
 `apply` a list of `Write` (of a projection that declares `skippable`, only for the
 rows it was given to apply to: `check_named`), each with such a key and a row that is None or a
 document MongoDB can store (string field names, none starting with `$`, an
-`_id` only equal to the key, which is the row's `_id`; every value BSON). A bad output raises
-`PluginOutputError`, and the runner marks the projection failed at that seq.
+`_id` only equal to the key, which is the row's `_id`; every value BSON; at most 16 MiB as
+stored, with its `_id` and `_seq`). A bad output raises `PluginOutputError`, and the runner
+marks the projection failed at that seq. A plugin's `merge` (partitioned rebuilds) is checked
+the same way, its rows being documents (never None); a merge that raises is `MergeFailed`,
+naming the key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 import bson
 
 from projections.api import SEQ_FIELD, Apply, Change, Keys, Projection, Rows, Write
 
+# MongoDB's largest document (BSON `maxBsonObjectSize`): a stored row, `_id` and `_seq` included.
+MAX_ROW_BYTES: Final = 16 * 1024 * 1024
+Merge = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
+
 
 class PluginOutputError(TypeError):
-    """A plugin's keys or apply returned something the runner cannot store."""
+    """A plugin's keys, apply or merge returned something the runner cannot store."""
+
+
+class MergeFailed(Exception):
+    """A plugin's merge raised on the two partial rows of one key."""
 
 
 def checked_keys(projection: Projection) -> Keys:
@@ -75,12 +86,39 @@ def guarded(projection: Projection) -> Apply:
                 continue  # that row has this change
             row = w.row
             if row is not None:
-                _check_row(w.key, row)
+                _check_row("apply", w.key, row)
                 row = {**row, SEQ_FIELD: seq}
+                _check_size("apply", w.key, row)
             out.append(Write(key=w.key, row=row))
         return out
 
     return apply_once
+
+
+def checked_merge(projection: Projection) -> Merge | None:
+    """The projection's merge (None: it has none); a plugin's rows checked as apply's are.
+
+    `merge(key, a, b)` must return a row (a dict, never None) MongoDB can store, as
+    written with the newer `_seq` of the two; a merge that raises is `MergeFailed`.
+    """
+    merge = projection.merge
+    if merge is None or projection.tracks_seq:  # the order models: tested, rows their own
+        return merge
+    plugin_merge = merge
+
+    def merge_checked(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        try:
+            row = plugin_merge(key, a, b)
+        except Exception as exc:
+            raise MergeFailed(
+                f"merge raised for {_shown(key)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        _check_row("merge", key, row, deletes=False)
+        row = {**row, SEQ_FIELD: max(_seq(a), _seq(b))}  # the newest change applied
+        _check_size("merge", key, row)
+        return row
+
+    return merge_checked
 
 
 def check_named(key: str, touched: Sequence[str]) -> None:
@@ -105,35 +143,51 @@ def _check_key(source: str, key: Any) -> None:
         )
 
 
-def _check_row(key: str, row: Any) -> None:
+def _check_row(source: str, key: str, row: Any, *, deletes: bool = True) -> None:
+    """Refuse a row MongoDB would refuse: `source` (apply, merge) returned it for `key`."""
     if not isinstance(row, dict):
+        what = "a row is a dict, or None to delete it" if deletes else "a merged row is a dict"
         raise PluginOutputError(
-            f"apply returned for {key!r} the row {_shown(row)} ({type(row).__name__}): "
-            "a row is a dict, or None to delete it"
+            f"{source} returned for {key!r} the row {_shown(row)} ({type(row).__name__}): {what}"
         )
     for field in row:
         if not isinstance(field, str):
             raise PluginOutputError(
-                f"apply returned for {key!r} a row with the field name {_shown(field)}: "
+                f"{source} returned for {key!r} a row with the field name {_shown(field)}: "
                 "field names are strings"
             )
         if field.startswith("$"):
             raise PluginOutputError(
-                f"apply returned for {key!r} a row with the field {field!r}: "
+                f"{source} returned for {key!r} a row with the field {field!r}: "
                 "MongoDB stores no top-level field starting with `$`"
             )
     # A row read back carries its key as `_id` (so `{**old, ...}` keeps it): any other is refused.
     if "_id" in row and row["_id"] != key:
         raise PluginOutputError(
-            f"apply returned for {key!r} a row whose _id is {_shown(row['_id'])}: "
+            f"{source} returned for {key!r} a row whose _id is {_shown(row['_id'])}: "
             "a row's _id is its key"
         )
+
+
+def _check_size(source: str, key: str, row: dict[str, Any]) -> None:
+    """Refuse a row (as written, with its `_seq`) MongoDB cannot store, or store whole.
+
+    The stored document is `{"_id": key, **row}`: its size is the row's encoded size plus,
+    when the row has no `_id`, that element's (type, name and NUL, length, key and NUL).
+    """
     try:
-        bson.encode(row)
+        size = len(bson.encode(row))
     except Exception as exc:  # InvalidDocument, OverflowError (int over 64 bits), ...
         raise PluginOutputError(
-            f"apply returned for {key!r} a row MongoDB cannot store: {type(exc).__name__}: {exc}"
+            f"{source} returned for {key!r} a row MongoDB cannot store: {type(exc).__name__}: {exc}"
         ) from None
+    if "_id" not in row:
+        size += 1 + 4 + 4 + len(key.encode("utf-8", "surrogatepass")) + 1
+    if size > MAX_ROW_BYTES:
+        raise PluginOutputError(
+            f"{source} returned for {key!r} a row of {size} bytes as stored (with _id and "
+            f"{SEQ_FIELD}): MongoDB stores documents of at most {MAX_ROW_BYTES} bytes (16 MiB)"
+        )
 
 
 def _shown(value: Any) -> str:
@@ -146,4 +200,12 @@ def _seq(row: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-__all__ = ["PluginOutputError", "checked_keys", "guarded"]
+__all__ = [
+    "MAX_ROW_BYTES",
+    "MergeFailed",
+    "PluginOutputError",
+    "check_named",
+    "checked_keys",
+    "checked_merge",
+    "guarded",
+]

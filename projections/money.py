@@ -29,6 +29,8 @@ from decimal import (
 from typing import Any, Final
 
 from bson import Decimal128, json_util
+from bson.binary import UuidRepresentation
+from bson.json_util import JSONMode, JSONOptions
 
 NOT_A_NUMBER: Final = "not_a_number"
 NOT_FINITE: Final = "not_finite"
@@ -38,6 +40,12 @@ REASONS: Final = (NOT_A_NUMBER, NOT_FINITE, WRONG_TYPE, MISSING)
 # How many problems a row keeps (the newest by seq); the rest are counted in problems_dropped.
 MAX_PROBLEMS: Final = 20
 _SHOWN_CHARS: Final = 100
+# How a value that is neither text nor a number is shown, at the top of a field or inside a
+# sub-document alike: relaxed Extended JSON (`{"$date": "2026-01-01T00:00:00Z"}`, `{"$oid": …}`,
+# `{"$binary": …}`); a UUID as BSON's standard binary (subtype 4), never an error.
+_SHOWN_JSON: Final = JSONOptions(
+    json_mode=JSONMode.RELAXED, uuid_representation=UuidRepresentation.STANDARD
+)
 
 # Decimal128's arithmetic: its 34 digits and exponent range (clamp=1: an exponent of at most
 # 6111, as its encoding needs). Overflow is trapped, and cannot happen: see `_LIMIT_DIGITS`.
@@ -199,7 +207,12 @@ def money(value: Any) -> Decimal:
 
 
 def shown(value: Any) -> str | None:
-    """An offending value as a string for a problem record (None when it is missing)."""
+    """An offending value as a string for a problem record (None when it is missing).
+
+    Text as it is and a number as it reads (`abc`, `1.5`, `NaN`, `true`); anything else as
+    relaxed Extended JSON, the same at the top of the field as inside a sub-document
+    (`{"$date": "2026-01-01T00:00:00Z"}`, `{"$oid": "…"}`). At most 100 characters.
+    """
     if value is None:
         return None
     if isinstance(value, float):
@@ -209,8 +222,13 @@ def shown(value: Any) -> str | None:
             return "Infinity" if value == math.inf else "-Infinity"
     if isinstance(value, bool):  # as the document's JSON spells it, not Python's True
         return "true" if value else "false"
-    # a sub-document or array as relaxed Extended JSON (PyMongo's default)
-    text = json_util.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    if type(value) is str or isinstance(value, (int, float, Decimal128, Decimal)):
+        text = str(value)  # text as it is, a number as it reads (`1.5`, not `$numberDecimal`)
+    else:  # a date, ObjectId, binary, sub-document, array, ...: as a sub-document shows it
+        try:
+            text = json_util.dumps(value, json_options=_SHOWN_JSON)
+        except (TypeError, ValueError):  # no Extended JSON form (not a BSON value)
+            text = str(value)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
 
 

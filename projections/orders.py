@@ -16,7 +16,9 @@ field never fails a row.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -82,8 +84,10 @@ Problem = dict[str, Any]
 # 0.1 is not Decimal128 0.1); a customer id that is neither text nor a number has its entity
 # key's text (never Python's), a UUID its canonical text; an id in an array names the
 # order_summary row's customer; a money string with an exponent beyond Python's Decimal is
-# `not_finite`.
-ORDER_RULES: Final = 6
+# `not_finite`. 7 (2026-12-07): a problem's value that is neither text nor a number (a date,
+# an ObjectId, binary, a UUID) shows as relaxed Extended JSON at the top of its field too, as
+# it does inside a sub-document (`{"$date": …}`, not Python's `2026-01-01 00:00:00+00:00`).
+ORDER_RULES: Final = 7
 # The reason of a `created_at` given as text that is not an ISO 8601 date ("yesterday").
 NOT_A_DATE: Final = "not_a_date"
 
@@ -97,7 +101,14 @@ class OrderSchema(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OrderSchema:
-        """The schema `ORDER_STREAM`, `ORDER_FIELDS` and `PAID_STATUSES` describe."""
+        """The schema `ORDER_STREAM`, `ORDER_FIELDS` and `PAID_STATUSES` describe.
+
+        An `ORDER_STREAM` that is none of `COLLECTIONS` is a warning, not an error: another
+        instance may capture it (or this one, later), but a misspelt one (`Orders`) leaves
+        the order read models empty with nothing else to say why.
+        """
+        if settings.order_stream not in settings.collections:
+            _warn_uncaptured(settings.order_stream, tuple(settings.collections))
         return cls(
             stream=settings.order_stream,
             paths=settings.order_paths,
@@ -123,6 +134,19 @@ class OrderSchema(msgspec.Struct, frozen=True, kw_only=True):
 
 
 DEFAULT_SCHEMA: Final = OrderSchema()
+
+
+@functools.cache  # once per process and value: the schema is built by every command that starts
+def _warn_uncaptured(stream: str, collections: tuple[str, ...]) -> None:
+    logging.getLogger(__name__).warning(
+        "EVENTSTORE_ORDER_STREAM %s is none of the captured collections"
+        " (EVENTSTORE_COLLECTIONS: %s): the order read models count no order until a"
+        " stream %s is captured (stream names are case-sensitive)",
+        json.dumps(stream),
+        ",".join(collections),
+        json.dumps(stream),
+    )
+
 
 _DAYS: dict[date, str] = {}
 

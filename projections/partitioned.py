@@ -33,7 +33,8 @@ from bson import ObjectId
 
 from eventstore.keys import typed_key
 from eventstore.model import STREAM_TYPES, Event
-from projections.api import SEQ_FIELD, Projection
+from projections.api import Projection
+from projections.idempotent import checked_merge
 from projections.replay import Replay
 from projections.states import state_key
 
@@ -115,7 +116,10 @@ def fold_partition(projection: Projection, events: Sequence[Event]) -> Rows:
 
 def merge_partitions(projection: Projection, parts: Sequence[Rows]) -> dict[str, dict[str, Any]]:
     """The rows of all partitions, those of one key combined with `merge` (in partition order)."""
-    merge = projection.merge
+    # A plugin's merge is checked as its apply is, and given the newest `_seq` of the two
+    # (projections.idempotent): a merge that raises or returns what cannot be stored fails
+    # the rebuild naming merge and the key.
+    merge = checked_merge(projection)
     out: dict[str, dict[str, Any]] = {}
     for part in parts:
         for key, row in part.items():
@@ -127,10 +131,7 @@ def merge_partitions(projection: Projection, parts: Sequence[Rows]) -> dict[str,
                 continue
             if merge is None:
                 raise NoMerge(f"{projection.name} has no merge: rebuild it with one worker")
-            merged = merge(key, have, row)
-            if not projection.tracks_seq:  # the runner's own field: the newest change applied
-                merged = {**merged, SEQ_FIELD: max(have.get(SEQ_FIELD, 0), row.get(SEQ_FIELD, 0))}
-            out[key] = merged
+            out[key] = merge(key, have, row)
     return out
 
 

@@ -403,9 +403,14 @@ class ProjectionRunner:
         """Run a queued rebuild job between batches; the projection follows on if it fails.
 
         A failed rebuild leaves the live model as it was (valid up to the checkpoint) and
-        the job says why, so following goes on from the checkpoint. Only a store that is
-        away (a transient failure) stops the runner, for its supervisor to retry.
+        the job says why, so following goes on from the checkpoint. Two failures stop the
+        runner instead: the projection's own code raising (keys, apply, skippable, on any
+        partition: `ProjectionFailed`), which leaves the projection `failed` at that seq
+        with the error, as a failing apply does while following and a one-worker rebuild
+        run elsewhere does; and a store that is away (transient), for its supervisor to
+        retry.
         """
+        live_problems = self.status.problems  # the live rows' count, which a rebuild resets
         try:
             await self.run_job(job)
         except LeaseLost:
@@ -413,19 +418,29 @@ class ProjectionRunner:
         except Exception as exc:
             if classify(exc) == TRANSIENT:
                 raise
+            failed = exc.seq if isinstance(exc, ProjectionFailed) else None
             log.warning(
-                "projection %s: rebuild job %s failed (%s: %s); following the live model on",
+                "projection %s: rebuild job %s failed (%s: %s); %s",
                 self.projection.name,
                 job.job,
                 type(exc).__name__,
                 exc,
+                "following the live model on"
+                if failed is None
+                else f"the projection is failed at seq {failed}, its live model as it was",
             )
             await self.store.read_models.drop(self.projection.collection + BUILDING_SUFFIX)
             self.cache = self.following
-            self.status.state = RUNNING
-            self.status.failed_seq = self.status.error = None
             self.status.position = await self.position()
             await self._recall()
+            self.status.problems = live_problems
+            if failed is not None:
+                # `_fail` recorded the seq and the error; the live model is untouched
+                self.status.state = FAILED
+                await self.publish()
+                raise
+            self.status.state = RUNNING
+            self.status.failed_seq = self.status.error = None
             await self.publish()
 
     async def publish(self) -> None:
@@ -667,6 +682,8 @@ class ProjectionRunner:
                 finished_at=self.clock.now(),
                 error=f"{type(exc).__name__}: {exc}",
             )
+            if workers > 1:  # what its partitions folded, as they show it
+                job = await _partitions_processed(self.store, job)
             await self.store.jobs.update(job)
             raise
         job = msgspec.structs.replace(
@@ -678,6 +695,19 @@ class ProjectionRunner:
         )
         await self.store.jobs.update(job)
         return await self.store.jobs.get(job.job) or job
+
+
+async def _partitions_processed(store: Store, job: Job) -> Job:
+    """A failed partitioned job with `processed` the sum of its partitions' as recorded (a
+    succeeded partition's events count; the job never reached the merge)."""
+    try:
+        recorded = await store.jobs.get(job.job)
+    except Exception:  # the store may be what failed: the job says what it last knew
+        return job
+    partitions = recorded.partitions if recorded is not None else job.partitions
+    if not partitions:
+        return job
+    return msgspec.structs.replace(job, processed=sum(p.processed for p in partitions))
 
 
 async def _head_at(store: Store, seq: int) -> Head:
@@ -770,11 +800,14 @@ async def rebuild_partitioned(
                 )
             if own:
                 await store.jobs.update(
-                    msgspec.structs.replace(
-                        recorded,
-                        state="failed",
-                        finished_at=clock.now(),
-                        error=f"{type(exc).__name__}: {exc}",
+                    await _partitions_processed(
+                        store,
+                        msgspec.structs.replace(
+                            recorded,
+                            state="failed",
+                            finished_at=clock.now(),
+                            error=f"{type(exc).__name__}: {exc}",
+                        ),
                     )
                 )
         except Exception:  # the store may be what failed; the leftovers go on the next start

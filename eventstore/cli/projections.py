@@ -78,19 +78,33 @@ async def cmd_project(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def cmd_projections(args: argparse.Namespace, out: TextIO) -> int:
-    """`eventstore projections status | rebuild NAME | --all`."""
+    """`eventstore projections status | rebuild NAME | --all`.
+
+    A flag of the other action is refused (`status --workers 3`, `rebuild --json`), never
+    silently ignored, before anything connects.
+    """
     settings = settings_from(args)
+    if args.action == "status":
+        # `--workers` defaults to 1 in the parser: only another number shows it was given.
+        unused = [
+            f for f, given in (("--all", args.all), ("--workers", args.workers != 1)) if given
+        ]
+        if unused:
+            raise CliError(f"projections status takes no {' or '.join(unused)} (rebuild does)")
+    elif args.json:
+        raise CliError("projections rebuild takes no --json (status does)")
+    else:
+        if args.all and args.names:
+            raise CliError("name the projections to rebuild, or --all, not both")
+        if not args.names and not args.all:
+            raise CliError("name a projection to rebuild, or --all")
+        if not 1 <= args.workers <= MAX_WORKERS:
+            raise CliError(f"--workers takes 1 to {MAX_WORKERS}, got {args.workers}")
     async with open_service(settings, store=args.store) as service:
         if args.action == "status":
             return await _status(service, args, out)
-        if args.all and args.names:
-            raise CliError("name the projections to rebuild, or --all, not both")
         names = None if args.all else args.names
-        if not names and not args.all:
-            raise CliError("name a projection to rebuild, or --all")
         workers = args.workers
-        if not 1 <= workers <= MAX_WORKERS:
-            raise CliError(f"--workers takes 1 to {MAX_WORKERS}, got {workers}")
         for projection in _projections(service, names):
             await _rebuild(service.store, service.runner(projection), out, workers)
     return EXIT_OK
