@@ -220,6 +220,8 @@ class JobOut(msgspec.Struct, kw_only=True):
     error: str | None
     workers: int = 1
     partitions: list[PartitionOut] = []
+    # What the job did otherwise than asked, and why (no merge: one worker).
+    note: str | None = None
 
 
 class PartitionOut(msgspec.Struct, kw_only=True):

@@ -430,6 +430,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     workers: int = 1
     partitions: list[Partition] = []
     head: int = 0
+    # What the job did otherwise than asked, and why (a projection without merge
+    # rebuilt with one worker where more were asked).
+    note: str | None = None
 
     @property
     def active(self) -> bool:

@@ -663,8 +663,9 @@ class ProjectionRunner:
             log.warning(
                 "projection %s has no merge: rebuilding it with one worker", self.projection.name
             )
+            note = f"{self.projection.name} has no merge: rebuilt with one worker ({workers} asked)"
             workers = 1
-            job = msgspec.structs.replace(job, workers=1)
+            job = msgspec.structs.replace(job, workers=1, note=note)
         try:
             head = (await self.store.events.head()).seq
             if workers > 1:  # every partition folds up to the head as it is now

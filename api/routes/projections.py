@@ -294,6 +294,7 @@ async def get_job(services: ServicesDep, job: FromPath[str]) -> JobOut:
         finished_at=_when(found.finished_at),
         error=found.error,
         workers=found.workers,
+        note=found.note,
         partitions=[
             PartitionOut(
                 index=p.index,

@@ -275,6 +275,11 @@ async def test_a_projection_without_merge_rebuilds_with_one_worker_and_says_so(
             job = await request_rebuild(runner, workers=workers)
         assert [r.getMessage() for r in caplog.records if r.name == "projections.runner"] == said
         assert job.state == "succeeded" and job.workers == 1 and job.partitions == []
+        assert job.note == (
+            None
+            if workers == 1
+            else f"no_merge has no merge: rebuilt with one worker ({workers} asked)"
+        )
         assert (await rows(store, "rm_no_merge"))["n"]["n"] == head
 
 
