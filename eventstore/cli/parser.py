@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=whole_int,
-        default=1,
+        default=None,  # rebuild: 1; given to `status` at all, refused
         metavar="N",
         help="rebuild with N processes, each folding a share of the entities (1-16, default 1)",
     )

@@ -85,9 +85,10 @@ async def cmd_projections(args: argparse.Namespace, out: TextIO) -> int:
     """
     settings = settings_from(args)
     if args.action == "status":
-        # `--workers` defaults to 1 in the parser: only another number shows it was given.
         unused = [
-            f for f, given in (("--all", args.all), ("--workers", args.workers != 1)) if given
+            f
+            for f, given in (("--all", args.all), ("--workers", args.workers is not None))
+            if given
         ]
         if unused:
             raise CliError(f"projections status takes no {' or '.join(unused)} (rebuild does)")
@@ -98,13 +99,13 @@ async def cmd_projections(args: argparse.Namespace, out: TextIO) -> int:
             raise CliError("name the projections to rebuild, or --all, not both")
         if not args.names and not args.all:
             raise CliError("name a projection to rebuild, or --all")
-        if not 1 <= args.workers <= MAX_WORKERS:
+        if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
             raise CliError(f"--workers takes 1 to {MAX_WORKERS}, got {args.workers}")
     async with open_service(settings, store=args.store) as service:
         if args.action == "status":
             return await _status(service, args, out)
         names = None if args.all else args.names
-        workers = args.workers
+        workers = 1 if args.workers is None else args.workers
         for projection in _projections(service, names):
             await _rebuild(service.store, service.runner(projection), out, workers)
     return EXIT_OK

@@ -16,6 +16,7 @@ from tests.integration.test_cli_projections import run
     ("argv", "message"),
     [
         (["status", "--workers", "3"], "projections status takes no --workers (rebuild does)"),
+        (["status", "--workers", "1"], "projections status takes no --workers (rebuild does)"),
         (["status", "--all"], "projections status takes no --all (rebuild does)"),
         (
             ["status", "--all", "--workers", "2"],
