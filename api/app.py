@@ -115,6 +115,7 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "entity_proof": (404, 409, 422),
     "restart_worker": (409,),
     "put_subscription": (422,),
+    "replay_parked": (422,),
     "reset_subscription": (422,),
 }
 

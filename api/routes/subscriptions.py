@@ -16,7 +16,7 @@ from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.params import decode_cursor, encode_cursor, path_value, seq_in_path, seq_of_path, whole
-from api.problems import ApiError, bad_request, not_found, problem
+from api.problems import ApiError, bad_request, not_found, problem, unprocessable
 from api.services import ServicesDep
 from api.subscription_access import admin_of
 from eventstore.json_input import decode_json, whole_number
@@ -46,16 +46,48 @@ def actor_of(request: Request[Any, Any, Any]) -> str | None:
     return value.strip()
 
 
-async def _body(request: Request[Any, Any, Any], *, optional: bool = False) -> Any:
+async def _body(request: Request[Any, Any, Any]) -> Any:
     raw = await request.body()
     if not raw.strip():
-        if optional:
-            return None
         raise bad_request("a JSON body is required")
+    return _decoded(raw)
+
+
+def _decoded(raw: bytes) -> Any:
     try:
         return decode_json(raw)
     except msgspec.DecodeError as exc:
         raise bad_request(f"the body is not JSON: {exc}") from None
+
+
+def _malformed(errors: list[dict[str, str]]) -> ApiError:
+    """400 naming each field of the body that is wrong in shape."""
+    detail = "; ".join(f"{e['key'] or 'the body'}: {e['message']}" for e in errors)
+    return ApiError(400, detail, kind="bad-request", errors=errors)
+
+
+async def _action_body(
+    request: Request[Any, Any, Any], allowed: tuple[str, ...] = (), *, required: bool = False
+) -> dict[str, Any]:
+    """An action's body: empty (unless `required`) or an object of the fields `allowed`.
+
+    Every action refuses an unknown field alike: 400 with `errors` naming it.
+    """
+    raw = await request.body()
+    if not raw.strip():  # no body at all (JSON `null` is a body, and not an object)
+        if required:
+            raise bad_request("a JSON body is required")
+        return {}
+    body = _decoded(raw)
+    if not isinstance(body, dict):
+        want = ", ".join(allowed) if allowed else "no field"
+        raise _malformed([{"key": "", "message": f"expected a JSON object ({want})"}])
+    errors = [{"key": str(k), "message": "unknown field"} for k in body if k not in allowed]
+    if required:
+        errors += [{"key": k, "message": "required"} for k in allowed if k not in body]
+    if errors:
+        raise _malformed(errors)
+    return body
 
 
 def _refused(exc: cfg.ConfigError) -> Response[Any]:
@@ -140,17 +172,15 @@ async def _control(
 ) -> dict[str, Any]:
     wanted = path_value(name)
     admin = admin_of(services)
+    # reset reads {"start"}; pause and resume take no field
+    reset = action == "reset"
+    body = await _action_body(request, ("start",) if reset else (), required=reset)
     try:
         if action == "pause":
             await admin.pause(wanted, actor=actor_of(request))
         elif action == "resume":
             await admin.resume(wanted, actor=actor_of(request))
         else:
-            body = await _body(request)
-            if not isinstance(body, dict) or set(body) - {"start"} or "start" not in body:
-                raise bad_request(
-                    'the body is {"start": "latest" | "earliest" | {"seq": N} | {"time": T}}'
-                )
             await admin.reset(wanted, body["start"], actor=actor_of(request))
         return await _shown(admin, wanted)
     except NotFound:
@@ -213,15 +243,14 @@ async def replay_parked(
     services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
 ) -> dict[str, Any]:
     wanted = path_value(name)
-    body = await _body(request, optional=True)
-    up_to = None
-    if body is not None:
-        if not isinstance(body, dict) or set(body) - {"up_to_seq"}:
-            raise bad_request('the body is empty or {"up_to_seq": N}')
-        given = body.get("up_to_seq")
-        up_to = None if given is None else whole_number(given)
-        if given is not None and (up_to is None or not 1 <= up_to <= MAX_SEQ):
-            raise bad_request(f"up_to_seq is a seq (an integer from 1 to {MAX_SEQ})")
+    given = (await _action_body(request, ("up_to_seq",))).get("up_to_seq")
+    up_to = None if given is None else whole_number(given)
+    if given is not None and up_to is None:
+        raise _malformed([{"key": "up_to_seq", "message": "expected an integer (a seq)"}])
+    if up_to is not None and not 1 <= up_to <= MAX_SEQ:  # a whole number, out of range
+        raise unprocessable(
+            f"up_to_seq: a seq is from 1 to {MAX_SEQ}, got {up_to}", kind=None, key="up_to_seq"
+        )
     try:
         queued = await admin_of(services).replay(wanted, up_to, actor=actor_of(request))
     except NotFound:
@@ -242,8 +271,12 @@ async def skip_parked(
 ) -> dict[str, Any]:
     wanted = path_value(name)
     number = seq_of_path(seq)
-    if number is None or not 1 <= number <= MAX_SEQ:  # no such event (nor a query for one)
-        raise not_found(f"{wanted}: seq {seq!r} is not parked")
+    if number is None or not 1 <= number <= MAX_SEQ:  # as /v1/events/{seq}/proof reads one
+        got = path_value(seq) if number is None else number
+        raise ApiError(
+            400, f"seq must be 1..{MAX_SEQ} in decimal digits, got {got!r}", kind="bad-request"
+        )
+    await _action_body(request)  # a skip takes no field
     try:
         await admin_of(services).skip(wanted, number, actor=actor_of(request))
     except NotFound as exc:

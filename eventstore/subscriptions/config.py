@@ -48,9 +48,18 @@ REDIS_PUBSUB: Final = "redis-pubsub"
 REDIS_INVALIDATE: Final = "redis-invalidate"
 REDIS_STREAM: Final = "redis-stream"
 SINK_KINDS: Final = (WEBHOOK, REDIS_PUBSUB, REDIS_INVALIDATE, REDIS_STREAM)
-# Headers a webhook's `headers` may not set: the protocol's own and the transport's.
-RESERVED_HEADERS: Final = frozenset(
-    {"content-type", "host", "content-length", "transfer-encoding", "connection"}
+# Headers a webhook's `headers` may not set (the protocol's own and the transport's): why.
+RESERVED_HEADERS: Final = {
+    "content-type": "the sink sends JSON and says so (application/json)",
+    "host": "it is taken from the URL",
+    "content-length": "the HTTP client sets it from the body it sends (the request's framing)",
+    "transfer-encoding": "the HTTP client frames the request itself",
+    "connection": "the HTTP client manages its connections",
+}
+WEBHOOK_HEADERS: Final = "webhook-* headers are the Standard Webhooks ones the sink signs with"
+# `***` in a body: the stored value the API showed as `***`.
+NO_STORED: Final = (
+    '"***" stands for a stored value (the API shows secrets as ***), and there is none'
 )
 _TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # A header value: visible characters, spaces and tabs (no CR/LF: no header injection).
@@ -162,16 +171,22 @@ def parse_start(value: Any, key: str = "start") -> Start:
     return start
 
 
+START_FORMS: Final = (
+    'a start is "latest", "earliest", a seq ({"seq": N}) or an RFC 3339 time '
+    '({"time": "2026-01-01T00:00:00Z"})'
+)
+
+
 def _start(check: _Check, key: str, value: Any) -> Start:
     if value is None or value == "latest":
         return Start()
     if value == "earliest":
         return Start(kind="earliest")
     if isinstance(value, str):
-        check.bad(key, 'expected "latest", "earliest", {"seq": N} or {"time": RFC3339}')
+        check.bad(key, f"{value!r} is not a start: {START_FORMS}")
         return Start()
     if not isinstance(value, dict) or len(value) != 1:
-        check.malformed(key, 'expected "latest", "earliest", {"seq": N} or {"time": RFC3339}')
+        check.malformed(key, f"expected an object: {START_FORMS}")
         return Start()
     ((field, v),) = value.items()
     if field == "seq":
@@ -195,7 +210,7 @@ def _start(check: _Check, key: str, value: Any) -> Start:
             check.bad(f"{key}.time", "the time needs a zone (Z or +hh:mm)")
             return Start()
         except (NotRfc3339, NoSuchTime):
-            check.bad(f"{key}.time", "not an RFC 3339 time")
+            check.bad(f"{key}.time", f"{v!r} is not an RFC 3339 time: {START_FORMS}")
             return Start()
         return Start(kind="time", time=at)
     check.malformed(f"{key}.{field}", "unknown field")
@@ -212,18 +227,22 @@ def start_json(start: Start) -> Any:
 
 
 def _secret(check: _Check, key: str, value: Any) -> None:
-    """A secret is a non-empty string, `{"env": NAME}` or `{"file": PATH}`."""
+    """A secret is a non-empty string, `{"env": NAME}` or `{"file": PATH}` (another shape: 400)."""
     if isinstance(value, str):
         if not value:
             check.bad(key, "a secret may not be empty")
         return
     if isinstance(value, dict) and len(value) == 1:
         ((kind, where),) = value.items()
-        if kind in ("env", "file") and isinstance(where, str) and where:
-            if kind == "env" and not ENV_NAME.fullmatch(where):
+        if kind in ("env", "file"):
+            if not isinstance(where, str):
+                check.malformed(f"{key}.{kind}", "expected a string")
+            elif not where:
+                check.bad(f"{key}.{kind}", "may not be empty")
+            elif kind == "env" and not ENV_NAME.fullmatch(where):
                 check.bad(f"{key}.env", "not an environment variable name")
             return
-    check.bad(key, 'expected a string, {"env": NAME} or {"file": PATH}')
+    check.malformed(key, 'expected a string, {"env": NAME} or {"file": PATH}')
 
 
 def header_value_ok(value: str) -> bool:
@@ -265,7 +284,9 @@ def _required(check: _Check, key: str, value: Any) -> tuple[templates.Part, ...]
     return _template(check, key, value)
 
 
-def _url(check: _Check, key: str, value: Any, schemes: tuple[str, ...]) -> None:
+def _url(
+    check: _Check, key: str, value: Any, schemes: tuple[str, ...], *, stored: bool = False
+) -> None:
     if isinstance(value, dict):
         _secret(check, key, value)  # the whole URL read from the environment or a file
         return
@@ -296,6 +317,12 @@ def _url(check: _Check, key: str, value: Any, schemes: tuple[str, ...]) -> None:
         db = split.path.strip("/")
         if db and not (db.isascii() and db.isdigit() and int(db) <= MAX_REDIS_DB):
             check.bad(key, f"the database is a number from 0 to {MAX_REDIS_DB}, not {db!r}")
+    if split.password == MASK and not stored:
+        check.bad(
+            key,
+            f"{NO_STORED} for this URL: the password *** is kept only with the URL as "
+            "shown (same user, host, port and path); give the password",
+        )
 
 
 def _uri_text(url: str) -> str | None:
@@ -308,7 +335,8 @@ def _uri_text(url: str) -> str | None:
     return None
 
 
-def _sink(check: _Check, value: Any) -> dict[str, Any]:
+def _sink(check: _Check, value: Any, *, stored: bool = False) -> dict[str, Any]:
+    """The sink; `stored`: a stored document, where a legacy `***` is read, not refused."""
     if not isinstance(value, dict):
         check.malformed("sink", "expected an object")
         return {}
@@ -323,17 +351,24 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
     out = dict(value)
     if kind == WEBHOOK:
         check.fields("sink", value, ("kind", "url", "secret", "timeout_s", "headers"))
-        _url(check, "sink.url", value.get("url"), ("http", "https"))
+        _url(check, "sink.url", value.get("url"), ("http", "https"), stored=stored)
         secret = value.get("secret")
         if secret is None:
             check.bad("sink.secret", "a webhook needs a secret (whsec_...) to sign with")
         secrets = secret if isinstance(secret, list) else [secret] if secret is not None else []
         if isinstance(secret, list) and not 1 <= len(secret) <= 2:
-            check.bad("sink.secret", "give one secret, or [new, old] during a rotation")
+            check.bad(
+                "sink.secret",
+                f"{len(secret)} secrets: give one, or [new, old] during a rotation "
+                '("***" in the list stands for every stored secret)',
+            )
         for i, s in enumerate(secrets):
             k = f"sink.secret[{i}]" if isinstance(secret, list) else "sink.secret"
             _secret(check, k, s)
-            if isinstance(s, str) and s and s != MASK and webhook_key(s) is None:
+            if s == MASK:
+                if not stored:
+                    check.bad(k, f"{NO_STORED}: give the secret itself")
+            elif isinstance(s, str) and s and webhook_key(s) is None:
                 check.bad(k, f"a webhook secret is {SECRET_FORM}")
         timeout = value.get("timeout_s", DEFAULT_TIMEOUT_S)
         if not _is_number(timeout):
@@ -348,10 +383,14 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
                 hk = f"sink.headers.{h}"
                 if not _TOKEN.fullmatch(h):
                     check.bad(hk, "not a valid header name")
-                elif h.lower() in RESERVED_HEADERS or h.lower().startswith("webhook-"):
-                    check.bad(hk, "webhook-*, content-type and host are set by the sink")
+                elif h.lower() in RESERVED_HEADERS:
+                    check.bad(hk, f"{h} may not be set: {RESERVED_HEADERS[h.lower()]}")
+                elif h.lower().startswith("webhook-"):
+                    check.bad(hk, f"{h} may not be set: {WEBHOOK_HEADERS}")
                 _secret(check, hk, v)
-                if isinstance(v, str) and not header_value_ok(v):
+                if v == MASK and not stored:
+                    check.bad(hk, f"{NO_STORED} for header {h}: give its value")
+                elif isinstance(v, str) and not header_value_ok(v):
                     check.bad(hk, "a header value may not hold control characters (CR, LF, ...)")
         out.setdefault("timeout_s", DEFAULT_TIMEOUT_S)
         out.setdefault("headers", {})
@@ -365,16 +404,24 @@ def _sink(check: _Check, value: Any) -> dict[str, Any]:
             REDIS_STREAM: ("kind", "url", "stream", "maxlen"),
         }[kind],
     )
-    _url(check, "sink.url", value.get("url"), ("redis", "rediss"))
+    _url(check, "sink.url", value.get("url"), ("redis", "rediss"), stored=stored)
     if kind == REDIS_PUBSUB:
         _required(check, "sink.channel", value.get("channel"))
     elif kind == REDIS_INVALIDATE:
         keys = value.get("keys")
-        if not isinstance(keys, list) or not keys:
+        if not isinstance(keys, list):
             check.malformed("sink.keys", "expected a non-empty list of key templates")
+        elif not keys:
+            check.bad("sink.keys", "give at least one key or pattern to delete")
         else:
             for i, k in enumerate(keys):
-                _template(check, f"sink.keys[{i}]", k)
+                parts = _template(check, f"sink.keys[{i}]", k)
+                if parts is not None and not templates.has_literal(parts):
+                    check.bad(
+                        f"sink.keys[{i}]",
+                        f"{k!r} matches every key of the database: a pattern needs a literal "
+                        "character or a placeholder (such as orders:* or order:{entity_key})",
+                    )
         again = whole_number(value.get("again_after_ms", 0))
         if again is None:
             check.malformed("sink.again_after_ms", "expected an integer")
@@ -442,8 +489,12 @@ def _retry(check: _Check, value: Any) -> Retry:
 BODY_FIELDS: Final = ("sink", "filter", "start", "lanes", "retry")
 
 
-def parse(name: str, body: Any) -> SubscriptionConfig:
-    """A validated configuration from a PUT body (or a declarative file's entry)."""
+def parse(name: str, body: Any, *, stored: bool = False) -> SubscriptionConfig:
+    """A validated configuration from a PUT body (or a declarative file's entry).
+
+    A `***` left in a body (where nothing stored stands behind it: see `keep_secrets`)
+    is refused; `stored` reads a stored document, where one is taken as it is.
+    """
     check = _Check()
     if not NAME_RE.fullmatch(name):
         check.bad("name", "1-64 of a-z 0-9 _ -, starting with a letter or digit")
@@ -451,7 +502,7 @@ def parse(name: str, body: Any) -> SubscriptionConfig:
         raise ConfigError([{"key": "", "message": "expected a JSON object"}], malformed=True)
     check.fields("", body, BODY_FIELDS)
     if "sink" in body:
-        sink = _sink(check, body["sink"])
+        sink = _sink(check, body["sink"], stored=stored)
     else:
         check.malformed("sink", "required")
         sink = {}
@@ -487,7 +538,7 @@ def to_doc(config: SubscriptionConfig) -> dict[str, Any]:
 def from_doc(doc: dict[str, Any]) -> SubscriptionConfig:
     """A stored configuration read back (validated again: a bad document is refused loudly)."""
     body = {k: doc[k] for k in BODY_FIELDS if k in doc}
-    return parse(str(doc["name"]), body)
+    return parse(str(doc["name"]), body, stored=True)
 
 
 def _mask_url(url: Any) -> Any:
@@ -521,21 +572,59 @@ def public(config: SubscriptionConfig) -> dict[str, Any]:
 
 
 def keep_secrets(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
-    """A PUT body's sink with the stored secrets kept where it gives none (or `***`)."""
+    """A PUT body's sink with `***` (and an absent secret) standing for the stored values.
+
+    `"secret": "***"` (or none) keeps the stored secret(s); in a list, `***` stands
+    for every stored secret, in place, without duplicates (`[new, "***"]` is the new
+    one and then the stored ones); a header `***` keeps that header's stored value;
+    a URL shown with `:***@` keeps the stored URL. A `***` with nothing stored behind
+    it is left for `parse` to refuse.
+    """
     if old is None or new.get("kind") != old.get("kind"):
         return new
     out = dict(new)
-    if "secret" in old and out.get("secret") in (None, MASK):
-        out["secret"] = old["secret"]
-    if isinstance(out.get("headers"), dict) and isinstance(old.get("headers"), dict):
+    stored = old.get("secret")
+    if stored is not None:
+        given = out.get("secret")
+        if given is None or given == MASK:
+            out["secret"] = stored
+        elif isinstance(given, list) and MASK in given:
+            merged: list[Any] = []
+            for s in given:
+                for v in (stored if isinstance(stored, list) else [stored]) if s == MASK else [s]:
+                    if v not in merged:
+                        merged.append(v)
+            out["secret"] = merged
+    headers, old_headers = out.get("headers"), old.get("headers")
+    if isinstance(headers, dict) and isinstance(old_headers, dict):
+        by_name = {str(h).lower(): v for h, v in old_headers.items()}
         out["headers"] = {
-            h: (old["headers"].get(h, v) if v == MASK else v) for h, v in out["headers"].items()
+            h: (by_name.get(h.lower(), v) if v == MASK else v) for h, v in headers.items()
         }
     url, old_url = out.get("url"), old.get("url")
     masked = isinstance(url, str) and f":{MASK}@" in url
     if masked and isinstance(old_url, str) and _mask_url(old_url) == url:
         out["url"] = old_url
     return out
+
+
+def masked_keys(sink: Any) -> list[str]:
+    """The keys of a sink where `***` is given (a secret, a header value, a URL's password)."""
+    if not isinstance(sink, dict):
+        return []
+    found: list[str] = []
+    secret = sink.get("secret")
+    if secret == MASK:
+        found.append("sink.secret")
+    elif isinstance(secret, list):
+        found.extend(f"sink.secret[{i}]" for i, s in enumerate(secret) if s == MASK)
+    headers = sink.get("headers")
+    if isinstance(headers, dict):
+        found.extend(f"sink.headers.{h}" for h, v in headers.items() if v == MASK)
+    url = sink.get("url")
+    if isinstance(url, str) and f":{MASK}@" in url:
+        found.append("sink.url")
+    return found
 
 
 def redis_address(url: Any) -> tuple[str, int, str] | None:

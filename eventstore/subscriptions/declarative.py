@@ -53,6 +53,13 @@ async def apply_file(admin: SubscriptionAdmin, path: str) -> list[str]:
     """Validate every entry, then create or update each; the names changed."""
     entries = read_file(path)
     for name, body in entries:
+        masked = cfg.masked_keys(body.get("sink"))
+        if masked:
+            raise DeclarativeError(
+                f"{path}: subscription {name!r}: {masked[0]}: "
+                f'"***" stands for a value stored by the API, and a SUBSCRIPTIONS file has '
+                'none: write the value itself, or {"env": NAME} / {"file": PATH}'
+            )
         try:
             await admin.validate(name, body)
         except cfg.ConfigError as exc:

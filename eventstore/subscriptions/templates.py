@@ -89,3 +89,43 @@ def is_pattern(parts: tuple[Part, ...]) -> bool:
 def uses(parts: tuple[Part, ...]) -> bool:
     """True when the template has at least one placeholder."""
     return any(is_ph for is_ph, _ in parts)
+
+
+def has_literal(parts: tuple[Part, ...]) -> bool:
+    """True when a key pattern holds a placeholder or a character matched as itself.
+
+    In Redis glob syntax `*` and `?` match any character and `[...]` a class of
+    them; `\\x` is the literal `x`. A pattern of wildcards and classes alone
+    (`*`, `**`, `?*`, `[a-z]*`) names no key in particular: it matches keys of
+    any name. A placeholder's value is glob-escaped, so it is matched as itself.
+    """
+    for is_ph, text in parts:
+        if is_ph:
+            return True
+        i, n = 0, len(text)
+        while i < n:
+            c = text[i]
+            if c == "\\":
+                return True  # `\x` is x (a trailing `\` is matched as itself)
+            if c == "[":
+                i = _class_end(text, i)
+            elif c in "*?":
+                i += 1
+            else:
+                return True
+    return False
+
+
+def _class_end(text: str, start: int) -> int:
+    """Where the `[...]` class opened at `start` ends, as Redis reads it (to the end if unclosed)."""
+    i = start + 1
+    if text.startswith("^", i):
+        i += 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+        elif text[i] == "]":
+            return i + 1
+        else:
+            i += 1
+    return len(text)

@@ -290,9 +290,10 @@ async def test_seqs_beyond_what_a_database_stores_are_refused_not_500(
     await c.put(f"{BASE}/orders", json={"sink": HOOK}, headers=ADMIN)
     huge = 10**30
     replay = await c.post(f"{BASE}/orders/parked/replay", json={"up_to_seq": huge}, headers=ADMIN)
-    assert replay.status_code == 400 and "up_to_seq" in replay.json()["detail"]
+    assert replay.status_code == 422 and "up_to_seq" in replay.json()["detail"]
+    assert [e["key"] for e in replay.json()["errors"]] == ["up_to_seq"]
     skip = await c.post(f"{BASE}/orders/parked/{huge}/skip", headers=ADMIN)
-    assert skip.status_code == 404
+    assert skip.status_code == 400  # a path seq is 1 to 2^62, as /v1/events/{seq}/proof reads it
     reset = await c.post(f"{BASE}/orders/reset", json={"start": {"seq": huge}}, headers=ADMIN)
     assert reset.status_code == 422
     assert [e["key"] for e in reset.json()["errors"]] == ["start.seq"]
@@ -349,7 +350,7 @@ async def test_a_parked_seq_is_read_only_as_decimal_digits(
     await store.deliveries.park([parked_event("orders", 10, attempts=1)])
     for written in ("1_0", "+10", "010", "%2010"):
         response = await c.post(f"{BASE}/orders/parked/{written}/skip", headers=ADMIN)
-        assert response.status_code == 404, (written, response.text)
+        assert response.status_code == 400, (written, response.text)
     parked = (await c.get(f"{BASE}/orders/parked", headers=ADMIN)).json()["items"]
     assert [p["seq"] for p in parked] == [10]
     skipped = await c.post(f"{BASE}/orders/parked/10/skip", headers=ADMIN)
