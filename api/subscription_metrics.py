@@ -1,4 +1,5 @@
-"""Prometheus series of subscriptions: delivered, failures, parked, unheard, lag, state."""
+"""Prometheus series of subscriptions: delivered, failures, unheard, already delivered, parked,
+lag, state."""
 
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ SERIES = (
         "counter",
         "Pub/sub messages that reached no subscriber.",
         "unheard",
+    ),
+    (
+        "eventstore_subscription_already_delivered_total",
+        "counter",
+        "Events the sink already held (a Redis stream refused the id as at or below its top).",
+        "already_delivered",
     ),
     (
         "eventstore_subscription_parked",

@@ -13,8 +13,16 @@ Invariants:
 - A failure about one event follows the subscription's retry schedule (with
   jitter); once exhausted, the event is parked with every later event of its
   entity, and the others keep flowing. A failure of the whole sink backs off the
-  subscription (`retrying`, `Retry-After` honoured up to an hour), parking nothing.
+  subscription (`retrying`, `Retry-After` honoured up to an hour; one of 0 or in the
+  past waits the back-off step), parking nothing. Deliveries that fail together
+  (every lane at one moment) are one failed round: one back-off step, one WARNING
+  line. A back-off wait ends at once on a stop, a pause, or any operator change of
+  the record (resume, reset, PUT). Each failed attempt is saved in the status at once.
   HTTP 410 disables the subscription. A strict sink never parks.
+- A sink that cannot work as configured (a secret reference that cannot be read,
+  credentials Redis refuses, a Redis database that does not exist) fails the worker
+  with one line (`configuration error: ...`), shown as `last_error`; a changed
+  configuration starts it again (the manager).
 - Every delivery id is `<name>-<seq>`: the same on every attempt, replay and reset.
 - At a stop, deliveries in flight may end for at most `DRAIN_S` (and a third of the
   lease) and their outcomes are recorded, so a receiver that took an event is not
@@ -43,6 +51,7 @@ from eventstore.leasing import LeaseKeeper, LeaseLost
 from eventstore.model import Event
 from eventstore.ports import Clock, Store
 from eventstore.render import event_json
+from eventstore.settings import SettingsError
 from eventstore.subscription_records import ParkedEvent, SubscriptionRecord
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions import positions
@@ -51,6 +60,7 @@ from eventstore.subscriptions.secrets import values_of as secret_values
 from eventstore.subscriptions.sinks.base import (
     ALREADY,
     GONE,
+    MISCONFIGURED,
     SINK_FAILED,
     UNHEARD,
     Delivery,
@@ -74,6 +84,18 @@ _ENCODER = msgspec.json.Encoder()
 
 class Deleted(Exception):
     """The subscription's record is gone: the worker ends."""
+
+
+# The beginning of every `last_error` that says the sink cannot work as configured.
+CONFIGURATION_ERROR: Final = "configuration error: "
+
+
+class SinkConfigError(SettingsError):
+    """The sink cannot work as configured: the worker fails with this one line (no traceback).
+
+    A `SettingsError`, so that the supervisor shows it as an expected failure (fatal,
+    its message alone) rather than as a bug.
+    """
 
 
 def delivery_id(name: str, seq: int) -> str:
@@ -139,6 +161,13 @@ class SubscriptionWorker:
         self.state = "starting"
         self._sink_secrets: tuple[str, ...] = ()
         self._sink_error: str | None = None  # why the whole sink backs off (shown as last_error)
+        # The configuration the last run started with (the manager restarts a failed worker
+        # whose configuration changed since).
+        self.ran_config: dict[str, Any] | None = None
+        # Called when the worker's state may have changed (the manager publishes it at once).
+        self.on_state: Callable[[], None] | None = None
+        self._warned_tops: set[str] = set()  # foreign Redis stream tops already warned about
+        self._nudged = False  # an operator acted here since the record was last read
 
     # -- identity and status ------------------------------------------------------------------
     @property
@@ -147,9 +176,16 @@ class SubscriptionWorker:
         return positions.checkpoint_name(self.subscription)
 
     def _report(self, state: str, error: str | None = None) -> None:
+        changed = state != self.state
         self.state = state
         if self._ctx is not None:
             self._ctx.report(state, error)
+        if changed:
+            self._state_may_change()
+
+    def _state_may_change(self) -> None:
+        if self.on_state is not None:
+            self.on_state()
 
     def _scrub(self, text: str | None) -> str | None:
         """An error as shown and logged: the service's keys and the sink's secrets removed."""
@@ -162,6 +198,7 @@ class SubscriptionWorker:
 
     def nudge(self) -> None:
         """Look at the subscription's record now (an operator changed it)."""
+        self._nudged = True
         self.wake.set()
         self._kick.set()
 
@@ -192,6 +229,10 @@ class SubscriptionWorker:
         self.parked_by_entity: dict[Entity, set[int]] = {}
         self.replaying: set[int] = set()
         self.inflight: dict[asyncio.Task[list[Outcome]], list[Event]] = {}
+        # The back-off round each delivery in flight was launched in: a failure of one
+        # launched before the current back-off began belongs to the round already counted.
+        self.launched: dict[asyncio.Task[list[Outcome]], int] = {}
+        self.round = 0
         self.sink_until: datetime | None = None
         self.buffered = 0
         self._tick = 0
@@ -199,6 +240,15 @@ class SubscriptionWorker:
     # -- the run ------------------------------------------------------------------------------
     async def run(self, ctx: WorkerContext) -> None:
         """Deliver while holding the lease (a standby waits), from the checkpoint; end when deleted."""
+        try:
+            await self._run(ctx)
+        except Exception:
+            # No await from here to the supervisor's `failed`: the publication scheduled
+            # now runs after it.
+            self._state_may_change()
+            raise
+
+    async def _run(self, ctx: WorkerContext) -> None:
         self._ctx = ctx
         stop = ctx.stop
         while not stop.is_set():
@@ -215,6 +265,9 @@ class SubscriptionWorker:
             except Deleted:
                 log.info("subscription %s was deleted: its worker ends", self.subscription)
                 return
+            except SinkConfigError as exc:
+                self.last_error = str(exc)
+                raise
             finally:
                 await self._cancel_inflight()
                 if not lost:
@@ -245,7 +298,7 @@ class SubscriptionWorker:
         record = await self.store.subscriptions.get(self.subscription)
         if record is None:
             raise Deleted(self.subscription)
-        self._apply_record(record, build=build)
+        # The counters first: a sink that cannot be built saves them with its error.
         self._restore_counters(
             {
                 "delivered": record.delivered,
@@ -256,6 +309,10 @@ class SubscriptionWorker:
                 "last_delivery_at": record.last_delivery_at,
             }
         )
+        self._apply_record(record, build=build)
+        if build and (self.last_error or "").startswith(CONFIGURATION_ERROR):
+            self.last_error = None  # the sink works as configured now
+            await self._save_counters()
         assert self.config is not None
         position = await positions.read_position(self.store.checkpoints, self.subscription)
         if position is None:
@@ -275,6 +332,8 @@ class SubscriptionWorker:
 
     def _apply_record(self, record: SubscriptionRecord, *, build: bool) -> None:
         self.record = record
+        if build:
+            self.ran_config = record.config  # what a failure of this run was with
         if record.config != self.config_doc:
             config = cfg.from_doc(record.config)
             if build and self.sink is not None:
@@ -285,7 +344,13 @@ class SubscriptionWorker:
             self.config, self.config_doc = config, record.config
             self._sink_secrets = tuple(secret_values(config.sink))
         if build and self.sink is None and self.config is not None:
-            self.sink = self.sink_factory(self.config)
+            try:
+                self.sink = self.sink_factory(self.config)
+            except Exception as exc:  # a secret reference that cannot be read, a bad URL
+                detail = describe(exc, (*self._sink_secrets, *self.secrets))
+                raise SinkConfigError(
+                    f"{CONFIGURATION_ERROR}the sink cannot start: {detail}"
+                ) from None
 
     async def _loop(self, stop: asyncio.Event) -> None:
         watcher = asyncio.ensure_future(self._watch_appends())
@@ -334,7 +399,7 @@ class SubscriptionWorker:
             if self.sink_until is not None:
                 if now < self.sink_until and not self.inflight:
                     self._report(RETRYING, self._sink_error)
-                    await self._sleep((self.sink_until - now).total_seconds())
+                    await self._wait_backing_off((self.sink_until - now).total_seconds())
                     continue
                 if now >= self.sink_until:
                     self.sink_until = None
@@ -347,6 +412,27 @@ class SubscriptionWorker:
             await self._wait()
 
     # -- reading ------------------------------------------------------------------------------
+    async def _wait_backing_off(self, seconds: float) -> None:
+        """Wait out (part of) a back-off: at most `poll_s` of real time, so that an operator's
+        change made elsewhere is seen; at once on a stop, a nudge or an append (`_kick`)."""
+        waits = [
+            asyncio.ensure_future(self._kick.wait()),
+            asyncio.ensure_future(self._sleep(seconds)),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(waits)
+        self._kick.clear()  # nothing is in flight: the loop looks at everything anyway
+
+    def _end_back_off(self, why: str) -> None:
+        """Try the sink again now (an operator resumed, reset or changed the subscription)."""
+        if self.sink_until is None:
+            return
+        self.sink_until = None
+        self.backoff.reset()
+        log.info("subscription %s: the back-off ends (%s)", self.subscription, why)
+
     async def _fill(self) -> None:
         room = self.window - self.buffered
         if room <= 0 or not self._more:
@@ -420,6 +506,7 @@ class SubscriptionWorker:
         task = asyncio.ensure_future(sink.deliver(deliveries))
         task.add_done_callback(lambda _: self._kick.set())
         self.inflight[task] = events
+        self.launched[task] = self.round
 
     async def _wait(self) -> None:
         """Until a delivery ends, a retry is due, the operator nudges, or new events arrive."""
@@ -449,12 +536,13 @@ class SubscriptionWorker:
         """Record the outcome of every delivery that has ended."""
         for task in [t for t in self.inflight if t.done()]:
             events = self.inflight.pop(task)
+            launched = self.launched.pop(task, self.round)
             try:
                 outcomes = task.result()
             except Exception as exc:  # a sink bug or an unexpected client error: back off
                 detail = describe(exc, (*self._sink_secrets, *self.secrets))
                 outcomes = [Outcome(status=SINK_FAILED, detail=detail)]
-            await self._handle(events, outcomes)
+            await self._handle(events, outcomes, launched=launched)
 
     async def _drain(self) -> None:
         """At a stop: let deliveries in flight end (bounded) and record them; launch nothing."""
@@ -478,10 +566,13 @@ class SubscriptionWorker:
                 )
         await self._collect()  # what is still in flight is cancelled by the run's end
 
-    async def _handle(self, events: list[Event], outcomes: list[Outcome]) -> None:
+    async def _handle(
+        self, events: list[Event], outcomes: list[Outcome], *, launched: int | None = None
+    ) -> None:
         strict = self.sink is not None and self.sink.strict
         now = self.clock.now()
         settled: list[int] = []
+        failed = False
         back: list[Event] = []  # to go out again, in their order
         for i, e in enumerate(events):
             if i >= len(outcomes):  # the sink stopped early: the rest goes out again
@@ -497,17 +588,23 @@ class SubscriptionWorker:
                     self.unheard += 1
                 elif outcome.status == ALREADY:
                     self.already += 1
+                    if outcome.top is not None:
+                        await self._foreign_top(outcome.top)
                 self.last_delivery_at = now
                 self._done_with(e, strict)
                 continue
             self.failed_attempts += 1
             self.last_error = outcome.detail
+            failed = True
+            if outcome.status == MISCONFIGURED:
+                # Retrying cannot help: the worker fails with the reason (saved by `run`).
+                raise SinkConfigError(f"{CONFIGURATION_ERROR}{outcome.detail}")
             if outcome.status == GONE:
                 await self._disable(outcome.detail or "the receiver answered 410 Gone")
                 back.append(e)
             elif outcome.status == SINK_FAILED or strict:
                 # A strict sink never parks: any failure backs off the whole subscription.
-                self._back_off(outcome, now)
+                self._back_off(outcome, now, launched)
                 back.append(e)
             else:
                 await self._event_failed(e, outcome, now)
@@ -524,6 +621,35 @@ class SubscriptionWorker:
             if self._ctx is not None:
                 self._ctx.healthy()
             await self._settle(settled)
+            if not failed and not self.errors and self.sink_until is None:
+                # `last_error` is the current problem: none while deliveries go through
+                # and no event waits for a retry (parked events keep their own errors).
+                self.last_error = None
+        if failed:
+            await self._save_counters()  # the status counts each failed attempt at once
+
+    async def _foreign_top(self, top: str) -> None:
+        """Warn (once per top id) when a Redis stream's top id is above any this subscription
+        wrote (`<seq>-0` with seq at most the log's head): another writer put it there, and
+        the events refused below it are counted as already delivered."""
+        if top in self._warned_tops:
+            return
+        ms, _, part = top.partition("-")
+        ours = ms.isdigit() and part == "0"
+        if ours and int(ms) <= self.read_pos:
+            return  # an entry this subscription may have written: a redelivery
+        head = (await self.store.events.head()).seq
+        if ours and int(ms) <= head:
+            return
+        self._warned_tops.add(top)
+        log.warning(
+            "subscription %s: the Redis stream's top id %s is above any id this subscription "
+            "wrote (the log's head is seq %d): another writer added it, and events at or below "
+            "it are refused and counted as already delivered (already_delivered)",
+            self.subscription,
+            top,
+            head,
+        )
 
     def _done_with(self, e: Event, strict: bool) -> None:
         self.buffered -= 1
@@ -550,12 +676,27 @@ class SubscriptionWorker:
         if entity in self.queues and entity not in self.ready:
             self.ready.appendleft(entity)
 
-    def _back_off(self, outcome: Outcome, now: datetime) -> None:
-        delay = outcome.retry_after if outcome.retry_after is not None else self.backoff.delay()
+    def _back_off(self, outcome: Outcome, now: datetime, launched: int | None) -> None:
+        """Back off the whole sink: one step per failed round.
+
+        A delivery launched before the current back-off began failed together with the one
+        that began it (every lane at one moment): it takes no further step and logs nothing,
+        but a longer `Retry-After` of it is honoured. A `Retry-After` of 0 or a date in the
+        past waits the back-off step instead (else it would retry in a tight loop).
+        """
+        self._sink_error = outcome.detail or "the sink failed"
+        if launched is not None and launched < self.round:
+            if outcome.retry_after is not None:
+                until = now + timedelta(seconds=outcome.retry_after)
+                if self.sink_until is None or until > self.sink_until:
+                    self.sink_until = until
+            return
+        self.round += 1
+        asked = outcome.retry_after
+        delay = asked if asked is not None and asked > 0 else self.backoff.delay()
         until = now + timedelta(seconds=delay)
         if self.sink_until is None or until > self.sink_until:
             self.sink_until = until
-        self._sink_error = outcome.detail or "the sink failed"
         log.warning(
             "subscription %s backs off for %.1fs: %s", self.subscription, delay, outcome.detail
         )
@@ -689,11 +830,14 @@ class SubscriptionWorker:
                 del self.parked_by_entity[entity]
 
     async def _disable(self, reason: str) -> None:
+        now = self.clock.now()
         await self.store.subscriptions.patch(
-            self.subscription, {"disabled_reason": reason, "updated_at": self.clock.now()}
+            self.subscription, {"disabled_reason": reason, "updated_at": now}
         )
         if self.record is not None:
-            self.record = msgspec.structs.replace(self.record, disabled_reason=reason)
+            self.record = msgspec.structs.replace(
+                self.record, disabled_reason=reason, updated_at=now
+            )
         log.warning("subscription %s disabled: %s", self.subscription, reason)
 
     # -- operator commands --------------------------------------------------------------------
@@ -701,7 +845,14 @@ class SubscriptionWorker:
         record = await self.store.subscriptions.get(self.subscription)
         if record is None:
             raise Deleted(self.subscription)
+        previous = self.record
+        nudged, self._nudged = self._nudged, False
         self._apply_record(record, build=build)
+        if nudged or (previous is not None and record.updated_at != previous.updated_at):
+            # An operator paused, resumed or changed it (here: a nudge; on another instance:
+            # `updated_at` moved): a back-off in progress ends (a pause then holds everything;
+            # a resume or a new configuration tries again at once).
+            self._end_back_off("an operator acted")
         commands = [c for c in record.commands if only is None or c.get("action") in only]
         if commands:
             for command in commands:
@@ -721,6 +872,7 @@ class SubscriptionWorker:
         if action == "reset":
             start = cfg.parse_start(command.get("start"))
             await self._cancel_inflight()
+            self._end_back_off("reset")
             position = await positions.position_of(self.store.events, start)
             await self.store.deliveries.clear(self.subscription)
             counters = self._counters()
@@ -780,6 +932,7 @@ class SubscriptionWorker:
             for e in events:
                 self._requeue(e, strict)
         self.inflight.clear()
+        self.launched.clear()
 
     # -- counters -----------------------------------------------------------------------------
     delivered = 0

@@ -3,25 +3,33 @@
 A supervised worker itself (`subscriptions`): it lists the stored subscriptions
 every few seconds (at once when nudged) and adds a `SubscriptionWorker` for each
 one this instance does not run yet. A failed worker stays failed until restarted
-(never restarted silently). The worker of a subscription no longer stored is
-removed from the supervisor, whatever its state and whichever instance the
-delete reached: stopped, its record and metric series gone.
+or until its subscription's configuration changes (an update that may fix it:
+started again at once, with a log line); it is never restarted silently with
+the configuration it failed with. The worker of a subscription no longer stored
+is removed from the supervisor, whatever its state and whichever instance the
+delete reached: stopped, its record and metric series gone. A worker's change of
+state is written to the `Workers` port at once (not only at the supervisor's next
+publication), so the status of a subscription is current.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 from typing import Final
 
 from eventstore.awaiting import cancel_and_wait
+from eventstore.failures import describe
 from eventstore.ports import Clock, Store
 from eventstore.subscriptions import positions
 from eventstore.subscriptions.delivery import SubscriptionWorker
 from eventstore.supervisor import Progress, Supervisor, WorkerContext
-from eventstore.worker_state import RUNNING, STOPPED
+from eventstore.worker_state import FAILED, RUNNING, STOPPED
 
 MANAGER: Final = "subscriptions"
+log = logging.getLogger("eventstore.subscriptions")
 
 
 class SubscriptionManager:
@@ -50,6 +58,8 @@ class SubscriptionManager:
         self.every_s = every_s
         self._wake = asyncio.Event()
         self.workers: dict[str, SubscriptionWorker] = {}
+        self._publishing: asyncio.Task[None] | None = None
+        self._publish_again = False
 
     def nudge(self, name: str) -> None:
         """A subscription changed: its worker looks now, and the list is read again."""
@@ -67,6 +77,9 @@ class SubscriptionManager:
         for record in records:
             role = positions.checkpoint_name(record.name)
             supervised = self.supervisor.get(role)
+            if supervised is not None and supervised.state == FAILED:
+                await self._restart_if_changed(record.name, record.config)
+                continue
             if supervised is not None and supervised.state != STOPPED:
                 continue
             worker = SubscriptionWorker(
@@ -77,8 +90,43 @@ class SubscriptionManager:
                 lease_seconds=self.lease_seconds,
                 secrets=self.secrets,
             )
+            worker.on_state = self.publish_soon
             self.workers[record.name] = worker
             self.supervisor.add(worker)
+            self.publish_soon()
+
+    async def _restart_if_changed(self, name: str, config: dict[str, object]) -> None:
+        """Start a failed worker again when its configuration changed since it failed."""
+        worker = self.workers.get(name)
+        if worker is None or worker.ran_config is None or worker.ran_config == config:
+            return
+        role = positions.checkpoint_name(name)
+        try:
+            await self.supervisor.restart(role)
+        except (KeyError, ValueError):
+            return  # gone, running already, or the supervisor is stopping
+        log.info("subscription %s: its configuration changed, its failed worker starts again", name)
+        self.publish_soon()
+
+    def publish_soon(self) -> None:
+        """Write this instance's worker states to the store soon (one write at a time)."""
+        if self.supervisor.stopping.is_set():
+            return  # a stopping instance removes its records: none written after
+        if self._publishing is not None and not self._publishing.done():
+            self._publish_again = True
+            return
+        self._publishing = asyncio.ensure_future(self._publish())
+
+    async def _publish(self) -> None:
+        while True:
+            self._publish_again = False
+            await asyncio.sleep(0)  # let the supervisor record the state first
+            try:
+                await self.supervisor.publish()
+            except Exception as exc:  # the next publication of the supervisor tries again
+                log.debug("worker states not recorded now: %s", describe(exc, self.secrets))
+            if not self._publish_again:
+                return
 
     async def run(self, ctx: WorkerContext) -> None:
         """Sync now and every few seconds until stopped."""
@@ -101,4 +149,8 @@ class SubscriptionManager:
         return Progress(position=len(await self.store.subscriptions.all()))
 
     async def close(self) -> None:
-        """Nothing outlives a run."""
+        """Nothing outlives a run (a publication under way ends)."""
+        if self._publishing is not None:
+            with contextlib.suppress(Exception):
+                await cancel_and_wait([self._publishing])
+            self._publishing = None

@@ -21,6 +21,9 @@ EVENT_FAILED: Final = "event-failed"
 SINK_FAILED: Final = "sink-failed"
 # The receiver asked to stop (HTTP 410): the subscription is disabled.
 GONE: Final = "gone"
+# The sink cannot work as configured (credentials refused, no such Redis database):
+# retrying cannot help, the subscription's worker fails with the reason.
+MISCONFIGURED: Final = "misconfigured"
 SETTLING: Final = frozenset({DELIVERED, ALREADY, UNHEARD})
 # `Retry-After` is honoured up to this many seconds.
 MAX_RETRY_AFTER: Final = 3600.0
@@ -51,6 +54,8 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     detail: str | None = None
     retry_after: float | None = None
+    # `already`: the Redis stream's top id when it refused the entry (another writer's?).
+    top: str | None = None
 
     @property
     def settled(self) -> bool:

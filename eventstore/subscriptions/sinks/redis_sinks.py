@@ -12,20 +12,23 @@
   ("equal or smaller"): that redelivery counts as delivered (`already`).
 
 A server that cannot be reached (connection refused or reset, timeout) is a
-failure of the whole sink; the engine backs off the subscription.
+failure of the whole sink; the engine backs off the subscription. A server that
+refuses the credentials or the user's rights, or has no such database, is a
+configuration error (`misconfigured`): retrying cannot help, the worker fails.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from eventstore.ports import Clock
@@ -35,6 +38,7 @@ from eventstore.subscriptions.sinks.base import (
     ALREADY,
     DELIVERED,
     EVENT_FAILED,
+    MISCONFIGURED,
     SINK_FAILED,
     UNHEARD,
     Delivery,
@@ -63,8 +67,62 @@ def client(url: Any, *, timeout: float = SOCKET_TIMEOUT_S) -> Redis:
     )
 
 
-def _unreachable(exc: BaseException) -> Outcome:
-    return Outcome(status=SINK_FAILED, detail=f"Redis unreachable: {type(exc).__name__}")
+def where(redis: Redis) -> str:
+    """The server a client talks to, as `host:port` (or the socket's path)."""
+    kw = redis.connection_pool.connection_kwargs
+    if kw.get("path"):
+        return str(kw["path"])
+    return f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The OS error under a client error, as a few words (`connection refused`)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None and current.errno > 0:
+            return os.strerror(current.errno).lower()
+        if isinstance(current, (TimeoutError, RedisTimeoutError)):
+            return "timed out"
+        current = current.__cause__ or current.__context__
+    return str(exc) or type(exc).__name__
+
+
+def _refused_config(exc: BaseException, redis: Redis) -> Outcome | None:
+    """A refusal no retry can fix: credentials, rights, a database that does not exist."""
+    text = str(exc)
+    at = where(redis)
+    if isinstance(exc, AuthenticationError) or text.startswith(("NOAUTH", "WRONGPASS")):
+        return Outcome(
+            status=MISCONFIGURED,
+            detail=f"Redis at {at} refused the credentials (authentication failed: {text}); "
+            "check the user and password in the sink's URL",
+        )
+    if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
+        return Outcome(
+            status=MISCONFIGURED, detail=f"Redis at {at} refused this user the command: {text}"
+        )
+    if isinstance(exc, ResponseError) and "DB index is out of range" in text:
+        db = redis.connection_pool.connection_kwargs.get("db", 0)
+        return Outcome(
+            status=MISCONFIGURED,
+            detail=f"Redis at {at} has no database {db} (DB index is out of range); "
+            "fix the database number in the sink's URL",
+        )
+    return None
+
+
+def _failure(exc: BaseException, redis: Redis) -> Outcome | None:
+    """A failure of the whole sink (unreachable, misconfigured), or None: about this event."""
+    refused = _refused_config(exc, redis)
+    if refused is not None:
+        return refused
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+        return Outcome(
+            status=SINK_FAILED, detail=f"Redis unreachable at {where(redis)}: {_os_reason(exc)}"
+        )
+    return None
 
 
 class RedisPubSubSink:
@@ -83,10 +141,11 @@ class RedisPubSubSink:
         for d in deliveries:
             try:
                 receivers = await self.redis.publish(render(self.channel, d), d.body)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                out.append(_unreachable(exc))
-                break
-            except RedisError as exc:
+            except (RedisError, OSError) as exc:
+                failure = _failure(exc, self.redis)
+                if failure is not None:
+                    out.append(failure)
+                    break
                 out.append(Outcome(status=EVENT_FAILED, detail=f"PUBLISH refused: {exc}"))
                 continue
             out.append(Outcome(status=DELIVERED if receivers else UNHEARD))
@@ -139,10 +198,11 @@ class RedisInvalidateSink:
                 if self.again_after_ms:
                     await self.clock.sleep(self.again_after_ms / 1000)
                     await self._delete(d)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                out.append(_unreachable(exc))
-                break
-            except RedisError as exc:
+            except (RedisError, OSError) as exc:
+                failure = _failure(exc, self.redis)
+                if failure is not None:
+                    out.append(failure)
+                    break
                 out.append(Outcome(status=EVENT_FAILED, detail=f"delete refused: {exc}"))
                 continue
             out.append(Outcome(status=DELIVERED))
@@ -179,21 +239,36 @@ class RedisStreamSink:
             )
         try:
             results = await pipe.execute(raise_on_error=False)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            return [_unreachable(exc)]
-        except RedisError as exc:
-            return [Outcome(status=SINK_FAILED, detail=f"XADD failed: {exc}")]
+        except (RedisError, OSError) as exc:
+            failure = _failure(exc, self.redis)
+            return [failure or Outcome(status=SINK_FAILED, detail=f"XADD failed: {exc}")]
         out: list[Outcome] = []
-        for result in results:
+        tops: dict[str, str | None] = {}  # each refusing stream's top id, read once
+        for d, result in zip(deliveries, results, strict=False):
             if isinstance(result, ResponseError) and EQUAL_OR_SMALLER in str(result):
-                out.append(Outcome(status=ALREADY))
+                key = render(self.stream, d)
+                if key not in tops:
+                    tops[key] = await self._top(key)
+                out.append(Outcome(status=ALREADY, top=tops[key]))
             elif isinstance(result, BaseException):
                 # Strict order: never park; the whole subscription backs off and retries.
-                out.append(Outcome(status=SINK_FAILED, detail=f"XADD refused: {result}"))
+                refused = _refused_config(result, self.redis)
+                out.append(refused or Outcome(status=SINK_FAILED, detail=f"XADD refused: {result}"))
                 break
             else:
                 out.append(Outcome(status=DELIVERED))
         return out
+
+    async def _top(self, key: str) -> str | None:
+        """The stream's last generated id (what refused the entry), or None when unknown."""
+        try:
+            info = await self.redis.xinfo_stream(key)
+        except (RedisError, OSError):
+            return None
+        top = info.get("last-generated-id") if isinstance(info, dict) else None
+        if isinstance(top, bytes):
+            top = top.decode()
+        return top if isinstance(top, str) else None
 
     async def close(self) -> None:
         """Close the client."""

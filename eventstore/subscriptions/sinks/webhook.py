@@ -19,6 +19,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
+import socket
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -46,6 +48,53 @@ SINK_STATUSES: Final = frozenset({408, 429, 502, 503, 504})
 # At most this much of an answer's body is read (then the connection is dropped, not reused).
 ANSWER_BYTES: Final = 64 * 1024
 USER_AGENT: Final = "eventstore-webhooks/1"
+
+
+def path_escape(value: str) -> str:
+    """A template value in a URL: percent-encoded, and `.`/`..` too (`%2E`, `%2E%2E`).
+
+    A value that is exactly a dot-segment would otherwise be removed by the receiver's URL
+    normalisation (`/hooks/..` is `/`), so the POST would reach another path.
+    """
+    if value in (".", ".."):
+        return "%2E" * len(value)
+    return templates.url_escape(value)
+
+
+def _reason(error: BaseException | None) -> str:
+    """An OS error (or the one under a client error) as a few words (`connection refused`).
+
+    Never the client's own message: it may quote the whole URL.
+    """
+    seen: set[int] = set()
+    current = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None and current.errno > 0:
+            return os.strerror(current.errno).lower()
+        if isinstance(current, socket.gaierror) and current.strerror:
+            return current.strerror.lower()  # negative codes: the resolver's own
+        current = current.__cause__ or current.__context__
+    return "the connection failed"
+
+
+def unreachable(exc: BaseException, url: URL) -> str:
+    """Why a POST got no HTTP answer, naming the receiver's host and port."""
+    where = f"{url.host}:{url.port}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve the receiver's host {exc.host}: {_reason(exc.os_error)}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot reach the receiver {exc.host}:{exc.port}: {_reason(exc.os_error)}"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # Raised before any status: the bytes that came back do not parse as HTTP.
+        what = (exc.message or "").strip().splitlines()
+        said = what[0].rstrip(":") if what else type(exc).__name__
+        return f"the receiver {where} answered something that is not HTTP ({said})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"the receiver {where} closed the connection without an answer"
+    if isinstance(exc, OSError):
+        return f"cannot reach the receiver {where}: {_reason(exc)}"
+    return f"cannot reach the receiver {where}: {type(exc).__name__}"
 
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -122,7 +171,7 @@ class WebhookSink:
             "webhook-signature": signature,
         }
         # Substituted values are percent-encoded already: the URL goes out as it is.
-        url = URL(templates.render(self.url, d.values(), templates.url_escape), encoded=True)
+        url = URL(templates.render(self.url, d.values(), path_escape), encoded=True)
         try:
             async with self._client().post(
                 url, data=body, headers=headers, allow_redirects=False
@@ -136,9 +185,7 @@ class WebhookSink:
         except TimeoutError:
             return Outcome(status=SINK_FAILED, detail="the receiver timed out")
         except (aiohttp.ClientError, OSError) as exc:
-            return Outcome(
-                status=SINK_FAILED, detail=f"cannot reach the receiver: {type(exc).__name__}"
-            )
+            return Outcome(status=SINK_FAILED, detail=unreachable(exc, url))
         if 200 <= status < 300:
             return Outcome(status=DELIVERED)
         if status == 410:

@@ -1,0 +1,152 @@
+"""Sink errors name the server and the reason; a configuration no retry can fix fails the worker;
+a template value that is a dot-segment cannot change a webhook's path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from eventstore.clock import SystemClock
+from eventstore.subscriptions.sinks.base import MISCONFIGURED, SINK_FAILED, Delivery
+from eventstore.subscriptions.sinks.redis_sinks import RedisPubSubSink, RedisStreamSink
+from eventstore.subscriptions.sinks.webhook import WebhookSink
+from eventstore.worker_state import FAILED
+from tests.helpers import LogBuilder
+from tests.realsinks import SECRET, Receiver, RedisServer, free_port
+from tests.subscribing import Harness, until
+
+
+def delivery(entity: str = "a") -> Delivery:
+    e = LogBuilder().next(entity)
+    return Delivery(id=f"x-{e.seq}", event=e, body=b"{}")
+
+
+async def test_a_webhook_receiver_that_refuses_connections_is_named_with_the_reason() -> None:
+    port = free_port()
+    sink = WebhookSink({"url": f"http://127.0.0.1:{port}/h", "secret": SECRET}, clock=SystemClock())
+    try:
+        [outcome] = await sink.deliver([delivery()])
+    finally:
+        await sink.close()
+    assert (outcome.status, outcome.detail) == (
+        SINK_FAILED,
+        f"cannot reach the receiver 127.0.0.1:{port}: connection refused",
+    )
+
+
+async def test_a_webhook_host_that_does_not_resolve_is_named() -> None:
+    sink = WebhookSink(
+        {"url": "http://no-such-host.invalid/h", "secret": SECRET}, clock=SystemClock()
+    )
+    try:
+        [outcome] = await sink.deliver([delivery()])
+    finally:
+        await sink.close()
+    assert outcome.status == SINK_FAILED
+    assert outcome.detail is not None
+    assert outcome.detail.startswith("cannot resolve the receiver's host no-such-host.invalid: ")
+
+
+async def test_a_receiver_answering_something_that_is_not_http_says_so() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(10)
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sink = WebhookSink({"url": f"http://127.0.0.1:{port}/h", "secret": SECRET}, clock=SystemClock())
+    try:
+        [outcome] = await sink.deliver([delivery()])
+    finally:
+        await sink.close()
+        server.close()
+    assert (outcome.status, outcome.detail) == (
+        SINK_FAILED,
+        f"the receiver 127.0.0.1:{port} answered something that is not HTTP (Bad status line)",
+    )
+
+
+async def test_an_entity_key_that_is_a_dot_segment_stays_in_the_webhook_path(
+    receiver: Receiver,
+) -> None:
+    h = Harness()
+    url = f"http://127.0.0.1:{receiver.port}/flt/{{entity_key}}"
+    await h.subscribe("hooks", {"sink": {"kind": "webhook", "url": url, "secret": SECRET}})
+    await h.append("..", ".", "a.b")
+    await h.start(h.worker("hooks"))
+    try:
+        await until(lambda: len(receiver.ids) == 3)
+    finally:
+        await h.stop()
+    assert sorted(receiver.paths) == ["/flt/%2E", "/flt/%2E%2E", "/flt/a.b"]
+
+
+async def test_redis_unreachable_names_the_server_and_the_reason() -> None:
+    port = free_port()
+    sink = RedisPubSubSink({"url": f"redis://127.0.0.1:{port}/0", "channel": "c"})
+    try:
+        [outcome] = await sink.deliver([delivery()])
+    finally:
+        await sink.close()
+    assert (outcome.status, outcome.detail) == (
+        SINK_FAILED,
+        f"Redis unreachable at 127.0.0.1:{port}: connection refused",
+    )
+
+
+async def _require_password(server: RedisServer, password: str) -> None:
+    r = Redis.from_url(server.url)
+    try:
+        await r.config_set("requirepass", password)
+    finally:
+        await r.aclose()
+
+
+@pytest.mark.parametrize("password", ["", ":wrong@"])
+async def test_redis_refusing_the_credentials_is_a_configuration_error(
+    redis_server: RedisServer, password: str
+) -> None:
+    await _require_password(redis_server, "right")
+    url = f"redis://{password}127.0.0.1:{redis_server.port}/0"
+    sink = RedisStreamSink({"url": url, "stream": "s"})
+    try:
+        [outcome] = await sink.deliver([delivery()])
+    finally:
+        await sink.close()
+    assert outcome.status == MISCONFIGURED
+    assert outcome.detail is not None
+    assert outcome.detail.startswith(
+        f"Redis at 127.0.0.1:{redis_server.port} refused the credentials (authentication failed: "
+    )
+
+
+async def test_a_redis_database_that_does_not_exist_fails_the_worker_once_with_the_reason(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    h = Harness()
+    url = f"redis://127.0.0.1:{redis_server.port}/99"
+    sink: dict[str, Any] = {"kind": "redis-pubsub", "url": url, "channel": "c"}
+    await h.subscribe("notify", {"sink": sink})
+    await h.append("a", "b")
+    worker = h.worker("notify")
+    supervised = await h.start(worker)
+    try:
+        await until(lambda: supervised.state == FAILED)
+    finally:
+        await h.stop()
+    why = (
+        f"configuration error: Redis at 127.0.0.1:{redis_server.port} has no database 99 "
+        "(DB index is out of range); fix the database number in the sink's URL"
+    )
+    assert supervised.last_error == why
+    record = await h.admin.get("notify")
+    assert (record.last_error, record.failed_attempts) == (why, 1)  # tried once, not forever
+    assert await h.store.deliveries.count_parked("notify") == 0
+    assert [r for r in caplog.records if r.exc_info] == []  # one line, no traceback
