@@ -357,8 +357,7 @@ class ProcessCollector:
         )
         failing = GaugeMetricFamily(
             "eventstore_checkpoint_delivery_failing",
-            "Failed deliveries in a row to a publication target or witness (0 while it is"
-            " current; retried on its own back-off).",
+            "1 while a publication target or witness fails (retried on its own back-off).",
             labels=("target",),
         )
         failures = CounterMetricFamily(

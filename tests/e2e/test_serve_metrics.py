@@ -190,6 +190,17 @@ def rounds(client: Client, workers: list[int], n: int = 3, requests: int = 5) ->
                 client.scrape_and_check()
 
 
+def until_up(client: Client, worker: int, workers: list[int]) -> None:
+    """A worker just started reaches the database on its own, a moment after it serves:
+    scrape it alone until it says so (`eventstore_up` 1; every scrape counted)."""
+
+    def up() -> bool:
+        with only(worker, workers):
+            return client.scrape()[("eventstore_up", ())] == 1
+
+    wait_for(up)
+
+
 def two_workers(proc: subprocess.Popen[str]) -> list[int]:
     """serve's two workers, once both are up and serving (waits, bounded)."""
     found: list[int] = wait_for(lambda: (w := workers_of(proc)) and len(w) == 2 and w)
@@ -260,7 +271,10 @@ def test_serve_with_two_workers_reports_the_true_totals_on_every_scrape(
         assert (metrics_dir / f"gauge_livesum_{victim}.db").exists()
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: not (metrics_dir / f"gauge_livesum_{victim}.db").exists())
+        survivors = set(workers) - {victim}
         workers = wait_for(lambda: (w := two_workers(proc)) and victim not in w and w)
+        for fresh in set(workers) - survivors:
+            until_up(client, fresh, workers)
         rounds(client, workers)
         never_decreasing(client.pages)
         after = per_worker(metrics_dir, LIVE)
