@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from decimal import Context, Decimal
-from typing import Any
+from typing import Any, Final
 
 from bson import Decimal128, ObjectId, json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS
@@ -63,9 +64,31 @@ def listed_key(entity_id: Any) -> str:
     entity key, but that key, given back, names another value (the integer 5) or none:
     such a string is listed by its typed key (`str:int:5`), which names it alone.
     """
-    if isinstance(entity_id, str) and entity_id.startswith(_TYPED_PREFIXES):
+    if isinstance(entity_id, str) and (
+        entity_id.startswith(_TYPED_PREFIXES) or entity_id in _NO_PATH_SEGMENT
+    ):
         return "str:" + entity_id
     return entity_key(entity_id)
+
+
+# Strings whose bare key cannot be a path segment: empty, or one a URL resolves away
+# (`/entities/..` is the stream's path to a browser, curl and any proxy).
+_NO_PATH_SEGMENT: Final = frozenset({"", ".", ".."})
+
+
+def shared_bare_keys(keys: Sequence[str], existing: Iterable[Any]) -> set[str]:
+    """The bare keys among `keys` that name more than one of the `existing` `_id`s.
+
+    `existing`: the stored `_id`s among every key's `candidates` (one query). A listing
+    hands out the typed key for those (`int:42` beside `str:42`): given back, the bare
+    key would be a 409.
+    """
+    stored = {typed_key(value) for value in existing}
+    return {
+        key
+        for key in keys
+        if not is_typed(key) and sum(typed_key(c) in stored for c in candidates(key)) > 1
+    }
 
 
 def typed_key(entity_id: Any) -> str:

@@ -36,7 +36,15 @@ from api.services import Services, ServicesDep
 from eventstore import render
 from eventstore.codec import rfc3339
 from eventstore.history import UnknownStream
-from eventstore.keys import InvalidKey, parse_typed, relaxed_json
+from eventstore.keys import (
+    InvalidKey,
+    candidates,
+    is_typed,
+    parse_typed,
+    relaxed_json,
+    shared_bare_keys,
+    typed_key,
+)
 from eventstore.model import HASH_PATTERN, MAX_SEQ, Head
 
 Limit = Annotated[int, whole(1, MAX_LIMIT, description=f"page size, 1..{MAX_LIMIT}")]
@@ -90,10 +98,16 @@ async def list_entities(
     rows = await services.store.events.entities(stream, limit=limit + 1, before_seq=before)
     more = len(rows) > limit
     rows = rows[:limit]
+    # A bare key naming two entities (the integer 42 and the string "42") is handed out
+    # typed: given back as it is, it would be a 409 (one query for the page).
+    bare = [r.entity_key for r in rows if not is_typed(r.entity_key)]
+    options = [c for key in bare for c in candidates(key)]
+    existing = await services.store.events.existing_entity_ids(stream, options) if bare else []
+    shared = shared_bare_keys(bare, existing)
     return EntitiesPage(
         items=[
             EntityOut(
-                entity_key=r.entity_key,
+                entity_key=typed_key(r.entity_id) if r.entity_key in shared else r.entity_key,
                 entity_id=relaxed_json(r.entity_id),
                 version=r.version,
                 exists=r.exists,
