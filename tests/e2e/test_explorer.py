@@ -816,6 +816,70 @@ def test_a_rejected_change_is_marked_where_it_fell_on_the_timeline(
     shot(p, "rejected")
 
 
+async def log_with_a_gap_behind_many_rejected_changes() -> Any:
+    """Order 1 created, 5,001 changes that cannot be interpreted (`rejected`), a rename into
+    `orders` (order 1 deleted by inference, a `gap`), then order 1 created again."""
+    import tempfile
+
+    from bson import Timestamp, json_util
+
+    from eventstore.ingester import Ingester
+    from eventstore.sources.ndjson import NdjsonChangeSource
+    from tests.integration.test_ingester_bad_input import change
+
+    def line(n: int, body: dict[str, Any]) -> str:
+        head = {"_id": {"_data": f"82{n:032X}"}, "clusterTime": Timestamp(1_770_000_000, n)}
+        return json_util.dumps({**head, **body})
+
+    orders = {"db": "shop", "coll": "orders"}
+    insert = {"operationType": "insert", "ns": orders, "documentKey": {"_id": 1},
+              "fullDocument": {"_id": 1, "status": "paid"}}  # fmt: skip
+    rejected = [
+        json_util.dumps({k: v for k, v in change(n).items() if k != "updateDescription"})
+        for n in range(2, 2 * REJECTED_BEFORE_THE_GAP + 2, 2)
+    ]
+    rename = {"operationType": "rename", "ns": {"db": "shop", "coll": "orders_tmp"}, "to": orders}
+    last = 2 * REJECTED_BEFORE_THE_GAP + 2
+    lines = [line(1, insert), *rejected, line(last, rename), line(last + 1, insert)]
+    store = await open_test_store("memory")
+    settings = Settings(uri="memory://", source="ndjson:-", lease_seconds=5.0, bad_input="record")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "changes.ndjson"
+        path.write_text("\n".join(lines) + "\n")
+        source = NdjsonChangeSource(path, collections=settings.collections, batch_size=1000)
+        await Ingester(store=store, source=source, settings=settings, clock=FakeClock()).run(
+            until_idle=True
+        )
+    return create_app(settings, store=store)
+
+
+# More rejected changes than the timeline shows: the gap after them must show all the same.
+REJECTED_BEFORE_THE_GAP = 5001
+
+
+@pytest.fixture(scope="module")
+def crowded_server(chromium: str) -> Iterator[InProcessServer]:
+    with serving(log_with_a_gap_behind_many_rejected_changes) as server:
+        yield server
+
+
+def test_a_gap_behind_thousands_of_rejected_changes_is_still_marked(
+    crowded_server: InProcessServer, page: tuple[Page, Console]
+) -> None:
+    p, _ = page
+    base = crowded_server.base
+    with httpx.Client(base_url=base, timeout=10) as http:
+        [gap] = http.get("/v1/events", params={"stream": "orders", "type": "gap"}).json()["events"]
+    p.goto(f"{base}/explorer#/entity/orders/1")
+    p.wait_for_function("() => document.getElementById('state-json').dataset.key === '1'")
+    p.wait_for_selector("#timeline > li.gap-marker[data-type='gap']", state="attached")
+    assert p.locator("#timeline > li.gap-marker[data-type='gap']").get_attribute("data-seq") == str(
+        gap["seq"]
+    )
+    assert "rejected changes shown" in p.locator("#timeline-count").inner_text()
+    p.goto("about:blank")  # a full-page shot of 5,000 markers outlasts the shot's timeout
+
+
 def test_subscriptions_show_state_and_parked_events_that_can_be_skipped(
     demo: Demo, page: tuple[Page, Console]
 ) -> None:

@@ -18,6 +18,8 @@
   const KEY_STORAGE = 'eventstore.explorer.readKey';
   const EVENT_TYPES = ['created', 'updated', 'replaced', 'deleted', 'snapshot', 'gap', 'dropped', 'renamed', 'rejected', 'erased'];
   const STREAM_EVENT_TYPES = ['gap', 'dropped', 'renamed', 'rejected', 'erased'];
+  const STRUCTURE_TYPES = ['gap', 'dropped', 'renamed', 'erased'];
+  const REJECTED_SHOWN = 5000;
   const STREAM_KEY = '$stream';
   const HISTORY_PAGE = 500;
   const RECENT_PAGE = 25;
@@ -682,9 +684,17 @@
 
   const reverifySoon = debounce((e) => { if (app.entity === e) loadVerify(e); }, 800);
 
-  /** The stream's own events (gaps, drops, renames, rejected changes): shown where they fall on the timeline. */
+  /** The stream's own events (gaps, drops, renames, erasures, rejected changes): shown where
+   * they fall on the timeline. Gaps, drops, renames and erasures are rare, and each changes
+   * what a state means: all of them are read. Rejected changes can be many: the first
+   * REJECTED_SHOWN, and the timeline says so when there are more. */
   async function loadMarkers(e) {
-    const rows = await allPages('/v1/events', { stream: e.stream, type: STREAM_EVENT_TYPES }, 'events', 5000);
+    const [structure, rejected] = await Promise.all([
+      allPages('/v1/events', { stream: e.stream, type: STRUCTURE_TYPES }, 'events', Infinity),
+      allPages('/v1/events', { stream: e.stream, type: ['rejected'] }, 'events', REJECTED_SHOWN),
+    ]);
+    e.rejectedCut = rejected.length >= REJECTED_SHOWN;
+    const rows = structure.concat(rejected).sort((a, b) => a.seq - b.seq);
     e.markers = rows;
     e.gaps = rows.filter((r) => r.type === 'gap').map((r) => {
       const doc = r.document || {};
@@ -856,8 +866,9 @@
     }
     list.replaceChildren(...items);
     const loaded = e.events.length;
-    $('#timeline-count').textContent = e.older
-      ? `${plural(loaded, 'event')} shown of ${e.latest}` : plural(loaded, 'event');
+    $('#timeline-count').textContent = (e.older
+      ? `${plural(loaded, 'event')} shown of ${e.latest}` : plural(loaded, 'event')) +
+      (e.rejectedCut ? ` · the stream's first ${REJECTED_SHOWN.toLocaleString('en')} rejected changes shown` : '');
     $('#timeline-more').hidden = !e.older;
   }
 
@@ -1074,21 +1085,34 @@
     document.body.dataset.stateVersion = String(v);
   }
 
+  /** Every proper prefix of the changed paths (`a` and `a.b` for `a.b.c`): the parents to mark.
+   * Computed once per tree, so drawing costs one look-up a node, not one scan of the paths. */
+  function parentsOf(changed) {
+    const out = new Set();
+    for (const c of changed) {
+      for (let i = c.lastIndexOf('.'); i > 0; i = c.lastIndexOf('.', i - 1)) {
+        const parent = c.slice(0, i);
+        if (out.has(parent)) break;  // its own parents are in already
+        out.add(parent);
+      }
+    }
+    return out;
+  }
+
   /** A document as a nested list; `changed` paths are highlighted, their parents marked. */
-  function tree(value, path, changed) {
+  function tree(value, path, changed, parents = parentsOf(changed)) {
     const entries = Array.isArray(value) ? value.map((v, i) => [String(i), v]) : Object.entries(value);
     return h('ul', {}, entries.map(([k, v]) => {
       const p = path ? `${path}.${k}` : k;
       const isChanged = changed.has(p);
-      let within = false;
-      if (!isChanged) for (const c of changed) if (c.startsWith(p + '.')) { within = true; break; }
+      const within = !isChanged && parents.has(p);
       const label = Array.isArray(value) ? `[${k}]` : k;
       const nested = v !== null && typeof v === 'object';
       return h('li', { class: (isChanged ? 'changed' : '') + (within ? ' within' : ''), dataset: { path: p }, title: isChanged ? 'changed in this version' : null },
         h('span', { class: 'mark' }),
         h('span', { class: 'k' }, label), ': ',
         nested
-          ? [h('span', { class: 'muted' }, Array.isArray(v) ? `[${v.length}]` : '{…}'), tree(v, p, changed)]
+          ? [h('span', { class: 'muted' }, Array.isArray(v) ? `[${v.length}]` : '{…}'), tree(v, p, changed, parents)]
           : h('span', { class: `v v-${v === null ? 'null' : typeof v === 'boolean' ? 'bool' : typeof v}` }, fmt(v)),
         isChanged ? h('span', { class: 'sr-only' }, ' (changed in this version)') : null);
     }));
