@@ -25,13 +25,19 @@ def delivery(entity: str = "a") -> Delivery:
     return Delivery(id=f"x-{e.seq}", event=e, body=b"{}")
 
 
-async def test_a_webhook_receiver_that_refuses_connections_is_named_with_the_reason() -> None:
-    port = free_port()
-    sink = WebhookSink({"url": f"http://127.0.0.1:{port}/h", "secret": SECRET}, clock=SystemClock())
+async def deliver_one(sink: Any) -> Any:
+    """One delivery through `sink`, which is closed after; its outcome."""
     try:
         [outcome] = await sink.deliver([delivery()])
     finally:
         await sink.close()
+    return outcome
+
+
+async def test_a_webhook_receiver_that_refuses_connections_is_named_with_the_reason() -> None:
+    port = free_port()
+    sink = WebhookSink({"url": f"http://127.0.0.1:{port}/h", "secret": SECRET}, clock=SystemClock())
+    outcome = await deliver_one(sink)
     assert (outcome.status, outcome.detail) == (
         SINK_FAILED,
         f"cannot reach the receiver 127.0.0.1:{port}: connection refused",
@@ -42,10 +48,7 @@ async def test_a_webhook_host_that_does_not_resolve_is_named() -> None:
     sink = WebhookSink(
         {"url": "http://no-such-host.invalid/h", "secret": SECRET}, clock=SystemClock()
     )
-    try:
-        [outcome] = await sink.deliver([delivery()])
-    finally:
-        await sink.close()
+    outcome = await deliver_one(sink)
     assert outcome.status == SINK_FAILED
     assert outcome.detail is not None
     assert outcome.detail.startswith("cannot resolve the receiver's host no-such-host.invalid: ")
@@ -61,10 +64,7 @@ async def test_a_receiver_answering_something_that_is_not_http_says_so() -> None
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     sink = WebhookSink({"url": f"http://127.0.0.1:{port}/h", "secret": SECRET}, clock=SystemClock())
-    try:
-        [outcome] = await sink.deliver([delivery()])
-    finally:
-        await sink.close()
+    outcome = await deliver_one(sink)
         server.close()
     assert (outcome.status, outcome.detail) == (
         SINK_FAILED,
@@ -90,10 +90,7 @@ async def test_an_entity_key_that_is_a_dot_segment_stays_in_the_webhook_path(
 async def test_redis_unreachable_names_the_server_and_the_reason() -> None:
     port = free_port()
     sink = RedisPubSubSink({"url": f"redis://127.0.0.1:{port}/0", "channel": "c"})
-    try:
-        [outcome] = await sink.deliver([delivery()])
-    finally:
-        await sink.close()
+    outcome = await deliver_one(sink)
     assert (outcome.status, outcome.detail) == (
         SINK_FAILED,
         f"Redis unreachable at 127.0.0.1:{port}: connection refused",
@@ -115,10 +112,7 @@ async def test_redis_refusing_the_credentials_is_a_configuration_error(
     await _require_password(redis_server, "right")
     url = f"redis://{password}127.0.0.1:{redis_server.port}/0"
     sink = RedisStreamSink({"url": url, "stream": "s"})
-    try:
-        [outcome] = await sink.deliver([delivery()])
-    finally:
-        await sink.close()
+    outcome = await deliver_one(sink)
     assert outcome.status == MISCONFIGURED
     assert outcome.detail is not None
     assert outcome.detail.startswith(
