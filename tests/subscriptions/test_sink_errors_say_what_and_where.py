@@ -64,7 +64,9 @@ async def test_a_receiver_answering_something_that_is_not_http_says_so() -> None
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     sink = WebhookSink({"url": f"http://127.0.0.1:{port}/h", "secret": SECRET}, clock=SystemClock())
-    outcome = await deliver_one(sink)
+    try:
+        outcome = await deliver_one(sink)
+    finally:
         server.close()
     assert (outcome.status, outcome.detail) == (
         SINK_FAILED,
