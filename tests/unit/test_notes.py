@@ -314,3 +314,25 @@ def test_a_checkpoints_origin_must_be_one_non_empty_line(origin: str) -> None:
     with pytest.raises(NoteError) as refused:
         checkpoint_text(origin, 1, bytes(32))
     assert str(refused.value) == "the origin is one non-empty line"
+
+
+def test_the_largest_tree_size_is_2_to_the_64_minus_1() -> None:
+    root = base64.b64encode(bytes(32)).decode()
+    largest = 2**64 - 1
+    assert parse_checkpoint(f"o\n{largest}\n{root}\n")[1] == largest
+    with pytest.raises(NoteError, match="size is not a decimal number"):
+        parse_checkpoint(f"o\n{largest + 1}\n{root}\n")
+
+
+@pytest.mark.parametrize(
+    ("note", "reason"),
+    [
+        ("", "not a signed note: it is empty"),
+        (" \n\t\n", "not a signed note: it holds only white space"),
+    ],
+)
+def test_an_empty_or_blank_note_is_called_so(note: str, reason: str) -> None:
+    verifier = Verifier.parse(Signer.generate("log.test").verifier_key())
+    with pytest.raises(NoteError) as refused:
+        open_note(note, verifier)
+    assert str(refused.value) == reason
