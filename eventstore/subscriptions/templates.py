@@ -105,22 +105,21 @@ def has_literal(parts: tuple[Part, ...]) -> bool:
         i, n = 0, len(text)
         while i < n:
             c = text[i]
-            if c == "\\":
-                return True  # `\x` is x (a trailing `\` is matched as itself)
             if c == "[":
                 i = _class_end(text, i)
             elif c in "*?":
                 i += 1
-            else:
+            else:  # a literal; `\x` too is x (and a trailing `\` is matched as itself)
                 return True
     return False
 
 
 def _class_end(text: str, start: int) -> int:
-    """Where the `[...]` class opened at `start` ends, as Redis reads it (to the end if unclosed)."""
+    """Where the `[...]` class opened at `start` ends, as Redis reads it (to the end if unclosed).
+
+    A leading `^` (negation) needs no case of its own: it is neither `\\` nor `]`.
+    """
     i = start + 1
-    if text.startswith("^", i):
-        i += 1
     while i < len(text):
         if text[i] == "\\":
             i += 2
