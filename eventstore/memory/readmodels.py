@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from eventstore.memory.sorted_keys import merge_in
 
@@ -46,6 +46,56 @@ class _KeyOrder:
         return self.keys
 
 
+class _FieldIndex:
+    """The keys of one table by the value of one of its fields (equality filters).
+
+    Invariant: every key of the table is in `by_value[row.get(field)]`, or in `loose`
+    when that value cannot be hashed (a sub-document, a list, a Decimal128); equal
+    values hash alike, so a filter's matches are among `candidates(value)`.
+    """
+
+    __slots__ = ("by_value", "field", "loose")
+
+    def __init__(self, field: str, table: Mapping[str, dict[str, Any]]) -> None:
+        self.field = field
+        self.by_value: dict[Any, set[str]] = {}
+        self.loose: set[str] = set()
+        for key, row in table.items():
+            self.add(key, row)
+
+    def add(self, key: str, row: Mapping[str, Any]) -> None:
+        value = row.get(self.field)
+        try:
+            self.by_value.setdefault(value, set()).add(key)
+        except TypeError:  # unhashable: looked at by every filter on this field
+            self.loose.add(key)
+
+    def remove(self, key: str, row: Mapping[str, Any]) -> None:
+        value = row.get(self.field)
+        try:
+            keys = self.by_value.get(value)
+        except TypeError:
+            self.loose.discard(key)
+            return
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self.by_value[value]
+
+    def candidates(self, value: Any) -> set[str] | None:
+        """The keys whose row may hold `value` in the field; None when `value` cannot be hashed."""
+        try:
+            found = self.by_value.get(value, set())
+        except TypeError:
+            return None
+        return found | self.loose if self.loose else found
+
+
+# A filtered page reads its index's candidates (sorted) when they are at most this share
+# of the table; denser matches are found sooner by walking the keys in order.
+_SPARSE: Final = 16
+
+
 class MemoryReadModels:
     """The `ReadModels` port over dicts (rows are copied in and out).
 
@@ -58,6 +108,8 @@ class MemoryReadModels:
     def __init__(self) -> None:
         self._tables: dict[str, dict[str, dict[str, Any]]] = {}
         self._orders: dict[str, _KeyOrder] = {}
+        # Built at a table's first filter on a field, kept up to date by every write after.
+        self._indexes: dict[str, dict[str, _FieldIndex]] = {}
 
     async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The rows with these keys that exist."""
@@ -76,7 +128,12 @@ class MemoryReadModels:
         order = self._orders.get(collection)
         if order is None:
             order = self._orders[collection] = _KeyOrder()
+        indexes = list(self._indexes.get(collection, {}).values())
         for key, row in writes:
+            old = table.get(key)
+            if old is not None:
+                for index in indexes:
+                    index.remove(key, old)
             if row is None:
                 if table.pop(key, None) is not None:
                     order.removed(key)
@@ -84,6 +141,8 @@ class MemoryReadModels:
                 if key not in table:
                     order.added(key)
                 table[key] = row.copy()
+                for index in indexes:
+                    index.add(key, row)
 
     async def query(
         self, collection: str, *, filters: Mapping[str, Any], limit: int, after: str | None = None
@@ -92,7 +151,9 @@ class MemoryReadModels:
         table = self._tables.get(collection)
         if not table:
             return []
-        keys = self._orders[collection].settle()
+        # Few matches: their keys, sorted, instead of the whole table's.
+        sparse = self._sparse_candidates(collection, table, filters)
+        keys = sorted(sparse) if sparse is not None else self._orders[collection].settle()
         out = []
         for i in range(0 if after is None else bisect_right(keys, after), len(keys)):
             key = keys[i]
@@ -107,15 +168,41 @@ class MemoryReadModels:
                     break
         return out
 
+    def _sparse_candidates(
+        self, collection: str, table: Mapping[str, dict[str, Any]], filters: Mapping[str, Any]
+    ) -> set[str] | None:
+        """The keys a filtered page need look at, when they are few (None: walk the table).
+
+        The smallest candidate set among the filtered fields' indexes: each match is in
+        it (`_FieldIndex`), and each candidate is checked against every filter.
+        """
+        if not filters or "_id" in filters:
+            return None
+        indexes = self._indexes.setdefault(collection, {})
+        best: set[str] | None = None
+        for field, value in filters.items():
+            index = indexes.get(field)
+            if index is None:
+                index = indexes[field] = _FieldIndex(field, table)
+            found = index.candidates(value)
+            if found is not None and (best is None or len(found) < len(best)):
+                best = found
+        if best is None or len(best) * _SPARSE > len(table):
+            return None
+        return best
+
     async def swap(self, building: str, live: str) -> None:
         """`building` becomes `live` at once."""
         self._tables[live] = self._tables.pop(building, {})
         self._orders[live] = self._orders.pop(building, _KeyOrder())
+        self._indexes.pop(live, None)  # built again from the new rows when filtered
+        self._indexes.pop(building, None)
 
     async def drop(self, collection: str) -> None:
         """Forget a collection."""
         self._tables.pop(collection, None)
         self._orders.pop(collection, None)
+        self._indexes.pop(collection, None)
 
     async def collections(self) -> list[str]:
         """Collections that hold rows."""

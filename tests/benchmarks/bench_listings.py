@@ -65,6 +65,24 @@ async def rows_page(n: int) -> float:
     return await _best(read_all)
 
 
+async def row_lookup(n: int) -> float:
+    """Seconds per lookup of one row by a field's value (`?number=`) among `n` rows."""
+    rows = MemoryReadModels()
+    await rows.write(
+        "rm", [(f"k{i:09d}", {"number": f"N-{i}", "status": "paid"}) for i in range(n)]
+    )
+    await rows.query("rm", filters={"number": "N-0"}, limit=2)  # the field's index is built
+
+    async def look_up() -> int:
+        for i in range(100):
+            wanted = f"N-{i * 7919 % n}"
+            [row] = await rows.query("rm", filters={"number": wanted}, limit=2)
+            assert row["number"] == wanted
+        return 100
+
+    return await _best(look_up)
+
+
 async def parked_page(n: int) -> float:
     deliveries = MemoryDeliveries()
     await deliveries.park([parked_event("s", seq) for seq in range(n, 0, -1)])

@@ -51,6 +51,46 @@ async def test_query_filters_pages_in_key_order(store: Store) -> None:
     ]
 
 
+async def test_a_rare_value_is_found_as_rows_change_around_it(store: Store) -> None:
+    """Lookups by a value few rows hold (an order number): the memory adapter answers them
+    from an index of the field, kept up to date by every write after its first filter."""
+    rm = store.read_models
+    table = "rm_lookup"
+    rows: dict[str, dict[str, Any]] = {
+        f"k{n:03d}": {"number": f"N-{n}", "status": "paid"} for n in range(200)
+    }
+    rows["k900"] = {"number": {"odd": "shape"}, "status": "paid"}  # a value no hash holds
+    rows["k901"] = {"status": "paid"}  # no number at all
+    await rm.write(table, list(rows.items()))
+
+    async def found(value: Any, **more: Any) -> list[str]:
+        page = await rm.query(table, filters={"number": value, **more}, limit=10)
+        assert all(r == {"_id": r["_id"], **rows[r["_id"]]} for r in page)
+        return [r["_id"] for r in page]
+
+    assert await found("N-7") == ["k007"]
+    assert await found("N-7", status="paid") == ["k007"]
+    assert await found("N-7", status="new") == []
+    assert await found({"odd": "shape"}) == ["k900"]
+    assert await found("N-999") == []
+    # A row changes its number, another takes the old one, one is deleted, one re-added.
+    rows["k007"] = {"number": "N-1007", "status": "paid"}
+    rows["k150"] = {"number": "N-7", "status": "new"}
+    await rm.write(table, [("k007", rows["k007"]), ("k150", rows["k150"])])
+    await rm.write(table, [("k008", None)])
+    del rows["k008"]
+    rows["k999"] = {"number": "N-7", "status": "paid"}
+    await rm.write(table, [("k999", rows["k999"])])
+    assert await found("N-7") == ["k150", "k999"]
+    assert await found("N-1007") == ["k007"]
+    assert await found("N-8") == []
+    page = await rm.query(table, filters={"number": "N-7"}, limit=1, after="k150")
+    assert [r["_id"] for r in page] == ["k999"]
+    # A dense value still pages in key order.
+    paid = await rm.query(table, filters={"status": "paid"}, limit=3, after="k005")
+    assert [r["_id"] for r in paid] == ["k006", "k007", "k009"]
+
+
 async def test_swap_replaces_the_live_model_whole(store: Store) -> None:
     rm = store.read_models
     await rm.write(C, [("old", {"v": 1})])
