@@ -41,7 +41,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -80,6 +80,15 @@ DRAIN_S: Final = 3.0
 Entity = tuple[str, str]
 SinkFactory = Callable[[cfg.SubscriptionConfig], Sink]
 _ENCODER = msgspec.json.Encoder()
+
+
+class _Sent(NamedTuple):
+    """A delivery in flight: its events, and the back-off round it was launched in (a
+    failure of one launched before the current back-off began belongs to the round
+    already counted)."""
+
+    events: list[Event]
+    round: int
 
 
 class Deleted(Exception):
@@ -228,10 +237,7 @@ class SubscriptionWorker:
         self.errors: dict[int, str] = {}
         self.parked_by_entity: dict[Entity, set[int]] = {}
         self.replaying: set[int] = set()
-        self.inflight: dict[asyncio.Task[list[Outcome]], list[Event]] = {}
-        # The back-off round each delivery in flight was launched in: a failure of one
-        # launched before the current back-off began belongs to the round already counted.
-        self.launched: dict[asyncio.Task[list[Outcome]], int] = {}
+        self.inflight: dict[asyncio.Task[list[Outcome]], _Sent] = {}
         self.round = 0
         self.sink_until: datetime | None = None
         self.buffered = 0
@@ -505,8 +511,7 @@ class SubscriptionWorker:
         deliveries = [self._delivery(e) for e in events]
         task = asyncio.ensure_future(sink.deliver(deliveries))
         task.add_done_callback(lambda _: self._kick.set())
-        self.inflight[task] = events
-        self.launched[task] = self.round
+        self.inflight[task] = _Sent(events, self.round)
 
     async def _wait(self) -> None:
         """Until a delivery ends, a retry is due, the operator nudges, or new events arrive."""
@@ -535,8 +540,7 @@ class SubscriptionWorker:
     async def _collect(self) -> None:
         """Record the outcome of every delivery that has ended."""
         for task in [t for t in self.inflight if t.done()]:
-            events = self.inflight.pop(task)
-            launched = self.launched.pop(task, self.round)
+            events, launched = self.inflight.pop(task)
             try:
                 outcomes = task.result()
             except Exception as exc:  # a sink bug or an unexpected client error: back off
@@ -912,7 +916,7 @@ class SubscriptionWorker:
                 # A strict sink never parks, but a subscription may have parked events from
                 # its sink before (an update from a webhook to a Redis stream): they go out
                 # in seq order, after the batch in flight (the head of the line).
-                in_flight = sum(len(sent) for sent in self.inflight.values())
+                in_flight = sum(len(sent.events) for sent in self.inflight.values())
                 insert_in_order(self.line, e, start=in_flight)
                 continue
             # Replayed events go before the entity's newer ones, in seq order.
@@ -920,7 +924,9 @@ class SubscriptionWorker:
             # An entity with a delivery in flight goes on when it ends (`_done_with`): made
             # ready now, its queue head (the event in flight) would be sent a second time.
             busy = any(
-                (f.stream, f.entity_key) == entity for sent in self.inflight.values() for f in sent
+                (f.stream, f.entity_key) == entity
+                for sent in self.inflight.values()
+                for f in sent.events
             )
             if entity not in self.ready and not busy:
                 self.ready.append(entity)
@@ -928,11 +934,10 @@ class SubscriptionWorker:
     async def _cancel_inflight(self) -> None:
         await cancel_and_wait(list(self.inflight))
         strict = self.sink is not None and self.sink.strict
-        for events in self.inflight.values():
-            for e in events:
+        for sent in self.inflight.values():
+            for e in sent.events:
                 self._requeue(e, strict)
         self.inflight.clear()
-        self.launched.clear()
 
     # -- counters -----------------------------------------------------------------------------
     delivered = 0
