@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from typing import Final, Protocol
 
@@ -103,3 +105,24 @@ def retry_after(value: str | None, now_epoch: float) -> float | None:
             return None
         seconds = at.timestamp() - now_epoch
     return max(0.0, min(seconds, MAX_RETRY_AFTER))
+
+
+def os_reason(error: BaseException | None, *, otherwise: str) -> str:
+    """The OS error under a client's error, as a few words (`connection refused`), or `otherwise`.
+
+    Walks the exception's causes: an errno (`connection refused`), a resolver's failure
+    (`name or service not known`), a timeout. Never the client's own message: it may
+    quote the whole URL, credentials included.
+    """
+    seen: set[int] = set()
+    current = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None and current.errno > 0:
+            return os.strerror(current.errno).lower()
+        if isinstance(current, socket.gaierror) and current.strerror:
+            return current.strerror.lower()  # negative codes: the resolver's own
+        if isinstance(current, TimeoutError):
+            return "timed out"
+        current = current.__cause__ or current.__context__
+    return otherwise

@@ -20,7 +20,6 @@ configuration error (`misconfigured`): retrying cannot help, the worker fails.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -43,6 +42,7 @@ from eventstore.subscriptions.sinks.base import (
     UNHEARD,
     Delivery,
     Outcome,
+    os_reason,
     render,
 )
 
@@ -75,18 +75,11 @@ def where(redis: Redis) -> str:
     return f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
 
 
-def _os_reason(exc: BaseException) -> str:
-    """The OS error under a client error, as a few words (`connection refused`)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno is not None and current.errno > 0:
-            return os.strerror(current.errno).lower()
-        if isinstance(current, (TimeoutError, RedisTimeoutError)):
-            return "timed out"
-        current = current.__cause__ or current.__context__
-    return str(exc) or type(exc).__name__
+def _unreached(exc: BaseException) -> str:
+    """Why the server was not reached, in a few words (`connection refused`, `timed out`)."""
+    if isinstance(exc, RedisTimeoutError):
+        return "timed out"
+    return os_reason(exc, otherwise=str(exc) or type(exc).__name__)
 
 
 def _refused_config(exc: BaseException, redis: Redis) -> Outcome | None:
@@ -120,7 +113,7 @@ def _failure(exc: BaseException, redis: Redis) -> Outcome | None:
         return refused
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
         return Outcome(
-            status=SINK_FAILED, detail=f"Redis unreachable at {where(redis)}: {_os_reason(exc)}"
+            status=SINK_FAILED, detail=f"Redis unreachable at {where(redis)}: {_unreached(exc)}"
         )
     return None
 

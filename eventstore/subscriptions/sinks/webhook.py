@@ -19,8 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
-import socket
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -40,6 +38,7 @@ from eventstore.subscriptions.sinks.base import (
     SINK_FAILED,
     Delivery,
     Outcome,
+    os_reason,
     retry_after,
 )
 
@@ -61,30 +60,17 @@ def path_escape(value: str) -> str:
     return templates.url_escape(value)
 
 
-def _reason(error: BaseException | None) -> str:
-    """An OS error (or the one under a client error) as a few words (`connection refused`).
-
-    Never the client's own message: it may quote the whole URL.
-    """
-    seen: set[int] = set()
-    current = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno is not None and current.errno > 0:
-            return os.strerror(current.errno).lower()
-        if isinstance(current, socket.gaierror) and current.strerror:
-            return current.strerror.lower()  # negative codes: the resolver's own
-        current = current.__cause__ or current.__context__
-    return "the connection failed"
+# What `unreachable` says when no OS error tells more.
+FAILED_CONNECTION: Final = "the connection failed"
 
 
 def unreachable(exc: BaseException, url: URL) -> str:
     """Why a POST got no HTTP answer, naming the receiver's host and port."""
     where = f"{url.host}:{url.port}"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve the receiver's host {exc.host}: {_reason(exc.os_error)}"
+        return f"cannot resolve the receiver's host {exc.host}: {os_reason(exc.os_error, otherwise=FAILED_CONNECTION)}"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot reach the receiver {exc.host}:{exc.port}: {_reason(exc.os_error)}"
+        return f"cannot reach the receiver {exc.host}:{exc.port}: {os_reason(exc.os_error, otherwise=FAILED_CONNECTION)}"
     if isinstance(exc, aiohttp.ClientResponseError):
         # Raised before any status: the bytes that came back do not parse as HTTP.
         what = (exc.message or "").strip().splitlines()
@@ -93,7 +79,7 @@ def unreachable(exc: BaseException, url: URL) -> str:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return f"the receiver {where} closed the connection without an answer"
     if isinstance(exc, OSError):
-        return f"cannot reach the receiver {where}: {_reason(exc)}"
+        return f"cannot reach the receiver {where}: {os_reason(exc, otherwise=FAILED_CONNECTION)}"
     return f"cannot reach the receiver {where}: {type(exc).__name__}"
 
 
