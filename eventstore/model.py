@@ -45,6 +45,10 @@ SOURCE_STREAM: Final = "$source"
 # collection) is bad input (`eventstore.badinput`): it would join this chain otherwise.
 STREAM_ENTITY_ID: Final = None
 
+# MongoDB's largest document (`maxBsonObjectSize` in `hello`, the same since 1.8): what
+# one stored event (`eventstore.mongo.payload_parts`) or read-model row may be.
+MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
+
 # The largest seq (or version, or tree size) a request may name: BSON stores 64-bit
 # integers, so a larger one could not even be queried.
 MAX_SEQ: Final = 2**62

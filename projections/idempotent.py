@@ -22,16 +22,16 @@ naming the key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import bson
 
-from projections.api import SEQ_FIELD, Apply, Change, Keys, Projection, Rows, Write
+from eventstore.model import MAX_DOCUMENT_BYTES
+from projections.api import SEQ_FIELD, Apply, Change, Keys, Merge, Projection, Rows, Write
 
-# MongoDB's largest document (BSON `maxBsonObjectSize`): a stored row, `_id` and `_seq` included.
-MAX_ROW_BYTES: Final = 16 * 1024 * 1024
-Merge = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
+# A stored row, `_id` and `_seq` included, is one MongoDB document.
+MAX_ROW_BYTES: Final = MAX_DOCUMENT_BYTES
 
 
 class PluginOutputError(TypeError):

@@ -19,6 +19,7 @@ from eventstore.keys import listed_key, typed_key
 from eventstore.model import (
     COMMIT_SCHEME,
     LIVE_TYPES,
+    MAX_DOCUMENT_BYTES,
     REWRITE_TYPES,
     STREAM_KEY,
     EntityHead,
@@ -33,7 +34,6 @@ from eventstore.mongo.append_watch import AppendWatcher
 from eventstore.mongo.collections import EVENT_PAYLOADS, EVENTS
 from eventstore.mongo.log_index import SUMMARY_FIELDS, TAIL_MAX, LogIndex
 from eventstore.mongo.payload_parts import (
-    MAX_DOCUMENT_BYTES,
     PARTS_FIELD,
     join,
     split,

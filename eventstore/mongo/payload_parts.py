@@ -37,8 +37,6 @@ from bson.codec_options import CodecOptions
 
 from eventstore.model import PAYLOAD_SCHEME
 
-# MongoDB's largest document (`maxBsonObjectSize` in `hello`), the same since 1.8.
-MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
 # The event document's field naming its parts.
 PARTS_FIELD: Final = "payload_parts"
 PAYLOAD_FIELDS: Final = ("document", "changes", "before")
@@ -150,7 +148,6 @@ def join(
 
 
 __all__ = [
-    "MAX_DOCUMENT_BYTES",
     "PARTS_FIELD",
     "EventTooLarge",
     "PayloadPartsError",
