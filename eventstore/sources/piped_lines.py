@@ -156,24 +156,8 @@ def _fd_readable_now(fd: int) -> bool:
 
 
 def _available(handle: IO[Any], most: int) -> list[Any]:
-    """One line (waiting for it), then the lines there without waiting, up to `most`."""
-    first = handle.readline()
-    if not first:
-        return []
-    lines = [first]
-    while len(lines) < most and _readable_now(handle):
-        line = handle.readline()
-        if not line:
-            break  # the end: the next read returns [] at once
+    """Up to `most` lines of a handle with no descriptor (in memory: a read never waits)."""
+    lines: list[Any] = []
+    while len(lines) < most and (line := handle.readline()):
         lines.append(line)
     return lines
-
-
-def _readable_now(handle: IO[Any]) -> bool:
-    """True when a read would not wait (a handle with no descriptor never does)."""
-    try:
-        fd = handle.fileno()
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        return True
-    ready, _, _ = select.select([fd], [], [], 0)
-    return bool(ready)
