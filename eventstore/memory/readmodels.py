@@ -130,15 +130,16 @@ class MemoryReadModels:
             order = self._orders[collection] = _KeyOrder()
         indexes = list(self._indexes.get(collection, {}).values())
         for key, row in writes:
-            old = table.get(key)
+            # One look-up a row, as before the indexes: the row removed, or the one replaced.
+            old = table.pop(key, None) if row is None else table.get(key)
             if old is not None:
                 for index in indexes:
                     index.remove(key, old)
             if row is None:
-                if table.pop(key, None) is not None:
+                if old is not None:
                     order.removed(key)
             else:
-                if key not in table:
+                if old is None:
                     order.added(key)
                 table[key] = row.copy()
                 for index in indexes:
