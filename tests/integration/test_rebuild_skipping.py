@@ -15,6 +15,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import bson
 import msgspec
 import pytest
 from bson import Decimal128
@@ -32,7 +33,7 @@ from projections.partitioned import fold_partition
 from projections.replay import Replay
 from projections.runner import ProjectionRunner
 from projections.states import StateCache, state_key
-from tests.helpers import LogBuilder
+from tests.helpers import LogBuilder, make_event
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 
 # Statuses coded as numbers are statuses too (their decimal text): "1" is paid here.
@@ -820,3 +821,71 @@ def test_a_status_that_cannot_be_read_away_and_back_is_never_held() -> None:
         (4, "status", "wrong_type"),
         (1, "total", "not_a_number"),
     ]
+
+
+# The top-level total and status (the default schema) are read by a faster `skippable`
+# than other paths: it must answer as the general one does, here read through `o.`.
+NESTED = order_projections(
+    OrderSchema(
+        paid_statuses=PAID, paths={**OrderSchema().paths, "total": "o.total", "status": "o.status"}
+    )
+)[0]
+UNREADABLE: list[Any] = [[1], {"a": 1}, float("nan")]
+
+
+def _after(before: Any, drawn: Any) -> Any:
+    """The after side: the very object before it ("same", an update that left it alone), an
+    equal copy ("copy", an update that set the same value again) or another value."""
+    if drawn == "same":
+        return before
+    if drawn == "copy":
+        return bson.decode(bson.encode({"v": before}))["v"]
+    return drawn
+
+
+def _both(before: dict[str, Any], after: dict[str, Any], stream: str = "orders") -> None:
+    event = make_event(seq=2, entity_id=1, version=2, stream=stream)
+    fast, general = summary().skippable, NESTED.skippable
+    assert fast is not None and general is not None
+    expected = general(Change(event=event, before={"o": before}, after={"o": after}))
+    assert fast(Change(event=event, before=before, after=after)) is expected, (before, after)
+
+
+def test_top_level_fields_are_tested_for_skipping_as_any_path_is() -> None:
+    statuses = [*STATUSES, *UNREADABLE, None]
+    for status in statuses:  # the total left alone, the status changed or not (or removed)
+        for drawn in ["same", "copy", *statuses]:
+            for total in (Decimal128("1.00"), None):
+                before = {"total": total, "status": status}
+                after = {"total": total, "status": _after(status, drawn)}
+                _both(before, after)
+                del after["status"]
+                _both(before, after)
+    totals = [*TOTALS[:-2], *UNREADABLE]
+    for total in totals:  # the total changed or not (or removed), and the status with it
+        for drawn in ["same", "copy", *totals]:
+            for status, new_status in (("paid", "paid"), ("paid", "pending"), (True, True)):
+                before = {"total": total, "status": status}
+                after = {"total": _after(total, drawn), "status": new_status}
+                _both(before, after)
+                del after["total"]
+                _both(before, after)
+    event = make_event(seq=2, entity_id=1, version=2)
+    fast = summary().skippable
+    assert fast is not None
+    state = {"total": Decimal128("1.00"), "status": "paid"}
+    assert fast(Change(event=event, before=state, after=state)) is True
+    # another stream's change, or no state on either side: never skipped
+    _both(state, state, stream="customers")
+    assert (
+        fast(
+            Change(
+                event=make_event(seq=2, entity_id=1, version=2, stream="customers"),
+                before=state,
+                after=state,
+            )
+        )
+        is False
+    )
+    assert fast(Change(event=event, before=None, after=state)) is False
+    assert fast(Change(event=event, before=state, after=None)) is False
