@@ -260,6 +260,8 @@ def _fresh(rows: Rows, key: str, seq: int) -> bool:
 
 
 _ABSENT: Final = object()
+# How many orders' row keys order_summary remembers (then it starts again).
+_KEYS_KEPT: Final = 1 << 16
 
 
 def _index(part: str) -> bool:
@@ -527,12 +529,27 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
     paid = r.paid
     # keys() then apply() ask for the same change's key in turn: the last one is remembered.
     last_key: list[Any] = [None, ""]
+    # The row keys of orders with ObjectId and string ids, by class and entity key: one
+    # string object per order, so the look-ups of its row (and of a rebuild's held change)
+    # find it by identity, not by comparing text; a new one was built for every change.
+    known: dict[type, dict[str, str]] = {ObjectId: {}, str: {}}
+    prefix = {ObjectId: "oid:", str: "str:"}
 
     def summary_keys(change: Change) -> list[str]:
         e = change.event
         if e.stream != stream:
             return []
-        key = summary_key(e)
+        cls = e.entity_id.__class__
+        keys = known.get(cls)
+        found = keys.get(e.entity_key) if keys is not None else None
+        if found is not None:
+            key = found
+        elif keys is None:
+            key = summary_key(e)
+        else:
+            if len(keys) >= _KEYS_KEPT:
+                keys.clear()
+            key = keys[e.entity_key] = prefix[cls] + e.entity_key
         last_key[0], last_key[1] = e, key
         return [key]
 

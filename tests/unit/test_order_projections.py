@@ -14,10 +14,12 @@ from bson import Decimal128, Int64, ObjectId
 from hypothesis import given
 from hypothesis import strategies as st
 
+import projections.orders as orders_module
 from eventstore.capture import Capture
 from eventstore.clock import FakeClock
 from eventstore.fold import Fold
 from eventstore.history import History
+from eventstore.keys import entity_key
 from eventstore.memory.store import MemoryStore
 from eventstore.model import ChangeEvent, Event, Head
 from eventstore.settings import Settings
@@ -34,6 +36,7 @@ from projections.orders import (
     dec128,
     money,
     order_projections,
+    summary_key,
 )
 from projections.runner import StateCache
 from tests.helpers import LogBuilder
@@ -419,6 +422,37 @@ def test_order_summary_applies_each_change_to_its_own_key_whatever_keys_asked_la
         ("str:o2", "paid"),
     ]
     assert writes[1].row is not None and writes[1].row["total"] == Decimal128("7.00")
+
+
+def test_order_summary_keys_are_typed_and_one_object_per_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The key of an ObjectId or string order is built once and handed out again (the row
+    look-ups then match by identity); other ids, and a full memory, still key it right."""
+    monkeypatch.setattr(orders_module, "_KEYS_KEPT", 2)
+    summary = models()["order_summary"]
+    oid = ObjectId("6b16d1e6a3ff9a776b94134d")
+
+    def key_of(entity_id: Any, version: int = 1) -> str:
+        e = msgspec.structs.replace(
+            ev(version, version, "created", T0),
+            entity_id=entity_id,
+            entity_key=entity_key(entity_id),
+        )
+        (key,) = summary.keys(Change(event=e, before=None, after=order("pending")))
+        assert key == summary_key(e)
+        return key
+
+    first = key_of(oid)
+    assert first == "oid:6b16d1e6a3ff9a776b94134d" and key_of(oid, 2) is first
+    assert key_of("42") == "str:42" and key_of(42) == "int:42" and key_of(42) == "int:42"
+    assert key_of("42", 2) is key_of("42", 3)
+    # past `_KEYS_KEPT` orders of one class it starts again: the same text, a new object
+    key_of(ObjectId("6b16d1e6a3ff9a776b94134e"))
+    assert key_of(oid, 3) is first  # two kept
+    key_of(ObjectId("6b16d1e6a3ff9a776b94134f"))  # the third: the two go
+    again = key_of(oid, 4)
+    assert again == first and again is not first and key_of(oid, 5) is again
 
 
 def test_a_state_read_back_from_history_is_cached_as_the_most_recently_used() -> None:
