@@ -247,6 +247,13 @@ class ReadModels(Protocol):
         """Rows matching equality filters, in key order, after a key."""
         ...
 
+    async def ensure_indexes(self, collection: str, fields: Sequence[str]) -> None:
+        """Serve equality look-ups by each of these row fields from an index, in key order.
+
+        Idempotent. An index made on a rebuild's fresh collection comes with it in `swap`.
+        """
+        ...
+
     async def swap(self, building: str, live: str) -> None:
         """Replace `live` by `building` in one rename (readers see the old rows or the new)."""
         ...

@@ -886,6 +886,8 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             tracks_seq=True,
             config=config,
             per_entity=True,
+            # an order by its number or bare key; the rarer statuses, currencies, deletes
+            indexes=("number", "entity_key", "status", "currency", "deleted"),
         ),
         Projection(
             name="orders_by_status",
@@ -904,6 +906,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             merge=revenue_merge,
             tracks_seq=True,
             config=config,
+            indexes=("day", "currency"),
         ),
         Projection(
             name="customer_totals",
@@ -914,6 +917,8 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             tracks_seq=True,
             config=config,
             forget=customer_forget,
+            # `name_from`: an erased order's customer rows, found by `customer_forget`
+            indexes=("customer", "name", "name_from"),
         ),
     )
 

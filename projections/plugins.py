@@ -4,14 +4,16 @@
 installed package may declare some in the entry-point group `eventstore.projections`;
 each is a `Projection` or a list of them. Anything wrong is refused before anything
 runs, with one `PluginError` naming the plugin: an import that fails, an object that
-is not a `Projection`, a bad or duplicate name, a duplicate collection, or a collection
-that belongs to the store (see `projections.reserved`).
+is not a `Projection`, a bad or duplicate name, a duplicate collection, a collection
+that belongs to the store (see `projections.reserved`), or `indexes` that are not field
+paths.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, Protocol
 
@@ -19,6 +21,9 @@ from projections.api import Projection
 from projections.reserved import NAME, collection_problem
 
 GROUP: Final = "eventstore.projections"
+# A projection's `indexes`: field paths (MongoDB keeps at most 64 indexes per collection).
+MAX_INDEXES: Final = 16
+FIELD_PATH: Final = re.compile(r"[^$.\x00][^.\x00]{0,199}(?:\.[^$.\x00][^.\x00]{0,199}){0,15}")
 
 
 class EntryPointLike(Protocol):
@@ -94,11 +99,34 @@ def _check(label: str, p: Projection) -> None:
     for optional in ("merge", "skippable", "forget"):
         if getattr(p, optional) is not None and not callable(getattr(p, optional)):
             raise PluginError(f"{label} ({p.name}): {optional} is neither callable nor None")
+    problem = indexes_problem(p.indexes)
+    if problem is not None:
+        raise PluginError(f"{label} ({p.name}): {problem}")
     if p.tracks_seq:
         raise PluginError(
             f"{label} ({p.name}): tracks_seq is for the built-in projections; "
             "the runner keeps `_seq` for yours"
         )
+
+
+def indexes_problem(indexes: Any) -> str | None:
+    """What is wrong with a projection's `indexes` (None: nothing): a tuple of distinct
+    field paths (`status`, `customer.id`), at most `MAX_INDEXES`, none of them `_id`."""
+    if not isinstance(indexes, (tuple, list)):
+        return f"indexes must be a tuple of field names, not {type(indexes).__name__}"
+    if len(indexes) > MAX_INDEXES:
+        return f"indexes names {len(indexes)} fields; at most {MAX_INDEXES}"
+    for field in indexes:
+        if not isinstance(field, str) or not FIELD_PATH.fullmatch(field):
+            return (
+                f"indexes: {field!r} is not a field path (names joined by dots, none empty or "
+                "starting with $)"
+            )
+        if field == "_id":
+            return "indexes: _id is the rows' key, indexed already"
+    if len(set(indexes)) < len(indexes):
+        return "indexes names a field twice"
+    return None
 
 
 def load_plugins(

@@ -146,6 +146,8 @@ class ProjectionRunner:
         self.local_slots: int | None = None
         # Called after each page applied, or found none (the log answered): supervision.
         self.on_step: Callable[[], None] | None = None
+        # Whether the live collection's indexes were made (by this runner's first step).
+        self.indexed = False
 
     # -- following -----------------------------------------------------------------------------
     async def position(self) -> int:
@@ -156,6 +158,9 @@ class ProjectionRunner:
     async def step(self) -> int:
         """Apply the next page of events; returns how many events it covered (0 = caught up)."""
         target = self.projection.collection
+        if not self.indexed:  # once: the rows' look-ups by field are served by indexes
+            await self.store.read_models.ensure_indexes(target, self.projection.indexes)
+            self.indexed = True
         events = await self.store.events.read(
             after_seq=await self.position(), limit=self.batch_size
         )
@@ -506,6 +511,8 @@ class ProjectionRunner:
         """
         building = self.projection.collection + BUILDING_SUFFIX
         await self.store.read_models.drop(building)
+        # Made on the fresh collection, the indexes come with it when it is swapped in.
+        await self.store.read_models.ensure_indexes(building, self.projection.indexes)
         self.status.position = await self.position()
         await self._recall()  # what the live rows were built with, while they are served
         self.status.state = REBUILDING

@@ -192,6 +192,10 @@ class MemoryReadModels:
             return None
         return best
 
+    async def ensure_indexes(self, collection: str, fields: Sequence[str]) -> None:
+        """Nothing to do ahead: a field's index is built at its first filter and kept by every
+        write after (`_sparse_candidates`), and `swap` leaves it to be built from the new rows."""
+
     async def swap(self, building: str, live: str) -> None:
         """`building` becomes `live` at once."""
         self._tables[live] = self._tables.pop(building, {})

@@ -52,6 +52,13 @@ class MongoReadModels:
         cursor = self._db[collection].find(query).sort("_id", ASCENDING).limit(limit)
         return list(await cursor.to_list(None))
 
+    async def ensure_indexes(self, collection: str, fields: Sequence[str]) -> None:
+        """An index on (field, `_id`) for each field: a filtered page is a walk of its matches
+        in key order (`query`), not of the whole collection. Creating one that exists is a
+        no-op; made on a collection not yet there, it creates the collection."""
+        for field in fields:
+            await self._db[collection].create_index([(field, ASCENDING), ("_id", ASCENDING)])
+
     async def swap(self, building: str, live: str) -> None:
         """Rename `building` over `live` (dropTarget): readers see the old model or the new."""
         if building not in await self._db.list_collection_names():
