@@ -610,6 +610,11 @@ class History:
             events = await self.store.events.read_entity(stream, entity_id, to_version=end)
         if not events:
             raise self._unknown(stream, key)
+        if after is None and start > events[-1].version:
+            # Asked for versions the entity never had: as `state` and `diff` say, not an empty page.
+            raise UnknownVersion(
+                f"{key!r} has no version {start}: its latest is {events[-1].version}"
+            )
 
         folding = _Folding(base, self.snapshot_every, lay_below)
         page: list[HistoryEntry] = []

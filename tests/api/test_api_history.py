@@ -358,7 +358,6 @@ async def test_history_walk_sees_every_event_once(
         ({"from_version": 2, "to_version": 3}, [2, 3]),
         ({"from_version": 3, "to_version": 3}, [3]),
         ({"from_version": 4, "to_version": 99}, [4]),
-        ({"from_version": 5}, []),
     ],
 )
 async def test_history_version_range(
@@ -612,6 +611,16 @@ async def test_state_refuses_bad_queries(client: Client, query: dict[str, str], 
 async def test_state_of_a_version_that_does_not_exist_is_404(client: Client) -> None:
     body = problem(await client.get(f"{X}/state", params={"version": 5}), 404)
     assert "5" in body["detail"]
+
+
+@pytest.mark.parametrize("query", [{"from_version": 5}, {"from_version": 5, "to_version": 9}])
+async def test_history_of_versions_an_entity_never_had_is_404_as_state_says(
+    client: Client, query: dict[str, int]
+) -> None:
+    for url, params in ((f"{X}/history", query), (f"{X}/state", {"version": 5})):
+        body = problem(await client.get(url, params=params), 404)
+        assert body["type"] == "https://eventstore.dev/problems/unknown-version"
+        assert body["detail"] == "'ORD-X' has no version 5: its latest is 4"
 
 
 # -- diff ------------------------------------------------------------------------------------
