@@ -47,6 +47,11 @@ def parse_rfc3339(text: str) -> datetime:
         raise NoSuchTime(
             f"not a valid time: {text!r} (an offset's hours are 00 to 23, its minutes 00 to 59)"
         )
+    if m["time"].endswith(":60"):  # RFC 3339 allows it; no datetime (nor BSON date) holds it
+        raise NoSuchTime(
+            f"not a valid time: {text!r} (a leap second, :60, is no instant the log can hold: "
+            "give :59.999 for the end of the second before it)"
+        )
     try:
         parsed = datetime.fromisoformat(f"{m['date']}T{m['time']}.{frac}{zone}")
         return parsed.astimezone(UTC)

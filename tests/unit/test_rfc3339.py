@@ -78,7 +78,9 @@ def test_a_time_without_a_zone_is_refused_as_such(text: str) -> None:
         ("2026-02-30T00:00:00Z", "not a valid time"),
         ("2026-13-01T00:00:00Z", "not a valid time"),
         ("2026-11-26T24:00:00Z", "not a valid time"),
-        ("2026-11-26T14:03:60Z", "not a valid time"),  # a leap second: no datetime holds it
+        # a leap second: RFC 3339 allows it, no datetime holds it, and the message says so
+        ("2016-12-31T23:59:60Z", r"\(a leap second, :60, is no instant the log can hold"),
+        ("2016-12-31T23:59:60.5+00:00", "give :59.999 for the end of the second before it"),
         ("2026-11-26T14:03:00+24:00", "not a valid time"),
         ("0001-01-01T00:00:00+01:00", "out of range once in UTC"),
         ("9999-12-31T23:59:59-01:00", "out of range once in UTC"),
