@@ -7,7 +7,9 @@ decoded with `%` and `/` kept escaped, and handlers decode their path values onc
 (`api.params.path_value`).
 
 The OpenAPI document lists, on each operation, every problem+json answer it
-can give (`problem_responses`), so a client (or a fuzzer) can rely on it.
+can give (`problem_responses`), so a client (or a fuzzer) can rely on it. The
+docs pages under `/schema` are fixed paths; any other path there is unrouted,
+the same 404 problem as any unknown path (`SchemaPages`).
 """
 
 from __future__ import annotations
@@ -166,6 +168,21 @@ class EventsOperation(Operation):
             content["text/csv"] = _text("one row per event, every match, with a header row")
 
 
+class SchemaPages(SwaggerRenderPlugin):
+    """Swagger UI at the docs root; the docs router keeps only the pages its plugins serve.
+
+    Litestar adds a catch-all `/{path:str}` to the docs router that answers an HTML 404
+    page. As a route it would also make `/schema/<anything>` a known path (OPTIONS 204,
+    POST 405). Without it such a path is unrouted: the same 404 problem+json as any
+    unknown path, for every method.
+    """
+
+    def receive_router(self, router: Router) -> None:
+        super().receive_router(router)
+        # The plugins' pages are fixed paths: a route with a parameter is the catch-all.
+        router.routes = [route for route in router.routes if "{" not in route.path]
+
+
 def _documented(handlers: Iterable[Any], base: Iterable[int]) -> list[Any]:
     """Copies of `handlers` whose OpenAPI operations list their problem responses."""
     documented = []
@@ -303,6 +320,8 @@ class EventStoreApp(Litestar):
         raw = scope.get("raw_path")
         if raw and b"%" in raw:
             scope = {**scope, "path": _router_path(raw.split(b"?", 1)[0])}
+        # As the client sent it: the methods layer routes a HEAD as GET while it runs.
+        method = str(scope["method"])
         started = time.perf_counter()
         self.services.metrics.started()
         status = 500
@@ -315,7 +334,7 @@ class EventStoreApp(Litestar):
             if not took:
                 took.append(time.perf_counter() - started)
                 route = _route_template(scope)
-                self.services.metrics.observe(scope["method"], route, status, took[0])
+                self.services.metrics.observe(method, route, status, took[0])
             return took[0]
 
         async def sending(message: Message) -> None:
@@ -344,7 +363,7 @@ class EventStoreApp(Litestar):
             await watch.settle()
             if watch.gone.is_set():  # gone before anything ran: run nothing
                 status = CLIENT_CLOSED
-            elif scope["method"] in READS:
+            elif method in READS:
                 # A read whose client left is cancelled: nothing more is computed or sent.
                 app = self.surface(scope, watch.receive, sending)
                 if await watch.answer(app, lambda: bool(took)):
@@ -362,7 +381,7 @@ class EventStoreApp(Litestar):
                 access_log.info(
                     json.dumps(
                         {
-                            "method": scope["method"],
+                            "method": method,
                             "path": scope["path"],
                             "route": route,
                             "status": status,
@@ -455,7 +474,7 @@ def create_app(
             version=VERSION,
             path="/schema",
             components=Components(security_schemes=SECURITY_SCHEMES),
-            render_plugins=[SwaggerRenderPlugin(path="/"), RedocRenderPlugin()],
+            render_plugins=[SchemaPages(path="/"), RedocRenderPlugin()],
         ),
         debug=debug,
         logging_config=None,
