@@ -107,6 +107,7 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "verify_entity": (404, 409),
     "verify_stream": (404,),
     "query_events": (404, 409, 422),
+    "live_events": (404, 422),
     "projection_rows": (404,),
     "projection_row": (404,),
     "rebuild": (409, 422),

@@ -1,4 +1,4 @@
-"""Query-parameter rules shared by the routes: cursors, times, keys, unknown parameters.
+"""Query-parameter rules of the routes: cursors, times, keys, field paths, unknown parameters.
 
 Cursors are opaque to clients: `base64url("<kind>:<value>")`, so a cursor of one
 listing is refused by another instead of silently skipping rows.
@@ -26,6 +26,7 @@ from api.problems import ApiError, bad_request
 from eventstore.decimal_text import canonical_int, decimal_float, decimal_int
 from eventstore.model import MAX_SEQ
 from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
+from eventstore.subscriptions.config import PATH_SEGMENT
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
@@ -92,10 +93,10 @@ def whole_of_query(name: str, text: str, ge: int | None, le: int | None) -> int:
         message = f"must be {_span(ge, le)}, got {_as_sent(text)}"
     else:
         return n
-    raise _refused(name, message)
+    raise parameter_refused(name, message)
 
 
-def _refused(name: str, message: str) -> ApiError:
+def parameter_refused(name: str, message: str) -> ApiError:
     """The 400 of a query parameter, named as sent (`errors` as Litestar's own 400s have it)."""
     return ApiError(
         400,
@@ -103,6 +104,17 @@ def _refused(name: str, message: str) -> ApiError:
         kind="bad-request",
         errors=[{"key": name, "message": message, "source": "query"}],
     )
+
+
+def field_path_of_query(name: str, text: str) -> str:
+    """A query parameter naming a field path (`a.b.c`), checked as a subscription's filter is.
+
+    One `PATH_SEGMENT` per dotted step: `a..b` or `$a` names no field, and as a filter
+    it would match no changed field yet every `replaced` and `snapshot` event.
+    """
+    if not all(PATH_SEGMENT.fullmatch(step) for step in text.split(".")):
+        raise parameter_refused(name, f"{_as_sent(text)} is not a field path (a.b.c)")
+    return text
 
 
 def _range(gt: float | None, ge: float | None, lt: float | None, le: float | None) -> str:
@@ -143,7 +155,7 @@ def decimal_of_query(
         message = f"must be {bounds}, got {_as_sent(text)}"
     else:
         return n
-    raise _refused(name, message)
+    raise parameter_refused(name, message)
 
 
 def time_parameter(**kwargs: Any) -> Any:

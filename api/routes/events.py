@@ -14,6 +14,7 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
 from litestar.response.sse import ServerSentEvent, ServerSentEventMessage
 
 from api.methods import is_head
@@ -21,12 +22,15 @@ from api.params import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     encode_cursor,
+    field_path_of_query,
     int_cursor,
+    parameter_refused,
     parse_time,
     time_parameter,
     whole,
 )
-from api.problems import bad_request, unprocessable
+from api.problems import ApiError, bad_request, unprocessable
+from api.routes.streams import known_stream
 from api.schemas import EventOut, EventsPage
 from api.services import Services, ServicesDep
 from eventstore import render
@@ -38,6 +42,7 @@ from eventstore.ports import EventLog
 JSON: Final = "application/json"
 NDJSON: Final = "application/x-ndjson"
 CSV: Final = "text/csv"
+SSE: Final = "text/event-stream"
 CSV_COLUMNS: Final = (
     "seq",
     "occurred_at",
@@ -50,6 +55,10 @@ CSV_COLUMNS: Final = (
 )
 # Events per read while exporting or tailing (memory stays constant whatever the result size).
 EXPORT_PAGE: Final = 500
+EXPORT_LIMIT: Final = (
+    "an export streams every match (`limit` sizes a JSON page only); bound it with "
+    "`since`, `until` or `after` instead"
+)
 HEARTBEAT_SECONDS: Final = 15.0
 # The answer depends on `Accept` (JSON, NDJSON or CSV): caches must key on it (RFC 9110
 # 12.5.5). The compression middleware adds `Accept-Encoding`.
@@ -78,11 +87,15 @@ async def _query(
     for name, value in (("stream", stream), ("field", field), ("actor", actor)):
         if value is not None and not value.strip():
             raise bad_request(f"`{name}` is empty")
+    if field is not None:
+        field_path_of_query("field", field)
     start, end = parse_time("since", since), parse_time("until", until)
     if start is not None and end is not None and start > end:
         raise unprocessable(
             f"since {since} is after until {until}", kind="impossible-range", key="since"
         )
+    if stream is not None:  # a misspelled stream is a 404, as on every other route
+        await known_stream(services, stream)
     entity_ids = None
     if entity is not None and stream is not None:
         entity_ids = (await services.history.resolve(stream, entity),)
@@ -112,8 +125,9 @@ def _wants(request: Request[Any, Any, Any]) -> str | None:
         "Criteria combine with AND. `type` may repeat. `field` matches that dotted path and any "
         "path beneath it, and every `replaced` or `snapshot` event (a whole document written "
         "over: it may have removed the field). `since` is inclusive, `until` exclusive, on "
-        "`occurred_at`. With "
-        "`Accept: application/x-ndjson` or `text/csv` every match is streamed."
+        "`occurred_at`. An unknown `stream` is a 404. With "
+        "`Accept: application/x-ndjson` or `text/csv` every match is streamed: `limit` is "
+        "refused there (bound an export with `since`, `until` or `after`)."
     ),
 )
 async def query_events(
@@ -131,9 +145,12 @@ async def query_events(
     limit: Annotated[int, whole(1, MAX_LIMIT)] = DEFAULT_LIMIT,
     after: Annotated[str | None, QueryParameter(max_length=200)] = None,
 ) -> EventsPage | Response[Any]:
+    media = _wants(request)
+    if media is not None and "limit" in request.query_params:
+        # Taken and ignored, it would stream every match as if it bounded them.
+        raise parameter_refused("limit", EXPORT_LIMIT)
     q = await _query(services, stream, entity, types, field, actor, since, until)
     start = int_cursor("events", after) or 0
-    media = _wants(request)
     if media is not None:
         # The first page is read before the response starts: an unreachable database
         # is a 503 problem, not a stream that breaks after a 200. A HEAD reads nothing.
@@ -236,7 +253,9 @@ async def _export(
     description=(
         "Starts after `after` (a seq) or `Last-Event-ID`, the later of the two when both are "
         "given (a reconnecting EventSource sends its first URL with the newest id: it resumes, "
-        "never replays), else at the head; an empty `Last-Event-ID` is none. A comment "
+        "never replays), else at the head; an empty `Last-Event-ID` is none. Either beyond "
+        "the head is a 422 (it would pass over every event until the log reached it); an "
+        "unknown `stream` is a 404. A comment "
         "heartbeat is sent every 15 s while idle. Unbounded unless `limit` (events) or "
         "`timeout` (seconds) is given."
     ),
@@ -254,6 +273,7 @@ async def live_events(
     if stream is not None and not stream.strip():
         raise bad_request("`stream` is empty")
     start = after
+    seen = None
     text = (last_event_id or "").strip()
     if text:  # an empty id is none (the SSE spec's reset; EventSource then sends no header)
         # as bounded as `after`: a seq past 2^62 is none, and MongoDB stores no int over 64 bits
@@ -262,8 +282,15 @@ async def live_events(
             raise bad_request(f"Last-Event-ID must be an event's seq (0 to {MAX_SEQ})")
         # What the client has seen: a reconnect resumes after it, never before `after`.
         start = seen if start is None else max(start, seen)
+    if stream is not None:  # a misspelled stream is a 404: it would wait for nothing forever
+        await known_stream(services, stream)
+    if start is not None:
+        head = (await services.store.events.head()).seq
+        for name, given in (("after", after), ("Last-Event-ID", seen)):
+            if given is not None and given > head:
+                raise _beyond_the_log(name, given, head)
     if is_head(request):  # the headers only: no tail, no query
-        return ServerSentEvent(_no_events())
+        return _HeadersOnly()
     if start is None:
         start = (await services.store.events.head()).seq
     q = EventQuery(stream=stream)
@@ -273,9 +300,32 @@ async def live_events(
     return ServerSentEvent(_tail(log, q, start, limit=limit, seconds=seconds, heartbeat=heartbeat))
 
 
-async def _no_events() -> AsyncIterator[ServerSentEventMessage]:
-    for _ in ():
-        yield ServerSentEventMessage()
+def _beyond_the_log(name: str, seq: int, head: int) -> ApiError:
+    """422: a start past the head would pass over every event until the log reached it."""
+    otherwise = ", or, without `after`, at the head" if name == "after" else ""
+    return unprocessable(
+        f"{name}: seq {seq} is beyond the log, whose head is seq {head}: a tail starts at "
+        f"most after seq {head} (the next event is seq {head + 1}){otherwise}",
+        kind="impossible-range",
+        key=name,
+    )
+
+
+class _HeadersOnly(ServerSentEvent):
+    """A HEAD of the live tail: the GET's status and headers, its end sent with them.
+
+    Sent as a stream, the end would follow on a later turn of the loop (Litestar's SSE
+    iterator first takes a thread's turn): a client that hangs up once it has the
+    headers, as `curl -I` does, was then logged and counted as 499, its answer whole.
+    """
+
+    def __init__(self) -> None:
+        # A HEAD answer gets no Content-Type from Litestar: the GET's, as Litestar writes it.
+        super().__init__((), headers={"content-type": f"{SSE}; charset=utf-8"})
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        """Litestar's streaming response, as for a HEAD: the start and the end, nothing between."""
+        return super().to_asgi_response(*args, **{**kwargs, "is_head_response": True})
 
 
 async def _tail(

@@ -73,7 +73,8 @@ async def list_streams(services: ServicesDep) -> list[StreamOut]:
     ]
 
 
-async def _known_stream(services: Services, stream: str) -> None:
+async def known_stream(services: Services, stream: str) -> None:
+    """Nothing, for a captured stream or one in the log; else the unknown-stream 404."""
     captured = services.settings.collections
     if stream in captured:
         return
@@ -94,7 +95,7 @@ async def list_entities(
     stream = path_value(stream)
     kind = listing("entities", stream)
     before = int_cursor(kind, after)
-    await _known_stream(services, stream)
+    await known_stream(services, stream)
     rows = await services.store.events.entities(stream, limit=limit + 1, before_seq=before)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -221,7 +222,7 @@ async def verify_entity(services: ServicesDep, stream: Path, key: Path) -> Entit
 @get("/streams/{stream:str}/verify", summary="Recompute every entity chain of a stream")
 async def verify_stream(services: ServicesDep, stream: Path) -> StreamVerdictOut:
     stream = path_value(stream)
-    await _known_stream(services, stream)
+    await known_stream(services, stream)
     verdict = await services.history.verify_stream(stream)
     return msgspec.convert(render.stream_verdict_json(verdict), StreamVerdictOut)
 

@@ -295,7 +295,8 @@ async def test_every_representation_says_it_varies_by_accept_and_encoding(
     headers = {"accept-encoding": encoding}
     if accept is not None:
         headers["accept"] = accept
-    r = await client.request(method, "/v1/events", params={"limit": "2"}, headers=headers)
+    params = {"limit": "2"} if accept in (None, "application/json") else {}  # exports: all
+    r = await client.request(method, "/v1/events", params=params, headers=headers)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].split(";")[0] == accept or (
         accept is None and r.headers["content-type"] == "application/json"
@@ -519,9 +520,7 @@ async def test_accept_prefers_by_quality(client: AsyncTestClient[Any]) -> None:
     )
     assert r.headers["content-type"].startswith("application/json")
     assert len(r.json()["events"]) == 2
-    r = await client.get(
-        "/v1/events", params={"limit": 2}, headers={"accept": "text/csv, application/json;q=0.5"}
-    )
+    r = await client.get("/v1/events", headers={"accept": "text/csv, application/json;q=0.5"})
     assert r.headers["content-type"].startswith("text/csv")
     r = await client.get("/v1/events", params={"limit": 2}, headers={"accept": "*/*"})
     assert r.headers["content-type"].startswith("application/json")

@@ -963,3 +963,39 @@ def test_subscriptions_show_state_and_parked_events_that_can_be_skipped(
         receiver.shutdown()
         demo.http.delete("/v1/admin/subscriptions/failing", headers=admin)
     console.assert_clean()
+
+
+def test_a_live_tail_refused_past_the_log_starts_again_at_the_head(
+    demo: Demo, page: tuple[Page, Console]
+) -> None:
+    """A memory:// service restarted with a shorter log refuses the tail this page resumes
+    (`after` beyond the head: 422); the page starts it again at the head, and goes on."""
+    p, console = page
+    asked: list[str] = []
+
+    def tail(route: Any) -> None:
+        asked.append(route.request.url)
+        if len(asked) == 1:  # the first tail, after the head the page read: the log "shrank"
+            problem = {
+                "type": "https://eventstore.dev/problems/impossible-range",
+                "title": "Unprocessable Content",
+                "status": 422,
+                "detail": "after: seq 99 is beyond the log, whose head is seq 3",
+                "errors": [{"key": "after", "message": "beyond the log"}],
+            }
+            route.fulfill(status=422, json=problem, content_type="application/problem+json")
+        else:
+            route.continue_()
+
+    p.route("**/v1/events/live*", tail)
+    p.goto(f"{demo.base}/explorer")
+    p.wait_for_selector("body[data-ready=true]")
+    p.wait_for_function("() => document.querySelector('#live-toggle').dataset.state === 'open'")
+    assert "after=" in asked[0] and "after=" not in asked[1], asked
+    # events recorded from then on arrive
+    head = demo.get("/v1/streams")[0]["last_seq"]
+    p.wait_for_function(
+        "head => [...document.querySelectorAll('#live-feed li')].some(li => +li.dataset.seq > head)",
+        arg=head,
+    )
+    console.assert_clean(lambda e: "status of 422" in e)

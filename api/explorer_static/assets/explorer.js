@@ -471,7 +471,7 @@
           await readSse(res.body, (msg) => {
             let event;
             try { event = JSON.parse(msg.data); } catch (_) { return; }
-            if (typeof event.seq === 'number' && event.seq > live.after) {
+            if (typeof event.seq === 'number' && (live.after === null || event.seq > live.after)) {
               live.after = event.seq;
               onLiveEvent(event);
             }
@@ -481,6 +481,11 @@
           if (err instanceof ApiError && err.status === 401) {
             setLiveState('retry', 'needs a key');
             break;
+          }
+          if (err instanceof ApiError && err.status === 422) {
+            // The log is shorter than what this page saw (a memory:// service restarted):
+            // the next attempt starts the tail again at the head.
+            live.after = null;
           }
         }
         document.body.dataset.live = 'retry';
