@@ -194,7 +194,10 @@ def test_the_tables_are_readable() -> None:
         ),
         (["diff", "orders", "ORD-1", "3", "1"], "from_version 3 is after to_version 1"),
         (["diff", "orders", "ORD-1", "1", "7"], "no version 7"),
-        (["history", "orders", "ORD-1", "--from-version", "7"], "has no version 7: its latest is 3"),
+        (
+            ["history", "orders", "ORD-1", "--from-version", "7"],
+            "has no version 7: its latest is 3",
+        ),
         (["history", "orders", "ORD-1", "--from-version", "3", "--to-version", "2"], "after"),
         (["history", "orders", "ORD-1", "--limit", "5000"], "limit must be between"),
         (["state", "orders", "oid:nothex"], "24 hexadecimal"),
