@@ -1,4 +1,4 @@
-"""The JSON bodies of the admin operations that read their body themselves, for OpenAPI.
+"""The JSON bodies of the admin operations that read their body themselves: reading, and OpenAPI.
 
 These handlers parse the raw body (`await request.body()`), so they can tell a
 malformed body (400) from a well-formed but impossible one (422, naming each field),
@@ -8,21 +8,33 @@ shape the parsers check (`eventstore.subscriptions.config`, `api.routes.projecti
 other field. What a schema cannot state (a URL that parses, a template's
 placeholders, a webhook secret's decoded length, a second writer of one Redis
 stream) is checked by the server and answered 422 with `errors: [{key, message}]`.
+
+Reading them is one wording for every route: no body is "a JSON body is required",
+a body that is not JSON says why, and a field of the wrong shape is named in
+`errors: [{key, message}]` in the words the subscription parser uses (`required`,
+`unknown field`, `expected a string`, `at most N characters`), never msgspec's.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
+from litestar import Request
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
-from api.routes.erasures import ErasureIn
-from api.routes.projections import MAX_WORKERS
+from api.problems import PROBLEM_JSON, ApiError, Problem, bad_request
+from eventstore.json_input import decode_json
 from eventstore.model import EVENT_TYPES, MAX_SEQ
 from eventstore.subscriptions import config as cfg
+
+# The rebuild's bound at its source (api.routes.projections checks the same 16): the routes
+# read their bodies with the helpers below, so this module imports no route (no cycle).
+from projections.partitioned import MAX_WORKERS
 
 STRING: Final = OpenAPIType.STRING
 INTEGER: Final = OpenAPIType.INTEGER
@@ -215,8 +227,29 @@ SUBSCRIPTION: Final = _object(
 )
 
 
+class ErasureIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The body of an erasure request (read by `read_struct`, documented by `closed`)."""
+
+    stream: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    entity_key: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+
+
 # Free text as `eventstore.erasure.check_text` takes it: not blank, no control character but tab.
 TEXT: Final = r"^[^\x00-\x08\x0a-\x1f]*[^\s\x00-\x1f][^\x00-\x08\x0a-\x1f]*$"
+
+
+def _string_fields(struct: type[msgspec.Struct]) -> list[msgspec.inspect.Field]:
+    """The fields of a `forbid_unknown_fields` Struct of strings (what `closed` and
+    `struct_errors` know how to state and check; another field type is refused)."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields
+    for field in info.fields:
+        if not isinstance(field.type, msgspec.inspect.StrType):
+            raise TypeError(
+                f"{struct.__name__}.{field.name}: only string fields are documented and read"
+            )
+    return list(info.fields)
 
 
 def closed(struct: type[msgspec.Struct], patterns: dict[str, str] | None = None) -> Schema:
@@ -226,19 +259,114 @@ def closed(struct: type[msgspec.Struct], patterns: dict[str, str] | None = None)
     any other field as allowed, where msgspec refuses it (400). Other field types are
     not needed yet, and refused rather than documented wrongly.
     """
-    info = msgspec.inspect.type_info(struct)
-    assert isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields
+    fields = _string_fields(struct)
     properties: dict[str, Schema | Reference] = {}
-    for field in info.fields:
-        if not isinstance(field.type, msgspec.inspect.StrType):
-            raise TypeError(f"{struct.__name__}.{field.name}: only string fields are documented")
+    for field in fields:
+        assert isinstance(field.type, msgspec.inspect.StrType)
         properties[field.encode_name] = Schema(
             type=STRING,
             min_length=field.type.min_length,
             max_length=field.type.max_length,
             pattern=(patterns or {}).get(field.encode_name),
         )
-    return _object(properties, required=[f.encode_name for f in info.fields if f.required])
+    return _object(properties, required=[f.encode_name for f in fields if f.required])
+
+
+# -- reading a body -------------------------------------------------------------------------------
+BODY_REQUIRED: Final = "a JSON body is required"
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+async def body_bytes(request: Request[Any, Any, Any]) -> bytes | None:
+    """The raw body, or None when there is none (empty or only whitespace)."""
+    raw = await request.body()
+    return raw if raw.strip() else None
+
+
+def decoded(raw: bytes) -> Any:
+    """`raw` as JSON; 400 saying why when it is not (nested too deeply, a key named twice...)."""
+    try:
+        return decode_json(raw)
+    except msgspec.DecodeError as exc:
+        raise bad_request(f"the body is not JSON: {exc}") from None
+
+
+async def json_body(request: Request[Any, Any, Any]) -> Any:
+    """The body's JSON value; 400 when there is no body or it is not JSON."""
+    raw = await body_bytes(request)
+    if raw is None:
+        raise bad_request(BODY_REQUIRED)
+    return decoded(raw)
+
+
+def malformed(errors: list[dict[str, str]]) -> ApiError:
+    """400 naming each field of the body that is wrong in shape (`""` is the body itself)."""
+    detail = "; ".join(f"{e['key'] or 'the body'}: {e['message']}" for e in errors)
+    return ApiError(400, detail, kind="bad-request", errors=errors)
+
+
+def text_errors(key: str, value: Any, bounds: msgspec.inspect.StrType) -> list[dict[str, str]]:
+    """What is wrong with `value` as a string within `bounds`, in the parser's words."""
+    if not isinstance(value, str):
+        return [{"key": key, "message": "expected a string"}]
+    low, high = bounds.min_length, bounds.max_length
+    if low is not None and len(value) < low:
+        return [
+            {
+                "key": key,
+                "message": "may not be empty" if low == 1 else f"at least {low} characters",
+            }
+        ]
+    if high is not None and len(value) > high:
+        return [{"key": key, "message": f"at most {high} characters, got {len(value)}"}]
+    if bounds.pattern is not None and re.search(bounds.pattern, value) is None:
+        return [{"key": key, "message": f"does not match {bounds.pattern}"}]
+    return []
+
+
+def struct_errors(struct: type[msgspec.Struct], value: Any) -> list[dict[str, str]]:
+    """Every field of `value` that `struct` (a closed Struct of strings) refuses, named."""
+    fields = _string_fields(struct)
+    names = [f.encode_name for f in fields]
+    if not isinstance(value, dict):
+        return [{"key": "", "message": f"expected a JSON object ({', '.join(names)})"}]
+    errors = [{"key": str(k), "message": "unknown field"} for k in value if k not in names]
+    for field in fields:
+        assert isinstance(field.type, msgspec.inspect.StrType)
+        if field.encode_name in value:
+            errors += text_errors(field.encode_name, value[field.encode_name], field.type)
+        elif field.required:
+            errors.append({"key": field.encode_name, "message": "required"})
+    return errors
+
+
+def read_struct(struct: type[S], value: Any) -> S:
+    """`value` as `struct`; 400 with `errors` naming every field it refuses."""
+    errors = struct_errors(struct, value)
+    if errors:
+        raise malformed(errors)
+    return msgspec.convert(value, struct)
+
+
+async def struct_body(request: Request[Any, Any, Any], struct: type[S]) -> S:
+    """The body as `struct`: 400 when there is none, it is not JSON, or a field is refused."""
+    return read_struct(struct, await json_body(request))
+
+
+def problem_spec(description: str) -> ResponseSpec:
+    """An application/problem+json answer in the OpenAPI document (`api.problems.Problem`)."""
+    return ResponseSpec(
+        data_container=Problem,
+        media_type=PROBLEM_JSON,
+        description=description,
+        generate_examples=False,
+    )
+
+
+# Every route that reads its body: Litestar refuses one over the app's limit (api.app.MAX_BODY).
+TOO_LARGE: Final = {
+    413: problem_spec("Request Entity Too Large: the body is larger than the server takes")
+}
 
 
 def _json(schema: Schema, *, required: bool, description: str) -> RequestBody:

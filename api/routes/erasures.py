@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
-from litestar import Response, get, post
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar import Request, Response, get, post
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, HeaderParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from api.bodies import TOO_LARGE, ErasureIn, malformed, problem_spec, struct_body, text_errors
 from api.params import path_value
 from api.problems import not_found
 from api.services import ServicesDep
 from eventstore.codec import rfc3339
-from eventstore.erasure import request_erasure
+from eventstore.erasure import MAX_ACTOR, request_erasure
 
 ACTOR_HEADER = "Eventstore-Actor"
-
-
-class ErasureIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The body of an erasure request."""
-
-    stream: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    entity_key: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+# The actor header's bounds: documented (schema_extra) and checked here, in the body's words.
+ACTOR_BOUNDS: Final = msgspec.inspect.StrType(min_length=1, max_length=MAX_ACTOR)
 
 
 class ErasureCreated(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -47,16 +43,50 @@ class ErasureRequestOut(msgspec.Struct, kw_only=True):
     error: str | None
 
 
+# Every answer of a request, beside the problems every admin operation may give (api.app).
+ERASURE_RESPONSES: Final[dict[int, ResponseSpec]] = {
+    HTTP_200_OK: ResponseSpec(
+        ErasureCreated,
+        description="Nothing is left to erase: `already_erased: true`, `request` is the request "
+        "that erased the entity, `detail` says so",
+        generate_examples=False,
+    ),
+    HTTP_202_ACCEPTED: ResponseSpec(
+        ErasureCreated,
+        description="Queued: `{request}`; `already_queued: true` with that request (and "
+        "`detail`) when one for the entity is queued already",
+        generate_examples=False,
+    ),
+    409: problem_spec(
+        "Conflict: the erasure cannot be carried out: a bare key naming two entities "
+        "(`typed_keys` lists the typed keys to use), `$stream` (the stream's own record, not an "
+        "entity), or an entity with events of hash scheme 1 (their hash covers the payload)"
+    ),
+    **TOO_LARGE,
+}
+
+
 @post(
     "/erasures",
     status_code=HTTP_202_ACCEPTED,
     summary="Request the erasure of one entity's payloads (carried out by the capturing instance)",
+    responses=ERASURE_RESPONSES,
 )
 async def create_erasure(
     services: ServicesDep,
-    data: JSONBody[ErasureIn],
-    actor: Annotated[str, HeaderParameter(name=ACTOR_HEADER, min_length=1, max_length=200)],
+    request: Request[Any, Any, Any],
+    actor: Annotated[
+        str,
+        HeaderParameter(
+            name=ACTOR_HEADER,
+            schema_extra={"minLength": ACTOR_BOUNDS.min_length, "maxLength": MAX_ACTOR},
+        ),
+    ],
 ) -> Response[ErasureCreated]:
+    refused = text_errors(ACTOR_HEADER, actor, ACTOR_BOUNDS)
+    if refused:
+        raise malformed(refused)
+    data = await struct_body(request, ErasureIn)
     outcome = await request_erasure(
         services.store,
         services.history,

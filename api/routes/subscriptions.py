@@ -8,22 +8,25 @@ nothing is stored then. Secrets are never returned (`***`).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Final
 
-import msgspec
 from litestar import Request, Response, delete, get, post, put
 from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from api.bodies import BODY_REQUIRED, TOO_LARGE, body_bytes, decoded, json_body, malformed
 from api.params import decode_cursor, encode_cursor, path_value, seq_in_path, seq_of_path, whole
 from api.problems import ApiError, bad_request, not_found, problem, unprocessable
 from api.services import ServicesDep
 from api.subscription_access import admin_of
-from eventstore.json_input import decode_json, whole_number
+from eventstore.json_input import whole_number
 from eventstore.model import MAX_SEQ
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions.control import (
+    NoParkedEvent,
     NotFound,
+    Put,
     SubscriptionAdmin,
     action_json,
     parked_json,
@@ -46,26 +49,6 @@ def actor_of(request: Request[Any, Any, Any]) -> str | None:
     return value.strip()
 
 
-async def _body(request: Request[Any, Any, Any]) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        raise bad_request("a JSON body is required")
-    return _decoded(raw)
-
-
-def _decoded(raw: bytes) -> Any:
-    try:
-        return decode_json(raw)
-    except msgspec.DecodeError as exc:
-        raise bad_request(f"the body is not JSON: {exc}") from None
-
-
-def _malformed(errors: list[dict[str, str]]) -> ApiError:
-    """400 naming each field of the body that is wrong in shape."""
-    detail = "; ".join(f"{e['key'] or 'the body'}: {e['message']}" for e in errors)
-    return ApiError(400, detail, kind="bad-request", errors=errors)
-
-
 async def _action_body(
     request: Request[Any, Any, Any], allowed: tuple[str, ...] = (), *, required: bool = False
 ) -> dict[str, Any]:
@@ -73,20 +56,20 @@ async def _action_body(
 
     Every action refuses an unknown field alike: 400 with `errors` naming it.
     """
-    raw = await request.body()
-    if not raw.strip():  # no body at all (JSON `null` is a body, and not an object)
+    raw = await body_bytes(request)
+    if raw is None:  # no body at all (JSON `null` is a body, and not an object)
         if required:
-            raise bad_request("a JSON body is required")
+            raise bad_request(BODY_REQUIRED)
         return {}
-    body = _decoded(raw)
+    body = decoded(raw)
     if not isinstance(body, dict):
         want = ", ".join(allowed) if allowed else "no field"
-        raise _malformed([{"key": "", "message": f"expected a JSON object ({want})"}])
+        raise malformed([{"key": "", "message": f"expected a JSON object ({want})"}])
     errors = [{"key": str(k), "message": "unknown field"} for k in body if k not in allowed]
     if required:
         errors += [{"key": k, "message": "required"} for k in allowed if k not in body]
     if errors:
-        raise _malformed(errors)
+        raise malformed(errors)
     return body
 
 
@@ -109,10 +92,22 @@ def _missing(name: str) -> ApiError:
     return not_found(f"no subscription named {name!r}")
 
 
+def _start_note(name: str, done: Put) -> str | None:
+    """The answer's `note` when an update changed the start: stored, the position kept,
+    and the reset that delivers from it."""
+    said = done.start_note()
+    if said is None:
+        return None
+    body = json.dumps({"start": done.start})
+    return f"{said}; to deliver from it, POST /v1/admin/subscriptions/{name}/reset with {body}"
+
+
 @put(
     "/subscriptions/{name:str}",
     status_code=HTTP_200_OK,
-    summary="Create (201) or update (200) a subscription; an update without a secret keeps it",
+    summary="Create (201) or update (200) a subscription; an update without a secret keeps it, "
+    "and keeps its position (`note` says so when the start changed)",
+    responses=TOO_LARGE,
 )
 async def put_subscription(
     services: ServicesDep,
@@ -121,15 +116,17 @@ async def put_subscription(
     name: Annotated[str, Parameter(schema_extra={"pattern": cfg.NAME_RE.pattern})],
 ) -> Response[Any]:
     wanted = path_value(name)
-    body = await _body(request)
+    body = await json_body(request)
     admin = admin_of(services)
     try:
-        created, _ = await admin.put(wanted, body, actor=actor_of(request))
+        done = await admin.apply(wanted, body, actor=actor_of(request))
     except cfg.ConfigError as exc:
         return _refused(exc)
-    return Response(
-        await _shown(admin, wanted), status_code=HTTP_201_CREATED if created else HTTP_200_OK
-    )
+    shown = await _shown(admin, wanted)
+    note = _start_note(wanted, done)
+    if note is not None:
+        shown["note"] = note
+    return Response(shown, status_code=HTTP_201_CREATED if done.created else HTTP_200_OK)
 
 
 @get("/subscriptions", summary="Every subscription: configuration (secrets as ***) and status")
@@ -187,7 +184,12 @@ async def _control(
         raise _missing(wanted) from None
 
 
-@post("/subscriptions/{name:str}/pause", status_code=HTTP_200_OK, summary="Pause a subscription")
+@post(
+    "/subscriptions/{name:str}/pause",
+    status_code=HTTP_200_OK,
+    summary="Pause a subscription",
+    responses=TOO_LARGE,
+)
 async def pause_subscription(
     services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
 ) -> dict[str, Any]:
@@ -198,6 +200,7 @@ async def pause_subscription(
     "/subscriptions/{name:str}/resume",
     status_code=HTTP_200_OK,
     summary="Resume a paused (or disabled) subscription",
+    responses=TOO_LARGE,
 )
 async def resume_subscription(
     services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
@@ -209,6 +212,7 @@ async def resume_subscription(
     "/subscriptions/{name:str}/reset",
     status_code=HTTP_200_OK,
     summary="Deliver again from a start (body {start}); parked events and positions are forgotten",
+    responses=TOO_LARGE,
 )
 async def reset_subscription(
     services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
@@ -238,6 +242,7 @@ async def list_parked(
     "/subscriptions/{name:str}/parked/replay",
     status_code=HTTP_200_OK,
     summary="Deliver parked events again, in order (optional body {up_to_seq})",
+    responses=TOO_LARGE,
 )
 async def replay_parked(
     services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
@@ -246,7 +251,7 @@ async def replay_parked(
     given = (await _action_body(request, ("up_to_seq",))).get("up_to_seq")
     up_to = None if given is None else whole_number(given)
     if given is not None and up_to is None:
-        raise _malformed([{"key": "up_to_seq", "message": "expected an integer (a seq)"}])
+        raise malformed([{"key": "up_to_seq", "message": "expected an integer (a seq)"}])
     if up_to is not None and not 1 <= up_to <= MAX_SEQ:  # a whole number, out of range
         raise unprocessable(
             f"up_to_seq: a seq is from 1 to {MAX_SEQ}, got {up_to}", kind=None, key="up_to_seq"
@@ -262,6 +267,7 @@ async def replay_parked(
     "/subscriptions/{name:str}/parked/{seq:str}/skip",
     status_code=HTTP_200_OK,
     summary="Give up on one parked event (recorded in the action trail)",
+    responses=TOO_LARGE,
 )
 async def skip_parked(
     services: ServicesDep,
@@ -279,8 +285,10 @@ async def skip_parked(
     await _action_body(request)  # a skip takes no field
     try:
         await admin_of(services).skip(wanted, number, actor=actor_of(request))
-    except NotFound as exc:
-        raise not_found(str(exc.args[0]) if exc.args else f"no parked event {number}") from None
+    except NoParkedEvent as exc:
+        raise not_found(exc.detail) from None
+    except NotFound:
+        raise _missing(wanted) from None
     return {"skipped": number}
 
 

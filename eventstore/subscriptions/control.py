@@ -9,8 +9,10 @@ carried out here at once (a replay needs a sink and waits for a delivering one).
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -31,6 +33,47 @@ _RANK: Final = {"running": 0, "retrying": 1, "failed": 2, "starting": 3, "standb
 
 class NotFound(KeyError):
     """No subscription (or parked event) of that name."""
+
+
+class NoParkedEvent(NotFound):
+    """The subscription exists, and has no parked event at that seq (`detail` says so)."""
+
+    def __init__(self, name: str, seq: int) -> None:
+        super().__init__(f"{name}: no parked event at seq {seq}")
+        self.detail = f"subscription {name!r} has no parked event at seq {seq}"
+
+
+@dataclass(frozen=True)
+class Put:
+    """What a PUT did: created or updated the subscription, and its start (as JSON).
+
+    An update never moves the position: `kept_position` is set when it changed the
+    start all the same (`previous_start` is the one it replaced), so the caller can say so.
+    """
+
+    created: bool
+    record: SubscriptionRecord
+    start: Any
+    previous_start: Any = None
+    kept_position: int | None = None
+
+    def start_note(self) -> str | None:
+        """The changed start and the position kept, in words; None when there is nothing to say."""
+        if self.kept_position is None:
+            return None
+        return (
+            f"start is stored as {json.dumps(self.start)} (was {json.dumps(self.previous_start)}), "
+            f"and the position stays at {self.kept_position}: an update does not move it (a start "
+            "is used when a subscription is created; a reset takes the start it is given)"
+        )
+
+
+def _start_or_none(value: Any) -> cfg.Start | None:
+    """A stored start read back (None when it does not read: it then differs from any)."""
+    try:
+        return cfg.parse_start(value)
+    except cfg.ConfigError:
+        return None
 
 
 _SEQUENCE = itertools.count()
@@ -125,8 +168,9 @@ class SubscriptionAdmin:
             body = {**body, "sink": cfg.keep_secrets(body["sink"], existing.config.get("sink"))}
         config = cfg.parse(name, body)
         await self._refuse_shared_stream(config)
-        if existing is None:  # an update keeps its position: its start is not read again
-            await self._refuse_start_beyond_the_log(config.start)
+        # An update's start is checked as a creation's: a start that would skip events is
+        # never stored (the configuration shows it, and an update stores what it is given).
+        await self._refuse_start_beyond_the_log(config.start)
         return config
 
     async def _refuse_start_beyond_the_log(self, start: cfg.Start) -> None:
@@ -171,6 +215,16 @@ class SubscriptionAdmin:
         self, name: str, body: Any, *, actor: str | None
     ) -> tuple[bool, SubscriptionRecord]:
         """Create (True) or update (False); ConfigError when invalid (nothing stored)."""
+        done = await self.apply(name, body, actor=actor)
+        return done.created, done.record
+
+    async def apply(self, name: str, body: Any, *, actor: str | None) -> Put:
+        """Create or update; ConfigError when invalid (nothing stored).
+
+        A creation starts at the body's start. An update stores the configuration,
+        its start included, and keeps the position (`Put.start_note` says so when
+        the start changed): only a reset delivers from another start.
+        """
         config = await self.validate(name, body)
         doc = cfg.to_doc(config)
         now = self.clock.now()
@@ -185,11 +239,26 @@ class SubscriptionAdmin:
                     actor, "create", name, {"sink": config.kind, "position": position}
                 )
                 self._nudge(name)
-                return True, record
+                return Put(created=True, record=record, start=doc["start"])
+            existing = await self.store.subscriptions.get(name)  # created meanwhile
         await self.store.subscriptions.patch(name, {"config": doc, "updated_at": now})
         await self.record_action(actor, "update", name, {"sink": config.kind})
         self._nudge(name)
-        return False, await self.get(name)
+        done = Put(created=False, record=await self.get(name), start=doc["start"])
+        before = existing.config.get("start") if existing is not None else None
+        if existing is None or _start_or_none(before) == config.start:
+            return done
+        # Without a position (none written yet) the worker starts at the stored start.
+        kept = await positions.read_position(self.store.checkpoints, name)
+        if kept is None:
+            return done
+        return Put(
+            created=False,
+            record=done.record,
+            start=done.start,
+            previous_start=before,
+            kept_position=kept,
+        )
 
     async def delete(self, name: str, *, actor: str | None) -> None:
         """Remove a subscription, its settled positions and parked events; its worker ends."""
@@ -256,7 +325,7 @@ class SubscriptionAdmin:
         await self.get(name)
         found = await self.store.deliveries.parked(name, after_seq=seq - 1, up_to=seq)
         if not found:
-            raise NotFound(f"{name}: no parked event at seq {seq}")
+            raise NoParkedEvent(name, seq)
         await self._command(name, new_command("skip", seq=seq))
         await self.record_action(
             actor,

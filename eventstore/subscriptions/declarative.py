@@ -4,10 +4,13 @@ The file is a list of objects, each `name` plus the fields of the PUT body. Ever
 entry is validated before anything is stored, so a bad file changes nothing and
 is one error naming the subscription and the field. Subscriptions not in the file
 are left alone; those in it are created, or updated when their configuration differs.
+An update keeps the position: one that changes the start stores it and says, in a
+WARNING, that delivery goes on from where it was (a reset delivers from a start).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,10 @@ import msgspec
 
 from eventstore.json_input import decode_json
 from eventstore.subscriptions import config as cfg
-from eventstore.subscriptions.control import SubscriptionAdmin
+from eventstore.subscriptions.control import Put, SubscriptionAdmin
 
 ACTOR = "declarative"
+log = logging.getLogger("eventstore.subscriptions")
 
 
 class DeclarativeError(ValueError):
@@ -74,9 +78,24 @@ async def apply_file(admin: SubscriptionAdmin, path: str) -> list[str]:
         config = await admin.validate(name, body)
         if existing is not None and existing.config == cfg.to_doc(config):
             continue
-        await admin.put(name, body, actor=ACTOR)
+        done = await admin.apply(name, body, actor=ACTOR)
+        note = _start_note(path, name, done)
+        if note is not None:
+            log.warning("%s", note)
         changed.append(name)
     return changed
+
+
+def _start_note(path: str, name: str, done: Put) -> str | None:
+    """An applied entry whose new start does not move the position, and how to deliver from it."""
+    said = done.start_note()
+    if said is None:
+        return None
+    start = done.start if isinstance(done.start, str) else next(iter(done.start.values()))
+    return (
+        f"{path}: subscription {name!r}: {said}; to deliver from it, "
+        f"eventstore subscriptions reset {name} --start {start}"
+    )
 
 
 def _refuse_shared_streams(path: str, entries: list[tuple[str, dict[str, Any]]]) -> None:

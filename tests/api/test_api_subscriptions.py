@@ -306,8 +306,8 @@ async def test_a_start_seq_beyond_the_next_event_is_refused_as_it_would_skip_eve
 ) -> None:
     """The log's head is 4. A subscription starting at seq 6 would pass over seq 5 and
     every event after it until the log reached 6, without a word: refused (422) on
-    creation and on reset. Seq 5, the next event, is a start; an update of a
-    subscription that exists keeps its position and does not read `start` again."""
+    creation, update and reset. Seq 5, the next event, is a start; an update of a
+    subscription that exists checks its start as a creation does, and keeps its position."""
     c, store = client
     far = await c.put(f"{BASE}/far", json={"sink": HOOK, "start": {"seq": 6}}, headers=ADMIN)
     assert far.status_code == 422, far.text
@@ -317,8 +317,12 @@ async def test_a_start_seq_beyond_the_next_event_is_refused_as_it_would_skip_eve
     assert await store.subscriptions.get("far") is None  # nothing stored
     nxt = await c.put(f"{BASE}/far", json={"sink": HOOK, "start": {"seq": 5}}, headers=ADMIN)
     assert nxt.status_code == 201 and nxt.json()["status"]["position"] == 4
-    kept = await c.put(f"{BASE}/far", json={"sink": HOOK, "start": {"seq": 99}}, headers=ADMIN)
+    beyond = await c.put(f"{BASE}/far", json={"sink": HOOK, "start": {"seq": 99}}, headers=ADMIN)
+    assert beyond.status_code == 422 and beyond.json()["errors"][0]["key"] == "start.seq"
+    body = {"sink": HOOK, "start": {"seq": 5}, "lanes": 2}
+    kept = await c.put(f"{BASE}/far", json=body, headers=ADMIN)
     assert kept.status_code == 200 and kept.json()["status"]["position"] == 4
+    assert "note" not in kept.json()  # the start did not change
     reset = await c.post(f"{BASE}/far/reset", json={"start": {"seq": 6}}, headers=ADMIN)
     assert reset.status_code == 422 and reset.json()["errors"][0]["key"] == "start.seq"
     record = await store.subscriptions.get("far")
