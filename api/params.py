@@ -26,7 +26,7 @@ from api.problems import ApiError, bad_request
 from eventstore.decimal_text import canonical_int, decimal_float, decimal_int
 from eventstore.model import MAX_SEQ
 from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
-from eventstore.subscriptions.config import PATH_SEGMENT
+from eventstore.subscriptions.config import is_field_path
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
@@ -109,10 +109,10 @@ def parameter_refused(name: str, message: str) -> ApiError:
 def field_path_of_query(name: str, text: str) -> str:
     """A query parameter naming a field path (`a.b.c`), checked as a subscription's filter is.
 
-    One `PATH_SEGMENT` per dotted step: `a..b` or `$a` names no field, and as a filter
+    `a..b`, `$a` or a NUL names no field, and as a filter
     it would match no changed field yet every `replaced` and `snapshot` event.
     """
-    if not all(PATH_SEGMENT.fullmatch(step) for step in text.split(".")):
+    if not is_field_path(text):
         raise parameter_refused(name, f"{_as_sent(text)} is not a field path (a.b.c)")
     return text
 

@@ -36,6 +36,7 @@ from eventstore.json_input import (
 from eventstore.keys import InvalidKey, candidates, typed_key
 from projections.api import SEQ_FIELD
 from projections.orders import NO_CUSTOMER
+from projections.partitioned import MAX_WORKERS
 from projections.status import projection_statuses
 
 
@@ -243,9 +244,6 @@ async def rebuild(
     workers = _workers(await request.body())
     job = await services.request_rebuild(path_value(name), workers=workers)
     return JobCreated(job=job.job)
-
-
-MAX_WORKERS: Final = 16
 
 
 def _workers(body: bytes) -> int:

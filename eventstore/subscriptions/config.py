@@ -68,8 +68,14 @@ _HEADER_VALUE: Final = re.compile(r"^[\t\x20-\x7e\x80-\U0010ffff]*$")
 # control character or non-ASCII (a delivery would send a malformed request line).
 _URI_CHAR: Final = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]")
 _PERCENT: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
-# One step of a filter's field path (`a.b.c`): no `$` first, no dot, no space.
-PATH_SEGMENT: Final = re.compile(r"[^.$\s][^.\s]*")
+# One step of a filter's field path (`a.b.c`): no `$` first, no dot, no space, no NUL
+# (no MongoDB field name holds one).
+PATH_SEGMENT: Final = re.compile(r"[^.$\s\x00][^.\s\x00]*")
+
+
+def is_field_path(text: str) -> bool:
+    """True for a field path (`a.b.c`): steps of `PATH_SEGMENT` joined by dots."""
+    return bool(text) and all(PATH_SEGMENT.fullmatch(step) for step in text.split("."))
 
 # A secret as configured: the literal value, or where to read it.
 Secret = str | dict[str, str]
@@ -209,8 +215,11 @@ def _start(check: _Check, key: str, value: Any) -> Start:
         except NoZone:
             check.bad(f"{key}.time", "the time needs a zone (Z or +hh:mm)")
             return Start()
-        except (NotRfc3339, NoSuchTime):
+        except NotRfc3339:
             check.bad(f"{key}.time", f"{v!r} is not an RFC 3339 time: {START_FORMS}")
+            return Start()
+        except NoSuchTime as exc:  # of the form, but no instant (February 30, a leap second)
+            check.bad(f"{key}.time", str(exc))
             return Start()
         return Start(kind="time", time=at)
     check.malformed(f"{key}.{field}", "unknown field")
@@ -457,7 +466,7 @@ def _filter(check: _Check, value: Any) -> Filter:
         if t not in EVENT_TYPES:
             check.bad(f"filter.types[{i}]", f"unknown event type {t!r}")
     for i, p in enumerate(f.fields):
-        if not p or not all(PATH_SEGMENT.fullmatch(s) for s in p.split(".")):
+        if not is_field_path(p):
             check.bad(f"filter.fields[{i}]", f"{p!r} is not a field path (a.b.c)")
     return f
 

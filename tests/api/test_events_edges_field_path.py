@@ -20,7 +20,18 @@ from tests.api.conftest import ADMIN_KEY, settings
 from tests.helpers import LogBuilder
 from tests.realsinks import SECRET
 
-NOT_PATHS: Final = ("a..b", "$a", "a.$b", "a b", ".a", "a.", "status.", "customer..email")
+NOT_PATHS: Final = (
+    "a..b",
+    "$a",
+    "a.$b",
+    "a b",
+    ".a",
+    "a.",
+    "status.",
+    "customer..email",
+    "\x00",
+    "a.b\x00",
+)
 HOOK: Final = {
     "kind": "webhook",
     "url": "https://example.test/hooks/{entity_key}",

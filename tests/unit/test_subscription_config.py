@@ -214,3 +214,21 @@ def test_a_start_time_is_any_rfc3339_spelling_of_the_instant(text: str) -> None:
     start = cfg.parse_start({"time": text})
     assert start.kind == "time"
     assert start.time == datetime(2026, 1, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("time", "said"),
+    [
+        ("2026-02-30T00:00:00Z", "not a valid time: '2026-02-30T00:00:00Z' (day is out of range"),
+        (
+            "2016-12-31T23:59:60Z",
+            "(a leap second, :60, is no instant the log can hold: give :59.999",
+        ),
+    ],
+)
+def test_a_start_time_of_the_form_that_names_no_instant_says_why(time: str, said: str) -> None:
+    """RFC 3339 in form, so 'not an RFC 3339 time' would be wrong: the reason is given."""
+    _, found = errors({"sink": HOOK, "start": {"time": time}})
+    [error] = [e for e in found if e["key"] == "start.time"]
+    assert said in error["message"], error
+    assert "is not an RFC 3339 time" not in error["message"]
