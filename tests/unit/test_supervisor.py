@@ -386,21 +386,29 @@ async def test_a_removed_worker_is_stopped_and_leaves_no_record_and_no_series() 
 class _RemoveAway(MemoryWorkers):
     """Refuses to remove one worker's record while `away` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, hang: bool = False) -> None:
         super().__init__()
         self.away = True
+        self.hang = hang
 
     async def remove_worker(self, instance: str, name: str) -> None:
+        if self.away and self.hang:  # a store that never answers
+            await asyncio.Event().wait()
         if self.away:
-            raise AutoReconnect("the store is away")
+            raise AutoReconnect("the store is away (key sk-9)")
         await super().remove_worker(instance, name)
+
+
+def _said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "eventstore.workers"]
 
 
 async def test_a_record_the_store_would_not_remove_goes_at_the_next_publication(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="eventstore.workers")
     store = _RemoveAway()
-    sup = supervisor(FakeClock(advance_on_sleep=False), workers=store)
+    sup = supervisor(FakeClock(advance_on_sleep=False), workers=store, secrets=["sk-9"])
     worker = ScriptedWorker("subscription:a", [], kind="subscription")
     sup.add(worker)
     await sup.start()
@@ -408,9 +416,35 @@ async def test_a_record_the_store_would_not_remove_goes_at_the_next_publication(
     await sup.publish()
     await sup.remove("subscription:a")
     assert [r.name for r in await store.all()] == ["subscription:a"]
+    # said as it is, the store's words with the secret masked
+    assert _said(caplog)[-2:] == [
+        "worker subscription:a removed",
+        "could not remove the state of worker subscription:a yet: "
+        "AutoReconnect: the store is away (key ***)",
+    ]
+    store.away = False
+    await sup.publish()
+    assert await store.all() == []
+    await sup.stop()
+
+
+async def test_removing_a_worker_waits_for_a_store_that_does_not_answer_only_so_long(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record is removed at once when the store answers; a store that hangs holds the
+    removal back only `REMOVE_SECONDS` (the next publication removes the record)."""
+    monkeypatch.setattr("eventstore.supervisor.REMOVE_SECONDS", 0.05)
+    store = _RemoveAway(hang=True)
+    sup = supervisor(FakeClock(advance_on_sleep=False), workers=store)
+    worker = ScriptedWorker("subscription:a", [], kind="subscription")
+    sup.add(worker)
+    await sup.start()
+    await asyncio.wait_for(worker.running.wait(), 5)
+    await sup.publish()
+    await asyncio.wait_for(sup.remove("subscription:a"), 5)
+    assert worker.closed and sup.workers == []
     assert (
-        "could not remove the state of worker subscription:a yet: AutoReconnect: the store is away"
-        in caplog.text
+        _said(caplog)[-1] == "could not remove the state of worker subscription:a yet: TimeoutError"
     )
     store.away = False
     await sup.publish()
