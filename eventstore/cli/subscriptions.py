@@ -31,7 +31,13 @@ from eventstore.cli.common import (
 from eventstore.decimal_text import decimal_int
 from eventstore.json_input import decode_json
 from eventstore.subscriptions import config as cfg
-from eventstore.subscriptions.control import NotFound, SubscriptionAdmin, parked_json, record_json
+from eventstore.subscriptions.control import (
+    NoParkedEvent,
+    NotFound,
+    SubscriptionAdmin,
+    parked_json,
+    record_json,
+)
 
 ACTIONS = ("list", "status", "add", "remove", "pause", "resume", "reset", "parked", "run")
 
@@ -110,6 +116,8 @@ async def cmd_subscriptions(args: argparse.Namespace, out: TextIO) -> int:
         )
         try:
             return await _act(admin, args, out)
+        except NoParkedEvent as exc:
+            raise CliError(exc.detail) from None
         except NotFound as exc:
             raise CliError(
                 f"no subscription {exc.args[0]!r}" if exc.args else "not found"
@@ -137,8 +145,11 @@ async def _act(admin: SubscriptionAdmin, args: argparse.Namespace, out: TextIO) 
             raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
         except msgspec.DecodeError as exc:
             raise CliError(f"{args.file} is not JSON: {exc}") from None
-        created, _ = await admin.put(name, body, actor=actor)
-        print(f"{'created' if created else 'updated'} {name}", file=out)
+        done = await admin.apply(name, body, actor=actor)
+        print(f"{'created' if done.created else 'updated'} {name}", file=out)
+        note = done.start_note()
+        if note is not None:  # the position stays: say how to deliver from the new start
+            print(f"{note}; to deliver from it, {done.reset_command(name)}", file=out)
         return EXIT_OK
     if action == "remove":
         await admin.delete(name, actor=actor)

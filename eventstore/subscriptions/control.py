@@ -67,6 +67,11 @@ class Put:
             "is used when a subscription is created; a reset takes the start it is given)"
         )
 
+    def reset_command(self, name: str) -> str:
+        """The command that delivers from the stored start (`--start` as the CLI reads it)."""
+        start = self.start if isinstance(self.start, str) else next(iter(self.start.values()))
+        return f"eventstore subscriptions reset {name} --start {start}"
+
 
 def _start_or_none(value: Any) -> cfg.Start | None:
     """A stored start read back (None when it does not read: it then differs from any)."""

@@ -91,11 +91,7 @@ def _start_note(path: str, name: str, done: Put) -> str | None:
     said = done.start_note()
     if said is None:
         return None
-    start = done.start if isinstance(done.start, str) else next(iter(done.start.values()))
-    return (
-        f"{path}: subscription {name!r}: {said}; to deliver from it, "
-        f"eventstore subscriptions reset {name} --start {start}"
-    )
+    return f"{path}: subscription {name!r}: {said}; to deliver from it, {done.reset_command(name)}"
 
 
 def _refuse_shared_streams(path: str, entries: list[tuple[str, dict[str, Any]]]) -> None:

@@ -185,3 +185,28 @@ def test_no_cli_output_shows_a_secret(
     for text in [*outputs, refused, captured.out, captured.err]:
         for secret in hidden:
             assert secret not in text
+
+
+def test_add_of_a_changed_start_says_the_position_stays_and_how_to_deliver_from_it(
+    store: MemoryStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = LogBuilder()
+    asyncio.run(store.events.append([log.next(k) for k in ("a", "b", "c")]))
+    body = tmp_path / "sub.json"
+    body.write_text(json.dumps({"sink": HOOK}))
+    assert run(store, "add", "hooks", "--file", str(body)) == (0, "created hooks\n")
+    assert run(store, "add", "hooks", "--file", str(body)) == (0, "updated hooks\n")  # same start
+    body.write_text(json.dumps({"sink": HOOK, "start": {"seq": 2}}))
+    code, said = run(store, "add", "hooks", "--file", str(body))
+    assert code == 0
+    assert said == (
+        "updated hooks\n"
+        'start is stored as {"seq": 2} (was "latest"), and the position stays at 3: an update '
+        "does not move it (a start is used when a subscription is created; a reset takes the "
+        "start it is given); to deliver from it, eventstore subscriptions reset hooks --start 2\n"
+    )
+    assert json.loads(run(store, "status", "hooks", "--json")[1])["status"]["position"] == 3
+    # a parked event that is not there: said in words, one line
+    assert run(store, "parked", "hooks", "--skip", "2")[0] == 1
+    err = capsys.readouterr().err
+    assert err == "eventstore: error: subscription 'hooks' has no parked event at seq 2\n", err
