@@ -89,6 +89,7 @@ PROBLEM_CAUSES: Final[dict[int, str]] = {
     "parked event, or no state yet; no checkpoint (of that size) made yet",
     409: "An ambiguous bare key (`typed_keys` lists the typed keys to use), "
     "a rebuild already queued or running, or a worker that is not failed or stopped",
+    413: "The request body is larger than the server takes (64 KiB)",
     422: "Well-formed but impossible: from_version after to_version, since after until; "
     "a rebuild's workers out of 1-16; "
     "a proof's seq or sizes beyond the tree or out of order; a subscription with an unknown "
@@ -110,7 +111,7 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "live_events": (404, 422),
     "projection_rows": (404,),
     "projection_row": (404,),
-    "rebuild": (409, 422),
+    "rebuild": (409, 413, 422),
     "get_checkpoint": (404, 422),
     "inclusion_proof": (404, 422),
     "consistency_proof": (404, 422),

@@ -37,6 +37,11 @@ BODY_ROUTES: Final = [
     ("post", SUBS + "/{name}/reset", SUBS + "/s/reset"),
     ("post", SUBS + "/{name}/parked/replay", SUBS + "/s/parked/replay"),
     ("post", SUBS + "/{name}/parked/{seq}/skip", SUBS + "/s/parked/1/skip"),
+    (
+        "post",
+        "/v1/admin/projections/{name}/rebuild",
+        "/v1/admin/projections/order_summary/rebuild",
+    ),
 ]
 
 
