@@ -32,7 +32,6 @@ PATH_VALUES: Final = {
     "name": "order_summary",
     "job": "no-such-job",
     "file_path": "explorer.js",
-    "path": "swagger",
     "seq": "1",
 }
 # Bounded queries where the bare route would stream without end.
