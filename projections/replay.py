@@ -46,7 +46,7 @@ Following the log never skips: each batch's rows are written with its checkpoint
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -78,7 +78,7 @@ class Replay:
         self.changed: set[str] = set()
         # Each held row's last skippable change (a run of them as one change).
         self.held: dict[str, Change] = {}
-        # Problems recorded by the rows written (those of the change that wrote each).
+        # The change in the problems the rows hold, from the rows written (`held`).
         self.problems = 0
         # The seq of the change whose keys, skippable or apply raised (what `run` re-raised).
         self.failed_seq: int | None = None
@@ -147,10 +147,13 @@ class Replay:
                     key, row = w.key, w.row
                     if skippable is not None:
                         check_named(key, touched)
+                    old = get(key)
                     rows[key] = row
                     changed.add(key)
-                    if row is not None and (found := row.get("problems")):
-                        self.problems += recorded(found, e.seq)
+                    if (row is not None and row.get("problems")) or (
+                        old is not None and old.get("problems")
+                    ):
+                        self.problems += held_problems(row) - held_problems(old)
         except Exception:
             # The projection's (a held change's has its own seq already), not the fold's.
             if self.failed_seq is None and change is not None and change.event is e:
@@ -180,10 +183,9 @@ class Replay:
             self.failed_seq = change.event.seq
             raise
         for w in writes:
+            self.problems += held_problems(w.row) - held_problems(rows.get(w.key))
             rows[w.key] = w.row
             changed.add(w.key)
-            if w.row is not None and (found := w.row.get("problems")):
-                self.problems += recorded(found, change.event.seq)
 
     def forget(self, stream: str, entity_key: str) -> None:
         """Forget an erased entity's state (`projections.states.forget_erased`)."""
@@ -207,9 +209,22 @@ def view_of(
     return {k: r for k in touched if (r := get(k)) is not None}
 
 
-def recorded(found: Any, seq: int) -> int:
-    """How many of a row's problems the change at `seq` recorded."""
-    return sum(1 for p in found if isinstance(p, dict) and p.get("seq") == seq)
+def held_problems(row: Mapping[str, Any] | None) -> int:
+    """The problems a row holds now: its `problems` records, and the older ones it dropped.
+
+    What a projection's status counts (`problems`): the sum over its rows, kept as
+    each write replaces a row (the new row's minus the old one's). A row without
+    records holds none, whatever its `problems_dropped` says.
+    """
+    found = row.get("problems") if row is not None else None
+    if not isinstance(found, list) or not found:
+        return 0
+    assert row is not None
+    dropped = row.get("problems_dropped")
+    extra = (
+        dropped if isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0 else 0
+    )
+    return sum(1 for p in found if isinstance(p, dict)) + extra
 
 
-__all__ = ["Replay", "recorded", "view_of"]
+__all__ = ["Replay", "held_problems", "view_of"]

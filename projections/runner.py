@@ -37,7 +37,7 @@ from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
 from projections.idempotent import check_named, checked_keys, guarded
 from projections.partitioned import FoldFailed, NoMerge
-from projections.replay import Replay, recorded, view_of
+from projections.replay import Replay, held_problems, view_of
 from projections.states import SharedStateCache, SharedStates, forget_erased, state_before
 from projections.states import StateCache as StateCache  # re-exported: tests import it here
 
@@ -65,8 +65,12 @@ class RunnerStatus(msgspec.Struct, kw_only=True):
     error: str | None = None
     # The projection's `config` its rows were built with (None: not known).
     built_with: str | None = None
-    # Problem records written (values the rows could not use: projections.money, orders).
+    # The problems its rows hold now (values they could not use: projections.money, orders):
+    # each row's records and the older ones it dropped (`projections.replay.held_problems`).
     problems: int = 0
+    # True once `problems` counts what the rows hold (a status recorded before counted the
+    # records ever written, some of them since replaced: `_recall` counts those again).
+    problems_held: bool = True
     # Entity states following read from history because the state cache (STATE_CACHE)
     # did not hold them, since this runner started.
     state_reads: int = 0
@@ -226,9 +230,8 @@ class ProjectionRunner:
                 await self._fail(change.event.seq, exc)
             for w in writes:
                 key, row = w.key, w.row
+                self.status.problems += held_problems(row) - held_problems(get(key))
                 rows[key] = pending[key] = row
-                if row is not None and (found := row.get("problems")):
-                    self.status.problems += recorded(found, change.event.seq)
         return pending
 
     async def _forget(
@@ -257,7 +260,8 @@ class ProjectionRunner:
         for key, row in sorted(rows.items()):
             if row is not None and _matches(row, filters):
                 kept = {k: v for k, v in row.items() if k != "_id"}
-                rows[key] = out[key] = rewrite(kept)
+                rows[key] = out[key] = rewritten = rewrite(kept)
+                self.status.problems += held_problems(rewritten) - held_problems(row)
         return out
 
     async def _replay(
@@ -468,6 +472,19 @@ class ProjectionRunner:
         if self.status.position == 0:
             self.status.built_with = self.projection.config
             self.status.problems = 0
+        elif recorded and recorded.get("problems_held") is not True:
+            self.status.problems = await self._problems_held()
+
+    async def _problems_held(self) -> int:
+        """The problems the live rows hold, counted from them (one pass, a page at a time)."""
+        total, after = 0, None
+        while page := await self.store.read_models.query(
+            self.projection.collection, filters={}, limit=1000, after=after
+        ):
+            total += sum(held_problems(row) for row in page)
+            after = str(page[-1]["_id"])
+            await self.lease.keep()
+        return total
 
     async def _recover(self) -> None:
         """On taking the lease: drop a crashed rebuild's leftovers, re-queue its job.
@@ -624,11 +641,7 @@ class ProjectionRunner:
         """Write rows computed elsewhere (a partitioned rebuild) as the model at `head`, swap it in."""
         building = self.projection.collection + BUILDING_SUFFIX
         items = list(rows.items())
-        problems = 0
-        for _, row in items:
-            found = row.get("problems")
-            if isinstance(found, list):
-                problems += len(found) + int(row.get("problems_dropped", 0) or 0)
+        problems = sum(held_problems(row) for _, row in items)
         for start in range(0, len(items), self.batch_size):
             await self.store.read_models.write(
                 building, list(items[start : start + self.batch_size])

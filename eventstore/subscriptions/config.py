@@ -77,6 +77,7 @@ def is_field_path(text: str) -> bool:
     """True for a field path (`a.b.c`): steps of `PATH_SEGMENT` joined by dots."""
     return bool(text) and all(PATH_SEGMENT.fullmatch(step) for step in text.split("."))
 
+
 # A secret as configured: the literal value, or where to read it.
 Secret = str | dict[str, str]
 

@@ -1,0 +1,115 @@
+"""A projection's `problems` (its status, `/metrics`) counts the problems its rows hold now:
+following the log, rebuilding with one worker or several, and reading back from the store.
+
+A problem recorded and later replaced (a total that could not be read, then could) is no
+longer counted: the status and the rows agree, as the explorer's badge promises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventstore.clock import FakeClock
+from eventstore.memory.store import MemoryStore
+from eventstore.ports import Store
+from projections import Projection
+from projections.orders import OrderSchema, order_projections
+from projections.replay import held_problems
+from projections.runner import STATE_COLLECTION, ProjectionRunner
+from tests.integration.test_rebuild_skipping import PAID, _run, op, opening
+
+
+def _models() -> tuple[Projection, ...]:
+    return order_projections(OrderSchema(paid_statuses=PAID))
+
+
+async def _held(store: Store, projection: Projection) -> int:
+    rows = await store.read_models.query(projection.collection, filters={}, limit=1_000_000)
+    return sum(held_problems(r) for r in rows)
+
+
+async def _counted(store: Store, clock: FakeClock, projection: Projection) -> list[int]:
+    """The status count and the rows' count: following, one-worker and 2-worker rebuilds."""
+    seen = []
+    follow = ProjectionRunner(store, projection, clock=clock, batch_size=3)
+    await follow.catch_up()
+    seen += [follow.status.problems, await _held(store, projection)]
+    for workers in (1, 2):
+        rebuilt = ProjectionRunner(store, projection, clock=clock, batch_size=4)
+        rebuilt.processes = False
+        rebuilt.rebuild_rows = 2  # rows read back from the fresh collection past two
+        assert await rebuilt.lease.try_acquire()
+        await rebuilt.rebuild(workers=workers)
+        await rebuilt.hand_back()
+        seen += [rebuilt.status.problems, await _held(store, projection)]
+    return seen
+
+
+def test_a_problem_replaced_is_no_longer_counted() -> None:
+    """The outside probe's orders: X's total unreadable then fixed, then paid; Y paid with a
+    total, then an unreadable one, then another. No order_summary row holds a problem."""
+
+    async def go() -> None:
+        clock, store = FakeClock(), MemoryStore()
+        ops: list[tuple[Any, ...]] = [
+            ("insert", 1, "abc", "pending", 0),
+            ("total", 1, "12.5", "", 0),
+            ("status", 1, None, "paid", 0),
+            ("insert", 2, 5, "paid", 0),
+            ("total", 2, "oops", "", 0),
+            ("total", 2, 6, "", 0),
+        ]
+        await _run(ops, store, clock)
+        summary = _models()[0]
+        assert await _counted(store, clock, summary) == [0] * 6
+        recorded = await store.read_models.get_many(STATE_COLLECTION, [summary.name])
+        assert recorded[summary.name]["problems"] == 0
+        assert recorded[summary.name]["problems_held"] is True
+
+    asyncio.run(go())
+
+
+@settings(deadline=None, max_examples=60)
+@given(first=st.lists(opening, min_size=1, max_size=2), ops=st.lists(op, max_size=25))
+def test_every_model_counts_what_its_rows_hold(
+    first: list[tuple[Any, ...]], ops: list[tuple[Any, ...]]
+) -> None:
+    async def go() -> None:
+        clock, store = FakeClock(), MemoryStore()
+        await _run(first + ops, store, clock)
+        for projection in _models():
+            seen = await _counted(store, clock, projection)
+            assert len(set(seen)) == 1, (projection.name, seen)
+
+    asyncio.run(go())
+
+
+def test_a_status_recorded_before_counts_again_from_the_rows() -> None:
+    """A status recorded by an older runner (records ever written, no `problems_held`) is
+    counted again from the live rows when a runner takes the projection over."""
+
+    async def go() -> None:
+        clock, store = FakeClock(), MemoryStore()
+        await _run([("insert", 1, "abc", "paid", 0), ("total", 1, 5, "", 0)], store, clock)
+        summary = _models()[0]
+        first = ProjectionRunner(store, summary, clock=clock)
+        await asyncio.wait_for(first.run(until_caught_up=True), 5)
+        [(key, row)] = (await store.read_models.get_many(STATE_COLLECTION, [summary.name])).items()
+        old = {k: v for k, v in row.items() if k not in ("_id", "problems_held")}
+        await store.read_models.write(STATE_COLLECTION, [(key, {**old, "problems": 7})])
+        again = ProjectionRunner(store, summary, clock=clock)
+        await asyncio.wait_for(again.run(until_caught_up=True), 5)
+        assert again.status.problems == 0 == await _held(store, summary)
+        # recorded as counted so: the next runner takes the count over as it is (no pass)
+        await store.read_models.write(
+            STATE_COLLECTION, [(key, {**old, "problems": 3, "problems_held": True})]
+        )
+        kept = ProjectionRunner(store, summary, clock=clock)
+        await asyncio.wait_for(kept.run(until_caught_up=True), 5)
+        assert kept.status.problems == 3
+
+    asyncio.run(go())
