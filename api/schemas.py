@@ -28,6 +28,8 @@ class EventOut(msgspec.Struct, kw_only=True):
     version: int
     type: str
     occurred_at: str
+    # {"$timestamp": {"t", "i"}}, or None for an event with no clusterTime (a file's line)
+    cluster_time: Any
     recorded_at: str
     actor: Any
     inferred: bool

@@ -24,6 +24,8 @@ def event_json(event: Event, changes: list[FieldChange] | None = None) -> dict[s
         "version": event.version,
         "type": event.type,
         "occurred_at": rfc3339(event.occurred_at),
+        # the change's clusterTime, hashed with the event: relaxed Extended JSON (`$timestamp`)
+        "cluster_time": relaxed_json(event.cluster_time),
         "recorded_at": rfc3339(event.recorded_at),
         "actor": to_jsonable(event.actor),
         "inferred": event.inferred,

@@ -116,6 +116,7 @@ EVENT_KEYS = [
     "version",
     "type",
     "occurred_at",
+    "cluster_time",
     "recorded_at",
     "actor",
     "inferred",

@@ -250,6 +250,11 @@ def check_event(got: dict[str, Any], e: Event) -> None:
     assert got["version"] == e.version and got["type"] == e.type
     assert got["occurred_at"] == ms(e.occurred_at) and RFC3339_MS.match(got["occurred_at"])
     assert got["recorded_at"] == ms(e.recorded_at) and RFC3339_MS.match(got["recorded_at"])
+    # the change's clusterTime, hashed with the event: a reader recomputing the hash needs it
+    assert e.cluster_time is not None
+    assert got["cluster_time"] == {
+        "$timestamp": {"t": e.cluster_time.time, "i": e.cluster_time.inc}
+    }
     assert got["actor"] == e.actor and got["inferred"] is e.inferred
     assert got["document"] == plain(e.document)
     assert got["changes"] == plain(e.changes)
