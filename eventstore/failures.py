@@ -194,8 +194,8 @@ def describe(exc: BaseException, secrets: Iterable[str] = ()) -> str:
             text = user_message(exc) or str(exc)
         else:
             text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}"
+    else:  # a message-less error (a timeout) is its type alone, not `TimeoutError: `
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     text = scrub(text)
     for secret in secrets:
         if secret:

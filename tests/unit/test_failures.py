@@ -283,5 +283,7 @@ def test_the_cause_chain_is_followed_once_through_context_unless_suppressed() ->
 
 
 def test_an_error_of_the_service_without_a_message_reads_as_its_type() -> None:
-    assert describe(SourceError("")) == "SourceError: "
-    assert describe(LogConflict("")) == "LogConflict: "
+    assert describe(SourceError("")) == "SourceError"
+    assert describe(LogConflict("")) == "LogConflict"
+    assert describe(TimeoutError()) == "TimeoutError"  # what asyncio.timeout raises
+    assert describe(ValueError("x")) == "ValueError: x"
