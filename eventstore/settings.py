@@ -6,7 +6,9 @@ setting is a clear error before anything connects.
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -18,6 +20,8 @@ import msgspec
 from eventstore import json_input
 from eventstore.decimal_text import decimal_float, decimal_int
 from eventstore.notes import NoteError, Verifier, shown_name_problem
+
+log = logging.getLogger("eventstore.settings")
 
 PREFIX: Final = "EVENTSTORE_"
 OPERATION_TYPES: Final = ("insert", "update", "replace", "delete")
@@ -229,18 +233,74 @@ def _check_source(value: Any) -> str | None:
     return f"takes mongo, simulator or ndjson:PATH, got {value!r}"
 
 
+# MongoDB's naming restrictions ("MongoDB Limits and Thresholds"). A database name is not
+# empty, is under 64 bytes, and holds none of the characters refused on Windows (a superset
+# of those refused on Unix and Linux: a name that passes works on either) nor NUL. A
+# collection name is not empty, holds neither `$` nor NUL, and does not begin with
+# `system.` (the server's own collections).
+_DB_NAME_REFUSED: Final = '/\\. "$*<>:|?\x00'
+MOST_DB_NAME_BYTES: Final = 63
+_COLLECTION_NAME_REFUSED: Final = "$\x00"
+_SYSTEM_PREFIX: Final = "system."
+
+
+def _utf8_size(value: str) -> int | None:
+    """The length of `value` in UTF-8 bytes; None when it is no UTF-8 text (a lone surrogate,
+    as Python holds a variable's undecodable bytes)."""
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
+def _check_db_name(value: Any) -> str | None:
+    problem = _text(value)
+    if problem is not None:
+        return problem
+    refused = next((c for c in value if c in _DB_NAME_REFUSED), None)
+    if refused is not None:
+        return (
+            f"cannot hold {refused!r}: a MongoDB database name has none of "
+            f'/\\. "$*<>:|? and no NUL, got {value!r}'
+        )
+    size = _utf8_size(value)
+    if size is None:
+        return f"must be UTF-8 text, got {value!r}"
+    if size > MOST_DB_NAME_BYTES:
+        return f"must be at most {MOST_DB_NAME_BYTES} bytes (MongoDB's limit), got {size} bytes"
+    return None
+
+
+def _collection_name_problem(name: str) -> str | None:
+    """What keeps `name` (not empty) from being a MongoDB collection name, if anything."""
+    refused = next((c for c in name if c in _COLLECTION_NAME_REFUSED), None)
+    if refused is not None:
+        return f"cannot hold {refused!r} in a collection name, got {name!r}"
+    if name.startswith(_SYSTEM_PREFIX):
+        return f"cannot name a collection beginning with system. (MongoDB's own), got {name!r}"
+    if _utf8_size(name) is None:
+        return f"must be UTF-8 text, got {name!r}"
+    return None
+
+
 def _check_collections(value: Any) -> str | None:
     if isinstance(value, (tuple, list)) and not value:
         return "needs at least one collection name"
-    return _texts(value)
+    problem = _texts(value)
+    if problem is not None:
+        return problem
+    return next(filter(None, map(_collection_name_problem, value)), None)
 
 
 def _check_operations(value: Any) -> str | None:
     if not isinstance(value, (tuple, list)):
         return f"must be a list of operation types, got {value!r}"
+    takes = f"takes {', '.join(OPERATION_TYPES)} or all"
+    if not value:
+        return f"{takes}, but names no operation type"
     unknown = [str(op) for op in value if op not in OPERATION_TYPES]
-    if unknown or not value:
-        return f"takes {', '.join(OPERATION_TYPES)} or all; unknown: {', '.join(unknown)}"
+    if unknown:
+        return f"{takes}; unknown: {', '.join(unknown)}"
     return None
 
 
@@ -413,8 +473,8 @@ def _check_origins(value: Any) -> str | None:
 _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "uri": _check_uri,
     "source": _check_source,
-    "source_db": _text,
-    "store_db": _text,
+    "source_db": _check_db_name,
+    "store_db": _check_db_name,
     "collections": _check_collections,
     "operations": _check_operations,
     "redact": _check_redact,
@@ -562,6 +622,31 @@ _OPTIONAL_LISTS: Final = frozenset(
 )
 
 
+# `EVENTSTORE_*` names the project gives out that are no setting: the explorer's curl commands
+# read a read key from `$EVENTSTORE_KEY` in the user's shell (never read here).
+NOT_SETTINGS: Final = frozenset({PREFIX + "KEY"})
+
+
+def _shown_name(variable: str) -> str:
+    """A variable's name as a log line may show it: escaped when it holds what is not printable."""
+    return variable if variable.isprintable() else ascii(variable)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A line for each `EVENTSTORE_*` variable that is no setting (a typo would be ignored unseen),
+    naming the closest setting when one is close."""
+    names = [name.upper() for name in SETTING_NAMES]
+    known = {PREFIX + name for name in names}
+    lines = []
+    for variable in sorted(environ):
+        if not variable.startswith(PREFIX) or variable in known or variable in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(variable.removeprefix(PREFIX).upper(), names, n=1)
+        hint = f" (did you mean {PREFIX}{close[0]}?)" if close else ""
+        lines.append(f"{_shown_name(variable)} is no setting{hint}: ignored")
+    return lines
+
+
 def _blank(name: str, raw: str) -> bool:
     """A value of only spaces (in an optional list, of only commas and spaces): never unset."""
     return not (_csv(raw) if name in _OPTIONAL_LISTS else raw.strip())
@@ -575,9 +660,12 @@ def load(
     A bad value is a SettingsError naming the variable (`EVENTSTORE_BATCH_SIZE`) or the
     flag (`--batch-size`) it came from. An empty value is not given; a value of only
     spaces is refused, so a blank SIGNING_KEY or READ_KEYS never turns signing or
-    authentication off unnoticed.
+    authentication off unnoticed. An `EVENTSTORE_*` variable that is no setting is a
+    WARNING naming it (and the setting it may have meant), never an error.
     """
     env = os.environ if environ is None else environ
+    for line in unknown_variables(env):
+        log.warning("%s", line)
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for name, parse in _PARSERS.items():

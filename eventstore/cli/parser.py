@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import Any, Final, NoReturn, TypeVar, overload
 
@@ -67,11 +67,20 @@ class _CommandParser(_Parser):
     `trailing`: the destination of a `nargs="*"` positional that may also follow the
     options (`projections rebuild --workers 2 NAME`): argparse gives the names before
     the options to it and leaves those after them over; they are names too.
+    `check`: what is wrong with the arguments taken together (`demo --json` without
+    `--report`), a usage error; None when nothing is.
     """
 
-    def __init__(self, *args: Any, trailing: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        trailing: str | None = None,
+        check: Callable[[argparse.Namespace], str | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.trailing = trailing
+        self.check = check
 
     @overload
     def parse_known_args(
@@ -93,18 +102,67 @@ class _CommandParser(_Parser):
             extra = []
         if extra:
             self.error(f"unrecognized arguments: {' '.join(extra)}")
+        problem = self.check(parsed) if self.check is not None else None
+        if problem is not None:
+            self.error(problem)
         return parsed, extra
 
 
-def _add_settings(parser: argparse.ArgumentParser) -> None:
+# Where a command's options that `_Noted` keeps note of are listed when given (by their
+# first option string), so a command can refuse one it would ignore: its default alone
+# cannot tell `--rate 5` from no `--rate`.
+GIVEN: Final = "given_options"
+
+
+class _Noted(argparse.Action):
+    """Stores the value (as the default action does) and notes the option as given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, GIVEN, (*getattr(namespace, GIVEN, ()), self.option_strings[0]))
+
+
+class _Refused(argparse.Action):
+    """An option a command declares only to refuse it, with a line saying why (`demo --uri`)."""
+
+    def __init__(self, *args: Any, message: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.message = message
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(self.message)
+
+
+def _add_settings(
+    parser: argparse.ArgumentParser, refused: Mapping[str, str] | None = None
+) -> None:
+    """Every setting as a flag; those in `refused` are refused with the line given."""
+    refused = refused or {}
     group = parser.add_argument_group("settings (also EVENTSTORE_<NAME> variables)")
     for name in SETTING_NAMES:
-        group.add_argument(
-            "--" + name.replace("_", "-"),
-            dest="setting_" + name,
-            metavar="VALUE",
-            help=_SETTING_HELP[name],
-        )
+        flag = "--" + name.replace("_", "-")
+        if name in refused:  # not shown in --help
+            group.add_argument(
+                flag,
+                dest="setting_" + name,
+                action=_Refused,
+                message=refused[name],
+                help=argparse.SUPPRESS,
+            )
+            continue
+        group.add_argument(flag, dest="setting_" + name, metavar="VALUE", help=_SETTING_HELP[name])
 
 
 def installed_version() -> str:
@@ -266,19 +324,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workload(p)
 
     p = sub.add_parser(
-        "demo", help="the whole service on memory:// with simulated order traffic (serves the API)"
+        "demo",
+        help="the whole service on memory:// with simulated order traffic (serves the API)",
+        check=_demo_problem,
     )
-    _add_settings(p)
+    _add_settings(p, refused=_DEMO_REFUSED)
     _add_listen(p)
-    p.add_argument("--orders", type=nonneg_int, default=200, help="initial orders (default 200)")
+    p.add_argument(
+        "--orders",
+        type=nonneg_int,
+        default=200,
+        action=_Noted,
+        help="initial orders (default 200)",
+    )
     p.add_argument(
         "--rate",
         type=_nonneg_float,
         default=5.0,
+        action=_Noted,
         help="changes per second after them (default 5); 0 = unpaced: --changes as fast "
         "as they go, or none without --changes",
     )
-    p.add_argument("--seed", type=whole_int, default=1, help="workload seed (default 1)")
+    p.add_argument(
+        "--seed", type=whole_int, default=1, action=_Noted, help="workload seed (default 1)"
+    )
     p.add_argument(
         "--report",
         action="store_true",
@@ -288,17 +357,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--changes",
         type=nonneg_int,
         default=None,
+        action=_Noted,
         help="stop the traffic after this many changes and keep serving "
         "(default: unlimited; with --report: 2000)",
     )
     p.add_argument("--json", action="store_true", help="with --report: print the summary as JSON")
+
+    # `-v` after the command too (`eventstore migrate -v`): no command has an option of its
+    # own spelled so. Not given, it leaves the top level's value (argparse copies a
+    # command's defaults over it).
+    for command in sub.choices.values():
+        command.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more"
+        )
     return parser
 
 
+# `demo` runs on memory:// with the simulator, whatever these say: refused, never ignored.
+_DEMO_REFUSED: Final = {
+    "uri": "demo runs on memory:// and takes no --uri (run does)",
+    "source": "demo captures the simulator's traffic and takes no --source (run and ingest do)",
+}
+
+
+def _demo_problem(args: argparse.Namespace) -> str | None:
+    """`demo`'s flags that the other mode would ignore (`--json` serving, `--rate` reporting)."""
+    if args.json and not args.report:
+        return "demo takes --json only with --report (serving prints no summary)"
+    if args.report:
+        unused = [o for o in ("--rate", "--host", "--port") if o in getattr(args, GIVEN, ())]
+        if unused:
+            return (
+                f"demo --report takes no {' or '.join(unused)} "
+                "(it captures as fast as it can and serves nothing)"
+            )
+    return None
+
+
 def _add_listen(p: argparse.ArgumentParser) -> None:
+    p.set_defaults(**{GIVEN: ()})
     g = p.add_argument_group("HTTP")
-    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    g.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
+    g.add_argument(
+        "--host",
+        default="127.0.0.1",
+        action=_Noted,
+        help="address to listen on (default 127.0.0.1)",
+    )
+    g.add_argument(
+        "--port",
+        type=_port,
+        default=8000,
+        action=_Noted,
+        help="port to listen on (default 8000)",
+    )
 
 
 def _port(value: str) -> int:
@@ -309,16 +420,28 @@ def _port(value: str) -> int:
 
 
 def _add_workload(p: argparse.ArgumentParser) -> None:
+    p.set_defaults(**{GIVEN: ()})
     g = p.add_argument_group("simulator (with --source simulator)")
-    g.add_argument("--orders", type=nonneg_int, default=100, help="initial orders (default 100)")
+    g.add_argument(
+        "--orders",
+        type=nonneg_int,
+        default=100,
+        action=_Noted,
+        help="initial orders (default 100)",
+    )
     g.add_argument(
         "--rate",
         type=_nonneg_float,
         default=5.0,
+        action=_Noted,
         help="changes per second after them; 0 = stop (default 5)",
     )
     g.add_argument(
-        "--seed", type=whole_int, default=None, help="workload seed (same seed, same operations)"
+        "--seed",
+        type=whole_int,
+        default=None,
+        action=_Noted,
+        help="workload seed (same seed, same operations)",
     )
 
 
@@ -334,16 +457,21 @@ def _interval(value: str) -> float:
     scripts' digits (as every number on the command line is).
     """
     n = decimal_float(value)
-    if n is None or value.startswith("-"):
+    if n is None:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r} (e.g. 60 or 1.5)")
-    if n < MIN_INTERVAL:
+    if n < MIN_INTERVAL:  # a negative one too: a number, whose sign is what is wrong
         raise argparse.ArgumentTypeError(f"must be {MIN_INTERVAL:g} or more seconds: {value}")
     return n
 
 
 def _nonneg_float(value: str) -> float:
-    """`--rate`: 0 or more, in ASCII decimal digits (`inf`, `1_0`, `+5`, `٣` are refused)."""
+    """`--rate`: 0 or more, in ASCII decimal digits (`inf`, `1_0`, `+5`, `٣` are refused).
+
+    A negative rate is a number out of range, said as `--orders -1` says it.
+    """
     n = decimal_float(value)
-    if n is None or value.startswith("-"):
+    if n is None:
         raise argparse.ArgumentTypeError(f"not a number: {value!r} (e.g. 5 or 0.5)")
-    return n
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
+    return n + 0.0  # `-0` is 0

@@ -6,6 +6,9 @@ import argparse
 import asyncio
 import json
 import sys
+import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import msgspec
@@ -84,6 +87,9 @@ async def cmd_projections(args: argparse.Namespace, out: TextIO) -> int:
     silently ignored, before anything connects.
     """
     settings = settings_from(args)
+    twice = [name for name, n in Counter(args.names).items() if n > 1]
+    if twice:  # `rebuild a a` would rebuild a twice
+        raise CliError(f"projections {args.action} names {', '.join(twice)} more than once")
     if args.action == "status":
         unused = [
             f
@@ -176,25 +182,56 @@ async def _status(service: Service, args: argparse.Namespace, out: TextIO) -> in
 
 
 class ProgressBar:
-    """`name [#####.....] processed/total events, rate/s, ETA` on stderr."""
+    """`name [#####.....] processed/total events, rate/s, ETA` on stderr.
 
-    def __init__(self, name: str, stream: TextIO | None = None) -> None:
+    On a terminal the bar is redrawn in place (`\\r`); anywhere else (a log file, a pipe)
+    it is a line of its own at most every `every` seconds, and one at the end.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        stream: TextIO | None = None,
+        *,
+        every: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
         self.stream = stream or sys.stderr
+        self.every = every
+        self.monotonic = monotonic
+        self.terminal = _is_terminal(self.stream)
+        self._last = monotonic()
+        self._rate = 0.0
 
-    def __call__(self, p: Any) -> None:
-        total = max(p.total, 1)
-        filled = int(30 * min(p.processed / total, 1))
-        rate = p.processed / p.seconds if p.seconds > 0 else 0.0
+    def _bar(self, p: Any) -> str:
+        if p.seconds > 0:  # a report without a time of its own (the last) keeps the last rate
+            self._rate = p.processed / p.seconds
+        rate = self._rate
         eta = (p.total - p.processed) / rate if rate > 0 else 0.0
-        print(
-            f"\r{self.name} [{'#' * filled}{'.' * (30 - filled)}] {p.processed}/{p.total} events, "
-            f"{rate:,.0f}/s, ETA {eta:.0f}s",
-            end="",
-            file=self.stream,
-            flush=True,
+        filled = int(30 * min(p.processed / max(p.total, 1), 1))
+        return (
+            f"{self.name} [{'#' * filled}{'.' * (30 - filled)}] {p.processed}/{p.total} events, "
+            f"{rate:,.0f}/s, ETA {eta:.0f}s"
         )
 
+    def __call__(self, p: Any) -> None:
+        bar = self._bar(p)
+        if self.terminal:
+            print(f"\r{bar}", end="", file=self.stream, flush=True)
+            return
+        now = self.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            print(bar, file=self.stream, flush=True)
+
     def done(self, p: Any) -> None:
-        self(p)
-        print(file=self.stream)
+        bar = self._bar(p)
+        print(f"\r{bar}" if self.terminal else bar, file=self.stream, flush=True)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed, or no file at all
+        return False

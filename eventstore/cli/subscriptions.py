@@ -13,7 +13,7 @@ import asyncio
 import getpass
 import json
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import msgspec
 
@@ -61,6 +61,39 @@ def add_parser(sub: Any, add_settings: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
+# The actions each option belongs to; given to another, it would be ignored: refused.
+_CHANGES: Final = ("add", "remove", "pause", "resume", "reset", "parked")
+_OPTION_ACTIONS: Final = {
+    "--file": ("file", ("add",)),
+    "--start": ("start", ("reset",)),
+    "--replay": ("replay", ("parked",)),
+    "--up-to": ("up_to", ("parked",)),
+    "--skip": ("skip", ("parked",)),
+    "--actor": ("actor", _CHANGES),  # the admin action trail records changes only
+    "--json": ("json", ("list", "status", "pause", "resume", "reset", "parked")),
+}
+
+
+def _unused_option(args: argparse.Namespace) -> str | None:
+    """The line refusing an option this action would ignore, or two it cannot take together."""
+    action = args.action
+    for option, (dest, actions) in _OPTION_ACTIONS.items():
+        if getattr(args, dest) not in (None, False) and action not in actions:
+            return f"subscriptions {action} takes no {option}"
+    if action != "parked":
+        return None
+    acts = args.replay or args.skip is not None
+    if args.replay and args.skip is not None:
+        return "subscriptions parked takes --replay or --skip, not both"
+    if args.up_to is not None and not args.replay:
+        return "subscriptions parked takes --up-to only with --replay"
+    if args.actor is not None and not acts:  # a listing changes nothing: no actor to record
+        return "subscriptions parked takes --actor only with --replay or --skip"
+    if args.json and acts:
+        return "subscriptions parked takes --json only to list (not with --replay or --skip)"
+    return None
+
+
 def _actor(args: argparse.Namespace) -> str:
     if args.actor:
         return str(args.actor)
@@ -104,6 +137,9 @@ async def cmd_subscriptions(args: argparse.Namespace, out: TextIO) -> int:
     """Run one `subscriptions` action."""
     if args.action in ("list", "run") and args.name is not None:
         raise CliError(f"subscriptions {args.action} takes no NAME, got {args.name!r}")
+    unused = _unused_option(args)  # before anything connects or is looked up
+    if unused is not None:
+        raise CliError(unused)
     settings = settings_from(args)
     async with open_service(settings, store=args.store) as service:
         if args.action == "run":

@@ -208,8 +208,13 @@ def test_ctrl_c_before_an_answer_is_exit_130_never_success(
     assert main(["verify", "--uri", "memory://"], out=io.StringIO(), store=MemoryStore()) == 130
 
 
-@pytest.mark.parametrize("rate", ["inf", "nan", "1_0", "+5", "\u0663", "1e3", "-1"])
+@pytest.mark.parametrize("rate", ["inf", "nan", "1_0", "+5", "\u0663", "1e3"])
 def test_a_rate_is_plain_decimal_digits(rate: str, capsys: pytest.CaptureFixture[str]) -> None:
     # float() reads each of these; `--rate inf` or `nan` would pace nothing sensibly.
     assert main(["demo", "--rate", rate], out=io.StringIO()) == 1
     assert "argument --rate: not a number" in capsys.readouterr().err
+
+
+def test_a_negative_rate_is_said_to_be_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--rate", "-1"], out=io.StringIO()) == 1
+    assert "argument --rate: must be 0 or more: -1" in capsys.readouterr().err
