@@ -296,6 +296,9 @@ class Ingester:
                     bad, items = item, items[:i]
                     break
         self.stats.changes_seen += len(items)
+        if bad is None:  # what a source left out is counted as the changes filtered here are
+            self.stats.changes_seen += batch.filtered
+            self.stats.filtered += batch.filtered
         existing = await self._existing(items)
         await self._load_heads(capture, items)
         last_ct = cp.last_cluster_time

@@ -239,13 +239,16 @@ class ChangeBatch(msgspec.Struct, frozen=True, kw_only=True):
     `resume_token` is the postBatchResumeToken (or the last change's token): saving
     it after the batch is stored lets an idle stream advance without changes.
     `origins`, when given, has one entry per change (a file source's line numbers);
-    without it a change is placed by the resume tokens around it.
+    without it a change is placed by the resume tokens around it. `filtered` counts the
+    changes the source read and left out, as a change stream's `$match` leaves them
+    out (a file's lines of a collection not captured, or of another database).
     """
 
     changes: list[dict[str, Any]]
     resume_token: dict[str, Any] | None
     cluster_time: Timestamp | None = None
     origins: list[Origin] | None = None
+    filtered: int = 0
 
 
 class TruncatedArray(msgspec.Struct, frozen=True, kw_only=True):

@@ -110,7 +110,10 @@ def build_source(
         path = kind.removeprefix("ndjson:")
         return Wiring(
             source=NdjsonChangeSource(
-                path, collections=list(settings.collections), batch_size=settings.batch_size
+                path,
+                collections=list(settings.collections),
+                batch_size=settings.batch_size,
+                source_db=settings.source_db,
             )
         )
     from eventstore.sources.memory import MemoryChangeFeed

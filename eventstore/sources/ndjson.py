@@ -1,16 +1,21 @@
 """Change events from a file: MongoDB Extended JSON (canonical or relaxed), one change per line.
 
-`-` reads standard input. Blank lines are ignored. Every change comes with its
-origin (`line N` and the SHA-256 of the line's bytes without its line ending); a
-line that is not a JSON object (or not UTF-8) is passed on as unreadable, in its
-place, and the ingester applies EVENTSTORE_BAD_INPUT to it as to any change it
-cannot interpret.
+`-` reads standard input. Only `\n` ends a line, as for `sed`, `wc -l` and editors (a
+`\r` right before it is part of the ending; a `\r` elsewhere is part of the line), so
+`line N` is what `sed -n Np` prints. Blank lines are ignored. Every change comes with
+its origin (`line N` and the SHA-256 of the line's bytes without its line ending); a
+line that is not a JSON object (or not UTF-8), or holds what no BSON document holds,
+is passed on as unreadable, in its place, and the ingester applies
+EVENTSTORE_BAD_INPUT to it as to any change it cannot interpret. Lines of a
+collection not captured, or of another database than the one captured, are left
+out, as a change stream's `$match` leaves them out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
@@ -38,6 +43,8 @@ from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, SourceErro
 from eventstore.sources.piped_lines import PipedLines
 from eventstore.split_events import Fragments, fragment_of
 
+log = logging.getLogger(__name__)
+
 DATABASE_OPS: Final = frozenset({"dropDatabase", "invalidate"})
 
 
@@ -61,11 +68,15 @@ class NdjsonChangeSource:
         collections: Iterable[str],
         batch_size: int = 1000,
         stdin: IO[Any] | None = None,
+        source_db: str | None = None,
     ) -> None:
+        """`source_db`: the database captured (SOURCE_DB); a line of another is left out, as
+        a change stream on one database never delivers another's changes (None: any)."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.path = str(path_or_dash)
         self.collections = frozenset(collections)
+        self.source_db = source_db
         self.batch_size = batch_size
         self._stdin = stdin
         self._piped: PipedLines | None = None
@@ -117,9 +128,11 @@ class NdjsonChangeSource:
             yield NdjsonChangeStream(self, self._stdin or sys.stdin, resume)
             return
         try:
-            # surrogateescape: a line that is not UTF-8 is one bad line, not an unreadable file
+            # surrogateescape: a line that is not UTF-8 is one bad line, not an unreadable file;
+            # newline="\n": only `\n` ends a line (universal newlines end one at a lone `\r`
+            # too, and `line N` would not be what `sed -n Np` prints), kept untranslated.
             handle = await asyncio.to_thread(
-                open, self.path, encoding="utf-8-sig", errors="surrogateescape"
+                open, self.path, encoding="utf-8-sig", errors="surrogateescape", newline="\n"
             )
         except FileNotFoundError:
             raise SourceError(f"change file not found: {self.path}") from None
@@ -151,6 +164,8 @@ class NdjsonChangeStream:
         self._fragments: Fragments[tuple[Origin, str]] = Fragments()
         self._skip_to: str | None = None
         self._start_at: Timestamp | None = None
+        # Other databases whose lines were left out, each said once at INFO (at most a few).
+        self._other_dbs: set[str] = set()
         if resume is not None:
             token = resume.resume_after or resume.start_after
             if token is not None:
@@ -167,6 +182,7 @@ class NdjsonChangeStream:
         changes: list[dict[str, Any]] = []
         origins: list[Origin] = []
         examined = False
+        filtered = 0
         while len(changes) < self._source.batch_size:
             # A pipe's batch is what has arrived: it waits for a line only while it has none.
             line = await self._next_line(wait=not changes)
@@ -197,9 +213,11 @@ class NdjsonChangeStream:
                 if isinstance(whole.get("clusterTime"), Timestamp):
                     self._cluster_time = whole["clusterTime"]
                 origin = _origin_of(parts)
-                if origin.unreadable is not None or self._matches(whole):
-                    changes.append(whole)
-                    origins.append(origin)
+                if origin.unreadable is None and not self._matches(whole, origin):
+                    filtered += 1
+                    continue
+                changes.append(whole)
+                origins.append(origin)
             if line is None:
                 break
         if not changes and not examined:
@@ -209,6 +227,7 @@ class NdjsonChangeStream:
             resume_token=self._token,
             cluster_time=self._cluster_time,
             origins=origins,
+            filtered=filtered,
         )
 
     def _skipping(self, change: dict[str, Any]) -> bool:
@@ -229,21 +248,49 @@ class NdjsonChangeStream:
             self._start_at = None
         return False
 
-    def _matches(self, change: dict[str, Any]) -> bool:
-        """As the change stream's $match: ns.coll (or a rename's to.coll) among the collections,
-        or a database-level event.
+    def _matches(self, change: dict[str, Any], origin: Origin) -> bool:
+        """As the change stream's $match: of the database captured (when the source names
+        it), and ns.coll (or a rename's to.coll) among the collections, or a database-level
+        event. A change left out is logged (DEBUG), with why.
 
         A change without a collection passes when the ingester must judge it: no
-        resume token, no operation type, or a data change without its `ns.coll`.
+        resume token, no operation type, or a data change without its `ns.coll`. So
+        does one without `ns.db`: it cannot be told to be another database's.
         """
+        db = self._source.source_db
+        if db is not None:
+            other = _database_of(change)
+            if other is not None and other != db:
+                self._left_out(origin, "of database %r, not SOURCE_DB %r", other, db)
+                if len(self._other_dbs) < _OTHER_DBS_SAID and other not in self._other_dbs:
+                    self._other_dbs.add(other)
+                    log.info(
+                        "%s: changes of database %r are left out (filtered) from %s on:"
+                        " SOURCE_DB is %r",
+                        self._source._name,
+                        other,
+                        origin.position,
+                        db,
+                    )
+                return False
         op = change.get("operationType")
         if op in DATABASE_OPS:
             return True
         coll = collection_of(change)
         if coll is not None:
             collections = self._source.collections
-            return coll in collections or rename_target(change) in collections
-        return token_of(change) is None or not isinstance(op, str) or op in DATA_OPS
+            if coll in collections or rename_target(change) in collections:
+                return True
+            self._left_out(origin, "of collection %r, not one of COLLECTIONS", coll)
+            return False
+        if token_of(change) is None or not isinstance(op, str) or op in DATA_OPS:
+            return True
+        self._left_out(origin, "a %r of no collection", op)
+        return False
+
+    def _left_out(self, origin: Origin, why: str, *args: object) -> None:
+        """Log (DEBUG) a line left out: `why`, a format of `args` (names, quoted as repr)."""
+        log.debug("%s: %s: left out (filtered): " + why, self._source._name, origin.position, *args)
 
     async def _next_line(self, *, wait: bool = True) -> tuple[int, str] | _NotYet | None:
         """The next non-blank line with its 1-based number, or None at the end.
@@ -275,6 +322,26 @@ class NdjsonChangeStream:
             self._pending.append((self._line_no, text))
 
 
+# Other databases named at INFO as their lines are left out (a whole-cluster dump holds a
+# few; a file naming thousands is said at DEBUG only, line by line).
+_OTHER_DBS_SAID: Final = 20
+
+
+def _database_of(change: dict[str, Any]) -> str | None:
+    """`ns.db` when it is a string."""
+    ns = change.get("ns")
+    db = ns.get("db") if isinstance(ns, dict) else None
+    return db if isinstance(db, str) else None
+
+
+def _without_ending(text: str) -> str:
+    """A line without its ending: `\n` or `\r\n`, or a `\r` ending a last line that has no
+    `\n` (an ending cut short, as Go's bufio.ScanLines reads it). Any other `\r` is the line's."""
+    if text.endswith("\n"):
+        text = text[:-1]
+    return text[:-1] if text.endswith("\r") else text
+
+
 def _read_lines(handle: IO[Any], count: int) -> list[Any]:
     lines = []
     for _ in range(count):
@@ -289,12 +356,14 @@ def _origin_of(parts: list[tuple[Origin, str]]) -> Origin:
     """A change's origin: its line's, or for a split event put together, its lines'.
 
     `lines 10-12`, hashed as the lines stand in the file without the last line ending
-    (`sed -n 10,12p | head -c -1 | sha256sum`, for a file with `\n` line endings).
+    (`sed -n 10,12p | head -c -1 | sha256sum` for `\n` line endings, `head -c -2` for `\r\n`).
     """
     if len(parts) == 1:
         return parts[0][0]
     first, last = parts[0][0].position, parts[-1][0].position
-    raw = "\n".join(text.rstrip("\r\n") for _, text in parts).encode("utf-8", "surrogateescape")
+    lines = [text for _, text in parts]
+    lines[-1] = _without_ending(lines[-1])
+    raw = "".join(lines).encode("utf-8", "surrogateescape")
     span = f"lines {first.removeprefix('line ')}-{last.removeprefix('line ')}"
     return Origin(position=span, sha256=sha256_hex(raw))
 
@@ -315,6 +384,31 @@ def _int64(text: str) -> int:
     raise NotBson("an integer beyond 64 bits, which MongoDB does not hold")
 
 
+_INF: Final = float("inf")
+BEYOND_DOUBLE: Final = "a number beyond a double's range (it would read as Infinity)"
+BELOW_DOUBLE: Final = "a number not zero but too small for a double (it would read as 0)"
+
+
+def _double(text: str) -> float:
+    """A JSON number with a fraction or exponent as a double (`parse_float`), NotBson when
+    the double is not that number: beyond its range (`1e400`, not Infinity) or too small
+    for it (`1e-400`, not 0). Only an infinite or zero result is looked at again."""
+    value = float(text)
+    if value == 0.0 or value == _INF or value == -_INF:
+        _check_double(text, value)
+    return value
+
+
+def _check_double(text: str, value: float) -> None:
+    """NotBson when `value`, infinite or zero, is not the number `text` writes."""
+    if value != 0.0:
+        raise NotBson(BEYOND_DOUBLE)
+    # A zero written so has only zeros in its digits before the exponent (`-0.00e5`).
+    mantissa = text.lower().partition("e")[0]
+    if mantissa.strip("+-.0 _\t\n\r"):
+        raise NotBson(BELOW_DOUBLE)
+
+
 def _no_constant(name: str) -> Any:
     """`NaN`, `Infinity` and `-Infinity` are not JSON (`parse_constant`); Extended JSON
     writes them `{"$numberDouble": "NaN"}`."""
@@ -332,12 +426,20 @@ def _change_object(pairs: list[tuple[str, Any]]) -> Any:
     value = json_util.object_hook(obj, EXTJSON_OPTIONS)
     if isinstance(value, int) and not -(2**63) <= value < 2**63:  # {"$numberLong": "1e20"}
         raise NotBson("an integer beyond 64 bits, which MongoDB does not hold")
+    if isinstance(value, float) and (value == 0.0 or value == _INF or value == -_INF):
+        # {"$numberDouble": "1e400"}, where an infinity is written `Infinity`
+        written = obj.get("$numberDouble")
+        if isinstance(written, str) and written.strip().lstrip("+-").lower() not in _INFINITY:
+            _check_double(written, value)
     return value
+
+
+_INFINITY: Final = ("inf", "infinity")  # as `float` reads them, whatever their case
 
 
 def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
     """One line as a change and its origin; an unreadable line is `{}` with the reason."""
-    line = text.rstrip("\r\n")
+    line = _without_ending(text)
     raw = line.encode("utf-8", "surrogateescape")
     origin = Origin(position=f"line {number}", sha256=sha256_hex(raw))
     try:
@@ -346,7 +448,11 @@ def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
         return {}, msgspec.structs.replace(origin, unreadable="not valid UTF-8")
     try:
         change = json.loads(
-            line, object_pairs_hook=_change_object, parse_int=_int64, parse_constant=_no_constant
+            line,
+            object_pairs_hook=_change_object,
+            parse_float=_double,
+            parse_int=_int64,
+            parse_constant=_no_constant,
         )
     except DuplicateKey:  # which one is not said: key names are input too
         return {}, msgspec.structs.replace(origin, unreadable=DUPLICATE_KEY)

@@ -13,13 +13,15 @@ thread blocked in `readline()` holds that reader's lock, and a process forked me
 (a partitioned rebuild's workers) inherits it held. `multiprocessing` closes the
 child's `sys.stdin` as it starts, and waits for ever on that lock. Lines are decoded
 as UTF-8 with `surrogateescape` (a BOM at the start dropped), so a line that is not
-UTF-8 is one bad line, as in a file, not an unreadable pipe.
+UTF-8 is one bad line, as in a file, not an unreadable pipe. Only `\n` ends a line, as
+in a file (a handle without a descriptor is set to read so, when it can be).
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import io
 import os
 import queue
@@ -72,6 +74,8 @@ class PipedLines:
         """The thread: chunks until the end (an empty chunk) or an error, then it ends."""
         fd = _descriptor(self._handle)
         lines_of = _FdLines(fd) if fd is not None else None
+        if lines_of is None:
+            _end_lines_at_newline(self._handle)
         while True:
             try:
                 if lines_of is not None:
@@ -148,6 +152,19 @@ def _descriptor(handle: IO[Any]) -> int | None:
     except (AttributeError, OSError, io.UnsupportedOperation):
         return None
     return fd
+
+
+def _end_lines_at_newline(handle: IO[Any]) -> None:
+    """Have a text handle's `readline` end a line at `\n` only, untranslated (a
+    TextIOWrapper reads universal newlines by default: a lone `\r` would end one too).
+
+    Possible only before its first read; a handle that cannot (an `io.StringIO`, which
+    ends lines at `\n` unless made otherwise) is read as it is.
+    """
+    reconfigure = getattr(handle, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(io.UnsupportedOperation, ValueError, TypeError):
+            reconfigure(newline="\n")
 
 
 def _fd_readable_now(fd: int) -> bool:

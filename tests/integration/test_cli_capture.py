@@ -28,7 +28,7 @@ def write_ndjson(path: Path, *, changes: int = 40, bad_line: int | None = None) 
     """A captured stream as Extended JSON lines (relaxed), from a real feed; returns the tokens."""
 
     async def record() -> list[dict[str, object]]:
-        feed = MemoryChangeFeed(clock=FakeClock(), db_name="prod_shop")
+        feed = MemoryChangeFeed(clock=FakeClock(), db_name="shop")
         await Simulator(feed, seed=2, clock=FakeClock()).run(orders=5, changes=changes, rate=0)
         return [feed.entry_at(p).event for p in range(1, feed.position + 1)]  # type: ignore[union-attr]
 
