@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventstore.clock import FakeClock
 from eventstore.memory.store import MemoryStore
 from eventstore.ports import Store
-from projections import Projection
+from eventstore.sources.memory import MemoryChangeFeed
+from projections import Change, Projection, Write
 from projections.orders import OrderSchema, order_projections
 from projections.replay import held_problems
 from projections.runner import STATE_COLLECTION, ProjectionRunner
+from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+from tests.integration.test_erasure import erase
 from tests.integration.test_rebuild_skipping import PAID, _run, op, opening
 
 
@@ -111,5 +115,95 @@ def test_a_status_recorded_before_counts_again_from_the_rows() -> None:
         kept = ProjectionRunner(store, summary, clock=clock)
         await asyncio.wait_for(kept.run(until_caught_up=True), 5)
         assert kept.status.problems == 3
+
+    asyncio.run(go())
+
+
+def _two_problems_per_customer() -> Projection:
+    """A plugin keeping, per customer, the order that named it and two problem records; an
+    erased order's row keeps only the first record (`forget`)."""
+
+    def keys(change: Change) -> list[str]:
+        doc = change.after or {}
+        return [str(doc["customer"])] if "customer" in doc else []
+
+    def apply(rows: Any, change: Change) -> list[Write]:
+        seq = change.event.seq
+        problems = [{"seq": seq, "field": "a"}, {"seq": seq, "field": "b"}]
+        row = {"name_from": change.event.entity_key, "problems": problems}
+        return [Write(key=k, row=row) for k in keys(change)]
+
+    def forget(stream: str, entity_key: str) -> Any:
+        return {"name_from": entity_key}, lambda row: {**row, "problems": row["problems"][:1]}
+
+    return Projection(name="named", collection="rm_named", keys=keys, apply=apply, forget=forget)
+
+
+def test_an_erasure_that_rewrites_a_rows_problems_is_counted() -> None:
+    async def go() -> None:
+        clock, store = FakeClock(), MemoryStore()
+        await start_from_the_beginning(store)
+        feed = MemoryChangeFeed(clock=clock)
+        orders = feed.collection("orders")
+        await orders.insert_one({"_id": "A", "customer": "c1"})
+        await orders.insert_one({"_id": "B", "customer": "c2"})
+        await ingester(store, feed, clock).run(until_idle=True)
+        named = _two_problems_per_customer()
+        runner = ProjectionRunner(store, named, clock=clock)
+        await runner.catch_up()
+        assert runner.status.problems == 4 == await _held(store, named)
+        await erase(store, "A", clock)
+        await ingester(store, feed, clock).run(until_idle=True)
+        await runner.catch_up()
+        assert runner.status.problems == 3 == await _held(store, named)  # c1 kept one of two
+
+    asyncio.run(go())
+
+
+def test_a_recount_reads_every_page_of_rows() -> None:
+    """More rows than a page (1,000): each page's problems are added, none twice."""
+
+    async def go() -> None:
+        clock, store = FakeClock(), MemoryStore()
+        await _run([("insert", 1, "abc", "paid", 0)], store, clock)
+        summary = _models()[0]
+        first = ProjectionRunner(store, summary, clock=clock)
+        await asyncio.wait_for(first.run(until_caught_up=True), 5)
+        extra = [
+            (f"zz{n:05d}", {"problems": [{"seq": 1}] * (n % 3), "problems_dropped": n % 2})
+            for n in range(2_345)
+        ]
+        await store.read_models.write(summary.collection, extra)
+        [(key, row)] = (await store.read_models.get_many(STATE_COLLECTION, [summary.name])).items()
+        old = {k: v for k, v in row.items() if k not in ("_id", "problems_held")}
+        await store.read_models.write(STATE_COLLECTION, [(key, old)])
+        again = ProjectionRunner(store, summary, clock=clock)
+        await asyncio.wait_for(again.run(until_caught_up=True), 5)
+        expected = 1 + sum(n % 3 + (n % 2 if n % 3 else 0) for n in range(2_345))
+        assert again.status.problems == expected == await _held(store, summary)
+
+    asyncio.run(go())
+
+
+def test_changes_held_and_released_at_the_end_count_what_their_rows_hold() -> None:
+    """A skipping rebuild applies the entities' last changes at the end (`release`): each
+    writes a row holding seq % 3 problems over one holding its first change's."""
+    from tests.integration.test_partitioned_rebuild import simulated
+    from tests.integration.test_rebuild_skipping import LATEST, _latest_apply
+
+    def apply(rows: Any, change: Change) -> list[Write]:
+        (w,) = _latest_apply(rows, change)
+        assert w.row is not None
+        problems = [{"seq": change.event.seq}] * (change.event.seq % 3)
+        return [Write(key=w.key, row={**w.row, "problems": problems})]
+
+    varying = msgspec.structs.replace(LATEST, apply=apply)
+
+    async def go() -> None:
+        store = await simulated(seed=5, orders=6, steps=60)
+        runner = ProjectionRunner(store, varying, clock=FakeClock(), batch_size=7)
+        await runner.rebuild_now()
+        held = await _held(store, varying)
+        assert held > 3 and runner.status.problems == held
 
     asyncio.run(go())

@@ -42,7 +42,7 @@ def _flaky(broken: list[bool], bad: int = BAD_SEQ) -> Projection:
 
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_a_rebuild_job_failing_in_the_projections_code_leaves_it_failed_at_that_seq(
-    workers: int,
+    workers: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = await numbered_orders(10)  # 20 changes of orders 1..10, integer ids
     clock = FakeClock()
@@ -65,6 +65,11 @@ async def test_a_rebuild_job_failing_in_the_projections_code_leaves_it_failed_at
     job = await store.jobs.get("j")
     assert job is not None
     assert (job.state, job.error) == ("failed", f"ProjectionFailed: {raised.value}")
+    said = [r.getMessage() for r in caplog.records if "rebuild job j failed" in r.getMessage()]
+    assert said == [
+        f"projection flaky: rebuild job j failed (ProjectionFailed: {raised.value}); "
+        f"the projection is failed at seq {BAD_SEQ}, its live model as it was"
+    ]
     expected = ("failed", BAD_SEQ, "RuntimeError: boom at 10")
     assert (runner.status.state, runner.status.failed_seq, runner.status.error) == expected
     recorded = (await store.read_models.get_many(STATE_COLLECTION, ["flaky"]))["flaky"]
