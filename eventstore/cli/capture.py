@@ -26,16 +26,24 @@ async def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
     """`eventstore ingest`: capture until stopped (or idle with --until-idle), supervised.
 
     Transient failures are retried from the checkpoint; a fatal one ends the command
-    with one line and exit 1.
+    with one line and exit 1. With the simulator, `--until-idle` writes the initial
+    orders, captures them and stops; it takes `--rate 0` (a paced traffic has no end,
+    so capture would never be idle: refused before anything starts).
     """
     from eventstore.capture_worker import CaptureWorker
     from eventstore.leasing import default_owner
     from eventstore.worker_state import FAILED
 
     settings = settings_from(args)
-    async with open_service(
-        settings, store=args.store, capture=True, workload=workload_options(args)
-    ) as service:
+    workload = workload_options(args)
+    if args.until_idle and settings.source == "simulator" and workload.rate > 0:
+        # Its traffic never ends: capture would wait for the end of it for ever.
+        raise CliError(
+            f"--until-idle with --source simulator needs --rate 0: at --rate {workload.rate:g} "
+            "the simulated traffic never ends, so capture is never idle "
+            "(--rate 0 writes the --orders, captures them and stops)"
+        )
+    async with open_service(settings, store=args.store, capture=True, workload=workload) as service:
         await service.store.events.ensure_indexes()
         owner = default_owner()
         ingester = service.ingester(on_batch=Progress("ingest"), owner=owner)

@@ -1,21 +1,26 @@
-"""What every command shares: exit codes, the one-line error, settings from flags, stop signals."""
+"""What every command shares: exit codes, the one-line error, settings from flags, stop signals.
+
+Imported by `main` before it can handle a signal: it imports only what the stop signals
+need (the rest where it is used), so that moment comes early.
+"""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import gc
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Final, TextIO
-
-from eventstore.settings import SETTING_NAMES, Settings, load
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 if TYPE_CHECKING:
+    import argparse
+    import asyncio
+    from types import FrameType
+
     from eventstore.ingester import IngestStats
+    from eventstore.settings import Settings
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -64,14 +69,120 @@ class CliError(Exception):
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
     """Settings from the environment with this command's flags on top."""
+    from eventstore.settings import SETTING_NAMES, load
+
     overrides = {name: getattr(args, "setting_" + name, None) for name in SETTING_NAMES}
     return load(environ, overrides)
 
 
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM from the first line of `main` on: noted at once, never lost.
+
+    A signal may come at any moment of a start-up (imports, parsing, opening the store),
+    before the command has anything to stop; a handler the command installed only then
+    would never see it, and Python's own would end the start-up with a traceback (or, for
+    a SIGINT ignored by whoever started the process, as a shell does for `cmd &`, the
+    signal would be lost). `main` installs these handlers first; they only note the
+    signal. Once the command is known:
+
+    - a service (`run`, `serve`, `demo`, `ingest`, `project`, `subscriptions run`,
+      `monitor`) keeps them: what a signal stops is registered with `on_signal` (and
+      stopped at once when the signal came before); until something is, a signal
+      cancels the command's task (`attach`), so a start-up stops where it is. Either way
+      the service exits 0.
+    - any other command gets the handlers it had before back (`release`), and a signal
+      noted meanwhile is raised again for them: Ctrl-C is a KeyboardInterrupt (exit 130).
+
+    Outside the main thread nothing is installed (nothing can be).
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None  # the first stop signal noted
+        self._previous: dict[int, Any] = {}
+        self._callbacks: list[Callable[[], None]] = []
+        self._task: asyncio.Task[Any] | None = None
+
+    @staticmethod
+    def installed() -> StopSignals | None:
+        """The stop signals whose handler SIGINT has now (`main`'s), if any."""
+        owner = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+        return owner if isinstance(owner, StopSignals) else None
+
+    def install(self) -> None:
+        """Handle SIGINT and SIGTERM here (the handlers before are kept for `restore`)."""
+        for sig in STOP_SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                return
+
+    def restore(self) -> None:
+        """Give SIGINT and SIGTERM back the handlers they had before `install`."""
+        previous, self._previous = self._previous, {}
+        for sig, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(sig, handler)
+
+    def release(self) -> None:
+        """Not a service: the handlers before are back, and a signal noted is raised for them."""
+        self.restore()
+        if self.received is not None:
+            signal.raise_signal(self.received)
+
+    def on_signal(self, callback: Callable[[], None]) -> None:
+        """Call `callback` on SIGINT/SIGTERM, or now when one came already.
+
+        It runs in a signal handler: it may only set flags or hand work to a loop
+        (`loop.call_soon_threadsafe`). A RuntimeError (its loop is closed) is ignored.
+        """
+        self._callbacks.append(callback)
+        if self.received is not None:
+            with contextlib.suppress(RuntimeError):
+                callback()
+
+    def attach(self, task: asyncio.Task[Any]) -> None:
+        """The command's task, cancelled by a signal while nothing is registered to stop."""
+        self._task = task
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signum
+        for callback in list(self._callbacks):
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to stop
+                callback()
+        task = self._task
+        if not self._callbacks and task is not None and not task.done():
+            with contextlib.suppress(RuntimeError):
+                task.get_loop().call_soon_threadsafe(self._cancel_start_up)
+
+    def _cancel_start_up(self) -> None:
+        # Something may have registered since the signal (and been told at once).
+        task = self._task
+        if not self._callbacks and task is not None and not task.done():
+            task.cancel()
+
+
 def install_stop_signals(stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM set `stop` so work ends cleanly (checkpoints stored, leases released)."""
+    """SIGINT/SIGTERM set `stop` so work ends cleanly (checkpoints stored, leases released).
+
+    With `main`'s stop signals (see StopSignals), a signal received before, during the
+    start-up, sets it at once.
+    """
+    import asyncio
+
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    signals = StopSignals.installed()
+    if signals is not None:
+
+        def stopped() -> None:
+            loop.call_soon_threadsafe(stop.set)
+
+        signals.on_signal(stopped)
+        return
+    for sig in STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
 

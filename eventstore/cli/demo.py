@@ -24,7 +24,7 @@ import msgspec
 from eventstore.awaiting import unless_set
 from eventstore.chain import LogVerifier
 from eventstore.cli.bootstrap import Workload, WorkloadOptions, open_service
-from eventstore.cli.common import EXIT_OK, Progress
+from eventstore.cli.common import EXIT_OK, Progress, StopSignals
 from eventstore.ingester import Ingester, IngestStats
 from eventstore.memory.store import MemoryStore
 from eventstore.ports import Store
@@ -77,14 +77,26 @@ def _stopped_by_signals() -> Iterator[_Stop]:
 
     Python-level handlers run between any two bytecodes of the main thread, as
     asyncio's own SIGINT handler does; the loop's `add_signal_handler` would wait for
-    the loop. Outside the main thread no handler is installed (nothing can be).
+    the loop. `main`'s (StopSignals) are used when installed: a signal received during
+    the start-up sets it at once. Outside the main thread no handler is installed
+    (nothing can be).
     """
     loop = asyncio.get_running_loop()
     stop = _Stop()
 
-    def handler(signum: int, frame: FrameType | None) -> None:
+    def stopped() -> None:
         stop.signalled = True
         loop.call_soon_threadsafe(stop.set)
+
+    signals = StopSignals.installed()
+    if signals is not None:
+        signals.on_signal(stopped)
+        yield stop
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to stop
+            stopped()
 
     previous: dict[signal.Signals, Any] = {}
     try:

@@ -9,22 +9,23 @@ path, a setting) is printed with its control characters escaped, so it stays one
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import os
 import select
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from types import ModuleType
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from eventstore.cli.common import EXIT_ERROR, CliError, one_line
+# Only what handles the stop signals is imported before `main` installs them (StopSignals):
+# the rest, imported in `main`, would be a moment of its own where a signal is lost.
+from eventstore.cli.common import EXIT_ERROR, EXIT_OK, CliError, StopSignals, one_line
 from eventstore.cli.logs import configure_logging
-from eventstore.cli.parser import build_parser
-from eventstore.settings import SettingsError
 
-Command = Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]]
+if TYPE_CHECKING:
+    import argparse
+    from types import ModuleType
+
+Command = Callable[["argparse.Namespace", TextIO], Coroutine[Any, Any, int]]
 
 # 128 + SIGPIPE: the status of `git log | head`, `cat`, `grep` when their reader goes
 # away (killed by SIGPIPE, which Python ignores: it gets BrokenPipeError instead).
@@ -92,7 +93,33 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, store:
     `store`: an already open store to use instead of the URI's (in-process use
     and tests, e.g. a pre-populated memory store); it is left open.
     """
-    out = out or sys.stdout
+    signals = StopSignals()
+    signals.install()  # first: a signal from here on is noted, whatever runs meanwhile
+    try:
+        return _main(argv, out or sys.stdout, store, signals)
+    finally:
+        signals.restore()
+
+
+def is_service(args: argparse.Namespace) -> bool:
+    """Whether the command runs until stopped: SIGINT/SIGTERM stop it and it exits 0.
+
+    Any other command has an answer; Ctrl-C before it is exit 130 (`monitor --once` too).
+    """
+    command = args.command
+    if command == "subscriptions":
+        return bool(args.action == "run")
+    if command == "monitor":
+        return not args.once
+    return command in ("run", "serve", "demo", "ingest", "project")
+
+
+def _main(argv: Sequence[str] | None, out: TextIO, store: Any, signals: StopSignals) -> int:
+    import asyncio
+
+    from eventstore.cli.parser import build_parser
+    from eventstore.settings import SettingsError
+
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -103,13 +130,23 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, store:
     except SystemExit as exc:  # usage errors (1) and --help (0) return like any command
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     args.store = store
-    configure_logging(args.verbose)
+    service = is_service(args)
     try:
-        code = asyncio.run(_run(_command(args.command), args, out))
+        if not service:
+            signals.release()  # Python's own SIGINT again: Ctrl-C is KeyboardInterrupt
+        configure_logging(args.verbose)
+        command = _command(args.command)
+        if signals.received is not None:  # a service stopped before it started
+            return EXIT_OK
+        code = asyncio.run(_run(command, args, out, signals if service else None))
         out.flush()  # a buffered answer meets a closed pipe here, not at the interpreter's exit
         return code
     except KeyboardInterrupt:  # a command with no stop of its own (a service stops with 0)
         return EXIT_INTERRUPTED
+    except asyncio.CancelledError:  # a service's start-up, cancelled by SIGINT/SIGTERM
+        if service and signals.received is not None:
+            return EXIT_OK
+        raise
     except BrokenPipeError as exc:
         if _reader_gone(out):
             _discard_output(out)
@@ -155,7 +192,19 @@ def _discard_output(out: TextIO) -> None:
         os.close(devnull)
 
 
-async def _run(command: Command, args: argparse.Namespace, out: TextIO) -> int:
+async def _run(
+    command: Command, args: argparse.Namespace, out: TextIO, signals: StopSignals | None = None
+) -> int:
+    import asyncio
+
+    from eventstore.settings import SettingsError
+
+    if signals is not None:  # a service: a signal before it registers its stop cancels this
+        task = asyncio.current_task()
+        assert task is not None
+        signals.attach(task)
+        if signals.received is not None:
+            return EXIT_OK
     try:
         return await command(args, out)
     except (CliError, SettingsError, BrokenPipeError):

@@ -63,7 +63,8 @@ async def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
     fetch = http_fetch(args.url, args.read_key)
     state = Path(args.state)
     stop = asyncio.Event()
-    install_stop_signals(stop)
+    if not args.once:  # watching: stopped, exit 0; once: Ctrl-C before its answer is 130
+        install_stop_signals(stop)
     while True:
         try:
             result = await check_once(fetch, verifier, state)

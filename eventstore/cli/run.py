@@ -18,7 +18,7 @@ import msgspec
 from eventstore.cli.bootstrap import open_service, projections
 from eventstore.cli.capture import workload_options
 from eventstore.cli.common import EXIT_OK, CliError, frozen_gc, settings_from
-from eventstore.cli.serve import bind, clean_metrics_dir
+from eventstore.cli.serve import bind, clean_metrics_dir, stop_serving_on_signals
 from eventstore.settings import Settings
 
 
@@ -58,6 +58,7 @@ async def serve_all(
 
             app = service.app(workers=workers, on_started=started)
             srv = server(app, host=args.host, port=args.port)
+            stop_serving_on_signals(srv)
             try:
                 with frozen_gc():  # this process is the service's: start-up's objects stay
                     await srv.serve(sockets=[sock])

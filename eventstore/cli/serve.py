@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any, Final, TextIO
 
 from eventstore.cli.bootstrap import build_app, projections
-from eventstore.cli.common import EXIT_OK, CliError, frozen_gc, settings_from
+from eventstore.cli.common import EXIT_OK, CliError, StopSignals, frozen_gc, settings_from
 from eventstore.cli.logs import logging_config
 from eventstore.settings import PREFIX, SETTING_NAMES, Settings
 
@@ -128,6 +128,7 @@ async def _serve_here(
 
     app = build_app(settings, store=args.store)
     server = GracefulServer(uvicorn.Config(app, **common))
+    stop_serving_on_signals(server)
     try:
         with frozen_gc():  # this process is the API's: start-up's objects stay
             await server.serve(sockets=[sock])
@@ -135,6 +136,17 @@ async def _serve_here(
         raise CliError("the API did not start (see the log above)") from None
     if not server.started:
         raise CliError("the API did not start (see the log above)")
+
+
+def stop_serving_on_signals(server: Any) -> None:
+    """A SIGINT/SIGTERM before uvicorn handles them itself (`server.serve`) stops it too.
+
+    One received during the start-up (see StopSignals) stops it at once: it starts (the
+    app's lifespan starts and stops its workers) and shuts down without serving.
+    """
+    signals = StopSignals.installed()
+    if signals is not None:
+        signals.on_signal(lambda: setattr(server, "should_exit", True))
 
 
 def clean_metrics_dir() -> None:
@@ -179,7 +191,10 @@ def _supervise(config: Any, sock: socket.socket) -> None:
     """uvicorn's supervisor: starts the workers, restarts one that dies, stops on SIGINT/SIGTERM."""
     from uvicorn.config import STARTUP_FAILURE
 
-    supervisor = _supervisor(config, sock)
+    signals = StopSignals.installed()
+    supervisor = _supervisor(config, sock)  # uvicorn handles SIGINT/SIGTERM from here on
+    if signals is not None and signals.received is not None:
+        return  # stopped during the start-up: no worker is started
     supervisor.run()
     if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
         raise CliError("a worker did not start (see the log above)")
@@ -232,4 +247,10 @@ def _supervisor(config: Any, sock: socket.socket) -> Any:
     return Supervisor(config, sockets=[sock])
 
 
-__all__ = ["bind", "clean_metrics_dir", "cmd_serve", "shared_metrics_dir"]
+__all__ = [
+    "bind",
+    "clean_metrics_dir",
+    "cmd_serve",
+    "shared_metrics_dir",
+    "stop_serving_on_signals",
+]
