@@ -12,6 +12,19 @@ from eventstore.cli.bootstrap import WorkloadOptions, open_service
 from eventstore.cli.common import EXIT_OK, CliError, Progress, install_stop_signals, settings_from
 
 
+def refuse_workload_elsewhere(args: argparse.Namespace, source: str) -> None:
+    """CliError when `--orders`, `--rate` or `--seed` was typed for a source that is not the
+    simulator (they drive it alone): taken and ignored, they would say nothing happened."""
+    workload = ("--orders", "--rate", "--seed")
+    given = tuple(o for o in getattr(args, "given_options", ()) if o in workload)
+    if given and source != "simulator":
+        them = "them" if len(given) > 1 else "it"
+        raise CliError(
+            f"{' and '.join(given)} drive the simulator, not --source {source}: "
+            f"give --source simulator, or leave {them} out"
+        )
+
+
 def workload_options(args: argparse.Namespace) -> WorkloadOptions:
     """The simulator's `--orders`, `--rate`, `--seed` and `--changes` (None: unlimited) of a command."""
     return WorkloadOptions(
@@ -35,6 +48,7 @@ async def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
     from eventstore.worker_state import FAILED
 
     settings = settings_from(args)
+    refuse_workload_elsewhere(args, settings.source)
     workload = workload_options(args)
     if args.until_idle and settings.source == "simulator" and workload.rate > 0:
         # Its traffic never ends: capture would wait for the end of it for ever.

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import msgspec
 
 from eventstore.cli.bootstrap import open_service, projections
-from eventstore.cli.capture import workload_options
+from eventstore.cli.capture import refuse_workload_elsewhere, workload_options
 from eventstore.cli.common import EXIT_OK, CliError, frozen_gc, settings_from
 from eventstore.cli.serve import bind, clean_metrics_dir, stop_serving_on_signals
 from eventstore.settings import Settings
@@ -25,6 +25,7 @@ from eventstore.settings import Settings
 async def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     """`eventstore run`: capture, project and serve the API, until SIGINT/SIGTERM."""
     settings = settings_from(args)
+    refuse_workload_elsewhere(args, settings.source)
     await serve_all(settings, args, out)
     return EXIT_OK
 

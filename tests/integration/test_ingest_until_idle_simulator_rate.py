@@ -83,7 +83,11 @@ def test_another_source_with_until_idle_is_not_refused_for_the_rate(
 ) -> None:
     empty = tmp_path / "none.ndjson"
     empty.write_text("")
-    code, out = ends([*INGEST, "--source", f"ndjson:{empty}", "--rate", "5"], MemoryStore())
+    code, out = ends([*INGEST, "--source", f"ndjson:{empty}"], MemoryStore())
     assert code == 0
     assert out.startswith("recorded 0 events from 0 changes ")
     assert "needs --rate 0" not in capsys.readouterr().err
+    # a --rate typed for it is refused as a simulator's flag, not for the rate's value
+    code, out = ends([*INGEST, "--source", f"ndjson:{empty}", "--rate", "5"], MemoryStore())
+    err = capsys.readouterr().err
+    assert code == 1 and "--rate drive the simulator" in err and "needs --rate 0" not in err
