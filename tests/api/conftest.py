@@ -135,3 +135,14 @@ async def client(audit_log: AuditLog, make_app: AppFactory) -> AsyncIterator[Asy
     """A client of an app over the shared log, without keys."""
     async with AsyncTestClient(make_app(audit_log.store)) as c:
         yield c
+
+
+@pytest.fixture
+async def app_log(make_app: AppFactory) -> AsyncIterator[tuple[AsyncTestClient[Any], AuditLog]]:
+    """A client of an app with the admin key over a small log of its own (it may change it)."""
+    log = await build_log("memory", orders=3, changes=6)
+    try:
+        async with AsyncTestClient(make_app(log.store, admin_key=ADMIN_KEY)) as client:
+            yield client, log
+    finally:
+        await log.store.close()

@@ -9,29 +9,18 @@ and a field missing, unknown, of the wrong type, empty or too long is named in
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tests.api.conftest import ADMIN_KEY, AppFactory, AuditLog, build_log
+from tests.api.conftest import ADMIN_KEY, AuditLog
 
 URL: Final = "/v1/admin/erasures"
 KEY: Final = {"authorization": f"Bearer {ADMIN_KEY}"}
 ADMIN: Final = {**KEY, "Eventstore-Actor": "dpo@example.org"}
 BODY: Final = {"stream": "orders", "entity_key": "ORD-X", "reason": "GDPR art. 17 request #12"}
 SUBSCRIPTIONS: Final = "/v1/admin/subscriptions/s"
-
-
-@pytest.fixture
-async def app_log(make_app: AppFactory) -> AsyncIterator[tuple[AsyncTestClient[Any], AuditLog]]:
-    log = await build_log("memory", orders=3, changes=6)
-    try:
-        async with AsyncTestClient(make_app(log.store, admin_key=ADMIN_KEY)) as client:
-            yield client, log
-    finally:
-        await log.store.close()
 
 
 def _problem(response: Any) -> dict[str, Any]:

@@ -11,15 +11,13 @@ every other action does.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import jsonschema_rs
-import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import MAX_BODY
-from tests.api.conftest import ADMIN_KEY, AppFactory, AuditLog, build_log
+from tests.api.conftest import ADMIN_KEY, AuditLog
 from tests.integration.ingest_helpers import ingester
 from tests.realsinks import SECRET
 
@@ -43,16 +41,6 @@ BODY_ROUTES: Final = [
         "/v1/admin/projections/order_summary/rebuild",
     ),
 ]
-
-
-@pytest.fixture
-async def app_log(make_app: AppFactory) -> AsyncIterator[tuple[AsyncTestClient[Any], AuditLog]]:
-    log = await build_log("memory", orders=3, changes=6)
-    try:
-        async with AsyncTestClient(make_app(log.store, admin_key=ADMIN_KEY)) as client:
-            yield client, log
-    finally:
-        await log.store.close()
 
 
 async def _document(client: AsyncTestClient[Any]) -> dict[str, Any]:
