@@ -24,11 +24,10 @@ import msgspec
 from eventstore.awaiting import unless_set
 from eventstore.chain import LogVerifier
 from eventstore.cli.bootstrap import Workload, WorkloadOptions, open_service
-from eventstore.cli.common import EXIT_OK, Progress, StopSignals
+from eventstore.cli.common import EXIT_OK, Progress, StopSignals, settings_from
 from eventstore.ingester import Ingester, IngestStats
 from eventstore.memory.store import MemoryStore
 from eventstore.ports import Store
-from eventstore.settings import Settings
 
 REPORT_CHANGES = 2000  # `demo --report` without --changes (serving: unlimited)
 
@@ -39,7 +38,9 @@ async def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         from eventstore.cli.run import serve_demo
 
         return await serve_demo(args, out)
-    settings = Settings(uri="memory://", source="simulator")
+    # The settings as given (flags, EVENTSTORE_* variables), on memory:// with the simulator,
+    # as the serving demo takes them: a flag taken and ignored would say nothing happened.
+    settings = msgspec.structs.replace(settings_from(args), uri="memory://", source="simulator")
     changes = REPORT_CHANGES if args.changes is None else args.changes
     workload = WorkloadOptions(orders=args.orders, changes=changes, rate=0, seed=args.seed)
     with _stopped_by_signals() as stop:
