@@ -54,15 +54,11 @@ def test_demo_reports_a_verified_capture() -> None:
 def test_a_signal_while_the_report_captures_stops_it_between_batches_without_a_summary(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import functools
     import os
     import signal
 
     from eventstore.cli import demo
-    from eventstore.settings import Settings
 
-    # Batches of 10 changes: the backlog of 5 orders and 200 changes is some 20 of them.
-    monkeypatch.setattr(demo, "Settings", functools.partial(Settings, batch_size=10))
     batches: list[int] = []
 
     def interrupted_after_the_first_batch(label: str) -> object:
@@ -75,7 +71,9 @@ def test_a_signal_while_the_report_captures_stops_it_between_batches_without_a_s
 
     monkeypatch.setattr(demo, "Progress", interrupted_after_the_first_batch)
     before = signal.getsignal(signal.SIGINT)
-    code, out = run("demo", "--report", "--orders", "5", "--changes", "200", "--json")
+    # Batches of 10 changes: the backlog of 5 orders and 200 changes is some 20 of them.
+    argv = ["--orders", "5", "--changes", "200", "--batch-size", "10", "--json"]
+    code, out = run("demo", "--report", *argv)
     assert (code, out) == (0, "")  # stopped as `run` and `demo` stop: exit 0, and no summary
     assert len(batches) <= 2  # not the ~20 batches of the whole backlog
     err = capsys.readouterr().err
