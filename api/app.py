@@ -112,15 +112,20 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "projection_rows": (404,),
     "projection_row": (404,),
     "rebuild": (409, 413, 422),
+    # every other route that reads its body (Litestar refuses one over MAX_BODY)
+    "create_erasure": (413,),
+    "pause_subscription": (413,),
+    "resume_subscription": (413,),
+    "skip_parked": (413,),
     "get_checkpoint": (404, 422),
     "inclusion_proof": (404, 422),
     "consistency_proof": (404, 422),
     "event_proof": (404, 422),
     "entity_proof": (404, 409, 422),
     "restart_worker": (409,),
-    "put_subscription": (422,),
-    "replay_parked": (422,),
-    "reset_subscription": (422,),
+    "put_subscription": (413, 422),
+    "replay_parked": (413, 422),
+    "reset_subscription": (413, 422),
 }
 
 

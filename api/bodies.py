@@ -363,12 +363,6 @@ def problem_spec(description: str) -> ResponseSpec:
     )
 
 
-# Every route that reads its body: Litestar refuses one over the app's limit (api.app.MAX_BODY).
-TOO_LARGE: Final = {
-    413: problem_spec("Request Entity Too Large: the body is larger than the server takes")
-}
-
-
 def _json(schema: Schema, *, required: bool, description: str) -> RequestBody:
     return RequestBody(
         content={"application/json": OpenAPIMediaType(schema=schema)},

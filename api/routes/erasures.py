@@ -10,7 +10,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from api.bodies import TOO_LARGE, ErasureIn, malformed, problem_spec, struct_body, text_errors
+from api.bodies import ErasureIn, malformed, problem_spec, struct_body, text_errors
 from api.params import path_value
 from api.problems import not_found
 from api.services import ServicesDep
@@ -62,7 +62,6 @@ ERASURE_RESPONSES: Final[dict[int, ResponseSpec]] = {
         "(`typed_keys` lists the typed keys to use), `$stream` (the stream's own record, not an "
         "entity), or an entity with events of hash scheme 1 (their hash covers the payload)"
     ),
-    **TOO_LARGE,
 }
 
 

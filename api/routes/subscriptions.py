@@ -15,7 +15,7 @@ from litestar import Request, Response, delete, get, post, put
 from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from api.bodies import BODY_REQUIRED, TOO_LARGE, body_bytes, decoded, json_body, malformed
+from api.bodies import BODY_REQUIRED, body_bytes, decoded, json_body, malformed
 from api.params import decode_cursor, encode_cursor, path_value, seq_in_path, seq_of_path, whole
 from api.problems import ApiError, bad_request, not_found, problem, unprocessable
 from api.services import ServicesDep
@@ -107,7 +107,6 @@ def _start_note(name: str, done: Put) -> str | None:
     status_code=HTTP_200_OK,
     summary="Create (201) or update (200) a subscription; an update without a secret keeps it, "
     "and keeps its position (`note` says so when the start changed)",
-    responses=TOO_LARGE,
 )
 async def put_subscription(
     services: ServicesDep,
@@ -188,7 +187,6 @@ async def _control(
     "/subscriptions/{name:str}/pause",
     status_code=HTTP_200_OK,
     summary="Pause a subscription",
-    responses=TOO_LARGE,
 )
 async def pause_subscription(
     services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
@@ -200,7 +198,6 @@ async def pause_subscription(
     "/subscriptions/{name:str}/resume",
     status_code=HTTP_200_OK,
     summary="Resume a paused (or disabled) subscription",
-    responses=TOO_LARGE,
 )
 async def resume_subscription(
     services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
@@ -212,7 +209,6 @@ async def resume_subscription(
     "/subscriptions/{name:str}/reset",
     status_code=HTTP_200_OK,
     summary="Deliver again from a start (body {start}); parked events and positions are forgotten",
-    responses=TOO_LARGE,
 )
 async def reset_subscription(
     services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
@@ -242,7 +238,6 @@ async def list_parked(
     "/subscriptions/{name:str}/parked/replay",
     status_code=HTTP_200_OK,
     summary="Deliver parked events again, in order (optional body {up_to_seq})",
-    responses=TOO_LARGE,
 )
 async def replay_parked(
     services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
@@ -267,7 +262,6 @@ async def replay_parked(
     "/subscriptions/{name:str}/parked/{seq:str}/skip",
     status_code=HTTP_200_OK,
     summary="Give up on one parked event (recorded in the action trail)",
-    responses=TOO_LARGE,
 )
 async def skip_parked(
     services: ServicesDep,
