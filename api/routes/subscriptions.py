@@ -26,7 +26,6 @@ from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions.control import (
     NoParkedEvent,
     NotFound,
-    Put,
     SubscriptionAdmin,
     action_json,
     parked_json,
@@ -92,16 +91,6 @@ def _missing(name: str) -> ApiError:
     return not_found(f"no subscription named {name!r}")
 
 
-def _start_note(name: str, done: Put) -> str | None:
-    """The answer's `note` when an update changed the start: stored, the position kept,
-    and the reset that delivers from it."""
-    said = done.start_note()
-    if said is None:
-        return None
-    body = json.dumps({"start": done.start})
-    return f"{said}; to deliver from it, POST /v1/admin/subscriptions/{name}/reset with {body}"
-
-
 @put(
     "/subscriptions/{name:str}",
     status_code=HTTP_200_OK,
@@ -122,7 +111,9 @@ async def put_subscription(
     except cfg.ConfigError as exc:
         return _refused(exc)
     shown = await _shown(admin, wanted)
-    note = _start_note(wanted, done)
+    # the position stays when an update changed the start: the reset that delivers from it
+    reset = f"POST /v1/admin/subscriptions/{wanted}/reset with {json.dumps({'start': done.start})}"
+    note = done.start_note(reset)
     if note is not None:
         shown["note"] = note
     return Response(shown, status_code=HTTP_201_CREATED if done.created else HTTP_200_OK)

@@ -183,9 +183,9 @@ async def _act(admin: SubscriptionAdmin, args: argparse.Namespace, out: TextIO) 
             raise CliError(f"{args.file} is not JSON: {exc}") from None
         done = await admin.apply(name, body, actor=actor)
         print(f"{'created' if done.created else 'updated'} {name}", file=out)
-        note = done.start_note()
+        note = done.start_note(done.reset_command(name))
         if note is not None:  # the position stays: say how to deliver from the new start
-            print(f"{note}; to deliver from it, {done.reset_command(name)}", file=out)
+            print(note, file=out)
         return EXIT_OK
     if action == "remove":
         await admin.delete(name, actor=actor)

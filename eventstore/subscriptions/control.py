@@ -57,14 +57,17 @@ class Put:
     previous_start: Any = None
     kept_position: int | None = None
 
-    def start_note(self) -> str | None:
-        """The changed start and the position kept, in words; None when there is nothing to say."""
+    def start_note(self, reset: str) -> str | None:
+        """The changed start and the position kept, in words, ending with `reset` (how to
+        deliver from the start: `reset_command`, or the API's request); None when there is
+        nothing to say."""
         if self.kept_position is None:
             return None
         return (
             f"start is stored as {json.dumps(self.start)} (was {json.dumps(self.previous_start)}), "
             f"and the position stays at {self.kept_position}: an update does not move it (a start "
-            "is used when a subscription is created; a reset takes the start it is given)"
+            "is used when a subscription is created; a reset takes the start it is given); "
+            f"to deliver from it, {reset}"
         )
 
     def reset_command(self, name: str) -> str:

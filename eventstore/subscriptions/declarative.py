@@ -18,7 +18,7 @@ import msgspec
 
 from eventstore.json_input import decode_json
 from eventstore.subscriptions import config as cfg
-from eventstore.subscriptions.control import Put, SubscriptionAdmin
+from eventstore.subscriptions.control import SubscriptionAdmin
 
 ACTOR = "declarative"
 log = logging.getLogger("eventstore.subscriptions")
@@ -79,19 +79,11 @@ async def apply_file(admin: SubscriptionAdmin, path: str) -> list[str]:
         if existing is not None and existing.config == cfg.to_doc(config):
             continue
         done = await admin.apply(name, body, actor=ACTOR)
-        note = _start_note(path, name, done)
-        if note is not None:
-            log.warning("%s", note)
+        note = done.start_note(done.reset_command(name))
+        if note is not None:  # an applied entry whose new start does not move the position
+            log.warning("%s: subscription %r: %s", path, name, note)
         changed.append(name)
     return changed
-
-
-def _start_note(path: str, name: str, done: Put) -> str | None:
-    """An applied entry whose new start does not move the position, and how to deliver from it."""
-    said = done.start_note()
-    if said is None:
-        return None
-    return f"{path}: subscription {name!r}: {said}; to deliver from it, {done.reset_command(name)}"
 
 
 def _refuse_shared_streams(path: str, entries: list[tuple[str, dict[str, Any]]]) -> None:

@@ -22,7 +22,7 @@ async def test_a_changed_start_moves_no_delivery_until_a_reset_is_given_it(
     h = Harness()
     await h.append("a", "b", "c")  # seqs 1..3, before the subscription
     created = await h.admin.apply("hooks", {"sink": webhook(receiver)}, actor="ops")
-    assert created.created and created.start_note() is None
+    assert created.created and created.start_note("reset") is None
     await h.start(h.worker("hooks"))
     try:
         await h.append("d")  # seq 4: the first event after a start at "latest"
@@ -35,10 +35,11 @@ async def test_a_changed_start_moves_no_delivery_until_a_reset_is_given_it(
             "latest",
         )
         assert updated.kept_position == 4
-        assert updated.start_note() == (
+        assert updated.start_note(updated.reset_command("hooks")) == (
             'start is stored as "earliest" (was "latest"), and the position stays at 4: an '
             "update does not move it (a start is used when a subscription is created; a reset "
-            "takes the start it is given)"
+            "takes the start it is given); to deliver from it, eventstore subscriptions reset "
+            "hooks --start earliest"
         )
         await h.append("e")  # seq 5: delivered next; nothing before seq 4 comes again
         await until(lambda: len(receiver.ids) == 2)
