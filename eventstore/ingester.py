@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from bson import Timestamp
@@ -59,12 +59,29 @@ from eventstore.model import (
     Checkpoint,
     ErasureRequest,
     Event,
+    Origin,
     ResumePoint,
 )
 from eventstore.ports import ChangeSource, Clock, HistoryLost, LogConflict, Store
+from eventstore.reused_tokens import (
+    Identity,
+    change_identity,
+    describe,
+    recorded_identity,
+    same_change,
+)
 from eventstore.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class Place(NamedTuple):
+    """Where a change of a batch stands: its origin in the source (a file's line), else
+    after the resume token and cluster time capture stood at before it."""
+
+    origin: Origin | None
+    at_token: dict[str, Any] | None
+    at_time: Timestamp | None
 
 
 class IngestStats(msgspec.Struct, kw_only=True):
@@ -288,7 +305,14 @@ class Ingester:
         """
         capture = self._require_capture()
         now = self.clock.now()
-        items = self._interpret(batch, cp)
+        items, places = self._interpret(batch, cp)
+        existing = await self._existing(items)
+        items = self._refuse_reused_tokens(batch, items, places, existing)
+        refused = [
+            r.event_id for r in items if isinstance(r, Rejection) and r.event_id not in existing
+        ]
+        if refused:
+            existing.update(await self.store.events.events_by_id(refused))
         bad: Rejection | None = None
         if self.settings.bad_input != RECORD:
             for i, item in enumerate(items):
@@ -299,7 +323,6 @@ class Ingester:
         if bad is None:  # what a source left out is counted as the changes filtered here are
             self.stats.changes_seen += batch.filtered
             self.stats.filtered += batch.filtered
-        existing = await self._existing(items)
         await self._load_heads(capture, items)
         last_ct = cp.last_cluster_time
         token = cp.token
@@ -389,8 +412,11 @@ class Ingester:
             raise bad.error()
         return new_cp, "invalidated" if invalidated else renamed_into
 
-    def _interpret(self, batch: ChangeBatch, cp: Checkpoint) -> list[ChangeEvent | Rejection]:
-        """Each change of the batch as a `ChangeEvent`, or as a `Rejection` when it cannot be one.
+    def _interpret(
+        self, batch: ChangeBatch, cp: Checkpoint
+    ) -> tuple[list[ChangeEvent | Rejection], list[Place]]:
+        """Each change of the batch as a `ChangeEvent`, or as a `Rejection` when it cannot be
+        one; and where each stands (what a rejection of it would name).
 
         A change is placed by the source's origin (`line 51`) when it gives one, else
         after the resume token (or cluster time) the capture stood at before it.
@@ -400,17 +426,16 @@ class Ingester:
         origins = batch.origins
         at_token, at_time = cp.token, cp.last_cluster_time
         out: list[ChangeEvent | Rejection] = []
+        places: list[Place] = []
         for i, raw in enumerate(batch.changes):
             origin = origins[i] if origins is not None else None
+            place = Place(origin, at_token, at_time)
+            places.append(place)
             found = (
                 (SOURCE_STREAM, origin.unreadable)
                 if origin is not None and origin.unreadable is not None
                 else problem(raw, collections=collections, operations=operations)
             )
-            token = token_of(raw)
-            cluster_time = raw.get("clusterTime")
-            if not isinstance(cluster_time, Timestamp):
-                cluster_time = None
             if found is None:
                 try:
                     out.append(ChangeEvent.from_bson(raw))
@@ -419,23 +444,66 @@ class Ingester:
                     kind = type(exc).__name__
                     found = (SOURCE_STREAM, f"cannot be read as a change event ({kind})")
             if found is not None:
-                wall_time = raw.get("wallTime")
-                out.append(
-                    Rejection(
-                        source=self.source.name,
-                        position=origin.position
-                        if origin is not None
-                        else stream_position(at_token, at_time),
-                        reason=found[1],
-                        sha256=origin.sha256 if origin is not None else raw_sha256(raw),
-                        stream=found[0],
-                        token=token,
-                        cluster_time=cluster_time,
-                        wall_time=wall_time if isinstance(wall_time, datetime) else None,
+                out.append(self._rejection(raw, place, stream=found[0], reason=found[1]))
+            cluster_time = raw.get("clusterTime")
+            at_token = token_of(raw) or at_token
+            at_time = cluster_time if isinstance(cluster_time, Timestamp) else at_time
+        return out, places
+
+    def _rejection(self, raw: Any, place: Place, *, stream: str, reason: str) -> Rejection:
+        """The change `raw`, standing at `place`, as bad input of `stream` for `reason`."""
+        origin = place.origin
+        cluster_time = raw.get("clusterTime")
+        wall_time = raw.get("wallTime")
+        return Rejection(
+            source=self.source.name,
+            position=origin.position
+            if origin is not None
+            else stream_position(place.at_token, place.at_time),
+            reason=reason,
+            sha256=origin.sha256 if origin is not None else raw_sha256(raw),
+            stream=stream,
+            token=token_of(raw),
+            cluster_time=cluster_time if isinstance(cluster_time, Timestamp) else None,
+            wall_time=wall_time if isinstance(wall_time, datetime) else None,
+        )
+
+    def _refuse_reused_tokens(
+        self,
+        batch: ChangeBatch,
+        items: list[ChangeEvent | Rejection],
+        places: list[Place],
+        existing: dict[str, Event],
+    ) -> list[ChangeEvent | Rejection]:
+        """The items with each change whose resume token names another change made a
+        `Rejection` (see `reused_tokens`): one the log holds, or one earlier in the batch."""
+        capture = self._require_capture()
+        first_of: dict[str, tuple[Identity, int]] = {}
+        out = list(items)
+        for i, item in enumerate(items):
+            if not isinstance(item, ChangeEvent) or not capture.wants(item):
+                continue
+            stream = capture.stream_of(item)
+            assert stream is not None
+            this = change_identity(item, stream)
+            other = existing.get(item.token_id)
+            reason = None
+            if other is not None:
+                if not same_change(this, recorded_identity(other)):
+                    reason = (
+                        "its resume token is the id of another change already recorded (seq "
+                        f"{other.seq}: {describe(recorded_identity(other), other.entity_key)})"
                     )
-                )
-            at_token = token or at_token
-            at_time = cluster_time or at_time
+            elif item.token_id in first_of:
+                earlier, j = first_of[item.token_id]
+                if not same_change(this, earlier):
+                    where = places[j].origin
+                    at = where.position if where is not None else "in the same batch"
+                    reason = f"its resume token is that of another change before it ({at})"
+            else:
+                first_of[item.token_id] = (this, i)
+            if reason is not None:
+                out[i] = self._rejection(batch.changes[i], places[i], stream=stream, reason=reason)
         return out
 
     async def _record_emptied(
@@ -486,7 +554,7 @@ class Ingester:
         change: ChangeEvent,
         stream: str,
         reason: str,
-        existing: set[str],
+        existing: Collection[str],
         now: datetime,
     ) -> None:
         """A file's rename into a captured collection: a `gap` says its documents are unknown.
@@ -702,10 +770,11 @@ class Ingester:
         assert self._capture is not None, "capture state is set up by _work"
         return self._capture
 
-    async def _existing(self, changes: Sequence[ChangeEvent | Rejection]) -> set[str]:
-        """Which ids these changes would record are stored already (one query, while needed)."""
+    async def _existing(self, changes: Sequence[ChangeEvent | Rejection]) -> dict[str, Event]:
+        """The stored events of the ids these changes would record, by id (one query, while
+        needed: always for a file, whose tokens may repeat; see `reused_tokens`)."""
         if not self._redelivery_possible:
-            return set()
+            return {}
         capture = self._require_capture()
         # `ids`: what recording each change always stores (all found: read again);
         # `maybe`: what it stores only sometimes (a rename's drop of an empty target).
@@ -727,9 +796,9 @@ class Ingester:
                     if not self.source.can_snapshot and c.clusterTime is not None:
                         ids.append(gap_id(target, c.clusterTime))
         if not ids and not maybe:
-            return set()
-        found = await self.store.events.existing_ids([*ids, *maybe])
-        if not set(ids) <= found:
+            return {}
+        found = await self.store.events.events_by_id([*ids, *maybe])
+        if not set(ids) <= found.keys() and not self.source.finite:
             self._redelivery_possible = False
         return found
 

@@ -95,6 +95,10 @@ class EventLog(Protocol):
         """Which of these event ids are already stored (one query)."""
         ...
 
+    async def events_by_id(self, ids: Sequence[str]) -> dict[str, Event]:
+        """The stored events of these ids, by id; ids not stored are left out (one query)."""
+        ...
+
     async def entity_heads(self, stream: str, entity_ids: Sequence[Any]) -> dict[str, EntityHead]:
         """The newest event of each of these entities that has one, keyed by typed key (one query)."""
         ...

@@ -328,6 +328,10 @@ class MemoryEventLog:
         """Which of these event ids are stored."""
         return {i for i in ids if i in self._by_id}
 
+    async def events_by_id(self, ids: Sequence[str]) -> dict[str, Event]:
+        """The stored events of these ids, as stored now (an erased one erased)."""
+        return {i: self._by_id[i] for i in ids if i in self._by_id}
+
     async def entity_heads(self, stream: str, entity_ids: Sequence[Any]) -> dict[str, EntityHead]:
         """The newest event of each entity that has one, keyed by typed key."""
         heads: dict[str, EntityHead] = {}

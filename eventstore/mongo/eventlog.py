@@ -369,6 +369,13 @@ class MongoEventLog:
         )
         return {doc["_id"] for doc in await cursor.to_list(None)}
 
+    async def events_by_id(self, ids: Sequence[str]) -> dict[str, Event]:
+        """The stored events of these ids, payloads stored in parts put back (two queries at most)."""
+        if not ids:
+            return {}
+        docs = await self._coll.find({"_id": {"$in": list(ids)}}).to_list(None)
+        return {event.id: event for event in await self._events(docs)}
+
     async def entity_heads(self, stream: str, entity_ids: Sequence[Any]) -> dict[str, EntityHead]:
         """The newest event of each entity that has one, keyed by typed key (one aggregate)."""
         if not entity_ids:

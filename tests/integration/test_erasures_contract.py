@@ -149,3 +149,5 @@ async def test_erase_payloads_empties_only_salted_unerased_events_before_the_rec
     assert [e.erased_by for e in by_seq] == [None, 3, 8, 8, None]
     assert by_seq[4] == log[4]  # B untouched
     assert await store.events.existing_ids([e.id for e in log]) == {e.id for e in log}
+    # Looked up by id, an event reads as it is stored now: erased, never its old payload.
+    assert await store.events.events_by_id([e.id for e in log]) == {e.id: e for e in by_seq}

@@ -364,6 +364,19 @@ async def test_existing_ids_reports_only_stored_ones(store: Store, log: LogBuild
     assert await store.events.existing_ids([]) == set()
 
 
+async def test_events_by_id_returns_the_stored_events_of_the_ids_found(
+    store: Store, log: LogBuilder
+) -> None:
+    events = log.many("a", "b", "c")
+    await store.events.append(events)
+
+    found = await store.events.events_by_id([events[2].id, "nope", events[0].id])
+
+    assert found == {events[0].id: events[0], events[2].id: events[2]}
+    assert await store.events.events_by_id([]) == {}
+    assert await store.events.events_by_id(["nope"]) == {}
+
+
 async def test_existing_entity_ids_keep_bson_types_apart(store: Store, log: LogBuilder) -> None:
     await store.events.append([log.next(42), log.next(OID), log.next("7", stream="invoices")])
 

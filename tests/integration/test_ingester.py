@@ -90,7 +90,7 @@ async def test_stored_ids_and_heads_are_asked_for_only_while_needed(
         await orders.update_one({"_id": 1}, {"$set": {"n": n}})
     # a change of the stream it skips: no head of the stream's own is needed for it
     feed.inject({"operationType": "createIndexes", "ns": {"db": "shop", "coll": "orders"}})
-    asked: dict[str, list[list[Any]]] = {"existing_ids": [], "entity_heads": []}
+    asked: dict[str, list[list[Any]]] = {"events_by_id": [], "entity_heads": []}
     for name, calls in asked.items():
         real = getattr(store.events, name)
 
@@ -103,7 +103,7 @@ async def test_stored_ids_and_heads_are_asked_for_only_while_needed(
     ing = ingester(store, feed, clock, batch_size=4, on_batch=seen.append)
     stats = await ing.run(until_idle=True)
     assert (stats.recorded, stats.batches) == (12, 5)  # four full batches, then an empty one
-    assert len(asked["existing_ids"]) == 1 and len(asked["existing_ids"][0]) == 4
+    assert len(asked["events_by_id"]) == 1 and len(asked["events_by_id"][0]) == 4
     assert asked["entity_heads"] == [[1]]
     assert seen == [stats] * 5 and all(s is ing.stats for s in seen)
     assert [e.version for e in await assert_log_intact(store)] == list(range(1, 13))
