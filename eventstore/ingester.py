@@ -476,33 +476,42 @@ class Ingester:
         existing: dict[str, Event],
     ) -> list[ChangeEvent | Rejection]:
         """The items with each change whose resume token names another change made a
-        `Rejection` (see `reused_tokens`): one the log holds, or one earlier in the batch."""
+        `Rejection` (see `reused_tokens`): one the log holds, or one earlier in the batch.
+
+        Identities are worked out only for a token found again: the usual batch costs a
+        dictionary look-up per change.
+        """
         capture = self._require_capture()
-        first_of: dict[str, tuple[Identity, int]] = {}
+        first_at: dict[str, int] = {}
         out = list(items)
+
+        def identity(i: int) -> Identity:
+            change = items[i]
+            assert isinstance(change, ChangeEvent)
+            stream = capture.stream_of(change)
+            assert stream is not None
+            return change_identity(change, stream)
+
         for i, item in enumerate(items):
             if not isinstance(item, ChangeEvent) or not capture.wants(item):
                 continue
-            stream = capture.stream_of(item)
-            assert stream is not None
-            this = change_identity(item, stream)
             other = existing.get(item.token_id)
+            j = first_at.setdefault(item.token_id, i) if other is None else None
+            if j == i:
+                continue  # the usual case: a token not seen before
             reason = None
             if other is not None:
-                if not same_change(this, recorded_identity(other)):
+                if not same_change(identity(i), recorded_identity(other)):
                     reason = (
                         "its resume token is the id of another change already recorded (seq "
                         f"{other.seq}: {describe(recorded_identity(other), other.entity_key)})"
                     )
-            elif item.token_id in first_of:
-                earlier, j = first_of[item.token_id]
-                if not same_change(this, earlier):
-                    where = places[j].origin
-                    at = where.position if where is not None else "in the same batch"
-                    reason = f"its resume token is that of another change before it ({at})"
-            else:
-                first_of[item.token_id] = (this, i)
+            elif j is not None and not same_change(identity(i), identity(j)):
+                where = places[j].origin
+                at = where.position if where is not None else "in the same batch"
+                reason = f"its resume token is that of another change before it ({at})"
             if reason is not None:
+                stream = identity(i).stream
                 out[i] = self._rejection(batch.changes[i], places[i], stream=stream, reason=reason)
         return out
 
