@@ -40,7 +40,7 @@ from eventstore.codec import rfc3339, utc_ms
 from eventstore.decimal_text import decimal_int
 from eventstore.diff import FieldChange, diff
 from eventstore.fold import Finding, Fold
-from eventstore.keys import InvalidKey, candidates, entity_key, typed_key
+from eventstore.keys import InvalidKey, candidates, entity_key, is_typed, listed_key, typed_key
 from eventstore.model import (
     GAP,
     GENESIS_HASH,
@@ -360,6 +360,22 @@ class History:
             return options[0]
         return await self.resolve(stream, key)
 
+    async def answer_key(self, stream: str, entity_id: Any, key: str) -> str:
+        """The key an answer gives for the entity: one that, given back, names it alone.
+
+        The listing's key (`listed_key`), unless that bare key is shared (`42` by the
+        integer and the string): then the typed key, as the listing does. A bare `key`
+        that reached the entity was resolved against what exists (one entity), so only a
+        typed one costs a look-up, and only when its bare key could name another value.
+        """
+        if key == STREAM_KEY:
+            return key
+        listed = listed_key(entity_id)
+        if not is_typed(key) or len(candidates(listed)) < 2:
+            return listed
+        found = await self.store.events.existing_entity_ids(stream, candidates(listed))
+        return typed_key(entity_id) if len(found) > 1 else listed
+
     def _unknown(self, stream: str, key: str) -> HistoryError:
         if self.streams and stream not in self.streams:
             captured = ", ".join(sorted(self.streams))
@@ -374,7 +390,9 @@ class History:
     ) -> EntityState:
         """The entity as it was at a time or a version (neither: its latest state)."""
         entity_id = await self._target(stream, key)
-        return await self._state(stream, entity_id, key, at=at, version=version)
+        state = await self._state(stream, entity_id, key, at=at, version=version)
+        named = await self.answer_key(stream, entity_id, key)
+        return msgspec.structs.replace(state, entity_key=named)
 
     async def state_of(
         self, stream: str, entity_id: Any, *, at: datetime | None = None, version: int | None = None
@@ -637,7 +655,7 @@ class History:
         more = bool(page) and events[-1].version >= start + limit
         return HistoryPage(
             stream=stream,
-            entity_key=events[0].entity_key,
+            entity_key=await self.answer_key(stream, entity_id, key),
             events=page,
             next=str(page[-1].event.version) if more else None,
         )

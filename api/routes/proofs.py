@@ -204,7 +204,7 @@ async def entity_proof(
         raise _unprocessable(exc) from exc
     return {
         "stream": stream,
-        "entity_key": newest.entity_key,
+        "entity_key": await services.history.answer_key(stream, newest.entity_id, key),
         "tree_size": n,
         "checkpoint": proofs.full_note(checkpoint),
         "newest": {"seq": newest.seq, "version": newest.version, "hash": newest.hash},

@@ -169,7 +169,7 @@ async def entity_history(
     if cached is not None:
         return HistoryOut(
             stream=stream,
-            entity_key=events[0].entity_key,
+            entity_key=await services.history.answer_key(stream, events[0].entity_id, key),
             events=cached,
             next=encode_cursor(kind, events[-1].version) if more else None,
         )

@@ -52,3 +52,37 @@ async def test_each_listed_key_opens_its_entity(kind: str, make_app: AppFactory)
                 assert state.json()["document"]["_id"] == shown, key
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "mongo"])
+async def test_the_state_and_history_answers_name_the_entity_as_the_listing_does(
+    kind: str, make_app: AppFactory
+) -> None:
+    store = await open_test_store(kind)
+    try:
+        log = LogBuilder()
+        events = [log.next(entity_id) for entity_id in IDS]
+        await store.events.append(events)
+        await store.events.index_listings(events)
+        async with AsyncTestClient(make_app(store)) as client:
+            r = await client.get("/v1/streams/orders/entities", params={"limit": 100})
+            listed = [item["entity_key"] for item in r.json()["items"]]
+            # Each listed key, and each typed key, is answered with the listed key.
+            asked = [(key, key) for key in listed] + [
+                ("int:7", "7"),
+                ("str:plain", "plain"),
+                (f"oid:{OID}", f"oid:{OID}"),
+            ]
+            for key, named in asked:
+                for tail in ("state", "history"):
+                    path = f"/v1/streams/orders/entities/{quote(key, safe='')}/{tail}"
+                    answer = await client.get(path)
+                    assert answer.status_code == 200, (key, answer.text)
+                    assert answer.json()["entity_key"] == named, (key, tail)
+                    # ... which, given back, opens the same entity
+                    again = await client.get(
+                        f"/v1/streams/orders/entities/{quote(named, safe='')}/{tail}"
+                    )
+                    assert again.json() == answer.json(), (key, tail)
+    finally:
+        await store.close()
