@@ -40,7 +40,15 @@ from eventstore.codec import rfc3339, utc_ms
 from eventstore.decimal_text import decimal_int
 from eventstore.diff import FieldChange, diff
 from eventstore.fold import Finding, Fold
-from eventstore.keys import InvalidKey, candidates, entity_key, is_typed, listed_key, typed_key
+from eventstore.keys import (
+    InvalidKey,
+    candidates,
+    entity_key,
+    is_typed,
+    listed_key,
+    shown_key,
+    typed_key,
+)
 from eventstore.model import (
     GAP,
     GENESIS_HASH,
@@ -340,7 +348,7 @@ class History:
         if len(found) > 1:
             typed = sorted(typed_key(f) for f in found)
             raise AmbiguousKey(
-                f"{key!r} names {len(found)} entities in {stream!r}: use one of {', '.join(typed)}",
+                f"{shown_key(key)} names {len(found)} entities in {shown_key(stream)}: use one of {', '.join(typed)}",
                 typed,
             )
         return found[0]
@@ -380,9 +388,9 @@ class History:
         if self.streams and stream not in self.streams:
             captured = ", ".join(sorted(self.streams))
             return UnknownStream(
-                f"unknown stream {stream!r} (captured: {captured}), and no entity {key!r} in it"
+                f"unknown stream {shown_key(stream)} (captured: {captured}), and no entity {shown_key(key)} in it"
             )
-        return UnknownEntity(f"no entity {key!r} in stream {stream!r}")
+        return UnknownEntity(f"no entity {shown_key(key)} in stream {shown_key(stream)}")
 
     # -- state -------------------------------------------------------------------------------
     async def state(
@@ -460,7 +468,7 @@ class History:
             target = version
             if events[-1].version < version:
                 raise UnknownVersion(
-                    f"{key!r} has no version {version}: its latest is {events[-1].version}"
+                    f"{shown_key(key)} has no version {version}: its latest is {events[-1].version}"
                 )
         elif at_ms is not None:
             target = base_version
@@ -523,7 +531,7 @@ class History:
                 else ""
             )
             raise NoState(
-                f"{key!r} has no recorded state at {rfc3339(at_ms)}: its first event is at "
+                f"{shown_key(key)} has no recorded state at {rfc3339(at_ms)}: its first event is at "
                 f"{rfc3339(events[0].occurred_at)}{note}"
             )
         return EntityState(
@@ -631,7 +639,7 @@ class History:
         if after is None and start > events[-1].version:
             # Asked for versions the entity never had: as `state` and `diff` say, not an empty page.
             raise UnknownVersion(
-                f"{key!r} has no version {start}: its latest is {events[-1].version}"
+                f"{shown_key(key)} has no version {start}: its latest is {events[-1].version}"
             )
 
         folding = _Folding(base, self.snapshot_every, lay_below)
@@ -736,7 +744,7 @@ class History:
         )
         if verdict.events_checked == 0 and self.streams and stream not in self.streams:
             raise UnknownStream(
-                f"unknown stream {stream!r} (captured: {', '.join(sorted(self.streams))})"
+                f"unknown stream {shown_key(stream)} (captured: {', '.join(sorted(self.streams))})"
             )
         return verdict
 

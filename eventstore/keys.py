@@ -155,12 +155,13 @@ def parse_typed(key: str) -> Any:
     prefix, _, rest = key.partition(":")
     if prefix == "oid":
         if not _HEX24.fullmatch(rest):
-            raise InvalidKey(f"oid: needs 24 hexadecimal digits, got {rest!r}")
+            raise InvalidKey(f"oid: needs 24 hexadecimal digits, got {shown_key(rest)}")
         return ObjectId(rest)
     if prefix == "int":
-        if not _INT.fullmatch(rest) or not _INT64_MIN <= int(rest) <= _INT64_MAX:
-            raise InvalidKey(f"int: needs a 64-bit integer, got {rest!r}")
-        return int(rest)
+        value = _int64(rest)
+        if value is None:
+            raise InvalidKey(f"int: needs a 64-bit integer, got {shown_key(rest)}")
+        return value
     if prefix == "str":
         return rest
     if prefix == "json":
@@ -170,7 +171,20 @@ def parse_typed(key: str) -> Any:
             raise InvalidKey("json: the value is nested too deeply") from None
         except Exception as exc:  # any value bson cannot build (overflow, bad decimal, ...)
             raise InvalidKey(f"json: needs Extended JSON: {exc}") from exc
-    raise InvalidKey(f"not a typed key: {key!r}")
+    raise InvalidKey(f"not a typed key: {shown_key(key)}")
+
+
+# A key quoted in a message shows at most this many characters (a path segment may be
+# tens of thousands long; an error need not echo it whole).
+SHOWN_KEY_CHARS: Final = 200
+
+
+def shown_key(key: str) -> str:
+    """`key` quoted for a message: its repr, cut after SHOWN_KEY_CHARS characters with the
+    length said (`'aaaa…' (20000 characters)`)."""
+    if len(key) <= SHOWN_KEY_CHARS:
+        return repr(key)
+    return f"{key[:SHOWN_KEY_CHARS]!r}… ({len(key)} characters)"
 
 
 def is_typed(key: str) -> bool:
@@ -190,9 +204,22 @@ def candidates(key: str) -> list[Any]:
     found: list[Any] = [key]
     if _HEX24.fullmatch(key):
         found.append(ObjectId(key))
-    if _INT.fullmatch(key) and _INT64_MIN <= int(key) <= _INT64_MAX:
-        found.append(int(key))
+    value = _int64(key)
+    if value is not None:
+        found.append(value)
     return found
+
+
+def _int64(text: str) -> int | None:
+    """The integer `text` spells in ASCII digits, when it is an int64; else None.
+
+    At most 20 characters (`-9223372036854775808`): longer digits are no int64, and past
+    4,300 of them Python's `int()` refuses to read them at all (ValueError).
+    """
+    if len(text) > 20 or not _INT.fullmatch(text):
+        return None
+    value = int(text)
+    return value if _INT64_MIN <= value <= _INT64_MAX else None
 
 
 def relaxed_json(value: Any) -> Any:

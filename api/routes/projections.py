@@ -33,7 +33,7 @@ from eventstore.json_input import (
     decode_json,
     whole_number,
 )
-from eventstore.keys import InvalidKey, candidates, typed_key
+from eventstore.keys import InvalidKey, candidates, shown_key, typed_key
 from projections.api import SEQ_FIELD
 from projections.orders import NO_CUSTOMER
 from projections.partitioned import MAX_WORKERS
@@ -228,7 +228,7 @@ async def _order_row_key(services: Services, collection: str, key: str) -> str:
     found = sorted(await services.store.read_models.get_many(collection, options))
     if len(found) > 1:
         raise AmbiguousKey(
-            f"{key!r} names {len(found)} orders: use one of {', '.join(found)}", found
+            f"{shown_key(key)} names {len(found)} orders: use one of {', '.join(found)}", found
         )
     return found[0] if found else options[0]
 

@@ -43,6 +43,7 @@ from eventstore.keys import (
     parse_typed,
     relaxed_json,
     shared_bare_keys,
+    shown_key,
     typed_key,
 )
 from eventstore.model import HASH_PATTERN, MAX_SEQ, Head
@@ -81,7 +82,7 @@ async def known_stream(services: Services, stream: str) -> None:
     names = {s.stream for s in await services.store.events.streams()}
     if stream not in names:
         raise UnknownStream(
-            f"unknown stream {stream!r} (captured: {', '.join(sorted(set(captured) | names))})"
+            f"unknown stream {shown_key(stream)} (captured: {', '.join(sorted(set(captured) | names))})"
         )
 
 

@@ -441,6 +441,25 @@ async def test_bare_key_naming_two_entities_is_409(client: Client, tail: str) ->
 
 
 @pytest.mark.parametrize(
+    ("key", "status"),
+    [
+        ("a" * 20_000, 404),
+        ("7" * 5_000, 404),
+        ("int:" + "7" * 5_000, 400),
+        ("oid:" + "f" * 9_000, 400),
+    ],
+    ids=["letters", "digits", "typed-digits", "typed-hex"],
+)
+@pytest.mark.parametrize("tail", ["history", "state", "diff?from_version=1&to_version=1", "verify"])
+async def test_a_key_of_thousands_of_characters_is_answered_and_quoted_cut(
+    client: Client, key: str, status: int, tail: str
+) -> None:
+    body = problem(await client.get(f"{ENTITIES}/{key}/{tail}"), status)
+    assert f"… ({len(key.partition(':')[2] or key)} characters)" in body["detail"]
+    assert len(body["detail"]) < 400
+
+
+@pytest.mark.parametrize(
     "key",
     ["nope", "oid:000000000000000000000000", "int:43", "str:ORD-Y", "a%2Fc", "a", "int:4"],
 )

@@ -8,7 +8,15 @@ import uuid
 import pytest
 from bson import Binary, Decimal128, Int64, ObjectId
 
-from eventstore.keys import InvalidKey, candidates, entity_key, parse_typed, relaxed_json, typed_key
+from eventstore.keys import (
+    InvalidKey,
+    candidates,
+    entity_key,
+    parse_typed,
+    relaxed_json,
+    shown_key,
+    typed_key,
+)
 
 OID = ObjectId("64b7f0c2a1b2c3d4e5f60718")
 
@@ -177,3 +185,21 @@ def test_relaxed_json_fast_paths_equal_the_json_util_round_trip(value: object) -
     expected = json.loads(json_util.dumps(value, json_options=RELAXED_JSON_OPTIONS))
     got = relaxed_json(value)
     assert got == expected and type(got) is type(expected)
+
+
+def test_digits_too_long_for_an_int64_name_a_string_only_and_a_typed_one_is_refused() -> None:
+    digits = "7" * 5000  # past 4,300 digits, int() itself refuses the text
+    assert candidates(digits) == [digits]
+    assert candidates("9" * 21) == ["9" * 21]
+    assert candidates("-9223372036854775808") == ["-9223372036854775808", -(2**63)]
+    with pytest.raises(InvalidKey) as refused:
+        parse_typed("int:" + digits)
+    assert str(refused.value) == (
+        f"int: needs a 64-bit integer, got {'7' * 200!r}… (5000 characters)"
+    )
+
+
+def test_a_key_in_a_message_is_cut_after_200_characters_with_its_length() -> None:
+    assert shown_key("a" * 200) == repr("a" * 200)
+    assert shown_key("a" * 201) == f"{'a' * 200!r}… (201 characters)"
+    assert shown_key("it's") == '"it\'s"'
