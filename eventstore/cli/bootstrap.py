@@ -25,6 +25,7 @@ import msgspec
 from eventstore.checkpointing import Checkpointer, checkpointer_for
 from eventstore.cli.common import CliError
 from eventstore.clock import SystemClock
+from eventstore.history import UnknownEntity, UnknownStream
 from eventstore.ingester import Ingester, IngestStats
 from eventstore.ports import ChangeSource, Clock, Store
 from eventstore.publishing import Publisher, http_post
@@ -367,7 +368,12 @@ class Service:
         return app
 
 
-# What a command reading or writing a fresh `memory://` store says (it holds nothing else's).
+# What a command reading or writing a fresh `memory://` store says (it holds nothing else's):
+# after its answer, or (shorter) in its error when it finds nothing.
+MEMORY_EMPTY = (
+    "this command's memory:// store is new and empty: ask a running service through its"
+    " HTTP API, or give a MongoDB URI"
+)
 MEMORY_ALONE = (
     "note: memory:// is a store inside one process, and this command's is new and empty:"
     " it holds nothing another process captured and keeps nothing after it. Ask a running"
@@ -390,11 +396,17 @@ async def open_service(
     store that ends with it: it says so on standard error (its answer stays as it is).
     """
     clock = clock or SystemClock()
-    async with opened_store(settings, store) as opened:
-        wiring = build_source(settings, opened, clock, workload) if capture else None
-        yield Service(settings, opened, clock=clock, wiring=wiring)
-    if store is None and settings.is_memory and not capture:
-        print(MEMORY_ALONE, file=sys.stderr)  # after its answer (and never beside an error)
+    alone = store is None and settings.is_memory and not capture
+    try:
+        async with opened_store(settings, store) as opened:
+            wiring = build_source(settings, opened, clock, workload) if capture else None
+            yield Service(settings, opened, clock=clock, wiring=wiring)
+    except (UnknownStream, UnknownEntity) as exc:
+        # On a new memory:// store nothing is found because nothing is there: the one
+        # error line says why.
+        raise CliError(f"{exc} ({MEMORY_EMPTY})" if alone else str(exc)) from None
+    if alone:
+        print(MEMORY_ALONE, file=sys.stderr)  # after its answer (an error says it itself)
 
 
 def build_app(

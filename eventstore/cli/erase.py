@@ -16,7 +16,7 @@ from typing import TextIO
 from eventstore.cli.bootstrap import open_service
 from eventstore.cli.common import EXIT_ERROR, EXIT_OK, CliError, printable, settings_from
 from eventstore.erasure import check_erasure, request_erasure
-from eventstore.history import History, HistoryError
+from eventstore.history import History, HistoryError, UnknownEntity, UnknownStream
 
 
 def confirmed(stream: str, key: str, answer_from: TextIO | None, ask: TextIO) -> bool:
@@ -59,6 +59,8 @@ async def cmd_erase(args: argparse.Namespace, out: TextIO) -> int:
             # Checked again: while the question waited, the entity may have changed or
             # another request been queued (request_erasure answers with that one).
             outcome = await request_erasure(service.store, history, **asked, now=datetime.now(UTC))
+        except (UnknownStream, UnknownEntity):
+            raise  # open_service says so, and why on a new memory:// store
         except HistoryError as exc:
             raise CliError(str(exc)) from None
     request = outcome.request

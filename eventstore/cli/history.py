@@ -22,7 +22,7 @@ from eventstore.chain import CheckpointCheck
 from eventstore.checkpoint_audit import verify_checkpoint
 from eventstore.cli.bootstrap import open_service
 from eventstore.cli.common import EXIT_OK, EXIT_TAMPERED, CliError, printable, settings_from
-from eventstore.history import History, HistoryError
+from eventstore.history import History, HistoryError, UnknownEntity, UnknownStream
 from eventstore.model import HASH_PATTERN, Head
 from eventstore.notes import NoteError, Verifier
 from eventstore.render import (
@@ -71,6 +71,8 @@ async def _guarded(args: argparse.Namespace, body: Callable[[History], Awaitable
     async with open_service(settings, store=args.store) as service:
         try:
             return await body(History.from_settings(service.store, settings))
+        except (UnknownStream, UnknownEntity):
+            raise  # open_service says so, and why on a new memory:// store
         except HistoryError as exc:
             raise CliError(str(exc)) from None
 

@@ -97,3 +97,30 @@ def test_a_fresh_memory_store_is_said_to_be_empty_and_alone(
     # A store given to the command (the service's own) is not a fresh one: no note.
     assert main(["verify", "--uri", "memory://"], out=io.StringIO(), store=MemoryStore()) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["history", "orders", "a"], "no entity 'a' in stream 'orders'"),
+        (["state", "orders", "a", "--version", "3"], "no entity 'a' in stream 'orders'"),
+        (["diff", "orders", "a", "1", "2"], "no entity 'a' in stream 'orders'"),
+        (["verify", "orders", "a"], "no entity 'a' in stream 'orders'"),
+        (["verify", "nostream"], "unknown stream 'nostream' (captured: orders)"),
+        (
+            ["erase", "orders", "a", "--reason", "r", "--actor", "x", "--yes"],
+            "no entity 'a' in stream 'orders'",
+        ),
+    ],
+)
+def test_finding_nothing_in_a_fresh_memory_store_says_why_in_its_one_error_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], error: str
+) -> None:
+    assert main([*argv, "--uri", "memory://"], out=io.StringIO()) == 1
+    assert capsys.readouterr().err == (
+        f"eventstore: error: {error} (this command's memory:// store is new and empty: ask a"
+        " running service through its HTTP API, or give a MongoDB URI)\n"
+    )
+    # The service's own store, given to the command: the error alone.
+    assert main([*argv, "--uri", "memory://"], out=io.StringIO(), store=MemoryStore()) == 1
+    assert capsys.readouterr().err == f"eventstore: error: {error}\n"
