@@ -238,6 +238,9 @@ class Ingester:
                 log.error(
                     "change stream history lost (%s): recording a gap and re-snapshotting", exc
                 )
+                # The gap starts after the last change recorded: the checkpoint as the
+                # stream left it (each batch committed one), not as it was when it opened.
+                cp = await self.store.checkpoints.get(self.name) or cp
                 cp = await self._record_gap(cp)
                 continue
             if isinstance(outcome, RenamedInto):
