@@ -94,6 +94,7 @@ async def verify_entity(
         if broken or len(events) < page:
             break
         next_from = events[-1].version + 1
+        await asyncio.sleep(0)  # a turn for the loop between pages, as `all_events` gives
     if not checker.checked:
         return None
     if checker.failure is None:

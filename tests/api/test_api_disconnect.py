@@ -263,6 +263,34 @@ async def test_a_client_gone_while_verify_runs_cancels_it_and_is_499(
     assert errors(access) == []
 
 
+async def test_a_client_gone_while_an_entity_verify_runs_cancels_it_and_is_499(
+    monkeypatch: pytest.MonkeyPatch, access: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(eventstore.history, "_PAGE", 50)
+    store = MemoryStore()
+    log = LogBuilder()
+    await store.events.append([log.next("hot") for _ in range(1000)])  # 20 pages of one entity
+    app = create_app(settings(), store=store)
+    pages = 0
+    left = asyncio.Event()
+    real = store.events.read_entity
+
+    async def read_entity(*args: Any, **kwargs: Any) -> Any:
+        nonlocal pages
+        pages += 1
+        left.set()  # the client hangs up while the entity is read
+        return await real(*args, **kwargs)
+
+    store.events.read_entity = read_entity  # type: ignore[method-assign]
+    path = "/v1/streams/orders/entities/hot/verify"
+    sent = await call(app, scope("GET", path), leaves_when(left))
+    assert sent == []
+    assert pages <= 8, pages  # cancelled: the rest of the entity was never read
+    assert counted(app) == {("GET", "/v1/streams/{stream}/entities/{key}/verify", 499): 1}
+    assert [line["status"] for line in lines(access)] == [499]
+    assert errors(access) == []
+
+
 async def test_a_change_whose_client_leaves_runs_to_its_end_and_is_499(
     access: pytest.LogCaptureFixture,
 ) -> None:
