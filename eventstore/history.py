@@ -24,6 +24,7 @@ newest version with `occurred_at <= at`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -42,10 +43,9 @@ from eventstore.diff import FieldChange, diff
 from eventstore.fold import Finding, Fold
 from eventstore.keys import (
     InvalidKey,
+    answer_key,
     candidates,
     entity_key,
-    is_typed,
-    listed_key,
     shown_key,
     typed_key,
 )
@@ -69,6 +69,10 @@ MAX_LIMIT: Final = 1000
 FINDINGS_KEPT: Final = 100
 # Events per read when verifying or laying snapshots over a whole entity.
 _PAGE: Final = 1000
+# A long fold (the first read of an entity of many versions, before any snapshot) gives
+# the loop a turn every this many versions: other requests go on, and a client gone
+# cancels it.
+_FOLD_TURN: Final = 1024
 # How many folded states a History keeps in memory (events never change, so they never go stale).
 FOLDED_KEPT: Final = 10_000
 # The time of the version-0 snapshot: before any `at` a caller can give.
@@ -368,22 +372,6 @@ class History:
             return options[0]
         return await self.resolve(stream, key)
 
-    async def answer_key(self, stream: str, entity_id: Any, key: str) -> str:
-        """The key an answer gives for the entity: one that, given back, names it alone.
-
-        The listing's key (`listed_key`), unless that bare key is shared (`42` by the
-        integer and the string): then the typed key, as the listing does. A bare `key`
-        that reached the entity was resolved against what exists (one entity), so only a
-        typed one costs a look-up, and only when its bare key could name another value.
-        """
-        if key == STREAM_KEY:
-            return key
-        listed = listed_key(entity_id)
-        if not is_typed(key) or len(candidates(listed)) < 2:
-            return listed
-        found = await self.store.events.existing_entity_ids(stream, candidates(listed))
-        return typed_key(entity_id) if len(found) > 1 else listed
-
     def _unknown(self, stream: str, key: str) -> HistoryError:
         if self.streams and stream not in self.streams:
             captured = ", ".join(sorted(self.streams))
@@ -399,7 +387,7 @@ class History:
         """The entity as it was at a time or a version (neither: its latest state)."""
         entity_id = await self._target(stream, key)
         state = await self._state(stream, entity_id, key, at=at, version=version)
-        named = await self.answer_key(stream, entity_id, key)
+        named = answer_key(entity_id, key)
         return msgspec.structs.replace(state, entity_key=named)
 
     async def state_of(
@@ -507,6 +495,8 @@ class History:
         for event in events:
             if event.version <= base_version:
                 continue  # the snapshot's own event: its state is the snapshot's
+            if event.version % _FOLD_TURN == 0:
+                await asyncio.sleep(0)
             folding.apply(event)
             if event.version == target:
                 state, target_event = folding.fold.state, event
@@ -649,6 +639,8 @@ class History:
         for event in events:
             if event.version <= folding.base_version:
                 continue
+            if event.version % _FOLD_TURN == 0:
+                await asyncio.sleep(0)
             erased_seen = erased_seen or event.erased
             if erased_seen:
                 if start <= event.version < start + limit:
@@ -663,7 +655,7 @@ class History:
         more = bool(page) and events[-1].version >= start + limit
         return HistoryPage(
             stream=stream,
-            entity_key=await self.answer_key(stream, entity_id, key),
+            entity_key=answer_key(entity_id, key),
             events=page,
             next=str(page[-1].event.version) if more else None,
         )

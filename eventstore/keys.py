@@ -22,6 +22,8 @@ from typing import Any, Final
 from bson import Decimal128, ObjectId, json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS
 
+from eventstore.model import STREAM_KEY
+
 _HEX24 = re.compile(r"[0-9a-fA-F]{24}")
 _INT = re.compile(r"-?[0-9]+")
 _TYPED_PREFIXES = ("oid:", "int:", "str:", "json:")
@@ -69,6 +71,22 @@ def listed_key(entity_id: Any) -> str:
     ):
         return "str:" + entity_id
     return entity_key(entity_id)
+
+
+def answer_key(entity_id: Any, asked: str) -> str:
+    """The key an answer about one entity gives for it: one that, given back, names it alone.
+
+    The listing's key (`listed_key`), unless the entity was asked for by a typed key and
+    that bare key could name another value (`42`: the integer or the string): then the
+    typed key (`int:42`). A bare key that reached the entity was resolved against what
+    exists, so it is given back as it is. No look-up: an answer costs its reads alone.
+    """
+    if asked == STREAM_KEY:
+        return asked
+    listed = listed_key(entity_id)
+    if is_typed(asked) and len(candidates(listed)) > 1:
+        return typed_key(entity_id)
+    return listed
 
 
 # Strings whose bare key cannot be a path segment: empty, or one a URL resolves away

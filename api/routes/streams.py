@@ -38,6 +38,7 @@ from eventstore.codec import rfc3339
 from eventstore.history import UnknownStream
 from eventstore.keys import (
     InvalidKey,
+    answer_key,
     candidates,
     is_typed,
     parse_typed,
@@ -170,7 +171,7 @@ async def entity_history(
     if cached is not None:
         return HistoryOut(
             stream=stream,
-            entity_key=await services.history.answer_key(stream, events[0].entity_id, key),
+            entity_key=answer_key(events[0].entity_id, key),
             events=cached,
             next=encode_cursor(kind, events[-1].version) if more else None,
         )
