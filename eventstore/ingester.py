@@ -282,7 +282,7 @@ class Ingester:
                     self.stats.caught_up = True
                     await self._idle(final=True)  # the tree is checkpointed before the run ends
                     return "ended", cp
-                cp, ended = await self._ingest(batch, cp)
+                cp, ended = await self._ingest_checked(batch, cp)
                 if ended is not None:
                     return ended, cp
                 cp = await self._erasures(cp)
@@ -293,6 +293,33 @@ class Ingester:
                         return "idle", cp
         await self._idle(final=True)
         return "stopped", cp
+
+    async def _ingest_checked(
+        self, batch: ChangeBatch, cp: Checkpoint
+    ) -> tuple[Checkpoint, str | RenamedInto | None]:
+        """`_ingest`, and once more with the batch's ids looked up when the store refused it
+        while none were: a driver that resumed its stream by itself (a getMore failed with
+        a resumable error) may deliver a change again that this stream already handed over
+        and the log holds. Only looking it up tells; a conflict found after looking is one.
+        """
+        looked_up = self._redelivery_possible
+        before = msgspec.structs.asdict(self.stats)
+        try:
+            return await self._ingest(batch, cp)
+        except LogConflict as exc:
+            if looked_up:
+                raise
+            log.warning(
+                "the log already holds part of a batch (%s): recording it again with the ids"
+                " it holds looked up, as after a resume",
+                exc,
+            )
+        for name, value in before.items():  # the batch is counted once
+            setattr(self.stats, name, value)
+        capture = self._require_capture()
+        capture.head = await self.store.events.head()  # its events were not stored
+        self._redelivery_possible = True
+        return await self._ingest(batch, cp)
 
     async def _ingest(
         self, batch: ChangeBatch, cp: Checkpoint
