@@ -21,6 +21,7 @@ import msgspec
 from bson import Timestamp
 
 from eventstore.codec import timestamp_str
+from eventstore.fold import is_component_list
 from eventstore.keys import typed_key
 from eventstore.model import SOURCE_STREAM
 from eventstore.split_events import SPLIT_EVENT, fragment_of
@@ -275,6 +276,12 @@ def _update_problem(ud: Any) -> str | None:
     paths = ud.get("disambiguatedPaths")
     if paths is not None and not isinstance(paths, dict):
         return f"updateDescription.disambiguatedPaths is {_kind(paths)}, not a document"
+    for path, parts in (paths or {}).items():
+        if not is_component_list(path, parts):
+            return (
+                f"updateDescription.disambiguatedPaths {path!r} is not the components of its"
+                " path (field names as strings, array indexes as integers)"
+            )
     return None
 
 

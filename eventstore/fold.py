@@ -129,6 +129,35 @@ def _put(container: Any, key: str | int, value: Any) -> bool:
     return True
 
 
+def is_component_list(path: str, parts: Any) -> bool:
+    """True when `parts` is what `disambiguatedPaths` gives for `path`: its components in
+    order, field names as strings and array indexes as non-negative integers, which
+    joined with "." spell `path`."""
+    if not isinstance(parts, list | tuple) or not parts:
+        return False
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, str | int):
+            return False
+        if isinstance(part, int) and part < 0:
+            return False
+    return ".".join(str(part) for part in parts) == path
+
+
+def _checked(
+    disambiguated: Mapping[str, Any], conflicts: list[str]
+) -> tuple[Mapping[str, Sequence[Part]], frozenset[str]]:
+    """The entries that are component lists, and the paths whose entry is not: those are
+    not applied (a conflict says so) rather than walked some other way."""
+    bad = [p for p, parts in disambiguated.items() if not is_component_list(p, parts)]
+    if not bad:
+        return disambiguated, frozenset()
+    conflicts.extend(
+        f"disambiguatedPaths {p!r}: not the components of the path; not applied" for p in bad
+    )
+    kept = {p: parts for p, parts in disambiguated.items() if p not in bad}
+    return kept, frozenset(bad)
+
+
 def _parts(path: str, disambiguated: Mapping[str, Sequence[Part]]) -> tuple[Sequence[Part], bool]:
     """The components of `path` and whether they are exact (from `disambiguatedPaths`)."""
     given = disambiguated.get(path)
@@ -310,16 +339,25 @@ def apply_update(
     new = dict(doc)
     writer = _Writer(new)
     disambiguated: Mapping[str, Sequence[Part]] = changes.get("disambiguatedPaths") or _NO_PATHS
+    skipped: frozenset[str] = frozenset()
+    if disambiguated:
+        disambiguated, skipped = _checked(disambiguated, writer.conflicts)
     for t in changes.get("truncatedArrays") or ():
         path = t["field"]
+        if path in skipped:
+            continue
         parts, exact = _parts(path, disambiguated)
         writer.truncate(path, parts, exact, max(int(t["newSize"]), 0))
     for path, value in (changes.get("updatedFields") or _NO_PATHS).items():
+        if path in skipped:
+            continue
         if "." in path or path in disambiguated:
             writer.set(path, _plan(path, disambiguated), value)
         else:  # a top-level field (the usual case): what `set` does with one component
             new[path] = _clone(value) if isinstance(value, _CONTAINERS) else value
     for path in changes.get("removedFields") or ():
+        if path in skipped:
+            continue
         parts, exact = _parts(path, disambiguated)
         writer.remove(parts, exact)
     if conflicts is not None:

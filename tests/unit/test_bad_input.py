@@ -113,6 +113,24 @@ def _with(change: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
             _with(good(), "updateDescription.disambiguatedPaths", 3),
             "updateDescription.disambiguatedPaths is an integer, not a document",
         ),
+        (
+            # a component that is no field name and no array index (the fold would crash)
+            _with(good(), "updateDescription.disambiguatedPaths", {"a.1.0": ["a", 1.5, 0]}),
+            "updateDescription.disambiguatedPaths 'a.1.0' is not the components of its path"
+            " (field names as strings, array indexes as integers)",
+        ),
+        (
+            # a string, not the list of components (it would be taken as one)
+            _with(good(), "updateDescription.disambiguatedPaths", {"m.0": "m"}),
+            "updateDescription.disambiguatedPaths 'm.0' is not the components of its path"
+            " (field names as strings, array indexes as integers)",
+        ),
+        (
+            # components that do not spell the path
+            _with(good(), "updateDescription.disambiguatedPaths", {"m.0": ["m", "1"]}),
+            "updateDescription.disambiguatedPaths 'm.0' is not the components of its path"
+            " (field names as strings, array indexes as integers)",
+        ),
         (_with(good(), "clusterTime", "yesterday"), "clusterTime is a string, not a timestamp"),
         (_with(good(), "wallTime", 12), "wallTime is an integer, not a date"),
         (_with(good(), "txnNumber", "one"), "txnNumber is a string, not an integer"),

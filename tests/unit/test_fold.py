@@ -21,6 +21,7 @@ from eventstore.fold import (
     apply_event,
     apply_update,
     fold,
+    is_component_list,
 )
 from eventstore.model import (
     CREATED,
@@ -266,6 +267,27 @@ def test_top_level_dotted_field_names_are_one_component() -> None:
     assert apply_update(doc, changes) == {"_id": 1, "x.y.": {"sub": 1}, "new.Field.": 2}
 
 
+@pytest.mark.parametrize(
+    "parts",
+    [["arr", 1.5, 0], "arr", ["arr", True, 0], ["arr", -1, 0], ["arr", "1"], []],
+    ids=["double", "string", "bool", "negative", "other-path", "empty"],
+)
+def test_a_path_whose_disambiguation_is_no_component_list_is_not_applied_and_said(
+    parts: Any,
+) -> None:
+    # Stored before capture refused such changes: reading the entity never crashes.
+    doc = {"arr": [[1], [2]], "n": 1}
+    changes = ch(updated={"arr.1.0": 9, "n": 2}, removed=["arr.1.0"])
+    changes["disambiguatedPaths"] = {"arr.1.0": parts}
+    conflicts: list[str] = []
+    assert apply_update(doc, changes, conflicts=conflicts) == {"arr": [[1], [2]], "n": 2}
+    assert conflicts == [
+        "disambiguatedPaths 'arr.1.0': not the components of the path; not applied"
+    ]
+    assert is_component_list("arr.1.0", ["arr", 1, 0])
+    assert not is_component_list("arr.1.0", parts)
+
+
 def test_disambiguated_numeric_string_is_a_field_inside_an_array_element() -> None:
     doc = {"arr": [[{"0": "old", "k": 1}]]}
     changes = ch(updated={"arr.0.0.0": "new"}, disambiguated={"arr.0.0.0": ["arr", 0, 0, "0"]})
@@ -377,11 +399,12 @@ def test_a_negative_exact_index_names_nothing_in_an_array() -> None:
     conflicts: list[str] = []
     cut = ch(truncated=[("a.-1", 1)], disambiguated={"a.-1": ["a", -1]})
     assert apply_update(doc, cut, conflicts=conflicts) == doc
-    assert conflicts == ["truncatedArrays 'a.-1': no such array"]
+    # (refused at capture since: a negative index is no component)
+    assert conflicts == ["disambiguatedPaths 'a.-1': not the components of the path; not applied"]
     conflicts.clear()
     setting = ch(updated={"a.-1": 0}, disambiguated={"a.-1": ["a", -1]})
     assert apply_update(doc, setting, conflicts=conflicts) == doc
-    assert conflicts == ["updatedFields 'a.-1': no -1 in an array"]
+    assert conflicts == ["disambiguatedPaths 'a.-1': not the components of the path; not applied"]
 
 
 def test_an_index_just_past_the_end_names_nothing_when_removing_or_truncating() -> None:
@@ -400,7 +423,7 @@ def test_an_exact_path_without_components_names_nothing() -> None:
     conflicts: list[str] = []
     cut = ch(truncated=[("a", 1)], disambiguated={"a": []})
     assert apply_update(doc, cut, conflicts=conflicts) == doc
-    assert conflicts == ["truncatedArrays 'a': no such array"]
+    assert conflicts == ["disambiguatedPaths 'a': not the components of the path; not applied"]
 
 
 def test_truncation_of_something_that_is_not_an_array_is_reported() -> None:
@@ -807,9 +830,10 @@ def test_an_exact_path_of_one_component_goes_through_its_components() -> None:
     conflicts: list[str] = []
     changes = ch(updated={"a": 2, "b": 2}, disambiguated={"a": [], "b": [0]})  # malformed
     assert apply_update({"a": 1}, changes, conflicts=conflicts) == {"a": 1}
+    # (refused at capture since: neither entry spells its path)
     assert conflicts == [
-        "updatedFields 'a': empty path",
-        "updatedFields 'b': no 0 in a sub-document",
+        "disambiguatedPaths 'a': not the components of the path; not applied",
+        "disambiguatedPaths 'b': not the components of the path; not applied",
     ]
 
 
