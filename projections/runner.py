@@ -603,6 +603,10 @@ class ProjectionRunner:
             progress.total = max(progress.total, position)
             await self.lease.keep()
             await report()
+            # A turn for the loop between batches, whatever the store: on one that never
+            # waits (memory) a rebuild in a service's loop would hold every request, its own
+            # job's progress and a stop until the swap.
+            await asyncio.sleep(0)
         if complete:  # the log has ended: each entity's last change is applied
             await self._replay(replay, release=True)
             replay.states.clear()
