@@ -18,8 +18,9 @@ import msgspec
 
 from eventstore.chain import canonical_bytes
 from eventstore.json_input import check_unique_keys
+from eventstore.keys import typed_key
 from eventstore.merkle import ProofError, ProofFailed, count_events, leaf_hash, verify_inclusion
-from eventstore.model import TreeCheckpoint
+from eventstore.model import Event, TreeCheckpoint
 from eventstore.notes import NoteError, Verifier, open_note, parse_checkpoint
 from eventstore.ports import Store
 from eventstore.tree import consistency_proof, inclusion_proof, leaf_and_inclusion
@@ -108,6 +109,35 @@ async def within_tree(store: Store, size: int | None) -> None:
         raise ProofError(
             f"tree size {size} is beyond the stored tree ({count_events(stored)})", argument="size"
         )
+
+
+async def newest_inside(store: Store, stream: str, entity_id: Any, size: int) -> Event | None:
+    """The entity's newest event in the tree of `size` events (seq at most `size`); None when
+    its first event is past it.
+
+    Versions and seqs grow together, so the versions are halved: at most about log2 of
+    the entity's length reads of one event each, and one when its newest event is inside
+    (the usual case), whatever its length.
+    """
+    events = store.events
+    first = await events.read_entity(stream, entity_id, limit=1)
+    if not first or first[0].seq > size:
+        return None
+    head = (await events.entity_heads(stream, [entity_id]))[typed_key(entity_id)]
+    newest = await events.read_entity(stream, entity_id, from_version=head.version, limit=1)
+    if newest and newest[0].seq <= size:
+        return newest[0]
+    # Invariant: `inside` (version `low`) has seq <= size; version `high` has seq > size.
+    inside, low, high = first[0], first[0].version, head.version
+    while high - low > 1:
+        (probe,) = await events.read_entity(
+            stream, entity_id, from_version=(low + high) // 2, limit=1
+        )
+        if probe.seq <= size:
+            inside, low = probe, probe.version
+        else:
+            high = probe.version
+    return inside
 
 
 async def event_proof(store: Store, seq: int, size: int | None) -> ProofFile:

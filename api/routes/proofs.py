@@ -149,9 +149,6 @@ async def event_proof(
     return out
 
 
-# Entity events read per query while looking for the newest one inside the tree.
-_SCAN: Final = 1000
-
 
 @get(
     "/streams/{stream:str}/entities/{key:str}/proof",
@@ -176,18 +173,11 @@ async def entity_proof(
     except ProofError as exc:
         raise _unprocessable(exc) from exc
     n = checkpoint.size
-    # The newest event of the entity inside the tree (versions and seqs grow together).
-    newest = None
-    cursor: str | None = None
-    while True:
-        events, more = await services.history.page_events(stream, key, limit=_SCAN, after=cursor)
-        if not events and cursor is None:
-            await services.history.history(stream, key, limit=1)  # 404 / 409 as history says
-        inside = [e for e in events if e.seq <= n]
-        newest = inside[-1] if inside else newest
-        if not more or len(inside) < len(events):
-            break
-        cursor = str(events[-1].version)
+    first, _ = await services.history.page_events(stream, key, limit=1)
+    if not first:
+        await services.history.history(stream, key, limit=1)  # 404 / 409 as history says
+    # The newest event of the entity inside the tree (a few reads, whatever its length).
+    newest = await proofs.newest_inside(services.store, stream, first[0].entity_id, n)
     if newest is None:
         raise ApiError(
             404, f"the entity has no event in the tree of {count_events(n)}", kind="not-found"
