@@ -142,11 +142,16 @@ class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
 
     `entity_ids` (an entity's `_id`, resolved from its key by the caller) needs
     `stream`. `types` matches any of them. `field` matches events whose
-    `changed_fields` hold that dotted path or a path beneath it (`customer`
-    matches `customer.email`, never `customerNote`), and every `replaced` or
-    `snapshot` event (`REWRITE_TYPES`: it may have removed the field, which its
-    `changed_fields` cannot say). `since` is inclusive and
-    `until` exclusive, both on `occurred_at`.
+    `changed_fields` hold that dotted path, a path beneath it or a path above it,
+    on whole segments (`customer` matches `customer.email`, never `customerNote`;
+    `customer.name` matches `customer` set whole, and the insert that wrote it), as
+    a subscription's `fields` does, and every `replaced`, `snapshot` or `deleted`
+    event, inferred ones too (`eventstore.field_match.WHOLE_DOCUMENT_TYPES`: they
+    write or remove the whole document, which their `changed_fields` cannot say).
+    `actor` is text: it matches that string, and the number (by value: `42` is
+    NumberLong 42 and 42.0 too), ObjectId (24 hex digits) or boolean (`true`) it
+    spells (`eventstore.actor_text`). `since` is inclusive and `until` exclusive,
+    both on `occurred_at`.
     """
 
     stream: str | None = None

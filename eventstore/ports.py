@@ -136,6 +136,8 @@ class EventLog(Protocol):
 
         Served by indexes (stream/entity, type, changed_fields, actor, occurred_at), never a
         scan of the whole log per page; the mongo adapter bounds each query with `maxTimeMS`.
+        A field is looked up as its path, each path above it, the paths beneath it and the
+        whole-document types; an actor as each value its text names (`EventQuery`).
         """
         ...
 

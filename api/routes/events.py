@@ -122,9 +122,13 @@ def _wants(request: Request[Any, Any, Any]) -> str | None:
     "/events",
     summary="Audit query over the log, in seq order (NDJSON or CSV export by Accept)",
     description=(
-        "Criteria combine with AND. `type` may repeat. `field` matches that dotted path and any "
-        "path beneath it, and every `replaced` or `snapshot` event (a whole document written "
-        "over: it may have removed the field). `since` is inclusive, `until` exclusive, on "
+        "Criteria combine with AND. `type` may repeat. `field` matches an event whose "
+        "`changed_fields` hold that dotted path, a path beneath it or a path above it (set "
+        "whole: `customer` changed `customer.name`), as a subscription's `fields` does, and "
+        "every `replaced`, `snapshot` or `deleted` event (a whole document written over or "
+        "removed). `actor` matches that string, and the number (by value: `42` finds 42, "
+        "NumberLong 42 and 42.0), ObjectId (24 hex digits) or boolean (`true`, `false`) it "
+        "spells. `since` is inclusive, `until` exclusive, on "
         "`occurred_at`. An unknown `stream` is a 404. With "
         "`Accept: application/x-ndjson` or `text/csv` every match is streamed: `limit` is "
         "refused there (bound an export with `since`, `until` or `after`)."

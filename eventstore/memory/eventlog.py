@@ -2,9 +2,11 @@
 
 Besides the log itself (by id, by seq, by entity), every event is listed by the
 seq in a few secondary indexes, each an append-only, seq-sorted list: per
-stream, per entity, per type, per actor and per changed-field prefix (`a.b.c`
-under `a`, `a.b` and `a.b.c`). An audit query reads the shortest list that
-holds every match, from its position after `after_seq`, and filters the rest.
+stream, per entity, per type, per actor (by `actor_key`: 42 and 42.0 are one
+actor), per changed-field prefix (`a.b.c` under `a`, `a.b` and `a.b.c`), per
+changed field exactly, and the events that write or remove a whole document.
+An audit query reads the shortest list (or union of lists) that holds every
+match, from its position after `after_seq`, and filters the rest.
 """
 
 from __future__ import annotations
@@ -13,19 +15,20 @@ import asyncio
 import heapq
 import threading
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
 import msgspec
 
+from eventstore.actor_text import actor_key, actor_keys
 from eventstore.codec import ceil_ms
+from eventstore.field_match import WHOLE_DOCUMENT_TYPES, changed_field, path_and_ancestors
 from eventstore.keys import listed_key, typed_key
 from eventstore.model import (
     COMMIT_SCHEME,
     LIVE_TYPES,
-    REWRITE_TYPES,
     STREAM_KEY,
     EntityHead,
     EntitySummary,
@@ -173,9 +176,11 @@ class MemoryEventLog:
         self._streams: dict[str, _StreamIndex] = {}
         self._entity_seqs: dict[tuple[str, str], list[int]] = {}
         self._type_seqs: dict[str, list[int]] = {}
-        self._actor_seqs: dict[str, list[int]] = {}
-        self._field_seqs: dict[str, list[int]] = {}
-        self._rewrite_seqs: list[int] = []  # replaced and snapshot events: they match any field
+        self._actor_seqs: dict[Hashable, list[int]] = {}  # by `actor_key`
+        self._field_seqs: dict[str, list[int]] = {}  # a changed path, or one beneath it
+        self._exact_field_seqs: dict[str, list[int]] = {}  # that very changed path
+        # replaced, snapshot and deleted events: they change every field (and are in no field's list)
+        self._whole_seqs: list[int] = []
         # (stream, typed key) -> position in its stream's `seqs` of the entity's newest event.
         self._newest_position: dict[tuple[str, str], int] = {}
         # While `occurred_at` never goes back along seq, a time range is a seq range
@@ -263,13 +268,16 @@ class MemoryEventLog:
             self._newest_position[key] = position
         self._entity_seqs.setdefault(key, []).append(seq)
         self._type_seqs.setdefault(event.type, []).append(seq)
-        if isinstance(event.actor, str):
-            self._actor_seqs.setdefault(event.actor, []).append(seq)
-        if event.type in REWRITE_TYPES:
-            self._rewrite_seqs.append(seq)  # matches every field (and is in no field's list)
+        actor = actor_key(event.actor)
+        if actor is not None:
+            self._actor_seqs.setdefault(actor, []).append(seq)
+        if event.type in WHOLE_DOCUMENT_TYPES:
+            self._whole_seqs.append(seq)
         else:
             for prefix in field_prefixes(event.changed_fields):
                 self._field_seqs.setdefault(prefix, []).append(seq)
+            for path in set(event.changed_fields):
+                self._exact_field_seqs.setdefault(path, []).append(seq)
 
     def _index_time(self, event: Event) -> None:
         """Keep time ranges answerable: switch to a sorted time list once time goes back."""
@@ -408,11 +416,12 @@ class MemoryEventLog:
             None if q.entity_ids is None else {typed_key(entity_id) for entity_id in q.entity_ids}
         )
         types = frozenset(q.types)
+        actors = None if q.actor is None else actor_keys(q.actor)
         found: list[Event] = []
-        for seq in self._candidates(q, entity_keys, since, until, max(after_seq, 0)):
+        for seq in self._candidates(q, entity_keys, actors, since, until, max(after_seq, 0)):
             event = self._by_seq[seq - 1]
             self.examined += 1
-            if _matches(event, q, entity_keys, types, since, until):
+            if _matches(event, q, entity_keys, actors, types, since, until):
                 found.append(event)
                 if len(found) == limit:
                     break
@@ -422,14 +431,16 @@ class MemoryEventLog:
         self,
         q: EventQuery,
         entity_keys: set[str] | None,
+        actors: frozenset[Hashable] | None,
         since: datetime | None,
         until: datetime | None,
         after_seq: int,
     ) -> Iterator[int]:
-        """In seq order, a superset of the matches after `after_seq`: the smallest one known.
+        """In seq order, each once, a superset of the matches after `after_seq`: the smallest known.
 
-        Each option is a union of disjoint seq-sorted lists (one per type, per entity);
-        the whole log is the option of last resort.
+        Each option is a union of seq-sorted lists (one per type, per entity, per
+        actor key; a field's lists may share events); the whole log is the option of
+        last resort.
         """
         low, high = after_seq + 1, len(self._by_seq) + 1  # the seq window [low, high)
         by_time: list[tuple[datetime, int]] = []  # `_by_time`, when time went back
@@ -458,10 +469,18 @@ class MemoryEventLog:
             )
         if q.types:
             options.append([self._type_seqs.get(t, []) for t in sorted(set(q.types))])
-        if q.actor is not None:
-            options.append([self._actor_seqs.get(q.actor, [])])
+        if actors is not None:
+            options.append([self._actor_seqs.get(key, []) for key in actors])
         if q.field is not None:
-            options.append([self._field_seqs.get(q.field, []), self._rewrite_seqs])
+            # The path or beneath it, a path above it changed whole, a whole document.
+            *above, path = path_and_ancestors(q.field)
+            options.append(
+                [
+                    self._field_seqs.get(path, []),
+                    *(self._exact_field_seqs.get(a, []) for a in above),
+                    self._whole_seqs,
+                ]
+            )
         best = min(
             (
                 [(seqs, bisect_left(seqs, low), bisect_left(seqs, high)) for seqs in option]
@@ -476,7 +495,8 @@ class MemoryEventLog:
         runs = [_run(seqs, start, end) for seqs, start, end in best if end > start]
         if len(runs) == 1:
             return runs[0]
-        return heapq.merge(*runs)  # disjoint lists (one type, one entity, one field or rewrites)
+        # A field's lists may share an event (changed `a` and `a.b`): each seq is read once.
+        return _distinct(heapq.merge(*runs))
 
     async def streams(self) -> list[StreamStats]:
         """Each stream's counts and newest event, kept up to date by `append`."""
@@ -550,10 +570,20 @@ def _run(seqs: Sequence[int], start: int, end: int) -> Iterator[int]:
         yield seqs[i]
 
 
+def _distinct(seqs: Iterator[int]) -> Iterator[int]:
+    """An ascending run of seqs without its repeats."""
+    last = 0  # seq starts at 1
+    for seq in seqs:
+        if seq != last:
+            yield seq
+            last = seq
+
+
 def _matches(
     event: Event,
     q: EventQuery,
     entity_keys: set[str] | None,
+    actors: frozenset[Hashable] | None,
     types: frozenset[str],
     since: datetime | None,
     until: datetime | None,
@@ -565,13 +595,10 @@ def _matches(
         return False
     if types and event.type not in types:
         return False
-    if q.actor is not None and event.actor != q.actor:
+    if actors is not None and actor_key(event.actor) not in actors:
         return False
     if since is not None and event.occurred_at < since:
         return False
     if until is not None and event.occurred_at >= until:
         return False
-    if q.field is not None and event.type not in REWRITE_TYPES:
-        beneath = q.field + "."
-        return any(path == q.field or path.startswith(beneath) for path in event.changed_fields)
-    return True
+    return q.field is None or changed_field(event.type, event.changed_fields, q.field)

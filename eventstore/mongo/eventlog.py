@@ -14,13 +14,14 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from eventstore.actor_text import actor_values
 from eventstore.codec import as_utc, ceil_ms, event_doc, event_from_doc
+from eventstore.field_match import WHOLE_DOCUMENT_TYPES, path_and_ancestors
 from eventstore.keys import listed_key, typed_key
 from eventstore.model import (
     COMMIT_SCHEME,
     LIVE_TYPES,
     MAX_DOCUMENT_BYTES,
-    REWRITE_TYPES,
     STREAM_KEY,
     EntityHead,
     EntitySummary,
@@ -101,14 +102,19 @@ def audit_filter(q: EventQuery, *, after_seq: int = 0) -> dict[str, Any]:
     if q.types:
         found["type"] = {"$in": sorted(set(q.types))}
     if q.field is not None:
-        # The path itself or one beneath it: an anchored prefix, which the index bounds;
-        # or a whole document written over (each clause has its index, both in seq order).
+        # The path itself or a path above it changed whole (keys of the index), one beneath
+        # it (an anchored prefix, which the index bounds), or a whole document written over
+        # or removed (the type index): each clause has its index, each in seq order.
         found["$or"] = [
-            {"changed_fields": {"$regex": f"^{re.escape(q.field)}(\\.|$)"}},
-            {"type": {"$in": sorted(REWRITE_TYPES)}},
+            {"changed_fields": {"$in": path_and_ancestors(q.field)}},
+            {"changed_fields": {"$regex": f"^{re.escape(q.field)}\\."}},
+            {"type": {"$in": sorted(WHOLE_DOCUMENT_TYPES)}},
         ]
     if q.actor is not None:
-        found["actor"] = q.actor
+        # The text and the values it spells (a number, an ObjectId, a boolean): points of
+        # the (actor, seq) index. `$in` compares numbers by value: 42 finds 42.0 and NumberLong.
+        values = actor_values(q.actor)
+        found["actor"] = values[0] if len(values) == 1 else {"$in": list(values)}
     if q.since is not None or q.until is not None:
         window: dict[str, Any] = {}
         if q.since is not None:
@@ -461,7 +467,8 @@ class MongoEventLog:
 
         The planner picks the index: (stream, entity_id, version), (type, seq),
         (changed_fields, seq), (actor, seq), (occurred_at) or (stream, seq). A
-        field prefix spans several keys of the multikey index, so its matches
+        field (its path, the paths above it, those beneath it) or an actor (the
+        values its text names) spans several keys of an index, so its matches
         may be sorted in memory: `maxTimeMS` bounds that too.
         """
         if limit <= 0:

@@ -10,15 +10,16 @@ paths (`customer.email` matches a change of `customer` and of
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from eventstore.actor_text import names_actor
+from eventstore.field_match import changed_path
 from eventstore.model import SNAPSHOT, STREAM_KEY, UPDATED, Event
 from eventstore.subscriptions.config import Filter
 
-
-def related(changed: str, path: str) -> bool:
-    """True when `changed` equals `path`, lies under it, or lies above it (whole segments)."""
-    return changed == path or changed.startswith(path + ".") or path.startswith(changed + ".")
+# True when `changed` equals `path`, lies under it, or lies above it (whole segments): the
+# audit query's `field` reads changed fields by the same rule.
+related = changed_path
 
 
 def fields_match(changed_fields: Iterable[str], paths: Iterable[str]) -> bool:
@@ -27,14 +28,18 @@ def fields_match(changed_fields: Iterable[str], paths: Iterable[str]) -> bool:
     return any(related(c, p) for c in changed_fields for p in wanted)
 
 
-def _actor_names(actor: object) -> set[str]:
+def _names_actor(wanted: Sequence[str], actor: object) -> bool:
+    """True when one of the `wanted` texts names the actor, as the audit query's `actor`
+    reads them (`actor_text`); an actor document (none is recorded since capture keeps
+    scalars only) by its `_id`, `id`, `name` or `email`."""
     if actor is None:
-        return set()
-    if isinstance(actor, str | int | float):
-        return {str(actor)}
-    if isinstance(actor, dict):  # an actor document: its id or name counts
-        return {str(v) for k, v in actor.items() if k in ("_id", "id", "name", "email")}
-    return {str(actor)}
+        return False
+    values = (
+        [v for k, v in actor.items() if k in ("_id", "id", "name", "email")]
+        if isinstance(actor, dict)
+        else [actor]
+    )
+    return any(names_actor(text, value) for text in wanted for value in values)
 
 
 def admits(f: Filter, event: Event) -> bool:
@@ -44,7 +49,7 @@ def admits(f: Filter, event: Event) -> bool:
     special = event.type == SNAPSHOT or event.entity_key == STREAM_KEY
     if (special or f.types) and event.type not in f.types:
         return False
-    if f.actors and not (_actor_names(event.actor) & set(f.actors)):
+    if f.actors and not _names_actor(f.actors, event.actor):
         return False
     if f.fields and event.type == UPDATED:
         return fields_match(event.changed_fields, f.fields)

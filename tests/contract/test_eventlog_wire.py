@@ -81,8 +81,9 @@ async def test_a_query_is_one_find_in_seq_order_bounded_by_max_time(
         "entity_id": {"$in": [42, "42"]},
         "type": {"$in": ["replaced", "updated"]},
         "$or": [
-            {"changed_fields": {"$regex": r"^customer\.email(\.|$)"}},
-            {"type": {"$in": ["replaced", "snapshot"]}},  # a whole document written over
+            {"changed_fields": {"$in": ["customer", "customer.email"]}},  # it, or set whole
+            {"changed_fields": {"$regex": r"^customer\.email\."}},  # beneath it
+            {"type": {"$in": ["deleted", "replaced", "snapshot"]}},  # a whole document
         ],
         "actor": "alice",
         # mockupdb decodes datetimes naive (UTC).

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from bson import Int64, ObjectId
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -286,7 +288,11 @@ def test_field_prefixes_are_the_path_and_every_path_above_it() -> None:
 STREAMS = ("orders", "refunds")
 ENTITIES: tuple[Any, ...] = (1, "1", 2, "b", None)  # None: a gap, the `$stream` pseudo-entity
 FIELDS = ("x", "x.y", "x.y.z", "xy", "w.0", "w", "w..0")
-ACTORS = ("alice", "bob", None)
+# Besides strings, actors a document may hold: numbers (one value three ways), a boolean
+# (never the number 1), an ObjectId (never its hex as a string).
+OID = ObjectId("65f000000000000000000001")
+ACTORS: tuple[Any, ...] = ("alice", "bob", None, 42, Int64(42), 42.0, "42", 7.5, True, 1, OID)
+ACTOR_TEXTS = ("alice", "bob", "42", "42.0", "7.5", "true", "1", str(OID))
 
 step = st.tuples(
     st.sampled_from(STREAMS),
@@ -301,7 +307,7 @@ query = st.builds(
     stream=st.none() | st.sampled_from(STREAMS),
     types=st.lists(st.sampled_from(("created", UPDATED, DELETED, GAP)), max_size=2).map(tuple),
     field=st.none() | st.sampled_from((*FIELDS, "x.y.", "w.")),
-    actor=st.none() | st.sampled_from(("alice", "bob")),
+    actor=st.none() | st.sampled_from(ACTOR_TEXTS),
     since=st.none() | st.integers(0, 600).map(lambda s: T0 + timedelta(seconds=s)),
     until=st.none() | st.integers(0, 600).map(lambda s: T0 + timedelta(seconds=s)),
 )
@@ -330,11 +336,25 @@ def build(steps: list[tuple[Any, ...]]) -> list[Event]:
     return events
 
 
+def named(text: str, actor: Any) -> bool:
+    """The plain meaning of `actor=text`, for the values these tests record."""
+    if isinstance(actor, bool):
+        return text == str(actor).lower()
+    if isinstance(actor, int | float):
+        return re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text) is not None and float(text) == actor
+    if isinstance(actor, ObjectId):
+        return text == str(actor)
+    return isinstance(actor, str) and actor == text
+
+
 def scan(events: list[Event], q: EventQuery) -> list[int]:
     """The plain meaning of an audit query, read off every event."""
 
-    def beneath(path: str, field: str) -> bool:
-        return path.split(".")[: len(field.split("."))] == field.split(".")
+    def related(path: str, field: str) -> bool:
+        """`path` is `field`, beneath it, or above it (on whole segments)."""
+        mine, wanted = path.split("."), field.split(".")
+        shortest = min(len(mine), len(wanted))
+        return mine[:shortest] == wanted[:shortest]
 
     return [
         e.seq
@@ -344,10 +364,11 @@ def scan(events: list[Event], q: EventQuery) -> list[int]:
         and (not q.types or e.type in q.types)
         and (
             q.field is None
-            or e.type in ("replaced", "snapshot")  # a whole document written over: any field
-            or any(beneath(p, q.field) for p in e.changed_fields)
+            # a whole document written over or removed: any field
+            or e.type in ("replaced", "snapshot", "deleted")
+            or any(related(p, q.field) for p in e.changed_fields)
         )
-        and (q.actor is None or e.actor == q.actor)
+        and (q.actor is None or named(q.actor, e.actor))
         and (q.since is None or e.occurred_at >= q.since)
         and (q.until is None or e.occurred_at < q.until)
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from bson import Int64, ObjectId
 
 from eventstore.model import Event
 from eventstore.subscriptions import templates
@@ -118,4 +119,13 @@ def test_an_actor_matches_by_its_value_or_its_documents_id_name_or_email() -> No
     assert admits(Filter(actors=("bob",)), by("bob"))
     assert not admits(Filter(actors=("None",)), by(None))  # no actor is no name
     assert not admits(Filter(actors=("None",)), by({"role": None}))
-    assert admits(Filter(actors=("['bob']",)), by(["bob"]))  # any other shape: its text
+    # As the audit query's `actor` reads texts (`actor_text`): a value by what it spells.
+    assert admits(Filter(actors=("42",)), by(42.0)) and admits(
+        Filter(actors=("42",)), by(Int64(42))
+    )
+    assert admits(Filter(actors=("true",)), by(True))
+    assert not admits(Filter(actors=("True",)), by(True))  # JSON's spelling, not Python's
+    assert not admits(Filter(actors=("1",)), by(True))  # a boolean is no number
+    oid = ObjectId()
+    assert admits(Filter(actors=(str(oid),)), by(oid))
+    assert not admits(Filter(actors=("['bob']",)), by(["bob"]))  # an array names nothing
