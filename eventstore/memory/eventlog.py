@@ -18,7 +18,7 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from datetime import datetime
 from itertools import pairwise
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -418,9 +418,15 @@ class MemoryEventLog:
         types = frozenset(q.types)
         actors = None if q.actor is None else actor_keys(q.actor)
         found: list[Event] = []
-        for seq in self._candidates(q, entity_keys, actors, since, until, max(after_seq, 0)):
+        candidates = self._candidates(q, entity_keys, actors, since, until, max(after_seq, 0))
+        for examined, seq in enumerate(candidates, start=1):
             event = self._by_seq[seq - 1]
             self.examined += 1
+            if examined % _QUERY_TURN == 0:
+                # Criteria each matching much of the log but seldom together are walked
+                # until a page is found: a turn for the loop now and then, as MongoDB's
+                # own scan of an index yields (and a client gone cancels the walk).
+                await asyncio.sleep(0)
             if _matches(event, q, entity_keys, actors, types, since, until):
                 found.append(event)
                 if len(found) == limit:
@@ -568,6 +574,10 @@ def _run(seqs: Sequence[int], start: int, end: int) -> Iterator[int]:
     """`seqs[start:end]` without copying it."""
     for i in range(start, end):
         yield seqs[i]
+
+
+# Candidates an audit query examines between two turns of the loop.
+_QUERY_TURN: Final = 4096
 
 
 def _distinct(seqs: Iterator[int]) -> Iterator[int]:

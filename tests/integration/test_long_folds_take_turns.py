@@ -15,6 +15,7 @@ import pytest
 
 from eventstore.history import History
 from eventstore.memory.store import MemoryStore
+from eventstore.model import Event, EventQuery
 from tests.helpers import LogBuilder
 
 VERSIONS = 5000
@@ -53,3 +54,19 @@ async def test_a_first_fold_of_thousands_of_versions_gives_the_loop_turns(read: 
     }
     # One turn per 1,024 versions folded (the ticker's own first turn aside).
     assert await turns_during(reads[read]) >= VERSIONS // 1024
+
+
+async def test_an_audit_query_walking_many_candidates_gives_the_loop_turns() -> None:
+    # Half the events are `created` (no changed field), half `updated` changing `status`:
+    # `type=created` with `field=status` walks half the log for a page it never fills.
+    store = MemoryStore()
+    log = LogBuilder()
+    await store.events.append([log.next(f"o{i // 2}") for i in range(6 * 4096)])
+    query = EventQuery(types=("created",), field="status")
+    found: list[Event] = []
+
+    async def read() -> None:
+        found.extend(await store.events.query(query, limit=100))
+
+    assert await turns_during(read) >= 2
+    assert found == []
