@@ -149,7 +149,6 @@ async def event_proof(
     return out
 
 
-
 @get(
     "/streams/{stream:str}/entities/{key:str}/proof",
     summary="An entity's events up to its newest one in tree `size`, with that event's inclusion proof",
