@@ -17,6 +17,10 @@ class FieldChangeOut(msgspec.Struct, kw_only=True):
     op: str
     before: Any = None
     after: Any = None
+    # MongoDB's $type aliases of both sides, only on a `changed` entry whose BSON types
+    # differ (absent otherwise): `Decimal128("1.0")` and `"1.0"` render alike.
+    before_type: str | msgspec.UnsetType = msgspec.UNSET
+    after_type: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class EventOut(msgspec.Struct, kw_only=True):

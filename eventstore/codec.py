@@ -9,6 +9,7 @@ client without `tz_aware`) is taken as UTC.
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import re
 import uuid
@@ -16,14 +17,50 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from bson import Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from bson.codec_options import DatetimeConversion
+from bson.datetime_ms import DatetimeMS
 from bson.json_util import RELAXED_JSON_OPTIONS, JSONMode, JSONOptions
 
 from eventstore.model import PAYLOAD_SCHEME, SCHEMA_VERSION, Checkpoint, Event, Head
 
+log = logging.getLogger(__name__)
+
+# A BSON date is any signed 64-bit count of milliseconds; Python's datetime holds years
+# 1-9999 only. Decoded with DATETIME_AUTO, a date outside them is a `DatetimeMS` (its
+# milliseconds, exactly), every other date the aware UTC datetime it always was. The
+# change source, the store and ndjson input all read dates so: MongoDB stores and streams
+# `new Date(8640000000000000)` (JavaScript's last date, a common "never").
+DATETIMES: Final = DatetimeConversion.DATETIME_AUTO
+
 # Extended JSON for ndjson input: canonical and relaxed are both accepted;
-# datetimes come back aware (UTC).
-EXTJSON_OPTIONS: JSONOptions = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True, tzinfo=UTC)
+# datetimes come back aware (UTC), a date beyond datetime's years as DatetimeMS.
+EXTJSON_OPTIONS: JSONOptions = JSONOptions(
+    json_mode=JSONMode.RELAXED, tz_aware=True, tzinfo=UTC, datetime_conversion=DATETIMES
+)
+
+
+def unheld_wall_time(change: dict[str, Any], source: str) -> DatetimeMS | None:
+    """Take out of a change a `wallTime` outside years 1-9999 (a DatetimeMS), and return it.
+
+    An event's `occurred_at` is a time people query and read in RFC 3339: without a
+    wallTime it is the change's clusterTime, as for a server before 6.0 that sends
+    none. Said at WARNING (a server clock that far off is worth a look); None when the
+    change's wallTime is a datetime, or absent.
+    """
+    wall = change.get("wallTime")
+    if not isinstance(wall, DatetimeMS):
+        return None
+    del change["wallTime"]
+    token = change.get("_id")
+    log.warning(
+        "%s: the change %s has a wallTime outside years 1-9999 (%d ms since 1970):"
+        " its occurred_at is its clusterTime",
+        source,
+        token.get("_data") if isinstance(token, dict) else None,
+        int(wall),
+    )
+    return wall
 
 
 def utc_ms(value: datetime) -> datetime:
@@ -32,15 +69,32 @@ def utc_ms(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+# The last millisecond a datetime holds (9999-12-31T23:59:59.999Z): no stored time is later.
+LAST_MS: Final = datetime.max.replace(microsecond=999_000, tzinfo=UTC)
+# Past it: later than every stored time, and earlier than none.
+PAST_LAST_MS: Final = datetime.max.replace(tzinfo=UTC)
+
+
 def ceil_ms(value: datetime) -> datetime:
     """`value` as an aware UTC datetime rounded up to the millisecond.
 
     A time bound compared with stored (millisecond) times keeps its meaning this
     way: `t >= x` and `t < x` hold exactly when they hold for `ceil_ms(x)`.
+
+    A time inside the last millisecond a datetime holds (`9999-12-31T23:59:59.9991Z`)
+    rounds up past year 9999: it is PAST_LAST_MS (`…59.999999Z`) instead, after every
+    stored time and before none, so `t >= x` holds for no stored time and `t < x` for
+    all of them, as for `x` itself. (A store that cuts a query's dates to milliseconds,
+    as MongoDB does, would read it as LAST_MS: there, a bound past LAST_MS is better
+    sent as "none matches" for `since` and as no bound for `until`.)
     """
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     below = value.microsecond % 1000
-    return value if not below else value + timedelta(microseconds=1000 - below)
+    if not below:
+        return value
+    if value > LAST_MS:
+        return PAST_LAST_MS
+    return value + timedelta(microseconds=1000 - below)
 
 
 def as_utc(value: Any) -> Any:
@@ -209,11 +263,13 @@ def to_jsonable(value: Any) -> Any:
     """A BSON value as plain JSON data for people and the API.
 
     ObjectId -> hex, datetime -> RFC 3339 UTC with milliseconds, Decimal128 ->
-    string, Timestamp -> {t, i}, binary -> base64, UUID -> its string. Values JSON
+    string, binary (every subtype, a UUID's 4 included) -> base64. Values JSON
     has no form for take their Extended JSON one, never another value's: a double
     NaN or ±infinity is `{"$numberDouble": "NaN"}` (not null), MinKey is
     `{"$minKey": 1}` (not the string "MinKey()"), a regular expression
-    `{"$regex", "$options"}` with its option letters.
+    `{"$regex", "$options"}` with its option letters, a Timestamp
+    `{"$timestamp": {"t", "i"}}` (not the sub-document `{t, i}`), a date outside
+    years 1-9999, which has no RFC 3339 form, `{"$date": {"$numberLong": "<ms>"}}`.
     """
     kind = type(value)
     if kind is str or kind is bool or value is None:
@@ -273,18 +329,16 @@ def _to_jsonable_other(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime):
         return rfc3339(value)
+    if isinstance(value, DatetimeMS):
+        return {"$date": {"$numberLong": str(int(value))}}
     if isinstance(value, Decimal128):
         return str(value.to_decimal())
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Timestamp):
-        return {"t": value.time, "i": value.inc}
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, Binary):
-        if value.subtype == 4:
-            return str(value.as_uuid())
-        return base64.b64encode(bytes(value)).decode()
+        return {"$timestamp": {"t": value.time, "i": value.inc}}
+    if isinstance(value, uuid.UUID):  # stored as binary subtype 4: its 16 bytes
+        return base64.b64encode(value.bytes).decode()
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(bytes(value)).decode()
     if isinstance(value, Regex):
@@ -319,7 +373,10 @@ def rfc3339(value: datetime) -> str:
 
 
 __all__ = [
+    "DATETIMES",
     "EXTJSON_OPTIONS",
+    "LAST_MS",
+    "PAST_LAST_MS",
     "RELAXED_JSON_OPTIONS",
     "as_utc",
     "ceil_ms",
@@ -332,5 +389,6 @@ __all__ = [
     "rfc3339",
     "timestamp_str",
     "to_jsonable",
+    "unheld_wall_time",
     "utc_ms",
 ]

@@ -3,15 +3,21 @@
 Equality (`same_value`) follows what BSON stores, because an auditor cares about
 what the database holds, not what Python considers equal:
 
-- the type matters: `1` (int), `1.0` (double), `True` (bool) and
-  `Decimal128("1")` are four different values;
+- the BSON type matters (`bson_type`, MongoDB's `$type` alias): `1` (int),
+  `NumberLong(1)` (long), `1.0` (double), `True` (bool) and `Decimal128("1")`
+  are five different values, and so are a Decimal128 and the string of its
+  digits, an ObjectId and its hex, a date and its RFC 3339 text, a Timestamp
+  and the sub-document `{t, i}`, a UUID (binary) and its text. PyMongo
+  decodes an int64 as `bson.Int64` and an int32 as `int`; a Python `int` beyond
+  32 bits is stored as an int64, so it is a long;
 - Decimal128 compares by representation: `Decimal128("1.0")` and
   `Decimal128("1.00")` are stored differently (the scale is data: a price
   written with two decimals), so they differ;
 - doubles compare by their bits: NaN equals NaN, `-0.0` differs from `0.0`;
-- int32 and int64 are not told apart (PyMongo decodes both to `int`);
-- datetimes compare as UTC instants at millisecond precision (BSON's), a naive
-  datetime being UTC;
+- dates compare as UTC instants at millisecond precision (BSON's), a naive
+  datetime being UTC; a date outside years 1-9999 (a `DatetimeMS`) by its
+  milliseconds;
+- binary compares by subtype and bytes;
 - key order inside sub-documents is ignored (MongoDB may order new fields
   differently from a fold); array order matters.
 
@@ -21,7 +27,9 @@ changed, descending into sub-documents and arrays in place), then the keys only
 in `after`, in `after`'s order. Arrays compare element by element by index; when
 the lengths differ, the extra elements are `added` or `removed` entries of their
 own (`items.3`). A sub-document replaced by an array or a scalar (or the reverse)
-is one `changed` entry with both whole values.
+is one `changed` entry with both whole values. A `changed` entry whose two
+sides are of different BSON types names them (`before_type`, `after_type`):
+their JSON renderings may be the same (`Decimal128("1.0")` and `"1.0"`).
 
 `path` joins the components with "."; a field name containing a dot therefore
 makes a path ambiguous, which `parts` resolves (field names as strings, array
@@ -30,14 +38,16 @@ indices as ints, like MongoDB's `disambiguatedPaths`).
 
 from __future__ import annotations
 
+import re
 import struct
+import uuid
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import msgspec
-from bson import Decimal128
-
-from eventstore.codec import utc_ms
+from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from bson.datetime_ms import DatetimeMS
 
 Op = Literal["added", "removed", "changed"]
 Part = str | int
@@ -51,6 +61,75 @@ class FieldChange(msgspec.Struct, frozen=True, kw_only=True):
     before: Any = None
     after: Any = None
     parts: tuple[Part, ...] = ()
+    # A `changed` entry's BSON types (`bson_type`), only when they differ; else None.
+    before_type: str | None = None
+    after_type: str | None = None
+
+
+# MongoDB's `$type` aliases of the Python types PyMongo decodes BSON into (exact types).
+_ALIASES: Final[dict[type, str]] = {
+    type(None): "null",
+    bool: "bool",
+    float: "double",
+    str: "string",
+    dict: "object",
+    list: "array",
+    tuple: "array",
+    Int64: "long",
+    ObjectId: "objectId",
+    datetime: "date",
+    DatetimeMS: "date",
+    Decimal128: "decimal",
+    Timestamp: "timestamp",
+    Binary: "binData",
+    bytes: "binData",
+    uuid.UUID: "binData",
+    Regex: "regex",
+    re.Pattern: "regex",
+    MinKey: "minKey",
+    MaxKey: "maxKey",
+    DBRef: "object",  # a sub-document {$ref, $id} in BSON
+}
+_INT32_MIN: Final = -(2**31)
+_INT32_MAX: Final = 2**31 - 1
+
+
+def bson_type(value: Any) -> str:
+    """The BSON type of a value as MongoDB's `$type` alias: `int`, `long`, `double`,
+    `decimal`, `string`, `date`, `binData`, `timestamp`, `objectId`, `object`, …
+
+    A Python `int` is an `int` (int32) when 32 bits hold it, else a `long`, as PyMongo
+    stores it; a `bson.Int64` is always a `long`.
+    """
+    kind = type(value)
+    if kind is int:
+        return "int" if _INT32_MIN <= value <= _INT32_MAX else "long"
+    alias = _ALIASES.get(kind)
+    if alias is not None:
+        return alias
+    if isinstance(value, Code):  # a str subclass
+        return "javascript" if value.scope is None else "javascriptWithScope"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, Int64):
+        return "long"
+    if isinstance(value, int):
+        return "int" if _INT32_MIN <= value <= _INT32_MAX else "long"
+    for base, name in _BASES:
+        if isinstance(value, base):
+            return name
+    return kind.__name__
+
+
+# Subclasses (SON, RawBSONDocument, an aware datetime's subclass, …), in this order.
+_BASES: Final[tuple[tuple[type | tuple[type, ...], str], ...]] = (
+    (float, "double"),
+    (str, "string"),
+    (Mapping, "object"),
+    ((list, tuple), "array"),
+    (datetime, "date"),
+    ((bytes, bytearray), "binData"),
+)
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -71,19 +150,34 @@ def same_value(a: Any, b: Any) -> bool:
 
 
 def _same_scalar(a: Any, b: Any) -> bool:
-    ta, tb = type(a), type(b)
-    if ta is bool or tb is bool:
-        return ta is tb and a == b
-    if isinstance(a, int) and isinstance(b, int):
-        # int and bson.Int64: one BSON "integer" once decoded
+    kind = bson_type(a)
+    if kind != bson_type(b):
+        return False
+    if kind == "int" or kind == "long":
         return int(a) == int(b)
-    if ta is float and tb is float:
+    if kind == "double":
         return struct.pack("<d", a) == struct.pack("<d", b)
-    if isinstance(a, Decimal128) and isinstance(b, Decimal128):
-        return a.bid == b.bid
-    if isinstance(a, datetime) and isinstance(b, datetime):
-        return utc_ms(a) == utc_ms(b)
-    return ta is tb and bool(a == b)
+    if kind == "decimal":
+        return bool(a.bid == b.bid)
+    if kind == "date":
+        return _ms(a) == _ms(b)
+    if kind == "binData":
+        return _binary(a) == _binary(b)
+    if kind == "bool":
+        return bool(a) is bool(b)
+    return type(a) is type(b) and bool(a == b)
+
+
+def _ms(value: Any) -> int:
+    """A date's milliseconds since 1970 (UTC; a naive datetime is UTC), as BSON stores it."""
+    return int(value if isinstance(value, DatetimeMS) else DatetimeMS(value))
+
+
+def _binary(value: Any) -> tuple[int, bytes]:
+    """A binary value's (subtype, bytes): `bytes` is subtype 0, a UUID subtype 4."""
+    if isinstance(value, uuid.UUID):
+        return 4, value.bytes
+    return getattr(value, "subtype", 0), bytes(value)
 
 
 def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[FieldChange]:
@@ -124,7 +218,21 @@ def _diff_value(a: Any, b: Any, parts: tuple[Part, ...], out: list[FieldChange])
     elif isinstance(a, list) and isinstance(b, list):
         _diff_array(a, b, parts, out)
     elif not same_value(a, b):
-        out.append(_entry("changed", parts, a, b))
+        before_type, after_type = bson_type(a), bson_type(b)
+        if before_type == after_type:
+            out.append(_entry("changed", parts, a, b))
+        else:
+            out.append(
+                FieldChange(
+                    path=_path(parts),
+                    op="changed",
+                    before=a,
+                    after=b,
+                    parts=parts,
+                    before_type=before_type,
+                    after_type=after_type,
+                )
+            )
 
 
 def _diff_doc(
@@ -152,4 +260,4 @@ def _diff_array(
         out.append(_entry("added", (*parts, i), None, b[i]))
 
 
-__all__ = ["FieldChange", "diff", "same_value"]
+__all__ = ["FieldChange", "bson_type", "diff", "same_value"]

@@ -49,11 +49,23 @@ def event_json(event: Event, changes: list[FieldChange] | None = None) -> dict[s
 
 
 def changes_json(changes: list[FieldChange]) -> list[dict[str, Any]]:
-    """A field-level diff: [{path, op, before, after}]."""
-    return [
-        {"path": c.path, "op": c.op, "before": to_jsonable(c.before), "after": to_jsonable(c.after)}
-        for c in changes
-    ]
+    """A field-level diff: [{path, op, before, after}], and `before_type`, `after_type`
+    (MongoDB's `$type` aliases) on a `changed` entry whose two sides differ in BSON type:
+    `Decimal128("1.0")` and `"1.0"` render alike, the types tell them apart."""
+    return [_change_json(c) for c in changes]
+
+
+def _change_json(c: FieldChange) -> dict[str, Any]:
+    out = {
+        "path": c.path,
+        "op": c.op,
+        "before": to_jsonable(c.before),
+        "after": to_jsonable(c.after),
+    }
+    if c.before_type is not None or c.after_type is not None:
+        out["before_type"] = c.before_type
+        out["after_type"] = c.after_type
+    return out
 
 
 def history_json(page: HistoryPage) -> dict[str, Any]:

@@ -153,11 +153,7 @@ async def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
         result = await h.diff(args.stream, args.key, args.from_version, args.to_version)
         data = diff_json(result)
         rows = [f"{args.stream}/{args.key}: version {result.from_version} -> {result.to_version}"]
-        rows += [
-            f"  {c['op']:<8} {c['path']}: "
-            f"{json.dumps(c['before'], ensure_ascii=False)} -> {json.dumps(c['after'], ensure_ascii=False)}"
-            for c in data["changes"]
-        ]
+        rows += [f"  {c['op']:<8} {c['path']}: {_change_text(c)}" for c in data["changes"]]
         if result.erased:
             rows.append(
                 "  (erased: a version's data was removed by an erasure; what changed cannot be told)"
@@ -168,6 +164,16 @@ async def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
 
     return await _guarded(args, body)
+
+
+def _change_text(c: dict[str, Any]) -> str:
+    """`before -> after` as JSON, each with its BSON type when the types differ
+    (`"1.0" (decimal) -> "1.0" (string)`: alike in JSON, not in the database)."""
+    before = json.dumps(c["before"], ensure_ascii=False)
+    after = json.dumps(c["after"], ensure_ascii=False)
+    if "before_type" in c:
+        return f"{before} ({c['before_type']}) -> {after} ({c['after_type']})"
+    return f"{before} -> {after}"
 
 
 async def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:

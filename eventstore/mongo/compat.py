@@ -4,7 +4,9 @@
 - `session=`: mongomock refuses the keyword even when it is None.
 - `close`: a coroutine on `AsyncMongoClient`, a plain method on mongomock's client.
 - `watch`: a coroutine of a change stream in PyMongo Async; mongomock-motor has none.
-- `codec_options`: bson's CodecOptions in PyMongo; mongomock has a look-alike of its own.
+- `codec_options`: bson's CodecOptions in PyMongo; mongomock has a look-alike of its own
+  (which refuses DATETIME_AUTO, and keeps a DatetimeMS as it was stored).
+- `database`: a client's database, reading dates outside years 1-9999 (PyMongo).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 from bson.codec_options import CodecOptions
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
+
+from eventstore.codec import DATETIMES
 
 
 async def aggregate_list(
@@ -56,8 +60,23 @@ async def watch(
 
 
 def codec_options(collection: Any) -> CodecOptions[Any]:
-    """The options the collection decodes with, as bson's `CodecOptions` (for `bson.encode`)."""
+    """The options the collection decodes with, as bson's `CodecOptions` (for `bson.encode`
+    and `bson.decode`), reading a date outside years 1-9999 as a DatetimeMS (DATETIMES)."""
     options = collection.codec_options
     if isinstance(options, CodecOptions):
-        return options
-    return CodecOptions(tz_aware=bool(getattr(options, "tz_aware", False)))
+        return options.with_options(datetime_conversion=DATETIMES)
+    return CodecOptions(
+        tz_aware=bool(getattr(options, "tz_aware", False)), datetime_conversion=DATETIMES
+    )
+
+
+def database(client: Any, name: str) -> Any:
+    """The database `name` of `client`, decoding every date BSON holds: one outside years
+    1-9999 as a DatetimeMS (DATETIMES), where PyMongo's default refuses the whole reply.
+    mongomock refuses the option and needs none (it hands back the DatetimeMS it keeps)."""
+    options = client.codec_options
+    if isinstance(options, CodecOptions):
+        return client.get_database(
+            name, codec_options=options.with_options(datetime_conversion=DATETIMES)
+        )
+    return client[name]

@@ -15,7 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from eventstore.actor_text import actor_values
-from eventstore.codec import as_utc, ceil_ms, event_doc, event_from_doc
+from eventstore.codec import LAST_MS, as_utc, ceil_ms, event_doc, event_from_doc
 from eventstore.field_match import WHOLE_DOCUMENT_TYPES, path_and_ancestors
 from eventstore.keys import listed_key, typed_key
 from eventstore.model import (
@@ -116,12 +116,18 @@ def audit_filter(q: EventQuery, *, after_seq: int = 0) -> dict[str, Any]:
         values = actor_values(q.actor)
         found["actor"] = values[0] if len(values) == 1 else {"$in": list(values)}
     if q.since is not None or q.until is not None:
+        # A bound past the last millisecond a date holds (ceil_ms gives PAST_LAST_MS) would
+        # be cut to that millisecond by the server: `since` past it matches nothing, and
+        # `until` past it bounds nothing.
         window: dict[str, Any] = {}
         if q.since is not None:
             window["$gte"] = ceil_ms(q.since)
-        if q.until is not None:
-            window["$lt"] = ceil_ms(q.until)
-        found["occurred_at"] = window
+        if q.until is not None and (until := ceil_ms(q.until)) <= LAST_MS:
+            window["$lt"] = until
+        if q.since is not None and window["$gte"] > LAST_MS:
+            found["occurred_at"] = {"$in": []}  # after every date there is: none
+        elif window:
+            found["occurred_at"] = window
     found["seq"] = {"$gt": Int64(max(after_seq, 0))}
     return found
 

@@ -48,7 +48,7 @@ class MongoStore:
         self, client: AsyncMongoClient[dict[str, Any]], db_name: str, *, owns_client: bool = False
     ) -> None:
         self.client = client
-        self.db: AsyncDatabase[dict[str, Any]] = client[db_name]
+        self.db: AsyncDatabase[dict[str, Any]] = compat.database(client, db_name)
         # Typed as the ports: the Store protocol's attributes are invariant.
         self._events = MongoEventLog(self.db)
         self.events: EventLog = self._events

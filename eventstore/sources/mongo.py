@@ -10,11 +10,20 @@ from typing import Any, Final
 from bson import Timestamp
 from pymongo import ASCENDING
 from pymongo.asynchronous.change_stream import AsyncChangeStream
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
-from pymongo.errors import ConnectionFailure, InvalidOperation, OperationFailure, PyMongoError
+from pymongo.errors import (
+    ConnectionFailure,
+    InvalidOperation,
+    NotPrimaryError,
+    OperationFailure,
+    PyMongoError,
+)
 
 from eventstore.badinput import BadChange, stream_position
+from eventstore.codec import unheld_wall_time
 from eventstore.model import ChangeBatch, ResumePoint
+from eventstore.mongo import compat
 from eventstore.ports import HistoryLost, SourceError
 from eventstore.settings import PRE_IMAGE_MODES
 from eventstore.split_events import SPLIT_STAGE, Fragments
@@ -67,6 +76,11 @@ def hosts_of(client: AsyncMongoClient[Any]) -> str:
 
 def source_error(client: AsyncMongoClient[Any], exc: PyMongoError) -> Exception:
     """The port's exception for a driver error: `HistoryLost` for 286, else `SourceError`."""
+    if isinstance(exc, NotPrimaryError):  # a ConnectionFailure: the server answered, though
+        return SourceError(
+            f"MongoDB at {hosts_of(client)} is not the primary now (it stepped down or is"
+            f" shutting down): {_not_primary_reason(exc)}"
+        )
     if isinstance(exc, ConnectionFailure):
         timeout_ms = round(client.options.server_selection_timeout * 1000)
         return SourceError(f"cannot reach MongoDB at {hosts_of(client)} within {timeout_ms} ms")
@@ -90,6 +104,14 @@ def source_error(client: AsyncMongoClient[Any], exc: PyMongoError) -> Exception:
             )
         return SourceError(f"MongoDB refused the change stream (code {exc.code}): {message}")
     return SourceError(f"MongoDB error: {exc}")
+
+
+def _not_primary_reason(exc: NotPrimaryError) -> str:
+    """The server's own words (`errmsg`, code) when the error carries its reply."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    message = details.get("errmsg") or str(exc)
+    code = details.get("code")
+    return f"{message} (code {code})" if code is not None else str(message)
 
 
 def _unknown_split_stage(exc: OperationFailure) -> bool:
@@ -140,7 +162,9 @@ class MongoChangeStream:
                 change = await self._stream.try_next()
                 if change is None:
                     break
-                changes.extend(whole for whole, _ in self._fragments.add(change, None))
+                for whole, _ in self._fragments.add(change, None):
+                    unheld_wall_time(whole, "mongo")
+                    changes.append(whole)
                 if not _buffered(self._stream) and not self._fragments.pending:
                     break
         except InvalidOperation as exc:
@@ -224,7 +248,9 @@ class MongoChangeSource:
         if batch_size < 1 or max_await_ms < 1:
             raise ValueError("batch_size and max_await_ms must be at least 1")
         self._client = client
-        self._db = client[source_db]
+        # Dates outside years 1-9999 (JavaScript's last date, a "never") decode as DatetimeMS:
+        # with the client's own options PyMongo refuses the whole batch holding one.
+        self._db: AsyncDatabase[dict[str, Any]] = compat.database(client, source_db)
         self._collections = list(collections)
         self._pre_images = pre_images
         self._batch_size = batch_size

@@ -36,7 +36,7 @@ from eventstore.badinput import (
     sha256_hex,
     token_of,
 )
-from eventstore.codec import EXTJSON_OPTIONS
+from eventstore.codec import EXTJSON_OPTIONS, unheld_wall_time
 from eventstore.json_input import DuplicateKey, unique_object
 from eventstore.model import ChangeBatch, Origin, ResumePoint
 from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, SourceError
@@ -473,6 +473,9 @@ def _parse(number: int, text: str) -> tuple[dict[str, Any], Origin]:
         change, MAX_CHANGE_DEPTH
     ):
         return {}, msgspec.structs.replace(origin, unreadable=DEEPER_THAN_MONGODB)
+    # A date beyond years 1-9999 is a DatetimeMS (EXTJSON_OPTIONS), kept exactly; as the
+    # wallTime, which becomes the event's occurred_at, it gives way to the clusterTime.
+    unheld_wall_time(change, f"ndjson: {origin.position}")
     return change, origin
 
 

@@ -12,6 +12,7 @@ import pytest
 from bson import Int64, Timestamp
 from pymongo import AsyncMongoClient
 
+from eventstore.failures import TRANSIENT, classify
 from eventstore.model import ChangeBatch, ResumePoint
 from eventstore.ports import ChangeSource, HistoryLost, SourceError
 from eventstore.sources.mongo import MongoChangeSource, MongoChangeStream
@@ -491,3 +492,20 @@ async def test_an_event_too_large_to_send_names_the_fix(client: Client, wire: Wi
         "($changeStreamSplitLargeEvent needs MongoDB 7.0 or 6.0.9+): capture cannot pass it "
         "until the server is upgraded (BSONObj size: 17825792 (0x1100000) is invalid)"
     )
+
+
+async def test_a_primary_that_stepped_down_is_said_so_not_unreachable(
+    client: Client, wire: Wire
+) -> None:
+    # The server answers at once, but is no primary any more: the error is not "cannot
+    # reach" (an operator would look at the network instead of the replica set).
+    reading = asyncio.create_task(read_batches(make_source(client), None, 1))
+    for _ in range(2):  # PyMongo retries a read once
+        (await wire.receives("aggregate")).command_err(code=189, errmsg="primary stepped down")
+    with pytest.raises(SourceError) as raised:
+        await wire.result(reading)
+    assert str(raised.value) == (
+        f"MongoDB at {wire.address} is not the primary now (it stepped down or is shutting"
+        " down): primary stepped down (code 189)"
+    )
+    assert classify(raised.value) == TRANSIENT  # retried

@@ -128,7 +128,8 @@ def test_dotted_and_numeric_field_names_keep_their_parts() -> None:
 def test_same_value_follows_bson() -> None:
     assert same_value(float("nan"), float("nan"))
     assert not same_value(0.0, -0.0)
-    assert same_value(Int64(5), 5)
+    assert not same_value(Int64(5), 5)  # int64 and int32: two BSON types
+    assert same_value(Int64(2**40), 2**40)  # both stored as int64
     assert not same_value(True, 1)
     aware = datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
     assert same_value(aware, aware.replace(tzinfo=None))  # naive is UTC

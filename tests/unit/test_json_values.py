@@ -56,10 +56,14 @@ OID = ObjectId("65f0c0ffee0000000000abcd")
         (Decimal128("NaN"), "NaN"),
         (Decimal128("36.32"), "36.32"),
         (OID, str(OID)),
-        (Timestamp(5, 1), {"t": 5, "i": 1}),
+        # Not the sub-document {t, i} (another value's form): its Extended JSON.
+        (Timestamp(5, 1), {"$timestamp": {"t": 5, "i": 1}}),
         (datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC), "2026-01-02T03:04:05.678Z"),
         (Binary(b"\x00\x01"), "AAE="),
-        (Binary.from_uuid(uuid.UUID(int=1)), str(uuid.UUID(int=1))),
+        # Binary as base64 whatever its subtype: a UUID's text would be a string's form.
+        (Binary.from_uuid(uuid.UUID(int=1)), "AAAAAAAAAAAAAAAAAAAAAQ=="),
+        (uuid.UUID(int=1), "AAAAAAAAAAAAAAAAAAAAAQ=="),
+        (Binary(b"\x00\x01", 5), "AAE="),
         ("MinKey()", "MinKey()"),
         (None, None),
         (True, True),

@@ -752,9 +752,16 @@
       h('tbody', {}, diff.map((c) => h('tr', { class: `op-${c.op}`, dataset: { path: c.path, op: c.op } },
         h('td', { class: 'path' }, c.path),
         h('td', { class: 'op' }, c.op),
-        h('td', { class: 'val before' }, c.op === 'added' ? h('span', { class: 'muted' }, '—') : fmtValueEl(c.before)),
+        h('td', { class: 'val before' }, c.op === 'added' ? h('span', { class: 'muted' }, '—') : typedValueEl(c.before, c.before_type)),
         h('td', { class: 'arrow', 'aria-hidden': 'true' }, '→'),
-        h('td', { class: 'val after' }, c.op === 'removed' ? h('span', { class: 'muted' }, '—') : fmtValueEl(c.after))))));
+        h('td', { class: 'val after' }, c.op === 'removed' ? h('span', { class: 'muted' }, '—') : typedValueEl(c.after, c.after_type))))));
+  }
+
+  /** A diff value, with its BSON type when the entry names one (the two sides' types differ:
+   *  `"1.0"` a decimal, then a string, alike in JSON). */
+  function typedValueEl(value, type) {
+    if (!type) return fmtValueEl(value);
+    return h('span', {}, fmtValueEl(value), ' ', h('span', { class: 'muted bson-type' }, `(${type})`));
   }
 
   function eventNote(ev, prev) {
