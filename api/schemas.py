@@ -21,6 +21,9 @@ class FieldChangeOut(msgspec.Struct, kw_only=True):
     # differ (absent otherwise): `Decimal128("1.0")` and `"1.0"` render alike.
     before_type: str | msgspec.UnsetType = msgspec.UNSET
     after_type: str | msgspec.UnsetType = msgspec.UNSET
+    # The path's components (field names as strings, array indexes as integers), only when
+    # its dotted form is ambiguous: a field name holds a dot or looks like an index.
+    parts: list[str | int] | msgspec.UnsetType = msgspec.UNSET
 
 
 class EventOut(msgspec.Struct, kw_only=True):

@@ -41,7 +41,7 @@ from __future__ import annotations
 import re
 import struct
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -130,6 +130,13 @@ _BASES: Final[tuple[tuple[type | tuple[type, ...], str], ...]] = (
     (datetime, "date"),
     ((bytes, bytearray), "binData"),
 )
+
+
+def is_ambiguous(parts: Sequence[Part]) -> bool:
+    """True when the dotted path of `parts` could name another field: one of its field
+    names looks like an array index or contains a dot (MongoDB's rule for
+    `disambiguatedPaths`)."""
+    return any(isinstance(p, str) and ("." in p or (p.isascii() and p.isdigit())) for p in parts)
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -260,4 +267,4 @@ def _diff_array(
         out.append(_entry("added", (*parts, i), None, b[i]))
 
 
-__all__ = ["FieldChange", "bson_type", "diff", "same_value"]
+__all__ = ["FieldChange", "bson_type", "diff", "is_ambiguous", "same_value"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from eventstore.chain import CheckpointCheck, EntityVerdict, LogVerdict
 from eventstore.codec import rfc3339, to_jsonable
-from eventstore.diff import FieldChange
+from eventstore.diff import FieldChange, is_ambiguous
 from eventstore.history import EntityState, HistoryPage, VersionDiff
 from eventstore.keys import relaxed_json
 from eventstore.model import Event, Head
@@ -51,7 +51,8 @@ def event_json(event: Event, changes: list[FieldChange] | None = None) -> dict[s
 def changes_json(changes: list[FieldChange]) -> list[dict[str, Any]]:
     """A field-level diff: [{path, op, before, after}], and `before_type`, `after_type`
     (MongoDB's `$type` aliases) on a `changed` entry whose two sides differ in BSON type:
-    `Decimal128("1.0")` and `"1.0"` render alike, the types tell them apart."""
+    `Decimal128("1.0")` and `"1.0"` render alike, the types tell them apart; and `parts`
+    (field names as strings, array indexes as integers) when the path is ambiguous."""
     return [_change_json(c) for c in changes]
 
 
@@ -65,6 +66,8 @@ def _change_json(c: FieldChange) -> dict[str, Any]:
     if c.before_type is not None or c.after_type is not None:
         out["before_type"] = c.before_type
         out["after_type"] = c.after_type
+    if is_ambiguous(c.parts):  # `a.b` the field "a.b" or `b` in `a`: the components say
+        out["parts"] = list(c.parts)
     return out
 
 
