@@ -1,7 +1,5 @@
 """`python -m eventstore`: the CLI."""
 
-import sys
+from eventstore.cli import console
 
-from eventstore.cli import main
-
-sys.exit(main())
+console()

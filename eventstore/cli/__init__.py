@@ -6,6 +6,6 @@ a module per command group sits on top of it (`capture`, `demo`, `history`,
 layer (core, projections, api); import-linter keeps it so (pyproject.toml).
 """
 
-from eventstore.cli.main import main
+from eventstore.cli.main import console, main
 
-__all__ = ["main"]
+__all__ = ["console", "main"]

@@ -1,7 +1,5 @@
 """`python -m eventstore.cli`: the CLI."""
 
-import sys
+from eventstore.cli.main import console
 
-from eventstore.cli.main import main
-
-sys.exit(main())
+console()

@@ -9,12 +9,13 @@ path, a setting) is printed with its control characters escaped, so it stays one
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import select
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
 
 # Only what handles the stop signals is imported before `main` installs them (StopSignals):
 # the rest, imported in `main`, would be a moment of its own where a signal is lost.
@@ -85,6 +86,23 @@ def _command(name: str) -> Command:
         raise CliError(f"unknown command {name!r}")
     found: Command = getattr(module, "cmd_" + name.replace("-", "_"))
     return found
+
+
+def console() -> NoReturn:
+    """The console script: `main`, then an exit that does not free the heap object by object.
+
+    A service over memory:// holds the whole log as objects (1.15 GB at 200,000 events);
+    the interpreter's own exit freed them one by one, for seconds (30 s on a loaded
+    machine) after the service had stopped, releasing nothing. When `main` returns,
+    everything is stopped, released and written: the exit handlers run (logging's flush
+    among them), the standard streams are flushed, and the process ends with the code.
+    """
+    code = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader gone, a stream closed
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, store: Any = None) -> int:
