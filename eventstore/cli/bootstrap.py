@@ -60,6 +60,8 @@ class Wiring(msgspec.Struct, kw_only=True):
 
     source: ChangeSource
     workload: Workload | None = None
+    # How many changes the workload has written so far (its progress), with the workload.
+    written: Callable[[], int] | None = None
 
 
 def projections(settings: Settings | None = None) -> list[Projection]:
@@ -133,6 +135,7 @@ def build_source(
     return Wiring(
         source=feed.source(list(settings.collections), batch_size=settings.batch_size),
         workload=run_workload,
+        written=lambda: feed.position,
     )
 
 
@@ -215,6 +218,11 @@ class Service:
     def workload(self) -> Workload | None:
         """The simulator's traffic, when `SOURCE=simulator`."""
         return self.wiring.workload if self.wiring is not None else None
+
+    @property
+    def written(self) -> Callable[[], int] | None:
+        """How many changes the simulator's traffic has written so far."""
+        return self.wiring.written if self.wiring is not None else None
 
     def ingester(
         self,

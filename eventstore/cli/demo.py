@@ -14,8 +14,9 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, TextIO
 
@@ -48,9 +49,10 @@ async def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
             settings, store=MemoryStore(), capture=True, workload=workload
         ) as svc:
             await svc.store.events.ensure_indexes()
-            assert svc.workload is not None  # the simulator's
+            assert svc.workload is not None and svc.written is not None  # the simulator's
+            simulating = _Simulating(svc.workload, svc.written, args.orders + changes)
             reported = await _report(
-                svc.store, svc.ingester(), svc.workload, changes, args, out, stop
+                svc.store, svc.ingester(), simulating, changes, args, out, stop
             )
     if not reported:
         print("demo: stopped before the report", file=sys.stderr)
@@ -109,6 +111,39 @@ def _stopped_by_signals() -> Iterator[_Stop]:
         for sig, before in previous.items():
             if before is not None:  # None: set outside Python, cannot be put back
                 signal.signal(sig, before)
+
+
+# Seconds between two lines of progress while the workload is written (as a rebuild's
+# progress off a terminal).
+SIMULATING_EVERY = 10.0
+
+
+class _Simulating:
+    """The simulator's workload, saying how far it is every SIMULATING_EVERY seconds: at
+    10,000 orders and 100,000 changes it writes for minutes before capture starts."""
+
+    def __init__(self, workload: Workload, written: Callable[[], int], total: int) -> None:
+        self.workload = workload
+        self.written = written
+        self.total = total
+
+    async def __call__(self) -> None:
+        started = time.monotonic()
+        ticker = asyncio.create_task(self._tell(started))
+        try:
+            await self.workload()
+        finally:
+            ticker.cancel()
+
+    async def _tell(self, started: float) -> None:
+        while True:
+            await asyncio.sleep(SIMULATING_EVERY)
+            print(
+                f"demo: {self.written():,} of about {self.total:,} changes written"
+                f" ({time.monotonic() - started:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 async def _report(
