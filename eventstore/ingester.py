@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Container, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -82,6 +82,19 @@ class Place(NamedTuple):
     origin: Origin | None
     at_token: dict[str, Any] | None
     at_time: Timestamp | None
+
+
+class _Recorded:
+    """The ids a batch finds recorded: stored (looked up), or built earlier in the batch."""
+
+    def __init__(self, stored: Collection[str], capture: Capture) -> None:
+        self.stored = stored
+        self.capture = capture
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self.stored or (
+            isinstance(event_id, str) and self.capture.is_pending(event_id)
+        )
 
 
 class IngestStats(msgspec.Struct, kw_only=True):
@@ -336,13 +349,16 @@ class Ingester:
         capture = self._require_capture()
         now = self.clock.now()
         items, places = self._interpret(batch, cp)
-        existing = await self._existing(items)
-        items = self._refuse_reused_tokens(batch, items, places, existing)
+        stored = await self._existing(items)
+        items = self._refuse_reused_tokens(batch, items, places, stored)
         refused = [
-            r.event_id for r in items if isinstance(r, Rejection) and r.event_id not in existing
+            r.event_id for r in items if isinstance(r, Rejection) and r.event_id not in stored
         ]
         if refused:
-            existing.update(await self.store.events.events_by_id(refused))
+            stored.update(await self.store.events.events_by_id(refused))
+        # An id is recorded when it is stored, or built earlier in this batch (a change, or a
+        # drop or rename, given twice in one batch is recorded once).
+        existing = _Recorded(stored, capture)
         bad: Rejection | None = None
         if self.settings.bad_input != RECORD:
             for i, item in enumerate(items):
@@ -364,7 +380,7 @@ class Ingester:
                 last_ct = item.cluster_time or last_ct
                 token = item.token or token
                 log.warning("rejected a change that cannot be interpreted: %s", item.error())
-                if item.event_id in existing or capture.is_pending(item.event_id):
+                if item.event_id in existing:
                     self.stats.duplicates_skipped += 1
                 else:
                     capture.rejected(item, now=now)
@@ -378,17 +394,21 @@ class Ingester:
             stream = capture.stream_of(change)
             target = capture.stream_into(change)
             if capture.wants(change):
-                if change.token_id in existing or capture.is_pending(change.token_id):
+                if change.token_id in existing:
                     self.stats.duplicates_skipped += 1
                 else:
                     capture.entity_change(change, now=now)
             elif op == "drop" and stream is not None:
-                if "dropped:" + change.token_id not in existing:
+                if "dropped:" + change.token_id in existing:
+                    self.stats.duplicates_skipped += 1
+                else:
                     await self._record_emptied(
                         capture, change, stream, now, kind=DROPPED, payload={}
                     )
             elif op == "rename" and (stream is not None or target is not None):
-                if stream is not None and "renamed:" + change.token_id not in existing:
+                if stream is not None and "renamed:" + change.token_id in existing:
+                    self.stats.duplicates_skipped += 1
+                elif stream is not None:
                     to = change.to
                     moved = {"to": {"db": to.db, "coll": to.coll} if to else None}
                     await self._record_emptied(
@@ -593,7 +613,7 @@ class Ingester:
         change: ChangeEvent,
         stream: str,
         reason: str,
-        existing: Collection[str],
+        existing: Container[str],
         now: datetime,
     ) -> None:
         """A file's rename into a captured collection: a `gap` says its documents are unknown.
@@ -882,7 +902,14 @@ class Ingester:
         try:
             async with self.store.transaction() as session:
                 if events:
-                    await self.store.events.append(events, session=session)
+                    added = await self.store.events.append(events, session=session)
+                    if added != len(events):
+                        # The log already held some: the checkpoint's head would run ahead
+                        # of it (and verify call the log truncated). Never committed so.
+                        raise LogConflict(
+                            f"the log already held {len(events) - added} of the"
+                            f" {len(events)} events built for a batch"
+                        )
                 await self.store.checkpoints.put(cp, session=session)
         except BaseException:
             # What was built is unknown to be stored: reload heads before going on.

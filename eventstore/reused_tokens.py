@@ -22,7 +22,7 @@ from eventstore.model import ChangeEvent, Event
 
 
 class Identity(NamedTuple):
-    """What one resume token stands for. `cluster_time` None: not known (matches any)."""
+    """What one resume token stands for (`cluster_time` None: the change carried none)."""
 
     stream: str
     key: str
@@ -47,9 +47,10 @@ def change_identity(change: ChangeEvent, stream: str) -> Identity:
 
 
 def same_change(a: Identity, b: Identity) -> bool:
-    """True when both can be the one change their shared token names."""
-    times_agree = a.cluster_time is None or b.cluster_time is None
-    return a[:3] == b[:3] and (times_agree or a.cluster_time == b.cluster_time)
+    """True when both can be the one change their shared token names: nothing tells them
+    apart, a cluster time given once and missing once included (a change delivered again
+    carries what it carried)."""
+    return a == b
 
 
 def describe(identity: Identity, entity_key: Any) -> str:

@@ -18,7 +18,7 @@ from eventstore.badinput import BadChange
 from eventstore.clock import FakeClock
 from eventstore.ingester import Ingester
 from eventstore.model import CREATED, REJECTED, Checkpoint
-from eventstore.ports import Store
+from eventstore.ports import LogConflict, Store
 from eventstore.sources.ndjson import NdjsonChangeSource
 from tests.integration.ingest_helpers import ROLE, all_events, assert_log_intact, settings
 from tests.integration.test_ingester_bad_input import (
@@ -128,3 +128,68 @@ async def test_the_same_change_twice_in_other_batches_is_skipped(
     assert [e.id for e in events] == [token(n)["_data"] for n in range(1, 6)]
     cp = await store.checkpoints.get(ROLE)
     assert cp is not None and cp.head == await store.events.head()
+
+
+def ddl(n: int, op: str) -> str:
+    """Change n as a drop of `orders`, or its rename to `orders_old`."""
+    doc: dict[str, Any] = {
+        "_id": token(n),
+        "operationType": op,
+        "clusterTime": Timestamp(1_770_000_000, n),
+        "ns": {"db": "shop", "coll": "orders"},
+    }
+    if op == "rename":
+        doc["to"] = {"db": "shop", "coll": "orders_old"}
+    return json_util.dumps(doc, json_options=json_util.RELAXED_JSON_OPTIONS)
+
+
+@pytest.mark.parametrize("op", ["drop", "rename"])
+@pytest.mark.parametrize("batch_size", [1, 10], ids=["other-batches", "one-batch"])
+async def test_a_drop_or_rename_given_twice_is_recorded_once_and_the_log_verifies(
+    store: Store, tmp_path: Path, op: str, batch_size: int
+) -> None:
+    # An outside tester found the repeat in one batch built its events again: the summary
+    # counted 6 of 5 stored, the checkpoint's head ran one ahead and verify said truncated.
+    path = write(tmp_path / "changes.ndjson", [*LINES_BEFORE, ddl(5, op), ddl(5, op)])
+
+    stats = await ndjson_ingester(store, path, policy="stop", batch_size=batch_size).run(
+        until_idle=True
+    )
+
+    events = await assert_log_intact(store)  # the head recorded is the log's
+    # orders 1 and 3, each created and updated, ended by two inferred deletions and the drop
+    assert len(events) == 4 + 2 + 1 and stats.recorded == len(events)
+    assert stats.duplicates_skipped == 1
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is not None and cp.head == await store.events.head()
+
+
+async def test_a_change_given_once_with_its_cluster_time_and_once_without_is_two_changes(
+    store: Store, tmp_path: Path
+) -> None:
+    untimed = json_util.dumps(
+        {k: v for k, v in change(1).items() if k != "clusterTime"},
+        json_options=json_util.RELAXED_JSON_OPTIONS,
+    )
+    path = write(tmp_path / "changes.ndjson", [line(1), untimed])
+
+    with pytest.raises(BadChange, match=r"^ndjson: line 2: its resume token is the id of"):
+        await ndjson_ingester(store, path, policy="stop", batch_size=1).run(until_idle=True)
+
+
+async def test_a_batch_the_store_takes_only_in_part_is_never_checkpointed(
+    store: Store, tmp_path: Path
+) -> None:
+    # Whatever made it (a repeat not caught before the write): a checkpoint whose head
+    # runs ahead of the log would make the log verify as truncated. It is refused instead.
+    path = write(tmp_path / "changes.ndjson", LINES_BEFORE)
+    real = store.events.append
+
+    async def holding_one(events: Any, *, session: Any = None) -> int:
+        return await real(events[:-1], session=session)  # as if the last were stored
+
+    store.events.append = holding_one  # type: ignore[method-assign]
+    with pytest.raises(LogConflict, match=r"^the log already held 1 of the 4 events built"):
+        await ndjson_ingester(store, path, policy="stop", batch_size=10).run(until_idle=True)
+    cp = await store.checkpoints.get(ROLE)
+    assert cp is None or cp.head.seq <= (await store.events.head()).seq

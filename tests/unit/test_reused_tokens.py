@@ -17,11 +17,12 @@ def test_a_changes_identity_is_its_stream_typed_key_event_type_and_time() -> Non
     assert change_identity(change, "orders") == Identity("orders", "int:7", "updated", T1)
 
 
-def test_only_an_unknown_cluster_time_matches_any() -> None:
+def test_every_part_tells_two_changes_apart_a_missing_cluster_time_too() -> None:
     base = Identity("orders", "int:7", "updated", T1)
     assert same_change(base, base)
-    assert same_change(base, base._replace(cluster_time=None))
-    assert same_change(base._replace(cluster_time=None), base)
+    untimed = base._replace(cluster_time=None)
+    assert same_change(untimed, untimed)
+    assert not same_change(base, untimed) and not same_change(untimed, base)
     assert not same_change(base, base._replace(cluster_time=T2))
     assert not same_change(base, base._replace(key="str:7"))
     assert not same_change(base, base._replace(type="created"))
