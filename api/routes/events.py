@@ -65,6 +65,9 @@ HEARTBEAT_SECONDS: Final = 15.0
 VARY: Final = "Accept"
 
 Text = Annotated[str | None, QueryParameter(max_length=512)]
+# An entity key or an actor as the documents hold them: a key opens its entity in a path
+# segment whatever its length, so the query takes as much (a URL line's own limit aside).
+LongText = Annotated[str | None, QueryParameter(max_length=16_384)]
 
 
 async def _query(
@@ -138,12 +141,12 @@ async def query_events(
     request: Request[Any, Any, Any],
     services: ServicesDep,
     stream: Text = None,
-    entity: Text = None,
+    entity: LongText = None,
     types: Annotated[
         list[str] | None, QueryParameter(name="type", description="an event type; may repeat")
     ] = None,
     field: Text = None,
-    actor: Text = None,
+    actor: LongText = None,
     since: Annotated[str | None, time_parameter()] = None,
     until: Annotated[str | None, time_parameter()] = None,
     limit: Annotated[int, whole(1, MAX_LIMIT)] = DEFAULT_LIMIT,
