@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from eventstore.checkpointing import Checkpointer, checkpointer_for
-from eventstore.cli.common import CliError
+from eventstore.cli.common import CliError, NothingThere
 from eventstore.clock import SystemClock
 from eventstore.history import UnknownEntity, UnknownStream
 from eventstore.ingester import Ingester, IngestStats
@@ -409,7 +409,7 @@ async def open_service(
         async with opened_store(settings, store) as opened:
             wiring = build_source(settings, opened, clock, workload) if capture else None
             yield Service(settings, opened, clock=clock, wiring=wiring)
-    except (UnknownStream, UnknownEntity) as exc:
+    except (UnknownStream, UnknownEntity, NothingThere) as exc:
         # On a new memory:// store nothing is found because nothing is there: the one
         # error line says why.
         raise CliError(f"{exc} ({MEMORY_EMPTY})" if alone else str(exc)) from None

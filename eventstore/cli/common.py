@@ -67,6 +67,11 @@ class CliError(Exception):
         self.details = tuple(details)
 
 
+class NothingThere(CliError):
+    """A `CliError` saying that what was asked for is not there (an entity, a stream, a
+    subscription, a checkpoint): on a new memory:// store, `open_service` says why."""
+
+
 def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
     """Settings from the environment with this command's flags on top."""
     from eventstore.settings import SETTING_NAMES, load

@@ -17,7 +17,14 @@ from typing import TextIO
 import msgspec
 
 from eventstore.cli.bootstrap import open_service
-from eventstore.cli.common import EXIT_OK, EXIT_TAMPERED, CliError, printable, settings_from
+from eventstore.cli.common import (
+    EXIT_OK,
+    EXIT_TAMPERED,
+    CliError,
+    NothingThere,
+    printable,
+    settings_from,
+)
 from eventstore.merkle import ProofError
 from eventstore.notes import NoteError, Verifier
 from eventstore.proofs import NoCheckpoint, UnknownEvent, event_proof, verify_proof_file
@@ -61,7 +68,9 @@ async def cmd_proof(args: argparse.Namespace, out: TextIO) -> int:
     async with open_service(settings, store=args.store) as service:
         try:
             found = await event_proof(service.store, args.seq, args.size)
-        except (NoCheckpoint, UnknownEvent, ProofError) as exc:
+        except (NoCheckpoint, UnknownEvent) as exc:
+            raise NothingThere(str(exc)) from None
+        except ProofError as exc:
             raise CliError(str(exc)) from None
     data = msgspec.json.encode(found)
     if args.out:

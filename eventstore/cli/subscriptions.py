@@ -23,6 +23,7 @@ from eventstore.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
     CliError,
+    NothingThere,
     frozen_gc,
     install_stop_signals,
     printable,
@@ -155,7 +156,7 @@ async def cmd_subscriptions(args: argparse.Namespace, out: TextIO) -> int:
         except NoParkedEvent as exc:
             raise CliError(exc.detail) from None
         except NotFound as exc:
-            raise CliError(
+            raise NothingThere(
                 f"no subscription {exc.args[0]!r}" if exc.args else "not found"
             ) from None
         except cfg.ConfigError as exc:

@@ -111,6 +111,10 @@ def test_a_fresh_memory_store_is_said_to_be_empty_and_alone(
             ["erase", "orders", "a", "--reason", "r", "--actor", "x", "--yes"],
             "no entity 'a' in stream 'orders'",
         ),
+        (["proof", "1"], "no checkpoint has been made yet"),
+        (["subscriptions", "status", "x"], "no subscription 'x'"),
+        (["subscriptions", "parked", "x"], "no subscription 'x'"),
+        (["subscriptions", "remove", "x"], "no subscription 'x'"),
     ],
 )
 def test_finding_nothing_in_a_fresh_memory_store_says_why_in_its_one_error_line(
