@@ -56,6 +56,16 @@ def _numbers(text: str, *, integral: bool) -> list[Any]:
     return found
 
 
+class _Kind:
+    """A kind of actor in an index key: each kind one object, equal to itself alone."""
+
+
+_BOOLEAN: Final = _Kind()
+_TEXT: Final = _Kind()
+_NUMERIC: Final = _Kind()  # by value: int, long, double and decimal alike
+_OBJECT_ID_KIND: Final = _Kind()
+
+
 def actor_key(actor: Any) -> Hashable | None:
     """What an index lists a recorded actor under: equal keys for the actors one text names.
 
@@ -64,18 +74,18 @@ def actor_key(actor: Any) -> Hashable | None:
     for an actor no text names (none, NaN, a date...).
     """
     if isinstance(actor, bool):
-        return ("bool", actor)
+        return (_BOOLEAN, actor)
     if isinstance(actor, str):
-        return ("str", actor)
+        return (_TEXT, actor)
     if isinstance(actor, int):
-        return ("number", int(actor))
+        return (_NUMERIC, int(actor))
     if isinstance(actor, float):
-        return ("number", actor) if math.isfinite(actor) else None
+        return (_NUMERIC, actor) if math.isfinite(actor) else None
     if isinstance(actor, Decimal128):
         value = actor.to_decimal()
-        return ("number", value) if value.is_finite() else None
+        return (_NUMERIC, value) if value.is_finite() else None
     if isinstance(actor, ObjectId):
-        return ("objectid", actor)
+        return (_OBJECT_ID_KIND, actor)
     return None
 
 

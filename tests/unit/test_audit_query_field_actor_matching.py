@@ -4,7 +4,6 @@ log, and the mongo filter each makes: points and ranges of the log's indexes."""
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -31,6 +30,7 @@ OID = ObjectId("65f000000000000000000001")
 def test_a_path_and_its_ancestors() -> None:
     assert path_and_ancestors("a.b.c") == ["a", "a.b", "a.b.c"]
     assert path_and_ancestors("a") == ["a"]
+    assert path_and_ancestors("a.b.c.d") == ["a", "a.b", "a.b.c", "a.b.c.d"]
     assert path_and_ancestors("items.0.qty") == ["items", "items.0", "items.0.qty"]
 
 
@@ -74,6 +74,7 @@ def test_the_values_a_text_names() -> None:
     assert actor_values("7.5") == ("7.5", 7.5, Decimal128("7.5"))
     assert actor_values("-3") == ("-3", Int64(-3), Decimal128("-3"))
     assert actor_values("1e3") == ("1e3", 1000.0, Decimal128("1e3"))
+    assert actor_values("0.0") == ("0.0", 0.0, Decimal128("0.0"))  # 0 itself, not too small
     assert actor_values("true") == ("true", True)
     assert actor_values("false") == ("false", False)
     assert actor_values(str(OID)) == (str(OID), OID)
@@ -122,8 +123,17 @@ def test_equal_numbers_share_one_index_key_and_a_boolean_is_no_number() -> None:
     assert actor_key(True) != actor_key(1)
     assert actor_key("42") != actor_key(42)
     assert actor_key(OID) != actor_key(str(OID))
-    assert actor_key(Decimal128("0.1")) == ("number", Decimal("0.1")) != actor_key(0.1)
-    assert actor_keys("42") == {("str", "42"), ("number", 42)}  # one key for the number
+    assert actor_key(Decimal128("0.1")) == actor_key(Decimal128("0.10")) != actor_key(0.1)
+    assert actor_keys("42") == {actor_key("42"), actor_key(42)}  # one key for the number
+    assert len({actor_key(v) for v in (True, False, "x", 1, OID, str(OID))}) == 6
+
+
+def test_an_actor_no_text_names_has_no_index_key() -> None:
+    # Not a key a query could look up, and never hashed: a signalling NaN cannot be.
+    for actor in (None, float("nan"), float("inf"), -float("inf")):
+        assert actor_key(actor) is None, actor
+    for text in ("NaN", "sNaN", "Infinity", "-Infinity"):
+        assert actor_key(Decimal128(text)) is None, text
 
 
 # --- memory: what a query reads ------------------------------------------------------------------
