@@ -38,6 +38,7 @@ from eventstore.verification import verify_entity, verify_log, verify_stream
 from projections.orders import ORDER_PROJECTIONS
 from projections.runner import ProjectionRunner
 from tests.integration.ingest_helpers import ROLE, all_events, assert_log_intact, settings
+from tests.integration.wrapped_sources import WrappedSource
 
 WHEN = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -338,7 +339,7 @@ async def test_projections_ignore_rejected_events(store: Store, tmp_path: Path) 
 # -- the memory feed (simulator) --------------------------------------------------------------
 
 
-class Corrupting:
+class Corrupting(WrappedSource):
     """The memory feed's source with one change broken on the way (as a buggy server might)."""
 
     def __init__(
@@ -350,7 +351,7 @@ class Corrupting:
         batch_tokens: bool = True,
         copies: int = 1,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.broken_token = broken_token
         self.field = field
         # False: batches carry no resume token, as from a server without postBatchResumeToken.
@@ -358,31 +359,8 @@ class Corrupting:
         self.copies = copies  # the broken change, sent this many times in a row
         self.sent: dict[str, Any] | None = None
 
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def can_snapshot(self) -> bool:
-        return self.inner.can_snapshot
-
-    @property
-    def finite(self) -> bool:
-        return self.inner.finite
-
-    async def cluster_time(self) -> Timestamp:
-        return await self.inner.cluster_time()
-
-    def scan(self, collection: str, *, batch_size: int) -> AsyncIterator[list[dict[str, Any]]]:
-        return self.inner.scan(collection, batch_size=batch_size)
-
-    def watch(self, resume: ResumePoint | None) -> AbstractAsyncContextManager[ChangeStream]:
-        return self._watch(resume)
-
-    @asynccontextmanager
-    async def _watch(self, resume: ResumePoint | None) -> AsyncIterator[ChangeStream]:
-        async with self.inner.watch(resume) as stream:
-            yield _CorruptingStream(self, stream)
+    def wrap(self, stream: ChangeStream) -> ChangeStream:
+        return _CorruptingStream(self, stream)
 
 
 class _CorruptingStream:

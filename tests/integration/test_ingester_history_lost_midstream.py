@@ -8,54 +8,26 @@ depended on when the process had restarted.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
-
-from bson import Timestamp
-
 from eventstore.clock import FakeClock
 from eventstore.history import History
-from eventstore.model import GAP, ChangeBatch, ResumePoint
+from eventstore.model import GAP, ChangeBatch
 from eventstore.ports import ChangeSource, ChangeStream, HistoryLost, Store
 from eventstore.sources.memory import MemoryChangeFeed
 from tests.integration.ingest_helpers import ROLE, assert_log_intact, ingester
+from tests.integration.wrapped_sources import WrappedSource
 
 
-class LosingHistory:
+class LosingHistory(WrappedSource):
     """The memory feed's source whose first stream fails with history lost (error 286)
     after `batches` batches, as a server whose oplog rolled past a slow reader."""
 
     def __init__(self, inner: ChangeSource, batches: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.batches = batches
         self.lost = False
 
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def can_snapshot(self) -> bool:
-        return self.inner.can_snapshot
-
-    @property
-    def finite(self) -> bool:
-        return self.inner.finite
-
-    async def cluster_time(self) -> Timestamp:
-        return await self.inner.cluster_time()
-
-    def scan(self, collection: str, *, batch_size: int) -> AsyncIterator[list[dict[str, Any]]]:
-        return self.inner.scan(collection, batch_size=batch_size)
-
-    def watch(self, resume: ResumePoint | None) -> AbstractAsyncContextManager[ChangeStream]:
-        return self._watch(resume)
-
-    @asynccontextmanager
-    async def _watch(self, resume: ResumePoint | None) -> AsyncIterator[ChangeStream]:
-        async with self.inner.watch(resume) as stream:
-            yield _Losing(self, stream)
+    def wrap(self, stream: ChangeStream) -> ChangeStream:
+        return _Losing(self, stream)
 
 
 class _Losing:

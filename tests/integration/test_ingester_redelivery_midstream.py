@@ -9,52 +9,24 @@ the store refused the batch and capture failed as "another writer changed the lo
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
-from bson import Timestamp
 
 from eventstore.clock import FakeClock
-from eventstore.model import ChangeBatch, ResumePoint
-from eventstore.ports import ChangeSource, ChangeStream, Store
+from eventstore.model import ChangeBatch
+from eventstore.ports import ChangeStream, Store
 from eventstore.sources.memory import MemoryChangeFeed
 from tests.integration.ingest_helpers import ROLE, assert_log_intact, ingester
+from tests.integration.wrapped_sources import WrappedSource
 
 
-class Repeating:
+class Repeating(WrappedSource):
     """The memory feed's source whose streams send each batch's last change again at the
     start of the next batch (once per stream), as after a driver's own resume."""
 
-    def __init__(self, inner: ChangeSource) -> None:
-        self.inner = inner
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def can_snapshot(self) -> bool:
-        return self.inner.can_snapshot
-
-    @property
-    def finite(self) -> bool:
-        return self.inner.finite
-
-    async def cluster_time(self) -> Timestamp:
-        return await self.inner.cluster_time()
-
-    def scan(self, collection: str, *, batch_size: int) -> AsyncIterator[list[dict[str, Any]]]:
-        return self.inner.scan(collection, batch_size=batch_size)
-
-    def watch(self, resume: ResumePoint | None) -> AbstractAsyncContextManager[ChangeStream]:
-        return self._watch(resume)
-
-    @asynccontextmanager
-    async def _watch(self, resume: ResumePoint | None) -> AsyncIterator[ChangeStream]:
-        async with self.inner.watch(resume) as stream:
-            yield _Repeating(stream)
+    def wrap(self, stream: ChangeStream) -> ChangeStream:
+        return _Repeating(stream)
 
 
 class _Repeating:
