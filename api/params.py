@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import weakref
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 from urllib.parse import unquote
 
@@ -23,9 +23,10 @@ from litestar.params import Parameter, ParameterKwarg, QueryParameter
 from litestar.typing import FieldDefinition
 
 from api.problems import ApiError, bad_request
+from eventstore.codec import PAST_LAST_MS
 from eventstore.decimal_text import canonical_int, decimal_float, decimal_int
 from eventstore.model import MAX_SEQ
-from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
+from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, OutsideUtcYears, parse_rfc3339
 from eventstore.subscriptions.config import is_field_path
 
 DEFAULT_LIMIT: Final = 100
@@ -208,6 +209,22 @@ def int_cursor(kind: str, cursor: str | None) -> int | None:
     if n is None or not 0 <= n <= MAX_SEQ:  # a crafted cursor: MongoDB stores no larger int
         raise bad_request(f"page cursor {cursor!r} does not belong to this listing")
     return n
+
+
+def parse_bound(name: str, value: str | None, *, lower: bool) -> datetime | None:
+    """A time bound of a query (`since`: `lower`, `until`): as `parse_time`, except that a
+    valid time whose instant lies outside years 1-9999 in UTC (`0001-01-01T00:30:00+01:00`)
+    is before or after every stored time: no bound, or one no stored time passes."""
+    if value is not None:
+        try:
+            parse_rfc3339(value)
+        except OutsideUtcYears as outside:
+            if outside.later:
+                return PAST_LAST_MS if lower else None
+            return None if lower else datetime.min.replace(tzinfo=UTC)
+        except ValueError:
+            pass  # refused below, with the reason
+    return parse_time(name, value)
 
 
 def parse_time(name: str, value: str | None) -> datetime | None:

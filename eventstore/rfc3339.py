@@ -33,6 +33,15 @@ class NoSuchTime(ValueError):
     """Of the form, but no instant a datetime holds (February 30, 25:00, before year 1 in UTC)."""
 
 
+class OutsideUtcYears(NoSuchTime):
+    """A valid RFC 3339 time whose instant lies before year 1 or after year 9999 in UTC
+    (`0001-01-01T00:30:00+01:00`): `later` says which."""
+
+    def __init__(self, message: str, *, later: bool) -> None:
+        super().__init__(message)
+        self.later = later
+
+
 def parse_rfc3339(text: str) -> datetime:
     """The instant `text` names, in UTC. Raises `NotRfc3339`, `NoZone` or `NoSuchTime`."""
     m = _TIME.fullmatch(text)
@@ -58,7 +67,9 @@ def parse_rfc3339(text: str) -> datetime:
     except ValueError as exc:  # 2026-02-30, 25:00
         raise NoSuchTime(f"not a valid time: {text!r} ({exc})") from None
     except OverflowError:  # 0001-01-01T00:00:00+01:00 lies before the first instant in UTC
-        raise NoSuchTime(f"{text!r} is out of range once in UTC") from None
+        raise OutsideUtcYears(
+            f"{text!r} is out of range once in UTC", later=m["date"].startswith("9999")
+        ) from None
 
 
 __all__ = ["NoSuchTime", "NoZone", "NotRfc3339", "parse_rfc3339"]

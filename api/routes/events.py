@@ -25,7 +25,7 @@ from api.params import (
     field_path_of_query,
     int_cursor,
     parameter_refused,
-    parse_time,
+    parse_bound,
     time_parameter,
     whole,
 )
@@ -92,7 +92,8 @@ async def _query(
             raise bad_request(f"`{name}` is empty")
     if field is not None:
         field_path_of_query("field", field)
-    start, end = parse_time("since", since), parse_time("until", until)
+    start = parse_bound("since", since, lower=True)
+    end = parse_bound("until", until, lower=False)
     if start is not None and end is not None and start > end:
         raise unprocessable(
             f"since {since} is after until {until}", kind="impossible-range", key="since"

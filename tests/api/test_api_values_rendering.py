@@ -254,3 +254,19 @@ async def test_since_and_until_inside_the_last_millisecond_keep_their_meaning(
     assert await seqs(client, accept, until=inside) == [1, 2, 3, 4, 5]
     assert await seqs(client, accept, since=LAST) == [5]
     assert await seqs(client, accept, until=LAST) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("accept", ACCEPT)
+async def test_a_bound_whose_offset_takes_it_outside_years_1_to_9999_is_before_or_after_all(
+    client: AsyncTestClient[Any], accept: str
+) -> None:
+    # Valid RFC 3339 times, refused (400) until an outside tester's probe: before year 1
+    # once in UTC is before every stored time, after year 9999 after every one.
+    before_all, after_all = "0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"
+    assert await seqs(client, accept, since=before_all) == [1, 2, 3, 4, 5]
+    assert await seqs(client, accept, until=before_all) == []
+    assert await seqs(client, accept, since=after_all) == []
+    assert await seqs(client, accept, until=after_all) == [1, 2, 3, 4, 5]
+    # ... and the order of the two still holds
+    r = await client.get("/v1/events", params={"since": after_all, "until": before_all})
+    assert r.status_code == 422, r.text
