@@ -306,7 +306,7 @@ class NdjsonChangeStream:
                 await self._fill()
                 continue
             number, text = self._pending.popleft()
-            if text.strip():
+            if text.strip(_JSON_WHITESPACE):  # a line of other whitespace (U+00A0) is no JSON
                 return number, text
 
     async def _fill(self) -> None:
@@ -434,6 +434,8 @@ def _change_object(pairs: list[tuple[str, Any]]) -> Any:
     return value
 
 
+# What JSON counts as whitespace (RFC 8259): a line of only these is blank.
+_JSON_WHITESPACE: Final = " \t\r\n"
 _INFINITY: Final = ("inf", "infinity")  # as `float` reads them, whatever their case
 
 

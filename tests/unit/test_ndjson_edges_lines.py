@@ -148,3 +148,19 @@ def test_the_readmes_recipe_gives_a_lines_hash(tmp_path: Path) -> None:
         recipe = f"sed -n '{n}{{s/\\r$//;p;}}' {path} | tr -d '\\n' | sha256sum"
         out = subprocess.run(["sh", "-c", recipe], capture_output=True, check=True).stdout
         assert out.split()[0].decode() == origin.sha256, origin.position
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u2028", "\u3000", "\x0b", "\x0c"])
+async def test_a_line_of_whitespace_json_does_not_know_is_bad_not_blank(
+    tmp_path: Path, space: str
+) -> None:
+    # Only JSON's own whitespace (space, tab, CR, LF) makes a line blank: the rest is a
+    # line that is no JSON, said so in its place, never skipped without a word.
+    data = line(1) + b"\n" + f" {space} ".encode() + b"\n" + line(3) + b"\n"
+    got = await read_all(from_file(tmp_path, data))
+    assert [(o.position, o.unreadable is not None) for _, o in got] == [
+        ("line 1", False),
+        ("line 2", True),
+        ("line 3", False),
+    ]
+    assert got[1][1].unreadable is not None and got[1][1].unreadable.startswith("not valid JSON")
