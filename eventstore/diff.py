@@ -211,8 +211,22 @@ def _path(parts: tuple[Part, ...]) -> str:
     return ".".join(str(p) for p in parts)
 
 
-def _entry(op: Op, parts: tuple[Part, ...], before: Any, after: Any) -> FieldChange:
-    return FieldChange(path=_path(parts), op=op, before=before, after=after, parts=parts)
+def _entry(
+    op: Op,
+    parts: tuple[Part, ...],
+    before: Any,
+    after: Any,
+    types: tuple[str, str] | tuple[None, None] = (None, None),
+) -> FieldChange:
+    return FieldChange(
+        path=_path(parts),
+        op=op,
+        before=before,
+        after=after,
+        parts=parts,
+        before_type=types[0],
+        after_type=types[1],
+    )
 
 
 def _diff_value(a: Any, b: Any, parts: tuple[Part, ...], out: list[FieldChange]) -> None:
@@ -225,21 +239,8 @@ def _diff_value(a: Any, b: Any, parts: tuple[Part, ...], out: list[FieldChange])
     elif isinstance(a, list) and isinstance(b, list):
         _diff_array(a, b, parts, out)
     elif not same_value(a, b):
-        before_type, after_type = bson_type(a), bson_type(b)
-        if before_type == after_type:
-            out.append(_entry("changed", parts, a, b))
-        else:
-            out.append(
-                FieldChange(
-                    path=_path(parts),
-                    op="changed",
-                    before=a,
-                    after=b,
-                    parts=parts,
-                    before_type=before_type,
-                    after_type=after_type,
-                )
-            )
+        types = bson_type(a), bson_type(b)
+        out.append(_entry("changed", parts, a, b, types if types[0] != types[1] else (None, None)))
 
 
 def _diff_doc(

@@ -69,11 +69,7 @@ def field_prefixes(paths: Sequence[str]) -> set[str]:
     """Every path and every path above it: `a.b.c` gives `a`, `a.b`, `a.b.c`."""
     prefixes: set[str] = set()
     for path in paths:
-        end = path.find(".")
-        while end != -1:
-            prefixes.add(path[:end])
-            end = path.find(".", end + 1)
-        prefixes.add(path)
+        prefixes.update(path_and_ancestors(path))
     return prefixes
 
 
