@@ -14,26 +14,18 @@ from typing import Any
 
 import pytest
 
-from eventstore.cli import main
 from eventstore.cli.parser import build_parser
 from eventstore.cli.projections import ProgressBar
 from eventstore.memory.store import MemoryStore
 from projections.runner import RebuildProgress
 from tests.integration.test_cli_history import populated
+from tests.integration.test_cli_usage import MEMORY, error_line, run
 from tests.realsinks import SECRET
 
-MEMORY = ["--uri", "memory://"]
 
-
-def run(*argv: str, store: Any = None) -> tuple[int, str]:
-    out = io.StringIO()
-    return main(list(argv), out=out, store=store), out.getvalue()
-
-
-def error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("eventstore: error:")]
-    assert len(lines) == 1, err
-    return lines[0].removeprefix("eventstore: error: ")
+def error_message(err: str) -> str:
+    """The one error line's message (`error_line` checks it is one line, without control)."""
+    return error_line(err).removeprefix("eventstore: error: ")
 
 
 # -- numbers: the sign of a number is its range, not its spelling -------------------------------
@@ -56,7 +48,7 @@ def test_a_negative_number_is_said_to_be_out_of_range(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(*argv) == (1, "")
-    assert error_line(capsys.readouterr().err) == message
+    assert error_message(capsys.readouterr().err) == message
 
 
 def test_minus_zero_is_a_rate_of_zero() -> None:
@@ -130,7 +122,7 @@ def test_a_demo_flag_that_would_be_ignored_is_refused(
     assert run("demo", *argv) == (1, "")
     err = capsys.readouterr().err
     assert err.startswith("usage: eventstore demo ")
-    assert error_line(err) == message
+    assert error_message(err) == message
 
 
 def test_the_simulator_flags_given_are_noted_for_the_command() -> None:
