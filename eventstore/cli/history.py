@@ -273,7 +273,9 @@ async def _verify_checkpoint(args: argparse.Namespace, out: TextIO) -> int:
     except NoteError as exc:
         raise CliError(f"--key: {exc}") from None
     try:
-        note = await asyncio.to_thread(Path(args.checkpoint).read_text, encoding="utf-8")
+        # Read as bytes: text mode would turn CRLF into LF, hiding the note's altered line ends.
+        raw = await asyncio.to_thread(Path(args.checkpoint).read_bytes)
+        note = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read the checkpoint in {args.checkpoint}: {exc}") from None
 

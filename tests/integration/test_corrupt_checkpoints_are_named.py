@@ -59,6 +59,27 @@ def test_verify_checkpoint_names_a_file_that_is_not_a_checkpoint(
     assert "unsigned" not in out
 
 
+def test_verify_checkpoint_says_a_saved_checkpoint_s_line_endings_were_changed(
+    tmp_path: Path,
+) -> None:
+    # A signed checkpoint saved with CRLF line ends: its signature covers the LF bytes.
+    # Read in text mode the file was turned back into LF, passed as signed and was used.
+    signed = asyncio.run(signed_log(tmp_path))
+    latest = asyncio.run(signed.store.merkle.checkpoint())
+    assert latest is not None and latest.signed
+    saved = tmp_path / "saved"
+    saved.write_bytes(latest.note.replace("\n", "\r\n").encode())
+    argv = ("verify", "--checkpoint", str(saved), "--key", signed.signer.verifier_key())
+    code, out = run(*argv, "--uri", "memory://", store=signed.store)
+    assert code == 2
+    assert out.startswith(
+        "checkpoint: TAMPERED: checkpoint refused: not a signed note: its line endings were"
+        " changed to CRLF"
+    )
+    saved.write_bytes(latest.note.encode())  # the same note as served: valid
+    assert run(*argv, "--uri", "memory://", store=signed.store)[0] == 0
+
+
 def test_verify_proof_says_the_line_endings_of_its_checkpoint_were_changed(
     tmp_path: Path,
 ) -> None:
