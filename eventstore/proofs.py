@@ -169,8 +169,9 @@ async def event_proof(store: Store, seq: int, size: int | None) -> ProofFile:
 class ProofVerdict(msgspec.Struct, kw_only=True):
     """What `verify_proof_file` found.
 
-    `seq` is the event the proof file is about (its `leaf_index` + 1), whether or not
-    the proof holds; null only when the file is not a proof file. `origin` and
+    `seq` is the event the proof file is about, whether or not the proof holds: the
+    seq its `event_bson` carries, else (that is not an event's) its `leaf_index` + 1;
+    null only when the file is not a proof file. `origin` and
     `tree_size` are the checkpoint's, once its signature is checked.
     """
 
@@ -189,6 +190,17 @@ def _decode64(text: str, what: str) -> bytes:
         raise ProofFailed(f"{what} is not valid base64") from exc
 
 
+def _about(proof: ProofFile) -> int | None:
+    """The seq of the event a proof file is about: its event's own, else its leaf's."""
+    try:
+        seq = bson.decode(base64.b64decode(proof.event_bson, validate=True)).get("seq")
+    except (binascii.Error, ValueError, IndexError, bson.errors.InvalidBSON):
+        seq = None
+    if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1:
+        return seq
+    return proof.leaf_index + 1 if proof.leaf_index >= 0 else None
+
+
 def verify_proof_file(
     data: bytes, verifier: Verifier, *, origin: str | None = None
 ) -> ProofVerdict:
@@ -199,7 +211,7 @@ def verify_proof_file(
         check_unique_keys(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return ProofVerdict(valid=False, reason=f"not an {FORMAT} file: {exc}")
-    claimed = proof.leaf_index + 1 if proof.leaf_index >= 0 else None
+    claimed = _about(proof)
     if proof.format != FORMAT:
         return ProofVerdict(
             valid=False, reason=f"format {proof.format!r} is not {FORMAT}", seq=claimed

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import bson
+import pytest
 
 from eventstore.cli import main
 from tests.merkle_helpers import Signed, signed_log
@@ -86,6 +87,32 @@ def test_an_altered_event_that_still_decodes_reports_the_seq_the_proof_is_about(
             "origin": "eventstore/test",
         },
     )
+
+
+@pytest.mark.parametrize(
+    ("leaf_index", "event_seq", "about"),
+    [
+        (2, None, 9),  # the leaf altered: the file is still about its event, seq 9
+        (8, "nine", 9),  # the event's seq is no seq: the leaf says which event
+        (8, True, 9),
+        (-1, 0, None),  # neither names an event
+    ],
+)
+def test_an_altered_leaf_index_reports_the_seq_of_the_event_in_the_file(
+    tmp_path: Path, leaf_index: int, event_seq: object, about: int | None
+) -> None:
+    signed = asyncio.run(signed_log(tmp_path))
+    body = json.loads(proof_of(signed, 9, 13, tmp_path / "p.json").read_text())
+    body["leaf_index"] = leaf_index
+    if event_seq is not None:
+        event = bson.decode(base64.b64decode(body["event_bson"]))
+        event["seq"] = event_seq
+        body["event_bson"] = base64.b64encode(bson.encode(event)).decode()
+    altered = tmp_path / "altered.json"
+    altered.write_text(json.dumps(body))
+    code, out = run("verify-proof", str(altered), "--key", signed.signer.verifier_key(), "--json")
+    verdict = json.loads(out)
+    assert (code, verdict["valid"], verdict["seq"]) == (2, False, about)
 
 
 def test_a_tree_of_one_event_is_said_in_the_singular(tmp_path: Path) -> None:
