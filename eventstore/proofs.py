@@ -150,11 +150,13 @@ async def event_proof(store: Store, seq: int, size: int | None) -> ProofFile:
         raise ProofError(f"seq {seq} is beyond tree size {size}", argument="seq")
     await within_tree(store, size)
     checkpoint = await checkpoint_at(store, size)
+    # The size defaults to the latest checkpoint's: a seq beyond it is the same 422 as
+    # when that size is given, whether or not an event has the seq yet.
+    if seq > checkpoint.size:
+        raise ProofError(f"seq {seq} is beyond tree size {checkpoint.size}", argument="seq")
     events = await store.events.read(after_seq=seq - 1, limit=1)
     if not events or events[0].seq != seq:
         raise UnknownEvent(f"no event has seq {seq}")
-    if seq > checkpoint.size:
-        raise ProofError(f"seq {seq} is beyond tree size {checkpoint.size}", argument="seq")
     hashes = await inclusion_proof(store.merkle, seq - 1, checkpoint.size)
     return ProofFile(
         format=FORMAT,

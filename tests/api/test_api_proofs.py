@@ -161,6 +161,10 @@ async def test_bad_proof_parameters(
             "tree size 99 is beyond the stored tree",
         ),
         ("/v1/events/3/proof", {"size": 2}, "seq", "seq 3 is beyond tree size 2"),
+        # No size: the latest checkpoint's, so the same 422 as when it is given (no event
+        # has seq 40: this was a 404 without `size`, a 422 with `size=21`).
+        ("/v1/events/40/proof", {}, "seq", "seq 40 is beyond tree size 21"),
+        ("/v1/events/40/proof", {"size": 21}, "seq", "seq 40 is beyond tree size 21"),
         ("/v1/events/3/proof", {"size": 99}, "size", "tree size 99 is beyond the stored tree"),
         (
             "/v1/streams/orders/entities/o1/proof",
@@ -223,7 +227,7 @@ async def test_the_proof_file_needs_a_read_key_and_verifies_offline(
     assert twice.reason == (
         "not an eventstore-proof/v1 file: the key 'event_bson' appears twice in one object"
     )
-    for status, path in ((404, "/v1/events/99/proof"), (422, "/v1/events/14/proof?size=13")):
+    for status, path in ((422, "/v1/events/99/proof"), (422, "/v1/events/14/proof?size=13")):
         assert (await keyed.get(path, headers=AUTH)).status_code == status
     assert (await keyed.get("/v1/events/7/proof?size=14", headers=AUTH)).status_code == 404
 
@@ -370,8 +374,10 @@ def test_a_checkpoints_note_is_served_with_its_cosignature_lines_after_its_own()
 async def test_a_proof_file_of_an_unknown_event_or_one_beyond_the_checkpoint_says_which(
     keyed: Any,
 ) -> None:
+    # Without `size`, the latest checkpoint's (21): a seq past it is the 422 it is when
+    # that size is given, whether or not the log holds it yet (it holds no seq 99).
     unknown = await keyed.get("/v1/events/99/proof", headers=AUTH)
-    assert (unknown.status_code, unknown.json()["detail"]) == (404, "no event has seq 99")
+    assert (unknown.status_code, unknown.json()["detail"]) == (422, "seq 99 is beyond tree size 21")
     beyond = await keyed.get("/v1/events/14/proof", params={"size": 13}, headers=AUTH)
     assert (beyond.status_code, beyond.json()["detail"]) == (422, "seq 14 is beyond tree size 13")
     missing = await keyed.get("/v1/events/7/proof", params={"size": 14}, headers=AUTH)
