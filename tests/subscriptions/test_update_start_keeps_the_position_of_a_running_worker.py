@@ -27,6 +27,9 @@ async def test_a_changed_start_moves_no_delivery_until_a_reset_is_given_it(
     try:
         await h.append("d")  # seq 4: the first event after a start at "latest"
         await until(lambda: receiver.ids == ["hooks-4"])
+        # The checkpoint is written after the receiver answers: wait for it, or the update
+        # may read the position still at 3 (it did once under load).
+        await until_async(lambda: _at(h, 4))
         body = {"sink": webhook(receiver), "start": "earliest"}
         updated = await h.admin.apply("hooks", body, actor="ops")
         assert (updated.created, updated.start, updated.previous_start) == (
