@@ -201,6 +201,8 @@ class ProjectionOut(msgspec.Struct, kw_only=True):
     rebuilt_at: str | None
     failed_seq: int | None
     error: str | None
+    # The instance holding its lease (`projection:<name>`), if one does.
+    held_by: str | None = None
     rebuild_needed: bool = False
     problems: int = 0
     orders_without_customer: int | None = None

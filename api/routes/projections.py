@@ -133,6 +133,7 @@ async def list_projections(services: ServicesDep) -> list[ProjectionOut]:
             rebuilt_at=rfc3339(s.rebuilt_at) if s.rebuilt_at else None,
             failed_seq=s.failed_seq,
             error=s.error,
+            held_by=s.held_by,
             rebuild_needed=s.rebuild_needed,
             problems=s.problems,
             orders_without_customer=s.orders_without_customer,

@@ -140,6 +140,7 @@ async def test_status_of_every_projection(
             "rebuilt_at": None,
             "failed_seq": None,
             "error": None,
+            "held_by": None,  # no runner holds a lease here
             "rebuild_needed": False,
             # ORD-X is paid without a total: recorded once in each model that counts money
             "problems": 0 if name == "orders_by_status" else 1,

@@ -149,3 +149,30 @@ def test_projections_status_says_how_many_states_were_read_from_history() -> Non
     out = io.StringIO()
     assert main([*argv, "--json"], out=out, store=store) == 0
     assert [r["state_reads"] for r in json.loads(out.getvalue())] == [ORDERS * ROUNDS, 0]
+
+
+def test_projections_status_json_is_the_json_of_the_api(make_app: AppFactory) -> None:
+    # README: `--json` prints the JSON the API returns. The CLI's had `held_by` (who holds
+    # the projection's lease), which the API left out.
+    async def held() -> MemoryStore:
+        store = await round_robin()
+        runner = ProjectionRunner(store, ORDER_SUMMARY, clock=FakeClock())
+        await runner.run(until_caught_up=True)
+        assert await runner.lease.try_acquire()  # held, as by a runner following the log
+        return store
+
+    store = asyncio.run(held())
+    out = io.StringIO()
+    assert (
+        main(["projections", "status", "--json", "--uri", "memory://"], out=out, store=store) == 0
+    )
+
+    async def listed() -> Any:
+        async with AsyncTestClient(make_app(store)) as client:
+            return (await client.get("/v1/projections")).json()
+
+    api = asyncio.run(listed())
+    assert json.loads(out.getvalue()) == api
+    (summary,) = [p for p in api if p["name"] == "order_summary"]
+    assert summary["held_by"] is not None and summary["position"] > 0
+    assert {p["held_by"] for p in api if p["name"] != "order_summary"} == {None}
