@@ -69,7 +69,10 @@ SEQ: Final = Schema(type=INTEGER, minimum=1, maximum=MAX_SEQ)
 TEMPLATE: Final = Schema(
     type=STRING,
     min_length=1,
-    description="may use {stream}, {entity_key}, {type}, {seq}, {version}; {{ and }} are braces",
+    description=(
+        "may use {stream}, {entity_key}, {typed_key}, {type}, {seq}, {version};"
+        " {{ and }} are braces"
+    ),
 )
 REFERENCE: Final = [
     _object(

@@ -31,6 +31,7 @@ class EventOut(msgspec.Struct, kw_only=True):
     id: str
     stream: str
     entity_key: str
+    typed_key: str
     entity_id: Any
     version: int
     type: str

@@ -112,6 +112,7 @@ EVENT_KEYS = [
     "id",
     "stream",
     "entity_key",
+    "typed_key",
     "entity_id",
     "version",
     "type",

@@ -1,6 +1,7 @@
 """Templates of sink targets (`url`, `channel`, `keys`, `stream`): pure parsing and rendering.
 
-`{stream}`, `{entity_key}`, `{type}`, `{seq}`, `{version}` are substituted;
+`{stream}`, `{entity_key}`, `{typed_key}`, `{type}`, `{seq}`, `{version}` are substituted
+(`{typed_key}`: the key that names the entity alone when given back to the API);
 `{{` and `}}` are literal braces; any other placeholder is refused when the
 template is parsed (at configuration time, never at delivery time).
 """
@@ -11,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Final
 from urllib.parse import quote
 
-PLACEHOLDERS: Final = ("stream", "entity_key", "type", "seq", "version")
+PLACEHOLDERS: Final = ("stream", "entity_key", "typed_key", "type", "seq", "version")
 # Characters with a meaning in Redis glob patterns (SCAN MATCH).
 GLOB_CHARS: Final = frozenset("*?[]\\")
 

@@ -246,6 +246,7 @@ def check_event(got: dict[str, Any], e: Event) -> None:
     assert list(got) == EVENT_KEYS
     assert got["seq"] == e.seq and got["id"] == e.id
     assert got["stream"] == e.stream and got["entity_key"] == e.entity_key
+    assert got["typed_key"] == typed_key(e.entity_id)
     assert got["entity_id"] == relaxed(e.entity_id)
     assert got["version"] == e.version and got["type"] == e.type
     assert got["occurred_at"] == ms(e.occurred_at) and RFC3339_MS.match(got["occurred_at"])

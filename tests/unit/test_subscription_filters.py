@@ -89,7 +89,7 @@ def test_templates_substitute_escape_braces_and_refuse_unknown_placeholders() ->
         (
             "{customer}",
             "unknown placeholder {customer}: use one of"
-            " {stream}, {entity_key}, {type}, {seq}, {version}",
+            " {stream}, {entity_key}, {typed_key}, {type}, {seq}, {version}",
         ),
         ("x{stream", "unclosed '{' at position 1 (write '{{' for a brace)"),
         ("x}y", "stray '}' at position 1 (write '}}' for a brace)"),
