@@ -435,7 +435,7 @@ class History:
             events = await events_port.read_entity(stream, entity_id, to_version=upper)
         if not events:
             raise self._unknown(stream, key)
-        if events[0].entity_key == STREAM_KEY:
+        if entity_id is STREAM_ENTITY_ID:  # not a document's `_id` "$stream", stored before
             raise HistoryError(
                 f"{STREAM_KEY} is the stream's own record (gaps, drops, renames, rejected changes): "
                 "it has a history, not a state"

@@ -1,6 +1,7 @@
 """Entity keys: the strings that address entities in URLs and on the command line (pure).
 
-`entity_key(id)` is for people: ObjectId -> 24 hex, str -> itself, an integer value
+`entity_key(id)` is for people: ObjectId -> 24 hex, str -> itself (but "$stream", the key of
+a stream's own record, -> `str:$stream`), an integer value
 -> digits, anything else -> `json:<canonical Extended JSON>`. It is not unique across
 types.
 `typed_key(id)` names one `_id` as MongoDB tells them apart: `oid:`, `int:`, `str:` or
@@ -52,7 +53,9 @@ def entity_key(entity_id: Any) -> str:
     if isinstance(entity_id, ObjectId):
         return str(entity_id)
     if isinstance(entity_id, str):
-        return entity_id
+        # "$stream" is the key of a stream's own record (STREAM_KEY): a document's `_id`
+        # "$stream" is an entity, stored and listed by its typed key so as never to be one.
+        return f"str:{entity_id}" if entity_id == STREAM_KEY else entity_id
     value = _by_value(entity_id)
     if _is_int(value):
         return str(value)

@@ -13,12 +13,16 @@ import pytest
 from bson import ObjectId
 from litestar.testing import AsyncTestClient
 
+from eventstore.clock import FakeClock
+from eventstore.memory.store import MemoryStore
+from eventstore.sources.memory import MemoryChangeFeed
 from tests.api.conftest import AppFactory
 from tests.helpers import LogBuilder
 from tests.integration.conftest import open_test_store
+from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 
 OID = ObjectId("65f000000000000000000042")
-IDS: list[Any] = [42, "42", ".", "..", "", str(OID), OID, "plain", 7]
+IDS: list[Any] = [42, "42", ".", "..", "", str(OID), OID, "plain", 7, "$stream"]
 
 
 @pytest.mark.parametrize("kind", ["memory", "mongo"])
@@ -43,6 +47,7 @@ async def test_each_listed_key_opens_its_entity(kind: str, make_app: AppFactory)
                 f"oid:{OID}",
                 "plain",
                 "7",
+                "str:$stream",  # the string "$stream": its bare key names the stream's record
             }
             for key, entity_id in listed.items():
                 state = await client.get(f"/v1/streams/orders/entities/{quote(key, safe='')}/state")
@@ -107,7 +112,12 @@ async def test_each_event_s_typed_key_opens_its_entity(kind: str, make_app: AppF
             r = await client.get("/v1/events", params={"limit": 100})
             assert r.status_code == 200, r.text
             got = r.json()["events"]
-            assert [e["typed_key"] for e in got][-3:] == ["int:7", "str:int:5", "int:5"]
+            assert [e["typed_key"] for e in got][-4:] == [
+                "int:7",
+                "str:$stream",
+                "str:int:5",
+                "int:5",
+            ]
             for e in got:
                 path = f"/v1/streams/orders/entities/{quote(e['typed_key'], safe='')}/history"
                 history = await client.get(path)
@@ -115,3 +125,34 @@ async def test_each_event_s_typed_key_opens_its_entity(kind: str, make_app: AppF
                 assert [h["seq"] for h in history.json()["events"]] == [e["seq"]]
     finally:
         await store.close()
+
+
+async def test_a_document_whose_id_is_the_string_dollar_stream_is_an_entity_like_any_other(
+    make_app: AppFactory,
+) -> None:
+    # Outside testing: its events were stored with the stream record's key `$stream`, so
+    # the listing left it out and its state was refused as "the stream's own record".
+    clock = FakeClock()
+    store = MemoryStore()
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": "$stream", "status": "new"})
+    await orders.update_one({"_id": "$stream"}, {"$set": {"status": "paid"}})
+    await ingester(store, feed, clock).run(until_idle=True)
+    async with AsyncTestClient(make_app(store)) as client:
+        listed = (await client.get("/v1/streams/orders/entities")).json()["items"]
+        assert [(i["entity_key"], i["version"]) for i in listed] == [("str:$stream", 2)]
+        state = await client.get("/v1/streams/orders/entities/str:%24stream/state")
+        assert state.status_code == 200, state.text
+        assert (state.json()["entity_key"], state.json()["document"]) == (
+            "str:$stream",
+            {"_id": "$stream", "status": "paid"},
+        )
+        events = (await client.get("/v1/events")).json()["events"]
+        assert {(e["entity_key"], e["typed_key"]) for e in events} == {
+            ("str:$stream", "str:$stream")
+        }
+        # The stream's own record keeps its key: it has a history, not a state.
+        record = await client.get("/v1/streams/orders/entities/%24stream/state")
+        assert record.status_code in (400, 404), record.text
