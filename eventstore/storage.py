@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 from pymongo import AsyncMongoClient
@@ -58,8 +58,16 @@ def _detail(exc: BaseException, uri: str) -> str:
     return text
 
 
-async def open_store(settings: Settings) -> Store:
-    """The store of `settings.uri`; a MongoStore has already asked the server what it supports."""
+async def open_store(settings: Settings, *, bounded: bool = True) -> Store:
+    """The store of `settings.uri`; a MongoStore has already asked the server what it supports.
+
+    `bounded`: a reply that does not come within `OPERATION_TIMEOUT_MS` fails the operation
+    (a transient error, retried like a lost connection), unless the URI sets
+    `socketTimeoutMS` itself. Without it, a server that answers the handshake and then
+    nothing else (wedged, or a connection a firewall dropped silently) held every
+    operation, health check and command forever. `migrate` passes False: an index build
+    on a large collection answers when it is done.
+    """
     uri = settings.uri
     if uri is None:
         raise StoreError("no URI: set EVENTSTORE_URI or --uri")
@@ -69,7 +77,7 @@ async def open_store(settings: Settings) -> Store:
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise StoreError(f"unsupported URI {shown}: use mongodb://, mongodb+srv:// or memory://")
     try:
-        timeouts = _timeouts(uri, settings.server_timeout_ms)
+        timeouts = _timeouts(uri, settings.server_timeout_ms, bounded=bounded)
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             uri, tz_aware=True, appname="eventstore", **timeouts
         )
@@ -113,20 +121,63 @@ def _uri_options(uri: str) -> Mapping[str, Any]:
         return split_options(query, validate=False, normalize=False)
 
 
-def _timeouts(uri: str, default_ms: int) -> dict[str, Any]:
+def _timeouts(uri: str, default_ms: int, *, bounded: bool = True) -> dict[str, Any]:
     """SERVER_TIMEOUT_MS for each timeout the URI does not set itself: the URI's own wins.
 
-    A timeout the URI sets is checked as PyMongo checks it: a ValueError when PyMongo
-    would ignore it.
+    With `bounded`, OPERATION_TIMEOUT_MS as `socketTimeoutMS` unless the URI sets it. Every
+    option the URI sets is checked as PyMongo checks it (`_check_options`).
     """
-    given = _uri_options(uri)
-    for name in _URI_TIMEOUTS:
-        if name in given:
-            try:
-                validate_option(name, given[name])
-            except (ConfigurationError, ValueError, TypeError) as exc:
-                raise ValueError(f"{exc}, got {given[name]!r}") from None
-    return {name: default_ms for name in _TIMEOUT_OPTIONS if name not in given}
+    given = _check_options(uri)
+    out: dict[str, Any] = {name: default_ms for name in _TIMEOUT_OPTIONS if name not in given}
+    if bounded and "socketTimeoutMS" not in given:
+        out["socketTimeoutMS"] = OPERATION_TIMEOUT_MS
+    return out
+
+
+# How long an operation waits for the server's reply (`socketTimeoutMS`), unless the URI
+# says otherwise. Above any reply this service waits for on purpose: a change stream's
+# getMore waits at most a second (`max_await_ms`), and reads come in pages.
+OPERATION_TIMEOUT_MS: Final = 60_000
+
+# Options whose value may hold a secret: named in a message, never quoted.
+_SECRET_OPTIONS: Final = frozenset({"authmechanismproperties", "tlscertificatekeyfilepassword"})
+
+
+def _check_options(uri: str) -> Mapping[str, Any]:
+    """The URI's options, each checked as PyMongo checks it; ValueError naming a bad one.
+
+    PyMongo only warns of a bad or unknown option and goes on without it: `tls=maybe`
+    connected unencrypted, `authMechanism=BOGUS` used the default mechanism, a misspelt
+    option did nothing, and a timeout fell back to PyMongo's own (30 s for server
+    selection). A TLS file that is not there failed later, naming no file. A duplicated
+    option is refused too: PyMongo keeps the last one, silently.
+    """
+    query = uri.split("?", 1)[1] if "?" in uri else ""
+    if not query:
+        return {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        given = split_options(query, validate=False, normalize=False)
+    for warning in caught:
+        if str(warning.message).startswith("Duplicate URI option"):
+            raise ValueError(f"{warning.message} Give each option once")
+    # The timeouts first, by the names PyMongo spells them with (its messages use them).
+    names = [n for n in _URI_TIMEOUTS if n in given]
+    names += [n for n in given if n not in {t.lower() for t in _URI_TIMEOUTS}]
+    for name in names:
+        value = given[name]
+        try:
+            validate_option(name, value)
+        except ConfigurationError as exc:
+            if not str(exc).startswith("Unknown option"):
+                raise ValueError(str(exc)) from None
+            raise ValueError(f"unknown option {name!r} (PyMongo would go on without it)") from None
+        except (ValueError, TypeError) as exc:
+            shown = "" if name.lower() in _SECRET_OPTIONS else f", got {value!r}"
+            raise ValueError(f"{exc}{shown}") from None
+        except OSError as exc:  # a TLS file: tlsCAFile, tlsCertificateKeyFile, tlsCRLFile
+            raise ValueError(f"{name}: {exc.strerror or exc}: {value!r}") from None
+    return given
 
 
 def _selection_ms(uri: str, default_ms: int) -> float:

@@ -140,14 +140,16 @@ def build_source(
 
 
 @contextlib.asynccontextmanager
-async def opened_store(settings: Settings, given: Store | None = None) -> AsyncIterator[Store]:
+async def opened_store(
+    settings: Settings, given: Store | None = None, *, bounded: bool = True
+) -> AsyncIterator[Store]:
     """The store of `URI` (or the one given), closed afterwards if opened here."""
     from eventstore.storage import open_store
 
     if given is not None:
         yield given
         return
-    store = await open_store(settings)
+    store = await open_store(settings, bounded=bounded)
     try:
         await _ensure_indexes(store)
         yield store
@@ -397,8 +399,11 @@ async def open_service(
     capture: bool = False,
     workload: WorkloadOptions | None = None,
     clock: Clock | None = None,
+    bounded: bool = True,
 ) -> AsyncIterator[Service]:
     """The service of `settings`: the store opened (or `store`), the source built if `capture`.
+
+    `bounded=False` lets an operation wait for its reply without limit (`open_store`).
 
     A command that only reads or writes a `memory://` store opened here sees an empty
     store that ends with it: it says so on standard error (its answer stays as it is).
@@ -406,7 +411,7 @@ async def open_service(
     clock = clock or SystemClock()
     alone = store is None and settings.is_memory and not capture
     try:
-        async with opened_store(settings, store) as opened:
+        async with opened_store(settings, store, bounded=bounded) as opened:
             wiring = build_source(settings, opened, clock, workload) if capture else None
             yield Service(settings, opened, clock=clock, wiring=wiring)
     except (UnknownStream, UnknownEntity, NothingThere) as exc:

@@ -259,3 +259,82 @@ async def test_the_timeout_reported_is_the_one_in_force() -> None:
 )
 def test_redact_uri_hides_the_credentials(uri: str, shown: str) -> None:
     assert redact_uri(uri) == shown
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        # PyMongo warned and went on without each: `tls=maybe` connected unencrypted.
+        ("tls=maybe", "The value of tls must be 'true' or 'false', got 'maybe'"),
+        ("authMechanism=BOGUS", "authmechanism must be in ("),
+        ("replicaSte=rs0", "unknown option 'replicaste' (PyMongo would go on without it)"),
+        ("replicaSet=a&replicaSet=b", "Duplicate URI option 'replicaset'. Give each option once"),
+        # It failed later, saying "no such file: None".
+        (
+            "tls=true&tlsCAFile=/nonexistent/ca.pem",
+            "tlscafile: No such file or directory: '/nonexistent/ca.pem'",
+        ),
+        # A value that may be a secret is named, never quoted.
+        ("authMechanismProperties=SECRETVALUE", "Malformed auth mechanism properties"),
+    ],
+)
+async def test_a_uri_option_pymongo_would_warn_of_and_drop_is_refused_naming_it(
+    option: str, problem: str
+) -> None:
+    uri = f"mongodb://admin:{PASSWORD}@db.example.invalid:27017/?{option}"
+
+    with pytest.raises(StoreError) as raised:
+        await open_store(Settings(uri=uri))
+
+    message = str(raised.value)
+    assert message.startswith(f"bad MongoDB URI mongodb://***@db.example.invalid:27017/?{option}: ")
+    assert message.partition(f"?{option}: ")[2].startswith(problem)
+    assert PASSWORD not in message
+    assert message.count("SECRETVALUE") <= 1  # the URI itself shows it once, as given
+
+
+def test_an_operation_waits_for_its_reply_at_most_the_operation_timeout() -> None:
+    # A server that answers the handshake and then nothing else held every operation (and
+    # so health, metrics and every command) forever: the client had no socketTimeoutMS.
+    from eventstore.storage import OPERATION_TIMEOUT_MS, _timeouts
+
+    uri = "mongodb://db.example.invalid:27017/"
+    assert _timeouts(uri, 2000) == {
+        "serverSelectionTimeoutMS": 2000,
+        "connectTimeoutMS": 2000,
+        "socketTimeoutMS": OPERATION_TIMEOUT_MS,
+    }
+    assert _timeouts(uri, 2000, bounded=False) == {
+        "serverSelectionTimeoutMS": 2000,
+        "connectTimeoutMS": 2000,
+    }
+    # The URI's own wins, 0 (no limit) too.
+    assert _timeouts(uri + "?socketTimeoutMS=0", 2000) == {
+        "serverSelectionTimeoutMS": 2000,
+        "connectTimeoutMS": 2000,
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "bounded"),
+    [(["migrate"], False), (["history", "orders", "o1"], True), (["verify"], True)],
+)
+def test_only_migrate_opens_the_store_without_a_reply_timeout(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], bounded: bool
+) -> None:
+    # An index build on a large collection answers when it is done: migrate waits for it.
+    import io
+
+    import eventstore.storage as storage
+    from eventstore.cli import main
+
+    asked: list[bool] = []
+
+    async def opened(settings: Settings, *, bounded: bool = True) -> Any:
+        asked.append(bounded)
+        raise StoreError("stop here")
+
+    monkeypatch.setattr(storage, "open_store", opened)
+    uri = "mongodb://db.example.invalid:27017/"
+    assert main([*argv, "--uri", uri], out=io.StringIO()) == 1
+    assert asked == [bounded]
