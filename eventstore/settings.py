@@ -173,24 +173,26 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _at_least_one(value: Any) -> str | None:
+# The checks of numbers take `given`: the text the number was read from (a variable's or a
+# flag's), which their message quotes as it was written (`got 86401`, not `got 86401.0`).
+def _at_least_one(value: Any, given: str | None = None) -> str | None:
     if not _is_int(value):
         return f"must be a whole number, got {value!r}"
-    return None if value >= 1 else f"must be at least 1, got {value}"
+    return None if value >= 1 else f"must be at least 1, got {given or value}"
 
 
-def _seconds(value: Any) -> str | None:
+def _seconds(value: Any, given: str | None = None) -> str | None:
     if not (_is_int(value) or isinstance(value, float)):
         return f"must be a number of seconds, got {value!r}"
     if 0 < value <= MOST_SECONDS:
         return None
-    return f"must be more than 0 and at most {MOST_SECONDS} (a day), got {value}"
+    return f"must be more than 0 and at most {MOST_SECONDS} (a day), got {given or value}"
 
 
-def _check_server_timeout(value: Any) -> str | None:
-    problem = _at_least_one(value)
+def _check_server_timeout(value: Any, given: str | None = None) -> str | None:
+    problem = _at_least_one(value, given)
     if problem is None and value > MOST_SERVER_TIMEOUT_MS:
-        return f"must be at most {MOST_SERVER_TIMEOUT_MS} (an hour), got {value}"
+        return f"must be at most {MOST_SERVER_TIMEOUT_MS} (an hour), got {given or value}"
     return problem
 
 
@@ -502,6 +504,16 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "unhealthy_after": _seconds,
     "subscriptions": _optional_text,
 }
+# The settings read as numbers: their checks quote the text given (see `_at_least_one`).
+_NUMBER_CHECKS: Final[dict[str, Callable[[Any, str], str | None]]] = {
+    "snapshot_every": _at_least_one,
+    "state_cache": _at_least_one,
+    "batch_size": _at_least_one,
+    "lease_seconds": _seconds,
+    "server_timeout_ms": _check_server_timeout,
+    "checkpoint_interval": _seconds,
+    "unhealthy_after": _seconds,
+}
 
 
 # -- parsers of the string forms (environment, CLI): types only, the checks above do the rest --
@@ -667,24 +679,53 @@ def load(
     for line in unknown_variables(env):
         log.warning("%s", line)
     values: dict[str, Any] = {}
-    origin: dict[str, str] = {}
+    given: dict[str, str] = {}  # the text each setting was read from
     for name, parse in _PARSERS.items():
         raw = env.get(PREFIX + name.upper())
-        origin[name] = PREFIX + name.upper()
         if overrides is not None and overrides.get(name) is not None:
             raw = overrides[name]
-            origin[name] = "--" + name.replace("_", "-")
         if raw is not None and (raw != "" or name == "admin_key"):
             if raw and _blank(name, raw):
                 problem = "must not be empty"
-                raise SettingsError(f"{origin[name]} {problem}", setting=name, problem=problem)
+                where = origin_of(name, overrides)
+                raise SettingsError(f"{where} {problem}", setting=name, problem=problem)
             values[name] = parse(raw)
+            given[name] = raw.strip()
     try:
         return Settings(**values)
     except SettingsError as exc:
-        if exc.setting is None or exc.setting not in origin:
+        if exc.setting is None or exc.setting not in _PARSERS:
             raise
-        where = origin[exc.setting]
-        raise SettingsError(
-            f"{where} {exc.problem}", setting=exc.setting, problem=exc.problem
-        ) from None
+        problem = exc.problem
+        if exc.setting in _NUMBER_CHECKS and exc.setting in given:  # quoted as written
+            check = _NUMBER_CHECKS[exc.setting]
+            problem = check(values[exc.setting], given[exc.setting]) or problem
+        where = origin_of(exc.setting, overrides)
+        raise SettingsError(f"{where} {problem}", setting=exc.setting, problem=problem) from None
+
+
+def origin_of(name: str, overrides: Mapping[str, str | None] | None = None) -> str:
+    """The variable or flag setting `name` came from, as a line about it names it: the flag
+    when one was given (`--snapshot-every`), else the variable (`EVENTSTORE_SNAPSHOT_EVERY`).
+
+    `overrides` are the flags, as `load` takes them (None = not given).
+    """
+    if overrides is not None and overrides.get(name) is not None:
+        return "--" + name.replace("_", "-")
+    return PREFIX + name.upper()
+
+
+def named_by_origin(message: str, overrides: Mapping[str, str | None] | None = None) -> str:
+    """`message` naming the variable or flag its setting came from (`origin_of`).
+
+    A line about a setting begins with the setting's name (`SIGNING_KEY key.pem is
+    readable by group or others`, as a key file is refused when it is read) or its
+    variable (`EVENTSTORE_SUBSCRIPTIONS: subs.json: ...`); told where the settings came
+    from, that name becomes the flag when the flag was given. Any other message is
+    returned as it is.
+    """
+    for name in SETTING_NAMES:
+        for said in (PREFIX + name.upper(), name.upper()):
+            if message.startswith(said) and message[len(said) : len(said) + 1] in (" ", ":"):
+                return origin_of(name, overrides) + message[len(said) :]
+    return message

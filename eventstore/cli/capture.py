@@ -8,6 +8,7 @@ from typing import TextIO
 
 import msgspec
 
+from eventstore.cli.argtypes import written
 from eventstore.cli.bootstrap import WorkloadOptions, open_service
 from eventstore.cli.common import EXIT_OK, CliError, Progress, install_stop_signals, settings_from
 
@@ -52,8 +53,9 @@ async def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
     workload = workload_options(args)
     if args.until_idle and settings.source == "simulator" and workload.rate > 0:
         # Its traffic never ends: capture would wait for the end of it for ever.
+        rate = written(args, "--rate", f"{workload.rate:g}")
         raise CliError(
-            f"--until-idle with --source simulator needs --rate 0: at --rate {workload.rate:g} "
+            f"--until-idle with --source simulator needs --rate 0: at --rate {rate} "
             "the simulated traffic never ends, so capture is never idle "
             "(--rate 0 writes the --orders, captures them and stops)"
         )
@@ -85,16 +87,30 @@ async def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+# What `migrate` says on memory://, and the reason each step is skipped in its `--json` report.
+NOTHING_TO_MIGRATE = "memory:// keeps everything in this process: nothing to migrate"
+
+
 async def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
     """`eventstore migrate`: collections, validators, indexes, pre-images, the writer role."""
+    from eventstore.migrate import SKIPPED, MigrationReport, StepResult, load_steps, migrate
+
     settings = settings_from(args)
     if settings.is_memory:
-        print("memory:// keeps everything in this process: nothing to migrate", file=out)
+        if not args.json:
+            print(NOTHING_TO_MIGRATE, file=out)
+            return EXIT_OK
+        # The report's shape on MongoDB: every step, here skipped with the reason.
+        steps = [
+            StepResult(name=s.name, status=SKIPPED, reason=NOTHING_TO_MIGRATE) for s in load_steps()
+        ]
+        report = MigrationReport(real_server=False, steps=steps)
+        print(json.dumps(msgspec.to_builtins(report)), file=out)
         return EXIT_OK
-    from eventstore.migrate import migrate
     from eventstore.mongo.store import MongoStore
 
-    async with open_service(settings, store=args.store) as service:
+    # An index build on a large collection answers when it is done: no reply timeout.
+    async with open_service(settings, store=args.store, bounded=False) as service:
         assert isinstance(service.store, MongoStore)
         report = await migrate(service.store.client, settings)
     if args.json:

@@ -72,12 +72,18 @@ class NothingThere(CliError):
     subscription, a checkpoint): on a new memory:// store, `open_service` says why."""
 
 
+def setting_flags(args: argparse.Namespace) -> dict[str, str | None]:
+    """This command's setting flags by setting, as `settings.load` takes them (None: not given)."""
+    from eventstore.settings import SETTING_NAMES
+
+    return {name: getattr(args, "setting_" + name, None) for name in SETTING_NAMES}
+
+
 def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
     """Settings from the environment with this command's flags on top."""
-    from eventstore.settings import SETTING_NAMES, load
+    from eventstore.settings import load
 
-    overrides = {name: getattr(args, "setting_" + name, None) for name in SETTING_NAMES}
-    return load(environ, overrides)
+    return load(environ, setting_flags(args))
 
 
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
 
 # Only what handles the stop signals is imported before `main` installs them (StopSignals):
 # the rest, imported in `main`, would be a moment of its own where a signal is lost.
-from eventstore.cli.common import EXIT_ERROR, EXIT_OK, CliError, StopSignals, one_line
+from eventstore.cli.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    CliError,
+    StopSignals,
+    one_line,
+    setting_flags,
+)
 from eventstore.cli.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -136,7 +143,7 @@ def _main(argv: Sequence[str] | None, out: TextIO, store: Any, signals: StopSign
     import asyncio
 
     from eventstore.cli.parser import build_parser
-    from eventstore.settings import SettingsError
+    from eventstore.settings import SettingsError, named_by_origin
 
     parser = build_parser()
     try:
@@ -172,13 +179,16 @@ def _main(argv: Sequence[str] | None, out: TextIO, store: Any, signals: StopSign
         _print_error(CliError(str(exc)))
         return EXIT_ERROR
     except (CliError, SettingsError) as exc:
-        _print_error(exc)
+        # A line about a setting (a key file refused when it is read, the SUBSCRIPTIONS file)
+        # names the flag when the flag was given, else the variable, as `load`'s own do.
+        _print_error(exc, named_by_origin(str(exc), setting_flags(args)))
         return EXIT_ERROR
 
 
-def _print_error(exc: Exception) -> None:
-    """The one line of an error on stderr (then a CliError's details), each escaped."""
-    lines = [f"eventstore: error: {exc}", *getattr(exc, "details", ())]
+def _print_error(exc: Exception, message: str | None = None) -> None:
+    """The one line of an error (`message`, else the error's own) on stderr, then a
+    CliError's details, each escaped."""
+    lines = [f"eventstore: error: {message or exc}", *getattr(exc, "details", ())]
     with contextlib.suppress(BrokenPipeError):  # nobody reads stderr either: nothing to say
         for line in lines:
             print(one_line(line), file=sys.stderr)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import Any, Final, NoReturn, TypeVar, overload
 
-from eventstore.cli.argtypes import nonneg_int, positive_int, whole_int
+from eventstore.cli.argtypes import WRITTEN, nonneg_int, positive_int, whole_int
 from eventstore.cli.common import EXIT_ERROR, one_line
 from eventstore.decimal_text import decimal_float
 from eventstore.settings import SETTING_NAMES
@@ -40,7 +40,7 @@ _SETTING_HELP = {
     "read_keys": "comma-separated bearer keys for /v1 reads",
     "signing_key": "private key file (eventstore keygen) signing checkpoints; mode 0600",
     "log_origin": "origin line of checkpoints (default eventstore/<store db>)",
-    "checkpoint_interval": "seconds between checkpoints while appending (default 1)",
+    "checkpoint_interval": "seconds between checkpoints, appending or idle (default 1)",
     "signer_state": "file with the last signed size and root (default <signing key>.state)",
     "publish_checkpoints": "comma-separated dir:PATH or http(s):// targets of signed checkpoints",
     "witnesses": "comma-separated URL=VERIFIER_KEY of C2SP tlog-witnesses",
@@ -115,7 +115,15 @@ GIVEN: Final = "given_options"
 
 
 class _Noted(argparse.Action):
-    """Stores the value (as the default action does) and notes the option as given."""
+    """Stores the value `read` reads from the argument (as `type=` would), notes the option
+    as given, and keeps the argument as it was typed (`argtypes.written`).
+
+    `read` raises ArgumentTypeError for an argument it refuses: the usage error of a `type`.
+    """
+
+    def __init__(self, *args: Any, read: Callable[[str], Any] = str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read = read
 
     def __call__(
         self,
@@ -124,8 +132,15 @@ class _Noted(argparse.Action):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
-        setattr(namespace, self.dest, values)
-        setattr(namespace, GIVEN, (*getattr(namespace, GIVEN, ()), self.option_strings[0]))
+        text = str(values)
+        try:
+            value = self.read(text)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+        option = self.option_strings[0]
+        setattr(namespace, self.dest, value)
+        setattr(namespace, GIVEN, (*getattr(namespace, GIVEN, ()), option))
+        setattr(namespace, WRITTEN, {**getattr(namespace, WRITTEN, {}), option: text})
 
 
 class _Refused(argparse.Action):
@@ -298,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="rebuild every projection")
     p.add_argument(
         "--workers",
-        type=whole_int,
+        read=whole_int,
+        action=_Noted,
         default=None,  # rebuild: 1; given to `status` at all, refused
         metavar="N",
         help="rebuild with N processes, each folding a share of the entities (1-16, default 1)",
@@ -332,21 +348,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_listen(p)
     p.add_argument(
         "--orders",
-        type=nonneg_int,
+        read=nonneg_int,
         default=200,
         action=_Noted,
         help="initial orders (default 200)",
     )
     p.add_argument(
         "--rate",
-        type=_nonneg_float,
+        read=_nonneg_float,
         default=5.0,
         action=_Noted,
         help="changes per second after them (default 5); 0 = unpaced: --changes as fast "
         "as they go, or none without --changes",
     )
     p.add_argument(
-        "--seed", type=whole_int, default=1, action=_Noted, help="workload seed (default 1)"
+        "--seed", read=whole_int, default=1, action=_Noted, help="workload seed (default 1)"
     )
     p.add_argument(
         "--report",
@@ -355,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--changes",
-        type=nonneg_int,
+        read=nonneg_int,
         default=None,
         action=_Noted,
         help="stop the traffic after this many changes and keep serving "
@@ -405,7 +421,7 @@ def _add_listen(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--port",
-        type=_port,
+        read=_port,
         default=8000,
         action=_Noted,
         help="port to listen on (default 8000)",
@@ -415,7 +431,7 @@ def _add_listen(p: argparse.ArgumentParser) -> None:
 def _port(value: str) -> int:
     n = nonneg_int(value)
     if not 0 <= n <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {n}")
+        raise argparse.ArgumentTypeError(f"not a port: {value}")
     return n
 
 
@@ -424,21 +440,21 @@ def _add_workload(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("simulator (with --source simulator)")
     g.add_argument(
         "--orders",
-        type=nonneg_int,
+        read=nonneg_int,
         default=100,
         action=_Noted,
         help="initial orders (default 100)",
     )
     g.add_argument(
         "--rate",
-        type=_nonneg_float,
+        read=_nonneg_float,
         default=5.0,
         action=_Noted,
         help="changes per second after them; 0 = stop (default 5)",
     )
     g.add_argument(
         "--seed",
-        type=whole_int,
+        read=whole_int,
         default=None,
         action=_Noted,
         help="workload seed (same seed, same operations)",

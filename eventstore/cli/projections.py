@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from eventstore.cli.argtypes import written
 from eventstore.cli.bootstrap import Service, open_service
 from eventstore.cli.common import (
     EXIT_OK,
@@ -106,7 +107,8 @@ async def cmd_projections(args: argparse.Namespace, out: TextIO) -> int:
         if not args.names and not args.all:
             raise CliError("name a projection to rebuild, or --all")
         if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
-            raise CliError(f"--workers takes 1 to {MAX_WORKERS}, got {args.workers}")
+            given = written(args, "--workers", str(args.workers))
+            raise CliError(f"--workers takes 1 to {MAX_WORKERS}, got {given}")
     async with open_service(settings, store=args.store) as service:
         if args.action == "status":
             return await _status(service, args, out)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import msgspec
 
 from eventstore.cli.bootstrap import open_service
 from eventstore.cli.common import EXIT_OK, printable, settings_from
 from eventstore.worker_state import shown
+
+if TYPE_CHECKING:
+    from api.schemas import WorkerOut
 
 COLUMNS = ("name", "kind", "instance", "state", "since", "restarts", "position", "lag", "lag_s")
 
@@ -20,13 +23,18 @@ async def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     from api.routes.workers import worker_out
 
     settings = settings_from(args)
+    # Answered inside: on memory://, `open_service` says after the answer that its store is new.
     async with open_service(settings, store=args.store) as service:
         now = service.clock.now()
         records = [
             shown(r, now=now, lease_seconds=settings.lease_seconds)
             for r in await service.store.workers.all()
         ]
-    workers = [worker_out(r) for r in records]
+        return _print_workers([worker_out(r) for r in records], args, out)
+
+
+def _print_workers(workers: list[WorkerOut], args: argparse.Namespace, out: TextIO) -> int:
+    """The workers as a table, or `--json`."""
     if args.json:
         print(json.dumps(msgspec.to_builtins(workers)), file=out)
         return EXIT_OK

@@ -31,6 +31,7 @@ from eventstore.cli.common import (
 )
 from eventstore.decimal_text import decimal_int
 from eventstore.json_input import decode_json
+from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
 from eventstore.subscriptions import config as cfg
 from eventstore.subscriptions.control import (
     NoParkedEvent,
@@ -71,7 +72,7 @@ _OPTION_ACTIONS: Final = {
     "--up-to": ("up_to", ("parked",)),
     "--skip": ("skip", ("parked",)),
     "--actor": ("actor", _CHANGES),  # the admin action trail records changes only
-    "--json": ("json", ("list", "status", "pause", "resume", "reset", "parked")),
+    "--json": ("json", ("list", "status", "add", "remove", "pause", "resume", "reset", "parked")),
 }
 
 
@@ -104,15 +105,36 @@ def _actor(args: argparse.Namespace) -> str:
         return "unknown"
 
 
+# The starts `--start` takes, in its own words (the API's body spells them `{"seq": N}`, ...).
+_START_FORMS: Final = "earliest, latest, a seq or an RFC 3339 time"
+
+
 def _start(value: str | None) -> Any:
+    """The start `--start` names, as the API's body gives it; a CliError naming `--start`."""
     if value is None:
         raise CliError("reset needs --start earliest|latest|SEQ|TIME")
     if value in ("earliest", "latest"):
         return value
     seq = decimal_int(value)
-    if seq is not None:
-        return {"seq": seq}
-    return {"time": value}
+    if seq is None:
+        try:
+            parse_rfc3339(value)
+        except NotRfc3339:
+            raise CliError(f"--start: {value!r} is not {_START_FORMS}") from None
+        except (NoZone, NoSuchTime) as exc:
+            raise CliError(f"--start: {exc}") from None
+    start = {"seq": seq} if seq is not None else {"time": value}
+    try:
+        cfg.parse_start(start)  # a seq out of range
+    except cfg.ConfigError as exc:
+        raise _start_refused(exc) from None
+    return start
+
+
+def _start_refused(exc: cfg.ConfigError) -> CliError:
+    """A start refused (out of range, beyond the log) as the CLI names it: `--start`, not the
+    API body's `start.seq`."""
+    return CliError("--start: " + "; ".join(e["message"] for e in exc.errors))
 
 
 def _table(rows: list[dict[str, Any]], out: TextIO) -> None:
@@ -183,19 +205,29 @@ async def _act(admin: SubscriptionAdmin, args: argparse.Namespace, out: TextIO) 
         except msgspec.DecodeError as exc:
             raise CliError(f"{args.file} is not JSON: {exc}") from None
         done = await admin.apply(name, body, actor=actor)
-        print(f"{'created' if done.created else 'updated'} {name}", file=out)
         note = done.start_note(done.reset_command(name))
+        if args.json:  # as the API's PUT answers: the subscription, its status, the note
+            record = await admin.get(name)
+            shown = {**record_json(record), "status": await admin.status(record)}
+            print(json.dumps(shown if note is None else {**shown, "note": note}), file=out)
+            return EXIT_OK
+        print(f"{'created' if done.created else 'updated'} {name}", file=out)
         if note is not None:  # the position stays: say how to deliver from the new start
             print(note, file=out)
         return EXIT_OK
     if action == "remove":
         await admin.delete(name, actor=actor)
-        print(f"removed {name}", file=out)
+        if not args.json:  # the API's DELETE answers 204, with no body: nothing to print
+            print(f"removed {name}", file=out)
         return EXIT_OK
     if action in ("pause", "resume"):
         await getattr(admin, action)(name, actor=actor)
     elif action == "reset":
-        await admin.reset(name, _start(args.start), actor=actor)
+        start = _start(args.start)
+        try:
+            await admin.reset(name, start, actor=actor)
+        except cfg.ConfigError as exc:  # beyond the log
+            raise _start_refused(exc) from None
     elif action == "parked":
         return await _parked(admin, name, args, actor, out)
     record = await admin.get(name)

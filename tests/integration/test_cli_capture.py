@@ -206,6 +206,20 @@ def test_migrate_on_memory_has_nothing_to_do() -> None:
     assert code == 0 and "nothing to migrate" in out
 
 
+def test_migrate_json_on_memory_is_the_report_with_every_step_skipped_and_why() -> None:
+    from eventstore.migrate import load_steps
+
+    code, out = run("migrate", "--uri", "memory://", "--json")
+    assert code == 0
+    why = "memory:// keeps everything in this process: nothing to migrate"
+    # the shape of the report on MongoDB: {real_server, steps: [{name, status, reason}]}
+    assert json.loads(out) == {
+        "real_server": False,
+        "steps": [{"name": s.name, "status": "skipped", "reason": why} for s in load_steps()],
+    }
+    assert len(load_steps()) > 10
+
+
 def test_environment_settings_apply_and_flags_override(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -55,6 +55,44 @@ def test_minus_zero_is_a_rate_of_zero() -> None:
     assert build_parser().parse_args(["ingest", "--rate", "-0"]).rate == 0.0
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["history", *MEMORY, "o", "k", "--limit", "-00"],
+            "argument --limit: must be 1 or more: -00",
+        ),
+        (["ingest", *MEMORY, "--orders", "-01"], "argument --orders: must be 0 or more: -01"),
+        (["run", *MEMORY, "--port", "070000"], "argument --port: not a port: 070000"),
+        (
+            ["projections", *MEMORY, "rebuild", "--all", "--workers", "017"],
+            "--workers takes 1 to 16, got 017",
+        ),
+        (
+            ["ingest", *MEMORY, "--source", "simulator", "--until-idle", "--rate", "5.50"],
+            "--until-idle with --source simulator needs --rate 0: at --rate 5.50 the simulated "
+            "traffic never ends, so capture is never idle (--rate 0 writes the --orders, "
+            "captures them and stops)",
+        ),
+        (
+            ["verify", *MEMORY, "--lease-seconds", "86401"],
+            "--lease-seconds must be more than 0 and at most 86400 (a day), got 86401",
+        ),
+    ],
+)
+def test_a_number_refused_is_quoted_as_it_was_typed(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(*argv) == (1, "")
+    assert error_message(capsys.readouterr().err) == message
+
+
+def test_the_options_read_by_the_parser_keep_the_text_typed() -> None:
+    parsed = build_parser().parse_args(["run", "--rate", "5.50", "--port", "08080"])
+    assert (parsed.rate, parsed.port, parsed.given_options) == (5.5, 8080, ("--rate", "--port"))
+    assert parsed.written_options == {"--rate": "5.50", "--port": "08080"}
+
+
 # -- -v after the command ---------------------------------------------------------------------
 
 
@@ -144,8 +182,6 @@ def test_the_simulator_flags_given_are_noted_for_the_command() -> None:
         (["pause", "foo", "--start", "latest"], "subscriptions pause takes no --start"),
         (["reset", "foo", "--start", "1", "--skip", "2"], "subscriptions reset takes no --skip"),
         (["list", "--actor", "kim"], "subscriptions list takes no --actor"),
-        (["add", "foo", "--file", "x.json", "--json"], "subscriptions add takes no --json"),
-        (["remove", "foo", "--json"], "subscriptions remove takes no --json"),
         (["run", "--replay"], "subscriptions run takes no --replay"),
         (
             ["parked", "foo", "--replay", "--skip", "3"],

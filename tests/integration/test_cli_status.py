@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,6 +98,31 @@ def test_a_fresh_memory_store_is_said_to_be_empty_and_alone(
     # A store given to the command (the service's own) is not a fresh one: no note.
     assert main(["verify", "--uri", "memory://"], out=io.StringIO(), store=MemoryStore()) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status"],
+        ["status", "--json"],
+        ["verify"],
+        ["verify", "--json"],
+        ["projections", "status"],
+        ["projections", "status", "--json"],
+        ["subscriptions", "list"],
+        ["subscriptions", "list", "--json"],
+    ],
+)
+def test_the_memory_note_follows_the_answer(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both streams into one, as `2>&1` on an unbuffered terminal shows them: the answer first.
+    both = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", both)
+    assert main([*argv, "--uri", "memory://"], out=both) == 0
+    answer, note = both.getvalue().rstrip("\n").rsplit("\n", 1)
+    assert note.startswith("note: memory:// is a store inside one process"), both.getvalue()
+    assert answer and "note:" not in answer, both.getvalue()
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,11 @@ def test_bad_input_is_one_line_and_exit_1(
     for start in ("\u00b2", "\u0663", "1_0"):  # not a seq, so a time, and not a time either
         assert run(store, "reset", "x", "--start", start)[0] == 1
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "not an RFC 3339 time" in err and "Traceback" not in err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert err == (
+            f"eventstore: error: --start: {start!r} is not earliest, latest, a seq or an RFC 3339"
+            " time\n"
+        )
     assert run(store, "parked", "x", "--skip", "\u0663")[0] == 1
     assert "not a whole number" in capsys.readouterr().err
     assert run(store, "add", "x", "--file", str(tmp_path / "missing.json"))[0] == 1
@@ -210,3 +214,52 @@ def test_add_of_a_changed_start_says_the_position_stays_and_how_to_deliver_from_
     assert run(store, "parked", "hooks", "--skip", "2")[0] == 1
     err = capsys.readouterr().err
     assert err == "eventstore: error: subscription 'hooks' has no parked event at seq 2\n", err
+
+
+async def _api_answers(store: MemoryStore, name: str, body: dict[str, Any]) -> list[Any]:
+    """What the admin API answers to PUT, PUT again (a changed start) and DELETE of `name`."""
+    from litestar.testing import AsyncTestClient
+
+    from api import create_app
+    from eventstore.clock import FakeClock
+    from tests.api.conftest import ADMIN_KEY, settings
+
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    app = create_app(settings(admin_key=ADMIN_KEY), store=store, clock=FakeClock())
+    url = f"/v1/admin/subscriptions/{name}"
+    async with AsyncTestClient(app=app) as client:
+        created = await client.put(url, json=body, headers=admin)
+        updated = await client.put(url, json={**body, "start": {"seq": 2}}, headers=admin)
+        deleted = await client.delete(url, headers=admin)
+    assert (created.status_code, updated.status_code, deleted.status_code) == (201, 200, 204)
+    return [created.json(), updated.json(), deleted.content]
+
+
+def test_add_and_remove_print_the_api_s_json_with_json(store: MemoryStore, tmp_path: Path) -> None:
+    log = LogBuilder()
+    asyncio.run(store.events.append([log.next(k) for k in ("a", "b", "c")]))
+    body = {"sink": HOOK}
+    created, updated, deleted = asyncio.run(_api_answers(store, "api", body))
+    file = tmp_path / "sub.json"
+    file.write_text(json.dumps(body))
+    code, out = run(store, "add", "cli", "--file", str(file), "--json")
+    assert code == 0
+    # the PUT's answer: the subscription (secrets as ***) and its status
+    assert json.loads(out.replace('"cli"', '"api"')) == created
+    assert SECRET not in out and out.count("\n") == 1
+    file.write_text(json.dumps({**body, "start": {"seq": 2}}))
+    code, out = run(store, "add", "cli", "--file", str(file), "--json")
+    assert code == 0
+    shown = json.loads(out)
+    # with the `note` of a changed start; it names the CLI's reset, the API's names its request
+    assert shown["note"].endswith("eventstore subscriptions reset cli --start 2")
+    assert updated["note"].endswith(
+        'POST /v1/admin/subscriptions/api/reset with {"start": {"seq": 2}}'
+    )
+    assert {k: v for k, v in shown.items() if k != "note"} == json.loads(
+        json.dumps({k: v for k, v in updated.items() if k != "note"}).replace('"api"', '"cli"')
+    )
+    # DELETE answers 204 with no body: nothing printed, and it is gone
+    assert deleted == b""
+    assert run(store, "remove", "cli", "--json") == (0, "")
+    assert asyncio.run(store.subscriptions.get("cli")) is None

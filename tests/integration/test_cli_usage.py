@@ -218,3 +218,16 @@ def test_a_rate_is_plain_decimal_digits(rate: str, capsys: pytest.CaptureFixture
 def test_a_negative_rate_is_said_to_be_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--rate", "-1"], out=io.StringIO()) == 1
     assert "argument --rate: must be 0 or more: -1" in capsys.readouterr().err
+
+
+def test_checkpoint_interval_s_help_says_what_the_readme_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    (row,) = [line for line in readme.splitlines() if line.startswith("| `CHECKPOINT_INTERVAL` |")]
+    meaning = row.split("|")[3].strip()
+    assert run("ingest", "--help")[0] == 0  # the help goes to sys.stdout, not to `out`
+    shown = " ".join(capsys.readouterr().out.split())
+    help_text = "seconds between checkpoints, appending or idle (default 1)"
+    assert f"--checkpoint-interval VALUE {help_text}" in shown
+    assert meaning.startswith(help_text.removesuffix(" (default 1)") + ","), meaning

@@ -292,23 +292,48 @@ def test_state_cache_reaches_every_projection_runner_and_sizes_the_rebuild() -> 
 
 @pytest.mark.parametrize("name", ["LEASE_SECONDS", "CHECKPOINT_INTERVAL", "UNHEALTHY_AFTER"])
 @pytest.mark.parametrize(
-    ("value", "shown"),
+    "value",
     [
-        ("86400.5", "86400.5"),
-        ("1000000000000", "1000000000000.0"),  # `now + timedelta(seconds=...)` overflowed
-        ("99999999999999999999999", "1e+23"),
-        ("-1", "-1.0"),
+        "86400.5",
+        "86401",
+        "1000000000000",  # `now + timedelta(seconds=...)` overflowed
+        "99999999999999999999999",
+        "-1",
+        "0.000",
     ],
 )
-def test_a_seconds_setting_is_more_than_0_and_at_most_a_day(
-    name: str, value: str, shown: str
-) -> None:
+def test_a_seconds_setting_is_more_than_0_and_at_most_a_day(name: str, value: str) -> None:
     assert getattr(load({f"EVENTSTORE_{name}": "86400"}), name.lower()) == 86_400
     with pytest.raises(SettingsError) as raised:
         load({f"EVENTSTORE_{name}": value})
+    # the value as it was written (not `86401.0`, `1e+23`, `-1.0`)
     assert str(raised.value) == (
-        f"EVENTSTORE_{name} must be more than 0 and at most 86400 (a day), got {shown}"
+        f"EVENTSTORE_{name} must be more than 0 and at most 86400 (a day), got {value}"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("lease_seconds", "86401", "must be more than 0 and at most 86400 (a day), got 86401"),
+        ("checkpoint_interval", "0.00", "must be more than 0 and at most 86400 (a day), got 0.00"),
+        ("unhealthy_after", " 90000 ", "must be more than 0 and at most 86400 (a day), got 90000"),
+        ("snapshot_every", "00", "must be at least 1, got 00"),
+        ("state_cache", "-0", "must be at least 1, got -0"),
+        ("batch_size", "-007", "must be at least 1, got -007"),
+        ("server_timeout_ms", "03600001", "must be at most 3600000 (an hour), got 03600001"),
+    ],
+)
+def test_a_number_out_of_range_is_quoted_as_it_was_written_by_variable_or_flag(
+    name: str, value: str, problem: str
+) -> None:
+    variable, flag = f"EVENTSTORE_{name.upper()}", "--" + name.replace("_", "-")
+    with pytest.raises(SettingsError) as raised:
+        load({variable: value})
+    assert (str(raised.value), raised.value.problem) == (f"{variable} {problem}", problem)
+    with pytest.raises(SettingsError) as raised:
+        load({}, {name: value})
+    assert str(raised.value) == f"{flag} {problem}"
 
 
 def test_server_timeout_ms_is_at_most_an_hour() -> None:
@@ -354,7 +379,12 @@ def test_the_cli_refuses_a_lease_too_long_for_a_date_in_one_line(
     assert main(["verify", "--uri", "memory://"]) == 1
     assert capsys.readouterr().err == (
         "eventstore: error: EVENTSTORE_LEASE_SECONDS must be more than 0 and at most 86400"
-        " (a day), got 1000000000000.0\n"
+        " (a day), got 1000000000000\n"
+    )
+    assert main(["verify", "--uri", "memory://", "--lease-seconds", "86401"]) == 1
+    assert capsys.readouterr().err == (
+        "eventstore: error: --lease-seconds must be more than 0 and at most 86400"
+        " (a day), got 86401\n"
     )
 
 

@@ -178,5 +178,6 @@ def test_the_cli_reports_a_signing_key_file_that_is_not_utf8_in_one_line(
     monkeypatch.setenv("EVENTSTORE_SIGNING_KEY", str(key))
     argv = ["ingest", "--uri", "memory://", "--source", f"ndjson:{changes}", "--until-idle"]
     assert main(argv) == 1
-    line = f"SIGNING_KEY {key} is not a key file: not UTF-8 (at byte 12)"
+    # named by the variable it came from (a line about a setting names its variable or flag)
+    line = f"EVENTSTORE_SIGNING_KEY {key} is not a key file: not UTF-8 (at byte 12)"
     assert capsys.readouterr().err == f"eventstore: error: {line}\n"
