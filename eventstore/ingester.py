@@ -291,8 +291,9 @@ class Ingester:
                     batch = await unless_set(stream.next_batch(), stop)
                     if stop.is_set():
                         break
-                if batch is None:
+                if batch is None:  # a finite source (a file) is read to its end: idle
                     self.stats.caught_up = True
+                    self.idle = True
                     await self._idle(final=True)  # the tree is checkpointed before the run ends
                     return "ended", cp
                 cp, ended = await self._ingest_checked(batch, cp)

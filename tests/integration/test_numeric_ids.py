@@ -114,3 +114,20 @@ async def test_a_file_of_changes_naming_the_id_as_int_double_and_decimal_is_one_
     source = NdjsonChangeSource(path, collections=s.collections, batch_size=2)
     await Ingester(store=store, source=source, settings=s, clock=FakeClock()).run(until_idle=True)
     await check_one_entity(store, [int, float, Decimal128, float, Int64])
+
+
+async def test_a_file_read_to_its_end_is_idle_its_capture_lag_zero(
+    store: Store, tmp_path: Path
+) -> None:
+    # The README: capture's lag_seconds is 0 while idle. A file's changes are of 2026-02;
+    # read to its end, capture reported now minus that (308 days) for as long as it ran.
+    path = tmp_path / "changes.ndjson"
+    path.write_text(change(1, "insert", {"$numberInt": "1"}, {"status": "new"}) + "\n")
+    s = settings(source=f"ndjson:{path}")
+    clock = FakeClock()
+    clock.advance(86_400 * 400)
+    source = NdjsonChangeSource(path, collections=s.collections)
+    capture = Ingester(store=store, source=source, settings=s, clock=clock)
+    await capture.run()  # a finite source: the run ends with the file
+    assert capture.last_cluster_time is not None
+    assert (capture.idle, capture.lag_seconds(clock.now())) == (True, 0.0)
