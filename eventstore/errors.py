@@ -21,7 +21,7 @@ def scrub(text: str) -> str:
 def user_message(exc: BaseException) -> str | None:
     """The message to show for an expected failure, or None for a bug (let it surface)."""
     from eventstore.migrate import MigrationError
-    from eventstore.storage import StoreError
+    from eventstore.storage import AUTH_FAILED, StoreError
 
     if isinstance(exc, MigrationError):
         done = str(exc.report).strip()
@@ -42,6 +42,8 @@ def user_message(exc: BaseException) -> str | None:
         return "cannot reach MongoDB (server selection timed out); check the URI and that the server is up"
     if isinstance(exc, (pymongo_errors.ConfigurationError, pymongo_errors.InvalidURI)):
         return scrub(f"bad MongoDB URI or options: {exc}")
+    if isinstance(exc, pymongo_errors.OperationFailure) and exc.code == AUTH_FAILED:
+        return "MongoDB refused the credentials (authentication failed): check the user name and password"
     if isinstance(exc, pymongo_errors.OperationFailure):
         return scrub(
             f"MongoDB refused an operation (code {exc.code}): {(exc.details and exc.details.get('errmsg')) or exc}"

@@ -22,7 +22,8 @@ from eventstore.mongo.store import MongoStore
 from eventstore.ports import Store
 from eventstore.settings import Settings
 
-_AUTH_FAILED = 18
+# MongoDB's AuthenticationFailed: a wrong user name or password (a missing privilege is 13).
+AUTH_FAILED = 18
 
 
 class StoreError(Exception):
@@ -199,6 +200,6 @@ def _open_error(exc: PyMongoError, uri: str, timeout_ms: float) -> StoreError:
         )
     if isinstance(exc, ConfigurationError):
         return StoreError(f"bad MongoDB URI {shown}: {_detail(exc, uri)}")
-    if isinstance(exc, OperationFailure) and exc.code == _AUTH_FAILED:
+    if isinstance(exc, OperationFailure) and exc.code == AUTH_FAILED:
         return StoreError(f"authentication failed at {shown}: check the user name and password")
     return StoreError(f"MongoDB at {shown} failed: {_detail(exc, uri)}")

@@ -164,10 +164,14 @@ async def _ensure_indexes(store: Store) -> None:
     """
     from pymongo.errors import OperationFailure
 
+    from eventstore.storage import AUTH_FAILED
+
     try:
         await store.events.ensure_indexes()
         await store.snapshots.ensure_indexes()
     except OperationFailure as exc:
+        if exc.code == AUTH_FAILED:  # a wrong login, not a missing privilege: the error itself
+            raise
         log.warning(
             "could not create indexes (code %s); run `eventstore migrate` as an admin", exc.code
         )
