@@ -74,40 +74,33 @@ async def test_a_receiver_answering_something_that_is_not_http_says_so() -> None
     )
 
 
-async def test_an_entity_key_that_is_a_dot_segment_stays_in_the_webhook_path(
-    receiver: Receiver,
+@pytest.mark.parametrize(
+    ("path", "keys", "paths"),
+    [
+        # A key `.` or `..` stays in the path (percent-encoded: never resolved away).
+        ("/flt/{entity_key}", ("..", ".", "a.b"), ["/flt/%2E", "/flt/%2E%2E", "/flt/a.b"]),
+        # `{entity_key}` is the key as stored: "int:5" reads as the integer 5 and "" is an
+        # empty segment. `{typed_key}` is the key that, given back to the API, names it.
+        (
+            "/t/{typed_key}/{entity_key}",
+            ("int:5", "", "a/b"),
+            ["/t/str%3A/", "/t/str%3Aa%2Fb/a%2Fb", "/t/str%3Aint%3A5/int%3A5"],
+        ),
+    ],
+)
+async def test_the_keys_substituted_in_a_webhook_path_stay_in_it_as_given(
+    receiver: Receiver, path: str, keys: tuple[str, ...], paths: list[str]
 ) -> None:
     h = Harness()
-    url = f"http://127.0.0.1:{receiver.port}/flt/{{entity_key}}"
+    url = f"http://127.0.0.1:{receiver.port}{path}"
     await h.subscribe("hooks", {"sink": {"kind": "webhook", "url": url, "secret": SECRET}})
-    await h.append("..", ".", "a.b")
+    await h.append(*keys)
     await h.start(h.worker("hooks"))
     try:
-        await until(lambda: len(receiver.ids) == 3)
+        await until(lambda: len(receiver.ids) == len(keys))
     finally:
         await h.stop()
-    assert sorted(receiver.paths) == ["/flt/%2E", "/flt/%2E%2E", "/flt/a.b"]
-
-
-async def test_typed_key_in_a_webhook_path_names_the_entity_as_the_api_reads_it(
-    receiver: Receiver,
-) -> None:
-    # `{entity_key}` is the key as stored: "int:5" reads as the integer 5 and "" is an
-    # empty segment. `{typed_key}` is the key that, given back to the API, names the entity.
-    h = Harness()
-    url = f"http://127.0.0.1:{receiver.port}/t/{{typed_key}}/{{entity_key}}"
-    await h.subscribe("hooks", {"sink": {"kind": "webhook", "url": url, "secret": SECRET}})
-    await h.append("int:5", "", "a/b")
-    await h.start(h.worker("hooks"))
-    try:
-        await until(lambda: len(receiver.ids) == 3)
-    finally:
-        await h.stop()
-    assert sorted(receiver.paths) == [
-        "/t/str%3A/",
-        "/t/str%3Aa%2Fb/a%2Fb",
-        "/t/str%3Aint%3A5/int%3A5",
-    ]
+    assert sorted(receiver.paths) == paths
 
 
 async def test_redis_unreachable_names_the_server_and_the_reason() -> None:
