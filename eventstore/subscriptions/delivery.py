@@ -263,6 +263,7 @@ class SubscriptionWorker:
             lost = False
             try:
                 await self._load()
+                await self._check_sink()
                 await self._loop(stop)
                 return
             except LeaseLost:
@@ -298,6 +299,16 @@ class SubscriptionWorker:
         finally:
             await self.lease.release()
         return True
+
+    async def _check_sink(self) -> None:
+        """A configuration the destination refuses as such fails the worker before any
+        delivery (a Redis database that does not exist, wrong credentials): a subscription
+        with nothing to deliver yet showed `running` until its first event."""
+        if self.sink is None:
+            return
+        refused = await self.sink.check()
+        if refused is not None:
+            raise SinkConfigError(f"{CONFIGURATION_ERROR}{refused.detail}")
 
     async def _load(self, *, build: bool = True) -> None:
         self._reset_state()

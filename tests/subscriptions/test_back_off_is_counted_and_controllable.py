@@ -59,6 +59,9 @@ class GatedSink:
         self.waiting = 0
         self.attempts: list[str] = []
 
+    async def check(self) -> Outcome | None:
+        return None
+
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         out = []
         for d in deliveries:

@@ -44,6 +44,9 @@ class ScriptedSink:
         self.attempts: list[tuple[str, datetime]] = []
         self.closed = 0
 
+    async def check(self) -> Outcome | None:
+        return None
+
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         """One outcome per delivery, by the rule."""
         out = []

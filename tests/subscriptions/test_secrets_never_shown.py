@@ -221,6 +221,9 @@ class LeakySink:
         sink = config.sink
         self.quote = f"{sink['secret']} {sink['headers']['x-token']} {sink['url']}"
 
+    async def check(self) -> Any:
+        return None
+
     async def deliver(self, deliveries: Any) -> Any:
         raise RuntimeError(f"client blew up: {self.quote}")
 

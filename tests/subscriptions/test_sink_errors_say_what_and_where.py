@@ -128,23 +128,40 @@ async def test_redis_refusing_the_credentials_is_a_configuration_error(
     await _require_password(redis_server, "right")
     url = f"redis://{password}127.0.0.1:{redis_server.port}/0"
     sink = RedisStreamSink({"url": url, "stream": "s"})
+    checked = await sink.check()  # found at the worker's start, before any delivery
     outcome = await deliver_one(sink)
+    assert checked is not None and checked.status == MISCONFIGURED
     assert outcome.status == MISCONFIGURED
-    assert outcome.detail is not None
+    assert outcome.detail is not None and checked.detail == outcome.detail
     assert outcome.detail.startswith(
         f"Redis at 127.0.0.1:{redis_server.port} refused the credentials (authentication failed: "
     )
 
 
-async def test_a_redis_database_that_does_not_exist_fails_the_worker_once_with_the_reason(
-    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+async def test_a_redis_sink_s_start_check_passes_a_server_that_takes_it_or_is_away(
+    redis_server: RedisServer,
 ) -> None:
+    # Away is the deliveries' to meet (retried), never a configuration error.
+    for url in (f"redis://127.0.0.1:{redis_server.port}/0", f"redis://127.0.0.1:{free_port()}/0"):
+        sink = RedisPubSubSink({"url": url, "channel": "c"})
+        try:
+            assert await sink.check() is None
+        finally:
+            await sink.close()
+
+
+@pytest.mark.parametrize("events", [("a", "b"), ()])
+async def test_a_redis_database_that_does_not_exist_fails_the_worker_at_start_with_the_reason(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture, events: tuple[str, ...]
+) -> None:
+    # Found when the worker starts, before any delivery: with no event to deliver yet it
+    # used to show `running` until the first one came.
     caplog.set_level(logging.INFO)
     h = Harness()
     url = f"redis://127.0.0.1:{redis_server.port}/99"
     sink: dict[str, Any] = {"kind": "redis-pubsub", "url": url, "channel": "c"}
     await h.subscribe("notify", {"sink": sink})
-    await h.append("a", "b")
+    await h.append(*events)
     worker = h.worker("notify")
     supervised = await h.start(worker)
     try:
@@ -157,6 +174,6 @@ async def test_a_redis_database_that_does_not_exist_fails_the_worker_once_with_t
     )
     assert supervised.last_error == why
     record = await h.admin.get("notify")
-    assert (record.last_error, record.failed_attempts) == (why, 1)  # tried once, not forever
+    assert (record.last_error, record.failed_attempts) == (why, 0)  # refused before a delivery
     assert await h.store.deliveries.count_parked("notify") == 0
     assert [r for r in caplog.records if r.exc_info] == []  # one line, no traceback

@@ -80,6 +80,12 @@ class Sink(Protocol):
         """Deliver events in order; one outcome each (a strict sink may stop early: fewer)."""
         ...
 
+    async def check(self) -> Outcome | None:
+        """A MISCONFIGURED outcome when the destination refuses this configuration as such
+        (credentials, a database that does not exist) before any delivery; else None (a
+        destination away now is the deliveries' to meet, retried)."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

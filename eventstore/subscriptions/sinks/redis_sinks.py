@@ -85,16 +85,23 @@ def _unreached(exc: BaseException) -> str:
 def _refused_config(exc: BaseException, redis: Redis) -> Outcome | None:
     """A refusal no retry can fix: credentials, rights, a database that does not exist."""
     text = str(exc)
+    if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
+        return Outcome(
+            status=MISCONFIGURED,
+            detail=f"Redis at {where(redis)} refused this user the command: {text}",
+        )
+    return _refused_connection(exc, redis)
+
+
+def _refused_connection(exc: BaseException, redis: Redis) -> Outcome | None:
+    """A refusal of the connection itself: its credentials, or its database."""
+    text = str(exc)
     at = where(redis)
     if isinstance(exc, AuthenticationError) or text.startswith(("NOAUTH", "WRONGPASS")):
         return Outcome(
             status=MISCONFIGURED,
             detail=f"Redis at {at} refused the credentials (authentication failed: {text}); "
             "check the user and password in the sink's URL",
-        )
-    if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
-        return Outcome(
-            status=MISCONFIGURED, detail=f"Redis at {at} refused this user the command: {text}"
         )
     if isinstance(exc, ResponseError) and "DB index is out of range" in text:
         db = redis.connection_pool.connection_kwargs.get("db", 0)
@@ -103,6 +110,20 @@ def _refused_config(exc: BaseException, redis: Redis) -> Outcome | None:
             detail=f"Redis at {at} has no database {db} (DB index is out of range); "
             "fix the database number in the sink's URL",
         )
+    return None
+
+
+async def refused_at_connect(redis: Redis) -> Outcome | None:
+    """The credentials or the database a connection is refused for, before any delivery.
+
+    A PING opens a connection, which authenticates and selects the database. Whatever
+    else goes wrong (the server away, this user not allowed PING) is None here: the
+    deliveries meet it and say so, retried.
+    """
+    try:
+        await redis.ping()
+    except (RedisError, OSError) as exc:
+        return _refused_connection(exc, redis)
     return None
 
 
@@ -118,7 +139,21 @@ def _failure(exc: BaseException, redis: Redis) -> Outcome | None:
     return None
 
 
-class RedisPubSubSink:
+class _OnRedis:
+    """What every Redis sink does alike with its client: check it at start, close it."""
+
+    redis: Redis
+
+    async def check(self) -> Outcome | None:
+        """Credentials and database, refused when a connection opens (`refused_at_connect`)."""
+        return await refused_at_connect(self.redis)
+
+    async def close(self) -> None:
+        """Close the client."""
+        await self.redis.aclose()
+
+
+class RedisPubSubSink(_OnRedis):
     """PUBLISH each event on its channel."""
 
     strict = False
@@ -144,12 +179,8 @@ class RedisPubSubSink:
             out.append(Outcome(status=DELIVERED if receivers else UNHEARD))
         return out
 
-    async def close(self) -> None:
-        """Close the client."""
-        await self.redis.aclose()
 
-
-class RedisInvalidateSink:
+class RedisInvalidateSink(_OnRedis):
     """Delete each event's cache keys: UNLINK literal keys, SCAN MATCH + UNLINK patterns."""
 
     strict = False
@@ -201,12 +232,8 @@ class RedisInvalidateSink:
             out.append(Outcome(status=DELIVERED))
         return out
 
-    async def close(self) -> None:
-        """Close the client."""
-        await self.redis.aclose()
 
-
-class RedisStreamSink:
+class RedisStreamSink(_OnRedis):
     """XADD `<seq>-0` in seq order, pipelined; a refusal as "equal or smaller" is already delivered."""
 
     strict = True
@@ -262,7 +289,3 @@ class RedisStreamSink:
         if isinstance(top, bytes):
             top = top.decode()
         return top if isinstance(top, str) else None
-
-    async def close(self) -> None:
-        """Close the client."""
-        await self.redis.aclose()

@@ -189,6 +189,10 @@ class WebhookSink:
             )
         return Outcome(status=EVENT_FAILED, detail=f"the receiver answered {status}")
 
+    async def check(self) -> Outcome | None:
+        """None: a receiver has nothing to refuse before a delivery (its answers say it all)."""
+        return None
+
     async def close(self) -> None:
         """Close the HTTP client (its kept-alive connections)."""
         if self._session is not None:
