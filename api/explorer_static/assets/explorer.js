@@ -1,9 +1,9 @@
 /* eventstore explorer: a single page over the public /v1 API (read only; no build step).
  *
  * Views (the URL fragment keeps the state, so links can be shared and Back works):
- *   #/                                  entities: open one, recently changed, live feed
+ *   #/[?stream=S]                       entities of a stream: open one, recently changed, live feed
  *   #/entity/<stream>/<key>[?v=N|?at=T] one entity: verify badge, time travel, timeline
- *   #/query?<filters>                   the audit query, paged, with exports
+ *   #/query?<filters>[&after=C&page=N]  the audit query, paged, with exports
  *   #/projections                       read models: status, rebuilds, charts
  *   #/subscriptions                     subscriptions (admin key): state, lag, parked events
  *
@@ -33,13 +33,79 @@
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
 
-  // What a page would not show as itself: C0 and C1 controls (tab and newline aside), DEL,
-  // and the marks and overrides of bidirectional text, which reorder what is around them.
-  // Keys, actors and values come from the captured documents: shown raw, one key could be
-  // made to look like another. They are shown escaped, as the CLI prints them.
-  const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-  const visible = (text) =>
-    String(text).replace(HIDDEN, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+  // What a page would not show as itself: C0 and C1 controls (tab and newline too: shown as
+  // white space, `a\nb` would read as `a b`), DEL, and the marks and overrides of
+  // bidirectional text, which reorder what is around them. Keys, actors and values come from
+  // the captured documents: shown raw, one key could be made to look like another. They are
+  // shown escaped, as the CLI prints them.
+  const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  // The same, newline aside: for text laid out on lines of its own (indented JSON).
+  const HIDDEN_INLINE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  const escapeChar = (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0');
+  const visible = (text) => String(text).replace(HIDDEN, escapeChar);
+  const visibleLines = (text) => String(text).replace(HIDDEN_INLINE, escapeChar);
+
+  // -- entity keys -----------------------------------------------------------------------------
+  // An event's `entity_key` is the key it was stored with: it may read as another value
+  // (the string "int:5") or name two entities (the integer 42 and the string "42"). Its
+  // `typed_key` names its entity alone: links use it, and entities are told apart by it.
+  const TYPED = /^(oid|int|str|json):/;
+  const NO_PATH_SEGMENT = ['', '.', '..'];
+
+  /** The key a listing shows for a typed key: bare, unless the bare key reads as another value. */
+  function listedKey(typed) {
+    const m = /^(oid|int|str):([\s\S]*)$/.exec(typed);
+    if (!m) return typed; // json: (and $stream) are themselves
+    const bare = m[2];
+    if (m[1] === 'str' && (TYPED.test(bare) || NO_PATH_SEGMENT.includes(bare))) return typed;
+    return bare;
+  }
+
+  /** The stream's own record (gaps, drops, renames, erasures, rejected changes), not an entity. */
+  function isStreamEvent(ev) {
+    return ev.entity_key === STREAM_KEY && STREAM_EVENT_TYPES.includes(ev.type);
+  }
+
+  /** The identity of an event's entity: its typed key (`$stream` for the stream's record). */
+  function eventIdentity(ev) {
+    if (isStreamEvent(ev)) return STREAM_KEY;
+    return ev.typed_key || ev.entity_key;
+  }
+
+  /** The identity of a listed entity: its key when typed, else told by the type of its `_id`. */
+  function itemIdentity(item) {
+    if (item.typed) return item.typed;
+    const k = item.entity_key;
+    if (k === STREAM_KEY || TYPED.test(k)) return k;
+    const id = item.entity_id;
+    if (typeof id === 'string') return 'str:' + k;
+    if (id && typeof id === 'object' && typeof id.$oid === 'string') return 'oid:' + k;
+    if (/^-?\d+$/.test(k)) return 'int:' + k;
+    return 'str:' + k;
+  }
+
+  /** Shown keys (`shown`) of rows of one stream that read alike but name distinct entities
+   * (`typed`) become the typed keys, as a listing gives them. */
+  function disambiguate(rows) {
+    const seen = new Map();
+    for (const r of rows) {
+      const id = `${r.stream}\u0000${r.shown}`;
+      if (!seen.has(id)) seen.set(id, new Set());
+      seen.get(id).add(r.typed);
+    }
+    for (const r of rows) {
+      if (seen.get(`${r.stream}\u0000${r.shown}`).size > 1 && r.typed !== STREAM_KEY) r.shown = r.typed;
+    }
+    return rows;
+  }
+
+  /** Text cut at `max` characters (the whole of it in the tooltip). */
+  function cutEl(tag, attrs, text, max) {
+    const full = visible(text);
+    if (full.length <= max) return h(tag, attrs, full);
+    return h(tag, { ...attrs, title: full, dataset: { ...(attrs.dataset || {}), cut: String(full.length) } },
+      full.slice(0, max - 1) + '…');
+  }
 
   /** An element with attributes (`class`, `dataset`, `on*` handlers, others) and children. */
   function h(tag, attrs, ...children) {
@@ -50,6 +116,8 @@
       else if (name === 'dataset') Object.assign(node.dataset, value);
       else if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
       else if (name === 'text') node.textContent = visible(value);
+      // A form value is data, not text to read: kept as it is (a stream's real name).
+      else if (name === 'value') node.setAttribute(name, String(value));
       else node.setAttribute(name, value === true ? '' : visible(value));
     }
     for (const child of children.flat()) {
@@ -91,6 +159,20 @@
     return h('span', { title: short !== text ? text : null }, short);
   }
 
+  /** A value of the state tree: cut at VALUE_MAX characters, as the diff cuts them, with a
+   * button that shows the whole of it. */
+  const VALUE_MAX = 240;
+  function valueEl(value, cls) {
+    const text = fmt(value);
+    if (text.length <= VALUE_MAX) return h('span', { class: cls }, text);
+    const span = h('span', { class: cls + ' cut', dataset: { cut: String(text.length) } }, text.slice(0, VALUE_MAX - 3) + '…');
+    const more = h('button', {
+      type: 'button', class: 'ghost small show-all', 'aria-label': `Show all ${text.length.toLocaleString('en')} characters`,
+      onclick: () => { span.textContent = visible(text); delete span.dataset.cut; more.remove(); },
+    }, `show all (${text.length.toLocaleString('en')} characters)`);
+    return [span, ' ', more];
+  }
+
   function actorText(actor) {
     if (actor === null || actor === undefined) return 'unknown actor';
     return typeof actor === 'string' ? actor : JSON.stringify(actor);
@@ -108,9 +190,20 @@
     return v + 'Z';
   }
 
-  /** RFC 3339 (UTC) → the `datetime-local` form. */
+  /** RFC 3339 (any offset) → the `datetime-local` form of that instant in UTC ('' when unreadable). */
   function isoToInput(iso) {
-    return iso ? iso.replace(/Z$/, '').replace(/\+00:00$/, '') : '';
+    const ms = instant(iso);
+    if (ms === null) return '';
+    const text = new Date(ms).toISOString().slice(0, 23);
+    return text.endsWith('.000') ? text.slice(0, 19) : text;
+  }
+
+  /** The instant an RFC 3339 time names (epoch ms), or null: times are compared as instants,
+   * never as text (`2026-02-01T22:00-05:00` is `2026-02-02T03:00Z`, yet sorts before it). */
+  function instant(iso) {
+    if (!iso || !/(Z|[+-]\d\d:?\d\d)$/i.test(iso)) return null; // no offset: the API's to judge
+    const ms = Date.parse(iso);
+    return Number.isNaN(ms) ? null : ms;
   }
 
   // -- errors and the alert bar ----------------------------------------------------------------
@@ -122,6 +215,16 @@
     }
   }
 
+  /** The service could not be reached at all (no answer: stopped, or the network is down). */
+  class Unreachable extends Error {
+    constructor() {
+      super(`Cannot reach the eventstore service at ${location.origin}: it is not answering ` +
+        '(stopped, restarting, or the network is down). Live updates retry on their own; ' +
+        'try again once it is back.');
+      this.name = 'Unreachable';
+    }
+  }
+
   function showError(err) {
     if (err && err.name === 'AbortError') return;
     const text = err instanceof ApiError
@@ -129,6 +232,7 @@
       : String(err && err.message ? err.message : err);
     $('#alert-text').textContent = visible(text);
     $('#alert').hidden = false;
+    if (err instanceof Unreachable) markUnavailable(err);
   }
 
   function clearError() {
@@ -183,9 +287,17 @@
       const headers = new Headers({ Accept: opts.accept || 'application/json' });
       const key = opts.admin || readKey() || memoryKey;
       if (key) headers.set('Authorization', 'Bearer ' + key);
-      const res = await fetch(url(path, opts.params), {
-        method: opts.method || 'GET', headers, cache: 'no-store', signal: opts.signal,
-      });
+      let res;
+      try {
+        res = await fetch(url(path, opts.params), {
+          method: opts.method || 'GET', headers, cache: 'no-store', signal: opts.signal,
+        });
+      } catch (err) {
+        // fetch() rejects only when no answer came (its message, "Failed to fetch", says
+        // nothing of the service); an abort is the page's own doing.
+        if (err && err.name === 'AbortError') throw err;
+        throw new Unreachable();
+      }
       if (res.status === 401 && !opts.admin && attempt < 3) {
         const problem = await problemOf(res);
         if (await askReadKey(key ? 'The key was not accepted: ' + problem.detail : problem.detail)) continue;
@@ -261,20 +373,67 @@
       );
       if (names.includes(keep) || (any && keep === '')) select.value = keep;
     }
-    if (!app.stream || !names.includes(app.stream)) app.stream = names[0] || null;
+    if (!app.stream || !names.includes(app.stream)) app.stream = defaultStream();
     if (app.stream) $('#stream-select').value = app.stream;
+    app.streamsDown = false;
     renderStreamInfo();
+    setStreamLinks();
     return app.streams;
+  }
+
+  /** The stream to land on: the one the URL names, else the one with most events, never a
+   * pseudo-stream (`$source` holds only what could not be told to a collection). */
+  function defaultStream() {
+    const names = app.streams.map((s) => s.stream);
+    const asked = parseRoute().stream;
+    if (asked && names.includes(asked)) return asked;
+    const real = app.streams.filter((s) => !s.stream.startsWith('$'));
+    const pool = real.length ? real : app.streams;
+    let best = null;
+    for (const s of pool) if (!best || s.events > best.events) best = s;
+    return best ? best.stream : null;
+  }
+
+  /** The links to the entities view keep the selected stream (`#/?stream=…`). */
+  function setStreamLinks() {
+    const href = app.stream ? '#/?stream=' + enc(app.stream) : '#/';
+    for (const a of $$('[data-nav="entities"], .brand')) a.setAttribute('href', href);
+  }
+
+  /** The stream picked in the header: in the URL while the entities view shows no entity. */
+  function pickStream(stream) {
+    const hash = '#/?stream=' + enc(stream);
+    if (app.view === 'entities' && location.hash !== hash) location.hash = hash; // route() switches
+    else switchStream(stream);
+  }
+
+  /** Shows `stream`'s entities (nothing of the stream shown before stays). */
+  function switchStream(stream) {
+    app.stream = stream;
+    app.recent = { items: [], next: null };
+    $('#stream-select').value = stream;
+    renderStreamInfo();
+    setStreamLinks();
+    renderRecent();
+    loadRecent(true).catch(showError);
   }
 
   function renderStreamInfo() {
     const s = app.streams.find((x) => x.stream === app.stream);
-    $('#stream-info').textContent = s
+    $('#stream-info').textContent = (s
       ? `${s.entities.toLocaleString('en')} ${s.entities === 1 ? 'entity' : 'entities'} · ${plural(s.events, 'event')}`
-      : 'no events recorded yet';
+      : 'no events recorded yet') + (app.streamsDown ? ' (as last read: the service is not answering)' : '');
   }
 
-  const refreshStreams = debounce(() => loadStreams().catch(() => {}), 1500);
+  const refreshStreams = debounce(() => loadStreams().catch(markUnavailable), 1500);
+
+  /** The service stopped answering: what is on screen was read before. */
+  function markUnavailable(err) {
+    if (!(err instanceof Unreachable)) return;
+    app.streamsDown = true;
+    renderStreamInfo();
+    if (!app.recent.items.length) renderRecent();
+  }
 
   function headSeq() {
     return app.streams.reduce((m, s) => Math.max(m, s.last_seq || 0), 0);
@@ -295,7 +454,12 @@
     if (parts[0] === 'query') return { view: 'query', params };
     if (parts[0] === 'projections') return { view: 'projections', params };
     if (parts[0] === 'subscriptions') return { view: 'subscriptions', params };
-    return { view: 'entities', params };
+    return { view: 'entities', stream: params.get('stream') || null, params };
+  }
+
+  /** A version from the URL: a whole number from 1, or undefined (not a version). */
+  function versionOf(text) {
+    return /^[1-9]\d{0,15}$/.test(text) ? Number(text) : undefined;
   }
 
   function entityHash(stream, key, version) {
@@ -321,27 +485,29 @@
     try {
       if (r.view === 'entities') {
         if (r.stream && r.stream !== app.stream && app.streams.some((s) => s.stream === r.stream)) {
-          app.stream = r.stream;
-          $('#stream-select').value = r.stream;
-          renderStreamInfo();
-          loadRecent(true);
+          switchStream(r.stream);
         }
         if (r.key) {
-          const version = parseInt(r.params.get('v') || '', 10) || null;
+          const v = r.params.get('v');
+          const version = v === null ? null : versionOf(v);
           const at = r.params.get('at');
           const e = app.entity;
-          if (!e || e.stream !== r.stream || e.key !== r.key) await openEntity(r.stream, r.key, { version, at });
+          const same = e && e.stream === r.stream && (e.key === r.key || e.typed === r.key);
+          if (!same) await openEntity(r.stream, r.key, { version, at, badVersion: version === undefined ? v : null });
+          else if (version === undefined) badVersion(e, v);
           else if (at) await showAt(at);
           else if (version && version !== e.selected) {
             e.follow = false;
-            await showVersion(version);
+            await showVersion(version, { exact: true });
           }
         } else {
           closeEntity();
         }
       } else if (r.view === 'query') {
         fillQueryForm(r.params);
-        if ([...r.params.keys()].length) await runQuery(null);
+        if ([...r.params.keys()].length) {
+          await runQuery(null, undefined, { after: r.params.get('after'), page: r.params.get('page') });
+        }
       }
     } catch (err) {
       showError(err);
@@ -356,54 +522,100 @@
     }
     const stream = app.stream;
     const after = reset ? null : app.recent.next;
-    const page = await api(`/v1/streams/${enc(stream)}/entities`, { params: { limit: RECENT_PAGE, after } });
+    let page;
+    try {
+      page = await api(`/v1/streams/${enc(stream)}/entities`, { params: { limit: RECENT_PAGE, after } });
+    } catch (err) {
+      if (reset && stream === app.stream) { // never another stream's entities under this one's name
+        app.recent = { items: [], next: null };
+        renderRecent();
+      }
+      throw err;
+    }
     if (stream !== app.stream) return;
+    for (const it of page.items) it.typed = itemIdentity(it);
     app.recent.items = reset ? page.items : app.recent.items.concat(page.items);
     app.recent.next = page.next;
     renderRecent();
   }
 
+  /** Whether the open entity is this one (by identity: `42` opened as `int:42` too). */
+  function isOpen(stream, typed, key) {
+    const e = app.entity;
+    if (!e || e.stream !== stream) return false;
+    return e.typed ? e.typed === typed : e.key === key;
+  }
+
   function recentItem(item, flash) {
-    const current = app.entity && app.entity.stream === app.stream && app.entity.key === item.entity_key;
+    const current = isOpen(app.stream, item.typed, item.entity_key);
     const gone = !item.exists;
-    return h('li', { dataset: { key: item.entity_key, version: item.version }, class: (gone ? 'gone' : '') + (flash ? ' flash' : '') },
-      h('a', { href: entityHash(app.stream, item.entity_key), 'aria-current': current ? 'true' : null },
-        h('span', { class: 'key' }, item.entity_key === STREAM_KEY ? '$stream (the stream’s own record)' : item.entity_key),
+    // A live entry links by its typed key; a listed one by the key the listing gave.
+    const link = item.live && item.typed !== STREAM_KEY ? item.typed : item.entity_key;
+    return h('li', { dataset: { key: item.entity_key, typed: item.typed, version: item.version }, class: (gone ? 'gone' : '') + (flash ? ' flash' : '') },
+      h('a', { href: entityHash(app.stream, link), 'aria-current': current ? 'true' : null },
+        item.entity_key === STREAM_KEY
+          ? h('span', { class: 'key' }, '$stream (the stream’s own record)')
+          : cutEl('span', { class: 'key' }, item.entity_key, 120),
         h('span', { class: `badge t-${item.last_type}` }, item.last_type),
         h('span', { class: 'meta' }, `v${item.version} · `, timeEl(item.last_event_at), gone ? ' · deleted' : '')));
   }
 
-  function renderRecent(flashKey) {
+  function renderRecent(flashTyped) {
     const list = $('#recent-list');
-    list.replaceChildren(...app.recent.items.map((it) => recentItem(it, it.entity_key === flashKey)));
-    if (!app.recent.items.length) list.append(h('li', { class: 'muted small' }, 'No entities yet.'));
+    list.replaceChildren(...app.recent.items.map((it) => recentItem(it, flashTyped !== undefined && it.typed === flashTyped)));
+    if (!app.recent.items.length) {
+      list.append(h('li', { class: 'muted small' }, app.streamsDown
+        ? 'Unavailable: the eventstore service cannot be reached.' : 'No entities yet.'));
+    }
     $('#recent-more').hidden = !app.recent.next;
   }
 
   function recentOnEvent(e) {
     if (e.stream !== app.stream) return;
-    const items = app.recent.items.filter((it) => it.entity_key !== e.entity_key);
+    const typed = eventIdentity(e);
+    const before = app.recent.items.find((it) => it.typed === typed);
+    const items = app.recent.items.filter((it) => it !== before);
     items.unshift({
-      entity_key: e.entity_key,
+      // The key it is listed under already, else as a listing would show it.
+      entity_key: before ? before.entity_key : typed === STREAM_KEY ? STREAM_KEY : listedKey(typed),
+      typed,
+      live: true,
       entity_id: e.entity_id,
       version: e.version,
-      exists: e.entity_key === STREAM_KEY ? true : e.type !== 'deleted',
+      exists: typed === STREAM_KEY ? true : e.type !== 'deleted',
       last_type: e.type,
       last_event_at: e.occurred_at,
     });
+    // Two entries that would read alike (the integer 42 and the string "42") show typed keys.
+    const rows = items.map((it) => ({ stream: e.stream, typed: it.typed, shown: it.entity_key, it }));
+    for (const r of disambiguate(rows)) {
+      if (r.shown !== r.it.entity_key) Object.assign(r.it, { entity_key: r.shown, live: true });
+    }
     app.recent.items = items;
-    renderRecent(e.entity_key);
+    renderRecent(typed);
   }
 
   // -- the live feed ---------------------------------------------------------------------------
   function feedOnEvent(e) {
     const list = $('#live-feed');
     $('#feed-empty').hidden = true;
-    list.prepend(h('li', { dataset: { seq: e.seq, key: e.entity_key, stream: e.stream }, class: 'flash' },
+    const typed = eventIdentity(e);
+    // Shown as a listing shows it; typed when an entry of another entity reads alike.
+    let shown = typed === STREAM_KEY ? STREAM_KEY : listedKey(typed);
+    for (const li of $$('li', list)) {
+      if (li.dataset.stream === e.stream && li.dataset.key === shown && li.dataset.typed !== typed && typed !== STREAM_KEY) {
+        shown = typed;
+        if (li.dataset.typed !== STREAM_KEY) {
+          li.dataset.key = li.dataset.typed;
+          li.querySelector('a .key').textContent = visible(li.dataset.typed);
+        }
+      }
+    }
+    list.prepend(h('li', { dataset: { seq: e.seq, key: shown, typed, stream: e.stream }, class: 'flash' },
       h('span', { class: 'muted' }, `#${e.seq}`),
       h('span', { class: `badge t-${e.type}` }, e.type),
-      h('a', { href: entityHash(e.stream, e.entity_key, e.entity_key === STREAM_KEY ? null : e.version) },
-        `${e.stream}/${e.entity_key}`),
+      h('a', { href: entityHash(e.stream, typed, typed === STREAM_KEY ? null : e.version) },
+        `${e.stream}/`, cutEl('span', { class: 'key' }, shown, 120)),
       h('span', { class: 'muted' }, `v${e.version} · ${actorText(e.actor)}`)));
     while (list.children.length > FEED_MAX) list.lastElementChild.remove();
   }
@@ -593,8 +805,8 @@
     $('#entity').hidden = false;
     $('#entity').dataset.key = key;
     $('#entity').dataset.loaded = 'false';
-    $('#entity-title').textContent = visible(e.isStream ? `${stream} · $stream` : key);
-    $('#entity-sub').textContent = `stream ${stream} · loading…`;
+    setTitle(e.isStream ? `${stream} · $stream` : key);
+    $('#entity-sub').textContent = visible(`stream ${stream} · loading…`);
     $('#timeline').replaceChildren();
     $('#state-doc').replaceChildren();
     $('#state-json').textContent = '';
@@ -632,6 +844,11 @@
     ]);
     if (token !== entityToken) return;
     e.events = events;
+    // Who it is, whatever key opened it: live events are matched to it by this.
+    e.typed = e.isStream ? STREAM_KEY : events.length ? eventIdentity(events[0]) : null;
+    renderRecent(); // the entry of this entity, whatever key opened it
+    // Its events queried by the key the API answers for it (one that names it alone).
+    if (!e.isStream) $('#entity-query-link').href = '#/query?' + new URLSearchParams({ stream, entity: shownKey(e) }).toString();
     e.older = events.length > 0 && events[0].version > 1;
     e.latest = events.length ? events[events.length - 1].version : latestVersion;
     renderEntityHead(e);
@@ -639,11 +856,12 @@
     $('#entity').dataset.loaded = 'true';
     if (e.isStream) return;
     setupSlider(e);
-    if (opts && opts.at) await showAt(opts.at);
+    if (opts && opts.badVersion !== null && opts.badVersion !== undefined) badVersion(e, opts.badVersion);
+    else if (opts && opts.at) await showAt(opts.at);
     else {
       const version = (opts && opts.version) || e.latest;
       const fresh = latestState && latestState.version === version ? latestState : null;
-      await showVersion(version, { state: fresh });
+      await showVersion(version, { state: fresh, exact: Boolean(opts && opts.version) });
     }
   }
 
@@ -656,6 +874,7 @@
         params: { from_version: from, to_version: to, limit: HISTORY_PAGE, after },
       });
       events.push(...page.events);
+      if (page.entity_key !== undefined) e.answerKey = page.entity_key;
       after = page.next;
     } while (after);
     return events;
@@ -733,15 +952,33 @@
       badge.className = 'badge ' + (deleted ? 'bad' : 'info');
       badge.textContent = deleted ? (last.inferred ? 'deleted (inferred)' : 'deleted') : 'exists';
     }
-    $('#entity-title').textContent = visible(e.isStream
-      ? `${e.stream} · $stream`
-      : documentTitle(e) || e.key);
+    setTitle(e.isStream ? `${e.stream} · $stream` : documentTitle(e) || shownKey(e));
+  }
+
+  /** The key the entity is shown by: the API's answer (one that names it alone), else as asked. */
+  function shownKey(e) {
+    return e.answerKey || e.key;
+  }
+
+  /** The title, bounded: a key of thousands of characters would push everything off screen. */
+  const TITLE_MAX = 160;
+  function setTitle(text) {
+    const title = $('#entity-title');
+    const full = visible(text);
+    title.textContent = full.length > TITLE_MAX ? full.slice(0, TITLE_MAX - 1) + '…' : full;
+    if (full.length > TITLE_MAX) {
+      title.title = full;
+      title.dataset.cut = String(full.length);
+    } else {
+      title.removeAttribute('title');
+      delete title.dataset.cut;
+    }
   }
 
   function documentTitle(e) {
     for (let i = e.events.length - 1; i >= 0; i -= 1) {
       const doc = e.events[i].document;
-      if (doc && typeof doc.number === 'string') return `${doc.number} · ${e.key}`;
+      if (doc && typeof doc.number === 'string') return `${doc.number} · ${shownKey(e)}`;
     }
     return null;
   }
@@ -867,7 +1104,12 @@
     const first = e.events[0];
     const last = e.events[e.events.length - 1];
     const deletedAtEnd = last && last.type === 'deleted';
-    const markers = e.isStream ? [] : e.markers.filter((m) => first && m.seq > first.seq && (!deletedAtEnd || m.seq < last.seq));
+    // Stream-wide markers while the entity lived; an erasure only on the erased entity's
+    // own timeline, where it is shown after a final deletion too.
+    const markers = e.isStream ? [] : e.markers.filter((m) => {
+      if (m.type === 'erased') return erasedThis(e, m);
+      return first && m.seq > first.seq && (!deletedAtEnd || m.seq < last.seq);
+    });
     let mi = markers.length - 1;
     for (let i = e.events.length - 1; i >= 0; i -= 1) {
       const ev = e.events[i];
@@ -897,6 +1139,29 @@
     renderEntityHead(e);
   }
 
+  /** The bare key an entity's events are stored with (`42` for `int:42`). */
+  function storedKey(typed) {
+    const m = /^(oid|int|str):([\s\S]*)$/.exec(typed || '');
+    return m ? m[2] : typed;
+  }
+
+  /** Whether an `erased` record is of this entity: its events name that erasure (`erased_by`),
+   * or, none of them loaded, the record's key is the one its events are stored with. */
+  function erasedThis(e, m) {
+    if (e.events.some((ev) => ev.erased_by === m.seq)) return true;
+    const named = m.document && m.document.entity_key;
+    return e.older && named === storedKey(e.typed) && !e.events.some((ev) => ev.erased_by != null);
+  }
+
+  /** The open entity again, as the API now answers it (its payloads erased), at the same
+   * version or moment. */
+  function reloadEntity(e) {
+    if (app.entity !== e) return;
+    const at = new URLSearchParams(location.hash.split('?')[1] || '').get('at');
+    const opts = e.follow ? {} : e.selected === null && at ? { at } : { version: e.selected };
+    openEntity(e.stream, e.key, opts).catch(showError);
+  }
+
   /** A live event: append it (and whatever came before it) to the open entity. */
   function entityOnEvent(ev) {
     const e = app.entity;
@@ -904,11 +1169,22 @@
     if (ev.stream === e.stream && STREAM_EVENT_TYPES.includes(ev.type) && !e.isStream) {
       e.markers.push(ev);
       if (ev.type === 'gap') loadMarkers(e).then(() => renderTimeline(e)).catch(() => {});
-      else renderTimeline(e);
+      else if (ev.type === 'erased') {
+        // An erasure of the entity on screen: its data must go from the page too. The
+        // record names the entity by its stored key (`42` may be the integer or the text):
+        // once loaded again, the events' `erased_by` tell whether it was this one.
+        const named = ev.document && ev.document.entity_key;
+        e.chain = e.chain.then(() => {
+          if (app.entity === e && (named === storedKey(e.typed) || named === e.key)) reloadEntity(e);
+          else renderTimeline(e);
+        });
+      } else renderTimeline(e);
     }
-    if (ev.stream !== e.stream || ev.entity_key !== e.key) return;
+    if (ev.stream !== e.stream) return;
+    const typed = eventIdentity(ev);
+    if (typed === STREAM_KEY && !e.isStream) return;
     e.chain = e.chain.then(async () => {
-      if (app.entity !== e) return;
+      if (app.entity !== e || e.typed !== typed) return;
       const have = e.latest || 0;
       if (ev.version <= have) return;
       const added = await historyFrom(e, have + 1, null);
@@ -973,6 +1249,10 @@
   async function showVersion(version, opts) {
     const e = app.entity;
     if (!e || e.isStream) return;
+    if (opts && opts.exact && e.latest && version > e.latest) {
+      badVersion(e, String(version));
+      return;
+    }
     const v = Math.max(1, Math.min(version, e.latest || version));
     e.selected = v;
     $('#travel-slider').value = String(v);
@@ -989,7 +1269,9 @@
     const e = app.entity;
     if (!e || e.isStream) return;
     const first = e.older ? null : e.events[0];
-    if (first && iso < first.occurred_at) {
+    const when = instant(iso);
+    const firstAt = first ? instant(first.occurred_at) : null;
+    if (when !== null && firstAt !== null && when < firstAt) {
       showNoState(e, iso, `No state at ${iso.replace('T', ' ')}: the first event is at ${first.occurred_at.replace('T', ' ')}.`);
       return;
     }
@@ -1000,8 +1282,11 @@
     } catch (err) {
       const noState = err instanceof ApiError && err.status === 404 &&
         String(err.problem.type || '').split('/').pop() === 'no-state';
+      if (token === stateToken && app.entity === e) {
+        // Refused (a time the API cannot read): no state shown, and none of the one before.
+        showNoState(e, iso, noState ? `No state: ${err.message}` : `No state shown for at=${iso}: ${err.message}`);
+      }
       if (!noState) throw err;
-      if (token === stateToken && app.entity === e) showNoState(e, iso, `No state: ${err.message}`);
       return;
     }
     if (token !== stateToken || app.entity !== e) return;
@@ -1016,17 +1301,32 @@
 
   /** A time before the entity's first event: no version, and no document (never the one shown before). */
   function showNoState(e, iso, text) {
+    clearState(e, text);
+    $('#travel-at').value = isoToInput(iso);
+    history.replaceState(null, '', entityHash(e.stream, e.key) + `?at=${enc(iso)}`);
+  }
+
+  /** No version selected and no document shown; `text` says why. */
+  function clearState(e, text) {
     stateToken += 1; // a state still on its way is of another moment
     e.follow = false;
     e.selected = null;
     markSelected(e);
     updateWhen(e);
     $('#state-doc').replaceChildren();
+    delete $('#state-doc').dataset.version;
     $('#state-removed').replaceChildren();
     $('#state-json').textContent = '';
     delete $('#state-json').dataset.version;
+    $('#travel-at').value = '';
     flags([{ cls: 'info', text }]); // shown escaped, as every text is
-    history.replaceState(null, '', entityHash(e.stream, e.key) + `?at=${enc(iso)}`);
+  }
+
+  /** A `v=` in the URL that names no version of the entity: said, and nothing stale shown. */
+  function badVersion(e, text) {
+    const message = `No version ${JSON.stringify(text)}: a version is a whole number from 1 to ${e.latest}.`;
+    clearState(e, message);
+    showError(message);
   }
 
   function markSelected(e) {
@@ -1090,7 +1390,7 @@
       h('p', { class: 'small' }, 'Removed in this version:'),
       h('ul', { class: 'removed-list' }, removed.map((c) => h('li', {}, `${c.path} (was ${fmt(c.before)})`))),
     ] : []));
-    json.textContent = visible(JSON.stringify(st.document, null, 2));  // escapes keep it JSON
+    json.textContent = visibleLines(JSON.stringify(st.document, null, 2));  // escapes keep it JSON
     json.dataset.version = String(v);
     json.dataset.key = e.key;
     $('#travel-at').value = isoToInput(at || st.as_of);
@@ -1122,24 +1422,40 @@
       const nested = v !== null && typeof v === 'object';
       return h('li', { class: (isChanged ? 'changed' : '') + (within ? ' within' : ''), dataset: { path: p }, title: isChanged ? 'changed in this version' : null },
         h('span', { class: 'mark' }),
-        h('span', { class: 'k' }, label), ': ',
+        cutEl('span', { class: 'k' }, label, VALUE_MAX), ': ',
         nested
           ? [h('span', { class: 'muted' }, Array.isArray(v) ? `[${v.length}]` : '{…}'), tree(v, p, changed, parents)]
-          : h('span', { class: `v v-${v === null ? 'null' : typeof v === 'boolean' ? 'bool' : typeof v}` }, fmt(v)),
+          : valueEl(v, `v v-${v === null ? 'null' : typeof v === 'boolean' ? 'bool' : typeof v}`),
         isChanged ? h('span', { class: 'sr-only' }, ' (changed in this version)') : null);
     }));
   }
 
   // -- the audit query -------------------------------------------------------------------------
+  // A key, actor or field from a link may hold what a one-line input cannot (a newline):
+  // the input shows it escaped and the value itself is kept here, used while the input
+  // still shows it unchanged.
+  const queryRaw = {};
+
+  function rawOrTyped(f, name) {
+    const typed = f[name].value;
+    if (queryRaw[name] !== undefined && typed === visible(queryRaw[name])) return queryRaw[name] || null;
+    return typed.trim() || null;
+  }
+
+  function setRaw(f, name, value) {
+    queryRaw[name] = value;
+    f[name].value = visible(value);
+  }
+
   function queryParamsFromForm() {
     const f = $('#query-form');
     const types = $$('#q-types input:checked').map((i) => i.value);
     return {
       stream: f.stream.value || null,
-      entity: f.entity.value.trim() || null,
+      entity: rawOrTyped(f, 'entity'),
       type: types.length ? types : null,
-      field: f.field.value.trim() || null,
-      actor: f.actor.value.trim() || null,
+      field: rawOrTyped(f, 'field'),
+      actor: rawOrTyped(f, 'actor'),
       since: inputToIso(f.since.value),
       until: inputToIso(f.until.value),
     };
@@ -1151,9 +1467,7 @@
       f.stream.append(h('option', { value: params.get('stream') }, params.get('stream')));
     }
     f.stream.value = params.get('stream') || '';
-    f.entity.value = params.get('entity') || '';
-    f.field.value = params.get('field') || '';
-    f.actor.value = params.get('actor') || '';
+    for (const name of ['entity', 'field', 'actor']) setRaw(f, name, params.get(name) || '');
     f.since.value = isoToInput(params.get('since'));
     f.until.value = isoToInput(params.get('until'));
     const limit = Number(params.get('limit'));
@@ -1186,14 +1500,26 @@
     return () => Object.assign(pager, before);
   }
 
-  async function runQuery(cursor, direction) {
+  /**
+   * Runs the query of the form: its first page, or a page on/back (`direction`), or the page
+   * a URL names (`start`: {after, page}); the page shown is kept in the URL (`after`, `page`),
+   * so a reload, a shared link or Back returns to it.
+   */
+  async function runQuery(cursor, direction, start) {
     const params = queryParamsFromForm();
     if (params.entity && !params.stream) {
       showError('Pick the stream of the entity: entity keys are per stream.');
       return;
     }
     const limit = Number($('#q-limit').value) || 50;
-    if (!app.query || !direction) app.query = { params, cursors: [null], page: 0, next: null };
+    if (!app.query || !direction) {
+      app.query = { params, cursors: [null], page: 0, next: null };
+      if (start && start.after) { // a page of a link: "Previous" from it goes to the first
+        const page = Number(start.page);
+        app.query.cursors.push(start.after);
+        app.query.page = Number.isInteger(page) && page > 1 ? page - 1 : 1;
+      }
+    }
     const q = app.query;
     const undo = turnPage(q, direction, cursor);
     const after = q.cursors[q.cursors.length - 1];
@@ -1208,7 +1534,9 @@
           $('#results-summary').textContent = 'That page could not be read (see the message above).';
         } else { // never the rows of another query under this one's form
           $('#results tbody').replaceChildren();
-          $('#results-summary').textContent = 'The query was refused (see the message above).';
+          $('#results-summary').textContent = err instanceof Unreachable
+            ? 'No results: the service could not be reached (see the message above).'
+            : 'The query was refused (see the message above).';
           $('#page-label').textContent = '';
           $('#page-prev').disabled = true;
           $('#page-next').disabled = true;
@@ -1218,21 +1546,33 @@
     }
     if (app.query !== q) return;
     q.next = page.next;
+    if (direction) {
+      const hash = queryHash(q.params) + (after ? `&after=${enc(after)}&page=${q.page + 1}` : '');
+      if (location.hash !== hash) history.pushState(null, '', hash);
+    }
     renderResults(page.events, q, limit);
     $('#export-curl').textContent = curlFor(q.params, 'text/csv');
   }
 
   function renderResults(events, q, limit) {
     const body = $('#results tbody');
-    body.replaceChildren(...events.map((e) => h('tr', { dataset: { seq: e.seq } },
+    // Each row opens its entity (by its typed key) and shows the key as a listing does.
+    const keys = disambiguate(events.map((e) => {
+      const typed = eventIdentity(e);
+      return { stream: e.stream, typed, shown: typed === STREAM_KEY ? STREAM_KEY : listedKey(typed) };
+    }));
+    body.replaceChildren(...events.map((e, i) => h('tr', { dataset: { seq: e.seq } },
       h('td', { class: 'mono' }, e.seq),
       h('td', { class: 'mono' }, timeEl(e.occurred_at)),
       h('td', {}, e.stream),
-      h('td', { class: 'mono' }, h('a', { href: entityHash(e.stream, e.entity_key, e.entity_key === STREAM_KEY ? null : e.version) }, e.entity_key)),
+      h('td', { class: 'mono' }, h('a', {
+        href: entityHash(e.stream, keys[i].typed, keys[i].typed === STREAM_KEY ? null : e.version),
+        dataset: { typed: keys[i].typed },
+      }, cutEl('span', { class: 'key' }, keys[i].shown, 60))),
       h('td', {}, e.version),
       h('td', {}, h('span', { class: `badge t-${e.type}` }, e.type), e.inferred ? h('span', { class: 'badge warn' }, 'inferred') : null),
       h('td', {}, actorText(e.actor)),
-      h('td', { class: 'fields' }, (e.changed_fields || []).join(', ')))));
+      h('td', { class: 'fields' }, (e.changed_fields || []).flatMap((f, j) => [j ? ', ' : '', cutEl('span', {}, f, 80)])))));
     if (!events.length) body.append(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No events match.')));
     const first = q.page * limit + 1;
     $('#results-summary').textContent = events.length
@@ -1281,10 +1621,15 @@
   const subs = { key: null, timer: null, open: null };
 
   async function adminCall(path, method) {
-    const res = await fetch(path, {
-      method: method || 'GET', cache: 'no-store',
-      headers: { Accept: 'application/json', Authorization: 'Bearer ' + subs.key, 'Eventstore-Actor': 'explorer' },
-    });
+    let res;
+    try {
+      res = await fetch(path, {
+        method: method || 'GET', cache: 'no-store',
+        headers: { Accept: 'application/json', Authorization: 'Bearer ' + subs.key, 'Eventstore-Actor': 'explorer' },
+      });
+    } catch (_) {
+      throw new Unreachable();
+    }
     if (!res.ok) throw new ApiError(res.status, await problemOf(res));
     return res.status === 204 ? null : res.json();
   }
@@ -1393,11 +1738,28 @@
       renderProjections(list);
       await renderCharts(app.projections);
       $('#proj-updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+      $('#view-projections').dataset.unavailable = 'false';
     } catch (err) {
       showError(err);
+      if (err instanceof Unreachable) projectionsUnavailable();
     } finally {
       refreshing = false;
     }
+  }
+
+  /** The service is not answering: the tables and charts say their data is unavailable
+   * (never empty as if there were none). */
+  function projectionsUnavailable() {
+    const text = 'Data unavailable: the eventstore service cannot be reached.';
+    $('#view-projections').dataset.unavailable = 'true';
+    if (!$('#projections tbody tr')) {
+      $('#projections tbody').replaceChildren(h('tr', {}, h('td', { colspan: 8, class: 'muted unavailable' }, text)));
+    }
+    for (const id of ['#chart-status-empty', '#chart-revenue-empty']) {
+      $(id).textContent = text;
+      $(id).hidden = false;
+    }
+    $('#proj-updated').textContent = 'not updated: the service is not answering';
   }
 
   function stateBadge(s) {
@@ -1434,7 +1796,7 @@
         type: 'button', class: 'badge bad show-problems',
         title: 'values it could not use (a total counted as 0, a status as not paid): show which rows, and why',
         'aria-label': `Show the values ${p.name} could not use`,
-        onclick: () => showProblems(p.name).catch(showError),
+        onclick: () => showProblems(p.name, p.problems).catch(showError),
       }, `${p.problems.toLocaleString('en')} unusable values`));
     }
     if (p.orders_without_customer) out.push(h('span', { class: 'badge warn' }, `${p.orders_without_customer.toLocaleString('en')} without customer id`));
@@ -1483,8 +1845,8 @@
     $('#proj-rows-table thead tr').replaceChildren(...columns.map((c) => h('th', { scope: 'col' }, c)));
     $('#proj-rows-table tbody').replaceChildren(...page.items.map((r) => h('tr', null,
       ...columns.map((c) => h('td', { class: 'mono', dataset: { column: c } },
-        c === 'entity_key' && name === 'order_summary' && app.stream && r[c]
-          ? h('a', { href: entityHash(app.stream, r[c]) }, r[c])
+        c === 'entity_key' && name === 'order_summary' && r[c]
+          ? h('a', { href: entityHash(orderStream(r), r[c]) }, r[c])
           : cellText(r[c]))))));
     const first = v.page * ROWS_PAGE + 1;
     $('#proj-rows-note').textContent = page.items.length
@@ -1509,12 +1871,24 @@
     return REASONS[pr.reason] || '';
   }
 
+  /**
+   * The stream an order_summary row's order lives in: the read model's stream (ORDER_STREAM),
+   * never the stream picked in the header. The row's own `stream` when it carries one; else
+   * `orders` (ORDER_STREAM's default) when captured, else the one captured stream there is.
+   */
+  function orderStream(row) {
+    if (row && typeof row.stream === 'string' && row.stream) return row.stream;
+    const names = app.streams.map((s) => s.stream).filter((n) => !n.startsWith('$'));
+    if (names.includes('orders') || names.length !== 1) return 'orders';
+    return names[0];
+  }
+
   // A row as people know it (an order links to its timeline).
   function problemRowLabel(name, r) {
     if (name === 'order_summary') {
       const text = r.number || r.entity_key || '?';
-      return r.entity_key && app.stream
-        ? h('a', { href: entityHash(app.stream, r.entity_key), class: 'mono' }, text)
+      return r.entity_key
+        ? h('a', { href: entityHash(orderStream(r), r.entity_key), class: 'mono' }, text)
         : h('span', { class: 'mono' }, text);
     }
     if (name === 'revenue_by_day') return h('span', { class: 'mono' }, `${r.day} ${r.currency}`);
@@ -1532,12 +1906,14 @@
     return '';
   }
 
-  async function showProblems(name) {
+  async function showProblems(name, counted) {
     const all = await rows(name);
     const affected = all.filter((r) => Array.isArray(r.problems) && r.problems.length);
     const lines = [];
+    let found = 0;
     for (const r of affected) {
       const key = problemRowKey(name, r);
+      found += r.problems.length + (r.problems_dropped || 0);
       for (const pr of [...r.problems].sort((a, b) => b.seq - a.seq)) {
         lines.push(h('tr', { class: 'problem', dataset: { row: key, seq: pr.seq, reason: pr.reason } },
           h('td', null, problemRowLabel(name, r)),
@@ -1557,11 +1933,20 @@
     box.hidden = false;
     box.dataset.name = name;
     $('#proj-problems-title').textContent = `Values ${name} could not use`;
-    const scanned = all.length >= 20000 ? ' (the first 20,000 rows were read)' : '';
-    $('#proj-problems-note').textContent = affected.length
+    const cut = all.length >= 20000;
+    const scanned = cut ? ` (the first ${all.length.toLocaleString('en')} rows were read)` : '';
+    // The badge counts every problem recorded; what the rows read hold may be fewer.
+    const missing = Number.isInteger(counted) && counted > found ? counted - found : 0;
+    const unshown = missing
+      ? ` ${missing.toLocaleString('en')} of the ${plural(counted, 'problem')} the badge counts ${missing === 1 ? 'is' : 'are'} not shown: ` +
+        (cut ? 'they are in rows not read (the page reads at most 20,000 rows), or no row holds them now.'
+          : 'no row holds them now (corrected since).')
+      : '';
+    $('#proj-problems-note').dataset.unshown = String(missing);
+    $('#proj-problems-note').textContent = (affected.length
       ? `${affected.length.toLocaleString('en')} of ${all.length.toLocaleString('en')} rows hold a value they could not use now${scanned}; ` +
         'the badge counts every value recorded, corrected ones included. A total counts as 0, and a status as not paid, until its document is corrected (or ORDER_FIELDS, then a rebuild).'
-      : `No row of ${name} has a problem now${scanned}.`;
+      : `No row of ${name} has a problem now${scanned}.`) + unshown;
     $('#problems tbody').replaceChildren(...lines);
     box.scrollIntoView({ block: 'nearest' });
   }
@@ -1603,6 +1988,7 @@
       const byStatus = (await rows('orders_by_status')).filter((r) => typeof r.count === 'number');
       const order = Object.keys(STATUS_COLORS);
       byStatus.sort((a, b) => (order.indexOf(a.status) + 1 || 99) - (order.indexOf(b.status) + 1 || 99));
+      $('#chart-status-empty').textContent = 'No rows yet.';
       $('#chart-status-empty').hidden = byStatus.length > 0;
       drawChart('status', '#chart-status', {
         type: 'bar',
@@ -1625,6 +2011,7 @@
       const revenue = await rows('revenue_by_day');
       const days = [...new Set(revenue.map((r) => r.day))].sort();
       const currencies = [...new Set(revenue.map((r) => r.currency))].sort();
+      $('#chart-revenue-empty').textContent = 'No paid orders yet.';
       $('#chart-revenue-empty').hidden = revenue.length > 0;
       drawChart('revenue', '#chart-revenue', {
         type: 'bar',
@@ -1734,11 +2121,11 @@
       setReadKey(null);
       $('#key-dialog').close('cancel');
     });
-    $('#stream-select').addEventListener('change', (ev) => {
-      app.stream = ev.target.value;
-      renderStreamInfo();
-      loadRecent(true).catch(showError);
-      if (app.entity && app.entity.stream !== app.stream) location.hash = '#/';
+    $('#stream-select').addEventListener('change', (ev) => pickStream(ev.target.value));
+    // The skip link moves the focus, not the route: `#main` is no view.
+    $('.skip').addEventListener('click', (ev) => {
+      ev.preventDefault();
+      $('#main').focus();
     });
     $('#open-form').addEventListener('submit', (ev) => {
       ev.preventDefault();
@@ -1868,6 +2255,7 @@
       await loadStreams();
     } catch (err) {
       showError(err);
+      markUnavailable(err);
       return;
     }
     // The recent list first, then the live tail from the head read before it: an event
