@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar
 
 from litestar.di import NamedDependency
 
@@ -21,7 +21,7 @@ from api.metrics import Metrics
 from api.problems import ApiError
 from api.rendered import RenderedHistory
 from api.workers import claimer
-from eventstore.awaiting import cancel_and_wait
+from eventstore.awaiting import cancel_and_wait, unless_set, within
 from eventstore.clock import SystemClock
 from eventstore.history import History
 from eventstore.leasing import default_owner
@@ -36,6 +36,12 @@ from projections.orders import ORDER_PROJECTIONS, Projection
 log = logging.getLogger("eventstore.api")
 
 RETRY_SECONDS: Final = 2.0
+
+T = TypeVar("T")
+
+
+class NoAnswer(Exception):
+    """The database did not answer within SERVER_TIMEOUT_MS (a 503 where a route needs it)."""
 
 
 class Services:
@@ -76,6 +82,8 @@ class Services:
         self._history: History | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connecting: asyncio.Task[None] | None = None
+        # Set when the server is asked to stop: a start-up waiting for the database gives up.
+        self._interrupted = asyncio.Event()
         self.started = time.time()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -87,11 +95,22 @@ class Services:
             self._connected()
             return
         try:
-            self._store = await open_store(self.settings)
-            self._connected()
+            # A stop asked meanwhile (SIGINT/SIGTERM) ends the wait at once: the app then
+            # starts without a store and stops at once, as asked.
+            store = await unless_set(open_store(self.settings), self._interrupted)
         except StoreError as exc:
             log.warning("database not reachable yet (%s); retrying every %ss", exc, RETRY_SECONDS)
             self._connecting = asyncio.create_task(self._connect_later())
+            return
+        if store is None:
+            log.info("stopping before the database was reached")
+            return
+        self._store = store
+        self._connected()
+
+    def interrupt(self) -> None:
+        """A stop was asked (call on the app's loop): a start-up waiting for the database ends."""
+        self._interrupted.set()
 
     def _connected(self) -> None:
         """The store is open: the supervisor this app owns records its workers' states there."""
@@ -123,7 +142,7 @@ class Services:
         tasks = [*self._tasks, *([self._connecting] if self._connecting else [])]
         await cancel_and_wait(tasks)
         if self._owns_supervisor:
-            await self.supervisor.stop()
+            await self.supervisor.stop(release=self.db_seconds)
         if self._store is not None and self._owns_store:
             await self._store.close()
             self._store = None
@@ -139,6 +158,27 @@ class Services:
     @property
     def connected(self) -> bool:
         return self._store is not None
+
+    @property
+    def db_seconds(self) -> float:
+        """How long the app's own reads (readiness, metrics, workers) wait for the database."""
+        return self.settings.server_timeout_ms / 1000
+
+    async def answered(self, work: Awaitable[T]) -> T:
+        """`await work`, or `NoAnswer` when the database does not answer within `db_seconds`."""
+        try:
+            return await within(work, self.db_seconds)
+        except TimeoutError:
+            raise NoAnswer(
+                f"the database does not answer (no answer within {self.settings.server_timeout_ms} ms)"
+            ) from None
+
+    async def reachable(self, work: Awaitable[T]) -> T:
+        """`await work` for a route: a 503 problem when the database does not answer in time."""
+        try:
+            return await self.answered(work)
+        except NoAnswer as exc:
+            raise ApiError(503, f"{exc}; try again shortly", kind="unavailable") from None
 
     @property
     def history(self) -> History:
@@ -164,7 +204,9 @@ class Services:
         if self._store is None:
             return False, "the database is not reachable yet"
         try:
-            await self._store.events.head()
+            await self.answered(self._store.events.head())
+        except NoAnswer as exc:  # a database that never answers must not hold the probe
+            return False, str(exc)
         except Exception as exc:  # any failure to read means not ready
             return False, f"the database does not answer ({type(exc).__name__})"
         if self.capture is not None:
@@ -182,23 +224,27 @@ class Services:
             for s in self.supervisor.workers
         ]
 
-    async def worker_records(self) -> list[WorkerRecord]:
-        """Every instance's workers: this one's live, the others' as stored (or `stale`)."""
-        mine = await self.supervisor.records()
+    async def worker_records(
+        self, mine: Awaitable[list[WorkerRecord]] | None = None
+    ) -> list[WorkerRecord]:
+        """Every instance's workers: this one's live, the others' as stored (or `stale`).
+
+        Every instance's means the `workers` collection: while it cannot be read (or the
+        database is not reached yet) this is a 503, never this instance's alone as if
+        it were all. This instance's probes and the stored records are read side by
+        side, within about SERVER_TIMEOUT_MS (`mine`: this instance's records, when the
+        caller probes them already).
+        """
+        store = self.store  # 503 while the database has not been reached
+        local, stored = await both(
+            mine if mine is not None else self.supervisor.records(self.db_seconds),
+            self.reachable(store.workers.all()),
+        )
         instance = self.supervisor.instance
-        others: list[WorkerRecord] = []
-        if self._store is not None:
-            try:
-                stored = await self._store.workers.all()
-            except Exception as exc:  # the database is away: this instance still knows its own
-                log.warning("could not read other instances' worker states: %s", exc)
-                stored = []
-            now = self.clock.now()
-            lease = self.settings.lease_seconds
-            others = [
-                shown(r, now=now, lease_seconds=lease) for r in stored if r.instance != instance
-            ]
-        return sorted([*mine, *others], key=lambda r: (r.name, r.instance))
+        now = self.clock.now()
+        lease = self.settings.lease_seconds
+        others = [shown(r, now=now, lease_seconds=lease) for r in stored if r.instance != instance]
+        return sorted([*local, *others], key=lambda r: (r.name, r.instance))
 
     # -- rebuilds ----------------------------------------------------------------------------
     async def request_rebuild(self, name: str, *, workers: int = 1) -> Job:
@@ -244,7 +290,21 @@ class Services:
         task.add_done_callback(self._tasks.discard)
 
 
+async def both(first: Awaitable[T], second: Awaitable[Any]) -> tuple[T, Any]:
+    """Two awaitables side by side; the first failure is raised and the other one cancelled."""
+    tasks = [asyncio.ensure_future(first), asyncio.ensure_future(second)]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task in done and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        await asyncio.wait(tasks)
+        return tasks[0].result(), tasks[1].result()
+    finally:
+        await cancel_and_wait(tasks)
+
+
 # What handlers declare to receive the app's `Services` (injected by name: `services`).
 ServicesDep: TypeAlias = NamedDependency[Services]
 
-__all__ = ["JobConflict", "Services", "ServicesDep"]
+__all__ = ["JobConflict", "NoAnswer", "Services", "ServicesDep", "both"]

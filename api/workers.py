@@ -147,5 +147,10 @@ class Workers:
         await self.supervisor.start()
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop taking work and wait (bounded) for batches in flight; leases are released."""
-        await self.supervisor.stop(grace)
+        """Stop taking work and wait (bounded) for batches in flight; leases are released.
+
+        The releases (and the removal of this instance's records) wait for the database
+        together for at most SERVER_TIMEOUT_MS: during an outage the stop takes at most
+        `grace` plus that.
+        """
+        await self.supervisor.stop(grace, release=self.settings.server_timeout_ms / 1000)

@@ -43,8 +43,12 @@ from eventstore.worker_state import (
 
 log = logging.getLogger("eventstore.workers")
 
-# How long a stopping supervisor waits to remove its records from the store.
+# How long the supervisor's own database work may wait, unless its caller says (the API passes
+# SERVER_TIMEOUT_MS): a worker's progress probe, and a stop's lease releases and record removal
+# together.
 REMOVE_SECONDS = 2.0
+# How long a stop waits at least for the workers' `close` (nothing there waits on the database).
+CLOSE_SECONDS = 1.0
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -210,6 +214,13 @@ class Supervised:
     def healthy(self) -> None:
         self.backoff.reset()
         self.trouble_since = None
+
+    async def probe(self, seconds: float) -> None:
+        """Read the worker's progress, for at most `seconds`; a failing probe keeps the last."""
+        try:
+            self.progress = await within(self.worker.progress(), seconds)
+        except Exception as exc:  # the store may be away, or silent: the state is still true
+            log.debug("progress of %s unavailable: %s", self.name, exc)
 
     def record(self) -> WorkerRecord:
         """The record written to the `Workers` port and shown by `/v1/workers`."""
@@ -406,37 +417,57 @@ class Supervisor:
         if supervised.task is not None:
             await asyncio.shield(supervised.task)
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop every worker (bounded wait for batches in flight), close them, publish, forget."""
+    async def stop(self, grace: float = 5.0, *, release: float = REMOVE_SECONDS) -> None:
+        """Stop every worker (bounded wait for batches in flight), close them, publish, forget.
+
+        After `grace`, what the stop still asks of the database (the lease releases of the
+        workers cancelled then, the publisher's last write, the removal of this instance's
+        records) shares one deadline of `release` seconds, done concurrently: a database
+        that does not answer delays the stop by at most `grace + release`. A lease not
+        released then expires (LEASE_SECONDS); records not removed read `stale`.
+        """
         self.stopping.set()
+        loop = asyncio.get_running_loop()
         tasks = [s.task for s in self._workers.values() if s.task is not None]
+        pending: set[asyncio.Task[None]] = set()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
-            await cancel_and_wait(pending)
+        deadline = loop.time() + release
+        helpers = [*pending, *([self._publisher] if self._publisher is not None else [])]
+        left = await _cancel_within(helpers, deadline - loop.time())
         for supervised in list(self._workers.values()):
             if supervised.state != FAILED:
                 supervised.set_state(STOPPED)
-            with contextlib.suppress(Exception):
-                await supervised.worker.close()
-        if self._publisher is not None:
-            await cancel_and_wait([self._publisher])
+        closing = [
+            asyncio.ensure_future(_quietly(s.worker.close())) for s in self._workers.values()
+        ]
+        # A close touches no database (it ends what outlives a run): each gets its turn.
+        left += await _cancel_within(
+            closing, max(deadline - loop.time(), CLOSE_SECONDS), cancel=False
+        )
+        if left:
+            log.warning(
+                "stopped without waiting for %d task(s) still waiting on the database", left
+            )
         if self.store is not None and self._published:
             # A cleanly stopped instance runs no worker: its records go (a crashed one's go
             # stale). Bounded: a database that does not answer must not hold the shutdown.
             try:
-                await within(self.store.remove(self.instance), REMOVE_SECONDS)
+                await within(self.store.remove(self.instance), max(deadline - loop.time(), 0))
             except Exception as exc:
                 log.warning("could not remove this instance's worker states: %r", exc)
 
     # -- what it says ------------------------------------------------------------------------
-    async def records(self) -> list[WorkerRecord]:
-        """This instance's workers as records, with fresh progress (a failing probe keeps the last)."""
+    async def records(self, seconds: float = REMOVE_SECONDS) -> list[WorkerRecord]:
+        """This instance's workers as records, with fresh progress (a failing probe keeps the last).
+
+        The probes run side by side, each for at most `seconds`: however the database
+        misbehaves, the records come within about that.
+        """
+        supervised_now = list(self._workers.values())  # workers come and go meanwhile
+        await asyncio.gather(*(s.probe(seconds) for s in supervised_now))
         out = []
-        for supervised in list(self._workers.values()):  # workers come and go meanwhile
-            try:
-                supervised.progress = await supervised.worker.progress()
-            except Exception as exc:  # the store may be away: the state is still true
-                log.debug("progress of %s unavailable: %s", supervised.name, exc)
+        for supervised in supervised_now:
             record = supervised.record()
             if (
                 self.metrics is not None
@@ -487,3 +518,31 @@ class Supervisor:
                     log.warning("could not record worker states: %s", describe(exc, self.secrets))
                 failing = True
             await self._interruptible(self._publish_every(interval))
+
+
+async def _quietly(work: Awaitable[None]) -> None:
+    """`await work`, its failure ignored (a worker's `close` at stop)."""
+    with contextlib.suppress(Exception):
+        await work
+
+
+async def _cancel_within(
+    tasks: Sequence[asyncio.Future[None]], seconds: float, *, cancel: bool = True
+) -> int:
+    """Cancel `tasks` (unless `cancel` is False) and wait for them, at most `seconds`.
+
+    Returns how many did not end in time: cancelled (again), and left to end on their own.
+    """
+    waiting = [t for t in tasks if not t.done()]
+    if cancel:
+        for t in waiting:
+            t.cancel()
+    if waiting and seconds > 0:
+        await asyncio.wait(waiting, timeout=seconds)
+    late = [t for t in waiting if not t.done()]
+    for t in late:
+        t.cancel()
+    for t in tasks:
+        if t.done() and not t.cancelled():
+            t.exception()  # retrieved: no "exception was never retrieved" warning
+    return len(late)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -16,6 +18,7 @@ from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 from litestar.response.sse import ServerSentEvent, ServerSentEventMessage
+from pymongo.errors import PyMongoError
 
 from api.methods import is_head
 from api.params import (
@@ -34,10 +37,14 @@ from api.routes.streams import known_stream
 from api.schemas import EventOut, EventsPage
 from api.services import Services, ServicesDep
 from eventstore import render
+from eventstore.awaiting import within
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.decimal_text import decimal_int
+from eventstore.errors import scrub
 from eventstore.model import EVENT_TYPES, MAX_SEQ, Event, EventQuery
 from eventstore.ports import EventLog
+
+log = logging.getLogger("eventstore.api")
 
 JSON: Final = "application/json"
 NDJSON: Final = "application/x-ndjson"
@@ -60,6 +67,9 @@ EXPORT_LIMIT: Final = (
     "`since`, `until` or `after` instead"
 )
 HEARTBEAT_SECONDS: Final = 15.0
+# A live tail ended by the database's going away asks its client to come back after this
+# (an EventSource reconnects by itself; while the database is away it is then answered 503).
+RECONNECT_MS: Final = 5000
 # The answer depends on `Accept` (JSON, NDJSON or CSV): caches must key on it (RFC 9110
 # 12.5.5). The compression middleware adds `Accept-Encoding`.
 VARY: Final = "Accept"
@@ -304,8 +314,18 @@ async def live_events(
     q = EventQuery(stream=stream)
     heartbeat = getattr(services, "heartbeat_seconds", HEARTBEAT_SECONDS)
     # The log is resolved before the response starts: no database is a 503 problem.
-    log = services.store.events
-    return ServerSentEvent(_tail(log, q, start, limit=limit, seconds=seconds, heartbeat=heartbeat))
+    events = services.store.events
+    return ServerSentEvent(
+        _tail(
+            events,
+            q,
+            start,
+            limit=limit,
+            seconds=seconds,
+            heartbeat=heartbeat,
+            patience=services.db_seconds,
+        )
+    )
 
 
 def _beyond_the_log(name: str, seq: int, head: int) -> ApiError:
@@ -337,6 +357,37 @@ class _HeadersOnly(ServerSentEvent):
 
 
 async def _tail(
+    events: EventLog,
+    q: EventQuery,
+    start: int,
+    *,
+    limit: int | None,
+    seconds: float | None,
+    heartbeat: float,
+    patience: float | None = None,
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Events after `start` as they are appended, until the database goes away.
+
+    The database going away (an error, or no answer to a read within `patience`
+    seconds) ends the stream cleanly: a comment saying so, with a `retry` for the
+    client's reconnection, and one log line; never an error after the 200 was sent.
+    """
+    follow = _follow(
+        events, q, start, limit=limit, seconds=seconds, heartbeat=heartbeat, patience=patience
+    )
+    try:
+        async with contextlib.aclosing(follow):
+            async for message in follow:
+                yield message
+    except (PyMongoError, TimeoutError) as exc:
+        why = "no answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__
+        log.warning("live tail ended: the database is unavailable (%s)", scrub(why))
+        yield ServerSentEventMessage(
+            comment="the database is unavailable; reconnect shortly", data=None, retry=RECONNECT_MS
+        )
+
+
+async def _follow(
     log: EventLog,
     q: EventQuery,
     start: int,
@@ -344,12 +395,13 @@ async def _tail(
     limit: int | None,
     seconds: float | None,
     heartbeat: float,
-) -> AsyncIterator[ServerSentEventMessage]:
+    patience: float | None,
+) -> AsyncGenerator[ServerSentEventMessage, None]:
     """Events after `start` as they are appended; a heartbeat comment after `heartbeat` quiet seconds.
 
-    `seconds` bounds the whole connection (a backlog included), `limit` the events sent.
-    Appends to other streams wake the wait but do not count as output: a filtered
-    tail still gets its heartbeat.
+    `seconds` bounds the whole connection (a backlog included), `limit` the events sent,
+    `patience` each read of the log (TimeoutError). Appends to other streams wake the
+    wait but do not count as output: a filtered tail still gets its heartbeat.
     """
     deadline = None if seconds is None else time.monotonic() + seconds
     sent = 0
@@ -358,8 +410,8 @@ async def _tail(
     encoder = msgspec.json.Encoder()
     while True:
         # The head is read before the query: an append after it wakes the wait below.
-        head = (await log.head()).seq
-        page = await log.query(q, after_seq=emitted, limit=EXPORT_PAGE)
+        head = (await within(log.head(), patience)).seq
+        page = await within(log.query(q, after_seq=emitted, limit=EXPORT_PAGE), patience)
         for e in page:
             yield ServerSentEventMessage(
                 data=encoder.encode(render.event_json(e)).decode(), event=e.type, id=e.seq

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from litestar import Response, get
@@ -9,11 +11,15 @@ from litestar import Response, get
 from api.metrics import CONTENT_TYPE, LogFigures, ProcessFigures, ProjectionFigures, TargetFigures
 from api.problems import problem
 from api.schemas import HealthOut
-from api.services import Services, ServicesDep
+from api.services import NoAnswer, Services, ServicesDep
 from api.subscription_metrics import subscription_metric_lines
 from eventstore.capture_worker import CaptureWorker
+from eventstore.errors import scrub
 from eventstore.publishing import PublisherWorker, shown_target
+from eventstore.worker_state import WorkerRecord
 from projections.status import projection_statuses
+
+log = logging.getLogger("eventstore.api")
 
 
 @get("/health/live", summary="The process is up")
@@ -50,29 +56,57 @@ def capture_problem(services: Services) -> str | None:
 async def metrics(services: ServicesDep) -> Response[bytes]:
     # This process's workers: states and restarts are reported as they change; the
     # capture lag is measured now (the supervisor reports it to `services.metrics`).
-    await services.supervisor.records()
-    figures = await log_figures(services) if services.connected else None
+    # The probes and the database figures are read side by side, each within about
+    # SERVER_TIMEOUT_MS: a scrape is answered within about that, whatever the database does.
+    mine = asyncio.ensure_future(services.supervisor.records(services.db_seconds))
+    figures: LogFigures | None = None
+    extra: list[str] = []
+    try:
+        if services.connected:
+            try:
+                figures, extra = await services.answered(store_figures(services, mine))
+            except NoAnswer as exc:
+                log.warning("/metrics: %s: eventstore_up 0", exc)
+            except Exception as exc:  # the database is away: the process's own series still go
+                log.warning(
+                    "/metrics: the database could not be read (%s): eventstore_up 0",
+                    scrub(f"{type(exc).__name__}: {exc}".split(", Timeout:")[0]),
+                )
+        await mine
+    finally:
+        if not mine.done():
+            mine.cancel()
     body = services.metrics.exposition(
-        figures, up=services.connected, process=process_figures(services)
+        figures, up=figures is not None, process=process_figures(services)
     )
-    if services.connected:
-        # Each stored subscription's series, read from the store at this scrape.
-        extra = await subscription_metric_lines(services)
-        if extra:
-            body = body.rstrip(b"\n") + b"\n" + "\n".join(extra).encode() + b"\n"
+    if extra:
+        body = body.rstrip(b"\n") + b"\n" + "\n".join(extra).encode() + b"\n"
     return Response(body, media_type=CONTENT_TYPE)
 
 
-async def log_figures(services: Services) -> LogFigures:
-    """What this scrape reads from the store (read here, by the scraping process only)."""
+async def store_figures(
+    services: Services, mine: asyncio.Future[list[WorkerRecord]]
+) -> tuple[LogFigures, list[str]]:
+    """The log's figures and each stored subscription's series (read at this scrape)."""
+    figures = await log_figures(services, mine)
+    return figures, await subscription_metric_lines(services)
+
+
+async def log_figures(
+    services: Services, mine: asyncio.Future[list[WorkerRecord]] | None = None
+) -> LogFigures:
+    """What this scrape reads from the store (read here, by the scraping process only).
+
+    `mine`: this instance's worker records, being probed meanwhile (None: probed here).
+    The reads stop at the first failure (a database away fails each after one selection).
+    """
     store = services.store
     head = await store.events.head()
     cp = await store.checkpoints.get(services.settings.ingester_role)
     updated = cp.updated_at if cp is not None else None
     lag = (services.clock.now() - updated).total_seconds() if updated is not None else None
-    statuses = await projection_statuses(
-        store, list(services.projections.values()), await services.worker_records()
-    )
+    records = await services.worker_records(asyncio.shield(mine) if mine is not None else None)
+    statuses = await projection_statuses(store, list(services.projections.values()), records)
     return LogFigures(
         head_seq=head.seq,
         ingest_lag_seconds=lag,

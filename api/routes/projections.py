@@ -121,8 +121,10 @@ def _row(name: str, row: dict[str, Any]) -> dict[str, Any]:
 
 @get("/projections", summary="Every projection: position, lag, state, last rebuild, failure")
 async def list_projections(services: ServicesDep) -> list[ProjectionOut]:
-    statuses = await projection_statuses(
-        services.store, list(services.projections.values()), await services.worker_records()
+    records = await services.worker_records()
+    # A database that stops answering after the records were read: a 503 within one timeout.
+    statuses = await services.reachable(
+        projection_statuses(services.store, list(services.projections.values()), records)
     )
     return [
         ProjectionOut(

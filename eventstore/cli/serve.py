@@ -127,7 +127,8 @@ async def _serve_here(
     from api.server import GracefulServer
 
     app = build_app(settings, store=args.store)
-    server = GracefulServer(uvicorn.Config(app, **common))
+    # A stop asked while the app's start-up waits for the database ends that wait at once.
+    server = GracefulServer(uvicorn.Config(app, **common), on_stop=[app.services.interrupt])
     stop_serving_on_signals(server)
     try:
         with frozen_gc():  # this process is the API's: start-up's objects stay
@@ -146,7 +147,8 @@ def stop_serving_on_signals(server: Any) -> None:
     """
     signals = StopSignals.installed()
     if signals is not None:
-        signals.on_signal(lambda: setattr(server, "should_exit", True))
+        ask = getattr(server, "ask_to_stop", None)  # GracefulServer: tells the app at once
+        signals.on_signal(ask if ask is not None else lambda: setattr(server, "should_exit", True))
 
 
 def clean_metrics_dir() -> None:
