@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeAlias, TypeVar
 
 from litestar.di import NamedDependency
+from pymongo.errors import OperationFailure
 
 from api.metrics import Metrics
 from api.problems import ApiError
@@ -23,6 +24,7 @@ from api.rendered import RenderedHistory
 from api.workers import claimer
 from eventstore.awaiting import cancel_and_wait, unless_set, within
 from eventstore.clock import SystemClock
+from eventstore.errors import user_message
 from eventstore.history import History
 from eventstore.leasing import default_owner
 from eventstore.model import Job
@@ -207,8 +209,11 @@ class Services:
             await self.answered(self._store.events.head())
         except NoAnswer as exc:  # a database that never answers must not hold the probe
             return False, str(exc)
-        except Exception as exc:  # any failure to read means not ready
-            return False, f"the database does not answer ({type(exc).__name__})"
+        except Exception as exc:  # any failure to read means not ready, said as what it is
+            # (refused credentials are an answer: "does not answer" would send one looking
+            # at the network)
+            said = user_message(exc) if isinstance(exc, OperationFailure) else None
+            return False, said or f"the database does not answer ({type(exc).__name__})"
         if self.capture is not None:
             trouble = self.supervisor.trouble(self.capture, self.settings.unhealthy_after)
             if trouble is not None:

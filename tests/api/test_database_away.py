@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
-from pymongo.errors import ServerSelectionTimeoutError
+from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from api import create_app
 from api.metrics import Metrics
@@ -56,6 +56,8 @@ class Outage:
         self.calls += 1
         if self.calls <= self.after:
             return
+        if self.mode == "refuse":  # the credentials refused, as mongod does (code 18)
+            raise OperationFailure("Authentication failed.", code=18)
         await asyncio.sleep(STALL_SECONDS if self.mode == "stall" else self.delay)
         raise ServerSelectionTimeoutError("127.0.0.1:27017: timed out")
 
@@ -278,3 +280,17 @@ async def test_a_live_tail_over_a_sound_database_still_follows() -> None:
     frames = parse_sse(r.text)
     assert [f.id for f in frames if f.is_event] == [str(e.seq) for e in log.events]
     assert not any(f.comments for f in frames)
+
+
+async def test_readiness_says_the_credentials_were_refused_not_that_the_database_is_silent() -> (
+    None
+):
+    # It said "the database does not answer (OperationFailure)": it answered, and refused.
+    store = OutageStore(MemoryStore(), Outage())
+    async with AsyncTestClient(app_over(store, probes=0)) as client:
+        store.outage.mode = "refuse"
+        r = await client.get("/health/ready")
+    assert r.status_code == 503
+    assert r.json()["detail"].startswith(
+        "MongoDB refused the credentials (authentication failed): check the user name and password"
+    )
