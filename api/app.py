@@ -380,6 +380,10 @@ class EventStoreApp(Litestar):
                 await self.surface(scope, watch.receive, sending)
             if open_body and draining.is_set():  # a stream cut short by drain(): end it cleanly
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if draining.is_set() and not took and not open_body:
+                status = 503  # cut at the stop before any answer: the server answers it 503
+            raise
         finally:
             await watch.close()
             seconds = count()

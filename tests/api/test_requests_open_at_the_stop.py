@@ -8,6 +8,7 @@ uvicorn cancels such requests (`timeout_graceful_shutdown`); before, each was an
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -55,7 +56,7 @@ async def test_a_request_open_when_the_grace_ends_is_a_503_and_logs_no_traceback
             await until(
                 lambda: app.services.metrics is not None and bool(server.server_state.tasks)
             )
-            server.should_exit = True  # as a SIGTERM asks
+            server.ask_to_stop()  # as a SIGTERM asks
             r: Any = await asyncio.wait_for(request, 5)
         await asyncio.wait_for(serving, 5)
     finally:
@@ -68,3 +69,6 @@ async def test_a_request_open_when_the_grace_ends_is_a_503_and_logs_no_traceback
     assert not any("Exception in ASGI application" in m for m in messages), messages
     assert not any(rec.exc_info for rec in caplog.records if rec.levelno >= logging.ERROR)
     assert "GET /slow was still open when the stop's grace ended: answered 503" in messages
+    # The access line and the metrics say what the client got.
+    logged = [json.loads(m) for m in messages if m.startswith('{"method"')]
+    assert [(line["path"], line["status"]) for line in logged] == [("/slow", 503)]
