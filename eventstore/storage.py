@@ -168,7 +168,11 @@ def _check_options(uri: str) -> Mapping[str, Any]:
     for name in names:
         value = given[name]
         try:
-            validate_option(name, value)
+            with warnings.catch_warnings():
+                # What is only worth a warning (a compressor not installed) the client says
+                # itself when it is built: not twice.
+                warnings.simplefilter("ignore")
+                validate_option(name, value)
         except ConfigurationError as exc:
             if not str(exc).startswith("Unknown option"):
                 raise ValueError(str(exc)) from None

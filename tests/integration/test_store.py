@@ -324,3 +324,26 @@ def test_only_migrate_opens_the_store_without_a_reply_timeout(
     uri = "mongodb://db.example.invalid:27017/"
     assert main([*argv, "--uri", uri], out=io.StringIO()) == 1
     assert asked == [bounded]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        "replicaSet=rs0&readPreference=secondaryPreferred&readPreferenceTags=dc:ny,rack:1"
+        "&readPreferenceTags=",
+        "w=majority&wtimeoutMS=5000&journal=true&retryWrites=false&retryReads=true",
+        "authSource=admin&authMechanism=SCRAM-SHA-256&appName=shop",
+        "compressors=zstd,snappy,zlib&zlibCompressionLevel=6",
+        "tls=true&tlsAllowInvalidCertificates=true",
+        "directConnection=true&maxPoolSize=50&minPoolSize=1&maxIdleTimeMS=1000",
+        "readConcernLevel=majority&localThresholdMS=20&heartbeatFrequencyMS=10000",
+        "authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:abc",
+        "ssl=true&uuidRepresentation=standard&timeoutMS=10000&maxConnecting=2",
+    ],
+)
+def test_the_options_a_real_deployment_uses_are_taken_without_a_warning(options: str) -> None:
+    # Checking every option must refuse none PyMongo takes, nor warn twice of one it takes
+    # (an unavailable compressor is the client's to warn of; warnings are errors here).
+    from eventstore.storage import _check_options
+
+    assert _check_options(f"mongodb://db.example.invalid/?{options}")
