@@ -83,6 +83,7 @@ async def odd_keys() -> Any:
         ("", "EMPTY"),
         ("plain", "P-1"),
         ("toerase", "SECRET-1"),
+        ("$stream", "D-1"),  # a document's `_id`, not the stream's own record
     ):
         await orders.insert_one({"_id": _id, **order(number)})
         clock.advance(1)
@@ -187,6 +188,7 @@ def test_audit_rows_open_their_entity_by_its_typed_key_and_show_keys_that_read_a
         ("str:42", "str:42"),
         ("str:int:5", "str:int:5"),
         ("str:", "str:"),
+        ("str:$stream", "str:$stream"),
         ("str:plain", "plain"),
     ):
         seq = by_typed[typed]["seq"]

@@ -57,7 +57,10 @@
     const m = /^(oid|int|str):([\s\S]*)$/.exec(typed);
     if (!m) return typed; // json: (and $stream) are themselves
     const bare = m[2];
-    if (m[1] === 'str' && (TYPED.test(bare) || NO_PATH_SEGMENT.includes(bare))) return typed;
+    // The string "$stream" is listed typed too: bare, it is the stream's own record.
+    if (m[1] === 'str' && (TYPED.test(bare) || NO_PATH_SEGMENT.includes(bare) || bare === STREAM_KEY)) {
+      return typed;
+    }
     return bare;
   }
 
