@@ -18,7 +18,13 @@ from typing import Any, Final
 import msgspec
 
 from eventstore.history import ErasureRefused, History, HistoryError
-from eventstore.model import COMMIT_SCHEME, PAYLOAD_SCHEME, STREAM_KEY, ErasureRequest
+from eventstore.model import (
+    COMMIT_SCHEME,
+    PAYLOAD_SCHEME,
+    STREAM_ENTITY_ID,
+    STREAM_KEY,
+    ErasureRequest,
+)
 from eventstore.ports import Store
 
 # Events per read while checking an entity before queueing its erasure.
@@ -68,11 +74,14 @@ async def check_erasure(
     """
     reason = check_text("reason", reason, MAX_REASON)
     actor = check_text("actor", actor, MAX_ACTOR)
+    refused = ErasureRefused(
+        f"{STREAM_KEY} is the stream's own record, not an entity: not erasable"
+    )
     if key == STREAM_KEY:
-        raise ErasureRefused(
-            f"{STREAM_KEY} is the stream's own record, not an entity: not erasable"
-        )
+        raise refused
     entity_id = await history.resolve(stream, key)
+    if entity_id is STREAM_ENTITY_ID:  # the record by another key (`json:null`): as refused
+        raise refused
     unerased = 0
     entity_key = key
     next_from = 1

@@ -23,7 +23,7 @@ from typing import Any, Final
 from bson import Decimal128, ObjectId, json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS
 
-from eventstore.model import STREAM_KEY
+from eventstore.model import STREAM_KEY, Event
 
 _HEX24 = re.compile(r"[0-9a-fA-F]{24}")
 _INT = re.compile(r"-?[0-9]+")
@@ -110,6 +110,13 @@ def shared_bare_keys(keys: Sequence[str], existing: Iterable[Any]) -> set[str]:
         for key in keys
         if not is_typed(key) and sum(typed_key(c) in stored for c in candidates(key)) > 1
     }
+
+
+def event_typed_key(event: Event) -> str:
+    """The key that names an event's entity alone when given back: its typed key, and
+    `$stream` for the stream's own record (whose `_id` is null: `json:null` would name it
+    too, and nothing may take it for an entity)."""
+    return STREAM_KEY if event.is_stream_event else typed_key(event.entity_id)
 
 
 def typed_key(entity_id: Any) -> str:

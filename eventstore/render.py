@@ -8,7 +8,7 @@ from eventstore.chain import CheckpointCheck, EntityVerdict, LogVerdict
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.diff import FieldChange, is_ambiguous
 from eventstore.history import EntityState, HistoryPage, VersionDiff
-from eventstore.keys import relaxed_json, typed_key
+from eventstore.keys import event_typed_key, relaxed_json
 from eventstore.model import Event, Head
 from eventstore.verification import StreamVerdict
 
@@ -22,7 +22,7 @@ def event_json(event: Event, changes: list[FieldChange] | None = None) -> dict[s
         "entity_key": event.entity_key,
         # The key that, given back, names this event's entity alone (`str:int:5`, `int:42`):
         # `entity_key` is the key it was stored with, which may read as another value.
-        "typed_key": typed_key(event.entity_id),
+        "typed_key": event_typed_key(event),
         "entity_id": relaxed_json(event.entity_id),
         "version": event.version,
         "type": event.type,

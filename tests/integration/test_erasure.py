@@ -26,11 +26,12 @@ from eventstore.model import (
 from eventstore.notes import Signer, Verifier, open_note, parse_checkpoint
 from eventstore.ports import Store
 from eventstore.proofs import event_proof, verify_proof_file
+from eventstore.render import event_json
 from eventstore.settings import Settings
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.tree import LogTree, consistency_proof, event_leaf
 from eventstore.verification import verify_entity, verify_log, verify_stream
-from tests.helpers import make_event
+from tests.helpers import LogBuilder, make_event
 from tests.integration.ingest_helpers import ROLE, all_events, assert_log_intact, ingester
 
 
@@ -538,3 +539,30 @@ async def test_the_history_of_an_erased_entity_lists_its_events_without_diffs_or
     b = await history.history("orders", "B")
     assert [e.diff != [] for e in b.events] == [True]
     assert await store.snapshots.latest("orders", "B") is not None
+
+
+async def test_the_stream_s_record_is_not_erasable_by_any_key_that_names_it(store: Store) -> None:
+    # Its events answer `typed_key: "$stream"`; `json:null` (the typed key of its null `_id`)
+    # named it too, and an erasure by it was carried out: the record of an earlier erasure
+    # lost its payload, and the whole log then verified as tampered.
+    log = LogBuilder()
+    events = [log.next("A"), log.next(None, type="gap", document={"reason": "lost"})]
+    await store.events.append(events)
+    history = History.from_settings(store, Settings(uri="memory://", source="simulator"))
+    for key in ("$stream", "json:null"):
+        with pytest.raises(HistoryError) as refused:
+            await request_erasure(
+                store,
+                history,
+                stream="orders",
+                key=key,
+                reason="r",
+                actor="a",
+                now=events[0].occurred_at,
+            )
+        assert (
+            str(refused.value) == "$stream is the stream's own record, not an entity: not erasable"
+        )
+    assert await store.erasures.queued() == []
+    assert event_json(events[1])["typed_key"] == "$stream"
+    assert event_json(events[0])["typed_key"] == "str:A"

@@ -9,7 +9,7 @@ from typing import Final, Protocol
 
 import msgspec
 
-from eventstore.keys import typed_key
+from eventstore.keys import event_typed_key
 from eventstore.model import Event
 from eventstore.subscriptions import templates
 
@@ -45,7 +45,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
         return {
             "stream": e.stream,
             "entity_key": e.entity_key,
-            "typed_key": typed_key(e.entity_id),
+            "typed_key": event_typed_key(e),
             "type": e.type,
             "seq": str(e.seq),
             "version": str(e.version),
