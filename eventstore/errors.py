@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 from pymongo import errors as pymongo_errors
 
 from eventstore.badinput import BadChange
 from eventstore.ports import HistoryLost, LogConflict, SourceError
 from eventstore.settings import SettingsError
-
-_CREDENTIALS = re.compile(r"(mongodb(?:\+srv)?://)[^@/\s]+@")
-
-
-def scrub(text: str) -> str:
-    """Remove credentials from any MongoDB URI in a message."""
-    return _CREDENTIALS.sub(r"\1***@", text)
+from eventstore.uri_secrets import scrub
 
 
 def user_message(exc: BaseException) -> str | None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import unquote
 
 from pymongo import AsyncMongoClient
 from pymongo.common import validate as validate_option
@@ -21,9 +21,12 @@ from eventstore.memory.store import MemoryStore
 from eventstore.mongo.store import MongoStore
 from eventstore.ports import Store
 from eventstore.settings import Settings
+from eventstore.uri_secrets import scrub, secrets_of
 
 # MongoDB's AuthenticationFailed: a wrong user name or password (a missing privilege is 13).
 AUTH_FAILED = 18
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -31,27 +34,19 @@ class StoreError(Exception):
 
 
 def redact_uri(uri: str) -> str:
-    """The URI with its credentials replaced by `***`."""
+    """The URI with its credentials and secret options (`uri_secrets`) replaced by `***`."""
     scheme, sep, rest = uri.partition("://")
     # The last "@" anywhere: an unescaped "@", "/" or "?" in a password never shows.
     at = rest.rfind("@")
     if not sep or at < 0:
-        return uri
-    return f"{scheme}://***@{rest[at + 1 :]}"
-
-
-def _secrets(uri: str) -> list[str]:
-    rest = uri.partition("://")[2]
-    userinfo = rest[: rest.rfind("@")] if "@" in rest else ""
-    password = userinfo.partition(":")[2]
-    found = {userinfo, password, unquote(userinfo), unquote(password)} - {""}
-    return sorted(found, key=len, reverse=True)
+        return scrub(uri)
+    return scrub(f"{scheme}://***@{rest[at + 1 :]}")
 
 
 def _detail(exc: BaseException, uri: str) -> str:
     """The driver's message without credentials (withheld when they cannot be cut out cleanly)."""
-    text = str(exc).split(", Timeout:")[0]  # drop the topology dump of a selection timeout
-    for secret in _secrets(uri):
+    text = scrub(str(exc).split(", Timeout:")[0])  # no topology dump of a selection timeout
+    for secret in secrets_of(uri):
         if secret in text:
             if len(secret) < 4:
                 return "details withheld: they contain credentials"
@@ -79,11 +74,17 @@ async def open_store(settings: Settings, *, bounded: bool = True) -> Store:
         raise StoreError(f"unsupported URI {shown}: use mongodb://, mongodb+srv:// or memory://")
     try:
         timeouts = _timeouts(uri, settings.server_timeout_ms, bounded=bounded)
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            uri, tz_aware=True, appname="eventstore", **timeouts
-        )
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+                uri, tz_aware=True, appname="eventstore", **timeouts
+            )
     except (ConfigurationError, ValueError, TypeError) as exc:  # InvalidURI is a ConfigurationError
+        if _unresolved(exc):
+            raise StoreError(f"cannot reach MongoDB at {shown}: {_detail(exc, uri)}") from None
         raise StoreError(f"bad MongoDB URI {shown}: {_detail(exc, uri)}") from None
+    for warning in said:  # one line each (a compressor not installed), not Python's two
+        log.warning("MongoDB client: %s", scrub(str(warning.message)))
     store = MongoStore(client, settings.store_db, owns_client=True)
     try:
         await store.detect()
@@ -138,7 +139,9 @@ def _timeouts(uri: str, default_ms: int, *, bounded: bool = True) -> dict[str, A
 # How long an operation waits for the server's reply (`socketTimeoutMS`), unless the URI
 # says otherwise. Above any reply this service waits for on purpose: a change stream's
 # getMore waits at most a second (`max_await_ms`), and reads come in pages.
-OPERATION_TIMEOUT_MS: Final = 60_000
+# A read is retried once on a fresh connection (retryable reads): a database that answers
+# the handshake and nothing else fails it within about twice this, a minute.
+OPERATION_TIMEOUT_MS: Final = 30_000
 
 # Options whose value may hold a secret: named in a message, never quoted.
 _SECRET_OPTIONS: Final = frozenset({"authmechanismproperties", "tlscertificatekeyfilepassword"})
@@ -168,11 +171,14 @@ def _check_options(uri: str) -> Mapping[str, Any]:
     for name in names:
         value = given[name]
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(record=True) as said:
                 # What is only worth a warning (a compressor not installed) the client says
                 # itself when it is built: not twice.
-                warnings.simplefilter("ignore")
+                warnings.simplefilter("always")
                 validate_option(name, value)
+            for warning in said:  # a compressor PyMongo does not know: dropped, so refused
+                if str(warning.message).startswith("Unsupported compressor"):
+                    raise ValueError(f"{warning.message} (snappy, zlib or zstd)")
         except ConfigurationError as exc:
             if not str(exc).startswith("Unknown option"):
                 raise ValueError(str(exc)) from None
@@ -194,6 +200,11 @@ def _selection_ms(uri: str, default_ms: int) -> float:
     return int(ms) if ms.is_integer() else ms
 
 
+def _unresolved(exc: BaseException) -> bool:
+    """A mongodb+srv:// name whose DNS records cannot be found (now): the URI may be right."""
+    return isinstance(exc, ConfigurationError) and "DNS" in str(exc)
+
+
 def _open_error(exc: PyMongoError, uri: str, timeout_ms: float) -> StoreError:
     """The StoreError for a failure while first talking to the server."""
     shown = redact_uri(uri)
@@ -202,6 +213,8 @@ def _open_error(exc: PyMongoError, uri: str, timeout_ms: float) -> StoreError:
             f"cannot reach MongoDB at {shown}: no server answered within {timeout_ms} ms "
             f"({_detail(exc, uri)})"
         )
+    if _unresolved(exc):
+        return StoreError(f"cannot reach MongoDB at {shown}: {_detail(exc, uri)}")
     if isinstance(exc, ConfigurationError):
         return StoreError(f"bad MongoDB URI {shown}: {_detail(exc, uri)}")
     if isinstance(exc, OperationFailure) and exc.code == AUTH_FAILED:

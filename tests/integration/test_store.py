@@ -273,10 +273,10 @@ async def test_a_uri_option_pymongo_would_warn_of_and_drop_is_refused_naming_it(
         await open_store(Settings(uri=uri))
 
     message = str(raised.value)
-    assert message.startswith(f"bad MongoDB URI mongodb://***@db.example.invalid:27017/?{option}: ")
-    assert message.partition(f"?{option}: ")[2].startswith(problem)
-    assert PASSWORD not in message
-    assert message.count("SECRETVALUE") <= 1  # the URI itself shows it once, as given
+    shown = redact_uri(uri)  # a secret option's value too is `***`
+    assert message.startswith(f"bad MongoDB URI {shown}: ")
+    assert message.partition(f"{shown}: ")[2].startswith(problem)
+    assert PASSWORD not in message and "SECRETVALUE" not in message
 
 
 def test_an_operation_waits_for_its_reply_at_most_the_operation_timeout() -> None:
@@ -347,3 +347,61 @@ def test_the_options_a_real_deployment_uses_are_taken_without_a_warning(options:
     from eventstore.storage import _check_options
 
     assert _check_options(f"mongodb://db.example.invalid/?{options}")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        # A valid URI, quoted whole by an outage's line: its AWS session token never shows.
+        f"mongodb://AKIA:{PASSWORD}@db.example.invalid:27017/?authMechanism=MONGODB-AWS"
+        "&authSource=%24external&authMechanismProperties=AWS_SESSION_TOKEN:Hunter2tok",
+        # A bad one, quoted by its refusal: the key file's password never shows.
+        "mongodb://db.example.invalid:27017/?tls=false&tlsCertificateKeyFilePassword=Hunter2pw",
+        "mongodb://db.example.invalid:27017/?TLSCERTIFICATEKEYFILEPASSWORD=Hunter2pw&tls=maybe",
+    ],
+)
+async def test_a_secret_in_a_uri_option_never_shows_in_an_error(uri: str) -> None:
+    with pytest.raises(StoreError) as raised:
+        await open_store(Settings(uri=uri, server_timeout_ms=150))
+    message = str(raised.value)
+    assert "Hunter2" not in message and PASSWORD not in message
+    assert "=***" in message
+
+
+def test_scrub_and_redact_hide_secret_options_wherever_a_uri_is_quoted() -> None:
+    from eventstore.errors import scrub
+
+    text = (
+        "at mongodb+srv://u:p@c.example/?authMechanismProperties=TOKEN_RESOURCE:Hunter2res"
+        ";appName=a&tlsCertificateKeyFilePassword=Hunter2pw now"
+    )
+    assert scrub(text) == (
+        "at mongodb+srv://***@c.example/?authMechanismProperties=***;appName=a"
+        "&tlsCertificateKeyFilePassword=*** now"
+    )
+    assert redact_uri("mongodb://h/?tlsCertificateKeyFilePassword=x%26y") == (
+        "mongodb://h/?tlsCertificateKeyFilePassword=***"
+    )
+
+
+async def test_a_compressor_pymongo_does_not_know_is_refused_not_dropped() -> None:
+    with pytest.raises(StoreError) as raised:
+        await open_store(Settings(uri="mongodb://db.example.invalid/?compressors=zlib,lz4"))
+    assert str(raised.value) == (
+        "bad MongoDB URI mongodb://db.example.invalid/?compressors=zlib,lz4: Unsupported"
+        " compressor: lz4 (snappy, zlib or zstd), got 'zlib,lz4'"
+    )
+
+
+def test_an_srv_name_that_does_not_resolve_is_unreachable_not_a_bad_uri() -> None:
+    from pymongo.errors import ConfigurationError
+
+    from eventstore.storage import _open_error
+
+    uri = "mongodb+srv://cluster0.example/?retryWrites=true"
+    found = _open_error(
+        ConfigurationError("The DNS query name does not exist: _mongodb._tcp.cluster0.example."),
+        uri,
+        5000,
+    )
+    assert str(found).startswith(f"cannot reach MongoDB at {uri}: The DNS query name")
