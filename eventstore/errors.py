@@ -43,3 +43,6 @@ def user_message(exc: BaseException) -> str | None:
     if isinstance(exc, pymongo_errors.PyMongoError):
         return scrub(f"MongoDB error: {exc}")
     return None
+
+
+__all__ = ["scrub", "user_message"]

@@ -41,6 +41,7 @@ from eventstore.awaiting import within
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.decimal_text import decimal_int
 from eventstore.errors import scrub
+from eventstore.keys import event_typed_key
 from eventstore.model import EVENT_TYPES, MAX_SEQ, Event, EventQuery
 from eventstore.ports import EventLog
 
@@ -55,6 +56,7 @@ CSV_COLUMNS: Final = (
     "occurred_at",
     "stream",
     "entity_key",
+    "typed_key",  # the entity alone, where `entity_key` may read as another value
     "version",
     "type",
     "actor",
@@ -239,6 +241,7 @@ def _csv_row(e: Event) -> list[Any]:
         rfc3339(e.occurred_at),
         csv_cell(e.stream),
         csv_cell(e.entity_key),
+        csv_cell(event_typed_key(e)),
         e.version,
         e.type,
         "" if actor is None else csv_cell(actor if isinstance(actor, str) else json.dumps(actor)),

@@ -19,6 +19,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from eventstore.clock import FakeClock
+from eventstore.keys import typed_key
 from eventstore.model import Event
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
@@ -27,7 +28,7 @@ from tests.integration.conftest import open_test_store
 from tests.integration.ingest_helpers import all_events, ingester, start_from_the_beginning
 
 Params = list[tuple[str, str]]
-CSV_HEADER = "seq,occurred_at,stream,entity_key,version,type,actor,changed_fields"
+CSV_HEADER = "seq,occurred_at,stream,entity_key,typed_key,version,type,actor,changed_fields"
 
 
 def stamp(when: datetime) -> str:
@@ -367,10 +368,15 @@ async def test_csv_cells_a_spreadsheet_would_run_are_quoted(make_app: AppFactory
             r = await client.get("/v1/events", headers={"accept": "text/csv"})
             exact = await client.get("/v1/events", headers={"accept": "application/x-ndjson"})
         rows = list(csv.reader(io.StringIO(r.text)))[1:]
-        assert [(row[3], row[6], row[7]) for row in rows] == [
-            ('\'=HYPERLINK("http://x")', "'@SUM(A1)", "_id updatedBy"),
-            ("-5", "'+cmd", "_id updatedBy -x"),  # a plain number is no formula
-            ("'\tTAB", "-2.5", "_id updatedBy"),
+        assert [(row[3], row[4], row[7], row[8]) for row in rows] == [
+            (
+                '\'=HYPERLINK("http://x")',
+                'str:=HYPERLINK("http://x")',  # no formula either: it starts with str:
+                "'@SUM(A1)",
+                "_id updatedBy",
+            ),
+            ("-5", "int:-5", "'+cmd", "_id updatedBy -x"),  # a plain number is no formula
+            ("'\tTAB", "str:\tTAB", "-2.5", "_id updatedBy"),
         ]
         # the NDJSON export carries the values as they are
         lines = [json.loads(line) for line in exact.text.splitlines()]
@@ -496,6 +502,7 @@ async def _check_csv(client: AsyncTestClient[Any], audit_log: AuditLog, params: 
             stamp(e.occurred_at),
             e.stream,
             e.entity_key,
+            typed_key(e.entity_id),  # the entity alone (the ids here are ObjectIds and text)
             str(e.version),
             e.type,
             "" if e.actor is None else str(e.actor),
