@@ -53,7 +53,6 @@ from eventstore.model import (
     RENAMED,
     SOURCE_STREAM,
     STREAM_ENTITY_ID,
-    STREAM_KEY,
     ChangeBatch,
     ChangeEvent,
     Checkpoint,
@@ -889,7 +888,7 @@ class Ingester:
         capture.add_known_heads(stored)
         live = {typed_key(h.entity_id): h.entity_id for h in stored}
         for tk, head in capture.cached_heads(stream).items():
-            if head is None or head.entity_key == STREAM_KEY:
+            if head is None or head.entity_id is STREAM_ENTITY_ID:  # the stream's own record
                 continue
             if head.exists:
                 live[tk] = head.entity_id

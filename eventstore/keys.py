@@ -1,7 +1,6 @@
 """Entity keys: the strings that address entities in URLs and on the command line (pure).
 
-`entity_key(id)` is for people: ObjectId -> 24 hex, str -> itself (but "$stream", the key of
-a stream's own record, -> `str:$stream`), an integer value
+`entity_key(id)` is for people: ObjectId -> 24 hex, str -> itself, an integer value
 -> digits, anything else -> `json:<canonical Extended JSON>`. It is not unique across
 types.
 `typed_key(id)` names one `_id` as MongoDB tells them apart: `oid:`, `int:`, `str:` or
@@ -53,9 +52,7 @@ def entity_key(entity_id: Any) -> str:
     if isinstance(entity_id, ObjectId):
         return str(entity_id)
     if isinstance(entity_id, str):
-        # "$stream" is the key of a stream's own record (STREAM_KEY): a document's `_id`
-        # "$stream" is an entity, stored and listed by its typed key so as never to be one.
-        return f"str:{entity_id}" if entity_id == STREAM_KEY else entity_id
+        return entity_id
     value = _by_value(entity_id)
     if _is_int(value):
         return str(value)
@@ -70,7 +67,9 @@ def listed_key(entity_id: Any) -> str:
     such a string is listed by its typed key (`str:int:5`), which names it alone.
     """
     if isinstance(entity_id, str) and (
-        entity_id.startswith(_TYPED_PREFIXES) or entity_id in _NO_PATH_SEGMENT
+        entity_id.startswith(_TYPED_PREFIXES)
+        or entity_id in _NO_PATH_SEGMENT
+        or entity_id == STREAM_KEY  # bare, it names the stream's own record
     ):
         return "str:" + entity_id
     return entity_key(entity_id)

@@ -29,7 +29,7 @@ from eventstore.keys import listed_key, typed_key
 from eventstore.model import (
     COMMIT_SCHEME,
     LIVE_TYPES,
-    STREAM_KEY,
+    STREAM_ENTITY_ID,
     EntityHead,
     EntitySummary,
     Event,
@@ -252,7 +252,8 @@ class MemoryEventLog:
             stream = self._streams[event.stream] = _StreamIndex()
         position = len(stream.seqs)
         stream.seqs.append(seq)
-        is_entity = event.entity_key != STREAM_KEY
+        # The stream's own record has a null `_id` (a document's `_id` "$stream" is an entity).
+        is_entity = event.entity_id is not STREAM_ENTITY_ID
         if is_entity and event.version == 1:
             stream.entities += 1
         mark = is_entity and newest
@@ -351,7 +352,7 @@ class MemoryEventLog:
         live: list[EntityHead] = []
         for tk in sorted(self._entities.get(stream, ())):
             newest = self._by_entity[(stream, tk)][-1]
-            if newest.entity_key != STREAM_KEY and newest.type in LIVE_TYPES:
+            if newest.entity_id is not STREAM_ENTITY_ID and newest.type in LIVE_TYPES:
                 live.append(_entity_head(newest))
         return live
 

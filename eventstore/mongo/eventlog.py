@@ -22,7 +22,7 @@ from eventstore.model import (
     COMMIT_SCHEME,
     LIVE_TYPES,
     MAX_DOCUMENT_BYTES,
-    STREAM_KEY,
+    STREAM_ENTITY_ID,
     EntityHead,
     EntitySummary,
     Event,
@@ -403,7 +403,7 @@ class MongoEventLog:
     async def live_entities(self, stream: str) -> list[EntityHead]:
         """Entities whose newest event leaves a document, ordered by typed key."""
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"stream": stream, "entity_key": {"$ne": STREAM_KEY}}},
+            {"$match": {"stream": stream, "entity_id": {"$ne": STREAM_ENTITY_ID}}},
             {"$sort": _NEWEST_FIRST},
             _NEWEST_PER_ENTITY,
             {"$match": {"type": {"$in": sorted(LIVE_TYPES)}}},
@@ -514,7 +514,7 @@ class MongoEventLog:
             known = counts.get(name)
             if known is not None and seq <= known.last_seq:
                 continue  # counted already (the watermark lags the stream's counts)
-            new = doc["version"] == 1 and doc["entity_key"] != STREAM_KEY
+            new = doc["version"] == 1 and doc["entity_id"] is not STREAM_ENTITY_ID
             counts[name] = StreamStats(
                 stream=name,
                 entities=(known.entities if known else 0) + int(new),
@@ -542,7 +542,7 @@ class MongoEventLog:
                                     "$and": [
                                         {"$eq": ["$version", 1]},
                                         # $literal: "$stream" would name the field.
-                                        {"$ne": ["$entity_key", {"$literal": STREAM_KEY}]},
+                                        {"$ne": ["$entity_id", STREAM_ENTITY_ID]},
                                     ]
                                 },
                                 1,
@@ -591,7 +591,9 @@ class MongoEventLog:
         if len(tail) > TAIL_MAX:  # an index far behind the log (being built)
             return await self._grouped_entities(stream, limit=limit, before_seq=before_seq)
         # The entities the index may not have up to date: their newest events are in the tail.
-        newest = {typed_key(d["entity_id"]): d for d in tail if d["entity_key"] != STREAM_KEY}
+        newest = {
+            typed_key(d["entity_id"]): d for d in tail if d["entity_id"] is not STREAM_ENTITY_ID
+        }
         # Heads of those entities are older: read as many more as they may displace.
         heads = await self.index.heads_page(
             stream, limit=limit + len(newest), before_seq=before_seq
@@ -610,7 +612,7 @@ class MongoEventLog:
         index) for each page: O(events of the stream), while the index is behind.
         """
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"stream": stream, "entity_key": {"$ne": STREAM_KEY}}},
+            {"$match": {"stream": stream, "entity_id": {"$ne": STREAM_ENTITY_ID}}},
             {"$sort": _NEWEST_FIRST},
             {
                 "$group": {

@@ -39,7 +39,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from eventstore.keys import typed_key
-from eventstore.model import STREAM_KEY, Event
+from eventstore.model import STREAM_ENTITY_ID, Event
 from eventstore.mongo.collections import ENTITY_HEADS, EVENTS, STREAM_STATS
 from eventstore.tree import Heartbeat
 
@@ -170,7 +170,7 @@ class LogIndex:
     async def _write_heads(self, events: Sequence[Event]) -> None:
         newest: dict[tuple[str, str], Event] = {}
         for e in events:
-            if e.entity_key != STREAM_KEY:
+            if e.entity_id is not STREAM_ENTITY_ID:  # not the stream's own record
                 newest[(e.stream, typed_key(e.entity_id))] = e  # in seq order: the last wins
         if not newest:
             return
@@ -216,7 +216,7 @@ class LogIndex:
             new = [e for e in found if e.seq > last]  # counted already up to `last`
             if not new:
                 continue
-            entities = sum(1 for e in new if e.version == 1 and e.entity_key != STREAM_KEY)
+            entities = sum(1 for e in new if e.version == 1 and e.entity_id is not STREAM_ENTITY_ID)
             newest = new[-1]
             moved = {"last_seq": Int64(newest.seq), "last_event_at": newest.occurred_at}
             if last == 0:  # no counts stored (seq starts at 1)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from eventstore.actor_text import names_actor
 from eventstore.field_match import changed_path
-from eventstore.model import SNAPSHOT, STREAM_KEY, UPDATED, Event
+from eventstore.model import SNAPSHOT, UPDATED, Event
 from eventstore.subscriptions.config import Filter
 
 # True when `changed` equals `path`, lies under it, or lies above it (whole segments): the
@@ -46,7 +46,7 @@ def admits(f: Filter, event: Event) -> bool:
     """True when the filter admits the event."""
     if f.streams and event.stream not in f.streams:
         return False
-    special = event.type == SNAPSHOT or event.entity_key == STREAM_KEY
+    special = event.type == SNAPSHOT or event.is_stream_event
     if (special or f.types) and event.type not in f.types:
         return False
     if f.actors and not _names_actor(f.actors, event.actor):

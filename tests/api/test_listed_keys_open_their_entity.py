@@ -16,6 +16,8 @@ from litestar.testing import AsyncTestClient
 from eventstore.clock import FakeClock
 from eventstore.memory.store import MemoryStore
 from eventstore.sources.memory import MemoryChangeFeed
+from projections.orders import ORDER_SUMMARY
+from projections.runner import ProjectionRunner
 from tests.api.conftest import AppFactory
 from tests.helpers import LogBuilder
 from tests.integration.conftest import open_test_store
@@ -130,8 +132,9 @@ async def test_each_event_s_typed_key_opens_its_entity(kind: str, make_app: AppF
 async def test_a_document_whose_id_is_the_string_dollar_stream_is_an_entity_like_any_other(
     make_app: AppFactory,
 ) -> None:
-    # Outside testing: its events were stored with the stream record's key `$stream`, so
-    # the listing left it out and its state was refused as "the stream's own record".
+    # Outside testing: its events share the stream record's key `$stream`; the listing
+    # (which told the record by that key) left it out, and its state was refused as "the
+    # stream's own record". The record is told by its null `_id` now.
     clock = FakeClock()
     store = MemoryStore()
     feed = MemoryChangeFeed(clock=clock)
@@ -139,10 +142,19 @@ async def test_a_document_whose_id_is_the_string_dollar_stream_is_an_entity_like
     orders = feed.collection("orders")
     await orders.insert_one({"_id": "$stream", "status": "new"})
     await orders.update_one({"_id": "$stream"}, {"$set": {"status": "paid"}})
+    await orders.insert_one({"_id": "str:$stream", "status": "new"})
     await ingester(store, feed, clock).run(until_idle=True)
+    # Two orders, two rows: keyed by typed key, `str:$stream` and `str:str:$stream`.
+    await ProjectionRunner(store, ORDER_SUMMARY, clock=clock).rebuild_now()
+    keys = ["str:$stream", "str:str:$stream"]
+    rows = await store.read_models.get_many(ORDER_SUMMARY.collection, keys)
+    assert sorted(rows) == keys and {r["status"] for r in rows.values()} == {"paid", "new"}
     async with AsyncTestClient(make_app(store)) as client:
         listed = (await client.get("/v1/streams/orders/entities")).json()["items"]
-        assert [(i["entity_key"], i["version"]) for i in listed] == [("str:$stream", 2)]
+        assert sorted((i["entity_key"], i["version"]) for i in listed) == [
+            ("str:$stream", 2),
+            ("str:str:$stream", 1),
+        ]
         state = await client.get("/v1/streams/orders/entities/str:%24stream/state")
         assert state.status_code == 200, state.text
         assert (state.json()["entity_key"], state.json()["document"]) == (
@@ -150,8 +162,10 @@ async def test_a_document_whose_id_is_the_string_dollar_stream_is_an_entity_like
             {"_id": "$stream", "status": "paid"},
         )
         events = (await client.get("/v1/events")).json()["events"]
+        # Stored with its own text, as every string `_id` is; its typed key names it alone.
         assert {(e["entity_key"], e["typed_key"]) for e in events} == {
-            ("str:$stream", "str:$stream")
+            ("$stream", "str:$stream"),
+            ("str:$stream", "str:str:$stream"),
         }
         # The stream's own record keeps its key: it has a history, not a state.
         record = await client.get("/v1/streams/orders/entities/%24stream/state")

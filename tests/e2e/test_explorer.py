@@ -518,13 +518,14 @@ def test_the_audit_query_pages_and_exports(demo: Demo, page: tuple[Page, Console
         "occurred_at",
         "stream",
         "entity_key",
+        "typed_key",
         "version",
         "type",
         "actor",
         "changed_fields",
     ]
     exported = [int(r[0]) for r in rows[1:]]
-    assert exported[: len(seqs)] == seqs and {r[5] for r in rows[1:]} == {"updated"}
+    assert exported[: len(seqs)] == seqs and {r[6] for r in rows[1:]} == {"updated"}
     console.assert_clean()
 
 
