@@ -71,7 +71,13 @@ _NEWEST_PER_ENTITY: Final = {
     "$group": {"_id": "$entity_id", **{f: {"$first": f"${f}"} for f in _HEAD_FIELDS}}
 }
 # The fields of an event a stream's counts read.
-_COUNTED_FIELDS: Final = {"stream": 1, "seq": 1, "version": 1, "entity_key": 1, "occurred_at": 1}
+_COUNTED_FIELDS: Final = {
+    "stream": 1,
+    "seq": 1,
+    "version": 1,
+    "entity_id": 1,
+    "occurred_at": 1,
+}
 _DUPLICATE_KEY: Final = 11000
 # What an erasure removes an entity's payload parts by (migrations create it too).
 PARTS_INDEX: Final = [("stream", ASCENDING), ("entity_id", ASCENDING), ("seq", ASCENDING)]
