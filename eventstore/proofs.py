@@ -238,6 +238,8 @@ def verify_proof_file(
         except (bson.errors.InvalidBSON, ValueError, IndexError) as exc:
             raise ProofFailed("event_bson is not BSON") from exc
         seq = event.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):  # "34" is not 34
+            raise ProofFailed(f"the event's seq is not an integer: {seq!r}")
         if seq != proof.leaf_index + 1:
             raise ProofFailed(f"the event's seq {seq} is not leaf {proof.leaf_index} + 1")
         event_hash = hashlib.sha256(event_bytes).digest()

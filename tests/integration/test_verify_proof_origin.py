@@ -121,3 +121,21 @@ def test_a_tree_of_one_event_is_said_in_the_singular(tmp_path: Path) -> None:
     code, out = run("verify-proof", str(proof), "--key", signed.signer.verifier_key())
     assert code == 0
     assert out.endswith(" is in the tree of 1 event of log 'eventstore/test' signed by log.test\n")
+
+
+def test_an_event_whose_seq_is_text_is_said_so_not_called_another_leaf(tmp_path: Path) -> None:
+    # It read "the event's seq 34 is not leaf 33 + 1", which contradicts itself.
+    signed = asyncio.run(signed_log(tmp_path))
+    body = json.loads(proof_of(signed, 9, 13, tmp_path / "p.json").read_text())
+    event = bson.decode(base64.b64decode(body["event_bson"]))
+    event["seq"] = "9"
+    body["event_bson"] = base64.b64encode(bson.encode(event)).decode()
+    altered = tmp_path / "altered.json"
+    altered.write_text(json.dumps(body))
+    code, out = run("verify-proof", str(altered), "--key", signed.signer.verifier_key(), "--json")
+    verdict = json.loads(out)
+    assert (code, verdict["reason"], verdict["seq"]) == (
+        2,
+        "the event's seq is not an integer: '9'",
+        9,
+    )
