@@ -215,6 +215,11 @@ def _open_error(exc: PyMongoError, uri: str, timeout_ms: float) -> StoreError:
         )
     if _unresolved(exc):
         return StoreError(f"cannot reach MongoDB at {shown}: {_detail(exc, uri)}")
+    if isinstance(exc, ConfigurationError) and "wire version" in str(exc):
+        # The server answered, and is one this driver cannot talk to: the URI is not at fault.
+        return StoreError(
+            f"MongoDB at {shown} is not one this service supports: {_detail(exc, uri)}"
+        )
     if isinstance(exc, ConfigurationError):
         return StoreError(f"bad MongoDB URI {shown}: {_detail(exc, uri)}")
     if isinstance(exc, OperationFailure) and exc.code == AUTH_FAILED:

@@ -405,3 +405,14 @@ def test_an_srv_name_that_does_not_resolve_is_unreachable_not_a_bad_uri() -> Non
         5000,
     )
     assert str(found).startswith(f"cannot reach MongoDB at {uri}: The DNS query name")
+
+
+def test_a_server_of_an_unsupported_wire_version_is_not_called_a_bad_uri() -> None:
+    from pymongo.errors import ConfigurationError
+
+    from eventstore.storage import _open_error
+
+    uri = "mongodb://127.0.0.1:27017/?directConnection=true"
+    message = "Server at 127.0.0.1:27017 reports wire version 0, but this version of PyMongo"
+    found = _open_error(ConfigurationError(message), uri, 5000)
+    assert str(found) == f"MongoDB at {uri} is not one this service supports: {message}"
