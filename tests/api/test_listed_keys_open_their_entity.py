@@ -170,3 +170,27 @@ async def test_a_document_whose_id_is_the_string_dollar_stream_is_an_entity_like
         # The stream's own record keeps its key: it has a history, not a state.
         record = await client.get("/v1/streams/orders/entities/%24stream/state")
         assert record.status_code in (400, 404), record.text
+
+
+@pytest.mark.parametrize("same_batch", [False, True])
+async def test_a_drop_infers_the_deletion_of_a_document_whose_id_is_dollar_stream(
+    same_batch: bool,
+) -> None:
+    # The live entities a drop infers deletions for skipped any entity keyed `$stream`, in
+    # the store's listing and among the heads of the batch: the record's, and this
+    # document's too. The record is told by its null `_id` now.
+    clock = FakeClock()
+    store = MemoryStore()
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": "$stream", "status": "new"})
+    await orders.insert_one({"_id": "plain", "status": "new"})
+    capture = ingester(store, feed, clock)
+    if not same_batch:  # stored before the drop
+        await capture.run(until_idle=True)
+    await feed.drop_collection("orders")
+    await capture.run(until_idle=True)
+    events = await store.events.read(after_seq=0, limit=100)
+    deleted = sorted(e.entity_id for e in events if e.type == "deleted" and e.inferred)
+    assert deleted == ["$stream", "plain"]
