@@ -506,13 +506,9 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
 }
 # The settings read as numbers: their checks quote the text given (see `_at_least_one`).
 _NUMBER_CHECKS: Final[dict[str, Callable[[Any, str], str | None]]] = {
-    "snapshot_every": _at_least_one,
-    "state_cache": _at_least_one,
-    "batch_size": _at_least_one,
-    "lease_seconds": _seconds,
-    "server_timeout_ms": _check_server_timeout,
-    "checkpoint_interval": _seconds,
-    "unhealthy_after": _seconds,
+    name: check
+    for name, check in _CHECKS.items()
+    if check in (_at_least_one, _seconds, _check_server_timeout)
 }
 
 

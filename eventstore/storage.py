@@ -21,7 +21,7 @@ from eventstore.memory.store import MemoryStore
 from eventstore.mongo.store import MongoStore
 from eventstore.ports import Store
 from eventstore.settings import Settings
-from eventstore.uri_secrets import scrub, secrets_of
+from eventstore.uri_secrets import SECRET_OPTIONS, scrub, secrets_of
 
 # MongoDB's AuthenticationFailed: a wrong user name or password (a missing privilege is 13).
 AUTH_FAILED = 18
@@ -144,7 +144,9 @@ def _timeouts(uri: str, default_ms: int, *, bounded: bool = True) -> dict[str, A
 OPERATION_TIMEOUT_MS: Final = 30_000
 
 # Options whose value may hold a secret: named in a message, never quoted.
-_SECRET_OPTIONS: Final = frozenset({"authmechanismproperties", "tlscertificatekeyfilepassword"})
+_SECRET_OPTIONS: Final = frozenset(name.lower() for name in SECRET_OPTIONS)
+# The timeouts, as PyMongo's split of a query names them (lower case).
+_TIMEOUT_NAMES: Final = frozenset(name.lower() for name in _URI_TIMEOUTS)
 
 
 def _check_options(uri: str) -> Mapping[str, Any]:
@@ -167,7 +169,7 @@ def _check_options(uri: str) -> Mapping[str, Any]:
             raise ValueError(f"{warning.message} Give each option once")
     # The timeouts first, by the names PyMongo spells them with (its messages use them).
     names = [n for n in _URI_TIMEOUTS if n in given]
-    names += [n for n in given if n not in {t.lower() for t in _URI_TIMEOUTS}]
+    names += [n for n in given if n not in _TIMEOUT_NAMES]
     for name in names:
         value = given[name]
         try:

@@ -13,10 +13,10 @@ from urllib.parse import unquote
 
 # The user info of a URI quoted anywhere in a text (`mongodb://` or `mongodb+srv://`).
 _USER_INFO: Final = re.compile(r"(mongodb(?:\+srv)?://)[^@/\s]+@")
-# An option whose value may be a secret, as `name=value` in a URI's query (any case).
-_SECRET_OPTION: Final = re.compile(
-    r"(?i)\b(authMechanismProperties|tlsCertificateKeyFilePassword)=([^&;#\s]*)"
-)
+# The options whose value may be a secret (URI option names are case-insensitive).
+SECRET_OPTIONS: Final = ("authMechanismProperties", "tlsCertificateKeyFilePassword")
+# One of them, as `name=value` in a URI's query (any case).
+_SECRET_OPTION: Final = re.compile(r"(?i)\b(" + "|".join(SECRET_OPTIONS) + r")=([^&;#\s]*)")
 
 
 def scrub(text: str) -> str:
