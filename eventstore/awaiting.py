@@ -15,7 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -50,6 +50,28 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
     for t in helpers:
         if not t.cancelled():
             t.exception()  # retrieved: no "exception was never retrieved" warning
+
+
+async def cancel_within(
+    tasks: Sequence[asyncio.Future[Any]], seconds: float, *, cancel: bool = True
+) -> int:
+    """Cancel `tasks` (unless `cancel` is False) and wait for them, at most `seconds`.
+
+    Returns how many did not end in time: cancelled (again), and left to end on their own.
+    """
+    waiting = [t for t in tasks if not t.done()]
+    if cancel:
+        for t in waiting:
+            t.cancel()
+    if waiting and seconds > 0:
+        await asyncio.wait(waiting, timeout=seconds)
+    late = [t for t in waiting if not t.done()]
+    for t in late:
+        t.cancel()
+    for t in tasks:
+        if t.done() and not t.cancelled():
+            t.exception()  # retrieved: no "exception was never retrieved" warning
+    return len(late)
 
 
 async def unless_set(awaitable: Awaitable[T], event: asyncio.Event) -> T | None:

@@ -28,7 +28,7 @@ from typing import Protocol
 
 import msgspec
 
-from eventstore.awaiting import cancel_and_wait, within
+from eventstore.awaiting import cancel_and_wait, cancel_within, within
 from eventstore.errors import user_message
 from eventstore.failures import FATAL, Backoff, classify, describe
 from eventstore.ports import Clock, Workers
@@ -434,7 +434,7 @@ class Supervisor:
             _, pending = await asyncio.wait(tasks, timeout=grace)
         deadline = loop.time() + release
         helpers = [*pending, *([self._publisher] if self._publisher is not None else [])]
-        left = await _cancel_within(helpers, deadline - loop.time())
+        left = await cancel_within(helpers, deadline - loop.time())
         for supervised in list(self._workers.values()):
             if supervised.state != FAILED:
                 supervised.set_state(STOPPED)
@@ -442,7 +442,7 @@ class Supervisor:
             asyncio.ensure_future(_quietly(s.worker.close())) for s in self._workers.values()
         ]
         # A close touches no database (it ends what outlives a run): each gets its turn.
-        left += await _cancel_within(
+        left += await cancel_within(
             closing, max(deadline - loop.time(), CLOSE_SECONDS), cancel=False
         )
         if left:
@@ -524,25 +524,3 @@ async def _quietly(work: Awaitable[None]) -> None:
     """`await work`, its failure ignored (a worker's `close` at stop)."""
     with contextlib.suppress(Exception):
         await work
-
-
-async def _cancel_within(
-    tasks: Sequence[asyncio.Future[None]], seconds: float, *, cancel: bool = True
-) -> int:
-    """Cancel `tasks` (unless `cancel` is False) and wait for them, at most `seconds`.
-
-    Returns how many did not end in time: cancelled (again), and left to end on their own.
-    """
-    waiting = [t for t in tasks if not t.done()]
-    if cancel:
-        for t in waiting:
-            t.cancel()
-    if waiting and seconds > 0:
-        await asyncio.wait(waiting, timeout=seconds)
-    late = [t for t in waiting if not t.done()]
-    for t in late:
-        t.cancel()
-    for t in tasks:
-        if t.done() and not t.cancelled():
-            t.exception()  # retrieved: no "exception was never retrieved" warning
-    return len(late)

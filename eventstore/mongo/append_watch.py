@@ -19,13 +19,15 @@ from typing import Any, Final
 
 from pymongo.errors import OperationFailure
 
-from eventstore.awaiting import cancel_and_wait
+from eventstore.awaiting import cancel_within
 from eventstore.mongo import compat
 
 log = logging.getLogger(__name__)
 
 # How long one getMore of the shared stream waits on the server for a new insert.
 WATCH_AWAIT_MS: Final = 1000
+# How long `close` waits for the stream's own close (a killCursors the server answers).
+CLOSE_SECONDS: Final = 1.0
 # Change-stream `aggregate` errors meaning "not here": a standalone server (40573),
 # a server that does not know the stage (40324), a user without the changeStream action (13).
 NO_CHANGE_STREAM: Final = frozenset({13, 40324, 40573})
@@ -164,7 +166,12 @@ class AppendWatcher:
         return run is not None and run.task is not None and not run.task.done()
 
     async def close(self) -> None:
-        """Stop the watcher (its stream is closed); later waits poll."""
+        """Stop the watcher (its stream is closed); later waits poll.
+
+        Bounded: the stream's close sends a killCursors, and a server that stopped
+        answering would hold it for the whole reply timeout. After CLOSE_SECONDS the task
+        is left cancelled (again), to end when its connection does.
+        """
         self._closed = True
         run, self._run = self._run, None
         if run is None or run.task is None or run.task.done():
@@ -172,4 +179,5 @@ class AppendWatcher:
         if run.loop is not asyncio.get_running_loop():
             run.loop.call_soon_threadsafe(run.task.cancel)
             return
-        await cancel_and_wait([run.task])
+        if await cancel_within([run.task], CLOSE_SECONDS):
+            log.warning("closed the change stream waking live tails without the server's answer")

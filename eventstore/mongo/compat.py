@@ -12,13 +12,17 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any
 
 from bson.codec_options import CodecOptions
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
 
+from eventstore.awaiting import within
 from eventstore.codec import DATETIMES
+
+log = logging.getLogger(__name__)
 
 
 async def aggregate_list(
@@ -37,11 +41,33 @@ def session_kw(session: Any) -> dict[str, Any]:
     return {} if session is None else {"session": session}
 
 
-async def close_client(client: Any) -> None:
-    """Close a client whether its `close()` is a coroutine (PyMongo Async) or not (mongomock)."""
+# How many times `close_client` calls a bounded `close`: each gives up one wait on the server.
+CLOSE_ATTEMPTS = 3
+
+
+async def close_client(client: Any, seconds: float | None = None) -> None:
+    """Close a client whether its `close()` is a coroutine (PyMongo Async) or not (mongomock).
+
+    `seconds` bounds each of PyMongo's waits in `close`. It first ends the client's
+    sessions on the server, then kills the cursors queued for killing, each awaiting
+    the answer (a server that stopped answering holds it for the whole reply timeout),
+    and only then stops the monitors and closes the pools. Each step takes what it works
+    on off the client before it waits, so a `close` given up on is followed by another
+    that has that much less to wait for: within CLOSE_ATTEMPTS the client is closed.
+    """
     result = client.close()
-    if inspect.isawaitable(result):
-        await result
+    if not inspect.isawaitable(result):
+        return
+    for attempt in range(CLOSE_ATTEMPTS):
+        try:
+            await within(result, seconds)
+            return
+        except TimeoutError:
+            if attempt == 0:
+                log.warning("closing the MongoDB client without the server's answers")
+            result = client.close()
+    result.close()  # never awaited: no "coroutine was never awaited" warning
+    log.warning("left the MongoDB client unclosed: the server does not answer")
 
 
 async def watch(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
@@ -35,6 +35,9 @@ from eventstore.ports import (
     Subscriptions,
     Workers,
 )
+
+# How long closing the client waits for the server to end its sessions (`endSessions`).
+CLIENT_CLOSE_SECONDS: Final = 2.0
 
 
 class MongoStore:
@@ -114,7 +117,12 @@ class MongoStore:
             yield session
 
     async def close(self) -> None:
-        """Stop the event log's change stream; close the client when this store opened it."""
+        """Stop the event log's change stream; close the client when this store opened it.
+
+        Bounded: a server that stopped answering delays a close by a few seconds
+        (`append_watch.CLOSE_SECONDS`, then `CLIENT_CLOSE_SECONDS` twice at most), not
+        by the reply timeout, so a stopping service exits within its grace period.
+        """
         await self._events.close()
         if self._owns_client:
-            await compat.close_client(self.client)
+            await compat.close_client(self.client, CLIENT_CLOSE_SECONDS)
