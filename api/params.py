@@ -217,22 +217,25 @@ def parse_bound(name: str, value: str | None, *, lower: bool) -> datetime | None
     is before or after every stored time: no bound, or one no stored time passes."""
     if value is not None:
         try:
-            parse_rfc3339(value)
+            parse_rfc3339(value, up=True)
         except OutsideUtcYears as outside:
             if outside.later:
                 return PAST_LAST_MS if lower else None
             return None if lower else datetime.min.replace(tzinfo=UTC)
         except ValueError:
             pass  # refused below, with the reason
-    return parse_time(name, value)
+    return parse_time(name, value, up=True)
 
 
-def parse_time(name: str, value: str | None) -> datetime | None:
-    """An RFC 3339 time with a zone (`Z` or an offset); a time without one is refused."""
+def parse_time(name: str, value: str | None, *, up: bool = False) -> datetime | None:
+    """An RFC 3339 time with a zone (`Z` or an offset); a time without one is refused.
+
+    `up`: a bound, raised to the next microsecond by digits beyond (`parse_rfc3339`).
+    """
     if value is None:
         return None
     try:
-        return parse_rfc3339(value)
+        return parse_rfc3339(value, up=up)
     except NotRfc3339:
         raise bad_request(
             f"{name}: {value!r} is not an RFC 3339 time (e.g. 2026-11-26T14:03:00.123Z)"

@@ -5,14 +5,16 @@ a full date, `T` (or `t`, or a space), a full time with any fraction of a second
 a zone (`Z`, `z` or `±hh:mm`, hours 00-23 and minutes 00-59; also `±hhmm`, what
 `strftime("%z")` writes). Digits are ASCII. Anything else is refused, whitespace around
 the time included: never a guess at what another format meant. Beyond
-microseconds a fraction is cut (MongoDB keeps milliseconds). A leap second (`:60`)
-cannot be held by a datetime and is refused.
+microseconds a fraction is cut (MongoDB keeps milliseconds), or, for a bound (`up`),
+raised to the next microsecond: a stored time (whole milliseconds) is at or after the
+bound, or before it, exactly when it is so for the exact time given. A leap second
+(`:60`) cannot be held by a datetime and is refused.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 _TIME: Final = re.compile(
@@ -42,8 +44,13 @@ class OutsideUtcYears(NoSuchTime):
         self.later = later
 
 
-def parse_rfc3339(text: str) -> datetime:
-    """The instant `text` names, in UTC. Raises `NotRfc3339`, `NoZone` or `NoSuchTime`."""
+def parse_rfc3339(text: str, *, up: bool = False) -> datetime:
+    """The instant `text` names, in UTC. Raises `NotRfc3339`, `NoZone` or `NoSuchTime`.
+
+    Digits beyond microseconds are cut, or with `up` (a query's `since` or `until`, a
+    subscription's start time) any that is not 0 raises the time to the next microsecond:
+    `…00.0000001Z` is after an event at `…00.000Z`, never the same instant.
+    """
     m = _TIME.fullmatch(text)
     if m is None:
         raise NotRfc3339(f"not an RFC 3339 time: {text!r}")
@@ -63,6 +70,8 @@ def parse_rfc3339(text: str) -> datetime:
         )
     try:
         parsed = datetime.fromisoformat(f"{m['date']}T{m['time']}.{frac}{zone}")
+        if up and (m["frac"] or "")[7:].strip("0"):
+            parsed += timedelta(microseconds=1)
         return parsed.astimezone(UTC)
     except ValueError as exc:  # 2026-02-30, 25:00
         raise NoSuchTime(f"not a valid time: {text!r} ({exc})") from None

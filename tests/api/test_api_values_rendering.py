@@ -256,6 +256,19 @@ async def test_since_and_until_inside_the_last_millisecond_keep_their_meaning(
     assert await seqs(client, accept, until=LAST) == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize(
+    "just_after", ["9999-12-31T23:59:59.9990000001Z", "9999-12-31T23:59:59.9990001Z"]
+)
+@pytest.mark.parametrize("accept", ACCEPT)
+async def test_a_bound_a_fraction_of_a_microsecond_after_an_event_is_after_it(
+    client: AsyncTestClient[Any], accept: str, just_after: str
+) -> None:
+    # Digits beyond microseconds were cut: the bound became the event's own millisecond,
+    # so `since` took an event before it and `until` left out an event before it.
+    assert await seqs(client, accept, since=just_after) == []
+    assert await seqs(client, accept, until=just_after) == [1, 2, 3, 4, 5]
+
+
 @pytest.mark.parametrize("accept", ACCEPT)
 async def test_a_bound_whose_offset_takes_it_outside_years_1_to_9999_is_before_or_after_all(
     client: AsyncTestClient[Any], accept: str

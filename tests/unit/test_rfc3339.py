@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
+from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, OutsideUtcYears, parse_rfc3339
 
 
 @pytest.mark.parametrize(
@@ -116,3 +116,29 @@ def test_an_offset_beyond_23_59_is_refused_with_the_ranges_named(text: str) -> N
     assert str(refused.value) == (
         f"not a valid time: {text!r} (an offset's hours are 00 to 23, its minutes 00 to 59)"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "cut", "raised"),
+    [
+        ("2026-02-02T02:40:00.0000001Z", 0, 1),
+        ("2026-02-02T02:40:00.0010001Z", 1000, 1001),
+        ("2026-02-02T02:40:00.0010000000Z", 1000, 1000),  # zeros beyond: the same instant
+        ("2026-02-02T02:40:00.999999999Z", 999_999, 999_999 + 1),
+        ("2026-02-02T03:40:00.1234567+01:00", 123_456, 123_457),
+        ("2026-02-02T02:40:00.5Z", 500_000, 500_000),
+    ],
+)
+def test_a_bound_is_raised_to_the_next_microsecond_by_digits_beyond(
+    text: str, cut: int, raised: int
+) -> None:
+    base = datetime(2026, 2, 2, 2, 40, tzinfo=UTC)
+    assert parse_rfc3339(text) == base + timedelta(microseconds=cut)
+    assert parse_rfc3339(text, up=True) == base + timedelta(microseconds=raised)
+
+
+def test_a_bound_raised_past_the_last_instant_is_after_every_time() -> None:
+    with pytest.raises(OutsideUtcYears) as raised:
+        parse_rfc3339("9999-12-31T23:59:59.9999991Z", up=True)
+    assert raised.value.later
+    assert parse_rfc3339("9999-12-31T23:59:59.9999991Z") == datetime.max.replace(tzinfo=UTC)
