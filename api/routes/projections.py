@@ -62,6 +62,7 @@ NUMERIC: Final = None
 ROW_FIELDS: Final[dict[str, dict[str, Callable[[str, str], Any] | None]]] = {
     "order_summary": {
         "entity_key": _text,
+        "typed_key": _text,  # the row's own key: its order's typed key (no field of the row)
         "number": _text,
         "customer": NUMERIC,
         "status": _text,
@@ -113,10 +114,16 @@ def _fields(name: str) -> dict[str, Callable[[str, str], Any] | None]:
     return ROW_FIELDS.get(name, {})
 
 
+# Row fields that are the stored key itself: an order_summary row is keyed by its
+# order's typed key (`int:42` beside `str:42`, where both read `entity_key` "42").
+KEY_FIELDS: Final[dict[str, str]] = {"order_summary": "typed_key"}
+
+
 def _row(name: str, row: dict[str, Any]) -> dict[str, Any]:
     # A plugin's row as it wrote it: only the runner's `_seq` and the stored key are not its own.
     fields = _fields(name) or {k: None for k in row if k not in (SEQ_FIELD, "_id")}
-    return {f: to_jsonable(row.get(f)) for f in fields}
+    key_field = KEY_FIELDS.get(name)
+    return {f: to_jsonable(row.get("_id" if f == key_field else f)) for f in fields}
 
 
 @get("/projections", summary="Every projection: position, lag, state, last rebuild, failure")
@@ -183,7 +190,7 @@ async def projection_rows(
                 f" (filters: {', '.join(usable)}; paging: limit, after)"
             )
         refuse_repeated_query(request, [field])
-        filters[field] = parse(field, values[0])
+        filters["_id" if field == KEY_FIELDS.get(name) else field] = parse(field, values[0])
     start = decode_cursor(f"rows-{name}", after)
     if name == "customer_totals" and start is None:
         start = NO_CUSTOMER  # the orders without a customer id: counted in the status instead

@@ -177,8 +177,11 @@ class MemoryReadModels:
         The smallest candidate set among the filtered fields' indexes: each match is in
         it (`_FieldIndex`), and each candidate is checked against every filter.
         """
-        if not filters or "_id" in filters:
+        if not filters:
             return None
+        if "_id" in filters:  # one row at most: its key
+            key = filters["_id"]
+            return {key} if isinstance(key, str) and key in table else set()
         indexes = self._indexes.setdefault(collection, {})
         best: set[str] | None = None
         for field, value in filters.items():

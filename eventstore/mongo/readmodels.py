@@ -47,8 +47,9 @@ class MongoReadModels:
     ) -> list[dict[str, Any]]:
         """Rows matching equality filters, in key order, after a key."""
         query: dict[str, Any] = dict(filters)
-        if after is not None:
-            query["_id"] = {"$gt": after}
+        if after is not None:  # with an `_id` filter too: both hold
+            past = {"$gt": after}
+            query["_id"] = {"$eq": query["_id"], **past} if "_id" in query else past
         cursor = self._db[collection].find(query).sort("_id", ASCENDING).limit(limit)
         return list(await cursor.to_list(None))
 

@@ -317,10 +317,18 @@ def test_order_links_of_the_projections_view_use_the_order_stream_not_the_select
         "els => els.map(a => a.getAttribute('href'))",
     )
     assert hrefs and all(h.startswith("#/entity/orders/") for h in hrefs), hrefs
+    # By the row's typed key: the integer 42 and the string "42" both read entity_key "42".
+    assert {"#/entity/orders/int%3A42", "#/entity/orders/str%3A42"} <= set(hrefs), hrefs
+    p.click("#proj-rows-table a[href='#/entity/orders/int%3A42']")
+    p.wait_for_selector("#entity[data-loaded=true]")
+    p.wait_for_selector("#state-json[data-version]", state="attached")  # another test changes it
+    assert json.loads(p.locator("#state-json").text_content() or "")["number"] == "N-42"
+    assert p.evaluate(ALERT_JS) == ""
+    p.click("[data-nav=projections]")
     p.click("#projections tr[data-name='order_summary'] button.show-problems")
     p.wait_for_selector("#proj-problems[data-name='order_summary'] tr.problem a")
     link = p.locator("#problems tr.problem a").first
-    assert link.get_attribute("href") == "#/entity/orders/badnow"
+    assert link.get_attribute("href") == "#/entity/orders/badnow"  # a key no number reads as
     link.click()
     p.wait_for_selector("#entity[data-loaded=true]")
     assert p.evaluate(ALERT_JS) == ""

@@ -42,6 +42,13 @@ async def test_query_filters_pages_in_key_order(store: Store) -> None:
     assert await rm.query(C, filters={"_id": "k3"}, limit=10) == [
         {"_id": "k3", "status": "paid", "n": 3}
     ]
+    # A key filter holds with a page's start too (the start does not replace it).
+    assert await rm.query(C, filters={"_id": "k3"}, limit=10, after="k1") == [
+        {"_id": "k3", "status": "paid", "n": 3}
+    ]
+    assert await rm.query(C, filters={"_id": "k3"}, limit=10, after="k3") == []
+    assert await rm.query(C, filters={"_id": "k3", "status": "pending"}, limit=10) == []
+    assert await rm.query(C, filters={"_id": "nope"}, limit=10) == []
     # A row without the filtered field does not match, whatever its key.
     await rm.write(C, [("paid", {"n": 8})])
     assert [r["_id"] for r in await rm.query(C, filters={"status": "paid"}, limit=10)] == [

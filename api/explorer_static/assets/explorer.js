@@ -757,7 +757,7 @@
     let key = text;
     if (!looksLikeKey(text) && (await projectionNames()).includes('order_summary')) {
       const found = await api('/v1/projections/order_summary', { params: { number: text, limit: 2 } });
-      if (found.items.length === 1 && found.items[0].entity_key) key = found.items[0].entity_key;
+      if (found.items.length === 1 && found.items[0].entity_key) key = orderKey(found.items[0]);
     }
     location.hash = entityHash(stream, key);
   }
@@ -1849,7 +1849,7 @@
     $('#proj-rows-table tbody').replaceChildren(...page.items.map((r) => h('tr', null,
       ...columns.map((c) => h('td', { class: 'mono', dataset: { column: c } },
         c === 'entity_key' && name === 'order_summary' && r[c]
-          ? h('a', { href: entityHash(orderStream(r), r[c]) }, r[c])
+          ? h('a', { href: entityHash(orderStream(r), orderKey(r)) }, r[c])
           : cellText(r[c]))))));
     const first = v.page * ROWS_PAGE + 1;
     $('#proj-rows-note').textContent = page.items.length
@@ -1886,12 +1886,26 @@
     return names[0];
   }
 
+  /**
+   * The key an order_summary row's order opens by. Its `entity_key` may name two orders (the
+   * integer 42 and the string "42" both read "42": a 409), so a key that reads as a number is
+   * the row's `typed_key` (its own key, naming that order alone); any other is listed as the
+   * entity listing lists it (`ORD-1`, an ObjectId's hex; typed where bare it names none).
+   */
+  function orderKey(row) {
+    const typed = row.typed_key;
+    if (typeof typed !== 'string' || !typed) return row.entity_key;
+    if (!/^(oid|str):/.test(typed)) return typed; // int:42 (and json:) read "42" bare
+    const bare = listedKey(typed);
+    return typed.startsWith('str:') && /^[+-]?\d/.test(bare) ? typed : bare;
+  }
+
   // A row as people know it (an order links to its timeline).
   function problemRowLabel(name, r) {
     if (name === 'order_summary') {
       const text = r.number || r.entity_key || '?';
       return r.entity_key
-        ? h('a', { href: entityHash(orderStream(r), r.entity_key), class: 'mono' }, text)
+        ? h('a', { href: entityHash(orderStream(r), orderKey(r)), class: 'mono' }, text)
         : h('span', { class: 'mono' }, text);
     }
     if (name === 'revenue_by_day') return h('span', { class: 'mono' }, `${r.day} ${r.currency}`);
