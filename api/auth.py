@@ -16,6 +16,8 @@ from api.params import refuse_repeated
 from api.problems import ApiError
 
 CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="eventstore"'}
+# A key was sent and is not one (RFC 6750 section 3: the challenge names the error then).
+INVALID: Final = {"WWW-Authenticate": 'Bearer realm="eventstore", error="invalid_token"'}
 
 
 def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
@@ -38,8 +40,12 @@ def _matches(token: str, keys: tuple[str, ...]) -> bool:
     return found
 
 
-def _unauthorized(detail: str) -> ApiError:
-    return ApiError(401, detail, kind="unauthorized", headers=dict(CHALLENGE))
+def _unauthorized(detail: str, challenge: dict[str, str] = CHALLENGE) -> ApiError:
+    return ApiError(401, detail, kind="unauthorized", headers=dict(challenge))
+
+
+def _invalid() -> ApiError:
+    return _unauthorized("the key is not valid", INVALID)
 
 
 def _settings(connection: ASGIConnection[Any, Any, Any, Any]) -> Any:
@@ -56,7 +62,7 @@ def read_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandl
         raise _unauthorized("this API needs a read key: send `Authorization: Bearer <key>`")
     keys = tuple(settings.read_keys) + ((settings.admin_key,) if settings.admin_key else ())
     if not _matches(token, keys):
-        raise _unauthorized("the key is not valid")
+        raise _invalid()
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -73,4 +79,4 @@ def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
         return
     if settings.read_keys and _matches(token, tuple(settings.read_keys)):
         raise ApiError(403, "a read key cannot use admin endpoints", kind="forbidden")
-    raise _unauthorized("the key is not valid")
+    raise _invalid()

@@ -68,7 +68,11 @@ def problem(r: httpx.Response, status: int) -> dict[str, Any]:
 def unauthorized(r: httpx.Response) -> dict[str, Any]:
     body = problem(r, 401)
     assert body["type"] == f"{TYPE_BASE}unauthorized"
-    assert r.headers["www-authenticate"] == 'Bearer realm="eventstore"'
+    # RFC 6750 section 3: a key sent that is none names the error; no key, no error code.
+    if body["detail"] == "the key is not valid":
+        assert r.headers["www-authenticate"] == 'Bearer realm="eventstore", error="invalid_token"'
+    else:
+        assert r.headers["www-authenticate"] == 'Bearer realm="eventstore"'
     return body
 
 
