@@ -1,4 +1,5 @@
-"""Closing a store whose server stopped answering: a few seconds, not the reply timeout.
+"""A server that answers the handshake and then nothing: operations fail at the reply
+timeout, and closing takes a few seconds, not the reply timeout.
 
 A server can answer the handshake and then nothing (wedged, or a connection a firewall
 dropped). Closing sends it a killCursors (the live tails' change stream) and an
@@ -16,11 +17,14 @@ from typing import Any
 import pytest
 from mockupdb import MockupDB, Request
 from pymongo import AsyncMongoClient
+from pymongo.errors import NetworkTimeout
 
+from eventstore import storage
 from eventstore.mongo import append_watch
 from eventstore.mongo import store as mongo_store
 from eventstore.mongo.eventlog import MongoEventLog
 from eventstore.mongo.store import MongoStore
+from eventstore.settings import Settings
 from tests.contract.test_eventlog_wire import NS, head_reply
 from tests.contract.wire import HELLO, WAIT, Wire, first_batch, stop_quickly, token
 
@@ -81,3 +85,30 @@ async def test_closing_a_store_whose_server_stopped_answering_is_bounded(
     said = [r.getMessage() for r in caplog.records]
     assert "closed the change stream waking live tails without the server's answer" in said
     assert "closing the MongoDB client without the server's answers" in said
+
+
+@pytest.mark.parametrize("bounded", [True, False])
+async def test_an_operation_on_a_server_that_stopped_answering_fails_at_the_reply_timeout(
+    stalling: MockupDB, monkeypatch: pytest.MonkeyPatch, bounded: bool
+) -> None:
+    # The store's own client (open_store): its reply timeout, not the test's, ends the wait.
+    monkeypatch.setattr(storage, "OPERATION_TIMEOUT_MS", 200)
+    monkeypatch.setattr(mongo_store, "CLIENT_CLOSE_SECONDS", 0.2)
+    wire = Wire(stalling)
+    host, port = stalling.address
+    settings = Settings(uri=f"mongodb://{host}:{port}/?directConnection=true")
+    store = await storage.open_store(settings, bounded=bounded)
+    try:
+        reading = asyncio.create_task(store.events.head())
+        await wire.receives("find")  # never answered
+        if not bounded:  # `migrate`'s client: an index build answers when it is done
+            await asyncio.sleep(1.0)  # five times the timeout: still waiting
+            assert not reading.done()
+            reading.cancel()
+            return
+        # retried once on a fresh connection (a retryable read), then given up
+        await wire.receives("find")
+        with pytest.raises(NetworkTimeout):
+            await Wire.result(reading)
+    finally:
+        await store.close()
