@@ -1,7 +1,8 @@
 """Logging, configured in this one place for every command and every uvicorn worker.
 
 Diagnostics go to stderr as `time LEVEL logger: message`; the API's access log
-(`eventstore.access`) is one bare JSON line per request, on stderr too.
+(`eventstore.access`) is one bare JSON line per request, on stderr too. The driver's
+failures in its background tasks are one line each too (`OneLineErrors`), not a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +13,33 @@ from typing import Any, Final
 
 PLAIN_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_LOGGER: Final = "eventstore.access"
+# PyMongo's logger of its background tasks' failures (the cursors it kills, the pools it
+# maintains): during an outage it logged each with a 20-line traceback.
+DRIVER_LOGGER: Final = "pymongo.client"
+# Where a driver message stops saying anything an operator reads: the topology's dump.
+_DUMP: Final = ", Topology Description:"
+_MOST: Final = 500
+
+
+class OneLineErrors(logging.Filter):
+    """A record's exception as the end of its one line (`…: Type: message`), no traceback.
+
+    Invariant: the record is kept (never dropped) and says the exception's type and message,
+    cut before the driver's topology dump and to `_MOST` characters, on one line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            said = str(exc).split(_DUMP, 1)[0].replace("\n", " ").replace("\r", " ")
+            if len(said) > _MOST:
+                said = said[:_MOST] + "…"
+            head = record.getMessage().rstrip().rstrip(":")
+            record.msg = f"{head}: {type(exc).__name__}: {said}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def logging_config(verbose: bool = False) -> dict[str, Any]:
@@ -22,6 +50,7 @@ def logging_config(verbose: bool = False) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {"one_line": {"()": f"{__name__}.OneLineErrors"}},
         "formatters": {
             "plain": {"format": PLAIN_FORMAT},
             "json": {"format": "%(message)s"},
@@ -41,6 +70,7 @@ def logging_config(verbose: bool = False) -> dict[str, Any]:
         "loggers": {
             ACCESS_LOGGER: {"handlers": ["access"], "level": "INFO", "propagate": False},
             "uvicorn": {"level": "INFO"},
+            DRIVER_LOGGER: {"filters": ["one_line"]},
         },
         "root": {"handlers": ["stderr"], "level": "DEBUG" if verbose else "INFO"},
     }
@@ -77,3 +107,6 @@ def configure_logging(verbose: bool = False) -> None:
         access.addHandler(json_handler)
     access.setLevel(logging.INFO)
     access.propagate = False
+    driver = logging.getLogger(DRIVER_LOGGER)
+    if not any(isinstance(f, OneLineErrors) for f in driver.filters):
+        driver.addFilter(OneLineErrors())
