@@ -21,6 +21,7 @@ from typing import Final, Literal
 
 from pymongo import errors as pymongo_errors
 
+from eventstore.driver_text import without_topology
 from eventstore.errors import scrub, user_message
 from eventstore.ports import HistoryLost, LogConflict
 
@@ -196,7 +197,7 @@ def describe(exc: BaseException, secrets: Iterable[str] = ()) -> str:
             text = str(exc)
     else:  # a message-less error (a timeout) is its type alone, not `TimeoutError: `
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    text = scrub(text)
+    text = scrub(without_topology(text))
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")

@@ -11,13 +11,13 @@ import logging
 import sys
 from typing import Any, Final
 
+from eventstore.driver_text import without_topology
+
 PLAIN_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_LOGGER: Final = "eventstore.access"
 # PyMongo's logger of its background tasks' failures (the cursors it kills, the pools it
 # maintains): during an outage it logged each with a 20-line traceback.
 DRIVER_LOGGER: Final = "pymongo.client"
-# Where a driver message stops saying anything an operator reads: the topology's dump.
-_DUMP: Final = ", Topology Description:"
 _MOST: Final = 500
 
 
@@ -31,7 +31,7 @@ class OneLineErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None:
-            said = str(exc).split(_DUMP, 1)[0].replace("\n", " ").replace("\r", " ")
+            said = without_topology(str(exc)).replace("\n", " ").replace("\r", " ")
             if len(said) > _MOST:
                 said = said[:_MOST] + "…"
             head = record.getMessage().rstrip().rstrip(":")

@@ -20,7 +20,9 @@ from typing import Any, Final
 from pymongo.errors import OperationFailure
 
 from eventstore.awaiting import cancel_within
+from eventstore.driver_text import without_topology
 from eventstore.mongo import compat
+from eventstore.uri_secrets import scrub
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,8 @@ class AppendWatcher:
             await self._end(run, None)
             raise
         if error is not None:
-            log.warning("the change stream waking live tails stopped: %r", error)
+            said = without_topology(f"{type(error).__name__}: {error}")
+            log.warning("the change stream waking live tails stopped: %s", scrub(said))
         await self._end(run, error)
 
     async def _follow(self, run: _Run) -> BaseException | None:

@@ -11,6 +11,7 @@ import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
 from eventstore.cli.logs import DRIVER_LOGGER, OneLineErrors, configure_logging, logging_config
+from eventstore.failures import describe
 
 # As PyMongo words it when the server went away (its topology dump after the timeout).
 SELECTION = (
@@ -89,3 +90,11 @@ def test_the_uvicorn_workers_configuration_installs_the_same_filter(
         }
     )
     assert [type(f) for f in driver.filters] == [OneLineErrors]
+
+
+def test_a_workers_error_leaves_out_the_drivers_topology_dump() -> None:
+    # as /v1/workers, `eventstore status` and the worker log lines show it
+    assert describe(ServerSelectionTimeoutError(SELECTION)) == (
+        "ServerSelectionTimeoutError: 127.0.0.1:27019: connection closed (configured"
+        " timeouts: socketTimeoutMS: 2000.0ms, connectTimeoutMS: 2000.0ms), Timeout: 2.0s"
+    )
