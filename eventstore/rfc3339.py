@@ -81,4 +81,14 @@ def parse_rfc3339(text: str, *, up: bool = False) -> datetime:
         ) from None
 
 
-__all__ = ["NoSuchTime", "NoZone", "NotRfc3339", "parse_rfc3339"]
+def parse_instant(text: str) -> datetime:
+    """As `parse_rfc3339`, but a valid time whose instant lies before year 1 or after year
+    9999 in UTC (`0001-01-01T00:30:00+01:00`) is the first or the last instant a datetime
+    holds: before or after every stored time, as a query's bounds take it."""
+    try:
+        return parse_rfc3339(text)
+    except OutsideUtcYears as outside:
+        return (datetime.max if outside.later else datetime.min).replace(tzinfo=UTC)
+
+
+__all__ = ["NoSuchTime", "NoZone", "NotRfc3339", "parse_instant", "parse_rfc3339"]

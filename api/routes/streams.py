@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -48,6 +49,7 @@ from eventstore.keys import (
     typed_key,
 )
 from eventstore.model import HASH_PATTERN, MAX_SEQ, Head
+from eventstore.rfc3339 import OutsideUtcYears, parse_rfc3339
 
 Limit = Annotated[int, whole(1, MAX_LIMIT, description=f"page size, 1..{MAX_LIMIT}")]
 After = Annotated[
@@ -194,11 +196,29 @@ async def entity_state(
 ) -> StateOut:
     if at is not None and version is not None:
         raise bad_request("give `at` or `version`, not both")
-    when = parse_time("at", at)
+    when = _instant(at)
     state = await services.history.state(
         path_value(stream), entity_key_param(key), at=when, version=version
     )
     return msgspec.convert(render.state_json(state), StateOut)
+
+
+def _instant(at: str | None) -> datetime | None:
+    """`at` as an instant; a valid time whose instant lies before year 1 or after year 9999
+    in UTC (`0001-01-01T00:30:00+01:00`) is before or after every stored time, as the
+    query bounds take it: the state there is none (a 404 naming the first event) or now."""
+    if at is not None:
+        try:
+            parse_rfc3339(at)
+        except OutsideUtcYears as outside:
+            return (
+                datetime.max.replace(tzinfo=UTC)
+                if outside.later
+                else datetime.min.replace(tzinfo=UTC)
+            )
+        except ValueError:
+            pass  # refused below, with the reason
+    return parse_time("at", at)
 
 
 @get(ENTITY + "/diff", summary="What changed between two versions, field by field")

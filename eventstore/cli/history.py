@@ -34,7 +34,7 @@ from eventstore.render import (
     state_json,
     stream_verdict_json,
 )
-from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
+from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_instant
 
 # How many changed paths a history row names before "+N more".
 _PATHS_SHOWN = 6
@@ -43,10 +43,11 @@ _PATHS_SHOWN = 6
 def parse_time(text: str) -> datetime:
     """An RFC 3339 time with a zone (`2026-11-26T14:03:00.123Z`, `...+01:00`).
 
-    A time without a zone is refused: it would be a guess at the zone.
+    A time without a zone is refused: it would be a guess at the zone. One whose instant
+    lies before year 1 or after year 9999 in UTC is before or after every stored time.
     """
     try:
-        return parse_rfc3339(text)
+        return parse_instant(text)
     except NotRfc3339 as exc:
         raise CliError(f"{exc} (e.g. 2026-11-26T14:03:00Z or 2026-11-26T15:03:00+01:00)") from None
     except (NoZone, NoSuchTime) as exc:

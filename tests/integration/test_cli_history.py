@@ -124,6 +124,11 @@ def test_history_state_and_diff_print_the_design_json() -> None:
         store, "state", "orders", "ORD-1", "--at", "2026-01-01T01:00:02.999+01:00", "--json"
     )
     assert code == 0 and json.loads(out)["version"] == 1
+    # after year 9999 once in UTC: after every event, the latest state
+    code, out = run(
+        store, "state", "orders", "ORD-1", "--at", "9999-12-31T23:30:00-01:00", "--json"
+    )
+    assert code == 0 and json.loads(out)["version"] == 3
 
     code, out = run(store, "diff", "orders", "ORD-1", "1", "3", "--json")
     assert code == 0 and json.loads(out) == {
@@ -175,6 +180,11 @@ def test_the_tables_are_readable() -> None:
         (["state", "orders", "ORD-1", "--at", "yesterday"], "not an RFC 3339 time"),
         (["state", "orders", "ORD-1", "--at", "2026-02-30T00:00:00Z"], "not a valid time"),
         (["state", "orders", "ORD-1", "--at", "2025-12-31T23:59:59Z"], "no recorded state"),
+        # valid, and before year 1 once in UTC: before the first event (was "out of range")
+        (
+            ["state", "orders", "ORD-1", "--at", "0001-01-01T00:30:00+01:00"],
+            "no recorded state at 0001-01-01T00:00:00.000Z",
+        ),
         (["state", "orders", "ORD-9"], "no entity 'ORD-9' in stream 'orders'"),
         (["state", "refunds", "ORD-1"], "unknown stream 'refunds'"),
         (["state", "orders", "42"], "use one of int:42, str:42"),
