@@ -41,6 +41,10 @@ from projections.replay import Replay, held_problems, view_of
 from projections.states import SharedStateCache, SharedStates, forget_erased, state_before
 from projections.states import StateCache as StateCache  # re-exported: tests import it here
 
+# How long a batch's folding and applying runs before the loop gets a turn: a projection
+# whose apply is slow (a plugin's that calls out, or computes) lags on its own, and the
+# API, health probes, capture and the other projections go on meanwhile.
+TURN_SECONDS: Final = 0.02
 log = logging.getLogger(__name__)
 
 # The workers' vocabulary (eventstore.worker_state), plus `rebuilding`.
@@ -220,7 +224,12 @@ class ProjectionRunner:
         pending: dict[str, dict[str, Any] | None] = {}
         get = rows.get
         named = self.projection.skippable is not None
+        clock = time.perf_counter
+        turn = clock() + TURN_SECONDS
         for change, touched in zip(changes, keys, strict=True):
+            if clock() >= turn:  # a slow apply (a plugin's) must not hold the whole process
+                await asyncio.sleep(0)
+                turn = clock() + TURN_SECONDS
             try:
                 writes = apply(view_of(get, touched), change)
                 if named:  # as a rebuild requires of it (projections.replay)
@@ -273,7 +282,12 @@ class ProjectionRunner:
         """
         at = 0
         try:
-            while (at := replay.run(events, at)) < len(events):
+            turn = time.perf_counter() + TURN_SECONDS
+            while (at := replay.run(events, at, until=turn)) < len(events):
+                if replay.paused:  # a turn for the loop: requests, health, other workers
+                    await asyncio.sleep(0)
+                    turn = time.perf_counter() + TURN_SECONDS
+                    continue
                 event = events[at]
                 replay.seed(event, await state_before(self.history, event))
             if release:
