@@ -22,6 +22,7 @@ naming the key.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -42,6 +43,32 @@ class MergeFailed(Exception):
     """A plugin's merge raised on the two partial rows of one key."""
 
 
+class PluginExited(Exception):
+    """A plugin's code raised what would end the process (`sys.exit`, KeyboardInterrupt).
+
+    Invariant: a plugin stops only its own projection, whatever it raises; the service,
+    capture and the other projections go on.
+    """
+
+
+def plugin_exit(exc: BaseException) -> bool:
+    """Whether `exc` (a BaseException out of a plugin's code) is the plugin's, to contain.
+
+    SystemExit always is. A KeyboardInterrupt is, unless Python's own SIGINT handler is
+    installed: then it may be the user's Ctrl-C, which ends a command (exit 130). The
+    services handle SIGINT themselves, so one there was raised by the plugin.
+    """
+    if isinstance(exc, SystemExit):
+        return True
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    return False
+
+
+def _exited(source: str, exc: BaseException) -> PluginExited:
+    return PluginExited(f"{source} raised {type(exc).__name__}: {exc}")
+
+
 def checked_keys(projection: Projection) -> Keys:
     """The projection's keys; a plugin's checked to be a list of non-empty strings."""
     keys = projection.keys
@@ -49,7 +76,12 @@ def checked_keys(projection: Projection) -> Keys:
         return keys
 
     def keys_checked(change: Change) -> list[str]:
-        found = keys(change)
+        try:
+            found = keys(change)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if plugin_exit(exc):
+                raise _exited("keys", exc) from None
+            raise
         if not isinstance(found, (list, tuple)):
             raise PluginOutputError(
                 f"keys returned {_shown(found)} ({type(found).__name__}), not a list of strings"
@@ -70,7 +102,12 @@ def guarded(projection: Projection) -> Apply:
     def apply_once(rows: Rows, change: Change) -> list[Write]:
         seq = change.event.seq
         out: list[Write] = []
-        writes = apply(rows, change)
+        try:
+            writes = apply(rows, change)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if plugin_exit(exc):
+                raise _exited("apply", exc) from None
+            raise
         if not isinstance(writes, (list, tuple)):
             raise PluginOutputError(
                 f"apply returned {_shown(writes)} ({type(writes).__name__}), not a list of Write"
@@ -109,10 +146,12 @@ def checked_merge(projection: Projection) -> Merge | None:
     def merge_checked(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         try:
             row = plugin_merge(key, a, b)
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            if not isinstance(exc, Exception) and not plugin_exit(exc):
+                raise
             raise MergeFailed(
                 f"merge raised for {_shown(key)}: {type(exc).__name__}: {exc}"
-            ) from exc
+            ) from None
         _check_row("merge", key, row, deletes=False)
         row = {**row, SEQ_FIELD: max(_seq(a), _seq(b))}  # the newest change applied
         _check_size("merge", key, row)

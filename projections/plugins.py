@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final, Protocol
 
 from projections.api import Projection
+from projections.idempotent import plugin_exit
 from projections.reserved import NAME, collection_problem
 
 GROUP: Final = "eventstore.projections"
@@ -54,7 +55,9 @@ def _import(spec: str) -> Any:
         raise PluginError(f"{label}: give it as module:attribute")
     try:
         target: Any = importlib.import_module(module_name.strip())
-    except Exception as exc:  # any failure while importing a user's module is a refusal
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a failure is a refusal
+        if not isinstance(exc, Exception) and not plugin_exit(exc):
+            raise  # the user's Ctrl-C
         raise PluginError(
             f"{label}: cannot import module {module_name.strip()!r}: {type(exc).__name__}: {exc}"
         ) from None
@@ -147,7 +150,9 @@ def load_plugins(
         label = f"projection plugin {ep.name!r} (entry point {ep.value!r} of group {GROUP})"
         try:
             value = ep.load()
-        except Exception as exc:  # a broken installed package is a refusal, not a traceback
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a refusal, no traceback
+            if not isinstance(exc, Exception) and not plugin_exit(exc):
+                raise  # the user's Ctrl-C
             raise PluginError(f"{label}: cannot be loaded: {type(exc).__name__}: {exc}") from None
         found += [(label, p) for p in _projections_of(label, value)]
     names = {p.name: "the built-in projection" for p in builtin}

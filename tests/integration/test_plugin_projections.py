@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import signal
 import sys
 import textwrap
 from collections import Counter
@@ -208,6 +209,61 @@ async def test_a_failing_plugin_stops_only_itself(store: Store, clock: FakeClock
         assert result is None and await runner.position() == head, runner.projection.name
 
 
+def _exits_at_third(raised: BaseException) -> Projection:
+    def apply(rows: Any, change: Change) -> list[Write]:
+        if change.event.seq == 3:
+            raise raised
+        return [Write(key="all", row={"seq": change.event.seq})]
+
+    return Projection(name="exits", collection="rm_exits", keys=_count_keys, apply=apply)
+
+
+@pytest.mark.parametrize(
+    ("raised", "error"),
+    [
+        (SystemExit("plugin called sys.exit"), "apply raised SystemExit: plugin called sys.exit"),
+        (SystemExit(0), "apply raised SystemExit: 0"),
+        (KeyboardInterrupt(), "apply raised KeyboardInterrupt: "),
+    ],
+)
+async def test_a_plugin_raising_what_would_end_the_process_stops_only_itself(
+    store: Store,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    raised: BaseException,
+    error: str,
+) -> None:
+    # A service handles SIGINT itself: a KeyboardInterrupt there is the plugin's own. (The
+    # service died with 116 lines of tracebacks: an outside tester's plugin.)
+    monkeypatch.setattr("signal.getsignal", lambda _: signal.SIG_IGN)
+    await workload(store, clock, changes=10)
+    runners = [
+        ProjectionRunner(store, p, clock=clock)
+        for p in (*ORDER_PROJECTIONS, _exits_at_third(raised))
+    ]
+    results = await asyncio.gather(
+        *(r.run(until_caught_up=True) for r in runners), return_exceptions=True
+    )
+    exits = runners[-1]
+    assert isinstance(results[-1], ProjectionFailed) and results[-1].seq == 3
+    assert exits.status.state == FAILED and exits.status.failed_seq == 3
+    assert exits.status.error == f"PluginExited: {error}"
+    head = (await store.events.head()).seq
+    for runner, result in zip(runners[:-1], results[:-1], strict=True):
+        assert result is None and await runner.position() == head, runner.projection.name
+
+
+async def test_a_ctrl_c_in_a_plugin_s_apply_still_ends_a_command(
+    store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python's own SIGINT handler: the KeyboardInterrupt may be the user's, and goes on.
+    monkeypatch.setattr("signal.getsignal", lambda _: signal.default_int_handler)
+    await workload(store, clock, changes=10)
+    runner = ProjectionRunner(store, _exits_at_third(KeyboardInterrupt()), clock=clock)
+    with pytest.raises(KeyboardInterrupt):
+        await runner.run(until_caught_up=True)
+
+
 # -- a plugin whose output cannot be stored ---------------------------------------------------
 # Each is refused at the third change, on every store, as MongoDB would refuse it at write time
 # (or worse, store it silently on memory://): the projection fails at that seq with the reason.
@@ -344,8 +400,9 @@ FORGET_TEXT = Projection(name="f", collection="rm_f", keys=keys, apply=apply, fo
 def plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "refused_plugins.py").write_text(PLUGIN_MODULE)
     (tmp_path / "broken_plugin.py").write_text("import no_such_module_anywhere\n")
+    (tmp_path / "exiting_plugin.py").write_text("import sys\nsys.exit(0)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    for name in ("refused_plugins", "broken_plugin"):
+    for name in ("refused_plugins", "broken_plugin", "exiting_plugin"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     return "refused_plugins"
 
@@ -368,6 +425,11 @@ def test_demo_refuses_a_plugin_before_it_prints_its_banner_and_admin_key(
 @pytest.mark.parametrize(
     ("specs", "message"),
     [
+        (  # exited 0 with no word before: a command that did nothing, "successfully"
+            ["exiting_plugin:X"],
+            "projection plugin 'exiting_plugin:X': cannot import module 'exiting_plugin': "
+            "SystemExit: 0",
+        ),
         (
             ["broken_plugin:X"],
             "projection plugin 'broken_plugin:X': cannot import module 'broken_plugin': "
