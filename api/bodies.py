@@ -78,12 +78,16 @@ REFERENCE: Final = [
     _object(
         {"env": Schema(type=STRING, pattern=f"^{cfg.ENV_NAME.pattern}$")},
         required=["env"],
-        description="read from this environment variable when the sink starts",
+        description="read from this environment variable when the sink starts (over this API: "
+        "only one already stored there, for the same url origin, unless the server sets "
+        "EVENTSTORE_API_SECRET_REFERENCES=true)",
     ),
     _object(
         {"file": Schema(type=STRING, min_length=1)},
         required=["file"],
-        description="read from this file when the sink starts",
+        description="read from this file when the sink starts (over this API: only one already "
+        "stored there, for the same url origin, unless the server sets "
+        "EVENTSTORE_API_SECRET_REFERENCES=true)",
     ),
 ]
 SECRET: Final = Schema(one_of=[Schema(type=STRING, min_length=1), *REFERENCE])
@@ -94,7 +98,8 @@ WEBHOOK_SECRET: Final = Schema(
         Schema(
             type=STRING,
             pattern=rf"^(\*\*\*|whsec_[A-Za-z0-9+/]{{{_B64[0]},{_B64[1]}}}={{0,2}})$",
-            description=f"{cfg.SECRET_FORM}; *** keeps the stored one",
+            description=f"{cfg.SECRET_FORM}; *** keeps the stored one while url keeps its "
+            "origin (scheme, host, port)",
         ),
         *REFERENCE,
     ]
@@ -136,7 +141,8 @@ SINK: Final = Schema(
                         Schema(type=ARRAY, items=WEBHOOK_SECRET, min_items=1, max_items=2),
                     ],
                     description="required at creation; [new, old] during a rotation; "
-                    "an update without it keeps the stored one",
+                    "an update without it keeps the stored one while url keeps its origin "
+                    "(scheme, host, port)",
                 ),
                 "timeout_s": Schema(
                     type=NUMBER,
@@ -147,7 +153,9 @@ SINK: Final = Schema(
                 "headers": Schema(
                     type=OBJECT,
                     additional_properties=SECRET,
-                    description="not webhook-*, content-type or host; no control characters",
+                    description="not webhook-*, content-type or host; no control characters; "
+                    "each name once, in any case; *** keeps the stored value while url keeps "
+                    "its origin (scheme, host, port)",
                 ),
             },
             [],

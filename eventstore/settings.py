@@ -121,6 +121,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     unhealthy_after: float = 30.0
     # A JSON file of subscriptions applied at start (created or updated by name).
     subscriptions: str | None = None
+    # Whether a subscription PUT over the admin API may give a secret as `{"env"}`/`{"file"}`:
+    # such a reference reads this server's environment or files, and sends what it reads to
+    # the sink's URL (the SUBSCRIPTIONS file and `eventstore subscriptions add` always may).
+    api_secret_references: bool = False
     cors_origins: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # keys never appear in logs or errors
@@ -219,6 +223,12 @@ def _check_keys(value: Any) -> str | None:
     if _texts(value) is not None:
         return "must be a list of non-empty keys"
     return None
+
+
+def _check_boolean(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    return f"takes true or false, got {value!r}"
 
 
 def _check_uri(value: Any) -> str | None:
@@ -503,6 +513,7 @@ _CHECKS: Final[dict[str, Callable[[Any], str | None]]] = {
     "cors_origins": _check_origins,
     "unhealthy_after": _seconds,
     "subscriptions": _optional_text,
+    "api_secret_references": _check_boolean,
 }
 # The settings read as numbers: their checks quote the text given (see `_at_least_one`).
 _NUMBER_CHECKS: Final[dict[str, Callable[[Any, str], str | None]]] = {
@@ -537,6 +548,12 @@ def _positive_float(name: str) -> Callable[[str], float | str]:
         return value if seconds is None else seconds
 
     return parse
+
+
+def _boolean(value: str) -> bool | str:
+    """`true` or `false` (any case); other text is kept for the check to refuse."""
+    text = value.strip().lower()
+    return {"true": True, "false": False}.get(text, value)
 
 
 def _nonempty(name: str) -> Callable[[str], str]:
@@ -617,6 +634,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "witnesses": _witnesses,
     "unhealthy_after": _positive_float("UNHEALTHY_AFTER"),
     "subscriptions": _nonempty("SUBSCRIPTIONS"),
+    "api_secret_references": _boolean,
     "cors_origins": _csv,
 }
 

@@ -94,8 +94,8 @@ def _missing(name: str) -> ApiError:
 @put(
     "/subscriptions/{name:str}",
     status_code=HTTP_200_OK,
-    summary="Create (201) or update (200) a subscription; an update without a secret keeps it, "
-    "and keeps its position (`note` says so when the start changed)",
+    summary="Create (201) or update (200) a subscription; an update without a secret keeps it "
+    "(for the same URL origin), and keeps its position (`note` says so when the start changed)",
 )
 async def put_subscription(
     services: ServicesDep,
@@ -107,7 +107,14 @@ async def put_subscription(
     body = await json_body(request)
     admin = admin_of(services)
     try:
-        done = await admin.apply(wanted, body, actor=actor_of(request))
+        # A secret reference reads this server's environment or files: over the API, only
+        # one already stored (unless the operator allows them: EVENTSTORE_API_SECRET_REFERENCES).
+        done = await admin.apply(
+            wanted,
+            body,
+            actor=actor_of(request),
+            references=services.settings.api_secret_references,
+        )
     except cfg.ConfigError as exc:
         return _refused(exc)
     shown = await _shown(admin, wanted)

@@ -46,6 +46,10 @@ _SETTING_HELP = {
     "witnesses": "comma-separated URL=VERIFIER_KEY of C2SP tlog-witnesses",
     "unhealthy_after": "seconds capture may retry before /health/ready answers 503 (default 30)",
     "subscriptions": "JSON file of subscriptions applied at start (created or updated by name)",
+    "api_secret_references": (
+        "true lets a subscription PUT over the admin API give {env}/{file} secret references"
+        " (default false)"
+    ),
     "cors_origins": "origins allowed to call the API from a browser, comma-separated, or *",
 }
 

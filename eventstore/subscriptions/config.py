@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -57,6 +59,7 @@ RESERVED_HEADERS: Final = {
     "connection": "the HTTP client manages its connections",
 }
 WEBHOOK_HEADERS: Final = "webhook-* headers are the Standard Webhooks ones the sink signs with"
+SECRET_SHAPES: Final = 'a string, {"env": NAME} or {"file": PATH}'
 # `***` in a body: the stored value the API showed as `***`.
 NO_STORED: Final = (
     '"***" stands for a stored value (the API shows secrets as ***), and there is none'
@@ -171,8 +174,14 @@ def _strings(check: _Check, key: str, value: Any) -> tuple[str, ...]:
 
 
 def parse_start(value: Any, key: str = "start") -> Start:
-    """`"latest"` | `"earliest"` | `{"seq": N}` | `{"time": RFC3339}`; ConfigError otherwise."""
+    """`"latest"` | `"earliest"` | `{"seq": N}` | `{"time": RFC3339}`; ConfigError otherwise.
+
+    A start given on its own (a reset's) has no default: null is refused (400), as a
+    start of another type is. (A PUT body's `start` may be null: the default, "latest".)
+    """
     check = _Check()
+    if value is None:
+        check.malformed(key, f"null is not a start: {START_FORMS}")
     start = _start(check, key, value)
     check.raise_if_any()
     return start
@@ -252,7 +261,7 @@ def _secret(check: _Check, key: str, value: Any) -> None:
             elif kind == "env" and not ENV_NAME.fullmatch(where):
                 check.bad(f"{key}.env", "not an environment variable name")
             return
-    check.malformed(key, 'expected a string, {"env": NAME} or {"file": PATH}')
+    check.malformed(key, f"expected {SECRET_SHAPES}")
 
 
 def header_value_ok(value: str) -> bool:
@@ -363,7 +372,13 @@ def _sink(check: _Check, value: Any, *, stored: bool = False) -> dict[str, Any]:
         check.fields("sink", value, ("kind", "url", "secret", "timeout_s", "headers"))
         _url(check, "sink.url", value.get("url"), ("http", "https"), stored=stored)
         secret = value.get("secret")
-        if secret is None:
+        if secret is None and "secret" in value:  # null is no secret, nor "keep the stored one"
+            check.malformed(
+                "sink.secret",
+                f"expected {SECRET_SHAPES} (or a list of them), not null: leave the field "
+                'out, or give "***", to keep the stored secret',
+            )
+        elif secret is None:
             check.bad("sink.secret", "a webhook needs a secret (whsec_...) to sign with")
         secrets = secret if isinstance(secret, list) else [secret] if secret is not None else []
         if isinstance(secret, list) and not 1 <= len(secret) <= 2:
@@ -389,8 +404,16 @@ def _sink(check: _Check, value: Any, *, stored: bool = False) -> dict[str, Any]:
         if not isinstance(headers, dict):
             check.malformed("sink.headers", "expected an object")
         else:
+            named: dict[str, str] = {}  # lower-case name -> the name as first given
             for h, v in headers.items():
                 hk = f"sink.headers.{h}"
+                if not stored and h.lower() in named:
+                    check.bad(
+                        "sink.headers",
+                        f"{named[h.lower()]!r} and {h!r} name the same header (HTTP header "
+                        "names are case-insensitive, RFC 9110 5.1): give it once",
+                    )
+                named.setdefault(h.lower(), h)
                 if not _TOKEN.fullmatch(h):
                     check.bad(hk, "not a valid header name")
                 elif h.lower() in RESERVED_HEADERS:
@@ -499,13 +522,18 @@ def _retry(check: _Check, value: Any) -> Retry:
 BODY_FIELDS: Final = ("sink", "filter", "start", "lanes", "retry")
 
 
-def parse(name: str, body: Any, *, stored: bool = False) -> SubscriptionConfig:
+def parse(
+    name: str, body: Any, *, stored: bool = False, refused: Sequence[dict[str, str]] = ()
+) -> SubscriptionConfig:
     """A validated configuration from a PUT body (or a declarative file's entry).
 
     A `***` left in a body (where nothing stored stands behind it: see `keep_secrets`)
     is refused; `stored` reads a stored document, where one is taken as it is.
+    `refused`: problems found beside the body (against the stored subscription:
+    `moved_secrets`, `api_references`), reported with the body's own (422).
     """
     check = _Check()
+    check.errors.extend(refused)
     if not NAME_RE.fullmatch(name):
         check.bad("name", "1-64 of a-z 0-9 _ -, starting with a letter or digit")
     if not isinstance(body, dict):
@@ -588,7 +616,8 @@ def keep_secrets(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, A
     for every stored secret, in place, without duplicates (`[new, "***"]` is the new
     one and then the stored ones); a header `***` keeps that header's stored value;
     a URL shown with `:***@` keeps the stored URL. A `***` with nothing stored behind
-    it is left for `parse` to refuse.
+    it is left for `parse` to refuse; whether a kept secret may go to the new URL's
+    origin is `moved_secrets`' to say.
     """
     if old is None or new.get("kind") != old.get("kind"):
         return new
@@ -596,7 +625,7 @@ def keep_secrets(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, A
     stored = old.get("secret")
     if stored is not None:
         given = out.get("secret")
-        if given is None or given == MASK:
+        if "secret" not in out or given == MASK:  # (a null is left for `parse` to refuse)
             out["secret"] = stored
         elif isinstance(given, list) and MASK in given:
             merged: list[Any] = []
@@ -644,3 +673,147 @@ def redis_address(url: Any) -> tuple[str, int, str] | None:
     split = urlsplit(url)
     db = split.path.strip("/") or "0"
     return (split.hostname or "", split.port or 6379, db)
+
+
+# The port a URL of each scheme uses when it names none (to compare destinations).
+DEFAULT_PORTS: Final = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379}
+
+
+def destination(url: Any) -> tuple[str, ...]:
+    """Where a sink sends: the origin of its URL (scheme, host, port; RFC 6454), the same
+    whatever the path, user or password; a URL read from a reference is that reference.
+
+    A stored secret (`***`, or a secret left out) is kept only while it stays the same:
+    another origin is another server, and would be handed the secret.
+    """
+    if not isinstance(url, str):
+        return ("reference", repr(sorted(url.items())) if isinstance(url, dict) else repr(url))
+    try:
+        split = urlsplit(url)
+        scheme = split.scheme.lower()
+        port = split.port or DEFAULT_PORTS.get(scheme)
+        return (scheme, split.hostname or "", str(port))
+    except ValueError:  # not a URL (refused by `parse`): compared as written
+        return ("text", url.partition("//")[2].partition("/")[0].rpartition("@")[2].lower())
+
+
+KEPT_ELSEWHERE: Final = (
+    "is kept only while sink.url keeps its origin (scheme, host and port); this update "
+    "sends to another origin, which would receive it"
+)
+
+
+def moved_secrets(new: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str, str]]:
+    """The stored secrets an update's sink keeps (`***`, or a webhook secret left out) for
+    a URL of another origin (`destination`): each refused, naming its field.
+
+    (A URL password `***` is kept only with the very URL shown: `keep_secrets`, `parse`.)
+    """
+    if old is None or new.get("kind") != old.get("kind"):
+        return []  # another kind stores nothing to keep: a `***` is refused as none stored
+    if destination(new.get("url")) == destination(old.get("url")):
+        return []
+    found: list[dict[str, str]] = []
+    if old.get("secret") is not None:
+        given = new.get("secret")
+        if "secret" not in new:
+            found.append(
+                {
+                    "key": "sink.secret",
+                    "message": f"an update without a secret keeps the stored one, which "
+                    f"{KEPT_ELSEWHERE}: give the secret itself",
+                }
+            )
+        elif given == MASK or isinstance(given, list):
+            keys = (
+                [f"sink.secret[{i}]" for i, s in enumerate(given) if s == MASK]
+                if isinstance(given, list)
+                else ["sink.secret"]
+            )
+            found.extend(
+                {
+                    "key": k,
+                    "message": f'"***" stands for the stored secret, which '
+                    f"{KEPT_ELSEWHERE}: give the secret itself",
+                }
+                for k in keys
+            )
+    headers, old_headers = new.get("headers"), old.get("headers")
+    if isinstance(headers, dict) and isinstance(old_headers, dict):
+        stored = {str(h).lower() for h in old_headers}
+        found.extend(
+            {
+                "key": f"sink.headers.{h}",
+                "message": f'"***" stands for the stored value of header {h}, which '
+                f"{KEPT_ELSEWHERE}: give its value itself",
+            }
+            for h, v in headers.items()
+            if v == MASK and str(h).lower() in stored
+        )
+    return found
+
+
+def _is_reference(value: Any) -> TypeGuard[dict[str, str]]:
+    """`{"env": NAME}` or `{"file": PATH}` as `parse` takes one (a refused one is refused
+    for its shape alone)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    ((kind, where),) = value.items()
+    if kind == "env":
+        return isinstance(where, str) and ENV_NAME.fullmatch(where) is not None
+    return kind == "file" and isinstance(where, str) and bool(where)
+
+
+def _references(sink: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
+    """(key, place, reference) of each secret reference of a sink: its URL, its webhook
+    secret(s) (one place: a rotation moves them in the list), each header by its name."""
+    found: list[tuple[str, str, dict[str, str]]] = []
+    if _is_reference(sink.get("url")):
+        found.append(("sink.url", "url", sink["url"]))
+    secret = sink.get("secret")
+    if isinstance(secret, list):
+        found.extend(
+            (f"sink.secret[{i}]", "secret", s) for i, s in enumerate(secret) if _is_reference(s)
+        )
+    elif _is_reference(secret):
+        found.append(("sink.secret", "secret", secret))
+    headers = sink.get("headers")
+    if isinstance(headers, dict):
+        found.extend(
+            (f"sink.headers.{h}", f"headers.{str(h).lower()}", v)
+            for h, v in headers.items()
+            if _is_reference(v)
+        )
+    return found
+
+
+API_REFERENCES: Final = (
+    "a secret reference reads this server's environment or files, and the admin API takes "
+    "one only where the subscription already has it, with sink.url keeping its origin: "
+    "define the subscription in the SUBSCRIPTIONS file or with `eventstore subscriptions "
+    "add`, send the secret itself, or set EVENTSTORE_API_SECRET_REFERENCES=true"
+)
+
+
+def api_references(new: Any, old: dict[str, Any] | None) -> list[dict[str, str]]:
+    """The `{"env"}`/`{"file"}` references of a sink given over the admin API that the
+    stored sink (`old`, None for a new subscription) does not already hold at that place,
+    for the same destination: each refused, naming its field.
+
+    Whoever holds the admin key would otherwise send any variable or file this server can
+    read (its URI with the password, the signing key) to any URL.
+    """
+    if not isinstance(new, dict):
+        return []
+    kept: list[tuple[str, dict[str, str]]] = []
+    if (
+        old is not None
+        and new.get("kind") == old.get("kind")
+        and destination(new.get("url")) == destination(old.get("url"))
+    ):
+        kept = [(place, ref) for _, place, ref in _references(old)]
+    return [
+        {"key": key, "message": f"{json.dumps(ref)}: {API_REFERENCES}"}
+        for key, place, ref in _references(new)
+        if (place, ref) not in kept
+    ]

@@ -169,12 +169,24 @@ class SubscriptionAdmin:
             raise NotFound(name)
         return record
 
-    async def validate(self, name: str, body: Any) -> cfg.SubscriptionConfig:
-        """The configuration a PUT body gives (stored secrets kept where it gives none)."""
+    async def validate(
+        self, name: str, body: Any, *, references: bool = True
+    ) -> cfg.SubscriptionConfig:
+        """The configuration a PUT body gives (stored secrets kept where it gives none).
+
+        A stored secret is kept only for the same destination (`cfg.moved_secrets`).
+        `references`: whether the body may give new `{"env"}`/`{"file"}` secret references
+        (the admin API's PUT may not, unless EVENTSTORE_API_SECRET_REFERENCES: they read
+        this server's environment and files; `cfg.api_references`).
+        """
         existing = await self.store.subscriptions.get(name) if cfg.NAME_RE.fullmatch(name) else None
-        if isinstance(body, dict) and isinstance(body.get("sink"), dict) and existing is not None:
-            body = {**body, "sink": cfg.keep_secrets(body["sink"], existing.config.get("sink"))}
-        config = cfg.parse(name, body)
+        old = existing.config.get("sink") if existing is not None else None
+        sink = body.get("sink") if isinstance(body, dict) else None
+        refused = [] if references else cfg.api_references(sink, old)
+        if isinstance(sink, dict) and old is not None:
+            refused += cfg.moved_secrets(sink, old)
+            body = {**body, "sink": cfg.keep_secrets(sink, old)}
+        config = cfg.parse(name, body, refused=refused)
         await self._refuse_shared_stream(config)
         # An update's start is checked as a creation's: a start that would skip events is
         # never stored (the configuration shows it, and an update stores what it is given).
@@ -226,14 +238,17 @@ class SubscriptionAdmin:
         done = await self.apply(name, body, actor=actor)
         return done.created, done.record
 
-    async def apply(self, name: str, body: Any, *, actor: str | None) -> Put:
+    async def apply(
+        self, name: str, body: Any, *, actor: str | None, references: bool = True
+    ) -> Put:
         """Create or update; ConfigError when invalid (nothing stored).
 
         A creation starts at the body's start. An update stores the configuration,
         its start included, and keeps the position (`Put.start_note` says so when
-        the start changed): only a reset delivers from another start.
+        the start changed): only a reset delivers from another start. `references`:
+        as `validate` takes it.
         """
-        config = await self.validate(name, body)
+        config = await self.validate(name, body, references=references)
         doc = cfg.to_doc(config)
         now = self.clock.now()
         existing = await self.store.subscriptions.get(name)

@@ -50,7 +50,10 @@ async def client() -> AsyncIterator[AsyncTestClient[Any]]:
     store = MemoryStore()
     log = LogBuilder()
     await store.events.append([log.next(k) for k in ("a", "b", "a", "c")])
-    app = create_app(settings(admin_key=ADMIN_KEY), store=store, clock=FakeClock())
+    # bodies with `{"env"}`/`{"file"}` references among the documented ones: allowed here
+    app = create_app(
+        settings(admin_key=ADMIN_KEY, api_secret_references=True), store=store, clock=FakeClock()
+    )
     async with AsyncTestClient(app=app) as c:
         yield c
 

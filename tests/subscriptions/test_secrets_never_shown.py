@@ -135,8 +135,12 @@ async def test_secrets_never_reach_logs_answers_or_status_and_retrying_says_why(
     supervisor = Supervisor(
         clock=h.clock, instance="here", lease_seconds=10, workers=h.store.workers
     )
+    # The references are given over the API: the operator allows it (EVENTSTORE_API_SECRET_REFERENCES).
     app = create_app(
-        settings(admin_key=ADMIN_KEY), store=h.store, clock=h.clock, supervisor=supervisor
+        settings(admin_key=ADMIN_KEY, api_secret_references=True),
+        store=h.store,
+        clock=h.clock,
+        supervisor=supervisor,
     )
     async with AsyncTestClient(app=app) as c:
         for name, body in bodies(receiver, tmp_path, redis_port).items():
