@@ -221,7 +221,7 @@ def _start(check: _Check, key: str, value: Any) -> Start:
             check.malformed(f"{key}.time", "expected an RFC 3339 time")
             return Start()
         try:
-            at = parse_rfc3339(v)
+            at = parse_rfc3339(v, up=True)  # "at or after": a fraction beyond µs raises it
         except NoZone:
             check.bad(f"{key}.time", "the time needs a zone (Z or +hh:mm)")
             return Start()

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from eventstore.clock import FakeClock
 from eventstore.subscriptions import positions
-from eventstore.subscriptions.config import Start
+from eventstore.subscriptions.config import Start, parse_start
 from eventstore.supervisor import Progress
 from tests.helpers import T0
 from tests.realsinks import SECRET
@@ -63,6 +63,19 @@ async def test_a_start_time_is_the_position_just_before_the_first_event_recorded
     empty = Harness().store.events
     assert await positions.first_recorded_at_or_after(empty, T0) is None
     assert await positions.position_of(empty, Start(kind="time", time=T0)) == 0
+
+
+async def test_a_start_time_a_fraction_of_a_microsecond_after_an_event_starts_after_it() -> None:
+    # Digits beyond microseconds were cut: the start fell on the event's own millisecond
+    # and the event, recorded before the start, was delivered.
+    h = Harness()
+    events = await h.append("a", "b", "c")
+    log = h.store.events
+    second = events[1].recorded_at  # whole milliseconds
+    text = second.isoformat().replace("+00:00", "") + "0001Z"  # ...:02.0010000001Z
+    start = parse_start({"time": text})
+    assert start.time is not None and start.time > second
+    assert await positions.position_of(log, start) == 2  # the second event is not delivered
 
 
 async def test_a_position_is_none_until_its_checkpoint_is_first_written() -> None:
