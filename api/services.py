@@ -269,13 +269,16 @@ class Services:
             lease_seconds=self.settings.lease_seconds,
             state_cache=self.settings.state_cache,
         )
-        if projection.merge is None:
-            workers = 1  # a projection without merge rebuilds with one worker
+        note = None
+        if projection.merge is None and workers > 1:  # it rebuilds with one worker, and says so
+            note = f"{name} has no merge: rebuilt with one worker ({workers} asked)"
+            workers = 1
         job = Job(
             job=uuid.uuid4().hex,
             projection=name,
             requested_at=self.clock.now(),
             workers=workers,
+            note=note,
         )
         await self.store.jobs.create(job)
         if await runner.lease.try_acquire():
