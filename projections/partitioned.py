@@ -227,9 +227,12 @@ class LocalFolds:
             pool = self._live_pool()
             try:
                 return await loop.run_in_executor(pool, _run_inherited, self._token, index)
-            except BrokenProcessPool:
-                if attempt == self.RETRIES:
-                    raise
+            except BrokenProcessPool as exc:
+                if attempt == self.RETRIES:  # said for people, not as the executor words it
+                    raise BrokenProcessPool(
+                        f"a rebuild worker process died folding partition {index}, "
+                        f"{self.RETRIES + 1} times (killed, or out of memory)"
+                    ) from exc
                 if self._pool is pool:  # the first of its partitions to notice replaces it
                     self.broken += 1
                     self._pool = None

@@ -409,10 +409,13 @@ async def test_a_partition_is_folded_at_most_three_times_in_fresh_processes(
     events = await store.events.read(after_seq=0, limit=1000)
     folds = LocalFolds(_dying(tmp_path / "died", always=True), [list(events)], 1)
     try:
-        with pytest.raises(BrokenProcessPool):
+        with pytest.raises(BrokenProcessPool) as raised:
             await folds.submit(0)
     finally:
         folds.close()
+    assert str(raised.value) == (  # not the executor's "terminated abruptly while the future…"
+        "a rebuild worker process died folding partition 0, 3 times (killed, or out of memory)"
+    )
     assert len(glob.glob(f"{tmp_path}/died-*")) == 3  # three processes died, one per attempt
     assert folds.broken == 2  # the pools replaced: the last broken one is not
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
