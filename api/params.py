@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -25,12 +26,16 @@ from litestar.typing import FieldDefinition
 from api.problems import ApiError, bad_request
 from eventstore.codec import PAST_LAST_MS
 from eventstore.decimal_text import canonical_int, decimal_float, decimal_int
+from eventstore.keys import shown_key
 from eventstore.model import MAX_SEQ
 from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, OutsideUtcYears, parse_rfc3339
 from eventstore.subscriptions.config import is_field_path
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
+# The longest time a query takes (`since`, `until`, `at`): RFC 3339 allows any fraction of a
+# second, and the API compares it exactly; a time of 35 characters leaves 221 digits for it.
+TIME_CHARS: Final = 256
 
 
 # -- declarations whose OpenAPI schema says exactly what is accepted -------------------------
@@ -97,6 +102,16 @@ def whole_of_query(name: str, text: str, ge: int | None, le: int | None) -> int:
     raise parameter_refused(name, message)
 
 
+def seconds_parameter(gt: float, le: float, **kwargs: Any) -> Any:
+    """A query parameter of seconds, more than `gt` and at most `le` (`decimal_of_query`).
+
+    Its schema states both bounds: Litestar leaves a `gt` out of the document.
+    """
+    return QueryParameter(
+        gt=gt, le=le, schema_extra={"exclusiveMinimum": gt, "maximum": le}, **kwargs
+    )
+
+
 def parameter_refused(name: str, message: str) -> ApiError:
     """The 400 of a query parameter, named as sent (`errors` as Litestar's own 400s have it)."""
     return ApiError(
@@ -116,6 +131,10 @@ def field_path_of_query(name: str, text: str) -> str:
     if not is_field_path(text):
         raise parameter_refused(name, f"{_as_sent(text)} is not a field path (a.b.c)")
     return text
+
+
+# A zero followed by another digit: `01`, `00.5` (`0.5` and `0` are the number as it prints).
+_LEADING_ZERO: Final = re.compile(r"0[0-9]")
 
 
 def _range(gt: float | None, ge: float | None, lt: float | None, le: float | None) -> str:
@@ -138,14 +157,16 @@ def decimal_of_query(
     """A query parameter's text as the number it writes (`10`, `0.5`) within its bounds; 400 otherwise.
 
     Decimal digits with an optional fraction (`decimal_text.decimal_float`): no sign,
-    exponent, `inf` or `nan`, which msgspec would read (or refuse in its own words).
+    exponent, `inf` or `nan`, which msgspec would read (or refuse in its own words), and
+    no leading zero (`01`, `00.5`), as for a whole number: msgspec refuses those in its
+    own words ("Expected `float | null`, got `str`").
     """
-    n = None if text.startswith("-") else decimal_float(text)
+    n = None if text.startswith("-") or _LEADING_ZERO.match(text) else decimal_float(text)
     bounds = _range(gt, ge, lt, le)
     if n is None:
         message = (
             f"must be {bounds}, in decimal digits with an optional fraction (e.g. 2.5; no "
-            f"sign or exponent), got {_as_sent(text)}"
+            f"sign, exponent or leading zero), got {_as_sent(text)}"
         )
     elif (
         (gt is not None and n <= gt)
@@ -162,7 +183,7 @@ def decimal_of_query(
 def time_parameter(**kwargs: Any) -> Any:
     """A query parameter holding an RFC 3339 time with a zone: JSON Schema's `date-time`."""
     return QueryParameter(
-        max_length=64,
+        max_length=TIME_CHARS,
         schema_extra={"format": "date-time"},
         description="RFC 3339 time with a zone, e.g. 2026-11-26T14:03:00.123Z",
         **kwargs,
@@ -193,10 +214,12 @@ def decode_cursor(kind: str, cursor: str | None) -> str | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise bad_request(f"malformed page cursor {cursor!r}: pass back a `next` value") from None
+        raise bad_request(
+            f"malformed page cursor {shown_key(cursor)}: pass back a `next` value"
+        ) from None
     prefix, _, value = raw.partition(":")
     if prefix != kind or not value:
-        raise bad_request(f"page cursor {cursor!r} does not belong to this listing")
+        raise bad_request(f"page cursor {shown_key(cursor)} does not belong to this listing")
     return value
 
 
@@ -207,7 +230,7 @@ def int_cursor(kind: str, cursor: str | None) -> int | None:
         return None
     n = decimal_int(value)
     if n is None or not 0 <= n <= MAX_SEQ:  # a crafted cursor: MongoDB stores no larger int
-        raise bad_request(f"page cursor {cursor!r} does not belong to this listing")
+        raise bad_request(f"page cursor {shown_key(str(cursor))} does not belong to this listing")
     return n
 
 
@@ -238,11 +261,11 @@ def parse_time(name: str, value: str | None, *, up: bool = False) -> datetime | 
         return parse_rfc3339(value, up=up)
     except NotRfc3339:
         raise bad_request(
-            f"{name}: {value!r} is not an RFC 3339 time (e.g. 2026-11-26T14:03:00.123Z)"
+            f"{name}: {shown_key(value)} is not an RFC 3339 time (e.g. 2026-11-26T14:03:00.123Z)"
         ) from None
     except NoZone:
         raise bad_request(
-            f"{name}: {value!r} has no time zone; add `Z` or an offset like +01:00"
+            f"{name}: {shown_key(value)} has no time zone; add `Z` or an offset like +01:00"
         ) from None
     except NoSuchTime as exc:
         raise bad_request(f"{name}: {exc}") from None
@@ -278,6 +301,13 @@ class _Decimal(NamedTuple):
     le: float | None
 
 
+class _Text(NamedTuple):
+    """A query parameter the handler reads as text of at most `longest` characters."""
+
+    name: str
+    longest: int
+
+
 class _Taken(NamedTuple):
     """The query parameters a handler takes, those that may repeat (lists), and the integers."""
 
@@ -285,6 +315,7 @@ class _Taken(NamedTuple):
     repeatable: frozenset[str]
     integers: tuple[_Whole, ...] = ()
     decimals: tuple[_Decimal, ...] = ()
+    texts: tuple[_Text, ...] = ()
 
 
 def _is(param: FieldDefinition, kind: type) -> bool:
@@ -308,6 +339,7 @@ def _declared(handler: BaseRouteHandler, path_params: set[str]) -> _Taken:
     repeatable: set[str] = set()
     integers: list[_Whole] = []
     decimals: list[_Decimal] = []
+    texts: list[_Text] = []
     dependencies = set(handler.resolve_dependencies())
     for name, param in handler.parsed_fn_signature.parameters.items():
         if name in dependencies or name in _RESERVED:
@@ -328,11 +360,15 @@ def _declared(handler: BaseRouteHandler, path_params: set[str]) -> _Taken:
             b = bounded
             limits = (None, None, None, None) if b is None else (b.gt, b.ge, b.lt, b.le)
             decimals.append(_Decimal(query, *limits))
+        elif _is(param, str) and bounded is not None and bounded.max_length is not None:
+            texts.append(_Text(query, bounded.max_length))
         if param.is_non_string_collection or any(
             t.is_non_string_collection for t in param.inner_types or ()
         ):
             repeatable.add(query)
-    return _Taken(frozenset(names), frozenset(repeatable), tuple(integers), tuple(decimals))
+    return _Taken(
+        frozenset(names), frozenset(repeatable), tuple(integers), tuple(decimals), tuple(texts)
+    )
 
 
 # Headers that carry one value: sent twice, which one counts would be the server's guess
@@ -377,9 +413,17 @@ async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
             known = ", ".join(sorted(allowed.names)) or "none"
             raise bad_request(
                 f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(unknown)} (this endpoint takes: {known})"
+                f"{shown_names(unknown)} (this endpoint takes: {known})"
             )
         refuse_repeated_query(request, set(query.keys()) - allowed.repeatable)
+    # Before Litestar reads them too: its refusal says neither the value nor, in words, the bound.
+    for text_param in allowed.texts:
+        for text in query.getall(text_param.name, []):
+            if len(text) > text_param.longest:
+                raise parameter_refused(
+                    text_param.name,
+                    f"at most {text_param.longest} characters, got {shown_key(text)}",
+                )
     # Before Litestar converts them (this hook runs first): see `whole_of_query`.
     for whole_param in allowed.integers:
         text = query.get(whole_param.name)
@@ -391,6 +435,20 @@ async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
             decimal_of_query(
                 number.name, text, gt=number.gt, ge=number.ge, lt=number.lt, le=number.le
             )
+
+
+# Names (or values) quoted in one message: a client sends as many as its URL holds.
+SHOWN_NAMES: Final = 3
+
+
+def shown_names(names: Iterable[str]) -> str:
+    """Names or values a client sent, for a message: each quoted and cut as `shown_key`
+    quotes a key (control characters escaped), the first SHOWN_NAMES of them, and how many
+    more there are."""
+    given = list(names)
+    shown = ", ".join(shown_key(name) for name in given[:SHOWN_NAMES])
+    more = len(given) - SHOWN_NAMES
+    return shown if more <= 0 else f"{shown} and {more} more"
 
 
 def refuse_repeated_query(request: Request[Any, Any, Any], names: Iterable[str]) -> None:

@@ -7,8 +7,10 @@ is logged with its traceback server-side and answered with a bare 500 problem.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -191,8 +193,12 @@ def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Re
     return problem(400, detail, kind="bad-request", errors=clean or None)
 
 
-def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     status = exc.status_code if 400 <= exc.status_code < 600 else 500
+    if status >= 500 and status != 503:
+        # Litestar's own 500s (a file system error it wraps, say) are bugs like any other:
+        # logged, and answered as `_bug` answers, never with their detail.
+        return _bug(request, exc)
     headers = dict(exc.headers or {})
     return problem(status, str(exc.detail or HTTPStatus(status).phrase), headers=headers)
 
@@ -217,7 +223,32 @@ def _bug(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     return problem(500, "an internal error occurred; it has been logged", kind="internal")
 
 
-EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
+Handler = Callable[[Request[Any, Any, Any], Any], Response[Problem]]
+
+
+def _varying(handler: Handler) -> Handler:
+    """`handler`, its problem marked as depending on what the route's `opt["vary"]` names.
+
+    A route whose answer depends on a request header (`/v1/events` on `Accept`) says so
+    on each answer, a refusal included: a cache keyed without it would serve a 400 meant
+    for a CSV export to a JSON client, or the other way round.
+    """
+
+    @functools.wraps(handler)
+    def answer(request: Request[Any, Any, Any], exc: Any) -> Response[Problem]:
+        response = handler(request, exc)
+        route = request.scope.get("route_handler")
+        vary = getattr(route, "opt", {}).get("vary") if route is not None else None
+        if isinstance(vary, str) and vary:
+            said = response.headers.get("vary")
+            response.headers["vary"] = f"{said}, {vary}" if said else vary
+        return response
+
+    return answer
+
+
+# Each kind of failure's answer (the most specific class counts).
+_HANDLERS: Final[dict[type[Exception], Handler]] = {
     ApiError: _api_error,
     HistoryError: _history_error,
     JobConflict: _job_conflict,
@@ -226,4 +257,7 @@ EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
     ExecutionTimeout: _too_long,
     PyMongoError: _database,
     Exception: _bug,
+}
+EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
+    kind: _varying(handler) for kind, handler in _HANDLERS.items()
 }

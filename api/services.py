@@ -26,6 +26,7 @@ from eventstore.awaiting import cancel_and_wait, unless_set, within
 from eventstore.clock import SystemClock
 from eventstore.errors import user_message
 from eventstore.history import History
+from eventstore.keys import shown_key
 from eventstore.leasing import default_owner
 from eventstore.model import Job
 from eventstore.ports import Clock, JobConflict, Store
@@ -193,7 +194,9 @@ class Services:
         found = self.projections.get(name)
         if found is None:
             known = ", ".join(self.projections)
-            raise ApiError(404, f"unknown projection {name!r} (known: {known})", kind="not-found")
+            raise ApiError(
+                404, f"unknown projection {shown_key(name)} (known: {known})", kind="not-found"
+            )
         return found
 
     async def ready(self) -> tuple[bool, str]:

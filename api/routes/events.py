@@ -20,6 +20,7 @@ from litestar.response.base import ASGIResponse
 from litestar.response.sse import ServerSentEvent, ServerSentEventMessage
 from pymongo.errors import PyMongoError
 
+from api.headers import preferred_media
 from api.methods import is_head
 from api.params import (
     DEFAULT_LIMIT,
@@ -29,6 +30,8 @@ from api.params import (
     int_cursor,
     parameter_refused,
     parse_bound,
+    seconds_parameter,
+    shown_names,
     time_parameter,
     whole,
 )
@@ -97,7 +100,7 @@ async def _query(
     unknown = sorted(set(types or ()) - EVENT_TYPES)
     if unknown:
         raise bad_request(
-            f"unknown event type {', '.join(unknown)} (known: {', '.join(sorted(EVENT_TYPES))})"
+            f"unknown event type {shown_names(unknown)} (known: {', '.join(sorted(EVENT_TYPES))})"
         )
     for name, value in (("stream", stream), ("field", field), ("actor", actor)):
         if value is not None and not value.strip():
@@ -127,10 +130,16 @@ async def _query(
 
 
 def _wants(request: Request[Any, Any, Any]) -> str | None:
-    """The export the client prefers by its `Accept` (quality values honoured), else None (JSON)."""
-    if "accept" not in request.headers:
+    """The export the client prefers by its `Accept` (quality values honoured), else None (JSON).
+
+    A type the client gives `q=0` is not acceptable (RFC 9110 12.4.2), never chosen;
+    when none of the three is acceptable the answer is JSON, as for an `Accept` that
+    names none of them (the header is then disregarded, RFC 9110 12.5.1).
+    """
+    accept = request.headers.getall("accept", [])
+    if not accept:
         return None
-    best = request.accept.best_match([JSON, NDJSON, CSV], default=JSON)
+    best = preferred_media(", ".join(accept), (JSON, NDJSON, CSV))
     return best if best in (NDJSON, CSV) else None
 
 
@@ -149,6 +158,8 @@ def _wants(request: Request[Any, Any, Any]) -> str | None:
         "`Accept: application/x-ndjson` or `text/csv` every match is streamed: `limit` is "
         "refused there (bound an export with `since`, `until` or `after`)."
     ),
+    # Every answer, a problem too, says that it depends on `Accept` (api.problems).
+    opt={"vary": VARY},
 )
 async def query_events(
     request: Request[Any, Any, Any],
@@ -288,7 +299,7 @@ async def live_events(
     stream: Text = None,
     after: Annotated[int | None, whole(0, MAX_SEQ)] = None,
     limit: Annotated[int | None, whole(1, 10**9)] = None,
-    seconds: Annotated[float | None, QueryParameter(name="timeout", gt=0, le=86400)] = None,
+    seconds: Annotated[float | None, seconds_parameter(0, 86400, name="timeout")] = None,
     last_event_id: Annotated[str | None, HeaderParameter(name="last-event-id")] = None,
 ) -> ServerSentEvent:
     if stream is not None and not stream.strip():

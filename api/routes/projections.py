@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Final
@@ -27,13 +28,12 @@ from api.services import Services, ServicesDep
 from eventstore.codec import rfc3339, to_jsonable
 from eventstore.history import AmbiguousKey
 from eventstore.json_input import (
+    EXACT_DOUBLE,
     TOO_DEEP,
     DuplicateKey,
-    NestedTooDeeply,
-    decode_json,
-    whole_number,
+    check_unique_keys,
 )
-from eventstore.keys import InvalidKey, candidates, shown_key, typed_key
+from eventstore.keys import SHOWN_KEY_CHARS, InvalidKey, candidates, shown_key, typed_key
 from projections.api import SEQ_FIELD
 from projections.orders import NO_CUSTOMER
 from projections.partitioned import MAX_WORKERS
@@ -47,7 +47,7 @@ def _text(name: str, value: str) -> str:
 def _flag(name: str, value: str) -> bool:
     if value in ("true", "false"):
         return value == "true"
-    raise bad_request(f"{name}: {value!r} is not true or false")
+    raise bad_request(f"{name}: {shown_key(value)} is not true or false")
 
 
 def _time(name: str, value: str) -> datetime:
@@ -56,6 +56,7 @@ def _time(name: str, value: str) -> datetime:
     return parsed
 
 
+ROW_CURSOR_CHARS: Final = 96_000
 NUMERIC: Final = None
 # The row fields of each projection (its API contract), in order, and how a filter
 # value is read for the non-numeric ones (None: numeric, not filterable).
@@ -163,7 +164,9 @@ async def projection_rows(
     services: ServicesDep,
     name: FromPath[str],
     limit: Annotated[int, whole(1, MAX_LIMIT)] = DEFAULT_LIMIT,
-    after: Annotated[str | None, QueryParameter(max_length=600)] = None,
+    # A row cursor carries its row key (a long order `_id`, a plugin's key): room for
+    # keys of about 70,000 characters, within the request line the server reads.
+    after: Annotated[str | None, QueryParameter(max_length=ROW_CURSOR_CHARS)] = None,
 ) -> RowsPage:
     name = path_value(name)
     projection = services.projection(name)
@@ -177,10 +180,10 @@ async def projection_rows(
             if not usable:  # a plugin's rows: their fields, and their types, are its own
                 raise bad_request(
                     f"{name} takes no filters (its rows are listed as written, by key):"
-                    f" {field!r} is not limit or after"
+                    f" {shown_key(field)} is not limit or after"
                 )
             raise bad_request(
-                f"{name} has no row field {field!r}"
+                f"{name} has no row field {shown_key(field)}"
                 f" (filters: {', '.join(usable)}; paging: limit, after)"
             )
         parse = fields[field]
@@ -220,7 +223,9 @@ async def projection_row(
         key = await _order_row_key(services, projection.collection, asked)
     found = await services.store.read_models.get_many(projection.collection, [key])
     if key not in found:
-        raise not_found(f"no row {asked!r} in {name}")  # as asked: a bare key names no type
+        raise not_found(
+            f"no row {shown_key(asked)} in {name}"
+        )  # as asked: a bare key names no type
     return _row(name, found[key])
 
 
@@ -256,30 +261,77 @@ async def rebuild(
     return JobCreated(job=job.job)
 
 
+# A number of the body as written: msgspec hands a literal with a fraction or an exponent
+# here as its text (`1e400`, `0.99999999999999999`), never as the double it rounds to.
+_BODY: Final = msgspec.json.Decoder(float_hook=lambda text: _Literal(text))
+
+
+class _Literal(str):
+    """A JSON number with a fraction or an exponent, as written."""
+
+
+def _literal_whole(text: str) -> int | None:
+    """The whole number a JSON literal writes exactly (`2.0`, `20e-1`), within 2^53; else None.
+
+    Read as a double, `0.99999999999999999` is 1 and `16.000000000000001` is 16:
+    neither is a whole number. Past 2^53 a double may stand for its neighbour
+    (`whole_number`), and `1e400` is none at all.
+    """
+    number = decimal.Decimal(text)
+    if abs(number) > EXACT_DOUBLE or number != number.to_integral_value():
+        return None
+    return int(number)
+
+
 def _workers(body: bytes) -> int:
     """The optional body `{"workers": N}` (1-16, default 1): the partitions of the rebuild."""
     if not body.strip():
         return 1
     try:
-        parsed = decode_json(body)
-    except msgspec.DecodeError as exc:
-        why = ""
-        if isinstance(exc, NestedTooDeeply):
-            why = f" ({TOO_DEEP})"
-        elif isinstance(exc, DuplicateKey):
-            why = f" ({exc})"
-        raise bad_request(f'the body must be JSON: {{"workers": N}}{why}') from None
+        parsed = _BODY.decode(body)
+    except RecursionError:
+        raise bad_request(f'the body must be JSON: {{"workers": N}} ({TOO_DEEP})') from None
+    except msgspec.DecodeError:
+        raise bad_request('the body must be JSON: {"workers": N}') from None
+    try:
+        check_unique_keys(body)
+    except DuplicateKey as exc:
+        raise bad_request(f'the body must be JSON: {{"workers": N}} ({exc})') from None
     if not isinstance(parsed, dict) or set(parsed) - {"workers"}:
         raise bad_request('the body takes only {"workers": N}')
-    workers = whole_number(parsed.get("workers", 1))
+    if "workers" not in parsed:
+        return 1
+    given = parsed["workers"]
+    if isinstance(given, _Literal):
+        workers = _literal_whole(given)
+    else:
+        workers = None if isinstance(given, bool) or not isinstance(given, int) else given
     if workers is None:
-        raise bad_request(f"workers must be a whole number from 1 to {MAX_WORKERS}")
+        # The value as written (cut): `1e400`, `"2"`, `true`.
+        written = bytes(msgspec.json.decode(body, type=dict[str, msgspec.Raw])["workers"])
+        raise bad_request(
+            f"workers must be a whole number from 1 to {MAX_WORKERS}, got "
+            + shown_literal(written.decode())
+        )
     if not 1 <= workers <= MAX_WORKERS:  # well formed, but no rebuild has that many (422)
         detail = f"workers must be from 1 to {MAX_WORKERS}, got {workers}"
         raise ApiError(
             422, detail, kind="unprocessable", errors=[{"key": "workers", "message": detail}]
         )
     return workers
+
+
+def shown_literal(text: str) -> str:
+    """A JSON value of a body as written, cut as `shown_key` cuts a key (it is JSON: no quotes).
+
+    One with a character that is not printable (a line break between its items, a
+    bidirectional override inside a string) is quoted as `shown_key` quotes it, escaped.
+    """
+    if not text.isprintable():
+        return shown_key(text)
+    if len(text) <= SHOWN_KEY_CHARS:
+        return text
+    return f"{text[:SHOWN_KEY_CHARS]}… ({len(text)} characters)"
 
 
 def _when(value: datetime | None) -> str | None:
@@ -290,7 +342,7 @@ def _when(value: datetime | None) -> str | None:
 async def get_job(services: ServicesDep, job: FromPath[str]) -> JobOut:
     found = await services.store.jobs.get(path_value(job))
     if found is None:
-        raise not_found(f"no job {path_value(job)!r}")
+        raise not_found(f"no job {shown_key(path_value(job))}")
     return JobOut(
         job=found.job,
         projection=found.projection,

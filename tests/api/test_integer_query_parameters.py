@@ -198,7 +198,7 @@ async def test_the_live_timeout_is_seconds_in_decimal_digits_named_as_sent(
     assert r.status_code == 400, r.text
     message = (
         "must be more than 0 and at most 86400, in decimal digits with an optional fraction"
-        f" (e.g. 2.5; no sign or exponent), got {sent!r}"
+        f" (e.g. 2.5; no sign, exponent or leading zero), got {sent!r}"
     )
     assert r.json()["detail"] == f"timeout: {message}"
     assert r.json()["errors"] == [{"key": "timeout", "message": message, "source": "query"}]
