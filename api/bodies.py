@@ -246,8 +246,12 @@ class ErasureIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 
 
-# Free text as `eventstore.erasure.check_text` takes it: not blank, no control character but tab.
-TEXT: Final = r"^[^\x00-\x08\x0a-\x1f]*[^\s\x00-\x1f][^\x00-\x08\x0a-\x1f]*$"
+# Free text as `eventstore.erasure.check_text` takes it (`refused_character`): not blank, no
+# control character but tab (C0, DEL, C1), no bidirectional override or isolate.
+_REFUSED: Final = r"\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+TEXT: Final = (
+    rf"^[^\x00-\x08\x0a-\x1f{_REFUSED}]*[^\s\x00-\x1f{_REFUSED}][^\x00-\x08\x0a-\x1f{_REFUSED}]*$"
+)
 
 
 def _string_fields(struct: type[msgspec.Struct]) -> list[msgspec.inspect.Field]:

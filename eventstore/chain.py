@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 import bson
 import msgspec
 
 from eventstore.codec import committed_doc, event_doc, payload_doc
-from eventstore.keys import typed_key
+from eventstore.keys import candidates, is_typed, typed_key
 from eventstore.model import COMMIT_SCHEME, ERASED, GENESIS_HASH, PAYLOAD_SCHEME, Event, Head
 
 SALT_BYTES: Final = 32
@@ -263,10 +263,32 @@ def payload_problem(event: Event, name: str) -> str | None:
     )
 
 
-def erasure_names(erased: Event, stream: str, entity_key: str) -> bool:
-    """True when `erased` is the `erased` event of `stream` that records erasing `entity_key`."""
+def shown_entity(entity_key: str, entity_id: Any) -> str:
+    """An entity's key in a verdict's words: its stored key, unless that bare key could
+    name another value (`42`: the integer or the string) or reads as typed (the string
+    "int:5"): then its typed key (`int:42`, `str:int:5`). No look-up."""
+    if is_typed(entity_key) or len(candidates(entity_key)) > 1:
+        return typed_key(entity_id)
+    return entity_key
+
+
+# `erasure_names` without the entity's `_id`: by `entity_key` alone.
+_NO_ID: Final[Any] = object()
+
+
+def erasure_names(erased: Event, stream: str, entity_key: str, *, entity_id: Any = _NO_ID) -> bool:
+    """True when `erased` is the `erased` event of `stream` that records erasing this entity.
+
+    By its `typed_key` when the record has one (`int:42` is not the string "42", though
+    both are `42`; by value, as the entity is, whatever key each event was stored with);
+    a record written before it had one names the entity by `entity_key`.
+    """
     doc = erased.document or {}
-    return erased.type == ERASED and erased.stream == stream and doc.get("entity_key") == entity_key
+    if erased.type != ERASED or erased.stream != stream:
+        return False
+    if "typed_key" in doc and entity_id is not _NO_ID:
+        return bool(doc["typed_key"] == typed_key(entity_id))
+    return bool(doc.get("entity_key") == entity_key)
 
 
 class ErasureClaims:
@@ -289,7 +311,9 @@ class ErasureClaims:
         """Record `event`'s claim and settle those naming it; returns the unbacked ones."""
         bad: list[tuple[Event, str]] = []
         for claimant in self._pending.pop(event.seq, []):
-            if not erasure_names(event, claimant.stream, claimant.entity_key):
+            if not erasure_names(
+                event, claimant.stream, claimant.entity_key, entity_id=claimant.entity_id
+            ):
                 bad.append((claimant, _unbacked(claimant)))
         if event.erased_by is not None and event.salt is None:
             self.count += 1
@@ -305,7 +329,8 @@ class ErasureClaims:
 def _unbacked(event: Event) -> str:
     return (
         f"payload of seq {event.seq} is missing without an erased record "
-        f"(seq {event.erased_by} does not record erasing {event.stream}/{event.entity_key})"
+        f"(seq {event.erased_by} does not record erasing "
+        f"{event.stream}/{shown_entity(event.entity_key, event.entity_id)})"
     )
 
 
@@ -435,5 +460,6 @@ __all__ = [
     "payload_commit",
     "payload_problem",
     "seal",
+    "shown_entity",
     "verify_entity",
 ]

@@ -800,6 +800,9 @@ class Ingester:
             event_id=event_id,
             payload={
                 "entity_key": request.entity_key,
+                # The entity named alone (`int:42` where the string "42" is also `42`);
+                # erased events recorded before it carry `entity_key` only.
+                "typed_key": typed_key(request.entity_id),
                 "events_erased": erased,
                 "reason": request.reason,
                 "actor": request.actor,

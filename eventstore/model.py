@@ -25,7 +25,8 @@ RENAMED: Final = "renamed"
 # (EVENTSTORE_BAD_INPUT=record); its document says where it was and why, never what it held.
 REJECTED: Final = "rejected"
 # An erasure carried out: the payload and salt of an entity's events were removed
-# (document: {entity_key, events_erased, reason, actor, request}; never the data).
+# (document: {entity_key, typed_key, events_erased, reason, actor, request}; never the data;
+# `typed_key` since 2026-12-07).
 ERASED: Final = "erased"
 
 ENTITY_TYPES: Final = frozenset({CREATED, UPDATED, REPLACED, DELETED, SNAPSHOT})

@@ -24,6 +24,7 @@ from eventstore.chain import (
     LogVerifier,
     entity_problem,
     erasure_names,
+    shown_entity,
 )
 from eventstore.checkpoint_audit import scoped_check, stored_checkpoint_check
 from eventstore.keys import typed_key
@@ -98,11 +99,11 @@ async def verify_entity(
     if not checker.checked:
         return None
     if checker.failure is None:
-        await _check_erasures(log, checker, stream)
+        await _check_erasures(log, checker, stream, entity_id)
     verdict = checker.verdict()
     if checkpoint is None or merkle is None:
         return verdict
-    what = f"{stream}/{checker.entity_key}"
+    what = f"{stream}/{shown_entity(checker.entity_key or '', entity_id)}"
     problem = await _inclusion_problem(merkle, checkpoint, inside) if inside else None
     check = scoped_check(
         checkpoint,
@@ -133,7 +134,9 @@ async def _inclusion_problem(
     return None
 
 
-async def _check_erasures(log: EventLog, checker: EntityChecker, stream: str) -> None:
+async def _check_erasures(
+    log: EventLog, checker: EntityChecker, stream: str, entity_id: Any
+) -> None:
     """Each erased event must name an `erased` event that records erasing this entity."""
     records: dict[int, Event | None] = {}
     for erased in checker.erased:
@@ -144,11 +147,12 @@ async def _check_erasures(log: EventLog, checker: EntityChecker, stream: str) ->
             )
         record = records[erased.erased_by]
         key = checker.entity_key or ""
-        if record is None or not erasure_names(record, stream, key):
+        if record is None or not erasure_names(record, stream, key, entity_id=entity_id):
             checker.fail(
                 erased.version,
                 f"payload of version {erased.version} is missing without an erased record "
-                f"(seq {erased.erased_by} does not record erasing {stream}/{key})",
+                f"(seq {erased.erased_by} does not record erasing "
+                f"{stream}/{shown_entity(key, entity_id)})",
             )
             return
 

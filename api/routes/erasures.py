@@ -10,16 +10,14 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from api.bodies import ErasureIn, malformed, problem_spec, struct_body, text_errors
+from api.actor_header import ACTOR_HEADER, actor_header
+from api.bodies import ErasureIn, malformed, problem_spec, struct_body
 from api.params import path_value
 from api.problems import not_found
 from api.services import ServicesDep
 from eventstore.codec import rfc3339
-from eventstore.erasure import MAX_ACTOR, request_erasure
-
-ACTOR_HEADER = "Eventstore-Actor"
-# The actor header's bounds: documented (schema_extra) and checked here, in the body's words.
-ACTOR_BOUNDS: Final = msgspec.inspect.StrType(min_length=1, max_length=MAX_ACTOR)
+from eventstore.erasure import MAX_ACTOR, MAX_REASON, request_erasure, text_fault
+from eventstore.keys import typed_key
 
 
 class ErasureCreated(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -33,6 +31,8 @@ class ErasureRequestOut(msgspec.Struct, kw_only=True):
     request: str
     stream: str
     entity_key: str
+    # The entity named alone: `int:42` where `entity_key` `42` is also the string "42".
+    typed_key: str
     state: str
     seq: int | None
     events_erased: int | None
@@ -74,18 +74,24 @@ ERASURE_RESPONSES: Final[dict[int, ResponseSpec]] = {
 async def create_erasure(
     services: ServicesDep,
     request: Request[Any, Any, Any],
-    actor: Annotated[
-        str,
+    header: Annotated[
+        str | None,
         HeaderParameter(
             name=ACTOR_HEADER,
-            schema_extra={"minLength": ACTOR_BOUNDS.min_length, "maxLength": MAX_ACTOR},
+            required=True,
+            description="Who asks (UTF-8): recorded as the `erased` event's actor",
+            # A string (`str | None` only lets `actor_header` say what is missing).
+            schema_extra={"oneOf": None, "type": "string", "minLength": 1, "maxLength": MAX_ACTOR},
         ),
-    ],
+    ] = None,
 ) -> Response[ErasureCreated]:
-    refused = text_errors(ACTOR_HEADER, actor, ACTOR_BOUNDS)
-    if refused:
-        raise malformed(refused)
+    # Documented above; read here from the raw bytes as UTF-8 (Litestar reads Latin-1).
+    del header
+    actor = actor_header(request, required=True)
     data = await struct_body(request, ErasureIn)
+    fault = text_fault(data.reason, MAX_REASON)
+    if fault is not None:
+        raise malformed([{"key": "reason", "message": fault}])
     outcome = await request_erasure(
         services.store,
         services.history,
@@ -122,6 +128,7 @@ async def get_erasure(services: ServicesDep, request_id: FromPath[str]) -> Erasu
         request=found.id,
         stream=found.stream,
         entity_key=found.entity_key,
+        typed_key=typed_key(found.entity_id),
         state=found.state,
         seq=found.seq if found.state == "done" else None,
         events_erased=found.events_erased,

@@ -15,6 +15,7 @@ from litestar import Request, Response, delete, get, post, put
 from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from api.actor_header import actor_header
 from api.bodies import BODY_REQUIRED, body_bytes, decoded, json_body, malformed
 from api.params import decode_cursor, encode_cursor, path_value, seq_in_path, seq_of_path, whole
 from api.problems import ApiError, bad_request, not_found, problem, unprocessable
@@ -32,20 +33,13 @@ from eventstore.subscriptions.control import (
     record_json,
 )
 
-ACTOR_HEADER: Final = "eventstore-actor"
 # The cursor kind of the action trail's pages (api.params: a cursor names its listing).
 ACTIONS_CURSOR: Final = "actions"
-MAX_ACTOR: Final = 200
 
 
 def actor_of(request: Request[Any, Any, Any]) -> str | None:
-    """The `Eventstore-Actor` header, trimmed (None when absent)."""
-    value = request.headers.get(ACTOR_HEADER)
-    if value is None or not value.strip():
-        return None
-    if len(value) > MAX_ACTOR:
-        raise bad_request(f"Eventstore-Actor is longer than {MAX_ACTOR} characters")
-    return value.strip()
+    """The `Eventstore-Actor` header (`api.actor_header`): None when absent (`unknown`)."""
+    return actor_header(request, required=False)
 
 
 async def _action_body(

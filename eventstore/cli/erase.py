@@ -17,6 +17,7 @@ from eventstore.cli.bootstrap import open_service
 from eventstore.cli.common import EXIT_ERROR, EXIT_OK, CliError, printable, settings_from
 from eventstore.erasure import check_erasure, request_erasure
 from eventstore.history import History, HistoryError, UnknownEntity, UnknownStream
+from eventstore.keys import answer_key
 
 
 def confirmed(stream: str, key: str, answer_from: TextIO | None, ask: TextIO) -> bool:
@@ -53,7 +54,9 @@ async def cmd_erase(args: argparse.Namespace, out: TextIO) -> int:
         try:
             checked = await check_erasure(service.store, history, **asked)
             ask = checked.existing is None and not args.yes
-            if ask and not confirmed(args.stream, checked.entity_key, sys.stdin, sys.stderr):
+            # Named so that it names this entity alone (`int:42` beside the string "42").
+            shown = answer_key(checked.entity_id, args.key)
+            if ask and not confirmed(args.stream, shown, sys.stdin, sys.stderr):
                 print("eventstore: not erased (not confirmed)", file=sys.stderr)
                 return EXIT_ERROR
             # Checked again: while the question waited, the entity may have changed or
@@ -64,19 +67,20 @@ async def cmd_erase(args: argparse.Namespace, out: TextIO) -> int:
         except HistoryError as exc:
             raise CliError(str(exc)) from None
     request = outcome.request
+    shown = answer_key(request.entity_id, args.key)
     data: dict[str, object] = {"request": request.id}
     if outcome.already_erased:
         data["already_erased"] = True
         text = (
-            f"{args.stream}/{request.entity_key} is already erased by request {request.id} "
+            f"{args.stream}/{shown} is already erased by request {request.id} "
             f"(erased event seq {request.seq}): nothing new to erase"
         )
     elif outcome.already_queued:
         data["already_queued"] = True
-        text = f"request {request.id} for {args.stream}/{request.entity_key} is already queued"
+        text = f"request {request.id} for {args.stream}/{shown} is already queued"
     else:
         text = (
-            f"erasure of {args.stream}/{request.entity_key} requested: {request.id} "
+            f"erasure of {args.stream}/{shown} requested: {request.id} "
             "(carried out by the capturing instance; it appends an erased event)"
         )
     print(json.dumps(data) if args.json else printable(text), file=out)

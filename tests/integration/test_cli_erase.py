@@ -149,3 +149,23 @@ def test_carried_out_by_capture_then_a_repeat_says_already_erased() -> None:
     ]
     code, out = run(store, "diff", "orders", "ORD-1", "1", "3", "--json")
     assert code == 0 and json.loads(out)["erased"] is True
+
+
+def test_a_typed_key_is_named_typed_and_its_twin_is_another_request(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`int:42` beside the string "42": the question and the answer name the entity alone."""
+    store = populated(twins=True)
+    erase_int = ["erase", "orders", "int:42", "--reason", "r", "--actor", "dpo"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("no\n"))
+    code, _ = run(store, *erase_int)
+    assert code == 1
+    assert "Erase the payload of every event of orders/int:42?" in capsys.readouterr().err
+    code, out = run(store, *erase_int, "--yes")
+    assert code == 0 and out.startswith("erasure of orders/int:42 requested: ")
+    code, out = run(store, "erase", "orders", "str:42", "--reason", "r", "--actor", "a", "--yes")
+    assert code == 0 and out.startswith("erasure of orders/str:42 requested: ")
+    first, second = queued(store)
+    assert (first.entity_id, second.entity_id) == (42, "42")
+    code, out = run(store, *erase_int, "--yes")
+    assert (code, out) == (0, f"request {first.id} for orders/int:42 is already queued\n")

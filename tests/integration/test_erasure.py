@@ -100,6 +100,7 @@ async def test_erasure_removes_payload_and_salt_and_every_hash_still_verifies(
     assert erased.type == ERASED and erased.entity_key == "$stream"
     assert erased.document == {
         "entity_key": "A",
+        "typed_key": "str:A",
         "events_erased": 2,
         "reason": "GDPR art. 17",
         "actor": "dpo",
@@ -366,8 +367,11 @@ async def test_an_erasure_request_needs_a_reason_and_an_actor_of_plain_bounded_t
     assert await refusal(actor="") == "actor is required"
     assert await refusal(reason="x" * 2001) == "reason has 2001 characters; at most 2000"
     assert await refusal(actor="x" * 201) == "actor has 201 characters; at most 200"
-    assert await refusal(reason="line\nbreak") == "reason holds control characters"
-    assert await refusal(actor="a\x1fb") == "actor holds control characters"
+    assert await refusal(reason="line\nbreak") == "reason holds control characters (U+000A)"
+    assert await refusal(actor="a\x1fb") == "actor holds control characters (U+001F)"
+    # Bytes that were not UTF-8 on a command line (Python's `surrogateescape`).
+    assert await refusal(actor="Jos\udce9") == "actor is not valid UTF-8"
+    assert await refusal(reason="r\udcff") == "reason is not valid UTF-8"
     assert await refusal(key="$stream") == (
         "$stream is the stream's own record, not an entity: not erasable"
     )
@@ -566,3 +570,49 @@ async def test_the_stream_s_record_is_not_erasable_by_any_key_that_names_it(stor
     assert await store.erasures.queued() == []
     assert event_json(events[1])["typed_key"] == "$stream"
     assert event_json(events[0])["typed_key"] == "str:A"
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("a\x7fb", "U+007F"),  # DEL
+        ("a\x80b", "U+0080"),  # C1, first
+        ("a\x85b", "U+0085"),  # NEL
+        ("a\x9fb", "U+009F"),  # C1, last
+        ("ticket \u202e21#", "U+202E"),  # right-to-left override
+        ("a\u202ab", "U+202A"),
+        ("a\u2066b", "U+2066"),  # isolates
+        ("a\u2069b", "U+2069"),
+    ],
+)
+async def test_the_reason_and_actor_refuse_del_c1_and_bidirectional_controls(
+    store: Store, clock: FakeClock, text: str, code: str
+) -> None:
+    """What the log keeps for good holds none of them: the CLI refuses them as the API does."""
+    await captured(store, clock)
+    history = History.from_settings(store, Settings(uri="memory://", source="simulator"))
+    for field in ("reason", "actor"):
+        asked = {"reason": "r", "actor": "a", field: text}
+        with pytest.raises(HistoryError) as refused:
+            await request_erasure(
+                store,
+                history,
+                stream="orders",
+                key="A",
+                reason=asked["reason"],
+                actor=asked["actor"],
+                now=clock.now(),
+            )
+        assert str(refused.value) == f"{field} holds control characters ({code})"
+    assert await store.erasures.queued() == []
+    # Beside them, other non-ASCII text is taken as it is.
+    ok = await request_erasure(
+        store,
+        history,
+        stream="orders",
+        key="A",
+        reason="Zoë \u2014 \u202f\u200e ticket",
+        actor="José",
+        now=clock.now(),
+    )
+    assert (ok.request.reason, ok.request.actor) == ("Zoë \u2014 \u202f\u200e ticket", "José")
