@@ -19,7 +19,7 @@ import brotli
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.headers import add_vary, has_header
+from api.headers import add_vary, has_header, quality_of
 
 MINIMUM_SIZE: Final = 1024
 COMPRESSIBLE: Final = frozenset(
@@ -37,16 +37,8 @@ def choose_encoding(accept_encoding: str | None) -> str | None:
     quality: dict[str, float] = {}
     for part in accept_encoding.split(","):
         token, *params = (p.strip() for p in part.split(";"))
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
         if token:
-            quality[token.lower()] = max(0.0, min(q, 1.0))
+            quality[token.lower()] = quality_of(params)
     star = quality.get("*", 0.0)
     br = quality.get("br", star)
     gzip = quality.get("gzip", quality.get("x-gzip", star))

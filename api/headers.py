@@ -35,8 +35,9 @@ def add_vary(headers: Headers, token: bytes) -> Headers:
     return headers
 
 
-def _quality(params: list[str]) -> float:
-    """The `q` of a list element's parameters (1 without one; 0 for one that does not read)."""
+def quality_of(params: list[str]) -> float:
+    """The `q` of a list element's parameters (1 without one; 0 for one that does not read):
+    RFC 9110 12.4.2, for `Accept` and `Accept-Encoding` alike."""
     q = 1.0
     for param in params:
         name, _, value = param.partition("=")
@@ -63,7 +64,7 @@ def preferred_media(accept: str, offered: Sequence[str]) -> str | None:
         if main == "*" and not sub:  # a bare `*` (some clients send it): any type
             sub = "*"
         if main and sub:
-            ranges.append((main, sub, _quality(params), index))
+            ranges.append((main, sub, quality_of(params), index))
     best: str | None = None
     best_rank: tuple[float, int, int, int] | None = None
     for order, offer in enumerate(offered):
