@@ -254,10 +254,17 @@ class ProjectionRunner:
         forget = self.projection.forget
         document = erased.document or {}
         entity_key = document.get("entity_key")
-        spec = forget(erased.stream, entity_key) if forget and isinstance(entity_key, str) else None
-        if spec is None:
-            return {}
-        filters, rewrite = spec
+        try:  # a plugin's: a failure stops the projection at the erasure, as apply's does
+            spec = (
+                forget(erased.stream, entity_key)
+                if forget and isinstance(entity_key, str)
+                else None
+            )
+            if spec is None:
+                return {}
+            filters, rewrite = spec
+        except Exception as exc:
+            await self._fail(erased.seq, exc)
         after: str | None = None
         while page := await self.store.read_models.query(
             self.projection.collection, filters=filters, limit=1000, after=after
@@ -269,7 +276,11 @@ class ProjectionRunner:
         for key, row in sorted(rows.items()):
             if row is not None and _matches(row, filters):
                 kept = {k: v for k, v in row.items() if k != "_id"}
-                rows[key] = out[key] = rewritten = rewrite(kept)
+                try:
+                    rewritten = rewrite(kept)
+                except Exception as exc:
+                    await self._fail(erased.seq, exc)
+                rows[key] = out[key] = rewritten
                 self.status.problems += held_problems(rewritten) - held_problems(row)
         return out
 

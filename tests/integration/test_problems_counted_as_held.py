@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,10 +19,11 @@ from eventstore.clock import FakeClock
 from eventstore.memory.store import MemoryStore
 from eventstore.ports import Store
 from eventstore.sources.memory import MemoryChangeFeed
+from eventstore.worker_state import FAILED
 from projections import Change, Projection, Write
 from projections.orders import OrderSchema, order_projections
 from projections.replay import held_problems
-from projections.runner import STATE_COLLECTION, ProjectionRunner
+from projections.runner import STATE_COLLECTION, ProjectionFailed, ProjectionRunner
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 from tests.integration.test_erasure import erase
 from tests.integration.test_rebuild_skipping import PAID, _run, op, opening
@@ -205,5 +207,40 @@ def test_changes_held_and_released_at_the_end_count_what_their_rows_hold() -> No
         await runner.rebuild_now()
         held = await _held(store, varying)
         assert held > 3 and runner.status.problems == held
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("where", ["forget", "rewrite"])
+def test_a_forget_that_raises_fails_the_projection_at_the_erasure(where: str) -> None:
+    """As a failing apply does: `failed`, with the erased event's seq and the error (an
+    outside tester found `failed_seq: null`)."""
+
+    def raising(*_: Any) -> Any:
+        raise RuntimeError("forget boom")
+
+    def forget(stream: str, entity_key: str) -> Any:
+        if where == "forget":
+            raising()
+        return {"name_from": entity_key}, raising
+
+    async def go() -> None:
+        clock, store = FakeClock(), MemoryStore()
+        await start_from_the_beginning(store)
+        feed = MemoryChangeFeed(clock=clock)
+        orders = feed.collection("orders")
+        await orders.insert_one({"_id": "A", "customer": "c1"})
+        await ingester(store, feed, clock).run(until_idle=True)
+        failing = msgspec.structs.replace(_two_problems_per_customer(), forget=forget)
+        runner = ProjectionRunner(store, failing, clock=clock)
+        await runner.catch_up()
+        await erase(store, "A", clock)
+        await ingester(store, feed, clock).run(until_idle=True)
+        erased = (await store.events.head()).seq
+        with pytest.raises(ProjectionFailed) as failed:
+            await runner.catch_up()
+        assert failed.value.seq == erased
+        assert runner.status.state == FAILED and runner.status.failed_seq == erased
+        assert runner.status.error == "RuntimeError: forget boom"
 
     asyncio.run(go())
