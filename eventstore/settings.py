@@ -384,9 +384,10 @@ def _check_order_fields(value: Any) -> str | None:
 
 
 def _check_stream(value: Any) -> str | None:
-    if not isinstance(value, str) or not value.strip() or "$" in value or "\x00" in value:
+    """A captured collection's name, by the rule COLLECTIONS follows (`system.` included)."""
+    if not isinstance(value, str) or not value.strip():
         return f"must be a collection name, got {_as_json(value)}"
-    return None
+    return _collection_name_problem(value)
 
 
 def _check_statuses(value: Any) -> str | None:

@@ -610,7 +610,13 @@ def test_a_path_step_of_digits_indexes_an_array_as_mongodb_dot_notation_does() -
             "is not a JSON object: the key 'total' appears twice in one object",
         ),
         ("PAID_STATUSES", " , ", "needs at least one status"),
-        ("ORDER_STREAM", "a$b", "must be a collection name"),
+        ("ORDER_STREAM", "a$b", "cannot hold '$' in a collection name, got 'a$b'"),
+        # as COLLECTIONS: MongoDB's own collections are no stream (it was only a warning)
+        (
+            "ORDER_STREAM",
+            "system.x",
+            "cannot name a collection beginning with system. (MongoDB's own), got 'system.x'",
+        ),
         ("PROJECTIONS", "no_colon", "takes module:attribute,...; got 'no_colon'"),
     ],
 )

@@ -56,4 +56,7 @@ def test_settings_built_in_python_show_values_as_json_too() -> None:
     )
     with pytest.raises(SettingsError) as raised:
         Settings(order_stream="a$b")
-    assert str(raised.value) == 'ORDER_STREAM must be a collection name, got "a$b"'
+    assert str(raised.value) == "ORDER_STREAM cannot hold '$' in a collection name, got 'a$b'"
+    with pytest.raises(SettingsError) as raised:
+        Settings(order_stream=5)  # type: ignore[arg-type]
+    assert str(raised.value) == "ORDER_STREAM must be a collection name, got 5"
