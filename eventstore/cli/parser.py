@@ -58,10 +58,14 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors exit 1 (bad input): exit 2 is reserved for tampering.
 
     The message is one line, its control characters escaped: it quotes what was typed.
+    The usage comes first for what the command does not take (an unknown or missing
+    argument, an unknown command or choice), not for a bad value of an argument it takes
+    (`argument --workers: not a whole number: '2.0'`): that is its one line alone.
     """
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
+        if not message.startswith("argument ") or "invalid choice" in message:
+            self.print_usage(sys.stderr)
         self.exit(EXIT_ERROR, f"eventstore: error: {one_line(message)}\n")
 
 

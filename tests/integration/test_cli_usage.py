@@ -109,8 +109,29 @@ def test_monitor_refuses_an_interval_under_a_second_or_not_finite(
     argv = ["monitor", "http://127.0.0.1:9", "--key", "k", "--state", str(tmp_path)]
     assert run(*argv, "--interval", interval, "--once") == (1, "")
     err = capsys.readouterr().err
-    assert err.startswith("usage: eventstore monitor ")
+    # a bad value of an argument the command takes: its one line, no usage (README)
+    assert len(err.splitlines()) == 1, err
     assert error_line(err).startswith("eventstore: error: argument --interval: ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["projections", "rebuild", "order_summary", "--workers", "2.0"], False),
+        (["projections", "rebuild", "order_summary", "--workers"], False),
+        (["history", "orders", "x", "--limit", "+5"], False),
+        (["history", "orders", "x", "--bogus"], True),  # an unknown argument: the usage
+        (["projections", "frobnicate"], True),  # an unknown choice: the usage
+        (["history"], True),  # a missing argument: the usage
+    ],
+)
+def test_only_what_a_command_does_not_take_shows_its_usage(
+    argv: list[str], usage: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(*argv, "--uri", "memory://")[0] == 1
+    err = capsys.readouterr().err
+    assert err.startswith("usage: eventstore ") is usage, err
+    assert error_line(err).startswith("eventstore: error: ")
 
 
 def test_monitor_takes_an_interval_of_a_second_or_more() -> None:
