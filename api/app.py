@@ -122,7 +122,7 @@ ROUTE_PROBLEMS: Final[dict[str, tuple[int, ...]]] = {
     "consistency_proof": (404, 422),
     "event_proof": (404, 422),
     "entity_proof": (404, 409, 422),
-    "restart_worker": (409,),
+    "restart_worker": (409, 413),
     "put_subscription": (413, 422),
     "replay_parked": (413, 422),
     "reset_subscription": (413, 422),

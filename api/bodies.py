@@ -423,3 +423,27 @@ REQUEST_BODIES: Final[dict[str, RequestBody]] = {
         description="The partitions of the rebuild, each folded by its own process (default 1)",
     ),
 }
+
+
+async def action_body(
+    request: Request[Any, Any, Any], allowed: tuple[str, ...] = (), *, required: bool = False
+) -> dict[str, Any]:
+    """An action's body: empty (unless `required`) or an object of the fields `allowed`.
+
+    Every action refuses an unknown field alike: 400 with `errors` naming it.
+    """
+    raw = await body_bytes(request)
+    if raw is None:  # no body at all (JSON `null` is a body, and not an object)
+        if required:
+            raise bad_request(BODY_REQUIRED)
+        return {}
+    body = decoded(raw)
+    if not isinstance(body, dict):
+        want = ", ".join(allowed) if allowed else "no field"
+        raise malformed([{"key": "", "message": f"expected a JSON object ({want})"}])
+    errors = [{"key": str(k), "message": "unknown field"} for k in body if k not in allowed]
+    if required:
+        errors += [{"key": k, "message": "required"} for k in allowed if k not in body]
+    if errors:
+        raise malformed(errors)
+    return body

@@ -16,9 +16,9 @@ from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.actor_header import actor_header
-from api.bodies import BODY_REQUIRED, body_bytes, decoded, json_body, malformed
+from api.bodies import action_body, json_body, malformed
 from api.params import decode_cursor, encode_cursor, path_value, seq_in_path, seq_of_path, whole
-from api.problems import ApiError, bad_request, not_found, problem, unprocessable
+from api.problems import ApiError, not_found, problem, unprocessable
 from api.services import ServicesDep
 from api.subscription_access import admin_of
 from eventstore.json_input import whole_number
@@ -40,30 +40,6 @@ ACTIONS_CURSOR: Final = "actions"
 def actor_of(request: Request[Any, Any, Any]) -> str | None:
     """The `Eventstore-Actor` header (`api.actor_header`): None when absent (`unknown`)."""
     return actor_header(request, required=False)
-
-
-async def _action_body(
-    request: Request[Any, Any, Any], allowed: tuple[str, ...] = (), *, required: bool = False
-) -> dict[str, Any]:
-    """An action's body: empty (unless `required`) or an object of the fields `allowed`.
-
-    Every action refuses an unknown field alike: 400 with `errors` naming it.
-    """
-    raw = await body_bytes(request)
-    if raw is None:  # no body at all (JSON `null` is a body, and not an object)
-        if required:
-            raise bad_request(BODY_REQUIRED)
-        return {}
-    body = decoded(raw)
-    if not isinstance(body, dict):
-        want = ", ".join(allowed) if allowed else "no field"
-        raise malformed([{"key": "", "message": f"expected a JSON object ({want})"}])
-    errors = [{"key": str(k), "message": "unknown field"} for k in body if k not in allowed]
-    if required:
-        errors += [{"key": k, "message": "required"} for k in allowed if k not in body]
-    if errors:
-        raise malformed(errors)
-    return body
 
 
 def _refused(exc: cfg.ConfigError) -> Response[Any]:
@@ -162,7 +138,7 @@ async def _control(
     admin = admin_of(services)
     # reset reads {"start"}; pause and resume take no field
     reset = action == "reset"
-    body = await _action_body(request, ("start",) if reset else (), required=reset)
+    body = await action_body(request, ("start",) if reset else (), required=reset)
     try:
         if action == "pause":
             await admin.pause(wanted, actor=actor_of(request))
@@ -235,7 +211,7 @@ async def replay_parked(
     services: ServicesDep, request: Request[Any, Any, Any], name: FromPath[str]
 ) -> dict[str, Any]:
     wanted = path_value(name)
-    given = (await _action_body(request, ("up_to_seq",))).get("up_to_seq")
+    given = (await action_body(request, ("up_to_seq",))).get("up_to_seq")
     up_to = None if given is None else whole_number(given)
     if given is not None and up_to is None:
         raise malformed([{"key": "up_to_seq", "message": "expected an integer (a seq)"}])
@@ -268,7 +244,7 @@ async def skip_parked(
         raise ApiError(
             400, f"seq must be 1..{MAX_SEQ} in decimal digits, got {got!r}", kind="bad-request"
         )
-    await _action_body(request)  # a skip takes no field
+    await action_body(request)  # a skip takes no field
     try:
         await admin_of(services).skip(wanted, number, actor=actor_of(request))
     except NoParkedEvent as exc:

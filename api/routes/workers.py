@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
+from api.bodies import action_body
 from api.params import path_value
 from api.problems import ApiError, not_found
 from api.schemas import WorkerOut
@@ -45,7 +46,10 @@ async def list_workers(services: ServicesDep) -> list[WorkerOut]:
     status_code=HTTP_200_OK,
     summary="Restart a failed (or stopped) worker of this instance",
 )
-async def restart_worker(services: ServicesDep, name: FromPath[str]) -> WorkerOut:
+async def restart_worker(
+    request: Request[Any, Any, Any], services: ServicesDep, name: FromPath[str]
+) -> WorkerOut:
+    await action_body(request)  # none, or `{}`: a restart takes no field (as pause, resume, skip)
     wanted = path_value(name)
     supervisor = services.supervisor
     if supervisor.get(wanted) is None:

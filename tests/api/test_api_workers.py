@@ -145,7 +145,15 @@ async def test_a_failed_capture_makes_the_process_unready_until_restarted() -> N
         path = "/v1/admin/workers/ingester:shop/restart"
         assert (await client.post(path)).status_code == 401
         assert (await client.post(path, headers=READ)).status_code == 403
-        r = await client.post(path, headers=ADMIN)
+        # a body other than none or `{}` is refused, as every action refuses it, and
+        # nothing is restarted (it was read as nothing)
+        for body, key in ((b"[1,2,3", None), (b'{"force": true}', "force"), (b"[1]", "")):
+            r = await client.post(path, headers=ADMIN, content=body)
+            assert r.status_code == 400, (body, r.text)
+            if key is not None:
+                assert [e["key"] for e in r.json()["errors"]] == [key]
+        assert sup.get("ingester:shop").state == "failed"  # type: ignore[union-attr]
+        r = await client.post(path, headers=ADMIN, content=b"{}")
         assert r.status_code == 200, r.text
         assert r.json()["restarts"] == 1
         await until(capture.running.is_set)
