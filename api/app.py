@@ -48,7 +48,7 @@ from api.bodies import REQUEST_BODIES, with_body
 from api.disconnect import CLIENT_CLOSED, ClientWatch
 from api.metrics import Metrics
 from api.params import refuse_unknown_parameters
-from api.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, Problem
+from api.problems import EXCEPTION_HANDLERS, MAX_BODY, PROBLEM_JSON, Problem
 from api.requests import JsonSafeRequest
 from api.routes import (
     erasures,
@@ -71,7 +71,6 @@ from projections.orders import ORDER_PROJECTIONS, Projection
 access_log = logging.getLogger("eventstore.access")
 
 # The most bytes a POST body may carry (admin requests carry none).
-MAX_BODY: Final = 64 * 1024
 VERSION: Final = "1.0.0"
 # Requests that change nothing: cancelled when their client leaves before the answer.
 READS: Final = frozenset({"GET", "HEAD"})

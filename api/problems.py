@@ -71,6 +71,10 @@ class ApiError(Exception):
         self.errors = errors
 
 
+# The largest request body the API reads (Litestar refuses a larger one with 413).
+MAX_BODY: Final = 64 * 1024
+
+
 def bad_request(detail: str) -> ApiError:
     return ApiError(400, detail, kind="bad-request")
 
@@ -94,12 +98,13 @@ def problem(
     *,
     kind: str | None = None,
     headers: dict[str, str] | None = None,
+    title: str | None = None,
     **extra: Any,
 ) -> Response[Problem]:
     """The problem+json response for a status and a human-readable detail."""
     body = Problem(
         type=TYPE_BASE + (kind or _slug(status)),
-        title=HTTPStatus(status).phrase,
+        title=title or HTTPStatus(status).phrase,
         status=status,
         detail=scrub(detail),
         **extra,
@@ -200,6 +205,14 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Probl
         # logged, and answered as `_bug` answers, never with their detail.
         return _bug(request, exc)
     headers = dict(exc.headers or {})
+    if status == 413:  # Litestar's "Request Entity Too Large" says neither what nor how much
+        return problem(
+            413,
+            f"the request body is larger than the server takes ({MAX_BODY // 1024} KiB,"
+            f" {MAX_BODY:,} bytes)",
+            headers=headers,
+            title="Content Too Large",  # RFC 9110 15.5.14
+        )
     return problem(status, str(exc.detail or HTTPStatus(status).phrase), headers=headers)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 import jsonschema_rs
 from litestar.testing import AsyncTestClient
 
-from api.app import MAX_BODY
+from api.problems import MAX_BODY
 from tests.api.conftest import ADMIN_KEY, AuditLog
 from tests.integration.ingest_helpers import ingester
 from tests.realsinks import SECRET
@@ -134,6 +134,10 @@ async def test_every_route_that_reads_a_body_declares_and_answers_413(
         )
         assert response.status_code == 413, (path, response.text)
         assert response.json()["type"] == "https://eventstore.dev/problems/request-entity-too-large"
+        assert response.json()["title"] == "Content Too Large"  # RFC 9110's name
+        assert response.json()["detail"] == (
+            "the request body is larger than the server takes (64 KiB, 65,536 bytes)"
+        )
         _held_to_the_document(doc, method, path, response, "application/problem+json")
 
 
