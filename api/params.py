@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 from litestar import Request
 from litestar.connection import ASGIConnection
@@ -388,6 +388,26 @@ def refuse_repeated(connection: ASGIConnection[Any, Any, Any, Any], names: Itera
 _ALLOWED_CACHE: weakref.WeakKeyDictionary[BaseRouteHandler, _Taken] = weakref.WeakKeyDictionary()
 
 
+def refuse_undecodable_query(raw: bytes) -> None:
+    """400 for a query name or value that is not UTF-8 once percent-decoded (`%FF`, `Jos%E9`).
+
+    The framework decodes such bytes to U+FFFD: `?actor=Jos%E9` searched for `Jos\ufffd`,
+    and `?status=%FF` answered an empty page, each as if asked.
+    """
+    for part in raw.split(b"&"):
+        name, _, value = part.partition(b"=")
+        for piece in (name, value):
+            try:
+                unquote_to_bytes(piece.replace(b"+", b" ")).decode("utf-8")
+            except UnicodeDecodeError:
+                text = unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8", "replace")
+                label = text if text.isidentifier() else shown_key(text)
+                sent = shown_key(piece.decode("ascii", "replace"))  # as sent: `Jos%E9`
+                raise parameter_refused(
+                    label, f"not valid UTF-8 once percent-decoded, got {sent}"
+                ) from None
+
+
 async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
     """400 for a query parameter the endpoint does not take (a misspelled filter must not widen a query).
 
@@ -397,6 +417,7 @@ async def refuse_unknown_parameters(request: Request[Any, Any, Any]) -> None:
     parameters they declare (`limit`, `after`) are still refused twice.
     """
     refuse_repeated(request, SINGLE_HEADERS)
+    refuse_undecodable_query(request.scope.get("query_string", b""))
     handler = request.route_handler
     try:
         allowed = _ALLOWED_CACHE.get(handler)
