@@ -44,7 +44,7 @@ class MergeFailed(Exception):
 
 
 class PluginExited(Exception):
-    """A plugin's code raised what would end the process (`sys.exit`, KeyboardInterrupt).
+    """A plugin's code raised what is no Exception (`sys.exit`, KeyboardInterrupt, ...).
 
     Invariant: a plugin stops only its own projection, whatever it raises; the service,
     capture and the other projections go on.
@@ -54,15 +54,17 @@ class PluginExited(Exception):
 def plugin_exit(exc: BaseException) -> bool:
     """Whether `exc` (a BaseException out of a plugin's code) is the plugin's, to contain.
 
-    SystemExit always is. A KeyboardInterrupt is, unless Python's own SIGINT handler is
-    installed: then it may be the user's Ctrl-C, which ends a command (exit 130). The
-    services handle SIGINT themselves, so one there was raised by the plugin.
+    Any is (SystemExit, GeneratorExit, a CancelledError, a subclass of its own): plugin
+    code runs without awaiting, so no cancellation of ours can arrive inside it. But a
+    KeyboardInterrupt under Python's own SIGINT handler may be the user's Ctrl-C, which
+    ends a command (exit 130); the services handle SIGINT themselves, so one there is
+    the plugin's.
     """
-    if isinstance(exc, SystemExit):
-        return True
+    if isinstance(exc, Exception):
+        return False  # an ordinary failure: the callers handle it as they always did
     if isinstance(exc, KeyboardInterrupt):
         return signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    return False
+    return True
 
 
 def _exited(source: str, exc: BaseException) -> PluginExited:
@@ -78,7 +80,7 @@ def checked_keys(projection: Projection) -> Keys:
     def keys_checked(change: Change) -> list[str]:
         try:
             found = keys(change)
-        except (SystemExit, KeyboardInterrupt) as exc:
+        except BaseException as exc:
             if plugin_exit(exc):
                 raise _exited("keys", exc) from None
             raise
@@ -104,7 +106,7 @@ def guarded(projection: Projection) -> Apply:
         out: list[Write] = []
         try:
             writes = apply(rows, change)
-        except (SystemExit, KeyboardInterrupt) as exc:
+        except BaseException as exc:
             if plugin_exit(exc):
                 raise _exited("apply", exc) from None
             raise
@@ -146,7 +148,7 @@ def checked_merge(projection: Projection) -> Merge | None:
     def merge_checked(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         try:
             row = plugin_merge(key, a, b)
-        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        except BaseException as exc:
             if not isinstance(exc, Exception) and not plugin_exit(exc):
                 raise
             raise MergeFailed(

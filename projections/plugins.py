@@ -55,7 +55,7 @@ def _import(spec: str) -> Any:
         raise PluginError(f"{label}: give it as module:attribute")
     try:
         target: Any = importlib.import_module(module_name.strip())
-    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a failure is a refusal
+    except BaseException as exc:  # any failure while importing a user's module is a refusal
         if not isinstance(exc, Exception) and not plugin_exit(exc):
             raise  # the user's Ctrl-C
         raise PluginError(
@@ -150,7 +150,7 @@ def load_plugins(
         label = f"projection plugin {ep.name!r} (entry point {ep.value!r} of group {GROUP})"
         try:
             value = ep.load()
-        except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a refusal, no traceback
+        except BaseException as exc:  # a broken installed package: a refusal, no traceback
             if not isinstance(exc, Exception) and not plugin_exit(exc):
                 raise  # the user's Ctrl-C
             raise PluginError(f"{label}: cannot be loaded: {type(exc).__name__}: {exc}") from None

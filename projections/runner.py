@@ -35,7 +35,7 @@ from eventstore.worker_state import FAILED, RUNNING, STOPPED
 from projections.api import Change, Projection
 from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
-from projections.idempotent import check_named, checked_keys, guarded
+from projections.idempotent import PluginExited, check_named, checked_keys, guarded, plugin_exit
 from projections.partitioned import FoldFailed, NoMerge
 from projections.replay import Replay, held_problems, view_of
 from projections.states import SharedStateCache, SharedStates, forget_erased, state_before
@@ -263,8 +263,8 @@ class ProjectionRunner:
             if spec is None:
                 return {}
             filters, rewrite = spec
-        except Exception as exc:
-            await self._fail(erased.seq, exc)
+        except BaseException as exc:
+            await self._fail(erased.seq, _contained("forget", exc))
         after: str | None = None
         while page := await self.store.read_models.query(
             self.projection.collection, filters=filters, limit=1000, after=after
@@ -278,8 +278,8 @@ class ProjectionRunner:
                 kept = {k: v for k, v in row.items() if k != "_id"}
                 try:
                     rewritten = rewrite(kept)
-                except Exception as exc:
-                    await self._fail(erased.seq, exc)
+                except BaseException as exc:
+                    await self._fail(erased.seq, _contained("forget's rewrite", exc))
                 rows[key] = out[key] = rewritten
                 self.status.problems += held_problems(rewritten) - held_problems(row)
         return out
@@ -922,3 +922,13 @@ class ProjectionFailed(Exception):
         super().__init__(f"projection {name} failed at seq {seq}: {described(cause)}")
         self.name = name
         self.seq = seq
+
+
+def _contained(source: str, exc: BaseException) -> Exception:
+    """A plugin's failure as an Exception (`PluginExited` for one that is none), or `exc`
+    raised again when it is not the plugin's to contain (a command's Ctrl-C)."""
+    if isinstance(exc, Exception):
+        return exc
+    if plugin_exit(exc):
+        return PluginExited(f"{source} raised {type(exc).__name__}: {exc}")
+    raise exc

@@ -209,6 +209,10 @@ async def test_a_failing_plugin_stops_only_itself(store: Store, clock: FakeClock
         assert result is None and await runner.position() == head, runner.projection.name
 
 
+class _OwnBase(BaseException):
+    """A plugin's own BaseException."""
+
+
 def _exits_at_third(raised: BaseException) -> Projection:
     def apply(rows: Any, change: Change) -> list[Write]:
         if change.event.seq == 3:
@@ -224,6 +228,10 @@ def _exits_at_third(raised: BaseException) -> Projection:
         (SystemExit("plugin called sys.exit"), "apply raised SystemExit: plugin called sys.exit"),
         (SystemExit(0), "apply raised SystemExit: 0"),
         (KeyboardInterrupt(), "apply raised KeyboardInterrupt: "),
+        # no Exception either: the projection stayed `stopped` at 0 with nothing said
+        (GeneratorExit("gen"), "apply raised GeneratorExit: gen"),
+        (asyncio.CancelledError("own"), "apply raised CancelledError: own"),
+        (_OwnBase("mine"), "apply raised _OwnBase: mine"),
     ],
 )
 async def test_a_plugin_raising_what_would_end_the_process_stops_only_itself(

@@ -211,13 +211,24 @@ def test_changes_held_and_released_at_the_end_count_what_their_rows_hold() -> No
     asyncio.run(go())
 
 
-@pytest.mark.parametrize("where", ["forget", "rewrite"])
-def test_a_forget_that_raises_fails_the_projection_at_the_erasure(where: str) -> None:
+@pytest.mark.parametrize(
+    ("where", "raised", "error"),
+    [
+        ("forget", RuntimeError("forget boom"), "RuntimeError: forget boom"),
+        ("rewrite", RuntimeError("forget boom"), "RuntimeError: forget boom"),
+        # no Exception: it ended the whole `run` (exit 5), capture and API with it
+        ("forget", SystemExit(5), "PluginExited: forget raised SystemExit: 5"),
+        ("rewrite", SystemExit(5), "PluginExited: forget's rewrite raised SystemExit: 5"),
+    ],
+)
+def test_a_forget_that_raises_fails_the_projection_at_the_erasure(
+    where: str, raised: BaseException, error: str
+) -> None:
     """As a failing apply does: `failed`, with the erased event's seq and the error (an
     outside tester found `failed_seq: null`)."""
 
     def raising(*_: Any) -> Any:
-        raise RuntimeError("forget boom")
+        raise raised
 
     def forget(stream: str, entity_key: str) -> Any:
         if where == "forget":
@@ -241,6 +252,6 @@ def test_a_forget_that_raises_fails_the_projection_at_the_erasure(where: str) ->
             await runner.catch_up()
         assert failed.value.seq == erased
         assert runner.status.state == FAILED and runner.status.failed_seq == erased
-        assert runner.status.error == "RuntimeError: forget boom"
+        assert runner.status.error == error
 
     asyncio.run(go())
