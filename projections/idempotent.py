@@ -23,7 +23,7 @@ naming the key.
 from __future__ import annotations
 
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import bson
@@ -132,6 +132,24 @@ def guarded(projection: Projection) -> Apply:
         return out
 
     return apply_once
+
+
+def checked_skippable(projection: Projection) -> Callable[[Change], bool] | None:
+    """The projection's skippable (None: it has none); a plugin's contained as apply is."""
+    skippable = projection.skippable
+    if skippable is None or projection.tracks_seq:  # the order models: tested
+        return skippable
+    plugin_skippable = skippable
+
+    def skippable_checked(change: Change) -> bool:
+        try:
+            return bool(plugin_skippable(change))
+        except BaseException as exc:
+            if plugin_exit(exc):
+                raise _exited("skippable", exc) from None
+            raise
+
+    return skippable_checked
 
 
 def checked_merge(projection: Projection) -> Merge | None:

@@ -54,7 +54,7 @@ from typing import Any
 from eventstore.fold import apply_event
 from eventstore.model import STREAM_TYPES, Event
 from projections.api import Change, Projection
-from projections.idempotent import check_named, checked_keys, guarded
+from projections.idempotent import check_named, checked_keys, checked_skippable, guarded
 from projections.states import EntityKey, forget_entity, state_key
 
 Row = dict[str, Any] | None
@@ -70,7 +70,7 @@ class Replay:
     def __init__(self, projection: Projection, *, states: int | None = None) -> None:
         self.keys = checked_keys(projection)
         self.apply = guarded(projection)
-        self.skippable = projection.skippable
+        self.skippable = checked_skippable(projection)
         # Entity states kept: each entity's [version, state after it], oldest stored first.
         self.states: dict[EntityKey, list[Any]] = {}
         self.bound = states if states is not None else sys.maxsize

@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from eventstore.cli import main
@@ -596,3 +597,24 @@ def test_a_malformed_projections_setting_is_a_settings_error(
 
 def test_builtin_projections_keep_their_own_seq() -> None:
     assert ORDER_SUMMARY.tracks_seq and all(p.tracks_seq for p in ORDER_PROJECTIONS)
+
+
+async def test_a_plugin_s_skippable_raising_sys_exit_fails_only_its_rebuild(
+    store: Store, clock: FakeClock
+) -> None:
+    from tests.integration.test_rebuild_skipping import LATEST
+
+    await workload(store, clock, changes=10)
+
+    asked: list[int] = []
+
+    def skippable(change: Change) -> bool:  # asked once a row exists: it exits then
+        asked.append(change.event.seq)
+        raise SystemExit(7)
+
+    exits = msgspec.structs.replace(LATEST, skippable=skippable)
+    runner = ProjectionRunner(store, exits, clock=clock)
+    with pytest.raises(ProjectionFailed) as failed:
+        await runner.rebuild_now()
+    assert asked and failed.value.seq == asked[0] == runner.status.failed_seq
+    assert runner.status.error == "PluginExited: skippable raised SystemExit: 7"
