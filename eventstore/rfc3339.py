@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Final
 
 _TIME: Final = re.compile(
@@ -81,6 +82,16 @@ def parse_rfc3339(text: str, *, up: bool = False) -> datetime:
         ) from None
 
 
+def parse_exact(text: str) -> tuple[datetime, Decimal]:
+    """The instant `text` names, exactly: its microsecond (cut) and the fraction of a
+    microsecond beyond it (`…00.1230000002Z`: `.123000` and 0.0002), to order two times
+    that fall in one microsecond. Raises as `parse_rfc3339` does."""
+    cut = parse_rfc3339(text)
+    m = _TIME.fullmatch(text)
+    assert m is not None  # parsed above
+    return cut, Decimal("0." + ((m["frac"] or "")[7:] or "0"))
+
+
 def parse_instant(text: str) -> datetime:
     """As `parse_rfc3339`, but a valid time whose instant lies before year 1 or after year
     9999 in UTC (`0001-01-01T00:30:00+01:00`) is the first or the last instant a datetime
@@ -91,4 +102,4 @@ def parse_instant(text: str) -> datetime:
         return (datetime.max if outside.later else datetime.min).replace(tzinfo=UTC)
 
 
-__all__ = ["NoSuchTime", "NoZone", "NotRfc3339", "parse_instant", "parse_rfc3339"]
+__all__ = ["NoSuchTime", "NoZone", "NotRfc3339", "parse_exact", "parse_instant", "parse_rfc3339"]

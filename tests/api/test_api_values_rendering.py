@@ -269,6 +269,27 @@ async def test_a_bound_a_fraction_of_a_microsecond_after_an_event_is_after_it(
     assert await seqs(client, accept, until=just_after) == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.parametrize(
+    ("since", "until", "refused"),
+    [
+        ("2027-01-01T00:00:09.1230000002Z", "2027-01-01T00:00:09.1230000001Z", True),
+        ("2027-01-01T00:00:09.123001Z", "2027-01-01T00:00:09.1230000001Z", True),
+        ("2027-01-01T00:00:09.1230000001Z", "2027-01-01T00:00:09.1230000002Z", False),
+        ("2027-01-01T00:00:09.1230000001Z", "2027-01-01T00:00:09.123001Z", False),
+        ("2027-01-01T01:00:09.1230000001+01:00", "2027-01-01T00:00:09.1230000001Z", False),
+    ],
+)
+async def test_since_after_until_is_refused_by_the_digits_beyond_microseconds_too(
+    client: AsyncTestClient[Any], since: str, until: str, refused: bool
+) -> None:
+    # Both raised to one microsecond, the two bounds compared equal: an impossible range
+    # answered 200 with no events (a last outside probe).
+    r = await client.get("/v1/events", params={"since": since, "until": until})
+    assert r.status_code == (422 if refused else 200), r.text
+    if refused:
+        assert r.json()["type"].endswith("/impossible-range")
+
+
 @pytest.mark.parametrize("accept", ACCEPT)
 async def test_a_bound_whose_offset_takes_it_outside_years_1_to_9999_is_before_or_after_all(
     client: AsyncTestClient[Any], accept: str
