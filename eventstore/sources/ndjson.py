@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import stat
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
@@ -80,13 +82,15 @@ class NdjsonChangeSource:
         self.batch_size = batch_size
         self._stdin = stdin
         self._piped: PipedLines | None = None
+        # Whether `path` is a named pipe (known once it is first watched).
+        self._fifo = False
 
     @property
     def name(self) -> str:
         """`ndjson`: a file of change events."""
         return "ndjson"
 
-    def piped(self, handle: IO[Any]) -> PipedLines:
+    def piped(self, handle: IO[Any] | Callable[[], IO[Any]]) -> PipedLines:
         """Standard input's reader: one for the source, whatever stream reads it (a second
         thread reading the same pipe would take lines from the first)."""
         if self._piped is None:
@@ -122,10 +126,27 @@ class NdjsonChangeSource:
         """Read the changes after the resume point (None: from the first line)."""
         return self._open(resume)
 
+    @property
+    def is_pipe(self) -> bool:
+        """True for standard input and a named pipe: read once, as its lines arrive."""
+        return self.path == "-" or self._fifo
+
     @asynccontextmanager
     async def _open(self, resume: ResumePoint | None) -> AsyncIterator[ChangeStream]:
         if self.path == "-":
             yield NdjsonChangeStream(self, self._stdin or sys.stdin, resume)
+            return
+        if not self._fifo:
+            try:
+                mode = (await asyncio.to_thread(os.stat, self.path)).st_mode
+            except OSError:
+                mode = 0  # said by the open below
+            self._fifo = stat.S_ISFIFO(mode)
+        if self._fifo:
+            # A named pipe is read as standard input is: once, by one daemon thread that
+            # opens it (an open waits for a writer). Opened again, it blocked an executor
+            # thread for good (no exit), and a second reader took lines from the first.
+            yield NdjsonChangeStream(self, _FifoOpener(self.path), resume)
             return
         try:
             # surrogateescape: a line that is not UTF-8 is one bad line, not an unreadable file;
@@ -148,7 +169,10 @@ class NdjsonChangeStream:
     """The changes of one file, in batches, after an optional resume point."""
 
     def __init__(
-        self, source: NdjsonChangeSource, handle: IO[Any], resume: ResumePoint | None
+        self,
+        source: NdjsonChangeSource,
+        handle: IO[Any] | Callable[[], IO[Any]],
+        resume: ResumePoint | None,
     ) -> None:
         self._source = source
         self._handle = handle
@@ -158,8 +182,8 @@ class NdjsonChangeStream:
         self._token: dict[str, Any] | None = None
         self._cluster_time: Timestamp | None = None
         self._pending: deque[tuple[int, str]] = deque()
-        # Standard input is a pipe: its lines as they arrive, read by the source's thread.
-        self._piped = source.piped(handle) if source.path == "-" else None
+        # Standard input or a named pipe: its lines as they arrive, read by the source's thread.
+        self._piped = source.piped(handle) if source.is_pipe else None
         # Fragments of a split event, each with its origin and line, until its last one.
         self._fragments: Fragments[tuple[Origin, str]] = Fragments()
         self._skip_to: str | None = None
@@ -174,6 +198,11 @@ class NdjsonChangeStream:
                     self._error = SourceError(f"not a resume token: {token!r}")
                 self._skip_to = data if isinstance(data, str) else None
             self._start_at = resume.start_at_operation_time
+        if self._piped is not None and self._piped.started:
+            # The same pipe watched again (capture goes on after its end): its next line
+            # follows the last one read, so there is nothing to skip to. Looking for the
+            # resume token among lines read before read as history lost, and capture failed.
+            self._skip_to = self._start_at = None
 
     async def next_batch(self) -> ChangeBatch | None:
         """Up to batch_size matching changes (unreadable lines included); None at the end."""
@@ -314,12 +343,27 @@ class NdjsonChangeStream:
             lines = await self._piped.take()
             self._eof = not lines
         else:
-            lines = await asyncio.to_thread(_read_lines, self._handle, READ_CHUNK)
+            handle = self._handle
+            assert not callable(handle)  # a file's handle (a pipe's opener is piped)
+            lines = await asyncio.to_thread(_read_lines, handle, READ_CHUNK)
             self._eof = len(lines) < READ_CHUNK
         for raw in lines:
             self._line_no += 1
             text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
             self._pending.append((self._line_no, text))
+
+
+class _FifoOpener:
+    """Opens a named pipe for reading when called (by the reading thread)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self) -> IO[Any]:
+        try:
+            return open(self.path, "rb")
+        except OSError as exc:
+            raise SourceError(f"cannot read change file {self.path}: {exc.strerror}") from None
 
 
 # Other databases named at INFO as their lines are left out (a whole-cluster dump holds a

@@ -27,28 +27,45 @@ import os
 import queue
 import select
 import threading
+from collections.abc import Callable
 from typing import IO, Any, Final
 
 BUFFERED: Final = 4  # chunks read ahead of the consumer
 
 
 class PipedLines:
-    """The lines of `handle`, in chunks of at most `chunk`, read by a daemon thread."""
+    """The lines of `handle`, in chunks of at most `chunk`, read by a daemon thread.
 
-    def __init__(self, handle: IO[Any], chunk: int) -> None:
+    `handle` may be a callable that opens it: called by the thread, so an open that
+    blocks (a named pipe waits for its writer) holds up neither the loop nor an exit.
+    """
+
+    def __init__(self, handle: IO[Any] | Callable[[], IO[Any]], chunk: int) -> None:
         self._handle = handle
         self._chunk = chunk
         self._queue: queue.Queue[list[Any] | BaseException] = queue.Queue(maxsize=BUFFERED)
         self._arrived = asyncio.Event()
         self._thread: threading.Thread | None = None
+        # Whether the end was taken: a pipe is read once, and a later watch finds it ended.
+        self._ended = False
+
+    @property
+    def started(self) -> bool:
+        """True once its reading has begun (a stream has read from it)."""
+        return self._thread is not None or self._ended
 
     def ready(self) -> bool:
         """True when a chunk (or the end, or an error) is there to take without waiting."""
+        if self._ended:
+            return True
         self._start()
         return not self._queue.empty()
 
     async def take(self) -> list[Any]:
-        """The next chunk: at least one line, or [] at the end. Raises the read's error."""
+        """The next chunk: at least one line, or [] at the end (and ever after). Raises the
+        read's error."""
+        if self._ended:
+            return []
         self._start()
         while True:
             try:
@@ -60,6 +77,7 @@ class PipedLines:
                 continue
             if isinstance(item, BaseException):
                 raise item
+            self._ended = not item
             return item
 
     def _start(self) -> None:
@@ -72,16 +90,29 @@ class PipedLines:
 
     def _read(self, loop: asyncio.AbstractEventLoop) -> None:
         """The thread: chunks until the end (an empty chunk) or an error, then it ends."""
-        fd = _descriptor(self._handle)
+        given = self._handle
+        if not callable(given):
+            self._read_lines(loop, given)
+            return
+        try:
+            opened: IO[Any] = given()
+        except Exception as exc:  # handed to the consumer, which raises it
+            self._hand_over(loop, exc)
+            return
+        with opened:  # ours: closed at its end
+            self._read_lines(loop, opened)
+
+    def _read_lines(self, loop: asyncio.AbstractEventLoop, handle: IO[Any]) -> None:
+        fd = _descriptor(handle)
         lines_of = _FdLines(fd) if fd is not None else None
         if lines_of is None:
-            _end_lines_at_newline(self._handle)
+            _end_lines_at_newline(handle)
         while True:
             try:
                 if lines_of is not None:
                     lines: list[Any] = lines_of.available(self._chunk)
                 else:
-                    lines = _available(self._handle, self._chunk)
+                    lines = _available(handle, self._chunk)
             except Exception as exc:  # handed to the consumer, which raises it
                 self._hand_over(loop, exc)
                 return
