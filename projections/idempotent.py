@@ -67,7 +67,8 @@ def plugin_exit(exc: BaseException) -> bool:
     return True
 
 
-def _exited(source: str, exc: BaseException) -> PluginExited:
+def exited(source: str, exc: BaseException) -> PluginExited:
+    """`exc`, which `source` (keys, apply, ...) of a plugin raised, as a `PluginExited`."""
     return PluginExited(f"{source} raised {type(exc).__name__}: {exc}")
 
 
@@ -82,7 +83,7 @@ def checked_keys(projection: Projection) -> Keys:
             found = keys(change)
         except BaseException as exc:
             if plugin_exit(exc):
-                raise _exited("keys", exc) from None
+                raise exited("keys", exc) from None
             raise
         if not isinstance(found, (list, tuple)):
             raise PluginOutputError(
@@ -108,7 +109,7 @@ def guarded(projection: Projection) -> Apply:
             writes = apply(rows, change)
         except BaseException as exc:
             if plugin_exit(exc):
-                raise _exited("apply", exc) from None
+                raise exited("apply", exc) from None
             raise
         if not isinstance(writes, (list, tuple)):
             raise PluginOutputError(
@@ -146,7 +147,7 @@ def checked_skippable(projection: Projection) -> Callable[[Change], bool] | None
             return bool(plugin_skippable(change))
         except BaseException as exc:
             if plugin_exit(exc):
-                raise _exited("skippable", exc) from None
+                raise exited("skippable", exc) from None
             raise
 
     return skippable_checked

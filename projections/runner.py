@@ -35,7 +35,7 @@ from eventstore.worker_state import FAILED, RUNNING, STOPPED
 from projections.api import Change, Projection
 from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
-from projections.idempotent import PluginExited, check_named, checked_keys, guarded, plugin_exit
+from projections.idempotent import check_named, checked_keys, exited, guarded, plugin_exit
 from projections.partitioned import FoldFailed, NoMerge
 from projections.replay import Replay, held_problems, view_of
 from projections.states import SharedStateCache, SharedStates, forget_erased, state_before
@@ -930,5 +930,5 @@ def _contained(source: str, exc: BaseException) -> Exception:
     if isinstance(exc, Exception):
         return exc
     if plugin_exit(exc):
-        return PluginExited(f"{source} raised {type(exc).__name__}: {exc}")
+        return exited(source, exc)
     raise exc
