@@ -62,6 +62,11 @@ _NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
 # customer_totals' row of the orders that have no customer id (never a real id: ids are
 # non-empty); its `orders` show in the projection's status as orders_without_customer.
 NO_CUSTOMER: Final = ""
+# The field of an aggregate row's problem naming the order it came from (its entity key),
+# and the row field listing the orders whose data the row holds: its problems' and the one
+# its customer name came from (`name_from`). An erasure finds the rows by `HELD_FROM`.
+PROBLEM_ORDER: Final = "order"
+HELD_FROM: Final = "held_from"
 Problem = dict[str, Any]
 
 
@@ -87,7 +92,10 @@ Problem = dict[str, Any]
 # `not_finite`. 7 (2026-12-07): a problem's value that is neither text nor a number (a date,
 # an ObjectId, binary, a UUID) shows as relaxed Extended JSON at the top of its field too, as
 # it does inside a sub-document (`{"$date": …}`, not Python's `2026-01-01 00:00:00+00:00`).
-ORDER_RULES: Final = 7
+# 8 (2026-12-08): a `revenue_by_day` or `customer_totals` problem names its order (`order`,
+# which the API leaves out) and the row lists the orders whose data it holds (`held_from`),
+# so that erasing an order takes its offending values out of those rows as it is followed.
+ORDER_RULES: Final = 8
 # The reason of a `created_at` given as text that is not an ISO 8601 date ("yesterday").
 NOT_A_DATE: Final = "not_a_date"
 
@@ -485,9 +493,39 @@ def _same(a: Any, b: Any) -> bool:
     return a is b or (a.__class__ is b.__class__ and shown(a) == shown(b))
 
 
-def _nameless(row: dict[str, Any]) -> dict[str, Any]:
-    """A customer's row without the name an erased order gave it (until an order names it)."""
-    return {**row, "name": None, "name_seq": 0, "name_from": None}
+def _ordered(found: Problem, e: Event) -> Problem:
+    """An aggregate row's problem, naming the order it came from (an erasure's look-up)."""
+    return {**found, PROBLEM_ORDER: e.entity_key}
+
+
+def held_from(row: Mapping[str, Any]) -> list[str]:
+    """The orders whose data an aggregate row holds: its problems' and its name's, sorted."""
+    found = {
+        p[PROBLEM_ORDER]
+        for p in row.get("problems") or ()
+        if isinstance(p, dict) and isinstance(p.get(PROBLEM_ORDER), str)
+    }
+    if isinstance(name_from := row.get("name_from"), str):
+        found.add(name_from)
+    return sorted(found)
+
+
+def _erased_rewrite(entity_key: str) -> Rewrite:
+    """An aggregate row without what the erased order gave it: its problems, its name."""
+
+    def rewrite(row: dict[str, Any]) -> dict[str, Any]:
+        out = dict(row)
+        if row.get("name_from") == entity_key:  # a customer's, until another order names it
+            out.update(name=None, name_seq=0, name_from=None)
+        out["problems"] = [
+            p
+            for p in row.get("problems") or ()
+            if not (isinstance(p, dict) and p.get(PROBLEM_ORDER) == entity_key)
+        ]
+        out[HELD_FROM] = held_from(out)
+        return out
+
+    return rewrite
 
 
 def _kept(found: Problem, kept: Sequence[Problem], seq: int) -> Problem:
@@ -714,23 +752,20 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             if not _fresh(rows, key, e.seq):
                 continue
             row = rows.get(key)
-            new = [found] if found is not None and currency == after_currency else []
+            new = [_ordered(found, e)] if found is not None and currency == after_currency else []
             problems, dropped = _problem_fields(row, new)
             old = row or {}
-            out.append(
-                Write(
-                    key=key,
-                    row={
-                        "day": day,
-                        "currency": currency,
-                        "revenue": dec128(add(money(old.get("revenue")), amount)),
-                        "orders": int(old.get("orders", 0)) + orders,
-                        "problems": problems,
-                        "problems_dropped": dropped,
-                        "seq": e.seq,
-                    },
-                )
-            )
+            written = {
+                "day": day,
+                "currency": currency,
+                "revenue": dec128(add(money(old.get("revenue")), amount)),
+                "orders": int(old.get("orders", 0)) + orders,
+                "problems": problems,
+                "problems_dropped": dropped,
+                "seq": e.seq,
+            }
+            written[HELD_FROM] = held_from(written)
+            out.append(Write(key=key, row=written))
         return out
 
     def revenue_merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -739,7 +774,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             int(a.get("problems_dropped", 0)) + int(b.get("problems_dropped", 0)),
             list(b.get("problems") or []),
         )
-        return {
+        merged = {
             **a,
             "revenue": dec128(add(money(a.get("revenue")), money(b.get("revenue")))),
             "orders": int(a.get("orders", 0)) + int(b.get("orders", 0)),
@@ -747,6 +782,8 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             "problems_dropped": dropped,
             "seq": max(int(a.get("seq", 0)), int(b.get("seq", 0))),
         }
+        merged[HELD_FROM] = held_from(merged)
+        return merged
 
     # -- customer_totals ----------------------------------------------------------------------
     def customer_of(doc: Mapping[str, Any] | None) -> str:
@@ -797,7 +834,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                 row["orders"] += 1
                 placed, found = r.created_at(after, e)
                 if found is not None:
-                    new_problems.setdefault(after_id, []).append(found)
+                    new_problems.setdefault(after_id, []).append(_ordered(found, e))
                 if row["last_order_at"] is None or placed > as_utc(row["last_order_at"]):
                     row["last_order_at"] = placed
             if before_id is not None and before_id != after_id:
@@ -819,35 +856,26 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                     r.is_paid(before) and before_id == after_id and _same(r.total(before), value)
                 ):
                     new_problems.setdefault(after_id, []).append(
-                        problem(e.seq, "total", value, reason)
+                        _ordered(problem(e.seq, "total", value, reason), e)
                     )
             elif after_id is not None and (found := r.new_status_problem(change)) is not None:
-                new_problems.setdefault(after_id, []).append(found)
+                new_problems.setdefault(after_id, []).append(_ordered(found, e))
         out = []
         for cid, row in touched.items():
             if _fresh(rows, cid, e.seq):
                 problems, dropped = _problem_fields(rows.get(cid), new_problems.get(cid, []))
-                out.append(
-                    Write(
-                        key=cid,
-                        row={
-                            **row,
-                            "lifetime_spend": {
-                                c: dec128(v) for c, v in sorted(row["lifetime_spend"].items())
-                            },
-                            "problems": problems,
-                            "problems_dropped": dropped,
-                            "seq": e.seq,
-                        },
-                    )
-                )
+                written = {
+                    **row,
+                    "lifetime_spend": {
+                        c: dec128(v) for c, v in sorted(row["lifetime_spend"].items())
+                    },
+                    "problems": problems,
+                    "problems_dropped": dropped,
+                    "seq": e.seq,
+                }
+                written[HELD_FROM] = held_from(written)
+                out.append(Write(key=cid, row=written))
         return out
-
-    def customer_forget(
-        erased_stream: str, entity_key: str
-    ) -> tuple[Mapping[str, Any], Rewrite] | None:
-        """An erased order took its customer's name with it (the row's `name_from`)."""
-        return ({"name_from": entity_key}, _nameless) if erased_stream == stream else None
 
     def customer_merge(key: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         """Two partial rows of one customer: sums, the newest name, the latest order."""
@@ -862,7 +890,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             int(a.get("problems_dropped", 0)) + int(b.get("problems_dropped", 0)),
             list(b.get("problems") or []),
         )
-        return {
+        merged = {
             **a,
             "name": named.get("name"),
             "name_seq": named.get("name_seq", 0),
@@ -874,6 +902,18 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             "problems_dropped": dropped,
             "seq": max(int(a.get("seq", 0)), int(b.get("seq", 0))),
         }
+        merged[HELD_FROM] = held_from(merged)
+        return merged
+
+    # -- erasure (revenue_by_day, customer_totals) ---------------------------------------------
+    def order_forget(
+        erased_stream: str, entity_key: str
+    ) -> tuple[Mapping[str, Any], Rewrite] | None:
+        """An erased order's data leaves the aggregate rows holding it (`held_from`): its
+        offending values in their problems, and a customer name it gave."""
+        if erased_stream != stream:
+            return None
+        return {HELD_FROM: entity_key}, _erased_rewrite(entity_key)
 
     return (
         Projection(
@@ -906,7 +946,9 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             merge=revenue_merge,
             tracks_seq=True,
             config=config,
-            indexes=("day", "currency"),
+            forget=order_forget,
+            # `held_from`: an erased order's rows, found by `order_forget`
+            indexes=("day", "currency", HELD_FROM),
         ),
         Projection(
             name="customer_totals",
@@ -916,9 +958,9 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             merge=customer_merge,
             tracks_seq=True,
             config=config,
-            forget=customer_forget,
-            # `name_from`: an erased order's customer rows, found by `customer_forget`
-            indexes=("customer", "name", "name_from"),
+            forget=order_forget,
+            # `held_from`: an erased order's rows, found by `order_forget`
+            indexes=("customer", "name", "name_from", HELD_FROM),
         ),
     )
 

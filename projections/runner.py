@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final, NoReturn
 
@@ -31,6 +31,7 @@ from eventstore.history import History
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
 from eventstore.model import ERASED, Checkpoint, Event, Head, Job
 from eventstore.ports import Clock, Store
+from eventstore.row_filters import matches
 from eventstore.worker_state import FAILED, RUNNING, STOPPED
 from projections.api import Change, Projection
 from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
@@ -274,7 +275,7 @@ class ProjectionRunner:
             after = str(page[-1]["_id"])
         out: dict[str, dict[str, Any] | None] = {}
         for key, row in sorted(rows.items()):
-            if row is not None and _matches(row, filters):
+            if row is not None and matches(row, filters):
                 kept = {k: v for k, v in row.items() if k != "_id"}
                 try:
                     rewritten = rewrite(kept)
@@ -902,10 +903,6 @@ async def request_rebuild(
 
 def _change_seq(change: Change) -> int:
     return change.event.seq
-
-
-def _matches(row: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
-    return all(row.get(field) == value for field, value in filters.items())
 
 
 def described(exc: BaseException) -> str:

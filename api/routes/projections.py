@@ -35,7 +35,7 @@ from eventstore.json_input import (
 )
 from eventstore.keys import SHOWN_KEY_CHARS, InvalidKey, candidates, shown_key, typed_key
 from projections.api import SEQ_FIELD
-from projections.orders import NO_CUSTOMER
+from projections.orders import NO_CUSTOMER, PROBLEM_ORDER
 from projections.partitioned import MAX_WORKERS
 from projections.status import projection_statuses
 
@@ -122,9 +122,22 @@ KEY_FIELDS: Final[dict[str, str]] = {"order_summary": "typed_key"}
 
 def _row(name: str, row: dict[str, Any]) -> dict[str, Any]:
     # A plugin's row as it wrote it: only the runner's `_seq` and the stored key are not its own.
-    fields = _fields(name) or {k: None for k in row if k not in (SEQ_FIELD, "_id")}
+    fields = _fields(name)
+    if not fields:
+        return {k: to_jsonable(v) for k, v in row.items() if k not in (SEQ_FIELD, "_id")}
     key_field = KEY_FIELDS.get(name)
-    return {f: to_jsonable(row.get("_id" if f == key_field else f)) for f in fields}
+    out = {f: to_jsonable(row.get("_id" if f == key_field else f)) for f in fields}
+    if isinstance(problems := out.get("problems"), list):
+        out["problems"] = [_problem(p) for p in problems]
+    return out
+
+
+def _problem(record: Any) -> Any:
+    """A built-in row's problem as the API shows it: `{seq, field, value, reason}` (the order
+    an aggregate row's problem came from is kept for erasure, not shown)."""
+    if isinstance(record, dict) and PROBLEM_ORDER in record:
+        return {k: v for k, v in record.items() if k != PROBLEM_ORDER}
+    return record
 
 
 @get("/projections", summary="Every projection: position, lag, state, last rebuild, failure")

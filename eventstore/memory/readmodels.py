@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from eventstore.memory.sorted_keys import merge_in
+from eventstore.row_filters import holds
 
 
 class _KeyOrder:
@@ -49,9 +50,11 @@ class _KeyOrder:
 class _FieldIndex:
     """The keys of one table by the value of one of its fields (equality filters).
 
-    Invariant: every key of the table is in `by_value[row.get(field)]`, or in `loose`
-    when that value cannot be hashed (a sub-document, a list, a Decimal128); equal
-    values hash alike, so a filter's matches are among `candidates(value)`.
+    Invariant: every key of the table is in `by_value[v]` for the field's value `v`, or
+    for each element `v` of it when it is an array (a filter matches an array by an
+    element: `eventstore.row_filters`), or in `loose` when such a value cannot be hashed
+    (a sub-document, a Decimal128); equal values hash alike, so a hashable filter
+    value's matches are among `candidates(value)`.
     """
 
     __slots__ = ("by_value", "field", "loose")
@@ -64,23 +67,23 @@ class _FieldIndex:
             self.add(key, row)
 
     def add(self, key: str, row: Mapping[str, Any]) -> None:
-        value = row.get(self.field)
-        try:
-            self.by_value.setdefault(value, set()).add(key)
-        except TypeError:  # unhashable: looked at by every filter on this field
-            self.loose.add(key)
+        for value in _indexed(row.get(self.field)):
+            try:
+                self.by_value.setdefault(value, set()).add(key)
+            except TypeError:  # unhashable: looked at by every filter on this field
+                self.loose.add(key)
 
     def remove(self, key: str, row: Mapping[str, Any]) -> None:
-        value = row.get(self.field)
-        try:
-            keys = self.by_value.get(value)
-        except TypeError:
-            self.loose.discard(key)
-            return
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self.by_value[value]
+        for value in _indexed(row.get(self.field)):
+            try:
+                keys = self.by_value.get(value)
+            except TypeError:
+                self.loose.discard(key)
+                continue
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_value[value]
 
     def candidates(self, value: Any) -> set[str] | None:
         """The keys whose row may hold `value` in the field; None when `value` cannot be hashed."""
@@ -89,6 +92,15 @@ class _FieldIndex:
         except TypeError:
             return None
         return found | self.loose if self.loose else found
+
+
+def _indexed(value: Any) -> Sequence[Any]:
+    """The values a field is indexed by: an array's elements (a multikey index), else its own.
+
+    An array itself needs no entry: a filter by a whole array cannot be hashed, so it
+    walks the table (`candidates` is None).
+    """
+    return value if value.__class__ is list else (value,)
 
 
 # A filtered page reads its index's candidates (sorted) when they are at most this share
@@ -162,7 +174,8 @@ class MemoryReadModels:
             if row is None:
                 continue  # deleted since the keys were last compacted
             if all(
-                (row.get(f, key) if f == "_id" else row.get(f)) == v for f, v in filters.items()
+                (row.get(f, key) == v) if f == "_id" else holds(row.get(f), v)
+                for f, v in filters.items()
             ):
                 out.append({"_id": key, **row})
                 if len(out) >= limit:

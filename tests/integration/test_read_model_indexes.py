@@ -101,14 +101,15 @@ def test_the_order_models_index_what_their_rows_are_found_by() -> None:
         "currency",
         "deleted",
     )
-    assert BY_NAME["revenue_by_day"].indexes == ("day", "currency")
     assert BY_NAME["orders_by_status"].indexes == ()  # one row per status: nothing to find
-    # an erased order's customer rows are found by `name_from` (`customer_forget`)
-    totals = BY_NAME["customer_totals"]
-    assert totals.indexes == ("customer", "name", "name_from")
-    assert totals.forget is not None
-    found = totals.forget("orders", "o1")
-    assert found is not None and set(found[0]) <= set(totals.indexes)
+    # an erased order's aggregate rows are found by `held_from` (`order_forget`)
+    assert BY_NAME["revenue_by_day"].indexes == ("day", "currency", "held_from")
+    assert BY_NAME["customer_totals"].indexes == ("customer", "name", "name_from", "held_from")
+    for name in ("revenue_by_day", "customer_totals"):
+        model = BY_NAME[name]
+        assert model.forget is not None
+        found = model.forget("orders", "o1")
+        assert found is not None and set(found[0]) <= set(model.indexes)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

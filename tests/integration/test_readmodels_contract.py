@@ -98,6 +98,41 @@ async def test_a_rare_value_is_found_as_rows_change_around_it(store: Store) -> N
     assert [r["_id"] for r in paid] == ["k006", "k007", "k009"]
 
 
+async def test_a_filter_matches_an_array_field_by_an_element_as_mongodb_does(
+    store: Store,
+) -> None:
+    """`{field: v}` finds the rows whose field is `v` or an array holding `v` (MongoDB's
+    match of an array; an erasure finds the aggregate rows holding an order's data by
+    their `held_from` array), and a whole array matches that array; on the memory adapter
+    through its index of the field as the rows change, elements included."""
+    rm = store.read_models
+    table = "rm_arrays"
+    rows: dict[str, dict[str, Any]] = {
+        f"k{n:03d}": {"held_from": [f"o{n}", f"o{n + 1}"]} for n in range(100)
+    }
+    rows["k500"] = {"held_from": "o7"}  # the value itself
+    rows["k501"] = {"held_from": []}
+    rows["k502"] = {"held_from": [["o7"], {"o": 7}]}  # elements that cannot be hashed
+    await rm.write(table, list(rows.items()))
+
+    async def found(value: Any) -> list[str]:
+        page = await rm.query(table, filters={"held_from": value}, limit=200)
+        return [r["_id"] for r in page]
+
+    assert await found("o7") == ["k006", "k007", "k500"]
+    assert await found(["o7", "o8"]) == ["k007"]
+    assert await found(["o7"]) == ["k502"]  # an element that is that array
+    assert await found([]) == ["k501"]
+    assert await found("o999") == []
+    # rows change: an element goes, another row takes it, a row is deleted
+    await rm.write(table, [("k006", {"held_from": ["o6"]}), ("k050", {"held_from": ["o7"]})])
+    await rm.write(table, [("k500", None)])
+    assert await found("o7") == ["k007", "k050"]
+    assert await found("o50") == ["k049"] and await found("o51") == ["k051"]  # k050's left
+    page = await rm.query(table, filters={"held_from": "o7"}, limit=1, after="k007")
+    assert [r["_id"] for r in page] == ["k050"]
+
+
 async def test_swap_replaces_the_live_model_whole(store: Store) -> None:
     rm = store.read_models
     await rm.write(C, [("old", {"v": 1})])

@@ -314,3 +314,71 @@ async def test_a_rebuild_after_an_erasure_counts_what_the_log_still_holds(
     [day] = (await rows(store, revenue)).values()
     assert (str(day["revenue"]), day["orders"]) == ("7", 1)
     assert "Secret" not in repr(rebuilt)
+
+
+async def test_erasing_an_order_takes_its_offending_values_out_of_the_aggregate_rows(
+    store: Store, clock: FakeClock
+) -> None:
+    """A value an order held that was not money (or no status) is copied into the problems
+    of its day's and customer's rows: it is the order's data, and leaves them when the
+    order is erased, in log order, as the customer name it gave does. Each problem names
+    its order (`order`) and each row the orders whose data it holds (`held_from`), which
+    the erasure finds them by; the other orders' problems stay, and the count follows."""
+    from projections.orders import OrderSchema, order_projections
+    from projections.replay import held_problems
+    from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+    from tests.integration.test_erasure import erase
+
+    _, _, revenue, customers = order_projections(OrderSchema())
+    await start_from_the_beginning(store)
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+
+    def order(key: str, cid: str, **fields: Any) -> dict[str, Any]:
+        doc = {"_id": key, "status": "paid", "total": 5, "currency": "EUR"}
+        return {**doc, "customer": {"id": cid, "name": f"name {key}"}, **fields}
+
+    await orders.insert_one(order("A", "c1", total="call Ann Secret on 555"))
+    await orders.insert_one(order("B", "c1", total="12,50"))
+    await orders.insert_one(order("C", "c2", status={"held by": "Carl Secret"}))
+    await orders.insert_one(order("D", "c2"))
+    await ingester(store, feed, clock).run(until_idle=True)
+    runners = [
+        ProjectionRunner(store, p, clock=clock, batch_size=1000) for p in (revenue, customers)
+    ]
+    for r in runners:
+        await r.catch_up()
+    before = {p.name: await rows(store, p) for p in (revenue, customers)}
+    [day] = before["revenue_by_day"].values()
+    assert [(p["order"], p["field"]) for p in day["problems"]] == [
+        ("A", "total"),
+        ("B", "total"),
+        ("C", "status"),
+    ]
+    assert day["held_from"] == ["A", "B", "C"]
+    c1, c2 = before["customer_totals"]["c1"], before["customer_totals"]["c2"]
+    assert c1["held_from"] == ["A", "B"] and c2["held_from"] == ["C", "D"]  # D: its name
+
+    await erase(store, "A", clock)
+    await erase(store, "C", clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    for r in runners:
+        await r.catch_up()
+    after = {p.name: await rows(store, p) for p in (revenue, customers)}
+    assert "Secret" not in repr(after)
+    [day] = after["revenue_by_day"].values()
+    assert day["problems"] == [
+        {"seq": 2, "field": "total", "value": "12,50", "reason": "not_a_number", "order": "B"}
+    ]
+    assert day["held_from"] == ["B"]
+    # the sums are kept (README, "Erasure"): only the erased orders' data goes
+    before_day = next(iter(before["revenue_by_day"].values()))
+    assert (day["revenue"], day["orders"]) == (before_day["revenue"], before_day["orders"])
+    c1, c2 = after["customer_totals"]["c1"], after["customer_totals"]["c2"]
+    assert [p["order"] for p in c1["problems"]] == ["B"] and c1["held_from"] == ["B"]
+    assert c1["name"] == "name B"  # B named c1 last: its name stays
+    assert c2["problems"] == [] and c2["held_from"] == ["D"] and c2["name"] == "name D"
+    assert c1["lifetime_spend"] == before["customer_totals"]["c1"]["lifetime_spend"]
+    for r, p in zip(runners, (revenue, customers), strict=True):
+        held = sum(held_problems(row) for row in (await rows(store, p)).values())
+        assert r.status.problems == held == 1
