@@ -91,7 +91,7 @@ class Workers:
             clock=clock,
             owner=self.owner,
             checkpointer=checkpointer,
-            entity_rows=[p.collection for p in projections if p.per_entity],
+            entity_rows=[(p.collection, p.per_entity) for p in projections if p.per_entity],
         )
         # A file's end does not end the service's capture: erasure requests are still its.
         self.capture = CaptureWorker(

@@ -138,7 +138,7 @@ class Ingester:
         on_batch: Callable[[IngestStats], None] | None = None,
         checkpointer: Checkpointer | None = None,
         salts: Callable[[str], bytes] = random_salt,
-        entity_rows: Sequence[str] = (),
+        entity_rows: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.store = store
         self.source = source
@@ -158,7 +158,8 @@ class Ingester:
         self.checkpointer = checkpointer
         # Each event's salt (random; tests pass a deterministic one).
         self._salts = salts
-        # Read-model collections whose rows are one entity's, by typed key: an erasure deletes them.
+        # (read-model collection, stream): each row one entity of the stream's, by typed key;
+        # erasing one of the stream's entities deletes its row there (`Projection.per_entity`).
         self._entity_rows = tuple(entity_rows)
         self._capture: Capture | None = None
         # True from (re)opening the stream until a batch holds a change not yet stored:
@@ -792,8 +793,11 @@ class Ingester:
             restamp=earlier,
         )
         await self.store.snapshots.purge_entity(request.stream, request.entity_id)
-        for collection in self._entity_rows:
-            await self.store.read_models.write(collection, [(typed_key(request.entity_id), None)])
+        for collection, stream in self._entity_rows:
+            if stream == request.stream:  # another stream's entity may have the same key
+                await self.store.read_models.write(
+                    collection, [(typed_key(request.entity_id), None)]
+                )
         capture.stream_event(
             request.stream,
             ERASED,

@@ -78,8 +78,10 @@ class Projection(msgspec.Struct, frozen=True, kw_only=True):
     skippable: Skippable | None = None
     tracks_seq: bool = False
     config: str = ""
-    # True when each row is one entity's, keyed by its typed key: an erasure deletes it.
-    per_entity: bool = False
+    # The stream whose entities the rows are, one row each keyed by its typed key (None: rows
+    # of any other shape): an erasure of one of that stream's entities deletes its row, and
+    # never the row of another stream's entity that has the same typed key.
+    per_entity: str | None = None
     # Rows of several entities that keep something an entity's payload gave (a customer's
     # name from an order): when that entity is erased, the runner following the log finds
     # them (`forget(stream, entity_key)`: filter, rewrite) and rewrites them, in log order.

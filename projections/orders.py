@@ -925,7 +925,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             skippable=summary_skippable,
             tracks_seq=True,
             config=config,
-            per_entity=True,
+            per_entity=stream,
             # an order by its number or bare key; the rarer statuses, currencies, deletes
             indexes=("number", "entity_key", "status", "currency", "deleted"),
         ),

@@ -245,7 +245,7 @@ class Service:
             on_batch=on_batch,
             owner=owner,
             checkpointer=self.checkpointer(),
-            entity_rows=[p.collection for p in self.projections if p.per_entity],
+            entity_rows=[(p.collection, p.per_entity) for p in self.projections if p.per_entity],
         )
 
     def checkpointer(self, publisher: Publisher | None = None) -> Checkpointer:

@@ -90,7 +90,9 @@ async def test_erasure_removes_payload_and_salt_and_every_hash_still_verifies(
     await store.snapshots.put_many([snapshot])
     assert await store.snapshots.latest("orders", "A") is not None
     request_id = await erase(store, "A", clock)
-    await ingester(store, feed, clock, entity_rows=["rm_order_summary"]).run(until_idle=True)
+    await ingester(store, feed, clock, entity_rows=[("rm_order_summary", "orders")]).run(
+        until_idle=True
+    )
     left = await store.read_models.get_many("rm_order_summary", ["str:A", "str:B"])
     assert list(left) == ["str:B"]
     assert await store.snapshots.latest("orders", "A") is None

@@ -144,7 +144,9 @@ async def test_a_state_folded_before_an_erasure_never_brings_the_data_back(
         await r.catch_up()
     assert "Ann Secret" in repr(await rows(store, ORDER_PROJECTIONS[0]))
     await erase(store, "A", clock)
-    await ingester(store, feed, clock, entity_rows=["rm_order_summary"]).run(until_idle=True)
+    await ingester(store, feed, clock, entity_rows=[("rm_order_summary", "orders")]).run(
+        until_idle=True
+    )
     await orders.update_one({"_id": "A"}, {"$set": {"status": "shipped"}})
     await ingester(store, feed, clock).run(until_idle=True)
     for r in runners:
@@ -178,7 +180,9 @@ async def test_an_erased_order_has_no_row_followed_late_or_rebuilt(
     await runner.catch_up()
     assert set(await rows(store, summary)) == {"str:A", "str:B"}
     await erase(store, "A", clock)
-    await ingester(store, feed, clock, entity_rows=[summary.collection]).run(until_idle=True)
+    await ingester(store, feed, clock, entity_rows=[(summary.collection, "orders")]).run(
+        until_idle=True
+    )
     await runner.catch_up()
     followed = await rows(store, summary)
     assert set(followed) == {"str:B"}
@@ -382,3 +386,37 @@ async def test_erasing_an_order_takes_its_offending_values_out_of_the_aggregate_
     for r, p in zip(runners, (revenue, customers), strict=True):
         held = sum(held_problems(row) for row in (await rows(store, p)).values())
         assert r.status.problems == held == 1
+
+
+async def test_erasing_another_stream_s_entity_of_the_same_key_leaves_the_order_s_row(
+    store: Store, clock: FakeClock
+) -> None:
+    """The erasure deletes the per-entity rows of the erased entity: an order's
+    `order_summary` row when an order is erased, never when a customer with the same `_id`
+    is (the row is keyed by the typed key, which both share)."""
+    from eventstore.erasure import request_erasure
+    from eventstore.history import History
+    from eventstore.settings import Settings
+    from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+
+    await start_from_the_beginning(store)
+    feed = MemoryChangeFeed(clock=clock)
+    await feed.collection("orders").insert_one({"_id": "C", "status": "paid", "total": 5})
+    await feed.collection("customers").insert_one({"_id": "C", "name": "Carl Secret"})
+    both = ("orders", "customers")
+    summary = ORDER_PROJECTIONS[0]
+    entity_rows = [(summary.collection, "orders")]
+    await ingester(store, feed, clock, collections=both).run(until_idle=True)
+    runner = ProjectionRunner(store, summary, clock=clock)
+    await runner.catch_up()
+    before = await rows(store, summary)
+    assert set(before) == {"str:C"}
+    history = History.from_settings(store, Settings(uri="memory://", source="simulator"))
+    await request_erasure(
+        store, history, stream="customers", key="C", reason="GDPR", actor="dpo", now=clock.now()
+    )
+    await ingester(store, feed, clock, collections=both, entity_rows=entity_rows).run(
+        until_idle=True
+    )
+    await runner.catch_up()
+    assert await rows(store, summary) == before

@@ -442,14 +442,16 @@ def test_the_fingerprint_is_the_stored_text_whatever_the_order_of_paths_and_stat
 
 
 def test_only_order_summary_rows_are_one_entitys() -> None:
-    """`per_entity`: an erasure deletes the erased order's own row; the other models' rows
-    are sums over many orders and stay."""
+    """`per_entity`: an erasure deletes the erased order's own row (an order's: of the
+    order stream); the other models' rows are sums over many orders and stay."""
     assert {p.name: p.per_entity for p in order_projections()} == {
-        "order_summary": True,
-        "orders_by_status": False,
-        "revenue_by_day": False,
-        "customer_totals": False,
+        "order_summary": "orders",
+        "orders_by_status": None,
+        "revenue_by_day": None,
+        "customer_totals": None,
     }
+    shop = order_projections(OrderSchema(stream="purchases"))
+    assert shop[0].per_entity == "purchases"
 
 
 def test_a_bad_total_kept_in_a_replaced_document_is_no_new_problem_in_any_model() -> None:
