@@ -69,6 +69,7 @@ from eventstore.reused_tokens import (
     recorded_identity,
     same_change,
 )
+from eventstore.row_problems import held_problems
 from eventstore.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -781,10 +782,19 @@ class Ingester:
             found = await self.store.events.entity_heads(request.stream, missing)
             capture.add_heads(request.stream, missing, found)
         seq = capture.head.seq + 1
+        key = typed_key(request.entity_id)
+        rows = [c for c, stream in self._entity_rows if stream == request.stream]
+        # The problems the rows to delete hold, for their runners' counts (a retry keeps
+        # what the first attempt found: the rows are gone by then).
+        held = dict(request.row_problems or {})
+        for collection in rows:
+            if collection not in held:
+                row = (await self.store.read_models.get_many(collection, [key])).get(key)
+                held[collection] = held_problems(row)
         # The attempt is noted first, so that a retry can restamp what it erased
         # (the events an earlier attempt stamped are counted again: restamped).
         earlier = request.seq
-        request = msgspec.structs.replace(request, seq=seq)
+        request = msgspec.structs.replace(request, seq=seq, row_problems=held or None)
         await self.store.erasures.update(request)
         erased = await self.store.events.erase_payloads(
             request.stream,
@@ -793,11 +803,8 @@ class Ingester:
             restamp=earlier,
         )
         await self.store.snapshots.purge_entity(request.stream, request.entity_id)
-        for collection, stream in self._entity_rows:
-            if stream == request.stream:  # another stream's entity may have the same key
-                await self.store.read_models.write(
-                    collection, [(typed_key(request.entity_id), None)]
-                )
+        for collection in rows:  # never another stream's entity of the same key
+            await self.store.read_models.write(collection, [(key, None)])
         capture.stream_event(
             request.stream,
             ERASED,

@@ -476,6 +476,10 @@ class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True):
 
     `seq` is the seq of the `erased` event that recorded it, `events_erased` how
     many events lost payload and salt; `error` says why a request was refused.
+    `row_problems`: the problems the entity's per-entity read-model rows held when the
+    erasure deleted them, by collection (`eventstore.row_problems`): their runners take
+    them off their counts at the `erased` event (noted by the first attempt, whose
+    retry finds the rows gone).
     """
 
     id: str
@@ -490,3 +494,4 @@ class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True):
     seq: int | None = None
     events_erased: int | None = None
     error: str | None = None
+    row_problems: dict[str, int] | None = None

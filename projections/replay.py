@@ -46,13 +46,14 @@ Following the log never skips: each batch's rows are written with its checkpoint
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from itertools import islice
 from time import perf_counter
 from typing import Any
 
 from eventstore.fold import apply_event
 from eventstore.model import STREAM_TYPES, Event
+from eventstore.row_problems import held_problems
 from projections.api import Change, Projection
 from projections.idempotent import check_named, checked_keys, checked_skippable, guarded
 from projections.states import EntityKey, forget_entity, state_key
@@ -221,22 +222,4 @@ def view_of(
     return {k: r for k in touched if (r := get(k)) is not None}
 
 
-def held_problems(row: Mapping[str, Any] | None) -> int:
-    """The problems a row holds now: its `problems` records, and the older ones it dropped.
-
-    What a projection's status counts (`problems`): the sum over its rows, kept as
-    each write replaces a row (the new row's minus the old one's). A row without
-    records holds none, whatever its `problems_dropped` says.
-    """
-    found = row.get("problems") if row is not None else None
-    if not isinstance(found, list) or not found:
-        return 0
-    assert row is not None
-    dropped = row.get("problems_dropped")
-    extra = (
-        dropped if isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0 else 0
-    )
-    return sum(1 for p in found if isinstance(p, dict)) + extra
-
-
-__all__ = ["Replay", "held_problems", "view_of"]
+__all__ = ["Replay", "view_of"]

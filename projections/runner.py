@@ -28,17 +28,19 @@ import msgspec
 
 from eventstore.failures import TRANSIENT, classify
 from eventstore.history import History
+from eventstore.keys import typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
 from eventstore.model import ERASED, Checkpoint, Event, Head, Job
 from eventstore.ports import Clock, Store
 from eventstore.row_filters import matches
+from eventstore.row_problems import held_problems
 from eventstore.worker_state import FAILED, RUNNING, STOPPED
 from projections.api import Change, Projection
 from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
 from projections.idempotent import check_named, checked_keys, exited, guarded, plugin_exit
 from projections.partitioned import FoldFailed, NoMerge
-from projections.replay import Replay, held_problems, view_of
+from projections.replay import Replay, view_of
 from projections.states import SharedStateCache, SharedStates, forget_erased, state_before
 from projections.states import StateCache as StateCache  # re-exported: tests import it here
 
@@ -183,7 +185,12 @@ class ProjectionRunner:
         rows: dict[str, dict[str, Any] | None] = dict(
             await self.store.read_models.get_many(target, needed)
         )
-        erasures = [e for e in events if e.type == ERASED] if self.projection.forget else []
+        per_entity = self.projection.per_entity
+        erasures = [
+            e
+            for e in events
+            if e.type == ERASED and (self.projection.forget or e.stream == per_entity)
+        ]
         if erasures:  # the changes before each erasure, the erasure, then those after it
             pending: dict[str, dict[str, Any] | None] = {}
             at = 0
@@ -191,6 +198,8 @@ class ProjectionRunner:
                 upto = bisect_left(changes, erased.seq, key=_change_seq)
                 pending.update(await self._apply(changes[at:upto], rows, keys[at:upto]))
                 pending.update(await self._forget(erased, rows))
+                if erased.stream == per_entity:
+                    pending.update(await self._erased_row(erased, rows))
                 at = upto
             pending.update(await self._apply(changes[at:], rows, keys[at:]))
         else:
@@ -284,6 +293,36 @@ class ProjectionRunner:
                 rows[key] = out[key] = rewritten
                 self.status.problems += held_problems(rewritten) - held_problems(row)
         return out
+
+    async def _erased_row(
+        self, erased: Event, rows: dict[str, dict[str, Any] | None]
+    ) -> dict[str, dict[str, Any] | None]:
+        """A per-entity model at an `erased` record of its stream: the erased entity's row goes,
+        and the problems it held leave the count; the rows written, by key.
+
+        The erasure deleted the row already and noted the problems it held
+        (`ErasureRequest.row_problems`), which are taken off the count here. A row found
+        here was written back since, by a batch read before the erasure (with the erased
+        data): it is deleted again, and the problems it holds counted off instead.
+        """
+        document = erased.document or {}
+        request_id = document.get("request")
+        request = await self.store.erasures.get(request_id) if isinstance(request_id, str) else None
+        key = typed_key(request.entity_id) if request is not None else document.get("typed_key")
+        if not isinstance(key, str):
+            return {}
+        collection = self.projection.collection
+        if key in rows:
+            row = rows[key]
+        else:
+            row = (await self.store.read_models.get_many(collection, [key])).get(key)
+        if row is not None:
+            rows[key] = None
+            self.status.problems -= held_problems(row)
+            return {key: None}
+        noted = (request.row_problems or {}).get(collection, 0) if request is not None else 0
+        self.status.problems = max(self.status.problems - noted, 0)
+        return {}
 
     async def _replay(
         self, replay: Replay, events: Sequence[Event] = (), *, release: bool = False

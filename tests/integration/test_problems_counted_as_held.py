@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from eventstore.clock import FakeClock
 from eventstore.memory.store import MemoryStore
 from eventstore.ports import Store
+from eventstore.row_problems import held_problems
 from eventstore.sources.memory import MemoryChangeFeed
 from eventstore.worker_state import FAILED
 from projections import Change, Projection, Write
 from projections.orders import OrderSchema, order_projections
-from projections.replay import held_problems
 from projections.runner import STATE_COLLECTION, ProjectionFailed, ProjectionRunner
 from tests.integration.ingest_helpers import ingester, start_from_the_beginning
 from tests.integration.test_erasure import erase

@@ -328,8 +328,8 @@ async def test_erasing_an_order_takes_its_offending_values_out_of_the_aggregate_
     order is erased, in log order, as the customer name it gave does. Each problem names
     its order (`order`) and each row the orders whose data it holds (`held_from`), which
     the erasure finds them by; the other orders' problems stay, and the count follows."""
+    from eventstore.row_problems import held_problems
     from projections.orders import OrderSchema, order_projections
-    from projections.replay import held_problems
     from tests.integration.ingest_helpers import ingester, start_from_the_beginning
     from tests.integration.test_erasure import erase
 
@@ -420,3 +420,66 @@ async def test_erasing_another_stream_s_entity_of_the_same_key_leaves_the_order_
     )
     await runner.catch_up()
     assert await rows(store, summary) == before
+
+
+async def test_an_erased_order_s_problems_leave_order_summary_s_count(
+    store: Store, clock: FakeClock
+) -> None:
+    """The erasure deletes the order's own row, and notes the problems it held
+    (`row_problems`); the runner takes them off the count at the `erased` event, so the
+    count stays the rows' (it kept them until a rebuild). A row written back after the
+    erasure by a batch read before it (with the erased data) is deleted again there."""
+    from eventstore.erasure import request_erasure
+    from eventstore.history import History
+    from eventstore.row_problems import held_problems
+    from eventstore.settings import Settings
+    from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+    from tests.integration.test_erasure import erase
+
+    summary = ORDER_PROJECTIONS[0]
+    entity_rows = [(summary.collection, "orders")]
+    await start_from_the_beginning(store)
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": "A", "status": "paid", "total": "call Ann"})
+    await orders.insert_one({"_id": "B", "status": True, "total": "x", "created_at": "soon"})
+    await orders.insert_one({"_id": "C", "status": "paid", "total": 5})
+    await ingester(store, feed, clock).run(until_idle=True)
+    runner = ProjectionRunner(store, summary, clock=clock)
+    await runner.catch_up()
+
+    async def held() -> int:
+        return sum(held_problems(row) for row in (await rows(store, summary)).values())
+
+    assert runner.status.problems == await held() == 3  # A's total; B's status and date
+
+    request = await erase(store, "A", clock)
+    await ingester(store, feed, clock, entity_rows=entity_rows).run(until_idle=True)
+    done = await store.erasures.get(request)
+    assert done is not None and done.row_problems == {"rm_order_summary": 1}
+    await runner.catch_up()
+    assert set(await rows(store, summary)) == {"str:B", "str:C"}
+    assert runner.status.problems == await held() == 2
+
+    # B's row as a batch read before the erasure writes it back after the erasure deleted it
+    row_b = (await store.read_models.get_many(summary.collection, ["str:B"]))["str:B"]
+    await erase(store, "B", clock)
+    await ingester(store, feed, clock, entity_rows=entity_rows).run(until_idle=True)
+    await store.read_models.write(summary.collection, [("str:B", row_b)])
+    await runner.catch_up()
+    assert set(await rows(store, summary)) == {"str:C"}
+    assert runner.status.problems == await held() == 0
+
+    # erasing a customers entity of the same key changes neither order C's row nor the count
+    await feed.collection("customers").insert_one({"_id": "C", "name": "Carl"})
+    both = ("orders", "customers")
+    await ingester(store, feed, clock, collections=both).run(until_idle=True)
+    history = History.from_settings(store, Settings(uri="memory://", source="simulator"))
+    await request_erasure(
+        store, history, stream="customers", key="C", reason="GDPR", actor="dpo", now=clock.now()
+    )
+    await ingester(store, feed, clock, collections=both, entity_rows=entity_rows).run(
+        until_idle=True
+    )
+    await runner.catch_up()
+    assert set(await rows(store, summary)) == {"str:C"} and runner.status.problems == 0
