@@ -4,7 +4,8 @@
   log_hash)`; the canonical bytes include `prev_hash`, the hash of the entity's
   previous version (GENESIS_HASH for version 1), so editing, removing or
   reordering an entity's events breaks the chain at that version.
-- Global: `log_hash = SHA-256(previous log_hash || hash)` along `seq`, so a
+- Global: `log_hash = SHA-256(previous log_hash || hash)` along `seq`, over the two
+  hashes' hex text in ASCII (GENESIS_HASH, 64 "0"s, before seq 1), so a
   missing, inserted or reordered event anywhere breaks it; truncation is caught
   against a head (`seq`, `log_hash`) recorded elsewhere.
 

@@ -485,3 +485,22 @@ def test_sealing_with_a_salt_gives_a_fresh_event_that_no_erasure_names() -> None
     sealed = seal(carried, prev_hash=GENESIS_HASH, prev_log_hash=GENESIS_HASH, salt=bytes(32))
     assert (sealed.erased_by, sealed.salt, sealed.hash_scheme) == (None, "00" * 32, COMMIT_SCHEME)
     assert verify_entity([sealed]).valid
+
+
+def test_the_global_chain_is_as_the_readme_spells_it_for_an_outside_auditor() -> None:
+    """README: `log_hash = SHA-256(previous log_hash ‖ hash)` over the hashes' hex text in
+    ASCII, 64 "0"s before seq 1; computed here as an auditor would from an export, with
+    nothing of the project's chain code."""
+    import hashlib
+
+    from tests.helpers import LogBuilder
+
+    log = LogBuilder()
+    events = [log.next(i % 3, document={"n": i}) for i in range(7)]
+    previous = "0" * 64
+    for e in events:
+        assert len(e.hash) == 64 and e.hash == e.hash.lower()
+        assert e.log_hash == hashlib.sha256(f"{previous}{e.hash}".encode("ascii")).hexdigest()
+        raw = hashlib.sha256(bytes.fromhex(previous) + bytes.fromhex(e.hash)).hexdigest()
+        assert e.log_hash != raw  # not the bytes
+        previous = e.log_hash
