@@ -70,7 +70,9 @@ def _saved(state: Path, verifier: Verifier) -> Checkpoint | None:
     if not path.exists():
         return None
     try:
-        note = path.read_text(encoding="utf-8")
+        # As bytes: text mode would turn CRLF into LF, hiding a saved note's altered line ends
+        # (which `verify --checkpoint` and `verify-proof` refuse too).
+        note = path.read_bytes().decode("utf-8")
         origin, size, root = parse_checkpoint(open_note(note, verifier))
     except UnicodeDecodeError as exc:
         raise NoteError(f"{path} is not a checkpoint: not UTF-8 text ({exc.reason})") from None
@@ -93,9 +95,9 @@ def _save(state: Path, note: str, size: int) -> None:
     state.mkdir(parents=True, exist_ok=True)
     by_size = state / str(size)
     if not by_size.exists():
-        by_size.write_text(note, encoding="utf-8")
+        by_size.write_bytes(note.encode("utf-8"))
     tmp = state / (LATEST + ".tmp")
-    tmp.write_text(note, encoding="utf-8")
+    tmp.write_bytes(note.encode("utf-8"))  # the note's own bytes, whatever the platform
     os.replace(tmp, state / LATEST)
 
 

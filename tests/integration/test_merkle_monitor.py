@@ -215,6 +215,24 @@ async def test_a_saved_state_that_is_not_a_checkpoint_is_an_error_naming_the_fil
     assert (state / "checkpoint").read_bytes() == saved  # left as it was
 
 
+async def test_a_saved_checkpoint_whose_line_ends_became_crlf_is_refused_as_verify_does(
+    fetch: Fetch, signed: Signed, tmp_path: Path
+) -> None:
+    """The saved note is read as its bytes: a CRLF copy is not the note that was signed
+    (`verify --checkpoint` and `verify-proof` refuse it so; text mode had read it as LF)."""
+    state = tmp_path / "monitor"
+    await first_look(fetch, signed, state)
+    saved = (state / "checkpoint").read_bytes()
+    assert b"\r" not in saved and saved.endswith(b"\n")  # written as the note's own bytes
+    crlf = saved.replace(b"\n", b"\r\n")
+    (state / "checkpoint").write_bytes(crlf)
+    with pytest.raises(NoteError) as raised:
+        await check_once(fetch, key(signed), state)
+    assert str(raised.value).startswith(f"{state / 'checkpoint'}")
+    assert "line endings were changed to CRLF" in str(raised.value)
+    assert (state / "checkpoint").read_bytes() == crlf  # left as it was
+
+
 def test_the_cli_says_a_state_that_is_not_utf8_in_one_line_naming_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
