@@ -8,7 +8,7 @@ so a change is never applied twice to a row (see `projections.idempotent`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -47,9 +47,11 @@ Merge = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
 Skippable = Callable[[Change], bool]
 # A row rewritten once the data an erased entity gave is taken out of it (None deletes it).
 Rewrite = Callable[[dict[str, Any]], dict[str, Any] | None]
-# (stream, entity_key) -> the equality filter of the rows holding that entity's data, and
-# how each becomes; None when no row does.
-Forget = Callable[[str, str], tuple[Mapping[str, Any], Rewrite] | None]
+# (stream, entity_key) -> the equality filter of the rows holding that entity's data (or a
+# list of them: a row matching any), and how each becomes; None when no row does.
+Forget = Callable[
+    [str, str], tuple[Mapping[str, Any] | Sequence[Mapping[str, Any]], Rewrite] | None
+]
 
 
 class Projection(msgspec.Struct, frozen=True, kw_only=True):

@@ -915,6 +915,15 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             return None
         return {HELD_FROM: entity_key}, _erased_rewrite(entity_key)
 
+    def customer_forget(
+        erased_stream: str, entity_key: str
+    ) -> tuple[list[Mapping[str, Any]], Rewrite] | None:
+        """As `order_forget`, and by `name_from` too: a row built before rules 8 has no
+        `held_from`, and must not keep an erased order's name until it is rebuilt."""
+        if erased_stream != stream:
+            return None
+        return [{HELD_FROM: entity_key}, {"name_from": entity_key}], _erased_rewrite(entity_key)
+
     return (
         Projection(
             name="order_summary",
@@ -958,8 +967,8 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             merge=customer_merge,
             tracks_seq=True,
             config=config,
-            forget=order_forget,
-            # `held_from`: an erased order's rows, found by `order_forget`
+            forget=customer_forget,
+            # `held_from`, `name_from`: an erased order's rows, found by `customer_forget`
             indexes=("customer", "name", "name_from", HELD_FROM),
         ),
     )

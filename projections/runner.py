@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, NoReturn
 
@@ -273,18 +273,20 @@ class ProjectionRunner:
             if spec is None:
                 return {}
             filters, rewrite = spec
+            alternatives = _filter_list(filters)
         except BaseException as exc:
             await self._fail(erased.seq, _contained("forget", exc))
-        after: str | None = None
-        while page := await self.store.read_models.query(
-            self.projection.collection, filters=filters, limit=1000, after=after
-        ):
-            for found in page:
-                rows.setdefault(str(found["_id"]), found)  # this batch's own is the newer
-            after = str(page[-1]["_id"])
+        for filters in alternatives:
+            after: str | None = None
+            while page := await self.store.read_models.query(
+                self.projection.collection, filters=filters, limit=1000, after=after
+            ):
+                for found in page:
+                    rows.setdefault(str(found["_id"]), found)  # this batch's own is the newer
+                after = str(page[-1]["_id"])
         out: dict[str, dict[str, Any] | None] = {}
         for key, row in sorted(rows.items()):
-            if row is not None and matches(row, filters):
+            if row is not None and any(matches(row, f) for f in alternatives):
                 kept = {k: v for k, v in row.items() if k != "_id"}
                 try:
                     rewritten = rewrite(kept)
@@ -942,6 +944,17 @@ async def request_rebuild(
 
 def _change_seq(change: Change) -> int:
     return change.event.seq
+
+
+def _filter_list(filters: Any) -> list[Mapping[str, Any]]:
+    """`forget`'s filters as a list of equality filters (one, or a list: a row matching any)."""
+    if isinstance(filters, Mapping):
+        return [filters]
+    if isinstance(filters, (list, tuple)) and all(isinstance(f, Mapping) for f in filters):
+        return list(filters)
+    raise TypeError(
+        f"forget's filters: expected a mapping or a list of mappings, not {type(filters).__name__}"
+    )
 
 
 def described(exc: BaseException) -> str:

@@ -219,20 +219,36 @@ def test_changes_held_and_released_at_the_end_count_what_their_rows_hold() -> No
         # no Exception: it ended the whole `run` (exit 5), capture and API with it
         ("forget", SystemExit(5), "PluginExited: forget raised SystemExit: 5"),
         ("rewrite", SystemExit(5), "PluginExited: forget's rewrite raised SystemExit: 5"),
+        # filters that are neither one equality filter nor a list of them
+        (
+            "filters",
+            None,
+            "TypeError: forget's filters: expected a mapping or a list of mappings, not str",
+        ),
+        (
+            "filters in a list",
+            None,
+            "TypeError: forget's filters: expected a mapping or a list of mappings, not list",
+        ),
     ],
 )
 def test_a_forget_that_raises_fails_the_projection_at_the_erasure(
-    where: str, raised: BaseException, error: str
+    where: str, raised: BaseException | None, error: str
 ) -> None:
     """As a failing apply does: `failed`, with the erased event's seq and the error (an
     outside tester found `failed_seq: null`)."""
 
     def raising(*_: Any) -> Any:
+        assert raised is not None  # the cases without one fail before any call
         raise raised
 
     def forget(stream: str, entity_key: str) -> Any:
         if where == "forget":
             raising()
+        if where == "filters":
+            return "name_from", raising
+        if where == "filters in a list":
+            return [{"name_from": entity_key}, "name_from"], raising
         return {"name_from": entity_key}, raising
 
     async def go() -> None:

@@ -483,3 +483,33 @@ async def test_an_erased_order_s_problems_leave_order_summary_s_count(
     )
     await runner.catch_up()
     assert set(await rows(store, summary)) == {"str:C"} and runner.status.problems == 0
+
+
+async def test_a_customer_row_built_before_held_from_still_loses_an_erased_order_s_name(
+    store: Store, clock: FakeClock
+) -> None:
+    """Rows built before ORDER_RULES 8 have no `held_from`; until they are rebuilt (their
+    status says so), an erasure still finds a customer row by the `name_from` it has."""
+    from projections.orders import OrderSchema, order_projections
+    from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+    from tests.integration.test_erasure import erase
+
+    customers = order_projections(OrderSchema())[3]
+    await start_from_the_beginning(store)
+    feed = MemoryChangeFeed(clock=clock)
+    await feed.collection("orders").insert_one(
+        {"_id": "A", "status": "paid", "total": 5, "customer": {"id": "c1", "name": "Ann Secret"}}
+    )
+    await ingester(store, feed, clock).run(until_idle=True)
+    runner = ProjectionRunner(store, customers, clock=clock)
+    await runner.catch_up()
+    row = (await store.read_models.get_many(customers.collection, ["c1"]))["c1"]
+    assert row["held_from"] == ["A"]
+    old = {k: v for k, v in row.items() if k not in ("_id", "held_from")}  # as rules 7 wrote it
+    await store.read_models.write(customers.collection, [("c1", old)])
+    await erase(store, "A", clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    await runner.catch_up()
+    after = (await rows(store, customers))["c1"]
+    assert (after["name"], after["name_from"], after["held_from"]) == (None, None, [])
+    assert "Secret" not in repr(after)
