@@ -38,7 +38,7 @@ from eventstore.model import (
     Event,
     Head,
 )
-from eventstore.redact import redact_document, redact_updated_fields
+from eventstore.redact import redact_document, redact_truncated, redact_updated_fields
 from eventstore.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -266,9 +266,13 @@ class Capture:
             updated = dict(ud.updatedFields) if ud else {}
             updated_r = redact_updated_fields(updated, redactions)
             removed = list(ud.removedFields) if ud else []
-            truncated = [
-                {"field": t.field, "newSize": t.newSize} for t in (ud.truncatedArrays if ud else [])
-            ]
+            truncated = redact_truncated(
+                [
+                    {"field": t.field, "newSize": t.newSize}
+                    for t in (ud.truncatedArrays if ud else [])
+                ],
+                redactions,
+            )
             changes = {
                 "updatedFields": updated_r,
                 "removedFields": removed,
@@ -276,7 +280,7 @@ class Capture:
             }
             if ud is not None and ud.disambiguatedPaths:
                 changes["disambiguatedPaths"] = ud.disambiguatedPaths
-            changed = [*updated_r, *removed, *(t.field for t in (ud.truncatedArrays if ud else []))]
+            changed = [*updated_r, *removed, *(t["field"] for t in truncated)]
             actor = _updated_actor(updated_r, removed, actor_field, prev.actor if prev else None)
         elif before is not None:  # deleted: the removed document, as the pre-image shows it
             actor = _field(before, actor_field)

@@ -47,10 +47,29 @@ def _redact_at(value: Any, parts: list[str], mask: str | None) -> Any:
     return copy
 
 
+def _cut(path: str, fields: int) -> str:
+    """A reported path up to its `fields`-th component that is not an array index
+    (`card.num` cut to 1 is `card`; `items.0.price.cents` cut to 2 is `items.0.price`)."""
+    out: list[str] = []
+    seen = 0
+    for part in path.split("."):
+        out.append(part)
+        if not (part.isascii() and part.isdigit()):
+            seen += 1
+            if seen == fields:
+                break
+    return ".".join(out)
+
+
 def redact_updated_fields(
     updated: dict[str, Any], redactions: Sequence[Redaction]
 ) -> dict[str, Any]:
-    """`updatedFields` with redacted paths removed or masked, keeping MongoDB's key order."""
+    """`updatedFields` with redacted paths removed or masked, keeping MongoDB's key order.
+
+    A path beneath a masked field (`card.num` where `card` is masked) sets the masked
+    field itself to the mask (`card`): the mask stands for the whole value, and a field
+    set beneath it could not be applied to the mask the log holds (a scalar).
+    """
     if not redactions:
         return updated
     out: dict[str, Any] = {}
@@ -64,10 +83,26 @@ def redact_updated_fields(
                 if r.mask is None:
                     keep = False
                     break
-                value = r.mask
+                key, value = _cut(key, len(rparts)), r.mask
+                parts = _logical_parts(key)
             elif rparts[: len(parts)] == parts:
                 # the redacted field is inside the reported value
                 value = _redact_at(value, rparts[len(parts) :], r.mask)
         if keep:
             out[key] = value
+    return out
+
+
+def redact_truncated(
+    truncated: list[dict[str, Any]], redactions: Sequence[Redaction]
+) -> list[dict[str, Any]]:
+    """`truncatedArrays` without the arrays at or beneath a redacted field: removed, it holds
+    no array to cut; masked, it holds the mask (which stands for whatever it hides)."""
+    if not redactions:
+        return truncated
+    out = []
+    for t in truncated:
+        parts = _logical_parts(str(t["field"]))
+        if not any(parts[: len(r.path.split("."))] == r.path.split(".") for r in redactions):
+            out.append(t)
     return out

@@ -171,6 +171,31 @@ async def test_filters_and_redaction_apply_before_hashing(store: Store, clock: F
     assert stats.filtered == 1
 
 
+async def test_a_masked_field_updated_beneath_folds_without_a_finding(
+    store: Store, clock: FakeClock
+) -> None:
+    """An outside tester: `--redact card:XXX` and an update of `card.num` stored
+    `{"card.num": "XXX"}`, which the fold could not apply to the masked scalar: every later
+    state carried a `path_conflict`. The masked field is set to the mask instead."""
+    from eventstore.fold import apply_event
+
+    feed = MemoryChangeFeed(clock=clock)
+    await start_from_the_beginning(store)
+    orders = feed.collection("orders")
+    await orders.insert_one({"_id": 1, "card": {"num": "4111", "exp": "12/30"}})
+    await orders.update_one({"_id": 1}, {"$set": {"card.num": "5500", "status": "paid"}})
+    await ingester(store, feed, clock, redact=_redact("card:XXX")).run(until_idle=True)
+    events = await assert_log_intact(store)
+    assert events[1].changes is not None
+    assert events[1].changes["updatedFields"] == {"card": "XXX", "status": "paid"}
+    assert "5500" not in repr(events) and "4111" not in repr(events)
+    findings: list[Any] = []
+    state = None
+    for e in events:
+        state = apply_event(state, e, findings=findings)
+    assert state == {"_id": 1, "card": "XXX", "status": "paid"} and findings == []
+
+
 def _redact(*specs: str) -> Any:
     from eventstore.settings import _redactions
 
