@@ -654,9 +654,12 @@ _OPTIONAL_LISTS: Final = frozenset(
 NOT_SETTINGS: Final = frozenset({PREFIX + "KEY"})
 
 
-def _shown_name(variable: str) -> str:
-    """A variable's name as a log line may show it: escaped when it holds what is not printable."""
-    return variable if variable.isprintable() else ascii(variable)
+def shown_in_log(text: str) -> str:
+    """A name or value from the environment or a flag as a log line may show it: as it is
+    when every character is printable, else its `ascii()` (quoted, every control, format and
+    bidirectional character and every non-ASCII one escaped), so it cannot move the cursor,
+    retitle the terminal or forge a line of its own."""
+    return text if text.isprintable() else ascii(text)
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
@@ -670,7 +673,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
             continue
         close = difflib.get_close_matches(variable.removeprefix(PREFIX).upper(), names, n=1)
         hint = f" (did you mean {PREFIX}{close[0]}?)" if close else ""
-        lines.append(f"{_shown_name(variable)} is no setting{hint}: ignored")
+        lines.append(f"{shown_in_log(variable)} is no setting{hint}: ignored")
     return lines
 
 

@@ -33,7 +33,7 @@ from bson.binary import UUID_SUBTYPE
 from eventstore.codec import as_utc
 from eventstore.keys import entity_key, typed_key
 from eventstore.model import Event
-from eventstore.settings import DEFAULT_PAID_STATUSES, ORDER_FIELDS, Settings
+from eventstore.settings import DEFAULT_PAID_STATUSES, ORDER_FIELDS, Settings, shown_in_log
 from projections.api import Change as Change  # re-exported: the runner's and tests' import
 from projections.api import Projection as Projection
 from projections.api import Rewrite
@@ -151,7 +151,7 @@ def _warn_uncaptured(stream: str, collections: tuple[str, ...]) -> None:
         " (EVENTSTORE_COLLECTIONS: %s): the order read models count no order until a"
         " stream %s is captured (stream names are case-sensitive)",
         json.dumps(stream),
-        ",".join(collections),
+        ",".join(shown_in_log(name) for name in collections),  # a name may hold an ESC, a newline
         json.dumps(stream),
     )
 

@@ -104,8 +104,9 @@ class StopSignals:
       stopped at once when the signal came before); until something is, a signal
       cancels the command's task (`attach`), so a start-up stops where it is. Either way
       the service exits 0.
-    - any other command gets the handlers it had before back (`release`), and a signal
-      noted meanwhile is raised again for them: Ctrl-C is a KeyboardInterrupt (exit 130).
+    - any other command gets the handlers it had before back (`release`; SIGINT ignored
+      before is Python's own instead), and a signal noted meanwhile is raised again for
+      them: Ctrl-C is a KeyboardInterrupt (exit 130).
 
     Outside the main thread nothing is installed (nothing can be).
     """
@@ -138,8 +139,23 @@ class StopSignals:
                 signal.signal(sig, handler)
 
     def release(self) -> None:
-        """Not a service: the handlers before are back, and a signal noted is raised for them."""
+        """Not a service: the handlers before are back, and a signal noted is raised for them.
+
+        SIGINT ignored before (a background job of a script, `eventstore verify &`, starts
+        so) is Python's own KeyboardInterrupt instead, as the services take SIGINT however
+        they were started (`kill -INT` is how such a job is stopped). Left ignored, Ctrl-C
+        reached nothing: a command waiting for MongoDB ran on until its server selection
+        gave up, and exited 1. Invariant: after `release`, SIGINT is a KeyboardInterrupt
+        unless whoever called `main` in this process installed a handler of its own; with
+        it, `asyncio.run` cancels the command's task, whose store is closed (bounded) on
+        the way out. `restore` puts the ignored disposition back.
+        """
         self.restore()
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            with contextlib.suppress(ValueError):  # not the main thread: nothing to install
+                self._previous[signal.SIGINT] = signal.signal(
+                    signal.SIGINT, signal.default_int_handler
+                )
         if self.received is not None:
             signal.raise_signal(self.received)
 

@@ -54,14 +54,60 @@ _SETTING_HELP = {
 }
 
 
+# The destinations of the options taking one value given so far in this parse (`_Once`).
+SEEN: Final = "options_seen"
+
+
+class _Once(argparse.Action):
+    """An option taking one value (argparse's `store`, the action of every option here that
+    takes one): given a second time, it is refused with one line.
+
+    argparse keeps the last one given, so `--redact amount --redact state` stored `amount`
+    in the immutable log unnoticed, and `--read-keys a --read-keys b` dropped key `a`:
+    which one counts would be a guess, as the API says of a parameter given twice. No
+    option here accumulates its values. Invariant: each option of this kind is set at most
+    once per parse (an abbreviation, `--red`, or `--redact=x` is the same option); the
+    values are not quoted back (a key may be among them). A positional is taken once by
+    argparse itself.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        self.once(namespace)
+        setattr(namespace, self.dest, values)
+
+    def once(self, namespace: argparse.Namespace) -> None:
+        """Note this option as given; an ArgumentError (its usage error) when it was already."""
+        if not self.option_strings:
+            return
+        seen: tuple[str, ...] = getattr(namespace, SEEN, ())
+        if self.dest in seen:
+            raise argparse.ArgumentError(
+                self, "given more than once (which one counts would be a guess): give it once"
+            )
+        setattr(namespace, SEEN, (*seen, self.dest))
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors exit 1 (bad input): exit 2 is reserved for tampering.
 
     The message is one line, its control characters escaped: it quotes what was typed.
     The usage comes first for what the command does not take (an unknown or missing
     argument, an unknown command or choice), not for a bad value of an argument it takes
-    (`argument --workers: not a whole number: '2.0'`): that is its one line alone.
+    (`argument --workers: not a whole number: '2.0'`) or an option given twice: that is
+    its one line alone. An option's default action is `_Once`.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # For this parser and its argument groups (they share its registry).
+        self.register("action", None, _Once)
+        self.register("action", "store", _Once)
 
     def error(self, message: str) -> NoReturn:
         if not message.startswith("argument ") or "invalid choice" in message:
@@ -122,9 +168,9 @@ class _CommandParser(_Parser):
 GIVEN: Final = "given_options"
 
 
-class _Noted(argparse.Action):
+class _Noted(_Once):
     """Stores the value `read` reads from the argument (as `type=` would), notes the option
-    as given, and keeps the argument as it was typed (`argtypes.written`).
+    as given, and keeps the argument as it was typed (`argtypes.written`). Once (`_Once`).
 
     `read` raises ArgumentTypeError for an argument it refuses: the usage error of a `type`.
     """
@@ -140,6 +186,7 @@ class _Noted(argparse.Action):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
+        self.once(namespace)
         text = str(values)
         try:
             value = self.read(text)
@@ -423,9 +470,10 @@ def _add_listen(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("HTTP")
     g.add_argument(
         "--host",
-        default="127.0.0.1",
+        read=_host,
+        default=DEFAULT_HOST,
         action=_Noted,
-        help="address to listen on (default 127.0.0.1)",
+        help=f"address to listen on (default {DEFAULT_HOST})",
     )
     g.add_argument(
         "--port",
@@ -434,6 +482,20 @@ def _add_listen(p: argparse.ArgumentParser) -> None:
         action=_Noted,
         help="port to listen on (default 8000)",
     )
+
+
+# Where the API listens unless told: this machine alone. Every interface is `0.0.0.0` or
+# `::`, written out.
+DEFAULT_HOST: Final = "127.0.0.1"
+
+
+def _host(value: str) -> str:
+    """`--host`: an empty value is the option not given, as for every setting: DEFAULT_HOST.
+
+    Passed on, `""` was every interface (getaddrinfo's and uvicorn's), an API exposed on
+    the network without a word.
+    """
+    return value or DEFAULT_HOST
 
 
 def _port(value: str) -> int:

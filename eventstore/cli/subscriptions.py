@@ -30,6 +30,8 @@ from eventstore.cli.common import (
     settings_from,
 )
 from eventstore.decimal_text import decimal_int
+from eventstore.erasure import MAX_ACTOR, check_text, text_fault
+from eventstore.history import HistoryError
 from eventstore.json_input import decode_json
 from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
 from eventstore.subscriptions import config as cfg
@@ -97,12 +99,24 @@ def _unused_option(args: argparse.Namespace) -> str | None:
 
 
 def _actor(args: argparse.Namespace) -> str:
-    if args.actor:
-        return str(args.actor)
+    """Who the admin action trail records: `--actor`, else the login name, else `unknown`.
+
+    One rule for every actor the trail keeps for good, the API's `Eventstore-Actor` and
+    `erase --actor` alike (`check_text`): trimmed, not blank, at most MAX_ACTOR characters,
+    no control or bidirectional character. A `--actor` that breaks it is a CliError naming
+    it, before anything connects; a login name that does (it is not typed here) is
+    `unknown`, as the API records a request without the header.
+    """
+    if args.actor is not None:
+        try:
+            return check_text("--actor", args.actor, MAX_ACTOR)
+        except HistoryError as exc:
+            raise CliError(str(exc)) from None
     try:
-        return getpass.getuser()
+        login = getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+    return "unknown" if text_fault(login, MAX_ACTOR) is not None else login.strip()
 
 
 # The starts `--start` takes, in its own words (the API's body spells them `{"seq": N}`, ...).
@@ -163,6 +177,7 @@ async def cmd_subscriptions(args: argparse.Namespace, out: TextIO) -> int:
     unused = _unused_option(args)  # before anything connects or is looked up
     if unused is not None:
         raise CliError(unused)
+    actor = _actor(args) if args.action in _CHANGES else "unknown"  # a bad --actor: here
     settings = settings_from(args)
     async with open_service(settings, store=args.store) as service:
         if args.action == "run":
@@ -174,7 +189,7 @@ async def cmd_subscriptions(args: argparse.Namespace, out: TextIO) -> int:
             lease_seconds=settings.lease_seconds,
         )
         try:
-            return await _act(admin, args, out)
+            return await _act(admin, args, actor, out)
         except NoParkedEvent as exc:
             raise CliError(exc.detail) from None
         except NotFound as exc:
@@ -185,8 +200,8 @@ async def cmd_subscriptions(args: argparse.Namespace, out: TextIO) -> int:
             raise CliError(f"refused: {exc}") from None
 
 
-async def _act(admin: SubscriptionAdmin, args: argparse.Namespace, out: TextIO) -> int:
-    action, actor = args.action, _actor(args)
+async def _act(admin: SubscriptionAdmin, args: argparse.Namespace, actor: str, out: TextIO) -> int:
+    action = args.action
     if action == "list":
         rows = [await admin.status(r) for r in await admin.store.subscriptions.all()]
         if args.json:

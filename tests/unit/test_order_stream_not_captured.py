@@ -59,3 +59,22 @@ def test_an_order_stream_that_is_captured_says_nothing(
     with caplog.at_level("WARNING", logger="projections.orders"):
         OrderSchema.from_settings(Settings(order_stream=stream, collections=collections))
     assert _warnings(caplog) == []
+
+
+def test_collections_holding_control_characters_are_escaped_in_the_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # COLLECTIONS may hold an ESC or a newline (a collection name refuses only `$` and NUL):
+    # printed raw, the warning coloured the terminal and forged a log line of its own.
+    forged = "x\n2026-12-08 00:00:00,000 ERROR forged: line"
+    settings = Settings(collections=("orders\x1b[31m", forged, "pay\u202ements", "Orders"))
+    with caplog.at_level("WARNING", logger="projections.orders"):
+        OrderSchema.from_settings(settings)
+    [line] = _warnings(caplog)
+    assert line == (
+        'EVENTSTORE_ORDER_STREAM "orders" is none of the captured collections'
+        " (EVENTSTORE_COLLECTIONS: 'orders\\x1b[31m',"
+        "'x\\n2026-12-08 00:00:00,000 ERROR forged: line','pay\\u202ements',Orders):"
+        ' the order read models count no order until a stream "orders" is captured'
+        " (stream names are case-sensitive)"
+    )
