@@ -68,14 +68,15 @@ def _surrogate(text: str) -> bool:
 def text_fault(value: str, limit: int) -> str | None:
     """What is wrong with a required free-text value (the API's words), or None.
 
-    The value is taken trimmed: empty once trimmed, longer than `limit` characters
-    as sent, or holding a `refused_character` is refused.
+    The value is taken trimmed, as it is recorded (`check_text`, the same rule in the
+    CLI's words): empty, longer than `limit` characters, or holding a
+    `refused_character` is refused.
     """
     text = value.strip()
     if not text:
         return "may not be empty"
-    if len(value) > limit:
-        return f"at most {limit} characters, got {len(value)}"
+    if len(text) > limit:
+        return f"at most {limit} characters, got {len(text)}"
     if _surrogate(text):
         return "not valid UTF-8"
     bad = next((c for c in text if refused_character(c)), None)

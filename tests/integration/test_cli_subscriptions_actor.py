@@ -100,3 +100,26 @@ def test_a_listing_needs_no_actor_and_says_nothing_of_one() -> None:
     out = io.StringIO()
     assert main(["subscriptions", "list", "--json", *MEMORY], out=out, store=MemoryStore()) == 0
     assert json.loads(out.getvalue()) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "fault"),
+    [
+        (" " + "a" * 200, None),  # trimmed, as recorded: 200 characters
+        ("a" * 200 + "\n", None),
+        (" " + "a" * 201, "at most 200 characters, got 201"),
+        ("   ", "may not be empty"),
+    ],
+)
+def test_the_api_and_the_cli_measure_an_actor_alike_trimmed(value: str, fault: str | None) -> None:
+    """One rule for every actor the log keeps: the API's `text_fault` and the CLI's
+    `check_text` measured a padded value apart (as sent, and trimmed)."""
+    from eventstore.erasure import MAX_ACTOR, check_text, text_fault
+    from eventstore.history import HistoryError
+
+    assert text_fault(value, MAX_ACTOR) == fault
+    if fault is None:
+        assert check_text("actor", value, MAX_ACTOR) == value.strip()
+    else:
+        with pytest.raises(HistoryError):
+            check_text("actor", value, MAX_ACTOR)
