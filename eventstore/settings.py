@@ -283,7 +283,7 @@ def _check_db_name(value: Any) -> str | None:
     return None
 
 
-def _collection_name_problem(name: str) -> str | None:
+def collection_name_problem(name: str) -> str | None:
     """What keeps `name` (not empty) from being a MongoDB collection name, if anything."""
     refused = next((c for c in name if c in _COLLECTION_NAME_REFUSED), None)
     if refused is not None:
@@ -301,7 +301,7 @@ def _check_collections(value: Any) -> str | None:
     problem = _texts(value)
     if problem is not None:
         return problem
-    return next(filter(None, map(_collection_name_problem, value)), None)
+    return next(filter(None, map(collection_name_problem, value)), None)
 
 
 def _check_operations(value: Any) -> str | None:
@@ -387,7 +387,7 @@ def _check_stream(value: Any) -> str | None:
     """A captured collection's name, by the rule COLLECTIONS follows (`system.` included)."""
     if not isinstance(value, str) or not value.strip():
         return f"must be a collection name, got {_as_json(value)}"
-    return _collection_name_problem(value)
+    return collection_name_problem(value)
 
 
 def _check_statuses(value: Any) -> str | None:

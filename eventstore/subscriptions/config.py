@@ -22,8 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 from eventstore.json_input import whole_number
-from eventstore.model import EVENT_TYPES, MAX_SEQ
+from eventstore.model import EVENT_TYPES, MAX_SEQ, SOURCE_STREAM
 from eventstore.rfc3339 import NoSuchTime, NotRfc3339, NoZone, parse_rfc3339
+from eventstore.settings import collection_name_problem
 from eventstore.subscriptions import templates
 
 NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -201,8 +202,17 @@ def _start(check: _Check, key: str, value: Any) -> Start:
     if isinstance(value, str):
         check.bad(key, f"{value!r} is not a start: {START_FORMS}")
         return Start()
-    if not isinstance(value, dict) or len(value) != 1:
+    if not isinstance(value, dict):
         check.malformed(key, f"expected an object: {START_FORMS}")
+        return Start()
+    if len(value) != 1:
+        # An object, but not of one field: say which fields a start object takes.
+        given = ", ".join(f'"{f}"' for f in value) or "no field"
+        check.malformed(
+            key,
+            f'give exactly one of "seq" or "time" in a start object (given: {given}): '
+            f"{START_FORMS}",
+        )
         return Start()
     ((field, v),) = value.items()
     if field == "seq":
@@ -389,6 +399,14 @@ def _sink(check: _Check, value: Any, *, stored: bool = False) -> dict[str, Any]:
             )
         for i, s in enumerate(secrets):
             k = f"sink.secret[{i}]" if isinstance(secret, list) else "sink.secret"
+            if isinstance(secret, list) and s != MASK and s in secrets[:i]:
+                # Invariant: a rotation list holds distinct secrets (each signature once).
+                check.bad(
+                    k,
+                    f"the same secret as sink.secret[{secrets.index(s)}]: a rotation is "
+                    "[new, old], two different secrets (give one secret when there is one)",
+                )
+                continue
             _secret(check, k, s)
             if s == MASK:
                 if not stored:
@@ -473,7 +491,7 @@ def _sink(check: _Check, value: Any, *, stored: bool = False) -> dict[str, Any]:
     return out
 
 
-def _filter(check: _Check, value: Any) -> Filter:
+def _filter(check: _Check, value: Any, *, stored: bool = False) -> Filter:
     if value is None:
         return Filter()
     if not isinstance(value, dict):
@@ -486,6 +504,12 @@ def _filter(check: _Check, value: Any) -> Filter:
         actors=_strings(check, "filter.actors", value.get("actors")),
         fields=_strings(check, "filter.fields", value.get("fields")),
     )
+    # A stored filter is read as it is (one saved before stream names were checked still
+    # loads: it matches nothing, as it did); a body's is checked.
+    for i, stream in enumerate(() if stored else f.streams):
+        problem = stream_name_problem(stream)
+        if problem is not None:
+            check.bad(f"filter.streams[{i}]", problem)
     for i, t in enumerate(f.types):
         if t not in EVENT_TYPES:
             check.bad(f"filter.types[{i}]", f"unknown event type {t!r}")
@@ -493,6 +517,22 @@ def _filter(check: _Check, value: Any) -> Filter:
         if not is_field_path(p):
             check.bad(f"filter.fields[{i}]", f"{p!r} is not a field path (a.b.c)")
     return f
+
+
+def stream_name_problem(name: str) -> str | None:
+    """What keeps `name` from naming a stream a filter could match, if anything.
+
+    A stream is a captured collection, named by the rule `COLLECTIONS` and `ORDER_STREAM`
+    follow (not blank, no `$` or NUL, not `system.`: `settings`), or `$source` (records
+    that are not documents). Any other name can match no event: the subscription would
+    silently deliver nothing.
+    """
+    if name == SOURCE_STREAM:
+        return None
+    if not name.strip():
+        return f"{name!r} is not a stream name: a stream is a collection name (or $source)"
+    problem = collection_name_problem(name)
+    return None if problem is None else f"a stream is a collection name (or $source): {problem}"
 
 
 def _retry(check: _Check, value: Any) -> Retry:
@@ -544,7 +584,7 @@ def parse(
     else:
         check.malformed("sink", "required")
         sink = {}
-    filt = _filter(check, body.get("filter"))
+    filt = _filter(check, body.get("filter"), stored=stored)
     start = _start(check, "start", body.get("start"))
     lanes = whole_number(body.get("lanes", 1))
     if lanes is None:
@@ -666,13 +706,34 @@ def masked_keys(sink: Any) -> list[str]:
     return found
 
 
+# Names every host calls itself by (loopback): one server whichever a URL spells.
+LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "::1", "0:0:0:0:0:0:0:1"})
+
+
 def redis_address(url: Any) -> tuple[str, int, str] | None:
-    """(host, port, db) of a literal Redis URL, to tell whether two sinks share a server."""
+    """(host, port, db) of a literal Redis URL, to tell whether two sinks share a server.
+
+    Obvious aliases of one server compare equal: host case, a trailing dot, the loopback
+    names (`localhost`, `127.0.0.1`, `::1`: "localhost"), the default port 6379, the
+    default database 0 (as the path or `?db=`), a database written with leading zeros.
+    Aliases can never all be told (DNS names, NAT): the stream sink itself refuses to
+    count another writer's entry as delivered (`RedisStreamSink`).
+    """
     if not isinstance(url, str):
         return None
-    split = urlsplit(url)
-    db = split.path.strip("/") or "0"
-    return (split.hostname or "", split.port or 6379, db)
+    try:
+        split = urlsplit(url)
+        port = split.port or 6379
+    except ValueError:  # refused by `parse`; compared as written
+        return (url, 6379, "0")
+    host = (split.hostname or "localhost").rstrip(".")
+    db = split.path.strip("/")
+    if not db:
+        db = dict(q.partition("=")[::2] for q in split.query.split("&")).get("db", "0")
+    if host in LOOPBACK or host.startswith("127."):
+        host = "localhost"
+    db = str(int(db)) if db.isdigit() else db
+    return (host, port, db)
 
 
 # The port a URL of each scheme uses when it names none (to compare destinations).
@@ -701,6 +762,36 @@ KEPT_ELSEWHERE: Final = (
     "is kept only while sink.url keeps its origin (scheme, host and port); this update "
     "sends to another origin, which would receive it"
 )
+
+
+def restated_secrets(new: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str, str]]:
+    """A secret given beside `***` that `***` already stands for, other than the stored
+    first one: refused, naming its field.
+
+    `[new, "***"]` puts a new secret first. A stored secret given there again would make
+    the list repeat it (`***` is every stored secret), or reorder a rotation (the old
+    secret first): neither is what the README's "new first, no duplicates" allows. The
+    stored first one given first re-states the stored list (a PUT sent again): the same.
+    """
+    if old is None or new.get("kind") != old.get("kind"):
+        return []
+    given, stored = new.get("secret"), old.get("secret")
+    if not isinstance(given, list) or MASK not in given or stored is None:
+        return []
+    kept = stored if isinstance(stored, list) else [stored]
+    found: list[dict[str, str]] = []
+    for i, s in enumerate(given):
+        if s == MASK or s not in kept or (i == 0 and s == kept[0]):
+            continue
+        found.append(
+            {
+                "key": f"sink.secret[{i}]",
+                "message": 'this secret is stored already, and "***" stands for it: '
+                '[new, "***"] puts a secret not stored first (new first, no duplicates); '
+                "to reorder or drop stored secrets, give them themselves",
+            }
+        )
+    return found
 
 
 def moved_secrets(new: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str, str]]:

@@ -184,7 +184,7 @@ class SubscriptionAdmin:
         sink = body.get("sink") if isinstance(body, dict) else None
         refused = [] if references else cfg.api_references(sink, old)
         if isinstance(sink, dict) and old is not None:
-            refused += cfg.moved_secrets(sink, old)
+            refused += cfg.moved_secrets(sink, old) + cfg.restated_secrets(sink, old)
             body = {**body, "sink": cfg.keep_secrets(sink, old)}
         config = cfg.parse(name, body, refused=refused)
         await self._refuse_shared_stream(config)

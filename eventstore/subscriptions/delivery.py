@@ -24,10 +24,14 @@ Invariants:
   with one line (`configuration error: ...`), shown as `last_error`; a changed
   configuration starts it again (the manager).
 - Every delivery id is `<name>-<seq>`: the same on every attempt, replay and reset.
-- At a stop, deliveries in flight may end for at most `DRAIN_S` (and a third of the
-  lease) and their outcomes are recorded, so a receiver that took an event is not
-  sent it again by the next run; those still in flight then are cancelled and go out
-  again (at least once).
+- At a stop, a pause or a disabling, deliveries in flight may end for at most `DRAIN_S`
+  (and a third of the lease) and their outcomes are recorded, so a receiver that took an
+  event is not sent it again by the next run (or after a resume); those still in flight
+  then are cancelled and go out again (at least once).
+- A redis-stream refusal counts as delivered only for this subscription's own entry
+  (`RedisStreamSink`): another writer's entry fails the worker, never settles an event.
+- Every failed attempt is the worker's `last_error` in `/v1/workers` too (the last error
+  the worker met), a failure of one event included.
 """
 
 from __future__ import annotations
@@ -409,6 +413,9 @@ class SubscriptionWorker:
                     self._report(DISABLED, record.disabled_reason)
                 else:
                     self._report(PAUSED)
+                # Launch nothing more; let deliveries in flight end (bounded, as at a stop)
+                # and record them, so a receiver that took one is not sent it again.
+                await self._drain("the pause" if record.paused else "the disabling")
                 await self._cancel_inflight()
                 await self._wait_for_wake(self.poll_s)
                 continue
@@ -559,25 +566,29 @@ class SubscriptionWorker:
                 outcomes = [Outcome(status=SINK_FAILED, detail=detail)]
             await self._handle(events, outcomes, launched=launched)
 
-    async def _drain(self) -> None:
-        """At a stop: let deliveries in flight end (bounded) and record them; launch nothing."""
+    async def _drain(self, at: str = "the stop") -> None:
+        """At a stop, a pause or a disabling: let deliveries in flight end (for at most
+        `drain_s`) and record them; launch nothing. Those still in flight then go out again
+        (on the next run, or after a resume): at least once."""
         if not self.inflight:
             return
         pending = [t for t in self.inflight if not t.done()]
         if pending:
             log.info(
-                "subscription %s: stopping, waiting up to %.1fs for deliveries in flight (%d)",
+                "subscription %s: %s, waiting up to %.1fs for deliveries in flight (%d)",
                 self.subscription,
+                "stopping" if at == "the stop" else f"{at.removeprefix('the ')} takes effect",
                 self.drain_s,
                 len(pending),
             )
             _, pending_now = await asyncio.wait(pending, timeout=self.drain_s)
             if pending_now:
                 log.warning(
-                    "subscription %s: deliveries still in flight at the stop (%d) go out again "
-                    "on the next run",
+                    "subscription %s: deliveries still in flight at %s (%d) go out again %s",
                     self.subscription,
+                    at,
                     len(pending_now),
+                    "on the next run" if at == "the stop" else "when it is resumed",
                 )
         await self._collect()  # what is still in flight is cancelled by the run's end
 
@@ -610,9 +621,15 @@ class SubscriptionWorker:
                 continue
             self.failed_attempts += 1
             self.last_error = outcome.detail
+            # `/v1/workers` shows the last error the worker met, whatever its kind (a failure
+            # of one event included: the worker runs on, its state unchanged).
+            self._report(self.state, outcome.detail)
             failed = True
             if outcome.status == MISCONFIGURED:
                 # Retrying cannot help: the worker fails with the reason (saved by `run`).
+                # What the sink took before it is settled first (never delivered again).
+                if settled:
+                    await self._settle(settled)
                 raise SinkConfigError(f"{CONFIGURATION_ERROR}{outcome.detail}")
             if outcome.status == GONE:
                 await self._disable(outcome.detail or "the receiver answered 410 Gone")

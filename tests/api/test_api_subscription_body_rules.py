@@ -242,3 +242,48 @@ async def test_an_empty_list_of_keys_is_impossible_not_malformed(
     ]
     text = await c.put(f"{BASE}/cache", json={"sink": {**sink, "keys": "k"}}, headers=ADMIN)
     assert text.status_code == 400, text.text
+
+
+async def test_a_reset_start_of_both_seq_and_time_says_to_give_one(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    # It answered "start: expected an object" for an object.
+    c, _ = client
+    start = {"seq": 1, "time": "2026-01-01T00:00:00Z"}
+    response = await c.post(f"{BASE}/s/reset", json={"start": start}, headers=ADMIN)
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"] == [
+        {
+            "key": "start",
+            "message": 'give exactly one of "seq" or "time" in a start object (given: "seq", '
+            f'"time"): {START_FORMS}',
+        }
+    ]
+
+
+async def test_an_empty_stream_name_in_a_filter_is_422_and_nothing_is_stored(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    c, store = client
+    body = {"sink": HOOK, "filter": {"streams": [""]}}
+    response = await c.put(f"{BASE}/mx", json=body, headers=ADMIN)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {
+            "key": "filter.streams[0]",
+            "message": "'' is not a stream name: a stream is a collection name (or $source)",
+        }
+    ]
+    assert await store.subscriptions.get("mx") is None
+
+
+async def test_a_secret_twice_in_a_rotation_list_is_422(
+    client: tuple[AsyncTestClient[Any], MemoryStore],
+) -> None:
+    c, store = client
+    body = {"sink": {**HOOK, "secret": [SECRET, SECRET]}}
+    response = await c.put(f"{BASE}/s", json=body, headers=ADMIN)
+    assert response.status_code == 422, response.text
+    assert [e["key"] for e in response.json()["errors"]] == ["sink.secret[1]"]
+    record = await store.subscriptions.get("s")
+    assert record is not None and record.config["sink"]["secret"] == SECRET  # unchanged

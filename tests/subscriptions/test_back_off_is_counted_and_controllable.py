@@ -258,7 +258,7 @@ async def test_the_status_counts_a_failed_attempt_and_its_reason_while_the_sink_
         status = await h.admin.status(await h.admin.get("hooks"))
         assert (status["failed_attempts"], status["last_error"]) == (
             2,
-            "the receiver answered 503",  # the current reason, not the earlier 500
+            f"the receiver 127.0.0.1:{receiver.port} answered 503",  # the current reason
         )
     finally:
         await h.stop()

@@ -116,6 +116,55 @@ async def test_two_subscriptions_may_not_write_the_same_stream_key(
     assert created
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("redis://127.0.0.1:16390/0", "redis://localhost:16390/0"),  # the tester's case
+        ("redis://localhost:16390", "redis://[::1]:16390/0"),
+        ("redis://LOCALHOST.:16390/?db=0", "redis://127.0.0.1:16390/00"),
+        ("redis://Cache.Example/1", "redis://cache.example:6379/1"),
+        ("redis://u:p@cache.example", "rediss://cache.example:6379/0"),
+    ],
+)
+async def test_another_name_of_the_same_redis_server_is_the_same_stream(
+    first: str, second: str
+) -> None:
+    h = Harness()
+    sink = {"kind": "redis-stream", "stream": "ev:{stream}"}
+    await h.subscribe("one", {"sink": {**sink, "url": first}})
+    with pytest.raises(ConfigError) as refused:
+        await h.admin.put("two", {"sink": {**sink, "url": second}}, actor="x")
+    assert refused.value.errors == [
+        {
+            "key": "sink.stream",
+            "message": "subscription 'one' writes the same Redis stream: two writers would "
+            "swallow each other's entries",
+        }
+    ]
+    # Another database of that server is another stream.
+    created, _ = await h.admin.put(
+        "two", {"sink": {**sink, "url": "redis://cache.example:6379/2"}}, actor="x"
+    )
+    assert created
+
+
+def test_a_subscriptions_file_refuses_two_names_of_one_server_for_one_stream(
+    tmp_path: Path,
+) -> None:
+    from eventstore.subscriptions.declarative import DeclarativeError, _refuse_shared_streams
+
+    sink = {"kind": "redis-stream", "stream": "ev:orders"}
+    entries = [
+        ("one", {"sink": {**sink, "url": "redis://localhost:16390/0"}}),
+        ("two", {"sink": {**sink, "url": "redis://127.0.0.1:16390"}}),
+    ]
+    with pytest.raises(DeclarativeError) as refused:
+        _refuse_shared_streams("subs.json", entries)
+    assert str(refused.value) == (
+        "subs.json: subscriptions 'one' and 'two': sink.stream: both write the same Redis stream"
+    )
+
+
 async def test_pubsub_publishes_each_event_with_seq_and_version_and_counts_unheard(
     redis_server: RedisServer,
 ) -> None:

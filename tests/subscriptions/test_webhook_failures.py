@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from eventstore.worker_state import DISABLED, RETRYING
+from eventstore.worker_state import DISABLED, PAUSED, RETRYING
 from tests.realsinks import OLD_SECRET, SECRET, Receiver, seqs_by_entity
 from tests.subscribing import Harness, until, until_async
 
@@ -40,7 +40,7 @@ async def test_a_receiver_failing_one_entity_parks_its_events_while_the_others_a
         )  # parked events are settled: the checkpoint passes them
         parked, _ = await h.admin.parked("hooks")
         assert [(p.seq, p.attempts) for p in parked] == [(1, 3), (3, 0), (5, 0)]
-        assert parked[0].last_error == "the receiver answered 500"
+        assert parked[0].last_error == f"the receiver 127.0.0.1:{receiver.port} answered 500"
         assert parked[1].last_error == "held behind parked seq 1"
         # Three attempts of seq 1 (now, +5 s, +60 s), none of the later ones: sequenced parking.
         assert receiver.attempts.count("hooks-1") == 3
@@ -108,14 +108,16 @@ async def test_410_disables_the_subscription_with_its_reason_until_resumed(
     try:
         await until(lambda: supervised.state == DISABLED)
         # the worker's own state says why (what `status` and the worker list show)
-        assert supervised.last_error == "the receiver answered 410 Gone"
+        assert supervised.last_error == f"the receiver 127.0.0.1:{receiver.port} answered 410 Gone"
         record = await h.admin.get("hooks")
-        assert record.disabled_reason == "the receiver answered 410 Gone"
+        assert record.disabled_reason == f"the receiver 127.0.0.1:{receiver.port} answered 410 Gone"
         status = await h.admin.status(record)
         assert status["state"] == DISABLED and status["position"] == 0
         assert receiver.attempts == ["hooks-1"]  # nothing more is sent while disabled
         disabled = [r.getMessage() for r in caplog.records if "disabled" in r.getMessage()]
-        assert disabled == ["subscription hooks disabled: the receiver answered 410 Gone"]
+        assert disabled == [
+            f"subscription hooks disabled: the receiver 127.0.0.1:{receiver.port} answered 410 Gone"
+        ]
         receiver.rule = lambda p: (200, {})
         await h.admin.resume("hooks", actor="ops")
         await until(lambda: len(receiver.ids) == 2)
@@ -170,7 +172,9 @@ async def test_a_redirect_is_a_failure_and_is_not_followed(receiver: Receiver, s
     finally:
         await h.stop()
     parked, _ = await h.admin.parked("hooks")
-    assert parked[0].last_error == f"the receiver answered {status} (redirects are not followed)"
+    assert parked[0].last_error == (
+        f"the receiver 127.0.0.1:{receiver.port} answered {status} (redirects are not followed)"
+    )
     assert receiver.attempts == ["hooks-1", "hooks-1"]  # two POSTs, never a GET of the Location
 
 
@@ -184,7 +188,7 @@ async def test_a_receiver_that_hangs_is_a_timeout_of_the_whole_sink(receiver: Re
     supervised = await h.start(worker)
     try:
         await until(lambda: supervised.state == RETRYING)
-        assert worker.last_error == "the receiver timed out"
+        assert worker.last_error == f"the receiver 127.0.0.1:{receiver.port} timed out"
         hanging[0] = False
         await until(lambda: len(receiver.ids) == 1)
     finally:
@@ -297,7 +301,7 @@ async def test_a_replayed_event_that_fails_again_is_parked_again_and_replayable_
         assert (again.seq, again.attempts, again.last_error) == (
             1,
             2,
-            "the receiver answered 500",
+            f"the receiver 127.0.0.1:{receiver.port} answered 500",
         )
         failing.clear()
         await h.admin.replay("hooks", None, actor="ops")
@@ -331,3 +335,66 @@ def test_a_retry_after_header_is_read_as_delay_seconds_or_an_http_date(
     from eventstore.subscriptions.sinks.base import retry_after
 
     assert retry_after(header, 1e9) == seconds
+
+
+@pytest.mark.parametrize("status", [503, 429])
+async def test_a_failure_of_the_whole_receiver_names_it(receiver: Receiver, status: int) -> None:
+    # README: errors name the server and the reason; an answer said `the receiver answered 503`.
+    h = Harness()
+    receiver.rule = lambda p: (status, {})
+    await h.subscribe("hooks", {"sink": webhook(receiver)})
+    await h.append("a")
+    worker = h.worker("hooks")
+    supervised = await h.start(worker)
+    try:
+        await until(lambda: supervised.state == RETRYING)
+    finally:
+        await h.stop()
+    why = f"the receiver 127.0.0.1:{receiver.port} answered {status}"
+    assert (supervised.last_error, worker.last_error) == (why, why)
+
+
+async def test_a_failure_of_one_event_is_the_workers_last_error_too(receiver: Receiver) -> None:
+    # `/v1/workers` and `eventstore status` showed `running` with no last_error while every
+    # delivery failed; README: there `last_error` is the last error the worker met.
+    h = Harness()
+    receiver.rule = lambda p: (500, {})
+    await h.subscribe("hooks", {"sink": webhook(receiver), "retry": {"delays_s": [1]}})
+    await h.append("a")
+    supervised = await h.start(h.worker("hooks"))
+    try:
+        await until_async(lambda: _parked_count(h, 1))  # two attempts (the fake clock's)
+        state = supervised.state
+        record = supervised.record()
+    finally:
+        await h.stop()
+    why = f"the receiver 127.0.0.1:{receiver.port} answered 500"
+    assert (state, supervised.last_error, record.last_error) == ("running", why, why)
+
+
+async def test_a_pause_waits_for_deliveries_in_flight_and_records_them(
+    receiver: Receiver,
+) -> None:
+    # A pause cancelled them: the receiver took the event, and it was sent again after the
+    # resume. Like a stop, a pause now waits (at most `drain_s`, 6x the answer's 0.5 s).
+    h = Harness()
+    receiver.delay = 0.5
+    await h.subscribe("hooks", {"sink": webhook(receiver)})
+    await h.append("a")
+    worker = h.worker("hooks", drain_s=3.0)
+    supervised = await h.start(worker)
+    try:
+        await until(lambda: receiver.open_ids == {"hooks-1"})  # in flight
+        await h.admin.pause("hooks", actor="ops")
+        worker.nudge()
+        await until(lambda: supervised.state == PAUSED and not worker.inflight)
+        paused_at = (worker.checkpoint, list(receiver.ids))
+        receiver.delay = 0.0
+        await h.admin.resume("hooks", actor="ops")
+        worker.nudge()
+        await h.append("b")
+        await until(lambda: worker.checkpoint == 2)
+    finally:
+        await h.stop()
+    assert paused_at == (1, ["hooks-1"])  # answered during the pause, and recorded
+    assert receiver.attempts == ["hooks-1", "hooks-2"]  # never sent again

@@ -21,4 +21,4 @@ def build_sink(config: cfg.SubscriptionConfig, *, clock: Clock) -> Sink:
         return redis_sinks.RedisPubSubSink(sink)
     if kind == cfg.REDIS_INVALIDATE:
         return redis_sinks.RedisInvalidateSink(sink, clock=clock)
-    return redis_sinks.RedisStreamSink(sink)
+    return redis_sinks.RedisStreamSink(sink, writer=config.name)

@@ -7,9 +7,12 @@
   holds `*`, `?` or `[`) with SCAN MATCH + UNLINK, never KEYS; substituted values
   are glob-escaped in patterns, so an entity key `*` never widens one; optionally
   a second delete `again_after_ms` later, against a stale refill racing the first.
-- `redis-stream`: XADD with the entry id `<seq>-0`, one field `event`, approximate
-  MAXLEN, pipelined in seq order. Redis refuses an id at or below the stream's top
-  ("equal or smaller"): that redelivery counts as delivered (`already`).
+- `redis-stream`: XADD with the entry id `<seq>-0`, fields `event` and `subscription`
+  (the writer's name), approximate MAXLEN, pipelined in seq order. Redis refuses an id
+  at or below the stream's top ("equal or smaller"). The refused id's entry tells who
+  holds it: this subscription (a redelivery: `already`), or another writer (a second
+  writer of one stream: `misconfigured`, never counted as delivered, as the event would
+  be missing from the stream). See `RedisStreamSink._refused`.
 
 A server that cannot be reached (connection refused or reset, timeout) is a
 failure of the whole sink; the engine backs off the subscription. A server that
@@ -233,15 +236,33 @@ class RedisInvalidateSink(_OnRedis):
         return out
 
 
+# The entry field naming the subscription that wrote an entry.
+WRITER_FIELD: Final = "subscription"
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _seq_of(entry_id: Any) -> int | None:
+    """The seq of an entry id of this sink's shape (`<seq>-0`), else None."""
+    ms, _, part = _text(entry_id).partition("-")
+    return int(ms) if ms.isdigit() and part == "0" else None
+
+
 class RedisStreamSink(_OnRedis):
-    """XADD `<seq>-0` in seq order, pipelined; a refusal as "equal or smaller" is already delivered."""
+    """XADD `<seq>-0` in seq order, pipelined, each entry naming its writer; a refusal as
+    "equal or smaller" is already delivered only when this subscription holds that id."""
 
     strict = True
     max_batch: int | None = None
 
-    def __init__(self, sink: dict[str, Any], *, redis: Redis | None = None) -> None:
+    def __init__(
+        self, sink: dict[str, Any], *, writer: str = "", redis: Redis | None = None
+    ) -> None:
         self.stream = templates.parse(sink["stream"])
         self.maxlen: int | None = sink.get("maxlen", 1_000_000)
+        self.writer = writer
         self.redis = redis or client(sink["url"])
 
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
@@ -252,7 +273,7 @@ class RedisStreamSink(_OnRedis):
         for d in deliveries:
             pipe.xadd(
                 render(self.stream, d),
-                {"event": d.body},
+                {"event": d.body, WRITER_FIELD: self.writer},
                 id=f"{d.event.seq}-0",
                 maxlen=self.maxlen,
                 approximate=True,
@@ -262,30 +283,110 @@ class RedisStreamSink(_OnRedis):
         except (RedisError, OSError) as exc:
             failure = _failure(exc, self.redis)
             return [failure or Outcome(status=SINK_FAILED, detail=f"XADD failed: {exc}")]
+        refused = [
+            d
+            for d, result in zip(deliveries, results, strict=False)
+            if isinstance(result, ResponseError) and EQUAL_OR_SMALLER in str(result)
+        ]
+        try:
+            held = await self._holders(refused) if refused else {}
+        except (RedisError, OSError) as exc:
+            failure = _failure(exc, self.redis)
+            return [failure or Outcome(status=SINK_FAILED, detail=f"XRANGE failed: {exc}")]
         out: list[Outcome] = []
-        tops: dict[str, str | None] = {}  # each refusing stream's top id, read once
         for d, result in zip(deliveries, results, strict=False):
             if isinstance(result, ResponseError) and EQUAL_OR_SMALLER in str(result):
-                key = render(self.stream, d)
-                if key not in tops:
-                    tops[key] = await self._top(key)
-                out.append(Outcome(status=ALREADY, top=tops[key]))
+                outcome = self._refused(d, held)
+                out.append(outcome)
+                if not outcome.settled:
+                    break
             elif isinstance(result, BaseException):
                 # Strict order: never park; the whole subscription backs off and retries.
-                refused = _refused_config(result, self.redis)
-                out.append(refused or Outcome(status=SINK_FAILED, detail=f"XADD refused: {result}"))
+                refused_config = _refused_config(result, self.redis)
+                out.append(
+                    refused_config or Outcome(status=SINK_FAILED, detail=f"XADD refused: {result}")
+                )
                 break
             else:
                 out.append(Outcome(status=DELIVERED))
         return out
 
-    async def _top(self, key: str) -> str | None:
-        """The stream's last generated id (what refused the entry), or None when unknown."""
-        try:
-            info = await self.redis.xinfo_stream(key)
-        except (RedisError, OSError):
-            return None
-        top = info.get("last-generated-id") if isinstance(info, dict) else None
-        if isinstance(top, bytes):
-            top = top.decode()
-        return top if isinstance(top, str) else None
+    async def _holders(self, refused: Sequence[Delivery]) -> dict[str, Any]:
+        """In one round trip: each refused id's entry (if the stream holds it), and each
+        refusing stream's first and top entries (keyed `id@key`, `first@key`, `top@key`)."""
+        pipe = self.redis.pipeline(transaction=False)
+        names: list[str] = []
+        keys: list[str] = []
+        for d in refused:
+            key = render(self.stream, d)
+            entry_id = f"{d.event.seq}-0"
+            pipe.xrange(key, min=entry_id, max=entry_id, count=1)
+            names.append(f"{entry_id}@{key}")
+            if key not in keys:
+                keys.append(key)
+        for key in keys:
+            pipe.xrange(key, count=1)
+            names.append(f"first@{key}")
+            pipe.xrevrange(key, count=1)
+            names.append(f"top@{key}")
+        results = await pipe.execute(raise_on_error=True)
+        return {n: (r[0] if r else None) for n, r in zip(names, results, strict=True)}
+
+    def _refused(self, d: Delivery, held: dict[str, Any]) -> Outcome:
+        """What an id Redis refused as at or below the stream's top is.
+
+        Invariant: an event counts as delivered only when the stream holds this
+        subscription's own entry for it, or when trimming removed it: its id is below
+        the stream's first entry and that entry is this subscription's (MAXLEN trims the
+        oldest; a stream emptied of every entry cannot say, and counts as before). Any
+        other refusal (another writer's entry at that id, no entry at an id within the
+        stream, or below another writer's first entry) is a second writer of the stream:
+        the event is not in it, and retrying cannot put it there.
+        """
+        key = render(self.stream, d)
+        seq = d.event.seq
+        entry = held.get(f"{seq}-0@{key}")
+        top = held.get(f"top@{key}")
+        top_id = _text(top[0]) if top is not None else None
+        if entry is not None:
+            if self._mine(entry[1]):
+                return Outcome(status=ALREADY)  # its own entry: a redelivery
+            return self._conflict(
+                key, seq, f"entry {seq}-0 was written by {_who(entry[1])}, not by this subscription"
+            )
+        first = held.get(f"first@{key}")
+        if first is None:
+            return Outcome(status=ALREADY, top=top_id)  # emptied below its top: cannot tell
+        first_seq = _seq_of(first[0])
+        if first_seq is not None and first_seq > seq and self._mine(first[1]):
+            return Outcome(status=ALREADY, top=top_id)  # trimmed from this subscription's own
+        above = f"the top entry {top_id} (written by {_who(top[1])})" if top else "the top"
+        return self._conflict(
+            key, seq, f"entry {seq}-0 is refused below {above}, and the stream does not hold it"
+        )
+
+    def _mine(self, fields: Any) -> bool:
+        """True when an entry is this subscription's: it names it, or it holds the one field
+        `event` alone (written before entries named their writer, taken as its own)."""
+        named = {_text(k): v for k, v in fields.items()}
+        writer = named.get(WRITER_FIELD)
+        if writer is None:
+            return set(named) == {"event"}
+        return _text(writer) == self.writer
+
+    def _conflict(self, key: str, seq: int, what: str) -> Outcome:
+        """A second writer of the stream: the worker fails with this (and a WARNING)."""
+        detail = (
+            f"the Redis stream {key!r} at {where(self.redis)}: {what}: another writer "
+            f"writes this stream, so seq {seq} is missing from it; give subscription "
+            f"{self.writer!r} a stream of its own (or stop the other writer and remove its "
+            "entries), then restart its worker"
+        )
+        log.warning("subscription %s: %s", self.writer, detail)
+        return Outcome(status=MISCONFIGURED, detail=detail)
+
+
+def _who(fields: Any) -> str:
+    """The writer an entry names (`subscription 'x'`), or `another writer`."""
+    named = {_text(k): v for k, v in fields.items()}.get(WRITER_FIELD)
+    return f"subscription {_text(named)!r}" if named is not None else "another writer"

@@ -64,9 +64,15 @@ def path_escape(value: str) -> str:
 FAILED_CONNECTION: Final = "the connection failed"
 
 
+def receiver(url: URL) -> str:
+    """The receiver a URL names, as `host:port` (`[v6]:port`): every error names it."""
+    host = url.host or ""
+    return f"[{host}]:{url.port}" if ":" in host else f"{host}:{url.port}"
+
+
 def unreachable(exc: BaseException, url: URL) -> str:
     """Why a POST got no HTTP answer, naming the receiver's host and port."""
-    where = f"{url.host}:{url.port}"
+    where = receiver(url)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return f"cannot resolve the receiver's host {exc.host}: {os_reason(exc.os_error, otherwise=FAILED_CONNECTION)}"
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -169,25 +175,20 @@ class WebhookSink:
                 while left > 0 and (chunk := await response.content.read(left)):
                     left -= len(chunk)
         except TimeoutError:
-            return Outcome(status=SINK_FAILED, detail="the receiver timed out")
+            return Outcome(status=SINK_FAILED, detail=f"the receiver {receiver(url)} timed out")
         except (aiohttp.ClientError, OSError) as exc:
             return Outcome(status=SINK_FAILED, detail=unreachable(exc, url))
+        # Invariant: every error names the receiver as `host:port`, as `unreachable` does.
+        answered = f"the receiver {receiver(url)} answered {status}"
         if 200 <= status < 300:
             return Outcome(status=DELIVERED)
         if status == 410:
-            return Outcome(status=GONE, detail="the receiver answered 410 Gone")
+            return Outcome(status=GONE, detail=f"{answered} Gone")
         if status in SINK_STATUSES:
-            return Outcome(
-                status=SINK_FAILED,
-                detail=f"the receiver answered {status}",
-                retry_after=retry_after(retry, now),
-            )
+            return Outcome(status=SINK_FAILED, detail=answered, retry_after=retry_after(retry, now))
         if 300 <= status < 400:
-            return Outcome(
-                status=EVENT_FAILED,
-                detail=f"the receiver answered {status} (redirects are not followed)",
-            )
-        return Outcome(status=EVENT_FAILED, detail=f"the receiver answered {status}")
+            return Outcome(status=EVENT_FAILED, detail=f"{answered} (redirects are not followed)")
+        return Outcome(status=EVENT_FAILED, detail=answered)
 
     async def check(self) -> Outcome | None:
         """None: a receiver has nothing to refuse before a delivery (its answers say it all)."""
