@@ -10,6 +10,9 @@ Invariants:
 - A change that cannot be interpreted is never skipped silently (BAD_INPUT): it
   stops capture after everything before it is stored, or is recorded in its place
   as a `rejected` event whose deterministic id makes a re-read record it once.
+- Erasure requests and the idle checkpoint never wait for the source: after each batch,
+  and while none comes (a quiet pipe, a finite source that ended), an idle turn runs
+  at least every `_turn_wait()` seconds; it never cancels a pending read.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any, NamedTuple
 import msgspec
 from bson import Timestamp
 
-from eventstore.awaiting import unless_set, wait_set
+from eventstore.awaiting import cancel_and_wait, wait_set
 from eventstore.badinput import (
     RECORD,
     Rejection,
@@ -61,7 +64,14 @@ from eventstore.model import (
     Origin,
     ResumePoint,
 )
-from eventstore.ports import ChangeSource, Clock, HistoryLost, LogConflict, Store
+from eventstore.ports import (
+    ChangeSource,
+    ChangeStream,
+    Clock,
+    HistoryLost,
+    LogConflict,
+    Store,
+)
 from eventstore.reused_tokens import (
     Identity,
     change_identity,
@@ -73,6 +83,10 @@ from eventstore.row_problems import held_problems
 from eventstore.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# The shortest wait between idle turns (the memory feed's own wait): a short checkpoint
+# interval makes them more frequent, never a busy wait.
+MIN_IDLE_POLL = 0.05
 
 
 class Place(NamedTuple):
@@ -176,8 +190,11 @@ class Ingester:
         # Told when the listings' index starts failing (why) and when it is written again
         # (None): the capture worker shows it as a standing problem.
         self.on_index_problem: Callable[[str | None], None] | None = None
-        # Seconds between looks for erasure requests once a finite source ended (`linger`).
-        self.linger_poll = 1.0
+        # Seconds between idle turns (`_idle_turn`: the lease kept, erasure requests carried
+        # out, the idle checkpoint made when due) while no batch comes: a source's next batch
+        # awaited longer (a pipe whose writer is quiet), or a finite source ended (`linger`).
+        # The checkpoint interval shortens it (never below MIN_IDLE_POLL).
+        self.idle_poll = 1.0
 
     def lag_seconds(self, now: datetime) -> float | None:
         """Now minus the cluster time of the last stored resume point; 0 while idle, None before."""
@@ -272,12 +289,61 @@ class Ingester:
         return True
 
     async def _linger(self, cp: Checkpoint, stop: asyncio.Event) -> None:
-        """The source ended: carry out erasure requests (capture's work) until stopped."""
+        """The source ended: idle turns (erasure requests, the idle checkpoint) until stopped,
+        then what they stored is checkpointed at once, as at the end of any run."""
         log.info("the source ended: capture carries out erasure requests until stopped")
         while not stop.is_set():
-            await self.lease.keep()
-            cp = await self._erasures(cp)
-            await wait_set(stop, self.linger_poll)
+            cp = await self._idle_turn(cp)
+            await wait_set(stop, self._turn_wait())
+        await self._idle(final=True)
+
+    async def _idle_turn(self, cp: Checkpoint) -> Checkpoint:
+        """Nothing to capture now: keep the lease, carry out the erasure requests, and make
+        the idle checkpoint when due. What a live source does after each empty batch; with
+        no batch coming (a quiet pipe, a source that ended) it is done every `_turn_wait()`,
+        so a request is done, and every stored event (an `erased` record too) checkpointed,
+        about one interval later however long the source stays quiet."""
+        await self.lease.keep()
+        cp = await self._erasures(cp)
+        await self._idle()
+        return cp
+
+    def _turn_wait(self) -> float:
+        """Seconds between idle turns while no batch comes: `idle_poll`, or with checkpoints
+        CHECKPOINT_INTERVAL when shorter (an idle checkpoint is never later than that after
+        it is due), never less than MIN_IDLE_POLL (no busy wait)."""
+        wait = self.idle_poll
+        if self.checkpointer is not None:
+            wait = min(wait, self.settings.checkpoint_interval)
+        return max(wait, MIN_IDLE_POLL)
+
+    async def _next_batch(
+        self, stream: ChangeStream, cp: Checkpoint, stop: asyncio.Event | None
+    ) -> tuple[ChangeBatch | None, Checkpoint]:
+        """The stream's next batch (None once `stop` is set first), and the checkpoint as
+        the idle turns made while it was awaited left it.
+
+        A source may wait long for its next batch (a pipe, while its writer is quiet): every
+        `_turn_wait()` meanwhile is an idle turn, as between a live source's empty batches.
+        A turn never cancels the read (no line is lost or read twice); a stop does, as does
+        a turn that fails (a lost lease): the stream is closed then.
+        """
+        read = asyncio.ensure_future(stream.next_batch())
+        waits: list[asyncio.Future[Any]] = [read]
+        if stop is not None:
+            waits.append(asyncio.ensure_future(stop.wait()))
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    waits, timeout=self._turn_wait(), return_when=asyncio.FIRST_COMPLETED
+                )
+                if read in done:  # a batch there when the stop is set too is still answered
+                    return read.result(), cp
+                if done:  # stopped
+                    return None, cp
+                cp = await self._idle_turn(cp)
+        finally:
+            await cancel_and_wait(waits)
 
     async def _stream(
         self, cp: Checkpoint, *, until_idle: bool, stop: asyncio.Event | None
@@ -286,12 +352,9 @@ class Ingester:
         async with self.source.watch(_resume_point(cp)) as stream:
             while not (stop and stop.is_set()):
                 await self.lease.keep()
-                if stop is None:
-                    batch = await stream.next_batch()
-                else:  # a source may wait long for its next batch (a pipe): a stop ends that
-                    batch = await unless_set(stream.next_batch(), stop)
-                    if stop.is_set():
-                        break
+                batch, cp = await self._next_batch(stream, cp, stop)
+                if stop is not None and stop.is_set():
+                    break
                 if batch is None:  # a finite source (a file) is read to its end: idle
                     self.stats.caught_up = True
                     self.idle = True
