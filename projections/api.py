@@ -88,6 +88,9 @@ class Projection(msgspec.Struct, frozen=True, kw_only=True):
     # name from an order): when that entity is erased, the runner following the log finds
     # them (`forget(stream, entity_key)`: filter, rewrite) and rewrites them, in log order.
     forget: Forget | None = None
+    # True: `forget` is given the erased entity's typed key (`int:5`), which names it alone,
+    # instead of its entity key (`5`, which the string "5" shares).
+    forget_typed: bool = False
     # Row fields the rows are looked up by (`forget`'s filter; the API's filters on the
     # built-in models): on MongoDB each gets an index on (field, `_id`), made when the runner
     # starts and on a rebuild's fresh collection, so such a look-up is a walk of its matches,

@@ -181,6 +181,15 @@ def checked_merge(projection: Projection) -> Merge | None:
     return merge_checked
 
 
+def check_rewritten(key: str, row: Any) -> None:
+    """Refuse what `forget`'s rewrite returned for the row `key` unless it is a row MongoDB
+    can store (checked as apply's are) or None (the row deleted)."""
+    if row is None:
+        return
+    _check_row("forget's rewrite", key, row)
+    _check_size("forget's rewrite", key, row)
+
+
 def check_named(key: str, touched: Sequence[str]) -> None:
     """Refuse a skippable projection's write to a row it was not applying to (`touched`).
 
@@ -265,6 +274,7 @@ __all__ = [
     "MergeFailed",
     "PluginOutputError",
     "check_named",
+    "check_rewritten",
     "checked_keys",
     "checked_merge",
     "guarded",

@@ -31,7 +31,7 @@ from bson import Binary, Decimal128, ObjectId
 from bson.binary import UUID_SUBTYPE
 
 from eventstore.codec import as_utc
-from eventstore.keys import entity_key, typed_key
+from eventstore.keys import entity_key, parse_typed, typed_key
 from eventstore.model import Event
 from eventstore.settings import DEFAULT_PAID_STATUSES, ORDER_FIELDS, Settings, shown_in_log
 from projections.api import Change as Change  # re-exported: the runner's and tests' import
@@ -62,10 +62,12 @@ _NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
 # customer_totals' row of the orders that have no customer id (never a real id: ids are
 # non-empty); its `orders` show in the projection's status as orders_without_customer.
 NO_CUSTOMER: Final = ""
-# The field of an aggregate row's problem naming the order it came from (its entity key),
-# and the row field listing the orders whose data the row holds: its problems' and the one
-# its customer name came from (`name_from`). An erasure finds the rows by `HELD_FROM`.
+# The field of an aggregate row's problem naming the order it came from (its typed key), the
+# customer row's field naming the order its name came from (typed: `name_from` is the entity
+# key the API shows), and the row field listing the orders whose data the row holds (typed
+# keys): its problems' and its name's. An erasure finds the rows by `HELD_FROM`.
 PROBLEM_ORDER: Final = "order"
+NAME_KEY: Final = "name_key"
 HELD_FROM: Final = "held_from"
 Problem = dict[str, Any]
 
@@ -92,9 +94,11 @@ Problem = dict[str, Any]
 # `not_finite`. 7 (2026-12-07): a problem's value that is neither text nor a number (a date,
 # an ObjectId, binary, a UUID) shows as relaxed Extended JSON at the top of its field too, as
 # it does inside a sub-document (`{"$date": …}`, not Python's `2026-01-01 00:00:00+00:00`).
-# 8 (2026-12-08): a `revenue_by_day` or `customer_totals` problem names its order (`order`,
-# which the API leaves out) and the row lists the orders whose data it holds (`held_from`),
-# so that erasing an order takes its offending values out of those rows as it is followed.
+# 8 (2026-12-08): a `revenue_by_day` or `customer_totals` problem names its order by typed
+# key (`order`, which the API leaves out), a customer row the order its name came from too
+# (`name_key`), and the row lists the orders whose data it holds (`held_from`), so that
+# erasing an order takes its offending values and name out of those rows as it is followed
+# (never those of another order whose entity key reads the same: `int:5` and `str:5`).
 ORDER_RULES: Final = 8
 # The reason of a `created_at` given as text that is not an ISO 8601 date ("yesterday").
 NOT_A_DATE: Final = "not_a_date"
@@ -495,32 +499,37 @@ def _same(a: Any, b: Any) -> bool:
 
 def _ordered(found: Problem, e: Event) -> Problem:
     """An aggregate row's problem, naming the order it came from (an erasure's look-up)."""
-    return {**found, PROBLEM_ORDER: e.entity_key}
+    return {**found, PROBLEM_ORDER: typed_key(e.entity_id)}
 
 
 def held_from(row: Mapping[str, Any]) -> list[str]:
-    """The orders whose data an aggregate row holds: its problems' and its name's, sorted."""
+    """The orders whose data an aggregate row holds, by typed key: its problems' and its
+    name's, sorted."""
     found = {
         p[PROBLEM_ORDER]
         for p in row.get("problems") or ()
         if isinstance(p, dict) and isinstance(p.get(PROBLEM_ORDER), str)
     }
-    if isinstance(name_from := row.get("name_from"), str):
-        found.add(name_from)
+    if isinstance(name_key := row.get(NAME_KEY), str):
+        found.add(name_key)
     return sorted(found)
 
 
-def _erased_rewrite(entity_key: str) -> Rewrite:
-    """An aggregate row without what the erased order gave it: its problems, its name."""
+def _erased_rewrite(erased: str) -> Rewrite:
+    """An aggregate row without what the order of typed key `erased` gave it: its problems,
+    its name (a row built before rules 8 names that order by entity key alone)."""
+    bare = entity_key(parse_typed(erased))
 
     def rewrite(row: dict[str, Any]) -> dict[str, Any]:
         out = dict(row)
-        if row.get("name_from") == entity_key:  # a customer's, until another order names it
-            out.update(name=None, name_seq=0, name_from=None)
+        named = row.get(NAME_KEY)
+        if named == erased or (named is None and row.get("name_from") == bare):
+            # a customer's, until another order names it
+            out.update({"name": None, "name_seq": 0, "name_from": None, NAME_KEY: None})
         out["problems"] = [
             p
             for p in row.get("problems") or ()
-            if not (isinstance(p, dict) and p.get(PROBLEM_ORDER) == entity_key)
+            if not (isinstance(p, dict) and p.get(PROBLEM_ORDER) == erased)
         ]
         out[HELD_FROM] = held_from(out)
         return out
@@ -817,6 +826,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
                     "name": old.get("name"),
                     "name_seq": int(old.get("name_seq", 0)),
                     "name_from": old.get("name_from"),
+                    NAME_KEY: old.get(NAME_KEY),
                     "orders": int(old.get("orders", 0)),
                     "lifetime_spend": {
                         c: money(v) for c, v in (spend.items() if isinstance(spend, dict) else ())
@@ -830,6 +840,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             name = r.text(r.customer_name, after)
             if name is not None and after_id != NO_CUSTOMER:
                 row["name"], row["name_seq"], row["name_from"] = name, e.seq, e.entity_key
+                row[NAME_KEY] = typed_key(e.entity_id)
             if before is None or before_id != after_id:  # a new order for this customer
                 row["orders"] += 1
                 placed, found = r.created_at(after, e)
@@ -895,6 +906,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             "name": named.get("name"),
             "name_seq": named.get("name_seq", 0),
             "name_from": named.get("name_from"),
+            NAME_KEY: named.get(NAME_KEY),
             "orders": int(a.get("orders", 0)) + int(b.get("orders", 0)),
             "lifetime_spend": {c: dec128(v) for c, v in sorted(spend.items())},
             "last_order_at": max(times, key=as_utc) if times else None,
@@ -906,23 +918,23 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
         return merged
 
     # -- erasure (revenue_by_day, customer_totals) ---------------------------------------------
-    def order_forget(
-        erased_stream: str, entity_key: str
-    ) -> tuple[Mapping[str, Any], Rewrite] | None:
-        """An erased order's data leaves the aggregate rows holding it (`held_from`): its
-        offending values in their problems, and a customer name it gave."""
+    def order_forget(erased_stream: str, erased: str) -> tuple[Mapping[str, Any], Rewrite] | None:
+        """An erased order's data (`erased`: its typed key, `forget_typed`) leaves the
+        aggregate rows holding it (`held_from`): its offending values in their problems."""
         if erased_stream != stream:
             return None
-        return {HELD_FROM: entity_key}, _erased_rewrite(entity_key)
+        return {HELD_FROM: erased}, _erased_rewrite(erased)
 
     def customer_forget(
-        erased_stream: str, entity_key: str
+        erased_stream: str, erased: str
     ) -> tuple[list[Mapping[str, Any]], Rewrite] | None:
-        """As `order_forget`, and by `name_from` too: a row built before rules 8 has no
-        `held_from`, and must not keep an erased order's name until it is rebuilt."""
+        """As `order_forget`, and the customer name the order gave; by `name_from` too: a
+        row built before rules 8 has no `held_from`, and must not keep an erased order's
+        name until it is rebuilt (the rewrite tells such a row's order by `name_from`)."""
         if erased_stream != stream:
             return None
-        return [{HELD_FROM: entity_key}, {"name_from": entity_key}], _erased_rewrite(entity_key)
+        bare = entity_key(parse_typed(erased))
+        return [{HELD_FROM: erased}, {"name_from": bare}], _erased_rewrite(erased)
 
     return (
         Projection(
@@ -956,6 +968,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             tracks_seq=True,
             config=config,
             forget=order_forget,
+            forget_typed=True,
             # `held_from`: an erased order's rows, found by `order_forget`
             indexes=("day", "currency", HELD_FROM),
         ),
@@ -968,6 +981,7 @@ def order_projections(schema: OrderSchema = DEFAULT_SCHEMA) -> tuple[Projection,
             tracks_seq=True,
             config=config,
             forget=customer_forget,
+            forget_typed=True,
             # `held_from`, `name_from`: an erased order's rows, found by `customer_forget`
             indexes=("customer", "name", "name_from", HELD_FROM),
         ),

@@ -102,6 +102,8 @@ def _check(label: str, p: Projection) -> None:
     for optional in ("merge", "skippable", "forget"):
         if getattr(p, optional) is not None and not callable(getattr(p, optional)):
             raise PluginError(f"{label} ({p.name}): {optional} is neither callable nor None")
+    if not isinstance(p.forget_typed, bool):
+        raise PluginError(f"{label} ({p.name}): forget_typed is True or False")
     problem = indexes_problem(p.indexes)
     if problem is not None:
         raise PluginError(f"{label} ({p.name}): {problem}")

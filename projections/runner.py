@@ -28,7 +28,7 @@ import msgspec
 
 from eventstore.failures import TRANSIENT, classify
 from eventstore.history import History
-from eventstore.keys import typed_key
+from eventstore.keys import candidates, typed_key
 from eventstore.leasing import LeaseKeeper, LeaseLost, default_owner
 from eventstore.model import ERASED, Checkpoint, Event, Head, Job
 from eventstore.ports import Clock, Store
@@ -38,7 +38,14 @@ from eventstore.worker_state import FAILED, RUNNING, STOPPED
 from projections.api import Change, Projection
 from projections.claims import BUILDING_SUFFIX as BUILDING_SUFFIX
 from projections.claims import Coordination, coordinate, drop_staging
-from projections.idempotent import check_named, checked_keys, exited, guarded, plugin_exit
+from projections.idempotent import (
+    check_named,
+    check_rewritten,
+    checked_keys,
+    exited,
+    guarded,
+    plugin_exit,
+)
 from projections.partitioned import FoldFailed, NoMerge
 from projections.replay import Replay, view_of
 from projections.states import SharedStateCache, SharedStates, forget_erased, state_before
@@ -259,17 +266,36 @@ class ProjectionRunner:
         """Rewrite the rows holding data of the entity `erased` records (`Projection.forget`).
 
         The rows are those the filter finds in the store, as this batch left them
-        (`rows`, updated in place); the rows written, by key.
+        (`rows`, updated in place); the rows written, by key. A `forget_typed` projection is
+        given the typed key; an `erased` record written before it named its entity by entity
+        key alone, so each typed key that entity key may be is given then.
         """
-        forget = self.projection.forget
+        if self.projection.forget is None:
+            return {}
         document = erased.document or {}
-        entity_key = document.get("entity_key")
-        try:  # a plugin's: a failure stops the projection at the erasure, as apply's does
-            spec = (
-                forget(erased.stream, entity_key)
-                if forget and isinstance(entity_key, str)
-                else None
+        entity_key, typed = document.get("entity_key"), document.get("typed_key")
+        if not isinstance(entity_key, str):
+            return {}
+        keys = [entity_key]
+        if self.projection.forget_typed:
+            keys = (
+                [typed]
+                if isinstance(typed, str)
+                else [typed_key(v) for v in candidates(entity_key)]
             )
+        out: dict[str, dict[str, Any] | None] = {}
+        for key in keys:
+            out.update(await self._forget_one(erased, key, rows))
+        return out
+
+    async def _forget_one(
+        self, erased: Event, key: str, rows: dict[str, dict[str, Any] | None]
+    ) -> dict[str, dict[str, Any] | None]:
+        """`_forget` for one key `forget` is given."""
+        forget = self.projection.forget
+        assert forget is not None
+        try:  # a plugin's: a failure stops the projection at the erasure, as apply's does
+            spec = forget(erased.stream, key)
             if spec is None:
                 return {}
             filters, rewrite = spec
@@ -285,14 +311,15 @@ class ProjectionRunner:
                     rows.setdefault(str(found["_id"]), found)  # this batch's own is the newer
                 after = str(page[-1]["_id"])
         out: dict[str, dict[str, Any] | None] = {}
-        for key, row in sorted(rows.items()):
+        for row_key, row in sorted(rows.items()):
             if row is not None and any(matches(row, f) for f in alternatives):
                 kept = {k: v for k, v in row.items() if k != "_id"}
                 try:
                     rewritten = rewrite(kept)
+                    check_rewritten(row_key, rewritten)
                 except BaseException as exc:
                     await self._fail(erased.seq, _contained("forget's rewrite", exc))
-                rows[key] = out[key] = rewritten
+                rows[row_key] = out[row_key] = rewritten
                 self.status.problems += held_problems(rewritten) - held_problems(row)
         return out
 
@@ -950,7 +977,10 @@ def _filter_list(filters: Any) -> list[Mapping[str, Any]]:
     """`forget`'s filters as a list of equality filters (one, or a list: a row matching any)."""
     if isinstance(filters, Mapping):
         return [filters]
-    if isinstance(filters, (list, tuple)) and all(isinstance(f, Mapping) for f in filters):
+    if isinstance(filters, (list, tuple)):
+        for i, f in enumerate(filters):
+            if not isinstance(f, Mapping):
+                raise TypeError(f"forget's filters: item {i} is {type(f).__name__}, not a mapping")
         return list(filters)
     raise TypeError(
         f"forget's filters: expected a mapping or a list of mappings, not {type(filters).__name__}"

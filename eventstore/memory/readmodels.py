@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from eventstore.memory.sorted_keys import merge_in
-from eventstore.row_filters import holds
+from eventstore.row_filters import matches, reached
 
 
 class _KeyOrder:
@@ -67,14 +67,14 @@ class _FieldIndex:
             self.add(key, row)
 
     def add(self, key: str, row: Mapping[str, Any]) -> None:
-        for value in _indexed(row.get(self.field)):
+        for value in _indexed(row, self.field):
             try:
                 self.by_value.setdefault(value, set()).add(key)
             except TypeError:  # unhashable: looked at by every filter on this field
                 self.loose.add(key)
 
     def remove(self, key: str, row: Mapping[str, Any]) -> None:
-        for value in _indexed(row.get(self.field)):
+        for value in _indexed(row, self.field):
             try:
                 keys = self.by_value.get(value)
             except TypeError:
@@ -94,13 +94,21 @@ class _FieldIndex:
         return found | self.loose if self.loose else found
 
 
-def _indexed(value: Any) -> Sequence[Any]:
-    """The values a field is indexed by: an array's elements (a multikey index), else its own.
+def _indexed(row: Mapping[str, Any], field: str) -> list[Any]:
+    """The values a row is indexed by for a field (a path: `eventstore.row_filters`): each
+    value the path reaches, an array's elements in its place (a multikey index); a row
+    the path reaches nothing in, by None (as `row.get` reads a missing field).
 
     An array itself needs no entry: a filter by a whole array cannot be hashed, so it
     walks the table (`candidates` is None).
     """
-    return value if value.__class__ is list else (value,)
+    out: list[Any] = []
+    for value in reached(row, field) or (None,):
+        if value.__class__ is list:
+            out.extend(value)
+        else:
+            out.append(value)
+    return out
 
 
 # A filtered page reads its index's candidates (sorted) when they are at most this share
@@ -167,16 +175,14 @@ class MemoryReadModels:
         # Few matches: their keys, sorted, instead of the whole table's.
         sparse = self._sparse_candidates(collection, table, filters)
         keys = sorted(sparse) if sparse is not None else self._orders[collection].settle()
+        rest = {f: v for f, v in filters.items() if f != "_id"}  # the key is no field of a row
         out = []
         for i in range(0 if after is None else bisect_right(keys, after), len(keys)):
             key = keys[i]
             row = table.get(key)
             if row is None:
                 continue  # deleted since the keys were last compacted
-            if all(
-                (row.get(f, key) == v) if f == "_id" else holds(row.get(f), v)
-                for f, v in filters.items()
-            ):
+            if ("_id" not in filters or filters["_id"] == key) and matches(row, rest):
                 out.append({"_id": key, **row})
                 if len(out) >= limit:
                     break

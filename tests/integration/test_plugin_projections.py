@@ -402,6 +402,9 @@ DOLLAR = make("dollar", "rm_$x")
 MERGE_TEXT = Projection(name="m", collection="rm_m", keys=keys, apply=apply, merge="sum")
 SKIP_TEXT = Projection(name="s", collection="rm_s", keys=keys, apply=apply, skippable=True)
 FORGET_TEXT = Projection(name="f", collection="rm_f", keys=keys, apply=apply, forget="name")
+FORGET_TYPED_TEXT = Projection(
+    name="t", collection="rm_t", keys=keys, apply=apply, forget_typed="yes"  # type: ignore[arg-type]
+)
 """
 
 
@@ -507,6 +510,11 @@ def test_demo_refuses_a_plugin_before_it_prints_its_banner_and_admin_key(
             ["refused_plugins:FORGET_TEXT"],
             "projection plugin 'refused_plugins:FORGET_TEXT' (f): forget is neither callable "
             "nor None",
+        ),
+        (
+            ["refused_plugins:FORGET_TYPED_TEXT"],
+            "projection plugin 'refused_plugins:FORGET_TYPED_TEXT' (t): forget_typed is True "
+            "or False",
         ),
     ],
 )

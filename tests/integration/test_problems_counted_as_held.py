@@ -228,7 +228,21 @@ def test_changes_held_and_released_at_the_end_count_what_their_rows_hold() -> No
         (
             "filters in a list",
             None,
-            "TypeError: forget's filters: expected a mapping or a list of mappings, not list",
+            "TypeError: forget's filters: item 1 is str, not a mapping",
+        ),
+        # what the rewrite gives is checked as apply's rows are (it had been written as is)
+        (
+            "rewrite gives text",
+            None,
+            "PluginOutputError: forget's rewrite returned for 'c1' the row 'gone' (str):"
+            " a row is a dict, or None to delete it",
+        ),
+        (
+            "rewrite gives a set",
+            None,
+            "PluginOutputError: forget's rewrite returned for 'c1' a row MongoDB cannot store:"
+            " InvalidDocument: Invalid document: cannot encode object: {1, 2},"
+            " of type: <class 'set'>",
         ),
     ],
 )
@@ -249,6 +263,10 @@ def test_a_forget_that_raises_fails_the_projection_at_the_erasure(
             return "name_from", raising
         if where == "filters in a list":
             return [{"name_from": entity_key}, "name_from"], raising
+        if where == "rewrite gives text":
+            return {"name_from": entity_key}, lambda row: "gone"
+        if where == "rewrite gives a set":
+            return {"name_from": entity_key}, lambda row: {**row, "bad": {1, 2}}
         return {"name_from": entity_key}, raising
 
     async def go() -> None:
@@ -271,3 +289,32 @@ def test_a_forget_that_raises_fails_the_projection_at_the_erasure(
         assert runner.status.error == error
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize(("typed", "given"), [(False, "A"), (True, "str:A")])
+def test_forget_is_given_the_typed_key_when_the_projection_asks(typed: bool, given: str) -> None:
+    """`forget_typed`: the erased entity's typed key (`str:A`), which names it alone, in the
+    place of its entity key (`A`, which an integer `_id` could share as `5` and `"5"` do)."""
+    asked: list[tuple[str, str]] = []
+
+    def forget(stream: str, key: str) -> Any:
+        asked.append((stream, key))
+        return None
+
+    async def go() -> None:
+        clock, store = FakeClock(), MemoryStore()
+        await start_from_the_beginning(store)
+        feed = MemoryChangeFeed(clock=clock)
+        await feed.collection("orders").insert_one({"_id": "A", "customer": "c1"})
+        await ingester(store, feed, clock).run(until_idle=True)
+        named = msgspec.structs.replace(
+            _two_problems_per_customer(), forget=forget, forget_typed=typed
+        )
+        runner = ProjectionRunner(store, named, clock=clock)
+        await runner.catch_up()
+        await erase(store, "A", clock)
+        await ingester(store, feed, clock).run(until_idle=True)
+        await runner.catch_up()
+
+    asyncio.run(go())
+    assert asked == [("orders", given)]

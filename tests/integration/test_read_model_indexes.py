@@ -107,8 +107,8 @@ def test_the_order_models_index_what_their_rows_are_found_by() -> None:
     assert BY_NAME["customer_totals"].indexes == ("customer", "name", "name_from", "held_from")
     for name in ("revenue_by_day", "customer_totals"):
         model = BY_NAME[name]
-        assert model.forget is not None
-        found = model.forget("orders", "o1")
+        assert model.forget is not None and model.forget_typed
+        found = model.forget("orders", "str:o1")  # forget_typed: a typed key
         assert found is not None
         filters = [found[0]] if isinstance(found[0], dict) else list(found[0])
         assert filters and all(set(f) <= set(model.indexes) for f in filters)

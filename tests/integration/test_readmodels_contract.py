@@ -133,6 +133,37 @@ async def test_a_filter_matches_an_array_field_by_an_element_as_mongodb_does(
     assert [r["_id"] for r in page] == ["k050"]
 
 
+async def test_a_filter_on_a_path_reaches_into_documents_and_arrays_as_mongodb_does(
+    store: Store,
+) -> None:
+    """`{"sub.k": v}` finds the rows whose sub-document `sub` holds `k: v`, and through an
+    array each element's `k` (`items.sku`), or one position's (`items.1.sku`). A plugin's
+    `forget` by `customer.id` had found no row on the
+    memory adapter (an outside tester), where MongoDB finds them."""
+    rm = store.read_models
+    table = "rm_paths"
+    rows: dict[str, dict[str, Any]] = {
+        f"k{n:03d}": {"sub": {"k": f"a{n % 50}"}, "items": [{"sku": f"s{n}"}, {"sku": "x"}]}
+        for n in range(100)
+    }
+    rows["k500"] = {"sub": {"k": ["a7", "b"]}}  # an array reached: by an element
+    rows["k501"] = {"sub": "a7"}  # a scalar on the way: reaches nothing
+    rows["k502"] = {"other": 1}
+    await rm.write(table, list(rows.items()))
+
+    async def found(**filters: Any) -> list[str]:
+        page = await rm.query(table, filters=filters, limit=300)
+        return [r["_id"] for r in page]
+
+    assert await found(**{"sub.k": "a7"}) == ["k007", "k057", "k500"]
+    assert await found(**{"items.sku": "s42"}) == ["k042"]
+    assert await found(**{"items.1.sku": "x"}) == [f"k{n:03d}" for n in range(100)]
+    assert await found(**{"items.0.sku": "x"}) == []
+    assert await found(**{"sub.k": "a7", "items.sku": "s57"}) == ["k057"]
+    await rm.write(table, [("k007", {"sub": {"k": "moved"}})])
+    assert await found(**{"sub.k": "a7"}) == ["k057", "k500"]
+
+
 async def test_swap_replaces_the_live_model_whole(store: Store) -> None:
     rm = store.read_models
     await rm.write(C, [("old", {"v": 1})])

@@ -355,13 +355,14 @@ async def test_erasing_an_order_takes_its_offending_values_out_of_the_aggregate_
     before = {p.name: await rows(store, p) for p in (revenue, customers)}
     [day] = before["revenue_by_day"].values()
     assert [(p["order"], p["field"]) for p in day["problems"]] == [
-        ("A", "total"),
-        ("B", "total"),
-        ("C", "status"),
+        ("str:A", "total"),
+        ("str:B", "total"),
+        ("str:C", "status"),
     ]
-    assert day["held_from"] == ["A", "B", "C"]
+    assert day["held_from"] == ["str:A", "str:B", "str:C"]
     c1, c2 = before["customer_totals"]["c1"], before["customer_totals"]["c2"]
-    assert c1["held_from"] == ["A", "B"] and c2["held_from"] == ["C", "D"]  # D: its name
+    # by typed key: D gave c2 its name
+    assert c1["held_from"] == ["str:A", "str:B"] and c2["held_from"] == ["str:C", "str:D"]
 
     await erase(store, "A", clock)
     await erase(store, "C", clock)
@@ -372,16 +373,16 @@ async def test_erasing_an_order_takes_its_offending_values_out_of_the_aggregate_
     assert "Secret" not in repr(after)
     [day] = after["revenue_by_day"].values()
     assert day["problems"] == [
-        {"seq": 2, "field": "total", "value": "12,50", "reason": "not_a_number", "order": "B"}
+        {"seq": 2, "field": "total", "value": "12,50", "reason": "not_a_number", "order": "str:B"}
     ]
-    assert day["held_from"] == ["B"]
+    assert day["held_from"] == ["str:B"]
     # the sums are kept (README, "Erasure"): only the erased orders' data goes
     before_day = next(iter(before["revenue_by_day"].values()))
     assert (day["revenue"], day["orders"]) == (before_day["revenue"], before_day["orders"])
     c1, c2 = after["customer_totals"]["c1"], after["customer_totals"]["c2"]
-    assert [p["order"] for p in c1["problems"]] == ["B"] and c1["held_from"] == ["B"]
+    assert [p["order"] for p in c1["problems"]] == ["str:B"] and c1["held_from"] == ["str:B"]
     assert c1["name"] == "name B"  # B named c1 last: its name stays
-    assert c2["problems"] == [] and c2["held_from"] == ["D"] and c2["name"] == "name D"
+    assert c2["problems"] == [] and c2["held_from"] == ["str:D"] and c2["name"] == "name D"
     assert c1["lifetime_spend"] == before["customer_totals"]["c1"]["lifetime_spend"]
     for r, p in zip(runners, (revenue, customers), strict=True):
         held = sum(held_problems(row) for row in (await rows(store, p)).values())
@@ -488,12 +489,53 @@ async def test_a_customer_row_built_before_held_from_still_loses_an_erased_order
     runner = ProjectionRunner(store, customers, clock=clock)
     await runner.catch_up()
     row = (await store.read_models.get_many(customers.collection, ["c1"]))["c1"]
-    assert row["held_from"] == ["A"]
-    old = {k: v for k, v in row.items() if k not in ("_id", "held_from")}  # as rules 7 wrote it
+    assert (row["held_from"], row["name_key"]) == (["str:A"], "str:A")
+    old = {k: v for k, v in row.items() if k not in ("_id", "held_from", "name_key")}  # rules 7
     await store.read_models.write(customers.collection, [("c1", old)])
     await erase(store, "A", clock)
     await ingester(store, feed, clock).run(until_idle=True)
     await runner.catch_up()
     after = (await rows(store, customers))["c1"]
     assert (after["name"], after["name_from"], after["held_from"]) == (None, None, [])
+    assert after["name_key"] is None
     assert "Secret" not in repr(after)
+
+
+async def test_erasing_order_5_leaves_what_the_order_with_the_string_id_5_gave(
+    store: Store, clock: FakeClock
+) -> None:
+    """The orders `5` and `"5"` share the entity key `5`: the aggregate rows name each by
+    its typed key, so erasing `int:5` takes out its problem and never the other's, nor the
+    customer name `str:5` gave (an outside tester: both went, and a rebuild brought the
+    other's back)."""
+    from eventstore.erasure import request_erasure
+    from eventstore.history import History
+    from eventstore.settings import Settings
+    from projections.orders import OrderSchema, order_projections
+    from tests.integration.ingest_helpers import ingester, start_from_the_beginning
+
+    _, _, revenue, customers = order_projections(OrderSchema())
+    await start_from_the_beginning(store)
+    feed = MemoryChangeFeed(clock=clock)
+    orders = feed.collection("orders")
+    for key, total, name in ((5, "intbad", "IntFive"), ("5", "strbad", "StrFive")):
+        doc = {"_id": key, "status": "paid", "total": total, "currency": "EUR"}
+        await orders.insert_one({**doc, "customer": {"id": "c1", "name": name}})
+    await ingester(store, feed, clock).run(until_idle=True)
+    runners = [ProjectionRunner(store, p, clock=clock) for p in (revenue, customers)]
+    for r in runners:
+        await r.catch_up()
+    history = History.from_settings(store, Settings(uri="memory://", source="simulator"))
+    await request_erasure(
+        store, history, stream="orders", key="int:5", reason="GDPR", actor="dpo", now=clock.now()
+    )
+    await ingester(store, feed, clock).run(until_idle=True)
+    for r in runners:
+        await r.catch_up()
+    [day] = (await rows(store, revenue)).values()
+    assert [(p["order"], p["value"]) for p in day["problems"]] == [("str:5", "strbad")]
+    c1 = (await rows(store, customers))["c1"]
+    assert [p["value"] for p in c1["problems"]] == ["strbad"]
+    assert (c1["name"], c1["name_from"], c1["name_key"]) == ("StrFive", "5", "str:5")
+    assert "intbad" not in repr(day) + repr(c1)
+    assert [r.status.problems for r in runners] == [1, 1]

@@ -243,7 +243,7 @@ def test_untidy_documents_never_fail_a_row() -> None:
     assert out["order_summary"]["str:o1"]["problems"] == abc
     assert out["revenue_by_day"]["2026-11-26:?"]["orders"] == 1
     # an aggregate row's problem names its order (what an erasure finds it by)
-    assert out["revenue_by_day"]["2026-11-26:?"]["problems"] == [{**abc[0], "order": "o1"}]
+    assert out["revenue_by_day"]["2026-11-26:?"]["problems"] == [{**abc[0], "order": "str:o1"}]
     # an order without a customer id is counted in the no-customer row, never lost
     assert list(out["customer_totals"]) == [""]
     assert out["customer_totals"][""]["orders"] == 1
@@ -267,7 +267,7 @@ def test_a_status_that_cannot_be_read_is_a_problem_in_every_row_it_could_count_i
     found = [{"seq": 1, "field": "status", "value": shown, "reason": "wrong_type"}]
     row = out["order_summary"]["str:o1"]
     assert (row["status"], row["total"], row["problems"]) == (None, Decimal128("10"), found)
-    of_order = [{**found[0], "order": "o1"}]
+    of_order = [{**found[0], "order": "str:o1"}]
     day = out["revenue_by_day"]["2026-11-26:EUR"]
     assert (day["revenue"], day["orders"], day["problems"]) == (Decimal128("0"), 0, of_order)
     nobody = out["customer_totals"][""]
@@ -303,7 +303,7 @@ def test_a_status_problem_is_recorded_once_and_keeps_the_seq_it_came_at() -> Non
     found = [{"seq": 2, "field": "status", "value": "true", "reason": "wrong_type"}]
     after3 = {name: run(m, changes[:3]) for name, m in models.items()}
     assert after3["order_summary"]["str:o1"]["problems"] == found  # seq 2, not 3
-    of_order = [{**found[0], "order": "o1"}]
+    of_order = [{**found[0], "order": "str:o1"}]
     assert after3["revenue_by_day"]["2026-11-26:EUR"]["problems"] == of_order  # once
     assert after3["customer_totals"][""]["problems"] == of_order
     # Paid at last: counted; the row of the order is its state now, with no problem.

@@ -251,9 +251,9 @@ def test_each_money_edge_case_gives_its_value_or_its_recorded_problem(
     day = run(revenue, [change])["2026-03-02:EUR"]
     assert day["revenue"].to_decimal() == Decimal(amount) and day["orders"] == 1
     # an aggregate row's problem names its order too (erasure finds it by it; the API hides it)
-    of_order = [{**p, "order": "o1"} for p in expected]
+    of_order = [{**p, "order": "str:o1"} for p in expected]
     assert day["problems"] == of_order
-    assert day["held_from"] == (["o1"] if expected else [])
+    assert day["held_from"] == (["str:o1"] if expected else [])
     spend = run(customers, [change])["c1"]
     assert {c: v.to_decimal() for c, v in spend["lifetime_spend"].items()} == {
         "EUR": Decimal(amount)
@@ -344,7 +344,7 @@ def test_created_at_is_a_date_or_iso_text_else_the_first_events_time_and_recorde
         else [{"seq": 1, "field": "created_at", "value": shown(stored), "reason": reason}]
     )
     assert row["problems"] == expected
-    assert customer["problems"] == [{**p, "order": "o1"} for p in expected]
+    assert customer["problems"] == [{**p, "order": "str:o1"} for p in expected]
     assert row["problems_dropped"] == customer["problems_dropped"] == 0
 
 
@@ -380,8 +380,8 @@ def test_integer_status_codes_are_statuses_in_decimal() -> None:
     assert {k: r["count"] for k, r in by_status.items() if r["count"]} == {"2": 2, "3": 1}
     day = run(models["revenue_by_day"], changes)["2026-03-02:EUR"]
     assert (day["revenue"], day["orders"]) == (Decimal128("15"), 3)
-    assert day["problems"] == [{**not_one[0], "order": "c"}, {**missing[0], "order": "d"}]
-    assert day["held_from"] == ["c", "d"]
+    assert day["problems"] == [{**not_one[0], "order": "str:c"}, {**missing[0], "order": "str:d"}]
+    assert day["held_from"] == ["str:c", "str:d"]
     spend = run(models["customer_totals"], changes)["c1"]["lifetime_spend"]
     assert spend == {"EUR": Decimal128("15")}
 
@@ -425,10 +425,10 @@ def test_a_row_keeps_the_newest_problems_and_counts_the_rest() -> None:
         "field": "total",
         "value": f"bad{MAX_PROBLEMS + 5}",
         "reason": "not_a_number",
-        "order": f"o{MAX_PROBLEMS + 5}",
+        "order": f"str:o{MAX_PROBLEMS + 5}",
     }
     # the orders of the problems it holds, not of those it dropped
-    assert row["held_from"] == sorted(f"o{n}" for n in range(6, MAX_PROBLEMS + 6))
+    assert row["held_from"] == sorted(f"str:o{n}" for n in range(6, MAX_PROBLEMS + 6))
     assert row["problems_dropped"] == 5 and row["orders"] == MAX_PROBLEMS + 5
 
 
