@@ -38,7 +38,7 @@ from eventstore.model import (
     Event,
     Head,
 )
-from eventstore.redact import redact_document, redact_truncated, redact_updated_fields
+from eventstore.redact import redact_document, redact_update
 from eventstore.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -263,23 +263,21 @@ class Capture:
             changed = list(document)
         elif type_ == UPDATED:
             ud = change.updateDescription
-            updated = dict(ud.updatedFields) if ud else {}
-            updated_r = redact_updated_fields(updated, redactions)
             removed = list(ud.removedFields) if ud else []
-            truncated = redact_truncated(
+            # Redaction reads each path's components from `disambiguatedPaths` when it has
+            # an entry, and keeps the entries those of the paths stored (redact_update).
+            changes = redact_update(
+                dict(ud.updatedFields) if ud else {},
+                removed,
                 [
                     {"field": t.field, "newSize": t.newSize}
                     for t in (ud.truncatedArrays if ud else [])
                 ],
+                ud.disambiguatedPaths if ud else None,
                 redactions,
             )
-            changes = {
-                "updatedFields": updated_r,
-                "removedFields": removed,
-                "truncatedArrays": truncated,
-            }
-            if ud is not None and ud.disambiguatedPaths:
-                changes["disambiguatedPaths"] = ud.disambiguatedPaths
+            updated_r: dict[str, Any] = changes["updatedFields"]
+            truncated: list[dict[str, Any]] = changes["truncatedArrays"]
             changed = [*updated_r, *removed, *(t["field"] for t in truncated)]
             actor = _updated_actor(updated_r, removed, actor_field, prev.actor if prev else None)
         elif before is not None:  # deleted: the removed document, as the pre-image shows it

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from eventstore.subscriptions.config import ConfigError
+from eventstore.subscriptions.sinks.base import EVENT_FAILED, Delivery
+from eventstore.subscriptions.sinks.redis_sinks import RedisPubSubSink
 from eventstore.worker_state import RETRYING
-from tests.realsinks import RedisServer
+from tests.helpers import LogBuilder
+from tests.realsinks import RedisServer, free_port
 from tests.subscribing import Harness, until, until_async
 
 
@@ -275,3 +279,62 @@ async def test_redis_unreachable_backs_off_without_parking(tmp_path: Path) -> No
         server.stop()
     assert worker.last_error is None  # the current problem: none once deliveries go through
     await asyncio.sleep(0)
+
+
+async def test_a_redis_error_reply_names_the_server_and_the_reply(
+    redis_server: RedisServer,
+) -> None:
+    """An outside tester: a stream key holding a string gave `XADD refused: WRONGTYPE …`,
+    without the server every other Redis error names."""
+    h = Harness()
+    client = Redis.from_url(redis_server.url)
+    await client.set("events:orders", "a string")
+    await h.subscribe("feed", {"sink": stream_sink(redis_server)})
+    await h.append("a", "b")
+    worker = h.worker("feed", backoff_first=0.5, backoff_cap=1)
+    supervised = await h.start(worker)
+    try:
+        await until(lambda: supervised.state == RETRYING and worker.failed_attempts >= 2)
+        assert worker.last_error == (
+            f"Redis at 127.0.0.1:{redis_server.port} refused XADD: "
+            "WRONGTYPE Operation against a key holding the wrong kind of value"
+        )
+        assert await h.store.deliveries.count_parked("feed") == 0
+        await client.delete("events:orders")
+        await until(lambda: worker.checkpoint == 2)
+        ids = await _ids(client, "events:orders")
+    finally:
+        await h.stop()
+        await client.aclose()
+    assert ids == ["1-0", "2-0"]
+    assert worker.last_error is None
+
+
+async def test_a_long_redis_error_reply_is_cut_with_an_ellipsis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Protected mode's DENIED runs to a kilobyte: the detail quotes its first 199
+    characters and `…`, after the server's name."""
+    reply = "DENIED Redis is running in protected mode. " + "Fix it this way. " * 60
+    port = free_port()
+    sink = RedisPubSubSink({"url": f"redis://127.0.0.1:{port}/0", "channel": "c"})
+
+    async def refuse(*_: object) -> int:
+        raise ResponseError(reply)
+
+    monkeypatch.setattr(sink.redis, "publish", refuse)
+    try:
+        [outcome] = await sink.deliver([_delivery()])
+    finally:
+        await sink.close()
+    said = reply.strip()[:199] + "…"
+    assert (outcome.status, outcome.detail) == (
+        EVENT_FAILED,
+        f"Redis at 127.0.0.1:{port} refused PUBLISH: {said}",
+    )
+    assert len(said) == 200 and len(reply) > 1000
+
+
+def _delivery() -> Delivery:
+    e = LogBuilder().next("a")
+    return Delivery(id=f"x-{e.seq}", event=e, body=b"{}")

@@ -55,6 +55,9 @@ log = logging.getLogger("eventstore.subscriptions")
 EQUAL_OR_SMALLER: Final = "equal or smaller"
 SCAN_COUNT: Final = 500
 SOCKET_TIMEOUT_S: Final = 5.0
+# How much of a Redis error reply a detail quotes: Redis's own texts run to a kilobyte
+# (protected mode's DENIED), and a detail is shown in one status line.
+REPLY_CHARS: Final = 200
 
 
 def client(url: Any, *, timeout: float = SOCKET_TIMEOUT_S) -> Redis:
@@ -85,13 +88,27 @@ def _unreached(exc: BaseException) -> str:
     return os_reason(exc, otherwise=str(exc) or type(exc).__name__)
 
 
+def _said(exc: BaseException) -> str:
+    """What an error says on one line, at most REPLY_CHARS characters (cut with `…`)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= REPLY_CHARS else text[: REPLY_CHARS - 1] + "…"
+
+
+def _error(command: str, exc: BaseException, redis: Redis) -> str:
+    """Why `command` failed, naming the server as every Redis error does: its error reply
+    (`Redis at h:6379 refused XADD: WRONGTYPE …`), or what else went wrong."""
+    if isinstance(exc, ResponseError):
+        return f"Redis at {where(redis)} refused {command}: {_said(exc)}"
+    return f"{command} failed at Redis {where(redis)}: {_said(exc)}"
+
+
 def _refused_config(exc: BaseException, redis: Redis) -> Outcome | None:
     """A refusal no retry can fix: credentials, rights, a database that does not exist."""
     text = str(exc)
     if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
         return Outcome(
             status=MISCONFIGURED,
-            detail=f"Redis at {where(redis)} refused this user the command: {text}",
+            detail=f"Redis at {where(redis)} refused this user the command: {_said(exc)}",
         )
     return _refused_connection(exc, redis)
 
@@ -103,7 +120,7 @@ def _refused_connection(exc: BaseException, redis: Redis) -> Outcome | None:
     if isinstance(exc, AuthenticationError) or text.startswith(("NOAUTH", "WRONGPASS")):
         return Outcome(
             status=MISCONFIGURED,
-            detail=f"Redis at {at} refused the credentials (authentication failed: {text}); "
+            detail=f"Redis at {at} refused the credentials (authentication failed: {_said(exc)}); "
             "check the user and password in the sink's URL",
         )
     if isinstance(exc, ResponseError) and "DB index is out of range" in text:
@@ -177,7 +194,7 @@ class RedisPubSubSink(_OnRedis):
                 if failure is not None:
                     out.append(failure)
                     break
-                out.append(Outcome(status=EVENT_FAILED, detail=f"PUBLISH refused: {exc}"))
+                out.append(Outcome(status=EVENT_FAILED, detail=_error("PUBLISH", exc, self.redis)))
                 continue
             out.append(Outcome(status=DELIVERED if receivers else UNHEARD))
         return out
@@ -230,7 +247,9 @@ class RedisInvalidateSink(_OnRedis):
                 if failure is not None:
                     out.append(failure)
                     break
-                out.append(Outcome(status=EVENT_FAILED, detail=f"delete refused: {exc}"))
+                out.append(
+                    Outcome(status=EVENT_FAILED, detail=_error("the invalidation", exc, self.redis))
+                )
                 continue
             out.append(Outcome(status=DELIVERED))
         return out
@@ -282,7 +301,7 @@ class RedisStreamSink(_OnRedis):
             results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
             failure = _failure(exc, self.redis)
-            return [failure or Outcome(status=SINK_FAILED, detail=f"XADD failed: {exc}")]
+            return [failure or Outcome(status=SINK_FAILED, detail=_error("XADD", exc, self.redis))]
         refused = [
             d
             for d, result in zip(deliveries, results, strict=False)
@@ -292,7 +311,9 @@ class RedisStreamSink(_OnRedis):
             held = await self._holders(refused) if refused else {}
         except (RedisError, OSError) as exc:
             failure = _failure(exc, self.redis)
-            return [failure or Outcome(status=SINK_FAILED, detail=f"XRANGE failed: {exc}")]
+            return [
+                failure or Outcome(status=SINK_FAILED, detail=_error("XRANGE", exc, self.redis))
+            ]
         out: list[Outcome] = []
         for d, result in zip(deliveries, results, strict=False):
             if isinstance(result, ResponseError) and EQUAL_OR_SMALLER in str(result):
@@ -304,7 +325,8 @@ class RedisStreamSink(_OnRedis):
                 # Strict order: never park; the whole subscription backs off and retries.
                 refused_config = _refused_config(result, self.redis)
                 out.append(
-                    refused_config or Outcome(status=SINK_FAILED, detail=f"XADD refused: {result}")
+                    refused_config
+                    or Outcome(status=SINK_FAILED, detail=_error("XADD", result, self.redis))
                 )
                 break
             else:
