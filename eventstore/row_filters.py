@@ -14,14 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-_NOTHING: Any = object()
-
 
 def reached(row: Mapping[str, Any], field: str) -> list[Any]:
-    """The values the path `field` reaches in `row` (none when it reaches nothing)."""
+    """The values the path `field` reaches in `row`; none, or None for a missing top-level
+    field, when it reaches nothing (every caller reads nothing as null)."""
     if "." not in field:  # the usual top-level field
-        value = row.get(field, _NOTHING)
-        return [] if value is _NOTHING else [value]
+        return [row.get(field)]
     found: list[Any] = []
     _walk(row, field.split("."), found)
     return found

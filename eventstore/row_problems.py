@@ -19,9 +19,7 @@ def held_problems(row: Mapping[str, Any] | None) -> int:
         return 0
     assert row is not None
     dropped = row.get("problems_dropped")
-    extra = (
-        dropped if isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0 else 0
-    )
+    extra = max(dropped, 0) if isinstance(dropped, int) and not isinstance(dropped, bool) else 0
     return sum(1 for p in found if isinstance(p, dict)) + extra
 
 

@@ -159,6 +159,7 @@ async def test_a_filter_on_a_path_reaches_into_documents_and_arrays_as_mongodb_d
     assert await found(**{"items.sku": "s42"}) == ["k042"]
     assert await found(**{"items.1.sku": "x"}) == [f"k{n:03d}" for n in range(100)]
     assert await found(**{"items.0.sku": "x"}) == []
+    assert await found(**{"items.2.sku": "x"}) == []  # a position past the end: nothing
     assert await found(**{"sub.k": "a7", "items.sku": "s57"}) == ["k057"]
     await rm.write(table, [("k007", {"sub": {"k": "moved"}})])
     assert await found(**{"sub.k": "a7"}) == ["k057", "k500"]
