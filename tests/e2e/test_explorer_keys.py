@@ -201,12 +201,20 @@ def test_audit_rows_open_their_entity_by_its_typed_key_and_show_keys_that_read_a
     p.click(f"#results tr[data-seq='{by_typed['int:42']['seq']}'] td a")
     p.wait_for_selector("#entity[data-loaded=true]")
     p.wait_for_selector("#state-json[data-version='1']", state="attached")
+    p.wait_for_function(
+        "() => (document.querySelector('#state-json')?.textContent || '').includes('N-42')"
+    )
     assert json.loads(p.locator("#state-json").text_content() or "")["number"] == "N-42"
     assert p.evaluate(ALERT_JS) == ""
     p.goto(f"{server.base}/explorer#/query?stream=orders&type=created&limit=100")
     p.wait_for_selector("#results tbody tr[data-seq]")
     p.click(f"#results tr[data-seq='{by_typed['str:']['seq']}'] td a")
     p.wait_for_selector("#state-json[data-version='1']", state="attached")
+    # the state is written into the element after it is attached: wait for this entity's
+    # (read at once, it was empty in one CI run)
+    p.wait_for_function(
+        "() => (document.querySelector('#state-json')?.textContent || '').includes('EMPTY')"
+    )
     assert json.loads(p.locator("#state-json").text_content() or "")["number"] == "EMPTY"
     console.assert_clean()
 
