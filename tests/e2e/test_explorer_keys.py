@@ -296,15 +296,20 @@ def test_a_time_with_a_utc_offset_is_compared_as_an_instant_and_fills_the_time_p
     assert api(server, entity_path("recreated", "/state"), at=west)["version"] == 2
     open_key(p, server, "recreated", f"?at={quote(west, safe='')}")
     p.wait_for_selector("#state-doc[data-version='2']", state="attached")
+    picked = v2.strftime("%Y-%m-%dT%H:%M:%S")
+    # the picker is filled as the state is shown, after the element's version: wait for it
+    # (read at once, it was empty in a loaded CI run)
+    p.wait_for_function("v => document.querySelector('#travel-at').value === v", arg=picked)
     assert p.locator("#travel-version").inner_text() == "2 of 4"
     assert "No state" not in p.locator("#travel-flags").inner_text()
-    assert p.locator("#travel-at").input_value() == v2.strftime("%Y-%m-%dT%H:%M:%S")
+    assert p.locator("#travel-at").input_value() == picked
     # East of UTC: the picker shows the instant in UTC (no warning of a malformed value).
     east = v2.astimezone(datetime.strptime("+0100", "%z").tzinfo).isoformat()
     open_key(p, server, "plain")
     open_key(p, server, "recreated", f"?at={quote(east, safe='')}")
     p.wait_for_selector("#state-doc[data-version='2']", state="attached")
-    assert p.locator("#travel-at").input_value() == v2.strftime("%Y-%m-%dT%H:%M:%S")
+    p.wait_for_function("v => document.querySelector('#travel-at').value === v", arg=picked)
+    assert p.locator("#travel-at").input_value() == picked
     assert not [w for w in warnings if "does not conform" in w], warnings
     console.assert_clean()
 
@@ -330,6 +335,9 @@ def test_order_links_of_the_projections_view_use_the_order_stream_not_the_select
     p.click("#proj-rows-table a[href='#/entity/orders/int%3A42']")
     p.wait_for_selector("#entity[data-loaded=true]")
     p.wait_for_selector("#state-json[data-version]", state="attached")  # another test changes it
+    p.wait_for_function(
+        "() => (document.querySelector('#state-json')?.textContent || '').includes('N-42')"
+    )
     assert json.loads(p.locator("#state-json").text_content() or "")["number"] == "N-42"
     assert p.evaluate(ALERT_JS) == ""
     p.click("[data-nav=projections]")
