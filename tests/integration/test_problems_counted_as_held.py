@@ -211,6 +211,21 @@ def test_changes_held_and_released_at_the_end_count_what_their_rows_hold() -> No
     asyncio.run(go())
 
 
+async def _erased_after_following(projection: Projection) -> tuple[MemoryStore, ProjectionRunner]:
+    """A store with order A (customer c1), `projection` followed to its head, then A erased
+    (the `erased` record stored, not yet followed): the store and its runner."""
+    clock, store = FakeClock(), MemoryStore()
+    await start_from_the_beginning(store)
+    feed = MemoryChangeFeed(clock=clock)
+    await feed.collection("orders").insert_one({"_id": "A", "customer": "c1"})
+    await ingester(store, feed, clock).run(until_idle=True)
+    runner = ProjectionRunner(store, projection, clock=clock)
+    await runner.catch_up()
+    await erase(store, "A", clock)
+    await ingester(store, feed, clock).run(until_idle=True)
+    return store, runner
+
+
 @pytest.mark.parametrize(
     ("where", "raised", "error"),
     [
@@ -270,17 +285,8 @@ def test_a_forget_that_raises_fails_the_projection_at_the_erasure(
         return {"name_from": entity_key}, raising
 
     async def go() -> None:
-        clock, store = FakeClock(), MemoryStore()
-        await start_from_the_beginning(store)
-        feed = MemoryChangeFeed(clock=clock)
-        orders = feed.collection("orders")
-        await orders.insert_one({"_id": "A", "customer": "c1"})
-        await ingester(store, feed, clock).run(until_idle=True)
         failing = msgspec.structs.replace(_two_problems_per_customer(), forget=forget)
-        runner = ProjectionRunner(store, failing, clock=clock)
-        await runner.catch_up()
-        await erase(store, "A", clock)
-        await ingester(store, feed, clock).run(until_idle=True)
+        store, runner = await _erased_after_following(failing)
         erased = (await store.events.head()).seq
         with pytest.raises(ProjectionFailed) as failed:
             await runner.catch_up()
@@ -302,18 +308,10 @@ def test_forget_is_given_the_typed_key_when_the_projection_asks(typed: bool, giv
         return None
 
     async def go() -> None:
-        clock, store = FakeClock(), MemoryStore()
-        await start_from_the_beginning(store)
-        feed = MemoryChangeFeed(clock=clock)
-        await feed.collection("orders").insert_one({"_id": "A", "customer": "c1"})
-        await ingester(store, feed, clock).run(until_idle=True)
         named = msgspec.structs.replace(
             _two_problems_per_customer(), forget=forget, forget_typed=typed
         )
-        runner = ProjectionRunner(store, named, clock=clock)
-        await runner.catch_up()
-        await erase(store, "A", clock)
-        await ingester(store, feed, clock).run(until_idle=True)
+        _, runner = await _erased_after_following(named)
         await runner.catch_up()
 
     asyncio.run(go())
